@@ -1,0 +1,91 @@
+"""A bounded live window of verified chunks, and the stream's clock estimate.
+
+The log keeps the newest ``window`` chunks of one stream. It also learns how
+sequence numbers map to broadcaster time (an anchor plus a smoothed interval),
+so a node can tell which chunks *should* exist by now and when each one is due,
+even for chunks it has never seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .wire import ChunkMsg
+
+HAVE_BITS = 63
+
+
+@dataclass
+class ChunkLog:
+    window: int = 300
+    chunk_interval: float = 0.1  #: prior for the interval estimate, seconds
+
+    chunks: dict[int, ChunkMsg] = field(default_factory=dict)
+    latest: int = -1  #: highest sequence number held (-1: none)
+    latest_keyframe: int = -1
+    anchor_seq: int = -1
+    anchor_time: float = 0.0
+    rate_bps: float = 0.0  #: smoothed media rate, bytes per second (0: unknown)
+
+    def __contains__(self, seq: int) -> bool:
+        return seq in self.chunks
+
+    def get(self, seq: int) -> ChunkMsg | None:
+        return self.chunks.get(seq)
+
+    @property
+    def low(self) -> int:
+        """Oldest sequence number the window still accepts."""
+        return max(0, self.latest - self.window + 1)
+
+    def add(self, chunk: ChunkMsg, keyframe: bool) -> bool:
+        """Store a verified chunk; False if it is a duplicate or too old."""
+        seq = chunk.seq
+        if seq in self.chunks or (self.latest >= 0 and seq < self.low):
+            return False
+        self.chunks[seq] = chunk
+        t = chunk.time_us / 1e6
+        if self.anchor_seq >= 0 and seq > self.anchor_seq:
+            step = (t - self.anchor_time) / (seq - self.anchor_seq)
+            if 0 < step < 10 * self.chunk_interval + 1:
+                self.chunk_interval += 0.2 * (step - self.chunk_interval)
+        if seq == self.anchor_seq + 1 and t > self.anchor_time:
+            rate = len(chunk.payload) / max(t - self.anchor_time, self.chunk_interval / 2)
+            self.rate_bps = rate if self.rate_bps == 0 else self.rate_bps + 0.05 * (rate - self.rate_bps)
+        if seq > self.anchor_seq:
+            self.anchor_seq, self.anchor_time = seq, t
+        if keyframe and seq > self.latest_keyframe:
+            self.latest_keyframe = seq
+        if seq > self.latest:
+            self.latest = seq
+            low = self.low
+            if len(self.chunks) > self.window:
+                for old in [s for s in self.chunks if s < low]:
+                    del self.chunks[old]
+        return True
+
+    def learn_anchor(self, seq: int, t: float) -> None:
+        """Adopt a (seq, time) pair heard from elsewhere when we hold nothing newer."""
+        if seq > self.anchor_seq:
+            self.anchor_seq, self.anchor_time = seq, t
+
+    def time_of(self, seq: int) -> float:
+        """Broadcaster time at which ``seq`` was (or will be) complete."""
+        chunk = self.chunks.get(seq)
+        if chunk is not None:
+            return chunk.time_us / 1e6
+        return self.anchor_time + (seq - self.anchor_seq) * self.chunk_interval
+
+    def expected_latest(self, now: float) -> int:
+        """Highest sequence number that should be complete at the broadcaster by ``now``."""
+        if self.anchor_seq < 0:
+            return -1
+        return self.anchor_seq + max(0, int((now - self.anchor_time) / self.chunk_interval))
+
+    def have_bitmap(self) -> int:
+        """Bit i set = holds ``latest - 1 - i`` (63 bits: the wire's integers are int64)."""
+        bits = 0
+        for i in range(HAVE_BITS):
+            if (self.latest - 1 - i) in self.chunks:
+                bits |= 1 << i
+        return bits

@@ -1,0 +1,120 @@
+"""Measurements, computed in one place for the demo, the simulator and /metrics.
+
+Definitions (docs/benchmarks.md repeats them):
+
+* **delivery latency** of a chunk at a viewer: time it was verified at the
+  viewer minus the broadcaster's wall-clock time at which it was complete.
+  Counted for chunks completed after the viewer joined.
+* **continuity**: of the chunks completed after the viewer joined whose
+  deadline has passed, the share that arrived before their deadline.
+* **offload**: media bytes viewers got from other viewers ÷ all media bytes
+  viewers got (from viewers, from the broadcaster's node over OFTP, and from
+  the HTTP origin/CDN). Bytes from the broadcaster's node are reported apart.
+* **startup**: join → first playable keyframe chunk verified.
+* **protocol overhead**: OFTP bytes that are not media payload ÷ media payload
+  bytes (control messages, chunk headers and signatures, duplicates' headers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LATE = "late"
+
+
+@dataclass
+class ViewerRecord:
+    """Per-viewer record of one stream, fed by the node or the simulator."""
+
+    joined_at: float
+    playout_delay: float
+    started_at: float | None = None  #: first keyframe verified
+    latencies: dict[int, float] = field(default_factory=dict)  #: seq -> seconds
+    on_time: dict[int, bool] = field(default_factory=dict)
+    chunk_time: dict[int, float] = field(default_factory=dict)
+    bytes_by_source: dict[str, int] = field(default_factory=dict)
+    skipped: set[int] = field(default_factory=set)
+
+    def delivered(self, seq: int, chunk_time: float, at: float, source: str, nbytes: int,
+                  keyframe: bool) -> None:
+        if self.started_at is None and keyframe:
+            self.started_at = at
+        self.bytes_by_source[source] = self.bytes_by_source.get(source, 0) + nbytes
+        if chunk_time >= self.joined_at:
+            self.latencies[seq] = at - chunk_time
+            self.chunk_time[seq] = chunk_time
+            self.on_time[seq] = at <= chunk_time + self.playout_delay
+
+    def skip(self, seq: int) -> None:
+        self.skipped.add(seq)
+
+    def continuity(self, produced: dict[int, float], now: float) -> tuple[int, int]:
+        """(on time, due) over chunks produced after join whose deadline passed by ``now``."""
+        due = ok = 0
+        for seq, t in produced.items():
+            if t < self.joined_at or t + self.playout_delay > now:
+                continue
+            due += 1
+            if self.on_time.get(seq, False):
+                ok += 1
+        return ok, due
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "joined_at": self.joined_at,
+            "started_at": self.started_at,
+            "latencies": {str(k): v for k, v in self.latencies.items()},
+            "on_time": sorted(k for k, v in self.on_time.items() if v),
+            "bytes": self.bytes_by_source,
+            "skipped": sorted(self.skipped),
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); 0.0 for an empty list."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(q / 100 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def summarize(viewers: list[dict[str, Any]], produced: dict[int, float], now: float,
+              playout_delay: float) -> dict[str, Any]:
+    """Swarm-wide figures from viewers' ``ViewerRecord.to_json()`` outputs.
+
+    ``produced`` maps every chunk the broadcaster made to its completion time.
+    """
+    lat: list[float] = []
+    startup: list[float] = []
+    ok = due = 0
+    bytes_total: dict[str, int] = {}
+    for v in viewers:
+        joined = v["joined_at"]
+        lat.extend(v["latencies"].values())
+        if v["started_at"] is not None:
+            startup.append(v["started_at"] - joined)
+        on_time = set(v["on_time"])
+        for seq, t in produced.items():
+            if t < joined or t + playout_delay > now:
+                continue
+            due += 1
+            ok += seq in on_time
+        for src, n in v["bytes"].items():
+            bytes_total[src] = bytes_total.get(src, 0) + n
+    got = sum(bytes_total.values())
+    return {
+        "latency_ms": {p: round(percentile(lat, q) * 1000, 1)
+                       for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
+        | {"max": round(max(lat) * 1000, 1) if lat else 0.0},
+        "continuity": round(ok / due, 5) if due else 0.0,
+        "offload_ratio": round(bytes_total.get("p2p", 0) / got, 5) if got else 0.0,
+        "startup_ms": {"p50": round(percentile(startup, 50) * 1000, 1),
+                       "p95": round(percentile(startup, 95) * 1000, 1)},
+        "bytes": {"p2p": bytes_total.get("p2p", 0), "origin": bytes_total.get("origin", 0),
+                  "broadcaster": bytes_total.get("broadcaster", 0)},
+        "chunks_due": due,
+        "chunks_on_time": ok,
+        "viewers_started": len(startup),
+    }

@@ -1,0 +1,322 @@
+"""One OFTP link between two nodes, sans-I/O.
+
+Theory of operation
+-------------------
+A session sits on one QUIC connection. It never sees a socket or a clock: the
+adapter feeds it the bytes of the control stream (``receive_control``), the
+bytes of each unidirectional chunk stream (``receive_chunk_stream``) and the
+time; the session answers with *actions* (bytes for the control stream, a new
+chunk stream, or closing the link) and *events* (authenticated, message,
+chunk, violation, closed). ``get_timer`` gives the next deadline (the
+handshake timeout).
+
+Handshake (both sides at once, no round trip is wasted)::
+
+    A → B  HELLO(versions, key_A, nonce_A)       B → A  HELLO(versions, key_B, nonce_B)
+    A → B  AUTH(v, sig_A(nonce_B, …))            B → A  AUTH(v, sig_B(nonce_A, …))
+
+Each side checks the other's signature over a transcript binding both keys,
+both nonces and the version (``identity.auth_transcript``), so the listener
+learns who dialled and the dialler confirms the key it pinned. The selected
+version is the highest both HELLOs list; both sides compute it alike.
+
+Bad input never raises into the caller: a message that does not decode or is
+not allowed yet becomes a :class:`Violation` event and an ERROR to the peer;
+past ``max_errors`` violations, or on a framing error that cannot be resynced,
+the session closes with a coded reason.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import wire
+from .identity import Identity, auth_transcript, verify
+from .wire import ErrorCode, WireError
+
+HANDSHAKE_TIMEOUT = 5.0
+MAX_OPEN_CHUNK_STREAMS = 256
+
+
+# ---- actions (what the adapter must do) -----------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SendControl:
+    data: bytes  #: bytes to append to the control stream
+
+
+@dataclass(frozen=True, slots=True)
+class SendChunkStream:
+    data: bytes  #: whole content of a new unidirectional stream (then FIN)
+    seq: int  #: chunk sequence number (for priority and logging)
+    deadline: float  #: past this time the adapter drops/resets it
+
+
+@dataclass(frozen=True, slots=True)
+class StopChunkStream:
+    stream_id: int  #: adapter stream id to abort reading (over cap / bad)
+
+
+@dataclass(frozen=True, slots=True)
+class CloseLink:
+    code: ErrorCode
+    reason: str
+
+
+Action = SendControl | SendChunkStream | StopChunkStream | CloseLink
+
+
+# ---- events (what happened) -------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    peer_key: bytes  #: the peer's proven Ed25519 public key
+    version: int  #: negotiated OFTP version
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    message: wire.Message
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkReceived:
+    chunk: wire.ChunkMsg
+    wire_bytes: int  #: bytes the chunk stream carried
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    code: ErrorCode
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    code: ErrorCode
+    reason: str
+    by_peer: bool
+
+
+Event = Authenticated | MessageReceived | ChunkReceived | Violation | Closed
+
+
+@dataclass
+class LinkCounters:
+    control_in: int = 0
+    control_out: int = 0
+    chunk_stream_in: int = 0
+    chunk_stream_out: int = 0
+    media_in: int = 0  #: chunk payload bytes received
+    media_out: int = 0  #: chunk payload bytes sent
+    chunks_in: int = 0
+    chunks_out: int = 0
+    violations: int = 0
+
+
+@dataclass
+class Session:
+    identity: Identity
+    is_dialler: bool
+    expected_key: bytes | None = None  #: pinned peer key when dialling
+    rng: random.Random = field(default_factory=random.Random)
+    max_errors: int = 20
+    handshake_timeout: float = HANDSHAKE_TIMEOUT
+    agent: str = "oasis/0.1"
+
+    peer_key: bytes | None = field(default=None, init=False)
+    version: int | None = field(default=None, init=False)
+    closed: bool = field(default=False, init=False)
+    counters: LinkCounters = field(default_factory=LinkCounters, init=False)
+
+    def __post_init__(self) -> None:
+        self._reader = wire.FrameReader()
+        self._actions: list[Action] = []
+        self._events: deque[Event] = deque()
+        self._nonce = self.rng.randbytes(16)
+        self._peer_hello: wire.Hello | None = None
+        self._sent_auth = False
+        self._deadline: float | None = None
+        self._chunk_bufs: dict[int, bytearray] = {}
+
+    # -- driving ---------------------------------------------------------
+    def start(self, now: float) -> None:
+        """Begin the handshake: queue our HELLO."""
+        self._deadline = now + self.handshake_timeout
+        self._send(wire.Hello(versions=list(wire.SUPPORTED_VERSIONS), key=self.identity.public,
+                              nonce=self._nonce, agent=self.agent))
+
+    @property
+    def authenticated(self) -> bool:
+        return self.version is not None and not self.closed
+
+    def get_timer(self) -> float | None:
+        return None if self.closed else self._deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self._deadline is not None and now >= self._deadline and not self.authenticated:
+            self.close(ErrorCode.TIMEOUT, "handshake did not complete in time")
+
+    def actions(self) -> list[Action]:
+        out, self._actions = self._actions, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # -- sending ---------------------------------------------------------
+    def send(self, msg: wire.Message) -> None:
+        """Queue a control message (only after authentication)."""
+        if not self.authenticated:
+            raise RuntimeError("session not authenticated")
+        self._send(msg)
+
+    def _send(self, msg: wire.Message) -> None:
+        if self.closed:
+            return
+        data = wire.frame(msg)
+        self.counters.control_out += len(data)
+        self._actions.append(SendControl(data))
+
+    def send_chunk(self, chunk: wire.ChunkMsg, deadline: float) -> None:
+        if not self.authenticated:
+            raise RuntimeError("session not authenticated")
+        data = wire.encode(chunk)
+        self.counters.chunk_stream_out += len(data)
+        self.counters.media_out += len(chunk.payload)
+        self.counters.chunks_out += 1
+        self._actions.append(SendChunkStream(data, chunk.seq, deadline))
+
+    def close(self, code: ErrorCode, reason: str, *, by_peer: bool = False) -> None:
+        if self.closed:
+            return
+        if not by_peer:
+            self._send(wire.Goodbye(code=int(code), reason=reason[:256]))
+            self._actions.append(CloseLink(code, reason))
+        self.closed = True
+        self._chunk_bufs.clear()
+        self._events.append(Closed(code, reason, by_peer))
+
+    # -- receiving -------------------------------------------------------
+    def receive_control(self, data: bytes, now: float) -> None:
+        if self.closed:
+            return
+        self.counters.control_in += len(data)
+        try:
+            bodies = self._reader.feed(data)
+        except WireError as exc:  # framing is lost: cannot resync a byte stream
+            self._violation(exc.code, exc.detail)
+            self.close(exc.code, exc.detail)
+            return
+        for body in bodies:
+            if self.closed:
+                return
+            try:
+                msg = wire.decode_control(body)
+            except WireError as exc:
+                self._violation(exc.code, exc.detail)
+                continue
+            self._on_message(msg, now)
+
+    def receive_chunk_stream(self, stream_id: int, data: bytes, end: bool, now: float) -> None:
+        if self.closed:
+            return
+        buf = self._chunk_bufs.get(stream_id)
+        if buf is None:
+            if len(self._chunk_bufs) >= MAX_OPEN_CHUNK_STREAMS:
+                self._violation(ErrorCode.TOO_LARGE, "too many open chunk streams")
+                self._actions.append(StopChunkStream(stream_id))
+                return
+            buf = self._chunk_bufs[stream_id] = bytearray()
+        buf += data
+        self.counters.chunk_stream_in += len(data)
+        if len(buf) > wire.MAX_CHUNK_MESSAGE:
+            del self._chunk_bufs[stream_id]
+            self._violation(ErrorCode.TOO_LARGE, f"chunk stream over {wire.MAX_CHUNK_MESSAGE} bytes")
+            self._actions.append(StopChunkStream(stream_id))
+            return
+        if not end:
+            return
+        del self._chunk_bufs[stream_id]
+        if not self.authenticated:
+            self._violation(ErrorCode.UNEXPECTED, "chunk before authentication")
+            return
+        try:
+            chunk = wire.decode_chunk(bytes(buf))
+        except WireError as exc:
+            self._violation(exc.code, exc.detail)
+            return
+        self.counters.media_in += len(chunk.payload)
+        self.counters.chunks_in += 1
+        self._events.append(ChunkReceived(chunk, len(buf)))
+
+    def chunk_stream_reset(self, stream_id: int) -> None:
+        """The sender abandoned a chunk stream (it was too late)."""
+        self._chunk_bufs.pop(stream_id, None)
+
+    # -- internals -------------------------------------------------------
+    def _violation(self, code: ErrorCode, detail: str) -> None:
+        self.counters.violations += 1
+        self._events.append(Violation(code, detail))
+        if self.authenticated:
+            self._send(wire.Error(code=int(code), reason=detail[:256]))
+        if self.counters.violations > self.max_errors:
+            self.close(ErrorCode.TOO_MANY_ERRORS, f"{self.counters.violations} protocol errors")
+
+    def _on_message(self, msg: wire.Message, now: float) -> None:
+        if isinstance(msg, wire.Goodbye):
+            self.close(_code(msg.code), msg.reason, by_peer=True)
+            return
+        if self.version is None:
+            self._handshake(msg, now)
+            return
+        if isinstance(msg, (wire.Hello, wire.Auth)):
+            self._violation(ErrorCode.UNEXPECTED, f"{type(msg).__name__} after handshake")
+            return
+        self._events.append(MessageReceived(msg))
+
+    def _handshake(self, msg: wire.Message, now: float) -> None:
+        if isinstance(msg, wire.Hello) and self._peer_hello is None:
+            if self.expected_key is not None and msg.key != self.expected_key:
+                self.close(ErrorCode.WRONG_PEER, "peer presented a different key than dialled")
+                return
+            if msg.key == self.identity.public:
+                self.close(ErrorCode.WRONG_PEER, "connected to self")
+                return
+            common = set(msg.versions) & set(wire.SUPPORTED_VERSIONS)
+            if not common:
+                self.close(ErrorCode.VERSION_MISMATCH,
+                           f"peer speaks {msg.versions}, we speak {list(wire.SUPPORTED_VERSIONS)}")
+                return
+            self._peer_hello = msg
+            version = max(common)
+            sig = self.identity.sign(auth_transcript(self.identity.public, msg.key, msg.nonce,
+                                                     self._nonce, version))
+            self._send(wire.Auth(version=version, signature=sig))
+            self._sent_auth = True
+        elif isinstance(msg, wire.Auth) and self._peer_hello is not None:
+            hello = self._peer_hello
+            expected_version = max(set(hello.versions) & set(wire.SUPPORTED_VERSIONS))
+            if msg.version != expected_version:
+                self.close(ErrorCode.VERSION_MISMATCH, "peer selected another version")
+                return
+            transcript = auth_transcript(hello.key, self.identity.public, self._nonce,
+                                         hello.nonce, msg.version)
+            if not verify(hello.key, msg.signature, transcript):
+                self.close(ErrorCode.AUTH_FAILED, "identity challenge signature is invalid")
+                return
+            self.peer_key = hello.key
+            self.version = msg.version
+            self._deadline = None
+            self._events.append(Authenticated(hello.key, msg.version))
+        else:
+            self.close(ErrorCode.UNEXPECTED, f"{type(msg).__name__} during handshake")
+
+
+def _code(value: int) -> ErrorCode:
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.MALFORMED

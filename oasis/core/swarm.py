@@ -1,0 +1,586 @@
+"""The swarm of one live stream, as seen by one node — sans-I/O.
+
+Theory of operation
+-------------------
+**Push trees.** The stream is split into ``K`` substreams (chunk ``seq`` belongs
+to substream ``seq % K``). For each substream a node picks one *parent* among
+its neighbours and sends SUBSCRIBE; the parent then pushes every chunk of that
+substream the moment it has verified it. So each substream is a tree rooted at
+the broadcaster, and a chunk travels one one-way delay per hop, with no
+request round trip. A node accepts children while its upload cap has room
+(each subscribed substream costs ``bitrate / K``).
+
+**Loop freedom.** STATUS carries, per substream, the path of 8-byte peer tags
+from the broadcaster to the sender. A node never picks a parent whose path
+contains itself, and drops a parent whose path comes to contain it. Shorter
+paths are preferred, and a parent is swapped for one whose path is shorter by
+two hops or more.
+
+**Repair.** The chunk log tells which chunks must exist by now. A chunk that
+has not arrived ``repair_after`` seconds after its estimated completion is
+REQUESTed from another neighbour that has a feed of its substream; requests
+are *held* by the receiver until it has the chunk or the deadline passes
+(then MISSING), so a repair costs one extra one-way delay, not a poll loop.
+
+**Origin fallback.** ``origin_margin`` seconds before a chunk's playback
+deadline, if peers have not delivered it, the node emits ``FetchOrigin`` (the
+adapter does HTTP GET on the origin/CDN). At the deadline a chunk still absent
+is given up (``Skip``): late chunks are dropped, never queued.
+
+**Upload.** Pushes and answers go through :class:`UploadScheduler`, a token
+bucket at the node's upload cap that serves newest chunks first and drops
+whatever is past its deadline.
+
+Nothing here reads a clock or touches a socket: inputs carry ``now``, outputs
+are actions drained with :meth:`Swarm.actions`, and :meth:`Swarm.get_timer`
+says when to call :meth:`Swarm.handle_timer` next.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from . import wire
+from .chunklog import HAVE_BITS, ChunkLog
+from .identity import peer_tag
+from .stream import StreamId, is_keyframe, verify_chunk
+from .upload import UploadScheduler
+from .wire import ErrorCode
+
+SOURCE_P2P = "p2p"
+SOURCE_BROADCASTER = "broadcaster"
+SOURCE_ORIGIN = "origin"
+SOURCE_SELF = "self"
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    chunk_ms: int = 100
+    substreams: int = 4
+    bitrate_kbps: int = 1500
+    upload_kbps: int = 0  #: 0 = no cap
+    playout_delay: float = 0.5  #: deadline = chunk time + this
+    origin_margin: float = 0.2  #: ask the origin this long before the deadline
+    repair_after: float = 0.15  #: pull a chunk this long after it should exist
+    startup_grace: float = 1.5  #: deadline for chunks older than our join
+    window_chunks: int = 300
+    status_interval: float = 1.0
+    subscribe_timeout: float = 2.0
+    reject_backoff: float = 3.0
+    max_depth: int = wire.MAX_PATH - 1
+    max_children_uncapped: int = 64  #: substream slots when upload is uncapped
+    bad_chunk_limit: int = 3
+    origin_retry: float = 0.05
+    use_origin: bool = True
+
+
+# ---- actions ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    peer: bytes
+    message: wire.Message
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    peer: bytes
+    chunk: wire.ChunkMsg
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOrigin:
+    seq: int
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    chunk: wire.ChunkMsg
+    source: str  #: p2p | broadcaster | origin | self
+    peer: bytes | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    seq: int  #: given up: not received before its deadline
+
+
+@dataclass(frozen=True, slots=True)
+class DropPeer:
+    peer: bytes
+    code: ErrorCode
+    reason: str
+
+
+SwarmAction = Send | Push | FetchOrigin | Deliver | Skip | DropPeer
+
+
+@dataclass
+class PeerState:
+    key: bytes
+    tag: bytes
+    status: wire.Status | None = None
+    children_mask: int = 0  #: substreams this peer subscribed from us
+    parent_mask: int = 0  #: substreams we receive from this peer
+    pending_mask: int = 0  #: substreams we asked it for, not yet answered
+    pending_since: float = 0.0
+    rejected_until: dict[int, float] = field(default_factory=dict)
+    held_requests: dict[int, float] = field(default_factory=dict)  #: seq -> deadline
+    bad_chunks: int = 0
+    is_broadcaster: bool = False
+
+
+@dataclass
+class _Want:
+    """A chunk we lack and expect: what was tried so far."""
+
+    asked: set[bytes] = field(default_factory=set)
+    request_at: float = 0.0  #: when the next repair request is due
+    origin_at: float = 0.0
+    deadline: float = 0.0
+    origin_busy: bool = False
+    origin_tries: int = 0
+
+
+@dataclass
+class SwarmCounters:
+    duplicates: int = 0
+    duplicate_bytes: int = 0
+    bad_chunks: int = 0
+    requests_sent: int = 0
+    requests_served: int = 0
+    missing_sent: int = 0
+    origin_fetches: int = 0
+    skipped: int = 0
+    late: int = 0
+    parent_switches: int = 0
+
+
+class Swarm:
+    """One node's view of one stream's swarm. See the module docstring."""
+
+    def __init__(self, sid: StreamId, self_key: bytes, config: SwarmConfig, *,
+                 is_source: bool = False, rng: random.Random | None = None,
+                 now: float = 0.0) -> None:
+        self.sid = sid
+        self.skey = sid.key
+        self.self_key = self_key
+        self.tag = peer_tag(self_key)
+        self.config = config
+        self.is_source = is_source
+        self.rng = rng or random.Random()
+        self.log = ChunkLog(window=config.window_chunks, chunk_interval=config.chunk_ms / 1000)
+        self.peers: dict[bytes, PeerState] = {}
+        self.counters = SwarmCounters()
+        self.joined_at = now
+        self.start_seq: int | None = 0 if is_source else None
+        k = config.substreams
+        self.parents: list[bytes | None] = [None] * k
+        self.paths: list[list[bytes]] = [[self.tag] if is_source else [] for _ in range(k)]
+        self.upload = UploadScheduler(config.upload_kbps, now)
+        self._actions: list[SwarmAction] = []
+        self._wants: dict[int, _Want] = {}
+        self._skipped_upto = -1
+        self._next_status = now
+        self._status_dirty = True
+
+    # ---- inputs ----------------------------------------------------------
+    def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False) -> None:
+        if key in self.peers or key == self.self_key:
+            return
+        self.peers[key] = PeerState(key, peer_tag(key), is_broadcaster=is_broadcaster
+                                    or key == self.sid.broadcaster)
+        self._send_status(key)
+
+    def remove_peer(self, key: bytes, now: float) -> None:
+        st = self.peers.pop(key, None)
+        if st is None:
+            return
+        for j in range(self.config.substreams):
+            if self.parents[j] == key:
+                self._lose_parent(j)
+        self._select_parents(now)
+
+    def publish(self, chunk: wire.ChunkMsg, now: float) -> None:
+        """Broadcaster: a freshly signed chunk enters the swarm."""
+        self._accept(chunk, None, SOURCE_SELF, now)
+
+    def on_chunk(self, peer: bytes, chunk: wire.ChunkMsg, now: float) -> None:
+        st = self.peers.get(peer)
+        if st is None:
+            return
+        if chunk.seq in self.log:
+            self.counters.duplicates += 1
+            self.counters.duplicate_bytes += len(chunk.payload)
+            return
+        if not verify_chunk(self.sid, chunk):
+            self.counters.bad_chunks += 1
+            st.bad_chunks += 1
+            if st.bad_chunks >= self.config.bad_chunk_limit:
+                self._actions.append(DropPeer(peer, ErrorCode.BAD_CHUNK,
+                                              f"{st.bad_chunks} chunks failed verification"))
+            return
+        source = SOURCE_BROADCASTER if st.is_broadcaster else SOURCE_P2P
+        self._accept(chunk, peer, source, now)
+
+    def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float) -> None:
+        """Result of a ``FetchOrigin``: the chunk, or None (not there / failed)."""
+        want = self._wants.get(seq)
+        if want is not None:
+            want.origin_busy = False
+        if chunk is None or chunk.seq != seq:
+            if want is not None:
+                want.origin_at = now + self.config.origin_retry
+            return
+        if seq in self.log:
+            return
+        if not verify_chunk(self.sid, chunk):
+            self.counters.bad_chunks += 1
+            return
+        self._accept(chunk, None, SOURCE_ORIGIN, now)
+
+    def on_message(self, peer: bytes, msg: wire.Message, now: float) -> None:
+        st = self.peers.get(peer)
+        if st is None:
+            return
+        if isinstance(msg, wire.Status):
+            self._on_status(st, msg, now)
+        elif isinstance(msg, wire.Subscribe):
+            self._on_subscribe(st, msg, now)
+        elif isinstance(msg, wire.SubscribeAck):
+            self._on_subscribe_ack(st, msg, now)
+        elif isinstance(msg, wire.Unsubscribe):
+            st.children_mask &= ~msg.mask
+            self._status_dirty = True
+        elif isinstance(msg, wire.Request):
+            self._on_request(st, msg, now)
+        elif isinstance(msg, wire.Missing):
+            want = self._wants.get(msg.seq)
+            if want is not None:
+                want.request_at = min(want.request_at, now)
+        elif isinstance(msg, wire.Leave):
+            self.remove_peer(peer, now)
+
+    # ---- timers ------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        t = self._next_status
+        for want in self._wants.values():
+            t = min(t, want.request_at, want.deadline)
+            if not want.origin_busy and self.config.use_origin:
+                t = min(t, want.origin_at)
+        for st in self.peers.values():
+            if st.pending_mask:
+                t = min(t, st.pending_since + self.config.subscribe_timeout)
+            for d in st.held_requests.values():
+                t = min(t, d)
+        if self.start_seq is not None and self.log.anchor_seq >= 0 and not self.is_source:
+            nxt = max(self.log.latest, self._skipped_upto, max(self._wants, default=-1)) + 1
+            t = min(t, self.log.time_of(nxt) + self.config.repair_after)
+        up = self.upload.next_release()
+        if up is not None:
+            t = min(t, up)
+        return t
+
+    def handle_timer(self, now: float) -> None:
+        cfg = self.config
+        if now >= self._next_status or self._status_dirty:
+            self._broadcast_status()
+            self._next_status = now + cfg.status_interval
+            self._select_parents(now)
+        for st in self.peers.values():
+            if st.pending_mask and now >= st.pending_since + cfg.subscribe_timeout:
+                for j in _bits(st.pending_mask):
+                    st.rejected_until[j] = now + cfg.reject_backoff
+                st.pending_mask = 0
+                self._select_parents(now)
+            if st.held_requests:
+                for seq, d in list(st.held_requests.items()):
+                    if now >= d:
+                        del st.held_requests[seq]
+                        self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=seq)))
+                        self.counters.missing_sent += 1
+        if not self.is_source:
+            self._track_wants(now)
+        self._flush_upload(now)
+
+    def actions(self) -> list[SwarmAction]:
+        out, self._actions = self._actions, []
+        return out
+
+    # ---- status & tree -------------------------------------------------------
+    def status(self) -> wire.Status:
+        log = self.log
+        return wire.Status(
+            stream=self.skey, latest=max(log.latest, 0), have=log.have_bitmap() if log.latest >= 0 else 0,
+            keyframe=max(log.latest_keyframe, 0), slots=self.free_slots(),
+            paths=[p if (self.is_source or self.parents[j] is not None) else []
+                   for j, p in enumerate(self.paths)])
+
+    def total_slots(self) -> int:
+        cfg = self.config
+        if cfg.upload_kbps <= 0:
+            return cfg.max_children_uncapped
+        # Cost of a substream: the measured rate once known, never less than nominal.
+        kbps = max(cfg.bitrate_kbps, self.log.rate_bps * 8 / 1000)
+        return int(cfg.upload_kbps * cfg.substreams / max(kbps, 1))
+
+    def free_slots(self) -> int:
+        used = sum(bin(st.children_mask).count("1") for st in self.peers.values())
+        return max(0, min(0xFFFF, self.total_slots() - used))
+
+    def _send_status(self, key: bytes) -> None:
+        self._actions.append(Send(key, self.status()))
+
+    def _broadcast_status(self) -> None:
+        self._status_dirty = False
+        msg = self.status()
+        for key in self.peers:
+            self._actions.append(Send(key, msg))
+
+    def _on_status(self, st: PeerState, msg: wire.Status, now: float) -> None:
+        st.status = msg
+        if msg.latest > 0 or msg.have:
+            if self.log.anchor_seq < 0 and msg.latest > 0:
+                # No clock anchor yet: assume its latest is fresh; corrected on first chunk.
+                self.log.learn_anchor(msg.latest, now - self.config.chunk_ms / 1000)
+            if self.start_seq is None:
+                self._start(msg, now)
+        for j in _bits(st.parent_mask):
+            path = msg.paths[j] if j < len(msg.paths) else []
+            if not path or self.tag in path:
+                self._lose_parent(j)
+                self._actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+                st.parent_mask &= ~(1 << j)
+            else:
+                new_path = list(path) + [self.tag]
+                if new_path != self.paths[j]:
+                    self.paths[j] = new_path
+                    self._status_dirty = True
+        self._select_parents(now)
+
+    def _start(self, msg: wire.Status, now: float) -> None:
+        """First availability heard: start at the newest keyframe the swarm holds."""
+        start = msg.keyframe if msg.keyframe and msg.latest - msg.keyframe < self.config.window_chunks else msg.latest
+        self.start_seq = start
+        self._skipped_upto = start - 1
+        for seq in range(start, msg.latest + 1):
+            self._want(seq, now, backfill=True)
+
+    def _candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
+        out = []
+        for st in self.peers.values():
+            msg = st.status
+            if msg is None or j >= len(msg.paths) or not msg.paths[j]:
+                continue
+            path = msg.paths[j]
+            if self.tag in path or len(path) > self.config.max_depth:
+                continue
+            if msg.slots <= 0 and not (st.children_mask or st.parent_mask & (1 << j)):
+                continue
+            if st.rejected_until.get(j, 0.0) > now:
+                continue
+            score = len(path) + 0.5 * bin(st.parent_mask).count("1") + self.rng.random() * 0.1
+            out.append((score, st))
+        out.sort(key=lambda x: x[0])
+        return out
+
+    def _select_parents(self, now: float) -> None:
+        if self.is_source or self.start_seq is None:
+            return
+        asks: dict[bytes, int] = {}
+        for j in range(self.config.substreams):
+            if any(st.pending_mask & (1 << j) for st in self.peers.values()):
+                continue
+            cands = self._candidates(j, now)
+            if not cands:
+                continue
+            best_score, best = cands[0]
+            current = self.parents[j]
+            if current is not None:
+                if best.key == current or len(self.paths[j]) - 1 - best_score < 2:
+                    continue
+                self.counters.parent_switches += 1
+            asks[best.key] = asks.get(best.key, 0) | (1 << j)
+        for key, mask in asks.items():
+            st = self.peers[key]
+            st.pending_mask |= mask
+            st.pending_since = now
+            self._actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
+                                                          substreams=self.config.substreams)))
+
+    def _on_subscribe(self, st: PeerState, msg: wire.Subscribe, now: float) -> None:
+        k = self.config.substreams
+        if msg.substreams != k:
+            self._actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=0, rejected=msg.mask)))
+            return
+        accepted = rejected = 0
+        free = self.free_slots()
+        for j in _bits(msg.mask & ((1 << k) - 1)):
+            fed = self.is_source or self.parents[j] is not None
+            if st.children_mask & (1 << j):
+                accepted |= 1 << j
+            elif fed and free > 0 and st.tag not in self.paths[j]:
+                accepted |= 1 << j
+                free -= 1
+            else:
+                rejected |= 1 << j
+        st.children_mask |= accepted
+        self._actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=accepted,
+                                                            rejected=rejected)))
+        if accepted:
+            self._status_dirty = True
+
+    def _on_subscribe_ack(self, st: PeerState, msg: wire.SubscribeAck, now: float) -> None:
+        mask = msg.accepted & st.pending_mask
+        st.pending_mask &= ~(msg.accepted | msg.rejected)
+        for j in _bits(msg.rejected):
+            st.rejected_until[j] = now + self.config.reject_backoff
+        for j in _bits(mask):
+            old = self.parents[j]
+            if old is not None and old != st.key and old in self.peers:
+                self.peers[old].parent_mask &= ~(1 << j)
+                self._actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+            self.parents[j] = st.key
+            st.parent_mask |= 1 << j
+            path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
+            self.paths[j] = list(path) + [self.tag]
+            self._status_dirty = True
+        if msg.rejected:
+            self._select_parents(now)
+
+    def _lose_parent(self, j: int) -> None:
+        self.parents[j] = None
+        self.paths[j] = []
+        self._status_dirty = True
+
+    # ---- chunks --------------------------------------------------------------
+    def deadline_of(self, seq: int) -> float:
+        t = self.log.time_of(seq)
+        d = t + self.config.playout_delay
+        if t < self.joined_at:
+            d = max(d, self.joined_at + self.config.startup_grace)
+        return d
+
+    def _accept(self, chunk: wire.ChunkMsg, peer: bytes | None, source: str, now: float) -> None:
+        seq = chunk.seq
+        if not self.log.add(chunk, is_keyframe(chunk)):
+            return
+        if self.start_seq is None:
+            # Pushed or pulled before any STATUS: start at the first keyframe we get.
+            if not is_keyframe(chunk):
+                del self.log.chunks[seq]
+                return
+            self.start_seq = seq
+            self._skipped_upto = seq - 1
+        want = self._wants.pop(seq, None)
+        deadline = self.deadline_of(seq)
+        if now > deadline and want is None and seq <= self._skipped_upto:
+            self.counters.late += 1
+        if seq >= (self.start_seq or 0):
+            self._actions.append(Deliver(chunk, source, peer, now))
+        j = seq % self.config.substreams
+        for st in self.peers.values():
+            if st.key == peer:
+                st.held_requests.pop(seq, None)
+                continue
+            if st.children_mask & (1 << j):
+                self.upload.enqueue(st.key, chunk, deadline)
+            elif seq in st.held_requests:
+                self.upload.enqueue(st.key, chunk, st.held_requests.pop(seq))
+                self.counters.requests_served += 1
+        if not self.is_source:
+            # Chunks between our latest and this one exist now: want them.
+            for s in range(max(self._skipped_upto + 1, seq - self.config.window_chunks), seq):
+                if s not in self.log and s not in self._wants:
+                    self._want(s, now)
+        self._flush_upload(now)
+
+    def _want(self, seq: int, now: float, backfill: bool = False) -> None:
+        t = self.log.time_of(seq)
+        deadline = self.deadline_of(seq)
+        w = _Want(deadline=deadline)
+        w.request_at = now if backfill else max(now, t + self.config.repair_after)
+        w.origin_at = deadline - self.config.origin_margin
+        self._wants[seq] = w
+
+    def _track_wants(self, now: float) -> None:
+        if self.start_seq is None or self.log.anchor_seq < 0:
+            return
+        expected = self.log.expected_latest(now)
+        first = max(self._skipped_upto + 1, self.log.latest + 1, expected - self.config.window_chunks)
+        for s in range(first, expected + 1):
+            if s not in self.log and s not in self._wants:
+                self._want(s, now)
+        for seq, w in list(self._wants.items()):
+            if now >= w.deadline:
+                del self._wants[seq]
+                if seq > self._skipped_upto:
+                    self._skipped_upto = seq
+                self.counters.skipped += 1
+                self._actions.append(Skip(seq))
+                continue
+            if now >= w.request_at:
+                self._request(seq, w, now)
+            if self.config.use_origin and not w.origin_busy and now >= w.origin_at:
+                w.origin_busy = True
+                w.origin_tries += 1
+                w.origin_at = w.deadline  # re-armed by on_origin on failure
+                self.counters.origin_fetches += 1
+                self._actions.append(FetchOrigin(seq, w.deadline))
+
+    def _request(self, seq: int, w: _Want, now: float) -> None:
+        j = seq % self.config.substreams
+        best: PeerState | None = None
+        best_score = 1e9
+        for st in self.peers.values():
+            if st.key in w.asked or st.status is None:
+                continue
+            msg = st.status
+            fed = j < len(msg.paths) and bool(msg.paths[j])
+            holds = msg.latest >= seq and (msg.latest == seq or _has(msg, seq))
+            if not (fed or holds):
+                continue
+            score: float = (0 if holds else len(msg.paths[j])) + (2 if self.parents[j] == st.key else 0)
+            score += self.rng.random()
+            if score < best_score:
+                best, best_score = st, score
+        if best is None:
+            w.request_at = now + self.config.repair_after
+            w.asked.clear()
+            return
+        w.asked.add(best.key)
+        w.request_at = now + max(0.05, self.config.repair_after)
+        self.counters.requests_sent += 1
+        self._actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))
+
+    def _on_request(self, st: PeerState, msg: wire.Request, now: float) -> None:
+        chunk = self.log.get(msg.seq)
+        deadline = self.deadline_of(msg.seq) if self.log.anchor_seq >= 0 else now
+        if chunk is not None:
+            self.upload.enqueue(st.key, chunk, max(deadline, now + self.config.playout_delay))
+            self.counters.requests_served += 1
+            self._flush_upload(now)
+        elif msg.seq > self.log.latest - self.config.window_chunks and deadline > now \
+                and len(st.held_requests) < 4 * self.config.window_chunks:
+            st.held_requests[msg.seq] = deadline
+        else:
+            self.counters.missing_sent += 1
+            self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=msg.seq)))
+
+    def _flush_upload(self, now: float) -> None:
+        for peer, chunk, deadline in self.upload.release(now):
+            if peer in self.peers:
+                self._actions.append(Push(peer, chunk, deadline))
+
+
+def _bits(mask: int) -> list[int]:
+    return [j for j in range(mask.bit_length()) if mask >> j & 1]
+
+
+def _has(msg: wire.Status, seq: int) -> bool:
+    i = msg.latest - 1 - seq
+    return 0 <= i < HAVE_BITS and bool(msg.have >> i & 1)

@@ -1,0 +1,65 @@
+"""Tracker rules, sans-I/O: who is in which stream's swarm, and whom to tell a joiner.
+
+Peers announce (stream, peer id, address) periodically; entries expire after
+``ttl`` seconds without an announce. A joiner gets a random sample of the
+others, always including the broadcaster while it is alive (it holds the live
+edge first). The HTTP face is in ``oasis.node.http``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+MAX_STREAMS = 10_000
+MAX_PEERS_PER_STREAM = 100_000
+
+
+@dataclass
+class TrackedPeer:
+    peer_id: str
+    host: str
+    port: int
+    seen: float
+    is_broadcaster: bool = False
+
+
+@dataclass
+class Tracker:
+    ttl: float = 30.0
+    sample: int = 20
+    rng: random.Random = field(default_factory=random.Random)
+    streams: dict[str, dict[str, TrackedPeer]] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def announce(self, stream: str, peer_id: str, host: str, port: int, now: float, *,
+                 is_broadcaster: bool = False, origin: str | None = None,
+                 leaving: bool = False) -> list[TrackedPeer]:
+        peers = self.streams.get(stream)
+        if peers is None:
+            if len(self.streams) >= MAX_STREAMS:
+                raise OverflowError("tracker is full: too many streams")
+            peers = self.streams[stream] = {}
+        self._expire(peers, now)
+        if leaving:
+            peers.pop(peer_id, None)
+            return []
+        if peer_id not in peers and len(peers) >= MAX_PEERS_PER_STREAM:
+            raise OverflowError("tracker is full for this stream")
+        old = peers.get(peer_id)
+        peers[peer_id] = TrackedPeer(peer_id, host, port, now,
+                                     is_broadcaster or (old is not None and old.is_broadcaster))
+        if origin:
+            self.origins[stream] = origin
+        others = [p for p in peers.values() if p.peer_id != peer_id]
+        bcast = [p for p in others if p.is_broadcaster]
+        rest = [p for p in others if not p.is_broadcaster]
+        picked = self.rng.sample(rest, min(self.sample - len(bcast), len(rest)))
+        return bcast + picked
+
+    def _expire(self, peers: dict[str, TrackedPeer], now: float) -> None:
+        for pid in [pid for pid, p in peers.items() if now - p.seen > self.ttl]:
+            del peers[pid]
+
+    def stream_ids(self) -> list[str]:
+        return list(self.streams)

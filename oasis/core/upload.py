@@ -1,0 +1,82 @@
+"""Upload scheduling at a node's cap: newest first, late chunks dropped.
+
+A token bucket refills at ``upload_kbps``; its depth allows a short burst (a
+chunk arrives whole and is forwarded at once). Queued sends are served highest
+sequence number first, so under pressure the live edge wins and old chunks
+age out; anything whose deadline has passed is dropped, never sent late.
+With ``upload_kbps == 0`` there is no cap and everything is released at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+
+from .wire import ChunkMsg
+
+BURST_SECONDS = 0.25
+MIN_BURST_BYTES = 64 * 1024
+
+
+@dataclass
+class UploadCounters:
+    released: int = 0
+    released_bytes: int = 0
+    dropped_late: int = 0
+    dropped_bytes: int = 0
+
+
+class UploadScheduler:
+    def __init__(self, upload_kbps: int, now: float) -> None:
+        self.rate = upload_kbps * 1000 / 8  # bytes per second; 0 = uncapped
+        self.depth = max(self.rate * BURST_SECONDS, MIN_BURST_BYTES)
+        self.tokens = self.depth
+        self.updated = now
+        self._queue: list[tuple[int, int, bytes, ChunkMsg, float]] = []
+        self._order = itertools.count()
+        self.counters = UploadCounters()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def enqueue(self, peer: bytes, chunk: ChunkMsg, deadline: float) -> None:
+        heapq.heappush(self._queue, (-chunk.seq, next(self._order), peer, chunk, deadline))
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(self.depth, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def release(self, now: float) -> list[tuple[bytes, ChunkMsg, float]]:
+        """Sends allowed now, newest first; drops what is past its deadline."""
+        out: list[tuple[bytes, ChunkMsg, float]] = []
+        if not self._queue:
+            return out
+        self._refill(now)
+        while self._queue:
+            _, _, peer, chunk, deadline = self._queue[0]
+            if deadline <= now:
+                heapq.heappop(self._queue)
+                self.counters.dropped_late += 1
+                self.counters.dropped_bytes += len(chunk.payload)
+                continue
+            if self.rate > 0 and self.tokens <= 0:
+                break
+            heapq.heappop(self._queue)
+            size = len(chunk.payload)
+            if self.rate > 0:
+                self.tokens -= size
+            self.counters.released += 1
+            self.counters.released_bytes += size
+            out.append((peer, chunk, deadline))
+        return out
+
+    def next_release(self) -> float | None:
+        """When the next queued send can go (or be dropped), or None if idle."""
+        if not self._queue:
+            return None
+        earliest_deadline = min(item[4] for item in self._queue)
+        if self.rate <= 0 or self.tokens > 0:
+            return min(self.updated, earliest_deadline)
+        return min(self.updated + (-self.tokens + 1) / self.rate, earliest_deadline)

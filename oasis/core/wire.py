@@ -1,0 +1,283 @@
+"""OFTP v1 wire messages and their strict codec.
+
+This module is the single declaration of every OFTP message; the table in
+``docs/oftp.md`` mirrors it. Messages are msgspec Structs encoded as MessagePack
+arrays whose first element is the numeric message id (``tag``).
+
+Decoding is strict:
+
+* a frame larger than the cap for its channel is refused before decoding;
+* every field has a type and, for bytes/strings/lists, a length limit;
+* leftover bytes after the message are an error;
+* an unknown message id is an error with its own code.
+
+Every failure raises :class:`WireError` carrying a stable :class:`ErrorCode`,
+which the session turns into a counted protocol error (never a crash).
+
+Framing: on the control stream each message is preceded by a 4-byte big-endian
+length. A chunk travels alone on its own unidirectional QUIC stream, so the
+stream's end delimits it and no length prefix is needed.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta, Struct
+
+OFTP_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+ALPN = "oftp/1"
+
+# Caps (bytes). A control frame carries small messages only; a chunk stream
+# carries one CHUNK message.
+MAX_CONTROL_FRAME = 64 * 1024
+MAX_CHUNK_PAYLOAD = 2 * 1024 * 1024
+MAX_CHUNK_MESSAGE = MAX_CHUNK_PAYLOAD + 1024
+MAX_CONTROL_BUFFER = 4 * MAX_CONTROL_FRAME
+
+Key32 = Annotated[bytes, Meta(min_length=32, max_length=32)]
+Sig64 = Annotated[bytes, Meta(min_length=64, max_length=64)]
+Nonce = Annotated[bytes, Meta(min_length=16, max_length=16)]
+StreamKey = Annotated[bytes, Meta(min_length=8, max_length=8)]
+PeerTag = Annotated[bytes, Meta(min_length=8, max_length=8)]
+U8 = Annotated[int, Meta(ge=0, le=0xFF)]
+U16 = Annotated[int, Meta(ge=0, le=0xFFFF)]
+U32 = Annotated[int, Meta(ge=0, le=0xFFFF_FFFF)]
+U64 = Annotated[int, Meta(ge=0, le=0x7FFF_FFFF_FFFF_FFFF)]  # msgspec bounds are int64
+ShortText = Annotated[str, Meta(max_length=256)]
+StreamIdText = Annotated[str, Meta(min_length=1, max_length=128)]
+
+MAX_SUBSTREAMS = 16
+MAX_PATH = 32
+
+
+class ErrorCode(enum.IntEnum):
+    """Stable error codes, used in ERROR/GOODBYE messages and QUIC close codes."""
+
+    NO_ERROR = 0x0
+    MALFORMED = 0x1  # bytes are not a valid message of the claimed id
+    UNKNOWN_MESSAGE = 0x2  # message id not in this version's table
+    TOO_LARGE = 0x3  # frame exceeds its cap
+    TRAILING_BYTES = 0x4  # leftover bytes after a message
+    VERSION_MISMATCH = 0x5  # no common protocol version
+    AUTH_FAILED = 0x6  # identity challenge signature does not verify
+    WRONG_PEER = 0x7  # peer's key is not the one dialled
+    UNEXPECTED = 0x8  # message not allowed in the current state
+    BAD_CHUNK = 0x9  # chunk fails hash or signature verification
+    UNKNOWN_STREAM = 0xA  # stream not served here
+    OVERLOADED = 0xB  # no upload capacity left
+    TOO_MANY_ERRORS = 0xC  # peer exceeded its error budget
+    SHUTDOWN = 0xD  # node is going away
+    TIMEOUT = 0xE  # handshake or liveness timeout
+
+
+class WireError(Exception):
+    """Raised by the codec; ``code`` says which rule the input broke."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code.name}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class Message(Struct, array_like=True, frozen=True, tag_field="id"):
+    """Base of all OFTP messages (never sent itself)."""
+
+
+class Hello(Message, tag=1, frozen=True):
+    """First message of each side on the control stream."""
+
+    versions: Annotated[list[U16], Meta(min_length=1, max_length=8)]
+    key: Key32  #: sender's Ed25519 public key (its identity)
+    nonce: Nonce  #: fresh random challenge for the other side to sign
+    agent: ShortText = ""  #: software name/version, informational
+
+
+class Auth(Message, tag=2, frozen=True):
+    """Answer to the other side's HELLO: proves possession of ``Hello.key``."""
+
+    version: U16  #: the version this side selected (highest common)
+    signature: Sig64  #: Ed25519 over the auth transcript (see identity.py)
+
+
+class Join(Message, tag=3, frozen=True):
+    """Sender is in the swarm of ``stream``; asks for STATUS updates."""
+
+    stream: StreamIdText
+
+
+class Leave(Message, tag=4, frozen=True):
+    """Sender leaves the swarm of ``stream``; drop its subscriptions."""
+
+    stream: StreamKey
+
+
+class Status(Message, tag=5, frozen=True):
+    """Availability summary of the sender for one stream."""
+
+    stream: StreamKey
+    latest: U64  #: highest sequence number held (0 with have=0: nothing)
+    have: U64  #: bit i set = holds ``latest - 1 - i`` (i < 63)
+    keyframe: U64  #: latest random-access chunk held
+    slots: U16  #: push subscriptions it can still accept
+    #: per substream, the path from the broadcaster to the sender
+    #: (8-byte peer tags, sender last); empty list = sender has no feed.
+    paths: Annotated[list[Annotated[list[PeerTag], Meta(max_length=MAX_PATH)]], Meta(max_length=MAX_SUBSTREAMS)]
+
+
+class Subscribe(Message, tag=6, frozen=True):
+    """Ask the receiver to push every chunk of the substreams in ``mask``."""
+
+    stream: StreamKey
+    mask: U16  #: bit j = substream j (seq % substreams == j)
+    substreams: U8  #: substream count the sender assumes
+
+
+class SubscribeAck(Message, tag=7, frozen=True):
+    """Which of the requested substreams the receiver accepted."""
+
+    stream: StreamKey
+    accepted: U16
+    rejected: U16
+
+
+class Unsubscribe(Message, tag=8, frozen=True):
+    stream: StreamKey
+    mask: U16
+
+
+class Request(Message, tag=9, frozen=True):
+    """Pull one chunk (repair/backfill)."""
+
+    stream: StreamKey
+    seq: U64
+
+
+class Missing(Message, tag=10, frozen=True):
+    """Answer to REQUEST when the chunk is not held (or already too late)."""
+
+    stream: StreamKey
+    seq: U64
+
+
+class ChunkMsg(Message, tag=11, frozen=True):
+    """A signed media chunk. Sent alone on its own unidirectional QUIC stream,
+    and as the body of the HTTP origin's chunk URL."""
+
+    stream: StreamKey
+    seq: U64
+    time_us: U64  #: broadcaster wall-clock (µs since epoch) when complete
+    flags: U8  #: bit 0 = random-access point (starts with a keyframe)
+    signature: Sig64
+    payload: Annotated[bytes, Meta(max_length=MAX_CHUNK_PAYLOAD)]
+
+
+class Goodbye(Message, tag=12, frozen=True):
+    code: U16
+    reason: ShortText = ""
+
+
+class Error(Message, tag=13, frozen=True):
+    """A counted complaint about the receiver's last input; not fatal."""
+
+    code: U16
+    reason: ShortText = ""
+
+
+CONTROL_MESSAGES = (
+    Hello, Auth, Join, Leave, Status, Subscribe, SubscribeAck, Unsubscribe,
+    Request, Missing, Goodbye, Error,
+)
+ALL_MESSAGES = (*CONTROL_MESSAGES, ChunkMsg)
+MESSAGE_IDS = {cls.__struct_config__.tag: cls for cls in ALL_MESSAGES}
+
+_encoder = msgspec.msgpack.Encoder()
+_control_decoder = msgspec.msgpack.Decoder(
+    Hello | Auth | Join | Leave | Status | Subscribe | SubscribeAck | Unsubscribe
+    | Request | Missing | Goodbye | Error
+)
+_chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)
+_raw_decoder = msgspec.msgpack.Decoder()
+_LEN = struct.Struct(">I")
+
+
+def encode(msg: Message) -> bytes:
+    """Encode one message body (no framing)."""
+    return _encoder.encode(msg)
+
+
+def frame(msg: Message) -> bytes:
+    """Encode a control message with its 4-byte length prefix."""
+    body = _encoder.encode(msg)
+    if len(body) > MAX_CONTROL_FRAME:
+        raise WireError(ErrorCode.TOO_LARGE, f"control message of {len(body)} bytes")
+    return _LEN.pack(len(body)) + body
+
+
+def _classify(data: bytes, exc: Exception) -> WireError:
+    text = str(exc)
+    if "trailing" in text.lower():
+        return WireError(ErrorCode.TRAILING_BYTES, text)
+    try:
+        raw = _raw_decoder.decode(data)
+    except msgspec.DecodeError:
+        return WireError(ErrorCode.MALFORMED, text)
+    except Exception:  # pragma: no cover - msgspec raises only DecodeError
+        return WireError(ErrorCode.MALFORMED, text)
+    if isinstance(raw, list) and raw and isinstance(raw[0], int) and not isinstance(raw[0], bool):
+        if raw[0] not in MESSAGE_IDS:
+            return WireError(ErrorCode.UNKNOWN_MESSAGE, f"message id {raw[0]}")
+    return WireError(ErrorCode.MALFORMED, text)
+
+
+def decode_control(body: bytes) -> Message:
+    """Decode one control message body (length prefix already removed)."""
+    if len(body) > MAX_CONTROL_FRAME:
+        raise WireError(ErrorCode.TOO_LARGE, f"control message of {len(body)} bytes")
+    try:
+        return _control_decoder.decode(body)  # type: ignore[no-any-return]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _classify(body, exc) from None
+
+
+def decode_chunk(body: bytes) -> ChunkMsg:
+    """Decode the content of one chunk stream (or an origin HTTP body)."""
+    if len(body) > MAX_CHUNK_MESSAGE:
+        raise WireError(ErrorCode.TOO_LARGE, f"chunk message of {len(body)} bytes")
+    try:
+        return _chunk_decoder.decode(body)  # type: ignore[no-any-return]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _classify(body, exc) from None
+
+
+class FrameReader:
+    """Reassembles length-prefixed control frames from a byte stream.
+
+    ``feed`` returns the complete bodies; a frame announcing more than
+    ``MAX_CONTROL_FRAME`` raises at once, before its bytes are buffered.
+    """
+
+    def __init__(self, cap: int = MAX_CONTROL_FRAME) -> None:
+        self._buf = bytearray()
+        self._cap = cap
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        while len(self._buf) >= 4:
+            (n,) = _LEN.unpack_from(self._buf, 0)
+            if n > self._cap:
+                raise WireError(ErrorCode.TOO_LARGE, f"frame announces {n} bytes (cap {self._cap})")
+            if len(self._buf) < 4 + n:
+                break
+            out.append(bytes(self._buf[4 : 4 + n]))
+            del self._buf[: 4 + n]
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)

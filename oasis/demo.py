@@ -1,0 +1,267 @@
+"""``oasis demo``: a live swarm on one machine, with real processes and real QUIC.
+
+Starts a broadcaster (test source, embedded tracker and HTTP origin) and N
+viewer processes on loopback, one after another, shows live progress in the
+terminal, runs ``--duration`` seconds after the last viewer joined, then
+collects every viewer's per-chunk record and prints a summary (a table, or one
+JSON object with ``--json``). Every process it starts is stopped before it
+returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from oasis.core.metrics import summarize
+
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _spawn(name: str, args: list[str], log_dir: str) -> Proc:
+    err = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
+    p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE, stderr=err,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    err.close()
+    return Proc(name, p)
+
+
+async def _first_line(proc: Proc, timeout: float) -> dict[str, Any]:
+    assert proc.popen.stdout is not None
+    loop = asyncio.get_running_loop()
+    line = await asyncio.wait_for(loop.run_in_executor(None, proc.popen.stdout.readline), timeout)
+    if not line:
+        raise RuntimeError(f"{proc.name} exited before it started (exit {proc.popen.poll()})")
+    info: dict[str, Any] = json.loads(line)
+    proc.info = info
+    return info
+
+
+def _stop_all(procs: list[Proc]) -> int:
+    """SIGTERM, wait, then SIGKILL. Returns how many exited with an error."""
+    failed = 0
+    for p in procs:
+        if p.popen.poll() is None:
+            p.popen.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.popen.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.popen.pid, signal.SIGKILL)
+            p.popen.wait()
+            failed += 1
+            continue
+        if p.popen.returncode not in (0, -signal.SIGTERM):
+            failed += 1
+        if p.popen.stdout is not None:
+            p.popen.stdout.close()
+    return failed
+
+
+async def _stats(session: aiohttp.ClientSession, url: str, detail: bool = False) -> dict[str, Any] | None:
+    try:
+        async with session.get(f"{url}/stats" + ("?detail=1" if detail else ""),
+                               timeout=aiohttp.ClientTimeout(total=10)) as r:
+            data: dict[str, Any] = await r.json()
+            return data
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    bitrate = args.bitrate
+    up = args.upload_kbps if args.upload_kbps is not None else 4 * bitrate
+    bup = args.broadcaster_upload_kbps if args.broadcaster_upload_kbps is not None else 2 * bitrate
+    root = tempfile.mkdtemp(prefix="oasis-demo-")
+    procs: list[Proc] = []
+    result: dict[str, Any] = {}
+    process_failures = 0
+    try:
+        common = ["--bitrate", str(bitrate), "--chunk-ms", str(args.chunk_ms), "--json"]
+        b = _spawn("broadcaster", ["broadcast", args.source, *common, "--upload-kbps", str(bup),
+                                   "--data-dir", os.path.join(root, "broadcaster")], root)
+        procs.append(b)
+        binfo = await _first_line(b, START_TIMEOUT)
+        progress.started(binfo)
+        viewers: list[Proc] = []
+        for i in range(args.viewers):
+            v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
+                                      "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), *common,
+                                      "--data-dir", os.path.join(root, f"viewer{i}")], root)
+            procs.append(v)
+            viewers.append(v)
+            await _first_line(v, START_TIMEOUT)
+            progress.joined(i + 1, args.viewers)
+        t_end = time.monotonic() + args.duration
+        async with aiohttp.ClientSession() as session:
+            while (left := t_end - time.monotonic()) > 0:
+                stats = await asyncio.gather(*[_stats(session, v.info["gateway"]) for v in viewers])
+                progress.tick(args.duration - left, args.duration, stats)
+                for p in procs:
+                    if p.popen.poll() is not None:
+                        raise RuntimeError(f"{p.name} exited early with code {p.popen.returncode}; "
+                                           f"see {root}/{p.name}.log")
+                await asyncio.sleep(min(1.0, left))
+            final = await asyncio.gather(*[_stats(session, v.info["gateway"], detail=True) for v in viewers])
+            bstats = await _stats(session, binfo["http"], detail=True)
+        now = time.time()
+        result = _summary(args, bitrate, final, bstats, now)
+    finally:
+        process_failures = _stop_all(procs)
+        if args.keep:
+            progress.note(f"data and logs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    result["errors"] += process_failures
+    result["error_detail"]["process_failures"] = process_failures
+    return result
+
+
+def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] | None],
+             bstats: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    if bstats is None:
+        raise RuntimeError("broadcaster did not answer its final /stats")
+    bstream = bstats["streams"][0]
+    produced = {int(k): v for k, v in bstream["produced"].items()}
+    records, per_viewer = [], []
+    media = overhead = wire = 0
+    violations = bad = missing_stats = 0
+    for s in [*final, bstats]:
+        if s is None:
+            missing_stats += 1
+            continue
+        t = s["traffic"]
+        media += t["media"]
+        overhead += t["control"] + t["chunk_stream"] - t["media"]
+        wire += t["wire"]
+        violations += s["counters"]["violations"]
+        for st in s["streams"]:
+            bad += st["swarm_counters"]["bad_chunks"]
+    for s in final:
+        if s is None:
+            continue
+        st = s["streams"][0]
+        records.append(st["record"])
+        per_viewer.append({"peer_id": s["peer_id"][:12], "depth": st["depth"], "bytes": st["bytes"],
+                           "latency_p50_ms": st["latency_p50_ms"], "skipped": st["skipped"],
+                           "origin_fetches": st["origin_fetches"]})
+    # A chunk is judged once its deadline passed; the last ones are still in flight.
+    summary = summarize(records, produced, now - 1.0, playout_delay=0.5)
+    errors = violations + bad + missing_stats
+    return {
+        "viewers": args.viewers,
+        "duration_s": args.duration,
+        "bitrate_kbps": bitrate,
+        "chunk_ms": args.chunk_ms,
+        "chunks_produced": len(produced),
+        "latency_ms": summary["latency_ms"],
+        "continuity": summary["continuity"],
+        "offload_ratio": summary["offload_ratio"],
+        "startup_ms": summary["startup_ms"],
+        "bytes": summary["bytes"],
+        "overhead_ratio": round(overhead / media, 5) if media else 0.0,
+        "wire_overhead_ratio": round((wire - media) / media, 5) if media else 0.0,
+        "errors": errors,
+        "error_detail": {"protocol_violations": violations, "bad_chunks": bad,
+                         "viewers_without_stats": missing_stats},
+        "viewers_started": summary["viewers_started"],
+        "per_viewer": per_viewer,
+    }
+
+
+class _Progress:
+    """Terminal progress with rich (stderr when --json, so stdout stays one JSON object)."""
+
+    def __init__(self, quiet_json: bool) -> None:
+        from rich.console import Console
+        self.console = Console(stderr=quiet_json)
+
+    def started(self, info: dict[str, Any]) -> None:
+        self.console.print(f"[bold]broadcaster[/] {info['stream_id']}\n  tracker {info['tracker']}"
+                           f"\n  origin  {info['origin']}\n  oftp    {info['oftp']}")
+
+    def joined(self, n: int, total: int) -> None:
+        self.console.print(f"viewer {n}/{total} joined", end="\r")
+
+    def tick(self, elapsed: float, total: float, stats: list[dict[str, Any] | None]) -> None:
+        chunks = p2p = allb = 0
+        for s in stats:
+            if not s:
+                continue
+            st = s["streams"][0]
+            chunks += st["chunks"]
+            b = st["bytes"]
+            p2p += b.get("p2p", 0)
+            allb += sum(b.values())
+        lat = sorted(s["streams"][0]["latency_p50_ms"] for s in stats
+                     if s and s["streams"][0]["latency_p50_ms"] is not None)
+        med = lat[len(lat) // 2] if lat else 0
+        off = 100 * p2p / allb if allb else 0
+        self.console.print(f"[{elapsed:5.1f}/{total:.0f}s] viewers {sum(1 for s in stats if s)} "
+                           f"chunks {chunks} latency p50 {med:.0f} ms offload {off:.1f}%   ", end="\r")
+
+    def note(self, text: str) -> None:
+        self.console.print(text)
+
+
+def _table(result: dict[str, Any], progress: _Progress) -> None:
+    from rich.table import Table
+    t = Table(title="Oasis demo summary")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    lat = result["latency_ms"]
+    rows = [
+        ("viewers", result["viewers"]), ("duration", f"{result['duration_s']} s"),
+        ("chunks produced", result["chunks_produced"]),
+        ("latency p50/p95/p99/max", f"{lat['p50']}/{lat['p95']}/{lat['p99']}/{lat['max']} ms"),
+        ("continuity", f"{100 * result['continuity']:.2f} %"),
+        ("offload (peer bytes)", f"{100 * result['offload_ratio']:.1f} %"),
+        ("startup p50/p95", f"{result['startup_ms']['p50']}/{result['startup_ms']['p95']} ms"),
+        ("bytes p2p/broadcaster/origin",
+         f"{result['bytes']['p2p']}/{result['bytes']['broadcaster']}/{result['bytes']['origin']}"),
+        ("protocol overhead", f"{100 * result['overhead_ratio']:.2f} %"),
+        ("wire overhead (QUIC+UDP/IP)", f"{100 * result['wire_overhead_ratio']:.2f} %"),
+        ("errors", result["errors"]),
+    ]
+    for k, v in rows:
+        t.add_row(k, str(v))
+    progress.console.print()
+    progress.console.print(t)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    progress = _Progress(args.json)
+    try:
+        import uvloop
+        result = uvloop.run(demo(args, progress))
+    except ImportError:
+        result = asyncio.run(demo(args, progress))
+    except RuntimeError as exc:
+        print(f"oasis demo: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        out = {k: v for k, v in result.items() if k != "per_viewer"}
+        print(json.dumps(out))
+    else:
+        _table(result, progress)
+    return 0 if result["errors"] == 0 else 1

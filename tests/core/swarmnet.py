@@ -1,0 +1,137 @@
+"""A tiny deterministic network of Swarm cores for tests: fixed one-way delay,
+virtual clock, every action executed by the harness (the same way a node does)."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+
+from oasis.core import swarm as sw
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+
+
+class SwarmNet:
+    def __init__(self, n_viewers: int, *, seed: int = 1, delay: float = 0.01,
+                 config: sw.SwarmConfig | None = None, source_config: sw.SwarmConfig | None = None,
+                 origin: bool = True) -> None:
+        self.rng = random.Random(seed)
+        self.now = 1000.0
+        self.delay = delay
+        self.q: list = []
+        self.seq = itertools.count()
+        self.bid = Identity.from_private_bytes(self.rng.randbytes(32))
+        self.sid = StreamId(self.bid.public, "test")
+        self.config = config or sw.SwarmConfig(upload_kbps=6000)
+        self.source = sw.Swarm(self.sid, self.bid.public, source_config or self.config,
+                               is_source=True, rng=random.Random(seed), now=self.now)
+        self.nodes: dict[bytes, sw.Swarm] = {self.bid.public: self.source}
+        self.delivered: dict[bytes, dict[int, tuple[float, str]]] = {}
+        self.skipped: dict[bytes, list[int]] = {}
+        self.origin_log: dict[int, object] = {}
+        self.use_origin = origin
+        self.produced: dict[int, float] = {}
+        self.next_seq = 0
+        self.dropped: list = []
+        self.viewers = []
+        for _i in range(n_viewers):
+            ident = Identity.from_private_bytes(self.rng.randbytes(32))
+            self.viewers.append(ident.public)
+
+    def join(self, key: bytes, neighbours: list[bytes]) -> None:
+        node = sw.Swarm(self.sid, key, self.config, rng=random.Random(key), now=self.now)
+        self.nodes[key] = node
+        self.delivered[key] = {}
+        self.skipped[key] = []
+        for other in neighbours:
+            if other in self.nodes:
+                node.add_peer(other, self.now)
+                self.nodes[other].add_peer(key, self.now)
+                self._pump(other)
+        self._pump(key)
+
+    def leave(self, key: bytes) -> None:
+        node = self.nodes.pop(key)
+        for other in list(node.peers):
+            if other in self.nodes:
+                self.nodes[other].remove_peer(key, self.now)
+                self._pump(other)
+
+    def _at(self, t: float, fn, *args) -> None:
+        heapq.heappush(self.q, (t, next(self.seq), fn, args))
+
+    def _pump(self, key: bytes) -> None:
+        node = self.nodes.get(key)
+        if node is None:
+            return
+        for a in node.actions():
+            if isinstance(a, (sw.Send, sw.Push)):
+                self._at(self.now + self.delay, self._deliver, key, a)
+            elif isinstance(a, sw.Deliver):
+                if key in self.delivered:
+                    self.delivered[key][a.chunk.seq] = (a.at, a.source)
+            elif isinstance(a, sw.Skip):
+                self.skipped[key].append(a.seq)
+            elif isinstance(a, sw.FetchOrigin):
+                chunk = self.origin_log.get(a.seq)
+                self._at(self.now + 2 * self.delay, self._origin_done, key, a.seq, chunk)
+            elif isinstance(a, sw.DropPeer):
+                self.dropped.append((key, a.peer, a.code))
+                node.remove_peer(a.peer, self.now)
+        t = node.get_timer()
+        if t is not None:
+            self._at(max(t, self.now), self._timer, key, t)
+
+    def _timer(self, key: bytes, t: float) -> None:
+        node = self.nodes.get(key)
+        if node is None:
+            return
+        node.handle_timer(self.now)
+        self._pump(key)
+
+    def _deliver(self, src: bytes, a) -> None:
+        dst = self.nodes.get(a.peer)
+        if dst is None or src not in dst.peers:
+            return
+        if isinstance(a, sw.Push):
+            dst.on_chunk(src, a.chunk, self.now)
+        else:
+            dst.on_message(src, a.message, self.now)
+        self._pump(a.peer)
+
+    def _origin_done(self, key, seq, chunk) -> None:
+        node = self.nodes.get(key)
+        if node is None:
+            return
+        node.on_origin(seq, chunk, self.now)
+        self._pump(key)
+
+    def produce(self, keyframe: bool, payload: bytes = b"x" * 1000) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        chunk = sign_chunk(self.bid, self.sid, seq, int(self.now * 1e6), keyframe, payload)
+        self.produced[seq] = self.now
+        if self.use_origin:
+            self.origin_log[seq] = chunk
+        self.source.publish(chunk, self.now)
+        self._pump(self.bid.public)
+
+    def run_until(self, t_end: float, produce_every: float | None = None, gop: int = 10) -> None:
+        next_prod = self.now if produce_every else None
+        guard = 0
+        while True:
+            guard += 1
+            assert guard < 2_000_000, "runaway event loop"
+            t_next = self.q[0][0] if self.q else t_end
+            if next_prod is not None and next_prod <= t_next and next_prod <= t_end:
+                self.now = next_prod
+                self.produce(self.next_seq % gop == 0)
+                next_prod += produce_every
+                continue
+            if not self.q or self.q[0][0] > t_end:
+                self.now = t_end
+                return
+            t, _, fn, args = heapq.heappop(self.q)
+            self.now = max(self.now, t)
+            fn(*args)
