@@ -1,0 +1,327 @@
+"""Live MPEG-TS byte sources for a broadcaster: test pattern, file, stdin, UDP.
+
+Theory of operation
+-------------------
+Every source is an ``AsyncIterator[bytes]`` of MPEG-TS that behaves like a live
+feed: bytes come out no faster than real time.  Consumers (the chunker) do not
+care about piece boundaries.
+
+* ``test``: :func:`oasis.media.testsource.test_source_stream`, paced per frame.
+* file: :func:`file_source` re-times a recorded TS using its own PCRs.  The
+  stream is split into segments that each end with a PCR-carrying packet; a
+  segment is released when the loop clock reaches that PCR (relative to the
+  first PCR, the *anchor*).  A backwards or >1 s forward PCR jump (e.g. when
+  the file loops) re-anchors the clock at the previous due time plus one
+  typical PCR interval, so pacing continues smoothly.  Files without PCR are
+  paced by their average bitrate (PyAV's estimate, else 2 Mbit/s).  The
+  stream's own timestamps still jump at the loop point; players see a
+  discontinuity there, as with any looped broadcast.
+* ``-``: :func:`stdin_source` reads ``sys.stdin.buffer`` through
+  ``loop.connect_read_pipe`` (non-blocking), e.g. ``ffmpeg ... -f mpegts - |``.
+* ``udp://host:port``: :class:`UdpSource` binds a datagram endpoint, queues
+  datagrams in a bounded queue (counting drops when full) and yields all queued
+  datagrams joined together.
+
+All loops end on cancellation, and transports are closed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from oasis.media.testsource import test_source_stream
+from oasis.media.tspackets import (
+    PCR_HZ,
+    SYNC_BYTE,
+    TS_PACKET_SIZE,
+    TsError,
+    adaptation_field,
+    find_sync,
+    pid,
+)
+
+FILE_READ_BYTES = TS_PACKET_SIZE * 64
+MAX_UNTIMED_SEGMENT = TS_PACKET_SIZE * 64
+DEFAULT_FILE_BITRATE = 2_000_000  # bit/s, when a file has neither PCR nor a probed bitrate
+MAX_PCR_JUMP = 1.0  # seconds; larger forward jumps count as a discontinuity
+MAX_LAG = 1.0  # seconds behind schedule before the pacer re-anchors instead of bursting
+
+
+def _probe_bitrate(path: Path) -> float:
+    """Average bitrate of a media file in bit/s (fallback pacing)."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            if container.bit_rate:
+                return float(container.bit_rate)
+    except Exception:  # any probe failure just means "use the default"
+        pass
+    return float(DEFAULT_FILE_BITRATE)
+
+
+def _split_packets(buffer: bytearray) -> list[bytes]:
+    """Remove and return the whole packets at the front of ``buffer``, skipping garbage."""
+    packets: list[bytes] = []
+    pos = 0
+    while len(buffer) - pos >= TS_PACKET_SIZE:
+        if buffer[pos] != SYNC_BYTE:
+            found = find_sync(buffer, pos)
+            if found < 0:
+                pos = max(pos, len(buffer) - TS_PACKET_SIZE)
+                break
+            pos = found
+        packets.append(bytes(buffer[pos : pos + TS_PACKET_SIZE]))
+        pos += TS_PACKET_SIZE
+    del buffer[:pos]
+    return packets
+
+
+class _Pacer:
+    """Maps stream PCR (or byte counts) to loop time and sleeps until data is due."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, path: Path) -> None:
+        self.loop, self.path = loop, path
+        self.last_due = loop.time()
+        self.anchor_pcr: int | None = None
+        self.anchor_time = self.last_due
+        self.last_pcr: int | None = None
+        self.pcr_interval = 0.0
+        self.timed_bytes = 0
+        self.timed_seconds = 0.0
+        self._probed: float | None = None
+
+    def byte_rate(self) -> float:
+        if self.timed_seconds > 0.5:
+            return self.timed_bytes / self.timed_seconds
+        if self._probed is None:
+            self._probed = _probe_bitrate(self.path) / 8
+        return self._probed
+
+    def due_for_pcr(self, pcr: int, segment_bytes: int) -> float:
+        last = self.last_pcr
+        jumped = last is not None and not 0 <= pcr - last <= MAX_PCR_JUMP * PCR_HZ
+        if self.anchor_pcr is None or jumped:
+            self.anchor_pcr, self.anchor_time = pcr, self.last_due + self.pcr_interval
+        elif last is not None:
+            self.pcr_interval = (pcr - last) / PCR_HZ
+            self.timed_bytes += segment_bytes
+            self.timed_seconds += self.pcr_interval
+        self.last_pcr = pcr
+        return self.anchor_time + (pcr - self.anchor_pcr) / PCR_HZ
+
+    def due_for_bytes(self, segment_bytes: int) -> float:
+        return self.last_due + segment_bytes / self.byte_rate()
+
+    def restart(self) -> None:
+        """The file loops: the next PCR starts a new anchor."""
+        self.anchor_pcr = None
+
+    async def wait_until(self, due: float) -> None:
+        delay = due - self.loop.time()
+        if delay < -MAX_LAG:  # consumer stalled: shift the schedule instead of bursting
+            self.anchor_time -= delay
+            due -= delay
+            delay = 0.0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.last_due = due
+
+
+async def file_source(path: str | Path, loop: bool = True) -> AsyncIterator[bytes]:
+    """Yield a TS file's packets at real-time pace (by PCR), looping forever if ``loop``."""
+    path = Path(path)
+    pacer = _Pacer(asyncio.get_running_loop(), path)
+    pcr_pid: int | None = None
+    while True:
+        packets_this_pass = 0
+        pacer.restart()
+        buffer, segment = bytearray(), bytearray()
+        with path.open("rb") as ts_file:
+            while block := ts_file.read(FILE_READ_BYTES):
+                buffer += block
+                for packet in _split_packets(buffer):
+                    packets_this_pass += 1
+                    segment += packet
+                    try:
+                        af = adaptation_field(packet)
+                        packet_pid = pid(packet)
+                    except TsError:
+                        continue
+                    pcr = af.pcr if af is not None else None
+                    if pcr is not None and pcr_pid is None:
+                        pcr_pid = packet_pid
+                    if pcr is not None and packet_pid == pcr_pid:
+                        await pacer.wait_until(pacer.due_for_pcr(pcr, len(segment)))
+                    elif len(segment) >= MAX_UNTIMED_SEGMENT:
+                        await pacer.wait_until(pacer.due_for_bytes(len(segment)))
+                    else:
+                        continue
+                    yield bytes(segment)
+                    segment.clear()
+        if segment:
+            await pacer.wait_until(pacer.due_for_bytes(len(segment)))
+            yield bytes(segment)
+        if packets_this_pass == 0:
+            raise ValueError(f"{path}: no MPEG-TS packets found")
+        if not loop:
+            return
+
+
+async def stdin_source(
+    stream: BinaryIO | None = None, read_size: int = 64 * 1024
+) -> AsyncIterator[bytes]:
+    """Yield bytes from stdin (or another pipe) as they arrive, without blocking the loop."""
+    stream = stream if stream is not None else sys.stdin.buffer
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=read_size * 4)
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), stream
+        )
+    except ValueError:
+        # A regular file redirected to stdin cannot be watched by the loop; read it in a thread.
+        while data := await asyncio.to_thread(stream.read, read_size):
+            yield data
+        return
+    try:
+        while data := await reader.read(read_size):
+            yield data
+    finally:
+        transport.close()
+
+
+class _DatagramQueue(asyncio.DatagramProtocol):
+    def __init__(self, owner: UdpSource) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | bytes, int]) -> None:
+        owner = self.owner
+        owner.datagrams += 1
+        try:
+            owner.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            owner.drops += 1
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.socket_errors += 1
+
+
+class UdpSource:
+    """UDP receiver of TS datagrams with a bounded queue; use ``async with``."""
+
+    RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
+    MAX_READ_BYTES = 1024 * 1024
+
+    def __init__(self, host: str, port: int, *, max_queued_datagrams: int = 4096) -> None:
+        self.host, self.port = host, port
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queued_datagrams)
+        self.datagrams = 0
+        self.drops = 0
+        self.socket_errors = 0
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        if self._transport is None:
+            raise RuntimeError("UdpSource is not started")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    async def start(self) -> tuple[str, int]:
+        if self._transport is None:
+            loop = asyncio.get_running_loop()
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _DatagramQueue(self), local_addr=(self.host, self.port)
+            )
+            sock = self._transport.get_extra_info("socket")
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RECEIVE_BUFFER_BYTES)
+            except OSError:
+                pass
+        return self.local_address
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    async def __aenter__(self) -> UdpSource:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def read(self) -> bytes:
+        """Wait for at least one datagram; return it joined with any others already queued."""
+        parts = [await self.queue.get()]
+        size = len(parts[0])
+        while size < self.MAX_READ_BYTES and not self.queue.empty():
+            parts.append(self.queue.get_nowait())
+            size += len(parts[-1])
+        return b"".join(parts)
+
+
+async def udp_source(
+    host: str, port: int, *, max_queued_datagrams: int = 4096
+) -> AsyncIterator[bytes]:
+    """Yield TS bytes received on UDP ``host:port`` (e.g. ffmpeg ``-f mpegts udp://...``)."""
+    async with UdpSource(host, port, max_queued_datagrams=max_queued_datagrams) as source:
+        while True:
+            yield await source.read()
+
+
+SOURCE_SPEC_HELP = "expected 'test', '-' (stdin), 'udp://HOST:PORT' or the path of an MPEG-TS file"
+
+
+def parse_udp_spec(spec: str) -> tuple[str, int]:
+    """``udp://host:port`` (ffmpeg-style query ignored; ``udp://@:port`` = all interfaces)."""
+    try:
+        parts = urlsplit(spec)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad UDP source {spec!r}: {exc}; {SOURCE_SPEC_HELP}") from None
+    if port is None or port == 0:
+        raise ValueError(f"UDP source {spec!r} needs a port, e.g. udp://127.0.0.1:5000")
+    return parts.hostname or "0.0.0.0", port
+
+
+def video_kbps_for(stream_kbps: int) -> int:
+    """Video bitrate that makes the muxed TS (video + 64 kbit/s AAC + TS overhead)
+    come out near ``stream_kbps`` (measured: TS ≈ 1.1 × video + 80 kbit/s)."""
+    return max(100, int((stream_kbps - 80) / 1.1))
+
+
+def open_source(spec: str, bitrate_kbps: int) -> AsyncIterator[bytes]:
+    """Turn a command-line source spec into a live TS byte source (validated eagerly)."""
+    if spec == "test":
+        # --bitrate is the whole stream's; leave room for AAC and TS/PES overhead.
+        return test_source_stream(video_kbps_for(bitrate_kbps))
+    if spec == "-":
+        return stdin_source()
+    if spec.startswith("udp://"):
+        host, port = parse_udp_spec(spec)
+        return udp_source(host, port)
+    if "://" in spec:
+        raise ValueError(f"unsupported source {spec!r}; {SOURCE_SPEC_HELP}")
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"source {spec!r}: no such file; {SOURCE_SPEC_HELP}")
+    try:
+        with path.open("rb") as ts_file:
+            head = ts_file.read(TS_PACKET_SIZE * 8)
+    except OSError as exc:
+        raise ValueError(f"source {spec!r}: cannot read file: {exc}") from None
+    start = find_sync(head)
+    if not 0 <= start < TS_PACKET_SIZE:
+        raise ValueError(
+            f"source {spec!r} does not look like MPEG-TS (no 0x47 sync every 188 bytes)"
+        )
+    return file_source(path, loop=True)
