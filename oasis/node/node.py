@@ -51,11 +51,10 @@ class Playout:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     keep: int = 600
 
-    def add(self, seq: int, payload: bytes, keyframe: bool) -> None:
+    def add(self, seq: int, payload: bytes, start: int) -> None:
+        """Add a verified chunk; ``start`` is the swarm's first sequence (a keyframe)."""
         if self.start is None:
-            if not keyframe:
-                return
-            self.start = seq
+            self.start = start
         if seq < self.start:
             return
         self.chunks[seq] = payload
@@ -126,7 +125,7 @@ class LiveStream:
         kf = is_keyframe(c)
         if not self.is_source:
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
-        self.playout.add(c.seq, c.payload, kf)
+        self.playout.add(c.seq, c.payload, self.swarm.start_seq if self.swarm.start_seq is not None else c.seq)
         for cb in self.node.on_chunk:
             cb(self, c)
 

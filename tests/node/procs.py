@@ -1,0 +1,57 @@
+"""Start and stop real oasis processes on loopback for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+
+class OasisProcess:
+    def __init__(self, args: list[str], log_path: str) -> None:
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE,
+                                      stderr=self.log, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+        self.info: dict[str, Any] = {}
+
+    def wait_info(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait (bounded) for the JSON line the process prints when it is up."""
+        assert self.popen.stdout is not None
+        ready, _, _ = select.select([self.popen.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"no start line within {timeout}s")
+        line = self.popen.stdout.readline()
+        if not line:
+            raise RuntimeError(f"process exited early with {self.popen.poll()}")
+        self.info = json.loads(line)
+        return self.info
+
+    def stop(self) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        if self.popen.stdout:
+            self.popen.stdout.close()
+        self.log.close()
+        return self.popen.returncode
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> None:
+    """Poll a condition with a bounded deadline (the condition itself does I/O)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        time.sleep(interval)
