@@ -1,0 +1,221 @@
+# pragma version 0.4.3
+# pragma evm-version cancun
+"""
+@title Oasis rewards pool: proof-of-relay batch settlement
+@notice A broadcaster opens a stream (price per megabyte, epoch length) and
+        anybody deposits tokens for it. A relay settles once per epoch by
+        submitting, in one transaction, the latest receipt of every viewer it
+        served, each carried with that viewer's ticket.
+
+        Ticket  (signed by the stream's broadcaster wallet, EIP-712):
+            Ticket(address viewer,bytes32 stream,uint32 index,uint48 allowance,
+                   uint40 notBefore,uint40 expiry)
+        Receipt (signed by the viewer wallet, EIP-712):
+            Receipt(address relay,bytes32 stream,uint64 epoch,uint32 index,
+                    uint48 received)
+        `received` is cumulative bytes from `relay` in `epoch`. The viewer is
+        never sent: it is the address recovered from the receipt signature, and
+        the ticket must then recover to the stream's broadcaster.
+
+        Storage per receipt: the broadcaster gives every viewer of a stream a
+        small dense `index`; paid bytes live in 48-bit lanes, five viewers to a
+        slot, keyed (relay, stream, epoch) for what this relay was paid and
+        (stream, epoch) for what the viewer's allowance has used over all
+        relays. A batch of 256 receipts thus writes 52 + 52 fresh slots.
+        (48 bits of bytes is 281 TB per viewer per epoch.)
+
+        Entry layout (uint256[5]): [packed, ticket_r, ticket_s, receipt_r, receipt_s]
+            packed bits   0..47   received (cumulative bytes)
+                         48..95   allowance (bytes per epoch)
+                         96..135  notBefore (unix seconds)
+                        136..175  expiry    (unix seconds)
+                        176..207  index
+                        208       ticket v - 27
+                        209       receipt v - 27
+        An entry that fails a check is skipped with a Rejected event, so one
+        bad receipt cannot sink a batch. Reason codes: 1 window (ticket
+        expired / not yet valid), 2 malleable (high-s), 3 no valid ticket
+        (forged ticket, unknown viewer or forged receipt), 4 replay (not
+        above what this relay was paid), 5 allowance used up, 6 pool empty.
+"""
+
+from ethereum.ercs import IERC20
+
+MAX_BATCH: constant(uint256) = 256
+MB: constant(uint256) = 10 ** 6
+M48: constant(uint256) = 2 ** 48 - 1
+LANES: constant(uint256) = 5
+M40: constant(uint256) = 2 ** 40 - 1
+M32: constant(uint256) = 2 ** 32 - 1
+HALF_N: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
+
+DOMAIN_TYPEHASH: constant(bytes32) = keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+TICKET_TYPEHASH: constant(bytes32) = keccak256("Ticket(address viewer,bytes32 stream,uint32 index,uint48 allowance,uint40 notBefore,uint40 expiry)")
+RECEIPT_TYPEHASH: constant(bytes32) = keccak256("Receipt(address relay,bytes32 stream,uint64 epoch,uint32 index,uint48 received)")
+
+R_WINDOW: constant(uint8) = 1
+R_MALLEABLE: constant(uint8) = 2
+R_NO_TICKET: constant(uint8) = 3
+R_REPLAY: constant(uint8) = 4
+R_ALLOWANCE: constant(uint8) = 5
+R_UNFUNDED: constant(uint8) = 6
+
+struct Stream:
+    broadcaster: address
+    price_per_mb: uint256
+    epoch_length: uint256
+    balance: uint256
+
+event StreamOpened:
+    stream: indexed(bytes32)
+    broadcaster: indexed(address)
+    price_per_mb: uint256
+    epoch_length: uint256
+
+event Deposited:
+    stream: indexed(bytes32)
+    sponsor: indexed(address)
+    amount: uint256
+
+event Paid:
+    viewer: indexed(address)
+    index: uint256
+    bytes_paid: uint256
+    amount: uint256
+
+event Rejected:
+    relay: indexed(address)
+    stream: indexed(bytes32)
+    epoch: uint256
+    position: uint256
+    reason: uint8
+
+event Settled:
+    relay: indexed(address)
+    stream: indexed(bytes32)
+    epoch: uint256
+    receipts: uint256
+    bytes_paid: uint256
+    amount: uint256
+
+token: public(immutable(IERC20))
+DOMAIN_SEPARATOR: public(immutable(bytes32))
+streams: public(HashMap[bytes32, Stream])
+relay_lanes: HashMap[bytes32, HashMap[uint256, uint256]]
+viewer_lanes: HashMap[bytes32, HashMap[uint256, uint256]]
+
+
+@deploy
+def __init__(_token: IERC20):
+    token = _token
+    DOMAIN_SEPARATOR = keccak256(abi_encode(
+        DOMAIN_TYPEHASH, keccak256("Oasis"), keccak256("1"), chain.id, self))
+
+
+@external
+def open_stream(stream: bytes32, price_per_mb: uint256, epoch_length: uint256):
+    """The caller becomes the stream's broadcaster: the key that signs tickets."""
+    assert self.streams[stream].broadcaster == empty(address), "exists"
+    assert epoch_length > 0, "epoch"
+    self.streams[stream] = Stream(
+        broadcaster=msg.sender, price_per_mb=price_per_mb,
+        epoch_length=epoch_length, balance=0)
+    log StreamOpened(stream=stream, broadcaster=msg.sender,
+                     price_per_mb=price_per_mb, epoch_length=epoch_length)
+
+
+@external
+def deposit(stream: bytes32, amount: uint256):
+    """Broadcaster or sponsor funds a stream (needs token approval first)."""
+    assert self.streams[stream].broadcaster != empty(address), "no stream"
+    assert extcall token.transferFrom(msg.sender, self, amount), "transfer"
+    self.streams[stream].balance += amount
+    log Deposited(stream=stream, sponsor=msg.sender, amount=amount)
+
+
+@view
+@external
+def relay_paid(relay: address, stream: bytes32, epoch: uint64, index: uint32) -> uint256:
+    base: bytes32 = keccak256(abi_encode(relay, stream, epoch))
+    i: uint256 = convert(index, uint256)
+    return (self.relay_lanes[base][i // LANES] >> (i % LANES * 48)) & M48
+
+
+@view
+@external
+def viewer_used(stream: bytes32, epoch: uint64, index: uint32) -> uint256:
+    base: bytes32 = keccak256(abi_encode(stream, epoch))
+    i: uint256 = convert(index, uint256)
+    return (self.viewer_lanes[base][i // LANES] >> (i % LANES * 48)) & M48
+
+
+@external
+def settle(stream: bytes32, epoch: uint64, entries: DynArray[uint256[5], MAX_BATCH]) -> uint256:
+    """Pay msg.sender for the verified, capped, not-yet-paid bytes of a batch."""
+    s: Stream = self.streams[stream]
+    assert s.broadcaster != empty(address), "no stream"
+    e: uint256 = convert(epoch, uint256)
+    start: uint256 = e * s.epoch_length
+    finish: uint256 = start + s.epoch_length
+    assert start <= block.timestamp, "future epoch"
+    base_r: bytes32 = keccak256(abi_encode(msg.sender, stream, epoch))
+    base_v: bytes32 = keccak256(abi_encode(stream, epoch))
+    funds: uint256 = s.balance
+    total: uint256 = 0
+    total_bytes: uint256 = 0
+    paid_count: uint256 = 0
+    for pos: uint256 in range(len(entries), bound=MAX_BATCH):
+        en: uint256[5] = entries[pos]
+        w: uint256 = en[0]
+        received: uint256 = w & M48
+        allowance: uint256 = (w >> 48) & M48
+        not_before: uint256 = (w >> 96) & M40
+        expiry: uint256 = (w >> 136) & M40
+        index: uint256 = (w >> 176) & M32
+        if not_before >= finish or expiry <= start:
+            log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_WINDOW)
+            continue
+        if en[2] > HALF_N or en[4] > HALF_N:
+            log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_MALLEABLE)
+            continue
+        rdigest: bytes32 = keccak256(concat(b"\x19\x01", DOMAIN_SEPARATOR, keccak256(abi_encode(
+            RECEIPT_TYPEHASH, msg.sender, stream, e, index, received))))
+        viewer: address = ecrecover(rdigest, 27 + ((w >> 209) & 1), en[3], en[4])
+        tdigest: bytes32 = keccak256(concat(b"\x19\x01", DOMAIN_SEPARATOR, keccak256(abi_encode(
+            TICKET_TYPEHASH, viewer, stream, index, allowance, not_before, expiry))))
+        signer: address = ecrecover(tdigest, 27 + ((w >> 208) & 1), en[1], en[2])
+        if viewer == empty(address) or signer != s.broadcaster:
+            log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_NO_TICKET)
+            continue
+        group: uint256 = index // LANES
+        sh: uint256 = index % LANES * 48
+        rslot: uint256 = self.relay_lanes[base_r][group]
+        already: uint256 = (rslot >> sh) & M48
+        if received <= already:
+            log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_REPLAY)
+            continue
+        vslot: uint256 = self.viewer_lanes[base_v][group]
+        used: uint256 = (vslot >> sh) & M48
+        pay: uint256 = received - already
+        if used >= allowance:
+            log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_ALLOWANCE)
+            continue
+        if pay > allowance - used:
+            pay = allowance - used
+        amount: uint256 = pay * s.price_per_mb // MB
+        if amount > funds:
+            log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_UNFUNDED)
+            continue
+        self.relay_lanes[base_r][group] = (rslot & ~(M48 << sh)) | (received << sh)
+        self.viewer_lanes[base_v][group] = (vslot & ~(M48 << sh)) | ((used + pay) << sh)
+        funds -= amount
+        total += amount
+        total_bytes += pay
+        paid_count += 1
+        log Paid(viewer=viewer, index=index, bytes_paid=pay, amount=amount)
+    self.streams[stream].balance = funds
+    if total > 0:
+        assert extcall token.transfer(msg.sender, total), "transfer"
+    log Settled(relay=msg.sender, stream=stream, epoch=e, receipts=paid_count,
+                bytes_paid=total_bytes, amount=total)
+    return total

@@ -1,0 +1,336 @@
+"""Chain adapter: the ledger's only I/O with an EVM, through web3.py.
+
+Theory of operation: :class:`LedgerChain` speaks to the OasisToken and
+RewardsPool contracts over any web3 provider. Every transaction is built
+locally with an explicit gas limit, EIP-1559 fees and the local nonce,
+signed with the sender's wallet key (never an unlocked node account) and sent
+raw; so the same code path works on the embedded chain and on any JSON-RPC
+node (anvil in tests, a real network in production).
+
+* :class:`EmbeddedChain` -- py-evm through eth-tester, in process. Genesis is
+  fixed (timestamp and accounts, in ``genesis.json``); every transaction is
+  journaled (:mod:`journal`) and replayed on open, so balances survive a
+  restart and processes sharing a chain directory share one chain. The
+  first eth-tester account is the dev faucet, which deploys the contracts
+  (addresses are its nonce-0 and nonce-1 creations) and tops up wallets.
+* :class:`RpcChain` -- a JSON-RPC URL and a :class:`Deployment` (or deploy
+  one with a funded key, for dev chains).
+
+Use :func:`open_chain` from a node.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_utils import to_checksum_address
+from web3 import Web3
+
+from . import eip712
+from .build import load_artifact
+from .journal import Journal, Record
+
+GAS_TRANSFER = 21_000
+GAS_DEPLOY = 3_000_000
+GAS_CALL = 150_000
+GAS_SETTLE_BASE = 120_000
+GAS_SETTLE_PER_ENTRY = 60_000
+PRIORITY_FEE = 10**9
+FAUCET_TOPUP = 10 * 10**18
+REASONS = {1: "window", 2: "malleable", 3: "no-ticket", 4: "replay", 5: "allowance", 6: "unfunded"}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    token: str
+    pool: str
+
+    def domain(self) -> eip712.Domain:
+        return eip712.Domain(self.chain_id, bytes.fromhex(self.pool[2:]))
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Deployment:
+        d = json.loads(text)
+        return cls(int(d["chain_id"]), to_checksum_address(d["token"]), to_checksum_address(d["pool"]))
+
+
+@dataclass
+class SettleResult:
+    tx_hash: bytes
+    gas_used: int
+    amount: int  # tokens paid to the relay
+    paid: list[dict[str, Any]] = field(default_factory=list)  # Paid events
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+
+
+class ChainError(RuntimeError):
+    pass
+
+
+class LedgerChain:
+    """Contract operations over a web3 instance; subclasses supply the provider."""
+
+    w3: Web3
+    deployment: Deployment
+
+    def _bind(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.token = self.w3.eth.contract(deployment.token, abi=load_artifact("OasisToken")["abi"])
+        self.pool = self.w3.eth.contract(deployment.pool, abi=load_artifact("RewardsPool")["abi"])
+
+    # -- transport -------------------------------------------------------
+    def _sync(self) -> None:
+        """Bring local state up to date before a read (embedded: replay others)."""
+
+    def _send_raw(self, raw: bytes) -> dict[str, Any]:
+        h = self.w3.eth.send_raw_transaction(raw)
+        return dict(self.w3.eth.wait_for_transaction_receipt(h, timeout=120))
+
+    def transact(
+        self, key: bytes, to: str | None, data: bytes, gas: int, value: int = 0,
+        on_signed: Callable[[bytes], None] | None = None,
+    ) -> dict[str, Any]:
+        """Sign and send one transaction with explicit gas; the mined receipt.
+        ``on_signed(tx_hash)`` runs after signing and before sending."""
+        return self._send_signed(key, to, data, gas, value, on_signed)
+
+    def _send_signed(self, key: bytes, to: str | None, data: bytes, gas: int, value: int,
+                     on_signed: Callable[[bytes], None] | None = None) -> dict[str, Any]:
+        sender = to_checksum_address(eip712.address_of_key(key))
+        base = self.w3.eth.get_block("latest")["baseFeePerGas"]
+        tx: dict[str, Any] = {
+            "chainId": self.deployment.chain_id if hasattr(self, "deployment") else self.w3.eth.chain_id,
+            "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
+            "gas": gas,
+            "maxFeePerGas": 2 * base + PRIORITY_FEE,
+            "maxPriorityFeePerGas": PRIORITY_FEE,
+            "value": value,
+            "data": data,
+            "type": 2,
+        }
+        if to is not None:
+            tx["to"] = to_checksum_address(to)
+        signed = Account.sign_transaction(tx, key)
+        if on_signed is not None:
+            on_signed(bytes(signed.hash))
+        return self._send_raw(bytes(signed.raw_transaction))
+
+    def _call_data(self, contract: Any, fn: str, *args: Any) -> bytes:
+        return bytes.fromhex(contract.encode_abi(fn, args=list(args))[2:])
+
+    def _ok(self, rcpt: dict[str, Any], what: str) -> dict[str, Any]:
+        if rcpt["status"] != 1:
+            raise ChainError(f"{what} reverted (tx {rcpt['transactionHash'].hex()})")
+        return rcpt
+
+    # -- deployment ------------------------------------------------------
+    def deploy_contracts(self, deployer_key: bytes) -> Deployment:
+        tok = load_artifact("OasisToken")
+        rc = self._ok(self._send_signed(deployer_key, None, bytes.fromhex(tok["bytecode"][2:]), GAS_DEPLOY, 0), "deploy token")
+        token = rc["contractAddress"]
+        pool_art = load_artifact("RewardsPool")
+        data = bytes.fromhex(pool_art["bytecode"][2:]) + abi_encode(["address"], [token])
+        rc = self._ok(self._send_signed(deployer_key, None, data, GAS_DEPLOY, 0), "deploy pool")
+        return Deployment(self.w3.eth.chain_id, to_checksum_address(token), to_checksum_address(rc["contractAddress"]))
+
+    # -- writes ----------------------------------------------------------
+    def send_eth(self, key: bytes, to: bytes | str, wei: int) -> None:
+        self._ok(self._send_signed(key, _addr(to), b"", GAS_TRANSFER, wei), "send eth")
+
+    def mint(self, minter_key: bytes, to: bytes | str, amount: int) -> None:
+        data = self._call_data(self.token, "mint", _addr(to), amount)
+        self._ok(self.transact(minter_key, self.deployment.token, data, GAS_CALL), "mint")
+
+    def open_stream(self, broadcaster_key: bytes, stream: bytes, price_per_mb: int, epoch_length: int) -> None:
+        data = self._call_data(self.pool, "open_stream", stream, price_per_mb, epoch_length)
+        self._ok(self.transact(broadcaster_key, self.deployment.pool, data, GAS_CALL), "open_stream")
+
+    def deposit(self, sponsor_key: bytes, stream: bytes, amount: int) -> None:
+        """Approve then deposit ``amount`` tokens into ``stream``'s pool."""
+        data = self._call_data(self.token, "approve", self.deployment.pool, amount)
+        self._ok(self.transact(sponsor_key, self.deployment.token, data, GAS_CALL), "approve")
+        data = self._call_data(self.pool, "deposit", stream, amount)
+        self._ok(self.transact(sponsor_key, self.deployment.pool, data, GAS_CALL), "deposit")
+
+    def settle(self, relay_key: bytes, stream: bytes, epoch: int, entries: list[list[int]],
+               on_signed: Callable[[bytes], None] | None = None) -> SettleResult:
+        """Submit one batch (see :func:`settlement.pack_entry`); parse what it paid."""
+        if not 0 < len(entries) <= 256:
+            raise ValueError("a batch holds 1..256 entries")
+        data = self._call_data(self.pool, "settle", stream, epoch, entries)
+        gas = GAS_SETTLE_BASE + GAS_SETTLE_PER_ENTRY * len(entries)
+        rc = self._ok(self.transact(relay_key, self.deployment.pool, data, gas, 0, on_signed), "settle")
+        return self.settle_result(rc)
+
+    def settle_result(self, rc: dict[str, Any]) -> SettleResult:
+        paid = [dict(ev["args"]) for ev in self._events(rc, "Paid")]
+        rejected = [(ev["args"]["position"], REASONS[ev["args"]["reason"]]) for ev in self._events(rc, "Rejected")]
+        settled = self._events(rc, "Settled")
+        amount = settled[0]["args"]["amount"] if settled else 0
+        return SettleResult(bytes(rc["transactionHash"]), rc["gasUsed"], amount, paid, rejected)
+
+    def _events(self, rc: dict[str, Any], name: str) -> list[Any]:
+        from web3.logs import DISCARD
+
+        return list(getattr(self.pool.events, name)().process_receipt(rc, errors=DISCARD))
+
+    def tx_receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
+        self._sync()
+        try:
+            return dict(self.w3.eth.get_transaction_receipt(tx_hash))
+        except Exception:  # TransactionNotFound
+            return None
+
+    # -- reads -----------------------------------------------------------
+    def token_balance(self, who: bytes | str) -> int:
+        self._sync()
+        return int(self.token.functions.balanceOf(_addr(who)).call())
+
+    def eth_balance(self, who: bytes | str) -> int:
+        self._sync()
+        return int(self.w3.eth.get_balance(_addr(who)))
+
+    def stream_info(self, stream: bytes) -> dict[str, Any]:
+        self._sync()
+        b, price, epoch_length, balance = self.pool.functions.streams(stream).call()
+        return {"broadcaster": b, "price_per_mb": price, "epoch_length": epoch_length, "balance": balance}
+
+    def relay_paid(self, relay: bytes | str, stream: bytes, epoch: int, index: int) -> int:
+        self._sync()
+        return int(self.pool.functions.relay_paid(_addr(relay), stream, epoch, index).call())
+
+    def events(self, name: str, from_block: int = 0) -> list[dict[str, Any]]:
+        """All ``name`` events of the pool (Paid, Rejected, Settled, Deposited, ...)."""
+        self._sync()
+        logs = getattr(self.pool.events, name).get_logs(from_block=from_block)
+        return [dict(ev["args"], tx=bytes(ev["transactionHash"]), block=ev["blockNumber"]) for ev in logs]
+
+    def timestamp(self) -> int:
+        self._sync()
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+class RpcChain(LedgerChain):
+    """Any EVM JSON-RPC node, e.g. ``RpcChain(url, Deployment.from_json(...))``."""
+
+    def __init__(self, url: str, deployment: Deployment | None = None, timeout: float = 30.0) -> None:
+        self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+        if deployment is not None:
+            if deployment.chain_id != self.w3.eth.chain_id:
+                raise ChainError("deployment is for another chain id")
+            self._bind(deployment)
+
+    def deploy(self, deployer_key: bytes) -> Deployment:
+        """Dev chains: deploy fresh contracts with a funded key and bind to them."""
+        d = self.deploy_contracts(deployer_key)
+        self._bind(d)
+        return d
+
+
+class EmbeddedChain(LedgerChain):
+    """In-process py-evm chain persisted by a transaction journal in ``directory``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3.providers.eth_tester import EthereumTesterProvider
+
+        self.dir = Path(directory)
+        self.journal = Journal(self.dir)
+        with self.journal.locked():
+            genesis = self.dir / "genesis.json"
+            if not genesis.exists():
+                genesis.write_text(json.dumps({"timestamp": int(time.time()) - 86_400}))
+            self.genesis_ts = int(json.loads(genesis.read_text())["timestamp"])
+            backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params({"timestamp": self.genesis_ts}))
+            self.tester = EthereumTester(backend)
+            self.w3 = Web3(EthereumTesterProvider(self.tester))
+            self.faucet_key = backend.account_keys[0].to_bytes()
+            self._offset = 0
+            self._catch_up()
+            self._bind(self._deployment_or_deploy())
+
+    def _deployment_or_deploy(self) -> Deployment:
+        import rlp
+        from eth_utils import keccak
+
+        faucet = eip712.address_of_key(self.faucet_key)
+        token, pool = (to_checksum_address(keccak(rlp.encode([faucet, n]))[12:]) for n in (0, 1))
+        d = Deployment(self.w3.eth.chain_id, token, pool)
+        if not self.w3.eth.get_code(pool):
+            d = self.deploy_contracts(self.faucet_key)
+        (self.dir / "deployment.json").write_text(d.to_json())
+        return d
+
+    def _catch_up(self) -> None:
+        records, self._offset = self.journal.read_from(self._offset)
+        for rec in records:
+            self._advance_clock(rec.timestamp)
+            h = self.w3.eth.send_raw_transaction(rec.raw)
+            status = self.w3.eth.get_transaction_receipt(h)["status"]
+            if status != rec.status:
+                raise ChainError(f"journal replay diverged at tx {h.hex()}")
+
+    def _advance_clock(self, ts: int) -> None:
+        pending = self.tester.get_block_by_number("pending")["timestamp"]
+        if ts > pending:
+            self.tester.time_travel(ts)
+
+    def _sync(self) -> None:
+        if self.journal.path.stat().st_size != self._offset:
+            with self.journal.locked():
+                self._catch_up()
+
+    def transact(self, key: bytes, to: str | None, data: bytes, gas: int, value: int = 0,
+                 on_signed: Callable[[bytes], None] | None = None) -> dict[str, Any]:
+        with self.journal.locked():
+            self._catch_up()
+            return self._send_signed(key, to, data, gas, value, on_signed)
+
+    def _send_raw(self, raw: bytes) -> dict[str, Any]:
+        latest = self.tester.get_block_by_number("latest")["timestamp"]
+        ts = max(int(time.time()), latest + 1)
+        self._advance_clock(ts)
+        h = self.w3.eth.send_raw_transaction(raw)
+        rc = dict(self.w3.eth.get_transaction_receipt(h))
+        block_ts = self.tester.get_block_by_number(rc["blockNumber"])["timestamp"]
+        self._offset = self.journal.append(self._offset, Record(block_ts, raw, rc["status"]))
+        return rc
+
+    def fund(self, to: bytes | str, wei: int = FAUCET_TOPUP) -> None:
+        """Dev faucet: send ETH for gas to a wallet."""
+        self.send_eth(self.faucet_key, to, wei)
+
+    def send_eth(self, key: bytes, to: bytes | str, wei: int) -> None:
+        with self.journal.locked():
+            self._catch_up()
+            self._ok(self._send_signed(key, _addr(to), b"", GAS_TRANSFER, wei), "send eth")
+
+
+def _addr(a: bytes | str) -> str:
+    return to_checksum_address(a if isinstance(a, str) else "0x" + bytes(a).hex())
+
+
+def open_chain(data_dir: str | Path, rpc_url: str | None = None, deployment: Deployment | None = None,
+               chain_dir: str | Path | None = None) -> LedgerChain:
+    """The chain a node uses: ``rpc_url`` (+ deployment, else ``<data_dir>/ledger/deployment.json``)
+    or the embedded chain in ``chain_dir`` (default ``<data_dir>/ledger/chain``)."""
+    data = Path(data_dir)
+    if rpc_url:
+        if deployment is None:
+            path = data / "ledger" / "deployment.json"
+            if not path.exists():
+                raise ChainError(f"--chain-rpc needs a deployment ({path} missing)")
+            deployment = Deployment.from_json(path.read_text())
+        return RpcChain(rpc_url, deployment)
+    return EmbeddedChain(chain_dir or data / "ledger" / "chain")

@@ -1,0 +1,52 @@
+"""Dev-chain conveniences shared by the demo, the tests and the benchmark.
+
+Theory of operation: on the embedded chain (and on a dev node such as anvil)
+a faucet key holds ETH and is the token's minter. :func:`fund` gives a wallet
+ETH for gas; :func:`open_funded_stream` has a broadcaster open a stream, mints
+it tokens and deposits them, which is what a demo broadcaster does at start.
+Nothing here is used on a production chain, where wallets are funded and
+tokens bought by their owners.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .chain import FAUCET_TOPUP, LedgerChain
+
+DEFAULT_PRICE_PER_MB = 10**15  # 0.001 OAS per megabyte relayed
+
+
+def stream_key(name: str | bytes) -> bytes:
+    """A 32-byte on-chain stream id from any node-level stream name."""
+    raw = name.encode() if isinstance(name, str) else name
+    return hashlib.sha256(b"oasis/stream/v1\x00" + raw).digest()
+
+
+def fund(chain: LedgerChain, faucet_key: bytes, address: bytes, wei: int = FAUCET_TOPUP) -> None:
+    """Top up ``address`` to at least ``wei`` of ETH for gas."""
+    have = chain.eth_balance(address)
+    if have < wei:
+        chain.send_eth(faucet_key, address, wei - have)
+
+
+def open_funded_stream(
+    chain: LedgerChain,
+    faucet_key: bytes,
+    broadcaster_key: bytes,
+    stream: bytes,
+    deposit: int,
+    price_per_mb: int = DEFAULT_PRICE_PER_MB,
+    epoch_length: int = 10,
+) -> None:
+    """Open ``stream`` for ``broadcaster_key`` (if not open) and deposit ``deposit`` tokens."""
+    from . import eip712
+
+    addr = eip712.address_of_key(broadcaster_key)
+    fund(chain, faucet_key, addr)
+    info = chain.stream_info(stream)
+    if int(info["broadcaster"], 16) == 0:
+        chain.open_stream(broadcaster_key, stream, price_per_mb, epoch_length)
+    if deposit:
+        chain.mint(faucet_key, addr, deposit)
+        chain.deposit(broadcaster_key, stream, deposit)

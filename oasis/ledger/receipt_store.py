@@ -1,0 +1,206 @@
+"""Durable ledger state of a node: SQLite in WAL mode, one file per data dir.
+
+Theory of operation: a relay must never lose a receipt it acknowledged and
+must never settle one twice, across crashes and restarts. Every write is one
+SQLite transaction (``synchronous=FULL``), so after a crash the file holds
+exactly the receipts and settlement marks that were committed.
+
+Tables:
+* ``tickets``  -- latest verified ticket per (viewer, stream): what new
+  receipts are checked against.
+* ``receipts`` -- latest receipt per (viewer, stream, epoch), with the ticket
+  that validated it (the one to carry on chain) and ``settled``: the
+  cumulative bytes already settled on chain for that key. The upsert only
+  replaces a row by a larger cumulative count, so an old receipt arriving
+  late can never shrink a claim.
+* ``settlements`` -- one row per settle transaction: written as ``pending``
+  with its hash *before* it is sent, ``mined`` after its receipt is applied,
+  so a restart knows what may already be on chain.
+* ``viewer_index`` -- broadcaster side: the stable ticket index per viewer.
+* ``streams``  -- cached on-chain terms of streams (broadcaster, price, epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tickets (
+    viewer BLOB, stream BLOB, ticket BLOB NOT NULL, expiry INTEGER NOT NULL,
+    PRIMARY KEY (viewer, stream));
+CREATE TABLE IF NOT EXISTS receipts (
+    viewer BLOB, stream BLOB, epoch INTEGER, idx INTEGER NOT NULL,
+    received INTEGER NOT NULL, sig BLOB NOT NULL, ticket BLOB NOT NULL,
+    settled INTEGER NOT NULL DEFAULT 0, paid_tokens TEXT NOT NULL DEFAULT '0',
+    PRIMARY KEY (viewer, stream, epoch));
+CREATE TABLE IF NOT EXISTS settlements (
+    tx_hash BLOB PRIMARY KEY, stream BLOB NOT NULL, epoch INTEGER NOT NULL,
+    entries TEXT NOT NULL, state TEXT NOT NULL, amount TEXT NOT NULL DEFAULT '0',
+    gas_used INTEGER NOT NULL DEFAULT 0, paid INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS viewer_index (
+    stream BLOB, viewer BLOB, idx INTEGER NOT NULL, PRIMARY KEY (stream, viewer));
+CREATE TABLE IF NOT EXISTS streams (
+    stream BLOB PRIMARY KEY, broadcaster BLOB NOT NULL, price_per_mb INTEGER NOT NULL,
+    epoch_length INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    viewer: bytes
+    stream: bytes
+    epoch: int
+    index: int
+    received: int
+    signature: bytes
+    ticket: bytes
+    settled: int
+
+
+class ReceiptStore:
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.lock = threading.Lock()
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self.lock:
+            return self.db.execute(sql, args)
+
+    # -- tickets -----------------------------------------------------------
+    def put_ticket(self, viewer: bytes, stream: bytes, ticket: bytes, expiry: int) -> None:
+        """Keep the ticket with the latest expiry per (viewer, stream)."""
+        self._tx(
+            "INSERT INTO tickets VALUES (?,?,?,?) ON CONFLICT(viewer, stream) DO UPDATE SET "
+            "ticket=excluded.ticket, expiry=excluded.expiry WHERE excluded.expiry >= tickets.expiry",
+            (viewer, stream, ticket, expiry),
+        )
+
+    def ticket(self, viewer: bytes, stream: bytes) -> bytes | None:
+        row = self._tx("SELECT ticket FROM tickets WHERE viewer=? AND stream=?", (viewer, stream)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    # -- receipts ----------------------------------------------------------
+    def put_receipt(self, viewer: bytes, stream: bytes, epoch: int, index: int, received: int,
+                    sig: bytes, ticket: bytes) -> bool:
+        """Store if it raises the cumulative count; True if stored."""
+        cur = self._tx(
+            "INSERT INTO receipts (viewer, stream, epoch, idx, received, sig, ticket) "
+            "VALUES (?,?,?,?,?,?,?) ON CONFLICT(viewer, stream, epoch) DO UPDATE SET "
+            "received=excluded.received, sig=excluded.sig, ticket=excluded.ticket, idx=excluded.idx "
+            "WHERE excluded.received > receipts.received",
+            (viewer, stream, epoch, index, received, sig, ticket),
+        )
+        return cur.rowcount > 0
+
+    def latest(self, viewer: bytes, stream: bytes, epoch: int) -> int:
+        row = self._tx("SELECT received FROM receipts WHERE viewer=? AND stream=? AND epoch=?",
+                       (viewer, stream, epoch)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def unsettled(self, stream: bytes | None = None, epoch: int | None = None) -> list[StoredReceipt]:
+        sql = "SELECT viewer, stream, epoch, idx, received, sig, ticket, settled FROM receipts WHERE received > settled"
+        args: list = []
+        if stream is not None:
+            sql += " AND stream=?"
+            args.append(stream)
+        if epoch is not None:
+            sql += " AND epoch=?"
+            args.append(epoch)
+        rows = self._tx(sql + " ORDER BY stream, epoch, idx", tuple(args)).fetchall()
+        return [StoredReceipt(bytes(r[0]), bytes(r[1]), r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), r[7]) for r in rows]
+
+    def count_receipts(self) -> int:
+        return int(self._tx("SELECT COUNT(*) FROM receipts").fetchone()[0])
+
+    # -- settlements -------------------------------------------------------
+    def begin_settlement(self, tx_hash: bytes, stream: bytes, epoch: int, entries: list[tuple[bytes, int, int]]) -> None:
+        """Record a signed, not yet confirmed settle tx: entries are (viewer, index, received)."""
+        blob = json.dumps([(v.hex(), i, r) for v, i, r in entries])
+        self._tx("INSERT OR REPLACE INTO settlements (tx_hash, stream, epoch, entries, state) VALUES (?,?,?,?,?)",
+                 (tx_hash, stream, epoch, blob, "pending"))
+
+    def pending_settlements(self) -> list[tuple[bytes, bytes, int, list[tuple[bytes, int, int]]]]:
+        rows = self._tx("SELECT tx_hash, stream, epoch, entries FROM settlements WHERE state='pending'").fetchall()
+        return [(bytes(h), bytes(s), e, [(bytes.fromhex(v), i, r) for v, i, r in json.loads(j)]) for h, s, e, j in rows]
+
+    def finish_settlement(self, tx_hash: bytes, stream: bytes, epoch: int, entries: list[tuple[bytes, int, int]],
+                          paid_by_index: dict[int, int], amount: int, gas_used: int) -> None:
+        """Mark a mined batch: every entry is settled up to the count it carried."""
+        # Token amounts exceed SQLite's int64: they are kept as decimal text.
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for viewer, index, received in entries:
+                    key = (viewer, stream, epoch)
+                    row = self.db.execute("SELECT paid_tokens FROM receipts WHERE viewer=? AND stream=? "
+                                          "AND epoch=?", key).fetchone()
+                    before = int(row[0]) if row else 0
+                    self.db.execute(
+                        "UPDATE receipts SET settled=MAX(settled, ?), paid_tokens=? "
+                        "WHERE viewer=? AND stream=? AND epoch=?",
+                        (received, str(before + paid_by_index.get(index, 0)), *key))
+                self.db.execute(
+                    "UPDATE settlements SET state='mined', amount=?, gas_used=?, paid=? WHERE tx_hash=?",
+                    (str(amount), gas_used, len(paid_by_index), tx_hash))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def drop_settlement(self, tx_hash: bytes) -> None:
+        self._tx("UPDATE settlements SET state='dropped' WHERE tx_hash=?", (tx_hash,))
+
+    def totals(self) -> dict[str, int]:
+        """Aggregates for reports: mined settle txs, receipts paid, tokens, gas."""
+        rows = self._tx("SELECT paid, amount, gas_used FROM settlements WHERE state='mined'").fetchall()
+        return {"settle_txs": len(rows), "receipts_paid": sum(r[0] for r in rows),
+                "tokens_paid": sum(int(r[1]) for r in rows), "gas_used": sum(r[2] for r in rows)}
+
+    # -- streams and viewer indexes -----------------------------------------
+    def put_stream(self, stream: bytes, broadcaster: bytes, price_per_mb: int, epoch_length: int) -> None:
+        self._tx("INSERT OR REPLACE INTO streams VALUES (?,?,?,?)", (stream, broadcaster, price_per_mb, epoch_length))
+
+    def stream(self, stream: bytes) -> tuple[bytes, int, int] | None:
+        row = self._tx("SELECT broadcaster, price_per_mb, epoch_length FROM streams WHERE stream=?", (stream,)).fetchone()
+        return None if row is None else (bytes(row[0]), int(row[1]), int(row[2]))
+
+    def viewer_indexes(self, stream: bytes) -> MutableMapping[bytes, int]:
+        return _IndexMap(self, stream)
+
+
+class _IndexMap(MutableMapping[bytes, int]):
+    """Persistent viewer -> ticket index map of one stream (broadcaster side)."""
+
+    def __init__(self, store: ReceiptStore, stream: bytes) -> None:
+        self.store, self.stream = store, stream
+
+    def __getitem__(self, viewer: bytes) -> int:
+        row = self.store._tx("SELECT idx FROM viewer_index WHERE stream=? AND viewer=?", (self.stream, viewer)).fetchone()
+        if row is None:
+            raise KeyError(viewer)
+        return int(row[0])
+
+    def __setitem__(self, viewer: bytes, idx: int) -> None:
+        self.store._tx("INSERT OR REPLACE INTO viewer_index VALUES (?,?,?)", (self.stream, viewer, idx))
+
+    def __delitem__(self, viewer: bytes) -> None:
+        raise TypeError("ticket indexes are permanent")
+
+    def __iter__(self) -> Iterator[bytes]:
+        rows = self.store._tx("SELECT viewer FROM viewer_index WHERE stream=?", (self.stream,)).fetchall()
+        return iter([bytes(r[0]) for r in rows])
+
+    def __len__(self) -> int:
+        return int(self.store._tx("SELECT COUNT(*) FROM viewer_index WHERE stream=?", (self.stream,)).fetchone()[0])

@@ -1,0 +1,217 @@
+"""Relay side: ingest tickets and receipts, settle each finished epoch once.
+
+Theory of operation: :class:`RelayLedger` glues the pure rules to the durable
+store and the chain adapter.
+
+* Ingestion. ``accept_ticket`` checks the broadcaster's signature against the
+  stream's on-chain terms and keeps the latest ticket per (viewer, stream).
+  ``accept_receipt`` runs :func:`receipts.verify_receipt` against that ticket
+  and stores the receipt iff it raises the cumulative count for its
+  (viewer, stream, epoch). Bad input never raises: a :class:`Verdict` says why
+  it was dropped, so the node can count or penalise the sender.
+* Settlement. ``settle_due(now)`` first resolves settle transactions that were
+  signed but not confirmed before a crash (look their receipt up; apply it if
+  mined, else drop the mark so the rows are retried), then for every
+  (stream, epoch) that has ended and holds unsettled receipts, sends batches
+  of up to ``max_batch`` entries sorted by ticket index (neighbouring indexes
+  share a storage slot on chain, which is cheaper). Each tx is recorded as
+  pending *before* it is sent and marked mined after. A restart therefore
+  settles what it had exactly once; and should the store be behind the chain,
+  the contract pays a (relay, viewer, epoch) only for bytes above what it
+  already paid, so a resubmission costs gas, never tokens.
+
+Pure helpers :func:`pack_entry` and :func:`plan_batches` hold the calldata
+layout and the batching rule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import eip712
+from .chain import ChainError, LedgerChain, SettleResult
+from .receipt_store import ReceiptStore, StoredReceipt
+from .receipts import Receipt, ReceiptError, recover_viewer, verify_receipt
+from .tickets import Ticket, TicketError, verify_ticket
+
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Terms:
+    broadcaster: bytes
+    price_per_mb: int
+    epoch_length: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: str = "ok"  # "ok", "stale" (not above stored), or a ReceiptError reason
+    viewer: bytes = b""
+
+
+def epoch_of(now: float, epoch_length: int) -> int:
+    return int(now) // epoch_length
+
+
+def pack_entry(ticket: Ticket, index: int, received: int, receipt_sig: bytes) -> list[int]:
+    """One settle entry: ``[packed, ticket_r, ticket_s, receipt_r, receipt_s]``
+    (layout documented in ``contracts/RewardsPool.vy``)."""
+    tr, ts, tv = _rsv(ticket.signature)
+    rr, rs, rv = _rsv(receipt_sig)
+    packed = (
+        received
+        | ticket.allowance << 48
+        | ticket.not_before << 96
+        | ticket.expiry << 136
+        | index << 176
+        | (tv - 27) << 208
+        | (rv - 27) << 209
+    )
+    return [packed, tr, ts, rr, rs]
+
+
+def _rsv(sig: bytes) -> tuple[int, int, int]:
+    if len(sig) != 65:
+        raise ValueError("signature must be 65 bytes")
+    return int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+
+
+def plan_batches(rows: list[StoredReceipt], max_batch: int = MAX_BATCH) -> list[list[StoredReceipt]]:
+    """Group unsettled rows by (stream, epoch), order by index, cut into batches."""
+    groups: dict[tuple[bytes, int], list[StoredReceipt]] = {}
+    for r in rows:
+        if r.received > r.settled:
+            groups.setdefault((r.stream, r.epoch), []).append(r)
+    out = []
+    for key in sorted(groups):
+        g = sorted(groups[key], key=lambda r: r.index)
+        out.extend(g[i : i + max_batch] for i in range(0, len(g), max_batch))
+    return out
+
+
+class RelayLedger:
+    def __init__(
+        self,
+        store: ReceiptStore,
+        wallet_key: bytes,
+        domain: eip712.Domain,
+        chain: LedgerChain | None = None,
+        clock: Callable[[], float] = time.time,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.store, self.key, self.domain, self.chain = store, wallet_key, domain, chain
+        self.clock, self.max_batch = clock, max_batch
+        self.address = eip712.address_of_key(wallet_key)
+        self.results: list[SettleResult] = []
+
+    # -- stream terms --------------------------------------------------------
+    def set_terms(self, stream: bytes, terms: Terms) -> None:
+        self.store.put_stream(stream, terms.broadcaster, terms.price_per_mb, terms.epoch_length)
+
+    def terms(self, stream: bytes) -> Terms | None:
+        """Cached terms, else read from chain (None if the stream is not open)."""
+        row = self.store.stream(stream)
+        if row is not None:
+            return Terms(*row)
+        if self.chain is None:
+            return None
+        info = self.chain.stream_info(stream)
+        if int(info["broadcaster"], 16) == 0:
+            return None
+        t = Terms(bytes.fromhex(info["broadcaster"][2:]), info["price_per_mb"], info["epoch_length"])
+        self.set_terms(stream, t)
+        return t
+
+    # -- ingestion -----------------------------------------------------------
+    def accept_ticket(self, data: bytes | Ticket) -> Ticket:
+        """Verify and keep a viewer's ticket; raises TicketError."""
+        t = Ticket.decode(data) if isinstance(data, bytes | bytearray) else data
+        terms = self.terms(t.stream)
+        if terms is None:
+            raise TicketError("unknown stream")
+        verify_ticket(self.domain, t, terms.broadcaster, int(self.clock()))
+        self.store.put_ticket(t.viewer, t.stream, t.encode(), t.expiry)
+        return t
+
+    def accept_receipt(self, data: bytes | Receipt, viewer_hint: bytes | None = None) -> Verdict:
+        """Verify a receipt on arrival and store it if it raises the count."""
+        try:
+            r = Receipt.decode(data) if isinstance(data, bytes | bytearray) else data
+            terms = self.terms(r.stream)
+            if terms is None:
+                raise ReceiptError("unknown-stream")
+            viewer = viewer_hint or recover_viewer(self.domain, r)
+            raw = self.store.ticket(viewer, r.stream)
+            ticket = Ticket.decode(raw) if raw is not None else None
+            viewer = verify_receipt(self.domain, r, relay=self.address, ticket=ticket,
+                                    epoch_length=terms.epoch_length, now=int(self.clock()))
+        except ReceiptError as exc:
+            return Verdict(False, exc.reason)
+        assert ticket is not None
+        stored = self.store.put_receipt(viewer, r.stream, r.epoch, r.index, r.received, r.signature, ticket.encode())
+        return Verdict(stored, "ok" if stored else "stale", viewer)
+
+    # -- settlement ----------------------------------------------------------
+    def recover_pending(self) -> None:
+        """Resolve settle txs signed before a crash: apply if mined, else forget."""
+        assert self.chain is not None
+        for tx_hash, stream, epoch, entries in self.store.pending_settlements():
+            rc = self.chain.tx_receipt(tx_hash)
+            if rc is None:
+                self.store.drop_settlement(tx_hash)
+            elif rc["status"] == 1:
+                self._apply(tx_hash, stream, epoch, entries, self.chain.settle_result(rc))
+            else:
+                self.store.drop_settlement(tx_hash)
+
+    def settle_due(self, now: float | None = None, include_current: bool = False) -> list[SettleResult]:
+        """Settle every ended epoch with unsettled receipts (call at each epoch end).
+        ``include_current`` also settles the running epoch (e.g. on shutdown)."""
+        if self.chain is None:
+            raise ChainError("no chain adapter")
+        now = self.clock() if now is None else now
+        self.recover_pending()
+        done = []
+        for batch in plan_batches(self.store.unsettled(), self.max_batch):
+            stream, epoch = batch[0].stream, batch[0].epoch
+            terms = self.terms(stream)
+            if terms is None:
+                continue
+            current = epoch_of(now, terms.epoch_length)
+            if epoch > current or (epoch == current and not include_current):
+                continue
+            done.append(self._settle_batch(stream, epoch, batch))
+        return done
+
+    def _settle_batch(self, stream: bytes, epoch: int, batch: list[StoredReceipt]) -> SettleResult:
+        assert self.chain is not None
+        entries = [(r.viewer, r.index, r.received) for r in batch]
+        packed = [pack_entry(Ticket.decode(r.ticket), r.index, r.received, r.signature) for r in batch]
+
+        def mark(tx_hash: bytes) -> None:
+            self.store.begin_settlement(tx_hash, stream, epoch, entries)
+
+        res = self.chain.settle(self.key, stream, epoch, packed, on_signed=mark)
+        self._apply(res.tx_hash, stream, epoch, entries, res)
+        return res
+
+    def _apply(self, tx_hash: bytes, stream: bytes, epoch: int,
+               entries: list[tuple[bytes, int, int]], res: SettleResult) -> None:
+        paid = {int(ev["index"]): int(ev["amount"]) for ev in res.paid}
+        self.store.finish_settlement(tx_hash, stream, epoch, entries, paid, res.amount, res.gas_used)
+        self.results.append(res)
+
+    def stats(self) -> dict[str, Any]:
+        """The demo's ``"rewards"`` object for this relay."""
+        t = self.store.totals()
+        return {
+            "receipts": self.store.count_receipts(),
+            "settle_txs": t["settle_txs"],
+            "tokens_paid": t["tokens_paid"],
+            "gas_per_receipt": round(t["gas_used"] / t["receipts_paid"]) if t["receipts_paid"] else None,
+        }

@@ -1,0 +1,95 @@
+"""The JSON-RPC path against a real local node: anvil from the npm registry.
+
+The test installs anvil through ``scripts/install_anvil.sh`` (idempotent), starts
+it on 127.0.0.1 on a free port, deploys the contracts with anvil's first dev
+key and runs ingestion + settlement with the same code as the embedded chain.
+It skips only if the installer itself fails (e.g. no npm, unsupported platform).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from oasis.ledger.chain import Deployment, RpcChain, open_chain
+
+from .world import ALLOWANCE, World
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def anvil(tmp_path_factory):
+    inst = subprocess.run(["bash", str(ROOT / "scripts" / "install_anvil.sh")],
+                          capture_output=True, text=True, timeout=300)
+    if inst.returncode != 0:
+        pytest.skip(f"anvil not installable: {inst.stderr.strip()[-500:]}")
+    binary = inst.stdout.strip().splitlines()[-1]
+    port = _free_port()
+    cfg = tmp_path_factory.mktemp("anvil") / "anvil.json"
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--accounts", "3",
+                             "--config-out", str(cfg), "--silent"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if cfg.exists() and RpcChain(url).w3.eth.chain_id:
+                    break
+            except Exception:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"anvil did not start: {proc.stderr.read().decode()[-500:]}")
+            time.sleep(0.1)
+        keys = [bytes.fromhex(k[2:]) for k in json.loads(cfg.read_text())["private_keys"]]
+        yield url, keys
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_rpc_chain_settles_like_the_embedded_one(anvil, tmp_path):
+    url, keys = anvil
+    chain = RpcChain(url)
+    deployment = chain.deploy(keys[0])
+    # a node finds the deployment in its data dir
+    (tmp_path / "ledger").mkdir()
+    (tmp_path / "ledger" / "deployment.json").write_text(deployment.to_json())
+    node_chain = open_chain(tmp_path, rpc_url=url)
+    assert isinstance(node_chain, RpcChain) and node_chain.deployment == deployment
+    assert Deployment.from_json(deployment.to_json()) == deployment
+
+    world = World(node_chain, keys[0], str(tmp_path))
+    r1, r2 = world.relay("r1"), world.relay("r2")
+    vk, t = world.viewer()
+    vk2, t2 = world.viewer()
+    for relay in (r1, r2):
+        relay.accept_ticket(t.encode())
+        relay.accept_ticket(t2.encode())
+    assert r1.accept_receipt(world.receipt(vk, t, r1, 1_000_000).encode()).accepted
+    assert r1.accept_receipt(world.receipt(vk2, t2, r1, ALLOWANCE * 3).encode()).accepted
+    assert r2.accept_receipt(world.receipt(vk2, t2, r2, 777).encode()).accepted
+    res1 = r1.settle_due()
+    res2 = r2.settle_due()
+    assert node_chain.token_balance(r1.address) == world.pay(1_000_000) + world.pay(ALLOWANCE)
+    assert node_chain.token_balance(r2.address) == 0
+    assert res2[0].rejected == [(0, "allowance")]
+    assert r1.settle_due() == []  # settled once
+    assert res1[0].gas_used > 0
+    paid = node_chain.events("Paid")
+    assert sorted(e["bytes_paid"] for e in paid) == sorted([1_000_000, ALLOWANCE])
