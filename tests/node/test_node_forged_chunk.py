@@ -1,0 +1,73 @@
+"""A peer that pushes forged chunks is caught: counted, dropped and banned.
+
+The viewer is a real process; the forger is an in-process node speaking real
+OFTP over QUIC on loopback, with its own valid identity, that joins the stream
+and pushes chunks signed with its own key instead of the broadcaster's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import pytest
+from procs import OasisProcess, wait_until
+
+from oasis.core import swarm as sw
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+from oasis.node.node import Node
+
+pytestmark = pytest.mark.integration
+
+
+def stats(url: str) -> dict:
+    with urllib.request.urlopen(url + "/stats", timeout=10) as r:
+        return json.loads(r.read())
+
+
+async def test_forged_chunks_are_caught(tmp_path):
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "800",
+                      "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
+    procs = [b]
+    try:
+        info = b.wait_info()
+        v = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], "--json",
+                          "--gateway", "127.0.0.1:0", "--data-dir", str(tmp_path / "v")],
+                         str(tmp_path / "v.log"))
+        procs.append(v)
+        vinfo = v.wait_info()
+        await asyncio.to_thread(wait_until, lambda: stats(vinfo["gateway"])["streams"][0]["latest"] > 5, 30)
+
+        sid = StreamId.parse(info["stream_id"])
+        forger = Identity.generate()
+        node = Node(forger, sw.SwarmConfig())
+        await node.start()
+        node.add_stream(sid, is_source=False)
+        try:
+            host, port = vinfo["oftp"].rsplit(":", 1)
+            assert await node.connect(vinfo["peer_id"], host, int(port))
+            link = next(iter(node.links_by_peer.values()))
+            # Wait until the viewer has accepted our JOIN for the stream.
+            for _ in range(100):
+                if sid.key in next(iter(node.joined.values()), set()):
+                    break
+                await asyncio.sleep(0.05)
+            latest = stats(vinfo["gateway"])["streams"][0]["latest"]
+            for i in range(5):
+                forged = sign_chunk(forger, sid, latest + 3 + i, int(time.time() * 1e6), False, b"\x47" * 188)
+                link.send_chunk(forged, time.time() + 2)
+            await asyncio.to_thread(
+                wait_until, lambda: stats(vinfo["gateway"])["counters"]["peers_dropped_bad_chunks"] >= 1, 15)
+        finally:
+            await node.close()
+        s = stats(vinfo["gateway"])
+        assert s["streams"][0]["swarm_counters"]["bad_chunks"] >= 3
+        assert s["counters"]["peers_dropped_bad_chunks"] == 1
+        # The viewer kept receiving the real stream without gaps.
+        assert s["streams"][0]["skipped"] == 0
+    finally:
+        codes = [p.stop() for p in procs]
+    assert all(c in (0, -15) for c in codes), codes
