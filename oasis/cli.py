@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "tracker":
             _run(rt.tracker_only(args.listen))
             return 0
+        if not 1 <= args.substreams <= 16:
+            raise ValueError("--substreams must be between 1 and 16")
+        if args.chunk_ms < 10 or args.bitrate < 10:
+            raise ValueError("--chunk-ms and --bitrate must be at least 10")
         upload = args.upload_kbps if args.upload_kbps is not None else 4 * args.bitrate
         c = rt.Common(data_dir=args.data_dir or rt.default_data_dir(args.cmd), listen=args.listen,
                       upload_kbps=upload, bitrate_kbps=args.bitrate, chunk_ms=args.chunk_ms,

@@ -42,6 +42,8 @@ def key_of_peer_id(peer_id: str) -> bytes:
         raise ValueError(f"peer id is not base32: {exc}") from None
     if len(key) != 32:
         raise ValueError("peer id does not decode to 32 bytes")
+    if peer_id_of(key) != peer_id.lower():
+        raise ValueError("peer id is not in canonical form")
     return key
 
 

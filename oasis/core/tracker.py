@@ -37,29 +37,44 @@ class Tracker:
                  leaving: bool = False) -> list[TrackedPeer]:
         peers = self.streams.get(stream)
         if peers is None:
+            if leaving:
+                return []
+            if len(self.streams) >= MAX_STREAMS:
+                self._drop_dead_streams(now)
             if len(self.streams) >= MAX_STREAMS:
                 raise OverflowError("tracker is full: too many streams")
             peers = self.streams[stream] = {}
         self._expire(peers, now)
         if leaving:
             peers.pop(peer_id, None)
+            if not peers:
+                del self.streams[stream]
+                self.origins.pop(stream, None)
             return []
         if peer_id not in peers and len(peers) >= MAX_PEERS_PER_STREAM:
             raise OverflowError("tracker is full for this stream")
-        old = peers.get(peer_id)
-        peers[peer_id] = TrackedPeer(peer_id, host, port, now,
-                                     is_broadcaster or (old is not None and old.is_broadcaster))
-        if origin:
+        # The broadcaster is the peer whose id the stream id starts with: only it is
+        # flagged (whatever a request claims) and only it may name the origin.
+        is_broadcaster = stream.startswith(peer_id + ".")
+        peers[peer_id] = TrackedPeer(peer_id, host, port, now, is_broadcaster)
+        if origin and is_broadcaster:
             self.origins[stream] = origin
         others = [p for p in peers.values() if p.peer_id != peer_id]
         bcast = [p for p in others if p.is_broadcaster]
         rest = [p for p in others if not p.is_broadcaster]
-        picked = self.rng.sample(rest, min(self.sample - len(bcast), len(rest)))
+        picked = self.rng.sample(rest, max(0, min(self.sample - len(bcast), len(rest))))
         return bcast + picked
 
     def _expire(self, peers: dict[str, TrackedPeer], now: float) -> None:
         for pid in [pid for pid, p in peers.items() if now - p.seen > self.ttl]:
             del peers[pid]
+
+    def _drop_dead_streams(self, now: float) -> None:
+        for stream in list(self.streams):
+            self._expire(self.streams[stream], now)
+            if not self.streams[stream]:
+                del self.streams[stream]
+                self.origins.pop(stream, None)
 
     def stream_ids(self) -> list[str]:
         return list(self.streams)

@@ -62,6 +62,15 @@ class UploadScheduler:
                 self.counters.dropped_bytes += len(chunk.payload)
                 continue
             if self.rate > 0 and self.tokens <= 0:
+                # Out of tokens: drop everything already late, wherever it sits.
+                keep = [e for e in self._queue if e[4] > now]
+                for e in self._queue:
+                    if e[4] <= now:
+                        self.counters.dropped_late += 1
+                        self.counters.dropped_bytes += len(e[3].payload)
+                if len(keep) != len(self._queue):
+                    heapq.heapify(keep)
+                    self._queue = keep
                 break
             heapq.heappop(self._queue)
             size = len(chunk.payload)
@@ -76,7 +85,7 @@ class UploadScheduler:
         """When the next queued send can go (or be dropped), or None if idle."""
         if not self._queue:
             return None
-        earliest_deadline = min(item[4] for item in self._queue)
         if self.rate <= 0 or self.tokens > 0:
-            return min(self.updated, earliest_deadline)
-        return min(self.updated + (-self.tokens + 1) / self.rate, earliest_deadline)
+            return self.updated
+        refill = self.updated + (-self.tokens + 1) / self.rate
+        return min(refill, min(item[4] for item in self._queue))

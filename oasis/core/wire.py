@@ -84,7 +84,7 @@ class WireError(Exception):
         self.detail = detail
 
 
-class Message(Struct, array_like=True, frozen=True, tag_field="id"):
+class Message(Struct, array_like=True, frozen=True, tag_field="id", forbid_unknown_fields=True):
     """Base of all OFTP messages (never sent itself)."""
 
 
@@ -224,9 +224,7 @@ def _classify(data: bytes, exc: Exception) -> WireError:
         return WireError(ErrorCode.TRAILING_BYTES, text)
     try:
         raw = _raw_decoder.decode(data)
-    except msgspec.DecodeError:
-        return WireError(ErrorCode.MALFORMED, text)
-    except Exception:  # pragma: no cover - msgspec raises only DecodeError
+    except (msgspec.DecodeError, ValueError):
         return WireError(ErrorCode.MALFORMED, text)
     if isinstance(raw, list) and raw and isinstance(raw[0], int) and not isinstance(raw[0], bool):
         if raw[0] not in MESSAGE_IDS:
@@ -242,6 +240,8 @@ def decode_control(body: bytes) -> Message:
         return _control_decoder.decode(body)  # type: ignore[no-any-return]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _classify(body, exc) from None
+    except ValueError as exc:  # e.g. invalid UTF-8 in a text field
+        raise WireError(ErrorCode.MALFORMED, str(exc)) from None
 
 
 def decode_chunk(body: bytes) -> ChunkMsg:
@@ -252,6 +252,8 @@ def decode_chunk(body: bytes) -> ChunkMsg:
         return _chunk_decoder.decode(body)  # type: ignore[no-any-return]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _classify(body, exc) from None
+    except ValueError as exc:
+        raise WireError(ErrorCode.MALFORMED, str(exc)) from None
 
 
 class FrameReader:

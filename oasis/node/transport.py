@@ -63,6 +63,7 @@ class Link:
         self.datagrams_in = self.datagrams_out = 0
         self.wire_in = self.wire_out = 0
         self.closed = False
+        self._started = False
         self.handshake_done = asyncio.get_running_loop().create_future()
 
     @property
@@ -84,6 +85,11 @@ class Link:
             if isinstance(ev, qe.StreamDataReceived):
                 if ev.stream_id == self.control_sid or (self.control_sid is None and ev.stream_id == 0):
                     self.control_sid = ev.stream_id
+                    if not self._started:
+                        # Listener: answer only once the dialler has opened stream 0
+                        # (aioquic refuses to send on a stream the peer has not opened).
+                        self._started = True
+                        self.session.start(wall)
                     self.session.receive_control(ev.data, wall)
                 elif ev.stream_id & 0x2:
                     self.session.receive_chunk_stream(ev.stream_id, ev.data, ev.end_stream, wall)
@@ -94,7 +100,9 @@ class Link:
             elif isinstance(ev, qe.HandshakeCompleted):
                 if not self._check_certificate():
                     continue
-                self.session.start(wall)
+                if self.session.is_dialler and not self._started:
+                    self._started = True
+                    self.session.start(wall)
             elif isinstance(ev, qe.ConnectionIdIssued):
                 ep.links_by_cid[ev.connection_id] = self
             elif isinstance(ev, qe.ConnectionIdRetired):

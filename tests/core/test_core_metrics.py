@@ -1,0 +1,104 @@
+"""metrics: ViewerRecord, percentile and summarize on hand-made data with known answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from oasis.core.metrics import ViewerRecord, percentile, summarize
+
+PRODUCED = {1: 9.9, 2: 10.0, 3: 10.1, 4: 10.2, 5: 10.3, 6: 10.4}
+NOW = 10.85  # deadlines (t + 0.5) have passed for seqs 1-5, not for 6
+
+
+def viewer_one() -> ViewerRecord:
+    r = ViewerRecord(joined_at=10.0, playout_delay=0.5)
+    r.delivered(1, 9.9, 10.05, "broadcaster", 1000, keyframe=True)  # before join: bytes only
+    r.delivered(2, 10.0, 10.1, "p2p", 1000, keyframe=False)  # 0.1 s, on time
+    r.delivered(3, 10.1, 10.7, "p2p", 1000, keyframe=False)  # 0.6 s, late
+    r.delivered(4, 10.2, 10.3, "origin", 1000, keyframe=True)  # 0.1 s, on time
+    r.skip(5)
+    return r
+
+
+def viewer_two() -> ViewerRecord:
+    r = ViewerRecord(joined_at=10.2, playout_delay=0.5)
+    r.delivered(4, 10.2, 10.25, "p2p", 1000, keyframe=True)  # 0.05 s, on time
+    r.delivered(5, 10.3, 10.9, "p2p", 1000, keyframe=False)  # 0.6 s, late
+    return r
+
+
+def test_viewer_record_fields() -> None:
+    r = viewer_one()
+    assert r.started_at == 10.05  # first keyframe, not the later one
+    assert set(r.latencies) == {2, 3, 4}  # seq 1 was completed before the join
+    assert r.latencies[2] == pytest.approx(0.1) and r.latencies[3] == pytest.approx(0.6)
+    assert r.on_time == {2: True, 3: False, 4: True}
+    assert r.bytes_by_source == {"broadcaster": 1000, "p2p": 2000, "origin": 1000}
+    assert r.skipped == {5}
+
+
+def test_on_time_boundary_is_inclusive() -> None:
+    r = ViewerRecord(joined_at=0.0, playout_delay=0.5)
+    r.delivered(1, 1.0, 1.5, "p2p", 1, keyframe=False)
+    r.delivered(2, 1.0, 1.5001, "p2p", 1, keyframe=False)
+    assert r.on_time == {1: True, 2: False}
+
+
+def test_started_at_needs_a_keyframe() -> None:
+    r = ViewerRecord(joined_at=0.0, playout_delay=0.5)
+    r.delivered(1, 1.0, 1.1, "p2p", 1, keyframe=False)
+    assert r.started_at is None
+    r.delivered(2, 1.1, 1.2, "p2p", 1, keyframe=True)
+    assert r.started_at == 1.2
+
+
+def test_continuity() -> None:
+    assert viewer_one().continuity(PRODUCED, NOW) == (2, 4)  # 2 and 4 on time of 2,3,4,5
+    assert viewer_two().continuity(PRODUCED, NOW) == (1, 2)  # 4 on time of 4,5
+    assert viewer_two().continuity(PRODUCED, 10.6) == (0, 0)  # nothing due yet
+
+
+def test_to_json() -> None:
+    j = viewer_one().to_json()
+    assert j["joined_at"] == 10.0 and j["started_at"] == 10.05
+    assert set(j["latencies"]) == {"2", "3", "4"}
+    assert j["on_time"] == [2, 4]
+    assert j["skipped"] == [5]
+    assert j["bytes"] == {"broadcaster": 1000, "p2p": 2000, "origin": 1000}
+
+
+def test_summarize_known_answers() -> None:
+    s = summarize([viewer_one().to_json(), viewer_two().to_json()], PRODUCED, NOW, 0.5)
+    # latencies: 0.05, 0.1, 0.1, 0.6, 0.6 (nearest rank of 5 values)
+    assert s["latency_ms"] == {"p50": 100.0, "p95": 600.0, "p99": 600.0, "max": 600.0}
+    assert s["chunks_due"] == 6 and s["chunks_on_time"] == 3
+    assert s["continuity"] == 0.5
+    # p2p 4000 of 6000 media bytes (broadcaster 1000, origin 1000).
+    assert s["offload_ratio"] == pytest.approx(0.66667)
+    assert s["bytes"] == {"p2p": 4000, "origin": 1000, "broadcaster": 1000}
+    assert s["startup_ms"] == {"p50": 50.0, "p95": 50.0}
+    assert s["viewers_started"] == 2
+
+
+def test_summarize_empty() -> None:
+    s = summarize([], {}, 0.0, 0.5)
+    assert s["continuity"] == 0.0 and s["offload_ratio"] == 0.0
+    assert s["latency_ms"]["max"] == 0.0 and s["viewers_started"] == 0
+
+
+def test_percentile_known_values() -> None:
+    ten = [float(x) for x in range(10, 0, -1)]  # unsorted on purpose
+    assert percentile([], 50) == 0.0
+    assert percentile([3.0], 99) == 3.0
+    assert percentile(ten, 0) == 1.0
+    assert percentile(ten, 100) == 10.0
+    assert percentile(ten, 95) == 10.0  # rank ceil(9.5) = 10
+    assert percentile(ten, 20) == 2.0  # rank 2
+    assert percentile(ten, 45) == 5.0  # rank ceil(4.5) = 5
+
+
+def test_percentile_nearest_rank_at_integer_ranks() -> None:
+    ten = [float(x) for x in range(1, 11)]
+    assert percentile(ten, 50) == 5.0  # nearest rank: ceil(0.5 * 10) = 5
+    assert percentile(ten, 10) == 1.0
+    assert percentile([float(x) for x in range(1, 21)], 95) == 19.0

@@ -1,0 +1,435 @@
+"""Session: two cores wired back to back in memory, stepped clock (aioquic-style roundtrips)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from oasis.core import session as ss
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.wire import ErrorCode
+
+RNG = random.Random(1234)
+ALICE = Identity.from_private_bytes(RNG.randbytes(32))
+BOB = Identity.from_private_bytes(RNG.randbytes(32))
+MALLORY = Identity.from_private_bytes(RNG.randbytes(32))
+SID = StreamId(ALICE.public, "live")
+
+
+@dataclass
+class Link:
+    """Both ends of one link, the clock, and what each side saw."""
+
+    a: ss.Session  # dialler
+    b: ss.Session  # listener
+    now: float = 0.0
+    events: dict[int, list] = field(default_factory=lambda: {0: [], 1: []})
+    actions: dict[int, list] = field(default_factory=lambda: {0: [], 1: []})
+    byte_at_a_time: bool = False
+    _next_stream: int = 2
+
+    def side(self, i: int) -> ss.Session:
+        return self.a if i == 0 else self.b
+
+    def step(self, dt: float = 0.0) -> None:
+        self.now += dt
+        for s in (self.a, self.b):
+            t = s.get_timer()
+            if t is not None and self.now >= t:
+                s.handle_timer(self.now)
+
+    def roundtrip(self, rounds: int = 10) -> None:
+        """Move queued bytes both ways until neither side has anything to send."""
+        for _ in range(rounds):
+            moved = False
+            for i in (0, 1):
+                src, dst = self.side(i), self.side(1 - i)
+                for act in src.actions():
+                    self.actions[i].append(act)
+                    moved = True
+                    if isinstance(act, ss.SendControl):
+                        if self.byte_at_a_time:
+                            for k in range(len(act.data)):
+                                dst.receive_control(act.data[k : k + 1], self.now)
+                        else:
+                            dst.receive_control(act.data, self.now)
+                    elif isinstance(act, ss.SendChunkStream):
+                        sid = self._next_stream
+                        self._next_stream += 4
+                        half = len(act.data) // 2
+                        dst.receive_chunk_stream(sid, act.data[:half], False, self.now)
+                        dst.receive_chunk_stream(sid, act.data[half:], True, self.now)
+            for i in (0, 1):
+                while (ev := self.side(i).next_event()) is not None:
+                    self.events[i].append(ev)
+            if not moved:
+                return
+
+    def of(self, i: int, kind: type) -> list:
+        return [e for e in self.events[i] if isinstance(e, kind)]
+
+    def closed(self, i: int) -> ss.Closed:
+        (c,) = self.of(i, ss.Closed)
+        return c
+
+
+def pair(*, expected_key: bytes | None = BOB.public, dialler: Identity = ALICE,
+         listener: Identity = BOB, start: bool = True, **kw) -> Link:
+    a = ss.Session(dialler, True, expected_key=expected_key, rng=random.Random(1), **kw)
+    b = ss.Session(listener, False, rng=random.Random(2), **kw)
+    link = Link(a, b)
+    if start:
+        a.start(link.now)
+        b.start(link.now)
+    return link
+
+
+def authed(**kw) -> Link:
+    link = pair(**kw)
+    link.roundtrip()
+    assert link.a.authenticated and link.b.authenticated
+    return link
+
+
+def test_handshake_both_sides_learn_keys() -> None:
+    link = pair()
+    assert not link.a.authenticated and link.a.get_timer() == ss.HANDSHAKE_TIMEOUT
+    link.roundtrip()
+    (ea,) = link.of(0, ss.Authenticated)
+    (eb,) = link.of(1, ss.Authenticated)
+    assert ea == ss.Authenticated(BOB.public, 1) and eb == ss.Authenticated(ALICE.public, 1)
+    assert link.a.peer_key == BOB.public and link.b.peer_key == ALICE.public
+    assert link.a.version == link.b.version == wire.OFTP_VERSION
+    assert link.a.get_timer() is None and link.b.get_timer() is None
+    assert link.a.counters.violations == link.b.counters.violations == 0
+    # The handshake is HELLO + AUTH on each side, nothing else.
+    sent = [wire.decode_control(act.data[4:]) for act in link.actions[0]]
+    assert [type(m) for m in sent] == [wire.Hello, wire.Auth]
+
+
+def test_listener_without_pin_accepts_anyone() -> None:
+    link = authed(expected_key=None, dialler=MALLORY)
+    assert link.b.peer_key == MALLORY.public
+
+
+def test_wrong_expected_key_closes_with_wrong_peer() -> None:
+    link = pair(expected_key=MALLORY.public)
+    link.roundtrip()
+    c = link.closed(0)
+    assert c.code == ErrorCode.WRONG_PEER and not c.by_peer
+    assert ss.CloseLink(ErrorCode.WRONG_PEER, c.reason) in link.actions[0]
+    assert not link.of(0, ss.Authenticated)
+    # The listener hears GOODBYE and closes too, never having authenticated the dialler.
+    assert link.closed(1).by_peer and link.closed(1).code == ErrorCode.WRONG_PEER
+    assert not link.of(1, ss.Authenticated)
+
+
+def test_connecting_to_self_is_refused() -> None:
+    link = pair(expected_key=None, listener=ALICE)
+    link.roundtrip()
+    assert link.closed(0).code == ErrorCode.WRONG_PEER
+
+
+def _deliver_rewritten(link: Link, src: int, rewrite) -> None:
+    """Move src's control bytes to the other side frame by frame, rewriting messages."""
+    dst = link.side(1 - src)
+    for act in link.side(src).actions():
+        assert isinstance(act, ss.SendControl)
+        msg = rewrite(wire.decode_control(act.data[4:]))
+        dst.receive_control(wire.frame(msg), link.now)
+
+
+def test_forged_auth_signature_fails() -> None:
+    link = pair()
+    _deliver_rewritten(link, 0, lambda m: m)  # alice's HELLO and nothing else yet
+    # Bob answers with HELLO + AUTH; tamper with the AUTH signature.
+    def tamper(m):
+        if isinstance(m, wire.Auth):
+            sig = bytearray(m.signature)
+            sig[5] ^= 0x40
+            return wire.Auth(version=m.version, signature=bytes(sig))
+        return m
+    _deliver_rewritten(link, 1, tamper)
+    link.roundtrip()
+    assert link.closed(0).code == ErrorCode.AUTH_FAILED
+    assert link.a.peer_key is None and not link.of(0, ss.Authenticated)
+
+
+def test_auth_signed_by_other_key_fails() -> None:
+    """MALLORY presents BOB's key in HELLO but can only sign with her own."""
+    a = ss.Session(ALICE, True, expected_key=BOB.public, rng=random.Random(1))
+    m = ss.Session(MALLORY, False, rng=random.Random(2))
+    a.start(0.0)
+    m.start(0.0)
+    hello_a = a.actions()
+    (hello_m,) = m.actions()
+    forged = wire.decode_control(hello_m.data[4:])
+    forged = wire.Hello(versions=forged.versions, key=BOB.public, nonce=forged.nonce)
+    a.receive_control(wire.frame(forged), 0.0)
+    for act in hello_a:
+        m.receive_control(act.data, 0.0)
+    for act in m.actions():
+        a.receive_control(act.data, 0.0)
+    events = []
+    while (ev := a.next_event()) is not None:
+        events.append(ev)
+    assert [type(e) for e in events] == [ss.Closed]
+    assert events[0].code == ErrorCode.AUTH_FAILED
+
+
+def test_reflected_auth_fails() -> None:
+    """Sending A's own AUTH back to A (reflection) must not authenticate."""
+    link = pair()
+    a_out = link.a.actions()
+    b_out = link.b.actions()
+    for act in a_out:
+        link.b.receive_control(act.data, 0.0)
+    for act in b_out:  # bob's HELLO
+        link.a.receive_control(act.data, 0.0)
+    (auth_a,) = link.a.actions()
+    link.a.receive_control(auth_a.data, 0.0)
+    link.roundtrip()
+    assert link.closed(0).code == ErrorCode.AUTH_FAILED
+
+
+def test_no_common_version() -> None:
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.start(0.0)
+    s.receive_control(wire.frame(wire.Hello(versions=[2, 7], key=ALICE.public, nonce=b"n" * 16)), 0.0)
+    ev = s.next_event()
+    assert isinstance(ev, ss.Closed) and ev.code == ErrorCode.VERSION_MISMATCH
+    assert s.closed
+    kinds = [type(a) for a in s.actions()]
+    assert kinds == [ss.SendControl, ss.SendControl, ss.CloseLink]  # HELLO, GOODBYE, close
+
+
+def test_auth_with_other_version_is_refused() -> None:
+    link = pair()
+    _deliver_rewritten(link, 0, lambda m: m)
+    _deliver_rewritten(link, 1, lambda m: wire.Auth(version=2, signature=m.signature)
+                       if isinstance(m, wire.Auth) else m)
+    link.roundtrip()
+    assert link.closed(0).code == ErrorCode.VERSION_MISMATCH
+
+
+def test_handshake_timeout() -> None:
+    link = pair()
+    # Nothing is delivered: the peer is silent.
+    link.a.actions()
+    link.step(4.9)
+    assert not link.a.closed
+    link.step(0.1)
+    assert link.a.closed and link.b.closed
+    for i in (0, 1):
+        while (ev := link.side(i).next_event()) is not None:
+            link.events[i].append(ev)
+        assert link.closed(i).code == ErrorCode.TIMEOUT
+    assert any(isinstance(x, ss.CloseLink) and x.code == ErrorCode.TIMEOUT for x in link.a.actions())
+    assert link.a.get_timer() is None
+
+
+def test_no_timeout_after_authentication() -> None:
+    link = authed()
+    link.step(100.0)
+    link.roundtrip()
+    assert link.a.authenticated and link.b.authenticated
+    assert not link.of(0, ss.Closed)
+
+
+@pytest.mark.parametrize("first", [
+    wire.Join(stream="x.live"),
+    wire.Request(stream=b"s" * 8, seq=1),
+    wire.Auth(version=1, signature=b"s" * 64),
+], ids=["join", "request", "auth-before-hello"])
+def test_message_before_auth_is_unexpected(first: wire.Message) -> None:
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.start(0.0)
+    s.receive_control(wire.frame(first), 0.0)
+    ev = s.next_event()
+    assert isinstance(ev, ss.Closed) and ev.code == ErrorCode.UNEXPECTED
+    assert s.next_event() is None
+
+
+def test_message_after_hello_before_auth_is_unexpected() -> None:
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.start(0.0)
+    s.receive_control(wire.frame(wire.Hello(versions=[1], key=ALICE.public, nonce=b"n" * 16))
+                      + wire.frame(wire.Leave(stream=b"s" * 8)), 0.0)
+    ev = s.next_event()
+    assert isinstance(ev, ss.Closed) and ev.code == ErrorCode.UNEXPECTED
+    assert not s.authenticated
+
+
+def test_send_before_auth_raises() -> None:
+    link = pair()
+    with pytest.raises(RuntimeError):
+        link.a.send(wire.Join(stream="x.live"))
+    with pytest.raises(RuntimeError):
+        link.a.send_chunk(sign_chunk(ALICE, SID, 1, 1, True, b"p"), 1.0)
+
+
+def test_chunk_before_auth_is_a_violation() -> None:
+    link = pair()
+    data = wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"p"))
+    link.b.receive_chunk_stream(3, data, True, 0.0)
+    assert link.b.next_event() == ss.Violation(ErrorCode.UNEXPECTED, "chunk before authentication")
+    assert link.b.counters.chunks_in == 0
+
+
+def test_control_messages_after_auth() -> None:
+    link = authed()
+    msgs = [wire.Join(stream=str(SID)), wire.Request(stream=SID.key, seq=9),
+            wire.Status(stream=SID.key, latest=3, have=7, keyframe=0, slots=4, paths=[[b"t" * 8]])]
+    for m in msgs:
+        link.a.send(m)
+    link.roundtrip()
+    assert [e.message for e in link.of(1, ss.MessageReceived)] == msgs
+
+
+def test_hello_after_handshake_is_a_violation_not_a_close() -> None:
+    link = authed()
+    link.b.receive_control(wire.frame(wire.Hello(versions=[1], key=ALICE.public, nonce=b"n" * 16)), 1.0)
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.UNEXPECTED]
+    assert link.b.authenticated
+    # The offender is told with an ERROR message.
+    errs = [e.message for e in link.of(0, ss.MessageReceived) if isinstance(e.message, wire.Error)]
+    assert [e.code for e in errs] == [ErrorCode.UNEXPECTED]
+
+
+def test_chunk_exchange_after_auth() -> None:
+    link = authed()
+    payloads = [bytes([i]) * (1000 + i) for i in range(5)] + [b""]
+    sent = [sign_chunk(ALICE, SID, i, 1_000_000 * i, i == 0, p) for i, p in enumerate(payloads)]
+    for c in sent:
+        link.a.send_chunk(c, deadline=9.0)
+    link.roundtrip()
+    got = link.of(1, ss.ChunkReceived)
+    assert [e.chunk for e in got] == sent
+    assert [e.chunk.payload for e in got] == payloads
+    assert [e.wire_bytes for e in got] == [len(wire.encode(c)) for c in sent]
+    streams = [a for a in link.actions[0] if isinstance(a, ss.SendChunkStream)]
+    assert [(s.seq, s.deadline) for s in streams] == [(i, 9.0) for i in range(6)]
+
+
+def test_counters_add_up() -> None:
+    link = authed()
+    payloads = [b"a" * 100, b"b" * 2000, b"c" * 30]
+    for i, p in enumerate(payloads):
+        link.a.send_chunk(sign_chunk(ALICE, SID, i, i, False, p), 5.0)
+    link.b.send_chunk(sign_chunk(ALICE, SID, 9, 9, False, b"z" * 7), 5.0)
+    link.a.send(wire.Request(stream=SID.key, seq=1))
+    link.roundtrip()
+    a, b = link.a.counters, link.b.counters
+    assert a.media_out == b.media_in == 2130 and a.chunks_out == b.chunks_in == 3
+    assert b.media_out == a.media_in == 7 and b.chunks_out == a.chunks_in == 1
+    assert a.chunk_stream_out == b.chunk_stream_in
+    assert b.chunk_stream_out == a.chunk_stream_in
+    assert a.control_out == b.control_in and b.control_out == a.control_in
+    sent_a = sum(len(x.data) for x in link.actions[0] if isinstance(x, ss.SendControl))
+    assert a.control_out == sent_a
+    assert a.chunk_stream_out == sum(len(x.data) for x in link.actions[0]
+                                     if isinstance(x, ss.SendChunkStream))
+
+
+def test_control_bytes_one_at_a_time() -> None:
+    link = pair()
+    link.byte_at_a_time = True
+    link.roundtrip()
+    assert link.a.authenticated and link.b.authenticated
+    link.a.send(wire.Subscribe(stream=SID.key, mask=5, substreams=4))
+    link.a.send(wire.Goodbye(code=int(ErrorCode.SHUTDOWN), reason="bye"))
+    link.roundtrip()
+    assert [e.message for e in link.of(1, ss.MessageReceived)] == [
+        wire.Subscribe(stream=SID.key, mask=5, substreams=4)]
+    c = link.closed(1)
+    assert c == ss.Closed(ErrorCode.SHUTDOWN, "bye", True)
+    assert link.b.counters.violations == 0
+
+
+def test_garbage_frames_count_then_too_many_errors() -> None:
+    link = authed(max_errors=3)
+    garbage = [b"\xc1", b"\x92\x63\x01", b"\x93\x09\xa1x\x01", b"", b"\x91"]
+    for i, body in enumerate(garbage[:3]):
+        link.b.receive_control(len(body).to_bytes(4, "big") + body, 1.0)
+        assert link.b.counters.violations == i + 1
+        assert link.b.authenticated
+    link.b.receive_control(len(garbage[3]).to_bytes(4, "big") + garbage[3], 1.0)
+    link.roundtrip()
+    codes = [v.code for v in link.of(1, ss.Violation)]
+    assert codes == [ErrorCode.MALFORMED, ErrorCode.UNKNOWN_MESSAGE, ErrorCode.MALFORMED,
+                     ErrorCode.MALFORMED]
+    assert link.closed(1).code == ErrorCode.TOO_MANY_ERRORS
+    # The peer got one ERROR per violation and then a GOODBYE.
+    got = [e.message for e in link.of(0, ss.MessageReceived)]
+    assert [type(m) for m in got] == [wire.Error] * 4
+    assert link.closed(0) == ss.Closed(ErrorCode.TOO_MANY_ERRORS, link.closed(1).reason, True)
+    # A closed session ignores further input.
+    link.b.receive_control(b"\x00\x00\x00\x01\xc1", 2.0)
+    assert link.b.counters.violations == 4
+
+
+def test_oversize_frame_closes() -> None:
+    link = authed()
+    link.b.receive_control((wire.MAX_CONTROL_FRAME + 1).to_bytes(4, "big"), 1.0)
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.TOO_LARGE]
+    assert link.closed(1).code == ErrorCode.TOO_LARGE
+
+
+def test_oversize_chunk_stream_is_stopped() -> None:
+    link = authed()
+    piece = b"\x00" * (256 * 1024)
+    sent = 0
+    while sent <= wire.MAX_CHUNK_MESSAGE:
+        link.b.receive_chunk_stream(7, piece, False, 1.0)
+        sent += len(piece)
+    acts = link.b.actions()
+    assert acts.count(ss.StopChunkStream(7)) == 1
+    assert link.b.counters.violations == 1
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.TOO_LARGE]
+    assert link.b.authenticated and not link.of(1, ss.ChunkReceived)
+    # Other streams still work.
+    link.b.receive_chunk_stream(11, wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"ok")), True, 1.0)
+    link.roundtrip()
+    assert [e.chunk.payload for e in link.of(1, ss.ChunkReceived)] == [b"ok"]
+
+
+def test_garbage_chunk_stream_is_a_violation() -> None:
+    link = authed()
+    link.b.receive_chunk_stream(7, b"\x93\x0b\x01\x02", True, 1.0)
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.MALFORMED]
+    assert link.b.authenticated
+
+
+def test_reset_chunk_stream_is_forgotten() -> None:
+    link = authed()
+    data = wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"x" * 100))
+    link.b.receive_chunk_stream(7, data[:50], False, 1.0)
+    link.b.chunk_stream_reset(7)
+    link.b.receive_chunk_stream(7, data, True, 1.0)  # same id reused from scratch
+    link.roundtrip()
+    assert [e.chunk.payload for e in link.of(1, ss.ChunkReceived)] == [b"x" * 100]
+
+
+def test_local_close_sends_goodbye() -> None:
+    link = authed()
+    link.a.close(ErrorCode.SHUTDOWN, "going away")
+    link.roundtrip()
+    assert link.closed(0) == ss.Closed(ErrorCode.SHUTDOWN, "going away", False)
+    assert link.closed(1) == ss.Closed(ErrorCode.SHUTDOWN, "going away", True)
+    assert not link.a.authenticated
+
+
+def test_invalid_utf8_control_frame_is_a_violation() -> None:
+    link = authed()
+    body = b"\x93\x0c\x00\xa1\xff"  # GOODBYE(code=0, reason=<0xff>)
+    link.b.receive_control(len(body).to_bytes(4, "big") + body, 1.0)
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.MALFORMED]

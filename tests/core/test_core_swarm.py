@@ -1,0 +1,267 @@
+"""Swarm cores wired together by the deterministic swarmnet harness (virtual time)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from swarmnet import SwarmNet
+
+from oasis.core import swarm as sw
+from oasis.core.identity import Identity
+from oasis.core.stream import sign_chunk
+from oasis.core.wire import ChunkMsg, ErrorCode
+
+GOP = 10
+INTERVAL = 0.1
+
+
+class RecNet(SwarmNet):
+    """SwarmNet that records every action (with its time) and gives each chunk its own payload."""
+
+    def __init__(self, *args, **kw) -> None:
+        self.log: dict[bytes, list[tuple[float, object]]] = {}
+        self.published: dict[int, ChunkMsg] = {}
+        self.joined_at: dict[bytes, float] = {}
+        super().__init__(*args, **kw)
+        self._wrap(self.bid.public)
+
+    def _wrap(self, key: bytes) -> None:
+        node = self.nodes[key]
+        inner = node.actions
+        log = self.log.setdefault(key, [])
+
+        def actions() -> list:
+            out = inner()
+            log.extend((self.now, a) for a in out)
+            return out
+
+        node.actions = actions  # type: ignore[method-assign]
+
+    def join(self, key: bytes, neighbours: list[bytes]) -> None:
+        self.joined_at[key] = self.now
+        # Wrap before the first pump: create the node through the parent, but intercept pumps.
+        pump, self._pump = self._pump, lambda k: None  # type: ignore[method-assign]
+        try:
+            super().join(key, neighbours)
+        finally:
+            del self._pump
+        self._wrap(key)
+        for other in neighbours:
+            if other in self.nodes:
+                pump(other)
+        pump(key)
+
+    def produce(self, keyframe: bool, payload: bytes | None = None) -> None:
+        seq = self.next_seq
+        super().produce(keyframe, payload or (f"chunk {seq} ".encode() * 100))
+        self.published[seq] = self.source.log.get(seq)
+
+    def tick(self, n: int = 1) -> None:
+        """Advance n chunk intervals, producing one chunk at the end of each."""
+        for _ in range(n):
+            self.run_until(self.now + INTERVAL)
+            self.produce(self.next_seq % GOP == 0)
+
+    def actions_of(self, key: bytes, kind: type) -> list[tuple[float, object]]:
+        return [(t, a) for t, a in self.log[key] if isinstance(a, kind)]
+
+    def delivers(self, key: bytes) -> dict[int, sw.Deliver]:
+        out: dict[int, sw.Deliver] = {}
+        for _, a in self.actions_of(key, sw.Deliver):
+            assert a.chunk.seq not in out, "chunk delivered twice"
+            out[a.chunk.seq] = a
+        return out
+
+    def due_since(self, key: bytes, until: float) -> list[int]:
+        """Chunks completed after ``key`` joined and at least 1 s before ``until``."""
+        return [s for s, t in self.produced.items() if self.joined_at[key] <= t <= until - 1.0]
+
+
+def build(n: int = 15, *, seed: int = 3, fanout: int = 4, source_kbps: int = 3000,
+          **kw) -> RecNet:
+    cfg = kw.pop("config", sw.SwarmConfig(upload_kbps=6000))
+    net = RecNet(n, seed=seed, delay=0.01, config=cfg,
+                 source_config=sw.SwarmConfig(upload_kbps=source_kbps), **kw)
+    net.produce(True)
+    net.tick(10)
+    rng = random.Random(seed)
+    keys = [net.bid.public]
+    for v in net.viewers:
+        net.join(v, rng.sample(keys, min(fanout, len(keys))))
+        keys.append(v)
+        net.tick(2)
+    return net
+
+
+def assert_complete(net: RecNet, key: bytes, until: float, sources: set[str]) -> dict:
+    got = net.delivers(key)
+    due = net.due_since(key, until)
+    assert due, "test would be vacuous"
+    missing = [s for s in due if s not in got]
+    assert not missing, f"missing {missing}"
+    for s in due:
+        d = got[s]
+        assert d.chunk == net.published[s] and d.chunk.payload == net.published[s].payload
+        assert d.source in sources
+        assert d.at <= net.produced[s] + net.config.playout_delay + 1e-9, "late delivery"
+    skipped = {a.seq for _, a in net.actions_of(key, sw.Skip)}
+    assert not skipped & set(due)
+    return got
+
+
+@pytest.fixture(scope="module")
+def grown() -> RecNet:
+    net = build()
+    net.tick(50)
+    return net
+
+
+def test_every_viewer_gets_every_chunk_byte_identical(grown: RecNet) -> None:
+    counts: dict[str, int] = {}
+    for v in grown.viewers:
+        got = assert_complete(grown, v, grown.now, {"p2p", "broadcaster", "origin"})
+        for s in grown.due_since(v, grown.now):
+            counts[got[s].source] = counts.get(got[s].source, 0) + 1
+    total = sum(counts.values())
+    # The broadcaster's 8 substream slots feed two viewers; the others get pushes from peers.
+    assert counts.get("p2p", 0) / total > 0.75, counts
+    assert counts.get("origin", 0) / total < 0.02, counts
+    assert sum(grown.source.peers[v].children_mask.bit_count() for v in grown.source.peers) <= 8
+
+
+def test_push_dominates_pull(grown: RecNet) -> None:
+    pushes = sum(len(grown.actions_of(k, sw.Push)) for k in grown.nodes)
+    requests = sum(n.counters.requests_sent for n in grown.nodes.values())
+    assert requests < 0.2 * pushes
+    # Every viewer has a parent for every substream once the tree has settled.
+    for v in grown.viewers:
+        assert all(p is not None for p in grown.nodes[v].parents)
+
+
+def test_parent_trees_have_no_loops(grown: RecNet) -> None:
+    src_tag = grown.source.tag
+    for v in grown.viewers:
+        node = grown.nodes[v]
+        for j, path in enumerate(node.paths):
+            assert len(set(path)) == len(path), "a tag repeats in the path"
+            assert path[0] == src_tag and path[-1] == node.tag
+            # Follow the actual parent pointers up to the broadcaster.
+            seen = [v]
+            cur = node.parents[j]
+            while cur != grown.bid.public:
+                assert cur is not None and cur not in seen, "parent chain loops"
+                seen.append(cur)
+                cur = grown.nodes[cur].parents[j]
+            assert len(seen) == len(path) - 1
+            assert grown.nodes[cur].tag == path[0]
+
+
+def test_viewer_whose_parent_leaves_recovers() -> None:
+    net = build(12, seed=5)
+    net.tick(20)
+    # A viewer fed by another viewer on some substream.
+    child, parent = next((v, p) for v in net.viewers for p in net.nodes[v].parents
+                         if p is not None and p != net.bid.public)
+    left_at = net.now
+    net.leave(parent)
+    net.tick(40)
+    assert parent not in net.nodes[child].parents
+    assert all(p is not None and p in net.nodes for p in net.nodes[child].parents)
+    for v in net.viewers:
+        if v == parent:
+            continue
+        assert_complete(net, v, net.now, {"p2p", "broadcaster", "origin"})
+    # Recovery used the swarm (repair or new parent), the origin covered at most a few chunks.
+    after = [d for s, d in net.delivers(child).items() if net.produced[s] >= left_at]
+    assert sum(d.source == "origin" for d in after) <= 3
+
+
+def test_forged_chunks_counted_and_peer_dropped() -> None:
+    net = build(4, seed=7)
+    net.tick(5)
+    victim, attacker = net.viewers[3], next(iter(net.nodes[net.viewers[3]].peers))
+    node = net.nodes[victim]
+    mallory = Identity.from_private_bytes(bytes(range(32)))
+    seq = net.next_seq + 5  # a sequence number the victim does not hold yet
+    genuine = sign_chunk(net.bid, net.sid, seq, int(net.now * 1e6), False, b"real")
+    wrong_key = sign_chunk(mallory, net.sid, seq, genuine.time_us, False, b"real")
+    bad_sig = ChunkMsg(stream=genuine.stream, seq=seq, time_us=genuine.time_us, flags=0,
+                       signature=genuine.signature[:-1] + bytes([genuine.signature[-1] ^ 1]),
+                       payload=b"real")
+    evil_payload = ChunkMsg(stream=genuine.stream, seq=seq, time_us=genuine.time_us, flags=0,
+                            signature=genuine.signature, payload=b"evil")
+    limit = node.config.bad_chunk_limit
+    assert limit == 3
+    for i, forged in enumerate([wrong_key, bad_sig, evil_payload]):
+        before = len(net.log[victim])
+        node.on_chunk(attacker, forged, net.now)
+        net._pump(victim)
+        assert node.counters.bad_chunks == i + 1
+        new = [a for _, a in net.log[victim][before:]]
+        assert not any(isinstance(a, sw.Deliver) for a in new)
+        drops = [a for a in new if isinstance(a, sw.DropPeer)]
+        if i + 1 < limit:
+            assert not drops
+        else:
+            assert drops == [sw.DropPeer(attacker, ErrorCode.BAD_CHUNK, drops[0].reason)]
+    assert (victim, attacker, ErrorCode.BAD_CHUNK) in net.dropped
+    assert attacker not in node.peers
+    assert seq not in node.log
+
+
+def _withhold(net: RecNet, *, in_origin: bool) -> int:
+    """Make a chunk that no peer will ever have (the source never publishes it)."""
+    net.run_until(net.now + INTERVAL)
+    seq = net.next_seq
+    net.next_seq += 1
+    chunk = sign_chunk(net.bid, net.sid, seq, int(net.now * 1e6), False, b"withheld " * 50)
+    net.produced[seq] = net.now
+    net.published[seq] = chunk
+    if in_origin:
+        net.origin_log[seq] = chunk
+    return seq
+
+
+def test_origin_fallback_before_deadline() -> None:
+    net = build(5, seed=11)
+    net.tick(5)
+    seq = _withhold(net, in_origin=True)
+    net.tick(30)
+    for v in net.viewers:
+        node = net.nodes[v]
+        deadline = node.deadline_of(seq)
+        fetches = [(t, a) for t, a in net.actions_of(v, sw.FetchOrigin) if a.seq == seq]
+        assert fetches, "no FetchOrigin for the withheld chunk"
+        t, a = fetches[0]
+        assert t < deadline and a.deadline == pytest.approx(deadline)
+        d = net.delivers(v)[seq]
+        assert d.source == "origin" and d.peer is None
+        assert d.chunk == net.published[seq]
+        assert d.at <= deadline
+        assert node.counters.origin_fetches >= 1
+        assert not [a for _, a in net.actions_of(v, sw.Skip) if a.seq == seq]
+        # Chunks around the hole still came from the swarm.
+        assert net.delivers(v)[seq + 1].source in ("p2p", "broadcaster")
+
+
+@pytest.mark.parametrize("origin", [True, False], ids=["origin-lacks-it", "no-origin"])
+def test_unobtainable_chunk_skipped_at_deadline(origin: bool) -> None:
+    cfg = sw.SwarmConfig(upload_kbps=6000, use_origin=origin)
+    net = build(5, seed=13, config=cfg)
+    net.tick(5)
+    seq = _withhold(net, in_origin=False)
+    net.tick(40)
+    for v in net.viewers:
+        node = net.nodes[v]
+        # The viewer never saw this chunk, so it estimates its time from the stream clock.
+        deadline = net.produced[seq] + cfg.playout_delay
+        skips = [(t, a) for t, a in net.actions_of(v, sw.Skip) if a.seq == seq]
+        assert len(skips) == 1
+        assert deadline - 0.005 <= skips[0][0] <= deadline + 0.05  # at the deadline
+        assert seq not in net.delivers(v)
+        assert node.counters.skipped >= 1
+        if not origin:
+            assert not net.actions_of(v, sw.FetchOrigin)
+        # Playback continues: the next chunks arrive.
+        assert seq + 1 in net.delivers(v) and seq + 30 in net.delivers(v)

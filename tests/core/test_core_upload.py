@@ -1,0 +1,116 @@
+"""UploadScheduler: token bucket, newest first, late sends dropped."""
+
+from __future__ import annotations
+
+import pytest
+
+from oasis.core.upload import MIN_BURST_BYTES, UploadScheduler
+from oasis.core.wire import ChunkMsg
+
+PEER_A = b"A" * 32
+PEER_B = b"B" * 32
+
+
+def chunk(seq: int, size: int) -> ChunkMsg:
+    return ChunkMsg(stream=b"s" * 8, seq=seq, time_us=seq, flags=0, signature=b"x" * 64,
+                    payload=bytes(size))
+
+
+def seqs(released) -> list[int]:
+    return [c.seq for _, c, _ in released]
+
+
+def test_uncapped_releases_everything_at_once_newest_first() -> None:
+    up = UploadScheduler(0, now=0.0)
+    for s in (3, 9, 1, 7):
+        up.enqueue(PEER_A, chunk(s, 500_000), deadline=10.0)
+    assert up.next_release() == 0.0  # something can go right now
+    out = up.release(0.0)
+    assert seqs(out) == [9, 7, 3, 1]
+    assert [(p, d) for p, _, d in out] == [(PEER_A, 10.0)] * 4
+    assert len(up) == 0 and up.next_release() is None
+    assert up.counters.released == 4 and up.counters.released_bytes == 2_000_000
+
+
+def test_capped_newest_first_then_waits_for_tokens() -> None:
+    # 80 kbit/s = 10,000 B/s; bucket depth is the 64 KiB minimum burst.
+    up = UploadScheduler(80, now=0.0)
+    assert up.rate == 10_000 and up.depth == MIN_BURST_BYTES
+    for s in (1, 2, 3, 4):
+        up.enqueue(PEER_A if s % 2 else PEER_B, chunk(s, 40_000), deadline=100.0)
+    out = up.release(0.0)
+    # 65,536 tokens: seq 4 (→ 25,536) and seq 3 (→ -14,464), then the bucket is empty.
+    assert seqs(out) == [4, 3]
+    assert up.tokens == MIN_BURST_BYTES - 80_000
+    t = up.next_release()
+    assert t == pytest.approx((80_000 - MIN_BURST_BYTES + 1) / 10_000)
+    assert up.release(t - 0.01) == []
+    assert seqs(up.release(t)) == [2]
+    # Seq 1 waits for the bucket to recover the next 40 KB.
+    t2 = up.next_release()
+    assert t2 > t
+    assert seqs(up.release(t2)) == [1]
+    assert len(up) == 0 and up.counters.dropped_late == 0
+
+
+def test_newer_chunk_enqueued_later_overtakes_queue() -> None:
+    up = UploadScheduler(80, now=0.0)
+    up.enqueue(PEER_A, chunk(1, 70_000), 100.0)
+    assert seqs(up.release(0.0)) == [1]  # bucket now in debt
+    up.enqueue(PEER_A, chunk(2, 1000), 100.0)
+    up.enqueue(PEER_A, chunk(5, 1000), 100.0)
+    up.enqueue(PEER_A, chunk(3, 1000), 100.0)
+    assert up.release(0.1) == []
+    order: list[int] = []
+    while len(up):
+        t = up.next_release()
+        assert t is not None and t > 0.1
+        order += seqs(up.release(t))
+    assert order == [5, 3, 2]
+
+
+def test_past_deadline_entries_are_dropped_and_counted() -> None:
+    up = UploadScheduler(0, now=0.0)
+    up.enqueue(PEER_A, chunk(10, 100), deadline=1.0)
+    up.enqueue(PEER_A, chunk(9, 200), deadline=5.0)
+    up.enqueue(PEER_B, chunk(8, 300), deadline=2.0)
+    out = up.release(2.0)  # deadline == now counts as too late
+    assert seqs(out) == [9]
+    assert up.counters.dropped_late == 2 and up.counters.dropped_bytes == 400
+    assert up.counters.released == 1 and up.counters.released_bytes == 200
+
+
+def test_next_release_is_earliest_deadline_when_waiting() -> None:
+    up = UploadScheduler(80, now=0.0)
+    up.enqueue(PEER_A, chunk(1, 100_000), 100.0)
+    up.release(0.0)  # tokens now -34,464: about 3.45 s to recover
+    up.enqueue(PEER_A, chunk(2, 10), deadline=1.0)
+    assert up.next_release() == 1.0
+    assert up.release(1.0) == []
+    assert up.counters.dropped_late == 1 and len(up) == 0
+    assert up.next_release() is None
+
+
+def test_next_release_never_in_the_past_after_release() -> None:
+    up = UploadScheduler(80, now=0.0)
+    up.enqueue(PEER_A, chunk(1, 100_000), 100.0)
+    up.release(0.0)  # bucket in debt for ~3.4 s
+    up.enqueue(PEER_A, chunk(5, 10), deadline=50.0)  # newest: heap head, not late
+    up.enqueue(PEER_B, chunk(2, 10), deadline=1.0)  # older, goes late at t=1
+    out = up.release(1.0)
+    assert out == []
+    # Either the late entry was dropped, or the next wake-up is in the future.
+    assert up.counters.dropped_late == 1 or up.next_release() > 1.0
+    assert up.next_release() > 1.0
+
+
+def test_bucket_refill_is_capped_at_depth() -> None:
+    up = UploadScheduler(80, now=0.0)
+    up.enqueue(PEER_A, chunk(1, 10), 1e9)
+    up.release(1000.0)
+    assert up.tokens <= up.depth
+    # After a long idle time only one burst's worth goes at once.
+    for s in range(2, 12):
+        up.enqueue(PEER_A, chunk(s, 20_000), 1e9)
+    out = up.release(2000.0)
+    assert seqs(out) == [11, 10, 9, 8]  # 65,536 B allow 4 sends (the 4th overdraws)
