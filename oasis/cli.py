@@ -33,6 +33,16 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-v", "--verbose", action="store_true")
+    _chain(p)
+    p.add_argument("--rewards", action="store_true",
+                   help="take part in proof of relay (tickets, receipts, settlement)")
+    p.add_argument("--epoch", type=int, default=10, help="rewards epoch length, seconds (broadcaster)")
+
+
+def _chain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chain-rpc", default=None,
+                   help="EVM JSON-RPC URL (default: the embedded chain in the data directory)")
+    p.add_argument("--chain-dir", default=None, help="embedded chain directory (shared by local nodes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--source", default="test", help="test | FILE | - | udp://HOST:PORT")
     d.add_argument("--json", action="store_true", help="print one JSON summary object")
     d.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    d.add_argument("--no-rewards", dest="rewards", action="store_false",
+                   help="no proof of relay (by default: a local anvil chain, receipts, settlement)")
+    d.add_argument("--epoch", type=int, default=10, help="rewards epoch length, seconds")
 
     b = sub.add_parser("broadcast", help="publish a live stream")
     b.add_argument("source", help="test | FILE (looped) | - (stdin) | udp://HOST:PORT")
@@ -68,13 +81,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")
     t.add_argument("--listen", default="127.0.0.1:7000")
+
+    wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
+    wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
+    wl.add_argument("--json", action="store_true")
+    wl.add_argument("--offline", action="store_true", help="do not open the chain (no balances)")
+    _chain(wl)
+
+    from oasis.sim.cli import add_arguments as sim_arguments
+    sim_arguments(sub.add_parser("sim", help="simulate a swarm: Oasis vs baselines on a network model"))
     return ap
+
+
+def _wallet(args: argparse.Namespace) -> int:
+    import json
+
+    from oasis.ledger.chain import open_chain
+    from oasis.ledger.wallet import wallet_report
+    from oasis.node.runtime import default_data_dir
+
+    data_dir = args.data_dir or default_data_dir("viewer")
+    chain = None if args.offline else open_chain(data_dir, rpc_url=args.chain_rpc, chain_dir=args.chain_dir)
+    report = wallet_report(data_dir, chain)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for k, v in report.items():
+            print(f"{k:>18}: {v}")
+    return 0
+
+
+def _rewards_config(args: argparse.Namespace, data_dir: str) -> object | None:
+    if not args.rewards:
+        return None
+    import os
+
+    from oasis.node.rewards import RewardsConfig
+
+    faucet = os.environ.get("OASIS_DEV_FAUCET_KEY")
+    return RewardsConfig(data_dir=data_dir, chain_rpc=args.chain_rpc, chain_dir=args.chain_dir,
+                         epoch_length=args.epoch,
+                         dev_faucet_key=bytes.fromhex(faucet.removeprefix("0x")) if faucet else None)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.cmd == "sim":
+        from oasis.sim.cli import run as run_sim
+        return run_sim(args)
     from oasis.node import runtime as rt
 
     try:
@@ -84,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "tracker":
             _run(rt.tracker_only(args.listen))
             return 0
+        if args.cmd == "wallet":
+            return _wallet(args)
         if not 1 <= args.substreams <= 16:
             raise ValueError("--substreams must be between 1 and 16")
         if args.chunk_ms < 10 or args.bitrate < 10:
             raise ValueError("--chunk-ms and --bitrate must be at least 10")
         upload = args.upload_kbps if args.upload_kbps is not None else 4 * args.bitrate
-        c = rt.Common(data_dir=args.data_dir or rt.default_data_dir(args.cmd), listen=args.listen,
+        data_dir = args.data_dir or rt.default_data_dir(args.cmd)
+        c = rt.Common(data_dir=data_dir, listen=args.listen, rewards=_rewards_config(args, data_dir),
                       upload_kbps=upload, bitrate_kbps=args.bitrate, chunk_ms=args.chunk_ms,
                       substreams=args.substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed)
@@ -99,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "watch":
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
                           gateway=args.gateway, cdn_url=args.cdn_url))
-    except (ValueError, StreamIdError, OSError) as exc:
+    except (ValueError, StreamIdError, OSError, RuntimeError) as exc:
         print(f"oasis {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

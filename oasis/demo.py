@@ -16,18 +16,85 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from oasis.core.metrics import summarize
 
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
+REPO = Path(__file__).resolve().parents[1]
+
+
+class DevChain:
+    """The demo's chain: a local anvil node (npm registry binary) with fresh contracts.
+
+    All demo processes share it over JSON-RPC, the same code path as any EVM
+    node in production. Wallets are funded from anvil's dev accounts.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.keys: list[bytes] = []
+        self.deployment: Any = None
+
+    def start(self) -> None:
+        from oasis.ledger.chain import RpcChain
+
+        inst = subprocess.run(["bash", str(REPO / "scripts" / "install_anvil.sh")], capture_output=True,
+                              text=True, timeout=600)
+        if inst.returncode != 0:
+            raise RuntimeError(f"anvil is not installable: {inst.stderr.strip()[-300:]}")
+        binary = inst.stdout.strip().splitlines()[-1]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = Path(self.root) / "anvil.json"
+        self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--accounts", "3",
+                                      "--config-out", str(cfg), "--silent"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if cfg.exists() and RpcChain(self.url, timeout=2).w3.eth.chain_id:
+                    break
+            except Exception:  # not up yet
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("anvil did not start")
+            time.sleep(0.1)
+        self.keys = [bytes.fromhex(k[2:]) for k in json.loads(cfg.read_text())["private_keys"]]
+        self.chain = RpcChain(self.url)
+        self.deployment = self.chain.deploy(self.keys[0])
+
+    def prepare(self, data_dir: str, *, fund: bool) -> None:
+        """Give a node the deployment, and (viewers) ETH for settlement gas."""
+        from oasis.ledger import devnet
+        from oasis.ledger.wallet import Wallet, ledger_dir
+
+        ledger_dir(data_dir).mkdir(parents=True, exist_ok=True)
+        (ledger_dir(data_dir) / "deployment.json").write_text(self.deployment.to_json())
+        if fund:
+            devnet.fund(self.chain, self.keys[1], Wallet.load_or_create(data_dir).address)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 @dataclass
@@ -37,10 +104,11 @@ class Proc:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _spawn(name: str, args: list[str], log_dir: str) -> Proc:
+def _spawn(name: str, args: list[str], log_dir: str, env: dict[str, str] | None = None) -> Proc:
     err = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
     p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE, stderr=err,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+                         stdin=subprocess.DEVNULL, start_new_session=True,
+                         env={**os.environ, **(env or {})})
     err.close()
     return Proc(name, p)
 
@@ -96,18 +164,32 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     procs: list[Proc] = []
     result: dict[str, Any] = {}
     process_failures = 0
+    chain: DevChain | None = None
     try:
         common = ["--bitrate", str(bitrate), "--chunk-ms", str(args.chunk_ms), "--json"]
-        b = _spawn("broadcaster", ["broadcast", args.source, *common, "--upload-kbps", str(bup),
-                                   "--data-dir", os.path.join(root, "broadcaster")], root)
+        ledger: list[str] = []
+        benv: dict[str, str] = {}
+        if args.rewards:
+            chain = DevChain(root)
+            progress.note("starting the demo chain (anvil) and deploying the contracts…")
+            await asyncio.get_running_loop().run_in_executor(None, chain.start)
+            chain.prepare(os.path.join(root, "broadcaster"), fund=False)
+            ledger = ["--rewards", "--chain-rpc", chain.url]
+            benv = {"OASIS_DEV_FAUCET_KEY": chain.keys[0].hex()}
+        b = _spawn("broadcaster", ["broadcast", args.source, *common, "--upload-kbps", str(bup), *ledger,
+                                   "--epoch", str(args.epoch),
+                                   "--data-dir", os.path.join(root, "broadcaster")], root, benv)
         procs.append(b)
         binfo = await _first_line(b, START_TIMEOUT)
         progress.started(binfo)
         viewers: list[Proc] = []
         for i in range(args.viewers):
+            vdir = os.path.join(root, f"viewer{i}")
+            if chain is not None:
+                chain.prepare(vdir, fund=True)
             v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
                                       "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), *common,
-                                      "--data-dir", os.path.join(root, f"viewer{i}")], root)
+                                      *ledger, "--data-dir", vdir], root)
             procs.append(v)
             viewers.append(v)
             await _first_line(v, START_TIMEOUT)
@@ -124,10 +206,18 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 await asyncio.sleep(min(1.0, left))
             final = await asyncio.gather(*[_stats(session, v.info["gateway"], detail=True) for v in viewers])
             bstats = await _stats(session, binfo["http"], detail=True)
-        now = time.time()
+            now = time.time()
+            rewards = None
+            if chain is not None:
+                progress.note("\nsettling the last epoch…")
+                rewards = [await _settle(session, v.info["gateway"]) for v in viewers]
         result = _summary(args, bitrate, final, bstats, now)
+        if rewards is not None:
+            result["rewards"] = _rewards(rewards, result, args)
     finally:
         process_failures = _stop_all(procs)
+        if chain is not None:
+            chain.stop()
         if args.keep:
             progress.note(f"data and logs kept in {root}")
         else:
@@ -135,6 +225,43 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     result["errors"] += process_failures
     result["error_detail"]["process_failures"] = process_failures
     return result
+
+
+async def _settle(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
+    try:
+        async with session.post(f"{url}/rewards/settle", timeout=aiohttp.ClientTimeout(total=60)) as r:
+            data: dict[str, Any] = await r.json()
+            return data
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+def _rewards(reports: list[dict[str, Any] | None], result: dict[str, Any],
+             args: argparse.Namespace) -> dict[str, Any]:
+    """The demo's ``rewards`` object: receipts, settlement txs, tokens, gas, CPU share."""
+    ok = [r for r in reports if r is not None]
+    relays = [r for r in ok if r.get("receipts")]
+    receipts = sum(r.get("receipts", 0) for r in ok)
+    gas_w = sum((r.get("gas_per_receipt") or 0) * r.get("receipts", 0) for r in relays)
+    epochs = max(1.0, (args.duration + args.viewers) / args.epoch)
+    for pv, r in zip(result["per_viewer"], reports, strict=False):
+        if r is not None:
+            pv["tokens_earned"] = r.get("tokens_paid", 0)
+            pv["receipts"] = r.get("receipts", 0)
+    cpu = sum(r.get("process_cpu_s", 0) for r in ok)
+    return {
+        "receipts": receipts,
+        "settle_txs": sum(r.get("settle_txs", 0) for r in ok),
+        "tokens_paid": sum(int(r.get("tokens_paid", 0)) for r in ok),
+        "gas_per_receipt": round(gas_w / receipts) if receipts else None,
+        "relays_paid": sum(1 for r in ok if r.get("tokens_paid")),
+        "settle_txs_per_relay_epoch": round(sum(r.get("settle_txs", 0) for r in relays)
+                                            / (len(relays) * epochs), 3) if relays else 0.0,
+        "receipts_rejected": sum(r.get("receipts_rejected", 0) for r in ok),
+        "settle_errors": sum(r.get("settle_errors", 0) for r in ok),
+        "receipt_cpu_share": round(sum(r.get("ledger_cpu_s", 0) for r in ok) / cpu, 4) if cpu else 0.0,
+        "missing_reports": len(reports) - len(ok),
+    }
 
 
 def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] | None],
@@ -243,10 +370,23 @@ def _table(result: dict[str, Any], progress: _Progress) -> None:
         ("wire overhead (QUIC+UDP/IP)", f"{100 * result['wire_overhead_ratio']:.2f} %"),
         ("errors", result["errors"]),
     ]
+    rw = result.get("rewards")
+    if rw:
+        rows += [("receipts / settle txs", f"{rw['receipts']} / {rw['settle_txs']}"),
+                 ("tokens paid (wei)", rw["tokens_paid"]), ("gas per receipt", rw["gas_per_receipt"]),
+                 ("receipt CPU share", f"{100 * rw['receipt_cpu_share']:.2f} %")]
     for k, v in rows:
         t.add_row(k, str(v))
     progress.console.print()
     progress.console.print(t)
+    if rw:
+        e = Table(title="What each relay earned")
+        for col in ("viewer", "depth", "receipts", "tokens (OAS)"):
+            e.add_column(col)
+        for pv in sorted(result["per_viewer"], key=lambda p: -int(p.get("tokens_earned", 0))):
+            e.add_row(pv["peer_id"], str(pv["depth"]), str(pv.get("receipts", 0)),
+                      f"{int(pv.get('tokens_earned', 0)) / 1e18:.6f}")
+        progress.console.print(e)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -261,6 +401,8 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         out = {k: v for k, v in result.items() if k != "per_viewer"}
+        if "rewards" in result:
+            result["errors"] += result["rewards"]["receipts_rejected"] + result["rewards"]["settle_errors"]
         print(json.dumps(out))
     else:
         _table(result, progress)

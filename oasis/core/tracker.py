@@ -31,10 +31,11 @@ class Tracker:
     rng: random.Random = field(default_factory=random.Random)
     streams: dict[str, dict[str, TrackedPeer]] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    tickets: dict[str, str] = field(default_factory=dict)  #: stream -> ticket URL (proof of relay)
 
     def announce(self, stream: str, peer_id: str, host: str, port: int, now: float, *,
                  is_broadcaster: bool = False, origin: str | None = None,
-                 leaving: bool = False) -> list[TrackedPeer]:
+                 leaving: bool = False, tickets: str | None = None) -> list[TrackedPeer]:
         peers = self.streams.get(stream)
         if peers is None:
             if leaving:
@@ -50,6 +51,7 @@ class Tracker:
             if not peers:
                 del self.streams[stream]
                 self.origins.pop(stream, None)
+                self.tickets.pop(stream, None)
             return []
         if peer_id not in peers and len(peers) >= MAX_PEERS_PER_STREAM:
             raise OverflowError("tracker is full for this stream")
@@ -59,6 +61,8 @@ class Tracker:
         peers[peer_id] = TrackedPeer(peer_id, host, port, now, is_broadcaster)
         if origin and is_broadcaster:
             self.origins[stream] = origin
+        if tickets and is_broadcaster:
+            self.tickets[stream] = tickets
         others = [p for p in peers.values() if p.peer_id != peer_id]
         bcast = [p for p in others if p.is_broadcaster]
         rest = [p for p in others if not p.is_broadcaster]

@@ -37,7 +37,7 @@ ALPN = "oftp/1"
 MAX_CONTROL_FRAME = 64 * 1024
 MAX_CHUNK_PAYLOAD = 2 * 1024 * 1024
 MAX_CHUNK_MESSAGE = MAX_CHUNK_PAYLOAD + 1024
-MAX_CONTROL_BUFFER = 4 * MAX_CONTROL_FRAME
+MAX_LEDGER_BLOB = 512
 
 Key32 = Annotated[bytes, Meta(min_length=32, max_length=32)]
 Sig64 = Annotated[bytes, Meta(min_length=64, max_length=64)]
@@ -188,9 +188,27 @@ class Error(Message, tag=13, frozen=True):
     reason: ShortText = ""
 
 
+class WalletBind(Message, tag=14, frozen=True):
+    """The sender's secp256k1 wallet, bound to its Ed25519 identity (proof of relay)."""
+
+    binding: Annotated[bytes, Meta(max_length=MAX_LEDGER_BLOB)]  #: oasis.ledger.wallet.WalletBinding
+
+
+class TicketMsg(Message, tag=15, frozen=True):
+    """A viewer's admission ticket signed by the broadcaster's wallet."""
+
+    ticket: Annotated[bytes, Meta(max_length=MAX_LEDGER_BLOB)]  #: oasis.ledger.tickets.Ticket
+
+
+class ReceiptMsg(Message, tag=16, frozen=True):
+    """Cumulative bytes received from the relay, signed by the viewer (EIP-712)."""
+
+    receipt: Annotated[bytes, Meta(max_length=MAX_LEDGER_BLOB)]  #: oasis.ledger.receipts.Receipt
+
+
 CONTROL_MESSAGES = (
     Hello, Auth, Join, Leave, Status, Subscribe, SubscribeAck, Unsubscribe,
-    Request, Missing, Goodbye, Error,
+    Request, Missing, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg,
 )
 ALL_MESSAGES = (*CONTROL_MESSAGES, ChunkMsg)
 MESSAGE_IDS = {cls.__struct_config__.tag: cls for cls in ALL_MESSAGES}
@@ -198,7 +216,7 @@ MESSAGE_IDS = {cls.__struct_config__.tag: cls for cls in ALL_MESSAGES}
 _encoder = msgspec.msgpack.Encoder()
 _control_decoder = msgspec.msgpack.Decoder(
     Hello | Auth | Join | Leave | Status | Subscribe | SubscribeAck | Unsubscribe
-    | Request | Missing | Goodbye | Error
+    | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
 )
 _chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)
 _raw_decoder = msgspec.msgpack.Decoder()

@@ -149,19 +149,52 @@ def add_tracker_routes(app: web.Application, tracker: Tracker) -> None:
         try:
             peers = tracker.announce(stream, peer_id, host, port, time.time(),
                                      is_broadcaster=bool(body.get("broadcaster")),
-                                     origin=body.get("origin") if body.get("broadcaster") else None,
+                                     origin=_url(body.get("origin")), tickets=_url(body.get("tickets")),
                                      leaving=bool(body.get("leaving")))
         except OverflowError as exc:
             raise web.HTTPServiceUnavailable(text=f"{exc}\n") from None
         return web.json_response({
             "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port} for p in peers],
-            "origin": tracker.origins.get(stream), "interval": ANNOUNCE_INTERVAL})
+            "origin": tracker.origins.get(stream), "tickets": tracker.tickets.get(stream),
+            "interval": ANNOUNCE_INTERVAL})
 
     async def listing(request: web.Request) -> web.Response:
         return web.json_response({s: len(p) for s, p in tracker.streams.items()})
 
     app.router.add_post("/tracker/announce", announce)
     app.router.add_get("/tracker/streams", listing)
+
+
+def _url(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) <= 512:
+        return value
+    return None
+
+
+def add_rewards_routes(app: web.Application, node: Node, *, broadcaster: bool) -> None:
+    """``POST /tickets`` (broadcaster) and ``POST /rewards/settle``; ``GET /rewards``."""
+    rewards = node.rewards
+
+    async def tickets(request: web.Request) -> web.Response:
+        raw = await request.content.read(MAX_ANNOUNCE_BODY + 1)
+        try:
+            body = json.loads(raw)
+            reply = await rewards.run(rewards.issue_ticket, str(body["binding"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=f"bad ticket request: {exc}\n") from None
+        return web.json_response(reply)
+
+    async def settle(request: web.Request) -> web.Response:
+        await rewards.settle(include_current=True)
+        return web.json_response(await rewards.report())
+
+    async def report(request: web.Request) -> web.Response:
+        return web.json_response(await rewards.report())
+
+    if broadcaster:
+        app.router.add_post("/tickets", tickets)
+    app.router.add_post("/rewards/settle", settle)
+    app.router.add_get("/rewards", report)
 
 
 # ---- reports -----------------------------------------------------------------

@@ -126,6 +126,9 @@ class LiveStream:
         if not self.is_source:
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
         self.playout.add(c.seq, c.payload, self.swarm.start_seq if self.swarm.start_seq is not None else c.seq)
+        rewards = self.node.rewards
+        if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
+            rewards.on_media(a.peer, len(c.payload), a.at)
         for cb in self.node.on_chunk:
             cb(self, c)
 
@@ -194,6 +197,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.http: aiohttp.ClientSession = aiohttp.ClientSession()
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
+        self.rewards: Any = None  #: oasis.node.rewards.Rewards when proof of relay is on
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -279,6 +283,8 @@ class Node:
             return
         self.links_by_peer[peer] = link
         self.joined.setdefault(peer, set())
+        if self.rewards is not None:
+            link.send(self.rewards.hello())
         if link.session.is_dialler:
             for ls in self.streams.values():
                 link.send(wire.Join(stream=ls.text_id))
@@ -305,6 +311,9 @@ class Node:
         if isinstance(msg, wire.Error):
             log.info("peer %s reports error %s: %s", link.addr, msg.code, msg.reason)
             return
+        if isinstance(msg, (wire.WalletBind, wire.TicketMsg, wire.ReceiptMsg)):
+            self._on_ledger_message(peer, msg)
+            return
         skey = getattr(msg, "stream", None)
         ls = self.streams.get(skey) if isinstance(skey, bytes) else None
         if ls is None or skey not in self.joined.get(peer, ()):
@@ -313,6 +322,24 @@ class Node:
             return
         ls.swarm.on_message(peer, msg, now)
         ls.pump()
+
+    def _on_ledger_message(self, peer: bytes, msg: wire.Message) -> None:
+        r = self.rewards
+        if r is None:
+            return  # this node takes no part in proof of relay: ignore, not an error
+        if isinstance(msg, wire.WalletBind):
+            if not r.on_wallet(peer, msg):
+                self.counters["violations"] += 1
+        elif r.ledger is not None and r.issuer is None:  # relays verify; broadcasters are not paid
+            if isinstance(msg, wire.TicketMsg):
+                r.on_ticket(msg)
+            elif isinstance(msg, wire.ReceiptMsg):
+                r.on_receipt(msg)
+
+    def send_to(self, peer: bytes, msg: wire.Message) -> None:
+        link = self.links_by_peer.get(peer)
+        if link is not None:
+            link.send(msg)
 
     def _on_closed(self, link: Link) -> None:
         peer = link.peer_key

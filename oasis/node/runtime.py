@@ -45,6 +45,7 @@ class Common:
     playout_delay: float = 0.5
     json_out: bool = False
     seed: int | None = None
+    rewards: Any = None  #: oasis.node.rewards.RewardsConfig, or None: no proof of relay
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -73,19 +74,20 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
 
 
 async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *, broadcaster: bool = False,
-                        origin: str | None = None,
+                        origin: str | None = None, tickets: str | None = None,
                         local: Tracker | None = None,
-                        on_origin: Callable[[str], None] | None = None) -> None:
+                        on_origin: Callable[[str], None] | None = None,
+                        on_tickets: Callable[[str], None] | None = None) -> None:
     """Announce to the tracker and dial the peers it names, forever (bounded per round)."""
     interval = 1.0
     while True:
         body = {"stream": ls.text_id, "peer_id": node.peer_id, "host": node.host, "port": node.port,
-                "broadcaster": broadcaster, "origin": origin}
+                "broadcaster": broadcaster, "origin": origin, "tickets": tickets}
         peers: list[dict[str, Any]] = []
         try:
             if local is not None:
                 found = local.announce(ls.text_id, node.peer_id, node.host, node.port, time.time(),
-                                       is_broadcaster=broadcaster, origin=origin)
+                                       is_broadcaster=broadcaster, origin=origin, tickets=tickets)
                 peers = [{"peer_id": p.peer_id, "host": p.host, "port": p.port} for p in found]
                 interval = http.ANNOUNCE_INTERVAL
             else:
@@ -96,6 +98,8 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *, broadca
                 peers = reply.get("peers", [])[:50]
                 if reply.get("origin") and on_origin is not None:
                     on_origin(str(reply["origin"]))
+                if reply.get("tickets") and on_tickets is not None:
+                    on_tickets(str(reply["tickets"]))
                 interval = float(reply.get("interval", http.ANNOUNCE_INTERVAL))
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("tracker %s unreachable: %s", tracker_url, exc)
@@ -142,12 +146,19 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     http.add_gateway_routes(app, node)
     if tracker is not None:
         http.add_tracker_routes(app, tracker)
+    if c.rewards is not None:
+        from .rewards import Rewards
+        node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
+        await node.rewards.start_broadcaster(c.bitrate_kbps)
+        http.add_rewards_routes(app, node, broadcaster=True)
     runner, hport = await start_http(app, hhost, hport)
     base = f"http://{hhost}:{hport}"
     origin = f"{base}/origin"
+    tickets = f"{base}/tickets" if c.rewards is not None else None
     tracker_url = tracker_url or f"{base}/tracker"
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
-          "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base})
+          "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
+          "tickets": tickets})
 
     async def ingest() -> None:
         chunker = TsChunker(chunk_ms=c.chunk_ms)
@@ -167,7 +178,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     async def main(stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(ingest()),
                  asyncio.create_task(announce_loop(node, ls, tracker_url, broadcaster=True,
-                                                   origin=cdn_url or origin, local=tracker))]
+                                                   origin=cdn_url or origin, tickets=tickets,
+                                                   local=tracker))]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for t in [*tasks, stopper]:
@@ -182,6 +194,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     finally:
         await node.close()
         await runner.cleanup()
+        if node.rewards is not None:
+            node.rewards.close()
 
 
 async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
@@ -195,6 +209,12 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
     ghost, gport = parse_hostport(gateway, "--gateway")
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)
+    rewards_ready: asyncio.Task[None] | None = None
+    if c.rewards is not None:
+        from .rewards import Rewards
+        node.rewards = Rewards(c.rewards, ident, stream_text_id=ls.text_id)
+        await node.rewards.open()
+        http.add_rewards_routes(app, node, broadcaster=False)
     runner, gport = await start_http(app, ghost, gport)
     emit({"peer_id": node.peer_id, "gateway": f"http://{ghost}:{gport}",
           "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}"})
@@ -203,11 +223,28 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         if ls.origin_url is None:
             ls.origin_url = url
 
+    async def join_rewards(url: str) -> None:
+        r = node.rewards
+        await r.start_viewer(node.http, url)
+        await r.loop(node.send_to)
+
+    def set_tickets(url: str) -> None:
+        nonlocal rewards_ready
+        if node.rewards is not None and rewards_ready is None:
+            rewards_ready = asyncio.create_task(join_rewards(url))
+
     async def main(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(announce_loop(node, ls, tracker_url, on_origin=set_origin))
+        task = asyncio.create_task(announce_loop(node, ls, tracker_url, on_origin=set_origin,
+                                                 on_tickets=set_tickets))
         await stop.wait()
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        tasks = [task] + ([rewards_ready] if rewards_ready is not None else [])
+        for t in tasks:
+            t.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for res in results:
+            if isinstance(res, Exception) and not isinstance(res, asyncio.CancelledError):
+                log.warning("stopped with: %r", res)
         try:
             async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json={
                     "stream": ls.text_id, "peer_id": node.peer_id, "host": node.host,
@@ -221,6 +258,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
     finally:
         await node.close()
         await runner.cleanup()
+        if node.rewards is not None:
+            node.rewards.close()
 
 
 async def tracker_only(listen: str) -> None:

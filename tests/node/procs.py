@@ -13,11 +13,11 @@ from typing import Any
 
 
 class OasisProcess:
-    def __init__(self, args: list[str], log_path: str) -> None:
+    def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None) -> None:
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE,
                                       stderr=self.log, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
+                                      start_new_session=True, env={**os.environ, **(env or {})})
         self.info: dict[str, Any] = {}
 
     def wait_info(self, timeout: float = 30.0) -> dict[str, Any]:
