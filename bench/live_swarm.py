@@ -34,13 +34,21 @@ def main() -> int:
     ap.add_argument("--viewers", type=int, nargs="+", default=[20])
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--bitrate", type=int, default=1500)
+    ap.add_argument("--no-rewards", dest="rewards", action="store_false",
+                    help="run the swarm without proof of relay (no chain)")
     args = ap.parse_args()
     for n in args.viewers:
         t0 = time.monotonic()
         cpu0 = os.times()
-        out = subprocess.run([sys.executable, "-m", "oasis", "demo", "--viewers", str(n),
-                              "--duration", str(args.duration), "--bitrate", str(args.bitrate),
-                              "--json"], capture_output=True, text=True, timeout=args.duration + 20 * n + 120)
+        cmd = [sys.executable, "-m", "oasis", "demo", "--viewers", str(n), "--duration", str(args.duration),
+               "--bitrate", str(args.bitrate), "--json", *([] if args.rewards else ["--no-rewards"])]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+            try:
+                stdout, stderr = p.communicate(timeout=args.duration + 20 * n + 180)
+            except subprocess.TimeoutExpired:
+                p.terminate()  # the demo stops its nodes on SIGTERM
+                stdout, stderr = p.communicate(timeout=60)
+        out = subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
         cpu1 = os.times()
         wall = time.monotonic() - t0
         try:

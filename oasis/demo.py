@@ -61,7 +61,8 @@ class DevChain:
         cfg = Path(self.root) / "anvil.json"
         self.proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--accounts", "3",
                                       "--config-out", str(cfg), "--silent"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
@@ -97,6 +98,17 @@ class DevChain:
                 self.proc.wait()
 
 
+def die_with_parent() -> None:
+    """preexec_fn: a child started here gets SIGTERM if its parent dies (Linux), so a
+    demo killed with SIGKILL leaves no orphan nodes behind."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: rely on _stop_all
+        pass
+
+
 @dataclass
 class Proc:
     name: str
@@ -108,7 +120,7 @@ def _spawn(name: str, args: list[str], log_dir: str, env: dict[str, str] | None 
     err = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
     p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE, stderr=err,
                          stdin=subprocess.DEVNULL, start_new_session=True,
-                         env={**os.environ, **(env or {})})
+                         env={**os.environ, **(env or {})}, preexec_fn=die_with_parent)
     err.close()
     return Proc(name, p)
 
@@ -240,10 +252,9 @@ def _rewards(reports: list[dict[str, Any] | None], result: dict[str, Any],
              args: argparse.Namespace) -> dict[str, Any]:
     """The demo's ``rewards`` object: receipts, settlement txs, tokens, gas, CPU share."""
     ok = [r for r in reports if r is not None]
-    relays = [r for r in ok if r.get("receipts")]
+    relays = [r for r in ok if r.get("settle_txs")]
     receipts = sum(r.get("receipts", 0) for r in ok)
-    gas_w = sum((r.get("gas_per_receipt") or 0) * r.get("receipts", 0) for r in relays)
-    epochs = max(1.0, (args.duration + args.viewers) / args.epoch)
+    paid = sum(r.get("receipts_paid", 0) for r in ok)
     for pv, r in zip(result["per_viewer"], reports, strict=False):
         if r is not None:
             pv["tokens_earned"] = r.get("tokens_paid", 0)
@@ -253,10 +264,11 @@ def _rewards(reports: list[dict[str, Any] | None], result: dict[str, Any],
         "receipts": receipts,
         "settle_txs": sum(r.get("settle_txs", 0) for r in ok),
         "tokens_paid": sum(int(r.get("tokens_paid", 0)) for r in ok),
-        "gas_per_receipt": round(gas_w / receipts) if receipts else None,
+        "gas_per_receipt": round(sum(r.get("gas_used", 0) for r in ok) / paid) if paid else None,
         "relays_paid": sum(1 for r in ok if r.get("tokens_paid")),
-        "settle_txs_per_relay_epoch": round(sum(r.get("settle_txs", 0) for r in relays)
-                                            / (len(relays) * epochs), 3) if relays else 0.0,
+        # Transactions per (relay, epoch it settled): 1.0 = one transaction per epoch.
+        "settle_txs_per_relay_epoch": round(sum(r["settle_txs"] for r in relays)
+                                            / sum(r["epochs_settled"] for r in relays), 3) if relays else 0.0,
         "receipts_rejected": sum(r.get("receipts_rejected", 0) for r in ok),
         "settle_errors": sum(r.get("settle_errors", 0) for r in ok),
         "receipt_cpu_share": round(sum(r.get("ledger_cpu_s", 0) for r in ok) / cpu, 4) if cpu else 0.0,

@@ -164,9 +164,11 @@ class ReceiptStore:
 
     def totals(self) -> dict[str, int]:
         """Aggregates for reports: mined settle txs, receipts paid, tokens, gas."""
-        rows = self._tx("SELECT paid, amount, gas_used FROM settlements WHERE state='mined'").fetchall()
+        rows = self._tx("SELECT paid, amount, gas_used, stream, epoch FROM settlements "
+                        "WHERE state='mined'").fetchall()
         return {"settle_txs": len(rows), "receipts_paid": sum(r[0] for r in rows),
-                "tokens_paid": sum(int(r[1]) for r in rows), "gas_used": sum(r[2] for r in rows)}
+                "tokens_paid": sum(int(r[1]) for r in rows), "gas_used": sum(r[2] for r in rows),
+                "epochs_settled": len({(r[3], r[4]) for r in rows})}
 
     # -- streams and viewer indexes -----------------------------------------
     def put_stream(self, stream: bytes, broadcaster: bytes, price_per_mb: int, epoch_length: int) -> None:

@@ -214,4 +214,6 @@ class RelayLedger:
             "settle_txs": t["settle_txs"],
             "tokens_paid": t["tokens_paid"],
             "gas_per_receipt": round(t["gas_used"] / t["receipts_paid"]) if t["receipts_paid"] else None,
+            "epochs_settled": t["epochs_settled"], "receipts_paid": t["receipts_paid"],
+            "gas_used": t["gas_used"],
         }

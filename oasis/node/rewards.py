@@ -96,6 +96,7 @@ class Rewards:
         self.chain: LedgerChain | None = None
         self.ledger: RelayLedger | None = None
         self.issuer: TicketIssuer | None = None
+        self.grace = 2 * cfg.receipt_interval + 1.0
 
     # ---- setup (worker thread) --------------------------------------------------
     async def run(self, fn: Any, *args: Any) -> Any:
@@ -150,6 +151,7 @@ class Rewards:
         ticket = Ticket.decode(bytes.fromhex(body["ticket"]))
         assert self.chain is not None
         self.ticket = ticket
+        self.cfg.epoch_length = int(body["epoch_length"])  # the stream's, as set on chain
         self.meter = ViewerMeter(self.wallet.key, self.chain.deployment.domain(), ticket,
                                  int(body["epoch_length"]))
 
@@ -229,8 +231,11 @@ class Rewards:
     # ---- settlement ------------------------------------------------------------------
     def _settle(self, include_current: bool) -> None:
         assert self.ledger is not None
+        # An epoch is settled once its last receipts had time to arrive (they are
+        # sent every receipt_interval), so each epoch takes one transaction.
+        now = time.time() if include_current else time.time() - self.grace
         try:
-            self.ledger.settle_due(time.time(), include_current=include_current)
+            self.ledger.settle_due(now, include_current=include_current)
         except Exception as exc:  # chain unreachable, out of gas, …: retried next epoch
             self.counters.settle_errors += 1
             log.warning("settlement failed: %s", exc)
@@ -240,13 +245,13 @@ class Rewards:
 
     async def loop(self, send: Any) -> None:
         """Receipts every ``receipt_interval``; settlement after each epoch ends."""
-        last_epoch = epoch_of(time.time(), self.cfg.epoch_length)
+        last_epoch = epoch_of(time.time() - self.grace, self.cfg.epoch_length)
         while True:
             await asyncio.sleep(self.cfg.receipt_interval)
             now = time.time()
             for peer, msg in self.due_messages(now):
                 send(peer, msg)
-            epoch = epoch_of(now, self.cfg.epoch_length)
+            epoch = epoch_of(now - self.grace, self.cfg.epoch_length)
             if epoch != last_epoch and self.ledger is not None and self.issuer is None:
                 last_epoch = epoch
                 await self.settle()

@@ -205,16 +205,17 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed))
     await node.start()
-    ls = node.add_stream(sid, is_source=False, origin_url=cdn_url)
     ghost, gport = parse_hostport(gateway, "--gateway")
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)
     rewards_ready: asyncio.Task[None] | None = None
     if c.rewards is not None:
+        # Open wallet and chain first (slow: imports the EVM stack), then join.
         from .rewards import Rewards
-        node.rewards = Rewards(c.rewards, ident, stream_text_id=ls.text_id)
+        node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
         await node.rewards.open()
         http.add_rewards_routes(app, node, broadcaster=False)
+    ls = node.add_stream(sid, is_source=False, origin_url=cdn_url)
     runner, gport = await start_http(app, ghost, gport)
     emit({"peer_id": node.peer_id, "gateway": f"http://{ghost}:{gport}",
           "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}"})

@@ -11,13 +11,16 @@ import sys
 import time
 from typing import Any
 
+from oasis.demo import die_with_parent
+
 
 class OasisProcess:
     def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None) -> None:
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE,
                                       stderr=self.log, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, env={**os.environ, **(env or {})})
+                                      start_new_session=True, env={**os.environ, **(env or {})},
+                                      preexec_fn=die_with_parent)
         self.info: dict[str, Any] = {}
 
     def wait_info(self, timeout: float = 30.0) -> dict[str, Any]:

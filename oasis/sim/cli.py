@@ -1,0 +1,64 @@
+"""``oasis sim SCENARIO.toml [--seed N] [--json] [--plots DIR]`` and quick flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import runner
+from .scenario import Scenario, from_dict, load
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", nargs="?", help="scenario TOML file (default: built-in quick one)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plots", default=None, help="write PNG plots into this directory")
+    p.add_argument("--peers", type=int, default=None)
+    p.add_argument("--duration", type=float, default=None, help="stream seconds")
+    p.add_argument("--churn", type=float, default=None, help="departures per minute, share of swarm")
+    p.add_argument("--flash", type=float, default=None, help="flash crowd: all join within N s")
+    p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
+    p.add_argument("--no-timing", action="store_true", help="omit wall-clock fields")
+
+
+def scenario_from(args: argparse.Namespace) -> Scenario:
+    s = load(args.scenario) if args.scenario else Scenario()
+    d = s.to_json()
+    if args.peers is not None:
+        d["peers"] = args.peers
+    if args.duration is not None:
+        d["duration_s"] = args.duration
+    if args.churn is not None:
+        d["churn_per_min"] = args.churn
+    if args.flash is not None:
+        d["join_pattern"], d["flash_window_s"] = "flash", args.flash
+    if args.baselines is not None:
+        d["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
+    return from_dict(d)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = scenario_from(args)
+    out = runner.run(s, args.seed, plots=args.plots, timing=not args.no_timing)
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+        return 0
+    rows = [("oasis", out["oasis"]), *out["baselines"].items()]
+    print(f"scenario {out['scenario']}  seed {out['seed']}  peers {out['peers']}")
+    print(f"{'system':14} {'p50 ms':>9} {'p95 ms':>9} {'continuity':>10} {'offload':>8} "
+          f"{'stretch p50':>11} {'startup p50':>11}")
+    for name, r in rows:
+        print(f"{name:14} {r['latency_ms']['p50']:>9} {r['latency_ms']['p95']:>9} "
+              f"{r['continuity']:>10} {r['offload_ratio']:>8} {r['latency_stretch']['p50']:>11} "
+              f"{r['startup_ms']['p50']:>11}")
+    if "wall_s" in out:
+        print(f"wall {out['wall_s']} s, max RSS {out['max_rss_mib']} MiB", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="oasis sim")
+    add_arguments(p)
+    return run(p.parse_args(argv))

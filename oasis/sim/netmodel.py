@@ -1,0 +1,168 @@
+"""Network model of the simulator, grounded in public measurements.
+
+Sources (docs/simulation.md lists them with links and what each number is):
+
+* country-pair RTT: RIPE Atlas pings (RIPE NCC), 2025-03/04, aggregated per
+  country pair by the Ouroboros Leios project; trimmed copy in
+  ``data/country_rtt.csv``.  Pairs missing there (or with < 10 pings) fall back
+  on great-circle distance at 2/3 c times 2.1 route inflation (Bozkurt et al.,
+  PAM 2017).
+* peer placement: population (UN WPP 2023, rounded) x internet use of the
+  country's ITU region (ITU Facts and Figures 2023) -> ``data/countries.csv``.
+* access capacities and idle latencies: Ookla Speedtest Global Index medians
+  (fixed 97.6/52.8 Mbit/s at 9 ms, Jan 2025; mobile idle latency about 28 ms;
+  5G 203 down / 21 up); spreads lognormal (an assumption; see the docs).
+* session lengths: lognormal body with a Pareto tail, as measured for live
+  streaming sessions.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA = Path(__file__).with_name("data")
+LIGHT_KM_PER_MS = 299_792.458 / 1000 * 2 / 3  # 2/3 c in fibre, km per ms
+ROUTE_INFLATION = 2.1
+MIN_PINGS = 10
+
+#: ITU Facts and Figures 2023: share of the population using the internet
+ITU_INTERNET_USE = {"Africa": 0.37, "Americas": 0.87, "Arab States": 0.69,
+                    "Asia-Pacific": 0.66, "CIS": 0.89, "Europe": 0.91}
+
+
+@dataclass(frozen=True)
+class Access:
+    name: str
+    down_mbps: float  #: median download
+    up_mbps: float  #: median upload
+    sigma: float  #: lognormal spread of capacities (ln units)
+    rtt_ms: float  #: last-mile idle RTT (median)
+    loss: float  #: per-transfer probability that a packet is lost (costs one RTT)
+
+
+#: medians: Ookla Speedtest Global Index (see docs/simulation.md for which are
+#: measured and which are assumptions derived from them)
+ACCESS: dict[str, Access] = {
+    "fibre": Access("fibre", 300.0, 150.0, 0.6, 5.0, 0.001),
+    "broadband": Access("broadband", 97.6, 52.8, 0.8, 9.0, 0.001),
+    "wifi": Access("wifi", 60.0, 30.0, 0.8, 14.0, 0.005),
+    "5g": Access("5g", 203.0, 21.0, 0.8, 20.0, 0.005),
+    "4g": Access("4g", 30.0, 8.0, 0.8, 35.0, 0.01),
+}
+
+
+def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(min(1.0, a)))
+
+
+def distance_rtt_ms(km: float) -> float:
+    """Fallback: great-circle distance, route inflation 2.1, at 2/3 c, both ways."""
+    return 2 * km * ROUTE_INFLATION / LIGHT_KM_PER_MS
+
+
+class World:
+    """Countries, their placement weights and the core RTT matrix between them."""
+
+    def __init__(self) -> None:
+        self.cc: list[str] = []
+        self.region: list[str] = []
+        self.weight: list[float] = []
+        self.latlon: list[tuple[float, float]] = []
+        with open(DATA / "countries.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                self.cc.append(r["cc"])
+                self.region.append(r["itu_region"])
+                self.weight.append(float(r["population_m"]) * ITU_INTERNET_USE[r["itu_region"]])
+                self.latlon.append((float(r["lat"]), float(r["lon"])))
+        idx = {c: i for i, c in enumerate(self.cc)}
+        n = len(self.cc)
+        measured: dict[tuple[int, int], tuple[float, float]] = {}
+        with open(DATA / "country_rtt.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                a, b = idx.get(r["cty1"]), idx.get(r["cty2"])
+                if a is None or b is None or int(r["rtt_cnt"]) < MIN_PINGS:
+                    continue
+                measured[(a, b)] = measured[(b, a)] = (float(r["rtt_avg"]), float(r["rtt_min"]))
+        self.measured_pairs = len({tuple(sorted(k)) for k in measured})
+        rtt = [[0.0] * n for _ in range(n)]
+        self.source = [[""] * n for _ in range(n)]
+        for a in range(n):
+            for b in range(n):
+                if a == b:
+                    continue
+                if (a, b) in measured:
+                    rtt[a][b], self.source[a][b] = measured[(a, b)][0], "ripe-atlas"
+                else:
+                    km = _great_circle_km(*self.latlon[a], *self.latlon[b])
+                    rtt[a][b], self.source[a][b] = distance_rtt_ms(km), "distance"
+        # Within a country the per-country mean is dominated by a heavy tail
+        # (README of the data): use the measured mean, but no more than 60 %
+        # of the RTT to the nearest foreign country, and at least 2 ms.
+        for a in range(n):
+            nearest = min(rtt[a][b] for b in range(n) if b != a)
+            own = measured.get((a, a), (nearest, 0.0))[0]
+            rtt[a][a] = max(2.0, min(own, 0.6 * nearest))
+            self.source[a][a] = "ripe-atlas(capped)" if (a, a) in measured else "derived"
+        self.rtt_ms = rtt
+
+    def index(self, cc: str) -> int:
+        return self.cc.index(cc)
+
+    def pick_country(self, rng: random.Random) -> int:
+        return rng.choices(range(len(self.cc)), weights=self.weight)[0]
+
+
+@dataclass
+class PeerNet:
+    """Network facts of one simulated peer."""
+
+    country: int
+    access: str
+    up_bps: float  #: bytes per second
+    down_bps: float  #: bytes per second
+    lastmile_s: float  #: one-way last-mile delay, seconds
+    loss: float
+
+
+def sample_peer(world: World, rng: random.Random, mix: dict[str, float],
+                country: int | None = None) -> PeerNet:
+    names = list(mix)
+    access = rng.choices(names, weights=[mix[k] for k in names])[0]
+    a = ACCESS[access]
+    down = a.down_mbps * math.exp(rng.gauss(0.0, a.sigma))
+    up = a.up_mbps * math.exp(rng.gauss(0.0, a.sigma))
+    lm_rtt = a.rtt_ms * math.exp(rng.gauss(0.0, 0.3))
+    c = world.pick_country(rng) if country is None else country
+    return PeerNet(c, access, up * 1e6 / 8, down * 1e6 / 8, lm_rtt / 2000, a.loss)
+
+
+def one_way_s(world: World, a: PeerNet, b: PeerNet) -> float:
+    """Propagation one-way delay between two peers, seconds."""
+    return world.rtt_ms[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
+
+
+#: a CDN edge in the viewer's metro: this RTT on top of the viewer's last mile
+CDN_EDGE_RTT_MS = 10.0
+
+
+def session_length_s(rng: random.Random, mean_s: float) -> float:
+    """Heavy-tailed session length: lognormal body (80 %) + Pareto tail (20 %),
+    scaled so that the mixture's mean is ``mean_s``.
+
+    Shape: lognormal sigma 1.5 (many very short sessions), Pareto alpha 1.5
+    (finite mean, infinite variance), as in live-streaming measurement studies.
+    """
+    # body: lognormal(mu, 1.5), mean exp(mu + 1.125); tail: Pareto(xm, 1.5), mean 3 xm.
+    # Choose body mean = 0.5 * mean_s, tail mean = 3 * mean_s  => 0.8*0.5 + 0.2*3 = 1.0
+    if rng.random() < 0.8:
+        mu = math.log(0.5 * mean_s) - 1.125
+        return math.exp(rng.gauss(mu, 1.5))
+    xm = mean_s
+    return xm / (rng.random() ** (1 / 1.5))

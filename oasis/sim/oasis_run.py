@@ -1,0 +1,512 @@
+"""Oasis in the simulator: the real :class:`oasis.core.swarm.Swarm` cores on the
+network model, driven by a deterministic discrete-event engine.
+
+Every action a core emits is executed the way ``oasis.node.node.LiveStream.pump``
+executes it: Send/Push go over the modelled link to the peer's ``on_message`` /
+``on_chunk``; FetchOrigin is an HTTP GET on the CDN edge answered with the
+chunk, a 404 (not there yet) or nothing (timeout at the deadline), fed to
+``on_origin``; Deliver/Skip go to the viewer's record; DropPeer closes the
+link. A node's timer is ``swarm.get_timer()``; at most one timer event per node
+is pending (the armed time is stored; a stale event is skipped).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from array import array
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, is_keyframe, sign_chunk, verify_chunk
+from oasis.core.tracker import Tracker
+
+from .fasttracker import FastTracker
+from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World
+from .population import INF, Viewer
+from .records import SimRecord, Timeline, continuity_over_time, summarize
+from .scenario import Scenario
+
+T0 = 1000.0  #: virtual clock at stream start (seconds)
+MTU_PAYLOAD = 1200
+PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
+CONTROL_FRAME_PREFIX = 4
+HANDSHAKE_RTTS = 1.5  #: QUIC handshake (1 RTT) + HELLO/AUTH before add_peer
+
+
+class MemoVerifier:
+    """All simulated nodes share the same chunk objects: verify each once."""
+
+    def __init__(self) -> None:
+        self.ok: dict[int, wire.ChunkMsg] = {}
+        self.calls = 0
+        self.real = 0
+
+    def __call__(self, sid: StreamId, chunk: wire.ChunkMsg) -> bool:
+        self.calls += 1
+        if self.ok.get(chunk.seq) is chunk:
+            return True
+        self.real += 1
+        good = verify_chunk(sid, chunk)
+        if good:
+            self.ok[chunk.seq] = chunk
+        return good
+
+
+class SimNode:
+    __slots__ = ("idx", "key", "pid", "swarm", "net", "up_busy", "down_busy", "armed", "alive",
+                 "rec", "links", "pending", "max_links", "up_bytes", "born", "died", "is_source",
+                 "want_links", "maintaining", "spins", "spin_t")
+
+    def __init__(self, idx: int, key: bytes, net: PeerNet, swarm: sw.Swarm, born: float,
+                 max_links: int, is_source: bool = False) -> None:
+        self.idx = idx
+        self.key = key
+        self.pid = key.hex()
+        self.swarm = swarm
+        self.net = net
+        self.up_busy = 0.0
+        self.down_busy = 0.0
+        self.armed: float | None = None
+        self.alive = True
+        self.rec: SimRecord | None = None
+        self.links: dict[bytes, SimNode] = {}
+        self.pending = 0
+        self.max_links = max_links
+        self.up_bytes = 0
+        self.born = born
+        self.died = INF
+        self.is_source = is_source
+        self.want_links = 0
+        self.maintaining = False
+        self.spins = 0
+        self.spin_t = -1.0
+
+
+class OasisSim:
+    def __init__(self, s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer],
+                 seed: int) -> None:
+        self.s = s
+        self.world = world
+        self.rtt = world.rtt_ms
+        self.viewers = viewers
+        self.seed = seed
+        self.rng = random.Random(f"oasis/{seed}")
+        self.now = T0
+        self.q: list[tuple[float, int, Any, Any, Any]] = []
+        self.n_ev = 0
+        self.cfg = s.swarm_config()
+        self.verify = MemoVerifier()
+        bid = Identity.from_private_bytes(random.Random(f"bkey/{seed}").randbytes(32))
+        self.bid = bid
+        self.sid = StreamId(bid.public, "sim")
+        bup = s.broadcaster_upload_kbps or 4 * s.bitrate_kbps
+        bcfg = sw.SwarmConfig(**{**self.cfg.__dict__, "upload_kbps": bup})
+        src = sw.Swarm(self.sid, bid.public, bcfg, is_source=True,
+                       rng=random.Random(f"swarm/{seed}/src"), now=T0, verify=self.verify)
+        self.source = SimNode(-1, bid.public, bnet, src, T0, 2 * s.max_neighbours, True)
+        self.nodes: dict[bytes, SimNode] = {bid.public: self.source}
+        if s.tracker == "core" or (s.tracker == "auto" and len(viewers) <= 2000):
+            self.tracker: Tracker | FastTracker = Tracker(sample=20, rng=random.Random(f"tr/{seed}"))
+        else:
+            self.tracker = FastTracker(sample=20, rng=random.Random(f"tr/{seed}"))
+        self.by_pid: dict[str, SimNode] = {}
+        self._announce(self.source, is_broadcaster=True)
+        self.by_pid[self.source.pid] = self.source
+        # stream
+        self.chunk_s = s.chunk_ms / 1000
+        self.payload_len = int(s.bitrate_kbps * 1000 / 8 * self.chunk_s)
+        self.payload = bytes(self.payload_len)
+        self.produced_t: list[float] = []
+        self.origin: dict[int, tuple[wire.ChunkMsg, float]] = {}
+        self.chunk_size: dict[int, int] = {}
+        self.records: list[SimRecord] = []
+        self.every: list[SimNode] = []
+        # accounting
+        self.oftp_bytes = 0  #: OFTP message bytes sent (control + chunk messages)
+        self.media_sent = 0  #: chunk payload bytes sent peer to peer
+        self.wire_bytes = 0  #: plus packet headers
+        self.control_bytes = 0
+        self.origin_requests = 0
+        self.origin_404 = 0
+        self.origin_timeouts = 0
+        self.hops = Counter()
+        self.dropped_peers = 0
+        self.joins = 0
+        self.leaves = 0
+        self._last_msg: Any = None
+        self._last_size = 0
+        self.timeline = Timeline(int(s.duration_s) + 10)
+        self.direct: dict[int, float] = {}  #: viewer idx -> direct-path latency (s)
+        self.stretch = array("f")
+
+    # ---- engine ----------------------------------------------------------
+    def at(self, t: float, fn: Any, a: Any = None, b: Any = None) -> None:
+        self.n_ev += 1
+        heapq.heappush(self.q, (t, self.n_ev, fn, a, b))
+
+    def run(self) -> dict[str, Any]:
+        s = self.s
+        wall = time.perf_counter()
+        end = T0 + s.duration_s
+        for v in self.viewers:
+            self.at(T0 + v.join, self._join, v)
+            if v.leave < INF:
+                self.at(T0 + v.leave, self._leave, v)
+        n_chunks = int(round(s.duration_s / self.chunk_s))
+        for i in range(n_chunks):
+            self.at(T0 + i * self.chunk_s, self._produce, i)
+        stop = end + self.cfg.playout_delay + 1.0
+        q = self.q
+        pop = heapq.heappop
+        events = 0
+        while q and q[0][0] <= stop:
+            t, _, fn, a, b = pop(q)
+            if t > self.now:
+                self.now = t
+            fn(a, b)
+            events += 1
+        self.now = stop
+        for node in self.nodes.values():
+            if node.rec is not None:
+                node.rec.left_at = min(node.rec.left_at, self.now)
+        return self._result(events, time.perf_counter() - wall, end)
+
+    # ---- membership --------------------------------------------------------
+    def _announce(self, node: SimNode, *, is_broadcaster: bool = False,
+                  leaving: bool = False) -> list[str]:
+        tr = self.tracker
+        if isinstance(tr, FastTracker):
+            return tr.announce(node.pid, is_broadcaster=is_broadcaster, leaving=leaving)
+        got = tr.announce("sim", node.pid, "sim", 0, self.now - T0, is_broadcaster=is_broadcaster,
+                          leaving=leaving)
+        return [p.peer_id for p in got]
+
+    def _join(self, v: Viewer, _b: Any = None) -> None:
+        now = self.now
+        s = self.s
+        up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * s.bitrate_kbps))
+        cfg = sw.SwarmConfig(**{**self.cfg.__dict__, "upload_kbps": max(1, up_kbps)})
+        swarm = sw.Swarm(self.sid, v.key, cfg, rng=random.Random(f"swarm/{self.seed}/{v.idx}"),
+                         now=now, verify=self.verify)
+        node = SimNode(v.idx, v.key, v.net, swarm, now, s.max_neighbours)
+        node.rec = SimRecord(now, cfg.playout_delay)
+        self.records.append(node.rec)
+        self.nodes[v.key] = node
+        self.every.append(node)
+        self.by_pid[node.pid] = node
+        self.direct[v.idx] = self._direct_latency(v.net)
+        self.joins += 1
+        self._maintain(node)
+
+    def _maintain(self, node: SimNode, _b: Any = None) -> None:
+        """What runtime's announce loop does: ask the tracker, dial up to need+2."""
+        node.maintaining = False
+        if not node.alive:
+            return
+        need = self.s.neighbours - len(node.links) - node.pending
+        if need > 0:
+            sample = self._announce(node)
+            self.rng.shuffle(sample)
+            for pid in sample[: need + 2]:
+                other = self.by_pid.get(pid)
+                if other is None or not other.alive or other.key in node.links:
+                    continue
+                if len(other.links) + other.pending >= other.max_links:
+                    continue  # the node refuses: neighbour limit reached
+                node.pending += 1
+                other.pending += 1
+                rtt = 2 * self._owd(node.net, other.net)
+                self.at(self.now + HANDSHAKE_RTTS * rtt, self._link_up, node, other)
+        else:
+            self._announce(node)
+        if len(node.links) + node.pending < self.s.neighbours and not node.maintaining:
+            node.maintaining = True
+            self.at(self.now + 1.0, self._maintain, node)
+
+    def _link_up(self, a: SimNode, b: SimNode) -> None:
+        a.pending -= 1
+        b.pending -= 1
+        if not (a.alive and b.alive) or b.key in a.links:
+            return
+        a.links[b.key] = b
+        b.links[a.key] = a
+        now = self.now
+        a.swarm.add_peer(b.key, now)
+        b.swarm.add_peer(a.key, now)
+        self._pump(a)
+        self._pump(b)
+
+    def _leave(self, v: Viewer, _b: Any = None) -> None:
+        node = self.nodes.pop(v.key, None)
+        if node is None:
+            return
+        node.alive = False
+        node.died = self.now
+        if node.rec is not None:
+            node.rec.left_at = self.now
+        self.leaves += 1
+        self._announce(node, leaving=True)
+        for other in list(node.links.values()):
+            # neighbours hear the LEAVE (or the connection close) one one-way delay later
+            self.at(self.now + self._owd(node.net, other.net), self._unlink, other, node)
+
+    def _unlink(self, node: SimNode, gone: SimNode) -> None:
+        if node.links.pop(gone.key, None) is None:
+            return
+        gone.links.pop(node.key, None)
+        if node.alive:
+            node.swarm.remove_peer(gone.key, self.now)
+            self._pump(node)
+            if not node.maintaining and not node.is_source:
+                node.maintaining = True
+                self.at(self.now + 0.05, self._maintain, node)
+
+    # ---- the stream ----------------------------------------------------------
+    def _produce(self, seq: int, _b: Any = None) -> None:
+        now = self.now
+        kf = seq % self.s.gop_chunks == 0
+        chunk = sign_chunk(self.bid, self.sid, seq, int(round(now * 1e6)), kf, self.payload)
+        t = chunk.time_us / 1e6
+        self.produced_t.append(t)
+        self.chunk_size[seq] = len(wire.encode(chunk))
+        # the broadcaster uploads it to the origin (HTTP PUT) on its link
+        bn = self.source.net
+        up = self.chunk_size[seq] / bn.up_bps
+        self.origin[seq] = (chunk, now + up + bn.lastmile_s)
+        self.source.swarm.publish(chunk, now)
+        self._pump(self.source)
+
+    # ---- network ---------------------------------------------------------------
+    def _owd(self, a: PeerNet, b: PeerNet) -> float:
+        return self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
+
+    def _transmit(self, src: SimNode, dst: SimNode, nbytes: int) -> float:
+        """Arrival time of ``nbytes`` sent now: sender upload queue, propagation
+        (+1 RTT when a packet is lost: QUIC retransmits), receiver download queue."""
+        pkts = -(-nbytes // MTU_PAYLOAD)
+        wire_n = nbytes + pkts * PACKET_OVERHEAD
+        self.wire_bytes += wire_n
+        src.up_bytes += wire_n
+        sn, dn = src.net, dst.net
+        t = src.up_busy
+        if t < self.now:
+            t = self.now
+        t += wire_n / sn.up_bps
+        src.up_busy = t
+        owd = self.rtt[sn.country][dn.country] / 2000 + sn.lastmile_s + dn.lastmile_s
+        t += owd
+        p = sn.loss if sn.loss > dn.loss else dn.loss
+        if p and self.rng.random() < 1.0 - (1.0 - p) ** pkts:
+            t += 2 * owd
+        # download: serialization at the receiver's capacity; no cross-flow FIFO
+        # (capacities are tens of times the stream rate; see docs/simulation.md)
+        return t + wire_n / dn.down_bps
+
+    def _pump(self, node: SimNode) -> None:
+        swarm = node.swarm
+        acts = swarm.actions()
+        now = self.now
+        for a in acts:
+            cls = a.__class__
+            if cls is sw.Push:
+                dst = node.links.get(a.peer)
+                if dst is None:
+                    continue
+                seq = a.chunk.seq
+                size = self.chunk_size[seq]
+                self.oftp_bytes += size
+                self.media_sent += self.payload_len
+                self.at(self._transmit(node, dst, size), self._recv_chunk, (node, dst), a.chunk)
+            elif cls is sw.Send:
+                dst = node.links.get(a.peer)
+                if dst is None:
+                    continue
+                msg = a.message
+                if msg is self._last_msg:
+                    size = self._last_size
+                else:
+                    size = len(wire.encode(msg)) + CONTROL_FRAME_PREFIX
+                    self._last_msg, self._last_size = msg, size
+                self.oftp_bytes += size
+                self.control_bytes += size
+                self.at(self._transmit(node, dst, size), self._recv_msg, (node, dst), msg)
+            elif cls is sw.Deliver:
+                rec = node.rec
+                if rec is not None:
+                    c = a.chunk
+                    ct = c.time_us / 1e6
+                    rec.delivered(c.seq, ct, a.at, a.source, self.payload_len, is_keyframe(c))
+                    self.timeline.add(a.at - T0, a.source, self.payload_len)
+                    if ct >= rec.joined_at:
+                        d = self.direct.get(node.idx)
+                        if d:
+                            self.stretch.append((a.at - ct) / d)
+                    if a.source != sw.SOURCE_ORIGIN:
+                        self.hops[len(swarm.paths[c.seq % self.cfg.substreams]) - 1] += 1
+            elif cls is sw.Skip:
+                if node.rec is not None:
+                    node.rec.skip(a.seq)
+            elif cls is sw.FetchOrigin:
+                self._fetch_origin(node, a.seq, a.deadline)
+            elif cls is sw.DropPeer:
+                self.dropped_peers += 1
+                other = node.links.get(a.peer)
+                if other is not None:
+                    self._unlink(node, other)
+                    self._unlink(other, node)
+        # arm the timer: at most one pending event per node
+        t = swarm.get_timer()
+        if t is None:
+            return
+        armed = node.armed
+        if armed is not None and armed <= t:
+            return
+        node.armed = t
+        if t <= now:
+            # guard against a core that keeps asking for "now" without progress
+            if node.spin_t == now:
+                node.spins += 1
+                if node.spins > 20:
+                    t = now + 0.001
+            else:
+                node.spin_t, node.spins = now, 0
+            t = max(t, now)
+            node.armed = t
+        self.n_ev += 1
+        heapq.heappush(self.q, (t, self.n_ev, self._timer, node, t))
+
+    def _timer(self, node: SimNode, t: float) -> None:
+        if node.armed != t or not node.alive:
+            return
+        node.armed = None
+        node.swarm.handle_timer(self.now)
+        self._pump(node)
+
+    def _recv_chunk(self, pair: tuple[SimNode, SimNode], chunk: wire.ChunkMsg) -> None:
+        src, dst = pair
+        if not dst.alive or src.key not in dst.links:
+            return
+        dst.swarm.on_chunk(src.key, chunk, self.now)
+        self._pump(dst)
+
+    def _recv_msg(self, pair: tuple[SimNode, SimNode], msg: wire.Message) -> None:
+        src, dst = pair
+        if not dst.alive or src.key not in dst.links:
+            return
+        dst.swarm.on_message(src.key, msg, self.now)
+        self._pump(dst)
+
+    # ---- HTTP origin / CDN edge ------------------------------------------------
+    def _edge_delay(self, net: PeerNet) -> float:
+        """When a chunk is at the viewer's CDN edge, after it reached the origin."""
+        return self.rtt[self.source.net.country][net.country] / 2000
+
+    def _direct_latency(self, net: PeerNet) -> float:
+        """Latency of the direct path broadcaster -> origin -> edge -> viewer
+        (what a viewer gets from the CDN with a request already waiting)."""
+        bn = self.source.net
+        size = self.payload_len + 200
+        pkts = -(-size // MTU_PAYLOAD)
+        w = size + pkts * PACKET_OVERHEAD
+        return (w / bn.up_bps + bn.lastmile_s + self._edge_delay(net)
+                + CDN_EDGE_RTT_MS / 2000 + net.lastmile_s + w / net.down_bps)
+
+    def _fetch_origin(self, node: SimNode, seq: int, deadline: float) -> None:
+        self.origin_requests += 1
+        net = node.net
+        edge_half = CDN_EDGE_RTT_MS / 2000
+        now = self.now
+        req_at = now + net.lastmile_s + edge_half  # GET reaches the edge
+        entry = self.origin.get(seq)
+        if entry is None or entry[1] + self._edge_delay(net) > req_at:
+            self.origin_404 += 1
+            back = req_at + edge_half + net.lastmile_s
+            self.at(min(back, deadline), self._origin_done, node, (seq, None))
+            return
+        chunk = entry[0]
+        size = self.chunk_size[seq] + 300  # HTTP response headers
+        pkts = -(-size // MTU_PAYLOAD)
+        w = size + pkts * PACKET_OVERHEAD
+        t = req_at + edge_half + net.lastmile_s
+        if net.loss and self.rng.random() < 1.0 - (1.0 - net.loss) ** pkts:
+            t += 2 * (edge_half + net.lastmile_s)
+        t += w / net.down_bps
+        if t > deadline:  # aiohttp timeout = deadline - now
+            self.origin_timeouts += 1
+            self.at(deadline, self._origin_done, node, (seq, None))
+        else:
+            self.at(t, self._origin_done, node, (seq, chunk))
+
+    def _origin_done(self, node: SimNode, res: tuple[int, wire.ChunkMsg | None]) -> None:
+        if not node.alive:
+            return
+        node.swarm.on_origin(res[0], res[1], self.now)
+        self._pump(node)
+
+    # ---- results -------------------------------------------------------------
+    def _result(self, events: int, wall_s: float, end: float) -> dict[str, Any]:
+        s = self.s
+        produced = np.array(self.produced_t)
+        now = self.now - 1.0  # as the demo: the last chunks are still in flight
+        summ = summarize(self.records, produced, now, self.cfg.playout_delay)
+        st = np.sort(np.frombuffer(self.stretch, dtype=np.float32).astype(np.float64))
+        from .records import nearest_rank
+        errors = sum(n.swarm.counters.bad_chunks for n in self.nodes.values())
+        out = {
+            "viewers": len(self.viewers),
+            "duration_s": s.duration_s,
+            "bitrate_kbps": s.bitrate_kbps,
+            "chunk_ms": s.chunk_ms,
+            "chunks_produced": len(self.produced_t),
+            "latency_ms": summ["latency_ms"],
+            "continuity": summ["continuity"],
+            "offload_ratio": summ["offload_ratio"],
+            "startup_ms": summ["startup_ms"],
+            "bytes": summ["bytes"],
+            "overhead_ratio": round((self.oftp_bytes - self.media_sent) / self.media_sent, 5)
+            if self.media_sent else 0.0,
+            "wire_overhead_ratio": round((self.wire_bytes - self.media_sent) / self.media_sent, 5)
+            if self.media_sent else 0.0,
+            "errors": errors,
+            "latency_stretch": {"p50": round(nearest_rank(st, 50), 3),
+                                "p95": round(nearest_rank(st, 95), 3)},
+            "viewers_started": summ["viewers_started"],
+            "joins": self.joins,
+            "leaves": self.leaves,
+            "origin_requests": self.origin_requests,
+            "events": events,
+            "wall_s": round(wall_s, 2),
+        }
+        return out
+
+    def plot_data(self) -> dict[str, Any]:
+        produced = np.array(self.produced_t)
+        lat = np.concatenate([np.frombuffer(r.lat, dtype=np.float32) for r in self.records]) \
+            if self.records else np.zeros(0)
+        util: dict[str, list[float]] = {}
+        for n in self.every:
+            if n.is_source:
+                continue
+            alive = min(n.died, self.now) - n.born
+            if alive <= 1:
+                continue
+            util.setdefault(n.net.access, []).append(n.up_bytes / (n.net.up_bps * alive))
+        tl = self.timeline
+        off = [(i, float(tl.p2p[i] / tl.total[i])) for i in range(len(tl.total)) if tl.total[i] > 0]
+        cont = continuity_over_time(self.records, produced, self.now - 1.0, self.cfg.playout_delay, T0)
+        return {"latency_s": lat, "offload_t": off, "continuity_t": cont, "upload_util": util,
+                "hops": dict(self.hops)}
+
+
+
+def run_oasis(s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer],
+              seed: int) -> tuple[dict[str, Any], OasisSim]:
+    sim = OasisSim(s, world, bnet, viewers, seed)
+    return sim.run(), sim

@@ -1,0 +1,39 @@
+"""One simulation run: Oasis and the baselines on the same viewers and network."""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+from . import population
+from .baselines import RUNNERS
+from .netmodel import World
+from .oasis_run import run_oasis
+from .scenario import Scenario
+
+
+def run(s: Scenario, seed: int | None = None, *, plots: str | None = None,
+        timing: bool = True) -> dict[str, Any]:
+    seed = s.seed if seed is None else seed
+    world = World()
+    t0 = time.perf_counter()
+    bnet, viewers = population.build(s, world, seed)
+    res, sim = run_oasis(s, world, bnet, viewers, seed)
+    baselines: dict[str, Any] = {}
+    objs: dict[str, Any] = {}
+    for name in s.baselines:
+        baselines[name], objs[name] = RUNNERS[name](s, world, bnet, viewers, seed)
+    out: dict[str, Any] = {"scenario": s.name, "seed": seed, "peers": s.peers,
+                           "oasis": res, "baselines": baselines}
+    if plots:
+        from .plots import write_plots
+        out["plots"] = write_plots(plots, sim, objs, s)
+    if not timing:  # byte-identical output for the same seed: drop wall-clock fields
+        res.pop("wall_s", None)
+        for b in baselines.values():
+            b.pop("wall_s", None)
+    else:
+        out["wall_s"] = round(time.perf_counter() - t0, 2)
+        out["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out

@@ -1,0 +1,91 @@
+"""Scenarios: TOML files under scenarios/, plus quick command-line overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from oasis.core.swarm import SwarmConfig
+
+DEFAULT_MIX = {"broadband": 0.35, "wifi": 0.25, "fibre": 0.1, "4g": 0.2, "5g": 0.1}
+
+
+@dataclass
+class Scenario:
+    name: str = "quick"
+    peers: int = 100
+    duration_s: float = 60.0  #: stream seconds simulated (viewers are measured over this)
+    seed: int = 1
+    # stream
+    bitrate_kbps: int = 1500
+    chunk_ms: int = 100
+    gop_chunks: int = 20  #: a keyframe (random-access point) every this many chunks
+    # network
+    access_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    broadcaster_country: str = "DE"
+    broadcaster_access: str = "fibre"
+    broadcaster_upload_kbps: int = 0  #: 0 = 4x the bitrate
+    # joins and churn
+    join_pattern: str = "steady"  #: steady | flash
+    ramp_s: float = 10.0  #: steady: initial viewers join uniformly over this
+    flash_start_s: float = 5.0
+    flash_window_s: float = 30.0
+    churn_per_min: float = 0.0  #: departures per minute as a share of the swarm (replaced)
+    # protocol (SwarmConfig fields; anything else stays at its default)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    neighbours: int = 6  #: a joiner dials up to this many (node: target_neighbours)
+    max_neighbours: int = 12  #: node default; the broadcaster takes 24
+    upload_share: float = 0.8  #: share of a viewer's measured upload the node may use
+    upload_max_x: float = 4.0  #: ... capped at this multiple of the bitrate (demo default)
+    tracker: str = "auto"  #: core | fast | auto (core Tracker up to 2000 peers)
+    # baselines
+    baselines: list[str] = field(default_factory=lambda: ["cdn_only", "segment_mesh", "pull_mesh"])
+    segment_s: float = 4.0
+    live_delay_segments: int = 3
+    http_threshold_s: float = 4.0  #: segment_mesh: fetch over HTTP when play is this close
+    pull_period_s: float = 1.0
+    pull_playout_s: float = 6.0
+    pull_origin_margin_s: float = 1.0
+
+    def swarm_config(self) -> SwarmConfig:
+        known = {f.name for f in fields(SwarmConfig)}
+        extra = {k: v for k, v in self.protocol.items() if k in known}
+        return replace(SwarmConfig(), chunk_ms=self.chunk_ms, bitrate_kbps=self.bitrate_kbps,
+                       **extra)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TABLES = {"stream", "network", "join", "churn", "baseline", "run"}
+
+
+def load(path: str | Path) -> Scenario:
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    flat: dict[str, Any] = {}
+    for k, v in data.items():
+        if k in _TABLES and isinstance(v, dict):
+            flat.update(v)
+        else:
+            flat[k] = v
+    if "name" not in flat:
+        flat["name"] = Path(path).stem
+    return from_dict(flat)
+
+
+def from_dict(d: dict[str, Any]) -> Scenario:
+    known = {f.name for f in fields(Scenario)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown scenario keys: {', '.join(unknown)}")
+    s = Scenario(**d)
+    total = sum(s.access_mix.values())
+    if total <= 0:
+        raise ValueError("access_mix must have a positive total")
+    s.access_mix = {k: v / total for k, v in s.access_mix.items()}
+    if s.join_pattern not in ("steady", "flash"):
+        raise ValueError(f"join_pattern {s.join_pattern!r}: use steady or flash")
+    return s

@@ -1,0 +1,143 @@
+"""Simulator tests: determinism, network model sanity, a small run, churn, flash crowd, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oasis.core.metrics import summarize as core_summarize
+from oasis.sim import population, runner
+from oasis.sim.netmodel import ACCESS, World, one_way_s, sample_peer, session_length_s
+from oasis.sim.oasis_run import run_oasis
+from oasis.sim.records import summarize as sim_summarize
+from oasis.sim.scenario import Scenario, load
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ROOT / "scenarios" / "small-50.toml"
+
+
+def _small(**kw: object) -> Scenario:
+    d = load(SMALL).to_json()
+    d.update(kw)
+    from oasis.sim.scenario import from_dict
+    return from_dict(d)
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs() -> None:
+    s = _small(peers=20, duration_s=8)
+    a = json.dumps(runner.run(s, 3, timing=False), sort_keys=True)
+    b = json.dumps(runner.run(s, 3, timing=False), sort_keys=True)
+    c = json.dumps(runner.run(s, 4, timing=False), sort_keys=True)
+    assert a == b
+    assert a != c
+
+
+def test_rtt_same_country_below_intercontinental() -> None:
+    w = World()
+    de, us, au = w.index("DE"), w.index("US"), w.index("AU")
+    assert w.rtt_ms[de][de] < w.rtt_ms[de][us] < w.rtt_ms[de][au]
+    rng = random.Random(1)
+    a = sample_peer(w, rng, {"broadband": 1.0}, de)
+    b = sample_peer(w, rng, {"broadband": 1.0}, de)
+    c = sample_peer(w, rng, {"broadband": 1.0}, au)
+    assert one_way_s(w, a, b) < one_way_s(w, a, c)
+    assert w.measured_pairs > 400  # most pairs come from RIPE Atlas, not the fallback
+
+
+@pytest.mark.parametrize("access", sorted(ACCESS))
+def test_access_capacity_medians_match_published(access: str) -> None:
+    w = World()
+    rng = random.Random(7)
+    peers = [sample_peer(w, rng, {access: 1.0}) for _ in range(4000)]
+    down = statistics.median(p.down_bps * 8 / 1e6 for p in peers)
+    up = statistics.median(p.up_bps * 8 / 1e6 for p in peers)
+    assert down == pytest.approx(ACCESS[access].down_mbps, rel=0.08)
+    assert up == pytest.approx(ACCESS[access].up_mbps, rel=0.08)
+
+
+def test_session_lengths_heavy_tailed_with_requested_mean() -> None:
+    rng = random.Random(2)
+    xs = [session_length_s(rng, 600.0) for _ in range(50000)]
+    assert statistics.median(xs) < 0.5 * 600  # many short sessions
+    assert max(xs) > 20 * 600  # and a long tail
+    # the Pareto tail (alpha 1.5) makes the sample mean noisy: loose bound
+    assert 300 < statistics.fmean(xs) < 1200
+
+
+def test_small_run_oasis_vs_cdn() -> None:
+    out = runner.run(_small(), 1, timing=False)
+    o = out["oasis"]
+    assert o["continuity"] >= 0.95
+    assert o["offload_ratio"] > 0.5
+    assert o["errors"] == 0
+    cdn = out["baselines"]["cdn_only"]
+    assert cdn["offload_ratio"] == 0
+    assert cdn["latency_stretch"]["p50"] == pytest.approx(1.0, abs=0.05)
+    for k in ("viewers", "duration_s", "bitrate_kbps", "chunk_ms", "chunks_produced", "latency_ms",
+              "continuity", "offload_ratio", "startup_ms", "bytes", "overhead_ratio", "errors",
+              "latency_stretch"):
+        assert k in o
+        for b in out["baselines"].values():
+            assert k in b
+
+
+def test_sim_summary_equals_core_summarize() -> None:
+    s = _small(peers=15, duration_s=8)
+    w = World()
+    bnet, viewers = population.build(s, w, 1)
+    _, sim = run_oasis(s, w, bnet, viewers, 1)
+    produced = np.array(sim.produced_t)
+    now = sim.now - 1.0
+    mine = sim_summarize(sim.records, produced, now, sim.cfg.playout_delay)
+    core = core_summarize([r.to_json() for r in sim.records], dict(enumerate(sim.produced_t)), now,
+                          sim.cfg.playout_delay)
+    # float32 latencies in the compact record: compare to 0.1 ms
+    for p in ("p50", "p95", "p99", "max"):
+        assert mine["latency_ms"][p] == pytest.approx(core["latency_ms"][p], abs=0.1)
+    for k in ("continuity", "offload_ratio", "bytes", "chunks_due", "chunks_on_time", "startup_ms"):
+        assert mine[k] == core[k], k
+
+
+def test_churn_removes_and_adds_peers() -> None:
+    s = _small(peers=40, duration_s=30, churn_per_min=0.5, baselines=[])
+    w = World()
+    bnet, viewers = population.build(s, w, 5)
+    assert len(viewers) > 40
+    res, sim = run_oasis(s, w, bnet, viewers, 5)
+    assert res["leaves"] > 0 and res["joins"] > 40
+    assert len(sim.nodes) - 1 == res["joins"] - res["leaves"]  # minus the broadcaster
+    assert res["continuity"] > 0.8
+
+
+def test_flash_crowd_joins_within_window() -> None:
+    s = _small(peers=60, duration_s=25, join_pattern="flash", flash_start_s=2.0,
+               flash_window_s=10.0, baselines=[])
+    w = World()
+    _, viewers = population.build(s, w, 1)
+    joins = [v.join for v in viewers]
+    assert min(joins) >= 2.0 and max(joins) <= 12.0
+    out = runner.run(s, 1, timing=False)
+    assert out["oasis"]["viewers_started"] == 60
+
+
+def test_plots_are_png(tmp_path: Path) -> None:
+    out = runner.run(_small(peers=15, duration_s=8), 1, plots=str(tmp_path), timing=False)
+    assert len(out["plots"]) == 5
+    for f in out["plots"]:
+        data = Path(f).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from oasis.cli import main
+    assert main(["sim", str(SMALL), "--peers", "10", "--duration", "5", "--json", "--seed", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["scenario"] == "small-50" and out["seed"] == 2 and out["peers"] == 10
+    assert set(out["baselines"]) == {"cdn_only", "segment_mesh", "pull_mesh"}
+    assert math.isfinite(out["oasis"]["wall_s"])
