@@ -35,6 +35,9 @@ def sample(cls: type) -> wire.Message:
                                      signature=b"\x01" * 64, payload=bytes(range(256)) * 4),
         wire.Goodbye: wire.Goodbye(code=int(ErrorCode.SHUTDOWN), reason="bye"),
         wire.Error: wire.Error(code=int(ErrorCode.MALFORMED), reason="x" * 256),
+        wire.WalletBind: wire.WalletBind(binding=b"b" * 181),
+        wire.TicketMsg: wire.TicketMsg(ticket=b"t" * wire.MAX_LEDGER_BLOB),
+        wire.ReceiptMsg: wire.ReceiptMsg(receipt=b"r" * 138),
     }
     return samples[cls]
 
@@ -50,8 +53,8 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 13
-    assert set(wire.MESSAGE_IDS) == set(range(1, 14))
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 16
+    assert set(wire.MESSAGE_IDS) == set(range(1, 17))
 
 
 @pytest.mark.parametrize("cls", wire.ALL_MESSAGES, ids=lambda c: c.__name__)
@@ -157,7 +160,7 @@ def test_oversize_chunk_message_is_too_large() -> None:
     assert code_of(wire.decode_chunk, b"\x00" * (wire.MAX_CHUNK_MESSAGE + 1)) == ErrorCode.TOO_LARGE
 
 
-@pytest.mark.parametrize("mid", [0, 14, 99, 0xFFFF, 2**40])
+@pytest.mark.parametrize("mid", [0, 17, 99, 0xFFFF, 2**40])
 def test_unknown_message_id(mid: int) -> None:
     body = msgspec.msgpack.encode([mid, SK, 1])
     assert code_of(wire.decode_control, body) == ErrorCode.UNKNOWN_MESSAGE
