@@ -71,6 +71,7 @@ class SwarmConfig:
     reject_backoff: float = 3.0
     max_depth: int = wire.MAX_PATH - 1
     max_children_uncapped: int = 64  #: substream slots when upload is uncapped
+    slot_headroom: float = 0.8  #: share of the upload cap booked by push subscriptions
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
     use_origin: bool = True
@@ -329,8 +330,10 @@ class Swarm:
         if cfg.upload_kbps <= 0:
             return cfg.max_children_uncapped
         # Cost of a substream: the measured rate once known, never less than nominal.
+        # Only ``slot_headroom`` of the cap is booked: a fully booked relay queues every
+        # chunk behind its other copies (seen in the simulator), and repairs need room.
         kbps = max(cfg.bitrate_kbps, self.log.rate_bps * 8 / 1000)
-        return int(cfg.upload_kbps * cfg.substreams / max(kbps, 1))
+        return int(cfg.slot_headroom * cfg.upload_kbps * cfg.substreams / max(kbps, 1))
 
     def free_slots(self) -> int:
         used = sum(bin(st.children_mask).count("1") for st in self.peers.values())
