@@ -49,6 +49,8 @@ from .stream import StreamId, is_keyframe, verify_chunk
 from .upload import UploadScheduler
 from .wire import ErrorCode
 
+STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
+
 SOURCE_P2P = "p2p"
 SOURCE_BROADCASTER = "broadcaster"
 SOURCE_ORIGIN = "origin"
@@ -191,7 +193,10 @@ class Swarm:
         self._wants: dict[int, _Want] = {}
         self._skipped_upto = -1
         self._next_status = now
+        self._last_status = now - STATUS_MIN_GAP
         self._status_dirty = True
+        self._max_wanted = -1  #: highest sequence number ever wanted
+        self._peer_timers: set[bytes] = set()  #: peers with a subscribe or held-request timer
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False) -> None:
@@ -272,30 +277,49 @@ class Swarm:
 
     # ---- timers ------------------------------------------------------------
     def get_timer(self) -> float | None:
+        # Hot path (called after every input): plain comparisons, no min() calls.
         t = self._next_status
-        for want in self._wants.values():
-            t = min(t, want.request_at, want.deadline)
-            if not want.origin_busy and self.config.use_origin:
-                t = min(t, want.origin_at)
-        for st in self.peers.values():
-            if st.pending_mask:
-                t = min(t, st.pending_since + self.config.subscribe_timeout)
-            for d in st.held_requests.values():
-                t = min(t, d)
+        if self._status_dirty and self._last_status + STATUS_MIN_GAP < t:
+            t = self._last_status + STATUS_MIN_GAP
+        use_origin = self.config.use_origin
+        for w in self._wants.values():
+            if w.request_at < t:
+                t = w.request_at
+            if w.deadline < t:
+                t = w.deadline
+            if use_origin and not w.origin_busy and w.origin_at < t:
+                t = w.origin_at
+        if self._peer_timers:
+            timeout = self.config.subscribe_timeout
+            for key in list(self._peer_timers):
+                st = self.peers.get(key)
+                if st is None or not (st.pending_mask or st.held_requests):
+                    self._peer_timers.discard(key)
+                    continue
+                if st.pending_mask and st.pending_since + timeout < t:
+                    t = st.pending_since + timeout
+                for d in st.held_requests.values():
+                    if d < t:
+                        t = d
         if self.start_seq is not None and self.log.anchor_seq >= 0 and not self.is_source:
-            nxt = max(self.log.latest, self._skipped_upto, max(self._wants, default=-1)) + 1
-            t = min(t, self.log.time_of(nxt) + self.config.repair_after)
+            nxt = max(self.log.latest, self._skipped_upto, self._max_wanted) + 1
+            nt = self.log.time_of(nxt) + self.config.repair_after
+            if nt < t:
+                t = nt
         up = self.upload.next_release()
-        if up is not None:
-            t = min(t, up)
+        if up is not None and up < t:
+            t = up
         return t
 
     def handle_timer(self, now: float) -> None:
         cfg = self.config
-        if now >= self._next_status or self._status_dirty:
-            self._broadcast_status()
+        if now >= self._next_status:
+            self._broadcast_status(now)
             self._next_status = now + cfg.status_interval
-            self._select_parents(now)
+            # Periodic look for better parents; missing parents are sought at once elsewhere.
+            self._select_parents(now, improve=True)
+        elif self._status_dirty and now >= self._last_status + STATUS_MIN_GAP:
+            self._broadcast_status(now)
         for st in self.peers.values():
             if st.pending_mask and now >= st.pending_since + cfg.subscribe_timeout:
                 for j in _bits(st.pending_mask):
@@ -342,8 +366,9 @@ class Swarm:
     def _send_status(self, key: bytes) -> None:
         self._actions.append(Send(key, self.status()))
 
-    def _broadcast_status(self) -> None:
+    def _broadcast_status(self, now: float) -> None:
         self._status_dirty = False
+        self._last_status = now
         msg = self.status()
         for key in self.peers:
             self._actions.append(Send(key, msg))
@@ -395,12 +420,21 @@ class Swarm:
         out.sort(key=lambda x: x[0])
         return out
 
-    def _select_parents(self, now: float) -> None:
+    def _select_parents(self, now: float, improve: bool = False) -> None:
+        """Subscribe where a substream has no parent; with ``improve`` also look for a
+        parent two or more hops closer (done once per status interval, not per input)."""
         if self.is_source or self.start_seq is None:
             return
+        if not improve and all(p is not None for p in self.parents):
+            return
+        pending = 0
+        for st in self.peers.values():
+            pending |= st.pending_mask
         asks: dict[bytes, int] = {}
         for j in range(self.config.substreams):
-            if any(st.pending_mask & (1 << j) for st in self.peers.values()):
+            if pending & (1 << j):
+                continue
+            if self.parents[j] is not None and not improve:
                 continue
             cands = self._candidates(j, now)
             if not cands:
@@ -416,6 +450,7 @@ class Swarm:
             st = self.peers[key]
             st.pending_mask |= mask
             st.pending_since = now
+            self._peer_timers.add(key)
             self._actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
                                                           substreams=self.config.substreams)))
 
@@ -513,6 +548,8 @@ class Swarm:
         w.request_at = now if backfill else max(now, t + self.config.repair_after)
         w.origin_at = deadline - self.config.origin_margin
         self._wants[seq] = w
+        if seq > self._max_wanted:
+            self._max_wanted = seq
 
     def _track_wants(self, now: float) -> None:
         if self.start_seq is None or self.log.anchor_seq < 0:
@@ -574,6 +611,7 @@ class Swarm:
         elif msg.seq > self.log.latest - self.config.window_chunks and deadline > now \
                 and len(st.held_requests) < 4 * self.config.window_chunks:
             st.held_requests[msg.seq] = deadline
+            self._peer_timers.add(st.key)
         else:
             self.counters.missing_sent += 1
             self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=msg.seq)))

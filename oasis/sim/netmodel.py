@@ -127,8 +127,11 @@ class PeerNet:
     access: str
     up_bps: float  #: bytes per second
     down_bps: float  #: bytes per second
-    lastmile_s: float  #: one-way last-mile delay, seconds
+    lastmile_s: float  #: one-way last-mile delay, seconds (both directions)
     loss: float
+    #: extra delay on everything this peer sends over OFTP (not HTTP), seconds: the
+    #: model of a node's user-space ``--link-delay-ms`` (used by the fidelity check)
+    egress_s: float = 0.0
 
 
 def sample_peer(world: World, rng: random.Random, mix: dict[str, float],
@@ -144,8 +147,8 @@ def sample_peer(world: World, rng: random.Random, mix: dict[str, float],
 
 
 def one_way_s(world: World, a: PeerNet, b: PeerNet) -> float:
-    """Propagation one-way delay between two peers, seconds."""
-    return world.rtt_ms[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
+    """Propagation one-way delay from peer a to peer b, seconds."""
+    return world.rtt_ms[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s + a.egress_s
 
 
 #: a CDN edge in the viewer's metro: this RTT on top of the viewer's last mile

@@ -90,6 +90,8 @@ class SimNode:
 
 
 class OasisSim:
+    edge_rtt_ms = CDN_EDGE_RTT_MS  #: viewer's last mile -> CDN edge RTT (fidelity check: 0)
+
     def __init__(self, s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer],
                  seed: int) -> None:
         self.s = s
@@ -222,7 +224,7 @@ class OasisSim:
                     continue  # the node refuses: neighbour limit reached
                 node.pending += 1
                 other.pending += 1
-                rtt = 2 * self._owd(node.net, other.net)
+                rtt = self._rtt(node.net, other.net)
                 self.at(self.now + HANDSHAKE_RTTS * rtt, self._link_up, node, other)
         else:
             self._announce(node)
@@ -285,7 +287,12 @@ class OasisSim:
 
     # ---- network ---------------------------------------------------------------
     def _owd(self, a: PeerNet, b: PeerNet) -> float:
-        return self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
+        """One-way delay a -> b (``netmodel.one_way_s``)."""
+        return self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s + a.egress_s
+
+    def _rtt(self, a: PeerNet, b: PeerNet) -> float:
+        base = self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
+        return 2 * base + a.egress_s + b.egress_s
 
     def _transmit(self, src: SimNode, dst: SimNode, nbytes: int) -> float:
         """Arrival time of ``nbytes`` sent now: sender upload queue, propagation
@@ -300,11 +307,11 @@ class OasisSim:
             t = self.now
         t += wire_n / sn.up_bps
         src.up_busy = t
-        owd = self.rtt[sn.country][dn.country] / 2000 + sn.lastmile_s + dn.lastmile_s
-        t += owd
+        base = self.rtt[sn.country][dn.country] / 2000 + sn.lastmile_s + dn.lastmile_s
+        t += base + sn.egress_s
         p = sn.loss if sn.loss > dn.loss else dn.loss
         if p and self.rng.random() < 1.0 - (1.0 - p) ** pkts:
-            t += 2 * owd
+            t += 2 * base + sn.egress_s + dn.egress_s  # one RTT
         # download: serialization at the receiver's capacity; no cross-flow FIFO
         # (capacities are tens of times the stream rate; see docs/simulation.md)
         return t + wire_n / dn.down_bps
@@ -416,12 +423,12 @@ class OasisSim:
         pkts = -(-size // MTU_PAYLOAD)
         w = size + pkts * PACKET_OVERHEAD
         return (w / bn.up_bps + bn.lastmile_s + self._edge_delay(net)
-                + CDN_EDGE_RTT_MS / 2000 + net.lastmile_s + w / net.down_bps)
+                + self.edge_rtt_ms / 2000 + net.lastmile_s + w / net.down_bps)
 
     def _fetch_origin(self, node: SimNode, seq: int, deadline: float) -> None:
         self.origin_requests += 1
         net = node.net
-        edge_half = CDN_EDGE_RTT_MS / 2000
+        edge_half = self.edge_rtt_ms / 2000
         now = self.now
         req_at = now + net.lastmile_s + edge_half  # GET reaches the edge
         entry = self.origin.get(seq)

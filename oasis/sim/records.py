@@ -11,6 +11,7 @@ chunks whose deadline passed while it was there.  ``to_json`` yields the
 
 from __future__ import annotations
 
+import math
 from array import array
 from typing import Any
 
@@ -59,7 +60,7 @@ def nearest_rank(sorted_values: np.ndarray, q: float) -> float:
     n = len(sorted_values)
     if n == 0:
         return 0.0
-    k = max(0, min(n - 1, int(round(q / 100 * n + 0.5)) - 1))
+    k = max(0, min(n - 1, math.ceil(q * n / 100 - 1e-9) - 1))
     return float(sorted_values[k])
 
 
