@@ -25,6 +25,7 @@ import asyncio
 import logging
 import random
 import ssl
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -131,8 +132,13 @@ class Link:
         for a in s.actions():
             if isinstance(a, ss.SendControl):
                 if self.control_sid is None:
+                    if not self.session.is_dialler:
+                        continue  # the dialler has not opened the control stream: nothing to answer on
                     self.control_sid = 0
-                self.quic.send_stream_data(self.control_sid, a.data, end_stream=False)
+                try:
+                    self.quic.send_stream_data(self.control_sid, a.data, end_stream=False)
+                except ValueError:  # stream already finished/reset by the peer
+                    self.endpoint.counters["control_send_refused"] += 1
             elif isinstance(a, ss.SendChunkStream):
                 sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
                 self.quic.send_stream_data(sid, a.data, end_stream=True)
@@ -195,8 +201,7 @@ class Link:
         for data, addr in self.quic.datagrams_to_send(now=now):
             self.datagrams_out += 1
             self.wire_out += len(data) + UDP_IP_HEADER
-            if ep.transport is not None:
-                ep.transport.sendto(data, addr)
+            ep.send_datagram(data, addr)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -219,11 +224,21 @@ class Link:
 
 
 class Endpoint(asyncio.DatagramProtocol):
-    """One UDP socket; listens and dials; routes datagrams to links."""
+    """One UDP socket; listens and dials; routes datagrams to links.
+
+    ``link_delay`` (seconds, default 0 = off) emulates a one-way delay on
+    everything this node sends, for testing where kernel netem is not
+    available: every outgoing QUIC datagram is handed to the socket
+    ``link_delay`` seconds after QUIC produced it, in order. At most
+    ``max_delayed`` datagrams wait; beyond that they are dropped and counted
+    (``delay_queue_drops``), like a full router queue. Incoming datagrams and
+    the node's HTTP traffic (origin, tracker) are not delayed.
+    """
 
     def __init__(self, identity: Identity, *, on_event: Callable[[Link, ss.Event], None],
                  clock: Callable[[], float], rng: random.Random | None = None,
-                 max_datagram_size: int = DEFAULT_DATAGRAM_SIZE, max_links: int = 64) -> None:
+                 max_datagram_size: int = DEFAULT_DATAGRAM_SIZE, max_links: int = 64,
+                 link_delay: float = 0.0, max_delayed: int = 10_000) -> None:
         self.identity = identity
         self.on_event = on_event
         self.clock = clock
@@ -234,7 +249,13 @@ class Endpoint(asyncio.DatagramProtocol):
         self.links: set[Link] = set()
         self.max_links = max_links
         self.counters: dict[str, int] = {"undecodable_datagrams": 0, "refused_links": 0,
-                                         "chunk_streams_reset": 0}
+                                         "chunk_streams_reset": 0, "delay_queue_drops": 0}
+        if not 0.0 <= link_delay <= 10.0:
+            raise ValueError("link delay must be between 0 and 10 seconds")
+        self.link_delay = link_delay
+        self.max_delayed = max_delayed
+        self._delayed: deque[tuple[float, bytes, tuple[str, int]]] = deque()
+        self._delay_timer: asyncio.TimerHandle | None = None
         cert = make_certificate(identity)
         self._server_config = self._config(is_client=False, cert=cert, mds=max_datagram_size)
         self._client_cert = cert
@@ -272,6 +293,33 @@ class Endpoint(asyncio.DatagramProtocol):
         quic.connect(addr, now=self.loop.time())
         link.transmit()
         return link
+
+    def send_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Hand one datagram to the socket, now or ``link_delay`` later (in order)."""
+        if self.transport is None:
+            return
+        if self.link_delay <= 0.0:
+            self.transport.sendto(data, addr)
+            return
+        if len(self._delayed) >= self.max_delayed:
+            self.counters["delay_queue_drops"] += 1
+            return
+        # The delay is constant, so release times are in sending order: one FIFO, one timer.
+        self._delayed.append((self.loop.time() + self.link_delay, data, addr))
+        if self._delay_timer is None:
+            self._delay_timer = self.loop.call_at(self._delayed[0][0], self._release_delayed)
+
+    def _release_delayed(self) -> None:
+        self._delay_timer = None
+        q = self._delayed
+        # Event-loop timers may fire up to their resolution (uvloop: 1 ms) early.
+        now = self.loop.time() + 0.001
+        while q and q[0][0] <= now:
+            _, data, addr = q.popleft()
+            if self.transport is not None:
+                self.transport.sendto(data, addr)
+        if q:
+            self._delay_timer = self.loop.call_at(q[0][0], self._release_delayed)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         try:
@@ -320,7 +368,15 @@ class Endpoint(asyncio.DatagramProtocol):
             if not link.closed:
                 link.close(ErrorCode.SHUTDOWN, "node shutting down")
             self.forget(link)
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+            self._delay_timer = None
         if self.transport is not None:
+            # Shutting down: what still waits in the delay queue (the CONNECTION_CLOSEs
+            # just queued among it) goes out now rather than being lost.
+            while self._delayed:
+                _, data, addr = self._delayed.popleft()
+                self.transport.sendto(data, addr)
             self.transport.close()
 
 
