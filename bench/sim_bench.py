@@ -4,10 +4,10 @@
     nice -n 19 .venv/bin/python bench/sim_bench.py fidelity
 
 ``scale`` runs Oasis alone (no baselines) and prints wall time, events and max
-RSS. ``fidelity`` runs the simulator side of the fidelity check: 20 viewers,
-each behind a user-space delay of 20-60 ms (one-way, drawn per viewer), no
-other network limits; the real-process side (a UDP delay proxy per viewer on
-loopback) is not implemented yet (see docs/simulation.md).
+RSS. ``fidelity`` runs the simulator side of the fidelity check alone: 20
+viewers joining within 2 s, every node with an egress delay of 20-60 ms drawn
+from the seed (the model of ``--link-delay-ms``, see ``oasis/sim/fidelity.py``);
+``bench/fidelity.py`` runs it against real processes (see docs/simulation.md).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import random
 import resource
 import time
 
+from oasis.sim import fidelity as fid
 from oasis.sim import population
-from oasis.sim.netmodel import PeerNet, World
+from oasis.sim.netmodel import World
 from oasis.sim.oasis_run import run_oasis
 from oasis.sim.scenario import Scenario, load
 
@@ -40,29 +41,14 @@ def scale(args: argparse.Namespace) -> dict:
             "latency_ms": res["latency_ms"]}
 
 
-def fidelity_population(seed: int, n: int = 20, lo_ms: float = 20, hi_ms: float = 60):
-    w = World()
-    de = w.index("DE")
-    w.rtt_ms[de][de] = 0.0  # only the emulated delays
-    rng = random.Random(f"fidelity/{seed}")
-    fast = 1e9 / 8
-
-    def net(delay_ms: float) -> PeerNet:
-        return PeerNet(de, "broadband", fast, fast, delay_ms / 1000, 0.0)
-
-    bnet = net(0.0)
-    viewers = [population.Viewer(i, rng.randbytes(32), net(rng.uniform(lo_ms, hi_ms)), rng.random() * 2)
-               for i in range(n)]
-    return w, bnet, viewers
-
-
 def fidelity(args: argparse.Namespace) -> dict:
-    s = Scenario(name="fidelity-20", peers=20, duration_s=args.duration, baselines=[],
-                 protocol={"playout_delay": 0.5}, upload_max_x=4.0, upload_share=1.0)
-    w, bnet, viewers = fidelity_population(args.seed)
-    res, _ = run_oasis(s, w, bnet, viewers, args.seed)
-    return {"side": "sim", "latency_ms": res["latency_ms"], "offload_ratio": res["offload_ratio"],
-            "continuity": res["continuity"], "real_processes": "not implemented (see docs)"}
+    """Simulator side only; ``bench/fidelity.py`` runs both sides with the real join times."""
+    delays = fid.link_delays_ms(args.seed, 20)
+    joins = [random.Random(f"fidelity-joins/{args.seed}").random() * 2 for _ in range(20)]
+    t0 = time.perf_counter()
+    res = fid.run_sim(delays, joins, args.duration, args.seed)
+    return {"side": "sim", **res, "wall_s": round(time.perf_counter() - t0, 2),
+            "real_processes": "bench/fidelity.py"}
 
 
 def main() -> None:

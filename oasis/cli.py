@@ -37,6 +37,9 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("--rewards", action="store_true",
                    help="take part in proof of relay (tickets, receipts, settlement)")
     p.add_argument("--epoch", type=int, default=10, help="rewards epoch length, seconds (broadcaster)")
+    p.add_argument("--link-delay-ms", type=float, default=0.0,
+                   help="emulate this one-way delay on everything this node sends "
+                        "(testing; kernel netem is unavailable here)")
 
 
 def _chain(p: argparse.ArgumentParser) -> None:
@@ -63,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-rewards", dest="rewards", action="store_false",
                    help="no proof of relay (by default: a local anvil chain, receipts, settlement)")
     d.add_argument("--epoch", type=int, default=10, help="rewards epoch length, seconds")
+    d.add_argument("--link-delays-ms", type=lambda t: [float(x) for x in t.split(",")], default=None,
+                   help="testing: emulated one-way delay per process, comma-separated, broadcaster "
+                        "first (each node's --link-delay-ms)")
 
     b = sub.add_parser("broadcast", help="publish a live stream")
     b.add_argument("source", help="test | FILE (looped) | - (stdin) | udp://HOST:PORT")
@@ -146,12 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--substreams must be between 1 and 16")
         if args.chunk_ms < 10 or args.bitrate < 10:
             raise ValueError("--chunk-ms and --bitrate must be at least 10")
+        if not 0 <= args.link_delay_ms <= 10_000:
+            raise ValueError("--link-delay-ms must be between 0 and 10000")
         upload = args.upload_kbps if args.upload_kbps is not None else 4 * args.bitrate
         data_dir = args.data_dir or rt.default_data_dir(args.cmd)
         c = rt.Common(data_dir=data_dir, listen=args.listen, rewards=_rewards_config(args, data_dir),
                       upload_kbps=upload, bitrate_kbps=args.bitrate, chunk_ms=args.chunk_ms,
                       substreams=args.substreams, playout_delay=args.playout_delay,
-                      json_out=args.json, seed=args.seed)
+                      json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms)
         if args.cmd == "broadcast":
             _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                               tracker_url=args.tracker, cdn_url=args.cdn_url))

@@ -188,7 +188,14 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
             chain.prepare(os.path.join(root, "broadcaster"), fund=False)
             ledger = ["--rewards", "--chain-rpc", chain.url]
             benv = {"OASIS_DEV_FAUCET_KEY": chain.keys[0].hex()}
+        # Testing: per-process emulated one-way delay (broadcaster first, then viewers).
+        delays = list(getattr(args, "link_delays_ms", None) or [])
+
+        def delay(i: int) -> list[str]:
+            return ["--link-delay-ms", str(delays[i])] if i < len(delays) and delays[i] else []
+
         b = _spawn("broadcaster", ["broadcast", args.source, *common, "--upload-kbps", str(bup), *ledger,
+                                   *delay(0),
                                    "--epoch", str(args.epoch),
                                    "--data-dir", os.path.join(root, "broadcaster")], root, benv)
         procs.append(b)
@@ -201,7 +208,7 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 chain.prepare(vdir, fund=True)
             v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
                                       "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), *common,
-                                      *ledger, "--data-dir", vdir], root)
+                                      *ledger, *delay(i + 1), "--data-dir", vdir], root)
             procs.append(v)
             viewers.append(v)
             await _first_line(v, START_TIMEOUT)
@@ -296,12 +303,13 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         violations += s["counters"]["violations"]
         for st in s["streams"]:
             bad += st["swarm_counters"]["bad_chunks"]
-    for s in final:
+    for i, s in enumerate(final):
         if s is None:
             continue
         st = s["streams"][0]
         records.append(st["record"])
-        per_viewer.append({"peer_id": s["peer_id"][:12], "depth": st["depth"], "bytes": st["bytes"],
+        per_viewer.append({"viewer": i, "joined_at": st["record"]["joined_at"],
+                           "peer_id": s["peer_id"][:12], "depth": st["depth"], "bytes": st["bytes"],
                            "latency_p50_ms": st["latency_p50_ms"], "skipped": st["skipped"],
                            "origin_fetches": st["origin_fetches"]})
     # A chunk is judged once its deadline passed; the last ones are still in flight.
@@ -313,6 +321,8 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         "bitrate_kbps": bitrate,
         "chunk_ms": args.chunk_ms,
         "chunks_produced": len(produced),
+        "first_chunk_at": min(produced.values()) if produced else None,
+        "judged_at": now - 1.0,
         "latency_ms": summary["latency_ms"],
         "continuity": summary["continuity"],
         "offload_ratio": summary["offload_ratio"],

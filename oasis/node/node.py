@@ -175,7 +175,8 @@ class LiveStream:
 class Node:
     def __init__(self, identity: Identity, config: sw.SwarmConfig, *, host: str = "127.0.0.1",
                  port: int = 0, target_neighbours: int = 6, max_neighbours: int = 12,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 link_delay: float = 0.0) -> None:
         self.identity = identity
         self.config = config
         self.host, self.port = host, port
@@ -185,7 +186,7 @@ class Node:
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
         self.endpoint = Endpoint(identity, on_event=self._on_event, clock=clock, rng=self.rng,
-                                 max_links=max_neighbours * 2 + 8)
+                                 max_links=max_neighbours * 2 + 8, link_delay=link_delay)
         self.streams: dict[bytes, LiveStream] = {}
         self.links_by_peer: dict[bytes, Link] = {}
         self.joined: dict[bytes, set[bytes]] = {}  # peer -> stream keys it joined with us

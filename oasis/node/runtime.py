@@ -46,6 +46,7 @@ class Common:
     json_out: bool = False
     seed: int | None = None
     rewards: Any = None  #: oasis.node.rewards.RewardsConfig, or None: no proof of relay
+    link_delay_ms: float = 0.0  #: emulated one-way delay on all QUIC datagrams sent (testing)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -135,7 +136,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     ident = load_or_create(c.data_dir)
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port, max_neighbours=24,
-                rng=random.Random(c.seed))
+                rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000)
     await node.start()
     sid = StreamId(ident.public, name)
     ls = node.add_stream(sid, is_source=True)
@@ -203,7 +204,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
     sid = StreamId.parse(stream_id)
     ident = load_or_create(c.data_dir)
     host, port = parse_hostport(c.listen, "--listen")
-    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed))
+    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
+                link_delay=c.link_delay_ms / 1000)
     await node.start()
     ghost, gport = parse_hostport(gateway, "--gateway")
     app = web.Application(client_max_size=64 * 1024)
