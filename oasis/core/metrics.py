@@ -18,6 +18,7 @@ Definitions (docs/benchmarks.md repeats them):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,11 +75,7 @@ class ViewerRecord:
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100); 0.0 for an empty list."""
-    if not values:
-        return 0.0
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, math.ceil(q * len(s) / 100 - 1e-9) - 1))
-    return s[k]
+    return nearest_rank(sorted(values), q)
 
 
 def summarize(viewers: list[dict[str, Any]], produced: dict[int, float], now: float,
@@ -104,15 +101,32 @@ def summarize(viewers: list[dict[str, Any]], produced: dict[int, float], now: fl
             ok += seq in on_time
         for src, n in v["bytes"].items():
             bytes_total[src] = bytes_total.get(src, 0) + n
+    lat.sort()
+    startup.sort()
+    return figures(lat, startup, ok, due, bytes_total)
+
+
+def nearest_rank(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (list or numpy array)."""
+    n = len(sorted_values)
+    if n == 0:
+        return 0.0
+    return float(sorted_values[max(0, min(n - 1, math.ceil(q * n / 100 - 1e-9) - 1))])
+
+
+def figures(lat: Sequence[float], startup: Sequence[float], ok: int, due: int,
+            bytes_total: dict[str, int]) -> dict[str, Any]:
+    """The swarm-wide figures from sorted latencies and startup times (seconds), the
+    continuity counts and media bytes by source — one definition for demo and simulator."""
     got = sum(bytes_total.values())
     return {
-        "latency_ms": {p: round(percentile(lat, q) * 1000, 1)
+        "latency_ms": {p: round(nearest_rank(lat, q) * 1000, 1)
                        for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
-        | {"max": round(max(lat) * 1000, 1) if lat else 0.0},
+        | {"max": round(float(lat[-1]) * 1000, 1) if len(lat) else 0.0},
         "continuity": round(ok / due, 5) if due else 0.0,
         "offload_ratio": round(bytes_total.get("p2p", 0) / got, 5) if got else 0.0,
-        "startup_ms": {"p50": round(percentile(startup, 50) * 1000, 1),
-                       "p95": round(percentile(startup, 95) * 1000, 1)},
+        "startup_ms": {"p50": round(nearest_rank(startup, 50) * 1000, 1),
+                       "p95": round(nearest_rank(startup, 95) * 1000, 1)},
         "bytes": {"p2p": bytes_total.get("p2p", 0), "origin": bytes_total.get("origin", 0),
                   "broadcaster": bytes_total.get("broadcaster", 0)},
         "chunks_due": due,

@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from oasis.core.metrics import nearest_rank
+
 from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World
 from .population import INF, Viewer
-from .records import SimRecord, nearest_rank, summarize
+from .records import SimRecord, summarize
 from .scenario import Scenario
 
 MTU, OVH = 1200, 60

@@ -464,7 +464,7 @@ class OasisSim:
         now = self.now - 1.0  # as the demo: the last chunks are still in flight
         summ = summarize(self.records, produced, now, self.cfg.playout_delay)
         st = np.sort(np.frombuffer(self.stretch, dtype=np.float32).astype(np.float64))
-        from .records import nearest_rank
+        from oasis.core.metrics import nearest_rank
         errors = sum(n.swarm.counters.bad_chunks for n in self.nodes.values())
         out = {
             "viewers": len(self.viewers),

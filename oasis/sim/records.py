@@ -11,11 +11,12 @@ chunks whose deadline passed while it was there.  ``to_json`` yields the
 
 from __future__ import annotations
 
-import math
 from array import array
 from typing import Any
 
 import numpy as np
+
+from oasis.core.metrics import figures
 
 
 class SimRecord:
@@ -55,15 +56,6 @@ class SimRecord:
                 "skipped": []}
 
 
-def nearest_rank(sorted_values: np.ndarray, q: float) -> float:
-    """``oasis.core.metrics.percentile`` on an already sorted array."""
-    n = len(sorted_values)
-    if n == 0:
-        return 0.0
-    k = max(0, min(n - 1, math.ceil(q * n / 100 - 1e-9) - 1))
-    return float(sorted_values[k])
-
-
 def summarize(records: list[SimRecord], produced_t: np.ndarray, now: float,
               playout_delay: float) -> dict[str, Any]:
     """Same figures as ``oasis.core.metrics.summarize``; ``produced_t[seq]`` = chunk time."""
@@ -85,21 +77,7 @@ def summarize(records: list[SimRecord], produced_t: np.ndarray, now: float,
                 ok += int(np.count_nonzero((s >= lo) & (s < hi)))
         for src, n in r.bytes_by_source.items():
             bytes_total[src] = bytes_total.get(src, 0) + n
-    got = sum(bytes_total.values())
-    return {
-        "latency_ms": {p: round(nearest_rank(lat, q) * 1000, 1)
-                       for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
-        | {"max": round(float(lat[-1]) * 1000, 1) if len(lat) else 0.0},
-        "continuity": round(ok / due, 5) if due else 0.0,
-        "offload_ratio": round(bytes_total.get("p2p", 0) / got, 5) if got else 0.0,
-        "startup_ms": {"p50": round(nearest_rank(startup, 50) * 1000, 1),
-                       "p95": round(nearest_rank(startup, 95) * 1000, 1)},
-        "bytes": {"p2p": bytes_total.get("p2p", 0), "origin": bytes_total.get("origin", 0),
-                  "broadcaster": bytes_total.get("broadcaster", 0)},
-        "chunks_due": due,
-        "chunks_on_time": ok,
-        "viewers_started": len(startup),
-    }
+    return figures(lat, startup, ok, due, bytes_total)
 
 
 class Timeline:
