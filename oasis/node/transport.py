@@ -243,6 +243,8 @@ class Endpoint(asyncio.DatagramProtocol):
         self.on_event = on_event
         self.clock = clock
         self.rng = rng or random.Random()
+        #: handshake nonces always come from the OS, even when --seed makes the rest reproducible
+        self.nonces = random.SystemRandom()
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.DatagramTransport | None = None
         self.links_by_cid: dict[bytes, Link] = {}
@@ -286,7 +288,7 @@ class Endpoint(asyncio.DatagramProtocol):
         cfg = self._config(is_client=True, cert=self._client_cert, mds=self._mds)
         cfg.server_name = "oasis"
         quic = QuicConnection(configuration=cfg)
-        session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.rng)
+        session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces)
         link = Link(self, quic, addr, session)
         self.links.add(link)
         self.links_by_cid[quic.host_cid] = link
@@ -337,7 +339,7 @@ class Endpoint(asyncio.DatagramProtocol):
                 return
             quic = QuicConnection(configuration=self._server_config,
                                   original_destination_connection_id=header.destination_cid)
-            session = ss.Session(self.identity, is_dialler=False, rng=self.rng)
+            session = ss.Session(self.identity, is_dialler=False, rng=self.nonces)
             link = Link(self, quic, addr, session)
             self.links.add(link)
             self.links_by_cid[header.destination_cid] = link
