@@ -509,13 +509,13 @@ class Swarm:
 
     def _accept(self, chunk: wire.ChunkMsg, peer: bytes | None, source: str, now: float) -> None:
         seq = chunk.seq
-        if not self.log.add(chunk, is_keyframe(chunk)):
+        keyframe = is_keyframe(chunk)
+        if self.start_seq is None and not keyframe:
+            return  # pushed or pulled before any STATUS: we start at the first keyframe we get
+        before = self.log.latest
+        if not self.log.add(chunk, keyframe):
             return
         if self.start_seq is None:
-            # Pushed or pulled before any STATUS: start at the first keyframe we get.
-            if not is_keyframe(chunk):
-                del self.log.chunks[seq]
-                return
             self.start_seq = seq
             self._skipped_upto = seq - 1
         want = self._wants.pop(seq, None)
@@ -535,8 +535,10 @@ class Swarm:
                 self.upload.enqueue(st.key, chunk, st.held_requests.pop(seq))
                 self.counters.requests_served += 1
         if not self.is_source:
-            # Chunks between our latest and this one exist now: want them.
-            for s in range(max(self._skipped_upto + 1, seq - self.config.window_chunks), seq):
+            # Chunks between our previous latest and this one exist now: want them. (Gaps
+            # below the previous latest were wanted when it arrived: no per-chunk rescan.)
+            first = max(before + 1, self._skipped_upto + 1, seq - self.config.window_chunks)
+            for s in range(first, seq):
                 if s not in self.log and s not in self._wants:
                     self._want(s, now)
         self._flush_upload(now)
