@@ -129,8 +129,6 @@ class LiveStream:
         rewards = self.node.rewards
         if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
             rewards.on_media(a.peer, len(c.payload), a.at)
-        for cb in self.node.on_chunk:
-            cb(self, c)
 
     def _arm(self) -> None:
         t = self.swarm.get_timer()
@@ -194,7 +192,6 @@ class Node:
         self.dialling: set[bytes] = set()
         self.counters: dict[str, int] = {"violations": 0, "peers_dropped_bad_chunks": 0,
                                          "links_refused": 0, "dial_failures": 0}
-        self.on_chunk: list[Callable[[LiveStream, wire.ChunkMsg], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.http: aiohttp.ClientSession = aiohttp.ClientSession()
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
