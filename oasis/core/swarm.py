@@ -49,7 +49,9 @@ from .stream import StreamId, is_keyframe, verify_chunk
 from .upload import UploadScheduler
 from .wire import ErrorCode
 
+INF = float("inf")
 STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
+REPAIR_MARGIN = 0.03  #: added to the learnt push delay (steady trees have ~0 deviation)
 
 SOURCE_P2P = "p2p"
 SOURCE_BROADCASTER = "broadcaster"
@@ -197,6 +199,14 @@ class Swarm:
         self._status_dirty = True
         self._max_wanted = -1  #: highest sequence number ever wanted
         self._peer_timers: set[bytes] = set()  #: peers with a subscribe or held-request timer
+        #: per substream: smoothed delay (and its mean deviation) from a chunk's time to
+        #: its push by our parent; the repair timer waits for what is normal on that tree
+        self._lag = [0.0] * k
+        self._lagdev = [0.0] * k
+        self._lag_known = [False] * k
+        #: lower bound of every want's next timer (request, origin, deadline); may be
+        #: stale-low after a want is removed (an early wake-up only), never stale-high
+        self._wants_t = INF
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False) -> None:
@@ -226,6 +236,10 @@ class Swarm:
         if chunk.seq in self.log:
             self.counters.duplicates += 1
             self.counters.duplicate_bytes += len(chunk.payload)
+            j = chunk.seq % self.config.substreams
+            if peer == self.parents[j]:
+                # a repair beat the parent's push: still what the tree takes
+                self._sample_lag(j, now - self.log.time_of(chunk.seq))
             return
         if not self.verify(self.sid, chunk):
             self.counters.bad_chunks += 1
@@ -245,6 +259,8 @@ class Swarm:
         if chunk is None or chunk.seq != seq:
             if want is not None:
                 want.origin_at = now + self.config.origin_retry
+                if want.origin_at < self._wants_t:
+                    self._wants_t = want.origin_at
             return
         if seq in self.log:
             return
@@ -272,6 +288,8 @@ class Swarm:
             want = self._wants.get(msg.seq)
             if want is not None:
                 want.request_at = min(want.request_at, now)
+                if now < self._wants_t:
+                    self._wants_t = now
         elif isinstance(msg, wire.Leave):
             self.remove_peer(peer, now)
 
@@ -281,14 +299,8 @@ class Swarm:
         t = self._next_status
         if self._status_dirty and self._last_status + STATUS_MIN_GAP < t:
             t = self._last_status + STATUS_MIN_GAP
-        use_origin = self.config.use_origin
-        for w in self._wants.values():
-            if w.request_at < t:
-                t = w.request_at
-            if w.deadline < t:
-                t = w.deadline
-            if use_origin and not w.origin_busy and w.origin_at < t:
-                t = w.origin_at
+        if self._wants_t < t:
+            t = self._wants_t
         if self._peer_timers:
             timeout = self.config.subscribe_timeout
             for key in list(self._peer_timers):
@@ -303,7 +315,7 @@ class Swarm:
                         t = d
         if self.start_seq is not None and self.log.anchor_seq >= 0 and not self.is_source:
             nxt = max(self.log.latest, self._skipped_upto, self._max_wanted) + 1
-            nt = self.log.time_of(nxt) + self.config.repair_after
+            nt = self.log.time_of(nxt) + self._min_repair_delay()
             if nt < t:
                 t = nt
         up = self.upload.next_release()
@@ -525,6 +537,8 @@ class Swarm:
         if seq >= (self.start_seq or 0):
             self._actions.append(Deliver(chunk, source, peer, now))
         j = seq % self.config.substreams
+        if peer is not None and peer == self.parents[j]:
+            self._sample_lag(j, now - self.log.time_of(seq))
         for st in self.peers.values():
             if st.key == peer:
                 st.held_requests.pop(seq, None)
@@ -543,13 +557,45 @@ class Swarm:
                     self._want(s, now)
         self._flush_upload(now)
 
+    def _sample_lag(self, j: int, sample: float) -> None:
+        if not self._lag_known[j]:
+            self._lag[j], self._lagdev[j], self._lag_known[j] = sample, sample / 2, True
+            return
+        err = sample - self._lag[j]
+        self._lag[j] += err / 8
+        self._lagdev[j] += (abs(err) - self._lagdev[j]) / 4
+
+    def repair_delay(self, j: int) -> float:
+        """How long after a chunk's time to wait before repairing it from another
+        peer: what the parent's pushes normally take (smoothed delay + 4 deviations
+        + a margin, as TCP's RTO), at least ``repair_after``, and early enough to leave a repair
+        round trip before the origin fallback."""
+        cfg = self.config
+        if self.parents[j] is None or not self._lag_known[j]:
+            return cfg.repair_after
+        d = self._lag[j] + 4 * self._lagdev[j] + REPAIR_MARGIN
+        cap = cfg.playout_delay - cfg.origin_margin - cfg.repair_after
+        if d > cap:
+            d = cap
+        return d if d > cfg.repair_after else cfg.repair_after
+
+    def _min_repair_delay(self) -> float:
+        return min(self.repair_delay(j) for j in range(self.config.substreams))
+
     def _want(self, seq: int, now: float, backfill: bool = False) -> None:
         t = self.log.time_of(seq)
         deadline = self.deadline_of(seq)
         w = _Want(deadline=deadline)
-        w.request_at = now if backfill else max(now, t + self.config.repair_after)
+        if backfill:
+            w.request_at = now
+        else:
+            r = t + self.repair_delay(seq % self.config.substreams)
+            w.request_at = r if r > now else now
         w.origin_at = deadline - self.config.origin_margin
         self._wants[seq] = w
+        lo = w.request_at if w.request_at < w.origin_at else w.origin_at
+        if lo < self._wants_t:
+            self._wants_t = lo
         if seq > self._max_wanted:
             self._max_wanted = seq
 
@@ -577,6 +623,16 @@ class Swarm:
                 w.origin_at = w.deadline  # re-armed by on_origin on failure
                 self.counters.origin_fetches += 1
                 self._actions.append(FetchOrigin(seq, w.deadline))
+        lo = INF
+        use_origin = self.config.use_origin
+        for w in self._wants.values():
+            if w.request_at < lo:
+                lo = w.request_at
+            if w.deadline < lo:
+                lo = w.deadline
+            if use_origin and not w.origin_busy and w.origin_at < lo:
+                lo = w.origin_at
+        self._wants_t = lo
 
     def _request(self, seq: int, w: _Want, now: float) -> None:
         j = seq % self.config.substreams

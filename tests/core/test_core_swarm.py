@@ -267,3 +267,66 @@ def test_unobtainable_chunk_skipped_at_deadline(origin: bool) -> None:
             assert not net.actions_of(v, sw.FetchOrigin)
         # Playback continues: the next chunks arrive.
         assert seq + 1 in net.delivers(v) and seq + 30 in net.delivers(v)
+
+
+def _push_depth(net: RecNet, key: bytes, j: int) -> int:
+    return len(net.nodes[key].paths[j]) - 1
+
+
+def test_repair_waits_for_what_the_tree_normally_takes() -> None:
+    """With 120 ms per hop, chunks reach a 2-hop viewer 240 ms after their time, past
+    the static repair_after (150 ms). The repair timer learns the tree's delay, so
+    chunks that are merely on their way are not requested from other peers."""
+    cfg = sw.SwarmConfig(upload_kbps=6000, playout_delay=1.0)
+    net = RecNet(8, seed=21, delay=0.12, config=cfg,
+                 source_config=sw.SwarmConfig(upload_kbps=3000, playout_delay=1.0))
+    net.produce(True)
+    net.tick(10)
+    rng = random.Random(21)
+    keys = [net.bid.public]
+    for v in net.viewers:
+        net.join(v, rng.sample(keys, min(3, len(keys))))
+        keys.append(v)
+        net.tick(5)
+    net.tick(30)  # trees settle, delays learnt
+    before = {v: net.nodes[v].counters.requests_sent for v in net.viewers}
+    dups = sum(net.nodes[v].counters.duplicates for v in net.viewers)
+    start = net.now
+    net.tick(50)
+    deep = [(v, j) for v in net.viewers for j in range(cfg.substreams) if _push_depth(net, v, j) >= 2]
+    assert deep, "test would be vacuous: no viewer two hops from the broadcaster"
+    for v, j in deep:
+        node = net.nodes[v]
+        # the learnt delay covers the 2+ hops the chunks take
+        assert node.repair_delay(j) >= 0.12 * _push_depth(net, v, j)
+        assert node.repair_delay(j) <= cfg.playout_delay - cfg.origin_margin - cfg.repair_after
+    sent = sum(net.nodes[v].counters.requests_sent - before[v] for v in net.viewers)
+    assert sent <= 5, f"{sent} repair requests for chunks that were on their way"
+    assert sum(net.nodes[v].counters.duplicates for v in net.viewers) - dups <= 5
+    for v in net.viewers:
+        got = net.delivers(v)
+        due = [s for s, t in net.produced.items() if start <= t <= net.now - 1.0]
+        assert all(s in got and got[s].source in ("p2p", "broadcaster") for s in due)
+
+
+def test_stalled_parent_is_repaired_from_the_swarm_before_the_origin() -> None:
+    """A parent that stays connected but stops pushing: the learnt repair delay is
+    capped so that a repair round trip still fits before the origin fallback."""
+    cfg = sw.SwarmConfig(upload_kbps=6000, playout_delay=1.0)
+    net = build(10, seed=23, config=cfg)
+    net.tick(40)
+    child, parent = next((v, p) for v in net.viewers for p in net.nodes[v].parents
+                         if p is not None and p != net.bid.public)
+    pnode = net.nodes[parent]
+    inner = pnode.actions
+
+    def no_push_to_child():
+        return [a for a in inner() if not (isinstance(a, sw.Push) and a.peer == child)]
+
+    pnode.actions = no_push_to_child  # type: ignore[method-assign]
+    stalled = net.now
+    net.tick(40)
+    after = {s: d for s, d in net.delivers(child).items() if net.produced[s] > stalled}
+    due = [s for s, t in net.produced.items() if stalled < t <= net.now - 1.0]
+    assert due and all(s in after for s in due)
+    assert sum(after[s].source == "origin" for s in due) <= 2
