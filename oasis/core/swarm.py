@@ -198,12 +198,15 @@ class Swarm:
         self._last_status = now - STATUS_MIN_GAP
         self._status_dirty = True
         self._max_wanted = -1  #: highest sequence number ever wanted
-        self._peer_timers: set[bytes] = set()  #: peers with a subscribe or held-request timer
+        #: peers with a subscribe or held-request timer (a dict: ordered, deterministic)
+        self._peer_timers: dict[bytes, None] = {}
         #: per substream: smoothed delay (and its mean deviation) from a chunk's time to
         #: its push by our parent; the repair timer waits for what is normal on that tree
         self._lag = [0.0] * k
         self._lagdev = [0.0] * k
         self._lag_known = [False] * k
+        self._repair = [config.repair_after] * k  #: repair_delay(j), kept current
+        self._min_repair = config.repair_after
         #: lower bound of every want's next timer (request, origin, deadline); may be
         #: stale-low after a want is removed (an early wake-up only), never stale-high
         self._wants_t = INF
@@ -306,7 +309,7 @@ class Swarm:
             for key in list(self._peer_timers):
                 st = self.peers.get(key)
                 if st is None or not (st.pending_mask or st.held_requests):
-                    self._peer_timers.discard(key)
+                    del self._peer_timers[key]
                     continue
                 if st.pending_mask and st.pending_since + timeout < t:
                     t = st.pending_since + timeout
@@ -315,7 +318,7 @@ class Swarm:
                         t = d
         if self.start_seq is not None and self.log.anchor_seq >= 0 and not self.is_source:
             nxt = max(self.log.latest, self._skipped_upto, self._max_wanted) + 1
-            nt = self.log.time_of(nxt) + self._min_repair_delay()
+            nt = self.log.time_of(nxt) + self._min_repair
             if nt < t:
                 t = nt
         up = self.upload.next_release()
@@ -332,7 +335,10 @@ class Swarm:
             self._select_parents(now, improve=True)
         elif self._status_dirty and now >= self._last_status + STATUS_MIN_GAP:
             self._broadcast_status(now)
-        for st in self.peers.values():
+        for key in list(self._peer_timers):
+            st = self.peers.get(key)
+            if st is None:
+                continue
             if st.pending_mask and now >= st.pending_since + cfg.subscribe_timeout:
                 for j in _bits(st.pending_mask):
                     st.rejected_until[j] = now + cfg.reject_backoff
@@ -462,7 +468,7 @@ class Swarm:
             st = self.peers[key]
             st.pending_mask |= mask
             st.pending_since = now
-            self._peer_timers.add(key)
+            self._peer_timers[key] = None
             self._actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
                                                           substreams=self.config.substreams)))
 
@@ -499,6 +505,7 @@ class Swarm:
                 self.peers[old].parent_mask &= ~(1 << j)
                 self._actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
             self.parents[j] = st.key
+            self._update_repair(j)
             st.parent_mask |= 1 << j
             path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
             self.paths[j] = list(path) + [self.tag]
@@ -508,6 +515,7 @@ class Swarm:
 
     def _lose_parent(self, j: int) -> None:
         self.parents[j] = None
+        self._update_repair(j)
         self.paths[j] = []
         self._status_dirty = True
 
@@ -560,12 +568,20 @@ class Swarm:
     def _sample_lag(self, j: int, sample: float) -> None:
         if not self._lag_known[j]:
             self._lag[j], self._lagdev[j], self._lag_known[j] = sample, sample / 2, True
-            return
-        err = sample - self._lag[j]
-        self._lag[j] += err / 8
-        self._lagdev[j] += (abs(err) - self._lagdev[j]) / 4
+        else:
+            err = sample - self._lag[j]
+            self._lag[j] += err / 8
+            self._lagdev[j] += (abs(err) - self._lagdev[j]) / 4
+        self._update_repair(j)
+
+    def _update_repair(self, j: int) -> None:
+        self._repair[j] = self._compute_repair_delay(j)
+        self._min_repair = min(self._repair)
 
     def repair_delay(self, j: int) -> float:
+        return self._repair[j]
+
+    def _compute_repair_delay(self, j: int) -> float:
         """How long after a chunk's time to wait before repairing it from another
         peer: what the parent's pushes normally take (smoothed delay + 4 deviations
         + a margin, as TCP's RTO), at least ``repair_after``, and early enough to leave a repair
@@ -579,9 +595,6 @@ class Swarm:
             d = cap
         return d if d > cfg.repair_after else cfg.repair_after
 
-    def _min_repair_delay(self) -> float:
-        return min(self.repair_delay(j) for j in range(self.config.substreams))
-
     def _want(self, seq: int, now: float, backfill: bool = False) -> None:
         t = self.log.time_of(seq)
         deadline = self.deadline_of(seq)
@@ -589,7 +602,7 @@ class Swarm:
         if backfill:
             w.request_at = now
         else:
-            r = t + self.repair_delay(seq % self.config.substreams)
+            r = t + self._repair[seq % self.config.substreams]
             w.request_at = r if r > now else now
         w.origin_at = deadline - self.config.origin_margin
         self._wants[seq] = w
@@ -607,6 +620,8 @@ class Swarm:
         for s in range(first, expected + 1):
             if s not in self.log and s not in self._wants:
                 self._want(s, now)
+        if self._wants_t > now:
+            return  # no want is due (the bound is never above the earliest)
         for seq, w in list(self._wants.items()):
             if now >= w.deadline:
                 del self._wants[seq]
@@ -638,14 +653,17 @@ class Swarm:
         j = seq % self.config.substreams
         best: PeerState | None = None
         best_score = 1e9
+        # A peer that does not hold the chunk yet is worth asking only if it is
+        # at least two hops closer to the broadcaster on this substream than we are.
+        mine = len(self.paths[j]) - 2 if self.parents[j] is not None else wire.MAX_PATH
         for st in self.peers.values():
             if st.key in w.asked or st.status is None:
                 continue
             msg = st.status
             fed = j < len(msg.paths) and bool(msg.paths[j])
             holds = msg.latest >= seq and (msg.latest == seq or _has(msg, seq))
-            if not (fed or holds):
-                continue
+            if not holds and (not fed or len(msg.paths[j]) > mine):
+                continue  # it would get the chunk no sooner than our own parent
             score: float = (0 if holds else len(msg.paths[j])) + (2 if self.parents[j] == st.key else 0)
             score += self.rng.random()
             if score < best_score:
@@ -669,7 +687,7 @@ class Swarm:
         elif msg.seq > self.log.latest - self.config.window_chunks and deadline > now \
                 and len(st.held_requests) < 4 * self.config.window_chunks:
             st.held_requests[msg.seq] = deadline
-            self._peer_timers.add(st.key)
+            self._peer_timers[st.key] = None
         else:
             self.counters.missing_sent += 1
             self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=msg.seq)))
