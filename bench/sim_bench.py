@@ -21,7 +21,7 @@ import time
 from oasis.sim import fidelity as fid
 from oasis.sim import population
 from oasis.sim.netmodel import World
-from oasis.sim.oasis_run import run_oasis
+from oasis.sim.oasis_run import run_oasis, stderr_progress
 from oasis.sim.scenario import Scenario, load
 
 
@@ -34,7 +34,7 @@ def scale(args: argparse.Namespace) -> dict:
     w = World()
     t0 = time.perf_counter()
     bnet, viewers = population.build(s, w, args.seed)
-    res, _ = run_oasis(s, w, bnet, viewers, args.seed)
+    res, _ = run_oasis(s, w, bnet, viewers, args.seed, progress=stderr_progress(s.name))
     return {"peers": s.peers, "duration_s": s.duration_s, "wall_s": round(time.perf_counter() - t0, 1),
             "events": res["events"], "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
             "continuity": res["continuity"], "offload_ratio": res["offload_ratio"],

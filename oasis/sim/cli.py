@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flash", type=float, default=None, help="flash crowd: all join within N s")
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
     p.add_argument("--no-timing", action="store_true", help="omit wall-clock fields")
+    p.add_argument("--progress", action="store_true",
+                   help="print progress to stderr every 10 simulated seconds "
+                        "(default when stderr is a terminal)")
 
 
 def scenario_from(args: argparse.Namespace) -> Scenario:
@@ -41,7 +44,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 
 def run(args: argparse.Namespace) -> int:
     s = scenario_from(args)
-    out = runner.run(s, args.seed, plots=args.plots, timing=not args.no_timing)
+    out = runner.run(s, args.seed, plots=args.plots, timing=not args.no_timing,
+                     progress=args.progress or sys.stderr.isatty())
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return 0

@@ -147,6 +147,10 @@ class OasisSim:
         self.timeline = Timeline(int(s.duration_s) + 10)
         self.direct: dict[int, float] = {}  #: viewer idx -> direct-path latency (s)
         self.stretch = array("f")
+        #: called as progress(sim_s, duration_s, events, peers) every progress_every_s
+        #: simulated seconds (long runs show where they are); None = silent
+        self.progress: Any = None
+        self.progress_every_s = 10.0
 
     # ---- engine ----------------------------------------------------------
     def at(self, t: float, fn: Any, a: Any = None, b: Any = None) -> None:
@@ -168,10 +172,16 @@ class OasisSim:
         q = self.q
         pop = heapq.heappop
         events = 0
+        progress = self.progress
+        step = self.progress_every_s
+        next_report = T0 + step if progress is not None else INF
         while q and q[0][0] <= stop:
             t, _, fn, a, b = pop(q)
             if t > self.now:
                 self.now = t
+                if t >= next_report:
+                    progress(t - T0, s.duration_s, events, len(self.nodes) - 1)
+                    next_report += step
             fn(a, b)
             events += 1
         self.now = stop
@@ -514,6 +524,21 @@ class OasisSim:
 
 
 def run_oasis(s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer],
-              seed: int) -> tuple[dict[str, Any], OasisSim]:
+              seed: int, progress: Any = None) -> tuple[dict[str, Any], OasisSim]:
     sim = OasisSim(s, world, bnet, viewers, seed)
+    sim.progress = progress
     return sim.run(), sim
+
+
+def stderr_progress(label: str = "oasis") -> Any:
+    """A progress callback printing one line per report to stderr (wall, RSS)."""
+    import resource
+    import sys
+    t0 = time.perf_counter()
+
+    def report(sim_s: float, duration_s: float, events: int, peers: int) -> None:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"[{label}] sim {sim_s:6.0f}/{duration_s:.0f} s  peers {peers:>7}  "
+              f"events {events:>11,}  wall {time.perf_counter() - t0:7.1f} s  "
+              f"max RSS {rss:7.0f} MiB", file=sys.stderr, flush=True)
+    return report

@@ -9,17 +9,18 @@ from typing import Any
 from . import population
 from .baselines import RUNNERS
 from .netmodel import World
-from .oasis_run import run_oasis
+from .oasis_run import run_oasis, stderr_progress
 from .scenario import Scenario
 
 
 def run(s: Scenario, seed: int | None = None, *, plots: str | None = None,
-        timing: bool = True) -> dict[str, Any]:
+        timing: bool = True, progress: bool = False) -> dict[str, Any]:
     seed = s.seed if seed is None else seed
     world = World()
     t0 = time.perf_counter()
     bnet, viewers = population.build(s, world, seed)
-    res, sim = run_oasis(s, world, bnet, viewers, seed)
+    res, sim = run_oasis(s, world, bnet, viewers, seed,
+                         progress=stderr_progress(s.name) if progress else None)
     baselines: dict[str, Any] = {}
     objs: dict[str, Any] = {}
     for name in s.baselines:
