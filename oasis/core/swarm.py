@@ -616,7 +616,9 @@ class Swarm:
         if self.start_seq is None or self.log.anchor_seq < 0:
             return
         expected = self.log.expected_latest(now)
-        first = max(self._skipped_upto + 1, self.log.latest + 1, expected - self.config.window_chunks)
+        # Every seq up to _max_wanted is already held, wanted or given up: start above it.
+        first = max(self._skipped_upto + 1, self.log.latest + 1, self._max_wanted + 1,
+                    expected - self.config.window_chunks)
         for s in range(first, expected + 1):
             if s not in self.log and s not in self._wants:
                 self._want(s, now)
