@@ -1,0 +1,61 @@
+"""Sans-I/O protocol cores (no asyncio, no sockets, no clocks).
+
+``make`` compiles the hottest of them (``COMPILED``) with mypyc, from these same
+sources, into extension modules beside them; the node and the simulator then
+run the compiled code (same behaviour: a test runs one simulation both ways
+and compares the output byte for byte). If an extension is older than its
+source (a source edited since the last ``make``), or ``OASIS_PURE_PYTHON=1``,
+all of them are loaded from source instead, with a warning for the stale case.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import sys
+
+COMPILED = ("chunklog", "upload", "swarm")  #: in dependency order
+
+
+def _extensions(here: str) -> dict[str, str]:
+    out = {}
+    for name in COMPILED:
+        found = glob.glob(os.path.join(here, name + ".*.so"))
+        if found:
+            out[name] = found[0]
+    return out
+
+
+def _load_sources() -> None:
+    here = os.path.dirname(__file__)
+    exts = _extensions(here)
+    if not exts:
+        return
+    forced = os.environ.get("OASIS_PURE_PYTHON", "") not in ("", "0")
+    stale = [n for n, so in exts.items()
+             if os.path.getmtime(so) < os.path.getmtime(os.path.join(here, n + ".py"))]
+    if not forced and not stale and len(exts) == len(COMPILED):
+        return
+    if stale and not forced:
+        print(f"oasis: compiled core is older than its source ({', '.join(stale)}.py): "
+              "running the pure-Python core; run `make` to rebuild", file=sys.stderr)
+    for name in COMPILED:
+        full = f"{__name__}.{name}"
+        spec = importlib.util.spec_from_file_location(full, os.path.join(here, name + ".py"))
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[full] = mod
+        spec.loader.exec_module(mod)
+        globals()[name] = mod
+
+
+def compiled() -> bool:
+    """True when the mypyc-compiled core is the one in use."""
+    mod = sys.modules.get(f"{__name__}.swarm")
+    if mod is None:
+        from . import swarm as mod  # noqa: F811
+    return str(getattr(mod, "__file__", "")).endswith(".so")
+
+
+_load_sources()

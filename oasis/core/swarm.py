@@ -666,7 +666,7 @@ class Swarm:
             holds = msg.latest >= seq and (msg.latest == seq or _has(msg, seq))
             if not holds and (not fed or len(msg.paths[j]) > mine):
                 continue  # it would get the chunk no sooner than our own parent
-            score: float = (0 if holds else len(msg.paths[j])) + (2 if self.parents[j] == st.key else 0)
+            score = float((0 if holds else len(msg.paths[j])) + (2 if self.parents[j] == st.key else 0))
             score += self.rng.random()
             if score < best_score:
                 best, best_score = st, score

@@ -12,6 +12,7 @@ is pending (the armed time is stored; a stale event is skipped).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 import time
@@ -109,7 +110,7 @@ class OasisSim:
         self.bid = bid
         self.sid = StreamId(bid.public, "sim")
         bup = s.broadcaster_upload_kbps or 4 * s.bitrate_kbps
-        bcfg = sw.SwarmConfig(**{**self.cfg.__dict__, "upload_kbps": bup})
+        bcfg = dataclasses.replace(self.cfg, upload_kbps=bup)
         src = sw.Swarm(self.sid, bid.public, bcfg, is_source=True,
                        rng=random.Random(f"swarm/{seed}/src"), now=T0, verify=self.verify)
         self.source = SimNode(-1, bid.public, bnet, src, T0, 2 * s.max_neighbours, True)
@@ -204,7 +205,7 @@ class OasisSim:
         now = self.now
         s = self.s
         up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * s.bitrate_kbps))
-        cfg = sw.SwarmConfig(**{**self.cfg.__dict__, "upload_kbps": max(1, up_kbps)})
+        cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps))
         swarm = sw.Swarm(self.sid, v.key, cfg, rng=random.Random(f"swarm/{self.seed}/{v.idx}"),
                          now=now, verify=self.verify)
         node = SimNode(v.idx, v.key, v.net, swarm, now, s.max_neighbours)
