@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -227,8 +228,8 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
     }
     for ls in node.streams.values():
         s = stream_summary(ls)
-        s["swarm_counters"] = vars(ls.swarm.counters).copy()
-        s["upload"] = vars(ls.swarm.upload.counters).copy()
+        s["swarm_counters"] = dataclasses.asdict(ls.swarm.counters)
+        s["upload"] = dataclasses.asdict(ls.swarm.upload.counters)
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
         if detail:
