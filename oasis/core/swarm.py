@@ -624,6 +624,8 @@ class Swarm:
                 self._want(s, now)
         if self._wants_t > now:
             return  # no want is due (the bound is never above the earliest)
+        lo = INF  # the new bound, gathered in the same pass
+        use_origin = self.config.use_origin
         for seq, w in list(self._wants.items()):
             if now >= w.deadline:
                 del self._wants[seq]
@@ -634,15 +636,12 @@ class Swarm:
                 continue
             if now >= w.request_at:
                 self._request(seq, w, now)
-            if self.config.use_origin and not w.origin_busy and now >= w.origin_at:
+            if use_origin and not w.origin_busy and now >= w.origin_at:
                 w.origin_busy = True
                 w.origin_tries += 1
                 w.origin_at = w.deadline  # re-armed by on_origin on failure
                 self.counters.origin_fetches += 1
                 self._actions.append(FetchOrigin(seq, w.deadline))
-        lo = INF
-        use_origin = self.config.use_origin
-        for w in self._wants.values():
             if w.request_at < lo:
                 lo = w.request_at
             if w.deadline < lo:
