@@ -12,9 +12,13 @@ request round trip. A node accepts children while its upload cap has room
 
 **Loop freedom.** STATUS carries, per substream, the path of 8-byte peer tags
 from the broadcaster to the sender. A node never picks a parent whose path
-contains itself, and drops a parent whose path comes to contain it. Shorter
-paths are preferred, and a parent is swapped for one whose path is shorter by
-two hops or more.
+contains itself, and drops a parent whose path comes to contain it.
+
+**Fastest path, not fewest hops.** STATUS also carries, per substream, the
+sender's smoothed delay from a chunk's time to its arrival there. A node
+prefers the parent through which chunks would arrive first (that delay plus
+half the RTT the transport measured to it), and once per status interval swaps
+a parent for one ``SWITCH_GAIN`` faster (at most once per ``SWITCH_DWELL``).
 
 **Repair.** The chunk log tells which chunks must exist by now. A chunk that
 has not arrived ``repair_after`` seconds after its estimated completion is
@@ -52,6 +56,9 @@ from .wire import ErrorCode
 INF = float("inf")
 STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
 REPAIR_MARGIN = 0.03  #: added to the learnt push delay (steady trees have ~0 deviation)
+HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known (s)
+SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earlier (s)
+SWITCH_DWELL = 5.0  #: and not within this long of the substream's last parent change (s)
 
 SOURCE_P2P = "p2p"
 SOURCE_BROADCASTER = "broadcaster"
@@ -138,6 +145,7 @@ class PeerState:
     held_requests: dict[int, float] = field(default_factory=dict)  #: seq -> deadline
     bad_chunks: int = 0
     is_broadcaster: bool = False
+    rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
 
 
 @dataclass
@@ -210,14 +218,24 @@ class Swarm:
         #: lower bound of every want's next timer (request, origin, deadline); may be
         #: stale-low after a want is removed (an early wake-up only), never stale-high
         self._wants_t = INF
+        self._changed_at = [-INF] * k  #: when each substream last changed parent
 
     # ---- inputs ----------------------------------------------------------
-    def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False) -> None:
+    def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
+                 rtt: float = -1.0) -> None:
+        """A neighbour joined the stream; ``rtt`` is the transport's RTT estimate (s)
+        when it has one (QUIC measures it during the handshake)."""
         if key in self.peers or key == self.self_key:
             return
         self.peers[key] = PeerState(key, peer_tag(key), is_broadcaster=is_broadcaster
-                                    or key == self.sid.broadcaster)
+                                    or key == self.sid.broadcaster, rtt=rtt)
         self._send_status(key)
+
+    def set_rtt(self, key: bytes, rtt: float) -> None:
+        """The transport's current smoothed RTT to ``key`` (s); used to pick parents."""
+        st = self.peers.get(key)
+        if st is not None and rtt >= 0:
+            st.rtt = rtt
 
     def remove_peer(self, key: bytes, now: float) -> None:
         st = self.peers.pop(key, None)
@@ -365,7 +383,20 @@ class Swarm:
             stream=self.skey, latest=max(log.latest, 0), have=log.have_bitmap() if log.latest >= 0 else 0,
             keyframe=max(log.latest_keyframe, 0), slots=self.free_slots(),
             paths=[p if (self.is_source or self.parents[j] is not None) else []
-                   for j, p in enumerate(self.paths)])
+                   for j, p in enumerate(self.paths)],
+            lags=self._status_lags())
+
+    def _status_lags(self) -> list[int]:
+        if self.is_source:
+            return [0] * self.config.substreams
+        out = []
+        for j in range(self.config.substreams):
+            if self.parents[j] is None or not self._lag_known[j]:
+                out.append(wire.LAG_UNKNOWN)
+            else:
+                ms = int(self._lag[j] * 1000)
+                out.append(ms if 0 <= ms < wire.LAG_UNKNOWN else wire.LAG_UNKNOWN - 1)
+        return out
 
     def total_slots(self) -> int:
         cfg = self.config
@@ -420,6 +451,19 @@ class Swarm:
         for seq in range(start, msg.latest + 1):
             self._want(seq, now, backfill=True)
 
+    def expected_arrival(self, st: PeerState, j: int) -> float:
+        """How long after a chunk's time it would reach us through ``st`` on
+        substream ``j``: the delay it advertises plus half our RTT to it (a hop
+        guess for what is unknown). Chunks should take the fastest path, not the
+        one with the fewest hops: one intercontinental hop costs more than three
+        local ones."""
+        msg = st.status
+        if msg is None or j >= len(msg.paths) or not msg.paths[j]:
+            return INF
+        lag = msg.lags[j] if j < len(msg.lags) else wire.LAG_UNKNOWN
+        est = lag / 1000 if lag != wire.LAG_UNKNOWN else (len(msg.paths[j]) - 1) * HOP_GUESS
+        return est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS)
+
     def _candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
         out = []
         for st in self.peers.values():
@@ -433,14 +477,17 @@ class Swarm:
                 continue
             if st.rejected_until.get(j, 0.0) > now:
                 continue
-            score = len(path) + 0.5 * bin(st.parent_mask).count("1") + self.rng.random() * 0.1
+            # spread substreams over parents: another feed from the same peer shares its upload
+            others = bin(st.parent_mask & ~(1 << j)).count("1")
+            score = self.expected_arrival(st, j) + 0.01 * others + self.rng.random() * 0.005
             out.append((score, st))
         out.sort(key=lambda x: x[0])
         return out
 
     def _select_parents(self, now: float, improve: bool = False) -> None:
         """Subscribe where a substream has no parent; with ``improve`` also look for a
-        parent two or more hops closer (done once per status interval, not per input)."""
+        parent through which chunks would arrive ``SWITCH_GAIN`` earlier (done once per
+        status interval, not per input, and at most once per ``SWITCH_DWELL`` per substream)."""
         if self.is_source or self.start_seq is None:
             return
         if not improve and all(p is not None for p in self.parents):
@@ -454,13 +501,19 @@ class Swarm:
                 continue
             if self.parents[j] is not None and not improve:
                 continue
+            current = self.parents[j]
+            if current is not None and now < self._changed_at[j] + SWITCH_DWELL:
+                continue
             cands = self._candidates(j, now)
             if not cands:
                 continue
             best_score, best = cands[0]
-            current = self.parents[j]
             if current is not None:
-                if best.key == current or len(self.paths[j]) - 1 - best_score < 2:
+                if best.key == current:
+                    continue
+                cur = self.peers.get(current)
+                cur_est = self.expected_arrival(cur, j) if cur is not None else INF
+                if best_score > cur_est - SWITCH_GAIN:
                     continue
                 self.counters.parent_switches += 1
             asks[best.key] = asks.get(best.key, 0) | (1 << j)
@@ -505,6 +558,7 @@ class Swarm:
                 self.peers[old].parent_mask &= ~(1 << j)
                 self._actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
             self.parents[j] = st.key
+            self._changed_at[j] = now
             self._update_repair(j)
             st.parent_mask |= 1 << j
             path = st.status.paths[j] if st.status and j < len(st.status.paths) else []

@@ -53,6 +53,7 @@ StreamIdText = Annotated[str, Meta(min_length=1, max_length=128)]
 
 MAX_SUBSTREAMS = 16
 MAX_PATH = 32
+LAG_UNKNOWN = 0xFFFF  #: STATUS.lags entry: delay not measured
 
 
 class ErrorCode(enum.IntEnum):
@@ -127,6 +128,10 @@ class Status(Message, tag=5, frozen=True):
     #: per substream, the path from the broadcaster to the sender
     #: (8-byte peer tags, sender last); empty list = sender has no feed.
     paths: Annotated[list[Annotated[list[PeerTag], Meta(max_length=MAX_PATH)]], Meta(max_length=MAX_SUBSTREAMS)]
+    #: per substream, the sender's smoothed delay (ms) from a chunk's time to its
+    #: arrival at the sender; ``LAG_UNKNOWN`` = not measured. Receivers pick parents by
+    #: this plus their RTT to the sender. Optional (older senders omit it).
+    lags: Annotated[list[U16], Meta(max_length=MAX_SUBSTREAMS)] = msgspec.field(default_factory=list)
 
 
 class Subscribe(Message, tag=6, frozen=True):

@@ -303,7 +303,7 @@ class Node:
             joined.add(ls.sid.key)
             if not link.session.is_dialler:
                 link.send(wire.Join(stream=ls.text_id))
-            ls.swarm.add_peer(peer, now)
+            ls.swarm.add_peer(peer, now, rtt=link.rtt)
             ls.pump()
             return
         if isinstance(msg, wire.Error):
@@ -318,6 +318,8 @@ class Node:
             self.counters["violations"] += 1
             log.warning("%s for a stream %s has not joined", type(msg).__name__, link.addr)
             return
+        if isinstance(msg, wire.Status):
+            ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
         ls.swarm.on_message(peer, msg, now)
         ls.pump()
 

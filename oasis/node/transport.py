@@ -71,6 +71,15 @@ class Link:
     def peer_key(self) -> bytes | None:
         return self.session.peer_key
 
+    @property
+    def rtt(self) -> float:
+        """QUIC's smoothed RTT estimate (s); -1 before the first sample. aioquic keeps
+        it on the connection's loss recovery (not public API: guarded)."""
+        loss = getattr(self.quic, "_loss", None)
+        if loss is None or not getattr(loss, "_rtt_initialized", False):
+            return -1.0
+        return float(getattr(loss, "_rtt_smoothed", -1.0))
+
     # -- input -----------------------------------------------------------
     def datagram_received(self, data: bytes, now: float) -> None:
         self.datagrams_in += 1

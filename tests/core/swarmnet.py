@@ -46,8 +46,8 @@ class SwarmNet:
         self.skipped[key] = []
         for other in neighbours:
             if other in self.nodes:
-                node.add_peer(other, self.now)
-                self.nodes[other].add_peer(key, self.now)
+                node.add_peer(other, self.now, rtt=2 * self.delay)
+                self.nodes[other].add_peer(key, self.now, rtt=2 * self.delay)
                 self._pump(other)
         self._pump(key)
 
