@@ -40,6 +40,8 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("--link-delay-ms", type=float, default=0.0,
                    help="emulate this one-way delay on everything this node sends "
                         "(testing; kernel netem is unavailable here)")
+    p.add_argument("--area", default="", help="locality label sent to the tracker (e.g. a country "
+                   "code); peers of the same area are preferred as neighbours")
 
 
 def _chain(p: argparse.ArgumentParser) -> None:
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         c = rt.Common(data_dir=data_dir, listen=args.listen, rewards=_rewards_config(args, data_dir),
                       upload_kbps=upload, bitrate_kbps=args.bitrate, chunk_ms=args.chunk_ms,
                       substreams=args.substreams, playout_delay=args.playout_delay,
-                      json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms)
+                      json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
+                      area=args.area[:32])
         if args.cmd == "broadcast":
             _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                               tracker_url=args.tracker, cdn_url=args.cdn_url))

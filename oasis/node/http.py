@@ -145,13 +145,16 @@ def add_tracker_routes(app: web.Application, tracker: Tracker) -> None:
             port = int(body["port"])
             if not 0 < port < 65536 or len(host) > 64:
                 raise ValueError("bad address")
+            area = body.get("area") or ""
+            if not isinstance(area, str) or len(area) > 32:
+                raise ValueError("area: a string of at most 32 characters")
         except (ValueError, KeyError, TypeError, StreamIdError) as exc:
             raise web.HTTPBadRequest(text=f"bad announce: {exc}\n") from None
         try:
             peers = tracker.announce(stream, peer_id, host, port, time.time(),
                                      is_broadcaster=bool(body.get("broadcaster")),
                                      origin=_url(body.get("origin")), tickets=_url(body.get("tickets")),
-                                     leaving=bool(body.get("leaving")))
+                                     leaving=bool(body.get("leaving")), area=area)
         except OverflowError as exc:
             raise web.HTTPServiceUnavailable(text=f"{exc}\n") from None
         return web.json_response({

@@ -47,6 +47,7 @@ class Common:
     seed: int | None = None
     rewards: Any = None  #: oasis.node.rewards.RewardsConfig, or None: no proof of relay
     link_delay_ms: float = 0.0  #: emulated one-way delay on all QUIC datagrams sent (testing)
+    area: str = ""  #: locality label sent to the tracker (e.g. a country code)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -78,17 +79,18 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *, broadca
                         origin: str | None = None, tickets: str | None = None,
                         local: Tracker | None = None,
                         on_origin: Callable[[str], None] | None = None,
-                        on_tickets: Callable[[str], None] | None = None) -> None:
+                        on_tickets: Callable[[str], None] | None = None, area: str = "") -> None:
     """Announce to the tracker and dial the peers it names, forever (bounded per round)."""
     interval = 1.0
     while True:
         body = {"stream": ls.text_id, "peer_id": node.peer_id, "host": node.host, "port": node.port,
-                "broadcaster": broadcaster, "origin": origin, "tickets": tickets}
+                "broadcaster": broadcaster, "origin": origin, "tickets": tickets, "area": area}
         peers: list[dict[str, Any]] = []
         try:
             if local is not None:
                 found = local.announce(ls.text_id, node.peer_id, node.host, node.port, time.time(),
-                                       is_broadcaster=broadcaster, origin=origin, tickets=tickets)
+                                       is_broadcaster=broadcaster, origin=origin, tickets=tickets,
+                                       area=area)
                 peers = [{"peer_id": p.peer_id, "host": p.host, "port": p.port} for p in found]
                 interval = http.ANNOUNCE_INTERVAL
             else:
@@ -180,7 +182,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         tasks = [asyncio.create_task(ingest()),
                  asyncio.create_task(announce_loop(node, ls, tracker_url, broadcaster=True,
                                                    origin=cdn_url or origin, tickets=tickets,
-                                                   local=tracker))]
+                                                   local=tracker, area=c.area))]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for t in [*tasks, stopper]:
@@ -238,7 +240,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
 
     async def main(stop: asyncio.Event) -> None:
         task = asyncio.create_task(announce_loop(node, ls, tracker_url, on_origin=set_origin,
-                                                 on_tickets=set_tickets))
+                                                 on_tickets=set_tickets, area=c.area))
         await stop.wait()
         task.cancel()
         tasks = [task] + ([rewards_ready] if rewards_ready is not None else [])

@@ -116,9 +116,11 @@ class OasisSim:
         self.source = SimNode(-1, bid.public, bnet, src, T0, 2 * s.max_neighbours, True)
         self.nodes: dict[bytes, SimNode] = {bid.public: self.source}
         if s.tracker == "core" or (s.tracker == "auto" and len(viewers) <= 2000):
-            self.tracker: Tracker | FastTracker = Tracker(sample=20, rng=random.Random(f"tr/{seed}"))
+            self.tracker: Tracker | FastTracker = Tracker(sample=20, rng=random.Random(f"tr/{seed}"),
+                                                          locality=s.tracker_locality)
         else:
-            self.tracker = FastTracker(sample=20, rng=random.Random(f"tr/{seed}"))
+            self.tracker = FastTracker(sample=20, rng=random.Random(f"tr/{seed}"),
+                                       locality=s.tracker_locality)
         self.by_pid: dict[str, SimNode] = {}
         self._announce(self.source, is_broadcaster=True)
         self.by_pid[self.source.pid] = self.source
@@ -196,9 +198,10 @@ class OasisSim:
                   leaving: bool = False) -> list[str]:
         tr = self.tracker
         if isinstance(tr, FastTracker):
-            return tr.announce(node.pid, is_broadcaster=is_broadcaster, leaving=leaving)
+            return tr.announce(node.pid, is_broadcaster=is_broadcaster, leaving=leaving,
+                               area=str(node.net.country))
         got = tr.announce("sim", node.pid, "sim", 0, self.now - T0, is_broadcaster=is_broadcaster,
-                          leaving=leaving)
+                          leaving=leaving, area=str(node.net.country))
         return [p.peer_id for p in got]
 
     def _join(self, v: Viewer, _b: Any = None) -> None:
@@ -251,8 +254,9 @@ class OasisSim:
         a.links[b.key] = b
         b.links[a.key] = a
         now = self.now
-        a.swarm.add_peer(b.key, now)
-        b.swarm.add_peer(a.key, now)
+        rtt = self._rtt(a.net, b.net)  # what QUIC measured in the handshake
+        a.swarm.add_peer(b.key, now, rtt=rtt)
+        b.swarm.add_peer(a.key, now, rtt=rtt)
         self._pump(a)
         self._pump(b)
 

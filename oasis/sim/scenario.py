@@ -40,6 +40,9 @@ class Scenario:
     upload_share: float = 0.8  #: share of a viewer's measured upload the node may use
     upload_max_x: float = 4.0  #: ... capped at this multiple of the bitrate (demo default)
     tracker: str = "auto"  #: core | fast | auto (core Tracker up to 2000 peers)
+    #: share of a tracker answer drawn from the joiner's own area (here: its country, as if
+    #: every node ran with ``--area COUNTRY``); the node's tracker default; 0 = uniform
+    tracker_locality: float = 0.5
     # baselines
     baselines: list[str] = field(default_factory=lambda: ["cdn_only", "segment_mesh", "pull_mesh"])
     segment_s: float = 4.0

@@ -130,3 +130,28 @@ def test_dead_streams_do_not_count_against_the_cap(monkeypatch: pytest.MonkeyPat
     t.announce("s1", "a", "h", 1, 0.0, leaving=True)  # s1 is now empty
     t.announce("s2", "a", "h", 1, 0.0)  # s2 expires at t=10
     t.announce("s3", "a", "h", 1, 100.0)  # no live stream besides this one
+
+
+def test_locality_takes_a_share_of_the_sample_from_the_same_area() -> None:
+    t = Tracker(sample=10, locality=0.5, rng=random.Random(3))
+    for i in range(200):
+        t.announce(S, f"v{i}", "h", i + 1, 0.0, area="FR" if i % 10 == 0 else "US")
+    for _ in range(20):
+        got = t.announce(S, "me", "h", 999, 1.0, area="FR")
+        assert len(got) == 10 and "me" not in ids(got) and len(set(ids(got))) == 10
+        # 5 of 10 from FR (1 in 10 of the others), the other 5 uniform
+        assert sum(p.area == "FR" for p in got) >= 5
+    # no area (or locality 0): uniform; FR is 10 % of the peers
+    frs = sum(p.area == "FR" for _ in range(20) for p in t.announce(S, "x", "h", 998, 1.0))
+    assert frs < 60
+
+
+def test_locality_falls_back_to_everyone_when_the_area_is_small() -> None:
+    t = Tracker(sample=6, locality=0.5, rng=random.Random(4))
+    t.announce(S, "only-fr", "h", 1, 0.0, area="FR")
+    for i in range(50):
+        t.announce(S, f"v{i}", "h", i + 2, 0.0, area="US")
+    got = t.announce(S, "me", "h", 999, 1.0, area="FR")
+    assert len(got) == 6 and "only-fr" in ids(got)
+    assert t.announce(S, "long", "h", 997, 1.0, area="X" * 100) and \
+        len(t.streams[S]["long"].area) == tr.MAX_AREA
