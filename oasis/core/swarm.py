@@ -85,6 +85,9 @@ class SwarmConfig:
     slot_headroom: float = 0.8  #: share of the upload cap booked by push subscriptions
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
+    #: added to a candidate parent's expected arrival per relay on its path: each is a
+    #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
+    hop_penalty: float = 0.03
     use_origin: bool = True
 
 
@@ -205,6 +208,7 @@ class Swarm:
         self._next_status = now
         self._last_status = now - STATUS_MIN_GAP
         self._status_dirty = True
+        self._children_dirty = 0  #: substreams whose path changed: tell their children
         self._max_wanted = -1  #: highest sequence number ever wanted
         #: peers with a subscribe or held-request timer (a dict: ordered, deterministic)
         self._peer_timers: dict[bytes, None] = {}
@@ -219,6 +223,7 @@ class Swarm:
         #: stale-low after a want is removed (an early wake-up only), never stale-high
         self._wants_t = INF
         self._changed_at = [-INF] * k  #: when each substream last changed parent
+        self._unfed_since = [INF] * k  #: when our parent said it lost its feed (INF: fed)
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
@@ -301,8 +306,8 @@ class Swarm:
         elif isinstance(msg, wire.SubscribeAck):
             self._on_subscribe_ack(st, msg, now)
         elif isinstance(msg, wire.Unsubscribe):
+            # freed slots: told with the next periodic STATUS (not urgent)
             st.children_mask &= ~msg.mask
-            self._status_dirty = True
         elif isinstance(msg, wire.Request):
             self._on_request(st, msg, now)
         elif isinstance(msg, wire.Missing):
@@ -318,7 +323,7 @@ class Swarm:
     def get_timer(self) -> float | None:
         # Hot path (called after every input): plain comparisons, no min() calls.
         t = self._next_status
-        if self._status_dirty and self._last_status + STATUS_MIN_GAP < t:
+        if (self._status_dirty or self._children_dirty) and self._last_status + STATUS_MIN_GAP < t:
             t = self._last_status + STATUS_MIN_GAP
         if self._wants_t < t:
             t = self._wants_t
@@ -351,8 +356,11 @@ class Swarm:
             self._next_status = now + cfg.status_interval
             # Periodic look for better parents; missing parents are sought at once elsewhere.
             self._select_parents(now, improve=True)
-        elif self._status_dirty and now >= self._last_status + STATUS_MIN_GAP:
-            self._broadcast_status(now)
+        elif now >= self._last_status + STATUS_MIN_GAP:
+            if self._status_dirty:
+                self._broadcast_status(now)
+            elif self._children_dirty:
+                self._status_to_children(now)
         for key in list(self._peer_timers):
             st = self.peers.get(key)
             if st is None:
@@ -415,8 +423,17 @@ class Swarm:
     def _send_status(self, key: bytes) -> None:
         self._actions.append(Send(key, self.status()))
 
+    def _status_to_children(self, now: float) -> None:
+        mask, self._children_dirty = self._children_dirty, 0
+        self._last_status = now
+        msg = self.status()
+        for st in self.peers.values():
+            if st.children_mask & mask:
+                self._actions.append(Send(st.key, msg))
+
     def _broadcast_status(self, now: float) -> None:
         self._status_dirty = False
+        self._children_dirty = 0
         self._last_status = now
         msg = self.status()
         for key in self.peers:
@@ -432,7 +449,18 @@ class Swarm:
                 self._start(msg, now)
         for j in _bits(st.parent_mask):
             path = msg.paths[j] if j < len(msg.paths) else []
+            if path:
+                self._unfed_since[j] = INF
+            elif self._unfed_since[j] == INF:
+                # Our parent lost its own feed: it is finding another, which normally
+                # takes a round trip. Keep it (and our path, so our subtree does not
+                # cascade) for up to subscribe_timeout; repairs cover the gap.
+                self._unfed_since[j] = now
+                continue
+            elif now < self._unfed_since[j] + self.config.subscribe_timeout:
+                continue
             if not path or self.tag in path:
+                self._unfed_since[j] = INF
                 self._lose_parent(j)
                 self._actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
                 st.parent_mask &= ~(1 << j)
@@ -440,7 +468,7 @@ class Swarm:
                 new_path = list(path) + [self.tag]
                 if new_path != self.paths[j]:
                     self.paths[j] = new_path
-                    self._status_dirty = True
+                    self._path_changed(j)
         self._select_parents(now)
 
     def _start(self, msg: wire.Status, now: float) -> None:
@@ -462,7 +490,8 @@ class Swarm:
             return INF
         lag = msg.lags[j] if j < len(msg.lags) else wire.LAG_UNKNOWN
         est = lag / 1000 if lag != wire.LAG_UNKNOWN else (len(msg.paths[j]) - 1) * HOP_GUESS
-        return est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS)
+        return (est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS)
+                + self.config.hop_penalty * (len(msg.paths[j]) - 1))
 
     def _candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
         out = []
@@ -544,8 +573,8 @@ class Swarm:
         st.children_mask |= accepted
         self._actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=accepted,
                                                             rejected=rejected)))
-        if accepted:
-            self._status_dirty = True
+        if accepted and self.free_slots() == 0:
+            self._status_dirty = True  # full: say so before others ask in vain
 
     def _on_subscribe_ack(self, st: PeerState, msg: wire.SubscribeAck, now: float) -> None:
         mask = msg.accepted & st.pending_mask
@@ -558,17 +587,31 @@ class Swarm:
                 self.peers[old].parent_mask &= ~(1 << j)
                 self._actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
             self.parents[j] = st.key
+            self._unfed_since[j] = INF
             self._changed_at[j] = now
             self._update_repair(j)
             st.parent_mask |= 1 << j
             path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
             self.paths[j] = list(path) + [self.tag]
-            self._status_dirty = True
+            if old is None:
+                self._status_dirty = True  # a feed gained: neighbours may be looking for one
+            else:
+                self._path_changed(j)
         if msg.rejected:
             self._select_parents(now)
 
+    def _path_changed(self, j: int) -> None:
+        """Our path on substream ``j`` changed but we still have a feed: our children
+        on ``j`` hear it within ``STATUS_MIN_GAP`` (their paths, and their loop checks,
+        stay exact down the tree); other neighbours with the periodic STATUS. A
+        change high in a tree thus costs one STATUS per descendant, not one per
+        descendant's neighbour. (A neighbour ranking us on a stale path cannot make
+        a loop: we refuse a SUBSCRIBE from a peer on our own, exact, path.)"""
+        self._children_dirty |= 1 << j
+
     def _lose_parent(self, j: int) -> None:
         self.parents[j] = None
+        self._unfed_since[j] = INF
         self._update_repair(j)
         self.paths[j] = []
         self._status_dirty = True

@@ -145,7 +145,12 @@ class LiveStream:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.swarm.handle_timer(self.node.clock())
+        now = self.node.clock()
+        t = self.swarm.get_timer()
+        if t is not None and t > now:
+            self._arm()  # the deadline moved later since this timer was set: nothing due
+            return
+        self.swarm.handle_timer(now)
         self.pump()
 
     async def _fetch_origin(self, seq: int, deadline: float) -> None:

@@ -408,7 +408,17 @@ class OasisSim:
         if node.armed != t or not node.alive:
             return
         node.armed = None
-        node.swarm.handle_timer(self.now)
+        swarm = node.swarm
+        nt = swarm.get_timer()
+        if nt is not None and nt > t:
+            # The core's next deadline moved later since this event was armed (the
+            # chunk it waited for came): what the node's loop does when it cancels a
+            # timer and sets a new one. Nothing is due: re-arm, no handle_timer.
+            node.armed = nt
+            self.n_ev += 1
+            heapq.heappush(self.q, (nt, self.n_ev, self._timer, node, nt))
+            return
+        swarm.handle_timer(self.now)
         self._pump(node)
 
     def _recv_chunk(self, pair: tuple[SimNode, SimNode], chunk: wire.ChunkMsg) -> None:

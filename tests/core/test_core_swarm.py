@@ -333,7 +333,7 @@ def _subscribes(node: sw.Swarm) -> dict[bytes, int]:
 
 def test_parent_is_the_fastest_path_not_the_fewest_hops() -> None:
     """A one-hop neighbour across an ocean (RTT 300 ms) loses to a two-hop one next
-    door (RTT 20 ms): 50 + 150 ms against 120 + 10 ms."""
+    door (RTT 20 ms): 50 + 150 ms against 120 + 10 ms (plus a small penalty per relay)."""
     rng = random.Random(7)
     b, far, near, mid, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
     sid = StreamId(b, "t")
@@ -350,8 +350,9 @@ def test_parent_is_the_fastest_path_not_the_fewest_hops() -> None:
     subs = _subscribes(node)
     assert subs.get(near, 0) == 0b1111 and far not in subs
     # A peer that does not say its delay is guessed at HOP_GUESS per hop: still behind.
-    assert node.expected_arrival(node.peers[far], 0) == pytest.approx(0.2)
-    assert node.expected_arrival(node.peers[near], 0) == pytest.approx(0.13)
+    hp = node.config.hop_penalty
+    assert node.expected_arrival(node.peers[far], 0) == pytest.approx(0.2 + hp)
+    assert node.expected_arrival(node.peers[near], 0) == pytest.approx(0.13 + 2 * hp)
 
 
 def test_parent_swapped_only_for_a_clear_gain_and_not_too_often() -> None:
