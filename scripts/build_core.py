@@ -1,4 +1,5 @@
-"""Compile the hottest protocol cores with mypyc, in place (``make`` runs this).
+"""Compile the hottest protocol cores and the simulator's event engine with mypyc,
+in place (``make`` runs this).
 
 The extensions sit beside their sources in ``oasis/core`` and share one runtime
 library, ``oasis/core/native__mypyc*.so``, inside the package (so an editable
@@ -15,7 +16,8 @@ import sys
 from mypyc.build import mypycify
 from setuptools import setup
 
-SOURCES = ["oasis/core/chunklog.py", "oasis/core/upload.py", "oasis/core/swarm.py"]
+SOURCES = ["oasis/core/chunklog.py", "oasis/core/upload.py", "oasis/core/swarm.py",
+           "oasis/sim/oasis_run.py"]  # the simulator's event engine (oasis/sim/__init__.py)
 
 if __name__ == "__main__":
     os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,5 +27,5 @@ if __name__ == "__main__":
           + sys.argv[1:])
     # build_ext copies with the build tree's times: stamp the extensions now, so they
     # are newer than the sources they were built from
-    for so in glob.glob("oasis/core/*.so"):
+    for so in glob.glob("oasis/core/*.so") + glob.glob("oasis/sim/*.so"):
         os.utime(so)

@@ -8,6 +8,11 @@ chunk, a 404 (not there yet) or nothing (timeout at the deadline), fed to
 ``on_origin``; Deliver/Skip go to the viewer's record; DropPeer closes the
 link. A node's timer is ``swarm.get_timer()``; at most one timer event per node
 is pending (the armed time is stored; a stale event is skipped).
+
+Events are ``(time, order, kind, a, b)`` tuples on one heap, dispatched on the
+integer ``kind``. ``make`` compiles this module with mypyc together with the
+core (``scripts/build_core.py``); ``oasis/sim/__init__.py`` uses the compiled
+engine only with the compiled core and when it is newer than this source.
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ from .records import SimRecord, Timeline, continuity_over_time, summarize
 from .scenario import Scenario
 
 T0 = 1000.0  #: virtual clock at stream start (seconds)
+# event kinds
+EV_TIMER = 0
+EV_CHUNK = 1
+EV_MSG = 2
+EV_ORIGIN = 3
+EV_PRODUCE = 4
+EV_JOIN = 5
+EV_LEAVE = 6
+EV_MAINTAIN = 7
+EV_LINK_UP = 8
+EV_UNLINK = 9
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
 CONTROL_FRAME_PREFIX = 4
@@ -61,10 +77,6 @@ class MemoVerifier:
 
 
 class SimNode:
-    __slots__ = ("idx", "key", "pid", "swarm", "net", "up_busy", "down_busy", "armed", "alive",
-                 "rec", "links", "pending", "max_links", "up_bytes", "born", "died", "is_source",
-                 "want_links", "maintaining", "spins", "spin_t")
-
     def __init__(self, idx: int, key: bytes, net: PeerNet, swarm: sw.Swarm, born: float,
                  max_links: int, is_source: bool = False) -> None:
         self.idx = idx
@@ -74,7 +86,7 @@ class SimNode:
         self.net = net
         self.up_busy = 0.0
         self.down_busy = 0.0
-        self.armed: float | None = None
+        self.armed = -1.0  #: time of the pending timer event; -1 = none
         self.alive = True
         self.rec: SimRecord | None = None
         self.links: dict[bytes, SimNode] = {}
@@ -91,10 +103,10 @@ class SimNode:
 
 
 class OasisSim:
-    edge_rtt_ms = CDN_EDGE_RTT_MS  #: viewer's last mile -> CDN edge RTT (fidelity check: 0)
-
     def __init__(self, s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer],
                  seed: int) -> None:
+        #: viewer's last mile -> CDN edge RTT (fidelity check: 0)
+        self.edge_rtt_ms: float = CDN_EDGE_RTT_MS
         self.s = s
         self.world = world
         self.rtt = world.rtt_ms
@@ -102,7 +114,7 @@ class OasisSim:
         self.seed = seed
         self.rng = random.Random(f"oasis/{seed}")
         self.now = T0
-        self.q: list[tuple[float, int, Any, Any, Any]] = []
+        self.q: list[tuple[float, int, int, Any, Any]] = []
         self.n_ev = 0
         self.cfg = s.swarm_config()
         self.verify = MemoVerifier()
@@ -141,7 +153,7 @@ class OasisSim:
         self.origin_requests = 0
         self.origin_404 = 0
         self.origin_timeouts = 0
-        self.hops = Counter()
+        self.hops: Counter[int] = Counter()
         self.dropped_peers = 0
         self.joins = 0
         self.leaves = 0
@@ -156,21 +168,21 @@ class OasisSim:
         self.progress_every_s = 10.0
 
     # ---- engine ----------------------------------------------------------
-    def at(self, t: float, fn: Any, a: Any = None, b: Any = None) -> None:
+    def at(self, t: float, kind: int, a: Any = None, b: Any = None) -> None:
         self.n_ev += 1
-        heapq.heappush(self.q, (t, self.n_ev, fn, a, b))
+        heapq.heappush(self.q, (t, self.n_ev, kind, a, b))
 
     def run(self) -> dict[str, Any]:
         s = self.s
         wall = time.perf_counter()
         end = T0 + s.duration_s
         for v in self.viewers:
-            self.at(T0 + v.join, self._join, v)
+            self.at(T0 + v.join, EV_JOIN, v)
             if v.leave < INF:
-                self.at(T0 + v.leave, self._leave, v)
+                self.at(T0 + v.leave, EV_LEAVE, v)
         n_chunks = int(round(s.duration_s / self.chunk_s))
         for i in range(n_chunks):
-            self.at(T0 + i * self.chunk_s, self._produce, i)
+            self.at(T0 + i * self.chunk_s, EV_PRODUCE, i)
         stop = end + self.cfg.playout_delay + 1.0
         q = self.q
         pop = heapq.heappop
@@ -179,14 +191,33 @@ class OasisSim:
         step = self.progress_every_s
         next_report = T0 + step if progress is not None else INF
         while q and q[0][0] <= stop:
-            t, _, fn, a, b = pop(q)
+            t, _, kind, a, b = pop(q)
             if t > self.now:
                 self.now = t
                 if t >= next_report:
                     progress(t - T0, s.duration_s, events, len(self.nodes) - 1)
                     next_report += step
-            fn(a, b)
             events += 1
+            if kind == EV_TIMER:
+                self._timer(a, b)
+            elif kind == EV_CHUNK:
+                self._recv_chunk(a, b)
+            elif kind == EV_MSG:
+                self._recv_msg(a, b)
+            elif kind == EV_ORIGIN:
+                self._origin_done(a, b)
+            elif kind == EV_PRODUCE:
+                self._produce(a)
+            elif kind == EV_JOIN:
+                self._join(a)
+            elif kind == EV_LEAVE:
+                self._leave(a)
+            elif kind == EV_MAINTAIN:
+                self._maintain(a)
+            elif kind == EV_LINK_UP:
+                self._link_up(a, b)
+            else:
+                self._unlink(a, b)
         self.now = stop
         for node in self.nodes.values():
             if node.rec is not None:
@@ -204,7 +235,7 @@ class OasisSim:
                           leaving=leaving, area=str(node.net.country))
         return [p.peer_id for p in got]
 
-    def _join(self, v: Viewer, _b: Any = None) -> None:
+    def _join(self, v: Viewer) -> None:
         now = self.now
         s = self.s
         up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * s.bitrate_kbps))
@@ -221,7 +252,7 @@ class OasisSim:
         self.joins += 1
         self._maintain(node)
 
-    def _maintain(self, node: SimNode, _b: Any = None) -> None:
+    def _maintain(self, node: SimNode) -> None:
         """What runtime's announce loop does: ask the tracker, dial up to need+2."""
         node.maintaining = False
         if not node.alive:
@@ -239,12 +270,12 @@ class OasisSim:
                 node.pending += 1
                 other.pending += 1
                 rtt = self._rtt(node.net, other.net)
-                self.at(self.now + HANDSHAKE_RTTS * rtt, self._link_up, node, other)
+                self.at(self.now + HANDSHAKE_RTTS * rtt, EV_LINK_UP, node, other)
         else:
             self._announce(node)
         if len(node.links) + node.pending < self.s.neighbours and not node.maintaining:
             node.maintaining = True
-            self.at(self.now + 1.0, self._maintain, node)
+            self.at(self.now + 1.0, EV_MAINTAIN, node)
 
     def _link_up(self, a: SimNode, b: SimNode) -> None:
         a.pending -= 1
@@ -260,7 +291,7 @@ class OasisSim:
         self._pump(a)
         self._pump(b)
 
-    def _leave(self, v: Viewer, _b: Any = None) -> None:
+    def _leave(self, v: Viewer) -> None:
         node = self.nodes.pop(v.key, None)
         if node is None:
             return
@@ -272,7 +303,7 @@ class OasisSim:
         self._announce(node, leaving=True)
         for other in list(node.links.values()):
             # neighbours hear the LEAVE (or the connection close) one one-way delay later
-            self.at(self.now + self._owd(node.net, other.net), self._unlink, other, node)
+            self.at(self.now + self._owd(node.net, other.net), EV_UNLINK, other, node)
 
     def _unlink(self, node: SimNode, gone: SimNode) -> None:
         if node.links.pop(gone.key, None) is None:
@@ -283,10 +314,10 @@ class OasisSim:
             self._pump(node)
             if not node.maintaining and not node.is_source:
                 node.maintaining = True
-                self.at(self.now + 0.05, self._maintain, node)
+                self.at(self.now + 0.05, EV_MAINTAIN, node)
 
     # ---- the stream ----------------------------------------------------------
-    def _produce(self, seq: int, _b: Any = None) -> None:
+    def _produce(self, seq: int) -> None:
         now = self.now
         kf = seq % self.s.gop_chunks == 0
         chunk = sign_chunk(self.bid, self.sid, seq, int(round(now * 1e6)), kf, self.payload)
@@ -336,8 +367,7 @@ class OasisSim:
         acts = swarm.actions()
         now = self.now
         for a in acts:
-            cls = a.__class__
-            if cls is sw.Push:
+            if isinstance(a, sw.Push):
                 dst = node.links.get(a.peer)
                 if dst is None:
                     continue
@@ -345,8 +375,8 @@ class OasisSim:
                 size = self.chunk_size[seq]
                 self.oftp_bytes += size
                 self.media_sent += self.payload_len
-                self.at(self._transmit(node, dst, size), self._recv_chunk, (node, dst), a.chunk)
-            elif cls is sw.Send:
+                self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst), a.chunk)
+            elif isinstance(a, sw.Send):
                 dst = node.links.get(a.peer)
                 if dst is None:
                     continue
@@ -358,8 +388,8 @@ class OasisSim:
                     self._last_msg, self._last_size = msg, size
                 self.oftp_bytes += size
                 self.control_bytes += size
-                self.at(self._transmit(node, dst, size), self._recv_msg, (node, dst), msg)
-            elif cls is sw.Deliver:
+                self.at(self._transmit(node, dst, size), EV_MSG, (node, dst), msg)
+            elif isinstance(a, sw.Deliver):
                 rec = node.rec
                 if rec is not None:
                     c = a.chunk
@@ -372,12 +402,12 @@ class OasisSim:
                             self.stretch.append((a.at - ct) / d)
                     if a.source != sw.SOURCE_ORIGIN:
                         self.hops[len(swarm.paths[c.seq % self.cfg.substreams]) - 1] += 1
-            elif cls is sw.Skip:
+            elif isinstance(a, sw.Skip):
                 if node.rec is not None:
                     node.rec.skip(a.seq)
-            elif cls is sw.FetchOrigin:
+            elif isinstance(a, sw.FetchOrigin):
                 self._fetch_origin(node, a.seq, a.deadline)
-            elif cls is sw.DropPeer:
+            elif isinstance(a, sw.DropPeer):
                 self.dropped_peers += 1
                 other = node.links.get(a.peer)
                 if other is not None:
@@ -388,7 +418,7 @@ class OasisSim:
         if t is None:
             return
         armed = node.armed
-        if armed is not None and armed <= t:
+        if 0.0 <= armed <= t:
             return
         node.armed = t
         if t <= now:
@@ -402,12 +432,12 @@ class OasisSim:
             t = max(t, now)
             node.armed = t
         self.n_ev += 1
-        heapq.heappush(self.q, (t, self.n_ev, self._timer, node, t))
+        heapq.heappush(self.q, (t, self.n_ev, EV_TIMER, node, t))
 
     def _timer(self, node: SimNode, t: float) -> None:
         if node.armed != t or not node.alive:
             return
-        node.armed = None
+        node.armed = -1.0
         swarm = node.swarm
         nt = swarm.get_timer()
         if nt is not None and nt > t:
@@ -416,7 +446,7 @@ class OasisSim:
             # timer and sets a new one. Nothing is due: re-arm, no handle_timer.
             node.armed = nt
             self.n_ev += 1
-            heapq.heappush(self.q, (nt, self.n_ev, self._timer, node, nt))
+            heapq.heappush(self.q, (nt, self.n_ev, EV_TIMER, node, nt))
             return
         swarm.handle_timer(self.now)
         self._pump(node)
@@ -460,7 +490,7 @@ class OasisSim:
         if entry is None or entry[1] + self._edge_delay(net) > req_at:
             self.origin_404 += 1
             back = req_at + edge_half + net.lastmile_s
-            self.at(min(back, deadline), self._origin_done, node, (seq, None))
+            self.at(min(back, deadline), EV_ORIGIN, node, (seq, None))
             return
         chunk = entry[0]
         size = self.chunk_size[seq] + 300  # HTTP response headers
@@ -472,9 +502,9 @@ class OasisSim:
         t += w / net.down_bps
         if t > deadline:  # aiohttp timeout = deadline - now
             self.origin_timeouts += 1
-            self.at(deadline, self._origin_done, node, (seq, None))
+            self.at(deadline, EV_ORIGIN, node, (seq, None))
         else:
-            self.at(t, self._origin_done, node, (seq, chunk))
+            self.at(t, EV_ORIGIN, node, (seq, chunk))
 
     def _origin_done(self, node: SimNode, res: tuple[int, wire.ChunkMsg | None]) -> None:
         if not node.alive:
@@ -488,7 +518,7 @@ class OasisSim:
         produced = np.array(self.produced_t)
         now = self.now - 1.0  # as the demo: the last chunks are still in flight
         summ = summarize(self.records, produced, now, self.cfg.playout_delay)
-        st = np.sort(np.frombuffer(self.stretch, dtype=np.float32).astype(np.float64))
+        st: Any = np.sort(np.frombuffer(self.stretch, dtype=np.float32).astype(np.float64))
         from oasis.core.metrics import nearest_rank
         errors = sum(n.swarm.counters.bad_chunks for n in self.nodes.values())
         out = {

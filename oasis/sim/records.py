@@ -77,7 +77,7 @@ def summarize(records: list[SimRecord], produced_t: np.ndarray, now: float,
                 ok += int(np.count_nonzero((s >= lo) & (s < hi)))
         for src, n in r.bytes_by_source.items():
             bytes_total[src] = bytes_total.get(src, 0) + n
-    return figures(lat, startup, ok, due, bytes_total)
+    return figures(lat, startup, ok, due, bytes_total)  # type: ignore[arg-type]  # ndarrays index like sequences
 
 
 class Timeline:

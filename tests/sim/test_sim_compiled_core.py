@@ -1,4 +1,4 @@
-"""The mypyc-compiled core is the same protocol code: one simulation, run on the
+"""The mypyc-compiled core (and simulator engine) is the same code: one simulation, run on the
 compiled core and on the pure-Python sources, gives byte-identical output; an
 extension older than its source is not used."""
 
@@ -50,3 +50,21 @@ def test_stale_extension_is_not_used(tmp_path: Path) -> None:
     stale = _run(env, tmp_path, probe)
     assert stale.stdout.strip() == "False"
     assert "older than its source (swarm.py)" in stale.stderr
+
+
+@needs_compiled
+def test_compiled_engine_used_only_with_the_compiled_core_and_when_fresh(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "oasis", tmp_path / "oasis",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    probe = [sys.executable, "-c",
+             "import oasis.core as c, oasis.sim as s; print(c.compiled(), s.engine_compiled())"]
+    env = {"PYTHONPATH": str(tmp_path)}
+    assert _run({**env, "OASIS_PURE_PYTHON": "0"}, tmp_path, probe).stdout.split() == ["True", "True"]
+    # a pure-Python core never runs under the compiled engine (it links the compiled core)
+    assert _run({**env, "OASIS_PURE_PYTHON": "1"}, tmp_path, probe).stdout.split() == ["False", "False"]
+    src = tmp_path / "oasis" / "sim" / "oasis_run.py"
+    later = max(p.stat().st_mtime for p in (tmp_path / "oasis" / "sim").glob("*.so")) + 10
+    os.utime(src, (later, later))
+    stale = _run({**env, "OASIS_PURE_PYTHON": "0"}, tmp_path, probe)
+    assert stale.stdout.split() == ["True", "False"]
+    assert "older than its source (oasis_run.py)" in stale.stderr
