@@ -4,10 +4,9 @@ Peers announce (stream, peer id, address) periodically; entries expire after
 ``ttl`` seconds without an announce. A joiner gets a random sample of the
 others, always including the broadcaster while it is alive (it holds the live
 edge first). A peer may name its *area* (a short locality label: the
-simulator uses the country); up to ``locality`` of the sample then comes from
-peers of the same area, the rest from everyone. Neighbours close by make each
-tree hop short (the simulator measured p50 latency 711 -> 521 ms and offload
-0.75 -> 0.97 at 1,000 peers). The HTTP face is in ``oasis.node.http``.
+simulator uses the country); up to ``locality`` (0.8) of the sample then comes
+from peers of the same area, the rest from everyone. Neighbours close by make
+each tree hop short (docs/simulation.md has the measured effect). The HTTP face is in ``oasis.node.http``.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ class TrackedPeer:
 class Tracker:
     ttl: float = 30.0
     sample: int = 20
-    locality: float = 0.5  #: share of the sample taken from the joiner's area
+    locality: float = 0.8  #: share of the sample taken from the joiner's area
     rng: random.Random = field(default_factory=random.Random)
     streams: dict[str, dict[str, TrackedPeer]] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)

@@ -225,7 +225,7 @@ def run_pull_mesh(s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer
     P, tau, margin = s.pull_playout_s, s.pull_period_s, s.pull_origin_margin_s
     src = nv  # index of the broadcaster
     from dataclasses import replace
-    bup = (s.broadcaster_upload_kbps or 4 * s.bitrate_kbps) * 1000 / 8
+    bup = s.broadcaster_kbps() * 1000 / 8
     nets = [v.net for v in viewers] + [replace(bnet, up_bps=min(bnet.up_bps, bup))]
     join = np.array([v.join for v in viewers] + [-INF])
     leave = np.array([v.leave for v in viewers] + [INF])

@@ -121,7 +121,7 @@ class OasisSim:
         bid = Identity.from_private_bytes(random.Random(f"bkey/{seed}").randbytes(32))
         self.bid = bid
         self.sid = StreamId(bid.public, "sim")
-        bup = s.broadcaster_upload_kbps or 4 * s.bitrate_kbps
+        bup = s.broadcaster_kbps()
         bcfg = dataclasses.replace(self.cfg, upload_kbps=bup)
         src = sw.Swarm(self.sid, bid.public, bcfg, is_source=True,
                        rng=random.Random(f"swarm/{seed}/src"), now=T0, verify=self.verify)

@@ -26,7 +26,9 @@ class Scenario:
     access_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     broadcaster_country: str = "DE"
     broadcaster_access: str = "fibre"
-    broadcaster_upload_kbps: int = 0  #: 0 = 4x the bitrate
+    #: 0 = 16x the bitrate: a broadcaster on fibre (median 150 Mbit/s up) seeding 16
+    #: first-level relays spends 16 % of its uplink; the root's fanout sets every tree's depth
+    broadcaster_upload_kbps: int = 0
     # joins and churn
     join_pattern: str = "steady"  #: steady | flash
     ramp_s: float = 10.0  #: steady: initial viewers join uniformly over this
@@ -42,7 +44,7 @@ class Scenario:
     tracker: str = "auto"  #: core | fast | auto (core Tracker up to 2000 peers)
     #: share of a tracker answer drawn from the joiner's own area (here: its country, as if
     #: every node ran with ``--area COUNTRY``); the node's tracker default; 0 = uniform
-    tracker_locality: float = 0.5
+    tracker_locality: float = 0.8
     # baselines
     baselines: list[str] = field(default_factory=lambda: ["cdn_only", "segment_mesh", "pull_mesh"])
     segment_s: float = 4.0
@@ -51,6 +53,9 @@ class Scenario:
     pull_period_s: float = 1.0
     pull_playout_s: float = 6.0
     pull_origin_margin_s: float = 1.0
+
+    def broadcaster_kbps(self) -> int:
+        return self.broadcaster_upload_kbps or 16 * self.bitrate_kbps
 
     def swarm_config(self) -> SwarmConfig:
         known = {f.name for f in fields(SwarmConfig)}
