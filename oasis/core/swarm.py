@@ -77,7 +77,7 @@ class SwarmConfig:
     repair_after: float = 0.15  #: pull a chunk this long after it should exist
     startup_grace: float = 1.5  #: deadline for chunks older than our join
     window_chunks: int = 300
-    status_interval: float = 1.0
+    status_interval: float = 2.0  #: periodic STATUS (urgent changes go at once, § 9.2)
     subscribe_timeout: float = 2.0
     reject_backoff: float = 3.0
     max_depth: int = wire.MAX_PATH - 1
