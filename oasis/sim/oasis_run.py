@@ -18,6 +18,7 @@ engine only with the compiled core and when it is newer than this source.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import heapq
 import random
 import time
@@ -116,6 +117,7 @@ class OasisSim:
         self.now = T0
         self.q: list[tuple[float, int, int, Any, Any]] = []
         self.n_ev = 0
+        self.events = 0  #: events handled by the last run
         self.cfg = s.swarm_config()
         self.verify = MemoVerifier()
         bid = Identity.from_private_bytes(random.Random(f"bkey/{seed}").randbytes(32))
@@ -184,12 +186,31 @@ class OasisSim:
         for i in range(n_chunks):
             self.at(T0 + i * self.chunk_s, EV_PRODUCE, i)
         stop = end + self.cfg.playout_delay + 1.0
+        step = self.progress_every_s
+        next_report = T0 + step if self.progress is not None else INF
+        # The cyclic GC would walk every live object (millions at 10^4 peers) again and
+        # again; what the run discards per event (tuples, actions, messages) has no
+        # cycles and is freed by reference counting. Cycles (departed nodes and their
+        # links) wait for the end of the run. 3,000 peers x 20 s: 13 % less CPU.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._loop(stop, next_report, step)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self.now = stop
+        for node in self.nodes.values():
+            if node.rec is not None:
+                node.rec.left_at = min(node.rec.left_at, self.now)
+        return self._result(self.events, time.perf_counter() - wall, end)
+
+    def _loop(self, stop: float, next_report: float, step: float) -> None:
+        s = self.s
         q = self.q
         pop = heapq.heappop
-        events = 0
         progress = self.progress
-        step = self.progress_every_s
-        next_report = T0 + step if progress is not None else INF
+        events = 0
         while q and q[0][0] <= stop:
             t, _, kind, a, b = pop(q)
             if t > self.now:
@@ -218,11 +239,7 @@ class OasisSim:
                 self._link_up(a, b)
             else:
                 self._unlink(a, b)
-        self.now = stop
-        for node in self.nodes.values():
-            if node.rec is not None:
-                node.rec.left_at = min(node.rec.left_at, self.now)
-        return self._result(events, time.perf_counter() - wall, end)
+        self.events = events
 
     # ---- membership --------------------------------------------------------
     def _announce(self, node: SimNode, *, is_broadcaster: bool = False,
