@@ -26,6 +26,8 @@ class ChunkLog:
     anchor_seq: int = -1
     anchor_time: float = 0.0
     rate_bps: float = 0.0  #: smoothed media rate, bytes per second (0: unknown)
+    #: every key is >= this (all below were pruned, and add() refuses keys below low)
+    pruned_below: int = 0
 
     def __contains__(self, seq: int) -> bool:
         return seq in self.chunks
@@ -60,8 +62,15 @@ class ChunkLog:
             self.latest = seq
             low = self.low
             if len(self.chunks) > self.window:
-                for old in [s for s in self.chunks if s < low]:
-                    del self.chunks[old]
+                chunks = self.chunks
+                if low - self.pruned_below <= 2 * len(chunks):
+                    # the window slid by a few: delete those keys, no scan of the window
+                    for old in range(self.pruned_below, low):
+                        chunks.pop(old, None)
+                else:  # a jump far ahead: scan the (smaller) window instead
+                    for old in [s for s in chunks if s < low]:
+                        del chunks[old]
+                self.pruned_below = low
         return True
 
     def learn_anchor(self, seq: int, t: float) -> None:
