@@ -398,3 +398,66 @@ def test_parent_swapped_only_for_a_clear_gain_and_not_too_often() -> None:
         now += 1.0
         node.handle_timer(now)
     assert p2 not in _subscribes(node)
+
+
+def _one_parent(seed: int) -> tuple[sw.Swarm, StreamId, bytes, bytes]:
+    rng = random.Random(seed)
+    b, p, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
+    sid = StreamId(b, "t")
+    node = sw.Swarm(sid, me, sw.SwarmConfig(upload_kbps=6000, substreams=1), rng=random.Random(1),
+                    now=0.0)
+    node.add_peer(p, 0.0, rtt=0.05)
+    node.on_message(p, _status(sid.key, [[peer_tag(b), peer_tag(p)]], [40]), 0.0)
+    node.on_message(p, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 0.05)
+    node.actions()
+    assert node.parents[0] == p
+    return node, sid, b, p
+
+
+def _unsubscribes(acts: list) -> list:
+    return [a for a in acts if isinstance(a, sw.Send) and isinstance(a.message, wire.Unsubscribe)]
+
+
+def test_parent_that_lost_its_feed_is_kept_while_it_finds_another() -> None:
+    node, sid, b, p = _one_parent(11)
+    timeout = node.config.subscribe_timeout
+    node.on_message(p, _status(sid.key, [[]], [wire.LAG_UNKNOWN]), 1.0)  # p lost its feed
+    acts = node.actions()
+    assert node.parents[0] == p and not _unsubscribes(acts)
+    assert node.status().paths[0], "our subtree keeps seeing a feed: no cascade"
+    # p is fed again within the grace: nothing happened
+    node.on_message(p, _status(sid.key, [[peer_tag(b), peer_tag(p)]], [60]), 1.5)
+    node.on_message(p, _status(sid.key, [[]], [wire.LAG_UNKNOWN]), 3.0)
+    node.on_message(p, _status(sid.key, [[]], [wire.LAG_UNKNOWN]), 3.0 + timeout - 0.1)
+    assert node.parents[0] == p and not _unsubscribes(node.actions())
+    # still unfed after subscribe_timeout: dropped
+    node.on_message(p, _status(sid.key, [[]], [wire.LAG_UNKNOWN]), 3.0 + timeout + 0.1)
+    assert node.parents[0] is None and _unsubscribes(node.actions())
+
+
+def test_a_path_change_is_told_at_once_to_children_only() -> None:
+    node, sid, b, p = _one_parent(12)
+    rng = random.Random(13)
+    child, other = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(2))
+    for k in (child, other):
+        node.add_peer(k, 0.1, rtt=0.05)
+    node.on_message(child, wire.Subscribe(stream=sid.key, mask=1, substreams=1), 0.2)
+    t = 5.0
+    node.handle_timer(t)  # periodic STATUS goes to everyone
+    node.actions()
+    # the parent's own path grows by one hop (it switched upstream): our path changes
+    x = Identity.from_private_bytes(rng.randbytes(32)).public
+    node.on_message(p, _status(sid.key, [[peer_tag(b), peer_tag(x), peer_tag(p)]], [90]), t + 0.1)
+    node.actions()
+    sent: set[bytes] = set()
+    now = t + 0.1
+    for _ in range(20):  # run the node's timers for the next 100 ms
+        due = node.get_timer()
+        if due is None or due > t + 0.2:
+            break
+        now = max(now, due)
+        node.handle_timer(now)
+        sent |= {a.peer for a in node.actions()
+                 if isinstance(a, sw.Send) and isinstance(a.message, wire.Status)}
+    assert sent == {child}
+    assert node.status().paths[0][-3:] == [peer_tag(x), peer_tag(p), node.tag]
