@@ -460,7 +460,6 @@ class Swarm:
             elif now < self._unfed_since[j] + self.config.subscribe_timeout:
                 continue
             if not path or self.tag in path:
-                self._unfed_since[j] = INF
                 self._lose_parent(j)
                 self._actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
                 st.parent_mask &= ~(1 << j)
@@ -488,10 +487,10 @@ class Swarm:
         msg = st.status
         if msg is None or j >= len(msg.paths) or not msg.paths[j]:
             return INF
+        relays = len(msg.paths[j]) - 1
         lag = msg.lags[j] if j < len(msg.lags) else wire.LAG_UNKNOWN
-        est = lag / 1000 if lag != wire.LAG_UNKNOWN else (len(msg.paths[j]) - 1) * HOP_GUESS
-        return (est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS)
-                + self.config.hop_penalty * (len(msg.paths[j]) - 1))
+        est = lag / 1000 if lag != wire.LAG_UNKNOWN else relays * HOP_GUESS
+        return est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS) + self.config.hop_penalty * relays
 
     def _candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
         out = []
@@ -573,7 +572,7 @@ class Swarm:
         st.children_mask |= accepted
         self._actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=accepted,
                                                             rejected=rejected)))
-        if accepted and self.free_slots() == 0:
+        if accepted and free == 0:
             self._status_dirty = True  # full: say so before others ask in vain
 
     def _on_subscribe_ack(self, st: PeerState, msg: wire.SubscribeAck, now: float) -> None:
