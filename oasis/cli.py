@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from oasis.core.stream import StreamIdError
+from oasis.core.tracker import MAX_AREA
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
@@ -156,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--chunk-ms and --bitrate must be at least 10")
         if not 0 <= args.link_delay_ms <= 10_000:
             raise ValueError("--link-delay-ms must be between 0 and 10000")
+        if len(args.area) > MAX_AREA:
+            raise ValueError(f"--area must be at most {MAX_AREA} characters")
         upload = args.upload_kbps if args.upload_kbps is not None else 4 * args.bitrate
         data_dir = args.data_dir or rt.default_data_dir(args.cmd)
         c = rt.Common(data_dir=data_dir, listen=args.listen, rewards=_rewards_config(args, data_dir),
                       upload_kbps=upload, bitrate_kbps=args.bitrate, chunk_ms=args.chunk_ms,
                       substreams=args.substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
-                      area=args.area[:32])
+                      area=args.area)
         if args.cmd == "broadcast":
             _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                               tracker_url=args.tracker, cdn_url=args.cdn_url))

@@ -26,7 +26,7 @@ from aiohttp import web
 from oasis.core import wire
 from oasis.core.identity import key_of_peer_id
 from oasis.core.stream import StreamId, StreamIdError
-from oasis.core.tracker import Tracker
+from oasis.core.tracker import MAX_AREA, Tracker
 
 from .node import LiveStream, Node
 
@@ -146,8 +146,8 @@ def add_tracker_routes(app: web.Application, tracker: Tracker) -> None:
             if not 0 < port < 65536 or len(host) > 64:
                 raise ValueError("bad address")
             area = body.get("area") or ""
-            if not isinstance(area, str) or len(area) > 32:
-                raise ValueError("area: a string of at most 32 characters")
+            if not isinstance(area, str) or len(area) > MAX_AREA:
+                raise ValueError(f"area: a string of at most {MAX_AREA} characters")
         except (ValueError, KeyError, TypeError, StreamIdError) as exc:
             raise web.HTTPBadRequest(text=f"bad announce: {exc}\n") from None
         try:

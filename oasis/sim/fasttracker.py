@@ -88,8 +88,8 @@ class FastTracker:
         seen = {peer_id}
         seen.update(out)
         want = self.sample - len(out)
-        local = int(want * self.locality) if area else 0
-        if local:
-            self._areas[area].pick(self.rng, local, seen, out) if area in self._areas else None
+        near = self._areas.get(area) if area else None
+        if near is not None:
+            near.pick(self.rng, int(want * self.locality), seen, out)
         self._all.pick(self.rng, self.sample - len(out), seen, out)
         return out
