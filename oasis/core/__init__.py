@@ -14,6 +14,7 @@ import glob
 import importlib.util
 import os
 import sys
+from types import ModuleType
 
 COMPILED = ("chunklog", "upload", "swarm")  #: in dependency order
 
@@ -27,27 +28,40 @@ def _extensions(here: str) -> dict[str, str]:
     return out
 
 
+def pure_forced() -> bool:
+    """``OASIS_PURE_PYTHON=1``: load every compiled module from its source."""
+    return os.environ.get("OASIS_PURE_PYTHON", "") not in ("", "0")
+
+
+def is_stale(extension: str, source: str) -> bool:
+    """The extension was built before the source's last edit."""
+    return os.path.getmtime(extension) < os.path.getmtime(source)
+
+
+def load_source(full_name: str, path: str) -> ModuleType:
+    """Import ``full_name`` from its ``.py`` source, not the extension beside it."""
+    spec = importlib.util.spec_from_file_location(full_name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[full_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _load_sources() -> None:
     here = os.path.dirname(__file__)
     exts = _extensions(here)
     if not exts:
         return
-    forced = os.environ.get("OASIS_PURE_PYTHON", "") not in ("", "0")
-    stale = [n for n, so in exts.items()
-             if os.path.getmtime(so) < os.path.getmtime(os.path.join(here, n + ".py"))]
+    forced = pure_forced()
+    stale = [n for n, so in exts.items() if is_stale(so, os.path.join(here, n + ".py"))]
     if not forced and not stale and len(exts) == len(COMPILED):
         return
     if stale and not forced:
         print(f"oasis: compiled core is older than its source ({', '.join(stale)}.py): "
               "running the pure-Python core; run `make` to rebuild", file=sys.stderr)
     for name in COMPILED:
-        full = f"{__name__}.{name}"
-        spec = importlib.util.spec_from_file_location(full, os.path.join(here, name + ".py"))
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[full] = mod
-        spec.loader.exec_module(mod)
-        globals()[name] = mod
+        globals()[name] = load_source(f"{__name__}.{name}", os.path.join(here, name + ".py"))
 
 
 def compiled() -> bool:

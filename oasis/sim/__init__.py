@@ -9,7 +9,6 @@ source; otherwise the engine is loaded from source (with a warning if stale).
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import sys
 
@@ -21,18 +20,13 @@ def _load_engine_source_if_needed() -> None:
         return
     from oasis import core
     src = os.path.join(here, "oasis_run.py")
-    stale = os.path.getmtime(found[0]) < os.path.getmtime(src)
+    stale = core.is_stale(found[0], src)
     if core.compiled() and not stale:
         return
-    if stale and os.environ.get("OASIS_PURE_PYTHON", "") in ("", "0"):
+    if stale and not core.pure_forced():
         print("oasis: compiled simulator engine is older than its source (oasis_run.py): "
               "running it as Python; run `make` to rebuild", file=sys.stderr)
-    name = f"{__name__}.oasis_run"
-    spec = importlib.util.spec_from_file_location(name, src)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
+    core.load_source(f"{__name__}.oasis_run", src)
 
 
 def engine_compiled() -> bool:

@@ -448,8 +448,7 @@ class OasisSim:
                 node.spin_t, node.spins = now, 0
             t = max(t, now)
             node.armed = t
-        self.n_ev += 1
-        heapq.heappush(self.q, (t, self.n_ev, EV_TIMER, node, t))
+        self.at(t, EV_TIMER, node, t)
 
     def _timer(self, node: SimNode, t: float) -> None:
         if node.armed != t or not node.alive:
@@ -462,8 +461,7 @@ class OasisSim:
             # chunk it waited for came): what the node's loop does when it cancels a
             # timer and sets a new one. Nothing is due: re-arm, no handle_timer.
             node.armed = nt
-            self.n_ev += 1
-            heapq.heappush(self.q, (nt, self.n_ev, EV_TIMER, node, nt))
+            self.at(nt, EV_TIMER, node, nt)
             return
         swarm.handle_timer(self.now)
         self._pump(node)
