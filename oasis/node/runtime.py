@@ -27,7 +27,7 @@ from oasis.core import swarm as sw
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.tracker import Tracker
 
-from . import http
+from . import http, rewards_http
 from .keystore import load_or_create
 from .node import LiveStream, Node
 
@@ -153,7 +153,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         from .rewards import Rewards
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
         await node.rewards.start_broadcaster(c.bitrate_kbps)
-        http.add_rewards_routes(app, node, broadcaster=True)
+        rewards_http.add_rewards_routes(app, node, broadcaster=True)
     runner, hport = await start_http(app, hhost, hport)
     base = f"http://{hhost}:{hport}"
     origin = f"{base}/origin"
@@ -218,7 +218,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         from .rewards import Rewards
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
         await node.rewards.open()
-        http.add_rewards_routes(app, node, broadcaster=False)
+        rewards_http.add_rewards_routes(app, node, broadcaster=False)
     ls = node.add_stream(sid, is_source=False, origin_url=cdn_url)
     runner, gport = await start_http(app, ghost, gport)
     emit({"peer_id": node.peer_id, "gateway": f"http://{ghost}:{gport}",
