@@ -138,15 +138,35 @@ class Session:
         self._nonce = self.rng.randbytes(16)
         self._peer_hello: wire.Hello | None = None
         self._sent_auth = False
+        self._sent_hello = False
         self._deadline: float | None = None
         self._chunk_bufs: dict[int, bytearray] = {}
 
     # -- driving ---------------------------------------------------------
+    def begin(self, now: float) -> None:
+        """Arm the handshake deadline (``now + handshake_timeout``) without sending.
+
+        The adapter calls this when the connection object is created: a listener
+        cannot send HELLO before the dialler opens the control stream, yet a peer
+        that never does must still be dropped on time. Calling it again, or
+        :meth:`start` later, never moves an armed deadline later.
+        """
+        self._arm(now + self.handshake_timeout)
+
     def start(self, now: float) -> None:
-        """Begin the handshake: queue our HELLO."""
-        self._deadline = now + self.handshake_timeout
+        """Begin the handshake: queue our HELLO (once) and arm the deadline if not yet armed."""
+        self._arm(now + self.handshake_timeout)
+        if self._sent_hello:
+            return
+        self._sent_hello = True
         self._send(wire.Hello(versions=list(wire.SUPPORTED_VERSIONS), key=self.identity.public,
                               nonce=self._nonce, agent=self.agent))
+
+    def _arm(self, deadline: float) -> None:
+        if self.version is not None or self.closed:
+            return
+        if self._deadline is None or deadline < self._deadline:
+            self._deadline = deadline
 
     @property
     def authenticated(self) -> bool:
@@ -200,7 +220,8 @@ class Session:
         self._events.append(Closed(code, reason, by_peer))
 
     # -- receiving -------------------------------------------------------
-    def receive_control(self, data: bytes, now: float) -> None:
+    def receive_control(self, data: bytes, now: float, end: bool = False) -> None:
+        """Bytes of the control stream; ``end`` = the peer FINished it (the link is over)."""
         if self.closed:
             return
         self.counters.control_in += len(data)
@@ -219,6 +240,12 @@ class Session:
                 self._violation(exc.code, exc.detail)
                 continue
             self._on_message(msg, now)
+        if end and not self.closed:
+            if self._reader.pending:
+                self._violation(ErrorCode.MALFORMED, "truncated frame")
+                self.close(ErrorCode.MALFORMED, "control stream ended inside a frame")
+            else:
+                self.close(ErrorCode.UNEXPECTED, "peer closed its control stream")
 
     def receive_chunk_stream(self, stream_id: int, data: bytes, end: bool, now: float) -> None:
         if self.closed:

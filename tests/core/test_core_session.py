@@ -433,3 +433,73 @@ def test_invalid_utf8_control_frame_is_a_violation() -> None:
     link.b.receive_control(len(body).to_bytes(4, "big") + body, 1.0)
     link.roundtrip()
     assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.MALFORMED]
+
+
+# ---- handshake deadline from connection creation; control stream FIN -------
+
+def test_begin_arms_deadline_without_sending() -> None:
+    """A listener whose dialler never opens the control stream is closed on time."""
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.begin(10.0)
+    assert s.actions() == [] and s.get_timer() == 10.0 + ss.HANDSHAKE_TIMEOUT
+    s.handle_timer(10.0 + ss.HANDSHAKE_TIMEOUT - 0.01)
+    assert not s.closed
+    s.handle_timer(10.0 + ss.HANDSHAKE_TIMEOUT)
+    assert s.closed and s.next_event() == ss.Closed(ErrorCode.TIMEOUT, "handshake did not complete in time",
+                                                    False)
+
+
+def test_start_after_begin_keeps_the_earlier_deadline() -> None:
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.begin(0.0)
+    s.start(4.0)  # the dialler opened stream 0 late: the deadline does not move
+    assert s.get_timer() == ss.HANDSHAKE_TIMEOUT
+    (hello,) = s.actions()
+    assert isinstance(wire.decode_control(hello.data[4:]), wire.Hello)
+    s.start(4.5)  # a second start sends nothing more
+    assert s.actions() == [] and s.get_timer() == ss.HANDSHAKE_TIMEOUT
+    s.begin(1.0)  # nor does a later begin
+    assert s.get_timer() == ss.HANDSHAKE_TIMEOUT
+
+
+def test_slow_handshake_after_begin_times_out() -> None:
+    """A peer trickling its handshake cannot extend the deadline armed at creation."""
+    link = pair(start=False)
+    link.a.begin(0.0)
+    link.b.begin(0.0)
+    link.step(3.0)
+    link.a.start(link.now)
+    link.step(2.0)  # 5 s since the connection was created
+    assert link.b.closed and link.a.closed
+    link.roundtrip()
+    assert link.closed(1).code == ErrorCode.TIMEOUT
+
+
+def test_control_fin_with_partial_frame_is_truncated() -> None:
+    link = authed()
+    frame = wire.frame(wire.Join(stream="x.live"))
+    link.b.receive_control(frame[:-2], 1.0, end=True)
+    link.roundtrip()
+    assert link.of(1, ss.Violation) == [ss.Violation(ErrorCode.MALFORMED, "truncated frame")]
+    assert link.closed(1).code == ErrorCode.MALFORMED and not link.closed(1).by_peer
+    assert any(isinstance(a, ss.CloseLink) for a in link.actions[1])
+
+
+@pytest.mark.parametrize("authenticated", [False, True], ids=["pre-auth", "post-auth"])
+def test_control_fin_closes_the_link(authenticated: bool) -> None:
+    link = authed() if authenticated else pair()
+    link.b.receive_control(b"", 1.0, end=True)
+    link.roundtrip()
+    c = link.closed(1)
+    assert c.code == ErrorCode.UNEXPECTED and c.reason == "peer closed its control stream"
+    assert not link.of(1, ss.Violation) and not link.b.authenticated
+    assert any(isinstance(a, ss.CloseLink) and a.code == ErrorCode.UNEXPECTED for a in link.actions[1])
+
+
+def test_goodbye_then_fin_is_a_clean_close() -> None:
+    link = authed()
+    bye = wire.frame(wire.Goodbye(code=int(ErrorCode.SHUTDOWN), reason="bye"))
+    link.b.receive_control(bye, 1.0, end=True)
+    link.roundtrip()
+    assert link.closed(1) == ss.Closed(ErrorCode.SHUTDOWN, "bye", True)
+    assert not link.of(1, ss.Violation)
