@@ -224,7 +224,6 @@ _control_decoder = msgspec.msgpack.Decoder(
     | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
 )
 _chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)
-_raw_decoder = msgspec.msgpack.Decoder()
 _LEN = struct.Struct(">I")
 
 
@@ -241,17 +240,56 @@ def frame(msg: Message) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
+def _peek_id(data: bytes) -> int | None:
+    """The message id a body claims: the first element of its top-level array.
+
+    A bounded look at two MessagePack headers, no recursion and no allocation
+    proportional to the input, so a deeply nested or huge body costs nothing here
+    (an untyped decode of peer bytes would recurse as deep as the peer nests, and
+    msgspec crashes the process when the recursion limit is high). ``None`` when
+    the body does not start with an array whose first element is an integer.
+    """
+    if not data:
+        return None
+    head = data[0]
+    if 0x90 <= head <= 0x9F:
+        if head == 0x90:
+            return None
+        pos = 1
+    elif head == 0xDC and len(data) >= 3:
+        if data[1] == data[2] == 0:
+            return None
+        pos = 3
+    elif head == 0xDD and len(data) >= 5:
+        if data[1:5] == b"\0\0\0\0":
+            return None
+        pos = 5
+    else:
+        return None
+    if pos >= len(data):
+        return None
+    first = data[pos]
+    if first <= 0x7F:
+        return first
+    if first >= 0xE0:
+        return first - 0x100
+    size = _INT_SIZES.get(first)
+    if size is None or pos + 1 + size > len(data):
+        return None
+    return int.from_bytes(data[pos + 1 : pos + 1 + size], "big", signed=first >= 0xD0)
+
+
+#: MessagePack integer headers -> payload size (0xcc-0xcf unsigned, 0xd0-0xd3 signed).
+_INT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+
+
 def _classify(data: bytes, exc: Exception) -> WireError:
     text = str(exc)
     if "trailing" in text.lower():
         return WireError(ErrorCode.TRAILING_BYTES, text)
-    try:
-        raw = _raw_decoder.decode(data)
-    except (msgspec.DecodeError, ValueError):
-        return WireError(ErrorCode.MALFORMED, text)
-    if isinstance(raw, list) and raw and isinstance(raw[0], int) and not isinstance(raw[0], bool):
-        if raw[0] not in MESSAGE_IDS:
-            return WireError(ErrorCode.UNKNOWN_MESSAGE, f"message id {raw[0]}")
+    msg_id = _peek_id(data)
+    if msg_id is not None and msg_id not in MESSAGE_IDS:
+        return WireError(ErrorCode.UNKNOWN_MESSAGE, f"message id {msg_id}")
     return WireError(ErrorCode.MALFORMED, text)
 
 

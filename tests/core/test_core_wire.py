@@ -289,3 +289,96 @@ def test_extra_trailing_array_elements_are_rejected() -> None:
     with pytest.raises(wire.WireError) as err:
         wire.decode_control(body)
     assert err.value.code == wire.ErrorCode.MALFORMED
+
+
+# ---- nesting bombs: classification must never decode peer bytes untyped -----
+
+def nesting_bombs(depth: int) -> list[bytes]:
+    """Deeply nested MessagePack arrays, bare and hidden in fields of real messages."""
+    bomb = b"\x91" * depth + b"\x01"
+    return [
+        bomb,
+        b"\xdc\x00\x01" + bomb,  # array16 header
+        b"\x92\x63" + bomb,  # unknown id 99, then the bomb
+        b"\x92\x0b" + bomb,  # CHUNK id, bomb as its stream
+        b"\x97\x0b" + bomb,
+        b"\x92\x03" + bomb,  # JOIN
+        b"\x93\x0c\x01\xa0" + bomb,  # GOODBYE + a trailing bomb
+        b"\x97\x05\xa8streamk8\x01\x01\x01\x01\x91" + bomb,  # STATUS.paths[0] = bomb
+    ]
+
+
+@pytest.mark.parametrize("depth", [40_000, 60_000])
+def test_nesting_bomb_is_a_coded_error(depth: int) -> None:
+    for body in nesting_bombs(depth):
+        for decode in (wire.decode_control, wire.decode_chunk):
+            with pytest.raises(WireError) as err:
+                decode(body)
+            assert err.value.code in (ErrorCode.MALFORMED, ErrorCode.UNKNOWN_MESSAGE,
+                                      ErrorCode.TRAILING_BYTES), body[:8]
+
+
+def test_nesting_bomb_does_not_crash_with_a_high_recursion_limit() -> None:
+    """msgspec's untyped decoder segfaulted on a 40 KB nested frame once the recursion
+    limit was raised (the web3 stack does that). Mount it in a fresh interpreter."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import random, sys
+        sys.setrecursionlimit(100_000)
+        from oasis.core import session as ss, wire
+        from oasis.core.identity import Identity
+        sys.path.insert(0, "tests/core")
+        from test_core_wire import nesting_bombs
+        a_id = Identity.from_private_bytes(bytes(32))
+        b_id = Identity.from_private_bytes(bytes([1]) * 32)
+        n = 0
+        for depth in (40_000, 60_000):
+            for body in nesting_bombs(depth):
+                for decode in (wire.decode_control, wire.decode_chunk):
+                    try:
+                        decode(body)
+                    except wire.WireError:
+                        n += 1
+                for authed in (False, True):
+                    a = ss.Session(a_id, True, rng=random.Random(1))
+                    b = ss.Session(b_id, False, rng=random.Random(2))
+                    a.start(0.0); b.start(0.0)
+                    if authed:
+                        for _ in range(3):
+                            for x, y in ((a, b), (b, a)):
+                                for act in x.actions():
+                                    y.receive_control(act.data, 0.0)
+                        assert a.authenticated and b.authenticated
+                    b.receive_control(len(body).to_bytes(4, "big") + body, 1.0)
+                    b.receive_chunk_stream(3, body, True, 1.0)
+                    assert b.counters.violations >= 1
+        print("ok", n)
+    """)
+    root = __file__.rsplit("/tests/", 1)[0]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.split() == ["ok", str(2 * 2 * len(nesting_bombs(1)))]
+
+
+@pytest.mark.parametrize("body", [
+    b"\xdc\x00\x02\x63\x01",  # array16, id 99
+    b"\xdd\x00\x00\x00\x02\xcd\x01\x00\x01",  # array32, uint16 id 256
+    b"\x92\xd0\xff\x01",  # int8 id -1
+    b"\x92\xff\x01",  # negative fixint id -1
+    b"\x92\xcf" + (2**63).to_bytes(8, "big") + b"\x01",  # uint64 id
+    b"\x92\x63" + b"\xc1",  # unknown id then bytes that are not MessagePack at all
+])
+def test_unknown_id_is_found_by_peeking_headers(body: bytes) -> None:
+    assert code_of(wire.decode_control, body) == ErrorCode.UNKNOWN_MESSAGE
+    assert code_of(wire.decode_chunk, body) == ErrorCode.UNKNOWN_MESSAGE
+
+
+@pytest.mark.parametrize("body", [b"", b"\x90", b"\xdc\x00\x00", b"\xdc\x00", b"\x91", b"\x91\xcd\x01",
+                                  b"\x91\xc3", b"\x91\xa1x", b"\x81\x01\x02", b"\x63"])
+def test_no_id_to_peek_is_malformed(body: bytes) -> None:
+    assert code_of(wire.decode_control, body) == ErrorCode.MALFORMED
+    assert code_of(wire.decode_chunk, body) == ErrorCode.MALFORMED
