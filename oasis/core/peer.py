@@ -1,0 +1,537 @@
+"""The node's policy towards its peers, sans-I/O: admission, routing, bans, dialling.
+
+Theory of operation
+-------------------
+A :class:`PeerPolicy` decides, for one node, *whom* it talks to and what it lets each
+peer do; the protocol of a link is the session's, the protocol of a stream the swarm's.
+It owns no socket and reads no clock: the executor (the asyncio node, the simulator, a
+test) feeds it events with ``now``, executes the actions it returns (``actions()``) and
+calls ``handle_timer(now)`` at ``get_timer()``. Randomness comes from an injected
+``random.Random``. Links are opaque hashable handles chosen by the executor (the node
+passes its ``Link`` objects); peers are Ed25519 public keys.
+
+* **Admission** (``link_up``): a banned peer is refused; of two links to one peer (both
+  dialled at once) each side keeps the one dialled by the smaller key; an inbound link
+  beyond ``max_neighbours`` is refused with OVERLOADED. The dialler then JOINs every
+  stream the node carries.
+* **Routing** (``on_message``): every control message first spends tokens from the
+  peer's bucket (``msg_rate``/s, ``msg_burst``; a JOIN costs ``join_cost``); over budget
+  it is dropped and counted. JOIN names a stream by text: UNKNOWN_STREAM if the node does
+  not carry it, OVERLOADED past ``max_streams_per_peer``; else the join is recorded
+  (``AddPeer``) and the listener joins back. A message for a stream the peer has not
+  joined is dropped and counted. ``on_message`` returns where the message goes next.
+* **Scores and bans**: each offence adds its weight to the peer's score, which decays
+  by ``score_decay`` per second; past ``ban_score`` -- or at once on a swarm's
+  ``DropPeer`` -- the peer is banned for ``ban_seconds``: its link is closed, its
+  inbound links and our re-dials are refused. The ban table holds at most ``max_bans``
+  (the entry expiring first is evicted, counted).
+* **Dialling**: candidates come from verified sources only (the tracker's answer, later
+  signed records); ``_plan`` dials those not linked, dialling, banned or backed off until
+  ``target_neighbours``, at most ``max_dials_per_round`` at once. A failed dial (or a
+  link the peer refused) backs its address off exponentially. ``Announce`` asks the
+  executor for fresh candidates: every ``announce_interval``, every ``fast_interval``
+  while short of neighbours, ``relink_delay`` after a neighbour left.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from . import wire
+from .wire import ErrorCode
+
+L = TypeVar("L", bound=Hashable)  #: the executor's link handle
+INF = float("inf")
+TO_NODE = b""  #: ``on_message`` result: not stream-scoped, the executor handles it (ledger)
+
+
+class Offence(enum.IntEnum):
+    VIOLATION = 0  #: the session reported malformed or unexpected input
+    UNJOINED = 1  #: a message for a stream the peer has not joined
+    OVER_BUDGET = 2  #: a control message beyond the peer's rate budget
+    BAD_JOIN = 3  #: JOIN for a stream not carried here, or beyond the per-peer limit
+    TIMEOUT = 4  #: the peer did not answer in time
+
+
+@dataclass
+class PolicyConfig:
+    target_neighbours: int = 6  #: dial until this many links
+    max_neighbours: int = 12  #: refuse inbound links beyond this many
+    max_streams: int = 16  #: streams this node carries
+    max_streams_per_peer: int = 4  #: streams one peer may join with us
+    ban_seconds: float = 60.0
+    max_bans: int = 1024
+    ban_score: float = 20.0  #: a peer whose score reaches this is banned
+    score_decay: float = 0.1  #: score points forgiven per second
+    #: score added per offence, indexed by :class:`Offence`
+    weights: tuple[float, ...] = (1.0, 1.0, 0.25, 0.5, 2.0)
+    msg_rate: float = 200.0  #: control messages per second per peer (bucket refill)
+    msg_burst: float = 400.0  #: bucket size
+    join_cost: float = 10.0  #: tokens a JOIN or LEAVE spends (it creates or drops state)
+    announce_interval: float = 10.0  #: ask for candidates this often once linked enough
+    fast_interval: float = 1.0  #: ... this often while short of neighbours
+    retry_interval: float = 2.0  #: ... this long after the source failed
+    relink_delay: float = 0.05  #: ... this soon after a neighbour left
+    announce_timeout: float = 10.0  #: ask again if the executor never answered
+    dial_extra: int = 2  #: dial this many more than missing (some fail)
+    max_dials_per_round: int = 8
+    dial_timeout: float = 10.0  #: a dial not reported by then counts as failed
+    backoff_base: float = 1.0  #: first wait after a failed dial; doubles per failure
+    backoff_max: float = 120.0
+    max_backoff: int = 4096  #: addresses remembered with a backoff
+    max_candidates: int = 256
+    candidate_ttl: float = 120.0  #: forget a candidate not offered again for this long
+
+
+@dataclass
+class PeerCounters:
+    """Plain ints, exported by the node's /metrics (names are stable)."""
+
+    violations: int = 0  #: offences of kind VIOLATION or UNJOINED (node-wide)
+    links_accepted: int = 0
+    links_refused: int = 0  #: inbound links beyond max_neighbours
+    links_refused_banned: int = 0
+    links_duplicate: int = 0  #: links closed by the simultaneous-dial rule
+    messages_unjoined: int = 0
+    chunks_unjoined: int = 0
+    messages_over_budget: int = 0
+    joins: int = 0
+    joins_unknown_stream: int = 0
+    joins_over_limit: int = 0
+    joins_repeated: int = 0
+    leaves: int = 0
+    errors_received: int = 0  #: ERROR messages peers sent us
+    streams_refused: int = 0  #: add_stream beyond max_streams
+    peers_banned: int = 0
+    bans_evicted: int = 0
+    peers_dropped_bad_chunks: int = 0  #: swarm DropPeer BAD_CHUNK
+    peers_dropped_swarm: int = 0  #: swarm DropPeer, other codes
+    peers_dropped_score: int = 0  #: score reached ban_score
+    announces: int = 0
+    announce_failures: int = 0
+    candidates_offered: int = 0
+    candidates_unverified: int = 0  #: offered from an unverified source: ignored
+    candidates_evicted: int = 0
+    dial_attempts: int = 0
+    dial_failures: int = 0
+    dials_refused: int = 0  #: connect() to a banned, backed-off, linked or dialling peer
+    backoff_evicted: int = 0
+
+
+# ---- actions ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CloseLink(Generic[L]):
+    link: L
+    peer: bytes
+    code: ErrorCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendTo(Generic[L]):
+    link: L
+    message: wire.Message
+
+
+@dataclass(frozen=True, slots=True)
+class AddPeer:
+    peer: bytes  #: joined ``stream``: the executor calls that swarm's add_peer
+    stream: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemovePeer:
+    peer: bytes  #: left ``stream`` (LEAVE, link closed): that swarm's remove_peer
+    stream: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    peer: bytes  #: dial and pin this key; report dial_failed() or link_up(dialled=True)
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    peer: bytes  #: informational: links are closed by CloseLink actions
+    until: float
+    code: ErrorCode
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Ask the verified sources for candidates; answer with on_candidates() or
+    announce_failed()."""
+
+
+Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Ban | Announce
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    peer: bytes
+    host: str
+    port: int
+
+
+@dataclass
+class _Peer(Generic[L]):
+    link: L
+    dialled: bool
+    joined: set[bytes] = field(default_factory=set)
+    score: float = 0.0
+    score_t: float = 0.0
+    tokens: float = 0.0
+    tokens_t: float = 0.0
+    closing: bool = False  #: banned: its link is being closed, nothing more is routed
+
+
+class PeerPolicy(Generic[L]):
+    """One node's policy towards its peers. See the module docstring."""
+
+    def __init__(self, self_key: bytes, config: PolicyConfig | None = None, *,
+                 rng: random.Random | None = None, now: float = 0.0) -> None:
+        self.self_key = self_key
+        self.config = config or PolicyConfig()
+        self.rng = rng or random.Random()
+        self.counters = PeerCounters()
+        self.streams: dict[str, bytes] = {}  #: text id -> stream key
+        self.peers: dict[bytes, _Peer[L]] = {}  #: admitted links, one per peer
+        self.bans: dict[bytes, float] = {}  #: peer -> banned until
+        self.dialling: dict[bytes, float] = {}  #: peer -> report deadline
+        self.candidates: dict[bytes, tuple[Candidate, float]] = {}  #: peer -> (cand, offered at)
+        self.backoff: dict[tuple[str, int], tuple[int, float]] = {}  #: addr -> (failures, until)
+        self._actions: list[Action[L]] = []
+        self._announce_at = now
+
+    # ---- streams -----------------------------------------------------------
+    def add_stream(self, text_id: str, key: bytes) -> bool:
+        """The node carries a stream; False (counted) beyond ``max_streams``."""
+        if text_id not in self.streams and len(self.streams) >= self.config.max_streams:
+            self.counters.streams_refused += 1
+            return False
+        self.streams[text_id] = key
+        return True
+
+    # ---- queries -------------------------------------------------------------
+    def is_banned(self, peer: bytes, now: float) -> bool:
+        until = self.bans.get(peer)
+        if until is None:
+            return False
+        if until <= now:
+            del self.bans[peer]
+            return False
+        return True
+
+    def link_of(self, peer: bytes) -> L | None:
+        p = self.peers.get(peer)
+        return None if p is None else p.link
+
+    def joined(self, peer: bytes) -> set[bytes]:
+        p = self.peers.get(peer)
+        return set() if p is None else p.joined
+
+    def score(self, peer: bytes, now: float) -> float:
+        p = self.peers.get(peer)
+        return 0.0 if p is None else self._decayed(p, now)
+
+    def neighbour_count(self) -> int:
+        return len(self.peers)
+
+    # ---- links ---------------------------------------------------------------
+    def link_up(self, link: L, peer: bytes, *, dialled: bool, now: float) -> bool:
+        """A link authenticated ``peer``. True: admitted (the executor routes it)."""
+        c = self.counters
+        cfg = self.config
+        if dialled:
+            self.dialling.pop(peer, None)
+        if self.is_banned(peer, now):
+            c.links_refused_banned += 1
+            self._actions.append(CloseLink(link, peer, ErrorCode.TOO_MANY_ERRORS, "banned"))
+            return False
+        existing = self.peers.get(peer)
+        if existing is not None and existing.link != link:
+            # Simultaneous dial: both sides keep the link dialled by the smaller key.
+            c.links_duplicate += 1
+            if (self.self_key < peer) != dialled:
+                self._actions.append(CloseLink(link, peer, ErrorCode.NO_ERROR, "duplicate link"))
+                return False
+            self._actions.append(CloseLink(existing.link, peer, ErrorCode.NO_ERROR, "duplicate link"))
+            existing.link, existing.dialled = link, dialled  # joins and score stay with the peer
+        elif existing is None:
+            if not dialled and len(self.peers) >= cfg.max_neighbours:
+                c.links_refused += 1
+                self._actions.append(CloseLink(link, peer, ErrorCode.OVERLOADED,
+                                               "neighbour limit reached"))
+                return False
+            self.peers[peer] = _Peer(link, dialled, score_t=now, tokens=cfg.msg_burst, tokens_t=now)
+        c.links_accepted += 1
+        addr = self._address_of(peer)
+        if dialled and addr is not None:
+            self.backoff.pop(addr, None)
+        if dialled:
+            for text_id in self.streams:
+                self._actions.append(SendTo(link, wire.Join(stream=text_id)))
+        return True
+
+    def link_down(self, link: L, peer: bytes | None, now: float, *,
+                  code: ErrorCode = ErrorCode.NO_ERROR) -> None:
+        """A link closed (either side). A peer that refused us is backed off."""
+        if peer is None:
+            return
+        p = self.peers.get(peer)
+        if p is None or p.link != link:
+            return
+        del self.peers[peer]
+        for skey in p.joined:
+            self._actions.append(RemovePeer(peer, skey))
+        if p.dialled and code in (ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_ERRORS):
+            self._back_off(peer, now)
+        if len(self.peers) < self.config.target_neighbours:
+            self._plan(now)
+            self._announce_at = min(self._announce_at, now + self.config.relink_delay)
+
+    # ---- input from links ------------------------------------------------------
+    def on_message(self, link: L, peer: bytes, msg: wire.Message, now: float) -> bytes | None:
+        """Route one control message: the stream key whose swarm gets it, ``TO_NODE``
+        (handled by the executor: ledger messages), or None (consumed or refused)."""
+        p = self.peers.get(peer)
+        if p is None or p.link != link or p.closing:
+            return None
+        cfg = self.config
+        cost = cfg.join_cost if isinstance(msg, (wire.Join, wire.Leave)) else 1.0
+        tokens = min(cfg.msg_burst, p.tokens + (now - p.tokens_t) * cfg.msg_rate)
+        p.tokens_t = now
+        if tokens < cost:
+            p.tokens = tokens
+            self.counters.messages_over_budget += 1
+            self.offence(peer, Offence.OVER_BUDGET, now, "control messages over budget")
+            return None
+        p.tokens = tokens - cost
+        if isinstance(msg, wire.Join):
+            self._on_join(p, peer, msg.stream, now)
+            return None
+        if isinstance(msg, wire.Error):
+            self.counters.errors_received += 1
+            return None
+        skey = getattr(msg, "stream", None)
+        if skey is None:
+            return TO_NODE
+        if skey not in p.joined:
+            self.counters.messages_unjoined += 1
+            self.offence(peer, Offence.UNJOINED, now, f"{type(msg).__name__} for a stream not joined")
+            return None
+        if isinstance(msg, wire.Leave):
+            self.counters.leaves += 1
+            p.joined.discard(skey)
+            self._actions.append(RemovePeer(peer, skey))
+            return None
+        return skey
+
+    def on_chunk(self, link: L, peer: bytes, stream: bytes, now: float) -> bool:
+        """May a chunk of ``stream`` from ``peer`` go to that swarm?"""
+        p = self.peers.get(peer)
+        if p is None or p.link != link or p.closing:
+            return False
+        if stream not in p.joined:
+            self.counters.chunks_unjoined += 1
+            return False
+        return True
+
+    def on_violation(self, link: L, peer: bytes | None, now: float, detail: str = "") -> None:
+        """The session of ``link`` reported malformed or unexpected input."""
+        if peer is None:
+            self.counters.violations += 1  # before authentication: the session's budget
+            return
+        p = self.peers.get(peer)
+        if p is None or p.link != link:
+            self.counters.violations += 1
+            return
+        self.offence(peer, Offence.VIOLATION, now, detail or "protocol violation")
+
+    def on_drop_peer(self, peer: bytes, code: ErrorCode, reason: str, now: float) -> None:
+        """A swarm judged ``peer`` (forged chunks, lies, floods): ban it now."""
+        if code == ErrorCode.BAD_CHUNK:
+            self.counters.peers_dropped_bad_chunks += 1
+        else:
+            self.counters.peers_dropped_swarm += 1
+        self.ban(peer, now, code=code, reason=reason)
+
+    def offence(self, peer: bytes, kind: Offence, now: float, detail: str = "") -> None:
+        """Add ``kind``'s weight to the peer's score; past ``ban_score``: ban."""
+        if kind in (Offence.VIOLATION, Offence.UNJOINED):
+            self.counters.violations += 1
+        p = self.peers.get(peer)
+        if p is None or p.closing:
+            return
+        p.score = self._decayed(p, now) + self.config.weights[kind]
+        p.score_t = now
+        if p.score >= self.config.ban_score:
+            self.counters.peers_dropped_score += 1
+            self.ban(peer, now, code=ErrorCode.TOO_MANY_ERRORS,
+                     reason=f"score {p.score:.1f}: {detail or kind.name}"[:200])
+
+    def ban(self, peer: bytes, now: float, seconds: float | None = None, *,
+            code: ErrorCode = ErrorCode.TOO_MANY_ERRORS, reason: str = "banned") -> None:
+        """Ban ``peer`` until ``now + seconds``: close its link, refuse it meanwhile."""
+        until = now + (self.config.ban_seconds if seconds is None else seconds)
+        bans = self.bans
+        if peer not in bans and len(bans) >= self.config.max_bans:
+            for k in [k for k, t in bans.items() if t <= now]:
+                del bans[k]
+            if len(bans) >= self.config.max_bans:
+                del bans[min(bans, key=bans.__getitem__)]
+                self.counters.bans_evicted += 1
+        bans[peer] = max(until, bans.get(peer, until))
+        self.counters.peers_banned += 1
+        self.candidates.pop(peer, None)
+        self._actions.append(Ban(peer, bans[peer], code, reason))
+        p = self.peers.get(peer)
+        if p is not None and not p.closing:
+            p.closing = True
+            self._actions.append(CloseLink(p.link, peer, code, reason))
+
+    # ---- dialling ----------------------------------------------------------------
+    def on_candidates(self, found: Iterable[Candidate], now: float, *, verified: bool,
+                      interval: float | None = None) -> None:
+        """Answer to ``Announce``: peers a source named. ``verified``: the caller vouches
+        that the source is authenticated (the tracker's reply over the configured URL,
+        a signed record); unverified offers are counted and ignored. ``interval``: the
+        source's wish for the next announce."""
+        c = self.counters
+        cfg = self.config
+        c.announces += 1
+        for cand in found:
+            if not verified:
+                c.candidates_unverified += 1
+                continue
+            if cand.peer == self.self_key or not 0 < cand.port < 65536:
+                continue
+            c.candidates_offered += 1
+            self.candidates.pop(cand.peer, None)  # re-insert: newest last
+            self.candidates[cand.peer] = (cand, now)
+            if len(self.candidates) > cfg.max_candidates:
+                del self.candidates[next(iter(self.candidates))]
+                c.candidates_evicted += 1
+        every = cfg.announce_interval if interval is None else max(cfg.fast_interval, interval)
+        if len(self.peers) < cfg.target_neighbours:
+            every = min(every, cfg.fast_interval)
+        self._announce_at = now + every
+        self._plan(now)
+
+    def announce_failed(self, now: float) -> None:
+        self.counters.announce_failures += 1
+        self._announce_at = now + self.config.retry_interval
+        self._plan(now)  # the candidates we already know may do
+
+    def dial_failed(self, peer: bytes, now: float) -> None:
+        """A ``Dial`` (or ``connect``) did not authenticate the peer."""
+        if self.dialling.pop(peer, None) is None:
+            return
+        self.counters.dial_failures += 1
+        self._back_off(peer, now)
+
+    def may_dial(self, peer: bytes, host: str, port: int, now: float) -> bool:
+        """An executor-initiated dial (``connect``): allowed? If so it is now dialling."""
+        if (peer == self.self_key or peer in self.peers or peer in self.dialling
+                or self.is_banned(peer, now) or self._backed_off((host, port), now)):
+            self.counters.dials_refused += 1
+            return False
+        self.candidates.setdefault(peer, (Candidate(peer, host, port), now))
+        self.dialling[peer] = now + self.config.dial_timeout
+        self.counters.dial_attempts += 1
+        return True
+
+    def _plan(self, now: float) -> None:
+        cfg = self.config
+        need = cfg.target_neighbours - len(self.peers) - len(self.dialling)
+        if need <= 0 or not self.candidates:
+            return
+        eligible = []
+        for peer, (cand, at) in list(self.candidates.items()):
+            if at + cfg.candidate_ttl <= now:
+                del self.candidates[peer]
+            elif (peer not in self.peers and peer not in self.dialling
+                  and not self.is_banned(peer, now)
+                  and not self._backed_off((cand.host, cand.port), now)):
+                eligible.append(cand)
+        self.rng.shuffle(eligible)
+        for cand in eligible[:min(need + cfg.dial_extra, cfg.max_dials_per_round)]:
+            self.dialling[cand.peer] = now + cfg.dial_timeout
+            self.counters.dial_attempts += 1
+            self._actions.append(Dial(cand.peer, cand.host, cand.port))
+
+    def _address_of(self, peer: bytes) -> tuple[str, int] | None:
+        entry = self.candidates.get(peer)
+        return None if entry is None else (entry[0].host, entry[0].port)
+
+    def _backed_off(self, addr: tuple[str, int], now: float) -> bool:
+        entry = self.backoff.get(addr)
+        return entry is not None and entry[1] > now
+
+    def _back_off(self, peer: bytes, now: float) -> None:
+        addr = self._address_of(peer)
+        if addr is None:
+            return
+        cfg = self.config
+        failures = self.backoff.pop(addr, (0, 0.0))[0] + 1
+        wait = min(cfg.backoff_max, cfg.backoff_base * 2 ** min(failures - 1, 30))
+        self.backoff[addr] = (failures, now + wait * (1.0 + 0.25 * self.rng.random()))
+        if len(self.backoff) > cfg.max_backoff:  # oldest entry first (insertion order)
+            del self.backoff[next(iter(self.backoff))]
+            self.counters.backoff_evicted += 1
+
+    # ---- JOIN --------------------------------------------------------------------------
+    def _on_join(self, p: _Peer[L], peer: bytes, text_id: str, now: float) -> None:
+        c = self.counters
+        skey = self.streams.get(text_id)
+        if skey is None:
+            c.joins_unknown_stream += 1
+            self._actions.append(SendTo(p.link, wire.Error(code=int(ErrorCode.UNKNOWN_STREAM),
+                                                          reason=text_id[:200])))
+            self.offence(peer, Offence.BAD_JOIN, now, "JOIN for a stream not carried")
+            return
+        if skey in p.joined:
+            c.joins_repeated += 1
+            return
+        if len(p.joined) >= self.config.max_streams_per_peer:
+            c.joins_over_limit += 1
+            self._actions.append(SendTo(p.link, wire.Error(code=int(ErrorCode.OVERLOADED),
+                                                          reason="stream limit per peer")))
+            self.offence(peer, Offence.BAD_JOIN, now, "JOIN beyond the per-peer stream limit")
+            return
+        c.joins += 1
+        p.joined.add(skey)
+        if not p.dialled:
+            self._actions.append(SendTo(p.link, wire.Join(stream=text_id)))
+        self._actions.append(AddPeer(peer, skey))
+
+    # ---- time ----------------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        t = self._announce_at
+        for deadline in self.dialling.values():
+            if deadline < t:
+                t = deadline
+        return t
+
+    def handle_timer(self, now: float) -> None:
+        for peer in [k for k, t in self.dialling.items() if t <= now]:
+            self.dial_failed(peer, now)  # the executor never reported: count it failed
+        if self._announce_at <= now:
+            self._announce_at = now + self.config.announce_timeout
+            self._actions.append(Announce())
+            self._plan(now)
+
+    def actions(self) -> list[Action[L]]:
+        out, self._actions = self._actions, []
+        return out
+
+    def _decayed(self, p: _Peer[L], now: float) -> float:
+        return max(0.0, p.score - (now - p.score_t) * self.config.score_decay)

@@ -1,0 +1,375 @@
+"""PeerPolicy: the node's policy towards peers, driven in virtual time (no sockets, no clock).
+
+Links are plain strings here (the node passes its Link objects); peers are 32-byte keys.
+Every attack is mounted against the real core object and the outcome asserted: dropped,
+counted, banned, bounded; honest peers unaffected.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oasis.core import peer as pp
+from oasis.core import wire
+from oasis.core.wire import ErrorCode
+
+LOW = b"\x01" * 32  # the smaller key
+HIGH = b"\x09" * 32
+SKEY = b"\x07" * 32  # a stream key
+TEXT = "stream-a"
+
+
+def key(i: int) -> bytes:
+    return i.to_bytes(2, "big") + b"\x55" * 30
+
+
+def policy(self_key: bytes = LOW, **cfg) -> pp.PeerPolicy[str]:
+    p: pp.PeerPolicy[str] = pp.PeerPolicy(self_key, pp.PolicyConfig(**cfg), rng=random.Random(7), now=0.0)
+    assert p.add_stream(TEXT, SKEY)
+    return p
+
+
+def of(actions: list, kind: type) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def status(skey: bytes = SKEY) -> wire.Status:
+    return wire.Status(stream=skey, latest=1, have=0, keyframe=0, slots=0, paths=[])
+
+
+def joined_peer(p: pp.PeerPolicy[str], peer: bytes, link: str, now: float = 0.0) -> None:
+    assert p.link_up(link, peer, dialled=False, now=now)
+    assert p.on_message(link, peer, wire.Join(stream=TEXT), now) is None
+    acts = p.actions()
+    assert pp.AddPeer(peer, SKEY) in acts
+    assert SKEY in p.joined(peer)
+
+
+# ---- admission ------------------------------------------------------------------
+
+def test_inbound_links_beyond_the_limit_are_refused_dialled_ones_are_not():
+    p = policy(max_neighbours=2)
+    assert p.link_up("a", key(1), dialled=False, now=0)
+    assert p.link_up("b", key(2), dialled=False, now=0)
+    assert not p.link_up("c", key(3), dialled=False, now=0)
+    closes = of(p.actions(), pp.CloseLink)
+    assert closes == [pp.CloseLink("c", key(3), ErrorCode.OVERLOADED, "neighbour limit reached")]
+    assert p.counters.links_refused == 1
+    # a link we dialled ourselves is ours to keep (dials stop at target_neighbours)
+    assert p.link_up("d", key(4), dialled=True, now=0)
+    assert p.neighbour_count() == 3
+    # the dialler joins every stream the node carries
+    assert pp.SendTo("d", wire.Join(stream=TEXT)) in p.actions()
+
+
+def _simultaneous(first_dialled_by_low: bool) -> tuple[str | None, str | None]:
+    """LOW and HIGH dial each other at once: link "L" dialled by LOW, "H" by HIGH.
+    Each side sees the two links authenticate in some order; return what each keeps."""
+    lo, hi = policy(LOW), policy(HIGH)
+    order = [("L", True), ("H", False)] if first_dialled_by_low else [("H", False), ("L", True)]
+    for link, lo_dialled in order:
+        lo.link_up(link, HIGH, dialled=lo_dialled, now=0)
+    for link, lo_dialled in reversed(order):
+        hi.link_up(link, LOW, dialled=not lo_dialled, now=0)
+    for side in (lo, hi):
+        closed = [a.link for a in of(side.actions(), pp.CloseLink)]
+        assert len(closed) == 1 and closed[0] == "H"  # the other link is closed, NO_ERROR
+        assert side.counters.links_duplicate == 1
+    return lo.link_of(HIGH), hi.link_of(LOW)
+
+
+def test_duplicate_links_keep_the_one_dialled_by_the_smaller_key_in_either_order():
+    assert _simultaneous(True) == ("L", "L")
+    assert _simultaneous(False) == ("L", "L")
+
+
+def test_duplicate_swap_keeps_joins_and_the_old_links_close_is_ignored():
+    p = policy(LOW)
+    joined_peer(p, HIGH, "H")  # HIGH dialled us first
+    assert p.link_up("L", HIGH, dialled=True, now=1)  # then our own dial completes: ours wins
+    assert SKEY in p.joined(HIGH)
+    p.link_down("H", HIGH, now=1)  # the losing link's close must not unlink the peer
+    assert p.link_of(HIGH) == "L"
+    assert not of(p.actions(), pp.RemovePeer)
+
+
+# ---- bans and scores ----------------------------------------------------------------
+
+def test_violations_past_the_score_ban_close_and_refuse_until_expiry():
+    p = policy(ban_score=5.0, ban_seconds=30.0)
+    bad = key(9)
+    joined_peer(p, bad, "x")
+    for _ in range(4):
+        p.on_violation("x", bad, now=1.0, detail="malformed")
+    assert not p.is_banned(bad, 1.0)
+    p.on_violation("x", bad, now=1.0, detail="malformed")
+    acts = p.actions()
+    assert p.is_banned(bad, 1.0)
+    assert of(acts, pp.Ban)[0].until == 31.0
+    assert of(acts, pp.CloseLink) == [pp.CloseLink("x", bad, ErrorCode.TOO_MANY_ERRORS,
+                                                   "score 5.0: malformed")]
+    assert p.counters.peers_dropped_score == 1 and p.counters.violations == 5
+    # nothing more is routed from the closing link
+    assert p.on_message("x", bad, status(), 1.1) is None
+    p.link_down("x", bad, 1.2)
+    assert pp.RemovePeer(bad, SKEY) in p.actions()
+    # it comes back: refused while banned, and our dials to it are refused
+    assert not p.link_up("y", bad, dialled=False, now=10)
+    assert p.counters.links_refused_banned == 1
+    assert not p.may_dial(bad, "127.0.0.1", 9, now=10)
+    # after the ban it is admitted again, with a clean score
+    assert p.link_up("z", bad, dialled=False, now=31.5)
+    assert p.score(bad, 31.5) == 0.0
+
+
+def test_score_decays_so_rare_errors_never_ban_an_honest_peer():
+    p = policy(ban_score=5.0, score_decay=0.1)
+    honest = key(3)
+    joined_peer(p, honest, "h")
+    for i in range(200):  # one error every 20 s for over an hour
+        p.on_violation("h", honest, now=i * 20.0)
+    assert not p.is_banned(honest, 4000.0) and p.counters.peers_banned == 0
+
+
+def test_swarm_drop_peer_bans_at_once():
+    p = policy()
+    liar = key(4)
+    joined_peer(p, liar, "l")
+    p.on_drop_peer(liar, ErrorCode.BAD_CHUNK, "3 chunks failed verification", now=2.0)
+    acts = p.actions()
+    assert of(acts, pp.CloseLink)[0].code == ErrorCode.BAD_CHUNK
+    assert p.counters.peers_dropped_bad_chunks == 1 and p.is_banned(liar, 2.0)
+    assert not p.on_chunk("l", liar, SKEY, 2.1)
+
+
+def test_ban_table_is_bounded_and_evicts_the_entry_expiring_first():
+    p = policy(max_bans=4, ban_seconds=100.0)
+    for i in range(10):
+        p.ban(key(i), now=float(i))
+    assert len(p.bans) == 4 and p.counters.bans_evicted == 6
+    assert set(p.bans) == {key(6), key(7), key(8), key(9)}
+    # expired entries are purged before anything live is evicted
+    p.ban(key(20), now=200.0)
+    assert p.bans == {key(20): 300.0} and p.counters.bans_evicted == 6
+
+
+# ---- budgets and routing ------------------------------------------------------------------
+
+def test_control_message_flood_is_dropped_counted_and_banned():
+    p = policy(msg_rate=50.0, msg_burst=100.0, ban_score=20.0)
+    flood, honest = key(5), key(6)
+    joined_peer(p, flood, "f")
+    joined_peer(p, honest, "h")
+    routed = sum(p.on_message("f", flood, status(), 1.0) == SKEY for _ in range(1000))
+    assert 80 <= routed <= 100  # the bucket (less the JOIN), then nothing
+    assert p.counters.messages_over_budget >= 80
+    assert p.is_banned(flood, 1.0)
+    assert of(p.actions(), pp.CloseLink)[0].link == "f"
+    # an honest peer at 40 messages/s (under the 50/s budget) for 100 s: all routed
+    t = 1.0
+    for _ in range(4000):
+        t += 0.025
+        assert p.on_message("h", honest, status(), t) == SKEY
+    assert not p.is_banned(honest, t)
+
+
+def test_messages_for_unjoined_streams_are_counted_and_past_a_limit_banned():
+    p = policy(ban_score=10.0)
+    m = key(8)
+    assert p.link_up("m", m, dialled=False, now=0)  # linked, but joined nothing
+    other = b"\x08" * 32
+    for i in range(9):
+        assert p.on_message("m", m, status(SKEY if i % 2 else other), 0.5) is None
+    assert p.counters.messages_unjoined == 9 and p.counters.violations == 9
+    assert not p.is_banned(m, 0.5)
+    p.on_message("m", m, status(), 0.5)
+    assert p.is_banned(m, 0.5)
+    assert not p.on_chunk("m", m, SKEY, 0.5)
+
+
+def test_ledger_messages_go_to_the_node_and_errors_are_counted():
+    p = policy()
+    joined_peer(p, key(1), "a")
+    assert p.on_message("a", key(1), wire.WalletBind(binding=b"x"), 1) == pp.TO_NODE
+    assert p.on_message("a", key(1), wire.Error(code=1, reason="r"), 1) is None
+    assert p.counters.errors_received == 1
+    # a link that is not the peer's admitted link routes nothing
+    assert p.on_message("stale", key(1), status(), 1) is None
+
+
+# ---- JOIN routing ---------------------------------------------------------------------
+
+def test_join_unknown_stream_and_per_peer_limit_and_leave():
+    p = policy(max_streams_per_peer=2, max_streams=3)
+    for i in range(2):
+        assert p.add_stream(f"s{i}", bytes([0x10 + i]) * 32)
+    assert not p.add_stream("s9", b"\x20" * 32)
+    assert p.counters.streams_refused == 1
+    peer = key(2)
+    assert p.link_up("a", peer, dialled=False, now=0)
+    p.on_message("a", peer, wire.Join(stream="nope"), 0)
+    assert of(p.actions(), pp.SendTo) == [pp.SendTo("a", wire.Error(code=int(ErrorCode.UNKNOWN_STREAM),
+                                                                    reason="nope"))]
+    p.on_message("a", peer, wire.Join(stream=TEXT), 0)
+    acts = p.actions()  # the listener joins back, and the swarm gets the peer
+    assert pp.SendTo("a", wire.Join(stream=TEXT)) in acts and pp.AddPeer(peer, SKEY) in acts
+    p.on_message("a", peer, wire.Join(stream=TEXT), 0)
+    assert p.actions() == [] and p.counters.joins_repeated == 1
+    p.on_message("a", peer, wire.Join(stream="s0"), 0)
+    p.on_message("a", peer, wire.Join(stream="s1"), 0)  # third stream: over the limit
+    err = of(p.actions(), pp.SendTo)[-1].message
+    assert err == wire.Error(code=int(ErrorCode.OVERLOADED), reason="stream limit per peer")
+    assert p.counters.joins_over_limit == 1 and len(p.joined(peer)) == 2
+    # LEAVE frees the stream: the swarm drops the peer, and it may join again
+    assert p.on_message("a", peer, wire.Leave(stream=SKEY), 0) is None
+    assert p.actions() == [pp.RemovePeer(peer, SKEY)]
+    p.on_message("a", peer, wire.Join(stream=TEXT), 0)
+    assert pp.AddPeer(peer, SKEY) in p.actions()
+
+
+def test_dialler_does_not_join_back():
+    p = policy()
+    assert p.link_up("a", key(1), dialled=True, now=0)
+    p.actions()
+    p.on_message("a", key(1), wire.Join(stream=TEXT), 0)
+    assert p.actions() == [pp.AddPeer(key(1), SKEY)]
+
+
+# ---- dialling and cadence -------------------------------------------------------------------
+
+def cands(n: int, port0: int = 4000) -> list[pp.Candidate]:
+    return [pp.Candidate(key(100 + i), "10.0.0.1", port0 + i) for i in range(n)]
+
+
+def test_dials_are_bounded_per_round_and_stop_at_target():
+    p = policy(target_neighbours=4, dial_extra=2, max_dials_per_round=5)
+    assert p.get_timer() == 0.0  # announce at once
+    p.handle_timer(0.0)
+    assert of(p.actions(), pp.Announce)
+    p.on_candidates(cands(30), 0.1, verified=True, interval=10.0)
+    dials = of(p.actions(), pp.Dial)
+    assert len(dials) == 5 and len({d.peer for d in dials}) == 5  # min(need+2, 5)
+    assert p.get_timer() == 0.1 + 1.0  # short of neighbours: announce again soon
+    for i, d in enumerate(dials[:4]):
+        assert p.link_up(f"d{i}", d.peer, dialled=True, now=0.5)
+    p.dial_failed(dials[4].peer, 0.6)
+    p.on_candidates(cands(30), 1.1, verified=True, interval=10.0)
+    assert of(p.actions(), pp.Dial) == []  # at target: nobody more
+    assert p.get_timer() == 1.1 + 10.0
+
+
+def test_failed_addresses_back_off_exponentially_and_banned_peers_are_not_dialled():
+    p = policy(target_neighbours=1, dial_extra=0, backoff_base=1.0)
+    c = cands(1)
+    p.ban(key(100 + 1), 0.0)  # not among c: harmless
+    waits = []
+    now = 0.0
+    for _ in range(4):
+        p.on_candidates(c, now, verified=True)
+        dial = of(p.actions(), pp.Dial)
+        assert dial == [pp.Dial(c[0].peer, "10.0.0.1", 4000)]
+        p.dial_failed(c[0].peer, now)
+        until = p.backoff[("10.0.0.1", 4000)][1]
+        waits.append(until - now)
+        p.on_candidates(c, now + 0.01, verified=True)
+        assert of(p.actions(), pp.Dial) == []  # backed off
+        now = until + 0.001
+    assert all(2 ** i <= w <= 1.25 * 2 ** i for i, w in enumerate(waits)), waits  # doubling, jittered
+    assert p.counters.dial_failures == 4
+    p.ban(c[0].peer, now)
+    p.on_candidates(c, now, verified=True)
+    assert of(p.actions(), pp.Dial) == []
+
+
+def test_unverified_candidates_are_ignored_and_the_table_is_bounded():
+    p = policy(target_neighbours=0, max_candidates=10)
+    p.on_candidates(cands(5), 0, verified=False)
+    assert p.candidates == {} and p.counters.candidates_unverified == 5
+    p.on_candidates(cands(50), 0, verified=True)
+    assert len(p.candidates) == 10 and p.counters.candidates_evicted == 40
+
+
+def test_a_neighbour_leaving_redials_from_known_candidates_and_announces_soon():
+    p = policy(target_neighbours=2, dial_extra=0)
+    p.on_candidates(cands(5), 0, verified=True, interval=10.0)
+    d = of(p.actions(), pp.Dial)
+    for i, x in enumerate(d):
+        p.link_up(f"l{i}", x.peer, dialled=True, now=0.2)
+    p.on_candidates(cands(5), 1.0, verified=True, interval=10.0)
+    assert p.get_timer() == 11.0
+    p.link_down("l0", d[0].peer, now=3.0)
+    again = of(p.actions(), pp.Dial)
+    assert len(again) == 1 and again[0].peer not in {d[1].peer}
+    assert p.get_timer() == 3.0 + 0.05
+
+
+def test_a_peer_that_refuses_us_is_backed_off():
+    p = policy(target_neighbours=1, dial_extra=0)
+    p.on_candidates(cands(1), 0, verified=True)
+    (d,) = of(p.actions(), pp.Dial)
+    p.link_up("x", d.peer, dialled=True, now=0.1)
+    p.link_down("x", d.peer, now=0.2, code=ErrorCode.OVERLOADED)
+    assert of(p.actions(), pp.Dial) == []  # not re-dialled at once
+    assert p._backed_off(("10.0.0.1", 4000), 0.3)
+
+
+def test_unreported_dials_time_out_and_announce_watchdog():
+    p = policy(target_neighbours=1, dial_extra=0, dial_timeout=10.0, announce_timeout=10.0)
+    p.on_candidates(cands(1), 0, verified=True, interval=30.0)
+    p.actions()
+    assert p.get_timer() == 1.0  # fast interval while short
+    p.handle_timer(1.0)
+    assert of(p.actions(), pp.Announce)
+    assert p.get_timer() == 10.0  # the dial's deadline comes before the announce watchdog
+    p.handle_timer(10.0)
+    assert p.counters.dial_failures == 1 and not p.dialling
+    assert p.get_timer() == 11.0
+    assert p.may_dial(key(3), "10.0.0.2", 1, 11.0)
+    assert not p.may_dial(key(3), "10.0.0.2", 1, 11.0)  # already dialling
+    assert p.counters.dials_refused == 1
+
+
+# ---- never crash, always bounded -----------------------------------------------------------------
+
+OPS = st.lists(st.tuples(st.integers(0, 9), st.integers(0, 15), st.booleans(),
+                         st.floats(0, 5, allow_nan=False)), max_size=300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(OPS)
+def test_any_event_sequence_keeps_tables_bounded(ops):
+    p = policy(max_neighbours=4, max_bans=3, max_candidates=5, max_backoff=4, max_streams_per_peer=1)
+    now = 0.0
+    for op, i, flag, dt in ops:
+        now += dt
+        peer, link = key(i), f"l{i}{flag}"
+        if op == 0:
+            p.link_up(link, peer, dialled=flag, now=now)
+        elif op == 1:
+            p.link_down(link, peer, now, code=ErrorCode.OVERLOADED if flag else ErrorCode.NO_ERROR)
+        elif op == 2:
+            p.on_message(link, peer, wire.Join(stream=TEXT if flag else "x"), now)
+        elif op == 3:
+            p.on_message(link, peer, status(), now)
+        elif op == 4:
+            p.on_violation(link, peer if flag else None, now)
+        elif op == 5:
+            p.on_drop_peer(peer, ErrorCode.BAD_CHUNK, "bad", now)
+        elif op == 6:
+            p.on_candidates(cands(i, 5000 + i), now, verified=flag)
+        elif op == 7:
+            p.dial_failed(key(100 + i), now)
+        elif op == 8:
+            t = p.get_timer()
+            if t is not None:
+                now = max(now, t)
+                p.handle_timer(now)
+        else:
+            p.on_message(link, peer, wire.Leave(stream=SKEY), now)
+        p.actions()
+        assert len(p.bans) <= 3 and len(p.candidates) <= 5 and len(p.backoff) <= 4
+        assert all(len(x.joined) <= 1 for x in p.peers.values())
+        assert len(p.dialling) <= p.config.max_dials_per_round + p.config.target_neighbours
