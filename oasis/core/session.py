@@ -24,6 +24,14 @@ Bad input never raises into the caller: a message that does not decode or is
 not allowed yet becomes a :class:`Violation` event and an ERROR to the peer;
 past ``max_errors`` violations, or on a framing error that cannot be resynced,
 the session closes with a coded reason.
+
+Strangers get no budget: before authentication the peer has proven no key, so
+any violation closes the session; control frames are capped at
+``MAX_HANDSHAKE_FRAME`` bytes (HELLO and AUTH are small) and any frame but HELLO,
+AUTH or GOODBYE closes, so a stranger can make us hold at most two frames
+(~4 KB); a chunk stream is stopped at its first byte, never buffered.
+After authentication the chunk streams a peer has open may buffer at most
+``MAX_BUFFERED_CHUNK_BYTES`` together (and ``MAX_CHUNK_MESSAGE`` each).
 """
 
 from __future__ import annotations
@@ -38,6 +46,17 @@ from .wire import ErrorCode, WireError
 
 HANDSHAKE_TIMEOUT = 5.0
 MAX_OPEN_CHUNK_STREAMS = 256
+#: Largest control frame accepted before authentication. The largest valid HELLO
+#: is ~1.1 KB (8 versions, key, nonce, a 256-character agent string); AUTH is 71 bytes.
+MAX_HANDSHAKE_FRAME = 2048
+#: Bytes all open chunk streams of one link may buffer together. One chunk of the
+#: largest size must fit, and the next may start before it ends (two maximal chunks
+#: in flight; typical chunks of 0.1-1 MB leave room for many). A peer past it has
+#: the stream that crossed it stopped, so one link holds at most ~4 MB, not
+#: 256 streams x 2 MB.
+MAX_BUFFERED_CHUNK_BYTES = 2 * wire.MAX_CHUNK_MESSAGE
+#: Stopped chunk stream ids remembered so their late bytes are dropped, not rebuffered.
+MAX_STOPPED_STREAMS = 64
 
 
 # ---- actions (what the adapter must do) -----------------------------------
@@ -114,6 +133,10 @@ class LinkCounters:
     chunks_in: int = 0
     chunks_out: int = 0
     violations: int = 0
+    chunk_bytes_buffered: int = 0  #: now held for chunk streams not yet complete
+    chunk_streams_stopped: int = 0  #: chunk streams refused or stopped (cap, pre-auth)
+    errors_received: int = 0  #: ERROR messages the peer sent us
+    unknown_codes_received: int = 0  #: ERROR/GOODBYE carrying a code not in ErrorCode
 
 
 @dataclass
@@ -141,6 +164,7 @@ class Session:
         self._sent_hello = False
         self._deadline: float | None = None
         self._chunk_bufs: dict[int, bytearray] = {}
+        self._stopped: dict[int, None] = {}  #: insertion-ordered, capped set
 
     # -- driving ---------------------------------------------------------
     def begin(self, now: float) -> None:
@@ -217,6 +241,7 @@ class Session:
             self._actions.append(CloseLink(code, reason))
         self.closed = True
         self._chunk_bufs.clear()
+        self.counters.chunk_bytes_buffered = 0
         self._events.append(Closed(code, reason, by_peer))
 
     # -- receiving -------------------------------------------------------
@@ -225,15 +250,17 @@ class Session:
         if self.closed:
             return
         self.counters.control_in += len(data)
-        try:
-            bodies = self._reader.feed(data)
-        except WireError as exc:  # framing is lost: cannot resync a byte stream
-            self._violation(exc.code, exc.detail)
-            self.close(exc.code, exc.detail)
-            return
-        for body in bodies:
-            if self.closed:
+        self._reader.push(data)
+        while not self.closed:
+            self._reader.cap = MAX_HANDSHAKE_FRAME if self.version is None else wire.MAX_CONTROL_FRAME
+            try:
+                body = self._reader.pop()
+            except WireError as exc:  # framing is lost: cannot resync a byte stream
+                self._violation(exc.code, exc.detail)
+                self.close(exc.code, exc.detail)
                 return
+            if body is None:
+                break
             try:
                 msg = wire.decode_control(body)
             except WireError as exc:
@@ -250,26 +277,34 @@ class Session:
     def receive_chunk_stream(self, stream_id: int, data: bytes, end: bool, now: float) -> None:
         if self.closed:
             return
+        self.counters.chunk_stream_in += len(data)
+        if stream_id in self._stopped:
+            return  # late bytes of a stream we already stopped
+        if self.version is None:
+            self._stop(stream_id)
+            self._violation(ErrorCode.UNEXPECTED, "chunk stream before authentication")
+            return
         buf = self._chunk_bufs.get(stream_id)
         if buf is None:
             if len(self._chunk_bufs) >= MAX_OPEN_CHUNK_STREAMS:
+                self._stop(stream_id)
                 self._violation(ErrorCode.TOO_LARGE, "too many open chunk streams")
-                self._actions.append(StopChunkStream(stream_id))
                 return
             buf = self._chunk_bufs[stream_id] = bytearray()
-        buf += data
-        self.counters.chunk_stream_in += len(data)
-        if len(buf) > wire.MAX_CHUNK_MESSAGE:
-            del self._chunk_bufs[stream_id]
+        if len(buf) + len(data) > wire.MAX_CHUNK_MESSAGE:
+            self._stop(stream_id)
             self._violation(ErrorCode.TOO_LARGE, f"chunk stream over {wire.MAX_CHUNK_MESSAGE} bytes")
-            self._actions.append(StopChunkStream(stream_id))
             return
+        if self.counters.chunk_bytes_buffered + len(data) > MAX_BUFFERED_CHUNK_BYTES:
+            self._stop(stream_id)
+            self._violation(ErrorCode.TOO_LARGE,
+                            f"open chunk streams over {MAX_BUFFERED_CHUNK_BYTES} bytes together")
+            return
+        buf += data
+        self.counters.chunk_bytes_buffered += len(data)
         if not end:
             return
-        del self._chunk_bufs[stream_id]
-        if not self.authenticated:
-            self._violation(ErrorCode.UNEXPECTED, "chunk before authentication")
-            return
+        self._drop_buffer(stream_id)
         try:
             chunk = wire.decode_chunk(bytes(buf))
         except WireError as exc:
@@ -281,12 +316,30 @@ class Session:
 
     def chunk_stream_reset(self, stream_id: int) -> None:
         """The sender abandoned a chunk stream (it was too late)."""
-        self._chunk_bufs.pop(stream_id, None)
+        self._drop_buffer(stream_id)
+        self._stopped.pop(stream_id, None)
 
     # -- internals -------------------------------------------------------
+    def _drop_buffer(self, stream_id: int) -> None:
+        buf = self._chunk_bufs.pop(stream_id, None)
+        if buf is not None:
+            self.counters.chunk_bytes_buffered -= len(buf)
+
+    def _stop(self, stream_id: int) -> None:
+        """Refuse a chunk stream: free its buffer, ask the adapter to stop reading it."""
+        self._drop_buffer(stream_id)
+        self._stopped[stream_id] = None
+        if len(self._stopped) > MAX_STOPPED_STREAMS:
+            del self._stopped[next(iter(self._stopped))]
+        self.counters.chunk_streams_stopped += 1
+        self._actions.append(StopChunkStream(stream_id))
+
     def _violation(self, code: ErrorCode, detail: str) -> None:
         self.counters.violations += 1
         self._events.append(Violation(code, detail))
+        if self.version is None:  # a stranger that has proven no key gets no error budget
+            self.close(code, detail)
+            return
         if self.authenticated:
             self._send(wire.Error(code=int(code), reason=detail[:256]))
         if self.counters.violations > self.max_errors:
@@ -294,8 +347,19 @@ class Session:
 
     def _on_message(self, msg: wire.Message, now: float) -> None:
         if isinstance(msg, wire.Goodbye):
-            self.close(_code(msg.code), msg.reason, by_peer=True)
+            reason = _printable(msg.reason)
+            if msg.code not in _KNOWN_CODES:
+                self.counters.unknown_codes_received += 1
+                reason = f"goodbye with unknown code {msg.code}: {reason}"
+            self.close(_code(msg.code), reason, by_peer=True)
             return
+        if isinstance(msg, wire.Error):
+            self.counters.errors_received += 1
+            if msg.code not in _KNOWN_CODES:
+                self.counters.unknown_codes_received += 1
+                self._violation(ErrorCode.MALFORMED, f"ERROR with unknown code {msg.code}")
+                return
+            msg = wire.Error(code=msg.code, reason=_printable(msg.reason))
         if self.version is None:
             self._handshake(msg, now)
             return
@@ -340,6 +404,14 @@ class Session:
             self._events.append(Authenticated(hello.key, msg.version))
         else:
             self.close(ErrorCode.UNEXPECTED, f"{type(msg).__name__} during handshake")
+
+
+_KNOWN_CODES = frozenset(int(c) for c in ErrorCode)
+
+
+def _printable(text: str) -> str:
+    """A peer's reason text, safe to log: control and other non-printable characters become '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _code(value: int) -> ErrorCode:

@@ -320,27 +320,45 @@ def decode_chunk(body: bytes) -> ChunkMsg:
 class FrameReader:
     """Reassembles length-prefixed control frames from a byte stream.
 
-    ``feed`` returns the complete bodies; a frame announcing more than
-    ``MAX_CONTROL_FRAME`` raises at once, before its bytes are buffered.
+    ``feed`` returns the complete bodies; a frame announcing more than ``cap``
+    raises at once, before its bytes are buffered. ``push``/``pop`` do the same
+    one frame at a time, so a caller can change ``cap`` between frames (the
+    session allows only small frames before authentication). Work is linear in
+    the bytes fed: consumed bytes are dropped once per ``push``, not per frame.
     """
 
     def __init__(self, cap: int = MAX_CONTROL_FRAME) -> None:
         self._buf = bytearray()
-        self._cap = cap
+        self._pos = 0  #: start of the first unconsumed byte in ``_buf``
+        self.cap = cap
+
+    def push(self, data: bytes) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def pop(self) -> bytes | None:
+        """The next complete body, or ``None`` if it has not all arrived yet."""
+        pos = self._pos
+        if len(self._buf) - pos < 4:
+            return None
+        (n,) = _LEN.unpack_from(self._buf, pos)
+        if n > self.cap:
+            raise WireError(ErrorCode.TOO_LARGE, f"frame announces {n} bytes (cap {self.cap})")
+        if len(self._buf) - pos < 4 + n:
+            return None
+        self._pos = pos + 4 + n
+        return bytes(self._buf[pos + 4 : self._pos])
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
+        self.push(data)
         out: list[bytes] = []
-        while len(self._buf) >= 4:
-            (n,) = _LEN.unpack_from(self._buf, 0)
-            if n > self._cap:
-                raise WireError(ErrorCode.TOO_LARGE, f"frame announces {n} bytes (cap {self._cap})")
-            if len(self._buf) < 4 + n:
-                break
-            out.append(bytes(self._buf[4 : 4 + n]))
-            del self._buf[: 4 + n]
+        while (body := self.pop()) is not None:
+            out.append(body)
         return out
 
     @property
     def pending(self) -> int:
-        return len(self._buf)
+        """Bytes received but not yet returned as a frame."""
+        return len(self._buf) - self._pos

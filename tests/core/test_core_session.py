@@ -272,12 +272,23 @@ def test_send_before_auth_raises() -> None:
         link.a.send_chunk(sign_chunk(ALICE, SID, 1, 1, True, b"p"), 1.0)
 
 
-def test_chunk_before_auth_is_a_violation() -> None:
+def test_chunk_stream_before_auth_is_refused_at_the_first_byte() -> None:
+    """A stranger opens chunk streams before proving a key: nothing is buffered, the
+    first stream is stopped and the session closes (no error budget before auth)."""
     link = pair()
-    data = wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"p"))
-    link.b.receive_chunk_stream(3, data, True, 0.0)
-    assert link.b.next_event() == ss.Violation(ErrorCode.UNEXPECTED, "chunk before authentication")
-    assert link.b.counters.chunks_in == 0
+    data = wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"p" * 100_000))
+    link.b.receive_chunk_stream(3, data[:1], False, 0.0)
+    assert link.b.next_event() == ss.Violation(ErrorCode.UNEXPECTED, "chunk stream before authentication")
+    assert link.b.counters.chunk_bytes_buffered == 0 and link.b.counters.chunk_streams_stopped == 1
+    acts = link.b.actions()
+    assert ss.StopChunkStream(3) in acts
+    assert any(isinstance(a, ss.CloseLink) and a.code == ErrorCode.UNEXPECTED for a in acts)
+    ev = link.b.next_event()
+    assert isinstance(ev, ss.Closed) and ev.code == ErrorCode.UNEXPECTED
+    for sid in range(7, 7 + 4 * 300, 4):  # the rest of the flood is ignored
+        link.b.receive_chunk_stream(sid, data, False, 0.0)
+    assert link.b.counters.chunk_bytes_buffered == 0 and link.b.counters.chunks_in == 0
+    assert link.b.actions() == []
 
 
 def test_control_messages_after_auth() -> None:
@@ -503,3 +514,135 @@ def test_goodbye_then_fin_is_a_clean_close() -> None:
     link.roundtrip()
     assert link.closed(1) == ss.Closed(ErrorCode.SHUTDOWN, "bye", True)
     assert not link.of(1, ss.Violation)
+
+
+# ---- caps on chunk stream buffers -------------------------------------------
+
+def test_open_chunk_streams_share_one_byte_cap() -> None:
+    """An authenticated peer opens many streams and never finishes them: the total
+    buffered stays under MAX_BUFFERED_CHUNK_BYTES, the stream that crossed it is stopped."""
+    link = authed()
+    piece = b"\x00" * (512 * 1024)
+    stopped_at = None
+    for k in range(40):
+        sid = 3 + 4 * k
+        link.b.receive_chunk_stream(sid, piece, False, 1.0)
+        assert link.b.counters.chunk_bytes_buffered <= ss.MAX_BUFFERED_CHUNK_BYTES
+        if ss.StopChunkStream(sid) in link.b.actions():
+            stopped_at = k
+            break
+    assert stopped_at == ss.MAX_BUFFERED_CHUNK_BYTES // len(piece)
+    assert link.b.counters.chunk_streams_stopped == 1
+    link.roundtrip()
+    assert [(v.code, "together" in v.detail) for v in link.of(1, ss.Violation)] == [(ErrorCode.TOO_LARGE, True)]
+    # Late bytes of the stopped stream are dropped, not buffered again.
+    link.b.receive_chunk_stream(3 + 4 * stopped_at, piece, True, 1.0)
+    assert link.b.counters.violations == 1
+    # Resetting the open streams frees their bytes; a real chunk then gets through.
+    for k in range(stopped_at):
+        link.b.chunk_stream_reset(3 + 4 * k)
+    assert link.b.counters.chunk_bytes_buffered == 0
+    link.a.send_chunk(sign_chunk(ALICE, SID, 1, 1, True, b"ok"), 9.0)
+    link.roundtrip()
+    assert [e.chunk.payload for e in link.of(1, ss.ChunkReceived)] == [b"ok"]
+    assert link.b.authenticated
+
+
+def test_buffered_counter_returns_to_zero() -> None:
+    link = authed()
+    for i in range(5):
+        link.a.send_chunk(sign_chunk(ALICE, SID, i, i, False, b"x" * 50_000), 9.0)
+    link.roundtrip()
+    assert len(link.of(1, ss.ChunkReceived)) == 5
+    assert link.b.counters.chunk_bytes_buffered == 0
+    link.b.receive_chunk_stream(99, b"abc", False, 1.0)
+    assert link.b.counters.chunk_bytes_buffered == 3
+    link.b.close(ErrorCode.SHUTDOWN, "bye")
+    assert link.b.counters.chunk_bytes_buffered == 0
+
+
+# ---- ERROR and GOODBYE from the peer ---------------------------------------
+
+def test_errors_received_are_counted_and_unknown_codes_are_violations() -> None:
+    link = authed()
+    link.b.receive_control(wire.frame(wire.Error(code=int(ErrorCode.OVERLOADED), reason="busy\n\x1b[31m")), 1.0)
+    link.b.receive_control(wire.frame(wire.Error(code=0xBEEF, reason="?")), 1.0)
+    link.roundtrip()
+    c = link.b.counters
+    assert c.errors_received == 2 and c.unknown_codes_received == 1 and c.violations == 1
+    # The known one reaches the node, with its reason made safe to log.
+    (got,) = [e.message for e in link.of(1, ss.MessageReceived)]
+    assert got == wire.Error(code=int(ErrorCode.OVERLOADED), reason="busy??[31m")
+    assert link.of(1, ss.Violation) == [ss.Violation(ErrorCode.MALFORMED, "ERROR with unknown code 48879")]
+    assert link.b.authenticated
+
+
+def test_error_before_auth_closes() -> None:
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.start(0.0)
+    s.receive_control(wire.frame(wire.Error(code=0xBEEF, reason="?")), 0.0)
+    assert s.closed and s.counters.errors_received == 1 and s.counters.unknown_codes_received == 1
+
+
+def test_goodbye_with_unknown_code_is_a_coded_close() -> None:
+    link = authed()
+    link.b.receive_control(wire.frame(wire.Goodbye(code=0x7777, reason="later\r\nFAKE LOG LINE")), 1.0)
+    link.roundtrip()
+    c = link.closed(1)
+    assert c == ss.Closed(ErrorCode.MALFORMED, "goodbye with unknown code 30583: later??FAKE LOG LINE", True)
+    assert link.b.counters.unknown_codes_received == 1
+
+
+# ---- strangers get no error budget ------------------------------------------
+
+def test_any_violation_before_auth_closes() -> None:
+    s = ss.Session(BOB, False, rng=random.Random(3), max_errors=20)
+    s.start(0.0)
+    s.receive_control(b"\x00\x00\x00\x01\xc1" * 5, 0.0)
+    events = []
+    while (ev := s.next_event()) is not None:
+        events.append(ev)
+    assert events == [ss.Violation(ErrorCode.MALFORMED, events[0].detail),
+                      ss.Closed(ErrorCode.MALFORMED, events[0].detail, False)]
+    assert s.counters.violations == 1
+
+
+def test_large_frame_before_auth_is_refused_from_its_length() -> None:
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.start(0.0)
+    s.receive_control((ss.MAX_HANDSHAKE_FRAME + 1).to_bytes(4, "big"), 0.0)
+    ev = s.next_event()
+    assert isinstance(ev, ss.Violation) and ev.code == ErrorCode.TOO_LARGE
+    assert s.closed
+
+
+def test_handshake_holds_at_most_two_small_frames() -> None:
+    """The largest HELLO is accepted; the next frame may be at most MAX_HANDSHAKE_FRAME."""
+    hello = wire.frame(wire.Hello(versions=list(range(1, 9)), key=ALICE.public, nonce=b"n" * 16,
+                                  agent="\U0001F600" * 256))
+    assert len(hello) < ss.MAX_HANDSHAKE_FRAME
+    s = ss.Session(BOB, False, rng=random.Random(3))
+    s.start(0.0)
+    s.receive_control(hello, 0.0)  # the largest HELLO is accepted
+    assert not s.closed and s.next_event() is None
+    s.receive_control(ss.MAX_HANDSHAKE_FRAME.to_bytes(4, "big") + b"\x00" * 100, 0.0)  # an AUTH that never ends
+    assert not s.closed
+    s2 = ss.Session(BOB, False, rng=random.Random(3))
+    s2.receive_control(hello + (ss.MAX_HANDSHAKE_FRAME + 1).to_bytes(4, "big"), 0.0)
+    assert [type(e) for e in (s2.next_event(), s2.next_event())] == [ss.Violation, ss.Closed]
+    assert s2.closed and s2.counters.violations == 1
+
+
+def test_big_status_right_after_auth_in_the_same_read_is_accepted() -> None:
+    """The small pre-auth frame cap switches off as soon as AUTH is processed, even
+    for frames that arrived in the same read."""
+    link = pair()
+    link.roundtrip(rounds=1)  # both HELLOs delivered; AUTHs queued
+    status = wire.Status(stream=SID.key, latest=3, have=7, keyframe=0, slots=4,
+                         paths=[[b"t" * 8] * wire.MAX_PATH] * wire.MAX_SUBSTREAMS)
+    assert len(wire.frame(status)) > 2 * ss.MAX_HANDSHAKE_FRAME
+    (auth_a,) = link.a.actions()
+    link.b.receive_control(auth_a.data + wire.frame(status), 0.0)
+    assert link.b.authenticated
+    evs = [link.b.next_event(), link.b.next_event()]
+    assert isinstance(evs[0], ss.Authenticated) and evs[1] == ss.MessageReceived(status)
