@@ -16,7 +16,15 @@ one sans-I/O :class:`~oasis.core.session.Session`:
 
 Identity: certificates are made from the node key; the dialler checks the
 certificate key against the pinned peer id as soon as the TLS handshake
-completes, and the OFTP AUTH challenge proves each side's key to the other.
+completes; the listener asks for the dialler's certificate and, once the OFTP
+AUTH challenge has proven the dialler's key, requires it to be the same key.
+
+Strangers (see :mod:`oasis.node.admission`): a new connection is created only
+for an Initial that echoes a valid Retry token (the sender receives at its
+address); until its session authenticates, a listener's link is *half-open*,
+counted in its own capped table (per source IP too), has the OFTP handshake
+deadline armed from creation, may receive only a small budget of stream bytes,
+and its chunk streams are stopped, not buffered.
 """
 
 from __future__ import annotations
@@ -33,19 +41,39 @@ from aioquic.buffer import Buffer
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from aioquic.quic.packet import QuicPacketType, encode_quic_retry, pull_quic_header
 
 from oasis.core import session as ss
 from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
+from .admission import TOKEN_LIFETIME, HalfOpenTable, RetryTokens
 from .keystore import certificate_key, make_certificate
 
 log = logging.getLogger("oasis.transport")
 
 UDP_IP_HEADER = 28
 DEFAULT_DATAGRAM_SIZE = 1350
+MIN_INITIAL_SIZE = 1200  #: RFC 9000 §14.1: a client's Initial datagram is at least this big
+#: stream bytes a link may receive before its session authenticates (HELLO + AUTH are
+#: a few hundred bytes; nothing else is legitimate before then)
+PREAUTH_BUDGET = 128 * 1024
+
+
+class _ListenerConnection(QuicConnection):
+    """A server-side connection that asks the dialler for its certificate.
+
+    aioquic 1.7.2 has the CertificateRequest path (server sends it, client
+    answers with its certificate and a CertificateVerify the server checks) but
+    switches it on only with a private flag on the TLS context, which exists
+    from ``_initialize`` on (pinned version; guarded).
+    """
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        if hasattr(self.tls, "_request_client_certificate"):
+            self.tls._request_client_certificate = True
 
 
 class Link:
@@ -65,7 +93,13 @@ class Link:
         self.wire_in = self.wire_out = 0
         self.closed = False
         self._started = False
+        self._quic_closing = False
+        #: listener: the key of the certificate the dialler presented in TLS
+        self.tls_key: bytes | None = None
         self.handshake_done = asyncio.get_running_loop().create_future()
+        # The OFTP handshake deadline runs from connection creation, not from the
+        # first control byte: a peer that never opens stream 0 is dropped on time.
+        session.begin(endpoint.clock())
 
     @property
     def peer_key(self) -> bytes | None:
@@ -93,18 +127,26 @@ class Link:
         wall = ep.clock()
         while (ev := self.quic.next_event()) is not None:
             if isinstance(ev, qe.StreamDataReceived):
-                if ev.stream_id == self.control_sid or (self.control_sid is None and ev.stream_id == 0):
-                    self.control_sid = ev.stream_id
+                sid = ev.stream_id
+                if sid == self.control_sid or (self.control_sid is None and sid == 0):
+                    self.control_sid = sid
                     if not self._started:
                         # Listener: answer only once the dialler has opened stream 0
                         # (aioquic refuses to send on a stream the peer has not opened).
                         self._started = True
                         self.session.start(wall)
-                    self.session.receive_control(ev.data, wall)
-                elif ev.stream_id & 0x2:
-                    self.session.receive_chunk_stream(ev.stream_id, ev.data, ev.end_stream, wall)
-                else:
-                    self.session._violation(ErrorCode.UNEXPECTED, f"unexpected stream {ev.stream_id}")
+                    self.session.receive_control(ev.data, wall, end=ev.end_stream)
+                elif sid & 0x2:
+                    if not self.session.authenticated:
+                        # Nothing may ride a chunk stream before AUTH: stop it at once and
+                        # keep nothing for it (the session counts the violation).
+                        ep.counters["preauth_chunk_data"] += 1
+                        self._stop_receiving(sid, ErrorCode.UNEXPECTED)
+                    self.session.receive_chunk_stream(sid, ev.data, ev.end_stream, wall)
+                else:  # a bidirectional stream other than the control stream
+                    ep.counters["unexpected_streams"] += 1
+                    self._stop_receiving(sid, ErrorCode.UNEXPECTED)
+                    self._protocol_error(ErrorCode.UNEXPECTED, f"unexpected stream {sid}")
             elif isinstance(ev, qe.StreamReset):
                 self.session.chunk_stream_reset(ev.stream_id)
             elif isinstance(ev, qe.HandshakeCompleted):
@@ -120,25 +162,99 @@ class Link:
             elif isinstance(ev, qe.ConnectionTerminated):
                 self.session.close(_code(ev.error_code), ev.reason_phrase or "connection closed",
                                    by_peer=True)
+                self._quic_closing = True
                 self.closed = True
+        s = self.session
+        if not s.authenticated and not s.closed and self._stream_bytes_received() > ep.preauth_budget:
+            ep.counters["preauth_over_budget"] += 1
+            s.close(ErrorCode.TOO_LARGE, f"over {ep.preauth_budget} stream bytes before authentication")
         self._apply_session(now)
         self.transmit()
 
+    def _stream_bytes_received(self) -> int:
+        """Stream bytes the peer has sent us (highest offsets, so gaps count too).
+
+        aioquic keeps this for connection flow control (``_local_max_data.used``);
+        not public API: guarded."""
+        limit = getattr(self.quic, "_local_max_data", None)
+        return int(getattr(limit, "used", 0))
+
+    def _stop_receiving(self, sid: int, code: ErrorCode) -> None:
+        """Ask the peer to stop sending on ``sid`` (once per stream)."""
+        stream = self.quic._streams.get(sid)  # aioquic has no public "is stopped" query
+        if stream is None or getattr(stream.receiver, "_stop_error_code", None) is not None:
+            return
+        try:
+            self.quic.stop_stream(sid, int(code))
+        except ValueError:  # not a stream we can stop
+            pass
+
+    def _protocol_error(self, code: ErrorCode, detail: str) -> None:
+        report = getattr(self.session, "protocol_error", None)
+        if report is not None:
+            report(code, detail)
+        else:  # until the session has a public call for it
+            self.session._violation(code, detail)
+
     def _check_certificate(self) -> bool:
-        """Dialler: the TLS certificate's key must be the pinned peer key."""
-        if not self.session.is_dialler or self.session.expected_key is None:
-            return True
-        # aioquic keeps the verified peer certificate on its TLS context.
+        """Dialler: the TLS certificate's key must be the pinned peer key.
+        Listener: the dialler must present a certificate; its key is kept and
+        compared with the key AUTH proves (:meth:`_tls_key_matches`)."""
+        # aioquic keeps the peer certificate on its TLS context (its signature over
+        # the handshake transcript has been checked: the peer holds the key).
         cert = getattr(self.quic.tls, "_peer_certificate", None)
-        key = certificate_key(cert) if cert is not None else None
+        try:
+            key = certificate_key(cert) if cert is not None else None
+        except Exception:  # not an Ed25519 certificate
+            key = None
+        if not self.session.is_dialler:
+            if key is None:
+                self.endpoint.counters["tls_no_client_key"] += 1
+                self.session.close(ErrorCode.WRONG_PEER, "dialler presented no Ed25519 certificate")
+                return False
+            self.tls_key = key
+            return True
+        if self.session.expected_key is None:
+            return True
         if key != self.session.expected_key:
             self.session.close(ErrorCode.WRONG_PEER, "TLS certificate key is not the dialled peer id")
             return False
         return True
 
+    def _tls_key_matches(self, peer_key: bytes) -> bool:
+        return self.session.is_dialler or self.tls_key == peer_key
+
     def _apply_session(self, now: float) -> None:
         s = self.session
-        for a in s.actions():
+        # Handling an event may close the session (a key mismatch), which queues more
+        # actions: go round until both are drained (bounded: a closed session is quiet).
+        for _ in range(4):
+            actions = s.actions()
+            self._do_actions(actions)
+            events = 0
+            while (ev := s.next_event()) is not None:
+                events += 1
+                if isinstance(ev, ss.Authenticated) and not self._tls_key_matches(ev.peer_key):
+                    self.endpoint.counters["tls_key_mismatch"] += 1
+                    s.close(ErrorCode.WRONG_PEER, "TLS certificate key is not the key proven in AUTH")
+                    continue  # nobody above ever sees this link authenticated
+                self.endpoint.on_session_event(self, ev)
+            if not actions and not events:
+                break
+        if s.closed and not self._quic_closing:
+            # Closed by the peer's GOODBYE (or a violation budget): end the QUIC connection too.
+            self._quic_closing = True
+            self.quic.close(error_code=0x100 + int(ErrorCode.NO_ERROR), reason_phrase="session closed")
+        t = s.get_timer()
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
+        if t is not None:
+            self._session_timer = self.endpoint.loop.call_later(
+                max(0.0, t - self.endpoint.clock()), self._on_session_timer)
+
+    def _do_actions(self, actions: list[ss.Action]) -> None:
+        for a in actions:
             if isinstance(a, ss.SendControl):
                 if self.control_sid is None:
                     if not self.session.is_dialler:
@@ -154,21 +270,19 @@ class Link:
                 self._chunk_deadlines[sid] = a.deadline
                 self.endpoint.watch_deadline(self, sid, a.deadline)
             elif isinstance(a, ss.StopChunkStream):
-                try:
-                    self.quic.stop_stream(a.stream_id, int(ErrorCode.TOO_LARGE))
-                except Exception:  # stream already gone
-                    pass
+                self._stop_receiving(a.stream_id, ErrorCode.TOO_LARGE)
             elif isinstance(a, ss.CloseLink):
+                if self._quic_closing:
+                    continue
+                self._quic_closing = True
+                # quic.close() drops stream data not yet sent: abandon the chunk streams
+                # and put the GOODBYE just queued on the wire first, so the peer's
+                # session learns the code and reason.
+                for sid in list(self._chunk_deadlines):
+                    self._reset_unsent(sid)
+                self._chunk_deadlines.clear()
+                self._flush()
                 self.quic.close(error_code=0x100 + int(a.code), reason_phrase=a.reason)
-        while (ev := s.next_event()) is not None:
-            self.endpoint.on_session_event(self, ev)
-        t = s.get_timer()
-        if self._session_timer is not None:
-            self._session_timer.cancel()
-            self._session_timer = None
-        if t is not None:
-            self._session_timer = self.endpoint.loop.call_later(
-                max(0.0, t - self.endpoint.clock()), self._on_session_timer)
 
     def _on_session_timer(self) -> None:
         self._session_timer = None
@@ -180,11 +294,19 @@ class Link:
         """Reset a chunk stream that is still not fully sent at its deadline."""
         if self._chunk_deadlines.pop(sid, None) is None or self.closed:
             return
-        stream = self.quic._streams.get(sid)  # aioquic has no public "is sent" query
-        if stream is not None and not stream.sender.is_finished:
-            self.quic.reset_stream(sid, int(ErrorCode.TIMEOUT))
+        if self._reset_unsent(sid):
             self.endpoint.counters["chunk_streams_reset"] += 1
             self.transmit()
+
+    def _reset_unsent(self, sid: int) -> bool:
+        stream = self.quic._streams.get(sid)  # aioquic has no public "is sent" query
+        if stream is None or stream.sender.is_finished:
+            return False
+        try:
+            self.quic.reset_stream(sid, int(ErrorCode.TIMEOUT))
+        except ValueError:
+            return False
+        return True
 
     # -- output ------------------------------------------------------------
     def send(self, msg: wire.Message) -> None:
@@ -204,13 +326,16 @@ class Link:
         self._apply_session(self.endpoint.loop.time())
         self.transmit()
 
-    def transmit(self) -> None:
+    def _flush(self) -> None:
         ep = self.endpoint
-        now = ep.loop.time()
-        for data, addr in self.quic.datagrams_to_send(now=now):
+        for data, addr in self.quic.datagrams_to_send(now=ep.loop.time()):
             self.datagrams_out += 1
             self.wire_out += len(data) + UDP_IP_HEADER
             ep.send_datagram(data, addr)
+
+    def transmit(self) -> None:
+        ep = self.endpoint
+        self._flush()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -242,12 +367,22 @@ class Endpoint(asyncio.DatagramProtocol):
     ``max_delayed`` datagrams wait; beyond that they are dropped and counted
     (``delay_queue_drops``), like a full router queue. Incoming datagrams and
     the node's HTTP traffic (origin, tracker) are not delayed.
+
+    Admission of strangers: ``retry`` (default on) answers an Initial without
+    a token with a stateless Retry; only an Initial echoing a valid token
+    (``token_lifetime`` seconds) creates a connection. Links that are not yet
+    authenticated are *half-open*: at most ``max_halfopen`` (the oldest makes
+    way) and ``max_halfopen_per_ip`` per source IP (then refused); they do not
+    take the ``max_links`` slots. ``max_links + max_halfopen`` bounds the links
+    the endpoint holds in all. Every outcome is a counter in :attr:`counters`.
     """
 
     def __init__(self, identity: Identity, *, on_event: Callable[[Link, ss.Event], None],
                  clock: Callable[[], float], rng: random.Random | None = None,
                  max_datagram_size: int = DEFAULT_DATAGRAM_SIZE, max_links: int = 64,
-                 link_delay: float = 0.0, max_delayed: int = 10_000) -> None:
+                 link_delay: float = 0.0, max_delayed: int = 10_000, retry: bool = True,
+                 token_lifetime: float = TOKEN_LIFETIME, max_halfopen: int = 32,
+                 max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET) -> None:
         self.identity = identity
         self.on_event = on_event
         self.clock = clock
@@ -259,8 +394,25 @@ class Endpoint(asyncio.DatagramProtocol):
         self.links_by_cid: dict[bytes, Link] = {}
         self.links: set[Link] = set()
         self.max_links = max_links
-        self.counters: dict[str, int] = {"undecodable_datagrams": 0, "refused_links": 0,
-                                         "chunk_streams_reset": 0, "delay_queue_drops": 0}
+        self.counters: dict[str, int] = dict.fromkeys((
+            "undecodable_datagrams",  # no QUIC header, or an Initial we must not answer
+            "unknown_cid_datagrams",  # not an Initial, for no connection of ours
+            "short_initials",  # an Initial in a datagram under 1,200 bytes
+            "unsupported_version",  # an Initial of a QUIC version we do not speak
+            "retry_sent", "retry_token_invalid",  # address validation
+            "halfopen_refused",  # this source IP already holds its half-open share
+            "halfopen_evicted",  # the half-open table was full: its oldest made way
+            "refused_links",  # no room at all (max_links + max_halfopen links held)
+            "links_accepted",  # connections created for a validated Initial
+            "preauth_chunk_data",  # chunk-stream data before authentication (stopped)
+            "preauth_over_budget",  # links closed for too many bytes before authentication
+            "unexpected_streams", "tls_no_client_key", "tls_key_mismatch",
+            "chunk_streams_reset", "delay_queue_drops", "control_send_refused"), 0)
+        self.retry = retry
+        self.tokens = RetryTokens(token_lifetime)
+        self.max_halfopen = max_halfopen
+        self.halfopen: HalfOpenTable[Link] = HalfOpenTable(max_halfopen, max_halfopen_per_ip)
+        self.preauth_budget = preauth_budget
         if not 0.0 <= link_delay <= 10.0:
             raise ValueError("link delay must be between 0 and 10 seconds")
         self.link_delay = link_delay
@@ -298,7 +450,7 @@ class Endpoint(asyncio.DatagramProtocol):
         cfg.server_name = "oasis"
         quic = QuicConnection(configuration=cfg)
         session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces)
-        link = Link(self, quic, addr, session)
+        link = Link(self, quic, addr, session)  # arms the handshake deadline
         self.links.add(link)
         self.links_by_cid[quic.host_cid] = link
         quic.connect(addr, now=self.loop.time())
@@ -340,22 +492,77 @@ class Endpoint(asyncio.DatagramProtocol):
             return
         link = self.links_by_cid.get(header.destination_cid)
         if link is None:
-            if header.packet_type != QuicPacketType.INITIAL or len(data) < 1200:
-                self.counters["undecodable_datagrams"] += 1
+            link = self._accept(data, header, addr)
+            if link is None:
                 return
-            if len(self.links) >= self.max_links:
-                self.counters["refused_links"] += 1
-                return
-            quic = QuicConnection(configuration=self._server_config,
-                                  original_destination_connection_id=header.destination_cid)
-            session = ss.Session(self.identity, is_dialler=False, rng=self.nonces)
-            link = Link(self, quic, addr, session)
-            self.links.add(link)
-            self.links_by_cid[header.destination_cid] = link
-            self.links_by_cid[quic.host_cid] = link
         link.datagram_received(data, self.loop.time())
 
+    def _accept(self, data: bytes, header: Any, addr: tuple[str, int]) -> Link | None:
+        """A datagram for no connection of ours: a new link, a Retry, or nothing (counted)."""
+        c = self.counters
+        if header.packet_type != QuicPacketType.INITIAL:
+            c["unknown_cid_datagrams"] += 1
+            return None
+        if len(data) < MIN_INITIAL_SIZE:
+            c["short_initials"] += 1
+            return None
+        if header.version not in self._server_config.supported_versions:
+            c["unsupported_version"] += 1  # no Version Negotiation: ours all speak v1
+            return None
+        if not 8 <= len(header.destination_cid) <= 20:
+            c["undecodable_datagrams"] += 1  # RFC 9000 §7.2: a client's first DCID is >= 8 bytes
+            return None
+        odcid: bytes | None = header.destination_cid
+        retry_cid: bytes | None = None
+        if self.retry:
+            now = self.loop.time()
+            if not header.token:
+                # Stateless: the token carries all we need to accept the echo.
+                scid = self.nonces.randbytes(8)
+                token = self.tokens.issue(addr, header.destination_cid, scid, now)
+                self.send_datagram(encode_quic_retry(
+                    version=header.version, source_cid=scid, destination_cid=header.source_cid,
+                    original_destination_cid=header.destination_cid, retry_token=token), addr)
+                c["retry_sent"] += 1
+                return None
+            odcid = self.tokens.check(addr, header.token, header.destination_cid, now)
+            if odcid is None:
+                c["retry_token_invalid"] += 1  # dropped, no reply: the source may be spoofed
+                return None
+            retry_cid = header.destination_cid
+        if not self._admit(addr[0]):
+            return None
+        quic = _ListenerConnection(configuration=self._server_config,
+                                   original_destination_connection_id=odcid,
+                                   retry_source_connection_id=retry_cid)
+        session = ss.Session(self.identity, is_dialler=False, rng=self.nonces)
+        link = Link(self, quic, addr, session)  # arms the handshake deadline
+        c["links_accepted"] += 1
+        self.links.add(link)
+        self.halfopen.add(link, addr[0])
+        self.links_by_cid[header.destination_cid] = link
+        self.links_by_cid[quic.host_cid] = link
+        return link
+
+    def _admit(self, ip: str) -> bool:
+        """Room for one more half-open link from ``ip``? May evict the oldest half-open link."""
+        if self.halfopen.ip_full(ip):
+            self.counters["halfopen_refused"] += 1
+            return False
+        if len(self.links) >= self.max_links + self.max_halfopen:
+            self.counters["refused_links"] += 1
+            return False
+        if self.halfopen.full():
+            victim = self.halfopen.oldest()
+            assert victim is not None
+            self.counters["halfopen_evicted"] += 1
+            self.halfopen.discard(victim)
+            victim.close(ErrorCode.OVERLOADED, "too many links are still handshaking")
+        return True
+
     def on_session_event(self, link: Link, ev: ss.Event) -> None:
+        if isinstance(ev, (ss.Authenticated, ss.Closed)):
+            self.halfopen.discard(link)
         if isinstance(ev, ss.Authenticated) and not link.handshake_done.done():
             link.handshake_done.set_result(ev.peer_key)
         if isinstance(ev, ss.Closed) and not link.handshake_done.done():
@@ -371,6 +578,7 @@ class Endpoint(asyncio.DatagramProtocol):
         link.cancel_timers()
         link.closed = True
         self.links.discard(link)
+        self.halfopen.discard(link)
         for cid in [c for c, lk in self.links_by_cid.items() if lk is link]:
             del self.links_by_cid[cid]
 
