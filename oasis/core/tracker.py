@@ -1,22 +1,70 @@
 """Tracker rules, sans-I/O: who is in which stream's swarm, and whom to tell a joiner.
 
-Peers announce (stream, peer id, address) periodically; entries expire after
-``ttl`` seconds without an announce. A joiner gets a random sample of the
-others, always including the broadcaster while it is alive (it holds the live
-edge first). A peer may name its *area* (a short locality label: the
-simulator uses the country); up to ``locality`` (0.8) of the sample then comes
-from peers of the same area, the rest from everyone. Neighbours close by make
-each tree hop short (docs/simulation.md has the measured effect). The HTTP face is in ``oasis.node.http``.
+Peers announce (stream, peer id, address) periodically; entries expire
+``ttl`` seconds after their last announce. A joiner gets a random sample of
+the others, always including the broadcaster while it is alive (it holds the
+live edge first). A peer may name its *area* (a short locality label: the
+simulator uses the country); up to ``locality`` (0.8) of the sample then
+comes from peers of the same area, the rest from everyone. Neighbours close by
+make each tree hop short (docs/simulation.md has the measured effect).
+
+Theory of operation
+-------------------
+* **Cost.** Each stream keeps its peers in :class:`StreamPeers`: a dict plus
+  indexable "bags" (all peers, and one per area) with swap-remove, so joining,
+  leaving and drawing a sample cost O(1) and O(sample), never O(peers).
+* **Expiry on time.** Every entry sits in one insertion-ordered table by last
+  announce; :meth:`Tracker.sweep` pops the stale head, so each entry is expired
+  exactly once (amortised O(1) per announce). The announce path sweeps, and a
+  node also calls ``sweep(now)`` on a cadence so a quiet tracker empties too.
+* **Caps, each with a counter** (``Tracker.counters``): streams, peers per
+  stream, entries in total, and announces per source address (a token bucket
+  per address, in a bounded table). A refused announce raises
+  :class:`TrackerRefused` with a stable ``code``.
+* **Trust.** :meth:`Tracker.submit` takes a *signed* announce
+  (:mod:`oasis.core.announce`): signature, freshness, no replay (the time must
+  grow per peer and stream, leaves leave a tombstone), and the announced host
+  must be the address the request came from. Broadcaster-only facts (origin,
+  tickets, parameters) come only from a descriptor signed with the stream key
+  (:mod:`oasis.core.descriptor`). :meth:`Tracker.announce` is the unsigned
+  rule underneath, for trusted callers (the simulator).
+
+The HTTP face is in ``oasis.node.http``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
+from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from .announce import SKEW, WINDOW, Announce, is_fresh, verify_announce
+from .descriptor import Descriptor, verify_descriptor
 
 MAX_STREAMS = 10_000
 MAX_PEERS_PER_STREAM = 100_000
+MAX_TOTAL = 200_000  #: entries over all streams
 MAX_AREA = 32  #: characters of an area label kept
+MAX_SOURCES = 50_000  #: source addresses with a rate bucket at once
+SOURCE_RATE = 20.0  #: announces per second a source address may sustain
+SOURCE_BURST = 200.0  #: ... and in a burst
+
+
+class TrackerRefused(ValueError):
+    """An announce the tracker will not take; ``code`` is stable, ``status`` the HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 403) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class TrackerFull(TrackerRefused, OverflowError):
+    """A cap is reached (streams, peers in a stream, all entries, source addresses)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message, 429)
 
 
 @dataclass
@@ -27,6 +75,115 @@ class TrackedPeer:
     seen: float
     is_broadcaster: bool = False
     area: str = ""
+    record: Announce | None = None  #: the signed announce, handed to joiners as proof
+
+
+class _Bag:
+    """A set with O(1) add, remove and uniform random pick."""
+
+    __slots__ = ("ids", "pos")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+
+    def add(self, x: str) -> None:
+        if x not in self.pos:
+            self.pos[x] = len(self.ids)
+            self.ids.append(x)
+
+    def remove(self, x: str) -> None:
+        i = self.pos.pop(x, None)
+        if i is not None:
+            last = self.ids.pop()
+            if last != x:
+                self.ids[i] = last
+                self.pos[last] = i
+
+    def pick(self, rng: random.Random, want: int, seen: set[str], out: list[str]) -> None:
+        """Append up to ``want`` members not in ``seen`` (bounded tries)."""
+        n = len(self.ids)
+        if n - len(seen) <= want * 2:  # small: filter
+            avail = [p for p in self.ids if p not in seen]
+            got = avail if len(avail) <= want else rng.sample(avail, want)
+            seen.update(got)
+            out += got
+            return
+        added = 0
+        for _ in range(8 * want + 16):
+            if added >= want:
+                break
+            p = self.ids[rng.randrange(n)]
+            if p not in seen:
+                seen.add(p)
+                out.append(p)
+                added += 1
+
+
+class StreamPeers:
+    """One stream's membership: O(1) join/leave, O(sample) draws (the sampling rule)."""
+
+    def __init__(self) -> None:
+        self.peers: dict[str, TrackedPeer] = {}
+        self.broadcaster: str | None = None
+        self._all = _Bag()
+        self._areas: dict[str, _Bag] = {}
+        self._area_of: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.peers)
+
+    def join(self, peer_id: str, *, is_broadcaster: bool = False, area: str = "") -> None:
+        if is_broadcaster:
+            self.broadcaster = peer_id
+        elif peer_id not in self._all.pos:
+            self._all.add(peer_id)
+            if area:
+                self._area_of[peer_id] = area
+                self._areas.setdefault(area, _Bag()).add(peer_id)
+
+    def leave(self, peer_id: str) -> None:
+        self._all.remove(peer_id)
+        a = self._area_of.pop(peer_id, None)
+        if a is not None:
+            bag = self._areas[a]
+            bag.remove(peer_id)
+            if not bag.ids:
+                del self._areas[a]
+        if peer_id == self.broadcaster:
+            self.broadcaster = None
+
+    def draw(self, rng: random.Random, peer_id: str, area: str, sample: int,
+             locality: float) -> list[str]:
+        """The broadcaster (unless asking), then ``locality`` of the rest from ``area``, then anyone."""
+        out = [self.broadcaster] if self.broadcaster and self.broadcaster != peer_id else []
+        seen = {peer_id}
+        seen.update(out)
+        want = sample - len(out)
+        near = self._areas.get(area) if area else None
+        if near is not None:
+            near.pick(rng, int(want * locality), seen, out)
+        self._all.pick(rng, sample - len(out), seen, out)
+        return out
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two IP literals name one address (IPv4-mapped IPv6 equals its IPv4)."""
+    try:
+        x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    if isinstance(x, ipaddress.IPv6Address) and x.ipv4_mapped is not None:
+        x = x.ipv4_mapped
+    if isinstance(y, ipaddress.IPv6Address) and y.ipv4_mapped is not None:
+        y = y.ipv4_mapped
+    return x == y
+
+
+COUNTERS = ("announces", "leaves", "expired", "descriptors_accepted", "refused_rate",
+            "refused_stale", "refused_address", "refused_signature", "refused_replay",
+            "refused_descriptor", "refused_streams_full", "refused_peers_full",
+            "refused_total_full", "refused_sources_full", "bad_requests")
 
 
 @dataclass
@@ -35,65 +192,172 @@ class Tracker:
     sample: int = 20
     locality: float = 0.8  #: share of the sample taken from the joiner's area
     rng: random.Random = field(default_factory=random.Random)
-    streams: dict[str, dict[str, TrackedPeer]] = field(default_factory=dict)
-    origins: dict[str, str] = field(default_factory=dict)
-    tickets: dict[str, str] = field(default_factory=dict)  #: stream -> ticket URL (proof of relay)
+    max_streams: int = MAX_STREAMS
+    max_peers_per_stream: int = MAX_PEERS_PER_STREAM
+    max_total: int = MAX_TOTAL
+    max_sources: int = MAX_SOURCES
+    source_rate: float = SOURCE_RATE
+    source_burst: float = SOURCE_BURST
+    streams: dict[str, StreamPeers] = field(default_factory=dict)
+    descriptors: dict[str, Descriptor] = field(default_factory=dict)  #: stream -> newest signed
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    #: (stream, peer) -> last announce time, oldest first: the expiry queue
+    _order: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
+    #: (stream, peer) -> (signed time of its leave, keep until): replays of older announces fail
+    _tombs: OrderedDict[tuple[str, str], tuple[int, float]] = field(default_factory=OrderedDict)
+    #: source address -> (tokens, last refill), least recently used first
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
 
+    # ---- the rule ------------------------------------------------------------
     def announce(self, stream: str, peer_id: str, host: str, port: int, now: float, *,
-                 is_broadcaster: bool = False, origin: str | None = None,
-                 leaving: bool = False, tickets: str | None = None,
-                 area: str = "") -> list[TrackedPeer]:
-        peers = self.streams.get(stream)
-        if peers is None:
-            if leaving:
-                return []
-            if len(self.streams) >= MAX_STREAMS:
-                self._drop_dead_streams(now)
-            if len(self.streams) >= MAX_STREAMS:
-                raise OverflowError("tracker is full: too many streams")
-            peers = self.streams[stream] = {}
-        self._expire(peers, now)
+                 is_broadcaster: bool = False, leaving: bool = False, area: str = "",
+                 record: Announce | None = None) -> list[TrackedPeer]:
+        """Record (or remove) a peer and return a sample of the others. Unsigned: trusted callers.
+
+        ``is_broadcaster`` is ignored: the broadcaster is the peer whose id the
+        stream id starts with (whatever a request claims). Raises TrackerFull.
+        """
+        self.sweep(now)
+        sp = self.streams.get(stream)
+        key = (stream, peer_id)
         if leaving:
-            peers.pop(peer_id, None)
-            if not peers:
-                del self.streams[stream]
-                self.origins.pop(stream, None)
-                self.tickets.pop(stream, None)
+            self.counters["leaves"] += 1
+            if sp is not None and peer_id in sp.peers:
+                self._remove(stream, sp, peer_id)
             return []
-        if peer_id not in peers and len(peers) >= MAX_PEERS_PER_STREAM:
-            raise OverflowError("tracker is full for this stream")
-        # The broadcaster is the peer whose id the stream id starts with: only it is
-        # flagged (whatever a request claims) and only it may name the origin.
-        is_broadcaster = stream.startswith(peer_id + ".")
-        peers[peer_id] = TrackedPeer(peer_id, host, port, now, is_broadcaster, area[:MAX_AREA])
-        if origin and is_broadcaster:
-            self.origins[stream] = origin
-        if tickets and is_broadcaster:
-            self.tickets[stream] = tickets
-        others = [p for p in peers.values() if p.peer_id != peer_id]
-        bcast = [p for p in others if p.is_broadcaster]
-        rest = [p for p in others if not p.is_broadcaster]
-        want = max(0, self.sample - len(bcast))
-        local: list[TrackedPeer] = []
-        if area and self.locality > 0:
-            near = [p for p in rest if p.area == area]
-            local = self.rng.sample(near, min(int(want * self.locality), len(near)))
-            if local:
-                chosen = {p.peer_id for p in local}
-                rest = [p for p in rest if p.peer_id not in chosen]
-        picked = self.rng.sample(rest, min(want - len(local), len(rest)))
-        return bcast + local + picked
+        if sp is None:
+            if len(self.streams) >= self.max_streams:
+                self.counters["refused_streams_full"] += 1
+                raise TrackerFull("streams_full", "tracker is full: too many streams")
+        old = sp.peers.get(peer_id) if sp is not None else None
+        if old is None:
+            if sp is not None and len(sp.peers) >= self.max_peers_per_stream:
+                self.counters["refused_peers_full"] += 1
+                raise TrackerFull("peers_full", "tracker is full for this stream")
+            if len(self._order) >= self.max_total:
+                self.counters["refused_total_full"] += 1
+                raise TrackerFull("total_full", "tracker is full")
+        if sp is None:
+            sp = self.streams[stream] = StreamPeers()
+        area = area[:MAX_AREA]
+        bcast = stream.startswith(peer_id + ".")
+        if old is not None and old.area != area and not bcast:
+            sp.leave(peer_id)
+        self.counters["announces"] += 1
+        sp.peers[peer_id] = TrackedPeer(peer_id, host, port, now, bcast, area, record)
+        sp.join(peer_id, is_broadcaster=bcast, area=area)
+        self._order[key] = now
+        self._order.move_to_end(key)
+        picked = sp.draw(self.rng, peer_id, area, self.sample, self.locality)
+        return [sp.peers[p] for p in picked]
 
-    def _expire(self, peers: dict[str, TrackedPeer], now: float) -> None:
-        for pid in [pid for pid, p in peers.items() if now - p.seen > self.ttl]:
-            del peers[pid]
+    def _remove(self, stream: str, sp: StreamPeers, peer_id: str) -> None:
+        del sp.peers[peer_id]
+        sp.leave(peer_id)
+        self._order.pop((stream, peer_id), None)
+        if not sp.peers:
+            del self.streams[stream]
+            self.descriptors.pop(stream, None)
 
-    def _drop_dead_streams(self, now: float) -> None:
-        for stream in list(self.streams):
-            self._expire(self.streams[stream], now)
-            if not self.streams[stream]:
-                del self.streams[stream]
-                self.origins.pop(stream, None)
+    def sweep(self, now: float) -> int:
+        """Expire entries not announced within ``ttl`` (and old tombstones); returns how many."""
+        n = 0
+        order = self._order
+        limit = now - self.ttl
+        while order:
+            (stream, pid), seen = next(iter(order.items()))
+            if seen >= limit:
+                break
+            order.popitem(last=False)
+            sp = self.streams.get(stream)
+            if sp is not None and pid in sp.peers:
+                self._remove(stream, sp, pid)
+            n += 1
+        self.counters["expired"] += n
+        tombs = self._tombs
+        while tombs and next(iter(tombs.values()))[1] < now:
+            tombs.popitem(last=False)
+        return n
 
+    # ---- signed announces ----------------------------------------------------
+    def admit(self, source: str, now: float) -> bool:
+        """Take one token from ``source``'s bucket; False (counted) when it has none."""
+        b = self._buckets
+        tokens, last = b.pop(source, (self.source_burst, now))
+        tokens = min(self.source_burst, tokens + max(0.0, now - last) * self.source_rate)
+        if len(b) >= self.max_sources:
+            # Forget the least recently seen source if its bucket would be full again anyway.
+            old_src, (old_tokens, old_last) = next(iter(b.items()))
+            if old_tokens + (now - old_last) * self.source_rate >= self.source_burst:
+                b.popitem(last=False)
+            else:
+                self.counters["refused_sources_full"] += 1
+                return False
+        if tokens < 1.0:
+            b[source] = (tokens, now)
+            self.counters["refused_rate"] += 1
+            return False
+        b[source] = (tokens - 1.0, now)
+        return True
+
+    def submit(self, a: Announce, source: str, now: float,
+               descriptor: Descriptor | None = None) -> list[TrackedPeer]:
+        """Check a signed announce from address ``source`` and apply it; raises TrackerRefused."""
+        c = self.counters
+        if not self.admit(source, now):
+            raise TrackerRefused("rate_limited", "too many announces from this address", 429)
+        if not is_fresh(a.time_ms, now):
+            c["refused_stale"] += 1
+            raise TrackerRefused("stale", f"announce time is not within {WINDOW:g} s before "
+                                 f"or {SKEW:g} s after the tracker's clock (check the clock)", 400)
+        if not same_address(a.host, source):
+            c["refused_address"] += 1
+            raise TrackerRefused("address_mismatch",
+                                 f"announced host {a.host} is not the request's address {source}")
+        if not verify_announce(a):
+            c["refused_signature"] += 1
+            raise TrackerRefused("bad_signature", "announce signature does not verify for peer_id")
+        stream, pid = str(a.stream), a.peer_id
+        sp = self.streams.get(stream)
+        live = sp.peers.get(pid) if sp is not None else None
+        last = live.record.time_ms if live is not None and live.record is not None else -1
+        tomb = self._tombs.get((stream, pid))
+        if tomb is not None:
+            last = max(last, tomb[0])
+        if a.time_ms <= last:
+            c["refused_replay"] += 1
+            raise TrackerRefused("replay", "announce is not newer than the last one from this peer",
+                                 409)
+        if descriptor is not None and not verify_descriptor(descriptor, a.stream):
+            c["refused_descriptor"] += 1
+            raise TrackerRefused("bad_descriptor",
+                                 "descriptor is not signed by this stream's key")
+        if a.leaving:
+            self._tombs[(stream, pid)] = (a.time_ms, now + WINDOW + SKEW)
+            self._tombs.move_to_end((stream, pid))
+            while len(self._tombs) > self.max_total:
+                self._tombs.popitem(last=False)
+            return self.announce(stream, pid, a.host, a.port, now, leaving=True)
+        peers = self.announce(stream, pid, a.host, a.port, now, area=a.area, record=a)
+        if descriptor is not None:
+            self.offer_descriptor(descriptor)
+        return peers
+
+    def offer_descriptor(self, d: Descriptor) -> bool:
+        """Keep ``d`` if it is validly signed, for a live stream, and newer than the one held."""
+        stream = str(d.stream)
+        if stream not in self.streams or not verify_descriptor(d):
+            return False
+        held = self.descriptors.get(stream)
+        if held is None or d.issued_at_ms > held.issued_at_ms:
+            self.descriptors[stream] = d
+            self.counters["descriptors_accepted"] += 1
+            return True
+        return False
+
+    # ---- reports -------------------------------------------------------------
     def stream_ids(self) -> list[str]:
         return list(self.streams)
+
+    def entries(self) -> int:
+        return len(self._order)

@@ -1,19 +1,19 @@
-"""Tracker rules: sampling, broadcaster always included, expiry, leaving, caps."""
+"""Tracker rules: sampling, broadcaster always included, expiry on time, leaving, caps, cost."""
 
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
-from oasis.core import tracker as tr
-from oasis.core.tracker import Tracker
+from oasis.core.tracker import MAX_AREA, Tracker, TrackerFull
 
 S = "bc.stream-a"  # a stream id starts with its broadcaster's peer id
 
 
-def make(sample: int = 3, ttl: float = 30.0) -> Tracker:
-    return Tracker(ttl=ttl, sample=sample, rng=random.Random(5))
+def make(sample: int = 3, ttl: float = 30.0, **kw: object) -> Tracker:
+    return Tracker(ttl=ttl, sample=sample, rng=random.Random(5), **kw)  # type: ignore[arg-type]
 
 
 def ids(peers) -> list[str]:
@@ -37,16 +37,16 @@ def test_sample_always_includes_broadcaster() -> None:
 
 def test_only_the_streams_own_key_is_broadcaster() -> None:
     t = make()
-    t.announce(S, "mallory", "h", 9, 0.0, is_broadcaster=True, origin="http://evil/")
-    assert not t.streams[S]["mallory"].is_broadcaster
-    assert S not in t.origins
+    t.announce(S, "mallory", "h", 9, 0.0, is_broadcaster=True)
+    assert not t.streams[S].peers["mallory"].is_broadcaster
+    assert t.streams[S].broadcaster is None
 
 
 def test_broadcaster_flag_is_sticky() -> None:
     t = make()
     t.announce(S, "bc", "h", 1, 0.0, is_broadcaster=True)
     t.announce(S, "bc", "h", 1, 1.0)  # re-announce without the flag
-    assert t.streams[S]["bc"].is_broadcaster
+    assert t.streams[S].peers["bc"].is_broadcaster
     assert ids(t.announce(S, "v", "h", 2, 1.0))[0] == "bc"
 
 
@@ -57,7 +57,7 @@ def test_sample_is_random_subset_of_others() -> None:
     seen: set[str] = set()
     for _ in range(20):
         got = ids(t.announce(S, "me", "h", 99, 1.0))
-        assert len(got) == 5 and "me" not in got
+        assert len(got) == 5 and "me" not in got and len(set(got)) == 5
         seen |= set(got)
     assert len(seen) > 10  # not always the same five
 
@@ -67,7 +67,28 @@ def test_expiry_after_ttl() -> None:
     t.announce(S, "old", "h", 1, 0.0)
     assert ids(t.announce(S, "x", "h", 2, 30.0)) == ["old"]  # exactly ttl: still there
     assert ids(t.announce(S, "y", "h", 3, 30.5)) == ["x"]  # old expired; x fresh
-    assert set(t.streams[S]) == {"x", "y"}
+    assert set(t.streams[S].peers) == {"x", "y"}
+    assert t.counters["expired"] == 1
+
+
+def test_entries_expire_on_time_without_another_announce_in_their_stream() -> None:
+    """The attack: 20,000 fake entries in 2,000 streams are never touched again.
+
+    Before, an entry lived until its own stream got another announce; now a
+    sweep on a cadence (or any announce anywhere) removes them after ``ttl``.
+    """
+    t = make(ttl=30.0)
+    for i in range(20_000):
+        t.announce(f"s{i % 2000}", f"fake{i}", "10.9.9.9", 1 + i % 60000, i / 1000)
+    assert t.entries() == 20_000 and len(t.streams) == 2000
+    t.sweep(35.0)  # those announced before t=5 are more than 30 s old
+    assert t.entries() == 15_000
+    t.sweep(20 + 30.001)
+    assert t.entries() == 0 and t.streams == {} and t.counters["expired"] == 20_000
+    # An announce in an unrelated stream also sweeps.
+    t.announce("s1", "a", "h", 1, 100.0)
+    t.announce("s2", "b", "h", 1, 131.0)
+    assert "s1" not in t.streams and t.entries() == 1
 
 
 def test_reannounce_refreshes() -> None:
@@ -89,47 +110,67 @@ def test_leaving_removes() -> None:
     t.announce(S, "b", "h", 2, 0.0)
     assert t.announce(S, "a", "h", 1, 1.0, leaving=True) == []
     assert ids(t.announce(S, "c", "h", 3, 1.0)) == ["b"]
+    assert t.entries() == 2
 
 
-def test_streams_are_separate_and_origin_recorded() -> None:
+def test_streams_are_separate() -> None:
     t = make()
-    t.announce("s1", "a", "h", 1, 0.0, origin="https://cdn/s1/")  # "a" is not s1's broadcaster
-    assert t.origins == {}
-    t.announce("a.s1", "a", "h", 1, 0.0, origin="https://cdn/s1/")
+    t.announce("a.s1", "a", "h", 1, 0.0)
     assert t.announce("s2", "b", "h", 2, 0.0) == []
-    assert t.origins == {"a.s1": "https://cdn/s1/"}
-    assert sorted(t.stream_ids()) == ["a.s1", "s1", "s2"]
+    assert sorted(t.stream_ids()) == ["a.s1", "s2"]
 
 
-def test_stream_cap_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tr, "MAX_STREAMS", 2)
-    t = make()
+def test_stream_cap_refuses_and_counts() -> None:
+    t = make(max_streams=2)
     t.announce("s1", "a", "h", 1, 0.0)
     t.announce("s2", "a", "h", 1, 0.0)
-    with pytest.raises(OverflowError):
+    with pytest.raises(TrackerFull) as e:
         t.announce("s3", "a", "h", 1, 0.0)
+    assert e.value.code == "streams_full" and t.counters["refused_streams_full"] == 1
     t.announce("s1", "b", "h", 1, 0.0)  # existing streams still work
 
 
-def test_peer_cap_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tr, "MAX_PEERS_PER_STREAM", 3)
-    t = make()
+def test_peer_cap_refuses_and_counts() -> None:
+    t = make(max_peers_per_stream=3)
     for p in ("a", "b", "c"):
         t.announce(S, p, "h", 1, 0.0)
     with pytest.raises(OverflowError):
         t.announce(S, "d", "h", 1, 0.0)
+    assert t.counters["refused_peers_full"] == 1
     t.announce(S, "a", "h", 1, 1.0)  # a known peer may re-announce at the cap
     t.announce(S, "a", "h", 1, 1.0, leaving=True)
     t.announce(S, "d", "h", 1, 1.0)  # room again after a leave
 
 
-def test_dead_streams_do_not_count_against_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tr, "MAX_STREAMS", 2)
-    t = make(ttl=10.0)
+def test_total_cap_refuses_and_counts() -> None:
+    t = make(max_total=5)
+    for i in range(5):
+        t.announce(f"s{i}", "a", "h", 1, 0.0)
+    with pytest.raises(TrackerFull) as e:
+        t.announce("s0", "b", "h", 1, 0.0)
+    assert e.value.code == "total_full" and t.counters["refused_total_full"] == 1
+    t.announce("s0", "b", "h", 1, 31.0)  # the old ones expired: room again
+
+
+def test_dead_streams_do_not_count_against_the_cap() -> None:
+    t = make(ttl=10.0, max_streams=2)
     t.announce("s1", "a", "h", 1, 0.0)
     t.announce("s1", "a", "h", 1, 0.0, leaving=True)  # s1 is now empty
     t.announce("s2", "a", "h", 1, 0.0)  # s2 expires at t=10
     t.announce("s3", "a", "h", 1, 100.0)  # no live stream besides this one
+
+
+def test_source_rate_is_a_token_bucket_per_address() -> None:
+    t = make(source_rate=10.0, source_burst=20.0, max_sources=2)
+    assert sum(t.admit("10.0.0.1", 0.0) for _ in range(50)) == 20
+    assert t.counters["refused_rate"] == 30
+    assert t.admit("10.0.0.2", 0.0)  # another address has its own bucket
+    assert sum(t.admit("10.0.0.1", 1.0) for _ in range(50)) == 10  # refilled at 10/s
+    assert sum(t.admit("10.0.0.2", 1.0) for _ in range(50)) == 20
+    # The bucket table is bounded: a third busy source is refused (counted) ...
+    assert not t.admit("10.0.0.3", 1.0) and t.counters["refused_sources_full"] == 1
+    # ... until an old bucket would be full again anyway (idle 2 s at 10/s, burst 20).
+    assert t.admit("10.0.0.3", 3.0)
 
 
 def test_locality_takes_a_share_of_the_sample_from_the_same_area() -> None:
@@ -146,6 +187,17 @@ def test_locality_takes_a_share_of_the_sample_from_the_same_area() -> None:
     assert frs < 60
 
 
+def test_a_peer_that_changes_area_is_drawn_for_the_new_one() -> None:
+    t = Tracker(sample=5, locality=1.0, rng=random.Random(3))
+    for i in range(50):
+        t.announce(S, f"v{i}", "h", i + 1, 0.0, area="US")
+    t.announce(S, "mover", "h", 99, 0.0, area="US")
+    t.announce(S, "mover", "h", 99, 1.0, area="FR")
+    assert ids(t.announce(S, "me", "h", 999, 1.0, area="FR"))[0] == "mover"
+    t.announce(S, "mover", "h", 99, 1.0, leaving=True)
+    assert t.streams[S]._areas["FR"].ids == ["me"] and "mover" not in t.streams[S]._areas["US"].pos
+
+
 def test_locality_falls_back_to_everyone_when_the_area_is_small() -> None:
     t = Tracker(sample=6, locality=0.5, rng=random.Random(4))
     t.announce(S, "only-fr", "h", 1, 0.0, area="FR")
@@ -154,4 +206,19 @@ def test_locality_falls_back_to_everyone_when_the_area_is_small() -> None:
     got = t.announce(S, "me", "h", 999, 1.0, area="FR")
     assert len(got) == 6 and "only-fr" in ids(got)
     assert t.announce(S, "long", "h", 997, 1.0, area="X" * 100) and \
-        len(t.streams[S]["long"].area) == tr.MAX_AREA
+        len(t.streams[S].peers["long"].area) == MAX_AREA
+
+
+def test_an_announce_costs_the_same_in_a_big_swarm() -> None:
+    """O(sample) per announce: 50,000 peers cost about what 500 do (generous bound)."""
+    def per_announce(n: int) -> float:
+        t = Tracker(sample=20, rng=random.Random(1))
+        for i in range(n):
+            t.announce(S, f"v{i}", "h", 1 + i % 60000, 0.0, area="FR" if i % 7 else "US")
+        t0 = time.perf_counter()
+        for i in range(2000):
+            t.announce(S, f"v{i}", "h", 1, 1.0, area="US")
+        return (time.perf_counter() - t0) / 2000
+
+    small, big = per_announce(500), per_announce(50_000)
+    assert big < 10 * small + 1e-4  # O(N) was ~100x at this ratio
