@@ -43,7 +43,7 @@ def main() -> None:
     chain = EmbeddedChain(Path(tmp) / "chain")
     bkey = os.urandom(32)
     stream = os.urandom(32)
-    open_funded_stream(chain, chain.faucet_key, bkey, stream, 10**27, 10**15, EPOCH)
+    stream = open_funded_stream(chain, chain.faucet_key, bkey, stream, 10**27, 10**15, EPOCH)
     domain = chain.deployment.domain()
     now = int(time.time())
     epoch = now // EPOCH - 1

@@ -3,7 +3,13 @@
 """
 @title Oasis rewards pool: proof-of-relay batch settlement
 @notice A broadcaster opens a stream (price per megabyte, epoch length) and
-        anybody deposits tokens for it. A relay settles once per epoch by
+        anybody deposits tokens for it. The stream id is
+        keccak256(abi_encode(opener, key)): it is bound to the opener's
+        wallet, so nobody can open (squat) the id another wallet will use.
+        The owner may close a stream; after REFUND_DELAY seconds (time for
+        relays to settle the last epochs) settlement stops and every
+        depositor withdraws its share of what is left, pro rata to what it
+        deposited. A relay settles once per epoch by
         submitting, in one transaction, the latest receipt of every viewer it
         served, each carried with that viewer's ticket.
 
@@ -36,7 +42,14 @@
         bad receipt cannot sink a batch. Reason codes: 1 window (ticket
         expired / not yet valid), 2 malleable (high-s), 3 no valid ticket
         (forged ticket, unknown viewer or forged receipt), 4 replay (not
-        above what this relay was paid), 5 allowance used up, 6 pool empty.
+        above what this relay was paid), 5 allowance used up, 6 pool empty,
+        7 relay cap (this relay already has its share of the viewer's
+        allowance: one relay is paid at most RELAY_SHARE_NUM/RELAY_SHARE_DEN
+        of a viewer's allowance per epoch, i.e. the stream's bitrate x epoch
+        length when the allowance carries the usual 1.25 margin, so a viewer
+        and one relay of its own can never take the whole allowance).
+        Prices are bounded (MAX_PRICE_PER_MB) so no payment can overflow and
+        revert a batch.
 """
 
 from ethereum.ercs import IERC20
@@ -59,12 +72,22 @@ R_NO_TICKET: constant(uint8) = 3
 R_REPLAY: constant(uint8) = 4
 R_ALLOWANCE: constant(uint8) = 5
 R_UNFUNDED: constant(uint8) = 6
+R_RELAY_CAP: constant(uint8) = 7
+
+MAX_PRICE_PER_MB: constant(uint256) = 10 ** 24
+MAX_EPOCH_LENGTH: constant(uint256) = 86400
+REFUND_DELAY: constant(uint256) = 86400
+RELAY_SHARE_NUM: constant(uint256) = 4
+RELAY_SHARE_DEN: constant(uint256) = 5
 
 struct Stream:
     broadcaster: address
     price_per_mb: uint256
     epoch_length: uint256
     balance: uint256
+    closed_at: uint256
+    deposited: uint256
+    refund_base: uint256
 
 event StreamOpened:
     stream: indexed(bytes32)
@@ -73,6 +96,15 @@ event StreamOpened:
     epoch_length: uint256
 
 event Deposited:
+    stream: indexed(bytes32)
+    sponsor: indexed(address)
+    amount: uint256
+
+event Closed:
+    stream: indexed(bytes32)
+    closed_at: uint256
+
+event Withdrawn:
     stream: indexed(bytes32)
     sponsor: indexed(address)
     amount: uint256
@@ -103,6 +135,7 @@ DOMAIN_SEPARATOR: public(immutable(bytes32))
 streams: public(HashMap[bytes32, Stream])
 relay_lanes: HashMap[bytes32, HashMap[uint256, uint256]]
 viewer_lanes: HashMap[bytes32, HashMap[uint256, uint256]]
+deposits: public(HashMap[bytes32, HashMap[address, uint256]])
 
 
 @deploy
@@ -112,25 +145,67 @@ def __init__(_token: IERC20):
         DOMAIN_TYPEHASH, keccak256("Oasis"), keccak256("1"), chain.id, self))
 
 
+@pure
 @external
-def open_stream(stream: bytes32, price_per_mb: uint256, epoch_length: uint256):
-    """The caller becomes the stream's broadcaster: the key that signs tickets."""
+def stream_id(owner: address, key: bytes32) -> bytes32:
+    return keccak256(abi_encode(owner, key))
+
+
+@external
+def open_stream(key: bytes32, price_per_mb: uint256, epoch_length: uint256) -> bytes32:
+    """Open the caller's stream ``keccak256(abi_encode(caller, key))``; the
+    caller is its broadcaster: the key that signs tickets."""
+    stream: bytes32 = keccak256(abi_encode(msg.sender, key))
     assert self.streams[stream].broadcaster == empty(address), "exists"
-    assert epoch_length > 0, "epoch"
+    assert epoch_length > 0 and epoch_length <= MAX_EPOCH_LENGTH, "epoch"
+    assert price_per_mb <= MAX_PRICE_PER_MB, "price"
     self.streams[stream] = Stream(
         broadcaster=msg.sender, price_per_mb=price_per_mb,
-        epoch_length=epoch_length, balance=0)
+        epoch_length=epoch_length, balance=0, closed_at=0, deposited=0, refund_base=0)
     log StreamOpened(stream=stream, broadcaster=msg.sender,
                      price_per_mb=price_per_mb, epoch_length=epoch_length)
+    return stream
 
 
 @external
 def deposit(stream: bytes32, amount: uint256):
-    """Broadcaster or sponsor funds a stream (needs token approval first)."""
+    """Broadcaster or sponsor funds an open stream (needs token approval first)."""
     assert self.streams[stream].broadcaster != empty(address), "no stream"
+    assert self.streams[stream].closed_at == 0, "closed"
     assert extcall token.transferFrom(msg.sender, self, amount), "transfer"
     self.streams[stream].balance += amount
+    self.streams[stream].deposited += amount
+    self.deposits[stream][msg.sender] += amount
     log Deposited(stream=stream, sponsor=msg.sender, amount=amount)
+
+
+@external
+def close_stream(stream: bytes32):
+    """Owner only: no more deposits, no epochs that start from now on; refunds
+    open REFUND_DELAY seconds later."""
+    assert self.streams[stream].broadcaster == msg.sender, "not owner"
+    assert self.streams[stream].closed_at == 0, "closed"
+    self.streams[stream].closed_at = block.timestamp
+    log Closed(stream=stream, closed_at=block.timestamp)
+
+
+@external
+def withdraw(stream: bytes32) -> uint256:
+    """A depositor takes back its share of what is left of a closed stream."""
+    s: Stream = self.streams[stream]
+    assert s.closed_at != 0 and block.timestamp >= s.closed_at + REFUND_DELAY, "not refundable yet"
+    mine: uint256 = self.deposits[stream][msg.sender]
+    assert mine > 0, "nothing deposited"
+    if s.refund_base == 0:
+        s.refund_base = s.balance + 1  # +1: "frozen" even when nothing is left
+        self.streams[stream].refund_base = s.refund_base
+    amount: uint256 = (s.refund_base - 1) * mine // s.deposited
+    self.deposits[stream][msg.sender] = 0
+    self.streams[stream].balance = s.balance - amount
+    if amount > 0:
+        assert extcall token.transfer(msg.sender, amount), "transfer"
+    log Withdrawn(stream=stream, sponsor=msg.sender, amount=amount)
+    return amount
 
 
 @view
@@ -158,6 +233,9 @@ def settle(stream: bytes32, epoch: uint64, entries: DynArray[uint256[5], MAX_BAT
     start: uint256 = e * s.epoch_length
     finish: uint256 = start + s.epoch_length
     assert start <= block.timestamp, "future epoch"
+    if s.closed_at != 0:
+        assert start < s.closed_at, "epoch after close"
+        assert block.timestamp < s.closed_at + REFUND_DELAY, "closed"
     base_r: bytes32 = keccak256(abi_encode(msg.sender, stream, epoch))
     base_v: bytes32 = keccak256(abi_encode(stream, epoch))
     funds: uint256 = s.balance
@@ -191,6 +269,12 @@ def settle(stream: bytes32, epoch: uint64, entries: DynArray[uint256[5], MAX_BAT
         sh: uint256 = index % LANES * 48
         rslot: uint256 = self.relay_lanes[base_r][group]
         already: uint256 = (rslot >> sh) & M48
+        cap: uint256 = allowance * RELAY_SHARE_NUM // RELAY_SHARE_DEN
+        if received > cap:
+            if already >= cap:
+                log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_RELAY_CAP)
+                continue
+            received = cap
         if received <= already:
             log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_REPLAY)
             continue

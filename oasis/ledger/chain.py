@@ -22,6 +22,8 @@ Use :func:`open_chain` from a node.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,13 +31,23 @@ from pathlib import Path
 from typing import Any
 
 from eth_abi import encode as abi_encode
-from eth_account import Account
-from eth_utils import to_checksum_address
-from web3 import Web3
 
-from . import eip712
-from .build import load_artifact
-from .journal import Journal, Record
+_RECURSION_LIMIT = sys.getrecursionlimit()
+from eth_account import Account  # noqa: E402  (imports py_ecc, which sets the limit to 100,000)
+from eth_utils import to_checksum_address  # noqa: E402
+from web3 import Web3  # noqa: E402
+
+from . import eip712  # noqa: E402
+from .build import load_artifact  # noqa: E402
+from .journal import Journal, Record  # noqa: E402
+
+# py_ecc/__init__.py runs sys.setrecursionlimit(max(100000, ...)) at import (for its own
+# deep pairing arithmetic, which the ledger never uses), and py-evm's eth/__init__.py
+# sets 12,288 (for 1,024 nested EVM calls; our contracts nest two). A limit that high
+# lets a runaway recursion anywhere in the node overflow the C stack and kill the
+# process instead of raising RecursionError, so we put the interpreter's limit back
+# after importing either.
+sys.setrecursionlimit(_RECURSION_LIMIT)
 
 GAS_TRANSFER = 21_000
 GAS_DEPLOY = 3_000_000
@@ -44,7 +56,15 @@ GAS_SETTLE_BASE = 120_000
 GAS_SETTLE_PER_ENTRY = 60_000
 PRIORITY_FEE = 10**9
 FAUCET_TOPUP = 10 * 10**18
-REASONS = {1: "window", 2: "malleable", 3: "no-ticket", 4: "replay", 5: "allowance", 6: "unfunded"}
+REASONS = {1: "window", 2: "malleable", 3: "no-ticket", 4: "replay", 5: "allowance", 6: "unfunded",
+           7: "relay-cap"}
+#: Rejections that a later resubmission may turn into a payment (the pool was topped up).
+RETRYABLE = frozenset({"unfunded"})
+# Bounds the contract enforces too (contracts/RewardsPool.vy).
+MAX_PRICE_PER_MB = 10**24
+MAX_EPOCH_LENGTH = 86_400
+REFUND_DELAY = 86_400
+RELAY_SHARE_NUM, RELAY_SHARE_DEN = 4, 5
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,10 @@ class LedgerChain:
     w3: Web3
     deployment: Deployment
 
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
     def _bind(self, deployment: Deployment) -> None:
         self.deployment = deployment
         self.token = self.w3.eth.contract(deployment.token, abi=load_artifact("OasisToken")["abi"])
@@ -110,7 +134,7 @@ class LedgerChain:
         sender = to_checksum_address(eip712.address_of_key(key))
         base = self.w3.eth.get_block("latest")["baseFeePerGas"]
         tx: dict[str, Any] = {
-            "chainId": self.deployment.chain_id if hasattr(self, "deployment") else self.w3.eth.chain_id,
+            "chainId": self.deployment.chain_id if hasattr(self, "deployment") else self.chain_id,
             "nonce": self.w3.eth.get_transaction_count(sender, "pending"),
             "gas": gas,
             "maxFeePerGas": 2 * base + PRIORITY_FEE,
@@ -142,7 +166,7 @@ class LedgerChain:
         pool_art = load_artifact("RewardsPool")
         data = bytes.fromhex(pool_art["bytecode"][2:]) + abi_encode(["address"], [token])
         rc = self._ok(self._send_signed(deployer_key, None, data, GAS_DEPLOY, 0), "deploy pool")
-        return Deployment(self.w3.eth.chain_id, to_checksum_address(token), to_checksum_address(rc["contractAddress"]))
+        return Deployment(self.chain_id, to_checksum_address(token), to_checksum_address(rc["contractAddress"]))
 
     # -- writes ----------------------------------------------------------
     def send_eth(self, key: bytes, to: bytes | str, wei: int) -> None:
@@ -152,9 +176,22 @@ class LedgerChain:
         data = self._call_data(self.token, "mint", _addr(to), amount)
         self._ok(self.transact(minter_key, self.deployment.token, data, GAS_CALL), "mint")
 
-    def open_stream(self, broadcaster_key: bytes, stream: bytes, price_per_mb: int, epoch_length: int) -> None:
-        data = self._call_data(self.pool, "open_stream", stream, price_per_mb, epoch_length)
+    def open_stream(self, broadcaster_key: bytes, key: bytes, price_per_mb: int, epoch_length: int) -> bytes:
+        """Open the stream ``stream_id(broadcaster, key)`` and return that id."""
+        data = self._call_data(self.pool, "open_stream", key, price_per_mb, epoch_length)
         self._ok(self.transact(broadcaster_key, self.deployment.pool, data, GAS_CALL), "open_stream")
+        return stream_id(eip712.address_of_key(broadcaster_key), key)
+
+    def close_stream(self, owner_key: bytes, stream: bytes) -> None:
+        data = self._call_data(self.pool, "close_stream", stream)
+        self._ok(self.transact(owner_key, self.deployment.pool, data, GAS_CALL), "close_stream")
+
+    def withdraw(self, sponsor_key: bytes, stream: bytes) -> int:
+        """Take back this sponsor's share of a closed stream's balance; the amount."""
+        data = self._call_data(self.pool, "withdraw", stream)
+        rc = self._ok(self.transact(sponsor_key, self.deployment.pool, data, GAS_CALL), "withdraw")
+        evs = self._events(rc, "Withdrawn")
+        return int(evs[0]["args"]["amount"]) if evs else 0
 
     def deposit(self, sponsor_key: bytes, stream: bytes, amount: int) -> None:
         """Approve then deposit ``amount`` tokens into ``stream``'s pool."""
@@ -203,8 +240,9 @@ class LedgerChain:
 
     def stream_info(self, stream: bytes) -> dict[str, Any]:
         self._sync()
-        b, price, epoch_length, balance = self.pool.functions.streams(stream).call()
-        return {"broadcaster": b, "price_per_mb": price, "epoch_length": epoch_length, "balance": balance}
+        b, price, epoch_length, balance, closed_at, deposited, _ = self.pool.functions.streams(stream).call()
+        return {"broadcaster": b, "price_per_mb": price, "epoch_length": epoch_length, "balance": balance,
+                "closed_at": closed_at, "deposited": deposited}
 
     def relay_paid(self, relay: bytes | str, stream: bytes, epoch: int, index: int) -> int:
         self._sync()
@@ -242,17 +280,28 @@ class EmbeddedChain(LedgerChain):
     """In-process py-evm chain persisted by a transaction journal in ``directory``."""
 
     def __init__(self, directory: str | Path) -> None:
+        limit = sys.getrecursionlimit()
         from eth_tester import EthereumTester, PyEVMBackend
         from web3.providers.eth_tester import EthereumTesterProvider
+
+        sys.setrecursionlimit(limit)  # py-evm raised it at import: see the top of this module
 
         self.dir = Path(directory)
         self.journal = Journal(self.dir)
         with self.journal.locked():
             genesis = self.dir / "genesis.json"
             if not genesis.exists():
-                genesis.write_text(json.dumps({"timestamp": int(time.time()) - 86_400}))
-            self.genesis_ts = int(json.loads(genesis.read_text())["timestamp"])
+                # A random chain id per chain directory: the EIP-712 domain (chain id, pool)
+                # of every embedded chain differs, so a ticket or receipt signed for one
+                # node's chain is worth nothing on another's.
+                cid = EMBEDDED_CHAIN_ID_BASE + int.from_bytes(os.urandom(4), "big")
+                genesis.write_text(json.dumps({"timestamp": int(time.time()) - 86_400, "chain_id": cid}))
+            g = json.loads(genesis.read_text())
+            self.genesis_ts = int(g["timestamp"])
             backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params({"timestamp": self.genesis_ts}))
+            # Older chain directories have no chain_id: they keep eth-tester's default.
+            self._chain_id = int(g.get("chain_id", type(backend.chain).chain_id))
+            type(backend.chain).chain_id = self._chain_id  # a class made per backend: ours alone
             self.tester = EthereumTester(backend)
             self.w3 = Web3(EthereumTesterProvider(self.tester))
             self.faucet_key = backend.account_keys[0].to_bytes()
@@ -266,11 +315,15 @@ class EmbeddedChain(LedgerChain):
 
         faucet = eip712.address_of_key(self.faucet_key)
         token, pool = (to_checksum_address(keccak(rlp.encode([faucet, n]))[12:]) for n in (0, 1))
-        d = Deployment(self.w3.eth.chain_id, token, pool)
+        d = Deployment(self.chain_id, token, pool)
         if not self.w3.eth.get_code(pool):
             d = self.deploy_contracts(self.faucet_key)
         (self.dir / "deployment.json").write_text(d.to_json())
         return d
+
+    @property
+    def chain_id(self) -> int:
+        return self._chain_id
 
     def _catch_up(self) -> None:
         records, self._offset = self.journal.read_from(self._offset)
@@ -315,6 +368,19 @@ class EmbeddedChain(LedgerChain):
         with self.journal.locked():
             self._catch_up()
             self._ok(self._send_signed(key, _addr(to), b"", GAS_TRANSFER, wei), "send eth")
+
+
+EMBEDDED_CHAIN_ID_BASE = 1 << 40
+
+
+def stream_id(owner: bytes, key: bytes) -> bytes:
+    """The on-chain stream id of ``owner``'s stream ``key``: keccak256(abi_encode(owner, key)),
+    as RewardsPool.open_stream computes it; so only ``owner`` can open it."""
+    from eth_utils import keccak
+
+    if len(owner) != 20 or len(key) != 32:
+        raise ValueError("owner is a 20-byte address, key 32 bytes")
+    return bytes(keccak(abi_encode(["address", "bytes32"], ["0x" + owner.hex(), key])))
 
 
 def _addr(a: bytes | str) -> str:

@@ -7,6 +7,8 @@ from oasis.ledger.tickets import TicketIssuer
 
 from .world import ALLOWANCE
 
+RELAY_CAP = ALLOWANCE * 4 // 5  # one relay's share of a viewer's allowance per epoch
+
 
 def test_two_relays_share_one_allowance(world):
     r1, r2 = world.relay("r1"), world.relay("r2")
@@ -16,8 +18,26 @@ def test_two_relays_share_one_allowance(world):
         assert relay.accept_receipt(world.receipt(vk, t, relay, ALLOWANCE).encode()).accepted
         relay.settle_due()
     got = [world.chain.token_balance(r.address) for r in (r1, r2)]
-    assert got == [world.pay(ALLOWANCE), 0]
+    # The first relay to settle is capped at its share; the second gets what is left.
+    assert got == [world.pay(RELAY_CAP), world.pay(ALLOWANCE - RELAY_CAP)]
     assert world.chain.pool.functions.viewer_used(world.stream, world.epoch, t.index).call() == ALLOWANCE
+
+
+def test_a_viewer_and_its_own_relay_cannot_take_the_whole_allowance(world):
+    """Attack: a viewer signs its sybil relay a receipt for far more than it got and
+    the relay settles first. It is paid one relay's share, never the whole allowance;
+    an honest relay that settles later is still paid for what it relayed."""
+    sybil, honest = world.relay("sybil"), world.relay("honest")
+    vk, t = world.viewer()
+    res = world.chain.settle(sybil.key, world.stream, world.epoch,
+                             [world.entry(t, world.receipt(vk, t, sybil, 10**13))])
+    assert res.amount == world.pay(RELAY_CAP)
+    again = world.chain.settle(sybil.key, world.stream, world.epoch,
+                               [world.entry(t, world.receipt(vk, t, sybil, 10**13 + 1))])
+    assert again.amount == 0 and again.rejected == [(0, "relay-cap")]
+    res = world.chain.settle(honest.key, world.stream, world.epoch,
+                             [world.entry(t, world.receipt(vk, t, honest, ALLOWANCE - RELAY_CAP))])
+    assert res.amount == world.pay(ALLOWANCE - RELAY_CAP) and res.rejected == []
 
 
 def test_inflated_cumulative_receipts_are_capped(world):
@@ -27,7 +47,7 @@ def test_inflated_cumulative_receipts_are_capped(world):
     e2 = world.entry(t, world.receipt(vk, t, r2, 10**12))
     world.chain.settle(r1.key, world.stream, world.epoch, [e1])
     world.chain.settle(r2.key, world.stream, world.epoch, [e2])
-    e3 = world.entry(t, world.receipt(vk, t, r1, 10**13))
+    e3 = world.entry(t, world.receipt(vk, t, r1, RELAY_CAP))
     res = world.chain.settle(r1.key, world.stream, world.epoch, [e3])
     total = sum(world.chain.token_balance(r.address) for r in (r1, r2))
     assert total == world.pay(ALLOWANCE // 2 + 1) + world.pay(ALLOWANCE - ALLOWANCE // 2 - 1)
@@ -46,7 +66,7 @@ def test_each_epoch_has_its_own_allowance_but_only_inside_the_ticket(world):
         res = world.chain.settle(relay.key, world.stream, ep, [e])
         paid += res.amount
     # epoch - 5 lies before the ticket's notBefore: nothing
-    assert paid == 2 * world.pay(ALLOWANCE)
+    assert paid == 2 * world.pay(RELAY_CAP)
 
 
 def test_ticket_index_is_stable_per_viewer_across_restarts(world, tmp_path):

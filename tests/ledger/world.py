@@ -26,11 +26,11 @@ class World:
     faucet: bytes
     tmp: str
     broadcaster: bytes = field(default_factory=lambda: os.urandom(32))
-    stream: bytes = field(default_factory=lambda: os.urandom(32))
+    key: bytes = field(default_factory=lambda: os.urandom(32))
     now: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self) -> None:
-        open_funded_stream(self.chain, self.faucet, self.broadcaster, self.stream, DEPOSIT, PRICE, EPOCH)
+        self.stream = open_funded_stream(self.chain, self.faucet, self.broadcaster, self.key, DEPOSIT, PRICE, EPOCH)
         self.domain = self.chain.deployment.domain()
         self.bstore = ReceiptStore(os.path.join(self.tmp, "broadcaster.db"))
         self.issuer = TicketIssuer(self.broadcaster, self.domain, self.stream, ALLOWANCE, 3 * 3600,
