@@ -646,3 +646,27 @@ def test_big_status_right_after_auth_in_the_same_read_is_accepted() -> None:
     assert link.b.authenticated
     evs = [link.b.next_event(), link.b.next_event()]
     assert isinstance(evs[0], ss.Authenticated) and evs[1] == ss.MessageReceived(status)
+
+
+@pytest.mark.parametrize("depth", [40_000, 60_000])
+@pytest.mark.parametrize("authenticated", [False, True], ids=["pre-auth", "post-auth"])
+def test_nesting_bomb_frame_is_a_coded_violation(depth: int, authenticated: bool) -> None:
+    """A ~40-60 KB frame of nested arrays (it segfaulted msgspec's untyped decoder)."""
+    body = b"\x91" * depth + b"\x01"
+    link = authed(max_errors=5) if authenticated else pair(max_errors=5)
+    if authenticated:
+        link.b.receive_control(len(body).to_bytes(4, "big") + body, 1.0)
+        link.b.receive_chunk_stream(3, body, True, 1.0)
+        link.roundtrip()
+        assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.MALFORMED] * 2
+        assert link.b.authenticated
+    else:  # before auth the frame is refused from its length alone, and the link closed
+        link.b.receive_control(len(body).to_bytes(4, "big") + body, 1.0)
+        link.roundtrip()
+        assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.TOO_LARGE]
+        assert link.closed(1).code == ErrorCode.TOO_LARGE
+        small = b"\x91" * 2000 + b"\x01"  # under MAX_HANDSHAKE_FRAME: decoded (typed) and refused
+        s = ss.Session(BOB, False, rng=random.Random(3))
+        s.receive_control(len(small).to_bytes(4, "big") + small, 1.0)
+        ev = s.next_event()
+        assert isinstance(ev, ss.Violation) and ev.code == ErrorCode.MALFORMED and s.closed
