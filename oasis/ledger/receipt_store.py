@@ -16,6 +16,10 @@ Tables:
 * ``settlements`` -- one row per settle transaction: written as ``pending``
   with its hash *before* it is sent, ``mined`` after its receipt is applied,
   so a restart knows what may already be on chain.
+* ``retries`` -- entries the chain refused for a reason that may pass later
+  (the pool was empty): they stay unsettled, with an attempt count and a
+  time before which they are not resubmitted (exponential backoff), until
+  they are paid or ``MAX_ATTEMPTS`` is reached.
 * ``viewer_index`` -- broadcaster side: the stable ticket index per viewer.
 * ``streams``  -- cached on-chain terms of streams (broadcaster, price, epoch).
 """
@@ -42,12 +46,20 @@ CREATE TABLE IF NOT EXISTS settlements (
     tx_hash BLOB PRIMARY KEY, stream BLOB NOT NULL, epoch INTEGER NOT NULL,
     entries TEXT NOT NULL, state TEXT NOT NULL, amount TEXT NOT NULL DEFAULT '0',
     gas_used INTEGER NOT NULL DEFAULT 0, paid INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS retries (
+    viewer BLOB, stream BLOB, epoch INTEGER, attempts INTEGER NOT NULL, retry_after REAL NOT NULL,
+    PRIMARY KEY (viewer, stream, epoch));
 CREATE TABLE IF NOT EXISTS viewer_index (
     stream BLOB, viewer BLOB, idx INTEGER NOT NULL, PRIMARY KEY (stream, viewer));
 CREATE TABLE IF NOT EXISTS streams (
     stream BLOB PRIMARY KEY, broadcaster BLOB NOT NULL, price_per_mb INTEGER NOT NULL,
     epoch_length INTEGER NOT NULL);
 """
+
+
+MAX_ATTEMPTS = 8  #: resubmissions of an entry the chain refused as retryable
+RETRY_BASE_S = 30.0  #: first backoff; doubles per attempt
+RETRY_MAX_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -109,16 +121,24 @@ class ReceiptStore:
                        (viewer, stream, epoch)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def unsettled(self, stream: bytes | None = None, epoch: int | None = None) -> list[StoredReceipt]:
-        sql = "SELECT viewer, stream, epoch, idx, received, sig, ticket, settled FROM receipts WHERE received > settled"
+    def unsettled(self, stream: bytes | None = None, epoch: int | None = None,
+                  now: float | None = None) -> list[StoredReceipt]:
+        """Rows with bytes not yet settled; given ``now``, without those waiting out a
+        retry backoff."""
+        sql = ("SELECT r.viewer, r.stream, r.epoch, r.idx, r.received, r.sig, r.ticket, r.settled "
+               "FROM receipts r LEFT JOIN retries t ON t.viewer=r.viewer AND t.stream=r.stream "
+               "AND t.epoch=r.epoch WHERE r.received > r.settled")
         args: list = []
+        if now is not None:
+            sql += " AND (t.retry_after IS NULL OR t.retry_after <= ?)"
+            args.append(now)
         if stream is not None:
-            sql += " AND stream=?"
+            sql += " AND r.stream=?"
             args.append(stream)
         if epoch is not None:
-            sql += " AND epoch=?"
+            sql += " AND r.epoch=?"
             args.append(epoch)
-        rows = self._tx(sql + " ORDER BY stream, epoch, idx", tuple(args)).fetchall()
+        rows = self._tx(sql + " ORDER BY r.stream, r.epoch, r.idx", tuple(args)).fetchall()
         return [StoredReceipt(bytes(r[0]), bytes(r[1]), r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), r[7]) for r in rows]
 
     def count_receipts(self) -> int:
@@ -136,14 +156,31 @@ class ReceiptStore:
         return [(bytes(h), bytes(s), e, [(bytes.fromhex(v), i, r) for v, i, r in json.loads(j)]) for h, s, e, j in rows]
 
     def finish_settlement(self, tx_hash: bytes, stream: bytes, epoch: int, entries: list[tuple[bytes, int, int]],
-                          paid_by_index: dict[int, int], amount: int, gas_used: int) -> None:
-        """Mark a mined batch: every entry is settled up to the count it carried."""
+                          paid_by_index: dict[int, int], amount: int, gas_used: int,
+                          retry: frozenset[int] = frozenset(), now: float = 0.0) -> dict[str, int]:
+        """Mark a mined batch: every entry is settled up to the count it carried, except
+        the positions in ``retry`` (refused for a reason that may pass, e.g. an empty
+        pool): those stay unsettled with a backoff, until ``MAX_ATTEMPTS``.
+        Returns ``{"kept": n, "given_up": n}``."""
         # Token amounts exceed SQLite's int64: they are kept as decimal text.
+        out = {"kept": 0, "given_up": 0}
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for viewer, index, received in entries:
+                for pos, (viewer, index, received) in enumerate(entries):
                     key = (viewer, stream, epoch)
+                    if pos in retry:
+                        row = self.db.execute("SELECT attempts FROM retries WHERE viewer=? AND stream=? "
+                                              "AND epoch=?", key).fetchone()
+                        attempts = (int(row[0]) if row else 0) + 1
+                        if attempts < MAX_ATTEMPTS:
+                            wait = min(RETRY_BASE_S * 2 ** (attempts - 1), RETRY_MAX_S)
+                            self.db.execute("INSERT OR REPLACE INTO retries VALUES (?,?,?,?,?)",
+                                            (*key, attempts, now + wait))
+                            out["kept"] += 1
+                            continue
+                        out["given_up"] += 1  # settled below: never resubmitted again
+                    self.db.execute("DELETE FROM retries WHERE viewer=? AND stream=? AND epoch=?", key)
                     row = self.db.execute("SELECT paid_tokens FROM receipts WHERE viewer=? AND stream=? "
                                           "AND epoch=?", key).fetchone()
                     before = int(row[0]) if row else 0
@@ -158,6 +195,11 @@ class ReceiptStore:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+        return out
+
+    def retry_count(self) -> int:
+        """Entries waiting to be resubmitted (see ``retries``)."""
+        return int(self._tx("SELECT COUNT(*) FROM retries").fetchone()[0])
 
     def drop_settlement(self, tx_hash: bytes) -> None:
         self._tx("UPDATE settlements SET state='dropped' WHERE tx_hash=?", (tx_hash,))

@@ -19,6 +19,15 @@ store and the chain adapter.
   settles what it had exactly once; and should the store be behind the chain,
   the contract pays a (relay, viewer, epoch) only for bytes above what it
   already paid, so a resubmission costs gas, never tokens.
+* Refusals. An entry the contract refuses for good (forged, replayed,
+  allowance or relay cap used up, out of the ticket's window) is marked
+  settled: resending it could never pay. One refused because the pool was
+  empty stays unsettled and is resubmitted after a backoff (30 s doubling, at
+  most ``receipt_store.MAX_ATTEMPTS`` times), so a sponsor's top-up still
+  pays it; ``counters`` says how many were kept and given up.
+* Terms. Stream terms read from the chain are checked against the bounds the
+  contract enforces (:func:`check_terms`); a stream with terms out of range
+  is treated as unknown.
 
 Pure helpers :func:`pack_entry` and :func:`plan_batches` hold the calldata
 layout and the batching rule.
@@ -32,7 +41,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import eip712
-from .chain import ChainError, LedgerChain, SettleResult
+from .chain import (
+    MAX_EPOCH_LENGTH,
+    MAX_PRICE_PER_MB,
+    RETRYABLE,
+    ChainError,
+    LedgerChain,
+    SettleResult,
+)
 from .receipt_store import ReceiptStore, StoredReceipt
 from .receipts import Receipt, ReceiptError, recover_viewer, verify_receipt
 from .tickets import Ticket, TicketError, verify_ticket
@@ -45,6 +61,20 @@ class Terms:
     broadcaster: bytes
     price_per_mb: int
     epoch_length: int
+
+
+class TermsError(ValueError):
+    """Stream terms out of the bounds the contract enforces."""
+
+
+def check_terms(broadcaster: bytes, price_per_mb: int, epoch_length: int) -> None:
+    """Raise TermsError unless the terms are what a RewardsPool can hold."""
+    if not isinstance(broadcaster, bytes) or len(broadcaster) != 20 or not any(broadcaster):
+        raise TermsError("broadcaster must be a 20-byte, non-zero address")
+    if not isinstance(epoch_length, int) or not 1 <= epoch_length <= MAX_EPOCH_LENGTH:
+        raise TermsError(f"epoch_length {epoch_length!r} not in 1..{MAX_EPOCH_LENGTH}")
+    if not isinstance(price_per_mb, int) or not 0 <= price_per_mb <= MAX_PRICE_PER_MB:
+        raise TermsError(f"price_per_mb {price_per_mb!r} not in 0..{MAX_PRICE_PER_MB}")
 
 
 @dataclass(frozen=True)
@@ -108,6 +138,7 @@ class RelayLedger:
         self.clock, self.max_batch = clock, max_batch
         self.address = eip712.address_of_key(wallet_key)
         self.results: list[SettleResult] = []
+        self.counters = {"settle_entries_retry": 0, "settle_entries_given_up": 0, "streams_bad_terms": 0}
 
     # -- stream terms --------------------------------------------------------
     def set_terms(self, stream: bytes, terms: Terms) -> None:
@@ -123,7 +154,12 @@ class RelayLedger:
         info = self.chain.stream_info(stream)
         if int(info["broadcaster"], 16) == 0:
             return None
-        t = Terms(bytes.fromhex(info["broadcaster"][2:]), info["price_per_mb"], info["epoch_length"])
+        t = Terms(bytes.fromhex(info["broadcaster"][2:]), int(info["price_per_mb"]), int(info["epoch_length"]))
+        try:
+            check_terms(t.broadcaster, t.price_per_mb, t.epoch_length)
+        except TermsError:
+            self.counters["streams_bad_terms"] += 1
+            return None
         self.set_terms(stream, t)
         return t
 
@@ -177,7 +213,7 @@ class RelayLedger:
         now = self.clock() if now is None else now
         self.recover_pending()
         done = []
-        for batch in plan_batches(self.store.unsettled(), self.max_batch):
+        for batch in plan_batches(self.store.unsettled(now=self.clock()), self.max_batch):
             stream, epoch = batch[0].stream, batch[0].epoch
             terms = self.terms(stream)
             if terms is None:
@@ -203,7 +239,11 @@ class RelayLedger:
     def _apply(self, tx_hash: bytes, stream: bytes, epoch: int,
                entries: list[tuple[bytes, int, int]], res: SettleResult) -> None:
         paid = {int(ev["index"]): int(ev["amount"]) for ev in res.paid}
-        self.store.finish_settlement(tx_hash, stream, epoch, entries, paid, res.amount, res.gas_used)
+        retry = frozenset(pos for pos, reason in res.rejected if reason in RETRYABLE)
+        n = self.store.finish_settlement(tx_hash, stream, epoch, entries, paid, res.amount, res.gas_used,
+                                         retry=retry, now=self.clock())
+        self.counters["settle_entries_retry"] += n["kept"]
+        self.counters["settle_entries_given_up"] += n["given_up"]
         self.results.append(res)
 
     def stats(self) -> dict[str, Any]:
@@ -215,5 +255,6 @@ class RelayLedger:
             "tokens_paid": t["tokens_paid"],
             "gas_per_receipt": round(t["gas_used"] / t["receipts_paid"]) if t["receipts_paid"] else None,
             "epochs_settled": t["epochs_settled"], "receipts_paid": t["receipts_paid"],
-            "gas_used": t["gas_used"],
+            "gas_used": t["gas_used"], "settle_retry_pending": self.store.retry_count(),
+            **self.counters,
         }
