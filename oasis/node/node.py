@@ -11,14 +11,18 @@ input the stream's timer is re-armed at the core's next deadline. The swarm
 core sees wall-clock seconds (``time.time``) because chunk times are the
 broadcaster's wall clock; aioquic runs on the loop's monotonic clock.
 
-Links: a node dials peers the tracker names until it has ``target_neighbours``
-and accepts incoming links up to ``max_neighbours``. When two nodes dial each
-other at once, both keep the link dialled by the smaller key.
+Peers: every decision about a peer -- admit or refuse a link (neighbour limit,
+the simultaneous-dial rule, bans), where a JOIN or a message goes, a peer's
+message budget and score, whom to dial and when to ask the tracker again -- is
+taken by the sans-I/O :class:`~oasis.core.peer.PeerPolicy` (``Node.policy``);
+the node feeds it link events and executes its actions (send, close, dial, add
+or remove a swarm peer, announce), re-arming one timer at its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -28,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from oasis.core import peer as pp
 from oasis.core import session as ss
 from oasis.core import swarm as sw
 from oasis.core import wire
@@ -39,6 +44,7 @@ from oasis.core.wire import ErrorCode
 from .transport import Endpoint, Link
 
 log = logging.getLogger("oasis.node")
+MAX_OFFERED = 50  #: candidates taken from one answer of a source
 
 
 @dataclass
@@ -96,13 +102,14 @@ class LiveStream:
 
     def pump(self) -> None:
         node = self.node
+        policy = node.policy
         for a in self.swarm.actions():
             if isinstance(a, sw.Send):
-                link = node.links_by_peer.get(a.peer)
+                link = policy.link_of(a.peer)
                 if link is not None:
                     link.send(a.message)
             elif isinstance(a, sw.Push):
-                link = node.links_by_peer.get(a.peer)
+                link = policy.link_of(a.peer)
                 if link is not None:
                     link.send_chunk(a.chunk, a.deadline)
             elif isinstance(a, sw.Deliver):
@@ -113,11 +120,8 @@ class LiveStream:
             elif isinstance(a, sw.FetchOrigin):
                 node.spawn(self._fetch_origin(a.seq, a.deadline))
             elif isinstance(a, sw.DropPeer):
-                node.counters["peers_dropped_bad_chunks"] += 1
-                link = node.links_by_peer.get(a.peer)
-                if link is not None:
-                    link.close(a.code, a.reason)
-                node.ban(a.peer)
+                policy.on_drop_peer(a.peer, a.code, a.reason, node.clock())
+                node._run_policy()
         self._arm()
 
     def _deliver(self, a: sw.Deliver) -> None:
@@ -176,39 +180,78 @@ class LiveStream:
 
 
 class Node:
+    """Executes the policy core (:class:`~oasis.core.peer.PeerPolicy`) and the swarm cores
+    over the endpoint's links: every decision about a peer is the policy's."""
+
     def __init__(self, identity: Identity, config: sw.SwarmConfig, *, host: str = "127.0.0.1",
-                 port: int = 0, target_neighbours: int = 6, max_neighbours: int = 12,
+                 port: int = 0, target_neighbours: int | None = None,
+                 max_neighbours: int | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 link_delay: float = 0.0) -> None:
+                 link_delay: float = 0.0, policy: pp.PolicyConfig | None = None) -> None:
         self.identity = identity
         self.config = config
         self.host, self.port = host, port
-        self.target_neighbours = target_neighbours
-        self.max_neighbours = max_neighbours
         self.clock = clock
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
+        pcfg = policy or pp.PolicyConfig()
+        pcfg = dataclasses.replace(
+            pcfg, target_neighbours=pcfg.target_neighbours if target_neighbours is None else target_neighbours,
+            max_neighbours=pcfg.max_neighbours if max_neighbours is None else max_neighbours)
+        #: the node's policy towards peers (admission, bans, JOIN routing, dialling)
+        self.policy: pp.PeerPolicy[Link] = pp.PeerPolicy(identity.public, pcfg,
+                                                         rng=random.Random(self.rng.random()),
+                                                         now=clock())
         self.endpoint = Endpoint(identity, on_event=self._on_event, clock=clock, rng=self.rng,
-                                 max_links=max_neighbours * 2 + 8, link_delay=link_delay)
+                                 max_links=pcfg.max_neighbours * 2 + 8, link_delay=link_delay)
         self.streams: dict[bytes, LiveStream] = {}
-        self.links_by_peer: dict[bytes, Link] = {}
-        self.joined: dict[bytes, set[bytes]] = {}  # peer -> stream keys it joined with us
-        self.banned: dict[bytes, float] = {}
-        self.dialling: set[bytes] = set()
-        self.counters: dict[str, int] = {"violations": 0, "peers_dropped_bad_chunks": 0,
-                                         "links_refused": 0, "dial_failures": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.http: aiohttp.ClientSession = aiohttp.ClientSession()
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
         self.rewards: Any = None  #: oasis.node.rewards.Rewards when proof of relay is on
+        #: set when the policy wants fresh candidates (see :meth:`announce_due`)
+        self.announce_wanted = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
+        self._run_policy()
         return self.host, self.port
 
     @property
     def peer_id(self) -> str:
         return self.identity.peer_id
+
+    # ---- views of the policy (read by http.py, runtime.py and tests) -----------
+    @property
+    def target_neighbours(self) -> int:
+        return self.policy.config.target_neighbours
+
+    @property
+    def max_neighbours(self) -> int:
+        return self.policy.config.max_neighbours
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The policy's counters (a copy, plain ints): what /stats and /metrics export."""
+        return dataclasses.asdict(self.policy.counters)
+
+    @property
+    def links_by_peer(self) -> dict[bytes, Link]:
+        return {k: p.link for k, p in self.policy.peers.items()}
+
+    @property
+    def joined(self) -> dict[bytes, set[bytes]]:
+        return {k: p.joined for k, p in self.policy.peers.items()}
+
+    @property
+    def banned(self) -> dict[bytes, float]:
+        return self.policy.bans
+
+    @property
+    def dialling(self) -> set[bytes]:
+        return set(self.policy.dialling)
 
     def spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)
@@ -216,125 +259,162 @@ class Node:
         task.add_done_callback(self._tasks.discard)
 
     def add_stream(self, sid: StreamId, *, is_source: bool, origin_url: str | None = None) -> LiveStream:
+        if not self.policy.add_stream(str(sid), sid.key):
+            raise ValueError(f"this node carries at most {self.policy.config.max_streams} streams")
         ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url)
         self.streams[sid.key] = ls
         return ls
 
     def ban(self, peer: bytes, seconds: float = 60.0) -> None:
-        self.banned[peer] = self.clock() + seconds
+        self.policy.ban(peer, self.clock(), seconds)
+        self._run_policy()
 
     def neighbour_count(self) -> int:
-        return len(self.links_by_peer)
+        return self.policy.neighbour_count()
 
-    # ---- dialling ------------------------------------------------------------
+    # ---- the policy's actions ----------------------------------------------------
+    def _run_policy(self) -> None:
+        policy = self.policy
+        for a in policy.actions():
+            if isinstance(a, pp.SendTo):
+                a.link.send(a.message)
+            elif isinstance(a, pp.AddPeer):
+                ls = self.streams.get(a.stream)
+                link = policy.link_of(a.peer)
+                if ls is not None:
+                    ls.swarm.add_peer(a.peer, self.clock(), rtt=link.rtt if link is not None else -1.0)
+                    ls.pump()
+            elif isinstance(a, pp.RemovePeer):
+                ls = self.streams.get(a.stream)
+                if ls is not None:
+                    ls.swarm.remove_peer(a.peer, self.clock())
+                    ls.pump()
+            elif isinstance(a, pp.CloseLink):
+                if not a.link.closed:
+                    a.link.close(a.code, a.reason)
+            elif isinstance(a, pp.Dial):
+                self.spawn(self._dial(a.peer, a.host, a.port, 5.0))
+            elif isinstance(a, pp.Ban):
+                log.warning("banned %s until %.0f: %s %s", peer_id_of(a.peer)[:16], a.until,
+                            a.code.name, a.reason)
+            elif isinstance(a, pp.Announce):
+                self.announce_wanted.set()
+        self._arm()
+
+    def _arm(self) -> None:
+        t = self.policy.get_timer()
+        if t is None or (self._timer is not None and self._timer_at == t):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = t
+        self._timer = self.loop.call_later(max(0.0, t - self.clock()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.policy.handle_timer(self.clock())
+        self._run_policy()
+
+    # ---- candidates and dialling ---------------------------------------------------
+    async def announce_due(self) -> None:
+        """Wait until the policy wants fresh candidates (its announce cadence)."""
+        await self.announce_wanted.wait()
+        self.announce_wanted.clear()
+
+    def offer_peers(self, peers: list[dict[str, Any]], *, interval: float | None = None,
+                    verified: bool = True) -> None:
+        """Candidates a verified source named (``peer_id``, ``host``, ``port`` each); the
+        policy dials those it wants. Malformed entries are skipped."""
+        found = []
+        for p in peers[:MAX_OFFERED]:
+            try:
+                found.append(pp.Candidate(key_of_peer_id(str(p["peer_id"])), str(p["host"]),
+                                          int(p["port"])))
+            except (KeyError, TypeError, ValueError):
+                continue
+        self.policy.on_candidates(found, self.clock(), verified=verified, interval=interval)
+        self._run_policy()
+
+    def announce_failed(self) -> None:
+        self.policy.announce_failed(self.clock())
+        self._run_policy()
+
     async def connect(self, peer_id: str, host: str, port: int, timeout: float = 5.0) -> bool:
+        """Dial one peer now (if the policy allows); True once its link is admitted."""
         try:
             key = key_of_peer_id(peer_id)
         except ValueError:
             return False
-        if key == self.identity.public or key in self.links_by_peer or key in self.dialling:
+        if not self.policy.may_dial(key, host, port, self.clock()):
             return False
-        if self.banned.get(key, 0) > self.clock():
-            return False
-        self.dialling.add(key)
+        return await self._dial(key, host, port, timeout)
+
+    async def _dial(self, key: bytes, host: str, port: int, timeout: float) -> bool:
         try:
             link = self.endpoint.dial((host, port), key)
             await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)
-            return True
         except (TimeoutError, ConnectionError, OSError) as exc:
-            self.counters["dial_failures"] += 1
             log.debug("dial %s:%s failed: %s", host, port, exc)
+            self.policy.dial_failed(key, self.clock())
+            self._run_policy()
             return False
-        finally:
-            self.dialling.discard(key)
+        return self.policy.link_of(key) is link
 
     # ---- session events ------------------------------------------------------
     def _on_event(self, link: Link, ev: ss.Event) -> None:
-        if isinstance(ev, ss.Authenticated):
-            self._on_authenticated(link, ev.peer_key)
-        elif isinstance(ev, ss.MessageReceived):
+        if isinstance(ev, ss.MessageReceived):
             self._on_message(link, ev.message)
         elif isinstance(ev, ss.ChunkReceived):
             peer = link.peer_key
             ls = self.streams.get(ev.chunk.stream)
-            if ls is not None and peer is not None and ev.chunk.stream in self.joined.get(peer, ()):
+            if ls is not None and peer is not None and self.policy.on_chunk(link, peer, ev.chunk.stream,
+                                                                             self.clock()):
                 ls.swarm.on_chunk(peer, ev.chunk, self.clock())
                 ls.pump()
+        elif isinstance(ev, ss.Authenticated):
+            admitted = self.policy.link_up(link, ev.peer_key, dialled=link.session.is_dialler,
+                                           now=self.clock())
+            if admitted and self.rewards is not None:
+                link.send(self.rewards.hello())
+            self._run_policy()
         elif isinstance(ev, ss.Violation):
-            self.counters["violations"] += 1
             log.warning("protocol violation from %s: %s %s", link.addr, ev.code.name, ev.detail)
+            self.policy.on_violation(link, link.peer_key, self.clock(), f"{ev.code.name} {ev.detail}")
+            self._run_policy()
         elif isinstance(ev, ss.Closed):
-            self._on_closed(link)
-
-    def _on_authenticated(self, link: Link, peer: bytes) -> None:
-        if self.banned.get(peer, 0) > self.clock():
-            link.close(ErrorCode.TOO_MANY_ERRORS, "banned")
-            return
-        existing = self.links_by_peer.get(peer)
-        if existing is not None and existing is not link and not existing.closed:
-            # Simultaneous dial: keep the link dialled by the smaller key.
-            mine_dialled = link.session.is_dialler
-            keep_new = (self.identity.public < peer) == mine_dialled
-            if not keep_new:
-                link.close(ErrorCode.NO_ERROR, "duplicate link")
-                return
-            self.links_by_peer[peer] = link
-            existing.close(ErrorCode.NO_ERROR, "duplicate link")
-        elif not link.session.is_dialler and len(self.links_by_peer) >= self.max_neighbours:
-            self.counters["links_refused"] += 1
-            link.close(ErrorCode.OVERLOADED, "neighbour limit reached")
-            return
-        self.links_by_peer[peer] = link
-        self.joined.setdefault(peer, set())
-        if self.rewards is not None:
-            link.send(self.rewards.hello())
-        if link.session.is_dialler:
-            for ls in self.streams.values():
-                link.send(wire.Join(stream=ls.text_id))
+            self._on_closed(link, ev.code)
 
     def _on_message(self, link: Link, msg: wire.Message) -> None:
         peer = link.peer_key
-        if peer is None or self.links_by_peer.get(peer) is not link:
+        if peer is None:
             return
         now = self.clock()
-        if isinstance(msg, wire.Join):
-            ls = next((s for s in self.streams.values() if s.text_id == msg.stream), None)
-            if ls is None:
-                link.send(wire.Error(code=int(ErrorCode.UNKNOWN_STREAM), reason=msg.stream[:200]))
-                return
-            joined = self.joined.setdefault(peer, set())
-            if ls.sid.key in joined:
-                return
-            joined.add(ls.sid.key)
-            if not link.session.is_dialler:
-                link.send(wire.Join(stream=ls.text_id))
-            ls.swarm.add_peer(peer, now, rtt=link.rtt)
-            ls.pump()
-            return
         if isinstance(msg, wire.Error):
             log.info("peer %s reports error %s: %s", link.addr, msg.code, msg.reason)
-            return
-        if isinstance(msg, (wire.WalletBind, wire.TicketMsg, wire.ReceiptMsg)):
-            self._on_ledger_message(peer, msg)
-            return
-        skey = getattr(msg, "stream", None)
-        ls = self.streams.get(skey) if isinstance(skey, bytes) else None
-        if ls is None or skey not in self.joined.get(peer, ()):
-            self.counters["violations"] += 1
-            log.warning("%s for a stream %s has not joined", type(msg).__name__, link.addr)
-            return
-        if isinstance(msg, wire.Status):
-            ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
-        ls.swarm.on_message(peer, msg, now)
-        ls.pump()
+        route = self.policy.on_message(link, peer, msg, now)
+        if route is None:
+            self._run_policy()
+        elif route == pp.TO_NODE:
+            if isinstance(msg, (wire.WalletBind, wire.TicketMsg, wire.ReceiptMsg)):
+                self._on_ledger_message(link, peer, msg)
+        else:
+            ls = self.streams.get(route)
+            if ls is None:
+                return
+            if isinstance(msg, wire.Status):
+                ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
+            ls.swarm.on_message(peer, msg, now)
+            ls.pump()
 
-    def _on_ledger_message(self, peer: bytes, msg: wire.Message) -> None:
+    def _on_ledger_message(self, link: Link, peer: bytes, msg: wire.Message) -> None:
         r = self.rewards
         if r is None:
             return  # this node takes no part in proof of relay: ignore, not an error
         if isinstance(msg, wire.WalletBind):
             if not r.on_wallet(peer, msg):
-                self.counters["violations"] += 1
+                self.policy.on_violation(link, peer, self.clock(), "bad wallet binding")
+                self._run_policy()
         elif r.ledger is not None and r.issuer is None:  # relays verify; broadcasters are not paid
             if isinstance(msg, wire.TicketMsg):
                 r.on_ticket(msg)
@@ -342,26 +422,18 @@ class Node:
                 r.on_receipt(msg)
 
     def send_to(self, peer: bytes, msg: wire.Message) -> None:
-        link = self.links_by_peer.get(peer)
+        link = self.policy.link_of(peer)
         if link is not None:
             link.send(msg)
 
-    def _on_closed(self, link: Link) -> None:
-        peer = link.peer_key
+    def _on_closed(self, link: Link, code: ErrorCode) -> None:
         c = link.session.counters
         self.closed_links_stats["control"] += c.control_in + c.control_out
         self.closed_links_stats["chunk_stream"] += c.chunk_stream_in + c.chunk_stream_out
         self.closed_links_stats["media"] += c.media_in + c.media_out
         self.closed_links_stats["wire"] += link.wire_in + link.wire_out
-        if peer is None or self.links_by_peer.get(peer) is not link:
-            return
-        del self.links_by_peer[peer]
-        now = self.clock()
-        for skey in self.joined.pop(peer, set()):
-            ls = self.streams.get(skey)
-            if ls is not None:
-                ls.swarm.remove_peer(peer, now)
-                ls.pump()
+        self.policy.link_down(link, link.peer_key, self.clock(), code=code)
+        self._run_policy()
 
     # ---- accounting ------------------------------------------------------------
     def traffic(self) -> dict[str, int]:
@@ -376,11 +448,14 @@ class Node:
         return t
 
     def neighbours(self) -> list[str]:
-        return [peer_id_of(k) for k in self.links_by_peer]
+        return [peer_id_of(k) for k in self.policy.peers]
 
     async def close(self) -> None:
         for ls in self.streams.values():
             ls.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.endpoint.close()
         for task in list(self._tasks):
             task.cancel()

@@ -1,0 +1,109 @@
+"""Real nodes on loopback (in-process, real QUIC): the policy core cuts off abusive peers.
+
+A broadcaster streams to an honest viewer. Two attackers with valid identities link
+to the broadcaster: one sends STATUS for a stream it never joined, the other joins
+and then floods control messages past its message budget. Each is counted, its link is
+closed, it is banned (a new link from it is refused), and the honest viewer keeps
+receiving the stream throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+from oasis.node.node import Node
+
+
+async def until(pred: Callable[[], bool], timeout: float) -> None:
+    """Wait (bounded) for a condition on in-process state."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def _node(**kw) -> Node:
+    n = Node(Identity.generate(), sw.SwarmConfig(chunk_ms=100, bitrate_kbps=200), **kw)
+    await n.start()
+    return n
+
+
+def status(skey: bytes, i: int) -> wire.Status:
+    return wire.Status(stream=skey, latest=i, have=0, keyframe=0, slots=0, paths=[])
+
+
+async def test_unjoined_and_flooding_peers_are_cut_off_while_an_honest_viewer_streams():
+    b = await _node(max_neighbours=8)
+    nodes = [b]
+    sid = StreamId(b.identity.public, "live")
+    src = b.add_stream(sid, is_source=True)
+
+    async def produce() -> None:
+        seq = 0
+        while True:
+            chunk = sign_chunk(b.identity, sid, seq, int(time.time() * 1e6), seq % 10 == 0, b"\x47" * 2500)
+            src.swarm.publish(chunk, time.time())
+            src.pump()
+            seq += 1
+            await asyncio.sleep(0.1)  # the media clock, not synchronisation
+
+    producer = asyncio.create_task(produce())
+    try:
+        v = await _node()
+        nodes.append(v)
+        view = v.add_stream(sid, is_source=False)
+        assert await v.connect(b.peer_id, *b.endpoint.address)
+        await until(lambda: len(view.record.latencies) >= 10, 20)
+
+        # Attacker 1: linked, joined nothing, sends STATUS for the stream anyway.
+        a1 = await _node()
+        nodes.append(a1)
+        assert await a1.connect(b.peer_id, *b.endpoint.address)
+        link1 = a1.links_by_peer[b.identity.public]
+        for i in range(40):
+            link1.send(status(sid.key, i))
+        await until(lambda: a1.identity.public in b.banned, 15)
+        assert b.counters["messages_unjoined"] >= 20
+        assert b.counters["violations"] >= 20
+        await until(lambda: link1.closed or not a1.links_by_peer, 15)
+        assert a1.identity.public not in b.links_by_peer
+
+        # Attacker 2: joins properly, then floods control messages past its budget.
+        a2 = await _node()
+        nodes.append(a2)
+        a2.add_stream(sid, is_source=False)
+        assert await a2.connect(b.peer_id, *b.endpoint.address)
+        await until(lambda: sid.key in b.joined.get(a2.identity.public, set()), 15)
+        link2 = a2.links_by_peer[b.identity.public]
+        for _ in range(3000):  # each one harmless (unsubscribe nothing): only the rate is abusive
+            link2.send(wire.Unsubscribe(stream=sid.key, mask=0))
+            if link2.closed:
+                break
+        await until(lambda: a2.identity.public in b.banned, 15)
+        assert b.counters["messages_over_budget"] >= 80
+        assert b.counters["peers_dropped_score"] == 2
+        assert a2.identity.public not in b.links_by_peer
+
+        # A banned peer that comes back is refused at admission.
+        refused = b.counters["links_refused_banned"]
+        await a1.connect(b.peer_id, *b.endpoint.address)
+        await until(lambda: b.counters["links_refused_banned"] > refused, 15)
+        assert a1.identity.public not in b.links_by_peer
+
+        # The honest viewer kept its link and keeps streaming.
+        assert v.identity.public in b.links_by_peer and v.identity.public not in b.banned
+        got = len(view.record.latencies)
+        await until(lambda: len(view.record.latencies) >= got + 10, 20)
+        assert b.counters["links_accepted"] >= 3
+    finally:
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+        for n in nodes:
+            await n.close()
