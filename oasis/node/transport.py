@@ -59,6 +59,8 @@ MIN_INITIAL_SIZE = 1200  #: RFC 9000 §14.1: a client's Initial datagram is at l
 #: stream bytes a link may receive before its session authenticates (HELLO + AUTH are
 #: a few hundred bytes; nothing else is legitimate before then)
 PREAUTH_BUDGET = 128 * 1024
+INITIAL_MAX_DATA = 2 * 1024 * 1024  #: QUIC connection flow-control window at start
+INITIAL_MAX_STREAM_DATA = 1024 * 1024  #: QUIC per-stream window at start
 
 
 class _ListenerConnection(QuicConnection):
@@ -425,9 +427,12 @@ class Endpoint(asyncio.DatagramProtocol):
         self._mds = max_datagram_size
 
     def _config(self, *, is_client: bool, cert: Any, mds: int) -> QuicConfiguration:
+        # Flow-control windows: aioquic doubles them as they fill, so they limit speed only
+        # at the start; what they bound is what a stranger can make us allocate before the
+        # pre-auth budget is checked (aioquic fills a gap in a stream with zeros).
         cfg = QuicConfiguration(is_client=is_client, alpn_protocols=[wire.ALPN],
                                 max_datagram_size=mds, idle_timeout=20.0,
-                                max_data=16 * 1024 * 1024, max_stream_data=4 * 1024 * 1024)
+                                max_data=INITIAL_MAX_DATA, max_stream_data=INITIAL_MAX_STREAM_DATA)
         cfg.certificate = cert
         cfg.private_key = self.identity.private
         cfg.verify_mode = ssl.CERT_NONE  # pinning is done on the key, see Link._check_certificate

@@ -1,0 +1,464 @@
+"""Strangers at the QUIC door: each test mounts the attack on a real node over loopback UDP.
+
+The attackers are real aioquic clients (or raw UDP sockets) bound to other
+loopback addresses (127.0.0.2 ...), so the per-IP caps see them apart from the
+honest dialler on 127.0.0.1; all traffic goes to the node on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aioquic.quic import events as qe
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from oasis.core import session as ss
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.wire import ErrorCode
+from oasis.node.keystore import make_certificate
+from oasis.node.node import Node
+from oasis.node.transport import Link
+
+SLACK = 10.0  # a loaded 2-core machine: generous, the assertions are about behaviour
+
+
+async def _node(**kw: Any) -> Node:
+    n = Node(Identity.generate(), sw.SwarmConfig(), **kw)
+    await n.start()
+    return n
+
+
+async def _wait(predicate: Any, timeout: float) -> None:
+    """Wait (bounded) for a condition the event loop makes true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Closed:
+    code: int
+    reason: str
+    at: float
+
+
+@dataclass
+class RawClient(asyncio.DatagramProtocol):
+    """A real aioquic client on its own socket, driven by hand: it does only what a test says.
+
+    It completes the QUIC/TLS handshake (following the node's Retry, presenting
+    a certificate of ``identity``) and then sends nothing unless told to.
+    """
+
+    identity: Identity
+    certificate: bool = True
+    quic: QuicConnection = field(init=False)
+    transport: Any = None
+    handshake_at: float | None = None
+    closed: Closed | None = None
+    stop_sending: set[int] = field(default_factory=set)
+    _timer: asyncio.TimerHandle | None = None
+
+    def __post_init__(self) -> None:
+        cfg = QuicConfiguration(is_client=True, alpn_protocols=[wire.ALPN], server_name="oasis")
+        cfg.verify_mode = ssl.CERT_NONE
+        if self.certificate:
+            cfg.certificate = make_certificate(self.identity)
+            cfg.private_key = self.identity.private
+        self.quic = QuicConnection(configuration=cfg)
+
+    async def open(self, src: str, dst: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(src, 0))
+        self.quic.connect(dst, now=loop.time())
+        self.transmit()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.quic.receive_datagram(data, addr, now=asyncio.get_running_loop().time())
+        self.process()
+
+    def process(self) -> None:
+        now = time.monotonic()
+        while (ev := self.quic.next_event()) is not None:
+            if isinstance(ev, qe.HandshakeCompleted):
+                self.handshake_at = now
+            elif isinstance(ev, qe.ConnectionTerminated) and self.closed is None:
+                self.closed = Closed(ev.error_code, ev.reason_phrase, now)
+            elif isinstance(ev, qe.StopSendingReceived):
+                self.stop_sending.add(ev.stream_id)
+        self.transmit()
+
+    def transmit(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.transport is None or self.transport.is_closing():
+            return
+        for data, addr in self.quic.datagrams_to_send(now=loop.time()):
+            self.transport.sendto(data, addr)
+        if self._timer is not None:
+            self._timer.cancel()
+        t = self.quic.get_timer()
+        self._timer = loop.call_at(t, self._on_timer) if t is not None else None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.quic.handle_timer(now=asyncio.get_running_loop().time())
+        self.process()
+
+    def send(self, stream_id: int, data: bytes, end: bool = False) -> None:
+        self.quic.send_stream_data(stream_id, data, end_stream=end)
+        self.transmit()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _silent_clients(n: int, ips: list[str], dst: tuple[str, int]) -> list[RawClient]:
+    clients = []
+    for i in range(n):
+        c = RawClient(Identity.generate())
+        await c.open(ips[i % len(ips)], dst)
+        clients.append(c)
+    return clients
+
+
+def _code(c: RawClient) -> ErrorCode | None:
+    if c.closed is None or c.closed.code < 0x100:
+        return None
+    return ErrorCode(c.closed.code - 0x100)
+
+
+# ---- 1. junk Initials ------------------------------------------------------------
+
+def _long_header(dcid: bytes, scid: bytes, token: bytes, size: int) -> bytes:
+    """A QUIC v1 Initial header with the given ids and token, padded with random bytes."""
+    first = 0xC0 | random.getrandbits(4)  # long header, fixed bit, type Initial (0)
+    head = bytes([first]) + struct.pack("!I", 1) + bytes([len(dcid)]) + dcid + bytes([len(scid)]) + scid
+    head += bytes([len(token)]) + token  # token length as a 1-byte varint (< 64)
+    rest = size - len(head) - 2
+    return head + struct.pack("!H", 0x4000 | rest) + os.urandom(rest)
+
+
+def _junk(i: int) -> bytes:
+    kind = i % 4
+    if kind == 0:
+        return os.urandom(random.randint(1, 1400))  # random bytes
+    if kind == 1:  # a 1,200-byte Initial that does not decrypt, no token
+        return _long_header(os.urandom(8), os.urandom(8), b"", 1200)
+    if kind == 2:  # valid-looking, random DCID, a forged token
+        return _long_header(os.urandom(random.randint(8, 20)), os.urandom(8), os.urandom(40), 1250)
+    return _long_header(os.urandom(4), os.urandom(8), b"", 1200)  # DCID too short for a client
+
+
+async def test_junk_initials_take_no_slot_and_an_honest_dial_succeeds() -> None:
+    b, a = await _node(), await _node()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.2", 0))
+    sock.setblocking(False)
+    dst = b.endpoint.address
+    sent = dict.fromkeys(range(4), 0)
+    try:
+        async def flood() -> None:
+            for burst in range(200):  # 200 x 20 = 4,000 junk datagrams, interleaved with the dial
+                for j in range(20):
+                    i = burst * 20 + j
+                    try:
+                        sock.sendto(_junk(i), dst)
+                        sent[i % 4] += 1
+                    except BlockingIOError:
+                        pass
+                await asyncio.sleep(0.005)
+
+        flooding = asyncio.ensure_future(flood())
+        await asyncio.sleep(0.05)
+        assert await a.connect(b.peer_id, *dst, timeout=SLACK)
+        await flooding
+        c = b.endpoint.counters
+
+        def counted() -> int:
+            return (c["retry_sent"] + c["retry_token_invalid"] + c["undecodable_datagrams"]
+                    + c["unknown_cid_datagrams"] + c["short_initials"])
+
+        # The kernel may drop some of a burst (socket buffer): wait until most are counted.
+        await _wait(lambda: counted() >= sum(sent.values()) // 2, SLACK)
+        # Only the honest dial ever became a connection; the junk cost a counter (and a Retry).
+        assert c["links_accepted"] == 1
+        assert len(b.endpoint.links) == 1 and len(b.endpoint.halfopen) == 0
+        assert c["retry_sent"] >= 1 + sent[1] // 2  # the honest dial's Retry and the junk's
+        assert c["retry_token_invalid"] >= sent[2] // 2
+        assert c["undecodable_datagrams"] >= sent[3] // 2
+        assert list(b.links_by_peer) == [a.identity.public]
+    finally:
+        sock.close()
+        await a.close()
+        await b.close()
+
+
+async def test_a_retry_token_is_bound_to_the_address_it_was_issued_to() -> None:
+    b = await _node()
+    try:
+        # An attacker who saw a token (issued to 127.0.0.3) replays it from 127.0.0.2.
+        dst = b.endpoint.address
+        tokens = b.endpoint.tokens
+        scid = os.urandom(8)
+        token = tokens.issue(("127.0.0.3", 4433), os.urandom(8), scid, b.loop.time())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.2", 4433))
+        try:
+            for _ in range(20):
+                sock.sendto(_long_header(scid, os.urandom(8), token, 1200), dst)
+            await _wait(lambda: b.endpoint.counters["retry_token_invalid"] >= 20, SLACK)
+        finally:
+            sock.close()
+        assert b.endpoint.counters["links_accepted"] == 0 and not b.endpoint.links
+        # An expired token from the right address is refused too.
+        assert tokens.check(("127.0.0.3", 4433), token, scid, b.loop.time() + tokens.lifetime + 1) is None
+        assert tokens.check(("127.0.0.3", 4433), token, scid, b.loop.time()) is not None
+    finally:
+        await b.close()
+
+
+# ---- 2. silent diallers ---------------------------------------------------------------
+
+async def test_silent_diallers_time_out_and_do_not_block_an_honest_dial() -> None:
+    b, a = await _node(), await _node()
+    dst = b.endpoint.address
+    ep = b.endpoint
+    n = ep.max_links + 8  # more silent connections than the node has link slots
+    ips = [f"127.0.0.{i}" for i in range(2, 2 + (n + 7) // 8)]  # 8 per IP: the per-IP cap
+    clients: list[RawClient] = []
+    try:
+        clients = await _silent_clients(n, ips, dst)
+        await _wait(lambda: sum(c.handshake_at is not None or c.closed is not None for c in clients) == n,
+                    SLACK)
+        # During the attack, an honest dial from 127.0.0.1 gets in.
+        assert await a.connect(b.peer_id, *dst, timeout=SLACK)
+        assert a.identity.public in b.links_by_peer
+        # Every silent connection is closed by the node: on its handshake deadline
+        # (TIMEOUT), or earlier to make way for a newer one (OVERLOADED).
+        await _wait(lambda: all(c.closed is not None for c in clients), ss.HANDSHAKE_TIMEOUT + SLACK)
+        codes = [_code(c) for c in clients]
+        assert set(codes) <= {ErrorCode.TIMEOUT, ErrorCode.OVERLOADED}, codes
+        assert codes.count(ErrorCode.TIMEOUT) >= 1
+        for c in clients:
+            if _code(c) == ErrorCode.TIMEOUT and c.handshake_at is not None and c.closed is not None:
+                assert c.closed.at - c.handshake_at <= ss.HANDSHAKE_TIMEOUT + SLACK
+        assert ep.counters["halfopen_evicted"] == codes.count(ErrorCode.OVERLOADED) >= n - ep.max_halfopen
+        assert len(ep.halfopen) == 0
+        assert list(b.links_by_peer) == [a.identity.public]  # the honest neighbour stayed
+    finally:
+        for c in clients:
+            c.stop()
+        await a.close()
+        await b.close()
+
+
+async def test_one_address_holds_at_most_its_share_of_half_open_links() -> None:
+    b = await _node()
+    ep = b.endpoint
+    per_ip = ep.halfopen.per_ip
+    clients: list[RawClient] = []
+    try:
+        clients = await _silent_clients(per_ip + 4, ["127.0.0.2"], ep.address)
+        await _wait(lambda: ep.counters["halfopen_refused"] >= 4
+                    and sum(c.handshake_at is not None for c in clients) == per_ip, SLACK)
+        assert len(ep.halfopen) == per_ip
+    finally:
+        for c in clients:
+            c.stop()
+        await b.close()
+
+
+# ---- 3. chunk streams before authentication -----------------------------------------
+
+def _buffered(link: Link) -> int:
+    """Bytes a link holds for the peer's streams: aioquic's receive buffers + the session's."""
+    quic = sum(len(s.receiver._buffer) for s in link.quic._streams.values())
+    return quic + sum(len(b) for b in getattr(link.session, "_chunk_bufs", {}).values())
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def test_chunk_streams_before_hello_are_stopped_not_buffered() -> None:
+    b, a = await _node(), await _node()
+    ep = b.endpoint
+    clients: list[RawClient] = []
+    try:
+        rss0 = _rss_kb()
+        peak = 0
+        for _ in range(4):  # four attackers in a row, each trying to push 4 MB of chunk streams
+            c = RawClient(Identity.generate())
+            clients.append(c)
+            await c.open("127.0.0.2", ep.address)
+            await _wait(lambda c=c: c.handshake_at is not None, SLACK)
+            link = next(lk for lk in ep.links if lk.addr[0] == "127.0.0.2" and not lk.closed)
+            blob = os.urandom(16 * 1024)
+            for i in range(256):  # 256 x 16 KB on 32 streams, never a FIN, never a HELLO
+                if c.closed is not None:
+                    break
+                try:
+                    c.send(2 + 4 * (i % 32), blob)
+                except Exception:  # aioquic refuses once the node has stopped the stream
+                    pass
+                peak = max(peak, _buffered(link))
+                await asyncio.sleep(0)
+            await _wait(lambda c=c: c.closed is not None, SLACK)
+            # The session ends a stranger's link at its first chunk byte (UNEXPECTED);
+            # the transport's pre-auth byte budget (TOO_LARGE) is the backstop.
+            assert _code(c) in (ErrorCode.UNEXPECTED, ErrorCode.TOO_LARGE)
+            assert c.stop_sending  # the node told it to stop its streams
+        assert ep.counters["preauth_chunk_data"] >= 4
+        assert peak <= ep.preauth_budget
+        assert _rss_kb() - rss0 < 64 * 1024  # flat: nothing like the 16 MB pushed
+        assert await a.connect(b.peer_id, *ep.address, timeout=SLACK)  # still serving
+    finally:
+        for c in clients:
+            c.stop()
+        await a.close()
+        await b.close()
+
+
+async def test_a_gap_before_hello_is_over_the_preauth_budget() -> None:
+    """aioquic fills a gap in a stream with zeros: one small frame at a far offset would
+    make the node hold the whole gap. Past the pre-auth budget the link is closed."""
+    b = await _node()
+    ep = b.endpoint
+    c = RawClient(Identity.generate())
+    try:
+        await c.open("127.0.0.2", ep.address)
+        await _wait(lambda: c.handshake_at is not None, SLACK)
+        gap = 2 * ep.preauth_budget
+        c.quic.send_stream_data(0, b"")  # open the control stream, then write far into it
+        sender = c.quic._streams[0].sender
+        sender._buffer_start = sender._buffer_stop = gap
+        c.send(0, b"x" * 100)
+        await _wait(lambda: c.closed is not None, SLACK)
+        assert _code(c) == ErrorCode.TOO_LARGE
+        assert ep.counters["preauth_over_budget"] == 1
+        assert not ep.halfopen
+    finally:
+        c.stop()
+        await b.close()
+
+
+# ---- 4. GOODBYE reaches the peer ------------------------------------------------------
+
+async def test_the_peer_learns_the_goodbye_code_and_reason() -> None:
+    a, b = await _node(), await _node()
+    seen: list[ss.Closed] = []
+    on_event = b.endpoint.on_event
+
+    def record(link: Link, ev: ss.Event) -> None:
+        if isinstance(ev, ss.Closed):
+            seen.append(ev)
+        on_event(link, ev)
+
+    b.endpoint.on_event = record
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
+        b_link = b.links_by_peer[a.identity.public]
+        before = b_link.session.counters.control_in
+        goodbye = wire.frame(wire.Goodbye(code=int(ErrorCode.OVERLOADED), reason="moving to a closer parent"))
+        a.links_by_peer[b.identity.public].close(ErrorCode.OVERLOADED, "moving to a closer parent")
+        await _wait(lambda: bool(seen), SLACK)
+        assert seen == [ss.Closed(ErrorCode.OVERLOADED, "moving to a closer parent", by_peer=True)]
+        # It came as the GOODBYE message on the control stream, not only in QUIC's close.
+        assert b_link.session.counters.control_in - before >= len(goodbye)
+        assert a.identity.public not in b.links_by_peer
+    finally:
+        await a.close()
+        await b.close()
+
+
+# ---- 5. control stream FIN and unexpected streams -----------------------------------
+
+async def test_a_fin_on_the_control_stream_ends_the_link() -> None:
+    b = await _node()
+    c = RawClient(Identity.generate())
+    try:
+        await c.open("127.0.0.2", b.endpoint.address)
+        await _wait(lambda: c.handshake_at is not None, SLACK)
+        hello = wire.frame(wire.Hello(versions=list(wire.SUPPORTED_VERSIONS), key=c.identity.public,
+                                      nonce=os.urandom(16), agent="x"))
+        c.send(0, hello[: len(hello) // 2], end=True)  # half a frame, then FIN
+        await _wait(lambda: c.closed is not None, SLACK)
+        assert _code(c) == ErrorCode.MALFORMED
+        assert not b.endpoint.halfopen
+    finally:
+        c.stop()
+        await b.close()
+
+
+async def test_a_second_bidirectional_stream_is_a_counted_violation() -> None:
+    b = await _node()
+    c = RawClient(Identity.generate())
+    try:
+        await c.open("127.0.0.2", b.endpoint.address)
+        await _wait(lambda: c.handshake_at is not None, SLACK)
+        c.send(4, b"not the control stream")
+        await _wait(lambda: b.endpoint.counters["unexpected_streams"] >= 1 and 4 in c.stop_sending, SLACK)
+        assert b.counters["violations"] >= 1
+    finally:
+        c.stop()
+        await b.close()
+
+
+# ---- 6. the dialler's certificate must carry the key AUTH proves ----------------------
+
+async def test_a_dialler_whose_tls_key_is_not_its_auth_key_is_refused() -> None:
+    a, b = await _node(), await _node()
+    other = Identity.generate()
+    real_config = a.endpoint._config
+
+    def forged(*, is_client: bool, cert: Any, mds: int) -> QuicConfiguration:
+        cfg = real_config(is_client=is_client, cert=cert, mds=mds)
+        if is_client:  # TLS shows other's key; HELLO/AUTH will prove a's key
+            cfg.certificate, cfg.private_key = make_certificate(other), other.private
+        return cfg
+
+    a.endpoint._config = forged  # type: ignore[method-assign]
+    try:
+        assert not await a.connect(b.peer_id, *b.endpoint.address, timeout=SLACK)
+        await _wait(lambda: b.endpoint.counters["tls_key_mismatch"] == 1, SLACK)
+        assert b.links_by_peer == {}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_dialler_without_a_certificate_is_refused() -> None:
+    b = await _node()
+    c = RawClient(Identity.generate(), certificate=False)
+    try:
+        await c.open("127.0.0.2", b.endpoint.address)
+        await _wait(lambda: c.closed is not None, SLACK)
+        assert _code(c) == ErrorCode.WRONG_PEER
+        assert b.endpoint.counters["tls_no_client_key"] == 1
+    finally:
+        c.stop()
+        await b.close()
