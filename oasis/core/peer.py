@@ -24,7 +24,9 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
   by ``score_decay`` per second; past ``ban_score`` -- or at once on a swarm's
   ``DropPeer`` -- the peer is banned for ``ban_seconds``: its link is closed, its
   inbound links and our re-dials are refused. The ban table holds at most ``max_bans``
-  (the entry expiring first is evicted, counted).
+  (the entry expiring first is evicted, counted). A score outlives the link (up to
+  ``max_scores`` remembered, oldest forgotten first): reconnecting does not wipe it,
+  and a link that ends in a timeout adds to it.
 * **Dialling**: candidates come from verified sources only (the tracker's answer, later
   signed records); ``_plan`` dials those not linked, dialling, banned or backed off until
   ``target_neighbours``, at most ``max_dials_per_round`` at once. A failed dial (or a
@@ -65,6 +67,7 @@ class PolicyConfig:
     max_streams_per_peer: int = 4  #: streams one peer may join with us
     ban_seconds: float = 60.0
     max_bans: int = 1024
+    max_scores: int = 4096  #: scores of peers no longer linked, remembered
     ban_score: float = 20.0  #: a peer whose score reaches this is banned
     score_decay: float = 0.1  #: score points forgiven per second
     #: score added per offence, indexed by :class:`Offence`
@@ -108,6 +111,7 @@ class PeerCounters:
     streams_refused: int = 0  #: add_stream beyond max_streams
     peers_banned: int = 0
     bans_evicted: int = 0
+    scores_evicted: int = 0
     peers_dropped_bad_chunks: int = 0  #: swarm DropPeer BAD_CHUNK
     peers_dropped_swarm: int = 0  #: swarm DropPeer, other codes
     peers_dropped_score: int = 0  #: score reached ban_score
@@ -205,6 +209,7 @@ class PeerPolicy(Generic[L]):
         self.streams: dict[str, bytes] = {}  #: text id -> stream key
         self.peers: dict[bytes, _Peer[L]] = {}  #: admitted links, one per peer
         self.bans: dict[bytes, float] = {}  #: peer -> banned until
+        self.scores: dict[bytes, tuple[float, float]] = {}  #: unlinked peer -> (score, at)
         self.dialling: dict[bytes, float] = {}  #: peer -> report deadline
         self.candidates: dict[bytes, tuple[Candidate, float]] = {}  #: peer -> (cand, offered at)
         self.backoff: dict[tuple[str, int], tuple[int, float]] = {}  #: addr -> (failures, until)
@@ -240,7 +245,10 @@ class PeerPolicy(Generic[L]):
 
     def score(self, peer: bytes, now: float) -> float:
         p = self.peers.get(peer)
-        return 0.0 if p is None else self._decayed(p, now)
+        if p is not None:
+            return self._decayed(p, now)
+        score, at = self.scores.get(peer, (0.0, now))
+        return max(0.0, score - (now - at) * self.config.score_decay)
 
     def neighbour_count(self) -> int:
         return len(self.peers)
@@ -271,7 +279,9 @@ class PeerPolicy(Generic[L]):
                 self._actions.append(CloseLink(link, peer, ErrorCode.OVERLOADED,
                                                "neighbour limit reached"))
                 return False
-            self.peers[peer] = _Peer(link, dialled, score_t=now, tokens=cfg.msg_burst, tokens_t=now)
+            score, at = self.scores.pop(peer, (0.0, now))
+            self.peers[peer] = _Peer(link, dialled, score=score, score_t=at, tokens=cfg.msg_burst,
+                                     tokens_t=now)
         c.links_accepted += 1
         addr = self._address_of(peer)
         if dialled and addr is not None:
@@ -290,6 +300,10 @@ class PeerPolicy(Generic[L]):
         if p is None or p.link != link:
             return
         del self.peers[peer]
+        if code == ErrorCode.TIMEOUT:
+            p.score = self._decayed(p, now) + self.config.weights[Offence.TIMEOUT]
+            p.score_t = now
+        self._remember(peer, p, now)
         for skey in p.joined:
             self._actions.append(RemovePeer(peer, skey))
         if p.dialled and code in (ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_ERRORS):
@@ -392,10 +406,12 @@ class PeerPolicy(Generic[L]):
         bans[peer] = max(until, bans.get(peer, until))
         self.counters.peers_banned += 1
         self.candidates.pop(peer, None)
+        self.scores.pop(peer, None)  # the ban is the sentence: it comes back with a clean slate
         self._actions.append(Ban(peer, bans[peer], code, reason))
         p = self.peers.get(peer)
         if p is not None and not p.closing:
             p.closing = True
+            p.score = 0.0
             self._actions.append(CloseLink(p.link, peer, code, reason))
 
     # ---- dialling ----------------------------------------------------------------
@@ -535,3 +551,13 @@ class PeerPolicy(Generic[L]):
 
     def _decayed(self, p: _Peer[L], now: float) -> float:
         return max(0.0, p.score - (now - p.score_t) * self.config.score_decay)
+
+    def _remember(self, peer: bytes, p: _Peer[L], now: float) -> None:
+        score = self._decayed(p, now)
+        if score <= 0.0:
+            return
+        self.scores.pop(peer, None)  # re-insert: newest last
+        self.scores[peer] = (score, now)
+        if len(self.scores) > self.config.max_scores:
+            del self.scores[next(iter(self.scores))]
+            self.counters.scores_evicted += 1

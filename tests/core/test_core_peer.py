@@ -341,7 +341,8 @@ OPS = st.lists(st.tuples(st.integers(0, 9), st.integers(0, 15), st.booleans(),
 @settings(max_examples=60, deadline=None)
 @given(OPS)
 def test_any_event_sequence_keeps_tables_bounded(ops):
-    p = policy(max_neighbours=4, max_bans=3, max_candidates=5, max_backoff=4, max_streams_per_peer=1)
+    p = policy(max_neighbours=4, max_bans=3, max_candidates=5, max_backoff=4, max_streams_per_peer=1,
+               max_scores=3)
     now = 0.0
     for op, i, flag, dt in ops:
         now += dt
@@ -370,6 +371,29 @@ def test_any_event_sequence_keeps_tables_bounded(ops):
         else:
             p.on_message(link, peer, wire.Leave(stream=SKEY), now)
         p.actions()
-        assert len(p.bans) <= 3 and len(p.candidates) <= 5 and len(p.backoff) <= 4
+        assert len(p.bans) <= 3 and len(p.candidates) <= 5 and len(p.backoff) <= 4 and len(p.scores) <= 3
         assert all(len(x.joined) <= 1 for x in p.peers.values())
         assert len(p.dialling) <= p.config.max_dials_per_round + p.config.target_neighbours
+
+
+def test_reconnecting_does_not_wipe_a_score_and_timeouts_add_to_it():
+    p = policy(ban_score=10.0, score_decay=0.1, max_scores=2)
+    m = key(11)
+    assert p.link_up("a", m, dialled=False, now=0)
+    for _ in range(8):
+        p.on_violation("a", m, now=0.0)
+    p.link_down("a", m, now=0.0)
+    assert p.score(m, 0.0) == 8.0  # remembered while unlinked
+    assert p.link_up("b", m, dialled=False, now=1.0)  # comes back a second later
+    assert abs(p.score(m, 1.0) - 7.9) < 1e-9
+    p.link_down("b", m, now=1.0, code=ErrorCode.TIMEOUT)  # and its link times out
+    assert abs(p.score(m, 1.0) - 9.9) < 1e-9
+    assert p.link_up("c", m, dialled=False, now=1.0)
+    p.on_violation("c", m, now=1.0)
+    assert p.is_banned(m, 1.0)  # the three links' offences added up
+    # the remembered table is bounded
+    for i in range(5):
+        assert p.link_up(f"x{i}", key(20 + i), dialled=False, now=2.0)
+        p.on_violation(f"x{i}", key(20 + i), now=2.0)
+        p.link_down(f"x{i}", key(20 + i), now=2.0)
+    assert len(p.scores) == 2 and p.counters.scores_evicted == 3
