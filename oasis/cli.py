@@ -9,8 +9,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from oasis.core.announce import MAX_AREA
 from oasis.core.stream import StreamIdError
-from oasis.core.tracker import MAX_AREA
 
 
 def _run(coro: Coroutine[Any, Any, Any]) -> None:
@@ -26,9 +26,13 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
     p.add_argument("--upload-kbps", type=int, default=None,
                    help="upload cap for relaying, kbit/s (default: 4x the bitrate; 0 = none)")
-    p.add_argument("--bitrate", type=int, default=1500, help="stream bitrate, kbit/s")
-    p.add_argument("--chunk-ms", type=int, default=100, help="chunk duration, ms")
-    p.add_argument("--substreams", type=int, default=4, help="push substreams per stream")
+    later = " (a viewer takes it from the stream's signed descriptor; kept for compatibility)"
+    p.add_argument("--bitrate", type=int, default=None,
+                   help="stream bitrate, kbit/s (default 1500)" + (later if role == "viewer" else ""))
+    p.add_argument("--chunk-ms", type=int, default=None,
+                   help="chunk duration, ms (default 100)" + (later if role == "viewer" else ""))
+    p.add_argument("--substreams", type=int, default=None,
+                   help="push substreams per stream (default 4)" + (later if role == "viewer" else ""))
     p.add_argument("--playout-delay", type=float, default=0.5,
                    help="deadline after a chunk is complete, seconds")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -83,9 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("watch", help="join a stream and serve it to a local player")
     w.add_argument("stream_id")
-    w.add_argument("--tracker", required=True, help="tracker URL")
+    w.add_argument("--tracker", required=True,
+                   help="tracker URL; the stream's signed descriptor (bitrate, chunking, origin) "
+                        "is fetched from it and checked against the stream id")
     w.add_argument("--gateway", default="127.0.0.1:8080", help="player gateway HOST:PORT")
-    w.add_argument("--cdn-url", default=None, help="fetch late chunks from this CDN/origin base URL")
+    w.add_argument("--cdn-url", default=None,
+                   help="fetch late chunks from this CDN/origin base URL (default: the descriptor's)")
     _common(w, "viewer")
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")
@@ -151,21 +158,28 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "wallet":
             return _wallet(args)
-        if not 1 <= args.substreams <= 16:
+        given = {k: v for k, v in (("bitrate_kbps", args.bitrate), ("chunk_ms", args.chunk_ms),
+                                   ("substreams", args.substreams)) if v is not None}
+        bitrate = 1500 if args.bitrate is None else args.bitrate
+        chunk_ms = 100 if args.chunk_ms is None else args.chunk_ms
+        substreams = 4 if args.substreams is None else args.substreams
+        if not 1 <= substreams <= 16:
             raise ValueError("--substreams must be between 1 and 16")
-        if args.chunk_ms < 10 or args.bitrate < 10:
-            raise ValueError("--chunk-ms and --bitrate must be at least 10")
+        if not 10 <= chunk_ms <= 10_000 or not 10 <= bitrate <= 1_000_000:
+            raise ValueError("--chunk-ms must be 10..10000 and --bitrate 10..1000000")
         if not 0 <= args.link_delay_ms <= 10_000:
             raise ValueError("--link-delay-ms must be between 0 and 10000")
         if len(args.area) > MAX_AREA:
             raise ValueError(f"--area must be at most {MAX_AREA} characters")
-        upload = args.upload_kbps if args.upload_kbps is not None else 4 * args.bitrate
+        # None: 4x the bitrate (a viewer's bitrate comes from the stream's descriptor)
+        upload = args.upload_kbps if args.upload_kbps is not None or args.cmd == "watch" \
+            else 4 * bitrate
         data_dir = args.data_dir or rt.default_data_dir(args.cmd)
         c = rt.Common(data_dir=data_dir, listen=args.listen, rewards=_rewards_config(args, data_dir),
-                      upload_kbps=upload, bitrate_kbps=args.bitrate, chunk_ms=args.chunk_ms,
-                      substreams=args.substreams, playout_delay=args.playout_delay,
+                      upload_kbps=upload, bitrate_kbps=bitrate, chunk_ms=chunk_ms,
+                      substreams=substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
-                      area=args.area)
+                      area=args.area, given=given)
         if args.cmd == "broadcast":
             _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                               tracker_url=args.tracker, cdn_url=args.cdn_url))

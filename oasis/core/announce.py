@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from .descriptor import DescriptorBody
 from .identity import Identity, key_of_peer_id, peer_id_of, verify
 from .stream import StreamId, StreamIdError
 
@@ -144,7 +145,7 @@ class AnnounceBody(PeerRecord, forbid_unknown_fields=True):
     stream: str = ""
     v: int = 1
     leaving: bool = False
-    descriptor: dict[str, object] | None = None  #: a signed stream descriptor (any announcer)
+    descriptor: DescriptorBody | None = None  #: a signed stream descriptor (any announcer)
 
 
 def _sig(text: str) -> bytes:

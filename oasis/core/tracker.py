@@ -47,8 +47,8 @@ MAX_PEERS_PER_STREAM = 100_000
 MAX_TOTAL = 200_000  #: entries over all streams
 MAX_AREA = 32  #: characters of an area label kept
 MAX_SOURCES = 50_000  #: source addresses with a rate bucket at once
-SOURCE_RATE = 20.0  #: announces per second a source address may sustain
-SOURCE_BURST = 200.0  #: ... and in a burst
+SOURCE_RATE = 50.0  #: announces per second a source address may sustain (viewers behind a NAT)
+SOURCE_BURST = 500.0  #: ... and in a burst
 
 
 class TrackerRefused(ValueError):

@@ -3,50 +3,163 @@
 * ``GET /live/<stream-id>.ts`` — continuous MPEG-TS for a player (ffplay, VLC,
   mpv), starting at a keyframe, chunks in order; a chunk given up on is skipped.
 * ``GET /streams`` — JSON list of streams with their live figures.
-* ``GET /metrics`` — Prometheus text format.
+* ``GET /metrics`` — Prometheus text format (prometheus-client, one registry per node).
 * ``GET /stats`` — JSON with the per-chunk record the demo aggregates.
 * Origin (broadcaster): ``GET /origin/<stream-id>/<seq>.chunk`` — the signed
   chunk (the same bytes as an OFTP CHUNK message), immutable and cacheable, so
-  any HTTP cache or CDN can sit in front; ``GET /origin/<stream-id>/latest.json``.
-* Tracker: ``POST /tracker/announce`` with JSON ``{stream, peer_id, host, port,
-  [broadcaster], [origin], [leaving]}`` → ``{peers: [...], origin, interval}``.
+  any HTTP cache or CDN can sit in front; ``GET /origin/<stream-id>/latest.json``;
+  ``GET /origin/<stream-id>/descriptor`` — the signed stream descriptor.
+* Tracker: ``POST /tracker/announce`` with a *signed* announce (docs/oftp.md,
+  :mod:`oasis.core.announce`) → ``{peers: [signed records], descriptor, origin,
+  tickets, interval}``; ``GET /tracker/descriptor/<stream-id>``; ``GET /tracker/streams``.
+
+Every JSON body is size-capped before it is read and decoded strictly into a
+typed struct (msgspec: no unknown fields, integers in range, bounded nesting);
+every refusal is a 4xx with ``{"error": code, "message": ...}``. A handler bug
+is still a 500 (counted in ``http_internal_errors``), never a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
+import itertools
+import logging
 import re
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from oasis.core import wire
-from oasis.core.identity import key_of_peer_id
+from oasis.core.announce import AnnounceBody, AnnounceError, announce_from_json
+from oasis.core.descriptor import Descriptor, DescriptorError, descriptor_from_body
 from oasis.core.stream import StreamId, StreamIdError
-from oasis.core.tracker import MAX_AREA, Tracker
+from oasis.core.tracker import TrackedPeer, Tracker, TrackerRefused
 
+from .metrics import make_registry, render
 from .node import LiveStream, Node
 
+log = logging.getLogger("oasis.http")
+
 ANNOUNCE_INTERVAL = 10.0
-MAX_ANNOUNCE_BODY = 4096
+MAX_ANNOUNCE_BODY = 8192  #: bytes: a signed announce with the largest valid descriptor fits
+MAX_JSON_DEPTH = 16
+SWEEP_INTERVAL = 5.0  #: seconds between tracker expiry sweeps
 _SEQ_RE = re.compile(r"^[0-9]{1,19}$")
+HTTP_COUNTERS = web.AppKey("oasis_http_counters", dict)
+T = TypeVar("T")
+
+
+class BadJson(ValueError):
+    """A request body that is not JSON of the expected shape (the message says where)."""
+
+
+def json_error(status: int, code: str, message: str) -> web.HTTPException:
+    """An HTTP error whose body is ``{"error": code, "message": message}``."""
+    body = msgspec.json.encode({"error": code, "message": message})
+    exc = web.HTTPException(text=body.decode(), content_type="application/json")
+    exc.set_status(status)
+    return exc
+
+
+async def read_body(request: web.Request, cap: int) -> bytes:
+    """The request body, refused (413) past ``cap`` bytes before reading more than that."""
+    if request.content_length is not None and request.content_length > cap:
+        raise json_error(413, "too_large", f"request body over {cap} bytes")
+    raw = await request.content.read(cap + 1)
+    if len(raw) > cap:
+        raise json_error(413, "too_large", f"request body over {cap} bytes")
+    return raw
+
+
+def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether brackets nest at most ``limit`` deep (outside strings): a cheap pre-check."""
+    depth = 0
+    in_str = esc = False
+    for b in raw:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:
+                esc = True
+            elif b == 0x22:
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return False
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return True
+
+
+def decode_json(raw: bytes, typ: type[T]) -> T:
+    """Decode ``raw`` strictly into ``typ``; raises BadJson with a short reason."""
+    if not json_depth_ok(raw):
+        raise BadJson(f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    try:
+        return msgspec.json.decode(raw, type=typ)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+        raise BadJson(str(exc)[:200]) from None
+
+
+@web.middleware
+async def json_errors(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """Refusals as JSON ``{"error", "message"}``, counted; a handler bug is a counted 500."""
+    counters = request.app[HTTP_COUNTERS]
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            key = f"http_{exc.status}"
+            if key in counters or len(counters) < 64:
+                counters[key] = counters.get(key, 0) + 1
+            if exc.content_type != "application/json":
+                err = json_error(exc.status, exc.reason.lower().replace(" ", "_"),
+                                 (exc.text or exc.reason).strip())
+                for h in ("Allow", "Retry-After"):
+                    if h in exc.headers:
+                        err.headers[h] = exc.headers[h]
+                raise err from None
+        raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        counters["http_internal_errors"] = counters.get("http_internal_errors", 0) + 1
+        log.exception("HTTP handler failed on %s %s", request.method, request.path_qs[:200])
+        raise json_error(500, "internal", "internal error (logged)") from None
+
+
+def harden(app: web.Application) -> dict[str, int]:
+    """Install the JSON error middleware and its counters on ``app``; returns the counters."""
+    if HTTP_COUNTERS not in app:
+        app[HTTP_COUNTERS] = {"http_internal_errors": 0}
+        app.middlewares.append(json_errors)
+    return app[HTTP_COUNTERS]
 
 
 def _stream(node: Node, text: str) -> LiveStream:
     try:
         sid = StreamId.parse(text)
     except StreamIdError as exc:
-        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+        raise json_error(400, "bad_stream", str(exc)) from None
     ls = node.streams.get(sid.key)
     if ls is None:
-        raise web.HTTPNotFound(text=f"stream {text} is not carried by this node\n")
+        raise json_error(404, "no_stream", f"stream {text[:120]} is not carried by this node")
     return ls
 
 
-def add_gateway_routes(app: web.Application, node: Node) -> None:
+def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | None = None) -> None:
+    http_counters = harden(app)
+    registry = make_registry(node, tracker=tracker, http_counters=http_counters)
+
     async def live(request: web.Request) -> web.StreamResponse:
         ls = _stream(node, request.match_info["sid"])
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t", "Cache-Control": "no-store"})
@@ -87,7 +200,7 @@ def add_gateway_routes(app: web.Application, node: Node) -> None:
         return web.json_response(node_stats(node, detail=request.query.get("detail") == "1"))
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(text=prometheus(node), content_type="text/plain", charset="utf-8",
+        return web.Response(body=render(registry), content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
     app.router.add_get(r"/live/{sid:[a-z2-7]{52}\.[a-z0-9_-]{1,32}}.ts", live)
@@ -101,12 +214,17 @@ def node_keyframe(ls: LiveStream, seq: int) -> bool:
     return c is not None and bool(c.flags & 1)
 
 
-def add_origin_routes(app: web.Application, node: Node) -> None:
+def add_origin_routes(app: web.Application, node: Node,
+                      descriptors: dict[str, Descriptor] | None = None) -> None:
+    """Origin routes; ``descriptors`` maps a stream id to its signed descriptor (kept current)."""
+    harden(app)
+    held = descriptors if descriptors is not None else {}
+
     async def chunk(request: web.Request) -> web.Response:
         ls = _stream(node, request.match_info["sid"])
         seq_text = request.match_info["seq"]
         if not _SEQ_RE.match(seq_text):
-            raise web.HTTPBadRequest(text="sequence number must be a decimal integer\n")
+            raise json_error(400, "bad_seq", "sequence number must be a decimal integer")
         c = ls.swarm.log.get(int(seq_text))
         if c is None:
             return web.Response(status=404, text="chunk not (or no longer) available\n",
@@ -123,56 +241,75 @@ def add_origin_routes(app: web.Application, node: Node) -> None:
                                   "time": log.time_of(log.latest) if log.latest >= 0 else None},
                                  headers={"Cache-Control": "no-cache"})
 
+    async def descriptor(request: web.Request) -> web.Response:
+        ls = _stream(node, request.match_info["sid"])
+        d = held.get(ls.text_id)
+        if d is None:
+            raise json_error(404, "no_descriptor", "this origin has no descriptor for that stream")
+        return web.json_response(d.to_json(), headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get(r"/origin/{sid}/descriptor", descriptor)
     app.router.add_get(r"/origin/{sid}/{seq}.chunk", chunk)
     app.router.add_get(r"/origin/{sid}/latest.json", latest)
 
 
 def add_tracker_routes(app: web.Application, tracker: Tracker) -> None:
+    """Tracker routes, plus a task that sweeps expired entries every ``SWEEP_INTERVAL`` s."""
+    harden(app)
+
+    async def sweeper(app: web.Application) -> AsyncIterator[None]:
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(SWEEP_INTERVAL)
+                tracker.sweep(time.time())
+        task = asyncio.create_task(run())
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(sweeper)
+
     async def announce(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_ANNOUNCE_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_ANNOUNCE_BODY,
-                                                actual_size=request.content_length)
-        raw = await request.content.read(MAX_ANNOUNCE_BODY + 1)
-        if len(raw) > MAX_ANNOUNCE_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_ANNOUNCE_BODY, actual_size=len(raw))
+        raw = await read_body(request, MAX_ANNOUNCE_BODY)
         try:
-            body = json.loads(raw)
-            stream = str(body["stream"])
-            StreamId.parse(stream)
-            peer_id = str(body["peer_id"])
-            key_of_peer_id(peer_id)
-            host = str(body["host"])
-            port = int(body["port"])
-            if not 0 < port < 65536 or len(host) > 64:
-                raise ValueError("bad address")
-            area = body.get("area") or ""
-            if not isinstance(area, str) or len(area) > MAX_AREA:
-                raise ValueError(f"area: a string of at most {MAX_AREA} characters")
-        except (ValueError, KeyError, TypeError, StreamIdError) as exc:
-            raise web.HTTPBadRequest(text=f"bad announce: {exc}\n") from None
+            body = decode_json(raw, AnnounceBody)
+            a = announce_from_json(body)
+            d = descriptor_from_body(body.descriptor) if body.descriptor is not None else None
+        except (AnnounceError, DescriptorError) as exc:
+            tracker.counters["bad_requests"] += 1
+            raise json_error(400, exc.code, str(exc)) from None
+        except BadJson as exc:
+            tracker.counters["bad_requests"] += 1
+            raise json_error(400, "bad_announce", str(exc)) from None
         try:
-            peers = tracker.announce(stream, peer_id, host, port, time.time(),
-                                     is_broadcaster=bool(body.get("broadcaster")),
-                                     origin=_url(body.get("origin")), tickets=_url(body.get("tickets")),
-                                     leaving=bool(body.get("leaving")), area=area)
-        except OverflowError as exc:
-            raise web.HTTPServiceUnavailable(text=f"{exc}\n") from None
-        return web.json_response({
-            "peers": [{"peer_id": p.peer_id, "host": p.host, "port": p.port} for p in peers],
-            "origin": tracker.origins.get(stream), "tickets": tracker.tickets.get(stream),
-            "interval": ANNOUNCE_INTERVAL})
+            peers = tracker.submit(a, request.remote or "", time.time(), d)
+        except TrackerRefused as exc:
+            raise json_error(exc.status, exc.code, str(exc)) from None
+        return web.json_response(tracker_reply(tracker, str(a.stream), peers))
+
+    async def descriptor(request: web.Request) -> web.Response:
+        d = tracker.descriptors.get(request.match_info["sid"])
+        if d is None:
+            raise json_error(404, "no_descriptor", "this tracker holds no descriptor for that stream "
+                             "(is its broadcaster announcing here?)")
+        return web.json_response(d.to_json(), headers={"Cache-Control": "no-cache"})
 
     async def listing(request: web.Request) -> web.Response:
-        return web.json_response({s: len(p) for s, p in tracker.streams.items()})
+        return web.json_response({s: len(p) for s, p in itertools.islice(tracker.streams.items(), 1000)})
 
     app.router.add_post("/tracker/announce", announce)
     app.router.add_get("/tracker/streams", listing)
+    app.router.add_get(r"/tracker/descriptor/{sid}", descriptor)
 
 
-def _url(value: Any) -> str | None:
-    if isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) <= 512:
-        return value
-    return None
+def tracker_reply(tracker: Tracker, stream: str, peers: list[TrackedPeer]) -> dict[str, Any]:
+    """The announce reply: signed peer records, the stream's signed descriptor, the interval."""
+    d = tracker.descriptors.get(stream)
+    return {"peers": [p.record.record() for p in peers if p.record is not None],
+            "descriptor": d.to_json() if d is not None else None,
+            "origin": d.fetch_url if d is not None else None,
+            "tickets": d.tickets if d is not None else None,
+            "interval": ANNOUNCE_INTERVAL}
 
 
 # ---- reports -----------------------------------------------------------------
@@ -217,37 +354,6 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
     return out
 
 
-def prometheus(node: Node) -> str:
-    lines = []
-
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP oasis_{name} {help_}")
-        lines.append(f"# TYPE oasis_{name} {kind}")
-        for labels, value in samples:
-            lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
-            lines.append(f"oasis_{name}{{{lab}}} {value}" if lab else f"oasis_{name} {value}")
-
-    traffic = node.traffic()
-    metric("traffic_bytes_total", "counter", "Bytes on OFTP links by layer (sent+received).",
-           [({"layer": k}, v) for k, v in traffic.items()])
-    metric("neighbours", "gauge", "Authenticated peer links.", [({}, node.neighbour_count())])
-    metric("protocol_violations_total", "counter", "Malformed or unexpected input from peers.",
-           [({}, node.counters["violations"])])
-    for ls in node.streams.values():
-        lab = {"stream": ls.text_id}
-        metric("chunks_verified_total", "counter", "Verified chunks completed after this node joined.",
-               [(lab, len(ls.record.latencies))])
-        metric("media_bytes_total", "counter", "Media bytes received by source.",
-               [(lab | {"source": k}, v) for k, v in ls.record.bytes_by_source.items()])
-        metric("chunks_skipped_total", "counter", "Chunks given up at their deadline.",
-               [(lab, len(ls.record.skipped))])
-        metric("bad_chunks_total", "counter", "Chunks that failed verification.",
-               [(lab, ls.swarm.counters.bad_chunks)])
-        lat = sorted(ls.record.latencies.values())
-        if lat:
-            metric("delivery_latency_seconds", "summary", "Broadcaster complete to verified here.",
-                   [(lab | {"quantile": q}, lat[min(len(lat) - 1, int(float(q) * len(lat)))])
-                    for q in ("0.5", "0.95", "0.99")])
-        metric("latest_seq", "gauge", "Highest chunk sequence number held.", [(lab, ls.swarm.log.latest)])
-    return "\n".join(lines) + "\n"
-
+def prometheus(node: Node, tracker: Tracker | None = None) -> str:
+    """The node's metrics in the Prometheus text format (a fresh registry; for one-off use)."""
+    return render(make_registry(node, tracker=tracker)).decode()

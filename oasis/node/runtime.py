@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,14 @@ import aiohttp
 from aiohttp import web
 
 from oasis.core import swarm as sw
+from oasis.core.announce import Announce, sign_announce, verified_peer_records
+from oasis.core.descriptor import (
+    MAX_JSON,
+    Descriptor,
+    DescriptorError,
+    sign_descriptor,
+    verified_descriptor,
+)
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.tracker import Tracker
 
@@ -38,7 +47,7 @@ log = logging.getLogger("oasis.runtime")
 class Common:
     data_dir: str
     listen: str = "127.0.0.1:0"  # OFTP (UDP)
-    upload_kbps: int = 0
+    upload_kbps: int | None = 0  #: None: 4x the bitrate
     bitrate_kbps: int = 1500
     chunk_ms: int = 100
     substreams: int = 4
@@ -48,6 +57,8 @@ class Common:
     rewards: Any = None  #: oasis.node.rewards.RewardsConfig, or None: no proof of relay
     link_delay_ms: float = 0.0  #: emulated one-way delay on all QUIC datagrams sent (testing)
     area: str = ""  #: locality label sent to the tracker (e.g. a country code)
+    #: stream parameters the user gave explicitly (a viewer reports those its descriptor overrides)
+    given: dict[str, int] = field(default_factory=dict)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -58,8 +69,9 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
 
 
 def swarm_config(c: Common, *, use_origin: bool = True) -> sw.SwarmConfig:
+    upload = c.upload_kbps if c.upload_kbps is not None else 4 * c.bitrate_kbps
     return sw.SwarmConfig(chunk_ms=c.chunk_ms, substreams=c.substreams, bitrate_kbps=c.bitrate_kbps,
-                          upload_kbps=c.upload_kbps, playout_delay=c.playout_delay,
+                          upload_kbps=upload, playout_delay=c.playout_delay,
                           use_origin=use_origin)
 
 
@@ -75,46 +87,124 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
     return runner, bound
 
 
-async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *, broadcaster: bool = False,
-                        origin: str | None = None, tickets: str | None = None,
+class AnnounceClock:
+    """Milliseconds for signed announces: wall clock, but strictly increasing per stream."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last = max(self.last + 1, int(time.time() * 1000))
+        return self.last
+
+
+MAX_TRACKER_REPLY = 256 * 1024  #: bytes of a tracker reply read at most
+
+
+async def _read_json(r: aiohttp.ClientResponse, cap: int) -> Any:
+    raw = await r.content.read(cap + 1)
+    if len(raw) > cap:
+        raise ValueError(f"reply over {cap} bytes")
+    return json.loads(raw)
+
+
+async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
                         local: Tracker | None = None,
-                        on_origin: Callable[[str], None] | None = None,
-                        on_tickets: Callable[[str], None] | None = None, area: str = "") -> None:
-    """Announce to the tracker and dial the peers it names, forever (bounded per round)."""
+                        descriptor: Callable[[], Descriptor | None] | None = None,
+                        on_descriptor: Callable[[Descriptor], None] | None = None,
+                        clock: AnnounceClock | None = None, area: str = "",
+                        announced: asyncio.Event | None = None) -> None:
+    """Announce (signed) to the tracker and dial the peers it names, forever (bounded per round).
+
+    Only records that carry a valid signature for this stream are dialled; a
+    descriptor in the reply is passed on only if the stream's key signed it.
+    """
+    clock = clock or AnnounceClock()
+    counters = node.counters
+    for k in ("tracker_errors", "tracker_records_refused", "descriptors_refused"):
+        counters.setdefault(k, 0)
     interval = 1.0
     while True:
-        body = {"stream": ls.text_id, "peer_id": node.peer_id, "host": node.host, "port": node.port,
-                "broadcaster": broadcaster, "origin": origin, "tickets": tickets, "area": area}
-        peers: list[dict[str, Any]] = []
+        a = sign_announce(node.identity, ls.sid, node.host, node.port, clock(), area=area)
+        d = descriptor() if descriptor is not None else None
+        records: list[Announce] = []
         try:
             if local is not None:
-                found = local.announce(ls.text_id, node.peer_id, node.host, node.port, time.time(),
-                                       is_broadcaster=broadcaster, origin=origin, tickets=tickets,
-                                       area=area)
-                peers = [{"peer_id": p.peer_id, "host": p.host, "port": p.port} for p in found]
+                found = local.submit(a, node.host, time.time(), d)
+                records = [p.record for p in found if p.record is not None]
                 interval = http.ANNOUNCE_INTERVAL
             else:
+                body = a.to_json() | ({"descriptor": d.to_json()} if d is not None else {})
                 async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json=body,
                                           timeout=aiohttp.ClientTimeout(total=5)) as r:
-                    r.raise_for_status()
-                    reply = await r.json()
-                peers = reply.get("peers", [])[:50]
-                if reply.get("origin") and on_origin is not None:
-                    on_origin(str(reply["origin"]))
-                if reply.get("tickets") and on_tickets is not None:
-                    on_tickets(str(reply["tickets"]))
-                interval = float(reply.get("interval", http.ANNOUNCE_INTERVAL))
+                    if r.status >= 400:
+                        raise ValueError(f"HTTP {r.status}: {(await r.content.read(300))[:300]!r}")
+                    reply = await _read_json(r, MAX_TRACKER_REPLY)
+                if not isinstance(reply, dict):
+                    raise ValueError("tracker reply is not a JSON object")
+                raw_peers = reply.get("peers")
+                records = verified_peer_records(ls.sid, raw_peers, time.time())
+                if isinstance(raw_peers, list):
+                    counters["tracker_records_refused"] += min(len(raw_peers), 50) - len(records)
+                if reply.get("descriptor") is not None and on_descriptor is not None:
+                    try:
+                        on_descriptor(verified_descriptor(reply["descriptor"], ls.sid))
+                    except DescriptorError as exc:
+                        counters["descriptors_refused"] += 1
+                        log.warning("tracker %s gave a bad descriptor: %s", tracker_url, exc)
+                iv = reply.get("interval", http.ANNOUNCE_INTERVAL)
+                interval = (min(max(float(iv), 1.0), 60.0)
+                            if isinstance(iv, (int, float)) and math.isfinite(iv) else 10.0)
+            if announced is not None:
+                announced.set()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("tracker %s unreachable: %s", tracker_url, exc)
+            counters["tracker_errors"] += 1
+            log.warning("tracker %s: %s", tracker_url, exc)
             interval = 2.0
         need = node.target_neighbours - node.neighbour_count()
-        if need > 0 and peers:
-            random.shuffle(peers)
-            dials = [node.connect(p["peer_id"], p["host"], int(p["port"])) for p in peers[: need + 2]]
+        if need > 0 and records:
+            random.shuffle(records)
+            dials = [node.connect(p.peer_id, p.host, p.port) for p in records[: need + 2]]
             await asyncio.gather(*dials, return_exceptions=True)
         # Announce again sooner while we still lack neighbours.
         wait = interval if node.neighbour_count() >= node.target_neighbours else min(interval, 1.0)
         await asyncio.sleep(wait)
+
+
+async def fetch_descriptor(session: aiohttp.ClientSession, tracker_url: str, sid: StreamId, *,
+                           timeout: float = 30.0) -> Descriptor:
+    """The stream's signed descriptor from the tracker, verified; retried until ``timeout``."""
+    url = f"{tracker_url.rstrip('/')}/descriptor/{sid}"
+    deadline = time.monotonic() + timeout
+    why = "no answer"
+    while True:
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                if r.status == 200:
+                    return verified_descriptor(await _read_json(r, MAX_JSON), sid)
+                why = f"HTTP {r.status}"
+        except DescriptorError as exc:
+            why = f"refused: {exc}"
+            log.warning("descriptor from %s %s", url, why)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            why = str(exc) or type(exc).__name__
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no valid descriptor for {sid} at {url} ({why}); is the "
+                               "broadcaster up and announcing to this tracker?")
+        await asyncio.sleep(0.5)
+
+
+def apply_descriptor(c: Common, d: Descriptor) -> list[str]:
+    """Take the stream parameters from ``d``; returns the flags the user gave that disagree."""
+    mismatch = []
+    for attr, flag, value in (("bitrate_kbps", "--bitrate", d.bitrate_kbps),
+                              ("chunk_ms", "--chunk-ms", d.chunk_ms),
+                              ("substreams", "--substreams", d.substreams)):
+        given = c.given.get(attr)
+        if given is not None and given != value:
+            mismatch.append(f"{flag} {given} ignored: the stream's signed descriptor says {value}")
+        setattr(c, attr, value)
+    return mismatch
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -145,8 +235,9 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     hhost, hport = parse_hostport(http_listen, "--http")
     app = web.Application(client_max_size=64 * 1024)
     tracker = Tracker() if tracker_url is None else None
-    http.add_origin_routes(app, node)
-    http.add_gateway_routes(app, node)
+    descriptors: dict[str, Descriptor] = {}
+    http.add_origin_routes(app, node, descriptors)
+    http.add_gateway_routes(app, node, tracker=tracker)
     if tracker is not None:
         http.add_tracker_routes(app, tracker)
     if c.rewards is not None:
@@ -159,9 +250,20 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     origin = f"{base}/origin"
     tickets = f"{base}/tickets" if c.rewards is not None else None
     tracker_url = tracker_url or f"{base}/tracker"
+    descriptors[str(sid)] = stream_descriptor(c, node, sid, origin=origin, cdn_url=cdn_url,
+                                              tickets=tickets)
+    announced = asyncio.Event()
+    announcer = asyncio.create_task(announce_loop(
+        node, ls, tracker_url, local=tracker, descriptor=lambda: descriptors.get(str(sid)),
+        area=c.area, announced=announced))
+    try:
+        # Viewers look the descriptor up at the tracker: be there before saying we are up.
+        await asyncio.wait_for(announced.wait(), 10)
+    except TimeoutError:
+        log.warning("tracker %s has not taken our announce yet; going on", tracker_url)
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
           "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
-          "tickets": tickets})
+          "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor"})
 
     async def ingest() -> None:
         chunker = TsChunker(chunk_ms=c.chunk_ms)
@@ -179,10 +281,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                 seq += 1
 
     async def main(stop: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(ingest()),
-                 asyncio.create_task(announce_loop(node, ls, tracker_url, broadcaster=True,
-                                                   origin=cdn_url or origin, tickets=tickets,
-                                                   local=tracker, area=c.area))]
+        tasks = [asyncio.create_task(ingest()), announcer]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for t in [*tasks, stopper]:
@@ -204,6 +303,12 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
 async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
                 cdn_url: str | None) -> None:
     sid = StreamId.parse(stream_id)
+    async with aiohttp.ClientSession() as session:
+        desc = await fetch_descriptor(session, tracker_url, sid)
+    mismatch = apply_descriptor(c, desc)
+    for line in mismatch:
+        log.warning("%s", line)
+        print(f"oasis watch: {line}", file=sys.stderr)
     ident = load_or_create(c.data_dir)
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
@@ -219,14 +324,13 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
         await node.rewards.open()
         rewards_http.add_rewards_routes(app, node, broadcaster=False)
-    ls = node.add_stream(sid, is_source=False, origin_url=cdn_url)
+    # The origin a viewer fetches from comes only from the signed descriptor (or the user).
+    ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url)
     runner, gport = await start_http(app, ghost, gport)
     emit({"peer_id": node.peer_id, "gateway": f"http://{ghost}:{gport}",
-          "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}"})
-
-    def set_origin(url: str) -> None:
-        if ls.origin_url is None:
-            ls.origin_url = url
+          "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}",
+          "descriptor": desc.to_json(), "mismatch": mismatch})
+    current = desc
 
     async def join_rewards(url: str) -> None:
         r = node.rewards
@@ -238,9 +342,23 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         if node.rewards is not None and rewards_ready is None:
             rewards_ready = asyncio.create_task(join_rewards(url))
 
+    def set_descriptor(d: Descriptor) -> None:
+        nonlocal current
+        if d.issued_at_ms <= current.issued_at_ms:
+            return
+        current = d
+        if cdn_url is None:
+            ls.origin_url = d.fetch_url
+        if d.tickets:
+            set_tickets(d.tickets)
+
+    if desc.tickets:
+        set_tickets(desc.tickets)
+    clock = AnnounceClock()
+
     async def main(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(announce_loop(node, ls, tracker_url, on_origin=set_origin,
-                                                 on_tickets=set_tickets, area=c.area))
+        task = asyncio.create_task(announce_loop(node, ls, tracker_url, on_descriptor=set_descriptor,
+                                                 clock=clock, area=c.area))
         await stop.wait()
         task.cancel()
         tasks = [task] + ([rewards_ready] if rewards_ready is not None else [])
@@ -250,10 +368,10 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         for res in results:
             if isinstance(res, Exception) and not isinstance(res, asyncio.CancelledError):
                 log.warning("stopped with: %r", res)
+        leave = sign_announce(ident, sid, node.host, node.port, clock(), area=c.area, leaving=True)
         try:
-            async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json={
-                    "stream": ls.text_id, "peer_id": node.peer_id, "host": node.host,
-                    "port": node.port, "leaving": True}, timeout=aiohttp.ClientTimeout(total=1)):
+            async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json=leave.to_json(),
+                                      timeout=aiohttp.ClientTimeout(total=1)):
                 pass
         except (aiohttp.ClientError, TimeoutError):
             pass
@@ -265,6 +383,19 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         await runner.cleanup()
         if node.rewards is not None:
             node.rewards.close()
+
+
+def stream_descriptor(c: Common, node: Node, sid: StreamId, *, origin: str, cdn_url: str | None,
+                      tickets: str | None) -> Descriptor:
+    """The broadcaster's signed descriptor: parameters, origin/CDN, ticket URL and terms."""
+    r = node.rewards
+    dep = getattr(getattr(r, "chain", None), "deployment", None)
+    return sign_descriptor(node.identity, Descriptor(
+        sid, c.bitrate_kbps, c.chunk_ms, c.substreams, int(time.time() * 1000), origin=origin,
+        cdn=(cdn_url,) if cdn_url else (), tickets=tickets,
+        price_per_mb=getattr(r.cfg, "price_per_mb", None) if r is not None else None,
+        epoch_length=getattr(r.cfg, "epoch_length", None) if r is not None else None,
+        chain_id=getattr(dep, "chain_id", None), contract=getattr(dep, "pool", None)))
 
 
 async def tracker_only(listen: str) -> None:

@@ -1,0 +1,189 @@
+"""Prometheus exposition of a node: one registry per node, read at scrape time.
+
+:class:`NodeCollector` owns no counters: on each scrape it reads the ones the
+node already keeps (``Node.counters``, ``node.endpoint.counters``, every
+stream's ``SwarmCounters`` and upload counters, the tracker's and the HTTP
+faces' counters, ``RewardsCounters`` when proof of relay is on) and yields one
+metric family per kind, with a ``stream`` label where it is per stream, so
+HELP/TYPE appear once however many streams a node carries. The delivery
+latency is a histogram folded in incrementally: each scrape adds only the
+latencies recorded since the previous one (a stream's record only grows).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+#: upper bounds (seconds) of the delivery-latency histogram
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+def _ints(obj: Any) -> Iterable[tuple[str, float]]:
+    """(name, value) of the plain numeric fields of a counter dict or dataclass."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        items: Iterable[tuple[str, Any]] = ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    elif isinstance(obj, dict):
+        items = obj.items()
+    else:
+        return ()
+    return [(str(k), v) for k, v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+class _Latency:
+    """A histogram of one stream's delivery latencies, fed only the new ones on each scrape."""
+
+    __slots__ = ("counts", "seen", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.seen = 0
+        self.total = 0.0
+
+    def update(self, latencies: dict[int, float]) -> None:
+        n = len(latencies)
+        if n < self.seen:  # the record was replaced or pruned: start over
+            self.__init__()  # type: ignore[misc]
+        if n == self.seen:
+            return
+        new = n - self.seen
+        it = reversed(latencies.values())
+        for _ in range(new):
+            v = next(it)
+            self.counts[bisect.bisect_left(LATENCY_BUCKETS, v)] += 1
+            self.total += v
+        self.seen = n
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, acc = [], 0
+        for bound, c in zip((*(str(b) for b in LATENCY_BUCKETS), "+Inf"), self.counts, strict=True):
+            acc += c
+            out.append((bound, acc))
+        return out
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: Any, tracker: Any = None, http_counters: dict[str, int] | None = None
+                 ) -> None:
+        self.node = node
+        self.tracker = tracker
+        self.http_counters = http_counters
+        self._latency: dict[str, _Latency] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        traffic = CounterMetricFamily("oasis_traffic_bytes", "Bytes on OFTP links by layer "
+                                      "(sent+received).", labels=["layer"])
+        for k, v in node.traffic().items():
+            traffic.add_metric([k], v)
+        yield traffic
+        yield GaugeMetricFamily("oasis_neighbours", "Authenticated peer links.",
+                                value=node.neighbour_count())
+        ev = CounterMetricFamily("oasis_node_events", "Node counters (Node.counters) by event.",
+                                 labels=["event"])
+        for k, v in _ints(node.counters):
+            ev.add_metric([k], v)
+        yield ev
+        ep = CounterMetricFamily("oasis_endpoint_events", "QUIC endpoint counters by event.",
+                                 labels=["event"])
+        for k, v in _ints(getattr(node.endpoint, "counters", {})):
+            ep.add_metric([k], v)
+        yield ep
+        violations = CounterMetricFamily("oasis_protocol_violations",
+                                         "Malformed or unexpected input from peers.")
+        violations.add_metric([], node.counters.get("violations", 0))
+        yield violations
+        yield from self._streams()
+        if self.tracker is not None:
+            t = CounterMetricFamily("oasis_tracker_events", "Tracker counters by event "
+                                    "(announces, refusals by reason, expiries).", labels=["event"])
+            for k, v in _ints(self.tracker.counters):
+                t.add_metric([k], v)
+            yield t
+            yield GaugeMetricFamily("oasis_tracker_entries", "Peers held by the tracker.",
+                                    value=self.tracker.entries())
+            yield GaugeMetricFamily("oasis_tracker_streams", "Streams held by the tracker.",
+                                    value=len(self.tracker.streams))
+        if self.http_counters is not None:
+            h = CounterMetricFamily("oasis_http_errors", "HTTP requests refused, by status "
+                                    "(http_4xx) and handler bugs (http_internal_errors).",
+                                    labels=["event"])
+            for k, v in _ints(self.http_counters):
+                h.add_metric([k], v)
+            yield h
+        rewards = getattr(node, "rewards", None)
+        if rewards is not None and getattr(rewards, "counters", None) is not None:
+            r = CounterMetricFamily("oasis_rewards_events", "Proof-of-relay counters by event.",
+                                    labels=["event"])
+            for k, v in _ints(rewards.counters):
+                r.add_metric([k], v)
+            yield r
+
+    def _streams(self) -> Iterator[Metric]:
+        streams = list(self.node.streams.values())
+        fam = {
+            "verified": CounterMetricFamily("oasis_chunks_verified", "Verified chunks completed "
+                                            "after this node joined.", labels=["stream"]),
+            "skipped": CounterMetricFamily("oasis_chunks_skipped", "Chunks given up at their "
+                                           "deadline.", labels=["stream"]),
+            "bad": CounterMetricFamily("oasis_bad_chunks", "Chunks that failed verification.",
+                                       labels=["stream"]),
+            "media": CounterMetricFamily("oasis_media_bytes", "Media bytes received by source.",
+                                         labels=["stream", "source"]),
+            "origin": CounterMetricFamily("oasis_origin_fetches", "Chunks fetched from the origin "
+                                          "or CDN (result=ok|failed).", labels=["stream", "result"]),
+            "swarm": CounterMetricFamily("oasis_swarm_events", "Swarm counters (SwarmCounters) by "
+                                         "event.", labels=["stream", "event"]),
+            "upload": CounterMetricFamily("oasis_upload_events", "Upload scheduler counters by "
+                                          "event.", labels=["stream", "event"]),
+            "latest": GaugeMetricFamily("oasis_latest_seq", "Highest chunk sequence number held.",
+                                        labels=["stream"]),
+        }
+        lat = HistogramMetricFamily("oasis_delivery_latency_seconds", "Broadcaster complete to "
+                                    "verified here.", labels=["stream"])
+        live = set()
+        for ls in streams:
+            s = ls.text_id
+            live.add(s)
+            rec, swarm = ls.record, ls.swarm
+            fam["verified"].add_metric([s], len(rec.latencies))
+            fam["skipped"].add_metric([s], len(rec.skipped))
+            fam["bad"].add_metric([s], getattr(swarm.counters, "bad_chunks", 0))
+            for src, n in list(rec.bytes_by_source.items()):
+                fam["media"].add_metric([s, str(src)], n)
+            fam["origin"].add_metric([s, "ok"], getattr(ls, "origin_fetches", 0))
+            fam["origin"].add_metric([s, "failed"], getattr(ls, "origin_failures", 0))
+            for k, v in _ints(swarm.counters):
+                fam["swarm"].add_metric([s, k], v)
+            for k, v in _ints(getattr(swarm.upload, "counters", None)):
+                fam["upload"].add_metric([s, k], v)
+            fam["latest"].add_metric([s], swarm.log.latest)
+            h = self._latency.setdefault(s, _Latency())
+            h.update(rec.latencies)
+            lat.add_metric([s], h.buckets(), h.total)
+        for gone in set(self._latency) - live:
+            del self._latency[gone]
+        yield from fam.values()
+        yield lat
+
+
+def make_registry(node: Any, *, tracker: Any = None,
+                  http_counters: dict[str, int] | None = None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(node, tracker, http_counters))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
