@@ -38,6 +38,7 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class PeerCounters:
     announce_failures: int = 0
     candidates_offered: int = 0
     candidates_unverified: int = 0  #: offered from an unverified source: ignored
+    candidates_invalid: int = 0  #: not an IP literal and port we may dial
     candidates_evicted: int = 0
     dial_attempts: int = 0
     dial_failures: int = 0
@@ -195,6 +197,18 @@ class _Peer(Generic[L]):
     tokens: float = 0.0
     tokens_t: float = 0.0
     closing: bool = False  #: banned: its link is being closed, nothing more is routed
+
+
+def dialable(host: str, port: int) -> bool:
+    """An address a candidate may name: an IP literal (no name to resolve), unicast,
+    not unspecified; a port in 1..65535."""
+    if not 0 < port < 65536:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not (ip.is_unspecified or ip.is_multicast or (ip.version == 4 and host == "255.255.255.255"))
 
 
 class PeerPolicy(Generic[L]):
@@ -428,7 +442,10 @@ class PeerPolicy(Generic[L]):
             if not verified:
                 c.candidates_unverified += 1
                 continue
-            if cand.peer == self.self_key or not 0 < cand.port < 65536:
+            if cand.peer == self.self_key:
+                continue
+            if not dialable(cand.host, cand.port):
+                c.candidates_invalid += 1
                 continue
             c.candidates_offered += 1
             self.candidates.pop(cand.peer, None)  # re-insert: newest last
@@ -457,7 +474,8 @@ class PeerPolicy(Generic[L]):
     def may_dial(self, peer: bytes, host: str, port: int, now: float) -> bool:
         """An executor-initiated dial (``connect``): allowed? If so it is now dialling."""
         if (peer == self.self_key or peer in self.peers or peer in self.dialling
-                or self.is_banned(peer, now) or self._backed_off((host, port), now)):
+                or not dialable(host, port) or self.is_banned(peer, now)
+                or self._backed_off((host, port), now)):
             self.counters.dials_refused += 1
             return False
         self.candidates.setdefault(peer, (Candidate(peer, host, port), now))

@@ -397,3 +397,13 @@ def test_reconnecting_does_not_wipe_a_score_and_timeouts_add_to_it():
         p.on_violation(f"x{i}", key(20 + i), now=2.0)
         p.link_down(f"x{i}", key(20 + i), now=2.0)
     assert len(p.scores) == 2 and p.counters.scores_evicted == 3
+
+
+def test_candidates_must_name_a_unicast_ip_literal():
+    p = policy(target_neighbours=0)
+    bad = [pp.Candidate(key(1), "example.com", 4000), pp.Candidate(key(2), "0.0.0.0", 4000),
+           pp.Candidate(key(3), "224.0.0.1", 4000), pp.Candidate(key(4), "255.255.255.255", 4000),
+           pp.Candidate(key(5), "10.0.0.1", 0), pp.Candidate(key(6), "::", 1)]
+    p.on_candidates(bad + [pp.Candidate(key(7), "::1", 4000)], 0, verified=True)
+    assert list(p.candidates) == [key(7)] and p.counters.candidates_invalid == 6
+    assert not p.may_dial(key(8), "localhost", 4000, 0)
