@@ -107,3 +107,47 @@ async def test_unjoined_and_flooding_peers_are_cut_off_while_an_honest_viewer_st
         await asyncio.gather(producer, return_exceptions=True)
         for n in nodes:
             await n.close()
+
+
+async def test_simultaneous_dials_leave_one_link_the_one_the_smaller_key_dialled():
+    a, b = await _node(), await _node()
+    try:
+        await asyncio.gather(a.connect(b.peer_id, *b.endpoint.address),
+                             b.connect(a.peer_id, *a.endpoint.address))
+        await until(lambda: a.neighbour_count() == 1 and b.neighbour_count() == 1
+                    and len([lk for lk in a.endpoint.links if not lk.closed]) == 1
+                    and len([lk for lk in b.endpoint.links if not lk.closed]) == 1, 15)
+        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
+        small_is_a = a.identity.public < b.identity.public
+        assert la.session.is_dialler == small_is_a and lb.session.is_dialler == (not small_is_a)
+        # both links authenticated on both sides, or one side's dial lost the race at once
+        assert a.counters["links_duplicate"] == b.counters["links_duplicate"] <= 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_offered_peers_are_dialled_by_the_policy_and_a_dead_address_backs_off():
+    b = await _node()
+    v = await _node(target_neighbours=2)
+    dead = Identity.generate()
+    try:
+        sid = StreamId(b.identity.public, "live")
+        b.add_stream(sid, is_source=True)
+        v.add_stream(sid, is_source=False)
+        host, port = b.endpoint.address
+        v.offer_peers([{"peer_id": b.peer_id, "host": host, "port": port},
+                       {"peer_id": dead.peer_id, "host": "127.0.0.1", "port": 9},  # nobody there
+                       {"peer_id": "not a peer id", "host": host, "port": port},
+                       {"host": host}], interval=10.0)
+        assert v.counters["dial_attempts"] == 2
+        await until(lambda: sid.key in v.joined.get(b.identity.public, set()), 15)
+        await until(lambda: v.counters["dial_failures"] == 1, 15)
+        # the dead address is backed off: offered again at once, it is not re-dialled
+        v.offer_peers([{"peer_id": dead.peer_id, "host": "127.0.0.1", "port": 9}])
+        assert v.counters["dial_attempts"] == 2 and v.policy.dialling == {}
+        # the policy's cadence: short of neighbours, it asks for candidates again within 1 s
+        await asyncio.wait_for(v.announce_due(), 5)
+    finally:
+        await v.close()
+        await b.close()
