@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -28,6 +29,18 @@ from prometheus_client.registry import Collector
 
 #: upper bounds (seconds) of the delivery-latency histogram
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+_DISCOVERY: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def discovery_counters(node: Any) -> dict[str, int]:
+    """The node's tracker-client counters (kept by the announce loop, exported here)."""
+    c = _DISCOVERY.get(node)
+    if c is None:
+        c = _DISCOVERY[node] = {"tracker_errors": 0, "tracker_records_refused": 0,
+                                "descriptors_refused": 0, "descriptors_accepted": 0}
+    return c
 
 
 def _ints(obj: Any) -> Iterable[tuple[str, float]]:
@@ -100,6 +113,11 @@ class NodeCollector(Collector):
         for k, v in _ints(getattr(node.endpoint, "counters", {})):
             ep.add_metric([k], v)
         yield ep
+        disc = CounterMetricFamily("oasis_discovery_events", "Tracker client counters: errors, "
+                                   "peer records and descriptors refused.", labels=["event"])
+        for k, v in _ints(discovery_counters(node)):
+            disc.add_metric([k], v)
+        yield disc
         violations = CounterMetricFamily("oasis_protocol_violations",
                                          "Malformed or unexpected input from peers.")
         violations.add_metric([], node.counters.get("violations", 0))

@@ -38,6 +38,7 @@ from oasis.core.tracker import Tracker
 
 from . import http, rewards_http
 from .keystore import load_or_create
+from .metrics import discovery_counters
 from .node import LiveStream, Node
 
 log = logging.getLogger("oasis.runtime")
@@ -120,9 +121,7 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
     descriptor in the reply is passed on only if the stream's key signed it.
     """
     clock = clock or AnnounceClock()
-    counters = node.counters
-    for k in ("tracker_errors", "tracker_records_refused", "descriptors_refused"):
-        counters.setdefault(k, 0)
+    counters = discovery_counters(node)
     interval = 1.0
     while True:
         a = sign_announce(node.identity, ls.sid, node.host, node.port, clock(), area=area)
@@ -149,6 +148,7 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
                 if reply.get("descriptor") is not None and on_descriptor is not None:
                     try:
                         on_descriptor(verified_descriptor(reply["descriptor"], ls.sid))
+                        counters["descriptors_accepted"] += 1
                     except DescriptorError as exc:
                         counters["descriptors_refused"] += 1
                         log.warning("tracker %s gave a bad descriptor: %s", tracker_url, exc)
