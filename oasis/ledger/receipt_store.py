@@ -33,6 +33,8 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from oasis.datafiles import open_sqlite
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
     viewer BLOB, stream BLOB, ticket BLOB NOT NULL, expiry INTEGER NOT NULL,
@@ -76,12 +78,12 @@ class StoredReceipt:
 
 class ReceiptStore:
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        """Open the store at ``path``, created whole (0600) if absent. An existing
+        file that is empty, not SQLite, fails ``quick_check`` or lacks the receipts
+        table raises :class:`~oasis.datafiles.DataFileError`: never recreated over."""
+        self.path = Path(path)
+        self.db = open_sqlite(self.path, SCHEMA, "receipts")
         self.lock = threading.Lock()
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()

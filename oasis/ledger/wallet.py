@@ -2,8 +2,9 @@
 
 Theory of operation: the ledger needs keys the EVM can check (``ecrecover``),
 while peers know a node by its Ed25519 identity. Each node therefore keeps a
-secp256k1 wallet key in ``<data_dir>/ledger/wallet.key`` (hex, created with
-mode 0600 and refused if group/other can read it) and publishes a
+secp256k1 wallet key in ``<data_dir>/ledger/wallet.key`` (a checked key file,
+see :mod:`oasis.datafiles`: created whole with mode 0600, refused if group/other
+can read it or if it fails its check) and publishes a
 :class:`WalletBinding`: the Ed25519 identity signs the wallet address and the
 wallet signs the Ed25519 public key, both under a domain-separating tag.
 Either signature alone could be replayed by someone else (claim another's
@@ -16,8 +17,6 @@ address in a ticket or receipt exchange. Wire form: 181 bytes.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
+
+from oasis.datafiles import encode_key, load_key, private_dir, write_new
 
 from . import eip712
 
@@ -41,7 +42,8 @@ class BindingError(ValueError):
 
 
 def ledger_dir(data_dir: str | Path) -> Path:
-    return Path(data_dir) / "ledger"
+    """``<data_dir>/ledger``, created 0700 (and tightened if looser)."""
+    return private_dir(Path(data_dir) / "ledger")
 
 
 @dataclass(frozen=True)
@@ -62,32 +64,39 @@ class Wallet:
 
     @classmethod
     def load_or_create(cls, data_dir: str | Path) -> Wallet:
-        """The node's wallet, created on first use (atomically, mode 0600)."""
-        path = ledger_dir(data_dir) / WALLET_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return cls._load(path)
-        wallet = cls.generate()
-        with os.fdopen(fd, "w") as f:
-            f.write(wallet.key.hex() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        return wallet
+        """The node's wallet, created whole on first use (mode 0600, directory 0700).
 
-    @classmethod
-    def _load(cls, path: Path) -> Wallet:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise PermissionError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
-        text = path.read_text().strip()
-        try:
-            key = bytes.fromhex(text)
-            coincurve.PrivateKey(key)
-        except ValueError as exc:
-            raise ValueError(f"{path} does not hold a secp256k1 key") from exc
-        return cls(key)
+        A damaged, unreadable or exposed key file raises
+        :class:`~oasis.datafiles.DataFileError`: never a silently new wallet.
+        """
+        path = ledger_dir(data_dir) / WALLET_FILE
+        if not path.exists():
+            wallet = cls.generate()
+            if write_new(path, encode_key(WALLET_KIND, wallet.key, wallet.address)):
+                return wallet
+        return cls(load_key(path, WALLET_KIND, "the wallet key", _address_of, _legacy_hex, WALLET_ADVICE))
+
+
+WALLET_KIND = "secp256k1"
+WALLET_ADVICE = ("restore it from your backup; only if you have none, move it away and a new wallet "
+                 "is created on the next start (tokens held by the old address are then out of reach)")
+
+
+def _address_of(secret: bytes) -> bytes:
+    if len(secret) != 32:
+        raise ValueError("a secp256k1 secret has 32 bytes")
+    return eip712.address_of_key(secret)
+
+
+def _legacy_hex(data: bytes) -> bytes | None:
+    """The first format: the secret in hex and a newline (unchecked; upgraded on load)."""
+    text = data.strip()
+    if len(text) != 64:
+        return None
+    try:
+        return bytes.fromhex(text.decode("ascii"))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,18 @@
 """Node identity on disk and the QUIC/TLS certificate made from it.
 
-The Ed25519 key lives in ``<data-dir>/identity.key`` (raw 32 bytes, mode 0600),
-created on first start. The TLS certificate is self-signed by that same key, so
-the certificate's public key *is* the peer id; dialling a peer pins it.
+The Ed25519 key lives in ``<data-dir>/identity.key`` (mode 0600, the data
+directory 0700), created whole on first start. Its format (see
+:mod:`oasis.datafiles`) records the public key and a check value, so a damaged
+file is a clear :class:`~oasis.datafiles.DataFileError`, never a silently new
+identity; a legacy raw 32-byte file is still read and rewritten in that
+format. The TLS certificate is self-signed by that same key, so the
+certificate's public key *is* the peer id; dialling a peer pins it.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import stat
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -18,31 +20,33 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from oasis.core.identity import Identity
+from oasis.datafiles import DataFileError, encode_key, load_key, private_dir, write_new
 
 KEY_FILE = "identity.key"
 
 
-class KeystoreError(Exception):
-    """The key file exists but is unusable; the message says what to do."""
+KeystoreError = DataFileError  # old name
+KEY_KIND = "ed25519"
+ADVICE = ("restore it from your backup; only if you have none, move it away and a new identity "
+          "(a new peer id: streams you broadcast get new ids) is created on the next start")
+
+
+def _public_of(secret: bytes) -> bytes:
+    return Identity.from_private_bytes(secret).public
+
+
+def _legacy(data: bytes) -> bytes | None:
+    return data if len(data) == 32 else None  # raw key: unchecked, upgraded on load
 
 
 def load_or_create(data_dir: str | os.PathLike[str]) -> Identity:
-    path = Path(data_dir) / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        raw = path.read_bytes()
-        if len(raw) != 32:
-            raise KeystoreError(f"{path} holds {len(raw)} bytes, not a 32-byte Ed25519 key: "
-                                "move it away to create a new identity")
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise KeystoreError(f"{path} has mode {mode:o}; run: chmod 600 {path}")
-        return Identity.from_private_bytes(raw)
-    ident = Identity.generate()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(ident.private_bytes())
-    return ident
+    """The node's identity; a damaged or unreadable key file raises DataFileError."""
+    path = private_dir(data_dir) / KEY_FILE
+    if not path.exists():
+        ident = Identity.generate()
+        if write_new(path, encode_key(KEY_KIND, ident.private_bytes(), ident.public)):
+            return ident
+    return Identity.from_private_bytes(load_key(path, KEY_KIND, "the identity key", _public_of, _legacy, ADVICE))
 
 
 def make_certificate(identity: Identity) -> x509.Certificate:

@@ -1,0 +1,141 @@
+"""The node identity on disk: damage identity.key, then start through the real code.
+
+A damaged, truncated, mismatched or unreadable key file is a clear
+DataFileError naming the file and what to do -- never a silently new identity,
+never a traceback from the CLI -- and it is left as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oasis import datafiles
+from oasis.core.identity import Identity
+from oasis.datafiles import DataFileError, DataFilePermissionError
+from oasis.node.keystore import KEY_FILE, load_or_create
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def _flip(path: Path, offset: int, bit: int) -> bytes:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0] ^ (1 << bit)
+        f.seek(offset)
+        f.write(bytes([byte]))
+    return path.read_bytes()
+
+
+def test_identity_is_created_whole_private_and_stable(tmp_path):
+    data = tmp_path / "a" / "node"
+    ident = load_or_create(data)
+    path = data / KEY_FILE
+    text = path.read_text()
+    assert text.startswith("oasis-key/v1 ed25519\n") and ident.public.hex() in text
+    assert _mode(path) == 0o600 and _mode(data) == 0o700 and _mode(tmp_path / "a") == 0o700
+    assert sorted(p.name for p in data.iterdir()) == [KEY_FILE]  # no temp file left behind
+    assert load_or_create(data).public == ident.public
+
+
+def test_loose_data_dir_is_tightened_and_exposed_key_refused(tmp_path):
+    ident = load_or_create(tmp_path / "n")
+    os.chmod(tmp_path / "n", 0o755)
+    before = datafiles.COUNTERS["data_modes_fixed"]
+    assert load_or_create(tmp_path / "n").public == ident.public
+    assert _mode(tmp_path / "n") == 0o700 and datafiles.COUNTERS["data_modes_fixed"] == before + 1
+    os.chmod(tmp_path / "n" / KEY_FILE, 0o644)
+    with pytest.raises(DataFilePermissionError, match="chmod 600"):
+        load_or_create(tmp_path / "n")
+
+
+def test_every_bit_flip_of_the_identity_key_is_refused(tmp_path):
+    ident = load_or_create(tmp_path)
+    path = tmp_path / KEY_FILE
+    good = path.read_bytes()
+    for off in range(len(good)):
+        for bit in range(8):
+            damaged = _flip(path, off, bit)
+            with pytest.raises(DataFileError) as err:
+                load_or_create(tmp_path)
+            assert str(path) in str(err.value), (off, bit)
+            assert path.read_bytes() == damaged
+            _flip(path, off, bit)
+    assert load_or_create(tmp_path).public == ident.public
+
+
+def test_truncated_wrong_size_and_mismatched_keys_are_refused(tmp_path):
+    ident = load_or_create(tmp_path)
+    path = tmp_path / KEY_FILE
+    good = path.read_bytes()
+    other = Identity.generate()
+    body = f"oasis-key/v1 ed25519\nsecret {ident.private_bytes().hex()}\npublic {other.public.hex()}\n"
+    mismatched = (body + f"check {hashlib.sha256(body.encode()).hexdigest()[:16]}\n").encode()
+    cases = [good[:n] for n in (0, 1, 12, 32, len(good) // 2, len(good) - 1)]
+    cases += [os.urandom(31), os.urandom(33), os.urandom(64), good + b"\n", good * 2, mismatched,
+              good.replace(b"ed25519\n", b"secp256k1\n", 1), b"\xff" * 5000]
+    for content in cases:
+        path.write_bytes(content)
+        with pytest.raises(DataFileError) as err:
+            load_or_create(tmp_path)
+        msg = str(err.value)
+        assert str(path) in msg and "backup" in msg, msg
+        assert path.read_bytes() == content  # never replaced by a new identity
+    path.write_bytes(good.replace(b"oasis-key/v1", b"oasis-key/v2"))
+    with pytest.raises(DataFileError, match="newer Oasis"):
+        load_or_create(tmp_path)
+
+
+def test_unreadable_key_file_is_a_clear_error(tmp_path):
+    (tmp_path / KEY_FILE).mkdir(mode=0o700)
+    with pytest.raises(DataFileError, match="cannot be read"):
+        load_or_create(tmp_path)
+
+
+def test_legacy_raw_key_is_loaded_and_upgraded(tmp_path):
+    ident = Identity.generate()
+    path = tmp_path / KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, ident.private_bytes())
+    os.close(fd)
+    assert load_or_create(tmp_path).public == ident.public
+    assert path.read_text().startswith("oasis-key/v1 ed25519\n") and _mode(path) == 0o600
+    assert load_or_create(tmp_path).public == ident.public
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "oasis", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_reports_damaged_files_without_a_traceback(tmp_path):
+    data = tmp_path / "node"
+    load_or_create(data)
+    key = data / KEY_FILE
+    _flip(key, 40, 1)
+    out = _cli("broadcast", "test", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0")
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and str(key) in out.stderr and "backup" in out.stderr
+    # the wallet command: a damaged wallet key, then a zero-length ledger.db
+    from oasis.ledger.wallet import Wallet, ledger_dir
+
+    Wallet.load_or_create(data)
+    wallet = ledger_dir(data) / "wallet.key"
+    good = wallet.read_bytes()
+    wallet.write_bytes(good[:-3])
+    out = _cli("wallet", "--offline", "--data-dir", str(data))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and str(wallet) in out.stderr, out.stderr
+    wallet.write_bytes(good)
+    store = ledger_dir(data) / "ledger.db"
+    fd = os.open(store, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    out = _cli("wallet", "--offline", "--data-dir", str(data))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and str(store) in out.stderr, out.stderr
+    assert store.stat().st_size == 0
