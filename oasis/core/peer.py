@@ -27,25 +27,24 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
   (the entry expiring first is evicted, counted). A score outlives the link (up to
   ``max_scores`` remembered, oldest forgotten first): reconnecting does not wipe it,
   and a link that ends in a timeout adds to it.
-* **Dialling**: candidates come from verified sources only (the tracker's answer, later
-  signed records); ``_plan`` dials those not linked, dialling, banned or backed off until
-  ``target_neighbours``, at most ``max_dials_per_round`` at once. A failed dial (or a
-  link the peer refused) backs its address off exponentially. ``Announce`` asks the
-  executor for fresh candidates: every ``announce_interval``, every ``fast_interval``
-  while short of neighbours, ``relink_delay`` after a neighbour left.
+* **Dialling** (:class:`~oasis.core.dialplan.DialPlan`): candidates from verified
+  sources, dialled until ``target_neighbours`` (not linked, banned or backed off),
+  and the cadence of ``Announce`` -- when to ask the sources for more.
 """
 
 from __future__ import annotations
 
 import enum
-import ipaddress
 import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from . import wire
+from .dialplan import Candidate, Dial, DialPlan, dialable
 from .wire import ErrorCode
+
+__all__ = ["Candidate", "Dial", "dialable"]  # re-exported: the policy's actions and inputs
 
 L = TypeVar("L", bound=Hashable)  #: the executor's link handle
 INF = float("inf")
@@ -84,6 +83,7 @@ class PolicyConfig:
     dial_extra: int = 2  #: dial this many more than missing (some fail)
     max_dials_per_round: int = 8
     dial_timeout: float = 10.0  #: a dial not reported by then counts as failed
+    stable_link: float = 30.0  #: a dialled link up this long clears its address's backoff
     backoff_base: float = 1.0  #: first wait after a failed dial; doubles per failure
     backoff_max: float = 120.0
     max_backoff: int = 4096  #: addresses remembered with a backoff
@@ -157,13 +157,6 @@ class RemovePeer:
 
 
 @dataclass(frozen=True, slots=True)
-class Dial:
-    peer: bytes  #: dial and pin this key; report dial_failed() or link_up(dialled=True)
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
 class Ban:
     peer: bytes  #: informational: links are closed by CloseLink actions
     until: float
@@ -180,35 +173,17 @@ class Announce:
 Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Ban | Announce
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    peer: bytes
-    host: str
-    port: int
-
-
 @dataclass
 class _Peer(Generic[L]):
     link: L
     dialled: bool
+    since: float = 0.0  #: admitted at
     joined: set[bytes] = field(default_factory=set)
     score: float = 0.0
     score_t: float = 0.0
     tokens: float = 0.0
     tokens_t: float = 0.0
     closing: bool = False  #: banned: its link is being closed, nothing more is routed
-
-
-def dialable(host: str, port: int) -> bool:
-    """An address a candidate may name: an IP literal (no name to resolve), unicast,
-    not unspecified; a port in 1..65535."""
-    if not 0 < port < 65536:
-        return False
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not (ip.is_unspecified or ip.is_multicast or (ip.version == 4 and host == "255.255.255.255"))
 
 
 class PeerPolicy(Generic[L]):
@@ -224,11 +199,16 @@ class PeerPolicy(Generic[L]):
         self.peers: dict[bytes, _Peer[L]] = {}  #: admitted links, one per peer
         self.bans: dict[bytes, float] = {}  #: peer -> banned until
         self.scores: dict[bytes, tuple[float, float]] = {}  #: unlinked peer -> (score, at)
-        self.dialling: dict[bytes, float] = {}  #: peer -> report deadline
-        self.candidates: dict[bytes, tuple[Candidate, float]] = {}  #: peer -> (cand, offered at)
-        self.backoff: dict[tuple[str, int], tuple[int, float]] = {}  #: addr -> (failures, until)
+        self.dials = DialPlan(self_key, self.config, self.counters, self.rng, now)
         self._actions: list[Action[L]] = []
-        self._announce_at = now
+
+    @property
+    def dialling(self) -> dict[bytes, float]:
+        return self.dials.dialling
+
+    @property
+    def candidates(self) -> dict[bytes, tuple[Candidate, float]]:
+        return self.dials.candidates
 
     # ---- streams -----------------------------------------------------------
     def add_stream(self, text_id: str, key: bytes) -> bool:
@@ -273,7 +253,7 @@ class PeerPolicy(Generic[L]):
         c = self.counters
         cfg = self.config
         if dialled:
-            self.dialling.pop(peer, None)
+            self.dials.connected(peer)
         if self.is_banned(peer, now):
             c.links_refused_banned += 1
             self._actions.append(CloseLink(link, peer, ErrorCode.TOO_MANY_ERRORS, "banned"))
@@ -294,12 +274,9 @@ class PeerPolicy(Generic[L]):
                                                "neighbour limit reached"))
                 return False
             score, at = self.scores.pop(peer, (0.0, now))
-            self.peers[peer] = _Peer(link, dialled, score=score, score_t=at, tokens=cfg.msg_burst,
-                                     tokens_t=now)
+            self.peers[peer] = _Peer(link, dialled, since=now, score=score, score_t=at,
+                                     tokens=cfg.msg_burst, tokens_t=now)
         c.links_accepted += 1
-        addr = self._address_of(peer)
-        if dialled and addr is not None:
-            self.backoff.pop(addr, None)
         if dialled:
             for text_id in self.streams:
                 self._actions.append(SendTo(link, wire.Join(stream=text_id)))
@@ -307,7 +284,8 @@ class PeerPolicy(Generic[L]):
 
     def link_down(self, link: L, peer: bytes | None, now: float, *,
                   code: ErrorCode = ErrorCode.NO_ERROR) -> None:
-        """A link closed (either side). A peer that refused us is backed off."""
+        """A link closed (either side). A peer that refused or banned our link is backed
+        off; one we dialled that stayed up ``stable_link`` clears its backoff."""
         if peer is None:
             return
         p = self.peers.get(peer)
@@ -321,10 +299,12 @@ class PeerPolicy(Generic[L]):
         for skey in p.joined:
             self._actions.append(RemovePeer(peer, skey))
         if p.dialled and code in (ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_ERRORS):
-            self._back_off(peer, now)
+            self.dials.back_off(peer, now)
+        elif p.dialled and now - p.since >= self.config.stable_link:
+            self.dials.stable(peer)
         if len(self.peers) < self.config.target_neighbours:
             self._plan(now)
-            self._announce_at = min(self._announce_at, now + self.config.relink_delay)
+            self.dials.neighbour_left(now)
 
     # ---- input from links ------------------------------------------------------
     def on_message(self, link: L, peer: bytes, msg: wire.Message, now: float) -> bytes | None:
@@ -419,7 +399,7 @@ class PeerPolicy(Generic[L]):
                 self.counters.bans_evicted += 1
         bans[peer] = max(until, bans.get(peer, until))
         self.counters.peers_banned += 1
-        self.candidates.pop(peer, None)
+        self.dials.forget(peer)
         self.scores.pop(peer, None)  # the ban is the sentence: it comes back with a clean slate
         self._actions.append(Ban(peer, bans[peer], code, reason))
         p = self.peers.get(peer)
@@ -435,92 +415,25 @@ class PeerPolicy(Generic[L]):
         that the source is authenticated (the tracker's reply over the configured URL,
         a signed record); unverified offers are counted and ignored. ``interval``: the
         source's wish for the next announce."""
-        c = self.counters
-        cfg = self.config
-        c.announces += 1
-        for cand in found:
-            if not verified:
-                c.candidates_unverified += 1
-                continue
-            if cand.peer == self.self_key:
-                continue
-            if not dialable(cand.host, cand.port):
-                c.candidates_invalid += 1
-                continue
-            c.candidates_offered += 1
-            self.candidates.pop(cand.peer, None)  # re-insert: newest last
-            self.candidates[cand.peer] = (cand, now)
-            if len(self.candidates) > cfg.max_candidates:
-                del self.candidates[next(iter(self.candidates))]
-                c.candidates_evicted += 1
-        every = cfg.announce_interval if interval is None else max(cfg.fast_interval, interval)
-        if len(self.peers) < cfg.target_neighbours:
-            every = min(every, cfg.fast_interval)
-        self._announce_at = now + every
+        self.dials.offer(found, now, verified=verified, interval=interval, linked=len(self.peers))
         self._plan(now)
 
     def announce_failed(self, now: float) -> None:
-        self.counters.announce_failures += 1
-        self._announce_at = now + self.config.retry_interval
+        self.dials.source_failed(now)
         self._plan(now)  # the candidates we already know may do
 
     def dial_failed(self, peer: bytes, now: float) -> None:
         """A ``Dial`` (or ``connect``) did not authenticate the peer."""
-        if self.dialling.pop(peer, None) is None:
-            return
-        self.counters.dial_failures += 1
-        self._back_off(peer, now)
+        self.dials.failed(peer, now)
 
     def may_dial(self, peer: bytes, host: str, port: int, now: float) -> bool:
         """An executor-initiated dial (``connect``): allowed? If so it is now dialling."""
-        if (peer == self.self_key or peer in self.peers or peer in self.dialling
-                or not dialable(host, port) or self.is_banned(peer, now)
-                or self._backed_off((host, port), now)):
-            self.counters.dials_refused += 1
-            return False
-        self.candidates.setdefault(peer, (Candidate(peer, host, port), now))
-        self.dialling[peer] = now + self.config.dial_timeout
-        self.counters.dial_attempts += 1
-        return True
+        return self.dials.may_dial(peer, host, port, now,
+                                   blocked=peer in self.peers or self.is_banned(peer, now))
 
     def _plan(self, now: float) -> None:
-        cfg = self.config
-        need = cfg.target_neighbours - len(self.peers) - len(self.dialling)
-        if need <= 0 or not self.candidates:
-            return
-        eligible = []
-        for peer, (cand, at) in list(self.candidates.items()):
-            if at + cfg.candidate_ttl <= now:
-                del self.candidates[peer]
-            elif (peer not in self.peers and peer not in self.dialling
-                  and not self.is_banned(peer, now)
-                  and not self._backed_off((cand.host, cand.port), now)):
-                eligible.append(cand)
-        self.rng.shuffle(eligible)
-        for cand in eligible[:min(need + cfg.dial_extra, cfg.max_dials_per_round)]:
-            self.dialling[cand.peer] = now + cfg.dial_timeout
-            self.counters.dial_attempts += 1
-            self._actions.append(Dial(cand.peer, cand.host, cand.port))
-
-    def _address_of(self, peer: bytes) -> tuple[str, int] | None:
-        entry = self.candidates.get(peer)
-        return None if entry is None else (entry[0].host, entry[0].port)
-
-    def _backed_off(self, addr: tuple[str, int], now: float) -> bool:
-        entry = self.backoff.get(addr)
-        return entry is not None and entry[1] > now
-
-    def _back_off(self, peer: bytes, now: float) -> None:
-        addr = self._address_of(peer)
-        if addr is None:
-            return
-        cfg = self.config
-        failures = self.backoff.pop(addr, (0, 0.0))[0] + 1
-        wait = min(cfg.backoff_max, cfg.backoff_base * 2 ** min(failures - 1, 30))
-        self.backoff[addr] = (failures, now + wait * (1.0 + 0.25 * self.rng.random()))
-        if len(self.backoff) > cfg.max_backoff:  # oldest entry first (insertion order)
-            del self.backoff[next(iter(self.backoff))]
-            self.counters.backoff_evicted += 1
+        self._actions.extend(self.dials.plan(
+            now, len(self.peers), lambda k: k in self.peers or self.is_banned(k, now)))
 
     # ---- JOIN --------------------------------------------------------------------------
     def _on_join(self, p: _Peer[L], peer: bytes, text_id: str, now: float) -> None:
@@ -549,17 +462,13 @@ class PeerPolicy(Generic[L]):
 
     # ---- time ----------------------------------------------------------------------------
     def get_timer(self) -> float | None:
-        t = self._announce_at
-        for deadline in self.dialling.values():
-            if deadline < t:
-                t = deadline
-        return t
+        return self.dials.get_timer()
 
     def handle_timer(self, now: float) -> None:
-        for peer in [k for k, t in self.dialling.items() if t <= now]:
-            self.dial_failed(peer, now)  # the executor never reported: count it failed
-        if self._announce_at <= now:
-            self._announce_at = now + self.config.announce_timeout
+        for peer in self.dials.overdue(now):
+            self.dials.failed(peer, now)  # the executor never reported: count it failed
+        if self.dials.announce_at <= now:
+            self.dials.asked(now)
             self._actions.append(Announce())
             self._plan(now)
 

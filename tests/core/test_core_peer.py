@@ -272,7 +272,7 @@ def test_failed_addresses_back_off_exponentially_and_banned_peers_are_not_dialle
         dial = of(p.actions(), pp.Dial)
         assert dial == [pp.Dial(c[0].peer, "10.0.0.1", 4000)]
         p.dial_failed(c[0].peer, now)
-        until = p.backoff[("10.0.0.1", 4000)][1]
+        until = p.dials.backoff[("10.0.0.1", 4000)][1]
         waits.append(until - now)
         p.on_candidates(c, now + 0.01, verified=True)
         assert of(p.actions(), pp.Dial) == []  # backed off
@@ -313,7 +313,7 @@ def test_a_peer_that_refuses_us_is_backed_off():
     p.link_up("x", d.peer, dialled=True, now=0.1)
     p.link_down("x", d.peer, now=0.2, code=ErrorCode.OVERLOADED)
     assert of(p.actions(), pp.Dial) == []  # not re-dialled at once
-    assert p._backed_off(("10.0.0.1", 4000), 0.3)
+    assert p.dials.backed_off(("10.0.0.1", 4000), 0.3)
 
 
 def test_unreported_dials_time_out_and_announce_watchdog():
@@ -371,7 +371,7 @@ def test_any_event_sequence_keeps_tables_bounded(ops):
         else:
             p.on_message(link, peer, wire.Leave(stream=SKEY), now)
         p.actions()
-        assert len(p.bans) <= 3 and len(p.candidates) <= 5 and len(p.backoff) <= 4 and len(p.scores) <= 3
+        assert len(p.bans) <= 3 and len(p.candidates) <= 5 and len(p.dials.backoff) <= 4 and len(p.scores) <= 3
         assert all(len(x.joined) <= 1 for x in p.peers.values())
         assert len(p.dialling) <= p.config.max_dials_per_round + p.config.target_neighbours
 
@@ -407,3 +407,23 @@ def test_candidates_must_name_a_unicast_ip_literal():
     p.on_candidates(bad + [pp.Candidate(key(7), "::1", 4000)], 0, verified=True)
     assert list(p.candidates) == [key(7)] and p.counters.candidates_invalid == 6
     assert not p.may_dial(key(8), "localhost", 4000, 0)
+
+
+def test_a_peer_that_keeps_refusing_backs_off_longer_each_time_and_a_stable_link_clears_it():
+    p = policy(target_neighbours=1, dial_extra=0, backoff_base=1.0, stable_link=30.0)
+    c = cands(1)
+    addr = ("10.0.0.1", 4000)
+    now = 0.0
+    for i in range(3):  # admitted, then refused by the peer, three times over
+        p.on_candidates(c, now, verified=True)
+        (d,) = of(p.actions(), pp.Dial)
+        p.link_up(f"x{i}", d.peer, dialled=True, now=now)
+        p.link_down(f"x{i}", d.peer, now=now, code=ErrorCode.OVERLOADED)
+        failures, until = p.dials.backoff[addr]
+        assert failures == i + 1 and until - now >= 2 ** i
+        now = until + 0.01
+    p.on_candidates(c, now, verified=True)
+    (d,) = of(p.actions(), pp.Dial)
+    p.link_up("ok", d.peer, dialled=True, now=now)
+    p.link_down("ok", d.peer, now=now + 31.0)  # a normal close after a long life
+    assert addr not in p.dials.backoff

@@ -1,0 +1,192 @@
+"""Whom to dial, and when to ask for more candidates: the dialling half of the peer policy.
+
+Theory of operation
+-------------------
+Sans-I/O, owned by :class:`~oasis.core.peer.PeerPolicy` (which adds what it knows of
+links and bans). Candidates -- (peer key, host, port) -- come from verified sources
+only (the tracker's answer, later signed records); each must name a unicast IP literal
+(``dialable``: no name to resolve, no broadcast target). They wait in a bounded table
+(``max_candidates``, oldest forgotten first; ``candidate_ttl``).
+
+``plan`` dials, in random order, candidates not linked, not dialling, not banned and
+not backed off, until ``target_neighbours`` links plus dials are under way, at most
+``max_dials_per_round`` at once. An address whose dial failed, or whose peer refused
+or banned our link, waits ``backoff_base`` seconds, doubling per failure up to
+``backoff_max`` (jittered by a quarter); a link that stayed up ``stable_link`` seconds
+clears it. The backoff table is bounded (``max_backoff``, oldest first).
+
+Cadence: ``announce_at`` is when to ask the sources again -- ``announce_interval``
+(or the source's wish) once linked enough, ``fast_interval`` while short,
+``retry_interval`` after a source failed, ``relink_delay`` after a neighbour left;
+``announce_timeout`` after asking if no answer came.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .peer import PeerCounters, PolicyConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    peer: bytes  #: the key to pin when dialling
+    host: str  #: an IP literal
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    peer: bytes  #: dial and pin this key; report dial_failed() or link_up(dialled=True)
+    host: str
+    port: int
+
+
+def dialable(host: str, port: int) -> bool:
+    """An address a candidate may name: an IP literal (no name to resolve), unicast,
+    not unspecified; a port in 1..65535."""
+    if not 0 < port < 65536:
+        return False
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not (ip.is_unspecified or ip.is_multicast or (ip.version == 4 and host == "255.255.255.255"))
+
+
+class DialPlan:
+    """Candidates, per-address backoff, dials under way and the announce cadence."""
+
+    def __init__(self, self_key: bytes, config: PolicyConfig, counters: PeerCounters,
+                 rng: random.Random, now: float) -> None:
+        self.self_key = self_key
+        self.config = config
+        self.counters = counters
+        self.rng = rng
+        self.candidates: dict[bytes, tuple[Candidate, float]] = {}  #: peer -> (cand, offered at)
+        self.backoff: dict[tuple[str, int], tuple[int, float]] = {}  #: addr -> (failures, until)
+        self.dialling: dict[bytes, float] = {}  #: peer -> report deadline
+        self.announce_at = now  #: when to ask the sources for candidates
+
+    def offer(self, found: Iterable[Candidate], now: float, *, verified: bool,
+              interval: float | None, linked: int) -> None:
+        c = self.counters
+        cfg = self.config
+        c.announces += 1
+        for cand in found:
+            if not verified:
+                c.candidates_unverified += 1
+                continue
+            if cand.peer == self.self_key:
+                continue
+            if not dialable(cand.host, cand.port):
+                c.candidates_invalid += 1
+                continue
+            c.candidates_offered += 1
+            self.candidates.pop(cand.peer, None)  # re-insert: newest last
+            self.candidates[cand.peer] = (cand, now)
+            if len(self.candidates) > cfg.max_candidates:
+                del self.candidates[next(iter(self.candidates))]
+                c.candidates_evicted += 1
+        every = cfg.announce_interval if interval is None else max(cfg.fast_interval, interval)
+        if linked < cfg.target_neighbours:
+            every = min(every, cfg.fast_interval)
+        self.announce_at = now + every
+
+    def source_failed(self, now: float) -> None:
+        self.counters.announce_failures += 1
+        self.announce_at = now + self.config.retry_interval
+
+    def asked(self, now: float) -> None:
+        """An Announce went out: ask again after ``announce_timeout`` if no answer."""
+        self.announce_at = now + self.config.announce_timeout
+
+    def neighbour_left(self, now: float) -> None:
+        self.announce_at = min(self.announce_at, now + self.config.relink_delay)
+
+    def may_dial(self, peer: bytes, host: str, port: int, now: float, *, blocked: bool) -> bool:
+        """An executor-initiated dial: allowed? If so it is now dialling."""
+        if (blocked or peer == self.self_key or peer in self.dialling or not dialable(host, port)
+                or self.backed_off((host, port), now)):
+            self.counters.dials_refused += 1
+            return False
+        self.candidates.setdefault(peer, (Candidate(peer, host, port), now))
+        self.dialling[peer] = now + self.config.dial_timeout
+        self.counters.dial_attempts += 1
+        return True
+
+    def plan(self, now: float, linked: int, blocked: Callable[[bytes], bool]) -> list[Dial]:
+        """Dials to start now; ``blocked``: linked or banned."""
+        cfg = self.config
+        need = cfg.target_neighbours - linked - len(self.dialling)
+        if need <= 0 or not self.candidates:
+            return []
+        eligible = []
+        for peer, (cand, at) in list(self.candidates.items()):
+            if at + cfg.candidate_ttl <= now:
+                del self.candidates[peer]
+            elif (peer not in self.dialling and not blocked(peer)
+                  and not self.backed_off((cand.host, cand.port), now)):
+                eligible.append(cand)
+        self.rng.shuffle(eligible)
+        out = []
+        for cand in eligible[:min(need + cfg.dial_extra, cfg.max_dials_per_round)]:
+            self.dialling[cand.peer] = now + cfg.dial_timeout
+            self.counters.dial_attempts += 1
+            out.append(Dial(cand.peer, cand.host, cand.port))
+        return out
+
+    def connected(self, peer: bytes) -> None:
+        self.dialling.pop(peer, None)
+
+    def failed(self, peer: bytes, now: float) -> None:
+        """A dial did not authenticate the peer."""
+        if self.dialling.pop(peer, None) is None:
+            return
+        self.counters.dial_failures += 1
+        self.back_off(peer, now)
+
+    def stable(self, peer: bytes) -> None:
+        """A link we dialled stayed up: its address is good again."""
+        addr = self._address_of(peer)
+        if addr is not None:
+            self.backoff.pop(addr, None)
+
+    def forget(self, peer: bytes) -> None:
+        self.candidates.pop(peer, None)
+
+    def backed_off(self, addr: tuple[str, int], now: float) -> bool:
+        entry = self.backoff.get(addr)
+        return entry is not None and entry[1] > now
+
+    def back_off(self, peer: bytes, now: float) -> None:
+        addr = self._address_of(peer)
+        if addr is None:
+            return
+        cfg = self.config
+        failures = self.backoff.pop(addr, (0, 0.0))[0] + 1
+        wait = min(cfg.backoff_max, cfg.backoff_base * 2 ** min(failures - 1, 30))
+        self.backoff[addr] = (failures, now + wait * (1.0 + 0.25 * self.rng.random()))
+        if len(self.backoff) > cfg.max_backoff:  # oldest entry first (insertion order)
+            del self.backoff[next(iter(self.backoff))]
+            self.counters.backoff_evicted += 1
+
+    def overdue(self, now: float) -> list[bytes]:
+        """Dials the executor never reported on, past their deadline."""
+        return [k for k, t in self.dialling.items() if t <= now]
+
+    def get_timer(self) -> float:
+        t = self.announce_at
+        for deadline in self.dialling.values():
+            if deadline < t:
+                t = deadline
+        return t
+
+    def _address_of(self, peer: bytes) -> tuple[str, int] | None:
+        entry = self.candidates.get(peer)
+        return None if entry is None else (entry[0].host, entry[0].port)
