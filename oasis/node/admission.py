@@ -33,11 +33,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
+import socket
 import struct
 from collections import OrderedDict
 from typing import Generic, TypeVar
+
+from aioquic.quic.packet import (
+    RETRY_AEAD_KEY_VERSION_1,
+    RETRY_AEAD_KEY_VERSION_2,
+    RETRY_AEAD_NONCE_VERSION_1,
+    RETRY_AEAD_NONCE_VERSION_2,
+    QuicPacketType,
+    QuicProtocolVersion,
+    encode_long_header_first_byte,
+)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 TOKEN_LIFETIME = 10.0  #: seconds a Retry token stays valid (clients echo it at once)
 _MAC_LEN = 16
@@ -47,7 +58,31 @@ K = TypeVar("K")
 
 
 def _address(addr: tuple[str, int]) -> bytes:
-    return ipaddress.ip_address(addr[0]).packed + struct.pack("!H", addr[1] & 0xFFFF)
+    """Packed IP and port (``socket.inet_pton``: the ``ipaddress`` module costs ~80 µs a call,
+    which a flood of Initials would pay once per datagram)."""
+    host = addr[0]
+    packed = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    return packed + struct.pack("!H", addr[1] & 0xFFFF)
+
+
+# The Retry integrity tag (RFC 9001 §5.8) is AES-128-GCM under a key fixed per QUIC
+# version; aioquic's encode_quic_retry builds the cipher anew for every packet.
+_RETRY_AEAD = {
+    QuicProtocolVersion.VERSION_1: (AESGCM(RETRY_AEAD_KEY_VERSION_1), RETRY_AEAD_NONCE_VERSION_1),
+    QuicProtocolVersion.VERSION_2: (AESGCM(RETRY_AEAD_KEY_VERSION_2), RETRY_AEAD_NONCE_VERSION_2),
+}
+
+
+def encode_retry(version: int, source_cid: bytes, destination_cid: bytes,
+                 original_destination_cid: bytes, token: bytes) -> bytes:
+    """A QUIC Retry packet, byte for byte what ``aioquic.quic.packet.encode_quic_retry`` makes."""
+    aead, nonce = _RETRY_AEAD[QuicProtocolVersion(version)]
+    packet = b"".join((
+        bytes([encode_long_header_first_byte(version, QuicPacketType.RETRY, 0)]),
+        struct.pack("!I", version), bytes([len(destination_cid)]), destination_cid,
+        bytes([len(source_cid)]), source_cid, token))
+    pseudo = bytes([len(original_destination_cid)]) + original_destination_cid + packet
+    return packet + aead.encrypt(nonce, b"", pseudo)
 
 
 class RetryTokens:
@@ -79,7 +114,7 @@ class RetryTokens:
         issued, odcid, mac = token[:8], token[9:9 + n], token[9 + n:]
         try:
             expected = self._mac(addr, retry_cid, issued, odcid)
-        except ValueError:  # not an IP address we can encode
+        except (OSError, ValueError):  # not an IP address we can encode
             return None
         if not hmac.compare_digest(mac, expected):
             return None
@@ -128,3 +163,25 @@ class HalfOpenTable(Generic[K]):
             self._by_ip[ip] = n
         else:
             del self._by_ip[ip]
+
+
+class RatePerSource:
+    """A token bucket per source IP (``rate`` per second, ``burst`` at most), for the
+    work a stranger can make us do without state of its own (a Retry costs an HMAC, an
+    AES-GCM tag and a send). At most ``max_sources`` buckets are kept, least recently
+    used dropped: a source forgotten that way starts again with a full bucket."""
+
+    def __init__(self, rate: float, burst: float, max_sources: int = 4096) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_sources = max_sources
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def allow(self, source: str, now: float) -> bool:
+        tokens, since = self._buckets.pop(source, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0.0, now - since) * self.rate)
+        ok = tokens >= 1.0
+        self._buckets[source] = (tokens - 1.0 if ok else tokens, now)
+        if len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
+        return ok

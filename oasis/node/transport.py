@@ -41,14 +41,14 @@ from aioquic.buffer import Buffer
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
-from aioquic.quic.packet import QuicPacketType, encode_quic_retry, pull_quic_header
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from oasis.core import session as ss
 from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
-from .admission import TOKEN_LIFETIME, HalfOpenTable, RetryTokens
+from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
 from .keystore import certificate_key, make_certificate
 
 log = logging.getLogger("oasis.transport")
@@ -59,6 +59,8 @@ MIN_INITIAL_SIZE = 1200  #: RFC 9000 §14.1: a client's Initial datagram is at l
 #: stream bytes a link may receive before its session authenticates (HELLO + AUTH are
 #: a few hundred bytes; nothing else is legitimate before then)
 PREAUTH_BUDGET = 128 * 1024
+#: Retries per second one source IP may draw (a dialler needs one per connection)
+RETRY_RATE_PER_IP = 50.0
 INITIAL_MAX_DATA = 2 * 1024 * 1024  #: QUIC connection flow-control window at start
 INITIAL_MAX_STREAM_DATA = 1024 * 1024  #: QUIC per-stream window at start
 
@@ -384,7 +386,8 @@ class Endpoint(asyncio.DatagramProtocol):
                  max_datagram_size: int = DEFAULT_DATAGRAM_SIZE, max_links: int = 64,
                  link_delay: float = 0.0, max_delayed: int = 10_000, retry: bool = True,
                  token_lifetime: float = TOKEN_LIFETIME, max_halfopen: int = 32,
-                 max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET) -> None:
+                 max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET,
+                 retry_rate_per_ip: float = RETRY_RATE_PER_IP) -> None:
         self.identity = identity
         self.on_event = on_event
         self.clock = clock
@@ -402,6 +405,7 @@ class Endpoint(asyncio.DatagramProtocol):
             "short_initials",  # an Initial in a datagram under 1,200 bytes
             "unsupported_version",  # an Initial of a QUIC version we do not speak
             "retry_sent", "retry_token_invalid",  # address validation
+            "retry_rate_limited",  # Initials without token over the per-IP Retry rate (dropped)
             "halfopen_refused",  # this source IP already holds its half-open share
             "halfopen_evicted",  # the half-open table was full: its oldest made way
             "refused_links",  # no room at all (max_links + max_halfopen links held)
@@ -412,6 +416,7 @@ class Endpoint(asyncio.DatagramProtocol):
             "chunk_streams_reset", "delay_queue_drops", "control_send_refused"), 0)
         self.retry = retry
         self.tokens = RetryTokens(token_lifetime)
+        self.retry_rate = RatePerSource(retry_rate_per_ip, burst=retry_rate_per_ip)
         self.max_halfopen = max_halfopen
         self.halfopen: HalfOpenTable[Link] = HalfOpenTable(max_halfopen, max_halfopen_per_ip)
         self.preauth_budget = preauth_budget
@@ -522,12 +527,14 @@ class Endpoint(asyncio.DatagramProtocol):
         if self.retry:
             now = self.loop.time()
             if not header.token:
+                if not self.retry_rate.allow(addr[0], now):
+                    c["retry_rate_limited"] += 1  # the dialler's QUIC retransmits its Initial
+                    return None
                 # Stateless: the token carries all we need to accept the echo.
                 scid = self.nonces.randbytes(8)
                 token = self.tokens.issue(addr, header.destination_cid, scid, now)
-                self.send_datagram(encode_quic_retry(
-                    version=header.version, source_cid=scid, destination_cid=header.source_cid,
-                    original_destination_cid=header.destination_cid, retry_token=token), addr)
+                self.send_datagram(encode_retry(header.version, scid, header.source_cid,
+                                                header.destination_cid, token), addr)
                 c["retry_sent"] += 1
                 return None
             odcid = self.tokens.check(addr, header.token, header.destination_cid, now)

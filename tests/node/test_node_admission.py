@@ -1,0 +1,55 @@
+"""The admission bookkeeping on its own: Retry packets, tokens, per-source rates, the half-open table."""
+
+from __future__ import annotations
+
+import os
+
+from aioquic.quic.packet import QuicProtocolVersion, encode_quic_retry
+
+from oasis.node.admission import HalfOpenTable, RatePerSource, RetryTokens, encode_retry
+
+
+def test_retry_packets_are_aioquics_byte_for_byte() -> None:
+    for version in (QuicProtocolVersion.VERSION_1, QuicProtocolVersion.VERSION_2):
+        scid, dcid, odcid, token = os.urandom(8), os.urandom(8), os.urandom(12), os.urandom(50)
+        ours = encode_retry(version, scid, dcid, odcid, token)
+        theirs = encode_quic_retry(version=version, source_cid=scid, destination_cid=dcid,
+                                   original_destination_cid=odcid, retry_token=token)
+        assert ours == theirs
+
+
+def test_a_token_checks_out_only_for_its_address_cid_and_time() -> None:
+    t = RetryTokens(lifetime=10.0)
+    addr, odcid, cid = ("127.0.0.1", 4433), os.urandom(8), os.urandom(8)
+    token = t.issue(addr, odcid, cid, 100.0)
+    assert t.check(addr, token, cid, 105.0) == odcid
+    assert t.check(("127.0.0.1", 4434), token, cid, 105.0) is None  # another port
+    assert t.check(("127.0.0.2", 4433), token, cid, 105.0) is None  # another IP
+    assert t.check(addr, token, os.urandom(8), 105.0) is None  # another connection id
+    assert t.check(addr, token, cid, 111.0) is None  # expired
+    assert t.check(addr, token[:-1] + bytes([token[-1] ^ 1]), cid, 105.0) is None  # forged
+    assert t.check(addr, b"", cid, 105.0) is None and t.check(addr, os.urandom(60), cid, 105.0) is None
+    assert RetryTokens().check(addr, token, cid, 105.0) is None  # another endpoint's secret
+    v6 = ("::1", 4433)
+    assert t.check(v6, t.issue(v6, odcid, cid, 1.0), cid, 2.0) == odcid
+
+
+def test_rate_per_source_refills_and_forgets_the_least_recent() -> None:
+    r = RatePerSource(rate=10.0, burst=5.0, max_sources=2)
+    assert [r.allow("a", 0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert r.allow("b", 0.0)  # another source has its own bucket
+    assert r.allow("a", 0.1) and not r.allow("a", 0.1)  # 0.1 s at 10/s = one more
+    r.allow("c", 0.1)  # a third source: "b" (least recent) is forgotten
+    assert len(r._buckets) == 2
+
+
+def test_half_open_table_counts_per_ip_and_keeps_age_order() -> None:
+    h: HalfOpenTable[str] = HalfOpenTable(cap=3, per_ip=2)
+    h.add("l1", "ip1")
+    h.add("l2", "ip1")
+    assert h.ip_full("ip1") and not h.ip_full("ip2") and not h.full()
+    h.add("l3", "ip2")
+    assert h.full() and h.oldest() == "l1"
+    h.discard("l1")
+    h.discard("l1")  # twice is harmless
+    assert not h.ip_full("ip1") and h.oldest() == "l2" and len(h) == 2
