@@ -318,14 +318,25 @@ class Node:
 
     # ---- candidates and dialling ---------------------------------------------------
     async def announce_due(self) -> None:
-        """Wait until the policy wants fresh candidates (its announce cadence)."""
+        """Wait until the policy wants fresh candidates (its announce cadence: at once after
+        start, every ``fast_interval`` while short of neighbours, else the source's interval;
+        ``retry_interval`` after :meth:`announce_failed`; soon after a neighbour left).
+        Answer with :meth:`offer_candidates` or :meth:`announce_failed`. One waiter."""
         await self.announce_wanted.wait()
         self.announce_wanted.clear()
 
+    def offer_candidates(self, found: list[pp.Candidate], *, interval: float | None = None,
+                         verified: bool = True) -> None:
+        """The answer to an announce: candidates a source named (``verified``: the caller
+        checked them, e.g. signed records); the policy dials those it wants, now and later."""
+        self.policy.on_candidates(found[:MAX_OFFERED], self.clock(), verified=verified,
+                                  interval=interval)
+        self._run_policy()
+
     def offer_peers(self, peers: list[dict[str, Any]], *, interval: float | None = None,
                     verified: bool = True) -> None:
-        """Candidates a verified source named (``peer_id``, ``host``, ``port`` each); the
-        policy dials those it wants. Malformed entries are skipped."""
+        """:meth:`offer_candidates` from JSON-like dicts (``peer_id``, ``host``, ``port``);
+        malformed entries are skipped."""
         found = []
         for p in peers[:MAX_OFFERED]:
             try:
@@ -333,8 +344,7 @@ class Node:
                                           int(p["port"])))
             except (KeyError, TypeError, ValueError):
                 continue
-        self.policy.on_candidates(found, self.clock(), verified=verified, interval=interval)
-        self._run_policy()
+        self.offer_candidates(found, interval=interval, verified=verified)
 
     def announce_failed(self) -> None:
         self.policy.announce_failed(self.clock())
