@@ -1,4 +1,5 @@
-"""A peer that pushes forged chunks is caught: counted, dropped and banned.
+"""A peer that pushes forged chunks is caught: counted, dropped and banned (refused when it
+comes back).
 
 The viewer is a real process; the forger is an in-process node speaking real
 OFTP over QUIC on loopback, with its own valid identity, that joins the stream
@@ -61,11 +62,21 @@ async def test_forged_chunks_are_caught(tmp_path):
                 link.send_chunk(forged, time.time() + 2)
             await asyncio.to_thread(
                 wait_until, lambda: stats(vinfo["gateway"])["counters"]["peers_dropped_bad_chunks"] >= 1, 15)
+            # Banned: the forger's link is closed, and when it comes back it is refused.
+            for _ in range(100):
+                if not node.links_by_peer:
+                    break
+                await asyncio.sleep(0.05)
+            assert not node.links_by_peer
+            await node.connect(vinfo["peer_id"], host, int(port))
+            await asyncio.to_thread(
+                wait_until, lambda: stats(vinfo["gateway"])["counters"]["links_refused_banned"] >= 1, 15)
         finally:
             await node.close()
         s = stats(vinfo["gateway"])
         assert s["streams"][0]["swarm_counters"]["bad_chunks"] >= 3
         assert s["counters"]["peers_dropped_bad_chunks"] == 1
+        assert s["counters"]["peers_banned"] == 1
         # The viewer kept receiving the real stream without gaps.
         assert s["streams"][0]["skipped"] == 0
     finally:
