@@ -256,10 +256,17 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     announcer = asyncio.create_task(announce_loop(
         node, ls, tracker_url, local=tracker, descriptor=lambda: descriptors.get(str(sid)),
         area=c.area, announced=announced))
-    try:
-        # Viewers look the descriptor up at the tracker: be there before saying we are up.
-        await asyncio.wait_for(announced.wait(), 10)
-    except TimeoutError:
+    # Viewers look the descriptor up at the tracker: be there before saying we are up.
+    first = asyncio.create_task(announced.wait())
+    await asyncio.wait([announcer, first], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    first.cancel()
+    if announcer.done():  # it failed (e.g. --listen is not an address peers can dial)
+        await node.close()
+        await runner.cleanup()
+        if node.rewards is not None:
+            node.rewards.close()
+        announcer.result()
+    if not announced.is_set():
         log.warning("tracker %s has not taken our announce yet; going on", tracker_url)
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
           "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
