@@ -170,3 +170,16 @@ async def test_per_source_rate_limit_answers_429(tracker_client) -> None:
     statuses = [(await post(s, body(signed(ident(100 + i)))))[0] for i in range(8)]
     assert statuses[:5] == [200] * 5 and statuses[5:] == [429] * 3
     assert tracker.counters["refused_rate"] == 3
+
+
+async def test_caps_answer_429_with_a_code_and_count(tracker_client) -> None:
+    tracker, s = tracker_client
+    tracker.max_streams, tracker.max_peers_per_stream = 1, 2
+    assert (await post(s, body(signed(BC))))[0] == 200
+    other = StreamId(MALLORY.public, "live")
+    status, err = await post(s, body(signed(MALLORY, sid=other)))
+    assert (status, err["error"]) == (429, "streams_full")
+    assert (await post(s, body(signed(ident(5)))))[0] == 200
+    status, err = await post(s, body(signed(ident(6))))
+    assert (status, err["error"]) == (429, "peers_full")
+    assert tracker.counters["refused_streams_full"] == 1 == tracker.counters["refused_peers_full"]
