@@ -252,27 +252,7 @@ def open_sqlite(path: str | os.PathLike[str], schema: str, marker_table: str) ->
     p = Path(path)
     private_dir(p.parent)
     if not p.exists():
-        tmp = _temp_name(p)
-        tmp.unlink(missing_ok=True)
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        db = sqlite3.connect(str(tmp), isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(schema)
-        finally:
-            db.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, p)
-        except FileExistsError:
-            pass  # another process created it first: open that one
-        finally:
-            tmp.unlink()
-        fsync_dir(p.parent)
+        _create_sqlite(p, schema)
     for suffix in ("", "-wal", "-shm"):
         private_file(p.with_name(p.name + suffix))
     head = _head(p)
@@ -281,7 +261,7 @@ def open_sqlite(path: str | os.PathLike[str], schema: str, marker_table: str) ->
     if not head.startswith(SQLITE_MAGIC):
         raise DataFileError(p, "is not an SQLite database (bad header)", STORE_ADVICE)
     uri = f"file:{quote(str(p.resolve()))}?mode=rw"
-    db = None
+    db: sqlite3.Connection | None = None
     try:
         db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         rows = db.execute("PRAGMA quick_check").fetchall()
@@ -304,6 +284,31 @@ def open_sqlite(path: str | os.PathLike[str], schema: str, marker_table: str) ->
             db.close()
         raise
     return db
+
+
+def _create_sqlite(p: Path, schema: str) -> None:
+    """Build the store under a temporary name (0600), fsync it, link it into place."""
+    tmp = _temp_name(p)
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    db = sqlite3.connect(str(tmp), isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(schema)
+    finally:
+        db.close()  # the last close checkpoints the WAL into the file and removes it
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, p)
+    except FileExistsError:
+        pass  # another process created it first: open that one
+    finally:
+        tmp.unlink()
+    fsync_dir(p.parent)
 
 
 def _head(path: Path) -> bytes:
