@@ -16,7 +16,7 @@ after the flood (from its gateway's /stats), its RSS (from /proc/<pid>/status)
 and CPU seconds per window, the junk actually sent, and the victim's endpoint
 counters. Every loop is bounded in count and time; every process is stopped.
 
-Usage: python bench/junk_udp.py --viewers 3 --rate 10000 --junk-seconds 25 --window 15
+Usage: python bench/junk_udp.py --viewers 3 --rate 10000 --junk-seconds 25 --window 15 [--sources 200]
 """
 
 from __future__ import annotations
@@ -100,12 +100,16 @@ def junk_pool(n: int, dst: tuple[str, int]) -> list[bytes]:
     return pool
 
 
-def flood(dst: tuple[str, int], rate: int, seconds: float, pool: list[bytes], pid: int) -> dict[str, Any]:
-    """Send ``rate`` datagrams/s for ``seconds`` (bounded in count and time), in 10 ms ticks;
-    sample the victim's RSS once a second."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.2", 0))
-    sock.setblocking(False)
+def flood(dst: tuple[str, int], rate: int, seconds: float, pool: list[bytes], pid: int,
+          sources: int) -> dict[str, Any]:
+    """Send ``rate`` datagrams/s for ``seconds`` (bounded in count and time), in 10 ms ticks,
+    round-robin from ``sources`` loopback addresses; sample the victim's RSS once a second."""
+    socks = []
+    for i in range(sources):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((f"127.0.{2 + i // 250}.{2 + i % 250}", 0))
+        sock.setblocking(False)
+        socks.append(sock)
     per_tick = max(1, rate // 100)
     limit = int(rate * seconds)
     sent = dropped = 0
@@ -116,9 +120,9 @@ def flood(dst: tuple[str, int], rate: int, seconds: float, pool: list[bytes], pi
     try:
         while sent + dropped < limit and time.monotonic() < deadline:
             for _ in range(per_tick):
-                data = pool[(sent + dropped) % len(pool)]
+                n = sent + dropped
                 try:
-                    sock.sendto(data, dst)
+                    socks[n % sources].sendto(pool[n % len(pool)], dst)
                     sent += 1
                 except (BlockingIOError, OSError):
                     dropped += 1  # our own socket buffer is full
@@ -129,7 +133,8 @@ def flood(dst: tuple[str, int], rate: int, seconds: float, pool: list[bytes], pi
             if pause > 0:
                 time.sleep(pause)
     finally:
-        sock.close()
+        for sock in socks:
+            sock.close()
     wall = time.monotonic() - t0
     return {"sent": sent, "send_refused": dropped, "seconds": round(wall, 2),
             "rate": round(sent / wall) if wall else 0, "victim_rss_max_kb": rss_max}
@@ -160,10 +165,16 @@ def main() -> int:
     ap.add_argument("--junk-seconds", type=float, default=25.0)
     ap.add_argument("--window", type=float, default=15.0, help="seconds measured before and after")
     ap.add_argument("--bitrate", type=int, default=1000)
+    ap.add_argument("--sources", type=int, default=1,
+                    help="loopback source addresses the junk comes from (1..1000); many sources "
+                         "stand for a spoofed flood, which per-IP limits do not stop")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="oasis-junk-")
     procs: list[OasisProcess] = []
-    result: dict[str, Any] = {"bench": "junk_udp", "viewers": args.viewers, "rate_asked": args.rate}
+    if not 1 <= args.sources <= 1000:
+        ap.error("--sources must be 1..1000")
+    result: dict[str, Any] = {"bench": "junk_udp", "viewers": args.viewers, "rate_asked": args.rate,
+                              "sources": args.sources}
     try:
         b = OasisProcess(["broadcast", "test", "--json", "--bitrate", str(args.bitrate),
                           "--data-dir", f"{tmp}/b"], f"{tmp}/b.log")
@@ -188,7 +199,7 @@ def main() -> int:
         s0, p0 = stream_stats(victim), proc_status(pid)
         time.sleep(args.window)  # a measurement window, not synchronisation
         s1, p1 = stream_stats(victim), proc_status(pid)
-        sent = flood(dst, args.rate, args.junk_seconds, pool, pid)
+        sent = flood(dst, args.rate, args.junk_seconds, pool, pid, args.sources)
         s2, p2 = stream_stats(victim), proc_status(pid)
         time.sleep(args.window)
         s3, p3 = stream_stats(victim), proc_status(pid)
