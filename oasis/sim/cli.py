@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=None, help="stream seconds")
     p.add_argument("--churn", type=float, default=None, help="departures per minute, share of swarm")
     p.add_argument("--flash", type=float, default=None, help="flash crowd: all join within N s")
+    p.add_argument("--hostile", type=float, default=None,
+                   help="share of the viewers that are adversaries (0 = the honest run)")
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
     p.add_argument("--no-timing", action="store_true", help="omit wall-clock fields")
     p.add_argument("--progress", action="store_true",
@@ -37,6 +39,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         d["churn_per_min"] = args.churn
     if args.flash is not None:
         d["join_pattern"], d["flash_window_s"] = "flash", args.flash
+    if args.hostile is not None:
+        d["hostile"] = args.hostile
     if args.baselines is not None:
         d["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
     return from_dict(d)

@@ -34,6 +34,7 @@ from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, is_keyframe, sign_chunk, verify_chunk
 from oasis.core.tracker import Tracker
 
+from . import adversary as adv
 from .fasttracker import FastTracker
 from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World
 from .population import INF, Viewer
@@ -52,6 +53,10 @@ EV_LEAVE = 6
 EV_MAINTAIN = 7
 EV_LINK_UP = 8
 EV_UNLINK = 9
+EV_HOSTILE = 10  #: an adversary's injection tick
+EV_BURST = 11  #: several control messages in one datagram (a REQUEST flood)
+BAN_S = 60.0  #: a peer a swarm dropped is refused this long (the node's PeerPolicy.ban_seconds)
+MAX_BANS = 1024  #: PeerPolicy.max_bans
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
 CONTROL_FRAME_PREFIX = 4
@@ -63,6 +68,8 @@ class MemoVerifier:
 
     def __init__(self) -> None:
         self.ok: dict[int, wire.ChunkMsg] = {}
+        #: forged chunks already judged (adversaries send one object per seq to many)
+        self.bad: dict[int, wire.ChunkMsg] = {}
         self.calls = 0
         self.real = 0
 
@@ -70,10 +77,14 @@ class MemoVerifier:
         self.calls += 1
         if self.ok.get(chunk.seq) is chunk:
             return True
+        if self.bad.get(chunk.seq) is chunk:
+            return False
         self.real += 1
         good = verify_chunk(sid, chunk)
         if good:
             self.ok[chunk.seq] = chunk
+        else:
+            self.bad[chunk.seq] = chunk
         return good
 
 
@@ -101,6 +112,9 @@ class SimNode:
         self.maintaining = False
         self.spins = 0
         self.spin_t = -1.0
+        self.mode = adv.HONEST  #: adversary mode (oasis/sim/adversary.py); 0 = honest
+        #: peers this node's swarm dropped -> refused until (the node policy's ban)
+        self.bans: dict[bytes, float] = {}
 
 
 class OasisSim:
@@ -168,6 +182,14 @@ class OasisSim:
         #: simulated seconds (long runs show where they are); None = silent
         self.progress: Any = None
         self.progress_every_s = 10.0
+        # adversaries
+        self.hostile_of = adv.assign(len(viewers), s.hostile, s.hostile_mix, seed)
+        self.adv = adv.Counters()
+        self.defect_at = T0 + (s.hostile_defect_s if s.hostile_defect_s >= 0 else s.duration_s / 2)
+        self.hostile_nodes: list[SimNode] = []
+        self.drops_of_hostile: Counter[str] = Counter()  #: honest swarms' DropPeer, by mode
+        self.honest_dropped_honest = 0
+        self.forged_cache: dict[int, wire.ChunkMsg] = {}  #: one forged object per seq
 
     # ---- engine ----------------------------------------------------------
     def at(self, t: float, kind: int, a: Any = None, b: Any = None) -> None:
@@ -237,8 +259,12 @@ class OasisSim:
                 self._maintain(a)
             elif kind == EV_LINK_UP:
                 self._link_up(a, b)
-            else:
+            elif kind == EV_UNLINK:
                 self._unlink(a, b)
+            elif kind == EV_HOSTILE:
+                self._hostile_tick(a)
+            else:
+                self._recv_burst(a, b)
         self.events = events
 
     # ---- membership --------------------------------------------------------
@@ -260,12 +286,20 @@ class OasisSim:
         swarm = sw.Swarm(self.sid, v.key, cfg, rng=random.Random(f"swarm/{self.seed}/{v.idx}"),
                          now=now, verify=self.verify)
         node = SimNode(v.idx, v.key, v.net, swarm, now, s.max_neighbours)
-        node.rec = SimRecord(now, cfg.playout_delay)
-        self.records.append(node.rec)
+        mode = self.hostile_of.get(v.idx, adv.HONEST)
+        if mode:
+            # an adversary: no record (figures are the honest viewers'), crafted traffic
+            node.mode = mode
+            self.hostile_nodes.append(node)
+            if mode in adv.INJECTORS:
+                self.at(now + 1.0 + self.rng.random() / s.hostile_rate, EV_HOSTILE, node)
+        else:
+            node.rec = SimRecord(now, cfg.playout_delay)
+            self.records.append(node.rec)
+            self.direct[v.idx] = self._direct_latency(v.net)
         self.nodes[v.key] = node
         self.every.append(node)
         self.by_pid[node.pid] = node
-        self.direct[v.idx] = self._direct_latency(v.net)
         self.joins += 1
         self._maintain(node)
 
@@ -274,7 +308,8 @@ class OasisSim:
         node.maintaining = False
         if not node.alive:
             return
-        need = self.s.neighbours - len(node.links) - node.pending
+        want = self.s.max_neighbours if node.mode == adv.SILENT else self.s.neighbours
+        need = want - len(node.links) - node.pending
         if need > 0:
             sample = self._announce(node)
             self.rng.shuffle(sample)
@@ -284,13 +319,16 @@ class OasisSim:
                     continue
                 if len(other.links) + other.pending >= other.max_links:
                     continue  # the node refuses: neighbour limit reached
+                if (other.bans and self._banned(other, node.key)) \
+                        or (node.bans and self._banned(node, other.key)):
+                    continue  # a peer one side's swarm dropped: refused while banned
                 node.pending += 1
                 other.pending += 1
                 rtt = self._rtt(node.net, other.net)
                 self.at(self.now + HANDSHAKE_RTTS * rtt, EV_LINK_UP, node, other)
         else:
             self._announce(node)
-        if len(node.links) + node.pending < self.s.neighbours and not node.maintaining:
+        if len(node.links) + node.pending < want and not node.maintaining:
             node.maintaining = True
             self.at(self.now + 1.0, EV_MAINTAIN, node)
 
@@ -383,7 +421,10 @@ class OasisSim:
         swarm = node.swarm
         acts = swarm.actions()
         now = self.now
+        mode = node.mode
         for a in acts:
+            if mode and self._hostile_filter(node, a):
+                continue
             if isinstance(a, sw.Push):
                 dst = node.links.get(a.peer)
                 if dst is None:
@@ -410,6 +451,9 @@ class OasisSim:
                 rec = node.rec
                 if rec is not None:
                     c = a.chunk
+                    genuine = self.origin.get(c.seq)
+                    if genuine is None or (genuine[0] is not c and genuine[0] != c):
+                        self.adv.forged_delivered += 1
                     ct = c.time_us / 1e6
                     rec.delivered(c.seq, ct, a.at, a.source, self.payload_len, is_keyframe(c))
                     self.timeline.add(a.at - T0, a.source, self.payload_len)
@@ -427,6 +471,12 @@ class OasisSim:
             elif isinstance(a, sw.DropPeer):
                 self.dropped_peers += 1
                 other = node.links.get(a.peer)
+                self._ban(node, a.peer)
+                if other is not None and not mode:
+                    if other.mode:
+                        self.drops_of_hostile[adv.NAMES[other.mode]] += 1
+                    else:
+                        self.honest_dropped_honest += 1
                 if other is not None:
                     self._unlink(node, other)
                     self._unlink(other, node)
@@ -527,6 +577,157 @@ class OasisSim:
         node.swarm.on_origin(res[0], res[1], self.now)
         self._pump(node)
 
+    # ---- bans (the node policy's, on a swarm's DropPeer) ------------------------
+    def _ban(self, node: SimNode, peer: bytes) -> None:
+        bans = node.bans
+        bans.pop(peer, None)
+        bans[peer] = self.now + BAN_S  # insertion order = expiry order (constant BAN_S)
+        if len(bans) > MAX_BANS:
+            del bans[next(iter(bans))]
+
+    def _banned(self, node: SimNode, peer: bytes) -> bool:
+        until = node.bans.get(peer)
+        if until is None:
+            return False
+        if until > self.now:
+            return True
+        del node.bans[peer]
+        return False
+
+    # ---- adversaries (oasis/sim/adversary.py) -----------------------------------
+    def _hostile_filter(self, node: SimNode, a: Any) -> bool:
+        """An adversary's core emitted ``a``: True if the adversary consumed it (dropped
+        or replaced it with its own crafted message)."""
+        mode = node.mode
+        if isinstance(a, (sw.Deliver, sw.Skip, sw.DropPeer)):
+            return False
+        if mode == adv.SILENT:
+            if not isinstance(a, sw.FetchOrigin):
+                self.adv.sent_dropped_silent += 1
+            return True
+        if mode == adv.SYBIL:
+            if self.now >= self.defect_at and isinstance(a, sw.Push):
+                self.adv.pushes_withheld += 1
+                return True
+            return False
+        if mode == adv.WITHHOLD:
+            if isinstance(a, sw.Push):
+                self.adv.pushes_withheld += 1
+                return True
+            if isinstance(a, sw.Send):
+                msg = a.message
+                if isinstance(msg, wire.Missing):
+                    return True  # hold every request forever
+                k = self.cfg.substreams
+                if isinstance(msg, wire.Status):
+                    self._send_crafted(node, a.peer, [adv.attractive(msg, self.source.swarm.tag,
+                                                                     node.swarm.tag, k)])
+                    return True
+                if isinstance(msg, wire.SubscribeAck) and msg.rejected:
+                    self._send_crafted(node, a.peer, [wire.SubscribeAck(
+                        stream=msg.stream, accepted=msg.accepted | msg.rejected, rejected=0)])
+                    return True
+            return False
+        if mode == adv.LIAR and isinstance(a, sw.Send) and isinstance(a.message, wire.Status):
+            self.adv.lies_sent += 1
+            top = len(self.produced_t) - 1 + int(adv.SUBTLE_AHEAD_S / self.chunk_s)
+            top -= top % self.s.gop_chunks
+            self._send_crafted(node, a.peer, [adv.lie(a.message, self.sid.key, self.source.swarm.tag,
+                                                      node.swarm.tag, top, self.cfg.substreams,
+                                                      huge=node.idx % 2 == 0)])
+            return True
+        return False
+
+    def _send_crafted(self, node: SimNode, peer: bytes, msgs: list[wire.Message]) -> None:
+        dst = node.links.get(peer)
+        if dst is None or not msgs:
+            return
+        size = sum(len(wire.encode(m)) + CONTROL_FRAME_PREFIX for m in msgs)
+        self.oftp_bytes += size
+        self.control_bytes += size
+        at = self._transmit(node, dst, size)
+        if len(msgs) == 1:
+            self.at(at, EV_MSG, (node, dst), msgs[0])
+        else:
+            self.at(at, EV_BURST, (node, dst), msgs)
+
+    def _forged(self, seq: int) -> wire.ChunkMsg:
+        f = self.forged_cache.get(seq)
+        if f is None:
+            if seq in self.origin:
+                f = adv.forge(self.origin[seq][0])
+            else:
+                t = self.produced_t[-1] + (seq - len(self.produced_t) + 1) * self.chunk_s \
+                    if self.produced_t else self.now
+                f = adv.forge_ahead(self.sid.key, seq, int(round(t * 1e6)),
+                                    int(seq % self.s.gop_chunks == 0), self.payload)
+            self.forged_cache[seq] = f
+            if len(self.forged_cache) > 4 * self.cfg.window_chunks:
+                del self.forged_cache[next(iter(self.forged_cache))]
+        return f
+
+    def _hostile_tick(self, node: SimNode) -> None:
+        """An injector's tick: crafted chunks or requests to every neighbour."""
+        if not node.alive:
+            return
+        self.at(self.now + 1.0 / self.s.hostile_rate, EV_HOSTILE, node)
+        n = len(self.produced_t)
+        if n == 0:
+            return
+        latest = n - 1
+        mode = node.mode
+        skey = self.sid.key
+        k = self.cfg.substreams
+        for dst in list(node.links.values()):
+            if mode == adv.FLOOD:
+                msgs: list[wire.Message] = [wire.Request(stream=skey, seq=max(0, latest - 1 - i))
+                                            for i in range(adv.FLOOD_BURST - 2)]
+                msgs.append(wire.Request(stream=skey, seq=latest + 10_000))
+                msgs.append(wire.Request(stream=skey, seq=max(0, latest - 5 * self.cfg.window_chunks)))
+                self.adv.requests_sent += len(msgs)
+                self._send_crafted(node, dst.key, msgs)
+                continue
+            if mode == adv.FORGE:
+                # a seq the victim holds (just behind the edge) and one ahead of it
+                seqs = [max(0, latest - 2 - self.rng.randrange(k)), latest + 1 + self.rng.randrange(k)]
+                self.adv.forged_sent += len(seqs)
+                chunks = [self._forged(q) for q in seqs]
+            else:  # REPLAY: beyond the window, inside it, the latest again
+                seqs = [latest - 2 * self.cfg.window_chunks, latest - self.cfg.window_chunks // 2, latest]
+                chunks = [self.origin[q][0] for q in seqs if q >= 0]
+                self.adv.replayed_sent += len(chunks)
+            for c in chunks:
+                size = self.chunk_size.get(c.seq, self.chunk_size[0])
+                self.oftp_bytes += size
+                self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst), c)
+
+    def _recv_burst(self, pair: tuple[SimNode, SimNode], msgs: list[wire.Message]) -> None:
+        src, dst = pair
+        if not dst.alive or src.key not in dst.links:
+            return
+        for m in msgs:
+            dst.swarm.on_message(src.key, m, self.now)
+        self._pump(dst)
+
+    def _hostile_result(self) -> dict[str, Any]:
+        honest = [n for n in self.every if not n.mode and not n.is_source]
+        totals: Counter[str] = Counter()
+        for n in honest:
+            for k, v in dataclasses.asdict(n.swarm.counters).items():
+                if isinstance(v, int):
+                    totals[k] += v
+        modes = Counter(adv.NAMES[m] for m in self.hostile_of.values())
+        return {
+            "share": self.s.hostile,
+            "peers": sum(modes.values()),
+            "modes": dict(sorted(modes.items())),
+            "sent": dataclasses.asdict(self.adv),
+            "forged_delivered": self.adv.forged_delivered,
+            "dropped_by_honest": dict(sorted(self.drops_of_hostile.items())),
+            "honest_dropped_honest": self.honest_dropped_honest,
+            "honest_counters": dict(sorted(totals.items())),
+        }
+
     # ---- results -------------------------------------------------------------
     def _result(self, events: int, wall_s: float, end: float) -> dict[str, Any]:
         s = self.s
@@ -535,7 +736,7 @@ class OasisSim:
         summ = summarize(self.records, produced, now, self.cfg.playout_delay)
         st: Any = np.sort(np.frombuffer(self.stretch, dtype=np.float32).astype(np.float64))
         from oasis.core.metrics import nearest_rank
-        errors = sum(n.swarm.counters.bad_chunks for n in self.nodes.values())
+        errors = sum(n.swarm.counters.bad_chunks for n in self.nodes.values() if not n.mode)
         out = {
             "viewers": len(self.viewers),
             "duration_s": s.duration_s,
@@ -561,6 +762,10 @@ class OasisSim:
             "events": events,
             "wall_s": round(wall_s, 2),
         }
+        if self.hostile_of:
+            # every figure above is the honest viewers' (adversaries keep no record)
+            out["honest_viewers"] = len(self.viewers) - len(self.hostile_of)
+            out["hostile"] = self._hostile_result()
         return out
 
     def plot_data(self) -> dict[str, Any]:

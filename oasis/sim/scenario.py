@@ -45,6 +45,11 @@ class Scenario:
     #: share of a tracker answer drawn from the joiner's own area (here: its country, as if
     #: every node ran with ``--area COUNTRY``); the node's tracker default; 0 = uniform
     tracker_locality: float = 0.8
+    # hostile peers (oasis/sim/adversary.py): a share of the viewers, a mix of modes
+    hostile: float = 0.0  #: share of the viewers that are adversaries (0 = none)
+    hostile_mix: dict[str, float] = field(default_factory=dict)  #: mode -> weight; {} = all equal
+    hostile_rate: float = 2.0  #: injection ticks per second per adversary (forge, replay, flood)
+    hostile_defect_s: float = -1.0  #: when sybils stop forwarding (s); < 0 = half the duration
     # baselines
     baselines: list[str] = field(default_factory=lambda: ["cdn_only", "segment_mesh", "pull_mesh"])
     segment_s: float = 4.0
@@ -67,7 +72,7 @@ class Scenario:
         return asdict(self)
 
 
-_TABLES = {"stream", "network", "join", "churn", "baseline", "run"}
+_TABLES = {"stream", "network", "join", "churn", "baseline", "run", "adversary"}
 
 
 def load(path: str | Path) -> Scenario:
@@ -94,6 +99,10 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     if total <= 0:
         raise ValueError("access_mix must have a positive total")
     s.access_mix = {k: v / total for k, v in s.access_mix.items()}
+    if not 0.0 <= s.hostile < 1.0:
+        raise ValueError(f"hostile = {s.hostile}: a share in [0, 1)")
+    from .adversary import check_mix
+    check_mix(s.hostile_mix)
     if s.join_pattern not in ("steady", "flash"):
         raise ValueError(f"join_pattern {s.join_pattern!r}: use steady or flash")
     return s
