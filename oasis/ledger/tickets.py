@@ -134,8 +134,9 @@ class TicketIssuer:
             self.indexes[viewer] = idx
         return idx
 
-    def issue(self, viewer: bytes, now: int) -> Ticket:
-        """A ticket valid from ``now`` for ``lifetime`` seconds."""
+    def issue(self, viewer: bytes, now: int, not_before: int | None = None) -> Ticket:
+        """A ticket valid from ``now`` (or an earlier ``not_before``: a renewal that keeps
+        its window's start) until ``now + lifetime``."""
         if len(viewer) != 20:
             raise ValueError("viewer wallet address must be 20 bytes")
         t = Ticket(
@@ -143,7 +144,7 @@ class TicketIssuer:
             stream=self.stream,
             index=self.index_of(viewer),
             allowance=self.allowance,
-            not_before=now,
+            not_before=now if not_before is None else min(not_before, now),
             expiry=now + self.lifetime,
         )
         return sign_ticket(self.key, self.domain, t)

@@ -17,12 +17,14 @@ from procs import OasisProcess, wait_until
 
 from oasis.demo import DevChain
 from oasis.ledger.wallet import wallet_report
+from oasis.node.rewards import settle_token
 
 pytestmark = pytest.mark.integration
 
 
-def call(url: str, method: str = "GET") -> dict:
-    req = urllib.request.Request(url, method=method)
+def call(url: str, method: str = "GET", token: str | None = None) -> dict:
+    headers = {"X-Oasis-Settle-Token": token} if token else {}
+    req = urllib.request.Request(url, method=method, headers=headers)
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read())
 
@@ -56,7 +58,7 @@ def test_relays_are_paid_for_what_they_relay(tmp_path):
         # Wait (bounded) until some relay has settled an epoch on chain.
         wait_until(lambda: any(call(v.info["gateway"] + "/rewards")["settle_txs"] > 0 for v, _ in viewers),
                    timeout=90, interval=0.5)
-        reports = [call(v.info["gateway"] + "/rewards/settle", "POST") for v, _ in viewers]
+        reports = [call(v.info["gateway"] + "/rewards/settle", "POST", settle_token(d)) for v, d in viewers]
     finally:
         codes = [p.stop() for p in procs]
         chain_ok = chain.chain if chain.deployment is not None else None
