@@ -84,6 +84,9 @@ class PolicyConfig:
     max_dials_per_round: int = 8
     dial_timeout: float = 10.0  #: a dial not reported by then counts as failed
     stable_link: float = 30.0  #: a dialled link up this long clears its address's backoff
+    join_timeout: float = 10.0  #: a link on which the peer joined no stream by then is closed
+    silence_timeout: float = 30.0  #: a peer heard nothing from this long is closed (STATUS: 2 s)
+    sweep_interval: float = 2.0  #: how often links are checked for the two timeouts above
     backoff_base: float = 1.0  #: first wait after a failed dial; doubles per failure
     backoff_max: float = 120.0
     max_backoff: int = 4096  #: addresses remembered with a backoff
@@ -100,6 +103,7 @@ class PeerCounters:
     links_refused: int = 0  #: inbound links beyond max_neighbours
     links_refused_banned: int = 0
     links_duplicate: int = 0  #: links closed by the simultaneous-dial rule
+    links_idle_closed: int = 0  #: no stream joined in join_timeout, or silent silence_timeout
     messages_unjoined: int = 0
     chunks_unjoined: int = 0
     messages_over_budget: int = 0
@@ -184,6 +188,7 @@ class _Peer(Generic[L]):
     tokens: float = 0.0
     tokens_t: float = 0.0
     closing: bool = False  #: banned: its link is being closed, nothing more is routed
+    heard: float = 0.0  #: last control message or chunk from it
 
 
 class PeerPolicy(Generic[L]):
@@ -201,6 +206,7 @@ class PeerPolicy(Generic[L]):
         self.scores: dict[bytes, tuple[float, float]] = {}  #: unlinked peer -> (score, at)
         self.dials = DialPlan(self_key, self.config, self.counters, self.rng, now)
         self._actions: list[Action[L]] = []
+        self._sweep_at = now + self.config.sweep_interval
 
     @property
     def dialling(self) -> dict[bytes, float]:
@@ -275,7 +281,7 @@ class PeerPolicy(Generic[L]):
                 return False
             score, at = self.scores.pop(peer, (0.0, now))
             self.peers[peer] = _Peer(link, dialled, since=now, score=score, score_t=at,
-                                     tokens=cfg.msg_burst, tokens_t=now)
+                                     tokens=cfg.msg_burst, tokens_t=now, heard=now)
         c.links_accepted += 1
         if dialled:
             for text_id in self.streams:
@@ -323,6 +329,7 @@ class PeerPolicy(Generic[L]):
             self.offence(peer, Offence.OVER_BUDGET, now, "control messages over budget")
             return None
         p.tokens = tokens - cost
+        p.heard = now
         if isinstance(msg, wire.Join):
             self._on_join(p, peer, msg.stream, now)
             return None
@@ -348,6 +355,7 @@ class PeerPolicy(Generic[L]):
         p = self.peers.get(peer)
         if p is None or p.link != link or p.closing:
             return False
+        p.heard = now
         if stream not in p.joined:
             self.counters.chunks_unjoined += 1
             return False
@@ -462,15 +470,37 @@ class PeerPolicy(Generic[L]):
 
     # ---- time ----------------------------------------------------------------------------
     def get_timer(self) -> float | None:
-        return self.dials.get_timer()
+        t = self.dials.get_timer()
+        return self._sweep_at if self._sweep_at < t else t
 
     def handle_timer(self, now: float) -> None:
+        if self._sweep_at <= now:
+            self._sweep_at = now + self.config.sweep_interval
+            self._sweep(now)
         for peer in self.dials.overdue(now):
             self.dials.failed(peer, now)  # the executor never reported: count it failed
         if self.dials.announce_at <= now:
             self.dials.asked(now)
             self._actions.append(Announce())
             self._plan(now)
+
+    def _sweep(self, now: float) -> None:
+        """Close links that hold a neighbour slot and do nothing with it: no stream joined
+        after ``join_timeout``, or nothing heard for ``silence_timeout`` (honest peers send
+        STATUS every 2 s). The close's TIMEOUT adds to the peer's score (``link_down``)."""
+        cfg = self.config
+        for peer, p in self.peers.items():
+            if p.closing:
+                continue
+            if not p.joined and now - p.since >= cfg.join_timeout:
+                why = f"no stream joined in {cfg.join_timeout:g} s"
+            elif now - p.heard >= cfg.silence_timeout:
+                why = f"silent for {cfg.silence_timeout:g} s"
+            else:
+                continue
+            p.closing = True
+            self.counters.links_idle_closed += 1
+            self._actions.append(CloseLink(p.link, peer, ErrorCode.TIMEOUT, why))
 
     def actions(self) -> list[Action[L]]:
         out, self._actions = self._actions, []

@@ -27,6 +27,7 @@ def key(i: int) -> bytes:
 
 
 def policy(self_key: bytes = LOW, **cfg) -> pp.PeerPolicy[str]:
+    cfg.setdefault("sweep_interval", 1e9)  # idle-link sweeps only where a test asks for them
     p: pp.PeerPolicy[str] = pp.PeerPolicy(self_key, pp.PolicyConfig(**cfg), rng=random.Random(7), now=0.0)
     assert p.add_stream(TEXT, SKEY)
     return p
@@ -342,7 +343,7 @@ OPS = st.lists(st.tuples(st.integers(0, 9), st.integers(0, 15), st.booleans(),
 @given(OPS)
 def test_any_event_sequence_keeps_tables_bounded(ops):
     p = policy(max_neighbours=4, max_bans=3, max_candidates=5, max_backoff=4, max_streams_per_peer=1,
-               max_scores=3)
+               max_scores=3, sweep_interval=1.0, join_timeout=2.0, silence_timeout=4.0)
     now = 0.0
     for op, i, flag, dt in ops:
         now += dt
@@ -427,3 +428,24 @@ def test_a_peer_that_keeps_refusing_backs_off_longer_each_time_and_a_stable_link
     p.link_up("ok", d.peer, dialled=True, now=now)
     p.link_down("ok", d.peer, now=now + 31.0)  # a normal close after a long life
     assert addr not in p.dials.backoff
+
+
+def test_links_that_join_nothing_or_go_silent_are_closed_and_scored():
+    p = policy(sweep_interval=1.0, join_timeout=10.0, silence_timeout=30.0)
+    idle, quiet, talker = key(1), key(2), key(3)
+    assert p.link_up("i", idle, dialled=False, now=0)  # takes a slot, joins nothing
+    joined_peer(p, quiet, "q")  # joins, then says nothing
+    joined_peer(p, talker, "t")
+    t = 0.0
+    closes: list = []
+    while t < 40.0:
+        t = p.get_timer()
+        p.handle_timer(t)
+        p.on_message("t", talker, status(), t)  # an honest peer: STATUS every second or so
+        closes += of(p.actions(), pp.CloseLink)
+    assert [(c.link, c.code) for c in closes] == [("i", ErrorCode.TIMEOUT), ("q", ErrorCode.TIMEOUT)]
+    assert closes[0].reason == "no stream joined in 10 s" and closes[1].reason == "silent for 30 s"
+    assert p.counters.links_idle_closed == 2
+    p.link_down("i", idle, t, code=ErrorCode.TIMEOUT)
+    assert p.score(idle, t) > 0  # the timeout is remembered against it
+    assert p.link_of(talker) == "t"

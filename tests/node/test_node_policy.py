@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from oasis.core import peer as pp
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
@@ -150,4 +151,18 @@ async def test_offered_peers_are_dialled_by_the_policy_and_a_dead_address_backs_
         await asyncio.wait_for(v.announce_due(), 5)
     finally:
         await v.close()
+        await b.close()
+
+
+async def test_a_peer_that_takes_a_slot_and_joins_nothing_is_closed():
+    b = await _node(policy=pp.PolicyConfig(join_timeout=1.0, sweep_interval=0.2))
+    b.add_stream(StreamId(b.identity.public, "live"), is_source=True)
+    squatter = await _node()  # carries no stream: it will never JOIN
+    try:
+        assert await squatter.connect(b.peer_id, *b.endpoint.address)
+        await until(lambda: b.counters["links_idle_closed"] == 1, 15)
+        await until(lambda: not squatter.links_by_peer and not b.links_by_peer, 15)
+        assert b.policy.score(squatter.identity.public, b.clock()) > 0  # TIMEOUT remembered
+    finally:
+        await squatter.close()
         await b.close()
