@@ -49,11 +49,13 @@ from dataclasses import dataclass, field
 from . import wire
 from .chunklog import HAVE_BITS, ChunkLog
 from .identity import peer_tag
+from .pull import HeldRequests, PullBudget
 from .stream import StreamId, is_keyframe, verify_chunk
 from .upload import UploadScheduler
 from .wire import ErrorCode
 
 INF = float("inf")
+U64_MAX = 0x7FFF_FFFF_FFFF_FFFF  #: the wire's integers are int64: never emit above this
 STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
 REPAIR_MARGIN = 0.03  #: added to the learnt push delay (steady trees have ~0 deviation)
 HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known (s)
@@ -89,6 +91,24 @@ class SwarmConfig:
     #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
     hop_penalty: float = 0.03
     use_origin: bool = True
+    # ---- limits on what a peer may make us do (every one has a counter) ----
+    #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
+    request_share: float = 2.0
+    #: ... with a burst of this many seconds of the stream (a joiner's backfill)
+    request_burst: float = 4.0
+    #: chunks older than this (signed time, s) are not served on REQUEST: no viewer plays them
+    request_horizon: float = 8.0
+    max_held_per_peer: int = 64  #: requests held for one peer
+    max_held_total: int = 1024  #: requests held for all peers together
+    #: refusals (over budget, out of window, over a cap) tolerated per ``flood_window`` s
+    flood_limit: int = 64
+    flood_window: float = 10.0
+    #: a claimed seq more than this many seconds of stream above the signed clock is a lie
+    claim_slack: float = 2.0
+    lie_limit: int = 3  #: disproved claims before the peer is dropped
+    start_max_age: float = 5.0  #: a start keyframe's signed time is at most this old (s)
+    probe_timeout: float = 2.0  #: a start probe unanswered this long is a broken claim
+    max_probes: int = 4  #: start probes in flight
 
 
 # ---- actions ----------------------------------------------------------------
@@ -145,8 +165,9 @@ class PeerState:
     pending_mask: int = 0  #: substreams we asked it for, not yet answered
     pending_since: float = 0.0
     rejected_until: dict[int, float] = field(default_factory=dict)
-    held_requests: dict[int, float] = field(default_factory=dict)  #: seq -> deadline
+    budget: PullBudget = field(default_factory=lambda: PullBudget(0.0))
     bad_chunks: int = 0
+    lies: int = 0  #: its claims we disproved (implausible STATUS, claimed chunk not given)
     is_broadcaster: bool = False
     rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
 
@@ -175,6 +196,18 @@ class SwarmCounters:
     skipped: int = 0
     late: int = 0
     parent_switches: int = 0
+    #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
+    #: window / over the held-request caps (per peer, total)
+    requests_refused: int = 0
+    requests_out_of_window: int = 0
+    held_refused: int = 0
+    flooders_dropped: int = 0  #: peers cut off for asking past their budget
+    #: chunks for a held seq that differ from the held copy (verified, not trusted)
+    duplicates_mismatched: int = 0
+    probes_sent: int = 0  #: start probes (REQUEST of a peer's claimed keyframe)
+    claims_implausible: int = 0  #: STATUS claiming seqs the signed clock rules out
+    claims_broken: int = 0  #: claimed chunks answered MISSING or never sent
+    liars_dropped: int = 0
 
 
 class Swarm:
@@ -224,6 +257,15 @@ class Swarm:
         self._wants_t = INF
         self._changed_at = [-INF] * k  #: when each substream last changed parent
         self._unfed_since = [INF] * k  #: when our parent said it lost its feed (INF: fed)
+        #: requests held for chunks not here yet (capped; a deadline heap for the timer)
+        self.held = HeldRequests(config.max_held_per_peer, config.max_held_total)
+        #: a peer said the stream has chunks (a hint: we subscribe, probe, not start)
+        self._hinted = is_source
+        #: start probes in flight: peer -> (claimed seq asked for, when it is overdue)
+        self._probes: dict[bytes, tuple[int, float]] = {}
+        self._probe_again: dict[bytes, float] = {}  #: peer -> when it may be probed again
+        #: verified chunks held from before the start: seq -> (source, peer), told at start
+        self._early: dict[int, tuple[str, bytes | None]] = {}
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
@@ -246,6 +288,9 @@ class Swarm:
         st = self.peers.pop(key, None)
         if st is None:
             return
+        self.held.forget(key)
+        self._probes.pop(key, None)
+        self._probe_again.pop(key, None)
         for j in range(self.config.substreams):
             if self.parents[j] == key:
                 self._lose_parent(j)
@@ -259,7 +304,15 @@ class Swarm:
         st = self.peers.get(peer)
         if st is None:
             return
-        if chunk.seq in self.log:
+        held = self.log.get(chunk.seq)
+        if held is not None:
+            # A copy of a chunk we hold is a duplicate only if it is the same bytes;
+            # anything else is verified like a new chunk, so a forger is cut off.
+            if held is not chunk and held != chunk:
+                if not self.verify(self.sid, chunk):
+                    self._bad_chunk(st)
+                    return
+                self.counters.duplicates_mismatched += 1
             self.counters.duplicates += 1
             self.counters.duplicate_bytes += len(chunk.payload)
             j = chunk.seq % self.config.substreams
@@ -268,14 +321,17 @@ class Swarm:
                 self._sample_lag(j, now - self.log.time_of(chunk.seq))
             return
         if not self.verify(self.sid, chunk):
-            self.counters.bad_chunks += 1
-            st.bad_chunks += 1
-            if st.bad_chunks >= self.config.bad_chunk_limit:
-                self._actions.append(DropPeer(peer, ErrorCode.BAD_CHUNK,
-                                              f"{st.bad_chunks} chunks failed verification"))
+            self._bad_chunk(st)
             return
         source = SOURCE_BROADCASTER if st.is_broadcaster else SOURCE_P2P
         self._accept(chunk, peer, source, now)
+
+    def _bad_chunk(self, st: PeerState) -> None:
+        self.counters.bad_chunks += 1
+        st.bad_chunks += 1
+        if st.bad_chunks >= self.config.bad_chunk_limit:
+            self._actions.append(DropPeer(st.key, ErrorCode.BAD_CHUNK,
+                                          f"{st.bad_chunks} chunks failed verification"))
 
     def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float) -> None:
         """Result of a ``FetchOrigin``: the chunk, or None (not there / failed)."""
@@ -311,6 +367,7 @@ class Swarm:
         elif isinstance(msg, wire.Request):
             self._on_request(st, msg, now)
         elif isinstance(msg, wire.Missing):
+            self._on_missing(st, msg.seq, now)
             want = self._wants.get(msg.seq)
             if want is not None:
                 want.request_at = min(want.request_at, now)
@@ -331,14 +388,19 @@ class Swarm:
             timeout = self.config.subscribe_timeout
             for key in list(self._peer_timers):
                 st = self.peers.get(key)
-                if st is None or not (st.pending_mask or st.held_requests):
+                if st is None or not st.pending_mask:
                     del self._peer_timers[key]
                     continue
-                if st.pending_mask and st.pending_since + timeout < t:
+                if st.pending_since + timeout < t:
                     t = st.pending_since + timeout
-                for d in st.held_requests.values():
-                    if d < t:
-                        t = d
+        if self.held.count:
+            d = self.held.next_deadline()  # O(1): a heap, whatever the number held
+            if d < t:
+                t = d
+        if self._probes:
+            for _seq, due in self._probes.values():  # at most max_probes
+                if due < t:
+                    t = due
         if self.start_seq is not None and self.log.anchor_seq >= 0 and not self.is_source:
             nxt = max(self.log.latest, self._skipped_upto, self._max_wanted) + 1
             nt = self.log.time_of(nxt) + self._min_repair
@@ -370,12 +432,12 @@ class Swarm:
                     st.rejected_until[j] = now + cfg.reject_backoff
                 st.pending_mask = 0
                 self._select_parents(now)
-            if st.held_requests:
-                for seq, d in list(st.held_requests.items()):
-                    if now >= d:
-                        del st.held_requests[seq]
-                        self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=seq)))
-                        self.counters.missing_sent += 1
+        if self.held.count:
+            for key, seq in self.held.expire(now):
+                self._actions.append(Send(key, wire.Missing(stream=self.skey, seq=seq)))
+                self.counters.missing_sent += 1
+        if self._probes:
+            self._check_probes(now)
         if not self.is_source:
             self._track_wants(now)
         self._flush_upload(now)
@@ -440,13 +502,17 @@ class Swarm:
             self._actions.append(Send(key, msg))
 
     def _on_status(self, st: PeerState, msg: wire.Status, now: float) -> None:
+        if not self._plausible(msg, now):
+            # A claim the signed chunk clock rules out: believe none of this STATUS.
+            self.counters.claims_implausible += 1
+            self._lie(st, f"STATUS claims seq {max(msg.latest, msg.keyframe)}, "
+                          f"the stream is near {self.log.expected_latest(now)}")
+            return
         st.status = msg
+        probe = False
         if msg.latest > 0 or msg.have:
-            if self.log.anchor_seq < 0 and msg.latest > 0:
-                # No clock anchor yet: assume its latest is fresh; corrected on first chunk.
-                self.log.learn_anchor(msg.latest, now - self.config.chunk_ms / 1000)
-            if self.start_seq is None:
-                self._start(msg, now)
+            self._hinted = True
+            probe = self.start_seq is None
         for j in _bits(st.parent_mask):
             path = msg.paths[j] if j < len(msg.paths) else []
             if path:
@@ -469,14 +535,90 @@ class Swarm:
                     self.paths[j] = new_path
                     self._path_changed(j)
         self._select_parents(now)
+        if probe:
+            self._probe(st, now)
 
-    def _start(self, msg: wire.Status, now: float) -> None:
-        """First availability heard: start at the newest keyframe the swarm holds."""
-        start = msg.keyframe if msg.keyframe and msg.latest - msg.keyframe < self.config.window_chunks else msg.latest
-        self.start_seq = start
-        self._skipped_upto = start - 1
-        for seq in range(start, msg.latest + 1):
-            self._want(seq, now, backfill=True)
+    # ---- start: claims are hints, the start is a verified keyframe -----------------
+    def _plausible(self, msg: wire.Status, now: float) -> bool:
+        """False if ``msg`` claims a seq above what the signed chunk clock allows."""
+        if self.log.anchor_seq < 0:
+            return True  # no verified chunk yet: nothing to judge by (a probe will tell)
+        return max(msg.latest, msg.keyframe) <= self._plausible_top(now)
+
+    def _plausible_top(self, now: float) -> int:
+        """Highest seq that can exist by ``now``, from verified chunk times, plus slack."""
+        return self.log.expected_latest(now) + int(self.config.claim_slack / self.log.chunk_interval) + 2
+
+    def _lie(self, st: PeerState, reason: str) -> None:
+        st.lies += 1
+        if st.lies == self.config.lie_limit:
+            self.counters.liars_dropped += 1
+            self._actions.append(DropPeer(st.key, ErrorCode.TOO_MANY_ERRORS,
+                                          f"{st.lies} false claims; last: {reason}"))
+
+    def _probe(self, st: PeerState, now: float) -> None:
+        """Before the start: REQUEST the keyframe ``st`` claims (its latest if it
+        claims none in the window). Its answer is verified like any chunk; the first
+        fresh verified keyframe, from whoever, is the start."""
+        msg = st.status
+        if msg is None or st.key in self._probes or len(self._probes) >= self.config.max_probes \
+                or self._probe_again.get(st.key, -INF) > now:
+            return
+        seq = msg.keyframe if msg.latest - msg.keyframe < self.config.window_chunks else msg.latest
+        if seq in self.log:
+            return
+        self._probes[st.key] = (seq, now + self.config.probe_timeout)
+        self.counters.probes_sent += 1
+        self._actions.append(Send(st.key, wire.Request(stream=self.skey, seq=seq)))
+
+    def _probe_more(self, now: float) -> None:
+        if self.start_seq is None:
+            for st in self.peers.values():
+                if len(self._probes) >= self.config.max_probes:
+                    break
+                self._probe(st, now)
+
+    def _probe_failed(self, st: PeerState, seq: int, now: float, reason: str) -> None:
+        del self._probes[st.key]
+        self._probe_again[st.key] = now + self.config.probe_timeout / 2
+        self.counters.claims_broken += 1
+        self._lie(st, reason)
+        self._probe_more(now)
+
+    def _on_missing(self, st: PeerState, seq: int, now: float) -> None:
+        probe = self._probes.get(st.key)
+        if probe is not None and probe[0] == seq:
+            self._probe_failed(st, seq, now, f"MISSING for its claimed keyframe {seq}")
+
+    def _check_probes(self, now: float) -> None:
+        for key, (seq, due) in list(self._probes.items()):
+            st = self.peers.get(key)
+            if st is None:
+                del self._probes[key]
+            elif now >= due:
+                self._probe_failed(st, seq, now, f"claimed keyframe {seq} never sent")
+
+    def _begin(self, seq: int, now: float) -> None:
+        """Start playing at the verified keyframe ``seq``: chunks held since are told
+        (in order), gaps up to the latest held are wanted at once (backfill); claims
+        heard before we had a signed clock are checked now."""
+        self.start_seq = seq
+        self._skipped_upto = seq - 1
+        self._probes.clear()
+        early, self._early = self._early, {}
+        log = self.log
+        for s in range(seq + 1, min(log.latest, seq + self.config.window_chunks) + 1):
+            chunk = log.get(s)
+            if chunk is None:
+                self._want(s, now, backfill=True)
+            elif s in early:
+                source, peer = early[s]
+                self._actions.append(Deliver(chunk, source, peer, now))
+        for st in self.peers.values():
+            if st.status is not None and not self._plausible(st.status, now):
+                st.status = None
+                self.counters.claims_implausible += 1
+                self._lie(st, "STATUS heard before the start claims seqs the stream never had")
 
     def expected_arrival(self, st: PeerState, j: int) -> float:
         """How long after a chunk's time it would reach us through ``st`` on
@@ -516,7 +658,7 @@ class Swarm:
         """Subscribe where a substream has no parent; with ``improve`` also look for a
         parent through which chunks would arrive ``SWITCH_GAIN`` earlier (done once per
         status interval, not per input, and at most once per ``SWITCH_DWELL`` per substream)."""
-        if self.is_source or self.start_seq is None:
+        if self.is_source or not self._hinted:
             return
         if not improve and all(p is not None for p in self.parents):
             return
@@ -619,40 +761,50 @@ class Swarm:
     def deadline_of(self, seq: int) -> float:
         t = self.log.time_of(seq)
         d = t + self.config.playout_delay
-        if t < self.joined_at:
+        if t < self.joined_at - 0.001:  # (1 ms: an estimated time carries rounding)
             d = max(d, self.joined_at + self.config.startup_grace)
         return d
 
     def _accept(self, chunk: wire.ChunkMsg, peer: bytes | None, source: str, now: float) -> None:
         seq = chunk.seq
         keyframe = is_keyframe(chunk)
-        if self.start_seq is None and not keyframe:
-            return  # pushed or pulled before any STATUS: we start at the first keyframe we get
         before = self.log.latest
         if not self.log.add(chunk, keyframe):
             return
+        starting = False
         if self.start_seq is None:
-            self.start_seq = seq
-            self._skipped_upto = seq - 1
+            # Verified, so its signed time is the broadcaster's: a fresh keyframe is
+            # the start; anything else is kept (it sets the clock, relays) until then.
+            if keyframe and now - self.log.time_of(seq) <= self.config.start_max_age:
+                starting = True
+            elif len(self._early) < self.config.window_chunks:
+                self._early[seq] = (source, peer)
         want = self._wants.pop(seq, None)
         deadline = self.deadline_of(seq)
         if now > deadline and want is None and seq <= self._skipped_upto:
             self.counters.late += 1
-        if seq >= (self.start_seq or 0):
+        if starting:
+            self._actions.append(Deliver(chunk, source, peer, now))
+            self._begin(seq, now)
+        elif self.start_seq is not None and seq >= self.start_seq:
             self._actions.append(Deliver(chunk, source, peer, now))
         j = seq % self.config.substreams
         if peer is not None and peer == self.parents[j]:
             self._sample_lag(j, now - self.log.time_of(seq))
+        held = self.held
         for st in self.peers.values():
             if st.key == peer:
-                st.held_requests.pop(seq, None)
+                if held.count:
+                    held.take(st.key, seq)
                 continue
             if st.children_mask & (1 << j):
                 self.upload.enqueue(st.key, chunk, deadline)
-            elif seq in st.held_requests:
-                self.upload.enqueue(st.key, chunk, st.held_requests.pop(seq))
-                self.counters.requests_served += 1
-        if not self.is_source:
+            elif held.count:
+                d = held.take(st.key, seq)
+                if d is not None:
+                    self.upload.enqueue(st.key, chunk, d)
+                    self.counters.requests_served += 1
+        if not self.is_source and self.start_seq is not None and not starting:
             # Chunks between our previous latest and this one exist now: want them. (Gaps
             # below the previous latest were wanted when it arrived: no per-chunk rescan.)
             first = max(before + 1, self._skipped_upto + 1, seq - self.config.window_chunks)
@@ -692,6 +844,8 @@ class Swarm:
         return d if d > cfg.repair_after else cfg.repair_after
 
     def _want(self, seq: int, now: float, backfill: bool = False) -> None:
+        if seq > U64_MAX:
+            return  # cannot exist (and could not be asked for on the wire)
         t = self.log.time_of(seq)
         deadline = self.deadline_of(seq)
         w = _Want(deadline=deadline)
@@ -774,20 +928,58 @@ class Swarm:
         self.counters.requests_sent += 1
         self._actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))
 
+    def stream_rate(self) -> float:
+        """The stream's rate in bytes/s: measured once known, never below nominal."""
+        nominal = self.config.bitrate_kbps * 125.0
+        return self.log.rate_bps if self.log.rate_bps > nominal else nominal
+
     def _on_request(self, st: PeerState, msg: wire.Request, now: float) -> None:
-        chunk = self.log.get(msg.seq)
-        deadline = self.deadline_of(msg.seq) if self.log.anchor_seq >= 0 else now
+        """Serve, hold or refuse a REQUEST. A peer may pull only chunks of the live
+        window it could still play, at most ``request_share`` x the stream rate
+        (bucket of ``request_burst`` s), with at most ``max_held_per_peer`` held
+        (``max_held_total`` for all); each refusal is a strike, and a peer that keeps
+        asking past its budget (``flood_limit`` strikes) is dropped."""
+        cfg = self.config
+        seq = msg.seq
+        log = self.log
+        chunk = log.get(seq)
+        if log.anchor_seq < 0:
+            self._refuse(st, seq, now)  # nothing verified yet: nothing to hold for
+            return
+        if seq > self._plausible_top(now) or log.time_of(seq) < now - cfg.request_horizon \
+                or seq <= log.latest - cfg.window_chunks:
+            self.counters.requests_out_of_window += 1
+            self._refuse(st, seq, now, strike=True)
+            return
+        rate = self.stream_rate()
+        cost = float(len(chunk.payload)) if chunk is not None else rate * log.chunk_interval
+        if not st.budget.take(cost, cfg.request_share * rate, cfg.request_burst * rate, now):
+            self.counters.requests_refused += 1
+            self._refuse(st, seq, now, strike=True)
+            return
+        deadline = self.deadline_of(seq)
         if chunk is not None:
-            self.upload.enqueue(st.key, chunk, max(deadline, now + self.config.playout_delay))
+            self.upload.enqueue(st.key, chunk, max(deadline, now + cfg.playout_delay))
             self.counters.requests_served += 1
             self._flush_upload(now)
-        elif msg.seq > self.log.latest - self.config.window_chunks and deadline > now \
-                and len(st.held_requests) < 4 * self.config.window_chunks:
-            st.held_requests[msg.seq] = deadline
-            self._peer_timers[st.key] = None
-        else:
-            self.counters.missing_sent += 1
-            self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=msg.seq)))
+        elif deadline <= now:
+            self._refuse(st, seq, now)
+        elif not self.held.hold(st.key, seq, deadline):
+            self.counters.held_refused += 1
+            self._refuse(st, seq, now, strike=True)
+
+    def _refuse(self, st: PeerState, seq: int, now: float, strike: bool = False) -> None:
+        """Answer MISSING; with ``strike``, count it against the peer's flood score."""
+        cfg = self.config
+        if strike and st.budget.strike(cfg.flood_limit, cfg.flood_window, now):
+            if st.budget.strikes < cfg.flood_limit + 1:  # tell the adapter once
+                self.counters.flooders_dropped += 1
+                self._actions.append(DropPeer(st.key, ErrorCode.TOO_MANY_ERRORS,
+                                              f"{cfg.flood_limit} REQUESTs refused in "
+                                              f"{cfg.flood_window:g} s"))
+            return
+        self.counters.missing_sent += 1
+        self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=seq)))
 
     def _flush_upload(self, now: float) -> None:
         for peer, chunk, deadline in self.upload.release(now):

@@ -1,0 +1,280 @@
+"""Strangers in the swarm: attacks mounted against real Swarm cores (swarmnet, virtual time).
+
+Each test plays a hostile peer against real cores and checks the defence: the
+attacker gets at most its due, is counted and cut off, and honest viewers keep playing.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from test_core_swarm import RecNet, assert_complete, build
+
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.wire import ChunkMsg, ErrorCode
+
+# Viewers whose nominal bitrate matches the test chunks (~1.1 KB per 100 ms), so the
+# pull budget (2x the stream rate, 4 s of burst) is small next to a flood.
+SMALL = sw.SwarmConfig(upload_kbps=6000, bitrate_kbps=100)
+
+
+def _stranger(seed: int) -> bytes:
+    return Identity.from_private_bytes(random.Random(seed).randbytes(32)).public
+
+
+def _children(net: RecNet) -> list[tuple[bytes, bytes]]:
+    return [(v, p) for v in net.viewers for p in net.nodes[v].parents
+            if p is not None and p != net.bid.public]
+
+
+# ---- 1. REQUEST floods ------------------------------------------------------------
+
+def test_request_flood_gets_at_most_its_budget_and_is_dropped() -> None:
+    net = build(10, seed=31, config=SMALL)
+    net.tick(20)
+    # a relay with children: the flood must not starve them
+    victim = next(p for _, p in _children(net))
+    node = net.nodes[victim]
+    mallory = _stranger(1)
+    node.add_peer(mallory, net.now)
+    start, sent_before = net.now, len(net.log[victim])
+    asked = 0
+    for _ in range(30):  # 3 s: every 100 ms, REQUEST every chunk of the window, twice
+        lo = max(0, node.log.latest - 40)
+        for _twice in range(2):
+            for seq in range(lo, node.log.latest + 5):
+                node.on_message(mallory, wire.Request(stream=net.sid.key, seq=seq), net.now)
+                asked += 1
+        net._pump(victim)
+        net.tick()
+    pushed = sum(len(a.chunk.payload) for _, a in net.log[victim][sent_before:]
+                 if isinstance(a, sw.Push) and a.peer == mallory)
+    rate = node.stream_rate()
+    budget = node.config.request_burst * rate + node.config.request_share * rate * (net.now - start)
+    assert asked > 1000
+    assert 0 < pushed <= budget, (pushed, budget)
+    c = node.counters
+    assert c.requests_refused > 0 and c.flooders_dropped == 1
+    assert (victim, mallory, ErrorCode.TOO_MANY_ERRORS) in net.dropped
+    assert mallory not in node.peers
+    # the victim's children kept their pushes: every viewer is complete, from peers
+    net.tick(20)
+    for v in net.viewers:
+        assert_complete(net, v, net.now, {"p2p", "broadcaster", "origin"})
+        assert net.nodes[v].counters.origin_fetches <= 3
+
+
+def test_held_requests_are_capped_and_the_timer_uses_a_heap() -> None:
+    """30,000 REQUESTs for chunks just ahead of the live edge (holdable) from 500
+    peers: the held table stays within its caps (so get_timer/handle_timer work on
+    a bounded heap), every refusal is counted, and the viewers keep playing."""
+    net = build(6, seed=33, config=SMALL)
+    net.tick(10)
+    victim = net.viewers[2]
+    node = net.nodes[victim]
+    cfg = node.config
+    sybils = [_stranger(100 + i) for i in range(500)]
+    for k in sybils:
+        node.add_peer(k, net.now)
+    net._pump(victim)
+    for i, k in enumerate(sybils):
+        base = node.log.latest + 1
+        for n in range(60):
+            node.on_message(k, wire.Request(stream=net.sid.key, seq=base + (i + n) % 10), net.now)
+        assert len(node.held) <= cfg.max_held_total
+        assert node.held.held_for(k) <= cfg.max_held_per_peer
+    assert len(node.held) == cfg.max_held_total
+    assert node.counters.held_refused > 0
+    # the timer is the earliest held deadline (or earlier), found without a scan
+    earliest = min(d for h in node.held.by_peer.values() for d in h.values())
+    t = node.get_timer()
+    assert t is not None and t <= earliest
+    net._pump(victim)
+    net.tick(30)
+    assert len(node.held) <= cfg.max_held_total
+    for v in net.viewers:
+        assert_complete(net, v, net.now, {"p2p", "broadcaster", "origin"})
+
+
+def test_request_outside_the_live_window_is_refused_not_held() -> None:
+    net = build(4, seed=35, config=SMALL)
+    net.tick(100)  # seq 0 is now older than request_horizon
+    node = net.nodes[net.viewers[1]]
+    mallory = _stranger(2)
+    node.add_peer(mallory, net.now)
+    node.actions()
+    for seq in (0x7FFF_FFFF_FFFF_FFFE, node.log.latest + 500, 0):
+        node.on_message(mallory, wire.Request(stream=net.sid.key, seq=seq), net.now)
+    acts = node.actions()
+    assert len(node.held) == 0
+    assert node.counters.requests_out_of_window == 3
+    assert sorted(a.message.seq for a in acts if isinstance(a, sw.Send)
+                  and isinstance(a.message, wire.Missing)) == [0, node.log.latest + 500,
+                                                                0x7FFF_FFFF_FFFF_FFFE]
+
+
+# ---- 2. start poisoning -------------------------------------------------------------
+
+U64_MAX = 0x7FFF_FFFF_FFFF_FFFF
+
+
+class LiarNet(RecNet):
+    """A real Swarm core whose STATUS lies about what it holds and that sends no chunk."""
+
+    liar: bytes | None = None
+    variant = "max"
+
+    def actions_from(self, key: bytes, node: sw.Swarm) -> list:
+        out = node.actions()
+        if key == self.liar:
+            lied = []
+            for a in out:
+                if isinstance(a, sw.Push):
+                    continue
+                if isinstance(a, sw.Send) and isinstance(a.message, wire.Status):
+                    m = a.message
+                    if self.variant == "max":
+                        latest = keyframe = U64_MAX - 1
+                    else:
+                        latest = keyframe = m.latest + 50
+                    a = sw.Send(a.peer, wire.Status(stream=m.stream, latest=latest, have=m.have,
+                                                    keyframe=keyframe, slots=m.slots,
+                                                    paths=m.paths, lags=[0] * len(m.lags)))
+                lied.append(a)
+            out = lied
+        self.log.setdefault(key, []).extend((self.now, a) for a in out)
+        return out
+
+
+@pytest.mark.parametrize("variant", ["max", "ahead"])
+def test_start_poisoning_liar_cannot_stop_newcomers(variant: str) -> None:
+    cfg = sw.SwarmConfig(upload_kbps=6000)
+    net = LiarNet(44, seed=41, delay=0.01, config=cfg,
+                  source_config=sw.SwarmConfig(upload_kbps=3000))
+    net.variant = variant
+    net.produce(True)
+    net.tick(10)
+    rng = random.Random(41)
+    base, liar, newcomers = net.viewers[:7], net.viewers[7], net.viewers[8:]
+    keys = [net.bid.public]
+    for v in base:
+        net.join(v, rng.sample(keys, min(4, len(keys))))
+        keys.append(v)
+        net.tick(2)
+    net.liar = liar
+    net.join(liar, rng.sample(keys, 4))
+    net.tick(5)
+    for v in newcomers:
+        # the liar is the first neighbour every newcomer hears from
+        net.join(v, [liar] + rng.sample(keys, 3))
+        net.tick(2)
+    net.tick(100)  # 10 s
+    for v in newcomers:
+        node = net.nodes[v]
+        assert node.start_seq is not None and node.start_seq < net.next_seq
+        got = net.delivers(v)
+        due = [s for s, t in net.produced.items() if net.joined_at[v] + 2.0 <= t <= net.now - 1.0]
+        assert sum(s in got for s in due) >= 0.95 * len(due), (variant, len(due))
+        # only chunks that exist were fetched from the origin
+        assert all(a.seq < net.next_seq for _, a in net.actions_of(v, sw.FetchOrigin))
+        assert node.counters.claims_implausible + node.counters.claims_broken >= 1
+        assert (v, liar, ErrorCode.TOO_MANY_ERRORS) in net.dropped, "liar not dropped"
+        assert liar not in node.peers
+    # nobody repeats a lie: every integer an honest node sends is a real seq
+    for k, entries in net.log.items():
+        if k == liar:
+            continue
+        for _, a in entries:
+            if isinstance(a, sw.Send):
+                m = a.message
+                if isinstance(m, (wire.Request, wire.Missing)):
+                    assert m.seq <= U64_MAX and (m.seq < net.next_seq + 30 or k != net.bid.public)
+                if isinstance(m, wire.Status):
+                    assert m.latest < net.next_seq and m.keyframe < net.next_seq
+    # the liar leaves: nobody is stuck
+    net.leave(liar)
+    mark = net.now
+    net.tick(30)
+    for v in newcomers:
+        got = net.delivers(v)
+        due = [s for s, t in net.produced.items() if mark <= t <= net.now - 1.0]
+        assert all(s in got for s in due)
+
+
+def test_start_comes_from_a_verified_keyframe_not_a_status() -> None:
+    """A lone liar is a newcomer's only neighbour: the newcomer never starts on its
+    word, sends no absurd integer, drops it, and starts once an honest peer appears."""
+    net = LiarNet(2, seed=43, delay=0.01, config=sw.SwarmConfig(upload_kbps=6000),
+                  source_config=sw.SwarmConfig(upload_kbps=3000))
+    net.produce(True)
+    net.tick(10)
+    honest, newcomer = net.viewers
+    net.join(honest, [net.bid.public])
+    net.tick(5)
+    liar = _stranger(3)
+    liar_node = sw.Swarm(net.sid, liar, net.config, rng=random.Random(3), now=net.now)
+    net.nodes[liar] = liar_node
+    net.delivered[liar], net.skipped[liar] = {}, []
+    liar_node.add_peer(honest, net.now)
+    net.nodes[honest].add_peer(liar, net.now)
+    net.liar = liar
+    net.tick(5)
+    net.join(newcomer, [liar])
+    net.tick(100)  # 10 s
+    node = net.nodes[newcomer]
+    assert node.start_seq is None and not net.delivers(newcomer)
+    assert not net.actions_of(newcomer, sw.FetchOrigin)
+    assert (newcomer, liar, ErrorCode.TOO_MANY_ERRORS) in net.dropped
+    for _, a in net.log[newcomer]:
+        if isinstance(a, sw.Send) and isinstance(a.message, wire.Request):
+            assert a.message.seq <= U64_MAX
+    # an honest neighbour appears: the newcomer starts at a real keyframe and plays
+    node.add_peer(honest, net.now)
+    net.nodes[honest].add_peer(newcomer, net.now)
+    net._pump(honest)
+    net._pump(newcomer)
+    mark = net.now
+    net.tick(50)
+    assert node.start_seq is not None and node.start_seq < net.next_seq
+    got = net.delivers(newcomer)
+    due = [s for s, t in net.produced.items() if mark + 2.0 <= t <= net.now - 1.0]
+    assert due and all(s in got for s in due)
+
+
+# ---- 3. forged copies of held chunks ------------------------------------------------
+
+def test_forged_copies_of_held_chunks_get_the_forger_dropped() -> None:
+    net = build(4, seed=37)
+    net.tick(5)
+    victim = net.viewers[3]
+    node = net.nodes[victim]
+    forger = next(iter(node.peers))
+    held = sorted(node.log.chunks)[-3:]
+    dups = node.counters.duplicates
+    for i, seq in enumerate(held):
+        real = node.log.get(seq)
+        assert real is not None
+        forged = ChunkMsg(stream=real.stream, seq=seq, time_us=real.time_us, flags=real.flags,
+                          signature=real.signature, payload=b"evil" + real.payload[4:])
+        node.on_chunk(forger, forged, net.now)
+        assert node.counters.bad_chunks == i + 1
+        assert node.log.get(seq) == real  # the held copy is untouched
+    net._pump(victim)
+    assert node.counters.duplicates == dups  # a forgery is not a duplicate
+    assert (victim, forger, ErrorCode.BAD_CHUNK) in net.dropped
+    assert forger not in node.peers
+    # a byte-identical copy is a duplicate, verified or not
+    other = next(iter(node.peers))
+    seq = held[0]
+    same = node.log.get(seq)
+    assert same is not None
+    copy = ChunkMsg(stream=same.stream, seq=seq, time_us=same.time_us, flags=same.flags,
+                    signature=same.signature, payload=bytes(same.payload))
+    node.on_chunk(other, copy, net.now)
+    assert node.counters.duplicates == dups + 1 and node.counters.bad_chunks == 3
+    net.tick(20)
+    for v in net.viewers:
+        assert_complete(net, v, net.now, {"p2p", "broadcaster", "origin"})
