@@ -328,6 +328,10 @@ class Tracker:
             c["refused_replay"] += 1
             raise TrackerRefused("replay", "announce is not newer than the last one from this peer",
                                  409)
+        held = self.descriptors.get(stream)
+        if held is not None and descriptor is not None and descriptor.signature == held.signature \
+                and descriptor == held:
+            descriptor = None  # the one held, again (the broadcaster's every announce): no news
         if descriptor is not None and not verify_descriptor(descriptor, a.stream):
             c["refused_descriptor"] += 1
             raise TrackerRefused("bad_descriptor",
