@@ -19,7 +19,7 @@ Theory of operation
   node also calls ``sweep(now)`` on a cadence so a quiet tracker empties too.
 * **Caps, each with a counter** (``Tracker.counters``): streams, peers per
   stream, entries in total, and announces per source address (a token bucket
-  per address, in a bounded table). A refused announce raises
+  per IPv4 address or IPv6 /64, in a bounded table). A refused announce raises
   :class:`TrackerRefused` with a stable ``code``.
 * **Trust.** :meth:`Tracker.submit` takes a *signed* announce
   (:mod:`oasis.core.announce`): signature, freshness, no replay (the time must
@@ -180,6 +180,19 @@ def same_address(a: str, b: str) -> bool:
     return x == y
 
 
+def source_key(source: str) -> str:
+    """The rate-limit key of a request address: the IPv4 address, or the IPv6 /64 it is in."""
+    try:
+        ip = ipaddress.ip_address(source)
+    except ValueError:
+        return source[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 COUNTERS = ("announces", "leaves", "expired", "descriptors_accepted", "refused_rate",
             "refused_stale", "refused_address", "refused_signature", "refused_replay",
             "refused_descriptor", "refused_streams_full", "refused_peers_full",
@@ -304,7 +317,7 @@ class Tracker:
                descriptor: Descriptor | None = None) -> list[TrackedPeer]:
         """Check a signed announce from address ``source`` and apply it; raises TrackerRefused."""
         c = self.counters
-        if not self.admit(source, now):
+        if not self.admit(source_key(source), now):
             raise TrackerRefused("rate_limited", "too many announces from this address", 429)
         if not is_fresh(a.time_ms, now):
             c["refused_stale"] += 1

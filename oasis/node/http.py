@@ -48,6 +48,7 @@ ANNOUNCE_INTERVAL = 10.0
 MAX_ANNOUNCE_BODY = 8192  #: bytes: a signed announce with the largest valid descriptor fits
 MAX_JSON_DEPTH = 16
 SWEEP_INTERVAL = 5.0  #: seconds between tracker expiry sweeps
+MAX_PLAYERS = 64  #: concurrent /live responses per gateway (each holds a task and a socket)
 _SEQ_RE = re.compile(r"^[0-9]{1,19}$")
 HTTP_COUNTERS = web.AppKey("oasis_http_counters", dict)
 T = TypeVar("T")
@@ -160,8 +161,22 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
     http_counters = harden(app)
     registry = make_registry(node, tracker=tracker, http_counters=http_counters)
 
+    players = 0
+
     async def live(request: web.Request) -> web.StreamResponse:
+        nonlocal players
         ls = _stream(node, request.match_info["sid"])
+        if players >= MAX_PLAYERS:
+            http_counters["live_refused"] = http_counters.get("live_refused", 0) + 1
+            raise json_error(429, "too_many_players", f"this gateway serves at most {MAX_PLAYERS} "
+                             "players at once")
+        players += 1
+        try:
+            return await play(request, ls)
+        finally:
+            players -= 1
+
+    async def play(request: web.Request, ls: LiveStream) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t", "Cache-Control": "no-store"})
         await resp.prepare(request)
         pl = ls.playout
@@ -253,9 +268,13 @@ def add_origin_routes(app: web.Application, node: Node,
     app.router.add_get(r"/origin/{sid}/latest.json", latest)
 
 
-def add_tracker_routes(app: web.Application, tracker: Tracker) -> None:
-    """Tracker routes, plus a task that sweeps expired entries every ``SWEEP_INTERVAL`` s."""
-    harden(app)
+def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool = False) -> None:
+    """Tracker routes, plus a task that sweeps expired entries every ``SWEEP_INTERVAL`` s.
+
+    ``metrics``: also serve ``/metrics`` (a stand-alone tracker, with no node's gateway).
+    """
+    http_counters = harden(app)
+    registry = make_registry(None, tracker=tracker, http_counters=http_counters)
 
     async def sweeper(app: web.Application) -> AsyncIterator[None]:
         async def run() -> None:
@@ -294,12 +313,18 @@ def add_tracker_routes(app: web.Application, tracker: Tracker) -> None:
                              "(is its broadcaster announcing here?)")
         return web.json_response(d.to_json(), headers={"Cache-Control": "no-cache"})
 
+    async def metrics_route(request: web.Request) -> web.Response:
+        return web.Response(body=render(registry), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
     async def listing(request: web.Request) -> web.Response:
         return web.json_response({s: len(p) for s, p in itertools.islice(tracker.streams.items(), 1000)})
 
     app.router.add_post("/tracker/announce", announce)
     app.router.add_get("/tracker/streams", listing)
     app.router.add_get(r"/tracker/descriptor/{sid}", descriptor)
+    if metrics:
+        app.router.add_get("/metrics", metrics_route)
 
 
 def tracker_reply(tracker: Tracker, stream: str, peers: list[TrackedPeer]) -> dict[str, Any]:

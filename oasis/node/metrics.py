@@ -95,7 +95,34 @@ class NodeCollector(Collector):
         self._latency: dict[str, _Latency] = {}
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
+        if self.node is not None:
+            yield from self._node(self.node)
+        if self.tracker is not None:
+            t = CounterMetricFamily("oasis_tracker_events", "Tracker counters by event "
+                                    "(announces, refusals by reason, expiries).", labels=["event"])
+            for k, v in _ints(self.tracker.counters):
+                t.add_metric([k], v)
+            yield t
+            yield GaugeMetricFamily("oasis_tracker_entries", "Peers held by the tracker.",
+                                    value=self.tracker.entries())
+            yield GaugeMetricFamily("oasis_tracker_streams", "Streams held by the tracker.",
+                                    value=len(self.tracker.streams))
+        if self.http_counters is not None:
+            h = CounterMetricFamily("oasis_http_errors", "HTTP requests refused, by status "
+                                    "(http_4xx) and handler bugs (http_internal_errors).",
+                                    labels=["event"])
+            for k, v in _ints(self.http_counters):
+                h.add_metric([k], v)
+            yield h
+        rewards = getattr(self.node, "rewards", None)
+        if rewards is not None and getattr(rewards, "counters", None) is not None:
+            r = CounterMetricFamily("oasis_rewards_events", "Proof-of-relay counters by event.",
+                                    labels=["event"])
+            for k, v in _ints(rewards.counters):
+                r.add_metric([k], v)
+            yield r
+
+    def _node(self, node: Any) -> Iterator[Metric]:
         traffic = CounterMetricFamily("oasis_traffic_bytes", "Bytes on OFTP links by layer "
                                       "(sent+received).", labels=["layer"])
         for k, v in node.traffic().items():
@@ -123,30 +150,6 @@ class NodeCollector(Collector):
         violations.add_metric([], node.counters.get("violations", 0))
         yield violations
         yield from self._streams()
-        if self.tracker is not None:
-            t = CounterMetricFamily("oasis_tracker_events", "Tracker counters by event "
-                                    "(announces, refusals by reason, expiries).", labels=["event"])
-            for k, v in _ints(self.tracker.counters):
-                t.add_metric([k], v)
-            yield t
-            yield GaugeMetricFamily("oasis_tracker_entries", "Peers held by the tracker.",
-                                    value=self.tracker.entries())
-            yield GaugeMetricFamily("oasis_tracker_streams", "Streams held by the tracker.",
-                                    value=len(self.tracker.streams))
-        if self.http_counters is not None:
-            h = CounterMetricFamily("oasis_http_errors", "HTTP requests refused, by status "
-                                    "(http_4xx) and handler bugs (http_internal_errors).",
-                                    labels=["event"])
-            for k, v in _ints(self.http_counters):
-                h.add_metric([k], v)
-            yield h
-        rewards = getattr(node, "rewards", None)
-        if rewards is not None and getattr(rewards, "counters", None) is not None:
-            r = CounterMetricFamily("oasis_rewards_events", "Proof-of-relay counters by event.",
-                                    labels=["event"])
-            for k, v in _ints(rewards.counters):
-                r.add_metric([k], v)
-            yield r
 
     def _streams(self) -> Iterator[Metric]:
         streams = list(self.node.streams.values())

@@ -408,7 +408,7 @@ def stream_descriptor(c: Common, node: Node, sid: StreamId, *, origin: str, cdn_
 async def tracker_only(listen: str) -> None:
     host, port = parse_hostport(listen, "--listen")
     app = web.Application(client_max_size=64 * 1024)
-    http.add_tracker_routes(app, Tracker())
+    http.add_tracker_routes(app, Tracker(), metrics=True)
     runner, port = await start_http(app, host, port)
     emit({"tracker": f"http://{host}:{port}/tracker"})
 

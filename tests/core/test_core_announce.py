@@ -139,3 +139,10 @@ def test_records_not_signed_for_this_stream_are_not_dialled() -> None:
     junk = [None, 5, {"peer_id": 1}, dict(good, extra=1), dict(good, port=1e400)]
     got = verified_peer_records(SID, [good, other, bad_sig, old, *junk], NOW)
     assert [(a.peer_id, a.port) for a in got] == [(ALICE.peer_id, 4433)]
+
+
+def test_rate_limit_keys_group_an_ipv6_64() -> None:
+    from oasis.core.tracker import source_key
+    assert source_key("2001:db8:1:2:aaaa::1") == source_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert source_key("::ffff:10.0.0.1") == "10.0.0.1" == source_key("10.0.0.1")
+    assert source_key("not an address" * 10) == ("not an address" * 10)[:64]

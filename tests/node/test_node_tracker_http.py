@@ -183,3 +183,24 @@ async def test_caps_answer_429_with_a_code_and_count(tracker_client) -> None:
     status, err = await post(s, body(signed(ident(6))))
     assert (status, err["error"]) == (429, "peers_full")
     assert tracker.counters["refused_streams_full"] == 1 == tracker.counters["refused_peers_full"]
+
+
+async def test_a_stand_alone_tracker_exports_its_counters() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    tracker = Tracker()
+    app = web.Application()
+    add_tracker_routes(app, tracker, metrics=True)
+    server = TestServer(app, host=IP)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://{IP}:{server.port}") as s:
+            await post(s, body(signed(MALLORY, host="10.1.2.3")))
+            async with s.get("/metrics") as r:
+                fams = {f.name: f for f in text_string_to_metric_families(await r.text())}
+        refused = {smp.labels["event"]: smp.value for smp in fams["oasis_tracker_events"].samples}
+        assert refused["refused_address"] == 1
+        http_errors = {smp.labels["event"]: smp.value for smp in fams["oasis_http_errors"].samples}
+        assert http_errors["http_403"] == 1 and http_errors["http_internal_errors"] == 0
+    finally:
+        await server.close()
