@@ -250,6 +250,9 @@ async def test_receipt_flood_is_bounded_and_shutdown_does_not_wait(tmp_path):
                              index=0, received=5)
         relay.on_receipt(wire.ReceiptMsg(receipt=other.encode()), b"\x43" * 32)
         assert c.receipts_malformed == 2 and relay.pending()["receipts"] <= before
+        # Settlement is not starved by the backlog: the honest receipt is paid.
+        await asyncio.wait_for(relay.settle(include_current=True), timeout=120)
+        assert relay.chain.token_balance(relay.wallet.address) > 0
         # Shutdown with a backlog: bounded, backlog dropped and counted.
         for m in junk[:2000]:
             relay.on_receipt(m, os.urandom(32))
