@@ -20,7 +20,7 @@ from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.wire import ErrorCode, WireError
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 RNG = random.Random(99)
 ALICE = Identity.from_private_bytes(RNG.randbytes(32))

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from oasis.media import tspackets as ts
 from oasis.media.chunker import TsChunker
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @functools.cache
