@@ -207,6 +207,7 @@ async def test_junk_initials_take_no_slot_and_an_honest_dial_succeeds() -> None:
         await asyncio.sleep(0.05)
         assert await a.connect(b.peer_id, *dst, timeout=SLACK)
         await flooding
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)  # b's side of AUTH
         c = b.endpoint.counters
 
         def counted() -> int:
@@ -270,7 +271,7 @@ async def test_silent_diallers_time_out_and_do_not_block_an_honest_dial() -> Non
                     SLACK)
         # During the attack, an honest dial from 127.0.0.1 gets in.
         assert await a.connect(b.peer_id, *dst, timeout=SLACK)
-        assert a.identity.public in b.links_by_peer
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)  # b's side of AUTH
         # Every silent connection is closed by the node: on its handshake deadline
         # (TIMEOUT), or earlier to make way for a newer one (OVERLOADED).
         await _wait(lambda: all(c.closed is not None for c in clients), ss.HANDSHAKE_TIMEOUT + SLACK)
@@ -303,6 +304,7 @@ async def test_one_address_dialling_fast_holds_at_most_its_share() -> None:
         # (More than per_ip may have got in over time: each one's slot frees at its deadline.)
         assert len(ep.halfopen) <= per_ip
         assert await a.connect(b.peer_id, *ep.address, timeout=SLACK)  # another address gets in
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)  # b's side of AUTH
         assert list(b.links_by_peer) == [a.identity.public]
     finally:
         for c in clients:
