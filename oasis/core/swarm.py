@@ -44,171 +44,45 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from . import wire
 from .chunklog import HAVE_BITS, ChunkLog
+from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
-from .pull import HeldRequests, PullBudget
+from .pull import HeldRequests
 from .stream import StreamId, is_keyframe, verify_chunk
+from .swarmdefs import (
+    INF,
+    SOURCE_BROADCASTER,
+    SOURCE_ORIGIN,
+    SOURCE_P2P,
+    SOURCE_SELF,
+    U64_MAX,
+    Deliver,
+    DropPeer,
+    FetchOrigin,
+    PeerState,
+    Push,
+    Send,
+    Skip,
+    SwarmAction,
+    SwarmConfig,
+    SwarmCounters,
+    _Want,
+)
+from .tree import HOP_GUESS, SWITCH_DWELL, SWITCH_GAIN, PushTree
 from .upload import UploadScheduler
 from .wire import ErrorCode
 
-INF = float("inf")
-U64_MAX = 0x7FFF_FFFF_FFFF_FFFF  #: the wire's integers are int64: never emit above this
+#: the swarm's public names (the parts' definitions are re-exported from here)
+__all__ = [
+    "HOP_GUESS", "INF", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
+    "SOURCE_SELF", "STATUS_MIN_GAP", "SWITCH_DWELL", "SWITCH_GAIN", "U64_MAX", "Deliver",
+    "DropPeer", "FetchOrigin", "PeerState", "Push", "Send", "Skip", "Swarm", "SwarmAction",
+    "SwarmConfig", "SwarmCounters",
+]
+
 STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
-REPAIR_MARGIN = 0.03  #: added to the learnt push delay (steady trees have ~0 deviation)
-HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known (s)
-SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earlier (s)
-SWITCH_DWELL = 5.0  #: and not within this long of the substream's last parent change (s)
-
-SOURCE_P2P = "p2p"
-SOURCE_BROADCASTER = "broadcaster"
-SOURCE_ORIGIN = "origin"
-SOURCE_SELF = "self"
-
-
-@dataclass(frozen=True)
-class SwarmConfig:
-    chunk_ms: int = 100
-    substreams: int = 4
-    bitrate_kbps: int = 1500
-    upload_kbps: int = 0  #: 0 = no cap
-    playout_delay: float = 0.5  #: deadline = chunk time + this
-    origin_margin: float = 0.2  #: ask the origin this long before the deadline
-    repair_after: float = 0.15  #: pull a chunk this long after it should exist
-    startup_grace: float = 1.5  #: deadline for chunks older than our join
-    window_chunks: int = 300
-    status_interval: float = 2.0  #: periodic STATUS (urgent changes go at once, § 9.2)
-    subscribe_timeout: float = 2.0
-    reject_backoff: float = 3.0
-    max_depth: int = wire.MAX_PATH - 1
-    max_children_uncapped: int = 64  #: substream slots when upload is uncapped
-    slot_headroom: float = 0.8  #: share of the upload cap booked by push subscriptions
-    bad_chunk_limit: int = 3
-    origin_retry: float = 0.05
-    #: added to a candidate parent's expected arrival per relay on its path: each is a
-    #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
-    hop_penalty: float = 0.03
-    use_origin: bool = True
-    # ---- limits on what a peer may make us do (every one has a counter) ----
-    #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
-    request_share: float = 2.0
-    #: ... with a burst of this many seconds of the stream (a joiner's backfill)
-    request_burst: float = 4.0
-    #: chunks older than this (signed time, s) are not served on REQUEST: no viewer plays them
-    request_horizon: float = 8.0
-    max_held_per_peer: int = 64  #: requests held for one peer
-    max_held_total: int = 1024  #: requests held for all peers together
-    #: refusals (over budget, out of window, over a cap) tolerated per ``flood_window`` s
-    flood_limit: int = 64
-    flood_window: float = 10.0
-    #: a claimed seq more than this many seconds of stream above the signed clock is a lie
-    claim_slack: float = 2.0
-    lie_limit: int = 3  #: disproved claims before the peer is dropped
-    start_max_age: float = 5.0  #: a start keyframe's signed time is at most this old (s)
-    probe_timeout: float = 2.0  #: a start probe unanswered this long is a broken claim
-    max_probes: int = 4  #: start probes in flight
-
-
-# ---- actions ----------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    peer: bytes
-    message: wire.Message
-
-
-@dataclass(frozen=True, slots=True)
-class Push:
-    peer: bytes
-    chunk: wire.ChunkMsg
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class FetchOrigin:
-    seq: int
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    chunk: wire.ChunkMsg
-    source: str  #: p2p | broadcaster | origin | self
-    peer: bytes | None
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    seq: int  #: given up: not received before its deadline
-
-
-@dataclass(frozen=True, slots=True)
-class DropPeer:
-    peer: bytes
-    code: ErrorCode
-    reason: str
-
-
-SwarmAction = Send | Push | FetchOrigin | Deliver | Skip | DropPeer
-
-
-@dataclass
-class PeerState:
-    key: bytes
-    tag: bytes
-    status: wire.Status | None = None
-    children_mask: int = 0  #: substreams this peer subscribed from us
-    parent_mask: int = 0  #: substreams we receive from this peer
-    pending_mask: int = 0  #: substreams we asked it for, not yet answered
-    pending_since: float = 0.0
-    rejected_until: dict[int, float] = field(default_factory=dict)
-    budget: PullBudget = field(default_factory=lambda: PullBudget(0.0))
-    bad_chunks: int = 0
-    lies: int = 0  #: its claims we disproved (implausible STATUS, claimed chunk not given)
-    is_broadcaster: bool = False
-    rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
-
-
-@dataclass
-class _Want:
-    """A chunk we lack and expect: what was tried so far."""
-
-    asked: set[bytes] = field(default_factory=set)
-    request_at: float = 0.0  #: when the next repair request is due
-    origin_at: float = 0.0
-    deadline: float = 0.0
-    origin_busy: bool = False
-    origin_tries: int = 0
-
-
-@dataclass
-class SwarmCounters:
-    duplicates: int = 0
-    duplicate_bytes: int = 0
-    bad_chunks: int = 0
-    requests_sent: int = 0
-    requests_served: int = 0
-    missing_sent: int = 0
-    origin_fetches: int = 0
-    skipped: int = 0
-    late: int = 0
-    parent_switches: int = 0
-    #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
-    #: window / over the held-request caps (per peer, total)
-    requests_refused: int = 0
-    requests_out_of_window: int = 0
-    held_refused: int = 0
-    flooders_dropped: int = 0  #: peers cut off for asking past their budget
-    #: chunks for a held seq that differ from the held copy (verified, not trusted)
-    duplicates_mismatched: int = 0
-    probes_sent: int = 0  #: start probes (REQUEST of a peer's claimed keyframe)
-    claims_implausible: int = 0  #: STATUS claiming seqs the signed clock rules out
-    claims_broken: int = 0  #: claimed chunks answered MISSING or never sent
-    liars_dropped: int = 0
-
 
 class Swarm:
     """One node's view of one stream's swarm. See the module docstring."""
@@ -232,35 +106,27 @@ class Swarm:
         self.joined_at = now
         self.start_seq: int | None = 0 if is_source else None
         k = config.substreams
-        self.parents: list[bytes | None] = [None] * k
-        self.paths: list[list[bytes]] = [[self.tag] if is_source else [] for _ in range(k)]
         self.upload = UploadScheduler(config.upload_kbps, now)
         self._actions: list[SwarmAction] = []
+        #: per substream: the push delay learnt from our parent, and the repair timer
+        self.delay = DelayEstimator(k, config.repair_after, config.playout_delay,
+                                    config.origin_margin)
+        self.tree = PushTree(self.tag, self.skey, config, is_source=is_source, peers=self.peers,
+                             log=self.log, delay=self.delay, counters=self.counters,
+                             actions=self._actions, rng=self.rng)
+        #: the tree's lists (the same objects, never rebound): parent key / path per substream
+        self.parents: list[bytes | None] = self.tree.parents
+        self.paths: list[list[bytes]] = self.tree.paths
         self._wants: dict[int, _Want] = {}
         self._skipped_upto = -1
         self._next_status = now
         self._last_status = now - STATUS_MIN_GAP
-        self._status_dirty = True
-        self._children_dirty = 0  #: substreams whose path changed: tell their children
         self._max_wanted = -1  #: highest sequence number ever wanted
-        #: peers with a subscribe or held-request timer (a dict: ordered, deterministic)
-        self._peer_timers: dict[bytes, None] = {}
-        #: per substream: smoothed delay (and its mean deviation) from a chunk's time to
-        #: its push by our parent; the repair timer waits for what is normal on that tree
-        self._lag = [0.0] * k
-        self._lagdev = [0.0] * k
-        self._lag_known = [False] * k
-        self._repair = [config.repair_after] * k  #: repair_delay(j), kept current
-        self._min_repair = config.repair_after
         #: lower bound of every want's next timer (request, origin, deadline); may be
         #: stale-low after a want is removed (an early wake-up only), never stale-high
         self._wants_t = INF
-        self._changed_at = [-INF] * k  #: when each substream last changed parent
-        self._unfed_since = [INF] * k  #: when our parent said it lost its feed (INF: fed)
         #: requests held for chunks not here yet (capped; a deadline heap for the timer)
         self.held = HeldRequests(config.max_held_per_peer, config.max_held_total)
-        #: a peer said the stream has chunks (a hint: we subscribe, probe, not start)
-        self._hinted = is_source
         #: start probes in flight: peer -> (claimed seq asked for, when it is overdue)
         self._probes: dict[bytes, tuple[int, float]] = {}
         self._probe_again: dict[bytes, float] = {}  #: peer -> when it may be probed again
@@ -291,10 +157,7 @@ class Swarm:
         self.held.forget(key)
         self._probes.pop(key, None)
         self._probe_again.pop(key, None)
-        for j in range(self.config.substreams):
-            if self.parents[j] == key:
-                self._lose_parent(j)
-        self._select_parents(now)
+        self.tree.remove_peer(key, now)
 
     def publish(self, chunk: wire.ChunkMsg, now: float) -> None:
         """Broadcaster: a freshly signed chunk enters the swarm."""
@@ -318,7 +181,7 @@ class Swarm:
             j = chunk.seq % self.config.substreams
             if peer == self.parents[j]:
                 # a repair beat the parent's push: still what the tree takes
-                self._sample_lag(j, now - self.log.time_of(chunk.seq))
+                self.delay.sample(j, now - self.log.time_of(chunk.seq), True)
             return
         if not self.verify(self.sid, chunk):
             self._bad_chunk(st)
@@ -358,9 +221,9 @@ class Swarm:
         if isinstance(msg, wire.Status):
             self._on_status(st, msg, now)
         elif isinstance(msg, wire.Subscribe):
-            self._on_subscribe(st, msg, now)
+            self.tree.on_subscribe(st, msg, now)
         elif isinstance(msg, wire.SubscribeAck):
-            self._on_subscribe_ack(st, msg, now)
+            self.tree.on_subscribe_ack(st, msg, now)
         elif isinstance(msg, wire.Unsubscribe):
             # freed slots: told with the next periodic STATUS (not urgent)
             st.children_mask &= ~msg.mask
@@ -380,19 +243,12 @@ class Swarm:
     def get_timer(self) -> float | None:
         # Hot path (called after every input): plain comparisons, no min() calls.
         t = self._next_status
-        if (self._status_dirty or self._children_dirty) and self._last_status + STATUS_MIN_GAP < t:
+        tree = self.tree
+        if (tree.status_dirty or tree.children_dirty) and self._last_status + STATUS_MIN_GAP < t:
             t = self._last_status + STATUS_MIN_GAP
         if self._wants_t < t:
             t = self._wants_t
-        if self._peer_timers:
-            timeout = self.config.subscribe_timeout
-            for key in list(self._peer_timers):
-                st = self.peers.get(key)
-                if st is None or not st.pending_mask:
-                    del self._peer_timers[key]
-                    continue
-                if st.pending_since + timeout < t:
-                    t = st.pending_since + timeout
+        t = tree.next_timeout(t)
         if self.held.count:
             d = self.held.next_deadline()  # O(1): a heap, whatever the number held
             if d < t:
@@ -403,7 +259,7 @@ class Swarm:
                     t = due
         if self.start_seq is not None and self.log.anchor_seq >= 0 and not self.is_source:
             nxt = max(self.log.latest, self._skipped_upto, self._max_wanted) + 1
-            nt = self.log.time_of(nxt) + self._min_repair
+            nt = self.log.time_of(nxt) + self.delay.min_repair
             if nt < t:
                 t = nt
         up = self.upload.next_release()
@@ -417,21 +273,13 @@ class Swarm:
             self._broadcast_status(now)
             self._next_status = now + cfg.status_interval
             # Periodic look for better parents; missing parents are sought at once elsewhere.
-            self._select_parents(now, improve=True)
+            self.tree.select_parents(now, improve=True)
         elif now >= self._last_status + STATUS_MIN_GAP:
-            if self._status_dirty:
+            if self.tree.status_dirty:
                 self._broadcast_status(now)
-            elif self._children_dirty:
+            elif self.tree.children_dirty:
                 self._status_to_children(now)
-        for key in list(self._peer_timers):
-            st = self.peers.get(key)
-            if st is None:
-                continue
-            if st.pending_mask and now >= st.pending_since + cfg.subscribe_timeout:
-                for j in _bits(st.pending_mask):
-                    st.rejected_until[j] = now + cfg.reject_backoff
-                st.pending_mask = 0
-                self._select_parents(now)
+        self.tree.check_timeouts(now)
         if self.held.count:
             for key, seq in self.held.expire(now):
                 self._actions.append(Send(key, wire.Missing(stream=self.skey, seq=seq)))
@@ -443,7 +291,8 @@ class Swarm:
         self._flush_upload(now)
 
     def actions(self) -> list[SwarmAction]:
-        out, self._actions = self._actions, []
+        out = self._actions[:]  # the list is shared with the tree: emptied, not rebound
+        self._actions.clear()
         return out
 
     # ---- status & tree -------------------------------------------------------
@@ -452,41 +301,28 @@ class Swarm:
         return wire.Status(
             stream=self.skey, latest=max(log.latest, 0), have=log.have_bitmap() if log.latest >= 0 else 0,
             keyframe=max(log.latest_keyframe, 0), slots=self.free_slots(),
-            paths=[p if (self.is_source or self.parents[j] is not None) else []
-                   for j, p in enumerate(self.paths)],
+            paths=self.tree.status_paths(),
             lags=self._status_lags())
 
     def _status_lags(self) -> list[int]:
         if self.is_source:
             return [0] * self.config.substreams
-        out = []
-        for j in range(self.config.substreams):
-            if self.parents[j] is None or not self._lag_known[j]:
-                out.append(wire.LAG_UNKNOWN)
-            else:
-                ms = int(self._lag[j] * 1000)
-                out.append(ms if 0 <= ms < wire.LAG_UNKNOWN else wire.LAG_UNKNOWN - 1)
-        return out
+        return self.delay.status_lags(self.parents)
 
     def total_slots(self) -> int:
-        cfg = self.config
-        if cfg.upload_kbps <= 0:
-            return cfg.max_children_uncapped
-        # Cost of a substream: the measured rate once known, never less than nominal.
-        # Only ``slot_headroom`` of the cap is booked: a fully booked relay queues every
-        # chunk behind its other copies (seen in the simulator), and repairs need room.
-        kbps = max(cfg.bitrate_kbps, self.log.rate_bps * 8 / 1000)
-        return int(cfg.slot_headroom * cfg.upload_kbps * cfg.substreams / max(kbps, 1))
+        return self.tree.total_slots()
 
     def free_slots(self) -> int:
-        used = sum(bin(st.children_mask).count("1") for st in self.peers.values())
-        return max(0, min(0xFFFF, self.total_slots() - used))
+        return self.tree.free_slots()
+
+    def expected_arrival(self, st: PeerState, j: int) -> float:
+        return self.tree.expected_arrival(st, j)
 
     def _send_status(self, key: bytes) -> None:
         self._actions.append(Send(key, self.status()))
 
     def _status_to_children(self, now: float) -> None:
-        mask, self._children_dirty = self._children_dirty, 0
+        mask, self.tree.children_dirty = self.tree.children_dirty, 0
         self._last_status = now
         msg = self.status()
         for st in self.peers.values():
@@ -494,8 +330,8 @@ class Swarm:
                 self._actions.append(Send(st.key, msg))
 
     def _broadcast_status(self, now: float) -> None:
-        self._status_dirty = False
-        self._children_dirty = 0
+        self.tree.status_dirty = False
+        self.tree.children_dirty = 0
         self._last_status = now
         msg = self.status()
         for key in self.peers:
@@ -511,30 +347,10 @@ class Swarm:
         st.status = msg
         probe = False
         if msg.latest > 0 or msg.have:
-            self._hinted = True
+            self.tree.hinted = True
             probe = self.start_seq is None
-        for j in _bits(st.parent_mask):
-            path = msg.paths[j] if j < len(msg.paths) else []
-            if path:
-                self._unfed_since[j] = INF
-            elif self._unfed_since[j] == INF:
-                # Our parent lost its own feed: it is finding another, which normally
-                # takes a round trip. Keep it (and our path, so our subtree does not
-                # cascade) for up to subscribe_timeout; repairs cover the gap.
-                self._unfed_since[j] = now
-                continue
-            elif now < self._unfed_since[j] + self.config.subscribe_timeout:
-                continue
-            if not path or self.tag in path:
-                self._lose_parent(j)
-                self._actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
-                st.parent_mask &= ~(1 << j)
-            else:
-                new_path = list(path) + [self.tag]
-                if new_path != self.paths[j]:
-                    self.paths[j] = new_path
-                    self._path_changed(j)
-        self._select_parents(now)
+        self.tree.on_parent_status(st, msg, now)
+        self.tree.select_parents(now)
         if probe:
             self._probe(st, now)
 
@@ -620,143 +436,6 @@ class Swarm:
                 self.counters.claims_implausible += 1
                 self._lie(st, "STATUS heard before the start claims seqs the stream never had")
 
-    def expected_arrival(self, st: PeerState, j: int) -> float:
-        """How long after a chunk's time it would reach us through ``st`` on
-        substream ``j``: the delay it advertises plus half our RTT to it (a hop
-        guess for what is unknown). Chunks should take the fastest path, not the
-        one with the fewest hops: one intercontinental hop costs more than three
-        local ones."""
-        msg = st.status
-        if msg is None or j >= len(msg.paths) or not msg.paths[j]:
-            return INF
-        relays = len(msg.paths[j]) - 1
-        lag = msg.lags[j] if j < len(msg.lags) else wire.LAG_UNKNOWN
-        est = lag / 1000 if lag != wire.LAG_UNKNOWN else relays * HOP_GUESS
-        return est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS) + self.config.hop_penalty * relays
-
-    def _candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
-        out = []
-        for st in self.peers.values():
-            msg = st.status
-            if msg is None or j >= len(msg.paths) or not msg.paths[j]:
-                continue
-            path = msg.paths[j]
-            if self.tag in path or len(path) > self.config.max_depth:
-                continue
-            if msg.slots <= 0 and not (st.children_mask or st.parent_mask & (1 << j)):
-                continue
-            if st.rejected_until.get(j, 0.0) > now:
-                continue
-            # spread substreams over parents: another feed from the same peer shares its upload
-            others = bin(st.parent_mask & ~(1 << j)).count("1")
-            score = self.expected_arrival(st, j) + 0.01 * others + self.rng.random() * 0.005
-            out.append((score, st))
-        out.sort(key=lambda x: x[0])
-        return out
-
-    def _select_parents(self, now: float, improve: bool = False) -> None:
-        """Subscribe where a substream has no parent; with ``improve`` also look for a
-        parent through which chunks would arrive ``SWITCH_GAIN`` earlier (done once per
-        status interval, not per input, and at most once per ``SWITCH_DWELL`` per substream)."""
-        if self.is_source or not self._hinted:
-            return
-        if not improve and all(p is not None for p in self.parents):
-            return
-        pending = 0
-        for st in self.peers.values():
-            pending |= st.pending_mask
-        asks: dict[bytes, int] = {}
-        for j in range(self.config.substreams):
-            if pending & (1 << j):
-                continue
-            if self.parents[j] is not None and not improve:
-                continue
-            current = self.parents[j]
-            if current is not None and now < self._changed_at[j] + SWITCH_DWELL:
-                continue
-            cands = self._candidates(j, now)
-            if not cands:
-                continue
-            best_score, best = cands[0]
-            if current is not None:
-                if best.key == current:
-                    continue
-                cur = self.peers.get(current)
-                cur_est = self.expected_arrival(cur, j) if cur is not None else INF
-                if best_score > cur_est - SWITCH_GAIN:
-                    continue
-                self.counters.parent_switches += 1
-            asks[best.key] = asks.get(best.key, 0) | (1 << j)
-        for key, mask in asks.items():
-            st = self.peers[key]
-            st.pending_mask |= mask
-            st.pending_since = now
-            self._peer_timers[key] = None
-            self._actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
-                                                          substreams=self.config.substreams)))
-
-    def _on_subscribe(self, st: PeerState, msg: wire.Subscribe, now: float) -> None:
-        k = self.config.substreams
-        if msg.substreams != k:
-            self._actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=0, rejected=msg.mask)))
-            return
-        accepted = rejected = 0
-        free = self.free_slots()
-        for j in _bits(msg.mask & ((1 << k) - 1)):
-            fed = self.is_source or self.parents[j] is not None
-            if st.children_mask & (1 << j):
-                accepted |= 1 << j
-            elif fed and free > 0 and st.tag not in self.paths[j]:
-                accepted |= 1 << j
-                free -= 1
-            else:
-                rejected |= 1 << j
-        st.children_mask |= accepted
-        self._actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=accepted,
-                                                            rejected=rejected)))
-        if accepted and free == 0:
-            self._status_dirty = True  # full: say so before others ask in vain
-
-    def _on_subscribe_ack(self, st: PeerState, msg: wire.SubscribeAck, now: float) -> None:
-        mask = msg.accepted & st.pending_mask
-        st.pending_mask &= ~(msg.accepted | msg.rejected)
-        for j in _bits(msg.rejected):
-            st.rejected_until[j] = now + self.config.reject_backoff
-        for j in _bits(mask):
-            old = self.parents[j]
-            if old is not None and old != st.key and old in self.peers:
-                self.peers[old].parent_mask &= ~(1 << j)
-                self._actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
-            self.parents[j] = st.key
-            self._unfed_since[j] = INF
-            self._changed_at[j] = now
-            self._update_repair(j)
-            st.parent_mask |= 1 << j
-            path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
-            self.paths[j] = list(path) + [self.tag]
-            if old is None:
-                self._status_dirty = True  # a feed gained: neighbours may be looking for one
-            else:
-                self._path_changed(j)
-        if msg.rejected:
-            self._select_parents(now)
-
-    def _path_changed(self, j: int) -> None:
-        """Our path on substream ``j`` changed but we still have a feed: our children
-        on ``j`` hear it within ``STATUS_MIN_GAP`` (their paths, and their loop checks,
-        stay exact down the tree); other neighbours with the periodic STATUS. A
-        change high in a tree thus costs one STATUS per descendant, not one per
-        descendant's neighbour. (A neighbour ranking us on a stale path cannot make
-        a loop: we refuse a SUBSCRIBE from a peer on our own, exact, path.)"""
-        self._children_dirty |= 1 << j
-
-    def _lose_parent(self, j: int) -> None:
-        self.parents[j] = None
-        self._unfed_since[j] = INF
-        self._update_repair(j)
-        self.paths[j] = []
-        self._status_dirty = True
-
     # ---- chunks --------------------------------------------------------------
     def deadline_of(self, seq: int) -> float:
         t = self.log.time_of(seq)
@@ -790,7 +469,7 @@ class Swarm:
             self._actions.append(Deliver(chunk, source, peer, now))
         j = seq % self.config.substreams
         if peer is not None and peer == self.parents[j]:
-            self._sample_lag(j, now - self.log.time_of(seq))
+            self.delay.sample(j, now - self.log.time_of(seq), True)
         held = self.held
         for st in self.peers.values():
             if st.key == peer:
@@ -813,35 +492,8 @@ class Swarm:
                     self._want(s, now)
         self._flush_upload(now)
 
-    def _sample_lag(self, j: int, sample: float) -> None:
-        if not self._lag_known[j]:
-            self._lag[j], self._lagdev[j], self._lag_known[j] = sample, sample / 2, True
-        else:
-            err = sample - self._lag[j]
-            self._lag[j] += err / 8
-            self._lagdev[j] += (abs(err) - self._lagdev[j]) / 4
-        self._update_repair(j)
-
-    def _update_repair(self, j: int) -> None:
-        self._repair[j] = self._compute_repair_delay(j)
-        self._min_repair = min(self._repair)
-
     def repair_delay(self, j: int) -> float:
-        return self._repair[j]
-
-    def _compute_repair_delay(self, j: int) -> float:
-        """How long after a chunk's time to wait before repairing it from another
-        peer: what the parent's pushes normally take (smoothed delay + 4 deviations
-        + a margin, as TCP's RTO), at least ``repair_after``, and early enough to leave a repair
-        round trip before the origin fallback."""
-        cfg = self.config
-        if self.parents[j] is None or not self._lag_known[j]:
-            return cfg.repair_after
-        d = self._lag[j] + 4 * self._lagdev[j] + REPAIR_MARGIN
-        cap = cfg.playout_delay - cfg.origin_margin - cfg.repair_after
-        if d > cap:
-            d = cap
-        return d if d > cfg.repair_after else cfg.repair_after
+        return self.delay.repair[j]
 
     def _want(self, seq: int, now: float, backfill: bool = False) -> None:
         if seq > U64_MAX:
@@ -852,7 +504,7 @@ class Swarm:
         if backfill:
             w.request_at = now
         else:
-            r = t + self._repair[seq % self.config.substreams]
+            r = t + self.delay.repair[seq % self.config.substreams]
             w.request_at = r if r > now else now
         w.origin_at = deadline - self.config.origin_margin
         self._wants[seq] = w

@@ -1,0 +1,80 @@
+"""How long a substream's chunks normally take to reach us: the repair timer.
+
+Theory of operation
+-------------------
+Each substream ``j`` reaches a node through one parent, several hops below the
+broadcaster. Every chunk of ``j`` the parent pushes (a duplicate included: a
+repair may beat the push) is a sample of ``now - time(seq)``, the delay from the
+chunk's signed completion time to its arrival here. As TCP's RTT estimator
+(RFC 6298, and aioquic's ``QuicRttMonitor``/recovery), the estimator keeps a
+smoothed mean (gain 1/8) and mean deviation (gain 1/4) per substream; the repair
+delay is ``lag + 4 dev + REPAIR_MARGIN``, at least ``repair_after`` (also used
+while the substream has no parent or no sample) and at most
+``playout_delay - origin_margin - repair_after``, so one repair round still fits
+before the origin fallback. A fixed timer requested nearly every chunk from a
+node several hops deep (the chunk was on its way) and turned the held request
+into a duplicate.
+
+The smoothed delay is also what a node advertises in STATUS ``lags`` (ms), from
+which its neighbours rank it as a parent (expected arrival = its lag + half the
+RTT to it).
+"""
+
+from __future__ import annotations
+
+from . import wire
+
+REPAIR_MARGIN = 0.03  #: added to the learnt push delay (steady trees have ~0 deviation)
+
+
+class DelayEstimator:
+    """Per-substream smoothed push delay and the repair delay derived from it."""
+
+    def __init__(self, substreams: int, repair_after: float, playout_delay: float,
+                 origin_margin: float) -> None:
+        self.repair_after = repair_after
+        #: the learnt delay never pushes a repair past this (one round before the origin)
+        self.cap = playout_delay - origin_margin - repair_after
+        self.lag = [0.0] * substreams  #: smoothed delay, chunk time -> push by our parent (s)
+        self.dev = [0.0] * substreams  #: its mean deviation (s)
+        self.known = [False] * substreams  #: at least one sample since the last reset
+        self.repair = [repair_after] * substreams  #: repair delay per substream, kept current
+        self.min_repair = repair_after  #: the smallest of them (the wants timer's step)
+
+    def sample(self, j: int, sample: float, fed: bool) -> None:
+        """One delay sample for substream ``j`` (a chunk our parent pushed)."""
+        if not self.known[j]:
+            self.lag[j], self.dev[j], self.known[j] = sample, sample / 2, True
+        else:
+            err = sample - self.lag[j]
+            self.lag[j] += err / 8
+            self.dev[j] += (abs(err) - self.dev[j]) / 4
+        self.update(j, fed)
+
+    def update(self, j: int, fed: bool) -> None:
+        """Recompute ``repair[j]``; ``fed``: substream ``j`` has a parent."""
+        self.repair[j] = self._repair_delay(j, fed)
+        self.min_repair = min(self.repair)
+
+    def _repair_delay(self, j: int, fed: bool) -> float:
+        """How long after a chunk's time to wait before repairing it from another
+        peer: what the parent's pushes normally take (smoothed delay + 4 deviations
+        + a margin, as TCP's RTO), at least ``repair_after``, and early enough to leave a repair
+        round trip before the origin fallback."""
+        if not fed or not self.known[j]:
+            return self.repair_after
+        d = self.lag[j] + 4 * self.dev[j] + REPAIR_MARGIN
+        if d > self.cap:
+            d = self.cap
+        return d if d > self.repair_after else self.repair_after
+
+    def status_lags(self, parents: list[bytes | None]) -> list[int]:
+        """STATUS ``lags``: per substream the smoothed delay in ms, or LAG_UNKNOWN."""
+        out = []
+        for j, parent in enumerate(parents):
+            if parent is None or not self.known[j]:
+                out.append(wire.LAG_UNKNOWN)
+            else:
+                ms = int(self.lag[j] * 1000)
+                out.append(ms if 0 <= ms < wire.LAG_UNKNOWN else wire.LAG_UNKNOWN - 1)
+        return out

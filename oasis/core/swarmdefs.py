@@ -1,0 +1,163 @@
+"""Definitions shared by the parts of the swarm core: its configuration, the
+actions it emits, what it knows about each neighbour, and its counters.
+
+``oasis.core.swarm`` re-exports every name here; adapters import them from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import wire
+from .pull import PullBudget
+from .wire import ErrorCode
+
+INF = float("inf")
+U64_MAX = 0x7FFF_FFFF_FFFF_FFFF  #: the wire's integers are int64: never emit above this
+
+SOURCE_P2P = "p2p"
+SOURCE_BROADCASTER = "broadcaster"
+SOURCE_ORIGIN = "origin"
+SOURCE_SELF = "self"
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    chunk_ms: int = 100
+    substreams: int = 4
+    bitrate_kbps: int = 1500
+    upload_kbps: int = 0  #: 0 = no cap
+    playout_delay: float = 0.5  #: deadline = chunk time + this
+    origin_margin: float = 0.2  #: ask the origin this long before the deadline
+    repair_after: float = 0.15  #: pull a chunk this long after it should exist
+    startup_grace: float = 1.5  #: deadline for chunks older than our join
+    window_chunks: int = 300
+    status_interval: float = 2.0  #: periodic STATUS (urgent changes go at once, § 9.2)
+    subscribe_timeout: float = 2.0
+    reject_backoff: float = 3.0
+    max_depth: int = wire.MAX_PATH - 1
+    max_children_uncapped: int = 64  #: substream slots when upload is uncapped
+    slot_headroom: float = 0.8  #: share of the upload cap booked by push subscriptions
+    bad_chunk_limit: int = 3
+    origin_retry: float = 0.05
+    #: added to a candidate parent's expected arrival per relay on its path: each is a
+    #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
+    hop_penalty: float = 0.03
+    use_origin: bool = True
+    # ---- limits on what a peer may make us do (every one has a counter) ----
+    #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
+    request_share: float = 2.0
+    #: ... with a burst of this many seconds of the stream (a joiner's backfill)
+    request_burst: float = 4.0
+    #: chunks older than this (signed time, s) are not served on REQUEST: no viewer plays them
+    request_horizon: float = 8.0
+    max_held_per_peer: int = 64  #: requests held for one peer
+    max_held_total: int = 1024  #: requests held for all peers together
+    #: refusals (over budget, out of window, over a cap) tolerated per ``flood_window`` s
+    flood_limit: int = 64
+    flood_window: float = 10.0
+    #: a claimed seq more than this many seconds of stream above the signed clock is a lie
+    claim_slack: float = 2.0
+    lie_limit: int = 3  #: disproved claims before the peer is dropped
+    start_max_age: float = 5.0  #: a start keyframe's signed time is at most this old (s)
+    probe_timeout: float = 2.0  #: a start probe unanswered this long is a broken claim
+    max_probes: int = 4  #: start probes in flight
+
+
+# ---- actions ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    peer: bytes
+    message: wire.Message
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    peer: bytes
+    chunk: wire.ChunkMsg
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOrigin:
+    seq: int
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    chunk: wire.ChunkMsg
+    source: str  #: p2p | broadcaster | origin | self
+    peer: bytes | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    seq: int  #: given up: not received before its deadline
+
+
+@dataclass(frozen=True, slots=True)
+class DropPeer:
+    peer: bytes
+    code: ErrorCode
+    reason: str
+
+
+SwarmAction = Send | Push | FetchOrigin | Deliver | Skip | DropPeer
+
+
+@dataclass
+class PeerState:
+    key: bytes
+    tag: bytes
+    status: wire.Status | None = None
+    children_mask: int = 0  #: substreams this peer subscribed from us
+    parent_mask: int = 0  #: substreams we receive from this peer
+    pending_mask: int = 0  #: substreams we asked it for, not yet answered
+    pending_since: float = 0.0
+    rejected_until: dict[int, float] = field(default_factory=dict)
+    budget: PullBudget = field(default_factory=lambda: PullBudget(0.0))
+    bad_chunks: int = 0
+    lies: int = 0  #: its claims we disproved (implausible STATUS, claimed chunk not given)
+    is_broadcaster: bool = False
+    rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
+
+
+@dataclass
+class _Want:
+    """A chunk we lack and expect: what was tried so far."""
+
+    asked: set[bytes] = field(default_factory=set)
+    request_at: float = 0.0  #: when the next repair request is due
+    origin_at: float = 0.0
+    deadline: float = 0.0
+    origin_busy: bool = False
+    origin_tries: int = 0
+
+
+@dataclass
+class SwarmCounters:
+    duplicates: int = 0
+    duplicate_bytes: int = 0
+    bad_chunks: int = 0
+    requests_sent: int = 0
+    requests_served: int = 0
+    missing_sent: int = 0
+    origin_fetches: int = 0
+    skipped: int = 0
+    late: int = 0
+    parent_switches: int = 0
+    #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
+    #: window / over the held-request caps (per peer, total)
+    requests_refused: int = 0
+    requests_out_of_window: int = 0
+    held_refused: int = 0
+    flooders_dropped: int = 0  #: peers cut off for asking past their budget
+    #: chunks for a held seq that differ from the held copy (verified, not trusted)
+    duplicates_mismatched: int = 0
+    probes_sent: int = 0  #: start probes (REQUEST of a peer's claimed keyframe)
+    claims_implausible: int = 0  #: STATUS claiming seqs the signed clock rules out
+    claims_broken: int = 0  #: claimed chunks answered MISSING or never sent
+    liars_dropped: int = 0

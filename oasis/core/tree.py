@@ -1,0 +1,293 @@
+"""The push trees of one stream at one node: parents, children, loop freedom.
+
+Theory of operation
+-------------------
+The stream is split into ``K`` substreams (chunk ``seq`` belongs to substream
+``seq % K``). For each substream a node picks one *parent* among its neighbours
+and sends SUBSCRIBE; the parent then pushes every chunk of that substream the
+moment it has verified it. So each substream is a tree rooted at the
+broadcaster, and a chunk travels one one-way delay per hop, with no request
+round trip. A node accepts children while its upload cap has room (each
+subscribed substream costs ``bitrate / K``; only ``slot_headroom`` of the cap is
+booked).
+
+**Loop freedom.** STATUS carries, per substream, the path of 8-byte peer tags
+from the broadcaster to the sender. A node never picks a parent whose path
+contains itself, drops a parent whose path comes to contain it, and refuses a
+SUBSCRIBE from a peer on its own (exact) path.
+
+**Fastest path, not fewest hops.** STATUS also carries, per substream, the
+sender's smoothed delay from a chunk's time to its arrival there
+(:mod:`oasis.core.delay`). A node prefers the parent through which chunks would
+arrive first (that delay plus half the RTT the transport measured to it, plus a
+penalty per relay), and once per status interval swaps a parent for one
+``SWITCH_GAIN`` faster (at most once per ``SWITCH_DWELL``).
+
+**A parent that lost its feed** (its STATUS shows path ``j`` empty) is kept for
+up to ``subscribe_timeout`` while it finds another, so a departure high in a
+tree does not make its whole subtree drop and re-select in a cascade.
+
+:class:`PushTree` shares the swarm's peer table, action list, counters and
+random generator (it is a part of :class:`oasis.core.swarm.Swarm`, not a
+separate actor); ``status_dirty``/``children_dirty`` tell the swarm which
+STATUS to send.
+"""
+
+from __future__ import annotations
+
+import random
+
+from . import wire
+from .chunklog import ChunkLog
+from .delay import DelayEstimator
+from .swarmdefs import INF, PeerState, Send, SwarmAction, SwarmConfig, SwarmCounters
+
+HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known (s)
+SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earlier (s)
+SWITCH_DWELL = 5.0  #: and not within this long of the substream's last parent change (s)
+
+
+class PushTree:
+    """Parent choice and child admission for every substream (see the module docstring)."""
+
+    def __init__(self, tag: bytes, skey: bytes, config: SwarmConfig, *, is_source: bool,
+                 peers: dict[bytes, PeerState], log: ChunkLog, delay: DelayEstimator,
+                 counters: SwarmCounters, actions: list[SwarmAction], rng: random.Random) -> None:
+        self.tag = tag
+        self.skey = skey
+        self.config = config
+        self.is_source = is_source
+        self.peers = peers  #: the swarm's peer table (shared, never rebound)
+        self.log = log
+        self.delay = delay
+        self.counters = counters
+        self.actions = actions  #: the swarm's action list (shared, never rebound)
+        self.rng = rng
+        k = config.substreams
+        self.parents: list[bytes | None] = [None] * k
+        self.paths: list[list[bytes]] = [[tag] if is_source else [] for _ in range(k)]
+        self.status_dirty = True  #: a feed gained/lost or we became full: STATUS to all
+        self.children_dirty = 0  #: substreams whose path changed: tell their children
+        #: peers with a pending SUBSCRIBE (a dict: ordered, deterministic)
+        self.peer_timers: dict[bytes, None] = {}
+        self.changed_at = [-INF] * k  #: when each substream last changed parent
+        self.unfed_since = [INF] * k  #: when our parent said it lost its feed (INF: fed)
+        #: the stream is known to have chunks: look for parents (the swarm sets it)
+        self.hinted = is_source
+
+    def total_slots(self) -> int:
+        cfg = self.config
+        if cfg.upload_kbps <= 0:
+            return cfg.max_children_uncapped
+        # Cost of a substream: the measured rate once known, never less than nominal.
+        # Only ``slot_headroom`` of the cap is booked: a fully booked relay queues every
+        # chunk behind its other copies (seen in the simulator), and repairs need room.
+        kbps = max(cfg.bitrate_kbps, self.log.rate_bps * 8 / 1000)
+        return int(cfg.slot_headroom * cfg.upload_kbps * cfg.substreams / max(kbps, 1))
+
+    def free_slots(self) -> int:
+        used = sum(bin(st.children_mask).count("1") for st in self.peers.values())
+        return max(0, min(0xFFFF, self.total_slots() - used))
+
+    def expected_arrival(self, st: PeerState, j: int) -> float:
+        """How long after a chunk's time it would reach us through ``st`` on
+        substream ``j``: the delay it advertises plus half our RTT to it (a hop
+        guess for what is unknown). Chunks should take the fastest path, not the
+        one with the fewest hops: one intercontinental hop costs more than three
+        local ones."""
+        msg = st.status
+        if msg is None or j >= len(msg.paths) or not msg.paths[j]:
+            return INF
+        relays = len(msg.paths[j]) - 1
+        lag = msg.lags[j] if j < len(msg.lags) else wire.LAG_UNKNOWN
+        est = lag / 1000 if lag != wire.LAG_UNKNOWN else relays * HOP_GUESS
+        return est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS) + self.config.hop_penalty * relays
+
+    def candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
+        out = []
+        for st in self.peers.values():
+            msg = st.status
+            if msg is None or j >= len(msg.paths) or not msg.paths[j]:
+                continue
+            path = msg.paths[j]
+            if self.tag in path or len(path) > self.config.max_depth:
+                continue
+            if msg.slots <= 0 and not (st.children_mask or st.parent_mask & (1 << j)):
+                continue
+            if st.rejected_until.get(j, 0.0) > now:
+                continue
+            # spread substreams over parents: another feed from the same peer shares its upload
+            others = bin(st.parent_mask & ~(1 << j)).count("1")
+            score = self.expected_arrival(st, j) + 0.01 * others + self.rng.random() * 0.005
+            out.append((score, st))
+        out.sort(key=lambda x: x[0])
+        return out
+
+    def select_parents(self, now: float, improve: bool = False) -> None:
+        """Subscribe where a substream has no parent; with ``improve`` also look for a
+        parent through which chunks would arrive ``SWITCH_GAIN`` earlier (done once per
+        status interval, not per input, and at most once per ``SWITCH_DWELL`` per substream)."""
+        if self.is_source or not self.hinted:
+            return
+        if not improve and all(p is not None for p in self.parents):
+            return
+        pending = 0
+        for st in self.peers.values():
+            pending |= st.pending_mask
+        asks: dict[bytes, int] = {}
+        for j in range(self.config.substreams):
+            if pending & (1 << j):
+                continue
+            if self.parents[j] is not None and not improve:
+                continue
+            current = self.parents[j]
+            if current is not None and now < self.changed_at[j] + SWITCH_DWELL:
+                continue
+            cands = self.candidates(j, now)
+            if not cands:
+                continue
+            best_score, best = cands[0]
+            if current is not None:
+                if best.key == current:
+                    continue
+                cur = self.peers.get(current)
+                cur_est = self.expected_arrival(cur, j) if cur is not None else INF
+                if best_score > cur_est - SWITCH_GAIN:
+                    continue
+                self.counters.parent_switches += 1
+            asks[best.key] = asks.get(best.key, 0) | (1 << j)
+        for key, mask in asks.items():
+            st = self.peers[key]
+            st.pending_mask |= mask
+            st.pending_since = now
+            self.peer_timers[key] = None
+            self.actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
+                                                          substreams=self.config.substreams)))
+
+    def on_subscribe(self, st: PeerState, msg: wire.Subscribe, now: float) -> None:
+        k = self.config.substreams
+        if msg.substreams != k:
+            self.actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=0, rejected=msg.mask)))
+            return
+        accepted = rejected = 0
+        free = self.free_slots()
+        for j in _bits(msg.mask & ((1 << k) - 1)):
+            fed = self.is_source or self.parents[j] is not None
+            if st.children_mask & (1 << j):
+                accepted |= 1 << j
+            elif fed and free > 0 and st.tag not in self.paths[j]:
+                accepted |= 1 << j
+                free -= 1
+            else:
+                rejected |= 1 << j
+        st.children_mask |= accepted
+        self.actions.append(Send(st.key, wire.SubscribeAck(stream=self.skey, accepted=accepted,
+                                                            rejected=rejected)))
+        if accepted and free == 0:
+            self.status_dirty = True  # full: say so before others ask in vain
+
+    def on_subscribe_ack(self, st: PeerState, msg: wire.SubscribeAck, now: float) -> None:
+        mask = msg.accepted & st.pending_mask
+        st.pending_mask &= ~(msg.accepted | msg.rejected)
+        for j in _bits(msg.rejected):
+            st.rejected_until[j] = now + self.config.reject_backoff
+        for j in _bits(mask):
+            old = self.parents[j]
+            if old is not None and old != st.key and old in self.peers:
+                self.peers[old].parent_mask &= ~(1 << j)
+                self.actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+            self.parents[j] = st.key
+            self.unfed_since[j] = INF
+            self.changed_at[j] = now
+            self.delay.update(j, self.parents[j] is not None)
+            st.parent_mask |= 1 << j
+            path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
+            self.paths[j] = list(path) + [self.tag]
+            if old is None:
+                self.status_dirty = True  # a feed gained: neighbours may be looking for one
+            else:
+                self.path_changed(j)
+        if msg.rejected:
+            self.select_parents(now)
+
+    def path_changed(self, j: int) -> None:
+        """Our path on substream ``j`` changed but we still have a feed: our children
+        on ``j`` hear it within ``STATUS_MIN_GAP`` (their paths, and their loop checks,
+        stay exact down the tree); other neighbours with the periodic STATUS. A
+        change high in a tree thus costs one STATUS per descendant, not one per
+        descendant's neighbour. (A neighbour ranking us on a stale path cannot make
+        a loop: we refuse a SUBSCRIBE from a peer on our own, exact, path.)"""
+        self.children_dirty |= 1 << j
+
+    def lose_parent(self, j: int) -> None:
+        self.parents[j] = None
+        self.unfed_since[j] = INF
+        self.delay.update(j, self.parents[j] is not None)
+        self.paths[j] = []
+        self.status_dirty = True
+
+    def on_parent_status(self, st: PeerState, msg: wire.Status, now: float) -> None:
+        """A STATUS from ``st``: follow its paths on the substreams it feeds us."""
+        for j in _bits(st.parent_mask):
+            path = msg.paths[j] if j < len(msg.paths) else []
+            if path:
+                self.unfed_since[j] = INF
+            elif self.unfed_since[j] == INF:
+                # Our parent lost its own feed: it is finding another, which normally
+                # takes a round trip. Keep it (and our path, so our subtree does not
+                # cascade) for up to subscribe_timeout; repairs cover the gap.
+                self.unfed_since[j] = now
+                continue
+            elif now < self.unfed_since[j] + self.config.subscribe_timeout:
+                continue
+            if not path or self.tag in path:
+                self.lose_parent(j)
+                self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+                st.parent_mask &= ~(1 << j)
+            else:
+                new_path = list(path) + [self.tag]
+                if new_path != self.paths[j]:
+                    self.paths[j] = new_path
+                    self.path_changed(j)
+
+    def remove_peer(self, key: bytes, now: float) -> None:
+        """``key`` left (already out of the peer table): find other parents."""
+        for j in range(self.config.substreams):
+            if self.parents[j] == key:
+                self.lose_parent(j)
+        self.select_parents(now)
+
+    def next_timeout(self, t: float) -> float:
+        """The earliest SUBSCRIBE timeout, if before ``t``."""
+        if self.peer_timers:
+            timeout = self.config.subscribe_timeout
+            for key in list(self.peer_timers):
+                st = self.peers.get(key)
+                if st is None or not st.pending_mask:
+                    del self.peer_timers[key]
+                    continue
+                if st.pending_since + timeout < t:
+                    t = st.pending_since + timeout
+        return t
+
+    def check_timeouts(self, now: float) -> None:
+        """An unanswered SUBSCRIBE counts as rejected after ``subscribe_timeout``."""
+        cfg = self.config
+        for key in list(self.peer_timers):
+            st = self.peers.get(key)
+            if st is None:
+                continue
+            if st.pending_mask and now >= st.pending_since + cfg.subscribe_timeout:
+                for j in _bits(st.pending_mask):
+                    st.rejected_until[j] = now + cfg.reject_backoff
+                st.pending_mask = 0
+                self.select_parents(now)
+
+    def status_paths(self) -> list[list[bytes]]:
+        """STATUS ``paths``: ours where we have a feed, ``[]`` elsewhere."""
+        return [p if (self.is_source or self.parents[j] is not None) else []
+                for j, p in enumerate(self.paths)]
+
+
+def _bits(mask: int) -> list[int]:
+    return [j for j in range(mask.bit_length()) if mask >> j & 1]
