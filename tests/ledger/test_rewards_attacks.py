@@ -293,3 +293,45 @@ def test_ticket_request_signature_covers_stream_time_nonce_and_binding():
     assert len(m) == len(b"oasis/ticket-request/v1\x00") + 32 + 8 + 16 + 181
     assert m != ticket_request_message(b"\x01" * 32, 6, b"\x02" * 16, b"\x03" * 181)
     assert ident.sign(m)
+
+
+async def test_receipt_flood_over_a_real_link(tmp_path):
+    """The same flood sent over QUIC by a linked peer to a real relay node: the node's
+    intake stays bounded and counted, and the node and its rewards shut down promptly."""
+    b = await Broadcaster().start(tmp_path)
+    rnode, relay = await viewer_node(b, tmp_path, "relay")
+    anode = Node(Identity.generate(), sw.SwarmConfig())
+    await anode.start()
+    anode.add_stream(b.sid, is_source=False)
+    try:
+        assert await anode.connect(rnode.peer_id, rnode.host, rnode.port)
+        link = next(iter(anode.links_by_peer.values()))
+        domain = relay.chain.deployment.domain()
+        key = os.urandom(32)
+        epoch = int(time.time()) // 10 - 1
+        n = 20_000
+        for i in range(n):
+            r = sign_receipt(key, domain, relay=relay.wallet.address, stream=b.rewards.stream,
+                             epoch=epoch, index=i, received=1 + i)
+            link.send(wire.ReceiptMsg(receipt=r.encode()))
+            if i % 500 == 0:
+                await asyncio.sleep(0)
+                assert relay.pending()["receipts"] <= MAX_PENDING_RECEIPTS
+        c = relay.counters
+        # Either every receipt is accounted for by the rewards intake, or the node's own
+        # peer policy cut the flooder off first (message budget): both are bounded.
+        await wait_for(lambda: not rnode.links_by_peer or c.receipts_rate_limited + c.receipts_bad
+                       + c.receipts_queue_full + relay.pending()["receipts"] >= n * 0.9, timeout=60)
+        assert c.receipts_ok == 0
+        assert relay.pending()["receipts"] <= MAX_PENDING_RECEIPTS
+        # What reached the worker is what the rate limits let through, not the flood.
+        assert c.receipts_bad <= 400 + 200 * 60 and c.receipts_bad < n
+        t0 = time.monotonic()
+        await rnode.close()
+        relay.close()
+        assert time.monotonic() - t0 < 15
+    finally:
+        await anode.close()
+        await rnode.close()
+        relay.close()
+        await b.close()
