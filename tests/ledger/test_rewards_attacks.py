@@ -335,3 +335,28 @@ async def test_receipt_flood_over_a_real_link(tmp_path):
         await rnode.close()
         relay.close()
         await b.close()
+
+
+async def test_a_renewed_ticket_keeps_its_window_start(tmp_path):
+    """Short-lived tickets are renewed before they expire; the renewal keeps the window's
+    start so the epoch in progress stays covered, and relays are sent the new ticket."""
+    b = await Broadcaster().start(tmp_path)
+    vnode, vr = await viewer_node(b, tmp_path, "v")
+    try:
+        assert await vnode.connect(b.node.peer_id, b.node.host, b.node.port)
+        await wait_for(lambda: b.sid.key in b.node.joined.get(vnode.identity.public, set()))
+        async with aiohttp.ClientSession() as http:
+            await vr.start_viewer(http, b.url + "/tickets")
+            first = vr.ticket
+            assert first is not None and not vr._ticket_due(time.time())
+            assert vr._ticket_due(first.expiry - TICKET_LIFETIME / 3 + 1)
+            vr.ticket_sent.add(b"\x01" * 32)
+            await asyncio.sleep(1.1)  # a later second, so a new window would start later
+            await vr._fetch_ticket()
+            assert vr.ticket is not None and vr.ticket != first
+            assert vr.ticket.not_before == first.not_before and vr.ticket.expiry > first.expiry
+            assert vr.ticket.index == first.index and vr.ticket_sent == set()
+    finally:
+        await vnode.close()
+        vr.close()
+        await b.close()
