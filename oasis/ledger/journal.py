@@ -138,19 +138,34 @@ def _parse_v1(data: bytes, pos: int) -> tuple[Record, int] | str:
     return Record(ts, bytes(data[pos + V1_HEAD.size : end - CRC.size]), status), end
 
 
+RESYNC_BUDGET = 1 << 26  # bytes checksummed while looking for a valid record after damage
+
+
 def _valid_after(data: bytes, pos: int, v1: bool) -> int | None:
-    """Offset of a complete, valid record starting after ``pos``, if any."""
+    """Offset of a complete, valid record starting after ``pos``; None if there is
+    none; -1 if the search gave up (over :data:`RESYNC_BUDGET`: treat as damage)."""
+    parse = _parse_v1 if v1 else _parse
+    budget = RESYNC_BUDGET
     if v1:  # no marker to search for: try every offset (one-time migration)
-        for q in range(pos + 1, len(data) - V1_HEAD.size - CRC.size + 1):
-            if not isinstance(_parse_v1(data, q), str):
-                return q
-        return None
-    q = data.find(REC_MAGIC, pos + 1)
-    while q >= 0:
-        if not isinstance(_parse(data, q), str):
+        candidates: Iterator[int] = iter(range(pos + 1, len(data) - V1_HEAD.size - CRC.size + 1))
+    else:
+        candidates = _find_all(data, REC_MAGIC, pos + 1)
+    for q in candidates:
+        got = parse(data, q)
+        if not isinstance(got, str):
             return q
-        q = data.find(REC_MAGIC, q + 1)
+        if got == "record checksum mismatch":
+            budget -= V1_HEAD.unpack_from(data, q)[0] if v1 else REC_HEAD.unpack_from(data, q)[1]
+            if budget < 0:
+                return -1
     return None
+
+
+def _find_all(data: bytes, needle: bytes, start: int) -> Iterator[int]:
+    q = data.find(needle, start)
+    while q >= 0:
+        yield q
+        q = data.find(needle, q + 1)
 
 
 def scan(data: bytes, pos: int, path: Path, base: int = 0, v1: bool = False) -> tuple[list[Record], int, int]:
@@ -161,11 +176,17 @@ def scan(data: bytes, pos: int, path: Path, base: int = 0, v1: bool = False) -> 
     empty or a torn tail (see the module docstring).
     """
     parse = _parse_v1 if v1 else _parse
+    one_record = (V1_HEAD.size if v1 else REC_HEADER_SIZE) + MAX_RAW + CRC.size
     out: list[Record] = []
     while pos < len(data):
         got = parse(data, pos)
         if isinstance(got, str):
+            if len(data) - pos > one_record:
+                raise JournalCorruptError(path, base + pos, f"{got}, with more than one record's worth "
+                                          "of bytes after it")
             later = _valid_after(data, pos, v1)
+            if later == -1:
+                raise JournalCorruptError(path, base + pos, f"{got}; what follows could not be checked")
             if later is not None:
                 raise JournalCorruptError(path, base + pos, f"{got}, with a valid record after it at offset "
                                           f"{base + later}")

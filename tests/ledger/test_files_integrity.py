@@ -19,10 +19,12 @@ import zlib
 from pathlib import Path
 
 import pytest
+from eth_utils import to_checksum_address
 
 from oasis import datafiles
 from oasis.datafiles import DataFileError
 from oasis.ledger.chain import EmbeddedChain
+from oasis.ledger.eip712 import address_of_key
 from oasis.ledger.journal import (
     FILE_HEADER_SIZE,
     MAGIC,
@@ -61,6 +63,11 @@ def _paid_world(world):
     return relay
 
 
+def _nonce(chain: EmbeddedChain, key: bytes) -> int:
+    """Transactions mined from ``key``'s account: replay reproduces them exactly."""
+    return int(chain.w3.eth.get_transaction_count(to_checksum_address(address_of_key(key))))
+
+
 def _record_offsets(path: Path) -> list[int]:
     """Start offset of every record, then the end of the file."""
     data = path.read_bytes()
@@ -93,7 +100,7 @@ def test_bit_flip_in_the_middle_of_the_journal_is_a_hard_error(world, tmp_path):
         journal.write_bytes(good)
     # and after a clean reopen, the same block and the same balances
     again = EmbeddedChain(chain_dir)
-    assert again.w3.eth.block_number == world.chain.w3.eth.block_number
+    assert _nonce(again, again.faucet_key) == _nonce(world.chain, world.chain.faucet_key)
     assert again.token_balance(relay.address) == world.pay(1_234_567)
     assert again.eth_balance(relay.address) == world.chain.eth_balance(relay.address)
 
@@ -135,7 +142,8 @@ def test_torn_tail_is_dropped_counted_and_replay_matches(world, tmp_path, cut):
     assert c.journal.counters["torn_tails_truncated"] == 1
     assert c.journal.counters["torn_bytes_dropped"] == at - last
     assert datafiles.COUNTERS["journal_torn_tails_truncated"] == before["journal_torn_tails_truncated"] + 1
-    assert c.w3.eth.block_number == world.chain.w3.eth.block_number - 1  # only the torn 1-wei top-up is gone
+    # only the torn 1-wei top-up (the faucet's last transaction) is gone
+    assert _nonce(c, c.faucet_key) == _nonce(world.chain, world.chain.faucet_key) - 1
     assert c.token_balance(relay.address) == world.pay(1_234_567)
     assert c.eth_balance(relay.address) == world.chain.eth_balance(relay.address) - 1
     c.fund(relay.address, 1)  # and the journal grows on from there
@@ -392,3 +400,27 @@ def test_legacy_hex_wallet_is_loaded_and_upgraded(tmp_path):
     assert path.read_text().startswith("oasis-key/v1 secp256k1\n") and _mode(path) == 0o600
     assert datafiles.COUNTERS["key_files_upgraded"] == before + 1
     assert Wallet.load_or_create(tmp_path) == w
+
+
+def test_damage_search_is_bounded(tmp_path, monkeypatch):
+    from oasis.ledger import journal as jmod
+
+    j = Journal(tmp_path / "j")
+    with j.locked():
+        end = FILE_HEADER_SIZE
+        for i in range(40):
+            end = j.append(end, Record(i, bytes([i]) * 300, 1))
+    _flip(j.path, FILE_HEADER_SIZE + 25)
+    monkeypatch.setattr(jmod, "MAX_RAW", 1000)  # far more than one record follows the damage
+    with pytest.raises(JournalCorruptError, match="more than one record"):
+        Journal(tmp_path / "j").read_from(0)
+    monkeypatch.setattr(jmod, "MAX_RAW", 1 << 24)
+    # a tail full of record heads that each claim a body whose checksum fails: the search gives up
+    good = j.path.read_bytes()[: FILE_HEADER_SIZE]
+    bogus = encode_record(Record(1, b"x" * 200, 1))
+    bogus = bogus[:-1] + bytes([bogus[-1] ^ 1])
+    j.path.write_bytes(good + bogus * 50)
+    monkeypatch.setattr(jmod, "RESYNC_BUDGET", 1000)
+    with pytest.raises(JournalCorruptError, match="could not be checked"):
+        Journal(tmp_path / "j").read_from(0)
+    assert j.path.read_bytes() == good + bogus * 50
