@@ -169,6 +169,9 @@ class RewardsCounters:
     ticket_terms_bad: int = 0  #: viewer: ticket or terms failed a check (rewards off)
     settle_requests_refused: int = 0
     settle_errors: int = 0
+    settle_entries_retry: int = 0  #: refused as unfunded: kept for a later resubmission
+    settle_entries_given_up: int = 0
+    streams_bad_terms: int = 0  #: relay: streams whose on-chain terms are out of range
     cpu_s: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -594,6 +597,8 @@ class Rewards:
         except Exception as exc:  # chain unreachable, out of gas, …: retried next epoch
             self.counters.settle_errors += 1
             log.warning("settlement failed: %s", exc)
+        for k, v in self.ledger.counters.items():  # mirrored where /metrics looks
+            setattr(self.counters, k, v)
 
     async def settle(self, include_current: bool = False) -> None:
         await self.run(self._settle, include_current)
