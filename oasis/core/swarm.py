@@ -46,10 +46,12 @@ import random
 from collections.abc import Callable
 
 from . import wire
-from .chunklog import HAVE_BITS, ChunkLog
+from .chunklog import ChunkLog
+from .claims import ClaimCheck
 from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
 from .pull import HeldRequests
+from .repair import RepairPicker
 from .stream import StreamId, is_keyframe, verify_chunk
 from .swarmdefs import (
     INF,
@@ -68,7 +70,6 @@ from .swarmdefs import (
     SwarmAction,
     SwarmConfig,
     SwarmCounters,
-    _Want,
 )
 from .tree import HOP_GUESS, SWITCH_DWELL, SWITCH_GAIN, PushTree
 from .upload import UploadScheduler
@@ -117,21 +118,17 @@ class Swarm:
         #: the tree's lists (the same objects, never rebound): parent key / path per substream
         self.parents: list[bytes | None] = self.tree.parents
         self.paths: list[list[bytes]] = self.tree.paths
-        self._wants: dict[int, _Want] = {}
-        self._skipped_upto = -1
         self._next_status = now
         self._last_status = now - STATUS_MIN_GAP
-        self._max_wanted = -1  #: highest sequence number ever wanted
-        #: lower bound of every want's next timer (request, origin, deadline); may be
-        #: stale-low after a want is removed (an early wake-up only), never stale-high
-        self._wants_t = INF
+        #: the chunks we lack and their timers: repair requests, origin, skip
+        self.repair = RepairPicker(self.skey, config, log=self.log, delay=self.delay,
+                                   tree=self.tree, peers=self.peers, counters=self.counters,
+                                   actions=self._actions, rng=self.rng, joined_at=now)
         #: requests held for chunks not here yet (capped; a deadline heap for the timer)
         self.held = HeldRequests(config.max_held_per_peer, config.max_held_total)
-        #: start probes in flight: peer -> (claimed seq asked for, when it is overdue)
-        self._probes: dict[bytes, tuple[int, float]] = {}
-        self._probe_again: dict[bytes, float] = {}  #: peer -> when it may be probed again
-        #: verified chunks held from before the start: seq -> (source, peer), told at start
-        self._early: dict[int, tuple[str, bytes | None]] = {}
+        #: claims are hints: start probes, plausibility against the signed clock, lies
+        self.claims = ClaimCheck(self.skey, config, log=self.log, peers=self.peers,
+                                 counters=self.counters, actions=self._actions)
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
@@ -155,8 +152,7 @@ class Swarm:
         if st is None:
             return
         self.held.forget(key)
-        self._probes.pop(key, None)
-        self._probe_again.pop(key, None)
+        self.claims.forget(key)
         self.tree.remove_peer(key, now)
 
     def publish(self, chunk: wire.ChunkMsg, now: float) -> None:
@@ -198,15 +194,10 @@ class Swarm:
 
     def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float) -> None:
         """Result of a ``FetchOrigin``: the chunk, or None (not there / failed)."""
-        want = self._wants.get(seq)
-        if want is not None:
-            want.origin_busy = False
         if chunk is None or chunk.seq != seq:
-            if want is not None:
-                want.origin_at = now + self.config.origin_retry
-                if want.origin_at < self._wants_t:
-                    self._wants_t = want.origin_at
+            self.repair.origin_done(seq, False, now)
             return
+        self.repair.origin_done(seq, True, now)
         if seq in self.log:
             return
         if not self.verify(self.sid, chunk):
@@ -230,12 +221,8 @@ class Swarm:
         elif isinstance(msg, wire.Request):
             self._on_request(st, msg, now)
         elif isinstance(msg, wire.Missing):
-            self._on_missing(st, msg.seq, now)
-            want = self._wants.get(msg.seq)
-            if want is not None:
-                want.request_at = min(want.request_at, now)
-                if now < self._wants_t:
-                    self._wants_t = now
+            self.claims.on_missing(st, msg.seq, now)
+            self.repair.on_missing(msg.seq, now)
         elif isinstance(msg, wire.Leave):
             self.remove_peer(peer, now)
 
@@ -246,22 +233,17 @@ class Swarm:
         tree = self.tree
         if (tree.status_dirty or tree.children_dirty) and self._last_status + STATUS_MIN_GAP < t:
             t = self._last_status + STATUS_MIN_GAP
-        if self._wants_t < t:
-            t = self._wants_t
         t = tree.next_timeout(t)
         if self.held.count:
             d = self.held.next_deadline()  # O(1): a heap, whatever the number held
             if d < t:
                 t = d
-        if self._probes:
-            for _seq, due in self._probes.values():  # at most max_probes
-                if due < t:
-                    t = due
-        if self.start_seq is not None and self.log.anchor_seq >= 0 and not self.is_source:
-            nxt = max(self.log.latest, self._skipped_upto, self._max_wanted) + 1
-            nt = self.log.time_of(nxt) + self.delay.min_repair
-            if nt < t:
-                t = nt
+        if self.claims.probes:
+            t = self.claims.next_due(t)
+        if self.start_seq is not None and not self.is_source:
+            t = self.repair.next_timer(t)
+        elif self.repair.wants_t < t:
+            t = self.repair.wants_t
         up = self.upload.next_release()
         if up is not None and up < t:
             t = up
@@ -284,10 +266,10 @@ class Swarm:
             for key, seq in self.held.expire(now):
                 self._actions.append(Send(key, wire.Missing(stream=self.skey, seq=seq)))
                 self.counters.missing_sent += 1
-        if self._probes:
-            self._check_probes(now)
+        if self.claims.probes:
+            self.claims.check(now)
         if not self.is_source:
-            self._track_wants(now)
+            self.repair.track(now, self.start_seq is not None)
         self._flush_upload(now)
 
     def actions(self) -> list[SwarmAction]:
@@ -338,10 +320,10 @@ class Swarm:
             self._actions.append(Send(key, msg))
 
     def _on_status(self, st: PeerState, msg: wire.Status, now: float) -> None:
-        if not self._plausible(msg, now):
+        if not self.claims.plausible(msg, now):
             # A claim the signed chunk clock rules out: believe none of this STATUS.
             self.counters.claims_implausible += 1
-            self._lie(st, f"STATUS claims seq {max(msg.latest, msg.keyframe)}, "
+            self.claims.lie(st, f"STATUS claims seq {max(msg.latest, msg.keyframe)}, "
                           f"the stream is near {self.log.expected_latest(now)}")
             return
         st.status = msg
@@ -352,98 +334,32 @@ class Swarm:
         self.tree.on_parent_status(st, msg, now)
         self.tree.select_parents(now)
         if probe:
-            self._probe(st, now)
+            self.claims.probe(st, now)
 
     # ---- start: claims are hints, the start is a verified keyframe -----------------
-    def _plausible(self, msg: wire.Status, now: float) -> bool:
-        """False if ``msg`` claims a seq above what the signed chunk clock allows."""
-        if self.log.anchor_seq < 0:
-            return True  # no verified chunk yet: nothing to judge by (a probe will tell)
-        return max(msg.latest, msg.keyframe) <= self._plausible_top(now)
-
-    def _plausible_top(self, now: float) -> int:
-        """Highest seq that can exist by ``now``, from verified chunk times, plus slack."""
-        return self.log.expected_latest(now) + int(self.config.claim_slack / self.log.chunk_interval) + 2
-
-    def _lie(self, st: PeerState, reason: str) -> None:
-        st.lies += 1
-        if st.lies == self.config.lie_limit:
-            self.counters.liars_dropped += 1
-            self._actions.append(DropPeer(st.key, ErrorCode.TOO_MANY_ERRORS,
-                                          f"{st.lies} false claims; last: {reason}"))
-
-    def _probe(self, st: PeerState, now: float) -> None:
-        """Before the start: REQUEST the keyframe ``st`` claims (its latest if it
-        claims none in the window). Its answer is verified like any chunk; the first
-        fresh verified keyframe, from whoever, is the start."""
-        msg = st.status
-        if msg is None or st.key in self._probes or len(self._probes) >= self.config.max_probes \
-                or self._probe_again.get(st.key, -INF) > now:
-            return
-        seq = msg.keyframe if msg.latest - msg.keyframe < self.config.window_chunks else msg.latest
-        if seq in self.log:
-            return
-        self._probes[st.key] = (seq, now + self.config.probe_timeout)
-        self.counters.probes_sent += 1
-        self._actions.append(Send(st.key, wire.Request(stream=self.skey, seq=seq)))
-
-    def _probe_more(self, now: float) -> None:
-        if self.start_seq is None:
-            for st in self.peers.values():
-                if len(self._probes) >= self.config.max_probes:
-                    break
-                self._probe(st, now)
-
-    def _probe_failed(self, st: PeerState, seq: int, now: float, reason: str) -> None:
-        del self._probes[st.key]
-        self._probe_again[st.key] = now + self.config.probe_timeout / 2
-        self.counters.claims_broken += 1
-        self._lie(st, reason)
-        self._probe_more(now)
-
-    def _on_missing(self, st: PeerState, seq: int, now: float) -> None:
-        probe = self._probes.get(st.key)
-        if probe is not None and probe[0] == seq:
-            self._probe_failed(st, seq, now, f"MISSING for its claimed keyframe {seq}")
-
-    def _check_probes(self, now: float) -> None:
-        for key, (seq, due) in list(self._probes.items()):
-            st = self.peers.get(key)
-            if st is None:
-                del self._probes[key]
-            elif now >= due:
-                self._probe_failed(st, seq, now, f"claimed keyframe {seq} never sent")
-
     def _begin(self, seq: int, now: float) -> None:
         """Start playing at the verified keyframe ``seq``: chunks held since are told
         (in order), gaps up to the latest held are wanted at once (backfill); claims
         heard before we had a signed clock are checked now."""
         self.start_seq = seq
-        self._skipped_upto = seq - 1
-        self._probes.clear()
-        early, self._early = self._early, {}
+        self.repair.skipped_upto = seq - 1
+        self.claims.probes.clear()
+        early, self.claims.early = self.claims.early, {}
         log = self.log
         for s in range(seq + 1, min(log.latest, seq + self.config.window_chunks) + 1):
             chunk = log.get(s)
             if chunk is None:
-                self._want(s, now, backfill=True)
+                self.repair.want(s, now, backfill=True)
             elif s in early:
                 source, peer = early[s]
                 self._actions.append(Deliver(chunk, source, peer, now))
         for st in self.peers.values():
-            if st.status is not None and not self._plausible(st.status, now):
+            if st.status is not None and not self.claims.plausible(st.status, now):
                 st.status = None
                 self.counters.claims_implausible += 1
-                self._lie(st, "STATUS heard before the start claims seqs the stream never had")
+                self.claims.lie(st, "STATUS heard before the start claims seqs the stream never had")
 
     # ---- chunks --------------------------------------------------------------
-    def deadline_of(self, seq: int) -> float:
-        t = self.log.time_of(seq)
-        d = t + self.config.playout_delay
-        if t < self.joined_at - 0.001:  # (1 ms: an estimated time carries rounding)
-            d = max(d, self.joined_at + self.config.startup_grace)
-        return d
-
     def _accept(self, chunk: wire.ChunkMsg, peer: bytes | None, source: str, now: float) -> None:
         seq = chunk.seq
         keyframe = is_keyframe(chunk)
@@ -456,11 +372,12 @@ class Swarm:
             # the start; anything else is kept (it sets the clock, relays) until then.
             if keyframe and now - self.log.time_of(seq) <= self.config.start_max_age:
                 starting = True
-            elif len(self._early) < self.config.window_chunks:
-                self._early[seq] = (source, peer)
-        want = self._wants.pop(seq, None)
-        deadline = self.deadline_of(seq)
-        if now > deadline and want is None and seq <= self._skipped_upto:
+            elif len(self.claims.early) < self.config.window_chunks:
+                self.claims.early[seq] = (source, peer)
+        repair = self.repair
+        want = repair.wants.pop(seq, None)
+        deadline = repair.deadline_of(seq)
+        if now > deadline and want is None and seq <= repair.skipped_upto:
             self.counters.late += 1
         if starting:
             self._actions.append(Deliver(chunk, source, peer, now))
@@ -486,99 +403,17 @@ class Swarm:
         if not self.is_source and self.start_seq is not None and not starting:
             # Chunks between our previous latest and this one exist now: want them. (Gaps
             # below the previous latest were wanted when it arrived: no per-chunk rescan.)
-            first = max(before + 1, self._skipped_upto + 1, seq - self.config.window_chunks)
+            first = max(before + 1, repair.skipped_upto + 1, seq - self.config.window_chunks)
             for s in range(first, seq):
-                if s not in self.log and s not in self._wants:
-                    self._want(s, now)
+                if s not in self.log and s not in repair.wants:
+                    repair.want(s, now)
         self._flush_upload(now)
 
     def repair_delay(self, j: int) -> float:
         return self.delay.repair[j]
 
-    def _want(self, seq: int, now: float, backfill: bool = False) -> None:
-        if seq > U64_MAX:
-            return  # cannot exist (and could not be asked for on the wire)
-        t = self.log.time_of(seq)
-        deadline = self.deadline_of(seq)
-        w = _Want(deadline=deadline)
-        if backfill:
-            w.request_at = now
-        else:
-            r = t + self.delay.repair[seq % self.config.substreams]
-            w.request_at = r if r > now else now
-        w.origin_at = deadline - self.config.origin_margin
-        self._wants[seq] = w
-        lo = w.request_at if w.request_at < w.origin_at else w.origin_at
-        if lo < self._wants_t:
-            self._wants_t = lo
-        if seq > self._max_wanted:
-            self._max_wanted = seq
-
-    def _track_wants(self, now: float) -> None:
-        if self.start_seq is None or self.log.anchor_seq < 0:
-            return
-        expected = self.log.expected_latest(now)
-        # Every seq up to _max_wanted is already held, wanted or given up: start above it.
-        first = max(self._skipped_upto + 1, self.log.latest + 1, self._max_wanted + 1,
-                    expected - self.config.window_chunks)
-        for s in range(first, expected + 1):
-            if s not in self.log and s not in self._wants:
-                self._want(s, now)
-        if self._wants_t > now:
-            return  # no want is due (the bound is never above the earliest)
-        lo = INF  # the new bound, gathered in the same pass
-        use_origin = self.config.use_origin
-        for seq, w in list(self._wants.items()):
-            if now >= w.deadline:
-                del self._wants[seq]
-                if seq > self._skipped_upto:
-                    self._skipped_upto = seq
-                self.counters.skipped += 1
-                self._actions.append(Skip(seq))
-                continue
-            if now >= w.request_at:
-                self._request(seq, w, now)
-            if use_origin and not w.origin_busy and now >= w.origin_at:
-                w.origin_busy = True
-                w.origin_tries += 1
-                w.origin_at = w.deadline  # re-armed by on_origin on failure
-                self.counters.origin_fetches += 1
-                self._actions.append(FetchOrigin(seq, w.deadline))
-            if w.request_at < lo:
-                lo = w.request_at
-            if w.deadline < lo:
-                lo = w.deadline
-            if use_origin and not w.origin_busy and w.origin_at < lo:
-                lo = w.origin_at
-        self._wants_t = lo
-
-    def _request(self, seq: int, w: _Want, now: float) -> None:
-        j = seq % self.config.substreams
-        best: PeerState | None = None
-        best_score = 1e9
-        # A peer that does not hold the chunk yet is worth asking only if it is
-        # at least two hops closer to the broadcaster on this substream than we are.
-        mine = len(self.paths[j]) - 2 if self.parents[j] is not None else wire.MAX_PATH
-        for st in self.peers.values():
-            if st.key in w.asked or st.status is None:
-                continue
-            msg = st.status
-            fed = j < len(msg.paths) and bool(msg.paths[j])
-            holds = msg.latest >= seq and (msg.latest == seq or _has(msg, seq))
-            if not holds and (not fed or len(msg.paths[j]) > mine):
-                continue  # it would get the chunk no sooner than our own parent
-            score = float((0 if holds else len(msg.paths[j])) + (2 if self.parents[j] == st.key else 0))
-            score += self.rng.random()
-            if score < best_score:
-                best, best_score = st, score
-        if best is None:
-            w.request_at = now + self.config.repair_after
-            w.asked.clear()
-            return
-        w.asked.add(best.key)
-        w.request_at = now + max(0.05, self.config.repair_after)
-        self.counters.requests_sent += 1
-        self._actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))
+    def deadline_of(self, seq: int) -> float:
+        return self.repair.deadline_of(seq)
 
     def stream_rate(self) -> float:
         """The stream's rate in bytes/s: measured once known, never below nominal."""
@@ -598,7 +433,7 @@ class Swarm:
         if log.anchor_seq < 0:
             self._refuse(st, seq, now)  # nothing verified yet: nothing to hold for
             return
-        if seq > self._plausible_top(now) or log.time_of(seq) < now - cfg.request_horizon \
+        if seq > self.claims.plausible_top(now) or log.time_of(seq) < now - cfg.request_horizon \
                 or seq <= log.latest - cfg.window_chunks:
             self.counters.requests_out_of_window += 1
             self._refuse(st, seq, now, strike=True)
@@ -641,8 +476,3 @@ class Swarm:
 
 def _bits(mask: int) -> list[int]:
     return [j for j in range(mask.bit_length()) if mask >> j & 1]
-
-
-def _has(msg: wire.Status, seq: int) -> bool:
-    i = msg.latest - 1 - seq
-    return 0 <= i < HAVE_BITS and bool(msg.have >> i & 1)

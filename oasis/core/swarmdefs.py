@@ -126,18 +126,6 @@ class PeerState:
 
 
 @dataclass
-class _Want:
-    """A chunk we lack and expect: what was tried so far."""
-
-    asked: set[bytes] = field(default_factory=set)
-    request_at: float = 0.0  #: when the next repair request is due
-    origin_at: float = 0.0
-    deadline: float = 0.0
-    origin_busy: bool = False
-    origin_tries: int = 0
-
-
-@dataclass
 class SwarmCounters:
     duplicates: int = 0
     duplicate_bytes: int = 0

@@ -1,0 +1,209 @@
+"""Chunks we lack: when to ask whom, when to fall back to the origin, when to give up.
+
+Theory of operation
+-------------------
+The chunk log (:class:`~oasis.core.chunklog.ChunkLog`) estimates ``time(seq)``
+from verified chunks, so a node knows which seqs must exist by now even if it
+never saw them. Each such seq it lacks is a *want* with three times:
+
+* ``request_at``: ``repair_delay(j)`` after its estimated completion (at once for
+  a backfill), it is REQUESTed from one peer not yet asked, among those whose
+  STATUS says they hold it (score 0) or that are fed on its substream at least
+  two hops closer to the broadcaster than we are (score: their path length; a
+  peer no closer than our parent would get it no sooner, and its held request
+  would only send a duplicate); +2 for our own parent, + U(0, 1). Repeated to
+  another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
+  at once; when every peer has been asked, the list is cleared.
+* ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried
+  every ``origin_retry`` on failure.
+* ``deadline`` = ``time(seq) + playout_delay`` (at least join + ``startup_grace``
+  for chunks older than our join): still absent, it is given up (``Skip``).
+
+``wants_t`` is a lower bound of every want's next time, so the timer does not
+scan the wants; it may be stale-low after a want is removed (an early wake-up),
+never stale-high. No want is ever made above 2^63-1 (it could not exist, nor be
+asked for on the wire), and wants come only from the signed chunk clock, never
+from a peer's claim.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from . import wire
+from .chunklog import HAVE_BITS, ChunkLog
+from .delay import DelayEstimator
+from .swarmdefs import (
+    INF,
+    U64_MAX,
+    FetchOrigin,
+    PeerState,
+    Send,
+    Skip,
+    SwarmAction,
+    SwarmConfig,
+    SwarmCounters,
+)
+from .tree import PushTree
+
+
+@dataclass
+class Want:
+    """A chunk we lack and expect: what was tried so far."""
+
+    asked: set[bytes] = field(default_factory=set)
+    request_at: float = 0.0  #: when the next repair request is due
+    origin_at: float = 0.0
+    deadline: float = 0.0
+    origin_busy: bool = False
+    origin_tries: int = 0
+
+
+class RepairPicker:
+    """The wants of one swarm and their timers (see the module docstring)."""
+
+    def __init__(self, skey: bytes, config: SwarmConfig, *, log: ChunkLog, delay: DelayEstimator,
+                 tree: PushTree, peers: dict[bytes, PeerState], counters: SwarmCounters,
+                 actions: list[SwarmAction], rng: random.Random, joined_at: float) -> None:
+        self.skey = skey
+        self.config = config
+        self.log = log
+        self.delay = delay
+        self.tree = tree
+        self.peers = peers  #: the swarm's peer table (shared)
+        self.counters = counters
+        self.actions = actions  #: the swarm's action list (shared)
+        self.rng = rng
+        self.joined_at = joined_at
+        self.wants: dict[int, Want] = {}
+        self.skipped_upto = -1  #: highest seq given up
+        self.max_wanted = -1  #: highest sequence number ever wanted
+        #: lower bound of every want's next timer (request, origin, deadline)
+        self.wants_t = INF
+
+    def next_timer(self, t: float) -> float:
+        """The earliest of ``t``, the wants' bound and the next seq's repair time."""
+        if self.wants_t < t:
+            t = self.wants_t
+        if self.log.anchor_seq >= 0:
+            nxt = max(self.log.latest, self.skipped_upto, self.max_wanted) + 1
+            nt = self.log.time_of(nxt) + self.delay.min_repair
+            if nt < t:
+                t = nt
+        return t
+
+    def on_missing(self, seq: int, now: float) -> None:
+        """A peer answered MISSING: ask the next one at once."""
+        want = self.wants.get(seq)
+        if want is not None:
+            want.request_at = min(want.request_at, now)
+            if now < self.wants_t:
+                self.wants_t = now
+
+    def origin_done(self, seq: int, ok: bool, now: float) -> None:
+        """A FetchOrigin finished; on failure retry after ``origin_retry``."""
+        want = self.wants.get(seq)
+        if want is not None:
+            want.origin_busy = False
+            if not ok:
+                want.origin_at = now + self.config.origin_retry
+                if want.origin_at < self.wants_t:
+                    self.wants_t = want.origin_at
+
+    def deadline_of(self, seq: int) -> float:
+        t = self.log.time_of(seq)
+        d = t + self.config.playout_delay
+        if t < self.joined_at - 0.001:  # (1 ms: an estimated time carries rounding)
+            d = max(d, self.joined_at + self.config.startup_grace)
+        return d
+
+    def want(self, seq: int, now: float, backfill: bool = False) -> None:
+        if seq > U64_MAX:
+            return  # cannot exist (and could not be asked for on the wire)
+        t = self.log.time_of(seq)
+        deadline = self.deadline_of(seq)
+        w = Want(deadline=deadline)
+        if backfill:
+            w.request_at = now
+        else:
+            r = t + self.delay.repair[seq % self.config.substreams]
+            w.request_at = r if r > now else now
+        w.origin_at = deadline - self.config.origin_margin
+        self.wants[seq] = w
+        lo = w.request_at if w.request_at < w.origin_at else w.origin_at
+        if lo < self.wants_t:
+            self.wants_t = lo
+        if seq > self.max_wanted:
+            self.max_wanted = seq
+
+    def track(self, now: float, started: bool) -> None:
+        if not started or self.log.anchor_seq < 0:
+            return
+        expected = self.log.expected_latest(now)
+        # Every seq up to _max_wanted is already held, wanted or given up: start above it.
+        first = max(self.skipped_upto + 1, self.log.latest + 1, self.max_wanted + 1,
+                    expected - self.config.window_chunks)
+        for s in range(first, expected + 1):
+            if s not in self.log and s not in self.wants:
+                self.want(s, now)
+        if self.wants_t > now:
+            return  # no want is due (the bound is never above the earliest)
+        lo = INF  # the new bound, gathered in the same pass
+        use_origin = self.config.use_origin
+        for seq, w in list(self.wants.items()):
+            if now >= w.deadline:
+                del self.wants[seq]
+                if seq > self.skipped_upto:
+                    self.skipped_upto = seq
+                self.counters.skipped += 1
+                self.actions.append(Skip(seq))
+                continue
+            if now >= w.request_at:
+                self.request(seq, w, now)
+            if use_origin and not w.origin_busy and now >= w.origin_at:
+                w.origin_busy = True
+                w.origin_tries += 1
+                w.origin_at = w.deadline  # re-armed by on_origin on failure
+                self.counters.origin_fetches += 1
+                self.actions.append(FetchOrigin(seq, w.deadline))
+            if w.request_at < lo:
+                lo = w.request_at
+            if w.deadline < lo:
+                lo = w.deadline
+            if use_origin and not w.origin_busy and w.origin_at < lo:
+                lo = w.origin_at
+        self.wants_t = lo
+
+    def request(self, seq: int, w: Want, now: float) -> None:
+        j = seq % self.config.substreams
+        best: PeerState | None = None
+        best_score = 1e9
+        # A peer that does not hold the chunk yet is worth asking only if it is
+        # at least two hops closer to the broadcaster on this substream than we are.
+        mine = len(self.tree.paths[j]) - 2 if self.tree.parents[j] is not None else wire.MAX_PATH
+        for st in self.peers.values():
+            if st.key in w.asked or st.status is None:
+                continue
+            msg = st.status
+            fed = j < len(msg.paths) and bool(msg.paths[j])
+            holds = msg.latest >= seq and (msg.latest == seq or _has(msg, seq))
+            if not holds and (not fed or len(msg.paths[j]) > mine):
+                continue  # it would get the chunk no sooner than our own parent
+            score = float((0 if holds else len(msg.paths[j])) + (2 if self.tree.parents[j] == st.key else 0))
+            score += self.rng.random()
+            if score < best_score:
+                best, best_score = st, score
+        if best is None:
+            w.request_at = now + self.config.repair_after
+            w.asked.clear()
+            return
+        w.asked.add(best.key)
+        w.request_at = now + max(0.05, self.config.repair_after)
+        self.counters.requests_sent += 1
+        self.actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))
+
+
+def _has(msg: wire.Status, seq: int) -> bool:
+    i = msg.latest - 1 - seq
+    return 0 <= i < HAVE_BITS and bool(msg.have >> i & 1)
