@@ -59,6 +59,10 @@ MIN_INITIAL_SIZE = 1200  #: RFC 9000 §14.1: a client's Initial datagram is at l
 #: stream bytes a link may receive before its session authenticates (HELLO + AUTH are
 #: a few hundred bytes; nothing else is legitimate before then)
 PREAUTH_BUDGET = 128 * 1024
+#: Out-of-order stream bytes aioquic may hold for one link (it fills a gap with zeros and
+#: doubles flow-control windows as they fill, so without this an authenticated peer could
+#: make it allocate without bound). Loss recovery needs about one RTT of data.
+MAX_REORDER_BYTES = 8 * 1024 * 1024
 #: Retries per second one source IP may draw (a dialler needs one per connection)
 RETRY_RATE_PER_IP = 50.0
 INITIAL_MAX_DATA = 2 * 1024 * 1024  #: QUIC connection flow-control window at start
@@ -98,6 +102,7 @@ class Link:
         self.closed = False
         self._started = False
         self._quic_closing = False
+        self._delivered = 0  # stream bytes aioquic handed us (or we learnt it no longer holds)
         #: listener: the key of the certificate the dialler presented in TLS
         self.tls_key: bytes | None = None
         self.handshake_done = asyncio.get_running_loop().create_future()
@@ -132,6 +137,7 @@ class Link:
         while (ev := self.quic.next_event()) is not None:
             if isinstance(ev, qe.StreamDataReceived):
                 sid = ev.stream_id
+                self._delivered += len(ev.data)
                 if sid == self.control_sid or (self.control_sid is None and sid == 0):
                     self.control_sid = sid
                     if not self._started:
@@ -169,9 +175,19 @@ class Link:
                 self._quic_closing = True
                 self.closed = True
         s = self.session
-        if not s.authenticated and not s.closed and self._stream_bytes_received() > ep.preauth_budget:
-            ep.counters["preauth_over_budget"] += 1
-            s.close(ErrorCode.TOO_LARGE, f"over {ep.preauth_budget} stream bytes before authentication")
+        if not s.closed:
+            received = self._stream_bytes_received()
+            if not s.authenticated and received > ep.preauth_budget:
+                ep.counters["preauth_over_budget"] += 1
+                s.close(ErrorCode.TOO_LARGE, f"over {ep.preauth_budget} stream bytes before authentication")
+            elif received - self._delivered > ep.max_reorder_bytes:
+                # Received but not delivered: held out of order, or ended by a reset. Only
+                # now count exactly what aioquic holds, and measure from there next time.
+                held = self._reorder_bytes()
+                self._delivered = received - held
+                if held > ep.max_reorder_bytes:
+                    ep.counters["reorder_over_cap"] += 1
+                    s.close(ErrorCode.TOO_LARGE, f"over {ep.max_reorder_bytes} stream bytes held out of order")
         self._apply_session(now)
         self.transmit()
 
@@ -182,6 +198,10 @@ class Link:
         not public API: guarded."""
         limit = getattr(self.quic, "_local_max_data", None)
         return int(getattr(limit, "used", 0))
+
+    def _reorder_bytes(self) -> int:
+        """Bytes aioquic holds in the receive buffers of this link's streams (not public API)."""
+        return sum(len(getattr(st.receiver, "_buffer", b"")) for st in self.quic._streams.values())
 
     def _stop_receiving(self, sid: int, code: ErrorCode) -> None:
         """Ask the peer to stop sending on ``sid`` (once per stream)."""
@@ -387,7 +407,8 @@ class Endpoint(asyncio.DatagramProtocol):
                  link_delay: float = 0.0, max_delayed: int = 10_000, retry: bool = True,
                  token_lifetime: float = TOKEN_LIFETIME, max_halfopen: int = 32,
                  max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET,
-                 retry_rate_per_ip: float = RETRY_RATE_PER_IP) -> None:
+                 retry_rate_per_ip: float = RETRY_RATE_PER_IP,
+                 max_reorder_bytes: int = MAX_REORDER_BYTES) -> None:
         self.identity = identity
         self.on_event = on_event
         self.clock = clock
@@ -412,6 +433,7 @@ class Endpoint(asyncio.DatagramProtocol):
             "links_accepted",  # connections created for a validated Initial
             "preauth_chunk_data",  # chunk-stream data before authentication (stopped)
             "preauth_over_budget",  # links closed for too many bytes before authentication
+            "reorder_over_cap",  # links closed for holding too many out-of-order stream bytes
             "unexpected_streams", "tls_no_client_key", "tls_key_mismatch",
             "chunk_streams_reset", "delay_queue_drops", "control_send_refused"), 0)
         self.retry = retry
@@ -420,6 +442,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.max_halfopen = max_halfopen
         self.halfopen: HalfOpenTable[Link] = HalfOpenTable(max_halfopen, max_halfopen_per_ip)
         self.preauth_budget = preauth_budget
+        self.max_reorder_bytes = max_reorder_bytes
         if not 0.0 <= link_delay <= 10.0:
             raise ValueError("link delay must be between 0 and 10 seconds")
         self.link_delay = link_delay

@@ -391,6 +391,36 @@ async def test_a_gap_before_hello_is_over_the_preauth_budget() -> None:
         await b.close()
 
 
+async def test_an_authenticated_peer_cannot_make_aioquic_hold_gaps_without_bound() -> None:
+    """A neighbour (authenticated: anyone can make a key) writes far into many chunk streams,
+    never the start: aioquic would hold every gap, growing the windows as they fill."""
+    a, b = await _node(), await _node()
+    ep = b.endpoint
+    try:
+        assert await a.connect(b.peer_id, *ep.address)
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
+        link = a.links_by_peer[b.identity.public]
+        b_link = b.links_by_peer[a.identity.public]
+        quic = link.quic
+        for _ in range(40):  # up to 40 streams x ~1 MB of gap, paced by b's flow control
+            if b_link.closed or b_link.session.closed:
+                break
+            sid = quic.get_next_available_stream_id(is_unidirectional=True)
+            quic.send_stream_data(sid, b"")
+            sender = quic._streams[sid].sender
+            sender._buffer_start = sender._buffer_stop = 1024 * 1024 - 1200
+            quic.send_stream_data(sid, b"x" * 1000)
+            link.transmit()
+            await asyncio.sleep(0.01)
+        await _wait(lambda: b_link.session.closed, SLACK)
+        assert ep.counters["reorder_over_cap"] == 1
+        assert b_link._reorder_bytes() <= ep.max_reorder_bytes + 2 * 1024 * 1024
+        await _wait(lambda: a.identity.public not in b.links_by_peer, SLACK)
+    finally:
+        await a.close()
+        await b.close()
+
+
 # ---- 4. GOODBYE reaches the peer ------------------------------------------------------
 
 async def test_the_peer_learns_the_goodbye_code_and_reason() -> None:
