@@ -209,8 +209,13 @@ class Journal:
             self._open_file(directory)
 
     def _open_file(self, directory: Path) -> None:
-        if not self.path.exists() and write_new(self.path, file_header()):
-            return
+        if not self.path.exists():
+            if (directory / "deployment.json").exists():
+                raise DataFileError(self.path, "is missing but the chain was deployed (deployment.json exists)",
+                                    "restore journal.bin from a backup, or move the chain directory away to "
+                                    "start a fresh chain (its balances are lost)")
+            if write_new(self.path, file_header()):
+                return
         private_file(self.path)
         try:
             with open(self.path, "rb") as f:

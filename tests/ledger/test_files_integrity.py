@@ -190,6 +190,11 @@ def test_damaged_file_header_and_truncations(world, tmp_path):
             EmbeddedChain(chain_dir)
         assert str(journal) in str(err.value)
         assert journal.read_bytes() == bad
+    # the journal deleted under a deployed chain: not a silent fresh chain
+    journal.unlink()
+    with pytest.raises(DataFileError, match="is missing"):
+        EmbeddedChain(chain_dir)
+    assert not journal.exists()
     # a header from the future says so
     head = b"OASISJNL" + struct.pack(">HH", 9, 0)
     journal.write_bytes(head + struct.pack(">I", zlib.crc32(head)) + good[16:])
