@@ -1,0 +1,888 @@
+"""A hostile OFTP peer, to prove a node's defences on loopback.
+
+    python -m oasis.tools.hostile --victim 127.0.0.1:PORT:PEER_ID --stream SID --mode all
+    python -m oasis.tools.hostile --tracker http://127.0.0.1:PORT/tracker --stream SID --mode flood
+
+It dials the victims it is told (``--victim HOST:PORT:PEER_ID``, or the peers a
+tracker lists for ``--stream``), only on loopback, and mounts one attack per
+mode (``--mode all`` cycles them), built on the project's own wire codec and
+session and on aioquic. Everything is bounded: ``--duration`` seconds in all
+(shared by the modes), at most ``--rate`` crafted sends per second and
+``--max-sends`` in all, at most ``--max-victims`` victims. It prints one JSON
+object: per mode, what it sent and how each victim reacted (QUIC close code and
+reason, ERROR and GOODBYE codes, STOP_SENDING, what the victim sent back), and
+whether the victim still completes an honest handshake afterwards.
+
+Modes:
+
+``bomb``
+    A control frame of nested MessagePack arrays before authentication (2 KB,
+    and one announcing 64 KB), and a 64 KB one after it.
+``junk``
+    UDP datagrams that are not QUIC, short datagrams, and Initials with random
+    connection ids and forged Retry tokens.
+``silent``
+    QUIC handshakes that never open the control stream (no HELLO).
+``prechunk``
+    Chunk streams (unidirectional, 64 KB each) before authentication.
+``flood``
+    After JOIN, REQUESTs at the rate limit: for chunks the victim holds, and
+    out of the live window.
+``liar``
+    STATUS claiming ``latest = 2^63-2``, every chunk, a keyframe far ahead, a
+    one-hop path and zero lag.
+``forge``
+    Chunks with bad signatures: the genuine header and signature over altered
+    bytes for seqs the victim holds, and noise signatures for seqs ahead.
+``replay``
+    Genuine chunks the victim sent us, sent back again and again later.
+``withhold``
+    An attractive STATUS (the victim's own chunks, one hop, zero lag); every
+    SUBSCRIBE accepted, nothing ever forwarded, REQUESTs never answered.
+``tracker``
+    Announces with forged signatures, for the victims' ids, leaving (evicting)
+    announces for them, announces for another host, and a flood of fresh
+    identities; then whether the victims are still listed.
+``tickets``
+    ``POST /tickets`` with junk, oversized and unsigned bodies at the rate limit.
+``receipts``
+    After JOIN, ReceiptMsg, WalletBind and TicketMsg with junk bodies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import random
+import ssl
+import struct
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic import events as qe
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from oasis.core import session as ss
+from oasis.core import wire
+from oasis.core.identity import Identity, key_of_peer_id, peer_id_of, peer_tag
+from oasis.core.stream import StreamId
+from oasis.core.wire import ErrorCode
+from oasis.node.keystore import make_certificate
+
+MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "replay", "withhold",
+         "tracker", "tickets", "receipts")
+NEEDS_STREAM = {"flood", "liar", "forge", "replay", "withhold", "tracker", "receipts"}
+HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
+ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF
+CONNECT_TIMEOUT = 5.0
+MAX_KEPT_CHUNKS = 64  #: genuine chunks kept for replay / forging
+MAX_NOTED = 32  #: per-kind samples kept in a report
+
+
+class Budget:
+    """The run's limits: a deadline, a send rate and a total count."""
+
+    def __init__(self, duration: float, rate: float, max_sends: int) -> None:
+        self.deadline = time.monotonic() + duration
+        self.interval = 1.0 / rate
+        self.next = time.monotonic()
+        self.left = max_sends
+        self.sent = 0
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    async def take(self, until: float) -> bool:
+        """Wait for a send slot before ``until`` (monotonic); False when out of time or count."""
+        if self.left <= 0:
+            return False
+        now = time.monotonic()
+        at = max(now, self.next)
+        if at > min(until, self.deadline):
+            return False
+        self.next = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+        self.left -= 1
+        self.sent += 1
+        return True
+
+
+@dataclass
+class Victim:
+    host: str
+    port: int
+    key: bytes
+
+    @property
+    def peer_id(self) -> str:
+        return peer_id_of(self.key)
+
+    def name(self) -> str:
+        return f"{self.host}:{self.port}:{self.peer_id[:12]}"
+
+
+def loopback_only(host: str) -> str:
+    """The IP literal of ``host`` if it is a loopback address; refuses anything else."""
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise SystemExit(f"hostile: {host!r} is not an IP literal (loopback only)") from None
+    if not ip.is_loopback:
+        raise SystemExit(f"hostile: {host} is not a loopback address; this tool dials loopback only")
+    return str(ip)
+
+
+def parse_victim(text: str) -> Victim:
+    try:
+        host, port, pid = text.rsplit(":", 2)
+        return Victim(loopback_only(host.strip("[]")), int(port), key_of_peer_id(pid))
+    except ValueError as exc:
+        raise SystemExit(f"hostile: --victim {text!r}: use HOST:PORT:PEER_ID ({exc})") from None
+
+
+def loopback_url(url: str) -> str:
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.hostname is None:
+        raise SystemExit(f"hostile: {url!r} is not an http URL")
+    loopback_only(parts.hostname)
+    return url.rstrip("/")
+
+
+# ---- one QUIC connection to a victim -------------------------------------------------
+
+class Conn(QuicConnectionProtocol):
+    """A client connection that records what the victim does; optionally runs the
+    real OFTP handshake (the project's Session) and then lets the caller send
+    anything on the control stream and on chunk streams."""
+
+    def __init__(self, quic: QuicConnection, *, identity: Identity, expected: bytes,
+                 auth: bool) -> None:
+        super().__init__(quic)
+        self.identity = identity
+        self.auth = auth
+        self.session = ss.Session(identity, is_dialler=True, expected_key=expected,
+                                  rng=random.SystemRandom()) if auth else None
+        self.reader = wire.FrameReader()
+        self.control_open = False
+        self.authed = asyncio.Event()
+        self.terminated = asyncio.Event()
+        self.t0 = time.monotonic()
+        self.got: Counter[str] = Counter()  #: messages received, by name
+        self.errors: Counter[str] = Counter()  #: ERROR codes received
+        self.goodbye: str | None = None
+        self.close_code: str | None = None
+        self.close_reason = ""
+        self.closed_after: float | None = None
+        self.closed_by: str | None = None
+        self.stop_sending = 0
+        self.resets = 0
+        self.undecodable = 0
+        self.status: wire.Status | None = None
+        self.subscribes: list[wire.Subscribe] = []
+        self.requests: list[int] = []
+        self.requests_n = 0
+        self.chunks: dict[int, wire.ChunkMsg] = {}
+        self.on_message: Any = None  #: called with each message (after auth)
+        self.hung_up = False  #: we closed it (the end of an attack, not the victim's doing)
+
+    # -- input
+    def quic_event_received(self, event: qe.QuicEvent) -> None:
+        now = time.time()
+        if isinstance(event, qe.HandshakeCompleted) and self.session is not None:
+            self.session.begin(now)
+            self.session.start(now)
+            self.control_open = True
+        elif isinstance(event, qe.StreamDataReceived):
+            if event.stream_id == 0:
+                if self.session is not None:
+                    self.session.receive_control(event.data, now, end=event.end_stream)
+                else:
+                    self._raw_control(event.data)
+            elif event.stream_id & 2 and self.session is not None and self.session.authenticated:
+                self.session.receive_chunk_stream(event.stream_id, event.data, event.end_stream, now)
+        elif isinstance(event, qe.StopSendingReceived):
+            self.stop_sending += 1
+        elif isinstance(event, qe.StreamReset):
+            self.resets += 1
+        elif isinstance(event, qe.ConnectionTerminated):
+            self._terminated(event.error_code, event.reason_phrase)
+        if self.session is not None:
+            self._drain()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._terminated(None, "socket closed")
+
+    def _terminated(self, code: int | None, reason: str) -> None:
+        if self.terminated.is_set():
+            return
+        if code is not None:
+            self.close_code = _code_name(code)
+        self.close_reason = reason[:200]
+        self.closed_by = "us" if self.hung_up else "victim"
+        self.closed_after = round(time.monotonic() - self.t0, 3)
+        self.terminated.set()
+
+    def _raw_control(self, data: bytes) -> None:
+        try:
+            bodies = self.reader.feed(data)
+        except wire.WireError:
+            self.undecodable += 1
+            return
+        for body in bodies:
+            try:
+                self._note(wire.decode_control(body))
+            except wire.WireError:
+                self.undecodable += 1
+
+    def _drain(self) -> None:
+        s = self.session
+        assert s is not None
+        for a in s.actions():
+            if isinstance(a, ss.SendControl):
+                self._quic.send_stream_data(0, a.data, end_stream=False)
+        while (ev := s.next_event()) is not None:
+            if isinstance(ev, ss.Authenticated):
+                self.authed.set()
+            elif isinstance(ev, ss.MessageReceived):
+                self._note(ev.message)
+            elif isinstance(ev, ss.ChunkReceived):
+                self.got["CHUNK"] += 1
+                if len(self.chunks) >= MAX_KEPT_CHUNKS:
+                    del self.chunks[min(self.chunks)]
+                self.chunks[ev.chunk.seq] = ev.chunk
+        self.transmit()
+
+    def _note(self, msg: wire.Message) -> None:
+        self.got[type(msg).__name__.upper()] += 1
+        if isinstance(msg, wire.Error):
+            self.errors[_oftp_name(msg.code)] += 1
+        elif isinstance(msg, wire.Goodbye):
+            self.goodbye = _oftp_name(msg.code)
+        elif isinstance(msg, wire.Status):
+            self.status = msg
+        elif isinstance(msg, wire.Subscribe):
+            if len(self.subscribes) < MAX_NOTED:
+                self.subscribes.append(msg)
+        elif isinstance(msg, wire.Request):
+            self.requests_n += 1
+            if len(self.requests) < MAX_NOTED:
+                self.requests.append(msg.seq)
+        if self.on_message is not None:
+            self.on_message(msg)
+
+    # -- output
+    def send_control(self, data: bytes) -> None:
+        if self.terminated.is_set():
+            return
+        self.control_open = True
+        try:
+            self._quic.send_stream_data(0, data, end_stream=False)
+        except Exception:  # the victim stopped or reset the stream: keep going, it is counted
+            pass
+        self.transmit()
+
+    def send_msg(self, msg: wire.Message) -> None:
+        self.send_control(wire.frame(msg))
+
+    def send_chunk_stream(self, data: bytes) -> None:
+        if self.terminated.is_set():
+            return
+        sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
+        try:
+            self._quic.send_stream_data(sid, data, end_stream=True)
+        except Exception:
+            pass
+        self.transmit()
+
+    def report(self) -> dict[str, Any]:
+        return {"closed": self.terminated.is_set(), "closed_by": self.closed_by,
+                "close_code": self.close_code,
+                "close_reason": self.close_reason, "closed_after_s": self.closed_after,
+                "goodbye": self.goodbye, "errors": dict(self.errors), "received": dict(self.got),
+                "stop_sending": self.stop_sending, "stream_resets": self.resets,
+                "authenticated": self.authed.is_set()}
+
+
+def _code_name(code: int) -> str:
+    """A QUIC close code: OFTP codes ride QUIC's application range from 0x100."""
+    if code >= 0x100:
+        return _oftp_name(code - 0x100)
+    return f"QUIC_{code:#x}"
+
+
+def _oftp_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"{code:#x}"
+
+
+async def dial(v: Victim, *, auth: bool, identity: Identity | None = None) -> Conn:
+    """A QUIC connection to ``v`` (and, with ``auth``, the OFTP handshake)."""
+    ident = identity or Identity.generate()
+    cfg = QuicConfiguration(is_client=True, alpn_protocols=[wire.ALPN], idle_timeout=20.0,
+                            server_name="oasis")
+    cfg.certificate = make_certificate(ident)
+    cfg.private_key = ident.private
+    cfg.verify_mode = ssl.CERT_NONE
+    loop = asyncio.get_running_loop()
+    quic = QuicConnection(configuration=cfg)
+    _, proto = await loop.create_datagram_endpoint(
+        lambda: Conn(quic, identity=ident, expected=v.key, auth=auth), remote_addr=(v.host, v.port))
+    conn: Conn = proto  # type: ignore[assignment]
+    conn.connect((v.host, v.port))
+    try:
+        await asyncio.wait_for(conn.wait_connected(), CONNECT_TIMEOUT)
+        if auth:
+            await asyncio.wait_for(_first(conn.authed, conn.terminated), CONNECT_TIMEOUT)
+    except (TimeoutError, ConnectionError):
+        pass  # the report says how far it got
+    return conn
+
+
+async def hang_up(conn: Conn) -> None:
+    if not conn.terminated.is_set():
+        conn.hung_up = True
+        conn.close()
+        try:
+            await asyncio.wait_for(conn.wait_closed(), 2.0)
+        except (TimeoutError, ConnectionError):
+            pass
+    if conn._transport is not None:
+        conn._transport.close()
+
+
+async def _first(*events: asyncio.Event) -> None:
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def wait_closed(conn: Conn, until: float) -> None:
+    try:
+        await asyncio.wait_for(conn.terminated.wait(), max(0.0, until - time.monotonic()))
+    except TimeoutError:
+        pass
+
+
+async def alive(v: Victim) -> bool:
+    """Does the victim still complete an honest handshake?"""
+    conn = await dial(v, auth=True)
+    ok = conn.authed.is_set() and not conn.terminated.is_set()
+    if ok:
+        conn.send_msg(wire.Goodbye(code=int(ErrorCode.NO_ERROR), reason="probe"))
+    await hang_up(conn)
+    return ok
+
+
+# ---- the attacks ---------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    budget: Budget
+    stream: StreamId | None
+    tracker: str | None
+    tickets: str | None
+    rng: random.Random
+
+
+async def joined(ctx: Ctx, v: Victim, until: float) -> Conn:
+    """Authenticated, JOINed, and (if the victim says) with its STATUS."""
+    assert ctx.stream is not None
+    conn = await dial(v, auth=True)
+    if conn.authed.is_set():
+        conn.send_msg(wire.Join(stream=str(ctx.stream)))
+        t = min(until, time.monotonic() + 3.0)
+        while conn.status is None and not conn.terminated.is_set() and time.monotonic() < t:
+            await asyncio.sleep(0.05)
+    return conn
+
+
+def _nest(n: int) -> bytes:
+    body = b"\x91" * (n - 1) + b"\x00"
+    return struct.pack(">I", len(body)) + body
+
+
+async def m_bomb(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, data, auth in (("preauth_2k", _nest(2040), False),
+                             ("preauth_64k", _nest(wire.MAX_CONTROL_FRAME), False),
+                             ("authed_64k", _nest(wire.MAX_CONTROL_FRAME), True)):
+        if not await ctx.budget.take(until):
+            break
+        conn = await dial(v, auth=auth)
+        if auth and not conn.authed.is_set():
+            out[name] = {"sent": 0, "victim": conn.report()}
+            await hang_up(conn)
+            continue
+        conn.send_control(data)
+        await wait_closed(conn, min(until, time.monotonic() + 4.0))
+        out[name] = {"sent_bytes": len(data), "victim": conn.report()}
+        await hang_up(conn)
+    return out
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.replies = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.replies += 1
+
+
+def _varint(n: int) -> bytes:
+    return struct.pack(">H", 0x4000 | n) if n < 0x4000 else struct.pack(">I", 0x8000_0000 | n)
+
+
+def fake_initial(rng: random.Random, token: bytes) -> bytes:
+    """A long-header Initial of version 1 with random ids, a given token, random payload."""
+    dcid, scid = rng.randbytes(8), rng.randbytes(8)
+    head = bytes([0xC3]) + struct.pack(">I", 1) + bytes([8]) + dcid + bytes([8]) + scid
+    head += _varint(len(token)) + token
+    rest = 1200 - len(head) - 2
+    return head + _varint(rest)[:2] + rng.randbytes(rest)
+
+
+async def m_junk(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(_Udp, remote_addr=(v.host, v.port))
+    sent: Counter[str] = Counter()
+    rng = ctx.rng
+    try:
+        while await ctx.budget.take(until):
+            kind = rng.choice(("noise", "short", "initial_no_token", "initial_bad_token", "short_header"))
+            if kind == "noise":
+                data = rng.randbytes(rng.randint(1, 1400))
+            elif kind == "short":
+                data = bytes([0xC0]) + rng.randbytes(rng.randint(0, 40))
+            elif kind == "initial_no_token":
+                data = fake_initial(rng, b"")
+            elif kind == "initial_bad_token":
+                data = fake_initial(rng, rng.randbytes(rng.randint(16, 120)))
+            else:
+                data = bytes([0x40 | rng.randrange(64)]) + rng.randbytes(rng.randint(20, 1200))
+            transport.sendto(data)
+            sent[kind] += 1
+        await asyncio.sleep(0.2)  # replies in flight
+    finally:
+        transport.close()
+    return {"sent": dict(sent), "replies": proto.replies}
+
+
+async def m_silent(ctx: Ctx, v: Victim, until: float, conns: int = 4) -> dict[str, Any]:
+    opened = []
+    for _ in range(conns):
+        if not await ctx.budget.take(until):
+            break
+        opened.append(await dial(v, auth=False))
+    # never open the control stream: how long until the victim gives up on us? (at least
+    # a handshake timeout and a bit, within the run's deadline)
+    end = min(ctx.budget.deadline, max(until, time.monotonic() + ss.HANDSHAKE_TIMEOUT + 2.0))
+    await asyncio.gather(*(wait_closed(c, end) for c in opened))
+    out = {"connections": len(opened), "victim": [c.report() for c in opened]}
+    for c in opened:
+        await hang_up(c)
+    return out
+
+
+async def m_prechunk(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await dial(v, auth=False)
+    sent = 0
+    for _ in range(8):
+        if conn.terminated.is_set() or not await ctx.budget.take(until):
+            break
+        conn.send_chunk_stream(ctx.rng.randbytes(64 * 1024))
+        sent += 1
+    await wait_closed(conn, min(until, time.monotonic() + 6.0))
+    await hang_up(conn)
+    return {"chunk_streams": sent, "bytes": sent * 64 * 1024, "victim": conn.report()}
+
+
+def _skey(ctx: Ctx) -> bytes:
+    assert ctx.stream is not None
+    return ctx.stream.key
+
+
+def _latest(conn: Conn) -> int:
+    if conn.chunks:
+        return max(conn.chunks)
+    return conn.status.latest if conn.status is not None else 0
+
+
+async def m_flood(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await joined(ctx, v, until)
+    sent: Counter[str] = Counter()
+    i = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        latest = _latest(conn)
+        if i % 10 == 9:
+            seq, kind = latest + 1_000_000 + i, "out_of_window"
+        else:
+            seq, kind = max(0, latest - (i % 40)), "held"
+        conn.send_msg(wire.Request(stream=_skey(ctx), seq=seq))
+        sent[kind] += 1
+        i += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"requests": dict(sent), "victim": conn.report()}
+
+
+def _subs(conn: Conn) -> int:
+    return len(conn.status.paths) if conn.status is not None and conn.status.paths else 4
+
+
+async def m_liar(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await joined(ctx, v, until)
+    assert ctx.stream is not None
+    k = _subs(conn)
+    path = [peer_tag(ctx.stream.broadcaster), peer_tag(conn.identity.public)]
+    lie = wire.Status(stream=_skey(ctx), latest=HUGE, have=ALL_BITS, keyframe=HUGE - 1, slots=16,
+                      paths=[path] * k, lags=[0] * k)
+    sent = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        conn.send_msg(lie)
+        sent += 1
+        await asyncio.sleep(min(0.5, max(0.0, until - time.monotonic())))
+    await hang_up(conn)
+    return {"lies": sent, "victim_subscribed": len(conn.subscribes),
+            "victim_requests": conn.requests_n, "victim": conn.report()}
+
+
+def forged_copy(c: wire.ChunkMsg) -> wire.ChunkMsg:
+    p = c.payload
+    return wire.ChunkMsg(stream=c.stream, seq=c.seq, time_us=c.time_us, flags=c.flags,
+                         signature=c.signature, payload=bytes([p[0] ^ 0xFF]) + p[1:] if p else b"\xff")
+
+
+def _subscribe_all(ctx: Ctx, conn: Conn) -> None:
+    k = _subs(conn)
+    conn.send_msg(wire.Subscribe(stream=_skey(ctx), mask=(1 << k) - 1, substreams=k))
+
+
+async def _collect(conn: Conn, until: float, want: int = 8) -> None:
+    t = min(until, time.monotonic() + 3.0)
+    while len(conn.chunks) < want and not conn.terminated.is_set() and time.monotonic() < t:
+        await asyncio.sleep(0.05)
+
+
+async def m_forge(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await joined(ctx, v, until)
+    if conn.authed.is_set():
+        _subscribe_all(ctx, conn)
+        await _collect(conn, until, want=4)
+    sent: Counter[str] = Counter()
+    i = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        latest = _latest(conn)
+        held = [s for s in sorted(conn.chunks) if s >= latest - 20]
+        if i % 2 == 0 and held:
+            chunk = forged_copy(conn.chunks[held[i // 2 % len(held)]])
+            sent["held_seq_altered"] += 1
+        else:
+            seq = latest + 1 + i % 10
+            chunk = wire.ChunkMsg(stream=_skey(ctx), seq=seq, time_us=int(time.time() * 1e6),
+                                  flags=int(seq % 10 == 0), signature=ctx.rng.randbytes(64),
+                                  payload=ctx.rng.randbytes(1000))
+            sent["ahead_noise_signature"] += 1
+        conn.send_chunk_stream(wire.encode(chunk))
+        i += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"forged": dict(sent), "victim": conn.report()}
+
+
+async def m_replay(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await joined(ctx, v, until)
+    if conn.authed.is_set():
+        _subscribe_all(ctx, conn)
+        await _collect(conn, until, want=8)
+        # let them age: replays of chunks the stream has moved past
+        await asyncio.sleep(min(2.0, max(0.0, (until - time.monotonic()) / 3)))
+        k = _subs(conn)
+        conn.send_msg(wire.Unsubscribe(stream=_skey(ctx), mask=(1 << k) - 1))
+    old = [conn.chunks[s] for s in sorted(conn.chunks)[:8]]
+    sent = 0
+    while old and not conn.terminated.is_set() and await ctx.budget.take(until):
+        conn.send_chunk_stream(wire.encode(old[sent % len(old)]))
+        sent += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"replayed": sent, "distinct_chunks": len(old),
+            "seqs": [c.seq for c in old], "victim": conn.report()}
+
+
+async def m_withhold(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await joined(ctx, v, until)
+    assert ctx.stream is not None
+    accepted = 0
+    ignored_requests = 0
+
+    def on_message(msg: wire.Message) -> None:
+        nonlocal accepted, ignored_requests
+        if isinstance(msg, wire.Subscribe):
+            conn.send_msg(wire.SubscribeAck(stream=msg.stream, accepted=msg.mask, rejected=0))
+            accepted += 1
+        elif isinstance(msg, wire.Request):
+            ignored_requests += 1  # held forever: no chunk, no MISSING
+
+    conn.on_message = on_message
+    if conn.authed.is_set():
+        _subscribe_all(ctx, conn)  # so what we claim is true: we hold the victim's chunks
+    path = [peer_tag(ctx.stream.broadcaster), peer_tag(conn.identity.public)]
+    sent = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        st = conn.status
+        k = _subs(conn)
+        latest = _latest(conn)
+        conn.send_msg(wire.Status(stream=_skey(ctx), latest=latest,
+                                  have=st.have if st is not None else 0,
+                                  keyframe=st.keyframe if st is not None else latest, slots=16,
+                                  paths=[path] * k, lags=[0] * k))
+        sent += 1
+        await asyncio.sleep(min(1.0, max(0.0, until - time.monotonic())))
+    await hang_up(conn)
+    return {"statuses": sent, "subscribes_accepted": accepted, "requests_ignored": ignored_requests,
+            "chunks_received_not_forwarded": conn.got.get("CHUNK", 0), "victim": conn.report()}
+
+
+async def m_receipts(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await joined(ctx, v, until)
+    sent: Counter[str] = Counter()
+    rng = ctx.rng
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        n = sent.total()
+        if n % 20 == 0:
+            conn.send_msg(wire.WalletBind(binding=rng.randbytes(rng.randint(0, wire.MAX_LEDGER_BLOB))))
+            sent["wallet_bind"] += 1
+        elif n % 20 == 1:
+            conn.send_msg(wire.TicketMsg(ticket=rng.randbytes(rng.randint(0, wire.MAX_LEDGER_BLOB))))
+            sent["ticket"] += 1
+        else:
+            conn.send_msg(wire.ReceiptMsg(receipt=rng.randbytes(rng.randint(0, wire.MAX_LEDGER_BLOB))))
+            sent["receipt"] += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"sent": dict(sent), "victim": conn.report()}
+
+
+# ---- HTTP faces: tracker, tickets ---------------------------------------------------
+
+async def _post(session: Any, url: str, data: bytes) -> int:
+    try:
+        async with session.post(url, data=data, headers={"Content-Type": "application/json"}) as r:
+            await r.read()
+            return int(r.status)
+    except Exception:
+        return -1  # refused, reset or timed out
+
+
+def _announce_body(ident: Identity, sid: StreamId, host: str, port: int, *, leaving: bool = False,
+                   peer_id: str | None = None, bad_sig: bool = False) -> bytes:
+    from oasis.core.announce import sign_announce
+    a = sign_announce(ident, sid, host, port, int(time.time() * 1000), leaving=leaving)
+    body = a.to_json()
+    if peer_id is not None:
+        body["peer_id"] = peer_id  # somebody else's id under our signature
+    if bad_sig:
+        body["sig"] = os.urandom(64).hex()
+    return json.dumps(body).encode()
+
+
+async def m_tracker(ctx: Ctx, victims: list[Victim], until: float) -> dict[str, Any]:
+    import aiohttp
+    assert ctx.tracker is not None and ctx.stream is not None
+    url = ctx.tracker + "/announce"
+    sid = ctx.stream
+    codes: dict[str, Counter[int]] = {}
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        async def send(kind: str, body: bytes) -> None:
+            codes.setdefault(kind, Counter())[await _post(http, url, body)] += 1
+
+        me = Identity.generate()
+        for v in victims:
+            if not await ctx.budget.take(until):
+                break
+            # forged: the victim's id with a signature that is noise
+            await send("forged_sig", _announce_body(me, sid, "127.0.0.1", 9, peer_id=v.peer_id,
+                                                    bad_sig=True))
+            # evicting: a leave for the victim, signed by us (not the victim)
+            await send("evict_leave", _announce_body(me, sid, v.host, v.port, leaving=True,
+                                                     peer_id=v.peer_id))
+            await send("evict_leave_noise_sig", _announce_body(me, sid, v.host, v.port, leaving=True,
+                                                               peer_id=v.peer_id, bad_sig=True))
+        # an announce for an address that is not ours
+        if await ctx.budget.take(until):
+            await send("other_host", _announce_body(me, sid, "127.0.0.2", 9))
+        await send("junk_json", b"{not json")
+        await send("oversized", b"{" + b" " * (1 << 20) + b"}")
+        # sybils: fresh identities, correctly signed, as fast as allowed
+        while await ctx.budget.take(until) and sum(codes.get("sybil", Counter()).values()) < 5000:
+            await send("sybil", _announce_body(Identity.generate(), sid, "127.0.0.1",
+                                               ctx.rng.randint(1024, 65535)))
+        # are the victims still handed out? (a fresh honest announce)
+        listed: list[str] = []
+        try:
+            body = _announce_body(Identity.generate(), sid, "127.0.0.1", 9)
+            async with http.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                reply = await r.json(content_type=None)
+            listed = [p.get("peer_id", "") for p in reply.get("peers", [])]
+        except Exception as exc:
+            listed = [f"error: {exc}"]
+    return {"status_codes": {k: dict(c) for k, c in codes.items()},
+            "victims_still_listed": sum(1 for v in victims if v.peer_id in listed),
+            "victims": len(victims), "listed_sample": len(listed)}
+
+
+async def m_tickets(ctx: Ctx, until: float) -> dict[str, Any]:
+    import aiohttp
+    assert ctx.tickets is not None
+    codes: dict[str, Counter[int]] = {}
+    rng = ctx.rng
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        i = 0
+        while await ctx.budget.take(until):
+            kind = ("junk", "oversized", "bad_hex", "unsigned")[i % 4]
+            if kind == "junk":
+                body = rng.randbytes(rng.randint(1, 200))
+            elif kind == "oversized":
+                body = b"{" + b" " * 65536 + b"}"
+            elif kind == "bad_hex":
+                body = json.dumps({"binding": "zz", "ts": 1, "nonce": "x", "sig": "y"}).encode()
+            else:
+                body = json.dumps({"binding": rng.randbytes(120).hex(), "ts": int(time.time()),
+                                   "nonce": rng.randbytes(16).hex(), "sig": rng.randbytes(64).hex()}).encode()
+            codes.setdefault(kind, Counter())[await _post(http, ctx.tickets, body)] += 1
+            i += 1
+    return {"status_codes": {k: dict(c) for k, c in codes.items()}}
+
+
+PER_VICTIM = {"bomb": m_bomb, "junk": m_junk, "silent": m_silent, "prechunk": m_prechunk,
+              "flood": m_flood, "liar": m_liar, "forge": m_forge, "replay": m_replay,
+              "withhold": m_withhold, "receipts": m_receipts}
+
+
+# ---- driver --------------------------------------------------------------------------
+
+async def victims_from_tracker(tracker: str, sid: StreamId, limit: int) -> list[Victim]:
+    """The peers the tracker lists for ``sid`` that are on loopback and answer a handshake
+    (the tracker may also list sybils that other hostile runs announced)."""
+    import aiohttp
+    me = Identity.generate()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        async with http.post(tracker + "/announce", data=_announce_body(me, sid, "127.0.0.1", 9),
+                             headers={"Content-Type": "application/json"}) as r:
+            reply = await r.json(content_type=None)
+        # leave again: we are not a peer anybody should dial
+        await _post(http, tracker + "/announce", _announce_body(me, sid, "127.0.0.1", 9, leaving=True))
+    found = []
+    for p in reply.get("peers", []):
+        try:
+            found.append(Victim(loopback_only(str(p["host"])), int(p["port"]), key_of_peer_id(p["peer_id"])))
+        except (KeyError, ValueError, SystemExit):
+            continue  # not on loopback, or malformed: never dialled
+    answers = await asyncio.gather(*(alive(v) for v in found))
+    return [v for v, ok in zip(found, answers, strict=True) if ok][:limit]
+
+
+def _quiet_closed_waiters(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """aioquic fails a connection's wait_connected future when the victim closes it;
+    nobody waits on it then: not worth a traceback."""
+    if isinstance(context.get("exception"), ConnectionError):
+        return
+    loop.default_exception_handler(context)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    asyncio.get_running_loop().set_exception_handler(_quiet_closed_waiters)
+    modes = list(MODES) if args.mode == ["all"] else args.mode
+    sid = StreamId.parse(args.stream) if args.stream else None
+    tracker = loopback_url(args.tracker) if args.tracker else None
+    victims = [parse_victim(t) for t in args.victim][: args.max_victims]
+    if tracker and sid is not None and len(victims) < args.max_victims:
+        victims += await victims_from_tracker(tracker, sid, args.max_victims - len(victims))
+    victims = list({v.key: v for v in victims}.values())  # one entry per peer
+    if not victims and any(m in PER_VICTIM for m in modes):
+        raise SystemExit("hostile: no victim (give --victim, or --tracker and --stream)")
+    missing = [m for m in modes if m in NEEDS_STREAM and sid is None]
+    if missing:
+        raise SystemExit(f"hostile: modes {', '.join(missing)} need --stream")
+    if "tracker" in modes and tracker is None:
+        raise SystemExit("hostile: mode tracker needs --tracker")
+    tickets = loopback_url(args.tickets) if args.tickets else None
+    if "tickets" in modes and tickets is None:
+        raise SystemExit("hostile: mode tickets needs --tickets URL")
+    ctx = Ctx(Budget(args.duration, args.rate, args.max_sends), sid, tracker, tickets,
+              random.Random(args.seed))
+    t0 = time.monotonic()
+    report: dict[str, Any] = {"victims": [v.name() for v in victims], "modes": {}}
+    for i, mode in enumerate(modes):
+        slot = ctx.budget.remaining() / (len(modes) - i)
+        until = time.monotonic() + slot
+        m0 = time.monotonic()
+        if mode == "tracker":
+            res: Any = await m_tracker(ctx, victims, until)
+        elif mode == "tickets":
+            res = await m_tickets(ctx, until)
+        else:
+            fn = PER_VICTIM[mode]
+            per = await asyncio.gather(*(fn(ctx, v, until) for v in victims), return_exceptions=True)
+            res = {v.name(): (r if not isinstance(r, BaseException) else {"tool_error": repr(r)})
+                   for v, r in zip(victims, per, strict=True)}
+        alive_after = await asyncio.gather(*(alive(v) for v in victims))
+        report["modes"][mode] = {"seconds": round(time.monotonic() - m0, 2), "result": res,
+                                 "victims_alive_after": sum(alive_after),
+                                 "victims_dead_after": [v.name() for v, a in
+                                                        zip(victims, alive_after, strict=True) if not a]}
+    report["sends"] = ctx.budget.sent
+    report["seconds"] = round(time.monotonic() - t0, 2)
+    report["victims_alive_at_end"] = sum(await asyncio.gather(*(alive(v) for v in victims)))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m oasis.tools.hostile", description=__doc__.split("\n\n")[0])
+    p.add_argument("--victim", action="append", default=[], help="HOST:PORT:PEER_ID (loopback only); repeatable")
+    p.add_argument("--tracker", help="tracker URL (http://127.0.0.1:PORT/tracker): victims and the tracker mode")
+    p.add_argument("--stream", help="stream id (JOIN, the tracker's stream)")
+    p.add_argument("--tickets", help="the broadcaster's POST /tickets URL (mode tickets)")
+    p.add_argument("--mode", action="append", choices=[*MODES, "all"], default=None,
+                   help="attack to mount; repeatable; 'all' cycles every mode (default)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds in all (shared by the modes)")
+    p.add_argument("--rate", type=float, default=200.0, help="crafted sends per second, at most")
+    p.add_argument("--max-sends", type=int, default=100_000, help="crafted sends in all, at most")
+    p.add_argument("--max-victims", type=int, default=8)
+    p.add_argument("--seed", type=int, default=None, help="seed for the junk (default: random)")
+    args = p.parse_args(argv)
+    args.mode = args.mode or ["all"]
+    if "all" in args.mode:
+        args.mode = ["all"]
+    if not 0 < args.duration <= 3600 or not 0 < args.rate <= 10_000 or args.max_sends < 1:
+        p.error("--duration in (0, 3600], --rate in (0, 10000], --max-sends >= 1")
+    try:
+        import uvloop
+        report = uvloop.run(run(args))
+    except ImportError:
+        report = asyncio.run(run(args))
+    print(json.dumps(report, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

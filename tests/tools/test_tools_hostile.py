@@ -1,0 +1,71 @@
+"""The hostile peer (python -m oasis.tools.hostile) against a real broadcaster process.
+
+The tool is how the defences are proven; this checks the tool itself: it dials
+only loopback, stays within its bounds, mounts every attack on a victim, reports
+in JSON what it sent and how the victim reacted, and the victim (a real node)
+is still serving after each mode and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oasis.core.identity import Identity
+from oasis.tools import hostile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))  # the process helpers
+from procs import OasisProcess  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+def test_refuses_anything_but_loopback():
+    pid = Identity.generate().peer_id
+    with pytest.raises(SystemExit, match="loopback"):
+        hostile.parse_victim(f"10.0.0.1:4433:{pid}")
+    with pytest.raises(SystemExit, match="loopback"):
+        hostile.parse_victim(f"example.org:4433:{pid}")
+    with pytest.raises(SystemExit, match="loopback"):
+        hostile.loopback_url("http://192.168.1.1:8080/tracker")
+    assert hostile.parse_victim(f"127.0.0.1:4433:{pid}").port == 4433
+
+
+def test_every_mode_against_a_real_broadcaster(tmp_path):
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "500",
+                      "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
+    try:
+        info = b.wait_info()
+        victim = f"{info['oftp']}:{info['peer_id']}"
+        modes = [m for m in hostile.MODES if m != "tickets"]  # no proof of relay here
+        argv = [sys.executable, "-m", "oasis.tools.hostile", "--victim", victim,
+                "--stream", info["stream_id"], "--tracker", info["tracker"],
+                "--duration", "40", "--rate", "100", "--max-sends", "3000", "--seed", "1"]
+        for m in modes:
+            argv += ["--mode", m]
+        out = subprocess.run(argv, capture_output=True, timeout=120, check=True)
+        rep = json.loads(out.stdout)
+        assert b.popen.poll() is None, "the victim died"
+    finally:
+        code = b.stop()
+    assert code in (0, -15)
+    assert rep["sends"] <= 3000
+    assert set(rep["modes"]) == set(modes)
+    for mode, m in rep["modes"].items():
+        assert m["victims_alive_after"] == 1, (mode, m)
+        if mode not in ("tracker",):
+            (res,) = m["result"].values()
+            assert "tool_error" not in res, (mode, res)
+    assert rep["victims_alive_at_end"] == 1
+    # the pre-authentication attacks end with the victim closing the link
+    (bomb,) = rep["modes"]["bomb"]["result"].values()
+    assert bomb["preauth_2k"]["victim"]["closed_by"] == "victim"
+    assert bomb["preauth_64k"]["victim"]["closed_by"] == "victim"
+    (pre,) = rep["modes"]["prechunk"]["result"].values()
+    assert pre["victim"]["closed_by"] == "victim"
+    (silent,) = rep["modes"]["silent"]["result"].values()
+    assert all(c["closed_by"] == "victim" for c in silent["victim"])
