@@ -136,7 +136,7 @@ class LiveStream:
 
     def _arm(self) -> None:
         t = self.swarm.get_timer()
-        if t is None:
+        if t is None or self.node.closing:
             return
         if self._timer is not None:
             if self._timer_at is not None and self._timer_at <= t:
@@ -213,6 +213,7 @@ class Node:
         self.announce_wanted = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self.closing = False  #: close() has begun: no new timers, tasks or dials
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -254,6 +255,9 @@ class Node:
         return set(self.policy.dialling)
 
     def spawn(self, coro: Any) -> None:
+        if self.closing:  # shutting down: links closing now must not start fetches or dials
+            coro.close()
+            return
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -303,7 +307,7 @@ class Node:
 
     def _arm(self) -> None:
         t = self.policy.get_timer()
-        if t is None or (self._timer is not None and self._timer_at == t):
+        if t is None or self.closing or (self._timer is not None and self._timer_at == t):
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -461,6 +465,7 @@ class Node:
         return [peer_id_of(k) for k in self.policy.peers]
 
     async def close(self) -> None:
+        self.closing = True
         for ls in self.streams.values():
             ls.close()
         if self._timer is not None:
