@@ -36,7 +36,7 @@ from oasis.core.descriptor import (
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.tracker import Tracker
 
-from . import http, rewards_http
+from . import http
 from .keystore import load_or_create
 from .metrics import discovery_counters
 from .node import LiveStream, Node
@@ -241,6 +241,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     if tracker is not None:
         http.add_tracker_routes(app, tracker)
     if c.rewards is not None:
+        from . import rewards_http  # imports the EVM stack: only with --rewards
         from .rewards import Rewards
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
         await node.rewards.start_broadcaster(c.bitrate_kbps)
@@ -327,6 +328,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
     rewards_ready: asyncio.Task[None] | None = None
     if c.rewards is not None:
         # Open wallet and chain first (slow: imports the EVM stack), then join.
+        from . import rewards_http
         from .rewards import Rewards
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
         await node.rewards.open()
