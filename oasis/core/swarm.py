@@ -430,8 +430,9 @@ class Swarm:
         seq = msg.seq
         log = self.log
         chunk = log.get(seq)
-        if log.anchor_seq < 0:
-            self._refuse(st, seq, now)  # nothing verified yet: nothing to hold for
+        if log.anchor_seq < 0:  # nothing verified yet: no live window to serve from
+            self.counters.requests_out_of_window += 1
+            self._refuse(st, seq, now, strike=True)
             return
         if seq > self.claims.plausible_top(now) or log.time_of(seq) < now - cfg.request_horizon \
                 or seq <= log.latest - cfg.window_chunks:
@@ -450,7 +451,7 @@ class Swarm:
             self.counters.requests_served += 1
             self._flush_upload(now)
         elif deadline <= now:
-            self._refuse(st, seq, now)
+            self._refuse(st, seq, now)  # too late to hold (already paid for: no strike)
         elif not self.held.hold(st.key, seq, deadline):
             self.counters.held_refused += 1
             self._refuse(st, seq, now, strike=True)
