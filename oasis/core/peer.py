@@ -265,6 +265,12 @@ class PeerPolicy(Generic[L]):
             self._actions.append(CloseLink(link, peer, ErrorCode.TOO_MANY_ERRORS, "banned"))
             return False
         existing = self.peers.get(peer)
+        if existing is not None and existing.closing and existing.link != link:
+            # Its old link is being closed (idle): the new link starts afresh.
+            del self.peers[peer]
+            self._remember(peer, existing, now)
+            self._actions.extend(RemovePeer(peer, skey) for skey in existing.joined)
+            existing = None
         if existing is not None and existing.link != link:
             # Simultaneous dial: both sides keep the link dialled by the smaller key.
             c.links_duplicate += 1

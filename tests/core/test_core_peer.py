@@ -449,3 +449,17 @@ def test_links_that_join_nothing_or_go_silent_are_closed_and_scored():
     p.link_down("i", idle, t, code=ErrorCode.TIMEOUT)
     assert p.score(idle, t) > 0  # the timeout is remembered against it
     assert p.link_of(talker) == "t"
+
+
+def test_a_new_link_from_a_peer_whose_old_link_is_closing_starts_afresh():
+    p = policy(sweep_interval=1.0, join_timeout=5.0)
+    peer = key(4)
+    assert p.link_up("old", peer, dialled=False, now=0)
+    p.handle_timer(5.0)  # joined nothing: its link is closed TIMEOUT
+    assert of(p.actions(), pp.CloseLink)[0].link == "old"
+    assert p.link_up("new", peer, dialled=False, now=5.1)  # back before the old close landed
+    p.on_message("new", peer, wire.Join(stream=TEXT), 5.2)
+    assert pp.AddPeer(peer, SKEY) in p.actions()
+    assert p.on_message("new", peer, status(), 5.3) == SKEY  # routed, not a zombie
+    p.link_down("old", peer, 5.4, code=ErrorCode.TIMEOUT)  # the old close lands: ignored
+    assert p.link_of(peer) == "new"
