@@ -63,7 +63,13 @@ class DataFilePermissionError(DataFileError, PermissionError):
 
 # -- modes and directories ----------------------------------------------------
 def _tighten(path: Path, want: int) -> None:
-    mode = stat.S_IMODE(path.stat().st_mode)
+    st = path.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077 and (mode & stat.S_ISVTX or st.st_uid != os.geteuid()):
+        # a shared directory such as /tmp, or someone else's: never change it
+        log.warning("%s (mode %o, owner %d) is shared or not ours: use a private data directory",
+                    path, mode, st.st_uid)
+        return
     if mode & 0o077:
         try:
             os.chmod(path, want)

@@ -57,6 +57,14 @@ def test_loose_data_dir_is_tightened_and_exposed_key_refused(tmp_path):
         load_or_create(tmp_path / "n")
 
 
+def test_a_shared_sticky_directory_is_never_changed(tmp_path):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp: tightening it would break other users
+    load_or_create(shared)
+    assert _mode(shared) == 0o1777 and _mode(shared / KEY_FILE) == 0o600
+
+
 def test_every_bit_flip_of_the_identity_key_is_refused(tmp_path):
     ident = load_or_create(tmp_path)
     path = tmp_path / KEY_FILE
