@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -63,6 +64,8 @@ PREAUTH_BUDGET = 128 * 1024
 #: doubles flow-control windows as they fill, so without this an authenticated peer could
 #: make it allocate without bound). Loss recovery needs about one RTT of data.
 MAX_REORDER_BYTES = 8 * 1024 * 1024
+#: UDP receive buffer asked of the kernel (it grants at most net.core.rmem_max)
+RECEIVE_BUFFER = 4 * 1024 * 1024
 #: Retries per second one source IP may draw (a dialler needs one per connection)
 RETRY_RATE_PER_IP = 50.0
 INITIAL_MAX_DATA = 2 * 1024 * 1024  #: QUIC connection flow-control window at start
@@ -469,6 +472,15 @@ class Endpoint(asyncio.DatagramProtocol):
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         transport, _ = await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A flood shares the kernel's receive queue with our peers' packets; the default
+            # (~200 KB, ~90 datagrams) overflows whenever the process is off the CPU for 10 ms
+            # and then drops honest packets with the junk. The kernel caps this at rmem_max.
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            except OSError:
+                pass
         sockname = transport.get_extra_info("sockname")
         return sockname[0], sockname[1]
 
