@@ -35,6 +35,19 @@ is given up (``Skip``): late chunks are dropped, never queued.
 bucket at the node's upload cap that serves newest chunks first and drops
 whatever is past its deadline.
 
+**Strangers.** Every peer is hostile until its bytes verify. STATUS claims are
+hints: the start is a verified, fresh keyframe and the chunk clock learns only
+from verified chunks, so a claim above it is a lie (:mod:`.claims`). REQUESTs
+are rationed per peer and held requests capped (:mod:`.pull`). A copy of a
+held chunk that is not byte-identical is verified like a new one. Every cap has
+a counter in :class:`SwarmCounters`; a peer past a limit is dropped (``DropPeer``).
+
+**Parts.** :mod:`.tree` (push trees), :mod:`.delay` (push delay, repair timer),
+:mod:`.repair` (wants, repair requests, origin fallback, skips), :mod:`.claims`
+(start probes, claim checks), :mod:`.pull` (request budget, held requests),
+:mod:`.swarmdefs` (config, actions, per-peer state, counters; re-exported here).
+This module wires them: inputs, STATUS, the start, and the answers to pulls.
+
 Nothing here reads a clock or touches a socket: inputs carry ``now``, outputs
 are actions drained with :meth:`Swarm.actions`, and :meth:`Swarm.get_timer`
 says when to call :meth:`Swarm.handle_timer` next.
