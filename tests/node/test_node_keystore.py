@@ -147,3 +147,16 @@ def test_cli_reports_damaged_files_without_a_traceback(tmp_path):
     out = _cli("wallet", "--offline", "--data-dir", str(data))
     assert out.returncode == 2 and "Traceback" not in out.stderr and str(store) in out.stderr, out.stderr
     assert store.stat().st_size == 0
+    store.unlink()
+    # the embedded chain's journal damaged in the middle
+    from oasis.ledger.journal import FILE_HEADER_SIZE, Journal, Record
+
+    chain_dir = tmp_path / "chain"
+    j = Journal(chain_dir)
+    with j.locked():
+        end = j.append(FILE_HEADER_SIZE, Record(1, b"a" * 100, 1))
+        j.append(end, Record(2, b"b" * 100, 1))
+    damaged = _flip(j.path, FILE_HEADER_SIZE + 50, 3)
+    out = _cli("wallet", "--data-dir", str(data), "--chain-dir", str(chain_dir))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert str(j.path) in out.stderr and "offset" in out.stderr and j.path.read_bytes() == damaged
