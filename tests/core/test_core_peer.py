@@ -463,3 +463,166 @@ def test_a_new_link_from_a_peer_whose_old_link_is_closing_starts_afresh():
     assert p.on_message("new", peer, status(), 5.3) == SKEY  # routed, not a zombie
     p.link_down("old", peer, 5.4, code=ErrorCode.TIMEOUT)  # the old close lands: ignored
     assert p.link_of(peer) == "new"
+
+
+# ---- many policies on a virtual network (a reference executor, as the simulator would be) ------
+
+class PolicyNet:
+    """N policies linked over a virtual network: a Dial becomes a link after 1.5 RTT
+    (QUIC + HELLO/AUTH; the listener admits first, then the dialler), messages take RTT/2,
+    a close reaches the other side RTT/2 later; an Announce is answered by a tracker that
+    names 8 random others. Every node sends STATUS on each joined link every 2 s (what
+    the swarm does). Events on one heap, in virtual time."""
+
+    RTT = 0.04
+
+    def __init__(self, n: int, seed: int, **cfg) -> None:
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.q: list = []
+        self.n_ev = 0
+        self.keys = [key(i) for i in range(n)]
+        self.nodes = {}
+        self.addr = {}
+        for i, k in enumerate(self.keys):
+            p = pp.PeerPolicy(k, pp.PolicyConfig(**cfg), rng=random.Random(seed * 1000 + i), now=0.0)
+            p.add_stream(TEXT, SKEY)
+            self.nodes[k] = p
+            self.addr[(f"10.0.0.{i + 1}", 4000)] = k
+        self.dead: set[int] = set()  #: closed links
+        self.next_link = 0
+        self.armed: dict[bytes, float] = {}
+        self.swarm_peers = {k: set() for k in self.keys}  #: what AddPeer/RemovePeer told each swarm
+        self.flooder: bytes | None = None
+        for k in self.keys:
+            self.apply(k)
+            self.at(self.rng.random() * 2.0, self.statuses, k)
+
+    def at(self, t: float, fn, *args) -> None:
+        import heapq
+        self.n_ev += 1
+        heapq.heappush(self.q, (t, self.n_ev, fn, args))
+
+    def run(self, until: float) -> None:
+        import heapq
+        while self.q and self.q[0][0] <= until:
+            t, _, fn, args = heapq.heappop(self.q)
+            self.now = max(self.now, t)
+            fn(*args)
+        self.now = until
+
+    def timer(self, k: bytes, t: float) -> None:
+        if self.armed.get(k) != t:
+            return  # stale
+        del self.armed[k]
+        self.nodes[k].handle_timer(self.now)
+        self.apply(k)
+
+    def apply(self, k: bytes) -> None:
+        p = self.nodes[k]
+        for a in p.actions():
+            if isinstance(a, pp.Dial):
+                other = self.addr.get((a.host, a.port))
+                if other != a.peer:
+                    self.at(self.now + 5.0, self.dial_failed, k, a.peer)
+                else:
+                    self.next_link += 1
+                    self.at(self.now + 1.5 * self.RTT, self.link_up, self.next_link, k, other)
+            elif isinstance(a, pp.SendTo):
+                link, src, dst = a.link
+                other = dst if src == k else src
+                self.at(self.now + self.RTT / 2, self.deliver, a.link, k, other, a.message)
+            elif isinstance(a, pp.CloseLink):
+                link, src, dst = a.link
+                if link in self.dead:
+                    continue
+                self.dead.add(link)
+                self.at(self.now, self.down, k, a.link, a.peer, a.code)
+                self.at(self.now + self.RTT / 2, self.down, a.peer, a.link, k, a.code)
+            elif isinstance(a, pp.AddPeer):
+                self.swarm_peers[k].add(a.peer)
+            elif isinstance(a, pp.RemovePeer):
+                self.swarm_peers[k].discard(a.peer)
+            elif isinstance(a, pp.Announce):
+                self.at(self.now + self.RTT, self.answer, k)
+        t = p.get_timer()
+        if t is not None and self.armed.get(k) != t:
+            self.armed[k] = t
+            self.at(t, self.timer, k, t)
+
+    def answer(self, k: bytes) -> None:
+        others = [x for x in self.keys if x != k]
+        found = [pp.Candidate(x, f"10.0.0.{self.keys.index(x) + 1}", 4000)
+                 for x in self.rng.sample(others, 8)]
+        self.nodes[k].on_candidates(found, self.now, verified=True, interval=5.0)
+        self.apply(k)
+
+    def dial_failed(self, k: bytes, peer: bytes) -> None:
+        self.nodes[k].dial_failed(peer, self.now)
+        self.apply(k)
+
+    def link_up(self, link: int, dialler: bytes, listener: bytes) -> None:
+        h = (link, dialler, listener)
+        self.nodes[listener].link_up(h, dialler, dialled=False, now=self.now)
+        self.apply(listener)
+        # The dialler authenticates too; a refusal reaches it as a close RTT/2 later.
+        self.nodes[dialler].link_up(h, listener, dialled=True, now=self.now)
+        self.apply(dialler)
+
+    def down(self, k: bytes, h: tuple, peer: bytes, code: ErrorCode) -> None:
+        self.nodes[k].link_down(h, peer, self.now, code=code)
+        self.apply(k)
+
+    def deliver(self, h: tuple, src: bytes, dst: bytes, msg: wire.Message) -> None:
+        if h[0] in self.dead:
+            return
+        self.nodes[dst].on_message(h, src, msg, self.now)
+        self.apply(dst)
+
+    def statuses(self, k: bytes) -> None:
+        p = self.nodes[k]
+        n = 300 if k == self.flooder else 1
+        for peer in list(self.swarm_peers[k]):
+            h = p.link_of(peer)
+            if h is not None:
+                for _ in range(n):
+                    self.at(self.now + self.RTT / 2, self.deliver, h, k, peer, status())
+        self.at(self.now + 2.0, self.statuses, k)
+
+    def check_links(self) -> None:
+        for k, p in self.nodes.items():
+            for peer, entry in p.peers.items():
+                if entry.closing:
+                    continue
+                mine = entry.link
+                theirs = self.nodes[peer].link_of(k)
+                assert theirs == mine, "both ends keep the same link"
+                dialler = mine[1]
+                assert (dialler == k) == entry.dialled
+
+
+def test_a_virtual_network_of_policies_links_up_without_duplicates_and_cuts_a_flooder():
+    net = PolicyNet(30, seed=5, target_neighbours=3, max_neighbours=5, msg_rate=20.0, msg_burst=40.0)
+    net.run(20.0)
+    net.check_links()
+    for k, p in net.nodes.items():
+        assert p.neighbour_count() >= 3, "everyone reached its target"
+        inbound = sum(not e.dialled for e in p.peers.values())
+        assert inbound <= 5
+        assert net.swarm_peers[k] == set(p.peers), "every link joined the stream on both sides"
+        assert p.counters.peers_banned == 0 and p.counters.links_idle_closed == 0
+    # Node 0 turns flooder: 300 STATUS per neighbour every 2 s (budget 20/s, burst 40).
+    bad = net.keys[0]
+    victims = set(net.nodes[bad].peers)
+    net.flooder = bad
+    net.run(40.0)
+    for v in victims:
+        assert net.nodes[v].is_banned(bad, net.now) or bad not in net.nodes[v].peers
+        assert net.nodes[v].counters.messages_over_budget > 0
+    assert sum(net.nodes[v].counters.peers_banned for v in victims) >= len(victims)
+    net.check_links()
+    for k, p in net.nodes.items():
+        if k != bad:
+            assert bad not in p.peers or p.peers[bad].closing  # nobody keeps it
+            assert p.neighbour_count() >= 3, "the victims relinked to others"
+            assert p.counters.links_idle_closed == 0
