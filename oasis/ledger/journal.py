@@ -80,13 +80,15 @@ class Record:
 class JournalCorruptError(DataFileError):
     """The journal is damaged where a crash cannot have damaged it."""
 
-    def __init__(self, path: Path, offset: int, problem: str) -> None:
+    def __init__(self, path: Path, offset: int, problem: str, last: bool = False) -> None:
         self.offset = offset
+        drop = (f"; or, if the node crashed while writing it, `truncate -s {offset}` the file to drop "
+                "that unacknowledged last transaction") if last else ""
         super().__init__(
             path, f"damaged at byte offset {offset}: {problem}; the file was left untouched",
             "stop every node sharing this chain directory and restore journal.bin from a backup; "
             "if you have none, move the chain directory away to start a fresh chain (its balances "
-            f"are lost), or, only if it is the last record, `truncate -s {offset}` the file to drop it")
+            f"are lost){drop}")
 
 
 def file_header() -> bytes:
@@ -191,7 +193,7 @@ def scan(data: bytes, pos: int, path: Path, base: int = 0, v1: bool = False) -> 
                 raise JournalCorruptError(path, base + pos, f"{got}, with a valid record after it at offset "
                                           f"{base + later}")
             if got != "short" and data[pos:].strip(b"\x00"):
-                raise JournalCorruptError(path, base + pos, f"{got} in the last record")
+                raise JournalCorruptError(path, base + pos, f"{got} in the last record", last=True)
             return out, pos, len(data) - pos
         rec, pos = got
         out.append(rec)

@@ -95,7 +95,7 @@ def test_bit_flip_in_the_middle_of_the_journal_is_a_hard_error(world, tmp_path):
         with pytest.raises(JournalCorruptError) as err:
             EmbeddedChain(chain_dir)
         assert str(journal) in str(err.value) and "offset" in str(err.value)
-        assert "restore" in str(err.value)
+        assert "restore" in str(err.value) and "truncate" not in str(err.value)  # later records are valid
         assert journal.read_bytes() == damaged  # no truncation, no rollback
         journal.write_bytes(good)
     # and after a clean reopen, the same block and the same balances
