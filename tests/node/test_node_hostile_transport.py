@@ -28,8 +28,8 @@ from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 from oasis.node.admission import RatePerSource
 from oasis.node.keystore import make_certificate
+from oasis.node.link import Link
 from oasis.node.node import Node
-from oasis.node.transport import Link
 
 SLACK = 10.0  # a loaded 2-core machine: generous, the assertions are about behaviour
 

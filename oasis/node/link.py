@@ -1,0 +1,341 @@
+"""One QUIC connection to a peer and its OFTP session: the per-link half of the adapter.
+
+Theory of operation
+-------------------
+A :class:`Link` feeds its :class:`~oasis.core.session.Session` what its aioquic
+connection delivers (control-stream bytes, chunk-stream bytes, resets, the TLS
+handshake's end, the close) and turns the session's actions into QUIC calls;
+after every input it flushes datagrams and re-arms aioquic's and the session's
+timers. The :class:`~oasis.node.transport.Endpoint` owns the socket, routes
+datagrams to links and decides which strangers may have one.
+
+A link guards what a peer can make it hold: the OFTP handshake deadline runs
+from the link's creation (``Session.begin``); before authentication a peer may
+send only ``Endpoint.preauth_budget`` stream bytes and its chunk streams are
+stopped at once; at any time aioquic may hold at most
+``Endpoint.max_reorder_bytes`` out of order. Closing puts the GOODBYE on the
+wire before QUIC's CONNECTION_CLOSE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aioquic.quic import events as qe
+from aioquic.quic.connection import QuicConnection, QuicConnectionState
+
+from oasis.core import session as ss
+from oasis.core import wire
+from oasis.core.wire import ErrorCode
+
+from .keystore import certificate_key
+
+if TYPE_CHECKING:
+    from .transport import Endpoint
+
+UDP_IP_HEADER = 28
+
+
+class Link:
+    """One QUIC connection to a peer, with its OFTP session."""
+
+    def __init__(self, endpoint: Endpoint, quic: QuicConnection, addr: tuple[str, int],
+                 session: ss.Session) -> None:
+        self.endpoint = endpoint
+        self.quic = quic
+        self.addr = addr
+        self.session = session
+        self.control_sid: int | None = 0 if session.is_dialler else None
+        self._timer: asyncio.TimerHandle | None = None
+        self._session_timer: asyncio.TimerHandle | None = None
+        self._chunk_deadlines: dict[int, float] = {}
+        self.datagrams_in = self.datagrams_out = 0
+        self.wire_in = self.wire_out = 0
+        self.closed = False
+        self._started = False
+        self._quic_closing = False
+        self._delivered = 0  # stream bytes aioquic handed us (or we learnt it no longer holds)
+        #: listener: the key of the certificate the dialler presented in TLS
+        self.tls_key: bytes | None = None
+        self.handshake_done = asyncio.get_running_loop().create_future()
+        # The OFTP handshake deadline runs from connection creation, not from the
+        # first control byte: a peer that never opens stream 0 is dropped on time.
+        session.begin(endpoint.clock())
+
+    @property
+    def peer_key(self) -> bytes | None:
+        return self.session.peer_key
+
+    @property
+    def rtt(self) -> float:
+        """QUIC's smoothed RTT estimate (s); -1 before the first sample. aioquic keeps
+        it on the connection's loss recovery (not public API: guarded)."""
+        loss = getattr(self.quic, "_loss", None)
+        if loss is None or not getattr(loss, "_rtt_initialized", False):
+            return -1.0
+        return float(getattr(loss, "_rtt_smoothed", -1.0))
+
+    # -- input -----------------------------------------------------------
+    def datagram_received(self, data: bytes, now: float) -> None:
+        self.datagrams_in += 1
+        self.wire_in += len(data) + UDP_IP_HEADER
+        self.quic.receive_datagram(data, self.addr, now)
+        self._process()
+
+    def _process(self) -> None:
+        ep = self.endpoint
+        now = ep.loop.time()
+        wall = ep.clock()
+        while (ev := self.quic.next_event()) is not None:
+            if isinstance(ev, qe.StreamDataReceived):
+                sid = ev.stream_id
+                self._delivered += len(ev.data)
+                if sid == self.control_sid or (self.control_sid is None and sid == 0):
+                    self.control_sid = sid
+                    if not self._started:
+                        # Listener: answer only once the dialler has opened stream 0
+                        # (aioquic refuses to send on a stream the peer has not opened).
+                        self._started = True
+                        self.session.start(wall)
+                    self.session.receive_control(ev.data, wall, end=ev.end_stream)
+                elif sid & 0x2:
+                    if not self.session.authenticated:
+                        # Nothing may ride a chunk stream before AUTH: stop it at once and
+                        # keep nothing for it (the session counts the violation).
+                        ep.counters["preauth_chunk_data"] += 1
+                        self._stop_receiving(sid, ErrorCode.UNEXPECTED)
+                    self.session.receive_chunk_stream(sid, ev.data, ev.end_stream, wall)
+                else:  # a bidirectional stream other than the control stream
+                    ep.counters["unexpected_streams"] += 1
+                    self._stop_receiving(sid, ErrorCode.UNEXPECTED)
+                    self._protocol_error(ErrorCode.UNEXPECTED, f"unexpected stream {sid}")
+            elif isinstance(ev, qe.StreamReset):
+                self.session.chunk_stream_reset(ev.stream_id)
+            elif isinstance(ev, qe.HandshakeCompleted):
+                if not self._check_certificate():
+                    continue
+                if self.session.is_dialler and not self._started:
+                    self._started = True
+                    self.session.start(wall)
+            elif isinstance(ev, qe.ConnectionIdIssued):
+                ep.links_by_cid[ev.connection_id] = self
+            elif isinstance(ev, qe.ConnectionIdRetired):
+                ep.links_by_cid.pop(ev.connection_id, None)
+            elif isinstance(ev, qe.ConnectionTerminated):
+                self.session.close(_code(ev.error_code), ev.reason_phrase or "connection closed",
+                                   by_peer=True)
+                self._quic_closing = True
+                self.closed = True
+        s = self.session
+        if not s.closed:
+            received = self._stream_bytes_received()
+            if not s.authenticated and received > ep.preauth_budget:
+                ep.counters["preauth_over_budget"] += 1
+                s.close(ErrorCode.TOO_LARGE, f"over {ep.preauth_budget} stream bytes before authentication")
+            elif received - self._delivered > ep.max_reorder_bytes:
+                # Received but not delivered: held out of order, or ended by a reset. Only
+                # now count exactly what aioquic holds, and measure from there next time.
+                held = self._reorder_bytes()
+                self._delivered = received - held
+                if held > ep.max_reorder_bytes:
+                    ep.counters["reorder_over_cap"] += 1
+                    s.close(ErrorCode.TOO_LARGE, f"over {ep.max_reorder_bytes} stream bytes held out of order")
+        self._apply_session(now)
+        self.transmit()
+
+    def _stream_bytes_received(self) -> int:
+        """Stream bytes the peer has sent us (highest offsets, so gaps count too).
+
+        aioquic keeps this for connection flow control (``_local_max_data.used``);
+        not public API: guarded."""
+        limit = getattr(self.quic, "_local_max_data", None)
+        return int(getattr(limit, "used", 0))
+
+    def _reorder_bytes(self) -> int:
+        """Bytes aioquic holds in the receive buffers of this link's streams (not public API)."""
+        return sum(len(getattr(st.receiver, "_buffer", b"")) for st in self.quic._streams.values())
+
+    def _stop_receiving(self, sid: int, code: ErrorCode) -> None:
+        """Ask the peer to stop sending on ``sid`` (once per stream)."""
+        stream = self.quic._streams.get(sid)  # aioquic has no public "is stopped" query
+        if stream is None or getattr(stream.receiver, "_stop_error_code", None) is not None:
+            return
+        try:
+            self.quic.stop_stream(sid, int(code))
+        except ValueError:  # not a stream we can stop
+            pass
+
+    def _protocol_error(self, code: ErrorCode, detail: str) -> None:
+        report = getattr(self.session, "protocol_error", None)
+        if report is not None:
+            report(code, detail)
+        else:  # until the session has a public call for it
+            self.session._violation(code, detail)
+
+    def _check_certificate(self) -> bool:
+        """Dialler: the TLS certificate's key must be the pinned peer key.
+        Listener: the dialler must present a certificate; its key is kept and
+        compared with the key AUTH proves (:meth:`_tls_key_matches`)."""
+        # aioquic keeps the peer certificate on its TLS context (its signature over
+        # the handshake transcript has been checked: the peer holds the key).
+        cert = getattr(self.quic.tls, "_peer_certificate", None)
+        try:
+            key = certificate_key(cert) if cert is not None else None
+        except Exception:  # not an Ed25519 certificate
+            key = None
+        if not self.session.is_dialler:
+            if key is None:
+                self.endpoint.counters["tls_no_client_key"] += 1
+                self.session.close(ErrorCode.WRONG_PEER, "dialler presented no Ed25519 certificate")
+                return False
+            self.tls_key = key
+            return True
+        if self.session.expected_key is None:
+            return True
+        if key != self.session.expected_key:
+            self.session.close(ErrorCode.WRONG_PEER, "TLS certificate key is not the dialled peer id")
+            return False
+        return True
+
+    def _tls_key_matches(self, peer_key: bytes) -> bool:
+        return self.session.is_dialler or self.tls_key == peer_key
+
+    def _apply_session(self, now: float) -> None:
+        s = self.session
+        # Handling an event may close the session (a key mismatch), which queues more
+        # actions: go round until both are drained (bounded: a closed session is quiet).
+        for _ in range(4):
+            actions = s.actions()
+            self._do_actions(actions)
+            events = 0
+            while (ev := s.next_event()) is not None:
+                events += 1
+                if isinstance(ev, ss.Authenticated) and not self._tls_key_matches(ev.peer_key):
+                    self.endpoint.counters["tls_key_mismatch"] += 1
+                    s.close(ErrorCode.WRONG_PEER, "TLS certificate key is not the key proven in AUTH")
+                    continue  # nobody above ever sees this link authenticated
+                self.endpoint.on_session_event(self, ev)
+            if not actions and not events:
+                break
+        if s.closed and not self._quic_closing:
+            # Closed by the peer's GOODBYE (or a violation budget): end the QUIC connection too.
+            self._quic_closing = True
+            self.quic.close(error_code=0x100 + int(ErrorCode.NO_ERROR), reason_phrase="session closed")
+        t = s.get_timer()
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
+        if t is not None:
+            self._session_timer = self.endpoint.loop.call_later(
+                max(0.0, t - self.endpoint.clock()), self._on_session_timer)
+
+    def _do_actions(self, actions: list[ss.Action]) -> None:
+        for a in actions:
+            if isinstance(a, ss.SendControl):
+                if self.control_sid is None:
+                    if not self.session.is_dialler:
+                        continue  # the dialler has not opened the control stream: nothing to answer on
+                    self.control_sid = 0
+                try:
+                    self.quic.send_stream_data(self.control_sid, a.data, end_stream=False)
+                except ValueError:  # stream already finished/reset by the peer
+                    self.endpoint.counters["control_send_refused"] += 1
+            elif isinstance(a, ss.SendChunkStream):
+                sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
+                self.quic.send_stream_data(sid, a.data, end_stream=True)
+                self._chunk_deadlines[sid] = a.deadline
+                self.endpoint.watch_deadline(self, sid, a.deadline)
+            elif isinstance(a, ss.StopChunkStream):
+                self._stop_receiving(a.stream_id, ErrorCode.TOO_LARGE)
+            elif isinstance(a, ss.CloseLink):
+                if self._quic_closing:
+                    continue
+                self._quic_closing = True
+                # quic.close() drops stream data not yet sent: abandon the chunk streams
+                # and put the GOODBYE just queued on the wire first, so the peer's
+                # session learns the code and reason.
+                for sid in list(self._chunk_deadlines):
+                    self._reset_unsent(sid)
+                self._chunk_deadlines.clear()
+                self._flush()
+                self.quic.close(error_code=0x100 + int(a.code), reason_phrase=a.reason)
+
+    def _on_session_timer(self) -> None:
+        self._session_timer = None
+        self.session.handle_timer(self.endpoint.clock())
+        self._apply_session(self.endpoint.loop.time())
+        self.transmit()
+
+    def expire_chunk(self, sid: int) -> None:
+        """Reset a chunk stream that is still not fully sent at its deadline."""
+        if self._chunk_deadlines.pop(sid, None) is None or self.closed:
+            return
+        if self._reset_unsent(sid):
+            self.endpoint.counters["chunk_streams_reset"] += 1
+            self.transmit()
+
+    def _reset_unsent(self, sid: int) -> bool:
+        stream = self.quic._streams.get(sid)  # aioquic has no public "is sent" query
+        if stream is None or stream.sender.is_finished:
+            return False
+        try:
+            self.quic.reset_stream(sid, int(ErrorCode.TIMEOUT))
+        except ValueError:
+            return False
+        return True
+
+    # -- output ------------------------------------------------------------
+    def send(self, msg: wire.Message) -> None:
+        if self.session.authenticated:
+            self.session.send(msg)
+            self._apply_session(self.endpoint.loop.time())
+            self.transmit()
+
+    def send_chunk(self, chunk: wire.ChunkMsg, deadline: float) -> None:
+        if self.session.authenticated:
+            self.session.send_chunk(chunk, deadline)
+            self._apply_session(self.endpoint.loop.time())
+            self.transmit()
+
+    def close(self, code: ErrorCode, reason: str) -> None:
+        self.session.close(code, reason)
+        self._apply_session(self.endpoint.loop.time())
+        self.transmit()
+
+    def _flush(self) -> None:
+        ep = self.endpoint
+        for data, addr in self.quic.datagrams_to_send(now=ep.loop.time()):
+            self.datagrams_out += 1
+            self.wire_out += len(data) + UDP_IP_HEADER
+            ep.send_datagram(data, addr)
+
+    def transmit(self) -> None:
+        ep = self.endpoint
+        self._flush()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.quic._state in (QuicConnectionState.TERMINATED,):
+            ep.forget(self)
+            return
+        t = self.quic.get_timer()
+        if t is not None:
+            self._timer = ep.loop.call_at(t, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.quic.handle_timer(now=self.endpoint.loop.time())
+        self._process()
+
+    def cancel_timers(self) -> None:
+        for t in (self._timer, self._session_timer):
+            if t is not None:
+                t.cancel()
+
+
+def _code(value: int) -> ErrorCode:
+    try:
+        return ErrorCode(value - 0x100 if value >= 0x100 else value)
+    except ValueError:
+        return ErrorCode.MALFORMED
