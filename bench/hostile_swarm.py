@@ -7,15 +7,16 @@ Real side (loopback): a broadcaster (test source) and ``--viewers`` honest
 viewers; after a warm-up, ``--hostile`` processes of ``python -m
 oasis.tools.hostile`` (victims from the tracker, every mode, each in its own
 order so different attacks overlap) attack the swarm for ``--attack`` seconds;
-during the attack ``--newcomers`` viewers join one at a time, each dialled at
-once by a liar (``--mode liar``), and their startup is measured. Throughout,
+during the attack ``--newcomers`` viewers join one at a time; every other one
+is dialled at once by a liar and a withholder (``--mode liar``, ``--mode
+withhold``), the others are the control, and their startup is measured. Throughout,
 every honest viewer's player output (``/live/...ts?from=start``) is read and
 matched byte for byte against the broadcaster's chunks (fetched from its
 origin as they are made): a byte sequence that is not a genuine chunk is a
 forged chunk played. Printed (one JSON object): processes alive and exit codes,
 forged chunks played (must be 0), chunks verified, honest continuity (whole
 run and during the attack), startup p50/p95 of the first viewers and of the
-newcomers with a liar, the honest nodes' defence counters, and each hostile
+newcomers with a liar and without, the honest nodes' defence counters, and each hostile
 process's summary.
 
 Simulator side (``--sim``): the scenario as given and with ``hostile = 0``
@@ -243,6 +244,7 @@ def _hostile_summary(rep: dict[str, Any]) -> dict[str, Any]:
         codes: Counter[str] = Counter()
         _victim_closes(m.get("result"), codes)
         out[mode] = {"victims_dead_after": len(m.get("victims_dead_after", [])),
+                     "victims_refusing_after": len(m.get("victims_refusing_after", {})),
                      "victim_closes": dict(codes)}
         if mode == "tracker":
             out[mode]["tracker"] = m.get("result")
@@ -294,7 +296,8 @@ async def real(args: argparse.Namespace) -> dict[str, Any]:
                 for m in order:
                     argv += ["--mode", m]
                 hostile.append(Proc(f"hostile{i}", argv, root, tool=True))
-            # newcomers, each dialled at once by a liar (and a withholder)
+            # newcomers during the attack: the even ones dialled at once by a liar and a
+            # withholder, the odd ones not (the control: same swarm, same load)
             liars: list[Proc] = []
             gap = args.attack / (args.newcomers + 1)
             for i in range(args.newcomers):
@@ -302,7 +305,7 @@ async def real(args: argparse.Namespace) -> dict[str, Any]:
                 v = await viewer(f"new{i}")
                 newcomers.append(v)
                 target = f"{v.info['oftp']}:{v.info['peer_id']}" if "oftp" in v.info else None
-                if target is None:
+                if target is None or i % 2 == 1:
                     continue
                 for mode in ("liar", "withhold"):
                     liars.append(Proc(f"{mode}{i}", ["-m", "oasis.tools.hostile", "--victim", target,
@@ -334,6 +337,7 @@ async def real(args: argparse.Namespace) -> dict[str, Any]:
     produced = {int(k): v for k, v in (bstats or {}).get("streams", [{}])[0].get("produced", {}).items()}
     recs = [s["streams"][0]["record"] for s in final if s is not None]
     first_recs, new_recs = recs[: len(viewers)], recs[len(viewers):]
+    liar_recs, control_recs = new_recs[0::2], new_recs[1::2]
     whole = summarize(recs, produced, now - 1.0, args.playout_delay)
     during = summarize(recs, {k: t for k, t in produced.items() if attack_t0 <= t <= attack_t1},
                        now - 1.0, args.playout_delay)
@@ -341,7 +345,8 @@ async def real(args: argparse.Namespace) -> dict[str, Any]:
     def startups(rs: list[dict[str, Any]]) -> dict[str, Any]:
         xs = [r["started_at"] - r["joined_at"] for r in rs if r.get("started_at") is not None]
         return {"n": len(rs), "started": len(xs), "p50_ms": round(percentile(xs, 50) * 1000, 1),
-                "p95_ms": round(percentile(xs, 95) * 1000, 1), "max_ms": round(max(xs, default=0) * 1000, 1)}
+                "p95_ms": round(percentile(xs, 95) * 1000, 1), "max_ms": round(max(xs, default=0) * 1000, 1),
+                "each_ms": [round(x * 1000, 1) for x in xs] if len(xs) <= 10 else None}
 
     out.update({
         "viewers": args.viewers, "newcomers": args.newcomers, "hostile_processes": args.hostile,
@@ -359,7 +364,8 @@ async def real(args: argparse.Namespace) -> dict[str, Any]:
         "continuity": whole["continuity"], "continuity_during_attack": during["continuity"],
         "offload": whole["offload_ratio"], "latency_ms": whole["latency_ms"],
         "startup_first_viewers": startups(first_recs),
-        "startup_newcomers_with_liar": startups(new_recs),
+        "startup_newcomers_with_liar": startups(liar_recs),
+        "startup_newcomers_control": startups(control_recs),
         "defence_counters": _sum_counters([*final, bstats]),
         "hostile_reports": {h.name: h.report for h in hostile},
     })
@@ -397,7 +403,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--viewers", type=int, default=20)
     ap.add_argument("--hostile", type=int, default=5)
-    ap.add_argument("--newcomers", type=int, default=3)
+    ap.add_argument("--newcomers", type=int, default=6, help="the even ones get a liar")
     ap.add_argument("--attack", type=float, default=60.0, help="seconds the hostile processes run")
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--rate", type=float, default=50.0, help="crafted sends/s per hostile process")

@@ -381,14 +381,20 @@ async def wait_closed(conn: Conn, until: float) -> None:
         pass
 
 
-async def alive(v: Victim) -> bool:
-    """Does the victim still complete an honest handshake?"""
+async def alive(v: Victim) -> str:
+    """Does the victim still answer? ``ok`` (an honest handshake completes),
+    ``refused:CODE`` (it answered and closed with a code, e.g. OVERLOADED when its
+    link limits are reached: alive and defending), or ``no_answer``."""
     conn = await dial(v, auth=True)
     ok = conn.authed.is_set() and not conn.terminated.is_set()
     if ok:
         conn.send_msg(wire.Goodbye(code=int(ErrorCode.NO_ERROR), reason="probe"))
     await hang_up(conn)
-    return ok
+    if ok:
+        return "ok"
+    if conn.closed_by == "victim" and conn.close_code:
+        return f"refused:{conn.close_code}"
+    return "no_answer"
 
 
 # ---- the attacks ---------------------------------------------------------------------
@@ -414,6 +420,12 @@ async def joined(ctx: Ctx, v: Victim, until: float) -> Conn:
     return conn
 
 
+def grace(ctx: Ctx, until: float, seconds: float) -> float:
+    """``until``, or ``seconds`` from now if that is later (time for the victim to react),
+    never past the run's deadline."""
+    return min(ctx.budget.deadline, max(until, time.monotonic() + seconds))
+
+
 def _nest(n: int) -> bytes:
     body = b"\x91" * (n - 1) + b"\x00"
     return struct.pack(">I", len(body)) + body
@@ -424,7 +436,7 @@ async def m_bomb(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     for name, data, auth in (("preauth_2k", _nest(2040), False),
                              ("preauth_64k", _nest(wire.MAX_CONTROL_FRAME), False),
                              ("authed_64k", _nest(wire.MAX_CONTROL_FRAME), True)):
-        if not await ctx.budget.take(until):
+        if not await ctx.budget.take(grace(ctx, until, 1.0)):
             break
         conn = await dial(v, auth=auth)
         if auth and not conn.authed.is_set():
@@ -432,7 +444,7 @@ async def m_bomb(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
             await hang_up(conn)
             continue
         conn.send_control(data)
-        await wait_closed(conn, min(until, time.monotonic() + 4.0))
+        await wait_closed(conn, grace(ctx, until, 3.0))
         out[name] = {"sent_bytes": len(data), "victim": conn.report()}
         await hang_up(conn)
     return out
@@ -488,12 +500,12 @@ async def m_junk(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
 async def m_silent(ctx: Ctx, v: Victim, until: float, conns: int = 4) -> dict[str, Any]:
     opened = []
     for _ in range(conns):
-        if not await ctx.budget.take(until):
+        if not await ctx.budget.take(grace(ctx, until, 1.0)):
             break
         opened.append(await dial(v, auth=False))
     # never open the control stream: how long until the victim gives up on us? (at least
     # a handshake timeout and a bit, within the run's deadline)
-    end = min(ctx.budget.deadline, max(until, time.monotonic() + ss.HANDSHAKE_TIMEOUT + 2.0))
+    end = grace(ctx, until, ss.HANDSHAKE_TIMEOUT + 2.0)
     await asyncio.gather(*(wait_closed(c, end) for c in opened))
     out = {"connections": len(opened), "victim": [c.report() for c in opened]}
     for c in opened:
@@ -505,11 +517,11 @@ async def m_prechunk(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     conn = await dial(v, auth=False)
     sent = 0
     for _ in range(8):
-        if conn.terminated.is_set() or not await ctx.budget.take(until):
+        if conn.terminated.is_set() or not await ctx.budget.take(grace(ctx, until, 1.0)):
             break
         conn.send_chunk_stream(ctx.rng.randbytes(64 * 1024))
         sent += 1
-    await wait_closed(conn, min(until, time.monotonic() + 6.0))
+    await wait_closed(conn, grace(ctx, until, 3.0))
     await hang_up(conn)
     return {"chunk_streams": sent, "bytes": sent * 64 * 1024, "victim": conn.report()}
 
@@ -798,7 +810,7 @@ async def victims_from_tracker(tracker: str, sid: StreamId, limit: int) -> list[
         except (KeyError, ValueError, SystemExit):
             continue  # not on loopback, or malformed: never dialled
     answers = await asyncio.gather(*(alive(v) for v in found))
-    return [v for v, ok in zip(found, answers, strict=True) if ok][:limit]
+    return [v for v, a in zip(found, answers, strict=True) if a != "no_answer"][:limit]
 
 
 def _quiet_closed_waiters(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -845,14 +857,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             per = await asyncio.gather(*(fn(ctx, v, until) for v in victims), return_exceptions=True)
             res = {v.name(): (r if not isinstance(r, BaseException) else {"tool_error": repr(r)})
                    for v, r in zip(victims, per, strict=True)}
-        alive_after = await asyncio.gather(*(alive(v) for v in victims))
-        report["modes"][mode] = {"seconds": round(time.monotonic() - m0, 2), "result": res,
-                                 "victims_alive_after": sum(alive_after),
-                                 "victims_dead_after": [v.name() for v, a in
-                                                        zip(victims, alive_after, strict=True) if not a]}
+        after = await asyncio.gather(*(alive(v) for v in victims))
+        report["modes"][mode] = {
+            "seconds": round(time.monotonic() - m0, 2), "result": res,
+            # a victim that answers (even to refuse us) is alive
+            "victims_alive_after": sum(1 for a in after if a != "no_answer"),
+            "victims_refusing_after": {v.name(): a for v, a in zip(victims, after, strict=True)
+                                       if a.startswith("refused")},
+            "victims_dead_after": [v.name() for v, a in zip(victims, after, strict=True)
+                                   if a == "no_answer"]}
     report["sends"] = ctx.budget.sent
     report["seconds"] = round(time.monotonic() - t0, 2)
-    report["victims_alive_at_end"] = sum(await asyncio.gather(*(alive(v) for v in victims)))
+    report["victims_alive_at_end"] = sum(1 for a in await asyncio.gather(*(alive(v) for v in victims))
+                                         if a != "no_answer")
     return report
 
 
