@@ -63,8 +63,8 @@ from .chunklog import ChunkLog
 from .claims import ClaimCheck
 from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
-from .pull import HeldRequests
 from .repair import RepairPicker
+from .serve import PullServer
 from .stream import StreamId, is_keyframe, verify_chunk
 from .swarmdefs import (
     INF,
@@ -137,11 +137,14 @@ class Swarm:
         self.repair = RepairPicker(self.skey, config, log=self.log, delay=self.delay,
                                    tree=self.tree, peers=self.peers, counters=self.counters,
                                    actions=self._actions, rng=self.rng, joined_at=now)
-        #: requests held for chunks not here yet (capped; a deadline heap for the timer)
-        self.held = HeldRequests(config.max_held_per_peer, config.max_held_total)
         #: claims are hints: start probes, plausibility against the signed clock, lies
         self.claims = ClaimCheck(self.skey, config, log=self.log, peers=self.peers,
                                  counters=self.counters, actions=self._actions)
+        #: answers to REQUESTs: pull budgets, held requests (capped, on a deadline heap)
+        self.pulls = PullServer(self.skey, config, log=self.log, upload=self.upload,
+                                peers=self.peers, claims=self.claims, repair=self.repair,
+                                counters=self.counters, actions=self._actions)
+        self.held = self.pulls.held
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
@@ -232,7 +235,7 @@ class Swarm:
             # freed slots: told with the next periodic STATUS (not urgent)
             st.children_mask &= ~msg.mask
         elif isinstance(msg, wire.Request):
-            self._on_request(st, msg, now)
+            self.pulls.on_request(st, msg, now)
         elif isinstance(msg, wire.Missing):
             self.claims.on_missing(st, msg.seq, now)
             self.repair.on_missing(msg.seq, now)
@@ -276,14 +279,12 @@ class Swarm:
                 self._status_to_children(now)
         self.tree.check_timeouts(now)
         if self.held.count:
-            for key, seq in self.held.expire(now):
-                self._actions.append(Send(key, wire.Missing(stream=self.skey, seq=seq)))
-                self.counters.missing_sent += 1
+            self.pulls.expire(now)
         if self.claims.probes:
             self.claims.check(now)
         if not self.is_source:
             self.repair.track(now, self.start_seq is not None)
-        self._flush_upload(now)
+        self.pulls.flush(now)
 
     def actions(self) -> list[SwarmAction]:
         out = self._actions[:]  # the list is shared with the tree: emptied, not rebound
@@ -420,7 +421,11 @@ class Swarm:
             for s in range(first, seq):
                 if s not in self.log and s not in repair.wants:
                     repair.want(s, now)
-        self._flush_upload(now)
+        self.pulls.flush(now)
+
+    def stream_rate(self) -> float:
+        """The stream's rate in bytes/s: measured once known, never below nominal."""
+        return self.pulls.stream_rate()
 
     def repair_delay(self, j: int) -> float:
         return self.delay.repair[j]
@@ -428,64 +433,6 @@ class Swarm:
     def deadline_of(self, seq: int) -> float:
         return self.repair.deadline_of(seq)
 
-    def stream_rate(self) -> float:
-        """The stream's rate in bytes/s: measured once known, never below nominal."""
-        nominal = self.config.bitrate_kbps * 125.0
-        return self.log.rate_bps if self.log.rate_bps > nominal else nominal
-
-    def _on_request(self, st: PeerState, msg: wire.Request, now: float) -> None:
-        """Serve, hold or refuse a REQUEST. A peer may pull only chunks of the live
-        window it could still play, at most ``request_share`` x the stream rate
-        (bucket of ``request_burst`` s), with at most ``max_held_per_peer`` held
-        (``max_held_total`` for all); each refusal is a strike, and a peer that keeps
-        asking past its budget (``flood_limit`` strikes) is dropped."""
-        cfg = self.config
-        seq = msg.seq
-        log = self.log
-        chunk = log.get(seq)
-        if log.anchor_seq < 0:  # nothing verified yet: no live window to serve from
-            self.counters.requests_out_of_window += 1
-            self._refuse(st, seq, now, strike=True)
-            return
-        if seq > self.claims.plausible_top(now) or log.time_of(seq) < now - cfg.request_horizon \
-                or seq <= log.latest - cfg.window_chunks:
-            self.counters.requests_out_of_window += 1
-            self._refuse(st, seq, now, strike=True)
-            return
-        rate = self.stream_rate()
-        cost = float(len(chunk.payload)) if chunk is not None else rate * log.chunk_interval
-        if not st.budget.take(cost, cfg.request_share * rate, cfg.request_burst * rate, now):
-            self.counters.requests_refused += 1
-            self._refuse(st, seq, now, strike=True)
-            return
-        deadline = self.deadline_of(seq)
-        if chunk is not None:
-            self.upload.enqueue(st.key, chunk, max(deadline, now + cfg.playout_delay))
-            self.counters.requests_served += 1
-            self._flush_upload(now)
-        elif deadline <= now:
-            self._refuse(st, seq, now)  # too late to hold (already paid for: no strike)
-        elif not self.held.hold(st.key, seq, deadline):
-            self.counters.held_refused += 1
-            self._refuse(st, seq, now, strike=True)
-
-    def _refuse(self, st: PeerState, seq: int, now: float, strike: bool = False) -> None:
-        """Answer MISSING; with ``strike``, count it against the peer's flood score."""
-        cfg = self.config
-        if strike and st.budget.strike(cfg.flood_limit, cfg.flood_window, now):
-            if st.budget.strikes < cfg.flood_limit + 1:  # tell the adapter once
-                self.counters.flooders_dropped += 1
-                self._actions.append(DropPeer(st.key, ErrorCode.TOO_MANY_ERRORS,
-                                              f"{cfg.flood_limit} REQUESTs refused in "
-                                              f"{cfg.flood_window:g} s"))
-            return
-        self.counters.missing_sent += 1
-        self._actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=seq)))
-
-    def _flush_upload(self, now: float) -> None:
-        for peer, chunk, deadline in self.upload.release(now):
-            if peer in self.peers:
-                self._actions.append(Push(peer, chunk, deadline))
 
 
 def _bits(mask: int) -> list[int]:

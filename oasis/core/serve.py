@@ -1,0 +1,117 @@
+"""Answering pulls: serve, hold or refuse a REQUEST; and the pushes the upload releases.
+
+Theory of operation
+-------------------
+A REQUEST names one seq. The node answers it from what it can verify, within
+what the asking peer may take (:mod:`oasis.core.pull`):
+
+1. Refused (MISSING, ``requests_out_of_window``) when the node holds no verified
+   chunk yet, or the seq is not one a viewer could still play: at most
+   ``latest - window``, signed (or estimated) time older than
+   ``request_horizon``, or above the highest seq the signed clock allows
+   (:meth:`oasis.core.claims.ClaimCheck.plausible_top`).
+2. Refused (``requests_refused``) when the peer's pull budget cannot pay for it:
+   the chunk's size, or the mean chunk size if it is not here yet.
+3. Served at once through the upload scheduler if held; else *held* until it
+   arrives or its deadline passes (then MISSING), within the held caps
+   (``held_refused`` when full).
+
+Refusals of kinds 1-3 are strikes; a peer that piles up ``flood_limit`` strikes
+faster than they are forgiven is dropped (``DropPeer``, TOO_MANY_ERRORS).
+"""
+
+from __future__ import annotations
+
+from . import wire
+from .chunklog import ChunkLog
+from .claims import ClaimCheck
+from .pull import HeldRequests
+from .repair import RepairPicker
+from .swarmdefs import DropPeer, PeerState, Push, Send, SwarmAction, SwarmConfig, SwarmCounters
+from .upload import UploadScheduler
+from .wire import ErrorCode
+
+
+class PullServer:
+    """The answers to REQUESTs and the held-request table (see the module docstring)."""
+
+    def __init__(self, skey: bytes, config: SwarmConfig, *, log: ChunkLog,
+                 upload: UploadScheduler, peers: dict[bytes, PeerState], claims: ClaimCheck,
+                 repair: RepairPicker, counters: SwarmCounters,
+                 actions: list[SwarmAction]) -> None:
+        self.skey = skey
+        self.config = config
+        self.log = log
+        self.upload = upload
+        self.peers = peers  #: the swarm's peer table (shared)
+        self.claims = claims
+        self.repair = repair
+        self.counters = counters
+        self.actions = actions  #: the swarm's action list (shared)
+        #: requests held for chunks not here yet (capped; a deadline heap for the timer)
+        self.held = HeldRequests(config.max_held_per_peer, config.max_held_total)
+
+    def expire(self, now: float) -> None:
+        """Held requests whose deadline passed: MISSING."""
+        for key, seq in self.held.expire(now):
+            self.actions.append(Send(key, wire.Missing(stream=self.skey, seq=seq)))
+            self.counters.missing_sent += 1
+
+    def stream_rate(self) -> float:
+        """The stream's rate in bytes/s: measured once known, never below nominal."""
+        nominal = self.config.bitrate_kbps * 125.0
+        return self.log.rate_bps if self.log.rate_bps > nominal else nominal
+
+    def on_request(self, st: PeerState, msg: wire.Request, now: float) -> None:
+        """Serve, hold or refuse a REQUEST. A peer may pull only chunks of the live
+        window it could still play, at most ``request_share`` x the stream rate
+        (bucket of ``request_burst`` s), with at most ``max_held_per_peer`` held
+        (``max_held_total`` for all); each refusal is a strike, and a peer that keeps
+        asking past its budget (``flood_limit`` strikes) is dropped."""
+        cfg = self.config
+        seq = msg.seq
+        log = self.log
+        chunk = log.get(seq)
+        if log.anchor_seq < 0:  # nothing verified yet: no live window to serve from
+            self.counters.requests_out_of_window += 1
+            self.refuse(st, seq, now, strike=True)
+            return
+        if seq > self.claims.plausible_top(now) or log.time_of(seq) < now - cfg.request_horizon \
+                or seq <= log.latest - cfg.window_chunks:
+            self.counters.requests_out_of_window += 1
+            self.refuse(st, seq, now, strike=True)
+            return
+        rate = self.stream_rate()
+        cost = float(len(chunk.payload)) if chunk is not None else rate * log.chunk_interval
+        if not st.budget.take(cost, cfg.request_share * rate, cfg.request_burst * rate, now):
+            self.counters.requests_refused += 1
+            self.refuse(st, seq, now, strike=True)
+            return
+        deadline = self.repair.deadline_of(seq)
+        if chunk is not None:
+            self.upload.enqueue(st.key, chunk, max(deadline, now + cfg.playout_delay))
+            self.counters.requests_served += 1
+            self.flush(now)
+        elif deadline <= now:
+            self.refuse(st, seq, now)  # too late to hold (already paid for: no strike)
+        elif not self.held.hold(st.key, seq, deadline):
+            self.counters.held_refused += 1
+            self.refuse(st, seq, now, strike=True)
+
+    def refuse(self, st: PeerState, seq: int, now: float, strike: bool = False) -> None:
+        """Answer MISSING; with ``strike``, count it against the peer's flood score."""
+        cfg = self.config
+        if strike and st.budget.strike(cfg.flood_limit, cfg.flood_window, now):
+            if st.budget.strikes < cfg.flood_limit + 1:  # tell the adapter once
+                self.counters.flooders_dropped += 1
+                self.actions.append(DropPeer(st.key, ErrorCode.TOO_MANY_ERRORS,
+                                              f"{cfg.flood_limit} REQUESTs refused in "
+                                              f"{cfg.flood_window:g} s"))
+            return
+        self.counters.missing_sent += 1
+        self.actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=seq)))
+
+    def flush(self, now: float) -> None:
+        for peer, chunk, deadline in self.upload.release(now):
+            if peer in self.peers:
+                self.actions.append(Push(peer, chunk, deadline))
