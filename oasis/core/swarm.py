@@ -44,9 +44,10 @@ a counter in :class:`SwarmCounters`; a peer past a limit is dropped (``DropPeer`
 
 **Parts.** :mod:`.tree` (push trees), :mod:`.delay` (push delay, repair timer),
 :mod:`.repair` (wants, repair requests, origin fallback, skips), :mod:`.claims`
-(start probes, claim checks), :mod:`.pull` (request budget, held requests),
-:mod:`.swarmdefs` (config, actions, per-peer state, counters; re-exported here).
-This module wires them: inputs, STATUS, the start, and the answers to pulls.
+(start probes, claim checks), :mod:`.serve` and :mod:`.pull` (answers to
+REQUEST, request budget, held requests), :mod:`.swarmdefs` (config, actions,
+per-peer state, counters; re-exported here). This module wires them: inputs,
+STATUS, the start and the timers.
 
 Nothing here reads a clock or touches a socket: inputs carry ``now``, outputs
 are actions drained with :meth:`Swarm.actions`, and :meth:`Swarm.get_timer`
