@@ -202,12 +202,15 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         binfo = await _first_line(b, START_TIMEOUT)
         progress.started(binfo)
         viewers: list[Proc] = []
+        vdirs: list[str] = []
         for i in range(args.viewers):
             vdir = os.path.join(root, f"viewer{i}")
+            vdirs.append(vdir)
             if chain is not None:
                 chain.prepare(vdir, fund=True)
+            # Bitrate, chunking and substreams come from the stream's signed descriptor.
             v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
-                                      "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), *common,
+                                      "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), "--json",
                                       *ledger, *delay(i + 1), "--data-dir", vdir], root)
             procs.append(v)
             viewers.append(v)
@@ -229,7 +232,8 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
             rewards = None
             if chain is not None:
                 progress.note("\nsettling the last epoch…")
-                rewards = [await _settle(session, v.info["gateway"]) for v in viewers]
+                rewards = [await _settle(session, v.info["gateway"], d) for v, d in zip(viewers, vdirs,
+                                                                                         strict=True)]
         result = _summary(args, bitrate, final, bstats, now)
         if rewards is not None:
             result["rewards"] = _rewards(rewards, result, args)
@@ -246,12 +250,22 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     return result
 
 
-async def _settle(session: aiohttp.ClientSession, url: str) -> dict[str, Any] | None:
+async def _settle(session: aiohttp.ClientSession, url: str, data_dir: str) -> dict[str, Any] | None:
+    """Settle a viewer now (``POST /rewards/settle``: loopback, with the token from its data
+    dir); its rewards report, or None (a refusal is logged to stderr, not hidden)."""
+    from oasis.node.rewards import settle_token
+    from oasis.node.rewards_http import SETTLE_TOKEN_HEADER
+
     try:
-        async with session.post(f"{url}/rewards/settle", timeout=aiohttp.ClientTimeout(total=60)) as r:
+        async with session.post(f"{url}/rewards/settle", headers={SETTLE_TOKEN_HEADER: settle_token(data_dir)},
+                                timeout=aiohttp.ClientTimeout(total=60)) as r:
+            if r.status != 200:
+                print(f"oasis demo: settle at {url}: HTTP {r.status} {(await r.text())[:200]}",
+                      file=sys.stderr)
+                return None
             data: dict[str, Any] = await r.json()
             return data
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+    except (aiohttp.ClientError, TimeoutError, ValueError, OSError):
         return None
 
 
@@ -421,11 +435,11 @@ def run_demo(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"oasis demo: error: {exc}", file=sys.stderr)
         return 1
+    if "rewards" in result:
+        rw = result["rewards"]
+        result["errors"] += rw["receipts_rejected"] + rw["settle_errors"] + rw["missing_reports"]
     if args.json:
-        out = {k: v for k, v in result.items() if k != "per_viewer"}
-        if "rewards" in result:
-            result["errors"] += result["rewards"]["receipts_rejected"] + result["rewards"]["settle_errors"]
-        print(json.dumps(out))
+        print(json.dumps({k: v for k, v in result.items() if k != "per_viewer"}))
     else:
         _table(result, progress)
     return 0 if result["errors"] == 0 else 1
