@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ from .transport import Endpoint, Link
 
 log = logging.getLogger("oasis.node")
 MAX_OFFERED = 50  #: candidates taken from one answer of a source
+#: LinkCounters summed over a node's links into Node.counters (as ``link_<name>``)
+LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped")
 
 
 @dataclass
@@ -208,6 +211,10 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.http: aiohttp.ClientSession = aiohttp.ClientSession()
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
+        self.closed_link_counters = {f"link_{name}": 0 for name in LINK_COUNTERS}
+        #: closed links already folded into the two dicts above (still in endpoint.links
+        #: until the QUIC close completes): not counted twice
+        self._folded: weakref.WeakSet[Link] = weakref.WeakSet()
         self.rewards: Any = None  #: oasis.node.rewards.Rewards when proof of relay is on
         #: set when the policy wants fresh candidates (see :meth:`announce_due`)
         self.announce_wanted = asyncio.Event()
@@ -235,8 +242,24 @@ class Node:
 
     @property
     def counters(self) -> dict[str, int]:
-        """The policy's counters (a copy, plain ints): what /stats and /metrics export."""
-        return dataclasses.asdict(self.policy.counters)
+        """The policy's counters and the links' (``link_*``, summed over live and closed
+        links; ``link_chunk_bytes_buffered`` is held now): a copy of plain ints, what
+        /stats and /metrics export."""
+        return dataclasses.asdict(self.policy.counters) | self.link_counters()
+
+    def link_counters(self) -> dict[str, int]:
+        """The sessions' hostile-input counters summed over every link of this node."""
+        out = dict(self.closed_link_counters)
+        buffered = 0
+        for link in self.endpoint.links:
+            if link in self._folded:
+                continue
+            c = link.session.counters
+            for name in LINK_COUNTERS:
+                out[f"link_{name}"] += getattr(c, name)
+            buffered += c.chunk_bytes_buffered
+        out["link_chunk_bytes_buffered"] = buffered
+        return out
 
     @property
     def links_by_peer(self) -> dict[bytes, Link]:
@@ -431,9 +454,9 @@ class Node:
                 self._run_policy()
         elif r.ledger is not None and r.issuer is None:  # relays verify; broadcasters are not paid
             if isinstance(msg, wire.TicketMsg):
-                r.on_ticket(msg)
+                r.on_ticket(msg, peer)  # rate limits are per peer
             elif isinstance(msg, wire.ReceiptMsg):
-                r.on_receipt(msg)
+                r.on_receipt(msg, peer)
 
     def send_to(self, peer: bytes, msg: wire.Message) -> None:
         link = self.policy.link_of(peer)
@@ -441,19 +464,29 @@ class Node:
             link.send(msg)
 
     def _on_closed(self, link: Link, code: ErrorCode) -> None:
+        if link not in self._folded:
+            self._fold(link)
+        self.policy.link_down(link, link.peer_key, self.clock(), code=code)
+        self._run_policy()
+
+    def _fold(self, link: Link) -> None:
+        """Add a closed link's counters to the node's totals, once."""
+        self._folded.add(link)
         c = link.session.counters
         self.closed_links_stats["control"] += c.control_in + c.control_out
         self.closed_links_stats["chunk_stream"] += c.chunk_stream_in + c.chunk_stream_out
         self.closed_links_stats["media"] += c.media_in + c.media_out
         self.closed_links_stats["wire"] += link.wire_in + link.wire_out
-        self.policy.link_down(link, link.peer_key, self.clock(), code=code)
-        self._run_policy()
+        for name in LINK_COUNTERS:
+            self.closed_link_counters[f"link_{name}"] += getattr(c, name)
 
     # ---- accounting ------------------------------------------------------------
     def traffic(self) -> dict[str, int]:
         """Bytes sent+received on all links (live and closed): OFTP and UDP level."""
         t = dict(self.closed_links_stats)
         for link in self.endpoint.links:
+            if link in self._folded:
+                continue
             c = link.session.counters
             t["control"] += c.control_in + c.control_out
             t["chunk_stream"] += c.chunk_stream_in + c.chunk_stream_out
