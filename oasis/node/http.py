@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -70,10 +71,42 @@ async def read_body(request: web.Request, cap: int) -> bytes:
     """The request body, refused (413) past ``cap`` bytes before reading more than that."""
     if request.content_length is not None and request.content_length > cap:
         raise json_error(413, "too_large", f"request body over {cap} bytes")
-    raw = await request.content.read(cap + 1)
+    raw = await read_capped(request.content, cap)
     if len(raw) > cap:
         raise json_error(413, "too_large", f"request body over {cap} bytes")
     return raw
+
+
+async def read_capped(content: aiohttp.StreamReader, cap: int) -> bytes:
+    """Up to ``cap + 1`` bytes of a body, to its end (``read(n)`` alone returns what has
+    arrived so far, which may be part of a body sent in several segments)."""
+    buf = bytearray()
+    while len(buf) <= cap:
+        part = await content.read(cap + 1 - len(buf))
+        if not part:
+            break
+        buf += part
+    return bytes(buf)
+
+
+async def read_reply(r: aiohttp.ClientResponse, cap: int, typ: type[T]) -> T:
+    """A JSON reply from another node (tracker, broadcaster): at most ``cap`` bytes read,
+    decoded strictly into ``typ`` with bounded nesting; raises BadJson (a ValueError)."""
+    raw = await read_capped(r.content, cap)
+    if len(raw) > cap:
+        raise BadJson(f"reply over {cap} bytes")
+    return decode_json(raw, typ)
+
+
+class TrackerReply(msgspec.Struct):
+    """A tracker's answer to an announce, as a node reads it. The records and the descriptor
+    stay untyped here: each is checked on its own (a bad one is left out and counted)."""
+
+    peers: list[Any] = []
+    descriptor: Any = None
+    origin: str | None = None
+    tickets: str | None = None
+    interval: float = ANNOUNCE_INTERVAL
 
 
 def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:

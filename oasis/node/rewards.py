@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from oasis.core import wire
 from oasis.core.identity import Identity, verify
@@ -65,6 +65,8 @@ from oasis.ledger.receipts import MAX_RECEIVED, Receipt, ReceiptError, ViewerMet
 from oasis.ledger.settlement import RelayLedger, TermsError, check_terms, epoch_of
 from oasis.ledger.tickets import Ticket, TicketError, TicketIssuer, allowance_for, verify_ticket
 from oasis.ledger.wallet import BindingError, Wallet, bind_wallet, ledger_dir, verify_binding
+
+from .http import read_reply
 
 log = logging.getLogger("oasis.rewards")
 
@@ -129,6 +131,19 @@ def settle_token(data_dir: str | Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
+
+
+class TicketReply(msgspec.Struct):
+    """The broadcaster's answer to a ticket request, as a viewer decodes it (every term is
+    then checked against our chain and the signed descriptor in :meth:`Rewards._check_reply`)."""
+
+    ticket: str
+    broadcaster_binding: str
+    epoch_length: int | None = None
+    price_per_mb: str | int | None = None
+    chain_id: int | None = None
+    pool: str | None = None
+    stream: str | None = None
 
 
 @dataclass
@@ -356,10 +371,12 @@ class Rewards:
         try:
             async with self._http.post(self.ticket_url, json=self.ticket_request(now),
                                        timeout=aiohttp.ClientTimeout(total=30)) as r:
-                raw = await r.content.read(MAX_TICKET_BODY + 1)
                 if r.status != 200:
+                    raw = await r.content.read(200)
                     raise RuntimeError(f"broadcaster refused a ticket: {r.status} {raw[:200]!r}")
-            body = json.loads(raw)
+                # Strict: size-capped, nesting-bounded, typed (a bad shape is a ValueError).
+                reply = await read_reply(r, MAX_TICKET_BODY, TicketReply)
+            body = {k: v for k, v in msgspec.structs.asdict(reply).items() if v is not None}
             ticket, epoch_length = await self.run(self._check_reply, body)
         except _BadTerms as exc:
             self.counters.ticket_terms_bad += 1

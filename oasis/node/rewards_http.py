@@ -13,15 +13,25 @@
 
 from __future__ import annotations
 
-import json
 import time
 
+import msgspec
 from aiohttp import web
 
+from .http import BadJson, decode_json, json_error, read_body
 from .node import Node
 from .rewards import MAX_TICKET_BODY, TicketRefused
 
 SETTLE_TOKEN_HEADER = "X-Oasis-Settle-Token"
+
+
+class TicketRequestBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /tickets``: the viewer's binding, a timestamp and a nonce, signed (hex)."""
+
+    binding: str
+    ts: int
+    nonce: str
+    sig: str
 
 
 def add_rewards_routes(app: web.Application, node: Node, *, broadcaster: bool) -> None:
@@ -30,30 +40,33 @@ def add_rewards_routes(app: web.Application, node: Node, *, broadcaster: bool) -
     rewards.node = node  # membership checks read the node's links and joins
 
     async def tickets(request: web.Request) -> web.Response:
-        raw = await request.content.read(MAX_TICKET_BODY + 1)
-        if len(raw) > MAX_TICKET_BODY:
-            rewards.counters.ticket_requests_bad += 1
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_TICKET_BODY, actual_size=len(raw))
         try:
             try:
-                body = json.loads(raw)
-            except ValueError as exc:
+                raw = await read_body(request, MAX_TICKET_BODY)
+            except web.HTTPException as exc:  # 413
+                raise TicketRefused(exc.status, "ticket_requests_bad",
+                                    f"ticket request over {MAX_TICKET_BODY} bytes") from None
+            try:
+                body = msgspec.structs.asdict(decode_json(raw, TicketRequestBody))
+            except BadJson as exc:
                 raise TicketRefused(400, "ticket_requests_bad", f"bad ticket request: {exc}") from None
             viewer = rewards.admit(body, request.remote or "", time.time())
         except TicketRefused as exc:
             c = rewards.counters
             setattr(c, exc.counter, getattr(c, exc.counter) + 1)
-            return web.Response(status=exc.status, text=exc.reason + "\n")
+            raise json_error(exc.status, exc.counter.removeprefix("ticket_requests_"),
+                             exc.reason) from None
         try:
             reply = await rewards.run(rewards.issue_ticket, viewer)
         except RuntimeError as exc:  # shutting down
-            raise web.HTTPServiceUnavailable(text=f"{exc}\n") from None
+            raise json_error(503, "shutting_down", str(exc)) from None
         rewards.counters.ticket_requests_ok += 1
         return web.json_response(reply)
 
     async def settle(request: web.Request) -> web.Response:
         if not rewards.settle_allowed(request.remote, request.headers.get(SETTLE_TOKEN_HEADER)):
-            raise web.HTTPForbidden(text="settle: loopback only, with the token in <data>/ledger/settle.token\n")
+            raise json_error(403, "forbidden", "settle: loopback only, with the token in "
+                             "<data>/ledger/settle.token (header X-Oasis-Settle-Token)")
         await rewards.settle(include_current=True)
         return web.json_response(await rewards.report())
 

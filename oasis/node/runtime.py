@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from oasis.core import peer as pp
 from oasis.core import swarm as sw
 from oasis.core.announce import Announce, sign_announce, verified_peer_records
 from oasis.core.descriptor import (
@@ -33,6 +34,7 @@ from oasis.core.descriptor import (
     sign_descriptor,
     verified_descriptor,
 )
+from oasis.core.identity import peer_id_of
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.tracker import Tracker
 
@@ -102,11 +104,34 @@ class AnnounceClock:
 MAX_TRACKER_REPLY = 256 * 1024  #: bytes of a tracker reply read at most
 
 
-async def _read_json(r: aiohttp.ClientResponse, cap: int) -> Any:
-    raw = await r.content.read(cap + 1)
-    if len(raw) > cap:
-        raise ValueError(f"reply over {cap} bytes")
-    return json.loads(raw)
+async def ask_tracker(node: Node, tracker_url: str, a: Announce, d: Descriptor | None,
+                      counters: dict[str, int],
+                      on_descriptor: Callable[[Descriptor], None] | None = None
+                      ) -> tuple[list[Announce], float]:
+    """POST one signed announce; the verified peer records of the reply and its interval.
+
+    The reply is hostile until checked: size-capped, nesting-bounded and decoded into
+    :class:`~oasis.node.http.TrackerReply` (a bad shape raises ``BadJson``); records
+    and descriptor are then verified one by one, the refused ones counted.
+    """
+    body = a.to_json() | ({"descriptor": d.to_json()} if d is not None else {})
+    async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json=body,
+                              timeout=aiohttp.ClientTimeout(total=5)) as r:
+        if r.status >= 400:
+            raise ValueError(f"HTTP {r.status}: {(await r.content.read(300))[:300]!r}")
+        reply = await http.read_reply(r, MAX_TRACKER_REPLY, http.TrackerReply)
+    records = verified_peer_records(a.stream, reply.peers, time.time())
+    counters["tracker_records_refused"] += min(len(reply.peers), 50) - len(records)
+    if reply.descriptor is not None and on_descriptor is not None:
+        try:
+            on_descriptor(verified_descriptor(reply.descriptor, a.stream))
+            counters["descriptors_accepted"] += 1
+        except DescriptorError as exc:
+            counters["descriptors_refused"] += 1
+            log.warning("tracker %s gave a bad descriptor: %s", tracker_url, exc)
+    iv = reply.interval
+    interval = min(max(iv, 1.0), 60.0) if math.isfinite(iv) else http.ANNOUNCE_INTERVAL
+    return records, interval
 
 
 async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
@@ -115,60 +140,44 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
                         on_descriptor: Callable[[Descriptor], None] | None = None,
                         clock: AnnounceClock | None = None, area: str = "",
                         announced: asyncio.Event | None = None) -> None:
-    """Announce (signed) to the tracker and dial the peers it names, forever (bounded per round).
+    """Announce (signed) to the tracker whenever the node's policy wants candidates, forever.
 
-    Only records that carry a valid signature for this stream are dialled; a
-    descriptor in the reply is passed on only if the stream's key signed it.
+    The cadence is the policy's (:meth:`Node.announce_due`: at once, every second while
+    short of neighbours, the tracker's interval once linked, a watchdog); the verified
+    records go to :meth:`Node.offer_candidates` and the policy dials those it wants. Only
+    records that carry a valid signature for this stream are offered; a descriptor in the
+    reply is passed on only if the stream's key signed it. Any failure of the tracker --
+    unreachable, an HTTP error, a reply of the wrong shape, size or nesting -- is counted
+    (``tracker_errors``) and retried (:meth:`Node.announce_failed`); the loop never dies of
+    it. Only our own announce failing to sign (a bad --listen) ends it.
     """
     clock = clock or AnnounceClock()
     counters = discovery_counters(node)
-    interval = 1.0
     while True:
+        await node.announce_due()
         a = sign_announce(node.identity, ls.sid, node.host, node.port, clock(), area=area)
         d = descriptor() if descriptor is not None else None
-        records: list[Announce] = []
         try:
             if local is not None:
                 found = local.submit(a, node.host, time.time(), d)
                 records = [p.record for p in found if p.record is not None]
                 interval = http.ANNOUNCE_INTERVAL
             else:
-                body = a.to_json() | ({"descriptor": d.to_json()} if d is not None else {})
-                async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json=body,
-                                          timeout=aiohttp.ClientTimeout(total=5)) as r:
-                    if r.status >= 400:
-                        raise ValueError(f"HTTP {r.status}: {(await r.content.read(300))[:300]!r}")
-                    reply = await _read_json(r, MAX_TRACKER_REPLY)
-                if not isinstance(reply, dict):
-                    raise ValueError("tracker reply is not a JSON object")
-                raw_peers = reply.get("peers")
-                records = verified_peer_records(ls.sid, raw_peers, time.time())
-                if isinstance(raw_peers, list):
-                    counters["tracker_records_refused"] += min(len(raw_peers), 50) - len(records)
-                if reply.get("descriptor") is not None and on_descriptor is not None:
-                    try:
-                        on_descriptor(verified_descriptor(reply["descriptor"], ls.sid))
-                        counters["descriptors_accepted"] += 1
-                    except DescriptorError as exc:
-                        counters["descriptors_refused"] += 1
-                        log.warning("tracker %s gave a bad descriptor: %s", tracker_url, exc)
-                iv = reply.get("interval", http.ANNOUNCE_INTERVAL)
-                interval = (min(max(float(iv), 1.0), 60.0)
-                            if isinstance(iv, (int, float)) and math.isfinite(iv) else 10.0)
-            if announced is not None:
-                announced.set()
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                records, interval = await ask_tracker(node, tracker_url, a, d, counters, on_descriptor)
+        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             counters["tracker_errors"] += 1
-            log.warning("tracker %s: %s", tracker_url, exc)
-            interval = 2.0
-        need = node.target_neighbours - node.neighbour_count()
-        if need > 0 and records:
-            random.shuffle(records)
-            dials = [node.connect(p.peer_id, p.host, p.port) for p in records[: need + 2]]
-            await asyncio.gather(*dials, return_exceptions=True)
-        # Announce again sooner while we still lack neighbours.
-        wait = interval if node.neighbour_count() >= node.target_neighbours else min(interval, 1.0)
-        await asyncio.sleep(wait)
+            log.warning("tracker %s: %s", tracker_url, str(exc)[:300] or type(exc).__name__)
+            node.announce_failed()
+            continue
+        except Exception:  # a bug on this path must not end discovery: counted, logged, retried
+            counters["tracker_errors"] += 1
+            log.exception("announce to %s failed", tracker_url)
+            node.announce_failed()
+            continue
+        node.offer_candidates([pp.Candidate(r.peer, r.host, r.port) for r in records],
+                              interval=interval)
+        if announced is not None:
+            announced.set()
 
 
 async def fetch_descriptor(session: aiohttp.ClientSession, tracker_url: str, sid: StreamId, *,
@@ -181,7 +190,7 @@ async def fetch_descriptor(session: aiohttp.ClientSession, tracker_url: str, sid
         try:
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
                 if r.status == 200:
-                    return verified_descriptor(await _read_json(r, MAX_JSON), sid)
+                    return verified_descriptor(await http.read_reply(r, MAX_JSON, Any), sid)
                 why = f"HTTP {r.status}"
         except DescriptorError as exc:
             why = f"refused: {exc}"
@@ -244,6 +253,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         from . import rewards_http  # imports the EVM stack: only with --rewards
         from .rewards import Rewards
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
+        if tracker is not None:  # viewers not linked to us directly are members too
+            node.rewards.member_hook = tracker_member(tracker, sid)
         await node.rewards.start_broadcaster(c.bitrate_kbps)
         rewards_http.add_rewards_routes(app, node, broadcaster=True)
     runner, hport = await start_http(app, hhost, hport)
@@ -331,6 +342,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         from . import rewards_http
         from .rewards import Rewards
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
+        node.rewards.descriptor = desc  # ticket terms are checked against the signed descriptor
         await node.rewards.open()
         rewards_http.add_rewards_routes(app, node, broadcaster=False)
     # The origin a viewer fetches from comes only from the signed descriptor (or the user).
@@ -356,6 +368,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         if d.issued_at_ms <= current.issued_at_ms:
             return
         current = d
+        if node.rewards is not None:
+            node.rewards.descriptor = d
         if cdn_url is None:
             ls.origin_url = d.fetch_url
         if d.tickets:
@@ -392,6 +406,22 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         await runner.cleanup()
         if node.rewards is not None:
             node.rewards.close()
+
+
+def tracker_member(tracker: Tracker, sid: StreamId) -> Callable[[bytes], bool]:
+    """``Rewards.member_hook`` for a broadcaster with its own tracker: a peer key is a member
+    while its signed announce for ``sid`` is held there and not older than the tracker's ttl
+    (a viewer of the swarm need not be linked to the broadcaster to get a ticket)."""
+    stream = str(sid)
+
+    def member(key: bytes) -> bool:
+        sp = tracker.streams.get(stream)
+        if sp is None or not isinstance(key, bytes) or len(key) != 32:
+            return False
+        tp = sp.peers.get(peer_id_of(key))
+        return tp is not None and tp.record is not None and tp.seen >= time.time() - tracker.ttl
+
+    return member
 
 
 def stream_descriptor(c: Common, node: Node, sid: StreamId, *, origin: str, cdn_url: str | None,
