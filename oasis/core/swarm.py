@@ -387,8 +387,15 @@ class Swarm:
             # the start; anything else is kept (it sets the clock, relays) until then.
             if keyframe and now - self.log.time_of(seq) <= self.config.start_max_age:
                 starting = True
-            elif len(self.claims.early) < self.config.window_chunks:
-                self.claims.early[seq] = (source, peer)
+            else:
+                early = self.claims.early
+                if len(early) >= self.config.window_chunks:  # full: forget what left the log
+                    for old in [s for s in early if s < self.log.low]:
+                        del early[old]
+                if len(early) < self.config.window_chunks:
+                    early[seq] = (source, peer)
+                else:
+                    self.counters.early_unrecorded += 1  # in the log, not told at the start
         repair = self.repair
         want = repair.wants.pop(seq, None)
         deadline = repair.deadline_of(seq)

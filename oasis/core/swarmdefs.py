@@ -149,3 +149,5 @@ class SwarmCounters:
     claims_implausible: int = 0  #: STATUS claiming seqs the signed clock rules out
     claims_broken: int = 0  #: claimed chunks answered MISSING or never sent
     liars_dropped: int = 0
+    #: verified chunks before the start beyond the window's worth (not delivered at the start)
+    early_unrecorded: int = 0

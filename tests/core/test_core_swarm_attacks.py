@@ -14,6 +14,7 @@ from test_core_swarm import RecNet, assert_complete, build
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.wire import ChunkMsg, ErrorCode
 
 # Viewers whose nominal bitrate matches the test chunks (~1.1 KB per 100 ms), so the
@@ -278,3 +279,30 @@ def test_forged_copies_of_held_chunks_get_the_forger_dropped() -> None:
     net.tick(20)
     for v in net.viewers:
         assert_complete(net, v, net.now, {"p2p", "broadcaster", "origin"})
+
+
+def test_chunks_before_the_start_are_bounded_and_told_at_the_start() -> None:
+    """A newcomer fed only non-keyframes (its keyframe probe is slow) keeps at most a
+    window of them; when the keyframe arrives it starts there and delivers the chunks
+    it already holds after it, in order."""
+    rng = random.Random(51)
+    b = Identity.from_private_bytes(rng.randbytes(32))
+    me, peer = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(2))
+    sid = StreamId(b.public, "t")
+    cfg = sw.SwarmConfig(upload_kbps=6000, window_chunks=20)
+    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=100.0)
+    node.add_peer(peer, 100.0)
+    now = 100.0
+    for seq in range(1, 80):
+        if seq == 75:
+            continue
+        now = 100.0 + seq * 0.1
+        node.on_chunk(peer, sign_chunk(b, sid, seq, int(now * 1e6), False, b"p%d" % seq), now)
+        assert len(node.claims.early) <= cfg.window_chunks
+    assert node.start_seq is None and not [a for a in node.actions() if isinstance(a, sw.Deliver)]
+    kf = sign_chunk(b, sid, 75, int(107.5 * 1e6), True, b"key")
+    node.on_chunk(peer, kf, now)
+    assert node.start_seq == 75
+    delivered = [a.chunk.seq for a in node.actions() if isinstance(a, sw.Deliver)]
+    assert delivered == [75, 76, 77, 78, 79]
+    assert node.counters.early_unrecorded == 0
