@@ -16,6 +16,8 @@ import sys
 import time
 from collections.abc import Callable
 
+import aiohttp
+import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -25,6 +27,8 @@ from oasis.core import wire
 from oasis.core.announce import sign_announce
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
+from oasis.core.tracker import Tracker
+from oasis.node import http as nh
 from oasis.node.http import prometheus
 from oasis.node.metrics import discovery_counters
 from oasis.node.node import Node
@@ -139,3 +143,32 @@ async def test_link_counters_reach_node_counters_and_metrics_once() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_body_sent_in_several_segments_is_read_whole() -> None:
+    """``read(n)`` returns what has arrived: a signed announce sent in two TCP segments was
+    decoded from its first half (400 bad JSON). Now the body is read to its end (or the cap)."""
+    tracker = Tracker()
+    app = web.Application()
+    nh.add_tracker_routes(app, tracker)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    ident = Identity.generate()
+    sid = StreamId(ident.public, "live")
+    body = msgspec.json.encode(sign_announce(ident, sid, "127.0.0.1", 4000, int(time.time() * 1000)).to_json())
+
+    async def two_parts():
+        yield body[: len(body) // 2]
+        await asyncio.sleep(0.1)  # the shape of the input (a gap between segments), not a wait
+        yield body[len(body) // 2:]
+
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{server.port}/tracker/announce", data=two_parts(),
+                              headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 200, await r.text()
+                assert "peers" in await r.json()
+        assert tracker.counters["announces"] == 1 and tracker.counters["bad_requests"] == 0
+    finally:
+        await server.close()
+
