@@ -16,7 +16,8 @@ import sys
 from mypyc.build import mypycify
 from setuptools import setup
 
-SOURCES = ["oasis/core/chunklog.py", "oasis/core/upload.py", "oasis/core/swarm.py",
+SOURCES = [*(f"oasis/core/{m}.py" for m in ("chunklog", "upload", "pull", "swarmdefs", "delay",
+                                              "tree", "repair", "claims", "serve", "swarm")),
            "oasis/sim/oasis_run.py"]  # the simulator's event engine (oasis/sim/__init__.py)
 
 if __name__ == "__main__":

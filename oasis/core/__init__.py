@@ -16,7 +16,8 @@ import os
 import sys
 from types import ModuleType
 
-COMPILED = ("chunklog", "upload", "swarm")  #: in dependency order
+COMPILED = ("chunklog", "upload", "pull", "swarmdefs", "delay", "tree", "repair", "claims", "serve",
+            "swarm")  #: in dependency order
 
 
 def _extensions(here: str) -> dict[str, str]:
