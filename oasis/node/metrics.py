@@ -27,6 +27,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from oasis import datafiles
+
+#: Node.counters entries that are levels, not counts (exported as gauges)
+NODE_GAUGES = frozenset({"link_chunk_bytes_buffered"})
+
 #: upper bounds (seconds) of the delivery-latency histogram
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -133,8 +138,17 @@ class NodeCollector(Collector):
         ev = CounterMetricFamily("oasis_node_events", "Node counters (Node.counters) by event.",
                                  labels=["event"])
         for k, v in _ints(node.counters):
-            ev.add_metric([k], v)
+            if k not in NODE_GAUGES:
+                ev.add_metric([k], v)
         yield ev
+        yield GaugeMetricFamily("oasis_link_chunk_bytes_buffered", "Chunk-stream bytes the live "
+                                "links hold now (capped per link).",
+                                value=node.counters.get("link_chunk_bytes_buffered", 0))
+        files = CounterMetricFamily("oasis_data_file_events", "Data files: modes tightened, key "
+                                    "files upgraded, journal tails dropped.", labels=["event"])
+        for k, v in _ints(datafiles.COUNTERS):
+            files.add_metric([k], v)
+        yield files
         ep = CounterMetricFamily("oasis_endpoint_events", "QUIC endpoint counters by event.",
                                  labels=["event"])
         for k, v in _ints(getattr(node.endpoint, "counters", {})):

@@ -55,6 +55,12 @@ async def test_metrics_parse_and_each_family_appears_once_with_several_streams()
             assert verified == {ls.text_id: 5.0 * (i + 1) for i, ls in enumerate(streams)}
             assert any(smp.labels == {"event": "refused_signature"} and smp.value == 3
                        for smp in fams["oasis_tracker_events"].samples)
+            # A level is a gauge, not a counter that could go down; data-file events are there.
+            assert fams["oasis_link_chunk_bytes_buffered"].type == "gauge"
+            assert not any(smp.labels.get("event") == "link_chunk_bytes_buffered"
+                           for smp in fams["oasis_node_events"].samples)
+            assert {smp.labels["event"] for smp in fams["oasis_data_file_events"].samples} >= {
+                "journal_torn_tails_truncated", "data_modes_fixed"}
 
             def latency_count(fams: dict, sid: str) -> float:
                 return next(smp.value for smp in fams["oasis_delivery_latency_seconds"].samples
