@@ -46,6 +46,8 @@ from oasis.core.metrics import percentile, summarize
 from oasis.demo import die_with_parent
 
 START_TIMEOUT = 60.0
+LOOKAHEAD = 300  #: chunks a player may have skipped in a row (30 s at 100 ms) before bytes that
+#: match no genuine chunk count as forged
 TOOL_MODES = ["bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "replay", "withhold",
               "tracker", "receipts"]
 
@@ -187,7 +189,7 @@ class PlayerCheck:
             if len(buf) - pos < len(p) and p.startswith(bytes(buf[pos:])):
                 break  # this chunk is still arriving
             # the gateway skips chunks given up on: does a later genuine chunk fit here?
-            for k in range(1, 40):
+            for k in range(1, LOOKAHEAD):
                 q = pay.get(self.seq + k)
                 if q is not None and (buf.startswith(q, pos) or (len(buf) - pos < len(q)
                                                                 and q.startswith(bytes(buf[pos:])))):
@@ -195,8 +197,8 @@ class PlayerCheck:
                     self.seq += k
                     break
             else:
-                if len(buf) - pos >= max(len(x) for x in list(pay.values())[-40:]) \
-                        and (self.seq + 40) in pay:
+                if len(buf) - pos >= max(len(x) for x in list(pay.values())[-LOOKAHEAD:]) \
+                        and (self.seq + LOOKAHEAD) in pay:
                     self.forged.append(self.seq)  # bytes that are no genuine chunk
                 break
         del buf[:pos]
