@@ -5,9 +5,22 @@ Every action a core emits is executed the way ``oasis.node.node.LiveStream.pump`
 executes it: Send/Push go over the modelled link to the peer's ``on_message`` /
 ``on_chunk``; FetchOrigin is an HTTP GET on the CDN edge answered with the
 chunk, a 404 (not there yet) or nothing (timeout at the deadline), fed to
-``on_origin``; Deliver/Skip go to the viewer's record; DropPeer closes the
-link. A node's timer is ``swarm.get_timer()``; at most one timer event per node
-is pending (the armed time is stored; a stale event is skipped).
+``on_origin``; Deliver/Skip go to the viewer's record; DropPeer goes to the
+node's policy. A node's timer is ``swarm.get_timer()``; at most one timer event
+per node is pending (the armed time is stored; a stale event is skipped).
+
+Whom a node links to, and what it lets each peer do, is decided by the node's own
+policy core, :class:`oasis.core.peer.PeerPolicy` (one per simulated node, executed
+the way ``oasis.node.node.Node._run_policy`` executes it): its ``Announce`` asks the
+tracker and offers the answer as verified candidates; its ``Dial`` becomes a link
+``HANDSHAKE_RTTS`` RTTs later (the listener admits first, then the dialler; a
+refusal reaches the dialler as a close half an RTT later, which backs the address
+off) or a failure 5 s later when nobody is there; JOIN goes over the link and its
+``AddPeer``/``RemovePeer`` add and remove the swarm's neighbours; every control
+message and chunk a node receives passes the policy first (budgets, joins, scores);
+a swarm's DropPeer is the policy's ban; ``CloseLink`` closes the link on this side
+now and on the other one one-way delay later. Every node has a fake address in
+198.18.0.0/15 (the benchmarking range).
 
 Events are ``(time, order, kind, a, b)`` tuples on one heap, dispatched on the
 integer ``kind``. ``make`` compiles this module with mypyc together with the
@@ -28,11 +41,13 @@ from typing import Any
 
 import numpy as np
 
+from oasis.core import peer as pp
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, is_keyframe, sign_chunk, verify_chunk
 from oasis.core.tracker import Tracker
+from oasis.core.wire import ErrorCode
 
 from . import adversary as adv
 from .fasttracker import FastTracker
@@ -50,17 +65,29 @@ EV_ORIGIN = 3
 EV_PRODUCE = 4
 EV_JOIN = 5
 EV_LEAVE = 6
-EV_MAINTAIN = 7
+EV_POLICY = 7  #: a node's policy timer
 EV_LINK_UP = 8
-EV_UNLINK = 9
+EV_DOWN = 9  #: a link closed, as one side learns it (policy.link_down)
 EV_HOSTILE = 10  #: an adversary's injection tick
 EV_BURST = 11  #: several control messages in one datagram (a REQUEST flood)
-BAN_S = 60.0  #: a peer a swarm dropped is refused this long (the node's PeerPolicy.ban_seconds)
-MAX_BANS = 1024  #: PeerPolicy.max_bans
+EV_DIAL_FAILED = 12  #: a dial nobody answered (the node's connect timeout)
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
 CONTROL_FRAME_PREFIX = 4
-HANDSHAKE_RTTS = 1.5  #: QUIC handshake (1 RTT) + HELLO/AUTH before add_peer
+#: QUIC handshake + HELLO/AUTH until the policy's link_up; the swarms' add_peer follows
+#: the JOIN exchange (listener +0.5 RTT, dialler +1 RTT)
+HANDSHAKE_RTTS = 1.0
+DIAL_TIMEOUT_S = 5.0  #: the node's connect timeout (Node._dial)
+PORT = 4433
+SIM_STREAM = "sim"  #: the stream's text id (what JOIN names)
+
+#: a link: (link id, dialler's key, listener's key) -- the policy's opaque handle
+Link = tuple[int, bytes, bytes]
+
+
+def sim_address(n: int) -> str:
+    """The ``n``-th address of 198.18.0.0/15 (RFC 2544, benchmarking), n >= 1."""
+    return f"198.{18 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}"
 
 
 class MemoVerifier:
@@ -90,7 +117,8 @@ class MemoVerifier:
 
 class SimNode:
     def __init__(self, idx: int, key: bytes, net: PeerNet, swarm: sw.Swarm, born: float,
-                 max_links: int, is_source: bool = False) -> None:
+                 max_links: int, policy: pp.PeerPolicy[Link], host: str,
+                 is_source: bool = False) -> None:
         self.idx = idx
         self.key = key
         self.pid = key.hex()
@@ -101,20 +129,21 @@ class SimNode:
         self.armed = -1.0  #: time of the pending timer event; -1 = none
         self.alive = True
         self.rec: SimRecord | None = None
-        self.links: dict[bytes, SimNode] = {}
-        self.pending = 0
+        #: the node's policy core: its admitted links are ``policy.peers``
+        self.policy = policy
+        self.host = host
+        self.parmed = -1.0  #: time of the pending policy timer event; -1 = none
+        #: link id -> arrival time of the last control message sent on it: the control
+        #: stream is one ordered QUIC stream (a lost packet delays what follows it)
+        self.ctl_at: dict[int, float] = {}
         self.max_links = max_links
         self.up_bytes = 0
         self.born = born
         self.died = INF
         self.is_source = is_source
-        self.want_links = 0
-        self.maintaining = False
         self.spins = 0
         self.spin_t = -1.0
         self.mode = adv.HONEST  #: adversary mode (oasis/sim/adversary.py); 0 = honest
-        #: peers this node's swarm dropped -> refused until (the node policy's ban)
-        self.bans: dict[bytes, float] = {}
 
 
 class OasisSim:
@@ -141,7 +170,12 @@ class OasisSim:
         bcfg = dataclasses.replace(self.cfg, upload_kbps=bup)
         src = sw.Swarm(self.sid, bid.public, bcfg, is_source=True,
                        rng=random.Random(f"swarm/{seed}/src"), now=T0, verify=self.verify)
-        self.source = SimNode(-1, bid.public, bnet, src, T0, 2 * s.max_neighbours, True)
+        self.n_links = 0
+        #: links not closed yet (a CloseLink of both sides is executed once)
+        self.open_links: set[int] = set()
+        self.by_addr: dict[str, SimNode] = {}  #: every node that ever joined, by host
+        self.by_key: dict[bytes, SimNode] = {}
+        self.source = self._node(-1, bid.public, bnet, src, T0, 2 * s.max_neighbours, True)
         self.nodes: dict[bytes, SimNode] = {bid.public: self.source}
         if s.tracker == "core" or (s.tracker == "auto" and len(viewers) <= 2000):
             self.tracker: Tracker | FastTracker = Tracker(sample=20, rng=random.Random(f"tr/{seed}"),
@@ -189,6 +223,9 @@ class OasisSim:
         self.hostile_nodes: list[SimNode] = []
         self.drops_of_hostile: Counter[str] = Counter()  #: honest swarms' DropPeer, by mode
         self.honest_dropped_honest = 0
+        self.bans_of_hostile: Counter[str] = Counter()  #: honest policies' bans, by mode
+        self.idle_closed_hostile: Counter[str] = Counter()  #: ... links closed idle, by mode
+        self.honest_banned_honest = 0
         self.forged_cache: dict[int, wire.ChunkMsg] = {}  #: one forged object per seq
 
     # ---- engine ----------------------------------------------------------
@@ -217,6 +254,7 @@ class OasisSim:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
+            self._run_policy(self.source)
             self._loop(stop, next_report, step)
         finally:
             if gc_was_enabled:
@@ -255,16 +293,18 @@ class OasisSim:
                 self._join(a)
             elif kind == EV_LEAVE:
                 self._leave(a)
-            elif kind == EV_MAINTAIN:
-                self._maintain(a)
+            elif kind == EV_POLICY:
+                self._policy_timer(a, b)
             elif kind == EV_LINK_UP:
                 self._link_up(a, b)
-            elif kind == EV_UNLINK:
-                self._unlink(a, b)
+            elif kind == EV_DOWN:
+                self._down(a, b)
             elif kind == EV_HOSTILE:
                 self._hostile_tick(a)
-            else:
+            elif kind == EV_BURST:
                 self._recv_burst(a, b)
+            else:
+                self._dial_failed(a, b)
         self.events = events
 
     # ---- membership --------------------------------------------------------
@@ -278,6 +318,20 @@ class OasisSim:
                           leaving=leaving, area=str(node.net.country))
         return [p.peer_id for p in got]
 
+    def _node(self, idx: int, key: bytes, net: PeerNet, swarm: sw.Swarm, now: float,
+              max_links: int, is_source: bool = False, target: int = 0) -> SimNode:
+        """A node: its swarm, its policy core (as the node configures it), an address."""
+        cfg = pp.PolicyConfig(target_neighbours=0 if is_source else target,
+                              max_neighbours=max_links)
+        policy: pp.PeerPolicy[Link] = pp.PeerPolicy(
+            key, cfg, rng=random.Random(f"policy/{self.seed}/{idx}"), now=now)
+        policy.add_stream(SIM_STREAM, self.sid.key)
+        host = sim_address(idx + 2)
+        node = SimNode(idx, key, net, swarm, now, max_links, policy, host, is_source)
+        self.by_addr[host] = node
+        self.by_key[key] = node
+        return node
+
     def _join(self, v: Viewer) -> None:
         now = self.now
         s = self.s
@@ -285,8 +339,10 @@ class OasisSim:
         cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps))
         swarm = sw.Swarm(self.sid, v.key, cfg, rng=random.Random(f"swarm/{self.seed}/{v.idx}"),
                          now=now, verify=self.verify)
-        node = SimNode(v.idx, v.key, v.net, swarm, now, s.max_neighbours)
         mode = self.hostile_of.get(v.idx, adv.HONEST)
+        # a silent adversary dials as many links as a node accepts
+        target = s.max_neighbours if mode == adv.SILENT else s.neighbours
+        node = self._node(v.idx, v.key, v.net, swarm, now, s.max_neighbours, target=target)
         if mode:
             # an adversary: no record (figures are the honest viewers'), crafted traffic
             node.mode = mode
@@ -301,50 +357,125 @@ class OasisSim:
         self.every.append(node)
         self.by_pid[node.pid] = node
         self.joins += 1
-        self._maintain(node)
+        self._run_policy(node)  # its first Announce is due now
 
-    def _maintain(self, node: SimNode) -> None:
-        """What runtime's announce loop does: ask the tracker, dial up to need+2."""
-        node.maintaining = False
+    # ---- the node policy (oasis.core.peer), executed as oasis.node.node.Node does --------
+    def _run_policy(self, node: SimNode) -> None:
+        policy = node.policy
+        now = self.now
+        pump = False
+        acts = policy.actions()
+        while acts:
+            for a in acts:
+                if isinstance(a, pp.SendTo):
+                    h = a.link
+                    self._send_msg(node, self.by_key[h[2] if h[1] == node.key else h[1]], h, a.message)
+                elif isinstance(a, pp.AddPeer):
+                    other = self.by_key[a.peer]
+                    node.swarm.add_peer(a.peer, now, rtt=self._rtt(node.net, other.net))
+                    pump = True
+                elif isinstance(a, pp.RemovePeer):
+                    node.swarm.remove_peer(a.peer, now)
+                    pump = True
+                elif isinstance(a, pp.CloseLink):
+                    self._close(node, a.link, a.peer, a.code)
+                elif isinstance(a, pp.Dial):
+                    self._dial(node, a)
+                elif isinstance(a, pp.Ban):
+                    self._count_ban(node, a.peer)
+                elif isinstance(a, pp.Announce):
+                    self._policy_announce(node)
+            acts = policy.actions()  # on_candidates planned dials
+        if pump:
+            self._pump(node)
+        # arm the policy timer: at most one pending event per node
+        t = policy.get_timer()
+        if t is None or node.parmed == t:
+            return
+        node.parmed = t
+        self.at(t if t > now else now, EV_POLICY, node, t)
+
+    def _policy_timer(self, node: SimNode, t: float) -> None:
+        if node.parmed != t or not node.alive:
+            return  # stale: re-armed since, or gone
+        node.parmed = -1.0
+        node.policy.handle_timer(self.now)
+        self._run_policy(node)
+
+    def _policy_announce(self, node: SimNode) -> None:
+        """What runtime's announce loop does on ``Announce``: ask the tracker, offer the
+        answer as verified candidates."""
+        found: list[pp.Candidate] = []
+        if not node.is_source:  # the broadcaster announced itself once; it dials nobody
+            for pid in self._announce(node):
+                other = self.by_pid.get(pid)
+                if other is not None:
+                    found.append(pp.Candidate(other.key, other.host, PORT))
+        node.policy.on_candidates(found, self.now, verified=True, interval=10.0)
+
+    def _dial(self, node: SimNode, a: pp.Dial) -> None:
+        other = self.by_addr.get(a.host)
+        now = self.now
+        if other is None or other.key != a.peer or not other.alive or a.port != PORT:
+            # nobody answers (a departed viewer's address): the connect times out
+            self.at(now + DIAL_TIMEOUT_S, EV_DIAL_FAILED, node, a.peer)
+            return
+        self.n_links += 1
+        h: Link = (self.n_links, node.key, other.key)
+        self.at(now + HANDSHAKE_RTTS * self._rtt(node.net, other.net), EV_LINK_UP, h, None)
+
+    def _dial_failed(self, node: SimNode, peer: bytes) -> None:
         if not node.alive:
             return
-        want = self.s.max_neighbours if node.mode == adv.SILENT else self.s.neighbours
-        need = want - len(node.links) - node.pending
-        if need > 0:
-            sample = self._announce(node)
-            self.rng.shuffle(sample)
-            for pid in sample[: need + 2]:
-                other = self.by_pid.get(pid)
-                if other is None or not other.alive or other.key in node.links:
-                    continue
-                if len(other.links) + other.pending >= other.max_links:
-                    continue  # the node refuses: neighbour limit reached
-                if (other.bans and self._banned(other, node.key)) \
-                        or (node.bans and self._banned(node, other.key)):
-                    continue  # a peer one side's swarm dropped: refused while banned
-                node.pending += 1
-                other.pending += 1
-                rtt = self._rtt(node.net, other.net)
-                self.at(self.now + HANDSHAKE_RTTS * rtt, EV_LINK_UP, node, other)
-        else:
-            self._announce(node)
-        if len(node.links) + node.pending < want and not node.maintaining:
-            node.maintaining = True
-            self.at(self.now + 1.0, EV_MAINTAIN, node)
+        node.policy.dial_failed(peer, self.now)
+        self._run_policy(node)
 
-    def _link_up(self, a: SimNode, b: SimNode) -> None:
-        a.pending -= 1
-        b.pending -= 1
-        if not (a.alive and b.alive) or b.key in a.links:
-            return
-        a.links[b.key] = b
-        b.links[a.key] = a
+    def _link_up(self, h: Link, _: Any) -> None:
+        dialler = self.by_key[h[1]]
+        listener = self.by_key[h[2]]
+        if not dialler.alive:
+            return  # the handshake died with it
         now = self.now
-        rtt = self._rtt(a.net, b.net)  # what QUIC measured in the handshake
-        a.swarm.add_peer(b.key, now, rtt=rtt)
-        b.swarm.add_peer(a.key, now, rtt=rtt)
-        self._pump(a)
-        self._pump(b)
+        if not listener.alive:
+            # it left during the handshake: the connect times out
+            self.at(now + DIAL_TIMEOUT_S - HANDSHAKE_RTTS * self._rtt(dialler.net, listener.net),
+                    EV_DIAL_FAILED, dialler, listener.key)
+            return
+        self.open_links.add(h[0])
+        listener.policy.link_up(h, dialler.key, dialled=False, now=now)
+        self._run_policy(listener)
+        # the dialler authenticates too; a refusal reaches it as a close RTT/2 later
+        dialler.policy.link_up(h, listener.key, dialled=True, now=now)
+        self._run_policy(dialler)
+
+    def _close(self, node: SimNode, h: Link, peer: bytes, code: ErrorCode) -> None:
+        """CloseLink: this side learns it now, the other one one-way delay later."""
+        if h[0] not in self.open_links:
+            return
+        self.open_links.discard(h[0])
+        other = self.by_key[peer]
+        if code == ErrorCode.TIMEOUT and other.mode and not node.mode:
+            self.idle_closed_hostile[adv.NAMES[other.mode]] += 1
+        self.at(self.now, EV_DOWN, node, (h, peer, code))
+        self.at(self.now + self._owd(node.net, other.net), EV_DOWN, other, (h, node.key, code))
+
+    def _down(self, node: SimNode, ev: tuple[Link, bytes, ErrorCode]) -> None:
+        if not node.alive:
+            return
+        node.ctl_at.pop(ev[0][0], None)
+        node.policy.link_down(ev[0], ev[1], self.now, code=ev[2])
+        self._run_policy(node)
+
+    def _count_ban(self, node: SimNode, peer: bytes) -> None:
+        if node.mode or node.is_source:
+            return
+        other = self.by_key.get(peer)
+        if other is None:
+            return
+        if other.mode:
+            self.bans_of_hostile[adv.NAMES[other.mode]] += 1
+        else:
+            self.honest_banned_honest += 1
 
     def _leave(self, v: Viewer) -> None:
         node = self.nodes.pop(v.key, None)
@@ -356,20 +487,14 @@ class OasisSim:
             node.rec.left_at = self.now
         self.leaves += 1
         self._announce(node, leaving=True)
-        for other in list(node.links.values()):
+        for peer, p in list(node.policy.peers.items()):
             # neighbours hear the LEAVE (or the connection close) one one-way delay later
-            self.at(self.now + self._owd(node.net, other.net), EV_UNLINK, other, node)
-
-    def _unlink(self, node: SimNode, gone: SimNode) -> None:
-        if node.links.pop(gone.key, None) is None:
-            return
-        gone.links.pop(node.key, None)
-        if node.alive:
-            node.swarm.remove_peer(gone.key, self.now)
-            self._pump(node)
-            if not node.maintaining and not node.is_source:
-                node.maintaining = True
-                self.at(self.now + 0.05, EV_MAINTAIN, node)
+            h = p.link
+            if h[0] in self.open_links:
+                self.open_links.discard(h[0])
+                other = self.by_key[peer]
+                self.at(self.now + self._owd(node.net, other.net), EV_DOWN, other,
+                        (h, node.key, ErrorCode.NO_ERROR))
 
     # ---- the stream ----------------------------------------------------------
     def _produce(self, seq: int) -> None:
@@ -417,36 +542,50 @@ class OasisSim:
         # (capacities are tens of times the stream rate; see docs/simulation.md)
         return t + wire_n / dn.down_bps
 
+    def _send_msg(self, node: SimNode, dst: SimNode, h: Link, msg: wire.Message) -> None:
+        """A control message over link ``h`` (EV_MSG at its arrival)."""
+        if msg is self._last_msg:
+            size = self._last_size
+        else:
+            size = len(wire.encode(msg)) + CONTROL_FRAME_PREFIX
+            self._last_msg, self._last_size = msg, size
+        self.oftp_bytes += size
+        self.control_bytes += size
+        self.at(self._ordered(node, h[0], self._transmit(node, dst, size)), EV_MSG, (node, dst, h), msg)
+
+    def _ordered(self, node: SimNode, link_id: int, t: float) -> float:
+        """Arrival of a control message on the link's ordered control stream."""
+        last = node.ctl_at.get(link_id, 0.0)
+        if t < last:
+            t = last
+        node.ctl_at[link_id] = t
+        return t
+
     def _pump(self, node: SimNode) -> None:
         swarm = node.swarm
         acts = swarm.actions()
         now = self.now
         mode = node.mode
+        policy = node.policy
+        dropped = False
         for a in acts:
             if mode and self._hostile_filter(node, a):
                 continue
             if isinstance(a, sw.Push):
-                dst = node.links.get(a.peer)
-                if dst is None:
+                h = policy.link_of(a.peer)
+                if h is None:
                     continue
+                dst = self.by_key[a.peer]
                 seq = a.chunk.seq
                 size = self.chunk_size[seq]
                 self.oftp_bytes += size
                 self.media_sent += self.payload_len
-                self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst), a.chunk)
+                self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst, h), a.chunk)
             elif isinstance(a, sw.Send):
-                dst = node.links.get(a.peer)
-                if dst is None:
+                h = policy.link_of(a.peer)
+                if h is None:
                     continue
-                msg = a.message
-                if msg is self._last_msg:
-                    size = self._last_size
-                else:
-                    size = len(wire.encode(msg)) + CONTROL_FRAME_PREFIX
-                    self._last_msg, self._last_size = msg, size
-                self.oftp_bytes += size
-                self.control_bytes += size
-                self.at(self._transmit(node, dst, size), EV_MSG, (node, dst), msg)
+                self._send_msg(node, self.by_key[a.peer], h, a.message)
             elif isinstance(a, sw.Deliver):
                 rec = node.rec
                 if rec is not None:
@@ -470,16 +609,16 @@ class OasisSim:
                 self._fetch_origin(node, a.seq, a.deadline)
             elif isinstance(a, sw.DropPeer):
                 self.dropped_peers += 1
-                other = node.links.get(a.peer)
-                self._ban(node, a.peer)
-                if other is not None and not mode:
+                other = self.by_key.get(a.peer)
+                if other is not None and not mode and policy.link_of(a.peer) is not None:
                     if other.mode:
                         self.drops_of_hostile[adv.NAMES[other.mode]] += 1
                     else:
                         self.honest_dropped_honest += 1
-                if other is not None:
-                    self._unlink(node, other)
-                    self._unlink(other, node)
+                policy.on_drop_peer(a.peer, a.code, a.reason, now)
+                dropped = True
+        if dropped:
+            self._run_policy(node)  # the bans: CloseLink, RemovePeer
         # arm the timer: at most one pending event per node
         t = swarm.get_timer()
         if t is None:
@@ -516,19 +655,24 @@ class OasisSim:
         swarm.handle_timer(self.now)
         self._pump(node)
 
-    def _recv_chunk(self, pair: tuple[SimNode, SimNode], chunk: wire.ChunkMsg) -> None:
-        src, dst = pair
-        if not dst.alive or src.key not in dst.links:
+    def _recv_chunk(self, pair: tuple[SimNode, SimNode, Link], chunk: wire.ChunkMsg) -> None:
+        src, dst, h = pair
+        if not dst.alive:
             return
-        dst.swarm.on_chunk(src.key, chunk, self.now)
-        self._pump(dst)
+        if dst.policy.on_chunk(h, src.key, chunk.stream, self.now):
+            dst.swarm.on_chunk(src.key, chunk, self.now)
+            self._pump(dst)
 
-    def _recv_msg(self, pair: tuple[SimNode, SimNode], msg: wire.Message) -> None:
-        src, dst = pair
-        if not dst.alive or src.key not in dst.links:
+    def _recv_msg(self, pair: tuple[SimNode, SimNode, Link], msg: wire.Message) -> None:
+        src, dst, h = pair
+        if not dst.alive:
             return
-        dst.swarm.on_message(src.key, msg, self.now)
-        self._pump(dst)
+        route = dst.policy.on_message(h, src.key, msg, self.now)
+        if route == self.sid.key:
+            dst.swarm.on_message(src.key, msg, self.now)
+            self._pump(dst)
+        elif route is None:
+            self._run_policy(dst)  # JOIN answered, or a refusal, a score, a ban
 
     # ---- HTTP origin / CDN edge ------------------------------------------------
     def _edge_delay(self, net: PeerNet) -> float:
@@ -577,23 +721,6 @@ class OasisSim:
         node.swarm.on_origin(res[0], res[1], self.now)
         self._pump(node)
 
-    # ---- bans (the node policy's, on a swarm's DropPeer) ------------------------
-    def _ban(self, node: SimNode, peer: bytes) -> None:
-        bans = node.bans
-        bans.pop(peer, None)
-        bans[peer] = self.now + BAN_S  # insertion order = expiry order (constant BAN_S)
-        if len(bans) > MAX_BANS:
-            del bans[next(iter(bans))]
-
-    def _banned(self, node: SimNode, peer: bytes) -> bool:
-        until = node.bans.get(peer)
-        if until is None:
-            return False
-        if until > self.now:
-            return True
-        del node.bans[peer]
-        return False
-
     # ---- adversaries (oasis/sim/adversary.py) -----------------------------------
     def _hostile_filter(self, node: SimNode, a: Any) -> bool:
         """An adversary's core emitted ``a``: True if the adversary consumed it (dropped
@@ -639,17 +766,18 @@ class OasisSim:
         return False
 
     def _send_crafted(self, node: SimNode, peer: bytes, msgs: list[wire.Message]) -> None:
-        dst = node.links.get(peer)
-        if dst is None or not msgs:
+        h = node.policy.link_of(peer)
+        if h is None or not msgs:
             return
+        dst = self.by_key[peer]
         size = sum(len(wire.encode(m)) + CONTROL_FRAME_PREFIX for m in msgs)
         self.oftp_bytes += size
         self.control_bytes += size
-        at = self._transmit(node, dst, size)
+        at = self._ordered(node, h[0], self._transmit(node, dst, size))
         if len(msgs) == 1:
-            self.at(at, EV_MSG, (node, dst), msgs[0])
+            self.at(at, EV_MSG, (node, dst, h), msgs[0])
         else:
-            self.at(at, EV_BURST, (node, dst), msgs)
+            self.at(at, EV_BURST, (node, dst, h), msgs)
 
     def _forged(self, seq: int) -> wire.ChunkMsg:
         f = self.forged_cache.get(seq)
@@ -678,7 +806,11 @@ class OasisSim:
         mode = node.mode
         skey = self.sid.key
         k = self.cfg.substreams
-        for dst in list(node.links.values()):
+        for peer, p in list(node.policy.peers.items()):
+            if not p.joined:
+                continue  # not a neighbour yet: the JOIN exchange is under way
+            h = p.link
+            dst = self.by_key[peer]
             if mode == adv.FLOOD:
                 msgs: list[wire.Message] = [wire.Request(stream=skey, seq=max(0, latest - 1 - i))
                                             for i in range(adv.FLOOD_BURST - 2)]
@@ -699,14 +831,19 @@ class OasisSim:
             for c in chunks:
                 size = self.chunk_size.get(c.seq, self.chunk_size[0])
                 self.oftp_bytes += size
-                self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst), c)
+                self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst, h), c)
 
-    def _recv_burst(self, pair: tuple[SimNode, SimNode], msgs: list[wire.Message]) -> None:
-        src, dst = pair
-        if not dst.alive or src.key not in dst.links:
+    def _recv_burst(self, pair: tuple[SimNode, SimNode, Link], msgs: list[wire.Message]) -> None:
+        src, dst, h = pair
+        if not dst.alive:
             return
+        policy = dst.policy
+        skey = self.sid.key
+        now = self.now
         for m in msgs:
-            dst.swarm.on_message(src.key, m, self.now)
+            if policy.on_message(h, src.key, m, now) == skey:
+                dst.swarm.on_message(src.key, m, now)
+        self._run_policy(dst)
         self._pump(dst)
 
     def _hostile_result(self) -> dict[str, Any]:
@@ -725,8 +862,27 @@ class OasisSim:
             "forged_delivered": self.adv.forged_delivered,
             "dropped_by_honest": dict(sorted(self.drops_of_hostile.items())),
             "honest_dropped_honest": self.honest_dropped_honest,
+            #: bans by the honest nodes' policies (a swarm's DropPeer, a score past ban_score)
+            "banned_by_honest": dict(sorted(self.bans_of_hostile.items())),
+            "honest_banned_honest": self.honest_banned_honest,
+            #: links honest policies closed for doing nothing (no JOIN, silence)
+            "idle_closed_by_honest": dict(sorted(self.idle_closed_hostile.items())),
             "honest_counters": dict(sorted(totals.items())),
         }
+
+    def _policy_result(self) -> dict[str, int]:
+        """The honest viewers' policy counters, summed (oasis.core.peer.PeerCounters)."""
+        totals: Counter[str] = Counter()
+        for n in self.every:
+            if n.mode or n.is_source:
+                continue
+            for k, v in dataclasses.asdict(n.policy.counters).items():
+                totals[k] += v
+        keep = ("links_accepted", "links_refused", "links_refused_banned", "links_duplicate",
+                "links_idle_closed", "messages_over_budget", "messages_unjoined", "peers_banned",
+                "peers_dropped_bad_chunks", "peers_dropped_swarm", "peers_dropped_score",
+                "announces", "dial_attempts", "dial_failures", "joins")
+        return {k: totals[k] for k in keep}
 
     # ---- results -------------------------------------------------------------
     def _result(self, events: int, wall_s: float, end: float) -> dict[str, Any]:
@@ -760,6 +916,7 @@ class OasisSim:
             "leaves": self.leaves,
             "origin_requests": self.origin_requests,
             "events": events,
+            "policy": self._policy_result(),
             "wall_s": round(wall_s, 2),
         }
         if self.hostile_of:
