@@ -22,6 +22,13 @@ a swarm's DropPeer is the policy's ban; ``CloseLink`` closes the link on this si
 now and on the other one one-way delay later. Every node has a fake address in
 198.18.0.0/15 (the benchmarking range).
 
+With ``session = true`` in the scenario's ``[protocol]`` table every link also runs
+the real :class:`oasis.core.session.Session` handshake: after the QUIC handshake
+(1 RTT) the dialler's HELLO, the listener's HELLO + AUTH and the dialler's AUTH
+cross the modelled link as bytes, signed and verified with real Ed25519 keys (the
+viewers' keys are then real identities); the policy's ``link_up`` follows each
+side's ``Authenticated``. Control messages after it keep the direct path.
+
 Events are ``(time, order, kind, a, b)`` tuples on one heap, dispatched on the
 integer ``kind``. ``make`` compiles this module with mypyc together with the
 core (``scripts/build_core.py``); ``oasis/sim/__init__.py`` uses the compiled
@@ -42,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from oasis.core import peer as pp
+from oasis.core import session as ss
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
@@ -71,6 +79,8 @@ EV_DOWN = 9  #: a link closed, as one side learns it (policy.link_down)
 EV_HOSTILE = 10  #: an adversary's injection tick
 EV_BURST = 11  #: several control messages in one datagram (a REQUEST flood)
 EV_DIAL_FAILED = 12  #: a dial nobody answered (the node's connect timeout)
+EV_SESSION = 13  #: handshake bytes arrive (scenario protocol.session)
+QUIC_RTTS = 1.0  #: QUIC's handshake before the OFTP session starts
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
 CONTROL_FRAME_PREFIX = 4
@@ -132,6 +142,7 @@ class SimNode:
         #: the node's policy core: its admitted links are ``policy.peers``
         self.policy = policy
         self.host = host
+        self.identity: Identity | None = None  #: a real Ed25519 identity (session mode)
         self.parmed = -1.0  #: time of the pending policy timer event; -1 = none
         #: link id -> arrival time of the last control message sent on it: the control
         #: stream is one ordered QUIC stream (a lost packet delays what follows it)
@@ -175,7 +186,14 @@ class OasisSim:
         self.open_links: set[int] = set()
         self.by_addr: dict[str, SimNode] = {}  #: every node that ever joined, by host
         self.by_key: dict[bytes, SimNode] = {}
+        #: run the real Session handshake per link (protocol.session)
+        self.with_session = bool(s.protocol.get("session", False))
+        #: link id -> (dialler's session, listener's session) while the handshake runs
+        self.handshakes: dict[int, tuple[ss.Session, ss.Session]] = {}
+        self.handshakes_done = 0
+        self.handshakes_failed = 0
         self.source = self._node(-1, bid.public, bnet, src, T0, 2 * s.max_neighbours, True)
+        self.source.identity = bid
         self.nodes: dict[bytes, SimNode] = {bid.public: self.source}
         if s.tracker == "core" or (s.tracker == "auto" and len(viewers) <= 2000):
             self.tracker: Tracker | FastTracker = Tracker(sample=20, rng=random.Random(f"tr/{seed}"),
@@ -303,6 +321,8 @@ class OasisSim:
                 self._hostile_tick(a)
             elif kind == EV_BURST:
                 self._recv_burst(a, b)
+            elif kind == EV_SESSION:
+                self._session(a, b)
             else:
                 self._dial_failed(a, b)
         self.events = events
@@ -337,12 +357,18 @@ class OasisSim:
         s = self.s
         up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * s.bitrate_kbps))
         cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps))
-        swarm = sw.Swarm(self.sid, v.key, cfg, rng=random.Random(f"swarm/{self.seed}/{v.idx}"),
+        ident: Identity | None = None
+        key = v.key
+        if self.with_session:  # the viewer's random bytes are its private key
+            ident = Identity.from_private_bytes(v.key)
+            key = ident.public
+        swarm = sw.Swarm(self.sid, key, cfg, rng=random.Random(f"swarm/{self.seed}/{v.idx}"),
                          now=now, verify=self.verify)
         mode = self.hostile_of.get(v.idx, adv.HONEST)
         # a silent adversary dials as many links as a node accepts
         target = s.max_neighbours if mode == adv.SILENT else s.neighbours
-        node = self._node(v.idx, v.key, v.net, swarm, now, s.max_neighbours, target=target)
+        node = self._node(v.idx, key, v.net, swarm, now, s.max_neighbours, target=target)
+        node.identity = ident
         if mode:
             # an adversary: no record (figures are the honest viewers'), crafted traffic
             node.mode = mode
@@ -353,7 +379,7 @@ class OasisSim:
             node.rec = SimRecord(now, cfg.playout_delay)
             self.records.append(node.rec)
             self.direct[v.idx] = self._direct_latency(v.net)
-        self.nodes[v.key] = node
+        self.nodes[key] = node
         self.every.append(node)
         self.by_pid[node.pid] = node
         self.joins += 1
@@ -416,6 +442,12 @@ class OasisSim:
     def _dial(self, node: SimNode, a: pp.Dial) -> None:
         other = self.by_addr.get(a.host)
         now = self.now
+        if self.with_session and other is not None and other.alive and a.port == PORT:
+            # whoever answers on that address: the session checks the key we pinned
+            self.n_links += 1
+            hs: Link = (self.n_links, node.key, other.key)
+            self.at(now + QUIC_RTTS * self._rtt(node.net, other.net), EV_SESSION, hs, a.peer)
+            return
         if other is None or other.key != a.peer or not other.alive or a.port != PORT:
             # nobody answers (a departed viewer's address): the connect times out
             self.at(now + DIAL_TIMEOUT_S, EV_DIAL_FAILED, node, a.peer)
@@ -423,6 +455,89 @@ class OasisSim:
         self.n_links += 1
         h: Link = (self.n_links, node.key, other.key)
         self.at(now + HANDSHAKE_RTTS * self._rtt(node.net, other.net), EV_LINK_UP, h, None)
+
+    # ---- the OFTP session's handshake (oasis.core.session), protocol.session ------------
+    def _session(self, h: Link, data: tuple[bool, bytes] | bytes) -> None:
+        """QUIC is up (``data``: the key the dialler pinned; it starts), or handshake
+        bytes arrive (``data``: (for the dialler?, bytes))."""
+        dialler = self.by_key[h[1]]
+        listener = self.by_key[h[2]]
+        now = self.now
+        lid = h[0]
+        if isinstance(data, bytes):
+            if not dialler.alive:
+                return
+            if not listener.alive:
+                self.at(now + DIAL_TIMEOUT_S - QUIC_RTTS * self._rtt(dialler.net, listener.net),
+                        EV_DIAL_FAILED, dialler, data)
+                return
+            assert dialler.identity is not None and listener.identity is not None
+            sa = ss.Session(dialler.identity, True, expected_key=data,
+                            rng=random.Random(f"session/{self.seed}/{lid}/d"))
+            sb = ss.Session(listener.identity, False, rng=random.Random(f"session/{self.seed}/{lid}/l"))
+            sb.begin(now)
+            self.handshakes[lid] = (sa, sb)
+            sa.start(now)
+            self._session_flush(h, dialler, listener, sa, True)
+            return
+        pair = self.handshakes.get(lid)
+        if pair is None:
+            return
+        to_dialler, raw = data
+        node, other = (dialler, listener) if to_dialler else (listener, dialler)
+        sess = pair[0] if to_dialler else pair[1]
+        if not other.alive:  # the sender left: its connection is closed
+            self.handshakes.pop(lid, None)
+            return
+        if not node.alive:
+            self.handshakes.pop(lid, None)
+            if to_dialler:
+                return
+            # the listener left: the dialler's connect times out
+            self.at(now + DIAL_TIMEOUT_S - 2 * self._rtt(dialler.net, listener.net),
+                    EV_DIAL_FAILED, dialler, pair[0].expected_key or listener.key)
+            return
+        if not to_dialler:
+            sess.start(now)  # the listener answers once the dialler opened the stream
+        sess.receive_control(raw, now)
+        self._session_flush(h, node, other, sess, to_dialler)
+
+    def _session_flush(self, h: Link, node: SimNode, other: SimNode, sess: ss.Session,
+                       is_dialler: bool) -> None:
+        """Send a side's handshake bytes over the link; act on its events."""
+        out = b""
+        failed = False
+        for a in sess.actions():
+            if isinstance(a, ss.SendControl):
+                out += a.data
+            elif isinstance(a, ss.CloseLink):
+                failed = True
+        if out:
+            self.oftp_bytes += len(out)
+            self.control_bytes += len(out)
+            at = self._ordered(node, h[0], self._transmit(node, other, len(out)))
+            self.at(at, EV_SESSION, h, (not is_dialler, out))
+        ev = sess.next_event()
+        while ev is not None:
+            if isinstance(ev, ss.Authenticated):
+                if is_dialler:
+                    self.open_links.add(h[0])
+                else:
+                    self.handshakes.pop(h[0], None)  # both sides done
+                    self.handshakes_done += 1
+                node.policy.link_up(h, ev.peer_key, dialled=is_dialler, now=self.now)
+                self._run_policy(node)
+            elif isinstance(ev, ss.Closed):
+                failed = True
+            ev = sess.next_event()
+        if failed:
+            pair = self.handshakes.pop(h[0], None)
+            if pair is None:
+                return
+            self.handshakes_failed += 1
+            dialler = node if is_dialler else other
+            if dialler.alive:  # the connect failed: the policy backs the address off
+                self.at(self.now, EV_DIAL_FAILED, dialler, pair[0].expected_key or h[2])
 
     def _dial_failed(self, node: SimNode, peer: bytes) -> None:
         if not node.alive:
@@ -453,6 +568,7 @@ class OasisSim:
         if h[0] not in self.open_links:
             return
         self.open_links.discard(h[0])
+        self.handshakes.pop(h[0], None)  # closed before the listener authenticated
         other = self.by_key[peer]
         if code == ErrorCode.TIMEOUT and other.mode and not node.mode:
             self.idle_closed_hostile[adv.NAMES[other.mode]] += 1
@@ -919,6 +1035,9 @@ class OasisSim:
             "policy": self._policy_result(),
             "wall_s": round(wall_s, 2),
         }
+        if self.with_session:
+            out["session"] = {"handshakes": self.handshakes_done,
+                              "handshakes_failed": self.handshakes_failed}
         if self.hostile_of:
             # every figure above is the honest viewers' (adversaries keep no record)
             out["honest_viewers"] = len(self.viewers) - len(self.hostile_of)

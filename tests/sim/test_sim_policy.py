@@ -130,3 +130,54 @@ def test_policy_figures_in_the_result_and_runs_stay_deterministic() -> None:
     pol = a["policy"]
     assert pol["links_accepted"] > 0 and pol["joins"] > 0 and pol["announces"] > 0
     assert pol["peers_banned"] == 0
+
+
+# ---- the OFTP session's handshake per link (scenario protocol.session) -----------------
+
+def test_session_mode_links_only_after_real_signed_handshakes() -> None:
+    res, sim = _sim(seed=4, peers=20, duration_s=8, ramp_s=3, protocol={"session": True})
+    hs = res["session"]
+    assert hs["handshakes"] > 0 and hs["handshakes_failed"] == 0
+    assert res["viewers_started"] == 20 and res["continuity"] >= 0.9
+    for n in sim.every:
+        assert n.identity is not None and n.identity.public == n.key  # real Ed25519 keys
+        for peer in n.policy.peers:
+            assert peer in sim.by_key
+    assert len(sim.handshakes) <= 2 * len(sim.every)  # finished handshakes are let go
+
+
+def test_session_mode_a_stranger_on_a_named_address_fails_the_pinned_key_and_is_backed_off() -> None:
+    """A candidate that names peer B's key at node C's address (a lying source, or a
+    stranger answering there): the real handshake closes WRONG_PEER, the dial counts as
+    failed and the address is backed off; nothing is admitted."""
+    from oasis.sim import oasis_run as orun
+    d = load(SMALL).to_json() | {"baselines": [], "peers": 12, "duration_s": 20, "ramp_s": 1,
+                                 "protocol": {"session": True}}
+    s = from_dict(d)
+    w = World()
+    bnet, viewers = population.build(s, w, 5)
+    sim = OasisSim(s, w, bnet, viewers, 5)
+    for v in viewers:
+        sim.at(orun.T0 + v.join, orun.EV_JOIN, v)
+    for i in range(int(s.duration_s * 1000 / s.chunk_ms)):
+        sim.at(orun.T0 + i * s.chunk_ms / 1000, orun.EV_PRODUCE, i)
+    sim._run_policy(sim.source)
+    sim._loop(orun.T0 + 5.0, float("inf"), 10.0)
+    nodes = [n for n in sim.every if not n.is_source]
+    a = nodes[0]
+    b = next(n for n in nodes[1:] if n.key not in a.policy.peers)
+    c = next(n for n in nodes[1:] if n is not b)
+    failed0 = a.policy.counters.dial_failures
+    assert a.policy.may_dial(b.key, c.host, orun.PORT, sim.now)
+    sim._dial(a, pp.Dial(b.key, c.host, orun.PORT))
+    sim._loop(orun.T0 + 8.0, float("inf"), 10.0)
+    assert sim.handshakes_failed == 1
+    assert a.policy.counters.dial_failures == failed0 + 1
+    # the policy backs off the address it knows for the pinned key (its candidate entry;
+    # may_dial keeps an existing one)
+    known = a.policy.dials.candidates[b.key][0]
+    assert a.policy.dials.backoff[(known.host, known.port)][0] >= 1
+    assert b.key not in a.policy.dialling
+    # c never admitted a link from a for it (the handshake ended before authentication)
+    assert all(e.link[1] != a.key or e.link[2] != c.key or c.key in a.policy.peers
+               for e in c.policy.peers.values())
