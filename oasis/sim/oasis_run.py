@@ -731,6 +731,8 @@ class OasisSim:
                         self.drops_of_hostile[adv.NAMES[other.mode]] += 1
                     else:
                         self.honest_dropped_honest += 1
+                if mode == adv.SILENT:
+                    continue  # it holds every slot it got: its own core's verdicts are ignored
                 policy.on_drop_peer(a.peer, a.code, a.reason, now)
                 dropped = True
         if dropped:

@@ -4,7 +4,8 @@ Small simulations; every rule is the node's own, asserted on the policy objects 
 simulated nodes ran: a REQUEST flooder is cut off by its neighbours' message budgets
 and scores; no node ever admits more inbound links than ``max_neighbours`` and both
 ends of every open link agree on it; a departed viewer's address, still a candidate,
-fails its dials and is backed off; honest peers are never banned.
+fails its dials and is backed off; silent peers that hold their slots are closed by the
+honest nodes' sweeps; honest peers are never banned.
 """
 
 from __future__ import annotations
@@ -73,6 +74,26 @@ def test_a_flooder_is_banned_by_its_neighbours_policies_and_refused_when_it_come
     # the flood did not stop the honest viewers
     assert res["viewers_started"] == res["honest_viewers"]
     assert res["continuity"] >= 0.9
+
+
+def test_silent_peers_holding_slots_are_closed_by_the_honest_policies_sweeps() -> None:
+    # silent adversaries complete the handshake and JOIN, then send nothing, and hold every
+    # link they get: the honest nodes' policies close them after silence_timeout
+    res, sim = _sim(peers=30, duration_s=70, ramp_s=4, hostile=0.2, hostile_mix={"silent": 1})
+    silent = [n for n in sim.every if n.mode]
+    assert silent
+    honest = _honest(sim)
+    assert res["hostile"]["idle_closed_by_honest"].get("silent", 0) > 0
+    assert sum(n.policy.counters.links_idle_closed for n in honest) > 0
+    cfg = pp.PolicyConfig()
+    for n in honest:
+        for f in silent:
+            e = n.policy.peers.get(f.key)
+            # nobody keeps a silent peer past the timeout (plus one sweep)
+            assert e is None or e.closing or \
+                sim.now - e.heard < cfg.silence_timeout + cfg.sweep_interval + 0.5
+    assert res["hostile"]["honest_banned_honest"] == 0
+    assert res["viewers_started"] == res["honest_viewers"] and res["continuity"] >= 0.95
 
 
 def test_neighbour_limits_hold_and_both_ends_agree_on_every_open_link() -> None:
