@@ -142,6 +142,9 @@ class SimNode:
         #: the node's policy core: its admitted links are ``policy.peers``
         self.policy = policy
         self.host = host
+        #: what a tracker answer names: one shared (immutable) object per node, not one
+        #: per offer (10,000 policies hold up to 256 candidates each)
+        self.cand = pp.Candidate(key, host, PORT)
         self.identity: Identity | None = None  #: a real Ed25519 identity (session mode)
         self.parmed = -1.0  #: time of the pending policy timer event; -1 = none
         #: link id -> arrival time of the last control message sent on it: the control
@@ -436,7 +439,7 @@ class OasisSim:
             for pid in self._announce(node):
                 other = self.by_pid.get(pid)
                 if other is not None:
-                    found.append(pp.Candidate(other.key, other.host, PORT))
+                    found.append(other.cand)
         node.policy.on_candidates(found, self.now, verified=True, interval=10.0)
 
     def _dial(self, node: SimNode, a: pp.Dial) -> None:
