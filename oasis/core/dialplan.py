@@ -71,6 +71,7 @@ class DialPlan:
         self.candidates: dict[bytes, tuple[Candidate, float]] = {}  #: peer -> (cand, offered at)
         self.backoff: dict[tuple[str, int], tuple[int, float]] = {}  #: addr -> (failures, until)
         self.dialling: dict[bytes, float] = {}  #: peer -> report deadline
+        self.dial_addr: dict[bytes, tuple[str, int]] = {}  #: peer -> address being dialled
         self.announce_at = now  #: when to ask the sources for candidates
 
     def offer(self, found: Iterable[Candidate], now: float, *, verified: bool,
@@ -117,6 +118,7 @@ class DialPlan:
             return False
         self.candidates.setdefault(peer, (Candidate(peer, host, port), now))
         self.dialling[peer] = now + self.config.dial_timeout
+        self.dial_addr[peer] = (host, port)
         self.counters.dial_attempts += 1
         return True
 
@@ -137,19 +139,22 @@ class DialPlan:
         out = []
         for cand in eligible[:min(need + cfg.dial_extra, cfg.max_dials_per_round)]:
             self.dialling[cand.peer] = now + cfg.dial_timeout
+            self.dial_addr[cand.peer] = (cand.host, cand.port)
             self.counters.dial_attempts += 1
             out.append(Dial(cand.peer, cand.host, cand.port))
         return out
 
     def connected(self, peer: bytes) -> None:
         self.dialling.pop(peer, None)
+        self.dial_addr.pop(peer, None)
 
     def failed(self, peer: bytes, now: float) -> None:
-        """A dial did not authenticate the peer."""
+        """A dial did not authenticate the peer: the address that was dialled backs off
+        (not the peer's candidate address, which may be another one)."""
         if self.dialling.pop(peer, None) is None:
             return
         self.counters.dial_failures += 1
-        self.back_off(peer, now)
+        self.back_off(peer, now, self.dial_addr.pop(peer, None))
 
     def stable(self, peer: bytes) -> None:
         """A link we dialled stayed up: its address is good again."""
@@ -164,8 +169,9 @@ class DialPlan:
         entry = self.backoff.get(addr)
         return entry is not None and entry[1] > now
 
-    def back_off(self, peer: bytes, now: float) -> None:
-        addr = self._address_of(peer)
+    def back_off(self, peer: bytes, now: float, addr: tuple[str, int] | None = None) -> None:
+        if addr is None:
+            addr = self._address_of(peer)
         if addr is None:
             return
         cfg = self.config

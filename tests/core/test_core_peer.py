@@ -285,6 +285,17 @@ def test_failed_addresses_back_off_exponentially_and_banned_peers_are_not_dialle
     assert of(p.actions(), pp.Dial) == []
 
 
+def test_a_failed_dial_backs_off_the_address_dialled_not_the_candidate_address():
+    p = policy(target_neighbours=0, backoff_base=1.0)
+    c = cands(1)
+    p.on_candidates(c, 0.0, verified=True)
+    assert p.may_dial(c[0].peer, "10.9.9.9", 5000, 0.0)  # the executor dials another address
+    p.dial_failed(c[0].peer, 0.1)
+    assert p.dials.backed_off(("10.9.9.9", 5000), 0.2)
+    assert not p.dials.backed_off(("10.0.0.1", 4000), 0.2)  # the candidate's own address is fine
+    assert p.dials.dial_addr == {}  # nothing left behind
+
+
 def test_unverified_candidates_are_ignored_and_the_table_is_bounded():
     p = policy(target_neighbours=0, max_candidates=10)
     p.on_candidates(cands(5), 0, verified=False)
