@@ -415,7 +415,9 @@ async def test_an_authenticated_peer_cannot_make_aioquic_hold_gaps_without_bound
         await _wait(lambda: b_link.session.closed, SLACK)
         assert ep.counters["reorder_over_cap"] == 1
         assert b_link._reorder_bytes() <= ep.max_reorder_bytes + 2 * 1024 * 1024
-        await _wait(lambda: a.identity.public not in b.links_by_peer, SLACK)
+        # The offending link is gone from b's neighbours (a's policy may dial b again: a new
+        # link from the same key is another link, and on a loaded machine it can be up already).
+        await _wait(lambda: b.links_by_peer.get(a.identity.public) is not b_link, SLACK)
     finally:
         await a.close()
         await b.close()
@@ -445,7 +447,7 @@ async def test_the_peer_learns_the_goodbye_code_and_reason() -> None:
         assert seen == [ss.Closed(ErrorCode.OVERLOADED, "moving to a closer parent", by_peer=True)]
         # It came as the GOODBYE message on the control stream, not only in QUIC's close.
         assert b_link.session.counters.control_in - before >= len(goodbye)
-        assert a.identity.public not in b.links_by_peer
+        assert b.links_by_peer.get(a.identity.public) is not b_link  # (a may have dialled again)
     finally:
         await a.close()
         await b.close()
