@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -58,3 +59,24 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached in time")
         time.sleep(interval)
+
+
+async def until(predicate: Any, timeout: float, interval: float = 0.02) -> None:
+    """Wait (bounded) for a condition the event loop makes true (in-process nodes)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+async def serve(app: Any) -> tuple[Any, str]:
+    """Run an aiohttp application on 127.0.0.1 (any port): (runner, base URL)."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"

@@ -20,6 +20,7 @@ from typing import Any
 from aioquic.quic import events as qe
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from procs import until as _wait
 
 from oasis.core import session as ss
 from oasis.core import swarm as sw
@@ -40,13 +41,6 @@ async def _node(**kw: Any) -> Node:
     return n
 
 
-async def _wait(predicate: Any, timeout: float) -> None:
-    """Wait (bounded) for a condition the event loop makes true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
 
 import aiohttp
 import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from procs import until
 
 from oasis.core import peer as pp
 from oasis.core import swarm as sw
@@ -33,15 +33,6 @@ from oasis.node.http import prometheus
 from oasis.node.metrics import discovery_counters
 from oasis.node.node import Node
 from oasis.node.runtime import announce_loop
-
-
-async def until(pred: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
 
 #: (HTTP status, body) a hostile tracker answers, in order; each must count as a tracker error
 HOSTILE = [

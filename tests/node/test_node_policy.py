@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+
+from procs import until
 
 from oasis.core import peer as pp
 from oasis.core import swarm as sw
@@ -19,15 +20,6 @@ from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.node.node import Node
-
-
-async def until(pred: Callable[[], bool], timeout: float) -> None:
-    """Wait (bounded) for a condition on in-process state."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def _node(**kw) -> Node:

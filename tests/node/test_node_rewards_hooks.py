@@ -20,6 +20,7 @@ import time
 
 import aiohttp
 from aiohttp import web
+from procs import serve, until
 
 from oasis.core import peer as pp
 from oasis.core import swarm as sw
@@ -37,21 +38,8 @@ from oasis.node.runtime import tracker_member
 BOMB = b"[" * 70_000
 
 
-async def until(pred, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 class Broadcaster:
