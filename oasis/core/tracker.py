@@ -21,6 +21,21 @@ Theory of operation
   stream, entries in total, and announces per source address (a token bucket
   per IPv4 address or IPv6 /64, in a bounded table). A refused announce raises
   :class:`TrackerRefused` with a stable ``code``.
+* **Sybils.** Identities cost nothing (a key pair), so the rate limit alone let
+  one address register hundreds of peer ids in a stream and crowd the real
+  peers out of every sample. Two rules: (1) at most ``max_ids_per_address``
+  (8) distinct peer ids per source address (IPv4, or IPv6 /64) per stream are
+  admitted through :meth:`Tracker.submit` (a new id beyond the cap is refused
+  429 ``too_many_ids``, counted in ``refused_ids_per_address``); loopback is
+  exempt unless ``cap_loopback`` (a tracker on 127.0.0.1 serves the operator's
+  own machine: the demo and tests run many peers there). (2) A peer that has
+  been announced without a gap for ``establish_after`` seconds is
+  *established*; after the broadcaster and the area share, up to
+  ``established_share`` (0.5) of the rest of a sample is drawn from the
+  established peers, the remainder from everyone. A burst of fresh ids (from
+  any number of addresses) therefore cannot push the peers with history out
+  of the samples, and a sybil must keep re-announcing (rate, cap) for
+  ``establish_after`` before it is preferred.
 * **Trust.** :meth:`Tracker.submit` takes a *signed* announce
   (:mod:`oasis.core.announce`): signature, freshness, no replay (the time must
   grow per peer and stream, leaves leave a tombstone), and the announced host
@@ -49,6 +64,9 @@ MAX_AREA = 32  #: characters of an area label kept
 MAX_SOURCES = 50_000  #: source addresses with a rate bucket at once
 SOURCE_RATE = 50.0  #: announces per second a source address may sustain (viewers behind a NAT)
 SOURCE_BURST = 500.0  #: ... and in a burst
+MAX_IDS_PER_ADDRESS = 8  #: distinct peer ids per source address per stream (viewers behind a NAT)
+ESTABLISH_AFTER = 20.0  #: seconds of continuous presence before a peer counts as established
+ESTABLISHED_SHARE = 0.5  #: share of a sample (after the area share) drawn from established peers
 
 
 class TrackerRefused(ValueError):
@@ -76,6 +94,8 @@ class TrackedPeer:
     is_broadcaster: bool = False
     area: str = ""
     record: Announce | None = None  #: the signed announce, handed to joiners as proof
+    since: float = 0.0  #: first announce of this continuous presence
+    source: str = ""  #: source-address key it was admitted from (signed path), for the id cap
 
 
 class _Bag:
@@ -129,6 +149,7 @@ class StreamPeers:
         self._all = _Bag()
         self._areas: dict[str, _Bag] = {}
         self._area_of: dict[str, str] = {}
+        self._est = _Bag()  #: peers with history (see Tracker.establish_after)
 
     def __len__(self) -> int:
         return len(self.peers)
@@ -142,8 +163,14 @@ class StreamPeers:
                 self._area_of[peer_id] = area
                 self._areas.setdefault(area, _Bag()).add(peer_id)
 
+    def establish(self, peer_id: str) -> None:
+        """Mark a (non-broadcaster) member as established: preferred in draws."""
+        if peer_id in self._all.pos:
+            self._est.add(peer_id)
+
     def leave(self, peer_id: str) -> None:
         self._all.remove(peer_id)
+        self._est.remove(peer_id)
         a = self._area_of.pop(peer_id, None)
         if a is not None:
             bag = self._areas[a]
@@ -154,8 +181,9 @@ class StreamPeers:
             self.broadcaster = None
 
     def draw(self, rng: random.Random, peer_id: str, area: str, sample: int,
-             locality: float) -> list[str]:
-        """The broadcaster (unless asking), then ``locality`` of the rest from ``area``, then anyone."""
+             locality: float, established: float = 0.0) -> list[str]:
+        """The broadcaster (unless asking), then ``locality`` of the rest from ``area``, then
+        ``established`` of what is left from the established peers, then anyone."""
         out = [self.broadcaster] if self.broadcaster and self.broadcaster != peer_id else []
         seen = {peer_id}
         seen.update(out)
@@ -163,6 +191,8 @@ class StreamPeers:
         near = self._areas.get(area) if area else None
         if near is not None:
             near.pick(rng, int(want * locality), seen, out)
+        if established > 0.0 and self._est.ids:
+            self._est.pick(rng, int((sample - len(out)) * established), seen, out)
         self._all.pick(rng, sample - len(out), seen, out)
         return out
 
@@ -178,6 +208,17 @@ def same_address(a: str, b: str) -> bool:
     if isinstance(y, ipaddress.IPv6Address) and y.ipv4_mapped is not None:
         y = y.ipv4_mapped
     return x == y
+
+
+def is_loopback(source: str) -> bool:
+    """Whether a request address is loopback (127/8, ::1, or IPv4-mapped 127/8)."""
+    try:
+        ip = ipaddress.ip_address(source)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def source_key(source: str) -> str:
@@ -196,7 +237,8 @@ def source_key(source: str) -> str:
 COUNTERS = ("announces", "leaves", "expired", "descriptors_accepted", "refused_rate",
             "refused_stale", "refused_address", "refused_signature", "refused_replay",
             "refused_descriptor", "refused_streams_full", "refused_peers_full",
-            "refused_total_full", "refused_sources_full", "bad_requests")
+            "refused_total_full", "refused_sources_full", "refused_ids_per_address",
+            "bad_requests")
 
 
 @dataclass
@@ -211,6 +253,11 @@ class Tracker:
     max_sources: int = MAX_SOURCES
     source_rate: float = SOURCE_RATE
     source_burst: float = SOURCE_BURST
+    #: distinct peer ids one source address may hold in one stream (signed path; 0: no cap)
+    max_ids_per_address: int = MAX_IDS_PER_ADDRESS
+    cap_loopback: bool = False  #: apply that cap to loopback sources too (off: the operator's box)
+    establish_after: float = ESTABLISH_AFTER
+    established_share: float = ESTABLISHED_SHARE
     streams: dict[str, StreamPeers] = field(default_factory=dict)
     descriptors: dict[str, Descriptor] = field(default_factory=dict)  #: stream -> newest signed
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
@@ -220,15 +267,19 @@ class Tracker:
     _tombs: OrderedDict[tuple[str, str], tuple[int, float]] = field(default_factory=OrderedDict)
     #: source address -> (tokens, last refill), least recently used first
     _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
+    #: (stream, source key) -> live peer ids admitted from it (entries with a ``source``)
+    _ids_at: dict[tuple[str, str], int] = field(default_factory=dict)
 
     # ---- the rule ------------------------------------------------------------
     def announce(self, stream: str, peer_id: str, host: str, port: int, now: float, *,
                  is_broadcaster: bool = False, leaving: bool = False, area: str = "",
-                 record: Announce | None = None) -> list[TrackedPeer]:
+                 record: Announce | None = None, source: str = "") -> list[TrackedPeer]:
         """Record (or remove) a peer and return a sample of the others. Unsigned: trusted callers.
 
         ``is_broadcaster`` is ignored: the broadcaster is the peer whose id the
-        stream id starts with (whatever a request claims). Raises TrackerFull.
+        stream id starts with (whatever a request claims). ``source``: the
+        source-address key the announce came from (counted for the id cap; the
+        cap itself is checked in :meth:`submit`). Raises TrackerFull.
         """
         self.sweep(now)
         sp = self.streams.get(stream)
@@ -257,15 +308,39 @@ class Tracker:
         if old is not None and old.area != area and not bcast:
             sp.leave(peer_id)
         self.counters["announces"] += 1
-        sp.peers[peer_id] = TrackedPeer(peer_id, host, port, now, bcast, area, record)
+        since = old.since if old is not None else now
+        if (old.source if old is not None else "") != source:
+            if old is not None:
+                self._uncount(stream, old.source)
+            if source:
+                k = (stream, source)
+                self._ids_at[k] = self._ids_at.get(k, 0) + 1
+        sp.peers[peer_id] = TrackedPeer(peer_id, host, port, now, bcast, area, record, since,
+                                        source)
         sp.join(peer_id, is_broadcaster=bcast, area=area)
+        if not bcast and now - since >= self.establish_after:
+            sp.establish(peer_id)
         self._order[key] = now
         self._order.move_to_end(key)
-        picked = sp.draw(self.rng, peer_id, area, self.sample, self.locality)
+        picked = sp.draw(self.rng, peer_id, area, self.sample, self.locality,
+                         self.established_share)
         return [sp.peers[p] for p in picked]
 
+    def _uncount(self, stream: str, source: str) -> None:
+        if source:
+            k = (stream, source)
+            n = self._ids_at.get(k, 0) - 1
+            if n > 0:
+                self._ids_at[k] = n
+            else:
+                self._ids_at.pop(k, None)
+
+    def ids_at(self, stream: str, source: str) -> int:
+        """Live peer ids in ``stream`` admitted from ``source`` (an address; keyed like the cap)."""
+        return self._ids_at.get((stream, source_key(source)), 0)
+
     def _remove(self, stream: str, sp: StreamPeers, peer_id: str) -> None:
-        del sp.peers[peer_id]
+        self._uncount(stream, sp.peers.pop(peer_id).source)
         sp.leave(peer_id)
         self._order.pop((stream, peer_id), None)
         if not sp.peers:
@@ -317,7 +392,8 @@ class Tracker:
                descriptor: Descriptor | None = None) -> list[TrackedPeer]:
         """Check a signed announce from address ``source`` and apply it; raises TrackerRefused."""
         c = self.counters
-        if not self.admit(source_key(source), now):
+        skey = source_key(source)
+        if not self.admit(skey, now):
             raise TrackerRefused("rate_limited", "too many announces from this address", 429)
         if not is_fresh(a.time_ms, now):
             c["refused_stale"] += 1
@@ -349,13 +425,19 @@ class Tracker:
             c["refused_descriptor"] += 1
             raise TrackerRefused("bad_descriptor",
                                  "descriptor is not signed by this stream's key")
+        if not a.leaving and self.max_ids_per_address > 0 and (live is None or live.source != skey) \
+                and self._ids_at.get((stream, skey), 0) >= self.max_ids_per_address \
+                and (self.cap_loopback or not is_loopback(source)):
+            c["refused_ids_per_address"] += 1
+            raise TrackerRefused("too_many_ids", f"this address already has "
+                                 f"{self.max_ids_per_address} peer ids in this stream", 429)
         if a.leaving:
             self._tombs[(stream, pid)] = (a.time_ms, now + WINDOW + SKEW)
             self._tombs.move_to_end((stream, pid))
             while len(self._tombs) > self.max_total:
                 self._tombs.popitem(last=False)
             return self.announce(stream, pid, a.host, a.port, now, leaving=True)
-        peers = self.announce(stream, pid, a.host, a.port, now, area=a.area, record=a)
+        peers = self.announce(stream, pid, a.host, a.port, now, area=a.area, record=a, source=skey)
         if descriptor is not None:
             self.offer_descriptor(descriptor)
         return peers

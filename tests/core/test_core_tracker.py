@@ -222,3 +222,129 @@ def test_an_announce_costs_the_same_in_a_big_swarm() -> None:
 
     small, big = per_announce(500), per_announce(50_000)
     assert big < 10 * small + 1e-4  # O(N) was ~100x at this ratio
+
+
+# ---- sybils: many identities from one address, or a flood of fresh ones ------------------------
+
+def _ident(i: int):
+    from oasis.core.identity import Identity
+    return Identity.from_private_bytes(random.Random(f"sybil/{i}").randbytes(32))
+
+
+_BC = _ident(-1)
+
+
+def _signed(who, host: str, now: float, *, leaving: bool = False, port: int = 4433):
+    from oasis.core.announce import sign_announce
+    from oasis.core.stream import StreamId
+    return sign_announce(who, StreamId(_BC.public, "live"), host, port, int(now * 1000),
+                         leaving=leaving)
+
+
+def test_one_address_may_hold_only_a_few_ids_per_stream() -> None:
+    """The attack: one internet address registers 12 sybil ids in a stream (the rate allows it)."""
+    from oasis.core.announce import sign_announce
+    from oasis.core.stream import StreamId
+    from oasis.core.tracker import TrackerRefused
+
+    t = Tracker(max_ids_per_address=8, rng=random.Random(1))
+    now = time.time()
+    host = "198.18.0.7"
+    ok, refused = [], []
+    for i in range(12):
+        try:
+            t.submit(_signed(_ident(i), host, now + i * 0.01), host, now + i * 0.01)
+            ok.append(i)
+        except TrackerRefused as e:
+            assert (e.code, e.status) == ("too_many_ids", 429)
+            refused.append(i)
+    assert ok == list(range(8)) and refused == list(range(8, 12))
+    sid = str(_signed(_BC, host, now).stream)
+    assert t.counters["refused_ids_per_address"] == 4 and t.ids_at(sid, host) == 8
+    assert len(t.streams[sid]) == 8
+    # An admitted id may re-announce at the cap; after one leaves, a new id fits.
+    t.submit(_signed(_ident(0), host, now + 1), host, now + 1)
+    t.submit(_signed(_ident(1), host, now + 1, leaving=True), host, now + 1)
+    t.submit(_signed(_ident(9), host, now + 1.1), host, now + 1.1)
+    # Expiry releases the slots too.
+    t.sweep(now + 100)
+    assert t._ids_at == {}
+    # The cap is per stream: the same address in another stream starts from zero.
+    other = StreamId(_ident(50).public, "x")
+    for i in range(8):
+        t.submit(sign_announce(_ident(60 + i), other, host, 1, int((now + 101) * 1000)), host, now + 101)
+    # Another address has its own count; an IPv6 /64 is one address.
+    t.submit(_signed(_ident(20), "198.18.0.8", now + 101), "198.18.0.8", now + 101)
+    v6 = [f"2001:db8:1:2::{i + 1:x}" for i in range(9)]
+    with pytest.raises(TrackerRefused):
+        for i, h in enumerate(v6):
+            t.submit(_signed(_ident(30 + i), h, now + 101), h, now + 101)
+    assert i == 8 and t.counters["refused_ids_per_address"] == 5
+
+
+def test_loopback_is_exempt_unless_configured() -> None:
+    from oasis.core.tracker import TrackerRefused
+
+    now = time.time()
+    t = Tracker(max_ids_per_address=2)
+    for i in range(10):  # the demo: many viewers on the operator's own machine
+        t.submit(_signed(_ident(i), "127.0.0.1", now), "127.0.0.1", now)
+    strict = Tracker(max_ids_per_address=2, cap_loopback=True)
+    strict.submit(_signed(_ident(0), "127.0.0.1", now), "127.0.0.1", now)
+    strict.submit(_signed(_ident(1), "::ffff:127.0.0.1", now), "::ffff:127.0.0.1", now)
+    with pytest.raises(TrackerRefused):
+        strict.submit(_signed(_ident(2), "127.0.0.1", now), "127.0.0.1", now)
+
+
+def _flood(established_share: float, draws: int = 50) -> float:
+    """8 peers with 30 s of history, then 500 fresh sybil ids from 63 addresses (8 each, under
+    the cap); the mean share of the 8 established peers a 20-peer sample lists."""
+    t = Tracker(sample=20, rng=random.Random(7), established_share=established_share)
+    now = time.time()
+    real = [_ident(1000 + i) for i in range(8)]
+    for k in range(4):  # four announces, 10 s apart (the node's interval)
+        t.submit(_signed(_BC, "198.19.0.1", now + 10 * k), "198.19.0.1", now + 10 * k)
+        for i, r in enumerate(real):
+            h = f"198.19.1.{i + 1}"
+            t.submit(_signed(r, h, now + 10 * k), h, now + 10 * k)
+    now += 30.5
+    for i in range(500):
+        h = f"198.18.{i // 8}.{i % 8 + 1}"
+        t.submit(_signed(_ident(5000 + i), h, now), h, now)
+    real_ids = {r.peer_id for r in real}
+    got = 0
+    for d in range(draws):
+        h = f"198.20.0.{d + 1}"
+        sample = t.submit(_signed(_ident(9000 + d), h, now + 0.001), h, now + 0.001)
+        assert len(sample) == 20 and sample[0].peer_id == _BC.peer_id
+        got += sum(p.peer_id in real_ids for p in sample)
+    return got / (8 * draws)
+
+
+def test_a_flood_of_fresh_ids_cannot_crowd_established_peers_out_of_samples() -> None:
+    """The attack (bench/hostile_swarm.py): 500 fresh ids flood a stream of 8 real peers.
+
+    Uniform draws listed 3 % of them (0.26 of 8 per 20-sample, 200 draws); with the
+    established share every sample lists all 8 (the flood takes only the remaining slots).
+    """
+    before, after = _flood(0.0), _flood(0.5)
+    assert before < 0.25
+    assert after >= 0.95
+
+
+def test_established_is_per_continuous_presence() -> None:
+    t = make(sample=4, ttl=30.0, establish_after=20.0)
+    t.announce(S, "b", "h", 2, 0.0)
+    t.announce(S, "b", "h", 2, 20.0)  # keeps the stream alive
+    t.announce(S, "a", "h", 1, 0.0)
+    t.announce(S, "a", "h", 1, 15.0)
+    assert "a" not in t.streams[S]._est.pos
+    t.announce(S, "a", "h", 1, 20.0)
+    assert "a" in t.streams[S]._est.pos
+    t.announce(S, "a", "h", 1, 20.0, area="FR")  # moving area keeps the history
+    assert "a" in t.streams[S]._est.pos
+    t.announce(S, "a", "h", 1, 21.0, leaving=True)
+    assert "a" not in t.streams[S]._est.pos
+    t.announce(S, "a", "h", 1, 22.0)  # back: history starts again
+    assert "a" not in t.streams[S]._est.pos and t.streams[S].peers["a"].since == 22.0
+
