@@ -204,3 +204,28 @@ async def test_a_stand_alone_tracker_exports_its_counters() -> None:
         assert http_errors["http_403"] == 1 and http_errors["http_internal_errors"] == 0
     finally:
         await server.close()
+
+
+async def test_sybil_ids_from_one_address_answer_429_too_many_ids(tracker_client) -> None:
+    """The attack over real HTTP: one address registers many peer ids in a stream.
+
+    Loopback is exempt by default (the demo's viewers share 127.0.0.1), so the
+    tracker here applies the cap to loopback too, as it does to internet addresses.
+    """
+    tracker, s = tracker_client
+    tracker.max_ids_per_address, tracker.cap_loopback = 3, True
+    sybils = [ident(300 + i) for i in range(6)]
+    statuses = []
+    for i, p in enumerate(sybils):
+        status, reply = await post(s, body(signed(p, port=6000 + i)))
+        statuses.append((status, reply.get("error")))
+    assert statuses == [(200, None)] * 3 + [(429, "too_many_ids")] * 3
+    assert tracker.counters["refused_ids_per_address"] == 3
+    assert len(tracker.streams[str(SID)]) == 3
+    # An admitted id keeps re-announcing; another stream has its own count.
+    assert (await post(s, body(signed(sybils[0], port=6000))))[0] == 200
+    other = StreamId(MALLORY.public, "other")
+    assert (await post(s, body(signed(sybils[4], sid=other))))[0] == 200
+    # Default (loopback exempt): the operator's own machine runs many peers.
+    tracker.cap_loopback = False
+    assert (await post(s, body(signed(sybils[5], port=6005))))[0] == 200
