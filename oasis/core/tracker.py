@@ -65,7 +65,8 @@ MAX_SOURCES = 50_000  #: source addresses with a rate bucket at once
 SOURCE_RATE = 50.0  #: announces per second a source address may sustain (viewers behind a NAT)
 SOURCE_BURST = 500.0  #: ... and in a burst
 MAX_IDS_PER_ADDRESS = 8  #: distinct peer ids per source address per stream (viewers behind a NAT)
-ESTABLISH_AFTER = 20.0  #: seconds of continuous presence before a peer counts as established
+ESTABLISH_AFTER = 10.0  #: seconds of continuous presence before a peer counts as established
+#: (the nodes' announce interval: one refresh, which a one-shot sybil id never sends)
 ESTABLISHED_SHARE = 0.5  #: share of a sample (after the area share) drawn from established peers
 
 
