@@ -35,6 +35,11 @@ is given up (``Skip``): late chunks are dropped, never queued.
 bucket at the node's upload cap that serves newest chunks first and drops
 whatever is past its deadline.
 
+**Withholding parents.** A parent that pushes none of ``withhold_run``
+consecutive chunks of its substream (they came from repairs or the origin
+first) is dropped for it at once and not picked again for a while; strikes
+when its STATUS claimed them, dropped past ``withhold_limit`` (:mod:`.tree`).
+
 **Strangers.** Every peer is hostile until its bytes verify. STATUS claims are
 hints: the start is a verified, fresh keyframe and the chunk clock learns only
 from verified chunks, so a claim above it is a lie (:mod:`.claims`). REQUESTs
@@ -195,6 +200,7 @@ class Swarm:
             if peer == self.parents[j]:
                 # a repair beat the parent's push: still what the tree takes
                 self.delay.sample(j, now - self.log.time_of(chunk.seq), True)
+                self.tree.parent_pushed(j)
             return
         if not self.verify(self.sid, chunk):
             self._bad_chunk(st)
@@ -342,6 +348,8 @@ class Swarm:
                           f"the stream is near {self.log.expected_latest(now)}")
             return
         st.status = msg
+        if st.withheld_seq >= 0:
+            self.tree.judge_withheld(st, msg)
         probe = False
         if msg.latest > 0 or msg.have:
             self.tree.hinted = True
@@ -409,6 +417,10 @@ class Swarm:
         j = seq % self.config.substreams
         if peer is not None and peer == self.parents[j]:
             self.delay.sample(j, now - self.log.time_of(seq), True)
+            self.tree.parent_pushed(j)
+        elif self.start_seq is not None and self.parents[j] is not None:
+            # from a repair or the origin first: does our parent withhold? (§ 9.2)
+            self.tree.got_elsewhere(j, seq, chunk.time_us / 1e6, now)
         held = self.held
         for st in self.peers.values():
             if st.key == peer:

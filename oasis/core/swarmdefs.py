@@ -62,6 +62,13 @@ class SwarmConfig:
     start_max_age: float = 5.0  #: a start keyframe's signed time is at most this old (s)
     probe_timeout: float = 2.0  #: a start probe unanswered this long is a broken claim
     max_probes: int = 4  #: start probes in flight
+    #: a parent that pushed none of this many consecutive chunks of its substream (we got
+    #: them from repairs or the origin first) is withholding: dropped as parent at once
+    withhold_run: int = 3
+    #: ... and not chosen again for that substream for this long (s; longer per strike)
+    withhold_backoff: float = 20.0
+    #: withholdings confirmed by its own STATUS (it claims the chunks) before the peer is dropped
+    withhold_limit: int = 3
 
 
 # ---- actions ----------------------------------------------------------------
@@ -121,6 +128,10 @@ class PeerState:
     budget: PullBudget = field(default_factory=lambda: PullBudget(0.0))
     bad_chunks: int = 0
     lies: int = 0  #: its claims we disproved (implausible STATUS, claimed chunk not given)
+    #: times it withheld a substream while its STATUS claimed the chunks (strikes)
+    withholds: int = 0
+    #: first seq of a withheld run not yet judged against its STATUS (-1: none)
+    withheld_seq: int = -1
     is_broadcaster: bool = False
     rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
 
@@ -151,3 +162,8 @@ class SwarmCounters:
     liars_dropped: int = 0
     #: verified chunks before the start beyond the window's worth (not delivered at the start)
     early_unrecorded: int = 0
+    #: parents dropped for a substream because they pushed none of ``withhold_run``
+    #: consecutive chunks that then came from elsewhere (§ 9.2)
+    parents_withholding: int = 0
+    withhold_strikes: int = 0  #: of those, confirmed by the parent's STATUS claiming the chunks
+    withholders_dropped: int = 0  #: peers cut off past ``withhold_limit`` strikes

@@ -27,6 +27,19 @@ penalty per relay), and once per status interval swaps a parent for one
 up to ``subscribe_timeout`` while it finds another, so a departure high in a
 tree does not make its whole subtree drop and re-select in a cascade.
 
+**A parent that withholds** (accepts SUBSCRIBE, then pushes nothing, or stops)
+is dropped for that substream at once: when ``withhold_run`` consecutive chunks
+of substream ``j`` made since we subscribed arrived from elsewhere first (a
+repair, the origin) while the parent said it was fed, and it pushed none of
+them, not even late (any push from it, a duplicate included, resets the run).
+The repair timer already waited the parent's learnt delay (lag + 4 dev) for
+each, so a slow parent still pushing, or a starved one relaying what it
+repairs, is never counted. The parent is not picked again for ``j`` for
+``withhold_backoff`` seconds (longer per strike). It earns a strike only if
+its own STATUS claims the first withheld chunk (``latest``/``have``), checked
+against the STATUS it sends next if the last was older; at ``withhold_limit``
+strikes it is dropped (``DropPeer``, TOO_MANY_ERRORS).
+
 :class:`PushTree` shares the swarm's peer table, action list, counters and
 random generator (it is a part of :class:`oasis.core.swarm.Swarm`, not a
 separate actor); ``status_dirty``/``children_dirty`` tell the swarm which
@@ -40,7 +53,16 @@ import random
 from . import wire
 from .chunklog import ChunkLog
 from .delay import DelayEstimator
-from .swarmdefs import INF, PeerState, Send, SwarmAction, SwarmConfig, SwarmCounters
+from .swarmdefs import (
+    INF,
+    DropPeer,
+    PeerState,
+    Send,
+    SwarmAction,
+    SwarmConfig,
+    SwarmCounters,
+)
+from .wire import ErrorCode
 
 HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known (s)
 SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earlier (s)
@@ -74,6 +96,10 @@ class PushTree:
         self.unfed_since = [INF] * k  #: when our parent said it lost its feed (INF: fed)
         #: the stream is known to have chunks: look for parents (the swarm sets it)
         self.hinted = is_source
+        #: per substream: consecutive chunks made since we subscribed that came from
+        #: elsewhere first, none pushed by the parent; and the first of them
+        self.miss_run = [0] * k
+        self.miss_first = [-1] * k
 
     def total_slots(self) -> int:
         cfg = self.config
@@ -198,6 +224,7 @@ class PushTree:
                 self.actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
             self.parents[j] = st.key
             self.unfed_since[j] = INF
+            self.miss_run[j] = 0
             self.changed_at[j] = now
             self.delay.update(j, self.parents[j] is not None)
             st.parent_mask |= 1 << j
@@ -222,6 +249,7 @@ class PushTree:
     def lose_parent(self, j: int) -> None:
         self.parents[j] = None
         self.unfed_since[j] = INF
+        self.miss_run[j] = 0
         self.delay.update(j, self.parents[j] is not None)
         self.paths[j] = []
         self.status_dirty = True
@@ -249,6 +277,61 @@ class PushTree:
                 if new_path != self.paths[j]:
                     self.paths[j] = new_path
                     self.path_changed(j)
+
+    # ---- withholding parents -------------------------------------------------
+    def parent_pushed(self, j: int) -> None:
+        """Our parent on ``j`` pushed a chunk of it (new or a duplicate): it serves."""
+        self.miss_run[j] = 0
+
+    def got_elsewhere(self, j: int, seq: int, chunk_time: float, now: float) -> None:
+        """A new chunk ``seq`` of substream ``j`` came from someone other than our
+        parent (a repair, the origin) before the parent pushed it."""
+        parent = self.parents[j]
+        if parent is None or chunk_time < self.changed_at[j] or self.unfed_since[j] != INF:
+            return  # made before we subscribed, or the parent told us it is starved
+        if self.miss_run[j] == 0:
+            self.miss_first[j] = seq
+        self.miss_run[j] += 1
+        if self.miss_run[j] < self.config.withhold_run:
+            return
+        st = self.peers.get(parent)
+        first = self.miss_first[j]
+        self.counters.parents_withholding += 1
+        self.lose_parent(j)
+        self.actions.append(Send(parent, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+        if st is None:
+            return
+        st.parent_mask &= ~(1 << j)
+        st.rejected_until[j] = now + self.config.withhold_backoff * (1 + st.withholds)
+        st.withheld_seq = first
+        if st.status is not None and self._claims(st.status, j, first):
+            self.judge_withheld(st, st.status)
+        self.select_parents(now)
+
+    @staticmethod
+    def _claims(msg: wire.Status, j: int, seq: int) -> bool:
+        """``msg`` says its sender is fed on ``j`` and holds ``seq``."""
+        if j >= len(msg.paths) or not msg.paths[j]:
+            return False
+        if msg.latest == seq:
+            return True
+        i = msg.latest - 1 - seq
+        return 0 <= i < 63 and bool(msg.have >> i & 1)
+
+    def judge_withheld(self, st: PeerState, msg: wire.Status) -> None:
+        """The STATUS after a withheld run: a strike if it claims the first chunk it
+        withheld (one STATUS judges; a starved parent's does not claim it)."""
+        seq, st.withheld_seq = st.withheld_seq, -1
+        j = seq % self.config.substreams
+        if not self._claims(msg, j, seq):
+            return
+        st.withholds += 1
+        self.counters.withhold_strikes += 1
+        if st.withholds == self.config.withhold_limit:
+            self.counters.withholders_dropped += 1
+            self.actions.append(DropPeer(st.key, ErrorCode.TOO_MANY_ERRORS,
+                                          f"withholding: {st.withholds} substreams subscribed and "
+                                          f"not pushed; last from seq {seq}"))
 
     def remove_peer(self, key: bytes, now: float) -> None:
         """``key`` left (already out of the peer table): find other parents."""

@@ -306,3 +306,119 @@ def test_chunks_before_the_start_are_bounded_and_told_at_the_start() -> None:
     delivered = [a.chunk.seq for a in node.actions() if isinstance(a, sw.Deliver)]
     assert delivered == [75, 76, 77, 78, 79]
     assert node.counters.early_unrecorded == 0
+
+
+# ---- 5. Withholding parents ----------------------------------------------------------
+
+# Withholding is judged quickly here: a short cool-down, so the withholder (which looks
+# like the best parent there is) is picked again and struck again within seconds.
+WITHHOLD_CFG = sw.SwarmConfig(upload_kbps=6000, withhold_backoff=1.0)
+
+
+def _withholder(net: RecNet, w: bytes, since: float) -> None:
+    """From ``since`` on, ``w`` pushes nothing and answers nothing (no chunk, no
+    MISSING), and advertises a one-hop path with zero lag and free slots (as the
+    simulator's withholders do: oasis.sim.adversary)."""
+    from oasis.core.identity import peer_tag
+    k = net.config.substreams
+    src, me = peer_tag(net.bid.public), peer_tag(w)
+
+    def keep(key: bytes, a: object) -> bool:
+        if key != w or net.now < since:
+            return True
+        if isinstance(a, sw.Push):
+            return False
+        if isinstance(a, sw.Send):
+            m = a.message
+            if isinstance(m, wire.Missing):
+                return False
+            if isinstance(m, wire.Status):
+                object.__setattr__(a, "message", wire.Status(
+                    stream=m.stream, latest=m.latest, have=m.have, keyframe=m.keyframe,
+                    slots=max(m.slots, 16), paths=[[src, me]] * k, lags=[0] * k))
+        return True
+    net.keep = keep
+
+
+def _sources(net: RecNet, key: bytes, since: float) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t, a in net.actions_of(key, sw.Deliver):
+        if t >= since:
+            out[a.source] = out.get(a.source, 0) + 1
+    return out
+
+
+@pytest.mark.parametrize("mode", ["never", "defect"])
+def test_withholding_parent_is_replaced_struck_and_dropped(mode: str) -> None:
+    """A parent that accepts SUBSCRIBE and never pushes (``never``: from its first
+    STATUS on), or relays honestly and then stops (``defect``), while claiming the
+    chunks in its STATUS: its children drop it as parent within a few chunks, pick
+    another, strike it each time and, past ``withhold_limit``, cut it off. Their
+    chunks come from peers again, not the origin."""
+    net = build(10, seed=41, config=WITHHOLD_CFG) if mode == "defect" else None
+    if net is None:
+        net = RecNet(10, seed=41, delay=0.01, config=WITHHOLD_CFG,
+                     source_config=sw.SwarmConfig(upload_kbps=3000))
+        w = net.viewers[0]
+        _withholder(net, w, 0.0)
+        net.produce(True)
+        net.tick(10)
+        rng = random.Random(41)
+        keys = [net.bid.public]
+        for v in net.viewers:
+            net.join(v, rng.sample(keys, min(4, len(keys))) + ([w] if w in net.nodes and w
+                                                              not in keys else []))
+            keys.append(v)
+            net.tick(2)
+    else:
+        # the relay with the most children defects
+        counts: dict[bytes, int] = {}
+        for _, p in _children(net):
+            counts[p] = counts.get(p, 0) + 1
+        w = max(counts, key=lambda p: counts[p])
+        _withholder(net, w, net.now)
+    honest = [v for v in net.viewers if v != w]
+    victims = [v for v in honest if w in net.nodes[v].peers]
+    assert victims
+    start = net.now
+    net.tick(150)  # 15 s
+    cut = [v for v in victims if (v, w, ErrorCode.TOO_MANY_ERRORS) in net.dropped]
+    assert cut, "no neighbour cut the withholder off"
+    total = sw.SwarmCounters()
+    for v in honest:
+        c = net.nodes[v].counters
+        total.parents_withholding += c.parents_withholding
+        total.withhold_strikes += c.withhold_strikes
+        total.withholders_dropped += c.withholders_dropped
+    assert total.parents_withholding >= total.withhold_strikes >= 3
+    assert total.withholders_dropped == len(cut)
+    for v in honest:
+        assert w not in net.nodes[v].parents
+    # after detection: every honest viewer plays everything, and from peers
+    mark = net.now
+    net.tick(50)
+    for v in honest:
+        assert_complete(net, v, net.now, {"p2p", "broadcaster", "origin"})
+    got = {s: 0 for s in ("p2p", "broadcaster", "origin")}
+    for v in honest:
+        for s, n in _sources(net, v, mark).items():
+            got[s] += n
+    from_peers = got["p2p"] + got["broadcaster"]
+    assert got["origin"] <= 0.02 * from_peers, (got, start)
+
+
+def test_slow_overloaded_honest_parents_are_not_cut_off() -> None:
+    """All honest, upload caps so tight that relays drop late pushes and repairs do
+    much of the work: parents may be swapped, but no one is struck or dropped as a
+    withholder, and everyone keeps playing."""
+    tight = sw.SwarmConfig(upload_kbps=90, bitrate_kbps=100)
+    net = build(15, seed=43, config=tight)
+    net.tick(200)
+    drops = [d for d in net.dropped if d[2] == ErrorCode.TOO_MANY_ERRORS]
+    assert not drops
+    strikes = sum(net.nodes[v].counters.withhold_strikes for v in net.viewers)
+    dropped = sum(net.nodes[v].counters.withholders_dropped for v in net.viewers)
+    swaps = sum(net.nodes[v].counters.parents_withholding for v in net.viewers)
+    assert dropped == 0, (strikes, swaps)
+    for v in net.viewers:
+        assert_complete(net, v, net.now, {"p2p", "broadcaster", "origin"})
