@@ -11,7 +11,8 @@ never saw them. Each such seq it lacks is a *want* with three times:
   STATUS says they hold it (score 0) or that are fed on its substream at least
   two hops closer to the broadcaster than we are (score: their path length; a
   peer no closer than our parent would get it no sooner, and its held request
-  would only send a duplicate); +2 for our own parent, + U(0, 1). Repeated to
+  would only send a duplicate); +2 for our own parent, +3 per withholding strike
+  (:mod:`.tree`), + U(0, 1). Repeated to
   another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
   at once; when every peer has been asked, the list is cleared.
 * ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried
@@ -190,7 +191,8 @@ class RepairPicker:
             holds = msg.latest >= seq and (msg.latest == seq or _has(msg, seq))
             if not holds and (not fed or len(msg.paths[j]) > mine):
                 continue  # it would get the chunk no sooner than our own parent
-            score = float((0 if holds else len(msg.paths[j])) + (2 if self.tree.parents[j] == st.key else 0))
+            score = float((0 if holds else len(msg.paths[j])) + (2 if self.tree.parents[j] == st.key else 0)
+                          + 3 * st.withholds)  # struck for withholding (§ 9.2): ask last
             score += self.rng.random()
             if score < best_score:
                 best, best_score = st, score
