@@ -132,6 +132,8 @@ class PeerState:
     withholds: int = 0
     #: first seq of a withheld run not yet judged against its STATUS (-1: none)
     withheld_seq: int = -1
+    #: its STATUS path on that substream when it withheld (changed since: it was starved)
+    withheld_path: list[bytes] = field(default_factory=list)
     is_broadcaster: bool = False
     rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
 

@@ -36,8 +36,9 @@ The repair timer already waited the parent's learnt delay (lag + 4 dev) for
 each, so a slow parent still pushing, or a starved one relaying what it
 repairs, is never counted. The parent is not picked again for ``j`` for
 ``withhold_backoff`` seconds (longer per strike). It earns a strike only if
-its own STATUS claims the first withheld chunk (``latest``/``have``), checked
-against the STATUS it sends next if the last was older; at ``withhold_limit``
+the next STATUS it sends claims the first withheld chunk (``latest``/``have``)
+on the same path ``j`` as when it withheld (an honest parent starved by its own
+withholding parent switches, so its path changes); at ``withhold_limit``
 strikes it is dropped (``DropPeer``, TOO_MANY_ERRORS).
 
 :class:`PushTree` shares the swarm's peer table, action list, counters and
@@ -303,9 +304,11 @@ class PushTree:
             return
         st.parent_mask &= ~(1 << j)
         st.rejected_until[j] = now + self.config.withhold_backoff * (1 + st.withholds)
+        # Judged by its next STATUS: it must claim the chunk on the same path. A parent
+        # starved by its own (withholding) parent switches, so its path changes.
         st.withheld_seq = first
-        if st.status is not None and self._claims(st.status, j, first):
-            self.judge_withheld(st, st.status)
+        msg = st.status
+        st.withheld_path = list(msg.paths[j]) if msg is not None and j < len(msg.paths) else []
         self.select_parents(now)
 
     @staticmethod
@@ -323,7 +326,7 @@ class PushTree:
         withheld (one STATUS judges; a starved parent's does not claim it)."""
         seq, st.withheld_seq = st.withheld_seq, -1
         j = seq % self.config.substreams
-        if not self._claims(msg, j, seq):
+        if not self._claims(msg, j, seq) or msg.paths[j] != st.withheld_path:
             return
         st.withholds += 1
         self.counters.withhold_strikes += 1
