@@ -68,7 +68,8 @@ class SwarmConfig:
     #: ... and not chosen again for that substream for this long (s; longer per strike)
     withhold_backoff: float = 20.0
     #: withholdings confirmed by its own STATUS (it claims the chunks) before the peer is dropped
-    withhold_limit: int = 3
+    #: (5: at 2,000 simulated peers 3 cut off 3 honest relays, 5 none, and offload was higher)
+    withhold_limit: int = 5
 
 
 # ---- actions ----------------------------------------------------------------

@@ -312,7 +312,7 @@ def test_chunks_before_the_start_are_bounded_and_told_at_the_start() -> None:
 
 # Withholding is judged quickly here: a short cool-down, so the withholder (which looks
 # like the best parent there is) is picked again and struck again within seconds.
-WITHHOLD_CFG = sw.SwarmConfig(upload_kbps=6000, withhold_backoff=1.0)
+WITHHOLD_CFG = sw.SwarmConfig(upload_kbps=6000, withhold_backoff=1.0, withhold_limit=3)
 
 
 def _withholder(net: RecNet, w: bytes, since: float) -> None:
@@ -418,7 +418,7 @@ def test_slow_overloaded_honest_parents_are_not_cut_off() -> None:
     """All honest, upload caps so tight that relays drop late pushes and repairs do
     much of the work: parents may be swapped, but no one is struck or dropped as a
     withholder, and everyone keeps playing."""
-    tight = sw.SwarmConfig(upload_kbps=90, bitrate_kbps=100)
+    tight = sw.SwarmConfig(upload_kbps=90, bitrate_kbps=100, withhold_limit=3)
     net = build(15, seed=43, config=tight)
     net.tick(200)
     drops = [d for d in net.dropped if d[2] == ErrorCode.TOO_MANY_ERRORS]
