@@ -194,8 +194,11 @@ class RewardsCounters:
 class Rewards:
     """One node's part in proof of relay (see the module docstring)."""
 
-    def __init__(self, cfg: RewardsConfig, identity: Identity, *, stream_text_id: str) -> None:
+    def __init__(self, cfg: RewardsConfig, identity: Identity, *, stream_text_id: str,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        #: wall clock for tickets, epochs and retries (injectable: tests step it)
+        self.clock = clock
         self.identity = identity
         self.wallet = Wallet.load_or_create(cfg.data_dir)
         self.binding = bind_wallet(identity.private_bytes(), identity.public, self.wallet).encode()
@@ -339,7 +342,7 @@ class Rewards:
         A renewal keeps the window's start, so receipts of the epoch in progress stay covered."""
         if self.issuer is None:
             raise RuntimeError("not a broadcaster")
-        now = int(time.time())
+        now = int(self.clock())
         last = self._issued.pop(viewer, None)
         start = last[0] if last is not None and last[1] > now else now
         t = self.issuer.issue(viewer, now, not_before=start)
@@ -367,7 +370,7 @@ class Rewards:
     async def _fetch_ticket(self) -> None:
         if self.ticket_url is None or self._http is None or self.disabled or self.closing:
             return
-        now = time.time()
+        now = self.clock()
         try:
             async with self._http.post(self.ticket_url, json=self.ticket_request(now),
                                        timeout=aiohttp.ClientTimeout(total=30)) as r:
@@ -386,9 +389,9 @@ class Rewards:
             return
         except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
             self.counters.ticket_fetch_errors += 1
-            self._next_ticket_try = time.time() + self._ticket_backoff
+            self._next_ticket_try = self.clock() + self._ticket_backoff
             self._ticket_backoff = min(self._ticket_backoff * 2, 15.0)
-            log.info("no ticket yet (retry in %.0f s): %s", self._next_ticket_try - time.time(), exc)
+            log.info("no ticket yet (retry in %.0f s): %s", self._next_ticket_try - self.clock(), exc)
             return
         self._ticket_backoff = 1.0
         self.ticket = ticket
@@ -437,7 +440,7 @@ class Rewards:
                     raise TermsError("pool differs from the signed stream descriptor")
             if not 0 < t.allowance <= MAX_RECEIVED:
                 raise TermsError(f"allowance {t.allowance} out of range")
-            verify_ticket(dep.domain(), t, onchain, int(time.time()))
+            verify_ticket(dep.domain(), t, onchain, int(self.clock()))
             if t.expiry - t.not_before > 7 * 86_400:
                 raise TermsError("ticket window longer than a week")
         except (TermsError, TicketError, BindingError, KeyError, TypeError, ValueError) as exc:
@@ -487,7 +490,7 @@ class Rewards:
         (peer, stream, index, epoch) and holds at most MAX_PENDING_RECEIPTS keys."""
         if self.closing:
             return
-        now = time.time()
+        now = self.clock()
         # Without the sending peer (older callers) all receipts share one, larger bucket.
         if not (self._receipt_rate.allow(peer, now) if peer is not None else self._global_rate.allow(b"", now)):
             self.counters.receipts_rate_limited += 1
@@ -608,7 +611,7 @@ class Rewards:
         assert self.ledger is not None
         # An epoch is settled once its last receipts had time to arrive (they are
         # sent every receipt_interval), so each epoch takes one transaction.
-        now = time.time() if include_current else time.time() - self.grace
+        now = self.clock() if include_current else self.clock() - self.grace
         try:
             self.ledger.settle_due(now, include_current=include_current)
         except Exception as exc:  # chain unreachable, out of gas, …: retried next epoch
@@ -639,11 +642,11 @@ class Rewards:
     async def loop(self, send: Any) -> None:
         """Receipts every ``receipt_interval``; settlement after each epoch ends; the
         ticket fetched (with backoff) until we have one, and renewed before it expires."""
-        last_epoch = epoch_of(time.time() - self.grace, self.cfg.epoch_length)
+        last_epoch = epoch_of(self.clock() - self.grace, self.cfg.epoch_length)
         try:
             while True:
                 await asyncio.sleep(self.cfg.receipt_interval)
-                now = time.time()
+                now = self.clock()
                 if self._ticket_due(now):
                     self._ticket_task = asyncio.create_task(self._fetch_ticket())
                 for peer, msg in self.due_messages(now):

@@ -351,7 +351,7 @@ async def test_a_renewed_ticket_keeps_its_window_start(tmp_path):
             assert first is not None and not vr._ticket_due(time.time())
             assert vr._ticket_due(first.expiry - TICKET_LIFETIME / 3 + 1)
             vr.ticket_sent.add(b"\x01" * 32)
-            await asyncio.sleep(1.1)  # a later second, so a new window would start later
+            b.rewards.clock = lambda: time.time() + 2  # a later second: a new window would start later
             await vr._fetch_ticket()
             assert vr.ticket is not None and vr.ticket != first
             assert vr.ticket.not_before == first.not_before and vr.ticket.expiry > first.expiry
