@@ -123,4 +123,7 @@ async def fidelity(viewers: int, duration_s: float, seed: int) -> dict[str, Any]
     real["viewers_started"] = res["viewers_started"]
     sim = run_sim(delays, res["joins_s"], res["sim_duration_s"], seed)
     return {"viewers": viewers, "seed": seed, "duration_s": duration_s,
-            "link_delays_ms": delays, "real": real, "sim": sim, "diff": compare(real, sim)}
+            "link_delays_ms": delays, "real": real, "sim": sim, "diff": compare(real, sim),
+            # what the simulator replays (run_sim(delays, joins_s, sim_duration_s, seed))
+            "joins_s": [round(j, 4) for j in res["joins_s"]],
+            "sim_duration_s": round(res["sim_duration_s"], 4)}

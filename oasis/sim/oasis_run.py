@@ -84,6 +84,32 @@ QUIC_RTTS = 1.0  #: QUIC's handshake before the OFTP session starts
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
 CONTROL_FRAME_PREFIX = 4
+# ---- what a real node pays per message (docs/simulation.md, "Fidelity check") -------------
+# Thread CPU of the real node per message, measured by ``bench/hop_cost.py`` (instrumented
+# ``oasis demo`` processes, 20-60 ms link delays): 2-core x86-64 VM, Python 3.11, aioquic
+# 1.7.2, pure-Python core, 2026-11-30, ``--viewers 6 --duration 10`` and ``--viewers 20
+# --duration 20`` (load 4.8-8; CPU time, so little moved by load). Receiving: QUIC decrypt +
+# stream reassembly, 0.12-0.16 ms per 1,350 B datagram (per byte here), then the handler
+# (policy, core; 0.06 ms for a control message); a chunk adds its Ed25519 check (0.134 ms,
+# ``verify_chunk`` on 18.8 kB). Sending a copy (Session encode, aioquic packetize + encrypt,
+# sendto): 0.52-0.61 ms + 0.06 ms of sendto for an 18.8 kB chunk, 0.14-0.18 ms for a
+# control message. A node has one CPU: messages queue for it (``SimNode.cpu_busy``).
+CPU_RX_MSG_S = 0.15e-3  #: per message received (handler + a datagram's fixed part)
+CPU_RX_BYTE_S = 0.10e-6  #: per byte received
+CPU_VERIFY_S = 0.13e-3  #: per chunk received (Ed25519 over the chunk)
+CPU_TX_MSG_S = 0.13e-3  #: per message (copy) sent
+CPU_TX_BYTE_S = 0.028e-6  #: per byte sent
+# aioquic's congestion control (Reno) and pacer, per link: the first chunk on a link waits.
+# Measured by bench/hop_cost.py (same runs): the first copy on a link took 96-127 ms (p50
+# ~100 ms at 73-90 ms RTT) from send to its last byte, copies 2-4 p50 27 ms, later ones
+# ~0.7 ms; cwnd at the first copy 14.7-14.9 kB; no link left slow start (ssthresh unset)
+# in a 20-viewer run. aioquic: pacing rate cwnd / srtt, a burst of max(2, min(cwnd/4,
+# 16 datagrams)), cwnd += bytes ACKed (slow start), halved on a loss.
+#: an origin response: the viewer's HTTP client (kernel TCP; assumed a message's fixed
+#: cost, not measured) and the chunk's signature check
+ORIGIN_RX_CPU_S = CPU_RX_MSG_S + CPU_VERIFY_S
+QUIC_DATAGRAM = 1350  #: oasis.node.transport.DEFAULT_DATAGRAM_SIZE
+QUIC_CWND0 = 14_900  #: 10 datagrams + the handshake's ACKed bytes
 #: QUIC handshake + HELLO/AUTH until the policy's link_up; the swarms' add_peer follows
 #: the JOIN exchange (listener +0.5 RTT, dialler +1 RTT)
 HANDSHAKE_RTTS = 1.0
@@ -158,6 +184,11 @@ class SimNode:
         self.spins = 0
         self.spin_t = -1.0
         self.mode = adv.HONEST  #: adversary mode (oasis/sim/adversary.py); 0 = honest
+        #: the node's CPU is busy with messages until then (CPU_* costs)
+        self.cpu_busy = 0.0
+        #: peer key -> QUIC state of the link to it: [cwnd, paced until, ACK due at, bytes
+        #: that ACK brings] (OasisSim._paced)
+        self.cc: dict[bytes, list[float]] = {}
 
 
 class OasisSim:
@@ -641,27 +672,88 @@ class OasisSim:
         base = self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
         return 2 * base + a.egress_s + b.egress_s
 
-    def _transmit(self, src: SimNode, dst: SimNode, nbytes: int) -> float:
-        """Arrival time of ``nbytes`` sent now: sender upload queue, propagation
-        (+1 RTT when a packet is lost: QUIC retransmits), receiver download queue."""
+    def _transmit(self, src: SimNode, dst: SimNode, nbytes: int, verify: bool = True) -> float:
+        """When a message of ``nbytes`` sent now has been handled by the receiver:
+        the sender's CPU (CPU_TX_*), its upload queue, QUIC's pacer on the link
+        (``_paced``), propagation (+1 RTT when a packet is lost: QUIC retransmits),
+        the receiver's download queue, then its CPU (CPU_RX_*; ``verify``: a chunk's
+        signature check too). The receiver's CPU is taken as idle here; ``_rx_wait``
+        queues the message behind what it is busy with when it arrives."""
         pkts = -(-nbytes // MTU_PAYLOAD)
         wire_n = nbytes + pkts * PACKET_OVERHEAD
         self.wire_bytes += wire_n
         src.up_bytes += wire_n
         sn, dn = src.net, dst.net
-        t = src.up_busy
-        if t < self.now:
-            t = self.now
-        t += wire_n / sn.up_bps
+        # the sender's CPU: encode, packetize, encrypt, sendto (all datagrams, then the wire)
+        ready = src.cpu_busy
+        if ready < self.now:
+            ready = self.now
+        ready += CPU_TX_MSG_S + CPU_TX_BYTE_S * nbytes
+        src.cpu_busy = ready
+        start = src.up_busy
+        if start < ready:
+            start = ready
+        t = start + wire_n / sn.up_bps
         src.up_busy = t
         base = self.rtt[sn.country][dn.country] / 2000 + sn.lastmile_s + dn.lastmile_s
+        rtt = 2 * base + sn.egress_s + dn.egress_s
+        if nbytes > 2 * QUIC_DATAGRAM:  # smaller ones fit any pacer burst
+            t = self._paced(src, dst, nbytes, ready, t, rtt)
         t += base + sn.egress_s
         p = sn.loss if sn.loss > dn.loss else dn.loss
         if p and self.rng.random() < 1.0 - (1.0 - p) ** pkts:
-            t += 2 * base + sn.egress_s + dn.egress_s  # one RTT
+            t += rtt  # one RTT
+            st = src.cc.get(dst.key)
+            if st is not None:  # Reno: the window halves
+                st[0] = max(st[0] / 2, 2.0 * QUIC_DATAGRAM)
         # download: serialization at the receiver's capacity; no cross-flow FIFO
         # (capacities are tens of times the stream rate; see docs/simulation.md)
-        return t + wire_n / dn.down_bps
+        t += wire_n / dn.down_bps
+        # the receiver's CPU works on the datagrams as they come: the message is handled
+        # its whole work after its first datagram arrived, or the last datagram's after
+        # its last one (a burst on a fast link pays it all, a paced or slow one little)
+        work = CPU_RX_MSG_S + CPU_RX_BYTE_S * nbytes + (CPU_VERIFY_S if verify else 0.0)
+        first = start + base + sn.egress_s + (MTU_PAYLOAD + PACKET_OVERHEAD) / sn.up_bps + work
+        t += work - CPU_RX_BYTE_S * (nbytes - MTU_PAYLOAD if nbytes > MTU_PAYLOAD else 0)
+        return first if first > t else t
+
+    def _paced(self, src: SimNode, dst: SimNode, nbytes: int, ready: float, t: float,
+               rtt: float) -> float:
+        """When the last byte of a large message leaves under aioquic's pacer on the
+        link src -> dst (``t``: when the upload queue has sent it). The pacer sends a
+        burst of max(2, min(cwnd/4, 16)) datagrams, then at cwnd / RTT; the window
+        starts at QUIC_CWND0 and grows by the bytes ACKed one RTT after they left (slow
+        start; a loss halves it in ``_transmit``). Keyed by peer: a link closed and
+        opened again keeps its window (optimistic, rare)."""
+        cc = src.cc
+        st = cc.get(dst.key)
+        if st is None:
+            if len(cc) >= 4 * src.max_links + 16:  # forget links that are gone
+                peers = src.policy.peers
+                for k in [k for k in cc if k not in peers]:
+                    del cc[k]
+            st = [float(QUIC_CWND0), 0.0, 0.0, 0.0]
+            cc[dst.key] = st
+        if st[3] and st[2] <= ready:
+            st[0] += st[3]
+            st[3] = 0.0
+        cwnd = st[0]
+        if rtt > 0.0:
+            per_byte = rtt / cwnd
+            if st[1] > ready:  # still pacing the previous one: no burst left
+                end = st[1] + nbytes * per_byte
+            else:
+                burst = min(cwnd / 4, 16.0 * QUIC_DATAGRAM)
+                if burst < 2.0 * QUIC_DATAGRAM:
+                    burst = 2.0 * QUIC_DATAGRAM
+                end = ready + (nbytes - burst) * per_byte if nbytes > burst else ready
+            st[1] = end
+            if end > t:
+                t = end
+        if not st[3]:  # one ACK pending at a time: later bytes ride the earlier ACK
+            st[2] = t + rtt
+        st[3] += nbytes
+        return t
 
     def _send_msg(self, node: SimNode, dst: SimNode, h: Link, msg: wire.Message) -> None:
         """A control message over link ``h`` (EV_MSG at its arrival)."""
@@ -672,7 +764,8 @@ class OasisSim:
             self._last_msg, self._last_size = msg, size
         self.oftp_bytes += size
         self.control_bytes += size
-        self.at(self._ordered(node, h[0], self._transmit(node, dst, size)), EV_MSG, (node, dst, h), msg)
+        self.at(self._ordered(node, h[0], self._transmit(node, dst, size, False)), EV_MSG,
+                (node, dst, h), msg)
 
     def _ordered(self, node: SimNode, link_id: int, t: float) -> float:
         """Arrival of a control message on the link's ordered control stream."""
@@ -778,18 +871,48 @@ class OasisSim:
         swarm.handle_timer(self.now)
         self._pump(node)
 
-    def _recv_chunk(self, pair: tuple[SimNode, SimNode, Link], chunk: wire.ChunkMsg) -> None:
-        src, dst, h = pair
+    def _rx_wait(self, node: SimNode, work: float) -> float:
+        """A message arrives now, handled on the assumption that ``node``'s CPU was free
+        for its ``work`` (``_transmit``): 0.0 if it was (the CPU is busy until now), else
+        how much later it is handled, behind what the CPU was busy with."""
+        now = self.now
+        busy = node.cpu_busy
+        if busy <= now - work:
+            if busy < now:
+                node.cpu_busy = now
+            return 0.0
+        node.cpu_busy = busy + work
+        return busy + work - now
+
+    def _recv_chunk(self, pair: tuple[Any, ...], chunk: wire.ChunkMsg) -> None:
+        """A chunk handled by ``dst`` (a 4-tuple ``pair``: after waiting for its CPU)."""
+        src: SimNode = pair[0]
+        dst: SimNode = pair[1]
+        h: Link = pair[2]
         if not dst.alive:
             return
+        if len(pair) == 3:
+            size = self.chunk_size.get(chunk.seq, self.payload_len)
+            wait = self._rx_wait(dst, CPU_RX_MSG_S + CPU_RX_BYTE_S * size + CPU_VERIFY_S)
+            if wait > 0.0:
+                self.at(self.now + wait, EV_CHUNK, (src, dst, h, True), chunk)
+                return
         if dst.policy.on_chunk(h, src.key, chunk.stream, self.now):
             dst.swarm.on_chunk(src.key, chunk, self.now)
             self._pump(dst)
 
-    def _recv_msg(self, pair: tuple[SimNode, SimNode, Link], msg: wire.Message) -> None:
-        src, dst, h = pair
+    def _recv_msg(self, pair: tuple[Any, ...], msg: wire.Message) -> None:
+        """A control message handled by ``dst`` (4-tuple: after waiting for its CPU)."""
+        src: SimNode = pair[0]
+        dst: SimNode = pair[1]
+        h: Link = pair[2]
         if not dst.alive:
             return
+        if len(pair) == 3:
+            wait = self._rx_wait(dst, CPU_RX_MSG_S)
+            if wait > 0.0:
+                self.at(self.now + wait, EV_MSG, (src, dst, h, True), msg)
+                return
         route = dst.policy.on_message(h, src.key, msg, self.now)
         if route == self.sid.key:
             dst.swarm.on_message(src.key, msg, self.now)
@@ -810,7 +933,7 @@ class OasisSim:
         pkts = -(-size // MTU_PAYLOAD)
         w = size + pkts * PACKET_OVERHEAD
         return (w / bn.up_bps + bn.lastmile_s + self._edge_delay(net)
-                + self.edge_rtt_ms / 2000 + net.lastmile_s + w / net.down_bps)
+                + self.edge_rtt_ms / 2000 + net.lastmile_s + w / net.down_bps + ORIGIN_RX_CPU_S)
 
     def _fetch_origin(self, node: SimNode, seq: int, deadline: float) -> None:
         self.origin_requests += 1
@@ -831,7 +954,7 @@ class OasisSim:
         t = req_at + edge_half + net.lastmile_s
         if net.loss and self.rng.random() < 1.0 - (1.0 - net.loss) ** pkts:
             t += 2 * (edge_half + net.lastmile_s)
-        t += w / net.down_bps
+        t += w / net.down_bps + ORIGIN_RX_CPU_S
         if t > deadline:  # aiohttp timeout = deadline - now
             self.origin_timeouts += 1
             self.at(deadline, EV_ORIGIN, node, (seq, None))

@@ -1,0 +1,139 @@
+"""The simulator's model of what a real node pays per hop (oasis/sim/oasis_run.py, CPU_*,
+QUIC_*): per-message CPU at both ends, one CPU queue per node, aioquic's pacer per link.
+
+Behaviour, not speed: every figure is the model's own arithmetic on virtual time.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from oasis.sim import fidelity as fid
+from oasis.sim import oasis_run as orun
+from oasis.sim.oasis_run import OasisSim, SimNode
+from oasis.sim.scenario import Scenario
+
+CHUNK = 18_834  #: an encoded 100 ms chunk at 1.5 Mbit/s
+EGRESS = 0.030
+
+
+def tx_cost(n: int) -> float:
+    return orun.CPU_TX_MSG_S + orun.CPU_TX_BYTE_S * n
+
+
+def rx_cost(n: int, verify: bool = True) -> float:
+    return orun.CPU_RX_MSG_S + orun.CPU_RX_BYTE_S * n + (orun.CPU_VERIFY_S if verify else 0.0)
+
+
+def make(children: int = 4) -> tuple[OasisSim, SimNode, list[SimNode]]:
+    """A simulator with one relay and ``children`` viewers, every node on the same
+    fast link with a 30 ms egress delay (nothing else delays a byte)."""
+    n = children + 1
+    s = Scenario(name="hop", peers=n, duration_s=5.0, baselines=[], bitrate_kbps=1500, chunk_ms=100,
+                 gop_chunks=10, broadcaster_upload_kbps=3000, protocol={"playout_delay": 0.5},
+                 upload_max_x=4, upload_share=1.0)
+    w, bnet, viewers = fid.sim_population([EGRESS * 1000] * (n + 1), [0.0] * n, 1)
+    sim = OasisSim(s, w, bnet, viewers, 1)
+    for v in viewers:
+        sim._join(v)
+    nodes = [sim.by_key[v.key] for v in viewers]
+    return sim, nodes[0], nodes[1:]
+
+
+def one_way(a: SimNode, b: SimNode) -> float:
+    """Propagation + serialization of a chunk on the modelled link, no CPU, no pacing."""
+    pkts = -(-CHUNK // orun.MTU_PAYLOAD)
+    wire_n = CHUNK + pkts * orun.PACKET_OVERHEAD
+    return wire_n / a.net.up_bps + EGRESS + wire_n / b.net.down_bps
+
+
+def warm(sim: OasisSim, src: SimNode, dst: SimNode) -> None:
+    """The link src -> dst has carried a long stream: its window no longer paces a chunk."""
+    src.cc[dst.key] = [1e9, 0.0, 0.0, 0.0]
+
+
+def test_a_hop_costs_at_least_the_senders_and_the_receivers_cpu():
+    sim, relay, kids = make(1)
+    warm(sim, relay, kids[0])
+    t = sim._transmit(relay, kids[0], CHUNK)
+    hop = t - sim.now
+    floor = EGRESS + tx_cost(CHUNK) + rx_cost(CHUNK)
+    assert hop >= floor - 1e-9
+    assert hop >= one_way(relay, kids[0]) + tx_cost(CHUNK)  # every byte has arrived
+    # a fast link delivers the datagrams as a burst: the receiver handles them as they
+    # come, all of its work after the first one (no hidden slack)
+    first_dg = (orun.MTU_PAYLOAD + orun.PACKET_OVERHEAD) / relay.net.up_bps
+    assert hop == pytest.approx(floor + first_dg, abs=1e-9)
+    # a control message pays no signature check and little per byte
+    small = sim._transmit(relay, kids[0], 200, False) - sim.now
+    assert small < hop
+    assert small >= EGRESS + tx_cost(200) + rx_cost(200, verify=False) - 1e-9
+
+
+def test_more_children_deliver_the_last_copy_later_by_the_per_copy_cost():
+    sim, relay, kids = make(4)
+    for k in kids:
+        warm(sim, relay, k)
+    arrivals = [sim._transmit(relay, k, CHUNK) for k in kids]
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    for g in gaps:  # one CPU: copy k waits for the k-1 before it
+        assert g == pytest.approx(tx_cost(CHUNK), rel=1e-6)
+    assert arrivals[-1] - arrivals[0] == pytest.approx(3 * tx_cost(CHUNK), rel=1e-6)
+    # a relay with one child delivers it as early as the first of four
+    sim1, relay1, kids1 = make(1)
+    warm(sim1, relay1, kids1[0])
+    assert sim1._transmit(relay1, kids1[0], CHUNK) == pytest.approx(arrivals[0], abs=1e-9)
+
+
+def test_the_first_chunk_on_a_fresh_link_waits_for_the_pacer():
+    sim, relay, kids = make(1)
+    kid = kids[0]
+    rtt = 2 * EGRESS
+    first = sim._transmit(relay, kid, CHUNK) - sim.now
+    burst = max(2 * orun.QUIC_DATAGRAM, min(orun.QUIC_CWND0 / 4, 16 * orun.QUIC_DATAGRAM))
+    paced = (CHUNK - burst) * rtt / orun.QUIC_CWND0
+    base = one_way(relay, kid) + tx_cost(CHUNK)
+    # paced over most of an RTT; the receiver keeps up with paced datagrams
+    assert first >= base + paced - 1e-9
+    assert first > base + 0.5 * rtt
+    # the window grows with what was ACKed: a chunk every 100 ms soon goes out unpaced
+    later = []
+    for _ in range(12):
+        sim.now += 0.1
+        later.append(sim._transmit(relay, kid, CHUNK) - sim.now)
+    assert later[-1] < first
+    assert later[-1] < base + rx_cost(CHUNK)
+    assert all(b <= a + 1e-9 for a, b in zip(later, later[1:], strict=False))
+
+
+def test_a_small_message_is_not_paced_behind_a_chunk():
+    sim, relay, kids = make(1)
+    kid = kids[0]
+    sim._transmit(relay, kid, CHUNK)  # paced on the fresh link
+    ctl = sim._transmit(relay, kid, 120, False) - sim.now
+    assert ctl < 2 * tx_cost(CHUNK) + EGRESS + rx_cost(120, verify=False) + 0.001
+
+
+def test_a_message_waits_for_a_busy_cpu_in_order():
+    sim, relay, kids = make(1)
+    kid = kids[0]
+    work = rx_cost(CHUNK)
+    kid.cpu_busy = sim.now + 0.010  # busy sending, say
+    w1 = sim._rx_wait(kid, work)
+    assert w1 == pytest.approx(0.010 + work)
+    w2 = sim._rx_wait(kid, work)  # the next one queues behind it
+    assert w2 == pytest.approx(0.010 + 2 * work)
+    sim.now += 1.0  # an idle CPU: no wait, and it is busy until now
+    assert sim._rx_wait(kid, work) == 0.0
+    assert kid.cpu_busy == sim.now
+
+
+def test_the_model_is_on_by_default_and_deterministic():
+    """A small fidelity swarm: the costs show in every simulation, the same each run."""
+    delays = fid.link_delays_ms(3, 4)
+    joins = [0.1 * i for i in range(4)]
+    r1 = fid.run_sim(delays, joins, 6.0, 3)
+    assert r1 == fid.run_sim(delays, joins, 6.0, 3)
+    # no chunk reaches a viewer before one hop from the broadcaster and its costs
+    floor_ms = 1000 * (delays[0] / 1000 + tx_cost(CHUNK) + rx_cost(CHUNK))
+    assert r1["p50_ms"] >= floor_ms
