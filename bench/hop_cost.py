@@ -111,7 +111,8 @@ def install() -> None:
         t0, c0 = pc(), tt()
         dg = cur["dg"] or (t0, c0)
         rec = {"k": "rx", "seq": ev.chunk.seq, "dg_t": dg[0], "dg_c": dg[1], "ev_t": t0, "ev_c": c0,
-               "copies": []}
+               "copies": [], "me": self.identity.public.hex()[:16],
+               "from": (link.peer_key or b"").hex()[:16]}
         prev, cur["chunk"] = cur["chunk"], rec
         try:
             chunk_in(self, link, ev)
@@ -147,7 +148,8 @@ def install() -> None:
         rec = {"k": "tx", "seq": chunk.seq, "t0": t0, "t1": t1, "cpu": c1 - c0, "dg": self.datagrams_out - d0,
                "cwnd": cwnd, "ssth": ssth, "srtt": srtt, "infl": infl, "link": id(self),
                "n_on_link": getattr(self, "_hop_n", 0), "wall": time.time(), "time_us": chunk.time_us,
-               "size": len(chunk.payload)}
+               "size": len(chunk.payload), "me": self.endpoint.identity.public.hex()[:16],
+               "to": (self.peer_key or b"").hex()[:16], "delay": self.endpoint.link_delay}
         self._hop_n = rec["n_on_link"] + 1
         if _sent_all(self, sid):
             rec["done_t"] = t1
@@ -253,6 +255,24 @@ def analyse(trace_dir: str) -> dict[str, Any]:
         b = "0" if t["n_on_link"] == 0 else "1-3" if t["n_on_link"] < 4 else "4-19" \
             if t["n_on_link"] < 20 else "20+"
         by_n.setdefault(b, []).append(t["done_t"] - t["t0"])
+    # a hop on the real node: the child handles the chunk (its session event) this long
+    # after the parent handed the copy to QUIC, less the parent's emulated egress delay
+    # (perf_counter is CLOCK_MONOTONIC: one clock for all processes)
+    got = {(r["me"], r["from"], r["seq"]): r["ev_t"] for r in rx}
+    got_at = {(r["me"], r["seq"]): r["ev_t"] for r in rx}
+    hop: dict[str, list[float]] = {}
+    for t in tx:
+        ev_t = got.get((t["to"], t["me"], t["seq"]))
+        if ev_t is None:
+            continue
+        b = "0" if t["n_on_link"] == 0 else "1-3" if t["n_on_link"] < 4 else "4-19" \
+            if t["n_on_link"] < 20 else "20+"
+        hop.setdefault(b, []).append(ev_t - t["t0"] - t["delay"])
+        hop.setdefault("all", []).append(ev_t - t["t0"] - t["delay"])
+        # relay to child: the relay's own handler start to the child's
+        src_t = got_at.get((t["me"], t["seq"]))
+        if src_t is not None:
+            hop.setdefault("relay_handler_to_child_handler", []).append(ev_t - src_t - t["delay"])
     n_rx = len(rx)
     n_tx = len(tx)
     cpu = sum(a["cpu_s"] for a in aggs)
@@ -271,6 +291,7 @@ def analyse(trace_dir: str) -> dict[str, Any]:
         "chunks_received": n_rx, "copies_sent": n_tx, "relayed_chunks": len(relayed),
         "cpu_ms_per_call": per_call, "calls": counts,
         "fit": fit(aggs, rx, tx),
+        "hop_overhead_ms_by_copy_index_on_link": {k: _ms(v) for k, v in sorted(hop.items())},
         "recv_dgram_to_first_copy_wall_ms": _ms(recv_cpu),
         "recv_dgram_to_handler_cpu_ms": _ms(recv_cpu_thread),
         "handler_cpu_ms_excl_copies": _ms(handler_cpu),

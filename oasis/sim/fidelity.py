@@ -17,7 +17,10 @@ sides judge the same chunks. Figures: ``oasis.core.metrics.summarize`` on both.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import threading
+import time
 from typing import Any
 
 from . import population
@@ -40,14 +43,15 @@ def link_delays_ms(seed: int, viewers: int, lo_ms: float = 20, hi_ms: float = 60
     return [round(rng.uniform(lo_ms, hi_ms), 1) for _ in range(viewers + 1)]
 
 
-def sim_population(delays_ms: list[float], joins_s: list[float],
-                   seed: int) -> tuple[World, PeerNet, list[population.Viewer]]:
+def sim_population(delays_ms: list[float], joins_s: list[float], seed: int,
+                   host_wait_s: float = 0.0) -> tuple[World, PeerNet, list[population.Viewer]]:
     w = World()
     de = w.index("DE")
     w.rtt_ms[de][de] = 0.0  # only the emulated delays
 
     def net(delay_ms: float) -> PeerNet:
-        return PeerNet(de, "broadband", LINK_FAST, LINK_FAST, 0.0, 0.0, egress_s=delay_ms / 1000)
+        return PeerNet(de, "broadband", LINK_FAST, LINK_FAST, 0.0, 0.0, egress_s=delay_ms / 1000,
+                       host_wait_s=host_wait_s)
 
     keys = random.Random(f"fidelity-keys/{seed}")
     viewers = [population.Viewer(i, keys.randbytes(32), net(d), j)
@@ -56,14 +60,16 @@ def sim_population(delays_ms: list[float], joins_s: list[float],
 
 
 def run_sim(delays_ms: list[float], joins_s: list[float], duration_s: float,
-            seed: int) -> dict[str, Any]:
-    """Simulate the swarm: viewer i joins ``joins_s[i]`` s after the first chunk."""
+            seed: int, host_wait_s: float = 0.0) -> dict[str, Any]:
+    """Simulate the swarm: viewer i joins ``joins_s[i]`` s after the first chunk.
+    ``host_wait_s``: every node's process waits this long on average for a core per
+    message (the real processes' measured run-queue wait; 0 = hosts of their own)."""
     s = Scenario(name="fidelity", peers=len(joins_s), duration_s=duration_s, baselines=[],
                  bitrate_kbps=BITRATE_KBPS, chunk_ms=CHUNK_MS, gop_chunks=GOP_CHUNKS,
                  broadcaster_upload_kbps=BROADCASTER_UPLOAD_X * BITRATE_KBPS,
                  protocol={"playout_delay": PLAYOUT_DELAY}, upload_max_x=VIEWER_UPLOAD_X,
                  upload_share=1.0)
-    w, bnet, viewers = sim_population(delays_ms, joins_s, seed)
+    w, bnet, viewers = sim_population(delays_ms, joins_s, seed, host_wait_s)
     sim = OasisSim(s, w, bnet, viewers, seed)
     sim.edge_rtt_ms = 0.0  # the origin is the broadcaster's, on loopback
     return figures(sim.run())
@@ -73,6 +79,57 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
     lat = res["latency_ms"]
     return {"p50_ms": lat["p50"], "p95_ms": lat["p95"], "offload": res["offload_ratio"],
             "continuity": res["continuity"]}
+
+
+class SchedWatch:
+    """Run-queue wait of this process's children (the demo's node processes): a thread
+    reads ``/proc/<pid>/schedstat`` (ns on a CPU, ns waiting for one, timeslices) every
+    ``every`` s. :meth:`wait_per_slice` is the mean wait per timeslice from ``since``
+    (wall clock) on: how long a node waits for a core when a datagram wakes it."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.samples: dict[int, list[tuple[float, int, int]]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SchedWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.poll()
+
+    def poll(self) -> None:
+        me = os.getpid()
+        now = time.time()
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                if ppid != me:
+                    continue
+                with open(f"/proc/{d}/schedstat") as f:
+                    _, wait, slices = (int(x) for x in f.read().split()[:3])
+            except (OSError, ValueError, IndexError):
+                continue  # gone, or no schedstat (not Linux)
+            self.samples.setdefault(int(d), []).append((now, wait, slices))
+
+    def wait_per_slice(self, since: float) -> float | None:
+        wait = slices = 0
+        for ss in self.samples.values():
+            after = [x for x in ss if x[0] >= since]
+            if len(after) >= 2:
+                wait += after[-1][1] - after[0][1]
+                slices += after[-1][2] - after[0][2]
+        return wait / slices / 1e9 if slices else None
 
 
 class _Quiet:
@@ -93,7 +150,8 @@ async def run_real(delays_ms: list[float], duration_s: float) -> dict[str, Any]:
         upload_kbps=VIEWER_UPLOAD_X * BITRATE_KBPS,
         broadcaster_upload_kbps=BROADCASTER_UPLOAD_X * BITRATE_KBPS, source="test", json=True,
         keep=False, rewards=False, epoch=10, link_delays_ms=delays_ms)
-    res = await demo(args, _Quiet())
+    with SchedWatch() as watch:
+        res = await demo(args, _Quiet())
     if len(res.get("per_viewer", [])) != args.viewers:
         raise RuntimeError(f"only {len(res.get('per_viewer', []))} of {args.viewers} viewers reported")
     t0 = res["first_chunk_at"]
@@ -101,6 +159,9 @@ async def run_real(delays_ms: list[float], duration_s: float) -> dict[str, Any]:
     # the demo judges chunks produced until judged_at - playout delay; the
     # simulator judges every chunk it produced
     res["sim_duration_s"] = res["judged_at"] - PLAYOUT_DELAY - t0
+    # the hosts' contention once every viewer runs (start-up imports excluded)
+    last_join = max(pv["joined_at"] for pv in res["per_viewer"])
+    res["host_wait_s"] = watch.wait_per_slice(last_join + 1.0)
     return res
 
 
@@ -122,8 +183,17 @@ async def fidelity(viewers: int, duration_s: float, seed: int) -> dict[str, Any]
     real["error_detail"] = res["error_detail"]
     real["viewers_started"] = res["viewers_started"]
     sim = run_sim(delays, res["joins_s"], res["sim_duration_s"], seed)
-    return {"viewers": viewers, "seed": seed, "duration_s": duration_s,
-            "link_delays_ms": delays, "real": real, "sim": sim, "diff": compare(real, sim),
-            # what the simulator replays (run_sim(delays, joins_s, sim_duration_s, seed))
-            "joins_s": [round(j, 4) for j in res["joins_s"]],
-            "sim_duration_s": round(res["sim_duration_s"], 4)}
+    out: dict[str, Any] = {"viewers": viewers, "seed": seed, "duration_s": duration_s,
+                           "link_delays_ms": delays, "real": real, "sim": sim,
+                           "diff": compare(real, sim)}
+    # the same, on hosts as contended as the real processes' (the machine's load)
+    host = res["host_wait_s"]
+    if host is not None:
+        out["host_wait_ms"] = round(1000 * host, 3)
+        sim_host = run_sim(delays, res["joins_s"], res["sim_duration_s"], seed, host)
+        out["sim_host"] = sim_host
+        out["diff_host"] = compare(real, sim_host)
+    return out | {
+        # what the simulator replays (run_sim(delays, joins_s, sim_duration_s, seed, host))
+        "joins_s": [round(j, 4) for j in res["joins_s"]],
+        "sim_duration_s": round(res["sim_duration_s"], 4)}

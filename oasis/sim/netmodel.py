@@ -132,6 +132,10 @@ class PeerNet:
     #: extra delay on everything this peer sends over OFTP (not HTTP), seconds: the
     #: model of a node's user-space ``--link-delay-ms`` (used by the fidelity check)
     egress_s: float = 0.0
+    #: mean wait of this node's process for a core of a host it shares with others
+    #: (the fidelity check's 21 processes on one machine: measured there from
+    #: /proc/<pid>/schedstat), paid per message received; 0 = a host of its own
+    host_wait_s: float = 0.0
 
 
 def sample_peer(world: World, rng: random.Random, mix: dict[str, float],

@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import heapq
+import math
 import random
 import time
 from array import array
@@ -715,7 +716,15 @@ class OasisSim:
         work = CPU_RX_MSG_S + CPU_RX_BYTE_S * nbytes + (CPU_VERIFY_S if verify else 0.0)
         first = start + base + sn.egress_s + (MTU_PAYLOAD + PACKET_OVERHEAD) / sn.up_bps + work
         t += work - CPU_RX_BYTE_S * (nbytes - MTU_PAYLOAD if nbytes > MTU_PAYLOAD else 0)
-        return first if first > t else t
+        if first > t:
+            t = first
+        if dn.host_wait_s:
+            # the receiving process first waits for a core of its shared host (fidelity
+            # check): exponential with the measured mean; the draw is a hash of the bytes
+            # sent so far, so runs stay deterministic and the engine's rng untouched
+            u = ((self.wire_bytes * 2654435761) & 0xFFFFFFFF) / 4294967296.0
+            t -= dn.host_wait_s * math.log(1.0 - u)
+        return t
 
     def _paced(self, src: SimNode, dst: SimNode, nbytes: int, ready: float, t: float,
                rtt: float) -> float:

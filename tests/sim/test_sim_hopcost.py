@@ -137,3 +137,42 @@ def test_the_model_is_on_by_default_and_deterministic():
     # no chunk reaches a viewer before one hop from the broadcaster and its costs
     floor_ms = 1000 * (delays[0] / 1000 + tx_cost(CHUNK) + rx_cost(CHUNK))
     assert r1["p50_ms"] >= floor_ms
+
+
+def test_a_shared_host_adds_its_measured_wait_only_when_asked():
+    """The fidelity check's processes share one machine: with ``host_wait_s`` every
+    message waits for a core (exponential, the given mean, deterministic); by default
+    (a host of its own) nothing is added."""
+    sim, relay, kids = make(1)
+    kid = kids[0]
+    warm(sim, relay, kid)
+    plain = [sim._transmit(relay, kid, CHUNK) - sim.now for _ in range(3)]
+    kid.net.host_wait_s = 0.005
+    waits = []
+    for _ in range(2000):
+        sim.now += 0.1
+        waits.append(sim._transmit(relay, kid, CHUNK) - sim.now - plain[0])
+    assert min(waits) >= -1e-9
+    assert 0.004 < sum(waits) / len(waits) < 0.006
+    assert sorted(waits)[int(0.95 * len(waits))] > 2 * 0.005  # a tail, as queueing has
+    # the same run again gives the same waits
+    sim2, relay2, kids2 = make(1)
+    warm(sim2, relay2, kids2[0])
+    for _ in range(3):
+        sim2._transmit(relay2, kids2[0], CHUNK)
+    kids2[0].net.host_wait_s = 0.005
+    again = []
+    for _ in range(2000):
+        sim2.now += 0.1
+        again.append(sim2._transmit(relay2, kids2[0], CHUNK) - sim2.now - plain[0])
+    assert again == waits
+
+
+def test_the_fidelity_sim_takes_the_measured_host_wait():
+    """One viewer fed by the broadcaster: its median chunk waits about the mean more
+    (bigger swarms build other trees from other timings: no such simple relation)."""
+    delays = fid.link_delays_ms(3, 1)
+    own = fid.run_sim(delays, [0.0], 6.0, 3)
+    shared = fid.run_sim(delays, [0.0], 6.0, 3, host_wait_s=0.005)
+    assert own["offload"] == shared["offload"] == 0.0
+    assert 1.0 < shared["p50_ms"] - own["p50_ms"] < 10.0
