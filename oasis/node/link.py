@@ -9,6 +9,15 @@ after every input it flushes datagrams and re-arms aioquic's and the session's
 timers. The :class:`~oasis.node.transport.Endpoint` owns the socket, routes
 datagrams to links and decides which strangers may have one.
 
+Flushing is batched: an input handles its QUIC and session events at once but
+only *asks* the endpoint for a flush (:meth:`Link.transmit`). While the
+endpoint reads a run of datagrams for one link out of one socket wake-up, the
+links that asked are flushed once, when the run ends (the next datagram is
+for another link, or the socket is drained); any other input flushes at once.
+A burst of 30 datagrams from a peer thus costs one packet-building pass, not
+30, and the order of flushes between links is that of the inputs. aioquic's
+timer is re-armed only when its deadline moved.
+
 A link guards what a peer can make it hold: the OFTP handshake deadline runs
 from the link's creation (``Session.begin``); before authentication a peer may
 send only ``Endpoint.preauth_budget`` stream bytes and its chunk streams are
@@ -48,6 +57,7 @@ class Link:
         self.session = session
         self.control_sid: int | None = 0 if session.is_dialler else None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._session_timer: asyncio.TimerHandle | None = None
         self._chunk_deadlines: dict[int, float] = {}
         self.datagrams_in = self.datagrams_out = 0
@@ -305,26 +315,48 @@ class Link:
 
     def _flush(self) -> None:
         ep = self.endpoint
-        for data, addr in self.quic.datagrams_to_send(now=ep.loop.time()):
+        out = self.quic.datagrams_to_send(now=ep.loop.time())
+        if not out:
+            return
+        addr = out[0][1]
+        batch = []
+        for data, to in out:
             self.datagrams_out += 1
             self.wire_out += len(data) + UDP_IP_HEADER
-            ep.send_datagram(data, addr)
+            if to != addr:  # aioquic sends on one path at a time; keep order if not
+                ep.send_datagrams(batch, addr)
+                batch, addr = [], to
+            batch.append(data)
+        ep.send_datagrams(batch, addr)
 
     def transmit(self) -> None:
+        """Ask for a flush: the endpoint runs :meth:`transmit_now` once for this link after
+        the loop's current batch of callbacks (see the module doc)."""
+        self.endpoint.want_flush(self)
+
+    def transmit_now(self) -> None:
+        """Hand QUIC's datagrams to the socket and re-arm its timer (if it moved)."""
         ep = self.endpoint
         self._flush()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.quic._state in (QuicConnectionState.TERMINATED,):
+        if self.quic._state is QuicConnectionState.TERMINATED:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             ep.forget(self)
             return
         t = self.quic.get_timer()
+        if t == self._timer_at and (t is None or self._timer is not None):
+            return  # the armed timer is still right: no cancel, no new handle
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = t
         if t is not None:
             self._timer = ep.loop.call_at(t, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._timer_at = None
         self.quic.handle_timer(now=self.endpoint.loop.time())
         self._process()
 
@@ -332,6 +364,8 @@ class Link:
         for t in (self._timer, self._session_timer):
             if t is not None:
                 t.cancel()
+        self._timer = self._session_timer = None
+        self._timer_at = None
 
 
 def _code(value: int) -> ErrorCode:

@@ -51,6 +51,7 @@ from oasis.core.wire import ErrorCode
 from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
 from .keystore import make_certificate
 from .link import UDP_IP_HEADER, Link, _code  # noqa: F401 - re-exported
+from .udp import UdpSocket
 
 log = logging.getLogger("oasis.transport")
 
@@ -113,7 +114,7 @@ class Endpoint(asyncio.DatagramProtocol):
                  token_lifetime: float = TOKEN_LIFETIME, max_halfopen: int = 32,
                  max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET,
                  retry_rate_per_ip: float = RETRY_RATE_PER_IP,
-                 max_reorder_bytes: int = MAX_REORDER_BYTES) -> None:
+                 max_reorder_bytes: int = MAX_REORDER_BYTES, gso: bool = True) -> None:
         self.identity = identity
         self.on_event = on_event
         self.clock = clock
@@ -121,7 +122,8 @@ class Endpoint(asyncio.DatagramProtocol):
         #: handshake nonces always come from the OS, even when --seed makes the rest reproducible
         self.nonces = random.SystemRandom()
         self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.DatagramTransport | None = None
+        self.transport: UdpSocket | None = None
+        self.gso = gso
         self.links_by_cid: dict[bytes, Link] = {}
         self.links: set[Link] = set()
         self.max_links = max_links
@@ -153,6 +155,10 @@ class Endpoint(asyncio.DatagramProtocol):
         self.link_delay = link_delay
         self.max_delayed = max_delayed
         self._delayed: deque[tuple[float, bytes, tuple[str, int]]] = deque()
+        #: links that asked for a flush during this socket wake-up (insertion-ordered set)
+        self._dirty: dict[Link, None] = {}
+        self._batching = False
+        self._batch_link: Link | None = None  #: the link the batch's last datagram was for
         self._delay_timer: asyncio.TimerHandle | None = None
         cert = make_certificate(identity)
         self._server_config = self._config(is_client=False, cert=cert, mds=max_datagram_size)
@@ -172,17 +178,16 @@ class Endpoint(asyncio.DatagramProtocol):
         return cfg
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
-        transport, _ = await self.loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # A flood shares the kernel's receive queue with our peers' packets; the default
-            # (~200 KB, ~90 datagrams) overflows whenever the process is off the CPU for 10 ms
-            # and then drops honest packets with the junk. The kernel caps this at rmem_max.
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            except OSError:
-                pass
+        transport = UdpSocket.bind(host, port, on_datagram=self._on_datagram,
+                                   on_batch_end=self._end_batch, gso=self.gso)
+        self.transport = transport
+        # A flood shares the kernel's receive queue with our peers' packets; the default
+        # (~200 KB, ~90 datagrams) overflows whenever the process is off the CPU for 10 ms
+        # and then drops honest packets with the junk. The kernel caps this at rmem_max.
+        try:
+            transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            pass
         sockname = transport.get_extra_info("sockname")
         return sockname[0], sockname[1]
 
@@ -201,8 +206,43 @@ class Endpoint(asyncio.DatagramProtocol):
         self.links.add(link)
         self.links_by_cid[quic.host_cid] = link
         quic.connect(addr, now=self.loop.time())
-        link.transmit()
+        link.transmit_now()  # the Initial goes out now
         return link
+
+    def want_flush(self, link: Link) -> None:
+        """``link`` has something for QUIC to send (or a timer to re-arm). Inside a socket
+        wake-up's batch of datagrams it is flushed once at the batch's end; otherwise now."""
+        if self._batching:
+            self._dirty[link] = None
+        else:
+            link.transmit_now()
+
+    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        self._batching = True
+        self.datagram_received(data, addr)
+
+    def _end_batch(self) -> None:
+        self._batching = False
+        self._batch_link = None
+        self._flush_dirty()
+
+    def _flush_dirty(self) -> None:
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for link in dirty:
+                if link in self.links:
+                    link.transmit_now()
+
+    def send_datagrams(self, datagrams: list[bytes], addr: tuple[str, int]) -> None:
+        """Hand a link's datagrams to the socket in order (one GSO send per equal-sized run)."""
+        t = self.transport
+        if t is None:
+            return
+        if self.link_delay > 0.0 or not isinstance(t, UdpSocket):
+            for d in datagrams:
+                self.send_datagram(d, addr)
+            return
+        t.send_many(datagrams, addr)
 
     def send_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         """Hand one datagram to the socket, now or ``link_delay`` later (in order)."""
@@ -242,6 +282,11 @@ class Endpoint(asyncio.DatagramProtocol):
             link = self._accept(data, header, addr)
             if link is None:
                 return
+        if link is not self._batch_link:
+            # Coalesce only a run of datagrams for one link: before another link's input,
+            # what the earlier ones asked for goes out (the order between links is kept).
+            self._flush_dirty()
+            self._batch_link = link
         link.datagram_received(data, self.loop.time())
 
     def _accept(self, data: bytes, header: Any, addr: tuple[str, int]) -> Link | None:
@@ -326,6 +371,7 @@ class Endpoint(asyncio.DatagramProtocol):
     def forget(self, link: Link) -> None:
         link.cancel_timers()
         link.closed = True
+        self._dirty.pop(link, None)
         self.links.discard(link)
         self.halfopen.discard(link)
         for cid in [c for c, lk in self.links_by_cid.items() if lk is link]:
@@ -335,7 +381,10 @@ class Endpoint(asyncio.DatagramProtocol):
         for link in list(self.links):
             if not link.closed:
                 link.close(ErrorCode.SHUTDOWN, "node shutting down")
+        self._flush_dirty()  # the GOODBYEs and CONNECTION_CLOSEs go out now, not never
+        for link in list(self.links):
             self.forget(link)
+        self._dirty.clear()
         if self._delay_timer is not None:
             self._delay_timer.cancel()
             self._delay_timer = None

@@ -1,0 +1,213 @@
+"""The endpoint's UDP socket: batched reads, batched (GSO) writes, a bounded backlog.
+
+Theory of operation
+-------------------
+asyncio's datagram transport calls the protocol once per datagram and never
+says when a socket wake-up's datagrams are done, so a QUIC stack driven by it
+must build packets (and re-arm timers) after every single datagram. This
+socket is read by a reader callback that drains up to ``MAX_BATCH`` datagrams,
+hands each to ``on_datagram`` and then calls ``on_batch_end`` once: the
+endpoint flushes each link that received something one time per batch.
+
+Writes go straight to the kernel. :meth:`UdpSocket.send_many` sends a run of
+equal-sized datagrams to one address as one ``sendmsg`` with the
+``UDP_SEGMENT`` option (Linux UDP GSO: the kernel splits the buffer into
+datagrams of that size, the last may be shorter); where the kernel refuses it,
+GSO is switched off for the socket and datagrams go one ``sendto`` each. When
+the kernel's send buffer is full the datagrams wait in a bounded backlog
+(``max_backlog``, then dropped and counted, like a full router queue) drained
+when the socket is writable again: QUIC recovers a dropped datagram.
+
+The object quacks like the part of ``asyncio.DatagramTransport`` the endpoint
+uses (``sendto``, ``close``, ``is_closing``, ``get_extra_info``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+UDP_SEGMENT = 103  #: linux/udp.h: the GSO segment size, a SOL_UDP option or cmsg
+MAX_GSO_SEGMENTS = 64  #: linux UDP_MAX_SEGMENTS (older kernels); newer accept 128
+MAX_GSO_BYTES = 65000  #: one GSO send carries at most a UDP datagram's worth (64 KB)
+MAX_BATCH = 64  #: datagrams read per wake-up before the loop gets a turn
+READ_SIZE = 65536
+_SEG = struct.Struct("=H")
+
+Addr = tuple[str, int]
+
+
+class UdpSocket:
+    """A non-blocking UDP socket on the running loop (see the module doc)."""
+
+    def __init__(self, sock: socket.socket, *, on_datagram: Callable[[bytes, Addr], None],
+                 on_batch_end: Callable[[], None], gso: bool = True,
+                 max_backlog: int = 4096) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self.on_datagram = on_datagram
+        self.on_batch_end = on_batch_end
+        self.gso = gso and hasattr(socket, "SOL_UDP")
+        self.max_backlog = max_backlog
+        self._backlog: deque[tuple[bytes, Addr, int]] = deque()  # (buffer, addr, segment or 0)
+        self._closing = False
+        self._sockname = sock.getsockname()
+        self.counters = {"batches": 0, "datagrams_in": 0, "sends": 0, "datagrams_out": 0,
+                         "gso_sends": 0, "backlog_drops": 0, "send_errors": 0}
+        self.loop.add_reader(sock.fileno(), self._on_readable)
+
+    @classmethod
+    def bind(cls, host: str, port: int, **kw: Any) -> UdpSocket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, **kw)
+
+    # -- asyncio.DatagramTransport look-alike ------------------------------------
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._sockname
+        if name == "socket":
+            return self.sock
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        fd = self.sock.fileno()
+        if fd >= 0:
+            self.loop.remove_reader(fd)
+            self.loop.remove_writer(fd)
+        self._backlog.clear()
+        self.sock.close()
+
+    # -- reading -------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        recv = self.sock.recvfrom
+        deliver = self.on_datagram
+        n = 0
+        try:
+            while n < MAX_BATCH and not self._closing:
+                try:
+                    data, addr = recv(READ_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:  # an ICMP error reported on the socket: nothing to read
+                    continue
+                n += 1
+                deliver(data, addr)
+        finally:
+            if n:
+                self.counters["batches"] += 1
+                self.counters["datagrams_in"] += n
+                self.on_batch_end()
+
+    # -- writing -------------------------------------------------------------------
+    def sendto(self, data: bytes, addr: Addr) -> None:
+        if self._closing:
+            return
+        if self._backlog:
+            self._queue(data, addr, 0)
+            return
+        self._send(data, addr, 0)
+
+    def send_many(self, datagrams: list[bytes], addr: Addr) -> None:
+        """Send ``datagrams`` to ``addr`` in order, runs of equal size as one GSO send each."""
+        if not self.gso or len(datagrams) < 2:
+            for d in datagrams:
+                self.sendto(d, addr)
+            return
+        i, n = 0, len(datagrams)
+        while i < n:
+            size = len(datagrams[i])
+            j = i + 1
+            total = size
+            limit = min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size) if size else 1
+            # equal sizes; the run's last datagram may be shorter (the kernel allows it)
+            while j < n and j - i < limit and len(datagrams[j]) <= size:
+                total += len(datagrams[j])
+                j += 1
+                if len(datagrams[j - 1]) < size:
+                    break
+            if j - i == 1:
+                self.sendto(datagrams[i], addr)
+            elif self._closing:
+                return
+            else:
+                buf = b"".join(datagrams[i:j])
+                if self._backlog:
+                    self._queue(buf, addr, size)
+                else:
+                    self._send(buf, addr, size)
+            i = j
+
+    def _send(self, buf: bytes, addr: Addr, segment: int) -> bool:
+        """One system call; False (and queued) when the kernel's buffer is full."""
+        c = self.counters
+        try:
+            if segment:
+                self.sock.sendmsg([buf], [(socket.SOL_UDP, UDP_SEGMENT, _SEG.pack(segment))], 0, addr)
+                c["gso_sends"] += 1
+                c["datagrams_out"] += -(-len(buf) // segment)
+            else:
+                self.sock.sendto(buf, addr)
+                c["datagrams_out"] += 1
+            c["sends"] += 1
+            return True
+        except (BlockingIOError, InterruptedError):
+            self._queue(buf, addr, segment)
+            return False
+        except OSError as exc:
+            if segment and exc.errno in (5, 22, 90, 95, 97):  # EIO EINVAL EMSGSIZE EOPNOTSUPP
+                # This path (device, kernel) does not take UDP GSO: one datagram per call.
+                self.gso = False
+                for k in range(0, len(buf), segment):
+                    self._send(buf[k:k + segment], addr, 0)
+                return True
+            c["send_errors"] += 1  # e.g. an unreachable address: UDP loses it, QUIC copes
+            return True
+
+    def _queue(self, buf: bytes, addr: Addr, segment: int) -> None:
+        if len(self._backlog) >= self.max_backlog:
+            self.counters["backlog_drops"] += 1
+            return
+        if not self._backlog:
+            self.loop.add_writer(self.sock.fileno(), self._on_writable)
+        self._backlog.append((buf, addr, segment))
+
+    def _on_writable(self) -> None:
+        q = self._backlog
+        while q and not self._closing:
+            buf, addr, segment = q.popleft()
+            if not self._send_queued(buf, addr, segment):
+                q.appendleft((buf, addr, segment))
+                return
+        if not self._closing:
+            self.loop.remove_writer(self.sock.fileno())
+
+    def _send_queued(self, buf: bytes, addr: Addr, segment: int) -> bool:
+        try:
+            if segment:
+                self.sock.sendmsg([buf], [(socket.SOL_UDP, UDP_SEGMENT, _SEG.pack(segment))], 0, addr)
+            else:
+                self.sock.sendto(buf, addr)
+            self.counters["sends"] += 1
+            return True
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self.counters["send_errors"] += 1
+            return True
