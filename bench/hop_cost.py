@@ -86,6 +86,8 @@ def install() -> None:
 
     def datagram_received(self: Any, data: bytes, now: float) -> None:
         cur["dg"] = (pc(), tt())
+        if len(data) >= 1000 and getattr(self, "_hop_first", None) is None:
+            self._hop_first = cur["dg"][0]  # the first datagram of the next chunk
         try:
             orig_dr(self, data, now)
         finally:
@@ -112,7 +114,8 @@ def install() -> None:
         dg = cur["dg"] or (t0, c0)
         rec = {"k": "rx", "seq": ev.chunk.seq, "dg_t": dg[0], "dg_c": dg[1], "ev_t": t0, "ev_c": c0,
                "copies": [], "me": self.identity.public.hex()[:16],
-               "from": (link.peer_key or b"").hex()[:16]}
+               "from": (link.peer_key or b"").hex()[:16], "first_dg_t": getattr(link, "_hop_first", None)}
+        link._hop_first = None
         prev, cur["chunk"] = cur["chunk"], rec
         try:
             chunk_in(self, link, ev)
@@ -259,6 +262,7 @@ def analyse(trace_dir: str) -> dict[str, Any]:
     # after the parent handed the copy to QUIC, less the parent's emulated egress delay
     # (perf_counter is CLOCK_MONOTONIC: one clock for all processes)
     got = {(r["me"], r["from"], r["seq"]): r["ev_t"] for r in rx}
+    first_dg = {(r["me"], r["from"], r["seq"]): r["first_dg_t"] for r in rx if r.get("first_dg_t")}
     got_at = {(r["me"], r["seq"]): r["ev_t"] for r in rx}
     hop: dict[str, list[float]] = {}
     for t in tx:
@@ -269,6 +273,12 @@ def analyse(trace_dir: str) -> dict[str, Any]:
             if t["n_on_link"] < 20 else "20+"
         hop.setdefault(b, []).append(ev_t - t["t0"] - t["delay"])
         hop.setdefault("all", []).append(ev_t - t["t0"] - t["delay"])
+        f = first_dg.get((t["to"], t["me"], t["seq"]))
+        if f is not None and t["n_on_link"] >= 20:
+            # warm links: copy handed to QUIC -> the child reads its first datagram (sender
+            # CPU, delay-queue timer, the child's wake-up), then -> the chunk is whole
+            hop.setdefault("warm_to_first_datagram", []).append(f - t["t0"] - t["delay"])
+            hop.setdefault("warm_first_datagram_to_chunk", []).append(ev_t - f)
         # relay to child: the relay's own handler start to the child's
         src_t = got_at.get((t["me"], t["seq"]))
         if src_t is not None:

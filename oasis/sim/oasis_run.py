@@ -724,6 +724,10 @@ class OasisSim:
             # sent so far, so runs stay deterministic and the engine's rng untouched
             u = ((self.wire_bytes * 2654435761) & 0xFFFFFFFF) / 4294967296.0
             t -= dn.host_wait_s * math.log(1.0 - u)
+        if sn.host_wait_s and sn.egress_s:
+            # ... and so did the sender's, woken by its delay queue's timer (--link-delay-ms)
+            u = ((self.wire_bytes * 2246822519 + 374761393) & 0xFFFFFFFF) / 4294967296.0
+            t -= sn.host_wait_s * math.log(1.0 - u)
         return t
 
     def _paced(self, src: SimNode, dst: SimNode, nbytes: int, ready: float, t: float,
