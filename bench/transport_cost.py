@@ -138,6 +138,87 @@ async def _role_relay(args: argparse.Namespace) -> None:
             prof.dump_stats(args.profile)
 
 
+async def _role_sink_qh3(args: argparse.Namespace) -> None:
+    from qh3_relay import QEndpoint
+
+    from oasis.core.identity import Identity
+    received = [0]
+
+    def on_chunk(link: Any, chunk: Any) -> None:
+        received[0] += len(chunk.payload)
+
+    eps, out = [], []
+    for _ in range(args.n):
+        ident = Identity.generate()
+        ep = QEndpoint(ident, args.mds, on_chunk)
+        host, port = ep.listen()
+        eps.append(ep)
+        out.append({"host": host, "port": port, "key": ident.public.hex()})
+    print(json.dumps(out), flush=True)
+    await _until_stdin_closes(lambda: {"received": received[0]})
+
+
+async def _role_relay_qh3(args: argparse.Namespace) -> None:
+    from qh3_relay import QEndpoint
+
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId, verify_chunk
+    sinks = json.loads(args.sinks_json)
+    sid = StreamId(bytes.fromhex(args.broadcaster), "bench")
+    ident = Identity.generate()
+    out_links: list[Any] = []
+    stats = {"media_out": 0, "chunks_in": 0, "bad": 0}
+
+    def on_chunk(link: Any, chunk: Any) -> None:
+        stats["chunks_in"] += 1
+        if not verify_chunk(sid, chunk):
+            stats["bad"] += 1
+            return
+        for lk in out_links:
+            lk.send_chunk(chunk)
+            stats["media_out"] += len(chunk.payload)
+
+    ep = QEndpoint(ident, args.mds, on_chunk)
+    host, port = ep.listen()
+    links = [ep.dial((s["host"], s["port"]), bytes.fromhex(s["key"])) for s in sinks]
+    await asyncio.wait_for(asyncio.gather(*(lk.up for lk in links)), 30)
+    out_links.extend(links)
+    print(json.dumps({"host": host, "port": port, "key": ident.public.hex()}), flush=True)
+    prof = cProfile.Profile() if args.profile else None
+    if prof is not None:
+        prof.enable()
+    try:
+        await _until_stdin_closes(lambda: dict(stats))
+    finally:
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(args.profile)
+
+
+async def _role_source_qh3(args: argparse.Namespace) -> None:
+    from qh3_relay import QEndpoint
+
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId, sign_chunk
+    relay = json.loads(args.relay_json)
+    ident = Identity.from_private_bytes(bytes.fromhex(args.broadcaster_private))
+    sid = StreamId(ident.public, "bench")
+    ep = QEndpoint(Identity.generate(), args.mds, lambda link, chunk: None)
+    ep.listen()
+    link = ep.dial((relay["host"], relay["port"]), bytes.fromhex(relay["key"]))
+    await asyncio.wait_for(link.up, 30)
+    period = args.chunk_ms / 1000
+    payload = os.urandom(int(args.mbps * 1e6 / 8 * period))
+    loop = asyncio.get_running_loop()
+    t = loop.time()
+    seq = 0
+    while True:
+        link.send_chunk(sign_chunk(ident, sid, seq, int(time.time() * 1e6), seq % 10 == 0, payload))
+        seq += 1
+        t += period
+        await asyncio.sleep(max(0.0, t - loop.time()))
+
+
 async def _role_source(args: argparse.Namespace) -> None:
     from oasis.core.identity import Identity
     from oasis.core.stream import StreamId, sign_chunk
@@ -168,7 +249,8 @@ async def _role_source(args: argparse.Namespace) -> None:
 # ---- parent ------------------------------------------------------------------------
 
 def _child(role: str, extra: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", role, *extra],
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), "--role", role,
+                             "--stack", _STACK[0], *extra],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
 
@@ -298,15 +380,19 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+_STACK = ["aioquic"]
+
+
 def _stack() -> str:
-    from oasis.node import transport
-    return str(getattr(transport, "QUIC_STACK", "aioquic"))
+    return _STACK[0]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=("relay", "viewer"), default="relay")
     ap.add_argument("--role", choices=("sink", "relay", "source"))
+    ap.add_argument("--stack", choices=("aioquic", "qh3"), default="aioquic",
+                    help="relay mode: aioquic = the node's transport; qh3 = bench/qh3_relay.py")
     ap.add_argument("--mbps", type=float, default=40.0, help="relay mode: media into the relay")
     ap.add_argument("--sinks", type=int, default=8)
     ap.add_argument("--chunk-ms", type=int, default=100)
@@ -324,8 +410,12 @@ def main() -> int:
     ap.add_argument("--broadcaster", default="")
     ap.add_argument("--broadcaster-private", default="")
     args = ap.parse_args()
+    _STACK[0] = args.stack
     if args.role:
-        role = {"sink": _role_sink, "relay": _role_relay, "source": _role_source}[args.role]
+        roles = {"sink": _role_sink, "relay": _role_relay, "source": _role_source}
+        if args.stack == "qh3":
+            roles = {"sink": _role_sink_qh3, "relay": _role_relay_qh3, "source": _role_source_qh3}
+        role = roles[args.role]
         try:
             _run(role(args))
         except KeyboardInterrupt:

@@ -34,7 +34,7 @@ from typing import Any
 UDP_SEGMENT = 103  #: linux/udp.h: the GSO segment size, a SOL_UDP option or cmsg
 MAX_GSO_SEGMENTS = 64  #: linux UDP_MAX_SEGMENTS (older kernels); newer accept 128
 MAX_GSO_BYTES = 65000  #: one GSO send carries at most a UDP datagram's worth (64 KB)
-MAX_BATCH = 64  #: datagrams read per wake-up before the loop gets a turn
+MAX_BATCH = 32  #: datagrams read per wake-up before the loop gets a turn (as libuv reads)
 READ_SIZE = 65536
 _SEG = struct.Struct("=H")
 
