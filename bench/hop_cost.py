@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import dataclasses
 import json
 import os
 import resource
@@ -110,6 +111,7 @@ def install() -> None:
         if not isinstance(ev, ss.ChunkReceived):
             orig_ev(self, link, ev)
             return
+        cur["node"] = self
         t0, c0 = pc(), tt()
         dg = cur["dg"] or (t0, c0)
         rec = {"k": "rx", "seq": ev.chunk.seq, "dg_t": dg[0], "dg_c": dg[1], "ev_t": t0, "ev_c": c0,
@@ -194,6 +196,10 @@ def install() -> None:
         lat = {"n": len(late), "p50": late[len(late) // 2] if late else None,
                "p90": late[int(len(late) * 0.9)] if late else None}
         agg_out = {k: v for k, v in agg.items() if k != "late"}
+        node = cur.get("node")
+        if node is not None:  # the policy's verdicts (e.g. parents dropped by the swarm)
+            agg_out["policy"] = {k: v for k, v in dataclasses.asdict(node.policy.counters).items()
+                                if isinstance(v, int)}
         with open(_OUT, "w") as f:  # type: ignore[arg-type]
             for r in _REC:
                 f.write(json.dumps(r) + "\n")
@@ -294,6 +300,10 @@ def analyse(trace_dir: str) -> dict[str, Any]:
     per_call = {k[:-4]: round(1000 * tot[k] / tot[k[:-4] + "_n"], 4)
                 for k in sorted(tot) if k.endswith("_cpu") and tot.get(k[:-4] + "_n")}
     counts = {k[:-2]: int(v) for k, v in sorted(tot.items()) if k.endswith("_n")}
+    policy: dict[str, int] = {}
+    for a in aggs:
+        for k, v in a.get("policy", {}).items():
+            policy[k] = policy.get(k, 0) + v
     late = [a["release_late"]["p50"] for a in aggs if a["release_late"]["p50"] is not None]
     late90 = [a["release_late"]["p90"] for a in aggs if a["release_late"]["p90"] is not None]
     return {
@@ -314,6 +324,7 @@ def analyse(trace_dir: str) -> dict[str, Any]:
         "delay_queue_release_late_ms_p50_of_procs": _ms(late),
         "delay_queue_release_late_ms_p90_of_procs": _ms(late90),
         "process_cpu_s": round(cpu, 2),
+        "policy_counters": {k: v for k, v in sorted(policy.items()) if v},
     }
 
 

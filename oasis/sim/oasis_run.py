@@ -188,7 +188,7 @@ class SimNode:
         #: the node's CPU is busy with messages until then (CPU_* costs)
         self.cpu_busy = 0.0
         #: peer key -> QUIC state of the link to it: [cwnd, paced until, ACK due at, bytes
-        #: that ACK brings] (OasisSim._paced)
+        #: that ACK brings, 1.0 once a loss ended slow start] (OasisSim._paced)
         self.cc: dict[bytes, list[float]] = {}
 
 
@@ -705,8 +705,9 @@ class OasisSim:
         if p and self.rng.random() < 1.0 - (1.0 - p) ** pkts:
             t += rtt  # one RTT
             st = src.cc.get(dst.key)
-            if st is not None:  # Reno: the window halves
+            if st is not None:  # Reno: the window halves; congestion avoidance from there
                 st[0] = max(st[0] / 2, 2.0 * QUIC_DATAGRAM)
+                st[4] = 1.0
         # download: serialization at the receiver's capacity; no cross-flow FIFO
         # (capacities are tens of times the stream rate; see docs/simulation.md)
         t += wire_n / dn.down_bps
@@ -736,7 +737,8 @@ class OasisSim:
         link src -> dst (``t``: when the upload queue has sent it). The pacer sends a
         burst of max(2, min(cwnd/4, 16)) datagrams, then at cwnd / RTT; the window
         starts at QUIC_CWND0 and grows by the bytes ACKed one RTT after they left (slow
-        start; a loss halves it in ``_transmit``). Keyed by peer: a link closed and
+        start; a loss halves it in ``_transmit``, then it grows by one datagram per
+        window ACKed: Reno's congestion avoidance). Keyed by peer: a link closed and
         opened again keeps its window (optimistic, rare)."""
         cc = src.cc
         st = cc.get(dst.key)
@@ -745,10 +747,11 @@ class OasisSim:
                 peers = src.policy.peers
                 for k in [k for k in cc if k not in peers]:
                     del cc[k]
-            st = [float(QUIC_CWND0), 0.0, 0.0, 0.0]
+            st = [float(QUIC_CWND0), 0.0, 0.0, 0.0, 0.0]
             cc[dst.key] = st
         if st[3] and st[2] <= ready:
-            st[0] += st[3]
+            # slow start: + the bytes ACKed; after a loss, + one datagram per window ACKed
+            st[0] += st[3] * QUIC_DATAGRAM / st[0] if st[4] else st[3]
             st[3] = 0.0
         cwnd = st[0]
         if rtt > 0.0:

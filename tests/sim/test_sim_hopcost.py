@@ -49,7 +49,7 @@ def one_way(a: SimNode, b: SimNode) -> float:
 
 def warm(sim: OasisSim, src: SimNode, dst: SimNode) -> None:
     """The link src -> dst has carried a long stream: its window no longer paces a chunk."""
-    src.cc[dst.key] = [1e9, 0.0, 0.0, 0.0]
+    src.cc[dst.key] = [1e9, 0.0, 0.0, 0.0, 0.0]
 
 
 def test_a_hop_costs_at_least_the_senders_and_the_receivers_cpu():
@@ -176,3 +176,17 @@ def test_the_fidelity_sim_takes_the_measured_host_wait():
     shared = fid.run_sim(delays, [0.0], 6.0, 3, host_wait_s=0.005)
     assert own["offload"] == shared["offload"] == 0.0
     assert 1.0 < shared["p50_ms"] - own["p50_ms"] < 10.0
+
+
+def test_a_loss_halves_the_window_and_ends_slow_start():
+    sim, relay, kids = make(1)
+    kid = kids[0]
+    relay.net.loss = 1.0  # every message loses a packet
+    sim._transmit(relay, kid, CHUNK)
+    st = relay.cc[kid.key]
+    assert st[0] == pytest.approx(orun.QUIC_CWND0 / 2) and st[4] == 1.0
+    relay.net.loss = 0.0
+    sim.now += 1.0
+    sim._transmit(relay, kid, CHUNK)  # the ACK of the first one is in: + a datagram's share
+    grown = orun.QUIC_CWND0 / 2 + CHUNK * orun.QUIC_DATAGRAM / (orun.QUIC_CWND0 / 2)
+    assert st[0] == pytest.approx(grown)
