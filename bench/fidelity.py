@@ -7,9 +7,10 @@ Per run: the same swarm (N viewers, 1.5 Mbit/s, 100 ms chunks, upload caps
 ``oasis`` processes on loopback (``--link-delay-ms``, no proof of relay) and in
 the simulator (same delays, same join times), and prints one JSON object:
 {"real": {p50_ms, p95_ms, offload, continuity}, "sim": {...}, "diff": real - sim,
-"host_wait_ms", "sim_host": {...}, "diff_host": real - sim_host}. ``sim`` is the
+"sim_median", "diff_median", "host_wait_ms", "sim_host", "diff_host"}. ``sim`` is the
 simulator as every scenario runs it (each node pays its measured per-message CPU and
-aioquic's pacing, ``oasis/sim/oasis_run.py`` CPU_*/QUIC_*); ``sim_host`` adds the
+aioquic's pacing, ``oasis/sim/oasis_run.py`` CPU_*/QUIC_*); ``sim_median`` the median
+of 5 swarm seeds (one simulated tree moves by +-20 % with timing); ``sim_host`` adds the
 run-queue wait the real processes had on this machine (``/proc/<pid>/schedstat``, mean
 per timeslice after the last join): 21 processes sharing 2 cores wait for a core on
 every datagram, which no deployed node does.
