@@ -131,7 +131,7 @@ async def _role_relay(args: argparse.Namespace) -> None:
         prof.enable()
     try:
         await _until_stdin_closes(lambda: dict(stats) | {"counters": {
-            k: v for k, v in ep.counters.items() if v}})
+            k: v for k, v in (ep.counters | getattr(ep.transport, "counters", {})).items() if v}})
     finally:
         if prof is not None:
             prof.disable()
