@@ -78,7 +78,8 @@ class QLink:
             elif isinstance(ev, qe.HandshakeCompleted):
                 if self.expected_key is not None:
                     cert = self.quic.get_peercert()
-                    key = certificate_key(x509.load_der_x509_certificate(cert.public_bytes()))
+                    key = None if cert is None else certificate_key(
+                        x509.load_der_x509_certificate(cert.public_bytes()))
                     if key != self.expected_key:
                         self.quic.close(error_code=0x100, reason_phrase="wrong peer")
                         continue

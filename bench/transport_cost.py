@@ -60,7 +60,7 @@ def _run(coro: Any) -> None:
 
 def _endpoint(identity: Any, on_event: Any, mds: int) -> Any:
     from oasis.node.transport import Endpoint
-    kw = {} if os.environ.get("OASIS_BENCH_GSO") is None else {
+    kw: dict[str, Any] = {} if os.environ.get("OASIS_BENCH_GSO") is None else {
         "gso": os.environ["OASIS_BENCH_GSO"] == "1"}
     return Endpoint(identity, on_event=on_event, clock=time.time, max_datagram_size=mds,
                     max_links=256, **kw)

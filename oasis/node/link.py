@@ -319,7 +319,7 @@ class Link:
         if not out:
             return
         addr = out[0][1]
-        batch = []
+        batch: list[bytes] = []
         for data, to in out:
             self.datagrams_out += 1
             self.wire_out += len(data) + UDP_IP_HEADER
