@@ -98,14 +98,15 @@ class UdpSocket:
     def _on_readable(self) -> None:
         recv = self.sock.recvfrom
         deliver = self.on_datagram
-        n = 0
+        n = errors = 0
         try:
-            while n < MAX_BATCH and not self._closing:
+            while n + errors < MAX_BATCH and not self._closing:
                 try:
                     data, addr = recv(READ_SIZE)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:  # an ICMP error reported on the socket: nothing to read
+                    errors += 1
                     continue
                 n += 1
                 deliver(data, addr)
