@@ -35,6 +35,9 @@ class DelayEstimator:
         self.repair_after = repair_after
         #: the learnt delay never pushes a repair past this (one round before the origin)
         self.cap = playout_delay - origin_margin - repair_after
+        self.origin_at = playout_delay - origin_margin  #: the origin fallback (after time(seq))
+        #: a repair delay that never comes before the origin fallback (nor the deadline)
+        self.never = playout_delay
         self.lag = [0.0] * substreams  #: smoothed delay, chunk time -> push by our parent (s)
         self.dev = [0.0] * substreams  #: its mean deviation (s)
         self.known = [False] * substreams  #: at least one sample since the last reset
@@ -63,10 +66,25 @@ class DelayEstimator:
         round trip before the origin fallback."""
         if not fed or not self.known[j]:
             return self.repair_after
+        if self.lag[j] + REPAIR_MARGIN > self.cap:
+            # Our parent's push usually comes after a repair would: a request would
+            # fetch a chunk that is on its way (a duplicate, and upload taken from the
+            # relays that carry the trees). The origin fallback covers a lost push.
+            return self.never
         d = self.lag[j] + 4 * self.dev[j] + REPAIR_MARGIN
         if d > self.cap:
             d = self.cap
         return d if d > self.repair_after else self.repair_after
+
+    def usual_push(self, j: int) -> float:
+        """How long after a chunk's time our parent's push of it normally comes (its
+        smoothed delay + a margin, at most until the origin fallback); 0 before any
+        sample. A chunk that came from elsewhere sooner is no sign of withholding."""
+        if not self.known[j]:
+            return 0.0
+        d = self.lag[j] + REPAIR_MARGIN
+        # never past the origin fallback: a chunk the origin had to give us was withheld
+        return d if d < self.origin_at else self.origin_at
 
     def status_lags(self, parents: list[bytes | None]) -> list[int]:
         """STATUS ``lags``: per substream the smoothed delay in ms, or LAG_UNKNOWN."""

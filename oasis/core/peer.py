@@ -61,8 +61,11 @@ class Offence(enum.IntEnum):
 
 @dataclass
 class PolicyConfig:
-    target_neighbours: int = 6  #: dial until this many links
-    max_neighbours: int = 12  #: refuse inbound links beyond this many
+    #: dial until this many links. A node relays mostly its home substream (oasis.core.tree)
+    #: and can only take children among its neighbours, so a strong relay needs about twice
+    #: its children per substream as neighbours: 12/24 (6/12 before: trees 6-8 hops deep)
+    target_neighbours: int = 12
+    max_neighbours: int = 24  #: refuse inbound links beyond this many
     max_streams: int = 16  #: streams this node carries
     max_streams_per_peer: int = 4  #: streams one peer may join with us
     ban_seconds: float = 60.0

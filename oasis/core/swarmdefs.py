@@ -27,9 +27,6 @@ class SwarmConfig:
     substreams: int = 4
     bitrate_kbps: int = 1500
     upload_kbps: int = 0  #: 0 = no cap
-    #: the node's physical upload rate as far as it knows it (kbit/s; 0 = unknown: taken as
-    #: ``upload_kbps``); it sets how many copies of one chunk go out back to back in time
-    link_kbps: int = 0
     playout_delay: float = 0.5  #: deadline = chunk time + this
     origin_margin: float = 0.2  #: ask the origin this long before the deadline
     repair_after: float = 0.15  #: pull a chunk this long after it should exist

@@ -68,6 +68,9 @@ from .wire import ErrorCode
 HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known (s)
 SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earlier (s)
 SWITCH_DWELL = 5.0  #: and not within this long of the substream's last parent change (s)
+#: a new parent's first pushes may be late (a fresh QUIC link paces them over an RTT or more):
+#: chunks made this long after we subscribed count against it only after the origin time (s)
+FRESH_GRACE = 1.0
 
 
 class PushTree:
@@ -101,6 +104,8 @@ class PushTree:
         #: elsewhere first, none pushed by the parent; and the first of them
         self.miss_run = [0] * k
         self.miss_first = [-1] * k
+        #: per substream: the current parent pushed at least one chunk since we subscribed
+        self.parent_pushed_any = [False] * k
 
     def total_slots(self) -> int:
         cfg = self.config
@@ -181,7 +186,6 @@ class PushTree:
                 cur_est = self.expected_arrival(cur, j) if cur is not None else INF
                 if best_score > cur_est - SWITCH_GAIN:
                     continue
-                self.counters.parent_switches += 1
             asks[best.key] = asks.get(best.key, 0) | (1 << j)
         for key, mask in asks.items():
             st = self.peers[key]
@@ -220,12 +224,15 @@ class PushTree:
             st.rejected_until[j] = now + self.config.reject_backoff
         for j in _bits(mask):
             old = self.parents[j]
+            if old is not None and old != st.key:
+                self.counters.parent_switches += 1  # a switch made (asking is not one)
             if old is not None and old != st.key and old in self.peers:
                 self.peers[old].parent_mask &= ~(1 << j)
                 self.actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
             self.parents[j] = st.key
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
+            self.parent_pushed_any[j] = False
             self.changed_at[j] = now
             self.delay.update(j, self.parents[j] is not None)
             st.parent_mask |= 1 << j
@@ -251,6 +258,7 @@ class PushTree:
         self.parents[j] = None
         self.unfed_since[j] = INF
         self.miss_run[j] = 0
+        self.parent_pushed_any[j] = False
         self.delay.update(j, self.parents[j] is not None)
         self.paths[j] = []
         self.status_dirty = True
@@ -283,6 +291,7 @@ class PushTree:
     def parent_pushed(self, j: int) -> None:
         """Our parent on ``j`` pushed a chunk of it (new or a duplicate): it serves."""
         self.miss_run[j] = 0
+        self.parent_pushed_any[j] = True
 
     def got_elsewhere(self, j: int, seq: int, chunk_time: float, now: float) -> None:
         """A new chunk ``seq`` of substream ``j`` came from someone other than our
@@ -290,6 +299,20 @@ class PushTree:
         parent = self.parents[j]
         if parent is None or chunk_time < self.changed_at[j] or self.unfed_since[j] != INF:
             return  # made before we subscribed, or the parent told us it is starved
+        # No evidence before the parent's usual push time (it has pushed to us: its pushes
+        # usually come later than this, a slow parent), nor, for chunks made in its first
+        # FRESH_GRACE seconds, before the origin fallback (on a fresh QUIC link the first
+        # chunks are paced over an RTT or more). With a short playout delay repairs and
+        # the origin often beat a deep tree's push: at 0.5 s the old rule took honest
+        # parents for withholders. One that never pushes gets no more than that grace.
+        if self.parent_pushed_any[j]:
+            late = self.delay.usual_push(j)
+        elif chunk_time < self.changed_at[j] + FRESH_GRACE:
+            late = self.delay.origin_at
+        else:
+            late = 0.0
+        if now - chunk_time < late:
+            return
         if self.miss_run[j] == 0:
             self.miss_first[j] = seq
         self.miss_run[j] += 1

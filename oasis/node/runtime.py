@@ -236,7 +236,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
 
     ident = load_or_create(c.data_dir)
     host, port = parse_hostport(c.listen, "--listen")
-    node = Node(ident, swarm_config(c), host=host, port=port, max_neighbours=24,
+    node = Node(ident, swarm_config(c), host=host, port=port,
+                max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000)
     await node.start()
     sid = StreamId(ident.public, name)

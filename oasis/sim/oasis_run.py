@@ -213,8 +213,7 @@ class OasisSim:
         self.bid = bid
         self.sid = StreamId(bid.public, "sim")
         bup = s.broadcaster_kbps()
-        bcfg = dataclasses.replace(self.cfg, upload_kbps=bup,
-                                   link_kbps=max(1, int(bnet.up_bps * 8 / 1000)))
+        bcfg = dataclasses.replace(self.cfg, upload_kbps=bup)
         src = sw.Swarm(self.sid, bid.public, bcfg, is_source=True,
                        rng=random.Random(f"swarm/{seed}/src"), now=T0, verify=self.verify)
         self.n_links = 0
@@ -392,8 +391,7 @@ class OasisSim:
         now = self.now
         s = self.s
         up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * s.bitrate_kbps))
-        cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps),
-                                  link_kbps=max(1, int(v.net.up_bps * 8 / 1000)))
+        cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps))
         ident: Identity | None = None
         key = v.key
         if self.with_session:  # the viewer's random bytes are its private key

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from oasis.core.peer import PolicyConfig
 from oasis.core.swarm import SwarmConfig
 
 DEFAULT_MIX = {"broadband": 0.35, "wifi": 0.25, "fibre": 0.1, "4g": 0.2, "5g": 0.1}
@@ -37,8 +38,10 @@ class Scenario:
     churn_per_min: float = 0.0  #: departures per minute as a share of the swarm (replaced)
     # protocol (SwarmConfig fields; anything else stays at its default)
     protocol: dict[str, Any] = field(default_factory=dict)
-    neighbours: int = 6  #: a joiner dials up to this many (node: target_neighbours)
-    max_neighbours: int = 12  #: node default; the broadcaster takes 24
+    #: a joiner dials up to this many (the node's PolicyConfig.target_neighbours)
+    neighbours: int = PolicyConfig.target_neighbours
+    #: the node's default (PolicyConfig); the broadcaster takes twice as many
+    max_neighbours: int = PolicyConfig.max_neighbours
     upload_share: float = 0.8  #: share of a viewer's measured upload the node may use
     upload_max_x: float = 4.0  #: ... capped at this multiple of the bitrate (demo default)
     tracker: str = "auto"  #: core | fast | auto (core Tracker up to 2000 peers)

@@ -172,7 +172,9 @@ def test_session_mode_a_stranger_on_a_named_address_fails_the_pinned_key_and_is_
     stranger answering there): the real handshake closes WRONG_PEER, the dial counts as
     failed and the address is backed off; nothing is admitted."""
     from oasis.sim import oasis_run as orun
+    # fewer links than peers, so that some viewer is not a neighbour of another
     d = load(SMALL).to_json() | {"baselines": [], "peers": 12, "duration_s": 20, "ramp_s": 1,
+                                 "neighbours": 4, "max_neighbours": 6,
                                  "protocol": {"session": True}}
     s = from_dict(d)
     w = World()
