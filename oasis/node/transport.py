@@ -48,6 +48,7 @@ from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
+from . import congestion
 from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
 from .keystore import make_certificate
 from .link import UDP_IP_HEADER, Link, _code  # noqa: F401 - re-exported
@@ -172,6 +173,9 @@ class Endpoint(asyncio.DatagramProtocol):
         cfg = QuicConfiguration(is_client=is_client, alpn_protocols=[wire.ALPN],
                                 max_datagram_size=mds, idle_timeout=20.0,
                                 max_data=INITIAL_MAX_DATA, max_stream_data=INITIAL_MAX_STREAM_DATA)
+        # Live chunks are app-limited and have a deadline: a 64-datagram initial window
+        # sends a fresh link's first chunk in one pacer burst (oasis.node.congestion).
+        cfg.congestion_control_algorithm = congestion.NAME
         cfg.certificate = cert
         cfg.private_key = self.identity.private
         cfg.verify_mode = ssl.CERT_NONE  # pinning is done on the key, see Link._check_certificate
