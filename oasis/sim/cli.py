@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flash", type=float, default=None, help="flash crowd: all join within N s")
     p.add_argument("--hostile", type=float, default=None,
                    help="share of the viewers that are adversaries (0 = the honest run)")
+    p.add_argument("--playout", type=float, default=None,
+                   help="playout delay, s (the scenario's [protocol] playout_delay; node default 0.5)")
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
     p.add_argument("--no-timing", action="store_true", help="omit wall-clock fields")
     p.add_argument("--progress", action="store_true",
@@ -41,6 +43,10 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         d["join_pattern"], d["flash_window_s"] = "flash", args.flash
     if args.hostile is not None:
         d["hostile"] = args.hostile
+    if args.playout is not None:
+        if not 0.05 <= args.playout <= 60:
+            raise SystemExit("oasis sim: --playout must be between 0.05 and 60 s")
+        d["protocol"] = {**d.get("protocol", {}), "playout_delay": args.playout}
     if args.baselines is not None:
         d["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
     return from_dict(d)

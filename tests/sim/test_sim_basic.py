@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -141,3 +142,15 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert out["scenario"] == "small-50" and out["seed"] == 2 and out["peers"] == 10
     assert set(out["baselines"]) == {"cdn_only", "segment_mesh", "pull_mesh"}
     assert math.isfinite(out["oasis"]["wall_s"])
+
+
+def test_cli_playout_flag_sets_the_swarm_deadline(capsys: pytest.CaptureFixture[str]) -> None:
+    from oasis.cli import main
+    from oasis.sim.cli import add_arguments, scenario_from
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    s = scenario_from(p.parse_args([str(SMALL), "--playout", "0.5"]))
+    assert s.swarm_config().playout_delay == 0.5
+    with pytest.raises(SystemExit):
+        main(["sim", str(SMALL), "--playout", "0"])
+    capsys.readouterr()
