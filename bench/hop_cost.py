@@ -58,6 +58,9 @@ def install() -> None:
     from oasis.node import node as nd
     from oasis.node import transport as tp
 
+    if os.environ.get("OASIS_HOPCOST_CC"):  # --cc: another registered algorithm (e.g. reno)
+        from oasis.node import congestion
+        congestion.NAME = os.environ["OASIS_HOPCOST_CC"]
     _OUT = os.path.join(os.environ["OASIS_HOPTRACE"], f"{os.getpid()}.jsonl")
     pc, tt = time.perf_counter, time.thread_time
     cur: dict[str, Any] = {"dg": None, "chunk": None}
@@ -321,11 +324,25 @@ def analyse(trace_dir: str) -> dict[str, Any]:
         "copies_held_by_cwnd_or_pacer": len(held),
         "held_copy_send_to_last_byte_ms": _ms(held_wait),
         "send_to_last_byte_ms_by_copy_index_on_link": {k: _ms(v) for k, v in sorted(by_n.items())},
+        "first_copy_on_link": first_copy(tx),
         "delay_queue_release_late_ms_p50_of_procs": _ms(late),
         "delay_queue_release_late_ms_p90_of_procs": _ms(late90),
         "process_cpu_s": round(cpu, 2),
         "policy_counters": {k: v for k, v in sorted(policy.items()) if v},
     }
+
+
+def first_copy(tx: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first copy on each link: how many were held back by the window or the pacer,
+    the window and smoothed RTT when it was sent, and links that saw a loss (ssthresh set)."""
+    first = [t for t in tx if t["n_on_link"] == 0]
+    cwnd = sorted(t["cwnd"] for t in first)
+    srtt = [t["srtt"] for t in first if t["srtt"] > 0]
+    return {"n": len(first), "held": sum(1 for t in first if t["done_t"] > t["t1"] + 1e-4),
+            "cwnd_bytes_p10_p50_p90": [_q(cwnd, 0.1), _q(cwnd, 0.5), _q(cwnd, 0.9)] if cwnd else None,
+            "srtt_ms": _ms(srtt),
+            "copies_after_a_loss": sum(1 for t in tx if t["ssth"] >= 0),
+            "copies": len(tx)}
 
 
 def fit(aggs: list[dict[str, Any]], rx: list[dict[str, Any]], tx: list[dict[str, Any]]) -> dict[str, Any]:
@@ -366,6 +383,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", help="keep the raw traces in this directory")
+    ap.add_argument("--cc", help="congestion control for every link (default: the node's, "
+                    "oasis.node.congestion; 'reno' for aioquic's default, the before)")
     args = ap.parse_args()
     from oasis.sim.fidelity import link_delays_ms, run_real
 
@@ -375,7 +394,9 @@ def main() -> int:
     site = os.path.join(tmp, "site")
     os.makedirs(site)
     Path(site, "sitecustomize.py").write_text(SITECUSTOMIZE.format(path=str(Path(__file__).resolve())))
-    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "OASIS_HOPTRACE")}
+    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "OASIS_HOPTRACE", "OASIS_HOPCOST_CC")}
+    if args.cc:
+        os.environ["OASIS_HOPCOST_CC"] = args.cc
     os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (site, old["PYTHONPATH"]) if x)
     os.environ["OASIS_HOPTRACE"] = trace
     t0 = time.monotonic()
@@ -388,6 +409,7 @@ def main() -> int:
             else:
                 os.environ[k] = v
     out = {"viewers": args.viewers, "duration_s": args.duration, "seed": args.seed,
+           "congestion_control": args.cc or "oasis",
            "real": {"p50_ms": res["latency_ms"]["p50"], "p95_ms": res["latency_ms"]["p95"],
                     "offload": res["offload_ratio"], "continuity": res["continuity"]},
            "costs": analyse(trace),
