@@ -47,6 +47,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def start_broadcast(tmp: str, bitrate: int, procs: list[OasisProcess]) -> tuple[dict[str, Any], list[str]]:
+    """A broadcaster looping a ``bitrate`` TS file made in ``tmp`` (added to ``procs``):
+    its info line, and the options every process of the run shares."""
+    ts = os.path.join(tmp, "source.ts")
+    make_ts(ts, bitrate, 10)
+    common = ["--bitrate", str(bitrate), "--json"]
+    b = OasisProcess(["broadcast", ts, *common, "--upload-kbps", str(int(bitrate * 1.3)),
+                      "--data-dir", f"{tmp}/b"], f"{tmp}/b.log")
+    procs.append(b)
+    return b.wait_info(), common
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bitrate", type=int, default=4000)
@@ -54,15 +66,9 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=20)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="oasis-relay-")
-    ts = os.path.join(tmp, "source.ts")
-    make_ts(ts, args.bitrate, 10)
     procs: list[OasisProcess] = []
-    common = ["--bitrate", str(args.bitrate), "--json"]
     try:
-        b = OasisProcess(["broadcast", ts, *common, "--upload-kbps", str(int(args.bitrate * 1.3)),
-                          "--data-dir", f"{tmp}/b"], f"{tmp}/b.log")
-        procs.append(b)
-        info = b.wait_info()
+        info, common = start_broadcast(tmp, args.bitrate, procs)
         relay = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], *common,
                               "--gateway", "127.0.0.1:0", "--upload-kbps", "0", "--data-dir", f"{tmp}/r"],
                              f"{tmp}/r.log")

@@ -328,18 +328,12 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from procs import OasisProcess, wait_until
-    from relay_throughput import make_ts, stats
+    from relay_throughput import start_broadcast, stats
 
     tmp = tempfile.mkdtemp(prefix="oasis-tcost-")
-    ts = os.path.join(tmp, "source.ts")
-    make_ts(ts, args.bitrate, 10)
     procs: list[OasisProcess] = []
-    common = ["--bitrate", str(args.bitrate), "--json"]
     try:
-        b = OasisProcess(["broadcast", ts, *common, "--upload-kbps", str(int(args.bitrate * 1.3)),
-                          "--data-dir", f"{tmp}/b"], f"{tmp}/b.log")
-        procs.append(b)
-        info = b.wait_info()
+        info, common = start_broadcast(tmp, args.bitrate, procs)
         relay = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], *common,
                               "--gateway", "127.0.0.1:0",
                               "--upload-kbps", str(int(args.bitrate * (args.children + 1))),
