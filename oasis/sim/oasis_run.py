@@ -100,17 +100,23 @@ CPU_RX_BYTE_S = 0.10e-6  #: per byte received
 CPU_VERIFY_S = 0.13e-3  #: per chunk received (Ed25519 over the chunk)
 CPU_TX_MSG_S = 0.13e-3  #: per message (copy) sent
 CPU_TX_BYTE_S = 0.028e-6  #: per byte sent
-# aioquic's congestion control (Reno) and pacer, per link: the first chunk on a link waits.
-# Measured by bench/hop_cost.py (same runs): the first copy on a link took 96-127 ms (p50
-# ~100 ms at 73-90 ms RTT) from send to its last byte, copies 2-4 p50 27 ms, later ones
-# ~0.7 ms; cwnd at the first copy 14.7-14.9 kB; no link left slow start (ssthresh unset)
-# in a 20-viewer run. aioquic: pacing rate cwnd / srtt, a burst of max(2, min(cwnd/4,
-# 16 datagrams)), cwnd += bytes ACKed (slow start), halved on a loss.
+# aioquic's pacer and the node's congestion control (oasis.node.congestion), per link.
+# aioquic: pacing rate cwnd / srtt after a burst of max(2, min(cwnd/4, 16 datagrams)).
+# With aioquic's Reno (IW 10 datagrams) the first chunk on a link waited: bench/hop_cost.py
+# measured the first copy's send -> last byte at p50 109-119 ms (p90 153-193, srtt 92-99
+# ms, cwnd 14.7-15.6 kB), copies 2-4 p50 27-43 ms. With "oasis" (IW 64 datagrams: a chunk
+# fits the burst) the same runs (`--cc reno` / default, 20 viewers x 30 s, seeds 1-3, load
+# 4.4-9.1) measured p50 3.4-6.3 ms (p90 13-19), copies 2-4 p50 6.5-9.1 ms, later ones
+# p50 6.0-6.5 ms (Reno 3.6-5.6: control packets share the 16-packet burst); cwnd at every
+# first copy 86,400 B; no link saw a loss (loopback).
 #: an origin response: the viewer's HTTP client (kernel TCP; assumed a message's fixed
 #: cost, not measured) and the chunk's signature check
 ORIGIN_RX_CPU_S = CPU_RX_MSG_S + CPU_VERIFY_S
 QUIC_DATAGRAM = 1350  #: oasis.node.transport.DEFAULT_DATAGRAM_SIZE
-QUIC_CWND0 = 14_900  #: 10 datagrams + the handshake's ACKed bytes
+#: oasis.node.congestion (every link of the node): INITIAL_WINDOW = 64 datagrams; app-
+#: limited traffic does not grow it (RFC 9002 section 7.8), the handshake included
+QUIC_CWND0 = 86_400
+QUIC_LOSS_FLOOR = 21_600  #: oasis.node.congestion.LOSS_FLOOR: 16 datagrams, one whole chunk
 #: QUIC handshake + HELLO/AUTH until the policy's link_up; the swarms' add_peer follows
 #: the JOIN exchange (listener +0.5 RTT, dialler +1 RTT)
 HANDSHAKE_RTTS = 1.0
@@ -703,8 +709,8 @@ class OasisSim:
         if p and self.rng.random() < 1.0 - (1.0 - p) ** pkts:
             t += rtt  # one RTT
             st = src.cc.get(dst.key)
-            if st is not None:  # Reno: the window halves; congestion avoidance from there
-                st[0] = max(st[0] / 2, 2.0 * QUIC_DATAGRAM)
+            if st is not None:  # the window halves, not below the floor; congestion avoidance
+                st[0] = max(st[0] / 2, float(QUIC_LOSS_FLOOR))
                 st[4] = 1.0
         # download: serialization at the receiver's capacity; no cross-flow FIFO
         # (capacities are tens of times the stream rate; see docs/simulation.md)
@@ -735,9 +741,11 @@ class OasisSim:
         link src -> dst (``t``: when the upload queue has sent it). The pacer sends a
         burst of max(2, min(cwnd/4, 16)) datagrams, then at cwnd / RTT; the window
         starts at QUIC_CWND0 and grows by the bytes ACKed one RTT after they left (slow
-        start; a loss halves it in ``_transmit``, then it grows by one datagram per
-        window ACKed: Reno's congestion avoidance). Keyed by peer: a link closed and
-        opened again keeps its window (optimistic, rare)."""
+        start; a loss halves it in ``_transmit``, not below QUIC_LOSS_FLOOR, then it grows
+        by one datagram per window ACKed: Reno's congestion avoidance), but only when
+        those bytes (what was in flight) were more than half the window: app-limited
+        traffic does not grow it (oasis.node.congestion). Keyed by peer: a link closed
+        and opened again keeps its window (optimistic, rare)."""
         cc = src.cc
         st = cc.get(dst.key)
         if st is None:
@@ -748,8 +756,10 @@ class OasisSim:
             st = [float(QUIC_CWND0), 0.0, 0.0, 0.0, 0.0]
             cc[dst.key] = st
         if st[3] and st[2] <= ready:
-            # slow start: + the bytes ACKed; after a loss, + one datagram per window ACKed
-            st[0] += st[3] * QUIC_DATAGRAM / st[0] if st[4] else st[3]
+            # slow start: + the bytes ACKed; after a loss, + one datagram per window ACKed;
+            # only if the window was used (more than half of it in flight)
+            if 2.0 * st[3] > st[0]:
+                st[0] += st[3] * QUIC_DATAGRAM / st[0] if st[4] else st[3]
             st[3] = 0.0
         cwnd = st[0]
         if rtt > 0.0:
