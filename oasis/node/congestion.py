@@ -25,14 +25,21 @@ for every link, both sides) differs from aioquic's ``"reno"`` in three rules:
   or congestion avoidance) only while it is less than twice the largest number of
   bytes in flight seen since the last congestion event, so ~200 kB/s of ACKs cannot
   inflate it to megabytes that a backlog would later burst out at.
-* **Loss floor: 16 datagrams** (21.6 kB). A congestion event halves the window as Reno
-  does, but not below one whole chunk plus a datagram: below that a chunk always
-  waits an RTT for ACKs, and the stream (one chunk per 100 ms) cannot be carried at
-  all. The floor allows 21.6 kB per RTT (270 kB/s at 80 ms, 108 kB/s at 200 ms): about
-  the stream's own rate, not more. This departs from RFC 9002's reduction factor (a
-  RECOMMENDED 0.5) only below 32 datagrams. Persistent congestion (section 7.6.2, a
-  MUST) still collapses the window to the 2-datagram minimum: a path that is really
-  gone is treated as Reno treats it, and the node's deadline drops do the rest.
+* **Loss floor: the initial window.** A congestion event halves the window as Reno
+  does, but not below 64 datagrams (nor raises one that is below it). For an
+  app-limited sender the window does not set the rate, the stream does (~200 kB/s a
+  link, against 86.4 kB per RTT): halving it does not shed load, it only cuts the
+  pacer's burst and rate so that each chunk is spread over more of the RTT, after
+  every random loss on a mobile link, for the rest of the link's life (the window does
+  not grow back while app-limited). The simulator (1,000 peers x 40 s, mobile-churn
+  mix, playout 0.5 s) put offload at 0.29 with a 16-datagram floor, 0.45 with 32 and
+  0.53 with 64. What sheds load on a path that cannot carry the stream is the deadline
+  (a chunk stream unsent at its deadline is reset, not queued) and the swarm moving
+  children to other parents; a backlog that grew the window above 64 datagrams is
+  halved as by Reno; and persistent congestion (RFC 9002 section 7.6.2, a MUST) still
+  collapses the window to the 2-datagram minimum, from which slow start regrows it (to
+  the initial window while sending at all, beyond only while window-limited). This
+  departs from RFC 9002's reduction factor (a RECOMMENDED 0.5) below 128 datagrams.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from aioquic.quic.packet_builder import QuicSentPacket
 
 NAME = "oasis"  #: the name QuicConfiguration.congestion_control_algorithm takes
 INITIAL_WINDOW = 64  #: datagrams: one chunk fits the pacer's burst (cwnd / 4)
-LOSS_FLOOR = 16  #: datagrams: a congestion event does not shrink the window below this
+LOSS_FLOOR = INITIAL_WINDOW  #: datagrams: a congestion event does not shrink it below this
 LOSS_REDUCTION = 0.5  #: as Reno
 
 
@@ -65,14 +72,17 @@ class OasisCongestionControl(QuicCongestionControl):
         self._max_in_flight = 0  #: since the last congestion event
         self._rtt_monitor = QuicRttMonitor()
 
-    def _cwnd_limited(self) -> bool:
-        return self.congestion_window < 2 * self._max_in_flight
+    def _may_grow(self) -> bool:
+        # back up to the initial window (after persistent congestion) while sending at
+        # all; beyond it only while more than half of the window has been in flight
+        return (self.congestion_window < INITIAL_WINDOW * self._mds
+                or self.congestion_window < 2 * self._max_in_flight)
 
     def on_packet_acked(self, *, now: float, packet: QuicSentPacket) -> None:
         self.bytes_in_flight -= packet.sent_bytes
         if (packet.sent_time or 0.0) <= self._recovery_start:  # no growth in recovery
             return
-        if not self._cwnd_limited():  # RFC 9002 section 7.8
+        if not self._may_grow():  # app-limited: RFC 9002 section 7.8
             return
         if self.ssthresh is None or self.congestion_window < self.ssthresh:
             self.congestion_window += packet.sent_bytes  # slow start
@@ -100,8 +110,10 @@ class OasisCongestionControl(QuicCongestionControl):
         # one congestion event per recovery period (packets sent after it started)
         if lost_largest_time > self._recovery_start:
             self._recovery_start = now
-            self.congestion_window = max(int(self.congestion_window * LOSS_REDUCTION),
-                                         LOSS_FLOOR * self._mds)
+            # halve, but not below the floor (nor raise a window already below it)
+            cwnd = self.congestion_window
+            self.congestion_window = max(int(cwnd * LOSS_REDUCTION),
+                                         min(cwnd, LOSS_FLOOR * self._mds))
             self.ssthresh = self.congestion_window
             self._max_in_flight = self.bytes_in_flight
 

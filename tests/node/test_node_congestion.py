@@ -51,28 +51,61 @@ def test_no_growth_while_app_limited_then_slow_start_when_window_limited() -> No
     assert c.congestion_window == 2 * w0  # slow start: + the bytes ACKed
 
 
-def test_loss_halves_down_to_the_floor_and_persistent_congestion_collapses() -> None:
+def test_a_loss_halves_the_window_down_to_the_initial_one() -> None:
     c = cc.OasisCongestionControl(max_datagram_size=MDS)
+    iw = cc.INITIAL_WINDOW * MDS
+    assert cc.LOSS_FLOOR * MDS == iw
     t = 1.0
-    expected = [32, 16, 16]
-    for i, want in enumerate(expected):
-        p = _pkt(i, sent_time=t)
-        c.on_packet_sent(packet=p)
-        t += 0.1
-        c.on_packets_lost(now=t, packets=[p])
-        assert c.congestion_window == want * MDS
-        assert c.ssthresh == want * MDS
-        t += 0.1
-    # losses within one recovery period are one congestion event
-    p1, p2 = _pkt(10, sent_time=t), _pkt(11, sent_time=t)
+    p = _pkt(0, sent_time=t)
+    c.on_packet_sent(packet=p)
+    c.on_packets_lost(now=t + 0.1, packets=[p])  # app-limited at the initial window
+    assert c.congestion_window == iw and c.ssthresh == iw
+    # a backlog fills the window: it grows (congestion avoidance now), then a loss halves it
+    t = 2.0
+    sent = [_pkt(100 + i, sent_time=t) for i in range(4 * cc.INITIAL_WINDOW)]
+    for q in sent:
+        c.on_packet_sent(packet=q)
+    for q in sent:
+        c.on_packet_acked(now=t + 0.1, packet=q)
+    grown = c.congestion_window
+    assert grown > iw
+    c.congestion_window = 2 * iw  # as a longer backlog would have grown it
+    t = 3.0
+    p1, p2 = _pkt(1000, sent_time=t), _pkt(1001, sent_time=t)
     c.on_packet_sent(packet=p1)
     c.on_packet_sent(packet=p2)
     c.on_packets_lost(now=t + 0.1, packets=[p1])
-    w = c.congestion_window
-    c.on_packets_lost(now=t + 0.2, packets=[p2])
-    assert c.congestion_window == w and c.bytes_in_flight == 0
+    assert c.congestion_window == iw
+    c.congestion_window = 2 * iw
+    c.on_packets_lost(now=t + 0.2, packets=[p2])  # the same recovery period: no new event
+    assert c.congestion_window == 2 * iw and c.bytes_in_flight == 0
+
+
+def test_persistent_congestion_collapses_and_slow_start_regrows_to_the_initial_window() -> None:
+    c = cc.OasisCongestionControl(max_datagram_size=MDS)
     c.on_persistent_congestion()  # RFC 9002 section 7.6.2: the minimum window (a MUST)
     assert c.congestion_window == 2 * MDS
+    small = cc.OasisCongestionControl(max_datagram_size=MDS)
+    small.on_persistent_congestion()
+    p = _pkt(0, sent_time=5.0)
+    small.on_packet_sent(packet=p)
+    small.on_packets_lost(now=5.1, packets=[p])  # the floor does not raise a small window
+    assert small.congestion_window == 2 * MDS
+    t, n = 5.0, 1
+    while c.congestion_window < cc.INITIAL_WINDOW * MDS and n < 1000:  # one datagram at a time
+        t += 0.2
+        q = _pkt(n, sent_time=t)
+        c.on_packet_sent(packet=q)
+        c.on_packet_acked(now=t + 0.1, packet=q)
+        n += 1
+    assert cc.INITIAL_WINDOW * MDS <= c.congestion_window < (cc.INITIAL_WINDOW + 1) * MDS
+    w = c.congestion_window
+    for i in range(50):  # and no further while app-limited
+        t += 0.2
+        q = _pkt(n + i, sent_time=t)
+        c.on_packet_sent(packet=q)
+        c.on_packet_acked(now=t + 0.1, packet=q)
+    assert c.congestion_window == w
 
 
 async def _wait(cond, what: str, timeout: float = 10.0) -> None:

@@ -1,6 +1,6 @@
 """The simulator's QUIC model with the node's "oasis" congestion control
 (oasis.node.congestion): a fresh link sends a chunk as a warm one does; app-limited
-traffic does not grow the window; a loss halves it, not below the floor.
+traffic does not grow the window; a loss halves it, not below the initial one.
 
 Behaviour, not speed: every figure is the model's own arithmetic on virtual time.
 """
@@ -50,19 +50,27 @@ def test_a_window_limited_link_grows_in_slow_start() -> None:
     assert relay.cc[kid.key][0] == orun.QUIC_CWND0 + big
 
 
-def test_losses_halve_the_window_down_to_the_floor() -> None:
+def test_a_loss_does_not_shrink_the_window_below_the_initial_one() -> None:
     sim, relay, kids = make(1)
     kid = kids[0]
     relay.net.loss = 1.0  # every message loses a packet
-    seen = []
     for _ in range(4):
         sim._transmit(relay, kid, CHUNK)
-        seen.append(relay.cc[kid.key][0])
+        assert relay.cc[kid.key][0] == orun.QUIC_LOSS_FLOOR == orun.QUIC_CWND0
         sim.now += 2 * EGRESS + 0.1
-    assert seen[:2] == [orun.QUIC_CWND0 / 2, orun.QUIC_CWND0 / 4]
-    assert seen[2:] == [orun.QUIC_LOSS_FLOOR] * 2
-    # at the floor a chunk is still paced within one RTT (burst + the rest at cwnd/RTT)
+    # a chunk on a link that lost packets still leaves in one burst
     relay.net.loss = 0.0
     sim.now += 1.0
     t = sim._transmit(relay, kid, CHUNK) - sim.now
-    assert t < 2 * EGRESS + 2 * EGRESS + 0.01
+    sim2, relay2, kids2 = make(1)
+    warm(sim2, relay2, kids2[0])
+    assert t == pytest.approx(sim2._transmit(relay2, kids2[0], CHUNK) - sim2.now, abs=1e-9)
+    # a window grown by a backlog is halved, down to the initial one
+    st = relay.cc[kid.key]
+    st[0] = 4.0 * orun.QUIC_CWND0
+    relay.net.loss = 1.0
+    sim._transmit(relay, kid, CHUNK)
+    assert st[0] == 2.0 * orun.QUIC_CWND0
+    sim._transmit(relay, kid, CHUNK)
+    sim._transmit(relay, kid, CHUNK)
+    assert st[0] == orun.QUIC_CWND0
