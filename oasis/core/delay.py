@@ -11,7 +11,9 @@ smoothed mean (gain 1/8) and mean deviation (gain 1/4) per substream; the repair
 delay is ``lag + 4 dev + REPAIR_MARGIN``, at least ``repair_after`` (also used
 while the substream has no parent or no sample) and at most
 ``playout_delay - origin_margin - repair_after``, so one repair round still fits
-before the origin fallback. A fixed timer requested nearly every chunk from a
+before the origin fallback; when the smoothed delay itself is past that cap
+(the parent's push usually comes after a repair would) there is no repair round
+at all (``never``): the request would fetch a chunk already on its way. A fixed timer requested nearly every chunk from a
 node several hops deep (the chunk was on its way) and turned the held request
 into a duplicate.
 

@@ -34,7 +34,10 @@ repair, the origin) while the parent said it was fed, and it pushed none of
 them, not even late (any push from it, a duplicate included, resets the run).
 The repair timer already waited the parent's learnt delay (lag + 4 dev) for
 each, so a slow parent still pushing, or a starved one relaying what it
-repairs, is never counted. The parent is not picked again for ``j`` for
+repairs, is never counted; and a chunk that came before the parent's usual
+push time (lag + margin, at most the origin time), or, from a parent that has
+not pushed yet, one made in its first ``FRESH_GRACE`` s that came before the
+origin time, is no evidence (a short playout delay, a fresh QUIC link). The parent is not picked again for ``j`` for
 ``withhold_backoff`` seconds (longer per strike). It earns a strike only if
 the next STATUS it sends claims the first withheld chunk (``latest``/``have``)
 on the same path ``j`` as when it withheld (an honest parent starved by its own
