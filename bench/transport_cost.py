@@ -99,26 +99,36 @@ async def _until_stdin_closes(report: Any) -> None:
             print(json.dumps(report() | {"t": time.monotonic()}), flush=True)
 
 
-async def _role_relay(args: argparse.Namespace) -> None:
-    from oasis.core import session as ss
+def _relay_state(args: argparse.Namespace) -> tuple[Any, Any, list[Any], dict[str, int], Any]:
+    """What both relay roles share: the sinks, an identity, the outgoing links, the
+    counters, and ``forward(chunk, send)``: verify a chunk, then ``send(link, chunk)``
+    it on every outgoing link."""
     from oasis.core.identity import Identity
     from oasis.core.stream import StreamId, verify_chunk
-    sinks = json.loads(args.sinks_json)
     sid = StreamId(bytes.fromhex(args.broadcaster), "bench")
-    ident = Identity.generate()
     out_links: list[Any] = []
     stats = {"media_out": 0, "chunks_in": 0, "bad": 0}
 
+    def forward(chunk: Any, send: Any) -> None:
+        stats["chunks_in"] += 1
+        if not verify_chunk(sid, chunk):
+            stats["bad"] += 1
+            return
+        for lk in out_links:
+            send(lk, chunk)
+            stats["media_out"] += len(chunk.payload)
+
+    return json.loads(args.sinks_json), Identity.generate(), out_links, stats, forward
+
+
+async def _role_relay(args: argparse.Namespace) -> None:
+    from oasis.core import session as ss
+    sinks, ident, out_links, stats, forward = _relay_state(args)
+
     def on_event(link: Any, ev: Any) -> None:
         if isinstance(ev, ss.ChunkReceived):
-            stats["chunks_in"] += 1
-            if not verify_chunk(sid, ev.chunk):
-                stats["bad"] += 1
-                return
             deadline = time.time() + 1.0
-            for lk in out_links:
-                lk.send_chunk(ev.chunk, deadline)
-                stats["media_out"] += len(ev.chunk.payload)
+            forward(ev.chunk, lambda lk, c: lk.send_chunk(c, deadline))
 
     ep = _endpoint(ident, on_event, args.mds)
     host, port = await ep.listen("127.0.0.1", 0)
@@ -160,23 +170,10 @@ async def _role_sink_qh3(args: argparse.Namespace) -> None:
 
 async def _role_relay_qh3(args: argparse.Namespace) -> None:
     from qh3_relay import QEndpoint
-
-    from oasis.core.identity import Identity
-    from oasis.core.stream import StreamId, verify_chunk
-    sinks = json.loads(args.sinks_json)
-    sid = StreamId(bytes.fromhex(args.broadcaster), "bench")
-    ident = Identity.generate()
-    out_links: list[Any] = []
-    stats = {"media_out": 0, "chunks_in": 0, "bad": 0}
+    sinks, ident, out_links, stats, forward = _relay_state(args)
 
     def on_chunk(link: Any, chunk: Any) -> None:
-        stats["chunks_in"] += 1
-        if not verify_chunk(sid, chunk):
-            stats["bad"] += 1
-            return
-        for lk in out_links:
-            lk.send_chunk(chunk)
-            stats["media_out"] += len(chunk.payload)
+        forward(chunk, lambda lk, c: lk.send_chunk(c))
 
     ep = QEndpoint(ident, args.mds, on_chunk)
     host, port = ep.listen()
