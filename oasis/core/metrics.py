@@ -18,47 +18,65 @@ Definitions (docs/benchmarks.md repeats them):
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 LATE = "late"
 
 
-@dataclass
 class ViewerRecord:
-    """Per-viewer record of one stream, fed by the node or the simulator."""
+    """Per-viewer record of one stream, fed by the node and the simulator alike.
 
-    joined_at: float
-    playout_delay: float
-    started_at: float | None = None  #: first keyframe verified
-    latencies: dict[int, float] = field(default_factory=dict)  #: seq -> seconds
-    on_time: dict[int, bool] = field(default_factory=dict)
-    chunk_time: dict[int, float] = field(default_factory=dict)
-    bytes_by_source: dict[str, int] = field(default_factory=dict)
-    skipped: set[int] = field(default_factory=set)
+    Compact: a delivery costs 12 bytes in flat ``array``s (seq, latency as a
+    32-bit float, and the seq again when on time), so the simulator's 10^7
+    deliveries fit in memory; ``oasis.sim.records.summarize`` reads the arrays
+    directly with numpy, :func:`summarize` reads ``to_json()``.
+    """
+
+    __slots__ = ("joined_at", "left_at", "playout_delay", "started_at", "lat_seq", "lat",
+                 "on_time", "bytes_by_source", "skipped")
+
+    def __init__(self, joined_at: float, playout_delay: float) -> None:
+        self.joined_at = joined_at
+        self.left_at = math.inf  #: the simulator judges a viewer that left up to here
+        self.playout_delay = playout_delay
+        self.started_at: float | None = None  #: first keyframe verified
+        self.lat_seq = array("i")  #: seqs of the chunks completed after the join, in arrival order
+        self.lat = array("f")  #: their latencies, seconds
+        self.on_time = array("i")  #: seqs of those that arrived by their deadline
+        self.bytes_by_source: dict[str, int] = {}
+        self.skipped = array("i")  #: seqs given up on
 
     def delivered(self, seq: int, chunk_time: float, at: float, source: str, nbytes: int,
                   keyframe: bool) -> None:
         if self.started_at is None and keyframe:
             self.started_at = at
-        self.bytes_by_source[source] = self.bytes_by_source.get(source, 0) + nbytes
+        b = self.bytes_by_source
+        b[source] = b.get(source, 0) + nbytes
         if chunk_time >= self.joined_at:
-            self.latencies[seq] = at - chunk_time
-            self.chunk_time[seq] = chunk_time
-            self.on_time[seq] = at <= chunk_time + self.playout_delay
+            self.lat_seq.append(seq)
+            self.lat.append(at - chunk_time)
+            if at <= chunk_time + self.playout_delay:
+                self.on_time.append(seq)
 
     def skip(self, seq: int) -> None:
-        self.skipped.add(seq)
+        self.skipped.append(seq)
+
+    @property
+    def latencies(self) -> dict[int, float]:
+        """seq -> latency (seconds), in arrival order (built on each call)."""
+        return dict(zip(self.lat_seq, self.lat, strict=True))
 
     def continuity(self, produced: dict[int, float], now: float) -> tuple[int, int]:
         """(on time, due) over chunks produced after join whose deadline passed by ``now``."""
+        on_time = set(self.on_time)
         due = ok = 0
         for seq, t in produced.items():
             if t < self.joined_at or t + self.playout_delay > now:
                 continue
             due += 1
-            if self.on_time.get(seq, False):
+            if seq in on_time:
                 ok += 1
         return ok, due
 
@@ -67,9 +85,9 @@ class ViewerRecord:
             "joined_at": self.joined_at,
             "started_at": self.started_at,
             "latencies": {str(k): v for k, v in self.latencies.items()},
-            "on_time": sorted(k for k, v in self.on_time.items() if v),
-            "bytes": self.bytes_by_source,
-            "skipped": sorted(self.skipped),
+            "on_time": sorted(set(self.on_time)),
+            "bytes": dict(self.bytes_by_source),
+            "skipped": sorted(set(self.skipped)),
         }
 
 

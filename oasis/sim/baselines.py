@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from oasis.core.metrics import nearest_rank
+from oasis.core.metrics import ViewerRecord, nearest_rank
 
 from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World
 from .population import INF, Viewer
-from .records import SimRecord, summarize
+from .records import summarize
 from .scenario import Scenario
 
 MTU, OVH = 1200, 60
@@ -53,7 +53,7 @@ class _Base:
         self.payload = int(s.bitrate_kbps * 1000 / 8 * self.chunk_s)
         self.csize = self.payload + 110  # signed chunk message
         self.rtt = world.rtt_ms
-        self.records: list[SimRecord] = []
+        self.records: list[ViewerRecord] = []
         self.stretch: list[np.ndarray] = []
         self.wall = time.perf_counter()
 
@@ -74,8 +74,8 @@ class _Base:
 
     def record(self, v: Viewer, arrival: np.ndarray, from_p2p: np.ndarray, playout: float,
                start_at: float | None) -> None:
-        """Fill a SimRecord from per-chunk arrival times (stream clock; inf = never)."""
-        rec = SimRecord(v.join, playout)
+        """Fill a ViewerRecord from per-chunk arrival times (stream clock; inf = never)."""
+        rec = ViewerRecord(v.join, playout)
         rec.left_at = v.leave
         lo = int(np.searchsorted(self.t, v.join, side="left"))
         hi = int(np.searchsorted(self.t, v.leave, side="left"))

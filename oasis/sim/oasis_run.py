@@ -54,6 +54,7 @@ from oasis.core import session as ss
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
+from oasis.core.metrics import ViewerRecord
 from oasis.core.stream import StreamId, is_keyframe, sign_chunk, verify_chunk
 from oasis.core.tracker import Tracker
 from oasis.core.wire import ErrorCode
@@ -62,7 +63,7 @@ from . import adversary as adv
 from .fasttracker import FastTracker
 from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World
 from .population import INF, Viewer
-from .records import SimRecord, Timeline, continuity_over_time, summarize
+from .records import Timeline, continuity_over_time, summarize
 from .scenario import Scenario
 
 T0 = 1000.0  #: virtual clock at stream start (seconds)
@@ -174,7 +175,7 @@ class SimNode:
         self.down_busy = 0.0
         self.armed = -1.0  #: time of the pending timer event; -1 = none
         self.alive = True
-        self.rec: SimRecord | None = None
+        self.rec: ViewerRecord | None = None
         #: the node's policy core: its admitted links are ``policy.peers``
         self.policy = policy
         self.host = host
@@ -255,7 +256,7 @@ class OasisSim:
         self.produced_t: list[float] = []
         self.origin: dict[int, tuple[wire.ChunkMsg, float]] = {}
         self.chunk_size: dict[int, int] = {}
-        self.records: list[SimRecord] = []
+        self.records: list[ViewerRecord] = []
         self.every: list[SimNode] = []
         # accounting
         self.oftp_bytes = 0  #: OFTP message bytes sent (control + chunk messages)
@@ -420,7 +421,7 @@ class OasisSim:
             if mode in adv.INJECTORS:
                 self.at(now + 1.0 + self.rng.random() / s.hostile_rate, EV_HOSTILE, node)
         else:
-            node.rec = SimRecord(now, cfg.playout_delay)
+            node.rec = ViewerRecord(now, cfg.playout_delay)
             self.records.append(node.rec)
             self.direct[v.idx] = self._direct_latency(v.net)
         self.nodes[key] = node

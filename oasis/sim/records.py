@@ -1,62 +1,23 @@
-"""Per-viewer records and swarm-wide figures for the simulator.
+"""Swarm-wide figures of the simulator, vectorised with numpy.
 
-``SimRecord`` has the same ``delivered``/``skip`` inputs and meaning as
-:class:`oasis.core.metrics.ViewerRecord`, but stores arrays instead of dicts so
-that 10^7 deliveries fit in memory; ``summarize`` computes the same figures as
-:func:`oasis.core.metrics.summarize` (same nearest-rank percentile, same
-continuity rule), with one addition: a viewer that left is judged only on the
-chunks whose deadline passed while it was there.  ``to_json`` yields the
-``ViewerRecord.to_json`` shape, and a test checks that both summaries agree.
+The per-viewer record is the node's own :class:`oasis.core.metrics.ViewerRecord`
+(compact arrays, so 10^7 deliveries fit in memory); ``summarize`` computes the
+same figures as :func:`oasis.core.metrics.summarize` (same nearest-rank
+percentile, same continuity rule) straight from its arrays, with one addition: a
+viewer that left (``left_at``) is judged only on the chunks whose deadline passed
+while it was there.  A test checks that both summaries agree.
 """
 
 from __future__ import annotations
 
-from array import array
 from typing import Any
 
 import numpy as np
 
-from oasis.core.metrics import figures
+from oasis.core.metrics import ViewerRecord, figures
 
 
-class SimRecord:
-    __slots__ = ("joined_at", "left_at", "playout_delay", "started_at", "lat_seq", "lat",
-                 "on_time", "bytes_by_source", "skipped")
-
-    def __init__(self, joined_at: float, playout_delay: float) -> None:
-        self.joined_at = joined_at
-        self.left_at = float("inf")
-        self.playout_delay = playout_delay
-        self.started_at: float | None = None
-        self.lat_seq = array("i")
-        self.lat = array("f")
-        self.on_time = array("i")
-        self.bytes_by_source: dict[str, int] = {}
-        self.skipped = 0
-
-    def delivered(self, seq: int, chunk_time: float, at: float, source: str, nbytes: int,
-                  keyframe: bool) -> None:
-        if self.started_at is None and keyframe:
-            self.started_at = at
-        b = self.bytes_by_source
-        b[source] = b.get(source, 0) + nbytes
-        if chunk_time >= self.joined_at:
-            self.lat_seq.append(seq)
-            self.lat.append(at - chunk_time)
-            if at <= chunk_time + self.playout_delay:
-                self.on_time.append(seq)
-
-    def skip(self, seq: int) -> None:
-        self.skipped += 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {"joined_at": self.joined_at, "started_at": self.started_at,
-                "latencies": {str(s): float(v) for s, v in zip(self.lat_seq, self.lat, strict=True)},
-                "on_time": sorted(self.on_time), "bytes": dict(self.bytes_by_source),
-                "skipped": []}
-
-
-def summarize(records: list[SimRecord], produced_t: np.ndarray, now: float,
+def summarize(records: list[ViewerRecord], produced_t: np.ndarray, now: float,
               playout_delay: float) -> dict[str, Any]:
     """Same figures as ``oasis.core.metrics.summarize``; ``produced_t[seq]`` = chunk time."""
     lat = np.concatenate([np.frombuffer(r.lat, dtype=np.float32) for r in records]) \
@@ -96,7 +57,7 @@ class Timeline:
                 self.p2p[i] += nbytes
 
 
-def continuity_over_time(records: list[SimRecord], produced_t: np.ndarray, now: float,
+def continuity_over_time(records: list[ViewerRecord], produced_t: np.ndarray, now: float,
                          playout_delay: float, t0: float) -> list[tuple[int, float]]:
     """(second, on-time share of the chunks completed in that second)."""
     if len(produced_t) == 0:

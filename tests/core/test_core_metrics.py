@@ -32,16 +32,16 @@ def test_viewer_record_fields() -> None:
     assert r.started_at == 10.05  # first keyframe, not the later one
     assert set(r.latencies) == {2, 3, 4}  # seq 1 was completed before the join
     assert r.latencies[2] == pytest.approx(0.1) and r.latencies[3] == pytest.approx(0.6)
-    assert r.on_time == {2: True, 3: False, 4: True}
+    assert list(r.on_time) == [2, 4]  # 3 was late
     assert r.bytes_by_source == {"broadcaster": 1000, "p2p": 2000, "origin": 1000}
-    assert r.skipped == {5}
+    assert list(r.skipped) == [5]
 
 
 def test_on_time_boundary_is_inclusive() -> None:
     r = ViewerRecord(joined_at=0.0, playout_delay=0.5)
     r.delivered(1, 1.0, 1.5, "p2p", 1, keyframe=False)
     r.delivered(2, 1.0, 1.5001, "p2p", 1, keyframe=False)
-    assert r.on_time == {1: True, 2: False}
+    assert list(r.on_time) == [1]
 
 
 def test_started_at_needs_a_keyframe() -> None:
@@ -56,6 +56,15 @@ def test_continuity() -> None:
     assert viewer_one().continuity(PRODUCED, NOW) == (2, 4)  # 2 and 4 on time of 2,3,4,5
     assert viewer_two().continuity(PRODUCED, NOW) == (1, 2)  # 4 on time of 4,5
     assert viewer_two().continuity(PRODUCED, 10.6) == (0, 0)  # nothing due yet
+
+
+def test_compact_storage() -> None:
+    """A delivery is 4 + 4 (+ 4 when on time) bytes in flat arrays, no per-delivery object."""
+    r = viewer_one()
+    assert (r.lat_seq.typecode, r.lat.typecode, r.on_time.typecode) == ("i", "f", "i")
+    assert list(r.lat_seq) == [2, 3, 4] and len(r.lat) == 3
+    assert not hasattr(r, "__dict__")
+    assert r.left_at == float("inf")
 
 
 def test_to_json() -> None:
