@@ -30,7 +30,7 @@ import numpy as np
 
 from oasis.core.metrics import ViewerRecord, nearest_rank
 
-from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World
+from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World, one_way_s
 from .population import INF, Viewer
 from .records import summarize
 from .scenario import Scenario
@@ -58,7 +58,7 @@ class _Base:
         self.wall = time.perf_counter()
 
     def owd(self, a: PeerNet, b: PeerNet) -> float:
-        return self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
+        return one_way_s(self.rtt, a, b)  # the baselines' peers have no egress delay
 
     def edge_avail(self, net: PeerNet) -> float:
         """Delay from chunk completion to its presence at the viewer's edge."""

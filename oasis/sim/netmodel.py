@@ -150,9 +150,23 @@ def sample_peer(world: World, rng: random.Random, mix: dict[str, float],
     return PeerNet(c, access, up * 1e6 / 8, down * 1e6 / 8, lm_rtt / 2000, a.loss)
 
 
-def one_way_s(world: World, a: PeerNet, b: PeerNet) -> float:
-    """Propagation one-way delay from peer a to peer b, seconds."""
-    return world.rtt_ms[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s + a.egress_s
+def link_s(rtt_ms: list[list[float]], a: PeerNet, b: PeerNet) -> tuple[float, float]:
+    """(one-way delay a -> b, round trip a -> b -> a) in seconds, propagation only:
+    half the core RTT between the countries (``World.rtt_ms``), both last miles, and
+    the sender's egress delay each way.  The one definition of a link's delay: the
+    simulator's message transfer and session setup and the baselines all use it."""
+    base = rtt_ms[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
+    return base + a.egress_s, 2 * base + a.egress_s + b.egress_s
+
+
+def one_way_s(rtt_ms: list[list[float]], a: PeerNet, b: PeerNet) -> float:
+    """Propagation one-way delay from peer a to peer b, seconds (``link_s``)."""
+    return link_s(rtt_ms, a, b)[0]
+
+
+def rtt_s(rtt_ms: list[list[float]], a: PeerNet, b: PeerNet) -> float:
+    """Propagation round trip a -> b -> a, seconds (``link_s``)."""
+    return link_s(rtt_ms, a, b)[1]
 
 
 #: a CDN edge in the viewer's metro: this RTT on top of the viewer's last mile

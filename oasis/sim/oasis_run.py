@@ -61,7 +61,7 @@ from oasis.core.wire import ErrorCode
 
 from . import adversary as adv
 from .fasttracker import FastTracker
-from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World
+from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World, link_s, one_way_s, rtt_s
 from .population import INF, Viewer
 from .records import Timeline, continuity_over_time, summarize
 from .scenario import Scenario
@@ -675,11 +675,11 @@ class OasisSim:
     # ---- network ---------------------------------------------------------------
     def _owd(self, a: PeerNet, b: PeerNet) -> float:
         """One-way delay a -> b (``netmodel.one_way_s``)."""
-        return self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s + a.egress_s
+        return one_way_s(self.rtt, a, b)
 
     def _rtt(self, a: PeerNet, b: PeerNet) -> float:
-        base = self.rtt[a.country][b.country] / 2000 + a.lastmile_s + b.lastmile_s
-        return 2 * base + a.egress_s + b.egress_s
+        """Round trip a -> b -> a (``netmodel.rtt_s``)."""
+        return rtt_s(self.rtt, a, b)
 
     def _transmit(self, src: SimNode, dst: SimNode, nbytes: int, verify: bool = True) -> float:
         """When a message of ``nbytes`` sent now has been handled by the receiver:
@@ -704,11 +704,10 @@ class OasisSim:
             start = ready
         t = start + wire_n / sn.up_bps
         src.up_busy = t
-        base = self.rtt[sn.country][dn.country] / 2000 + sn.lastmile_s + dn.lastmile_s
-        rtt = 2 * base + sn.egress_s + dn.egress_s
+        owd, rtt = link_s(self.rtt, sn, dn)
         if nbytes > 2 * QUIC_DATAGRAM:  # smaller ones fit any pacer burst
             t = self._paced(src, dst, nbytes, ready, t, rtt)
-        t += base + sn.egress_s
+        t += owd
         p = sn.loss if sn.loss > dn.loss else dn.loss
         if p and self.rng.random() < 1.0 - (1.0 - p) ** pkts:
             t += rtt  # one RTT
@@ -723,7 +722,7 @@ class OasisSim:
         # its whole work after its first datagram arrived, or the last datagram's after
         # its last one (a burst on a fast link pays it all, a paced or slow one little)
         work = CPU_RX_MSG_S + CPU_RX_BYTE_S * nbytes + (CPU_VERIFY_S if verify else 0.0)
-        first = start + base + sn.egress_s + (MTU_PAYLOAD + PACKET_OVERHEAD) / sn.up_bps + work
+        first = start + owd + (MTU_PAYLOAD + PACKET_OVERHEAD) / sn.up_bps + work
         t += work - CPU_RX_BYTE_S * (nbytes - MTU_PAYLOAD if nbytes > MTU_PAYLOAD else 0)
         if first > t:
             t = first

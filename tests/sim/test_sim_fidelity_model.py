@@ -12,8 +12,8 @@ def test_egress_delay_is_one_way_from_the_sender():
     a = PeerNet(de, "broadband", 1e6, 1e6, 0.004, 0.0, egress_s=0.030)
     b = PeerNet(de, "broadband", 1e6, 1e6, 0.002, 0.0, egress_s=0.050)
     core = w.rtt_ms[de][de] / 2000
-    assert abs(one_way_s(w, a, b) - (core + 0.006 + 0.030)) < 1e-12
-    assert abs(one_way_s(w, b, a) - (core + 0.006 + 0.050)) < 1e-12
+    assert abs(one_way_s(w.rtt_ms, a, b) - (core + 0.006 + 0.030)) < 1e-12
+    assert abs(one_way_s(w.rtt_ms, b, a) - (core + 0.006 + 0.050)) < 1e-12
 
 
 def test_fidelity_sim_side_is_deterministic_and_bounded_by_the_delays():
