@@ -375,7 +375,7 @@ def tracker_reply(tracker: Tracker, stream: str, peers: list[TrackedPeer]) -> di
 def stream_summary(ls: LiveStream) -> dict[str, Any]:
     sw = ls.swarm
     rec = ls.record
-    lat = sorted(rec.latencies.values())
+    lat = sorted(rec.lat)
     return {
         "stream_id": ls.text_id,
         "role": "broadcaster" if ls.is_source else "viewer",
@@ -385,7 +385,7 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         "depth": [len(p) - 1 if p else None for p in sw.paths],
         "bytes": rec.bytes_by_source,
         "latency_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
-        "chunks": len(rec.latencies),
+        "chunks": len(rec.lat),
         "skipped": len(rec.skipped),
         "player_url": f"/live/{ls.text_id}.ts",
     }

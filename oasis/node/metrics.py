@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -69,16 +69,16 @@ class _Latency:
         self.seen = 0
         self.total = 0.0
 
-    def update(self, latencies: dict[int, float]) -> None:
+    def update(self, latencies: Sequence[float]) -> None:
+        """``latencies``: the record's latencies in arrival order (``ViewerRecord.lat``);
+        only those past the ones already counted are read."""
         n = len(latencies)
         if n < self.seen:  # the record was replaced or pruned: start over
             self.__init__()  # type: ignore[misc]
         if n == self.seen:
             return
-        new = n - self.seen
-        it = reversed(latencies.values())
-        for _ in range(new):
-            v = next(it)
+        for i in range(self.seen, n):
+            v = latencies[i]
             self.counts[bisect.bisect_left(LATENCY_BUCKETS, v)] += 1
             self.total += v
         self.seen = n
@@ -192,7 +192,7 @@ class NodeCollector(Collector):
             s = ls.text_id
             live.add(s)
             rec, swarm = ls.record, ls.swarm
-            fam["verified"].add_metric([s], len(rec.latencies))
+            fam["verified"].add_metric([s], len(rec.lat))
             fam["skipped"].add_metric([s], len(rec.skipped))
             fam["bad"].add_metric([s], getattr(swarm.counters, "bad_chunks", 0))
             for src, n in list(rec.bytes_by_source.items()):
@@ -205,7 +205,7 @@ class NodeCollector(Collector):
                 fam["upload"].add_metric([s, k], v)
             fam["latest"].add_metric([s], swarm.log.latest)
             h = self._latency.setdefault(s, _Latency())
-            h.update(rec.latencies)
+            h.update(rec.lat)
             lat.add_metric([s], h.buckets(), h.total)
         for gone in set(self._latency) - live:
             del self._latency[gone]
