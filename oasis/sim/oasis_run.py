@@ -60,6 +60,7 @@ from oasis.core.tracker import Tracker
 from oasis.core.wire import ErrorCode
 
 from . import adversary as adv
+from .execute import execute
 from .fasttracker import FastTracker
 from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World, link_s, one_way_s, rtt_s
 from .population import INF, Viewer
@@ -803,72 +804,86 @@ class OasisSim:
         return t
 
     def _pump(self, node: SimNode) -> None:
-        swarm = node.swarm
-        acts = swarm.actions()
-        now = self.now
+        execute(self, node)  # oasis/sim/execute.py: the methods below carry each action out
+
+    # ---- the executor's network (oasis/sim/execute.py: Network) -----------------
+    def actions(self, node: SimNode) -> list[sw.SwarmAction]:
+        return node.swarm.actions()
+
+    def push(self, node: SimNode, a: sw.Push) -> None:
+        if node.mode and self._hostile_filter(node, a):
+            return
+        h = node.policy.link_of(a.peer)
+        if h is None:
+            return
+        dst = self.by_key[a.peer]
+        size = self.chunk_size[a.chunk.seq]
+        self.oftp_bytes += size
+        self.media_sent += self.payload_len
+        self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst, h), a.chunk)
+
+    def send(self, node: SimNode, a: sw.Send) -> None:
+        if node.mode and self._hostile_filter(node, a):
+            return
+        h = node.policy.link_of(a.peer)
+        if h is None:
+            return
+        self._send_msg(node, self.by_key[a.peer], h, a.message)
+
+    def deliver(self, node: SimNode, a: sw.Deliver) -> None:
+        rec = node.rec
+        if rec is None:
+            return
+        c = a.chunk
+        genuine = self.origin.get(c.seq)
+        if genuine is None or (genuine[0] is not c and genuine[0] != c):
+            self.adv.forged_delivered += 1
+        ct = c.time_us / 1e6
+        rec.delivered(c.seq, ct, a.at, a.source, self.payload_len, is_keyframe(c))
+        self.timeline.add(a.at - T0, a.source, self.payload_len)
+        if ct >= rec.joined_at:
+            d = self.direct.get(node.idx)
+            if d:
+                self.stretch.append((a.at - ct) / d)
+        if a.source != sw.SOURCE_ORIGIN:
+            self.hops[len(node.swarm.paths[c.seq % self.cfg.substreams]) - 1] += 1
+
+    def skip(self, node: SimNode, a: sw.Skip) -> None:
+        if node.rec is not None:
+            node.rec.skip(a.seq)
+
+    def fetch_origin(self, node: SimNode, a: sw.FetchOrigin) -> None:
+        if node.mode and self._hostile_filter(node, a):
+            return
+        self._fetch_origin(node, a.seq, a.deadline)
+
+    def drop_peer(self, node: SimNode, a: sw.DropPeer) -> bool:
+        self.dropped_peers += 1
         mode = node.mode
         policy = node.policy
-        dropped = False
-        for a in acts:
-            if mode and self._hostile_filter(node, a):
-                continue
-            if isinstance(a, sw.Push):
-                h = policy.link_of(a.peer)
-                if h is None:
-                    continue
-                dst = self.by_key[a.peer]
-                seq = a.chunk.seq
-                size = self.chunk_size[seq]
-                self.oftp_bytes += size
-                self.media_sent += self.payload_len
-                self.at(self._transmit(node, dst, size), EV_CHUNK, (node, dst, h), a.chunk)
-            elif isinstance(a, sw.Send):
-                h = policy.link_of(a.peer)
-                if h is None:
-                    continue
-                self._send_msg(node, self.by_key[a.peer], h, a.message)
-            elif isinstance(a, sw.Deliver):
-                rec = node.rec
-                if rec is not None:
-                    c = a.chunk
-                    genuine = self.origin.get(c.seq)
-                    if genuine is None or (genuine[0] is not c and genuine[0] != c):
-                        self.adv.forged_delivered += 1
-                    ct = c.time_us / 1e6
-                    rec.delivered(c.seq, ct, a.at, a.source, self.payload_len, is_keyframe(c))
-                    self.timeline.add(a.at - T0, a.source, self.payload_len)
-                    if ct >= rec.joined_at:
-                        d = self.direct.get(node.idx)
-                        if d:
-                            self.stretch.append((a.at - ct) / d)
-                    if a.source != sw.SOURCE_ORIGIN:
-                        self.hops[len(swarm.paths[c.seq % self.cfg.substreams]) - 1] += 1
-            elif isinstance(a, sw.Skip):
-                if node.rec is not None:
-                    node.rec.skip(a.seq)
-            elif isinstance(a, sw.FetchOrigin):
-                self._fetch_origin(node, a.seq, a.deadline)
-            elif isinstance(a, sw.DropPeer):
-                self.dropped_peers += 1
-                other = self.by_key.get(a.peer)
-                if other is not None and not mode and policy.link_of(a.peer) is not None:
-                    if other.mode:
-                        self.drops_of_hostile[adv.NAMES[other.mode]] += 1
-                    else:
-                        self.honest_dropped_honest += 1
-                if mode == adv.SILENT:
-                    continue  # it holds every slot it got: its own core's verdicts are ignored
-                policy.on_drop_peer(a.peer, a.code, a.reason, now)
-                dropped = True
-        if dropped:
-            self._run_policy(node)  # the bans: CloseLink, RemovePeer
-        # arm the timer: at most one pending event per node
-        t = swarm.get_timer()
+        other = self.by_key.get(a.peer)
+        if other is not None and not mode and policy.link_of(a.peer) is not None:
+            if other.mode:
+                self.drops_of_hostile[adv.NAMES[other.mode]] += 1
+            else:
+                self.honest_dropped_honest += 1
+        if mode == adv.SILENT:
+            return False  # it holds every slot it got: its own core's verdicts are ignored
+        policy.on_drop_peer(a.peer, a.code, a.reason, self.now)
+        return True
+
+    def run_policy(self, node: SimNode) -> None:
+        self._run_policy(node)  # the bans: CloseLink, RemovePeer
+
+    def arm(self, node: SimNode) -> None:
+        """At most one pending timer event per node."""
+        t = node.swarm.get_timer()
         if t is None:
             return
         armed = node.armed
         if 0.0 <= armed <= t:
             return
+        now = self.now
         node.armed = t
         if t <= now:
             # guard against a core that keeps asking for "now" without progress

@@ -1,5 +1,7 @@
 """A tiny deterministic network of Swarm cores for tests: fixed one-way delay,
-virtual clock, every action executed by the harness (the same way a node does)."""
+virtual clock. Every action is executed by the simulator's executor
+(``oasis.sim.execute.execute``, the one the simulator's engine uses); this file
+is only its network: what each action does here."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import random
 from oasis.core import swarm as sw
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
+from oasis.sim.execute import execute
 
 
 class SwarmNet:
@@ -62,31 +65,47 @@ class SwarmNet:
         heapq.heappush(self.q, (t, next(self.seq), fn, args))
 
     def _pump(self, key: bytes) -> None:
-        node = self.nodes.get(key)
-        if node is None:
-            return
-        for a in self.actions_from(key, node):
-            if isinstance(a, (sw.Send, sw.Push)):
-                self._at(self.now + self.delay, self._deliver, key, a)
-            elif isinstance(a, sw.Deliver):
-                if key in self.delivered:
-                    self.delivered[key][a.chunk.seq] = (a.at, a.source)
-            elif isinstance(a, sw.Skip):
-                self.skipped[key].append(a.seq)
-            elif isinstance(a, sw.FetchOrigin):
-                chunk = self.origin_log.get(a.seq)
-                self._at(self.now + 2 * self.delay, self._origin_done, key, a.seq, chunk)
-            elif isinstance(a, sw.DropPeer):
-                self.dropped.append((key, a.peer, a.code))
-                node.remove_peer(a.peer, self.now)
-        t = node.get_timer()
-        if t is not None:
-            self._at(max(t, self.now), self._timer, key, t)
+        if key in self.nodes:
+            execute(self, key)
 
     def actions_from(self, key: bytes, node: sw.Swarm) -> list:
         """Drain a node's actions (a hook: tests record or filter them here; the
         core may be compiled, so its methods cannot be patched)."""
         return node.actions()
+
+    # ---- the executor's network (oasis/sim/execute.py: Network) ----
+    def actions(self, key: bytes) -> list:
+        return self.actions_from(key, self.nodes[key])
+
+    def send(self, key: bytes, a: sw.Send) -> None:
+        self._at(self.now + self.delay, self._deliver, key, a)
+
+    def push(self, key: bytes, a: sw.Push) -> None:
+        self._at(self.now + self.delay, self._deliver, key, a)
+
+    def deliver(self, key: bytes, a: sw.Deliver) -> None:
+        if key in self.delivered:
+            self.delivered[key][a.chunk.seq] = (a.at, a.source)
+
+    def skip(self, key: bytes, a: sw.Skip) -> None:
+        self.skipped[key].append(a.seq)
+
+    def fetch_origin(self, key: bytes, a: sw.FetchOrigin) -> None:
+        chunk = self.origin_log.get(a.seq)
+        self._at(self.now + 2 * self.delay, self._origin_done, key, a.seq, chunk)
+
+    def drop_peer(self, key: bytes, a: sw.DropPeer) -> bool:
+        self.dropped.append((key, a.peer, a.code))
+        self.nodes[key].remove_peer(a.peer, self.now)
+        return False  # no policy here: the swarm's verdict is the drop
+
+    def run_policy(self, key: bytes) -> None:
+        pass
+
+    def arm(self, key: bytes) -> None:
+        t = self.nodes[key].get_timer()
+        if t is not None:
+            self._at(max(t, self.now), self._timer, key, t)
 
     def _timer(self, key: bytes, t: float) -> None:
         node = self.nodes.get(key)
