@@ -61,12 +61,14 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> None:
         time.sleep(interval)
 
 
-async def until(predicate: Any, timeout: float, interval: float = 0.02) -> None:
-    """Wait (bounded) for a condition the event loop makes true (in-process nodes)."""
+async def until(predicate: Any, timeout: float, interval: float = 0.02,
+                what: str = "condition") -> None:
+    """Wait (bounded) for a condition the event loop makes true (in-process nodes) and
+    that has no event of its own; where there is one (a future), await it instead."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached in time")
+            raise TimeoutError(f"{what} not reached in {timeout:g} s")
         await asyncio.sleep(interval)
 
 

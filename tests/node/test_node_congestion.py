@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from aioquic.quic.packet import QuicPacketType
 from aioquic.quic.packet_builder import QuicSentPacket
+from procs import until
 
 from oasis.core import swarm as sw
 from oasis.core import wire
@@ -108,16 +109,6 @@ def test_persistent_congestion_collapses_and_slow_start_regrows_to_the_initial_w
     assert c.congestion_window == w
 
 
-async def _wait(cond, what: str, timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not cond():
-            await asyncio.sleep(0.01)
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def _first_chunk_in_flight(delay: float) -> list[tuple[str, int, int, int]]:
     """Two nodes with ``delay`` egress each; once the fresh link is quiet, each side
     sends one 18.75 kB chunk and flushes once: (algorithm, chunk stream bytes, bytes put
@@ -129,15 +120,16 @@ async def _first_chunk_in_flight(delay: float) -> list[tuple[str, int, int, int]
     out = []
     try:
         assert await a.connect(b.peer_id, *b.endpoint.address, timeout=10.0)
-        await _wait(lambda: a.identity.public in b.links_by_peer, "the listener's link")
+        await until(lambda: a.identity.public in b.links_by_peer, 10.0, what="the listener's link")
         links: list[Link] = [a.links_by_peer[b.identity.public],
                              b.links_by_peer[a.identity.public]]
-        for link in links:
-            await _wait(lambda link=link: link.session.authenticated, "authentication")
+        for link in links:  # both sides authenticated: an event, awaited
+            await asyncio.wait_for(asyncio.shield(link.handshake_done), 10.0)
         for link in links:
             loss = link.quic._loss
             # quiet: the handshake's bytes ACKed (control messages may still come and go)
-            await _wait(lambda loss=loss: loss.bytes_in_flight <= 2 * MDS, "the link to go quiet")
+            await until(lambda loss=loss: loss.bytes_in_flight <= 2 * MDS, 10.0,
+                        what="the link to go quiet")
             before = loss.bytes_in_flight
             chunk = wire.ChunkMsg(stream=b"12345678", seq=1, time_us=1, flags=0,
                                   signature=b"s" * 64, payload=b"x" * 18_750)
