@@ -15,7 +15,8 @@ equal-sized datagrams to one address as one ``sendmsg`` with the
 datagrams of that size, the last may be shorter); where the kernel refuses it,
 GSO is switched off for the socket and datagrams go one ``sendto`` each. When
 the kernel's send buffer is full the datagrams wait in a bounded backlog
-(``max_backlog``, then dropped and counted, like a full router queue) drained
+(``max_backlog`` entries and ``max_backlog_bytes``, then dropped and counted,
+like a full router queue) drained
 when the socket is writable again: QUIC recovers a dropped datagram.
 
 The object quacks like the part of ``asyncio.DatagramTransport`` the endpoint
@@ -46,15 +47,17 @@ class UdpSocket:
 
     def __init__(self, sock: socket.socket, *, on_datagram: Callable[[bytes, Addr], None],
                  on_batch_end: Callable[[], None], gso: bool = True,
-                 max_backlog: int = 4096) -> None:
+                 max_backlog: int = 4096, max_backlog_bytes: int = 4 * 1024 * 1024) -> None:
         sock.setblocking(False)
         self.sock = sock
         self.loop = asyncio.get_running_loop()
         self.on_datagram = on_datagram
         self.on_batch_end = on_batch_end
         self.gso = gso and hasattr(socket, "SOL_UDP")
-        self.max_backlog = max_backlog
+        self.max_backlog = max_backlog  #: entries (a GSO entry holds up to 64 KB) ...
+        self.max_backlog_bytes = max_backlog_bytes  #: ... and bytes, whichever is reached first
         self._backlog: deque[tuple[bytes, Addr, int]] = deque()  # (buffer, addr, segment or 0)
+        self._backlog_bytes = 0
         self._closing = False
         self._sockname = sock.getsockname()
         self.counters = {"batches": 0, "datagrams_in": 0, "sends": 0, "datagrams_out": 0,
@@ -92,6 +95,7 @@ class UdpSocket:
             self.loop.remove_reader(fd)
             self.loop.remove_writer(fd)
         self._backlog.clear()
+        self._backlog_bytes = 0
         self.sock.close()
 
     # -- reading -------------------------------------------------------------------
@@ -155,8 +159,12 @@ class UdpSocket:
                     self._send(buf, addr, size)
             i = j
 
-    def _send(self, buf: bytes, addr: Addr, segment: int) -> bool:
-        """One system call; False (and queued) when the kernel's buffer is full."""
+    def _send(self, buf: bytes, addr: Addr, segment: int) -> None:
+        if not self._try_send(buf, addr, segment):
+            self._queue(buf, addr, segment)
+
+    def _try_send(self, buf: bytes, addr: Addr, segment: int) -> bool:
+        """One system call; False when the kernel's send buffer is full (nothing sent)."""
         c = self.counters
         try:
             if segment:
@@ -169,46 +177,42 @@ class UdpSocket:
             c["sends"] += 1
             return True
         except (BlockingIOError, InterruptedError):
-            self._queue(buf, addr, segment)
             return False
         except OSError as exc:
             if segment and exc.errno in (5, 22, 90, 95, 97):  # EIO EINVAL EMSGSIZE EOPNOTSUPP
                 # This path (device, kernel) does not take UDP GSO: one datagram per call.
                 self.gso = False
-                for k in range(0, len(buf), segment):
-                    self._send(buf[k:k + segment], addr, 0)
+                pieces = [buf[k:k + segment] for k in range(0, len(buf), segment)]
+                for n, piece in enumerate(pieces):
+                    if not self._try_send(piece, addr, 0):  # the rest waits, first in line
+                        for rest in reversed(pieces[n:]):
+                            self._queue(rest, addr, 0, front=True)
+                        break
                 return True
             c["send_errors"] += 1  # e.g. an unreachable address: UDP loses it, QUIC copes
             return True
 
-    def _queue(self, buf: bytes, addr: Addr, segment: int) -> None:
-        if len(self._backlog) >= self.max_backlog:
+    def _queue(self, buf: bytes, addr: Addr, segment: int, front: bool = False) -> None:
+        if len(self._backlog) >= self.max_backlog \
+                or self._backlog_bytes + len(buf) > self.max_backlog_bytes:
             self.counters["backlog_drops"] += 1
             return
         if not self._backlog:
             self.loop.add_writer(self.sock.fileno(), self._on_writable)
-        self._backlog.append((buf, addr, segment))
+        if front:
+            self._backlog.appendleft((buf, addr, segment))
+        else:
+            self._backlog.append((buf, addr, segment))
+        self._backlog_bytes += len(buf)
 
     def _on_writable(self) -> None:
         q = self._backlog
         while q and not self._closing:
             buf, addr, segment = q.popleft()
-            if not self._send_queued(buf, addr, segment):
+            self._backlog_bytes -= len(buf)
+            if not self._try_send(buf, addr, segment):
                 q.appendleft((buf, addr, segment))
+                self._backlog_bytes += len(buf)
                 return
-        if not self._closing:
+        if not self._closing and not q:
             self.loop.remove_writer(self.sock.fileno())
-
-    def _send_queued(self, buf: bytes, addr: Addr, segment: int) -> bool:
-        try:
-            if segment:
-                self.sock.sendmsg([buf], [(socket.SOL_UDP, UDP_SEGMENT, _SEG.pack(segment))], 0, addr)
-            else:
-                self.sock.sendto(buf, addr)
-            self.counters["sends"] += 1
-            return True
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            self.counters["send_errors"] += 1
-            return True

@@ -110,6 +110,24 @@ async def test_a_full_send_buffer_queues_in_order_bounded_and_drains() -> None:
         u.close()
 
 
+async def test_the_backlog_is_bounded_in_bytes_too() -> None:
+    """A GSO entry may hold 64 KB: the backlog's byte cap holds whatever the entries."""
+    real = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    real.bind(("127.0.0.1", 0))
+    fake = _Refusing(real, full=1)
+    u = UdpSocket(fake, on_datagram=lambda d, a: None, on_batch_end=lambda: None,  # type: ignore[arg-type]
+                  gso=False, max_backlog=1000, max_backlog_bytes=2500)
+    try:
+        for i in range(8):
+            u.sendto(bytes([i]) * 1000, ("127.0.0.1", 9))
+        # the first send hit EAGAIN: two entries (2,000 B) wait, six would pass 2,500 B
+        assert u.counters["backlog_drops"] == 6
+        await until(lambda: len(fake.sent) == 2, 5)
+        assert fake.sent == [bytes([0]) * 1000, bytes([1]) * 1000]
+    finally:
+        u.close()
+
+
 async def test_a_kernel_without_gso_gets_one_datagram_per_send() -> None:
     real = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     real.bind(("127.0.0.1", 0))
