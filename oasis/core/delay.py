@@ -13,9 +13,9 @@ while the substream has no parent or no sample) and at most
 ``playout_delay - origin_margin - repair_after``, so one repair round still fits
 before the origin fallback; when the smoothed delay itself is past that cap
 (the parent's push usually comes after a repair would) there is no repair round
-at all (``never``): the request would fetch a chunk already on its way. A fixed timer requested nearly every chunk from a
-node several hops deep (the chunk was on its way) and turned the held request
-into a duplicate.
+at all (``never``): the request would fetch a chunk already on its way. A fixed
+timer requested nearly every chunk from a node several hops deep (the chunk was
+on its way) and turned the held request into a duplicate.
 
 The smoothed delay is also what a node advertises in STATUS ``lags`` (ms), from
 which its neighbours rank it as a parent (expected arrival = its lag + half the

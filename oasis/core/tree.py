@@ -37,8 +37,9 @@ each, so a slow parent still pushing, or a starved one relaying what it
 repairs, is never counted; and a chunk that came before the parent's usual
 push time (lag + margin, at most the origin time), or, from a parent that has
 not pushed yet, one made in its first ``FRESH_GRACE`` s that came before the
-origin time, is no evidence (a short playout delay, a fresh QUIC link). The parent is not picked again for ``j`` for
-``withhold_backoff`` seconds (longer per strike). It earns a strike only if
+origin time, is no evidence (a short playout delay, a fresh QUIC link). The
+parent is not picked again for ``j`` for ``withhold_backoff`` seconds (longer
+per strike). It earns a strike only if
 the next STATUS it sends claims the first withheld chunk (``latest``/``have``)
 on the same path ``j`` as when it withheld (an honest parent starved by its own
 withholding parent switches, so its path changes); at ``withhold_limit``
@@ -229,9 +230,9 @@ class PushTree:
             old = self.parents[j]
             if old is not None and old != st.key:
                 self.counters.parent_switches += 1  # a switch made (asking is not one)
-            if old is not None and old != st.key and old in self.peers:
-                self.peers[old].parent_mask &= ~(1 << j)
-                self.actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+                if old in self.peers:
+                    self.peers[old].parent_mask &= ~(1 << j)
+                    self.actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
             self.parents[j] = st.key
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
