@@ -17,6 +17,7 @@ import time
 import aiohttp
 import pytest
 from aiohttp import web
+from node.procs import serve, until  # tests/node/procs.py: the node tests' helpers
 
 from oasis.core import swarm as sw
 from oasis.core import wire
@@ -34,23 +35,6 @@ from oasis.node.rewards import (
     ticket_request_message,
 )
 from oasis.node.rewards_http import SETTLE_TOKEN_HEADER, add_rewards_routes
-
-
-async def wait_for(pred, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}"
 
 
 class Broadcaster:
@@ -114,7 +98,7 @@ async def test_tickets_only_for_swarm_members_fresh_and_rate_limited(tmp_path):
             # 3. The viewer links to the broadcaster and joins the stream: it gets a ticket.
             host, port = b.node.host, b.node.port
             assert await vnode.connect(b.node.peer_id, host, port)
-            await wait_for(lambda: b.sid.key in b.node.joined.get(vnode.identity.public, set()))
+            await until(lambda: b.sid.key in b.node.joined.get(vnode.identity.public, set()), 20.0)
             await vr.start_viewer(http, b.url + "/tickets")
             assert vr.ticket is not None and vr.disabled is None
             assert vr.ticket.expiry - vr.ticket.not_before <= TICKET_LIFETIME
@@ -165,7 +149,7 @@ async def test_viewer_refuses_bad_ticket_terms(tmp_path, attack):
     vnode, vr = await viewer_node(b, tmp_path, "v")
     try:
         await vnode.connect(b.node.peer_id, b.node.host, b.node.port)
-        await wait_for(lambda: b.sid.key in b.node.joined.get(vnode.identity.public, set()))
+        await until(lambda: b.sid.key in b.node.joined.get(vnode.identity.public, set()), 20.0)
         good = b.rewards.issue_ticket(vr.wallet.address)
         mallory = Identity.generate()
         from oasis.ledger.wallet import Wallet, bind_wallet
@@ -240,7 +224,7 @@ async def test_receipt_flood_is_bounded_and_shutdown_does_not_wait(tmp_path):
                              index=ticket.index, received=n) for n in (1000, 2000, 3000)]
         for r in good:
             relay.on_receipt(wire.ReceiptMsg(receipt=r.encode()), honest_peer)
-        await wait_for(lambda: c.receipts_ok >= 1, timeout=60)
+        await until(lambda: c.receipts_ok >= 1, 60)
         assert relay.ledger is not None
         assert await relay.run(relay.ledger.store.latest, ticket.viewer, b.rewards.stream, epoch) == 3000
         # Malformed receipts are dropped before they are queued.
@@ -320,7 +304,7 @@ async def test_receipt_flood_over_a_real_link(tmp_path):
         c = relay.counters
         # Either every receipt is accounted for by the rewards intake, or the node's own
         # peer policy cut the flooder off first (message budget): both are bounded.
-        await wait_for(lambda: not rnode.links_by_peer or c.receipts_rate_limited + c.receipts_bad
+        await until(lambda: not rnode.links_by_peer or c.receipts_rate_limited + c.receipts_bad
                        + c.receipts_queue_full + relay.pending()["receipts"] >= n * 0.9, timeout=60)
         assert c.receipts_ok == 0
         assert relay.pending()["receipts"] <= MAX_PENDING_RECEIPTS
@@ -344,7 +328,7 @@ async def test_a_renewed_ticket_keeps_its_window_start(tmp_path):
     vnode, vr = await viewer_node(b, tmp_path, "v")
     try:
         assert await vnode.connect(b.node.peer_id, b.node.host, b.node.port)
-        await wait_for(lambda: b.sid.key in b.node.joined.get(vnode.identity.public, set()))
+        await until(lambda: b.sid.key in b.node.joined.get(vnode.identity.public, set()), 20.0)
         async with aiohttp.ClientSession() as http:
             await vr.start_viewer(http, b.url + "/tickets")
             first = vr.ticket
