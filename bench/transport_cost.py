@@ -135,13 +135,20 @@ async def _role_relay(args: argparse.Namespace) -> None:
     links = [ep.dial((s["host"], s["port"]), bytes.fromhex(s["key"])) for s in sinks]
     await asyncio.wait_for(asyncio.gather(*(lk.handshake_done for lk in links)), 30)
     out_links.extend(links)
+    await _serve_relay(args, host, port, ident, lambda: dict(stats) | {"counters": {
+        k: v for k, v in (ep.counters | getattr(ep.transport, "counters", {})).items() if v}})
+
+
+async def _serve_relay(args: argparse.Namespace, host: str, port: int, ident: Any,
+                       report: Any) -> None:
+    """A relay whose links are up: say where it listens, relay (profiled with
+    ``--profile``) until stdin closes, then print ``report()``."""
     print(json.dumps({"host": host, "port": port, "key": ident.public.hex()}), flush=True)
     prof = cProfile.Profile() if args.profile else None
     if prof is not None:
         prof.enable()
     try:
-        await _until_stdin_closes(lambda: dict(stats) | {"counters": {
-            k: v for k, v in (ep.counters | getattr(ep.transport, "counters", {})).items() if v}})
+        await _until_stdin_closes(report)
     finally:
         if prof is not None:
             prof.disable()
@@ -180,16 +187,7 @@ async def _role_relay_qh3(args: argparse.Namespace) -> None:
     links = [ep.dial((s["host"], s["port"]), bytes.fromhex(s["key"])) for s in sinks]
     await asyncio.wait_for(asyncio.gather(*(lk.up for lk in links)), 30)
     out_links.extend(links)
-    print(json.dumps({"host": host, "port": port, "key": ident.public.hex()}), flush=True)
-    prof = cProfile.Profile() if args.profile else None
-    if prof is not None:
-        prof.enable()
-    try:
-        await _until_stdin_closes(lambda: dict(stats))
-    finally:
-        if prof is not None:
-            prof.disable()
-            prof.dump_stats(args.profile)
+    await _serve_relay(args, host, port, ident, lambda: dict(stats))
 
 
 async def _role_source_qh3(args: argparse.Namespace) -> None:
