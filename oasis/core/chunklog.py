@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import wire
 from .wire import ChunkMsg
 
 HAVE_BITS = 63
@@ -98,3 +99,12 @@ class ChunkLog:
             if (self.latest - 1 - i) in self.chunks:
                 bits |= 1 << i
         return bits
+
+
+def status_holds(msg: wire.Status, seq: int) -> bool:
+    """``msg`` (a STATUS) says its sender holds ``seq``: its ``latest`` or a ``have``
+    bit (``latest = 0`` with ``have = 0`` is also "nothing": no claim of seq 0)."""
+    if msg.latest == seq:
+        return seq != 0 or msg.have != 0
+    i = msg.latest - 1 - seq
+    return 0 <= i < HAVE_BITS and bool(msg.have >> i & 1)

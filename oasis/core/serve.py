@@ -10,20 +10,23 @@ what the asking peer may take (:mod:`oasis.core.pull`):
    ``latest - window``, signed (or estimated) time older than
    ``request_horizon``, or above the highest seq the signed clock allows
    (:meth:`oasis.core.claims.ClaimCheck.plausible_top`).
-2. Refused (``requests_refused``) when the peer's pull budget cannot pay for it:
+2. Refused (``requests_claimed``) when the peer's own last STATUS says it holds
+   the seq: an honest node never asks for a chunk it has (it is a flood that
+   would spend our upload on nothing).
+3. Refused (``requests_refused``) when the peer's pull budget cannot pay for it:
    the chunk's size, or the mean chunk size if it is not here yet.
-3. Served at once through the upload scheduler if held; else *held* until it
+4. Served at once through the upload scheduler if held; else *held* until it
    arrives or its deadline passes (then MISSING), within the held caps
    (``held_refused`` when full).
 
-Refusals of kinds 1-3 are strikes; a peer that piles up ``flood_limit`` strikes
+Refusals of kinds 1-4 are strikes; a peer that piles up ``flood_limit`` strikes
 faster than they are forgiven is dropped (``DropPeer``, TOO_MANY_ERRORS).
 """
 
 from __future__ import annotations
 
 from . import wire
-from .chunklog import ChunkLog
+from .chunklog import ChunkLog, status_holds
 from .claims import ClaimCheck
 from .pull import HeldRequests
 from .repair import RepairPicker
@@ -79,6 +82,10 @@ class PullServer:
         if seq > self.claims.plausible_top(now) or log.time_of(seq) < now - cfg.request_horizon \
                 or seq <= log.latest - cfg.window_chunks:
             self.counters.requests_out_of_window += 1
+            self.refuse(st, seq, now, strike=True)
+            return
+        if st.status is not None and status_holds(st.status, seq):
+            self.counters.requests_claimed += 1  # it says it holds the chunk
             self.refuse(st, seq, now, strike=True)
             return
         rate = self.stream_rate()

@@ -155,6 +155,7 @@ class SwarmCounters:
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0
     requests_out_of_window: int = 0
+    requests_claimed: int = 0  #: REQUESTs for a seq the asker's own STATUS says it holds
     held_refused: int = 0
     flooders_dropped: int = 0  #: peers cut off for asking past their budget
     #: chunks for a held seq that differ from the held copy (verified, not trusted)

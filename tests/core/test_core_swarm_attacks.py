@@ -68,6 +68,44 @@ def test_request_flood_gets_at_most_its_budget_and_is_dropped() -> None:
         assert net.nodes[v].counters.origin_fetches <= 3
 
 
+def test_requests_for_chunks_the_asker_claims_are_refused_and_it_is_dropped() -> None:
+    """A relay that floods REQUESTs for the chunks its own STATUS says it holds (the
+    simulator's ``flood`` mode): not one is served (an honest node never asks for what
+    it has), each is a strike, and it is cut off; an honest asker is still served."""
+    net = build(10, seed=37, config=SMALL)
+    net.tick(20)
+    victim = next(p for _, p in _children(net))
+    node = net.nodes[victim]
+    mallory, honest = _stranger(3), _stranger(4)
+    node.add_peer(mallory, net.now)
+    node.add_peer(honest, net.now)
+    sent_before = len(net.log[victim])
+    asked = 0
+    for _ in range(20):  # 2 s
+        latest = node.log.latest
+        # mallory claims everything up to the live edge, as a relay that has it
+        node.on_message(mallory, wire.Status(stream=net.sid.key, latest=latest, have=(1 << 63) - 1,
+                                             keyframe=latest, slots=0, paths=[]), net.now)
+        if mallory not in node.peers:
+            break
+        for seq in range(latest - 14, latest + 1):
+            node.on_message(mallory, wire.Request(stream=net.sid.key, seq=seq), net.now)
+            asked += 1
+        net._pump(victim)
+        net.tick()
+    # the honest asker claims nothing and asks for one chunk: served
+    node.on_message(honest, wire.Request(stream=net.sid.key, seq=node.log.latest - 1), net.now)
+    net._pump(victim)
+    pushes = [a for _, a in net.log[victim][sent_before:] if isinstance(a, sw.Push)]
+    assert not [a for a in pushes if a.peer == mallory]
+    assert [a for a in pushes if a.peer == honest]
+    c = node.counters
+    assert asked >= node.config.flood_limit
+    assert c.requests_claimed >= node.config.flood_limit and c.flooders_dropped == 1
+    assert (victim, mallory, ErrorCode.TOO_MANY_ERRORS) in net.dropped
+    assert mallory not in node.peers
+
+
 def test_held_requests_are_capped_and_the_timer_uses_a_heap() -> None:
     """30,000 REQUESTs for chunks just ahead of the live edge (holdable) from 500
     peers: the held table stays within its caps (so get_timer/handle_timer work on
