@@ -12,8 +12,11 @@ delay is ``lag + 4 dev + REPAIR_MARGIN``, at least ``repair_after`` (also used
 while the substream has no parent or no sample) and at most
 ``playout_delay - origin_margin - repair_after``, so one repair round still fits
 before the origin fallback; when the smoothed delay itself is past that cap
-(the parent's push usually comes after a repair would) there is no repair round
-at all (``never``): the request would fetch a chunk already on its way. A fixed
+(the parent's push usually comes after a repair would) the substream is *late*:
+its repair round comes at the cap and asks only peers that already hold the
+chunk and have upload to spare (free push slots) — a held request to a peer still waiting for it would fetch a chunk already
+on its way, but a holder's copy beats the origin fallback (a withheld push is
+then covered by a peer, not by the origin). A fixed
 timer requested nearly every chunk from a node several hops deep (the chunk was
 on its way) and turned the held request into a duplicate.
 
@@ -38,12 +41,12 @@ class DelayEstimator:
         #: the learnt delay never pushes a repair past this (one round before the origin)
         self.cap = playout_delay - origin_margin - repair_after
         self.origin_at = playout_delay - origin_margin  #: the origin fallback (after time(seq))
-        #: a repair delay that never comes before the origin fallback (nor the deadline)
-        self.never = playout_delay
         self.lag = [0.0] * substreams  #: smoothed delay, chunk time -> push by our parent (s)
         self.dev = [0.0] * substreams  #: its mean deviation (s)
         self.known = [False] * substreams  #: at least one sample since the last reset
         self.repair = [repair_after] * substreams  #: repair delay per substream, kept current
+        #: the parent's push usually comes after a repair round would: ask holders only
+        self.late = [False] * substreams
         self.min_repair = repair_after  #: the smallest of them (the wants timer's step)
 
     def sample(self, j: int, sample: float, fed: bool) -> None:
@@ -58,6 +61,7 @@ class DelayEstimator:
 
     def update(self, j: int, fed: bool) -> None:
         """Recompute ``repair[j]``; ``fed``: substream ``j`` has a parent."""
+        self.late[j] = fed and self.known[j] and self.lag[j] + REPAIR_MARGIN > self.cap
         self.repair[j] = self._repair_delay(j, fed)
         self.min_repair = min(self.repair)
 
@@ -68,11 +72,12 @@ class DelayEstimator:
         round trip before the origin fallback."""
         if not fed or not self.known[j]:
             return self.repair_after
-        if self.lag[j] + REPAIR_MARGIN > self.cap:
-            # Our parent's push usually comes after a repair would: a request would
-            # fetch a chunk that is on its way (a duplicate, and upload taken from the
-            # relays that carry the trees). The origin fallback covers a lost push.
-            return self.never
+        if self.late[j]:
+            # Our parent's push usually comes after a repair would: a request to a
+            # peer still waiting for the chunk would fetch it after the push (a
+            # duplicate, and upload taken from the relays that carry the trees); one
+            # round at the cap, to holders only (RepairPicker.request).
+            return self.cap if self.cap > self.repair_after else self.repair_after
         d = self.lag[j] + 4 * self.dev[j] + REPAIR_MARGIN
         if d > self.cap:
             d = self.cap

@@ -12,7 +12,10 @@ never saw them. Each such seq it lacks is a *want* with three times:
   two hops closer to the broadcaster than we are (score: their path length; a
   peer no closer than our parent would get it no sooner, and its held request
   would only send a duplicate); +2 for our own parent, +3 per withholding strike
-  (:mod:`.tree`), + U(0, 1). Repeated to
+  (:mod:`.tree`), + U(0, 1). On a *late* substream (our parent's push usually
+  comes after a repair round would, :mod:`.delay`) only peers that hold it and
+  have upload to spare (free push slots in their STATUS) are asked: a held
+  request would fetch a chunk already on its way. Repeated to
   another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
   at once; when every peer has been asked, the list is cleared.
 * ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried
@@ -33,7 +36,7 @@ import random
 from dataclasses import dataclass, field
 
 from . import wire
-from .chunklog import HAVE_BITS, ChunkLog
+from .chunklog import ChunkLog, status_holds
 from .delay import DelayEstimator
 from .swarmdefs import (
     INF,
@@ -183,14 +186,18 @@ class RepairPicker:
         # A peer that does not hold the chunk yet is worth asking only if it is
         # at least two hops closer to the broadcaster on this substream than we are.
         mine = len(self.tree.paths[j]) - 2 if self.tree.parents[j] is not None else wire.MAX_PATH
+        if self.delay.late[j]:
+            mine = -1  # our parent's push usually comes after a repair: holders only
         for st in self.peers.values():
             if st.key in w.asked or st.status is None:
                 continue
             msg = st.status
             fed = j < len(msg.paths) and bool(msg.paths[j])
-            holds = msg.latest >= seq and (msg.latest == seq or _has(msg, seq))
+            holds = status_holds(msg, seq)
             if not holds and (not fed or len(msg.paths[j]) > mine):
                 continue  # it would get the chunk no sooner than our own parent
+            if mine < 0 and msg.slots == 0:
+                continue  # late substream: only a holder with upload to spare (free slots)
             score = float((0 if holds else len(msg.paths[j])) + (2 if self.tree.parents[j] == st.key else 0)
                           + 3 * st.withholds)  # struck for withholding (§ 9.2): ask last
             score += self.rng.random()
@@ -204,8 +211,3 @@ class RepairPicker:
         w.request_at = now + max(0.05, self.config.repair_after)
         self.counters.requests_sent += 1
         self.actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))
-
-
-def _has(msg: wire.Status, seq: int) -> bool:
-    i = msg.latest - 1 - seq
-    return 0 <= i < HAVE_BITS and bool(msg.have >> i & 1)

@@ -63,20 +63,76 @@ def test_a_parent_that_never_pushed_gets_no_benefit_of_the_doubt() -> None:
     assert node.parents[0] is None and node.counters.parents_withholding == 1
 
 
-def test_no_repair_round_when_the_parent_push_usually_comes_later() -> None:
+def test_a_late_substream_is_repaired_from_holders_only() -> None:
     """Playout 0.5 s: the origin is asked 0.3 s after a chunk's time and a repair at most
     0.15 s after it. A parent whose pushes come ~0.25 s after the chunk's time is beaten
-    by every repair: each request fetches a chunk already on its way (a duplicate, and
-    upload taken from the relays that carry the trees). At 1,000 simulated peers x 40 s
-    this rule alone moved the offload from 0.14 to 0.35."""
+    by every repair: a request to a peer still waiting for the chunk fetches one already
+    on its way (a duplicate, and upload taken from the relays that carry the trees). So
+    such a *late* substream gets one repair round, at the cap, and only from a peer
+    whose STATUS says it holds the chunk and has free push slots (a withheld push is
+    then covered by a peer, not by the origin)."""
     from oasis.core.delay import DelayEstimator
 
     d = DelayEstimator(K, repair_after=0.15, playout_delay=0.5, origin_margin=0.2)
     for _ in range(20):
         d.sample(0, 0.25, True)
         d.sample(1, 0.06, True)
-    assert d.repair[0] > 0.5 - 0.2  # never before the origin fallback
+    assert d.late[0] and not d.late[1]
+    assert d.repair[0] == d.cap == 0.15  # one round, before the origin fallback (0.3 s)
     assert d.repair[1] == 0.15  # a fast parent: repaired after repair_after, as before
     assert abs(d.usual_push(0) - 0.28) < 1e-9 and abs(d.usual_push(1) - 0.09) < 1e-9
-    d.update(0, False)  # no parent: repaired after repair_after
-    assert d.repair[0] == 0.15
+    d.update(0, False)  # no parent: repaired after repair_after, from anyone closer
+    assert d.repair[0] == 0.15 and not d.late[0]
+
+    # A node 4 hops deep whose parent's pushes come 0.25 s late; F is fed 2 hops from
+    # the broadcaster (closer than us: asked for a timely substream) but lacks the
+    # chunk; H holds it and has free push slots; B holds it with none (busy).
+    rng = random.Random(5)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    me, par, f, h, b = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
+    node = sw.Swarm(sid, me, sw.SwarmConfig(upload_kbps=6000, playout_delay=0.5), rng=random.Random(1),
+                    now=0.0)
+    tb, t1, t2 = peer_tag(bid.public), b"\x01" * 8, b"\x02" * 8
+    for k in (par, f, h, b):
+        node.add_peer(k, 0.0, rtt=0.02)
+
+    def status(k: bytes, latest: int, have: int, paths: list[list[bytes]], slots: int) -> None:
+        node.on_message(k, wire.Status(stream=sid.key, latest=latest, have=have, keyframe=0, slots=slots,
+                                       paths=paths, lags=[250] * len(paths)), node_now[0])
+
+    node_now = [0.0]
+    status(par, 10, 0, [[tb, t1, t2, peer_tag(par)]] * K, 8)
+    node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
+    assert all(p == par for p in node.parents)
+    # the parent pushes seqs 0..39 each 0.25 s after its time (time(seq) = 1 + seq/10)
+    for seq in range(40):
+        t = 1.0 + seq * 0.1
+        node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.25)
+    assert all(node.delay.late)
+    node.actions()
+    gap = 40  # its push does not come; at time + 0.15 F is fed closer, H holds it
+    t = 1.0 + gap * 0.1
+    node_now[0] = t + 0.1
+    status(f, 39, (1 << 39) - 1, [[tb, peer_tag(f)]] * K, 0)
+    status(b, gap, (1 << 40) - 1, [], 0)
+    status(h, gap, (1 << 40) - 1, [], 2)
+    now = t + 0.16
+    node.handle_timer(now)
+    asked = [a.peer for a in node.actions() if isinstance(a, sw.Send) and isinstance(a.message, wire.Request)
+             and a.message.seq == gap]
+    assert asked == [h]
+    # with no holder (with spare upload) the late substream is not repaired: the origin covers it
+    gap2 = 44
+    t2 = 1.0 + gap2 * 0.1
+    node.on_chunk(par, sign_chunk(bid, sid, gap, int(t * 1e6), False, b"x"), t2 - 0.2)
+    for seq in range(41, 44):
+        node.on_chunk(par, sign_chunk(bid, sid, seq, int((1.0 + seq * 0.1) * 1e6), False, b"x"), t2 - 0.1)
+    node.actions()
+    node.handle_timer(t2 + 0.16)
+    node.handle_timer(t2 + 0.25)
+    acts = node.actions()
+    assert not [a for a in acts if isinstance(a, sw.Send) and isinstance(a.message, wire.Request)
+                and a.message.seq == gap2]
+    node.handle_timer(t2 + 0.31)
+    assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == gap2]
