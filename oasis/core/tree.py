@@ -21,7 +21,10 @@ sender's smoothed delay from a chunk's time to its arrival there
 (:mod:`oasis.core.delay`). A node prefers the parent through which chunks would
 arrive first (that delay plus half the RTT the transport measured to it, plus a
 penalty per relay), and once per status interval swaps a parent for one
-``SWITCH_GAIN`` faster (at most once per ``SWITCH_DWELL``).
+``SWITCH_GAIN`` faster (at most once per ``SWITCH_DWELL``). A swap is make
+before break: the old parent stays subscribed (``standby``) until the new one
+pushes, and takes over again at once if the new one is dropped first (a peer
+that claims the best path and withholds starves no one).
 
 **A parent that lost its feed** (its STATUS shows path ``j`` empty) is kept for
 up to ``subscribe_timeout`` while it finds another, so a departure high in a
@@ -110,6 +113,9 @@ class PushTree:
         self.miss_first = [-1] * k
         #: per substream: the current parent pushed at least one chunk since we subscribed
         self.parent_pushed_any = [False] * k
+        #: per substream: the previous parent, still subscribed, while the new one has
+        #: not pushed yet (make before break); ``None``: no such
+        self.standby: list[bytes | None] = [None] * k
 
     def total_slots(self) -> int:
         cfg = self.config
@@ -230,9 +236,16 @@ class PushTree:
             old = self.parents[j]
             if old is not None and old != st.key:
                 self.counters.parent_switches += 1  # a switch made (asking is not one)
-                if old in self.peers:
-                    self.peers[old].parent_mask &= ~(1 << j)
-                    self.actions.append(Send(old, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+                if self.parent_pushed_any[j] and old in self.peers:
+                    # make before break: the old parent keeps pushing until the new one
+                    # has pushed (a parent that claims the best path and withholds then
+                    # starves neither us nor our subtree, :meth:`lose_parent`)
+                    self._unsubscribe_standby(j)
+                    self.standby[j] = old
+                else:
+                    self._unsubscribe(old, j)
+            if self.standby[j] == st.key:
+                self.standby[j] = None
             self.parents[j] = st.key
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
@@ -258,7 +271,33 @@ class PushTree:
         a loop: we refuse a SUBSCRIBE from a peer on our own, exact, path.)"""
         self.children_dirty |= 1 << j
 
+    def _unsubscribe(self, key: bytes | None, j: int) -> None:
+        st = self.peers.get(key) if key is not None else None
+        if st is not None and st.parent_mask & (1 << j):
+            st.parent_mask &= ~(1 << j)
+            self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+
+    def _unsubscribe_standby(self, j: int) -> None:
+        sb, self.standby[j] = self.standby[j], None
+        self._unsubscribe(sb, j)
+
     def lose_parent(self, j: int) -> None:
+        """Our parent on ``j`` is gone (left, lost its feed, withheld): back to the
+        standby parent if we still have one with a feed, else none."""
+        sb, self.standby[j] = self.standby[j], None
+        st = self.peers.get(sb) if sb is not None else None
+        msg = st.status if st is not None else None
+        if st is not None and msg is not None and st.parent_mask & (1 << j) and j < len(msg.paths) \
+                and msg.paths[j] and self.tag not in msg.paths[j]:
+            self.parents[j] = st.key
+            self.unfed_since[j] = INF
+            self.miss_run[j] = 0
+            self.parent_pushed_any[j] = True  # it was pushing to us all along
+            self.delay.update(j, True)
+            self.paths[j] = list(msg.paths[j]) + [self.tag]
+            self.path_changed(j)
+            return
+        self._unsubscribe(sb, j)
         self.parents[j] = None
         self.unfed_since[j] = INF
         self.miss_run[j] = 0
@@ -271,6 +310,10 @@ class PushTree:
         """A STATUS from ``st``: follow its paths on the substreams it feeds us."""
         for j in _bits(st.parent_mask):
             path = msg.paths[j] if j < len(msg.paths) else []
+            if self.parents[j] != st.key:  # our standby parent on j
+                if not path or self.tag in path:
+                    self._unsubscribe_standby(j)
+                continue
             if path:
                 self.unfed_since[j] = INF
             elif self.unfed_since[j] == INF:
@@ -293,9 +336,12 @@ class PushTree:
 
     # ---- withholding parents -------------------------------------------------
     def parent_pushed(self, j: int) -> None:
-        """Our parent on ``j`` pushed a chunk of it (new or a duplicate): it serves."""
+        """Our parent on ``j`` pushed a chunk of it (new or a duplicate): it serves, and
+        the standby parent (if any) is released."""
         self.miss_run[j] = 0
         self.parent_pushed_any[j] = True
+        if self.standby[j] is not None:
+            self._unsubscribe_standby(j)
 
     def got_elsewhere(self, j: int, seq: int, chunk_time: float, now: float) -> None:
         """A new chunk ``seq`` of substream ``j`` came from someone other than our
@@ -366,6 +412,8 @@ class PushTree:
     def remove_peer(self, key: bytes, now: float) -> None:
         """``key`` left (already out of the peer table): find other parents."""
         for j in range(self.config.substreams):
+            if self.standby[j] == key:
+                self.standby[j] = None
             if self.parents[j] == key:
                 self.lose_parent(j)
         self.select_parents(now)

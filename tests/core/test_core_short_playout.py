@@ -136,3 +136,55 @@ def test_a_late_substream_is_repaired_from_holders_only() -> None:
                 and a.message.seq == gap2]
     node.handle_timer(t2 + 0.31)
     assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == gap2]
+
+
+def test_a_better_looking_parent_that_withholds_starves_no_one() -> None:
+    """Make before break: a peer that claims the best path (one hop, zero lag) draws
+    our switch from a working parent, then never pushes. The old parent stays
+    subscribed until the new one pushes, so every chunk still comes from it (no repair,
+    no origin); after ``withhold_run`` chunks the new one is dropped as parent and the
+    old one is ours again, without a new SUBSCRIBE."""
+    rng = random.Random(11)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    me, par, w = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
+    node = sw.Swarm(sid, me, sw.SwarmConfig(upload_kbps=6000, playout_delay=0.5), rng=random.Random(1),
+                    now=0.0)
+    tb, t1 = peer_tag(bid.public), b"\x01" * 8
+    node.add_peer(par, 0.0, rtt=0.02)
+    node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
+                                     paths=[[tb, t1, peer_tag(par)]] * K, lags=[150] * K), 0.0)
+    node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
+    assert all(p == par for p in node.parents)
+    acts: list[sw.SwarmAction] = []
+    subscribed_w = False
+    for seq in range(120):  # 12 s of chunks, each pushed by par 0.18 s after its time
+        t = 1.0 + seq * 0.1
+        now = t + 0.18
+        node.handle_timer(now)
+        node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), now)
+        if seq == 20:  # w appears, claiming the best path there is
+            mark = len(acts)
+            node.add_peer(w, now, rtt=0.02)
+            node.on_message(w, wire.Status(stream=sid.key, latest=seq, have=(1 << 20) - 1, keyframe=0,
+                                           slots=8, paths=[[tb, peer_tag(w)]] * K, lags=[0] * K), now)
+        new = node.actions()
+        acts += new
+        asked = 0
+        for a in new:
+            if isinstance(a, sw.Send) and a.peer == w and isinstance(a.message, wire.Subscribe):
+                asked |= a.message.mask
+        if asked:
+            subscribed_w = True
+            node.on_message(w, wire.SubscribeAck(stream=sid.key, accepted=asked, rejected=0), now + 0.02)
+            assert all(p in (par, w) for p in node.parents)
+    assert subscribed_w and node.counters.parent_switches >= 1
+    after = acts[mark:]  # since w appeared: no chunk had to be fetched elsewhere
+    assert not [a for a in after if isinstance(a, sw.FetchOrigin)]
+    assert not [a for a in after if isinstance(a, sw.Send) and isinstance(a.message, wire.Request)]
+    assert not [a for a in acts if isinstance(a, sw.Send) and a.peer == par
+                and isinstance(a.message, wire.Unsubscribe)]
+    assert [a for a in acts if isinstance(a, sw.Send) and a.peer == w and isinstance(a.message, wire.Unsubscribe)]
+    assert node.counters.parents_withholding >= 1
+    assert node.parents == [par] * K
+    assert len([a for a in acts if isinstance(a, sw.Deliver)]) == 120
