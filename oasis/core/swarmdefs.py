@@ -46,7 +46,9 @@ class SwarmConfig:
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
-    request_share: float = 2.0
+    #: (1.0: at 2,000 simulated peers with 20 % hostile the honest offload rose 0.930 ->
+    #: 0.943 against 2.0; honest runs at 1.0 s and 0.5 s were unchanged)
+    request_share: float = 1.0
     #: ... with a burst of this many seconds of the stream (a joiner's backfill)
     request_burst: float = 4.0
     #: chunks older than this (signed time, s) are not served on REQUEST: no viewer plays them

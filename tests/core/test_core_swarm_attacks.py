@@ -18,7 +18,7 @@ from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.wire import ChunkMsg, ErrorCode
 
 # Viewers whose nominal bitrate matches the test chunks (~1.1 KB per 100 ms), so the
-# pull budget (2x the stream rate, 4 s of burst) is small next to a flood.
+# pull budget (1x the stream rate, 4 s of burst) is small next to a flood.
 SMALL = sw.SwarmConfig(upload_kbps=6000, bitrate_kbps=100)
 
 
