@@ -234,6 +234,8 @@ class PushTree:
             st.rejected_until[j] = now + self.config.reject_backoff
         for j in _bits(mask):
             old = self.parents[j]
+            if self.standby[j] == st.key:
+                self.standby[j] = None  # back to the standby: it stays subscribed
             if old is not None and old != st.key:
                 self.counters.parent_switches += 1  # a switch made (asking is not one)
                 if self.parent_pushed_any[j] and old in self.peers:
@@ -244,8 +246,6 @@ class PushTree:
                     self.standby[j] = old
                 else:
                     self._unsubscribe(old, j)
-            if self.standby[j] == st.key:
-                self.standby[j] = None
             self.parents[j] = st.key
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
