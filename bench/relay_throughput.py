@@ -47,12 +47,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_broadcast(tmp: str, bitrate: int, procs: list[OasisProcess]) -> tuple[dict[str, Any], list[str]]:
-    """A broadcaster looping a ``bitrate`` TS file made in ``tmp`` (added to ``procs``):
-    its info line, and the options every process of the run shares."""
+def start_broadcast(tmp: str, bitrate: int, procs: list[OasisProcess],
+                    chunk_ms: int = 100) -> tuple[dict[str, Any], list[str]]:
+    """A broadcaster looping a ``bitrate`` TS file made in ``tmp`` (added to ``procs``),
+    cut in ``chunk_ms`` chunks: its info line, and the options every process of the run shares."""
     ts = os.path.join(tmp, "source.ts")
     make_ts(ts, bitrate, 10)
-    common = ["--bitrate", str(bitrate), "--json"]
+    common = ["--bitrate", str(bitrate), "--chunk-ms", str(chunk_ms), "--json"]
     b = OasisProcess(["broadcast", ts, *common, "--upload-kbps", str(int(bitrate * 1.3)),
                       "--data-dir", f"{tmp}/b"], f"{tmp}/b.log")
     procs.append(b)

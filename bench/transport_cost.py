@@ -328,7 +328,7 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="oasis-tcost-")
     procs: list[OasisProcess] = []
     try:
-        info, common = start_broadcast(tmp, args.bitrate, procs)
+        info, common = start_broadcast(tmp, args.bitrate, procs, args.chunk_ms)
         relay = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], *common,
                               "--gateway", "127.0.0.1:0",
                               "--upload-kbps", str(int(args.bitrate * (args.children + 1))),
@@ -364,7 +364,7 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
         "viewer_cpu_pct_of_core": round(cores * 100, 2),
         "cpu_s_per_viewing_minute": round(cores * 60, 2),
         "children_depths": [s["depth"] for s in kid_stats],
-        "children_skipped_chunks": sum(s["skipped"] for s in kid_stats),
+        "children_skipped_chunks": sum(s["skipped"] for s in kid_stats), "chunk_ms": args.chunk_ms,
         "loadavg": [l0, l1],
     }
 
