@@ -186,18 +186,19 @@ class RepairPicker:
         # A peer that does not hold the chunk yet is worth asking only if it is
         # at least two hops closer to the broadcaster on this substream than we are.
         mine = len(self.tree.paths[j]) - 2 if self.tree.parents[j] is not None else wire.MAX_PATH
-        if self.delay.late[j]:
-            mine = -1  # our parent's push usually comes after a repair: holders only
+        # Our parent's push usually comes after a repair round would (a late substream):
+        # only a holder with upload to spare (free slots) is asked.
+        late = self.delay.late[j]
         for st in self.peers.values():
             if st.key in w.asked or st.status is None:
                 continue
             msg = st.status
-            fed = j < len(msg.paths) and bool(msg.paths[j])
             holds = status_holds(msg, seq)
-            if not holds and (not fed or len(msg.paths[j]) > mine):
+            if late:
+                if not holds or msg.slots == 0:
+                    continue
+            elif not holds and (j >= len(msg.paths) or not msg.paths[j] or len(msg.paths[j]) > mine):
                 continue  # it would get the chunk no sooner than our own parent
-            if mine < 0 and msg.slots == 0:
-                continue  # late substream: only a holder with upload to spare (free slots)
             score = float((0 if holds else len(msg.paths[j])) + (2 if self.tree.parents[j] == st.key else 0)
                           + 3 * st.withholds)  # struck for withholding (§ 9.2): ask last
             score += self.rng.random()

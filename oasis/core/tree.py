@@ -59,7 +59,7 @@ from __future__ import annotations
 import random
 
 from . import wire
-from .chunklog import ChunkLog
+from .chunklog import ChunkLog, status_holds
 from .delay import DelayEstimator
 from .swarmdefs import (
     INF,
@@ -387,12 +387,7 @@ class PushTree:
     @staticmethod
     def _claims(msg: wire.Status, j: int, seq: int) -> bool:
         """``msg`` says its sender is fed on ``j`` and holds ``seq``."""
-        if j >= len(msg.paths) or not msg.paths[j]:
-            return False
-        if msg.latest == seq:
-            return True
-        i = msg.latest - 1 - seq
-        return 0 <= i < 63 and bool(msg.have >> i & 1)
+        return j < len(msg.paths) and bool(msg.paths[j]) and status_holds(msg, seq)
 
     def judge_withheld(self, st: PeerState, msg: wire.Status) -> None:
         """The STATUS after a withheld run: a strike if it claims the first chunk it
