@@ -46,7 +46,7 @@ from oasis.core.metrics import percentile, summarize
 from oasis.demo import die_with_parent
 
 START_TIMEOUT = 60.0
-LOOKAHEAD = 300  #: chunks a player may have skipped in a row (30 s at 100 ms) before bytes that
+LOOKAHEAD = 900  #: chunks a player may have skipped in a row (30 s at 33 ms) before bytes that
 #: match no genuine chunk count as forged
 TOOL_MODES = ["bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "replay", "withhold",
               "tracker", "receipts"]

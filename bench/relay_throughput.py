@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "node"))
 from procs import OasisProcess, wait_until  # noqa: E402
 
+from oasis.core import swarm as sw  # noqa: E402
 from oasis.media.ingest import video_kbps_for  # noqa: E402
 from oasis.media.testsource import TestSource  # noqa: E402
 
@@ -48,7 +49,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_broadcast(tmp: str, bitrate: int, procs: list[OasisProcess],
-                    chunk_ms: int = 100) -> tuple[dict[str, Any], list[str]]:
+                    chunk_ms: int = sw.DEFAULT_CHUNK_MS) -> tuple[dict[str, Any], list[str]]:
     """A broadcaster looping a ``bitrate`` TS file made in ``tmp`` (added to ``procs``),
     cut in ``chunk_ms`` chunks: its info line, and the options every process of the run shares."""
     ts = os.path.join(tmp, "source.ts")

@@ -377,6 +377,8 @@ def _stack() -> str:
 
 
 def main() -> int:
+    from oasis.core.swarmdefs import DEFAULT_CHUNK_MS
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=("relay", "viewer"), default="relay")
     ap.add_argument("--role", choices=("sink", "relay", "source"))
@@ -384,7 +386,7 @@ def main() -> int:
                     help="relay mode: aioquic = the node's transport; qh3 = bench/qh3_relay.py")
     ap.add_argument("--mbps", type=float, default=40.0, help="relay mode: media into the relay")
     ap.add_argument("--sinks", type=int, default=8)
-    ap.add_argument("--chunk-ms", type=int, default=100)
+    ap.add_argument("--chunk-ms", type=int, default=DEFAULT_CHUNK_MS)
     ap.add_argument("--mds", type=int, default=1350, help="QUIC max_datagram_size")
     ap.add_argument("--window", type=float, default=15.0)
     ap.add_argument("--warmup", type=float, default=3.0)

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from oasis.core import swarm as sw
 from oasis.core.announce import MAX_AREA
 from oasis.core.stream import StreamIdError
 
@@ -30,7 +31,7 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("--bitrate", type=int, default=None,
                    help="stream bitrate, kbit/s (default 1500)" + (later if role == "viewer" else ""))
     p.add_argument("--chunk-ms", type=int, default=None,
-                   help="chunk duration, ms (default 100)" + (later if role == "viewer" else ""))
+                   help=f"chunk duration, ms (default {sw.DEFAULT_CHUNK_MS})" + (later if role == "viewer" else ""))
     p.add_argument("--substreams", type=int, default=None,
                    help="push substreams per stream (default 4)" + (later if role == "viewer" else ""))
     p.add_argument("--playout-delay", type=float, default=0.5,
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--viewers", type=int, default=10)
     d.add_argument("--duration", type=float, default=30, help="seconds to run after all viewers joined")
     d.add_argument("--bitrate", type=int, default=1500)
-    d.add_argument("--chunk-ms", type=int, default=100)
+    d.add_argument("--chunk-ms", type=int, default=sw.DEFAULT_CHUNK_MS)
     d.add_argument("--upload-kbps", type=int, default=None, help="viewers' upload cap (default 4x bitrate)")
     d.add_argument("--broadcaster-upload-kbps", type=int, default=None,
                    help="broadcaster's upload cap (default 2x bitrate)")
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         given = {k: v for k, v in (("bitrate_kbps", args.bitrate), ("chunk_ms", args.chunk_ms),
                                    ("substreams", args.substreams)) if v is not None}
         bitrate = 1500 if args.bitrate is None else args.bitrate
-        chunk_ms = 100 if args.chunk_ms is None else args.chunk_ms
+        chunk_ms = sw.DEFAULT_CHUNK_MS if args.chunk_ms is None else args.chunk_ms
         substreams = 4 if args.substreams is None else args.substreams
         if not 1 <= substreams <= 16:
             raise ValueError("--substreams must be between 1 and 16")

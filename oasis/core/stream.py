@@ -1,7 +1,7 @@
 """The live stream model: stream ids and signed chunks.
 
 A stream is named by its broadcaster's public key plus a name; its text id is
-``<peer-id>.<name>``. A chunk is a slice of MPEG-TS (≈100 ms by default) with a
+``<peer-id>.<name>``. A chunk is a slice of MPEG-TS (≈33 ms, one video frame, by default) with a
 sequence number, the broadcaster's wall-clock time at which it was complete, a
 random-access flag and the SHA-256 of its payload, all signed by the
 broadcaster over a fixed, domain-separated layout::

@@ -73,6 +73,7 @@ from .repair import RepairPicker
 from .serve import PullServer
 from .stream import StreamId, is_keyframe, verify_chunk
 from .swarmdefs import (
+    DEFAULT_CHUNK_MS,
     INF,
     SOURCE_BROADCASTER,
     SOURCE_ORIGIN,
@@ -96,7 +97,7 @@ from .wire import ErrorCode
 
 #: the swarm's public names (the parts' definitions are re-exported from here)
 __all__ = [
-    "HOP_GUESS", "INF", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
+    "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
     "SOURCE_SELF", "STATUS_MIN_GAP", "SWITCH_DWELL", "SWITCH_GAIN", "U64_MAX", "Deliver",
     "DropPeer", "FetchOrigin", "PeerState", "Push", "Send", "Skip", "Swarm", "SwarmAction",
     "SwarmConfig", "SwarmCounters",

@@ -14,6 +14,10 @@ from .wire import ErrorCode
 
 INF = float("inf")
 U64_MAX = 0x7FFF_FFFF_FFFF_FFFF  #: the wire's integers are int64: never emit above this
+#: the default chunk duration (ms): one frame at 30 fps. Each relay hop costs a whole chunk's
+#: serialisation, so a smaller chunk makes every hop shorter (docs/simulation.md: at a 0.5 s
+#: playout delay, 1,000 churning viewers carried 55 % of the bytes with 100 ms chunks, 84 % with 33)
+DEFAULT_CHUNK_MS = 33
 
 SOURCE_P2P = "p2p"
 SOURCE_BROADCASTER = "broadcaster"
@@ -23,7 +27,7 @@ SOURCE_SELF = "self"
 
 @dataclass(frozen=True)
 class SwarmConfig:
-    chunk_ms: int = 100
+    chunk_ms: int = DEFAULT_CHUNK_MS
     substreams: int = 4
     bitrate_kbps: int = 1500
     upload_kbps: int = 0  #: 0 = no cap

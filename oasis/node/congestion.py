@@ -1,7 +1,7 @@
 """Congestion control for live chunks: aioquic's New Reno, warm from the first chunk.
 
-A link carries app-limited traffic: one chunk (~18.75 kB at 1.5 Mbit/s, 100 ms chunks,
-~14 datagrams of :data:`~oasis.node.transport.DEFAULT_DATAGRAM_SIZE`) per chunk period,
+A link carries app-limited traffic: one chunk (~6.2 kB at 1.5 Mbit/s and the default 33 ms
+chunks, ~5 datagrams of :data:`~oasis.node.transport.DEFAULT_DATAGRAM_SIZE`) per chunk period,
 ~200 kB/s, and a chunk is worth something only until its playout deadline (a chunk
 stream still unsent at its deadline is reset, never queued). aioquic's Reno starts at
 RFC 9002's 10 datagrams and its pacer sends ``cwnd / srtt``, so the first chunks on a

@@ -52,7 +52,7 @@ class Common:
     listen: str = "127.0.0.1:0"  # OFTP (UDP)
     upload_kbps: int | None = 0  #: None: 4x the bitrate
     bitrate_kbps: int = 1500
-    chunk_ms: int = 100
+    chunk_ms: int = sw.DEFAULT_CHUNK_MS
     substreams: int = 4
     playout_delay: float = 0.5
     json_out: bool = False

@@ -6,8 +6,8 @@ every node (broadcaster included) has an egress delay ``e`` drawn from the seed
 other end ``e`` later, so the one-way delay a -> b is ``e_a`` and the RTT of a
 link is ``e_a + e_b``. HTTP (tracker announces, origin fetches) is not delayed.
 Nothing else limits the network: no loss, links of 1 Gbit/s, the CDN edge is
-the broadcaster's own origin (edge RTT 0). Same stream (1.5 Mbit/s, 100 ms
-chunks, a keyframe every 10 chunks as the test source's 1 s GOP), same upload
+the broadcaster's own origin (edge RTT 0). Same stream (1.5 Mbit/s, the
+default 33 ms chunks, a keyframe every 30 chunks as the test source's 1 s GOP), same upload
 caps (viewers 4x, broadcaster 2x the bitrate), same playout delay (0.5 s), same
 neighbour rules. The real side is ``oasis demo --no-rewards`` with one delay per
 process; the simulator replays its viewers' measured join times, so that both
@@ -23,14 +23,16 @@ import threading
 import time
 from typing import Any
 
+from oasis.core.swarm import DEFAULT_CHUNK_MS
+
 from . import population
 from .netmodel import PeerNet, World
 from .oasis_run import OasisSim
 from .scenario import Scenario
 
 BITRATE_KBPS = 1500
-CHUNK_MS = 100
-GOP_CHUNKS = 10  #: the test source encodes a keyframe every second
+CHUNK_MS = DEFAULT_CHUNK_MS  #: oasis demo's default
+GOP_CHUNKS = 1000 // CHUNK_MS  #: the test source encodes a keyframe every second
 PLAYOUT_DELAY = 0.5
 VIEWER_UPLOAD_X = 4  #: oasis demo's defaults
 BROADCASTER_UPLOAD_X = 2

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from oasis.core.peer import PolicyConfig
-from oasis.core.swarm import SwarmConfig
+from oasis.core.swarm import DEFAULT_CHUNK_MS, SwarmConfig
 
 DEFAULT_MIX = {"broadband": 0.35, "wifi": 0.25, "fibre": 0.1, "4g": 0.2, "5g": 0.1}
 
@@ -21,8 +21,8 @@ class Scenario:
     seed: int = 1
     # stream
     bitrate_kbps: int = 1500
-    chunk_ms: int = 100
-    gop_chunks: int = 20  #: a keyframe (random-access point) every this many chunks
+    chunk_ms: int = DEFAULT_CHUNK_MS  #: the node's default
+    gop_chunks: int = 60  #: a keyframe (random-access point) every this many chunks (2 s)
     # network
     access_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     broadcaster_country: str = "DE"

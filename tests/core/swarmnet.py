@@ -26,7 +26,7 @@ class SwarmNet:
         self.seq = itertools.count()
         self.bid = Identity.from_private_bytes(self.rng.randbytes(32))
         self.sid = StreamId(self.bid.public, "test")
-        self.config = config or sw.SwarmConfig(upload_kbps=6000)
+        self.config = config or sw.SwarmConfig(chunk_ms=100, upload_kbps=6000)
         self.source = sw.Swarm(self.sid, self.bid.public, source_config or self.config,
                                is_source=True, rng=random.Random(seed), now=self.now)
         self.nodes: dict[bytes, sw.Swarm] = {self.bid.public: self.source}

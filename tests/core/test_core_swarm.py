@@ -14,7 +14,7 @@ from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.wire import ChunkMsg, ErrorCode
 
 GOP = 10
-INTERVAL = 0.1
+INTERVAL = 0.1  #: these swarms model 100 ms chunks (every SwarmConfig here says so)
 
 
 class RecNet(SwarmNet):
@@ -67,9 +67,9 @@ class RecNet(SwarmNet):
 
 def build(n: int = 15, *, seed: int = 3, fanout: int = 4, source_kbps: int = 3000,
           **kw) -> RecNet:
-    cfg = kw.pop("config", sw.SwarmConfig(upload_kbps=6000))
+    cfg = kw.pop("config", sw.SwarmConfig(chunk_ms=100, upload_kbps=6000))
     net = RecNet(n, seed=seed, delay=0.01, config=cfg,
-                 source_config=sw.SwarmConfig(upload_kbps=source_kbps), **kw)
+                 source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=source_kbps), **kw)
     net.produce(True)
     net.tick(10)
     rng = random.Random(seed)
@@ -236,7 +236,7 @@ def test_origin_fallback_before_deadline() -> None:
 
 @pytest.mark.parametrize("origin", [True, False], ids=["origin-lacks-it", "no-origin"])
 def test_unobtainable_chunk_skipped_at_deadline(origin: bool) -> None:
-    cfg = sw.SwarmConfig(upload_kbps=6000, use_origin=origin)
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, use_origin=origin)
     net = build(5, seed=13, config=cfg)
     net.tick(5)
     seq = _withhold(net, in_origin=False)
@@ -264,9 +264,9 @@ def test_repair_waits_for_what_the_tree_normally_takes() -> None:
     """With 120 ms per hop, chunks reach a 2-hop viewer 240 ms after their time, past
     the static repair_after (150 ms). The repair timer learns the tree's delay, so
     chunks that are merely on their way are not requested from other peers."""
-    cfg = sw.SwarmConfig(upload_kbps=6000, playout_delay=1.0)
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=1.0)
     net = RecNet(8, seed=21, delay=0.12, config=cfg,
-                 source_config=sw.SwarmConfig(upload_kbps=3000, playout_delay=1.0))
+                 source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, playout_delay=1.0))
     net.produce(True)
     net.tick(10)
     rng = random.Random(21)
@@ -304,7 +304,7 @@ def test_repair_waits_for_what_the_tree_normally_takes() -> None:
 def test_stalled_parent_is_repaired_from_the_swarm_before_the_origin() -> None:
     """A parent that stays connected but stops pushing: the learnt repair delay is
     capped so that a repair round trip still fits before the origin fallback."""
-    cfg = sw.SwarmConfig(upload_kbps=6000, playout_delay=1.0)
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=1.0)
     net = build(10, seed=23, config=cfg)
     net.tick(40)
     child, parent = next((v, p) for v in net.viewers for p in net.nodes[v].parents
@@ -337,7 +337,7 @@ def test_parent_is_the_fastest_path_not_the_fewest_hops() -> None:
     rng = random.Random(7)
     b, far, near, mid, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
     sid = StreamId(b, "t")
-    node = sw.Swarm(sid, me, sw.SwarmConfig(upload_kbps=6000), rng=random.Random(1), now=0.0)
+    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000), rng=random.Random(1), now=0.0)
     node.add_peer(far, 0.0, rtt=0.3)
     node.add_peer(near, 0.0, rtt=0.02)
     node.actions()
@@ -359,7 +359,7 @@ def test_parent_swapped_only_for_a_clear_gain_and_not_too_often() -> None:
     rng = random.Random(8)
     b, p1, p2, p3, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
     sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(upload_kbps=6000, substreams=1)
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
     tb = peer_tag(b)
     node.add_peer(p1, 0.0, rtt=0.1)
@@ -404,7 +404,7 @@ def _one_parent(seed: int) -> tuple[sw.Swarm, StreamId, bytes, bytes]:
     rng = random.Random(seed)
     b, p, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
     sid = StreamId(b, "t")
-    node = sw.Swarm(sid, me, sw.SwarmConfig(upload_kbps=6000, substreams=1), rng=random.Random(1),
+    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1), rng=random.Random(1),
                     now=0.0)
     node.add_peer(p, 0.0, rtt=0.05)
     node.on_message(p, _status(sid.key, [[peer_tag(b), peer_tag(p)]], [40]), 0.0)

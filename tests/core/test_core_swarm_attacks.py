@@ -19,7 +19,7 @@ from oasis.core.wire import ChunkMsg, ErrorCode
 
 # Viewers whose nominal bitrate matches the test chunks (~1.1 KB per 100 ms), so the
 # pull budget (1x the stream rate, 4 s of burst) is small next to a flood.
-SMALL = sw.SwarmConfig(upload_kbps=6000, bitrate_kbps=100)
+SMALL = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, bitrate_kbps=100)
 
 
 def _stranger(seed: int) -> bytes:
@@ -190,9 +190,9 @@ class LiarNet(RecNet):
 
 @pytest.mark.parametrize("variant", ["max", "ahead"])
 def test_start_poisoning_liar_cannot_stop_newcomers(variant: str) -> None:
-    cfg = sw.SwarmConfig(upload_kbps=6000)
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000)
     net = LiarNet(44, seed=41, delay=0.01, config=cfg,
-                  source_config=sw.SwarmConfig(upload_kbps=3000))
+                  source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000))
     net.variant = variant
     net.produce(True)
     net.tick(10)
@@ -246,8 +246,8 @@ def test_start_poisoning_liar_cannot_stop_newcomers(variant: str) -> None:
 def test_start_comes_from_a_verified_keyframe_not_a_status() -> None:
     """A lone liar is a newcomer's only neighbour: the newcomer never starts on its
     word, sends no absurd integer, drops it, and starts once an honest peer appears."""
-    net = LiarNet(2, seed=43, delay=0.01, config=sw.SwarmConfig(upload_kbps=6000),
-                  source_config=sw.SwarmConfig(upload_kbps=3000))
+    net = LiarNet(2, seed=43, delay=0.01, config=sw.SwarmConfig(chunk_ms=100, upload_kbps=6000),
+                  source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000))
     net.produce(True)
     net.tick(10)
     honest, newcomer = net.viewers
@@ -327,7 +327,7 @@ def test_chunks_before_the_start_are_bounded_and_told_at_the_start() -> None:
     b = Identity.from_private_bytes(rng.randbytes(32))
     me, peer = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(2))
     sid = StreamId(b.public, "t")
-    cfg = sw.SwarmConfig(upload_kbps=6000, window_chunks=20)
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, window_chunks=20)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=100.0)
     node.add_peer(peer, 100.0)
     now = 100.0
@@ -350,7 +350,7 @@ def test_chunks_before_the_start_are_bounded_and_told_at_the_start() -> None:
 
 # Withholding is judged quickly here: a short cool-down, so the withholder (which looks
 # like the best parent there is) is picked again and struck again within seconds.
-WITHHOLD_CFG = sw.SwarmConfig(upload_kbps=6000, withhold_backoff=1.0, withhold_limit=3)
+WITHHOLD_CFG = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, withhold_backoff=1.0, withhold_limit=3)
 
 
 def _withholder(net: RecNet, w: bytes, since: float) -> None:
@@ -396,7 +396,7 @@ def test_withholding_parent_is_replaced_struck_and_dropped(mode: str) -> None:
     net = build(10, seed=41, config=WITHHOLD_CFG) if mode == "defect" else None
     if net is None:
         net = RecNet(10, seed=41, delay=0.01, config=WITHHOLD_CFG,
-                     source_config=sw.SwarmConfig(upload_kbps=3000))
+                     source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000))
         w = net.viewers[0]
         _withholder(net, w, 0.0)
         net.produce(True)
@@ -463,7 +463,7 @@ def test_slow_overloaded_honest_parents_are_not_cut_off() -> None:
     """All honest, upload caps so tight that relays drop late pushes and repairs do
     much of the work: parents may be swapped, but no one is struck or dropped as a
     withholder, and everyone keeps playing."""
-    tight = sw.SwarmConfig(upload_kbps=90, bitrate_kbps=100, withhold_limit=3)
+    tight = sw.SwarmConfig(chunk_ms=100, upload_kbps=90, bitrate_kbps=100, withhold_limit=3)
     net = build(15, seed=43, config=tight)
     net.tick(200)
     drops = [d for d in net.dropped if d[2] == ErrorCode.TOO_MANY_ERRORS]
