@@ -32,7 +32,10 @@ class SwarmConfig:
     bitrate_kbps: int = 1500
     upload_kbps: int = 0  #: 0 = no cap
     playout_delay: float = 0.5  #: deadline = chunk time + this
-    origin_margin: float = 0.2  #: ask the origin this long before the deadline
+    #: ask the origin this long before the deadline (an HTTP fetch from a CDN edge, and two
+    #: retries, fit in it). 0.15: at 1,000 simulated churning viewers and a 0.5 s playout delay
+    #: peers carried 0.910 of the bytes against 0.840 with 0.2, p95 377 against 339 ms
+    origin_margin: float = 0.15
     repair_after: float = 0.15  #: pull a chunk this long after it should exist
     startup_grace: float = 1.5  #: deadline for chunks older than our join
     window_chunks: int = 300

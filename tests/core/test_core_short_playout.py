@@ -91,8 +91,9 @@ def test_a_late_substream_is_repaired_from_holders_only() -> None:
     bid = Identity.from_private_bytes(rng.randbytes(32))
     sid = StreamId(bid.public, "t")
     me, par, f, h, b = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
-    node = sw.Swarm(sid, me, sw.SwarmConfig(upload_kbps=6000, playout_delay=0.5), rng=random.Random(1),
-                    now=0.0)
+    # (100 ms chunks; the origin margin of 0.2 s the docstring's times assume)
+    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+                                            origin_margin=0.2), rng=random.Random(1), now=0.0)
     tb, t1, t2 = peer_tag(bid.public), b"\x01" * 8, b"\x02" * 8
     for k in (par, f, h, b):
         node.add_peer(k, 0.0, rtt=0.02)
