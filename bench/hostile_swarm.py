@@ -43,11 +43,13 @@ import aiohttp
 
 from oasis.core import wire
 from oasis.core.metrics import percentile, summarize
+from oasis.core.swarmdefs import DEFAULT_CHUNK_MS
 from oasis.demo import die_with_parent
 
 START_TIMEOUT = 60.0
-LOOKAHEAD = 900  #: chunks a player may have skipped in a row (30 s at 33 ms) before bytes that
-#: match no genuine chunk count as forged
+#: chunks a player may have skipped in a row (30 s at the default chunk size) before bytes
+#: that match no genuine chunk count as forged
+LOOKAHEAD = 30_000 // DEFAULT_CHUNK_MS
 TOOL_MODES = ["bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "replay", "withhold",
               "tracker", "receipts"]
 

@@ -31,7 +31,7 @@ def _fed_node(cfg: sw.SwarmConfig, seed: int) -> tuple[sw.Swarm, StreamId, Ident
 
 
 def test_a_slow_parent_is_not_taken_for_a_withholder_one_that_stops_is() -> None:
-    node, sid, bid = _fed_node(sw.SwarmConfig(upload_kbps=6000, playout_delay=0.5, withhold_run=2), 9)
+    node, sid, bid = _fed_node(sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5, withhold_run=2), 9)
     parent = bid.public
     # the parent pushed chunk 0 of substream 0 0.28 s after its time: its usual delay
     node.on_chunk(parent, sign_chunk(bid, sid, 0, 1_000_000, True, b"a"), 1.28)
@@ -52,7 +52,7 @@ def test_a_parent_that_never_pushed_gets_no_benefit_of_the_doubt() -> None:
     """It pushed nothing since we subscribed: a lag learnt through an earlier parent does
     not excuse it; chunks the origin had to give us count (a repair before the origin
     time does not: a fresh QUIC link paces its first chunks over an RTT or more)."""
-    node, sid, bid = _fed_node(sw.SwarmConfig(upload_kbps=6000, playout_delay=0.5, withhold_run=2), 10)
+    node, sid, bid = _fed_node(sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5, withhold_run=2), 10)
     node.delay.sample(0, 0.28, True)  # a lag learnt from an earlier parent on substream 0
     # the start: a keyframe of substream 1, pushed by the parent
     node.on_chunk(bid.public, sign_chunk(bid, sid, 1, 1_100_000, True, b"k"), 1.15)
@@ -149,8 +149,8 @@ def test_a_better_looking_parent_that_withholds_starves_no_one() -> None:
     bid = Identity.from_private_bytes(rng.randbytes(32))
     sid = StreamId(bid.public, "t")
     me, par, w = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
-    node = sw.Swarm(sid, me, sw.SwarmConfig(upload_kbps=6000, playout_delay=0.5), rng=random.Random(1),
-                    now=0.0)
+    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5),
+                    rng=random.Random(1), now=0.0)
     tb, t1 = peer_tag(bid.public), b"\x01" * 8
     node.add_peer(par, 0.0, rtt=0.02)
     node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
