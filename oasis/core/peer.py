@@ -30,6 +30,12 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
 * **Dialling** (:class:`~oasis.core.dialplan.DialPlan`): candidates from verified
   sources, dialled until ``target_neighbours`` (not linked, banned or backed off),
   and the cadence of ``Announce`` -- when to ask the sources for more.
+* **Reachability** (:mod:`~oasis.core.nat`): OBSERVED tells each neighbour the address
+  its packets come from (the node learns its public mapping and NAT kind from the
+  answers); NEIGHBOURS lists, every ``pex_interval``, keys a neighbour can introduce;
+  a candidate that a linked neighbour can introduce is *punched* through it (PUNCH,
+  both ends dial at once) when this node is behind a NAT, and keys learnt only from
+  NEIGHBOURS (or whose direct dial failed) are punched when no other candidate is left.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Generic, TypeVar
 
 from . import wire
 from .dialplan import Candidate, Dial, DialPlan, dialable
+from .nat import Introductions, MappingObserver, NatConfig, NatKind, PunchDial, SendToPeer
 from .wire import ErrorCode
 
 __all__ = ["Candidate", "Dial", "dialable"]  # re-exported: the policy's actions and inputs
@@ -192,13 +199,16 @@ class _Peer(Generic[L]):
     tokens_t: float = 0.0
     closing: bool = False  #: banned: its link is being closed, nothing more is routed
     heard: float = 0.0  #: last control message or chunk from it
+    addr: tuple[str, int] | None = None  #: where its packets come from (the link's remote)
+    rtt_ms: int = 0  #: the executor's RTT estimate of the link
 
 
 class PeerPolicy(Generic[L]):
     """One node's policy towards its peers. See the module docstring."""
 
     def __init__(self, self_key: bytes, config: PolicyConfig | None = None, *,
-                 rng: random.Random | None = None, now: float = 0.0) -> None:
+                 rng: random.Random | None = None, now: float = 0.0,
+                 listen: tuple[str, int] | None = None, nat: NatConfig | None = None) -> None:
         self.self_key = self_key
         self.config = config or PolicyConfig()
         self.rng = rng or random.Random()
@@ -210,6 +220,10 @@ class PeerPolicy(Generic[L]):
         self.dials = DialPlan(self_key, self.config, self.counters, self.rng, now)
         self._actions: list[Action[L]] = []
         self._sweep_at = now + self.config.sweep_interval
+        self.nat = Introductions(self_key, nat or NatConfig())
+        self.mapping = MappingObserver(listen, self.nat.config.max_observers)
+        self._pex_at = now + self.nat.config.pex_interval
+        self._punch_dials: list[PunchDial] = []  #: dials an accepted OFFER scheduled
 
     @property
     def dialling(self) -> dict[bytes, float]:
@@ -257,8 +271,11 @@ class PeerPolicy(Generic[L]):
         return len(self.peers)
 
     # ---- links ---------------------------------------------------------------
-    def link_up(self, link: L, peer: bytes, *, dialled: bool, now: float) -> bool:
-        """A link authenticated ``peer``. True: admitted (the executor routes it)."""
+    def link_up(self, link: L, peer: bytes, *, dialled: bool, now: float,
+                addr: tuple[str, int] | None = None, rtt: float | None = None) -> bool:
+        """A link authenticated ``peer``. True: admitted (the executor routes it).
+        ``addr``: the address the link's packets come from (told to the peer in
+        OBSERVED); ``rtt``: the link's RTT estimate in seconds (hole punching times by it)."""
         c = self.counters
         cfg = self.config
         if dialled:
@@ -292,9 +309,15 @@ class PeerPolicy(Generic[L]):
             self.peers[peer] = _Peer(link, dialled, since=now, score=score, score_t=at,
                                      tokens=cfg.msg_burst, tokens_t=now, heard=now)
         c.links_accepted += 1
+        p = self.peers[peer]
+        p.addr = addr
+        p.rtt_ms = 0 if rtt is None else max(0, min(0xFFFF, int(rtt * 1000)))
+        if addr is not None and 0 < addr[1] < 65536:
+            self._actions.append(SendTo(link, wire.Observed(host=addr[0][:45], port=addr[1])))
         if dialled:
             for text_id in self.streams:
                 self._actions.append(SendTo(link, wire.Join(stream=text_id)))
+        self._send_neighbours(peer, p)
         return True
 
     def link_down(self, link: L, peer: bytes | None, now: float, *,
@@ -307,6 +330,7 @@ class PeerPolicy(Generic[L]):
         if p is None or p.link != link:
             return
         del self.peers[peer]
+        self.nat.forget_introducer(peer)
         if code == ErrorCode.TIMEOUT:
             p.score = self._decayed(p, now) + self.config.weights[Offence.TIMEOUT]
             p.score_t = now
@@ -344,6 +368,9 @@ class PeerPolicy(Generic[L]):
             return None
         if isinstance(msg, wire.Error):
             self.counters.errors_received += 1
+            return None
+        if isinstance(msg, (wire.Observed, wire.Neighbours, wire.Punch)):
+            self._on_reachability(p, peer, msg, now)
             return None
         skey = getattr(msg, "stream", None)
         if skey is None:
@@ -449,8 +476,86 @@ class PeerPolicy(Generic[L]):
                                    blocked=peer in self.peers or self.is_banned(peer, now))
 
     def _plan(self, now: float) -> None:
-        self._actions.extend(self.dials.plan(
-            now, len(self.peers), lambda k: k in self.peers or self.is_banned(k, now)))
+        def blocked(k: bytes) -> bool:
+            return k in self.peers or self.is_banned(k, now)
+
+        punch_all = self.mapping.kind in (NatKind.EIM, NatKind.SYMMETRIC)
+        for d in self.dials.plan(now, len(self.peers), blocked):
+            # Behind a NAT, a peer a neighbour can introduce is punched through it: a
+            # plain dial reaches it only if it is public (the punch covers that case too).
+            r = self.nat.introducer_for(d.peer, self.peers, now) if punch_all else None
+            if r is not None and self.nat.introduce(d.peer, r, now):
+                self.dials.dial_addr.pop(d.peer, None)  # dialling until GO or the timeout
+                self.dials.dialling[d.peer] = now + self.nat.config.punch_timeout
+                self.counters.dial_attempts -= 1  # counted when it is dialled
+            else:
+                self._actions.append(d)
+        need = self.config.target_neighbours - len(self.peers) - len(self.dials.dialling)
+        if need > 0 and self.nat.via:
+            # Short of neighbours: punch peers known only through a neighbour (only
+            # NEIGHBOURS named them, or a direct dial to them failed).
+            picks = [k for k in self.nat.via if k not in self.dials.dialling and not blocked(k)
+                     and (k not in self.dials.candidates or self._backed_off(k, now))]
+            self.rng.shuffle(picks)
+            for k in picks[:min(need, self.config.max_dials_per_round)]:
+                r = self.nat.introducer_for(k, self.peers, now)
+                if r is not None and self.nat.introduce(k, r, now):
+                    self.dials.dialling[k] = now + self.nat.config.punch_timeout
+        self._take_nat_actions(now)
+
+    def _backed_off(self, peer: bytes, now: float) -> bool:
+        entry = self.dials.candidates.get(peer)
+        return entry is not None and self.dials.backed_off((entry[0].host, entry[0].port), now)
+
+    # ---- reachability (oasis.core.nat) ---------------------------------------------------
+    def _on_reachability(self, p: _Peer[L], peer: bytes, msg: wire.Message, now: float) -> None:
+        nat = self.nat
+        if isinstance(msg, wire.Observed):
+            nat.counters.observed += 1
+            if p.addr is None or not self.mapping.observe(peer, p.addr[0], msg.host, msg.port):
+                nat.counters.observed_invalid += 1
+            return
+        if isinstance(msg, wire.Neighbours):
+            nat.listed(peer, msg.keys, now)
+            if len(self.peers) + len(self.dials.dialling) < self.config.target_neighbours:
+                self._plan(now)
+        elif isinstance(msg, wire.Punch):
+            linked = {k: q.addr for k, q in self.peers.items() if not q.closing}
+            rtts = {k: q.rtt_ms for k, q in self.peers.items()}
+            room = len(self.peers) + len(self.dials.dialling) < self.config.max_neighbours
+            nat.on_punch(peer, msg, now, linked=linked, rtt_ms=rtts, room=room,
+                         blocked={k for k in self.bans if self.is_banned(k, now)})
+        self._take_nat_actions(now)
+
+    def _take_nat_actions(self, now: float) -> None:
+        for a in self.nat.out:
+            if isinstance(a, SendToPeer):
+                q = self.peers.get(a.peer)
+                if q is not None and not q.closing:
+                    self._actions.append(SendTo(q.link, a.message))
+            elif a.at <= now:
+                self._punch_dial(a, now)
+            else:
+                self._punch_dials.append(a)
+        self.nat.out.clear()
+
+    def _punch_dial(self, a: PunchDial, now: float) -> None:
+        """Dial a punched address (pinned to the peer's key), unless linked or banned."""
+        if a.peer in self.peers or self.is_banned(a.peer, now):
+            self.dials.dialling.pop(a.peer, None)
+            return
+        self.dials.dialling[a.peer] = now + self.config.dial_timeout
+        self.dials.dial_addr[a.peer] = (a.host, a.port)
+        self.counters.dial_attempts += 1
+        self._actions.append(Dial(a.peer, a.host, a.port))
+
+    def _send_neighbours(self, peer: bytes, p: _Peer[L]) -> None:
+        keys = [k for k, q in self.peers.items() if k != peer and not q.closing]
+        if not keys:
+            return
+        n = min(len(keys), self.nat.config.max_listed, wire.MAX_LISTED)
+        self.nat.counters.pex_sent += 1
+        self._actions.append(SendTo(p.link, wire.Neighbours(keys=self.rng.sample(keys, n))))
 
     # ---- JOIN --------------------------------------------------------------------------
     def _on_join(self, p: _Peer[L], peer: bytes, text_id: str, now: float) -> None:
@@ -479,15 +584,34 @@ class PeerPolicy(Generic[L]):
 
     # ---- time ----------------------------------------------------------------------------
     def get_timer(self) -> float | None:
-        t = self.dials.get_timer()
-        return self._sweep_at if self._sweep_at < t else t
+        t = min(self.dials.get_timer(), self._sweep_at, self._pex_at, self.nat.get_timer())
+        for a in self._punch_dials:
+            if a.at < t:
+                t = a.at
+        return t
 
     def handle_timer(self, now: float) -> None:
         if self._sweep_at <= now:
             self._sweep_at = now + self.config.sweep_interval
             self._sweep(now)
         for peer in self.dials.overdue(now):
-            self.dials.failed(peer, now)  # the executor never reported: count it failed
+            if self.dials.dial_addr.get(peer) is None:
+                self.dials.dialling.pop(peer, None)  # an introduction that got no GO
+            else:
+                self.dials.failed(peer, now)  # the executor never reported: count it failed
+        for target in self.nat.expired(now):
+            if self.dials.dial_addr.get(target) is None:
+                self.dials.dialling.pop(target, None)
+        if self._punch_dials:
+            due = [a for a in self._punch_dials if a.at <= now]
+            self._punch_dials = [a for a in self._punch_dials if a.at > now]
+            for a in due:
+                self._punch_dial(a, now)
+        if self._pex_at <= now:
+            self._pex_at = now + self.nat.config.pex_interval
+            for peer, p in self.peers.items():
+                if not p.closing:
+                    self._send_neighbours(peer, p)
         if self.dials.announce_at <= now:
             self.dials.asked(now)
             self._actions.append(Announce())

@@ -211,9 +211,38 @@ class ReceiptMsg(Message, tag=16, frozen=True):
     receipt: Annotated[bytes, Meta(max_length=MAX_LEDGER_BLOB)]  #: oasis.ledger.receipts.Receipt
 
 
+IpText = Annotated[str, Meta(min_length=2, max_length=45)]  #: an IP literal (checked by the receiver)
+MAX_LISTED = 32  #: keys in one NEIGHBOURS message
+
+
+class Observed(Message, tag=30, frozen=True):
+    """The address the receiver's packets come from, as the sender sees it (NAT traversal)."""
+
+    host: IpText
+    port: U16
+
+
+class Neighbours(Message, tag=31, frozen=True):
+    """Keys of the sender's other neighbours: peers it can introduce (hole punching)."""
+
+    keys: Annotated[list[Key32], Meta(max_length=MAX_LISTED)]
+
+
+class Punch(Message, tag=32, frozen=True):
+    """One stage of a hole-punching introduction (oasis.core.nat.Phase)."""
+
+    phase: U8  #: 0 INTRO, 1 OFFER, 2 ACCEPT, 3 GO
+    peer: Key32  #: the other end of the introduction
+    nonce: U64  #: chosen by the peer that asked (INTRO), echoed by every stage
+    host: Annotated[str, Meta(max_length=45)] = ""  #: OFFER/GO: ``peer``'s address as the introducer sees it
+    port: U16 = 0
+    delay_ms: U16 = 0  #: OFFER: the introducer's RTT to ``peer`` (B times its dial by it)
+
+
 CONTROL_MESSAGES = (
     Hello, Auth, Join, Leave, Status, Subscribe, SubscribeAck, Unsubscribe,
     Request, Missing, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg,
+    Observed, Neighbours, Punch,
 )
 ALL_MESSAGES = (*CONTROL_MESSAGES, ChunkMsg)
 MESSAGE_IDS = {cls.__struct_config__.tag: cls for cls in ALL_MESSAGES}
@@ -222,6 +251,7 @@ _encoder = msgspec.msgpack.Encoder()
 _control_decoder = msgspec.msgpack.Decoder(
     Hello | Auth | Join | Leave | Status | Subscribe | SubscribeAck | Unsubscribe
     | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
+    | Observed | Neighbours | Punch
 )
 _chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)
 _LEN = struct.Struct(">I")

@@ -259,7 +259,7 @@ def test_dials_are_bounded_per_round_and_stop_at_target():
     p.dial_failed(dials[4].peer, 0.6)
     p.on_candidates(cands(30), 1.1, verified=True, interval=10.0)
     assert of(p.actions(), pp.Dial) == []  # at target: nobody more
-    assert p.get_timer() == 1.1 + 10.0
+    assert p.dials.announce_at == 1.1 + 10.0  # (the timer also wakes for NEIGHBOURS)
 
 
 def test_failed_addresses_back_off_exponentially_and_banned_peers_are_not_dialled():
@@ -311,7 +311,7 @@ def test_a_neighbour_leaving_redials_from_known_candidates_and_announces_soon():
     for i, x in enumerate(d):
         p.link_up(f"l{i}", x.peer, dialled=True, now=0.2)
     p.on_candidates(cands(5), 1.0, verified=True, interval=10.0)
-    assert p.get_timer() == 11.0
+    assert p.dials.announce_at == 11.0
     p.link_down("l0", d[0].peer, now=3.0)
     again = of(p.actions(), pp.Dial)
     assert len(again) == 1 and again[0].peer not in {d[1].peer}

@@ -39,6 +39,10 @@ def sample(cls: type) -> wire.Message:
         wire.WalletBind: wire.WalletBind(binding=b"b" * 181),
         wire.TicketMsg: wire.TicketMsg(ticket=b"t" * wire.MAX_LEDGER_BLOB),
         wire.ReceiptMsg: wire.ReceiptMsg(receipt=b"r" * 138),
+        wire.Observed: wire.Observed(host="2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", port=0xFFFF),
+        wire.Neighbours: wire.Neighbours(keys=[bytes([i]) * 32 for i in range(wire.MAX_LISTED)]),
+        wire.Punch: wire.Punch(phase=3, peer=b"p" * 32, nonce=2**63 - 1, host="198.18.0.1",
+                               port=4433, delay_ms=0xFFFF),
     }
     return samples[cls]
 
@@ -54,8 +58,8 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 16
-    assert set(wire.MESSAGE_IDS) == set(range(1, 17))
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 19
+    assert set(wire.MESSAGE_IDS) == set(range(1, 17)) | {30, 31, 32}  # 30-32: reachability
 
 
 @pytest.mark.parametrize("cls", wire.ALL_MESSAGES, ids=lambda c: c.__name__)
@@ -196,6 +200,13 @@ BAD_FIELDS = [
     ("33-hop path", [5, SK, 1, 0, 0, 1, [[TAG] * 33]]),
     ("7-byte peer tag", [5, SK, 1, 0, 0, 1, [[b"t" * 7]]]),
     ("u64 over int64", [5, SK, 2**63, 0, 0, 1, []]),
+    ("observed host too long", [30, "1" * 46, 1]),
+    ("observed port over u16", [30, "198.18.0.1", 0x10000]),
+    ("33 neighbours", [31, [b"k" * 32] * 33]),
+    ("31-byte neighbour key", [31, [b"k" * 31]]),
+    ("punch phase over u8", [32, 256, b"p" * 32, 1]),
+    ("punch negative nonce", [32, 0, b"p" * 32, -1]),
+    ("punch host too long", [32, 1, b"p" * 32, 1, "1" * 46, 1, 0]),
     ("not an array", {"id": 9, "stream": SK, "seq": 1}),
     ("bare int", 9),
 ]

@@ -1,0 +1,382 @@
+"""Reachability behind NATs, sans-I/O: the address peers see, and hole punching.
+
+Theory of operation
+-------------------
+Most viewers sit behind a NAT that drops unsolicited inbound packets, so two of
+them cannot dial each other. Owned by :class:`~oasis.core.peer.PeerPolicy`, this
+module does three things (docs/oftp.md §15):
+
+* **The address peers see** (:class:`MappingObserver`). On every link each side
+  sends OBSERVED: the IP and port the other side's packets come from. A node keeps
+  the last report of up to ``max_observers`` peers. Its *public mapping* is an
+  address that at least two observers in different /24 networks (IPv4; /48 for
+  IPv6, as libp2p's and discv5's diversity rules) report -- one liar, or several
+  from one network, cannot set it. The kind
+  of mapping follows: ``PUBLIC`` when it equals the listening address (no NAT),
+  ``EIM`` when observers agree on the port (endpoint-independent mapping: a punch
+  can work), ``SYMMETRIC`` when the same IP comes with different ports (a new
+  mapping per destination: punching to another NAT fails).
+* **Who can introduce whom.** Each node tells each neighbour, on link-up and every
+  ``pex_interval``, up to ``max_listed`` keys of its other neighbours (NEIGHBOURS).
+  The receiver remembers, per key, which linked neighbours can introduce it
+  (bounded: ``max_targets`` keys, ``max_introducers`` each, ``via_ttl``).
+* **Hole punching** (as libp2p's DCUtR and ICE, through a common neighbour R):
+  A sends PUNCH INTRO (B) to R; R, if both are its authenticated neighbours and A
+  is within its introduction budget, sends PUNCH OFFER (A, A's address as R sees
+  it, R's RTT to A) to B; B, if it has room and budget, answers PUNCH ACCEPT to R
+  and dials A after half the round trip B→R→A; R forwards PUNCH GO (B, B's address
+  as R sees it) to A, which dials B at once. Both sides' outgoing QUIC Initials
+  open their own NAT's mapping towards the other, so the later one gets through
+  (QUIC retransmits the earlier); the simultaneous-dial rule of the peer policy
+  keeps one link. It works when both mappings are endpoint-independent, or one
+  side is public -- then it is a *connection reversal*: the NATed side's dial
+  reaches the public one. Symmetric to symmetric fails; such a peer still links
+  to public and EIM peers by dialling them. Every stage is refused and counted
+  outside its budget, and a node dials a punched address only with the peer's key
+  pinned (an address that is not that peer's node never becomes a link).
+
+Trust: an OFFER or GO address is what an authenticated neighbour *observed*, not
+what the peer signed. A lying introducer can make a node dial an address of its
+choosing, pinned to a key that will not answer there: at most ``accept_burst``
+dials, then ``accept_rate`` per second, per node, each a few QUIC Initials --
+bounded, counted, and the lying neighbour gains nothing it could not get by
+dialling itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Container, Iterable
+from dataclasses import dataclass, field
+
+from . import wire
+
+_U63 = 0x7FFF_FFFF_FFFF_FFFF  #: nonces stay within the wire's U64 (int64) range
+
+
+class NatKind(enum.IntEnum):
+    UNKNOWN = 0
+    PUBLIC = 1  #: observed address = listening address
+    EIM = 2  #: endpoint-independent mapping (same public port towards every peer)
+    SYMMETRIC = 3  #: a new public port per destination
+
+
+class Phase(enum.IntEnum):
+    INTRO = 0  #: A -> R: introduce me to ``peer`` (B)
+    OFFER = 1  #: R -> B: ``peer`` (A) at host:port wants a link; delay_ms = RTT R<->A
+    ACCEPT = 2  #: B -> R: I dial ``peer`` (A) now
+    GO = 3  #: R -> A: ``peer`` (B) at host:port dials you now: dial it
+
+
+@dataclass
+class NatConfig:
+    max_observers: int = 16  #: observations kept (the newest per observer)
+    pex_interval: float = 10.0  #: NEIGHBOURS to each neighbour this often
+    max_listed: int = 16  #: keys per NEIGHBOURS message
+    max_targets: int = 1024  #: keys remembered with their introducers
+    max_introducers: int = 4  #: introducers remembered per key
+    via_ttl: float = 60.0  #: forget an introduction path not re-listed for this long
+    punch_timeout: float = 6.0  #: an introduction not answered by GO by then failed
+    max_pending: int = 16  #: our introductions under way
+    relay_rate: float = 1.0  #: INTROs per second a peer may ask us to forward ...
+    relay_burst: float = 4.0  #: ... with this burst
+    max_relaying: int = 256  #: OFFERs we forwarded and await ACCEPT for
+    accept_rate: float = 0.5  #: OFFERs per second we act on (dial), node-wide ...
+    accept_burst: float = 6.0  #: ... with this burst
+
+
+@dataclass
+class NatCounters:
+    observed: int = 0  #: OBSERVED messages taken
+    observed_invalid: int = 0  #: not an IP literal / port 0
+    pex_sent: int = 0
+    pex_received: int = 0
+    introducers_evicted: int = 0
+    punch_intros_sent: int = 0
+    punch_intros_failed: int = 0  #: no GO within punch_timeout
+    punch_offers_relayed: int = 0
+    punch_relay_refused: int = 0  #: INTRO over budget, or B not our neighbour
+    punch_accepted: int = 0  #: OFFERs we answered (and dialled)
+    punch_refused: int = 0  #: OFFERs over budget, no room, banned or unsolicited
+    punch_go_relayed: int = 0
+    punch_go_received: int = 0
+    punch_unexpected: int = 0  #: ACCEPT/GO matching nothing we sent
+
+
+def _network(host: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) an address is in; None if not an IP literal."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    bits = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{host}/{bits}", strict=False))
+
+
+class MappingObserver:
+    """What a node's address looks like from outside (see the module docstring)."""
+
+    def __init__(self, listen: tuple[str, int] | None = None, max_observers: int = 16) -> None:
+        self.listen = listen
+        self.max_observers = max_observers
+        #: observer key -> (observer's network, observed host, observed port); newest last
+        self.reports: dict[bytes, tuple[str, str, int]] = {}
+        self.public: tuple[str, int] | None = None
+        self.kind = NatKind.UNKNOWN
+
+    def observe(self, observer: bytes, observer_host: str, host: str, port: int) -> bool:
+        """A report from ``observer`` (at ``observer_host``). False if not valid."""
+        net = _network(observer_host)
+        if net is None or _network(host) is None or not 0 < port < 65536:
+            return False
+        self.reports.pop(observer, None)
+        self.reports[observer] = (net, host, port)
+        if len(self.reports) > self.max_observers:
+            del self.reports[next(iter(self.reports))]
+        self._decide()
+        return True
+
+    def _decide(self) -> None:
+        by_addr: dict[tuple[str, int], set[str]] = {}
+        ports_by_ip: dict[str, set[str]] = {}  # ip -> networks that saw some port of it
+        port_set: dict[str, set[int]] = {}
+        for net, host, port in self.reports.values():
+            by_addr.setdefault((host, port), set()).add(net)
+            ports_by_ip.setdefault(host, set()).add(net)
+            port_set.setdefault(host, set()).add(port)
+        agreed = [a for a, nets in by_addr.items() if len(nets) >= 2]
+        if agreed:
+            best = max(agreed, key=lambda a: len(by_addr[a]))
+            self.public = best
+            if self.listen is not None and best == self.listen:
+                self.kind = NatKind.PUBLIC
+            elif len(port_set[best[0]]) > 1 and len(ports_by_ip[best[0]]) > len(by_addr[best]):
+                self.kind = NatKind.SYMMETRIC  # some observers saw other ports of this IP
+            else:
+                self.kind = NatKind.EIM
+            return
+        # No port two networks agree on: the same IP with several ports is symmetric.
+        for host, nets in ports_by_ip.items():
+            if len(nets) >= 2 and len(port_set[host]) > 1:
+                self.public = None
+                self.kind = NatKind.SYMMETRIC
+                return
+        self.public = None
+        self.kind = NatKind.UNKNOWN
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+    def take(self, now: float, rate: float, burst: float) -> bool:
+        self.tokens = min(burst, self.tokens + (now - self.at) * rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass
+class Intro:
+    """An introduction we asked for (we are A)."""
+
+    target: bytes
+    introducer: bytes
+    deadline: float
+
+
+@dataclass
+class Relayed:
+    """An OFFER we forwarded (we are R): A asked for B."""
+
+    source: bytes
+    target: bytes
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class PunchDial:
+    """Dial ``peer`` at ``host:port`` at ``at`` (the policy turns it into a ``Dial``)."""
+
+    at: float
+    peer: bytes
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendToPeer:
+    """Send ``message`` on the link of neighbour ``peer`` (the policy maps it)."""
+
+    peer: bytes
+    message: wire.Message
+
+
+@dataclass
+class Introductions:
+    """The three roles of hole punching and the introduction paths (module docstring).
+
+    The policy feeds it what it knows of links (``linked``: peer -> (host, port) as
+    the link's remote address, and an RTT estimate per peer) and takes its ``out``
+    list of :class:`SendToPeer` and :class:`PunchDial`."""
+
+    self_key: bytes
+    config: NatConfig = field(default_factory=NatConfig)
+    counters: NatCounters = field(default_factory=NatCounters)
+    #: target key -> {introducer key: listed at}
+    via: dict[bytes, dict[bytes, float]] = field(default_factory=dict)
+    pending: dict[int, Intro] = field(default_factory=dict)  #: nonce -> our introduction
+    #: (A's key, A's nonce) -> forwarded OFFER
+    relaying: dict[tuple[bytes, int], Relayed] = field(default_factory=dict)
+    buckets: dict[bytes, _Bucket] = field(default_factory=dict)  #: per INTRO source
+    accept_bucket: _Bucket | None = None
+    out: list[SendToPeer | PunchDial] = field(default_factory=list)
+    next_nonce: int = 1
+
+    # ---- introduction paths -------------------------------------------------
+    def listed(self, introducer: bytes, keys: Iterable[bytes], now: float) -> None:
+        """NEIGHBOURS from ``introducer``: each key can be reached through it."""
+        cfg = self.config
+        self.counters.pex_received += 1
+        for k in keys:
+            if k == self.self_key or k == introducer:
+                continue
+            paths = self.via.pop(k, None)  # re-insert: newest last
+            if paths is None:
+                paths = {}
+            paths.pop(introducer, None)
+            paths[introducer] = now
+            if len(paths) > cfg.max_introducers:
+                del paths[next(iter(paths))]
+            self.via[k] = paths
+            if len(self.via) > cfg.max_targets:
+                del self.via[next(iter(self.via))]
+                self.counters.introducers_evicted += 1
+
+    def introducer_for(self, target: bytes, linked: Container[bytes], now: float) -> bytes | None:
+        """A linked neighbour that listed ``target`` within ``via_ttl`` (the newest)."""
+        paths = self.via.get(target)
+        if not paths:
+            return None
+        best = None
+        for k, at in list(paths.items()):
+            if at + self.config.via_ttl <= now:
+                del paths[k]
+            elif k in linked:
+                best = k
+        if not paths:
+            del self.via[target]
+        return best
+
+    def forget_introducer(self, introducer: bytes) -> None:
+        """A neighbour's link went down: its OFFERs cannot be answered."""
+        for key in [k for k, r in self.relaying.items() if introducer in (r.source, r.target)]:
+            del self.relaying[key]
+
+    # ---- role A ---------------------------------------------------------------
+    def introduce(self, target: bytes, introducer: bytes, now: float) -> bool:
+        """Ask ``introducer`` to introduce us to ``target``. False: too many under way."""
+        if len(self.pending) >= self.config.max_pending:
+            return False
+        nonce = self._nonce()
+        self.pending[nonce] = Intro(target, introducer, now + self.config.punch_timeout)
+        self.counters.punch_intros_sent += 1
+        self.out.append(SendToPeer(introducer, wire.Punch(phase=Phase.INTRO, peer=target, nonce=nonce)))
+        return True
+
+    def _nonce(self) -> int:
+        n = self.next_nonce
+        self.next_nonce = n + 1 if n < _U63 else 1
+        return n
+
+    # ---- incoming PUNCH ------------------------------------------------------------
+    def on_punch(self, sender: bytes, msg: wire.Punch, now: float, *,
+                 linked: dict[bytes, tuple[str, int] | None], rtt_ms: dict[bytes, int],
+                 room: bool, blocked: set[bytes] | None = None) -> None:
+        """A PUNCH from neighbour ``sender``. ``linked``: our neighbours and the address
+        each link's packets come from; ``rtt_ms``: our RTT estimate per neighbour;
+        ``room``: we may take another neighbour; ``blocked``: banned or linked keys."""
+        c = self.counters
+        cfg = self.config
+        phase = msg.phase
+        if phase == Phase.INTRO:  # we are R; sender is A, msg.peer is B
+            b = msg.peer
+            bucket = self.buckets.get(sender)
+            if bucket is None:
+                bucket = self.buckets[sender] = _Bucket(cfg.relay_burst, now)
+                if len(self.buckets) > 4 * cfg.max_relaying:
+                    del self.buckets[next(iter(self.buckets))]
+            addr = linked.get(sender)
+            if (b == sender or b not in linked or addr is None
+                    or len(self.relaying) >= cfg.max_relaying
+                    or not bucket.take(now, cfg.relay_rate, cfg.relay_burst)):
+                c.punch_relay_refused += 1
+                return
+            self.relaying[(sender, msg.nonce)] = Relayed(sender, b, now + cfg.punch_timeout)
+            c.punch_offers_relayed += 1
+            self.out.append(SendToPeer(b, wire.Punch(
+                phase=Phase.OFFER, peer=sender, nonce=msg.nonce, host=addr[0], port=addr[1],
+                delay_ms=min(rtt_ms.get(sender, 0), 0xFFFF))))
+        elif phase == Phase.OFFER:  # we are B; sender is R, msg.peer is A
+            a = msg.peer
+            if self.accept_bucket is None:
+                self.accept_bucket = _Bucket(cfg.accept_burst, now)
+            if (a == self.self_key or not room or (blocked is not None and a in blocked)
+                    or msg.port == 0 or _network(msg.host) is None
+                    or not self.accept_bucket.take(now, cfg.accept_rate, cfg.accept_burst)):
+                c.punch_refused += 1
+                return
+            c.punch_accepted += 1
+            self.out.append(SendToPeer(sender, wire.Punch(phase=Phase.ACCEPT, peer=a, nonce=msg.nonce)))
+            # dial when our ACCEPT has travelled B -> R -> A and A dials: half our RTT to
+            # R plus half R's to A
+            delay = (rtt_ms.get(sender, 0) + msg.delay_ms) / 2000.0
+            self.out.append(PunchDial(now + delay, a, msg.host, msg.port))
+        elif phase == Phase.ACCEPT:  # we are R; sender is B, msg.peer is A
+            key = (msg.peer, msg.nonce)
+            r = self.relaying.get(key)
+            if r is None or r.target != sender:
+                c.punch_unexpected += 1
+                return
+            del self.relaying[key]
+            addr = linked.get(sender)
+            if msg.peer not in linked or addr is None:
+                c.punch_unexpected += 1
+                return
+            c.punch_go_relayed += 1
+            self.out.append(SendToPeer(msg.peer, wire.Punch(
+                phase=Phase.GO, peer=sender, nonce=msg.nonce, host=addr[0], port=addr[1])))
+        elif phase == Phase.GO:  # we are A; sender is R, msg.peer is B
+            intro = self.pending.get(msg.nonce)
+            if (intro is None or intro.introducer != sender or intro.target != msg.peer
+                    or msg.port == 0 or _network(msg.host) is None):
+                c.punch_unexpected += 1
+                return
+            del self.pending[msg.nonce]
+            c.punch_go_received += 1
+            self.out.append(PunchDial(now, msg.peer, msg.host, msg.port))
+        else:
+            c.punch_unexpected += 1
+
+    # ---- time -------------------------------------------------------------------------
+    def expired(self, now: float) -> list[bytes]:
+        """Introductions with no GO by their deadline (their targets); stale relays dropped."""
+        gone = [n for n, i in self.pending.items() if i.deadline <= now]
+        out = []
+        for n in gone:
+            out.append(self.pending.pop(n).target)
+            self.counters.punch_intros_failed += 1
+        for k in [k for k, r in self.relaying.items() if r.expires <= now]:
+            del self.relaying[k]
+        return out
+
+    def get_timer(self) -> float:
+        t = float("inf")
+        for i in self.pending.values():
+            if i.deadline < t:
+                t = i.deadline
+        return t

@@ -1,0 +1,267 @@
+"""Reachability behind NATs (oasis.core.nat) through the real PeerPolicy: the mapping a
+node learns from OBSERVED, introductions from NEIGHBOURS, and the four PUNCH stages,
+with the attacks on each stage."""
+
+from __future__ import annotations
+
+import random
+
+from oasis.core import peer as pp
+from oasis.core import wire
+from oasis.core.nat import MappingObserver, NatConfig, NatKind, Phase
+
+TEXT = "s" * 52 + ".live"
+SKEY = b"streamk8"
+
+
+def key(i: int) -> bytes:
+    return bytes([i]) * 32
+
+
+# ---- the mapping ------------------------------------------------------------------
+
+def test_public_mapping_needs_two_observers_in_different_networks() -> None:
+    m = MappingObserver(listen=("10.0.0.2", 4000))
+    assert m.observe(key(1), "198.18.1.1", "198.19.0.7", 4000)
+    assert m.public is None and m.kind == NatKind.UNKNOWN  # one observer: nothing decided
+    m.observe(key(2), "198.18.1.9", "198.19.0.7", 4000)  # same /24 as the first
+    assert m.public is None
+    m.observe(key(3), "203.0.113.5", "198.19.0.7", 4000)
+    assert m.public == ("198.19.0.7", 4000) and m.kind == NatKind.EIM
+
+
+def test_listening_address_seen_from_outside_is_public() -> None:
+    m = MappingObserver(listen=("198.18.0.5", 4000))
+    m.observe(key(1), "198.18.1.1", "198.18.0.5", 4000)
+    m.observe(key(2), "203.0.113.5", "198.18.0.5", 4000)
+    assert m.kind == NatKind.PUBLIC
+
+
+def test_one_ip_with_a_port_per_observer_is_symmetric() -> None:
+    m = MappingObserver(listen=("10.0.0.2", 4000))
+    m.observe(key(1), "198.18.1.1", "198.19.0.7", 50001)
+    m.observe(key(2), "203.0.113.5", "198.19.0.7", 50002)
+    assert m.kind == NatKind.SYMMETRIC and m.public is None
+
+
+def test_a_liar_cannot_set_the_mapping_and_reports_are_bounded() -> None:
+    m = MappingObserver(listen=("10.0.0.2", 4000), max_observers=4)
+    m.observe(key(1), "198.18.1.1", "198.19.0.7", 4000)
+    m.observe(key(2), "203.0.113.5", "198.19.0.7", 4000)
+    for i in range(10, 20):  # liars, all in one network, repeat another address
+        m.observe(key(i), "192.0.2.1", "6.6.6.6", 6666)
+    assert len(m.reports) == 4
+    assert m.public != ("6.6.6.6", 6666)  # one network is one vote
+    assert not m.observe(key(30), "not-an-ip", "198.19.0.7", 4000)
+    assert not m.observe(key(31), "198.18.1.1", "example.com", 4000)
+    assert not m.observe(key(32), "198.18.1.1", "198.19.0.7", 0)
+
+
+# ---- three real policies -------------------------------------------------------------
+
+NETS = ["192.0.2", "198.51.100", "203.0.113", "198.18.0", "198.19.0"]  # documentation/benchmark ranges
+
+
+def public(i: int) -> str:
+    """Node ``i``'s address as others see it (each in its own /24 but 1 and 6)."""
+    return f"{NETS[i % 5]}.{i}"
+
+
+class Net:
+    """Policies joined by links, messages delivered at once; the addresses each link's
+    packets come from are given (as a NAT would show them). ``target``: neighbours each
+    policy looks for (1: no dialling of its own beyond what a test makes)."""
+
+    def __init__(self, n: int, target: int = 1, **nat: float) -> None:
+        self.now = 0.0
+        cfg = pp.PolicyConfig(target_neighbours=target)
+        self.p = {i: pp.PeerPolicy(key(i), cfg, rng=random.Random(i), listen=(f"10.0.0.{i}", 4000),
+                                   nat=NatConfig(**nat)) for i in range(1, n + 1)}
+        for p in self.p.values():
+            p.add_stream(TEXT, SKEY)
+        self.dials: list[tuple[int, pp.Dial]] = []
+        self.sent: list[tuple[int, int, wire.Message]] = []
+
+    def link(self, a: int, b: int, rtt: float = 0.04) -> None:
+        la = ("L", a, b)
+        assert self.p[a].link_up(la, key(b), dialled=True, now=self.now, addr=(public(b), 4000), rtt=rtt)
+        assert self.p[b].link_up(la, key(a), dialled=False, now=self.now, addr=(public(a), 4000), rtt=rtt)
+        self.run()
+
+    def run(self) -> None:
+        for _ in range(100):
+            moved = False
+            for i, p in self.p.items():
+                for a in p.actions():
+                    moved = True
+                    if isinstance(a, pp.SendTo):
+                        _, x, y = a.link
+                        j = y if x == i else x
+                        self.sent.append((i, j, a.message))
+                        self.p[j].on_message(a.link, key(i), a.message, self.now)
+                    elif isinstance(a, pp.Dial):
+                        self.dials.append((i, a))
+            if not moved:
+                return
+        raise AssertionError("messages never settled")
+
+    def tick(self, t: float) -> None:
+        self.now = t
+        for p in self.p.values():
+            timer = p.get_timer()
+            if timer is not None and timer <= t:
+                p.handle_timer(t)
+        self.run()
+
+    def punches(self, phase: Phase) -> list[tuple[int, int, wire.Punch]]:
+        return [(i, j, m) for i, j, m in self.sent if isinstance(m, wire.Punch) and m.phase == phase]
+
+
+def test_observed_addresses_are_exchanged_on_link_up() -> None:
+    net = Net(3)
+    net.link(1, 2)
+    net.link(1, 3)
+    obs = [(i, j, m) for i, j, m in net.sent if isinstance(m, wire.Observed)]
+    assert (2, 1, wire.Observed(host=public(1), port=4000)) in obs
+    assert net.p[1].nat.counters.observed == 2
+
+
+def test_neighbours_name_who_can_introduce_whom() -> None:
+    net = Net(3)
+    net.link(1, 3)
+    net.link(2, 3)  # 3 tells 2 about 1 on link-up
+    assert key(3) in net.p[2].nat.via[key(1)]
+    assert key(2) not in net.p[1].nat.via
+    net.tick(10.0)  # and everyone again every pex_interval
+    assert key(3) in net.p[1].nat.via[key(2)]
+
+
+def test_a_punch_through_a_common_neighbour_makes_both_ends_dial() -> None:
+    net = Net(3)
+    net.link(1, 3, rtt=0.05)  # 1 = A, 3 = R, 2 = B
+    net.link(2, 3, rtt=0.03)
+    net.tick(10.0)
+    net.sent.clear()
+    a = net.p[1]
+    assert a.nat.introducer_for(key(2), a.peers, net.now) == key(3)
+    assert a.nat.introduce(key(2), key(3), net.now)
+    a._take_nat_actions(net.now)
+    net.run()
+    (_, _, offer), = net.punches(Phase.OFFER)
+    assert offer.peer == key(1) and (offer.host, offer.port) == (public(1), 4000)
+    assert offer.delay_ms == 50  # R's RTT to A
+    (_, _, go), = net.punches(Phase.GO)
+    assert go.peer == key(2) and (go.host, go.port) == (public(2), 4000)
+    # A dials B at once; B dials A after (RTT B-R + RTT R-A) / 2 = 40 ms
+    assert [(i, d.peer, d.host) for i, d in net.dials] == [(1, key(2), public(2))]
+    assert net.p[2].get_timer() == 10.04
+    net.tick(10.04)
+    assert (2, key(1), public(1)) in [(i, d.peer, d.host) for i, d in net.dials]
+    # both links come up: the simultaneous-dial rule keeps the one the smaller key dialled
+    a_dialled, b_dialled = ("P", 1, 2), ("P", 2, 1)
+    assert net.p[1].link_up(a_dialled, key(2), dialled=True, now=10.1, addr=(public(2), 4000))
+    assert net.p[2].link_up(a_dialled, key(1), dialled=False, now=10.1, addr=(public(1), 4000))
+    assert not net.p[1].link_up(b_dialled, key(2), dialled=False, now=10.1)
+    assert not net.p[2].link_up(b_dialled, key(1), dialled=True, now=10.1)
+    assert net.p[1].link_of(key(2)) == net.p[2].link_of(key(1)) == a_dialled
+
+
+def test_behind_a_nat_a_planned_dial_becomes_a_punch() -> None:
+    net = Net(4)
+    net.link(1, 3)
+    net.link(2, 3)
+    net.link(1, 4)
+    net.tick(10.0)
+    a = net.p[1]
+    assert a.mapping.kind == NatKind.EIM  # observed at public(1), listening on 10.0.0.1
+    assert a.mapping.public == (public(1), 4000)
+    net.dials.clear()
+    a.config.target_neighbours = 3
+    a.on_candidates([pp.Candidate(key(2), public(2), 4000)], net.now, verified=True)
+    net.run()
+    assert net.punches(Phase.GO) and net.dials[0] == (1, pp.Dial(key(2), public(2), 4000))
+
+
+def test_intro_flood_is_cut_by_the_relay_budget() -> None:
+    net = Net(3, relay_rate=1.0, relay_burst=4.0)
+    net.link(1, 3)
+    net.link(2, 3)
+    r = net.p[3]
+    for n in range(50):
+        r.on_message(("L", 1, 3), key(1), wire.Punch(phase=Phase.INTRO, peer=key(2), nonce=n + 1), 0.0)
+    net.run()
+    assert len(net.punches(Phase.OFFER)) <= 4  # B gets the burst, not the flood
+    assert r.nat.counters.punch_relay_refused >= 46
+
+
+def test_intro_for_a_stranger_or_oneself_is_refused() -> None:
+    net = Net(3)
+    net.link(1, 3)
+    r = net.p[3]
+    r.on_message(("L", 1, 3), key(1), wire.Punch(phase=Phase.INTRO, peer=key(9), nonce=1), 0.0)
+    r.on_message(("L", 1, 3), key(1), wire.Punch(phase=Phase.INTRO, peer=key(1), nonce=2), 0.0)
+    net.run()
+    assert net.punches(Phase.OFFER) == [] and r.nat.counters.punch_relay_refused == 2
+
+
+def test_unsolicited_go_and_accept_make_nobody_dial() -> None:
+    net = Net(3)
+    net.link(1, 3)
+    net.link(2, 3)
+    a, r = net.p[1], net.p[3]
+    a.on_message(("L", 1, 3), key(3), wire.Punch(phase=Phase.GO, peer=key(2), nonce=7,
+                                                host="192.0.2.99", port=80), 0.0)
+    r.on_message(("L", 2, 3), key(2), wire.Punch(phase=Phase.ACCEPT, peer=key(1), nonce=7), 0.0)
+    net.run()
+    assert net.dials == [] and net.punches(Phase.GO) == []
+    assert a.nat.counters.punch_unexpected == 1 and r.nat.counters.punch_unexpected == 1
+
+
+def test_a_go_from_another_neighbour_than_the_introducer_is_refused() -> None:
+    net = Net(4)
+    net.link(1, 3)
+    net.link(1, 4)
+    a = net.p[1]
+    assert a.nat.introduce(key(2), key(3), 0.0)
+    nonce = next(iter(a.nat.pending))
+    a.on_message(("L", 1, 4), key(4), wire.Punch(phase=Phase.GO, peer=key(2), nonce=nonce,
+                                                host="192.0.2.99", port=80), 0.0)
+    net.run()
+    assert net.dials == [] and a.nat.counters.punch_unexpected == 1
+
+
+def test_offer_flood_dials_at_most_the_accept_budget() -> None:
+    net = Net(3, accept_rate=0.5, accept_burst=6.0)
+    net.link(2, 3)
+    b = net.p[2]
+    for n in range(100):  # a hostile introducer names victims to dial
+        b.on_message(("L", 2, 3), key(3), wire.Punch(phase=Phase.OFFER, peer=key(50 + n),
+                                                    nonce=n, host=f"192.0.2.{n % 250 + 1}", port=80), 0.0)
+    net.tick(1.0)
+    assert len(net.dials) <= 6
+    assert b.nat.counters.punch_refused >= 94
+
+
+def test_an_introduction_without_go_expires_and_frees_the_dial_slot() -> None:
+    net = Net(3, punch_timeout=6.0)
+    net.link(1, 3)
+    a = net.p[1]
+    a.on_candidates([], 0.0, verified=True)
+    assert a.nat.introduce(key(2), key(3), 0.0)
+    a.dials.dialling[key(2)] = 6.0
+    a._take_nat_actions(0.0)
+    net.run()  # R refuses: B is not its neighbour
+    net.tick(6.0)
+    assert key(2) not in a.dials.dialling and a.nat.pending == {}
+    assert a.nat.counters.punch_intros_failed == 1
+
+
+def test_neighbours_tables_are_bounded() -> None:
+    net = Net(2, max_targets=10, max_introducers=2)
+    net.link(1, 2)
+    p = net.p[1]
+    for n in range(40):
+        p.nat.listed(key(2), [bytes([n + 10, 1]) * 16], 0.0)
+    assert len(p.nat.via) == 10 and p.nat.counters.introducers_evicted == 30
+    p.nat.listed(key(2), [key(1), key(2)], 0.0)  # itself and the lister are not targets
+    assert key(1) not in p.nat.via and key(2) not in p.nat.via
