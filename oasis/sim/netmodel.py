@@ -136,6 +136,9 @@ class PeerNet:
     #: (the fidelity check's 21 processes on one machine: measured there from
     #: /proc/<pid>/schedstat), paid per message received; 0 = a host of its own
     host_wait_s: float = 0.0
+    #: behind what NAT (oasis.core.nat.NatKind): 1 public, 2 endpoint-independent
+    #: mapping (a punch can reach it), 3 symmetric (a new mapping per destination)
+    nat: int = 1
 
 
 def sample_peer(world: World, rng: random.Random, mix: dict[str, float],

@@ -83,6 +83,7 @@ EV_HOSTILE = 10  #: an adversary's injection tick
 EV_BURST = 11  #: several control messages in one datagram (a REQUEST flood)
 EV_DIAL_FAILED = 12  #: a dial nobody answered (the node's connect timeout)
 EV_SESSION = 13  #: handshake bytes arrive (scenario protocol.session)
+EV_NAT_RETRY = 14  #: a dial's Initial, dropped by the listener's NAT, is retransmitted
 QUIC_RTTS = 1.0  #: QUIC's handshake before the OFTP session starts
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
@@ -126,6 +127,11 @@ QUIC_LOSS_FLOOR = 86_400
 #: the JOIN exchange (listener +0.5 RTT, dialler +1 RTT)
 HANDSHAKE_RTTS = 1.0
 DIAL_TIMEOUT_S = 5.0  #: the node's connect timeout (Node._dial)
+#: QUIC retransmits an unanswered Initial after its PTO (RFC 9002: 3 x the initial RTT
+#: of 333 ms, about 1 s); a dial dropped by a NAT is tried again this often, this many times
+NAT_RETRY_S = 1.0
+NAT_RETRIES = 3
+NAT_PUBLIC, NAT_EIM, NAT_SYMMETRIC = 1, 2, 3  #: PeerNet.nat (oasis.core.nat.NatKind)
 PORT = 4433
 SIM_STREAM = "sim"  #: the stream's text id (what JOIN names)
 
@@ -369,6 +375,8 @@ class OasisSim:
                 self._recv_burst(a, b)
             elif kind == EV_SESSION:
                 self._session(a, b)
+            elif kind == EV_NAT_RETRY:
+                self._dial(a, b[0], b[1])
             else:
                 self._dial_failed(a, b)
         self.events = events
@@ -389,10 +397,12 @@ class OasisSim:
         """A node: its swarm, its policy core (as the node configures it), an address."""
         cfg = pp.PolicyConfig(target_neighbours=0 if is_source else target,
                               max_neighbours=max_links)
-        policy: pp.PeerPolicy[Link] = pp.PeerPolicy(
-            key, cfg, rng=random.Random(f"policy/{self.seed}/{idx}"), now=now)
-        policy.add_stream(SIM_STREAM, self.sid.key)
         host = sim_address(idx + 2)
+        # behind a NAT the node listens on a private address: what peers see differs
+        listen = (host, PORT) if net.nat == NAT_PUBLIC else ("10.0.0.2", PORT)
+        policy: pp.PeerPolicy[Link] = pp.PeerPolicy(
+            key, cfg, rng=random.Random(f"policy/{self.seed}/{idx}"), now=now, listen=listen)
+        policy.add_stream(SIM_STREAM, self.sid.key)
         node = SimNode(idx, key, net, swarm, now, max_links, policy, host, is_source)
         self.by_addr[host] = node
         self.by_key[key] = node
@@ -440,6 +450,9 @@ class OasisSim:
         while acts:
             for a in acts:
                 if isinstance(a, pp.SendTo):
+                    if node.mode == adv.SILENT and not isinstance(a.message, wire.Join):
+                        self.adv.sent_dropped_silent += 1  # it JOINs, then says nothing
+                        continue
                     h = a.link
                     self._send_msg(node, self.by_key[h[2] if h[1] == node.key else h[1]], h, a.message)
                 elif isinstance(a, pp.AddPeer):
@@ -485,9 +498,36 @@ class OasisSim:
                     found.append(other.cand)
         node.policy.on_candidates(found, self.now, verified=True, interval=10.0)
 
-    def _dial(self, node: SimNode, a: pp.Dial) -> None:
+    def _seen(self, node: SimNode, other: SimNode) -> tuple[str, int]:
+        """The address ``node``'s packets come from, as ``other`` sees them: a symmetric
+        NAT maps each destination to a port of its own."""
+        if node.net.nat == NAT_SYMMETRIC:
+            return node.host, 20000 + (other.idx * 7919 + node.idx) % 40000
+        return node.host, PORT
+
+    def _nat_drops(self, node: SimNode, other: SimNode) -> bool:
+        """Does ``other``'s NAT drop ``node``'s dial? A NATed listener lets it in only
+        while it dials ``node`` too (its own packets opened the mapping), when its
+        mapping is endpoint-independent (the port ``node`` was told is the one open)
+        and ``node``'s is not symmetric (the mapping admits only the port it saw)."""
+        nat = other.net.nat
+        if nat == NAT_PUBLIC:
+            return False
+        return not (nat == NAT_EIM and node.net.nat != NAT_SYMMETRIC
+                    and node.key in other.policy.dials.dialling)
+
+    def _dial(self, node: SimNode, a: pp.Dial, tries: int = 0) -> None:
         other = self.by_addr.get(a.host)
         now = self.now
+        if not node.alive:
+            return
+        if other is not None and other.alive and self._nat_drops(node, other):
+            # the Initial is dropped at the listener's NAT; QUIC sends it again
+            if tries < NAT_RETRIES:
+                self.at(now + NAT_RETRY_S, EV_NAT_RETRY, node, (a, tries + 1))
+            else:
+                self.at(now + max(0.0, DIAL_TIMEOUT_S - NAT_RETRY_S * tries), EV_DIAL_FAILED, node, a.peer)
+            return
         if self.with_session and other is not None and other.alive and a.port == PORT:
             # whoever answers on that address: the session checks the key we pinned
             self.n_links += 1
@@ -571,7 +611,8 @@ class OasisSim:
                 else:
                     self.handshakes.pop(h[0], None)  # both sides done
                     self.handshakes_done += 1
-                node.policy.link_up(h, ev.peer_key, dialled=is_dialler, now=self.now)
+                node.policy.link_up(h, ev.peer_key, dialled=is_dialler, now=self.now,
+                                    addr=self._seen(other, node), rtt=self._rtt(node.net, other.net))
                 self._run_policy(node)
             elif isinstance(ev, ss.Closed):
                 failed = True
@@ -603,10 +644,13 @@ class OasisSim:
                     EV_DIAL_FAILED, dialler, listener.key)
             return
         self.open_links.add(h[0])
-        listener.policy.link_up(h, dialler.key, dialled=False, now=now)
+        rtt = self._rtt(dialler.net, listener.net)
+        listener.policy.link_up(h, dialler.key, dialled=False, now=now,
+                                addr=self._seen(dialler, listener), rtt=rtt)
         self._run_policy(listener)
         # the dialler authenticates too; a refusal reaches it as a close RTT/2 later
-        dialler.policy.link_up(h, listener.key, dialled=True, now=now)
+        dialler.policy.link_up(h, listener.key, dialled=True, now=now,
+                               addr=self._seen(listener, dialler), rtt=rtt)
         self._run_policy(dialler)
 
     def _close(self, node: SimNode, h: Link, peer: bytes, code: ErrorCode) -> None:

@@ -36,8 +36,12 @@ def build(s: Scenario, world: World, seed: int) -> tuple[PeerNet, list[Viewer]]:
     end = s.duration_s
     mean_session = 60.0 / s.churn_per_min if s.churn_per_min > 0 else INF
 
+    nat_rng = random.Random(f"nat/{seed}")  # its own stream: the rest of the population is unchanged
+
     def new(join: float, initial: bool) -> Viewer:
         v = Viewer(len(viewers), rng.randbytes(32), sample_peer(world, rng, s.access_mix), join)
+        if s.nat_share > 0 and nat_rng.random() < s.nat_share:
+            v.net.nat = 3 if nat_rng.random() < s.nat_symmetric else 2
         if mean_session < INF:
             length = session_length_s(rng, mean_session)
             if initial:  # already watching for a while: a residual lifetime

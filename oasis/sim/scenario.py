@@ -48,6 +48,11 @@ class Scenario:
     #: share of a tracker answer drawn from the joiner's own area (here: its country, as if
     #: every node ran with ``--area COUNTRY``); the node's tracker default; 0 = uniform
     tracker_locality: float = 0.8
+    # NATs (oasis/core/nat.py): a share of the viewers accepts no unsolicited inbound
+    # link; of those, a share has a symmetric mapping (punching to it fails). Ford et al.
+    # (USENIX 2005) found 82 % of NATs allow UDP hole punching: nat_symmetric 0.2.
+    nat_share: float = 0.0  #: share of the viewers behind a NAT (0 = all public)
+    nat_symmetric: float = 0.2  #: share of the NATed viewers whose mapping is symmetric
     # hostile peers (oasis/sim/adversary.py): a share of the viewers, a mix of modes
     hostile: float = 0.0  #: share of the viewers that are adversaries (0 = none)
     hostile_mix: dict[str, float] = field(default_factory=dict)  #: mode -> weight; {} = all equal
@@ -75,7 +80,7 @@ class Scenario:
         return asdict(self)
 
 
-_TABLES = {"stream", "network", "join", "churn", "baseline", "run", "adversary"}
+_TABLES = {"stream", "network", "join", "churn", "baseline", "run", "adversary", "nat"}
 
 
 def load(path: str | Path) -> Scenario:
@@ -102,6 +107,8 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     if total <= 0:
         raise ValueError("access_mix must have a positive total")
     s.access_mix = {k: v / total for k, v in s.access_mix.items()}
+    if not (0.0 <= s.nat_share <= 1.0 and 0.0 <= s.nat_symmetric <= 1.0):
+        raise ValueError("nat_share and nat_symmetric are shares in [0, 1]")
     if not 0.0 <= s.hostile < 1.0:
         raise ValueError(f"hostile = {s.hostile}: a share in [0, 1)")
     from .adversary import check_mix
