@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -345,6 +346,7 @@ def run_testbed(args: argparse.Namespace) -> int:
     progress = Progress(args.json)
     chunk_ms = args.chunk_ms or sw.DEFAULT_CHUNK_MS
     limit = args.timeout or (args.duration + 4 * START_TIMEOUT + 10 * len(topo.nodes) + 60)
+    t_start, load_before = time.monotonic(), round(os.getloadavg()[0], 2)
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep)
@@ -371,6 +373,11 @@ def run_testbed(args: argparse.Namespace) -> int:
     if code or not result:
         return code or 1
     result["delayer"] = tb.delayer_stats
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.monotonic() - t_start
+    result["testbed"] |= {"wall_s": round(wall, 1), "cpu_s_all_processes": round(cpu.ru_utime + cpu.ru_stime, 1),
+                          "mean_cores_busy": round((cpu.ru_utime + cpu.ru_stime) / wall, 2),
+                          "load_avg_1m_before": load_before, "cores": os.cpu_count()}
     result["cleanup_problems"] = problems
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "per_viewer"}))
