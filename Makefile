@@ -10,10 +10,30 @@ DURATION ?= 30
 
 .PHONY: demo test lint bench setup
 
+# The network-namespace testbed (bench/testbed.py, tests/testbed) needs iptables and
+# libnetfilter_queue (the NFQUEUE delayer's binding builds against it). Installed from
+# Debian when missing and we are root with apt-get; otherwise a message, and the
+# testbed's extra (and its tests) are skipped.
+TESTBED_SYS := $(shell command -v iptables >/dev/null 2>&1 && test -e /usr/include/libnetfilter_queue/libnetfilter_queue.h && echo yes)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@if [ "$(TESTBED_SYS)" != yes ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing iptables and libnetfilter-queue-dev for the testbed (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+				iptables libnetfilter-queue-dev gcc libc6-dev >/dev/null; \
+		else \
+			echo "note: the network testbed needs iptables and libnetfilter-queue-dev (Debian);"; \
+			echo "      not root or no apt-get: skipping them (tests/testbed will be skipped)"; \
+		fi; \
+	fi
+	if command -v iptables >/dev/null 2>&1 && test -e /usr/include/libnetfilter_queue/libnetfilter_queue.h; then \
+		$(BIN)/python -m pip install --quiet -e '.[dev,testbed]'; \
+	else \
+		$(BIN)/python -m pip install --quiet -e '.[dev]'; \
+	fi
 	touch $(STAMP)
 
 # The hottest protocol cores compiled with mypyc from the same sources (about 1.8x

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--offline", action="store_true", help="do not open the chain (no balances)")
     _chain(wl)
 
+    from oasis.testbed.runner import add_arguments as testbed_arguments
+    testbed_arguments(sub.add_parser("testbed", help="real nodes in network namespaces with world "
+                                     "delays, access links and NATs (root; docs/testbed.md)"))
+
     from oasis.sim.cli import add_arguments as sim_arguments
     sim_arguments(sub.add_parser("sim", help="simulate a swarm: Oasis vs baselines on a network model"))
     return ap
@@ -145,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.cmd == "testbed":
+        from oasis.testbed.runner import run_testbed
+        return run_testbed(args)
     if args.cmd == "sim":
         from oasis.sim.cli import run as run_sim
         return run_sim(args)

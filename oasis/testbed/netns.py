@@ -1,0 +1,309 @@
+"""The testbed's network: Linux network namespaces, veths, tc and iptables.
+
+Theory of operation. One *core* namespace is the internet: every site hangs off it
+on its own veth, a routed /31 out of 198.18.0.0/15 (the benchmarking range), and its
+FORWARD chain sends every packet to NFQUEUE 0, where :mod:`oasis.testbed.delayer`
+holds it for the one-way delay between the two sites' countries. A *site* is what
+has a public address:
+
+* a public node: the node's namespace itself (``eth0`` on the core);
+* a home router (``eim`` / ``symmetric``): a namespace with ``wan`` on the core, a
+  ``lan`` 192.168.1.0/24 with the node's namespace behind it, and MASQUERADE on
+  ``wan`` (``--random-fully`` for symmetric);
+* a carrier-grade NAT (``cgn``): one namespace per (country, mobile access kind);
+  each subscriber's namespace hangs off it on a /31 out of 100.64.0.0/10.
+
+The access link is shaped with tbf both ways: the site's (or the subscriber's) egress
+is the upload cap, the egress of the other end the download cap. Loss is an
+``iptables -m statistic`` DROP on the node's ``eth0``, both directions. Nothing is
+routed to or from the namespace the testbed runs in: the runner reaches a node's HTTP
+through a socket it opens inside the node's namespace (:func:`ns_socket`).
+
+Every name starts with the run's prefix (``oas<pid>-``); :func:`cleanup` removes
+namespaces (and any stray root-namespace links) of a prefix, or of every run whose
+process is gone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .topology import NodeSpec, Topology
+
+CORE_NET = ipaddress.IPv4Address("198.18.0.0")
+CGN_NET = ipaddress.IPv4Address("100.64.0.0")
+HOME_GW, HOME_NODE = "192.168.1.1", "192.168.1.2"
+PREFIX_RE = re.compile(r"^oas(\d+)-")
+CLONE_NEWNET = 0x40000000
+QUEUE_NUM = 0
+CMD_TIMEOUT = 30.0
+
+
+class NetError(RuntimeError):
+    """A command that builds the network failed (the message names it)."""
+
+
+def run(cmd: list[str], *, stdin: str | None = None, check: bool = True) -> str:
+    p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=CMD_TIMEOUT)
+    if check and p.returncode != 0:
+        raise NetError(f"{' '.join(cmd)}: {p.stderr.strip()[:400]}")
+    return p.stdout
+
+
+def available() -> str | None:
+    """None if the testbed can run here, else why not (a sentence)."""
+    if os.geteuid() != 0:
+        return "the testbed needs root (network namespaces, tc, iptables)"
+    for tool in ("ip", "tc", "iptables", "iptables-restore"):
+        if not any(os.access(os.path.join(d, tool), os.X_OK)
+                   for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":") + ["/usr/sbin"]):
+            return f"{tool} is missing (Debian: iptables, iproute2; `make setup` installs them as root)"
+    try:
+        run(["ip", "netns", "list"])
+    except (NetError, OSError) as exc:
+        return f"`ip netns` is unavailable: {exc}"
+    try:
+        import netfilterqueue  # noqa: F401
+    except ImportError:
+        return "NetfilterQueue is not installed (needs libnetfilter-queue-dev; `make setup` as root)"
+    return None
+
+
+def _pair(base: ipaddress.IPv4Address, k: int) -> tuple[str, str]:
+    """The k-th /31 of a range: (the upstream end, the downstream end)."""
+    return str(base + 2 * k), str(base + 2 * k + 1)
+
+
+@dataclass
+class Placement:
+    """Where one node ended up."""
+
+    ns: str  #: the node's namespace
+    addr: str  #: its own address (what it listens on)
+    public: str  #: the address the internet sees for it (its site's)
+    site: int  #: index of its site on the core
+
+
+@dataclass
+class Network:
+    """Builds a topology's namespaces, and removes them (:meth:`teardown`)."""
+
+    topo: Topology
+    prefix: str
+    core: str = ""
+    namespaces: list[str] = field(default_factory=list)
+    placement: dict[str, Placement] = field(default_factory=dict)
+    #: site index -> (public address, country, last-mile ms) for the delayer
+    sites: list[tuple[str, str, float]] = field(default_factory=list)
+    on_progress: Callable[[str], None] = lambda _msg: None
+
+    def ns(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def _netns(self, name: str) -> str:
+        full = self.ns(name)
+        run(["ip", "netns", "add", full])
+        self.namespaces.append(full)
+        run(["ip", "-n", full, "link", "set", "lo", "up"])
+        return full
+
+    def _veth(self, a: str, a_if: str, b: str, b_if: str) -> None:
+        """A veth created straight inside its two namespaces (never in ours)."""
+        run(["ip", "link", "add", a_if, "netns", a, "type", "veth", "peer", "name", b_if, "netns", b])
+        run(["ip", "-n", a, "link", "set", a_if, "up"])
+        run(["ip", "-n", b, "link", "set", b_if, "up"])
+
+    def _site(self, ns: str, iface: str, country: str, lastmile_ms: float) -> tuple[int, str]:
+        k = len(self.sites)
+        core_ip, site_ip = _pair(CORE_NET, k)
+        self._veth(self.core, f"s{k}", ns, iface)
+        run(["ip", "-n", self.core, "addr", "add", f"{core_ip}/31", "dev", f"s{k}"])
+        run(["ip", "-n", ns, "addr", "add", f"{site_ip}/31", "dev", iface])
+        run(["ip", "-n", ns, "route", "add", "default", "via", core_ip])
+        self.sites.append((site_ip, country, lastmile_ms))
+        return k, site_ip
+
+    def build(self) -> None:
+        self.core = self._netns("core")
+        _sysctl(self.core, "net.ipv4.ip_forward", "1")
+        _iptables(self.core, {"filter": [f"-A FORWARD -j NFQUEUE --queue-num {QUEUE_NUM}"]})
+        cgns: dict[tuple[str, str], tuple[str, int, str]] = {}
+        subscribers = 0
+        g, m = "", 0
+        for i, n in enumerate(self.topo.nodes):
+            self.on_progress(f"network: node {i + 1}/{len(self.topo.nodes)} ({n.name}, {n.nat})")
+            node_ns = self._netns(n.name)
+            if n.nat == "public":
+                k, ip = self._site(node_ns, "eth0", n.country, n.lastmile_ms)
+                self.placement[n.name] = Placement(node_ns, ip, ip, k)
+                _shape(node_ns, "eth0", n.up_kbps)
+                _shape(self.core, f"s{k}", n.down_kbps)
+            elif n.nat in ("eim", "symmetric"):
+                r = self._netns(f"r{n.name}")
+                k, ip = self._site(r, "wan", n.country, n.lastmile_ms)
+                self._veth(r, "lan", node_ns, "eth0")
+                run(["ip", "-n", r, "addr", "add", f"{HOME_GW}/24", "dev", "lan"])
+                run(["ip", "-n", node_ns, "addr", "add", f"{HOME_NODE}/24", "dev", "eth0"])
+                run(["ip", "-n", node_ns, "route", "add", "default", "via", HOME_GW])
+                _sysctl(r, "net.ipv4.ip_forward", "1")
+                rnd = " --random-fully" if n.nat == "symmetric" else ""
+                _iptables(r, {"nat": [f"-A POSTROUTING -o wan -j MASQUERADE{rnd}"]})
+                self.placement[n.name] = Placement(node_ns, HOME_NODE, ip, k)
+                _shape(r, "wan", n.up_kbps)
+                _shape(self.core, f"s{k}", n.down_kbps)
+            elif n.nat == "cgn":
+                key = (n.country, n.access)
+                if key not in cgns:
+                    g = self._netns(f"g{len(cgns)}")
+                    k, ip = self._site(g, "wan", n.country, n.lastmile_ms)
+                    _sysctl(g, "net.ipv4.ip_forward", "1")
+                    _iptables(g, {"nat": ["-A POSTROUTING -o wan -j MASQUERADE"]})
+                    cgns[key] = (g, k, ip)
+                g, k, ip = cgns[key]
+                m = subscribers
+                subscribers += 1
+                gw, addr = _pair(CGN_NET, m)
+                self._veth(g, f"sub{m}", node_ns, "eth0")
+                run(["ip", "-n", g, "addr", "add", f"{gw}/31", "dev", f"sub{m}"])
+                run(["ip", "-n", node_ns, "addr", "add", f"{addr}/31", "dev", "eth0"])
+                run(["ip", "-n", node_ns, "route", "add", "default", "via", gw])
+                self.placement[n.name] = Placement(node_ns, addr, ip, k)
+                _shape(node_ns, "eth0", n.up_kbps)
+                _shape(g, f"sub{m}", n.down_kbps)
+            else:
+                raise NetError(f"node {n.name}: unknown NAT kind {n.nat!r}")
+            if n.loss > 0:
+                # In: the node's INPUT. Out: the next hop's FORWARD (a DROP in the node's own
+                # OUTPUT would fail its sendto with EPERM, which a real lossy link never does).
+                p = f"-m statistic --mode random --probability {n.loss:.6f} -j DROP"
+                _iptables(node_ns, {"filter": [f"-A INPUT -i eth0 {p}"]})
+                hop, hop_if = {"public": (self.core, f"s{self.placement[n.name].site}"),
+                               "cgn": (g, f"sub{m}")}.get(n.nat, (self.ns(f"r{n.name}"), "lan"))
+                _iptables(hop, {"filter": [f"-I FORWARD 1 -i {hop_if} {p}"]})
+
+    def delay_table(self) -> dict[str, object]:
+        """What the delayer needs: each site's public address, country and last mile."""
+        return {"sites": [{"addr": a, "country": c, "lastmile_ms": lm} for a, c, lm in self.sites]}
+
+    def teardown(self) -> list[str]:
+        """Remove every namespace built (killing what still runs in it); returns errors."""
+        errors = cleanup(self.prefix)
+        self.namespaces.clear()
+        return errors
+
+
+def node_of(topo: Topology, name: str) -> NodeSpec:
+    return next(n for n in topo.nodes if n.name == name)
+
+
+def _sysctl(ns: str, key: str, value: str) -> None:
+    run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}"])
+
+
+def _iptables(ns: str, tables: dict[str, list[str]]) -> None:
+    """Load rules into a namespace in one iptables-restore (appending to what is there)."""
+    text = "".join(f"*{t}\n" + "".join(r + "\n" for r in rules) + "COMMIT\n" for t, rules in tables.items())
+    run(["ip", "netns", "exec", ns, "iptables-restore", "--noflush", "-w"], stdin=text)
+
+
+def _shape(ns: str, dev: str, kbps: int) -> None:
+    """tbf at ``kbps`` on ``dev``'s egress: burst 10 ms of the rate (>= 2 full frames),
+    queue at most 200 ms of it (then drops, as an access link's buffer would)."""
+    burst = max(3028, kbps * 1000 // 8 // 100)
+    run(["tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", f"{kbps}kbit",
+         "burst", str(burst), "latency", "200ms"])
+
+
+# ---- cleanup -------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_prefixes() -> set[str]:
+    """Prefixes of every testbed run that left a namespace or a root-namespace link."""
+    out = set()
+    for line in run(["ip", "netns", "list"], check=False).splitlines():
+        m = PREFIX_RE.match(line.split()[0]) if line.strip() else None
+        if m:
+            out.add(m.group(0))
+    for name in _root_links():
+        m = PREFIX_RE.match(name)
+        if m:
+            out.add(m.group(0))
+    return out
+
+
+def _root_links() -> list[str]:
+    names = []
+    for line in run(["ip", "-o", "link", "show"], check=False).splitlines():
+        parts = line.split(": ")
+        if len(parts) > 1:
+            names.append(parts[1].split("@")[0])
+    return names
+
+
+def leftovers(prefix: str) -> list[str]:
+    """Namespaces and root-namespace links whose name starts with ``prefix``."""
+    ns = [ln.split()[0] for ln in run(["ip", "netns", "list"], check=False).splitlines() if ln.strip()]
+    return [n for n in ns + _root_links() if n.startswith(prefix)]
+
+
+def cleanup(prefix: str | None = None) -> list[str]:
+    """Remove the namespaces and root links of ``prefix``; with None, of every run whose
+    process (the pid in its prefix) is gone. Processes still inside are killed first."""
+    prefixes = [prefix] if prefix else [p for p in run_prefixes()
+                                        if not _pid_alive(int(PREFIX_RE.match(p).group(1)))]  # type: ignore[union-attr]
+    errors = []
+    for p in prefixes:
+        names = [ln.split()[0] for ln in run(["ip", "netns", "list"], check=False).splitlines()
+                 if ln.strip() and ln.split()[0].startswith(p)]
+        for ns in names:
+            for pid in run(["ip", "netns", "pids", ns], check=False).split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        for ns in names:
+            try:
+                run(["ip", "netns", "del", ns])
+            except NetError as exc:
+                errors.append(str(exc))
+        for link in _root_links():
+            if link.startswith(p):
+                run(["ip", "link", "del", link], check=False)
+    return errors
+
+
+# ---- sockets inside a namespace -------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_setns_lock = threading.Lock()
+
+
+def ns_socket(ns: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket that lives in namespace ``ns`` (a socket keeps the namespace it was
+    created in): the runner talks to a node's HTTP without a route into the testbed."""
+    with _setns_lock, open("/proc/thread-self/ns/net") as home, open(f"/run/netns/{ns}") as target:
+        if _libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {ns} failed")
+        try:
+            return socket.socket(socket.AF_INET, kind)
+        finally:
+            if _libc.setns(home.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back failed: the runner is in the wrong namespace")

@@ -1,0 +1,386 @@
+"""``bench/testbed.py`` / ``oasis testbed``: real Oasis nodes in a namespace world.
+
+Builds the topology's network (:mod:`oasis.testbed.netns`), starts the delayer in the
+core namespace, the broadcaster (embedded tracker and origin at its public address),
+then the viewers, each in its own namespace listening on its own address, with its
+player gateway on 127.0.0.1 inside that namespace. It runs ``--duration`` seconds
+after the last viewer started, collects every node's ``/stats`` (the demo's
+collector and summary: :func:`oasis.demo._summary`), and adds figures per NAT kind.
+Whatever happens -- an error, SIGINT, SIGTERM -- every process it started is stopped
+and every namespace it made is removed before it returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from oasis.core.metrics import summarize
+from oasis.demo import Proc, _first_line, _stop_all, _summary, die_with_parent
+
+from . import netns
+from .topology import NodeSpec, Topology, build
+
+REPO = Path(__file__).resolve().parents[2]
+OFTP_PORT, HTTP_PORT, GATEWAY_PORT = 4433, 8000, 8080
+START_TIMEOUT = 90.0  #: seconds a node may take to print its first line (a loaded machine)
+START_CONCURRENCY = 4  #: viewers starting at once (imports are CPU-heavy on 2 cores)
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT: stop, clean up, exit."""
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _spawn(name: str, ns: str, args: list[str], log_dir: str) -> Proc:
+    """``python -m <args>`` inside namespace ``ns``, from this source tree."""
+    err = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed below
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", *args],
+                         stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                         start_new_session=True, env=env, preexec_fn=die_with_parent)
+    err.close()
+    return Proc(name, p)
+
+
+async def http_json(ns: str, host: str, port: int, path: str, timeout: float = 10.0) -> Any:
+    """GET ``path`` from ``host:port`` inside namespace ``ns``; the JSON body, or None."""
+    body = await http_get(ns, host, port, path, timeout)
+    try:
+        return None if body is None else json.loads(body)
+    except ValueError:
+        return None
+
+
+async def http_get(ns: str, host: str, port: int, path: str, timeout: float = 10.0) -> bytes | None:
+    """GET ``path`` from ``host:port`` inside namespace ``ns`` (HTTP/1.0); the body of a
+    200 answer, or None."""
+    try:
+        sock = netns.ns_socket(ns)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+
+        async def get() -> bytes:
+            with sock:
+                await loop.sock_connect(sock, (host, port))
+                reader, writer = await asyncio.open_connection(sock=sock)
+                writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+                data = await reader.read()
+                writer.close()
+                return data
+
+        raw = await asyncio.wait_for(get(), timeout)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
+            return None
+        return body
+    except (OSError, TimeoutError):
+        return None
+
+
+class Testbed:
+    """One run: network, delayer, nodes; :meth:`close` undoes all of it."""
+
+    def __init__(self, topo: Topology, *, prefix: str, duration: float, chunk_ms: int,
+                 delay_scale: float, progress: Any, keep: bool = False) -> None:
+        self.topo, self.prefix, self.duration = topo, prefix, duration
+        self.chunk_ms, self.delay_scale, self.progress, self.keep = chunk_ms, delay_scale, progress, keep
+        self.root = tempfile.mkdtemp(prefix=f"{prefix}testbed-")
+        self.net = netns.Network(topo, prefix, on_progress=progress.status)
+        self.procs: list[Proc] = []
+        self.delayer: subprocess.Popen[str] | None = None
+        self.delayer_stats: dict[str, Any] | None = None
+        self.started: dict[str, float] = {}
+
+    def build(self) -> None:
+        t0 = time.monotonic()
+        self.net.build()
+        self.setup_s = time.monotonic() - t0
+        table = os.path.join(self.root, "delays.json")
+        Path(table).write_text(json.dumps(self.net.delay_table()))
+        Path(self.root, "topology.json").write_text(self.topo.dumps())
+        self.delayer = subprocess.Popen(
+            ["ip", "netns", "exec", self.net.core, sys.executable, "-m", "oasis.testbed.delayer",
+             table, "--scale", str(self.delay_scale)],
+            stdout=subprocess.PIPE, stderr=open(os.path.join(self.root, "delayer.log"), "wb"),  # noqa: SIM115
+            stdin=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+            start_new_session=True, preexec_fn=die_with_parent)
+        assert self.delayer.stdout is not None
+        line = self.delayer.stdout.readline()  # bounded: it prints at once or exits
+        if not line.startswith('{"ready"'):
+            raise RuntimeError(f"the delayer did not start; see {self.root}/delayer.log")
+
+    async def run(self) -> dict[str, Any]:
+        topo, net = self.topo, self.net
+        b = topo.broadcaster
+        bp = net.placement[b.name]
+        bitrate = topo.bitrate_kbps
+        self.progress.status("starting the broadcaster…")
+        bproc = _spawn("b", bp.ns, ["oasis", "broadcast", "test", "--bitrate", str(bitrate),
+                                    "--chunk-ms", str(self.chunk_ms), "--json",
+                                    "--listen", f"{bp.addr}:{OFTP_PORT}", "--http", f"{bp.addr}:{HTTP_PORT}",
+                                    "--upload-kbps", str(2 * bitrate), "--area", b.country,
+                                    "--data-dir", os.path.join(self.root, "b")], self.root)
+        self.procs.append(bproc)
+        binfo = await _first_line(bproc, START_TIMEOUT)
+        self.started[b.name] = time.monotonic()
+        self.progress.status(f"broadcaster up: tracker {binfo['tracker']}")
+        t0 = time.monotonic()
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+        vprocs: dict[str, Proc] = {}
+
+        async def start(v: NodeSpec) -> None:
+            wait = t0 + v.join_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # the topology's join schedule, not a synchronisation
+            async with gate:
+                p = net.placement[v.name]
+                proc = _spawn(v.name, p.ns, [
+                    "oasis", "watch", binfo["stream_id"], "--tracker", binfo["tracker"],
+                    "--gateway", f"127.0.0.1:{GATEWAY_PORT}", "--listen", f"{p.addr}:{OFTP_PORT}",
+                    "--upload-kbps", str(4 * bitrate), "--area", v.country, "--json",
+                    "--data-dir", os.path.join(self.root, v.name)], self.root)
+                self.procs.append(proc)
+                vprocs[v.name] = proc
+                await _first_line(proc, START_TIMEOUT)
+                self.started[v.name] = time.monotonic()
+                self.progress.status(f"viewers started {len(self.started) - 1}/{len(topo.viewers)}")
+
+        await asyncio.gather(*[start(v) for v in topo.viewers])
+        startup_all_s = time.monotonic() - t0
+        viewers = topo.viewers
+        t_end = time.monotonic() + self.duration
+        while (left := t_end - time.monotonic()) > 0:
+            stats = await asyncio.gather(*[self._stats(v) for v in viewers])
+            self.progress.tick(self.duration - left, self.duration, stats)
+            for p in self.procs:
+                if p.popen.poll() is not None:
+                    raise RuntimeError(f"{p.name} exited early with code {p.popen.returncode}; "
+                                       f"see {self.root}/{p.name}.log")
+            await asyncio.sleep(min(2.0, left))  # the run's length, not a synchronisation
+        final = await asyncio.gather(*[self._stats(v, detail=True) for v in viewers])
+        vmetrics = await asyncio.gather(*[http_get(net.placement[v.name].ns, "127.0.0.1", GATEWAY_PORT,
+                                                   "/metrics") for v in viewers])
+        for s, m in zip(final, vmetrics, strict=True):
+            if s is not None:
+                s["discovery"] = metric_events((m or b"").decode(errors="replace"),
+                                               "oasis_discovery_events_total")
+        bstats = await http_json(bp.ns, bp.addr, HTTP_PORT, "/stats?detail=1")
+        metrics = await http_get(bp.ns, bp.addr, HTTP_PORT, "/metrics") or b""
+        now = time.time()
+        args = argparse.Namespace(viewers=len(viewers), duration=self.duration, chunk_ms=self.chunk_ms)
+        result = _summary(args, bitrate, list(final), bstats, now)
+        result["by_nat"] = by_nat(topo, list(final), bstats, now)
+        result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
+        result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
+                             "viewers_started_in_s": round(startup_all_s, 1),
+                             "delay_scale": self.delay_scale, "seed": topo.seed,
+                             "nat_share": topo.notes.get("nat_share"),
+                             "countries": sorted({n.country for n in topo.nodes})}
+        return result
+
+    async def _stats(self, v: NodeSpec, detail: bool = False) -> dict[str, Any] | None:
+        if v.name not in self.started:
+            return None
+        path = "/stats?detail=1" if detail else "/stats"
+        s: dict[str, Any] | None = await http_json(self.net.placement[v.name].ns, "127.0.0.1",
+                                                   GATEWAY_PORT, path)
+        return s
+
+    def close(self) -> list[str]:
+        """Stop every process, then remove the network. Returns what went wrong."""
+        problems = []
+        failed = _stop_all(self.procs)
+        if failed:
+            problems.append(f"{failed} node processes exited with an error or had to be killed")
+        if self.delayer is not None:
+            if self.delayer.poll() is None:
+                self.delayer.send_signal(signal.SIGTERM)
+            try:
+                out, _ = self.delayer.communicate(timeout=10)
+                self.delayer_stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
+            except (subprocess.TimeoutExpired, ValueError):
+                self.delayer.kill()
+                self.delayer.communicate()
+        problems += self.net.teardown()
+        left = netns.leftovers(self.prefix)
+        if left:
+            problems.append(f"left behind: {left}")
+        if self.keep:
+            self.progress.status(f"logs and topology kept in {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+        return problems
+
+
+def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str, Any] | None,
+           now: float) -> dict[str, Any]:
+    """Figures per NAT kind: the demo's summary of that kind's viewers, and how many of
+    them relayed to anyone, had a neighbour, or were refused by the tracker."""
+    if bstats is None:
+        return {}
+    produced = {int(k): v for k, v in bstats["streams"][0]["produced"].items()}
+    out: dict[str, Any] = {}
+    for kind in sorted({v.nat for v in topo.viewers}):
+        stats = [s for v, s in zip(topo.viewers, final, strict=True) if v.nat == kind]
+        ok = [s for s in stats if s is not None]
+        records = [s["streams"][0]["record"] for s in ok]
+        summ = summarize(records, produced, now - 1.0, playout_delay=0.5)
+        out[kind] = {
+            "viewers": len(stats),
+            "continuity": summ["continuity"],
+            "offload_ratio": summ["offload_ratio"],
+            "latency_ms_p50": summ["latency_ms"]["p50"], "latency_ms_p95": summ["latency_ms"]["p95"],
+            "startup_ms_p50": summ["startup_ms"]["p50"],
+            "relaying": sum(1 for s in ok if s["streams"][0]["upload"]["released_bytes"] > 0),
+            "with_neighbours": sum(1 for s in ok if s["streams"][0]["neighbours"] > 0),
+            "with_tracker_errors": sum(1 for s in ok if s.get("discovery", {}).get("tracker_errors", 0)),
+            "bytes": summ["bytes"],
+        }
+    return out
+
+
+def _tracker_view(topo: Topology, metrics: str, net: netns.Network) -> dict[str, Any]:
+    """What the tracker saw: its event counters (from the broadcaster's /metrics) and the
+    addresses NATed viewers announce (their own, not their NAT's)."""
+    events = metric_events(metrics, "oasis_tracker_events_total")
+    natted = [v for v in topo.viewers if v.nat != "public"]
+    return {"events": events, "viewers_behind_nat": len(natted),
+            "natted_listen_addresses": sorted({net.placement[v.name].addr for v in natted})}
+
+
+def metric_events(text: str, family: str) -> dict[str, int]:
+    """``{event: value}`` of a Prometheus counter family labelled by ``event``."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(family + "{") and 'event="' in line:
+            out[line.split('event="', 1)[1].split('"', 1)[0]] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+class Progress:
+    """Terminal progress with rich (stderr when --json, so stdout stays one JSON object)."""
+
+    def __init__(self, to_stderr: bool) -> None:
+        from rich.console import Console
+        self.console = Console(stderr=to_stderr)
+
+    def status(self, text: str) -> None:
+        self.console.print(text)
+
+    def tick(self, elapsed: float, total: float, stats: list[dict[str, Any] | None]) -> None:
+        up = [s for s in stats if s]
+        p2p = sum(s["streams"][0]["bytes"].get("p2p", 0) for s in up)
+        allb = sum(sum(s["streams"][0]["bytes"].values()) for s in up)
+        relaying = sum(1 for s in up if s["streams"][0]["upload"]["released_bytes"] > 0)
+        self.console.print(f"[{elapsed:5.1f}/{total:.0f}s] viewers answering {len(up)}/{len(stats)} "
+                           f"relaying {relaying} offload {100 * p2p / allb if allb else 0:.1f}%")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="bench/testbed.py", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    return ap.parse_args(argv)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--viewers", type=int, default=29)
+    ap.add_argument("--duration", type=float, default=60, help="seconds after the last viewer started")
+    ap.add_argument("--bitrate", type=int, default=1500, help="kbit/s")
+    ap.add_argument("--chunk-ms", type=int, default=None, help="chunk duration (default: the node's)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--nat-share", type=float, default=0.7, help="share of viewers behind a NAT")
+    ap.add_argument("--symmetric-share", type=float, default=0.2, help="share of the NATed that are symmetric")
+    ap.add_argument("--countries", default=None, help="comma-separated ISO codes to draw from "
+                    "(default: all, weighted by internet users)")
+    ap.add_argument("--loss", type=float, default=None, help="per-packet loss each way (default: the access kind's)")
+    ap.add_argument("--join-spread", type=float, default=0.0, help="viewers join over this many seconds")
+    ap.add_argument("--delay-scale", type=float, default=1.0, help="multiply every delay (0: none)")
+    ap.add_argument("--topology", default=None, help="a topology JSON file (instead of drawing one)")
+    ap.add_argument("--dump-topology", action="store_true", help="print the topology's JSON and exit")
+    ap.add_argument("--prefix", default=f"oas{os.getpid()}-", help="name prefix of this run")
+    ap.add_argument("--cleanup", action="store_true",
+                    help="remove namespaces and links left by earlier runs that died, then exit")
+    ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    ap.add_argument("--keep", action="store_true", help="keep logs and the topology")
+    ap.add_argument("--timeout", type=float, default=None, help="hard limit for the run, seconds")
+
+
+def make_topology(args: argparse.Namespace) -> Topology:
+    if args.topology:
+        return Topology.from_json(json.loads(Path(args.topology).read_text()))
+    return build(args.seed, args.viewers, bitrate_kbps=args.bitrate, nat_share=args.nat_share,
+                 symmetric_share=args.symmetric_share,
+                 countries=args.countries.split(",") if args.countries else None,
+                 loss=args.loss, join_spread_s=args.join_spread)
+
+
+def run_testbed(args: argparse.Namespace) -> int:
+    if args.cleanup:
+        errors = netns.cleanup(None)
+        print(json.dumps({"cleaned": True, "errors": errors}))
+        return 1 if errors else 0
+    topo = make_topology(args)
+    if args.dump_topology:
+        print(topo.dumps())
+        return 0
+    why = netns.available()
+    if why:
+        print(f"oasis testbed: cannot run: {why}", file=sys.stderr)
+        return 2
+    from oasis.core import swarm as sw
+    progress = Progress(args.json)
+    chunk_ms = args.chunk_ms or sw.DEFAULT_CHUNK_MS
+    limit = args.timeout or (args.duration + 4 * START_TIMEOUT + 10 * len(topo.nodes) + 60)
+    t_start, load_before = time.monotonic(), round(os.getloadavg()[0], 2)
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
+                 delay_scale=args.delay_scale, progress=progress, keep=args.keep)
+    result: dict[str, Any] = {}
+    code = 0
+    try:
+        progress.status(f"building {len(topo.nodes)} nodes' network (prefix {args.prefix})…")
+        tb.build()
+        result = asyncio.run(asyncio.wait_for(tb.run(), limit))
+    except (Interrupted, KeyboardInterrupt) as exc:
+        progress.status(f"interrupted ({exc}): cleaning up")
+        code = 130
+    except (RuntimeError, netns.NetError, TimeoutError, OSError) as exc:
+        print(f"oasis testbed: error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        for s in old:
+            signal.signal(s, signal.SIG_IGN)  # the clean-up must not be cut short
+        problems = tb.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if problems:
+        print(f"oasis testbed: {'; '.join(problems)}", file=sys.stderr)
+    if code or not result:
+        return code or 1
+    result["delayer"] = tb.delayer_stats
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.monotonic() - t_start
+    result["testbed"] |= {"wall_s": round(wall, 1), "cpu_s_all_processes": round(cpu.ru_utime + cpu.ru_stime, 1),
+                          "mean_cores_busy": round((cpu.ru_utime + cpu.ru_stime) / wall, 2),
+                          "load_avg_1m_before": load_before, "cores": os.cpu_count()}
+    result["cleanup_problems"] = problems
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "per_viewer"}))
+    else:
+        progress.console.print_json(json.dumps({k: v for k, v in result.items() if k != "per_viewer"}))
+    return 0

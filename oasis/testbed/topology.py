@@ -1,0 +1,154 @@
+"""The testbed's topology: who sits where, behind what, on which access link.
+
+A :class:`Topology` is plain data (frozen dataclasses, a JSON dump and load) so the
+same description can drive the namespace testbed (:mod:`oasis.testbed.netns`) and,
+later, the simulator (issue 10, item 5). :func:`build` draws one from a seed with the
+simulator's own network model (:mod:`oasis.sim.netmodel`): countries weighted by
+internet users, access kinds with their capacities and last-mile delays, and the
+RIPE Atlas country-pair RTTs of :class:`~oasis.sim.netmodel.World`.
+
+NAT kinds (``NodeSpec.nat``):
+
+* ``public``: the node's own address is on the internet (198.18.0.0/15 here).
+* ``eim``: a home router, MASQUERADE that keeps the source port (endpoint-independent
+  mapping, address-and-port-dependent filtering: the Linux default).
+* ``symmetric``: a home router with ``MASQUERADE --random-fully`` (a new external port
+  per destination).
+* ``cgn``: a mobile subscriber on 100.64.0.0/10 behind a carrier-grade NAT shared by
+  all mobile nodes of one country and access kind (port-preserving MASQUERADE, the
+  endpoint-independent mapping RFC 6888 asks of a CGN).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from oasis.sim.netmodel import ACCESS, World
+
+NAT_KINDS = ("public", "eim", "symmetric", "cgn")
+MOBILE = ("4g", "5g")
+#: the default access mix of a testbed viewer (shares, as the simulator's scenarios)
+DEFAULT_MIX = {"fibre": 0.15, "broadband": 0.35, "wifi": 0.2, "4g": 0.15, "5g": 0.15}
+MIN_CAP_KBPS = 1_000  #: no access link below this (a 1.5 Mbit/s stream must fit downstream)
+MAX_CAP_KBPS = 200_000  #: above this a tbf on this machine costs more CPU than it shows
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the testbed."""
+
+    name: str  #: short and unique: "b" for the broadcaster, "v0", "v1", ... for viewers
+    role: str  #: "broadcaster" | "viewer"
+    country: str  #: ISO 3166 alpha-2, a row of oasis/sim/data/countries.csv
+    access: str  #: a key of ``oasis.sim.netmodel.ACCESS``
+    up_kbps: int  #: access link cap, node to internet
+    down_kbps: int  #: access link cap, internet to node
+    loss: float  #: probability that a packet is dropped, each direction, on the access link
+    lastmile_ms: float  #: one-way last-mile delay, added by the delayer to every packet
+    nat: str = "public"  #: one of ``NAT_KINDS``
+    join_s: float = 0.0  #: when the node starts, seconds after the broadcaster
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A testbed run's network: its nodes and where the delays come from."""
+
+    seed: int
+    bitrate_kbps: int
+    nodes: tuple[NodeSpec, ...]
+    #: one-way core delay between countries = RTT / 2 of this table (World.rtt_ms)
+    delay_source: str = "ripe-atlas country RTT (oasis/sim/data/country_rtt.csv)"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def broadcaster(self) -> NodeSpec:
+        return next(n for n in self.nodes if n.role == "broadcaster")
+
+    @property
+    def viewers(self) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.role == "viewer"]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Topology:
+        nodes = tuple(NodeSpec(**n) for n in data["nodes"])
+        for n in nodes:
+            if n.nat not in NAT_KINDS or n.access not in ACCESS:
+                raise ValueError(f"node {n.name}: unknown nat {n.nat!r} or access {n.access!r}")
+        if sum(1 for n in nodes if n.role == "broadcaster") != 1:
+            raise ValueError("a topology has exactly one broadcaster")
+        if len({n.name for n in nodes}) != len(nodes):
+            raise ValueError("node names must be unique")
+        return cls(seed=data["seed"], bitrate_kbps=data["bitrate_kbps"], nodes=nodes,
+                   delay_source=data.get("delay_source", cls.delay_source),
+                   notes=data.get("notes", {}))
+
+
+def one_way_ms(world: World, a: NodeSpec, b: NodeSpec) -> float:
+    """One-way delay a -> b, ms: half the countries' RTT plus both last miles -- the
+    simulator's ``netmodel.link_s`` without egress delay."""
+    return world.rtt_ms[world.index(a.country)][world.index(b.country)] / 2 \
+        + a.lastmile_ms + b.lastmile_ms
+
+
+def _cap(mbps: float) -> int:
+    return int(min(MAX_CAP_KBPS, max(MIN_CAP_KBPS, mbps * 1000)))
+
+
+def build(seed: int, viewers: int, *, bitrate_kbps: int = 1500, nat_share: float = 0.7,
+          symmetric_share: float = 0.2, countries: list[str] | None = None,
+          mix: dict[str, float] | None = None, loss: float | None = None,
+          join_spread_s: float = 0.0, world: World | None = None) -> Topology:
+    """A topology drawn from ``seed``: one public broadcaster and ``viewers`` viewers.
+
+    Countries are drawn by internet users (or uniformly from ``countries``); access kinds
+    from ``mix``, capacities lognormal around the kind's medians (``netmodel.ACCESS``),
+    clamped to [MIN_CAP_KBPS, MAX_CAP_KBPS]; last mile = half the kind's median idle RTT;
+    loss = the kind's (or ``loss``). Exactly ``round(nat_share * viewers)`` viewers sit
+    behind a NAT, ``round(symmetric_share * that)`` of them symmetric; of the other
+    NATed ones, mobile viewers sit behind their carrier's CGN, the rest behind an EIM
+    home router.
+    """
+    if not 0.0 <= nat_share <= 1.0 or not 0.0 <= symmetric_share <= 1.0:
+        raise ValueError("nat_share and symmetric_share must be within [0, 1]")
+    world = world or World()
+    rng = random.Random(seed)
+    mix = mix or DEFAULT_MIX
+    kinds = list(mix)
+    for c in countries or []:
+        world.index(c)  # ValueError for an unknown country
+
+    def draw(name: str, role: str, access: str | None = None) -> NodeSpec:
+        cc = rng.choice(countries) if countries else world.cc[world.pick_country(rng)]
+        kind = access or rng.choices(kinds, weights=[mix[k] for k in kinds])[0]
+        a = ACCESS[kind]
+        down = a.down_mbps * math.exp(rng.gauss(0.0, a.sigma))
+        up = a.up_mbps * math.exp(rng.gauss(0.0, a.sigma))
+        return NodeSpec(name, role, cc, kind, _cap(up), _cap(down),
+                        a.loss if loss is None else loss, round(a.rtt_ms / 2, 1))
+
+    nodes = [draw("b", "broadcaster", "fibre")]
+    vs = [draw(f"v{i}", "viewer") for i in range(viewers)]
+    natted = rng.sample(range(viewers), round(nat_share * viewers))
+    symmetric = set(natted[:round(symmetric_share * len(natted))])
+    for i in natted:
+        v = vs[i]
+        kind = "symmetric" if i in symmetric else "cgn" if v.access in MOBILE else "eim"
+        vs[i] = _replace(v, nat=kind)
+    for i, v in enumerate(vs):
+        vs[i] = _replace(v, join_s=round(join_spread_s * i / max(1, viewers), 2))
+    return Topology(seed=seed, bitrate_kbps=bitrate_kbps, nodes=tuple(nodes + vs),
+                    notes={"nat_share": nat_share, "symmetric_share": symmetric_share})
+
+
+def _replace(n: NodeSpec, **kw: Any) -> NodeSpec:
+    return NodeSpec(**(asdict(n) | kw))
