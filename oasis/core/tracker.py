@@ -239,7 +239,7 @@ COUNTERS = ("announces", "leaves", "expired", "descriptors_accepted", "refused_r
             "refused_stale", "refused_address", "refused_signature", "refused_replay",
             "refused_descriptor", "refused_streams_full", "refused_peers_full",
             "refused_total_full", "refused_sources_full", "refused_ids_per_address",
-            "bad_requests")
+            "bad_requests", "answered_unlisted")
 
 
 @dataclass
@@ -400,7 +400,8 @@ class Tracker:
             c["refused_stale"] += 1
             raise TrackerRefused("stale", f"announce time is not within {WINDOW:g} s before "
                                  f"or {SKEW:g} s after the tracker's clock (check the clock)", 400)
-        if not same_address(a.host, source):
+        listed = same_address(a.host, source)
+        if not listed and a.leaving:
             c["refused_address"] += 1
             raise TrackerRefused("address_mismatch",
                                  f"announced host {a.host} is not the request's address {source}")
@@ -408,6 +409,18 @@ class Tracker:
             c["refused_signature"] += 1
             raise TrackerRefused("bad_signature", "announce signature does not verify for peer_id")
         stream, pid = str(a.stream), a.peer_id
+        if not listed:
+            # Behind a NAT a node announces its private address until peers told it the
+            # one they see (OBSERVED): it gets peers to dial, but no address of another
+            # host is ever stored or handed out.
+            c["answered_unlisted"] += 1
+            self.sweep(now)
+            sp0 = self.streams.get(stream)
+            if sp0 is None:
+                return []
+            picked = sp0.draw(self.rng, pid, a.area[:MAX_AREA], self.sample, self.locality,
+                              self.established_share)
+            return [sp0.peers[p] for p in picked]
         sp = self.streams.get(stream)
         live = sp.peers.get(pid) if sp is not None else None
         last = live.record.time_ms if live is not None and live.record is not None else -1

@@ -39,6 +39,7 @@ from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, key_of_peer_id, peer_id_of
 from oasis.core.metrics import ViewerRecord
+from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_keyframe
 from oasis.core.wire import ErrorCode
 
@@ -224,7 +225,16 @@ class Node:
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
+        self.policy.mapping.listen = (self.host, self.port)
         self._run_policy()
+        return self.host, self.port
+
+    def announce_address(self) -> tuple[str, int]:
+        """The address to announce: behind a NAT with an endpoint-independent mapping,
+        the one peers see (OBSERVED from two networks, oasis.core.nat); else where we listen."""
+        m = self.policy.mapping
+        if m.public is not None and m.kind == NatKind.EIM:
+            return m.public
         return self.host, self.port
 
     @property
@@ -245,7 +255,9 @@ class Node:
         """The policy's counters and the links' (``link_*``, summed over live and closed
         links; ``link_chunk_bytes_buffered`` is held now): a copy of plain ints, what
         /stats and /metrics export."""
-        return dataclasses.asdict(self.policy.counters) | self.link_counters()
+        nat = {f"nat_{k}": v for k, v in dataclasses.asdict(self.policy.nat.counters).items()}
+        nat["nat_kind"] = int(self.policy.mapping.kind)  # oasis.core.nat.NatKind
+        return dataclasses.asdict(self.policy.counters) | nat | self.link_counters()
 
     def link_counters(self) -> dict[str, int]:
         """The sessions' hostile-input counters summed over every link of this node."""
@@ -410,8 +422,10 @@ class Node:
                 ls.swarm.on_chunk(peer, ev.chunk, self.clock())
                 ls.pump()
         elif isinstance(ev, ss.Authenticated):
+            # the address its packets come from (told to the peer: OBSERVED) and the RTT
             admitted = self.policy.link_up(link, ev.peer_key, dialled=link.session.is_dialler,
-                                           now=self.clock())
+                                           now=self.clock(), addr=(str(link.addr[0]), int(link.addr[1])),
+                                           rtt=link.rtt if link.rtt > 0 else None)
             if admitted and self.rewards is not None:
                 link.send(self.rewards.hello())
             self._run_policy()

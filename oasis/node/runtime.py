@@ -155,7 +155,8 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
     counters = discovery_counters(node)
     while True:
         await node.announce_due()
-        a = sign_announce(node.identity, ls.sid, node.host, node.port, clock(), area=area)
+        host, port = node.announce_address()
+        a = sign_announce(node.identity, ls.sid, host, port, clock(), area=area)
         d = descriptor() if descriptor is not None else None
         try:
             if local is not None:
@@ -392,7 +393,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         for res in results:
             if isinstance(res, Exception) and not isinstance(res, asyncio.CancelledError):
                 log.warning("stopped with: %r", res)
-        leave = sign_announce(ident, sid, node.host, node.port, clock(), area=c.area, leaving=True)
+        leave = sign_announce(ident, sid, *node.announce_address(), clock(), area=c.area, leaving=True)
         try:
             async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json=leave.to_json(),
                                       timeout=aiohttp.ClientTimeout(total=1)):

@@ -111,8 +111,16 @@ def test_a_stranger_cannot_evict_a_peer() -> None:
 
 def test_only_the_source_address_may_be_announced() -> None:
     t = Tracker()
-    refused(t, ann(MALLORY, host="10.1.2.3"), "address_mismatch")  # make others dial 10.1.2.3
     t.submit(ann(ALICE, host="127.0.0.1"), "::ffff:127.0.0.1", NOW)  # mapped IPv4 is the same
+    # Another host's address (make others dial 10.1.2.3) is answered -- a NATed node
+    # announces its private address until peers tell it the public one -- never listed.
+    got = t.submit(ann(MALLORY, NOW + 1, host="10.1.2.3"), IP, NOW + 1)
+    assert [p.peer_id for p in got] == [ALICE.peer_id]
+    assert MALLORY.peer_id not in t.streams[str(SID)].peers
+    assert t.counters["answered_unlisted"] == 1
+    assert all(p.host != "10.1.2.3" for p in t.submit(ann(ident(4), NOW + 2), IP, NOW + 2))
+    # a leave naming another host's address is refused outright
+    refused(t, ann(MALLORY, NOW + 3, host="10.1.2.3", leaving=True), "address_mismatch", now=NOW + 3)
     assert t.counters["refused_address"] == 1
 
 

@@ -114,8 +114,9 @@ async def test_forged_replayed_stale_evicting_and_impersonating_announces_are_re
         # Her own announce, carrying a descriptor she signed for the stream.
         ("broadcaster fields", body(signed(MALLORY), descriptor(MALLORY, origin="http://127.0.0.9/e")),
          403, "bad_descriptor"),
-        # Make every node dial an address of her choosing (traffic amplification).
-        ("other address", body(signed(MALLORY, host="10.1.2.3")), 403, "address_mismatch"),
+        # Make every node dial an address of her choosing (traffic amplification): a leave
+        # is refused; a join is answered but not listed (below: Mallory is not there).
+        ("other address", body(signed(MALLORY, host="10.1.2.3", leaving=True)), 403, "address_mismatch"),
         # The old unsigned format with a broadcaster claim and origin.
         ("unsigned", {"stream": str(SID), "peer_id": BC.peer_id, "host": IP, "port": 1,
                       "broadcaster": True, "origin": "http://127.0.0.9/evil", "leaving": True},
@@ -195,7 +196,7 @@ async def test_a_stand_alone_tracker_exports_its_counters() -> None:
     await server.start_server()
     try:
         async with aiohttp.ClientSession(base_url=f"http://{IP}:{server.port}") as s:
-            await post(s, body(signed(MALLORY, host="10.1.2.3")))
+            await post(s, body(signed(MALLORY, host="10.1.2.3", leaving=True)))
             async with s.get("/metrics") as r:
                 fams = {f.name: f for f in text_string_to_metric_families(await r.text())}
         refused = {smp.labels["event"]: smp.value for smp in fams["oasis_tracker_events"].samples}
