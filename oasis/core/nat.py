@@ -79,11 +79,13 @@ class NatConfig:
     via_ttl: float = 60.0  #: forget an introduction path not re-listed for this long
     punch_timeout: float = 6.0  #: an introduction not answered by GO by then failed
     max_pending: int = 16  #: our introductions under way
-    relay_rate: float = 1.0  #: INTROs per second a peer may ask us to forward ...
-    relay_burst: float = 4.0  #: ... with this burst
+    #: INTROs per second a peer may ask us to forward, with a burst: a newcomer behind a
+    #: NAT asks for about a dozen neighbours through its first two or three
+    relay_rate: float = 4.0
+    relay_burst: float = 16.0
     max_relaying: int = 256  #: OFFERs we forwarded and await ACCEPT for
-    accept_rate: float = 0.5  #: OFFERs per second we act on (dial), node-wide ...
-    accept_burst: float = 6.0  #: ... with this burst
+    accept_rate: float = 2.0  #: OFFERs per second we act on (dial), node-wide ...
+    accept_burst: float = 12.0  #: ... with this burst
 
 
 @dataclass

@@ -467,8 +467,15 @@ class PeerPolicy(Generic[L]):
         self._plan(now)  # the candidates we already know may do
 
     def dial_failed(self, peer: bytes, now: float) -> None:
-        """A ``Dial`` (or ``connect``) did not authenticate the peer."""
+        """A ``Dial`` (or ``connect``) did not authenticate the peer. If a neighbour can
+        introduce it (it may sit behind a NAT), it is punched through that neighbour."""
         self.dials.failed(peer, now)
+        if (len(self.peers) + len(self.dials.dialling) < self.config.target_neighbours
+                and peer not in self.peers and not self.is_banned(peer, now)):
+            r = self.nat.introducer_for(peer, self.peers, now)
+            if r is not None and self.nat.introduce(peer, r, now):
+                self.dials.dialling[peer] = now + self.nat.config.punch_timeout
+                self._take_nat_actions(now)
 
     def may_dial(self, peer: bytes, host: str, port: int, now: float) -> bool:
         """An executor-initiated dial (``connect``): allowed? If so it is now dialling."""
