@@ -55,6 +55,7 @@ from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.metrics import ViewerRecord
+from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_keyframe, sign_chunk, verify_chunk
 from oasis.core.tracker import Tracker
 from oasis.core.wire import ErrorCode
@@ -494,7 +495,10 @@ class OasisSim:
         if not node.is_source:  # the broadcaster announced itself once; it dials nobody
             for pid in self._announce(node):
                 other = self.by_pid.get(pid)
-                if other is not None:
+                # a tracker lists a NATed node only once it announces the mapping peers
+                # see (EIM, learnt from OBSERVED); before that it is answered, not listed
+                if other is not None and (other.net.nat == NAT_PUBLIC
+                                          or other.policy.mapping.kind == NatKind.EIM):
                     found.append(other.cand)
         node.policy.on_candidates(found, self.now, verified=True, interval=10.0)
 
@@ -1216,6 +1220,29 @@ class OasisSim:
                 "announces", "dial_attempts", "dial_failures", "joins")
         return {k: totals[k] for k in keep}
 
+    def _nat_result(self) -> dict[str, Any]:
+        """Honest viewers by NAT kind: how many, the share that relayed at least one
+        second of the stream to others, and the reachability counters summed."""
+        kinds = {NAT_PUBLIC: "public", NAT_EIM: "eim", NAT_SYMMETRIC: "symmetric"}
+        count: Counter[str] = Counter()
+        relayed: Counter[str] = Counter()
+        totals: Counter[str] = Counter()
+        learnt: Counter[str] = Counter()
+        second = self.s.bitrate_kbps * 1000 / 8
+        for n in self.every:
+            if n.mode or n.is_source:
+                continue
+            kind = kinds.get(n.net.nat, "public")
+            count[kind] += 1
+            if n.swarm.upload.counters.released_bytes >= second:
+                relayed[kind] += 1
+            learnt[f"{kind}_as_{n.policy.mapping.kind.name.lower()}"] += 1
+            for k, v in dataclasses.asdict(n.policy.nat.counters).items():
+                totals[k] += v
+        return {"viewers": dict(count),
+                "relaying_share": {k: round(relayed[k] / count[k], 4) for k in count},
+                "mapping_learnt": dict(learnt), "counters": dict(totals)}
+
     # ---- results -------------------------------------------------------------
     def _result(self, events: int, wall_s: float, end: float) -> dict[str, Any]:
         s = self.s
@@ -1249,6 +1276,7 @@ class OasisSim:
             "origin_requests": self.origin_requests,
             "events": events,
             "policy": self._policy_result(),
+            **({"nat": self._nat_result()} if s.nat_share > 0 else {}),
             "wall_s": round(wall_s, 2),
         }
         if self.with_session:
