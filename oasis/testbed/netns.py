@@ -83,6 +83,15 @@ def _pair(base: ipaddress.IPv4Address, k: int) -> tuple[str, str]:
     return str(base + 2 * k), str(base + 2 * k + 1)
 
 
+def _site_pair(k: int) -> tuple[str, str]:
+    """Site k's /31 on the core, the first of its own /24 of 198.18.0.0/15 (at most 512
+    sites): as on the internet, peers' addresses lie in different networks, which a
+    node's NAT mapping needs from two observers (docs/oftp.md §15.1)."""
+    if not 0 <= k < 512:
+        raise ValueError(f"site {k}: the core has room for 512 sites")
+    return _pair(CORE_NET + 256 * k, 0)
+
+
 @dataclass
 class Placement:
     """Where one node ended up."""
@@ -124,7 +133,7 @@ class Network:
 
     def _site(self, ns: str, iface: str, country: str, lastmile_ms: float) -> tuple[int, str]:
         k = len(self.sites)
-        core_ip, site_ip = _pair(CORE_NET, k)
+        core_ip, site_ip = _site_pair(k)
         self._veth(self.core, f"s{k}", ns, iface)
         run(["ip", "-n", self.core, "addr", "add", f"{core_ip}/31", "dev", f"s{k}"])
         run(["ip", "-n", ns, "addr", "add", f"{site_ip}/31", "dev", iface])

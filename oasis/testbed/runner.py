@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import resource
@@ -227,6 +228,9 @@ class Testbed:
         return problems
 
 
+_KIND_NAMES = {0: "unknown", 1: "public", 2: "eim", 3: "symmetric"}  #: oasis.core.nat.NatKind
+
+
 def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str, Any] | None,
            now: float) -> dict[str, Any]:
     """Figures per NAT kind: the demo's summary of that kind's viewers, and how many of
@@ -250,6 +254,13 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
             "with_neighbours": sum(1 for s in ok if s["streams"][0]["neighbours"] > 0),
             "with_tracker_errors": sum(1 for s in ok if s.get("discovery", {}).get("tracker_errors", 0)),
             "bytes": summ["bytes"],
+            # what the node learnt of its own address (OBSERVED, docs/oftp.md §15.1) and
+            # its hole punches (§15.3): nat_kind 0 unknown, 1 public, 2 EIM, 3 symmetric
+            "mapping_learnt": dict(sorted(collections.Counter(
+                _KIND_NAMES.get(s.get("counters", {}).get("nat_kind", 0), "unknown") for s in ok).items())),
+            "punches_sent": sum(s.get("counters", {}).get("nat_punch_intros_sent", 0) for s in ok),
+            "punches_answered": sum(s.get("counters", {}).get("nat_punch_go_received", 0) for s in ok),
+            "punches_accepted": sum(s.get("counters", {}).get("nat_punch_accepted", 0) for s in ok),
         }
     return out
 

@@ -205,3 +205,41 @@ def test_small_run_reports_per_nat_kind() -> None:
     assert r["by_nat"]["public"]["viewers"] == 3
     assert r["chunks_produced"] > 0 and r["delayer"]["packets"] > 0
     assert r["errors"] == 0
+
+
+def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_path: Path) -> None:
+    # Four viewers behind endpoint-independent NATs (home routers and a carrier-grade NAT),
+    # one public viewer, real nodes: each learns from OBSERVED the address peers see,
+    # announces it, and links to the other NATed viewers through an introducer (PUNCH).
+    def n(name: str, role: str, cc: str, nat: str) -> NodeSpec:
+        return NodeSpec(name, role, cc, "broadband", 50_000, 50_000, 0.0, 4.5, nat)
+    topo = Topology(seed=0, bitrate_kbps=1000, nodes=(
+        n("b", "broadcaster", "DE", "public"), n("v0", "viewer", "US", "public"),
+        n("v1", "viewer", "US", "eim"), n("v2", "viewer", "DE", "eim"),
+        n("v3", "viewer", "US", "cgn"), n("v4", "viewer", "DE", "eim")))
+    path = tmp_path / "topo.json"
+    path.write_text(topo.dumps())
+    p = subprocess.Popen([sys.executable, str(REPO / "bench" / "testbed.py"), "--topology", str(path),
+                          "--duration", "20", "--json"], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=240)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err[-2000:]
+    r = json.loads(out)
+    assert netns.leftovers(f"oas{p.pid}-") == []
+    natted = {k: r["by_nat"][k] for k in ("eim", "cgn")}
+    for kind, f in natted.items():
+        # every NATed viewer learnt an endpoint-independent mapping and got the stream
+        assert f["mapping_learnt"] == {"eim": f["viewers"]}, (kind, f)
+        assert f["with_neighbours"] == f["viewers"], (kind, f)
+        assert f["bytes"]["p2p"] > 0, (kind, f)
+    # NATed viewers were introduced to each other, and the introductions were answered
+    assert sum(f["punches_sent"] for f in natted.values()) > 0
+    assert sum(f["punches_answered"] for f in natted.values()) > 0
+    assert sum(f["punches_accepted"] for f in natted.values()) > 0
+    # their announces were answered while their mapping was unknown, then listed
+    assert r["tracker"]["events"]["answered_unlisted"] > 0
