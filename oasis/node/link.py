@@ -54,6 +54,9 @@ class Link:
         self.endpoint = endpoint
         self.quic = quic
         self.addr = addr
+        self.migrations = 0  #: times the peer's address changed and QUIC followed it
+        self.heard_at = 0.0  #: loop time of the last datagram from the peer
+        self.probes = 0  #: PINGs sent because an expected push went quiet
         self.session = session
         self.control_sid: int | None = 0 if session.is_dialler else None
         self._timer: asyncio.TimerHandle | None = None
@@ -87,10 +90,20 @@ class Link:
         return float(getattr(loss, "_rtt_smoothed", -1.0))
 
     # -- input -----------------------------------------------------------
-    def datagram_received(self, data: bytes, now: float) -> None:
+    def datagram_received(self, data: bytes, now: float, addr: tuple[str, int] | None = None) -> None:
+        """One datagram for this connection from ``addr`` (where it came from). A peer
+        whose address changed (a phone moving from Wi-Fi to 4G, a NAT rebinding) keeps
+        the link: QUIC validates the new path and, once the peer's packets come from it,
+        sends there (connection migration; aioquic follows a migrating client)."""
         self.datagrams_in += 1
         self.wire_in += len(data) + UDP_IP_HEADER
-        self.quic.receive_datagram(data, self.addr, now)
+        self.heard_at = now
+        self.quic.receive_datagram(data, self.addr if addr is None else addr, now)
+        if addr is not None and addr != self.addr:
+            paths = getattr(self.quic, "_network_paths", None)  # not public API: guarded
+            if paths and paths[0].addr != self.addr:
+                self.addr = paths[0].addr
+                self.migrations += 1
         self._process()
 
     def _process(self) -> None:
@@ -307,6 +320,15 @@ class Link:
             self.session.send_chunk(chunk, deadline)
             self._apply_session(self.endpoint.loop.time())
             self.transmit()
+
+    def probe(self) -> None:
+        """Send a QUIC PING: if our address changed (a new network, a NAT rebinding) the
+        peer sees it now and migrates the path, instead of pushing to the old address
+        until our next message; the PING is acknowledged, so a live path costs one
+        small packet each way."""
+        self.probes += 1
+        self.quic.send_ping(self.probes)
+        self.transmit()
 
     def close(self, code: ErrorCode, reason: str) -> None:
         self.session.close(code, reason)

@@ -49,6 +49,8 @@ log = logging.getLogger("oasis.node")
 MAX_OFFERED = 50  #: candidates taken from one answer of a source
 #: LinkCounters summed over a node's links into Node.counters (as ``link_<name>``)
 LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped")
+PROBE_EVERY = 0.1  #: s between checks of the parents' links
+PROBE_QUIET = 0.3  #: s of silence from a parent after which its link is PINGed
 
 
 @dataclass
@@ -213,6 +215,8 @@ class Node:
         self.http: aiohttp.ClientSession = aiohttp.ClientSession()
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
         self.closed_link_counters = {f"link_{name}": 0 for name in LINK_COUNTERS}
+        self.closed_link_counters["link_migrations"] = 0  #: peers' address changes QUIC followed
+        self.closed_link_counters["link_probes"] = 0  #: PINGs to parents gone quiet
         #: closed links already folded into the two dicts above (still in endpoint.links
         #: until the QUIC close completes): not counted twice
         self._folded: weakref.WeakSet[Link] = weakref.WeakSet()
@@ -227,7 +231,22 @@ class Node:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
         self.policy.mapping.listen = (self.host, self.port)
         self._run_policy()
+        self.spawn(self._probe_quiet_parents())
         return self.host, self.port
+
+    async def _probe_quiet_parents(self) -> None:
+        """Every ``PROBE_EVERY`` s, PING each parent link (a peer that pushes to us) that
+        has sent nothing for ``PROBE_QUIET`` s: when our address changes, the first
+        packet from the new one lets the parent migrate the connection (docs/oftp.md
+        §15.4). Parents push several times a second, so a live one is rarely probed."""
+        while not self.closing:
+            await asyncio.sleep(PROBE_EVERY)  # a period, not synchronisation
+            now = self.loop.time()
+            for ls in list(self.streams.values()):
+                for key in {k for k in ls.swarm.tree.parents if k is not None}:
+                    link = self.policy.link_of(key)
+                    if link is not None and not link.closed and now - link.heard_at > PROBE_QUIET:
+                        link.probe()
 
     def announce_address(self) -> tuple[str, int]:
         """The address to announce: behind a NAT with an endpoint-independent mapping,
@@ -269,6 +288,8 @@ class Node:
             c = link.session.counters
             for name in LINK_COUNTERS:
                 out[f"link_{name}"] += getattr(c, name)
+            out["link_migrations"] += link.migrations
+            out["link_probes"] += link.probes
             buffered += c.chunk_bytes_buffered
         out["link_chunk_bytes_buffered"] = buffered
         return out
@@ -493,6 +514,8 @@ class Node:
         self.closed_links_stats["wire"] += link.wire_in + link.wire_out
         for name in LINK_COUNTERS:
             self.closed_link_counters[f"link_{name}"] += getattr(c, name)
+        self.closed_link_counters["link_migrations"] += link.migrations
+        self.closed_link_counters["link_probes"] += link.probes
 
     # ---- accounting ------------------------------------------------------------
     def traffic(self) -> dict[str, int]:

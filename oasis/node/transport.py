@@ -291,7 +291,7 @@ class Endpoint(asyncio.DatagramProtocol):
             # what the earlier ones asked for goes out (the order between links is kept).
             self._flush_dirty()
             self._batch_link = link
-        link.datagram_received(data, self.loop.time())
+        link.datagram_received(data, self.loop.time(), addr)
 
     def _accept(self, data: bytes, header: Any, addr: tuple[str, int]) -> Link | None:
         """A datagram for no connection of ours: a new link, a Retry, or nothing (counted)."""
