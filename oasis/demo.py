@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
@@ -125,10 +126,13 @@ def _spawn(name: str, args: list[str], log_dir: str, env: dict[str, str] | None 
     return Proc(name, p)
 
 
-async def _first_line(proc: Proc, timeout: float) -> dict[str, Any]:
+async def _first_line(proc: Proc, timeout: float,
+                      executor: concurrent.futures.Executor | None = None) -> dict[str, Any]:
+    """The process's first stdout line (its JSON start-up record), read in ``executor``
+    (one thread per process started together: the loop's default pool has few)."""
     assert proc.popen.stdout is not None
     loop = asyncio.get_running_loop()
-    line = await asyncio.wait_for(loop.run_in_executor(None, proc.popen.stdout.readline), timeout)
+    line = await asyncio.wait_for(loop.run_in_executor(executor, proc.popen.stdout.readline), timeout)
     if not line:
         raise RuntimeError(f"{proc.name} exited before it started (exit {proc.popen.poll()})")
     info: dict[str, Any] = json.loads(line)
@@ -203,19 +207,27 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         progress.started(binfo)
         viewers: list[Proc] = []
         vdirs: list[str] = []
+        started = time.monotonic()
         for i in range(args.viewers):
             vdir = os.path.join(root, f"viewer{i}")
             vdirs.append(vdir)
             if chain is not None:
                 chain.prepare(vdir, fund=True)
+        # All viewers start at once (each its own process); one reader thread each.
+        for i, vdir in enumerate(vdirs):
             # Bitrate, chunking and substreams come from the stream's signed descriptor.
             v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
                                       "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), "--json",
                                       *ledger, *delay(i + 1), "--data-dir", vdir], root)
             procs.append(v)
             viewers.append(v)
-            await _first_line(v, START_TIMEOUT)
-            progress.joined(i + 1, args.viewers)
+        joined = 0
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(viewers))) as pool:
+            for fut in asyncio.as_completed([_first_line(v, START_TIMEOUT, pool) for v in viewers]):
+                await fut
+                joined += 1
+                progress.joined(joined, args.viewers)
+        joined_in_s = time.monotonic() - started
         t_end = time.monotonic() + args.duration
         async with aiohttp.ClientSession() as session:
             while (left := t_end - time.monotonic()) > 0:
@@ -235,6 +247,7 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
                 rewards = [await _settle(session, v.info["gateway"], d) for v, d in zip(viewers, vdirs,
                                                                                          strict=True)]
         result = _summary(args, bitrate, final, bstats, now)
+        result["viewers_joined_in_s"] = round(joined_in_s, 2)  # all processes up, from the first start
         if rewards is not None:
             result["rewards"] = _rewards(rewards, result, args)
     finally:
