@@ -104,6 +104,7 @@ class NatCounters:
     punch_go_relayed: int = 0
     punch_go_received: int = 0
     punch_unexpected: int = 0  #: ACCEPT/GO matching nothing we sent
+    punch_linked: int = 0  #: peers we asked to be introduced to (INTRO) and then linked
 
 
 def _network(host: str) -> str | None:

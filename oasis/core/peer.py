@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -224,6 +225,10 @@ class PeerPolicy(Generic[L]):
         self.mapping = MappingObserver(listen, self.nat.config.max_observers)
         self._pex_at = now + self.nat.config.pex_interval
         self._punch_dials: list[PunchDial] = []  #: dials an accepted OFFER scheduled
+        #: peer -> when we sent the INTRO for it (bounded as the pending introductions)
+        self._intro_at: dict[bytes, float] = {}
+        #: (peer, seconds from INTRO to the link): the latest 256 punches' connect times
+        self.punch_connect_s: deque[tuple[bytes, float]] = deque(maxlen=256)
 
     @property
     def dialling(self) -> dict[bytes, float]:
@@ -310,6 +315,10 @@ class PeerPolicy(Generic[L]):
                                      tokens=cfg.msg_burst, tokens_t=now, heard=now)
         c.links_accepted += 1
         p = self.peers[peer]
+        t0 = self._intro_at.pop(peer, None)
+        if t0 is not None:
+            self.nat.counters.punch_linked += 1
+            self.punch_connect_s.append((peer, now - t0))
         p.addr = addr
         p.rtt_ms = 0 if rtt is None else max(0, min(0xFFFF, int(rtt * 1000)))
         if addr is not None and 0 < addr[1] < 65536:
@@ -473,7 +482,7 @@ class PeerPolicy(Generic[L]):
         if (len(self.peers) + len(self.dials.dialling) < self.config.target_neighbours
                 and peer not in self.peers and not self.is_banned(peer, now)):
             r = self.nat.introducer_for(peer, self.peers, now)
-            if r is not None and self.nat.introduce(peer, r, now):
+            if r is not None and self._introduce(peer, r, now):
                 self.dials.dialling[peer] = now + self.nat.config.punch_timeout
                 self._take_nat_actions(now)
 
@@ -491,7 +500,7 @@ class PeerPolicy(Generic[L]):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
             r = self.nat.introducer_for(d.peer, self.peers, now) if punch_all else None
-            if r is not None and self.nat.introduce(d.peer, r, now):
+            if r is not None and self._introduce(d.peer, r, now):
                 self.dials.dial_addr.pop(d.peer, None)  # dialling until GO or the timeout
                 self.dials.dialling[d.peer] = now + self.nat.config.punch_timeout
                 self.counters.dial_attempts -= 1  # counted when it is dialled
@@ -506,9 +515,17 @@ class PeerPolicy(Generic[L]):
             self.rng.shuffle(picks)
             for k in picks[:min(need, self.config.max_dials_per_round)]:
                 r = self.nat.introducer_for(k, self.peers, now)
-                if r is not None and self.nat.introduce(k, r, now):
+                if r is not None and self._introduce(k, r, now):
                     self.dials.dialling[k] = now + self.nat.config.punch_timeout
         self._take_nat_actions(now)
+
+    def _introduce(self, peer: bytes, introducer: bytes, now: float) -> bool:
+        if not self.nat.introduce(peer, introducer, now):
+            return False
+        self._intro_at[peer] = now
+        if len(self._intro_at) > 4 * self.nat.config.max_pending:
+            del self._intro_at[next(iter(self._intro_at))]
+        return True
 
     def _backed_off(self, peer: bytes, now: float) -> bool:
         entry = self.dials.candidates.get(peer)

@@ -398,6 +398,13 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         "counters": dict(node.counters) | {f"endpoint_{k}": v for k, v in node.endpoint.counters.items()},
         "streams": [],
     }
+    if detail:
+        m = node.policy.mapping
+        out["nat"] = {"kind": m.kind.name.lower(), "public": None if m.public is None else list(m.public),
+                      "announced": list(node.announce_address()),
+                      "punch_connect_ms": [[k.hex()[:16], round(x * 1000, 1)]
+                                           for k, x in node.policy.punch_connect_s],
+                      "neighbours": [k.hex()[:16] for k in node.policy.peers]}
     for ls in node.streams.values():
         s = stream_summary(ls)
         s["swarm_counters"] = dataclasses.asdict(ls.swarm.counters)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from oasis.core.identity import key_of_peer_id
 from oasis.core.metrics import summarize
 from oasis.demo import Proc, _first_line, _stop_all, _summary, die_with_parent
 
@@ -187,6 +188,10 @@ class Testbed:
         result = _summary(args, bitrate, list(final), bstats, now)
         result["by_nat"] = by_nat(topo, list(final), bstats, now)
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
+        # per viewer: its NAT, what it learnt, its neighbours and punches (GET /stats?detail=1)
+        result["nat_detail"] = {v.name: {"nat": v.nat, "peer": key_of_peer_id(s["peer_id"]).hex()[:16],
+                                         **s.get("nat", {})}
+                                for v, s in zip(viewers, final, strict=True) if s is not None}
         result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
                              "viewers_started_in_s": round(startup_all_s, 1),
                              "delay_scale": self.delay_scale, "seed": topo.seed,

@@ -180,6 +180,8 @@ def test_behind_a_nat_a_planned_dial_becomes_a_punch() -> None:
     a.on_candidates([pp.Candidate(key(2), public(2), 4000)], net.now, verified=True)
     net.run()
     assert net.punches(Phase.GO) and net.dials[0] == (1, pp.Dial(key(2), public(2), 4000))
+    assert a.link_up(("P", 1, 2), key(2), dialled=True, now=net.now + 0.25, addr=(public(2), 4000))
+    assert a.nat.counters.punch_linked == 1 and list(a.punch_connect_s) == [(key(2), 0.25)]
 
 
 def test_intro_flood_is_cut_by_the_relay_budget() -> None:
