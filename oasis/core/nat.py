@@ -13,9 +13,10 @@ module does three things (docs/oftp.md §15):
   IPv6, as libp2p's and discv5's diversity rules) report -- one liar, or several
   from one network, cannot set it. The kind
   of mapping follows: ``PUBLIC`` when it equals the listening address (no NAT),
-  ``EIM`` when observers agree on the port (endpoint-independent mapping: a punch
-  can work), ``SYMMETRIC`` when the same IP comes with different ports (a new
-  mapping per destination: punching to another NAT fails).
+  ``EIM`` when two networks agree on a port (endpoint-independent mapping: a punch
+  can work; a minority of other ports is allowed, see ``_decide``), ``SYMMETRIC``
+  when the same IP comes with a different port for every observer (a new mapping
+  per destination: punching to another NAT fails).
 * **Who can introduce whom.** Each node tells each neighbour, on link-up and every
   ``pex_interval``, up to ``max_listed`` keys of its other neighbours (NEIGHBOURS).
   The receiver remembers, per key, which linked neighbours can introduce it
@@ -150,14 +151,13 @@ class MappingObserver:
             port_set.setdefault(host, set()).add(port)
         agreed = [a for a, nets in by_addr.items() if len(nets) >= 2]
         if agreed:
+            # A port two networks agree on is the mapping, even if a few observers saw
+            # another: a Linux NAT that already holds a conntrack entry for a peer's
+            # early (punching) packet maps our flow to that peer to a new port, while it
+            # keeps the one mapping towards everyone else.
             best = max(agreed, key=lambda a: len(by_addr[a]))
             self.public = best
-            if self.listen is not None and best == self.listen:
-                self.kind = NatKind.PUBLIC
-            elif len(port_set[best[0]]) > 1 and len(ports_by_ip[best[0]]) > len(by_addr[best]):
-                self.kind = NatKind.SYMMETRIC  # some observers saw other ports of this IP
-            else:
-                self.kind = NatKind.EIM
+            self.kind = NatKind.PUBLIC if self.listen is not None and best == self.listen else NatKind.EIM
             return
         # No port two networks agree on: the same IP with several ports is symmetric.
         for host, nets in ports_by_ip.items():

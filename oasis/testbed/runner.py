@@ -153,7 +153,10 @@ class Testbed:
                 p = net.placement[v.name]
                 proc = _spawn(v.name, p.ns, [
                     "oasis", "watch", binfo["stream_id"], "--tracker", binfo["tracker"],
-                    "--gateway", f"127.0.0.1:{GATEWAY_PORT}", "--listen", f"{p.addr}:{OFTP_PORT}",
+                    # a port of its own: behind a shared CGN, nodes on one port would make
+                    # the NAT remap all but one (real phones pick random ports)
+                    "--gateway", f"127.0.0.1:{GATEWAY_PORT}",
+                    "--listen", f"{p.addr}:{OFTP_PORT + 1 + topo.viewers.index(v)}",
                     "--upload-kbps", str(4 * bitrate), "--area", v.country, "--json",
                     "--data-dir", os.path.join(self.root, v.name)], self.root)
                 self.procs.append(proc)

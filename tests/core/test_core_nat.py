@@ -30,6 +30,16 @@ def test_public_mapping_needs_two_observers_in_different_networks() -> None:
     assert m.public == ("198.19.0.7", 4000) and m.kind == NatKind.EIM
 
 
+def test_a_minority_of_other_ports_does_not_make_a_mapping_symmetric() -> None:
+    # a Linux NAT that saw a punching peer's packet first maps the flow to that peer to
+    # another port; towards everyone else the mapping stays
+    m = MappingObserver(listen=("10.0.0.2", 4000))
+    m.observe(key(1), "198.18.1.1", "198.19.0.7", 4000)
+    m.observe(key(2), "203.0.113.5", "198.19.0.7", 4000)
+    m.observe(key(3), "192.0.2.8", "198.19.0.7", 17470)
+    assert m.kind == NatKind.EIM and m.public == ("198.19.0.7", 4000)
+
+
 def test_listening_address_seen_from_outside_is_public() -> None:
     m = MappingObserver(listen=("198.18.0.5", 4000))
     m.observe(key(1), "198.18.1.1", "198.18.0.5", 4000)
