@@ -87,10 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(b, "broadcaster")
 
     w = sub.add_parser("watch", help="join a stream and serve it to a local player")
-    w.add_argument("stream_id")
-    w.add_argument("--tracker", required=True,
-                   help="tracker URL; the stream's signed descriptor (bitrate, chunking, origin) "
-                        "is fetched from it and checked against the stream id")
+    w.add_argument("stream_id", metavar="STREAM",
+                   help="a stream link (oasis://..., what `oasis broadcast` prints as \"link\"), "
+                        "or a stream id with --tracker")
+    w.add_argument("--tracker", default=None,
+                   help="tracker URL; with a bare stream id the stream's signed descriptor (bitrate, "
+                        "chunking, origin) is fetched from it and checked against the stream id")
     w.add_argument("--gateway", default="127.0.0.1:8080", help="player gateway HOST:PORT")
     w.add_argument("--cdn-url", default=None,
                    help="fetch late chunks from this CDN/origin base URL (default: the descriptor's)")

@@ -34,8 +34,12 @@ from oasis.core.descriptor import (
     sign_descriptor,
     verified_descriptor,
 )
+from oasis.core.dialplan import dialable
 from oasis.core.identity import peer_id_of
 from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, StreamLink
+from oasis.core.streamlink import SCHEME as LINK_SCHEME
+from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
 
 from . import http
@@ -284,7 +288,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         log.warning("tracker %s has not taken our announce yet; going on", tracker_url)
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
           "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
-          "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor"})
+          "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
+          "link": stream_link(node, sid, descriptors[str(sid)], tracker_url).format()})
 
     async def ingest() -> None:
         chunker = TsChunker(chunk_ms=c.chunk_ms)
@@ -321,11 +326,43 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
             node.rewards.close()
 
 
-async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
+def stream_link(node: Node, sid: StreamId, desc: Descriptor, tracker_url: str | None,
+                extra: list[Bootstrap] | None = None) -> StreamLink:
+    """The ``oasis://`` link of a stream this node carries: its descriptor, this node as a
+    bootstrap peer (if its address is one peers can dial), ``extra`` peers, the tracker."""
+    boots: list[Bootstrap] = []
+    host, port = node.announce_address()
+    if dialable(host, port):
+        boots.append(Bootstrap(node.identity.public, host, port))
+    for b in extra or []:
+        if len(boots) < MAX_BOOTSTRAP and b.peer != node.identity.public:
+            boots.append(b)
+    return StreamLink(sid, desc, tuple(boots), tracker_url)
+
+
+async def bootstrap_loop(node: Node, boots: tuple[Bootstrap, ...]) -> None:
+    """Without a tracker: whenever the policy wants candidates, offer the link's bootstrap
+    peers (keys pinned); more peers come from their NEIGHBOURS (docs/oftp.md §15.2)."""
+    while True:
+        await node.announce_due()
+        node.offer_candidates([pp.Candidate(b.peer, b.host, b.port) for b in boots],
+                              interval=http.ANNOUNCE_INTERVAL)
+
+
+async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: str,
                 cdn_url: str | None) -> None:
-    sid = StreamId.parse(stream_id)
-    async with aiohttp.ClientSession() as session:
-        desc = await fetch_descriptor(session, tracker_url, sid)
+    """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
+    boots: tuple[Bootstrap, ...] = ()
+    if stream_id.startswith(f"{LINK_SCHEME}:"):
+        link = parse_link(stream_id)
+        sid, desc, boots = link.sid, link.descriptor, link.bootstrap
+        tracker_url = tracker_url or link.tracker
+    else:
+        sid = StreamId.parse(stream_id)
+        if tracker_url is None:
+            raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
+        async with aiohttp.ClientSession() as session:
+            desc = await fetch_descriptor(session, tracker_url, sid)
     mismatch = apply_descriptor(c, desc)
     for line in mismatch:
         log.warning("%s", line)
@@ -382,8 +419,13 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
     clock = AnnounceClock()
 
     async def main(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(announce_loop(node, ls, tracker_url, on_descriptor=set_descriptor,
-                                                 clock=clock, area=c.area))
+        if boots:  # the link's peers first: they answer even when no tracker does
+            node.offer_candidates([pp.Candidate(b.peer, b.host, b.port) for b in boots])
+        if tracker_url is not None:
+            task = asyncio.create_task(announce_loop(node, ls, tracker_url, on_descriptor=set_descriptor,
+                                                     clock=clock, area=c.area))
+        else:
+            task = asyncio.create_task(bootstrap_loop(node, boots))
         await stop.wait()
         task.cancel()
         tasks = [task] + ([rewards_ready] if rewards_ready is not None else [])
@@ -393,6 +435,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str, gateway: str,
         for res in results:
             if isinstance(res, Exception) and not isinstance(res, asyncio.CancelledError):
                 log.warning("stopped with: %r", res)
+        if tracker_url is None:
+            return
         leave = sign_announce(ident, sid, *node.announce_address(), clock(), area=c.area, leaving=True)
         try:
             async with node.http.post(f"{tracker_url.rstrip('/')}/announce", json=leave.to_json(),

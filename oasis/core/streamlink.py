@@ -1,0 +1,151 @@
+"""Stream links: ``oasis://`` URIs that are all a viewer needs to join a stream.
+
+A link carries the stream id, the stream's signed descriptor and a few bootstrap peers
+(with their keys), and optionally a tracker::
+
+    oasis://<stream id>?d=<descriptor>&b=<peer id>@<host>:<port>&b=...&t=<tracker URL>
+
+* ``d``: the descriptor's JSON (docs/oftp.md §10.1), base64url without padding. It is
+  verified against the stream id's key, so a link cannot lie about bitrate, chunking,
+  origin or ticket terms; a newer descriptor from a tracker or the broadcaster replaces it.
+* ``b`` (0–8): bootstrap peers, dialled with their key pinned -- an address that is not
+  that peer's node never becomes a link (docs/oftp.md §3). Host is an IP literal
+  (IPv6 in brackets).
+* ``t`` (optional): a tracker URL (http or https). Without one, the node finds peers
+  through its bootstrap peers and their NEIGHBOURS (§15.2): the tracker is a bootstrap
+  among others, and its loss does not stop a swarm.
+
+Decoding is strict: the whole link at most ``MAX_LINK`` characters, every parameter
+known and within its count, every field checked; any failure is a :class:`LinkError`
+with a stable code. Sans-I/O: no network, no clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from .descriptor import Descriptor, DescriptorError, descriptor_from_json, verify_descriptor
+from .identity import key_of_peer_id, peer_id_of
+from .stream import StreamId, StreamIdError
+
+SCHEME = "oasis"
+MAX_LINK = 8192  #: characters of a whole link
+MAX_BOOTSTRAP = 8  #: ``b`` parameters
+MAX_DESCRIPTOR = 4096  #: bytes of the decoded descriptor JSON
+
+
+class LinkError(ValueError):
+    """A stream link that cannot be used; ``code`` is stable, the message says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    peer: bytes  #: Ed25519 key, pinned when dialling
+    host: str  #: an IP literal
+    port: int
+
+
+@dataclass(frozen=True)
+class StreamLink:
+    sid: StreamId
+    descriptor: Descriptor
+    bootstrap: tuple[Bootstrap, ...] = ()
+    tracker: str | None = None
+
+    def format(self) -> str:
+        """The ``oasis://`` text of this link."""
+        raw = json.dumps(self.descriptor.to_json(), separators=(",", ":")).encode()
+        parts = [f"d={base64.urlsafe_b64encode(raw).decode().rstrip('=')}"]
+        for b in self.bootstrap:
+            host = f"[{b.host}]" if ":" in b.host else b.host
+            parts.append(f"b={peer_id_of(b.peer)}@{host}:{b.port}")
+        if self.tracker:
+            parts.append(f"t={quote(self.tracker, safe='')}")
+        return f"{SCHEME}://{self.sid}?{'&'.join(parts)}"
+
+
+def _bootstrap(text: str) -> Bootstrap:
+    pid, at, hostport = text.partition("@")
+    if not at:
+        raise LinkError("bad_bootstrap", f"{text[:80]!r}: expected PEER_ID@HOST:PORT")
+    try:
+        key = key_of_peer_id(pid)
+    except ValueError as exc:
+        raise LinkError("bad_bootstrap", f"peer id {pid[:60]!r}: {exc}") from None
+    host, colon, port_text = hostport.rpartition(":")
+    if not colon or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise LinkError("bad_bootstrap", f"{hostport[:80]!r}: expected HOST:PORT with a port 1-65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise LinkError("bad_bootstrap", f"{host[:60]!r} is not an IP address (no names: nothing "
+                        "to resolve)") from None
+    if ip.is_unspecified or ip.is_multicast:
+        raise LinkError("bad_bootstrap", f"{host} is not a unicast address")
+    return Bootstrap(key, str(ip), int(port_text))
+
+
+def parse(text: str) -> StreamLink:
+    """A verified :class:`StreamLink` from ``oasis://...`` text; raises :class:`LinkError`."""
+    if len(text) > MAX_LINK:
+        raise LinkError("too_long", f"a link of {len(text)} characters (at most {MAX_LINK})")
+    parts = urlsplit(text.strip())
+    if parts.scheme != SCHEME:
+        raise LinkError("not_a_link", "a stream link starts with oasis://")
+    try:
+        sid = StreamId.parse(parts.netloc)
+    except StreamIdError as exc:
+        raise LinkError("bad_stream_id", str(exc)) from None
+    desc_text: str | None = None
+    boots: list[Bootstrap] = []
+    tracker: str | None = None
+    try:
+        params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query),
+                           max_num_fields=MAX_BOOTSTRAP + 2)
+    except ValueError as exc:
+        raise LinkError("bad_query", str(exc)) from None
+    for k, v in params:
+        if k == "d":
+            if desc_text is not None:
+                raise LinkError("bad_query", "more than one descriptor")
+            desc_text = v
+        elif k == "b":
+            boots.append(_bootstrap(v))
+        elif k == "t":
+            if tracker is not None:
+                raise LinkError("bad_query", "more than one tracker")
+            t = urlsplit(v)
+            if t.scheme not in ("http", "https") or not t.netloc:
+                raise LinkError("bad_tracker", f"{v[:80]!r}: an http(s) URL")
+            tracker = v
+        else:
+            raise LinkError("bad_query", f"unknown parameter {k[:20]!r}")
+    if len(boots) > MAX_BOOTSTRAP:
+        raise LinkError("bad_query", f"more than {MAX_BOOTSTRAP} bootstrap peers")
+    if desc_text is None:
+        raise LinkError("no_descriptor", "the link carries no stream descriptor (d=)")
+    try:
+        raw = base64.urlsafe_b64decode(desc_text + "=" * (-len(desc_text) % 4))
+    except ValueError as exc:
+        raise LinkError("bad_descriptor", f"not base64url: {exc}") from None
+    if len(raw) > MAX_DESCRIPTOR:
+        raise LinkError("bad_descriptor", f"{len(raw)} bytes (at most {MAX_DESCRIPTOR})")
+    try:
+        desc = descriptor_from_json(raw)
+    except DescriptorError as exc:
+        raise LinkError("bad_descriptor", str(exc)[:200]) from None
+    if not verify_descriptor(desc, sid):
+        raise LinkError("bad_descriptor", "the descriptor is not signed by this stream's key")
+    if not boots and tracker is None:
+        raise LinkError("no_peers", "the link names no bootstrap peer and no tracker")
+    return StreamLink(sid, desc, tuple(boots), tracker)

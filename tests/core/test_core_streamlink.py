@@ -1,0 +1,93 @@
+"""Stream links (oasis.core.streamlink): what a viewer may be handed by a stranger."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from oasis.core.descriptor import Descriptor, descriptor_signing_bytes, sign_descriptor
+from oasis.core.identity import Identity, peer_id_of
+from oasis.core.stream import StreamId
+from oasis.core.streamlink import MAX_BOOTSTRAP, MAX_LINK, Bootstrap, LinkError, StreamLink, parse
+
+RNG = random.Random(7)
+BC = Identity.from_private_bytes(RNG.randbytes(32))
+MALLORY = Identity.from_private_bytes(RNG.randbytes(32))
+PEER = Identity.from_private_bytes(RNG.randbytes(32))
+SID = StreamId(BC.public, "live")
+DESC = sign_descriptor(BC, Descriptor(SID, 1500, 33, 4, 1_700_000_000_000, "http://198.18.0.1:8000/origin"))
+
+
+def link(**kw: object) -> StreamLink:
+    base = dict(sid=SID, descriptor=DESC, bootstrap=(Bootstrap(BC.public, "198.18.0.1", 4433),
+                                                     Bootstrap(PEER.public, "2001:db8::7", 4434)),
+                tracker="http://198.18.0.1:8000/tracker")
+    base.update(kw)
+    return StreamLink(**base)  # type: ignore[arg-type]
+
+
+def code(text: str) -> str:
+    with pytest.raises(LinkError) as info:
+        parse(text)
+    return info.value.code
+
+
+def test_round_trip() -> None:
+    lk = link()
+    text = lk.format()
+    assert text.startswith(f"oasis://{SID}?d=")
+    assert parse(text) == lk
+    assert parse(link(tracker=None).format()).tracker is None
+    assert parse(link(bootstrap=()).format()).bootstrap == ()
+
+
+def test_a_descriptor_not_signed_by_the_streams_key_is_refused() -> None:
+    evil = Descriptor(SID, 1500, 33, 4, 1, "http://192.0.2.66/evil")
+    forged = dataclasses.replace(evil, signature=MALLORY.sign(descriptor_signing_bytes(evil)))
+    assert code(link(descriptor=forged).format()) == "bad_descriptor"
+    theirs = StreamId(MALLORY.public, "live")
+    other = sign_descriptor(MALLORY, Descriptor(theirs, 1500, 33, 4, 1))
+    assert code(link(descriptor=other).format()) == "bad_descriptor"  # another stream's
+    # one changed field after signing (the origin)
+    raw = json.dumps({**DESC.to_json(), "origin": "http://192.0.2.66/evil"}).encode()
+    text = f"oasis://{SID}?d={base64.urlsafe_b64encode(raw).decode().rstrip('=')}&b={peer_id_of(BC.public)}@198.18.0.1:1"
+    assert code(text) == "bad_descriptor"
+
+
+def test_malformed_links_get_a_coded_error() -> None:
+    good = link().format()
+    d = good.split("d=")[1].split("&")[0]
+    pid = peer_id_of(PEER.public)
+    assert code("http://example.com/") == "not_a_link"
+    assert code(f"oasis://not-a-stream?d={d}&b={pid}@198.18.0.1:1") == "bad_stream_id"
+    assert code(f"oasis://{SID}?b={pid}@198.18.0.1:1") == "no_descriptor"
+    assert code(f"oasis://{SID}?d={d}") == "no_peers"
+    assert code(f"oasis://{SID}?d={d}&b={pid}@example.com:1") == "bad_bootstrap"  # nothing to resolve
+    assert code(f"oasis://{SID}?d={d}&b={pid}@0.0.0.0:1") == "bad_bootstrap"
+    assert code(f"oasis://{SID}?d={d}&b={pid}@198.18.0.1:0") == "bad_bootstrap"
+    assert code(f"oasis://{SID}?d={d}&b={pid}@198.18.0.1") == "bad_bootstrap"
+    assert code(f"oasis://{SID}?d={d}&b=nobody@198.18.0.1:1") == "bad_bootstrap"
+    assert code(f"oasis://{SID}?d={d}&t=file:///etc/passwd") == "bad_tracker"
+    assert code(f"oasis://{SID}?d={d}&x=1&b={pid}@198.18.0.1:1") == "bad_query"
+    assert code(f"oasis://{SID}?d={d}&d={d}&b={pid}@198.18.0.1:1") == "bad_query"
+    assert code(f"oasis://{SID}?d=!!!&b={pid}@198.18.0.1:1") == "bad_descriptor"
+    many = "&".join(f"b={pid}@198.18.0.{i}:1" for i in range(MAX_BOOTSTRAP + 1))
+    assert code(f"oasis://{SID}?d={d}&{many}") == "bad_query"
+    assert code(good + "&t=" + "x" * MAX_LINK) == "too_long"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=300),
+                 st.builds(lambda cut, junk: link().format()[:cut] + junk,
+                           st.integers(0, 1200), st.text(max_size=40))))
+def test_any_text_parses_or_raises_a_link_error(text: str) -> None:
+    try:
+        parse(text)
+    except LinkError as exc:
+        assert exc.code
