@@ -44,7 +44,8 @@ async def test_forged_chunks_are_caught(tmp_path):
 
         sid = StreamId.parse(info["stream_id"])
         forger = Identity.generate()
-        node = Node(forger, sw.SwarmConfig())
+        # it dials nobody of its own (no NEIGHBOURS-driven punches): only the viewer
+        node = Node(forger, sw.SwarmConfig(), target_neighbours=0)
         await node.start()
         node.add_stream(sid, is_source=False)
         try:
