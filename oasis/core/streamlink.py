@@ -99,7 +99,10 @@ def parse(text: str) -> StreamLink:
     """A verified :class:`StreamLink` from ``oasis://...`` text; raises :class:`LinkError`."""
     if len(text) > MAX_LINK:
         raise LinkError("too_long", f"a link of {len(text)} characters (at most {MAX_LINK})")
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError as exc:  # e.g. an unbalanced [ in the host part
+        raise LinkError("not_a_link", str(exc)) from None
     if parts.scheme != SCHEME:
         raise LinkError("not_a_link", "a stream link starts with oasis://")
     try:
@@ -124,7 +127,10 @@ def parse(text: str) -> StreamLink:
         elif k == "t":
             if tracker is not None:
                 raise LinkError("bad_query", "more than one tracker")
-            t = urlsplit(v)
+            try:
+                t = urlsplit(v)
+            except ValueError:
+                raise LinkError("bad_tracker", f"{v[:80]!r}: not a URL") from None
             if t.scheme not in ("http", "https") or not t.netloc:
                 raise LinkError("bad_tracker", f"{v[:80]!r}: an http(s) URL")
             tracker = v

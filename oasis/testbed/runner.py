@@ -348,6 +348,38 @@ def make_topology(args: argparse.Namespace) -> Topology:
                  loss=args.loss, join_spread_s=args.join_spread)
 
 
+async def _guarded(tb: Testbed, limit: float) -> dict[str, Any]:
+    """``tb.run()`` within ``limit``. SIGTERM/SIGINT cancel it through the event loop (an
+    exception raised by a plain handler while asyncio runs a callback is caught and only
+    logged by asyncio: a SIGTERM was lost that way). Cut short, the node processes are
+    killed at once, so the threads reading their start-up lines see EOF and the loop's
+    shutdown does not wait for viewers that are still starting."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    got: list[str] = []
+
+    def stop(sig: signal.Signals) -> None:
+        got.append(sig.name)
+        if task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await asyncio.wait_for(tb.run(), limit)
+    except BaseException:
+        for p in tb.procs:
+            if p.popen.poll() is None:
+                p.popen.kill()
+        if got:
+            raise Interrupted(got[0]) from None
+        raise
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)  # (which leaves SIG_DFL: put ours back)
+            signal.signal(sig, _on_signal)
+
+
 def run_testbed(args: argparse.Namespace) -> int:
     if args.cleanup:
         errors = netns.cleanup(None)
@@ -374,7 +406,7 @@ def run_testbed(args: argparse.Namespace) -> int:
     try:
         progress.status(f"building {len(topo.nodes)} nodes' network (prefix {args.prefix})…")
         tb.build()
-        result = asyncio.run(asyncio.wait_for(tb.run(), limit))
+        result = asyncio.run(_guarded(tb, limit))
     except (Interrupted, KeyboardInterrupt) as exc:
         progress.status(f"interrupted ({exc}): cleaning up")
         code = 130

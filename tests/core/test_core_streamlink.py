@@ -65,6 +65,8 @@ def test_malformed_links_get_a_coded_error() -> None:
     d = good.split("d=")[1].split("&")[0]
     pid = peer_id_of(PEER.public)
     assert code("http://example.com/") == "not_a_link"
+    assert code("A://[") == "not_a_link"  # urlsplit's own ValueError (found by the fuzz below)
+    assert code(f"oasis://{SID}?d={d}&t=http://[") == "bad_tracker"
     assert code(f"oasis://not-a-stream?d={d}&b={pid}@198.18.0.1:1") == "bad_stream_id"
     assert code(f"oasis://{SID}?b={pid}@198.18.0.1:1") == "no_descriptor"
     assert code(f"oasis://{SID}?d={d}") == "no_peers"

@@ -49,7 +49,10 @@ def get_bytes(url: str, n: int | None = None) -> bytes:
 def swarm(tmp_path):
     procs: list[OasisProcess] = []
     try:
-        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "1000",
+        # 100 ms chunks: the origin keeps the last 300 chunks, 30 s of them, so the chunks
+        # since the first viewer's start are still there when a loaded machine has taken
+        # long to bring every viewer 40 chunks along (10 s at the 33 ms default was not)
+        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "1000", "--chunk-ms", "100",
                           "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
         procs.append(b)
         info = b.wait_info()
