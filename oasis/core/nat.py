@@ -87,6 +87,9 @@ class NatConfig:
     max_relaying: int = 256  #: OFFERs we forwarded and await ACCEPT for
     accept_rate: float = 2.0  #: OFFERs per second we act on (dial), node-wide ...
     accept_burst: float = 12.0  #: ... with this burst
+    #: punch (rather than dial) a candidate a neighbour can introduce also while our own
+    #: mapping is not known yet (a node behind a NAT does not know it in its first seconds)
+    punch_unknown: bool = False
 
 
 @dataclass

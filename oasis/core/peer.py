@@ -495,7 +495,9 @@ class PeerPolicy(Generic[L]):
         def blocked(k: bytes) -> bool:
             return k in self.peers or self.is_banned(k, now)
 
-        punch_all = self.mapping.kind in (NatKind.EIM, NatKind.SYMMETRIC)
+        kind = self.mapping.kind
+        punch_all = kind in (NatKind.EIM, NatKind.SYMMETRIC) or (
+            kind == NatKind.UNKNOWN and self.nat.config.punch_unknown)
         for d in self.dials.plan(now, len(self.peers), blocked):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
