@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--measure-s", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--paths", type=int, default=None, help="disjoint paths (default: DhtConfig)")
+    ap.add_argument("--prefill", type=int, default=0,
+                    help="nodes given oracle tables instead of joining (very large runs)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     out = []
@@ -61,6 +63,7 @@ def main() -> None:
                 churn_per_min=args.churn if sc == "churn" else 0.0,
                 join_s=args.join_s, streams=args.streams, providers=args.providers,
                 lookups=args.lookups, node_lookups=args.node_lookups, measure_s=args.measure_s,
+                prefill=args.prefill,
                 progress=None if args.quiet else lambda s: print(s, file=sys.stderr, flush=True))
             res["scenario"] = sc
             res["wall_s"]["run"] = round(time.monotonic() - t0, 1)

@@ -138,6 +138,37 @@ class DhtSim:
         n.dht.bootstrap([(self.nodes[i].host, self.PORT) for i in others], self.now)
         self.run(n)
 
+    def prefill(self, idxs: list[int]) -> int:
+        """Oracle tables for ``idxs`` (a shortcut for very large runs, instead of their
+        joins): each node's bucket ``b`` gets up to ``k`` contacts drawn at random among
+        the nodes of ``idxs`` whose ids share exactly ``b`` leading bits with its own --
+        what a long-running table holds -- through ``RoutingTable.seen`` (so the diversity
+        limits apply). Returns the contacts added."""
+        ids = sorted((node_id(self.nodes[i].key), i) for i in idxs)
+        nids = [x for x, _ in ids]
+        k = self.config.k
+        added = 0
+        for i in idxs:
+            n = self.nodes[i]
+            me = node_id(n.key)
+            table = n.dht.table
+            for b in range(256):
+                shift = 255 - b
+                lo = ((me >> shift) ^ 1) << shift
+                first, last = bisect_left(nids, lo), bisect_left(nids, lo + (1 << shift))
+                if first == last:
+                    if b > 24:
+                        break
+                    continue
+                picks = range(first, last)
+                if last - first > 2 * k:
+                    picks = self.rng.sample(picks, 2 * k)  # type: ignore[assignment]
+                for j in picks:
+                    m = self.nodes[ids[j][1]]
+                    table.seen(m.key, m.host, self.PORT, self.now)
+            added += len(table)
+        return added
+
     def leave(self, n: SimDhtNode) -> None:
         if not n.alive:
             return
@@ -273,12 +304,15 @@ def pct(xs: list[float], q: float) -> float | None:
 def run_scenario(n: int, *, seed: int = 1, adversarial: float = 0.0, churn_per_min: float = 0.0,
                  join_s: float | None = None, streams: int = 20, providers: int = 10,
                  lookups: int = 500, node_lookups: int = 100, measure_s: float = 120.0,
-                 settle_s: float = 60.0, config: dh.DhtConfig | None = None,
+                 settle_s: float = 60.0, config: dh.DhtConfig | None = None, prefill: int = 0,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Grow a network of ``n`` nodes by real joins, publish ``streams`` x ``providers``
     records, then run ``lookups`` provider lookups (and ``node_lookups`` FIND_NODE of
-    random ids) from random honest nodes over ``measure_s`` seconds, with churn."""
+    random ids) from random honest nodes over ``measure_s`` seconds, with churn.
+    ``prefill``: the first this many nodes get oracle tables (:meth:`DhtSim.prefill`)
+    instead of joining; the rest join for real."""
     wall0 = time.monotonic()
+    cpu0 = time.process_time()
     sim = DhtSim(seed=seed, config=config, adversarial=adversarial)
     rng = random.Random(f"dht-scenario/{seed}")
     join_s = join_s if join_s is not None else max(60.0, n / 20)
@@ -290,11 +324,20 @@ def run_scenario(n: int, *, seed: int = 1, adversarial: float = 0.0, churn_per_m
         if d.kind == "join":
             joins.append(d)
     sim.on_done = joined
-    # seeds: 8 nodes that know each other, then the rest arrive uniformly over join_s
-    for i in range(8):
-        sim.join(sim.add_node()) if i else sim.add_node()
-    for i in range(8, n):
-        t = T0 + join_s * (i - 8) / max(1, n - 8)
+    # seeds: 8 nodes that know each other (or the prefilled population), then the rest
+    # arrive uniformly over join_s
+    first = max(8, prefill)
+    if prefill:
+        for i in range(first):
+            sim.add_node(adversary=i in adv_slots)
+        sim.prefill(list(range(first)))
+        if progress:
+            progress(f"prefilled {first} tables wall={time.monotonic() - wall0:.0f}s")
+    else:
+        for i in range(8):
+            sim.join(sim.add_node()) if i else sim.add_node()
+    for i in range(first, n):
+        t = T0 + join_s * (i - first) / max(1, n - first)
         sim.call_at(t, lambda adv=i in adv_slots: sim.join(sim.add_node(adversary=adv)))
     step = max(1.0, join_s / 10)
     t = T0
@@ -417,7 +460,9 @@ def run_scenario(n: int, *, seed: int = 1, adversarial: float = 0.0, churn_per_m
         "live_nodes": len(sim.live), "nodes_created": len(sim.nodes),
         "churn_s": round(sim.now - churn_start, 1) if churn_per_min else 0,
         "events": sim.events, "messages": sim.messages,
+        "prefilled": max(8, prefill) if prefill else 0,
         "wall_s": {"join": round(join_wall, 1), "total": round(time.monotonic() - wall0, 1)},
+        "cpu_s": round(time.process_time() - cpu0, 1),
     }
 
 
