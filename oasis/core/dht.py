@@ -24,9 +24,10 @@ one observed on the link). Nothing is believed that was not signed or observed:
   be for the key asked, carry their provider's valid signature and an expiry within
   ``max_record_ttl``; scores past ``ban_score`` ban the key (table, answers, requests);
 * a stored record is the publisher's own (``ADD_PROVIDER`` from the provider key, over
-  a link from one of the record's addresses), so nobody can make the DHT hand out a
-  third party's address under another key; and every table and queue is capped, with
-  counters (:class:`DhtCounters`).
+  a link from the host every one of the record's addresses names), so nobody can make
+  the DHT hand out a third party's address; a lookup dials at most ``lookup_per_prefix``
+  nodes of one /24 (/48) whatever keys answers name there; and every table and queue is
+  capped, with counters (:class:`DhtCounters`).
 
 Node-facing API (events in, actions out; ``now`` = wall-clock seconds, as the swarm's)
 -----------------------------------------------------------------------------------
@@ -93,6 +94,7 @@ class DhtConfig:
     max_queries: int = 60  #: requests one lookup may send
     max_hops: int = 12  #: candidates named more than this many answers away are not asked
     max_candidates: int = 64  #: per lookup path
+    lookup_per_prefix: int = 3  #: candidates of one /24 (/48) in one lookup
     want_providers: int = 8  #: a providers lookup ends once it holds this many
     max_lookups: int = 16  #: lookups at once (more: refused, LookupDone ok=False)
     max_pending: int = 256  #: requests awaiting an answer
@@ -133,6 +135,7 @@ class DhtCounters:
     entries_not_closer: int = 0  #: answer entries not nearer the target than the answerer
     entries_bad_address: int = 0
     entries_duplicate: int = 0
+    entries_same_network: int = 0  #: beyond a lookup's share of one /24 (/48): not asked
     records_rejected: int = 0  #: parse or signature failures, wrong key (scored)
     records_expired: int = 0  #: expired or too long-lived (counted, not scored)
     records_stored: int = 0
@@ -424,7 +427,7 @@ class Dht:
                 c.records_rejected += 1
                 self._offence(peer, 1.0, now)
             return
-        if rec.provider != peer or all(h != host for h, _ in rec.addrs):
+        if rec.provider != peer or any(h != host for h, _ in rec.addrs):
             c.records_wrong_source += 1
             self._offence(peer, 1.0, now)
             return
@@ -611,7 +614,7 @@ class Dht:
         lk = Lookup(lid, kind, t, now, k=cfg.k, alpha=cfg.alpha, paths=cfg.paths,
                     max_candidates=cfg.max_candidates, max_queries=cfg.max_queries,
                     max_hops=cfg.max_hops, want=cfg.want_providers,
-                    deadline=now + cfg.lookup_time)
+                    deadline=now + cfg.lookup_time, per_prefix=cfg.lookup_per_prefix)
         seeds = [(c.key, c.nid, c.host, c.port)
                  for c in self.table.closest(t, cfg.k * lk_paths(cfg))]
         if extra:
@@ -644,6 +647,7 @@ class Dht:
         del self._lookups[lid]
         lk = a.lookup
         lk.done = True
+        self.counters.entries_same_network += lk.refused_prefix
         near = tuple((c.key, c.host, c.port) for c in lk.closest_answered())
         provs = tuple(lk.providers.values())
         ok = bool(provs) if lk.kind == "providers" else bool(near)

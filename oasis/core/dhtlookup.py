@@ -17,7 +17,8 @@ pull the others in, and one path that reaches an honest node near the target suf
   pushes honest candidates out of the top ``k`` with sybils that hold no records), until
   the lookup holds ``want`` providers or the budget is spent.
 * Bounds: ``max_queries`` requests per lookup, candidates no deeper than ``max_hops``
-  answers from us are never asked, and the owner ends the lookup at ``deadline``.
+  answers from us are never asked, at most ``per_prefix`` candidates of one IPv4 /24
+  (IPv6 /48) in the whole lookup, and the owner ends the lookup at ``deadline``.
 
 Hops: our own contacts are hop 1, a node named by a hop-``h`` answer is hop ``h + 1``. The
 lookup's hop count is the hop of the first node that returned a record (``providers``) or
@@ -32,7 +33,7 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 
-from .dhtrecord import ProviderRecord
+from .dhtrecord import ProviderRecord, prefix_of
 
 NEW, ASKED, ANSWERED, FAILED = 0, 1, 2, 3
 
@@ -64,7 +65,7 @@ class _Path:
 class Lookup:
     def __init__(self, lid: int, kind: str, target: int, now: float, *, k: int, alpha: int,
                  paths: int, max_candidates: int, max_queries: int, max_hops: int,
-                 want: int, deadline: float) -> None:
+                 want: int, deadline: float, per_prefix: int = 3) -> None:
         self.lid = lid
         self.kind = kind  #: "nodes" | "providers"
         self.target = target
@@ -74,6 +75,9 @@ class Lookup:
         self.max_queries, self.max_hops, self.want = max_queries, max_hops, want
         self.paths = [_Path() for _ in range(max(1, paths))]
         self.owner: dict[bytes, Candidate] = {}  #: every node any path holds or held
+        self.per_prefix = per_prefix
+        self.prefixes: dict[str, int] = {}  #: candidates taken per /24 (/48), all paths
+        self.refused_prefix = 0  #: candidates not taken: their network had its share
         self.queries = 0
         self.answers = 0
         self.first_found: float | None = None
@@ -175,6 +179,12 @@ class Lookup:
     def _add(self, path: int, key: bytes, dist: int, host: str, port: int, hop: int) -> None:
         if key in self.owner:
             return  # held by this or another path: paths stay disjoint
+        pfx = prefix_of(host)
+        if self.prefixes.get(pfx, 0) >= self.per_prefix:
+            # one network gets at most ``per_prefix`` dials per lookup, however many keys
+            # answers name there (a victim's address under made-up keys: amplification)
+            self.refused_prefix += 1
+            return
         p = self.paths[path]
         c = Candidate(dist, key, host, port, hop, path)
         if len(p.cands) >= self.max_candidates:  # drop the farthest not yet asked
@@ -185,10 +195,12 @@ class Lookup:
                 if x.state == NEW:
                     del p.cands[j]
                     del self.owner[x.key]
+                    self.prefixes[prefix_of(x.host)] -= 1
                     break
             else:
                 return
         self.owner[key] = c
+        self.prefixes[pfx] = self.prefixes.get(pfx, 0) + 1
         insort(p.cands, c)
         p.done = False
 

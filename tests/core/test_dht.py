@@ -390,3 +390,30 @@ def test_ping_before_evict_through_the_dht() -> None:
     assert [s.peer for s in pings] == [old[0]]  # the least recently seen is asked first
     d.handle_timer(T0 + 20)  # no PONG: evicted, the newcomer takes its place
     assert d.table.get(old[0]) is None and d.table.get(old[2]) is not None
+
+
+def test_a_record_must_name_only_the_host_it_is_stored_from() -> None:
+    d = new()
+    p = Identity.from_private_bytes(RNG.randbytes(32))
+    two = sign_record(p, SID, 1, int((T0 + 600) * 1000),
+                      [("203.0.113.9", 4433), ("198.51.100.77", 4433)]).raw
+    d.on_message(p.public, "203.0.113.9", 4433, wire.DhtAddProvider(record=two), T0)
+    assert d.counters.records_wrong_source == 1 and d.records == 0
+
+
+def test_one_network_gets_at_most_three_dials_per_lookup_whatever_keys_name_it() -> None:
+    d = new(dh.DhtConfig(paths=1, alpha=30, k=20))
+    target = RNG.randbytes(32)
+    t = int.from_bytes(target, "big")
+    pool = sorted((RNG.randbytes(32) for _ in range(300)), key=lambda k: node_id(k) ^ t)
+    answerer, fakes = pool[100], pool[:20]
+    populate(d, [answerer])
+    d.find_node(target, T0)
+    (req,) = sends(d)
+    victim = [wire.DhtNode(key=k, host=f"192.0.2.{i + 1}", port=443) for i, k in enumerate(fakes)]
+    follow, _ = split(answer_all(d, [req], T0 + 0.1,
+                                 lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=victim)))
+    assert len(follow) == 3 and {s.host.rsplit(".", 1)[0] for s in follow} == {"192.0.2"}
+    d.handle_timer(T0 + 11)
+    d.actions()
+    assert d.counters.entries_same_network == 17
