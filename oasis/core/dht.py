@@ -52,10 +52,11 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import wire
 from .descriptor import DescriptorError, descriptor_from_json, verify_descriptor
+from .dhtdefs import DhtAction, DhtConfig, DhtCounters, LookupDone, Send
 from .dhtlookup import Lookup
 from .dhtrecord import (
     Address,
@@ -65,122 +66,18 @@ from .dhtrecord import (
     canonical_host,
     check_record,
     node_id,
-    prefix_of,
     sign_record,
     stream_key,
 )
+from .dhtstore import RecordStore
 from .dhttable import Contact, RoutingTable
 from .identity import Identity
 from .identity import verify as ed25519_verify
 from .stream import StreamId
 
+__all__ = ["Dht", "DhtAction", "DhtConfig", "DhtCounters", "LookupDone", "Send"]
+
 _PING, _FIND, _GETP, _BOOT = 0, 1, 2, 3
-
-
-@dataclass
-class DhtConfig:
-    k: int = 20  #: bucket size, answer size, replication factor
-    alpha: int = 3  #: requests in flight per lookup path
-    paths: int = 2  #: disjoint lookup paths (S/Kademlia's d)
-    per_bucket_prefix: int = 2  #: contacts of one IPv4 /24 (IPv6 /48) per bucket
-    per_table_prefix: int = 10  #: ... per table
-    replacements: int = 8  #: replacement cache per bucket
-    ping_after: float = 60.0  #: a full bucket's head unheard this long is pinged for a newcomer
-    max_fails: int = 3  #: unanswered requests in a row before a contact with no replacement goes
-    rtt_floor: float = 0.25  #: request timeout: measured srtt + 4 rttvar, at least this
-    rtt_cap: float = 3.0  #: ... at most this
-    initial_rtt: float = 1.0  #: first-contact estimate before any sample (covers a dial)
-    lookup_time: float = 10.0  #: a lookup ends by then, done or not
-    max_queries: int = 60  #: requests one lookup may send
-    max_hops: int = 12  #: candidates named more than this many answers away are not asked
-    max_candidates: int = 64  #: per lookup path
-    lookup_per_prefix: int = 3  #: candidates of one /24 (/48) in one lookup
-    want_providers: int = 8  #: a providers lookup ends once it holds this many
-    max_lookups: int = 16  #: lookups at once (more: refused, LookupDone ok=False)
-    max_pending: int = 256  #: requests awaiting an answer
-    record_ttl: float = 600.0  #: lifetime of the records we sign
-    republish: float = 240.0  #: we re-announce this often (well before record_ttl)
-    max_record_ttl: float = 1800.0  #: records expiring later than now + this are refused
-    clock_skew: float = 60.0  #: ... plus this
-    max_keys: int = 1024  #: stream keys stored
-    max_records: int = 8192  #: records stored
-    max_records_per_key: int = 64
-    max_records_per_publisher: int = 8  #: keys one provider may hold records under here
-    per_key_prefix: int = 2  #: records of one /24 (/48) under one key
-    max_store_bytes: int = 4 << 20  #: records + descriptors held
-    answer_records: int = 20  #: records in one answer (wire.MAX_DHT_RECORDS)
-    request_rate: float = 20.0  #: requests per second per peer (bucket refill)
-    request_burst: float = 60.0
-    max_rate_buckets: int = 4096
-    ban_score: float = 10.0
-    score_decay: float = 0.05  #: points forgiven per second
-    ban_seconds: float = 600.0
-    max_bans: int = 1024
-    max_scores: int = 4096
-    refresh_interval: float = 300.0  #: one lookup of a random id this often (table upkeep)
-    sweep_interval: float = 30.0  #: expired records swept this often
-
-
-@dataclass
-class DhtCounters:
-    requests_in: int = 0
-    requests_over_budget: int = 0
-    requests_out: int = 0
-    answers_in: int = 0
-    answers_unsolicited: int = 0  #: unknown query id, or answered by another key than asked
-    answers_late: int = 0  #: answers after their request timed out (not scored)
-    timeouts: int = 0
-    send_failures: int = 0
-    pending_full: int = 0  #: a request not sent: max_pending reached
-    entries_not_closer: int = 0  #: answer entries not nearer the target than the answerer
-    entries_bad_address: int = 0
-    entries_duplicate: int = 0
-    entries_same_network: int = 0  #: beyond a lookup's share of one /24 (/48): not asked
-    records_rejected: int = 0  #: parse or signature failures, wrong key (scored)
-    records_expired: int = 0  #: expired or too long-lived (counted, not scored)
-    records_stored: int = 0
-    records_refreshed: int = 0
-    records_stale: int = 0  #: seq not above the stored one
-    records_wrong_source: int = 0  #: ADD_PROVIDER not from the provider at its address
-    records_refused_full: int = 0  #: a cap (keys, records, per key, per publisher, bytes)
-    records_refused_prefix: int = 0  #: too many records of one /24 under one key
-    records_evicted_expired: int = 0
-    descriptors_rejected: int = 0
-    from_banned: int = 0
-    peers_banned: int = 0
-    lookups_started: int = 0
-    lookups_refused: int = 0
-    lookups_timed_out: int = 0
-    publishes: int = 0
-
-
-# ---- actions ------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    peer: bytes | None  #: pin this key when dialling (None: a bootstrap address, unpinned)
-    host: str
-    port: int
-    message: wire.Message
-
-
-@dataclass(frozen=True, slots=True)
-class LookupDone:
-    lookup: int
-    kind: str  #: "join" | "nodes" | "providers" | "publish" | "refresh"
-    target: bytes  #: 32 bytes
-    ok: bool  #: providers: a valid record found; others: some node answered
-    nodes: tuple[tuple[bytes, str, int], ...]  #: the k nearest nodes that answered
-    providers: tuple[ProviderRecord, ...] = ()
-    descriptor: bytes = b""  #: the stream's verified descriptor JSON, if a storer had it
-    hops: int = 0
-    elapsed: float = 0.0
-    first_found: float | None = None  #: seconds to the first valid record
-    queries: int = 0  #: requests sent
-    answers: int = 0
-
-
-DhtAction = Send | LookupDone
 
 
 @dataclass(slots=True)
@@ -211,13 +108,6 @@ class _Provided:
     addrs: tuple[Address, ...]
     descriptor: bytes
     due: float
-
-
-@dataclass(slots=True)
-class _Stored:
-    records: dict[bytes, ProviderRecord] = field(default_factory=dict)  #: provider -> record
-    descriptor: bytes = b""
-    issued_ms: int = -1
 
 
 class Dht:
@@ -252,10 +142,7 @@ class Dht:
         self._rate: dict[bytes, tuple[float, float]] = {}
         self._scores: dict[bytes, tuple[float, float]] = {}
         self.bans: dict[bytes, float] = {}
-        self.store: dict[bytes, _Stored] = {}
-        self._by_publisher: dict[bytes, int] = {}
-        self._records = 0
-        self._bytes = 0
+        self.store = RecordStore(cfg, self.counters, verify)
         self._provided: dict[bytes, _Provided] = {}
         self._seq = 0
         self._sweep_at = now + cfg.sweep_interval
@@ -345,7 +232,7 @@ class Dht:
                 self._finish(lid, a, now)
         if self._sweep_at <= now:
             self._sweep_at = now + self.config.sweep_interval
-            self._sweep(now)
+            self.store.sweep(now)
         if self._refresh_at <= now:
             self._refresh_at = now + self.config.refresh_interval
             if len(self.table):
@@ -359,14 +246,12 @@ class Dht:
 
     # ---- queries -----------------------------------------------------------------
     def providers_of(self, key: bytes, now: float) -> list[ProviderRecord]:
-        st = self.store.get(key)
-        if st is None:
-            return []
-        return [r for r in st.records.values() if r.expires_ms > now * 1000]
+        """Records we hold under ``key`` (as a storer), unexpired."""
+        return self.store.get(key, now)
 
     @property
     def records(self) -> int:
-        return self._records
+        return self.store.records
 
     def pending(self) -> int:
         return len(self._pending)
@@ -398,13 +283,14 @@ class Dht:
                 own = [r for r in recs if r.is_stream_record]
                 rest = [r for r in recs if not r.is_stream_record]
                 recs = own + self.rng.sample(rest, cfg.answer_records - len(own))
-            st = self.store.get(msg.key)
             nodes = self._nodes_for(int.from_bytes(msg.key, "big"), peer)
             self._reply(peer, host, port, wire.DhtProviders(
                 qid=msg.qid, records=[r.raw for r in recs], nodes=nodes,
-                descriptor=st.descriptor if st is not None else b""))
+                descriptor=self.store.descriptor(msg.key)))
         elif isinstance(msg, wire.DhtAddProvider):
-            self._on_add_provider(peer, host, msg, now)
+            score = self.store.add(peer, host, msg, now)
+            if score:
+                self._offence(peer, score, now)
 
     def _nodes_for(self, target: int, asker: bytes) -> list[wire.DhtNode]:
         near = self.table.closest(target, self.config.k, closer_than=self.id ^ target,
@@ -413,80 +299,6 @@ class Dht:
 
     def _reply(self, peer: bytes, host: str, port: int, msg: wire.Message) -> None:
         self._actions.append(Send(peer, host, port, msg))
-
-    def _on_add_provider(self, peer: bytes, host: str, msg: wire.DhtAddProvider,
-                         now: float) -> None:
-        cfg, c = self.config, self.counters
-        try:
-            rec = check_record(msg.record, now, self.verify, max_ttl=cfg.max_record_ttl,
-                               skew=cfg.clock_skew)
-        except RecordError as exc:
-            if exc.code in ("expired", "too_long"):
-                c.records_expired += 1
-            else:
-                c.records_rejected += 1
-                self._offence(peer, 1.0, now)
-            return
-        if rec.provider != peer or any(h != host for h, _ in rec.addrs):
-            c.records_wrong_source += 1
-            self._offence(peer, 1.0, now)
-            return
-        key = rec.key
-        st = self.store.get(key)
-        old = st.records.get(rec.provider) if st is not None else None
-        if old is not None and rec.seq <= old.seq:
-            c.records_stale += 1
-            return
-        desc = b""
-        issued = -1
-        if msg.descriptor:
-            if not rec.is_stream_record:
-                c.descriptors_rejected += 1
-                self._offence(peer, 1.0, now)
-                return
-            try:
-                d = descriptor_from_json(msg.descriptor)
-            except DescriptorError:
-                d = None
-            if d is None or not verify_descriptor(d, rec.stream):
-                c.descriptors_rejected += 1
-                self._offence(peer, 1.0, now)
-                return
-            desc, issued = msg.descriptor, d.issued_at_ms
-        grow = len(rec.raw) - (len(old.raw) if old is not None else 0)
-        if old is None:
-            if st is None and len(self.store) >= cfg.max_keys:
-                self._sweep(now)
-                if len(self.store) >= cfg.max_keys:
-                    c.records_refused_full += 1
-                    return
-            if (self._records >= cfg.max_records
-                    or (st is not None and len(st.records) >= cfg.max_records_per_key)
-                    or self._by_publisher.get(peer, 0) >= cfg.max_records_per_publisher
-                    or self._bytes + grow + len(desc) > cfg.max_store_bytes):
-                c.records_refused_full += 1
-                return
-            if st is not None:
-                pfx = prefix_of(host)
-                same = sum(1 for r in st.records.values()
-                           if any(prefix_of(h) == pfx for h, _ in r.addrs))
-                if same >= cfg.per_key_prefix:
-                    c.records_refused_prefix += 1
-                    return
-        if st is None:
-            st = self.store[key] = _Stored()
-        st.records[rec.provider] = rec
-        self._bytes += grow
-        if old is None:
-            self._records += 1
-            self._by_publisher[peer] = self._by_publisher.get(peer, 0) + 1
-            c.records_stored += 1
-        else:
-            c.records_refreshed += 1
-        if desc and issued > st.issued_ms and self._bytes + len(desc) - len(st.descriptor) \
-                <= cfg.max_store_bytes:
-            self._bytes += len(desc) - len(st.descriptor)
-            st.descriptor, st.issued_ms = desc, issued
 
     # ---- answers to our requests -------------------------------------------------
     def _on_answer(self, peer: bytes, host: str, port: int, msg: wire.Message,
@@ -747,24 +559,6 @@ class Dht:
         self.bans[peer] = now + cfg.ban_seconds
         self.table.remove(peer)
         self.table.forget_replacement(peer)
-
-    def _sweep(self, now: float) -> None:
-        ms = now * 1000
-        for key in list(self.store):
-            st = self.store[key]
-            for prov in [p for p, r in st.records.items() if r.expires_ms <= ms]:
-                r = st.records.pop(prov)
-                self._records -= 1
-                self._bytes -= len(r.raw)
-                left = self._by_publisher[prov] - 1
-                if left:
-                    self._by_publisher[prov] = left
-                else:
-                    del self._by_publisher[prov]
-                self.counters.records_evicted_expired += 1
-            if not st.records:
-                self._bytes -= len(st.descriptor)
-                del self.store[key]
 
 
 def lk_paths(cfg: DhtConfig) -> int:

@@ -241,7 +241,7 @@ def test_add_provider_must_come_from_its_provider_at_one_of_its_addresses() -> N
     assert [r.seq for r in d.providers_of(SKEY, T0)] == [2] and d.records == 1
     # expired ones are swept
     d.handle_timer(T0 + 700)
-    assert d.records == 0 and not d.store and d.counters.records_evicted_expired == 1
+    assert d.records == 0 and not len(d.store) and d.counters.records_evicted_expired == 1
 
 
 def test_record_floods_hit_every_cap_and_are_counted() -> None:
@@ -310,7 +310,7 @@ def test_the_broadcaster_record_carries_the_signed_descriptor() -> None:
                  wire.DhtAddProvider(record=pid(B), descriptor=_descriptor(5)), T0)
     d.on_message(B.public, "203.0.113.9", 4433,
                  wire.DhtAddProvider(record=pid(B, seq=2), descriptor=_descriptor(3)), T0)
-    assert d.store[SKEY].descriptor == _descriptor(5)  # the newest issued wins
+    assert d.store.descriptor(SKEY) == _descriptor(5)  # the newest issued wins
     d.on_message(other.public, host(1), 4433, wire.DhtGetProviders(qid=3, key=SKEY), T0)
     (ans,) = sends(d)
     assert isinstance(ans.message, wire.DhtProviders)
