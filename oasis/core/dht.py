@@ -473,9 +473,8 @@ class Dht:
                     record=a.record.raw, descriptor=a.descriptor)))
 
     def _publish_due(self, now: float) -> None:
-        assert self.identity is not None or not self._provided
         for skey, p in self._provided.items():
-            if p.due > now or self.identity is None:
+            if p.due > now or self.identity is None:  # provide() refuses without identity
                 continue
             p.due = now + self.config.republish
             self._seq = max(self._seq + 1, int(now * 1000))
