@@ -146,7 +146,8 @@ class Dht:
         self._provided: dict[bytes, _Provided] = {}
         self._seq = 0
         self._sweep_at = now + cfg.sweep_interval
-        self._refresh_at = now + cfg.refresh_interval
+        self._refresh_at = now + cfg.refresh_interval * (0.5 + self.rng.random())
+        self._last_lookup = -cfg.refresh_interval  #: when we last started a lookup of our own
 
     # ---- commands ----------------------------------------------------------------
     def bootstrap(self, addrs: Iterable[tuple[str, int] | tuple[str, int, bytes]],
@@ -233,9 +234,10 @@ class Dht:
         if self._sweep_at <= now:
             self._sweep_at = now + self.config.sweep_interval
             self.store.sweep(now)
-        if self._refresh_at <= now:
-            self._refresh_at = now + self.config.refresh_interval
-            if len(self.table):
+        if self._refresh_at <= now:  # jittered: nodes started together do not refresh together
+            interval = self.config.refresh_interval
+            self._refresh_at = now + interval * (0.5 + self.rng.random())
+            if len(self.table) and now - self._last_lookup >= interval:  # else fresh enough
                 self._start("refresh", self.rng.randbytes(32), now)
         self._publish_due(now)
         self._pump(now)
@@ -422,6 +424,8 @@ class Dht:
             self._actions.append(LookupDone(lid, purpose, target, False, ()))
             return lid
         self.counters.lookups_started += 1
+        if purpose != "refresh":
+            self._last_lookup = now
         t = int.from_bytes(target, "big")
         lk = Lookup(lid, kind, t, now, k=cfg.k, alpha=cfg.alpha, paths=cfg.paths,
                     max_candidates=cfg.max_candidates, max_queries=cfg.max_queries,

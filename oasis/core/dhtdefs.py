@@ -48,7 +48,9 @@ class DhtConfig:
     ban_seconds: float = 600.0
     max_bans: int = 1024
     max_scores: int = 4096
-    refresh_interval: float = 300.0  #: one lookup of a random id this often (table upkeep)
+    #: table upkeep: a lookup of a random id every 0.5-1.5 x this, skipped when we started a
+    #: lookup of our own within it (Kademlia refreshes buckets no lookup touched for an hour)
+    refresh_interval: float = 600.0
     sweep_interval: float = 30.0  #: expired records swept this often
 
 
