@@ -181,6 +181,11 @@ class Dht:
         self._provided[stream_key(sid)] = _Provided(sid, tuple(addrs), descriptor, now)
         self._publish_due(now)
 
+    def mark_fresh(self, now: float) -> None:
+        """The table was filled by other means as of ``now`` (a saved snapshot; the
+        simulator's oracle): no refresh lookup is due before ``refresh_interval``."""
+        self._last_lookup = now
+
     def stop_providing(self, sid: StreamId) -> None:
         self._provided.pop(stream_key(sid), None)
 

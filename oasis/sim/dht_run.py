@@ -143,7 +143,8 @@ class DhtSim:
         joins): each node's bucket ``b`` gets up to ``k`` contacts drawn at random among
         the nodes of ``idxs`` whose ids share exactly ``b`` leading bits with its own --
         what a long-running table holds -- through ``RoutingTable.seen`` (so the diversity
-        limits apply). Returns the contacts added."""
+        limits apply), and no refresh lookup is due for ``refresh_interval`` (the oracle
+        stands for the join's lookup). Returns the contacts added."""
         ids = sorted((node_id(self.nodes[i].key), i) for i in idxs)
         nids = [x for x, _ in ids]
         k = self.config.k
@@ -166,6 +167,7 @@ class DhtSim:
                 for j in picks:
                     m = self.nodes[ids[j][1]]
                     table.seen(m.key, m.host, self.PORT, self.now)
+            n.dht.mark_fresh(self.now)  # the oracle stands for its join (a lookup)
             added += len(table)
         return added
 
