@@ -417,3 +417,27 @@ def test_one_network_gets_at_most_three_dials_per_lookup_whatever_keys_name_it()
     d.handle_timer(T0 + 11)
     d.actions()
     assert d.counters.entries_same_network == 17
+
+
+def first_refresh(d: dh.Dht, step: float = 10.0) -> float:
+    t = T0
+    while t < T0 + 2000:
+        t += step
+        d.handle_timer(t)
+        if any(isinstance(a, dh.Send) for a in d.actions()):
+            return t
+    return float("inf")
+
+
+def test_the_table_refresh_is_jittered_and_skipped_after_a_lookup_of_our_own() -> None:
+    cfg = dh.DhtConfig(refresh_interval=600)
+    due = []
+    for seed in range(5):
+        d = dh.Dht(ME.public, config=cfg, rng=random.Random(seed), now=T0)
+        populate(d, keys_in_bucket(ME.public, 0, 3))
+        due.append(first_refresh(d))
+    assert len(set(due)) == 5 and all(T0 + 300 <= t <= T0 + 910 for t in due)
+    d = dh.Dht(ME.public, config=cfg, rng=random.Random(0), now=T0)
+    populate(d, keys_in_bucket(ME.public, 0, 3))
+    d.mark_fresh(T0 + 500)  # e.g. the oracle's fill, or a lookup of our own
+    assert first_refresh(d) >= T0 + 1100
