@@ -338,9 +338,11 @@ def run_scenario(n: int, *, seed: int = 1, adversarial: float = 0.0, churn_per_m
     else:
         for i in range(8):
             sim.join(sim.add_node()) if i else sim.add_node()
+    def arrive(adversary: bool) -> Callable[[], None]:
+        return lambda: sim.join(sim.add_node(adversary=adversary))
+
     for i in range(first, n):
-        t = T0 + join_s * (i - first) / max(1, n - first)
-        sim.call_at(t, lambda adv=i in adv_slots: sim.join(sim.add_node(adversary=adv)))
+        sim.call_at(T0 + join_s * (i - first) / max(1, n - first), arrive(i in adv_slots))
     step = max(1.0, join_s / 10)
     t = T0
     while t < T0 + join_s:
@@ -353,6 +355,13 @@ def run_scenario(n: int, *, seed: int = 1, adversarial: float = 0.0, churn_per_m
     join_wall = time.monotonic() - wall0
 
     # streams and their honest providers (nodes that joined like the rest)
+    def publish(node: SimDhtNode, sid: StreamId) -> Callable[[], None]:
+        def go() -> None:
+            if node.alive:
+                node.dht.provide(sid, [(node.host, DhtSim.PORT)], sim.now)
+                sim.run(node)
+        return go
+
     sids: list[StreamId] = []
     prov_keys: dict[bytes, set[bytes]] = {}
     for s in range(streams):
@@ -365,10 +374,7 @@ def run_scenario(n: int, *, seed: int = 1, adversarial: float = 0.0, churn_per_m
             node = sim.add_node(identity=ident)
             sim.join(node)
             prov_keys[stream_key(sid)].add(ident.public)
-            when = sim.now + 15 + rng.random() * 15
-            sim.call_at(when, lambda node=node, sid=sid: (
-                node.alive and node.dht.provide(sid, [(node.host, DhtSim.PORT)], sim.now),
-                sim.run(node)))
+            sim.call_at(sim.now + 15 + rng.random() * 15, publish(node, sid))
     t_measure = sim.now + settle_s
     # churn: every second, the share leaving and as many joining
     churn_start = sim.now
