@@ -211,6 +211,85 @@ class ReceiptMsg(Message, tag=16, frozen=True):
     receipt: Annotated[bytes, Meta(max_length=MAX_LEDGER_BLOB)]  #: oasis.ledger.receipts.Receipt
 
 
+# ---- DHT (oasis/core/dht.py; docs/oftp.md § 17) ------------------------------
+
+MAX_DHT_NODES = 20  #: contacts in one NODES/PROVIDERS answer (the bucket size k)
+MAX_DHT_RECORDS = 20  #: provider records in one PROVIDERS answer
+MAX_DHT_RECORD = 384  #: bytes of one encoded provider record (dhtrecord.MAX_RECORD fits)
+MAX_DHT_DESCRIPTOR = 4096  #: bytes of a stream descriptor's JSON (descriptor.MAX_JSON)
+QueryId = Annotated[int, Meta(ge=0, le=0xFFFF_FFFF)]
+HostText = Annotated[str, Meta(min_length=2, max_length=45)]
+Port = Annotated[int, Meta(ge=1, le=0xFFFF)]
+DhtRecordBytes = Annotated[bytes, Meta(max_length=MAX_DHT_RECORD)]
+DescriptorBytes = Annotated[bytes, Meta(max_length=MAX_DHT_DESCRIPTOR)]
+
+
+class DhtNode(Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """A contact in a DHT answer: the node's key (its id is hashed from it) and address."""
+
+    key: Key32
+    host: HostText  #: IP literal (checked canonical and unicast by the receiver)
+    port: Port
+
+
+DhtNodes = Annotated[list[DhtNode], Meta(max_length=MAX_DHT_NODES)]
+
+
+class DhtPing(Message, tag=17, frozen=True):
+    """Is the receiver alive? Answered by DHT_PONG with the same ``qid``."""
+
+    qid: QueryId
+
+
+class DhtPong(Message, tag=18, frozen=True):
+    qid: QueryId
+
+
+class DhtFindNode(Message, tag=19, frozen=True):
+    """Ask for contacts nearer ``target`` (a 256-bit id) than the receiver."""
+
+    qid: QueryId
+    target: Key32
+
+
+class DhtNodesMsg(Message, tag=20, frozen=True):
+    """Answer to DHT_FIND_NODE: up to k contacts strictly nearer the target than the sender."""
+
+    qid: QueryId
+    nodes: DhtNodes
+
+
+class DhtGetProviders(Message, tag=21, frozen=True):
+    """Ask for provider records stored under ``key`` (dhtrecord.stream_key)."""
+
+    qid: QueryId
+    key: Key32
+
+
+class DhtProviders(Message, tag=22, frozen=True):
+    """Answer to DHT_GET_PROVIDERS: records held for the key, the stream's signed
+    descriptor (JSON, empty = none) and contacts nearer the key than the sender."""
+
+    qid: QueryId
+    records: Annotated[list[DhtRecordBytes], Meta(max_length=MAX_DHT_RECORDS)]
+    descriptor: DescriptorBytes
+    nodes: DhtNodes
+
+
+class DhtAddProvider(Message, tag=23, frozen=True):
+    """Store the sender's own signed provider record; ``descriptor`` only with the
+    broadcaster's (stream) record. Not answered."""
+
+    record: DhtRecordBytes
+    descriptor: DescriptorBytes = b""
+
+
+DHT_MESSAGES = (DhtPing, DhtPong, DhtFindNode, DhtNodesMsg, DhtGetProviders, DhtProviders,
+                DhtAddProvider)
+
+
+# ---- reachability (oasis/core/nat.py; docs/oftp.md § 15) ---------------------
+
 IpText = Annotated[str, Meta(min_length=2, max_length=45)]  #: an IP literal (checked by the receiver)
 MAX_LISTED = 32  #: keys in one NEIGHBOURS message
 
@@ -241,7 +320,7 @@ class Punch(Message, tag=32, frozen=True):
 
 CONTROL_MESSAGES = (
     Hello, Auth, Join, Leave, Status, Subscribe, SubscribeAck, Unsubscribe,
-    Request, Missing, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg,
+    Request, Missing, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg, *DHT_MESSAGES,
     Observed, Neighbours, Punch,
 )
 ALL_MESSAGES = (*CONTROL_MESSAGES, ChunkMsg)
@@ -251,7 +330,8 @@ _encoder = msgspec.msgpack.Encoder()
 _control_decoder = msgspec.msgpack.Decoder(
     Hello | Auth | Join | Leave | Status | Subscribe | SubscribeAck | Unsubscribe
     | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
-    | Observed | Neighbours | Punch
+    | DhtPing | DhtPong | DhtFindNode | DhtNodesMsg | DhtGetProviders | DhtProviders
+    | DhtAddProvider | Observed | Neighbours | Punch
 )
 _chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)
 _LEN = struct.Struct(">I")

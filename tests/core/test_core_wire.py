@@ -13,6 +13,8 @@ from oasis.core.wire import ErrorCode, WireError
 
 SK = b"streamk8"
 TAG = b"peertag8"
+NODE4 = wire.DhtNode(key=b"k" * 32, host="203.0.113.7", port=4433)
+NODE6 = wire.DhtNode(key=b"K" * 32, host="2001:db8::1", port=65535)
 
 
 def sample(cls: type) -> wire.Message:
@@ -39,6 +41,15 @@ def sample(cls: type) -> wire.Message:
         wire.WalletBind: wire.WalletBind(binding=b"b" * 181),
         wire.TicketMsg: wire.TicketMsg(ticket=b"t" * wire.MAX_LEDGER_BLOB),
         wire.ReceiptMsg: wire.ReceiptMsg(receipt=b"r" * 138),
+        wire.DhtPing: wire.DhtPing(qid=0),
+        wire.DhtPong: wire.DhtPong(qid=0xFFFF_FFFF),
+        wire.DhtFindNode: wire.DhtFindNode(qid=7, target=b"t" * 32),
+        wire.DhtNodesMsg: wire.DhtNodesMsg(qid=8, nodes=[NODE4, NODE6] * (wire.MAX_DHT_NODES // 2)),
+        wire.DhtGetProviders: wire.DhtGetProviders(qid=9, key=b"s" * 32),
+        wire.DhtProviders: wire.DhtProviders(
+            qid=10, records=[b"r" * wire.MAX_DHT_RECORD] * wire.MAX_DHT_RECORDS,
+            descriptor=b"{}", nodes=[NODE4]),
+        wire.DhtAddProvider: wire.DhtAddProvider(record=b"r" * 200, descriptor=b""),
         wire.Observed: wire.Observed(host="2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", port=0xFFFF),
         wire.Neighbours: wire.Neighbours(keys=[bytes([i]) * 32 for i in range(wire.MAX_LISTED)]),
         wire.Punch: wire.Punch(phase=3, peer=b"p" * 32, nonce=2**63 - 1, host="198.18.0.1",
@@ -58,8 +69,8 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 19
-    assert set(wire.MESSAGE_IDS) == set(range(1, 17)) | {30, 31, 32}  # 30-32: reachability
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 26
+    assert set(wire.MESSAGE_IDS) == set(range(1, 24)) | {30, 31, 32}  # 17-23 DHT, 30-32 reachability
 
 
 @pytest.mark.parametrize("cls", wire.ALL_MESSAGES, ids=lambda c: c.__name__)
@@ -165,7 +176,7 @@ def test_oversize_chunk_message_is_too_large() -> None:
     assert code_of(wire.decode_chunk, b"\x00" * (wire.MAX_CHUNK_MESSAGE + 1)) == ErrorCode.TOO_LARGE
 
 
-@pytest.mark.parametrize("mid", [0, 17, 99, 0xFFFF, 2**40])
+@pytest.mark.parametrize("mid", [0, 24, 99, 0xFFFF, 2**40])
 def test_unknown_message_id(mid: int) -> None:
     body = msgspec.msgpack.encode([mid, SK, 1])
     assert code_of(wire.decode_control, body) == ErrorCode.UNKNOWN_MESSAGE
@@ -200,6 +211,19 @@ BAD_FIELDS = [
     ("33-hop path", [5, SK, 1, 0, 0, 1, [[TAG] * 33]]),
     ("7-byte peer tag", [5, SK, 1, 0, 0, 1, [[b"t" * 7]]]),
     ("u64 over int64", [5, SK, 2**63, 0, 0, 1, []]),
+    ("dht qid over u32", [17, 2**32]),
+    ("dht negative qid", [18, -1]),
+    ("dht 31-byte target", [19, 1, b"t" * 31]),
+    ("dht 21 nodes", [20, 1, [[b"k" * 32, "203.0.113.7", 1]] * 21]),
+    ("dht node port 0", [20, 1, [[b"k" * 32, "203.0.113.7", 0]]]),
+    ("dht node port over u16", [20, 1, [[b"k" * 32, "203.0.113.7", 65536]]]),
+    ("dht node host too long", [20, 1, [[b"k" * 32, "1" * 46, 1]]]),
+    ("dht node extra field", [20, 1, [[b"k" * 32, "203.0.113.7", 1, 0]]]),
+    ("dht node as map", [20, 1, [{"key": b"k" * 32, "host": "203.0.113.7", "port": 1}]]),
+    ("dht 21 records", [22, 1, [b"r"] * 21, b"", []]),
+    ("dht record too long", [22, 1, [b"r" * (wire.MAX_DHT_RECORD + 1)], b"", []]),
+    ("dht descriptor too long", [23, b"r", b"d" * (wire.MAX_DHT_DESCRIPTOR + 1)]),
+    ("dht record as str", [23, "r", b""]),
     ("observed host too long", [30, "1" * 46, 1]),
     ("observed port over u16", [30, "198.18.0.1", 0x10000]),
     ("33 neighbours", [31, [b"k" * 32] * 33]),

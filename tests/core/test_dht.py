@@ -1,0 +1,443 @@
+"""The DHT core, driven by hand: requests and answers, hostile answers, the record store,
+bootstrap, publishing, timers. Virtual time, no sockets."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from dhtkit import T0, host, keys_in_bucket, node_of, sends, split
+
+from oasis.core import dht as dh
+from oasis.core import wire
+from oasis.core.descriptor import Descriptor, sign_descriptor
+from oasis.core.dhtrecord import check_record, node_id, sign_record, stream_key
+from oasis.core.identity import Identity, verify
+from oasis.core.stream import StreamId
+
+RNG = random.Random(11)
+ME = Identity.from_private_bytes(RNG.randbytes(32))
+B = Identity.from_private_bytes(RNG.randbytes(32))
+SID = StreamId(B.public, "live")
+SKEY = stream_key(SID)
+
+
+def new(config: dh.DhtConfig | None = None, identity: Identity | None = ME) -> dh.Dht:
+    return dh.Dht(ME.public, identity=identity, config=config, rng=random.Random(3), now=T0)
+
+
+def populate(d: dh.Dht, keys: list[bytes], start: int = 0) -> None:
+    """Each key asks us something (a PING): an authenticated link, an observed address."""
+    for i, k in enumerate(keys, start):
+        d.on_message(k, host(i), 4433, wire.DhtPing(qid=i), T0)
+    d.actions()
+
+
+def answer_all(d: dh.Dht, out: list[dh.Send], now: float, make) -> list[dh.DhtAction]:
+    """Answer every request in ``out`` with ``make(send)`` (None: stay silent)."""
+    for s in out:
+        msg = make(s)
+        if msg is not None:
+            assert s.peer is not None
+            d.on_message(s.peer, s.host, s.port, msg, now)
+    return d.actions()
+
+
+def qid(s: dh.Send) -> int:
+    return s.message.qid  # type: ignore[attr-defined]
+
+
+def pid(p: Identity, sid: StreamId = SID, *, seq: int = 1, h: str = "203.0.113.9",
+        ttl: float = 600, now: float = T0) -> bytes:
+    return sign_record(p, sid, seq, int((now + ttl) * 1000), [(h, 4433)]).raw
+
+
+# ---- answers to our requests ---------------------------------------------------------
+
+def test_an_answer_from_another_key_than_the_one_asked_is_refused() -> None:
+    d = new()
+    a, b = keys_in_bucket(ME.public, 0, 2)
+    populate(d, [a])
+    d.find_node(RNG.randbytes(32), T0)
+    (req,) = sends(d)
+    assert req.peer == a and isinstance(req.message, wire.DhtFindNode)
+    d.on_message(b, req.host, 4433, wire.DhtNodesMsg(qid=qid(req), nodes=[]), T0 + 0.1)
+    assert d.counters.answers_unsolicited == 1 and d.counters.answers_in == 0
+    assert d.pending() == 1  # still waiting for a's own answer
+    d.on_message(a, req.host, 4433, wire.DhtNodesMsg(qid=qid(req), nodes=[]), T0 + 0.2)
+    _, done = split(d.actions())
+    assert done and done[0].ok and done[0].nodes == ((a, host(0), 4433),)
+
+
+def test_entries_not_nearer_the_target_than_the_answerer_are_dropped_and_scored() -> None:
+    d = new(dh.DhtConfig(paths=1))
+    target = RNG.randbytes(32)
+    t = int.from_bytes(target, "big")
+    pool = [RNG.randbytes(32) for _ in range(400)]
+    pool.sort(key=lambda k: node_id(k) ^ t)
+    near, answerer, far = pool[:5], pool[200], pool[300:320]
+    populate(d, [answerer])
+    for round_ in range(12):
+        d.find_node(target, T0 + round_)
+        (req,) = sends(d)
+        entries = [node_of(k, 100 + j) for j, k in enumerate(far)] + [node_of(near[0], 99)]
+        follow, _ = split(answer_all(d, [req], T0 + round_ + 0.1,
+                                     lambda s, e=entries: wire.DhtNodesMsg(qid=qid(s), nodes=e)))
+        if round_ == 0:
+            assert d.counters.entries_not_closer == 20
+            assert [s.peer for s in follow] == [near[0]]  # only the nearer entry is asked
+        if answerer in d.bans:
+            break
+        answer_all(d, follow, T0 + round_ + 0.2, lambda s: None)
+        d.handle_timer(T0 + round_ + 0.9)
+        d.actions()
+    assert answerer in d.bans and d.table.get(answerer) is None
+    assert d.counters.peers_banned == 1 and round_ <= 10  # ~10 bad answers (score decays)
+    # a banned key is not heard any more
+    d.on_message(answerer, host(0), 4433, wire.DhtPing(qid=1), T0 + 20)
+    assert d.counters.from_banned == 1 and not d.actions()
+
+
+def test_bad_addresses_duplicates_and_ourselves_in_an_answer() -> None:
+    d = new(dh.DhtConfig(paths=1))
+    target = ME.public  # entries near us: the answerer must be farther
+    a = keys_in_bucket(ME.public, 0, 1)[0]
+    near = keys_in_bucket(ME.public, 5, 2)
+    populate(d, [a])
+    d.find_node(node_id(ME.public).to_bytes(32, "big"), T0)
+    (req,) = sends(d)
+    entries = [wire.DhtNode(key=near[0], host="0.0.0.0", port=1),
+               wire.DhtNode(key=near[0], host="203.0.113.1", port=1),
+               wire.DhtNode(key=near[1], host="203.0.113.2", port=1),
+               wire.DhtNode(key=near[1], host="203.0.113.2", port=1),
+               wire.DhtNode(key=ME.public, host="203.0.113.3", port=1)]
+    del target
+    follow, _ = split(answer_all(d, [req], T0 + 0.1,
+                                 lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=entries)))
+    c = d.counters
+    assert (c.entries_bad_address, c.entries_duplicate) == (1, 2)
+    assert sorted(s.peer for s in follow if s.peer) == sorted([near[1]])
+
+
+def test_forged_and_foreign_records_are_rejected_and_valid_ones_returned() -> None:
+    d = new(dh.DhtConfig(paths=1))
+    a = keys_in_bucket(ME.public, 0, 1)[0]
+    populate(d, [a])
+    p1, p2 = (Identity.from_private_bytes(RNG.randbytes(32)) for _ in range(2))
+    good = pid(p1)
+    forged = good[:-64] + p2.sign(good[:-64])  # names p1, signed by p2
+    other = pid(p2, StreamId(B.public, "other"))  # valid, for another stream
+    stale = pid(p2, ttl=-1)
+    d.find_providers(SID, T0)
+    (req,) = sends(d)
+    assert isinstance(req.message, wire.DhtGetProviders) and req.message.key == SKEY
+    _, done = split(answer_all(d, [req], T0 + 0.1, lambda s: wire.DhtProviders(
+        qid=qid(s), records=[forged, other, stale, good, b"junk"], descriptor=b"", nodes=[])))
+    assert done and done[0].ok and [r.raw for r in done[0].providers] == [good]
+    assert done[0].hops == 1 and done[0].first_found == pytest.approx(0.1)
+    assert d.counters.records_rejected == 3 and d.counters.records_expired == 1
+
+
+def test_request_timeout_follows_the_measured_rtt_with_a_floor() -> None:
+    cfg = dh.DhtConfig(paths=1, rtt_floor=0.25)
+    d = new(cfg)
+    a = keys_in_bucket(ME.public, 0, 1)[0]
+    populate(d, [a])
+    d.find_node(RNG.randbytes(32), T0)
+    (req,) = sends(d)
+    assert d.get_timer() == pytest.approx(T0 + cfg.initial_rtt * 2)  # srtt + 4 var, no sample yet
+    for i in range(8):  # a fast contact: 50 ms answers
+        answer_all(d, [req], T0 + 0.05 + i, lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=[]))
+        d.actions()
+        d.find_node(RNG.randbytes(32), T0 + 1 + i)
+        (req,) = sends(d)
+    assert d.get_timer() == pytest.approx(T0 + 8 + cfg.rtt_floor)
+    d.handle_timer(T0 + 8 + cfg.rtt_floor)
+    assert d.counters.timeouts == 1
+    # a late answer is still counted as an answer, not as hostile
+    d.on_message(a, host(0), 4433, wire.DhtNodesMsg(qid=qid(req), nodes=[]), T0 + 9)
+    assert d.counters.answers_late == 1 and d.counters.answers_unsolicited == 0
+
+
+def test_a_send_that_reached_another_key_fails_at_once() -> None:
+    d = new(dh.DhtConfig(paths=1, alpha=1))
+    a, b = keys_in_bucket(ME.public, 0, 2)
+    populate(d, [a, b])
+    d.find_node(RNG.randbytes(32), T0)
+    (req,) = sends(d)
+    d.send_failed(req.peer, req.host, req.port, T0 + 0.3)  # e.g. WRONG_PEER at the handshake
+    assert d.counters.send_failures == 1
+    (nxt,) = sends(d)
+    assert nxt.peer != req.peer
+
+
+def test_lookups_and_pending_requests_are_capped() -> None:
+    d = new(dh.DhtConfig(max_lookups=2, max_pending=4, paths=1))
+    populate(d, keys_in_bucket(ME.public, 0, 10))
+    for _ in range(3):
+        d.find_node(RNG.randbytes(32), T0)
+    out, done = split(d.actions())
+    assert len(out) == 4 and d.pending() == 4  # 3 + 1: the second lookup got one slot
+    assert len(done) == 1 and not done[0].ok and d.counters.lookups_refused == 1
+
+
+def test_lookups_end_by_their_deadline() -> None:
+    d = new(dh.DhtConfig(lookup_time=5.0))
+    populate(d, keys_in_bucket(ME.public, 0, 30))
+    d.find_providers(SID, T0)
+    d.actions()
+    t = T0
+    done: list[dh.LookupDone] = []
+    while not done and t < T0 + 20:
+        t = d.get_timer() or t + 1
+        d.handle_timer(t)
+        done = split(d.actions())[1]
+    assert done and not done[0].ok and done[0].elapsed <= 5.0 + 1e-9
+
+
+# ---- requests we answer --------------------------------------------------------------
+
+def test_find_node_answers_only_contacts_nearer_the_target_than_us() -> None:
+    d = new()
+    keys = [RNG.randbytes(32) for _ in range(200)]
+    populate(d, keys)
+    asker = keys[0]
+    target = RNG.randbytes(32)
+    t = int.from_bytes(target, "big")
+    d.on_message(asker, host(0), 4433, wire.DhtFindNode(qid=77, target=target), T0 + 1)
+    (ans,) = sends(d)
+    assert isinstance(ans.message, wire.DhtNodesMsg) and ans.message.qid == 77
+    got = [n.key for n in ans.message.nodes]
+    assert 0 < len(got) <= 20 and asker not in got
+    assert all(node_id(k) ^ t < d.id ^ t for k in got)
+    nearer = sorted((c for c in d.table.index.values() if c.nid ^ t < d.id ^ t and c.key != asker),
+                    key=lambda c: c.nid ^ t)
+    assert got == [c.key for c in nearer[:20]]
+
+
+def test_a_request_flood_is_cut_at_the_budget_and_banned() -> None:
+    d = new()
+    flooder = RNG.randbytes(32)
+    for i in range(200):
+        d.on_message(flooder, host(1), 4433, wire.DhtFindNode(qid=i, target=ME.public), T0)
+    assert len(sends(d)) == 60  # the burst
+    assert d.counters.requests_over_budget == 40 and flooder in d.bans
+
+
+def test_add_provider_must_come_from_its_provider_at_one_of_its_addresses() -> None:
+    d = new()
+    p = Identity.from_private_bytes(RNG.randbytes(32))
+    raw = pid(p, h="203.0.113.9")
+    d.on_message(RNG.randbytes(32), "203.0.113.9", 4433, wire.DhtAddProvider(record=raw), T0)
+    d.on_message(p.public, "198.51.100.1", 4433, wire.DhtAddProvider(record=raw), T0)
+    assert d.counters.records_wrong_source == 2 and not d.providers_of(SKEY, T0)
+    d.on_message(p.public, "203.0.113.9", 4433, wire.DhtAddProvider(record=raw), T0)
+    assert [r.raw for r in d.providers_of(SKEY, T0)] == [raw]
+    # same seq again: stale; a higher one replaces it
+    d.on_message(p.public, "203.0.113.9", 4433, wire.DhtAddProvider(record=raw), T0 + 1)
+    newer = pid(p, seq=2, h="203.0.113.9")
+    d.on_message(p.public, "203.0.113.9", 4433, wire.DhtAddProvider(record=newer), T0 + 1)
+    assert d.counters.records_stale == 1 and d.counters.records_refreshed == 1
+    assert [r.seq for r in d.providers_of(SKEY, T0)] == [2] and d.records == 1
+    # expired ones are swept
+    d.handle_timer(T0 + 700)
+    assert d.records == 0 and not len(d.store) and d.counters.records_evicted_expired == 1
+
+
+def test_record_floods_hit_every_cap_and_are_counted() -> None:
+    cfg = dh.DhtConfig(max_records_per_key=5, max_records_per_publisher=3, max_records=12,
+                       request_burst=1000)
+    d = new(cfg)
+    provs = [Identity.from_private_bytes(RNG.randbytes(32)) for _ in range(12)]
+
+    def add(p: Identity, sid: StreamId, h: str) -> None:
+        d.on_message(p.public, h, 4433, wire.DhtAddProvider(record=pid(p, sid, h=h)), T0)
+
+    # one network: 2 records per key
+    for i in range(3):
+        add(provs[i], SID, f"198.51.100.{i + 1}")
+    assert d.counters.records_refused_prefix == 1
+    # per key: 5
+    for i in range(3, 8):
+        add(provs[i], SID, host(i))
+    assert len(d.providers_of(SKEY, T0)) == 5 and d.counters.records_refused_full == 2
+    # per publisher: 3 keys
+    for j in range(4):
+        add(provs[8], StreamId(B.public, f"s{j}"), host(8))
+    assert d.counters.records_refused_full == 3
+    # in all: 12
+    for i in range(9, 12):
+        for j in range(3):
+            add(provs[i], StreamId(B.public, f"t{j}"), host(i))
+    assert d.records == 12 and d.counters.records_refused_full == 8
+    # a record that would outlive max_record_ttl, or is not signed, is refused
+    p = provs[0]
+    d.on_message(p.public, "203.0.113.9", 4433,
+                 wire.DhtAddProvider(record=pid(p, ttl=3600)), T0)
+    assert d.counters.records_expired == 1
+    bad = pid(p)[:-1] + b"\x00"
+    d.on_message(p.public, "203.0.113.9", 4433, wire.DhtAddProvider(record=bad), T0)
+    assert d.counters.records_rejected == 1
+
+
+def test_store_bytes_are_capped() -> None:
+    d = new(dh.DhtConfig(max_store_bytes=1000, request_burst=1000))
+    for i in range(10):
+        p = Identity.from_private_bytes(RNG.randbytes(32))
+        d.on_message(p.public, host(i), 4433,
+                     wire.DhtAddProvider(record=pid(p, h=host(i))), T0)
+    assert d.records == 1000 // 174 and d.counters.records_refused_full == 10 - d.records
+
+
+def _descriptor(issued: int = 1, key: Identity = B) -> bytes:
+    import json
+    d = sign_descriptor(B, Descriptor(SID, 1500, 33, 4, issued, origin="http://o.example/origin"))
+    if key is not B:
+        d = Descriptor(SID, 1500, 33, 4, issued, origin="http://o.example/origin",
+                       signature=key.sign(d.signing_bytes()))
+    return json.dumps(d.to_json()).encode()
+
+
+def test_the_broadcaster_record_carries_the_signed_descriptor() -> None:
+    d = new()
+    other = Identity.from_private_bytes(RNG.randbytes(32))
+    d.on_message(other.public, "203.0.113.9", 4433,
+                 wire.DhtAddProvider(record=pid(other), descriptor=_descriptor()), T0)
+    d.on_message(B.public, "203.0.113.9", 4433,
+                 wire.DhtAddProvider(record=pid(B), descriptor=_descriptor(key=other)), T0)
+    assert d.counters.descriptors_rejected == 2 and d.records == 0
+    d.on_message(B.public, "203.0.113.9", 4433,
+                 wire.DhtAddProvider(record=pid(B), descriptor=_descriptor(5)), T0)
+    d.on_message(B.public, "203.0.113.9", 4433,
+                 wire.DhtAddProvider(record=pid(B, seq=2), descriptor=_descriptor(3)), T0)
+    assert d.store.descriptor(SKEY) == _descriptor(5)  # the newest issued wins
+    d.on_message(other.public, host(1), 4433, wire.DhtGetProviders(qid=3, key=SKEY), T0)
+    (ans,) = sends(d)
+    assert isinstance(ans.message, wire.DhtProviders)
+    assert ans.message.descriptor == _descriptor(5) and len(ans.message.records) == 1
+
+
+# ---- bootstrap and publishing --------------------------------------------------------
+
+def test_bootstrap_from_bare_addresses_then_a_self_lookup() -> None:
+    d = new()
+    seed = keys_in_bucket(ME.public, 0, 1)[0]
+    nearer = keys_in_bucket(ME.public, 4, 3)
+    lid = d.bootstrap([("203.0.113.1", 4433), ("not an ip", 1), ("0.0.0.0", 1)], T0)
+    (req,) = sends(d)
+    assert req.peer is None and isinstance(req.message, wire.DhtFindNode)
+    assert req.message.target == d.id.to_bytes(32, "big")
+    d.on_message(seed, "203.0.113.1", 4433, wire.DhtNodesMsg(
+        qid=qid(req), nodes=[node_of(k, i) for i, k in enumerate(nearer)]), T0 + 0.1)
+    assert d.table.get(seed) is not None  # any key at a bootstrap address is taken
+    out = sends(d)
+    assert all(s.peer is not None for s in out)  # pinned from now on
+    assert set(nearer) <= {s.peer for s in out}
+    _, done = split(answer_all(d, out, T0 + 0.3,
+                               lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=[])))
+    assert done and done[0].lookup == lid and done[0].kind == "join" and done[0].ok
+    assert len(d.table) == 4
+
+
+def test_bootstrap_with_nobody_answering_ends_the_join_unsuccessfully() -> None:
+    d = new()
+    d.bootstrap([("203.0.113.1", 4433)], T0)
+    d.actions()
+    d.handle_timer(T0 + 5)
+    _, done = split(d.actions())
+    assert done and done[0].kind == "join" and not done[0].ok
+
+
+def test_provide_stores_at_the_nearest_nodes_and_republishes_before_expiry() -> None:
+    d = new(dh.DhtConfig(republish=240, record_ttl=600))
+    keys = [RNG.randbytes(32) for _ in range(60)]
+    populate(d, keys)
+    d.provide(SID, [("198.51.100.5", 4433)], T0)
+    seqs = []
+    for rnd in range(2):
+        now = T0 + 240 * rnd
+        if rnd:
+            d.handle_timer(now)
+        out = sends(d)
+        acts: list[dh.DhtAction] = []
+        while out:
+            acts = answer_all(d, out, now + 0.1, lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=[]))
+            out = [a for a in acts if isinstance(a, dh.Send)
+                   and isinstance(a.message, wire.DhtFindNode)]
+        adds = [a for a in acts if isinstance(a, dh.Send)
+                and isinstance(a.message, wire.DhtAddProvider)]
+        assert len(adds) == 20
+        t = int.from_bytes(SKEY, "big")
+        want = sorted(keys, key=lambda k: node_id(k) ^ t)[:20]
+        assert sorted(a.peer for a in adds if a.peer) == sorted(want)
+        assert isinstance(adds[0].message, wire.DhtAddProvider)
+        r = check_record(adds[0].message.record, now, verify, max_ttl=1800, skew=60)
+        assert r.provider == ME.public and r.expires_ms == int((now + 600) * 1000)
+        seqs.append(r.seq)
+    assert seqs[1] > seqs[0] and d.counters.publishes == 2
+    d.stop_providing(SID)
+    d.handle_timer(T0 + 480)
+    assert not [a for a in d.actions() if isinstance(a, dh.LookupDone) and a.kind == "publish"]
+
+
+def test_ping_before_evict_through_the_dht() -> None:
+    d = new(dh.DhtConfig(k=2, ping_after=10))
+    old = keys_in_bucket(ME.public, 0, 3)
+    populate(d, old[:2])
+    d.on_message(old[2], host(9), 4433, wire.DhtPing(qid=1), T0 + 11)
+    out = sends(d)
+    pings = [s for s in out if isinstance(s.message, wire.DhtPing)]
+    assert [s.peer for s in pings] == [old[0]]  # the least recently seen is asked first
+    d.handle_timer(T0 + 20)  # no PONG: evicted, the newcomer takes its place
+    assert d.table.get(old[0]) is None and d.table.get(old[2]) is not None
+
+
+def test_a_record_must_name_only_the_host_it_is_stored_from() -> None:
+    d = new()
+    p = Identity.from_private_bytes(RNG.randbytes(32))
+    two = sign_record(p, SID, 1, int((T0 + 600) * 1000),
+                      [("203.0.113.9", 4433), ("198.51.100.77", 4433)]).raw
+    d.on_message(p.public, "203.0.113.9", 4433, wire.DhtAddProvider(record=two), T0)
+    assert d.counters.records_wrong_source == 1 and d.records == 0
+
+
+def test_one_network_gets_at_most_three_dials_per_lookup_whatever_keys_name_it() -> None:
+    d = new(dh.DhtConfig(paths=1, alpha=30, k=20))
+    target = RNG.randbytes(32)
+    t = int.from_bytes(target, "big")
+    pool = sorted((RNG.randbytes(32) for _ in range(300)), key=lambda k: node_id(k) ^ t)
+    answerer, fakes = pool[100], pool[:20]
+    populate(d, [answerer])
+    d.find_node(target, T0)
+    (req,) = sends(d)
+    victim = [wire.DhtNode(key=k, host=f"192.0.2.{i + 1}", port=443) for i, k in enumerate(fakes)]
+    follow, _ = split(answer_all(d, [req], T0 + 0.1,
+                                 lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=victim)))
+    assert len(follow) == 3 and {s.host.rsplit(".", 1)[0] for s in follow} == {"192.0.2"}
+    d.handle_timer(T0 + 11)
+    d.actions()
+    assert d.counters.entries_same_network == 17
+
+
+def first_refresh(d: dh.Dht, step: float = 10.0) -> float:
+    t = T0
+    while t < T0 + 2000:
+        t += step
+        d.handle_timer(t)
+        if any(isinstance(a, dh.Send) for a in d.actions()):
+            return t
+    return float("inf")
+
+
+def test_the_table_refresh_is_jittered_and_skipped_after_a_lookup_of_our_own() -> None:
+    cfg = dh.DhtConfig(refresh_interval=600)
+    due = []
+    for seed in range(5):
+        d = dh.Dht(ME.public, config=cfg, rng=random.Random(seed), now=T0)
+        populate(d, keys_in_bucket(ME.public, 0, 3))
+        due.append(first_refresh(d))
+    assert len(set(due)) == 5 and all(T0 + 300 <= t <= T0 + 910 for t in due)
+    d = dh.Dht(ME.public, config=cfg, rng=random.Random(0), now=T0)
+    populate(d, keys_in_bucket(ME.public, 0, 3))
+    d.mark_fresh(T0 + 500)  # e.g. the oracle's fill, or a lookup of our own
+    assert first_refresh(d) >= T0 + 1100
