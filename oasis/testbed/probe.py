@@ -61,28 +61,32 @@ class PingResult:
 
 
 def ping(ns: str, dst: tuple[str, int], count: int = 20, timeout: float = 3.0,
-         sock: socket.socket | None = None) -> PingResult:
-    """Send ``count`` numbered datagrams to an :class:`EchoServer` at once; collect the
-    replies until all are back or ``timeout`` seconds passed since the last send."""
+         sock: socket.socket | None = None, batch: int = 0) -> PingResult:
+    """Send ``count`` numbered datagrams to an :class:`EchoServer`; collect the replies
+    until all are back or ``timeout`` seconds passed since the last send. ``batch``: send
+    that many at a time, each batch waited for (bounded by ``timeout``) before the next,
+    so a delayer slowed by a loaded machine is not flooded (0: all at once)."""
     own = sock is None
     s = sock if sock is not None else ns_socket(ns, socket.SOCK_DGRAM)
     try:
-        sent_at: dict[int, float] = {}
-        for i in range(count):
-            sent_at[i] = time.monotonic()
-            s.sendto(struct.pack("!I", i) + b"x" * 28, dst)
         rtts: list[float] = []
         observed = ""
-        deadline = time.monotonic() + timeout
-        while len(rtts) < count and (left := deadline - time.monotonic()) > 0:
-            r, _, _ = select.select([s], [], [], left)
-            if not r:
-                break
-            data, _ = s.recvfrom(2048)
-            seq = struct.unpack("!I", data[:4])[0]
-            if seq in sent_at:
-                rtts.append(1000 * (time.monotonic() - sent_at.pop(seq)))
-                observed = data.rsplit(b"@", 1)[1].decode()
+        step = batch or count
+        for first in range(0, count, step):
+            sent_at: dict[int, float] = {}
+            for i in range(first, min(count, first + step)):
+                sent_at[i] = time.monotonic()
+                s.sendto(struct.pack("!I", i) + b"x" * 28, dst)
+            deadline = time.monotonic() + timeout
+            while sent_at and (left := deadline - time.monotonic()) > 0:
+                r, _, _ = select.select([s], [], [], left)
+                if not r:
+                    break
+                data, _ = s.recvfrom(2048)
+                seq = struct.unpack("!I", data[:4])[0]
+                if seq in sent_at:
+                    rtts.append(1000 * (time.monotonic() - sent_at.pop(seq)))
+                    observed = data.rsplit(b"@", 1)[1].decode()
         return PingResult(count, rtts, observed)
     finally:
         if own:

@@ -102,7 +102,9 @@ def test_upload_cap_holds(bed: runner.Testbed) -> None:
 def test_loss_rate_roughly_as_set(bed: runner.Testbed) -> None:
     srv, addr = _echo(bed, "b", 7002)
     try:
-        r = probe.ping(bed.net.placement["v4"].ns, addr, count=600, timeout=3.0)
+        # in batches: 600 datagrams at once can overflow the delayer's queue on a loaded
+        # machine, and those drops are not the loss under test
+        r = probe.ping(bed.net.placement["v4"].ns, addr, count=600, timeout=2.0, batch=30)
     finally:
         srv.close()
     want = 1 - (1 - LOSSY) ** 2  # dropped on the way out or on the way back
