@@ -71,6 +71,7 @@ from .dhtrecord import (
 )
 from .dhtstore import RecordStore
 from .dhttable import Contact, RoutingTable
+from .dialplan import ban_active
 from .identity import Identity
 from .identity import verify as ed25519_verify
 from .stream import StreamId
@@ -544,13 +545,7 @@ class Dht:
 
     # ---- scores, bans, upkeep ----------------------------------------------------
     def _banned(self, peer: bytes, now: float) -> bool:
-        until = self.bans.get(peer)
-        if until is None:
-            return False
-        if until <= now:
-            del self.bans[peer]
-            return False
-        return True
+        return ban_active(self.bans, peer, now)
 
     def _offence(self, peer: bytes, weight: float, now: float) -> None:
         cfg = self.config

@@ -33,6 +33,18 @@ if TYPE_CHECKING:
     from .peer import PeerCounters, PolicyConfig
 
 
+def ban_active(bans: dict[bytes, float], peer: bytes, now: float) -> bool:
+    """Is ``peer`` banned at ``now`` in ``bans`` (peer -> banned until)? An expired entry
+    is dropped on the way (the peer policy's and the DHT's ban tables)."""
+    until = bans.get(peer)
+    if until is None:
+        return False
+    if until <= now:
+        del bans[peer]
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     peer: bytes  #: the key to pin when dialling

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from . import wire
-from .dialplan import Candidate, Dial, DialPlan, dialable
+from .dialplan import Candidate, Dial, DialPlan, ban_active, dialable
 from .nat import Introductions, MappingObserver, NatConfig, NatKind, PunchDial, SendToPeer
 from .wire import ErrorCode
 
@@ -249,13 +249,7 @@ class PeerPolicy(Generic[L]):
 
     # ---- queries -------------------------------------------------------------
     def is_banned(self, peer: bytes, now: float) -> bool:
-        until = self.bans.get(peer)
-        if until is None:
-            return False
-        if until <= now:
-            del self.bans[peer]
-            return False
-        return True
+        return ban_active(self.bans, peer, now)
 
     def link_of(self, peer: bytes) -> L | None:
         p = self.peers.get(peer)

@@ -82,3 +82,18 @@ async def serve(app: Any) -> tuple[Any, str]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}"
+
+
+async def produce(node: Any, src: Any, sid: Any, *, period: float = 0.1, size: int = 2500,
+                  gop: int = 10) -> None:
+    """Publish signed test chunks on ``src`` (the broadcaster ``node``'s LiveStream of
+    ``sid``) every ``period`` s, a keyframe every ``gop``, until cancelled."""
+    from oasis.core.stream import sign_chunk
+
+    seq = 0
+    while True:
+        chunk = sign_chunk(node.identity, sid, seq, int(time.time() * 1e6), seq % gop == 0, b"\x47" * size)
+        src.swarm.publish(chunk, time.time())
+        src.pump()
+        seq += 1
+        await asyncio.sleep(period)  # the media clock, not synchronisation

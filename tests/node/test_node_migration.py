@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
-from procs import until
+from procs import produce, until
 
 from oasis.core import swarm as sw
 from oasis.core.identity import Identity
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import StreamId
 from oasis.node.node import Node
 
 
@@ -78,16 +77,7 @@ async def test_a_viewer_whose_address_changes_keeps_its_link_and_its_stream() ->
     inside, _ = await loop.create_datagram_endpoint(lambda: nat, local_addr=("127.0.0.1", 0))
     await nat.rebind()
 
-    async def produce() -> None:
-        seq = 0
-        while True:
-            chunk = sign_chunk(b.identity, sid, seq, int(time.time() * 1e6), seq % 10 == 0, b"\x47" * 2500)
-            src.swarm.publish(chunk, time.time())
-            src.pump()
-            seq += 1
-            await asyncio.sleep(0.1)  # the media clock, not synchronisation
-
-    producer = asyncio.create_task(produce())
+    producer = asyncio.create_task(produce(b, src, sid))
     try:
         view = v.add_stream(sid, is_source=False)
         assert await v.connect(b.peer_id, *inside.get_extra_info("sockname")[:2])

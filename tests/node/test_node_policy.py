@@ -10,15 +10,14 @@ receiving the stream throughout.
 from __future__ import annotations
 
 import asyncio
-import time
 
-from procs import until
+from procs import produce, until
 
 from oasis.core import peer as pp
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import StreamId
 from oasis.node.node import Node
 
 
@@ -38,16 +37,7 @@ async def test_unjoined_and_flooding_peers_are_cut_off_while_an_honest_viewer_st
     sid = StreamId(b.identity.public, "live")
     src = b.add_stream(sid, is_source=True)
 
-    async def produce() -> None:
-        seq = 0
-        while True:
-            chunk = sign_chunk(b.identity, sid, seq, int(time.time() * 1e6), seq % 10 == 0, b"\x47" * 2500)
-            src.swarm.publish(chunk, time.time())
-            src.pump()
-            seq += 1
-            await asyncio.sleep(0.1)  # the media clock, not synchronisation
-
-    producer = asyncio.create_task(produce())
+    producer = asyncio.create_task(produce(b, src, sid))
     try:
         v = await _node()
         nodes.append(v)

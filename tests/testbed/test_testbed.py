@@ -178,6 +178,20 @@ def _testbed(*extra: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
+def _finished(p: subprocess.Popen[str], timeout: float) -> dict:
+    """A testbed run's JSON once it ended well (bounded), checking it left nothing behind."""
+    try:
+        out, err = p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err[-2000:]
+    assert netns.leftovers(f"oas{p.pid}-") == []
+    r: dict = json.loads(out)
+    return r
+
+
 def test_sigterm_mid_run_leaves_nothing() -> None:
     p = _testbed("--duration", "60")
     try:
@@ -193,16 +207,7 @@ def test_sigterm_mid_run_leaves_nothing() -> None:
 
 
 def test_small_run_reports_per_nat_kind() -> None:
-    p = _testbed("--duration", "8")
-    try:
-        out, err = p.communicate(timeout=150)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    assert p.returncode == 0, err[-2000:]
-    r = json.loads(out)
-    assert netns.leftovers(f"oas{p.pid}-") == []
+    r = _finished(_testbed("--duration", "8"), 150)
     assert set(r["by_nat"]) == {"public", "eim", "symmetric"}
     assert r["by_nat"]["public"]["viewers"] == 3
     assert r["chunks_produced"] > 0 and r["delayer"]["packets"] > 0
@@ -221,18 +226,9 @@ def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_pat
         n("v3", "viewer", "US", "cgn"), n("v4", "viewer", "DE", "eim")))
     path = tmp_path / "topo.json"
     path.write_text(topo.dumps())
-    p = subprocess.Popen([sys.executable, str(REPO / "bench" / "testbed.py"), "--topology", str(path),
-                          "--duration", "20", "--json"], cwd=REPO, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = p.communicate(timeout=240)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.communicate()
-    assert p.returncode == 0, err[-2000:]
-    r = json.loads(out)
-    assert netns.leftovers(f"oas{p.pid}-") == []
+    r = _finished(subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "testbed.py"), "--topology", str(path), "--duration", "20",
+         "--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), 240)
     natted = {k: r["by_nat"][k] for k in ("eim", "cgn")}
     for kind, f in natted.items():
         # every NATed viewer learnt an endpoint-independent mapping and got the stream
