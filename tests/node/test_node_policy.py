@@ -139,7 +139,9 @@ async def test_offered_peers_are_dialled_by_the_policy_and_a_dead_address_backs_
 async def test_a_peer_that_takes_a_slot_and_joins_nothing_is_closed():
     b = await _node(policy=pp.PolicyConfig(join_timeout=1.0, sweep_interval=0.2))
     b.add_stream(StreamId(b.identity.public, "live"), is_source=True)
-    squatter = await _node()  # carries no stream: it will never JOIN
+    # carries no stream: it will never JOIN; dials only when told (no re-dial after the
+    # close, which made "no link left" a race with the next link)
+    squatter = await _node(target_neighbours=0)
     try:
         assert await squatter.connect(b.peer_id, *b.endpoint.address)
         await until(lambda: b.counters["links_idle_closed"] == 1, 15)
