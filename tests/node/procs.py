@@ -84,16 +84,33 @@ async def serve(app: Any) -> tuple[Any, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-async def produce(node: Any, src: Any, sid: Any, *, period: float = 0.1, size: int = 2500,
-                  gop: int = 10) -> None:
-    """Publish signed test chunks on ``src`` (the broadcaster ``node``'s LiveStream of
-    ``sid``) every ``period`` s, a keyframe every ``gop``, until cancelled."""
+def produce(node: Any, src: Any, sid: Any, *, period: float = 0.1, size: int = 2500,
+            gop: int = 10) -> _Producing:
+    """Start publishing signed test chunks on ``src`` (the broadcaster ``node``'s
+    LiveStream of ``sid``): one every ``period`` s on the event loop's timer -- the media
+    clock -- a keyframe every ``gop``. Returns the pending timer; ``stop_producing`` ends it."""
     from oasis.core.stream import sign_chunk
 
-    seq = 0
-    while True:
+    loop = asyncio.get_running_loop()
+    state: dict[str, Any] = {"seq": 0}
+
+    def tick() -> None:
+        seq = state["seq"]
         chunk = sign_chunk(node.identity, sid, seq, int(time.time() * 1e6), seq % gop == 0, b"\x47" * size)
         src.swarm.publish(chunk, time.time())
         src.pump()
-        seq += 1
-        await asyncio.sleep(period)  # the media clock, not synchronisation
+        state["seq"] = seq + 1
+        state["handle"] = loop.call_later(period, tick)
+
+    state["handle"] = loop.call_later(0.0, tick)
+    return _Producing(state)
+
+
+class _Producing:
+    """The running producer: ``cancel()`` stops its timer (whichever tick is pending)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def cancel(self) -> None:
+        self.state["handle"].cancel()

@@ -77,7 +77,7 @@ async def test_a_viewer_whose_address_changes_keeps_its_link_and_its_stream() ->
     inside, _ = await loop.create_datagram_endpoint(lambda: nat, local_addr=("127.0.0.1", 0))
     await nat.rebind()
 
-    producer = asyncio.create_task(produce(b, src, sid))
+    producer = produce(b, src, sid)
     try:
         view = v.add_stream(sid, is_source=False)
         assert await v.connect(b.peer_id, *inside.get_extra_info("sockname")[:2])

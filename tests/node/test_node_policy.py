@@ -37,7 +37,7 @@ async def test_unjoined_and_flooding_peers_are_cut_off_while_an_honest_viewer_st
     sid = StreamId(b.identity.public, "live")
     src = b.add_stream(sid, is_source=True)
 
-    producer = asyncio.create_task(produce(b, src, sid))
+    producer = produce(b, src, sid)
     try:
         v = await _node()
         nodes.append(v)
@@ -87,7 +87,6 @@ async def test_unjoined_and_flooding_peers_are_cut_off_while_an_honest_viewer_st
         assert b.counters["links_accepted"] >= 3
     finally:
         producer.cancel()
-        await asyncio.gather(producer, return_exceptions=True)
         for n in nodes:
             await n.close()
 
