@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
 from . import wire
@@ -226,7 +226,7 @@ class SendToPeer:
 class Introductions:
     """The three roles of hole punching and the introduction paths (module docstring).
 
-    The policy feeds it what it knows of links (``linked``: peer -> (host, port) as
+    The policy feeds it what it knows of links (``addr_of``: peer -> (host, port) as
     the link's remote address, and an RTT estimate per peer) and takes its ``out``
     list of :class:`SendToPeer` and :class:`PunchDial`."""
 
@@ -301,11 +301,13 @@ class Introductions:
 
     # ---- incoming PUNCH ------------------------------------------------------------
     def on_punch(self, sender: bytes, msg: wire.Punch, now: float, *,
-                 linked: dict[bytes, tuple[str, int] | None], rtt_ms: dict[bytes, int],
-                 room: bool, blocked: set[bytes] | None = None) -> None:
-        """A PUNCH from neighbour ``sender``. ``linked``: our neighbours and the address
-        each link's packets come from; ``rtt_ms``: our RTT estimate per neighbour;
-        ``room``: we may take another neighbour; ``blocked``: banned or linked keys."""
+                 addr_of: Callable[[bytes], tuple[str, int] | None],
+                 rtt_ms_of: Callable[[bytes], int], room: bool,
+                 blocked: Callable[[bytes], bool] | None = None) -> None:
+        """A PUNCH from neighbour ``sender``. ``addr_of``: where a linked neighbour's
+        packets come from (None: not a neighbour, or no address); ``rtt_ms_of``: our RTT
+        estimate to a neighbour; ``room``: we may take another neighbour; ``blocked``:
+        banned. Looked up only for the keys a stage names (a PUNCH costs O(1))."""
         c = self.counters
         cfg = self.config
         phase = msg.phase
@@ -316,8 +318,8 @@ class Introductions:
                 bucket = self.buckets[sender] = _Bucket(cfg.relay_burst, now)
                 if len(self.buckets) > 4 * cfg.max_relaying:
                     del self.buckets[next(iter(self.buckets))]
-            addr = linked.get(sender)
-            if (b == sender or b not in linked or addr is None
+            addr = addr_of(sender)
+            if (b == sender or addr_of(b) is None or addr is None
                     or len(self.relaying) >= cfg.max_relaying
                     or not bucket.take(now, cfg.relay_rate, cfg.relay_burst)):
                 c.punch_relay_refused += 1
@@ -326,12 +328,12 @@ class Introductions:
             c.punch_offers_relayed += 1
             self.out.append(SendToPeer(b, wire.Punch(
                 phase=Phase.OFFER, peer=sender, nonce=msg.nonce, host=addr[0], port=addr[1],
-                delay_ms=min(rtt_ms.get(sender, 0), 0xFFFF))))
+                delay_ms=min(rtt_ms_of(sender), 0xFFFF))))
         elif phase == Phase.OFFER:  # we are B; sender is R, msg.peer is A
             a = msg.peer
             if self.accept_bucket is None:
                 self.accept_bucket = _Bucket(cfg.accept_burst, now)
-            if (a == self.self_key or not room or (blocked is not None and a in blocked)
+            if (a == self.self_key or not room or (blocked is not None and blocked(a))
                     or msg.port == 0 or _network(msg.host) is None
                     or not self.accept_bucket.take(now, cfg.accept_rate, cfg.accept_burst)):
                 c.punch_refused += 1
@@ -340,7 +342,7 @@ class Introductions:
             self.out.append(SendToPeer(sender, wire.Punch(phase=Phase.ACCEPT, peer=a, nonce=msg.nonce)))
             # dial when our ACCEPT has travelled B -> R -> A and A dials: half our RTT to
             # R plus half R's to A
-            delay = (rtt_ms.get(sender, 0) + msg.delay_ms) / 2000.0
+            delay = (rtt_ms_of(sender) + msg.delay_ms) / 2000.0
             self.out.append(PunchDial(now + delay, a, msg.host, msg.port))
         elif phase == Phase.ACCEPT:  # we are R; sender is B, msg.peer is A
             key = (msg.peer, msg.nonce)
@@ -349,8 +351,8 @@ class Introductions:
                 c.punch_unexpected += 1
                 return
             del self.relaying[key]
-            addr = linked.get(sender)
-            if msg.peer not in linked or addr is None:
+            addr = addr_of(sender)
+            if addr_of(msg.peer) is None or addr is None:
                 c.punch_unexpected += 1
                 return
             c.punch_go_relayed += 1

@@ -540,12 +540,18 @@ class PeerPolicy(Generic[L]):
             if len(self.peers) + len(self.dials.dialling) < self.config.target_neighbours:
                 self._plan(now)
         elif isinstance(msg, wire.Punch):
-            linked = {k: q.addr for k, q in self.peers.items() if not q.closing}
-            rtts = {k: q.rtt_ms for k, q in self.peers.items()}
             room = len(self.peers) + len(self.dials.dialling) < self.config.max_neighbours
-            nat.on_punch(peer, msg, now, linked=linked, rtt_ms=rtts, room=room,
-                         blocked={k for k in self.bans if self.is_banned(k, now)})
+            nat.on_punch(peer, msg, now, addr_of=self._addr_of, rtt_ms_of=self._rtt_ms_of, room=room,
+                         blocked=lambda k: self.is_banned(k, now))
         self._take_nat_actions(now)
+
+    def _addr_of(self, peer: bytes) -> tuple[str, int] | None:
+        q = self.peers.get(peer)
+        return None if q is None or q.closing else q.addr
+
+    def _rtt_ms_of(self, peer: bytes) -> int:
+        q = self.peers.get(peer)
+        return 0 if q is None else q.rtt_ms
 
     def _take_nat_actions(self, now: float) -> None:
         for a in self.nat.out:
