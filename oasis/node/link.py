@@ -57,6 +57,7 @@ class Link:
         self.migrations = 0  #: times the peer's address changed and QUIC followed it
         self.heard_at = 0.0  #: loop time of the last datagram from the peer
         self.probes = 0  #: PINGs sent because an expected push went quiet
+        self.probed_at = 0.0  #: loop time of the last such PING
         self.session = session
         self.control_sid: int | None = 0 if session.is_dialler else None
         self._timer: asyncio.TimerHandle | None = None
@@ -321,12 +322,13 @@ class Link:
             self._apply_session(self.endpoint.loop.time())
             self.transmit()
 
-    def probe(self) -> None:
+    def probe(self, now: float) -> None:
         """Send a QUIC PING: if our address changed (a new network, a NAT rebinding) the
         peer sees it now and migrates the path, instead of pushing to the old address
         until our next message; the PING is acknowledged, so a live path costs one
         small packet each way."""
         self.probes += 1
+        self.probed_at = now
         self.quic.send_ping(self.probes)
         self.transmit()
 

@@ -245,8 +245,9 @@ class Node:
             for ls in list(self.streams.values()):
                 for key in {k for k in ls.swarm.tree.parents if k is not None}:
                     link = self.policy.link_of(key)
-                    if link is not None and not link.closed and now - link.heard_at > PROBE_QUIET:
-                        link.probe()
+                    if (link is not None and not link.closed and now - link.heard_at > PROBE_QUIET
+                            and now - link.probed_at > PROBE_QUIET):
+                        link.probe(now)  # at most one PING per quiet spell of PROBE_QUIET
 
     def announce_address(self) -> tuple[str, int]:
         """The address to announce: behind a NAT with an endpoint-independent mapping,
