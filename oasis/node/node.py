@@ -43,6 +43,7 @@ from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_keyframe
 from oasis.core.wire import ErrorCode
 
+from .events import EventBus
 from .transport import Endpoint, Link
 
 log = logging.getLogger("oasis.node")
@@ -226,6 +227,8 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.closing = False  #: close() has begun: no new timers, tasks or dials
+        #: what happened, for local programs (the local API's event feed)
+        self.events = EventBus(clock)
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -546,4 +549,5 @@ class Node:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.events.close()
         await self.http.close()
