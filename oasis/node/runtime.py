@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from oasis.core import peer as pp
@@ -270,6 +271,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     tracker_url = tracker_url or f"{base}/tracker"
     descriptors[str(sid)] = stream_descriptor(c, node, sid, origin=origin, cdn_url=cdn_url,
                                               tickets=tickets)
+    if node.dht is not None:  # our stream record carries it: a link needs no tracker
+        node.dht.set_descriptor(sid, msgspec.json.encode(descriptors[str(sid)].to_json()))
     announced = asyncio.Event()
     announcer = asyncio.create_task(announce_loop(
         node, ls, tracker_url, local=tracker, descriptor=lambda: descriptors.get(str(sid)),
@@ -416,6 +419,13 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
 
     if desc.tickets:
         set_tickets(desc.tickets)
+    if node.dht is not None:
+        def dht_descriptor(skey: bytes, raw: bytes) -> None:
+            try:  # the DHT checked it already; checked again here against our stream
+                set_descriptor(verified_descriptor(msgspec.json.decode(raw), sid))
+            except (DescriptorError, msgspec.DecodeError) as exc:
+                log.warning("DHT gave a bad descriptor: %s", exc)
+        node.dht.on_descriptor = dht_descriptor
     clock = AnnounceClock()
 
     async def main(stop: asyncio.Event) -> None:
