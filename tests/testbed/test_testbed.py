@@ -206,12 +206,17 @@ def test_sigterm_mid_run_leaves_nothing() -> None:
     assert netns.leftovers(f"oas{p.pid}-") == []
 
 
-def test_small_run_reports_per_nat_kind() -> None:
-    r = _finished(_testbed("--duration", "8"), 150)
+def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
+    # The viewers get the broadcaster's link without its tracker: the DHT, bootstrapped at
+    # the broadcaster, is how they find each other (each site its own /24, as in the world).
+    r = _finished(_testbed("--duration", "8", "--discovery", "link"), 150)
     assert set(r["by_nat"]) == {"public", "eim", "symmetric"}
     assert r["by_nat"]["public"]["viewers"] == 3
     assert r["chunks_produced"] > 0 and r["delayer"]["packets"] > 0
     assert r["errors"] == 0
+    assert r["testbed"]["discovery"] == "link"
+    assert r["dht"]["found_providers"] >= 4, r["dht"]  # of 5 viewers, in 8 s
+    assert r["dht"]["dht_records_rejected"] == 0
 
 
 def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_path: Path) -> None:
