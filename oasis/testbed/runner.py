@@ -102,10 +102,13 @@ class Testbed:
 
     def __init__(self, topo: Topology, *, prefix: str, duration: float, chunk_ms: int,
                  delay_scale: float, progress: Any, keep: bool = False,
-                 discovery: str = "tracker") -> None:
+                 discovery: str = "tracker", rebind_at: float | None = None,
+                 rebind: int = 0) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
+        self.rebind_at, self.rebind = rebind_at, rebind
+        self.rebound: dict[str, float] = {}  #: viewer -> wall-clock time its NAT rebound
         self.topo, self.prefix, self.duration = topo, prefix, duration
         self.chunk_ms, self.delay_scale, self.progress, self.keep = chunk_ms, delay_scale, progress, keep
         self.root = tempfile.mkdtemp(prefix=f"{prefix}testbed-")
@@ -183,15 +186,26 @@ class Testbed:
         await asyncio.gather(*[start(v) for v in topo.viewers])
         startup_all_s = time.monotonic() - t0
         viewers = topo.viewers
-        t_end = time.monotonic() + self.duration
+        t_run = time.monotonic()
+        t_end = t_run + self.duration
+        movers = [v.name for v in viewers if v.nat == "eim"][:self.rebind]
         while (left := t_end - time.monotonic()) > 0:
+            if (movers and not self.rebound and self.rebind_at is not None
+                    and time.monotonic() - t_run >= self.rebind_at):
+                for name in movers:
+                    net.rebind(name)
+                    self.rebound[name] = time.time()
+                self.progress.status(f"rebound the NAT of {', '.join(movers)}")
             stats = await asyncio.gather(*[self._stats(v) for v in viewers])
             self.progress.tick(self.duration - left, self.duration, stats)
             for p in self.procs:
                 if p.popen.poll() is not None:
                     raise RuntimeError(f"{p.name} exited early with code {p.popen.returncode}; "
                                        f"see {self.root}/{p.name}.log")
-            await asyncio.sleep(min(2.0, left))  # the run's length, not a synchronisation
+            nap = min(2.0, left)
+            if movers and not self.rebound and self.rebind_at is not None:
+                nap = max(0.0, min(nap, t_run + self.rebind_at - time.monotonic()))
+            await asyncio.sleep(nap)  # the run's length, not a synchronisation
         final = await asyncio.gather(*[self._stats(v, detail=True) for v in viewers])
         vmetrics = await asyncio.gather(*[http_get(net.placement[v.name].ns, "127.0.0.1", GATEWAY_PORT,
                                                    "/metrics") for v in viewers])
@@ -207,6 +221,9 @@ class Testbed:
         result["by_nat"] = by_nat(topo, list(final), bstats, now)
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
         result["dht"] = dht_view(list(final))
+        if self.rebound:
+            result["migration"] = migration_view(topo, list(final), bstats, self.rebound,
+                                                 self.chunk_ms)
         # per viewer: its NAT, what it learnt, its neighbours and punches (GET /stats?detail=1)
         result["nat_detail"] = {v.name: {"nat": v.nat, "peer": key_of_peer_id(s["peer_id"]).hex()[:16],
                                          **s.get("nat", {})}
@@ -288,6 +305,40 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
             "punches_accepted": sum(s.get("counters", {}).get("nat_punch_accepted", 0) for s in ok),
         }
     return out
+
+
+def longest_gap(on_time: set[int], produced: dict[int, float], t0: float, t1: float) -> int:
+    """The longest run of consecutive chunks produced in [t0, t1] that did not play on time."""
+    best = run = 0
+    for seq in sorted(k for k, t in produced.items() if t0 <= t <= t1):
+        run = 0 if seq in on_time else run + 1
+        best = max(best, run)
+    return best
+
+
+def migration_view(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str, Any] | None,
+                   rebound: dict[str, float], chunk_ms: int, window: float = 10.0) -> dict[str, Any]:
+    """Playback gaps around a NAT rebinding (``--rebind-at``): for each rebound viewer and,
+    as the control group, every other viewer, the longest run of chunks produced from 0.5 s
+    before the rebinding to ``window`` s after it that did not play on time, in seconds;
+    and the links peers migrated (``link_migrations``, all viewers)."""
+    if bstats is None or not bstats.get("streams"):
+        return {}
+    produced = {int(k): v for k, v in bstats["streams"][0].get("produced", {}).items()}
+    t = min(rebound.values())
+    gaps: dict[str, float] = {}
+    for v, s in zip(topo.viewers, final, strict=True):
+        if s is None or not s.get("streams"):
+            continue
+        on_time = set(s["streams"][0].get("record", {}).get("on_time", []))
+        gaps[v.name] = round(longest_gap(on_time, produced, t - 0.5, t + window) * chunk_ms / 1000, 3)
+    movers = sorted(rebound)
+    others = sorted(g for k, g in gaps.items() if k not in rebound)
+    return {"rebound": movers, "gap_s": {k: gaps.get(k) for k in movers},
+            "control_gap_s_median": others[len(others) // 2] if others else None,
+            "control_gap_s_max": others[-1] if others else None,
+            "link_migrations": sum(s["counters"].get("link_migrations", 0) for s in [*final, bstats] if s),
+            "link_probes": sum(s["counters"].get("link_probes", 0) for s in [*final, bstats] if s)}
 
 
 def dht_view(final: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -376,6 +427,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     ap.add_argument("--keep", action="store_true", help="keep logs and the topology")
     ap.add_argument("--timeout", type=float, default=None, help="hard limit for the run, seconds")
+    ap.add_argument("--rebind-at", type=float, default=None,
+                    help="this many seconds into the run, give --rebind viewers behind home routers "
+                    "a new public port (a NAT rebinding; their links must migrate)")
+    ap.add_argument("--rebind", type=int, default=1, help="how many viewers --rebind-at moves")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
@@ -443,7 +498,7 @@ def run_testbed(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
-                 discovery=args.discovery)
+                 discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind)
     result: dict[str, Any] = {}
     code = 0
     try:
