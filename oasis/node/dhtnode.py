@@ -80,6 +80,8 @@ class DhtDriver:
         #: called with (stream key, descriptor JSON) when a lookup brings the stream record's
         self.on_descriptor: Callable[[bytes, bytes], None] | None = None
         self.lookups: list[dh.LookupDone] = []  #: the latest finished lookups (bounded)
+        self.joined = asyncio.Event()  #: the bootstrap's join lookup ended
+        self._waiters: dict[int, asyncio.Future[dh.LookupDone]] = {}  #: lookup id -> waiter
 
     # ---- input -----------------------------------------------------------------
     def on_message(self, link: Link, peer: bytes, msg: wire.Message) -> None:
@@ -119,6 +121,33 @@ class DhtDriver:
             self._find_at[skey] = now + FIND_INTERVAL
             self._finding[self.dht.find_providers(ls.sid, now)] = skey
         self.run()
+
+    async def find_descriptor(self, sid: StreamId, boots: list[pp.Candidate],
+                              timeout: float) -> bytes | None:
+        """A short link's way to the stream's parameters: bootstrap at ``boots``, then look
+        up ``sid``'s providers until one answer carries the stream record's descriptor
+        (verified by the core against the stream key), for at most ``timeout`` s."""
+        loop = self.node.loop
+        deadline = loop.time() + timeout
+        self.seed(boots)
+        try:
+            await asyncio.wait_for(self.joined.wait(), timeout)
+        except TimeoutError:
+            return None
+        while (left := deadline - loop.time()) > 0:
+            fut: asyncio.Future[dh.LookupDone] = loop.create_future()
+            self._waiters[self.dht.find_providers(sid, self.clock())] = fut
+            self.run()
+            try:
+                d = await asyncio.wait_for(fut, left)
+            except TimeoutError:
+                return None
+            if d.descriptor:
+                self.counters["dht_descriptors"] += 1
+                return d.descriptor
+            if not d.ok and not d.nodes:
+                return None  # nobody to ask
+        return None
 
     def update_provided(self) -> None:
         """Announce the streams we carry (once playing) at the address we announce."""
@@ -221,6 +250,11 @@ class DhtDriver:
     def _done(self, d: dh.LookupDone) -> None:
         self.lookups.append(d)
         del self.lookups[:-32]
+        w = self._waiters.pop(d.lookup, None)
+        if w is not None and not w.done():
+            w.set_result(d)
+        if d.kind == "join":
+            self.joined.set()
         if d.kind == "join" and d.ok:
             # what we provided before we had contacts reached nobody: publish it again now
             self._provided.clear()

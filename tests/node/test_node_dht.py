@@ -1,7 +1,8 @@
 """The node runs the DHT (docs/oftp.md §17): a newcomer whose link names one peer and no
 tracker finds the stream's other providers by a DHT lookup. Real processes on loopback:
 a broadcaster (its own tracker), two viewers that joined by its link; the newcomer's
-link names only the first viewer."""
+link names only the first viewer. Then a viewer with the broadcaster's *short* link (no
+descriptor, no tracker) takes the stream's descriptor from the DHT and plays."""
 
 from __future__ import annotations
 
@@ -66,8 +67,17 @@ def test_a_newcomer_finds_the_streams_providers_in_the_dht(tmp_path: Path) -> No
         wait_until(lambda: len(_stats(n)["nat"]["neighbours"]) >= 2, 20)
         assert c["dht_records_rejected"] == 0 and c["dht_answers_unsolicited"] == 0
         wait_until(lambda: _stats(n)["streams"][0]["chunks"] >= 20, 30)
+        # a short link: stream id and the broadcaster as bootstrap, no descriptor, no
+        # tracker: the descriptor comes from the broadcaster's stream record in the DHT
+        short = info["short_link"]
+        assert "d=" not in short and "t=" not in short and len(short) < len(link) // 2
+        s2 = _watch(short, tmp_path, "short")
+        procs.append(s2)
+        assert s2.wait_info()["descriptor"] == parse_link(link).descriptor.to_json()
+        wait_until(lambda: _stats(s2)["streams"][0]["chunks"] >= 20, 30)
+        assert _stats(s2)["counters"]["dht_descriptors"] >= 1
         # DHT-only links took no neighbour slot and drew no blame
-        for p in [b, *viewers, n]:
+        for p in [b, *viewers, n, s2]:
             pc = _stats(p)["counters"]
             assert pc["peers_banned"] == 0, pc
     finally:
