@@ -247,6 +247,14 @@ class PeerPolicy(Generic[L]):
         self.streams[text_id] = key
         return True
 
+    def remove_stream(self, text_id: str) -> None:
+        """The node stops carrying a stream: joins of it are forgotten."""
+        key = self.streams.pop(text_id, None)
+        if key is None:
+            return
+        for p in self.peers.values():
+            p.joined.discard(key)
+
     # ---- queries -------------------------------------------------------------
     def is_banned(self, peer: bytes, now: float) -> bool:
         return ban_active(self.bans, peer, now)
