@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -408,7 +409,12 @@ def host_is_loopback(value: str) -> bool:
         host = host[: host.find("]") + 1] if "]" in host else host
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:  # a literal loopback address only: "127.0.0.1.attacker.example" is a name
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def origin_is_loopback(value: str) -> bool:
@@ -598,7 +604,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"--api-listen must be HOST:PORT, got {text!r}")
-    if not (host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")):
+    if not host_is_loopback(host if ":" not in host else f"[{host}]"):
         raise ValueError(f"--api-listen {text!r}: the API listens on loopback only (127.0.0.1)")
     return host, int(port)
 
