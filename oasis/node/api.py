@@ -478,6 +478,7 @@ async def guard(request: web.Request,
 # ---- the event feed ----------------------------------------------------------------------------
 
 MAX_KINDS = 16
+WS_BATCH = 256  #: events sent per wake-up of a feed at most
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -511,10 +512,13 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
                 if getter.exception() is not None:  # EOFError: the bus closed (node stopping)
                     break
-                ev = getter.result()
-                if ev.kind == "lagged":
-                    api.count("ws_lagged")
-                await ws.send_str(msgspec.json.encode(ev.to_json()).decode())
+                batch = [getter.result()]
+                while len(batch) < WS_BATCH and (more := sub.get_nowait()) is not None:
+                    batch.append(more)  # what else is queued goes out without another wait
+                for ev in batch:
+                    if ev.kind == "lagged":
+                        api.count("ws_lagged")
+                    await ws.send_str(msgspec.json.encode(ev.to_json()).decode())
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
