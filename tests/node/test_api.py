@@ -363,3 +363,32 @@ async def test_watchdog_reports_stalls_and_recovery(tmp_path: Path) -> None:
         assert ev is not None and ev.kind == "stream.stopped"
     finally:
         await node.close()
+
+
+async def test_requests_in_flight_are_capped(served: tuple[Node, napi.Api, str]) -> None:
+    """A local program holding MAX_INFLIGHT slow requests open: the next is refused (503),
+    and the API answers again once they finish."""
+    node, api, url = served
+    release = asyncio.Event()
+    entered = 0
+
+    class SlowMessaging(FakeMessaging):
+        async def dm_send(self, peer_id: str, text: str) -> dict[str, Any]:
+            nonlocal entered
+            entered += 1
+            await release.wait()
+            return {"id": "d", "to": peer_id, "state": "stored"}
+
+    node.messaging = SlowMessaging()  # type: ignore[attr-defined]
+    async with AsyncClient(url, api.token) as c:
+        held = [asyncio.create_task(c.dm_send("p", "x")) for _ in range(napi.MAX_INFLIGHT)]
+        deadline = asyncio.get_running_loop().time() + 10
+        while entered < napi.MAX_INFLIGHT:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        with pytest.raises(OasisApiError) as exc:
+            await c.node()
+        assert exc.value.status == 503 and exc.value.code == "busy"
+        release.set()
+        assert all(r.state == "stored" for r in await asyncio.gather(*held))
+        assert (await c.node()).counters["busy"] == 1
