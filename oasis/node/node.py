@@ -342,6 +342,7 @@ class Node:
             return False
         for peer in list(ls.swarm.peers):
             ls.swarm.remove_peer(peer, self.clock())
+            self.send_to(peer, wire.Leave(stream=sid.key))  # the peer drops our subscriptions
         ls.close()
         self.policy.remove_stream(ls.text_id)
         self._run_policy()
