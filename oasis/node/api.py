@@ -502,13 +502,12 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
 
         reader = asyncio.create_task(drain_input())
+        getter: asyncio.Future[Any] | None = None
         try:
             while not ws.closed:
                 getter = asyncio.ensure_future(sub.get())
                 done, _ = await asyncio.wait([getter, reader], return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
-                    getter.cancel()
-                    await asyncio.gather(getter, return_exceptions=True)
                     break
                 if getter.exception() is not None:  # EOFError: the bus closed (node stopping)
                     break
@@ -519,9 +518,11 @@ async def events(request: web.Request) -> web.StreamResponse:
                     if ev.kind == "lagged":
                         api.count("ws_lagged")
                     await ws.send_str(msgspec.json.encode(ev.to_json()).decode())
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+        finally:  # also when cancelled (the server stopping): no task left unawaited
+            pending = [f for f in (reader, getter) if f is not None]
+            for f in pending:
+                f.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
     finally:
         sub.close()
         await ws.close()
