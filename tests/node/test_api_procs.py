@@ -1,6 +1,7 @@
 """The local API and SDK against real node processes on loopback, and the examples run
-as real programs (docs/api.md): publish through one node's API, watch through another's,
-see stream events on the WebSocket, check health with examples/stream_health.py."""
+as real programs (docs/api.md): publish through a broadcaster's API, watch through an
+``oasis node``'s, see stream events on the WebSocket, check health with
+examples/stream_health.py (healthy, then after the broadcaster stopped the stream)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,13 @@ def run_example(name: str, *args: str, timeout: float = 30) -> subprocess.Comple
 
 @pytest.fixture
 def two_nodes(tmp_path: Path) -> Iterator[tuple[OasisProcess, OasisProcess]]:
-    procs = [OasisProcess(["node", "--data-dir", str(tmp_path / n), "--api-listen", "127.0.0.1:0",
-                           "--bitrate", "300", "--seed", str(i)], str(tmp_path / f"{n}.log"))
-             for i, n in enumerate(("a", "b"))]
+    """``a``: a broadcaster (its own stream "cli" from the command line) whose API publishes
+    more; ``b``: an ``oasis node`` with no stream, driven only through its API."""
+    common = ["--api-listen", "127.0.0.1:0", "--seed", "1"]
+    procs = [OasisProcess(["broadcast", "test", "--name", "cli", "--bitrate", "100", "--data-dir",
+                           str(tmp_path / "a"), *common], str(tmp_path / "a.log")),
+             OasisProcess(["node", "--data-dir", str(tmp_path / "b"), "--bitrate", "300", *common],
+                          str(tmp_path / "b.log"))]
     try:
         for p in procs:
             p.wait_info(60)
@@ -63,6 +68,11 @@ async def test_publish_and_watch_through_the_api_with_events_and_health(
             AsyncClient.from_data_dir(tmp_path / "b") as api_b, aiohttp.ClientSession() as s:
         info = await api_a.node()
         assert info.peer_id == a.info["peer_id"] and "publish" in info.services
+        [cli] = await api_a.streams()  # the command line's stream: seen, but not the API's to stop
+        assert cli.stream_id == a.info["stream_id"] and cli.link == a.info["link"] and not cli.managed
+        with pytest.raises(OasisApiError) as exc:
+            await api_a.stop(cli.stream_id)
+        assert exc.value.status == 403 and exc.value.code == "forbidden"
         async with s.ws_connect(f"{b.info['api']}/events?kinds=stream&token={api_b.token}") as ws:
             pub = await api_a.publish("live", "test", bitrate_kbps=300)
             assert pub.link.startswith("oasis://") and pub.stream_id.startswith(info.peer_id)
