@@ -116,6 +116,8 @@ def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
             result = await r.handler(api, request, body)
         except ApiError:
             raise
+        except msgspec.ValidationError:  # a service's answer not of the declared shape: a bug
+            raise  # (a ValueError, but not the caller's): the guard logs it, counts it, 500
         except NotAvailable as exc:
             raise ApiError(501, "not_available", str(exc)) from None
         except FileExistsError as exc:

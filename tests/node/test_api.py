@@ -218,6 +218,10 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
             with pytest.raises(OasisApiError) as exc:
                 await coro
             assert exc.value.status == status
+        node.messaging.dm_inbox = lambda **kw: [{"id": "d2"}]  # type: ignore[attr-defined]
+        with pytest.raises(OasisApiError) as exc:  # a service breaking the contract is a 500, not a 400
+            await c.dm_inbox()
+        assert exc.value.status == 500 and exc.value.code == "internal"
         clip = tmp_path / "a.ts"
         clip.write_bytes(b"\x47" * 3)
         assert (await c.file_publish(clip)).size == 3
