@@ -1,4 +1,4 @@
-"""Command line: ``oasis demo | broadcast | watch | tracker``."""
+"""Command line: ``oasis demo | broadcast | watch | node | tracker``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                         "(testing; kernel netem is unavailable here)")
     p.add_argument("--area", default="", help="locality label sent to the tracker (e.g. a country "
                    "code); peers of the same area are preferred as neighbours")
+    p.add_argument("--api-listen", default="127.0.0.1:7480" if role == "node" else "127.0.0.1:0",
+                   help="local API address, loopback only (docs/api.md); port 0: any free port "
+                        "(printed as \"api\" and written to <data-dir>/api.json); 'off': no API")
 
 
 def _chain(p: argparse.ArgumentParser) -> None:
@@ -97,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cdn-url", default=None,
                    help="fetch late chunks from this CDN/origin base URL (default: the descriptor's)")
     _common(w, "viewer")
+
+    n = sub.add_parser("node", help="a node with no stream of its own, driven by programs through "
+                       "its local API (docs/api.md)")
+    n.add_argument("--http", default="127.0.0.1:0", help="HTTP origin/gateway/tracker address HOST:PORT")
+    n.add_argument("--tracker", default=None, help="tracker URL for published streams (default: embedded)")
+    _common(n, "node")
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")
     t.add_argument("--listen", default="127.0.0.1:7000")
@@ -189,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                       upload_kbps=upload, bitrate_kbps=bitrate, chunk_ms=chunk_ms,
                       substreams=substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
-                      area=args.area, given=given)
+                      area=args.area, given=given, api_listen=args.api_listen)
         if args.cmd == "broadcast":
             _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                               tracker_url=args.tracker, cdn_url=args.cdn_url))
+        elif args.cmd == "node":
+            from oasis.node.daemon import run_node
+            _run(run_node(c, http_listen=args.http, tracker_url=args.tracker))
         elif args.cmd == "watch":
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
                           gateway=args.gateway, cdn_url=args.cdn_url))

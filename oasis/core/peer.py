@@ -264,6 +264,12 @@ class PeerPolicy(Generic[L]):
         self.streams[text_id] = key
         return True
 
+    def remove_stream(self, text_id: str) -> None:
+        """The node stops carrying a stream; new JOINs of it are refused as unknown. Peers'
+        joins stay recorded, so their messages still in flight are no offence (the node
+        drops them: no swarm); they go with the link or the peer's LEAVE."""
+        self.streams.pop(text_id, None)
+
     # ---- queries -------------------------------------------------------------
     def is_banned(self, peer: bytes, now: float) -> bool:
         return ban_active(self.bans, peer, now)

@@ -166,6 +166,13 @@ class DhtDriver:
             self.dht.provide(ls.sid, [addr], now, descriptor=self.descriptors.get(skey, b""))
         self.run()
 
+    def stream_removed(self, sid: StreamId) -> None:
+        """We no longer carry ``sid``: stop announcing it (its records expire on their own)."""
+        self.dht.stop_providing(sid)
+        self._provided.pop(sid.key, None)
+        self.descriptors.pop(sid.key, None)
+        self._find_at.pop(sid.key, None)
+
     def set_descriptor(self, sid: StreamId, descriptor_json: bytes) -> None:
         """Our own stream's signed descriptor, published with our (the stream) record."""
         self.descriptors[sid.key] = descriptor_json

@@ -91,16 +91,19 @@ class Playout:
 class LiveStream:
     """One stream inside a node: swarm core + measurements + playout."""
 
-    def __init__(self, node: Node, sid: StreamId, *, is_source: bool, origin_url: str | None) -> None:
+    def __init__(self, node: Node, sid: StreamId, *, is_source: bool, origin_url: str | None,
+                 config: sw.SwarmConfig | None = None) -> None:
         self.node = node
+        #: this stream's parameters (the node's unless given: an API-joined stream has its own)
+        self.config = config or node.config
         self.sid = sid
         self.text_id = str(sid)
         self.is_source = is_source
         self.origin_url = origin_url
         now = node.clock()
-        self.swarm = sw.Swarm(sid, node.identity.public, node.config, is_source=is_source,
+        self.swarm = sw.Swarm(sid, node.identity.public, self.config, is_source=is_source,
                               rng=random.Random(node.rng.random()), now=now)
-        self.record = ViewerRecord(joined_at=now, playout_delay=node.config.playout_delay)
+        self.record = ViewerRecord(joined_at=now, playout_delay=self.config.playout_delay)
         self.playout = Playout()
         self.produced: dict[int, float] = {}  # source only: seq -> time
         self.origin_fetches = 0
@@ -330,12 +333,31 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def add_stream(self, sid: StreamId, *, is_source: bool, origin_url: str | None = None) -> LiveStream:
+    def add_stream(self, sid: StreamId, *, is_source: bool, origin_url: str | None = None,
+                   config: sw.SwarmConfig | None = None) -> LiveStream:
         if not self.policy.add_stream(str(sid), sid.key):
             raise ValueError(f"this node carries at most {self.policy.config.max_streams} streams")
-        ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url)
+        ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url, config=config)
         self.streams[sid.key] = ls
+        self.events.publish("stream.started", {"stream_id": ls.text_id,
+                                               "role": "broadcaster" if is_source else "viewer"})
         return ls
+
+    def remove_stream(self, sid: StreamId) -> bool:
+        """Stop carrying a stream: its swarm peers are dropped and its timer cancelled."""
+        ls = self.streams.pop(sid.key, None)
+        if ls is None:
+            return False
+        for peer in list(ls.swarm.peers):
+            ls.swarm.remove_peer(peer, self.clock())
+            self.send_to(peer, wire.Leave(stream=sid.key))  # the peer drops our subscriptions
+        ls.close()
+        if self.dht is not None:
+            self.dht.stream_removed(sid)
+        self.policy.remove_stream(ls.text_id)
+        self._run_policy()
+        self.events.publish("stream.stopped", {"stream_id": ls.text_id})
+        return True
 
     def ban(self, peer: bytes, seconds: float = 60.0) -> None:
         self.policy.ban(peer, self.clock(), seconds)

@@ -17,7 +17,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from oasis.core.descriptor import (
 )
 from oasis.core.dialplan import dialable
 from oasis.core.identity import peer_id_of
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import StreamId
 from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, StreamLink
 from oasis.core.streamlink import SCHEME as LINK_SCHEME
 from oasis.core.streamlink import parse as parse_link
@@ -68,6 +68,7 @@ class Common:
     area: str = ""  #: locality label sent to the tracker (e.g. a country code)
     #: stream parameters the user gave explicitly (a viewer reports those its descriptor overrides)
     given: dict[str, int] = field(default_factory=dict)
+    api_listen: str | None = None  #: the local API's HOST:PORT (loopback); None/"off": no API
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -239,7 +240,6 @@ async def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) ->
 
 async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                     tracker_url: str | None, cdn_url: str | None) -> None:
-    from oasis.media.chunker import TsChunker
     from oasis.media.ingest import open_source
 
     ident = load_or_create(c.data_dir)
@@ -291,28 +291,21 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         announcer.result()
     if not announced.is_set():
         log.warning("tracker %s has not taken our announce yet; going on", tracker_url)
+    from .daemon import serve_api
+    link_text = stream_link(node, sid, descriptors[str(sid)], tracker_url).format()
+    api = await serve_api(c, node, base=base, tracker=tracker, tracker_url=tracker_url,
+                          descriptors=descriptors, links={str(sid): link_text})
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
           "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
           "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
-          "link": stream_link(node, sid, descriptors[str(sid)], tracker_url).format(),
+          "link": link_text, "api": api.url if api is not None else None,
           # stream id + this node as bootstrap: the descriptor comes from the DHT
           "short_link": dataclasses.replace(stream_link(node, sid, descriptors[str(sid)], None),
                                             descriptor=None).format()})
 
     async def ingest() -> None:
-        chunker = TsChunker(chunk_ms=c.chunk_ms)
-        seq = 0
-        stream: AsyncIterator[bytes] = open_source(source, c.bitrate_kbps)
-        async for data in stream:
-            now = time.time()
-            for mc in chunker.feed(data, now):
-                chunk = sign_chunk(ident, sid, seq, int(mc.complete_at * 1e6), mc.keyframe, mc.payload)
-                ls.produced[seq] = mc.complete_at
-                if len(ls.produced) > 100_000:
-                    ls.produced.pop(next(iter(ls.produced)))
-                ls.swarm.publish(chunk, now)
-                ls.pump()
-                seq += 1
+        from .streaming import ingest as run_ingest
+        await run_ingest(ident, ls, open_source(source, c.bitrate_kbps), c.chunk_ms)
 
     async def main(stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(ingest()), announcer]
@@ -328,6 +321,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     try:
         await run_until_stopped(main)
     finally:
+        if api is not None:
+            await api.close()
         await node.close()
         await runner.cleanup()
         if node.rewards is not None:
@@ -412,7 +407,9 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     # The origin a viewer fetches from comes only from the signed descriptor (or the user).
     ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url)
     runner, gport = await start_http(app, ghost, gport)
-    emit({"peer_id": node.peer_id, "gateway": f"http://{ghost}:{gport}",
+    from .daemon import serve_api
+    api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")
+    emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{ghost}:{gport}",
           "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}",
           "descriptor": desc.to_json(), "mismatch": mismatch})
     current = desc
@@ -480,6 +477,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     try:
         await run_until_stopped(main)
     finally:
+        if api is not None:
+            await api.close()
         await node.close()
         await runner.cleanup()
         if node.rewards is not None:

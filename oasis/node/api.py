@@ -1,0 +1,367 @@
+"""The local API: HTTP + WebSocket on 127.0.0.1 for programs on the node's machine.
+
+Theory of operation
+-------------------
+Every node role (``oasis node``, ``oasis broadcast``, ``oasis watch``) can serve, on
+its own loopback port, a versioned API (``/v1``) that local programs and the SDK
+(:mod:`oasis.sdk`) drive: publish and watch streams, chat and DMs
+(``node.messaging``), files (``node.files``), wallet and rewards, and a live event
+feed over a WebSocket (``node.events``). ``docs/api.md`` is the user's guide.
+
+The routes are declared once, in :data:`oasis.node.apiroutes.ROUTES` (method, path,
+request and response types from :mod:`oasis.sdk.types`, with their handlers); this
+module builds the app from that table and generates the OpenAPI document
+(``GET /v1/openapi.json``) from it.
+
+Defences, in the order a request meets them (each counted in ``counters``):
+
+* bound to a loopback address only (:func:`start_api` refuses any other);
+* ``Host`` must name a loopback host and ``Origin``, when sent, a loopback origin:
+  a web page the user visits cannot drive the API by DNS rebinding (403);
+* a bearer token (32 random bytes, hex, in ``<data-dir>/api.token``, mode 0600)
+  compared in constant time (401); the WebSocket may take it as ``?token=``;
+* at most ``MAX_INFLIGHT`` requests at once (503) and ``MAX_BODY`` bytes of JSON,
+  nested at most 16 deep, decoded strictly into the route's Struct (400/413);
+* every refusal and every error is ``{"error": {"code", "message"}}`` with its status;
+  a handler bug is a counted 500, never a crash.
+
+Service errors map to statuses: ``ValueError`` 400, ``PermissionError`` 403,
+``LookupError`` 404, ``FileExistsError`` 409; a service the node does not run is
+501 ``not_available``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from oasis.datafiles import private_dir, read_small, refuse_exposed, replace, write_new
+from oasis.sdk import types as t
+
+from . import http
+from .apiroutes import DATA_DIR, ROUTES, VERSION, Api, ApiError, Route
+from .events import TooManySubscribers
+from .node import Node
+from .streaming import NotAvailable, Streaming
+
+log = logging.getLogger("oasis.api")
+
+TOKEN_FILE = "api.token"
+INFO_FILE = "api.json"  #: where the API's URL is written for the SDK to find
+MAX_BODY = 16 * 1024  #: bytes of a request body
+MAX_INFLIGHT = 64  #: requests handled at once
+DEFAULT_PORT = 7480
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    body = msgspec.json.encode(t.ErrorBody(t.ErrorDetail(code, message[:500])))
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+def ok(value: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=msgspec.json.encode(value), content_type="application/json")
+
+
+# ---- the token --------------------------------------------------------------------------
+
+def load_or_create_token(data_dir: str | os.PathLike[str]) -> str:
+    """The API token of the node at ``data_dir``: read, or created (0600) on first start."""
+    d = private_dir(data_dir)
+    path = d / TOKEN_FILE
+    if not path.exists():
+        write_new(path, secrets.token_hex(32).encode() + b"\n")
+    refuse_exposed(path, "the API token")
+    token = read_small(path, "the API token").decode("ascii", "replace").strip()
+    if len(token) != 64 or any(ch not in "0123456789abcdef" for ch in token):
+        raise ValueError(f"{path} does not hold an API token (64 hex digits); delete it to get a new one")
+    return token
+
+
+def write_info(data_dir: str | os.PathLike[str], url: str) -> None:
+    """Record the API's URL in ``<data-dir>/api.json`` (for :meth:`oasis.sdk.AsyncClient.from_data_dir`)."""
+    replace(Path(data_dir) / INFO_FILE, json.dumps({"url": url, "pid": os.getpid()}).encode())
+
+
+# ---- dispatch ----------------------------------------------------------------------------------
+# ---- dispatch ----------------------------------------------------------------------------------
+
+API = web.AppKey("oasis_api", Api)
+
+
+def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        api = request.app[API]
+        if r.service is not None:
+            api.service(r.service)  # 501 before reading a body for a service not run here
+        body: Any = None
+        if r.request is not None:
+            raw = await read_body(request)
+            try:
+                body = http.decode_json(raw or b"{}", r.request)
+            except http.BadJson as exc:
+                raise ApiError(400, "bad_request", f"request body: {exc}") from None
+        try:
+            result = await r.handler(api, request, body)
+        except ApiError:
+            raise
+        except msgspec.ValidationError:  # a service's answer not of the declared shape: a bug
+            raise  # (a ValueError, but not the caller's): the guard logs it, counts it, 500
+        except NotAvailable as exc:
+            raise ApiError(501, "not_available", str(exc)) from None
+        except FileExistsError as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        except PermissionError as exc:
+            raise ApiError(403, "forbidden", str(exc)) from None
+        except LookupError as exc:
+            raise ApiError(404, "not_found", str(exc).strip("'\"")) from None
+        except ValueError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        return ok(result, r.status)
+    return handle
+
+
+async def read_body(request: web.Request) -> bytes:
+    try:
+        return await http.read_body(request, MAX_BODY)
+    except web.HTTPException as exc:
+        raise ApiError(exc.status, "too_large", f"request body over {MAX_BODY} bytes") from None
+
+
+def host_is_loopback(value: str) -> bool:
+    """Whether a Host header (``name[:port]``) names this machine's loopback."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:  # a literal loopback address only: "127.0.0.1.attacker.example" is a name
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_is_loopback(value: str) -> bool:
+    scheme, sep, rest = value.strip().lower().partition("://")
+    return bool(sep) and scheme in ("http", "https") and "/" not in rest and host_is_loopback(rest)
+
+
+_COUNTER_OF = {400: "bad_request", 413: "too_large", 404: "not_found", 503: "busy"}
+
+
+@web.middleware
+async def guard(request: web.Request,
+                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Host/Origin check, token, in-flight cap, JSON errors; see the module docstring."""
+    api = request.app[API]
+    if not host_is_loopback(request.headers.get("Host", "")):
+        api.count("bad_host")
+        return error_response(403, "bad_host", "the API answers only requests addressed to a "
+                              "loopback host (127.0.0.1 or localhost)")
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_is_loopback(origin):
+        api.count("bad_origin")
+        return error_response(403, "bad_origin", "requests from web pages of other origins are refused")
+    given = request.headers.get("Authorization", "")
+    token = given[7:].strip() if given[:7].lower() == "bearer " else ""
+    if not token and request.path == "/v1/events":
+        token = request.query.get("token", "")
+    if not hmac.compare_digest(token.encode("utf-8", "replace"), api.token.encode()):
+        api.count("unauthorized")
+        return error_response(401, "unauthorized", "send the token of <data-dir>/api.token as "
+                              "'Authorization: Bearer <token>'")
+    if api.inflight >= MAX_INFLIGHT:
+        api.count("busy")
+        return error_response(503, "busy", f"at most {MAX_INFLIGHT} requests at once; retry")
+    api.inflight += 1
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        api.count(_COUNTER_OF.get(exc.status, "refused"))
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            api.count("not_found")
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "bad_request")
+        resp = error_response(exc.status, code, f"{exc.reason}: {request.method} {request.path[:200]}")
+        if "Allow" in exc.headers:
+            resp.headers["Allow"] = exc.headers["Allow"]
+        return resp
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        api.count("internal_errors")
+        log.exception("API handler failed on %s %s", request.method, request.path[:200])
+        return error_response(500, "internal", "internal error (logged by the node)")
+    finally:
+        api.inflight -= 1
+
+
+# ---- the event feed ----------------------------------------------------------------------------
+
+MAX_KINDS = 16
+WS_BATCH = 256  #: events sent per wake-up of a feed at most
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/events?kinds=chat,stream``: a WebSocket of JSON events (see :class:`t.Event`)."""
+    api = request.app[API]
+    kinds = [k for k in request.query.get("kinds", "").split(",") if k]
+    if len(kinds) > MAX_KINDS or any(len(k) > 64 for k in kinds):
+        raise ApiError(400, "bad_query", f"at most {MAX_KINDS} kinds of at most 64 characters")
+    try:
+        sub = api.node.events.subscribe(kinds)
+    except TooManySubscribers as exc:
+        api.count("ws_refused")
+        raise ApiError(503, "busy", str(exc)) from None
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    try:
+        await ws.prepare(request)
+
+        async def drain_input() -> None:  # the client sends nothing; read to see it close
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+
+        reader = asyncio.create_task(drain_input())
+        getter: asyncio.Future[Any] | None = None
+        try:
+            while not ws.closed:
+                getter = asyncio.ensure_future(sub.get())
+                done, _ = await asyncio.wait([getter, reader], return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    break
+                if getter.exception() is not None:  # EOFError: the bus closed (node stopping)
+                    break
+                batch = [getter.result()]
+                while len(batch) < WS_BATCH and (more := sub.get_nowait()) is not None:
+                    batch.append(more)  # what else is queued goes out without another wait
+                for ev in batch:
+                    if ev.kind == "lagged":
+                        api.count("ws_lagged")
+                    await ws.send_str(msgspec.json.encode(ev.to_json()).decode())
+        finally:  # also when cancelled (the server stopping): no task left unawaited
+            pending = [f for f in (reader, getter) if f is not None]
+            for f in pending:
+                f.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        sub.close()
+        await ws.close()
+    return ws
+
+
+# ---- OpenAPI -------------------------------------------------------------------------------------
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of :data:`ROUTES` (schemas from :mod:`oasis.sdk.types`)."""
+    types: list[Any] = [t.ErrorBody, t.Event]
+    for r in ROUTES:
+        types.append(r.response)
+        if r.request is not None:
+            types.append(r.request)
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}")
+    of = dict(zip(map(_key, types), schemas, strict=True))
+    err = {"description": "error", "content": {"application/json": {"schema": of[_key(t.ErrorBody)]}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for r in ROUTES:
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in _path_params(r.path)]
+        op: dict[str, Any] = {
+            "summary": r.summary, "operationId": r.handler.__name__, "parameters": params,
+            "security": [{"bearer": []}],
+            "responses": {str(r.status): {"description": "ok", "content": {"application/json": {
+                "schema": of[_key(r.response)]}}}, "default": err}}
+        if r.service is not None:
+            op["x-oasis-service"] = r.service
+        if r.request is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": of[_key(r.request)]}}}
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    paths["/v1/events"] = {"get": {
+        "summary": "The event feed: a WebSocket of JSON text messages, one Event each "
+                   "(?kinds=chat,stream: prefixes; ?token= instead of the header)",
+        "operationId": "events", "security": [{"bearer": []}],
+        "parameters": [{"name": "kinds", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "responses": {"101": {"description": "WebSocket; each message is an Event", "content": {
+            "application/json": {"schema": of[_key(t.Event)]}}}, "default": err}}}
+    paths["/v1/openapi.json"] = {"get": {"summary": "This document", "operationId": "openapi",
+                                          "security": [{"bearer": []}],
+                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}}
+    return {"openapi": "3.1.0",
+            "info": {"title": "Oasis local API", "version": VERSION,
+                     "description": "A node's local API on 127.0.0.1; see docs/api.md"},
+            "paths": paths,
+            "components": {"schemas": components,
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+
+
+def _key(tp: Any) -> str:
+    return repr(tp)
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+
+
+# ---- the app -------------------------------------------------------------------------------------
+
+def make_app(api: Api, data_dir: str | None = None) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY + 1024)
+    app[API] = api
+    if data_dir is not None:
+        app[DATA_DIR] = data_dir
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, _handler(r))
+    doc = msgspec.json.encode(openapi())
+
+    async def openapi_route(request: web.Request) -> web.Response:
+        return web.Response(body=doc, content_type="application/json")
+
+    app.router.add_get("/v1/openapi.json", openapi_route)
+    app.router.add_get("/v1/events", events)
+    return app
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(DEFAULT_PORT)
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"--api-listen must be HOST:PORT, got {text!r}")
+    if not host_is_loopback(host if ":" not in host else f"[{host}]"):
+        raise ValueError(f"--api-listen {text!r}: the API listens on loopback only (127.0.0.1)")
+    return host, int(port)
+
+
+async def start_api(node: Node, data_dir: str, listen: str, *, streaming: Streaming | None = None,
+                    http_base: str | None = None) -> tuple[web.AppRunner, Api]:
+    """Serve the API of ``node`` on ``listen`` (loopback only); writes the token and
+    ``api.json`` in ``data_dir``. Returns the runner (``cleanup()`` it) and the :class:`Api`."""
+    from .runtime import start_http
+
+    host, port = parse_listen(listen)
+    api = Api(node, load_or_create_token(data_dir), streaming=streaming, http_base=http_base)
+    runner, bound = await start_http(make_app(api, data_dir), host, port)
+    api.url = f"http://{'[::1]' if host == '::1' else host}:{bound}/v1"
+    write_info(data_dir, api.url)
+    if streaming is not None:
+        streaming.start()
+    return runner, api

@@ -1,0 +1,296 @@
+"""The local API's endpoints: one handler per route, declared with its types.
+
+Each ``@route`` adds a :class:`Route` to :data:`ROUTES` -- method, path, summary, the
+request Struct it decodes and the response type it answers with (from
+:mod:`oasis.sdk.types`), and the node service it needs. :mod:`oasis.node.api` builds the
+aiohttp app and the OpenAPI document from that table, and owns everything in front of
+the handlers (Host/Origin guard, token, body caps, error mapping). A handler gets the
+:class:`Api` state, the request and the decoded body, and returns a value msgspec
+encodes; it raises :class:`ApiError` (or a service's ``ValueError``/``LookupError``/
+``PermissionError``, mapped by the dispatcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from oasis.core.stream import StreamId, StreamIdError
+from oasis.sdk import types as t
+
+from . import http
+from .node import Node
+from .streaming import Streaming
+
+VERSION = "0.1.0"
+MAX_LIST = 1000  #: items in one list answer
+COUNTERS = ("unauthorized", "bad_host", "bad_origin", "bad_request", "too_large", "not_found",
+            "busy", "refused", "internal_errors", "ws_refused", "ws_lagged")
+DATA_DIR = web.AppKey("oasis_api_data_dir", str)
+
+
+class ApiError(Exception):
+    """A refusal: status, stable code and a sentence saying what to do."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+# ---- routes -------------------------------------------------------------------------------
+
+Handler = Callable[["Api", web.Request, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    response: Any  #: a type from oasis.sdk.types (for the OpenAPI document)
+    request: type | None = None
+    status: int = 200
+    service: str | None = None  #: node attribute it needs ("messaging", "files")
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, path: str, summary: str, response: Any, *, request: type | None = None,
+          status: int = 200, service: str | None = None) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        ROUTES.append(Route(method, path, fn, summary, response, request, status, service))
+        return fn
+    return deco
+
+
+class Api:
+    """The API's state: the node, its stream service, the token and the counters."""
+
+    def __init__(self, node: Node, token: str, *, streaming: Streaming | None = None,
+                 http_base: str | None = None) -> None:
+        self.node = node
+        self.token = token
+        self.streaming = streaming
+        self.http_base = http_base
+        self.url = ""  #: set once listening
+        self.started = time.monotonic()
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.inflight = 0
+
+    def count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def service(self, name: str) -> Any:
+        svc = getattr(self.node, name, None)
+        if svc is None:
+            raise ApiError(501, "not_available", f"this node does not run {name}")
+        return svc
+
+    def stream_info(self, ls: Any) -> t.StreamInfo:
+        s = http.stream_summary(ls)
+        total = sum(s["bytes"].values())
+        delivered, skipped = s["chunks"], s["skipped"]
+        base = self.streaming.gateway if self.streaming is not None else self.http_base
+        s["player_url"] = f"{base or ''}{s['player_url']}"
+        managed = self.streaming is not None and ls.text_id in self.streaming.managed
+        link = self.streaming.links.get(ls.text_id) if self.streaming is not None else None
+        return t.StreamInfo(
+            **s, continuity=delivered / (delivered + skipped) if delivered + skipped else None,
+            offload=(s["bytes"].get("p2p", 0) / total) if total else None, managed=managed, link=link)
+
+
+def _stream_id(text: str) -> StreamId:
+    try:
+        return StreamId.parse(text)
+    except StreamIdError as exc:
+        raise ApiError(400, "bad_stream_id", str(exc)) from None
+
+
+def _limit(request: web.Request) -> tuple[int, float | None]:
+    q = request.query
+    try:
+        limit = int(q.get("limit", "100"))
+        after = float(q["after"]) if "after" in q else None
+    except ValueError:
+        raise ApiError(400, "bad_query", "limit must be an integer and after a number") from None
+    if not 1 <= limit <= MAX_LIST or (after is not None and not after == after):
+        raise ApiError(400, "bad_query", f"limit must be 1..{MAX_LIST}")
+    return limit, after
+
+
+@route("GET", "/v1/node", "This node: peer id, version, addresses, uptime", t.NodeInfo)
+async def get_node(api: Api, request: web.Request, body: None) -> t.NodeInfo:
+    n = api.node
+    services = [s for s in ("messaging", "files", "rewards") if getattr(n, s, None) is not None]
+    if api.streaming is not None and api.streaming.base is not None:
+        services.append("publish")
+    return t.NodeInfo(peer_id=n.peer_id, version=VERSION, oftp=f"{n.host}:{n.port}",
+                      http=api.http_base, api=api.url, uptime_s=round(time.monotonic() - api.started, 3),
+                      streams=len(n.streams), neighbours=n.neighbour_count(), services=services,
+                      counters=dict(api.counters))
+
+
+@route("GET", "/v1/streams", "Streams this node carries, with their live figures", list[t.StreamInfo])
+async def list_streams(api: Api, request: web.Request, body: None) -> list[t.StreamInfo]:
+    return [api.stream_info(ls) for ls in list(api.node.streams.values())[:MAX_LIST]]
+
+
+@route("GET", "/v1/streams/{stream_id}", "One stream's live figures", t.StreamInfo)
+async def get_stream(api: Api, request: web.Request, body: None) -> t.StreamInfo:
+    sid = _stream_id(request.match_info["stream_id"])
+    ls = api.node.streams.get(sid.key)
+    if ls is None:
+        raise ApiError(404, "not_found", f"stream {sid} is not carried by this node")
+    return api.stream_info(ls)
+
+
+def _streaming(api: Api) -> Streaming:
+    if api.streaming is None:
+        raise ApiError(501, "not_available", "this node cannot start or stop streams")
+    return api.streaming
+
+
+@route("POST", "/v1/streams", "Publish a live stream from this node", t.PublishResult,
+       request=t.PublishRequest, status=201)
+async def publish_stream(api: Api, request: web.Request, body: t.PublishRequest) -> t.PublishResult:
+    res = await _streaming(api).publish(body.name, body.source, bitrate_kbps=body.bitrate_kbps,
+                                        chunk_ms=body.chunk_ms)
+    return msgspec.convert(res, t.PublishResult)
+
+
+@route("POST", "/v1/watch", "Join a stream (a link, or a stream id and a tracker)", t.WatchResult,
+       request=t.WatchRequest, status=201)
+async def watch_stream(api: Api, request: web.Request, body: t.WatchRequest) -> t.WatchResult:
+    res = await _streaming(api).watch(link=body.link, stream_id=body.stream_id, tracker=body.tracker)
+    return msgspec.convert(res, t.WatchResult)
+
+
+@route("DELETE", "/v1/streams/{stream_id}", "Stop a stream started through the API", t.Deleted)
+async def stop_stream(api: Api, request: web.Request, body: None) -> t.Deleted:
+    sid = _stream_id(request.match_info["stream_id"])
+    await _streaming(api).stop(str(sid))
+    return t.Deleted(str(sid))
+
+
+@route("GET", "/v1/wallet", "Wallet address, balances, pending and settled rewards", t.Wallet)
+async def get_wallet(api: Api, request: web.Request, body: None) -> dict[str, Any]:
+    r = api.node.rewards
+    data_dir = r.cfg.data_dir if r is not None else request.app.get(DATA_DIR)
+    if data_dir is None:
+        raise ApiError(501, "not_available", "this node has no data directory")
+    from oasis.ledger.wallet import wallet_report  # the EVM stack: only when asked
+
+    chain = getattr(r, "chain", None) if r is not None else None
+    return await asyncio.get_running_loop().run_in_executor(None, wallet_report, data_dir, chain)
+
+
+@route("GET", "/v1/rewards", "Proof-of-relay figures: receipts, tickets, settlements", t.Rewards)
+async def get_rewards(api: Api, request: web.Request, body: None) -> dict[str, Any]:
+    r = api.node.rewards
+    if r is None:
+        raise ApiError(501, "not_available", "rewards are off on this node (start it with --rewards)")
+    return dict(await r.report())
+
+
+# ---- messaging (node.messaging) ------------------------------------------------------------
+
+@route("POST", "/v1/chat/{stream_id}", "Send a chat message in a stream", t.ChatMessage,
+       request=t.ChatSendRequest, status=201, service="messaging")
+async def chat_send(api: Api, request: web.Request, body: t.ChatSendRequest) -> t.ChatMessage:
+    sid = _stream_id(request.match_info["stream_id"])
+    rec = await api.service("messaging").chat_send(str(sid), body.text)
+    return msgspec.convert(rec, t.ChatMessage)
+
+
+@route("GET", "/v1/chat/{stream_id}", "A stream's chat history (?limit=&after=)", list[t.ChatMessage],
+       service="messaging")
+async def chat_history(api: Api, request: web.Request, body: None) -> list[t.ChatMessage]:
+    sid = _stream_id(request.match_info["stream_id"])
+    limit, after = _limit(request)
+    recs = api.service("messaging").chat_history(str(sid), limit=limit, after_time=after)
+    return msgspec.convert(list(recs)[:MAX_LIST], list[t.ChatMessage])
+
+
+@route("POST", "/v1/chat/{stream_id}/moderation", "Mute, ban or unmute a peer (broadcaster only)",
+       t.ModerationResult, request=t.ModerationRequest, service="messaging")
+async def chat_moderate(api: Api, request: web.Request, body: t.ModerationRequest) -> dict[str, Any]:
+    sid = _stream_id(request.match_info["stream_id"])
+    res = await api.service("messaging").chat_moderate(str(sid), body.peer_id, body.action, body.seconds)
+    return dict(res)
+
+
+@route("POST", "/v1/dm/{peer_id}", "Send a direct message to a peer", t.DmResult,
+       request=t.DmSendRequest, status=201, service="messaging")
+async def dm_send(api: Api, request: web.Request, body: t.DmSendRequest) -> t.DmResult:
+    peer = request.match_info["peer_id"]
+    if not 1 <= len(peer) <= 64:
+        raise ApiError(400, "bad_peer_id", "a peer id is a base32 string of at most 64 characters")
+    return msgspec.convert(await api.service("messaging").dm_send(peer, body.text), t.DmResult)
+
+
+@route("GET", "/v1/dm", "Direct messages received (?limit=&after=)", list[t.DmMessage], service="messaging")
+async def dm_inbox(api: Api, request: web.Request, body: None) -> list[t.DmMessage]:
+    limit, after = _limit(request)
+    recs = api.service("messaging").dm_inbox(limit=limit, after_time=after)
+    return msgspec.convert(list(recs)[:MAX_LIST], list[t.DmMessage])
+
+
+# ---- files (node.files) ----------------------------------------------------------------------
+
+def _regular_file(path_text: str) -> str:
+    """The absolute path of a regular file we can read; refuses devices, dirs, fifos."""
+    p = Path(path_text).expanduser()
+    if not p.is_absolute():
+        raise ApiError(400, "bad_path", "give an absolute path")
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        raise ApiError(400, "bad_path", f"{path_text[:200]}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ApiError(400, "bad_path", f"{path_text[:200]} is not a regular file")
+    if not os.access(p, os.R_OK):
+        raise ApiError(400, "bad_path", f"{path_text[:200]} is not readable by the node")
+    return str(p)
+
+
+@route("POST", "/v1/files", "Publish a local file", t.FileInfo, request=t.FilePublishRequest,
+       status=201, service="files")
+async def file_publish(api: Api, request: web.Request, body: t.FilePublishRequest) -> t.FileInfo:
+    files = api.service("files")
+    return msgspec.convert(await files.publish(_regular_file(body.path)), t.FileInfo)
+
+
+@route("GET", "/v1/files", "Files this node holds or fetches", list[t.FileStatus], service="files")
+async def file_list(api: Api, request: web.Request, body: None) -> list[t.FileStatus]:
+    return msgspec.convert(list(api.service("files").list())[:MAX_LIST], list[t.FileStatus])
+
+
+@route("GET", "/v1/files/{cid}", "One file's status", t.FileStatus, service="files")
+async def file_status(api: Api, request: web.Request, body: None) -> t.FileStatus:
+    return msgspec.convert(api.service("files").status(request.match_info["cid"]), t.FileStatus)
+
+
+@route("POST", "/v1/files/{cid}/fetch", "Fetch a file (or join its download)", t.FileStatus,
+       request=t.FileFetchRequest, status=202, service="files")
+async def file_fetch(api: Api, request: web.Request, body: t.FileFetchRequest) -> t.FileStatus:
+    res = await api.service("files").fetch(request.match_info["cid"], body.peers)
+    return msgspec.convert(res, t.FileStatus)
+
+
+@route("DELETE", "/v1/files/{cid}", "Remove a file from this node", t.Deleted, service="files")
+async def file_remove(api: Api, request: web.Request, body: None) -> t.Deleted:
+    cid = request.match_info["cid"]
+    await api.service("files").remove(cid)
+    return t.Deleted(cid)
+

@@ -1,0 +1,275 @@
+"""Streams a node publishes or watches on request: the local API's stream backend.
+
+Theory of operation
+-------------------
+``oasis broadcast`` and ``oasis watch`` each carry one stream chosen on the command
+line. :class:`Streaming` does the same work for streams asked for at run time (through
+the local API), on a node that is already up: ``publish`` adds a source stream, runs
+its media ingest (:func:`ingest`, the loop ``oasis broadcast`` runs too), signs its
+descriptor and announces it to the node's tracker; ``watch`` verifies a link (or fetches
+the descriptor from a tracker), adds a viewer stream with the descriptor's parameters
+and discovers peers like ``oasis watch``; ``stop`` ends either. The pieces (announce
+loop, descriptor, link) are :mod:`oasis.node.runtime`'s.
+
+A watchdog publishes ``stream.stalled`` on the node's event bus when a stream has made no
+progress for ``STALL_AFTER`` s, and ``stream.resumed`` when it moves again;
+``stream.started``/``stream.stopped`` come from :class:`~oasis.node.node.Node`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from oasis.core import peer as pp
+from oasis.core.descriptor import Descriptor, DescriptorError, verified_descriptor
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.streamlink import SCHEME as LINK_SCHEME
+from oasis.core.streamlink import parse as parse_link
+from oasis.core.tracker import Tracker
+
+from . import runtime as rt
+from .node import LiveStream, Node
+
+log = logging.getLogger("oasis.streaming")
+STALL_AFTER = 3.0  #: s without a new chunk before a stream is reported stalled
+WATCHDOG_EVERY = 0.5  #: s between the watchdog's looks
+MAX_PRODUCED = 100_000  #: publish times kept per source stream
+
+
+class NotAvailable(Exception):
+    """This node cannot do that (e.g. publish without an origin server)."""
+
+
+async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes], chunk_ms: int) -> None:
+    """Chunk a live MPEG-TS byte source, sign each chunk and publish it on ``ls``, forever."""
+    from oasis.media.chunker import TsChunker
+
+    chunker = TsChunker(chunk_ms=chunk_ms)
+    seq = 0
+    async for data in source:
+        now = time.time()
+        for mc in chunker.feed(data, now):
+            chunk = sign_chunk(identity, ls.sid, seq, int(mc.complete_at * 1e6), mc.keyframe, mc.payload)
+            ls.produced[seq] = mc.complete_at
+            if len(ls.produced) > MAX_PRODUCED:
+                ls.produced.pop(next(iter(ls.produced)))
+            ls.swarm.publish(chunk, now)
+            ls.pump()
+            seq += 1
+
+
+@dataclasses.dataclass
+class Managed:
+    """A stream started through :class:`Streaming`: its tasks and, if published, its link."""
+
+    ls: LiveStream
+    tasks: list[asyncio.Task[Any]]
+    link: str | None = None
+
+
+class Streaming:
+    """Publish and watch streams on a running node (see the module docstring).
+
+    ``common`` gives the default stream parameters and the data dir; ``base`` is the node's
+    HTTP base URL (origin + gateway), ``tracker``/``tracker_url`` where published streams
+    are announced (an embedded :class:`Tracker` or an external URL); ``descriptors`` is
+    the dict the node's origin routes serve descriptors from. Without ``base``, ``publish``
+    raises :class:`NotAvailable`.
+    """
+
+    def __init__(self, node: Node, common: rt.Common, *, base: str | None = None,
+                 gateway: str | None = None, tracker: Tracker | None = None,
+                 tracker_url: str | None = None,
+                 descriptors: dict[str, Descriptor] | None = None) -> None:
+        self.node = node
+        self.common = common
+        self.base = base
+        self.gateway = gateway or base
+        self.tracker = tracker
+        self.tracker_url = tracker_url or (f"{base}/tracker" if base and tracker else None)
+        self.descriptors = descriptors if descriptors is not None else {}
+        self.managed: dict[str, Managed] = {}
+        self.links: dict[str, str] = {}  #: stream id -> oasis:// link of streams published here
+        self._progress: dict[str, tuple[int, float, bool]] = {}  # id -> (latest, since, stalled)
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch_health())
+
+    def player_url(self, ls: LiveStream) -> str:
+        return f"{self.gateway or ''}/live/{ls.text_id}.ts"
+
+    # ---- publish ------------------------------------------------------------------
+    async def publish(self, name: str, source: str, *, bitrate_kbps: int | None = None,
+                      chunk_ms: int | None = None) -> dict[str, Any]:
+        from oasis.media.ingest import open_source
+
+        if self.base is None or self.tracker_url is None:
+            raise NotAvailable("this node has no origin server to publish from; start it with "
+                               "`oasis node` (or `oasis broadcast`)")
+        if source == "-":
+            raise ValueError("source '-' (stdin) cannot be given through the API")
+        c = dataclasses.replace(self.common, bitrate_kbps=bitrate_kbps or self.common.bitrate_kbps,
+                                chunk_ms=chunk_ms or self.common.chunk_ms)
+        sid = StreamId(self.node.identity.public, name)
+        if sid.key in self.node.streams:
+            raise FileExistsError(f"stream {sid} is already carried by this node")
+        media = open_source(source, c.bitrate_kbps)  # raises ValueError on a bad source
+        ls = self.node.add_stream(sid, is_source=True, config=rt.swarm_config(c))
+        text = str(sid)
+        desc = rt.stream_descriptor(c, self.node, sid, origin=f"{self.base}/origin", cdn_url=None,
+                                    tickets=None)
+        self.descriptors[text] = desc
+        if self.node.dht is not None:  # the stream record carries it: short links work
+            self.node.dht.set_descriptor(sid, msgspec.json.encode(desc.to_json()))
+        link = rt.stream_link(self.node, sid, desc, self.tracker_url).format()
+        announcer = asyncio.create_task(rt.announce_loop(
+            self.node, ls, self.tracker_url, local=self.tracker,
+            descriptor=lambda: self.descriptors.get(text), area=c.area))
+        feeder = asyncio.create_task(ingest(self.node.identity, ls, media, c.chunk_ms))
+        feeder.add_done_callback(lambda t: self._ended(text, t))
+        self.managed[text] = Managed(ls, [announcer, feeder], link)
+        self.links[text] = link
+        return {"stream_id": text, "link": link, "player_url": self.player_url(ls),
+                "tracker": self.tracker_url}
+
+    def _ended(self, text: str, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        self.node.events.publish("stream.ended", {"stream_id": text,
+                                                  "reason": repr(exc)[:200] if exc else "source ended"})
+
+    # ---- watch --------------------------------------------------------------------
+    async def watch(self, *, link: str | None = None, stream_id: str | None = None,
+                    tracker: str | None = None) -> dict[str, Any]:
+        desc: Descriptor | None
+        if link is not None:
+            if not link.startswith(f"{LINK_SCHEME}:"):
+                raise ValueError(f"a link starts with {LINK_SCHEME}://")
+            parsed = parse_link(link)  # verifies the descriptor's signature (ValueError if bad)
+            sid, desc, boots = parsed.sid, parsed.descriptor, parsed.bootstrap
+            tracker = tracker or parsed.tracker
+            if desc is None:  # a short link: from the tracker, else the DHT's stream record
+                desc = await self._short_link_descriptor(sid, boots, tracker)
+        elif stream_id is not None and tracker is not None:
+            if not tracker.startswith(("http://", "https://")):
+                raise ValueError("tracker must be an http(s) URL")
+            sid = StreamId.parse(stream_id)
+            async with aiohttp.ClientSession() as session:
+                try:
+                    desc = await rt.fetch_descriptor(session, tracker, sid, timeout=5.0)
+                except RuntimeError as exc:
+                    raise LookupError(str(exc)) from None
+            boots = ()
+        else:
+            raise ValueError("give a link, or a stream_id and a tracker")
+        text = str(sid)
+        if sid.key in self.node.streams:
+            raise FileExistsError(f"stream {text} is already carried by this node")
+        c = dataclasses.replace(self.common, given={})
+        rt.apply_descriptor(c, desc)
+        ls = self.node.add_stream(sid, is_source=False, origin_url=desc.fetch_url,
+                                  config=rt.swarm_config(c))
+        current = desc
+
+        def on_descriptor(d: Descriptor) -> None:
+            nonlocal current
+            if d.issued_at_ms > current.issued_at_ms:
+                current = d
+                ls.origin_url = d.fetch_url
+
+        if boots:
+            self.node.offer_candidates([pp.Candidate(b.peer, b.host, b.port) for b in boots])
+        if tracker is not None:
+            task = asyncio.create_task(rt.announce_loop(self.node, ls, tracker,
+                                                        on_descriptor=on_descriptor, area=c.area))
+        else:
+            task = asyncio.create_task(rt.bootstrap_loop(self.node, boots))
+        self.managed[text] = Managed(ls, [task])
+        return {"stream_id": text, "player_url": self.player_url(ls)}
+
+    async def _short_link_descriptor(self, sid: StreamId, boots: tuple[Any, ...],
+                                     tracker: str | None) -> Descriptor:
+        if tracker is not None:
+            async with aiohttp.ClientSession() as session:
+                try:
+                    return await rt.fetch_descriptor(session, tracker, sid, timeout=5.0)
+                except RuntimeError as exc:
+                    raise LookupError(str(exc)) from None
+        raw = None
+        if self.node.dht is not None:
+            raw = await self.node.dht.find_descriptor(
+                sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], rt.SHORT_LINK_TIMEOUT)
+        if raw:
+            try:
+                return verified_descriptor(msgspec.json.decode(raw), sid)
+            except (DescriptorError, msgspec.DecodeError):
+                pass
+        raise LookupError(f"no descriptor for {sid} from the link's peers (DHT)")
+
+    # ---- stop ---------------------------------------------------------------------
+    async def stop(self, stream_id: str) -> None:
+        sid = StreamId.parse(stream_id)
+        text = str(sid)
+        m = self.managed.pop(text, None)
+        if m is None:
+            if sid.key in self.node.streams:
+                raise PermissionError(f"stream {text} was not started through the API; stop its "
+                                      "process instead")
+            raise LookupError(f"stream {text} is not carried by this node")
+        for t in m.tasks:
+            t.cancel()
+        await asyncio.gather(*m.tasks, return_exceptions=True)
+        self.descriptors.pop(text, None)
+        self.links.pop(text, None)
+        self._progress.pop(text, None)
+        self.node.remove_stream(sid)
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+        tasks = [t for m in self.managed.values() for t in m.tasks]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.managed.clear()
+
+    # ---- health -------------------------------------------------------------------
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_EVERY)  # a period, not synchronisation
+            self.check_health(time.monotonic())
+
+    def check_health(self, now: float) -> None:
+        """Publish ``stream.stalled``/``stream.resumed`` on a change of a stream's progress."""
+        seen = set()
+        for ls in list(self.node.streams.values()):
+            text = ls.text_id
+            seen.add(text)
+            latest = ls.swarm.log.latest
+            last, since, stalled = self._progress.get(text, (latest, now, False))
+            if latest != last:
+                if stalled:
+                    self.node.events.publish("stream.resumed", {"stream_id": text, "latest": latest})
+                self._progress[text] = (latest, now, False)
+            elif not stalled and now - since > STALL_AFTER:
+                self.node.events.publish("stream.stalled", {"stream_id": text, "latest": latest,
+                                                            "quiet_s": round(now - since, 1)})
+                self._progress[text] = (latest, since, True)
+            else:
+                self._progress[text] = (last, since, stalled)
+        for text in list(self._progress):
+            if text not in seen:
+                del self._progress[text]

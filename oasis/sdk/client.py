@@ -1,0 +1,302 @@
+"""Clients of a node's local API: :class:`AsyncClient` (asyncio) and :class:`Client` (blocking).
+
+Find a node and talk to it::
+
+    from oasis.sdk import AsyncClient
+
+    async with AsyncClient.from_data_dir("~/.local/share/oasis/node") as api:
+        info = await api.node()
+        pub = await api.publish("live", source="test")
+        async for ev in api.events(kinds=["stream", "chat"]):
+            print(ev.kind, ev.data)
+
+Every method returns typed values (msgspec Structs of :mod:`oasis.sdk.types`, or
+lists of them); a refusal by the node raises :class:`OasisApiError` with the HTTP
+status, a stable ``code`` and a ``message`` saying what to do; a node that cannot be
+reached raises :class:`OasisApiError` with status 0 and code ``unreachable``.
+
+:class:`Client` is the same API, blocking: it runs one private event loop in a daemon
+thread and hands each call to it (``run_coroutine_threadsafe``), so it works from
+plain scripts and from threads, but not from inside a running event loop's thread
+(use :class:`AsyncClient` there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+
+from . import types as t
+
+T = TypeVar("T")
+MAX_REPLY = 8 * 1024 * 1024  #: bytes of one answer read at most
+
+
+class OasisApiError(Exception):
+    """The node refused a request (``status`` 4xx/5xx) or could not be reached (0)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def discover(data_dir: str | os.PathLike[str]) -> tuple[str, str]:
+    """The API base URL and token of the node whose data directory is ``data_dir``
+    (from ``api.json`` and ``api.token``, written there when the node starts)."""
+    d = Path(data_dir).expanduser()
+    try:
+        url = json.loads((d / "api.json").read_text())["url"]
+        token = (d / "api.token").read_text().strip()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OasisApiError(0, "no_node", f"no running node's API found in {d} ({exc}); start "
+                            "`oasis node --data-dir DIR` (or broadcast/watch) first") from None
+    return str(url), token
+
+
+def _quote(part: str) -> str:
+    from urllib.parse import quote
+    return quote(part, safe="")
+
+
+class AsyncClient:
+    """The local API over aiohttp. Use as ``async with``, or call :meth:`close`.
+
+    ``base_url`` is the API root including ``/v1`` (e.g. ``http://127.0.0.1:7480/v1``);
+    ``token`` the content of ``<data-dir>/api.token``. :meth:`from_data_dir` finds both.
+    """
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> AsyncClient:
+        url, token = discover(data_dir)
+        return cls(url, token, **kw)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"})
+        return self._session
+
+    async def request(self, method: str, path: str, typ: type[T], body: Any = None,
+                      params: dict[str, Any] | None = None) -> T:
+        """One call: ``path`` under the base URL; the answer decoded into ``typ``."""
+        data = msgspec.json.encode(body) if body is not None else None
+        q = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            async with self.session.request(method, self.base_url + path, data=data, params=q,
+                                            timeout=self.timeout,
+                                            headers={"Content-Type": "application/json"}) as r:
+                raw = await r.content.read(MAX_REPLY + 1)
+                status = r.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc or type(exc).__name__}") from None
+        if status >= 400:
+            try:
+                err = msgspec.json.decode(raw, type=t.ErrorBody).error
+                raise OasisApiError(status, err.code, err.message)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise OasisApiError(status, "http_error", raw[:200].decode("utf-8", "replace")) from None
+        try:
+            return msgspec.json.decode(raw, type=typ)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise OasisApiError(status, "bad_reply", f"the node's answer does not decode: {exc}") from None
+
+    # ---- node and streams -------------------------------------------------------------
+    async def node(self) -> t.NodeInfo:
+        """Peer id, version, addresses, uptime, services, the API's refusal counters."""
+        return await self.request("GET", "/node", t.NodeInfo)
+
+    async def streams(self) -> list[t.StreamInfo]:
+        """Streams the node carries, with live figures (continuity, latency, offload)."""
+        return await self.request("GET", "/streams", list[t.StreamInfo])
+
+    async def stream(self, stream_id: str) -> t.StreamInfo:
+        return await self.request("GET", f"/streams/{_quote(stream_id)}", t.StreamInfo)
+
+    async def publish(self, name: str, source: str = "test", *, bitrate_kbps: int | None = None,
+                      chunk_ms: int | None = None) -> t.PublishResult:
+        """Broadcast a stream from the node: ``source`` is ``test``, a local MPEG-TS file
+        (looped) or ``udp://HOST:PORT``. Returns its id and ``oasis://`` link."""
+        body = t.PublishRequest(name=name, source=source, bitrate_kbps=bitrate_kbps, chunk_ms=chunk_ms)
+        return await self.request("POST", "/streams", t.PublishResult, body)
+
+    async def watch(self, link: str | None = None, *, stream_id: str | None = None,
+                    tracker: str | None = None) -> t.WatchResult:
+        """Join a stream by its ``oasis://`` link (or id + tracker URL); returns the player URL."""
+        body = t.WatchRequest(link=link, stream_id=stream_id, tracker=tracker)
+        return await self.request("POST", "/watch", t.WatchResult, body)
+
+    async def stop(self, stream_id: str) -> None:
+        """Stop a stream started through the API (published or watched)."""
+        await self.request("DELETE", f"/streams/{_quote(stream_id)}", t.Deleted)
+
+    async def wallet(self) -> dict[str, Any]:
+        return await self.request("GET", "/wallet", dict[str, Any])
+
+    async def rewards(self) -> dict[str, Any]:
+        """Proof-of-relay figures; raises ``OasisApiError`` 501 when rewards are off."""
+        return await self.request("GET", "/rewards", dict[str, Any])
+
+    # ---- messaging ----------------------------------------------------------------------
+    async def chat_send(self, stream_id: str, text: str) -> t.ChatMessage:
+        return await self.request("POST", f"/chat/{_quote(stream_id)}", t.ChatMessage,
+                                  t.ChatSendRequest(text=text))
+
+    async def chat_history(self, stream_id: str, limit: int = 100,
+                           after: float | None = None) -> list[t.ChatMessage]:
+        return await self.request("GET", f"/chat/{_quote(stream_id)}", list[t.ChatMessage],
+                                  params={"limit": limit, "after": after})
+
+    async def chat_moderate(self, stream_id: str, peer_id: str, action: str,
+                            seconds: float = 600.0) -> dict[str, Any]:
+        """``action``: ``mute``, ``ban`` or ``unmute`` (the stream's broadcaster only)."""
+        return await self.request("POST", f"/chat/{_quote(stream_id)}/moderation", dict[str, Any],
+                                  t.ModerationRequest(peer_id=peer_id, action=action,  # type: ignore[arg-type]
+                                                      seconds=seconds))
+
+    async def dm_send(self, peer_id: str, text: str) -> t.DmResult:
+        return await self.request("POST", f"/dm/{_quote(peer_id)}", t.DmResult, t.DmSendRequest(text=text))
+
+    async def dm_inbox(self, limit: int = 100, after: float | None = None) -> list[t.DmMessage]:
+        return await self.request("GET", "/dm", list[t.DmMessage], params={"limit": limit, "after": after})
+
+    # ---- files --------------------------------------------------------------------------
+    async def file_publish(self, path: str | os.PathLike[str]) -> t.FileInfo:
+        """Publish a local regular file (absolute path on the node's machine)."""
+        return await self.request("POST", "/files", t.FileInfo,
+                                  t.FilePublishRequest(path=str(Path(path).resolve())))
+
+    async def files(self) -> list[t.FileStatus]:
+        return await self.request("GET", "/files", list[t.FileStatus])
+
+    async def file_status(self, cid: str) -> t.FileStatus:
+        return await self.request("GET", f"/files/{_quote(cid)}", t.FileStatus)
+
+    async def file_fetch(self, cid: str, peers: list[str] | None = None) -> t.FileStatus:
+        """Start (or join) fetching a file; returns its status at once (watch ``file.*`` events)."""
+        return await self.request("POST", f"/files/{_quote(cid)}/fetch", t.FileStatus,
+                                  t.FileFetchRequest(peers=peers))
+
+    async def file_remove(self, cid: str) -> None:
+        await self.request("DELETE", f"/files/{_quote(cid)}", t.Deleted)
+
+    # ---- events -------------------------------------------------------------------------
+    async def events(self, kinds: list[str] | None = None, *, reconnect: bool = True,
+                     max_retries: int = 10) -> AsyncIterator[t.Event]:
+        """The node's live events (WebSocket), as :class:`~oasis.sdk.types.Event`.
+
+        ``kinds`` are prefixes (``["chat", "stream.stalled"]``); none: every kind. With
+        ``reconnect`` a dropped connection is reopened (backing off, at most
+        ``max_retries`` times in a row); events published meanwhile are lost, and the
+        gap shows in ``seq``. A ``lagged`` event (seq 0, ``data["dropped"]``) says this
+        reader fell behind and the node dropped that many.
+        """
+        url = self.base_url + "/events"
+        params = {"kinds": ",".join(kinds)} if kinds else {}
+        failures = 0
+        while True:
+            try:
+                async with self.session.ws_connect(url, params=params, heartbeat=20.0,
+                                                   max_msg_size=1 << 20) as ws:
+                    failures = 0
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            yield msgspec.json.decode(msg.data, type=t.Event)
+                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                            break
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status in (401, 403, 404):
+                    raise OasisApiError(exc.status, "refused", f"event feed refused: {exc.message}") from None
+                failures += 1
+            except (aiohttp.ClientError, OSError) as exc:
+                failures += 1
+                if not reconnect or failures > max_retries:
+                    raise OasisApiError(0, "unreachable", f"{url}: {exc}") from None
+            if not reconnect or failures > max_retries:
+                return
+            await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))  # backoff before reconnecting
+
+
+class Client:
+    """Blocking twin of :class:`AsyncClient` (same methods, same results).
+
+    It owns a private event loop running in a daemon thread; each call is submitted
+    to it and waited for. :meth:`events` is a plain iterator. Call :meth:`close`
+    (or use ``with``) when done.
+    """
+
+    def __init__(self, base_url: str, token: str, **kw: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="oasis-sdk", daemon=True)
+        self._thread.start()
+        self._async = AsyncClient(base_url, token, **kw)
+
+    @classmethod
+    def from_data_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> Client:
+        url, token = discover(data_dir)
+        return cls(url, token, **kw)
+
+    def _call(self, coro: Awaitable[T]) -> T:
+        async def run() -> T:
+            return await coro
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._async, name)
+        if name.startswith("_") or not callable(fn) or name in ("events", "close"):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kw: Any) -> Any:
+            return self._call(fn(*args, **kw))
+        call.__doc__ = fn.__doc__
+        return call
+
+    def events(self, kinds: list[str] | None = None, **kw: Any) -> Iterator[t.Event]:
+        agen = self._async.events(kinds, **kw)
+        assert isinstance(agen, AsyncGenerator)
+        try:
+            while True:
+                try:
+                    yield self._call(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(agen.aclose())
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._call(self._async.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+        if not self._loop.is_running():
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,190 @@
+"""The local API's request and response bodies (``/v1``), shared by the node and the SDK.
+
+One declaration of every shape: the node decodes request bodies into these Structs
+(strictly: unknown fields, wrong types and out-of-range values are refused), encodes
+its answers from them, and generates its OpenAPI document from them
+(``msgspec.json.schema_components``); the SDK decodes answers into the same types.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+MAX_TEXT = 2000  #: characters of a chat message or DM
+MAX_PATH = 4096  #: characters of a local file path
+MAX_URL = 2048
+MAX_LINK = 16384  #: characters of an ``oasis://`` link (it carries a signed descriptor)
+
+StreamName = Annotated[str, Meta(pattern=r"^[a-z0-9_-]{1,32}$", description="stream name")]
+StreamIdText = Annotated[str, Meta(max_length=100, description="stream id: <peer id>.<name>")]
+PeerIdText = Annotated[str, Meta(min_length=1, max_length=64, description="base32 peer id")]
+Cid = Annotated[str, Meta(min_length=1, max_length=128, description="content id of a file")]
+Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
+
+
+class _Req(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+# ---- requests -------------------------------------------------------------------------
+
+class PublishRequest(_Req):
+    """Start broadcasting a stream from this node."""
+
+    name: StreamName
+    #: ``test`` (a generated test pattern), a local media file path (looped) or ``udp://HOST:PORT``
+    source: Annotated[str, Meta(min_length=1, max_length=MAX_PATH)] = "test"
+    bitrate_kbps: Annotated[int, Meta(ge=10, le=1_000_000)] | None = None
+    chunk_ms: Annotated[int, Meta(ge=10, le=10_000)] | None = None
+
+
+class WatchRequest(_Req):
+    """Join a stream: an ``oasis://`` link, or a stream id and a tracker URL."""
+
+    link: Annotated[str, Meta(max_length=MAX_LINK)] | None = None
+    stream_id: StreamIdText | None = None
+    tracker: Annotated[str, Meta(max_length=MAX_URL)] | None = None
+
+
+class ChatSendRequest(_Req):
+    text: Text
+
+
+class ModerationRequest(_Req):
+    peer_id: PeerIdText
+    action: Literal["mute", "ban", "unmute"]
+    seconds: Annotated[float, Meta(gt=0, le=30 * 86400)] = 600.0
+
+
+class DmSendRequest(_Req):
+    text: Text
+
+
+class FilePublishRequest(_Req):
+    """Publish a local regular file (the API is local: the path is on this machine)."""
+
+    path: Annotated[str, Meta(min_length=1, max_length=MAX_PATH)]
+
+
+class FileFetchRequest(_Req):
+    peers: Annotated[list[PeerIdText], Meta(max_length=16)] | None = None
+
+
+# ---- responses ------------------------------------------------------------------------
+
+class ErrorDetail(msgspec.Struct):
+    code: str  #: stable, e.g. ``unauthorized``, ``not_found``, ``not_available``
+    message: str  #: what went wrong and what to do
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+class NodeInfo(msgspec.Struct):
+    peer_id: str
+    version: str
+    oftp: str  #: HOST:PORT of the node's QUIC endpoint
+    http: str | None  #: the node's gateway / origin base URL
+    api: str  #: this API's base URL
+    uptime_s: float
+    streams: int
+    neighbours: int
+    services: list[str]  #: which optional services this node runs (messaging, files, rewards)
+    counters: dict[str, int]  #: the API's refusals (unauthorized, bad_host, ...)
+
+
+class StreamInfo(msgspec.Struct):
+    stream_id: str
+    role: Literal["broadcaster", "viewer"]
+    latest: int
+    start: int | None
+    neighbours: int
+    depth: list[int | None]
+    bytes: dict[str, int]  #: bytes delivered, by source (p2p, origin, ...)
+    latency_p50_ms: float | None
+    chunks: int
+    skipped: int
+    player_url: str  #: absolute URL of the MPEG-TS a player opens
+    continuity: float | None  #: chunks / (chunks + skipped); None before the first
+    offload: float | None  #: share of bytes from peers (not the origin); None before the first
+    managed: bool  #: started through this API (so it may be stopped through it)
+    link: str | None = None  #: ``oasis://`` link (published streams)
+
+
+class PublishResult(msgspec.Struct):
+    stream_id: str
+    link: str
+    player_url: str
+    tracker: str
+
+
+class WatchResult(msgspec.Struct):
+    stream_id: str
+    player_url: str
+
+
+class ChatMessage(msgspec.Struct):
+    id: str
+    stream: str
+    sender: str
+    seq: int
+    text: str
+    time: float
+
+
+ModerationResult = dict[str, Any]
+
+
+class DmResult(msgspec.Struct):
+    id: str
+    to: str
+    state: Literal["delivered", "stored", "pending"]
+
+
+class DmMessage(msgspec.Struct):
+    id: str
+    sender: str
+    text: str
+    time: float
+
+
+class FileInfo(msgspec.Struct):
+    cid: str
+    name: str
+    size: int
+    block_size: int
+    blocks: int
+    mime: str
+
+
+class FileStatus(msgspec.Struct):
+    cid: str
+    name: str
+    size: int
+    blocks: int
+    have_blocks: int
+    state: Literal["fetching", "complete", "seeding"]
+    from_peers: int
+    from_origin: int
+    url: str  #: gateway URL of the file (``/files/<cid>``)
+
+
+class Deleted(msgspec.Struct):
+    deleted: str
+
+
+class Event(msgspec.Struct):
+    """One event of the feed (``GET /v1/events``, a WebSocket of JSON text messages)."""
+
+    seq: int  #: node-wide order; 0 for ``lagged`` (events were dropped: ``data.dropped``)
+    time: float
+    kind: str  #: ``stream.started``, ``stream.stopped``, ``stream.stalled``, ``chat.message`` ...
+    data: dict[str, Any]
+
+
+Wallet = dict[str, Any]
+Rewards = dict[str, Any]

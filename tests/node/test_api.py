@@ -1,0 +1,398 @@
+"""The local API (oasis.node.api) in one process: a real node and real HTTP on loopback.
+
+The messaging and files services are fakes here (they are built elsewhere, to the
+contract in oasis/node/api.py's routes); everything else is the real code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+
+from oasis.core import swarm as sw
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId
+from oasis.node import api as napi
+from oasis.node.node import Node
+from oasis.node.runtime import Common
+from oasis.node.streaming import Streaming
+from oasis.sdk import AsyncClient, OasisApiError
+from oasis.sdk import types as t
+
+
+class FakeMessaging:
+    """The messaging contract's shape (oasis/node/messaging.py is built in parallel)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def chat_send(self, stream_id: str, text: str) -> dict[str, Any]:
+        if text == "boom":
+            raise RuntimeError("a bug")
+        self.sent.append((stream_id, text))
+        return {"id": "m1", "stream": stream_id, "sender": "me", "seq": 1, "text": text, "time": 1.0}
+
+    def chat_history(self, stream_id: str, limit: int = 100, after_time: float | None = None) -> list[dict]:
+        if stream_id.endswith(".nosuch"):
+            raise LookupError("no such stream")
+        return [{"id": f"m{i}", "stream": stream_id, "sender": "x", "seq": i, "text": "hi", "time": i}
+                for i in range(limit)][:3]
+
+    async def chat_moderate(self, stream_id: str, peer_id: str, action: str, seconds: float = 600) -> dict:
+        raise PermissionError("only the broadcaster moderates")
+
+    async def dm_send(self, peer_id: str, text: str) -> dict[str, Any]:
+        if peer_id == "bad":
+            raise ValueError("bad peer id")
+        return {"id": "d1", "to": peer_id, "state": "pending"}
+
+    def dm_inbox(self, limit: int = 100, after_time: float | None = None) -> list[dict]:
+        return [{"id": "d2", "sender": "p", "text": "yo", "time": 2.0}]
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+
+class FakeFiles:
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish(self, path: str) -> dict[str, Any]:
+        self.published.append(path)
+        return {"cid": "c1", "name": Path(path).name, "size": os.path.getsize(path), "block_size": 65536,
+                "blocks": 1, "mime": "video/mp2t"}
+
+    def status(self, cid: str) -> dict[str, Any]:
+        if cid != "c1":
+            raise LookupError(cid)
+        return {"cid": "c1", "name": "a.ts", "size": 3, "blocks": 1, "have_blocks": 1, "state": "seeding",
+                "from_peers": 0, "from_origin": 0, "url": "/files/c1"}
+
+    async def fetch(self, cid: str, peers: list[str] | None = None) -> dict[str, Any]:
+        return self.status(cid)
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.status("c1")]
+
+    async def remove(self, cid: str) -> None:
+        self.status(cid)
+
+    def counters(self) -> dict[str, int]:
+        return {}
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Node, napi.Api, str]]:
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    streaming = Streaming(node, Common(data_dir=str(tmp_path)))
+    runner, api = await napi.start_api(node, str(tmp_path), "127.0.0.1:0", streaming=streaming)
+    try:
+        yield node, api, api.url
+    finally:
+        await streaming.close()
+        await runner.cleanup()
+        await node.close()
+
+
+async def call(method: str, url: str, *, token: str | None = None, data: bytes | None = None,
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    async with aiohttp.ClientSession() as s, s.request(method, url, data=data, headers=h) as r:
+        assert r.content_type == "application/json", await r.text()
+        return r.status, await r.json()
+
+
+def error_code(body: Any) -> str:
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    return str(body["error"]["code"])
+
+
+async def test_token_is_required_and_kept_private(served: tuple[Node, napi.Api, str], tmp_path: Path) -> None:
+    node, api, url = served
+    token_file = tmp_path / napi.TOKEN_FILE
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert token_file.read_text().strip() == api.token and len(api.token) == 64
+    for tok in (None, "", "0" * 64, api.token[:-1], api.token + "0"):
+        status, body = await call("GET", f"{url}/node", token=tok)
+        assert status == 401 and error_code(body) == "unauthorized"
+    status, body = await call("GET", f"{url}/node?token={api.token}")  # only the WebSocket takes ?token=
+    assert status == 401
+    status, body = await call("GET", f"{url}/node", token=api.token)
+    assert status == 200 and body["peer_id"] == node.peer_id and body["counters"]["unauthorized"] == 6
+    # the same token on the next start
+    assert napi.load_or_create_token(tmp_path) == api.token
+
+
+async def test_dns_rebinding_and_foreign_origins_are_refused(served: tuple[Node, napi.Api, str]) -> None:
+    """A web page at attacker.example whose name now resolves to 127.0.0.1 sends requests with
+    its own Host (and Origin); even holding the token (it cannot), it is refused."""
+    node, api, url = served
+    port = url.split(":")[2].split("/")[0]
+    attacks = [{"Host": f"attacker.example:{port}"},
+               {"Host": f"attacker.example:{port}", "Origin": f"http://attacker.example:{port}"},
+               {"Host": f"127.0.0.1:{port}", "Origin": "http://attacker.example"},
+               {"Host": f"127.0.0.1:{port}", "Origin": "null"},
+               {"Host": f"127.0.0.1.attacker.example:{port}"}]
+    for headers in attacks:
+        status, body = await call("GET", f"{url}/streams", token=api.token, headers=headers)
+        assert status == 403 and error_code(body) in ("bad_host", "bad_origin"), headers
+    status, _ = await call("GET", f"{url}/streams", token=api.token,
+                           headers={"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"})
+    assert status == 200
+    # the event feed too (a page may open WebSockets to any host)
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+            await s.ws_connect(f"{url}/events?token={api.token}", headers={"Origin": "http://attacker.example"})
+        assert exc.value.status == 403
+    assert api.counters["bad_host"] >= 3 and api.counters["bad_origin"] >= 3
+
+
+def test_the_api_listens_on_loopback_only() -> None:
+    for bad in ("0.0.0.0:7480", "192.168.1.2:1", ":7480x", "[::]:1"):
+        with pytest.raises(ValueError):
+            napi.parse_listen(bad)
+    assert napi.parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    assert napi.parse_listen(":0") == ("127.0.0.1", 0)
+
+
+async def test_bad_bodies_and_routes_get_json_errors(served: tuple[Node, napi.Api, str]) -> None:
+    node, api, url = served
+    tok = api.token
+    cases = [
+        (b"{", 400), (b"[]", 400), (b'{"name": "x", "extra": 1}', 400), (b'{"name": 5}', 400),
+        (b'{"name": "UPPER"}', 400), (b'{"name": "ok", "bitrate_kbps": 1}', 400),
+        (b"[" * 40 + b"]" * 40, 400), (b'{"name": "' + b"a" * (napi.MAX_BODY + 10) + b'"}', 413),
+    ]
+    for data, want in cases:
+        status, body = await call("POST", f"{url}/streams", token=tok, data=data)
+        assert status == want and error_code(body) in ("bad_request", "too_large"), data[:40]
+    status, body = await call("GET", f"{url}/no/such/route", token=tok)
+    assert status == 404 and error_code(body) == "not_found"
+    status, body = await call("PUT", f"{url}/node", token=tok)
+    assert status == 405 and error_code(body) == "method_not_allowed"
+    status, body = await call("GET", f"{url}/streams/not-a-stream-id", token=tok)
+    assert status == 400 and error_code(body) == "bad_stream_id"
+    sid = StreamId(Identity.generate().public, "gone")
+    status, body = await call("GET", f"{url}/streams/{sid}", token=tok)
+    assert status == 404
+    # no origin server on this node: publishing is not available, and says so
+    status, body = await call("POST", f"{url}/streams", token=tok, data=b'{"name": "live"}')
+    assert status == 501 and error_code(body) == "not_available"
+    status, body = await call("GET", f"{url}/rewards", token=tok)
+    assert status == 501 and error_code(body) == "not_available"
+    status, body = await call("DELETE", f"{url}/streams/{sid}", token=tok)
+    assert status == 404
+    assert api.counters["bad_request"] >= 7 and api.counters["too_large"] == 1
+
+
+async def test_services_absent_answer_501_and_present_map_errors(served: tuple[Node, napi.Api, str],
+                                                                 tmp_path: Path) -> None:
+    node, api, url = served
+    sid = str(StreamId(node.identity.public, "live"))
+    async with AsyncClient(url, api.token) as c:
+        for coro in (c.chat_send(sid, "hi"), c.dm_inbox(), c.files(), c.file_status("c1")):
+            with pytest.raises(OasisApiError) as exc:
+                await coro
+            assert exc.value.status == 501 and exc.value.code == "not_available"
+        node.messaging = FakeMessaging()  # type: ignore[attr-defined]
+        node.files = FakeFiles()  # type: ignore[attr-defined]
+        msg = await c.chat_send(sid, "hello")
+        assert msg == t.ChatMessage("m1", sid, "me", 1, "hello", 1.0)
+        assert [m.id for m in await c.chat_history(sid, limit=2)] == ["m0", "m1"]
+        assert (await c.dm_send("peer", "yo")).state == "pending"
+        assert (await c.dm_inbox())[0].text == "yo"
+        for coro, status in ((c.chat_moderate(sid, "p", "ban"), 403), (c.dm_send("bad", "x"), 400),
+                             (c.chat_history(sid[:-4] + "nosuch"), 404), (c.chat_send(sid, "boom"), 500),
+                             (c.file_status("zz"), 404)):
+            with pytest.raises(OasisApiError) as exc:
+                await coro
+            assert exc.value.status == status
+        node.messaging.dm_inbox = lambda **kw: [{"id": "d2"}]  # type: ignore[attr-defined]
+        with pytest.raises(OasisApiError) as exc:  # a service breaking the contract is a 500, not a 400
+            await c.dm_inbox()
+        assert exc.value.status == 500 and exc.value.code == "internal"
+        clip = tmp_path / "a.ts"
+        clip.write_bytes(b"\x47" * 3)
+        assert (await c.file_publish(clip)).size == 3
+        for bad in ("/dev/null", str(tmp_path), "relative.ts", str(tmp_path / "missing")):
+            status, body = await call("POST", f"{url}/files", token=api.token,
+                                      data=msgspec.json.encode({"path": bad}))
+            assert status == 400 and error_code(body) == "bad_path", bad
+        assert node.files.published == [str(clip)]  # type: ignore[attr-defined]
+        assert (await c.file_fetch("c1", peers=["p"])).state == "seeding"
+        assert [f.cid for f in await c.files()] == ["c1"]
+        await c.file_remove("c1")
+        status, body = await call("GET", f"{url}/chat/{sid}?limit=0", token=api.token)
+        assert status == 400
+
+
+async def test_event_feed_delivers_filtered_events(served: tuple[Node, napi.Api, str]) -> None:
+    node, api, url = served
+    async with AsyncClient(url, api.token) as c:
+        got: list[t.Event] = []
+        subscribed = asyncio.Event()
+
+        async def read() -> None:
+            async for ev in c.events(kinds=["chat"], reconnect=False):
+                got.append(ev)
+                if len(got) == 2:
+                    return
+
+        task = asyncio.create_task(read())
+        deadline = asyncio.get_running_loop().time() + 5
+        while node.events.subscribers == 0:  # the feed subscribes once the socket is up
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        subscribed.set()
+        node.events.publish("stream.started", {"stream_id": "x"})
+        node.events.publish("chat.message", {"text": "a"})
+        node.events.publish("chat.moderation", {"action": "mute"})
+        await asyncio.wait_for(task, 5)
+        assert [(e.kind, e.data) for e in got] == [("chat.message", {"text": "a"}),
+                                                   ("chat.moderation", {"action": "mute"})]
+        assert got[0].seq < got[1].seq
+    # the socket closed: the node dropped the subscription
+    deadline = asyncio.get_running_loop().time() + 5
+    while node.events.subscribers:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+
+
+def _validate(value: Any, schema: dict[str, Any], components: dict[str, Any], where: str = "$") -> None:
+    """A small JSON Schema check (the subset msgspec emits): $ref, anyOf, type, properties,
+    required, items, additionalProperties, enum."""
+    if "$ref" in schema:
+        _validate(value, components[schema["$ref"].rsplit("/", 1)[1]], components, where)
+        return
+    if "anyOf" in schema:
+        errors = []
+        for sub in schema["anyOf"]:
+            try:
+                _validate(value, sub, components, where)
+                return
+            except AssertionError as exc:
+                errors.append(str(exc))
+        raise AssertionError(f"{where}: matches none of anyOf: {errors}")
+    if "enum" in schema:
+        assert value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
+    kind = schema.get("type")
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+             "integer": int, "number": (int, float)}
+    if kind is not None:
+        assert isinstance(value, types[kind]) and not (kind in ("integer", "number")
+                                                       and isinstance(value, bool)), f"{where}: not {kind}"
+    if kind == "object":
+        for name in schema.get("required", []):
+            assert name in value, f"{where}: {name} missing"
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                _validate(value[name], sub, components, f"{where}.{name}")
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for k, v in value.items():
+                _validate(v, extra, components, f"{where}.{k}")
+    if kind == "array":
+        for i, item in enumerate(value):
+            _validate(item, schema.get("items", {}), components, f"{where}[{i}]")
+
+
+async def test_openapi_lists_every_route_and_real_answers_match_it(served: tuple[Node, napi.Api, str],
+                                                                   tmp_path: Path) -> None:
+    node, api, url = served
+    status, doc = await call("GET", f"{url}/openapi.json", token=api.token)
+    assert status == 200 and doc["openapi"].startswith("3.")
+    app = napi.make_app(api)
+    registered = {(r.method.lower(), r.resource.canonical) for r in app.router.routes()  # type: ignore[union-attr]
+                  if r.method != "HEAD"}
+    assert {p for _, p in registered} >= {"/v1/node", "/v1/events", "/v1/files/{cid}/fetch"}
+    for method, path in registered:
+        assert path.startswith("/v1/") and method in doc["paths"].get(path, {}), (method, path)
+    components = doc["components"]["schemas"]
+    # a published stream on a real node, then every read endpoint's answer against its schema
+    sid = StreamId(node.identity.public, "live")
+    node.add_stream(sid, is_source=True)
+    node.messaging = FakeMessaging()  # type: ignore[attr-defined]
+    node.files = FakeFiles()  # type: ignore[attr-defined]
+    for path, template in (("/node", "/v1/node"), ("/streams", "/v1/streams"),
+                           (f"/streams/{sid}", "/v1/streams/{stream_id}"), ("/wallet", "/v1/wallet"),
+                           (f"/chat/{sid}", "/v1/chat/{stream_id}"), ("/dm", "/v1/dm"),
+                           ("/files", "/v1/files"), ("/files/c1", "/v1/files/{cid}")):
+        status, body = await call("GET", url + path, token=api.token)
+        assert status == 200, (path, body)
+        schema = doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        _validate(body, schema, components, path)
+    status, body = await call("GET", f"{url}/rewards", token=api.token)
+    _validate(body, doc["paths"]["/v1/rewards"]["get"]["responses"]["default"]["content"][
+        "application/json"]["schema"], components)
+
+
+async def test_watchdog_reports_stalls_and_recovery(tmp_path: Path) -> None:
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    try:
+        streaming = Streaming(node, Common(data_dir=str(tmp_path)))
+        sub = node.events.subscribe(["stream"])
+        sid = StreamId(node.identity.public, "live")
+        ls = node.add_stream(sid, is_source=True)
+        assert (await sub.get(timeout=1)).kind == "stream.started"
+        streaming.check_health(100.0)
+        streaming.check_health(102.0)
+        assert sub.get_nowait() is None
+        streaming.check_health(104.0)
+        ev = sub.get_nowait()
+        assert ev is not None and ev.kind == "stream.stalled" and ev.data["stream_id"] == str(sid)
+        streaming.check_health(110.0)
+        assert sub.get_nowait() is None  # told once per stall
+        from tests.node.procs import produce
+        producing = produce(node, ls, sid, period=0.01)
+        while ls.swarm.log.latest < 0:
+            await asyncio.sleep(0.01)
+        producing.cancel()
+        streaming.check_health(111.0)
+        ev = sub.get_nowait()
+        assert ev is not None and ev.kind == "stream.resumed"
+        assert node.remove_stream(sid) and not node.remove_stream(sid)
+        ev = sub.get_nowait()
+        assert ev is not None and ev.kind == "stream.stopped"
+    finally:
+        await node.close()
+
+
+async def test_requests_in_flight_are_capped(served: tuple[Node, napi.Api, str]) -> None:
+    """A local program holding MAX_INFLIGHT slow requests open: the next is refused (503),
+    and the API answers again once they finish."""
+    node, api, url = served
+    release = asyncio.Event()
+    entered = 0
+
+    class SlowMessaging(FakeMessaging):
+        async def dm_send(self, peer_id: str, text: str) -> dict[str, Any]:
+            nonlocal entered
+            entered += 1
+            await release.wait()
+            return {"id": "d", "to": peer_id, "state": "stored"}
+
+    node.messaging = SlowMessaging()  # type: ignore[attr-defined]
+    async with AsyncClient(url, api.token) as c:
+        held = [asyncio.create_task(c.dm_send("p", "x")) for _ in range(napi.MAX_INFLIGHT)]
+        deadline = asyncio.get_running_loop().time() + 10
+        while entered < napi.MAX_INFLIGHT:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        with pytest.raises(OasisApiError) as exc:
+            await c.node()
+        assert exc.value.status == 503 and exc.value.code == "busy"
+        release.set()
+        assert all(r.state == "stored" for r in await asyncio.gather(*held))
+        assert (await c.node()).counters["busy"] == 1
