@@ -44,6 +44,7 @@ from oasis.core.stream import StreamId, is_keyframe
 from oasis.core.wire import ErrorCode
 
 from .events import EventBus
+from .messaging import Messaging
 from .transport import Endpoint, Link
 
 log = logging.getLogger("oasis.node")
@@ -229,6 +230,8 @@ class Node:
         self.closing = False  #: close() has begun: no new timers, tasks or dials
         #: what happened, for local programs (the local API's event feed)
         self.events = EventBus(clock)
+        #: stream chat and direct messages (oasis.core.chat, oasis.core.dm)
+        self.messaging = Messaging(self)
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -280,7 +283,8 @@ class Node:
         /stats and /metrics export."""
         nat = {f"nat_{k}": v for k, v in dataclasses.asdict(self.policy.nat.counters).items()}
         nat["nat_kind"] = int(self.policy.mapping.kind)  # oasis.core.nat.NatKind
-        return dataclasses.asdict(self.policy.counters) | nat | self.link_counters()
+        return (dataclasses.asdict(self.policy.counters) | nat | self.link_counters()
+                | self.messaging.counters())
 
     def link_counters(self) -> dict[str, int]:
         """The sessions' hostile-input counters summed over every link of this node."""
@@ -348,6 +352,7 @@ class Node:
                 if ls is not None:
                     ls.swarm.add_peer(a.peer, self.clock(), rtt=link.rtt if link is not None else -1.0)
                     ls.pump()
+                    self.messaging.on_join(a.peer, a.stream)
             elif isinstance(a, pp.RemovePeer):
                 ls = self.streams.get(a.stream)
                 if ls is not None:
@@ -454,6 +459,8 @@ class Node:
             if admitted and self.rewards is not None:
                 link.send(self.rewards.hello())
             self._run_policy()
+            if admitted:
+                self.messaging.on_link_up(ev.peer_key)
         elif isinstance(ev, ss.Violation):
             log.warning("protocol violation from %s: %s %s", link.addr, ev.code.name, ev.detail)
             self.policy.on_violation(link, link.peer_key, self.clock(), f"{ev.code.name} {ev.detail}")
@@ -474,9 +481,14 @@ class Node:
         elif route == pp.TO_NODE:
             if isinstance(msg, (wire.WalletBind, wire.TicketMsg, wire.ReceiptMsg)):
                 self._on_ledger_message(link, peer, msg)
+            elif isinstance(msg, wire.DM_MESSAGES):
+                self.messaging.on_dm(peer, msg)
         else:
             ls = self.streams.get(route)
             if ls is None:
+                return
+            if isinstance(msg, wire.CHAT_MESSAGES):
+                self.messaging.on_chat(peer, msg)
                 return
             if isinstance(msg, wire.Status):
                 ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current

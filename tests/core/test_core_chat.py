@@ -145,7 +145,7 @@ def test_ban_stops_relays_forwarding_to_the_banned_viewer_and_unmute_lifts() -> 
 
 def test_tables_stay_bounded() -> None:
     r = room(max_senders=8, max_mods=4, link_burst=1000.0)
-    for i in range(20):
+    for _ in range(20):
         r.on_message(N1, msg(Identity.generate(), 1), T0, [])
     assert len(r.senders) == 8 and r.counters.senders_evicted == 12
     b = room()
