@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 MAX_HISTORY = 500  #: chat messages kept per stream
 MAX_INBOX = 1000  #: direct messages kept
 MAX_SENT = 1000  #: states of our direct messages kept
+MAX_WAITING_PEERS = 32  #: known-but-unlinked peers we are dialling to hand envelopes to
+MAX_WAITING_PER_PEER = 16
 
 
 def _b32(raw: bytes) -> str:
@@ -49,9 +51,14 @@ class Messaging:
         self.dm = dm.DmRouter(node.identity, verify, entropy, dm_config, now=node.clock())
         self.inbox: deque[dict[str, Any]] = deque(maxlen=MAX_INBOX)
         #: who to hand a DM to when its recipient is not linked: (recipient key, k) ->
-        #: peers. Default: the linked peers closest to it (XOR); a DHT lookup plugs in here.
-        self.closest: Callable[[bytes, int], list[bytes]] = self._closest_linked
+        #: peers. Default: the peers closest to it (XOR) among those linked and the
+        #: candidates the tracker/links named (dialled first); a DHT lookup plugs in here.
+        self.closest: Callable[[bytes, int], list[bytes]] = self._closest_known
         self.unrouted = 0  #: chat/DM messages for a stream this node does not carry
+        #: envelopes for known peers being dialled (sent when their link comes up)
+        self.waiting: dict[bytes, list[wire.DmEnvelope | wire.DmPrekey]] = {}
+        self.mail_checked = False  #: dialled the peers closest to us once (they may hold our mail)
+        self.dials = 0
 
     # ---- routing views ------------------------------------------------------------
     def _linked(self, peer: bytes) -> bool:
@@ -60,6 +67,26 @@ class Messaging:
 
     def _closest_linked(self, target: bytes, k: int) -> list[bytes]:
         return dm.closest(target, [q for q, p in self.node.policy.peers.items() if not p.closing], k)
+
+    def _closest_known(self, target: bytes, k: int) -> list[bytes]:
+        known = {q for q, p in self.node.policy.peers.items() if not p.closing}
+        known.update(self.node.policy.candidates)
+        known.discard(self.node.identity.public)
+        return dm.closest(target, known, k)
+
+    def _dial_known(self, peer: bytes) -> bool:
+        """Dial a candidate (tracker/link-named peer) to hand it envelopes; False if unknown."""
+        entry = self.node.policy.candidates.get(peer)
+        if entry is None or len(self.waiting) >= MAX_WAITING_PEERS:
+            return False
+        self.dials += 1
+        self.waiting.setdefault(peer, [])
+        self.node.spawn(self._dial(peer, entry[0].host, entry[0].port))
+        return True
+
+    async def _dial(self, peer: bytes, host: str, port: int) -> None:
+        if not await self.node.connect(peer_id_of(peer), host, port):
+            self.waiting.pop(peer, None)  # its envelopes went nowhere: the ACK never comes
 
     def _neighbours(self, skey: bytes) -> list[bytes]:
         return [q for q, p in self.node.policy.peers.items() if skey in p.joined and not p.closing]
@@ -107,8 +134,17 @@ class Messaging:
         self._run_dm()
 
     def on_link_up(self, peer: bytes) -> None:
+        for msg in self.waiting.pop(peer, []):
+            self.node.send_to(peer, msg)
         self.dm.on_link_up(peer, self.node.clock(), self._linked, self.closest)
         self._run_dm()
+        if not self.mail_checked and self.node.policy.candidates:
+            # Back online: the peers closest to our id (among those we know) are where
+            # senders left our mail; link to them so they hand it over.
+            self.mail_checked = True
+            for q in self._closest_known(self.node.identity.public, self.dm.config.k):
+                if not self._linked(q):
+                    self._dial_known(q)
 
     # ---- executing the cores' actions ------------------------------------------------
     def _run_chat(self, room: ch.ChatRoom) -> None:
@@ -136,7 +172,12 @@ class Messaging:
     def _run_dm(self) -> None:
         for a in self.dm.actions():
             if isinstance(a, dm.SendDm):
-                self.node.send_to(a.peer, a.message)
+                if self._linked(a.peer):
+                    self.node.send_to(a.peer, a.message)
+                elif a.peer in self.waiting or self._dial_known(a.peer):
+                    box = self.waiting.setdefault(a.peer, [])
+                    if len(box) < MAX_WAITING_PER_PEER:
+                        box.append(a.message)
             elif isinstance(a, dm.DmReceived):
                 rec = {"id": _b32(a.id), "sender": peer_id_of(a.sender), "text": a.text, "time": a.time}
                 self.inbox.append(rec)
@@ -222,4 +263,5 @@ class Messaging:
             out[f"chat_{k}"] = total.get(k, 0)
         out["dm_held"] = self.dm.mailbox.total
         out["messaging_unrouted"] = self.unrouted
+        out["dm_store_dials"] = self.dials
         return out
