@@ -59,6 +59,7 @@ class Messaging:
         self.waiting: dict[bytes, list[wire.DmEnvelope | wire.DmPrekey]] = {}
         self.mail_checked = False  #: dialled the peers closest to us once (they may hold our mail)
         self.dials = 0
+        self.chat_bytes = 0  #: OFTP bytes of chat/moderation messages sent (frames, not QUIC)
 
     # ---- routing views ------------------------------------------------------------
     def _linked(self, peer: bytes) -> bool:
@@ -150,6 +151,7 @@ class Messaging:
     def _run_chat(self, room: ch.ChatRoom) -> None:
         for a in room.actions():
             if isinstance(a, ch.SendChat):
+                self.chat_bytes += len(wire.encode(a.message)) + 4
                 self.node.send_to(a.peer, a.message)
             elif isinstance(a, ch.Delivered):
                 rec = self._record(a.message, a.late)
@@ -264,4 +266,5 @@ class Messaging:
         out["dm_held"] = self.dm.mailbox.total
         out["messaging_unrouted"] = self.unrouted
         out["dm_store_dials"] = self.dials
+        out["chat_bytes_sent"] = self.chat_bytes
         return out

@@ -199,6 +199,8 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
 
     try:
         await run_until_stopped(main)
+        if c.json_out:
+            emit({"event": "counters", **node.messaging.counters()})
     finally:
         finder.cancel()
         printer.cancel()
