@@ -59,6 +59,7 @@ class Messaging:
         self.waiting: dict[bytes, list[wire.DmEnvelope | wire.DmPrekey]] = {}
         self.mail_checked = False  #: dialled the peers closest to us once (they may hold our mail)
         self.dials = 0
+        self.unsendable = 0  #: envelopes for a peer neither linked nor dialable (dropped)
         self.chat_bytes = 0  #: OFTP bytes of chat/moderation messages sent (frames, not QUIC)
 
     # ---- routing views ------------------------------------------------------------
@@ -180,6 +181,10 @@ class Messaging:
                     box = self.waiting.setdefault(a.peer, [])
                     if len(box) < MAX_WAITING_PER_PEER:
                         box.append(a.message)
+                    else:
+                        self.unsendable += 1
+                else:
+                    self.unsendable += 1  # neither linked nor a candidate we can dial now
             elif isinstance(a, dm.DmReceived):
                 rec = {"id": _b32(a.id), "sender": peer_id_of(a.sender), "text": a.text, "time": a.time}
                 self.inbox.append(rec)
@@ -266,5 +271,6 @@ class Messaging:
         out["dm_held"] = self.dm.mailbox.total
         out["messaging_unrouted"] = self.unrouted
         out["dm_store_dials"] = self.dials
+        out["dm_unsendable"] = self.unsendable
         out["chat_bytes_sent"] = self.chat_bytes
         return out
