@@ -71,7 +71,7 @@ def trial(rng: random.Random, placement: str, peers: list[bytes], degree: int, o
         st.on_link_up(rkey, now, lambda q: q == rkey, lambda t, kk: [])
         for a in st.actions():
             if isinstance(a, dm.SendDm) and a.peer == rkey and isinstance(a.message, dm.wire.DmEnvelope):
-                r.on_envelope(k, a.message, now, lambda q: q == k, lambda t, kk: [k])
+                r.on_envelope(k, a.message, now, lambda q, k=k: q == k, lambda t, kk, k=k: [k])
         for a in r.actions():
             if isinstance(a, dm.DmReceived):
                 got = True
