@@ -109,6 +109,7 @@ class _Provided:
     addrs: tuple[Address, ...]
     descriptor: bytes
     due: float
+    record: ProviderRecord | None = None  #: the latest we signed (answered for ourselves)
 
 
 class Dht:
@@ -287,6 +288,14 @@ class Dht:
             self._reply(peer, host, port, wire.DhtNodesMsg(qid=msg.qid, nodes=nodes))
         elif isinstance(msg, wire.DhtGetProviders):
             recs = self.providers_of(msg.key, now)
+            mine = self._provided.get(msg.key)
+            descriptor = self.store.descriptor(msg.key)
+            if mine is not None and mine.record is not None and mine.record.expires_ms > now * 1000:
+                # we carry it: our own record too (and, the broadcaster, its descriptor), so
+                # a node that bootstraps at us finds the stream even before any storer has it
+                recs = [mine.record, *(r for r in recs if r.provider != self.key)]
+                if mine.record.is_stream_record and mine.descriptor:
+                    descriptor = mine.descriptor
             if len(recs) > cfg.answer_records:
                 own = [r for r in recs if r.is_stream_record]
                 rest = [r for r in recs if not r.is_stream_record]
@@ -294,7 +303,7 @@ class Dht:
             nodes = self._nodes_for(int.from_bytes(msg.key, "big"), peer)
             self._reply(peer, host, port, wire.DhtProviders(
                 qid=msg.qid, records=[r.raw for r in recs], nodes=nodes,
-                descriptor=self.store.descriptor(msg.key)))
+                descriptor=descriptor))
         elif isinstance(msg, wire.DhtAddProvider):
             score = self.store.add(peer, host, msg, now)
             if score:
@@ -490,6 +499,7 @@ class Dht:
             self._seq = max(self._seq + 1, int(now * 1000))
             expires = int((now + self.config.record_ttl) * 1000)
             rec = sign_record(self.identity, p.sid, self._seq, expires, p.addrs)
+            p.record = rec
             self.counters.publishes += 1
             desc = p.descriptor if rec.is_stream_record else b""
             self._start("publish", skey, now, record=rec, descriptor=desc)

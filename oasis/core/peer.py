@@ -14,6 +14,13 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
   dialled at once) each side keeps the one dialled by the smaller key; an inbound link
   beyond ``max_neighbours`` is refused with OVERLOADED. The dialler then JOINs every
   stream the node carries.
+* **Service links** (the DHT, docs/oftp.md §17.8): a link that carries only DHT
+  messages is not a neighbour. We dial one with ``link_up(service=True)`` (no JOIN); an
+  inbound peer becomes one with its first DHT message while it has joined nothing.
+  Beyond ``max_neighbours``, ``service_links`` more inbound links are admitted for the
+  DHT only (a JOIN on one is refused OVERLOADED). A service link idle for
+  ``service_idle`` is closed without blame; one we dialled is promoted to a neighbour
+  (it JOINs) when a verified source offers its peer as a candidate we want.
 * **Routing** (``on_message``): every control message first spends tokens from the
   peer's bucket (``msg_rate``/s, ``msg_burst``; a JOIN costs ``join_cost``); over budget
   it is dropped and counted. JOIN names a stream by text: UNKNOWN_STREAM if the node does
@@ -103,6 +110,8 @@ class PolicyConfig:
     max_backoff: int = 4096  #: addresses remembered with a backoff
     max_candidates: int = 256
     candidate_ttl: float = 120.0  #: forget a candidate not offered again for this long
+    service_links: int = 8  #: inbound links beyond max_neighbours for DHT traffic only
+    service_idle: float = 15.0  #: a service link with no DHT message for this long is closed
 
 
 @dataclass
@@ -141,6 +150,10 @@ class PeerCounters:
     dial_failures: int = 0
     dials_refused: int = 0  #: connect() to a banned, backed-off, linked or dialling peer
     backoff_evicted: int = 0
+    links_service: int = 0  #: links that carried DHT messages only (service links)
+    links_service_closed: int = 0  #: ... closed after service_idle without a DHT message
+    links_service_promoted: int = 0  #: service links we dialled that became neighbours
+    joins_refused_service: int = 0  #: JOIN on a link admitted beyond max_neighbours
 
 
 # ---- actions ------------------------------------------------------------------
@@ -202,6 +215,9 @@ class _Peer(Generic[L]):
     heard: float = 0.0  #: last control message or chunk from it
     addr: tuple[str, int] | None = None  #: where its packets come from (the link's remote)
     rtt_ms: int = 0  #: the executor's RTT estimate of the link
+    service: bool = False  #: a DHT-only link: not a neighbour (see the module docstring)
+    overflow: bool = False  #: admitted beyond max_neighbours: DHT only, JOIN refused
+    service_at: float = 0.0  #: last DHT message from it
 
 
 class PeerPolicy(Generic[L]):
@@ -216,6 +232,7 @@ class PeerPolicy(Generic[L]):
         self.counters = PeerCounters()
         self.streams: dict[str, bytes] = {}  #: text id -> stream key
         self.peers: dict[bytes, _Peer[L]] = {}  #: admitted links, one per peer
+        self._n_service = 0  #: of self.peers, the service links (not neighbours)
         self.bans: dict[bytes, float] = {}  #: peer -> banned until
         self.scores: dict[bytes, tuple[float, float]] = {}  #: unlinked peer -> (score, at)
         self.dials = DialPlan(self_key, self.config, self.counters, self.rng, now)
@@ -267,14 +284,34 @@ class PeerPolicy(Generic[L]):
         return max(0.0, score - (now - at) * self.config.score_decay)
 
     def neighbour_count(self) -> int:
-        return len(self.peers)
+        """Admitted links that are neighbours (service links excluded)."""
+        return len(self.peers) - self._n_service
+
+    def is_service(self, peer: bytes) -> bool:
+        p = self.peers.get(peer)
+        return p is not None and p.service
+
+    def _set_service(self, p: _Peer[L], on: bool) -> None:
+        if p.service != on:
+            p.service = on
+            self._n_service += 1 if on else -1
+            if on:
+                self.counters.links_service += 1
+
+    def _forget_peer(self, peer: bytes) -> _Peer[L]:
+        p = self.peers.pop(peer)
+        if p.service:
+            self._n_service -= 1
+        return p
 
     # ---- links ---------------------------------------------------------------
     def link_up(self, link: L, peer: bytes, *, dialled: bool, now: float,
-                addr: tuple[str, int] | None = None, rtt: float | None = None) -> bool:
+                addr: tuple[str, int] | None = None, rtt: float | None = None,
+                service: bool = False) -> bool:
         """A link authenticated ``peer``. True: admitted (the executor routes it).
         ``addr``: the address the link's packets come from (told to the peer in
-        OBSERVED); ``rtt``: the link's RTT estimate in seconds (hole punching times by it)."""
+        OBSERVED); ``rtt``: the link's RTT estimate in seconds (hole punching times by it);
+        ``service``: we dialled it for the DHT only (no JOIN; not a neighbour)."""
         c = self.counters
         cfg = self.config
         if dialled:
@@ -286,7 +323,7 @@ class PeerPolicy(Generic[L]):
         existing = self.peers.get(peer)
         if existing is not None and existing.closing and existing.link != link:
             # Its old link is being closed (idle): the new link starts afresh.
-            del self.peers[peer]
+            self._forget_peer(peer)
             self._remember(peer, existing, now)
             self._actions.extend(RemovePeer(peer, skey) for skey in existing.joined)
             existing = None
@@ -298,15 +335,22 @@ class PeerPolicy(Generic[L]):
                 return False
             self._actions.append(CloseLink(existing.link, peer, ErrorCode.NO_ERROR, "duplicate link"))
             existing.link, existing.dialled = link, dialled  # joins and score stay with the peer
+            if existing.service and not service and not existing.overflow:
+                self._set_service(existing, False)  # the policy's own dial won: a neighbour
+                existing.since = now
         elif existing is None:
-            if not dialled and len(self.peers) >= cfg.max_neighbours:
+            overflow = not dialled and self.neighbour_count() >= cfg.max_neighbours
+            if overflow and self._n_service >= cfg.service_links:
                 c.links_refused += 1
                 self._actions.append(CloseLink(link, peer, ErrorCode.OVERLOADED,
                                                "neighbour limit reached"))
                 return False
             score, at = self.scores.pop(peer, (0.0, now))
             self.peers[peer] = _Peer(link, dialled, since=now, score=score, score_t=at,
-                                     tokens=cfg.msg_burst, tokens_t=now, heard=now)
+                                     tokens=cfg.msg_burst, tokens_t=now, heard=now,
+                                     overflow=overflow)
+            if overflow or (dialled and service):
+                self._set_service(self.peers[peer], True)
         c.links_accepted += 1
         p = self.peers[peer]
         t0 = self._intro_at.pop(peer, None)
@@ -317,6 +361,8 @@ class PeerPolicy(Generic[L]):
         p.rtt_ms = 0 if rtt is None else max(0, min(0xFFFF, int(rtt * 1000)))
         if addr is not None and 0 < addr[1] < 65536:
             self._actions.append(SendTo(link, wire.Observed(host=addr[0][:45], port=addr[1])))
+        if p.service:
+            return True  # DHT only: no JOIN, no NEIGHBOURS
         if dialled:
             for text_id in self.streams:
                 self._actions.append(SendTo(link, wire.Join(stream=text_id)))
@@ -332,7 +378,7 @@ class PeerPolicy(Generic[L]):
         p = self.peers.get(peer)
         if p is None or p.link != link:
             return
-        del self.peers[peer]
+        self._forget_peer(peer)
         self.nat.forget_introducer(peer)
         if code == ErrorCode.TIMEOUT:
             p.score = self._decayed(p, now) + self.config.weights[Offence.TIMEOUT]
@@ -344,7 +390,7 @@ class PeerPolicy(Generic[L]):
             self.dials.back_off(peer, now)
         elif p.dialled and now - p.since >= self.config.stable_link:
             self.dials.stable(peer)
-        if len(self.peers) < self.config.target_neighbours:
+        if not p.service and self.neighbour_count() < self.config.target_neighbours:
             self._plan(now)
             self.dials.neighbour_left(now)
 
@@ -375,6 +421,11 @@ class PeerPolicy(Generic[L]):
         if isinstance(msg, (wire.Observed, wire.Neighbours, wire.Punch)):
             self._on_reachability(p, peer, msg, now)
             return None
+        if isinstance(msg, wire.DHT_MESSAGES):
+            p.service_at = now
+            if not p.joined and not p.service:
+                self._set_service(p, True)  # it came for the DHT: not a neighbour (yet)
+            return TO_NODE
         skey = getattr(msg, "stream", None)
         if skey is None:
             return TO_NODE
@@ -462,8 +513,28 @@ class PeerPolicy(Generic[L]):
         that the source is authenticated (the tracker's reply over the configured URL,
         a signed record); unverified offers are counted and ignored. ``interval``: the
         source's wish for the next announce."""
-        self.dials.offer(found, now, verified=verified, interval=interval, linked=len(self.peers))
+        found = list(found)
+        if verified and self._n_service:
+            self._promote(found, now)
+        self.dials.offer(found, now, verified=verified, interval=interval,
+                         linked=self.neighbour_count())
         self._plan(now)
+
+    def _promote(self, found: list[Candidate], now: float) -> None:
+        """Service links we dialled whose peer a verified source now offers: JOIN on them
+        (the listener joins back) while short of neighbours, instead of a second dial."""
+        for cand in found:
+            if self.neighbour_count() >= self.config.target_neighbours:
+                return
+            p = self.peers.get(cand.peer)
+            if p is None or not p.service or p.overflow or not p.dialled or p.closing:
+                continue
+            self._set_service(p, False)
+            p.since = now  # the join timeout runs from here
+            self.counters.links_service_promoted += 1
+            for text_id in self.streams:
+                self._actions.append(SendTo(p.link, wire.Join(stream=text_id)))
+            self._send_neighbours(cand.peer, p)
 
     def announce_failed(self, now: float) -> None:
         self.dials.source_failed(now)
@@ -473,7 +544,7 @@ class PeerPolicy(Generic[L]):
         """A ``Dial`` (or ``connect``) did not authenticate the peer. If a neighbour can
         introduce it (it may sit behind a NAT), it is punched through that neighbour."""
         self.dials.failed(peer, now)
-        if (len(self.peers) + len(self.dials.dialling) < self.config.target_neighbours
+        if (self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours
                 and peer not in self.peers and not self.is_banned(peer, now)):
             r = self.nat.introducer_for(peer, self.peers, now)
             if r is not None and self._introduce(peer, r, now):
@@ -492,7 +563,7 @@ class PeerPolicy(Generic[L]):
         kind = self.mapping.kind
         punch_all = kind in (NatKind.EIM, NatKind.SYMMETRIC) or (
             kind == NatKind.UNKNOWN and self.nat.config.punch_unknown)
-        for d in self.dials.plan(now, len(self.peers), blocked):
+        for d in self.dials.plan(now, self.neighbour_count(), blocked):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
             r = self.nat.introducer_for(d.peer, self.peers, now) if punch_all else None
@@ -502,7 +573,7 @@ class PeerPolicy(Generic[L]):
                 self.counters.dial_attempts -= 1  # counted when it is dialled
             else:
                 self._actions.append(d)
-        need = self.config.target_neighbours - len(self.peers) - len(self.dials.dialling)
+        need = self.config.target_neighbours - self.neighbour_count() - len(self.dials.dialling)
         if need > 0 and self.nat.via:
             # Short of neighbours: punch peers known only through a neighbour (only
             # NEIGHBOURS named them, or a direct dial to them failed).
@@ -537,10 +608,10 @@ class PeerPolicy(Generic[L]):
             return
         if isinstance(msg, wire.Neighbours):
             nat.listed(peer, msg.keys, now)
-            if len(self.peers) + len(self.dials.dialling) < self.config.target_neighbours:
+            if self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours:
                 self._plan(now)
         elif isinstance(msg, wire.Punch):
-            room = len(self.peers) + len(self.dials.dialling) < self.config.max_neighbours
+            room = self.neighbour_count() + len(self.dials.dialling) < self.config.max_neighbours
             nat.on_punch(peer, msg, now, addr_of=self._addr_of, rtt_ms_of=self._rtt_ms_of, room=room,
                          blocked=lambda k: self.is_banned(k, now))
         self._take_nat_actions(now)
@@ -596,6 +667,12 @@ class PeerPolicy(Generic[L]):
         if skey in p.joined:
             c.joins_repeated += 1
             return
+        if p.overflow:  # admitted beyond max_neighbours for the DHT only
+            c.joins_refused_service += 1
+            p.closing = True
+            self._actions.append(CloseLink(p.link, peer, ErrorCode.OVERLOADED,
+                                           "neighbour limit reached"))
+            return
         if len(p.joined) >= self.config.max_streams_per_peer:
             c.joins_over_limit += 1
             self._actions.append(SendTo(p.link, wire.Error(code=int(ErrorCode.OVERLOADED),
@@ -604,6 +681,8 @@ class PeerPolicy(Generic[L]):
             return
         c.joins += 1
         p.joined.add(skey)
+        if p.service:  # a DHT contact joins: now a neighbour
+            self._set_service(p, False)
         if not p.dialled:
             self._actions.append(SendTo(p.link, wire.Join(stream=text_id)))
         self._actions.append(AddPeer(peer, skey))
@@ -636,7 +715,7 @@ class PeerPolicy(Generic[L]):
         if self._pex_at <= now:
             self._pex_at = now + self.nat.config.pex_interval
             for peer, p in self.peers.items():
-                if not p.closing:
+                if not p.closing and not p.service:
                     self._send_neighbours(peer, p)
         if self.dials.announce_at <= now:
             self.dials.asked(now)
@@ -646,10 +725,17 @@ class PeerPolicy(Generic[L]):
     def _sweep(self, now: float) -> None:
         """Close links that hold a neighbour slot and do nothing with it: no stream joined
         after ``join_timeout``, or nothing heard for ``silence_timeout`` (honest peers send
-        STATUS every 2 s). The close's TIMEOUT adds to the peer's score (``link_down``)."""
+        STATUS every 2 s). The close's TIMEOUT adds to the peer's score (``link_down``).
+        A service link (DHT only) is closed without blame once idle ``service_idle``."""
         cfg = self.config
         for peer, p in self.peers.items():
             if p.closing:
+                continue
+            if p.service and not p.joined:
+                if now - max(p.since, p.service_at) >= cfg.service_idle:
+                    p.closing = True
+                    self.counters.links_service_closed += 1
+                    self._actions.append(CloseLink(p.link, peer, ErrorCode.NO_ERROR, "DHT link idle"))
                 continue
             if not p.joined and now - p.since >= cfg.join_timeout:
                 why = f"no stream joined in {cfg.join_timeout:g} s"

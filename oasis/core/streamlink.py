@@ -5,9 +5,12 @@ A link carries the stream id, the stream's signed descriptor and a few bootstrap
 
     oasis://<stream id>?d=<descriptor>&b=<peer id>@<host>:<port>&b=...&t=<tracker URL>
 
-* ``d``: the descriptor's JSON (docs/oftp.md §10.1), base64url without padding. It is
-  verified against the stream id's key, so a link cannot lie about bitrate, chunking,
-  origin or ticket terms; a newer descriptor from a tracker or the broadcaster replaces it.
+* ``d`` (optional): the descriptor's JSON (docs/oftp.md §10.1), base64url without
+  padding. It is verified against the stream id's key, so a link cannot lie about
+  bitrate, chunking, origin or ticket terms; a newer descriptor from a tracker or the
+  broadcaster replaces it. A *short link* leaves it out: the viewer then takes the
+  descriptor from the tracker, or from the DHT (the broadcaster's stream record carries
+  it, §17.2), reached through the bootstrap peers.
 * ``b`` (0–8): bootstrap peers, dialled with their key pinned -- an address that is not
   that peer's node never becomes a link (docs/oftp.md §3). Host is an IP literal
   (IPv6 in brackets).
@@ -56,14 +59,16 @@ class Bootstrap:
 @dataclass(frozen=True)
 class StreamLink:
     sid: StreamId
-    descriptor: Descriptor
+    descriptor: Descriptor | None  #: None: a short link (the DHT or the tracker has it)
     bootstrap: tuple[Bootstrap, ...] = ()
     tracker: str | None = None
 
     def format(self) -> str:
         """The ``oasis://`` text of this link."""
-        raw = json.dumps(self.descriptor.to_json(), separators=(",", ":")).encode()
-        parts = [f"d={base64.urlsafe_b64encode(raw).decode().rstrip('=')}"]
+        parts = []
+        if self.descriptor is not None:
+            raw = json.dumps(self.descriptor.to_json(), separators=(",", ":")).encode()
+            parts.append(f"d={base64.urlsafe_b64encode(raw).decode().rstrip('=')}")
         for b in self.bootstrap:
             host = f"[{b.host}]" if ":" in b.host else b.host
             parts.append(f"b={peer_id_of(b.peer)}@{host}:{b.port}")
@@ -138,8 +143,10 @@ def parse(text: str) -> StreamLink:
             raise LinkError("bad_query", f"unknown parameter {k[:20]!r}")
     if len(boots) > MAX_BOOTSTRAP:
         raise LinkError("bad_query", f"more than {MAX_BOOTSTRAP} bootstrap peers")
+    if not boots and tracker is None:
+        raise LinkError("no_peers", "the link names no bootstrap peer and no tracker")
     if desc_text is None:
-        raise LinkError("no_descriptor", "the link carries no stream descriptor (d=)")
+        return StreamLink(sid, None, tuple(boots), tracker)  # a short link
     try:
         raw = base64.urlsafe_b64decode(desc_text + "=" * (-len(desc_text) % 4))
     except ValueError as exc:
@@ -152,6 +159,4 @@ def parse(text: str) -> StreamLink:
         raise LinkError("bad_descriptor", str(exc)[:200]) from None
     if not verify_descriptor(desc, sid):
         raise LinkError("bad_descriptor", "the descriptor is not signed by this stream's key")
-    if not boots and tracker is None:
-        raise LinkError("no_peers", "the link names no bootstrap peer and no tracker")
     return StreamLink(sid, desc, tuple(boots), tracker)

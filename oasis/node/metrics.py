@@ -30,7 +30,8 @@ from prometheus_client.registry import Collector
 from oasis import datafiles
 
 #: Node.counters entries that are levels, not counts (exported as gauges)
-NODE_GAUGES = frozenset({"link_chunk_bytes_buffered", "nat_kind", "dm_held"})
+NODE_GAUGES = frozenset({"link_chunk_bytes_buffered", "nat_kind", "dht_contacts", "dht_records",
+                         "dht_pending", "dm_held"})
 
 #: upper bounds (seconds) of the delivery-latency histogram
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -147,6 +148,10 @@ class NodeCollector(Collector):
         yield GaugeMetricFamily("oasis_nat_kind", "What peers' OBSERVED reports say of this node's "
                                 "address: 0 unknown, 1 public, 2 EIM mapping, 3 symmetric "
                                 "(docs/oftp.md section 15.1).", value=node.counters.get("nat_kind", 0))
+        for name, text in (("dht_contacts", "Contacts in the DHT routing table."),
+                           ("dht_records", "Provider records this node stores for others."),
+                           ("dht_pending", "DHT requests awaiting an answer.")):
+            yield GaugeMetricFamily(f"oasis_{name}", text, value=node.counters.get(name, 0))
         yield GaugeMetricFamily("oasis_dm_held", "Direct-message envelopes held for recipients "
                                 "not linked (docs/oftp.md section 19).", value=node.counters.get("dm_held", 0))
         files = CounterMetricFamily("oasis_data_file_events", "Data files: modes tightened, key "

@@ -43,6 +43,7 @@ from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_keyframe
 from oasis.core.wire import ErrorCode
 
+from .dhtnode import DhtDriver
 from .events import EventBus
 from .messaging import Messaging
 from .transport import Endpoint, Link
@@ -136,7 +137,10 @@ class LiveStream:
         c = a.chunk
         kf = is_keyframe(c)
         if not self.is_source:
+            first = self.record.started_at is None
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
+            if first and self.record.started_at is not None and self.node.dht is not None:
+                self.node.dht.update_provided()  # playing: now we can give it to others
         self.playout.add(c.seq, c.payload, self.swarm.start_seq if self.swarm.start_seq is not None else c.seq)
         rewards = self.node.rewards
         if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
@@ -195,7 +199,8 @@ class Node:
                  port: int = 0, target_neighbours: int | None = None,
                  max_neighbours: int | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 link_delay: float = 0.0, policy: pp.PolicyConfig | None = None) -> None:
+                 link_delay: float = 0.0, policy: pp.PolicyConfig | None = None,
+                 dht: bool = True) -> None:
         self.identity = identity
         self.config = config
         self.host, self.port = host, port
@@ -230,6 +235,8 @@ class Node:
         self.closing = False  #: close() has begun: no new timers, tasks or dials
         #: what happened, for local programs (the local API's event feed)
         self.events = EventBus(clock)
+        #: the DHT (docs/oftp.md §17): finds the streams' peers without a tracker
+        self.dht: DhtDriver | None = DhtDriver(self) if dht else None
         #: stream chat and direct messages (oasis.core.chat, oasis.core.dm)
         self.messaging = Messaging(self)
 
@@ -283,7 +290,8 @@ class Node:
         /stats and /metrics export."""
         nat = {f"nat_{k}": v for k, v in dataclasses.asdict(self.policy.nat.counters).items()}
         nat["nat_kind"] = int(self.policy.mapping.kind)  # oasis.core.nat.NatKind
-        return (dataclasses.asdict(self.policy.counters) | nat | self.link_counters()
+        dht = self.dht.counters_all() if self.dht is not None else {}
+        return (dataclasses.asdict(self.policy.counters) | nat | dht | self.link_counters()
                 | self.messaging.counters())
 
     def link_counters(self) -> dict[str, int]:
@@ -368,6 +376,8 @@ class Node:
                             a.code.name, a.reason)
             elif isinstance(a, pp.Announce):
                 self.announce_wanted.set()
+                if self.dht is not None:
+                    self.dht.want_candidates()
         self._arm()
 
     def _arm(self) -> None:
@@ -401,6 +411,8 @@ class Node:
         self.policy.on_candidates(found[:MAX_OFFERED], self.clock(), verified=verified,
                                   interval=interval)
         self._run_policy()
+        if verified and self.dht is not None and not self.dht.seeded:
+            self.dht.seed(found)  # the first peers any source names bootstrap the DHT
 
     def offer_peers(self, peers: list[dict[str, Any]], *, interval: float | None = None,
                     verified: bool = True) -> None:
@@ -453,12 +465,18 @@ class Node:
                 ls.pump()
         elif isinstance(ev, ss.Authenticated):
             # the address its packets come from (told to the peer: OBSERVED) and the RTT
-            admitted = self.policy.link_up(link, ev.peer_key, dialled=link.session.is_dialler,
+            dialled = link.session.is_dialler
+            # a link we dialled for the DHT alone (not one the policy dials) is a service link
+            service = (dialled and self.dht is not None and self.dht.is_dialling(ev.peer_key)
+                       and ev.peer_key not in self.policy.dialling)
+            admitted = self.policy.link_up(link, ev.peer_key, dialled=dialled,
                                            now=self.clock(), addr=(str(link.addr[0]), int(link.addr[1])),
-                                           rtt=link.rtt if link.rtt > 0 else None)
+                                           rtt=link.rtt if link.rtt > 0 else None, service=service)
             if admitted and self.rewards is not None:
                 link.send(self.rewards.hello())
             self._run_policy()
+            if admitted and self.dht is not None:
+                self.dht.link_admitted(ev.peer_key)  # DHT messages that waited (after JOIN)
             if admitted:
                 self.messaging.on_link_up(ev.peer_key)
         elif isinstance(ev, ss.Violation):
@@ -481,6 +499,8 @@ class Node:
         elif route == pp.TO_NODE:
             if isinstance(msg, (wire.WalletBind, wire.TicketMsg, wire.ReceiptMsg)):
                 self._on_ledger_message(link, peer, msg)
+            elif isinstance(msg, wire.DHT_MESSAGES) and self.dht is not None:
+                self.dht.on_message(link, peer, msg)
             elif isinstance(msg, wire.DM_MESSAGES):
                 self.messaging.on_dm(peer, msg)
         else:
@@ -557,6 +577,8 @@ class Node:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.dht is not None:
+            self.dht.close()
         self.endpoint.close()
         for task in list(self._tasks):
             task.cancel()

@@ -8,6 +8,7 @@ then runs until cancelled (SIGINT/SIGTERM), closing everything it opened.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from oasis.core import peer as pp
@@ -106,6 +108,7 @@ class AnnounceClock:
 
 
 MAX_TRACKER_REPLY = 256 * 1024  #: bytes of a tracker reply read at most
+SHORT_LINK_TIMEOUT = 15.0  #: s a short link's descriptor may take to come from the DHT
 
 
 async def ask_tracker(node: Node, tracker_url: str, a: Announce, d: Descriptor | None,
@@ -270,6 +273,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     tracker_url = tracker_url or f"{base}/tracker"
     descriptors[str(sid)] = stream_descriptor(c, node, sid, origin=origin, cdn_url=cdn_url,
                                               tickets=tickets)
+    if node.dht is not None:  # our stream record carries it: a link needs no tracker
+        node.dht.set_descriptor(sid, msgspec.json.encode(descriptors[str(sid)].to_json()))
     announced = asyncio.Event()
     announcer = asyncio.create_task(announce_loop(
         node, ls, tracker_url, local=tracker, descriptor=lambda: descriptors.get(str(sid)),
@@ -289,7 +294,10 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
           "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
           "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
-          "link": stream_link(node, sid, descriptors[str(sid)], tracker_url).format()})
+          "link": stream_link(node, sid, descriptors[str(sid)], tracker_url).format(),
+          # stream id + this node as bootstrap: the descriptor comes from the DHT
+          "short_link": dataclasses.replace(stream_link(node, sid, descriptors[str(sid)], None),
+                                            descriptor=None).format()})
 
     async def ingest() -> None:
         chunker = TsChunker(chunk_ms=c.chunk_ms)
@@ -353,6 +361,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                 cdn_url: str | None) -> None:
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
     boots: tuple[Bootstrap, ...] = ()
+    desc: Descriptor | None = None
     if stream_id.startswith(f"{LINK_SCHEME}:"):
         link = parse_link(stream_id)
         sid, desc, boots = link.sid, link.descriptor, link.bootstrap
@@ -361,17 +370,33 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         sid = StreamId.parse(stream_id)
         if tracker_url is None:
             raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
+    if desc is None and tracker_url is not None:
         async with aiohttp.ClientSession() as session:
             desc = await fetch_descriptor(session, tracker_url, sid)
+    ident = load_or_create(c.data_dir)
+    host, port = parse_hostport(c.listen, "--listen")
+    # the swarm's configuration is replaced below, once the descriptor is known
+    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
+                link_delay=c.link_delay_ms / 1000)
+    await node.start()
+    if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
+        raw = None
+        if node.dht is not None:
+            raw = await node.dht.find_descriptor(
+                sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], SHORT_LINK_TIMEOUT)
+        try:
+            desc = verified_descriptor(msgspec.json.decode(raw), sid) if raw else None
+        except (DescriptorError, msgspec.DecodeError) as exc:
+            log.warning("DHT gave a bad descriptor: %s", exc)
+        if desc is None:
+            await node.close()
+            raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers in "
+                             f"{SHORT_LINK_TIMEOUT:g} s (DHT); give a full link or a tracker")
     mismatch = apply_descriptor(c, desc)
     for line in mismatch:
         log.warning("%s", line)
         print(f"oasis watch: {line}", file=sys.stderr)
-    ident = load_or_create(c.data_dir)
-    host, port = parse_hostport(c.listen, "--listen")
-    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
-                link_delay=c.link_delay_ms / 1000)
-    await node.start()
+    node.config = swarm_config(c)
     ghost, gport = parse_hostport(gateway, "--gateway")
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)
@@ -416,6 +441,13 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
 
     if desc.tickets:
         set_tickets(desc.tickets)
+    if node.dht is not None:
+        def dht_descriptor(skey: bytes, raw: bytes) -> None:
+            try:  # the DHT checked it already; checked again here against our stream
+                set_descriptor(verified_descriptor(msgspec.json.decode(raw), sid))
+            except (DescriptorError, msgspec.DecodeError) as exc:
+                log.warning("DHT gave a bad descriptor: %s", exc)
+        node.dht.on_descriptor = dht_descriptor
     clock = AnnounceClock()
 
     async def main(stop: asyncio.Event) -> None:

@@ -225,29 +225,33 @@ async def fidelity(viewers: int, duration_s: float, seed: int) -> dict[str, Any]
 TOPOLOGY_NAT = {"public": 1, "eim": 2, "cgn": 2, "symmetric": 3}
 
 
-def topology_population(topo: Any, seed: int) -> tuple[World, PeerNet, list[population.Viewer]]:
+def topology_population(topo: Any, seed: int, host_wait_s: float = 0.0
+                        ) -> tuple[World, PeerNet, list[population.Viewer]]:
     """The simulator's population for an ``oasis.testbed.topology.Topology``: the same
     countries (RIPE Atlas RTTs), access caps, last-mile delays, losses, NAT kinds and
-    join times, node by node."""
+    join times, node by node; ``host_wait_s`` as in :func:`run_sim`."""
     w = World()
     rng = random.Random(f"topology/{seed}")
 
     def net(n: Any) -> PeerNet:
         return PeerNet(w.index(n.country), n.access, n.up_kbps * 1000 / 8, n.down_kbps * 1000 / 8,
-                       n.lastmile_ms / 1000, n.loss, nat=TOPOLOGY_NAT.get(n.nat, 1))
+                       n.lastmile_ms / 1000, n.loss, nat=TOPOLOGY_NAT.get(n.nat, 1),
+                       host_wait_s=host_wait_s)
     viewers = [population.Viewer(i, rng.randbytes(32), net(n), n.join_s) for i, n in enumerate(topo.viewers)]
     return w, net(topo.broadcaster), viewers
 
 
-def run_topology(topo: Any, duration_s: float, seed: int, chunk_ms: int) -> dict[str, Any]:
+def run_topology(topo: Any, duration_s: float, seed: int, chunk_ms: int,
+                 host_wait_s: float = 0.0) -> dict[str, Any]:
     """Simulate the testbed's run of ``topo``: the node's defaults as the testbed starts
-    them (viewers' upload 4x, the broadcaster's 2x the bitrate, 0.5 s playout)."""
+    them (viewers' upload 4x, the broadcaster's 2x the bitrate, 0.5 s playout);
+    ``host_wait_s``: the testbed nodes' measured mean wait for a core (:class:`SchedWatch`)."""
     viewers = topo.viewers
     s = Scenario(name="testbed-topology", peers=len(viewers), duration_s=duration_s, baselines=[],
                  bitrate_kbps=topo.bitrate_kbps, chunk_ms=chunk_ms,
                  broadcaster_upload_kbps=2 * topo.bitrate_kbps,
                  protocol={"playout_delay": PLAYOUT_DELAY}, upload_max_x=4.0, upload_share=1.0,
                  nat_share=1.0 if any(v.nat != "public" for v in viewers) else 0.0)
-    w, bnet, pop = topology_population(topo, seed)
+    w, bnet, pop = topology_population(topo, seed, host_wait_s)
     sim = OasisSim(s, w, bnet, pop, seed)
     return sim.run()

@@ -29,6 +29,8 @@ from typing import Any
 
 from oasis.core.identity import key_of_peer_id
 from oasis.core.metrics import summarize
+from oasis.core.streamlink import StreamLink
+from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, die_with_parent
 
 from . import netns
@@ -37,6 +39,7 @@ from .topology import NodeSpec, Topology, build
 REPO = Path(__file__).resolve().parents[2]
 OFTP_PORT, HTTP_PORT, GATEWAY_PORT = 4433, 8000, 8080
 START_TIMEOUT = 90.0  #: seconds a node may take to print its first line (a loaded machine)
+DISCOVERY = ("tracker", "link")  #: how viewers find peers (--discovery)
 START_CONCURRENCY = 4  #: viewers starting at once (imports are CPU-heavy on 2 cores)
 
 
@@ -98,7 +101,14 @@ class Testbed:
     """One run: network, delayer, nodes; :meth:`close` undoes all of it."""
 
     def __init__(self, topo: Topology, *, prefix: str, duration: float, chunk_ms: int,
-                 delay_scale: float, progress: Any, keep: bool = False) -> None:
+                 delay_scale: float, progress: Any, keep: bool = False,
+                 discovery: str = "tracker", rebind_at: float | None = None,
+                 rebind: int = 0) -> None:
+        if discovery not in DISCOVERY:
+            raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
+        self.discovery = discovery
+        self.rebind_at, self.rebind = rebind_at, rebind
+        self.rebound: dict[str, float] = {}  #: viewer -> wall-clock time its NAT rebound
         self.topo, self.prefix, self.duration = topo, prefix, duration
         self.chunk_ms, self.delay_scale, self.progress, self.keep = chunk_ms, delay_scale, progress, keep
         self.root = tempfile.mkdtemp(prefix=f"{prefix}testbed-")
@@ -145,6 +155,14 @@ class Testbed:
         gate = asyncio.Semaphore(START_CONCURRENCY)
         vprocs: dict[str, Proc] = {}
 
+        if self.discovery == "link":
+            # the broadcaster's link without its tracker: the DHT (bootstrapped at the
+            # broadcaster) and NEIGHBOURS are the viewers' only discovery
+            lk = parse_link(binfo["link"])
+            join = [StreamLink(lk.sid, lk.descriptor, lk.bootstrap, None).format()]
+        else:
+            join = [binfo["stream_id"], "--tracker", binfo["tracker"]]
+
         async def start(v: NodeSpec) -> None:
             wait = t0 + v.join_s - time.monotonic()
             if wait > 0:
@@ -152,7 +170,7 @@ class Testbed:
             async with gate:
                 p = net.placement[v.name]
                 proc = _spawn(v.name, p.ns, [
-                    "oasis", "watch", binfo["stream_id"], "--tracker", binfo["tracker"],
+                    "oasis", "watch", *join,
                     # a port of its own: behind a shared CGN, nodes on one port would make
                     # the NAT remap all but one (real phones pick random ports)
                     "--gateway", f"127.0.0.1:{GATEWAY_PORT}",
@@ -168,15 +186,26 @@ class Testbed:
         await asyncio.gather(*[start(v) for v in topo.viewers])
         startup_all_s = time.monotonic() - t0
         viewers = topo.viewers
-        t_end = time.monotonic() + self.duration
+        t_run = time.monotonic()
+        t_end = t_run + self.duration
+        movers = [v.name for v in viewers if v.nat == "eim"][:self.rebind]
         while (left := t_end - time.monotonic()) > 0:
+            if (movers and not self.rebound and self.rebind_at is not None
+                    and time.monotonic() - t_run >= self.rebind_at):
+                for name in movers:
+                    net.rebind(name)
+                    self.rebound[name] = time.time()
+                self.progress.status(f"rebound the NAT of {', '.join(movers)}")
             stats = await asyncio.gather(*[self._stats(v) for v in viewers])
             self.progress.tick(self.duration - left, self.duration, stats)
             for p in self.procs:
                 if p.popen.poll() is not None:
                     raise RuntimeError(f"{p.name} exited early with code {p.popen.returncode}; "
                                        f"see {self.root}/{p.name}.log")
-            await asyncio.sleep(min(2.0, left))  # the run's length, not a synchronisation
+            nap = min(2.0, left)
+            if movers and not self.rebound and self.rebind_at is not None:
+                nap = max(0.0, min(nap, t_run + self.rebind_at - time.monotonic()))
+            await asyncio.sleep(nap)  # the run's length, not a synchronisation
         final = await asyncio.gather(*[self._stats(v, detail=True) for v in viewers])
         vmetrics = await asyncio.gather(*[http_get(net.placement[v.name].ns, "127.0.0.1", GATEWAY_PORT,
                                                    "/metrics") for v in viewers])
@@ -191,12 +220,17 @@ class Testbed:
         result = _summary(args, bitrate, list(final), bstats, now)
         result["by_nat"] = by_nat(topo, list(final), bstats, now)
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
+        result["dht"] = dht_view(list(final))
+        if self.rebound:
+            result["migration"] = migration_view(topo, list(final), bstats, self.rebound,
+                                                 self.chunk_ms)
         # per viewer: its NAT, what it learnt, its neighbours and punches (GET /stats?detail=1)
         result["nat_detail"] = {v.name: {"nat": v.nat, "peer": key_of_peer_id(s["peer_id"]).hex()[:16],
                                          **s.get("nat", {})}
                                 for v, s in zip(viewers, final, strict=True) if s is not None}
         result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
                              "viewers_started_in_s": round(startup_all_s, 1),
+                             "discovery": self.discovery,
                              "delay_scale": self.delay_scale, "seed": topo.seed,
                              "nat_share": topo.notes.get("nat_share"),
                              "countries": sorted({n.country for n in topo.nodes})}
@@ -273,6 +307,62 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
     return out
 
 
+def longest_gap(on_time: set[int], produced: dict[int, float], t0: float, t1: float) -> int:
+    """The longest run of consecutive chunks produced in [t0, t1] that did not play on time."""
+    best = run = 0
+    for seq in sorted(k for k, t in produced.items() if t0 <= t <= t1):
+        run = 0 if seq in on_time else run + 1
+        best = max(best, run)
+    return best
+
+
+def migration_view(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str, Any] | None,
+                   rebound: dict[str, float], chunk_ms: int, window: float = 10.0) -> dict[str, Any]:
+    """Playback gaps around a NAT rebinding (``--rebind-at``): for each rebound viewer and,
+    as the control group, every other viewer, the longest run of chunks produced from 0.5 s
+    before the rebinding to ``window`` s after it that did not play on time, in seconds;
+    and the links peers migrated (``link_migrations``, all viewers)."""
+    if bstats is None or not bstats.get("streams"):
+        return {}
+    produced = {int(k): v for k, v in bstats["streams"][0].get("produced", {}).items()}
+    t = min(rebound.values())
+    gaps: dict[str, float] = {}
+    for v, s in zip(topo.viewers, final, strict=True):
+        if s is None or not s.get("streams"):
+            continue
+        on_time = set(s["streams"][0].get("record", {}).get("on_time", []))
+        gaps[v.name] = round(longest_gap(on_time, produced, t - 0.5, t + window) * chunk_ms / 1000, 3)
+    movers = sorted(rebound)
+    others = sorted(g for k, g in gaps.items() if k not in rebound)
+    return {"rebound": movers, "gap_s": {k: gaps.get(k) for k in movers},
+            "control_gap_s_median": others[len(others) // 2] if others else None,
+            "control_gap_s_max": others[-1] if others else None,
+            "link_migrations": sum(s["counters"].get("link_migrations", 0) for s in [*final, bstats] if s),
+            "link_probes": sum(s["counters"].get("link_probes", 0) for s in [*final, bstats] if s)}
+
+
+def dht_view(final: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """The viewers' DHT at the end (docs/oftp.md §17.8): how many found providers by it,
+    contacts and neighbours (medians), service links, lookups and failures (sums)."""
+    cs = [s["counters"] for s in final if s is not None]
+    if not cs:
+        return {}
+
+    def med(xs: list[int]) -> float:
+        xs = sorted(xs)
+        return float(xs[len(xs) // 2])
+
+    return {"viewers": len(cs),
+            "found_providers": sum(1 for c in cs if c.get("dht_providers_offered", 0) > 0),
+            "contacts_median": med([c.get("dht_contacts", 0) for c in cs]),
+            "neighbours_median": med([len(s.get("nat", {}).get("neighbours", []))
+                                      for s in final if s is not None]),
+            **{k: sum(c.get(k, 0) for c in cs) for k in (
+                "dht_lookups_started", "dht_lookups_timed_out", "dht_timeouts",
+                "dht_providers_offered", "dht_dials", "dht_dial_failures", "dht_records_rejected",
+                "links_service", "links_service_closed", "links_service_promoted")}}
+
+
 def _tracker_view(topo: Topology, metrics: str, net: netns.Network) -> dict[str, Any]:
     """What the tracker saw: its event counters (from the broadcaster's /metrics) and the
     addresses NATed viewers announce (their own, not their NAT's)."""
@@ -337,6 +427,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     ap.add_argument("--keep", action="store_true", help="keep logs and the topology")
     ap.add_argument("--timeout", type=float, default=None, help="hard limit for the run, seconds")
+    ap.add_argument("--rebind-at", type=float, default=None,
+                    help="this many seconds into the run, give --rebind viewers behind home routers "
+                    "a new public port (a NAT rebinding; their links must migrate)")
+    ap.add_argument("--rebind", type=int, default=1, help="how many viewers --rebind-at moves")
+    ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
+                    help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
+                    "without a tracker (the DHT and NEIGHBOURS only)")
 
 
 def make_topology(args: argparse.Namespace) -> Topology:
@@ -400,7 +497,8 @@ def run_testbed(args: argparse.Namespace) -> int:
     t_start, load_before = time.monotonic(), round(os.getloadavg()[0], 2)
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
-                 delay_scale=args.delay_scale, progress=progress, keep=args.keep)
+                 delay_scale=args.delay_scale, progress=progress, keep=args.keep,
+                 discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind)
     result: dict[str, Any] = {}
     code = 0
     try:

@@ -52,7 +52,7 @@ def joined_peer(p: pp.PeerPolicy[str], peer: bytes, link: str, now: float = 0.0)
 # ---- admission ------------------------------------------------------------------
 
 def test_inbound_links_beyond_the_limit_are_refused_dialled_ones_are_not():
-    p = policy(max_neighbours=2)
+    p = policy(max_neighbours=2, service_links=0)
     assert p.link_up("a", key(1), dialled=False, now=0)
     assert p.link_up("b", key(2), dialled=False, now=0)
     assert not p.link_up("c", key(3), dialled=False, now=0)

@@ -317,6 +317,26 @@ def test_the_broadcaster_record_carries_the_signed_descriptor() -> None:
     assert ans.message.descriptor == _descriptor(5) and len(ans.message.records) == 1
 
 
+def test_a_provider_answers_with_its_own_record_and_descriptor_before_any_storer_has_them() -> None:
+    # the broadcaster alone, nobody to publish to yet: a short link's viewer bootstraps at it
+    d = dh.Dht(B.public, identity=B, rng=random.Random(3), now=T0)
+    d.provide(SID, [("203.0.113.9", 4433)], T0, descriptor=_descriptor(7))
+    d.actions()
+    asker = Identity.from_private_bytes(RNG.randbytes(32))
+    d.on_message(asker.public, host(1), 4433, wire.DhtGetProviders(qid=9, key=SKEY), T0 + 1)
+    (ans,) = sends(d)
+    assert isinstance(ans.message, wire.DhtProviders)
+    assert ans.message.descriptor == _descriptor(7)
+    (raw,) = ans.message.records
+    rec = check_record(raw, T0 + 1, verify, max_ttl=1800, skew=60)
+    assert rec.key == SKEY
+    assert rec.provider == B.public and rec.addrs == (("203.0.113.9", 4433),)
+    # another stream's key: nothing of ours
+    d.on_message(asker.public, host(1), 4433, wire.DhtGetProviders(qid=10, key=b"\x01" * 32), T0 + 1)
+    (ans,) = sends(d)
+    assert ans.message.records == [] and ans.message.descriptor == b""
+
+
 # ---- bootstrap and publishing --------------------------------------------------------
 
 def test_bootstrap_from_bare_addresses_then_a_self_lookup() -> None:

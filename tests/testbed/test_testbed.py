@@ -206,12 +206,17 @@ def test_sigterm_mid_run_leaves_nothing() -> None:
     assert netns.leftovers(f"oas{p.pid}-") == []
 
 
-def test_small_run_reports_per_nat_kind() -> None:
-    r = _finished(_testbed("--duration", "8"), 150)
+def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
+    # The viewers get the broadcaster's link without its tracker: the DHT, bootstrapped at
+    # the broadcaster, is how they find each other (each site its own /24, as in the world).
+    r = _finished(_testbed("--duration", "8", "--discovery", "link"), 150)
     assert set(r["by_nat"]) == {"public", "eim", "symmetric"}
     assert r["by_nat"]["public"]["viewers"] == 3
     assert r["chunks_produced"] > 0 and r["delayer"]["packets"] > 0
     assert r["errors"] == 0
+    assert r["testbed"]["discovery"] == "link"
+    assert r["dht"]["found_providers"] >= 4, r["dht"]  # of 5 viewers, in 8 s
+    assert r["dht"]["dht_records_rejected"] == 0
 
 
 def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_path: Path) -> None:
@@ -228,7 +233,8 @@ def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_pat
     path.write_text(topo.dumps())
     r = _finished(subprocess.Popen(
         [sys.executable, str(REPO / "bench" / "testbed.py"), "--topology", str(path), "--duration", "20",
-         "--json"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), 240)
+         "--rebind-at", "12", "--rebind", "1", "--json"], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True), 240)
     natted = {k: r["by_nat"][k] for k in ("eim", "cgn")}
     for kind, f in natted.items():
         # every NATed viewer learnt an endpoint-independent mapping and got the stream
@@ -241,3 +247,16 @@ def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_pat
     assert sum(f["punches_accepted"] for f in natted.values()) > 0
     # their announces were answered while their mapping was unknown, then listed
     assert r["tracker"]["events"]["answered_unlisted"] > 0
+    # v1's home router gave it a new public port mid-run (a NAT rebinding): its peers
+    # followed the new address on the same QUIC links and it kept playing
+    m = r["migration"]
+    assert m["rebound"] == ["v1"] and m["link_migrations"] >= 1, m
+    assert m["gap_s"]["v1"] is not None and m["gap_s"]["v1"] < 5.0, m
+
+
+def test_longest_gap_counts_chunks_that_missed_their_time() -> None:
+    produced = {i: 100.0 + i * 0.1 for i in range(50)}
+    on_time = set(range(50)) - {10, 11, 12, 30, 40, 41}
+    assert runner.longest_gap(on_time, produced, 100.0, 105.0) == 3
+    assert runner.longest_gap(on_time, produced, 102.0, 105.0) == 2  # 10-12 before the window
+    assert runner.longest_gap(set(range(50)), produced, 100.0, 105.0) == 0
