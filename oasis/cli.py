@@ -1,4 +1,4 @@
-"""Command line: ``oasis demo | broadcast | watch | node | tracker``."""
+"""Command line: ``oasis demo | broadcast | watch | node | chat | dm | tracker``."""
 
 from __future__ import annotations
 
@@ -106,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--http", default="127.0.0.1:0", help="HTTP origin/gateway/tracker address HOST:PORT")
     n.add_argument("--tracker", default=None, help="tracker URL for published streams (default: embedded)")
     _common(n, "node")
+    ch = sub.add_parser("chat", help="join a stream's chat: print messages, send stdin lines")
+    ch.add_argument("stream_id", metavar="STREAM", help="a stream link (oasis://...) or a stream id with --tracker")
+    ch.add_argument("--tracker", default=None, help="tracker URL (with a bare stream id)")
+    ch.add_argument("--send", default=None, help="send this one message and exit")
+    ch.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a peer (and an ACK)")
+    _common(ch, "chat")
+
+    dmp = sub.add_parser("dm", help="end-to-end encrypted direct messages to a peer id")
+    dmp.add_argument("peer_id", metavar="PEER", help="the recipient's peer id")
+    dmp.add_argument("--via", required=True, metavar="STREAM",
+                     help="a stream link (or id with --tracker) whose swarm reaches the peer")
+    dmp.add_argument("--tracker", default=None, help="tracker URL (with a bare stream id)")
+    dmp.add_argument("--send", default=None, help="send this one message, wait for its ACK, exit")
+    dmp.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a peer and the ACK")
+    _common(dmp, "dm")
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")
     t.add_argument("--listen", default="127.0.0.1:7000")
@@ -205,6 +220,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "node":
             from oasis.node.daemon import run_node
             _run(run_node(c, http_listen=args.http, tracker_url=args.tracker))
+        elif args.cmd in ("chat", "dm"):
+            from oasis.node.msgcli import talk
+            result: list[int] = []
+
+            async def run_talk() -> None:
+                result.append(await talk(c, stream=args.via if args.cmd == "dm" else args.stream_id,
+                                         tracker_url=args.tracker, send=args.send,
+                                         dm_to=args.peer_id if args.cmd == "dm" else None, wait=args.wait))
+
+            _run(run_talk())
+            return result[0] if result else 1
         elif args.cmd == "watch":
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
                           gateway=args.gateway, cdn_url=args.cdn_url))

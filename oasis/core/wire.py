@@ -318,10 +318,61 @@ class Punch(Message, tag=32, frozen=True):
     delay_ms: U16 = 0  #: OFFER: the introducer's RTT to ``peer`` (B times its dial by it)
 
 
+# ---- messaging (oasis/core/chat.py, oasis/core/dm.py; docs/oftp.md § 19) ------
+
+MAX_CHAT_TEXT = 500  #: characters of a chat message (the core also caps its UTF-8 bytes)
+MAX_DM_BOX = 2048  #: bytes of a direct message's ciphertext (inner record + 16-byte tag)
+
+
+class ChatMsg(Message, tag=50, frozen=True):
+    """A chat message of a stream, signed by its sender (chat.chat_signing_bytes)."""
+
+    stream: StreamKey
+    sender: Key32
+    seq: U64  #: per sender, strictly increasing (starts at the sender's clock in ms)
+    time_ms: U64  #: sender's wall clock, ms since the epoch
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_CHAT_TEXT)]
+    signature: Sig64
+
+
+class ChatMod(Message, tag=51, frozen=True):
+    """A moderation record signed by the stream's broadcaster (chat.mod_signing_bytes)."""
+
+    stream: StreamKey
+    target: Key32
+    action: U8  #: 0 unmute (lift), 1 mute, 2 ban
+    until_ms: U64  #: the action holds until then
+    issued_ms: U64  #: the newest record per target wins
+    signature: Sig64
+
+
+class DmEnvelope(Message, tag=52, frozen=True):
+    """An end-to-end encrypted direct message (or its ACK); relays see only these fields."""
+
+    to: Key32  #: the recipient's identity key
+    eph: Key32  #: the sender's fresh X25519 public key (one per message)
+    prekey: Key32  #: the recipient's signed prekey used, or 32 zero bytes: none
+    expires_ms: U64  #: relays drop it after this (at most 24 h after it is stored)
+    box: Annotated[bytes, Meta(min_length=17, max_length=MAX_DM_BOX)]  #: ChaCha20-Poly1305
+
+
+class DmPrekey(Message, tag=53, frozen=True):
+    """The sender's signed X25519 prekey (dm.prekey_signing_bytes), told to each neighbour."""
+
+    key: Key32
+    prekey: Key32
+    expires_ms: U64
+    signature: Sig64
+
+
+CHAT_MESSAGES = (ChatMsg, ChatMod)
+DM_MESSAGES = (DmEnvelope, DmPrekey)
+
+
 CONTROL_MESSAGES = (
     Hello, Auth, Join, Leave, Status, Subscribe, SubscribeAck, Unsubscribe,
     Request, Missing, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg, *DHT_MESSAGES,
-    Observed, Neighbours, Punch,
+    Observed, Neighbours, Punch, *CHAT_MESSAGES, *DM_MESSAGES,
 )
 ALL_MESSAGES = (*CONTROL_MESSAGES, ChunkMsg)
 MESSAGE_IDS = {cls.__struct_config__.tag: cls for cls in ALL_MESSAGES}
@@ -331,7 +382,7 @@ _control_decoder = msgspec.msgpack.Decoder(
     Hello | Auth | Join | Leave | Status | Subscribe | SubscribeAck | Unsubscribe
     | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
     | DhtPing | DhtPong | DhtFindNode | DhtNodesMsg | DhtGetProviders | DhtProviders
-    | DhtAddProvider | Observed | Neighbours | Punch
+    | DhtAddProvider | Observed | Neighbours | Punch | ChatMsg | ChatMod | DmEnvelope | DmPrekey
 )
 _chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)
 _LEN = struct.Struct(">I")

@@ -31,7 +31,7 @@ from oasis import datafiles
 
 #: Node.counters entries that are levels, not counts (exported as gauges)
 NODE_GAUGES = frozenset({"link_chunk_bytes_buffered", "nat_kind", "dht_contacts", "dht_records",
-                         "dht_pending"})
+                         "dht_pending", "dm_held"})
 
 #: upper bounds (seconds) of the delivery-latency histogram
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -152,6 +152,8 @@ class NodeCollector(Collector):
                            ("dht_records", "Provider records this node stores for others."),
                            ("dht_pending", "DHT requests awaiting an answer.")):
             yield GaugeMetricFamily(f"oasis_{name}", text, value=node.counters.get(name, 0))
+        yield GaugeMetricFamily("oasis_dm_held", "Direct-message envelopes held for recipients "
+                                "not linked (docs/oftp.md section 19).", value=node.counters.get("dm_held", 0))
         files = CounterMetricFamily("oasis_data_file_events", "Data files: modes tightened, key "
                                     "files upgraded, journal tails dropped.", labels=["event"])
         for k, v in _ints(datafiles.COUNTERS):

@@ -45,6 +45,7 @@ from oasis.core.wire import ErrorCode
 
 from .dhtnode import DhtDriver
 from .events import EventBus
+from .messaging import Messaging
 from .transport import Endpoint, Link
 
 log = logging.getLogger("oasis.node")
@@ -239,6 +240,8 @@ class Node:
         self.events = EventBus(clock)
         #: the DHT (docs/oftp.md §17): finds the streams' peers without a tracker
         self.dht: DhtDriver | None = DhtDriver(self) if dht else None
+        #: stream chat and direct messages (oasis.core.chat, oasis.core.dm)
+        self.messaging = Messaging(self)
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -291,7 +294,8 @@ class Node:
         nat = {f"nat_{k}": v for k, v in dataclasses.asdict(self.policy.nat.counters).items()}
         nat["nat_kind"] = int(self.policy.mapping.kind)  # oasis.core.nat.NatKind
         dht = self.dht.counters_all() if self.dht is not None else {}
-        return dataclasses.asdict(self.policy.counters) | nat | dht | self.link_counters()
+        return (dataclasses.asdict(self.policy.counters) | nat | dht | self.link_counters()
+                | self.messaging.counters())
 
     def link_counters(self) -> dict[str, int]:
         """The sessions' hostile-input counters summed over every link of this node."""
@@ -378,6 +382,7 @@ class Node:
                 if ls is not None:
                     ls.swarm.add_peer(a.peer, self.clock(), rtt=link.rtt if link is not None else -1.0)
                     ls.pump()
+                    self.messaging.on_join(a.peer, a.stream)
             elif isinstance(a, pp.RemovePeer):
                 ls = self.streams.get(a.stream)
                 if ls is not None:
@@ -494,6 +499,8 @@ class Node:
             self._run_policy()
             if admitted and self.dht is not None:
                 self.dht.link_admitted(ev.peer_key)  # DHT messages that waited (after JOIN)
+            if admitted:
+                self.messaging.on_link_up(ev.peer_key)
         elif isinstance(ev, ss.Violation):
             log.warning("protocol violation from %s: %s %s", link.addr, ev.code.name, ev.detail)
             self.policy.on_violation(link, link.peer_key, self.clock(), f"{ev.code.name} {ev.detail}")
@@ -516,9 +523,14 @@ class Node:
                 self._on_ledger_message(link, peer, msg)
             elif isinstance(msg, wire.DHT_MESSAGES) and self.dht is not None:
                 self.dht.on_message(link, peer, msg)
+            elif isinstance(msg, wire.DM_MESSAGES):
+                self.messaging.on_dm(peer, msg)
         else:
             ls = self.streams.get(route)
             if ls is None:
+                return
+            if isinstance(msg, wire.CHAT_MESSAGES):
+                self.messaging.on_chat(peer, msg)
                 return
             if isinstance(msg, wire.Status):
                 ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current

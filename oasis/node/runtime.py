@@ -343,6 +343,24 @@ def stream_link(node: Node, sid: StreamId, desc: Descriptor, tracker_url: str | 
     return StreamLink(sid, desc, tuple(boots), tracker_url)
 
 
+async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]) -> Descriptor:
+    """A short link's descriptor: from the broadcaster's stream record in the DHT, reached
+    through the link's bootstrap peers, verified against the stream key. On failure the
+    node is closed and ``ValueError`` says why."""
+    raw = None
+    if node.dht is not None:
+        raw = await node.dht.find_descriptor(
+            sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], SHORT_LINK_TIMEOUT)
+    try:
+        if raw:
+            return verified_descriptor(msgspec.json.decode(raw), sid)
+    except (DescriptorError, msgspec.DecodeError) as exc:
+        log.warning("DHT gave a bad descriptor: %s", exc)
+    await node.close()
+    raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers in "
+                     f"{SHORT_LINK_TIMEOUT:g} s (DHT); give a full link or a tracker")
+
+
 async def bootstrap_loop(node: Node, boots: tuple[Bootstrap, ...]) -> None:
     """Without a tracker: whenever the policy wants candidates, offer the link's bootstrap
     peers (keys pinned); more peers come from their NEIGHBOURS (docs/oftp.md §15.2)."""
@@ -375,18 +393,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                 link_delay=c.link_delay_ms / 1000)
     await node.start()
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
-        raw = None
-        if node.dht is not None:
-            raw = await node.dht.find_descriptor(
-                sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], SHORT_LINK_TIMEOUT)
-        try:
-            desc = verified_descriptor(msgspec.json.decode(raw), sid) if raw else None
-        except (DescriptorError, msgspec.DecodeError) as exc:
-            log.warning("DHT gave a bad descriptor: %s", exc)
-        if desc is None:
-            await node.close()
-            raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers in "
-                             f"{SHORT_LINK_TIMEOUT:g} s (DHT); give a full link or a tracker")
+        desc = await dht_descriptor(node, sid, boots)
     mismatch = apply_descriptor(c, desc)
     for line in mismatch:
         log.warning("%s", line)
@@ -439,12 +446,12 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     if desc.tickets:
         set_tickets(desc.tickets)
     if node.dht is not None:
-        def dht_descriptor(skey: bytes, raw: bytes) -> None:
+        def from_dht(skey: bytes, raw: bytes) -> None:
             try:  # the DHT checked it already; checked again here against our stream
                 set_descriptor(verified_descriptor(msgspec.json.decode(raw), sid))
             except (DescriptorError, msgspec.DecodeError) as exc:
                 log.warning("DHT gave a bad descriptor: %s", exc)
-        node.dht.on_descriptor = dht_descriptor
+        node.dht.on_descriptor = from_dht
     clock = AnnounceClock()
 
     async def main(stop: asyncio.Event) -> None:

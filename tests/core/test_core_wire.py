@@ -54,6 +54,14 @@ def sample(cls: type) -> wire.Message:
         wire.Neighbours: wire.Neighbours(keys=[bytes([i]) * 32 for i in range(wire.MAX_LISTED)]),
         wire.Punch: wire.Punch(phase=3, peer=b"p" * 32, nonce=2**63 - 1, host="198.18.0.1",
                                port=4433, delay_ms=0xFFFF),
+        wire.ChatMsg: wire.ChatMsg(stream=SK, sender=b"s" * 32, seq=2**63 - 1, time_ms=1_700_000_000_000,
+                                   text="é" * wire.MAX_CHAT_TEXT, signature=b"g" * 64),
+        wire.ChatMod: wire.ChatMod(stream=SK, target=b"t" * 32, action=2, until_ms=2**40,
+                                   issued_ms=2**40, signature=b"g" * 64),
+        wire.DmEnvelope: wire.DmEnvelope(to=b"t" * 32, eph=b"e" * 32, prekey=bytes(32),
+                                         expires_ms=2**41, box=b"b" * wire.MAX_DM_BOX),
+        wire.DmPrekey: wire.DmPrekey(key=b"k" * 32, prekey=b"p" * 32, expires_ms=2**41,
+                                     signature=b"g" * 64),
     }
     return samples[cls]
 
@@ -69,8 +77,8 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 26
-    assert set(wire.MESSAGE_IDS) == set(range(1, 24)) | {30, 31, 32}  # 17-23 DHT, 30-32 reachability
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 30
+    assert set(wire.MESSAGE_IDS) == set(range(1, 24)) | {30, 31, 32, 50, 51, 52, 53}  # 17-23 DHT, 30-32 reachability, 50-53 messaging
 
 
 @pytest.mark.parametrize("cls", wire.ALL_MESSAGES, ids=lambda c: c.__name__)

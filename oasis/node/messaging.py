@@ -1,0 +1,276 @@
+"""The node's messaging service: stream chat and direct messages over its links.
+
+A thin executor of the sans-I/O cores :class:`~oasis.core.chat.ChatRoom` (one per
+stream the node carries, created on first use) and :class:`~oasis.core.dm.DmRouter`:
+the node hands it chat and DM messages (``on_chat``, ``on_dm``) and link/join events;
+it gives the cores the node's clock and routing view (a stream's neighbours are the
+peers that JOINed it with us, per the peer policy), sends what they ask, keeps bounded
+histories and publishes bus events (``chat.message``, ``chat.moderation``,
+``dm.received``, ``dm.acked``). Its public methods are the local API's backend:
+``ValueError`` = bad input, ``LookupError`` = unknown id, ``PermissionError`` = not
+allowed; results are JSON-serialisable dicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from oasis.core import chat as ch
+from oasis.core import dm, wire
+from oasis.core.identity import key_of_peer_id, peer_id_of, verify
+
+if TYPE_CHECKING:
+    from .node import Node
+
+MAX_HISTORY = 500  #: chat messages kept per stream
+MAX_INBOX = 1000  #: direct messages kept
+MAX_SENT = 1000  #: states of our direct messages kept
+MAX_WAITING_PEERS = 32  #: known-but-unlinked peers we are dialling to hand envelopes to
+MAX_WAITING_PER_PEER = 16
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+class Messaging:
+    """Chat and direct messages of one node; see the module docstring."""
+
+    def __init__(self, node: Node, *, chat_config: ch.ChatConfig | None = None,
+                 dm_config: dm.DmConfig | None = None,
+                 entropy: Callable[[int], bytes] = os.urandom) -> None:
+        self.node = node
+        self.chat_config = chat_config or ch.ChatConfig()
+        self.rooms: dict[bytes, ch.ChatRoom] = {}
+        self.history: dict[bytes, deque[dict[str, Any]]] = {}
+        self.dm = dm.DmRouter(node.identity, verify, entropy, dm_config, now=node.clock())
+        self.inbox: deque[dict[str, Any]] = deque(maxlen=MAX_INBOX)
+        #: who to hand a DM to when its recipient is not linked: (recipient key, k) ->
+        #: peers. Default: the peers closest to it (XOR) among those linked and the
+        #: candidates the tracker/links named (dialled first); a DHT lookup plugs in here.
+        self.closest: Callable[[bytes, int], list[bytes]] = self._closest_known
+        self.unrouted = 0  #: chat/DM messages for a stream this node does not carry
+        #: envelopes for known peers being dialled (sent when their link comes up)
+        self.waiting: dict[bytes, list[wire.DmEnvelope | wire.DmPrekey]] = {}
+        self.mail_checked = False  #: dialled the peers closest to us once (they may hold our mail)
+        self.dials = 0
+        self.unsendable = 0  #: envelopes for a peer neither linked nor dialable (dropped)
+        self.chat_bytes = 0  #: OFTP bytes of chat/moderation messages sent (frames, not QUIC)
+
+    # ---- routing views ------------------------------------------------------------
+    def _linked(self, peer: bytes) -> bool:
+        p = self.node.policy.peers.get(peer)
+        return p is not None and not p.closing
+
+    def _closest_linked(self, target: bytes, k: int) -> list[bytes]:
+        return dm.closest(target, [q for q, p in self.node.policy.peers.items() if not p.closing], k)
+
+    def _closest_known(self, target: bytes, k: int) -> list[bytes]:
+        known = {q for q, p in self.node.policy.peers.items() if not p.closing}
+        known.update(self.node.policy.candidates)
+        known.discard(self.node.identity.public)
+        return dm.closest(target, known, k)
+
+    def _dial_known(self, peer: bytes) -> bool:
+        """Dial a candidate (tracker/link-named peer) to hand it envelopes; False if unknown."""
+        entry = self.node.policy.candidates.get(peer)
+        if entry is None or len(self.waiting) >= MAX_WAITING_PEERS:
+            return False
+        self.dials += 1
+        self.waiting.setdefault(peer, [])
+        self.node.spawn(self._dial(peer, entry[0].host, entry[0].port))
+        return True
+
+    async def _dial(self, peer: bytes, host: str, port: int) -> None:
+        if not await self.node.connect(peer_id_of(peer), host, port):
+            self.waiting.pop(peer, None)  # its envelopes went nowhere: the ACK never comes
+
+    def _neighbours(self, skey: bytes) -> list[bytes]:
+        return [q for q, p in self.node.policy.peers.items() if skey in p.joined and not p.closing]
+
+    def _room(self, skey: bytes) -> ch.ChatRoom | None:
+        room = self.rooms.get(skey)
+        if room is None:
+            ls = self.node.streams.get(skey)
+            if ls is None:
+                return None
+            room = self.rooms[skey] = ch.ChatRoom(skey, ls.sid.broadcaster, verify, self.chat_config)
+            self.history[skey] = deque(maxlen=MAX_HISTORY)
+        return room
+
+    def _stream_key(self, stream_id: str) -> bytes:
+        if not isinstance(stream_id, str) or not stream_id:
+            raise ValueError("stream id must be a non-empty string")
+        for skey, ls in self.node.streams.items():
+            if ls.text_id == stream_id:
+                return skey
+        raise LookupError(f"this node does not carry stream {stream_id[:140]!r}")
+
+    # ---- node hooks ---------------------------------------------------------------
+    def on_chat(self, peer: bytes, msg: wire.ChatMsg | wire.ChatMod) -> None:
+        room = self._room(msg.stream)
+        if room is None:
+            self.unrouted += 1
+            return
+        room.on_message(peer, msg, self.node.clock(), self._neighbours(msg.stream))
+        self._run_chat(room)
+
+    def on_join(self, peer: bytes, skey: bytes) -> None:
+        """``peer`` joined stream ``skey`` with us (the policy's AddPeer)."""
+        room = self._room(skey)
+        if room is not None:
+            room.on_neighbour(peer, self.node.clock())
+            self._run_chat(room)
+
+    def on_dm(self, peer: bytes, msg: wire.DmEnvelope | wire.DmPrekey) -> None:
+        now = self.node.clock()
+        if isinstance(msg, wire.DmPrekey):
+            self.dm.on_prekey(peer, msg, now)
+        else:
+            self.dm.on_envelope(peer, msg, now, self._linked, self.closest)
+        self._run_dm()
+
+    def on_link_up(self, peer: bytes) -> None:
+        for msg in self.waiting.pop(peer, []):
+            self.node.send_to(peer, msg)
+        self.dm.on_link_up(peer, self.node.clock(), self._linked, self.closest)
+        self._run_dm()
+        if not self.mail_checked and self.node.policy.candidates:
+            # Back online: the peers closest to our id (among those we know) are where
+            # senders left our mail; link to them so they hand it over.
+            self.mail_checked = True
+            for q in self._closest_known(self.node.identity.public, self.dm.config.k):
+                if not self._linked(q):
+                    self._dial_known(q)
+
+    # ---- executing the cores' actions ------------------------------------------------
+    def _run_chat(self, room: ch.ChatRoom) -> None:
+        for a in room.actions():
+            if isinstance(a, ch.SendChat):
+                self.chat_bytes += len(wire.encode(a.message)) + 4
+                self.node.send_to(a.peer, a.message)
+            elif isinstance(a, ch.Delivered):
+                rec = self._record(a.message, a.late)
+                self.history[room.stream].append(rec)
+                self.node.events.publish("chat.message", rec)
+            elif isinstance(a, ch.Moderated):
+                r = a.record
+                self.node.events.publish("chat.moderation", {
+                    "stream": str(self.node.streams[room.stream].sid) if room.stream in self.node.streams else "",
+                    "target": peer_id_of(r.target),
+                    "action": {v: k for k, v in ch.ACTIONS.items()}[r.action],
+                    "until": r.until_ms / 1000, "issued": r.issued_ms / 1000})
+
+    def _record(self, m: wire.ChatMsg, late: bool = False) -> dict[str, Any]:
+        ls = self.node.streams.get(m.stream)
+        return {"id": f"{peer_id_of(m.sender)}:{m.seq}", "stream": ls.text_id if ls else "",
+                "sender": peer_id_of(m.sender), "seq": m.seq, "text": m.text,
+                "time": m.time_ms / 1000, "late": late}
+
+    def _run_dm(self) -> None:
+        for a in self.dm.actions():
+            if isinstance(a, dm.SendDm):
+                if self._linked(a.peer):
+                    self.node.send_to(a.peer, a.message)
+                elif a.peer in self.waiting or self._dial_known(a.peer):
+                    box = self.waiting.setdefault(a.peer, [])
+                    if len(box) < MAX_WAITING_PER_PEER:
+                        box.append(a.message)
+                    else:
+                        self.unsendable += 1
+                else:
+                    self.unsendable += 1  # neither linked nor a candidate we can dial now
+            elif isinstance(a, dm.DmReceived):
+                rec = {"id": _b32(a.id), "sender": peer_id_of(a.sender), "text": a.text, "time": a.time}
+                self.inbox.append(rec)
+                self.node.events.publish("dm.received", rec)
+            elif isinstance(a, dm.DmAcked):
+                self.node.events.publish("dm.acked", {"id": _b32(a.id), "to": peer_id_of(a.to)})
+
+    # ---- public API (the local API's backend) ---------------------------------------
+    async def chat_send(self, stream_id: str, text: str) -> dict[str, Any]:
+        skey = self._stream_key(stream_id)
+        room = self._room(skey)
+        assert room is not None
+        if not isinstance(text, str):
+            raise ValueError("text must be a string")
+        msg = room.post(self.node.identity.public, self.node.identity.sign, text, self.node.clock(),
+                        self._neighbours(skey))
+        self._run_chat(room)
+        rec = self._record(msg)
+        rec.pop("late")
+        return rec
+
+    def chat_history(self, stream_id: str, limit: int = 100,
+                     after_time: float | None = None) -> list[dict[str, Any]]:
+        skey = self._stream_key(stream_id)
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
+            raise ValueError(f"limit must be 1..{MAX_HISTORY}")
+        self._room(skey)
+        items = [r for r in self.history.get(skey, ()) if after_time is None or r["time"] > after_time]
+        return [dict(r) for r in items[-limit:]]
+
+    async def chat_moderate(self, stream_id: str, peer_id: str, action: str,
+                            seconds: float = 600) -> dict[str, Any]:
+        skey = self._stream_key(stream_id)
+        room = self._room(skey)
+        assert room is not None
+        if action not in ch.ACTIONS:
+            raise ValueError("action must be mute, ban or unmute")
+        try:
+            target = key_of_peer_id(peer_id)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad peer id: {exc}") from None
+        if room.broadcaster != self.node.identity.public:
+            raise PermissionError("only the stream's broadcaster moderates its chat")
+        if not isinstance(seconds, (int, float)):
+            raise ValueError("seconds must be a number")
+        rec = room.moderate(self.node.identity.sign, target, ch.ACTIONS[action], float(seconds),
+                            self.node.clock(), self._neighbours(skey))
+        self._run_chat(room)
+        return {"stream": stream_id, "target": peer_id, "action": action,
+                "until": rec.until_ms / 1000, "issued": rec.issued_ms / 1000}
+
+    async def dm_send(self, peer_id: str, text: str) -> dict[str, Any]:
+        try:
+            to = key_of_peer_id(peer_id)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad peer id: {exc}") from None
+        if not isinstance(text, str):
+            raise ValueError("text must be a string")
+        out = self.dm.send(to, text, self.node.clock(), self._linked, self.closest)
+        self._run_dm()
+        mid = next(k for k, v in reversed(self.dm.outbox.items()) if v is out)
+        return {"id": _b32(mid), "to": peer_id, "state": out.state}
+
+    def dm_state(self, msg_id: str) -> dict[str, Any]:
+        for k, v in self.dm.outbox.items():
+            if _b32(k) == msg_id:
+                return {"id": msg_id, "to": peer_id_of(v.to), "state": v.state}
+        raise LookupError(f"no direct message {msg_id[:40]!r} sent by this node")
+
+    def dm_inbox(self, limit: int = 100, after_time: float | None = None) -> list[dict[str, Any]]:
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_INBOX:
+            raise ValueError(f"limit must be 1..{MAX_INBOX}")
+        items = [r for r in self.inbox if after_time is None or r["time"] > after_time]
+        return [dict(r) for r in items[-limit:]]
+
+    def counters(self) -> dict[str, int]:
+        out: dict[str, int] = {f"dm_{k}": v for k, v in asdict(self.dm.counters).items()}
+        total: dict[str, int] = {}
+        for room in self.rooms.values():
+            for k, v in asdict(room.counters).items():
+                total[k] = total.get(k, 0) + v
+        for k in asdict(ch.ChatCounters()):
+            out[f"chat_{k}"] = total.get(k, 0)
+        out["dm_held"] = self.dm.mailbox.total
+        out["messaging_unrouted"] = self.unrouted
+        out["dm_store_dials"] = self.dials
+        out["dm_unsendable"] = self.unsendable
+        out["chat_bytes_sent"] = self.chat_bytes
+        return out

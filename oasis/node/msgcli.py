@@ -1,0 +1,215 @@
+"""``oasis chat`` and ``oasis dm``: a node that joins a stream's swarm to talk in it.
+
+Both join like ``oasis watch`` (a stream link, or a stream id and a tracker) -- the
+swarm's links are what chat floods over and what carries direct messages -- then print
+what arrives, one line per message (JSON lines with ``--json``), and send what is typed:
+
+* ``oasis chat STREAM``: each stdin line is a chat message; ``/dm PEER_ID TEXT`` sends a
+  direct message, ``/mute PEER_ID [SECONDS]``, ``/ban ...``, ``/unmute ...`` moderate
+  (broadcaster's key only). ``--send TEXT``: send one message and exit.
+* ``oasis dm PEER_ID --via STREAM``: each stdin line is a direct message to PEER_ID;
+  ``--send TEXT``: send one, print its state until it is delivered (or ``--wait`` s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+from typing import Any
+
+import aiohttp
+
+from oasis.core import peer as pp
+from oasis.core.stream import StreamId
+from oasis.core.streamlink import SCHEME as LINK_SCHEME
+from oasis.core.streamlink import parse as parse_link
+
+from .keystore import load_or_create
+from .node import LiveStream, Node
+from .runtime import (
+    Common,
+    announce_loop,
+    apply_descriptor,
+    bootstrap_loop,
+    dht_descriptor,
+    emit,
+    fetch_descriptor,
+    parse_hostport,
+    run_until_stopped,
+    swarm_config,
+)
+
+
+async def _join(c: Common, stream: str, tracker_url: str | None) -> tuple[Node, LiveStream, asyncio.Task[None]]:
+    boots: tuple[Any, ...] = ()
+    if stream.startswith(f"{LINK_SCHEME}:"):
+        link = parse_link(stream)
+        sid, desc, boots = link.sid, link.descriptor, link.bootstrap
+        tracker_url = tracker_url or link.tracker
+    else:
+        sid = StreamId.parse(stream)
+        desc = None
+        if tracker_url is None:
+            raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
+    if desc is None and tracker_url is not None:
+        async with aiohttp.ClientSession() as session:
+            desc = await fetch_descriptor(session, tracker_url, sid)
+    ident = load_or_create(c.data_dir)
+    host, port = parse_hostport(c.listen, "--listen")
+    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed))
+    await node.start()
+    if desc is None:  # a short link: the stream record in the DHT carries it
+        desc = await dht_descriptor(node, sid, boots)
+    apply_descriptor(c, desc)
+    node.config = swarm_config(c)
+    ls = node.add_stream(sid, is_source=ident.public == sid.broadcaster,
+                         origin_url=desc.fetch_url)
+    if boots:
+        node.offer_candidates([pp.Candidate(b.peer, b.host, b.port) for b in boots])
+    if tracker_url is not None:
+        task = asyncio.create_task(announce_loop(node, ls, tracker_url))
+    else:
+        task = asyncio.create_task(bootstrap_loop(node, boots))
+    return node, ls, task
+
+
+async def _linked(node: Node, skey: bytes, timeout: float) -> bool:
+    """Wait (bounded) until some neighbour joined the stream with us."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not any(skey in p.joined for p in node.policy.peers.values()):
+        if loop.time() > end:
+            return False
+        await asyncio.sleep(0.05)  # a poll of the policy's table, bounded by ``timeout``
+    return True
+
+
+def _print(kind: str, data: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        emit({"event": kind, **data})
+        return
+    if kind == "chat.message":
+        line = f"<{data['sender'][:8]}> {data['text']}"
+    elif kind == "dm.received":
+        line = f"[dm from {data['sender']}] {data['text']}"
+    elif kind == "dm.acked":
+        line = f"[dm {data['id'][:8]} to {data['to'][:8]} delivered]"
+    else:
+        line = f"[{kind}] {json.dumps(data)}"
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _printer(node: Node, json_out: bool) -> None:
+    sub = node.events.subscribe(["chat", "dm"])
+    try:
+        async for ev in sub:
+            _print(ev.kind, ev.data, json_out)
+    finally:
+        sub.close()
+
+
+async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, json_out: bool) -> None:
+    m = node.messaging
+    try:
+        if dm_to is not None:
+            _print("dm.sent", await m.dm_send(dm_to, line), json_out)
+        elif line.startswith("/dm "):
+            _, peer, text = (line.split(" ", 2) + [""])[:3]
+            _print("dm.sent", await m.dm_send(peer, text), json_out)
+        elif line.split(" ", 1)[0] in ("/mute", "/ban", "/unmute"):
+            parts = line.split()
+            secs = float(parts[2]) if len(parts) > 2 else 600.0
+            _print("chat.moderated", await m.chat_moderate(ls.text_id, parts[1] if len(parts) > 1 else "",
+                                                          parts[0][1:], secs), json_out)
+        else:
+            await m.chat_send(ls.text_id, line)
+    except (ValueError, LookupError, PermissionError) as exc:
+        _print("error", {"error": type(exc).__name__, "message": str(exc)}, json_out)
+
+
+async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=4096, loop=loop)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (OSError, ValueError):  # stdin is not a pipe or terminal (e.g. /dev/null)
+        await queue.put(None)
+        return
+    while True:
+        try:
+            raw = await reader.readline()
+        except ValueError:  # a line longer than the limit: skip it
+            continue
+        if not raw:
+            await queue.put(None)
+            return
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if line:
+            await queue.put(line)
+
+
+async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | None,
+               dm_to: str | None, wait: float) -> int:
+    """Run ``oasis chat`` (``dm_to`` None) or ``oasis dm``; returns the exit status."""
+    node, ls, finder = await _join(c, stream, tracker_url)
+    status = 0
+    printer = asyncio.create_task(_printer(node, c.json_out))
+    emit({"peer_id": node.peer_id, "stream": ls.text_id, "oftp": f"{node.host}:{node.port}"})
+
+    async def main(stop: asyncio.Event) -> None:
+        nonlocal status
+        linked = await _linked(node, ls.sid.key, wait)
+        if linked:
+            _print("linked", {"neighbours": node.neighbour_count()}, c.json_out)
+        if send is not None:
+            if not linked:
+                _print("error", {"error": "NotLinked", "message": f"no peer of the stream within {wait:g} s"},
+                       c.json_out)
+                status = 1
+                return
+            if dm_to is None:
+                await _command(node, ls, send, None, c.json_out)
+                await asyncio.sleep(1.0)  # let the QUIC links carry it before closing them
+                return
+            acked = node.events.subscribe(["dm.acked"])
+            sent = await node.messaging.dm_send(dm_to, send)
+            _print("dm.sent", sent, c.json_out)
+            try:
+                await asyncio.wait_for(acked.get(), wait)
+            except TimeoutError:
+                status = 0 if node.messaging.dm_state(sent["id"])["state"] == "stored" else 1
+            finally:
+                acked.close()
+            return
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=64)
+        reader = asyncio.create_task(_stdin_lines(queue))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait([getter, stopper], return_when=asyncio.FIRST_COMPLETED)
+                if stopper in done:
+                    getter.cancel()
+                    return
+                line = getter.result()
+                if line is None:  # stdin closed: keep listening until stopped
+                    await stopper
+                    return
+                await _command(node, ls, line, dm_to, c.json_out)
+        finally:
+            reader.cancel()
+            stopper.cancel()
+
+    try:
+        await run_until_stopped(main)
+        if c.json_out:
+            emit({"event": "counters", **node.messaging.counters()})
+    finally:
+        finder.cancel()
+        printer.cancel()
+        await asyncio.gather(finder, printer, return_exceptions=True)
+        await node.close()
+    return status

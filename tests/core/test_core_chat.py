@@ -1,0 +1,164 @@
+"""Stream chat core (oasis/core/chat.py): every rule mounted against ChatRoom on a virtual clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from oasis.core import chat, wire
+from oasis.core.chat import ChatConfig, ChatRoom, Delivered, Moderated, SendChat
+from oasis.core.identity import Identity, verify
+
+B = Identity.generate()  # broadcaster
+A = Identity.generate()
+S = Identity.generate()  # spammer
+SK = b"\x01" * 8
+T0 = 1_800_000_000.0
+
+
+def room(**kw: float) -> ChatRoom:
+    return ChatRoom(SK, B.public, verify, ChatConfig(**kw))  # type: ignore[arg-type]
+
+
+def msg(ident: Identity, seq: int, text: str = "hi", t: float = T0, stream: bytes = SK) -> wire.ChatMsg:
+    ms = int(t * 1000)
+    sig = ident.sign(chat.chat_signing_bytes(stream, ident.public, seq, ms, text))
+    return wire.ChatMsg(stream=stream, sender=ident.public, seq=seq, time_ms=ms, text=text, signature=sig)
+
+
+def delivered(r: ChatRoom) -> list[Delivered]:
+    return [a for a in r.actions() if isinstance(a, Delivered)]
+
+
+N1, N2, N3 = b"1" * 32, b"2" * 32, b"3" * 32
+
+
+def test_a_new_message_is_delivered_and_forwarded_once_to_every_other_neighbour() -> None:
+    r = room()
+    r.on_message(N1, msg(A, 1), T0, [N1, N2, N3])
+    acts = r.actions()
+    assert [a.peer for a in acts if isinstance(a, SendChat)] == [N2, N3]
+    assert len([a for a in acts if isinstance(a, Delivered)]) == 1
+    r.on_message(N2, msg(A, 1), T0, [N1, N2, N3])  # the same message by another path
+    assert r.actions() == [] and r.counters.duplicates == 1
+
+
+def test_forgery_wrong_stream_and_tampered_text_are_dropped() -> None:
+    r = room()
+    m = msg(A, 1)
+    r.on_message(N1, wire.ChatMsg(stream=SK, sender=A.public, seq=1, time_ms=m.time_ms, text="evil",
+                                  signature=m.signature), T0, [N2])
+    r.on_message(N1, wire.ChatMsg(stream=SK, sender=B.public, seq=1, time_ms=m.time_ms, text="hi",
+                                  signature=m.signature), T0, [N2])  # claims the broadcaster sent it
+    r.on_message(N1, msg(A, 2, stream=b"\x02" * 8), T0, [N2])
+    assert r.actions() == [] and r.counters.bad_signature == 2
+
+
+def test_replay_old_time_and_below_window_are_dropped() -> None:
+    r = room(dedup_window=4)
+    r.on_message(N1, msg(A, 1, t=T0 - 60), T0, [])  # a minute old: replay of an old message
+    assert r.counters.bad_time == 1
+    r.on_message(N1, msg(A, 100), T0, [])
+    r.on_message(N1, msg(A, 96), T0 + 0.1, [])  # below the window
+    assert r.counters.too_old == 1
+    r.on_message(N1, msg(A, 100), T0 + 0.2, [])
+    assert r.counters.duplicates == 1
+
+
+def test_reordered_message_is_delivered_with_the_late_flag() -> None:
+    r = room()
+    r.on_message(N1, msg(A, 10), T0, [])
+    r.on_message(N1, msg(A, 9), T0, [])
+    d = delivered(r)
+    assert [(x.message.seq, x.late) for x in d] == [(10, False), (9, True)]
+    r.on_message(N1, msg(A, 9), T0, [])
+    assert r.counters.duplicates == 1
+
+
+def test_oversize_text_is_refused_by_post_and_by_relays() -> None:
+    r = room()
+    with pytest.raises(ValueError):
+        r.post(A.public, A.sign, "é" * 251, T0, [])  # 502 bytes
+    r.on_message(N1, msg(A, 1, "é" * 251), T0, [N2])
+    assert r.counters.oversize == 1 and r.actions() == []
+
+
+def test_a_spammer_is_cut_at_the_first_relay_and_honest_messages_still_pass() -> None:
+    r = room(rate=1.0, burst=5.0)
+    t = T0
+    for i in range(1, 201):  # 200 messages in 2 s from one identity
+        t = T0 + i * 0.01
+        r.on_message(N1, msg(S, i, t=t), t, [N2])
+        if i % 50 == 0:
+            r.on_message(N3, msg(A, i, t=t), t, [N2])  # an honest viewer, 2 per second
+    fwd = [a for a in r.actions() if isinstance(a, SendChat)]
+    spam = [a for a in fwd if a.message.sender == S.public]
+    honest = [a for a in fwd if a.message.sender == A.public]
+    assert len(spam) <= 5 + 2  # burst + 2 s of refill
+    assert len(honest) == 4
+    assert r.counters.rate_limited >= 190
+
+
+def test_identities_minted_behind_one_link_are_bounded_by_the_link_bucket() -> None:
+    r = room(link_rate=10.0, link_burst=10.0)
+    sybils = [Identity.generate() for _ in range(30)]
+    for s in sybils:
+        r.on_message(N1, msg(s, 1), T0, [N2])
+    assert r.counters.link_limited == 20 and r.counters.delivered == 10
+
+
+def test_broadcaster_mute_is_enforced_by_relays_and_forgery_by_others_is_not() -> None:
+    relay = room()
+    rec = room().moderate(B.sign, A.public, chat.MUTE, 60, T0, [])
+    fake_sig = S.sign(chat.mod_signing_bytes(SK, A.public, chat.BAN, rec.until_ms, rec.issued_ms + 1))
+    fake = wire.ChatMod(stream=SK, target=A.public, action=chat.BAN, until_ms=rec.until_ms,
+                        issued_ms=rec.issued_ms + 1, signature=fake_sig)
+    relay.on_message(N1, fake, T0, [N2])
+    assert relay.counters.mods_bad == 1
+    relay.on_message(N1, rec, T0, [N2, N3])
+    acts = relay.actions()
+    assert any(isinstance(a, Moderated) for a in acts)
+    assert [a.peer for a in acts if isinstance(a, SendChat)] == [N2, N3]  # spread on
+    relay.on_message(N1, msg(A, 1, t=T0 + 1), T0 + 1, [N2])
+    assert relay.actions() == [] and relay.counters.muted_dropped == 1
+    with pytest.raises(PermissionError):
+        relay.post(A.public, A.sign, "let me talk", T0 + 2, [])
+    relay.on_message(N1, msg(A, 2, t=T0 + 61), T0 + 61, [N2])  # the mute ran out
+    assert len(delivered(relay)) == 1
+
+
+def test_ban_stops_relays_forwarding_to_the_banned_viewer_and_unmute_lifts() -> None:
+    b = room()
+    ban = b.moderate(B.sign, N3, chat.BAN, 60, T0, [])
+    relay = room()
+    relay.on_message(N1, ban, T0, [])
+    relay.actions()
+    relay.on_message(N1, msg(A, 1), T0, [N2, N3])
+    assert [a.peer for a in relay.actions() if isinstance(a, SendChat)] == [N2]
+    lift = b.moderate(B.sign, N3, chat.UNMUTE, 60, T0 + 1, [])
+    relay.on_message(N1, lift, T0 + 1, [])
+    relay.actions()
+    relay.on_message(N1, msg(A, 2, t=T0 + 1), T0 + 1, [N2, N3])
+    assert [a.peer for a in relay.actions() if isinstance(a, SendChat)] == [N2, N3]
+    relay.on_message(N1, ban, T0 + 2, [])  # the old ban replayed: not newer
+    assert relay.counters.mods_stale == 1
+
+
+def test_tables_stay_bounded() -> None:
+    r = room(max_senders=8, max_mods=4, link_burst=1000.0)
+    for _ in range(20):
+        r.on_message(N1, msg(Identity.generate(), 1), T0, [])
+    assert len(r.senders) == 8 and r.counters.senders_evicted == 12
+    b = room()
+    for i in range(10):
+        r.on_message(N1, b.moderate(B.sign, bytes([i]) * 32, chat.MUTE, 60 + i, T0, []), T0, [])
+    assert len(r.mods) == 4 and r.counters.mods_evicted == 6
+
+
+def test_a_new_neighbour_is_told_the_records_in_force() -> None:
+    r = room()
+    r.moderate(B.sign, A.public, chat.MUTE, 60, T0, [])
+    r.actions()
+    r.on_neighbour(N1, T0 + 1)
+    assert [type(a.message) for a in r.actions() if isinstance(a, SendChat)] == [wire.ChatMod]
+    r.on_neighbour(N2, T0 + 61)
+    assert r.actions() == []

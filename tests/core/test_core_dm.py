@@ -1,0 +1,184 @@
+"""Direct messages core (oasis/core/dm.py): encryption, routing, mailbox, ACKs on a virtual clock."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from oasis.core import dm, wire
+from oasis.core.dm import DmAcked, DmConfig, DmReceived, DmRouter, SendDm
+from oasis.core.identity import Identity, verify
+
+T0 = 1_800_000_000.0
+
+
+def entropy(seed: int):  # deterministic key material for tests only
+    rng = random.Random(seed)
+    return lambda n: rng.randbytes(n)
+
+
+def router(ident: Identity, seed: int = 1, **kw: float) -> DmRouter:
+    return DmRouter(ident, verify, entropy(seed), DmConfig(**kw), now=T0)  # type: ignore[arg-type]
+
+
+def sends(r: DmRouter) -> list[SendDm]:
+    return [a for a in r.actions() if isinstance(a, SendDm)]
+
+
+def test_the_x25519_map_of_an_identity_matches_its_private_half() -> None:
+    for _ in range(5):
+        ident = Identity.generate()
+        pub = dm.x25519_private_of(ident).public_key().public_bytes_raw()
+        assert pub == dm.x25519_public_of(ident.public)
+
+
+A, B, R, C = (Identity.generate() for _ in range(4))
+
+
+def envelope(text: str = "hello", to: Identity = B, prekey: bytes | None = None) -> wire.DmEnvelope:
+    env, _ = dm.seal(A, to.public, text, T0, entropy(7), prekey=prekey)
+    return env
+
+
+def test_seal_open_and_the_relay_sees_no_sender_or_text() -> None:
+    env = envelope("secret words")
+    raw = wire.encode(env)
+    assert A.public not in raw and b"secret" not in raw
+    inner = dm.open_box(B.public, dm.x25519_private_of(B), None, env, verify)
+    assert inner.text == "secret words" and inner.sender == A.public
+
+
+def test_tampered_ciphertext_header_and_wrong_recipient_fail() -> None:
+    env = envelope()
+    xb = dm.x25519_private_of(B)
+    bad = bytearray(env.box)
+    bad[20] ^= 1
+    for e in (wire.DmEnvelope(to=env.to, eph=env.eph, prekey=env.prekey, expires_ms=env.expires_ms,
+                              box=bytes(bad)),
+              wire.DmEnvelope(to=env.to, eph=env.eph, prekey=env.prekey, expires_ms=env.expires_ms + 1,
+                              box=env.box)):
+        with pytest.raises(dm.OpenError) as info:
+            dm.open_box(B.public, xb, None, e, verify)
+        assert info.value.code == "decrypt_failed"
+    with pytest.raises(dm.OpenError):  # C cannot open B's mail even if re-addressed to C
+        dm.open_box(C.public, dm.x25519_private_of(C), None,
+                    wire.DmEnvelope(to=C.public, eph=env.eph, prekey=env.prekey,
+                                    expires_ms=env.expires_ms, box=env.box), verify)
+
+
+def test_with_a_prekey_the_identity_key_alone_does_not_open_it() -> None:
+    pk = X25519PrivateKey.generate()
+    env = envelope(prekey=pk.public_key().public_bytes_raw())
+    with pytest.raises(dm.OpenError) as info:
+        dm.open_box(B.public, dm.x25519_private_of(B), None, env, verify)
+    assert info.value.code == "unknown_prekey"
+    assert dm.open_box(B.public, dm.x25519_private_of(B), pk, env, verify).text == "hello"
+
+
+def test_direct_delivery_ack_and_duplicate() -> None:
+    a, b = router(A, 1), router(B, 2)
+    linked = {A.public, B.public}.__contains__
+    out = a.send(B.public, "hi B", T0, linked, lambda t, k: [])
+    (s,) = sends(a)
+    assert s.peer == B.public and out.state == "pending"
+    b.on_envelope(A.public, s.message, T0, linked, lambda t, k: [])  # type: ignore[arg-type]
+    acts = b.actions()
+    got = [x for x in acts if isinstance(x, DmReceived)]
+    assert [(g.sender, g.text) for g in got] == [(A.public, "hi B")]
+    (ack,) = [x for x in acts if isinstance(x, SendDm)]
+    a.on_envelope(B.public, ack.message, T0 + 0.1, linked, lambda t, k: [])  # type: ignore[arg-type]
+    assert [type(x) for x in a.actions()] == [DmAcked] and out.state == "delivered"
+    b.on_envelope(A.public, s.message, T0 + 1, linked, lambda t, k: [])  # type: ignore[arg-type]
+    acts = b.actions()
+    assert not any(isinstance(x, DmReceived) for x in acts) and b.counters.duplicates == 1
+    assert any(isinstance(x, SendDm) for x in acts)  # re-acknowledged
+
+
+def test_stored_by_relays_while_offline_and_handed_over_on_link() -> None:
+    a, r, b = router(A, 1), router(R, 3), router(B, 2)
+    a_linked = {R.public}.__contains__
+    out = a.send(B.public, "while you were away", T0, a_linked, lambda t, k: [R.public])
+    (s,) = sends(a)
+    assert s.peer == R.public and out.state == "stored"
+    r.on_envelope(A.public, s.message, T0, {A.public}.__contains__, lambda t, k: [])  # type: ignore[arg-type]
+    assert r.counters.stored == 1 and sends(r) == []
+    # B links to R ten minutes later: R hands the envelope over with its prekey
+    r.on_link_up(B.public, T0 + 600, {A.public, B.public}.__contains__, lambda t, k: [])
+    handed = [x.message for x in sends(r) if isinstance(x.message, wire.DmEnvelope)]
+    assert len(handed) == 1
+    b.on_envelope(R.public, handed[0], T0 + 600, {R.public}.__contains__, lambda t, k: [R.public])
+    acts = b.actions()
+    assert [x.text for x in acts if isinstance(x, DmReceived)] == ["while you were away"]
+    (ack,) = [x for x in acts if isinstance(x, SendDm)]
+    assert ack.peer == R.public  # the ACK goes back through the relay
+    r.on_envelope(B.public, ack.message, T0 + 600, {A.public, B.public}.__contains__, lambda t, k: [])  # type: ignore[arg-type]
+    (fwd,) = sends(r)
+    assert fwd.peer == A.public
+    a.on_envelope(R.public, fwd.message, T0 + 600, a_linked, lambda t, k: [])  # type: ignore[arg-type]
+    assert out.state == "delivered"
+
+
+def test_held_mail_expires_after_24_hours() -> None:
+    r = router(R, 3)
+    r.on_envelope(A.public, envelope(), T0, lambda k: False, lambda t, k: [])
+    assert r.mailbox.total == 1
+    r.on_link_up(B.public, T0 + 86401, lambda k: True, lambda t, k: [])
+    assert not any(isinstance(x.message, wire.DmEnvelope) for x in sends(r))
+    assert r.counters.expired == 1 and r.mailbox.total == 0
+
+
+def test_mailbox_caps_per_neighbour_per_recipient_and_total() -> None:
+    r = router(R, 3, max_per_link_recipient=4, max_per_recipient=6, max_held=8, link_burst=100.0)
+    for i in range(10):
+        env, _ = dm.seal(A, B.public, f"m{i}", T0, entropy(100 + i))
+        r.on_envelope(A.public, env, T0, lambda k: False, lambda t, k: [])
+    assert r.mailbox.total == 4  # one neighbour parks at most 4 for B
+    for i in range(10):
+        env, _ = dm.seal(C, B.public, f"c{i}", T0, entropy(200 + i))
+        r.on_envelope(C.public, env, T0, lambda k: False, lambda t, k: [])
+    assert r.mailbox.total == 6  # B's box is full
+    for i in range(10):
+        env, _ = dm.seal(A, C.public, f"x{i}", T0, entropy(300 + i))
+        r.on_envelope(B.public, env, T0, lambda k: False, lambda t, k: [])
+    assert r.mailbox.total == 8 and r.counters.mailbox_full == 6 + 8 + 8
+
+
+def test_a_flooding_neighbour_is_rate_limited() -> None:
+    r = router(R, 3, link_rate=1.0, link_burst=5.0)
+    for i in range(50):
+        env, _ = dm.seal(A, B.public, "x", T0, entropy(400 + i))
+        r.on_envelope(A.public, env, T0, lambda k: False, lambda t, k: [])
+    assert r.counters.link_limited == 45
+
+
+def test_bad_prekey_records_are_refused() -> None:
+    r = router(R, 3)
+    good = router(B, 2).prekey(T0)
+    r.on_prekey(A.public, good, T0)  # B's record from A's link
+    forged = wire.DmPrekey(key=B.public, prekey=b"p" * 32, expires_ms=good.expires_ms,
+                           signature=good.signature)
+    r.on_prekey(B.public, forged, T0)
+    assert r.counters.prekeys_bad == 2 and not r.peer_prekeys
+    r.on_prekey(B.public, good, T0)
+    assert r.peer_prekeys[B.public][0] == good.prekey
+
+
+def test_prekeys_rotate_and_old_private_halves_are_deleted() -> None:
+    b = router(B, 2)
+    first = b.prekey(T0).prekey
+    assert b.prekey(T0 + 86400 + 1).prekey != first
+    b.prekey(T0 + 4 * 86400)
+    assert first not in b.prekeys
+
+
+def test_wrong_recipient_and_replayed_expired_envelopes() -> None:
+    b = router(B, 2)
+    env = envelope(to=C)
+    b.on_envelope(A.public, wire.DmEnvelope(to=B.public, eph=env.eph, prekey=env.prekey,
+                                            expires_ms=env.expires_ms, box=env.box),
+                  T0, lambda k: False, lambda t, k: [])
+    assert b.counters.open_failed == 1
+    b.on_envelope(A.public, envelope(), T0 + 86401, lambda k: False, lambda t, k: [])
+    assert b.counters.expired == 1

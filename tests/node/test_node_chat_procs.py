@@ -1,0 +1,106 @@
+"""``oasis chat`` between real processes: a broadcaster relays chat among viewers, and a
+direct message to a viewer that is not running yet is held by peers and delivered (and
+acknowledged) when it starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from procs import OasisProcess
+
+from oasis.demo import die_with_parent
+from oasis.node.keystore import load_or_create
+
+
+class Talker:
+    """An ``oasis chat`` process whose stdin the test writes and whose JSON lines it reads."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.log, start_new_session=True,
+                                  preexec_fn=die_with_parent)
+        self.seen: list[dict[str, Any]] = []
+        self.info = self.next(lambda e: "peer_id" in e, 30)
+
+    def say(self, line: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(line.encode() + b"\n")
+        self.p.stdin.flush()
+
+    def next(self, pred: Any, timeout: float) -> dict[str, Any]:
+        assert self.p.stdout is not None
+        for e in self.seen:
+            if pred(e):
+                self.seen.remove(e)
+                return e
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            ready, _, _ = select.select([self.p.stdout], [], [], max(0.0, left))
+            if not ready:
+                raise TimeoutError(f"no matching line within {timeout} s (seen {self.seen[-5:]})")
+            raw = self.p.stdout.readline()
+            if not raw:
+                raise RuntimeError(f"process exited with {self.p.poll()}")
+            e = json.loads(raw)
+            if pred(e):
+                return e
+            self.seen.append(e)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+        for f in (self.p.stdin, self.p.stdout):
+            if f is not None:
+                f.close()
+        self.log.close()
+
+
+def test_chat_relayed_between_processes_and_a_dm_waits_for_its_offline_recipient(tmp_path: Path) -> None:
+    procs: list[Any] = []
+    try:
+        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300", "--data-dir",
+                          str(tmp_path / "b")], str(tmp_path / "b.log"))
+        procs.append(b)
+        link = b.wait_info(60)["link"]
+
+        def chat(name: str) -> Talker:
+            t = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / name)], tmp_path / f"{name}.log")
+            procs.append(t)
+            return t
+
+        a, c = chat("a"), chat("c")
+        for t in (a, c):  # chat has no backlog: speak once the swarm links us
+            t.next(lambda e: e.get("event") == "linked", 20)
+        a.say("hello from a")
+        got = c.next(lambda e: e.get("event") == "chat.message" and e["sender"] == a.info["peer_id"], 20)
+        assert got["text"] == "hello from a"
+        c.say("hi a")
+        assert a.next(lambda e: e.get("event") == "chat.message" and e["text"] == "hi a", 20)
+
+        # d is not running; its key exists (it has been online before)
+        d_id = load_or_create(str(tmp_path / "d")).peer_id
+        a.say(f"/dm {d_id} are you there?")
+        sent = a.next(lambda e: e.get("event") == "dm.sent", 20)
+        assert sent["state"] == "stored"  # handed to peers close to d's id
+        d = chat("d")  # links to peers that hold the envelope, which hand it over
+        got = d.next(lambda e: e.get("event") == "dm.received", 30)
+        assert got["text"] == "are you there?" and got["sender"] == a.info["peer_id"]
+        assert a.next(lambda e: e.get("event") == "dm.acked", 20)["id"] == sent["id"]
+    finally:
+        for p in reversed(procs):
+            p.stop()
