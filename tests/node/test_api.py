@@ -200,6 +200,8 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
                                                                  tmp_path: Path) -> None:
     node, api, url = served
     sid = str(StreamId(node.identity.public, "live"))
+    node.messaging = None  # type: ignore[assignment]  # a node without these services
+    node.files = None  # type: ignore[attr-defined]
     async with AsyncClient(url, api.token) as c:
         for coro in (c.chat_send(sid, "hi"), c.dm_inbox(), c.files(), c.file_status("c1")):
             with pytest.raises(OasisApiError) as exc:
