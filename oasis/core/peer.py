@@ -63,6 +63,9 @@ __all__ = ["Candidate", "Dial", "dialable"]  # re-exported: the policy's actions
 
 L = TypeVar("L", bound=Hashable)  #: the executor's link handle
 INF = float("inf")
+#: messages that make a link a service link when nothing is joined on it (§17.8): the DHT's,
+#: and direct messages handed to the peers nearest their recipient (§19.3)
+SERVICE_MESSAGES = (*wire.DHT_MESSAGES, wire.DmEnvelope, wire.DmPrekey)
 TO_NODE = b""  #: ``on_message`` result: not stream-scoped, the executor handles it (ledger)
 
 
@@ -427,10 +430,10 @@ class PeerPolicy(Generic[L]):
         if isinstance(msg, (wire.Observed, wire.Neighbours, wire.Punch)):
             self._on_reachability(p, peer, msg, now)
             return None
-        if isinstance(msg, wire.DHT_MESSAGES):
+        if isinstance(msg, SERVICE_MESSAGES):
             p.service_at = now
             if not p.joined and not p.service:
-                self._set_service(p, True)  # it came for the DHT: not a neighbour (yet)
+                self._set_service(p, True)  # it came for the DHT (or a DM): not a neighbour (yet)
             return TO_NODE
         skey = getattr(msg, "stream", None)
         if skey is None:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from oasis.core import dht as dh
 from oasis.core import peer as pp
 from oasis.core import wire
+from oasis.core.dhtrecord import node_id
 from oasis.core.stream import StreamId
 
 if TYPE_CHECKING:
@@ -81,6 +82,10 @@ class DhtDriver:
         self.on_descriptor: Callable[[bytes, bytes], None] | None = None
         self.lookups: list[dh.LookupDone] = []  #: the latest finished lookups (bounded)
         self.joined = asyncio.Event()  #: the bootstrap's join lookup ended
+        #: the nodes nearest our own id that answered our join (where our DM mail waits)
+        self.near_self: tuple[tuple[bytes, str, int], ...] = ()
+        #: called once the join ended (the node's messaging checks for mail there)
+        self.on_joined: Callable[[], None] | None = None
         self._waiters: dict[int, asyncio.Future[dh.LookupDone]] = {}  #: lookup id -> waiter
 
     # ---- input -----------------------------------------------------------------
@@ -220,6 +225,51 @@ class DhtDriver:
         task = node.loop.create_task(self._dial(a.peer, a.host, a.port))
         self._dialling[a.peer] = task
 
+    def open_link(self, peer: bytes, host: str, port: int) -> bool:
+        """A service link to ``peer`` (pinned) for node-level traffic (DM hand-overs): True
+        if it is up or coming up; the node's link hooks run when it is admitted."""
+        node = self.node
+        now = self.clock()
+        link = node.policy.link_of(peer)
+        if (link is not None and not link.closed) or peer in self._waiting:
+            return True
+        if (node.closing or node.policy.is_banned(peer, now) or len(self._dialling) >= MAX_DIALS
+                or not pp.dialable(host, port)):
+            return False
+        self._waiting[peer] = []
+        self.counters["dht_dials"] += 1
+        self._dialling[peer] = node.loop.create_task(self._dial(peer, host, port))
+        return True
+
+    def address_of(self, peer: bytes) -> tuple[str, int] | None:
+        """Where the DHT saw ``peer`` (its table, or the nodes of our latest lookups)."""
+        c = self.dht.table.get(peer)
+        if c is not None:
+            return c.host, c.port
+        for d in reversed(self.lookups):
+            for k, h, p in d.nodes:
+                if k == peer:
+                    return h, p
+        return None
+
+    async def find_nodes(self, key: bytes, timeout: float) -> list[tuple[bytes, str, int]]:
+        """The nodes nearest ``key``'s DHT id that answered a FIND_NODE lookup (≤ k)."""
+        if not self.seeded:
+            return []
+        loop = self.node.loop
+        fut: asyncio.Future[dh.LookupDone] = loop.create_future()
+        self._waiters[self.dht.find_node(node_id(key).to_bytes(32, "big"), self.clock())] = fut
+        self.run()
+        try:
+            d = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return []
+        return list(d.nodes)
+
+    def contacts(self) -> list[bytes]:
+        """Keys in the DHT's routing table."""
+        return list(self.dht.table.index)
+
     def _give_up(self, peer: bytes, host: str, port: int) -> None:
         """The policy's dial of ``peer`` brought no admitted link in time."""
         if peer in self._dialling or self._waiting.pop(peer, None) is None:
@@ -261,7 +311,11 @@ class DhtDriver:
         if w is not None and not w.done():
             w.set_result(d)
         if d.kind == "join":
-            self.joined.set()
+            self.near_self = d.nodes
+            if not self.joined.is_set():
+                self.joined.set()
+                if self.on_joined is not None:
+                    self.on_joined()
         if d.kind == "join" and d.ok:
             # what we provided before we had contacts reached nobody: publish it again now
             self._provided.clear()

@@ -32,6 +32,8 @@ MAX_INBOX = 1000  #: direct messages kept
 MAX_SENT = 1000  #: states of our direct messages kept
 MAX_WAITING_PEERS = 32  #: known-but-unlinked peers we are dialling to hand envelopes to
 MAX_WAITING_PER_PEER = 16
+LOCATE_TIMEOUT = 3.0  #: s a DM waits for the DHT lookup of its recipient's nearest nodes
+MAX_NEAR = 64  #: recipients whose nearest nodes are remembered
 
 
 def _b32(raw: bytes) -> str:
@@ -61,6 +63,10 @@ class Messaging:
         self.dials = 0
         self.unsendable = 0  #: envelopes for a peer neither linked nor dialable (dropped)
         self.chat_bytes = 0  #: OFTP bytes of chat/moderation messages sent (frames, not QUIC)
+        #: recipient -> the nodes nearest its DHT id a lookup found (bounded, newest last)
+        self.near: dict[bytes, list[tuple[bytes, str, int]]] = {}
+        if node.dht is not None:
+            node.dht.on_joined = self.dht_joined
 
     # ---- routing views ------------------------------------------------------------
     def _linked(self, peer: bytes) -> bool:
@@ -73,18 +79,64 @@ class Messaging:
     def _closest_known(self, target: bytes, k: int) -> list[bytes]:
         known = {q for q, p in self.node.policy.peers.items() if not p.closing}
         known.update(self.node.policy.candidates)
+        dht = self.node.dht
+        if dht is not None:  # the DHT's contacts, and the nodes a lookup of target found
+            known.update(dht.contacts())
+            known.update(k_ for k_, _, _ in self.near.get(target, ()))
         known.discard(self.node.identity.public)
         return dm.closest(target, known, k)
 
-    def _dial_known(self, peer: bytes) -> bool:
-        """Dial a candidate (tracker/link-named peer) to hand it envelopes; False if unknown."""
+    def _address(self, peer: bytes) -> tuple[str, int] | None:
         entry = self.node.policy.candidates.get(peer)
-        if entry is None or len(self.waiting) >= MAX_WAITING_PEERS:
+        if entry is not None:
+            return entry[0].host, entry[0].port
+        for nodes in self.near.values():
+            for k_, h, p in nodes:
+                if k_ == peer:
+                    return h, p
+        dht = self.node.dht
+        return dht.address_of(peer) if dht is not None else None
+
+    def _dial_known(self, peer: bytes) -> bool:
+        """Link to a peer we know an address of (a candidate, a DHT contact) to hand it
+        envelopes; False if unknown. Through the DHT's service links when the node runs the
+        DHT (no JOIN, not a neighbour), else an ordinary dial."""
+        addr = self._address(peer)
+        if addr is None or len(self.waiting) >= MAX_WAITING_PEERS:
             return False
         self.dials += 1
         self.waiting.setdefault(peer, [])
-        self.node.spawn(self._dial(peer, entry[0].host, entry[0].port))
+        dht = self.node.dht
+        if dht is not None:
+            if not dht.open_link(peer, *addr):
+                self.waiting.pop(peer, None)
+                return False
+            return True
+        self.node.spawn(self._dial(peer, *addr))
         return True
+
+    def dht_joined(self) -> None:
+        """The DHT's join ended: the nodes nearest our id are where senders left our mail
+        (§19.3); link to them so they hand it over."""
+        dht = self.node.dht
+        if dht is None:
+            return
+        for key, _h, _p in dht.near_self[: self.dm.config.k]:
+            if not self._linked(key):
+                self._dial_known(key)
+
+    async def locate(self, to: bytes) -> None:
+        """Before handing a DM for an unlinked recipient to storers: look up the nodes
+        nearest its id in the DHT (the same nodes its own join reaches), bounded."""
+        dht = self.node.dht
+        if dht is None or self._linked(to):
+            return
+        nodes = await dht.find_nodes(to, LOCATE_TIMEOUT)
+        if nodes:
+            self.near.pop(to, None)
+            self.near[to] = nodes
+            while len(self.near) > MAX_NEAR:
+                del self.near[next(iter(self.near))]
 
     async def _dial(self, peer: bytes, host: str, port: int) -> None:
         if not await self.node.connect(peer_id_of(peer), host, port):
@@ -243,6 +295,7 @@ class Messaging:
             raise ValueError(f"bad peer id: {exc}") from None
         if not isinstance(text, str):
             raise ValueError("text must be a string")
+        await self.locate(to)  # the DHT's nodes nearest the recipient: its stores
         out = self.dm.send(to, text, self.node.clock(), self._linked, self.closest)
         self._run_dm()
         mid = next(k for k, v in reversed(self.dm.outbox.items()) if v is out)
