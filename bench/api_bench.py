@@ -133,11 +133,19 @@ def main() -> None:
     child.start()
     try:
         base, token, sid = ready.get(timeout=60)
+        files = True
+        try:
+            import oasis.node.files  # noqa: F401  (the short-video service, when present)
+        except ImportError:
+            files = False
 
         async def run() -> dict[str, Any]:
             out: dict[str, Any] = {"endpoints": {}}
-            for path in ("/node", "/streams", f"/streams/{sid}", "/openapi.json"):
-                key = "/streams/{id}" if path.startswith("/streams/") else path
+            paths = ["/node", "/streams", f"/streams/{sid}", "/openapi.json", f"/chat/{sid}", "/dm"]
+            if files:
+                paths.append("/files")
+            for path in paths:
+                key = path.replace(sid, "{id}")
                 out["endpoints"][key] = {f"c{c}": await load(base + path, token, args.requests, c)
                                          for c in (1, 16)}
             out["event_feed"] = await feed_lag(base, token, go) | {"rate_per_s": args.rate,

@@ -96,6 +96,7 @@ class NatConfig:
 class NatCounters:
     observed: int = 0  #: OBSERVED messages taken
     observed_invalid: int = 0  #: not an IP literal / port 0
+    observed_resent: int = 0  #: OBSERVED sent again: a peer's address changed (migration)
     pex_sent: int = 0
     pex_received: int = 0
     introducers_evicted: int = 0
@@ -162,7 +163,14 @@ class MappingObserver:
             self.public = best
             self.kind = NatKind.PUBLIC if self.listen is not None and best == self.listen else NatKind.EIM
             return
-        # No port two networks agree on: the same IP with several ports is symmetric.
+        # No port two networks agree on. A mapping we had stays while someone still sees
+        # it: when a peer's link migrates it reports again (§15.4), and a NAT that remapped
+        # one flow (the conntrack clash above) must not make us symmetric; a new mapping
+        # (a rebinding) replaces it once two networks agree on it.
+        if self.kind == NatKind.EIM and self.public is not None and any(
+                (h, p) == self.public for _, h, p in self.reports.values()):
+            return
+        # Else the same IP with several ports is symmetric.
         for host, nets in ports_by_ip.items():
             if len(nets) >= 2 and len(port_set[host]) > 1:
                 self.public = None

@@ -64,8 +64,9 @@ __all__ = ["Candidate", "Dial", "dialable"]  # re-exported: the policy's actions
 L = TypeVar("L", bound=Hashable)  #: the executor's link handle
 INF = float("inf")
 #: messages that make a link a service link when nothing is joined on it (§17.8): the DHT's,
-#: and direct messages handed to the peers nearest their recipient (§19.3)
-SERVICE_MESSAGES = (*wire.DHT_MESSAGES, wire.DmEnvelope, wire.DmPrekey)
+#: and direct messages handed to the peers nearest their recipient (§19.3). Not DM_PREKEY:
+#: every node sends it on every link, so it says nothing of what the link is for.
+SERVICE_MESSAGES = (*wire.DHT_MESSAGES, wire.DmEnvelope)
 TO_NODE = b""  #: ``on_message`` result: not stream-scoped, the executor handles it (ledger)
 
 
@@ -377,6 +378,16 @@ class PeerPolicy(Generic[L]):
                 self._actions.append(SendTo(link, wire.Join(stream=text_id)))
         self._send_neighbours(peer, p)
         return True
+
+    def address_changed(self, link: L, peer: bytes, addr: tuple[str, int], now: float) -> None:
+        """``peer``'s packets on ``link`` now come from ``addr`` (its NAT rebound, its phone
+        changed network; QUIC migrated the link): it is told, OBSERVED, as on a new link."""
+        p = self.peers.get(peer)
+        if p is None or p.link != link or p.closing or p.addr == addr or not 0 < addr[1] < 65536:
+            return
+        p.addr = addr
+        self.nat.counters.observed_resent += 1
+        self._actions.append(SendTo(link, wire.Observed(host=addr[0][:45], port=addr[1])))
 
     def link_down(self, link: L, peer: bytes | None, now: float, *,
                   code: ErrorCode = ErrorCode.NO_ERROR) -> None:

@@ -105,6 +105,8 @@ class Link:
             if paths and paths[0].addr != self.addr:
                 self.addr = paths[0].addr
                 self.migrations += 1
+                if self.endpoint.on_migrated is not None:
+                    self.endpoint.on_migrated(self)
         self._process()
 
     def _process(self) -> None:

@@ -238,6 +238,7 @@ class Node:
         self.closing = False  #: close() has begun: no new timers, tasks or dials
         #: what happened, for local programs (the local API's event feed)
         self.events = EventBus(clock)
+        self.endpoint.on_migrated = self._on_migrated
         #: the DHT (docs/oftp.md §17): finds the streams' peers without a tracker
         self.dht: DhtDriver | None = DhtDriver(self) if dht else None
         #: stream chat and direct messages (oasis.core.chat, oasis.core.dm)
@@ -507,6 +508,14 @@ class Node:
             self._run_policy()
         elif isinstance(ev, ss.Closed):
             self._on_closed(link, ev.code)
+
+    def _on_migrated(self, link: Link) -> None:
+        """The peer of ``link`` now sends from another address: tell the policy (the peer
+        is told its new address, OBSERVED, so it learns its new mapping)."""
+        if link.peer_key is not None:
+            self.policy.address_changed(link, link.peer_key, (str(link.addr[0]), int(link.addr[1])),
+                                        self.clock())
+            self._run_policy()
 
     def _on_message(self, link: Link, msg: wire.Message) -> None:
         peer = link.peer_key

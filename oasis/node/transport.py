@@ -118,6 +118,8 @@ class Endpoint(asyncio.DatagramProtocol):
                  max_reorder_bytes: int = MAX_REORDER_BYTES, gso: bool = True) -> None:
         self.identity = identity
         self.on_event = on_event
+        #: called with a link whose peer's address changed (QUIC migrated the connection)
+        self.on_migrated: Callable[[Link], None] | None = None
         self.clock = clock
         self.rng = rng or random.Random()
         #: handshake nonces always come from the OS, even when --seed makes the rest reproducible

@@ -199,21 +199,21 @@ class Network:
                                "cgn": (g, f"sub{m}")}.get(n.nat, (self.ns(f"r{n.name}"), "lan"))
                 _iptables(hop, {"filter": [f"-I FORWARD 1 -i {hop_if} {p}"]})
 
-    def rebind(self, name: str) -> None:
-        """Give home-routed node ``name`` a new public port, as a NAT rebinding (or a phone
-        that changed network) does: the router's MASQUERADE becomes ``--random-fully`` and
-        its masqueraded flows are forgotten (the kernel drops them when the WAN address
-        goes; it is put back at once), so the node's next packet leaves from a new port.
-        The node's own socket is untouched: its peers see a new address (QUIC migration,
-        docs/oftp.md §15.4)."""
+    def rebind(self, name: str, port: int, new_port: int) -> None:
+        """Give home-routed node ``name`` (listening on UDP ``port``) the new public port
+        ``new_port``, as a NAT rebinding does (a router's reboot, a mapping's timeout; to its
+        peers, a phone's change of network looks the same): an SNAT rule maps every flow
+        from that port to ``new_port`` -- still endpoint-independent -- and the router's
+        flows are forgotten (the kernel drops them when the WAN address goes; it is put back
+        at once), so the node's next packet to anyone leaves from ``new_port``. The node's
+        own socket is untouched: its peers see a new address (QUIC migration, §15.4)."""
         n = node_of(self.topo, name)
         if n.nat not in ("eim", "symmetric"):
             raise NetError(f"node {name}: only a node behind a home router can be rebound")
         r = self.ns(f"r{name}")
-        site = self.placement[name].site
-        core_ip, site_ip = _site_pair(site)
-        run(["ip", "netns", "exec", r, "iptables", "-t", "nat", "-R", "POSTROUTING", "1",
-             "-o", "wan", "-j", "MASQUERADE", "--random-fully"])
+        core_ip, site_ip = _site_pair(self.placement[name].site)
+        run(["ip", "netns", "exec", r, "iptables", "-t", "nat", "-I", "POSTROUTING", "1", "-o", "wan",
+             "-p", "udp", "--sport", str(port), "-j", "SNAT", "--to-source", f"{site_ip}:{new_port}"])
         run(["ip", "-n", r, "addr", "del", f"{site_ip}/31", "dev", "wan"])
         run(["ip", "-n", r, "addr", "add", f"{site_ip}/31", "dev", "wan"])
         run(["ip", "-n", r, "route", "replace", "default", "via", core_ip])

@@ -39,6 +39,7 @@ from .topology import NodeSpec, Topology, build
 REPO = Path(__file__).resolve().parents[2]
 OFTP_PORT, HTTP_PORT, GATEWAY_PORT = 4433, 8000, 8080
 START_TIMEOUT = 90.0  #: seconds a node may take to print its first line (a loaded machine)
+REBIND_PORT = 40000  #: a rebound node's new public port is this + its port % 1000
 DISCOVERY = ("tracker", "link")  #: how viewers find peers (--discovery)
 START_CONCURRENCY = 4  #: viewers starting at once (imports are CPU-heavy on 2 cores)
 
@@ -193,7 +194,8 @@ class Testbed:
             if (movers and not self.rebound and self.rebind_at is not None
                     and time.monotonic() - t_run >= self.rebind_at):
                 for name in movers:
-                    net.rebind(name)
+                    port = OFTP_PORT + 1 + [v.name for v in viewers].index(name)
+                    net.rebind(name, port, REBIND_PORT + port % 1000)
                     self.rebound[name] = time.time()
                 self.progress.status(f"rebound the NAT of {', '.join(movers)}")
             stats = await asyncio.gather(*[self._stats(v) for v in viewers])

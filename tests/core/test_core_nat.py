@@ -277,3 +277,17 @@ def test_neighbours_tables_are_bounded() -> None:
     assert len(p.nat.via) == 10 and p.nat.counters.introducers_evicted == 30
     p.nat.listed(key(2), [key(1), key(2)], 0.0)  # itself and the lister are not targets
     assert key(1) not in p.nat.via and key(2) not in p.nat.via
+
+
+def test_a_mapping_survives_one_remapped_flow_and_follows_a_rebinding() -> None:
+    from oasis.core.nat import MappingObserver, NatKind
+    m = MappingObserver(("192.168.1.2", 4434))
+    a, b, c = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32
+    m.observe(a, "198.18.1.1", "198.18.9.1", 4434)
+    m.observe(b, "198.18.2.1", "198.18.9.1", 4434)
+    assert (m.kind, m.public) == (NatKind.EIM, ("198.18.9.1", 4434))
+    m.observe(b, "198.18.2.1", "198.18.9.1", 1025)  # b's flow remapped, its link migrated
+    assert (m.kind, m.public) == (NatKind.EIM, ("198.18.9.1", 4434))  # a still sees the mapping
+    m.observe(a, "198.18.1.1", "198.18.9.1", 40434)  # a rebinding: everyone sees a new port
+    m.observe(c, "198.18.3.1", "198.18.9.1", 40434)
+    assert (m.kind, m.public) == (NatKind.EIM, ("198.18.9.1", 40434))

@@ -637,3 +637,16 @@ def test_a_virtual_network_of_policies_links_up_without_duplicates_and_cuts_a_fl
             assert bad not in p.peers or p.peers[bad].closing  # nobody keeps it
             assert p.neighbour_count() >= 3, "the victims relinked to others"
             assert p.counters.links_idle_closed == 0
+
+
+def test_a_peer_whose_address_changed_is_told_its_new_address() -> None:
+    p = policy()
+    assert p.link_up("a", key(1), dialled=False, now=0, addr=("198.18.0.1", 4000))
+    assert pp.SendTo("a", wire.Observed(host="198.18.0.1", port=4000)) in p.actions()
+    p.address_changed("a", key(1), ("198.18.0.1", 4000), 1.0)  # the same: nothing
+    assert not p.actions()
+    p.address_changed("b", key(1), ("198.18.0.1", 40001), 1.0)  # not its link: nothing
+    assert not p.actions()
+    p.address_changed("a", key(1), ("198.18.0.1", 40001), 1.0)  # QUIC migrated the link
+    assert p.actions() == [pp.SendTo("a", wire.Observed(host="198.18.0.1", port=40001))]
+    assert p.nat.counters.observed_resent == 1
