@@ -421,7 +421,7 @@ class PeerPolicy(Generic[L]):
         if isinstance(msg, (wire.Observed, wire.Neighbours, wire.Punch)):
             self._on_reachability(p, peer, msg, now)
             return None
-        if isinstance(msg, wire.DHT_MESSAGES):
+        if isinstance(msg, wire.DHT_MESSAGES) or isinstance(msg, wire.FILE_MESSAGES):
             p.service_at = now
             if not p.joined and not p.service:
                 self._set_service(p, True)  # it came for the DHT: not a neighbour (yet)

@@ -236,6 +236,8 @@ class Node:
         self.events = EventBus(clock)
         #: the DHT (docs/oftp.md §17): finds the streams' peers without a tracker
         self.dht: DhtDriver | None = DhtDriver(self) if dht else None
+        #: files (docs/oftp.md §18): oasis.node.files.Files, set by the runtime (it knows the data dir)
+        self.files: Any = None
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -288,7 +290,8 @@ class Node:
         nat = {f"nat_{k}": v for k, v in dataclasses.asdict(self.policy.nat.counters).items()}
         nat["nat_kind"] = int(self.policy.mapping.kind)  # oasis.core.nat.NatKind
         dht = self.dht.counters_all() if self.dht is not None else {}
-        return dataclasses.asdict(self.policy.counters) | nat | dht | self.link_counters()
+        files = self.files.counters() if self.files is not None else {}
+        return dataclasses.asdict(self.policy.counters) | nat | dht | files | self.link_counters()
 
     def link_counters(self) -> dict[str, int]:
         """The sessions' hostile-input counters summed over every link of this node."""
@@ -494,6 +497,8 @@ class Node:
                 self._on_ledger_message(link, peer, msg)
             elif isinstance(msg, wire.DHT_MESSAGES) and self.dht is not None:
                 self.dht.on_message(link, peer, msg)
+            elif isinstance(msg, wire.FILE_MESSAGES) and self.files is not None:
+                self.files.on_message(link, peer, msg)
         else:
             ls = self.streams.get(route)
             if ls is None:
@@ -527,6 +532,8 @@ class Node:
             self._fold(link)
         self.policy.link_down(link, link.peer_key, self.clock(), code=code)
         self._run_policy()
+        if self.files is not None and link.peer_key is not None:
+            self.files.link_down(link.peer_key)
 
     def _fold(self, link: Link) -> None:
         """Add a closed link's counters to the node's totals, once."""
@@ -567,6 +574,8 @@ class Node:
             self._timer = None
         if self.dht is not None:
             self.dht.close()
+        if self.files is not None:
+            self.files.close()
         self.endpoint.close()
         for task in list(self._tasks):
             task.cancel()
