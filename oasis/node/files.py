@@ -26,11 +26,11 @@ tracker lookup calls with the peers it found for a cid.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import mimetypes
 import os
 import random
-import builtins
 import shutil
 from collections.abc import Callable
 from pathlib import Path
