@@ -365,9 +365,9 @@ class FileSwarm:
     def _pick(self, now: float) -> None:
         m = self.manifest
         cfg = self.config
+        waited = now - self.started >= cfg.origin_after  # peers had their chance to answer
         if m is None:
-            if self.origin and -1 not in self.origin_inflight and (
-                    not self.peers or now - self.started >= cfg.origin_after):
+            if self.origin and waited and -1 not in self.origin_inflight:
                 self.origin_inflight[-1] = now
                 self.counters.origin_requests += 1
                 self._actions.append(FetchOrigin(-1))
@@ -382,16 +382,15 @@ class FileSwarm:
         start = min(self.cursor, n - 1)
         urgent = [i for i in range(start, min(n, start + cfg.window)) if i not in self.have]
         # origin: urgent blocks nobody holds, or late
-        if self.origin:
+        if self.origin and waited:
             for i in urgent if self.peers else [i for i in range(start, n) if i not in self.have]:
                 if len(self.origin_inflight) >= cfg.origin_parallel:
                     break
                 if i in self.origin_inflight:
                     continue
-                held = any(i in p.have for p in self.peers.values())
                 asked = inflight.get(i)
                 late = asked is not None and now - asked >= cfg.origin_after
-                if (not held and now - self.started >= cfg.origin_after) or late or not self.peers:
+                if late or (asked is None and not any(i in p.have for p in self.peers.values())):
                     self.origin_inflight[i] = now
                     self.counters.origin_requests += 1
                     self._actions.append(FetchOrigin(i))

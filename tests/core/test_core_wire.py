@@ -54,6 +54,14 @@ def sample(cls: type) -> wire.Message:
         wire.Neighbours: wire.Neighbours(keys=[bytes([i]) * 32 for i in range(wire.MAX_LISTED)]),
         wire.Punch: wire.Punch(phase=3, peer=b"p" * 32, nonce=2**63 - 1, host="198.18.0.1",
                                port=4433, delay_ms=0xFFFF),
+        wire.FileWant: wire.FileWant(cid=b"c" * 32),
+        wire.FileHave: wire.FileHave(cid=b"c" * 32, manifest=b"m" * wire.MAX_FILE_MANIFEST,
+                                     have=b"\xff" * wire.MAX_FILE_BITMAP),
+        wire.BlockRequest: wire.BlockRequest(cid=b"c" * 32, indices=list(range(wire.MAX_BLOCK_REQUEST))),
+        wire.BlockMsg: wire.BlockMsg(cid=b"c" * 32, index=8191, data=b"d" * wire.MAX_FILE_BLOCK,
+                                     proof=[b"p" * 32] * wire.MAX_FILE_DEPTH),
+        wire.BlockMissing: wire.BlockMissing(cid=b"c" * 32, index=0xFFFF_FFFF),
+        wire.FilePeers: wire.FilePeers(cid=b"c" * 32, peers=[NODE4, NODE6] * (wire.MAX_FILE_PEERS // 2)),
     }
     return samples[cls]
 
@@ -69,8 +77,9 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 26
-    assert set(wire.MESSAGE_IDS) == set(range(1, 24)) | {30, 31, 32}  # 17-23 DHT, 30-32 reachability
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 32
+    # 17-23 DHT, 30-32 reachability, 40-45 files
+    assert set(wire.MESSAGE_IDS) == set(range(1, 24)) | {30, 31, 32} | set(range(40, 46))
 
 
 @pytest.mark.parametrize("cls", wire.ALL_MESSAGES, ids=lambda c: c.__name__)
