@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 import pytest
+from procs import OasisProcess
 
 from oasis.core import content
 from oasis.core import swarm as sw
@@ -23,8 +24,6 @@ from oasis.media.clip import make_clip
 from oasis.node.files import Files
 from oasis.node.files_http import parse_range
 from oasis.node.node import Node
-
-from procs import OasisProcess
 
 
 def _line(p: OasisProcess, timeout: float) -> dict:
