@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         f.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
         f.add_argument("--http", default="127.0.0.1:0", help="gateway/origin HTTP address HOST:PORT")
         f.add_argument("--disk-cap-mb", type=int, default=4096, help="files kept, MiB (LRU beyond)")
+        f.add_argument("--upload-mbps", type=float, default=0.0,
+                       help="upload budget for serving the file to peers, Mbit/s (default: unbounded)")
         f.add_argument("--tracker", default=None, help="(reserved: discovery by tracker is not wired yet)")
         f.add_argument("-v", "--verbose", action="store_true")
 
@@ -174,7 +176,7 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
         raise ValueError("--disk-cap-mb must be at least 1")
     o = filecmd.FileOptions(data_dir=args.data_dir or rt.default_data_dir(args.cmd), listen=args.listen,
                             http_listen=args.http, cap_bytes=args.disk_cap_mb * 1024 * 1024,
-                            origin=getattr(args, "origin", None))
+                            origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps)
     if args.cmd == "publish":
         _run(filecmd.publish(o, args.file))
     else:

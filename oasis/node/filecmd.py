@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from oasis.core import fileswarm as fs
 from oasis.core import swarm as sw
 from oasis.core.content import parse_cid
 from oasis.core.filelink import FileLink
@@ -35,6 +36,7 @@ class FileOptions:
     cap_bytes: int = DEFAULT_CAP
     origin: str | None = None
     seed: int | None = None
+    upload_mbps: float = 0.0  #: serving budget per file, Mbit/s (0: the core's default, 512)
 
 
 async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
@@ -42,7 +44,11 @@ async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
     host, port = parse_hostport(o.listen, "--listen")
     node = Node(ident, sw.SwarmConfig(), host=host, port=port, rng=random.Random(o.seed))
     await node.start()
-    files = Files(node, o.data_dir, cap_bytes=o.cap_bytes, origin_url=o.origin)
+    cfg = fs.FileSwarmConfig()
+    if o.upload_mbps > 0:
+        rate = o.upload_mbps * 1e6 / 8
+        cfg = fs.FileSwarmConfig(upload_bytes_per_s=rate, upload_burst=max(256 * 1024, rate / 4))
+    files = Files(node, o.data_dir, cap_bytes=o.cap_bytes, origin_url=o.origin, config=cfg)
     node.files = files
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)

@@ -71,6 +71,7 @@ class FileEntry:
         self.dir = files.root / self.text
         self.last_used = files.node.clock()
         self.readers = 0
+        self.wanted: dict[bytes, None] = {}  #: peers to add to the swarm once linked (dial under way)
         self.changed = asyncio.Event()
         self.done = False
         self.stopped = False
@@ -234,10 +235,20 @@ class Files:
         node = self.node
         if node.policy.link_of(key) is None:
             self.c["files_peers_dialled"] += 1
+            e.wanted[key] = None  # joins the swarm when a link to it comes up, whoever dialled
+            while len(e.wanted) > MAX_DISCOVERED:
+                del e.wanted[next(iter(e.wanted))]
             await node.connect(peer_id_of(key), host, port)
         if node.policy.link_of(key) is not None and not e.stopped:
+            e.wanted.pop(key, None)
             e.swarm.add_peer(key, node.clock())
             self._pump(e)
+
+    def link_up(self, peer: bytes) -> None:
+        for e in self.entries.values():
+            if e.wanted.pop(peer, 1) is None and not e.stopped and not e.done:
+                e.swarm.add_peer(peer, self.node.clock())
+                self._pump(e)
 
     # ---- input from the node ------------------------------------------------------------
     def on_message(self, link: Any, peer: bytes, msg: wire.Message) -> None:

@@ -475,6 +475,8 @@ class Node:
             self._run_policy()
             if admitted and self.dht is not None:
                 self.dht.link_admitted(ev.peer_key)  # DHT messages that waited (after JOIN)
+            if admitted and self.files is not None:
+                self.files.link_up(ev.peer_key)  # a peer a file swarm wanted (dialled by anyone)
         elif isinstance(ev, ss.Violation):
             log.warning("protocol violation from %s: %s %s", link.addr, ev.code.name, ev.detail)
             self.policy.on_violation(link, link.peer_key, self.clock(), f"{ev.code.name} {ev.detail}")
