@@ -52,7 +52,7 @@ class FileSwarmConfig:
     max_inflight: int = 8  #: requests outstanding per peer
     request_timeout: float = 2.0
     window: int = 16  #: blocks from the read position fetched in order first
-    origin_after: float = 1.0  #: an urgent block late this long (or held by none) → origin
+    origin_after: float = 0.5  #: an urgent block late this long (or held by none) → origin
     origin_parallel: int = 4
     max_peers: int = 64
     max_strikes: int = 3
