@@ -90,7 +90,11 @@ async def worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 break
             await asyncio.sleep(0.01)
         s = files.status(cid)
-        out.append({"ttff": ttff, "done": done, "from_peers": s["from_peers"], "from_origin": s["from_origin"],
+        c = node.counters
+        keep = ("files_duplicate_blocks", "files_request_timeouts", "messages_over_budget", "peers_banned",
+                "files_peers_dropped", "files_serve_expired", "files_origin_requests", "files_pex_received",
+                "links_refused", "dials_refused")
+        out.append({"counters": {k: c.get(k, 0) for k in keep},"ttff": ttff, "done": done, "from_peers": s["from_peers"], "from_origin": s["from_origin"],
                     "served": s["served"], "join": t0, "end": t0 + (done or spec["timeout"])})
         # keep seeding until every viewer of this worker is done
         await stop.wait()
@@ -211,6 +215,10 @@ def main() -> int:
     served_by_viewers = sum(r["served"] for r in results)
     span = max(r["end"] for r in results) - min(r["join"] for r in results)
     base = asyncio.run(http_baseline(clip, args.viewers, joins, ttff_bytes))
+    counters: dict[str, int] = {}
+    for r in results:
+        for k, v in r["counters"].items():
+            counters[k] = counters.get(k, 0) + v
     out = {
         "viewers": args.viewers, "clip_s": args.seconds, "kbps": args.kbps, "size_bytes": size,
         "ttff_bytes": ttff_bytes, "window_s": args.window, "publisher_mbps": args.publisher_mbps, "per_process": args.per_process,
@@ -222,7 +230,7 @@ def main() -> int:
         "offload": round(served_by_viewers / max(1, peers + origin), 3),
         "p2p_share": round(peers / max(1, peers + origin), 3),
         "aggregate_mbit_s": round(len(dones) * size * 8 / span / 1e6, 1),
-        "http_single_source": base,
+        "http_single_source": base, "viewer_counters": counters,
         "encode_s": round(encode_s, 1),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version()},

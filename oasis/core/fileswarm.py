@@ -50,7 +50,7 @@ ORIGIN_TIMEOUT = 10.0  #: an origin fetch not reported by then is forgotten (ask
 @dataclass
 class FileSwarmConfig:
     max_inflight: int = 8  #: requests outstanding per peer
-    request_timeout: float = 2.0
+    request_timeout: float = 4.0  #: a request not answered by then goes elsewhere (no strike)
     window: int = 16  #: blocks from the read position fetched in order first
     origin_after: float = 0.5  #: an urgent block late this long (or held by none) → origin
     origin_parallel: int = 4
