@@ -14,11 +14,15 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from .files import Files
 from .http import harden, json_error
+
+if TYPE_CHECKING:
+    from .node import Node
 
 MAX_READERS = 64  #: concurrent /files responses per gateway
 _RANGE_RE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
@@ -141,3 +145,12 @@ def add_file_routes(app: web.Application, files: Files) -> None:
     app.router.add_get(r"/files/{cid:of1[a-z2-7]{52}}", get_file)
     app.router.add_get(r"/origin/files/{cid:of1[a-z2-7]{52}}/manifest", manifest)
     app.router.add_get(r"/origin/files/{cid:of1[a-z2-7]{52}}/{index}.blk", block)
+
+
+def attach_files(node: Node, app: web.Application, data_dir: str, **kw: Any) -> Files:
+    """Give ``node`` its file service (``node.files``) and ``app`` the file routes; the caller
+    sets ``files.gateway_url`` once the app listens."""
+    files = Files(node, data_dir, **kw)
+    node.files = files
+    add_file_routes(app, files)
+    return files
