@@ -49,7 +49,8 @@ ORIGIN_TIMEOUT = 10.0  #: an origin fetch not reported by then is forgotten (ask
 
 @dataclass
 class FileSwarmConfig:
-    max_inflight: int = 8  #: requests outstanding per peer
+    max_inflight: int = 8  #: requests outstanding per peer, at most (AIMD below it: see _Peer.limit)
+    max_total_inflight: int = 32  #: requests outstanding in all (1 MiB): more only invites duplicates
     request_timeout: float = 4.0  #: a request not answered by then goes elsewhere (no strike)
     window: int = 16  #: blocks from the read position fetched in order first
     origin_after: float = 0.5  #: an urgent block late this long (or held by none) → origin
@@ -133,6 +134,9 @@ class _Peer:
     inflight: dict[int, float] = field(default_factory=dict)  #: index -> deadline
     asked: set[int] = field(default_factory=set)  #: ever requested from it (late answers ok)
     strikes: int = 0
+    #: requests it may have outstanding: +1 per block it answers, halved per timeout (AIMD), so a
+    #: loaded seeder gets fewer requests and the rest of the swarm more
+    limit: float = 4.0
     queue: deque[tuple[int, float]] = field(default_factory=deque)  #: its requests we owe, (index, asked at)
 
 
@@ -284,6 +288,7 @@ class FileSwarm:
             return
         self.counters.blocks_from_peers += 1
         self.counters.bytes_from_peers += len(msg.data)
+        p.limit = min(float(self.config.max_inflight), p.limit + 1.0)
         p.have.add(msg.index)
         self._got(msg.index, msg.data, list(msg.proof), peer)
 
@@ -397,7 +402,7 @@ class FileSwarm:
                     self.origin_inflight[i] = now
                     self.counters.origin_requests += 1
                     self._actions.append(FetchOrigin(i))
-        peers = [(k, p) for k, p in self.peers.items() if len(p.inflight) < cfg.max_inflight and p.have]
+        peers = [(k, p) for k, p in self.peers.items() if len(p.inflight) < int(p.limit) and p.have]
         if not peers:
             return
         self.rng.shuffle(peers)
@@ -410,9 +415,12 @@ class FileSwarm:
         order = urgent + sorted((i for i in rest_counts if i not in urgent),
                                 key=lambda i: (rest_counts[i], (i - start) % n))
         taken = set(inflight) | set(self.origin_inflight)
+        total = sum(len(p.inflight) for p in self.peers.values())
         for k, p in peers:
             batch: list[int] = []
-            room = cfg.max_inflight - len(p.inflight)
+            room = min(int(p.limit) - len(p.inflight), cfg.max_total_inflight - total)
+            if room <= 0:
+                break
             for i in order:
                 if len(batch) >= room:
                     break
@@ -421,6 +429,7 @@ class FileSwarm:
                 batch.append(i)
                 taken.add(i)
             if batch:
+                total += len(batch)
                 for i in batch:
                     p.inflight[i] = now + cfg.request_timeout
                     p.asked.add(i)
@@ -452,6 +461,8 @@ class FileSwarm:
             for i in late:
                 del p.inflight[i]
                 self.counters.request_timeouts += 1
+            if late:
+                p.limit = max(1.0, p.limit / 2)
             # slow is not hostile: no strike (the requests go elsewhere; the origin backs up)
         for i, at in list(self.origin_inflight.items()):
             if now - at >= ORIGIN_TIMEOUT:

@@ -55,6 +55,7 @@ DEFAULT_CAP = 4 * 1024 ** 3  #: bytes of files kept (seeded after watching)
 MAX_FILES = 256  #: files a node tracks at once
 PEX_DIALS = 6  #: peers dialled from one FILE_PEERS
 MAX_DISCOVERED = 24  #: peers dialled from one discovery
+TARGET_PEERS = 8  #: a fetching file dials peers from FILE_PEERS only while it has fewer than this
 PROGRESS_EVERY = 0.25  #: s between file.progress events of one file (at most 4/s)
 READ_WAIT = 15.0  #: s a gateway reader waits for one block before giving up
 
@@ -239,6 +240,8 @@ class Files:
             while len(e.wanted) > MAX_DISCOVERED:
                 del e.wanted[next(iter(e.wanted))]
             await node.connect(peer_id_of(key), host, port)
+            if node.policy.link_of(key) is None and key not in node.policy.dialling:
+                e.wanted.pop(key, None)  # the dial failed (nobody else is dialling it)
         if node.policy.link_of(key) is not None and not e.stopped:
             e.wanted.pop(key, None)
             e.swarm.add_peer(key, node.clock())
@@ -263,9 +266,12 @@ class Files:
             self.c["files_pex_received"] += 1
             if e.done or peer not in e.swarm.peers:
                 return
+            room = TARGET_PEERS - len(e.swarm.peers) - len(e.wanted)
+            if room <= 0:
+                return
             found = [(n.key, n.host, n.port) for n in msg.peers]
             self.rng.shuffle(found)
-            self.discovered(cid, found[:PEX_DIALS])
+            self.discovered(cid, found[:min(PEX_DIALS, room)])
             return
         new = peer not in e.swarm.peers
         e.swarm.on_message(peer, msg, self.node.clock())
