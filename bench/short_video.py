@@ -70,7 +70,7 @@ async def worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     async def viewer(i: int, at: float) -> None:
-        node = Node(Identity.generate(), sw.SwarmConfig(), dht=False)
+        node = Node(Identity.generate(), sw.SwarmConfig(), dht=False, target_neighbours=0)
         await node.start()
         files = Files(node, Path(spec["dir"]) / f"v{spec['index']}-{i}")
         node.files = files

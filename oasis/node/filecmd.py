@@ -42,7 +42,8 @@ class FileOptions:
 async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
     ident = load_or_create(o.data_dir)
     host, port = parse_hostport(o.listen, "--listen")
-    node = Node(ident, sw.SwarmConfig(), host=host, port=port, rng=random.Random(o.seed))
+    # a file node keeps no live neighbours: the policy dials nobody on its own (file swarms dial)
+    node = Node(ident, sw.SwarmConfig(), host=host, port=port, rng=random.Random(o.seed), target_neighbours=0)
     await node.start()
     cfg = fs.FileSwarmConfig()
     if o.upload_mbps > 0:
