@@ -91,6 +91,7 @@ async def worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
             await asyncio.sleep(0.01)
         s = files.status(cid)
         c = node.counters
+        idx = len(out)
         keep = ("files_duplicate_blocks", "files_request_timeouts", "messages_over_budget", "peers_banned",
                 "files_peers_dropped", "files_serve_expired", "files_origin_requests", "files_pex_received",
                 "links_refused", "dials_refused")
@@ -98,6 +99,7 @@ async def worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
                     "served": s["served"], "join": t0, "end": t0 + (done or spec["timeout"])})
         # keep seeding until every viewer of this worker is done
         await stop.wait()
+        out[idx]["served"] = files.status(cid)["served"]  # all it served, seeding included
         await node.close()
 
     stop = asyncio.Event()
