@@ -33,7 +33,8 @@ async def run(publisher_dir: str, player_dir: str, path: str, timeout: float) ->
 
         waiter = asyncio.create_task(complete())
         await asyncio.sleep(0)  # let the feed subscribe before the fetch starts
-        status = await player.file_fetch(info.cid, peers=[pub_node.peer_id])
+        # where to fetch from: the publishing node (PEER_ID@HOST:PORT, its key pinned)
+        status = await player.file_fetch(info.cid, peers=[f"{pub_node.peer_id}@{pub_node.oftp}"])
         if status.state not in ("complete", "seeding"):
             await asyncio.wait_for(waiter, timeout)
         waiter.cancel()

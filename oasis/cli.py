@@ -121,6 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
     dmp.add_argument("--send", default=None, help="send this one message, wait for its ACK, exit")
     dmp.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a peer and the ACK")
     _common(dmp, "dm")
+    for name, helptext in (("publish", "seed a file (short video) under its content id"),
+                           ("get", "fetch a file by content id or link, verified, playable meanwhile")):
+        f = sub.add_parser(name, help=helptext)
+        if name == "publish":
+            f.add_argument("file", metavar="FILE")
+        else:
+            f.add_argument("target", metavar="CID|LINK", help="a content id (of1...) or oasis://file/ link")
+            f.add_argument("-o", "--output", default=None, help="where to write the file (default: its name)")
+            f.add_argument("--peer", action="append", default=[], help="PEER_ID@HOST:PORT holding it")
+            f.add_argument("--origin", default=None, help="HTTP origin/CDN base URL (fallback)")
+            f.add_argument("--seed", dest="keep_seeding", action="store_true",
+                           help="keep seeding after the download (until Ctrl-C)")
+            f.add_argument("--play", action="store_true", help="open ffplay/mpv/vlc on the gateway URL")
+        f.add_argument("--data-dir", help=f"key and store directory (default: ~/.local/share/oasis/{name})")
+        f.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
+        f.add_argument("--http", default="127.0.0.1:0", help="gateway/origin HTTP address HOST:PORT")
+        f.add_argument("--disk-cap-mb", type=int, default=4096, help="files kept, MiB (LRU beyond)")
+        f.add_argument("--upload-mbps", type=float, default=0.0,
+                       help="upload budget for serving the file to peers, Mbit/s (default: unbounded)")
+        f.add_argument("--tracker", default=None, help="(reserved: discovery by tracker is not wired yet)")
+        f.add_argument("-v", "--verbose", action="store_true")
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")
     t.add_argument("--listen", default="127.0.0.1:7000")
@@ -171,6 +192,22 @@ def _rewards_config(args: argparse.Namespace, data_dir: str) -> object | None:
                          dev_faucet_key=bytes.fromhex(faucet.removeprefix("0x")) if faucet else None)
 
 
+def _files(args: argparse.Namespace, rt: Any) -> int:
+    from oasis.node import filecmd
+
+    if args.disk_cap_mb < 1:
+        raise ValueError("--disk-cap-mb must be at least 1")
+    o = filecmd.FileOptions(data_dir=args.data_dir or rt.default_data_dir(args.cmd), listen=args.listen,
+                            http_listen=args.http, cap_bytes=args.disk_cap_mb * 1024 * 1024,
+                            origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps)
+    if args.cmd == "publish":
+        _run(filecmd.publish(o, args.file))
+    else:
+        _run(filecmd.get(o, args.target, out=args.output, peers=args.peer,
+                         keep_seeding=args.keep_seeding, play=args.play))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
@@ -192,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "wallet":
             return _wallet(args)
+        if args.cmd in ("publish", "get"):
+            return _files(args, rt)
         given = {k: v for k, v in (("bitrate_kbps", args.bitrate), ("chunk_ms", args.chunk_ms),
                                    ("substreams", args.substreams)) if v is not None}
         bitrate = 1500 if args.bitrate is None else args.bitrate

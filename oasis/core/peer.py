@@ -64,9 +64,10 @@ __all__ = ["Candidate", "Dial", "dialable"]  # re-exported: the policy's actions
 L = TypeVar("L", bound=Hashable)  #: the executor's link handle
 INF = float("inf")
 #: messages that make a link a service link when nothing is joined on it (§17.8): the DHT's,
-#: and direct messages handed to the peers nearest their recipient (§19.3). Not DM_PREKEY:
+#: direct messages handed to the peers nearest their recipient (§19.3), and file transfer
+#: (§18). Not DM_PREKEY:
 #: every node sends it on every link, so it says nothing of what the link is for.
-SERVICE_MESSAGES = (*wire.DHT_MESSAGES, wire.DmEnvelope)
+SERVICE_MESSAGES = (*wire.DHT_MESSAGES, wire.DmEnvelope, *wire.FILE_MESSAGES)
 TO_NODE = b""  #: ``on_message`` result: not stream-scoped, the executor handles it (ledger)
 
 

@@ -367,12 +367,72 @@ class DmPrekey(Message, tag=53, frozen=True):
 
 CHAT_MESSAGES = (ChatMsg, ChatMod)
 DM_MESSAGES = (DmEnvelope, DmPrekey)
+# ---- files (oasis/core/fileswarm.py; docs/oftp.md § 18) ----------------------
+
+MAX_FILE_BLOCK = 32 * 1024  #: content.BLOCK_SIZE: a block with its proof fits a control frame
+MAX_FILE_DEPTH = 13  #: content.MAX_DEPTH
+MAX_FILE_BITMAP = 1024  #: bytes of a HAVE bitmap (content.MAX_BLOCKS / 8)
+MAX_FILE_MANIFEST = 1024  #: content.MAX_MANIFEST
+MAX_BLOCK_REQUEST = 32  #: block indices in one BLOCK_REQUEST
+Cid = Annotated[bytes, Meta(min_length=32, max_length=32)]
+
+
+class FileWant(Message, tag=40, frozen=True):
+    """The sender wants (or holds) file ``cid``: answer with FILE_HAVE."""
+
+    cid: Cid
+
+
+class FileHave(Message, tag=41, frozen=True):
+    """The sender's manifest of ``cid`` (empty: it has none) and the blocks it holds
+    (bit i of byte i//8, most significant first, set = holds block i)."""
+
+    cid: Cid
+    manifest: Annotated[bytes, Meta(max_length=MAX_FILE_MANIFEST)]
+    have: Annotated[bytes, Meta(max_length=MAX_FILE_BITMAP)]
+
+
+class BlockRequest(Message, tag=42, frozen=True):
+    """Send these blocks of ``cid`` (each answered by BLOCK or BLOCK_MISSING)."""
+
+    cid: Cid
+    indices: Annotated[list[U32], Meta(min_length=1, max_length=MAX_BLOCK_REQUEST)]
+
+
+class BlockMsg(Message, tag=43, frozen=True):
+    """One block of ``cid`` with its Merkle path (content.verify_block)."""
+
+    cid: Cid
+    index: U32
+    data: Annotated[bytes, Meta(max_length=MAX_FILE_BLOCK)]
+    proof: Annotated[list[Key32], Meta(max_length=MAX_FILE_DEPTH)]
+
+
+class BlockMissing(Message, tag=44, frozen=True):
+    """Answer to BLOCK_REQUEST: block ``index`` is not held (or over the sender's budget)."""
+
+    cid: Cid
+    index: U32
+
+
+MAX_FILE_PEERS = 16  #: addresses in one FILE_PEERS
+
+
+class FilePeers(Message, tag=45, frozen=True):
+    """Other peers the sender has in the swarm of ``cid`` (peer exchange): key pinned
+    when dialled, so a wrong address never becomes a link."""
+
+    cid: Cid
+    peers: Annotated[list[DhtNode], Meta(max_length=MAX_FILE_PEERS)]
+
+
+FILE_MESSAGES = (FileWant, FileHave, BlockRequest, BlockMsg, BlockMissing, FilePeers)
 
 
 CONTROL_MESSAGES = (
     Hello, Auth, Join, Leave, Status, Subscribe, SubscribeAck, Unsubscribe,
     Request, Missing, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg, *DHT_MESSAGES,
-    Observed, Neighbours, Punch, *CHAT_MESSAGES, *DM_MESSAGES,
+    Observed, Neighbours, Punch, *FILE_MESSAGES, *CHAT_MESSAGES, *DM_MESSAGES,
 )
 ALL_MESSAGES = (*CONTROL_MESSAGES, ChunkMsg)
 MESSAGE_IDS = {cls.__struct_config__.tag: cls for cls in ALL_MESSAGES}
@@ -382,7 +442,9 @@ _control_decoder = msgspec.msgpack.Decoder(
     Hello | Auth | Join | Leave | Status | Subscribe | SubscribeAck | Unsubscribe
     | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
     | DhtPing | DhtPong | DhtFindNode | DhtNodesMsg | DhtGetProviders | DhtProviders
-    | DhtAddProvider | Observed | Neighbours | Punch | ChatMsg | ChatMod | DmEnvelope | DmPrekey
+    | DhtAddProvider | Observed | Neighbours | Punch
+    | FileWant | FileHave | BlockRequest | BlockMsg | BlockMissing | FilePeers
+    | ChatMsg | ChatMod | DmEnvelope | DmPrekey
 )
 _chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)
 _LEN = struct.Struct(">I")

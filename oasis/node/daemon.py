@@ -74,8 +74,11 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
     http.add_gateway_routes(app, node, tracker=tracker)
     if tracker is not None:
         http.add_tracker_routes(app, tracker)
+    from .files_http import attach_files
+    files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     runner, hport = await rt.start_http(app, hhost, hport)
     base = f"http://{hhost}:{hport}"
+    files.gateway_url = base
     server: ApiServer | None = None
     try:
         server = await serve_api(c, node, base=base, tracker=tracker,

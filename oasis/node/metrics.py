@@ -31,7 +31,7 @@ from oasis import datafiles
 
 #: Node.counters entries that are levels, not counts (exported as gauges)
 NODE_GAUGES = frozenset({"link_chunk_bytes_buffered", "nat_kind", "dht_contacts", "dht_records",
-                         "dht_pending", "dm_held"})
+                         "dht_pending", "dm_held", "files_tracked", "files_bytes"})
 
 #: upper bounds (seconds) of the delivery-latency histogram
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)

@@ -243,6 +243,8 @@ class Node:
         self.dht: DhtDriver | None = DhtDriver(self) if dht else None
         #: stream chat and direct messages (oasis.core.chat, oasis.core.dm)
         self.messaging = Messaging(self)
+        #: files (docs/oftp.md §18): oasis.node.files.Files, set by the runtime (it knows the data dir)
+        self.files: Any = None
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -295,7 +297,8 @@ class Node:
         nat = {f"nat_{k}": v for k, v in dataclasses.asdict(self.policy.nat.counters).items()}
         nat["nat_kind"] = int(self.policy.mapping.kind)  # oasis.core.nat.NatKind
         dht = self.dht.counters_all() if self.dht is not None else {}
-        return (dataclasses.asdict(self.policy.counters) | nat | dht | self.link_counters()
+        files = self.files.counters() if self.files is not None else {}
+        return (dataclasses.asdict(self.policy.counters) | nat | dht | files | self.link_counters()
                 | self.messaging.counters())
 
     def link_counters(self) -> dict[str, int]:
@@ -502,6 +505,8 @@ class Node:
                 self.dht.link_admitted(ev.peer_key)  # DHT messages that waited (after JOIN)
             if admitted:
                 self.messaging.on_link_up(ev.peer_key)
+            if admitted and self.files is not None:
+                self.files.link_up(ev.peer_key)  # a peer a file swarm wanted (dialled by anyone)
         elif isinstance(ev, ss.Violation):
             log.warning("protocol violation from %s: %s %s", link.addr, ev.code.name, ev.detail)
             self.policy.on_violation(link, link.peer_key, self.clock(), f"{ev.code.name} {ev.detail}")
@@ -534,6 +539,8 @@ class Node:
                 self.dht.on_message(link, peer, msg)
             elif isinstance(msg, wire.DM_MESSAGES):
                 self.messaging.on_dm(peer, msg)
+            elif isinstance(msg, wire.FILE_MESSAGES) and self.files is not None:
+                self.files.on_message(link, peer, msg)
         else:
             ls = self.streams.get(route)
             if ls is None:
@@ -570,6 +577,8 @@ class Node:
             self._fold(link)
         self.policy.link_down(link, link.peer_key, self.clock(), code=code)
         self._run_policy()
+        if self.files is not None and link.peer_key is not None:
+            self.files.link_down(link.peer_key)
 
     def _fold(self, link: Link) -> None:
         """Add a closed link's counters to the node's totals, once."""
@@ -610,6 +619,8 @@ class Node:
             self._timer = None
         if self.dht is not None:
             self.dht.close()
+        if self.files is not None:
+            self.files.close()
         self.endpoint.close()
         for task in list(self._tasks):
             task.cancel()

@@ -45,6 +45,7 @@ from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
 
 from . import http
+from .files_http import attach_files
 from .keystore import load_or_create
 from .metrics import discovery_counters
 from .node import LiveStream, Node
@@ -256,6 +257,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     descriptors: dict[str, Descriptor] = {}
     http.add_origin_routes(app, node, descriptors)
     http.add_gateway_routes(app, node, tracker=tracker)
+    files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     if tracker is not None:
         http.add_tracker_routes(app, tracker)
     if c.rewards is not None:
@@ -268,6 +270,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         rewards_http.add_rewards_routes(app, node, broadcaster=True)
     runner, hport = await start_http(app, hhost, hport)
     base = f"http://{hhost}:{hport}"
+    files.gateway_url = base
     origin = f"{base}/origin"
     tickets = f"{base}/tickets" if c.rewards is not None else None
     tracker_url = tracker_url or f"{base}/tracker"
@@ -402,6 +405,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     ghost, gport = parse_hostport(gateway, "--gateway")
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)
+    files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     rewards_ready: asyncio.Task[None] | None = None
     if c.rewards is not None:
         # Open wallet and chain first (slow: imports the EVM stack), then join.
@@ -416,6 +420,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     runner, gport = await start_http(app, ghost, gport)
     from .daemon import serve_api
     api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")
+    files.gateway_url = f"http://{ghost}:{gport}"
     emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{ghost}:{gport}",
           "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}",
           "descriptor": desc.to_json(), "mismatch": mismatch})

@@ -21,6 +21,7 @@ MAX_LINK = 16384  #: characters of an ``oasis://`` link (it carries a signed des
 StreamName = Annotated[str, Meta(pattern=r"^[a-z0-9_-]{1,32}$", description="stream name")]
 StreamIdText = Annotated[str, Meta(max_length=100, description="stream id: <peer id>.<name>")]
 PeerIdText = Annotated[str, Meta(min_length=1, max_length=64, description="base32 peer id")]
+PeerAddrText = Annotated[str, Meta(min_length=1, max_length=128)]  #: PEER_ID@HOST:PORT
 Cid = Annotated[str, Meta(min_length=1, max_length=128, description="content id of a file")]
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 
@@ -70,7 +71,8 @@ class FilePublishRequest(_Req):
 
 
 class FileFetchRequest(_Req):
-    peers: Annotated[list[PeerIdText], Meta(max_length=16)] | None = None
+    #: peers to fetch from, ``PEER_ID@HOST:PORT`` (the key is pinned when dialling)
+    peers: Annotated[list[PeerAddrText], Meta(max_length=16)] | None = None
 
 
 # ---- responses ------------------------------------------------------------------------

@@ -62,6 +62,14 @@ def sample(cls: type) -> wire.Message:
                                          expires_ms=2**41, box=b"b" * wire.MAX_DM_BOX),
         wire.DmPrekey: wire.DmPrekey(key=b"k" * 32, prekey=b"p" * 32, expires_ms=2**41,
                                      signature=b"g" * 64),
+        wire.FileWant: wire.FileWant(cid=b"c" * 32),
+        wire.FileHave: wire.FileHave(cid=b"c" * 32, manifest=b"m" * wire.MAX_FILE_MANIFEST,
+                                     have=b"\xff" * wire.MAX_FILE_BITMAP),
+        wire.BlockRequest: wire.BlockRequest(cid=b"c" * 32, indices=list(range(wire.MAX_BLOCK_REQUEST))),
+        wire.BlockMsg: wire.BlockMsg(cid=b"c" * 32, index=8191, data=b"d" * wire.MAX_FILE_BLOCK,
+                                     proof=[b"p" * 32] * wire.MAX_FILE_DEPTH),
+        wire.BlockMissing: wire.BlockMissing(cid=b"c" * 32, index=0xFFFF_FFFF),
+        wire.FilePeers: wire.FilePeers(cid=b"c" * 32, peers=[NODE4, NODE6] * (wire.MAX_FILE_PEERS // 2)),
     }
     return samples[cls]
 
@@ -77,8 +85,10 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 30
-    assert set(wire.MESSAGE_IDS) == set(range(1, 24)) | {30, 31, 32, 50, 51, 52, 53}  # 17-23 DHT, 30-32 reachability, 50-53 messaging
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 36
+    # 17-23 DHT, 30-32 reachability, 40-45 files, 50-53 messaging
+    assert set(wire.MESSAGE_IDS) == (set(range(1, 24)) | {30, 31, 32} | set(range(40, 46))
+                                     | {50, 51, 52, 53})
 
 
 @pytest.mark.parametrize("cls", wire.ALL_MESSAGES, ids=lambda c: c.__name__)

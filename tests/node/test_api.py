@@ -65,6 +65,9 @@ class FakeFiles:
     def __init__(self) -> None:
         self.published: list[str] = []
 
+    def close(self) -> None:
+        pass
+
     async def publish(self, path: str) -> dict[str, Any]:
         self.published.append(path)
         return {"cid": "c1", "name": Path(path).name, "size": os.path.getsize(path), "block_size": 65536,

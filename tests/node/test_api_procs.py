@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from oasis.sdk import AsyncClient, OasisApiError
-from tests.node.procs import OasisProcess
+from tests.node.procs import OasisProcess, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,6 +134,8 @@ def test_chat_bot_answers_ping(two_nodes: tuple[OasisProcess, OasisProcess], tmp
     with Client.from_data_dir(tmp_path / "a") as api_a, Client.from_data_dir(tmp_path / "b") as api_b:
         pub = api_a.publish("live", "test", bitrate_kbps=300)
         api_b.watch(pub.link)
+        # chat floods over the stream's links: B must be linked to the publisher first
+        wait_until(lambda: api_b.stream(pub.stream_id).neighbours >= 1, 30)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         bot = subprocess.Popen([sys.executable, str(EXAMPLES / "chat_bot.py"), pub.stream_id,
                                 "--data-dir", str(tmp_path / "a"), "--replies", "1", "--timeout", "30"],
@@ -142,10 +144,7 @@ def test_chat_bot_answers_ping(two_nodes: tuple[OasisProcess, OasisProcess], tmp
             assert bot.stdout is not None and json.loads(bot.stdout.readline())["ready"]
             api_b.chat_send(pub.stream_id, "!ping")
             assert bot.wait(30) == 0
-            deadline = time.monotonic() + 15
-            while "pong" not in [m.text for m in api_b.chat_history(pub.stream_id)]:
-                assert time.monotonic() < deadline, "the bot's answer did not reach the viewer"
-                time.sleep(0.2)
+            wait_until(lambda: "pong" in [m.text for m in api_b.chat_history(pub.stream_id)], 15)
         finally:
             if bot.poll() is None:
                 bot.kill()

@@ -1,0 +1,76 @@
+"""File links: ``oasis://file/<cid>?b=<peer id>@<host>:<port>&o=<origin URL>``.
+
+All a getter needs: the content id (which verifies everything else), up to
+``MAX_BOOTSTRAP`` peers that hold the file (dialled with their key pinned) and an
+optional HTTP origin (or CDN) serving ``/origin/files/<cid>/...``. Strict parse: every
+parameter known and within its count; failures are :class:`~oasis.core.streamlink.LinkError`.
+Sans-I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from .content import ContentError, cid_text, parse_cid
+from .identity import key_of_peer_id, peer_id_of
+from .streamlink import LinkError
+
+MAX_LINK = 4096
+MAX_BOOTSTRAP = 8
+PREFIX = "oasis://file/"
+
+
+@dataclass(frozen=True)
+class FileLink:
+    cid: bytes
+    peers: tuple[tuple[bytes, str, int], ...] = ()  #: (key, host, port)
+    origin: str | None = None
+
+    def to_text(self) -> str:
+        q = [f"b={peer_id_of(k)}@{f'[{h}]' if ':' in h else h}:{p}" for k, h, p in self.peers]
+        if self.origin:
+            q.append("o=" + quote(self.origin, safe=":/"))
+        return PREFIX + cid_text(self.cid) + ("?" + "&".join(q) if q else "")
+
+
+def parse_peer(text: str) -> tuple[bytes, str, int]:
+    """``<peer id>@<host>:<port>`` (IPv6 host in brackets) → (key, host, port)."""
+    pid, at, addr = text.partition("@")
+    host, sep, port = addr.rpartition(":")
+    if not at or not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LinkError("bad_peer", f"peer must be PEER_ID@HOST:PORT, got {text[:80]!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        key = key_of_peer_id(pid)
+    except ValueError as exc:
+        raise LinkError("bad_peer", str(exc)) from None
+    return key, host, int(port)
+
+
+def parse(text: str) -> FileLink:
+    if len(text) > MAX_LINK:
+        raise LinkError("too_long", f"file link over {MAX_LINK} characters")
+    if not text.startswith(PREFIX):
+        raise LinkError("bad_scheme", f"a file link starts with {PREFIX}")
+    parts = urlsplit(text)
+    try:
+        cid = parse_cid(parts.path.lstrip("/"))
+    except ContentError as exc:
+        raise LinkError("bad_cid", str(exc)) from None
+    peers: list[tuple[bytes, str, int]] = []
+    origin: str | None = None
+    for k, v in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):
+        if k == "b":
+            if len(peers) >= MAX_BOOTSTRAP:
+                raise LinkError("too_many_peers", f"at most {MAX_BOOTSTRAP} peers")
+            peers.append(parse_peer(v))
+        elif k == "o" and origin is None:
+            if urlsplit(v).scheme not in ("http", "https"):
+                raise LinkError("bad_origin", "origin must be an http(s) URL")
+            origin = v
+        else:
+            raise LinkError("unknown_parameter", f"parameter {k!r} not allowed here")
+    return FileLink(cid, tuple(peers), origin)

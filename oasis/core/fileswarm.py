@@ -1,0 +1,483 @@
+"""One file's swarm, sans-I/O: who holds which block, what to ask whom, what to serve.
+
+Theory of operation
+-------------------
+A :class:`FileSwarm` exists per content id on a node that fetches or seeds that file.
+The executor feeds it peers (``add_peer``/``remove_peer``), wire messages
+(``on_message``), origin answers (``on_origin_manifest``/``on_origin_block``) and
+the player's read position (``want_from``), always with ``now``; it drains
+:meth:`actions` and re-arms one timer at :meth:`get_timer`.
+
+Fetching::
+
+    us → peer   FILE_WANT(cid)
+    peer → us   FILE_HAVE(cid, manifest, bitmap)        manifest checked against the cid
+    us → peer   BLOCK_REQUEST(cid, [i, j, ...])         at most ``max_inflight`` per peer
+    peer → us   BLOCK(cid, i, data, proof)              verified alone (content.verify_block)
+
+The picker fills each peer's free request slots: first the blocks of the *urgent
+window* (``window`` blocks from the player's read position) in order, so a player
+reading through the gateway can start and seek while the file downloads; then the
+rarest blocks among the peers (ties: nearest the read position). A request not answered
+by ``request_timeout`` is asked again elsewhere and counts against the peer.
+
+Origin fallback (same idea as live chunks): an urgent block that no peer holds, or that
+has been requested for ``origin_after`` seconds without arriving, is fetched from the
+HTTP origin (``FetchOrigin``), at most ``origin_parallel`` at a time; with no peers at all
+the whole file comes that way in order. The manifest too comes from the origin when no
+peer gave it within ``origin_after``.
+
+Hostile peers: a block that fails verification, a manifest that does not hash to the
+cid, a BLOCK nobody asked for, a HAVE that lied (BLOCK_MISSING for an advertised
+block) each add strikes; at ``max_strikes`` the peer is dropped (``DropFilePeer``).
+Serving is bounded: each peer may queue ``serve_queue`` requests; the node-wide upload
+budget (``upload_bytes_per_s``, token bucket) paces the answers (``ServeBlock``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from . import content, wire
+from .content import ContentError, Manifest
+
+INF = float("inf")
+ORIGIN_TIMEOUT = 10.0  #: an origin fetch not reported by then is forgotten (asked again)
+
+
+@dataclass
+class FileSwarmConfig:
+    max_inflight: int = 8  #: requests outstanding per peer, at most (AIMD below it: see _Peer.limit)
+    max_total_inflight: int = 32  #: requests outstanding in all (1 MiB): more only invites duplicates
+    request_timeout: float = 4.0  #: a request not answered by then goes elsewhere (no strike)
+    window: int = 16  #: blocks from the read position fetched in order first
+    origin_after: float = 0.5  #: an urgent block late this long (or held by none) → origin
+    origin_parallel: int = 4
+    max_peers: int = 64
+    max_strikes: int = 3
+    have_every: float = 0.5  #: s between FILE_HAVE updates to peers while fetching
+    serve_queue: int = 32  #: requests one peer may have queued with us
+    upload_bytes_per_s: float = 64e6  #: serving budget of this file (token bucket)
+    upload_burst: float = 4e6
+
+
+@dataclass(frozen=True, slots=True)
+class SendFile:
+    peer: bytes
+    message: wire.Message
+
+
+@dataclass(frozen=True, slots=True)
+class ServeBlock:
+    """Read block ``index`` from the store and send it (with ``proof``) to ``peer``."""
+
+    peer: bytes
+    index: int
+    proof: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBlock:
+    """A verified block: write it. ``peer`` None = from the origin."""
+
+    index: int
+    data: bytes
+    peer: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestKnown:
+    manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOrigin:
+    index: int  #: -1 = the manifest
+
+
+@dataclass(frozen=True, slots=True)
+class DropFilePeer:
+    peer: bytes
+    reason: str
+
+
+Action = SendFile | ServeBlock | StoreBlock | ManifestKnown | FetchOrigin | DropFilePeer
+
+
+@dataclass
+class FileCounters:
+    blocks_from_peers: int = 0
+    blocks_from_origin: int = 0
+    bytes_from_peers: int = 0
+    bytes_from_origin: int = 0
+    blocks_served: int = 0
+    bytes_served: int = 0
+    bad_blocks: int = 0  #: failed verification (peer or origin)
+    bad_manifests: int = 0
+    unsolicited_blocks: int = 0
+    have_lies: int = 0  #: BLOCK_MISSING for a block the peer's HAVE claimed
+    request_timeouts: int = 0
+    peers_dropped: int = 0
+    peers_refused: int = 0  #: beyond max_peers
+    serve_refused: int = 0  #: requests beyond a peer's queue or for blocks not held
+    serve_expired: int = 0  #: queued requests dropped: older than request_timeout when their turn came
+    duplicate_blocks: int = 0
+    origin_requests: int = 0
+    origin_failures: int = 0
+
+
+@dataclass
+class _Peer:
+    have: set[int] = field(default_factory=set)
+    inflight: dict[int, float] = field(default_factory=dict)  #: index -> deadline
+    asked: set[int] = field(default_factory=set)  #: ever requested from it (late answers ok)
+    strikes: int = 0
+    #: requests it may have outstanding: +1 per block it answers, halved per timeout (AIMD), so a
+    #: loaded seeder gets fewer requests and the rest of the swarm more
+    limit: float = 4.0
+    queue: deque[tuple[int, float]] = field(default_factory=deque)  #: its requests we owe, (index, asked at)
+
+
+class FileSwarm:
+    def __init__(self, cid: bytes, config: FileSwarmConfig | None = None, *,
+                 manifest: Manifest | None = None, tree: content.MerkleTree | None = None,
+                 origin: bool = False, rng: random.Random | None = None, now: float = 0.0) -> None:
+        self.cid = cid
+        self.config = config or FileSwarmConfig()
+        self.rng = rng or random.Random(0)
+        self.origin = origin
+        self.started = now
+        self.counters = FileCounters()
+        self.peers: dict[bytes, _Peer] = {}
+        self.manifest: Manifest | None = None
+        self.have: set[int] = set()
+        self.proofs: dict[int, list[bytes]] = {}  #: proofs of blocks held (until the tree is known)
+        self.tree = tree
+        self.cursor = 0  #: the player's read position (block index)
+        self.origin_inflight: dict[int, float] = {}  #: index (-1: manifest) -> asked at
+        self._actions: list[Action] = []
+        self._have_dirty = False
+        self._have_at = now
+        self._tokens = self.config.upload_burst
+        self._tokens_t = now
+        self._serve_at = INF
+        self._checked = now  #: handle_timer ran up to here
+        if manifest is not None:
+            self._set_manifest(manifest)
+        if tree is not None and self.manifest is not None:
+            self.have = set(range(self.manifest.blocks))
+
+    # ---- state ---------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None and len(self.have) == self.manifest.blocks
+
+    def _set_manifest(self, m: Manifest) -> None:
+        self.manifest = m
+        self._actions.append(ManifestKnown(m))
+
+    def bitmap(self) -> bytes:
+        if self.manifest is None:
+            return b""
+        out = bytearray((self.manifest.blocks + 7) // 8)
+        for i in self.have:
+            out[i >> 3] |= 0x80 >> (i & 7)
+        return bytes(out)
+
+    def have_message(self) -> wire.FileHave:
+        raw = self.manifest.encode() if self.manifest is not None else b""
+        return wire.FileHave(cid=self.cid, manifest=raw, have=self.bitmap())
+
+    def set_tree(self, tree: content.MerkleTree) -> None:
+        """The whole file is stored and re-hashed: serve any block from the full tree."""
+        self.tree = tree
+        self.proofs.clear()
+
+    # ---- peers -----------------------------------------------------------------
+    def add_peer(self, peer: bytes, now: float) -> bool:
+        if peer in self.peers:
+            return True
+        if len(self.peers) >= self.config.max_peers:
+            self.counters.peers_refused += 1
+            return False
+        self.peers[peer] = _Peer()
+        self._send(peer, wire.FileWant(cid=self.cid))
+        if self.manifest is not None:
+            self._send(peer, self.have_message())
+        return True
+
+    def remove_peer(self, peer: bytes, now: float) -> None:
+        if self.peers.pop(peer, None) is not None:
+            self._pick(now)
+
+    def want_from(self, index: int, now: float) -> None:
+        """A player reads from block ``index``: fetch from there first."""
+        self.cursor = max(0, index)
+        self._pick(now)
+
+    # ---- input -------------------------------------------------------------------
+    def on_message(self, peer: bytes, msg: wire.Message, now: float) -> None:
+        p = self.peers.get(peer)
+        if p is None:
+            if not self.add_peer(peer, now):
+                return
+            p = self.peers[peer]
+        if isinstance(msg, wire.FileWant):
+            self._send(peer, self.have_message())
+        elif isinstance(msg, wire.FileHave):
+            self._on_have(peer, p, msg, now)
+        elif isinstance(msg, wire.BlockRequest):
+            self._on_request(peer, p, msg, now)
+        elif isinstance(msg, wire.BlockMsg):
+            self._on_block(peer, p, msg, now)
+        elif isinstance(msg, wire.BlockMissing):
+            if p.inflight.pop(msg.index, None) is not None and msg.index in p.have:
+                self.counters.have_lies += 1
+                p.have.discard(msg.index)
+                self._strike(peer, p, 1, "BLOCK_MISSING for a block its HAVE claimed")
+        self._pick(now)
+
+    def _on_have(self, peer: bytes, p: _Peer, msg: wire.FileHave, now: float) -> None:
+        if self.manifest is None and msg.manifest:
+            try:
+                self._set_manifest(content.decode_manifest(msg.manifest, self.cid))
+            except ContentError:
+                self.counters.bad_manifests += 1
+                self._strike(peer, p, self.config.max_strikes, "manifest does not match the cid")
+                return
+            for q in self.peers:
+                if q != peer:
+                    self._send(q, self.have_message())
+        m = self.manifest
+        if m is None:
+            return
+        n = m.blocks
+        have = set()
+        for byte_i, b in enumerate(msg.have[: (n + 7) // 8]):
+            if b:
+                for bit in range(8):
+                    if b & (0x80 >> bit):
+                        i = byte_i * 8 + bit
+                        if i < n:
+                            have.add(i)
+        p.have = have
+
+    def _on_request(self, peer: bytes, p: _Peer, msg: wire.BlockRequest, now: float) -> None:
+        for i in msg.indices:
+            if i not in self.have or len(p.queue) >= self.config.serve_queue:
+                self.counters.serve_refused += 1
+                self._send(peer, wire.BlockMissing(cid=self.cid, index=i))
+                continue
+            p.queue.append((i, now))
+        self._serve(now)
+
+    def _on_block(self, peer: bytes, p: _Peer, msg: wire.BlockMsg, now: float) -> None:
+        p.inflight.pop(msg.index, None)
+        if msg.index not in p.asked or self.manifest is None:
+            self.counters.unsolicited_blocks += 1
+            self._strike(peer, p, 1, "BLOCK not requested")
+            return
+        if msg.index in self.have:
+            self.counters.duplicate_blocks += 1
+            return
+        if not content.verify_block(self.manifest, msg.index, msg.data, msg.proof):
+            self.counters.bad_blocks += 1
+            self._strike(peer, p, self.config.max_strikes, f"block {msg.index} fails verification")
+            return
+        self.counters.blocks_from_peers += 1
+        self.counters.bytes_from_peers += len(msg.data)
+        p.limit = min(float(self.config.max_inflight), p.limit + 1.0)
+        p.have.add(msg.index)
+        self._got(msg.index, msg.data, list(msg.proof), peer)
+
+    def on_origin_manifest(self, raw: bytes | None, now: float) -> None:
+        self.origin_inflight.pop(-1, None)
+        if raw is None:
+            self.counters.origin_failures += 1
+        elif self.manifest is None:
+            try:
+                self._set_manifest(content.decode_manifest(raw, self.cid))
+            except ContentError:
+                self.counters.bad_manifests += 1
+        self._pick(now)
+
+    def on_origin_block(self, index: int, block: wire.BlockMsg | None, now: float) -> None:
+        self.origin_inflight.pop(index, None)
+        m = self.manifest
+        if block is None or m is None or block.index != index or block.cid != self.cid:
+            self.counters.origin_failures += 1
+        elif index not in self.have:
+            if content.verify_block(m, index, block.data, block.proof):
+                self.counters.blocks_from_origin += 1
+                self.counters.bytes_from_origin += len(block.data)
+                self._got(index, block.data, list(block.proof), None)
+            else:
+                self.counters.bad_blocks += 1
+        self._pick(now)
+
+    def _got(self, index: int, data: bytes, proof: list[bytes], peer: bytes | None) -> None:
+        self.have.add(index)
+        if self.tree is None:
+            self.proofs[index] = proof
+        for q in self.peers.values():
+            q.inflight.pop(index, None)
+        self._have_dirty = True
+        self._actions.append(StoreBlock(index, data, peer))
+
+    def _strike(self, peer: bytes, p: _Peer, n: int, reason: str) -> None:
+        p.strikes += n
+        if p.strikes >= self.config.max_strikes:
+            self.counters.peers_dropped += 1
+            del self.peers[peer]
+            self._actions.append(DropFilePeer(peer, reason))
+
+    # ---- output --------------------------------------------------------------------
+    def _send(self, peer: bytes, msg: wire.Message) -> None:
+        self._actions.append(SendFile(peer, msg))
+
+    def proof_of(self, index: int) -> list[bytes] | None:
+        if self.tree is not None:
+            return self.tree.proof(index)
+        return self.proofs.get(index)
+
+    def _serve(self, now: float) -> None:
+        cfg = self.config
+        self._tokens = min(cfg.upload_burst, self._tokens + (now - self._tokens_t) * cfg.upload_bytes_per_s)
+        self._tokens_t = now
+        self._serve_at = INF
+        m = self.manifest
+        if m is None:
+            return
+        busy = [k for k, p in self.peers.items() if p.queue]
+        while busy and self._tokens > 0:
+            for k in list(busy):
+                p = self.peers[k]
+                i, asked = p.queue.popleft()
+                proof = self.proof_of(i)
+                if now - asked > cfg.request_timeout:  # the requester has asked elsewhere by now
+                    self.counters.serve_expired += 1
+                elif proof is not None:
+                    self._tokens -= m.block_len(i)
+                    self.counters.blocks_served += 1
+                    self.counters.bytes_served += m.block_len(i)
+                    self._actions.append(ServeBlock(k, i, proof))
+                if not p.queue:
+                    busy.remove(k)
+                if self._tokens <= 0:
+                    break
+        if busy:
+            self._serve_at = now + (-self._tokens + m.block_size) / cfg.upload_bytes_per_s
+
+    def _pick(self, now: float) -> None:
+        m = self.manifest
+        cfg = self.config
+        waited = now - self.started >= cfg.origin_after  # peers had their chance to answer
+        if m is None:
+            if self.origin and waited and -1 not in self.origin_inflight:
+                self.origin_inflight[-1] = now
+                self.counters.origin_requests += 1
+                self._actions.append(FetchOrigin(-1))
+            return
+        if self.complete:
+            return
+        n = m.blocks
+        inflight: dict[int, float] = {}  # index -> earliest ask time
+        for p in self.peers.values():
+            for i, dl in p.inflight.items():
+                inflight[i] = min(inflight.get(i, INF), dl - cfg.request_timeout)
+        start = min(self.cursor, n - 1)
+        urgent = [i for i in range(start, min(n, start + cfg.window)) if i not in self.have]
+        # origin: urgent blocks nobody holds, or late
+        if self.origin and waited:
+            for i in urgent if self.peers else [i for i in range(start, n) if i not in self.have]:
+                if len(self.origin_inflight) >= cfg.origin_parallel:
+                    break
+                if i in self.origin_inflight:
+                    continue
+                asked = inflight.get(i)
+                late = asked is not None and now - asked >= cfg.origin_after
+                if late or (asked is None and not any(i in p.have for p in self.peers.values())):
+                    self.origin_inflight[i] = now
+                    self.counters.origin_requests += 1
+                    self._actions.append(FetchOrigin(i))
+        peers = [(k, p) for k, p in self.peers.items() if len(p.inflight) < int(p.limit) and p.have]
+        if not peers:
+            return
+        self.rng.shuffle(peers)
+        peers.sort(key=lambda kp: len(kp[1].inflight))
+        rest_counts: dict[int, int] = {}
+        for _, p in self.peers.items():
+            for i in p.have:
+                if i not in self.have:
+                    rest_counts[i] = rest_counts.get(i, 0) + 1
+        order = urgent + sorted((i for i in rest_counts if i not in urgent),
+                                key=lambda i: (rest_counts[i], (i - start) % n))
+        taken = set(inflight) | set(self.origin_inflight)
+        total = sum(len(p.inflight) for p in self.peers.values())
+        for k, p in peers:
+            batch: list[int] = []
+            room = min(int(p.limit) - len(p.inflight), cfg.max_total_inflight - total)
+            if room <= 0:
+                break
+            for i in order:
+                if len(batch) >= room:
+                    break
+                if i in taken or i not in p.have:
+                    continue
+                batch.append(i)
+                taken.add(i)
+            if batch:
+                total += len(batch)
+                for i in batch:
+                    p.inflight[i] = now + cfg.request_timeout
+                    p.asked.add(i)
+                self._send(k, wire.BlockRequest(cid=self.cid, indices=batch))
+
+    # ---- timer -----------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        t = self._serve_at
+        for p in self.peers.values():
+            for dl in p.inflight.values():
+                t = min(t, dl)
+        if self._have_dirty:
+            t = min(t, self._have_at + self.config.have_every)
+        if not self.complete and self.origin:
+            # origin decisions that become due later (each checked once, after _checked)
+            checks = [self.started + self.config.origin_after]
+            checks += [at + ORIGIN_TIMEOUT for at in self.origin_inflight.values()]
+            checks += [dl - self.config.request_timeout + self.config.origin_after
+                       for p in self.peers.values() for dl in p.inflight.values()]
+            for at in checks:
+                if at > self._checked:
+                    t = min(t, at)
+        return None if t == INF else t
+
+    def handle_timer(self, now: float) -> None:
+        self._checked = max(self._checked, now)
+        for p in self.peers.values():
+            late = [i for i, dl in p.inflight.items() if dl <= now]
+            for i in late:
+                del p.inflight[i]
+                self.counters.request_timeouts += 1
+            if late:
+                p.limit = max(1.0, p.limit / 2)
+            # slow is not hostile: no strike (the requests go elsewhere; the origin backs up)
+        for i, at in list(self.origin_inflight.items()):
+            if now - at >= ORIGIN_TIMEOUT:
+                del self.origin_inflight[i]
+                self.counters.origin_failures += 1
+        if self._have_dirty and now >= self._have_at + self.config.have_every:
+            self._have_dirty = False
+            self._have_at = now
+            msg = self.have_message()
+            for k in self.peers:
+                self._send(k, msg)
+        if self._serve_at <= now:
+            self._serve(now)
+        self._pick(now)
+
+    def actions(self) -> list[Action]:
+        out, self._actions = self._actions, []
+        return out

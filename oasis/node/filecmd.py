@@ -1,0 +1,132 @@
+"""``oasis publish FILE`` and ``oasis get CID|LINK``: a node that seeds or fetches one file.
+
+Both print JSON lines on stdout (the first as soon as the gateway listens, so a player can
+open ``url`` while the file downloads); ``get`` shows a progress bar (rich) on a TTY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from oasis.core import fileswarm as fs
+from oasis.core import swarm as sw
+from oasis.core.content import parse_cid
+from oasis.core.filelink import FileLink
+
+from . import http
+from .files import DEFAULT_CAP, Files
+from .files_http import add_file_routes
+from .keystore import load_or_create
+from .node import Node
+from .runtime import emit, parse_hostport, run_until_stopped, start_http
+
+
+@dataclass
+class FileOptions:
+    data_dir: str
+    listen: str = "127.0.0.1:0"
+    http_listen: str = "127.0.0.1:0"
+    cap_bytes: int = DEFAULT_CAP
+    origin: str | None = None
+    seed: int | None = None
+    upload_mbps: float = 0.0  #: serving budget per file, Mbit/s (0: the core's default, 512)
+
+
+async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
+    ident = load_or_create(o.data_dir)
+    host, port = parse_hostport(o.listen, "--listen")
+    # a file node keeps no live neighbours: the policy dials nobody on its own (file swarms dial)
+    node = Node(ident, sw.SwarmConfig(), host=host, port=port, rng=random.Random(o.seed), target_neighbours=0)
+    await node.start()
+    cfg = fs.FileSwarmConfig()
+    if o.upload_mbps > 0:
+        rate = o.upload_mbps * 1e6 / 8
+        cfg = fs.FileSwarmConfig(upload_bytes_per_s=rate, upload_burst=max(256 * 1024, rate / 4))
+    files = Files(node, o.data_dir, cap_bytes=o.cap_bytes, origin_url=o.origin, config=cfg)
+    node.files = files
+    app = web.Application(client_max_size=64 * 1024)
+    http.add_gateway_routes(app, node)
+    add_file_routes(app, files)
+    ghost, gport = parse_hostport(o.http_listen, "--http")
+    runner, gport = await start_http(app, ghost, gport)
+    gateway = f"http://{ghost}:{gport}"
+    files.gateway_url = gateway
+    return node, files, runner, gateway
+
+
+async def publish(o: FileOptions, path: str) -> None:
+    node, files, runner, gateway = await _start(o)
+    try:
+        info = await files.publish(path)
+        link = FileLink(parse_cid(info["cid"]), ((node.identity.public, node.host, node.port),),
+                        origin=gateway)
+        emit(info | {"link": link.to_text(), "url": f"{gateway}/files/{info['cid']}",
+                     "gateway": gateway, "peer_id": node.peer_id, "oftp": f"{node.host}:{node.port}"})
+
+        async def main(stop: asyncio.Event) -> None:
+            await stop.wait()
+
+        await run_until_stopped(main)
+    finally:
+        await node.close()
+        await runner.cleanup()
+
+
+async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str], keep_seeding: bool,
+              play: bool) -> None:
+    node, files, runner, gateway = await _start(o)
+    try:
+        st = await files.fetch(target, peers)
+        emit({"cid": st["cid"], "url": st["url"], "gateway": gateway, "peer_id": node.peer_id,
+              "oftp": f"{node.host}:{node.port}"})
+        if play:
+            player = shutil.which("ffplay") or shutil.which("mpv") or shutil.which("vlc")
+            if player:
+                await asyncio.create_subprocess_exec(player, st["url"], stdout=asyncio.subprocess.DEVNULL,
+                                                     stderr=asyncio.subprocess.DEVNULL)
+            else:
+                print(f"no player found: open {st['url']}", file=sys.stderr)
+
+        async def main(stop: asyncio.Event) -> None:
+            sub = node.events.subscribe(("file",))
+            bar = None
+            if sys.stderr.isatty():
+                from rich.progress import Progress
+                bar = Progress(transient=True)
+                bar.start()
+                task = bar.add_task("fetching", total=None)
+            waiter = asyncio.ensure_future(stop.wait())
+            try:
+                while files.status(st["cid"])["state"] == "fetching":
+                    nxt = asyncio.ensure_future(sub.get())
+                    done, _ = await asyncio.wait({nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    if waiter in done:
+                        nxt.cancel()
+                        return
+                    ev = nxt.result()
+                    if bar is not None and ev.kind == "file.progress":
+                        bar.update(task, total=ev.data["blocks"], completed=ev.data["have_blocks"])
+            finally:
+                if bar is not None:
+                    bar.stop()
+                sub.close()
+            s = files.status(st["cid"])
+            e = files.entry(st["cid"])
+            dest = Path(out or (s["name"] or st["cid"]))
+            shutil.copyfile(e.dir / "data", dest)
+            emit(s | {"output": str(dest)})
+            if keep_seeding:
+                await stop.wait()
+            waiter.cancel()
+
+        await run_until_stopped(main)
+    finally:
+        await node.close()
+        await runner.cleanup()

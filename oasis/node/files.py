@@ -1,0 +1,577 @@
+"""Files on a node: publish, fetch from many peers, store within a disk cap, serve.
+
+Theory of operation
+-------------------
+:class:`Files` (``node.files``) executes one sans-I/O :class:`~oasis.core.fileswarm.FileSwarm`
+per content id: it feeds it the file messages the node routes here, the links that close,
+the player's read position and origin answers, and executes its actions -- send a message,
+read a block from disk and serve it, write a verified block, fetch from the HTTP origin,
+drop a lying peer (through the node's peer policy, which bans it). One timer per file is
+re-armed at the core's deadline.
+
+Store: ``<data dir>/files/<cid>/`` holds ``manifest`` (the bytes the cid hashes),
+``data`` (the file, written block by block at its offset -- only verified blocks),
+``done`` once every block is there and the whole file re-hashed to the manifest's root,
+and ``pin`` for files published here. The sum of the files' sizes stays under
+``cap_bytes``: before a new file's data is allocated, complete files that are not pinned
+and not being read are evicted, least recently used first; if that is not enough the
+fetch stops (``disk_cap_refused``). A partial download does not survive a restart.
+
+Discovery: peers come from the caller (``fetch(cid, peers)``, a file link), from peer
+exchange (FILE_PEERS: a peer tells a newcomer up to 16 others of the same file; the
+newcomer dials a few, key pinned) and from :meth:`discovered` -- the hook a DHT or
+tracker lookup calls with the peers it found for a cid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import mimetypes
+import os
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from oasis.core import content, wire
+from oasis.core import fileswarm as fs
+from oasis.core.content import BLOCK_SIZE, ContentError, Manifest, cid_text, parse_cid
+from oasis.core.filelink import FileLink, parse_peer
+from oasis.core.filelink import parse as parse_file_link
+from oasis.core.identity import peer_id_of
+from oasis.core.streamlink import LinkError
+from oasis.core.wire import ErrorCode
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("oasis.files")
+DEFAULT_CAP = 4 * 1024 ** 3  #: bytes of files kept (seeded after watching)
+MAX_FILES = 256  #: files a node tracks at once
+PEX_DIALS = 6  #: peers dialled from one FILE_PEERS
+MAX_DISCOVERED = 24  #: peers dialled from one discovery
+TARGET_PEERS = 8  #: a fetching file dials peers from FILE_PEERS only while it has fewer than this
+PROGRESS_EVERY = 0.25  #: s between file.progress events of one file (at most 4/s)
+READ_WAIT = 15.0  #: s a gateway reader waits for one block before giving up
+
+
+class FileEntry:
+    def __init__(self, files: Files, cid: bytes, swarm: fs.FileSwarm, *, pinned: bool,
+                 origin: str | None) -> None:
+        self.files = files
+        self.cid = cid
+        self.text = cid_text(cid)
+        self.swarm = swarm
+        self.pinned = pinned
+        self.origin = origin
+        self.dir = files.root / self.text
+        self.last_used = files.node.clock()
+        self.readers = 0
+        self.wanted: dict[bytes, None] = {}  #: peers to add to the swarm once linked (dial under way)
+        self.changed = asyncio.Event()
+        self.done = False
+        self.stopped = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._progress_at = 0.0
+        self._fd: int | None = None
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return self.swarm.manifest
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.dir / "data", os.O_RDWR)
+        return self._fd
+
+    def read_block(self, index: int) -> bytes:
+        m = self.manifest
+        assert m is not None
+        return os.pread(self.fd(), m.block_len(index), index * BLOCK_SIZE)
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.notify()
+
+
+class Files:
+    """The node's file service (contract: publish, fetch, status, list, remove, counters)."""
+
+    def __init__(self, node: Node, data_dir: str | os.PathLike[str], *, cap_bytes: int = DEFAULT_CAP,
+                 origin_url: str | None = None, config: fs.FileSwarmConfig | None = None,
+                 gateway_url: str = "") -> None:
+        self.node = node
+        self.root = Path(data_dir) / "files"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.cap_bytes = cap_bytes
+        self.origin_url = origin_url
+        self.config = config or fs.FileSwarmConfig()
+        self.gateway_url = gateway_url  #: set by the runtime once the gateway listens
+        self.entries: dict[bytes, FileEntry] = {}
+        self.rng = random.Random(node.rng.random())
+        self.c: dict[str, int] = {k: 0 for k in (
+            "files_unknown_cid", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
+            "files_evicted", "files_origin_fetches", "files_origin_failures", "files_bad_stored",
+            "files_read_timeouts")}
+        #: totals of files no longer tracked (removed, evicted)
+        self._closed = fs.FileCounters()
+        #: called with (cid, peers) by a lookup (DHT, tracker) that found holders
+        self.on_lookup: Callable[[bytes], None] | None = None
+        self._load()
+
+    # ---- the contract ------------------------------------------------------------
+    async def publish(self, path: str) -> dict[str, Any]:
+        """Store and seed a local file (pinned). ValueError: not a readable file or too large."""
+        src = Path(path)
+        if not src.is_file():
+            raise ValueError(f"{path}: not a readable file")
+        size = src.stat().st_size
+        if size > content.MAX_FILE:
+            raise ValueError(f"{path}: {size} bytes, files are at most {content.MAX_FILE}")
+        self._make_room(size, keep=None)
+        mime = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
+        mime = content.MIME_BY_EXT.get(src.suffix.lower(), mime)
+        tmp = self.root / f".publish-{os.getpid()}-{self.rng.getrandbits(32):08x}"
+        try:
+            m, tree = await asyncio.to_thread(_copy_and_hash, src, tmp, size, mime)
+        except (OSError, ContentError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ValueError(f"{path}: {exc}") from None
+        cid = m.cid()
+        old = self.entries.get(cid)
+        if old is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            old.pinned = True
+            (old.dir / "pin").touch()
+        else:
+            dest = self.root / cid_text(cid)
+            shutil.rmtree(dest, ignore_errors=True)
+            (tmp / "pin").touch()
+            (tmp / "done").touch()
+            os.rename(tmp, dest)
+            self._add(cid, m, tree, pinned=True, origin=None)
+        out = m.to_json(cid)
+        self.node.events.publish("file.published", dict(out))
+        return out
+
+    async def fetch(self, cid: str, peers: list[str] | None = None) -> dict[str, Any]:
+        """Start (or join) the download of ``cid`` (a CID or an ``oasis://file/`` link) from
+        ``peers`` (``PEER_ID@HOST:PORT``) and the origin; returns its status at once."""
+        link = self._parse(cid)
+        try:
+            extra = [parse_peer(p) for p in (peers or [])]
+        except LinkError as exc:
+            raise ValueError(str(exc)) from None
+        e = self.entries.get(link.cid)
+        if e is None:
+            if len(self.entries) >= MAX_FILES:
+                raise ValueError(f"this node tracks at most {MAX_FILES} files")
+            origin = link.origin or self.origin_url
+            sw = fs.FileSwarm(link.cid, self.config, origin=origin is not None,
+                              rng=random.Random(self.rng.random()), now=self.node.clock())
+            e = FileEntry(self, link.cid, sw, pinned=False, origin=origin)
+            self.entries[link.cid] = e
+            shutil.rmtree(e.dir, ignore_errors=True)
+            e.dir.mkdir(parents=True)
+            self._pump(e)
+            if self.on_lookup is not None:
+                self.on_lookup(link.cid)
+        e.last_used = self.node.clock()
+        self.discovered(link.cid, list(link.peers) + extra)
+        return self.status(e.text)
+
+    def status(self, cid: str) -> dict[str, Any]:
+        e = self._entry(cid)
+        m = e.manifest
+        c = e.swarm.counters
+        state = "seeding" if e.done and e.pinned else "complete" if e.done else "fetching"
+        return {"cid": e.text, "name": m.name if m else "", "size": m.size if m else 0,
+                "blocks": m.blocks if m else 0, "have_blocks": len(e.swarm.have), "state": state,
+                "from_peers": c.bytes_from_peers, "from_origin": c.bytes_from_origin,
+                "url": f"{self.gateway_url}/files/{e.text}", "mime": m.mime if m else "",
+                "peers": len(e.swarm.peers), "served": c.bytes_served}
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.status(e.text) for e in self.entries.values()]
+
+    async def remove(self, cid: str) -> None:
+        e = self._entry(cid)
+        self._drop(e)
+
+    def counters(self) -> dict[str, int]:
+        tot = {f"files_{k}": v for k, v in vars(self._closed).items()}
+        for e in self.entries.values():
+            for k, v in vars(e.swarm.counters).items():
+                tot[f"files_{k}"] += v
+        return tot | dict(self.c) | {"files_tracked": len(self.entries), "files_bytes": self.used()}
+
+    # ---- discovery ---------------------------------------------------------------------
+    def discovered(self, cid: bytes, peers: builtins.list[tuple[bytes, str, int]]) -> None:
+        """Peers found holding ``cid`` (a link, FILE_PEERS, a DHT or tracker lookup): dial
+        them, key pinned; each link that comes up joins the file's swarm."""
+        e = self.entries.get(cid)
+        if e is None or e.done:
+            return
+        for key, host, port in peers[:MAX_DISCOVERED]:
+            if key == self.node.identity.public or key in e.swarm.peers:
+                continue
+            self.node.spawn(self._link(e, key, host, port))
+
+    async def _link(self, e: FileEntry, key: bytes, host: str, port: int) -> None:
+        node = self.node
+        if node.policy.link_of(key) is None:
+            self.c["files_peers_dialled"] += 1
+            e.wanted[key] = None  # joins the swarm when a link to it comes up, whoever dialled
+            while len(e.wanted) > MAX_DISCOVERED:
+                del e.wanted[next(iter(e.wanted))]
+            await node.connect(peer_id_of(key), host, port)
+            if node.policy.link_of(key) is None and key not in node.policy.dialling:
+                e.wanted.pop(key, None)  # the dial failed (nobody else is dialling it)
+        if node.policy.link_of(key) is not None and not e.stopped:
+            e.wanted.pop(key, None)
+            e.swarm.add_peer(key, node.clock())
+            self._pump(e)
+
+    def link_up(self, peer: bytes) -> None:
+        for e in self.entries.values():
+            if e.wanted.pop(peer, 1) is None and not e.stopped and not e.done:
+                e.swarm.add_peer(peer, self.node.clock())
+                self._pump(e)
+
+    # ---- input from the node ------------------------------------------------------------
+    def on_message(self, link: Any, peer: bytes, msg: wire.Message) -> None:
+        cid = getattr(msg, "cid", b"")
+        e = self.entries.get(cid)
+        if e is None:
+            self.c["files_unknown_cid"] += 1
+            if isinstance(msg, wire.FileWant):  # we hold nothing: say so (no manifest)
+                link.send(wire.FileHave(cid=cid, manifest=b"", have=b""))
+            return
+        if isinstance(msg, wire.FilePeers):
+            self.c["files_pex_received"] += 1
+            if e.done or peer not in e.swarm.peers:
+                return
+            room = TARGET_PEERS - len(e.swarm.peers) - len(e.wanted)
+            if room <= 0:
+                return
+            found = [(n.key, n.host, n.port) for n in msg.peers]
+            self.rng.shuffle(found)
+            self.discovered(cid, found[:min(PEX_DIALS, room)])
+            return
+        new = peer not in e.swarm.peers
+        e.swarm.on_message(peer, msg, self.node.clock())
+        if new and peer in e.swarm.peers:
+            self._send_pex(e, peer, link)
+        self._pump(e)
+
+    def _send_pex(self, e: FileEntry, peer: bytes, link: Any) -> None:
+        others = []
+        for k in e.swarm.peers:
+            p = self.node.policy.peers.get(k)
+            if k != peer and p is not None and p.addr is not None and len(p.addr[0]) >= 2:
+                others.append(wire.DhtNode(key=k, host=p.addr[0], port=p.addr[1]))
+        self.rng.shuffle(others)
+        if others:
+            link.send(wire.FilePeers(cid=e.cid, peers=others[: wire.MAX_FILE_PEERS]))
+
+    def link_down(self, peer: bytes) -> None:
+        if self.node.policy.link_of(peer) is not None:
+            return  # another link to it is up (duplicate dial)
+        for e in self.entries.values():
+            if peer in e.swarm.peers:
+                e.swarm.remove_peer(peer, self.node.clock())
+                self._pump(e)
+
+    # ---- the core's actions ----------------------------------------------------------------
+    def _pump(self, e: FileEntry) -> None:
+        node = self.node
+        for a in e.swarm.actions():
+            if isinstance(a, fs.SendFile):
+                node.send_to(a.peer, a.message)
+            elif isinstance(a, fs.ServeBlock):
+                try:
+                    data = e.read_block(a.index)
+                except OSError as exc:
+                    log.warning("cannot read block %d of %s: %s", a.index, e.text, exc)
+                    continue
+                node.send_to(a.peer, wire.BlockMsg(cid=e.cid, index=a.index, data=data, proof=a.proof))
+            elif isinstance(a, fs.StoreBlock):
+                self._store(e, a)
+            elif isinstance(a, fs.ManifestKnown):
+                self._allocate(e, a.manifest)
+            elif isinstance(a, fs.FetchOrigin):
+                node.spawn(self._fetch_origin(e, a.index))
+            elif isinstance(a, fs.DropFilePeer):
+                node.policy.on_drop_peer(a.peer, ErrorCode.BAD_CHUNK, a.reason, node.clock())
+                node._run_policy()
+        self._arm(e)
+
+    def _allocate(self, e: FileEntry, m: Manifest) -> None:
+        if e.done:
+            return
+        try:
+            self._make_room(m.size, keep=e.cid)
+        except ValueError as exc:
+            self.c["files_disk_cap_refused"] += 1
+            log.warning("not fetching %s: %s", e.text, exc)
+            self._drop(e)
+            return
+        (e.dir / "manifest").write_bytes(m.encode())
+        with open(e.dir / "data", "wb") as f:
+            f.truncate(m.size)
+        e.notify()
+
+    def _store(self, e: FileEntry, a: fs.StoreBlock) -> None:
+        if e.stopped:
+            return
+        os.pwrite(e.fd(), a.data, a.index * BLOCK_SIZE)
+        m = e.manifest
+        assert m is not None
+        now = self.node.clock()
+        done = e.swarm.complete
+        if done or now - e._progress_at >= PROGRESS_EVERY:
+            e._progress_at = now
+            self.node.events.publish("file.progress", {"cid": e.text, "have_blocks": len(e.swarm.have),
+                                                       "blocks": m.blocks})
+        e.notify()
+        if done:
+            self.node.spawn(self._finish(e))
+
+    async def _finish(self, e: FileEntry) -> None:
+        """Every block is verified and written: re-hash the file (what is on disk is what we
+        serve), then serve from the full tree."""
+        m = e.manifest
+        assert m is not None
+        try:
+            got, tree = await asyncio.to_thread(_hash_file, e.dir / "data", m)
+        except OSError as exc:
+            log.warning("cannot re-read %s: %s", e.text, exc)
+            return
+        if got.cid() != e.cid or e.stopped:
+            self.c["files_bad_stored"] += 1
+            return
+        e.swarm.set_tree(tree)
+        (e.dir / "done").touch()
+        e.done = True
+        e.notify()
+        self.node.events.publish("file.complete", self.status(e.text))
+
+    async def _fetch_origin(self, e: FileEntry, index: int) -> None:
+        base = f"{(e.origin or '').rstrip('/')}/origin/files/{e.text}"
+        url = f"{base}/manifest" if index < 0 else f"{base}/{index}.blk"
+        body: bytes | None = None
+        self.c["files_origin_fetches"] += 1
+        try:
+            async with self.node.http.get(url, timeout=aiohttp.ClientTimeout(total=fs.ORIGIN_TIMEOUT)) as r:
+                if r.status == 200:
+                    body = await r.content.read(wire.MAX_CONTROL_FRAME + 1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("origin %s failed: %s", url, exc)
+        if body is None:
+            self.c["files_origin_failures"] += 1
+        if e.stopped:
+            return
+        now = self.node.clock()
+        if index < 0:
+            e.swarm.on_origin_manifest(body, now)
+        else:
+            block = None
+            if body is not None:
+                try:
+                    msg = wire.decode_control(body)
+                    block = msg if isinstance(msg, wire.BlockMsg) else None
+                except wire.WireError:
+                    block = None
+            e.swarm.on_origin_block(index, block, now)
+        self._pump(e)
+
+    def _arm(self, e: FileEntry) -> None:
+        t = e.swarm.get_timer()
+        if t is None or self.node.closing or e.stopped or (e._timer is not None and e._timer_at == t):
+            return
+        if e._timer is not None:
+            e._timer.cancel()
+        e._timer_at = t
+        e._timer = self.node.loop.call_later(max(0.0, t - self.node.clock()), self._on_timer, e)
+
+    def _on_timer(self, e: FileEntry) -> None:
+        e._timer = None
+        e._timer_at = None
+        e.swarm.handle_timer(self.node.clock())
+        self._pump(e)
+
+    # ---- reading (the gateway) -------------------------------------------------------------
+    def entry(self, cid: str) -> FileEntry:
+        return self._entry(cid)
+
+    async def wait_manifest(self, e: FileEntry, timeout: float) -> Manifest:
+        loop = self.node.loop
+        end = loop.time() + timeout
+        while e.manifest is None or not (e.dir / "data").exists():
+            if e.stopped or loop.time() >= end:
+                raise TimeoutError("manifest not known yet")
+            await asyncio.wait_for(e.changed.wait(), max(0.01, end - loop.time()))
+        return e.manifest
+
+    async def block(self, e: FileEntry, index: int) -> bytes:
+        """Block ``index``, waiting (bounded) for it: the swarm fetches from here first."""
+        e.last_used = self.node.clock()
+        if index not in e.swarm.have:
+            e.swarm.want_from(index, self.node.clock())
+            self._pump(e)
+            loop = self.node.loop
+            end = loop.time() + READ_WAIT
+            while index not in e.swarm.have:
+                if e.stopped or loop.time() >= end:
+                    self.c["files_read_timeouts"] += 1
+                    raise TimeoutError(f"block {index} did not arrive")
+                try:
+                    await asyncio.wait_for(e.changed.wait(), max(0.01, end - loop.time()))
+                except TimeoutError:
+                    continue
+        return e.read_block(index)
+
+    def origin_block(self, cid: str, index: int) -> bytes:
+        """The origin's answer for block ``index``: an encoded BLOCK message. LookupError if
+        not held (with its proof)."""
+        e = self._entry(cid)
+        m = e.manifest
+        proof = e.swarm.proof_of(index) if m is not None and 0 <= index < m.blocks else None
+        if proof is None or index not in e.swarm.have:
+            raise LookupError(f"block {index} not held")
+        return wire.encode(wire.BlockMsg(cid=e.cid, index=index, data=e.read_block(index), proof=proof))
+
+    def origin_manifest(self, cid: str) -> bytes:
+        m = self._entry(cid).manifest
+        if m is None:
+            raise LookupError("manifest not known")
+        return m.encode()
+
+    # ---- store --------------------------------------------------------------------------------
+    def used(self) -> int:
+        return sum(e.manifest.size for e in self.entries.values() if e.manifest is not None)
+
+    def _make_room(self, size: int, keep: bytes | None) -> None:
+        if size > self.cap_bytes:
+            raise ValueError(f"{size} bytes is over the disk cap of {self.cap_bytes}")
+        used = sum(e.manifest.size for k, e in self.entries.items() if e.manifest is not None and k != keep)
+        if used + size <= self.cap_bytes:
+            return
+        old = sorted((e for k, e in self.entries.items()
+                      if e.done and not e.pinned and not e.readers and k != keep), key=lambda e: e.last_used)
+        for e in old:
+            m = e.manifest
+            assert m is not None
+            self._drop(e)
+            self.c["files_evicted"] += 1
+            used -= m.size
+            if used + size <= self.cap_bytes:
+                return
+        raise ValueError(f"{size} more bytes do not fit the disk cap of {self.cap_bytes}")
+
+    def _add(self, cid: bytes, m: Manifest, tree: content.MerkleTree, *, pinned: bool,
+             origin: str | None) -> FileEntry:
+        sw = fs.FileSwarm(cid, self.config, manifest=m, tree=tree, rng=random.Random(self.rng.random()),
+                          now=self.node.clock())
+        sw.actions()  # ManifestKnown: already stored
+        e = FileEntry(self, cid, sw, pinned=pinned, origin=origin)
+        e.done = True
+        self.entries[cid] = e
+        return e
+
+    def _load(self) -> None:
+        """Complete files kept from earlier runs are seeded again; partial ones are removed."""
+        for d in sorted(self.root.iterdir()):
+            if d.name.startswith(".publish-"):
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            try:
+                cid = parse_cid(d.name)
+                if not (d / "done").exists():
+                    raise ContentError("partial", "not complete")
+                m, tree = _hash_file(d / "data", content.decode_manifest((d / "manifest").read_bytes(), cid))
+                if m.cid() != cid:
+                    raise ContentError("bad_stored", "data does not match its manifest")
+            except (ContentError, OSError) as exc:
+                log.info("dropping stored %s: %s", d.name, exc)
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            if len(self.entries) < MAX_FILES:
+                self._add(cid, m, tree, pinned=(d / "pin").exists(), origin=None)
+
+    def _drop(self, e: FileEntry) -> None:
+        e.stopped = True
+        e.close()
+        for k, v in vars(e.swarm.counters).items():
+            setattr(self._closed, k, getattr(self._closed, k) + v)
+        self.entries.pop(e.cid, None)
+        shutil.rmtree(e.dir, ignore_errors=True)
+
+    def _entry(self, cid: str) -> FileEntry:
+        try:
+            raw = parse_cid(cid)
+        except ContentError as exc:
+            raise ValueError(str(exc)) from None
+        e = self.entries.get(raw)
+        if e is None:
+            raise LookupError(f"file {cid} is not here")
+        return e
+
+    def _parse(self, text: str) -> FileLink:
+        try:
+            if text.startswith("oasis:"):
+                return parse_file_link(text)
+            return FileLink(parse_cid(text))
+        except (LinkError, ContentError) as exc:
+            raise ValueError(str(exc)) from None
+
+    def close(self) -> None:
+        for e in self.entries.values():
+            e.close()
+
+
+def _copy_and_hash(src: Path, dest_dir: Path, size: int, mime: str) -> tuple[Manifest, content.MerkleTree]:
+    dest_dir.mkdir(parents=True)
+    leaves = []
+    with open(src, "rb") as f, open(dest_dir / "data", "wb") as out:
+        i = 0
+        while True:
+            block = f.read(BLOCK_SIZE)
+            if not block and i > 0:
+                break
+            leaves.append(content.leaf_hash(i, block))
+            out.write(block)
+            i += 1
+            if len(block) < BLOCK_SIZE:
+                break
+    if sum(1 for _ in leaves) != content.blocks_of(size):
+        raise ContentError("changed", "file changed while it was read")
+    tree = content.MerkleTree(leaves)
+    m = Manifest(content.MANIFEST_VERSION, content.safe_name(src.name), size, BLOCK_SIZE, mime, tree.root)
+    (dest_dir / "manifest").write_bytes(m.encode())
+    return m, tree
+
+
+def _hash_file(path: Path, m: Manifest) -> tuple[Manifest, content.MerkleTree]:
+    """Re-hash a stored file: the manifest it really has (same name/mime as ``m``) and its tree."""
+    if path.stat().st_size != m.size:
+        raise ContentError("bad_stored", "stored size differs from the manifest")
+    with open(path, "rb") as f:
+        leaves = [content.leaf_hash(i, f.read(m.block_len(i))) for i in range(m.blocks)]
+    tree = content.MerkleTree(leaves)
+    return Manifest(m.version, m.name, m.size, m.block_size, m.mime, tree.root), tree

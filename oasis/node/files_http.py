@@ -1,0 +1,156 @@
+"""HTTP faces of the file service: the player gateway (Range) and the origin.
+
+* ``GET /files/<cid>`` — the file, for a player (ffplay, VLC, a browser ``<video>``):
+  ``Accept-Ranges: bytes``; one range per request (``bytes=a-b``, ``bytes=a-``,
+  ``bytes=-n``) answered 206 with ``Content-Range``; a range that starts past the end is
+  416; a multi-range or malformed Range header is ignored (200, the whole file, as RFC 9110
+  allows). Blocks not here yet are fetched first (the swarm's read position) and waited for,
+  bounded; a reader that waits too long has its response cut (the player retries).
+* ``GET /origin/files/<cid>/manifest`` — the manifest bytes (the CID verifies them).
+* ``GET /origin/files/<cid>/<index>.blk`` — one BLOCK message (data and Merkle path);
+  immutable and cacheable, so an HTTP cache or CDN can sit in front.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .files import Files
+from .http import harden, json_error
+
+if TYPE_CHECKING:
+    from .node import Node
+
+MAX_READERS = 64  #: concurrent /files responses per gateway
+_RANGE_RE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
+_INDEX_RE = re.compile(r"^[0-9]{1,6}$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+    """(first, last) inclusive, None for the whole file, "unsatisfiable" for a 416."""
+    if not header:
+        return None
+    m = _RANGE_RE.match(header.strip())
+    if m is None:
+        return None  # malformed or several ranges: ignored
+    a, b = m.group(1), m.group(2)
+    if not a and not b:
+        return None
+    if not a:  # suffix: the last n bytes
+        n = int(b)
+        if n == 0 or size == 0:
+            return "unsatisfiable"
+        return max(0, size - n), size - 1
+    first = int(a)
+    last = size - 1 if not b else min(int(b), size - 1)
+    if b and int(b) < first:
+        return None  # invalid: ignored
+    if first >= size:
+        return "unsatisfiable"
+    return first, last
+
+
+def add_file_routes(app: web.Application, files: Files) -> None:
+    counters = harden(app)
+    readers = 0
+
+    def entry(text: str):  # type: ignore[no-untyped-def]
+        try:
+            return files.entry(text)
+        except ValueError as exc:
+            raise json_error(400, "bad_cid", str(exc)) from None
+        except LookupError as exc:
+            raise json_error(404, "no_file", str(exc)) from None
+
+    async def get_file(request: web.Request) -> web.StreamResponse:
+        nonlocal readers
+        e = entry(request.match_info["cid"])
+        if readers >= MAX_READERS:
+            counters["files_readers_refused"] = counters.get("files_readers_refused", 0) + 1
+            raise json_error(429, "too_many_readers", f"at most {MAX_READERS} readers at once")
+        readers += 1
+        e.readers += 1
+        try:
+            return await serve(request, e)
+        finally:
+            readers -= 1
+            e.readers -= 1
+
+    async def serve(request: web.Request, e) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+        try:
+            m = await files.wait_manifest(e, 10.0)
+        except TimeoutError:
+            raise json_error(504, "no_manifest", "the file's manifest has not arrived yet") from None
+        rng = parse_range(request.headers.get("Range"), m.size)
+        headers = {"Content-Type": m.mime, "Accept-Ranges": "bytes", "ETag": f'"{e.text}"',
+                   "Cache-Control": IMMUTABLE}
+        if rng == "unsatisfiable":
+            counters["files_range_416"] = counters.get("files_range_416", 0) + 1
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{m.size}"})
+        if rng is None:
+            first, last, status = 0, m.size - 1, 200
+        else:
+            assert not isinstance(rng, str)
+            first, last = rng
+            status = 206
+            headers["Content-Range"] = f"bytes {first}-{last}/{m.size}"
+        resp = web.StreamResponse(status=status, headers=headers)
+        resp.content_length = max(0, last - first + 1)
+        await resp.prepare(request)
+        if request.method == "HEAD" or m.size == 0:
+            return resp
+        bs = m.block_size
+        pos = first
+        while pos <= last:
+            i = pos // bs
+            try:
+                data = await files.block(e, i)
+            except TimeoutError:
+                counters["files_read_cut"] = counters.get("files_read_cut", 0) + 1
+                raise ConnectionResetError("block did not arrive in time") from None
+            off = pos - i * bs
+            piece = data[off: off + (last - pos + 1)]
+            await resp.write(piece)
+            pos += len(piece)
+        await resp.write_eof()
+        return resp
+
+    async def manifest(request: web.Request) -> web.Response:
+        try:
+            body = files.origin_manifest(request.match_info["cid"])
+        except ValueError as exc:
+            raise json_error(400, "bad_cid", str(exc)) from None
+        except LookupError as exc:
+            raise json_error(404, "no_file", str(exc)) from None
+        return web.Response(body=body, content_type="application/x-oasis-manifest",
+                            headers={"Cache-Control": IMMUTABLE})
+
+    async def block(request: web.Request) -> web.Response:
+        text = request.match_info["index"]
+        if not _INDEX_RE.match(text):
+            raise json_error(400, "bad_index", "block index must be a decimal integer")
+        try:
+            body = files.origin_block(request.match_info["cid"], int(text))
+        except ValueError as exc:
+            raise json_error(400, "bad_cid", str(exc)) from None
+        except LookupError as exc:
+            return web.Response(status=404, text=f"{exc}\n", headers={"Cache-Control": "no-store"})
+        return web.Response(body=body, content_type="application/x-oftp-block",
+                            headers={"Cache-Control": IMMUTABLE})
+
+    app.router.add_get(r"/files/{cid:of1[a-z2-7]{52}}", get_file)
+    app.router.add_get(r"/origin/files/{cid:of1[a-z2-7]{52}}/manifest", manifest)
+    app.router.add_get(r"/origin/files/{cid:of1[a-z2-7]{52}}/{index}.blk", block)
+
+
+def attach_files(node: Node, app: web.Application, data_dir: str, **kw: Any) -> Files:
+    """Give ``node`` its file service (``node.files``) and ``app`` the file routes; the caller
+    sets ``files.gateway_url`` once the app listens."""
+    files = Files(node, data_dir, **kw)
+    node.files = files
+    add_file_routes(app, files)
+    return files

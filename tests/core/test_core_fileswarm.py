@@ -1,0 +1,235 @@
+"""The file swarm core in virtual time: several peers (one slow, one malicious, one lying),
+origin fallback, the urgent window, serving budgets (oasis.core.fileswarm)."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+
+from oasis.core import content, wire
+from oasis.core import fileswarm as fs
+from oasis.core.content import BLOCK_SIZE
+
+DATA = random.Random(3).randbytes(40 * BLOCK_SIZE + 777)
+M, TREE = content.build_bytes(DATA, name="clip.mp4", mime="video/mp4")
+CID = M.cid()
+
+
+def block(i: int) -> bytes:
+    return DATA[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE]
+
+
+@dataclass
+class Peer:
+    swarm: fs.FileSwarm
+    store: dict[int, bytes] = field(default_factory=dict)
+    latency: float = 0.01
+    evil: str = ""  #: "forge": serves corrupted blocks; "liar": HAVE all, serves nothing
+    dropped: list[bytes] = field(default_factory=list)
+
+
+class Net:
+    """In-memory message passing between FileSwarm cores with a virtual clock."""
+
+    def __init__(self, origin_latency: float = 0.05) -> None:
+        self.now = 0.0
+        self.peers: dict[bytes, Peer] = {}
+        self.q: list[tuple[float, int, object]] = []
+        self.seq = itertools.count()
+        self.origin_latency = origin_latency
+        self.origin_hits = 0
+
+    def add(self, key: bytes, *, seed: bool = False, origin: bool = False, latency: float = 0.01,
+            evil: str = "", config: fs.FileSwarmConfig | None = None) -> Peer:
+        sw = fs.FileSwarm(CID, config, manifest=M if seed else None, tree=TREE if seed else None,
+                          origin=origin, rng=random.Random(len(self.peers)), now=self.now)
+        p = Peer(sw, {i: block(i) for i in range(M.blocks)} if seed else {}, latency, evil)
+        self.peers[key] = p
+        self.pump(key)
+        return p
+
+    def link(self, a: bytes, b: bytes) -> None:
+        self.peers[a].swarm.add_peer(b, self.now)
+        self.pump(a)
+
+    def at(self, t: float, fn: object) -> None:
+        heapq.heappush(self.q, (t, next(self.seq), fn))
+
+    def send(self, src: bytes, dst: bytes, msg: wire.Message) -> None:
+        lat = max(self.peers[src].latency, self.peers[dst].latency)
+        body = wire.encode(msg)  # every message goes through the real codec
+        self.at(self.now + lat, lambda: self.deliver(src, dst, wire.decode_control(body)))
+
+    def deliver(self, src: bytes, dst: bytes, msg: wire.Message) -> None:
+        p = self.peers[dst]
+        if src in p.dropped:
+            return
+        if p.evil == "liar":
+            if isinstance(msg, wire.FileWant):
+                self.send(dst, src, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * 6))
+            elif isinstance(msg, wire.BlockRequest):
+                for i in msg.indices:
+                    self.send(dst, src, wire.BlockMissing(cid=CID, index=i))
+            return
+        p.swarm.on_message(src, msg, self.now)
+        self.pump(dst)
+
+    def pump(self, key: bytes) -> None:
+        p = self.peers[key]
+        for a in p.swarm.actions():
+            if isinstance(a, fs.SendFile):
+                self.send(key, a.peer, a.message)
+            elif isinstance(a, fs.ServeBlock):
+                data = p.store[a.index]
+                if p.evil == "forge":
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                self.send(key, a.peer, wire.BlockMsg(cid=CID, index=a.index, data=data, proof=a.proof))
+            elif isinstance(a, fs.StoreBlock):
+                assert a.data == block(a.index)  # only verified blocks are ever stored
+                p.store[a.index] = a.data
+            elif isinstance(a, fs.FetchOrigin):
+                self.origin_hits += 1
+                i = a.index
+
+                def answer(i: int = i) -> None:
+                    if i < 0:
+                        p.swarm.on_origin_manifest(M.encode(), self.now)
+                    else:
+                        p.swarm.on_origin_block(i, wire.BlockMsg(cid=CID, index=i, data=block(i),
+                                                                 proof=TREE.proof(i)), self.now)
+                    self.pump(key)
+                self.at(self.now + self.origin_latency, answer)
+            elif isinstance(a, fs.DropFilePeer):
+                p.dropped.append(a.peer)
+                p.swarm.remove_peer(a.peer, self.now)
+        t = p.swarm.get_timer()
+        if t is not None:
+            self.at(max(t, self.now), lambda: self.timer(key, t))
+
+    def timer(self, key: bytes, t: float) -> None:
+        if self.peers[key].swarm.get_timer() == t:
+            self.peers[key].swarm.handle_timer(self.now)
+            self.pump(key)
+
+    def run_until(self, done: object, limit: float = 60.0) -> float:
+        steps = 0
+        while self.q and not done():  # type: ignore[operator]
+            t, _, fn = heapq.heappop(self.q)
+            assert t <= limit, "not done in virtual time"
+            self.now = max(self.now, t)
+            fn()  # type: ignore[operator]
+            steps += 1
+            assert steps < 500_000
+        assert done(), "queue ran dry"  # type: ignore[operator]
+        return self.now
+
+
+def test_fetch_from_several_peers_one_slow_one_forger_one_liar() -> None:
+    net = Net()
+    g = net.add(b"G" * 32)
+    net.add(b"S" * 32, seed=True)
+    net.add(b"T" * 32, seed=True)
+    net.add(b"W" * 32, seed=True, latency=5.0)  # slow: its requests time out
+    net.add(b"F" * 32, seed=True, evil="forge")
+    net.add(b"L" * 32, evil="liar")
+    for k in (b"S", b"T", b"W", b"F", b"L"):
+        net.link(b"G" * 32, k * 32)
+    t = net.run_until(lambda: g.swarm.complete)
+    assert b"".join(g.store[i] for i in range(M.blocks)) == DATA
+    c = g.swarm.counters
+    assert b"F" * 32 in g.dropped and c.bad_blocks >= 1  # the forger is dropped at its first bad block
+    assert b"L" * 32 in g.dropped and c.have_lies >= 3
+    assert c.blocks_from_peers == M.blocks and c.blocks_from_origin == 0
+    assert c.request_timeouts >= 1 or b"W" * 32 not in g.swarm.peers or t < 5.0
+    assert t < 10.0
+
+
+def test_blocks_come_from_several_peers_at_once() -> None:
+    net = Net()
+    g = net.add(b"G" * 32)
+    seeds = [net.add(bytes([65 + i]) * 32, seed=True) for i in range(3)]
+    for i in range(3):
+        net.link(b"G" * 32, bytes([65 + i]) * 32)
+    net.run_until(lambda: g.swarm.complete)
+    served = [s.swarm.counters.blocks_served for s in seeds]
+    assert sum(served) == M.blocks and all(n > 0 for n in served)
+
+
+def test_origin_fallback_without_peers_and_for_a_missing_block() -> None:
+    net = Net()
+    g = net.add(b"G" * 32, origin=True)
+    net.run_until(lambda: g.swarm.complete)
+    assert g.swarm.counters.blocks_from_origin == M.blocks
+    # a peer that holds all but the first blocks: those come from the origin, the rest from it
+    net2 = Net()
+    g2 = net2.add(b"G" * 32, origin=True)
+    part = net2.add(b"P" * 32, seed=True)
+    for i in range(3):
+        part.swarm.have.discard(i)
+    net2.link(b"G" * 32, b"P" * 32)
+    net2.run_until(lambda: g2.swarm.complete)
+    assert 3 <= g2.swarm.counters.blocks_from_origin < 10
+    assert g2.swarm.counters.blocks_from_peers >= M.blocks - 10
+
+
+def test_origin_block_that_fails_verification_is_not_stored() -> None:
+    sw = fs.FileSwarm(CID, manifest=None, origin=True, now=0.0)
+    sw.on_origin_manifest(b"junk", 0.0)
+    assert sw.manifest is None and sw.counters.bad_manifests == 1
+    sw.on_origin_manifest(M.encode(), 0.1)
+    bad = wire.BlockMsg(cid=CID, index=0, data=block(1), proof=TREE.proof(0))
+    sw.on_origin_block(0, bad, 0.2)
+    assert 0 not in sw.have and sw.counters.bad_blocks == 1
+    assert not any(isinstance(a, fs.StoreBlock) for a in sw.actions())
+
+
+def test_urgent_window_follows_the_reader() -> None:
+    sw = fs.FileSwarm(CID, fs.FileSwarmConfig(max_inflight=4, window=4), now=0.0)
+    sw.add_peer(b"S" * 32, 0.0)
+    sw.on_message(b"S" * 32, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * 6), 0.0)
+    sw.actions()
+    sw.remove_peer(b"S" * 32, 0.0)
+    sw.want_from(30, 0.1)
+    sw.add_peer(b"T" * 32, 0.2)
+    sw.on_message(b"T" * 32, wire.FileHave(cid=CID, manifest=b"", have=b"\xff" * 6), 0.2)
+    reqs = [a.message for a in sw.actions() if isinstance(a, fs.SendFile)
+            and isinstance(a.message, wire.BlockRequest)]
+    assert reqs and reqs[0].indices == [30, 31, 32, 33]
+
+
+def test_bad_manifest_and_unsolicited_blocks_cost_the_peer() -> None:
+    sw = fs.FileSwarm(CID, now=0.0)
+    other, _ = content.build_bytes(b"other file")
+    sw.on_message(b"X" * 32, wire.FileHave(cid=CID, manifest=other.encode(), have=b""), 0.0)
+    assert sw.manifest is None and sw.counters.bad_manifests == 1
+    assert any(isinstance(a, fs.DropFilePeer) for a in sw.actions())
+    sw.on_message(b"Y" * 32, wire.FileHave(cid=CID, manifest=M.encode(), have=b""), 0.0)
+    for i in range(3):  # blocks it never asked for: not even verified; three strikes
+        sw.on_message(b"Z" * 32, wire.BlockMsg(cid=CID, index=i, data=block(i), proof=TREE.proof(i)), 0.1)
+    assert sw.counters.unsolicited_blocks == 3 and not sw.have
+    assert [a for a in sw.actions() if isinstance(a, fs.DropFilePeer)][0].peer == b"Z" * 32
+
+
+def test_serving_is_bounded_per_peer_and_paced_by_the_budget() -> None:
+    cfg = fs.FileSwarmConfig(serve_queue=4, upload_bytes_per_s=BLOCK_SIZE * 10, upload_burst=BLOCK_SIZE * 2)
+    sw = fs.FileSwarm(CID, cfg, manifest=M, tree=TREE, now=0.0)
+    sw.actions()
+    sw.on_message(b"A" * 32, wire.BlockRequest(cid=CID, indices=list(range(10))), 0.0)
+    acts = sw.actions()
+    served = [a for a in acts if isinstance(a, fs.ServeBlock)]
+    missing = [a for a in acts if isinstance(a, fs.SendFile) and isinstance(a.message, wire.BlockMissing)]
+    assert len(served) == 2 and len(missing) == 6  # 4 queued, 2 of them sent within the burst
+    assert sw.counters.serve_refused == 6
+    t = sw.get_timer()
+    assert t is not None and 0 < t <= 0.2
+    sw.handle_timer(t)
+    assert len([a for a in sw.actions() if isinstance(a, fs.ServeBlock)]) >= 1
+
+
+def test_lying_have_bits_past_the_end_are_ignored() -> None:
+    sw = fs.FileSwarm(CID, manifest=M, now=0.0)
+    sw.actions()
+    sw.on_message(b"A" * 32, wire.FileHave(cid=CID, manifest=b"", have=b"\xff" * 1024), 0.0)
+    assert sw.peers[b"A" * 32].have == set(range(M.blocks))

@@ -1,0 +1,218 @@
+"""Files on real nodes: `oasis publish`/`oasis get` processes on loopback fetching a real MP4
+(leading moov) and an MPEG-TS, the gateway's HTTP Range answers, PyAV playing the gateway URL
+while the file downloads, the origin fallback, and attacks on the real code path (a forging
+peer, a file over the disk cap)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import select
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import av
+import pytest
+from procs import OasisProcess
+
+from oasis.core import content
+from oasis.core import swarm as sw
+from oasis.core.identity import Identity
+from oasis.media.clip import make_clip
+from oasis.node.files import Files
+from oasis.node.files_http import parse_range
+from oasis.node.node import Node
+
+
+def _line(p: OasisProcess, timeout: float) -> dict:
+    assert p.popen.stdout is not None
+    ready, _, _ = select.select([p.popen.stdout], [], [], timeout)
+    assert ready, "no JSON line in time"
+    line = p.popen.stdout.readline()
+    assert line, f"process exited with {p.popen.poll()}"
+    return json.loads(line)
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_publish_get_range_play_and_origin(tmp_path: Path) -> None:
+    mp4, ts = str(tmp_path / "clip.mp4"), str(tmp_path / "clip.ts")
+    make_clip(mp4, 2.0, 2500)
+    make_clip(ts, 1.0, 1000)
+    data, tsdata = Path(mp4).read_bytes(), Path(ts).read_bytes()
+    assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat")  # faststart
+    procs: list[OasisProcess] = []
+
+    def start(*args: str) -> OasisProcess:
+        p = OasisProcess(list(args), str(tmp_path / f"p{len(procs)}.log"))
+        procs.append(p)
+        return p
+
+    try:
+        pub = start("publish", mp4, "--data-dir", str(tmp_path / "pub"))
+        pub_ts = start("publish", ts, "--data-dir", str(tmp_path / "pubts"))
+        info, info_ts = _line(pub, 60), _line(pub_ts, 60)
+        assert info["size"] == len(data) and info["mime"] == "video/mp4"
+        g1 = start("get", info["link"], "--data-dir", str(tmp_path / "g1"), "-o", str(tmp_path / "o1.mp4"),
+                   "--seed")
+        g2 = start("get", info["link"], "--data-dir", str(tmp_path / "g2"), "-o", str(tmp_path / "o2.mp4"),
+                   "--seed")
+        # the TS from the HTTP origin alone (no peer given): the CDN fallback path
+        g3 = start("get", info_ts["cid"], "--origin", info_ts["gateway"], "--data-dir", str(tmp_path / "g3"),
+                   "-o", str(tmp_path / "o3.ts"))
+        first = _line(g1, 60)
+        # time to first frame: PyAV opens the gateway URL while the file downloads
+        t0 = time.monotonic()
+        with av.open(first["url"], timeout=20) as c:
+            frame = next(c.decode(video=0))
+        assert frame.width == 640 and time.monotonic() - t0 < 20
+        _line(g2, 60)
+        _line(g3, 60)
+        done = [_line(g, 60) for g in (g1, g2, g3)]
+        assert Path(tmp_path / "o1.mp4").read_bytes() == data
+        assert Path(tmp_path / "o2.mp4").read_bytes() == data
+        assert Path(tmp_path / "o3.ts").read_bytes() == tsdata
+        assert done[0]["from_peers"] + done[0]["from_origin"] >= len(data)
+        assert done[2]["from_origin"] == len(tsdata) and done[2]["from_peers"] == 0
+        assert done[2]["state"] == "complete"
+        # HTTP Range on a getter's gateway (it seeds now)
+        url = first["url"]
+        st, h, body = _get(url, {"Range": "bytes=1000-1999"})
+        assert st == 206 and body == data[1000:2000]
+        assert h["Content-Range"] == f"bytes 1000-1999/{len(data)}" and h["Content-Type"] == "video/mp4"
+        st, h, body = _get(url, {"Range": "bytes=-500"})
+        assert st == 206 and body == data[-500:]
+        st, h, body = _get(url, {"Range": f"bytes={len(data) - 10}-"})
+        assert st == 206 and body == data[-10:]
+        st, h, body = _get(url, {"Range": f"bytes={len(data)}-"})
+        assert st == 416 and h["Content-Range"] == f"bytes */{len(data)}"
+        st, h, body = _get(url)
+        assert st == 200 and body == data and h["Accept-Ranges"] == "bytes"
+        st, _, _ = _get(f"{first['gateway']}/files/{content.cid_text(bytes(32))}")
+        assert st == 404  # a file this node does not hold
+        st, _, _ = _get(url[:-1] + ("a" if url[-1] != "a" else "b"))
+        assert st in (400, 404)  # not canonical, or another cid
+        # the origin answers blocks as BLOCK messages, cacheable by a CDN
+        st, h, body = _get(f"{info_ts['gateway']}/origin/files/{info_ts['cid']}/0.blk")
+        assert st == 200 and "immutable" in h["Cache-Control"]
+        st, _, _ = _get(f"{info_ts['gateway']}/origin/files/{info_ts['cid']}/99999.blk")
+        assert st == 404
+        metrics = _get(f"{first['gateway']}/metrics")[2].decode()
+        assert 'event="files_blocks_from_peers"' in metrics
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_range_parser() -> None:
+    assert parse_range(None, 100) is None
+    assert parse_range("bytes=0-9", 100) == (0, 9)
+    assert parse_range("bytes=90-200", 100) == (90, 99)
+    assert parse_range("bytes=-10", 100) == (90, 99)
+    assert parse_range("bytes=-1000", 100) == (0, 99)
+    assert parse_range("bytes=100-", 100) == "unsatisfiable"
+    assert parse_range("bytes=-0", 100) == "unsatisfiable"
+    assert parse_range("bytes=5-1", 100) is None  # invalid: ignored
+    assert parse_range("bytes=0-1,5-6", 100) is None  # several ranges: whole file
+    assert parse_range("items=0-1", 100) is None
+    assert parse_range("bytes=" + "9" * 30 + "-", 100) is None
+
+
+async def _nodes(n: int, tmp: Path, **kw: object) -> list[Node]:
+    out = []
+    for i in range(n):
+        node = Node(Identity.generate(), sw.SwarmConfig())
+        await node.start()
+        node.files = Files(node, tmp / f"n{i}", **kw)  # type: ignore[arg-type]
+        out.append(node)
+    return out
+
+
+async def _complete(f: Files, cid: str, timeout: float = 20.0) -> dict:
+    sub = f.node.events.subscribe(("file",))
+    try:
+        end = time.monotonic() + timeout
+        while f.status(cid)["state"] == "fetching":
+            await sub.get(timeout=max(0.01, end - time.monotonic()))
+        return f.status(cid)
+    finally:
+        sub.close()
+
+
+def test_forging_peer_is_banned_and_the_file_still_verifies(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 1000  # 256 kB, 8 blocks
+
+    async def run() -> None:
+        honest, forger, getter = await _nodes(3, tmp_path)
+        try:
+            (tmp_path / "f.bin").write_bytes(data)
+            info = await honest.files.publish(str(tmp_path / "f.bin"))
+            await forger.files.publish(str(tmp_path / "f.bin"))
+            e = forger.files.entries[content.parse_cid(info["cid"])]
+            real = e.read_block
+            e.read_block = lambda i: bytes([real(i)[0] ^ 1]) + real(i)[1:]  # type: ignore[method-assign]
+            await getter.files.fetch(info["cid"], [f"{forger.peer_id}@{forger.host}:{forger.port}"])
+            sub = getter.events.subscribe()
+            await asyncio.wait_for(_until(lambda: forger.identity.public in getter.banned), 20)
+            sub.close()
+            c = getter.counters
+            assert c["files_bad_blocks"] >= 1 and c["files_peers_dropped"] == 1
+            assert getter.files.status(info["cid"])["have_blocks"] == 0  # nothing forged was stored
+            await getter.files.fetch(info["cid"], [f"{honest.peer_id}@{honest.host}:{honest.port}"])
+            st = await _complete(getter.files, info["cid"])
+            assert st["state"] == "complete"
+            e2 = getter.files.entries[content.parse_cid(info["cid"])]
+            assert (e2.dir / "data").read_bytes() == data
+            # a FILE_WANT for a cid nobody holds is answered "none" and counted
+            assert getter.counters["files_unknown_cid"] == 0
+        finally:
+            for n in (honest, forger, getter):
+                await n.close()
+
+    asyncio.run(run())
+
+
+async def _until(pred: object) -> None:
+    while not pred():  # type: ignore[operator]
+        await asyncio.sleep(0.02)
+
+
+def test_disk_cap_evicts_lru_unpinned_and_refuses_what_cannot_fit(tmp_path: Path) -> None:
+    a_data, b_data = b"a" * 150_000, b"b" * 150_000
+
+    async def run() -> None:
+        (seed,) = await _nodes(1, tmp_path)
+        (small,) = await _nodes(1, tmp_path / "s", cap_bytes=200_000)
+        try:
+            (tmp_path / "a.bin").write_bytes(a_data)
+            (tmp_path / "b.bin").write_bytes(b_data)
+            ia = await seed.files.publish(str(tmp_path / "a.bin"))
+            ib = await seed.files.publish(str(tmp_path / "b.bin"))
+            peer = [f"{seed.peer_id}@{seed.host}:{seed.port}"]
+            await small.files.fetch(ia["cid"], peer)
+            assert (await _complete(small.files, ia["cid"]))["state"] == "complete"
+            await small.files.fetch(ib["cid"], peer)
+            assert (await _complete(small.files, ib["cid"]))["state"] == "complete"
+            assert [s["cid"] for s in small.files.list()] == [ib["cid"]]  # a was evicted (LRU, not pinned)
+            assert small.counters["files_evicted"] == 1 and small.counters["files_bytes"] == 150_000
+            with pytest.raises(LookupError):
+                small.files.status(ia["cid"])
+            (tmp_path / "big.bin").write_bytes(b"c" * 250_000)
+            with pytest.raises(ValueError):
+                await small.files.publish(str(tmp_path / "big.bin"))  # over the cap
+            with pytest.raises(ValueError):
+                await small.files.fetch("of1nonsense")
+        finally:
+            await seed.close()
+            await small.close()
+
+    asyncio.run(run())
