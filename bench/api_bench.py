@@ -107,6 +107,8 @@ async def feed_lag(base: str, token: str, go: Any) -> dict[str, Any]:
         async for msg in ws:
             now = time.time()
             ev = json.loads(msg.data)
+            if ev["kind"] == "subscribed":
+                continue
             if ev["kind"] == "lagged":
                 lagged += ev["data"]["dropped"]
                 continue

@@ -21,9 +21,11 @@ from oasis.sdk import AsyncClient, OasisApiError
 async def run(data_dir: str, stream_id: str, replies: int) -> int:
     async with AsyncClient.from_data_dir(data_dir) as api:
         me = (await api.node()).peer_id
-        print(json.dumps({"bot": me, "stream": stream_id, "ready": True}), flush=True)
         answered = 0
         async for ev in api.events(kinds=["chat.message"]):
+            if ev.kind == "subscribed":  # the feed is open: from here on nothing is missed
+                print(json.dumps({"bot": me, "stream": stream_id, "ready": True}), flush=True)
+                continue
             msg = ev.data
             if msg.get("stream") != stream_id or msg.get("sender") == me:
                 continue

@@ -238,6 +238,10 @@ async def events(request: web.Request) -> web.StreamResponse:
                 if msg.type == WSMsgType.ERROR:
                     break
 
+        # first, that the subscription exists: every event published from now on follows
+        await ws.send_str(msgspec.json.encode(
+            {"seq": 0, "time": api.node.clock(), "kind": "subscribed",
+             "data": {"kinds": list(kinds), "next_seq": api.node.events.seq + 1}}).decode())
         reader = asyncio.create_task(drain_input())
         getter: asyncio.Future[Any] | None = None
         try:

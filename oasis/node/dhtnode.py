@@ -57,6 +57,7 @@ MAX_WAITING = 4  #: messages held for one peer while its link comes up
 DIAL_TIMEOUT = 3.0  #: s for a DHT dial to authenticate (the core's timeout covers it too)
 FIND_INTERVAL = 5.0  #: s between providers lookups of one stream
 SEED_MAX = 8  #: candidates a bootstrap takes
+MAX_KEYS = 256  #: non-stream names (files) provided at once (the store's per-publisher cap is 8)
 
 
 class DhtDriver:
@@ -78,6 +79,8 @@ class DhtDriver:
         self._finding: dict[int, bytes] = {}  #: lookup id -> stream key (the node's stream)
         self._provided: dict[bytes, tuple[str, int]] = {}  #: stream key -> address announced
         self.descriptors: dict[bytes, bytes] = {}  #: our streams' descriptors (broadcaster)
+        #: names provided that are not live streams (files we seed: node.files), by key
+        self.keys: dict[bytes, StreamId] = {}
         #: called with (stream key, descriptor JSON) when a lookup brings the stream record's
         self.on_descriptor: Callable[[bytes, bytes], None] | None = None
         self.lookups: list[dh.LookupDone] = []  #: the latest finished lookups (bounded)
@@ -169,7 +172,40 @@ class DhtDriver:
                 continue  # nothing to give yet
             self._provided[skey] = addr
             self.dht.provide(ls.sid, [addr], now, descriptor=self.descriptors.get(skey, b""))
+        for key, sid in self.keys.items():
+            if self._provided.get(key) != addr:
+                self._provided[key] = addr
+                self.dht.provide(sid, [addr], now)
         self.run()
+
+    def provide_key(self, sid: StreamId) -> None:
+        """Announce ``sid`` (not a live stream: a file we seed) like our streams."""
+        if sid.key not in self.keys and len(self.keys) >= MAX_KEYS:
+            return
+        self.keys[sid.key] = sid
+        self.update_provided()
+
+    def stop_key(self, sid: StreamId) -> None:
+        if self.keys.pop(sid.key, None) is not None:
+            self.dht.stop_providing(sid)
+            self._provided.pop(sid.key, None)
+
+    async def find_providers(self, sid: StreamId, timeout: float) -> list[tuple[bytes, str, int]]:
+        """The providers of ``sid`` a DHT lookup finds (verified records; not us), ≤ timeout s."""
+        loop = self.node.loop
+        try:
+            await asyncio.wait_for(self.joined.wait(), timeout)
+        except TimeoutError:
+            return []
+        fut: asyncio.Future[dh.LookupDone] = loop.create_future()
+        self._waiters[self.dht.find_providers(sid, self.clock())] = fut
+        self.run()
+        try:
+            d = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return []
+        me = self.node.identity.public
+        return [(r.provider, h, p) for r in d.providers if r.provider != me for h, p in r.addrs[:1]]
 
     def stream_removed(self, sid: StreamId) -> None:
         """We no longer carry ``sid``: stop announcing it (its records expire on their own)."""

@@ -26,6 +26,7 @@ tracker lookup calls with the peers it found for a cid.
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import logging
 import mimetypes
@@ -41,9 +42,11 @@ import aiohttp
 from oasis.core import content, wire
 from oasis.core import fileswarm as fs
 from oasis.core.content import BLOCK_SIZE, ContentError, Manifest, cid_text, parse_cid
+from oasis.core.dialplan import Candidate
 from oasis.core.filelink import FileLink, parse_peer
 from oasis.core.filelink import parse as parse_file_link
 from oasis.core.identity import peer_id_of
+from oasis.core.stream import StreamId
 from oasis.core.streamlink import LinkError
 from oasis.core.wire import ErrorCode
 
@@ -59,6 +62,17 @@ TARGET_PEERS = 8  #: a fetching file dials peers from FILE_PEERS only while it h
 PROGRESS_EVERY = 0.25  #: s between file.progress events of one file (at most 4/s)
 READ_WAIT = 15.0  #: s a gateway reader waits for one block before giving up
 
+
+
+DHT_FIND_TIMEOUT = 10.0  #: s a download's DHT lookup of the file's providers may take
+_ZERO_KEY = bytes(32)
+
+
+def file_sid(cid: bytes) -> StreamId:
+    """The DHT name of a file (docs/oftp.md §18.6): records of its seeders live under
+    ``StreamId(32 zero bytes, the first 32 base32 characters of the CID)`` -- no key signs
+    a file's "stream", so no record under it is a stream record (nobody's descriptor)."""
+    return StreamId(_ZERO_KEY, base64.b32encode(cid).decode().lower()[:32])
 
 class FileEntry:
     def __init__(self, files: Files, cid: bytes, swarm: fs.FileSwarm, *, pinned: bool,
@@ -125,7 +139,7 @@ class Files:
         self.entries: dict[bytes, FileEntry] = {}
         self.rng = random.Random(node.rng.random())
         self.c: dict[str, int] = {k: 0 for k in (
-            "files_unknown_cid", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
+            "files_unknown_cid", "files_dht_providers", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
             "files_evicted", "files_origin_fetches", "files_origin_failures", "files_bad_stored",
             "files_read_timeouts")}
         #: totals of files no longer tracked (removed, evicted)
@@ -191,6 +205,7 @@ class Files:
             self._pump(e)
             if self.on_lookup is not None:
                 self.on_lookup(link.cid)
+            self.node.spawn(self._dht_find(link.cid))
         e.last_used = self.node.clock()
         self.discovered(link.cid, list(link.peers) + extra)
         return self.status(e.text)
@@ -240,6 +255,9 @@ class Files:
             while len(e.wanted) > MAX_DISCOVERED:
                 del e.wanted[next(iter(e.wanted))]
             await node.connect(peer_id_of(key), host, port)
+        dht = node.dht
+        if dht is not None and not dht.seeded and node.policy.link_of(key) is not None:
+            dht.seed([Candidate(key, host, port)])  # a file getter's way into the DHT, once linked
             if node.policy.link_of(key) is None and key not in node.policy.dialling:
                 e.wanted.pop(key, None)  # the dial failed (nobody else is dialling it)
         if node.policy.link_of(key) is not None and not e.stopped:
@@ -369,6 +387,7 @@ class Files:
         (e.dir / "done").touch()
         e.done = True
         e.notify()
+        self._provide(e.cid)  # seeded after watching (within the disk cap)
         self.node.events.publish("file.complete", self.status(e.text))
 
     async def _fetch_origin(self, e: FileEntry, index: int) -> None:
@@ -492,7 +511,22 @@ class Files:
         e = FileEntry(self, cid, sw, pinned=pinned, origin=origin)
         e.done = True
         self.entries[cid] = e
+        self._provide(cid)
         return e
+
+    def _provide(self, cid: bytes) -> None:
+        """Seeding ``cid``: announce it in the DHT (docs/oftp.md §18), so getters that know
+        only its id and one peer find us."""
+        if self.node.dht is not None:
+            self.node.dht.provide_key(file_sid(cid))
+
+    async def _dht_find(self, cid: bytes) -> None:
+        """A download began: the DHT's providers of ``cid`` join the ones the link named."""
+        if self.node.dht is None:
+            return
+        peers = await self.node.dht.find_providers(file_sid(cid), DHT_FIND_TIMEOUT)
+        self.c["files_dht_providers"] += len(peers)
+        self.discovered(cid, peers)
 
     def _load(self) -> None:
         """Complete files kept from earlier runs are seeded again; partial ones are removed."""
@@ -516,6 +550,8 @@ class Files:
 
     def _drop(self, e: FileEntry) -> None:
         e.stopped = True
+        if self.node.dht is not None:
+            self.node.dht.stop_key(file_sid(e.cid))
         e.close()
         for k, v in vars(e.swarm.counters).items():
             setattr(self._closed, k, getattr(self._closed, k) + v)

@@ -216,3 +216,28 @@ def test_disk_cap_evicts_lru_unpinned_and_refuses_what_cannot_fit(tmp_path: Path
             await small.close()
 
     asyncio.run(run())
+
+
+def test_a_getter_finds_a_seeder_through_the_dht(tmp_path: Path) -> None:
+    # S fetched the file from P and seeds it (announced in the DHT); G knows only P: its DHT
+    # lookup of the file's name finds S's signed record (stored at P) -- not only FILE_PEERS
+    data = bytes(range(256)) * 400
+
+    async def run() -> None:
+        p, s, g = await _nodes(3, tmp_path)
+        try:
+            (tmp_path / "f.bin").write_bytes(data)
+            info = await p.files.publish(str(tmp_path / "f.bin"))
+            at = f"{p.peer_id}@{p.host}:{p.port}"
+            await s.files.fetch(info["cid"], [at])
+            assert (await _complete(s.files, info["cid"]))["state"] == "complete"
+            await asyncio.wait_for(_until(lambda: p.dht is not None and p.dht.dht.records >= 1), 20)
+            await g.files.fetch(info["cid"], [at])
+            await asyncio.wait_for(_until(lambda: g.counters["files_dht_providers"] >= 1), 20)
+            assert (await _complete(g.files, info["cid"]))["state"] == "complete"
+            assert g.counters["dht_records_rejected"] == 0
+        finally:
+            for n in (p, s, g):
+                await n.close()
+
+    asyncio.run(run())
