@@ -119,6 +119,8 @@ async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, jso
         elif line.startswith("/dm "):
             _, peer, text = (line.split(" ", 2) + [""])[:3]
             _print("dm.sent", await m.dm_send(peer, text), json_out)
+        elif line.strip() == "/stats":  # the node's counters (chat_*, dm_*, links, ...)
+            _print("stats", {"neighbours": node.neighbour_count(), "counters": node.counters}, json_out)
         elif line.split(" ", 1)[0] in ("/mute", "/ban", "/unmute"):
             parts = line.split()
             secs = float(parts[2]) if len(parts) > 2 else 600.0

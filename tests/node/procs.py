@@ -21,7 +21,8 @@ class OasisProcess:
         self.popen = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE,
                                       stderr=self.log, stdin=subprocess.DEVNULL,
                                       start_new_session=True, env={**os.environ, **(env or {})},
-                                      preexec_fn=die_with_parent)
+                                      preexec_fn=die_with_parent,
+                                      bufsize=0)  # unbuffered: select() sees every line
         self.info: dict[str, Any] = {}
 
     def wait_info(self, timeout: float = 60.0) -> dict[str, Any]:

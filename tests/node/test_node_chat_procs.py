@@ -25,9 +25,11 @@ class Talker:
 
     def __init__(self, args: list[str], log: Path) -> None:
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        # unbuffered: select() on the pipe must see every line (a buffered reader may hold
+        # the next line already, and select would wait for more that never comes)
         self.p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=self.log, start_new_session=True,
-                                  preexec_fn=die_with_parent)
+                                  preexec_fn=die_with_parent, bufsize=0)
         self.seen: list[dict[str, Any]] = []
         self.info = self.next(lambda e: "peer_id" in e, 30)
 
