@@ -19,12 +19,7 @@ import random
 import sys
 from typing import Any
 
-import aiohttp
-
 from oasis.core import peer as pp
-from oasis.core.stream import StreamId
-from oasis.core.streamlink import SCHEME as LINK_SCHEME
-from oasis.core.streamlink import parse as parse_link
 
 from .keystore import load_or_create
 from .node import LiveStream, Node
@@ -35,27 +30,15 @@ from .runtime import (
     bootstrap_loop,
     dht_descriptor,
     emit,
-    fetch_descriptor,
     parse_hostport,
+    resolve_stream,
     run_until_stopped,
     swarm_config,
 )
 
 
 async def _join(c: Common, stream: str, tracker_url: str | None) -> tuple[Node, LiveStream, asyncio.Task[None]]:
-    boots: tuple[Any, ...] = ()
-    if stream.startswith(f"{LINK_SCHEME}:"):
-        link = parse_link(stream)
-        sid, desc, boots = link.sid, link.descriptor, link.bootstrap
-        tracker_url = tracker_url or link.tracker
-    else:
-        sid = StreamId.parse(stream)
-        desc = None
-        if tracker_url is None:
-            raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
-    if desc is None and tracker_url is not None:
-        async with aiohttp.ClientSession() as session:
-            desc = await fetch_descriptor(session, tracker_url, sid)
+    sid, desc, boots, tracker_url = await resolve_stream(stream, tracker_url)
     ident = load_or_create(c.data_dir)
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed))

@@ -373,22 +373,32 @@ async def bootstrap_loop(node: Node, boots: tuple[Bootstrap, ...]) -> None:
                               interval=http.ANNOUNCE_INTERVAL)
 
 
-async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: str,
-                cdn_url: str | None) -> None:
-    """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
+async def resolve_stream(stream: str, tracker_url: str | None
+                         ) -> tuple[StreamId, Descriptor | None, tuple[Bootstrap, ...], str | None]:
+    """What a viewer is given -- an ``oasis://`` link, or a stream id and a tracker -- as
+    (stream, descriptor, bootstrap peers, tracker). The descriptor comes from the link, else
+    from the tracker; None for a short link without a tracker (then :func:`dht_descriptor`
+    once the node runs)."""
     boots: tuple[Bootstrap, ...] = ()
     desc: Descriptor | None = None
-    if stream_id.startswith(f"{LINK_SCHEME}:"):
-        link = parse_link(stream_id)
+    if stream.startswith(f"{LINK_SCHEME}:"):
+        link = parse_link(stream)
         sid, desc, boots = link.sid, link.descriptor, link.bootstrap
         tracker_url = tracker_url or link.tracker
     else:
-        sid = StreamId.parse(stream_id)
+        sid = StreamId.parse(stream)
         if tracker_url is None:
             raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
     if desc is None and tracker_url is not None:
         async with aiohttp.ClientSession() as session:
             desc = await fetch_descriptor(session, tracker_url, sid)
+    return sid, desc, boots, tracker_url
+
+
+async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: str,
+                cdn_url: str | None) -> None:
+    """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
+    sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url)
     ident = load_or_create(c.data_dir)
     host, port = parse_hostport(c.listen, "--listen")
     # the swarm's configuration is replaced below, once the descriptor is known
