@@ -99,7 +99,9 @@ def mapping(ns: str, servers: list[tuple[str, int]], port: int = 0) -> list[str]
     s = ns_socket(ns, socket.SOCK_DGRAM)
     try:
         s.bind(("0.0.0.0", port))
-        return [ping(ns, srv, count=3, timeout=1.0, sock=s).observed for srv in servers]
+        # a few datagrams and a wait a loaded machine's delayer cannot outlast: one reply
+        # is enough to read the mapping
+        return [ping(ns, srv, count=5, timeout=3.0, sock=s).observed for srv in servers]
     finally:
         s.close()
 
