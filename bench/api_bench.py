@@ -44,6 +44,11 @@ def serve(ready: Any, go: Any, done: Any, rate: int, seconds: float) -> None:
             node.add_stream(StreamId(node.identity.public, name), is_source=True)
         with tempfile.TemporaryDirectory() as d:
             streaming = Streaming(node, Common(data_dir=d))
+            try:  # the short-video service, so /files is answered by it (not a 501)
+                from oasis.node.files import Files
+                node.files = Files(node, d)
+            except ImportError:
+                pass
             runner, api = await start_api(node, d, "127.0.0.1:0", streaming=streaming)
             ready.put((api.url, api.token, str(next(iter(node.streams.values())).text_id)))
             loop = asyncio.get_running_loop()
