@@ -102,6 +102,7 @@ class Subscription:
             self.closed = True
             self._ready.set()
             self.bus._subs.discard(self)
+            self.bus._notify()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -123,6 +124,7 @@ class EventBus:
         self.queue_cap = queue_cap
         self.seq = 0
         self._subs: set[Subscription] = set()
+        self._changed: asyncio.Event | None = None  #: set (and replaced) when subscribers come or go
         self.published = 0
         self.dropped = 0  #: events lost by slow subscribers (all subscriptions)
 
@@ -144,7 +146,22 @@ class EventBus:
             raise TooManySubscribers(f"at most {self.max_subscribers} event subscriptions")
         sub = Subscription(self, tuple(prefixes), cap=self.queue_cap)
         self._subs.add(sub)
+        self._notify()
         return sub
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_subscribers(self, pred: Callable[[int], bool], timeout: float) -> None:
+        """Until ``pred(subscribers)`` holds; ``TimeoutError`` after ``timeout`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not pred(len(self._subs)):
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await asyncio.wait_for(self._changed.wait(), max(0.0, deadline - loop.time()))
 
     @property
     def subscribers(self) -> int:

@@ -269,10 +269,7 @@ async def test_event_feed_delivers_filtered_events(served: tuple[Node, napi.Api,
                                                    ("chat.moderation", {"action": "mute"})]
         assert got[0].seq < got[1].seq
     # the socket closed: the node dropped the subscription
-    deadline = asyncio.get_running_loop().time() + 5
-    while node.events.subscribers:
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.01)
+    await node.events.wait_subscribers(lambda n: n == 0, 5)
 
 
 def _validate(value: Any, schema: dict[str, Any], components: dict[str, Any], where: str = "$") -> None:
@@ -361,10 +358,11 @@ async def test_watchdog_reports_stalls_and_recovery(tmp_path: Path) -> None:
         streaming.check_health(110.0)
         assert sub.get_nowait() is None  # told once per stall
         from tests.node.procs import produce
+        delivered = ls.playout.changed  # set by the first chunk the source delivers to itself
         producing = produce(node, ls, sid, period=0.01)
-        while ls.swarm.log.latest < 0:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(delivered.wait(), 5)
         producing.cancel()
+        assert ls.swarm.log.latest >= 0
         streaming.check_health(111.0)
         ev = sub.get_nowait()
         assert ev is not None and ev.kind == "stream.resumed"
@@ -380,22 +378,22 @@ async def test_requests_in_flight_are_capped(served: tuple[Node, napi.Api, str])
     and the API answers again once they finish."""
     node, api, url = served
     release = asyncio.Event()
+    all_in = asyncio.Event()
     entered = 0
 
     class SlowMessaging(FakeMessaging):
         async def dm_send(self, peer_id: str, text: str) -> dict[str, Any]:
             nonlocal entered
             entered += 1
+            if entered == napi.MAX_INFLIGHT:
+                all_in.set()  # every slot is held
             await release.wait()
             return {"id": "d", "to": peer_id, "state": "stored"}
 
     node.messaging = SlowMessaging()  # type: ignore[attr-defined]
     async with AsyncClient(url, api.token) as c:
         held = [asyncio.create_task(c.dm_send("p", "x")) for _ in range(napi.MAX_INFLIGHT)]
-        deadline = asyncio.get_running_loop().time() + 10
-        while entered < napi.MAX_INFLIGHT:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(all_in.wait(), 10)
         with pytest.raises(OasisApiError) as exc:
             await c.node()
         assert exc.value.status == 503 and exc.value.code == "busy"

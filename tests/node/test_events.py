@@ -65,3 +65,15 @@ def test_subscriptions_are_capped_and_kinds_checked() -> None:
         bus.publish("", {})
     with pytest.raises(ValueError):
         bus.publish("k" * 65, {})
+
+
+async def test_waiting_for_the_subscriber_count() -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    waiter = asyncio.create_task(bus.wait_subscribers(lambda n: n == 0, 1))
+    with pytest.raises(TimeoutError):  # still one subscriber
+        await asyncio.wait_for(asyncio.shield(waiter), 0.05)
+    sub.close()
+    await asyncio.wait_for(waiter, 1)
+    with pytest.raises(TimeoutError):
+        await bus.wait_subscribers(lambda n: n == 3, 0.01)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import av
 import pytest
-from procs import OasisProcess
+from procs import OasisProcess, until
 
 from oasis.core import content
 from oasis.core import swarm as sw
@@ -162,7 +162,7 @@ def test_forging_peer_is_banned_and_the_file_still_verifies(tmp_path: Path) -> N
             e.read_block = lambda i: bytes([real(i)[0] ^ 1]) + real(i)[1:]  # type: ignore[method-assign]
             await getter.files.fetch(info["cid"], [f"{forger.peer_id}@{forger.host}:{forger.port}"])
             sub = getter.events.subscribe()
-            await asyncio.wait_for(_until(lambda: forger.identity.public in getter.banned), 20)
+            await until(lambda: forger.identity.public in getter.banned, 20, what="the forger's ban")
             sub.close()
             c = getter.counters
             assert c["files_bad_blocks"] >= 1 and c["files_peers_dropped"] == 1
@@ -179,11 +179,6 @@ def test_forging_peer_is_banned_and_the_file_still_verifies(tmp_path: Path) -> N
                 await n.close()
 
     asyncio.run(run())
-
-
-async def _until(pred: object) -> None:
-    while not pred():  # type: ignore[operator]
-        await asyncio.sleep(0.02)
 
 
 def test_disk_cap_evicts_lru_unpinned_and_refuses_what_cannot_fit(tmp_path: Path) -> None:
@@ -231,9 +226,9 @@ def test_a_getter_finds_a_seeder_through_the_dht(tmp_path: Path) -> None:
             at = f"{p.peer_id}@{p.host}:{p.port}"
             await s.files.fetch(info["cid"], [at])
             assert (await _complete(s.files, info["cid"]))["state"] == "complete"
-            await asyncio.wait_for(_until(lambda: p.dht is not None and p.dht.dht.records >= 1), 20)
+            await until(lambda: p.dht is not None and p.dht.dht.records >= 1, 20, what="S's record at P")
             await g.files.fetch(info["cid"], [at])
-            await asyncio.wait_for(_until(lambda: g.counters["files_dht_providers"] >= 1), 20)
+            await until(lambda: g.counters["files_dht_providers"] >= 1, 20, what="a DHT provider")
             assert (await _complete(g.files, info["cid"]))["state"] == "complete"
             assert g.counters["dht_records_rejected"] == 0
         finally:
