@@ -209,7 +209,16 @@ def descriptor_from_json(raw: bytes) -> Descriptor:
 
 def verified_descriptor(obj: object, sid: StreamId) -> Descriptor:
     """Decode and verify a descriptor for ``sid``; raises DescriptorError saying why not."""
-    d = descriptor_from_obj(obj)
+    return _verified(descriptor_from_obj(obj), sid)
+
+
+def verified_descriptor_json(raw: bytes, sid: StreamId) -> Descriptor:
+    """:func:`verified_descriptor` from JSON bytes (a peer's, e.g. the DHT's): decoded
+    straight into the typed body, size-capped, never as free-form JSON."""
+    return _verified(descriptor_from_json(raw), sid)
+
+
+def _verified(d: Descriptor, sid: StreamId) -> Descriptor:
     if d.stream != sid:
         raise DescriptorError("wrong_stream", "descriptor is for another stream")
     if not verify_descriptor(d, sid):

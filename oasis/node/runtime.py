@@ -35,6 +35,7 @@ from oasis.core.descriptor import (
     DescriptorError,
     sign_descriptor,
     verified_descriptor,
+    verified_descriptor_json,
 )
 from oasis.core.dialplan import dialable
 from oasis.core.identity import peer_id_of
@@ -356,8 +357,8 @@ async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]
             sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], SHORT_LINK_TIMEOUT)
     try:
         if raw:
-            return verified_descriptor(msgspec.json.decode(raw), sid)
-    except (DescriptorError, msgspec.DecodeError) as exc:
+            return verified_descriptor_json(raw, sid)
+    except DescriptorError as exc:
         log.warning("DHT gave a bad descriptor: %s", exc)
     await node.close()
     raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers in "
@@ -463,8 +464,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     if node.dht is not None:
         def from_dht(skey: bytes, raw: bytes) -> None:
             try:  # the DHT checked it already; checked again here against our stream
-                set_descriptor(verified_descriptor(msgspec.json.decode(raw), sid))
-            except (DescriptorError, msgspec.DecodeError) as exc:
+                set_descriptor(verified_descriptor_json(raw, sid))
+            except DescriptorError as exc:
                 log.warning("DHT gave a bad descriptor: %s", exc)
         node.dht.on_descriptor = from_dht
     clock = AnnounceClock()

@@ -29,7 +29,7 @@ import aiohttp
 import msgspec
 
 from oasis.core import peer as pp
-from oasis.core.descriptor import Descriptor, DescriptorError, verified_descriptor
+from oasis.core.descriptor import Descriptor, DescriptorError, verified_descriptor_json
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.streamlink import SCHEME as LINK_SCHEME
@@ -213,8 +213,8 @@ class Streaming:
                 sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], rt.SHORT_LINK_TIMEOUT)
         if raw:
             try:
-                return verified_descriptor(msgspec.json.decode(raw), sid)
-            except (DescriptorError, msgspec.DecodeError):
+                return verified_descriptor_json(raw, sid)
+            except DescriptorError:
                 pass
         raise LookupError(f"no descriptor for {sid} from the link's peers (DHT)")
 

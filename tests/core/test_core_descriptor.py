@@ -15,6 +15,7 @@ from oasis.core.descriptor import (
     descriptor_from_json,
     sign_descriptor,
     verified_descriptor,
+    verified_descriptor_json,
     verify_descriptor,
 )
 from oasis.core.identity import Identity
@@ -87,3 +88,14 @@ def test_json_is_size_capped() -> None:
     assert e.value.code == "too_large"
     with pytest.raises(DescriptorError):
         descriptor_from_json(b"[" * 3000 + b"]" * 3000)
+
+
+def test_json_bytes_from_a_peer_are_decoded_typed_and_verified() -> None:
+    raw = json.dumps(full().to_json()).encode()
+    assert verified_descriptor_json(raw, SID) == full()
+    for bad in (b"[" * 2000 + b"]" * 2000,  # deep nesting: refused by the typed decode, no recursion
+                b"x" * (MAX_JSON + 1), b"{}", raw[:-1]):
+        with pytest.raises(DescriptorError):
+            verified_descriptor_json(bad, SID)
+    with pytest.raises(DescriptorError):  # another stream's
+        verified_descriptor_json(raw, StreamId(BC.public, "other"))
