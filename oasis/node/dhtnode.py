@@ -138,17 +138,9 @@ class DhtDriver:
         loop = self.node.loop
         deadline = loop.time() + timeout
         self.seed(boots)
-        try:
-            await asyncio.wait_for(self.joined.wait(), timeout)
-        except TimeoutError:
-            return None
         while (left := deadline - loop.time()) > 0:
-            fut: asyncio.Future[dh.LookupDone] = loop.create_future()
-            self._waiters[self.dht.find_providers(sid, self.clock())] = fut
-            self.run()
-            try:
-                d = await asyncio.wait_for(fut, left)
-            except TimeoutError:
+            d = await self._lookup(lambda: self.dht.find_providers(sid, self.clock()), left)
+            if d is None:
                 return None
             if d.descriptor:
                 self.counters["dht_descriptors"] += 1
@@ -192,17 +184,8 @@ class DhtDriver:
 
     async def find_providers(self, sid: StreamId, timeout: float) -> list[tuple[bytes, str, int]]:
         """The providers of ``sid`` a DHT lookup finds (verified records; not us), ≤ timeout s."""
-        loop = self.node.loop
-        try:
-            await asyncio.wait_for(self.joined.wait(), timeout)
-        except TimeoutError:
-            return []
-        fut: asyncio.Future[dh.LookupDone] = loop.create_future()
-        self._waiters[self.dht.find_providers(sid, self.clock())] = fut
-        self.run()
-        try:
-            d = await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
+        d = await self._lookup(lambda: self.dht.find_providers(sid, self.clock()), timeout)
+        if d is None:
             return []
         me = self.node.identity.public
         return [(r.provider, h, p) for r in d.providers if r.provider != me for h, p in r.addrs[:1]]
@@ -292,15 +275,23 @@ class DhtDriver:
         """The nodes nearest ``key``'s DHT id that answered a FIND_NODE lookup (≤ k)."""
         if not self.seeded:
             return []
+        target = node_id(key).to_bytes(32, "big")
+        d = await self._lookup(lambda: self.dht.find_node(target, self.clock()), timeout)
+        return [] if d is None else list(d.nodes)
+
+    async def _lookup(self, start: Callable[[], int], timeout: float) -> dh.LookupDone | None:
+        """Once the DHT has joined: start a lookup (``start`` returns its id) and wait for its
+        ``LookupDone``; None when ``timeout`` s pass first."""
         loop = self.node.loop
-        fut: asyncio.Future[dh.LookupDone] = loop.create_future()
-        self._waiters[self.dht.find_node(node_id(key).to_bytes(32, "big"), self.clock())] = fut
-        self.run()
+        deadline = loop.time() + timeout
         try:
-            d = await asyncio.wait_for(fut, timeout)
+            await asyncio.wait_for(self.joined.wait(), timeout)
+            fut: asyncio.Future[dh.LookupDone] = loop.create_future()
+            self._waiters[start()] = fut
+            self.run()
+            return await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
         except TimeoutError:
-            return []
-        return list(d.nodes)
+            return None
 
     def contacts(self) -> list[bytes]:
         """Keys in the DHT's routing table."""
