@@ -81,10 +81,15 @@ async def worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
         e = files.entry(cid)
         ttff = None
         done = None
+        manifest_at = None
+        origin_at_ttff = 0
         while time.time() - t0 < spec["timeout"]:
             have = e.swarm.have
+            if manifest_at is None and e.manifest is not None:
+                manifest_at = time.time() - t0
             if ttff is None and e.manifest is not None and all(b in have for b in range(min(need_blocks, e.manifest.blocks))):
                 ttff = time.time() - t0
+                origin_at_ttff = e.swarm.counters.blocks_from_origin
             if files.status(cid)["state"] != "fetching":
                 done = time.time() - t0
                 break
@@ -95,7 +100,8 @@ async def worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
         keep = ("files_duplicate_blocks", "files_request_timeouts", "messages_over_budget", "peers_banned",
                 "files_peers_dropped", "files_serve_expired", "files_origin_requests", "files_pex_received",
                 "links_refused", "dials_refused")
-        out.append({"counters": {k: c.get(k, 0) for k in keep},"ttff": ttff, "done": done, "from_peers": s["from_peers"], "from_origin": s["from_origin"],
+        out.append({"counters": {k: c.get(k, 0) for k in keep}, "ttff": ttff, "manifest_at": manifest_at,
+                    "origin_at_ttff": origin_at_ttff, "done": done, "from_peers": s["from_peers"], "from_origin": s["from_origin"],
                     "served": s["served"], "join": t0, "end": t0 + (done or spec["timeout"])})
         # keep seeding until every viewer of this worker is done
         await stop.wait()
@@ -103,13 +109,24 @@ async def worker(spec: dict[str, Any]) -> list[dict[str, Any]]:
         await node.close()
 
     stop = asyncio.Event()
+    lags: list[float] = []  # how late a 20 ms timer fires in this worker's loop (scheduling delay)
+
+    async def sampler() -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.02)
+            lags.append(time.perf_counter() - t - 0.02)
+
+    lag_task = asyncio.create_task(sampler())
     tasks = [asyncio.create_task(viewer(i, at)) for i, at in enumerate(spec["joins"])]
     while len(out) < len(tasks):
         await asyncio.sleep(0.1)
     # others may still fetch from us: seed until the coordinator's deadline
     await asyncio.sleep(max(0.0, spec["seed_until"] - time.time()))
     stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, lag_task, return_exceptions=True)
+    if out:
+        out[0]["loop_lags"] = lags
     return out
 
 
@@ -238,6 +255,16 @@ def main() -> int:
                     "python": platform.python_version()},
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_during],
         "mean_ttff_s": round(statistics.mean(ttffs), 3) if ttffs else None,
+        # where TTFF goes: time to the manifest, and how many first-frame blocks the origin sent
+        "manifest_p50_s": pct([r["manifest_at"] for r in results if r.get("manifest_at") is not None], 0.5),
+        "manifest_p95_s": pct([r["manifest_at"] for r in results if r.get("manifest_at") is not None], 0.95),
+        "origin_blocks_at_ttff": sum(r.get("origin_at_ttff", 0) for r in results),
+        # the workers' event-loop delay while they ran (10 nodes share one loop and 2 cores)
+        "loop_lag_p50_s": pct([x for r in results for x in r.get("loop_lags", [])], 0.5),
+        "loop_lag_p95_s": pct([x for r in results for x in r.get("loop_lags", [])], 0.95),
+        "loop_lag_p99_s": pct([x for r in results for x in r.get("loop_lags", [])], 0.99),
+        "per_viewer": [[round(r["join"] - min(x["join"] for x in results), 2), r["ttff"] and round(r["ttff"], 3),
+                        r.get("manifest_at") and round(r["manifest_at"], 3)] for r in results],
     }
     print(json.dumps(out))
     return 0

@@ -12,14 +12,18 @@ Fetching::
 
     us → peer   FILE_WANT(cid)
     peer → us   FILE_HAVE(cid, manifest, bitmap)        manifest checked against the cid
-    us → peer   BLOCK_REQUEST(cid, [i, j, ...])         at most ``max_inflight`` per peer
+    us → peer   BLOCK_REQUEST(cid, [i, j, ...], urgent) at most ``max_inflight`` per peer
     peer → us   BLOCK(cid, i, data, proof)              verified alone (content.verify_block)
+    us → peer   BLOCK_CANCEL(cid, [i])                  timed out, or got it elsewhere
 
 The picker fills each peer's free request slots: first the blocks of the *urgent
 window* (``window`` blocks from the player's read position) in order, so a player
 reading through the gateway can start and seek while the file downloads; then the
-rarest blocks among the peers (ties: nearest the read position). A request not answered
-by ``request_timeout`` is asked again elsewhere and counts against the peer.
+rarest blocks among the peers (ties: nearest the read position). Requests for the urgent
+window say so (``urgent``): a holder serves them before any other. A request not answered
+by ``request_timeout`` is asked again elsewhere (the peer's request limit halves, and it
+gets a BLOCK_CANCEL); a block that arrives while another peer still has it requested is
+cancelled there.
 
 Origin fallback (same idea as live chunks): an urgent block that no peer holds, or that
 has been requested for ``origin_after`` seconds without arriving, is fetched from the
@@ -31,7 +35,12 @@ Hostile peers: a block that fails verification, a manifest that does not hash to
 cid, a BLOCK nobody asked for, a HAVE that lied (BLOCK_MISSING for an advertised
 block) each add strikes; at ``max_strikes`` the peer is dropped (``DropFilePeer``).
 Serving is bounded: each peer may queue ``serve_queue`` requests; the node-wide upload
-budget (``upload_bytes_per_s``, token bucket) paces the answers (``ServeBlock``).
+budget (``upload_bytes_per_s``, token bucket) paces the answers (``ServeBlock``). At most
+``serve_in_flight`` blocks per peer sit in its transport's send buffer; the executor calls
+:meth:`FileSwarm.on_drained` when that buffer empties. So a newcomer's first requests are
+answered at once on its own link, however much bulk the other links carry, and a request
+that waited past ``request_timeout`` (the requester has asked elsewhere) is dropped here
+instead of being sent as a duplicate.
 """
 
 from __future__ import annotations
@@ -53,12 +62,16 @@ class FileSwarmConfig:
     max_total_inflight: int = 32  #: requests outstanding in all (1 MiB): more only invites duplicates
     request_timeout: float = 4.0  #: a request not answered by then goes elsewhere (no strike)
     window: int = 16  #: blocks from the read position fetched in order first
-    origin_after: float = 0.5  #: an urgent block late this long (or held by none) → origin
-    origin_parallel: int = 4
+    origin_after: float = 0.25  #: an urgent block late this long (or held by none) → origin
+    origin_parallel: int = 8
     max_peers: int = 64
     max_strikes: int = 3
     have_every: float = 0.5  #: s between FILE_HAVE updates to peers while fetching
     serve_queue: int = 32  #: requests one peer may have queued with us
+    #: blocks per peer handed to the transport and not yet on the wire (the executor reports
+    #: the drain: :meth:`FileSwarm.on_drained`). The rest wait here, where a stale request can
+    #: still be dropped, instead of in the transport's buffer behind megabytes of others
+    serve_in_flight: int = 2
     upload_bytes_per_s: float = 64e6  #: serving budget of this file (token bucket)
     upload_burst: float = 4e6
 
@@ -123,6 +136,8 @@ class FileCounters:
     peers_refused: int = 0  #: beyond max_peers
     serve_refused: int = 0  #: requests beyond a peer's queue or for blocks not held
     serve_expired: int = 0  #: queued requests dropped: older than request_timeout when their turn came
+    serve_cancelled: int = 0  #: queued requests the requester cancelled (BLOCK_CANCEL)
+    cancels_sent: int = 0  #: requests we cancelled: timed out, or the block came from elsewhere
     duplicate_blocks: int = 0
     origin_requests: int = 0
     origin_failures: int = 0
@@ -138,6 +153,8 @@ class _Peer:
     #: loaded seeder gets fewer requests and the rest of the swarm more
     limit: float = 4.0
     queue: deque[tuple[int, float]] = field(default_factory=deque)  #: its requests we owe, (index, asked at)
+    urgent: deque[tuple[int, float]] = field(default_factory=deque)  #: the same, marked urgent: served first
+    sending: int = 0  #: blocks served to it that its transport has not yet sent (serve_in_flight)
 
 
 class FileSwarm:
@@ -230,6 +247,8 @@ class FileSwarm:
             self._on_have(peer, p, msg, now)
         elif isinstance(msg, wire.BlockRequest):
             self._on_request(peer, p, msg, now)
+        elif isinstance(msg, wire.BlockCancel):
+            self._on_cancel(p, msg)
         elif isinstance(msg, wire.BlockMsg):
             self._on_block(peer, p, msg, now)
         elif isinstance(msg, wire.BlockMissing):
@@ -265,13 +284,23 @@ class FileSwarm:
         p.have = have
 
     def _on_request(self, peer: bytes, p: _Peer, msg: wire.BlockRequest, now: float) -> None:
+        q = p.urgent if msg.urgent else p.queue
         for i in msg.indices:
-            if i not in self.have or len(p.queue) >= self.config.serve_queue:
+            if i not in self.have or len(p.queue) + len(p.urgent) >= self.config.serve_queue:
                 self.counters.serve_refused += 1
                 self._send(peer, wire.BlockMissing(cid=self.cid, index=i))
                 continue
-            p.queue.append((i, now))
+            q.append((i, now))
         self._serve(now)
+
+    def _on_cancel(self, p: _Peer, msg: wire.BlockCancel) -> None:
+        gone = set(msg.indices)
+        for q in (p.urgent, p.queue):
+            if q and gone:
+                keep = [(i, at) for i, at in q if i not in gone]
+                self.counters.serve_cancelled += len(q) - len(keep)
+                q.clear()
+                q.extend(keep)
 
     def _on_block(self, peer: bytes, p: _Peer, msg: wire.BlockMsg, now: float) -> None:
         p.inflight.pop(msg.index, None)
@@ -321,8 +350,9 @@ class FileSwarm:
         self.have.add(index)
         if self.tree is None:
             self.proofs[index] = proof
-        for q in self.peers.values():
-            q.inflight.pop(index, None)
+        for k, q in self.peers.items():
+            if q.inflight.pop(index, None) is not None and k != peer:
+                self._cancel(k, [index])  # asked twice (timeout, origin): the other need not send it
         self._have_dirty = True
         self._actions.append(StoreBlock(index, data, peer))
 
@@ -337,6 +367,27 @@ class FileSwarm:
     def _send(self, peer: bytes, msg: wire.Message) -> None:
         self._actions.append(SendFile(peer, msg))
 
+    def _cancel(self, peer: bytes, indices: list[int]) -> None:
+        for at in range(0, len(indices), wire.MAX_BLOCK_REQUEST):
+            part = indices[at:at + wire.MAX_BLOCK_REQUEST]
+            self.counters.cancels_sent += len(part)
+            self._send(peer, wire.BlockCancel(cid=self.cid, indices=part))
+
+    def on_drained(self, peer: bytes, unsent_blocks: int, now: float) -> None:
+        """The transport to ``peer`` holds about ``unsent_blocks`` blocks not yet sent: serve
+        it more (its queue, oldest first; requests older than ``request_timeout`` dropped)."""
+        p = self.peers.get(peer)
+        if p is None:
+            return
+        p.sending = min(p.sending, max(0, unsent_blocks))
+        if (p.queue or p.urgent) and p.sending < self.config.serve_in_flight:
+            self._serve(now)
+
+    def serving(self, peer: bytes) -> bool:
+        """Blocks to ``peer`` are in its transport: the executor owes :meth:`on_drained`."""
+        p = self.peers.get(peer)
+        return p is not None and p.sending > 0
+
     def proof_of(self, index: int) -> list[bytes] | None:
         if self.tree is not None:
             return self.tree.proof(index)
@@ -350,24 +401,30 @@ class FileSwarm:
         m = self.manifest
         if m is None:
             return
-        busy = [k for k, p in self.peers.items() if p.queue]
-        while busy and self._tokens > 0:
-            for k in list(busy):
-                p = self.peers[k]
-                i, asked = p.queue.popleft()
-                proof = self.proof_of(i)
-                if now - asked > cfg.request_timeout:  # the requester has asked elsewhere by now
-                    self.counters.serve_expired += 1
-                elif proof is not None:
-                    self._tokens -= m.block_len(i)
-                    self.counters.blocks_served += 1
-                    self.counters.bytes_served += m.block_len(i)
-                    self._actions.append(ServeBlock(k, i, proof))
-                if not p.queue:
-                    busy.remove(k)
-                if self._tokens <= 0:
-                    break
-        if busy:
+        waiting = False
+        for urgent in (True, False):  # every urgent request (a player waits) before any other
+            busy = [k for k, p in self.peers.items()
+                    if (p.urgent if urgent else p.queue) and p.sending < cfg.serve_in_flight]
+            while busy and self._tokens > 0:
+                for k in list(busy):
+                    p = self.peers[k]
+                    q = p.urgent if urgent else p.queue
+                    i, asked = q.popleft()
+                    proof = self.proof_of(i)
+                    if now - asked > cfg.request_timeout:  # the requester has asked elsewhere by now
+                        self.counters.serve_expired += 1
+                    elif proof is not None:
+                        self._tokens -= m.block_len(i)
+                        self.counters.blocks_served += 1
+                        self.counters.bytes_served += m.block_len(i)
+                        p.sending += 1
+                        self._actions.append(ServeBlock(k, i, proof))
+                    if not q or p.sending >= cfg.serve_in_flight:
+                        busy.remove(k)
+                    if self._tokens <= 0:
+                        break
+            waiting = waiting or bool(busy)
+        if waiting:
             self._serve_at = now + (-self._tokens + m.block_size) / cfg.upload_bytes_per_s
 
     def _pick(self, now: float) -> None:
@@ -415,6 +472,7 @@ class FileSwarm:
         order = urgent + sorted((i for i in rest_counts if i not in urgent),
                                 key=lambda i: (rest_counts[i], (i - start) % n))
         taken = set(inflight) | set(self.origin_inflight)
+        urgent_set = set(urgent)
         total = sum(len(p.inflight) for p in self.peers.values())
         for k, p in peers:
             batch: list[int] = []
@@ -433,7 +491,12 @@ class FileSwarm:
                 for i in batch:
                     p.inflight[i] = now + cfg.request_timeout
                     p.asked.add(i)
-                self._send(k, wire.BlockRequest(cid=self.cid, indices=batch))
+                hot = [i for i in batch if i in urgent_set]
+                cold = [i for i in batch if i not in urgent_set]
+                if hot:
+                    self._send(k, wire.BlockRequest(cid=self.cid, indices=hot, urgent=True))
+                if cold:
+                    self._send(k, wire.BlockRequest(cid=self.cid, indices=cold))
 
     # ---- timer -----------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -456,13 +519,14 @@ class FileSwarm:
 
     def handle_timer(self, now: float) -> None:
         self._checked = max(self._checked, now)
-        for p in self.peers.values():
+        for k, p in list(self.peers.items()):
             late = [i for i, dl in p.inflight.items() if dl <= now]
             for i in late:
                 del p.inflight[i]
                 self.counters.request_timeouts += 1
             if late:
                 p.limit = max(1.0, p.limit / 2)
+                self._cancel(k, late)  # asked elsewhere now: if still queued there, not sent
             # slow is not hostile: no strike (the requests go elsewhere; the origin backs up)
         for i, at in list(self.origin_inflight.items()):
             if now - at >= ORIGIN_TIMEOUT:

@@ -393,10 +393,12 @@ class FileHave(Message, tag=41, frozen=True):
 
 
 class BlockRequest(Message, tag=42, frozen=True):
-    """Send these blocks of ``cid`` (each answered by BLOCK or BLOCK_MISSING)."""
+    """Send these blocks of ``cid`` (each answered by BLOCK or BLOCK_MISSING); ``urgent``:
+    a player waits for them (served before every non-urgent request)."""
 
     cid: Cid
     indices: Annotated[list[U32], Meta(min_length=1, max_length=MAX_BLOCK_REQUEST)]
+    urgent: bool = False
 
 
 class BlockMsg(Message, tag=43, frozen=True):
@@ -415,6 +417,14 @@ class BlockMissing(Message, tag=44, frozen=True):
     index: U32
 
 
+class BlockCancel(Message, tag=46, frozen=True):
+    """Forget these requests of ``cid`` (they came from elsewhere, or went elsewhere):
+    not answered; a block already on its way still arrives (and is not a strike)."""
+
+    cid: Cid
+    indices: Annotated[list[U32], Meta(min_length=1, max_length=MAX_BLOCK_REQUEST)]
+
+
 MAX_FILE_PEERS = 16  #: addresses in one FILE_PEERS
 
 
@@ -426,7 +436,7 @@ class FilePeers(Message, tag=45, frozen=True):
     peers: Annotated[list[DhtNode], Meta(max_length=MAX_FILE_PEERS)]
 
 
-FILE_MESSAGES = (FileWant, FileHave, BlockRequest, BlockMsg, BlockMissing, FilePeers)
+FILE_MESSAGES = (FileWant, FileHave, BlockRequest, BlockMsg, BlockMissing, FilePeers, BlockCancel)
 
 
 CONTROL_MESSAGES = (
@@ -443,7 +453,7 @@ _control_decoder = msgspec.msgpack.Decoder(
     | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
     | DhtPing | DhtPong | DhtFindNode | DhtNodesMsg | DhtGetProviders | DhtProviders
     | DhtAddProvider | Observed | Neighbours | Punch
-    | FileWant | FileHave | BlockRequest | BlockMsg | BlockMissing | FilePeers
+    | FileWant | FileHave | BlockRequest | BlockMsg | BlockMissing | FilePeers | BlockCancel
     | ChatMsg | ChatMod | DmEnvelope | DmPrekey
 )
 _chunk_decoder = msgspec.msgpack.Decoder(ChunkMsg)

@@ -322,12 +322,21 @@ class Files:
             if isinstance(a, fs.SendFile):
                 node.send_to(a.peer, a.message)
             elif isinstance(a, fs.ServeBlock):
+                link = node.policy.link_of(a.peer)
                 try:
+                    if link is None:
+                        raise LookupError
                     data = e.read_block(a.index)
-                except OSError as exc:
-                    log.warning("cannot read block %d of %s: %s", a.index, e.text, exc)
+                except (OSError, LookupError) as exc:
+                    if isinstance(exc, OSError):
+                        log.warning("cannot read block %d of %s: %s", a.index, e.text, exc)
+                    e.swarm.on_drained(a.peer, 0, node.clock())  # nothing went out: free its slot
                     continue
-                node.send_to(a.peer, wire.BlockMsg(cid=e.cid, index=a.index, data=data, proof=a.proof))
+                # the swarm hands out serve_in_flight blocks per peer; the link says when
+                # they have left its buffer (at most one block unsent), and the swarm refills
+                link.on_drain = self._drained
+                link.drain_below = BLOCK_SIZE
+                link.send(wire.BlockMsg(cid=e.cid, index=a.index, data=data, proof=a.proof))
             elif isinstance(a, fs.StoreBlock):
                 self._store(e, a)
             elif isinstance(a, fs.ManifestKnown):
@@ -338,6 +347,17 @@ class Files:
                 node.policy.on_drop_peer(a.peer, ErrorCode.BAD_CHUNK, a.reason, node.clock())
                 node._run_policy()
         self._arm(e)
+
+    def _drained(self, link: Any) -> None:
+        peer = link.peer_key
+        if peer is None:
+            return
+        unsent = -(-link.control_unsent() // BLOCK_SIZE)
+        now = self.node.clock()
+        for e in list(self.entries.values()):
+            if e.swarm.serving(peer):
+                e.swarm.on_drained(peer, unsent, now)
+                self._pump(e)
 
     def _allocate(self, e: FileEntry, m: Manifest) -> None:
         if e.done:

@@ -41,6 +41,8 @@ from oasis.core.wire import ErrorCode
 from .keystore import certificate_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .transport import Endpoint
 
 UDP_IP_HEADER = 28
@@ -73,6 +75,10 @@ class Link:
         #: listener: the key of the certificate the dialler presented in TLS
         self.tls_key: bytes | None = None
         self.handshake_done = asyncio.get_running_loop().create_future()
+        #: called once, after a flush, when the control stream holds at most ``drain_below``
+        #: unsent bytes (then cleared): bulk senders (file blocks) refill from their own queue
+        self.on_drain: Callable[[Link], None] | None = None
+        self.drain_below = 0
         # The OFTP handshake deadline runs from connection creation, not from the
         # first control byte: a peer that never opens stream 0 is dropped on time.
         session.begin(endpoint.clock())
@@ -355,6 +361,14 @@ class Link:
             batch.append(data)
         ep.send_datagrams(batch, addr)
 
+    def control_unsent(self) -> int:
+        """Bytes on the control stream that QUIC has not yet put on the wire."""
+        stream = self.quic._streams.get(self.control_sid) if self.control_sid is not None else None
+        if stream is None:  # aioquic has no public "bytes unsent" query
+            return 0
+        sender = stream.sender
+        return max(0, sender._buffer_stop - sender.next_offset)
+
     def transmit(self) -> None:
         """Ask for a flush: the endpoint runs :meth:`transmit_now` once for this link after
         the loop's current batch of callbacks (see the module doc)."""
@@ -364,6 +378,9 @@ class Link:
         """Hand QUIC's datagrams to the socket and re-arm its timer (if it moved)."""
         ep = self.endpoint
         self._flush()
+        if self.on_drain is not None and (self.closed or self.control_unsent() <= self.drain_below):
+            cb, self.on_drain = self.on_drain, None
+            cb(self)
         if self.quic._state is QuicConnectionState.TERMINATED:
             if self._timer is not None:
                 self._timer.cancel()

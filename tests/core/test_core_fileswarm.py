@@ -86,6 +86,8 @@ class Net:
                 if p.evil == "forge":
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
                 self.send(key, a.peer, wire.BlockMsg(cid=CID, index=a.index, data=data, proof=a.proof))
+                # the transport puts it on the wire a little later and says so (on_drained)
+                self.at(self.now + p.latency / 4, lambda peer=a.peer: self.drained(key, peer))
             elif isinstance(a, fs.StoreBlock):
                 assert a.data == block(a.index)  # only verified blocks are ever stored
                 p.store[a.index] = a.data
@@ -107,6 +109,10 @@ class Net:
         t = p.swarm.get_timer()
         if t is not None:
             self.at(max(t, self.now), lambda: self.timer(key, t))
+
+    def drained(self, key: bytes, peer: bytes) -> None:
+        self.peers[key].swarm.on_drained(peer, 0, self.now)
+        self.pump(key)
 
     def timer(self, key: bytes, t: float) -> None:
         if self.peers[key].swarm.get_timer() == t:
@@ -222,10 +228,30 @@ def test_serving_is_bounded_per_peer_and_paced_by_the_budget() -> None:
     missing = [a for a in acts if isinstance(a, fs.SendFile) and isinstance(a.message, wire.BlockMissing)]
     assert len(served) == 2 and len(missing) == 6  # 4 queued, 2 of them sent within the burst
     assert sw.counters.serve_refused == 6
+    sw.on_drained(b"A" * 32, 0, 0.0)  # both left the transport; the budget now paces the rest
+    assert not [a for a in sw.actions() if isinstance(a, fs.ServeBlock)]
     t = sw.get_timer()
     assert t is not None and 0 < t <= 0.2
     sw.handle_timer(t)
     assert len([a for a in sw.actions() if isinstance(a, fs.ServeBlock)]) >= 1
+
+
+def test_transport_holds_two_blocks_per_peer_so_a_newcomer_is_served_at_once() -> None:
+    sw = fs.FileSwarm(CID, manifest=M, tree=TREE, now=0.0)
+    sw.actions()
+    bulk, newcomer = b"B" * 32, b"N" * 32
+    sw.on_message(bulk, wire.BlockRequest(cid=CID, indices=list(range(20, 40))), 0.0)
+    first = [a.index for a in sw.actions() if isinstance(a, fs.ServeBlock)]
+    assert first == [20, 21]  # serve_in_flight: the other 18 wait in the swarm, not the transport
+    assert sw.serving(bulk)
+    sw.on_message(newcomer, wire.BlockRequest(cid=CID, indices=[0, 1, 2]), 0.1)
+    assert [(a.peer, a.index) for a in sw.actions() if isinstance(a, fs.ServeBlock)] == [(newcomer, 0), (newcomer, 1)]
+    sw.on_drained(bulk, 1, 0.2)  # one block still unsent: one more
+    assert [a.index for a in sw.actions() if isinstance(a, fs.ServeBlock)] == [22]
+    # the bulk link stalls past request_timeout: its queued requests are dropped, not sent late
+    sw.on_drained(bulk, 0, 0.2 + sw.config.request_timeout + 0.1)
+    assert not [a for a in sw.actions() if isinstance(a, fs.ServeBlock) and a.peer == bulk]
+    assert sw.counters.serve_expired == 17 and not sw.serving(bulk)
 
 
 def test_lying_have_bits_past_the_end_are_ignored() -> None:
@@ -233,3 +259,41 @@ def test_lying_have_bits_past_the_end_are_ignored() -> None:
     sw.actions()
     sw.on_message(b"A" * 32, wire.FileHave(cid=CID, manifest=b"", have=b"\xff" * 1024), 0.0)
     assert sw.peers[b"A" * 32].have == set(range(M.blocks))
+
+
+def test_urgent_requests_are_served_before_bulk_and_cancels_empty_the_queue() -> None:
+    cfg = fs.FileSwarmConfig(serve_in_flight=1)
+    sw = fs.FileSwarm(CID, cfg, manifest=M, tree=TREE, now=0.0)
+    sw.actions()
+    bulk, newcomer = b"B" * 32, b"N" * 32
+    sw.on_message(bulk, wire.BlockRequest(cid=CID, indices=list(range(20, 30))), 0.0)
+    sw.on_message(newcomer, wire.BlockRequest(cid=CID, indices=[30, 31]), 0.0)  # bulk too
+    sw.on_message(newcomer, wire.BlockRequest(cid=CID, indices=[0, 1], urgent=True), 0.0)
+    sw.actions()
+    sw.on_drained(newcomer, 0, 0.1)  # block 30 went out first; then its urgent ones before 31
+    assert [a.index for a in sw.actions() if isinstance(a, fs.ServeBlock)] == [0]
+    sw.on_drained(newcomer, 0, 0.1)
+    assert [a.index for a in sw.actions() if isinstance(a, fs.ServeBlock)] == [1]
+    sw.on_message(bulk, wire.BlockCancel(cid=CID, indices=[25, 26, 27, 99]), 0.1)
+    assert sw.counters.serve_cancelled == 3
+    served = []
+    for t in range(2, 40):
+        for k in (bulk, newcomer):
+            sw.on_drained(k, 0, t / 10)
+        served += [a.index for a in sw.actions() if isinstance(a, fs.ServeBlock) and a.peer == bulk]
+    assert 25 not in served and 26 not in served and 27 not in served and len(served) == 6
+
+
+def test_a_timed_out_request_is_cancelled_and_a_block_got_elsewhere_too() -> None:
+    net = Net()
+    # a seeder whose budget sends one block a second: most requests to it wait past the timeout
+    seeder = net.add(b"S" * 32, seed=True, config=fs.FileSwarmConfig(upload_bytes_per_s=BLOCK_SIZE,
+                                                                      upload_burst=BLOCK_SIZE))
+    net.add(b"O" * 32, seed=True)
+    getter = net.add(b"G" * 32, config=fs.FileSwarmConfig(request_timeout=0.5))
+    net.link(b"G" * 32, b"S" * 32)
+    net.link(b"G" * 32, b"O" * 32)
+    net.run_until(lambda: getter.swarm.complete)
+    assert getter.swarm.counters.cancels_sent > 0
+    assert seeder.swarm.counters.serve_cancelled > 0  # those never cost the slow seeder an upload
+    assert set(getter.store) == set(range(M.blocks))

@@ -65,10 +65,11 @@ def sample(cls: type) -> wire.Message:
         wire.FileWant: wire.FileWant(cid=b"c" * 32),
         wire.FileHave: wire.FileHave(cid=b"c" * 32, manifest=b"m" * wire.MAX_FILE_MANIFEST,
                                      have=b"\xff" * wire.MAX_FILE_BITMAP),
-        wire.BlockRequest: wire.BlockRequest(cid=b"c" * 32, indices=list(range(wire.MAX_BLOCK_REQUEST))),
+        wire.BlockRequest: wire.BlockRequest(cid=b"c" * 32, indices=list(range(wire.MAX_BLOCK_REQUEST)), urgent=True),
         wire.BlockMsg: wire.BlockMsg(cid=b"c" * 32, index=8191, data=b"d" * wire.MAX_FILE_BLOCK,
                                      proof=[b"p" * 32] * wire.MAX_FILE_DEPTH),
         wire.BlockMissing: wire.BlockMissing(cid=b"c" * 32, index=0xFFFF_FFFF),
+        wire.BlockCancel: wire.BlockCancel(cid=b"c" * 32, indices=[0xFFFF_FFFF] * wire.MAX_BLOCK_REQUEST),
         wire.FilePeers: wire.FilePeers(cid=b"c" * 32, peers=[NODE4, NODE6] * (wire.MAX_FILE_PEERS // 2)),
     }
     return samples[cls]
@@ -85,9 +86,9 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 36
-    # 17-23 DHT, 30-32 reachability, 40-45 files, 50-53 messaging
-    assert set(wire.MESSAGE_IDS) == (set(range(1, 24)) | {30, 31, 32} | set(range(40, 46))
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 37
+    # 17-23 DHT, 30-32 reachability, 40-46 files, 50-53 messaging
+    assert set(wire.MESSAGE_IDS) == (set(range(1, 24)) | {30, 31, 32} | set(range(40, 47))
                                      | {50, 51, 52, 53})
 
 
