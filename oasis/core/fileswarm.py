@@ -60,8 +60,15 @@ ORIGIN_TIMEOUT = 10.0  #: an origin fetch not reported by then is forgotten (ask
 class FileSwarmConfig:
     max_inflight: int = 8  #: requests outstanding per peer, at most (AIMD below it: see _Peer.limit)
     max_total_inflight: int = 32  #: requests outstanding in all (1 MiB): more only invites duplicates
-    request_timeout: float = 4.0  #: a request not answered by then goes elsewhere (no strike)
+    request_timeout: float = 4.0  #: an urgent request not answered by then goes elsewhere (no strike)
+    #: the same for the other requests (prefetch: nobody waits on them): a loaded seeder's queue
+    #: is then worked off instead of asked again elsewhere and answered twice
+    bulk_timeout: float = 12.0
     window: int = 16  #: blocks from the read position fetched in order first
+    #: blocks from the read position asked of the first peer with FILE_WANT, before its
+    #: manifest arrives (it comes first on the same ordered stream, so they verify): a
+    #: player's first frame one round trip sooner. 0: wait for the manifest
+    first_request: int = 8
     origin_after: float = 0.25  #: an urgent block late this long (or held by none) → origin
     origin_parallel: int = 8
     max_peers: int = 64
@@ -146,7 +153,7 @@ class FileCounters:
 @dataclass
 class _Peer:
     have: set[int] = field(default_factory=set)
-    inflight: dict[int, float] = field(default_factory=dict)  #: index -> deadline
+    inflight: dict[int, tuple[float, float]] = field(default_factory=dict)  #: index -> (deadline, asked at)
     asked: set[int] = field(default_factory=set)  #: ever requested from it (late answers ok)
     strikes: int = 0
     #: requests it may have outstanding: +1 per block it answers, halved per timeout (AIMD), so a
@@ -219,10 +226,16 @@ class FileSwarm:
         if len(self.peers) >= self.config.max_peers:
             self.counters.peers_refused += 1
             return False
-        self.peers[peer] = _Peer()
+        p = self.peers[peer] = _Peer()
         self._send(peer, wire.FileWant(cid=self.cid))
         if self.manifest is not None:
             self._send(peer, self.have_message())
+        elif self.config.first_request > 0 and not any(q.inflight for q in self.peers.values()):
+            first = list(range(self.cursor, self.cursor + min(self.config.first_request, wire.MAX_BLOCK_REQUEST)))
+            for i in first:
+                p.inflight[i] = (now + self.config.request_timeout, now)
+                p.asked.add(i)
+            self._send(peer, wire.BlockRequest(cid=self.cid, indices=first, urgent=True))
         return True
 
     def remove_peer(self, peer: bytes, now: float) -> None:
@@ -411,7 +424,7 @@ class FileSwarm:
                     q = p.urgent if urgent else p.queue
                     i, asked = q.popleft()
                     proof = self.proof_of(i)
-                    if now - asked > cfg.request_timeout:  # the requester has asked elsewhere by now
+                    if now - asked > (cfg.request_timeout if urgent else cfg.bulk_timeout):  # asked elsewhere by now
                         self.counters.serve_expired += 1
                     elif proof is not None:
                         self._tokens -= m.block_len(i)
@@ -442,8 +455,8 @@ class FileSwarm:
         n = m.blocks
         inflight: dict[int, float] = {}  # index -> earliest ask time
         for p in self.peers.values():
-            for i, dl in p.inflight.items():
-                inflight[i] = min(inflight.get(i, INF), dl - cfg.request_timeout)
+            for i, (_, at) in p.inflight.items():
+                inflight[i] = min(inflight.get(i, INF), at)
         start = min(self.cursor, n - 1)
         urgent = [i for i in range(start, min(n, start + cfg.window)) if i not in self.have]
         # origin: urgent blocks nobody holds, or late
@@ -489,7 +502,8 @@ class FileSwarm:
             if batch:
                 total += len(batch)
                 for i in batch:
-                    p.inflight[i] = now + cfg.request_timeout
+                    wait = cfg.request_timeout if i in urgent_set else cfg.bulk_timeout
+                    p.inflight[i] = (now + wait, now)
                     p.asked.add(i)
                 hot = [i for i in batch if i in urgent_set]
                 cold = [i for i in batch if i not in urgent_set]
@@ -502,7 +516,7 @@ class FileSwarm:
     def get_timer(self) -> float | None:
         t = self._serve_at
         for p in self.peers.values():
-            for dl in p.inflight.values():
+            for dl, _ in p.inflight.values():
                 t = min(t, dl)
         if self._have_dirty:
             t = min(t, self._have_at + self.config.have_every)
@@ -510,8 +524,8 @@ class FileSwarm:
             # origin decisions that become due later (each checked once, after _checked)
             checks = [self.started + self.config.origin_after]
             checks += [at + ORIGIN_TIMEOUT for at in self.origin_inflight.values()]
-            checks += [dl - self.config.request_timeout + self.config.origin_after
-                       for p in self.peers.values() for dl in p.inflight.values()]
+            checks += [at + self.config.origin_after
+                       for p in self.peers.values() for _, at in p.inflight.values()]
             for at in checks:
                 if at > self._checked:
                     t = min(t, at)
@@ -520,7 +534,7 @@ class FileSwarm:
     def handle_timer(self, now: float) -> None:
         self._checked = max(self._checked, now)
         for k, p in list(self.peers.items()):
-            late = [i for i, dl in p.inflight.items() if dl <= now]
+            late = [i for i, (dl, _) in p.inflight.items() if dl <= now]
             for i in late:
                 del p.inflight[i]
                 self.counters.request_timeouts += 1

@@ -47,6 +47,20 @@ Modes:
     ``POST /tickets`` with junk, oversized and unsigned bodies at the rate limit.
 ``receipts``
     After JOIN, ReceiptMsg, WalletBind and TicketMsg with junk bodies.
+``chat``
+    After JOIN, stream chat at the rate limit: messages with forged signatures
+    for random senders, validly signed messages far over the per-sender rate,
+    a fresh identity per message (sybils), and mute records signed by us
+    instead of the broadcaster.
+``dm``
+    Direct-message envelopes with junk ciphertext for random recipients (for
+    the victim to store), for the victim itself, already expired, and signed
+    prekeys with bad signatures.
+``files``
+    File-swarm abuse: with ``--cid`` (a file the victim holds) a manifest that
+    does not hash to the cid, blocks nobody asked for, BLOCK_REQUEST floods
+    over the queue cap and BLOCK_CANCEL floods; for random cids FILE_WANT and
+    BLOCK_REQUEST floods.
 """
 
 from __future__ import annotations
@@ -78,8 +92,8 @@ from oasis.core.wire import ErrorCode
 from oasis.node.keystore import make_certificate
 
 MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "replay", "withhold",
-         "tracker", "tickets", "receipts")
-NEEDS_STREAM = {"flood", "liar", "forge", "replay", "withhold", "tracker", "receipts"}
+         "tracker", "tickets", "receipts", "chat", "dm", "files")
+NEEDS_STREAM = {"flood", "liar", "forge", "replay", "withhold", "tracker", "receipts", "chat"}
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
 ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF
 CONNECT_TIMEOUT = 5.0
@@ -406,6 +420,7 @@ class Ctx:
     tracker: str | None
     tickets: str | None
     rng: random.Random
+    cid: bytes | None = None
 
 
 async def joined(ctx: Ctx, v: Victim, until: float) -> Conn:
@@ -785,9 +800,113 @@ async def m_tickets(ctx: Ctx, until: float) -> dict[str, Any]:
     return {"status_codes": {k: dict(c) for k, c in codes.items()}}
 
 
+async def m_chat(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    from oasis.core.chat import chat_signing_bytes, mod_signing_bytes
+
+    conn = await joined(ctx, v, until)
+    skey, rng = _skey(ctx), ctx.rng
+    sent: Counter[str] = Counter()
+    seq0 = int(time.time() * 1000)
+    i = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        now_ms = int(time.time() * 1000)
+        kind = ("forged", "flood", "sybil", "fake_mod")[i % 4]
+        msg: wire.Message
+        if kind == "forged":  # someone's key, noise for a signature
+            msg = wire.ChatMsg(stream=skey, sender=rng.randbytes(32), seq=now_ms + i, time_ms=now_ms,
+                               text=f"forged {i}", signature=rng.randbytes(64))
+        elif kind in ("flood", "sybil"):  # validly signed: ours far over the rate, or a new key each
+            who = conn.identity if kind == "flood" else Identity.generate()
+            seq, text = seq0 + i, f"{kind} {i}"
+            msg = wire.ChatMsg(stream=skey, sender=who.public, seq=seq, time_ms=now_ms, text=text,
+                               signature=who.sign(chat_signing_bytes(skey, who.public, seq, now_ms, text)))
+        else:  # a mute of a random viewer, signed by us, not by the broadcaster
+            target, until_ms = rng.randbytes(32), now_ms + 3_600_000
+            msg = wire.ChatMod(stream=skey, target=target, action=1, until_ms=until_ms, issued_ms=now_ms,
+                               signature=conn.identity.sign(mod_signing_bytes(skey, target, 1, until_ms, now_ms)))
+        conn.send_msg(msg)
+        sent[kind] += 1
+        i += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"chat": dict(sent), "victim": conn.report()}
+
+
+async def m_dm(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await dial(v, auth=True)
+    rng = ctx.rng
+    sent: Counter[str] = Counter()
+    i = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        now_ms = int(time.time() * 1000)
+        kind = ("store_junk", "to_victim", "expired", "bad_prekey")[i % 4]
+        msg: wire.Message
+        if kind == "bad_prekey":
+            msg = wire.DmPrekey(key=conn.identity.public, prekey=rng.randbytes(32),
+                                expires_ms=now_ms + 86_400_000, signature=rng.randbytes(64))
+        else:
+            to = v.key if kind == "to_victim" else rng.randbytes(32)
+            expires = now_ms - 1000 if kind == "expired" else now_ms + 86_400_000
+            msg = wire.DmEnvelope(to=to, eph=rng.randbytes(32), prekey=bytes(32), expires_ms=expires,
+                                  box=rng.randbytes(rng.randint(17, wire.MAX_DM_BOX)))
+        conn.send_msg(msg)
+        sent[kind] += 1
+        i += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"dm": dict(sent), "victim": conn.report()}
+
+
+async def m_files(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    conn = await dial(v, auth=True)
+    rng = ctx.rng
+    sent: Counter[str] = Counter()
+    blocks = 0
+    if ctx.cid is not None and conn.authed.is_set():
+        have: list[wire.FileHave] = []
+        conn.on_message = lambda m: have.append(m) if isinstance(m, wire.FileHave) and not have else None
+        conn.send_msg(wire.FileWant(cid=ctx.cid))
+        t = min(until, time.monotonic() + 3.0)
+        while not have and not conn.terminated.is_set() and time.monotonic() < t:
+            await asyncio.sleep(0.05)
+        if have and have[0].manifest:
+            from oasis.core import content
+            try:
+                blocks = content.decode_manifest(have[0].manifest, ctx.cid).blocks
+            except content.ContentError:
+                blocks = 0
+    i = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        cid = ctx.cid if ctx.cid is not None and i % 5 else rng.randbytes(32)
+        held = cid == ctx.cid and blocks > 0
+        kind = ("request_flood", "cancel_flood", "unsolicited", "bad_manifest")[i % 4] if held else \
+            ("want_unknown", "request_unknown")[i % 2]
+        msg: wire.Message
+        if kind in ("request_flood", "request_unknown"):
+            n = blocks or 1 << 20
+            msg = wire.BlockRequest(cid=cid, indices=[rng.randrange(n) for _ in range(wire.MAX_BLOCK_REQUEST)],
+                                    urgent=bool(i & 1))
+        elif kind == "cancel_flood":
+            msg = wire.BlockCancel(cid=cid, indices=[rng.randrange(blocks) for _ in range(wire.MAX_BLOCK_REQUEST)])
+        elif kind == "unsolicited":
+            msg = wire.BlockMsg(cid=cid, index=rng.randrange(blocks), data=rng.randbytes(wire.MAX_FILE_BLOCK),
+                                proof=[rng.randbytes(32) for _ in range(4)])
+        elif kind == "bad_manifest":
+            msg = wire.FileHave(cid=cid, manifest=rng.randbytes(200), have=b"\xff" * 8)
+        else:
+            msg = wire.FileWant(cid=cid)
+        conn.send_msg(msg)
+        sent[kind] += 1
+        i += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"files": dict(sent), "blocks_in_file": blocks, "victim": conn.report()}
+
+
 PER_VICTIM = {"bomb": m_bomb, "junk": m_junk, "silent": m_silent, "prechunk": m_prechunk,
               "flood": m_flood, "liar": m_liar, "forge": m_forge, "replay": m_replay,
-              "withhold": m_withhold, "receipts": m_receipts}
+              "withhold": m_withhold, "receipts": m_receipts, "chat": m_chat, "dm": m_dm,
+              "files": m_files}
 
 
 # ---- driver --------------------------------------------------------------------------
@@ -840,8 +959,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tickets = loopback_url(args.tickets) if args.tickets else None
     if "tickets" in modes and tickets is None:
         raise SystemExit("hostile: mode tickets needs --tickets URL")
+    cid = None
+    if args.cid:
+        from oasis.core.content import ContentError, parse_cid
+        try:
+            cid = parse_cid(args.cid)
+        except ContentError as exc:
+            raise SystemExit(f"hostile: --cid: {exc}") from None
     ctx = Ctx(Budget(args.duration, args.rate, args.max_sends), sid, tracker, tickets,
-              random.Random(args.seed))
+              random.Random(args.seed), cid)
     t0 = time.monotonic()
     report: dict[str, Any] = {"victims": [v.name() for v in victims], "modes": {}}
     for i, mode in enumerate(modes):
@@ -879,6 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracker", help="tracker URL (http://127.0.0.1:PORT/tracker): victims and the tracker mode")
     p.add_argument("--stream", help="stream id (JOIN, the tracker's stream)")
     p.add_argument("--tickets", help="the broadcaster's POST /tickets URL (mode tickets)")
+    p.add_argument("--cid", help="content id of a file the victims hold (mode files)")
     p.add_argument("--mode", action="append", choices=[*MODES, "all"], default=None,
                    help="attack to mount; repeatable; 'all' cycles every mode (default)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds in all (shared by the modes)")

@@ -248,8 +248,8 @@ def test_transport_holds_two_blocks_per_peer_so_a_newcomer_is_served_at_once() -
     assert [(a.peer, a.index) for a in sw.actions() if isinstance(a, fs.ServeBlock)] == [(newcomer, 0), (newcomer, 1)]
     sw.on_drained(bulk, 1, 0.2)  # one block still unsent: one more
     assert [a.index for a in sw.actions() if isinstance(a, fs.ServeBlock)] == [22]
-    # the bulk link stalls past request_timeout: its queued requests are dropped, not sent late
-    sw.on_drained(bulk, 0, 0.2 + sw.config.request_timeout + 0.1)
+    # the bulk link stalls past the (bulk) timeout: its queued requests are dropped, not sent late
+    sw.on_drained(bulk, 0, 0.2 + sw.config.bulk_timeout + 0.1)
     assert not [a for a in sw.actions() if isinstance(a, fs.ServeBlock) and a.peer == bulk]
     assert sw.counters.serve_expired == 17 and not sw.serving(bulk)
 
@@ -290,10 +290,47 @@ def test_a_timed_out_request_is_cancelled_and_a_block_got_elsewhere_too() -> Non
     seeder = net.add(b"S" * 32, seed=True, config=fs.FileSwarmConfig(upload_bytes_per_s=BLOCK_SIZE,
                                                                       upload_burst=BLOCK_SIZE))
     net.add(b"O" * 32, seed=True)
-    getter = net.add(b"G" * 32, config=fs.FileSwarmConfig(request_timeout=0.5))
+    getter = net.add(b"G" * 32, config=fs.FileSwarmConfig(request_timeout=0.5, bulk_timeout=0.5))
     net.link(b"G" * 32, b"S" * 32)
     net.link(b"G" * 32, b"O" * 32)
     net.run_until(lambda: getter.swarm.complete)
     assert getter.swarm.counters.cancels_sent > 0
     assert seeder.swarm.counters.serve_cancelled > 0  # those never cost the slow seeder an upload
     assert set(getter.store) == set(range(M.blocks))
+
+
+def test_first_blocks_are_asked_with_the_want_and_arrive_one_round_trip_sooner() -> None:
+    def first_block_at(first_request: int) -> float:
+        net = Net()
+        net.add(b"S" * 32, seed=True, latency=0.05)
+        getter = net.add(b"G" * 32, config=fs.FileSwarmConfig(first_request=first_request), latency=0.05)
+        net.link(b"G" * 32, b"S" * 32)
+        t = net.run_until(lambda: 0 in getter.swarm.have)
+        net.run_until(lambda: getter.swarm.complete)
+        assert getter.swarm.counters.duplicate_blocks == 0 and set(getter.store) == set(range(M.blocks))
+        return t
+
+    sooner, later = first_block_at(8), first_block_at(0)
+    assert later - sooner >= 2 * 0.05 - 1e-9  # one round trip saved
+
+
+def test_a_first_request_past_the_end_of_a_small_file_costs_no_strike() -> None:
+    small = DATA[: 2 * BLOCK_SIZE + 5]
+    m, tree = content.build_bytes(small)
+    holder = fs.FileSwarm(m.cid(), manifest=m, tree=tree, now=0.0)
+    getter = fs.FileSwarm(m.cid(), now=0.0)
+    getter.add_peer(b"H" * 32, 0.0)
+    msgs = [a.message for a in getter.actions() if isinstance(a, fs.SendFile)]
+    assert [type(x) for x in msgs] == [wire.FileWant, wire.BlockRequest] and msgs[1].urgent
+    for x in msgs:
+        holder.on_message(b"G" * 32, x, 0.01)
+    answers = [a for a in holder.actions()]
+    for a in answers:  # in order: the HAVE (with the manifest) first, then blocks and MISSINGs
+        if isinstance(a, fs.SendFile):
+            getter.on_message(b"H" * 32, a.message, 0.02)
+        elif isinstance(a, fs.ServeBlock):
+            getter.on_message(b"H" * 32, wire.BlockMsg(cid=m.cid(), index=a.index,
+                                                       data=small[a.index * BLOCK_SIZE:(a.index + 1) * BLOCK_SIZE],
+                                                       proof=a.proof), 0.02)
+    assert getter.peers[b"H" * 32].strikes == 0
+    assert {0, 1} <= getter.have

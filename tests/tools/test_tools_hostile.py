@@ -69,3 +69,70 @@ def test_every_mode_against_a_real_broadcaster(tmp_path):
     assert pre["victim"]["closed_by"] == "victim"
     (silent,) = rep["modes"]["silent"]["result"].values()
     assert all(c["closed_by"] == "victim" for c in silent["victim"])
+
+
+def _events(metrics_url: str) -> dict[str, float]:
+    """The victim's node counters, from its Prometheus text."""
+    import re
+    import urllib.request
+    with urllib.request.urlopen(metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    return {m[1]: float(m[2]) for m in re.finditer(r'^oasis_node_events_total\{event="([a-z0-9_]+)"\} (\S+)$',
+                                                   text, re.M)}
+
+
+def test_chat_dm_and_file_modes_against_a_broadcaster_and_a_publisher(tmp_path):
+    import av  # a real clip for the publisher
+
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(__import__("numpy").full((64, 64, 3), i * 5, "uint8"), format="rgb24")
+            for pkt in s.encode(frame):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300",
+                      "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
+    p = OasisProcess(["publish", str(clip), "--json", "--data-dir", str(tmp_path / "p")], str(tmp_path / "p.log"))
+    try:
+        bi, pi = b.wait_info(), p.wait_info()
+        base = [sys.executable, "-m", "oasis.tools.hostile", "--rate", "200", "--seed", "2"]
+        out = subprocess.run(base + ["--victim", f"{bi['oftp']}:{bi['peer_id']}", "--stream", bi["stream_id"],
+                                     "--mode", "chat", "--mode", "dm", "--duration", "8", "--max-sends", "1600"],
+                             capture_output=True, timeout=90, check=True)
+        live = json.loads(out.stdout)
+        out = subprocess.run(base + ["--victim", f"{pi['oftp']}:{pi['peer_id']}", "--cid", pi["cid"],
+                                     "--mode", "files", "--duration", "4", "--max-sends", "800"],
+                             capture_output=True, timeout=90, check=True)
+        files = json.loads(out.stdout)
+        assert b.popen.poll() is None and p.popen.poll() is None, "a victim died"
+        ev_b = _events(f"{bi['http']}/metrics")
+        ev_p = _events(f"{pi['gateway']}/metrics")
+    finally:
+        codes = (b.stop(), p.stop())
+    assert all(c in (0, -15) for c in codes)
+    for rep in (live, files):
+        assert rep["victims_alive_at_end"] == 1
+        for mode, m in rep["modes"].items():
+            (res,) = m["result"].values()
+            assert "tool_error" not in res and m["victims_alive_after"] == 1, (mode, res)
+    # chat: forgeries and forged moderation refused, our flood and the sybils cut at this first hop
+    (chat,) = live["modes"]["chat"]["result"].values()
+    assert min(chat["chat"].values()) > 20
+    assert ev_b["chat_bad_signature"] >= chat["chat"]["forged"] * 0.9
+    assert ev_b["chat_mods_bad"] >= 1
+    assert ev_b["chat_rate_limited"] + ev_b["chat_link_limited"] >= chat["chat"]["flood"] - 10
+    assert ev_b["chat_delivered"] <= 5 + 8 + 5 + 100 + 8 * 50  # bounded by the sender and link buckets
+    # dm: junk never opens; held mail for strangers stays within the mailbox caps
+    (dm,) = live["modes"]["dm"]["result"].values()
+    assert ev_b["dm_open_failed"] + ev_b["dm_link_limited"] >= 1 and ev_b["dm_prekeys_bad"] >= 1
+    assert ev_b.get("dm_held", 0) <= 4096
+    assert ev_b["dm_delivered"] == 0
+    # files: the publisher refused the floods and cut the link that sent unsolicited blocks
+    (fr,) = files["modes"]["files"]["result"].values()
+    assert fr["blocks_in_file"] >= 1
+    assert ev_p["files_unknown_cid"] >= 1
+    assert ev_p.get("files_peers_dropped", 0) >= 1 or fr["victim"]["closed_by"] == "victim"
