@@ -212,6 +212,7 @@ class DmCounters:
     duplicates: int = 0
     link_limited: int = 0
     mailbox_full: int = 0  #: refused: per recipient, per neighbour or total cap
+    evicted: int = 0  #: held envelopes dropped for another neighbour's (the mailbox was full)
     open_failed: int = 0  #: decrypt, malformed, signature, unknown prekey
     stale: int = 0  #: inner time too far from ours
     prekeys_bad: int = 0
@@ -259,48 +260,81 @@ class Outgoing:
 
 
 class Mailbox:
-    """Envelopes held for recipients that are not linked: bounded, expiring."""
+    """Envelopes held for recipients that are not linked: bounded, expiring, shared fairly.
+
+    Caps: per recipient, per (neighbour, recipient), and in all. When the whole mailbox is
+    full, a new envelope evicts the oldest one of the neighbour that holds the most (if
+    that is not the newcomer's own neighbour): a flooding neighbour, or a crowd of sybils,
+    can take no more than a fair share, and an honest neighbour can always park mail.
+    Expiry runs at most once a second (``expire``), so a flood costs O(1) per envelope."""
 
     def __init__(self, config: DmConfig, counters: DmCounters) -> None:
         self.config = config
         self.counters = counters
         self.boxes: dict[bytes, OrderedDict[bytes, _Held]] = {}  #: recipient -> eph -> held
+        self.by_via: dict[bytes, OrderedDict[tuple[bytes, bytes], None]] = {}  #: neighbour -> (rcpt, eph), oldest first
         self.total = 0
+        self._expired_at = float("-inf")
 
     def hold(self, env: wire.DmEnvelope, via: bytes, now: float) -> bool:
         cfg = self.config
-        self.expire(now)
+        if now - self._expired_at >= 1.0:
+            self.expire(now)
         box = self.boxes.get(env.to)
         if box is not None and env.eph in box:
             self.counters.duplicates += 1
             return False
-        if (self.total >= cfg.max_held or (box is not None and len(box) >= cfg.max_per_recipient)
+        mine = self.by_via.get(via)
+        if ((box is not None and len(box) >= cfg.max_per_recipient)
                 or (box is not None and sum(h.via == via for h in box.values()) >= cfg.max_per_link_recipient)):
             self.counters.mailbox_full += 1
             return False
+        if self.total >= cfg.max_held:
+            heavy = max(self.by_via, key=lambda v: len(self.by_via[v]))
+            if heavy == via or len(self.by_via[heavy]) <= (len(mine) if mine else 0) + 1:
+                self.counters.mailbox_full += 1
+                return False
+            rcpt, eph = next(iter(self.by_via[heavy]))
+            self._remove(rcpt, eph)
+            self.counters.evicted += 1
+            box = self.boxes.get(env.to)
         until = min(env.expires_ms / 1000, now + cfg.hold_seconds)
         self.boxes.setdefault(env.to, OrderedDict())[env.eph] = _Held(env, until, via)
+        self.by_via.setdefault(via, OrderedDict())[(env.to, env.eph)] = None
         self.total += 1
         self.counters.stored += 1
         return True
 
+    def _remove(self, rcpt: bytes, eph: bytes) -> None:
+        box = self.boxes[rcpt]
+        held = box.pop(eph)
+        if not box:
+            del self.boxes[rcpt]
+        mine = self.by_via[held.via]
+        del mine[(rcpt, eph)]
+        if not mine:
+            del self.by_via[held.via]
+        self.total -= 1
+
     def take(self, recipient: bytes, now: float) -> list[wire.DmEnvelope]:
-        self.expire(now)
-        box = self.boxes.pop(recipient, None)
+        box = self.boxes.get(recipient)
         if not box:
             return []
-        self.total -= len(box)
-        return [h.env for h in box.values()]
+        out = []
+        for eph, h in list(box.items()):
+            if h.until > now:
+                out.append(h.env)
+            else:
+                self.counters.expired += 1
+            self._remove(recipient, eph)
+        return out
 
     def expire(self, now: float) -> None:
+        self._expired_at = now
         for rcpt in list(self.boxes):
-            box = self.boxes[rcpt]
-            for eph in [e for e, h in box.items() if h.until <= now]:
-                del box[eph]
-                self.total -= 1
+            for eph in [e for e, h in self.boxes[rcpt].items() if h.until <= now]:
+                self._remove(rcpt, eph)
                 self.counters.expired += 1
-            if not box:
-                del self.boxes[rcpt]
 
 
 def closest(target: bytes, peers: Iterable[bytes], k: int) -> list[bytes]:

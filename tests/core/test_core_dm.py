@@ -142,7 +142,24 @@ def test_mailbox_caps_per_neighbour_per_recipient_and_total() -> None:
     for i in range(10):
         env, _ = dm.seal(A, C.public, f"x{i}", T0, entropy(300 + i))
         r.on_envelope(B.public, env, T0, lambda k: False, lambda t, k: [])
-    assert r.mailbox.total == 8 and r.counters.mailbox_full == 6 + 8 + 8
+    # the mailbox is full: B's mail evicts the oldest of the heaviest neighbour (A) until B
+    # holds as much as A: 3 each, C 2; the rest refused
+    assert r.mailbox.total == 8 and r.counters.evicted == 1
+    assert {k: len(v) for k, v in r.mailbox.by_via.items()} == {A.public: 3, C.public: 2, B.public: 3}
+    assert r.counters.mailbox_full == 6 + 8 + 7
+
+
+def test_a_flooding_neighbour_cannot_crowd_honest_mail_out_of_a_full_mailbox() -> None:
+    r = router(R, 3, max_held=100, link_burst=1e9)
+    for i in range(300):  # one neighbour parks mail for 300 made-up recipients: fills the mailbox
+        env, _ = dm.seal(A, Identity.generate().public, f"junk{i}", T0, entropy(1000 + i))
+        r.on_envelope(A.public, env, T0 + i / 1000, lambda k: False, lambda t, k: [])
+    assert r.mailbox.total == 100 and r.counters.mailbox_full == 200
+    for i in range(10):  # an honest neighbour's mail still gets in, at the flooder's expense
+        env, _ = dm.seal(C, B.public, f"real{i}", T0, entropy(5000 + i))
+        r.on_envelope(C.public, env, T0 + 1, lambda k: False, lambda t, k: [])
+    assert len(r.mailbox.by_via[C.public]) == 10 and len(r.mailbox.by_via[A.public]) == 90
+    assert [x.box for x in r.mailbox.take(B.public, T0 + 2)] and r.mailbox.total == 90
 
 
 def test_a_flooding_neighbour_is_rate_limited() -> None:

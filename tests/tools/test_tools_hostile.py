@@ -82,21 +82,13 @@ def _events(metrics_url: str) -> dict[str, float]:
 
 
 def test_chat_dm_and_file_modes_against_a_broadcaster_and_a_publisher(tmp_path):
-    import av  # a real clip for the publisher
+    from oasis.core.dm import DmConfig
 
-    clip = tmp_path / "clip.mp4"
-    with av.open(str(clip), "w") as out:
-        s = out.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
-        for i in range(50):
-            frame = av.VideoFrame.from_ndarray(__import__("numpy").full((64, 64, 3), i * 5, "uint8"), format="rgb24")
-            for pkt in s.encode(frame):
-                out.mux(pkt)
-        for pkt in s.encode():
-            out.mux(pkt)
+    blob = tmp_path / "clip.ts"  # the publisher serves any file; 48 blocks of noise
+    blob.write_bytes(__import__("os").urandom(48 * 32 * 1024))
     b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300",
                       "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
-    p = OasisProcess(["publish", str(clip), "--json", "--data-dir", str(tmp_path / "p")], str(tmp_path / "p.log"))
+    p = OasisProcess(["publish", str(blob), "--data-dir", str(tmp_path / "p")], str(tmp_path / "p.log"))
     try:
         bi, pi = b.wait_info(), p.wait_info()
         base = [sys.executable, "-m", "oasis.tools.hostile", "--rate", "200", "--seed", "2"]
@@ -119,20 +111,22 @@ def test_chat_dm_and_file_modes_against_a_broadcaster_and_a_publisher(tmp_path):
         for mode, m in rep["modes"].items():
             (res,) = m["result"].values()
             assert "tool_error" not in res and m["victims_alive_after"] == 1, (mode, res)
-    # chat: forgeries and forged moderation refused, our flood and the sybils cut at this first hop
+    # chat: forgeries and forged moderation refused; our flood and the sybils cut at this first hop
     (chat,) = live["modes"]["chat"]["result"].values()
     assert min(chat["chat"].values()) > 20
-    assert ev_b["chat_bad_signature"] >= chat["chat"]["forged"] * 0.9
-    assert ev_b["chat_mods_bad"] >= 1
-    assert ev_b["chat_rate_limited"] + ev_b["chat_link_limited"] >= chat["chat"]["flood"] - 10
-    assert ev_b["chat_delivered"] <= 5 + 8 + 5 + 100 + 8 * 50  # bounded by the sender and link buckets
-    # dm: junk never opens; held mail for strangers stays within the mailbox caps
+    assert ev_b["chat_received"] >= sum(chat["chat"].values()) // 2
+    assert ev_b["chat_bad_signature"] >= 1 and ev_b["chat_rate_limited"] >= 1 and ev_b["chat_link_limited"] >= 1
+    assert ev_b["chat_mods_bad"] >= 1 and ev_b.get("chat_mods_applied", 0) == 0
+    assert ev_b["chat_delivered"] < ev_b["chat_received"] / 4
+    # dm: junk never opens, the flood is rate-limited, and what it parked stays within a cap
     (dm,) = live["modes"]["dm"]["result"].values()
-    assert ev_b["dm_open_failed"] + ev_b["dm_link_limited"] >= 1 and ev_b["dm_prekeys_bad"] >= 1
-    assert ev_b.get("dm_held", 0) <= 4096
-    assert ev_b["dm_delivered"] == 0
-    # files: the publisher refused the floods and cut the link that sent unsolicited blocks
+    assert min(dm["dm"].values()) > 20
+    assert ev_b["dm_open_failed"] >= 1 and ev_b["dm_prekeys_bad"] >= 1 and ev_b["dm_link_limited"] >= 1
+    assert ev_b.get("dm_delivered", 0) == 0
+    assert ev_b["dm_stored"] <= DmConfig().max_held
+    # files: floods refused beyond the queue; the link that sent unsolicited blocks cut
     (fr,) = files["modes"]["files"]["result"].values()
-    assert fr["blocks_in_file"] >= 1
-    assert ev_p["files_unknown_cid"] >= 1
-    assert ev_p.get("files_peers_dropped", 0) >= 1 or fr["victim"]["closed_by"] == "victim"
+    assert fr["blocks_in_file"] == 48
+    assert ev_p["files_unknown_cid"] >= 1 and ev_p["files_unsolicited_blocks"] >= 1
+    assert ev_p["files_peers_dropped"] >= 1
+    assert fr["victim"]["closed_by"] == "victim" and fr["victim"]["close_code"] == "BAD_CHUNK"
