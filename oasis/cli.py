@@ -140,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
         f.add_argument("--disk-cap-mb", type=int, default=4096, help="files kept, MiB (LRU beyond)")
         f.add_argument("--upload-mbps", type=float, default=0.0,
                        help="upload budget for serving the file to peers, Mbit/s (default: unbounded)")
-        f.add_argument("--tracker", default=None, help="(reserved: discovery by tracker is not wired yet)")
         f.add_argument("-v", "--verbose", action="store_true")
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")
