@@ -88,19 +88,19 @@ def install() -> None:
 
     orig_dr = lk.Link.datagram_received
 
-    def datagram_received(self: Any, data: bytes, now: float) -> None:
+    def datagram_received(self: Any, data: bytes, now: float, addr: Any = None) -> None:
         cur["dg"] = (pc(), tt())
         if len(data) >= 1000 and getattr(self, "_hop_first", None) is None:
             self._hop_first = cur["dg"][0]  # the first datagram of the next chunk
         try:
-            orig_dr(self, data, now)
+            orig_dr(self, data, now, addr)
         finally:
             cur["dg"] = None
 
     # QUIC decrypt, ACK processing, stream reassembly, Session decode (full-size
     # datagrams carry chunk data; small ones ACKs and control messages)
     lk.Link.datagram_received = timed(  # type: ignore[method-assign]
-        lambda self, data, now: "dg_big" if len(data) >= 1000 else "dg_small", datagram_received)
+        lambda self, data, now, addr=None: "dg_big" if len(data) >= 1000 else "dg_small", datagram_received)
     lk.Link._on_timer = timed("quic_timer", lk.Link._on_timer)  # type: ignore[method-assign]
     nd.LiveStream._on_timer = timed("swarm_timer", nd.LiveStream._on_timer)  # type: ignore[method-assign]
     nd.Node._on_timer = timed("policy_timer", nd.Node._on_timer)  # type: ignore[method-assign]

@@ -352,6 +352,8 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         "judged_at": now - 1.0,
         "latency_ms": summary["latency_ms"],
         "continuity": summary["continuity"],
+        # the same from each viewer's first frame on (its start-up is startup_ms)
+        "continuity_playing": summary["continuity_playing"],
         "offload_ratio": summary["offload_ratio"],
         "startup_ms": summary["startup_ms"],
         "bytes": summary["bytes"],
@@ -410,7 +412,8 @@ def _table(result: dict[str, Any], progress: _Progress) -> None:
         ("viewers", result["viewers"]), ("duration", f"{result['duration_s']} s"),
         ("chunks produced", result["chunks_produced"]),
         ("latency p50/p95/p99/max", f"{lat['p50']}/{lat['p95']}/{lat['p99']}/{lat['max']} ms"),
-        ("continuity", f"{100 * result['continuity']:.2f} %"),
+        ("continuity (from join / once playing)",
+         f"{100 * result['continuity']:.2f} % / {100 * result['continuity_playing']:.2f} %"),
         ("offload (peer bytes)", f"{100 * result['offload_ratio']:.1f} %"),
         ("startup p50/p95", f"{result['startup_ms']['p50']}/{result['startup_ms']['p95']} ms"),
         ("bytes p2p/broadcaster/origin",

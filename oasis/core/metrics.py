@@ -104,24 +104,32 @@ def summarize(viewers: list[dict[str, Any]], produced: dict[int, float], now: fl
     """
     lat: list[float] = []
     startup: list[float] = []
-    ok = due = 0
+    ok = due = ok_playing = due_playing = 0
     bytes_total: dict[str, int] = {}
     for v in viewers:
         joined = v["joined_at"]
+        started = v["started_at"]
         lat.extend(v["latencies"].values())
-        if v["started_at"] is not None:
-            startup.append(v["started_at"] - joined)
+        if started is not None:
+            startup.append(started - joined)
         on_time = set(v["on_time"])
         for seq, t in produced.items():
             if t < joined or t + playout_delay > now:
                 continue
             due += 1
             ok += seq in on_time
+            if started is None or t >= started:
+                due_playing += 1
+                ok_playing += seq in on_time
         for src, n in v["bytes"].items():
             bytes_total[src] = bytes_total.get(src, 0) + n
     lat.sort()
     startup.sort()
-    return figures(lat, startup, ok, due, bytes_total)
+    out = figures(lat, startup, ok, due, bytes_total)
+    # the same, over the chunks made after each viewer's first frame: playback alone, its
+    # start-up (reported as startup_ms) left out; a viewer that never started counts whole
+    out["continuity_playing"] = round(ok_playing / due_playing, 5) if due_playing else 0.0
+    return out
 
 
 def nearest_rank(sorted_values: Sequence[float], q: float) -> float:

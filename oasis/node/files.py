@@ -309,7 +309,14 @@ class Files:
 
     def link_down(self, peer: bytes) -> None:
         if self.node.policy.link_of(peer) is not None:
-            return  # another link to it is up (duplicate dial)
+            # another link to it is up (duplicate dial): what the closed one held is gone,
+            # so serve on (the new link reports its own drains)
+            now = self.node.clock()
+            for e in list(self.entries.values()):
+                if e.swarm.serving(peer):
+                    e.swarm.on_drained(peer, 0, now)
+                    self._pump(e)
+            return
         for e in self.entries.values():
             if peer in e.swarm.peers:
                 e.swarm.remove_peer(peer, self.node.clock())

@@ -291,6 +291,7 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
         out[kind] = {
             "viewers": len(stats),
             "continuity": summ["continuity"],
+            "continuity_playing": summ["continuity_playing"],
             "offload_ratio": summ["offload_ratio"],
             "latency_ms_p50": summ["latency_ms"]["p50"], "latency_ms_p95": summ["latency_ms"]["p95"],
             "startup_ms_p50": summ["startup_ms"]["p50"],

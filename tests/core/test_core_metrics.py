@@ -89,6 +89,16 @@ def test_summarize_known_answers() -> None:
     assert s["viewers_started"] == 2
 
 
+def test_continuity_once_playing_leaves_out_the_start_up_but_not_a_viewer_that_never_started() -> None:
+    s = summarize([viewer_one().to_json(), viewer_two().to_json()], PRODUCED, NOW, 0.5)
+    # one: first frame at 10.05 -> seqs 3, 4, 5 due, 4 on time; two: at 10.25 -> seq 5, late
+    assert s["continuity_playing"] == 0.25
+    never = ViewerRecord(joined_at=10.0, playout_delay=0.5)
+    never.delivered(2, 10.0, 10.1, "p2p", 1000, keyframe=False)  # no keyframe: never played
+    s = summarize([never.to_json()], PRODUCED, NOW, 0.5)
+    assert s["continuity_playing"] == s["continuity"] == 0.25  # 2 on time of 2, 3, 4, 5
+
+
 def test_summarize_empty() -> None:
     s = summarize([], {}, 0.0, 0.5)
     assert s["continuity"] == 0.0 and s["offload_ratio"] == 0.0
