@@ -800,67 +800,67 @@ async def m_tickets(ctx: Ctx, until: float) -> dict[str, Any]:
     return {"status_codes": {k: dict(c) for k, c in codes.items()}}
 
 
+async def _cycle(ctx: Ctx, conn: Conn, until: float, make: Any) -> dict[str, int]:
+    """Send ``make(i)`` -> (kind, message) at the budget's pace while the link lasts, then
+    wait a moment for the victim's reaction and hang up; the count sent by kind."""
+    sent: Counter[str] = Counter()
+    i = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        kind, msg = make(i)
+        conn.send_msg(msg)
+        sent[kind] += 1
+        i += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return dict(sent)
+
+
 async def m_chat(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     from oasis.core.chat import chat_signing_bytes, mod_signing_bytes
 
     conn = await joined(ctx, v, until)
     skey, rng = _skey(ctx), ctx.rng
-    sent: Counter[str] = Counter()
     seq0 = int(time.time() * 1000)
-    i = 0
-    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+
+    def make(i: int) -> tuple[str, wire.Message]:
         now_ms = int(time.time() * 1000)
         kind = ("forged", "flood", "sybil", "fake_mod")[i % 4]
-        msg: wire.Message
         if kind == "forged":  # someone's key, noise for a signature
-            msg = wire.ChatMsg(stream=skey, sender=rng.randbytes(32), seq=now_ms + i, time_ms=now_ms,
-                               text=f"forged {i}", signature=rng.randbytes(64))
-        elif kind in ("flood", "sybil"):  # validly signed: ours far over the rate, or a new key each
+            return kind, wire.ChatMsg(stream=skey, sender=rng.randbytes(32), seq=now_ms + i, time_ms=now_ms,
+                                      text=f"forged {i}", signature=rng.randbytes(64))
+        if kind in ("flood", "sybil"):  # validly signed: ours far over the rate, or a new key each
             who = conn.identity if kind == "flood" else Identity.generate()
             seq, text = seq0 + i, f"{kind} {i}"
-            msg = wire.ChatMsg(stream=skey, sender=who.public, seq=seq, time_ms=now_ms, text=text,
-                               signature=who.sign(chat_signing_bytes(skey, who.public, seq, now_ms, text)))
-        else:  # a mute of a random viewer, signed by us, not by the broadcaster
-            target, until_ms = rng.randbytes(32), now_ms + 3_600_000
-            msg = wire.ChatMod(stream=skey, target=target, action=1, until_ms=until_ms, issued_ms=now_ms,
-                               signature=conn.identity.sign(mod_signing_bytes(skey, target, 1, until_ms, now_ms)))
-        conn.send_msg(msg)
-        sent[kind] += 1
-        i += 1
-    await wait_closed(conn, min(until, time.monotonic() + 1.0))
-    await hang_up(conn)
-    return {"chat": dict(sent), "victim": conn.report()}
+            return kind, wire.ChatMsg(stream=skey, sender=who.public, seq=seq, time_ms=now_ms, text=text,
+                                      signature=who.sign(chat_signing_bytes(skey, who.public, seq, now_ms, text)))
+        target, until_ms = rng.randbytes(32), now_ms + 3_600_000  # a mute signed by us, not the broadcaster
+        return kind, wire.ChatMod(stream=skey, target=target, action=1, until_ms=until_ms, issued_ms=now_ms,
+                                  signature=conn.identity.sign(mod_signing_bytes(skey, target, 1, until_ms, now_ms)))
+
+    return {"chat": await _cycle(ctx, conn, until, make), "victim": conn.report()}
 
 
 async def m_dm(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     conn = await dial(v, auth=True)
     rng = ctx.rng
-    sent: Counter[str] = Counter()
-    i = 0
-    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+
+    def make(i: int) -> tuple[str, wire.Message]:
         now_ms = int(time.time() * 1000)
         kind = ("store_junk", "to_victim", "expired", "bad_prekey")[i % 4]
-        msg: wire.Message
         if kind == "bad_prekey":
-            msg = wire.DmPrekey(key=conn.identity.public, prekey=rng.randbytes(32),
-                                expires_ms=now_ms + 86_400_000, signature=rng.randbytes(64))
-        else:
-            to = v.key if kind == "to_victim" else rng.randbytes(32)
-            expires = now_ms - 1000 if kind == "expired" else now_ms + 86_400_000
-            msg = wire.DmEnvelope(to=to, eph=rng.randbytes(32), prekey=bytes(32), expires_ms=expires,
-                                  box=rng.randbytes(rng.randint(17, wire.MAX_DM_BOX)))
-        conn.send_msg(msg)
-        sent[kind] += 1
-        i += 1
-    await wait_closed(conn, min(until, time.monotonic() + 1.0))
-    await hang_up(conn)
-    return {"dm": dict(sent), "victim": conn.report()}
+            return kind, wire.DmPrekey(key=conn.identity.public, prekey=rng.randbytes(32),
+                                       expires_ms=now_ms + 86_400_000, signature=rng.randbytes(64))
+        to = v.key if kind == "to_victim" else rng.randbytes(32)
+        expires = now_ms - 1000 if kind == "expired" else now_ms + 86_400_000
+        return kind, wire.DmEnvelope(to=to, eph=rng.randbytes(32), prekey=bytes(32), expires_ms=expires,
+                                     box=rng.randbytes(rng.randint(17, wire.MAX_DM_BOX)))
+
+    return {"dm": await _cycle(ctx, conn, until, make), "victim": conn.report()}
 
 
 async def m_files(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     conn = await dial(v, auth=True)
     rng = ctx.rng
-    sent: Counter[str] = Counter()
     blocks = 0
     if ctx.cid is not None and conn.authed.is_set():
         have: list[wire.FileHave] = []
@@ -875,32 +875,27 @@ async def m_files(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
                 blocks = content.decode_manifest(have[0].manifest, ctx.cid).blocks
             except content.ContentError:
                 blocks = 0
-    i = 0
-    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+
+    def make(i: int) -> tuple[str, wire.Message]:
         cid = ctx.cid if ctx.cid is not None and i % 5 else rng.randbytes(32)
         held = cid == ctx.cid and blocks > 0
         kind = ("request_flood", "cancel_flood", "unsolicited", "bad_manifest")[i % 4] if held else \
             ("want_unknown", "request_unknown")[i % 2]
-        msg: wire.Message
         if kind in ("request_flood", "request_unknown"):
             n = blocks or 1 << 20
-            msg = wire.BlockRequest(cid=cid, indices=[rng.randrange(n) for _ in range(wire.MAX_BLOCK_REQUEST)],
-                                    urgent=bool(i & 1))
-        elif kind == "cancel_flood":
-            msg = wire.BlockCancel(cid=cid, indices=[rng.randrange(blocks) for _ in range(wire.MAX_BLOCK_REQUEST)])
-        elif kind == "unsolicited":
-            msg = wire.BlockMsg(cid=cid, index=rng.randrange(blocks), data=rng.randbytes(wire.MAX_FILE_BLOCK),
-                                proof=[rng.randbytes(32) for _ in range(4)])
-        elif kind == "bad_manifest":
-            msg = wire.FileHave(cid=cid, manifest=rng.randbytes(200), have=b"\xff" * 8)
-        else:
-            msg = wire.FileWant(cid=cid)
-        conn.send_msg(msg)
-        sent[kind] += 1
-        i += 1
-    await wait_closed(conn, min(until, time.monotonic() + 1.0))
-    await hang_up(conn)
-    return {"files": dict(sent), "blocks_in_file": blocks, "victim": conn.report()}
+            return kind, wire.BlockRequest(cid=cid, indices=[rng.randrange(n) for _ in range(wire.MAX_BLOCK_REQUEST)],
+                                           urgent=bool(i & 1))
+        if kind == "cancel_flood":
+            return kind, wire.BlockCancel(cid=cid, indices=[rng.randrange(blocks)
+                                                            for _ in range(wire.MAX_BLOCK_REQUEST)])
+        if kind == "unsolicited":
+            return kind, wire.BlockMsg(cid=cid, index=rng.randrange(blocks), data=rng.randbytes(wire.MAX_FILE_BLOCK),
+                                       proof=[rng.randbytes(32) for _ in range(4)])
+        if kind == "bad_manifest":
+            return kind, wire.FileHave(cid=cid, manifest=rng.randbytes(200), have=b"\xff" * 8)
+        return kind, wire.FileWant(cid=cid)
+
+    return {"files": await _cycle(ctx, conn, until, make), "blocks_in_file": blocks, "victim": conn.report()}
 
 
 PER_VICTIM = {"bomb": m_bomb, "junk": m_junk, "silent": m_silent, "prechunk": m_prechunk,
