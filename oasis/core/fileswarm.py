@@ -105,6 +105,7 @@ class StoreBlock:
     index: int
     data: bytes
     peer: bytes | None
+    proof: tuple[bytes, ...] = ()  #: its Merkle path (stored beside it: a resume re-verifies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,20 @@ class FileSwarm:
         self.proofs.clear()
 
     # ---- peers -----------------------------------------------------------------
+    def resume(self, manifest: Manifest, blocks: dict[int, list[bytes]], now: float) -> None:
+        """A download resumed from the store: ``manifest`` (already checked against the cid)
+        and the blocks the executor re-verified on disk with their proofs; only the rest is
+        fetched. Emits ManifestKnown (the executor keeps the data file as it is)."""
+        if self.manifest is None:
+            self._set_manifest(manifest)
+        for i, proof in blocks.items():
+            if 0 <= i < manifest.blocks:
+                self.have.add(i)
+                if self.tree is None:
+                    self.proofs[i] = proof
+        self._have_dirty = bool(blocks)
+        self._pick(now)
+
     def add_peer(self, peer: bytes, now: float) -> bool:
         if peer in self.peers:
             return True
@@ -367,7 +382,7 @@ class FileSwarm:
             if q.inflight.pop(index, None) is not None and k != peer:
                 self._cancel(k, [index])  # asked twice (timeout, origin): the other need not send it
         self._have_dirty = True
-        self._actions.append(StoreBlock(index, data, peer))
+        self._actions.append(StoreBlock(index, data, peer, tuple(proof)))
 
     def _strike(self, peer: bytes, p: _Peer, n: int, reason: str) -> None:
         p.strikes += n

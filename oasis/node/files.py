@@ -64,6 +64,9 @@ READ_WAIT = 15.0  #: s a gateway reader waits for one block before giving up
 
 
 
+#: a stored block's proof: its length (≤ content.MAX_DEPTH hashes) and the hashes, at
+#: ``index * PROOF_SLOT`` in ``proofs`` beside ``data``: what a resumed download re-verifies
+PROOF_SLOT = 1 + 32 * content.MAX_DEPTH
 DHT_FIND_TIMEOUT = 10.0  #: s a download's DHT lookup of the file's providers may take
 _ZERO_KEY = bytes(32)
 
@@ -94,6 +97,7 @@ class FileEntry:
         self._timer_at: float | None = None
         self._progress_at = 0.0
         self._fd: int | None = None
+        self._proofs_fd: int | None = None
 
     @property
     def manifest(self) -> Manifest | None:
@@ -103,6 +107,11 @@ class FileEntry:
         if self._fd is None:
             self._fd = os.open(self.dir / "data", os.O_RDWR)
         return self._fd
+
+    def proofs_fd(self) -> int:
+        if self._proofs_fd is None:
+            self._proofs_fd = os.open(self.dir / "proofs", os.O_RDWR)
+        return self._proofs_fd
 
     def read_block(self, index: int) -> bytes:
         m = self.manifest
@@ -117,9 +126,10 @@ class FileEntry:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in (self._fd, self._proofs_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._proofs_fd = None
         self.notify()
 
 
@@ -141,9 +151,12 @@ class Files:
         self.c: dict[str, int] = {k: 0 for k in (
             "files_unknown_cid", "files_dht_providers", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
             "files_evicted", "files_origin_fetches", "files_origin_failures", "files_bad_stored",
-            "files_read_timeouts")}
+            "files_read_timeouts", "files_resumed", "files_resumed_blocks", "files_resume_bad_blocks")}
         #: totals of files no longer tracked (removed, evicted)
         self._closed = fs.FileCounters()
+        #: downloads left unfinished by an earlier run: cid -> bytes on disk (counted against
+        #: the cap, evicted first); ``fetch`` of one resumes it
+        self.partials: dict[bytes, int] = {}
         #: called with (cid, peers) by a lookup (DHT, tracker) that found holders
         self.on_lookup: Callable[[bytes], None] | None = None
         self._load()
@@ -200,9 +213,12 @@ class Files:
                               rng=random.Random(self.rng.random()), now=self.node.clock())
             e = FileEntry(self, link.cid, sw, pinned=False, origin=origin)
             self.entries[link.cid] = e
-            shutil.rmtree(e.dir, ignore_errors=True)
-            e.dir.mkdir(parents=True)
+            if self.partials.pop(link.cid, None) is None or not await self._resume(e):
+                shutil.rmtree(e.dir, ignore_errors=True)
+                e.dir.mkdir(parents=True)
             self._pump(e)
+            if e.swarm.complete:
+                self.node.spawn(self._finish(e))
             if self.on_lookup is not None:
                 self.on_lookup(link.cid)
             self.node.spawn(self._dht_find(link.cid))
@@ -366,6 +382,23 @@ class Files:
                 e.swarm.on_drained(peer, unsent, now)
                 self._pump(e)
 
+    async def _resume(self, e: FileEntry) -> bool:
+        """Pick up an earlier run's download of ``e``: the manifest checked against the cid,
+        then every block with a stored proof verified again (in a thread); the swarm fetches
+        only the rest. False: nothing usable (the caller starts afresh)."""
+        try:
+            m = content.decode_manifest((e.dir / "manifest").read_bytes(), e.cid)
+            blocks = await asyncio.to_thread(_verified_blocks, e.dir, m)
+        except (ContentError, OSError) as exc:
+            log.info("not resuming %s: %s", e.text, exc)
+            return False
+        good = {i: p for i, p in blocks.items() if p is not None}
+        self.c["files_resumed"] += 1
+        self.c["files_resumed_blocks"] += len(good)
+        self.c["files_resume_bad_blocks"] += len(blocks) - len(good)
+        e.swarm.resume(m, good, self.node.clock())
+        return True
+
     def _allocate(self, e: FileEntry, m: Manifest) -> None:
         if e.done:
             return
@@ -377,14 +410,21 @@ class Files:
             self._drop(e)
             return
         (e.dir / "manifest").write_bytes(m.encode())
-        with open(e.dir / "data", "wb") as f:
-            f.truncate(m.size)
+        for name, size in (("data", m.size), ("proofs", m.blocks * PROOF_SLOT)):
+            fd = os.open(e.dir / name, os.O_WRONLY | os.O_CREAT, 0o600)  # a resumed file keeps its bytes
+            try:
+                os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
         e.notify()
 
     def _store(self, e: FileEntry, a: fs.StoreBlock) -> None:
         if e.stopped:
             return
         os.pwrite(e.fd(), a.data, a.index * BLOCK_SIZE)
+        # then its proof: a slot is written only after its block, so a resume trusts nothing unwritten
+        slot = bytes([len(a.proof)]) + b"".join(a.proof)
+        os.pwrite(e.proofs_fd(), slot.ljust(PROOF_SLOT, b"\0"), a.index * PROOF_SLOT)
         m = e.manifest
         assert m is not None
         now = self.node.clock()
@@ -412,6 +452,10 @@ class Files:
             return
         e.swarm.set_tree(tree)
         (e.dir / "done").touch()
+        if e._proofs_fd is not None:
+            os.close(e._proofs_fd)
+            e._proofs_fd = None
+        (e.dir / "proofs").unlink(missing_ok=True)  # the tree serves the proofs from now on
         e.done = True
         e.notify()
         self._provide(e.cid)  # seeded after watching (within the disk cap)
@@ -510,14 +554,22 @@ class Files:
 
     # ---- store --------------------------------------------------------------------------------
     def used(self) -> int:
-        return sum(e.manifest.size for e in self.entries.values() if e.manifest is not None)
+        return (sum(e.manifest.size for e in self.entries.values() if e.manifest is not None)
+                + sum(self.partials.values()))
 
     def _make_room(self, size: int, keep: bytes | None) -> None:
         if size > self.cap_bytes:
             raise ValueError(f"{size} bytes is over the disk cap of {self.cap_bytes}")
         used = sum(e.manifest.size for k, e in self.entries.items() if e.manifest is not None and k != keep)
+        used += sum(n for k, n in self.partials.items() if k != keep)
         if used + size <= self.cap_bytes:
             return
+        for k in [k for k in self.partials if k != keep]:  # unfinished downloads of earlier runs first
+            shutil.rmtree(self.root / cid_text(k), ignore_errors=True)
+            used -= self.partials.pop(k)
+            self.c["files_evicted"] += 1
+            if used + size <= self.cap_bytes:
+                return
         old = sorted((e for k, e in self.entries.items()
                       if e.done and not e.pinned and not e.readers and k != keep), key=lambda e: e.last_used)
         for e in old:
@@ -556,7 +608,8 @@ class Files:
         self.discovered(cid, peers)
 
     def _load(self) -> None:
-        """Complete files kept from earlier runs are seeded again; partial ones are removed."""
+        """Complete files kept from earlier runs are seeded again; partial ones (with their
+        manifest) are kept for ``fetch`` to resume, the rest removed."""
         for d in sorted(self.root.iterdir()):
             if d.name.startswith(".publish-"):
                 shutil.rmtree(d, ignore_errors=True)
@@ -564,7 +617,11 @@ class Files:
             try:
                 cid = parse_cid(d.name)
                 if not (d / "done").exists():
-                    raise ContentError("partial", "not complete")
+                    if not (d / "manifest").exists():
+                        raise ContentError("partial", "no manifest yet")
+                    content.decode_manifest((d / "manifest").read_bytes(), cid)  # checked again on resume
+                    self.partials[cid] = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+                    continue
                 m, tree = _hash_file(d / "data", content.decode_manifest((d / "manifest").read_bytes(), cid))
                 if m.cid() != cid:
                     raise ContentError("bad_stored", "data does not match its manifest")
@@ -606,6 +663,25 @@ class Files:
     def close(self) -> None:
         for e in self.entries.values():
             e.close()
+
+
+def _verified_blocks(d: Path, m: Manifest) -> dict[int, list[bytes] | None]:
+    """Blocks of a partial download with a stored proof: index -> proof if the block on
+    disk verifies against the manifest, None if it does not (re-fetched)."""
+    out: dict[int, list[bytes] | None] = {}
+    with open(d / "data", "rb") as data, open(d / "proofs", "rb") as proofs:
+        for i in range(m.blocks):
+            slot = proofs.read(PROOF_SLOT)
+            if len(slot) < PROOF_SLOT:
+                break
+            n = slot[0]
+            if n == 0 or n > content.MAX_DEPTH:
+                continue  # never written
+            proof = [slot[1 + 32 * k: 33 + 32 * k] for k in range(n)]
+            data.seek(i * BLOCK_SIZE)
+            block = data.read(m.block_len(i))
+            out[i] = proof if content.verify_block(m, i, block, proof) else None
+    return out
 
 
 def _copy_and_hash(src: Path, dest_dir: Path, size: int, mime: str) -> tuple[Manifest, content.MerkleTree]:

@@ -236,3 +236,46 @@ def test_a_getter_finds_a_seeder_through_the_dht(tmp_path: Path) -> None:
                 await n.close()
 
     asyncio.run(run())
+
+
+def test_an_interrupted_download_resumes_and_re_verifies_what_it_kept(tmp_path: Path) -> None:
+    from oasis.core import fileswarm as fs
+    from oasis.core.content import BLOCK_SIZE
+
+    data = __import__("os").urandom(64 * BLOCK_SIZE - 100)  # 64 blocks
+
+    async def run() -> None:
+        slow = fs.FileSwarmConfig(upload_bytes_per_s=8 * BLOCK_SIZE, upload_burst=2 * BLOCK_SIZE)
+        (seed,) = await _nodes(1, tmp_path / "s", config=slow)
+        (getter,) = await _nodes(1, tmp_path / "g")
+        try:
+            (tmp_path / "f.bin").write_bytes(data)
+            info = await seed.files.publish(str(tmp_path / "f.bin"))
+            peer = [f"{seed.peer_id}@{seed.host}:{seed.port}"]
+            await getter.files.fetch(info["cid"], peer)
+            await until(lambda: getter.files.status(info["cid"])["have_blocks"] >= 16, 30, what="16 blocks")
+            kept = getter.files.status(info["cid"])["have_blocks"]
+            await getter.close()  # interrupted (Ctrl-C): the partial download stays on disk
+            d = tmp_path / "g" / "n0" / "files" / info["cid"]
+            assert (d / "data").exists() and (d / "proofs").exists() and not (d / "done").exists()
+            with open(d / "data", "r+b") as f:  # one kept block rots on disk
+                f.seek(0)
+                b = f.read(1)
+                f.seek(0)
+                f.write(bytes([b[0] ^ 0xFF]))
+            (getter,) = await _nodes(1, tmp_path / "g")  # the next run, same data directory
+            assert getter.files.used() > 0  # the partial counts against the disk cap
+            await getter.files.fetch(info["cid"], peer)
+            c = getter.counters
+            assert c["files_resumed"] == 1 and c["files_resume_bad_blocks"] == 1
+            assert c["files_resumed_blocks"] >= kept - 1
+            st = await _complete(getter.files, info["cid"], timeout=30)
+            assert st["state"] == "complete"
+            assert (d / "data").read_bytes() == data and not (d / "proofs").exists()
+            # only what was missing (and the rotten block) came again
+            assert getter.counters["files_blocks_from_peers"] <= 64 - c["files_resumed_blocks"]
+        finally:
+            await seed.close()
+            await getter.close()
+
+    asyncio.run(run())
