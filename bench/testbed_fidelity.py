@@ -54,6 +54,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--nat-share", type=float, default=0.7)
     ap.add_argument("--bitrate", type=int, default=1500)
+    ap.add_argument("--loss", type=float, default=None,
+                    help="packet loss on every access link (default: each access kind's own)")
     ap.add_argument("--countries", default=None, help="comma-separated ISO codes (default: all)")
     ap.add_argument("--sim-runs", type=int, default=5, help="simulator swarm seeds (the median is used)")
     args = ap.parse_args()
@@ -61,7 +63,7 @@ def main() -> int:
         print("testbed_fidelity: needs root (network namespaces)", file=sys.stderr)
         return 2
     topo = build(args.seed, args.viewers, bitrate_kbps=args.bitrate, nat_share=args.nat_share,
-                 countries=args.countries.split(",") if args.countries else None)
+                 countries=args.countries.split(",") if args.countries else None, loss=args.loss)
     bed = Testbed(topo, prefix=f"tf{os.getpid()}-", duration=args.duration, chunk_ms=DEFAULT_CHUNK_MS,
                   delay_scale=1.0, progress=Progress())
     t0 = time.monotonic()

@@ -124,6 +124,12 @@ QUIC_CWND0 = 86_400
 #: (1,000 peers x 40 s, mobile-churn mix, playout 0.5 s, seed 1: offload 0.29 with a floor
 #: of 16 datagrams, 0.45 with 32, 0.53 with 64; aioquic's Reno model: 0.31)
 QUIC_LOSS_FLOOR = 86_400
+#: loss recovery (RFC 9002, aioquic's constants): a datagram is declared lost when 3 later
+#: ones are acknowledged or 9/8 RTT after it was sent; with none after it, at the probe
+#: timeout, srtt + 4 rttvar + max_ack_delay (25 ms; rttvar taken as 2.5 ms, a steady path)
+QUIC_PACKET_THRESHOLD = 3
+QUIC_TIME_THRESHOLD = 9 / 8
+QUIC_PTO_EXTRA_S = 0.035
 #: QUIC handshake + HELLO/AUTH until the policy's link_up; the swarms' add_peer follows
 #: the JOIN exchange (listener +0.5 RTT, dialler +1 RTT)
 HANDSHAKE_RTTS = 1.0
@@ -757,9 +763,18 @@ class OasisSim:
         if nbytes > 2 * QUIC_DATAGRAM:  # smaller ones fit any pacer burst
             t = self._paced(src, dst, nbytes, ready, t, rtt)
         t += owd
-        p = sn.loss if sn.loss > dn.loss else dn.loss
-        if p and self.rng.random() < 1.0 - (1.0 - p) ** pkts:
-            t += rtt  # one RTT
+        if sn.loss or dn.loss:
+            # a datagram crosses the sender's uplink and the receiver's downlink: either drops it
+            p = 1.0 - ((1.0 - sn.loss) * (1.0 - dn.loss)) ** pkts
+            u = self.rng.random()
+            if u < p:
+                # which datagram (the same draw, scaled): one of the message's last
+                # QUIC_PACKET_THRESHOLD has no later ones to reveal it and waits for the
+                # probe timeout; an earlier one is declared lost 9/8 RTT after it was sent
+                if u / p * pkts >= pkts - QUIC_PACKET_THRESHOLD:
+                    t += rtt + QUIC_PTO_EXTRA_S
+                else:
+                    t += rtt * QUIC_TIME_THRESHOLD
             st = src.cc.get(dst.key)
             if st is not None:  # the window halves, not below the floor; congestion avoidance
                 st[0] = max(st[0] / 2, min(st[0], float(QUIC_LOSS_FLOOR)))
