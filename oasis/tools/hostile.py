@@ -866,7 +866,7 @@ async def m_files(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
         have: list[wire.FileHave] = []
         conn.on_message = lambda m: have.append(m) if isinstance(m, wire.FileHave) and not have else None
         conn.send_msg(wire.FileWant(cid=ctx.cid))
-        t = min(until, time.monotonic() + 3.0)
+        t = min(until, time.monotonic() + 10.0)  # a loaded victim answers late
         while not have and not conn.terminated.is_set() and time.monotonic() < t:
             await asyncio.sleep(0.05)
         if have and have[0].manifest:
