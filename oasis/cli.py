@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         f.add_argument("--http", default="127.0.0.1:0", help="gateway/origin HTTP address HOST:PORT")
         f.add_argument("--disk-cap-mb", type=int, default=4096, help="files kept, MiB (LRU beyond)")
         f.add_argument("--upload-mbps", type=float, default=0.0,
-                       help="upload budget for serving the file to peers, Mbit/s (default: unbounded)")
+                       help="upload budget for serving files to peers (all files together), Mbit/s (default: unbounded)")
         f.add_argument("-v", "--verbose", action="store_true")
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")

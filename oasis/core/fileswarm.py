@@ -79,8 +79,30 @@ class FileSwarmConfig:
     #: the drain: :meth:`FileSwarm.on_drained`). The rest wait here, where a stale request can
     #: still be dropped, instead of in the transport's buffer behind megabytes of others
     serve_in_flight: int = 2
-    upload_bytes_per_s: float = 64e6  #: serving budget of this file (token bucket)
+    #: serving budget (token bucket): of this file, or of every file of the node when the
+    #: executor gives the swarms one shared :class:`UploadBudget`
+    upload_bytes_per_s: float = 64e6
     upload_burst: float = 4e6
+
+
+@dataclass
+class UploadBudget:
+    """A token bucket for serving blocks, shared by every file swarm of a node (so a peer
+    that asks for many files gets no more upload than one file's budget)."""
+
+    rate: float  #: bytes per second
+    burst: float
+    tokens: float = 0.0
+    t: float = 0.0
+
+    @classmethod
+    def of(cls, config: FileSwarmConfig, now: float) -> UploadBudget:
+        return cls(config.upload_bytes_per_s, config.upload_burst, config.upload_burst, now)
+
+    def refill(self, now: float) -> None:
+        if now > self.t:
+            self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+            self.t = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +190,11 @@ class _Peer:
 class FileSwarm:
     def __init__(self, cid: bytes, config: FileSwarmConfig | None = None, *,
                  manifest: Manifest | None = None, tree: content.MerkleTree | None = None,
-                 origin: bool = False, rng: random.Random | None = None, now: float = 0.0) -> None:
+                 origin: bool = False, rng: random.Random | None = None, now: float = 0.0,
+                 budget: UploadBudget | None = None) -> None:
         self.cid = cid
         self.config = config or FileSwarmConfig()
+        self.budget = budget or UploadBudget.of(self.config, now)
         self.rng = rng or random.Random(0)
         self.origin = origin
         self.started = now
@@ -185,8 +209,6 @@ class FileSwarm:
         self._actions: list[Action] = []
         self._have_dirty = False
         self._have_at = now
-        self._tokens = self.config.upload_burst
-        self._tokens_t = now
         self._serve_at = INF
         self._checked = now  #: handle_timer ran up to here
         if manifest is not None:
@@ -423,8 +445,8 @@ class FileSwarm:
 
     def _serve(self, now: float) -> None:
         cfg = self.config
-        self._tokens = min(cfg.upload_burst, self._tokens + (now - self._tokens_t) * cfg.upload_bytes_per_s)
-        self._tokens_t = now
+        bucket = self.budget
+        bucket.refill(now)
         self._serve_at = INF
         m = self.manifest
         if m is None:
@@ -433,7 +455,7 @@ class FileSwarm:
         for urgent in (True, False):  # every urgent request (a player waits) before any other
             busy = [k for k, p in self.peers.items()
                     if (p.urgent if urgent else p.queue) and p.sending < cfg.serve_in_flight]
-            while busy and self._tokens > 0:
+            while busy and bucket.tokens > 0:
                 for k in list(busy):
                     p = self.peers[k]
                     q = p.urgent if urgent else p.queue
@@ -442,18 +464,18 @@ class FileSwarm:
                     if now - asked > (cfg.request_timeout if urgent else cfg.bulk_timeout):  # asked elsewhere by now
                         self.counters.serve_expired += 1
                     elif proof is not None:
-                        self._tokens -= m.block_len(i)
+                        bucket.tokens -= m.block_len(i)
                         self.counters.blocks_served += 1
                         self.counters.bytes_served += m.block_len(i)
                         p.sending += 1
                         self._actions.append(ServeBlock(k, i, proof))
                     if not q or p.sending >= cfg.serve_in_flight:
                         busy.remove(k)
-                    if self._tokens <= 0:
+                    if bucket.tokens <= 0:
                         break
             waiting = waiting or bool(busy)
         if waiting:
-            self._serve_at = now + (-self._tokens + m.block_size) / cfg.upload_bytes_per_s
+            self._serve_at = now + (-bucket.tokens + m.block_size) / bucket.rate
 
     def _pick(self, now: float) -> None:
         m = self.manifest

@@ -145,6 +145,8 @@ class Files:
         self.cap_bytes = cap_bytes
         self.origin_url = origin_url
         self.config = config or fs.FileSwarmConfig()
+        #: one serving budget for all the node's files (the config's rate and burst)
+        self.budget = fs.UploadBudget.of(self.config, node.clock())
         self.gateway_url = gateway_url  #: set by the runtime once the gateway listens
         self.entries: dict[bytes, FileEntry] = {}
         self.rng = random.Random(node.rng.random())
@@ -209,7 +211,7 @@ class Files:
             if len(self.entries) >= MAX_FILES:
                 raise ValueError(f"this node tracks at most {MAX_FILES} files")
             origin = link.origin or self.origin_url
-            sw = fs.FileSwarm(link.cid, self.config, origin=origin is not None,
+            sw = fs.FileSwarm(link.cid, self.config, origin=origin is not None, budget=self.budget,
                               rng=random.Random(self.rng.random()), now=self.node.clock())
             e = FileEntry(self, link.cid, sw, pinned=False, origin=origin)
             self.entries[link.cid] = e
@@ -585,7 +587,7 @@ class Files:
     def _add(self, cid: bytes, m: Manifest, tree: content.MerkleTree, *, pinned: bool,
              origin: str | None) -> FileEntry:
         sw = fs.FileSwarm(cid, self.config, manifest=m, tree=tree, rng=random.Random(self.rng.random()),
-                          now=self.node.clock())
+                          budget=self.budget, now=self.node.clock())
         sw.actions()  # ManifestKnown: already stored
         e = FileEntry(self, cid, sw, pinned=pinned, origin=origin)
         e.done = True
