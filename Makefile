@@ -15,6 +15,10 @@ DURATION ?= 30
 # Debian when missing and we are root with apt-get; otherwise a message, and the
 # testbed's extra (and its tests) are skipped.
 TESTBED_SYS := $(shell command -v iptables >/dev/null 2>&1 && test -e /usr/include/libnetfilter_queue/libnetfilter_queue.h && echo yes)
+# Debian's Chromium plays short videos from the gateway in a real <video> element
+# (tests/node/test_node_files_browser.py, driven by Playwright without its own browser
+# download); installed the same way, skipped with a message otherwise.
+BROWSER_SYS := $(shell test -x /usr/bin/chromium && echo yes)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +31,15 @@ $(STAMP): pyproject.toml
 		else \
 			echo "note: the network testbed needs iptables and libnetfilter-queue-dev (Debian);"; \
 			echo "      not root or no apt-get: skipping them (tests/testbed will be skipped)"; \
+		fi; \
+	fi
+	@if [ "$(BROWSER_SYS)" != yes ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium for the browser playback test (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+				chromium >/dev/null; \
+		else \
+			echo "note: the browser playback test needs Debian's chromium (/usr/bin/chromium): it will be skipped"; \
 		fi; \
 	fi
 	if command -v iptables >/dev/null 2>&1 && test -e /usr/include/libnetfilter_queue/libnetfilter_queue.h; then \
