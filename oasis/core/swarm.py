@@ -30,6 +30,10 @@ are *held* by the receiver until it has the chunk or the deadline passes
 deadline, if peers have not delivered it, the node emits ``FetchOrigin`` (the
 adapter does HTTP GET on the origin/CDN). At the deadline a chunk still absent
 is given up (``Skip``): late chunks are dropped, never queued.
+A viewer that has not started ``origin_start_after`` seconds after its join
+(no peer reached it with a fresh keyframe) emits ``FetchOrigin(ORIGIN_LATEST)``:
+the origin's latest keyframe starts it, and the fallback above then carries it
+until peers do.
 
 **Upload.** Pushes and answers go through :class:`UploadScheduler`, a token
 bucket at the node's upload cap that serves newest chunks first and drops
@@ -75,6 +79,7 @@ from .stream import StreamId, is_keyframe, verify_chunk
 from .swarmdefs import (
     DEFAULT_CHUNK_MS,
     INF,
+    ORIGIN_LATEST,
     SOURCE_BROADCASTER,
     SOURCE_ORIGIN,
     SOURCE_P2P,
@@ -97,7 +102,7 @@ from .wire import ErrorCode
 
 #: the swarm's public names (the parts' definitions are re-exported from here)
 __all__ = [
-    "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
+    "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "ORIGIN_LATEST", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
     "SOURCE_SELF", "STATUS_MIN_GAP", "SWITCH_DWELL", "SWITCH_GAIN", "U64_MAX", "Deliver",
     "DropPeer", "FetchOrigin", "PeerState", "Push", "Send", "Skip", "Swarm", "SwarmAction",
     "SwarmConfig", "SwarmCounters",
@@ -152,6 +157,8 @@ class Swarm:
                                 peers=self.peers, claims=self.claims, repair=self.repair,
                                 counters=self.counters, actions=self._actions)
         self.held = self.pulls.held
+        #: not started by then: ask the origin for the latest keyframe (INF: never)
+        self.origin_start_at = now + config.origin_start_after if (config.use_origin and not is_source) else INF
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
@@ -217,7 +224,9 @@ class Swarm:
                                           f"{st.bad_chunks} chunks failed verification"))
 
     def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float) -> None:
-        """Result of a ``FetchOrigin``: the chunk, or None (not there / failed)."""
+        """Result of a ``FetchOrigin``: the chunk, or None (not there / failed). For
+        ``ORIGIN_LATEST`` the adapter passes the keyframe's seq (any chunk is verified and
+        only a fresh keyframe starts playback; a failure is retried on the start timer)."""
         if chunk is None or chunk.seq != seq:
             self.repair.origin_done(seq, False, now)
             return
@@ -271,6 +280,8 @@ class Swarm:
         up = self.upload.next_release()
         if up is not None and up < t:
             t = up
+        if self.start_seq is None and self.origin_start_at < t:
+            t = self.origin_start_at
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -292,6 +303,11 @@ class Swarm:
             self.claims.check(now)
         if not self.is_source:
             self.repair.track(now, self.start_seq is not None)
+            if self.start_seq is None and now >= self.origin_start_at:
+                # no peer gave us a start in time: the latest keyframe from the origin
+                self.origin_start_at = now + cfg.origin_start_retry
+                self.counters.origin_starts += 1
+                self._actions.append(FetchOrigin(ORIGIN_LATEST, self.origin_start_at))
         self.pulls.flush(now)
 
     def actions(self) -> list[SwarmAction]:

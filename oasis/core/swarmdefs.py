@@ -47,6 +47,12 @@ class SwarmConfig:
     slot_headroom: float = 0.8  #: share of the upload cap booked by push subscriptions
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
+    #: a viewer that has not started this long after its join asks the origin for the
+    #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
+    #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed
+    #: peers, or alone in the swarm) still plays, from the origin/CDN
+    origin_start_after: float = 1.0
+    origin_start_retry: float = 1.0
     #: added to a candidate parent's expected arrival per relay on its path: each is a
     #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
     hop_penalty: float = 0.03
@@ -96,9 +102,15 @@ class Push:
     deadline: float
 
 
+#: ``FetchOrigin.seq`` for "the latest keyframe": the adapter reads the origin's
+#: ``latest.json`` and fetches the keyframe it names, then calls ``on_origin(that seq,
+#: chunk)`` (or ``on_origin(ORIGIN_LATEST, None)`` when either step fails)
+ORIGIN_LATEST = -1
+
+
 @dataclass(frozen=True, slots=True)
 class FetchOrigin:
-    seq: int
+    seq: int  #: a chunk, or ORIGIN_LATEST (a start from the origin)
     deadline: float
 
 
@@ -157,6 +169,7 @@ class SwarmCounters:
     requests_served: int = 0
     missing_sent: int = 0
     origin_fetches: int = 0
+    origin_starts: int = 0  #: FetchOrigin(ORIGIN_LATEST): no start from peers in time
     skipped: int = 0
     late: int = 0
     parent_switches: int = 0

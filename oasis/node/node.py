@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from oasis.core import peer as pp
 from oasis.core import session as ss
@@ -109,6 +110,7 @@ class LiveStream:
         self.produced: dict[int, float] = {}  # source only: seq -> time
         self.origin_fetches = 0
         self.origin_failures = 0
+        self.origin_starts = 0  #: starts asked of the origin (no peer gave a keyframe in time)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
@@ -173,17 +175,32 @@ class LiveStream:
         self.pump()
 
     async def _fetch_origin(self, seq: int, deadline: float) -> None:
+        """A chunk from the origin/CDN; for ``ORIGIN_LATEST`` first the origin's
+        ``latest.json`` (capped, strictly decoded: it is not signed, the chunk it names is)."""
         chunk: wire.ChunkMsg | None = None
         if self.origin_url:
-            self.origin_fetches += 1
-            url = f"{self.origin_url.rstrip('/')}/{self.text_id}/{seq}.chunk"
-            timeout = max(0.05, deadline - self.node.clock())
+            base = f"{self.origin_url.rstrip('/')}/{self.text_id}"
+            url = f"{base}/latest.json"
             try:
-                async with self.node.http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                if seq == sw.ORIGIN_LATEST:
+                    from .http import read_reply
+                    self.origin_starts += 1
+                    timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.node.clock()))
+                    async with self.node.http.get(url, timeout=timeout) as r:
+                        if r.status != 200:
+                            raise ValueError(f"HTTP {r.status}")
+                        latest = await read_reply(r, MAX_LATEST_JSON, OriginLatest)
+                    if not 0 <= latest.keyframe <= sw.U64_MAX:
+                        raise ValueError(f"keyframe {latest.keyframe} out of range")
+                    seq = latest.keyframe
+                self.origin_fetches += 1
+                url = f"{base}/{seq}.chunk"
+                timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.node.clock()))
+                async with self.node.http.get(url, timeout=timeout) as r:
                     if r.status == 200:
                         body = await r.content.read(wire.MAX_CHUNK_MESSAGE + 1)
                         chunk = wire.decode_chunk(body)
-            except (aiohttp.ClientError, TimeoutError, wire.WireError) as exc:
+            except (aiohttp.ClientError, TimeoutError, wire.WireError, ValueError) as exc:
                 self.origin_failures += 1
                 log.debug("origin fetch %s failed: %s", url, exc)
         self.swarm.on_origin(seq, chunk, self.node.clock())
@@ -192,6 +209,15 @@ class LiveStream:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+MAX_LATEST_JSON = 512  #: bytes of an origin's latest.json (about 80 when honest)
+
+
+class OriginLatest(msgspec.Struct):
+    """What a node reads of ``GET /origin/<stream>/latest.json`` (other fields ignored)."""
+
+    keyframe: int
 
 
 class Node:
@@ -347,6 +373,7 @@ class Node:
             raise ValueError(f"this node carries at most {self.policy.config.max_streams} streams")
         ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url, config=config)
         self.streams[sid.key] = ls
+        ls.pump()  # arms its timer: a viewer no peer reaches still starts from the origin
         self.events.publish("stream.started", {"stream_id": ls.text_id,
                                                "role": "broadcaster" if is_source else "viewer"})
         return ls

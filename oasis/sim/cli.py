@@ -21,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flash", type=float, default=None, help="flash crowd: all join within N s")
     p.add_argument("--hostile", type=float, default=None,
                    help="share of the viewers that are adversaries (0 = the honest run)")
-    p.add_argument("--nat", type=float, default=None,
-                   help="share of the viewers behind a NAT (the scenario's [nat] nat_share)")
+    p.add_argument("--nat", default=None,
+                   help="share of the viewers behind a NAT (the scenario's [nat] nat_share), or "
+                        "'published': per access kind, as measured (fixed 0.90, cellular 0.92)")
     p.add_argument("--playout", type=float, default=None,
                    help="playout delay, s (the scenario's [protocol] playout_delay; node default 0.5)")
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
@@ -46,7 +47,14 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     if args.hostile is not None:
         d["hostile"] = args.hostile
     if args.nat is not None:
-        d["nat_share"] = args.nat
+        if args.nat == "published":
+            from .netmodel import PUBLISHED_NAT_SHARE
+            d["nat_by_access"] = dict(PUBLISHED_NAT_SHARE)
+        else:
+            try:
+                d["nat_share"], d["nat_by_access"] = float(args.nat), {}
+            except ValueError:
+                raise SystemExit(f"oasis sim: --nat {args.nat!r}: a share in [0, 1] or 'published'") from None
     if args.playout is not None:
         if not 0.05 <= args.playout <= 60:
             raise SystemExit("oasis sim: --playout must be between 0.05 and 60 s")

@@ -47,8 +47,8 @@ class Network(Protocol[N_contra]):
         ...
 
     def fetch_origin(self, node: N_contra, a: sw.FetchOrigin) -> None:
-        """Ask the HTTP origin for ``a.seq``; the answer (or None at ``a.deadline``)
-        goes to ``swarm.on_origin``."""
+        """Ask the HTTP origin for ``a.seq`` (``ORIGIN_LATEST``: its latest keyframe, then
+        that chunk); the answer (or None at ``a.deadline``) goes to ``swarm.on_origin``."""
         ...
 
     def drop_peer(self, node: N_contra, a: sw.DropPeer) -> bool:

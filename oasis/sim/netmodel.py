@@ -55,6 +55,17 @@ ACCESS: dict[str, Access] = {
 }
 
 
+#: Share of the viewers behind a NAT per access kind, as measured (``oasis sim --nat
+#: published``; docs/simulation.md, "NATs"). Fixed lines: more than 90 % of residential DSL
+#: lines reach the internet through a NAT gateway (Maier, Schneider and Feldmann, "NAT usage
+#: in residential broadband networks", PAM 2011, 20,000 lines), taken for every fixed kind;
+#: cellular: carrier-grade NATs in more than 92 % of cellular networks (Richter et al., "A
+#: multi-perspective analysis of carrier-grade NAT deployment", IMC 2016), a share of
+#: networks taken as the share of users. Whether a mapping is symmetric is not known per
+#: kind: the scenario's ``nat_symmetric`` (Ford et al., USENIX 2005) applies to all.
+PUBLISHED_NAT_SHARE: dict[str, float] = {"fibre": 0.90, "broadband": 0.90, "wifi": 0.90, "4g": 0.92, "5g": 0.92}
+
+
 def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lon2 - lon1)

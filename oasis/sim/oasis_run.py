@@ -449,6 +449,7 @@ class OasisSim:
         self.every.append(node)
         self.by_pid[node.pid] = node
         self.joins += 1
+        self._pump(node)  # arms its swarm's timer, as the node's add_stream does
         self._run_policy(node)  # its first Announce is due now
 
     # ---- the node policy (oasis.core.peer), executed as oasis.node.node.Node does --------
@@ -1043,12 +1044,30 @@ class OasisSim:
         return (w / bn.up_bps + bn.lastmile_s + self._edge_delay(net)
                 + self.edge_rtt_ms / 2000 + net.lastmile_s + w / net.down_bps + ORIGIN_RX_CPU_S)
 
-    def _fetch_origin(self, node: SimNode, seq: int, deadline: float) -> None:
+    def _latest_keyframe(self, at: float) -> int:
+        """The newest keyframe the origin held at ``at`` (-1: none yet)."""
+        g = self.s.gop_chunks
+        k = len(self.produced_t) - 1
+        k -= k % g
+        while k >= 0 and self.origin[k][1] > at:
+            k -= g
+        return k
+
+    def _fetch_origin(self, node: SimNode, seq: int, deadline: float, start: float = -1.0) -> None:
         self.origin_requests += 1
         net = node.net
         edge_half = self.edge_rtt_ms / 2000
-        now = self.now
+        now = self.now if start < 0 else start
         req_at = now + net.lastmile_s + edge_half  # GET reaches the edge
+        if seq == sw.ORIGIN_LATEST:
+            # latest.json (no-cache: from the origin through the edge), then the keyframe
+            back = req_at + edge_half + net.lastmile_s
+            kf = self._latest_keyframe(req_at - self._edge_delay(net))
+            if kf < 0 or back >= deadline:
+                self.at(min(back, deadline), EV_ORIGIN, node, (seq, None))
+            else:
+                self._fetch_origin(node, kf, deadline, back)
+            return
         entry = self.origin.get(seq)
         if entry is None or entry[1] + self._edge_delay(net) > req_at:
             self.origin_404 += 1
@@ -1294,7 +1313,7 @@ class OasisSim:
             "origin_requests": self.origin_requests,
             "events": events,
             "policy": self._policy_result(),
-            **({"nat": self._nat_result()} if s.nat_share > 0 else {}),
+            **({"nat": self._nat_result()} if s.has_nats() else {}),
             "wall_s": round(wall_s, 2),
         }
         if self.with_session:

@@ -40,7 +40,8 @@ def build(s: Scenario, world: World, seed: int) -> tuple[PeerNet, list[Viewer]]:
 
     def new(join: float, initial: bool) -> Viewer:
         v = Viewer(len(viewers), rng.randbytes(32), sample_peer(world, rng, s.access_mix), join)
-        if s.nat_share > 0 and nat_rng.random() < s.nat_share:
+        share = s.nat_for(v.net.access)
+        if share > 0 and nat_rng.random() < share:
             v.net.nat = 3 if nat_rng.random() < s.nat_symmetric else 2
         if mean_session < INF:
             length = session_length_s(rng, mean_session)

@@ -53,6 +53,9 @@ class Scenario:
     # (USENIX 2005) found 82 % of NATs allow UDP hole punching: nat_symmetric 0.2.
     nat_share: float = 0.0  #: share of the viewers behind a NAT (0 = all public)
     nat_symmetric: float = 0.2  #: share of the NATed viewers whose mapping is symmetric
+    #: per access kind, overriding ``nat_share`` for the kinds it names (``--nat published``:
+    #: netmodel.PUBLISHED_NAT_SHARE, from measurements)
+    nat_by_access: dict[str, float] = field(default_factory=dict)
     # hostile peers (oasis/sim/adversary.py): a share of the viewers, a mix of modes
     hostile: float = 0.0  #: share of the viewers that are adversaries (0 = none)
     hostile_mix: dict[str, float] = field(default_factory=dict)  #: mode -> weight; {} = all equal
@@ -66,6 +69,13 @@ class Scenario:
     pull_period_s: float = 1.0
     pull_playout_s: float = 6.0
     pull_origin_margin_s: float = 1.0
+
+    def nat_for(self, access: str) -> float:
+        """The share of viewers on ``access`` that sit behind a NAT."""
+        return self.nat_by_access.get(access, self.nat_share)
+
+    def has_nats(self) -> bool:
+        return self.nat_share > 0 or any(v > 0 for v in self.nat_by_access.values())
 
     def broadcaster_kbps(self) -> int:
         return self.broadcaster_upload_kbps or 16 * self.bitrate_kbps
@@ -109,6 +119,12 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     s.access_mix = {k: v / total for k, v in s.access_mix.items()}
     if not (0.0 <= s.nat_share <= 1.0 and 0.0 <= s.nat_symmetric <= 1.0):
         raise ValueError("nat_share and nat_symmetric are shares in [0, 1]")
+    from .netmodel import ACCESS
+    for kind, share in s.nat_by_access.items():
+        if kind not in ACCESS:
+            raise ValueError(f"nat_by_access: unknown access kind {kind!r} (known: {', '.join(ACCESS)})")
+        if not (isinstance(share, (int, float)) and 0.0 <= share <= 1.0):
+            raise ValueError(f"nat_by_access[{kind!r}] = {share!r}: a share in [0, 1]")
     if not 0.0 <= s.hostile < 1.0:
         raise ValueError(f"hostile = {s.hostile}: a share in [0, 1)")
     from .adversary import check_mix

@@ -11,7 +11,7 @@ import random
 
 from oasis.core import swarm as sw
 from oasis.core.identity import Identity
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import StreamId, is_keyframe, sign_chunk
 from oasis.sim.execute import execute
 
 
@@ -33,6 +33,7 @@ class SwarmNet:
         self.delivered: dict[bytes, dict[int, tuple[float, str]]] = {}
         self.skipped: dict[bytes, list[int]] = {}
         self.origin_log: dict[int, object] = {}
+        self.origin_starts: list[bytes] = []  #: who asked the origin for a start
         self.use_origin = origin
         self.produced: dict[int, float] = {}
         self.next_seq = 0
@@ -91,8 +92,15 @@ class SwarmNet:
         self.skipped[key].append(a.seq)
 
     def fetch_origin(self, key: bytes, a: sw.FetchOrigin) -> None:
-        chunk = self.origin_log.get(a.seq)
-        self._at(self.now + 2 * self.delay, self._origin_done, key, a.seq, chunk)
+        seq = a.seq
+        if seq == sw.ORIGIN_LATEST:  # latest.json, then that keyframe: two round trips
+            kfs = [s for s, c in self.origin_log.items() if is_keyframe(c)]
+            seq = max(kfs) if kfs else sw.ORIGIN_LATEST
+            self.origin_starts.append(key)
+            self._at(self.now + 4 * self.delay, self._origin_done, key, seq, self.origin_log.get(seq))
+            return
+        chunk = self.origin_log.get(seq)
+        self._at(self.now + 2 * self.delay, self._origin_done, key, seq, chunk)
 
     def drop_peer(self, key: bytes, a: sw.DropPeer) -> bool:
         self.dropped.append((key, a.peer, a.code))

@@ -10,7 +10,7 @@ from swarmnet import SwarmNet
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import FLAG_KEYFRAME, StreamId, sign_chunk
 from oasis.core.wire import ChunkMsg, ErrorCode
 
 GOP = 10
@@ -210,6 +210,43 @@ def _withhold(net: RecNet, *, in_origin: bool) -> int:
     if in_origin:
         net.origin_log[seq] = chunk
     return seq
+
+
+def test_a_viewer_no_peer_reaches_starts_from_the_origin() -> None:
+    """A viewer with no neighbour at all (behind a symmetric NAT among NATed peers, say)
+    asks the origin for its latest keyframe after ``origin_start_after``, starts there,
+    and then plays every chunk from the origin; a liar's STATUS is not needed for it."""
+    net = build(3, seed=5)
+    lone = Identity.from_private_bytes(bytes([9]) * 32).public
+    net.viewers.append(lone)
+    joined = net.now
+    net.join(lone, [])
+    net.tick(5)
+    node = net.nodes[lone]
+    assert node.start_seq is None and lone not in net.origin_starts  # not before 1 s
+    net.tick(int(2 / INTERVAL))
+    assert net.origin_starts.count(lone) == 1 and node.counters.origin_starts == 1
+    assert node.start_seq is not None
+    start = net.delivers(lone)[node.start_seq]
+    assert start.source == "origin" and start.chunk.flags & FLAG_KEYFRAME
+    assert start.at - joined < node.config.origin_start_after + 0.1
+    net.tick(30)
+    got = net.delivers(lone)
+    # every chunk made once it plays comes from the origin in time (those between the
+    # keyframe and the start may already be past their deadline, as after any late start)
+    due = [s for s, t in net.produced.items() if start.at <= t <= net.now - 1.0]
+    assert len(due) > 20 and all(got[s].source == "origin" and got[s].chunk == net.published[s] for s in due)
+    assert net.origin_starts.count(lone) == 1  # started: asked once
+
+
+def test_no_origin_start_without_an_origin_or_once_started() -> None:
+    net = build(3, seed=6, config=sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, use_origin=False))
+    lone = Identity.from_private_bytes(bytes([8]) * 32).public
+    net.viewers.append(lone)
+    net.join(lone, [])
+    net.tick(40)
+    assert net.nodes[lone].start_seq is None and not net.origin_starts
+    assert all(net.nodes[v].start_seq is not None for v in net.viewers[:3])
 
 
 def test_origin_fallback_before_deadline() -> None:

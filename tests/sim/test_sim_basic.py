@@ -154,3 +154,37 @@ def test_cli_playout_flag_sets_the_swarm_deadline(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit):
         main(["sim", str(SMALL), "--playout", "0"])
     capsys.readouterr()
+
+
+def test_nat_share_per_access_kind_from_published_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    from oasis.cli import main
+    from oasis.sim.cli import add_arguments, scenario_from
+    from oasis.sim.netmodel import PUBLISHED_NAT_SHARE
+    from oasis.sim.scenario import from_dict
+    # a share per kind: every 4G viewer behind a NAT, no fibre viewer, the rest by nat_share
+    s = _small(peers=400, duration_s=5, access_mix={"fibre": 1, "4g": 1, "wifi": 1}, nat_share=0.5,
+               nat_by_access={"4g": 1.0, "fibre": 0.0}, baselines=[])
+    _, viewers = population.build(s, World(), 3)
+    by: dict[str, list[int]] = {}
+    for v in viewers:
+        by.setdefault(v.net.access, []).append(v.net.nat)
+    assert all(k != 1 for k in by["4g"]) and all(k == 1 for k in by["fibre"])
+    wifi_natted = sum(k != 1 for k in by["wifi"]) / len(by["wifi"])
+    assert 0.35 < wifi_natted < 0.65
+    # symmetric mappings among the NATed, at the scenario's share (0.2)
+    natted = [k for ks in by.values() for k in ks if k != 1]
+    assert 0.1 < natted.count(3) / len(natted) < 0.3
+    # --nat published: the measured table, and the run reports its NAT figures
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert scenario_from(p.parse_args([str(SMALL), "--nat", "published"])).nat_by_access == PUBLISHED_NAT_SHARE
+    assert main(["sim", str(SMALL), "--peers", "12", "--duration", "4", "--nat", "published", "--json",
+                 "--baselines", "none"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert sum(out["oasis"]["nat"]["viewers"].values()) == out["oasis"]["viewers_started"]
+    for bad in ({"dialup": 0.5}, {"4g": 1.5}):
+        with pytest.raises(ValueError):
+            from_dict({**s.to_json(), "nat_by_access": bad})
+    with pytest.raises(SystemExit):
+        main(["sim", str(SMALL), "--nat", "lots"])
+    capsys.readouterr()

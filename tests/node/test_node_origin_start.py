@@ -1,0 +1,144 @@
+"""A viewer that no peer can reach still plays, from the origin.
+
+Real processes on loopback: a broadcaster (with its embedded origin), and a viewer whose
+link names only a dead bootstrap peer and no tracker, as a viewer behind a symmetric NAT
+in a swarm of NATed peers finds itself. The viewer has no neighbour; it asks the origin
+for the latest keyframe (``latest.json``, then the signed chunk), starts there, plays
+every chunk from the origin, and its gateway serves a stream a player decodes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import av
+from procs import OasisProcess, wait_until
+
+from oasis.core import streamlink
+from oasis.core.identity import Identity
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+        return json.loads(r.read())
+
+
+def _dead_port() -> int:
+    """A loopback UDP port with nobody behind it (bound, read, closed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_viewer_no_peer_reaches_plays_from_the_origin(tmp_path: Path) -> None:
+    procs: list[OasisProcess] = []
+    try:
+        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "800", "--data-dir", str(tmp_path / "b")],
+                         str(tmp_path / "b.log"))
+        procs.append(b)
+        full = streamlink.parse(b.wait_info()["link"])
+        assert full.descriptor is not None and full.descriptor.origin
+        nobody = Identity.from_private_bytes(bytes([7]) * 32).public
+        alone = streamlink.StreamLink(full.sid, full.descriptor,
+                                      (streamlink.Bootstrap(nobody, "127.0.0.1", _dead_port()),), None)
+        v = OasisProcess(["watch", alone.format(), "--json", "--gateway", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
+        procs.append(v)
+        gateway = v.wait_info()["gateway"]
+
+        def stream() -> dict[str, Any]:
+            return get_json(gateway + "/stats?detail=1")["streams"][0]
+
+        wait_until(lambda: stream()["chunks"] >= 60, 60)
+        s = stream()
+        rec = s["record"]
+        assert s["neighbours"] == 0  # nobody to get it from but the origin
+        assert rec["started_at"] is not None and s["swarm_counters"]["origin_starts"] >= 1
+        assert s["origin_starts"] >= 1 and s["origin_fetches"] >= 60
+        assert set(s["bytes"]) == {"origin"} and s["bytes"]["origin"] > 0
+        # a player gets a decodable stream from the gateway
+        with av.open(gateway + s["player_url"], timeout=20) as c:
+            frame = next(c.decode(video=0))
+        assert frame.width > 0
+    finally:
+        for p in procs:
+            p.stop()
+
+
+async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
+    """latest.json is not signed: an origin (or a CDN in front of it) that answers junk,
+    an oversized or deeply nested body, a keyframe out of range, a chunk signed by someone
+    else or a stale keyframe gets failures counted and retries, never a start; the first
+    honest answer starts the viewer. A real Node, its real fetch path, a hostile aiohttp
+    origin on loopback."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from oasis.core import swarm as sw
+    from oasis.core import wire
+    from oasis.core.stream import StreamId, sign_chunk
+    from oasis.node.node import Node
+
+    bid, other = Identity.generate(), Identity.generate()
+    sid = StreamId(bid.public, "live")
+    answers = [
+        (200, b"[" * 400 + b"]" * 400),  # nesting
+        (200, b'{"keyframe": 7, "pad": "' + b"x" * 4000 + b'"}'),  # over the cap
+        (200, b'{"keyframe": -5}'),
+        (200, b'{"keyframe": 36893488147419103232}'),  # 2^65
+        (200, b'{"keyframe": "7"}'),
+        (404, b"{}"),
+        (200, b'{"keyframe": 7}'),  # names a chunk signed by another key
+        (200, b'{"keyframe": 8}'),  # a genuine keyframe, but 60 s old
+    ]
+    served: list[int] = []
+
+    async def latest(request: web.Request) -> web.Response:
+        i = len(served)
+        served.append(i)
+        if i < len(answers):
+            status, body = answers[i]
+            return web.Response(status=status, body=body, content_type="application/json")
+        return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
+
+    async def chunk(request: web.Request) -> web.Response:
+        seq = int(request.match_info["seq"])
+        if seq == 7:
+            c = sign_chunk(other, StreamId(other.public, "live"), 7, int(time.time() * 1e6), True, b"G" * 188)
+        elif seq == 8:
+            c = sign_chunk(bid, sid, 8, int((time.time() - 60) * 1e6), True, b"G" * 188)
+        else:
+            c = sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)
+        return web.Response(body=wire.encode(c))
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/latest.json", latest)
+    app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=0.1)
+    node = Node(Identity.generate(), cfg, target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        for _ in range(200):  # bounded: 10 s
+            if ls.swarm.start_seq is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert len(served) == len(answers) + 1, served  # every lie answered, then the truth
+        assert ls.swarm.start_seq == 9 and ls.origin_starts == len(answers) + 1
+        assert ls.origin_failures == 6  # the six bad replies; 7 and 8 fetched, then refused
+        assert ls.swarm.counters.bad_chunks == 1  # the other key's chunk failed verification
+        assert 8 not in ls.record.lat  # the stale keyframe was kept as a clock, not a start
+    finally:
+        await node.close()
+        await runner.cleanup()
