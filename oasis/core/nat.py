@@ -15,8 +15,9 @@ module does three things (docs/oftp.md §15):
   of mapping follows: ``PUBLIC`` when it equals the listening address (no NAT),
   ``EIM`` when two networks agree on a port (endpoint-independent mapping: a punch
   can work; a minority of other ports is allowed, see ``_decide``), ``SYMMETRIC``
-  when the same IP comes with a different port for every observer (a new mapping
-  per destination: punching to another NAT fails).
+  when the same IP comes with a different port for every observer, from at least
+  three networks (a new mapping per destination: punching to another NAT fails;
+  two that disagree are ``UNKNOWN`` until a third report decides).
 * **Who can introduce whom.** Each node tells each neighbour, on link-up and every
   ``pex_interval``, up to ``max_listed`` keys of its other neighbours (NEIGHBOURS).
   The receiver remembers, per key, which linked neighbours can introduce it
@@ -170,9 +171,11 @@ class MappingObserver:
         if self.kind == NatKind.EIM and self.public is not None and any(
                 (h, p) == self.public for _, h, p in self.reports.values()):
             return
-        # Else the same IP with several ports is symmetric.
+        # Else the same IP with a port per observer is symmetric -- from three networks:
+        # two that disagree may be one remapped flow (the conntrack clash above) or a
+        # rebinding between their reports, and a third decides.
         for host, nets in ports_by_ip.items():
-            if len(nets) >= 2 and len(port_set[host]) > 1:
+            if len(nets) >= 3 and len(port_set[host]) > 1:
                 self.public = None
                 self.kind = NatKind.SYMMETRIC
                 return

@@ -51,7 +51,21 @@ def test_one_ip_with_a_port_per_observer_is_symmetric() -> None:
     m = MappingObserver(listen=("10.0.0.2", 4000))
     m.observe(key(1), "198.18.1.1", "198.19.0.7", 50001)
     m.observe(key(2), "203.0.113.5", "198.19.0.7", 50002)
+    # two networks that disagree may be a remapped flow or a rebinding: not decided yet
+    assert m.kind == NatKind.UNKNOWN and m.public is None
+    m.observe(key(3), "192.0.2.8", "198.19.0.7", 50003)
     assert m.kind == NatKind.SYMMETRIC and m.public is None
+
+
+def test_a_rebinding_before_the_mapping_was_learnt_is_not_symmetric() -> None:
+    # one observer saw the old port, then the home router rebound and the next observer
+    # saw the new one; a third agrees with the new port: endpoint-independent after all
+    m = MappingObserver(listen=("10.0.0.2", 4000))
+    m.observe(key(1), "198.18.1.1", "198.19.0.7", 4000)
+    m.observe(key(2), "203.0.113.5", "198.19.0.7", 31337)
+    assert m.kind == NatKind.UNKNOWN
+    m.observe(key(3), "192.0.2.8", "198.19.0.7", 31337)
+    assert m.kind == NatKind.EIM and m.public == ("198.19.0.7", 31337)
 
 
 def test_a_liar_cannot_set_the_mapping_and_reports_are_bounded() -> None:
