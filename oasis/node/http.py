@@ -411,7 +411,7 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["upload"] = dataclasses.asdict(ls.swarm.upload.counters)
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
-        s["origin_starts"] = ls.origin_starts
+        s["origin_starts"] = ls.swarm.counters.origin_starts
         if detail:
             s["record"] = ls.record.to_json()
             if ls.is_source:

@@ -110,7 +110,6 @@ class LiveStream:
         self.produced: dict[int, float] = {}  # source only: seq -> time
         self.origin_fetches = 0
         self.origin_failures = 0
-        self.origin_starts = 0  #: starts asked of the origin (no peer gave a keyframe in time)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
@@ -183,8 +182,7 @@ class LiveStream:
             url = f"{base}/latest.json"
             try:
                 if seq == sw.ORIGIN_LATEST:
-                    from .http import read_reply
-                    self.origin_starts += 1
+                    from .http import read_reply  # (http imports this module)
                     timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.node.clock()))
                     async with self.node.http.get(url, timeout=timeout) as r:
                         if r.status != 200:
