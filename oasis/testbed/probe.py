@@ -61,31 +61,48 @@ class PingResult:
 
 
 def ping(ns: str, dst: tuple[str, int], count: int = 20, timeout: float = 3.0,
-         sock: socket.socket | None = None, batch: int = 0) -> PingResult:
+         sock: socket.socket | None = None, batch: int = 0, enough: int = 0) -> PingResult:
     """Send ``count`` numbered datagrams to an :class:`EchoServer`; collect the replies
     until all are back or ``timeout`` seconds passed since the last send. ``batch``: send
-    that many at a time, each batch waited for (bounded by ``timeout``) before the next,
-    so a delayer slowed by a loaded machine is not flooded (0: all at once)."""
+    that many at a time, so a delayer slowed by a loaded machine is not flooded (0: all
+    at once); the next batch goes once this one's replies stop coming (no reply for
+    three times the slowest round trip so far, at least 0.3 s, at most ``timeout``). A
+    reply that comes later still counts, up to the last batch's full ``timeout``.
+    ``enough``: stop once that many replies are in (0: wait for all)."""
     own = sock is None
     s = sock if sock is not None else ns_socket(ns, socket.SOCK_DGRAM)
     try:
         rtts: list[float] = []
         observed = ""
         step = batch or count
+        sent_at: dict[int, float] = {}  # all batches': a late reply still counts
         for first in range(0, count, step):
-            sent_at: dict[int, float] = {}
+            last_batch = first + step >= count
             for i in range(first, min(count, first + step)):
                 sent_at[i] = time.monotonic()
                 s.sendto(struct.pack("!I", i) + b"x" * 28, dst)
             deadline = time.monotonic() + timeout
+            heard = time.monotonic()
             while sent_at and (left := deadline - time.monotonic()) > 0:
+                if enough and len(rtts) >= enough:
+                    break
+                if not last_batch:
+                    gap = 3 * max(rtts) / 1000 if rtts else timeout
+                    left = min(left, heard + max(0.3, gap) - time.monotonic())
+                    if left <= 0:
+                        break  # this batch's replies stopped: the rest are lost or late
                 r, _, _ = select.select([s], [], [], left)
                 if not r:
-                    break
-                data, _ = s.recvfrom(2048)
+                    if last_batch:
+                        break
+                    continue
+                data, src = s.recvfrom(2048)
+                if src[:2] != dst[:2] or len(data) < 4:
+                    continue  # another server's late reply on a shared socket (mapping())
                 seq = struct.unpack("!I", data[:4])[0]
                 if seq in sent_at:
-                    rtts.append(1000 * (time.monotonic() - sent_at.pop(seq)))
+                    heard = time.monotonic()
+                    rtts.append(1000 * (heard - sent_at.pop(seq)))
                     observed = data.rsplit(b"@", 1)[1].decode()
         return PingResult(count, rtts, observed)
     finally:
@@ -101,7 +118,7 @@ def mapping(ns: str, servers: list[tuple[str, int]], port: int = 0) -> list[str]
         s.bind(("0.0.0.0", port))
         # a few datagrams and a wait a loaded machine's delayer cannot outlast: one reply
         # is enough to read the mapping
-        return [ping(ns, srv, count=5, timeout=3.0, sock=s).observed for srv in servers]
+        return [ping(ns, srv, count=5, timeout=3.0, sock=s, enough=1).observed for srv in servers]
     finally:
         s.close()
 

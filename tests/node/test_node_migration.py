@@ -3,8 +3,9 @@
 Real nodes on loopback, real QUIC. The viewer reaches the broadcaster through a UDP
 forwarder that stands for its NAT; mid-stream the forwarder rebinds -- its packets
 to the broadcaster now come from another port, as when a phone moves from Wi-Fi to 4G
-or a NAT drops a mapping. The broadcaster's pushes to the old address are lost, so the
-viewer PINGs its quiet parent (Node._probe_quiet_parents); the broadcaster (the QUIC
+or a NAT drops a mapping. The broadcaster's pushes to the old address are lost; the
+viewer's next packet (a PING to its quiet parent, Node._probe_quiet_parents, unless a
+repair REQUEST or a STATUS goes first) comes from the new port; the broadcaster (the QUIC
 server) sees the new address, validates the path and follows it: the same link goes
 on, no re-dial, and no chunk misses its deadline.
 """
@@ -95,7 +96,8 @@ async def test_a_viewer_whose_address_changes_keeps_its_link_and_its_stream() ->
         assert [ln for ln in b.endpoint.links if not ln.closed] == [blink]
         assert b.counters["link_migrations"] == 1
         assert v.neighbour_count() == b.neighbour_count() == 1
-        assert v.counters["link_probes"] >= 1  # the viewer's PING told the parent
+        # (what told the parent is a race: the viewer's PING to its quiet parent, or a
+        # repair REQUEST or STATUS it sent first; either moves the link, so it is not asserted)
         # the playback gap: no chunk since the move given up, none a second late
         assert len(view.record.skipped) == skipped
         worst = max(lat for seq, lat in zip(view.record.lat_seq, view.record.lat, strict=True)
