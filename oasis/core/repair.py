@@ -19,7 +19,14 @@ never saw them. Each such seq it lacks is a *want* with three times:
   another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
   at once; when every peer has been asked, the list is cleared.
 * ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried
-  every ``origin_retry`` on failure.
+  every ``origin_retry`` on failure. On a *late* substream (below) with
+  ``origin_wait``, later: at the parent's usual push (smoothed delay + 2
+  deviations + ``REPAIR_MARGIN``), but never after ``deadline - fetch``, where
+  ``fetch`` is the learnt time of an origin fetch (smoothed over this node's
+  successful fetches, + 4 deviations + ``ORIGIN_PAD``; no wait before
+  ``ORIGIN_SAMPLES`` of them). A deep tree's push that comes just after the
+  fixed fallback then still carries the chunk, and the origin is asked only
+  when it would not.
 * ``deadline`` = ``time(seq) + playout_delay`` (at least join + ``startup_grace``
   for chunks older than our join): still absent, it is given up (``Skip``).
 
@@ -37,7 +44,7 @@ from dataclasses import dataclass, field
 
 from . import wire
 from .chunklog import ChunkLog, status_holds
-from .delay import DelayEstimator
+from .delay import REPAIR_MARGIN, DelayEstimator
 from .swarmdefs import (
     INF,
     U64_MAX,
@@ -50,6 +57,10 @@ from .swarmdefs import (
     SwarmCounters,
 )
 from .tree import PushTree
+
+ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
+ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
+ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 
 
 @dataclass
@@ -85,6 +96,12 @@ class RepairPicker:
         self.max_wanted = -1  #: highest sequence number ever wanted
         #: lower bound of every want's next timer (request, origin, deadline)
         self.wants_t = INF
+        #: origin fetches in flight: seq -> when asked (bounded by the wants window)
+        self.origin_sent: dict[int, float] = {}
+        #: how long a successful origin fetch takes here: smoothed, mean deviation, samples
+        self.origin_srtt = 0.0
+        self.origin_dev = 0.0
+        self.origin_samples = 0
 
     def next_timer(self, t: float) -> float:
         """The earliest of ``t``, the wants' bound and the next seq's repair time."""
@@ -106,7 +123,18 @@ class RepairPicker:
                 self.wants_t = now
 
     def origin_done(self, seq: int, ok: bool, now: float) -> None:
-        """A FetchOrigin finished; on failure retry after ``origin_retry``."""
+        """A FetchOrigin finished; on failure retry after ``origin_retry``. A success
+        is a sample of the fetch time."""
+        sent = self.origin_sent.pop(seq, None)
+        if ok and sent is not None and now >= sent:
+            sample = now - sent
+            if self.origin_samples == 0:
+                self.origin_srtt, self.origin_dev = sample, sample / 2
+            else:
+                err = sample - self.origin_srtt
+                self.origin_srtt += err / 8
+                self.origin_dev += (abs(err) - self.origin_dev) / 4
+            self.origin_samples += 1
         want = self.wants.get(seq)
         if want is not None:
             want.origin_busy = False
@@ -133,13 +161,36 @@ class RepairPicker:
         else:
             r = t + self.delay.repair[seq % self.config.substreams]
             w.request_at = r if r > now else now
-        w.origin_at = deadline - self.config.origin_margin
+        w.origin_at = self.origin_time(seq, t, deadline)
         self.wants[seq] = w
         lo = w.request_at if w.request_at < w.origin_at else w.origin_at
         if lo < self.wants_t:
             self.wants_t = lo
         if seq > self.max_wanted:
             self.max_wanted = seq
+
+    def fetch_time(self) -> float:
+        """How long before a deadline an origin fetch must start to arrive: learnt."""
+        f = self.origin_srtt + 4 * self.origin_dev + ORIGIN_PAD
+        return f if f > ORIGIN_FLOOR else ORIGIN_FLOOR
+
+    def origin_time(self, seq: int, t: float, deadline: float) -> float:
+        """When to ask the origin for ``seq`` (made at ``t``) if peers have not given it."""
+        at = deadline - self.config.origin_margin
+        j = seq % self.config.substreams
+        d = self.delay
+        if (not self.config.origin_wait or not d.late[j]
+                or self.origin_samples < ORIGIN_SAMPLES):
+            return at
+        push = t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN
+        f = self.fetch_time()
+        latest = deadline - (f if f > self.config.origin_wait_margin else self.config.origin_wait_margin)
+        if push > latest:
+            push = latest
+        if push > at:
+            self.counters.origin_waits += 1
+            return push
+        return at
 
     def track(self, now: float, started: bool) -> None:
         if not started or self.log.anchor_seq < 0:
@@ -170,6 +221,9 @@ class RepairPicker:
                 w.origin_tries += 1
                 w.origin_at = w.deadline  # re-armed by on_origin on failure
                 self.counters.origin_fetches += 1
+                if len(self.origin_sent) >= self.config.window_chunks:
+                    self.origin_sent.clear()  # answers lost by the adapter: start afresh
+                self.origin_sent[seq] = now
                 self.actions.append(FetchOrigin(seq, w.deadline))
             if w.request_at < lo:
                 lo = w.request_at

@@ -189,3 +189,71 @@ def test_a_better_looking_parent_that_withholds_starves_no_one() -> None:
     assert node.counters.parents_withholding >= 1
     assert node.parents == [par] * K
     assert len([a for a in acts if isinstance(a, sw.Deliver)]) == 120
+
+
+def _late_parent_node(wait: bool) -> tuple[sw.Swarm, StreamId, Identity]:
+    """Playout 0.5 s, origin margin 0.15 s: the fixed fallback asks the origin 0.35 s
+    after a chunk's time. The parent's pushes come 0.38 s after it (a deep tree): the
+    substreams are late. Three chunks the parent never pushed came from the origin in
+    40 ms each: this node has learnt what a fetch takes."""
+    node, sid, bid = _fed_node(sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+                                              origin_margin=0.15, origin_wait=wait), 12)
+    par = bid.public
+    for seq in range(40):
+        t = 1.0 + seq * 0.1
+        node.handle_timer(t + 0.38)
+        node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.38)
+    assert all(node.delay.late)
+    node.actions()
+    for seq in (40, 41, 42):  # never pushed: fetched at the fixed fallback
+        t = 1.0 + seq * 0.1
+        node.handle_timer(t + 0.355)
+        assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == seq]
+        node.on_origin(seq, sign_chunk(bid, sid, seq, int(t * 1e6), False, b"o"), t + 0.395)
+    assert node.repair.origin_samples == 3 and abs(node.repair.origin_srtt - 0.04) < 1e-9
+    node.actions()
+    return node, sid, bid
+
+
+def test_the_origin_waits_for_a_late_parents_push_while_a_fetch_still_fits() -> None:
+    """A deep tree's push that comes just after the fixed origin fallback still carries
+    the chunk: the fallback waits for it, but only as long as an origin fetch started
+    then (the learnt fetch time, + 4 deviations + a pad; at least ``origin_wait_margin``)
+    still arrives by the deadline."""
+    node, sid, bid = _late_parent_node(wait=True)
+    par = bid.public
+    fetch = max(node.repair.fetch_time(), node.config.origin_wait_margin)
+    assert 0.05 <= fetch < 0.15
+    seq = 48  # pushed at its usual time, after the fixed fallback: no origin fetch
+    t = 1.0 + seq * 0.1
+    for now in (t + 0.3, t + 0.35, t + 0.37):
+        node.handle_timer(now)
+    assert not [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == seq]
+    node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), False, b"x"), t + 0.38)
+    assert [a for a in node.actions() if isinstance(a, sw.Deliver) and a.chunk.seq == seq]
+    assert node.counters.origin_waits >= 1
+    seq = 52  # never pushed: the origin is asked when a fetch only just fits
+    t = 1.0 + seq * 0.1
+    fetched_at = None
+    step = 0.005
+    now = t
+    while now < t + 0.5 and fetched_at is None:
+        node.handle_timer(now)
+        if [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == seq]:
+            fetched_at = now
+        now += step
+    assert fetched_at is not None, "the origin was never asked"
+    assert t + 0.35 < fetched_at <= t + 0.5 - fetch + step  # later than the fixed fallback, in time
+    node.on_origin(seq, sign_chunk(bid, sid, seq, int(t * 1e6), False, b"o"), fetched_at + 0.04)
+    assert [a for a in node.actions() if isinstance(a, sw.Deliver) and a.chunk.seq == seq]
+
+
+def test_without_origin_wait_the_fixed_fallback_fetches_what_the_parent_would_push() -> None:
+    node, sid, bid = _late_parent_node(wait=False)
+    seq = 48
+    t = 1.0 + seq * 0.1
+    node.handle_timer(t + 0.3)
+    assert not [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == seq]
+    node.handle_timer(t + 0.355)
+    assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == seq]
+    assert node.counters.origin_waits == 0
