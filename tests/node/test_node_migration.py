@@ -110,3 +110,28 @@ async def test_a_viewer_whose_address_changes_keeps_its_link_and_its_stream() ->
             nat.outside.close()
         await b.close()
         await v.close()
+
+
+async def test_a_parent_gone_quiet_is_pinged_and_the_link_stays() -> None:
+    """The probe itself (Node._probe_quiet_parents): when the parent's pushes stop (here
+    the stream stops), the viewer PINGs the parent link after PROBE_QUIET of silence;
+    a PING is harmless: the link stays up."""
+    b = await _node()
+    v = await _node()
+    sid = StreamId(b.identity.public, "live")
+    src = b.add_stream(sid, is_source=True)
+    producer = produce(b, src, sid)
+    try:
+        view = v.add_stream(sid, is_source=False)
+        assert await v.connect(b.peer_id, *b.endpoint.address)
+        await until(lambda: len(view.record.latencies) >= 10, 20)
+        assert all(p == b.identity.public for p in view.swarm.tree.parents)
+        (vlink,) = [ln for ln in v.endpoint.links if not ln.closed]
+        producer.cancel()  # the parent goes quiet (its STATUS comes every 2 s)
+        await until(lambda: v.counters["link_probes"] >= 1, 10)
+        assert not vlink.closed and [ln for ln in v.endpoint.links if not ln.closed] == [vlink]
+        assert v.neighbour_count() == b.neighbour_count() == 1
+    finally:
+        producer.cancel()
+        await b.close()
+        await v.close()
