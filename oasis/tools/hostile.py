@@ -97,6 +97,10 @@ NEEDS_STREAM = {"flood", "liar", "forge", "replay", "withhold", "tracker", "rece
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
 ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF
 CONNECT_TIMEOUT = 5.0
+#: past the run's deadline (``--duration``, set by ``run``) a dial waits at most
+#: ``LATE_DIAL_S`` per step: a loaded victim cannot stretch the run by CONNECT_TIMEOUT per dial
+_run_deadline = float("inf")
+LATE_DIAL_S = 0.2
 MAX_KEPT_CHUNKS = 64  #: genuine chunks kept for replay / forging
 MAX_NOTED = 32  #: per-kind samples kept in a report
 
@@ -358,10 +362,12 @@ async def dial(v: Victim, *, auth: bool, identity: Identity | None = None) -> Co
         lambda: Conn(quic, identity=ident, expected=v.key, auth=auth), remote_addr=(v.host, v.port))
     conn: Conn = proto  # type: ignore[assignment]
     conn.connect((v.host, v.port))
+    def limit() -> float:
+        return min(CONNECT_TIMEOUT, max(LATE_DIAL_S, _run_deadline - time.monotonic()))
     try:
-        await asyncio.wait_for(conn.wait_connected(), CONNECT_TIMEOUT)
+        await asyncio.wait_for(conn.wait_connected(), limit())
         if auth:
-            await asyncio.wait_for(_first(conn.authed, conn.terminated), CONNECT_TIMEOUT)
+            await asyncio.wait_for(_first(conn.authed, conn.terminated), limit())
     except (TimeoutError, ConnectionError):
         pass  # the report says how far it got
     return conn
@@ -963,6 +969,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"hostile: --cid: {exc}") from None
     ctx = Ctx(Budget(args.duration, args.rate, args.max_sends), sid, tracker, tickets,
               random.Random(args.seed), cid)
+    global _run_deadline
+    _run_deadline = ctx.budget.deadline
     t0 = time.monotonic()
     report: dict[str, Any] = {"victims": [v.name() for v in victims], "modes": {}}
     for i, mode in enumerate(modes):
