@@ -32,6 +32,15 @@ from . import wire
 REPAIR_MARGIN = 0.03  #: added to the learnt push delay (steady trees have ~0 deviation)
 
 
+def smooth(mean: float, dev: float, sample: float, first: bool) -> tuple[float, float]:
+    """One RFC 6298 step: the smoothed mean (gain 1/8) and mean deviation (gain 1/4)
+    after ``sample``; the first sample sets the mean, and half of it the deviation."""
+    if first:
+        return sample, sample / 2
+    err = sample - mean
+    return mean + err / 8, dev + (abs(err) - dev) / 4
+
+
 class DelayEstimator:
     """Per-substream smoothed push delay and the repair delay derived from it."""
 
@@ -51,12 +60,8 @@ class DelayEstimator:
 
     def sample(self, j: int, sample: float, fed: bool) -> None:
         """One delay sample for substream ``j`` (a chunk our parent pushed)."""
-        if not self.known[j]:
-            self.lag[j], self.dev[j], self.known[j] = sample, sample / 2, True
-        else:
-            err = sample - self.lag[j]
-            self.lag[j] += err / 8
-            self.dev[j] += (abs(err) - self.dev[j]) / 4
+        self.lag[j], self.dev[j] = smooth(self.lag[j], self.dev[j], sample, not self.known[j])
+        self.known[j] = True
         self.update(j, fed)
 
     def update(self, j: int, fed: bool) -> None:

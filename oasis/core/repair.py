@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from . import wire
 from .chunklog import ChunkLog, status_holds
-from .delay import REPAIR_MARGIN, DelayEstimator
+from .delay import REPAIR_MARGIN, DelayEstimator, smooth
 from .swarmdefs import (
     INF,
     U64_MAX,
@@ -127,13 +127,8 @@ class RepairPicker:
         is a sample of the fetch time."""
         sent = self.origin_sent.pop(seq, None)
         if ok and sent is not None and now >= sent:
-            sample = now - sent
-            if self.origin_samples == 0:
-                self.origin_srtt, self.origin_dev = sample, sample / 2
-            else:
-                err = sample - self.origin_srtt
-                self.origin_srtt += err / 8
-                self.origin_dev += (abs(err) - self.origin_dev) / 4
+            self.origin_srtt, self.origin_dev = smooth(self.origin_srtt, self.origin_dev, now - sent,
+                                                       self.origin_samples == 0)
             self.origin_samples += 1
         want = self.wants.get(seq)
         if want is not None:
