@@ -97,9 +97,9 @@ NEEDS_STREAM = {"flood", "liar", "forge", "replay", "withhold", "tracker", "rece
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
 ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF
 CONNECT_TIMEOUT = 5.0
-#: past the run's deadline (``--duration``, set by ``run``) a dial waits at most
-#: ``LATE_DIAL_S`` per step: a loaded victim cannot stretch the run by CONNECT_TIMEOUT per dial
-_run_deadline = float("inf")
+#: an attack's dial past the run's deadline (``--duration``) waits at most this per step:
+#: a loaded victim cannot stretch the run by CONNECT_TIMEOUT per dial (the liveness
+#: probe, ``alive``, always waits the full CONNECT_TIMEOUT)
 LATE_DIAL_S = 0.2
 MAX_KEPT_CHUNKS = 64  #: genuine chunks kept for replay / forging
 MAX_NOTED = 32  #: per-kind samples kept in a report
@@ -348,8 +348,10 @@ def _oftp_name(code: int) -> str:
         return f"{code:#x}"
 
 
-async def dial(v: Victim, *, auth: bool, identity: Identity | None = None) -> Conn:
-    """A QUIC connection to ``v`` (and, with ``auth``, the OFTP handshake)."""
+async def dial(v: Victim, *, auth: bool, identity: Identity | None = None,
+               deadline: float = float("inf")) -> Conn:
+    """A QUIC connection to ``v`` (and, with ``auth``, the OFTP handshake); each step
+    waits CONNECT_TIMEOUT, or LATE_DIAL_S once ``deadline`` (monotonic) has passed."""
     ident = identity or Identity.generate()
     cfg = QuicConfiguration(is_client=True, alpn_protocols=[wire.ALPN], idle_timeout=20.0,
                             server_name="oasis")
@@ -363,7 +365,7 @@ async def dial(v: Victim, *, auth: bool, identity: Identity | None = None) -> Co
     conn: Conn = proto  # type: ignore[assignment]
     conn.connect((v.host, v.port))
     def limit() -> float:
-        return min(CONNECT_TIMEOUT, max(LATE_DIAL_S, _run_deadline - time.monotonic()))
+        return min(CONNECT_TIMEOUT, max(LATE_DIAL_S, deadline - time.monotonic()))
     try:
         await asyncio.wait_for(conn.wait_connected(), limit())
         if auth:
@@ -432,7 +434,7 @@ class Ctx:
 async def joined(ctx: Ctx, v: Victim, until: float) -> Conn:
     """Authenticated, JOINed, and (if the victim says) with its STATUS."""
     assert ctx.stream is not None
-    conn = await dial(v, auth=True)
+    conn = await dial(v, auth=True, deadline=ctx.budget.deadline)
     if conn.authed.is_set():
         conn.send_msg(wire.Join(stream=str(ctx.stream)))
         t = min(until, time.monotonic() + 3.0)
@@ -459,7 +461,7 @@ async def m_bomb(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
                              ("authed_64k", _nest(wire.MAX_CONTROL_FRAME), True)):
         if not await ctx.budget.take(grace(ctx, until, 1.0)):
             break
-        conn = await dial(v, auth=auth)
+        conn = await dial(v, auth=auth, deadline=ctx.budget.deadline)
         if auth and not conn.authed.is_set():
             out[name] = {"sent": 0, "victim": conn.report()}
             await hang_up(conn)
@@ -523,7 +525,7 @@ async def m_silent(ctx: Ctx, v: Victim, until: float, conns: int = 4) -> dict[st
     for _ in range(conns):
         if not await ctx.budget.take(grace(ctx, until, 1.0)):
             break
-        opened.append(await dial(v, auth=False))
+        opened.append(await dial(v, auth=False, deadline=ctx.budget.deadline))
     # never open the control stream: how long until the victim gives up on us? (at least
     # a handshake timeout and a bit, within the run's deadline)
     end = grace(ctx, until, ss.HANDSHAKE_TIMEOUT + 2.0)
@@ -535,7 +537,7 @@ async def m_silent(ctx: Ctx, v: Victim, until: float, conns: int = 4) -> dict[st
 
 
 async def m_prechunk(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
-    conn = await dial(v, auth=False)
+    conn = await dial(v, auth=False, deadline=ctx.budget.deadline)
     sent = 0
     for _ in range(8):
         if conn.terminated.is_set() or not await ctx.budget.take(grace(ctx, until, 1.0)):
@@ -847,7 +849,7 @@ async def m_chat(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
 
 
 async def m_dm(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
-    conn = await dial(v, auth=True)
+    conn = await dial(v, auth=True, deadline=ctx.budget.deadline)
     rng = ctx.rng
 
     def make(i: int) -> tuple[str, wire.Message]:
@@ -865,7 +867,7 @@ async def m_dm(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
 
 
 async def m_files(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
-    conn = await dial(v, auth=True)
+    conn = await dial(v, auth=True, deadline=ctx.budget.deadline)
     rng = ctx.rng
     blocks = 0
     if ctx.cid is not None and conn.authed.is_set():
@@ -969,8 +971,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"hostile: --cid: {exc}") from None
     ctx = Ctx(Budget(args.duration, args.rate, args.max_sends), sid, tracker, tickets,
               random.Random(args.seed), cid)
-    global _run_deadline
-    _run_deadline = ctx.budget.deadline
     t0 = time.monotonic()
     report: dict[str, Any] = {"victims": [v.name() for v in victims], "modes": {}}
     for i, mode in enumerate(modes):
