@@ -409,7 +409,7 @@ def main() -> int:
             else:
                 os.environ[k] = v
     out = {"viewers": args.viewers, "duration_s": args.duration, "seed": args.seed,
-           "congestion_control": args.cc or "oasis",
+           "congestion_control": args.cc or "oasis", "quic": os.environ.get("OASIS_QUIC") or "aioquic",
            "real": {"p50_ms": res["latency_ms"]["p50"], "p95_ms": res["latency_ms"]["p95"],
                     "offload": res["offload_ratio"], "continuity": res["continuity"]},
            "costs": analyse(trace),

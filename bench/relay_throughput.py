@@ -99,6 +99,7 @@ def main() -> int:
         sink_stats = [stats(s.info["gateway"])["streams"][0] for s in sinks]
         print(json.dumps({
             "bitrate_kbps": args.bitrate, "sinks": args.sinks, "window_s": round(wall, 1),
+            "quic": os.environ.get("OASIS_QUIC") or "aioquic",
             "relay_media_out_mbps": round(out_mbps, 1),
             "relay_wire_in_out_mbps": round(wire * 8 / wall / 1e6, 1),
             "relay_cpu_cores": round(cores, 3),

@@ -9,7 +9,8 @@ pushes it on over ``--sinks`` links to a *sink* process (M endpoints in one
 process). Over ``--window`` seconds we read the relay's CPU seconds and the
 media bytes it pushed and print Mbit/s of media per busy core. The relay runs
 the node's own :class:`~oasis.node.transport.Endpoint` and
-:class:`~oasis.node.link.Link` (same QUIC stack, same session framing).
+:class:`~oasis.node.link.Link` (same QUIC stack, same session framing);
+``--stack qh3`` runs every process on qh3 instead of aioquic.
 ``--profile FILE`` writes a cProfile of the relay (costs CPU itself: use it
 for *where*, not *how much*).
 
@@ -153,65 +154,6 @@ async def _serve_relay(args: argparse.Namespace, host: str, port: int, ident: An
         if prof is not None:
             prof.disable()
             prof.dump_stats(args.profile)
-
-
-async def _role_sink_qh3(args: argparse.Namespace) -> None:
-    from qh3_relay import QEndpoint
-
-    from oasis.core.identity import Identity
-    received = [0]
-
-    def on_chunk(link: Any, chunk: Any) -> None:
-        received[0] += len(chunk.payload)
-
-    eps, out = [], []
-    for _ in range(args.n):
-        ident = Identity.generate()
-        ep = QEndpoint(ident, args.mds, on_chunk)
-        host, port = ep.listen()
-        eps.append(ep)
-        out.append({"host": host, "port": port, "key": ident.public.hex()})
-    print(json.dumps(out), flush=True)
-    await _until_stdin_closes(lambda: {"received": received[0]})
-
-
-async def _role_relay_qh3(args: argparse.Namespace) -> None:
-    from qh3_relay import QEndpoint
-    sinks, ident, out_links, stats, forward = _relay_state(args)
-
-    def on_chunk(link: Any, chunk: Any) -> None:
-        forward(chunk, lambda lk, c: lk.send_chunk(c))
-
-    ep = QEndpoint(ident, args.mds, on_chunk)
-    host, port = ep.listen()
-    links = [ep.dial((s["host"], s["port"]), bytes.fromhex(s["key"])) for s in sinks]
-    await asyncio.wait_for(asyncio.gather(*(lk.up for lk in links)), 30)
-    out_links.extend(links)
-    await _serve_relay(args, host, port, ident, lambda: dict(stats))
-
-
-async def _role_source_qh3(args: argparse.Namespace) -> None:
-    from qh3_relay import QEndpoint
-
-    from oasis.core.identity import Identity
-    from oasis.core.stream import StreamId, sign_chunk
-    relay = json.loads(args.relay_json)
-    ident = Identity.from_private_bytes(bytes.fromhex(args.broadcaster_private))
-    sid = StreamId(ident.public, "bench")
-    ep = QEndpoint(Identity.generate(), args.mds, lambda link, chunk: None)
-    ep.listen()
-    link = ep.dial((relay["host"], relay["port"]), bytes.fromhex(relay["key"]))
-    await asyncio.wait_for(link.up, 30)
-    period = args.chunk_ms / 1000
-    payload = os.urandom(int(args.mbps * 1e6 / 8 * period))
-    loop = asyncio.get_running_loop()
-    t = loop.time()
-    seq = 0
-    while True:
-        link.send_chunk(sign_chunk(ident, sid, seq, int(time.time() * 1e6), seq % 10 == 0, payload))
-        seq += 1
-        t += period
-        await asyncio.sleep(max(0.0, t - loop.time()))
 
 
 async def _role_source(args: argparse.Namespace) -> None:
@@ -383,7 +325,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=("relay", "viewer"), default="relay")
     ap.add_argument("--role", choices=("sink", "relay", "source"))
     ap.add_argument("--stack", choices=("aioquic", "qh3"), default="aioquic",
-                    help="relay mode: aioquic = the node's transport; qh3 = bench/qh3_relay.py")
+                    help="the node's QUIC stack (every process: $OASIS_QUIC)")
     ap.add_argument("--mbps", type=float, default=40.0, help="relay mode: media into the relay")
     ap.add_argument("--sinks", type=int, default=8)
     ap.add_argument("--chunk-ms", type=int, default=DEFAULT_CHUNK_MS)
@@ -402,11 +344,9 @@ def main() -> int:
     ap.add_argument("--broadcaster-private", default="")
     args = ap.parse_args()
     _STACK[0] = args.stack
+    os.environ["OASIS_QUIC"] = args.stack  # the Endpoints here and every oasis process started
     if args.role:
-        roles = {"sink": _role_sink, "relay": _role_relay, "source": _role_source}
-        if args.stack == "qh3":
-            roles = {"sink": _role_sink_qh3, "relay": _role_relay_qh3, "source": _role_source_qh3}
-        role = roles[args.role]
+        role = {"sink": _role_sink, "relay": _role_relay, "source": _role_source}[args.role]
         try:
             _run(role(args))
         except KeyboardInterrupt:

@@ -64,7 +64,7 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
     host, port = rt.parse_hostport(c.listen, "--listen")
     node = Node(ident, rt.swarm_config(c), host=host, port=port,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
-                rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000)
+                rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     await node.start()
     hhost, hport = rt.parse_hostport(http_listen, "--http")
     app = web.Application(client_max_size=64 * 1024)

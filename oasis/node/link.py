@@ -2,12 +2,14 @@
 
 Theory of operation
 -------------------
-A :class:`Link` feeds its :class:`~oasis.core.session.Session` what its aioquic
+A :class:`Link` feeds its :class:`~oasis.core.session.Session` what its QUIC
 connection delivers (control-stream bytes, chunk-stream bytes, resets, the TLS
 handshake's end, the close) and turns the session's actions into QUIC calls;
-after every input it flushes datagrams and re-arms aioquic's and the session's
+after every input it flushes datagrams and re-arms QUIC's and the session's
 timers. The :class:`~oasis.node.transport.Endpoint` owns the socket, routes
-datagrams to links and decides which strangers may have one.
+datagrams to links and decides which strangers may have one. What the QUIC
+stack's public API does not tell (RTT, bytes held, unsent bytes, the peer's
+certificate key) the endpoint's :class:`~oasis.node.quicstack.Stack` answers.
 
 Flushing is batched: an input handles its QUIC and session events at once but
 only *asks* the endpoint for a flush (:meth:`Link.transmit`). While the
@@ -15,30 +17,26 @@ endpoint reads a run of datagrams for one link out of one socket wake-up, the
 links that asked are flushed once, when the run ends (the next datagram is
 for another link, or the socket is drained); any other input flushes at once.
 A burst of 30 datagrams from a peer thus costs one packet-building pass, not
-30, and the order of flushes between links is that of the inputs. aioquic's
+30, and the order of flushes between links is that of the inputs. QUIC's
 timer is re-armed only when its deadline moved.
 
 A link guards what a peer can make it hold: the OFTP handshake deadline runs
 from the link's creation (``Session.begin``); before authentication a peer may
 send only ``Endpoint.preauth_budget`` stream bytes and its chunk streams are
-stopped at once; at any time aioquic may hold at most
-``Endpoint.max_reorder_bytes`` out of order. Closing puts the GOODBYE on the
+stopped at once; at any time the stack may hold at most
+``Endpoint.max_reorder_bytes`` out of order (aioquic: counted here; qh3: its
+flow-control windows bound it). Closing puts the GOODBYE on the
 wire before QUIC's CONNECTION_CLOSE.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
-
-from aioquic.quic import events as qe
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from typing import TYPE_CHECKING, Any
 
 from oasis.core import session as ss
 from oasis.core import wire
 from oasis.core.wire import ErrorCode
-
-from .keystore import certificate_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,9 +49,10 @@ UDP_IP_HEADER = 28
 class Link:
     """One QUIC connection to a peer, with its OFTP session."""
 
-    def __init__(self, endpoint: Endpoint, quic: QuicConnection, addr: tuple[str, int],
+    def __init__(self, endpoint: Endpoint, quic: Any, addr: tuple[str, int],
                  session: ss.Session) -> None:
         self.endpoint = endpoint
+        self.stack = endpoint.stack
         self.quic = quic
         self.addr = addr
         self.migrations = 0  #: times the peer's address changed and QUIC followed it
@@ -71,7 +70,8 @@ class Link:
         self.closed = False
         self._started = False
         self._quic_closing = False
-        self._delivered = 0  # stream bytes aioquic handed us (or we learnt it no longer holds)
+        self._delivered = 0  # stream bytes QUIC handed us (or we learnt it no longer holds)
+        self._stopped: set[int] = set()  # streams we asked the peer to stop (where QUIC does not say)
         #: listener: the key of the certificate the dialler presented in TLS
         self.tls_key: bytes | None = None
         self.handshake_done = asyncio.get_running_loop().create_future()
@@ -89,27 +89,23 @@ class Link:
 
     @property
     def rtt(self) -> float:
-        """QUIC's smoothed RTT estimate (s); -1 before the first sample. aioquic keeps
-        it on the connection's loss recovery (not public API: guarded)."""
-        loss = getattr(self.quic, "_loss", None)
-        if loss is None or not getattr(loss, "_rtt_initialized", False):
-            return -1.0
-        return float(getattr(loss, "_rtt_smoothed", -1.0))
+        """QUIC's smoothed RTT estimate (s); -1 before the first sample."""
+        return self.stack.rtt(self.quic)
 
     # -- input -----------------------------------------------------------
     def datagram_received(self, data: bytes, now: float, addr: tuple[str, int] | None = None) -> None:
         """One datagram for this connection from ``addr`` (where it came from). A peer
         whose address changed (a phone moving from Wi-Fi to 4G, a NAT rebinding) keeps
         the link: QUIC validates the new path and, once the peer's packets come from it,
-        sends there (connection migration; aioquic follows a migrating client)."""
+        sends there (connection migration; both stacks follow a migrating client)."""
         self.datagrams_in += 1
         self.wire_in += len(data) + UDP_IP_HEADER
         self.heard_at = now
         self.quic.receive_datagram(data, self.addr if addr is None else addr, now)
         if addr is not None and addr != self.addr:
-            paths = getattr(self.quic, "_network_paths", None)  # not public API: guarded
-            if paths and paths[0].addr != self.addr:
-                self.addr = paths[0].addr
+            path = self.stack.path(self.quic)
+            if path is not None and path != self.addr:
+                self.addr = path
                 self.migrations += 1
                 if self.endpoint.on_migrated is not None:
                     self.endpoint.on_migrated(self)
@@ -119,6 +115,7 @@ class Link:
         ep = self.endpoint
         now = ep.loop.time()
         wall = ep.clock()
+        qe = self.stack.events
         while (ev := self.quic.next_event()) is not None:
             if isinstance(ev, qe.StreamDataReceived):
                 sid = ev.stream_id
@@ -127,7 +124,7 @@ class Link:
                     self.control_sid = sid
                     if not self._started:
                         # Listener: answer only once the dialler has opened stream 0
-                        # (aioquic refuses to send on a stream the peer has not opened).
+                        # (QUIC refuses to send on a stream the peer has not opened).
                         self._started = True
                         self.session.start(wall)
                     self.session.receive_control(ev.data, wall, end=ev.end_stream)
@@ -165,10 +162,10 @@ class Link:
             if not s.authenticated and received > ep.preauth_budget:
                 ep.counters["preauth_over_budget"] += 1
                 s.close(ErrorCode.TOO_LARGE, f"over {ep.preauth_budget} stream bytes before authentication")
-            elif received - self._delivered > ep.max_reorder_bytes:
+            elif self.stack.counts_received and received - self._delivered > ep.max_reorder_bytes:
                 # Received but not delivered: held out of order, or ended by a reset. Only
-                # now count exactly what aioquic holds, and measure from there next time.
-                held = self._reorder_bytes()
+                # now count exactly what QUIC holds, and measure from there next time.
+                held = self.stack.held(self.quic)
                 self._delivered = received - held
                 if held > ep.max_reorder_bytes:
                     ep.counters["reorder_over_cap"] += 1
@@ -177,21 +174,22 @@ class Link:
         self.transmit()
 
     def _stream_bytes_received(self) -> int:
-        """Stream bytes the peer has sent us (highest offsets, so gaps count too).
-
-        aioquic keeps this for connection flow control (``_local_max_data.used``);
-        not public API: guarded."""
-        limit = getattr(self.quic, "_local_max_data", None)
-        return int(getattr(limit, "used", 0))
-
-    def _reorder_bytes(self) -> int:
-        """Bytes aioquic holds in the receive buffers of this link's streams (not public API)."""
-        return sum(len(getattr(st.receiver, "_buffer", b"")) for st in self.quic._streams.values())
+        """Stream bytes the peer has sent us: highest offsets, so gaps count too, where
+        the stack tells (aioquic's flow-control count); else the bytes it delivered."""
+        if self.stack.counts_received:
+            return self.stack.received(self.quic)
+        return self._delivered
 
     def _stop_receiving(self, sid: int, code: ErrorCode) -> None:
         """Ask the peer to stop sending on ``sid`` (once per stream)."""
-        stream = self.quic._streams.get(sid)  # aioquic has no public "is stopped" query
-        if stream is None or getattr(stream.receiver, "_stop_error_code", None) is not None:
+        stopped = self.stack.stopped(self.quic, sid)
+        if stopped is None:
+            stopped = sid in self._stopped
+            if not stopped:
+                if len(self._stopped) >= 4096:
+                    self._stopped.clear()  # bounded; stopping twice costs one small frame
+                self._stopped.add(sid)
+        if stopped:
             return
         try:
             self.quic.stop_stream(sid, int(code))
@@ -208,15 +206,14 @@ class Link:
     def _check_certificate(self) -> bool:
         """Dialler: the TLS certificate's key must be the pinned peer key.
         Listener: the dialler must present a certificate; its key is kept and
-        compared with the key AUTH proves (:meth:`_tls_key_matches`)."""
-        # aioquic keeps the peer certificate on its TLS context (its signature over
-        # the handshake transcript has been checked: the peer holds the key).
-        cert = getattr(self.quic.tls, "_peer_certificate", None)
-        try:
-            key = certificate_key(cert) if cert is not None else None
-        except Exception:  # not an Ed25519 certificate
-            key = None
+        compared with the key AUTH proves (:meth:`_tls_key_matches`) -- where the
+        stack's TLS server can ask for one (aioquic; qh3 cannot: AUTH alone)."""
+        # The TLS signature over the handshake transcript has been checked by now:
+        # the peer holds the certificate's key.
+        key = self.stack.peer_key(self.quic)
         if not self.session.is_dialler:
+            if not self.stack.client_certificates:
+                return True
             if key is None:
                 self.endpoint.counters["tls_no_client_key"] += 1
                 self.session.close(ErrorCode.WRONG_PEER, "dialler presented no Ed25519 certificate")
@@ -231,7 +228,8 @@ class Link:
         return True
 
     def _tls_key_matches(self, peer_key: bytes) -> bool:
-        return self.session.is_dialler or self.tls_key == peer_key
+        return (self.session.is_dialler or not self.stack.client_certificates
+                or self.tls_key == peer_key)
 
     def _apply_session(self, now: float) -> None:
         s = self.session
@@ -308,8 +306,7 @@ class Link:
             self.transmit()
 
     def _reset_unsent(self, sid: int) -> bool:
-        stream = self.quic._streams.get(sid)  # aioquic has no public "is sent" query
-        if stream is None or stream.sender.is_finished:
+        if self.stack.finished(self.quic, sid):
             return False
         try:
             self.quic.reset_stream(sid, int(ErrorCode.TIMEOUT))
@@ -355,7 +352,7 @@ class Link:
         for data, to in out:
             self.datagrams_out += 1
             self.wire_out += len(data) + UDP_IP_HEADER
-            if to != addr:  # aioquic sends on one path at a time; keep order if not
+            if to != addr:  # QUIC sends on one path at a time; keep order if not
                 ep.send_datagrams(batch, addr)
                 batch, addr = [], to
             batch.append(data)
@@ -363,11 +360,9 @@ class Link:
 
     def control_unsent(self) -> int:
         """Bytes on the control stream that QUIC has not yet put on the wire."""
-        stream = self.quic._streams.get(self.control_sid) if self.control_sid is not None else None
-        if stream is None:  # aioquic has no public "bytes unsent" query
+        if self.control_sid is None:
             return 0
-        sender = stream.sender
-        return max(0, sender._buffer_stop - sender.next_offset)
+        return self.stack.unsent(self.quic, self.control_sid)
 
     def transmit(self) -> None:
         """Ask for a flush: the endpoint runs :meth:`transmit_now` once for this link after
@@ -381,7 +376,7 @@ class Link:
         if self.on_drain is not None and (self.closed or self.control_unsent() <= self.drain_below):
             cb, self.on_drain = self.on_drain, None
             cb(self)
-        if self.quic._state is QuicConnectionState.TERMINATED:
+        if self.stack.terminated(self.quic):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

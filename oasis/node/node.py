@@ -227,7 +227,7 @@ class Node:
                  max_neighbours: int | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  link_delay: float = 0.0, policy: pp.PolicyConfig | None = None,
-                 dht: bool = True) -> None:
+                 dht: bool = True, quic: str | None = None) -> None:
         self.identity = identity
         self.config = config
         self.host, self.port = host, port
@@ -243,7 +243,8 @@ class Node:
                                                          rng=random.Random(self.rng.random()),
                                                          now=clock())
         self.endpoint = Endpoint(identity, on_event=self._on_event, clock=clock, rng=self.rng,
-                                 max_links=pcfg.max_neighbours * 2 + 8, link_delay=link_delay)
+                                 max_links=pcfg.max_neighbours * 2 + 8, link_delay=link_delay,
+                                 quic=quic)
         self.streams: dict[bytes, LiveStream] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.http: aiohttp.ClientSession = aiohttp.ClientSession()

@@ -68,6 +68,7 @@ class Common:
     rewards: Any = None  #: oasis.node.rewards.RewardsConfig, or None: no proof of relay
     link_delay_ms: float = 0.0  #: emulated one-way delay on all QUIC datagrams sent (testing)
     area: str = ""  #: locality label sent to the tracker (e.g. a country code)
+    quic: str | None = None  #: QUIC stack: aioquic or qh3 (None: $OASIS_QUIC, else aioquic)
     #: stream parameters the user gave explicitly (a viewer reports those its descriptor overrides)
     given: dict[str, int] = field(default_factory=dict)
     api_listen: str | None = None  #: the local API's HOST:PORT (loopback); None/"off": no API
@@ -248,7 +249,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
-                rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000)
+                rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     await node.start()
     sid = StreamId(ident.public, name)
     ls = node.add_stream(sid, is_source=True)
@@ -404,7 +405,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     host, port = parse_hostport(c.listen, "--listen")
     # the swarm's configuration is replaced below, once the descriptor is known
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
-                link_delay=c.link_delay_ms / 1000)
+                link_delay=c.link_delay_ms / 1000, quic=c.quic)
     await node.start()
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
         desc = await dht_descriptor(node, sid, boots)

@@ -1,4 +1,4 @@
-"""The asyncio/aioquic adapter: one UDP socket, many QUIC links, OFTP sessions.
+"""The asyncio/QUIC adapter: one UDP socket, many QUIC links, OFTP sessions.
 
 Theory of operation
 -------------------
@@ -12,12 +12,16 @@ one sans-I/O :class:`~oasis.core.session.Session`:
 * each chunk rides its own unidirectional stream, written whole with FIN;
   a chunk stream still unsent at its deadline is reset (dropped, not queued);
 * QUIC events go in, session actions come out; after every input the link
-  flushes datagrams and re-arms aioquic's timer.
+  flushes datagrams and re-arms QUIC's timer.
+
+The QUIC implementation is a :class:`~oasis.node.quicstack.Stack`: aioquic (the
+default) or qh3 (``quic="qh3"``, ``--quic qh3`` or ``OASIS_QUIC=qh3``).
 
 Identity: certificates are made from the node key; the dialler checks the
 certificate key against the pinned peer id as soon as the TLS handshake
 completes; the listener asks for the dialler's certificate and, once the OFTP
-AUTH challenge has proven the dialler's key, requires it to be the same key.
+AUTH challenge has proven the dialler's key, requires it to be the same key
+(aioquic; qh3's TLS server cannot ask, so there the listener relies on AUTH).
 
 Strangers (see :mod:`oasis.node.admission`): a new connection is created only
 for an Initial that echoes a valid Retry token (the sender receives at its
@@ -33,25 +37,16 @@ import asyncio
 import logging
 import random
 import socket
-import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any
-
-from aioquic.buffer import Buffer
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
 from oasis.core import session as ss
-from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
-from . import congestion
 from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
-from .keystore import make_certificate
 from .link import UDP_IP_HEADER, Link, _code  # noqa: F401 - re-exported
+from .quicstack import Header, Stack, make_stack
 from .udp import UdpSocket
 
 log = logging.getLogger("oasis.transport")
@@ -71,21 +66,6 @@ RECEIVE_BUFFER = 4 * 1024 * 1024
 RETRY_RATE_PER_IP = 50.0
 INITIAL_MAX_DATA = 2 * 1024 * 1024  #: QUIC connection flow-control window at start
 INITIAL_MAX_STREAM_DATA = 1024 * 1024  #: QUIC per-stream window at start
-
-
-class _ListenerConnection(QuicConnection):
-    """A server-side connection that asks the dialler for its certificate.
-
-    aioquic 1.7.2 has the CertificateRequest path (server sends it, client
-    answers with its certificate and a CertificateVerify the server checks) but
-    switches it on only with a private flag on the TLS context, which exists
-    from ``_initialize`` on (pinned version; guarded).
-    """
-
-    def _initialize(self, peer_cid: bytes) -> None:
-        super()._initialize(peer_cid)
-        if hasattr(self.tls, "_request_client_certificate"):
-            self.tls._request_client_certificate = True
 
 
 class Endpoint(asyncio.DatagramProtocol):
@@ -115,8 +95,11 @@ class Endpoint(asyncio.DatagramProtocol):
                  token_lifetime: float = TOKEN_LIFETIME, max_halfopen: int = 32,
                  max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET,
                  retry_rate_per_ip: float = RETRY_RATE_PER_IP,
-                 max_reorder_bytes: int = MAX_REORDER_BYTES, gso: bool = True) -> None:
+                 max_reorder_bytes: int = MAX_REORDER_BYTES, gso: bool = True,
+                 quic: str | None = None) -> None:
         self.identity = identity
+        #: the QUIC implementation (``quic``, else ``$OASIS_QUIC``, else aioquic)
+        self.stack: Stack = make_stack(quic)
         self.on_event = on_event
         #: called with a link whose peer's address changed (QUIC migrated the connection)
         self.on_migrated: Callable[[Link], None] | None = None
@@ -163,25 +146,16 @@ class Endpoint(asyncio.DatagramProtocol):
         self._batching = False
         self._batch_link: Link | None = None  #: the link the batch's last datagram was for
         self._delay_timer: asyncio.TimerHandle | None = None
-        cert = make_certificate(identity)
-        self._server_config = self._config(is_client=False, cert=cert, mds=max_datagram_size)
-        self._client_cert = cert
         self._mds = max_datagram_size
+        self._server_config = self._config(is_client=False)
+        self._versions = self.stack.supported_versions()
 
-    def _config(self, *, is_client: bool, cert: Any, mds: int) -> QuicConfiguration:
+    def _config(self, *, is_client: bool) -> object:
         # Flow-control windows: aioquic doubles them as they fill, so they limit speed only
         # at the start; what they bound is what a stranger can make us allocate before the
         # pre-auth budget is checked (aioquic fills a gap in a stream with zeros).
-        cfg = QuicConfiguration(is_client=is_client, alpn_protocols=[wire.ALPN],
-                                max_datagram_size=mds, idle_timeout=20.0,
-                                max_data=INITIAL_MAX_DATA, max_stream_data=INITIAL_MAX_STREAM_DATA)
-        # Live chunks are app-limited and have a deadline: a 64-datagram initial window
-        # sends a fresh link's first chunk in one pacer burst (oasis.node.congestion).
-        cfg.congestion_control_algorithm = congestion.NAME
-        cfg.certificate = cert
-        cfg.private_key = self.identity.private
-        cfg.verify_mode = ssl.CERT_NONE  # pinning is done on the key, see Link._check_certificate
-        return cfg
+        return self.stack.config(self.identity, is_client=is_client, mds=self._mds,
+                                 max_data=INITIAL_MAX_DATA, max_stream_data=INITIAL_MAX_STREAM_DATA)
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         transport = UdpSocket.bind(host, port, on_datagram=self._on_datagram,
@@ -204,9 +178,7 @@ class Endpoint(asyncio.DatagramProtocol):
         return s[0], s[1]
 
     def dial(self, addr: tuple[str, int], expected_key: bytes) -> Link:
-        cfg = self._config(is_client=True, cert=self._client_cert, mds=self._mds)
-        cfg.server_name = "oasis"
-        quic = QuicConnection(configuration=cfg)
+        quic = self.stack.dialler(self._config(is_client=True))
         session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         self.links.add(link)
@@ -279,7 +251,7 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
         try:
-            header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+            header = self.stack.header(data)
         except Exception:
             self.counters["undecodable_datagrams"] += 1
             return
@@ -295,22 +267,22 @@ class Endpoint(asyncio.DatagramProtocol):
             self._batch_link = link
         link.datagram_received(data, self.loop.time(), addr)
 
-    def _accept(self, data: bytes, header: Any, addr: tuple[str, int]) -> Link | None:
+    def _accept(self, data: bytes, header: Header, addr: tuple[str, int]) -> Link | None:
         """A datagram for no connection of ours: a new link, a Retry, or nothing (counted)."""
         c = self.counters
-        if header.packet_type != QuicPacketType.INITIAL:
+        if not header.initial:
             c["unknown_cid_datagrams"] += 1
             return None
         if len(data) < MIN_INITIAL_SIZE:
             c["short_initials"] += 1
             return None
-        if header.version not in self._server_config.supported_versions:
+        if header.version not in self._versions:
             c["unsupported_version"] += 1  # no Version Negotiation: ours all speak v1
             return None
         if not 8 <= len(header.destination_cid) <= 20:
             c["undecodable_datagrams"] += 1  # RFC 9000 §7.2: a client's first DCID is >= 8 bytes
             return None
-        odcid: bytes | None = header.destination_cid
+        odcid = header.destination_cid
         retry_cid: bytes | None = None
         if self.retry:
             now = self.loop.time()
@@ -321,20 +293,20 @@ class Endpoint(asyncio.DatagramProtocol):
                 # Stateless: the token carries all we need to accept the echo.
                 scid = self.nonces.randbytes(8)
                 token = self.tokens.issue(addr, header.destination_cid, scid, now)
+                assert header.version is not None  # an Initial has a long header
                 self.send_datagram(encode_retry(header.version, scid, header.source_cid,
                                                 header.destination_cid, token), addr)
                 c["retry_sent"] += 1
                 return None
-            odcid = self.tokens.check(addr, header.token, header.destination_cid, now)
-            if odcid is None:
+            checked = self.tokens.check(addr, header.token, header.destination_cid, now)
+            if checked is None:
                 c["retry_token_invalid"] += 1  # dropped, no reply: the source may be spoofed
                 return None
+            odcid = checked
             retry_cid = header.destination_cid
         if not self._admit(addr[0]):
             return None
-        quic = _ListenerConnection(configuration=self._server_config,
-                                   original_destination_connection_id=odcid,
-                                   retry_source_connection_id=retry_cid)
+        quic = self.stack.listener(self._server_config, odcid, retry_cid)
         session = ss.Session(self.identity, is_dialler=False, rng=self.nonces)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         c["links_accepted"] += 1

@@ -1,0 +1,339 @@
+"""The QUIC implementations the node can run on, behind one small interface.
+
+Theory of operation
+-------------------
+:class:`~oasis.node.link.Link` and :class:`~oasis.node.transport.Endpoint` use a
+QUIC connection object through the calls aioquic's ``QuicConnection`` offers
+(``receive_datagram``, ``next_event``, ``send_stream_data``, ``datagrams_to_send``,
+``get_timer``/``handle_timer``, ``close`` …); both stacks below have them. What
+the public API of neither says — the smoothed RTT, the stream bytes a peer has
+made us hold, whether a stream is still unsent, the peer's certificate key, the
+path a migrating peer now uses — each :class:`Stack` answers here, so the link
+carries no knowledge of either stack's internals.
+
+* ``aioquic`` (pinned, the default): pure Python. The node's own congestion
+  control (:mod:`oasis.node.congestion`, warm links) plugs into it, and the
+  listener asks the dialler for its TLS certificate (a private switch).
+* ``qh3`` (pinned, ``--quic qh3`` or ``OASIS_QUIC=qh3``): an aioquic fork whose
+  packet layer, loss recovery and congestion control are Rust; ~4× less CPU
+  per relayed byte (docs/benchmarks.md, *Transport cost*). What it lacks: its
+  TLS server cannot send a CertificateRequest, so the listener learns the
+  dialler's key from AUTH alone (docs/oftp.md §3: AUTH's transcript binds both
+  keys and both nonces, so a relay cannot reuse a dialler's AUTH; the TLS check
+  was defence in depth); its congestion control is its own (no warm initial
+  window); the stream bytes it holds are bounded by QUIC flow control (the
+  windows we advertise), not counted by us.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from oasis.core.identity import Identity
+from oasis.core.wire import ALPN
+
+from .keystore import certificate_key, make_certificate
+
+STACKS = ("aioquic", "qh3")
+DEFAULT_STACK = "aioquic"
+#: QUIC idle timeout (s) on both stacks
+IDLE_TIMEOUT = 20.0
+
+
+class Header(NamedTuple):
+    """What the endpoint reads of a datagram's first QUIC header to route it."""
+
+    initial: bool
+    version: int | None
+    destination_cid: bytes
+    source_cid: bytes
+    token: bytes
+
+
+def stack_name(name: str | None = None) -> str:
+    """The stack asked for (``name``, else ``$OASIS_QUIC``, else aioquic); ValueError if unknown."""
+    chosen = name or os.environ.get("OASIS_QUIC") or DEFAULT_STACK
+    if chosen not in STACKS:
+        raise ValueError(f"unknown QUIC stack {chosen!r} (choose from {', '.join(STACKS)})")
+    return chosen
+
+
+def make_stack(name: str | None = None) -> Stack:
+    return Qh3Stack() if stack_name(name) == "qh3" else AioquicStack()
+
+
+class Stack:
+    """One QUIC implementation (see the module doc)."""
+
+    name = ""
+    events: ModuleType
+    #: the listener receives the dialler's TLS certificate (and TLS checks it)
+    client_certificates = False
+    #: :meth:`received` counts stream bytes the peer sent (gaps included)
+    counts_received = False
+
+    def header(self, data: bytes) -> Header:
+        raise NotImplementedError
+
+    def supported_versions(self) -> list[int]:
+        raise NotImplementedError
+
+    def config(self, identity: Identity, *, is_client: bool, mds: int, max_data: int,
+               max_stream_data: int) -> Any:
+        raise NotImplementedError
+
+    def dialler(self, cfg: Any) -> Any:
+        raise NotImplementedError
+
+    def listener(self, cfg: Any, odcid: bytes, retry_cid: bytes | None) -> Any:
+        raise NotImplementedError
+
+    def rtt(self, quic: Any) -> float:
+        """Smoothed RTT (s); -1 before the first sample."""
+        raise NotImplementedError
+
+    def received(self, quic: Any) -> int:
+        """Stream bytes the peer has sent (highest offsets); 0 where not counted."""
+        return 0
+
+    def held(self, quic: Any) -> int:
+        """Stream bytes held out of order; 0 where not counted."""
+        return 0
+
+    def stopped(self, quic: Any, sid: int) -> bool | None:
+        """True once we asked the peer to stop ``sid``; None where unknown."""
+        return None
+
+    def unsent(self, quic: Any, sid: int) -> int:
+        """Bytes of stream ``sid`` not yet put on the wire."""
+        raise NotImplementedError
+
+    def finished(self, quic: Any, sid: int) -> bool:
+        """Stream ``sid`` needs nothing more from us (all sent, or gone)."""
+        raise NotImplementedError
+
+    def terminated(self, quic: Any) -> bool:
+        raise NotImplementedError
+
+    def peer_key(self, quic: Any) -> bytes | None:
+        """The raw Ed25519 key of the peer's TLS certificate (None: none, or not Ed25519)."""
+        raise NotImplementedError
+
+    def path(self, quic: Any) -> tuple[str, int] | None:
+        """The peer address QUIC sends to now (it follows a migrating peer)."""
+        raise NotImplementedError
+
+
+class AioquicStack(Stack):
+    name = "aioquic"
+    client_certificates = True
+    counts_received = True
+
+    def __init__(self) -> None:
+        from aioquic.quic import events
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic.quic.connection import QuicConnection, QuicConnectionState
+
+        self.events = events
+        self._Config = QuicConfiguration
+        self._Conn = QuicConnection
+        self._terminated = QuicConnectionState.TERMINATED
+
+        class _ListenerConnection(QuicConnection):
+            """A server-side connection that asks the dialler for its certificate.
+
+            aioquic 1.7.2 has the CertificateRequest path (server sends it, client
+            answers with its certificate and a CertificateVerify the server checks) but
+            switches it on only with a private flag on the TLS context, which exists
+            from ``_initialize`` on (pinned version; guarded)."""
+
+            def _initialize(self, peer_cid: bytes) -> None:
+                super()._initialize(peer_cid)
+                if hasattr(self.tls, "_request_client_certificate"):
+                    self.tls._request_client_certificate = True
+
+        self._Listener = _ListenerConnection
+
+    def header(self, data: bytes) -> Header:
+        from aioquic.buffer import Buffer
+        from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+        h = pull_quic_header(Buffer(data=data), host_cid_length=8)
+        return Header(h.packet_type == QuicPacketType.INITIAL, h.version, h.destination_cid,
+                      h.source_cid, h.token)
+
+    def supported_versions(self) -> list[int]:
+        return list(self._Config(is_client=False).supported_versions)
+
+    def config(self, identity: Identity, *, is_client: bool, mds: int, max_data: int,
+               max_stream_data: int) -> Any:
+        import ssl
+
+        from . import congestion
+
+        cfg = self._Config(is_client=is_client, alpn_protocols=[ALPN], max_datagram_size=mds,
+                           idle_timeout=IDLE_TIMEOUT, max_data=max_data,
+                           max_stream_data=max_stream_data)
+        # Live chunks are app-limited and have a deadline: a 64-datagram initial window
+        # sends a fresh link's first chunk in one pacer burst (oasis.node.congestion).
+        cfg.congestion_control_algorithm = congestion.NAME
+        cfg.certificate = make_certificate(identity)
+        cfg.private_key = identity.private
+        cfg.verify_mode = ssl.CERT_NONE  # pinning is done on the key, see Link._check_certificate
+        if is_client:
+            cfg.server_name = "oasis"
+        return cfg
+
+    def dialler(self, cfg: Any) -> Any:
+        return self._Conn(configuration=cfg)
+
+    def listener(self, cfg: Any, odcid: bytes, retry_cid: bytes | None) -> Any:
+        return self._Listener(configuration=cfg, original_destination_connection_id=odcid,
+                              retry_source_connection_id=retry_cid)
+
+    def rtt(self, quic: Any) -> float:
+        loss = getattr(quic, "_loss", None)  # not public API: guarded
+        if loss is None or not getattr(loss, "_rtt_initialized", False):
+            return -1.0
+        return float(getattr(loss, "_rtt_smoothed", -1.0))
+
+    def received(self, quic: Any) -> int:
+        # aioquic keeps this for connection flow control (not public API: guarded)
+        return int(getattr(getattr(quic, "_local_max_data", None), "used", 0))
+
+    def held(self, quic: Any) -> int:
+        return sum(len(getattr(st.receiver, "_buffer", b"")) for st in quic._streams.values())
+
+    def stopped(self, quic: Any, sid: int) -> bool | None:
+        stream = quic._streams.get(sid)  # aioquic has no public "is stopped" query
+        if stream is None:
+            return True  # not a stream it knows: nothing to stop
+        return getattr(stream.receiver, "_stop_error_code", None) is not None
+
+    def unsent(self, quic: Any, sid: int) -> int:
+        stream = quic._streams.get(sid)  # aioquic has no public "bytes unsent" query
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return max(0, sender._buffer_stop - sender.next_offset)
+
+    def finished(self, quic: Any, sid: int) -> bool:
+        stream = quic._streams.get(sid)  # aioquic has no public "is sent" query
+        return stream is None or stream.sender.is_finished
+
+    def terminated(self, quic: Any) -> bool:
+        return quic._state is self._terminated
+
+    def peer_key(self, quic: Any) -> bytes | None:
+        # aioquic keeps the peer certificate on its TLS context (its signature over
+        # the handshake transcript has been checked: the peer holds the key).
+        cert = getattr(quic.tls, "_peer_certificate", None)
+        try:
+            return certificate_key(cert) if cert is not None else None
+        except Exception:  # not an Ed25519 certificate
+            return None
+
+    def path(self, quic: Any) -> tuple[str, int] | None:
+        paths = getattr(quic, "_network_paths", None)  # not public API: guarded
+        return paths[0].addr if paths else None
+
+
+class Qh3Stack(Stack):
+    name = "qh3"
+
+    def __init__(self) -> None:
+        import logging
+
+        from qh3._hazmat import pull_quic_header
+        from qh3.quic import events
+        from qh3.quic.configuration import QuicConfiguration
+        from qh3.quic.connection import QuicConnection, QuicConnectionState
+
+        self.events = events
+        self._pull = pull_quic_header
+        self._Config = QuicConfiguration
+        self._Conn = QuicConnection
+        self._terminated = QuicConnectionState.TERMINATED
+        # qh3 logs every peer close and protocol error at WARNING; the link counts them.
+        logging.getLogger("qh3").setLevel(logging.ERROR)
+        self._credentials: dict[bytes, tuple[Any, Any]] = {}
+
+    def header(self, data: bytes) -> Header:
+        version, ptype, _, dcid, scid, token, *_ = self._pull(data, 0, 8)
+        # a long-header packet of type 0 is an Initial (a short header has no version)
+        return Header(version is not None and ptype == 0, version, dcid, scid, token)
+
+    def supported_versions(self) -> list[int]:
+        return list(self._Config(is_client=False).supported_versions)
+
+    def _credentials_of(self, identity: Identity) -> tuple[Any, Any]:
+        got = self._credentials.get(identity.public)
+        if got is None:
+            from qh3.tls import load_pem_private_key, load_pem_x509_certificates
+
+            cert = make_certificate(identity)
+            got = (load_pem_x509_certificates(cert.public_bytes(serialization.Encoding.PEM))[0],
+                   load_pem_private_key(identity.private.private_bytes(
+                       serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                       serialization.NoEncryption())))
+            self._credentials[identity.public] = got
+        return got
+
+    def config(self, identity: Identity, *, is_client: bool, mds: int, max_data: int,
+               max_stream_data: int) -> Any:
+        import ssl
+
+        from qh3.tls import SignatureAlgorithm
+
+        cfg = self._Config(is_client=is_client, alpn_protocols=[ALPN], max_datagram_size=mds,
+                           idle_timeout=IDLE_TIMEOUT, max_data=max_data,
+                           max_stream_data=max_stream_data, probe_datagram_size=False)
+        cfg.certificate, cfg.private_key = self._credentials_of(identity)
+        cfg.verify_mode = ssl.CERT_NONE  # pinning is done on the key, see Link._check_certificate
+        if is_client:
+            cfg.signature_algorithms = [SignatureAlgorithm.ED25519]
+            cfg.server_name = "oasis"
+        return cfg
+
+    def dialler(self, cfg: Any) -> Any:
+        return self._Conn(configuration=cfg)
+
+    def listener(self, cfg: Any, odcid: bytes, retry_cid: bytes | None) -> Any:
+        return self._Conn(configuration=cfg, original_destination_connection_id=odcid,
+                          retry_source_connection_id=retry_cid)
+
+    def rtt(self, quic: Any) -> float:
+        core = quic._core  # the native core's estimate (not public API: guarded)
+        srtt = None if core is None else core.smoothed_rtt
+        return -1.0 if srtt is None else float(srtt)
+
+    def unsent(self, quic: Any, sid: int) -> int:
+        return int(quic.get_send_buffer_size(sid))
+
+    def finished(self, quic: Any, sid: int) -> bool:
+        # qh3 tells what is queued for its first transmission: a stream none of whose
+        # bytes wait is on the wire (what is lost is retransmitted by QUIC).
+        return quic.get_send_buffer_size(sid) == 0
+
+    def terminated(self, quic: Any) -> bool:
+        return quic._state is self._terminated
+
+    def peer_key(self, quic: Any) -> bytes | None:
+        cert = quic.get_peercert()
+        try:
+            return None if cert is None else certificate_key(
+                x509.load_der_x509_certificate(cert.public_bytes()))
+        except Exception:  # not an Ed25519 certificate
+            return None
+
+    def path(self, quic: Any) -> tuple[str, int] | None:
+        core = quic._core
+        if core is None:
+            return None
+        remote = core.active_path[2]
+        return (str(remote[0]), int(remote[1]))
