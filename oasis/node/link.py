@@ -101,7 +101,10 @@ class Link:
         self.datagrams_in += 1
         self.wire_in += len(data) + UDP_IP_HEADER
         self.heard_at = now
-        self.quic.receive_datagram(data, self.addr if addr is None else addr, now)
+        try:
+            self.quic.receive_datagram(data, self.addr if addr is None else addr, now)
+        except self.stack.errors as exc:  # qh3: the connection is closed (or its core failed)
+            self._quic_refused(exc)
         if addr is not None and addr != self.addr:
             path = self.stack.path(self.quic)
             if path is not None and path != self.addr:
@@ -193,8 +196,17 @@ class Link:
             return
         try:
             self.quic.stop_stream(sid, int(code))
-        except ValueError:  # not a stream we can stop
+        except self.stack.errors:  # not a stream we can stop, or the connection is closed
             pass
+
+    def _quic_refused(self, exc: Exception) -> None:
+        """The QUIC stack refused a call: its connection is closed or failed (qh3 raises
+        where aioquic is silent). Counted; the session ends quietly (nothing more can be
+        sent) and the link is forgotten once QUIC says it has terminated."""
+        self.endpoint.counters["quic_refused"] += 1
+        self._quic_closing = True
+        if not self.session.closed:
+            self.session.close(ErrorCode.SHUTDOWN, f"QUIC connection closed: {exc}"[:200])
 
     def _protocol_error(self, code: ErrorCode, detail: str) -> None:
         report = getattr(self.session, "protocol_error", None)
@@ -251,7 +263,10 @@ class Link:
         if s.closed and not self._quic_closing:
             # Closed by the peer's GOODBYE (or a violation budget): end the QUIC connection too.
             self._quic_closing = True
-            self.quic.close(error_code=0x100 + int(ErrorCode.NO_ERROR), reason_phrase="session closed")
+            try:
+                self.quic.close(error_code=0x100 + int(ErrorCode.NO_ERROR), reason_phrase="session closed")
+            except self.stack.errors as exc:
+                self._quic_refused(exc)
         t = s.get_timer()
         if self._session_timer is not None:
             self._session_timer.cancel()
@@ -269,11 +284,15 @@ class Link:
                     self.control_sid = 0
                 try:
                     self.quic.send_stream_data(self.control_sid, a.data, end_stream=False)
-                except ValueError:  # stream already finished/reset by the peer
+                except self.stack.errors:  # stream finished/reset by the peer, or link closed
                     self.endpoint.counters["control_send_refused"] += 1
             elif isinstance(a, ss.SendChunkStream):
                 sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
-                self.quic.send_stream_data(sid, a.data, end_stream=True)
+                try:
+                    self.quic.send_stream_data(sid, a.data, end_stream=True)
+                except self.stack.errors as exc:  # qh3: the connection is closed
+                    self._quic_refused(exc)
+                    continue
                 self._chunk_deadlines[sid] = a.deadline
                 self.endpoint.watch_deadline(self, sid, a.deadline)
             elif isinstance(a, ss.StopChunkStream):
@@ -289,7 +308,10 @@ class Link:
                     self._reset_unsent(sid)
                 self._chunk_deadlines.clear()
                 self._flush()
-                self.quic.close(error_code=0x100 + int(a.code), reason_phrase=a.reason)
+                try:
+                    self.quic.close(error_code=0x100 + int(a.code), reason_phrase=a.reason)
+                except self.stack.errors as exc:
+                    self._quic_refused(exc)
 
     def _on_session_timer(self) -> None:
         self._session_timer = None
@@ -310,7 +332,7 @@ class Link:
             return False
         try:
             self.quic.reset_stream(sid, int(ErrorCode.TIMEOUT))
-        except ValueError:
+        except self.stack.errors:
             return False
         return True
 
@@ -334,7 +356,10 @@ class Link:
         small packet each way."""
         self.probes += 1
         self.probed_at = now
-        self.quic.send_ping(self.probes)
+        try:
+            self.quic.send_ping(self.probes)
+        except self.stack.errors as exc:
+            self._quic_refused(exc)
         self.transmit()
 
     def close(self, code: ErrorCode, reason: str) -> None:
@@ -344,7 +369,11 @@ class Link:
 
     def _flush(self) -> None:
         ep = self.endpoint
-        out = self.quic.datagrams_to_send(now=ep.loop.time())
+        try:
+            out = self.quic.datagrams_to_send(now=ep.loop.time())
+        except self.stack.errors as exc:
+            self._quic_refused(exc)
+            return
         if not out:
             return
         addr = out[0][1]
@@ -395,7 +424,10 @@ class Link:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.quic.handle_timer(now=self.endpoint.loop.time())
+        try:
+            self.quic.handle_timer(now=self.endpoint.loop.time())
+        except self.stack.errors as exc:
+            self._quic_refused(exc)
         self._process()
 
     def cancel_timers(self) -> None:

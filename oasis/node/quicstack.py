@@ -76,6 +76,8 @@ class Stack:
     client_certificates = False
     #: :meth:`received` counts stream bytes the peer sent (gaps included)
     counts_received = False
+    #: what the connection's calls raise when it cannot do them (stream gone, closed)
+    errors: tuple[type[Exception], ...] = (ValueError,)
 
     def header(self, data: bytes) -> Header:
         raise NotImplementedError
@@ -252,15 +254,19 @@ class Qh3Stack(Stack):
         from qh3._hazmat import pull_quic_header
         from qh3.quic import events
         from qh3.quic.configuration import QuicConfiguration
-        from qh3.quic.connection import QuicConnection, QuicConnectionState
+        from qh3.quic.connection import QuicConnection, QuicConnectionError, QuicConnectionState
 
         self.events = events
+        # qh3 raises QuicConnectionError (from its core's RuntimeError) for any call on a
+        # closed connection, and AssertionError for one not yet started
+        self.errors = (ValueError, RuntimeError, AssertionError, QuicConnectionError)
         self._pull = pull_quic_header
         self._Config = QuicConfiguration
         self._Conn = QuicConnection
         self._terminated = QuicConnectionState.TERMINATED
-        # qh3 logs every peer close and protocol error at WARNING; the link counts them.
-        logging.getLogger("qh3").setLevel(logging.ERROR)
+        # qh3 logs every peer close and protocol error at WARNING (logger "quic", as
+        # aioquic's); the link counts them.
+        logging.getLogger("quic").setLevel(logging.ERROR)
         self._credentials: dict[bytes, tuple[Any, Any]] = {}
 
     def header(self, data: bytes) -> Header:

@@ -128,7 +128,8 @@ class Endpoint(asyncio.DatagramProtocol):
             "preauth_over_budget",  # links closed for too many bytes before authentication
             "reorder_over_cap",  # links closed for holding too many out-of-order stream bytes
             "unexpected_streams", "tls_no_client_key", "tls_key_mismatch",
-            "chunk_streams_reset", "delay_queue_drops", "control_send_refused"), 0)
+            "chunk_streams_reset", "delay_queue_drops", "control_send_refused",
+            "quic_refused"), 0)  # a call the QUIC stack refused (its connection closed or failed)
         self.retry = retry
         self.tokens = RetryTokens(token_lifetime)
         self.retry_rate = RatePerSource(retry_rate_per_ip, burst=retry_rate_per_ip)

@@ -113,8 +113,9 @@ async def _first_chunk_in_flight(delay: float) -> list[tuple[str, int, int, int]
     """Two nodes with ``delay`` egress each; once the fresh link is quiet, each side
     sends one 18.75 kB chunk and flushes once: (algorithm, chunk stream bytes, bytes put
     in flight by that flush, cwnd) per side."""
-    a = Node(Identity.generate(), sw.SwarmConfig(), link_delay=delay)
-    b = Node(Identity.generate(), sw.SwarmConfig(), link_delay=delay)
+    a = Node(Identity.generate(), sw.SwarmConfig(), link_delay=delay,
+             quic="aioquic")  # the congestion control under test is aioquic's plug-in
+    b = Node(Identity.generate(), sw.SwarmConfig(), link_delay=delay, quic="aioquic")
     await a.start()
     await b.start()
     out = []

@@ -101,3 +101,26 @@ async def test_a_closed_link_is_forgotten_on_qh3() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_calls_on_a_closed_qh3_connection_are_counted_not_raised() -> None:
+    """qh3 raises for any call on a closed connection (aioquic is silent): a chunk pushed,
+    a PING or a close on such a link must not escape into the node (a broadcaster died of
+    it under the hostile tool) -- the link counts it and ends."""
+    a, b = await _node("qh3"), await _node("qh3")
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        la = a.links_by_peer[b.identity.public]
+        la.quic.close(error_code=0x100, reason_phrase="closed under the link")
+        broadcaster = Identity.generate()
+        chunk = sign_chunk(broadcaster, StreamId(broadcaster.public, "s"), 1, 1, True, b"x" * 5000)
+        la.send_chunk(chunk, deadline=a.clock() + 5.0)
+        la.probe(a.loop.time())
+        la.close(ErrorCode.SHUTDOWN, "done")
+        la.transmit_now()
+        assert a.endpoint.counters["quic_refused"] >= 1
+        assert la.session.closed
+        await _wait(lambda: la not in a.endpoint.links, SLACK)  # forgotten once QUIC terminates
+    finally:
+        await a.close()
+        await b.close()
