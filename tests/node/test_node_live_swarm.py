@@ -1,5 +1,9 @@
 """One broadcaster and 10 viewer processes on loopback, real QUIC, real video.
 
+The swarm mixes the node's two QUIC stacks: the broadcaster and every other viewer run
+aioquic (the default), the rest qh3 (``OASIS_QUIC=qh3``), so both stacks carry the stream
+and talk to each other.
+
 Every viewer's player output must be the broadcaster's chunks, byte-identical
 and in order, and decode with PyAV. What a loaded machine can move is bounded
 loosely, never to zero: a chunk a viewer gave up on at its deadline (a Skip,
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 VIEWERS = 10
 MAX_SKIPPED_SHARE = 0.2  #: quiet machine: 0; a swarm that does not work: most
+STACKS = ("aioquic", "qh3")  #: viewer i runs STACKS[i % 2]
 P2P_FLOOR = 0.3  #: quiet machine: > 0.5; the broadcaster's cap and the origin alone: 0
 
 
@@ -60,7 +65,8 @@ def swarm(tmp_path):
         for i in range(VIEWERS):
             v = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], "--json",
                               "--bitrate", "1000", "--gateway", "127.0.0.1:0",
-                              "--data-dir", str(tmp_path / f"v{i}")], str(tmp_path / f"v{i}.log"))
+                              "--data-dir", str(tmp_path / f"v{i}")], str(tmp_path / f"v{i}.log"),
+                             env={"OASIS_QUIC": STACKS[i % 2]})
             procs.append(v)
             v.wait_info()
             viewers.append(v)
@@ -127,3 +133,7 @@ def test_every_viewer_gets_every_chunk_byte_identical(swarm):
     p2p = sum(s["bytes"].get("p2p", 0) for s in stats)
     total = sum(sum(s["bytes"].values()) for s in stats)
     assert p2p / total > P2P_FLOOR
+    # Both stacks carried the stream over QUIC (from the broadcaster or a peer).
+    for k, stack in enumerate(STACKS):
+        quic = [sum(n for src, n in s["bytes"].items() if src != "origin") for s in stats[k::2]]
+        assert max(quic) > 0, f"no viewer on {stack} got a byte over QUIC"
