@@ -322,9 +322,13 @@ class Qh3Stack(Stack):
         return int(quic.get_send_buffer_size(sid))
 
     def finished(self, quic: Any, sid: int) -> bool:
-        # qh3 tells what is queued for its first transmission: a stream none of whose
-        # bytes wait is on the wire (what is lost is retransmitted by QUIC).
-        return quic.get_send_buffer_size(sid) == 0
+        # qh3 tells what is queued, not what is acknowledged, so a stream sent once but
+        # not yet acknowledged would look finished, and a lost packet of a stale chunk be
+        # retransmitted late (a child then waits for it past its deadline). Never
+        # "finished": the link asks for the reset, and qh3 refuses it (ValueError, which
+        # the link takes as "nothing to reset") for a stream whose bytes are all
+        # acknowledged -- aioquic's rule.
+        return False
 
     def terminated(self, quic: Any) -> bool:
         return quic._state is self._terminated
