@@ -14,6 +14,7 @@ from procs import until as _wait
 
 from oasis.core import session as ss
 from oasis.core import swarm as sw
+from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.wire import ErrorCode
@@ -23,6 +24,20 @@ from oasis.node.quicstack import STACKS, make_stack, stack_name
 
 SLACK = 10.0
 PAIRS = list(itertools.product(STACKS, STACKS))
+
+
+def _chunks_received(node: Node) -> list[wire.ChunkMsg]:
+    """The chunks ``node``'s links will receive from now on (appended as they come)."""
+    got: list[wire.ChunkMsg] = []
+    on_event = node.endpoint.on_event
+
+    def record(link: Link, ev: ss.Event) -> None:
+        if isinstance(ev, ss.ChunkReceived):
+            got.append(ev.chunk)
+        on_event(link, ev)
+
+    node.endpoint.on_event = record
+    return got
 
 
 async def _node(stack: str) -> Node:
@@ -45,15 +60,7 @@ def test_the_stack_comes_from_the_argument_then_the_environment(monkeypatch: pyt
 @pytest.mark.parametrize(("dialler", "listener"), PAIRS)
 async def test_a_link_authenticates_and_carries_a_signed_chunk(dialler: str, listener: str) -> None:
     a, b = await _node(dialler), await _node(listener)
-    got: list[ss.ChunkReceived] = []
-    on_event = b.endpoint.on_event
-
-    def record(link: Link, ev: ss.Event) -> None:
-        if isinstance(ev, ss.ChunkReceived):
-            got.append(ev)
-        on_event(link, ev)
-
-    b.endpoint.on_event = record
+    got = _chunks_received(b)
     try:
         assert a.endpoint.stack.name == dialler and b.endpoint.stack.name == listener
         assert await a.connect(b.peer_id, *b.endpoint.address)
@@ -70,7 +77,7 @@ async def test_a_link_authenticates_and_carries_a_signed_chunk(dialler: str, lis
         chunk = sign_chunk(broadcaster, sid, 7, 1_000_000, True, b"\x47" * 20_000)
         la.send_chunk(chunk, deadline=a.clock() + 5.0)
         await _wait(lambda: bool(got), SLACK)
-        assert got[0].chunk.seq == 7 and got[0].chunk.payload == chunk.payload
+        assert got[0].seq == 7 and got[0].payload == chunk.payload
         assert la.control_unsent() == 0
     finally:
         await a.close()
@@ -132,15 +139,7 @@ async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(
     retransmitting a stale chunk; one the peer acknowledged is left alone. qh3 tells only
     what is queued, not what is acknowledged: a stream it sent once must still be reset."""
     a, b = await _node(stack), await _node(stack)
-    got: list[int] = []
-    on_event = b.endpoint.on_event
-
-    def record(link: Link, ev: ss.Event) -> None:
-        if isinstance(ev, ss.ChunkReceived):
-            got.append(ev.chunk.seq)
-        on_event(link, ev)
-
-    b.endpoint.on_event = record
+    seen = _chunks_received(b)
     try:
         assert await a.connect(b.peer_id, *b.endpoint.address)
         la = a.links_by_peer[b.identity.public]
@@ -154,7 +153,7 @@ async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(
         assert a.endpoint.counters["chunk_streams_reset"] == 1
         la.send_chunk(sign_chunk(bc, sid, 2, 1, True, b"b" * 6000), deadline=a.clock() + 60.0)
         s2 = max(la._chunk_deadlines)
-        await _wait(lambda: 2 in got, SLACK)
+        await _wait(lambda: any(c.seq == 2 for c in seen), SLACK)
         await _wait(lambda: _acknowledged(la, s2), SLACK)
         la.expire_chunk(s2)
         assert a.endpoint.counters["chunk_streams_reset"] == 1  # acknowledged: left alone
