@@ -322,13 +322,15 @@ class Qh3Stack(Stack):
         return int(quic.get_send_buffer_size(sid))
 
     def finished(self, quic: Any, sid: int) -> bool:
-        # qh3 tells what is queued, not what is acknowledged, so a stream sent once but
-        # not yet acknowledged would look finished, and a lost packet of a stale chunk be
-        # retransmitted late (a child then waits for it past its deadline). Never
-        # "finished": the link asks for the reset, and qh3 refuses it (ValueError, which
-        # the link takes as "nothing to reset") for a stream whose bytes are all
-        # acknowledged -- aioquic's rule.
-        return False
+        # Finished = every byte acknowledged (aioquic's rule): a stream sent once but not
+        # acknowledged must still be reset at its deadline, or a lost packet of a stale
+        # chunk is retransmitted late (a child then waits for it past its deadline). qh3's
+        # public API tells only what is queued; its connection forgets a local stream once
+        # its native core reports it finished (all acknowledged) -- not public API, so
+        # guarded: without it, always ask, and qh3 refuses the reset of an acknowledged
+        # stream (ValueError, which the link takes as "nothing to reset").
+        created = getattr(quic, "_created_local_stream_ids", None)
+        return created is not None and sid not in created
 
     def terminated(self, quic: Any) -> bool:
         return quic._state is self._terminated
