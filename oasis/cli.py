@@ -48,7 +48,7 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                         "(testing; kernel netem is unavailable here)")
     p.add_argument("--quic", choices=("aioquic", "qh3"), default=None,
                    help="QUIC implementation: aioquic (default; also $OASIS_QUIC) or qh3 "
-                        "(Rust packet layer, ~4x less CPU per relayed byte; its TLS server "
+                        "(Rust packet layer, ~3x less CPU per relayed byte; its TLS server "
                         "cannot ask for the dialler's certificate: AUTH alone identifies it)")
     p.add_argument("--area", default="", help="locality label sent to the tracker (e.g. a country "
                    "code); peers of the same area are preferred as neighbours")

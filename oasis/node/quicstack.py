@@ -15,8 +15,8 @@ carries no knowledge of either stack's internals.
   control (:mod:`oasis.node.congestion`, warm links) plugs into it, and the
   listener asks the dialler for its TLS certificate (a private switch).
 * ``qh3`` (pinned, ``--quic qh3`` or ``OASIS_QUIC=qh3``): an aioquic fork whose
-  packet layer, loss recovery and congestion control are Rust; ~4× less CPU
-  per relayed byte (docs/benchmarks.md, *Transport cost*). What it lacks: its
+  packet layer, loss recovery and congestion control are Rust; ~3× less CPU
+  per relayed byte (docs/benchmarks.md, *The node on qh3*). What it lacks: its
   TLS server cannot send a CertificateRequest, so the listener learns the
   dialler's key from AUTH alone (docs/oftp.md §3: AUTH's transcript binds both
   keys and both nonces, so a relay cannot reuse a dialler's AUTH; the TLS check
