@@ -137,11 +137,14 @@ class AioquicStack(Stack):
     counts_received = True
 
     def __init__(self) -> None:
+        from aioquic.buffer import Buffer
         from aioquic.quic import events
         from aioquic.quic.configuration import QuicConfiguration
         from aioquic.quic.connection import QuicConnection, QuicConnectionState
+        from aioquic.quic.packet import QuicPacketType, pull_quic_header
 
         self.events = events
+        self._Buffer, self._pull, self._initial = Buffer, pull_quic_header, QuicPacketType.INITIAL
         self._Config = QuicConfiguration
         self._Conn = QuicConnection
         self._terminated = QuicConnectionState.TERMINATED
@@ -162,11 +165,9 @@ class AioquicStack(Stack):
         self._Listener = _ListenerConnection
 
     def header(self, data: bytes) -> Header:
-        from aioquic.buffer import Buffer
-        from aioquic.quic.packet import QuicPacketType, pull_quic_header
-
-        h = pull_quic_header(Buffer(data=data), host_cid_length=8)
-        return Header(h.packet_type == QuicPacketType.INITIAL, h.version, h.destination_cid,
+        # per datagram: everything it needs is bound once, in __init__
+        h = self._pull(self._Buffer(data=data), host_cid_length=8)
+        return Header(h.packet_type == self._initial, h.version, h.destination_cid,
                       h.source_cid, h.token)
 
     def supported_versions(self) -> list[int]:
