@@ -24,6 +24,7 @@ import json
 import os
 import time
 
+from oasis.node.quicstack import stack_name
 from oasis.sim.fidelity import fidelity
 
 
@@ -42,7 +43,7 @@ def main() -> int:
         cpu = (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system)
         wall = time.monotonic() - t0
         out["bench"] = {"wall_s": round(wall, 1), "cpu_s_processes": round(cpu, 1),
-                        "quic": os.environ.get("OASIS_QUIC") or "aioquic",
+                        "quic": stack_name(),
                         "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
         print(json.dumps(out), flush=True)
     return 0

@@ -22,7 +22,8 @@ instrumented: a ``sitecustomize`` put on the children's ``PYTHONPATH`` patches
 * the process's CPU (``/proc``-backed ``resource.getrusage``) over the run.
 
 Prints one JSON object: medians / p90 of each cost, and the fitted constants the
-simulator uses (``oasis/sim/oasis_run.py``: ``CPU_*``).
+simulator uses (``oasis/sim/oasis_run.py``: ``CPU_*``). Every process runs on aioquic
+(``OASIS_QUIC=aioquic``, whatever the node's default): the hooks read its congestion state.
 """
 
 from __future__ import annotations
@@ -394,7 +395,11 @@ def main() -> int:
     site = os.path.join(tmp, "site")
     os.makedirs(site)
     Path(site, "sitecustomize.py").write_text(SITECUSTOMIZE.format(path=str(Path(__file__).resolve())))
-    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "OASIS_HOPTRACE", "OASIS_HOPCOST_CC")}
+    old = {k: os.environ.get(k) for k in ("PYTHONPATH", "OASIS_HOPTRACE", "OASIS_HOPCOST_CC",
+                                          "OASIS_QUIC")}
+    # The instrumentation reads aioquic's congestion state, and the simulator's CPU_*
+    # constants were fitted to aioquic: the processes run on it (not the node's default).
+    os.environ["OASIS_QUIC"] = "aioquic"
     if args.cc:
         os.environ["OASIS_HOPCOST_CC"] = args.cc
     os.environ["PYTHONPATH"] = os.pathsep.join(x for x in (site, old["PYTHONPATH"]) if x)
@@ -409,7 +414,7 @@ def main() -> int:
             else:
                 os.environ[k] = v
     out = {"viewers": args.viewers, "duration_s": args.duration, "seed": args.seed,
-           "congestion_control": args.cc or "oasis", "quic": os.environ.get("OASIS_QUIC") or "aioquic",
+           "congestion_control": args.cc or "oasis", "quic": "aioquic",
            "real": {"p50_ms": res["latency_ms"]["p50"], "p95_ms": res["latency_ms"]["p95"],
                     "offload": res["offload_ratio"], "continuity": res["continuity"]},
            "costs": analyse(trace),

@@ -26,6 +26,7 @@ from procs import OasisProcess, wait_until  # noqa: E402
 from oasis.core import swarm as sw  # noqa: E402
 from oasis.media.ingest import video_kbps_for  # noqa: E402
 from oasis.media.testsource import TestSource  # noqa: E402
+from oasis.node.quicstack import stack_name  # noqa: E402
 
 
 def make_ts(path: str, kbps: int, seconds: int) -> None:
@@ -99,7 +100,7 @@ def main() -> int:
         sink_stats = [stats(s.info["gateway"])["streams"][0] for s in sinks]
         print(json.dumps({
             "bitrate_kbps": args.bitrate, "sinks": args.sinks, "window_s": round(wall, 1),
-            "quic": os.environ.get("OASIS_QUIC") or "aioquic",
+            "quic": stack_name(),
             "relay_media_out_mbps": round(out_mbps, 1),
             "relay_wire_in_out_mbps": round(wire * 8 / wall / 1e6, 1),
             "relay_cpu_cores": round(cores, 3),

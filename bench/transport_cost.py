@@ -10,7 +10,7 @@ process). Over ``--window`` seconds we read the relay's CPU seconds and the
 media bytes it pushed and print Mbit/s of media per busy core. The relay runs
 the node's own :class:`~oasis.node.transport.Endpoint` and
 :class:`~oasis.node.link.Link` (same QUIC stack, same session framing);
-``--stack qh3`` runs every process on qh3 instead of aioquic.
+``--stack aioquic`` runs every process on aioquic instead of qh3 (the default).
 ``--profile FILE`` writes a cProfile of the relay (costs CPU itself: use it
 for *where*, not *how much*).
 
@@ -311,7 +311,7 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-_STACK = ["aioquic"]
+_STACK = ["qh3"]
 
 
 def _stack() -> str:
@@ -324,7 +324,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=("relay", "viewer"), default="relay")
     ap.add_argument("--role", choices=("sink", "relay", "source"))
-    ap.add_argument("--stack", choices=("aioquic", "qh3"), default="aioquic",
+    ap.add_argument("--stack", choices=("aioquic", "qh3"), default="qh3",
                     help="the node's QUIC stack (every process: $OASIS_QUIC)")
     ap.add_argument("--mbps", type=float, default=40.0, help="relay mode: media into the relay")
     ap.add_argument("--sinks", type=int, default=8)

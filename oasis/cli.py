@@ -47,9 +47,10 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                    help="emulate this one-way delay on everything this node sends "
                         "(testing; kernel netem is unavailable here)")
     p.add_argument("--quic", choices=("aioquic", "qh3"), default=None,
-                   help="QUIC implementation: aioquic (default; also $OASIS_QUIC) or qh3 "
-                        "(Rust packet layer, ~3x less CPU per relayed byte; its TLS server "
-                        "cannot ask for the dialler's certificate: AUTH alone identifies it)")
+                   help="QUIC implementation (also $OASIS_QUIC): qh3 (default; Rust packet "
+                        "layer, ~3x less CPU per relayed byte; its TLS server cannot ask for "
+                        "the dialler's certificate: AUTH alone identifies it) or aioquic (pure "
+                        "Python; the node's own congestion control)")
     p.add_argument("--area", default="", help="locality label sent to the tracker (e.g. a country "
                    "code); peers of the same area are preferred as neighbours")
     p.add_argument("--api-listen", default="127.0.0.1:7480" if role == "node" else "127.0.0.1:0",

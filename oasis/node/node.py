@@ -9,7 +9,7 @@ Session events from the endpoint become core inputs; core actions become
 sends, chunk streams, HTTP origin fetches, deliveries and skips. After every
 input the stream's timer is re-armed at the core's next deadline. The swarm
 core sees wall-clock seconds (``time.time``) because chunk times are the
-broadcaster's wall clock; aioquic runs on the loop's monotonic clock.
+broadcaster's wall clock; QUIC runs on the loop's monotonic clock.
 
 Peers: every decision about a peer -- admit or refuse a link (neighbour limit,
 the simultaneous-dial rule, bans), where a JOIN or a message goes, a peer's

@@ -11,18 +11,21 @@ made us hold, whether a stream is still unsent, the peer's certificate key, the
 path a migrating peer now uses — each :class:`Stack` answers here, so the link
 carries no knowledge of either stack's internals.
 
-* ``aioquic`` (pinned, the default): pure Python. The node's own congestion
-  control (:mod:`oasis.node.congestion`, warm links) plugs into it, and the
-  listener asks the dialler for its TLS certificate (a private switch).
-* ``qh3`` (pinned, ``--quic qh3`` or ``OASIS_QUIC=qh3``): an aioquic fork whose
-  packet layer, loss recovery and congestion control are Rust; ~3× less CPU
-  per relayed byte (docs/benchmarks.md, *The node on qh3*). What it lacks: its
+* ``qh3`` (pinned, the default since 2026-12-01): an aioquic fork whose packet
+  layer, loss recovery and congestion control are Rust; ~3× less CPU per
+  relayed byte, and the only stack on which 20 real viewers on a 2-core machine
+  hold together (docs/benchmarks.md, *qh3 becomes the default*). What it lacks: its
   TLS server cannot send a CertificateRequest, so the listener learns the
   dialler's key from AUTH alone (docs/oftp.md §3: AUTH's transcript binds both
   keys and both nonces, so a relay cannot reuse a dialler's AUTH; the TLS check
   was defence in depth); its congestion control is its own (no warm initial
   window); the stream bytes it holds are bounded by QUIC flow control (the
   windows we advertise), not counted by us.
+* ``aioquic`` (pinned, ``--quic aioquic`` or ``OASIS_QUIC=aioquic``): pure
+  Python. The node's own congestion control (:mod:`oasis.node.congestion`, warm
+  links) plugs into it, and the listener asks the dialler for its TLS
+  certificate (a private switch). Under CPU starvation (20 viewer processes on 2
+  cores) its swarm collapses in about 1 run in 3 (continuity 0.38).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from oasis.core.wire import ALPN
 from .keystore import certificate_key, make_certificate
 
 STACKS = ("aioquic", "qh3")
-DEFAULT_STACK = "aioquic"
+DEFAULT_STACK = "qh3"
 #: QUIC idle timeout (s) on both stacks
 IDLE_TIMEOUT = 20.0
 
@@ -56,7 +59,7 @@ class Header(NamedTuple):
 
 
 def stack_name(name: str | None = None) -> str:
-    """The stack asked for (``name``, else ``$OASIS_QUIC``, else aioquic); ValueError if unknown."""
+    """The stack asked for (``name``, else ``$OASIS_QUIC``, else qh3); ValueError if unknown."""
     chosen = name or os.environ.get("OASIS_QUIC") or DEFAULT_STACK
     if chosen not in STACKS:
         raise ValueError(f"unknown QUIC stack {chosen!r} (choose from {', '.join(STACKS)})")
@@ -263,7 +266,17 @@ class Qh3Stack(Stack):
         self.errors = (ValueError, RuntimeError, AssertionError, QuicConnectionError)
         self._pull = pull_quic_header
         self._Config = QuicConfiguration
-        self._Conn = QuicConnection
+
+        class _Connection(QuicConnection):
+            # qh3 parses every sent packet's header in Python for a qlog logger before
+            # it looks whether there is one. The node never sets a logger; with one (or
+            # if qh3 renames the attribute), qh3's own code runs. Relay CPU -3 % (noise-
+            # level: bench/relay_throughput.py 258-261 -> 261-275 Mbit/s per core).
+            def _log_packets(self, event: str, data: bytes) -> None:
+                if getattr(self, "_quic_logger", True) is not None:
+                    super()._log_packets(event, data)
+
+        self._Conn = _Connection
         self._terminated = QuicConnectionState.TERMINATED
         # qh3 logs every peer close and protocol error at WARNING (logger "quic", as
         # aioquic's); the link counts them.

@@ -68,7 +68,7 @@ class Common:
     rewards: Any = None  #: oasis.node.rewards.RewardsConfig, or None: no proof of relay
     link_delay_ms: float = 0.0  #: emulated one-way delay on all QUIC datagrams sent (testing)
     area: str = ""  #: locality label sent to the tracker (e.g. a country code)
-    quic: str | None = None  #: QUIC stack: aioquic or qh3 (None: $OASIS_QUIC, else aioquic)
+    quic: str | None = None  #: QUIC stack: qh3 or aioquic (None: $OASIS_QUIC, else qh3)
     #: stream parameters the user gave explicitly (a viewer reports those its descriptor overrides)
     given: dict[str, int] = field(default_factory=dict)
     api_listen: str | None = None  #: the local API's HOST:PORT (loopback); None/"off": no API

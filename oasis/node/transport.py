@@ -14,8 +14,8 @@ one sans-I/O :class:`~oasis.core.session.Session`:
 * QUIC events go in, session actions come out; after every input the link
   flushes datagrams and re-arms QUIC's timer.
 
-The QUIC implementation is a :class:`~oasis.node.quicstack.Stack`: aioquic (the
-default) or qh3 (``quic="qh3"``, ``--quic qh3`` or ``OASIS_QUIC=qh3``).
+The QUIC implementation is a :class:`~oasis.node.quicstack.Stack`: qh3 (the
+default) or aioquic (``quic="aioquic"``, ``--quic aioquic`` or ``OASIS_QUIC=aioquic``).
 
 Identity: certificates are made from the node key; the dialler checks the
 certificate key against the pinned peer id as soon as the TLS handshake
@@ -98,7 +98,7 @@ class Endpoint(asyncio.DatagramProtocol):
                  max_reorder_bytes: int = MAX_REORDER_BYTES, gso: bool = True,
                  quic: str | None = None) -> None:
         self.identity = identity
-        #: the QUIC implementation (``quic``, else ``$OASIS_QUIC``, else aioquic)
+        #: the QUIC implementation (``quic``, else ``$OASIS_QUIC``, else qh3)
         self.stack: Stack = make_stack(quic)
         self.on_event = on_event
         #: called with a link whose peer's address changed (QUIC migrated the connection)

@@ -1,8 +1,8 @@
 """One broadcaster and 10 viewer processes on loopback, real QUIC, real video.
 
 The swarm mixes the node's two QUIC stacks: the broadcaster and every other viewer run
-aioquic (the default), the rest qh3 (``OASIS_QUIC=qh3``), so both stacks carry the stream
-and talk to each other.
+aioquic (``OASIS_QUIC=aioquic``), the rest qh3 (the default), so both stacks carry the
+stream and talk to each other.
 
 Every viewer's player output must be the broadcaster's chunks, byte-identical
 and in order, and decode with PyAV. What a loaded machine can move is bounded
@@ -71,7 +71,8 @@ def swarm(tmp_path):
         # since the first viewer's start are still there when a loaded machine has taken
         # long to bring every viewer 40 chunks along (10 s at the 33 ms default was not)
         b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "1000", "--chunk-ms", "100",
-                          "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
+                          "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"),
+                         env={"OASIS_QUIC": STACKS[0]})
         procs.append(b)
         info = b.wait_info()
         viewers = []

@@ -48,10 +48,10 @@ async def _node(stack: str) -> Node:
 
 def test_the_stack_comes_from_the_argument_then_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OASIS_QUIC", raising=False)
-    assert stack_name() == "aioquic"
-    monkeypatch.setenv("OASIS_QUIC", "qh3")
     assert stack_name() == "qh3" and make_stack().name == "qh3"
-    assert stack_name("aioquic") == "aioquic"
+    monkeypatch.setenv("OASIS_QUIC", "aioquic")
+    assert stack_name() == "aioquic" and make_stack().name == "aioquic"
+    assert stack_name("qh3") == "qh3"
     monkeypatch.setenv("OASIS_QUIC", "quiche")
     with pytest.raises(ValueError, match="unknown QUIC stack 'quiche'"):
         stack_name()
