@@ -46,7 +46,10 @@ P50_TOL_MS, P50_TOL_REL = 75.0, 0.50
 P95_TOL_MS, P95_TOL_REL = 100.0, 0.50
 OFFLOAD_TOL = 0.20
 CONTINUITY_MIN = 0.98  #: the simulator (deterministic: the machine cannot move it)
-REAL_CONTINUITY_FLOOR = 0.6  #: a swarm, not a stall; quiet 0.999, loaded 0.909
+#: a swarm, not a stall. On qh3 (the default) 0.88-0.91 counted from each join (0.99 once
+#: playing), quiet or with one core busy (6 runs, 2026-12-01); aioquic collapsed to
+#: 0.25-0.38 in 3 of 7 runs that day (tests/node runs it with OASIS_QUIC=aioquic)
+REAL_CONTINUITY_FLOOR = 0.6
 REAL_OFFLOAD_FLOOR = 0.3  #: quiet 0.87-0.90; the origin alone would be 0
 
 
@@ -55,7 +58,7 @@ def band(sim: float, abs_tol: float, rel_tol: float) -> float:
 
 
 async def test_simulator_matches_real_processes():
-    out = await fidelity(VIEWERS, DURATION_S, SEED)
+    out = await fidelity(VIEWERS, DURATION_S, SEED, medians=False)  # the bench reports medians
     real, sim, d = out["real"], out["sim"], out["diff"]
     print(out)  # the numbers, for -s
     # The real swarm forms (what load cannot move, or only a little).
