@@ -73,7 +73,8 @@ demo: $(STAMP) $(CORE_STAMP)
 test: $(STAMP) $(CORE_STAMP)
 	$(BIN)/ruff check oasis tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -p no:xdist -m serial
 
 bench: $(STAMP) $(CORE_STAMP)
 	$(BIN)/python bench/live_swarm.py --viewers 20 --duration 60

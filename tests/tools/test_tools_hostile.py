@@ -44,7 +44,7 @@ def test_every_mode_against_a_real_broadcaster(tmp_path):
         modes = [m for m in hostile.MODES if m != "tickets"]  # no proof of relay here
         argv = [sys.executable, "-m", "oasis.tools.hostile", "--victim", victim,
                 "--stream", info["stream_id"], "--tracker", info["tracker"],
-                "--duration", "30", "--rate", "300", "--max-sends", "3000", "--seed", "1"]
+                "--duration", "60", "--rate", "300", "--max-sends", "3000", "--seed", "1"]
         for m in modes:
             argv += ["--mode", m]
         out = subprocess.run(argv, capture_output=True, timeout=150, check=True)
