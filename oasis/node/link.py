@@ -105,6 +105,21 @@ class Link:
             self.quic.receive_datagram(data, self.addr if addr is None else addr, now)
         except self.stack.errors as exc:  # qh3: the connection is closed (or its core failed)
             self._quic_refused(exc)
+        self._received_from(addr)
+
+    def datagrams_received(self, datagrams: list[bytes], now: float, addr: tuple[str, int]) -> None:
+        """A run of datagrams from ``addr``, in order (the endpoint's batch, see
+        :attr:`Stack.batch_receive`): QUIC takes them in one call, events are drained once."""
+        self.datagrams_in += len(datagrams)
+        self.wire_in += sum(map(len, datagrams)) + UDP_IP_HEADER * len(datagrams)
+        self.heard_at = now
+        try:
+            self.stack.receive_many(self.quic, datagrams, addr, now)
+        except self.stack.errors as exc:
+            self._quic_refused(exc)
+        self._received_from(addr)
+
+    def _received_from(self, addr: tuple[str, int] | None) -> None:
         if addr is not None and addr != self.addr:
             path = self.stack.path(self.quic)
             if path is not None and path != self.addr:

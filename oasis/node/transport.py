@@ -146,6 +146,10 @@ class Endpoint(asyncio.DatagramProtocol):
         self._dirty: dict[Link, None] = {}
         self._batching = False
         self._batch_link: Link | None = None  #: the link the batch's last datagram was for
+        #: datagrams of the batch's current run (one link, one address) not yet handed to
+        #: it (stacks with ``batch_receive``); at most a socket wake-up's (udp.MAX_BATCH)
+        self._run: list[bytes] = []
+        self._run_addr: tuple[str, int] | None = None
         self._delay_timer: asyncio.TimerHandle | None = None
         self._mds = max_datagram_size
         self._server_config = self._config(is_client=False)
@@ -201,6 +205,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.datagram_received(data, addr)
 
     def _end_batch(self) -> None:
+        self._deliver_run()
         self._batching = False
         self._batch_link = None
         self._flush_dirty()
@@ -261,12 +266,28 @@ class Endpoint(asyncio.DatagramProtocol):
             link = self._accept(data, header, addr)
             if link is None:
                 return
-        if link is not self._batch_link:
-            # Coalesce only a run of datagrams for one link: before another link's input,
-            # what the earlier ones asked for goes out (the order between links is kept).
-            self._flush_dirty()
-            self._batch_link = link
+        if link is not self._batch_link or addr != self._run_addr:
+            self._deliver_run()
+            if link is not self._batch_link:
+                # Coalesce only a run of datagrams for one link: before another link's
+                # input, what the earlier ones asked for goes out (the order between
+                # links is kept).
+                self._flush_dirty()
+                self._batch_link = link
+        if self._batching and self.stack.batch_receive:
+            self._run.append(data)
+            self._run_addr = addr
+            return
         link.datagram_received(data, self.loop.time(), addr)
+
+    def _deliver_run(self) -> None:
+        """Hand the current run of datagrams to its link, in one call."""
+        run, link, addr = self._run, self._batch_link, self._run_addr
+        if not run:
+            return
+        self._run = []
+        if link is not None and addr is not None and link in self.links:
+            link.datagrams_received(run, self.loop.time(), addr)
 
     def _accept(self, data: bytes, header: Header, addr: tuple[str, int]) -> Link | None:
         """A datagram for no connection of ours: a new link, a Retry, or nothing (counted)."""

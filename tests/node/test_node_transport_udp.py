@@ -6,6 +6,7 @@ import errno
 import socket
 from typing import Any
 
+import pytest
 from procs import until
 
 from oasis.core import swarm as sw
@@ -77,6 +78,12 @@ class _Refusing:
 
     def recvfrom(self, n: int) -> Any:
         return self.real.recvfrom(n)
+
+    def recvmsg(self, n: int, anc: int) -> Any:
+        return self.real.recvmsg(n, anc)
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.real.setsockopt(level, option, value)
 
     def sendto(self, data: bytes, addr: Any) -> int:
         if self.full > 0:
@@ -172,5 +179,112 @@ async def test_a_burst_from_one_peer_is_flushed_once_per_run_not_per_datagram() 
         assert flushes.get(id(lb), 0) - before_flush < received / 2
     finally:
         lk.Link.transmit_now = orig  # type: ignore[method-assign]
+        await a.close()
+        await b.close()
+
+
+async def _gso_run_to_a_udpsocket(gro: bool) -> tuple[UdpSocket, list[tuple[bytes, Any]], list[bytes], int]:
+    """A GSO sender's runs (and single datagrams) to a UdpSocket: what it delivered."""
+    got: list[tuple[bytes, Any]] = []
+    batches = [0]
+    u = UdpSocket.bind("127.0.0.1", 0, on_datagram=lambda d, a: got.append((d, a)),
+                       on_batch_end=lambda: batches.__setitem__(0, batches[0] + 1), gro=gro)
+    s = UdpSocket.bind("127.0.0.1", 0, on_datagram=lambda d, a: None, on_batch_end=lambda: None)
+    # 1350-byte runs with short tails, then a lone datagram, then a run again
+    sizes = [1350] * 40 + [700] + [1200] + [1350] * 9 + [1]
+    sent = [bytes([i % 256]) * n for i, n in enumerate(sizes)]
+    s.send_many(sent, u.get_extra_info("sockname"))
+    await until(lambda: len(got) >= len(sent), 5)
+    s.close()
+    return u, got, sent, s.get_extra_info("sockname")[1]
+
+
+async def test_coalesced_reads_are_cut_back_into_the_datagrams_sent() -> None:
+    u, got, sent, port = await _gso_run_to_a_udpsocket(gro=True)
+    try:
+        assert [d for d, _ in got] == sent
+        assert all(a == ("127.0.0.1", port) for _, a in got)
+        assert u.counters["datagrams_in"] == len(sent)
+        if u.gro:  # this kernel coalesces: loopback hands a GSO run to a GRO socket whole
+            assert u.counters["gro_reads"] >= 1
+            assert u.counters["batches"] < len(sent)
+    finally:
+        u.close()
+
+
+async def test_without_gro_every_datagram_is_read_alone() -> None:
+    u, got, sent, _ = await _gso_run_to_a_udpsocket(gro=False)
+    try:
+        assert not u.gro
+        assert [d for d, _ in got] == sent
+        assert u.counters["gro_reads"] == 0
+    finally:
+        u.close()
+
+
+async def test_a_read_over_64k_is_dropped_and_counted_not_delivered() -> None:
+    got: list[bytes] = []
+    u = UdpSocket.bind("127.0.0.1", 0, on_datagram=lambda d, a: got.append(d), on_batch_end=lambda: None)
+    try:
+        if not u.gro:
+            pytest.skip("no UDP GRO on this kernel: reads are recvfrom, no truncation flag")
+        import oasis.node.udp as udp_mod
+        orig = udp_mod.READ_SIZE
+        udp_mod.READ_SIZE = 1000  # a read buffer shorter than the datagram
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(b"z" * 1200, u.get_extra_info("sockname"))
+            s.sendto(b"ok", u.get_extra_info("sockname"))
+            s.close()
+            await until(lambda: got == [b"ok"], 5)
+        finally:
+            udp_mod.READ_SIZE = orig
+        assert u.counters["truncated_reads"] == 1
+    finally:
+        u.close()
+
+
+@pytest.mark.parametrize("stack", ["qh3", "aioquic"])
+async def test_a_run_of_datagrams_reaches_qh3_in_one_call_and_aioquic_one_by_one(stack: str) -> None:
+    a = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
+    b = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
+    await a.start()
+    await b.start()
+    calls = {"one": 0, "runs": 0, "in_runs": 0}
+    one, many = lk.Link.datagram_received, lk.Link.datagrams_received
+
+    def count_one(self: lk.Link, data: bytes, now: float, addr: Any = None) -> None:
+        calls["one"] += 1
+        one(self, data, now, addr)
+
+    def count_many(self: lk.Link, datagrams: list[bytes], now: float, addr: Any) -> None:
+        calls["runs"] += 1
+        calls["in_runs"] += len(datagrams)
+        many(self, datagrams, now, addr)
+
+    lk.Link.datagram_received = count_one  # type: ignore[method-assign]
+    lk.Link.datagrams_received = count_many  # type: ignore[method-assign]
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        await until(lambda: a.identity.public in b.links_by_peer, 10)
+        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
+        got: list[wire.ChunkMsg] = []
+        b.endpoint.on_event = lambda link, ev: got.append(ev.chunk) if hasattr(ev, "chunk") else None
+        sid = StreamId(a.identity.public, "run")
+        chunks = [sign_chunk(a.identity, sid, seq, 0, False, bytes([seq]) * 60_000) for seq in range(6)]
+        before = lb.datagrams_in
+        for c in chunks:
+            la.send_chunk(c, 1e12)
+        await until(lambda: len(got) == len(chunks), 20)
+        assert got == chunks  # every byte, in order
+        received = lb.datagrams_in - before
+        assert received > 250
+        if stack == "qh3":  # runs: fewer calls than datagrams, every datagram in one of them
+            assert calls["runs"] < received / 2 and calls["in_runs"] >= received
+        else:  # aioquic: each datagram alone (its per-datagram checks stay exact)
+            assert calls["runs"] == 0 and calls["one"] >= received
+    finally:
+        lk.Link.datagram_received = one  # type: ignore[method-assign]
+        lk.Link.datagrams_received = many  # type: ignore[method-assign]
         await a.close()
         await b.close()
