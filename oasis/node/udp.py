@@ -119,53 +119,22 @@ class UdpSocket:
 
     # -- reading -------------------------------------------------------------------
     def _on_readable(self) -> None:
-        if self.gro:
-            self._read_gro()
-            return
-        recv = self.sock.recvfrom
-        deliver = self.on_datagram
-        n = errors = 0
-        try:
-            while n + errors < MAX_BATCH and not self._closing:
-                try:
-                    data, addr = recv(READ_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError:  # an ICMP error reported on the socket: nothing to read
-                    errors += 1
-                    continue
-                n += 1
-                deliver(data, addr)
-        finally:
-            if n:
-                self.counters["batches"] += 1
-                self.counters["datagrams_in"] += n
-                self.on_batch_end()
-
-    def _read_gro(self) -> None:
-        """As :meth:`_on_readable`, with reads that may hold several datagrams (UDP GRO)."""
-        recv = self.sock.recvmsg
         deliver = self.on_datagram
         c = self.counters
         n = errors = 0
         try:
             while n + errors < MAX_BATCH and not self._closing:
                 try:
-                    data, anc, flags, addr = recv(READ_SIZE, _GRO_ANC)
+                    data, addr, seg = self._recv()
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:  # an ICMP error reported on the socket: nothing to read
                     errors += 1
                     continue
-                if flags & socket.MSG_TRUNC:  # more than 64 KB: not a datagram run we sent for
+                if seg < 0:  # more than 64 KB: not a datagram run anyone sent us
                     c["truncated_reads"] += 1
                     errors += 1
-                    continue
-                seg = 0
-                for level, kind, cdata in anc:
-                    if level == socket.SOL_UDP and kind == UDP_GRO and len(cdata) >= _GRO_SEG.size:
-                        seg = _GRO_SEG.unpack_from(cdata)[0]
-                if 0 < seg < len(data):
+                elif 0 < seg < len(data):  # a coalesced run: cut back at the segment size
                     c["gro_reads"] += 1
                     for off in range(0, len(data), seg):
                         n += 1
@@ -177,9 +146,23 @@ class UdpSocket:
                     deliver(data, addr)
         finally:
             if n:
-                self.counters["batches"] += 1
-                self.counters["datagrams_in"] += n
+                c["batches"] += 1
+                c["datagrams_in"] += n
                 self.on_batch_end()
+
+    def _recv(self) -> tuple[bytes, Addr, int]:
+        """One read: its bytes, the sender and the GRO segment size (0: one datagram,
+        -1: truncated). Raises what the socket raises."""
+        if not self.gro:
+            data, addr = self.sock.recvfrom(READ_SIZE)
+            return data, addr, 0
+        data, anc, flags, addr = self.sock.recvmsg(READ_SIZE, _GRO_ANC)
+        if flags & socket.MSG_TRUNC:
+            return data, addr, -1
+        for level, kind, cdata in anc:
+            if level == socket.SOL_UDP and kind == UDP_GRO and len(cdata) >= _GRO_SEG.size:
+                return data, addr, _GRO_SEG.unpack_from(cdata)[0]
+        return data, addr, 0
 
     # -- writing -------------------------------------------------------------------
     def sendto(self, data: bytes, addr: Addr) -> None:

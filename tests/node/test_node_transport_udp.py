@@ -149,6 +149,15 @@ async def test_a_kernel_without_gso_gets_one_datagram_per_send() -> None:
         u.close()
 
 
+async def _linked(a: Node, b: Node) -> tuple[lk.Link, lk.Link, list[wire.ChunkMsg]]:
+    """``a`` dials ``b``; both ends of the link, and the chunks ``b`` will receive."""
+    assert await a.connect(b.peer_id, *b.endpoint.address)
+    await until(lambda: a.identity.public in b.links_by_peer, 10)
+    got: list[wire.ChunkMsg] = []
+    b.endpoint.on_event = lambda link, ev: got.append(ev.chunk) if hasattr(ev, "chunk") else None
+    return a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public], got
+
+
 async def test_a_burst_from_one_peer_is_flushed_once_per_run_not_per_datagram() -> None:
     a, b = Node(Identity.generate(), sw.SwarmConfig()), Node(Identity.generate(), sw.SwarmConfig())
     await a.start()
@@ -162,11 +171,7 @@ async def test_a_burst_from_one_peer_is_flushed_once_per_run_not_per_datagram() 
 
     lk.Link.transmit_now = counting  # type: ignore[method-assign]
     try:
-        assert await a.connect(b.peer_id, *b.endpoint.address)
-        await until(lambda: a.identity.public in b.links_by_peer, 10)
-        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
-        got: list[wire.ChunkMsg] = []
-        b.endpoint.on_event = lambda link, ev: got.append(ev.chunk) if hasattr(ev, "chunk") else None
+        la, lb, got = await _linked(a, b)
         sid = StreamId(a.identity.public, "burst")
         before_in, before_flush = lb.datagrams_in, flushes.get(id(lb), 0)
         for seq in range(4):  # ~400 KB: hundreds of datagrams, sent in bursts
@@ -265,11 +270,7 @@ async def test_a_run_of_datagrams_reaches_qh3_in_one_call_and_aioquic_one_by_one
     lk.Link.datagram_received = count_one  # type: ignore[method-assign]
     lk.Link.datagrams_received = count_many  # type: ignore[method-assign]
     try:
-        assert await a.connect(b.peer_id, *b.endpoint.address)
-        await until(lambda: a.identity.public in b.links_by_peer, 10)
-        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
-        got: list[wire.ChunkMsg] = []
-        b.endpoint.on_event = lambda link, ev: got.append(ev.chunk) if hasattr(ev, "chunk") else None
+        la, lb, got = await _linked(a, b)
         sid = StreamId(a.identity.public, "run")
         chunks = [sign_chunk(a.identity, sid, seq, 0, False, bytes([seq]) * 60_000) for seq in range(6)]
         before = lb.datagrams_in
