@@ -50,6 +50,8 @@ from oasis.core.stream import StreamId
 from oasis.core.streamlink import LinkError
 from oasis.core.wire import ErrorCode
 
+from .http import read_capped
+
 if TYPE_CHECKING:
     from .node import Node
 
@@ -471,7 +473,7 @@ class Files:
         try:
             async with self.node.http.get(url, timeout=aiohttp.ClientTimeout(total=fs.ORIGIN_TIMEOUT)) as r:
                 if r.status == 200:
-                    body = await r.content.read(wire.MAX_CONTROL_FRAME + 1)
+                    body = await read_capped(r.content, wire.MAX_CONTROL_FRAME)  # to its end
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.debug("origin %s failed: %s", url, exc)
         if body is None:

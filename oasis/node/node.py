@@ -176,6 +176,8 @@ class LiveStream:
     async def _fetch_origin(self, seq: int, deadline: float) -> None:
         """A chunk from the origin/CDN; for ``ORIGIN_LATEST`` first the origin's
         ``latest.json`` (capped, strictly decoded: it is not signed, the chunk it names is)."""
+        from .http import read_capped  # (http imports this module)
+
         chunk: wire.ChunkMsg | None = None
         if self.origin_url:
             base = f"{self.origin_url.rstrip('/')}/{self.text_id}"
@@ -196,7 +198,8 @@ class LiveStream:
                 timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.node.clock()))
                 async with self.node.http.get(url, timeout=timeout) as r:
                     if r.status == 200:
-                        body = await r.content.read(wire.MAX_CHUNK_MESSAGE + 1)
+                        # to the body's end: a CDN's reply may come in several segments
+                        body = await read_capped(r.content, wire.MAX_CHUNK_MESSAGE)
                         chunk = wire.decode_chunk(body)
             except (aiohttp.ClientError, TimeoutError, wire.WireError, ValueError) as exc:
                 self.origin_failures += 1

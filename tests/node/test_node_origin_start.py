@@ -140,3 +140,61 @@ async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
     finally:
         await node.close()
         await runner.cleanup()
+
+
+async def test_a_chunk_body_in_several_segments_is_read_to_its_end() -> None:
+    """A CDN or origin may send a chunk's body in several TCP segments: the viewer reads
+    it to its end (``read(n)`` alone returns the first segment, which then failed to
+    decode and the chunk was lost). A real Node's fetch path, an aiohttp origin that
+    pauses between segments as a network would."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from oasis.core import swarm as sw
+    from oasis.core import wire
+    from oasis.core.stream import StreamId, sign_chunk
+    from oasis.node.node import Node
+
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    segments_sent: list[int] = []
+
+    async def latest(request: web.Request) -> web.Response:
+        return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
+
+    async def chunk(request: web.Request) -> web.StreamResponse:
+        seq = int(request.match_info["seq"])
+        body = wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 18_800))
+        resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
+        await resp.prepare(request)
+        third = len(body) // 3
+        for k, part in enumerate((body[:third], body[third:2 * third], body[2 * third:])):
+            if k:
+                await asyncio.sleep(0.02)  # the network's gap between segments (not a test wait)
+            await resp.write(part)
+            segments_sent.append(len(part))
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/latest.json", latest)
+    app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=1.0)  # 1 s per try
+    node = Node(Identity.generate(), cfg, target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+        assert ls.swarm.start_seq == 9
+        assert ls.origin_failures == 0  # the first answer, read whole, started it
+        assert len(segments_sent) >= 3
+    finally:
+        await node.close()
+        await runner.cleanup()
