@@ -338,7 +338,9 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         per_viewer.append({"viewer": i, "joined_at": st["record"]["joined_at"],
                            "peer_id": s["peer_id"][:12], "depth": st["depth"], "bytes": st["bytes"],
                            "latency_p50_ms": st["latency_p50_ms"], "skipped": st["skipped"],
-                           "origin_fetches": st["origin_fetches"]})
+                           "origin_fetches": st["origin_fetches"],
+                           "origin_failures": st.get("origin_failures", 0),
+                           "late": st["swarm_counters"]["late"]})
     # A chunk is judged once its deadline passed; the last ones are still in flight.
     summary = summarize(records, produced, now - 1.0, playout_delay=0.5)
     errors = violations + bad + missing_stats
