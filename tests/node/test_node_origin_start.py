@@ -34,6 +34,20 @@ def _dead_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def _origin(sid: Any, latest: Any, chunk: Any) -> tuple[Any, int]:
+    """An aiohttp origin on loopback with these two handlers: its runner and port."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/latest.json", latest)
+    app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 def test_a_viewer_no_peer_reaches_plays_from_the_origin(tmp_path: Path) -> None:
     procs: list[OasisProcess] = []
     try:
@@ -117,14 +131,7 @@ async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
             c = sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)
         return web.Response(body=wire.encode(c))
 
-    app = web.Application()
-    app.router.add_get(f"/origin/{sid}/latest.json", latest)
-    app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await _origin(sid, latest, chunk)
     cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=0.1)
     node = Node(Identity.generate(), cfg, target_neighbours=0)
     await node.start()
@@ -178,14 +185,7 @@ async def test_a_chunk_body_in_several_segments_is_read_to_its_end() -> None:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
-    app.router.add_get(f"/origin/{sid}/latest.json", latest)
-    app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await _origin(sid, latest, chunk)
     cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=1.0)  # 1 s per try
     node = Node(Identity.generate(), cfg, target_neighbours=0)
     await node.start()
