@@ -149,14 +149,16 @@ async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
         await runner.cleanup()
 
 
-async def test_a_chunk_body_in_several_segments_is_read_to_its_end() -> None:
+async def test_a_chunk_body_in_several_segments_is_read_to_its_end(monkeypatch: Any) -> None:
     """A CDN or origin may send a chunk's body in several TCP segments: the viewer reads
     it to its end (``read(n)`` alone returns the first segment, which then failed to
     decode and the chunk was lost). A real Node's fetch path, an aiohttp origin that
-    pauses between segments as a network would."""
+    sends each segment only once the viewer has read the one before (so the body
+    certainly arrives in pieces)."""
     import asyncio
     import time
 
+    import aiohttp
     from aiohttp import web
 
     from oasis.core import swarm as sw
@@ -167,6 +169,16 @@ async def test_a_chunk_body_in_several_segments_is_read_to_its_end() -> None:
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
     segments_sent: list[int] = []
+    read_some = asyncio.Event()  #: the viewer's HTTP client returned bytes from a read
+    plain_read = aiohttp.StreamReader.read
+
+    async def read(self: aiohttp.StreamReader, n: int = -1) -> bytes:
+        got = await plain_read(self, n)
+        if got:
+            read_some.set()
+        return got
+
+    monkeypatch.setattr(aiohttp.StreamReader, "read", read)
 
     async def latest(request: web.Request) -> web.Response:
         return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
@@ -177,11 +189,12 @@ async def test_a_chunk_body_in_several_segments_is_read_to_its_end() -> None:
         resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
         await resp.prepare(request)
         third = len(body) // 3
-        for k, part in enumerate((body[:third], body[third:2 * third], body[2 * third:])):
-            if k:
-                await asyncio.sleep(0.02)  # the network's gap between segments (not a test wait)
+        for part in (body[:third], body[third:2 * third], body[2 * third:]):
+            read_some.clear()
             await resp.write(part)
             segments_sent.append(len(part))
+            if len(segments_sent) < 3:  # the next segment only after the viewer read this one
+                await asyncio.wait_for(read_some.wait(), 10)
         await resp.write_eof()
         return resp
 
