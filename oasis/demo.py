@@ -339,7 +339,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
                            "peer_id": s["peer_id"][:12], "depth": st["depth"], "bytes": st["bytes"],
                            "latency_p50_ms": st["latency_p50_ms"], "skipped": st["skipped"],
                            "origin_fetches": st["origin_fetches"],
-                           "origin_failures": st.get("origin_failures", 0),
+                           "origin_failures": st["origin_failures"],
                            "late": st["swarm_counters"]["late"]})
     # A chunk is judged once its deadline passed; the last ones are still in flight.
     summary = summarize(records, produced, now - 1.0, playout_delay=0.5)

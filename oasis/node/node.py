@@ -176,7 +176,7 @@ class LiveStream:
     async def _fetch_origin(self, seq: int, deadline: float) -> None:
         """A chunk from the origin/CDN; for ``ORIGIN_LATEST`` first the origin's
         ``latest.json`` (capped, strictly decoded: it is not signed, the chunk it names is)."""
-        from .http import read_capped  # (http imports this module)
+        from .http import read_capped, read_reply  # (http imports this module)
 
         chunk: wire.ChunkMsg | None = None
         if self.origin_url:
@@ -184,7 +184,6 @@ class LiveStream:
             url = f"{base}/latest.json"
             try:
                 if seq == sw.ORIGIN_LATEST:
-                    from .http import read_reply  # (http imports this module)
                     timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.node.clock()))
                     async with self.node.http.get(url, timeout=timeout) as r:
                         if r.status != 200:

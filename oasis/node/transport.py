@@ -147,7 +147,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._batching = False
         self._batch_link: Link | None = None  #: the link the batch's last datagram was for
         #: datagrams of the batch's current run (one link, one address) not yet handed to
-        #: it (stacks with ``batch_receive``); at most a socket wake-up's (udp.MAX_BATCH)
+        #: it (stacks with ``batch_receive``); at most one socket wake-up's reads
         self._run: list[bytes] = []
         self._run_addr: tuple[str, int] | None = None
         self._delay_timer: asyncio.TimerHandle | None = None
@@ -266,17 +266,17 @@ class Endpoint(asyncio.DatagramProtocol):
             link = self._accept(data, header, addr)
             if link is None:
                 return
-        if link is not self._batch_link or addr != self._run_addr:
+        if link is not self._batch_link:
+            # Coalesce only a run of datagrams for one link: before another link's input,
+            # what the earlier ones asked for goes out (the order between links is kept).
             self._deliver_run()
-            if link is not self._batch_link:
-                # Coalesce only a run of datagrams for one link: before another link's
-                # input, what the earlier ones asked for goes out (the order between
-                # links is kept).
-                self._flush_dirty()
-                self._batch_link = link
+            self._flush_dirty()
+            self._batch_link = link
         if self._batching and self.stack.batch_receive:
+            if addr != self._run_addr:  # a run comes from one address (a peer may migrate)
+                self._deliver_run()
+                self._run_addr = addr
             self._run.append(data)
-            self._run_addr = addr
             return
         link.datagram_received(data, self.loop.time(), addr)
 

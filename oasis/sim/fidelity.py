@@ -205,9 +205,8 @@ async def fidelity(viewers: int, duration_s: float, seed: int, *, medians: bool 
     real["viewers_started"] = res["viewers_started"]
     # the real origin (the broadcaster) is slower than the simulated one: how often the
     # fallback went there and how often it did not answer in time
-    pv = res.get("per_viewer", [])
-    real["origin_fetches"] = sum(p.get("origin_fetches", 0) for p in pv)
-    real["origin_failures"] = sum(p.get("origin_failures", 0) for p in pv)
+    real["origin_fetches"] = sum(p["origin_fetches"] for p in res["per_viewer"])
+    real["origin_failures"] = sum(p["origin_failures"] for p in res["per_viewer"])
     sim = run_sim(delays, res["joins_s"], res["sim_duration_s"], seed)
     out: dict[str, Any] = {"viewers": viewers, "seed": seed, "duration_s": duration_s,
                            "link_delays_ms": delays, "real": real, "sim": sim,
