@@ -206,3 +206,6 @@ class SwarmCounters:
     parents_withholding: int = 0
     withhold_strikes: int = 0  #: of those, confirmed by the parent's STATUS claiming the chunks
     withholders_dropped: int = 0  #: peers cut off past ``withhold_limit`` strikes
+    #: substreams a SUBSCRIBE_ACK accepted after we stopped asking (the SUBSCRIBE had timed
+    #: out): unsubscribed at once, or the peer would push to us and book its slots for ever
+    acks_unwanted: int = 0

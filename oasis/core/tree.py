@@ -229,6 +229,13 @@ class PushTree:
 
     def on_subscribe_ack(self, st: PeerState, msg: wire.SubscribeAck, now: float) -> None:
         mask = msg.accepted & st.pending_mask
+        # Accepted where we no longer ask (the SUBSCRIBE timed out on a busy peer and we
+        # went elsewhere): the peer now counts us as its child, pushes to us and books
+        # its slots for as long as the link lives. Tell it at once.
+        unwanted = msg.accepted & ~st.pending_mask & ~st.parent_mask & ((1 << self.config.substreams) - 1)
+        if unwanted:
+            self.counters.acks_unwanted += 1
+            self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=unwanted)))
         st.pending_mask &= ~(msg.accepted | msg.rejected)
         for j in _bits(msg.rejected):
             st.rejected_until[j] = now + self.config.reject_backoff

@@ -498,3 +498,34 @@ def test_a_path_change_is_told_at_once_to_children_only() -> None:
                  if isinstance(a, sw.Send) and isinstance(a.message, wire.Status)}
     assert sent == {child}
     assert node.status().paths[0][-3:] == [peer_tag(x), peer_tag(p), node.tag]
+
+
+def test_an_ack_after_the_subscribe_timed_out_is_answered_with_unsubscribe() -> None:
+    """A busy parent answers after ``subscribe_timeout``: we went elsewhere, so the
+    late accept is taken back at once; else the parent would push to us and keep
+    its slots booked for ever (a broadcaster with no slot left for anyone)."""
+    rng = random.Random(21)
+    b, slow, other, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
+    sid = StreamId(b, "t")
+    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=2),
+                    rng=random.Random(1), now=0.0)
+    node.add_peer(slow, 0.0, rtt=0.02)
+    node.on_message(slow, _status(sid.key, [[peer_tag(b), peer_tag(slow)]] * 2, [20, 20]), 0.0)
+    assert _subscribes(node) == {slow: 0b11}
+    timeout = node.config.subscribe_timeout
+    node.handle_timer(timeout + 0.01)  # unanswered: counts as rejected
+    node.add_peer(other, timeout + 0.1, rtt=0.05)
+    node.on_message(other, _status(sid.key, [[peer_tag(b), peer_tag(other)]] * 2, [40, 40]), timeout + 0.1)
+    assert _subscribes(node) == {other: 0b11}
+    node.on_message(other, wire.SubscribeAck(stream=sid.key, accepted=0b11, rejected=0), timeout + 0.2)
+    node.actions()
+    assert node.parents == [other, other]
+    # the slow peer's accept finally arrives
+    node.on_message(slow, wire.SubscribeAck(stream=sid.key, accepted=0b11, rejected=0), timeout + 0.5)
+    unsubs = _unsubscribes(node.actions())
+    assert [(a.peer, a.message.mask) for a in unsubs] == [(slow, 0b11)]
+    assert node.parents == [other, other] and node.counters.acks_unwanted == 1
+    # an ack for what we do ask is taken, and a repeated one is not unwanted
+    node.on_message(other, wire.SubscribeAck(stream=sid.key, accepted=0b11, rejected=0), timeout + 0.6)
+    assert not _unsubscribes(node.actions()) and node.counters.acks_unwanted == 1
+
