@@ -216,6 +216,21 @@ class Swarm:
         source = SOURCE_BROADCASTER if st.is_broadcaster else SOURCE_P2P
         self._accept(chunk, peer, source, now)
 
+    def _unsolicited(self, peer: bytes, j: int, now: float) -> None:
+        """A new chunk of substream ``j`` from ``peer``, not asked for: a push. If we are
+        not subscribed to it on ``j`` (nor waiting for its answer), the two sides disagree
+        (an answer lost with a closed duplicate link, a peer that restarted): it books its
+        slots for us and pushes for ever. Tell it which substreams we do not take from it."""
+        st = self.peers.get(peer)
+        if st is None or (st.parent_mask | st.pending_mask) >> j & 1:
+            return
+        self.counters.pushes_unsolicited += 1
+        if now < st.stray_told_at + 1.0:
+            return
+        st.stray_told_at = now
+        mask = ((1 << self.config.substreams) - 1) & ~(st.parent_mask | st.pending_mask)
+        self._actions.append(Send(peer, wire.Unsubscribe(stream=self.skey, mask=mask)))
+
     def _bad_chunk(self, st: PeerState) -> None:
         self.counters.bad_chunks += 1
         st.bad_chunks += 1
@@ -435,9 +450,12 @@ class Swarm:
         if peer is not None and peer == self.parents[j]:
             self.delay.sample(j, now - self.log.time_of(seq), True)
             self.tree.parent_pushed(j)
-        elif self.start_seq is not None and self.parents[j] is not None:
-            # from a repair or the origin first: does our parent withhold? (§ 9.2)
-            self.tree.got_elsewhere(j, seq, chunk.time_us / 1e6, now)
+        else:
+            if peer is not None and self.start_seq is not None and (want is None or peer not in want.asked):
+                self._unsolicited(peer, j, now)
+            if self.start_seq is not None and self.parents[j] is not None:
+                # from a repair or the origin first: does our parent withhold? (§ 9.2)
+                self.tree.got_elsewhere(j, seq, chunk.time_us / 1e6, now)
         held = self.held
         for st in self.peers.values():
             if st.key == peer:

@@ -168,6 +168,8 @@ class PeerState:
     withheld_path: list[bytes] = field(default_factory=list)
     is_broadcaster: bool = False
     rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
+    #: when we last told it UNSUBSCRIBE for pushes we never asked of it (rate limit)
+    stray_told_at: float = -INF
 
 
 @dataclass
@@ -209,3 +211,7 @@ class SwarmCounters:
     #: substreams a SUBSCRIBE_ACK accepted after we stopped asking (the SUBSCRIBE had timed
     #: out): unsubscribed at once, or the peer would push to us and book its slots for ever
     acks_unwanted: int = 0
+    #: chunks pushed by a peer we neither subscribed to on that substream nor asked for
+    #: the chunk (it counts us as a child, we do not count it as a parent: a message lost
+    #: with a closed duplicate link): told UNSUBSCRIBE, at most once a second per peer
+    pushes_unsolicited: int = 0

@@ -529,3 +529,47 @@ def test_an_ack_after_the_subscribe_timed_out_is_answered_with_unsubscribe() -> 
     node.on_message(other, wire.SubscribeAck(stream=sid.key, accepted=0b11, rejected=0), timeout + 0.6)
     assert not _unsubscribes(node.actions()) and node.counters.acks_unwanted == 1
 
+
+
+def test_a_lost_subscribe_ack_does_not_leave_the_parent_pushing_for_ever() -> None:
+    """The broadcaster's SUBSCRIBE_ACK to the first viewer is lost (as with a link
+    closed by the simultaneous-dial rule): the broadcaster counts it as a child on
+    every substream, the viewer times out and goes elsewhere. The viewer's answer to
+    the pushes it never asked for frees the broadcaster's slots; before, the
+    broadcaster kept pushing to it and had no slot left for anyone (seen on real
+    processes: a whole substream's tree without a root)."""
+    lost: list[bytes] = []
+
+    def keep(key: bytes, a: object) -> bool:
+        if key == net.bid.public and isinstance(a, sw.Send) and isinstance(a.message, wire.SubscribeAck) \
+                and a.message.accepted and not lost:
+            lost.append(a.peer)
+            return False
+        return True
+
+    net = RecNet(6, seed=5, delay=0.01, config=sw.SwarmConfig(chunk_ms=100, upload_kbps=6000),
+                 source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000))
+    net.keep = keep
+    net.produce(True)
+    net.tick(10)
+    keys = [net.bid.public]
+    for v in net.viewers:
+        net.join(v, list(keys))
+        keys.append(v)
+        net.tick(2)
+    net.tick(80)
+    assert lost, "test would be vacuous"
+    v = net.nodes[lost[0]]
+    src = net.source
+    theirs = src.peers[lost[0]].children_mask
+    ours = sum(1 << j for j, p in enumerate(v.parents) if p == net.bid.public)
+    assert theirs == ours, (theirs, ours)
+    assert v.counters.pushes_unsolicited >= 1
+    # every substream has a child of the broadcaster, and every viewer plays from peers
+    fed = 0
+    for st in src.peers.values():
+        fed |= st.children_mask
+    assert fed == (1 << src.config.substreams) - 1
+    for key in net.viewers:
+        got = assert_complete(net, key, net.now, {"p2p", "broadcaster", "origin"})
+        assert sum(d.source == "origin" for d in got.values()) <= 0.05 * len(got)
