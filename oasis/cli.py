@@ -64,7 +64,19 @@ def _chain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chain-dir", default=None, help="embedded chain directory (shared by local nodes)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: list[str] | None) -> str | None:
+    """The sub-command asked for: the first argument that is not an option."""
+    for a in sys.argv[1:] if argv is None else argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; the simulator's and the testbed's options (whose modules import
+    numpy and the testbed's runner: ~0.9 s of CPU) only when that command is asked
+    for, so a viewer's process does not pay for them at every start."""
+    cmd = _command(argv)
     ap = argparse.ArgumentParser(prog="oasis", description="Oasis live video over OFTP/QUIC")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -156,12 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     wl.add_argument("--offline", action="store_true", help="do not open the chain (no balances)")
     _chain(wl)
 
-    from oasis.testbed.runner import add_arguments as testbed_arguments
-    testbed_arguments(sub.add_parser("testbed", help="real nodes in network namespaces with world "
-                                     "delays, access links and NATs (root; docs/testbed.md)"))
-
-    from oasis.sim.cli import add_arguments as sim_arguments
-    sim_arguments(sub.add_parser("sim", help="simulate a swarm: Oasis vs baselines on a network model"))
+    tb = sub.add_parser("testbed", help="real nodes in network namespaces with world "
+                        "delays, access links and NATs (root; docs/testbed.md)")
+    if cmd == "testbed":
+        from oasis.testbed.runner import add_arguments as testbed_arguments
+        testbed_arguments(tb)
+    sm = sub.add_parser("sim", help="simulate a swarm: Oasis vs baselines on a network model")
+    if cmd == "sim":
+        from oasis.sim.cli import add_arguments as sim_arguments
+        sim_arguments(sm)
     return ap
 
 
@@ -213,7 +228,7 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.cmd == "testbed":
