@@ -96,14 +96,14 @@ from .swarmdefs import (
     SwarmConfig,
     SwarmCounters,
 )
-from .tree import HOP_GUESS, SWITCH_DWELL, SWITCH_GAIN, PushTree
+from .tree import HOP_GUESS, SILENT_PARENT, SWITCH_DWELL, SWITCH_GAIN, PushTree
 from .upload import UploadScheduler
 from .wire import ErrorCode
 
 #: the swarm's public names (the parts' definitions are re-exported from here)
 __all__ = [
     "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "ORIGIN_LATEST", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
-    "SOURCE_SELF", "STATUS_MIN_GAP", "SWITCH_DWELL", "SWITCH_GAIN", "U64_MAX", "Deliver",
+    "SILENT_PARENT", "SOURCE_SELF", "STATUS_MIN_GAP", "SWITCH_DWELL", "SWITCH_GAIN", "U64_MAX", "Deliver",
     "DropPeer", "FetchOrigin", "PeerState", "Push", "Send", "Skip", "Swarm", "SwarmAction",
     "SwarmConfig", "SwarmCounters",
 ]
@@ -208,7 +208,7 @@ class Swarm:
             if peer == self.parents[j]:
                 # a repair beat the parent's push: still what the tree takes
                 self.delay.sample(j, now - self.log.time_of(chunk.seq), True)
-                self.tree.parent_pushed(j)
+                self.tree.parent_pushed(j, chunk.seq, now)
             return
         if not self.verify(self.sid, chunk):
             self._bad_chunk(st)
@@ -449,7 +449,7 @@ class Swarm:
         j = seq % self.config.substreams
         if peer is not None and peer == self.parents[j]:
             self.delay.sample(j, now - self.log.time_of(seq), True)
-            self.tree.parent_pushed(j)
+            self.tree.parent_pushed(j, seq, now)
         else:
             if peer is not None and self.start_seq is not None and (want is None or peer not in want.asked):
                 self._unsolicited(peer, j, now)

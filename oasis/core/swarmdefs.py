@@ -215,3 +215,6 @@ class SwarmCounters:
     #: the chunk (it counts us as a child, we do not count it as a parent: a message lost
     #: with a closed duplicate link): told UNSUBSCRIBE, at most once a second per peer
     pushes_unsolicited: int = 0
+    #: parents dropped (and asked again) for pushing nothing for ``SILENT_PARENT`` while
+    #: their STATUS ran ahead: they had lost our subscription (the mirror of the above)
+    parents_silent: int = 0

@@ -78,6 +78,9 @@ SWITCH_DWELL = 5.0  #: and not within this long of the substream's last parent c
 #: a new parent's first pushes may be late (a fresh QUIC link paces them over an RTT or more):
 #: chunks made this long after we subscribed count against it only after the origin time (s)
 FRESH_GRACE = 1.0
+#: a fed parent that pushed us nothing for this long while its STATUS ran ahead has lost
+#: our subscription: asked again (s; the subscribe timeout plus a fresh link's grace)
+SILENT_PARENT = 3.0
 
 
 class PushTree:
@@ -113,6 +116,11 @@ class PushTree:
         self.miss_first = [-1] * k
         #: per substream: the current parent pushed at least one chunk since we subscribed
         self.parent_pushed_any = [False] * k
+        #: per substream: when the parent last pushed (or we subscribed), and the highest seq
+        #: we held then: a parent whose STATUS runs ahead of that while it stays silent has
+        #: lost us (:meth:`on_parent_status`)
+        self.pushed_at = [-INF] * k
+        self.pushed_seq = [-1] * k
         #: per substream: the previous parent, still subscribed, while the new one has
         #: not pushed yet (make before break); ``None``: no such
         self.standby: list[bytes | None] = [None] * k
@@ -258,6 +266,8 @@ class PushTree:
             self.miss_run[j] = 0
             self.parent_pushed_any[j] = False
             self.changed_at[j] = now
+            self.pushed_at[j] = now
+            self.pushed_seq[j] = self.log.latest
             self.delay.update(j, self.parents[j] is not None)
             st.parent_mask |= 1 << j
             path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
@@ -300,6 +310,7 @@ class PushTree:
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
             self.parent_pushed_any[j] = True  # it was pushing to us all along
+            self.pushed_seq[j] = max(self.pushed_seq[j], self.log.latest)
             self.delay.update(j, True)
             self.paths[j] = list(msg.paths[j]) + [self.tag]
             self.path_changed(j)
@@ -315,11 +326,23 @@ class PushTree:
 
     def on_parent_status(self, st: PeerState, msg: wire.Status, now: float) -> None:
         """A STATUS from ``st``: follow its paths on the substreams it feeds us."""
+        silent = False
         for j in _bits(st.parent_mask):
             path = msg.paths[j] if j < len(msg.paths) else []
             if self.parents[j] != st.key:  # our standby parent on j
                 if not path or self.tag in path:
                     self._unsubscribe_standby(j)
+                continue
+            if path and now - self.pushed_at[j] > SILENT_PARENT \
+                    and msg.latest > self.pushed_seq[j] + 2 * self.config.substreams:
+                # Fed, ahead of us by two rounds of every substream, and nothing pushed for
+                # SILENT_PARENT: it does not count us as a child (our SUBSCRIBE's effect was
+                # lost: a link it closed and we kept, a restart). Not a strike: ask again.
+                self.counters.parents_silent += 1
+                self.lose_parent(j)
+                self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
+                st.parent_mask &= ~(1 << j)
+                silent = True
                 continue
             if path:
                 self.unfed_since[j] = INF
@@ -340,13 +363,18 @@ class PushTree:
                 if new_path != self.paths[j]:
                     self.paths[j] = new_path
                     self.path_changed(j)
+        if silent:
+            self.select_parents(now)
 
     # ---- withholding parents -------------------------------------------------
-    def parent_pushed(self, j: int) -> None:
-        """Our parent on ``j`` pushed a chunk of it (new or a duplicate): it serves, and
-        the standby parent (if any) is released."""
+    def parent_pushed(self, j: int, seq: int, now: float) -> None:
+        """Our parent on ``j`` pushed chunk ``seq`` of it (new or a duplicate): it serves,
+        and the standby parent (if any) is released."""
         self.miss_run[j] = 0
         self.parent_pushed_any[j] = True
+        self.pushed_at[j] = now
+        if seq > self.pushed_seq[j]:
+            self.pushed_seq[j] = seq
         if self.standby[j] is not None:
             self._unsubscribe_standby(j)
 

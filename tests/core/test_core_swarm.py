@@ -482,9 +482,10 @@ def test_a_path_change_is_told_at_once_to_children_only() -> None:
     t = 5.0
     node.handle_timer(t)  # periodic STATUS goes to everyone
     node.actions()
-    # the parent's own path grows by one hop (it switched upstream): our path changes
+    # the parent's own path grows by one hop (it switched upstream): our path changes (its
+    # latest is not ahead of us: a parent silent while ahead would be dropped, SILENT_PARENT)
     x = Identity.from_private_bytes(rng.randbytes(32)).public
-    node.on_message(p, _status(sid.key, [[peer_tag(b), peer_tag(x), peer_tag(p)]], [90]), t + 0.1)
+    node.on_message(p, _status(sid.key, [[peer_tag(b), peer_tag(x), peer_tag(p)]], [90], latest=0), t + 0.1)
     node.actions()
     sent: set[bytes] = set()
     now = t + 0.1
@@ -573,3 +574,36 @@ def test_a_lost_subscribe_ack_does_not_leave_the_parent_pushing_for_ever() -> No
     for key in net.viewers:
         got = assert_complete(net, key, net.now, {"p2p", "broadcaster", "origin"})
         assert sum(d.source == "origin" for d in got.values()) <= 0.05 * len(got)
+
+
+
+def test_a_parent_that_forgot_its_child_is_asked_again() -> None:
+    """The mirror of the lost ACK: a parent loses its state for a child (the real node
+    saw it when one side closed a duplicate link the other kept) and pushes nothing,
+    while the child still counts it as parent, and nothing else reaches the child to
+    show it (on the real node its chunk clock ran ahead of a slow broadcaster, so its
+    repairs and origin fetches asked for chunks not made yet). Its STATUS runs ahead:
+    after SILENT_PARENT the child drops it, with no strike, and subscribes again."""
+    node, sid, b, p = _one_parent(16)
+    path = [[peer_tag(b), peer_tag(p)]]
+    node.on_message(p, _status(sid.key, path, [40], latest=3), 1.0)  # not ahead yet
+    node.on_message(p, _status(sid.key, path, [40], latest=5), 2.0)
+    assert node.parents[0] == p and not _unsubscribes(node.actions())
+    # ahead by more than two rounds, but within SILENT_PARENT of the subscription: kept
+    node.on_message(p, _status(sid.key, path, [40], latest=30), sw.SILENT_PARENT - 0.1)
+    assert node.parents[0] == p and not _unsubscribes(node.actions())
+    node.on_message(p, _status(sid.key, path, [40], latest=40), sw.SILENT_PARENT + 0.2)
+    acts = node.actions()
+    assert [a.peer for a in _unsubscribes(acts)] == [p]
+    subs = [(a.peer, a.message.mask) for a in acts
+            if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe)]
+    assert subs == [(p, 1)], "asked again: no backoff, no strike"
+    assert node.counters.parents_silent == 1 and node.counters.withhold_strikes == 0
+    # a parent that pushes is never silent, however far its STATUS runs
+    node.on_message(p, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 3.5)
+    node.actions()
+    bid = Identity.from_private_bytes(random.Random(16).randbytes(32))  # _one_parent's b
+    assert bid.public == b
+    node.on_chunk(p, sign_chunk(bid, sid, 41, int(5.9e6), True, b"pushed"), 6.0)
+    node.on_message(p, _status(sid.key, path, [40], latest=45), 6.5)
+    assert node.parents[0] == p and not _unsubscribes(node.actions())
