@@ -162,6 +162,8 @@ class PeerState:
     lies: int = 0  #: its claims we disproved (implausible STATUS, claimed chunk not given)
     #: times it withheld a substream while its STATUS claimed the chunks (strikes)
     withholds: int = 0
+    #: times it was dropped as a silent parent (the first is forgiven: asked again at once)
+    silences: int = 0
     #: first seq of a withheld run not yet judged against its STATUS (-1: none)
     withheld_seq: int = -1
     #: its STATUS path on that substream when it withheld (changed since: it was starved)

@@ -342,6 +342,11 @@ class PushTree:
                 self.lose_parent(j)
                 self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
                 st.parent_mask &= ~(1 << j)
+                if st.silences:
+                    # silent again: not a lost message but a parent that does not push (a
+                    # withholder whose victims get nothing from elsewhere): not re-picked
+                    st.rejected_until[j] = now + self.config.withhold_backoff * st.silences
+                st.silences += 1
                 silent = True
                 continue
             if path:

@@ -607,3 +607,10 @@ def test_a_parent_that_forgot_its_child_is_asked_again() -> None:
     node.on_chunk(p, sign_chunk(bid, sid, 41, int(5.9e6), True, b"pushed"), 6.0)
     node.on_message(p, _status(sid.key, path, [40], latest=45), 6.5)
     assert node.parents[0] == p and not _unsubscribes(node.actions())
+    # silent a second time: a parent that does not push, not a lost message: dropped
+    # and not asked again for a while (a withholder cannot keep a starved child)
+    node.on_message(p, _status(sid.key, path, [40], latest=60), 6.5 + sw.SILENT_PARENT + 0.1)
+    acts = node.actions()
+    assert [a.peer for a in _unsubscribes(acts)] == [p] and node.counters.parents_silent == 2
+    assert not any(isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe) for a in acts)
+    assert node.parents[0] is None
