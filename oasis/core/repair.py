@@ -61,6 +61,10 @@ from .tree import PushTree
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
+#: a want past its deadline that may not exist yet is looked at again after this (s)
+UNKNOWN_RECHECK = 0.2
+#: and given up after this many looks (2 s: a stream that ended, a chunk never made)
+UNKNOWN_DEFERRALS = 10
 
 
 @dataclass
@@ -73,6 +77,7 @@ class Want:
     deadline: float = 0.0
     origin_busy: bool = False
     origin_tries: int = 0
+    deferred: int = 0  #: times its deadline passed while it may not have been made yet
 
 
 class RepairPicker:
@@ -134,7 +139,8 @@ class RepairPicker:
         if want is not None:
             want.origin_busy = False
             if not ok:
-                want.origin_at = now + self.config.origin_retry
+                # (a want that may not be made yet is asked again at the recheck pace)
+                want.origin_at = now + (UNKNOWN_RECHECK / 2 if want.deferred else self.config.origin_retry)
                 if want.origin_at < self.wants_t:
                     self.wants_t = want.origin_at
 
@@ -163,6 +169,16 @@ class RepairPicker:
             self.wants_t = lo
         if seq > self.max_wanted:
             self.max_wanted = seq
+
+    def _unknown(self, seq: int, w: Want) -> bool:
+        """``seq`` is just past everything we hold and no neighbour claims it (deferred
+        a bounded number of times: a stream that ended is given up)."""
+        if seq <= self.log.latest or w.deferred >= UNKNOWN_DEFERRALS:
+            return False
+        for st in self.peers.values():
+            if st.status is not None and st.status.latest >= seq:
+                return False
+        return True
 
     def fetch_time(self) -> float:
         """How long before a deadline an origin fetch must start to arrive: learnt."""
@@ -202,6 +218,19 @@ class RepairPicker:
         lo = INF  # the new bound, gathered in the same pass
         use_origin = self.config.use_origin
         for seq, w in list(self.wants.items()):
+            if now >= w.deadline and self._unknown(seq, w):
+                # Nothing at or after it is held or claimed: it may not be made yet (a
+                # broadcaster slower than our clock, which extrapolates the last chunk's
+                # time at the nominal pace). Its deadline is a guess: do not give it up
+                # yet; look again every UNKNOWN_RECHECK (and ask the origin once for the
+                # next round of chunks: a bounded load on it while the stream is late).
+                self.counters.wants_deferred += 1
+                w.deferred += 1
+                w.deadline = now + UNKNOWN_RECHECK
+                if not w.origin_busy:
+                    # the origin is asked again only for the next round of chunks
+                    near = seq <= self.log.latest + self.config.substreams
+                    w.origin_at = now + UNKNOWN_RECHECK / 2 if near else w.deadline
             if now >= w.deadline:
                 del self.wants[seq]
                 if seq > self.skipped_upto:

@@ -220,3 +220,6 @@ class SwarmCounters:
     #: parents dropped (and asked again) for pushing nothing for ``SILENT_PARENT`` while
     #: their STATUS ran ahead: they had lost our subscription (the mirror of the above)
     parents_silent: int = 0
+    #: wants past their (extrapolated) deadline not given up because nothing at or after
+    #: them was held or claimed: the chunk may not be made yet (a slow broadcaster)
+    wants_deferred: int = 0

@@ -614,3 +614,29 @@ def test_a_parent_that_forgot_its_child_is_asked_again() -> None:
     assert [a.peer for a in _unsubscribes(acts)] == [p] and node.counters.parents_silent == 2
     assert not any(isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe) for a in acts)
     assert node.parents[0] is None
+
+
+@pytest.mark.parametrize("origin", [False, True])
+def test_a_broadcaster_stall_is_waited_for_not_skipped(origin: bool) -> None:
+    """The broadcaster makes nothing for 1.2 s (an encoder that fell behind, a starved
+    machine). The viewers' clocks extrapolate the last chunk's time at the nominal pace,
+    so the next chunks' deadlines pass before they exist: they are not given up (no
+    Skip), and once made they play. A seq that never comes is given up in bounded time."""
+    net = build(3, seed=31, origin=origin)
+    net.tick(10)
+    stall_seq = net.next_seq
+    net.run_until(net.now + 1.2)  # nothing produced
+    net.tick(20)
+    for v in net.viewers:
+        skipped = {a.seq for _, a in net.actions_of(v, sw.Skip)}
+        assert not {s for s in skipped if s >= stall_seq}, (v.hex()[:6], sorted(skipped))
+        got = net.delivers(v)
+        assert all(s in got for s in range(stall_seq, net.next_seq - 5))
+        assert net.nodes[v].counters.wants_deferred > 0
+    # the stream ends: what the clocks expect next is given up (its deadline + 2 s)
+    end = net.now
+    for _ in range(35):  # (short runs: the test network keeps every timer it was given)
+        net.run_until(net.now + 0.1)
+    for v in net.viewers:
+        skipped = {a.seq for t, a in net.actions_of(v, sw.Skip) if t > end}
+        assert net.next_seq in skipped
