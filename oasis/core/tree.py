@@ -340,8 +340,7 @@ class PushTree:
                 # lost: a link it closed and we kept, a restart). Not a strike: ask again.
                 self.counters.parents_silent += 1
                 self.lose_parent(j)
-                self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
-                st.parent_mask &= ~(1 << j)
+                self._unsubscribe(st.key, j)
                 if st.silences:
                     # silent again: not a lost message but a parent that does not push (a
                     # withholder whose victims get nothing from elsewhere): not re-picked
@@ -361,8 +360,7 @@ class PushTree:
                 continue
             if not path or self.tag in path:
                 self.lose_parent(j)
-                self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=1 << j)))
-                st.parent_mask &= ~(1 << j)
+                self._unsubscribe(st.key, j)
             else:
                 new_path = list(path) + [self.tag]
                 if new_path != self.paths[j]:
