@@ -20,7 +20,15 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
+
+
+class SortedValues(Protocol):
+    """A sorted list or a sorted numpy array."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int, /) -> Any: ...
 
 LATE = "late"
 
@@ -132,7 +140,7 @@ def summarize(viewers: list[dict[str, Any]], produced: dict[int, float], now: fl
     return out
 
 
-def nearest_rank(sorted_values: Sequence[float], q: float) -> float:
+def nearest_rank(sorted_values: SortedValues, q: float) -> float:
     """Nearest-rank percentile of an already sorted sequence (list or numpy array)."""
     n = len(sorted_values)
     if n == 0:

@@ -299,11 +299,11 @@ def run_pull_mesh(s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer
                 arr[i, lo + k] = T + b.http_s(v, b.csize) + np.arange(len(k)) * per_chunk_up / v.down_bps
                 http += len(k)
         heapq.heappush(ev, (T + tau, i))
-    for i, v in enumerate(viewers):
+    for i, viewer in enumerate(viewers):
         a = arr[i]
         fin = a[np.isfinite(a)]
         start = float(fin.min()) if len(fin) else None
-        b.record(v, a, p2p[i], P, start)
+        b.record(viewer, a, p2p[i], P, start)
     ov = (bm_msgs * 80) / max(1, pulled * b.payload)
     return b.result(P, {"buffer_map_period_s": tau, "http_chunks": http, "pulled_chunks": pulled,
                         "overhead_ratio": round(ov, 5)}), b
