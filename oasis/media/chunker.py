@@ -12,10 +12,18 @@ clock and never does I/O, so it is deterministic and trivially testable.
    next 0x47 that is followed by another 0x47 188 bytes later (waiting for more
    bytes if needed) and count the skipped bytes.  Bad input never raises.
 
-2. *Time cuts.*  A chunk begins at the ``now`` of the feed that added its first
-   packet.  At the start of each feed, if at least ``chunk_ms`` has elapsed since
-   then, the chunk is emitted (so a chunk holds what arrived before ``now``;
-   ``feed(b"", now)`` works as a timer tick).
+2. *Time cuts.*  Chunks are cut on a grid of ``chunk_ms`` steps: at the start of
+   each feed, if ``now`` has reached the current chunk's grid boundary (less a
+   quarter of a chunk: feeds jitter), the chunk is emitted (so a chunk holds
+   what arrived before ``now``; ``feed(b"", now)`` works as a timer tick), and
+   the next boundary is one step further on the grid, not one step after
+   ``now``.  So the stream's cadence is ``chunk_ms`` on average whatever the
+   feeds' timing: with "``chunk_ms`` after the chunk's first feed" a 30 fps
+   source feeding every 33.3 ms +- jitter with ``chunk_ms = 33`` made a chunk
+   every ~50 ms (every frame that came a little early was held for the next),
+   and every viewer's chunk clock, which starts from the nominal interval, ran
+   ahead of the stream.  The grid is anchored at the first packet, again at
+   each keyframe cut, and again after a gap of more than a step.
 
 3. *Keyframe cuts.*  Every packet is classified with a
    :class:`~oasis.media.tspackets.ProgramTracker`.  Immediately before a video
@@ -70,7 +78,9 @@ class TsChunker:
         self._in_garbage_run = False
         self._chunk = bytearray()
         self._chunk_keyframe = False
-        self._chunk_started_at: float | None = None
+        self._due: float | None = None  # grid boundary at which the current chunk is cut
+        self._grid: float | None = None  # the last grid boundary (or anchor)
+        self._tolerance = self.chunk_seconds / 4
         self._lead_in_at: int | None = None  # offset in _chunk where a PAT/PMT lead-in began
 
     # -- public API --------------------------------------------------------------
@@ -78,10 +88,8 @@ class TsChunker:
     def feed(self, data: bytes, now: float) -> list[MediaChunk]:
         """Consume ``data`` received at ``now``; return chunks completed by it."""
         out: list[MediaChunk] = []
-        if (
-            self._chunk_started_at is not None
-            and now - self._chunk_started_at >= self.chunk_seconds - 1e-9
-        ):
+        if self._due is not None and now >= self._due - self._tolerance - 1e-9:
+            self._grid = self._due
             self._cut_for_time(now, out)
         self._pending += data
         for packet in self._packets():
@@ -152,6 +160,7 @@ class TsChunker:
         except TsError:
             random_access = is_psi = False  # malformed header fields: carry, don't classify
         if random_access:
+            self._grid = now  # the grid follows the keyframes
             cut_at = self._lead_in_at if self._lead_in_at is not None else len(self._chunk)
             self._emit(cut_at, now, out)
             self._chunk_keyframe = True
@@ -165,8 +174,15 @@ class TsChunker:
             self._emit(len(self._chunk), now, out)
             self._lead_in_at = None
         if not self._chunk:
-            self._chunk_started_at = now
+            self._start(now)
         self._chunk += packet
+
+    def _start(self, now: float) -> None:
+        """A chunk begins at ``now``: it is cut at the next grid boundary."""
+        g = self._grid
+        if g is None or g + self.chunk_seconds < now:  # no grid yet, or a gap: anchor here
+            g = self._grid = now
+        self._due = g + self.chunk_seconds
 
     def _cut_for_time(self, now: float, out: list[MediaChunk]) -> None:
         cut_at = self._lead_in_at if self._lead_in_at is not None else len(self._chunk)
@@ -180,4 +196,7 @@ class TsChunker:
             out.append(MediaChunk(bytes(self._chunk[:cut_at]), self._chunk_keyframe, now))
             del self._chunk[:cut_at]
             self._chunk_keyframe = False
-        self._chunk_started_at = now if self._chunk else None
+        if self._chunk:
+            self._start(now)
+        else:
+            self._due = None

@@ -136,3 +136,34 @@ def test_time_cut_keeps_pat_pmt_with_following_keyframe(encoded_stream) -> None:
     assert [(c.payload, c.keyframe, c.complete_at) for c in first] == [(sdt, False, 0.2)]
     (keyframe_chunk,) = chunker.flush(0.3)
     assert keyframe_chunk.keyframe and keyframe_chunk.payload == pat_pmt + rest[: 10 * 188]
+
+
+@pytest.mark.parametrize("jitter_ms", [0.0, 4.0])
+def test_cadence_is_chunk_ms_when_frames_jitter(encoded_stream, jitter_ms) -> None:
+    """A 30 fps source paced by an event loop (33.3 ms apart, give or take) with the
+    default 33 ms chunks: one chunk a frame, not every other frame held for the next
+    (the cadence was ~50 ms, and every viewer's chunk clock ran ahead of the stream)."""
+    rng = random.Random(7)
+    feeds = [(now + rng.uniform(-jitter_ms, jitter_ms) / 1000, data) for now, data in encoded_stream.feeds]
+    feeds.sort(key=lambda f: f[0])
+    chunks = chunk_stream(feeds, TsChunker(chunk_ms=33))
+    span = chunks[-1].complete_at - chunks[0].complete_at
+    assert span / (len(chunks) - 1) == pytest.approx(1 / 30, rel=0.05)
+    assert b"".join(c.payload for c in chunks) == encoded_stream.data
+
+
+def test_cadence_holds_with_small_feeds(encoded_stream) -> None:
+    """Feeds every 5 ms (a pipe read in small pieces): chunks on the 100 ms grid, some
+    cut a little early, none drifting: the mean is the chunk duration."""
+    data = encoded_stream.data
+    piece = TS_PACKET_SIZE * 4
+    feeds = [(i / 200, data[o:o + piece]) for i, o in enumerate(range(0, len(data), piece))]
+    chunks = chunk_stream(feeds, TsChunker(chunk_ms=100))
+    times = [c.complete_at for c in chunks]
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+    assert gaps[len(gaps) // 2] == pytest.approx(0.1)  # the grid's step, not step + a feed
+    # short only around a keyframe (the cut before it, and the grid anchored again at
+    # it: 3 GOPs), at the start and at the end
+    assert sum(g < 0.1 - 1e-6 for g in gaps) <= 2 * 3 + 2
+    span = feeds[-1][0] - feeds[0][0]
+    assert len(chunks) == pytest.approx(span / 0.1 + 3, abs=3)  # + a keyframe cut a GOP
