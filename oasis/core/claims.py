@@ -67,8 +67,18 @@ class ClaimCheck:
         return max(msg.latest, msg.keyframe) <= self.plausible_top(now)
 
     def plausible_top(self, now: float) -> int:
-        """Highest seq that can exist by ``now``, from verified chunk times, plus slack."""
-        return self.log.expected_latest(now) + int(self.config.claim_slack / self.log.chunk_interval) + 2
+        """Highest seq that can exist by ``now``, from verified chunk times, plus slack.
+
+        The slack is ``claim_slack`` seconds at the faster of the learnt and the nominal
+        pace: a broadcaster starved for CPU makes chunks slower than nominal, its
+        viewers' clocks (which start from the nominal pace) run ahead of its own, and
+        their honest requests and claims must not read as lies or floods."""
+        log = self.log
+        step = log.chunk_interval
+        nominal = self.config.chunk_ms / 1000
+        if nominal < step:
+            step = nominal
+        return log.expected_latest(now) + int(self.config.claim_slack / step) + 2
 
     def lie(self, st: PeerState, reason: str) -> None:
         st.lies += 1

@@ -640,3 +640,33 @@ def test_a_broadcaster_stall_is_waited_for_not_skipped(origin: bool) -> None:
     for v in net.viewers:
         skipped = {a.seq for t, a in net.actions_of(v, sw.Skip) if t > end}
         assert net.next_seq in skipped
+
+
+def test_a_slow_broadcaster_does_not_make_honest_viewers_flooders() -> None:
+    """The broadcaster makes a chunk every 3 nominal intervals for 4 s (a starved
+    machine: seen in the 20-viewer demo's join burst). Its own clock learns the slow
+    pace, the viewers' clocks run ahead of it; the viewers must not flood it with
+    REQUESTs for chunks that do not exist, and it must not cut off honest viewers
+    for asking (it dropped 3-6 of 20 as flooders before)."""
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000)
+    net = RecNet(12, seed=5, delay=0.02, config=cfg,
+                 source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000))
+    net.produce(True)
+    net.tick(10)
+    rng = random.Random(5)
+    keys = [net.bid.public]
+    for v in net.viewers[:4]:
+        net.join(v, rng.sample(keys, min(4, len(keys))))
+        keys.append(v)
+        net.tick(2)
+    for v in net.viewers[4:]:  # newcomers while the broadcaster crawls
+        net.run_until(net.now + 0.5, produce_every=0.3)
+        net.join(v, rng.sample(keys, min(4, len(keys))))
+        keys.append(v)
+    net.run_until(net.now + 2.0, produce_every=0.3)
+    net.tick(30)
+    assert not net.dropped, net.dropped
+    for key, node in net.nodes.items():
+        assert node.counters.flooders_dropped == 0, key.hex()[:6]
+    src = net.nodes[net.bid.public].counters
+    assert src.requests_out_of_window == 0, src
