@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from oasis.core.metrics import summarize
+from oasis.zygote import ForkedProcess, Zygote, die_with_parent
 
 START_TIMEOUT = 60.0
 REPO = Path(__file__).resolve().parents[1]
@@ -99,25 +100,17 @@ class DevChain:
                 self.proc.wait()
 
 
-def die_with_parent() -> None:
-    """preexec_fn: a child started here gets SIGTERM if its parent dies (Linux), so a
-    demo killed with SIGKILL leaves no orphan nodes behind."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: rely on _stop_all
-        pass
-
-
 @dataclass
 class Proc:
     name: str
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | ForkedProcess
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _spawn(name: str, args: list[str], log_dir: str, env: dict[str, str] | None = None) -> Proc:
+def _spawn(name: str, args: list[str], log_dir: str, env: dict[str, str] | None = None,
+           zygote: Zygote | None = None) -> Proc:
+    if zygote is not None:  # forked from the launcher: the imports are done already
+        return Proc(name, zygote.spawn(args, os.path.join(log_dir, f"{name}.log"), env))
     err = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
     p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE, stderr=err,
                          stdin=subprocess.DEVNULL, start_new_session=True,
@@ -178,6 +171,7 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     bup = args.broadcaster_upload_kbps if args.broadcaster_upload_kbps is not None else 2 * bitrate
     root = tempfile.mkdtemp(prefix="oasis-demo-")
     procs: list[Proc] = []
+    zygote: Zygote | None = None
     result: dict[str, Any] = {}
     process_failures = 0
     chain: DevChain | None = None
@@ -203,8 +197,17 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
                                    "--epoch", str(args.epoch),
                                    "--data-dir", os.path.join(root, "broadcaster")], root, benv)
         procs.append(b)
+        # The viewers are forked from one launcher that has done the imports (0.8 CPU-s a
+        # process: twenty at once would crowd two cores for ~10 s, and the first viewers
+        # would play through the others' start-up); it loads while the broadcaster starts.
+        zygote = Zygote()
         binfo = await _first_line(b, START_TIMEOUT)
         progress.started(binfo)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, zygote.wait_ready, START_TIMEOUT)
+        except (OSError, RuntimeError) as exc:
+            progress.note(f"viewers start as separate interpreters (the launcher failed: {exc})")
+            zygote = None
         viewers: list[Proc] = []
         vdirs: list[str] = []
         started = time.monotonic()
@@ -218,7 +221,7 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
             # Bitrate, chunking and substreams come from the stream's signed descriptor.
             v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
                                       "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), "--json",
-                                      *ledger, *delay(i + 1), "--data-dir", vdir], root)
+                                      *ledger, *delay(i + 1), "--data-dir", vdir], root, zygote=zygote)
             procs.append(v)
             viewers.append(v)
         joined = 0
@@ -252,6 +255,8 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
             result["rewards"] = _rewards(rewards, result, args)
     finally:
         process_failures = _stop_all(procs)
+        if zygote is not None:
+            zygote.close()
         if chain is not None:
             chain.stop()
         if args.keep:
