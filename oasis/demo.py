@@ -1,8 +1,9 @@
 """``oasis demo``: a live swarm on one machine, with real processes and real QUIC.
 
 Starts a broadcaster (test source, embedded tracker and HTTP origin) and N
-viewer processes on loopback, one after another, shows live progress in the
-terminal, runs ``--duration`` seconds after the last viewer joined, then
+viewer processes on loopback, all at once (each forked from a launcher that has
+done the imports, :mod:`oasis.zygote`; a fresh interpreter each if it cannot
+start), shows live progress in the terminal, runs ``--duration`` seconds after the last viewer joined, then
 collects every viewer's per-chunk record and prints a summary (a table, or one
 JSON object with ``--json``). Every process it starts is stopped before it
 returns.
