@@ -271,7 +271,7 @@ class RepairPicker:
         # ahead (a slow broadcaster), and the peer would refuse the seq as implausible.
         ahead = int(self.config.claim_slack * 500 / self.config.chunk_ms)
         for st in self.peers.values():
-            if st.key in w.asked or st.status is None:
+            if st.key in w.asked or st.status is None or st.refused_until > now:
                 continue
             msg = st.status
             holds = status_holds(msg, seq)

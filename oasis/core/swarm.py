@@ -269,6 +269,13 @@ class Swarm:
         elif isinstance(msg, wire.Request):
             self.pulls.on_request(st, msg, now)
         elif isinstance(msg, wire.Missing):
+            want = self.repair.wants.get(msg.seq)
+            if want is not None and want.deadline - now > REFUSAL_MARGIN:
+                # not a held request that expired (that MISSING comes at the deadline):
+                # a refusal, most likely of a spent pull budget; asking again at once
+                # would pile up strikes (§ 9.4), so ask others for a while
+                st.refused_until = now + self.config.refusal_backoff
+                self.counters.refusals_heard += 1
             self.claims.on_missing(st, msg.seq, now)
             self.repair.on_missing(msg.seq, now)
         elif isinstance(msg, wire.Leave):
@@ -488,6 +495,10 @@ class Swarm:
     def deadline_of(self, seq: int) -> float:
         return self.repair.deadline_of(seq)
 
+
+
+#: a MISSING this long (s) or more before the chunk's deadline is a refusal, not an expiry
+REFUSAL_MARGIN = 0.1
 
 
 def _bits(mask: int) -> list[int]:

@@ -81,6 +81,10 @@ class SwarmConfig:
     #: refusals (over budget, out of window, over a cap) tolerated per ``flood_window`` s
     flood_limit: int = 64
     flood_window: float = 10.0
+    #: a peer that refused our REQUEST (MISSING long before the chunk's deadline: its
+    #: budget for us is spent) is not asked again for this long (s), so an honest
+    #: requester never piles up the refusals that read as a flood
+    refusal_backoff: float = 0.5
     #: a claimed seq more than this many seconds of stream above the signed clock is a lie
     claim_slack: float = 2.0
     lie_limit: int = 3  #: disproved claims before the peer is dropped
@@ -172,6 +176,8 @@ class PeerState:
     rtt: float = -1.0  #: smoothed RTT to this peer (s), from the transport; -1 = unknown
     #: when we last told it UNSUBSCRIBE for pushes we never asked of it (rate limit)
     stray_told_at: float = -INF
+    #: it refused a REQUEST of ours (``refusal_backoff``): not asked again before this
+    refused_until: float = -INF
 
 
 @dataclass
@@ -223,3 +229,5 @@ class SwarmCounters:
     #: wants past their (extrapolated) deadline not given up because nothing at or after
     #: them was held or claimed: the chunk may not be made yet (a slow broadcaster)
     wants_deferred: int = 0
+    #: MISSING answers long before the chunk's deadline: the peer refused (we back off)
+    refusals_heard: int = 0

@@ -670,3 +670,24 @@ def test_a_slow_broadcaster_does_not_make_honest_viewers_flooders() -> None:
         assert node.counters.flooders_dropped == 0, key.hex()[:6]
     src = net.nodes[net.bid.public].counters
     assert src.requests_out_of_window == 0, src
+
+
+def test_a_refused_requester_backs_off_instead_of_flooding() -> None:
+    """Newcomers whose only holder is the broadcaster, which can answer each of them
+    only a little (a tight pull budget, as in a join burst): each refusal (MISSING
+    long before the deadline) makes the newcomer ask others or wait, so none piles up
+    the strikes of a flooder and the broadcaster cuts off nobody."""
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000)
+    src = sw.SwarmConfig(chunk_ms=100, upload_kbps=20000, request_share=0.005, request_burst=0.01,
+                         flood_limit=16)
+    net = RecNet(6, seed=9, delay=0.02, config=cfg, source_config=src)
+    net.produce(True)
+    net.tick(25)  # keyframes every 10: the newcomers start at one and backfill from it
+    for v in net.viewers:
+        net.join(v, [net.bid.public])
+    for _ in range(40):  # (short runs: the test network keeps every timer it was given)
+        net.run_until(net.now + 0.1, produce_every=0.1)
+    assert not net.dropped, net.dropped
+    assert net.nodes[net.bid.public].counters.flooders_dropped == 0
+    assert net.nodes[net.bid.public].counters.requests_refused > 0  # the budget did bite
+    assert sum(net.nodes[v].counters.refusals_heard for v in net.viewers) > 0
