@@ -201,7 +201,8 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         # The viewers are forked from one launcher that has done the imports (0.8 CPU-s a
         # process: twenty at once would crowd two cores for ~10 s, and the first viewers
         # would play through the others' start-up); it loads while the broadcaster starts.
-        zygote = Zygote()
+        # with proof of relay each viewer imports the EVM stack too (seconds of CPU each)
+        zygote = Zygote(preload=("oasis.node.rewards", "oasis.node.rewards_http") if args.rewards else ())
         binfo = await _first_line(b, START_TIMEOUT)
         progress.started(binfo)
         try:

@@ -173,10 +173,10 @@ def _stop_children(sock: socket.socket, children: set[int]) -> None:
         children.discard(pid)
 
 
-def serve(fd: int) -> int:
+def serve(fd: int, extra: list[str]) -> int:
     die_with_parent()
     sock = socket.socket(fileno=fd)
-    for name in PRELOAD:
+    for name in (*PRELOAD, *extra):
         try:
             importlib.import_module(name)
         except ImportError:  # an optional stack not installed: the child imports what it needs
@@ -260,16 +260,17 @@ class ForkedProcess:
 
 
 class Zygote:
-    """Start the launcher (``python -m oasis.zygote``) and fork nodes from it; call
+    """Start the launcher (``python -m oasis.zygote``, importing ``PRELOAD`` and
+    ``preload``) and fork nodes from it; call
     :meth:`wait_ready` before the first :meth:`spawn` and :meth:`close` at the end.
     Create it in the thread that lives as long as its nodes: the launcher dies with
     that thread (``PR_SET_PDEATHSIG``)."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, preload: tuple[str, ...] = ()) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = mine
         self.codes: dict[int, int] = {}
-        self.proc = subprocess.Popen([sys.executable, "-m", "oasis.zygote", str(theirs.fileno())],
+        self.proc = subprocess.Popen([sys.executable, "-m", "oasis.zygote", str(theirs.fileno()), *preload],
                                      pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                                      env={**os.environ, **(env or {})}, preexec_fn=die_with_parent)
         theirs.close()
@@ -343,4 +344,4 @@ class Zygote:
 
 
 if __name__ == "__main__":
-    raise SystemExit(serve(int(sys.argv[1])))
+    raise SystemExit(serve(int(sys.argv[1]), sys.argv[2:]))
