@@ -266,17 +266,11 @@ class RepairPicker:
         # Our parent's push usually comes after a repair round would (a late substream):
         # only a holder with upload to spare (free slots) is asked.
         late = self.delay.late[j]
-        # A peer is asked for a chunk it does not hold only if its STATUS is at most half
-        # the claim slack behind it: further ahead, our clock (not the chunk) is what ran
-        # ahead (a slow broadcaster), and the peer would refuse the seq as implausible.
-        ahead = int(self.config.claim_slack * 500 / self.config.chunk_ms)
         for st in self.peers.values():
             if st.key in w.asked or st.status is None or st.refused_until > now:
                 continue
             msg = st.status
             holds = status_holds(msg, seq)
-            if not holds and msg.latest + ahead < seq:
-                continue
             if late:
                 if not holds or msg.slots == 0:
                     continue
