@@ -194,7 +194,7 @@ async def test_receipt_flood_is_bounded_and_shutdown_does_not_wait(tmp_path):
     coalescing are counted, an honest peer's receipt still gets through, and close()
     returns promptly with the backlog dropped."""
     b = await Broadcaster().start(tmp_path)
-    _, relay = await viewer_node(b, tmp_path, "relay")
+    rnode, relay = await viewer_node(b, tmp_path, "relay")
     try:
         domain = relay.chain.deployment.domain()
         # An honest viewer of the stream, with a real ticket.
@@ -248,6 +248,7 @@ async def test_receipt_flood_is_bounded_and_shutdown_does_not_wait(tmp_path):
         relay.on_receipt(junk[0], peers[0])  # after close: ignored, no error
     finally:
         relay.close()
+        await rnode.close()  # (its HTTP client session was left to the GC)
         await b.close()
 
 
