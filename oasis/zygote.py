@@ -1,12 +1,13 @@
 """A fork server for the demo's node processes (``python -m oasis.zygote``).
 
-Twenty viewer processes started at once on a 2-core machine spend ~10 s of both
-cores importing the same modules (about 0.8 CPU-s each), and the first viewers
-to join play through the imports of the others: the demo measured a start-up
-p50 of 2.4 s where one viewer alone starts in 0.15-0.3 s. The launcher imports
-once and forks each node from there, as a zygote or a forkserver does: every
-node is still its own process (own event loop, sockets, keys; ``oasis.cli.main``
-with its own argv), started in a few milliseconds.
+Twenty viewer processes started at once on a 2-core machine spent ~10 s of both
+cores importing the same modules (about 0.8 CPU-s each; with proof of relay the
+EVM stack on top), so the demo's viewers were all up only 10.7-13.5 s after the
+first was started. The launcher imports once and forks each node from there, as
+a zygote or a forkserver does: every node is still its own process (own event
+loop, sockets, keys; ``oasis.cli.main`` with its own argv), started in a few
+milliseconds, and twenty are up in 1.1-2.8 s (docs/benchmarks.md, "The join
+burst"; the newcomers' start-up in that burst is another matter, told there).
 
 Protocol, over a ``SOCK_SEQPACKET`` socket pair (one JSON object a message):
 
