@@ -201,15 +201,18 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         # The viewers are forked from one launcher that has done the imports (0.8 CPU-s a
         # process: twenty at once would crowd two cores for ~10 s, and the first viewers
         # would play through the others' start-up); it loads while the broadcaster starts.
-        # with proof of relay each viewer imports the EVM stack too (seconds of CPU each)
-        zygote = Zygote(preload=("oasis.node.rewards", "oasis.node.rewards_http") if args.rewards else ())
+        # with proof of relay each viewer imports the EVM stack too (seconds of CPU each).
+        # (``fork=False``: each viewer a fresh interpreter, as before the launcher.)
+        if getattr(args, "fork", True):
+            zygote = Zygote(preload=("oasis.node.rewards", "oasis.node.rewards_http") if args.rewards else ())
         binfo = await _first_line(b, START_TIMEOUT)
         progress.started(binfo)
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, zygote.wait_ready, START_TIMEOUT)
-        except (OSError, RuntimeError) as exc:
-            progress.note(f"viewers start as separate interpreters (the launcher failed: {exc})")
-            zygote = None
+        if zygote is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, zygote.wait_ready, START_TIMEOUT)
+            except (OSError, RuntimeError) as exc:
+                progress.note(f"viewers start as separate interpreters (the launcher failed: {exc})")
+                zygote = None
         viewers: list[Proc] = []
         vdirs: list[str] = []
         started = time.monotonic()
@@ -261,6 +264,8 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
             zygote.close()
         if chain is not None:
             chain.stop()
+        if result.get("errors"):  # what the nodes logged of it, before the logs go
+            result.setdefault("error_detail", {})["violation_lines"] = _violation_lines(root)
         if args.keep:
             progress.note(f"data and logs kept in {root}")
         else:
@@ -268,6 +273,24 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     result["errors"] += process_failures
     result["error_detail"]["process_failures"] = process_failures
     return result
+
+
+def _violation_lines(root: str, most: int = 20) -> list[str]:
+    """The first ``most`` protocol-violation lines the nodes logged (``<node>: <line>``)."""
+    out: list[str] = []
+    for name in sorted(os.listdir(root)):
+        if not name.endswith(".log"):
+            continue
+        try:
+            with open(os.path.join(root, name), errors="replace") as f:
+                for line in f:
+                    if "protocol violation" in line:
+                        out.append(f"{name[:-4]}: {line.strip()[:300]}")
+                        if len(out) >= most:
+                            return out
+        except OSError:
+            continue
+    return out
 
 
 async def _settle(session: aiohttp.ClientSession, url: str, data_dir: str) -> dict[str, Any] | None:
