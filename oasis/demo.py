@@ -3,10 +3,10 @@
 Starts a broadcaster (test source, embedded tracker and HTTP origin) and N
 viewer processes on loopback, all at once (each forked from a launcher that has
 done the imports, :mod:`oasis.zygote`; a fresh interpreter each if it cannot
-start), shows live progress in the terminal, runs ``--duration`` seconds after the last viewer joined, then
-collects every viewer's per-chunk record and prints a summary (a table, or one
-JSON object with ``--json``). Every process it starts is stopped before it
-returns.
+start), shows live progress in the terminal, runs ``--duration`` seconds after
+the last viewer joined, then collects every viewer's per-chunk record and
+prints a summary (a table, or one JSON object with ``--json``). Every process it
+starts is stopped before it returns.
 """
 
 from __future__ import annotations
@@ -199,10 +199,9 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
                                    "--data-dir", os.path.join(root, "broadcaster")], root, benv)
         procs.append(b)
         # The viewers are forked from one launcher that has done the imports (0.8 CPU-s a
-        # process: twenty at once would crowd two cores for ~10 s, and the first viewers
-        # would play through the others' start-up); it loads while the broadcaster starts.
-        # with proof of relay each viewer imports the EVM stack too (seconds of CPU each).
-        # (``fork=False``: each viewer a fresh interpreter, as before the launcher.)
+        # process, and the EVM stack's seconds with proof of relay: twenty at once kept two
+        # cores busy for ~10 s); it loads while the broadcaster starts. ``fork=False`` (a
+        # Namespace attribute, not a CLI option): each viewer a fresh interpreter.
         if getattr(args, "fork", True):
             zygote = Zygote(preload=("oasis.node.rewards", "oasis.node.rewards_http") if args.rewards else ())
         binfo = await _first_line(b, START_TIMEOUT)

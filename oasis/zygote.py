@@ -271,6 +271,8 @@ class Zygote:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = mine
         self.codes: dict[int, int] = {}
+        #: the launcher is gone (EOF): its children got SIGTERM with it (PR_SET_PDEATHSIG)
+        self.lost = False
         self.proc = subprocess.Popen([sys.executable, "-m", "oasis.zygote", str(theirs.fileno()), *preload],
                                      pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                                      env={**os.environ, **(env or {})}, preexec_fn=die_with_parent)
@@ -290,18 +292,12 @@ class Zygote:
             return None
         data = self.sock.recv(MAX_MESSAGE)
         if not data:
-            self._lost()
+            self.lost = True
             return None
         msg: dict[str, Any] = json.loads(data)
         if "exit" in msg:
             self.codes[int(msg["exit"])] = int(msg["code"])
         return msg
-
-    def _lost(self) -> None:
-        """The launcher is gone: its children got SIGTERM with it (PR_SET_PDEATHSIG)."""
-        self.lost = True
-
-    lost = False
 
     def collect(self, timeout: float) -> None:
         """Take the exit reports that came (waiting up to ``timeout`` s for the first)."""

@@ -69,7 +69,7 @@ import random
 from collections.abc import Callable
 
 from . import wire
-from .chunklog import ChunkLog, status_holds
+from .chunklog import ChunkLog
 from .claims import ClaimCheck
 from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
@@ -269,18 +269,8 @@ class Swarm:
         elif isinstance(msg, wire.Request):
             self.pulls.on_request(st, msg, now)
         elif isinstance(msg, wire.Missing):
-            want = self.repair.wants.get(msg.seq)
-            if want is not None and want.deadline - now > REFUSAL_MARGIN \
-                    and st.status is not None and status_holds(st.status, msg.seq):
-                # it says it holds the chunk and answers MISSING well before the deadline:
-                # a refusal (a spent pull budget), not a held request that expired; asking
-                # again at once would pile up strikes (§ 9.4), so ask others for a while.
-                # (Without the STATUS test, expiries of requests held to the peer's own
-                # earlier deadline counted too: simulator offload 0.850 -> 0.795.)
-                st.refused_until = now + self.config.refusal_backoff
-                self.counters.refusals_heard += 1
             self.claims.on_missing(st, msg.seq, now)
-            self.repair.on_missing(msg.seq, now)
+            self.repair.on_missing(st, msg.seq, now)
         elif isinstance(msg, wire.Leave):
             self.remove_peer(peer, now)
 
@@ -498,10 +488,6 @@ class Swarm:
     def deadline_of(self, seq: int) -> float:
         return self.repair.deadline_of(seq)
 
-
-
-#: a MISSING this long (s) or more before the chunk's deadline is a refusal, not an expiry
-REFUSAL_MARGIN = 0.1
 
 
 def _bits(mask: int) -> list[int]:

@@ -101,8 +101,8 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
 
 
 class SchedWatch:
-    """Run-queue wait of this process's children and grandchildren (the demo's node
-    processes, forked from its launcher): a thread
+    """Run-queue wait of this process's children (the demo's node processes, started
+    as fresh interpreters: ``run_real`` does not fork them from the launcher): a thread
     reads ``/proc/<pid>/schedstat`` (ns on a CPU, ns waiting for one, timeslices) every
     ``every`` s. :meth:`wait_per_slice` is the mean wait per timeslice from ``since``
     (wall clock) on: how long a node waits for a core when a datagram wakes it."""
@@ -128,24 +128,19 @@ class SchedWatch:
     def poll(self) -> None:
         me = os.getpid()
         now = time.time()
-        parent: dict[int, int] = {}
         for d in os.listdir("/proc"):
             if not d.isdigit():
                 continue
             try:
                 with open(f"/proc/{d}/stat") as f:
-                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue  # gone
-        # children and grandchildren: the demo forks its viewers from a launcher
-        kids = {p for p, pp in parent.items() if pp == me}
-        for p in [p for p, pp in parent.items() if pp in kids] + sorted(kids):
-            try:
-                with open(f"/proc/{p}/schedstat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                if ppid != me:
+                    continue
+                with open(f"/proc/{d}/schedstat") as f:
                     _, wait, slices = (int(x) for x in f.read().split()[:3])
             except (OSError, ValueError, IndexError):
                 continue  # gone, or no schedstat (not Linux)
-            self.samples.setdefault(p, []).append((now, wait, slices))
+            self.samples.setdefault(int(d), []).append((now, wait, slices))
 
     def wait_per_slice(self, since: float) -> float | None:
         wait = slices = 0
