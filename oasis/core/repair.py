@@ -61,8 +61,8 @@ from .tree import PushTree
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
-#: a MISSING this long (s) or more before the chunk's deadline is a refusal, not an expiry
-REFUSAL_MARGIN = 0.1
+#: a peer that has not refused us for this long (s) after its back-off is forgiven
+REFUSAL_FORGET = 2.0
 #: a want past its deadline that may not exist yet is looked at again after this (s)
 UNKNOWN_RECHECK = 0.2
 #: and given up after this many looks (2 s: a stream that ended, a chunk never made)
@@ -121,19 +121,22 @@ class RepairPicker:
                 t = nt
         return t
 
-    def on_missing(self, st: PeerState, seq: int, now: float) -> None:
-        """``st`` answered MISSING: ask the next peer at once. If its STATUS says it
-        holds the chunk and the answer came well before the deadline, it is a refusal
-        (a spent pull budget), not a held request that expired: asking it again at once
-        would pile up strikes (§ 9.4), so it is not asked for ``refusal_backoff``.
-        (Without the STATUS test, expiries of requests held to the peer's own, earlier
-        deadline counted too: simulator offload 0.850 -> 0.795.)"""
+    def on_missing(self, st: PeerState, seq: int, refused: bool, now: float) -> None:
+        """``st`` answered MISSING: ask the next peer at once. A *refused* request
+        (its pull budget for us is spent, or the seq is outside its window: it struck
+        us, § 9.4) makes ``st`` not asked again for ``refusal_backoff``, doubled for
+        each refusal in a row up to 8x: asking again at once piles up the strikes
+        of a flooder. (A held request that expired is no refusal: guessing refusals
+        from the answer's timing counted those too, when the holder's deadline was
+        earlier than ours, and cost simulator offload 0.850 -> 0.795.)"""
+        if refused:
+            if now - st.refused_until > REFUSAL_FORGET:
+                st.refusal_streak = 0
+            st.refused_until = now + self.config.refusal_backoff * (1 << min(st.refusal_streak, 3))
+            st.refusal_streak += 1
+            self.counters.refusals_heard += 1
         want = self.wants.get(seq)
         if want is not None:
-            if want.deadline - now > REFUSAL_MARGIN and st.status is not None \
-                    and status_holds(st.status, seq):
-                st.refused_until = now + self.config.refusal_backoff
-                self.counters.refusals_heard += 1
             want.request_at = min(want.request_at, now)
             if now < self.wants_t:
                 self.wants_t = now

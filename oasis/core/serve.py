@@ -116,7 +116,7 @@ class PullServer:
                                               f"{cfg.flood_window:g} s"))
             return
         self.counters.missing_sent += 1
-        self.actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=seq)))
+        self.actions.append(Send(st.key, wire.Missing(stream=self.skey, seq=seq, refused=strike)))
 
     def flush(self, now: float) -> None:
         for peer, chunk, deadline in self.upload.release(now):

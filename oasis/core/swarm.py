@@ -270,7 +270,7 @@ class Swarm:
             self.pulls.on_request(st, msg, now)
         elif isinstance(msg, wire.Missing):
             self.claims.on_missing(st, msg.seq, now)
-            self.repair.on_missing(st, msg.seq, now)
+            self.repair.on_missing(st, msg.seq, msg.refused, now)
         elif isinstance(msg, wire.Leave):
             self.remove_peer(peer, now)
 

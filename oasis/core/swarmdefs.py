@@ -81,9 +81,9 @@ class SwarmConfig:
     #: refusals (over budget, out of window, over a cap) tolerated per ``flood_window`` s
     flood_limit: int = 64
     flood_window: float = 10.0
-    #: a peer that refused our REQUEST (MISSING long before the chunk's deadline: its
-    #: budget for us is spent) is not asked again for this long (s), so an honest
-    #: requester never piles up the refusals that read as a flood
+    #: a peer that refused our REQUEST (MISSING with ``refused``: its budget for us is
+    #: spent) is not asked again for this long (s; doubled per refusal in a row, up to
+    #: 8x), so an honest requester never piles up the refusals that read as a flood
     refusal_backoff: float = 0.5
     #: a claimed seq more than this many seconds of stream above the signed clock is a lie
     claim_slack: float = 2.0
@@ -178,6 +178,7 @@ class PeerState:
     stray_told_at: float = -INF
     #: it refused a REQUEST of ours (``refusal_backoff``): not asked again before this
     refused_until: float = -INF
+    refusal_streak: int = 0  #: its refusals in a row (each doubles the back-off, up to 8x)
 
 
 @dataclass
@@ -229,5 +230,5 @@ class SwarmCounters:
     #: wants past their (extrapolated) deadline not given up because nothing at or after
     #: them was held or claimed: the chunk may not be made yet (a slow broadcaster)
     wants_deferred: int = 0
-    #: MISSING answers long before the chunk's deadline: the peer refused (we back off)
+    #: MISSING answers with ``refused``: the peer refused our REQUEST (we back off)
     refusals_heard: int = 0

@@ -163,10 +163,14 @@ class Request(Message, tag=9, frozen=True):
 
 
 class Missing(Message, tag=10, frozen=True):
-    """Answer to REQUEST when the chunk is not held (or already too late)."""
+    """Answer to REQUEST when the chunk is not held (or already too late).
+    ``refused``: the request was refused (the sender's pull budget for us is spent,
+    the seq is outside its window, or over a cap) and cost us a strike there; false:
+    a held request whose deadline passed. Optional (older senders omit it)."""
 
     stream: StreamKey
     seq: U64
+    refused: bool = False
 
 
 class ChunkMsg(Message, tag=11, frozen=True):

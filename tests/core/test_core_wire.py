@@ -33,7 +33,7 @@ def sample(cls: type) -> wire.Message:
         wire.SubscribeAck: wire.SubscribeAck(stream=SK, accepted=0b11, rejected=0b1000),
         wire.Unsubscribe: wire.Unsubscribe(stream=SK, mask=1),
         wire.Request: wire.Request(stream=SK, seq=123456789),
-        wire.Missing: wire.Missing(stream=SK, seq=0),
+        wire.Missing: wire.Missing(stream=SK, seq=0, refused=True),
         wire.ChunkMsg: wire.ChunkMsg(stream=SK, seq=7, time_us=1_700_000_000_000_000, flags=1,
                                      signature=b"\x01" * 64, payload=bytes(range(256)) * 4),
         wire.Goodbye: wire.Goodbye(code=int(ErrorCode.SHUTDOWN), reason="bye"),
@@ -107,7 +107,8 @@ def test_round_trip_every_message(cls: type) -> None:
     wire.Hello(versions=[1], key=b"k" * 32, nonce=b"n" * 16),
     wire.Goodbye(code=0),
     wire.Error(code=0),
-], ids=["Hello", "Goodbye", "Error"])
+    wire.Missing(stream=SK, seq=5),
+], ids=["Hello", "Goodbye", "Error", "Missing"])
 def test_default_fields_round_trip(msg: wire.Message) -> None:
     assert wire.decode_control(wire.encode(msg)) == msg
     # The default may also be omitted on the wire.
