@@ -371,7 +371,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
                            "origin_failures": st["origin_failures"],
                            "late": st["swarm_counters"]["late"]})
     # A chunk is judged once its deadline passed; the last ones are still in flight.
-    summary = summarize(records, produced, now - 1.0, playout_delay=0.5)
+    summary = summarize(records, produced, now - 1.0, playout_delay=getattr(args, "playout_delay", 0.5))
     errors = violations + bad + missing_stats
     return {
         "viewers": args.viewers,

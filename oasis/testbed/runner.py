@@ -104,12 +104,13 @@ class Testbed:
     def __init__(self, topo: Topology, *, prefix: str, duration: float, chunk_ms: int,
                  delay_scale: float, progress: Any, keep: bool = False,
                  discovery: str = "tracker", rebind_at: float | None = None,
-                 rebind: int = 0) -> None:
+                 rebind: int = 0, playout_delay: float = 0.5) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
         self.rebind_at, self.rebind = rebind_at, rebind
         self.rebound: dict[str, float] = {}  #: viewer -> wall-clock time its NAT rebound
+        self.playout_delay = playout_delay  #: every node's (the node's default: 0.5 s)
         self.topo, self.prefix, self.duration = topo, prefix, duration
         self.chunk_ms, self.delay_scale, self.progress, self.keep = chunk_ms, delay_scale, progress, keep
         self.root = tempfile.mkdtemp(prefix=f"{prefix}testbed-")
@@ -145,6 +146,7 @@ class Testbed:
         self.progress.status("starting the broadcaster…")
         bproc = _spawn("b", bp.ns, ["oasis", "broadcast", "test", "--bitrate", str(bitrate),
                                     "--chunk-ms", str(self.chunk_ms), "--json",
+                                    "--playout-delay", str(self.playout_delay),
                                     "--listen", f"{bp.addr}:{OFTP_PORT}", "--http", f"{bp.addr}:{HTTP_PORT}",
                                     "--upload-kbps", str(2 * bitrate), "--area", b.country,
                                     "--data-dir", os.path.join(self.root, "b")], self.root)
@@ -177,6 +179,7 @@ class Testbed:
                     "--gateway", f"127.0.0.1:{GATEWAY_PORT}",
                     "--listen", f"{p.addr}:{OFTP_PORT + 1 + topo.viewers.index(v)}",
                     "--upload-kbps", str(4 * bitrate), "--area", v.country, "--json",
+                    "--playout-delay", str(self.playout_delay),
                     "--data-dir", os.path.join(self.root, v.name)], self.root)
                 self.procs.append(proc)
                 vprocs[v.name] = proc
@@ -218,9 +221,10 @@ class Testbed:
         bstats = await http_json(bp.ns, bp.addr, HTTP_PORT, "/stats?detail=1")
         metrics = await http_get(bp.ns, bp.addr, HTTP_PORT, "/metrics") or b""
         now = time.time()
-        args = argparse.Namespace(viewers=len(viewers), duration=self.duration, chunk_ms=self.chunk_ms)
+        args = argparse.Namespace(viewers=len(viewers), duration=self.duration, chunk_ms=self.chunk_ms,
+                                  playout_delay=self.playout_delay)
         result = _summary(args, bitrate, list(final), bstats, now)
-        result["by_nat"] = by_nat(topo, list(final), bstats, now)
+        result["by_nat"] = by_nat(topo, list(final), bstats, now, self.playout_delay)
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
         result["dht"] = dht_view(list(final))
         if self.rebound:
@@ -232,7 +236,7 @@ class Testbed:
                                 for v, s in zip(viewers, final, strict=True) if s is not None}
         result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
                              "viewers_started_in_s": round(startup_all_s, 1),
-                             "discovery": self.discovery,
+                             "discovery": self.discovery, "playout_delay": self.playout_delay,
                              "delay_scale": self.delay_scale, "seed": topo.seed,
                              "nat_share": topo.notes.get("nat_share"),
                              "countries": sorted({n.country for n in topo.nodes})}
@@ -276,7 +280,7 @@ _KIND_NAMES = {0: "unknown", 1: "public", 2: "eim", 3: "symmetric"}  #: oasis.co
 
 
 def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str, Any] | None,
-           now: float) -> dict[str, Any]:
+           now: float, playout_delay: float = 0.5) -> dict[str, Any]:
     """Figures per NAT kind: the demo's summary of that kind's viewers, and how many of
     them relayed to anyone, had a neighbour, or were refused by the tracker."""
     if bstats is None:
@@ -287,7 +291,7 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
         stats = [s for v, s in zip(topo.viewers, final, strict=True) if v.nat == kind]
         ok = [s for s in stats if s is not None]
         records = [s["streams"][0]["record"] for s in ok]
-        summ = summarize(records, produced, now - 1.0, playout_delay=0.5)
+        summ = summarize(records, produced, now - 1.0, playout_delay=playout_delay)
         out[kind] = {
             "viewers": len(stats),
             "continuity": summ["continuity"],
@@ -415,6 +419,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--bitrate", type=int, default=1500, help="kbit/s")
     ap.add_argument("--chunk-ms", type=int, default=None, help="chunk duration (default: the node's)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--playout-delay", type=float, default=0.5,
+                    help="every node's playout delay, s (default 0.5, the node's)")
     ap.add_argument("--nat-share", type=float, default=0.7, help="share of viewers behind a NAT")
     ap.add_argument("--symmetric-share", type=float, default=0.2, help="share of the NATed that are symmetric")
     ap.add_argument("--countries", default=None, help="comma-separated ISO codes to draw from "
@@ -501,7 +507,8 @@ def run_testbed(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
-                 discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind)
+                 discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
+                 playout_delay=args.playout_delay)
     result: dict[str, Any] = {}
     code = 0
     try:
