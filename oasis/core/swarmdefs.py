@@ -179,6 +179,9 @@ class PeerState:
     #: it refused a REQUEST of ours (``refusal_backoff``): not asked again before this
     refused_until: float = -INF
     refusal_streak: int = 0  #: its refusals in a row (each doubles the back-off, up to 8x)
+    #: when our refusal of its REQUESTs opened the current episode (it owes us
+    #: ``refusal_backoff`` of silence; requests in flight then are no strikes)
+    refusal_opened: float = -INF
 
 
 @dataclass
@@ -203,6 +206,8 @@ class SwarmCounters:
     requests_out_of_window: int = 0
     requests_claimed: int = 0  #: REQUESTs for a seq the asker's own STATUS says it holds
     held_refused: int = 0
+    #: refusals of REQUESTs sent before the peer could hear our last refusal (no strike)
+    refusals_in_flight: int = 0
     flooders_dropped: int = 0  #: peers cut off for asking past their budget
     #: chunks for a held seq that differ from the held copy (verified, not trusted)
     duplicates_mismatched: int = 0

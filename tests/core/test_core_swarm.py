@@ -577,6 +577,33 @@ def test_a_lost_subscribe_ack_does_not_leave_the_parent_pushing_for_ever() -> No
 
 
 
+def test_a_viewer_cut_off_after_a_slow_start_does_not_call_honest_peers_liars() -> None:
+    """A viewer learnt a slow chunk clock (the broadcaster starved for CPU made a
+    chunk per 200 ms, nominal 100) and then heard no chunk for 6 s (its parent lost,
+    its own process starved). Meanwhile the stream ran at its nominal pace: a peer's
+    honest STATUS is ~60 chunks past the viewer's last one. Extrapolated at the learnt
+    pace that is 27 chunks too far, beyond the 2 s slack: in the 30-node testbed on a
+    saturated machine honest viewers dropped each other as liars ("STATUS claims seq
+    1985, the stream is near 1860"). The plausible top runs at the faster of the
+    learnt and the nominal pace; a claim beyond that is still a lie."""
+    node, sid, b, p = _one_parent(21)
+    bid = Identity.from_private_bytes(random.Random(21).randbytes(32))
+    assert bid.public == b
+    for seq in range(41, 61):  # 4 s at 200 ms per chunk
+        t = 0.2 * (seq - 40)
+        node.on_chunk(p, sign_chunk(bid, sid, seq, int(t * 1e6), seq % 10 == 0, b"slow"), t + 0.05)
+    assert node.log.chunk_interval > 0.15
+    honest = 60 + 60 + 1  # 6 s later at the nominal 100 ms
+    q = Identity.from_private_bytes(random.Random(22).randbytes(32)).public
+    node.add_peer(q, 10.0, rtt=0.05)
+    node.on_message(q, _status(sid.key, [[peer_tag(b), peer_tag(q)]], [40], latest=honest), 10.1)
+    assert node.counters.claims_implausible == 0
+    assert node.peers[q].status is not None and node.peers[q].status.latest == honest
+    # a claim past the nominal pace and the slack is still a lie
+    node.on_message(q, _status(sid.key, [[peer_tag(b), peer_tag(q)]], [40], latest=honest + 40), 10.2)
+    assert node.counters.claims_implausible == 1
+
+
 def test_a_parent_that_forgot_its_child_is_asked_again() -> None:
     """The mirror of the lost ACK: a parent loses its state for a child (the real node
     saw it when one side closed a duplicate link the other kept) and pushes nothing,

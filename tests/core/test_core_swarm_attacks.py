@@ -68,6 +68,44 @@ def test_request_flood_gets_at_most_its_budget_and_is_dropped() -> None:
         assert net.nodes[v].counters.origin_fetches <= 3
 
 
+def test_requests_in_flight_behind_a_refusal_are_no_strikes() -> None:
+    """An honest asker far away (RTT 0.3 s) whose repair round sent a burst of
+    REQUESTs past its pull budget: every refusal says ``refused``, but only the one
+    that opens an episode is a strike, since the rest were sent before the asker
+    could hear it. Asking again only after the back-off, in 10 bursts it earns 10
+    strikes and keeps its link (each refusal a strike cut off 183 honest links in
+    the testbed on a saturated machine). The same bursts without the back-off, every
+    0.1 s, still cut it off: those inside an episode but after the in-flight time
+    are strikes."""
+    for heeds in (True, False):
+        net = build(6, seed=41, config=SMALL)
+        net.tick(20)
+        node = net.nodes[net.viewers[0]]
+        asker = _stranger(7)
+        node.add_peer(asker, net.now)
+        node.set_rtt(asker, 0.3)
+        sent_before = len(net.log[net.viewers[0]])
+        for _ in range(10 if heeds else 40):
+            lo = max(0, node.log.latest - 30)
+            for seq in range(lo, node.log.latest + 1):  # ~3 s of chunks: past the budget
+                node.on_message(asker, wire.Request(stream=net.sid.key, seq=seq), net.now)
+            net._pump(net.viewers[0])
+            net.run_until(net.now + (1.0 if heeds else 0.1), produce_every=0.1)
+            if asker not in node.peers:
+                break
+        c = node.counters
+        answers = [a.message for _, a in net.log[net.viewers[0]][sent_before:]
+                   if isinstance(a, sw.Send) and a.peer == asker and isinstance(a.message, wire.Missing)]
+        if heeds:
+            assert c.requests_refused > 100 and c.flooders_dropped == 0, c
+            assert asker in node.peers
+            assert answers and all(m.refused for m in answers)
+            # one strike per burst that was refused at all, the rest in flight
+            assert 1 <= c.requests_refused - c.refusals_in_flight <= 10, c
+        else:
+            assert c.flooders_dropped == 1 and asker not in node.peers
+
+
 def test_requests_for_chunks_the_asker_claims_are_refused_and_it_is_dropped() -> None:
     """A relay that floods REQUESTs for the chunks its own STATUS says it holds (the
     simulator's ``flood`` mode): not one is served (an honest node never asks for what
