@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 UDP_IP_HEADER = 28
 
 
+#: rounds of _apply_session's drain (actions, then events) before it stops: each round
+#: takes every event queued, so more than a few means a session that keeps itself busy
+MAX_APPLY_ROUNDS = 16
+
 class Link:
     """One QUIC connection to a peer, with its OFTP session."""
 
@@ -70,6 +74,9 @@ class Link:
         self.closed = False
         self._started = False
         self._quic_closing = False
+        #: inside _apply_session (a send from an event handler only flags another round)
+        self._applying = False
+        self._apply_again = False
         self._delivered = 0  # stream bytes QUIC handed us (or we learnt it no longer holds)
         self._stopped: set[int] = set()  # streams we asked the peer to stop (where QUIC does not say)
         #: listener: the key of the certificate the dialler presented in TLS
@@ -260,21 +267,37 @@ class Link:
 
     def _apply_session(self, now: float) -> None:
         s = self.session
-        # Handling an event may close the session (a key mismatch), which queues more
-        # actions: go round until both are drained (bounded: a closed session is quiet).
-        for _ in range(4):
-            actions = s.actions()
-            self._do_actions(actions)
-            events = 0
-            while (ev := s.next_event()) is not None:
-                events += 1
-                if isinstance(ev, ss.Authenticated) and not self._tls_key_matches(ev.peer_key):
-                    self.endpoint.counters["tls_key_mismatch"] += 1
-                    s.close(ErrorCode.WRONG_PEER, "TLS certificate key is not the key proven in AUTH")
-                    continue  # nobody above ever sees this link authenticated
-                self.endpoint.on_session_event(self, ev)
-            if not actions and not events:
-                break
+        if self._applying:
+            # Called from an event handler below (an answer sent on this link): the
+            # loop below writes its actions and goes on with the next event. Nesting
+            # instead went one level deeper per queued message, and a burst of a few
+            # hundred ended in RecursionError mid-send (seen in the testbed).
+            self._apply_again = True
+            return
+        self._applying = True
+        try:
+            # Handling an event may close the session (a key mismatch) or send, which
+            # queues more actions: go round until both are drained (bounded: the events
+            # are what QUIC delivered, and a closed session is quiet).
+            for _ in range(MAX_APPLY_ROUNDS):
+                self._apply_again = False
+                actions = s.actions()
+                self._do_actions(actions)
+                events = 0
+                while (ev := s.next_event()) is not None:
+                    events += 1
+                    if isinstance(ev, ss.Authenticated) and not self._tls_key_matches(ev.peer_key):
+                        self.endpoint.counters["tls_key_mismatch"] += 1
+                        s.close(ErrorCode.WRONG_PEER, "TLS certificate key is not the key proven in AUTH")
+                        continue  # nobody above ever sees this link authenticated
+                    self.endpoint.on_session_event(self, ev)
+                    if self._apply_again:  # a handler sent: write it before the next event
+                        self._apply_again = False
+                        self._do_actions(s.actions())
+                if not actions and not events and not self._apply_again:
+                    break
+        finally:
+            self._applying = False
         if s.closed and not self._quic_closing:
             # Closed by the peer's GOODBYE (or a violation budget): end the QUIC connection too.
             self._quic_closing = True

@@ -31,6 +31,7 @@ from oasis.core import session as ss
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
+from oasis.core.stream import StreamId
 from oasis.core.wire import ErrorCode
 from oasis.node.admission import RatePerSource
 from oasis.node.keystore import make_certificate
@@ -574,4 +575,43 @@ async def test_a_dialler_without_a_certificate_is_refused(victim: str) -> None:
         assert b.endpoint.counters["tls_no_client_key"] == 1
     finally:
         c.stop()
+        await b.close()
+
+
+# ---- 6. a burst of messages answered on the same link ---------------------------------
+
+async def test_a_burst_of_requests_in_one_flight_is_answered_without_recursion() -> None:
+    """Hundreds of REQUESTs packed into a few datagrams (within the control-message
+    budget): each is answered on the same link, and answering sent, drained the next
+    event and handled it inside the send, one level deeper per message. The testbed
+    on a saturated machine (events piling up) hit RecursionError in the broadcaster
+    and 4 viewers, in the middle of their send paths. Every REQUEST must be answered,
+    with no exception on the node's loop."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    old_handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    a, b = await _node(), await _node()
+    sid = StreamId(Identity.generate().public, "burst")
+    a.add_stream(sid, is_source=False)
+    b.add_stream(sid, is_source=False)
+    n = 350  # within the 400-message burst of the control budget
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        await _wait(lambda: sid.key in b.joined.get(a.identity.public, set())
+                    and sid.key in a.joined.get(b.identity.public, set()), SLACK)
+        link = a.links_by_peer[b.identity.public]
+        before = b.streams[sid.key].swarm.counters.requests_out_of_window
+        for seq in range(n):  # queued in the session, then written at once
+            link.session.send(wire.Request(stream=sid.key, seq=seq))
+        link._apply_session(loop.time())
+        link.transmit()
+        # b holds no chunk: every REQUEST is refused with a MISSING on the same link
+        await _wait(lambda: b.streams[sid.key].swarm.counters.requests_out_of_window - before >= n, SLACK)
+        await _wait(lambda: a.streams[sid.key].swarm.counters.refusals_heard >= n, SLACK)
+        assert not errors, errors[0]
+        assert a.identity.public in b.links_by_peer
+    finally:
+        loop.set_exception_handler(old_handler)
+        await a.close()
         await b.close()
