@@ -198,12 +198,23 @@ class Ban:
 
 
 @dataclass(frozen=True, slots=True)
+class Report:
+    """Informational: an input worth a log line (the first ``REPORTS`` of a kind)."""
+    peer: bytes
+    text: str
+
+
+#: unjoined messages reported with their context (Report), per node: counted beyond
+REPORTS = 20
+
+
+@dataclass(frozen=True, slots=True)
 class Announce:
     """Ask the verified sources for candidates; answer with on_candidates() or
     announce_failed()."""
 
 
-Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Ban | Announce
+Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Ban | Announce | Report
 
 
 @dataclass
@@ -452,6 +463,12 @@ class PeerPolicy(Generic[L]):
             return TO_NODE
         if skey not in p.joined:
             self.counters.messages_unjoined += 1
+            if self.counters.messages_unjoined <= REPORTS:  # what the count hides: the context
+                self._actions.append(Report(peer, (
+                    f"{type(msg).__name__} for stream {skey.hex()[:8]} not joined; link "
+                    f"{now - p.since:.1f} s old, {'dialled' if p.dialled else 'accepted'}, "
+                    f"{len(p.joined)} streams joined, {self.counters.links_duplicate} duplicate "
+                    f"links so far")))
             self.offence(peer, Offence.UNJOINED, now, f"{type(msg).__name__} for a stream not joined")
             return None
         if isinstance(msg, wire.Leave):

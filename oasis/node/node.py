@@ -428,6 +428,8 @@ class Node:
             elif isinstance(a, pp.Ban):
                 log.warning("banned %s until %.0f: %s %s", peer_id_of(a.peer)[:16], a.until,
                             a.code.name, a.reason)
+            elif isinstance(a, pp.Report):
+                log.warning("protocol violation (unjoined) from %s: %s", peer_id_of(a.peer)[:16], a.text)
             elif isinstance(a, pp.Announce):
                 self.announce_wanted.set()
                 if self.dht is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import os
 import resource
 import select
 import signal
@@ -113,7 +114,16 @@ def serve(table: dict[str, Any], queue_num: int = 0, scale: float = 1.0) -> dict
                     "packets_per_s": round(stats["packets"] / wall, 1) if wall else 0.0,
                     "cpu_us_per_packet": round(1e6 * cpu / stats["packets"], 1) if stats["packets"] else None,
                     "late_ms_p50": q(0.5), "late_ms_p99": q(0.99),
+                    "realtime": _realtime(),
                     "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+
+
+def _realtime() -> bool:
+    """Whether this process runs at a real-time priority (the testbed asks for it)."""
+    try:
+        return os.sched_getscheduler(0) in (os.SCHED_RR, os.SCHED_FIFO)
+    except (OSError, AttributeError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

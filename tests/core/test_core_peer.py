@@ -185,6 +185,10 @@ def test_messages_for_unjoined_streams_are_counted_and_past_a_limit_banned():
     for i in range(9):
         assert p.on_message("m", m, status(SKEY if i % 2 else other), 0.5) is None
     assert p.counters.messages_unjoined == 9 and p.counters.violations == 9
+    # each is reported with its context (the first REPORTS of them), for the log
+    reports = [a for a in p.actions() if isinstance(a, pp.Report)]
+    assert len(reports) == 9 and all(r.peer == m for r in reports)
+    assert reports[0].text.startswith("Status for stream") and "accepted" in reports[0].text
     assert not p.is_banned(m, 0.5)
     p.on_message("m", m, status(), 0.5)
     assert p.is_banned(m, 0.5)
