@@ -704,6 +704,13 @@ class PeerPolicy(Generic[L]):
             return
         if skey in p.joined:
             c.joins_repeated += 1
+            if not p.dialled:
+                # The dialler may have started afresh: it closed its end of our old link
+                # as idle and dialled again, and we kept its joins on the new link (the
+                # simultaneous-dial rule). Unanswered, it never had us joined and took
+                # each of our STATUS for a message on a stream not joined. One JOIN per
+                # JOIN, paid from its message budget: no amplification.
+                self._actions.append(SendTo(p.link, wire.Join(stream=text_id)))
             return
         if p.overflow:  # admitted beyond max_neighbours for the DHT only
             c.joins_refused_service += 1

@@ -222,7 +222,8 @@ def test_join_unknown_stream_and_per_peer_limit_and_leave():
     acts = p.actions()  # the listener joins back, and the swarm gets the peer
     assert pp.SendTo("a", wire.Join(stream=TEXT)) in acts and pp.AddPeer(peer, SKEY) in acts
     p.on_message("a", peer, wire.Join(stream=TEXT), 0)
-    assert p.actions() == [] and p.counters.joins_repeated == 1
+    # a repeat: answered with our JOIN again (the dialler may have started afresh), no AddPeer
+    assert p.actions() == [pp.SendTo("a", wire.Join(stream=TEXT))] and p.counters.joins_repeated == 1
     p.on_message("a", peer, wire.Join(stream="s0"), 0)
     p.on_message("a", peer, wire.Join(stream="s1"), 0)  # third stream: over the limit
     err = of(p.actions(), pp.SendTo)[-1].message
@@ -654,3 +655,39 @@ def test_a_peer_whose_address_changed_is_told_its_new_address() -> None:
     p.address_changed("a", key(1), ("198.18.0.1", 40001), 1.0)  # QUIC migrated the link
     assert p.actions() == [pp.SendTo("a", wire.Observed(host="198.18.0.1", port=40001))]
     assert p.nat.counters.observed_resent == 1
+
+
+def _deliver(src: pp.PeerPolicy[str], src_key: bytes, dst: pp.PeerPolicy[str], now: float,
+             links: set[str]) -> list[pp.Action[str]]:
+    """Hand ``src``'s SendTo actions on ``links`` to ``dst``; the other actions back."""
+    rest = []
+    for a in src.actions():
+        if isinstance(a, pp.SendTo) and a.link in links:
+            dst.on_message(a.link, src_key, a.message, now)
+        else:
+            rest.append(a)
+    return rest
+
+
+def test_a_peer_that_closed_our_link_as_idle_and_dialled_again_gets_our_join() -> None:
+    """R (the smaller key) closes its link to S as silent (S's process starved, or the
+    close crosses S's traffic) and dials S again; S, whose end of the old link is still
+    up, keeps the new link by the simultaneous-dial rule with its joins. R's JOIN on it
+    is a repeat to S, and S used not to answer repeats: R, its state started afresh,
+    never had S joined again, and took every STATUS of S for a message on a stream not
+    joined (a counted violation; past the ban score, a ban of an honest peer)."""
+    r, s = policy(LOW, sweep_interval=1.0), policy(HIGH, sweep_interval=1.0)
+    assert r.link_up("L1", HIGH, dialled=False, now=0.0)
+    assert s.link_up("L1", LOW, dialled=True, now=0.0)
+    _deliver(s, HIGH, r, 0.1, {"L1"})  # S's JOIN: R joins S and answers JOIN
+    _deliver(r, LOW, s, 0.2, {"L1"})  # R's answer: S joins R
+    assert SKEY in r.joined(HIGH) and SKEY in s.joined(LOW)
+    r.handle_timer(31.0)  # S silent for silence_timeout at R: closed (the close still on its way)
+    assert any(isinstance(a, pp.CloseLink) and a.link == "L1" for a in r.actions())
+    assert r.link_up("L2", HIGH, dialled=True, now=31.5)  # R dials again: a fresh start
+    assert s.link_up("L2", LOW, dialled=False, now=31.5)  # S: a duplicate; R's key is smaller
+    _deliver(r, LOW, s, 31.6, {"L2"})  # R's JOIN: a repeat at S
+    _deliver(s, HIGH, r, 31.7, {"L2"})  # S answers it with its JOIN
+    assert SKEY in r.joined(HIGH) and SKEY in s.joined(LOW)
+    assert r.on_message("L2", HIGH, status(), 32.0) == SKEY
+    assert r.counters.messages_unjoined == 0 and r.counters.violations == 0
