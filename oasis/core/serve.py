@@ -43,9 +43,9 @@ from .swarmdefs import DropPeer, PeerState, Push, Send, SwarmAction, SwarmConfig
 from .upload import UploadScheduler
 from .wire import ErrorCode
 
-#: requests that arrive this long (s) after a refusal opened an episode were in flight
-#: when we refused: 1.5 x the peer's RTT, at least IN_FLIGHT_MIN, at most
-#: IN_FLIGHT_SHARE of the back-off (the rest of the episode is the asker's silence)
+#: requests that arrive this long (s) after a refusal opened an episode (the back-off
+#: plus the peer's RTT) were in flight when we refused: 1.5 x the peer's RTT, at least
+#: IN_FLIGHT_MIN, at most IN_FLIGHT_SHARE of the episode (the rest is the asker's silence)
 IN_FLIGHT_MIN = 0.2
 IN_FLIGHT_SHARE = 0.8
 
@@ -128,12 +128,15 @@ class PullServer:
         refused = strike
         if strike:
             since = now - st.refusal_opened
-            if since >= cfg.refusal_backoff:
+            # the asker hears us half an RTT later and is silent for the back-off: its
+            # next request arrives one RTT plus the back-off after ours at the earliest
+            episode = cfg.refusal_backoff + (st.rtt if st.rtt > 0 else 0.0)
+            if since >= episode:
                 st.refusal_opened = now  # a new episode: its first refusal is a strike
             else:
                 in_flight = 1.5 * st.rtt if 1.5 * st.rtt > IN_FLIGHT_MIN else IN_FLIGHT_MIN
-                if in_flight > IN_FLIGHT_SHARE * cfg.refusal_backoff:
-                    in_flight = IN_FLIGHT_SHARE * cfg.refusal_backoff
+                if in_flight > IN_FLIGHT_SHARE * episode:
+                    in_flight = IN_FLIGHT_SHARE * episode
                 if since < in_flight:
                     strike = False  # sent before the peer could have heard the first one
                     self.counters.refusals_in_flight += 1
