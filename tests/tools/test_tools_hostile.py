@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from oasis.core.chat import ChatConfig
 from oasis.core.identity import Identity
 from oasis.tools import hostile
 
@@ -96,11 +98,13 @@ def test_chat_dm_and_file_modes_against_a_broadcaster_and_a_publisher(tmp_path):
         # 20 s bound leaves a loaded machine time for the dial (CONNECT_TIMEOUT 5 s)
         base = [sys.executable, "-m", "oasis.tools.hostile", "--rate", "200", "--seed", "2",
                 "--duration", "20", "--max-sends", "800"]
-        reps = {}
+        reps, took = {}, {}
         for mode in ("chat", "dm"):
+            t0 = time.monotonic()
             out = subprocess.run(base + ["--victim", f"{bi['oftp']}:{bi['peer_id']}", "--stream", bi["stream_id"],
                                          "--mode", mode], capture_output=True, timeout=90, check=True)
             reps[mode] = json.loads(out.stdout)
+            took[mode] = time.monotonic() - t0
         out = subprocess.run(base + ["--victim", f"{pi['oftp']}:{pi['peer_id']}", "--cid", pi["cid"],
                                      "--mode", "files"], capture_output=True, timeout=90, check=True)
         files = json.loads(out.stdout)
@@ -123,7 +127,11 @@ def test_chat_dm_and_file_modes_against_a_broadcaster_and_a_publisher(tmp_path):
     assert ev_b["chat_received"] >= sum(chat["chat"].values()) // 2, (chat, ev_b)
     assert ev_b["chat_bad_signature"] >= 1 and ev_b["chat_rate_limited"] >= 1 and ev_b["chat_link_limited"] >= 1
     assert ev_b["chat_mods_bad"] >= 1 and ev_b.get("chat_mods_applied", 0) == 0
-    assert ev_b["chat_delivered"] < ev_b["chat_received"] / 4
+    # what got through is what one link's bucket lets through in the time the flood took
+    # (a ratio of received would depend on how fast a loaded machine let the tool send)
+    room = ChatConfig()
+    assert ev_b["chat_delivered"] <= room.link_burst + room.link_rate * took["chat"], (ev_b, took)
+    assert ev_b["chat_delivered"] < ev_b["chat_received"] / 2
     # dm: junk never opens, the flood is rate-limited, and what it parked stays within a cap
     (dm,) = live["modes"]["dm"]["result"].values()
     assert dm["dm"] and min(dm["dm"].values()) > 20, dm
