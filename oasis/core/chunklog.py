@@ -86,11 +86,12 @@ class ChunkLog:
             return chunk.time_us / 1e6
         return self.anchor_time + (seq - self.anchor_seq) * self.chunk_interval
 
-    def expected_latest(self, now: float) -> int:
-        """Highest sequence number that should be complete at the broadcaster by ``now``."""
+    def expected_latest(self, now: float, step: float = 0.0) -> int:
+        """Highest sequence number that should be complete at the broadcaster by ``now``,
+        at ``step`` s per chunk from the newest verified one (default: the learnt interval)."""
         if self.anchor_seq < 0:
             return -1
-        return self.anchor_seq + max(0, int((now - self.anchor_time) / self.chunk_interval))
+        return self.anchor_seq + max(0, int((now - self.anchor_time) / (step or self.chunk_interval)))
 
     def have_bitmap(self) -> int:
         """Bit i set = holds ``latest - 1 - i`` (63 bits: the wire's integers are int64)."""

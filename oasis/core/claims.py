@@ -83,11 +83,7 @@ class ClaimCheck:
         nominal = self.config.chunk_ms / 1000
         if nominal < step:
             step = nominal
-        if log.anchor_seq < 0:
-            return -1
-        ahead = now - log.anchor_time
-        return log.anchor_seq + (int(ahead / step) if ahead > 0 else 0) \
-            + int(self.config.claim_slack / step) + 2
+        return log.expected_latest(now, step) + int(self.config.claim_slack / step) + 2
 
     def lie(self, st: PeerState, reason: str) -> None:
         st.lies += 1

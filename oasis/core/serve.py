@@ -31,7 +31,6 @@ refusal cut off 183 honest links as flooders in 60 s.) A peer that piles up
 TOO_MANY_ERRORS).
 """
 
-
 from __future__ import annotations
 
 from . import wire

@@ -50,6 +50,7 @@ UDP_IP_HEADER = 28
 #: takes every event queued, so more than a few means a session that keeps itself busy
 MAX_APPLY_ROUNDS = 16
 
+
 class Link:
     """One QUIC connection to a peer, with its OFTP session."""
 
