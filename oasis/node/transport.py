@@ -141,7 +141,9 @@ class Endpoint(asyncio.DatagramProtocol):
             raise ValueError("link delay must be between 0 and 10 seconds")
         self.link_delay = link_delay
         self.max_delayed = max_delayed
-        self._delayed: deque[tuple[float, bytes, tuple[str, int]]] = deque()
+        #: (release time, one flush's datagrams, address), in release order
+        self._delayed: deque[tuple[float, list[bytes], tuple[str, int]]] = deque()
+        self._delayed_count = 0  #: datagrams in ``_delayed``
         #: links that asked for a flush during this socket wake-up (insertion-ordered set)
         self._dirty: dict[Link, None] = {}
         self._batching = False
@@ -222,11 +224,10 @@ class Endpoint(asyncio.DatagramProtocol):
         t = self.transport
         if t is None:
             return
-        if self.link_delay > 0.0 or not isinstance(t, UdpSocket):
-            for d in datagrams:
-                self.send_datagram(d, addr)
-            return
-        t.send_many(datagrams, addr)
+        if self.link_delay > 0.0:
+            self._delay(datagrams, addr)
+        else:
+            self._put(t, datagrams, addr)
 
     def send_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         """Hand one datagram to the socket, now or ``link_delay`` later (in order)."""
@@ -235,23 +236,43 @@ class Endpoint(asyncio.DatagramProtocol):
         if self.link_delay <= 0.0:
             self.transport.sendto(data, addr)
             return
-        if len(self._delayed) >= self.max_delayed:
-            self.counters["delay_queue_drops"] += 1
-            return
+        self._delay([data], addr)
+
+    @staticmethod
+    def _put(t: UdpSocket, datagrams: list[bytes], addr: tuple[str, int]) -> None:
+        if isinstance(t, UdpSocket):
+            t.send_many(datagrams, addr)  # one GSO send per equal-sized run
+        else:
+            for d in datagrams:
+                t.sendto(d, addr)
+
+    def _delay(self, datagrams: list[bytes], addr: tuple[str, int]) -> None:
+        """Queue one flush's datagrams for ``link_delay`` later, together: they leave as
+        they would have undelayed (one GSO send), so the emulated delay costs no extra
+        system calls. At most ``max_delayed`` datagrams wait; the rest are dropped."""
+        room = self.max_delayed - self._delayed_count
+        if room < len(datagrams):
+            self.counters["delay_queue_drops"] += len(datagrams) - max(room, 0)
+            if room <= 0:
+                return
+            datagrams = datagrams[:room]
+        self._delayed_count += len(datagrams)
         # The delay is constant, so release times are in sending order: one FIFO, one timer.
-        self._delayed.append((self.loop.time() + self.link_delay, data, addr))
+        self._delayed.append((self.loop.time() + self.link_delay, datagrams, addr))
         if self._delay_timer is None:
             self._delay_timer = self.loop.call_at(self._delayed[0][0], self._release_delayed)
 
     def _release_delayed(self) -> None:
         self._delay_timer = None
         q = self._delayed
+        t = self.transport
         # Event-loop timers may fire up to their resolution (uvloop: 1 ms) early.
         now = self.loop.time() + 0.001
         while q and q[0][0] <= now:
-            _, data, addr = q.popleft()
-            if self.transport is not None:
-                self.transport.sendto(data, addr)
+            _, datagrams, addr = q.popleft()
+            self._delayed_count -= len(datagrams)
+            if t is not None:
+                self._put(t, datagrams, addr)
         if q:
             self._delay_timer = self.loop.call_at(q[0][0], self._release_delayed)
 
@@ -392,6 +413,7 @@ class Endpoint(asyncio.DatagramProtocol):
             # Shutting down: what still waits in the delay queue (the CONNECTION_CLOSEs
             # just queued among it) goes out now rather than being lost.
             while self._delayed:
-                _, data, addr = self._delayed.popleft()
-                self.transport.sendto(data, addr)
+                _, datagrams, addr = self._delayed.popleft()
+                self._put(self.transport, datagrams, addr)
+            self._delayed_count = 0
             self.transport.close()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+
+from procs import until
 
 from oasis.core.identity import Identity
 from oasis.node.transport import Endpoint
+from oasis.node.udp import UdpSocket
 
 
 class Recorder:
@@ -55,3 +59,38 @@ async def test_no_delay_by_default_and_close_flushes():
     slow.send_datagram(b"y", ("127.0.0.1", 9))
     slow.close()  # shutting down: pending datagrams go out now
     assert [d for _, d in rec2.sent] == [b"y"]
+
+
+async def test_a_delayed_flush_still_leaves_as_one_gso_send():
+    """The emulated delay holds a flush's datagrams together: they leave as one GSO
+    send after the delay, as they would have undelayed (no extra system calls)."""
+    loop = asyncio.get_running_loop()
+    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r.bind(("127.0.0.1", 0))
+    r.setblocking(False)
+    ep = Endpoint(Identity.generate(), on_event=lambda *a: None, clock=loop.time, link_delay=0.03)
+    u = UdpSocket.bind("127.0.0.1", 0, on_datagram=lambda d, a: None, on_batch_end=lambda: None)
+    ep.transport = u
+    got: list[bytes] = []
+
+    def read() -> bool:
+        while True:
+            try:
+                got.append(r.recv(65536))
+            except BlockingIOError:
+                return len(got) >= 12
+
+    try:
+        datagrams = [bytes([i]) * 1350 for i in range(10)] + [b"t" * 300]
+        t0 = loop.time()
+        ep.send_datagrams(datagrams, r.getsockname())
+        ep.send_datagram(b"after", r.getsockname())
+        assert u.counters["sends"] == 0  # nothing before the delay
+        await until(read, 5)
+        assert loop.time() - t0 >= 0.03 - 0.002
+        assert got == datagrams + [b"after"]  # in order, none lost
+        if u.gso:  # this kernel takes UDP GSO: the flush was one system call, not 11
+            assert u.counters["sends"] == 2
+    finally:
+        ep.close()
+        r.close()
