@@ -18,6 +18,12 @@ to others. So:
   verified chunks, so once a node holds one it can bound every claim: the
   highest seq that can exist by ``now`` is ``expected_latest(now)`` plus
   ``claim_slack`` seconds of chunks. A STATUS above it is **implausible**.
+* A newcomer's JOIN asks for a **start** (``Join.start``): a neighbour holding a
+  fresh keyframe sends its latest one at once, paid from the newcomer's pull
+  budget like the REQUEST it replaces. That saves the probe's round trip; the
+  newcomer does not probe that neighbour for ``start_wait`` (at least two RTTs)
+  meanwhile, and probes it as usual if nothing came (no strike: it claimed
+  nothing).
 * A claim disproved is a **lie** against the peer: an implausible STATUS, a
   probe answered MISSING, a probe unanswered after ``probe_timeout``. At
   ``lie_limit`` the peer is dropped (``DropPeer``, TOO_MANY_ERRORS).
@@ -29,6 +35,9 @@ from . import wire
 from .chunklog import ChunkLog
 from .swarmdefs import INF, DropPeer, PeerState, Send, SwarmAction, SwarmConfig, SwarmCounters
 from .wire import ErrorCode
+
+#: the probe entry of a peer our JOIN asked for a start: any fresh keyframe of it will do
+START_ANY = -1
 
 
 class ClaimCheck:
@@ -107,6 +116,18 @@ class ClaimCheck:
         self.counters.probes_sent += 1
         self.actions.append(Send(st.key, wire.Request(stream=self.skey, seq=seq)))
 
+    def expect_start(self, st: PeerState, now: float) -> None:
+        """Our JOIN asked ``st`` for a start (§9.1): its latest keyframe is on its way if it
+        holds a fresh one, so do not probe it for the same chunk meanwhile. Not a claim:
+        if nothing comes within ``start_wait`` (it had none, or its budget for us was
+        spent), it is probed as usual, with no strike."""
+        if st.key in self.probes or len(self.probes) >= self.config.max_probes:
+            return
+        wait = 2 * st.rtt if st.rtt > 0 else 0.0
+        if wait < self.config.start_wait:
+            wait = self.config.start_wait
+        self.probes[st.key] = (START_ANY, now + wait)
+
     def probe_more(self, now: float) -> None:
         """Probe other peers (a probe failed): up to ``max_probes`` in flight."""
         for st in self.peers.values():
@@ -131,5 +152,10 @@ class ClaimCheck:
             st = self.peers.get(key)
             if st is None:
                 del self.probes[key]
+            elif now >= due and seq == START_ANY:
+                del self.probes[key]  # no start came: probe it as usual if it claims chunks
+                msg = st.status
+                if msg is not None and (msg.latest > 0 or msg.have):
+                    self.probe(st, now)
             elif now >= due:
                 self._failed(st, seq, now, f"claimed keyframe {seq} never sent")

@@ -88,6 +88,9 @@ class PolicyConfig:
     max_neighbours: int = 24  #: refuse inbound links beyond this many
     max_streams: int = 16  #: streams this node carries
     max_streams_per_peer: int = 4  #: streams one peer may join with us
+    #: JOINs that ask for a start per stream while the node has none (each answer is a
+    #: keyframe: asking every neighbour at once would fetch it that many times)
+    start_asks: int = 2
     ban_seconds: float = 60.0
     max_bans: int = 1024
     max_scores: int = 4096  #: scores of peers no longer linked, remembered
@@ -181,6 +184,8 @@ class SendTo(Generic[L]):
 class AddPeer:
     peer: bytes  #: joined ``stream``: the executor calls that swarm's add_peer
     stream: bytes
+    start: bool = False  #: its JOIN asked for a start (our latest keyframe, §9.1)
+    asked: bool = False  #: our JOIN to it asked it for one
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +239,7 @@ class _Peer(Generic[L]):
     service: bool = False  #: a DHT-only link: not a neighbour (see the module docstring)
     overflow: bool = False  #: admitted beyond max_neighbours: DHT only, JOIN refused
     service_at: float = 0.0  #: last DHT message from it
+    asked_start: set[bytes] = field(default_factory=set)  #: streams whose JOIN to it asked a start
 
 
 class PeerPolicy(Generic[L]):
@@ -247,6 +253,8 @@ class PeerPolicy(Generic[L]):
         self.rng = rng or random.Random()
         self.counters = PeerCounters()
         self.streams: dict[str, bytes] = {}  #: text id -> stream key
+        #: stream keys this node has not started playing -> JOINs that asked for a start
+        self.starting: dict[bytes, int] = {}
         self.peers: dict[bytes, _Peer[L]] = {}  #: admitted links, one per peer
         self._n_service = 0  #: of self.peers, the service links (not neighbours)
         self.bans: dict[bytes, float] = {}  #: peer -> banned until
@@ -280,11 +288,32 @@ class PeerPolicy(Generic[L]):
         self.streams[text_id] = key
         return True
 
+    def set_starting(self, key: bytes, starting: bool) -> None:
+        """Whether the node still waits for its first keyframe of stream ``key`` (the
+        executor tells): while it does, its first ``start_asks`` JOINs ask for a start."""
+        if starting:
+            self.starting.setdefault(key, 0)
+        else:
+            self.starting.pop(key, None)
+
+    def _join(self, p: _Peer[L], text_id: str) -> None:
+        """Send JOIN for ``text_id`` on ``p``'s link; while we have no start, the first
+        ``start_asks`` of them ask for one."""
+        skey = self.streams[text_id]
+        asks = self.starting.get(skey)
+        start = asks is not None and asks < self.config.start_asks
+        if start:
+            self.starting[skey] = asks + 1 if asks is not None else 1
+            p.asked_start.add(skey)
+        self._actions.append(SendTo(p.link, wire.Join(stream=text_id, start=start)))
+
     def remove_stream(self, text_id: str) -> None:
         """The node stops carrying a stream; new JOINs of it are refused as unknown. Peers'
         joins stay recorded, so their messages still in flight are no offence (the node
         drops them: no swarm); they go with the link or the peer's LEAVE."""
-        self.streams.pop(text_id, None)
+        key = self.streams.pop(text_id, None)
+        if key is not None:
+            self.starting.pop(key, None)
 
     # ---- queries -------------------------------------------------------------
     def is_banned(self, peer: bytes, now: float) -> bool:
@@ -387,7 +416,7 @@ class PeerPolicy(Generic[L]):
             return True  # DHT only: no JOIN, no NEIGHBOURS
         if dialled:
             for text_id in self.streams:
-                self._actions.append(SendTo(link, wire.Join(stream=text_id)))
+                self._join(p, text_id)
         self._send_neighbours(peer, p)
         return True
 
@@ -445,7 +474,7 @@ class PeerPolicy(Generic[L]):
         p.tokens = tokens - cost
         p.heard = now
         if isinstance(msg, wire.Join):
-            self._on_join(p, peer, msg.stream, now)
+            self._on_join(p, peer, msg.stream, now, msg.start)
             return None
         if isinstance(msg, wire.Error):
             self.counters.errors_received += 1
@@ -571,7 +600,7 @@ class PeerPolicy(Generic[L]):
             p.since = now  # the join timeout runs from here
             self.counters.links_service_promoted += 1
             for text_id in self.streams:
-                self._actions.append(SendTo(p.link, wire.Join(stream=text_id)))
+                self._join(p, text_id)
             self._send_neighbours(cand.peer, p)
 
     def announce_failed(self, now: float) -> None:
@@ -693,7 +722,8 @@ class PeerPolicy(Generic[L]):
         self._actions.append(SendTo(p.link, wire.Neighbours(keys=self.rng.sample(keys, n))))
 
     # ---- JOIN --------------------------------------------------------------------------
-    def _on_join(self, p: _Peer[L], peer: bytes, text_id: str, now: float) -> None:
+    def _on_join(self, p: _Peer[L], peer: bytes, text_id: str, now: float,
+                 start: bool = False) -> None:
         c = self.counters
         skey = self.streams.get(text_id)
         if skey is None:
@@ -710,7 +740,7 @@ class PeerPolicy(Generic[L]):
                 # simultaneous-dial rule). Unanswered, it never had us joined and took
                 # each of our STATUS for a message on a stream not joined. One JOIN per
                 # JOIN, paid from its message budget: no amplification.
-                self._actions.append(SendTo(p.link, wire.Join(stream=text_id)))
+                self._join(p, text_id)
             return
         if p.overflow:  # admitted beyond max_neighbours for the DHT only
             c.joins_refused_service += 1
@@ -729,8 +759,9 @@ class PeerPolicy(Generic[L]):
         if p.service:  # a DHT contact joins: now a neighbour
             self._set_service(p, False)
         if not p.dialled:
-            self._actions.append(SendTo(p.link, wire.Join(stream=text_id)))
-        self._actions.append(AddPeer(peer, skey))
+            self._join(p, text_id)
+        self._actions.append(AddPeer(peer, skey, start=start, asked=skey in p.asked_start))
+        p.asked_start.discard(skey)
 
     # ---- time ----------------------------------------------------------------------------
     def get_timer(self) -> float | None:

@@ -119,6 +119,28 @@ class PullServer:
             self.counters.held_refused += 1
             self.refuse(st, seq, now, strike=True)
 
+    def on_start(self, st: PeerState, now: float) -> None:
+        """JOIN(start): the joiner has not started, and its first REQUEST would be for our
+        latest keyframe. Send it now if it is fresh, paid from the joiner's pull budget
+        like that REQUEST. Not a request: nothing held, no MISSING, no strike (the joiner
+        probes us after our STATUS if nothing came)."""
+        cfg = self.config
+        log = self.log
+        seq = log.latest_keyframe
+        if seq < 0 or log.latest - seq >= cfg.window_chunks:
+            return
+        chunk = log.get(seq)
+        if chunk is None or now - log.time_of(seq) > cfg.start_max_age:
+            return
+        rate = self.stream_rate()
+        if not st.budget.take(float(len(chunk.payload)), cfg.request_share * rate,
+                              cfg.request_burst * rate, now):
+            self.counters.starts_refused += 1
+            return
+        self.upload.enqueue(st.key, chunk, max(self.repair.deadline_of(seq), now + cfg.playout_delay))
+        self.counters.starts_served += 1
+        self.flush(now)
+
     def refuse(self, st: PeerState, seq: int, now: float, strike: bool = False) -> None:
         """Answer MISSING; with ``strike`` it is a refusal (``refused`` set), counted
         against the peer's flood score unless it was in flight behind the refusal

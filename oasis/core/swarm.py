@@ -162,14 +162,21 @@ class Swarm:
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
-                 rtt: float = -1.0) -> None:
+                 rtt: float = -1.0, start: bool = False, asked: bool = False) -> None:
         """A neighbour joined the stream; ``rtt`` is the transport's RTT estimate (s)
-        when it has one (QUIC measures it during the handshake)."""
+        when it has one (QUIC measures it during the handshake). ``start``: its JOIN
+        asked for a start (our latest keyframe follows our STATUS); ``asked``: ours
+        asked it for one (§9.1)."""
         if key in self.peers or key == self.self_key:
             return
-        self.peers[key] = PeerState(key, peer_tag(key), is_broadcaster=is_broadcaster
-                                    or key == self.sid.broadcaster, rtt=rtt)
+        st = PeerState(key, peer_tag(key), is_broadcaster=is_broadcaster
+                       or key == self.sid.broadcaster, rtt=rtt)
+        self.peers[key] = st
         self._send_status(key)
+        if start:
+            self.pulls.on_start(st, now)
+        if asked and self.start_seq is None:
+            self.claims.expect_start(st, now)
 
     def set_rtt(self, key: bytes, rtt: float) -> None:
         """The transport's current smoothed RTT to ``key`` (s); used to pick parents."""

@@ -91,6 +91,8 @@ class SwarmConfig:
     start_max_age: float = 5.0  #: a start keyframe's signed time is at most this old (s)
     probe_timeout: float = 2.0  #: a start probe unanswered this long is a broken claim
     max_probes: int = 4  #: start probes in flight
+    #: a neighbour our JOIN asked for a start is not probed for this long (at least 2 RTTs)
+    start_wait: float = 0.3
     #: a parent that pushed none of this many consecutive chunks of its substream (we got
     #: them from repairs or the origin first) is withholding: dropped as parent at once
     withhold_run: int = 3
@@ -212,6 +214,8 @@ class SwarmCounters:
     #: chunks for a held seq that differ from the held copy (verified, not trusted)
     duplicates_mismatched: int = 0
     probes_sent: int = 0  #: start probes (REQUEST of a peer's claimed keyframe)
+    starts_served: int = 0  #: JOINs asking for a start answered with our latest keyframe
+    starts_refused: int = 0  #: ... not answered: the joiner's pull budget was spent
     claims_implausible: int = 0  #: STATUS claiming seqs the signed clock rules out
     claims_broken: int = 0  #: claimed chunks answered MISSING or never sent
     liars_dropped: int = 0

@@ -106,9 +106,13 @@ class Auth(Message, tag=2, frozen=True):
 
 
 class Join(Message, tag=3, frozen=True):
-    """Sender is in the swarm of ``stream``; asks for STATUS updates."""
+    """Sender is in the swarm of ``stream``; asks for STATUS updates. ``start``: the
+    sender has not started playing it: a receiver holding a fresh keyframe sends its
+    latest one at once, as if REQUESTed (§9.1; saves the round trip of a probe).
+    Optional (older senders omit it)."""
 
     stream: StreamIdText
+    start: bool = False
 
 
 class Leave(Message, tag=4, frozen=True):

@@ -139,6 +139,9 @@ class LiveStream:
 
     def _deliver(self, a: sw.Deliver) -> None:
         c = a.chunk
+        policy = self.node.policy
+        if policy.starting:
+            policy.set_starting(self.sid.key, False)  # playing: our JOINs ask no more
         kf = is_keyframe(c)
         if not self.is_source:
             first = self.record.started_at is None
@@ -374,6 +377,7 @@ class Node:
             raise ValueError(f"this node carries at most {self.policy.config.max_streams} streams")
         ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url, config=config)
         self.streams[sid.key] = ls
+        self.policy.set_starting(sid.key, not is_source)  # until it plays, JOINs ask for a start
         ls.pump()  # arms its timer: a viewer no peer reaches still starts from the origin
         self.events.publish("stream.started", {"stream_id": ls.text_id,
                                                "role": "broadcaster" if is_source else "viewer"})
@@ -412,7 +416,8 @@ class Node:
                 ls = self.streams.get(a.stream)
                 link = policy.link_of(a.peer)
                 if ls is not None:
-                    ls.swarm.add_peer(a.peer, self.clock(), rtt=link.rtt if link is not None else -1.0)
+                    ls.swarm.add_peer(a.peer, self.clock(), rtt=link.rtt if link is not None else -1.0,
+                                      start=a.start, asked=a.asked)
                     ls.pump()
                     self.messaging.on_join(a.peer, a.stream)
             elif isinstance(a, pp.RemovePeer):

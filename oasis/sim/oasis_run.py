@@ -413,6 +413,7 @@ class OasisSim:
         policy: pp.PeerPolicy[Link] = pp.PeerPolicy(
             key, cfg, rng=random.Random(f"policy/{self.seed}/{idx}"), now=now, listen=listen)
         policy.add_stream(SIM_STREAM, self.sid.key)
+        policy.set_starting(self.sid.key, not is_source)  # its JOINs ask for a start
         node = SimNode(idx, key, net, swarm, now, max_links, policy, host, is_source)
         self.by_addr[host] = node
         self.by_key[key] = node
@@ -468,7 +469,8 @@ class OasisSim:
                     self._send_msg(node, self.by_key[h[2] if h[1] == node.key else h[1]], h, a.message)
                 elif isinstance(a, pp.AddPeer):
                     other = self.by_key[a.peer]
-                    node.swarm.add_peer(a.peer, now, rtt=self._rtt(node.net, other.net))
+                    node.swarm.add_peer(a.peer, now, rtt=self._rtt(node.net, other.net),
+                                        start=a.start, asked=a.asked)
                     pump = True
                 elif isinstance(a, pp.RemovePeer):
                     node.swarm.remove_peer(a.peer, now)
@@ -898,6 +900,8 @@ class OasisSim:
         self._send_msg(node, self.by_key[a.peer], h, a.message)
 
     def deliver(self, node: SimNode, a: sw.Deliver) -> None:
+        if node.policy.starting:
+            node.policy.set_starting(self.sid.key, False)  # started: JOINs ask no more
         rec = node.rec
         if rec is None:
             return

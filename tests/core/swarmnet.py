@@ -43,15 +43,16 @@ class SwarmNet:
             ident = Identity.from_private_bytes(self.rng.randbytes(32))
             self.viewers.append(ident.public)
 
-    def join(self, key: bytes, neighbours: list[bytes]) -> None:
+    def join(self, key: bytes, neighbours: list[bytes], *, start: bool = False) -> None:
+        """``key`` joins ``neighbours``; ``start``: its JOINs ask them for a start (§9.1)."""
         node = sw.Swarm(self.sid, key, self.config, rng=random.Random(key), now=self.now)
         self.nodes[key] = node
         self.delivered[key] = {}
         self.skipped[key] = []
         for other in neighbours:
             if other in self.nodes:
-                node.add_peer(other, self.now, rtt=2 * self.delay)
-                self.nodes[other].add_peer(key, self.now, rtt=2 * self.delay)
+                node.add_peer(other, self.now, rtt=2 * self.delay, asked=start)
+                self.nodes[other].add_peer(key, self.now, rtt=2 * self.delay, start=start)
                 self._pump(other)
         self._pump(key)
 

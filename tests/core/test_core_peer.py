@@ -244,6 +244,27 @@ def test_dialler_does_not_join_back():
     assert p.actions() == [pp.AddPeer(key(1), SKEY)]
 
 
+def test_joins_ask_for_a_start_until_the_stream_plays():
+    """While the node has not started a stream its JOINs carry ``start``; the peer's
+    AddPeer says whether its JOIN asked us for one and whether ours asked it."""
+    p = policy()
+    p.set_starting(SKEY, True)
+    assert p.link_up("a", key(1), dialled=True, now=0)
+    assert wire.Join(stream=TEXT, start=True) in [a.message for a in of(p.actions(), pp.SendTo)]
+    p.on_message("a", key(1), wire.Join(stream=TEXT, start=False), 0)
+    assert p.actions() == [pp.AddPeer(key(1), SKEY, start=False, asked=True)]
+    # a listener answers a JOIN that asks for a start with its own (it plays: no start)
+    p.set_starting(SKEY, False)
+    assert p.link_up("b", key(2), dialled=False, now=0)
+    p.actions()
+    p.on_message("b", key(2), wire.Join(stream=TEXT, start=True), 0)
+    acts = p.actions()
+    assert wire.Join(stream=TEXT, start=False) in [a.message for a in of(acts, pp.SendTo)]
+    assert pp.AddPeer(key(2), SKEY, start=True, asked=False) in acts
+    p.remove_stream(TEXT)
+    assert not p.starting
+
+
 # ---- dialling and cadence -------------------------------------------------------------------
 
 def cands(n: int, port0: int = 4000) -> list[pp.Candidate]:

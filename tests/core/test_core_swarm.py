@@ -35,9 +35,9 @@ class RecNet(SwarmNet):
         self.log.setdefault(key, []).extend((self.now, a) for a in out)
         return out
 
-    def join(self, key: bytes, neighbours: list[bytes]) -> None:
+    def join(self, key: bytes, neighbours: list[bytes], *, start: bool = False) -> None:
         self.joined_at[key] = self.now
-        super().join(key, neighbours)
+        super().join(key, neighbours, start=start)
 
     def produce(self, keyframe: bool, payload: bytes | None = None) -> None:
         seq = self.next_seq
@@ -210,6 +210,65 @@ def _withhold(net: RecNet, *, in_origin: bool) -> int:
     if in_origin:
         net.origin_log[seq] = chunk
     return seq
+
+
+def _first_keyframe(net: RecNet, key: bytes) -> tuple[float, int]:
+    """(when the newcomer started, the REQUESTs it sent before)."""
+    node = net.nodes[key]
+    start = net.delivers(key)[node.start_seq]
+    asked = [a for t, a in net.actions_of(key, sw.Send)
+             if isinstance(a.message, wire.Request) and t < start.at]
+    return start.at, len(asked)
+
+
+def test_a_join_that_asks_for_a_start_plays_a_round_trip_sooner() -> None:
+    """JOIN(start): the neighbour sends its latest keyframe with its STATUS, paid from
+    the newcomer's pull budget, so the newcomer starts one round trip sooner and sends
+    no probe for it. Without the flag the newcomer probes after the STATUS (§9.1)."""
+    took = {}
+    for start in (False, True):
+        net = build(2, seed=11)
+        newcomer = Identity.from_private_bytes(bytes([21]) * 32).public
+        net.run_until(net.now + 0.05)  # between two chunks: the latest keyframe is held
+        t0 = net.now
+        net.join(newcomer, [net.bid.public], start=start)
+        net.tick(10)
+        at, probes = _first_keyframe(net, newcomer)
+        took[start] = at - t0
+        src = net.source.counters
+        if start:
+            assert probes == 0 and net.nodes[newcomer].counters.probes_sent == 0
+            assert src.starts_served == 1 and src.starts_refused == 0
+            assert net.source.peers[newcomer].budget.tokens >= 0  # charged (< 0: never used)
+        else:
+            assert probes >= 1 and src.starts_served == 0
+    # one round trip (2 x 10 ms here) sooner; the chunk's serialisation is the same
+    assert took[True] <= took[False] - 2 * 0.01 + 1e-6, took
+
+
+def test_a_start_asked_of_a_neighbour_that_has_none_costs_nothing_and_it_is_probed_later() -> None:
+    """A newcomer's JOIN asks a neighbour that has not started either: nothing comes,
+    nobody is struck or dropped; once the neighbour plays, the newcomer probes it as
+    usual (after ``start_wait``) and starts from it."""
+    net = build(1, seed=12, config=sw.SwarmConfig(chunk_ms=100, upload_kbps=6000,
+                                                   origin_start_after=1e9))
+    a = Identity.from_private_bytes(bytes([31]) * 32).public
+    b = Identity.from_private_bytes(bytes([32]) * 32).public
+    net.join(a, [], start=True)
+    net.join(b, [a], start=True)  # both starting: each asks the other
+    net.tick(5)
+    assert net.nodes[a].start_seq is None and net.nodes[b].start_seq is None
+    assert net.nodes[a].counters.starts_served == net.nodes[b].counters.starts_served == 0
+    # a meets the broadcaster and plays; b hears a's STATUS and probes it
+    net.nodes[a].add_peer(net.bid.public, net.now, rtt=0.02, asked=True)
+    net.source.add_peer(a, net.now, rtt=0.02, start=True)
+    net._pump(net.bid.public)
+    net._pump(a)
+    net.tick(30)
+    assert net.nodes[a].start_seq is not None and net.nodes[b].start_seq is not None
+    assert not net.dropped
+    assert net.nodes[b].peers[a].lies == 0 and net.nodes[b].counters.claims_broken == 0
+    assert net.nodes[b].counters.probes_sent >= 1
 
 
 def test_a_viewer_no_peer_reaches_starts_from_the_origin() -> None:

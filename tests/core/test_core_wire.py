@@ -23,7 +23,7 @@ def sample(cls: type) -> wire.Message:
         wire.Hello: wire.Hello(versions=[1, 2, 0xFFFF], key=b"k" * 32, nonce=b"n" * 16,
                                agent="oasis/test é"),
         wire.Auth: wire.Auth(version=1, signature=b"s" * 64),
-        wire.Join: wire.Join(stream="a" * 52 + ".live"),
+        wire.Join: wire.Join(stream="a" * 52 + ".live", start=True),
         wire.Leave: wire.Leave(stream=SK),
         wire.Status: wire.Status(stream=SK, latest=2**63 - 1, have=(1 << 63) - 1, keyframe=40,
                                  slots=0xFFFF,
@@ -108,7 +108,8 @@ def test_round_trip_every_message(cls: type) -> None:
     wire.Goodbye(code=0),
     wire.Error(code=0),
     wire.Missing(stream=SK, seq=5),
-], ids=["Hello", "Goodbye", "Error", "Missing"])
+    wire.Join(stream="a" * 52 + ".live"),
+], ids=["Hello", "Goodbye", "Error", "Missing", "Join"])
 def test_default_fields_round_trip(msg: wire.Message) -> None:
     assert wire.decode_control(wire.encode(msg)) == msg
     # The default may also be omitted on the wire.
