@@ -420,6 +420,11 @@ class Swarm:
                 st.status = None
                 self.counters.claims_implausible += 1
                 self.claims.lie(st, "STATUS heard before the start claims seqs the stream never had")
+        # A verified chunk says the stream runs even if no STATUS did yet (a start pushed on
+        # JOIN can come with a STATUS of latest 0, the stream's first chunk): find parents
+        # now, not at the next STATUS (until then every chunk would be pulled).
+        self.tree.hinted = True
+        self.tree.select_parents(now)
 
     # ---- chunks --------------------------------------------------------------
     def _accept(self, chunk: wire.ChunkMsg, peer: bytes | None, source: str, now: float) -> None:

@@ -277,7 +277,9 @@ async def test_a_run_of_datagrams_reaches_qh3_in_one_call_and_aioquic_one_by_one
         for c in chunks:
             la.send_chunk(c, 1e12)
         await until(lambda: len(got) == len(chunks), 20)
-        assert got == chunks  # every byte, in order
+        # every byte of every chunk; each rides its own stream, so they may complete in
+        # any order (a lost packet of one retransmitted after the next has finished)
+        assert sorted(got, key=lambda c: c.seq) == chunks
         received = lb.datagrams_in - before
         assert received > 250
         if stack == "qh3":  # runs: fewer calls than datagrams, every datagram in one of them
