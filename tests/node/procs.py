@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,6 +72,29 @@ async def until(predicate: Any, timeout: float, interval: float = 0.02,
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached in {timeout:g} s")
         await asyncio.sleep(interval)
+
+
+def udp_receiver() -> socket.socket:
+    """A non-blocking UDP socket on 127.0.0.1 (any port), to catch what a node sends."""
+    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r.bind(("127.0.0.1", 0))
+    r.setblocking(False)
+    return r
+
+
+async def drain(r: socket.socket, n: int, timeout: float = 5.0) -> list[bytes]:
+    """Read datagrams from ``r`` until ``n`` have come (bounded by ``timeout``)."""
+    got: list[bytes] = []
+
+    def read() -> bool:
+        while True:
+            try:
+                got.append(r.recv(65536))
+            except BlockingIOError:
+                return len(got) >= n
+
+    await until(read, timeout)
+    return got
 
 
 async def serve(app: Any) -> tuple[Any, str]:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
-from procs import until
+from procs import drain, udp_receiver
 
 from oasis.core.identity import Identity
 from oasis.node.transport import Endpoint
@@ -65,28 +64,17 @@ async def test_a_delayed_flush_still_leaves_as_one_gso_send():
     """The emulated delay holds a flush's datagrams together: they leave as one GSO
     send after the delay, as they would have undelayed (no extra system calls)."""
     loop = asyncio.get_running_loop()
-    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    r.bind(("127.0.0.1", 0))
-    r.setblocking(False)
+    r = udp_receiver()
     ep = Endpoint(Identity.generate(), on_event=lambda *a: None, clock=loop.time, link_delay=0.03)
     u = UdpSocket.bind("127.0.0.1", 0, on_datagram=lambda d, a: None, on_batch_end=lambda: None)
     ep.transport = u
-    got: list[bytes] = []
-
-    def read() -> bool:
-        while True:
-            try:
-                got.append(r.recv(65536))
-            except BlockingIOError:
-                return len(got) >= 12
-
     try:
         datagrams = [bytes([i]) * 1350 for i in range(10)] + [b"t" * 300]
         t0 = loop.time()
         ep.send_datagrams(datagrams, r.getsockname())
         ep.send_datagram(b"after", r.getsockname())
         assert u.counters["sends"] == 0  # nothing before the delay
-        await until(read, 5)
+        got = await drain(r, 12)
         assert loop.time() - t0 >= 0.03 - 0.002
         assert got == datagrams + [b"after"]  # in order, none lost
         if u.gso:  # this kernel takes UDP GSO: the flush was one system call, not 11

@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 import pytest
-from procs import until
+from procs import drain, udp_receiver, until
 
 from oasis.core import swarm as sw
 from oasis.core import wire
@@ -18,35 +18,14 @@ from oasis.node.node import Node
 from oasis.node.udp import UdpSocket
 
 
-def _receiver() -> socket.socket:
-    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    r.bind(("127.0.0.1", 0))
-    r.setblocking(False)
-    return r
-
-
-async def _drain(r: socket.socket, n: int, timeout: float = 5.0) -> list[bytes]:
-    got: list[bytes] = []
-
-    def read() -> bool:
-        while True:
-            try:
-                got.append(r.recv(65536))
-            except BlockingIOError:
-                return len(got) >= n
-
-    await until(read, timeout)
-    return got
-
-
 async def test_send_many_splits_runs_into_the_same_datagrams_in_order() -> None:
-    r = _receiver()
+    r = udp_receiver()
     u = UdpSocket.bind("127.0.0.1", 0, on_datagram=lambda d, a: None, on_batch_end=lambda: None)
     try:
         sizes = [1350] * 70 + [400, 1350, 1350, 90]  # a run longer than 64, short tails
         datagrams = [bytes([i % 256]) * s for i, s in enumerate(sizes)]
         u.send_many(datagrams, r.getsockname())
-        got = await _drain(r, len(datagrams))
+        got = await drain(r, len(datagrams))
         assert got == datagrams
         if u.gso:  # this kernel takes UDP GSO: fewer system calls than datagrams
             assert u.counters["sends"] < len(datagrams)
