@@ -101,6 +101,11 @@ class DhtDriver:
         """A link to ``peer`` being set up for the DHT (the node admits it as a service link)."""
         return peer in self._dialling
 
+    def dial_in_flight(self, peer: bytes) -> asyncio.Task[None] | None:
+        """The DHT's dial of ``peer`` while it is under way (the node waits for it rather
+        than dialling the same peer a second time)."""
+        return self._dialling.get(peer)
+
     def link_admitted(self, peer: bytes) -> None:
         """The policy admitted a link to ``peer``: hand it what waited for it."""
         msgs = self._waiting.pop(peer, None)

@@ -503,6 +503,22 @@ class Node:
         return await self._dial(key, host, port, timeout)
 
     async def _dial(self, key: bytes, host: str, port: int, timeout: float) -> bool:
+        pending = self.dht.dial_in_flight(key) if self.dht is not None else None
+        if pending is not None:
+            # The DHT is dialling this peer already: take its link (admitted as a neighbour,
+            # the policy dialling it too) rather than open a second one. Two links dialled
+            # by one side can come up in opposite orders at the two ends, and the
+            # duplicate-link rule (keep the one dialled by the smaller key) cannot tell them
+            # apart: each end kept a different one.
+            try:
+                await asyncio.wait_for(asyncio.shield(pending), timeout)
+            except (TimeoutError, ConnectionError, OSError):
+                pass
+            if self.policy.link_of(key) is not None:
+                return True
+            self.policy.dial_failed(key, self.clock())
+            self._run_policy()
+            return False
         try:
             link = self.endpoint.dial((host, port), key)
             await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)

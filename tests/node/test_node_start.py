@@ -39,3 +39,25 @@ async def test_a_viewer_starts_from_the_keyframe_its_join_asked_for_without_a_pr
         producer.cancel()
         await b.close()
         await v.close()
+
+
+async def test_a_dial_while_the_dht_dials_the_same_peer_takes_its_link() -> None:
+    """The DHT is dialling a peer when the policy (here ``connect``) wants it as a
+    neighbour: the node takes the DHT's link, admitted as a neighbour, instead of dialling
+    a second one. Two links dialled by one side can come up in opposite orders at the two
+    ends, and the duplicate-link rule then kept a different link at each end (one end sent
+    STATUS on a link the other had not joined)."""
+    a, b = await _node(), await _node()
+    try:
+        assert a.dht is not None
+        host, port = b.endpoint.address
+        assert a.dht.open_link(b.identity.public, host, port)  # a DHT dial, under way
+        assert a.dht.dial_in_flight(b.identity.public) is not None
+        assert await a.connect(b.peer_id, host, port)
+        await until(lambda: a.identity.public in b.links_by_peer, 10)
+        assert a.policy.counters.links_duplicate == b.policy.counters.links_duplicate == 0
+        assert len([ln for ln in a.endpoint.links if not ln.closed]) == 1
+        assert not a.policy.is_service(b.identity.public)  # a neighbour: the policy wanted it
+    finally:
+        await a.close()
+        await b.close()
