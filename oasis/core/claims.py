@@ -40,6 +40,11 @@ from .wire import ErrorCode
 START_ANY = -1
 
 
+def claims_chunks(msg: wire.Status) -> bool:
+    """Does this STATUS say its sender holds chunks (``latest`` 0 with no ``have``: none)?"""
+    return msg.latest > 0 or msg.have != 0
+
+
 class ClaimCheck:
     """Start probes in flight, and the plausibility of claims (see the module docstring)."""
 
@@ -154,8 +159,7 @@ class ClaimCheck:
                 del self.probes[key]
             elif now >= due and seq == START_ANY:
                 del self.probes[key]  # no start came: probe it as usual if it claims chunks
-                msg = st.status
-                if msg is not None and (msg.latest > 0 or msg.have):
+                if st.status is not None and claims_chunks(st.status):
                     self.probe(st, now)
             elif now >= due:
                 self._failed(st, seq, now, f"claimed keyframe {seq} never sent")

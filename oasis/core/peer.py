@@ -301,9 +301,10 @@ class PeerPolicy(Generic[L]):
         ``start_asks`` of them ask for one."""
         skey = self.streams[text_id]
         asks = self.starting.get(skey)
-        start = asks is not None and asks < self.config.start_asks
-        if start:
-            self.starting[skey] = asks + 1 if asks is not None else 1
+        start = False
+        if asks is not None and asks < self.config.start_asks:
+            start = True
+            self.starting[skey] = asks + 1
             p.asked_start.add(skey)
         self._actions.append(SendTo(p.link, wire.Join(stream=text_id, start=start)))
 

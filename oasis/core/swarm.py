@@ -70,7 +70,7 @@ from collections.abc import Callable
 
 from . import wire
 from .chunklog import ChunkLog
-from .claims import ClaimCheck
+from .claims import ClaimCheck, claims_chunks
 from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
 from .repair import RepairPicker
@@ -390,7 +390,7 @@ class Swarm:
         if st.withheld_seq >= 0:
             self.tree.judge_withheld(st, msg)
         probe = False
-        if msg.latest > 0 or msg.have:
+        if claims_chunks(msg):
             self.tree.hinted = True
             probe = self.start_seq is None
         self.tree.on_parent_status(st, msg, now)

@@ -140,7 +140,7 @@ class LiveStream:
     def _deliver(self, a: sw.Deliver) -> None:
         c = a.chunk
         policy = self.node.policy
-        if policy.starting:
+        if self.sid.key in policy.starting:
             policy.set_starting(self.sid.key, False)  # playing: our JOINs ask no more
         kf = is_keyframe(c)
         if not self.is_source:

@@ -240,6 +240,7 @@ class Endpoint(asyncio.DatagramProtocol):
 
     @staticmethod
     def _put(t: UdpSocket, datagrams: list[bytes], addr: tuple[str, int]) -> None:
+        """Datagrams to the socket in order (a test's stand-in transport has only sendto)."""
         if isinstance(t, UdpSocket):
             t.send_many(datagrams, addr)  # one GSO send per equal-sized run
         else:
