@@ -65,6 +65,10 @@ def mod_signing_bytes(stream: bytes, target: bytes, action: int, until_ms: int, 
     return MOD_TAG + stream + target + _MOD.pack(action, until_ms, issued_ms)
 
 
+class RateLimited(PermissionError):
+    """Our own message over the chat's rate: try again in a moment (the API's 429)."""
+
+
 @dataclass
 class ChatConfig:
     max_text_bytes: int = 500  #: UTF-8 bytes of one message's text
@@ -180,7 +184,7 @@ class ChatRoom:
         msg = wire.ChatMsg(stream=self.stream, sender=sender, seq=seq, time_ms=time_ms, text=text,
                            signature=sig)
         if not self._accept(None, msg, now):
-            raise PermissionError("chat rate limit: wait a moment")
+            raise RateLimited("chat rate limit: wait a moment")
         self.seq = seq
         self._spread(None, msg, neighbours, now)
         return msg

@@ -93,6 +93,17 @@ def x25519_public_of(ed_key: bytes) -> bytes:
     return u.to_bytes(32, "little")
 
 
+def can_seal_to(ed_key: bytes) -> bool:
+    """Whether a message can be sealed to this Ed25519 key: its X25519 key is not one of
+    the low-order points (an exchange with one gives all zeros, refused by X25519)."""
+    try:
+        X25519PrivateKey.from_private_bytes(bytes([8] + [1] * 31)).exchange(
+            X25519PublicKey.from_public_bytes(x25519_public_of(ed_key)))
+    except ValueError:
+        return False
+    return True
+
+
 def x25519_private_of(identity: Identity) -> X25519PrivateKey:
     """The X25519 private key of an Ed25519 identity (the hashed seed's scalar half)."""
     return X25519PrivateKey.from_private_bytes(hashlib.sha512(identity.private_bytes()).digest()[:32])

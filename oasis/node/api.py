@@ -46,6 +46,9 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from oasis.core.chat import RateLimited
+from oasis.core.stream import StreamIdError
+from oasis.core.streamlink import LinkError
 from oasis.datafiles import private_dir, read_small, refuse_exposed, replace, write_new
 from oasis.sdk import types as t
 
@@ -122,10 +125,16 @@ def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
             raise ApiError(501, "not_available", str(exc)) from None
         except FileExistsError as exc:
             raise ApiError(409, "conflict", str(exc)) from None
+        except RateLimited as exc:
+            raise ApiError(429, "rate_limited", str(exc)) from None
         except PermissionError as exc:
             raise ApiError(403, "forbidden", str(exc)) from None
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc).strip("'\"")) from None
+        except LinkError as exc:  # a stream or file link, or a PEER_ID@HOST:PORT: its own code
+            raise ApiError(400, exc.code, str(exc)) from None
+        except StreamIdError as exc:
+            raise ApiError(400, "bad_stream_id", str(exc)) from None
         except ValueError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
         return ok(result, r.status)
@@ -136,6 +145,9 @@ async def read_body(request: web.Request) -> bytes:
     try:
         return await http.read_body(request, MAX_BODY)
     except web.HTTPException as exc:
+        if exc.status == 408:
+            raise ApiError(408, "body_timeout", f"request body not received within "
+                           f"{http.BODY_TIMEOUT:g} s") from None
         raise ApiError(exc.status, "too_large", f"request body over {MAX_BODY} bytes") from None
 
 
@@ -159,7 +171,8 @@ def origin_is_loopback(value: str) -> bool:
     return bool(sep) and scheme in ("http", "https") and "/" not in rest and host_is_loopback(rest)
 
 
-_COUNTER_OF = {400: "bad_request", 413: "too_large", 404: "not_found", 503: "busy"}
+_COUNTER_OF = {400: "bad_request", 408: "body_timeout", 413: "too_large", 404: "not_found",
+               429: "rate_limited", 503: "busy"}
 
 
 @web.middleware
@@ -183,10 +196,13 @@ async def guard(request: web.Request,
         api.count("unauthorized")
         return error_response(401, "unauthorized", "send the token of <data-dir>/api.token as "
                               "'Authorization: Bearer <token>'")
-    if api.inflight >= MAX_INFLIGHT:
+    # an event subscription lasts as long as its WebSocket: it is capped by the event
+    # bus (64 subscribers), not counted among the requests in flight
+    counted = request.path != "/v1/events"
+    if counted and api.inflight >= MAX_INFLIGHT:
         api.count("busy")
         return error_response(503, "busy", f"at most {MAX_INFLIGHT} requests at once; retry")
-    api.inflight += 1
+    api.inflight += counted
     try:
         return await handler(request)
     except ApiError as exc:
@@ -209,7 +225,7 @@ async def guard(request: web.Request,
         log.exception("API handler failed on %s %s", request.method, request.path[:200])
         return error_response(500, "internal", "internal error (logged by the node)")
     finally:
-        api.inflight -= 1
+        api.inflight -= counted
 
 
 # ---- the event feed ----------------------------------------------------------------------------
@@ -224,12 +240,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     kinds = [k for k in request.query.get("kinds", "").split(",") if k]
     if len(kinds) > MAX_KINDS or any(len(k) > 64 for k in kinds):
         raise ApiError(400, "bad_query", f"at most {MAX_KINDS} kinds of at most 64 characters")
+    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "not_websocket", "GET /v1/events is a WebSocket: send the upgrade "
+                       "headers (Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Key, "
+                       "Sec-WebSocket-Version: 13)")
     try:
         sub = api.node.events.subscribe(kinds)
     except TooManySubscribers as exc:
         api.count("ws_refused")
         raise ApiError(503, "busy", str(exc)) from None
-    ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     try:
         await ws.prepare(request)
 
@@ -266,7 +286,8 @@ async def events(request: web.Request) -> web.StreamResponse:
             await asyncio.gather(*pending, return_exceptions=True)
     finally:
         sub.close()
-        await ws.close()
+        if ws.prepared:
+            await ws.close()
     return ws
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from oasis.core import dm
+from oasis.core.identity import key_of_peer_id
 from oasis.core.stream import StreamId, StreamIdError
 from oasis.sdk import types as t
 
@@ -33,8 +35,8 @@ from .streaming import Streaming
 
 VERSION = "0.1.0"
 MAX_LIST = 1000  #: items in one list answer
-COUNTERS = ("unauthorized", "bad_host", "bad_origin", "bad_request", "too_large", "not_found",
-            "busy", "refused", "internal_errors", "ws_refused", "ws_lagged")
+COUNTERS = ("unauthorized", "bad_host", "bad_origin", "bad_request", "too_large", "body_timeout",
+            "not_found", "rate_limited", "busy", "refused", "internal_errors", "ws_refused", "ws_lagged")
 DATA_DIR = web.AppKey("oasis_api_data_dir", str)
 
 
@@ -115,6 +117,13 @@ def _stream_id(text: str) -> StreamId:
         return StreamId.parse(text)
     except StreamIdError as exc:
         raise ApiError(400, "bad_stream_id", str(exc)) from None
+
+
+def _peer_key(text: str) -> bytes:
+    try:
+        return key_of_peer_id(text)
+    except ValueError as exc:
+        raise ApiError(400, "bad_peer_id", f"peer id {text[:64]!r}: {exc}") from None
 
 
 def _limit(request: web.Request) -> tuple[int, float | None]:
@@ -226,6 +235,7 @@ async def chat_history(api: Api, request: web.Request, body: None) -> list[t.Cha
        t.ModerationResult, request=t.ModerationRequest, service="messaging")
 async def chat_moderate(api: Api, request: web.Request, body: t.ModerationRequest) -> dict[str, Any]:
     sid = _stream_id(request.match_info["stream_id"])
+    _peer_key(body.peer_id)
     res = await api.service("messaging").chat_moderate(str(sid), body.peer_id, body.action, body.seconds)
     return dict(res)
 
@@ -234,8 +244,9 @@ async def chat_moderate(api: Api, request: web.Request, body: t.ModerationReques
        request=t.DmSendRequest, status=201, service="messaging")
 async def dm_send(api: Api, request: web.Request, body: t.DmSendRequest) -> t.DmResult:
     peer = request.match_info["peer_id"]
-    if not 1 <= len(peer) <= 64:
-        raise ApiError(400, "bad_peer_id", "a peer id is a base32 string of at most 64 characters")
+    if not dm.can_seal_to(_peer_key(peer)):
+        raise ApiError(400, "bad_peer_id", f"peer id {peer!r}: no message can be sealed to this key "
+                       "(a low-order point)")
     return msgspec.convert(await api.service("messaging").dm_send(peer, body.text), t.DmResult)
 
 
@@ -250,6 +261,8 @@ async def dm_inbox(api: Api, request: web.Request, body: None) -> list[t.DmMessa
 
 def _regular_file(path_text: str) -> str:
     """The absolute path of a regular file we can read; refuses devices, dirs, fifos."""
+    if "\x00" in path_text:
+        raise ApiError(400, "bad_path", "a path has no NUL character")
     p = Path(path_text).expanduser()
     if not p.is_absolute():
         raise ApiError(400, "bad_path", "give an absolute path")

@@ -204,10 +204,7 @@ class Files:
         """Start (or join) the download of ``cid`` (a CID or an ``oasis://file/`` link) from
         ``peers`` (``PEER_ID@HOST:PORT``) and the origin; returns its status at once."""
         link = self._parse(cid)
-        try:
-            extra = [parse_peer(p) for p in (peers or [])]
-        except LinkError as exc:
-            raise ValueError(str(exc)) from None
+        extra = [parse_peer(p) for p in (peers or [])]  # LinkError (a ValueError) with its code
         e = self.entries.get(link.cid)
         if e is None:
             if len(self.entries) >= MAX_FILES:
@@ -661,7 +658,9 @@ class Files:
             if text.startswith("oasis:"):
                 return parse_file_link(text)
             return FileLink(parse_cid(text))
-        except (LinkError, ContentError) as exc:
+        except LinkError:
+            raise  # a ValueError with its code
+        except ContentError as exc:
             raise ValueError(str(exc)) from None
 
     def close(self) -> None:

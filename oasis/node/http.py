@@ -67,11 +67,21 @@ def json_error(status: int, code: str, message: str) -> web.HTTPException:
     return exc
 
 
-async def read_body(request: web.Request, cap: int) -> bytes:
-    """The request body, refused (413) past ``cap`` bytes before reading more than that."""
+BODY_TIMEOUT = 10.0  #: a request body must have arrived whole within this (s)
+
+
+async def read_body(request: web.Request, cap: int, timeout: float | None = None) -> bytes:
+    """The request body, refused (413) past ``cap`` bytes before reading more than that,
+    and (408) if it has not arrived whole within ``timeout`` s: a client that sends a
+    few bytes and stalls holds its connection and the handler's slot no longer."""
     if request.content_length is not None and request.content_length > cap:
         raise json_error(413, "too_large", f"request body over {cap} bytes")
-    raw = await read_capped(request.content, cap)
+    if timeout is None:
+        timeout = BODY_TIMEOUT
+    try:
+        raw = await asyncio.wait_for(read_capped(request.content, cap), timeout)
+    except TimeoutError:
+        raise json_error(408, "body_timeout", f"request body not received within {timeout:g} s") from None
     if len(raw) > cap:
         raise json_error(413, "too_large", f"request body over {cap} bytes")
     return raw
@@ -138,7 +148,7 @@ def decode_json(raw: bytes, typ: type[T]) -> T:
         raise BadJson(f"JSON nested deeper than {MAX_JSON_DEPTH}")
     try:
         return msgspec.json.decode(raw, type=typ)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise BadJson(str(exc)[:200]) from None
 
 

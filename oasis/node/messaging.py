@@ -261,8 +261,9 @@ class Messaging:
     def chat_history(self, stream_id: str, limit: int = 100,
                      after_time: float | None = None) -> list[dict[str, Any]]:
         skey = self._stream_key(stream_id)
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY:
-            raise ValueError(f"limit must be 1..{MAX_HISTORY}")
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError("limit must be a positive integer")
+        limit = min(limit, MAX_HISTORY)  # no more are kept
         self._room(skey)
         items = [r for r in self.history.get(skey, ()) if after_time is None or r["time"] > after_time]
         return [dict(r) for r in items[-limit:]]
@@ -293,6 +294,8 @@ class Messaging:
             to = key_of_peer_id(peer_id)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"bad peer id: {exc}") from None
+        if not dm.can_seal_to(to):
+            raise ValueError("bad peer id: no message can be sealed to this key (a low-order point)")
         if not isinstance(text, str):
             raise ValueError("text must be a string")
         await self.locate(to)  # the DHT's nodes nearest the recipient: its stores

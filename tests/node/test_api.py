@@ -18,9 +18,11 @@ import msgspec
 import pytest
 
 from oasis.core import swarm as sw
-from oasis.core.identity import Identity
+from oasis.core.chat import RateLimited
+from oasis.core.identity import Identity, peer_id_of
 from oasis.core.stream import StreamId
 from oasis.node import api as napi
+from oasis.node import events as napi_events
 from oasis.node.node import Node
 from oasis.node.runtime import Common
 from oasis.node.streaming import Streaming
@@ -37,6 +39,8 @@ class FakeMessaging:
     async def chat_send(self, stream_id: str, text: str) -> dict[str, Any]:
         if text == "boom":
             raise RuntimeError("a bug")
+        if text == "fast":
+            raise RateLimited("chat rate limit: wait a moment")
         self.sent.append((stream_id, text))
         return {"id": "m1", "stream": stream_id, "sender": "me", "seq": 1, "text": text, "time": 1.0}
 
@@ -50,8 +54,6 @@ class FakeMessaging:
         raise PermissionError("only the broadcaster moderates")
 
     async def dm_send(self, peer_id: str, text: str) -> dict[str, Any]:
-        if peer_id == "bad":
-            raise ValueError("bad peer id")
         return {"id": "d1", "to": peer_id, "state": "pending"}
 
     def dm_inbox(self, limit: int = 100, after_time: float | None = None) -> list[dict]:
@@ -215,14 +217,20 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
         msg = await c.chat_send(sid, "hello")
         assert msg == t.ChatMessage("m1", sid, "me", 1, "hello", 1.0)
         assert [m.id for m in await c.chat_history(sid, limit=2)] == ["m0", "m1"]
-        assert (await c.dm_send("peer", "yo")).state == "pending"
+        peer = peer_id_of(Identity.generate().public)
+        assert (await c.dm_send(peer, "yo")).state == "pending"
         assert (await c.dm_inbox())[0].text == "yo"
-        for coro, status in ((c.chat_moderate(sid, "p", "ban"), 403), (c.dm_send("bad", "x"), 400),
-                             (c.chat_history(sid[:-4] + "nosuch"), 404), (c.chat_send(sid, "boom"), 500),
-                             (c.file_status("zz"), 404)):
+        low_order = peer_id_of(bytes(32))  # maps to X25519 u = 1: nothing can be sealed to it
+        for coro, status, code in (
+                (c.chat_moderate(sid, peer, "ban"), 403, "forbidden"),
+                (c.chat_moderate(sid, "p", "ban"), 400, "bad_peer_id"),
+                (c.dm_send("bad", "x"), 400, "bad_peer_id"), (c.dm_send(peer.upper()[:-1] + "!", "x"), 400, "bad_peer_id"),
+                (c.dm_send(low_order, "x"), 400, "bad_peer_id"),
+                (c.chat_history(sid[:-4] + "nosuch"), 404, "not_found"), (c.chat_send(sid, "boom"), 500, "internal"),
+                (c.chat_send(sid, "fast"), 429, "rate_limited"), (c.file_status("zz"), 404, "not_found")):
             with pytest.raises(OasisApiError) as exc:
                 await coro
-            assert exc.value.status == status
+            assert (exc.value.status, exc.value.code) == (status, code)
         node.messaging.dm_inbox = lambda **kw: [{"id": "d2"}]  # type: ignore[attr-defined]
         with pytest.raises(OasisApiError) as exc:  # a service breaking the contract is a 500, not a 400
             await c.dm_inbox()
@@ -392,7 +400,8 @@ async def test_requests_in_flight_are_capped(served: tuple[Node, napi.Api, str])
 
     node.messaging = SlowMessaging()  # type: ignore[attr-defined]
     async with AsyncClient(url, api.token) as c:
-        held = [asyncio.create_task(c.dm_send("p", "x")) for _ in range(napi.MAX_INFLIGHT)]
+        peer = peer_id_of(Identity.generate().public)
+        held = [asyncio.create_task(c.dm_send(peer, "x")) for _ in range(napi.MAX_INFLIGHT)]
         await asyncio.wait_for(all_in.wait(), 10)
         with pytest.raises(OasisApiError) as exc:
             await c.node()
@@ -400,3 +409,66 @@ async def test_requests_in_flight_are_capped(served: tuple[Node, napi.Api, str])
         release.set()
         assert all(r.state == "stored" for r in await asyncio.gather(*held))
         assert (await c.node()).counters["busy"] == 1
+
+
+async def test_invalid_utf8_in_a_body_is_a_400_not_a_500(served: tuple[Node, napi.Api, str]) -> None:
+    """A string with bytes that are not UTF-8 is malformed JSON: 400, no handler bug."""
+    node, api, url = served
+    for path, data in (("streams", b'{"name": "\xff"}'), ("watch", b'{"link": "oasis://\xfe\xff"}'),
+                       ("watch", b'{"stream_id": "\xc3", "tracker": "http://127.0.0.1:1"}')):
+        status, body = await call("POST", f"{url}/{path}", token=api.token, data=data)
+        assert status == 400 and error_code(body) == "bad_request", (path, body)
+    assert api.counters["internal_errors"] == 0
+
+
+async def test_the_event_feed_without_a_websocket_upgrade_is_a_400(served: tuple[Node, napi.Api, str]) -> None:
+    node, api, url = served
+    status, body = await call("GET", f"{url}/events", token=api.token)
+    assert status == 400 and error_code(body) == "not_websocket"
+    assert api.counters["internal_errors"] == 0
+    assert len(node.events._subs) == 0  # nothing subscribed for it
+
+
+async def test_event_subscribers_do_not_take_the_request_slots(served: tuple[Node, napi.Api, str]) -> None:
+    """The 64 subscribers the bus allows, all connected: requests are still answered, and
+    the 65th subscriber is refused by the bus's own cap."""
+    node, api, url = served
+    async with aiohttp.ClientSession() as s:
+        socks = []
+        try:
+            for _ in range(napi_events.MAX_SUBSCRIBERS):
+                ws = await s.ws_connect(f"{url}/events?token={api.token}")
+                socks.append(ws)
+                assert (await asyncio.wait_for(ws.receive_json(), 10))["kind"] == "subscribed"
+            status, body = await call("GET", f"{url}/node", token=api.token)
+            assert status == 200, body
+            with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                await s.ws_connect(f"{url}/events?token={api.token}")
+            assert exc.value.status == 503
+        finally:
+            for ws in socks:
+                await ws.close()
+    assert api.inflight == 0
+
+
+async def test_a_body_that_stalls_is_refused_and_frees_its_slot(served: tuple[Node, napi.Api, str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client (with the token) that announces a body and sends one byte of it: 408 once
+    the body timeout passes, and its slot is free again."""
+    node, api, url = served
+    monkeypatch.setattr(napi.http, "BODY_TIMEOUT", 0.5)
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"POST /v1/streams HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     f"Authorization: Bearer {api.token}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: 100\r\n\r\n{{".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        body = msgspec.json.decode(await asyncio.wait_for(reader.readexactly(length), 10))
+        assert error_code(body) == "body_timeout"
+    finally:
+        writer.close()
+    assert api.inflight == 0 and api.counters["body_timeout"] == 1
