@@ -45,6 +45,7 @@ from oasis.media.tspackets import (
     find_sync,
     pid,
 )
+from oasis.pipes import loop_can_watch
 
 FILE_READ_BYTES = TS_PACKET_SIZE * 64
 MAX_UNTIMED_SEGMENT = TS_PACKET_SIZE * 64
@@ -181,15 +182,13 @@ async def stdin_source(
     stream = stream if stream is not None else sys.stdin.buffer
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=read_size * 4)
-    try:
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), stream
-        )
-    except ValueError:
-        # A regular file redirected to stdin cannot be watched by the loop; read it in a thread.
+    if not loop_can_watch(stream.fileno()):
+        # A regular file (or /dev/null) redirected to stdin cannot be watched by the loop
+        # (uvloop aborts the process if asked to): read it in a thread.
         while data := await asyncio.to_thread(stream.read, read_size):
             yield data
         return
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
     try:
         while data := await reader.read(read_size):
             yield data

@@ -6,7 +6,10 @@ what arrives, one line per message (JSON lines with ``--json``), and send what i
 
 * ``oasis chat STREAM``: each stdin line is a chat message; ``/dm PEER_ID TEXT`` sends a
   direct message, ``/mute PEER_ID [SECONDS]``, ``/ban ...``, ``/unmute ...`` moderate
-  (broadcaster's key only). ``--send TEXT``: send one message and exit.
+  (broadcaster's key only); any other ``/word`` is refused, not sent (a typo of ``/dm``
+  would publish a private text); ``//`` sends a message that begins with a slash.
+  ``--send TEXT``: send one message and exit. Stdin may be a terminal, a pipe, a file
+  or ``/dev/null``; once it ends the node listens on until stopped.
 * ``oasis dm PEER_ID --via STREAM``: each stdin line is a direct message to PEER_ID;
   ``--send TEXT``: send one, print its state until it is delivered (or ``--wait`` s).
 """
@@ -20,6 +23,7 @@ import sys
 from typing import Any
 
 from oasis.core import peer as pp
+from oasis.pipes import loop_can_watch
 
 from .keystore import load_or_create
 from .node import LiveStream, Node
@@ -94,13 +98,20 @@ async def _printer(node: Node, json_out: bool) -> None:
         sub.close()
 
 
+COMMANDS = ("/dm PEER TEXT, /mute PEER [SECONDS], /ban PEER [SECONDS], /unmute PEER, /stats; "
+            "start a message with // to send one that begins with a slash")
+
+
 async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, json_out: bool) -> None:
     m = node.messaging
     try:
+        word = line.split(" ", 1)[0]
         if dm_to is not None:
             _print("dm.sent", await m.dm_send(dm_to, line), json_out)
-        elif line.startswith("/dm "):
-            _, peer, text = (line.split(" ", 2) + [""])[:3]
+        elif word == "/dm":
+            _, peer, text = (line.split(" ", 2) + ["", ""])[:3]
+            if not peer or not text:
+                raise ValueError("usage: /dm PEER TEXT")
             _print("dm.sent", await m.dm_send(peer, text), json_out)
         elif line.strip() == "/stats":  # the node's counters (chat_*, dm_*, links, ...)
             _print("stats", {"neighbours": node.neighbour_count(), "counters": node.counters}, json_out)
@@ -109,6 +120,10 @@ async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, jso
             secs = float(parts[2]) if len(parts) > 2 else 600.0
             _print("chat.moderated", await m.chat_moderate(ls.text_id, parts[1] if len(parts) > 1 else "",
                                                           parts[0][1:], secs), json_out)
+        elif line.startswith("//"):  # a message that starts with a slash
+            await m.chat_send(ls.text_id, line[1:])
+        elif line.startswith("/"):  # a typo must not go out as public chat ("/dn PEER secret")
+            raise ValueError(f"unknown command {word[:20]!r}: {COMMANDS}")
         else:
             await m.chat_send(ls.text_id, line)
     except (ValueError, LookupError, PermissionError) as exc:
@@ -118,11 +133,21 @@ async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, jso
 async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=4096, loop=loop)
-    try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except (OSError, ValueError):  # stdin is not a pipe or terminal (e.g. /dev/null)
+    if not loop_can_watch(sys.stdin.fileno()):
+        # a regular file or /dev/null (a script's background job): the loop cannot watch
+        # it (uvloop would abort the process); its lines are read in a thread
+        skipping = False  # the rest of a line longer than the limit (skipped, as below)
+        while raw := await asyncio.to_thread(sys.stdin.buffer.readline, 4097):
+            complete = raw.endswith(b"\n")
+            if skipping or (not complete and len(raw) > 4096):
+                skipping = not complete
+                continue
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if line:
+                await queue.put(line)
         await queue.put(None)
         return
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while True:
         try:
             raw = await reader.readline()

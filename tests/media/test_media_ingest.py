@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,30 @@ async def test_stdin_source_reads_a_pipe() -> None:
         os.close(write_fd)
         pieces = [p async for p in stdin_source(reader)]
     assert b"".join(pieces) == b"\x47" * 500
+
+
+_READ_STDIN = """
+import uvloop
+from oasis.media.ingest import stdin_source
+
+async def main() -> None:
+    print(sum([len(p) async for p in stdin_source()]))
+
+uvloop.run(main())
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "devnull"])
+def test_stdin_source_reads_a_file_or_dev_null_on_uvloop(kind: str, tmp_path: Path) -> None:
+    """``oasis broadcast - < movie.ts`` (or ``< /dev/null``) on the node's loop: uvloop
+    aborted the process when asked to watch such a stdin; it is read in a thread."""
+    path = tmp_path / "in.ts"
+    path.write_bytes(b"\x47" * 70_000)
+    with open(path if kind == "file" else os.devnull, "rb") as stdin:
+        out = subprocess.run([sys.executable, "-c", _READ_STDIN], stdin=stdin, capture_output=True,
+                             timeout=60)
+    assert out.returncode == 0, out.stderr.decode()[-500:]
+    assert int(out.stdout) == (70_000 if kind == "file" else 0)
 
 
 def test_open_source_specs(short_ts_file: str, tmp_path: Path) -> None:

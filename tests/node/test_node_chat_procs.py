@@ -23,11 +23,11 @@ from oasis.node.keystore import load_or_create
 class Talker:
     """An ``oasis chat`` process whose stdin the test writes and whose JSON lines it reads."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, stdin: Any = subprocess.PIPE) -> None:
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         # unbuffered: select() on the pipe must see every line (a buffered reader may hold
         # the next line already, and select would wait for more that never comes)
-        self.p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdin=subprocess.PIPE,
+        self.p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdin=stdin,
                                   stdout=subprocess.PIPE, stderr=self.log, start_new_session=True,
                                   preexec_fn=die_with_parent, bufsize=0)
         self.seen: list[dict[str, Any]] = []
@@ -103,6 +103,47 @@ def test_chat_relayed_between_processes_and_a_dm_waits_for_its_offline_recipient
         got = d.next(lambda e: e.get("event") == "dm.received", 30)
         assert got["text"] == "are you there?" and got["sender"] == a.info["peer_id"]
         assert a.next(lambda e: e.get("event") == "dm.acked", 20)["id"] == sent["id"]
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(tmp_path: Path) -> None:
+    """``oasis chat LINK < lines.txt`` sends the file's lines, a mistyped ``/command`` is
+    refused rather than sent as public chat, and ``< /dev/null`` (a script's background
+    job) listens on. (uvloop aborted the process on both kinds of stdin.)"""
+    procs: list[Any] = []
+    try:
+        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300", "--data-dir",
+                          str(tmp_path / "b")], str(tmp_path / "b.log"))
+        procs.append(b)
+        link = b.wait_info(60)["link"]
+        a = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / "a")], tmp_path / "a.log")
+        procs.append(a)
+        a.next(lambda e: e.get("event") == "linked", 20)
+        with open(os.devnull, "rb") as null:
+            n = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / "n")], tmp_path / "n.log",
+                       stdin=null)
+        procs.append(n)
+        n.next(lambda e: e.get("event") == "linked", 20)
+        lines = tmp_path / "lines.txt"
+        # "/dn" is a typo of "/dm": a private text that must not reach the chat
+        lines.write_text("/dn somebody my secret\n//slash first\nhello from a file\n")
+        with open(lines, "rb") as f:
+            t = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / "f")], tmp_path / "f.log", stdin=f)
+        procs.append(t)
+        err = t.next(lambda e: e.get("event") == "error", 30)
+        assert "unknown command '/dn'" in err["message"]
+        got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
+        assert got["text"] == "/slash first"
+        got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
+        assert got["text"] == "hello from a file"
+        a.say("are you still there?")  # both keep listening once their stdin has ended
+        for listener in (n, t):
+            assert listener.next(lambda e: e.get("event") == "chat.message"
+                                 and e["text"] == "are you still there?", 20)
+            assert listener.p.poll() is None
+        assert not [e for e in a.seen if "secret" in json.dumps(e)]
     finally:
         for p in reversed(procs):
             p.stop()
