@@ -14,12 +14,13 @@ from oasis.core.announce import MAX_AREA
 from oasis.core.stream import StreamIdError
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> None:
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` on uvloop (plain asyncio where there is none); returns its result."""
     try:
         import uvloop
-        uvloop.run(coro)
     except ImportError:  # not Linux/macOS: plain asyncio
-        asyncio.run(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _common(p: argparse.ArgumentParser, role: str) -> None:
@@ -222,8 +223,9 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
     if args.cmd == "publish":
         _run(filecmd.publish(o, args.file))
     else:
-        _run(filecmd.get(o, args.target, out=args.output, peers=args.peer,
-                         keep_seeding=args.keep_seeding, play=args.play))
+        status: int = _run(filecmd.get(o, args.target, out=args.output, peers=args.peer,
+                                       keep_seeding=args.keep_seeding, play=args.play))
+        return status
     return 0
 
 

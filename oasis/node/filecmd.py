@@ -80,9 +80,16 @@ async def publish(o: FileOptions, path: str) -> None:
 
 
 async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str], keep_seeding: bool,
-              play: bool) -> None:
+              play: bool) -> int:
+    """Fetch ``target``; 0 once it is whole (and written to ``out``), 130 if stopped before."""
     node, files, runner, gateway = await _start(o)
+    complete = False
     try:
+        link = files.parse_target(target)
+        if not (link.peers or peers or link.origin or o.origin) and not files.holds(link.cid):
+            # a getter's DHT is reached through its file peers: with none, nothing can come
+            raise ValueError(f"nothing to fetch {target[:80]} from: give --peer PEER_ID@HOST:PORT, or a "
+                             "link that names its peers (b=) or an origin (o=), as `oasis publish` prints")
         st = await files.fetch(target, peers)
         emit({"cid": st["cid"], "url": st["url"], "gateway": gateway, "peer_id": node.peer_id,
               "oftp": f"{node.host}:{node.port}"})
@@ -95,6 +102,7 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                 print(f"no player found: open {st['url']}", file=sys.stderr)
 
         async def main(stop: asyncio.Event) -> None:
+            nonlocal complete
             sub = node.events.subscribe(("file",))
             bar = None
             if sys.stderr.isatty():
@@ -117,6 +125,7 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                 if bar is not None:
                     bar.stop()
                 sub.close()
+            complete = True
             s = files.status(st["cid"])
             e = files.entry(st["cid"])
             dest = Path(out or (s["name"] or st["cid"]))
@@ -130,3 +139,4 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
     finally:
         await node.close()
         await runner.cleanup()
+    return 0 if complete else 130

@@ -653,6 +653,15 @@ class Files:
             raise LookupError(f"file {cid} is not here")
         return e
 
+    def parse_target(self, text: str) -> FileLink:
+        """A CID or an ``oasis://file/`` link (ValueError, a LinkError with its code, if not)."""
+        return self._parse(text)
+
+    def holds(self, cid: bytes) -> bool:
+        """Whether this node has the whole file ``cid`` already."""
+        e = self.entries.get(cid)
+        return e is not None and e.done
+
     def _parse(self, text: str) -> FileLink:
         try:
             if text.startswith("oasis:"):

@@ -245,6 +245,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                     tracker_url: str | None, cdn_url: str | None) -> None:
     from oasis.media.ingest import open_source
 
+    # the source is checked first: no start line (with a link) for a stream that cannot run
+    src = open_source(source, c.bitrate_kbps)
     ident = load_or_create(c.data_dir)
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port,
@@ -310,7 +312,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
 
     async def ingest() -> None:
         from .streaming import ingest as run_ingest
-        await run_ingest(ident, ls, open_source(source, c.bitrate_kbps), c.chunk_ms)
+        await run_ingest(ident, ls, src, c.chunk_ms)
 
     async def main(stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(ingest()), announcer]

@@ -1,9 +1,11 @@
-"""The ``oasis`` command line: what a node's process loads before it starts."""
+"""The ``oasis`` command line: what a node's process loads before it starts, and its
+refusals."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_a_viewer_does_not_load_the_simulator_or_the_testbed() -> None:
@@ -20,3 +22,16 @@ def test_a_viewer_does_not_load_the_simulator_or_the_testbed() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["[]", "7 3"], out.stdout
+
+
+def test_broadcast_of_a_source_that_cannot_run_prints_no_start_line(tmp_path: Path) -> None:
+    """A script reads the first line for the stream's link: a missing file or one that is
+    not MPEG-TS is an error (exit 2) before any start line, not after one."""
+    notts = tmp_path / "clip.mp4"
+    notts.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
+    for source, why in ((str(tmp_path / "missing.ts"), "no such file"), (str(notts), "MPEG-TS")):
+        out = subprocess.run([sys.executable, "-m", "oasis", "broadcast", source, "--data-dir",
+                              str(tmp_path / "b"), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and why in out.stderr, out.stderr
+        assert out.stdout == "" and "Traceback" not in out.stderr

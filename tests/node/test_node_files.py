@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import select
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -279,3 +280,34 @@ def test_an_interrupted_download_resumes_and_re_verifies_what_it_kept(tmp_path: 
             await getter.close()
 
     asyncio.run(run())
+
+
+def test_get_with_nothing_to_fetch_from_refuses_and_an_interrupted_get_fails(tmp_path: Path) -> None:
+    """``oasis get CID`` naming no peer and no origin cannot ever complete: exit 2 with what
+    to give, not a silent wait. A get stopped (SIGINT) before the file is whole exits 130, so
+    a script can tell; the finished part is resumed by the next run (tested elsewhere)."""
+    blob = tmp_path / "big.bin"
+    blob.write_bytes(Identity.generate().private_bytes() * (4 * 1024 * 1024 // 32))  # 4 MiB
+    procs: list[OasisProcess] = []
+    try:
+        pub = OasisProcess(["publish", str(blob), "--data-dir", str(tmp_path / "pub"), "--upload-mbps", "1"],
+                           str(tmp_path / "pub.log"))
+        procs.append(pub)
+        info = _line(pub, 60)
+        t0 = time.monotonic()
+        bare = OasisProcess(["get", info["cid"], "--data-dir", str(tmp_path / "g0")], str(tmp_path / "g0.log"))
+        procs.append(bare)
+        assert bare.popen.wait(60) == 2 and time.monotonic() - t0 < 60
+        err = (tmp_path / "g0.log").read_text()
+        assert "nothing to fetch" in err and "--peer" in err and "Traceback" not in err
+        # at 1 Mbit/s the 4 MiB take ~30 s: stopped after its first line, it is not whole
+        g = OasisProcess(["get", info["link"], "--data-dir", str(tmp_path / "g1"), "-o", str(tmp_path / "o.bin")],
+                         str(tmp_path / "g1.log"))
+        procs.append(g)
+        _line(g, 60)
+        g.popen.send_signal(signal.SIGINT)
+        assert g.popen.wait(30) == 130
+        assert not (tmp_path / "o.bin").exists()
+    finally:
+        for p in reversed(procs):
+            p.stop()
