@@ -166,8 +166,10 @@ async def json_errors(request: web.Request,
             if key in counters or len(counters) < 64:
                 counters[key] = counters.get(key, 0) + 1
             if exc.content_type != "application/json":
-                err = json_error(exc.status, exc.reason.lower().replace(" ", "_"),
-                                 (exc.text or exc.reason).strip())
+                text = (exc.text or exc.reason).strip()
+                if exc.status in (404, 405) and text == f"{exc.status}: {exc.reason}":  # the router's
+                    text = f"no such route: {request.method} {request.path[:200]}"
+                err = json_error(exc.status, exc.reason.lower().replace(" ", "_"), text)
                 for h in ("Allow", "Retry-After"):
                     if h in exc.headers:
                         err.headers[h] = exc.headers[h]
@@ -282,11 +284,15 @@ def add_origin_routes(app: web.Application, node: Node,
         ls = _stream(node, request.match_info["sid"])
         seq_text = request.match_info["seq"]
         if not _SEQ_RE.match(seq_text):
-            raise json_error(400, "bad_seq", "sequence number must be a decimal integer")
-        c = ls.swarm.log.get(int(seq_text))
+            raise json_error(400, "bad_seq", "sequence number must be a decimal integer of 1-19 digits")
+        seq = int(seq_text)
+        c = ls.swarm.log.get(seq)
         if c is None:
-            return web.Response(status=404, text="chunk not (or no longer) available\n",
-                                headers={"Cache-Control": "no-store"})
+            log_ = ls.swarm.log
+            return web.json_response(
+                {"error": "no_chunk", "message": f"chunk {seq} is not (or no longer) held: this origin "
+                 f"keeps {log_.low}..{max(log_.latest, 0)}; latest.json says where the stream is"},
+                status=404, headers={"Cache-Control": "no-store"})
         body = wire.encode(c)
         return web.Response(body=body, content_type="application/x-oftp-chunk", headers={
             "Cache-Control": "public, max-age=86400, immutable",

@@ -16,7 +16,9 @@ import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -175,3 +177,16 @@ def test_the_server_kept_serving_and_no_handler_failed(server: Server) -> None:
         assert request(server.port, b"GET", p.encode()) == 200, p
     assert request(server.port, b"GET", f"/origin/{SID}/99999999999999999999.chunk".encode()) == 400
     assert server.counters.get("http_internal_errors", 0) == 0
+
+
+def test_a_chunk_not_held_and_an_unknown_route_are_json_404s(server: Server) -> None:
+    """Every refusal is JSON (docs/oftp.md §10): a chunk outside the origin's window says
+    which it holds and must not be cached; a path no route takes says so."""
+    for path, code, words in ((f"/origin/{SID}/123456789.chunk", "no_chunk", "latest.json"),
+                              ("/live/nosuch.ts", "not_found", "no such route: GET /live/nosuch.ts")):
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10)
+        body = json.loads(exc.value.read())
+        assert exc.value.code == 404 and body["error"] == code and words in body["message"], body
+        if code == "no_chunk":
+            assert exc.value.headers["Cache-Control"] == "no-store"
