@@ -114,7 +114,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     w.add_argument("--tracker", default=None,
                    help="tracker URL; with a bare stream id the stream's signed descriptor (bitrate, "
                         "chunking, origin) is fetched from it and checked against the stream id")
-    w.add_argument("--gateway", default="127.0.0.1:8080", help="player gateway HOST:PORT")
+    w.add_argument("--gateway", default="127.0.0.1:8080",
+                   help="player gateway HOST:PORT (default 127.0.0.1:8080; port 0: any free port)")
     w.add_argument("--cdn-url", default=None,
                    help="fetch late chunks from this CDN/origin base URL (default: the descriptor's)")
     _common(w, "viewer")

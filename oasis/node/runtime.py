@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 import logging
 import math
@@ -93,7 +94,14 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
                            handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise ValueError(f"{host}:{port} is already in use (another node or viewer?): give another "
+                             "HTTP address, or port 0 for any free one (e.g. --gateway 127.0.0.1:0)") from None
+        raise
     server = site._server
     assert server is not None
     bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
@@ -198,6 +206,7 @@ async def fetch_descriptor(session: aiohttp.ClientSession, tracker_url: str, sid
     url = f"{tracker_url.rstrip('/')}/descriptor/{sid}"
     deadline = time.monotonic() + timeout
     why = "no answer"
+    told = False
     while True:
         try:
             async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -212,6 +221,10 @@ async def fetch_descriptor(session: aiohttp.ClientSession, tracker_url: str, sid
         if time.monotonic() > deadline:
             raise RuntimeError(f"no valid descriptor for {sid} at {url} ({why}); is the "
                                "broadcaster up and announcing to this tracker?")
+        if not told:  # a user waiting for the stream sees why, once, not 30 s of silence
+            told = True
+            log.warning("no descriptor for %s at %s yet (%s): retrying for up to %.0f s",
+                        sid, url, why, deadline - time.monotonic())
         await asyncio.sleep(0.5)
 
 
@@ -431,7 +444,13 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         rewards_http.add_rewards_routes(app, node, broadcaster=False)
     # The origin a viewer fetches from comes only from the signed descriptor (or the user).
     ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url)
-    runner, gport = await start_http(app, ghost, gport)
+    try:
+        runner, gport = await start_http(app, ghost, gport)
+    except (OSError, ValueError):  # e.g. the gateway's port is taken: nothing left open
+        if node.rewards is not None:
+            node.rewards.close()
+        await node.close()
+        raise
     from .daemon import serve_api
     api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")
     files.gateway_url = f"http://{ghost}:{gport}"

@@ -3,9 +3,12 @@ refusals."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from procs import OasisProcess
 
 
 def test_a_viewer_does_not_load_the_simulator_or_the_testbed() -> None:
@@ -35,3 +38,23 @@ def test_broadcast_of_a_source_that_cannot_run_prints_no_start_line(tmp_path: Pa
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and why in out.stderr, out.stderr
         assert out.stdout == "" and "Traceback" not in out.stderr
+
+
+def test_watch_with_its_gateway_port_taken_says_what_to_do(tmp_path: Path) -> None:
+    """A second viewer on the default gateway port: a clear error (exit 2) naming the way
+    out, and nothing left open behind it (no 'Unclosed client session')."""
+    b = OasisProcess(["broadcast", "test", "--bitrate", "300", "--data-dir", str(tmp_path / "b")],
+                     str(tmp_path / "b.log"))
+    try:
+        link = b.wait_info(60)["link"]
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            out = subprocess.run([sys.executable, "-m", "oasis", "watch", link, "--gateway", f"127.0.0.1:{port}",
+                                  "--data-dir", str(tmp_path / "v")], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, out.stderr
+        assert "already in use" in out.stderr and "--gateway 127.0.0.1:0" in out.stderr
+        assert "Traceback" not in out.stderr and "Unclosed" not in out.stderr
+    finally:
+        b.stop()
