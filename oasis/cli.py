@@ -37,7 +37,8 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                    help="push substreams per stream (default 4)" + (later if role == "viewer" else ""))
     p.add_argument("--playout-delay", type=float, default=0.5,
                    help="deadline after a chunk is complete, seconds")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines for what chat and dm print (every command's start line is JSON)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-v", "--verbose", action="store_true")
     _chain(p)
