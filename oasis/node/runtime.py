@@ -108,6 +108,9 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
     return runner, bound
 
 
+TRACKER_WARN_EVERY = 60.0  #: a tracker that keeps failing is logged at most this often (s)
+
+
 class AnnounceClock:
     """Milliseconds for signed announces: wall clock, but strictly increasing per stream."""
 
@@ -172,6 +175,7 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
     """
     clock = clock or AnnounceClock()
     counters = discovery_counters(node)
+    failing, quiet_until = 0, 0.0  # tries failed in a row; no repeat of the warning before
     while True:
         await node.announce_due()
         host, port = node.announce_address()
@@ -186,7 +190,11 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
                 records, interval = await ask_tracker(node, tracker_url, a, d, counters, on_descriptor)
         except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
             counters["tracker_errors"] += 1
-            log.warning("tracker %s: %s", tracker_url, str(exc)[:300] or type(exc).__name__)
+            failing += 1
+            if failing == 1 or time.monotonic() >= quiet_until:  # not a line every 2 s
+                more = f" (failing since {failing} tries; the swarm goes on without it)" if failing > 1 else ""
+                log.warning("tracker %s: %s%s", tracker_url, str(exc)[:300] or type(exc).__name__, more)
+                quiet_until = time.monotonic() + TRACKER_WARN_EVERY
             node.announce_failed()
             continue
         except Exception:  # a bug on this path must not end discovery: counted, logged, retried
@@ -194,6 +202,9 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
             log.exception("announce to %s failed", tracker_url)
             node.announce_failed()
             continue
+        if failing:
+            log.warning("tracker %s answers again (after %d failed tries)", tracker_url, failing)
+            failing = 0
         node.offer_candidates([pp.Candidate(r.peer, r.host, r.port) for r in records],
                               interval=interval)
         if announced is not None:

@@ -17,6 +17,7 @@ import time
 
 import aiohttp
 import msgspec
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from procs import until
@@ -53,7 +54,7 @@ HOSTILE = [
 ]
 
 
-async def test_announce_loop_survives_a_hostile_tracker_and_counts_it() -> None:
+async def test_announce_loop_survives_a_hostile_tracker_and_counts_it(caplog: pytest.LogCaptureFixture) -> None:
     bc = Identity.generate()
     sid = StreamId(bc.public, "live")
     honest = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
@@ -97,6 +98,12 @@ async def test_announce_loop_survives_a_hostile_tracker_and_counts_it() -> None:
                     and counters["descriptors_refused"] >= 1, 10)
         assert counters["tracker_errors"] == len(HOSTILE)  # honest replies are not errors
         assert not task.done()
+        # said once, and once that it answers again: not a warning per failed try
+        said = [r.getMessage() for r in caplog.records if r.name == "oasis.runtime"]
+        failing = [m for m in said if m.startswith("tracker http") and "answers again" not in m
+                   and "bad descriptor" not in m]
+        assert len(failing) == 1, said
+        assert sum(f"answers again (after {len(HOSTILE)} failed tries)" in m for m in said) == 1, said
     finally:
         sys.setrecursionlimit(old_limit)
         task.cancel()
