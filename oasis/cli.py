@@ -130,7 +130,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ch.add_argument("stream_id", metavar="STREAM", help="a stream link (oasis://...) or a stream id with --tracker")
     ch.add_argument("--tracker", default=None, help="tracker URL (with a bare stream id)")
     ch.add_argument("--send", default=None, help="send this one message and exit")
-    ch.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a peer (and an ACK)")
+    ch.add_argument("--wait", type=float, default=20.0,
+                    help="seconds to wait for a peer (and an ACK) (default 20)")
     _common(ch, "chat")
 
     dmp = sub.add_parser("dm", help="end-to-end encrypted direct messages to a peer id")
@@ -139,7 +140,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                      help="a stream link (or id with --tracker) whose swarm reaches the peer")
     dmp.add_argument("--tracker", default=None, help="tracker URL (with a bare stream id)")
     dmp.add_argument("--send", default=None, help="send this one message, wait for its ACK, exit")
-    dmp.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a peer and the ACK")
+    dmp.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a peer and the ACK (default 20)")
     _common(dmp, "dm")
     for name, helptext in (("publish", "seed a file (short video) under its content id"),
                            ("get", "fetch a file by content id or link, verified, playable meanwhile")):

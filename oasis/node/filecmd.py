@@ -99,7 +99,8 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                 await asyncio.create_subprocess_exec(player, st["url"], stdout=asyncio.subprocess.DEVNULL,
                                                      stderr=asyncio.subprocess.DEVNULL)
             else:
-                print(f"no player found: open {st['url']}", file=sys.stderr)
+                keep = "" if keep_seeding else " (served until the download ends; add --seed to keep it)"
+                print(f"no player found: open {st['url']}{keep}", file=sys.stderr)
 
         async def main(stop: asyncio.Event) -> None:
             nonlocal complete

@@ -187,6 +187,8 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
             acked = node.events.subscribe(["dm.acked"])
             sent = await node.messaging.dm_send(dm_to, send)
             _print("dm.sent", sent, c.json_out)
+            if not c.json_out:
+                print(f"waiting up to {wait:g} s for the recipient's acknowledgement (--wait)", file=sys.stderr)
             try:
                 await asyncio.wait_for(acked.get(), wait)
             except TimeoutError:
