@@ -170,6 +170,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
     wl.add_argument("--json", action="store_true")
     wl.add_argument("--offline", action="store_true", help="do not open the chain (no balances)")
+    wl.add_argument("--deploy", action="store_true",
+                    help="deploy the token and pool contracts to --chain-rpc (paid by the key in "
+                         "OASIS_DEV_FAUCET_KEY, else this wallet's) and write <data-dir>/ledger/"
+                         "deployment.json; copy that file into every node's <data-dir>/ledger/")
     _chain(wl)
 
     tb = sub.add_parser("testbed", help="real nodes in network namespaces with world "
@@ -192,6 +196,8 @@ def _wallet(args: argparse.Namespace) -> int:
     from oasis.node.runtime import default_data_dir
 
     data_dir = args.data_dir or default_data_dir("viewer")
+    if args.deploy:
+        return _deploy(args, data_dir)
     chain = None if args.offline else open_chain(data_dir, rpc_url=args.chain_rpc, chain_dir=args.chain_dir)
     report = wallet_report(data_dir, chain)
     if args.json:
@@ -199,6 +205,31 @@ def _wallet(args: argparse.Namespace) -> int:
     else:
         for k, v in report.items():
             print(f"{k:>18}: {v}")
+    return 0
+
+
+def _deploy(args: argparse.Namespace, data_dir: str) -> int:
+    """``oasis wallet --deploy``: fresh contracts on a JSON-RPC chain, their addresses in
+    ``<data-dir>/ledger/deployment.json`` (never overwritten)."""
+    import json
+    import os
+
+    from oasis.datafiles import write_new
+    from oasis.ledger.chain import RpcChain
+    from oasis.ledger.wallet import Wallet, ledger_dir
+
+    if not args.chain_rpc:
+        raise ValueError("--deploy needs --chain-rpc URL (the embedded chain deploys its contracts itself)")
+    path = ledger_dir(data_dir) / "deployment.json"
+    if path.exists():
+        raise ValueError(f"{path} exists: this node is bound to a deployment already (remove the "
+                         "file to deploy anew)")
+    faucet = os.environ.get("OASIS_DEV_FAUCET_KEY")
+    key = bytes.fromhex(faucet.removeprefix("0x")) if faucet else Wallet.load_or_create(data_dir).key
+    deployment = RpcChain(args.chain_rpc).deploy(key)
+    write_new(path, deployment.to_json().encode())
+    out = json.loads(deployment.to_json()) | {"deployment": str(path)}
+    print(json.dumps(out) if args.json else "\n".join(f"{k:>18}: {v}" for k, v in out.items()))
     return 0
 
 

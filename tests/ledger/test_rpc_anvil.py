@@ -95,3 +95,29 @@ def test_rpc_chain_settles_like_the_embedded_one(anvil, tmp_path):
     assert res1[0].gas_used > 0
     paid = node_chain.events("Paid")
     assert sorted(e["bytes_paid"] for e in paid) == sorted([1_000_000, cap, 777])
+
+
+def test_wallet_deploy_writes_the_deployment_a_node_then_uses(anvil, tmp_path):
+    """`oasis wallet --deploy --chain-rpc URL`: contracts deployed with the faucet key,
+    their addresses in <data-dir>/ledger/deployment.json, which open_chain then binds to;
+    a second deploy refuses to overwrite it (exit 2)."""
+    import os
+    import sys
+
+    url, keys = anvil
+    data = tmp_path / "node"
+    env = {**os.environ, "OASIS_DEV_FAUCET_KEY": "0x" + keys[0].hex()}
+    cmd = [sys.executable, "-m", "oasis", "wallet", "--deploy", "--chain-rpc", url, "--data-dir", str(data), "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-800:]
+    printed = json.loads(out.stdout)
+    path = data / "ledger" / "deployment.json"
+    assert printed["deployment"] == str(path)
+    deployment = Deployment.from_json(path.read_text())
+    assert printed["pool"] == deployment.pool and deployment.chain_id == RpcChain(url).w3.eth.chain_id
+    chain = open_chain(data, rpc_url=url)
+    assert isinstance(chain, RpcChain) and chain.deployment == deployment
+    assert chain.w3.eth.get_code(deployment.pool) not in (b"", None)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+    assert Deployment.from_json(path.read_text()) == deployment
