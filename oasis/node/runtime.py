@@ -575,7 +575,12 @@ async def tracker_only(listen: str) -> None:
     app = web.Application(client_max_size=64 * 1024)
     http.add_tracker_routes(app, Tracker(), metrics=True)
     runner, port = await start_http(app, host, port)
-    emit({"tracker": f"http://{host}:{port}/tracker"})
+    if host in ("0.0.0.0", "::", ""):  # every address: 0.0.0.0 is no URL anyone can use
+        emit({"tracker": f"http://127.0.0.1:{port}/tracker", "listening": f"{host or '0.0.0.0'}:{port}",
+              "note": "listening on every address: other machines use http://<this machine's address>"
+                      f":{port}/tracker"})
+    else:
+        emit({"tracker": f"http://{host}:{port}/tracker"})
 
     async def main(stop: asyncio.Event) -> None:
         await stop.wait()
