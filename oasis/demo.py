@@ -404,13 +404,20 @@ class _Progress:
     def __init__(self, quiet_json: bool) -> None:
         from rich.console import Console
         self.console = Console(stderr=quiet_json)
+        # on a terminal each line overwrites the last; in a log file or CI, whole lines (the
+        # joins as one line at the end, the ticks every 10 s)
+        self.live = self.console.is_terminal
+        self._last_tick = -10.0
 
     def started(self, info: dict[str, Any]) -> None:
         self.console.print(f"[bold]broadcaster[/] {info['stream_id']}\n  tracker {info['tracker']}"
                            f"\n  origin  {info['origin']}\n  oftp    {info['oftp']}")
 
     def joined(self, n: int, total: int) -> None:
-        self.console.print(f"viewer {n}/{total} joined", end="\r")
+        if self.live:
+            self.console.print(f"viewer {n}/{total} joined", end="\r")
+        elif n == total:
+            self.console.print(f"{total} viewers joined")
 
     def tick(self, elapsed: float, total: float, stats: list[dict[str, Any] | None]) -> None:
         chunks = p2p = allb = 0
@@ -426,8 +433,13 @@ class _Progress:
                      if s and s["streams"][0]["latency_p50_ms"] is not None)
         med = lat[len(lat) // 2] if lat else 0
         off = 100 * p2p / allb if allb else 0
-        self.console.print(f"[{elapsed:5.1f}/{total:.0f}s] viewers {sum(1 for s in stats if s)} "
-                           f"chunks {chunks} latency p50 {med:.0f} ms offload {off:.1f}%   ", end="\r")
+        line = (f"[{elapsed:5.1f}/{total:.0f}s] viewers {sum(1 for s in stats if s)} "
+                f"chunks {chunks} latency p50 {med:.0f} ms offload {off:.1f}%")
+        if self.live:
+            self.console.print(line + "   ", end="\r")
+        elif elapsed - self._last_tick >= 10.0:
+            self._last_tick = elapsed
+            self.console.print(line)
 
     def note(self, text: str) -> None:
         self.console.print(text)
