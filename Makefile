@@ -21,6 +21,7 @@ TESTBED_SYS := $(shell command -v iptables >/dev/null 2>&1 && test -e /usr/inclu
 BROWSER_SYS := $(shell test -x /usr/bin/chromium && echo yes)
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV): pinned dependencies from pyproject.toml (first time: a few minutes)"
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@if [ "$(TESTBED_SYS)" != yes ]; then \
@@ -57,6 +58,7 @@ CORE_STAMP := $(VENV)/.core-compiled
 
 $(CORE_STAMP): $(STAMP) $(CORE_SRC)
 	mkdir -p build
+	@echo "compiling the protocol core with mypyc (about a minute; log: build/mypyc.log)"
 	if $(BIN)/python scripts/build_core.py > build/mypyc.log 2>&1; then \
 		echo "compiled the protocol core with mypyc"; \
 	else \
