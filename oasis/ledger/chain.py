@@ -37,9 +37,11 @@ from eth_account import Account  # noqa: E402  (imports py_ecc, which sets the l
 from eth_utils import to_checksum_address  # noqa: E402
 from web3 import Web3  # noqa: E402
 
+from oasis.datafiles import DataFileError  # noqa: E402
+
 from . import eip712  # noqa: E402
 from .build import load_artifact  # noqa: E402
-from .journal import Journal, Record  # noqa: E402
+from .journal import Journal, Record, file_header  # noqa: E402
 
 # py_ecc/__init__.py runs sys.setrecursionlimit(max(100000, ...)) at import (for its own
 # deep pairing arithmetic, which the ledger never uses), and py-evm's eth/__init__.py
@@ -290,6 +292,13 @@ class EmbeddedChain(LedgerChain):
         self.journal = Journal(self.dir)
         with self.journal.locked():
             genesis = self.dir / "genesis.json"
+            if not genesis.exists() and self.journal.path.exists() \
+                    and self.journal.path.stat().st_size > len(file_header()):
+                # a new genesis would be a new chain id under the old transactions: every
+                # balance gone, silently
+                raise DataFileError(genesis, "is missing but the journal holds transactions (its "
+                                    "chain id is part of every signature on this chain)",
+                                    "restore it from a backup")
             if not genesis.exists():
                 # A random chain id per chain directory: the EIP-712 domain (chain id, pool)
                 # of every embedded chain differs, so a ticket or receipt signed for one
@@ -328,11 +337,26 @@ class EmbeddedChain(LedgerChain):
     def _catch_up(self) -> None:
         records, self._offset = self.journal.read_from(self._offset)
         for rec in records:
-            self._advance_clock(rec.timestamp)
+            self._replay_clock(rec.timestamp)
             h = self.w3.eth.send_raw_transaction(rec.raw)
             status = self.w3.eth.get_transaction_receipt(h)["status"]
             if status != rec.status:
-                raise ChainError(f"journal replay diverged at tx {h.hex()}")
+                raise ChainError(f"{self.journal.path}: replay diverged at tx {h.hex()} (it "
+                                 f"{'succeeded' if status else 'reverted'}, the journal says it "
+                                 f"{'succeeded' if rec.status else 'reverted'}): the journal does "
+                                 "not belong to this genesis.json or contract code")
+
+    def _replay_clock(self, ts: int) -> None:
+        """The next block runs at ``ts``, the time its transaction first ran. Replay must not
+        run it later (at the wall clock, as a new block would): a transaction that reverted
+        because of the time (a settle of an epoch not yet begun) would then succeed, the
+        replay would diverge and the chain directory could never be opened again."""
+        latest = self.tester.get_block_by_number("latest")["timestamp"]
+        if ts <= latest:
+            raise ChainError(f"journal {self.journal.path}: a block at {ts}, not after its parent "
+                             f"({latest}); the journal was not written by this chain")
+        chain = self.tester.backend.chain
+        chain.header = chain.header.copy(timestamp=ts)
 
     def _advance_clock(self, ts: int) -> None:
         pending = self.tester.get_block_by_number("pending")["timestamp"]
