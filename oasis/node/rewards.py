@@ -58,6 +58,7 @@ import msgspec
 from oasis.core import wire
 from oasis.core.identity import Identity, verify
 from oasis.core.stream import StreamId
+from oasis.datafiles import DataFileError, read_small, refuse_exposed, write_new
 from oasis.ledger import devnet
 from oasis.ledger.chain import LedgerChain, open_chain, stream_id
 from oasis.ledger.receipt_store import ReceiptStore
@@ -122,14 +123,14 @@ def ticket_request_message(stream: bytes, ts: int, nonce: bytes, binding: bytes)
 def settle_token(data_dir: str | Path) -> str:
     """The secret ``POST /rewards/settle`` wants (``X-Oasis-Settle-Token``); created 0600."""
     path = ledger_dir(data_dir) / SETTLE_TOKEN_FILE
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    token = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    if not path.exists():  # written whole (temp + link) or not at all: never an empty token
+        write_new(path, secrets.token_hex(32).encode() + b"\n")
+    refuse_exposed(path, "the settle token")
+    token = read_small(path, "the settle token").decode("ascii", "replace").strip()
+    if len(token) != 64 or any(ch not in "0123456789abcdef" for ch in token):
+        # an empty token would let anyone on this machine settle with an empty header
+        raise DataFileError(path, "does not hold a settle token (64 hex digits)",
+                            "delete it: the node writes a new one at its next start")
     return token
 
 
@@ -293,13 +294,13 @@ class Rewards:
         await self.run(self._open)
 
     # ---- broadcaster: admitting viewers ----------------------------------------------
-    def admit(self, body: Any, remote: str, now: float) -> bytes:
+    def admit(self, body: Any, remote: str, now: float, *, address_charged: bool = False) -> bytes:
         """Event loop: check a ticket request; the viewer's wallet address, or TicketRefused.
         Cheap checks first: rate limits before any signature is verified."""
         if self.issuer is None:
             raise TicketRefused(404, "ticket_requests_bad", "not a broadcaster")
-        if not self._req_by_addr.allow(remote, now):
-            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this address")
+        if not address_charged:
+            self.check_address(remote, now)
         try:
             if not isinstance(body, dict):
                 raise ValueError("a JSON object is expected")
@@ -312,12 +313,15 @@ class Rewards:
             b = verify_binding(binding)
         except (ValueError, KeyError, TypeError, BindingError) as exc:
             raise TicketRefused(400, "ticket_requests_bad", f"bad ticket request: {exc}") from None
-        if not self._req_by_identity.allow(b.identity, now):
-            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this identity")
         if abs(ts - now) > TICKET_MAX_SKEW:
             raise TicketRefused(403, "ticket_requests_stale", "request timestamp too far from ours")
         if not verify(b.identity, sig, ticket_request_message(self.stream_key, ts, nonce, binding)):
             raise TicketRefused(400, "ticket_requests_bad", "request not signed by the binding's identity")
+        # charged only once the identity itself signed: a binding is public, and requests
+        # forged in its name must not use up its owner's renewals (the address limit above
+        # bounds the signature checks)
+        if not self._req_by_identity.allow(b.identity, now):
+            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this identity")
         for n, t in list(self._nonces.items()):  # oldest first; forget those out of the window
             if t >= now - 2 * TICKET_MAX_SKEW and len(self._nonces) < MAX_NONCES:
                 break
@@ -328,6 +332,12 @@ class Rewards:
         if not self.is_member(b.identity):
             raise TicketRefused(403, "ticket_requests_not_member", "identity is not in the swarm")
         return b.address
+
+    def check_address(self, remote: str, now: float) -> None:
+        """The per-address limit (TicketRefused); the HTTP face charges it before it reads
+        a request's body, so junk bodies are limited like good ones."""
+        if not self._req_by_addr.allow(remote, now):
+            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this address")
 
     def is_member(self, identity: bytes) -> bool:
         """In the swarm: a linked neighbour that joined our stream, or the hook says so."""

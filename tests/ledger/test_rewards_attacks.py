@@ -108,6 +108,11 @@ async def test_tickets_only_for_swarm_members_fresh_and_rate_limited(tmp_path):
             req = vr.ticket_request(time.time())
             assert await post(req) == 200
             assert await post(req) == 403
+            # 3b. Someone else sends requests in the member's name (its binding is public) with
+            # bad signatures: refused as forged, and its own next renewal still goes through.
+            forged = [await post({**vr.ticket_request(time.time()), "sig": "00" * 64}) for _ in range(8)]
+            assert forged == [400] * 8
+            assert await post(vr.ticket_request(time.time())) == 200
             # 4. One identity hammering: rate-limited (burst of 5, then 1 per 10 s).
             hammer = [await post(vr.ticket_request(time.time())) for _ in range(10)]
             assert hammer.count(429) >= 6 and set(hammer) <= {200, 429}
@@ -123,8 +128,12 @@ async def test_tickets_only_for_swarm_members_fresh_and_rate_limited(tmp_path):
             assert codes.count(429) >= 15 and 200 not in codes
             assert c.ticket_requests_rate_limited >= 21
             # Nobody outside the swarm got a ticket: only the member, within its limit.
-            assert c.ticket_requests_ok == 2 + hammer.count(200) <= 5
+            assert c.ticket_requests_ok == 3 + hammer.count(200) <= 5
             assert list(b.rewards._issued) == [vr.wallet.address]
+            # 6. Junk bodies are charged to the address before they are read: a flood of them
+            # from one address is rate-limited like well-formed requests (429, not 400s for ever)
+            junk = [await post({}) for _ in range(30)]
+            assert junk.count(429) >= 15, junk
     finally:
         await vnode.close()
         vr.close()
@@ -345,3 +354,26 @@ async def test_a_renewed_ticket_keeps_its_window_start(tmp_path):
         await vnode.close()
         vr.close()
         await b.close()
+
+
+def test_the_settle_token_is_never_empty_nor_exposed(tmp_path) -> None:
+    """An empty settle.token (a crash mid-write, or a user's `: > settle.token`) would let
+    anyone on the machine settle with an empty header: it is refused, as is one others can
+    read; a fresh one is 64 hex digits, 0600."""
+    import stat
+
+    from oasis.datafiles import DataFileError, DataFilePermissionError
+    from oasis.ledger.wallet import ledger_dir
+    from oasis.node.rewards import SETTLE_TOKEN_FILE, settle_token
+
+    token = settle_token(tmp_path)
+    path = ledger_dir(tmp_path) / SETTLE_TOKEN_FILE
+    assert len(token) == 64 and int(token, 16) >= 0 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert settle_token(tmp_path) == token  # read back, not replaced
+    path.write_text("")
+    with pytest.raises(DataFileError, match="64 hex digits"):
+        settle_token(tmp_path)
+    path.write_text(token + "\n")
+    path.chmod(0o644)
+    with pytest.raises(DataFilePermissionError):
+        settle_token(tmp_path)
