@@ -83,7 +83,7 @@ class JournalCorruptError(DataFileError):
     def __init__(self, path: Path, offset: int, problem: str, last: bool = False) -> None:
         self.offset = offset
         drop = (f"; or, if the node crashed while writing it, `truncate -s {offset}` the file to drop "
-                "that unacknowledged last transaction") if last else ""
+                "that unacknowledged last transaction") if last and offset > FILE_HEADER_SIZE else ""
         super().__init__(
             path, f"damaged at byte offset {offset}: {problem}; the file was left untouched",
             "stop every node sharing this chain directory and restore journal.bin from a backup; "
@@ -227,6 +227,12 @@ class Journal:
                                 "check the file's owner and the disk") from None
         if head == file_header():
             return
+        if len(head) == FILE_HEADER_SIZE and sum(a == b for a, b in zip(head, MAGIC, strict=False)) >= 6:
+            head_damaged = not head.startswith(MAGIC)  # a byte or two of the marker flipped
+        else:
+            head_damaged = False
+        if head_damaged:  # not an old-format journal: never "migrated" or truncated as one
+            raise JournalCorruptError(self.path, 0, "file header damaged")
         if head.startswith(MAGIC):
             ver = FILE_HEAD.unpack_from(head)[1] if len(head) >= FILE_HEAD.size else None
             if len(head) == FILE_HEADER_SIZE and CRC.unpack_from(head, FILE_HEAD.size)[0] == zlib.crc32(

@@ -194,6 +194,16 @@ def test_damaged_file_header_and_truncations(world, tmp_path):
             EmbeddedChain(chain_dir)
         assert str(journal) in str(err.value)
         assert journal.read_bytes() == bad
+    # a flipped byte in the header's marker: a damaged header, never read as an old-format
+    # journal (whose advice was `truncate -s 0`: every transaction gone)
+    for at in (0, 3, 7):
+        bad = bytearray(good)
+        bad[at] ^= 0x20
+        journal.write_bytes(bytes(bad))
+        with pytest.raises(JournalCorruptError, match="file header damaged") as err:
+            EmbeddedChain(chain_dir)
+        assert "truncate" not in str(err.value)
+        assert journal.read_bytes() == bytes(bad)
     # the journal deleted under a deployed chain: not a silent fresh chain
     journal.unlink()
     with pytest.raises(DataFileError, match="is missing"):
