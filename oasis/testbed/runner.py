@@ -461,9 +461,36 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     "without a tracker (the DHT and NEIGHBOURS only)")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Options no run can use: a clear error before anything is built (ValueError)."""
+    if args.duration <= 0:
+        raise ValueError(f"--duration {args.duration:g}: seconds of stream, more than 0")
+    if args.bitrate <= 0 or (args.chunk_ms is not None and args.chunk_ms <= 0):
+        raise ValueError("--bitrate and --chunk-ms are positive")
+    if args.playout_delay <= 0 or args.delay_scale < 0:
+        raise ValueError("--playout-delay is positive, --delay-scale not negative")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f"--timeout {args.timeout:g}: seconds, more than 0")
+    if args.rebind_at is not None and not 0 < args.rebind_at < args.duration:
+        raise ValueError(f"--rebind-at {args.rebind_at:g}: within the run (0 < t < --duration)")
+    if args.rebind < 1:
+        raise ValueError(f"--rebind {args.rebind}: at least 1")
+
+
 def make_topology(args: argparse.Namespace) -> Topology:
     if args.topology:
-        return Topology.from_json(json.loads(Path(args.topology).read_text()))
+        try:
+            data = json.loads(Path(args.topology).read_text())
+        except OSError as exc:
+            raise ValueError(f"--topology {args.topology}: {exc.strerror or exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--topology {args.topology}: not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"--topology {args.topology}: not a topology (see --dump-topology)")
+        try:
+            return Topology.from_json(data)
+        except ValueError as exc:
+            raise ValueError(f"--topology {args.topology}: {exc}") from None
     return build(args.seed, args.viewers, bitrate_kbps=args.bitrate, nat_share=args.nat_share,
                  symmetric_share=args.symmetric_share,
                  countries=args.countries.split(",") if args.countries else None,
@@ -507,7 +534,12 @@ def run_testbed(args: argparse.Namespace) -> int:
         errors = netns.cleanup(None)
         print(json.dumps({"cleaned": True, "errors": errors}))
         return 1 if errors else 0
-    topo = make_topology(args)
+    try:
+        check_args(args)
+        topo = make_topology(args)
+    except ValueError as exc:
+        print(f"oasis testbed: error: {exc}", file=sys.stderr)
+        return 2
     if args.dump_topology:
         print(topo.dumps())
         return 0
@@ -534,7 +566,12 @@ def run_testbed(args: argparse.Namespace) -> int:
     except (Interrupted, KeyboardInterrupt) as exc:
         progress.status(f"interrupted ({exc}): cleaning up")
         code = 130
-    except (RuntimeError, netns.NetError, TimeoutError, OSError) as exc:
+    except TimeoutError as exc:
+        why = str(exc) or (f"the run did not finish within {limit:.0f} s (--timeout); its nodes "
+                           "were stopped")
+        print(f"oasis testbed: error: {why}", file=sys.stderr)
+        code = 1
+    except (RuntimeError, netns.NetError, OSError) as exc:
         print(f"oasis testbed: error: {exc}", file=sys.stderr)
         code = 1
     finally:

@@ -80,10 +80,24 @@ class Topology:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Topology:
-        nodes = tuple(NodeSpec(**n) for n in data["nodes"])
+        try:
+            nodes = tuple(NodeSpec(**n) for n in data["nodes"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a topology ({exc}): see --dump-topology for the format") from None
+        world = World()
         for n in nodes:
-            if n.nat not in NAT_KINDS or n.access not in ACCESS:
-                raise ValueError(f"node {n.name}: unknown nat {n.nat!r} or access {n.access!r}")
+            if n.nat not in NAT_KINDS:
+                raise ValueError(f"node {n.name}: unknown nat {n.nat!r} (one of {', '.join(NAT_KINDS)})")
+            if n.access not in ACCESS:
+                raise ValueError(f"node {n.name}: unknown access {n.access!r} (one of {', '.join(ACCESS)})")
+            if n.country not in world.cc:
+                raise ValueError(f"node {n.name}: unknown country {n.country!r} (ISO codes of "
+                                 "oasis/sim/data/countries.csv)")
+            if not (isinstance(n.up_kbps, int) and isinstance(n.down_kbps, int)
+                    and n.up_kbps > 0 and n.down_kbps > 0):
+                raise ValueError(f"node {n.name}: up_kbps and down_kbps are positive integers")
+            if not 0.0 <= n.loss < 1.0 or n.lastmile_ms < 0 or n.join_s < 0:
+                raise ValueError(f"node {n.name}: loss in [0, 1), lastmile_ms and join_s not negative")
         if sum(1 for n in nodes if n.role == "broadcaster") != 1:
             raise ValueError("a topology has exactly one broadcaster")
         if len({n.name for n in nodes}) != len(nodes):
@@ -119,13 +133,23 @@ def build(seed: int, viewers: int, *, bitrate_kbps: int = 1500, nat_share: float
     home router.
     """
     if not 0.0 <= nat_share <= 1.0 or not 0.0 <= symmetric_share <= 1.0:
-        raise ValueError("nat_share and symmetric_share must be within [0, 1]")
+        raise ValueError("--nat-share and --symmetric-share are shares within [0, 1]")
     world = world or World()
     rng = random.Random(seed)
     mix = mix or DEFAULT_MIX
     kinds = list(mix)
-    for c in countries or []:
-        world.index(c)  # ValueError for an unknown country
+    if viewers < 1:
+        raise ValueError(f"--viewers {viewers}: at least 1")
+    if loss is not None and not 0.0 <= loss < 1.0:
+        raise ValueError(f"--loss {loss}: a probability in [0, 1)")
+    if join_spread_s < 0:
+        raise ValueError(f"--join-spread {join_spread_s}: not negative")
+    if countries is not None:
+        countries = [c.strip().upper() for c in countries]
+        unknown = [c for c in countries if c not in world.cc]
+        if unknown:
+            raise ValueError(f"--countries: unknown {', '.join(unknown)} (ISO codes of "
+                             "oasis/sim/data/countries.csv, e.g. DE,US,BR)")
 
     def draw(name: str, role: str, access: str | None = None) -> NodeSpec:
         cc = rng.choice(countries) if countries else world.cc[world.pick_country(rng)]

@@ -1,0 +1,57 @@
+"""`oasis testbed` refuses options no run can use before it builds anything: a clear
+error (exit 2), no traceback, nothing created. Needs no root (nothing is built)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from oasis.testbed import runner
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    args = runner.parse_args(argv)
+    code = runner.run_testbed(args)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--viewers", "-3"], "--viewers -3"),
+    (["--viewers", "0"], "--viewers 0"),
+    (["--nat-share", "1.5"], "--nat-share"),
+    (["--symmetric-share", "-0.1"], "--nat-share and --symmetric-share"),
+    (["--countries", "XX,DE"], "unknown XX"),
+    (["--duration", "0"], "--duration 0"),
+    (["--duration", "-5"], "--duration -5"),
+    (["--loss", "1.5"], "--loss 1.5"),
+    (["--playout-delay", "-1"], "--playout-delay"),
+    (["--timeout", "0"], "--timeout 0"),
+    (["--rebind-at", "100", "--duration", "40"], "--rebind-at 100"),
+    (["--topology", "/nonexistent/topo.json"], "No such file"),
+])
+def test_bad_options_are_refused_before_anything_is_built(argv: list[str], says: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run([*argv, "--dump-topology"], capsys)
+    assert code == 2 and says in err and "Traceback" not in err, err
+
+
+def test_bad_topology_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = json.loads(runner.make_topology(runner.parse_args(["--viewers", "2"])).dumps())
+    cases = {"broken.json": "{", "list.json": "[]", "nonat.json": None, "cap.json": None, "cc.json": None}
+    for name, text in cases.items():
+        data = json.loads(json.dumps(good))
+        if name == "nonat.json":
+            data["nodes"][1]["nat"] = "fullcone"
+        elif name == "cap.json":
+            data["nodes"][1]["up_kbps"] = -5  # tc took it as no cap at all
+        elif name == "cc.json":
+            data["nodes"][1]["country"] = "ZZ"
+        (tmp_path / name).write_text(text if text is not None else json.dumps(data))
+        code, err = _run(["--topology", str(tmp_path / name), "--dump-topology"], capsys)
+        assert code == 2 and "Traceback" not in err, (name, err)
+        assert str(tmp_path / name) in err, (name, err)
+    # lower-case country codes are the same countries
+    code, _ = _run(["--countries", "de,us", "--viewers", "2", "--dump-topology"], capsys)
+    assert code == 0
