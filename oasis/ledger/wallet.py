@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from oasis.datafiles import encode_key, load_key, private_dir, write_new
+from oasis.datafiles import DataFileError, encode_key, load_key, private_dir, write_new
 
 from . import eip712
 
@@ -71,6 +71,14 @@ class Wallet:
         """
         path = ledger_dir(data_dir) / WALLET_FILE
         if not path.exists():
+            store = path.parent / STORE_FILE
+            if store.exists() and store.stat().st_size > 0:
+                # a new wallet would earn under a new address while the store's receipts,
+                # settlements and rewards belong to the old one
+                raise DataFileError(path, "is missing, but ledger.db beside it holds this node's "
+                                    "receipts and rewards, made out to the old wallet's address",
+                                    "restore wallet.key from your backup; to start a new wallet on "
+                                    "purpose, move ledger.db away as well")
             wallet = cls.generate()
             if write_new(path, encode_key(WALLET_KIND, wallet.key, wallet.address)):
                 return wallet

@@ -444,3 +444,25 @@ def test_damage_search_is_bounded(tmp_path, monkeypatch):
     with pytest.raises(JournalCorruptError, match="could not be checked"):
         Journal(tmp_path / "j").read_from(0)
     assert j.path.read_bytes() == good + bogus * 50
+
+
+def test_a_missing_wallet_key_beside_a_rewards_history_is_refused(tmp_path):
+    """wallet.key gone but ledger.db still there: a new wallet would earn under a new
+    address and show the old one's rewards as its own; refused until the key is back (or
+    the store is moved away on purpose)."""
+    from oasis.ledger.wallet import STORE_FILE, WALLET_FILE, Wallet, ledger_dir
+
+    w = Wallet.load_or_create(tmp_path)
+    ReceiptStore(ledger_dir(tmp_path) / STORE_FILE).close()
+    key = ledger_dir(tmp_path) / WALLET_FILE
+    kept = key.read_bytes()
+    key.unlink()
+    with pytest.raises(DataFileError, match="ledger.db") as err:
+        Wallet.load_or_create(tmp_path)
+    assert str(key) in str(err.value) and not key.exists()
+    key.write_bytes(kept)
+    key.chmod(0o600)
+    assert Wallet.load_or_create(tmp_path).address == w.address
+    (ledger_dir(tmp_path) / STORE_FILE).rename(tmp_path / "old-ledger.db")  # a new wallet, on purpose
+    key.unlink()
+    assert Wallet.load_or_create(tmp_path).address != w.address
