@@ -295,7 +295,8 @@ class EmbeddedChain(LedgerChain):
             if not genesis.exists() and self.journal.path.exists() \
                     and self.journal.path.stat().st_size > len(file_header()):
                 # a new genesis would be a new chain id under the old transactions: every
-                # balance gone, silently
+                # balance gone, silently (a damaged journal is reported first, as it would be)
+                self.journal.read_from(0)
                 raise DataFileError(genesis, "is missing but the journal holds transactions (its "
                                     "chain id is part of every signature on this chain)",
                                     "restore it from a backup")
