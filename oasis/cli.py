@@ -198,6 +198,9 @@ def _wallet(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or default_data_dir("viewer")
     if args.deploy:
         return _deploy(args, data_dir)
+    if not args.offline and not args.chain_rpc and not args.chain_dir:
+        print(f"oasis wallet: balances on this node's own embedded chain ({data_dir}/ledger/chain); give "
+              "--chain-dir DIR or --chain-rpc URL for the chain your nodes settle on", file=sys.stderr)
     chain = None if args.offline else open_chain(data_dir, rpc_url=args.chain_rpc, chain_dir=args.chain_dir)
     report = wallet_report(data_dir, chain)
     if args.json:
