@@ -37,7 +37,7 @@ from eth_account import Account  # noqa: E402  (imports py_ecc, which sets the l
 from eth_utils import to_checksum_address  # noqa: E402
 from web3 import Web3  # noqa: E402
 
-from oasis.datafiles import DataFileError  # noqa: E402
+from oasis.datafiles import DataFileError, private_file, replace, write_new  # noqa: E402
 
 from . import eip712  # noqa: E402
 from .build import load_artifact  # noqa: E402
@@ -305,7 +305,8 @@ class EmbeddedChain(LedgerChain):
                 # of every embedded chain differs, so a ticket or receipt signed for one
                 # node's chain is worth nothing on another's.
                 cid = EMBEDDED_CHAIN_ID_BASE + int.from_bytes(os.urandom(4), "big")
-                genesis.write_text(json.dumps({"timestamp": int(time.time()) - 86_400, "chain_id": cid}))
+                write_new(genesis, json.dumps({"timestamp": int(time.time()) - 86_400, "chain_id": cid}).encode())
+            private_file(genesis)  # older chains wrote it 0644
             g = json.loads(genesis.read_text())
             self.genesis_ts = int(g["timestamp"])
             backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params({"timestamp": self.genesis_ts}))
@@ -328,7 +329,7 @@ class EmbeddedChain(LedgerChain):
         d = Deployment(self.chain_id, token, pool)
         if not self.w3.eth.get_code(pool):
             d = self.deploy_contracts(self.faucet_key)
-        (self.dir / "deployment.json").write_text(d.to_json())
+        replace(self.dir / "deployment.json", d.to_json().encode())  # whole, 0600
         return d
 
     @property

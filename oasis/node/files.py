@@ -49,6 +49,7 @@ from oasis.core.identity import peer_id_of
 from oasis.core.stream import StreamId
 from oasis.core.streamlink import LinkError
 from oasis.core.wire import ErrorCode
+from oasis.datafiles import private_dir
 
 from .http import read_capped
 
@@ -142,8 +143,7 @@ class Files:
                  origin_url: str | None = None, config: fs.FileSwarmConfig | None = None,
                  gateway_url: str = "") -> None:
         self.node = node
-        self.root = Path(data_dir) / "files"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(Path(data_dir) / "files")  # 0700, like every data directory
         self.cap_bytes = cap_bytes
         self.origin_url = origin_url
         self.config = config or fs.FileSwarmConfig()

@@ -265,13 +265,15 @@ def test_old_format_journal_is_migrated_or_refused(world, tmp_path):
 
 def test_chain_files_are_private(world, tmp_path):
     chain_dir = tmp_path / "chain"
-    assert _mode(chain_dir) == 0o700 and _mode(chain_dir / "journal.bin") == 0o600
+    files = ("journal.bin", "genesis.json", "deployment.json")
+    assert _mode(chain_dir) == 0o700 and all(_mode(chain_dir / f) == 0o600 for f in files)
     os.chmod(chain_dir, 0o755)
-    os.chmod(chain_dir / "journal.bin", 0o644)
+    for f in files:
+        os.chmod(chain_dir / f, 0o644)
     before = datafiles.COUNTERS["data_modes_fixed"]
     EmbeddedChain(chain_dir)
-    assert _mode(chain_dir) == 0o700 and _mode(chain_dir / "journal.bin") == 0o600
-    assert datafiles.COUNTERS["data_modes_fixed"] == before + 2
+    assert _mode(chain_dir) == 0o700 and all(_mode(chain_dir / f) == 0o600 for f in files)
+    assert datafiles.COUNTERS["data_modes_fixed"] == before + 3  # deployment.json is rewritten
 
 
 # -- 13b: ledger.db -------------------------------------------------------------

@@ -188,6 +188,7 @@ def test_disk_cap_evicts_lru_unpinned_and_refuses_what_cannot_fit(tmp_path: Path
     async def run() -> None:
         (seed,) = await _nodes(1, tmp_path)
         (small,) = await _nodes(1, tmp_path / "s", cap_bytes=200_000)
+        assert (tmp_path / "n0" / "files").stat().st_mode & 0o777 == 0o700  # private, as all data dirs
         try:
             (tmp_path / "a.bin").write_bytes(a_data)
             (tmp_path / "b.bin").write_bytes(b_data)
