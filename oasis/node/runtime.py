@@ -265,6 +265,13 @@ async def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) ->
     await main(stop)
 
 
+async def _close_started(node: Node) -> None:
+    """Undo a start that failed half-way (the error is the caller's to raise)."""
+    if node.rewards is not None:
+        node.rewards.close()
+    await node.close()
+
+
 async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                     tracker_url: str | None, cdn_url: str | None) -> None:
     from oasis.media.ingest import open_source
@@ -288,15 +295,19 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     if tracker is not None:
         http.add_tracker_routes(app, tracker)
-    if c.rewards is not None:
-        from . import rewards_http  # imports the EVM stack: only with --rewards
-        from .rewards import Rewards
-        node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
-        if tracker is not None:  # viewers not linked to us directly are members too
-            node.rewards.member_hook = tracker_member(tracker, sid)
-        await node.rewards.start_broadcaster(c.bitrate_kbps)
-        rewards_http.add_rewards_routes(app, node, broadcaster=True)
-    runner, hport = await start_http(app, hhost, hport)
+    try:
+        if c.rewards is not None:
+            from . import rewards_http  # imports the EVM stack: only with --rewards
+            from .rewards import Rewards
+            node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
+            if tracker is not None:  # viewers not linked to us directly are members too
+                node.rewards.member_hook = tracker_member(tracker, sid)
+            await node.rewards.start_broadcaster(c.bitrate_kbps)
+            rewards_http.add_rewards_routes(app, node, broadcaster=True)
+        runner, hport = await start_http(app, hhost, hport)
+    except BaseException:  # a damaged wallet, a chain error, a taken port: nothing left open
+        await _close_started(node)
+        raise
     base = f"http://{hhost}:{hport}"
     files.gateway_url = base
     origin = f"{base}/origin"
@@ -451,16 +462,18 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         from .rewards import Rewards
         node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
         node.rewards.descriptor = desc  # ticket terms are checked against the signed descriptor
-        await node.rewards.open()
+        try:
+            await node.rewards.open()
+        except BaseException:  # a damaged wallet or chain: nothing left open behind the error
+            await _close_started(node)
+            raise
         rewards_http.add_rewards_routes(app, node, broadcaster=False)
     # The origin a viewer fetches from comes only from the signed descriptor (or the user).
     ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url)
     try:
         runner, gport = await start_http(app, ghost, gport)
-    except (OSError, ValueError):  # e.g. the gateway's port is taken: nothing left open
-        if node.rewards is not None:
-            node.rewards.close()
-        await node.close()
+    except BaseException:  # e.g. the gateway's port is taken: nothing left open
+        await _close_started(node)
         raise
     from .daemon import serve_api
     api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")

@@ -140,6 +140,16 @@ def test_cli_reports_damaged_files_without_a_traceback(tmp_path):
     wallet.write_bytes(good[:-3])
     out = _cli("wallet", "--offline", "--data-dir", str(data))
     assert out.returncode == 2 and "Traceback" not in out.stderr and str(wallet) in out.stderr, out.stderr
+    # ... and a broadcaster with --rewards (its identity sound) stops on it, nothing left open
+    data2 = tmp_path / "node2"
+    load_or_create(data2)
+    Wallet.load_or_create(data2)
+    wallet2 = ledger_dir(data2) / "wallet.key"
+    wallet2.write_bytes(wallet2.read_bytes()[:-3])
+    out = _cli("broadcast", "test", "--rewards", "--chain-dir", str(tmp_path / "chain0"), "--data-dir", str(data2),
+               "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0")
+    assert out.returncode == 2 and str(wallet2) in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "Unclosed" not in out.stderr, out.stderr
     wallet.write_bytes(good)
     store = ledger_dir(data) / "ledger.db"
     fd = os.open(store, os.O_WRONLY | os.O_CREAT, 0o600)
