@@ -466,7 +466,10 @@ class Rewards:
             b = verify_binding(msg.binding, identity=peer)
         except BindingError as exc:
             self.counters.bindings_bad += 1
-            log.warning("bad wallet binding from peer: %s", exc)
+            if self.counters.bindings_bad <= 3 or self.counters.bindings_bad % 1000 == 0:
+                # counted always; logged for the first few and then every 1,000th, so a peer
+                # sending junk bindings cannot fill the log before it is banned
+                log.warning("bad wallet binding from peer (%d so far): %s", self.counters.bindings_bad, exc)
             return False
         self.counters.bindings_ok += 1
         self.peer_wallets[peer] = b.address
