@@ -266,8 +266,9 @@ class Testbed:
                                                    GATEWAY_PORT, path)
         return s
 
-    def close(self) -> list[str]:
-        """Stop every process, then remove the network. Returns what went wrong."""
+    def close(self, keep_logs: bool = False) -> list[str]:
+        """Stop every process, then remove the network. Returns what went wrong.
+        ``keep_logs``: the run failed, keep its directory (the logs an error points to)."""
         problems = []
         failed = _stop_all(self.procs)
         if failed:
@@ -285,8 +286,9 @@ class Testbed:
         left = netns.leftovers(self.prefix)
         if left:
             problems.append(f"left behind: {left}")
-        if self.keep:
-            self.progress.status(f"logs and topology kept in {self.root}")
+        if self.keep or keep_logs:
+            self.progress.status(f"logs and topology kept in {self.root}"
+                                 + ("" if self.keep else " (the run failed; remove it when done)"))
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         return problems
@@ -565,7 +567,7 @@ def run_testbed(args: argparse.Namespace) -> int:
         result = asyncio.run(_guarded(tb, limit))
     except (Interrupted, KeyboardInterrupt) as exc:
         progress.status(f"interrupted ({exc}): cleaning up")
-        code = 130
+        code = 143 if "SIGTERM" in str(exc) else 130
     except TimeoutError as exc:
         why = str(exc) or (f"the run did not finish within {limit:.0f} s (--timeout); its nodes "
                            "were stopped")
@@ -577,9 +579,11 @@ def run_testbed(args: argparse.Namespace) -> int:
     finally:
         for s in old:
             signal.signal(s, signal.SIG_IGN)  # the clean-up must not be cut short
-        problems = tb.close()
+        problems = tb.close(keep_logs=code == 1)
         for s, h in old.items():
             signal.signal(s, h)
+    if code in (130, 143):  # stopped on purpose: their exit codes say nothing about the run
+        problems = [p for p in problems if "node processes exited" not in p]
     if problems:
         print(f"oasis testbed: {'; '.join(problems)}", file=sys.stderr)
     if code or not result:

@@ -202,7 +202,7 @@ def test_sigterm_mid_run_leaves_nothing() -> None:
         if p.poll() is None:
             p.kill()
             p.wait()
-    assert p.returncode == 130
+    assert p.returncode == 143  # 128 + SIGTERM, as a shell reports a process it stopped
     assert netns.leftovers(f"oas{p.pid}-") == []
 
 
