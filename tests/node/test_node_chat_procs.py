@@ -72,13 +72,18 @@ class Talker:
         self.log.close()
 
 
+def _broadcaster(tmp_path: Path, procs: list[Any]) -> str:
+    """A broadcaster of a test stream (stopped with ``procs``); its link."""
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300", "--data-dir", str(tmp_path / "b")],
+                     str(tmp_path / "b.log"))
+    procs.append(b)
+    return str(b.wait_info(60)["link"])
+
+
 def test_chat_relayed_between_processes_and_a_dm_waits_for_its_offline_recipient(tmp_path: Path) -> None:
     procs: list[Any] = []
     try:
-        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300", "--data-dir",
-                          str(tmp_path / "b")], str(tmp_path / "b.log"))
-        procs.append(b)
-        link = b.wait_info(60)["link"]
+        link = _broadcaster(tmp_path, procs)
 
         def chat(name: str) -> Talker:
             t = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / name)], tmp_path / f"{name}.log")
@@ -114,10 +119,7 @@ def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(t
     job) listens on. (uvloop aborted the process on both kinds of stdin.)"""
     procs: list[Any] = []
     try:
-        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300", "--data-dir",
-                          str(tmp_path / "b")], str(tmp_path / "b.log"))
-        procs.append(b)
-        link = b.wait_info(60)["link"]
+        link = _broadcaster(tmp_path, procs)
         a = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / "a")], tmp_path / "a.log")
         procs.append(a)
         a.next(lambda e: e.get("event") == "linked", 20)
