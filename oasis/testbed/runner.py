@@ -207,6 +207,9 @@ class Testbed:
         t_run = time.monotonic()
         t_end = t_run + self.duration
         movers = [v.name for v in viewers if v.nat == "eim"][:self.rebind]
+        if self.rebind_at is not None and len(movers) < self.rebind:
+            self.progress.status(f"--rebind {self.rebind}: only {len(movers)} viewers sit behind a home "
+                                 "router (eim), the only kind a new public port applies to; moving those")
         while (left := t_end - time.monotonic()) > 0:
             if (movers and not self.rebound and self.rebind_at is not None
                     and time.monotonic() - t_run >= self.rebind_at):
@@ -477,6 +480,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--rebind-at {args.rebind_at:g}: within the run (0 < t < --duration)")
     if args.rebind < 1:
         raise ValueError(f"--rebind {args.rebind}: at least 1")
+    if args.rebind != 1 and args.rebind_at is None:
+        raise ValueError("--rebind says how many viewers --rebind-at moves: give --rebind-at too")
 
 
 def make_topology(args: argparse.Namespace) -> Topology:

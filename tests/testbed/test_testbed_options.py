@@ -30,6 +30,7 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     (["--timeout", "0"], "--timeout 0"),
     (["--rebind-at", "100", "--duration", "40"], "--rebind-at 100"),
     (["--topology", "/nonexistent/topo.json"], "No such file"),
+    (["--rebind", "3"], "give --rebind-at too"),
 ])
 def test_bad_options_are_refused_before_anything_is_built(argv: list[str], says: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
