@@ -65,7 +65,20 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = scenario_from(args)
+    import tomllib
+    from pathlib import Path
+
+    try:
+        s = scenario_from(args)
+        if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise ValueError(f"--plots {args.plots}: exists and is not a directory")
+    except tomllib.TOMLDecodeError as exc:  # (a ValueError)
+        print(f"oasis sim: error: {args.scenario}: not a TOML file ({exc})", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as exc:
+        # before the run, not after it: a wrong key or baseline must not cost a long run
+        print(f"oasis sim: error: {exc}", file=sys.stderr)
+        return 2
     out = runner.run(s, args.seed, plots=args.plots, timing=not args.no_timing,
                      progress=args.progress or sys.stderr.isatty())
     if args.json:

@@ -131,4 +131,36 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     check_mix(s.hostile_mix)
     if s.join_pattern not in ("steady", "flash"):
         raise ValueError(f"join_pattern {s.join_pattern!r}: use steady or flash")
+    if not (isinstance(s.peers, int) and s.peers >= 1):
+        raise ValueError(f"peers = {s.peers!r}: a whole number, at least 1")
+    if not (isinstance(s.duration_s, (int, float)) and s.duration_s > 0):
+        raise ValueError(f"duration_s = {s.duration_s!r}: seconds, more than 0")
+    if not (isinstance(s.bitrate_kbps, int) and s.bitrate_kbps > 0 and isinstance(s.chunk_ms, int)
+            and 10 <= s.chunk_ms <= 10_000):
+        raise ValueError("bitrate_kbps is a positive integer and chunk_ms an integer in 10..10000")
+    if s.churn_per_min < 0 or s.flash_window_s <= 0 or s.ramp_s < 0:
+        raise ValueError("churn_per_min and ramp_s are not negative, flash_window_s is positive")
+    from .netmodel import World
+    if s.broadcaster_country not in World().cc:
+        raise ValueError(f"broadcaster_country {s.broadcaster_country!r}: an ISO code of "
+                         "oasis/sim/data/countries.csv")
+    bad = [k for k in s.access_mix if k not in ACCESS]
+    if bad or s.broadcaster_access not in ACCESS:
+        raise ValueError(f"unknown access kind {(bad or [s.broadcaster_access])[0]!r} "
+                         f"(one of {', '.join(ACCESS)})")
+    from .baselines import RUNNERS
+    bad = [b for b in s.baselines if b not in RUNNERS]
+    if bad:
+        raise ValueError(f"unknown baseline {bad[0]!r} (one of {', '.join(RUNNERS)}, or none)")
+    known = {f.name for f in fields(SwarmConfig)} | PROTOCOL_EXTRA
+    bad = sorted(k for k in s.protocol if k not in known)
+    if bad:
+        raise ValueError(f"unknown [protocol] keys: {', '.join(bad)} (SwarmConfig fields, or session)")
+    pd = s.protocol.get("playout_delay", SwarmConfig().playout_delay)
+    if not (isinstance(pd, (int, float)) and 0.05 <= pd <= 60):
+        raise ValueError(f"playout_delay = {pd!r}: seconds between 0.05 and 60")
     return s
+
+
+#: [protocol] keys the simulator reads besides SwarmConfig's fields
+PROTOCOL_EXTRA = {"session"}
