@@ -199,6 +199,9 @@ class SwarmCounters:
     #: wants whose origin fetch was put after the fixed fallback to wait for a late
     #: parent's push (``origin_wait``)
     origin_waits: int = 0
+    #: origin fetches that failed for a chunk that may not be made yet (nothing at or after
+    #: it held or claimed): not retried before its deadline
+    origin_not_retried: int = 0
     skipped: int = 0
     late: int = 0
     parent_switches: int = 0

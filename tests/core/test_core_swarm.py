@@ -728,6 +728,28 @@ def test_a_broadcaster_stall_is_waited_for_not_skipped(origin: bool) -> None:
         assert net.next_seq in skipped
 
 
+def test_a_broadcaster_stall_does_not_make_viewers_hammer_the_origin() -> None:
+    """During a stall every viewer's clock expects chunks that do not exist yet. Each is
+    asked of the origin at most once (a failure for a chunk nothing later is held or
+    claimed is not retried every ``origin_retry``): before, ~4 fetches a chunk, which at
+    33 ms chunks is ~120 requests a second per viewer at the CDN for as long as it lasts."""
+    net = build(4, seed=32, origin=True)
+    net.tick(10)
+    stall_at, stall_seq = net.now, net.next_seq
+    net.run_until(net.now + 1.5)  # nothing produced
+    net.tick(20)
+    for v in net.viewers:
+        asked: dict[int, int] = {}
+        for t, a in net.actions_of(v, sw.FetchOrigin):
+            if t >= stall_at and a.seq >= stall_seq:
+                asked[a.seq] = asked.get(a.seq, 0) + 1
+        stalled = {s: n for s, n in asked.items() if s < stall_seq + 10}
+        assert stalled and max(stalled.values()) == 1, (v.hex()[:6], stalled)
+        assert net.nodes[v].counters.origin_not_retried > 0
+        got = net.delivers(v)
+        assert all(s in got for s in range(stall_seq, net.next_seq - 5))  # and it all plays
+
+
 def test_a_slow_broadcaster_does_not_make_honest_viewers_flooders() -> None:
     """The broadcaster makes a chunk every 3 nominal intervals for 4 s (a starved
     machine: seen in the 20-viewer demo's join burst). Its own clock learns the slow
