@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .netmodel import PeerNet, World, sample_peer, session_length_s
+from .netmodel import PeerNet, World, residual_session_s, sample_peer, session_length_s
 from .scenario import Scenario
 
 INF = float("inf")
@@ -44,9 +44,8 @@ def build(s: Scenario, world: World, seed: int) -> tuple[PeerNet, list[Viewer]]:
         if share > 0 and nat_rng.random() < share:
             v.net.nat = 3 if nat_rng.random() < s.nat_symmetric else 2
         if mean_session < INF:
-            length = session_length_s(rng, mean_session)
-            if initial:  # already watching for a while: a residual lifetime
-                length *= rng.random()
+            # already watching for a while: the residual of a size-biased session
+            length = residual_session_s(rng, mean_session) if initial else session_length_s(rng, mean_session)
             v.leave = join + max(1.0, length)
         viewers.append(v)
         return v

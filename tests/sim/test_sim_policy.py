@@ -128,7 +128,7 @@ def test_neighbour_limits_hold_and_both_ends_agree_on_every_open_link() -> None:
 
 
 def test_a_departed_viewers_address_fails_its_dials_and_is_backed_off() -> None:
-    res, sim = _sim(seed=3, peers=40, duration_s=40, ramp_s=4, churn_per_min=1.0,
+    res, sim = _sim(seed=4, peers=40, duration_s=40, ramp_s=4, churn_per_min=1.0,
                     neighbours=4, max_neighbours=8)
     assert res["leaves"] > 0
     gone = {n.host for n in sim.every if not n.alive}
