@@ -31,6 +31,7 @@ import asyncio
 import cProfile
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -297,6 +298,7 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for p in procs:
             p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the nodes' data directories
     wall = t1 - t0
     sent = s1["streams"][0]["upload"]["released_bytes"] - s0["streams"][0]["upload"]["released_bytes"]
     cores = (c1 - c0) / wall
