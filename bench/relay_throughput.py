@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -111,6 +112,7 @@ def main() -> int:
     finally:
         for p in procs:
             p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # the nodes' data directories
     return 0
 
 
