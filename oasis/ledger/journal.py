@@ -227,11 +227,10 @@ class Journal:
                                 "check the file's owner and the disk") from None
         if head == file_header():
             return
-        if len(head) == FILE_HEADER_SIZE and sum(a == b for a, b in zip(head, MAGIC, strict=False)) >= 6:
-            head_damaged = not head.startswith(MAGIC)  # a byte or two of the marker flipped
-        else:
-            head_damaged = False
-        if head_damaged:  # not an old-format journal: never "migrated" or truncated as one
+        near_magic = len(head) == FILE_HEADER_SIZE and sum(a == b for a, b in zip(head, MAGIC, strict=False)) >= 6
+        if near_magic and not head.startswith(MAGIC):
+            # a byte or two of the marker flipped: not an old-format journal, never
+            # "migrated" or truncated as one
             raise JournalCorruptError(self.path, 0, "file header damaged")
         if head.startswith(MAGIC):
             ver = FILE_HEAD.unpack_from(head)[1] if len(head) >= FILE_HEAD.size else None

@@ -456,23 +456,19 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     http.add_gateway_routes(app, node)
     files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     rewards_ready: asyncio.Task[None] | None = None
-    if c.rewards is not None:
-        # Open wallet and chain first (slow: imports the EVM stack), then join.
-        from . import rewards_http
-        from .rewards import Rewards
-        node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
-        node.rewards.descriptor = desc  # ticket terms are checked against the signed descriptor
-        try:
+    try:  # a damaged wallet or chain, a taken gateway port: nothing left open behind the error
+        if c.rewards is not None:
+            # Open wallet and chain first (slow: imports the EVM stack), then join.
+            from . import rewards_http
+            from .rewards import Rewards
+            node.rewards = Rewards(c.rewards, ident, stream_text_id=str(sid))
+            node.rewards.descriptor = desc  # ticket terms are checked against the signed descriptor
             await node.rewards.open()
-        except BaseException:  # a damaged wallet or chain: nothing left open behind the error
-            await _close_started(node)
-            raise
-        rewards_http.add_rewards_routes(app, node, broadcaster=False)
-    # The origin a viewer fetches from comes only from the signed descriptor (or the user).
-    ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url)
-    try:
+            rewards_http.add_rewards_routes(app, node, broadcaster=False)
+        # The origin a viewer fetches from comes only from the signed descriptor (or the user).
+        ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url)
         runner, gport = await start_http(app, ghost, gport)
-    except BaseException:  # e.g. the gateway's port is taken: nothing left open
+    except BaseException:
         await _close_started(node)
         raise
     from .daemon import serve_api
