@@ -294,13 +294,12 @@ class Rewards:
         await self.run(self._open)
 
     # ---- broadcaster: admitting viewers ----------------------------------------------
-    def admit(self, body: Any, remote: str, now: float, *, address_charged: bool = False) -> bytes:
+    def admit(self, body: Any, now: float) -> bytes:
         """Event loop: check a ticket request; the viewer's wallet address, or TicketRefused.
-        Cheap checks first: rate limits before any signature is verified."""
+        Cheap checks first: the caller has charged :meth:`check_address` (before it read the
+        body); rate limits before any signature is verified."""
         if self.issuer is None:
             raise TicketRefused(404, "ticket_requests_bad", "not a broadcaster")
-        if not address_charged:
-            self.check_address(remote, now)
         try:
             if not isinstance(body, dict):
                 raise ValueError("a JSON object is expected")

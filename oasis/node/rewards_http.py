@@ -41,8 +41,6 @@ def add_rewards_routes(app: web.Application, node: Node, *, broadcaster: bool) -
 
     async def tickets(request: web.Request) -> web.Response:
         try:
-            if rewards.issuer is None:
-                raise TicketRefused(404, "ticket_requests_bad", "not a broadcaster")
             rewards.check_address(request.remote or "", time.time())  # before reading anything
             try:
                 raw = await read_body(request, MAX_TICKET_BODY)
@@ -53,7 +51,7 @@ def add_rewards_routes(app: web.Application, node: Node, *, broadcaster: bool) -
                 body = msgspec.structs.asdict(decode_json(raw, TicketRequestBody))
             except BadJson as exc:
                 raise TicketRefused(400, "ticket_requests_bad", f"bad ticket request: {exc}") from None
-            viewer = rewards.admit(body, request.remote or "", time.time(), address_charged=True)
+            viewer = rewards.admit(body, time.time())
         except TicketRefused as exc:
             c = rewards.counters
             setattr(c, exc.counter, getattr(c, exc.counter) + 1)
