@@ -19,6 +19,7 @@ Sources (docs/simulation.md lists them with links and what each number is):
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -76,6 +77,14 @@ def _great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> floa
 def distance_rtt_ms(km: float) -> float:
     """Fallback: great-circle distance, route inflation 2.1, at 2/3 c, both ways."""
     return 2 * km * ROUTE_INFLATION / LIGHT_KM_PER_MS
+
+
+@functools.cache
+def country_codes() -> frozenset[str]:
+    """The ISO codes of ``data/countries.csv`` (read once): what a scenario or a testbed
+    topology may name, checked without building a :class:`World`."""
+    with open(DATA / "countries.csv", newline="") as f:
+        return frozenset(r["cc"] for r in csv.DictReader(f))
 
 
 class World:

@@ -140,8 +140,8 @@ def from_dict(d: dict[str, Any]) -> Scenario:
         raise ValueError("bitrate_kbps is a positive integer and chunk_ms an integer in 10..10000")
     if s.churn_per_min < 0 or s.flash_window_s <= 0 or s.ramp_s < 0:
         raise ValueError("churn_per_min and ramp_s are not negative, flash_window_s is positive")
-    from .netmodel import World
-    if s.broadcaster_country not in World().cc:
+    from .netmodel import country_codes
+    if s.broadcaster_country not in country_codes():
         raise ValueError(f"broadcaster_country {s.broadcaster_country!r}: an ISO code of "
                          "oasis/sim/data/countries.csv")
     bad = [k for k in s.access_mix if k not in ACCESS]

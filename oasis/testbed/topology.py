@@ -27,7 +27,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from oasis.sim.netmodel import ACCESS, World
+from oasis.sim.netmodel import ACCESS, World, country_codes
 
 NAT_KINDS = ("public", "eim", "symmetric", "cgn")
 MOBILE = ("4g", "5g")
@@ -84,13 +84,13 @@ class Topology:
             nodes = tuple(NodeSpec(**n) for n in data["nodes"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a topology ({exc}): see --dump-topology for the format") from None
-        world = World()
+        countries = country_codes()
         for n in nodes:
             if n.nat not in NAT_KINDS:
                 raise ValueError(f"node {n.name}: unknown nat {n.nat!r} (one of {', '.join(NAT_KINDS)})")
             if n.access not in ACCESS:
                 raise ValueError(f"node {n.name}: unknown access {n.access!r} (one of {', '.join(ACCESS)})")
-            if n.country not in world.cc:
+            if n.country not in countries:
                 raise ValueError(f"node {n.name}: unknown country {n.country!r} (ISO codes of "
                                  "oasis/sim/data/countries.csv)")
             if not (isinstance(n.up_kbps, int) and isinstance(n.down_kbps, int)
