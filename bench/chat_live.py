@@ -26,9 +26,10 @@ import random
 import select
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
+
+from scratch import scratch_dir  # bench/ is on sys.path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -97,6 +98,7 @@ def pct(xs: list[float], q: float) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep-logs", action="store_true", help="keep the nodes' data and logs")
     ap.add_argument("--viewers", type=int, default=20)
     ap.add_argument("--messages", type=int, default=40)
     ap.add_argument("--gap", type=float, default=0.25)
@@ -105,7 +107,7 @@ def main() -> None:
     ap.add_argument("--spam-rate", type=float, default=100.0)
     args = ap.parse_args()
     rng = random.Random(1)
-    tmp = tempfile.mkdtemp(prefix="chat-live-")
+    tmp = scratch_dir("chat-live-", args.keep_logs)
     py = sys.executable
     load0 = os.getloadavg()
     procs: list[Proc] = []

@@ -34,12 +34,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from typing import Any
 
 import aiohttp
+from scratch import scratch_dir  # bench/ is on sys.path
 
 from oasis.core import wire
 from oasis.core.metrics import percentile, summarize
@@ -257,7 +257,7 @@ def _hostile_summary(rep: dict[str, Any]) -> dict[str, Any]:
 
 
 async def real(args: argparse.Namespace) -> dict[str, Any]:
-    root = tempfile.mkdtemp(prefix="oasis-hostile-")
+    root = scratch_dir("oasis-hostile-", args.keep_logs)
     common = ["--bitrate", str(args.bitrate), "--json"]
     procs: list[Proc] = []
     hostile: list[Proc] = []
@@ -265,7 +265,7 @@ async def real(args: argparse.Namespace) -> dict[str, Any]:
     newcomers: list[Proc] = []
     stop = asyncio.Event()
     died: list[str] = []
-    out: dict[str, Any] = {"logs": root}
+    out: dict[str, Any] = {"logs": root if args.keep_logs else None}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         try:
             b = Proc("broadcaster", ["-m", "oasis", "broadcast", "test", *common,
@@ -405,6 +405,7 @@ def sim(path: str) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--keep-logs", action="store_true", help="keep the nodes' data and logs")
     ap.add_argument("--viewers", type=int, default=20)
     ap.add_argument("--hostile", type=int, default=5)
     ap.add_argument("--newcomers", type=int, default=6, help="the even ones get a liar")

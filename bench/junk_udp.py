@@ -29,10 +29,11 @@ import socket
 import ssl
 import struct
 import sys
-import tempfile
 import time
 import urllib.request
 from typing import Any
+
+from scratch import scratch_dir  # bench/ is on sys.path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "node"))
 sys.path.insert(0, os.path.dirname(__file__))
@@ -160,6 +161,7 @@ def window(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--keep-logs", action="store_true", help="keep the nodes' data and logs")
     ap.add_argument("--viewers", type=int, default=3)
     ap.add_argument("--rate", type=int, default=10_000, help="junk datagrams per second")
     ap.add_argument("--junk-seconds", type=float, default=25.0)
@@ -169,7 +171,7 @@ def main() -> int:
                     help="loopback source addresses the junk comes from (1..1000); many sources "
                          "stand for a spoofed flood, which per-IP limits do not stop")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="oasis-junk-")
+    tmp = scratch_dir("oasis-junk-", args.keep_logs)
     procs: list[OasisProcess] = []
     if not 1 <= args.sources <= 1000:
         ap.error("--sources must be 1..1000")

@@ -18,9 +18,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from scratch import scratch_dir  # bench/ is on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,9 +38,10 @@ EPOCH = 60
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--keep-logs", action="store_true", help="keep the nodes' data and logs")
     ap.add_argument("--verify", type=int, default=3000, help="receipts for the off-chain rate")
     args = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="ledger-bench-")
+    tmp = scratch_dir("ledger-bench-", args.keep_logs)
     chain = EmbeddedChain(Path(tmp) / "chain")
     bkey = os.urandom(32)
     stream = os.urandom(32)

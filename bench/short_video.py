@@ -26,10 +26,11 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from scratch import scratch_dir  # bench/ is on sys.path
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
@@ -174,6 +175,7 @@ async def http_baseline(path: str, n: int, joins: list[float], ttff_bytes: int) 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--keep-logs", action="store_true", help="keep the nodes' data and logs")
     ap.add_argument("--viewers", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--kbps", type=int, default=2500)
@@ -191,7 +193,7 @@ def main() -> int:
 
     from oasis.media.clip import make_clip
 
-    tmp = tempfile.mkdtemp(prefix="oasis-short-video-")
+    tmp = scratch_dir("oasis-short-video-", args.keep_logs)
     clip = os.path.join(tmp, "clip.mp4")
     t = time.monotonic()
     make_clip(clip, args.seconds, args.kbps, size=(1280, 720))
