@@ -39,7 +39,17 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     if args.peers is not None:
         d["peers"] = args.peers
     if args.duration is not None:
-        d["duration_s"] = args.duration
+        # a flash crowd that would go on joining after a shorter run ends is scaled with the
+        # duration (and said so): the same crowd, compressed, rather than viewers who never play
+        was, d["duration_s"] = float(d["duration_s"]), args.duration
+        if (d.get("join_pattern") == "flash" and args.flash is None
+                and d["flash_start_s"] + d["flash_window_s"] > args.duration):
+            k = args.duration / was
+            d["flash_start_s"] = round(d["flash_start_s"] * k, 3)
+            d["flash_window_s"] = round(d["flash_window_s"] * k, 3)
+            print(f"oasis sim: --duration {args.duration:g} (the scenario's {was:g} s): the flash "
+                  f"crowd joins in {d['flash_start_s']:g}..."
+                  f"{d['flash_start_s'] + d['flash_window_s']:g} s", file=sys.stderr)
     if args.churn is not None:
         d["churn_per_min"] = args.churn
     if args.flash is not None:

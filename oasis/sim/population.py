@@ -54,7 +54,7 @@ def build(s: Scenario, world: World, seed: int) -> tuple[PeerNet, list[Viewer]]:
         if s.join_pattern == "flash":
             t = s.flash_start_s + rng.random() * s.flash_window_s
         else:
-            t = rng.random() * s.ramp_s
+            t = rng.random() * min(s.ramp_s, s.duration_s)  # nobody joins after the stream
         new(t, initial=s.join_pattern == "steady")
     # churn: every departure before the end is replaced by a newcomer at once
     i = 0

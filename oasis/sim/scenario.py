@@ -140,6 +140,11 @@ def from_dict(d: dict[str, Any]) -> Scenario:
         raise ValueError("bitrate_kbps is a positive integer and chunk_ms an integer in 10..10000")
     if s.churn_per_min < 0 or s.flash_window_s <= 0 or s.ramp_s < 0:
         raise ValueError("churn_per_min and ramp_s are not negative, flash_window_s is positive")
+    if s.flash_start_s < 0 or (s.join_pattern == "flash"
+                               and s.flash_start_s + s.flash_window_s > s.duration_s):
+        raise ValueError(f"the flash crowd joins from {s.flash_start_s:g} to "
+                         f"{s.flash_start_s + s.flash_window_s:g} s, after the stream's "
+                         f"{s.duration_s:g} s: shorten flash_window_s (--flash) or lengthen duration_s (--duration)")
     from .netmodel import country_codes
     if s.broadcaster_country not in country_codes():
         raise ValueError(f"broadcaster_country {s.broadcaster_country!r}: an ISO code of "

@@ -48,3 +48,42 @@ def test_plots_into_a_file_is_refused_before_the_run(tmp_path: Path, capsys: pyt
     f.write_text("x")
     assert main(["--peers", "5", "--duration", "2", "--plots", str(f)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_a_flash_crowd_that_would_join_after_the_stream_is_refused(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text("peers = 5\nduration_s = 20\n[join]\njoin_pattern = \"flash\"\nflash_start_s = 5\n"
+                 "flash_window_s = 30\n")
+    assert main([str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "joins from 5 to 35 s, after the stream's 20 s" in err and "Traceback" not in err, err
+
+
+def test_a_shorter_duration_compresses_the_flash_crowd_so_every_viewer_joins_in_time(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from oasis.sim.cli import add_arguments, scenario_from
+    from oasis.sim.netmodel import World
+    from oasis.sim.population import build
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    root = Path(__file__).resolve().parents[2]
+    s = scenario_from(p.parse_args([str(root / "scenarios" / "flash-5k.toml"), "--peers", "300",
+                                    "--duration", "20"]))
+    assert "flash crowd joins in 1.667...11.667 s" in capsys.readouterr().err
+    assert s.flash_start_s + s.flash_window_s <= s.duration_s
+    _, viewers = build(s, World(), 1)
+    assert len(viewers) == 300 and max(v.join for v in viewers) <= 11.667
+
+
+def test_steady_joins_stay_within_a_run_shorter_than_the_ramp() -> None:
+    from oasis.sim.netmodel import World
+    from oasis.sim.population import build
+    from oasis.sim.scenario import from_dict
+
+    s = from_dict({"peers": 200, "duration_s": 3.0, "ramp_s": 10.0, "baselines": []})
+    _, viewers = build(s, World(), 1)
+    assert max(v.join for v in viewers) < 3.0
