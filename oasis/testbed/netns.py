@@ -253,7 +253,7 @@ def _shape(ns: str, dev: str, kbps: int) -> None:
 
 # ---- cleanup -------------------------------------------------------------------
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -296,7 +296,7 @@ def cleanup(prefix: str | None = None) -> list[str]:
     """Remove the namespaces and root links of ``prefix``; with None, of every run whose
     process (the pid in its prefix) is gone. Processes still inside are killed first."""
     prefixes = [prefix] if prefix else [p for p in run_prefixes()
-                                        if not _pid_alive(int(PREFIX_RE.match(p).group(1)))]  # type: ignore[union-attr]
+                                        if not pid_alive(int(PREFIX_RE.match(p).group(1)))]  # type: ignore[union-attr]
     errors = []
     for p in prefixes:
         names = [ln.split()[0] for ln in run(["ip", "netns", "list"], check=False).splitlines()

@@ -290,11 +290,36 @@ class Testbed:
         if left:
             problems.append(f"left behind: {left}")
         if self.keep or keep_logs:
+            with open(os.path.join(self.root, KEPT_MARK), "w") as f:  # --cleanup leaves it
+                f.write("kept on purpose: " + ("--keep" if self.keep else "the run failed") + "\n")
             self.progress.status(f"logs and topology kept in {self.root}"
                                  + ("" if self.keep else " (the run failed; remove it when done)"))
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         return problems
+
+
+KEPT_MARK = "KEPT"  #: in a run's directory that was kept on purpose (--keep, or it failed)
+
+
+def cleanup_logs(tmp: str | None = None) -> tuple[list[str], list[str]]:
+    """Remove the directories of runs that were killed outright (their process is gone and
+    they never reached ``close``); keep those a run kept on purpose. Returns (removed, kept)."""
+    tmp = tmp or tempfile.gettempdir()
+    removed, kept = [], []
+    for name in sorted(os.listdir(tmp)):
+        m = netns.PREFIX_RE.match(name)
+        path = os.path.join(tmp, name)
+        if not (m and name[m.end():].startswith("testbed-") and os.path.isdir(path)):
+            continue
+        if netns.pid_alive(int(m.group(1))):
+            continue
+        if os.path.exists(os.path.join(path, KEPT_MARK)):
+            kept.append(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed, kept
 
 
 _KIND_NAMES = {0: "unknown", 1: "public", 2: "eim", 3: "symmetric"}  #: oasis.core.nat.NatKind
@@ -539,7 +564,9 @@ async def _guarded(tb: Testbed, limit: float) -> dict[str, Any]:
 def run_testbed(args: argparse.Namespace) -> int:
     if args.cleanup:
         errors = netns.cleanup(None)
-        print(json.dumps({"cleaned": True, "errors": errors}))
+        removed, kept = cleanup_logs()
+        print(json.dumps({"cleaned": True, "errors": errors, "log_dirs_removed": removed,
+                          "log_dirs_kept": kept}))
         return 1 if errors else 0
     try:
         check_args(args)

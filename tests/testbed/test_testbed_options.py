@@ -56,3 +56,24 @@ def test_bad_topology_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
     # lower-case country codes are the same countries
     code, _ = _run(["--countries", "de,us", "--viewers", "2", "--dump-topology"], capsys)
     assert code == 0
+
+
+def test_cleanup_removes_the_directories_of_killed_runs_and_keeps_kept_ones(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=30)  # a pid whose process is gone, like a run killed outright
+    killed = tmp_path / f"oas{gone.pid}-testbed-aaaa"
+    kept = tmp_path / f"oas{gone.pid}-testbed-bbbb"
+    running = tmp_path / f"oas{os.getpid()}-testbed-cccc"  # a run still going
+    other = tmp_path / "oas1-somethingelse"
+    for d in (killed, kept, running, other):
+        d.mkdir()
+        (d / "v1.log").write_text("log")
+    (kept / runner.KEPT_MARK).write_text("kept on purpose: --keep\n")
+    removed, left = runner.cleanup_logs(str(tmp_path))
+    assert removed == [str(killed)] and left == [str(kept)]
+    assert not killed.exists() and (kept / "v1.log").exists()
+    assert (running / "v1.log").exists() and (other / "v1.log").exists()
