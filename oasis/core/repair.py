@@ -67,6 +67,10 @@ REFUSAL_FORGET = 2.0
 UNKNOWN_RECHECK = 0.2
 #: and given up after this many looks (2 s: a stream that ended, a chunk never made)
 UNKNOWN_DEFERRALS = 10
+#: in a stall (*a stall at the origin*, below) the first probe of the origin comes after
+#: this, then at doubling intervals up to UNMADE_MAX (s)
+UNMADE_BACKOFF = 0.05
+UNMADE_MAX = 1.0
 
 
 @dataclass
@@ -109,11 +113,22 @@ class RepairPicker:
         self.origin_srtt = 0.0
         self.origin_dev = 0.0
         self.origin_samples = 0
+        #: A stall (*a stall at the origin*, below): the latest seq held when the origin
+        #: first failed a chunk that may not be made yet (-1: no stall). Until a newer chunk
+        #: arrives, wants above it that nobody holds or claims do not ask the origin; every
+        #: ``unmade_backoff`` (doubling to UNMADE_MAX) one probe asks it for the next seq.
+        self.stall_latest = -1
+        self.unmade_at = 0.0
+        self.unmade_backoff = UNMADE_BACKOFF
+        self.probe_seq = -1  #: the probe in flight (-1: none)
+        self.stall_skip_low = -1  #: the lowest seq given up as not made during the stall
 
     def next_timer(self, t: float) -> float:
         """The earliest of ``t``, the wants' bound and the next seq's repair time."""
         if self.wants_t < t:
             t = self.wants_t
+        if self.stall_latest >= 0 and self.probe_seq < 0 and self.unmade_at < t:
+            t = self.unmade_at
         if self.log.anchor_seq >= 0:
             nxt = max(self.log.latest, self.skipped_upto, self.max_wanted) + 1
             nt = self.log.time_of(nxt) + self.delay.min_repair
@@ -145,6 +160,11 @@ class RepairPicker:
         """A FetchOrigin finished; on failure retry after ``origin_retry``. A success
         is a sample of the fetch time."""
         sent = self.origin_sent.pop(seq, None)
+        if seq == self.probe_seq:
+            self.probe_seq = -1
+            if not ok and self.stall_latest >= 0:
+                self.unmade_backoff = min(2 * self.unmade_backoff, UNMADE_MAX)
+                self.unmade_at = now + self.unmade_backoff
         if ok and sent is not None and now >= sent:
             self.origin_srtt, self.origin_dev = smooth(self.origin_srtt, self.origin_dev, now - sent,
                                                        self.origin_samples == 0)
@@ -161,6 +181,11 @@ class RepairPicker:
                 unknown = want.deferred or self._unknown(seq, want)
                 if unknown:
                     self.counters.origin_not_retried += 1
+                    if self.stall_latest < 0 and now < want.deadline:
+                        # the origin answered no (a fetch that timed out ends at the
+                        # deadline: no sign the chunk is not made): a stall begins (below)
+                        self.stall_latest = self.log.latest
+                        self.unmade_at = now + self.unmade_backoff
                 want.origin_at = want.deadline if unknown else now + self.config.origin_retry
                 if want.origin_at < self.wants_t:
                     self.wants_t = want.origin_at
@@ -228,6 +253,11 @@ class RepairPicker:
         if not started or self.log.anchor_seq < 0:
             return
         expected = self.log.expected_latest(now)
+        if self.stall_latest >= 0:
+            if self.log.latest > self.stall_latest:
+                self.stall_over(now)
+            elif self.probe_seq < 0 and now >= self.unmade_at and self.config.use_origin:
+                self._probe(now)
         # Every seq up to _max_wanted is already held, wanted or given up: start above it.
         first = max(self.skipped_upto + 1, self.log.latest + 1, self.max_wanted + 1,
                     expected - self.config.window_chunks)
@@ -251,6 +281,9 @@ class RepairPicker:
                 if not w.origin_busy:
                     w.origin_at = w.deadline  # it was asked before its first deadline
             if now >= w.deadline:
+                if w.deferred and self.stall_latest >= 0 and (self.stall_skip_low < 0
+                                                              or seq < self.stall_skip_low):
+                    self.stall_skip_low = seq
                 del self.wants[seq]
                 if seq > self.skipped_upto:
                     self.skipped_upto = seq
@@ -259,6 +292,11 @@ class RepairPicker:
                 continue
             if now >= w.request_at:
                 self.request(seq, w, now)
+            if (use_origin and not w.origin_busy and now >= w.origin_at and self.stall_latest >= 0
+                    and seq != self.probe_seq and self._unknown(seq, w)):
+                # a stall: the probe asks the origin, this one waits (its deadline)
+                w.origin_at = w.deadline
+                self.counters.origin_held += 1
             if use_origin and not w.origin_busy and now >= w.origin_at:
                 w.origin_busy = True
                 w.origin_tries += 1
@@ -275,6 +313,56 @@ class RepairPicker:
             if use_origin and not w.origin_busy and w.origin_at < lo:
                 lo = w.origin_at
         self.wants_t = lo
+
+    # ---- a stall at the origin ----------------------------------------------------
+    # The origin failed a chunk that nothing at or after it held or claimed: the
+    # broadcaster is late or stalled. The clock (which extrapolates at the nominal pace)
+    # keeps expecting chunks that do not exist; each used to be asked of the origin once,
+    # ~30 requests a second per viewer at 33 ms chunks for as long as the stall lasted.
+    # Now they wait and one probe asks for the seq after the latest held (the first the
+    # broadcaster will make), after a back-off that doubles to UNMADE_MAX; the first
+    # newer chunk, from a peer or the probe, ends the stall: it re-anchors the clock,
+    # and the seqs given up meanwhile as not made are wanted again on that clock (a
+    # viewer that only the origin feeds was otherwise left behind for good: it asked for
+    # and gave up seqs before the broadcaster made them).
+
+    def _probe(self, now: float) -> None:
+        seq = self.log.latest + 1
+        self.probe_seq = seq
+        self.unmade_at = now + self.unmade_backoff  # at the latest, if the answer is lost
+        self.counters.origin_probes += 1
+        if len(self.origin_sent) >= self.config.window_chunks:
+            self.origin_sent.clear()
+        self.origin_sent[seq] = now
+        w = self.wants.get(seq)
+        if w is not None and not w.origin_busy:
+            w.origin_busy = True
+            w.origin_tries += 1
+            self.counters.origin_fetches += 1
+        elif w is not None:
+            self.probe_seq = -1  # already asked: its answer is the probe
+            return
+        self.actions.append(FetchOrigin(seq, now + self.config.playout_delay))
+
+    def stall_over(self, now: float) -> None:
+        low = self.stall_skip_low
+        self.stall_latest, self.unmade_backoff, self.stall_skip_low = -1, UNMADE_BACKOFF, -1
+        latest = self.log.latest
+        for seq in [s for s, w in self.wants.items() if s > latest and not w.origin_busy]:
+            self.want(seq, now)  # fresh timers on the re-anchored clock
+        if low >= 0 and low <= self.skipped_upto:
+            # given up before they were made: want them again, on the re-anchored clock
+            floor = low - 1 if low - 1 > latest else latest
+            if self.skipped_upto > floor:
+                self.skipped_upto = floor
+            top = self.max_wanted
+            first = top - self.config.window_chunks
+            if first <= floor:
+                first = floor + 1
+            for seq in range(first, top + 1):
+                if seq not in self.log and seq not in self.wants:
+                    self.want(seq, now)
+        self.wants_t = now
 
     def request(self, seq: int, w: Want, now: float) -> None:
         j = seq % self.config.substreams

@@ -449,6 +449,8 @@ class Swarm:
                 else:
                     self.counters.early_unrecorded += 1  # in the log, not told at the start
         repair = self.repair
+        if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
+            repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)
         deadline = repair.deadline_of(seq)
         if now > deadline and want is None and seq <= repair.skipped_upto:

@@ -202,6 +202,10 @@ class SwarmCounters:
     #: origin fetches that failed for a chunk that may not be made yet (nothing at or after
     #: it held or claimed): not retried before its deadline
     origin_not_retried: int = 0
+    #: in a stall (the origin failed a chunk not made yet, nothing newer since), origin
+    #: fetches not made for chunks nobody holds or claims, and the probes made instead
+    origin_held: int = 0
+    origin_probes: int = 0
     skipped: int = 0
     late: int = 0
     parent_switches: int = 0

@@ -732,7 +732,8 @@ def test_a_broadcaster_stall_does_not_make_viewers_hammer_the_origin() -> None:
     """During a stall every viewer's clock expects chunks that do not exist yet. Each is
     asked of the origin at most once (a failure for a chunk nothing later is held or
     claimed is not retried every ``origin_retry``): before, ~4 fetches a chunk, which at
-    33 ms chunks is ~120 requests a second per viewer at the CDN for as long as it lasts."""
+    33 ms chunks is ~120 requests a second per viewer at the CDN for as long as it lasts.
+    Only the probe (the seq after the latest held) is asked again, once per back-off."""
     net = build(4, seed=32, origin=True)
     net.tick(10)
     stall_at, stall_seq = net.now, net.next_seq
@@ -743,11 +744,54 @@ def test_a_broadcaster_stall_does_not_make_viewers_hammer_the_origin() -> None:
         for t, a in net.actions_of(v, sw.FetchOrigin):
             if t >= stall_at and a.seq >= stall_seq:
                 asked[a.seq] = asked.get(a.seq, 0) + 1
-        stalled = {s: n for s, n in asked.items() if s < stall_seq + 10}
-        assert stalled and max(stalled.values()) == 1, (v.hex()[:6], stalled)
-        assert net.nodes[v].counters.origin_not_retried > 0
+        probe = stall_seq  # the seq after the latest held: asked once per back-off
+        stalled = {s: n for s, n in asked.items() if s < stall_seq + 10 and s != probe}
+        assert max(stalled.values(), default=1) == 1, (v.hex()[:6], stalled)
+        assert 1 <= asked.get(probe, 0) <= 6, (v.hex()[:6], asked)
+        c = net.nodes[v].counters
+        assert c.origin_not_retried > 0 and c.origin_probes > 0
         got = net.delivers(v)
         assert all(s in got for s in range(stall_seq, net.next_seq - 5))  # and it all plays
+
+
+def test_a_long_stall_costs_the_origin_a_probe_per_back_off_not_a_fetch_per_chunk() -> None:
+    """A 5 s stall: once the origin has failed a chunk that may not be made yet, later such
+    chunks wait (``origin_held``) and one of them probes after a back-off doubling up to
+    1 s, so each viewer asks the origin about ten times, not once per expected chunk (50
+    at 100 ms chunks; 150 at the default 33 ms). When the stream moves again it all plays."""
+    net = build(4, seed=33, origin=True)
+    net.tick(10)
+    stall_at, stall_seq = net.now, net.next_seq
+    net.run_until(net.now + 5.0)  # nothing produced
+    stall_end = net.now
+    net.tick(20)
+    for v in net.viewers:
+        during = [a.seq for t, a in net.actions_of(v, sw.FetchOrigin)
+                  if stall_at <= t < stall_end and a.seq >= stall_seq]
+        assert 1 <= len(during) <= 12, (v.hex()[:6], during)
+        assert net.nodes[v].counters.origin_held > 0
+        got = net.delivers(v)
+        assert all(s in got for s in range(stall_seq, net.next_seq - 5))
+
+
+def test_an_origin_only_viewer_goes_on_after_a_stall() -> None:
+    """A viewer no peer feeds plays from the origin alone. A stall makes the origin fail
+    the chunks it expects; the back-off must not keep it from the chunks made once the
+    stream moves again (a probe finds one within the back-off's 1 s cap)."""
+    net = build(2, seed=34, origin=True)
+    lone = Identity.from_private_bytes(bytes([7]) * 32).public
+    net.join(lone, [])
+    net.tick(30)
+    assert net.delivers(lone), "the lone viewer never started from the origin"
+    stall_seq = net.next_seq
+    net.run_until(net.now + 3.0)  # nothing produced
+    resume = net.now
+    net.tick(30)
+    got = net.delivers(lone)
+    made = [s for s, t in net.produced.items() if s >= stall_seq and resume <= t <= net.now - 1.0]
+    assert made and all(s in got for s in made), [s for s in made if s not in got]
+    assert all(got[s].source == "origin" for s in made)
+    assert net.nodes[lone].counters.origin_held > 0
 
 
 def test_a_slow_broadcaster_does_not_make_honest_viewers_flooders() -> None:
