@@ -12,8 +12,9 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
 
 * **Admission** (``link_up``): a banned peer is refused; of two links to one peer (both
   dialled at once) each side keeps the one dialled by the smaller key; an inbound link
-  beyond ``max_neighbours`` is refused with OVERLOADED. The dialler then JOINs every
-  stream the node carries.
+  beyond ``max_neighbours`` is refused with OVERLOADED, as is one from an address (an
+  IPv6 /64) that already holds ``max_inbound_per_ip`` of our inbound links (loopback
+  exempt). The dialler then JOINs every stream the node carries.
 * **Service links** (the DHT, docs/oftp.md §17.8): a link that carries only DHT
   messages is not a neighbour. We dial one with ``link_up(service=True)`` (no JOIN); an
   inbound peer becomes one with its first DHT message while it has joined nothing.
@@ -48,6 +49,7 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import random
 from collections import deque
 from collections.abc import Hashable, Iterable
@@ -69,6 +71,22 @@ INF = float("inf")
 #: every node sends it on every link, so it says nothing of what the link is for.
 SERVICE_MESSAGES = (*wire.DHT_MESSAGES, wire.DmEnvelope, *wire.FILE_MESSAGES)
 TO_NODE = b""  #: ``on_message`` result: not stream-scoped, the executor handles it (ledger)
+
+
+def ip_key(host: str) -> str | None:
+    """What the per-address limits count by: an IPv4 address, an IPv6 /64 (one subscriber's
+    prefix), an IPv4-mapped IPv6 address as IPv4; None for loopback and non-addresses."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
 
 
 class Offence(enum.IntEnum):
@@ -119,6 +137,12 @@ class PolicyConfig:
     max_candidates: int = 256
     candidate_ttl: float = 120.0  #: forget a candidate not offered again for this long
     service_links: int = 8  #: inbound links beyond max_neighbours for DHT traffic only
+    #: inbound links (neighbours and service links together) from one IP address (an IPv6
+    #: /64); 0: a quarter of ``max_neighbours``, at least 4. Keys are free, addresses are
+    #: not: one machine with many keys cannot take every slot. Loopback is exempt (a demo,
+    #: the tests). Many honest viewers behind one carrier-grade NAT share an address: they
+    #: get this many here and link to other nodes for the rest.
+    max_inbound_per_ip: int = 0
     service_idle: float = 15.0  #: a service link with no DHT message for this long is closed
 
 
@@ -129,6 +153,7 @@ class PeerCounters:
     violations: int = 0  #: offences of kind VIOLATION or UNJOINED (node-wide)
     links_accepted: int = 0
     links_refused: int = 0  #: inbound links beyond max_neighbours
+    links_refused_per_ip: int = 0  #: inbound links beyond max_inbound_per_ip from one address
     links_refused_banned: int = 0
     links_duplicate: int = 0  #: links closed by the simultaneous-dial rule
     links_idle_closed: int = 0  #: no stream joined in join_timeout, or silent silence_timeout
@@ -391,6 +416,11 @@ class PeerPolicy(Generic[L]):
                 self._set_service(existing, False)  # the policy's own dial won: a neighbour
                 existing.since = now
         elif existing is None:
+            if not dialled and addr is not None and self._ip_full(addr[0]):
+                c.links_refused_per_ip += 1
+                self._actions.append(CloseLink(link, peer, ErrorCode.OVERLOADED,
+                                               "too many links from this address"))
+                return False
             overflow = not dialled and self.neighbour_count() >= cfg.max_neighbours
             if overflow and self._n_service >= cfg.service_links:
                 c.links_refused += 1
@@ -420,6 +450,20 @@ class PeerPolicy(Generic[L]):
                 self._join(p, text_id)
         self._send_neighbours(peer, p)
         return True
+
+    def _ip_full(self, host: str) -> bool:
+        """Does ``host`` (its /64 for IPv6) already hold ``max_inbound_per_ip`` inbound links?"""
+        key = ip_key(host)
+        if key is None:
+            return False  # loopback (or not an address): exempt
+        cap = self.config.max_inbound_per_ip or max(4, self.config.max_neighbours // 4)
+        n = 0
+        for p in self.peers.values():
+            if not p.dialled and not p.closing and p.addr is not None and ip_key(p.addr[0]) == key:
+                n += 1
+                if n >= cap:
+                    return True
+        return False
 
     def address_changed(self, link: L, peer: bytes, addr: tuple[str, int], now: float) -> None:
         """``peer``'s packets on ``link`` now come from ``addr`` (its NAT rebound, its phone

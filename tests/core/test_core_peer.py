@@ -51,6 +51,33 @@ def joined_peer(p: pp.PeerPolicy[str], peer: bytes, link: str, now: float = 0.0)
 
 # ---- admission ------------------------------------------------------------------
 
+def test_one_address_with_many_keys_gets_a_quarter_of_the_inbound_slots():
+    """Keys are free: 40 keys from one address (an attacker's machine) get 6 of a viewer's
+    24 inbound slots (service links included); another address and an IPv6 /64 are counted
+    apart; loopback is exempt; a link that left frees its slot; our own dials are not
+    counted."""
+    p = policy()  # max_neighbours 24, service_links 8
+    took = [i for i in range(40) if p.link_up(f"a{i}", key(i), dialled=False, now=0,
+                                               addr=("198.18.0.66", 40000 + i))]
+    assert len(took) == 6
+    refused = [c for c in of(p.actions(), pp.CloseLink) if c.reason == "too many links from this address"]
+    assert len(refused) == 34 and all(c.code == ErrorCode.OVERLOADED for c in refused)
+    assert p.counters.links_refused_per_ip == 34
+    assert p.link_up("other", key(100), dialled=False, now=0, addr=("198.18.0.67", 5000))
+    for i in range(6):  # one /64: the same subscriber whatever the interface id
+        assert p.link_up(f"v6-{i}", key(200 + i), dialled=False, now=0,
+                         addr=(f"2001:db8:0:1::{i + 1}", 5000))
+    assert not p.link_up("v6-7", key(207), dialled=False, now=0, addr=("2001:db8:0:1::99", 5000))
+    assert p.link_up("v6-other", key(208), dialled=False, now=0, addr=("2001:db8:0:2::1", 5000))
+    assert p.link_up("mine", key(300), dialled=True, now=0, addr=("198.18.0.66", 7000))
+    p.link_down("a0", key(took[0]), now=1)
+    assert p.link_up("again", key(400), dialled=False, now=1, addr=("198.18.0.66", 41000))
+    lo = policy()
+    assert all(lo.link_up(f"l{i}", key(i), dialled=False, now=0, addr=("127.0.0.1", 40000 + i))
+               for i in range(24))  # a demo's viewers all come from loopback
+    assert lo.counters.links_refused_per_ip == 0
+
+
 def test_inbound_links_beyond_the_limit_are_refused_dialled_ones_are_not():
     p = policy(max_neighbours=2, service_links=0)
     assert p.link_up("a", key(1), dialled=False, now=0)
