@@ -553,13 +553,17 @@ class PeerPolicy(Generic[L]):
         return skey
 
     def on_chunk(self, link: L, peer: bytes, stream: bytes, now: float) -> bool:
-        """May a chunk of ``stream`` from ``peer`` go to that swarm?"""
+        """May a chunk of ``stream`` from ``peer`` go to that swarm? A chunk of a stream the
+        peer has not joined with us (or that we do not carry) is dropped unverified and
+        scored like any message for such a stream (else a forger dodged the bad-chunk
+        ban by naming another stream, and made us read its bytes for nothing)."""
         p = self.peers.get(peer)
         if p is None or p.link != link or p.closing:
             return False
         p.heard = now
         if stream not in p.joined:
             self.counters.chunks_unjoined += 1
+            self.offence(peer, Offence.UNJOINED, now, "CHUNK for a stream not joined")
             return False
         return True
 

@@ -535,11 +535,16 @@ class Node:
             self._on_message(link, ev.message)
         elif isinstance(ev, ss.ChunkReceived):
             peer = link.peer_key
-            ls = self.streams.get(ev.chunk.stream)
-            if ls is not None and peer is not None and self.policy.on_chunk(link, peer, ev.chunk.stream,
-                                                                             self.clock()):
-                ls.swarm.on_chunk(peer, ev.chunk, self.clock())
-                ls.pump()
+            # (the policy first, also for a stream we do not carry: it scores the sender)
+            if peer is None:
+                pass
+            elif self.policy.on_chunk(link, peer, ev.chunk.stream, self.clock()):
+                ls = self.streams.get(ev.chunk.stream)
+                if ls is not None:
+                    ls.swarm.on_chunk(peer, ev.chunk, self.clock())
+                    ls.pump()
+            else:
+                self._run_policy()  # refused: scored, perhaps banned
         elif isinstance(ev, ss.Authenticated):
             # the address its packets come from (told to the peer: OBSERVED) and the RTT
             dialled = link.session.is_dialler

@@ -34,6 +34,11 @@ Modes:
 ``forge``
     Chunks with bad signatures: the genuine header and signature over altered
     bytes for seqs the victim holds, and noise signatures for seqs ahead.
+``foreign``
+    After JOIN, chunks validly signed by the tool's own key for a stream of its
+    own that the victim does not carry: never verified by the victim's swarm, so
+    the bad-chunk rule never sees them (they must be scored as chunks of a stream
+    not joined, until the tool is banned).
 ``replay``
     Genuine chunks the victim sent us, sent back again and again later.
 ``withhold``
@@ -91,9 +96,9 @@ from oasis.core.stream import StreamId
 from oasis.core.wire import ErrorCode
 from oasis.node.keystore import make_certificate
 
-MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "replay", "withhold",
+MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "foreign", "replay", "withhold",
          "tracker", "tickets", "receipts", "chat", "dm", "files")
-NEEDS_STREAM = {"flood", "liar", "forge", "replay", "withhold", "tracker", "receipts", "chat"}
+NEEDS_STREAM = {"flood", "liar", "forge", "foreign", "replay", "withhold", "tracker", "receipts", "chat"}
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
 ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF
 CONNECT_TIMEOUT = 5.0
@@ -642,6 +647,23 @@ async def m_forge(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     return {"forged": dict(sent), "victim": conn.report()}
 
 
+async def m_foreign(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    from oasis.core.identity import Identity
+    from oasis.core.stream import sign_chunk
+
+    conn = await joined(ctx, v, until)
+    me = Identity.generate()
+    own = StreamId(me.public, "foreign")
+    sent = 0
+    while conn.authed.is_set() and not conn.terminated.is_set() and await ctx.budget.take(until):
+        chunk = sign_chunk(me, own, sent, int(time.time() * 1e6), sent % 30 == 0, ctx.rng.randbytes(1000))
+        conn.send_chunk_stream(wire.encode(chunk))
+        sent += 1
+    await wait_closed(conn, min(until, time.monotonic() + 1.0))
+    await hang_up(conn)
+    return {"foreign_chunks": sent, "victim": conn.report()}
+
+
 async def m_replay(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     conn = await joined(ctx, v, until)
     if conn.authed.is_set():
@@ -907,7 +929,7 @@ async def m_files(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
 
 
 PER_VICTIM = {"bomb": m_bomb, "junk": m_junk, "silent": m_silent, "prechunk": m_prechunk,
-              "flood": m_flood, "liar": m_liar, "forge": m_forge, "replay": m_replay,
+              "flood": m_flood, "liar": m_liar, "forge": m_forge, "foreign": m_foreign, "replay": m_replay,
               "withhold": m_withhold, "receipts": m_receipts, "chat": m_chat, "dm": m_dm,
               "files": m_files}
 

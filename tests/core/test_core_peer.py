@@ -739,3 +739,26 @@ def test_a_peer_that_closed_our_link_as_idle_and_dialled_again_gets_our_join() -
     assert SKEY in r.joined(HIGH) and SKEY in s.joined(LOW)
     assert r.on_message("L2", HIGH, status(), 32.0) == SKEY
     assert r.counters.messages_unjoined == 0 and r.counters.violations == 0
+
+
+def test_chunks_of_a_stream_not_joined_are_scored_until_the_sender_is_banned():
+    """A forger that names another stream key (one we do not carry, or one it has not
+    joined with us) is never verified, so the bad-chunk rule never saw it: such chunks
+    now score like any message for a stream not joined, and the sender is banned."""
+    p = policy()
+    joined_peer(p, key(1), "f")
+    foreign = b"\x08" * 32  # a stream nobody here carries
+    refused = 0
+    for i in range(40):
+        if p.is_banned(key(1), 1.0):
+            break
+        assert not p.on_chunk("f", key(1), foreign, 1.0)
+        refused += 1
+    assert p.is_banned(key(1), 1.0) and refused == 20  # ban_score 20, weight 1
+    assert p.counters.chunks_unjoined == 20 and p.counters.peers_dropped_score == 1
+    assert pp.CloseLink("f", key(1), ErrorCode.TOO_MANY_ERRORS,
+                        "score 20.0: CHUNK for a stream not joined") in p.actions()
+    # an honest peer's chunks of the stream it joined are let through, unscored
+    joined_peer(p, key(2), "h")
+    assert all(p.on_chunk("h", key(2), SKEY, 2.0) for _ in range(100))
+    assert not p.is_banned(key(2), 2.0)

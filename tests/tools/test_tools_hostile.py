@@ -72,6 +72,12 @@ def test_every_mode_against_a_real_broadcaster(tmp_path):
     assert pre["victim"]["closed_by"] == "victim"
     (silent,) = rep["modes"]["silent"]["result"].values()
     assert all(c["closed_by"] == "victim" for c in silent["victim"])
+    # chunks of a stream the victim does not carry, validly signed by the tool's own key:
+    # scored as chunks of a stream not joined, the tool is banned after 20 (before: never)
+    (foreign,) = rep["modes"]["foreign"]["result"].values()
+    assert foreign["victim"]["closed_by"] == "victim", foreign
+    assert foreign["victim"]["close_reason"].startswith("score"), foreign
+    assert 20 <= foreign["foreign_chunks"] < 200, foreign
 
 
 def _events(metrics_url: str) -> dict[str, float]:
