@@ -749,7 +749,7 @@ def test_chunks_of_a_stream_not_joined_are_scored_until_the_sender_is_banned():
     joined_peer(p, key(1), "f")
     foreign = b"\x08" * 32  # a stream nobody here carries
     refused = 0
-    for i in range(40):
+    for _ in range(40):
         if p.is_banned(key(1), 1.0):
             break
         assert not p.on_chunk("f", key(1), foreign, 1.0)
