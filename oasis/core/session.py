@@ -57,6 +57,11 @@ MAX_HANDSHAKE_FRAME = 2048
 MAX_BUFFERED_CHUNK_BYTES = 2 * wire.MAX_CHUNK_MESSAGE
 #: Stopped chunk stream ids remembered so their late bytes are dropped, not rebuffered.
 MAX_STOPPED_STREAMS = 64
+#: A chunk stream still unfinished this long after its first byte is stopped and its
+#: buffer freed (``chunk_streams_timed_out``): an honest sender resets a chunk it could
+#: not finish by its deadline (a playout delay, 0.5 s by default), so one open this long
+#: is stalled or parked on purpose (each link could otherwise hold ~4 MB for ever).
+CHUNK_STREAM_TIMEOUT = 10.0
 
 
 # ---- actions (what the adapter must do) -----------------------------------
@@ -135,6 +140,7 @@ class LinkCounters:
     violations: int = 0
     chunk_bytes_buffered: int = 0  #: now held for chunk streams not yet complete
     chunk_streams_stopped: int = 0  #: chunk streams refused or stopped (cap, pre-auth)
+    chunk_streams_timed_out: int = 0  #: of those, stopped unfinished after CHUNK_STREAM_TIMEOUT
     errors_received: int = 0  #: ERROR messages the peer sent us
     unknown_codes_received: int = 0  #: ERROR/GOODBYE carrying a code not in ErrorCode
 
@@ -164,6 +170,8 @@ class Session:
         self._sent_hello = False
         self._deadline: float | None = None
         self._chunk_bufs: dict[int, bytearray] = {}
+        #: when each open chunk stream began (insertion order: oldest first)
+        self._chunk_t0: dict[int, float] = {}
         self._stopped: dict[int, None] = {}  #: insertion-ordered, capped set
 
     # -- driving ---------------------------------------------------------
@@ -197,11 +205,24 @@ class Session:
         return self.version is not None and not self.closed
 
     def get_timer(self) -> float | None:
-        return None if self.closed else self._deadline
+        if self.closed:
+            return None
+        t = self._deadline
+        if self._chunk_t0:
+            c = next(iter(self._chunk_t0.values())) + CHUNK_STREAM_TIMEOUT
+            if t is None or c < t:
+                t = c
+        return t
 
     def handle_timer(self, now: float) -> None:
         if self._deadline is not None and now >= self._deadline and not self.authenticated:
             self.close(ErrorCode.TIMEOUT, "handshake did not complete in time")
+            return
+        for stream_id, t0 in list(self._chunk_t0.items()):
+            if now - t0 < CHUNK_STREAM_TIMEOUT:
+                break  # the rest began later
+            self.counters.chunk_streams_timed_out += 1
+            self._stop(stream_id)
 
     def actions(self) -> list[Action]:
         out, self._actions = self._actions, []
@@ -241,6 +262,7 @@ class Session:
             self._actions.append(CloseLink(code, reason))
         self.closed = True
         self._chunk_bufs.clear()
+        self._chunk_t0.clear()
         self.counters.chunk_bytes_buffered = 0
         self._events.append(Closed(code, reason, by_peer))
 
@@ -291,6 +313,7 @@ class Session:
                 self._violation(ErrorCode.TOO_LARGE, "too many open chunk streams")
                 return
             buf = self._chunk_bufs[stream_id] = bytearray()
+            self._chunk_t0[stream_id] = now
         if len(buf) + len(data) > wire.MAX_CHUNK_MESSAGE:
             self._stop(stream_id)
             self._violation(ErrorCode.TOO_LARGE, f"chunk stream over {wire.MAX_CHUNK_MESSAGE} bytes")
@@ -322,6 +345,7 @@ class Session:
     # -- internals -------------------------------------------------------
     def _drop_buffer(self, stream_id: int) -> None:
         buf = self._chunk_bufs.pop(stream_id, None)
+        self._chunk_t0.pop(stream_id, None)
         if buf is not None:
             self.counters.chunk_bytes_buffered -= len(buf)
 

@@ -69,6 +69,7 @@ class Link:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._session_timer: asyncio.TimerHandle | None = None
+        self._session_timer_at = 0.0
         self._chunk_deadlines: dict[int, float] = {}
         self.datagrams_in = self.datagrams_out = 0
         self.wire_in = self.wire_out = 0
@@ -307,10 +308,13 @@ class Link:
             except self.stack.errors as exc:
                 self._quic_refused(exc)
         t = s.get_timer()
+        if self._session_timer is not None and t == self._session_timer_at:
+            return  # armed for that already (this runs after every received batch)
         if self._session_timer is not None:
             self._session_timer.cancel()
             self._session_timer = None
         if t is not None:
+            self._session_timer_at = t
             self._session_timer = self.endpoint.loop.call_later(
                 max(0.0, t - self.endpoint.clock()), self._on_session_timer)
 

@@ -411,6 +411,34 @@ def test_oversize_chunk_stream_is_stopped() -> None:
     assert [e.chunk.payload for e in link.of(1, ss.ChunkReceived)] == [b"ok"]
 
 
+def test_a_chunk_stream_parked_unfinished_is_stopped_and_freed_after_its_timeout() -> None:
+    """A peer opens chunk streams and never finishes them (each just under the buffer
+    caps): they are stopped and their buffers freed CHUNK_STREAM_TIMEOUT after their first
+    byte, oldest first, counted; a stream that began later is left to finish."""
+    link = authed()
+    b = link.b
+    t0 = link.now
+    data = wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"x" * 100_000))
+    for sid in (3, 7):
+        b.receive_chunk_stream(sid, data[:90_000], False, t0)
+    assert b.counters.chunk_bytes_buffered == 180_000
+    assert b.get_timer() == t0 + ss.CHUNK_STREAM_TIMEOUT
+    b.receive_chunk_stream(11, data[:50_000], False, t0 + 6.0)  # a later one
+    link.step(ss.CHUNK_STREAM_TIMEOUT - 0.01)
+    assert b.counters.chunk_streams_timed_out == 0  # not yet
+    link.step(0.02)
+    stops = [a for a in b.actions() if isinstance(a, ss.StopChunkStream)]
+    assert stops == [ss.StopChunkStream(3), ss.StopChunkStream(7)]
+    assert b.counters.chunk_streams_timed_out == 2 and b.counters.chunk_bytes_buffered == 50_000
+    assert b.get_timer() == t0 + 6.0 + ss.CHUNK_STREAM_TIMEOUT
+    b.receive_chunk_stream(3, data[90_000:], True, link.now)  # late bytes of a stopped stream
+    b.receive_chunk_stream(11, data[50_000:], True, link.now)  # the later one finishes
+    link.roundtrip()
+    assert [e.chunk.seq for e in link.of(1, ss.ChunkReceived)] == [1]
+    assert b.counters.chunk_bytes_buffered == 0 and b.get_timer() is None
+    assert b.authenticated  # a stall is not a violation: no error, no close
+
+
 def test_garbage_chunk_stream_is_a_violation() -> None:
     link = authed()
     link.b.receive_chunk_stream(7, b"\x93\x0b\x01\x02", True, 1.0)
