@@ -378,6 +378,10 @@ class DmRouter:
         self.peer_prekeys: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()  #: peer -> (prekey, expires)
         self._rotate_at = now
         self._actions: list[DmAction] = []
+        #: bumped whenever our own prekeys change (made, or a private half deleted): the
+        #: node then saves them (:meth:`export_prekeys`), or mail held for us while we
+        #: were away could not be opened after a restart
+        self.prekeys_version = 0
         self.prekey(now)
 
     # ---- prekeys ---------------------------------------------------------------
@@ -392,9 +396,51 @@ class DmRouter:
                                 signature=self.identity.sign(prekey_signing_bytes(self.me, pub, exp)))
             self.prekeys[pub] = (priv, rec)
             self._rotate_at = now + cfg.prekey_rotate
+            self.prekeys_version += 1
         for pub in [p for p, (_, r) in self.prekeys.items() if r.expires_ms / 1000 + cfg.prekey_keep <= now]:
             del self.prekeys[pub]  # forward secrecy: this prekey's mail can no longer be opened
+            self.prekeys_version += 1
         return next(reversed(self.prekeys.values()))[1]
+
+    def export_prekeys(self) -> bytes:
+        """Our prekeys, private halves included, for the node to keep at rest (0600)."""
+        return msgspec.msgpack.encode([[priv.private_bytes_raw(), wire.encode(rec)]
+                                       for priv, rec in self.prekeys.values()])
+
+    def import_prekeys(self, blob: bytes, now: float) -> int:
+        """Take back prekeys saved by :meth:`export_prekeys` (a restart): those whose
+        private half is still kept are added, so mail sealed to them while we were away
+        opens. Each must be ours, correctly signed and match its private half; anything
+        else raises ``ValueError`` (a damaged or foreign file). Returns how many were added."""
+        try:
+            items = msgspec.msgpack.decode(blob, type=list[tuple[bytes, bytes]])
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not a prekey file: {exc}") from None
+        if len(items) > 64:
+            raise ValueError(f"{len(items)} prekeys: more than any node keeps")
+        cfg = self.config
+        added = []
+        for raw_priv, raw_rec in items:
+            try:
+                rec = wire.decode_control(raw_rec)
+                priv = X25519PrivateKey.from_private_bytes(raw_priv)
+            except (wire.WireError, ValueError) as exc:
+                raise ValueError(f"a damaged prekey: {exc}") from None
+            if not isinstance(rec, wire.DmPrekey) or rec.key != self.me:
+                raise ValueError("a prekey of another identity")
+            if priv.public_key().public_bytes_raw() != rec.prekey or not self.verify(
+                    rec.key, rec.signature, prekey_signing_bytes(rec.key, rec.prekey, rec.expires_ms)):
+                raise ValueError("a prekey whose signature or private half does not match")
+            if rec.expires_ms / 1000 + cfg.prekey_keep > now and rec.prekey not in self.prekeys:
+                added.append((rec.expires_ms, rec.prekey, priv, rec))
+        if added:
+            mine = list(self.prekeys.items())
+            self.prekeys.clear()
+            for _, pub, priv, rec in sorted(added):  # older first: the current one stays newest
+                self.prekeys[pub] = (priv, rec)
+            self.prekeys.update(mine)
+            self.prekeys_version += 1
+        return len(added)
 
     def on_prekey(self, peer: bytes, rec: wire.DmPrekey, now: float) -> None:
         c = self.counters

@@ -23,6 +23,7 @@ from . import http
 from . import runtime as rt
 from .api import Api, start_api
 from .keystore import load_or_create
+from .messaging import read_prekeys
 from .node import Node
 from .streaming import Streaming
 
@@ -61,10 +62,12 @@ async def serve_api(c: rt.Common, node: Node, *, base: str | None, gateway: str 
 
 async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -> None:
     ident = load_or_create(c.data_dir)
+    prekeys = read_prekeys(c.data_dir, ident)
     host, port = rt.parse_hostport(c.listen, "--listen")
     node = Node(ident, rt.swarm_config(c), host=host, port=port,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
+    node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await node.start()
     hhost, hport = rt.parse_hostport(http_listen, "--http")
     app = web.Application(client_max_size=64 * 1024)

@@ -14,15 +14,18 @@ allowed; results are JSON-serialisable dicts.
 from __future__ import annotations
 
 import base64
+import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oasis.core import chat as ch
 from oasis.core import dm, wire
-from oasis.core.identity import key_of_peer_id, peer_id_of, verify
+from oasis.core.identity import Identity, key_of_peer_id, peer_id_of, verify
 
 if TYPE_CHECKING:
     from .node import Node
@@ -32,12 +35,33 @@ MAX_INBOX = 1000  #: direct messages kept
 MAX_SENT = 1000  #: states of our direct messages kept
 MAX_WAITING_PEERS = 32  #: known-but-unlinked peers we are dialling to hand envelopes to
 MAX_WAITING_PER_PEER = 16
+log = logging.getLogger(__name__)
+PREKEY_FILE = "dm_prekeys"  #: in the data dir: our prekeys, private halves included (0600)
 LOCATE_TIMEOUT = 3.0  #: s a DM waits for the DHT lookup of its recipient's nearest nodes
 MAX_NEAR = 64  #: recipients whose nearest nodes are remembered
 
 
 def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def read_prekeys(data_dir: str | os.PathLike[str], identity: Identity) -> tuple[Path, bytes | None]:
+    """``<data_dir>/dm_prekeys`` and what it holds (None: no file yet), checked against
+    ``identity`` before the node starts: a damaged or foreign file is a one-line error
+    naming it, never silently replaced (the mail held under its prekeys would be lost)."""
+    from oasis.datafiles import DataFileError, private_dir, read_small
+
+    path = private_dir(data_dir) / PREKEY_FILE
+    if not path.exists():
+        return path, None
+    blob = read_small(path, "the DM prekey file", limit=64 * 1024)
+    try:
+        dm.DmRouter(identity, verify, os.urandom).import_prekeys(blob, time.time())
+    except ValueError as exc:
+        raise DataFileError(path, f"not a DM prekey file of this identity ({exc})",
+                            "move it away to start without the old prekeys (direct messages "
+                            "held for this node under them will not open)") from None
+    return path, blob
 
 
 class Messaging:
@@ -65,6 +89,8 @@ class Messaging:
         self.chat_bytes = 0  #: OFTP bytes of chat/moderation messages sent (frames, not QUIC)
         #: recipient -> the nodes nearest its DHT id a lookup found (bounded, newest last)
         self.near: dict[bytes, list[tuple[bytes, str, int]]] = {}
+        self._prekey_path: Path | None = None  #: where our prekeys are kept (keep_prekeys)
+        self._prekeys_saved = -1  #: the DmRouter.prekeys_version last saved
         if node.dht is not None:
             node.dht.on_joined = self.dht_joined
 
@@ -224,7 +250,32 @@ class Messaging:
                 "sender": peer_id_of(m.sender), "seq": m.seq, "text": m.text,
                 "time": m.time_ms / 1000, "late": late}
 
+    # ---- our prekeys at rest ------------------------------------------------------
+    def keep_prekeys(self, path: Path, blob: bytes | None) -> None:
+        """Keep our DM prekeys in ``path`` (0600; :func:`read_prekeys` read and checked what
+        the last run saved there): mail held for us while we were away was sealed to them.
+        They are saved again whenever they change."""
+        if blob is not None:
+            self.dm.import_prekeys(blob, self.node.clock())
+        self._prekey_path = path
+        self._prekeys_saved = -1
+        self._save_prekeys()
+
+    def _save_prekeys(self) -> None:
+        if self._prekey_path is None or self._prekeys_saved == self.dm.prekeys_version:
+            return
+        from oasis.datafiles import replace
+
+        try:
+            replace(self._prekey_path, self.dm.export_prekeys())
+            self._prekeys_saved = self.dm.prekeys_version
+        except OSError as exc:  # a full disk: DMs still work this run; say so once
+            if self._prekeys_saved != -2:
+                log.warning("could not save DM prekeys to %s: %s", self._prekey_path, exc)
+            self._prekeys_saved = -2
+
     def _run_dm(self) -> None:
+        self._save_prekeys()
         for a in self.dm.actions():
             if isinstance(a, dm.SendDm):
                 if self._linked(a.peer):

@@ -26,6 +26,7 @@ from oasis.core import peer as pp
 from oasis.pipes import loop_can_watch
 
 from .keystore import load_or_create
+from .messaging import read_prekeys
 from .node import LiveStream, Node
 from .runtime import (
     Common,
@@ -44,8 +45,10 @@ from .runtime import (
 async def _join(c: Common, stream: str, tracker_url: str | None) -> tuple[Node, LiveStream, asyncio.Task[None]]:
     sid, desc, boots, tracker_url = await resolve_stream(stream, tracker_url)
     ident = load_or_create(c.data_dir)
+    prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed))
+    node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await node.start()
     if desc is None:  # a short link: the stream record in the DHT carries it
         desc = await dht_descriptor(node, sid, boots)

@@ -49,6 +49,7 @@ from oasis.core.tracker import Tracker
 from . import http
 from .files_http import attach_files
 from .keystore import load_or_create
+from .messaging import read_prekeys
 from .metrics import discovery_counters
 from .node import LiveStream, Node
 
@@ -279,10 +280,12 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     # the source is checked first: no start line (with a link) for a stream that cannot run
     src = open_source(source, c.bitrate_kbps)
     ident = load_or_create(c.data_dir)
+    prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
     node = Node(ident, swarm_config(c), host=host, port=port,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
+    node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await node.start()
     sid = StreamId(ident.public, name)
     ls = node.add_stream(sid, is_source=True)
@@ -439,10 +442,12 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
     sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url)
     ident = load_or_create(c.data_dir)
+    prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
     # the swarm's configuration is replaced below, once the descriptor is known
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
                 link_delay=c.link_delay_ms / 1000, quic=c.quic)
+    node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await node.start()
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
         desc = await dht_descriptor(node, sid, boots)

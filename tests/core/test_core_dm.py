@@ -199,3 +199,39 @@ def test_wrong_recipient_and_replayed_expired_envelopes() -> None:
     assert b.counters.open_failed == 1
     b.on_envelope(A.public, envelope(), T0 + 86401, lambda k: False, lambda t, k: [])
     assert b.counters.expired == 1
+
+
+def test_mail_sealed_to_a_prekey_opens_after_the_recipient_restarts_with_its_saved_prekeys() -> None:
+    """B told A its prekey, then went away; A's DM (sealed to that prekey) waits at R. B
+    restarts: a new router makes a new prekey, and without the saved ones the held mail
+    could not be opened (the report: dm_open_failed, the inbox empty, 'stored' for ever).
+    With the prekeys its last run saved (export/import, kept 0600 by the node) it opens.
+    A file of another identity, or damaged, is refused."""
+    a, r, b = router(A, 1), router(R, 3), router(B, 2)
+    a.on_prekey(B.public, b.prekey(T0), T0)
+    saved, version = b.export_prekeys(), b.prekeys_version
+    assert version >= 1
+    out = a.send(B.public, "sealed to your prekey", T0, {R.public}.__contains__, lambda t, k: [R.public])
+    (s,) = sends(a)
+    assert out.state == "stored" and s.message.prekey == b.prekey(T0).prekey  # type: ignore[union-attr]
+    r.on_envelope(A.public, s.message, T0, {A.public}.__contains__, lambda t, k: [])  # type: ignore[arg-type]
+    r.on_link_up(B.public, T0 + 600, {A.public, B.public}.__contains__, lambda t, k: [])
+    (held,) = [x.message for x in sends(r) if isinstance(x.message, wire.DmEnvelope)]
+
+    forgetful = router(B, 9)  # restarted without the saved prekeys
+    forgetful.on_envelope(R.public, held, T0 + 600, {R.public}.__contains__, lambda t, k: [R.public])
+    assert not [x for x in forgetful.actions() if isinstance(x, DmReceived)]
+    assert forgetful.counters.open_failed == 1
+
+    restarted = router(B, 8)
+    assert restarted.import_prekeys(saved, T0 + 600) == 1
+    assert restarted.prekey(T0 + 600).prekey != b.prekey(T0).prekey  # its own stays current
+    restarted.on_envelope(R.public, held, T0 + 600, {R.public}.__contains__, lambda t, k: [R.public])
+    assert [x.text for x in restarted.actions() if isinstance(x, DmReceived)] == ["sealed to your prekey"]
+    # a prekey file is only ever taken back by its own identity, whole
+    with pytest.raises(ValueError, match="another identity"):
+        router(A, 5).import_prekeys(saved, T0)
+    with pytest.raises(ValueError):
+        router(B, 6).import_prekeys(saved[:-3], T0)
+    # expired past the keep time: not taken back (forward secrecy holds across restarts)
+    assert router(B, 7).import_prekeys(saved, T0 + 10 * 86400) == 0
