@@ -20,9 +20,11 @@ import asyncio
 import json
 import random
 import sys
+import unicodedata
 from typing import Any
 
 from oasis.core import peer as pp
+from oasis.core.chat import RateLimited
 from oasis.pipes import loop_can_watch
 
 from .keystore import load_or_create
@@ -76,14 +78,33 @@ async def _linked(node: Node, skey: bytes, timeout: float) -> bool:
     return True
 
 
+def shown(text: str) -> str:
+    """``text`` from a peer, safe for a terminal: control characters (ESC and every C0/C1
+    code: screen clearing, window titles, OSC 52 clipboard writes, BEL, BS, CR, newlines
+    that would start a line under another sender's name), format characters (bidi
+    overrides, zero-width) and line separators are shown as escapes (``\\x1b``, ``\\u202e``)."""
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in _UNSAFE and ch not in _JOINERS:
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"}
+_JOINERS = {"\u200c", "\u200d"}  #: format characters that only join letters or emoji: harmless
+
+
 def _print(kind: str, data: dict[str, Any], json_out: bool) -> None:
     if json_out:
-        emit({"event": kind, **data})
+        emit({"event": kind, **data})  # JSON escapes every control character itself
         return
     if kind == "chat.message":
-        line = f"<{data['sender'][:8]}> {data['text']}"
+        line = f"<{shown(data['sender'][:8])}> {shown(data['text'])}"
     elif kind == "dm.received":
-        line = f"[dm from {data['sender']}] {data['text']}"
+        line = f"[dm from {shown(data['sender'])}] {shown(data['text'])}"
     elif kind == "dm.acked":
         line = f"[dm {data['id'][:8]} to {data['to'][:8]} delivered]"
     else:
@@ -105,7 +126,11 @@ COMMANDS = ("/dm PEER TEXT, /mute PEER [SECONDS], /ban PEER [SECONDS], /unmute P
             "start a message with // to send one that begins with a slash")
 
 
-async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, json_out: bool) -> None:
+async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, json_out: bool,
+                   paced: bool = False) -> None:
+    """Send one line (a chat message, a DM, a command). ``paced``: a chat message over the
+    sender's rate limit raises :class:`RateLimited` (the caller waits and sends it again)
+    instead of being reported and dropped."""
     m = node.messaging
     try:
         word = line.split(" ", 1)[0]
@@ -129,8 +154,39 @@ async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, jso
             raise ValueError(f"unknown command {word[:20]!r}: {COMMANDS}")
         else:
             await m.chat_send(ls.text_id, line)
+    except RateLimited:
+        if paced:
+            raise
+        _print("error", {"error": "RateLimited", "message": "chat rate limit: wait a moment"}, json_out)
     except (ValueError, LookupError, PermissionError) as exc:
         _print("error", {"error": type(exc).__name__, "message": str(exc)}, json_out)
+
+
+async def _send_paced(node: Node, ls: LiveStream, line: str, dm_to: str | None, json_out: bool,
+                      stop: asyncio.Event) -> None:
+    """Lines read from stdin (typed, or a file) are all sent: one over the chat's rate limit
+    (a burst of 5, then 1 a second per sender) waits for the limit instead of being dropped."""
+    warned = False
+    while not stop.is_set():
+        try:
+            await _command(node, ls, line, dm_to, json_out, paced=True)
+            return
+        except RateLimited:
+            if not warned and not json_out:
+                print("(chat rate limit: the next lines wait their turn)", file=sys.stderr)
+            warned = True
+            try:
+                await asyncio.wait_for(stop.wait(), PACE_RETRY)
+            except TimeoutError:
+                pass
+
+
+PACE_RETRY = 0.25  #: s between tries of a line held by the chat rate limit
+
+
+def _skipped_long_line() -> None:
+    print("oasis: a line over 4096 bytes was skipped (a chat message is at most 500 bytes, "
+          "a DM 1,000)", file=sys.stderr)
 
 
 async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
@@ -143,6 +199,8 @@ async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
         while raw := await asyncio.to_thread(sys.stdin.buffer.readline, 4097):
             complete = raw.endswith(b"\n")
             if skipping or (not complete and len(raw) > 4096):
+                if not skipping:
+                    _skipped_long_line()
                 skipping = not complete
                 continue
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
@@ -155,6 +213,7 @@ async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
         try:
             raw = await reader.readline()
         except ValueError:  # a line longer than the limit: skip it
+            _skipped_long_line()
             continue
         if not raw:
             await queue.put(None)
@@ -213,7 +272,7 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
                 if line is None:  # stdin closed: keep listening until stopped
                     await stopper
                     return
-                await _command(node, ls, line, dm_to, c.json_out)
+                await _send_paced(node, ls, line, dm_to, c.json_out, stop)
         finally:
             reader.cancel()
             stopper.cancel()

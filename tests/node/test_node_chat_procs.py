@@ -114,7 +114,8 @@ def test_chat_relayed_between_processes_and_a_dm_waits_for_its_offline_recipient
 
 
 def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(tmp_path: Path) -> None:
-    """``oasis chat LINK < lines.txt`` sends the file's lines, a mistyped ``/command`` is
+    """``oasis chat LINK < lines.txt`` sends all the file's lines (those over the chat's rate
+    limit wait their turn: only the first 5 went out before), a mistyped ``/command`` is
     refused rather than sent as public chat, and ``< /dev/null`` (a script's background
     job) listens on. (uvloop aborted the process on both kinds of stdin.)"""
     procs: list[Any] = []
@@ -130,7 +131,8 @@ def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(t
         n.next(lambda e: e.get("event") == "linked", 20)
         lines = tmp_path / "lines.txt"
         # "/dn" is a typo of "/dm": a private text that must not reach the chat
-        lines.write_text("/dn somebody my secret\n//slash first\nhello from a file\n")
+        lines.write_text("/dn somebody my secret\n//slash first\nhello from a file\n"
+                         + "".join(f"paced {i}\n" for i in range(8)))  # 10 messages: over the burst of 5
         with open(lines, "rb") as f:
             t = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / "f")], tmp_path / "f.log", stdin=f)
         procs.append(t)
@@ -140,6 +142,11 @@ def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(t
         assert got["text"] == "/slash first"
         got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
         assert got["text"] == "hello from a file"
+        # the lines over the rate limit's burst wait their turn (1 a second), none is dropped
+        for i in range(8):
+            got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
+            assert got["text"] == f"paced {i}"
+        assert not [e for e in t.seen if e.get("event") == "error" and "rate" in json.dumps(e).lower()]
         a.say("are you still there?")  # both keep listening once their stdin has ended
         for listener in (n, t):
             assert listener.next(lambda e: e.get("event") == "chat.message"
@@ -149,3 +156,20 @@ def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(t
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def test_text_from_peers_cannot_drive_the_terminal(capsys: Any) -> None:
+    """Plain output of ``oasis chat``/``oasis dm``: a peer's escape sequences (clear screen,
+    window title, OSC 52 clipboard write), C1 codes, BEL, CR and newlines (a forged line under
+    another sender's name) and bidi overrides are shown as escapes; joiners and other
+    scripts pass."""
+    from oasis.node.msgcli import _print
+
+    evil = "hi\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\rmallory\n<a1b2c3d4> fake line \u202eevil\x9b"
+    _print("chat.message", {"sender": "b" * 52, "text": evil}, False)
+    _print("dm.received", {"sender": "c" * 52, "text": "\x1b[31mred 👨\u200d👩\u200d👧 日本"}, False)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out
+    assert "\x9b" not in out and out.count("\n") == 2  # one line per message, whatever the text
+    assert "\\x1b[2J" in out and "\\x0a<a1b2c3d4> fake line" in out and "\\u202eevil" in out
+    assert "👨\u200d👩\u200d👧 日本" in out
