@@ -149,7 +149,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             f.add_argument("file", metavar="FILE")
         else:
             f.add_argument("target", metavar="CID|LINK", help="a content id (of1...) or oasis://file/ link")
-            f.add_argument("-o", "--output", default=None, help="where to write the file (default: its name)")
+            f.add_argument("-o", "--output", default=None,
+                           help="where to write the file (replaced if it exists; default: the name its "
+                                "publisher gave it, without leading dots, never over an existing file)")
             f.add_argument("--peer", action="append", default=[], help="PEER_ID@HOST:PORT holding it")
             f.add_argument("--origin", default=None, help="HTTP origin/CDN base URL (fallback)")
             f.add_argument("--seed", dest="keep_seeding", action="store_true",

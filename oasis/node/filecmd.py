@@ -17,7 +17,7 @@ from aiohttp import web
 
 from oasis.core import fileswarm as fs
 from oasis.core import swarm as sw
-from oasis.core.content import parse_cid
+from oasis.core.content import parse_cid, safe_name
 from oasis.core.filelink import FileLink
 
 from . import http
@@ -79,9 +79,55 @@ async def publish(o: FileOptions, path: str) -> None:
         await runner.cleanup()
 
 
+def check_output(out: str | None) -> None:
+    """``-o``: a file in a directory that exists (not a directory itself)."""
+    if out is None:
+        return
+    p = Path(out)
+    if p.is_dir():
+        raise ValueError(f"-o {out}: is a directory (give the file's path)")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"-o {out}: no directory {parent}")
+
+
+def default_output(name: str, cid: str, folder: Path = Path(".")) -> Path:
+    """Where a fetched file goes without ``-o``: the name its publisher gave it (a display
+    name: the last path component, printable), never hidden (no leading dot: a publisher
+    must not be able to drop a ``.bashrc`` or ``.profile`` here) and never over an existing
+    file (``clip (1).mp4``, ...); the content id when nothing of the name is left."""
+    base = safe_name(name).lstrip(". ") or cid
+    stem, dot, ext = base.rpartition(".")
+    if not stem:
+        stem, dot, ext = base, "", ""
+    for i in range(1000):
+        cand = folder / (base if i == 0 else f"{stem} ({i}){dot}{ext}")
+        if not cand.exists() and not cand.is_symlink():
+            return cand
+    raise ValueError(f"{base}: 1,000 files of that name here already; give -o")
+
+
+def write_output(src: Path, out: str | None, name: str, cid: str) -> Path:
+    """Copy the verified file to ``-o`` (replaced, as asked) or to :func:`default_output`
+    (created, never replacing anything, even a file that appeared meanwhile)."""
+    if out is not None:
+        shutil.copyfile(src, out)
+        return Path(out)
+    for _ in range(5):
+        dest = default_output(name, cid)
+        try:
+            with open(src, "rb") as fin, open(dest, "xb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            return dest
+        except FileExistsError:
+            continue  # somebody made it first: the next free name
+    raise ValueError(f"could not find a free name for {name or cid}; give -o")
+
+
 async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str], keep_seeding: bool,
               play: bool) -> int:
     """Fetch ``target``; 0 once it is whole (and written to ``out``), 130 if stopped before."""
+    check_output(out)  # before anything is fetched: a bad -o is no surprise at the end
     node, files, runner, gateway = await _start(o)
     complete = False
     try:
@@ -129,8 +175,7 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
             complete = True
             s = files.status(st["cid"])
             e = files.entry(st["cid"])
-            dest = Path(out or (s["name"] or st["cid"]))
-            shutil.copyfile(e.dir / "data", dest)
+            dest = write_output(e.dir / "data", out, s["name"], st["cid"])
             emit(s | {"output": str(dest)})
             if keep_seeding:
                 await stop.wait()
