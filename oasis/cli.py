@@ -55,6 +55,8 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                         "Python; the node's own congestion control)")
     p.add_argument("--area", default="", help="locality label sent to the tracker (e.g. a country "
                    "code); peers of the same area are preferred as neighbours")
+    if role in ("chat", "dm"):  # a chat session serves no local API (its stdin is the interface)
+        return
     p.add_argument("--api-listen", default="127.0.0.1:7480" if role == "node" else "127.0.0.1:0",
                    help="local API address, loopback only (docs/api.md); port 0: any free port "
                         "(printed as \"api\" and written to <data-dir>/api.json); 'off': no API")
@@ -157,6 +159,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             f.add_argument("--seed", dest="keep_seeding", action="store_true",
                            help="keep seeding after the download (until Ctrl-C)")
             f.add_argument("--play", action="store_true", help="open ffplay/mpv/vlc on the gateway URL")
+            f.add_argument("--timeout", type=float, default=60.0,
+                           help="give up (exit 1) when no block has come for this many seconds "
+                                "(default 60; 0: never)")
         f.add_argument("--data-dir", help=f"key and store directory (default: ~/.local/share/oasis/{name})")
         f.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
         f.add_argument("--http", default="127.0.0.1:0", help="gateway/origin HTTP address HOST:PORT")
@@ -262,8 +267,15 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
     if args.cmd == "publish":
         _run(filecmd.publish(o, args.file))
     else:
-        status: int = _run(filecmd.get(o, args.target, out=args.output, peers=args.peer,
-                                       keep_seeding=args.keep_seeding, play=args.play))
+        if args.timeout < 0:
+            raise ValueError("--timeout must be 0 (never) or more")
+        try:
+            status: int = _run(filecmd.get(o, args.target, out=args.output, peers=args.peer,
+                                           keep_seeding=args.keep_seeding, play=args.play,
+                                           stall_timeout=args.timeout))
+        except filecmd.FetchFailed as exc:
+            print(f"oasis get: {exc}", file=sys.stderr)
+            return 1
         return status
     return 0
 
@@ -312,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                       upload_kbps=upload, bitrate_kbps=bitrate, chunk_ms=chunk_ms,
                       substreams=substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
-                      area=args.area, given=given, api_listen=args.api_listen, quic=args.quic)
+                      area=args.area, given=given, api_listen=getattr(args, "api_listen", None), quic=args.quic)
         if args.cmd == "broadcast":
             _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                               tracker_url=args.tracker, cdn_url=args.cdn_url))

@@ -29,7 +29,9 @@ Origin fallback (same idea as live chunks): an urgent block that no peer holds, 
 has been requested for ``origin_after`` seconds without arriving, is fetched from the
 HTTP origin (``FetchOrigin``), at most ``origin_parallel`` at a time; with no peers at all
 the whole file comes that way in order. The manifest too comes from the origin when no
-peer gave it within ``origin_after``.
+peer gave it within ``origin_after``. A failed origin fetch backs the origin off (0.25 s,
+doubling per failed round to 8 s; a success resets it); bytes from the origin that fail
+verification strike it like a peer, and at ``max_strikes`` it is not asked again.
 
 Hostile peers: a block that fails verification, a manifest that does not hash to the
 cid, a BLOCK nobody asked for, a HAVE that lied (BLOCK_MISSING for an advertised
@@ -54,6 +56,11 @@ from .content import ContentError, Manifest
 
 INF = float("inf")
 ORIGIN_TIMEOUT = 10.0  #: an origin fetch not reported by then is forgotten (asked again)
+#: after a failed origin fetch the origin is asked again only this long after, doubling per
+#: failed round up to ORIGIN_BACKOFF_MAX (a dead or wrong origin was asked 280-900 times a
+#: second for as long as the getter ran); a success resets it
+ORIGIN_BACKOFF = 0.25
+ORIGIN_BACKOFF_MAX = 8.0
 
 
 @dataclass
@@ -171,6 +178,8 @@ class FileCounters:
     duplicate_blocks: int = 0
     origin_requests: int = 0
     origin_failures: int = 0
+    origin_bad: int = 0  #: blocks or manifests from the origin that failed verification
+    origin_dropped: int = 0  #: the origin given up after max_strikes of those (a lying origin)
 
 
 @dataclass
@@ -206,6 +215,9 @@ class FileSwarm:
         self.tree = tree
         self.cursor = 0  #: the player's read position (block index)
         self.origin_inflight: dict[int, float] = {}  #: index (-1: manifest) -> asked at
+        self.origin_retry_at = 0.0  #: no origin fetch before this (back-off after failures)
+        self.origin_backoff = ORIGIN_BACKOFF
+        self.origin_strikes = 0
         self._actions: list[Action] = []
         self._have_dirty = False
         self._have_at = now
@@ -374,27 +386,50 @@ class FileSwarm:
     def on_origin_manifest(self, raw: bytes | None, now: float) -> None:
         self.origin_inflight.pop(-1, None)
         if raw is None:
-            self.counters.origin_failures += 1
+            self._origin_failed(now)
         elif self.manifest is None:
             try:
                 self._set_manifest(content.decode_manifest(raw, self.cid))
+                self.origin_backoff = ORIGIN_BACKOFF
             except ContentError:
                 self.counters.bad_manifests += 1
+                self._origin_lied(now)
         self._pick(now)
 
     def on_origin_block(self, index: int, block: wire.BlockMsg | None, now: float) -> None:
         self.origin_inflight.pop(index, None)
         m = self.manifest
         if block is None or m is None or block.index != index or block.cid != self.cid:
-            self.counters.origin_failures += 1
+            self._origin_failed(now)
         elif index not in self.have:
             if content.verify_block(m, index, block.data, block.proof):
                 self.counters.blocks_from_origin += 1
                 self.counters.bytes_from_origin += len(block.data)
+                self.origin_backoff = ORIGIN_BACKOFF
                 self._got(index, block.data, list(block.proof), None)
             else:
                 self.counters.bad_blocks += 1
+                self._origin_lied(now)
         self._pick(now)
+
+    def _origin_failed(self, now: float) -> None:
+        """A fetch failed (no answer, an error, a 404): back off, once per round of fetches."""
+        self.counters.origin_failures += 1
+        if now >= self.origin_retry_at:
+            self.origin_retry_at = now + self.origin_backoff
+            self.origin_backoff = min(2 * self.origin_backoff, ORIGIN_BACKOFF_MAX)
+
+    def _origin_lied(self, now: float) -> None:
+        """The origin sent bytes that do not verify: struck like a peer; at ``max_strikes``
+        it is given up for this file (peers go on; the fetch fails if none has it)."""
+        self.counters.origin_bad += 1
+        self.origin_strikes += 1
+        if self.origin_strikes >= self.config.max_strikes and self.origin:
+            self.origin = False
+            self.origin_inflight.clear()
+            self.counters.origin_dropped += 1
+        else:
+            self._origin_failed(now)
 
     def _got(self, index: int, data: bytes, proof: list[bytes], peer: bytes | None) -> None:
         self.have.add(index)
@@ -480,7 +515,8 @@ class FileSwarm:
     def _pick(self, now: float) -> None:
         m = self.manifest
         cfg = self.config
-        waited = now - self.started >= cfg.origin_after  # peers had their chance to answer
+        # peers had their chance to answer, and the origin is not backing off
+        waited = now - self.started >= cfg.origin_after and now >= self.origin_retry_at
         if m is None:
             if self.origin and waited and -1 not in self.origin_inflight:
                 self.origin_inflight[-1] = now
@@ -559,7 +595,7 @@ class FileSwarm:
             t = min(t, self._have_at + self.config.have_every)
         if not self.complete and self.origin:
             # origin decisions that become due later (each checked once, after _checked)
-            checks = [self.started + self.config.origin_after]
+            checks = [self.started + self.config.origin_after, self.origin_retry_at]
             checks += [at + ORIGIN_TIMEOUT for at in self.origin_inflight.values()]
             checks += [at + self.config.origin_after
                        for p in self.peers.values() for _, at in p.inflight.values()]
@@ -582,7 +618,7 @@ class FileSwarm:
         for i, at in list(self.origin_inflight.items()):
             if now - at >= ORIGIN_TIMEOUT:
                 del self.origin_inflight[i]
-                self.counters.origin_failures += 1
+                self._origin_failed(now)
         if self._have_dirty and now >= self._have_at + self.config.have_every:
             self._have_dirty = False
             self._have_at = now

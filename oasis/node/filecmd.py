@@ -10,6 +10,7 @@ import asyncio
 import random
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,12 +125,19 @@ def write_output(src: Path, out: str | None, name: str, cid: str) -> Path:
     raise ValueError(f"could not find a free name for {name or cid}; give -o")
 
 
+class FetchFailed(RuntimeError):
+    """The fetch ended without the file (refused, or nothing came for ``--timeout`` s)."""
+
+
 async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str], keep_seeding: bool,
-              play: bool) -> int:
-    """Fetch ``target``; 0 once it is whole (and written to ``out``), 130 if stopped before."""
+              play: bool, stall_timeout: float = 60.0) -> int:
+    """Fetch ``target``; 0 once it is whole (and written to ``out``), 1 if it failed (refused,
+    or no block for ``stall_timeout`` s: 0 = wait for ever), 130 if stopped before."""
     check_output(out)  # before anything is fetched: a bad -o is no surprise at the end
     node, files, runner, gateway = await _start(o)
     complete = False
+    failed: list[str] = []
+    player_proc: asyncio.subprocess.Process | None = None
     try:
         link = files.parse_target(target)
         if not (link.peers or peers or link.origin or o.origin) and not files.holds(link.cid):
@@ -142,8 +150,8 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
         if play:
             player = shutil.which("ffplay") or shutil.which("mpv") or shutil.which("vlc")
             if player:
-                await asyncio.create_subprocess_exec(player, st["url"], stdout=asyncio.subprocess.DEVNULL,
-                                                     stderr=asyncio.subprocess.DEVNULL)
+                player_proc = await asyncio.create_subprocess_exec(
+                    player, st["url"], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
             else:
                 keep = "" if keep_seeding else " (served until the download ends; add --seed to keep it)"
                 print(f"no player found: open {st['url']}{keep}", file=sys.stderr)
@@ -158,17 +166,39 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                 bar.start()
                 task = bar.add_task("fetching", total=None)
             waiter = asyncio.ensure_future(stop.wait())
+            cid = st["cid"]
+            have, progress_at = -1, time.monotonic()
             try:
-                while files.status(st["cid"])["state"] == "fetching":
+                while True:
+                    why = files.failure(cid)
+                    if why is not None:
+                        failed.append(why)
+                        return
+                    s = files.status(cid)
+                    if s["state"] != "fetching":
+                        break
+                    if s["have_blocks"] != have:
+                        have, progress_at = s["have_blocks"], time.monotonic()
+                    left = None
+                    if stall_timeout > 0:
+                        left = progress_at + stall_timeout - time.monotonic()
+                        if left <= 0:
+                            failed.append(_stalled(files, cid, stall_timeout))
+                            return
                     nxt = asyncio.ensure_future(sub.get())
-                    done, _ = await asyncio.wait({nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait({nxt, waiter}, timeout=left,
+                                                 return_when=asyncio.FIRST_COMPLETED)
                     if waiter in done:
                         nxt.cancel()
                         return
+                    if nxt not in done:
+                        nxt.cancel()
+                        continue  # the no-progress check above
                     ev = nxt.result()
                     if bar is not None and ev.kind == "file.progress":
                         bar.update(task, total=ev.data["blocks"], completed=ev.data["have_blocks"])
             finally:
+                waiter.cancel() if failed else None
                 if bar is not None:
                     bar.stop()
                 sub.close()
@@ -179,10 +209,29 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
             emit(s | {"output": str(dest)})
             if keep_seeding:
                 await stop.wait()
+            elif player_proc is not None and player_proc.returncode is None:
+                # the player reads from our gateway: serve it until it is closed
+                print("serving the player until it is closed (Ctrl-C to stop)", file=sys.stderr)
+                closed = asyncio.ensure_future(player_proc.wait())
+                await asyncio.wait({closed, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                closed.cancel()
             waiter.cancel()
 
         await run_until_stopped(main)
     finally:
         await node.close()
         await runner.cleanup()
+    if failed:
+        raise FetchFailed(failed[0])
     return 0 if complete else 130
+
+
+def _stalled(files: Files, cid: str, seconds: float) -> str:
+    """What a getter says when nothing came for ``seconds``: who was tried and how it went."""
+    c = files.entry(cid).swarm.counters
+    s = files.status(cid)
+    got = f"{s['have_blocks']} of {s['blocks']} blocks" if s["blocks"] else "not even the manifest"
+    return (f"no block of {cid[:16]}... for {seconds:g} s ({got}): {s['peers']} peers holding it "
+            f"({c.peers_dropped} dropped as hostile, {c.request_timeouts} requests timed out), the "
+            f"origin {c.origin_requests} requests ({c.origin_failures} failed, {c.origin_bad} bad"
+            f"{', given up' if c.origin_dropped else ''}); --timeout 0 waits for ever")

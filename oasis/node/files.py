@@ -80,6 +80,8 @@ def file_sid(cid: bytes) -> StreamId:
     a file's "stream", so no record under it is a stream record (nobody's descriptor)."""
     return StreamId(_ZERO_KEY, base64.b32encode(cid).decode().lower()[:32])
 
+MAX_FAILURES = 64  #: fetch failures remembered (Files.failures)
+
 class FileEntry:
     def __init__(self, files: Files, cid: bytes, swarm: fs.FileSwarm, *, pinned: bool,
                  origin: str | None) -> None:
@@ -151,6 +153,9 @@ class Files:
         self.budget = fs.UploadBudget.of(self.config, node.clock())
         self.gateway_url = gateway_url  #: set by the runtime once the gateway listens
         self.entries: dict[bytes, FileEntry] = {}
+        #: why a fetch ended without the file (newest last, at most MAX_FAILURES): a getter
+        #: waiting on it says so and exits instead of waiting for ever
+        self.failures: dict[bytes, str] = {}
         self.rng = random.Random(node.rng.random())
         self.c: dict[str, int] = {k: 0 for k in (
             "files_unknown_cid", "files_dht_providers", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
@@ -408,7 +413,7 @@ class Files:
         except ValueError as exc:
             self.c["files_disk_cap_refused"] += 1
             log.warning("not fetching %s: %s", e.text, exc)
-            self._drop(e)
+            self.fail(e, f"not fetched: {exc}")
             return
         (e.dir / "manifest").write_bytes(m.encode())
         for name, size in (("data", m.size), ("proofs", m.blocks * PROOF_SLOT)):
@@ -632,6 +637,23 @@ class Files:
                 continue
             if len(self.entries) < MAX_FILES:
                 self._add(cid, m, tree, pinned=(d / "pin").exists(), origin=None)
+
+    def fail(self, e: FileEntry, reason: str) -> None:
+        """End ``e``'s fetch without the file: remember why, tell the event feed, drop it."""
+        self.failures.pop(e.cid, None)
+        self.failures[e.cid] = reason
+        while len(self.failures) > MAX_FAILURES:
+            del self.failures[next(iter(self.failures))]
+        self.node.events.publish("file.failed", {"cid": e.text, "error": reason})
+        self._drop(e)
+
+    def failure(self, cid: str) -> str | None:
+        """Why the fetch of ``cid`` ended without the file, if it did."""
+        try:
+            raw = parse_cid(cid)
+        except ContentError:
+            return None
+        return self.failures.get(raw)
 
     def _drop(self, e: FileEntry) -> None:
         e.stopped = True

@@ -191,6 +191,44 @@ def test_origin_block_that_fails_verification_is_not_stored() -> None:
     assert not any(isinstance(a, fs.StoreBlock) for a in sw.actions())
 
 
+def test_a_dead_origin_is_backed_off_not_hammered() -> None:
+    """No peer, an origin that fails every fetch (a dead port, a 404 for an unknown cid):
+    the getter asked it 280-900 times a second for as long as it ran. Now a failed round
+    backs it off 0.25 s, doubling to 8 s: a minute costs a few dozen requests."""
+    sw = fs.FileSwarm(CID, manifest=None, origin=True, now=0.0)
+    asked = 0
+    t = 0.0
+    for _ in range(100_000):  # drive the timer for 60 simulated seconds
+        if t >= 60.0:
+            break
+        sw.handle_timer(t)
+        for a in sw.actions():
+            if isinstance(a, fs.FetchOrigin):
+                asked += 1
+                sw.on_origin_manifest(None, t + 0.01)  # fails at once
+        nxt = sw.get_timer()
+        t = max(t + 0.001, nxt if nxt is not None else t + 1.0)
+    assert 8 <= asked <= 20, asked
+    assert sw.counters.origin_failures == asked and sw.origin_backoff == fs.ORIGIN_BACKOFF_MAX
+
+
+def test_a_lying_origin_is_given_up_after_three_bad_answers() -> None:
+    """An origin that serves blocks that do not verify is struck like a peer: at the third
+    bad answer it is not asked again (a lying origin served 10,690 bad blocks in 12 s)."""
+    sw = fs.FileSwarm(CID, manifest=M, origin=True, now=0.0)
+    sw.handle_timer(1.0)
+    fetches = [a.index for a in sw.actions() if isinstance(a, fs.FetchOrigin)]
+    assert len(fetches) == sw.config.origin_parallel
+    for k, i in enumerate(fetches[:3]):
+        sw.on_origin_block(i, wire.BlockMsg(cid=CID, index=i, data=block(i + 1), proof=TREE.proof(i)), 1.1 + k)
+    assert sw.counters.origin_bad == 3 and sw.counters.origin_dropped == 1 and not sw.origin
+    sw.actions()
+    for t in (5.0, 20.0, 60.0):
+        sw.handle_timer(t)
+        assert not [a for a in sw.actions() if isinstance(a, fs.FetchOrigin)]
+    assert not sw.have
+
+
 def test_urgent_window_follows_the_reader() -> None:
     sw = fs.FileSwarm(CID, fs.FileSwarmConfig(max_inflight=4, window=4), now=0.0)
     sw.add_peer(b"S" * 32, 0.0)

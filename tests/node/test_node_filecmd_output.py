@@ -44,3 +44,25 @@ def test_a_bad_output_path_is_refused_before_the_fetch(tmp_path: Path) -> None:
     check_output(str(tmp_path / "x.mp4"))
     check_output("x.mp4")
     check_output(None)
+
+
+def test_a_get_with_nothing_to_fetch_from_gives_up_and_says_why(tmp_path: Path) -> None:
+    """A link whose origin is dead (and no peer): ``oasis get`` went on for ever, silent,
+    asking the origin hundreds of times a second. Now it backs the origin off and, after
+    ``--timeout`` seconds without a block, exits 1 naming what it tried."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    link = f"oasis://file/{CID[:3]}2wtwgemwoiohfcnpu3na7v7rtriywhlpzahwvrdk5cbungqcgncq?o=http://127.0.0.1:{dead}"
+    r = subprocess.run([sys.executable, "-m", "oasis", "get", link, "--data-dir", str(tmp_path / "g"),
+                        "--timeout", "3", "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "no block of" in r.stderr and "for 3 s (not even the manifest)" in r.stderr, r.stderr
+    asked = int(r.stderr.split("the origin ")[1].split(" requests")[0])
+    assert 1 <= asked <= 10, r.stderr  # backed off, not hammered
+    assert not (tmp_path / "out").exists()
