@@ -59,6 +59,7 @@ class ContentError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.detail = message  #: the message without its code
 
 
 class Manifest(Struct, array_like=True, frozen=True, forbid_unknown_fields=True):

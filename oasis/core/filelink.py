@@ -59,7 +59,7 @@ def parse(text: str) -> FileLink:
     try:
         cid = parse_cid(parts.path.lstrip("/"))
     except ContentError as exc:
-        raise LinkError("bad_cid", str(exc)) from None
+        raise LinkError(exc.code, exc.detail) from None
     peers: list[tuple[bytes, str, int]] = []
     origin: str | None = None
     for k, v in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)):

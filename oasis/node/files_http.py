@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 MAX_READERS = 64  #: concurrent /files responses per gateway
-_RANGE_RE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
+_RANGE_RE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$", re.IGNORECASE)  # the unit is case-insensitive (RFC 9110 §14.1)
 _INDEX_RE = re.compile(r"^[0-9]{1,6}$")
 IMMUTABLE = "public, max-age=31536000, immutable"
 

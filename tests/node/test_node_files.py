@@ -125,6 +125,7 @@ def test_range_parser() -> None:
     assert parse_range("bytes=5-1", 100) is None  # invalid: ignored
     assert parse_range("bytes=0-1,5-6", 100) is None  # several ranges: whole file
     assert parse_range("items=0-1", 100) is None
+    assert parse_range("Bytes=0-9", 100) == parse_range("BYTES=0-9", 100) == (0, 9)  # RFC 9110: any case
     assert parse_range("bytes=" + "9" * 30 + "-", 100) is None
 
 
