@@ -492,7 +492,10 @@ class PeerPolicy(Generic[L]):
         self._remember(peer, p, now)
         for skey in p.joined:
             self._actions.append(RemovePeer(peer, skey))
-        if p.dialled and code in (ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_ERRORS):
+        if p.dialled and code in (ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_ERRORS, ErrorCode.TIMEOUT):
+            # refused, banned, or closed for joining nothing / going silent (by either side,
+            # or the connection timed out): not dialled again at once (a silent fake relay was
+            # re-dialled 0.1 s after each 30 s silence close, however long its link had lived)
             self.dials.back_off(peer, now)
         elif p.dialled and now - p.since >= self.config.stable_link:
             self.dials.stable(peer)

@@ -494,6 +494,31 @@ def test_a_peer_that_keeps_refusing_backs_off_longer_each_time_and_a_stable_link
     assert addr not in p.dials.backoff
 
 
+def test_a_peer_closed_for_silence_is_not_dialled_again_at_once():
+    """A relay we dialled claims a feed, then says nothing: the sweep closes it (TIMEOUT)
+    after 30 s. It used to be re-dialled 0.1 s later (its 30 s link counted as stable), and
+    the cycle went on; now its address backs off like a refusing peer's, longer each time."""
+    p = policy(target_neighbours=1, dial_extra=0, backoff_base=1.0, stable_link=30.0,
+               sweep_interval=1.0, silence_timeout=30.0)
+    c = cands(1)
+    addr = ("10.0.0.1", 4000)
+    now = 0.0
+    for i in range(3):
+        p.on_candidates(c, now, verified=True)
+        (d,) = of(p.actions(), pp.Dial)
+        p.link_up(f"s{i}", d.peer, dialled=True, now=now)
+        p.handle_timer(now + 31.0)  # the sweep: silent for 30 s
+        (close,) = [a for a in of(p.actions(), pp.CloseLink) if a.link == f"s{i}"]
+        assert close.code == ErrorCode.TIMEOUT
+        now += 31.0
+        p.link_down(f"s{i}", d.peer, now=now, code=ErrorCode.TIMEOUT)
+        failures, until = p.dials.backoff[addr]
+        assert failures == i + 1 and until - now >= 2 ** i
+        p.on_candidates(c, now + 0.1, verified=True)
+        assert of(p.actions(), pp.Dial) == []  # not at once
+        now = until + 0.01
+
+
 def test_links_that_join_nothing_or_go_silent_are_closed_and_scored():
     p = policy(sweep_interval=1.0, join_timeout=10.0, silence_timeout=30.0)
     idle, quiet, talker = key(1), key(2), key(3)
