@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -40,7 +41,28 @@ class FileOptions:
     upload_mbps: float = 0.0  #: serving budget per file, Mbit/s (0: the core's default, 512)
 
 
+_LOCKS: list[Any] = []  #: the data directories this process holds (open lock files)
+
+
+def _lock_data_dir(data_dir: str) -> None:
+    """One ``publish``/``get`` per data directory: two sharing one (the default
+    ``~/.local/share/oasis/get``) raced on its file store, and one never finished."""
+    import fcntl
+
+    from oasis.datafiles import private_dir
+
+    f = open(private_dir(data_dir) / "files.lock", "a+")  # noqa: SIM115 - held while we run
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise ValueError(f"{data_dir} is in use by another `oasis publish` or `oasis get` "
+                         "(one at a time per data directory): wait for it, or give --data-dir") from None
+    _LOCKS.append(f)
+
+
 async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
+    _lock_data_dir(o.data_dir)
     ident = load_or_create(o.data_dir)
     host, port = parse_hostport(o.listen, "--listen")
     # a file node keeps no live neighbours: the policy dials nobody on its own (file swarms dial)

@@ -66,3 +66,19 @@ def test_a_get_with_nothing_to_fetch_from_gives_up_and_says_why(tmp_path: Path) 
     asked = int(r.stderr.split("the origin ")[1].split(" requests")[0])
     assert 1 <= asked <= 10, r.stderr  # backed off, not hammered
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_get_in_the_same_data_directory_is_refused_not_left_hanging(tmp_path: Path) -> None:
+    """Two ``oasis get`` sharing a data directory (the default one) raced on its file store
+    and one never finished: the second is now refused at once, naming the directory."""
+    import fcntl
+    import subprocess
+    import sys
+
+    (tmp_path / "g").mkdir(mode=0o700)
+    with open(tmp_path / "g" / "files.lock", "a+") as held:  # as a running `oasis get` holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = subprocess.run([sys.executable, "-m", "oasis", "get", CID, "--origin", "http://127.0.0.1:9",
+                            "--data-dir", str(tmp_path / "g"), "--timeout", "5"],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "is in use by another `oasis publish` or `oasis get`" in r.stderr, r.stderr
