@@ -787,3 +787,23 @@ def test_chunks_of_a_stream_not_joined_are_scored_until_the_sender_is_banned():
     joined_peer(p, key(2), "h")
     assert all(p.on_chunk("h", key(2), SKEY, 2.0) for _ in range(100))
     assert not p.is_banned(key(2), 2.0)
+
+
+def test_a_file_transfer_fits_the_message_budget_and_other_floods_do_not():
+    """A download from one peer is one BLOCK_REQUEST and one BLOCK per 32 KiB block: at a
+    full token each, ~440 of them in a second met the budget (burst 400, 200 a second) and
+    the rest were dropped (a 20 MB file stalled ~12 s). They cost a tenth now: 1,500 of each
+    in 1.5 s pass; 1,500 STATUS in the same time still go over."""
+    p = policy()
+    joined_peer(p, key(1), "f")
+    cid = b"\x05" * 32
+    for i in range(1500):
+        t = 1.0 + i / 1000
+        assert p.on_message("f", key(1), wire.BlockRequest(cid=cid, indices=[i]), t) == pp.TO_NODE
+        assert p.on_message("f", key(1), wire.BlockMsg(cid=cid, index=i, data=b"x" * 100, proof=[]), t) == pp.TO_NODE
+    assert p.counters.messages_over_budget == 0
+    q = policy()
+    joined_peer(q, key(2), "s")
+    for i in range(1500):
+        q.on_message("s", key(2), status(), 1.0 + i / 1000)
+    assert q.counters.messages_over_budget > 0
