@@ -393,17 +393,21 @@ async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]
     through the link's bootstrap peers, verified against the stream key. On failure the
     node is closed and ``ValueError`` says why."""
     raw = None
+    t0 = time.monotonic()
     if node.dht is not None:
         raw = await node.dht.find_descriptor(
             sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], SHORT_LINK_TIMEOUT)
+    took = time.monotonic() - t0
     try:
         if raw:
             return verified_descriptor_json(raw, sid)
     except DescriptorError as exc:
         log.warning("DHT gave a bad descriptor: %s", exc)
     await node.close()
-    raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers in "
-                     f"{SHORT_LINK_TIMEOUT:g} s (DHT); give a full link or a tracker")
+    why = (f"in {SHORT_LINK_TIMEOUT:g} s" if took >= SHORT_LINK_TIMEOUT - 0.5
+           else f"(the DHT lookup ended after {took:.1f} s: no bootstrap peer answered with it)")
+    raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers {why}; "
+                     "give a full link or a tracker")
 
 
 async def bootstrap_loop(node: Node, boots: tuple[Bootstrap, ...]) -> None:
