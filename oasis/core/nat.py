@@ -106,10 +106,11 @@ class NatCounters:
     punch_offers_relayed: int = 0
     punch_relay_refused: int = 0  #: INTRO over budget, or B not our neighbour
     punch_accepted: int = 0  #: OFFERs we answered (and dialled)
-    punch_refused: int = 0  #: OFFERs over budget, no room, banned or unsolicited
+    punch_refused: int = 0  #: OFFERs (or GOs) over the dial budget; OFFERs with no room, banned or unsolicited
     punch_go_relayed: int = 0
     punch_go_received: int = 0
     punch_unexpected: int = 0  #: ACCEPT/GO matching nothing we sent
+    punch_backed_off: int = 0  #: punch dials not made: the address failed lately (backed off)
     punch_linked: int = 0  #: peers we asked to be introduced to (INTRO) and then linked
 
 
@@ -377,6 +378,14 @@ class Introductions:
                 return
             del self.pending[msg.nonce]
             c.punch_go_received += 1
+            # the address is the introducer's word, as an OFFER's is: the same node-wide
+            # budget of punch dials (a hostile introducer answered every INTRO with a GO
+            # naming a victim: 60 dials in 20 s, beyond the budget OFFERs keep)
+            if self.accept_bucket is None:
+                self.accept_bucket = _Bucket(cfg.accept_burst, now)
+            if not self.accept_bucket.take(now, cfg.accept_rate, cfg.accept_burst):
+                c.punch_refused += 1
+                return
             self.out.append(PunchDial(now, msg.peer, msg.host, msg.port))
         else:
             c.punch_unexpected += 1

@@ -772,6 +772,12 @@ class PeerPolicy(Generic[L]):
         if a.peer in self.peers or self.is_banned(a.peer, now):
             self.dials.dialling.pop(a.peer, None)
             return
+        if self.dials.backed_off((a.host, a.port), now):
+            # a punched address that failed is backed off as any dialled one (a hostile
+            # introducer's OFFERs and GOs named one victim address 40 times over)
+            self.nat.counters.punch_backed_off += 1
+            self.dials.dialling.pop(a.peer, None)
+            return
         self.dials.dialling[a.peer] = now + self.config.dial_timeout
         self.dials.dial_addr[a.peer] = (a.host, a.port)
         self.counters.dial_attempts += 1

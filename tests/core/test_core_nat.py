@@ -268,6 +268,40 @@ def test_offer_flood_dials_at_most_the_accept_budget() -> None:
     assert b.nat.counters.punch_refused >= 94
 
 
+def test_a_punched_address_that_failed_is_backed_off_and_gos_share_the_dial_budget() -> None:
+    """A hostile introducer names one victim address in OFFER after OFFER (40 dials, 360
+    Initials, none backed off) or answers every INTRO with a GO naming it (60 dials in 20 s,
+    outside the OFFER budget). A punched address that failed now backs off like any dialled
+    address, and GOs spend the same node-wide budget of punch dials."""
+    net = Net(3, accept_rate=0.5, accept_burst=6.0)
+    net.link(2, 3)
+    b = net.p[2]
+    t = 0.0
+    for n in range(40):  # one OFFER a second, each naming the victim under a new key
+        b.on_message(("L", 2, 3), key(3), wire.Punch(phase=Phase.OFFER, peer=key(50 + n), nonce=n,
+                                                    host="192.0.2.7", port=4433), t)
+        net.tick(t + 0.5)
+        for _, d in [x for x in net.dials if x[0] == 2 and x[1].peer == key(50 + n)]:
+            b.dial_failed(d.peer, t + 0.9)  # nobody answers there
+        t += 1.0
+    victim = [d for i, d in net.dials if i == 2 and d.host == "192.0.2.7"]
+    assert 1 <= len(victim) <= 6, len(victim)  # 1 s, 2, 4, 8, 16 s of back-off in 40 s
+    assert b.nat.counters.punch_backed_off >= 15  # (the rest over the accept budget)
+    # GOs: A asks R for introductions; R answers each with a GO naming a fresh victim port
+    net2 = Net(3, accept_rate=0.5, accept_burst=6.0)
+    net2.link(1, 3)
+    a = net2.p[1]
+    for n in range(16):  # (at most 16 introductions wait at once)
+        assert a.nat.introduce(key(60 + n), key(3), 0.0)
+    nonces = sorted(a.nat.pending)
+    for k, nonce in enumerate(nonces):
+        a.on_message(("L", 1, 3), key(3), wire.Punch(phase=Phase.GO, peer=a.nat.pending[nonce].target,
+                                                    nonce=nonce, host="192.0.2.8", port=5000 + k), 0.1)
+    a._take_nat_actions(0.1)
+    assert len([d for i, d in net2.dials if i == 1]) + len(a._punch_dials) <= 6
+    assert a.nat.counters.punch_refused >= 10
+
+
 def test_an_introduction_without_go_expires_and_frees_the_dial_slot() -> None:
     net = Net(3, punch_timeout=6.0)
     net.link(1, 3)
