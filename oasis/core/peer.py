@@ -89,6 +89,31 @@ def ip_key(host: str) -> str | None:
     return str(ip)
 
 
+#: addresses on one IP (an IPv6 /64) taken from one answer that names where to dial (a DHT
+#: providers lookup): signed records are cheap (keys are free), so one host could otherwise
+#: make a node dial dozens of its ports
+MAX_PER_IP_IN_ANSWER = 4
+
+
+def cap_per_ip(addrs: Iterable[tuple[bytes, str, int]],
+               cap: int = MAX_PER_IP_IN_ANSWER) -> tuple[list[tuple[bytes, str, int]], int]:
+    """``(key, host, port)`` entries, at most ``cap`` per IP (loopback exempt, as in
+    :func:`ip_key`), in order; and how many were left out."""
+    seen: dict[str, int] = {}
+    out = []
+    dropped = 0
+    for key, host, port in addrs:
+        k = ip_key(host)
+        if k is not None:
+            n = seen.get(k, 0)
+            if n >= cap:
+                dropped += 1
+                continue
+            seen[k] = n + 1
+        out.append((key, host, port))
+    return out, dropped
+
+
 class Offence(enum.IntEnum):
     VIOLATION = 0  #: the session reported malformed or unexpected input
     UNJOINED = 1  #: a message for a stream the peer has not joined

@@ -69,7 +69,7 @@ class DhtDriver:
         self.dht = dh.Dht(node.identity.public, identity=node.identity, config=config,
                           rng=node.rng, now=self.clock())
         self.counters = {"dht_dials": 0, "dht_dial_failures": 0, "dht_sends_failed": 0,
-                         "dht_providers_offered": 0, "dht_descriptors": 0, "dht_joins": 0}
+                         "dht_providers_offered": 0, "dht_providers_per_ip_dropped": 0, "dht_descriptors": 0, "dht_joins": 0}
         self._waiting: dict[bytes, list[wire.Message]] = {}
         self._dialling: dict[bytes, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -193,7 +193,10 @@ class DhtDriver:
         if d is None:
             return []
         me = self.node.identity.public
-        return [(r.provider, h, p) for r in d.providers if r.provider != me for h, p in r.addrs[:1]]
+        kept, dropped = pp.cap_per_ip((r.provider, h, p) for r in d.providers if r.provider != me
+                                      for h, p in r.addrs[:1])
+        self.counters["dht_providers_per_ip_dropped"] += dropped
+        return kept
 
     def stream_removed(self, sid: StreamId) -> None:
         """We no longer carry ``sid``: stop announcing it (its records expire on their own)."""
@@ -357,8 +360,10 @@ class DhtDriver:
         if d.kind != "providers" or skey is None:
             return
         me = self.node.identity.public
-        found = [pp.Candidate(r.provider, h, p) for r in d.providers if r.provider != me
-                 for h, p in r.addrs[:1]]
+        kept, dropped = pp.cap_per_ip((r.provider, h, p) for r in d.providers if r.provider != me
+                                      for h, p in r.addrs[:1])
+        self.counters["dht_providers_per_ip_dropped"] += dropped
+        found = [pp.Candidate(k, h, p) for k, h, p in kept]
         if found:
             self.counters["dht_providers_offered"] += len(found)
             self.node.offer_candidates(found, verified=True)
