@@ -241,7 +241,10 @@ class Files:
                 "blocks": m.blocks if m else 0, "have_blocks": len(e.swarm.have), "state": state,
                 "from_peers": c.bytes_from_peers, "from_origin": c.bytes_from_origin,
                 "url": f"{self.gateway_url}/files/{e.text}", "mime": m.mime if m else "",
-                "peers": len(e.swarm.peers), "served": c.bytes_served}
+                "peers": len(e.swarm.peers), "served": c.bytes_served,
+                # what the fetch refused: blocks that failed verification (peers or the
+                # origin) and peers dropped as hostile (a getter's summary says so)
+                "bad_blocks": c.bad_blocks, "peers_dropped": c.peers_dropped}
 
     def list(self) -> list[dict[str, Any]]:
         return [self.status(e.text) for e in self.entries.values()]

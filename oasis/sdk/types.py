@@ -173,6 +173,8 @@ class FileStatus(msgspec.Struct):
     from_peers: int
     from_origin: int
     url: str  #: gateway URL of the file (``/files/<cid>``)
+    bad_blocks: int = 0  #: blocks that failed verification (from peers or the origin)
+    peers_dropped: int = 0  #: peers dropped as hostile (bad blocks, lies)
 
 
 class Deleted(msgspec.Struct):

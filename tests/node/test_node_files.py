@@ -172,6 +172,8 @@ def test_forging_peer_is_banned_and_the_file_still_verifies(tmp_path: Path) -> N
             await getter.files.fetch(info["cid"], [f"{honest.peer_id}@{honest.host}:{honest.port}"])
             st = await _complete(getter.files, info["cid"])
             assert st["state"] == "complete"
+            # the status (a getter's summary, the API's FileStatus) says what was refused
+            assert st["bad_blocks"] >= 1 and st["peers_dropped"] == 1
             e2 = getter.files.entries[content.parse_cid(info["cid"])]
             assert (e2.dir / "data").read_bytes() == data
             # a FILE_WANT for a cid nobody holds is answered "none" and counted
