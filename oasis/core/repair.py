@@ -298,14 +298,7 @@ class RepairPicker:
                 w.origin_at = w.deadline
                 self.counters.origin_held += 1
             if use_origin and not w.origin_busy and now >= w.origin_at:
-                w.origin_busy = True
-                w.origin_tries += 1
-                w.origin_at = w.deadline  # re-armed by on_origin on failure
-                self.counters.origin_fetches += 1
-                if len(self.origin_sent) >= self.config.window_chunks:
-                    self.origin_sent.clear()  # answers lost by the adapter: start afresh
-                self.origin_sent[seq] = now
-                self.actions.append(FetchOrigin(seq, w.deadline))
+                self._fetch_origin(seq, w, now, w.deadline)
             if w.request_at < lo:
                 lo = w.request_at
             if w.deadline < lo:
@@ -326,23 +319,27 @@ class RepairPicker:
     # viewer that only the origin feeds was otherwise left behind for good: it asked for
     # and gave up seqs before the broadcaster made them).
 
-    def _probe(self, now: float) -> None:
-        seq = self.log.latest + 1
-        self.probe_seq = seq
-        self.unmade_at = now + self.unmade_backoff  # at the latest, if the answer is lost
-        self.counters.origin_probes += 1
-        if len(self.origin_sent) >= self.config.window_chunks:
-            self.origin_sent.clear()
-        self.origin_sent[seq] = now
-        w = self.wants.get(seq)
-        if w is not None and not w.origin_busy:
+    def _fetch_origin(self, seq: int, w: Want | None, now: float, deadline: float) -> None:
+        """Ask the origin for ``seq`` (for the want ``w``, if there is one)."""
+        if w is not None:
             w.origin_busy = True
             w.origin_tries += 1
+            w.origin_at = w.deadline  # re-armed by on_origin on failure
             self.counters.origin_fetches += 1
-        elif w is not None:
-            self.probe_seq = -1  # already asked: its answer is the probe
-            return
-        self.actions.append(FetchOrigin(seq, now + self.config.playout_delay))
+        if len(self.origin_sent) >= self.config.window_chunks:
+            self.origin_sent.clear()  # answers lost by the adapter: start afresh
+        self.origin_sent[seq] = now
+        self.actions.append(FetchOrigin(seq, deadline))
+
+    def _probe(self, now: float) -> None:
+        seq = self.log.latest + 1
+        self.unmade_at = now + self.unmade_backoff  # at the latest, if the answer is lost
+        self.counters.origin_probes += 1
+        w = self.wants.get(seq)
+        if w is not None and w.origin_busy:
+            return  # already asked: its answer is the probe
+        self.probe_seq = seq
+        self._fetch_origin(seq, w, now, now + self.config.playout_delay)
 
     def stall_over(self, now: float) -> None:
         low = self.stall_skip_low

@@ -220,7 +220,8 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                     if bar is not None and ev.kind == "file.progress":
                         bar.update(task, total=ev.data["blocks"], completed=ev.data["have_blocks"])
             finally:
-                waiter.cancel() if failed else None
+                if failed:
+                    waiter.cancel()
                 if bar is not None:
                     bar.stop()
                 sub.close()

@@ -536,14 +536,12 @@ class Node:
         elif isinstance(ev, ss.ChunkReceived):
             peer = link.peer_key
             # (the policy first, also for a stream we do not carry: it scores the sender)
-            if peer is None:
-                pass
-            elif self.policy.on_chunk(link, peer, ev.chunk.stream, self.clock()):
+            if peer is not None and self.policy.on_chunk(link, peer, ev.chunk.stream, self.clock()):
                 ls = self.streams.get(ev.chunk.stream)
                 if ls is not None:
                     ls.swarm.on_chunk(peer, ev.chunk, self.clock())
                     ls.pump()
-            else:
+            elif peer is not None:
                 self._run_policy()  # refused: scored, perhaps banned
         elif isinstance(ev, ss.Authenticated):
             # the address its packets come from (told to the peer: OBSERVED) and the RTT
