@@ -8,10 +8,11 @@ module does three things (docs/oftp.md §15):
 
 * **The address peers see** (:class:`MappingObserver`). On every link each side
   sends OBSERVED: the IP and port the other side's packets come from. A node keeps
-  the last report of up to ``max_observers`` peers. Its *public mapping* is an
-  address that at least two observers in different /24 networks (IPv4; /48 for
-  IPv6, as libp2p's and discv5's diversity rules) report -- one liar, or several
-  from one network, cannot set it. The kind
+  the last report of up to ``max_observers`` peers while their links are up. Its
+  *public mapping* is an address that at least two observers in different /24
+  networks (IPv4; /48 for IPv6, as libp2p's and discv5's diversity rules) report --
+  one liar, or several from one network, cannot set it; liars who left no longer
+  count. The kind
   of mapping follows: ``PUBLIC`` when it equals the listening address (no NAT),
   ``EIM`` when two networks agree on a port (endpoint-independent mapping: a punch
   can work; a minority of other ports is allowed, see ``_decide``), ``SYMMETRIC``
@@ -146,6 +147,14 @@ class MappingObserver:
             del self.reports[next(iter(self.reports))]
         self._decide()
         return True
+
+    def forget(self, observer: bytes) -> None:
+        """``observer``'s link is down: its report no longer counts. Reports outliving
+        their links let two liars in different networks who had left still set the
+        mapping (and the kind, so whether a node punches) until 16 newer observers
+        displaced them; a mapping stays while someone linked still sees it."""
+        if self.reports.pop(observer, None) is not None:
+            self._decide()
 
     def _decide(self) -> None:
         by_addr: dict[tuple[str, int], set[str]] = {}

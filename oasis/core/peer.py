@@ -514,6 +514,7 @@ class PeerPolicy(Generic[L]):
             return
         self._forget_peer(peer)
         self.nat.forget_introducer(peer)
+        self.mapping.forget(peer)
         if code == ErrorCode.TIMEOUT:
             p.score = self._decayed(p, now) + self.config.weights[Offence.TIMEOUT]
             p.score_t = now

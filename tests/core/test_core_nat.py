@@ -339,3 +339,28 @@ def test_a_mapping_survives_one_remapped_flow_and_follows_a_rebinding() -> None:
     m.observe(a, "198.18.1.1", "198.18.9.1", 40434)  # a rebinding: everyone sees a new port
     m.observe(c, "198.18.3.1", "198.18.9.1", 40434)
     assert (m.kind, m.public) == (NatKind.EIM, ("198.18.9.1", 40434))
+
+
+def test_liars_who_left_no_longer_set_the_mapping() -> None:
+    # two neighbours in different networks report an address of their choosing: while
+    # linked they are two votes (the design's bound); once their links are down their
+    # reports no longer count -- they used to outlive the links until 16 newer
+    # observers displaced them, and kept the node's mapping (and so whether it punches)
+    net = Net(5)
+    for liar in (2, 3):
+        net.link(1, liar)
+    net.link(1, 4)
+    me = net.p[1]
+    for liar in (2, 3):
+        me.on_message(("L", 1, liar), key(liar), wire.Observed(host="6.6.6.6", port=6666), net.now)
+    assert me.mapping.public == ("6.6.6.6", 6666) and me.mapping.kind == NatKind.EIM
+    for liar in (2, 3):
+        me.link_down(("L", 1, liar), key(liar), net.now + 1)
+        net.p[liar].link_down(("L", 1, liar), key(1), net.now + 1)
+    assert me.mapping.public is None and me.mapping.kind == NatKind.UNKNOWN
+    assert set(me.mapping.reports) == {key(4)}
+    net.link(1, 5)  # a second honest network decides
+    assert me.mapping.public == (public(1), 4000) and me.mapping.kind == NatKind.EIM
+    # and a mapping stays while one linked observer still sees it
+    me.link_down(("L", 1, 4), key(4), net.now + 2)
+    assert me.mapping.public == (public(1), 4000) and me.mapping.kind == NatKind.EIM
