@@ -127,6 +127,10 @@ class Endpoint(asyncio.DatagramProtocol):
             "preauth_chunk_data",  # chunk-stream data before authentication (stopped)
             "preauth_over_budget",  # links closed for too many bytes before authentication
             "reorder_over_cap",  # links closed for holding too many out-of-order stream bytes
+            # links closed before the OFTP handshake completed (TLS failed, wrong key, bad
+            # HELLO/AUTH, evicted, or silent): accepted ones, dialled ones, and of both
+            # those closed by the handshake deadline
+            "handshakes_failed_in", "handshakes_failed_out", "handshake_timeouts",
             "unexpected_streams", "tls_no_client_key", "tls_key_mismatch",
             "chunk_streams_reset", "delay_queue_drops", "control_send_refused",
             "quic_refused"), 0)  # a call the QUIC stack refused (its connection closed or failed)
@@ -382,6 +386,10 @@ class Endpoint(asyncio.DatagramProtocol):
         if isinstance(ev, ss.Authenticated) and not link.handshake_done.done():
             link.handshake_done.set_result(ev.peer_key)
         if isinstance(ev, ss.Closed) and not link.handshake_done.done():
+            c = self.counters
+            c["handshakes_failed_out" if link.session.is_dialler else "handshakes_failed_in"] += 1
+            if ev.code == ErrorCode.TIMEOUT and not ev.by_peer:
+                c["handshake_timeouts"] += 1
             link.handshake_done.set_exception(ConnectionError(f"{ev.code.name}: {ev.reason}"))
             link.handshake_done.exception()  # mark retrieved
         self.on_event(link, ev)

@@ -34,6 +34,7 @@ from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.core.wire import ErrorCode
 from oasis.node.admission import RatePerSource
+from oasis.node.http import prometheus
 from oasis.node.keystore import make_certificate
 from oasis.node.link import Link
 from oasis.node.node import Node
@@ -291,6 +292,11 @@ async def test_silent_diallers_time_out_and_do_not_block_an_honest_dial() -> Non
             if _code(c) == ErrorCode.TIMEOUT and c.handshake_at is not None and c.closed is not None:
                 assert c.closed.at - c.handshake_at <= ss.HANDSHAKE_TIMEOUT + SLACK
         assert ep.counters["halfopen_evicted"] == codes.count(ErrorCode.OVERLOADED) >= n - ep.max_halfopen
+        # every one is a failed handshake on /metrics, the deadline's ones counted apart
+        assert ep.counters["handshakes_failed_in"] == n
+        assert ep.counters["handshake_timeouts"] == codes.count(ErrorCode.TIMEOUT)
+        assert ep.counters["handshakes_failed_out"] == 0
+        assert f'oasis_endpoint_events_total{{event="handshakes_failed_in"}} {n}.0' in prometheus(b)
         assert len(ep.halfopen) == 0
         assert list(b.links_by_peer) == [a.identity.public]  # the honest neighbour stayed
     finally:
@@ -556,6 +562,20 @@ async def test_a_dialler_whose_tls_key_is_not_its_auth_key_is_refused(victim: st
         assert not await a.connect(b.peer_id, *b.endpoint.address, timeout=SLACK)
         await _wait(lambda: b.endpoint.counters["tls_key_mismatch"] == 1, SLACK)
         assert b.links_by_peer == {}
+        assert b.endpoint.counters["handshakes_failed_in"] == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_listener_that_is_not_the_dialled_peer_is_a_failed_handshake() -> None:
+    # an address that answers with another key (a stale record, a hijacked address)
+    a, b = await _node(), await _node()
+    try:
+        assert not await a.connect(Identity.generate().peer_id, *b.endpoint.address, timeout=SLACK)
+        assert a.endpoint.counters["handshakes_failed_out"] == 1
+        assert a.links_by_peer == {}
+        assert 'oasis_endpoint_events_total{event="handshakes_failed_out"} 1.0' in prometheus(a)
     finally:
         await a.close()
         await b.close()
