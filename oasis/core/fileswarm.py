@@ -180,6 +180,7 @@ class FileCounters:
     origin_failures: int = 0
     origin_bad: int = 0  #: blocks or manifests from the origin that failed verification
     origin_dropped: int = 0  #: the origin given up after max_strikes of those (a lying origin)
+    blocks_lost: int = 0  #: held blocks found damaged in the store: no longer held (fetched again)
 
 
 @dataclass
@@ -473,6 +474,22 @@ class FileSwarm:
         p = self.peers.get(peer)
         return p is not None and p.sending > 0
 
+    def lost(self, index: int, now: float, peer: bytes | None = None) -> None:
+        """Block ``index`` was read back from the store and did not verify (the disk, or
+        someone, changed the file): it is no longer held. ``peer``, whom it was being
+        served to, is told BLOCK_MISSING (it asks elsewhere at once rather than after a
+        timeout); every peer learns from the next HAVE; the block is fetched again like
+        any missing one (a publisher with no other copy cannot: it stays missing)."""
+        if index not in self.have:
+            return
+        self.have.discard(index)
+        self.proofs.pop(index, None)
+        self.counters.blocks_lost += 1
+        self._have_dirty = True
+        if peer is not None and peer in self.peers:
+            self._send(peer, wire.BlockMissing(cid=self.cid, index=index))
+        self._pick(now)
+
     def proof_of(self, index: int) -> list[bytes] | None:
         if self.tree is not None:
             return self.tree.proof(index)
@@ -498,6 +515,9 @@ class FileSwarm:
                     proof = self.proof_of(i)
                     if now - asked > (cfg.request_timeout if urgent else cfg.bulk_timeout):  # asked elsewhere by now
                         self.counters.serve_expired += 1
+                    elif i not in self.have:  # lost since it was queued (see lost)
+                        self.counters.serve_refused += 1
+                        self._send(k, wire.BlockMissing(cid=self.cid, index=i))
                     elif proof is not None:
                         bucket.tokens -= m.block_len(i)
                         self.counters.blocks_served += 1

@@ -82,6 +82,11 @@ def file_sid(cid: bytes) -> StreamId:
 
 MAX_FAILURES = 64  #: fetch failures remembered (Files.failures)
 
+
+class StoredBlockDamaged(OSError):
+    """A stored block no longer matches the manifest (see :meth:`FileEntry.read_block`)."""
+
+
 class FileEntry:
     def __init__(self, files: Files, cid: bytes, swarm: fs.FileSwarm, *, pinned: bool,
                  origin: str | None) -> None:
@@ -98,6 +103,7 @@ class FileEntry:
         self.changed = asyncio.Event()
         self.done = False
         self.stopped = False
+        self.damaged = False  #: a stored block was found changed on disk (said once)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._progress_at = 0.0
@@ -119,9 +125,18 @@ class FileEntry:
         return self._proofs_fd
 
     def read_block(self, index: int) -> bytes:
+        """Block ``index`` as stored, checked against the manifest (a leaf hash and its
+        proof: ~40 µs a block). A block changed on disk since it was verified (a failing
+        disk, a user editing the stored copy) is never served: :class:`StoredBlockDamaged`,
+        counted, and the swarm no longer holds it (a downloader fetches it again)."""
         m = self.manifest
         assert m is not None
-        return os.pread(self.fd(), m.block_len(index), index * BLOCK_SIZE)
+        data = os.pread(self.fd(), m.block_len(index), index * BLOCK_SIZE)
+        proof = self.swarm.proof_of(index)
+        if proof is None or not content.verify_block(m, index, data, proof):
+            self.files.damaged(self, index)
+            raise StoredBlockDamaged(f"block {index} of {self.text} changed on disk since it was verified")
+        return data
 
     def notify(self) -> None:
         self.changed.set()
@@ -160,7 +175,8 @@ class Files:
         self.c: dict[str, int] = {k: 0 for k in (
             "files_unknown_cid", "files_dht_providers", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
             "files_evicted", "files_origin_fetches", "files_origin_failures", "files_bad_stored",
-            "files_read_timeouts", "files_resumed", "files_resumed_blocks", "files_resume_bad_blocks")}
+            "files_read_timeouts", "files_resumed", "files_resumed_blocks", "files_resume_bad_blocks",
+            "files_stored_damaged")}
         #: totals of files no longer tracked (removed, evicted)
         self._closed = fs.FileCounters()
         #: downloads left unfinished by an earlier run: cid -> bytes on disk (counted against
@@ -349,8 +365,16 @@ class Files:
 
     # ---- the core's actions ----------------------------------------------------------------
     def _pump(self, e: FileEntry) -> None:
+        for _ in range(4):  # a damaged block served makes more actions (BLOCK_MISSING, a fetch)
+            actions = e.swarm.actions()
+            if not actions:
+                break
+            self._do(e, actions)
+        self._arm(e)
+
+    def _do(self, e: FileEntry, actions: builtins.list[fs.Action]) -> None:
         node = self.node
-        for a in e.swarm.actions():
+        for a in actions:
             if isinstance(a, fs.SendFile):
                 node.send_to(a.peer, a.message)
             elif isinstance(a, fs.ServeBlock):
@@ -360,7 +384,9 @@ class Files:
                         raise LookupError
                     data = e.read_block(a.index)
                 except (OSError, LookupError) as exc:
-                    if isinstance(exc, OSError):
+                    if isinstance(exc, StoredBlockDamaged):
+                        e.swarm.lost(a.index, node.clock(), a.peer)  # it asks elsewhere at once
+                    elif isinstance(exc, OSError):
                         log.warning("cannot read block %d of %s: %s", a.index, e.text, exc)
                     e.swarm.on_drained(a.peer, 0, node.clock())  # nothing went out: free its slot
                     continue
@@ -378,7 +404,6 @@ class Files:
             elif isinstance(a, fs.DropFilePeer):
                 node.policy.on_drop_peer(a.peer, ErrorCode.BAD_CHUNK, a.reason, node.clock())
                 node._run_policy()
-        self._arm(e)
 
     def _drained(self, link: Any) -> None:
         peer = link.peer_key
@@ -431,9 +456,10 @@ class Files:
         if e.stopped:
             return
         os.pwrite(e.fd(), a.data, a.index * BLOCK_SIZE)
-        # then its proof: a slot is written only after its block, so a resume trusts nothing unwritten
-        slot = bytes([len(a.proof)]) + b"".join(a.proof)
-        os.pwrite(e.proofs_fd(), slot.ljust(PROOF_SLOT, b"\0"), a.index * PROOF_SLOT)
+        if e.swarm.tree is None:  # (a whole file's block found damaged and fetched again: no proofs file)
+            # then its proof: a slot is written only after its block, so a resume trusts nothing unwritten
+            slot = bytes([len(a.proof)]) + b"".join(a.proof)
+            os.pwrite(e.proofs_fd(), slot.ljust(PROOF_SLOT, b"\0"), a.index * PROOF_SLOT)
         m = e.manifest
         assert m is not None
         now = self.node.clock()
@@ -528,13 +554,15 @@ class Files:
         return e.manifest
 
     async def block(self, e: FileEntry, index: int) -> bytes:
-        """Block ``index``, waiting (bounded) for it: the swarm fetches from here first."""
+        """Block ``index``, waiting (bounded) for it: the swarm fetches from here first.
+        A stored block found damaged is fetched again, within the same wait."""
         e.last_used = self.node.clock()
-        if index not in e.swarm.have:
-            e.swarm.want_from(index, self.node.clock())
-            self._pump(e)
-            loop = self.node.loop
-            end = loop.time() + READ_WAIT
+        loop = self.node.loop
+        end = loop.time() + READ_WAIT
+        while True:
+            if index not in e.swarm.have:
+                e.swarm.want_from(index, self.node.clock())
+                self._pump(e)
             while index not in e.swarm.have:
                 if e.stopped or loop.time() >= end:
                     self.c["files_read_timeouts"] += 1
@@ -543,7 +571,20 @@ class Files:
                     await asyncio.wait_for(e.changed.wait(), max(0.01, end - loop.time()))
                 except TimeoutError:
                     continue
-        return e.read_block(index)
+            try:
+                return e.read_block(index)
+            except StoredBlockDamaged:
+                e.swarm.lost(index, self.node.clock())
+                self._pump(e)
+
+    def damaged(self, e: FileEntry, index: int) -> None:
+        """Block ``index`` of ``e`` changed on disk since it was verified: counted, said
+        once per file (the caller tells the swarm, which no longer holds it)."""
+        if not e.damaged:
+            log.warning("stored copy of %s is damaged (block %d no longer matches its hash): "
+                        "not served; fetched again from peers where they hold it", e.text, index)
+        e.damaged = True
+        self.c["files_stored_damaged"] += 1
 
     def origin_block(self, cid: str, index: int) -> bytes:
         """The origin's answer for block ``index``: an encoded BLOCK message. LookupError if
@@ -553,7 +594,13 @@ class Files:
         proof = e.swarm.proof_of(index) if m is not None and 0 <= index < m.blocks else None
         if proof is None or index not in e.swarm.have:
             raise LookupError(f"block {index} not held")
-        return wire.encode(wire.BlockMsg(cid=e.cid, index=index, data=e.read_block(index), proof=proof))
+        try:
+            data = e.read_block(index)
+        except StoredBlockDamaged:
+            e.swarm.lost(index, self.node.clock())
+            self._pump(e)
+            raise LookupError(f"block {index} not held (the stored copy is damaged)") from None
+        return wire.encode(wire.BlockMsg(cid=e.cid, index=index, data=data, proof=proof))
 
     def origin_manifest(self, cid: str) -> bytes:
         m = self._entry(cid).manifest

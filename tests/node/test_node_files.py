@@ -286,6 +286,57 @@ def test_an_interrupted_download_resumes_and_re_verifies_what_it_kept(tmp_path: 
     asyncio.run(run())
 
 
+def test_a_stored_block_damaged_while_running_is_never_served_and_is_fetched_again(tmp_path: Path) -> None:
+    from oasis.core.content import BLOCK_SIZE
+
+    data = __import__("os").urandom(8 * BLOCK_SIZE)
+
+    def rot(d: Path, index: int) -> None:  # the disk (or a user) changes the stored copy
+        with open(d / "data", "r+b") as f:
+            f.seek(index * BLOCK_SIZE + 7)
+            b = f.read(1)
+            f.seek(index * BLOCK_SIZE + 7)
+            f.write(bytes([b[0] ^ 0xFF]))
+
+    async def run() -> None:
+        pub, seeder, getter = await _nodes(3, tmp_path)
+        try:
+            (tmp_path / "f.bin").write_bytes(data)
+            info = await pub.files.publish(str(tmp_path / "f.bin"))
+            cid = info["cid"]
+            await seeder.files.fetch(cid, [f"{pub.peer_id}@{pub.host}:{pub.port}"])
+            assert (await _complete(seeder.files, cid))["state"] == "complete"
+            e = pub.files.entries[content.parse_cid(cid)]
+            # 1. the player reads a damaged block: the publisher fetches it again from the
+            # seeder and plays the right bytes; its stored copy is whole again
+            rot(e.dir, 3)
+            assert await pub.files.block(e, 3) == data[3 * BLOCK_SIZE: 4 * BLOCK_SIZE]
+            assert pub.counters["files_stored_damaged"] == 1 and pub.counters["files_blocks_lost"] == 1
+            await until(lambda: (e.dir / "data").read_bytes() == data, 20, what="the stored copy healed")
+            await until(lambda: e.swarm.complete and e.done, 20, what="complete again")
+            # 2. a peer asks for a damaged block and nobody else holds it: it gets BLOCK_MISSING,
+            # never the damaged bytes, and the publisher stops offering it
+            await seeder.close()
+            rot(e.dir, 6)
+            await getter.files.fetch(cid, [f"{pub.peer_id}@{pub.host}:{pub.port}"])
+            await until(lambda: getter.files.status(cid)["have_blocks"] == 7
+                        and pub.counters["files_stored_damaged"] >= 2, 20, what="7 good blocks")
+            assert getter.counters["files_bad_blocks"] == 0
+            assert pub.identity.public not in getter.banned
+            assert 6 not in e.swarm.have and pub.counters["files_blocks_lost"] == 2
+            with pytest.raises(LookupError, match="damaged|not held"):
+                pub.files.origin_block(cid, 6)  # the HTTP origin does not serve it either
+            g = getter.files.entries[content.parse_cid(cid)]
+            got = (g.dir / "data").read_bytes()
+            for i in (0, 1, 2, 3, 4, 5, 7):
+                assert got[i * BLOCK_SIZE: (i + 1) * BLOCK_SIZE] == data[i * BLOCK_SIZE: (i + 1) * BLOCK_SIZE]
+        finally:
+            for n in (pub, seeder, getter):
+                await n.close()
+
+    asyncio.run(run())
+
+
 def test_get_with_nothing_to_fetch_from_refuses_and_an_interrupted_get_fails(tmp_path: Path) -> None:
     """``oasis get CID`` naming no peer and no origin cannot ever complete: exit 2 with what
     to give, not a silent wait. A get stopped (SIGINT) before the file is whole exits 130, so
