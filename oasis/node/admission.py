@@ -20,10 +20,11 @@ a datagram may create *anything*:
 2. **The half-open table.** A connection whose OFTP session is not yet
    authenticated is *half-open*. Half-open links have their own cap (not the
    authenticated links') and a cap per source IP. When the table is full, the
-   oldest half-open link makes way for the newcomer (an honest handshake
-   takes a few round trips; a link that has been half-open the longest is the
-   likeliest to be idle); when one IP holds its share, its next one is
-   refused. Every half-open link also has the OFTP handshake deadline armed
+   oldest half-open link of the source IP holding the most makes way for the
+   newcomer (an honest handshake takes a few round trips; a link that has been
+   half-open the longest is the likeliest to be idle, and an address holding
+   many is the likeliest to be an attacker's); when one IP holds its share, its
+   next one is refused. Every half-open link also has the OFTP handshake deadline armed
    from the moment it is created.
 
 Both are pure bookkeeping: no socket, no clock of their own.
@@ -149,6 +150,17 @@ class HalfOpenTable(Generic[K]):
 
     def oldest(self) -> K | None:
         return next(iter(self._links), None)
+
+    def victim(self) -> K | None:
+        """The link to make way for a newcomer: the oldest of the source IP that holds the
+        most half-open links. Plain oldest-first let an attacker dialling from a few
+        addresses evict every honest handshake slower than its churn (a phone on a 1 s
+        RTT); now it evicts its own first, and only 32 or more addresses each holding
+        one can evict an honest dialler."""
+        if not self._links:
+            return None
+        top = max(self._by_ip.values())
+        return next(k for k, ip in self._links.items() if self._by_ip[ip] == top)
 
     def add(self, link: K, ip: str) -> None:
         self._links[link] = ip

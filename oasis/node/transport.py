@@ -82,8 +82,9 @@ class Endpoint(asyncio.DatagramProtocol):
     Admission of strangers: ``retry`` (default on) answers an Initial without
     a token with a stateless Retry; only an Initial echoing a valid token
     (``token_lifetime`` seconds) creates a connection. Links that are not yet
-    authenticated are *half-open*: at most ``max_halfopen`` (the oldest makes
-    way) and ``max_halfopen_per_ip`` per source IP (then refused); they do not
+    authenticated are *half-open*: at most ``max_halfopen`` (the oldest of the
+    source IP holding the most makes way) and ``max_halfopen_per_ip`` per source
+    IP (then refused); they do not
     take the ``max_links`` slots. ``max_links + max_halfopen`` bounds the links
     the endpoint holds in all. Every outcome is a counter in :attr:`counters`.
     """
@@ -121,7 +122,7 @@ class Endpoint(asyncio.DatagramProtocol):
             "retry_sent", "retry_token_invalid",  # address validation
             "retry_rate_limited",  # Initials without token over the per-IP Retry rate (dropped)
             "halfopen_refused",  # this source IP already holds its half-open share
-            "halfopen_evicted",  # the half-open table was full: its oldest made way
+            "halfopen_evicted",  # the half-open table was full: the oldest of its busiest IP made way
             "refused_links",  # no room at all (max_links + max_halfopen links held)
             "links_accepted",  # connections created for a validated Initial
             "preauth_chunk_data",  # chunk-stream data before authentication (stopped)
@@ -365,7 +366,7 @@ class Endpoint(asyncio.DatagramProtocol):
         return link
 
     def _admit(self, ip: str) -> bool:
-        """Room for one more half-open link from ``ip``? May evict the oldest half-open link."""
+        """Room for one more half-open link from ``ip``? May evict a half-open link (``HalfOpenTable.victim``)."""
         if self.halfopen.ip_full(ip):
             self.counters["halfopen_refused"] += 1
             return False
@@ -373,7 +374,7 @@ class Endpoint(asyncio.DatagramProtocol):
             self.counters["refused_links"] += 1
             return False
         if self.halfopen.full():
-            victim = self.halfopen.oldest()
+            victim = self.halfopen.victim()
             assert victim is not None
             self.counters["halfopen_evicted"] += 1
             self.halfopen.discard(victim)

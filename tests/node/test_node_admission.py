@@ -53,3 +53,16 @@ def test_half_open_table_counts_per_ip_and_keeps_age_order() -> None:
     h.discard("l1")
     h.discard("l1")  # twice is harmless
     assert not h.ip_full("ip1") and h.oldest() == "l2" and len(h) == 2
+
+
+def test_half_open_victim_is_the_oldest_of_the_busiest_address() -> None:
+    h: HalfOpenTable[str] = HalfOpenTable(cap=4, per_ip=3)
+    assert h.victim() is None
+    h.add("honest", "ip0")  # the oldest, alone at its address
+    for i in range(3):
+        h.add(f"a{i}", "ip1")
+    assert h.victim() == "a0"  # not the oldest overall
+    h.discard("a0")
+    h.discard("a1")
+    h.add("b0", "ip2")  # one each: plain age order
+    assert h.victim() == "honest"

@@ -306,6 +306,35 @@ async def test_silent_diallers_time_out_and_do_not_block_an_honest_dial() -> Non
         await b.close()
 
 
+async def test_a_slow_honest_handshake_is_not_evicted_by_a_few_addresses_churning() -> None:
+    # an honest dialler on a slow path (a phone, 1 s RTT) has finished QUIC but not yet
+    # sent HELLO when attackers from 8 addresses open 64 silent connections: the table
+    # (32) is full, and each newcomer evicts the oldest of the busiest address -- an
+    # attacker's. Plain oldest-first evicted the honest one first.
+    b = await _node()
+    dst = b.endpoint.address
+    ep = b.endpoint
+    honest = RawClient(Identity.generate())
+    clients: list[RawClient] = []
+    try:
+        await honest.open("127.0.0.1", dst)
+        await _wait(lambda: honest.handshake_at is not None, SLACK)
+        ips = [f"127.0.0.{i}" for i in range(2, 10)]
+        n = 2 * ep.max_halfopen
+        clients = await _silent_clients(n, ips, dst)
+        await _wait(lambda: sum(c.handshake_at is not None or c.closed is not None for c in clients) == n,
+                    SLACK)
+        assert ep.counters["halfopen_evicted"] >= n - ep.max_halfopen
+        assert honest.closed is None  # still half-open: it may yet send HELLO
+        await _wait(lambda: honest.closed is not None, ss.HANDSHAKE_TIMEOUT + SLACK)
+        assert _code(honest) == ErrorCode.TIMEOUT  # its own deadline, not an eviction
+    finally:
+        honest.stop()
+        for c in clients:
+            c.stop()
+        await b.close()
+
+
 async def test_one_address_dialling_fast_holds_at_most_its_share() -> None:
     """100 real QUIC dials (they follow the Retry) from one address as fast as they go."""
     b, a = await _node(), await _node()
