@@ -53,4 +53,13 @@ async def main(link: str, data_dir: str, rate: float, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("link", help="the stream link (oasis://...) to join")
+    ap.add_argument("data_dir", help="the spammer node's data directory")
+    ap.add_argument("rate", type=float, help="chat messages per second")
+    ap.add_argument("seconds", type=float, help="how long to send")
+    a = ap.parse_args()
+    asyncio.run(main(a.link, a.data_dir, a.rate, a.seconds))
