@@ -101,6 +101,42 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+LOCK_FILE = "node.lock"
+_HELD: dict[str, object] = {}  #: data directories this process holds -> the open lock file
+
+
+class DataDirInUse(ValueError):
+    """Another process runs a node on this data directory (see :func:`hold_data_dir`)."""
+
+
+def hold_data_dir(path: str | os.PathLike[str], command: str) -> None:
+    """One node per data directory: take ``<dir>/node.lock`` (flock, released when the
+    process ends, however it ends) for the process's life. Two processes on one data
+    directory were two nodes with one identity -- one starved of neighbours, a second
+    broadcaster of the same stream, ``api.json`` pointing at the wrong one. Raises
+    :class:`DataDirInUse` naming the holder (its command and pid)."""
+    import fcntl
+
+    d = private_dir(path)
+    key = str(d.resolve())
+    if key in _HELD:
+        return
+    f = open(d / LOCK_FILE, "a+")  # noqa: SIM115 - held while we run
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read(200).strip() or "another process"
+        f.close()
+        raise DataDirInUse(f"{path} is in use by {holder}: one node per data directory (they would "
+                           "share one identity); stop it, or give another --data-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"`oasis {command}` (pid {os.getpid()})\n")
+    f.flush()
+    _HELD[key] = f
+
+
 def private_file(path: str | os.PathLike[str]) -> None:
     """Tighten an existing data file (not a key) to 0600 if others can read it."""
     p = Path(path)

@@ -97,6 +97,17 @@ def write_info(data_dir: str | os.PathLike[str], url: str) -> None:
     replace(Path(data_dir) / INFO_FILE, json.dumps({"url": url, "pid": os.getpid()}).encode())
 
 
+def remove_info(data_dir: str | os.PathLike[str]) -> None:
+    """The API stops: remove ``api.json`` if it is still ours (a client then hears
+    ``no_node``, not ``unreachable`` at a dead address)."""
+    path = Path(data_dir) / INFO_FILE
+    try:
+        if json.loads(path.read_bytes()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 # ---- dispatch ----------------------------------------------------------------------------------
 # ---- dispatch ----------------------------------------------------------------------------------
 

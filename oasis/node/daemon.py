@@ -18,10 +18,11 @@ from aiohttp import web
 from oasis.core import peer as pp
 from oasis.core.descriptor import Descriptor
 from oasis.core.tracker import Tracker
+from oasis.datafiles import hold_data_dir
 
 from . import http
 from . import runtime as rt
-from .api import Api, start_api
+from .api import Api, remove_info, start_api
 from .keystore import load_or_create
 from .messaging import read_prekeys
 from .node import Node
@@ -35,12 +36,14 @@ class ApiServer:
     runner: web.AppRunner
     api: Api
     streaming: Streaming
+    data_dir: str
 
     @property
     def url(self) -> str:
         return self.api.url
 
     async def close(self) -> None:
+        remove_info(self.data_dir)
         await self.streaming.close()
         await self.runner.cleanup()
 
@@ -57,10 +60,11 @@ async def serve_api(c: rt.Common, node: Node, *, base: str | None, gateway: str 
     streaming.links.update(links or {})
     runner, api = await start_api(node, c.data_dir, c.api_listen, streaming=streaming,
                                   http_base=gateway or base)
-    return ApiServer(runner, api, streaming)
+    return ApiServer(runner, api, streaming, c.data_dir)
 
 
 async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -> None:
+    hold_data_dir(c.data_dir, "node")
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = rt.parse_hostport(c.listen, "--listen")

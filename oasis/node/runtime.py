@@ -45,6 +45,7 @@ from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, StreamLink
 from oasis.core.streamlink import SCHEME as LINK_SCHEME
 from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
+from oasis.datafiles import hold_data_dir
 
 from . import http
 from .files_http import attach_files
@@ -279,6 +280,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
 
     # the source is checked first: no start line (with a link) for a stream that cannot run
     src = open_source(source, c.bitrate_kbps)
+    hold_data_dir(c.data_dir, "broadcast")
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
@@ -444,6 +446,7 @@ async def resolve_stream(stream: str, tracker_url: str | None
 async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: str,
                 cdn_url: str | None) -> None:
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
+    hold_data_dir(c.data_dir, "watch")  # first: a second node on this directory waits for nothing
     sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url)
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)

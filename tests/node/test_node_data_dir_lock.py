@@ -1,0 +1,62 @@
+"""One node per data directory, with real processes: a second ``oasis`` command on a data
+directory a running node holds exits at once with a message naming the holder (it used to
+run as a second node with the same identity, starved of neighbours, and overwrote the first
+one's ``api.json``); the running node is untouched; once it stops, ``api.json`` is gone (a
+client hears "no node", not "unreachable") and the directory is free again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from oasis.sdk import AsyncClient, OasisApiError
+from tests.node.procs import OasisProcess
+
+pytestmark = pytest.mark.integration
+
+
+def _second(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "oasis", *args], capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_a_second_node_on_a_data_directory_is_refused_and_api_json_follows_the_holder(
+        tmp_path: Path) -> None:
+    d = str(tmp_path / "n")
+    first = OasisProcess(["node", "--data-dir", d, "--api-listen", "127.0.0.1:0", "--listen",
+                          "127.0.0.1:0", "--http", "127.0.0.1:0"], str(tmp_path / "first.log"))
+    try:
+        info = first.wait_info(60)
+        for args in (["node", "--api-listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+                     ["broadcast", "test", "--http", "127.0.0.1:0"],
+                     ["watch", "oasis://not-even-a-link"]):
+            r = _second(*args, "--data-dir", d, "--listen", "127.0.0.1:0")
+            assert r.returncode != 0, (args, r.stdout, r.stderr)
+            assert f"is in use by `oasis node` (pid {first.popen.pid})" in r.stderr, (args, r.stderr)
+            assert "Traceback" not in r.stderr
+        assert first.popen.poll() is None  # the holder runs on
+
+        async def health() -> dict:
+            async with AsyncClient.from_data_dir(d) as api:
+                return msgspec.to_builtins(await api.node())
+
+        assert asyncio.run(health())["peer_id"] == info["peer_id"]  # api.json still names it
+        assert first.stop() == 0
+        assert not os.path.exists(os.path.join(d, "api.json"))
+        with pytest.raises(OasisApiError) as e:
+            asyncio.run(health())
+        assert e.value.code == "no_node"
+        again = OasisProcess(["node", "--data-dir", d, "--api-listen", "127.0.0.1:0", "--listen",
+                              "127.0.0.1:0", "--http", "127.0.0.1:0"], str(tmp_path / "again.log"))
+        try:
+            assert again.wait_info(60)["peer_id"] == info["peer_id"]  # free again, same identity
+        finally:
+            again.stop()
+    finally:
+        first.stop()
