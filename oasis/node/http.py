@@ -50,6 +50,9 @@ MAX_ANNOUNCE_BODY = 8192  #: bytes: a signed announce with the largest valid des
 MAX_JSON_DEPTH = 16
 SWEEP_INTERVAL = 5.0  #: seconds between tracker expiry sweeps
 MAX_PLAYERS = 64  #: concurrent /live responses per gateway (each holds a task and a socket)
+#: a /live response with nothing new to write for this long ends (the player sees the end of
+#: the file and may ask again) instead of hanging open while the broadcaster is gone
+LIVE_STALL_END = 20.0
 _SEQ_RE = re.compile(r"^[0-9]{1,19}$")
 HTTP_COUNTERS = web.AppKey("oasis_http_counters", dict)
 T = TypeVar("T")
@@ -237,11 +240,17 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
         seq = max((s for s in pl.chunks if s >= pl.start and node_keyframe(ls, s)), default=pl.start)
         if request.query.get("from") == "start":
             seq = pl.start
+        wrote = time.monotonic()
         while True:
             if seq in pl.chunks:
                 await resp.write(pl.chunks[seq])
+                wrote = time.monotonic()
                 seq += 1
                 continue
+            if time.monotonic() - wrote > LIVE_STALL_END:
+                http_counters["live_stalled_ended"] = http_counters.get("live_stalled_ended", 0) + 1
+                await resp.write_eof()
+                return resp
             if seq in pl.skipped or (pl.chunks and seq < min(pl.chunks)):
                 seq += 1
                 continue

@@ -110,6 +110,7 @@ class LiveStream:
         self.produced: dict[int, float] = {}  # source only: seq -> time
         self.origin_fetches = 0
         self.origin_failures = 0
+        self.origin_error = ""  #: the last failed origin fetch's error (what `oasis watch` reports)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
@@ -205,6 +206,7 @@ class LiveStream:
                         chunk = wire.decode_chunk(body)
             except (aiohttp.ClientError, TimeoutError, wire.WireError, ValueError) as exc:
                 self.origin_failures += 1
+                self.origin_error = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
                 log.debug("origin fetch %s failed: %s", url, exc)
         self.swarm.on_origin(seq, chunk, self.node.clock())
         self.pump()

@@ -443,6 +443,50 @@ async def resolve_stream(stream: str, tracker_url: str | None
     return sid, desc, boots, tracker_url
 
 
+#: `oasis watch` says so on stderr when nothing arrived this long after start, or no new chunk
+#: came this long while playing (the broadcaster stopped, the link is stale, the network is down)
+WATCH_NOTHING_AFTER = 15.0
+WATCH_STALL_AFTER = 10.0
+WATCH_REMIND_EVERY = 60.0
+
+
+def say(text: str) -> None:
+    """A line for the person at the terminal (stderr; stdout carries the JSON lines)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+async def watch_health(node: Node, ls: LiveStream, *, check_every: float = 1.0) -> None:
+    """Tell the viewer's user when the stream does not flow, and when it flows again: the
+    player's response ends after a long stall, and without this the terminal said nothing
+    while a stopped broadcaster's viewer skipped chunk after chunk."""
+    loop = asyncio.get_running_loop()
+    started = last_at = said_at = loop.time()
+    last = ls.swarm.log.latest
+    stalled = False
+    while True:
+        await asyncio.sleep(check_every)
+        now = loop.time()
+        latest = ls.swarm.log.latest
+        if latest != last:
+            if stalled:
+                say(f"oasis watch: the stream flows again (chunk {latest})")
+            last, last_at, stalled = latest, now, False
+            continue
+        never = latest < 0
+        quiet = now - (started if never else last_at)
+        if quiet < (WATCH_NOTHING_AFTER if never else WATCH_STALL_AFTER):
+            continue
+        if stalled and now - said_at < WATCH_REMIND_EVERY:
+            continue
+        stalled, said_at = True, now
+        origin = (f"origin {ls.origin_url}: {ls.origin_failures} fetches failed"
+                  f"{f' (last: {ls.origin_error})' if ls.origin_error else ''}"
+                  if ls.origin_url else "no origin")
+        what = ("nothing received" if never else f"no new chunk after chunk {latest}")
+        say(f"oasis watch: {what} for {quiet:.0f} s: {node.neighbour_count()} neighbours, {origin}; "
+            "the broadcaster may have stopped or be unreachable. Still trying (Ctrl-C to stop).")
+
+
 async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: str,
                 cdn_url: str | None) -> None:
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
@@ -532,9 +576,10 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                                                      clock=clock, area=c.area))
         else:
             task = asyncio.create_task(bootstrap_loop(node, boots))
+        health = asyncio.create_task(watch_health(node, ls))
         await stop.wait()
         task.cancel()
-        tasks = [task] + ([rewards_ready] if rewards_ready is not None else [])
+        tasks = [task, health] + ([rewards_ready] if rewards_ready is not None else [])
         for t in tasks:
             t.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,72 @@
+"""A viewer whose broadcaster stops, with real processes: `oasis watch` says on stderr that
+nothing new arrives (and what it tried), and the player's /live response ends instead of
+hanging open; a viewer given the link of a broadcaster that is gone says nothing arrived.
+Before, the terminal showed only a tracker warning and the player hung for ever."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from oasis.node.http import LIVE_STALL_END
+from oasis.node.runtime import WATCH_NOTHING_AFTER, WATCH_STALL_AFTER
+from tests.node.procs import OasisProcess, wait_until
+
+pytestmark = pytest.mark.integration
+SLACK = 20.0  # a loaded 2-core machine
+
+
+def _log(p: Path) -> str:
+    return p.read_text(errors="replace")
+
+
+def test_a_stopped_broadcaster_is_reported_and_the_player_response_ends(tmp_path: Path) -> None:
+    b = OasisProcess(["broadcast", "test", "--bitrate", "300", "--data-dir", str(tmp_path / "b"),
+                      "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], str(tmp_path / "b.log"))
+    procs = [b]
+    try:
+        info = b.wait_info()
+        v = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
+        procs.append(v)
+        url = urlparse(v.wait_info()["player_url"])
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=LIVE_STALL_END + 2 * SLACK)
+        conn.request("GET", url.path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        got: list[int] = []
+        ended = threading.Event()
+
+        def read() -> None:  # the player: reads until the response ends
+            try:
+                while chunk := resp.read1(65536):
+                    got.append(len(chunk))
+            except OSError:
+                pass
+            ended.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        wait_until(lambda: sum(got) > 20_000, SLACK)  # playing
+        b.stop()
+        stopped = time.monotonic()
+        wait_until(lambda: "no new chunk after chunk" in _log(tmp_path / "v.log"), WATCH_STALL_AFTER + SLACK)
+        line = next(x for x in _log(tmp_path / "v.log").splitlines() if "no new chunk after chunk" in x)
+        assert "the broadcaster may have stopped" in line and "neighbours" in line and "origin" in line
+        assert ended.wait(LIVE_STALL_END + 2 * SLACK), "the /live response never ended"
+        assert time.monotonic() - stopped >= LIVE_STALL_END - 1  # not cut at the first gap
+        conn.close()
+        assert v.popen.poll() is None  # the viewer runs on (the broadcaster may come back)
+        # a newcomer with the link of a broadcaster that is gone
+        n = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "n")], str(tmp_path / "n.log"))
+        procs.append(n)
+        n.wait_info()
+        wait_until(lambda: "nothing received for" in _log(tmp_path / "n.log"), WATCH_NOTHING_AFTER + SLACK)
+    finally:
+        for p in procs:
+            p.stop()
