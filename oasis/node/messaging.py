@@ -21,7 +21,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
 
 from oasis.core import chat as ch
 from oasis.core import dm, wire
@@ -37,6 +39,15 @@ MAX_WAITING_PEERS = 32  #: known-but-unlinked peers we are dialling to hand enve
 MAX_WAITING_PER_PEER = 16
 log = logging.getLogger(__name__)
 PREKEY_FILE = "dm_prekeys"  #: in the data dir: our prekeys, private halves included (0600)
+INBOX_FILE = "dm_inbox"  #: in the data dir: the direct messages received (JSON lines, 0600)
+MAX_INBOX_FILE = 8 * 1024 * 1024  #: bytes of it read at start (1,000 messages are < 7 MB)
+
+
+class _InboxRecord(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    sender: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    text: Annotated[str, msgspec.Meta(max_length=4096)]
+    time: float
 LOCATE_TIMEOUT = 3.0  #: s a DM waits for the DHT lookup of its recipient's nearest nodes
 MAX_NEAR = 64  #: recipients whose nearest nodes are remembered
 
@@ -90,6 +101,10 @@ class Messaging:
         #: recipient -> the nodes nearest its DHT id a lookup found (bounded, newest last)
         self.near: dict[bytes, list[tuple[bytes, str, int]]] = {}
         self._prekey_path: Path | None = None  #: where our prekeys are kept (keep_prekeys)
+        self._inbox_path: Path | None = None  #: where received DMs are kept (keep_inbox)
+        self._inbox_ids: set[str] = set()  #: ids in the inbox (a re-delivery is not shown twice)
+        self._inbox_lines = 0  #: records in the inbox file (compacted at 2 x MAX_INBOX)
+        self.inbox_bad_lines = 0  #: damaged lines skipped when the inbox file was loaded
         self._prekeys_saved = -1  #: the DmRouter.prekeys_version last saved
         if node.dht is not None:
             node.dht.on_joined = self.dht_joined
@@ -260,6 +275,62 @@ class Messaging:
         self._prekey_path = path
         self._prekeys_saved = -1
         self._save_prekeys()
+        self.keep_inbox(path.parent / INBOX_FILE)  # and what they opened, beside them
+
+    def keep_inbox(self, path: Path) -> None:
+        """Keep the DMs received in ``path`` (JSON lines, 0600) and load what an earlier run
+        kept there: the inbox lived in memory only, and a message received (and so acked:
+        the sender's and the storing peers' copies released) was gone after a restart.
+        Each is written (and fsync'd) before its acknowledgement is sent. A damaged line is
+        skipped and counted (``dm_inbox_bad_lines``)."""
+        from oasis.datafiles import private_file
+
+        self._inbox_path = path
+        if path.exists():
+            private_file(path)
+            with open(path, "rb") as f:
+                raw = f.read(MAX_INBOX_FILE + 1)
+            if len(raw) > MAX_INBOX_FILE:
+                raw = raw[-MAX_INBOX_FILE:]
+                raw = raw[raw.find(b"\n") + 1:]  # from the first whole line
+            dec = msgspec.json.Decoder(_InboxRecord)
+            for line in raw.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    r = dec.decode(line)
+                except msgspec.DecodeError:
+                    self.inbox_bad_lines += 1
+                    continue
+                self._inbox_lines += 1
+                if r.id not in self._inbox_ids:
+                    self.inbox.append(msgspec.structs.asdict(r))
+                    self._inbox_ids.add(r.id)
+            if self.inbox_bad_lines:
+                log.warning("%s: %d damaged lines skipped", path, self.inbox_bad_lines)
+        self._inbox_ids = {r["id"] for r in self.inbox}
+
+    def _keep_received(self, rec: dict[str, Any]) -> None:
+        from oasis.datafiles import private_file, replace
+
+        if self._inbox_path is None:
+            return
+        line = msgspec.json.encode(rec) + b"\n"
+        try:
+            if self._inbox_lines >= 2 * MAX_INBOX:  # compact: what the inbox holds now
+                replace(self._inbox_path, b"".join(msgspec.json.encode(r) + b"\n" for r in self.inbox))
+                self._inbox_lines = len(self.inbox)
+            else:
+                fd = os.open(self._inbox_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                private_file(self._inbox_path)
+                self._inbox_lines += 1
+        except OSError as exc:  # a full disk: the message is shown this run; say so
+            log.warning("could not keep a received DM in %s: %s", self._inbox_path, exc)
 
     def _save_prekeys(self) -> None:
         if self._prekey_path is None or self._prekeys_saved == self.dm.prekeys_version:
@@ -276,7 +347,10 @@ class Messaging:
 
     def _run_dm(self) -> None:
         self._save_prekeys()
-        for a in self.dm.actions():
+        actions = self.dm.actions()
+        # what we received is kept at rest before any acknowledgement of it goes out
+        actions.sort(key=lambda a: not isinstance(a, dm.DmReceived))
+        for a in actions:
             if isinstance(a, dm.SendDm):
                 if self._linked(a.peer):
                     self.node.send_to(a.peer, a.message)
@@ -289,8 +363,15 @@ class Messaging:
                 else:
                     self.unsendable += 1  # neither linked nor a candidate we can dial now
             elif isinstance(a, dm.DmReceived):
-                rec = {"id": _b32(a.id), "sender": peer_id_of(a.sender), "text": a.text, "time": a.time}
+                mid = _b32(a.id)
+                if mid in self._inbox_ids:
+                    continue  # delivered again after a restart (its ack was lost): shown once
+                rec: dict[str, Any] = {"id": mid, "sender": peer_id_of(a.sender), "text": a.text, "time": a.time}
                 self.inbox.append(rec)
+                self._inbox_ids.add(mid)
+                if len(self._inbox_ids) > 2 * MAX_INBOX:  # bounded: the ids the inbox still holds
+                    self._inbox_ids = {r["id"] for r in self.inbox}
+                self._keep_received(rec)
                 self.node.events.publish("dm.received", rec)
             elif isinstance(a, dm.DmAcked):
                 self.node.events.publish("dm.acked", {"id": _b32(a.id), "to": peer_id_of(a.to)})
@@ -369,6 +450,7 @@ class Messaging:
 
     def counters(self) -> dict[str, int]:
         out: dict[str, int] = {f"dm_{k}": v for k, v in asdict(self.dm.counters).items()}
+        out["dm_inbox_bad_lines"] = self.inbox_bad_lines
         total: dict[str, int] = {}
         for room in self.rooms.values():
             for k, v in asdict(room.counters).items():

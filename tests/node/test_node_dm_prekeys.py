@@ -55,3 +55,40 @@ def test_prekeys_survive_a_restart_and_a_bad_file_is_refused(tmp_path: Path) -> 
     with pytest.raises(DataFileError, match="another identity"):  # someone else's data dir
         read_prekeys(tmp_path, Identity.generate())
     assert read_prekeys(tmp_path, ident) == (path, good)
+
+
+def test_received_messages_survive_a_restart(tmp_path: Path) -> None:
+    # the inbox lived in memory: a DM received (and acked, so every other copy released)
+    # was gone after the recipient restarted
+    from oasis.node.messaging import INBOX_FILE
+    from tests.node.procs import until
+
+    async def run() -> None:
+        a = Node(Identity.generate(), sw.SwarmConfig(), dht=False, host="127.0.0.1")
+        await a.start()
+        b = await _node(tmp_path)
+        await b.start()
+        try:
+            sub = b.events.subscribe(["dm"])
+            assert await a.connect(b.peer_id, b.host, b.port)
+            sent = await a.messaging.dm_send(b.peer_id, "kept across restarts")
+            got = await sub.get(timeout=10)
+            assert got.kind == "dm.received" and got.data["id"] == sent["id"]
+            await until(lambda: a.messaging.dm_state(sent["id"])["state"] == "delivered", 10, what="ack")
+        finally:
+            await b.close()
+        path = tmp_path / INBOX_FILE
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        b2 = await _node(tmp_path)
+        assert [(m["id"], m["text"], m["sender"]) for m in b2.messaging.dm_inbox()] == [
+            (sent["id"], "kept across restarts", a.peer_id)]
+        await b2.close()
+        with open(path, "ab") as f:  # a damaged tail (a crash mid-write, a bad disk)
+            f.write(b'{"id": "x", "sender": \n\xff\xfe garbage\n')
+        b3 = await _node(tmp_path)
+        assert [m["id"] for m in b3.messaging.dm_inbox()] == [sent["id"]]
+        assert b3.messaging.counters()["dm_inbox_bad_lines"] == 2
+        await b3.close()
+        await a.close()
+
+    asyncio.run(run())
