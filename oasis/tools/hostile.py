@@ -967,9 +967,17 @@ def _quiet_closed_waiters(loop: asyncio.AbstractEventLoop, context: dict[str, An
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.get_running_loop().set_exception_handler(_quiet_closed_waiters)
-    modes = list(MODES) if args.mode == ["all"] else args.mode
+    every = args.mode == ["all"]
+    modes = list(MODES) if every else args.mode
     sid = StreamId.parse(args.stream) if args.stream else None
     tracker = loopback_url(args.tracker) if args.tracker else None
+    if every:  # 'all': every mode the given options allow (a named mode missing its option is an error)
+        skipped = [m for m in modes if (m in NEEDS_STREAM and sid is None) or (m == "tracker" and tracker is None)
+                   or (m == "tickets" and not args.tickets)]
+        modes = [m for m in modes if m not in skipped]
+        if skipped:
+            print(f"hostile: 'all' skips {', '.join(skipped)} (they need --stream, --tracker or --tickets)",
+                  file=sys.stderr)
     victims = [parse_victim(t) for t in args.victim][: args.max_victims]
     if tracker and sid is not None and len(victims) < args.max_victims:
         victims += await victims_from_tracker(tracker, sid, args.max_victims - len(victims))

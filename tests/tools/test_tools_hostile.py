@@ -37,6 +37,25 @@ def test_refuses_anything_but_loopback():
     assert hostile.parse_victim(f"127.0.0.1:4433:{pid}").port == 4433
 
 
+def test_the_default_mode_runs_what_the_options_allow(tmp_path):
+    # `--victim` alone: 'all' (the default) used to stop at once ("mode tickets needs
+    # --tickets URL"); it runs the modes that need nothing more and says what it skipped
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300",
+                      "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
+    try:
+        info = b.wait_info()
+        out = subprocess.run([sys.executable, "-m", "oasis.tools.hostile", "--victim",
+                              f"{info['oftp']}:{info['peer_id']}", "--duration", "5", "--rate", "50",
+                              "--max-sends", "200", "--seed", "1"], capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        rep = json.loads(out.stdout)
+        assert set(rep["modes"]) == set(hostile.PER_VICTIM) - hostile.NEEDS_STREAM
+        assert b"'all' skips" in out.stderr and b"tickets" in out.stderr
+        assert b.popen.poll() is None
+    finally:
+        b.stop()
+
+
 def test_every_mode_against_a_real_broadcaster(tmp_path):
     b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "500",
                       "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
