@@ -82,7 +82,14 @@ def _tighten(path: Path, want: int) -> None:
 
 def private_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` (and missing parents) with mode 0700; tighten it if looser."""
-    p = Path(path)
+    try:
+        return _private_dir(Path(path))
+    except PermissionError:  # (the raw error names whichever component failed)
+        raise DataFileError(path, "this data directory cannot be reached or created by this user",
+                            "give a --data-dir you can write to, or fix its owner and mode") from None
+
+
+def _private_dir(p: Path) -> Path:
     missing = []
     q = p
     while not q.exists():
@@ -193,8 +200,12 @@ def replace(path: Path, data: bytes) -> None:
 
 
 def _write_temp(tmp: Path, data: bytes) -> None:
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except PermissionError:  # (the raw error named our temporary file, not the directory)
+        raise DataFileError(tmp.parent, "this data directory is not writable by this user",
+                            "give a --data-dir you can write to, or fix its owner and mode") from None
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()

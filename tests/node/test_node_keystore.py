@@ -170,3 +170,42 @@ def test_cli_reports_damaged_files_without_a_traceback(tmp_path):
     out = _cli("wallet", "--data-dir", str(data), "--chain-dir", str(chain_dir))
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert str(j.path) in out.stderr and "offset" in out.stderr and j.path.read_bytes() == damaged
+
+
+def test_a_data_directory_that_is_not_writable_is_a_clear_error(tmp_path):
+    # was: "[Errno 13] Permission denied: '.../.identity.key.tmp-16736'" (our temporary file)
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="oasis-ro-", dir="/tmp"))  # reachable by every user
+    d = base / "ro"
+    d.mkdir()
+    if os.geteuid() == 0:  # root writes anywhere: the user is someone else (nobody)
+        base.chmod(0o755)
+        d.chmod(0o755)
+    else:
+        d.chmod(0o500)
+
+    def attempt(q):
+        if os.geteuid() == 0:
+            os.setgid(65534)
+            os.setuid(65534)
+        try:
+            load_or_create(d)
+            q.put("created")
+        except Exception as exc:  # noqa: BLE001 - the message is what is tested
+            q.put(f"{type(exc).__name__}: {exc}")
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=attempt, args=(q,))
+    p.start()
+    try:
+        got = q.get(timeout=30)
+    finally:
+        p.join(10)
+        d.chmod(0o700)
+        shutil.rmtree(base)
+    assert got.startswith("DataFileError: ") and "not writable by this user" in got, got
+    assert f"{d}:" in got and "--data-dir" in got
