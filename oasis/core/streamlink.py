@@ -143,20 +143,23 @@ def parse(text: str) -> StreamLink:
             raise LinkError("bad_query", f"unknown parameter {k[:20]!r}")
     if len(boots) > MAX_BOOTSTRAP:
         raise LinkError("bad_query", f"more than {MAX_BOOTSTRAP} bootstrap peers")
+    # the descriptor first: a link cut short when copied ends inside it (d= comes first),
+    # and "no bootstrap peer" would hide that
+    cut = " (is the link complete? it may have been cut short when copied)" if not boots and tracker is None else ""
+    desc = None
+    if desc_text is not None:
+        try:
+            raw = base64.urlsafe_b64decode(desc_text + "=" * (-len(desc_text) % 4))
+        except ValueError as exc:
+            raise LinkError("bad_descriptor", f"not base64url: {exc}{cut}") from None
+        if len(raw) > MAX_DESCRIPTOR:
+            raise LinkError("bad_descriptor", f"{len(raw)} bytes (at most {MAX_DESCRIPTOR})")
+        try:
+            desc = descriptor_from_json(raw)
+        except DescriptorError as exc:
+            raise LinkError("bad_descriptor", f"{str(exc)[:200]}{cut}") from None
+        if not verify_descriptor(desc, sid):
+            raise LinkError("bad_descriptor", "the descriptor is not signed by this stream's key")
     if not boots and tracker is None:
         raise LinkError("no_peers", "the link names no bootstrap peer and no tracker")
-    if desc_text is None:
-        return StreamLink(sid, None, tuple(boots), tracker)  # a short link
-    try:
-        raw = base64.urlsafe_b64decode(desc_text + "=" * (-len(desc_text) % 4))
-    except ValueError as exc:
-        raise LinkError("bad_descriptor", f"not base64url: {exc}") from None
-    if len(raw) > MAX_DESCRIPTOR:
-        raise LinkError("bad_descriptor", f"{len(raw)} bytes (at most {MAX_DESCRIPTOR})")
-    try:
-        desc = descriptor_from_json(raw)
-    except DescriptorError as exc:
-        raise LinkError("bad_descriptor", str(exc)[:200]) from None
-    if not verify_descriptor(desc, sid):
-        raise LinkError("bad_descriptor", "the descriptor is not signed by this stream's key")
-    return StreamLink(sid, desc, tuple(boots), tracker)
+    return StreamLink(sid, desc, tuple(boots), tracker)  # desc None: a short link

@@ -86,6 +86,10 @@ def test_malformed_links_get_a_coded_error() -> None:
     many = "&".join(f"b={pid}@198.18.0.{i}:1" for i in range(MAX_BOOTSTRAP + 1))
     assert code(f"oasis://{SID}?d={d}&{many}") == "bad_query"
     assert code(good + "&t=" + "x" * MAX_LINK) == "too_long"
+    # a link cut short when copied ends inside its descriptor: said so, not "no peers"
+    with pytest.raises(LinkError) as info:
+        parse(good[: good.index("d=") + 2 + len(d) // 2])
+    assert info.value.code == "bad_descriptor" and "cut short" in str(info.value)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
