@@ -34,6 +34,7 @@ and its chunk streams are stopped, not buffered.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import socket
@@ -132,6 +133,7 @@ class Endpoint(asyncio.DatagramProtocol):
             # HELLO/AUTH, evicted, or silent): accepted ones, dialled ones, and of both
             # those closed by the handshake deadline
             "handshakes_failed_in", "handshakes_failed_out", "handshake_timeouts",
+            "unreachable_family",  # dials to an address of the other IP version (not sent)
             "unexpected_streams", "tls_no_client_key", "tls_key_mismatch",
             "chunk_streams_reset", "delay_queue_drops", "control_send_refused",
             "quic_refused"), 0)  # a call the QUIC stack refused (its connection closed or failed)
@@ -189,7 +191,23 @@ class Endpoint(asyncio.DatagramProtocol):
         s = self.transport.get_extra_info("sockname")
         return s[0], s[1]
 
+    def reaches(self, host: str) -> bool:
+        """Can our socket send to ``host``? An IPv4 socket reaches no IPv6 address (nor the
+        reverse): the send raised deep in the link, a traceback per address a DHT contact or
+        a link named, and closing the node failed on the half-made link."""
+        if self.transport is None:
+            return True
+        try:
+            v = ipaddress.ip_address(host).version
+        except ValueError:
+            return False
+        return v == (6 if self.transport.sock.family == socket.AF_INET6 else 4)
+
     def dial(self, addr: tuple[str, int], expected_key: bytes) -> Link:
+        if not self.reaches(addr[0]):
+            self.counters["unreachable_family"] += 1
+            raise ConnectionError(f"{addr[0]}: not an address of this node's IP version "
+                                  f"(its socket is {self.transport.sock.getsockname()[0] if self.transport else '?'})")
         quic = self.stack.dialler(self._config(is_client=True))
         session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces)
         link = Link(self, quic, addr, session)  # arms the handshake deadline

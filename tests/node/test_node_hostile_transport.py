@@ -664,3 +664,25 @@ async def test_a_burst_of_requests_in_one_flight_is_answered_without_recursion()
         loop.set_exception_handler(old_handler)
         await a.close()
         await b.close()
+
+
+async def test_an_address_of_the_other_ip_version_is_refused_before_any_link_is_made() -> None:
+    # DHT contacts and links may name IPv6 addresses (an honest dual-stack peer, or a liar);
+    # on an IPv4 node the send raised TypeError deep in the link: a traceback per address,
+    # and the half-made link made the node's close fail (exit status 1 on Ctrl-C)
+    a, b = await _node(), await _node()
+    try:
+        for host in ("::1", "::ffff:7f00:1", "2001:db8::1"):
+            assert not await a.connect(b.peer_id, host, b.port, timeout=SLACK)
+        assert a.endpoint.counters["unreachable_family"] == 3
+        assert not a.endpoint.links
+        if a.dht is not None:  # the DHT's own dials take the same way
+            from oasis.core import peer as pp
+            a.dht.seed([pp.Candidate(b.identity.public, "::1", b.port)])
+            await _wait(lambda: a.endpoint.counters["unreachable_family"] >= 4
+                        or a.dht.counters.get("dht_dial_failures", 0) >= 1, SLACK)
+            assert not a.endpoint.links
+        assert await a.connect(b.peer_id, *b.endpoint.address, timeout=SLACK)  # IPv4 still works
+    finally:
+        await a.close()  # closes cleanly (it raised on the half-made link)
+        await b.close()
