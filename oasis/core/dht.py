@@ -406,18 +406,24 @@ class Dht:
             if old is None or rec.seq > old.seq:
                 a.lookup.providers[rec.provider] = rec
             found = True
-        if msg.descriptor and not a.lookup.descriptor and found:
+        if msg.descriptor and found and msg.descriptor != a.lookup.descriptor:
             recs = list(a.lookup.providers.values())
             sid = recs[0].stream
             try:
-                good = verify_descriptor(descriptor_from_json(msg.descriptor), sid)
+                d = descriptor_from_json(msg.descriptor)
+                good = verify_descriptor(d, sid)
             except DescriptorError:
                 good = False
-            if good:
-                a.lookup.descriptor = msg.descriptor
-            else:
+            if not good:
                 c.descriptors_rejected += 1
                 self._offence(peer, 1.0, now)
+            elif not a.lookup.descriptor or d.issued_at_ms > descriptor_from_json(a.lookup.descriptor).issued_at_ms:
+                # the newest wins (§14.5), not the first: an old descriptor, genuinely signed
+                # (any old link or storer has one), answered first by a hostile peer made a
+                # newcomer play with the stream's old parameters for its whole session
+                a.lookup.descriptor = msg.descriptor
+            else:
+                c.descriptors_stale += 1
         if found:
             a.lookup.found(peer, now)
 

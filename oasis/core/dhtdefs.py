@@ -79,6 +79,7 @@ class DhtCounters:
     records_refused_prefix: int = 0  #: too many records of one /24 under one key
     records_evicted_expired: int = 0
     descriptors_rejected: int = 0
+    descriptors_stale: int = 0  #: verified descriptors older than one a lookup already has (kept the newer)
     from_banned: int = 0
     peers_banned: int = 0
     lookups_started: int = 0

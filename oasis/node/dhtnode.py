@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 from oasis.core import dht as dh
 from oasis.core import peer as pp
 from oasis.core import wire
+from oasis.core.descriptor import descriptor_from_json
 from oasis.core.dhtrecord import node_id
 from oasis.core.stream import StreamId
 
@@ -57,6 +58,8 @@ MAX_WAITING = 4  #: messages held for one peer while its link comes up
 DIAL_TIMEOUT = 3.0  #: s for a DHT dial to authenticate (the core's timeout covers it too)
 FIND_INTERVAL = 5.0  #: s between providers lookups of one stream
 SEED_MAX = 8  #: candidates a bootstrap takes
+#: s a short link's descriptor search goes on after its first descriptor (the newest wins)
+DESCRIPTOR_GRACE = 0.5
 MAX_KEYS = 256  #: non-stream names (files) provided at once (the store's per-publisher cap is 8)
 
 
@@ -143,16 +146,28 @@ class DhtDriver:
         loop = self.node.loop
         deadline = loop.time() + timeout
         self.seed(boots)
+        best: tuple[int, bytes] | None = None  # (issued_at_ms, descriptor JSON): the newest seen
+        pause = 0.1
         while (left := deadline - loop.time()) > 0:
             d = await self._lookup(lambda: self.dht.find_providers(sid, self.clock()), left)
             if d is None:
-                return None
+                break
             if d.descriptor:
                 self.counters["dht_descriptors"] += 1
-                return d.descriptor
-            if not d.ok and not d.nodes:
-                return None  # nobody to ask
-        return None
+                issued = descriptor_from_json(d.descriptor).issued_at_ms  # verified by the core
+                if best is None or issued > best[0]:
+                    best = (issued, d.descriptor)
+                if deadline - loop.time() > DESCRIPTOR_GRACE:
+                    # one more look, briefly: the first answer may be a liar's old descriptor
+                    # (genuinely signed) while the newest is a round trip away
+                    deadline = loop.time() + DESCRIPTOR_GRACE
+            elif not d.ok and not d.nodes:
+                break  # nobody to ask
+            # a lookup that ended at once (a peer answering records but no descriptor) is not
+            # run again back to back: ~1,450 requests a second went to one hostile peer
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(2 * pause, 1.0)
+        return None if best is None else best[1]
 
     def update_provided(self) -> None:
         """Announce the streams we carry (once playing) at the address we announce."""

@@ -45,7 +45,8 @@ def discovery_counters(node: Any) -> dict[str, int]:
     c = _DISCOVERY.get(node)
     if c is None:
         c = _DISCOVERY[node] = {"tracker_errors": 0, "tracker_records_refused": 0,
-                                "descriptors_refused": 0, "descriptors_accepted": 0}
+                                "descriptors_refused": 0, "descriptors_accepted": 0,
+                                "descriptor_rejoins": 0}  # a newer descriptor changed the chunking
     return c
 
 

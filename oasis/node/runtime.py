@@ -455,16 +455,19 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-async def watch_health(node: Node, ls: LiveStream, *, check_every: float = 1.0) -> None:
+async def watch_health(node: Node, sid: StreamId, *, check_every: float = 1.0) -> None:
     """Tell the viewer's user when the stream does not flow, and when it flows again: the
     player's response ends after a long stall, and without this the terminal said nothing
     while a stopped broadcaster's viewer skipped chunk after chunk."""
     loop = asyncio.get_running_loop()
     started = last_at = said_at = loop.time()
-    last = ls.swarm.log.latest
+    last = -1
     stalled = False
     while True:
         await asyncio.sleep(check_every)
+        ls = node.streams.get(sid.key)  # (a newer descriptor may have rejoined the stream)
+        if ls is None:
+            continue
         now = loop.time()
         latest = ls.swarm.log.latest
         if latest != last:
@@ -546,13 +549,25 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             rewards_ready = asyncio.create_task(join_rewards(url))
 
     def set_descriptor(d: Descriptor) -> None:
-        nonlocal current
+        nonlocal current, ls
         if d.issued_at_ms <= current.issued_at_ms:
             return
-        current = d
+        old, current = current, d
         if node.rewards is not None:
             node.rewards.descriptor = d
-        if cdn_url is None:
+        if (d.bitrate_kbps, d.chunk_ms, d.substreams) != (old.bitrate_kbps, old.chunk_ms, old.substreams):
+            # The newest signed descriptor wins in full, not only its origin: a newcomer handed
+            # an old one (a liar's answer, an old link) played with the old chunking for its
+            # whole session, every chunk late or skipped. Rejoin with the stream's parameters.
+            for line in apply_descriptor(c, d):
+                log.warning("%s", line)
+            say(f"oasis watch: the stream's signed descriptor is newer ({d.bitrate_kbps} kbit/s, "
+                f"{d.chunk_ms} ms chunks, {d.substreams} substreams): rejoining with it")
+            discovery_counters(node)["descriptor_rejoins"] += 1
+            node.remove_stream(sid)
+            node.config = swarm_config(c)
+            ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or d.fetch_url)
+        elif cdn_url is None:
             ls.origin_url = d.fetch_url
         if d.tickets:
             set_tickets(d.tickets)
@@ -576,7 +591,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                                                      clock=clock, area=c.area))
         else:
             task = asyncio.create_task(bootstrap_loop(node, boots))
-        health = asyncio.create_task(watch_health(node, ls))
+        health = asyncio.create_task(watch_health(node, sid))
         await stop.wait()
         task.cancel()
         tasks = [task, health] + ([rewards_ready] if rewards_ready is not None else [])

@@ -461,3 +461,24 @@ def test_the_table_refresh_is_jittered_and_skipped_after_a_lookup_of_our_own() -
     populate(d, keys_in_bucket(ME.public, 0, 3))
     d.mark_fresh(T0 + 500)  # e.g. the oracle's fill, or a lookup of our own
     assert first_refresh(d) >= T0 + 1100
+
+
+def test_a_lookup_keeps_the_newest_descriptor_not_the_first() -> None:
+    # an old descriptor, genuinely signed (any old link or storer has one), answered first
+    # by a liar: the newcomer took it and played with the stream's old parameters
+    for order in ((3, 9), (9, 3)):
+        d = new(dh.DhtConfig(paths=1))
+        contacts = keys_in_bucket(ME.public, 0, 2)
+        populate(d, contacts)
+        d.find_providers(SID, T0)
+        reqs = sends(d)
+        assert len(reqs) == 2
+        issued = dict(zip(sorted(r.peer for r in reqs), order, strict=True))
+        rec = pid(Identity.from_private_bytes(RNG.randbytes(32)))
+
+        def answer(s: dh.Send, rec: bytes = rec, issued: dict[bytes, int] = issued) -> wire.DhtProviders:
+            return wire.DhtProviders(qid=qid(s), records=[rec], descriptor=_descriptor(issued[s.peer]), nodes=[])
+
+        _, done = split(answer_all(d, sorted(reqs, key=lambda r: r.peer), T0 + 0.1, answer))
+        assert done and done[0].descriptor == _descriptor(9), order
+        assert d.counters.descriptors_stale == (1 if order == (9, 3) else 0)
