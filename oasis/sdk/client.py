@@ -41,11 +41,48 @@ MAX_REPLY = 8 * 1024 * 1024  #: bytes of one answer read at most
 
 
 class OasisApiError(Exception):
-    """The node refused a request (``status`` 4xx/5xx) or could not be reached (0)."""
+    """The node refused a request (``status`` 4xx/5xx) or could not be reached (0).
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``retry_after`` is the seconds the node asked to wait (its ``Retry-After`` header,
+    sent with 429), else None.
+    """
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after
+
+
+def _refusal(status: int, raw: bytes, headers: Any) -> OasisApiError:
+    """The :class:`OasisApiError` of a refused request: the API's ``{"error": {"code",
+    "message"}}`` body, or (another server, a proxy) ``http_error`` and the body's start."""
+    retry: float | None = None
+    try:
+        retry = float(headers.get("Retry-After", ""))
+    except ValueError:
+        pass
+    try:
+        err = msgspec.json.decode(raw, type=t.ErrorBody).error
+        return OasisApiError(status, err.code, err.message, retry)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return OasisApiError(status, "http_error", raw[:200].decode("utf-8", "replace"), retry)
+
+
+async def _websocket_refusals(req: aiohttp.ClientRequest,
+                              handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    """Session middleware: a WebSocket handshake answered with an error raises it as
+    :class:`OasisApiError` with the node's code and message (aiohttp's own
+    ``WSServerHandshakeError`` carries the status only, not the body saying why)."""
+    resp = await handler(req)
+    if resp.status != 101 and req.headers.get("Upgrade", "").lower() == "websocket":
+        try:
+            raw = await resp.content.read(64 * 1024)
+        except (aiohttp.ClientError, OSError):
+            raw = b""
+        finally:
+            resp.close()
+        raise _refusal(resp.status, raw, resp.headers)
+    return resp
 
 
 def discover(data_dir: str | os.PathLike[str]) -> tuple[str, str]:
@@ -98,7 +135,8 @@ class AsyncClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"})
+            self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"},
+                                                  middlewares=(_websocket_refusals,))
         return self._session
 
     async def request(self, method: str, path: str, typ: type[T], body: Any = None,
@@ -111,15 +149,11 @@ class AsyncClient:
                                             timeout=self.timeout,
                                             headers={"Content-Type": "application/json"}) as r:
                 raw = await r.content.read(MAX_REPLY + 1)
-                status = r.status
+                status, headers = r.status, r.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc or type(exc).__name__}") from None
         if status >= 400:
-            try:
-                err = msgspec.json.decode(raw, type=t.ErrorBody).error
-                raise OasisApiError(status, err.code, err.message)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                raise OasisApiError(status, "http_error", raw[:200].decode("utf-8", "replace")) from None
+            raise _refusal(status, raw, headers)
         try:
             return msgspec.json.decode(raw, type=typ)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -209,11 +243,19 @@ class AsyncClient:
                      max_retries: int = 10) -> AsyncIterator[t.Event]:
         """The node's live events (WebSocket), as :class:`~oasis.sdk.types.Event`.
 
-        ``kinds`` are prefixes (``["chat", "stream.stalled"]``); none: every kind. With
-        ``reconnect`` a dropped connection is reopened (backing off, at most
-        ``max_retries`` times in a row); events published meanwhile are lost, and the
-        gap shows in ``seq``. A ``lagged`` event (seq 0, ``data["dropped"]``) says this
-        reader fell behind and the node dropped that many.
+        ``kinds`` are prefixes (``["chat", "stream.stalled"]``, at most 16); none: every
+        kind. The first event is ``subscribed`` (seq 0): from then on every event follows.
+
+        A refusal of the subscription raises :class:`OasisApiError` with the node's code
+        (a 4xx at once; 503 ``busy``, over the node's subscriber cap, once ``max_retries``
+        attempts in a row were refused, or at once without ``reconnect``). With
+        ``reconnect`` a lost connection (or one refused while the node restarts) is
+        reopened, backing off, at most ``max_retries`` failures in a row, then
+        :class:`OasisApiError` ``unreachable`` (status 0); events published meanwhile are
+        lost, and the gap shows in ``seq``. Without ``reconnect`` the iterator ends when
+        the node closes the feed and raises ``unreachable`` when it cannot connect. A
+        ``lagged`` event (seq 0, ``data["dropped"]``) says this reader fell behind and
+        the node dropped that many.
         """
         url = self.base_url + "/events"
         params = {"kinds": ",".join(kinds)} if kinds else {}
@@ -228,16 +270,17 @@ class AsyncClient:
                             yield msgspec.json.decode(msg.data, type=t.Event)
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                             break
-            except aiohttp.WSServerHandshakeError as exc:
-                if exc.status in (401, 403, 404):
-                    raise OasisApiError(exc.status, "refused", f"event feed refused: {exc.message}") from None
+            except OasisApiError as exc:  # refused by the node (see _websocket_refusals)
                 failures += 1
-            except (aiohttp.ClientError, OSError) as exc:
+                if exc.status != 503 or not reconnect or failures > max_retries:
+                    raise
+            except (aiohttp.ClientError, OSError) as exc:  # connection refused or lost
                 failures += 1
                 if not reconnect or failures > max_retries:
                     raise OasisApiError(0, "unreachable", f"{url}: {exc}") from None
-            if not reconnect or failures > max_retries:
-                return
+            else:
+                if not reconnect:  # the node closed the feed
+                    return
             await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))  # backoff before reconnecting
 
 

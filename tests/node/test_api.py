@@ -472,3 +472,67 @@ async def test_a_body_that_stalls_is_refused_and_frees_its_slot(served: tuple[No
     finally:
         writer.close()
     assert api.inflight == 0 and api.counters["body_timeout"] == 1
+
+
+async def test_a_refused_event_subscription_raises_the_nodes_code(served: tuple[Node, napi.Api, str]) -> None:
+    """docs/api.md: a refusal raises OasisApiError(status, code, message) -- also for the
+    event feed, whose refusals arrive on the WebSocket handshake: a 4xx at once (with or
+    without reconnect), 503 busy after the retries (or at once without reconnect)."""
+    node, api, url = served
+
+    async def first(c: AsyncClient, kinds: list[str] | None = None, **kw: Any) -> t.Event:
+        async for ev in c.events(kinds, **kw):
+            return ev
+        raise AssertionError("the feed ended without an event or an error")
+
+    async with AsyncClient(url, api.token) as c:
+        for reconnect in (False, True):  # over MAX_KINDS prefixes: a 4xx is final, no retrying
+            with pytest.raises(OasisApiError) as exc:
+                await asyncio.wait_for(first(c, ["x"] * (napi.MAX_KINDS + 1), reconnect=reconnect), 5)
+            assert (exc.value.status, exc.value.code) == (400, "bad_query")
+            assert str(napi.MAX_KINDS) in exc.value.message
+        async with AsyncClient(url, "0" * 64) as wrong:
+            with pytest.raises(OasisApiError) as exc:
+                await asyncio.wait_for(first(wrong), 5)
+            assert (exc.value.status, exc.value.code) == (401, "unauthorized")
+        node.events.max_subscribers = 1  # the subscriber cap, reached by one reader
+        held = c.events(["stream"])
+        assert (await asyncio.wait_for(held.__anext__(), 5)).kind == "subscribed"
+        with pytest.raises(OasisApiError) as exc:
+            await asyncio.wait_for(first(c, reconnect=False), 5)
+        assert (exc.value.status, exc.value.code) == (503, "busy")
+        with pytest.raises(OasisApiError) as exc:  # retried (busy may pass), then raised
+            await asyncio.wait_for(first(c, max_retries=2), 10)
+        assert (exc.value.status, exc.value.code) == (503, "busy")
+        assert api.counters["ws_refused"] == 4
+        await held.aclose()
+        await node.events.wait_subscribers(lambda n: n == 0, 5)
+        assert (await asyncio.wait_for(first(c), 5)).kind == "subscribed"  # a free slot: served
+
+
+async def test_the_event_feed_reconnects_when_the_node_restarts(tmp_path: Path) -> None:
+    """A transient failure (the API going away and coming back on its port) is reconnected
+    through; the reader sees a new ``subscribed`` and the events after it. A node that
+    stays away ends the feed with ``unreachable`` once the retries are spent."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    runner, api = await napi.start_api(node, str(tmp_path), "127.0.0.1:0")
+    port = int(api.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        async with AsyncClient(api.url, api.token) as c:
+            feed = c.events(["chat"], max_retries=3)
+            assert (await asyncio.wait_for(feed.__anext__(), 5)).kind == "subscribed"
+            await runner.cleanup()  # the API stops: the socket closes, reconnecting is refused
+            nxt = asyncio.ensure_future(feed.__anext__())
+            runner, api = await napi.start_api(node, str(tmp_path), f"127.0.0.1:{port}")
+            assert (await asyncio.wait_for(nxt, 10)).kind == "subscribed"
+            node.events.publish("chat.message", {"text": "after"})
+            ev = await asyncio.wait_for(feed.__anext__(), 5)
+            assert (ev.kind, ev.data) == ("chat.message", {"text": "after"})
+            await runner.cleanup()
+            with pytest.raises(OasisApiError) as exc:
+                await asyncio.wait_for(feed.__anext__(), 20)
+            assert (exc.value.status, exc.value.code) == (0, "unreachable")
+    finally:
+        await runner.cleanup()
+        await node.close()
