@@ -238,14 +238,20 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
         clip = tmp_path / "a.ts"
         clip.write_bytes(b"\x47" * 3)
         assert (await c.file_publish(clip)).size == 3
+        cwd = os.getcwd()
+        os.chdir(tmp_path)  # the SDK resolves a relative path against this program's directory
+        try:
+            assert (await c.file_publish("a.ts")).size == 3
+        finally:
+            os.chdir(cwd)
         for bad in ("/dev/null", str(tmp_path), "relative.ts", str(tmp_path / "missing")):
             status, body = await call("POST", f"{url}/files", token=api.token,
                                       data=msgspec.json.encode({"path": bad}))
             assert status == 400 and error_code(body) == "bad_path", bad
-        assert node.files.published == [str(clip)]  # type: ignore[attr-defined]
+        assert node.files.published == [str(clip)] * 2  # type: ignore[attr-defined]
         assert (await c.file_fetch("c1", peers=["p"])).state == "seeding"
         assert [f.cid for f in await c.files()] == ["c1"]
-        await c.file_remove("c1")
+        assert await c.file_remove("c1") == t.Deleted("c1")  # docs/api.md: {"deleted": C}
         status, body = await call("GET", f"{url}/chat/{sid}?limit=0", token=api.token)
         assert status == 400
 
@@ -536,3 +542,43 @@ async def test_the_event_feed_reconnects_when_the_node_restarts(tmp_path: Path) 
     finally:
         await runner.cleanup()
         await node.close()
+
+
+def test_the_blocking_client_has_the_async_clients_methods() -> None:
+    """dir()/help() show Client's methods: real functions with AsyncClient's signatures
+    and docstrings (not built on the fly by __getattr__)."""
+    import inspect
+
+    from oasis.sdk import Client
+
+    public = {n for n, f in vars(AsyncClient).items() if not n.startswith("_") and callable(f)}
+    assert public <= set(dir(Client)) and {"node", "publish", "stop", "file_remove", "events"} <= public
+    for name in public - {"from_data_dir"}:
+        mine, theirs = getattr(Client, name), getattr(AsyncClient, name)
+        assert inspect.isfunction(mine) and mine.__qualname__ == f"Client.{name}", name
+        assert inspect.signature(mine).parameters == inspect.signature(theirs).parameters, name
+        if name not in ("events", "close"):  # those two: an Iterator, a plain close
+            assert inspect.signature(mine) == inspect.signature(theirs), name
+            assert mine.__doc__ and mine.__doc__ == theirs.__doc__, name
+        assert mine.__doc__, name
+    with pytest.raises(AttributeError):
+        Client.nosuch  # noqa: B018
+
+
+async def test_the_blocking_client_calls_the_node(served: tuple[Node, napi.Api, str]) -> None:
+    """The generated methods call the node (from another thread: the blocking client runs
+    its own loop, this test's loop serves the API)."""
+    from oasis.sdk import Client
+
+    node, api, url = served
+    node.files = FakeFiles()  # type: ignore[attr-defined]
+
+    def script() -> tuple[t.NodeInfo, t.Deleted]:
+        with Client(url, api.token) as c:
+            with pytest.raises(OasisApiError) as exc:
+                c.file_status("zz")
+            assert exc.value.status == 404
+            return c.node(), c.file_remove("c1")
+
+    info, deleted = await asyncio.wait_for(asyncio.to_thread(script), 20)
+    assert info.peer_id == node.peer_id and deleted == t.Deleted("c1")

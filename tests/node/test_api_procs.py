@@ -99,7 +99,8 @@ async def test_publish_and_watch_through_the_api_with_events_and_health(
             assert healthy.returncode == 0, healthy.stdout + healthy.stderr
             assert lines and all(x["healthy"] for x in lines) and lines[-1]["chunks"] > 0
 
-            await api_a.stop(pub.stream_id)  # the broadcaster stops: the viewer stalls
+            # the broadcaster stops (docs/api.md: the answer is {"deleted": S}): the viewer stalls
+            assert (await api_a.stop(pub.stream_id)).deleted == pub.stream_id
             ev = await next_event(ws, "stream.stalled", 15)
             assert ev["data"]["stream_id"] == pub.stream_id
             sick = run_example("stream_health.py", pub.stream_id, "--data-dir", str(tmp_path / "b"),
