@@ -7,7 +7,9 @@ contract in oasis/node/api.py's routes); everything else is the real code path.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import socket
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 from oasis.core import swarm as sw
 from oasis.core.chat import RateLimited
+from oasis.core.content import cid_text
 from oasis.core.identity import Identity, peer_id_of
 from oasis.core.stream import StreamId
 from oasis.node import api as napi
@@ -63,6 +66,10 @@ class FakeMessaging:
         return {}
 
 
+C1 = cid_text(hashlib.sha256(b"a.ts").digest())  #: the content id FakeFiles holds
+OTHER_CID = cid_text(hashlib.sha256(b"not here").digest())
+
+
 class FakeFiles:
     def __init__(self) -> None:
         self.published: list[str] = []
@@ -72,20 +79,20 @@ class FakeFiles:
 
     async def publish(self, path: str) -> dict[str, Any]:
         self.published.append(path)
-        return {"cid": "c1", "name": Path(path).name, "size": os.path.getsize(path), "block_size": 65536,
+        return {"cid": C1, "name": Path(path).name, "size": os.path.getsize(path), "block_size": 65536,
                 "blocks": 1, "mime": "video/mp2t"}
 
     def status(self, cid: str) -> dict[str, Any]:
-        if cid != "c1":
+        if cid != C1:
             raise LookupError(cid)
-        return {"cid": "c1", "name": "a.ts", "size": 3, "blocks": 1, "have_blocks": 1, "state": "seeding",
-                "from_peers": 0, "from_origin": 0, "url": "/files/c1"}
+        return {"cid": C1, "name": "a.ts", "size": 3, "blocks": 1, "have_blocks": 1, "state": "seeding",
+                "from_peers": 0, "from_origin": 0, "url": f"/files/{C1}"}
 
     async def fetch(self, cid: str, peers: list[str] | None = None) -> dict[str, Any]:
         return self.status(cid)
 
     def list(self) -> list[dict[str, Any]]:
-        return [self.status("c1")]
+        return [self.status(C1)]
 
     async def remove(self, cid: str) -> None:
         self.status(cid)
@@ -208,7 +215,7 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
     node.messaging = None  # type: ignore[assignment]  # a node without these services
     node.files = None  # type: ignore[attr-defined]
     async with AsyncClient(url, api.token) as c:
-        for coro in (c.chat_send(sid, "hi"), c.dm_inbox(), c.files(), c.file_status("c1")):
+        for coro in (c.chat_send(sid, "hi"), c.dm_inbox(), c.files(), c.file_status(C1)):
             with pytest.raises(OasisApiError) as exc:
                 await coro
             assert exc.value.status == 501 and exc.value.code == "not_available"
@@ -227,7 +234,9 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
                 (c.dm_send("bad", "x"), 400, "bad_peer_id"), (c.dm_send(peer.upper()[:-1] + "!", "x"), 400, "bad_peer_id"),
                 (c.dm_send(low_order, "x"), 400, "bad_peer_id"),
                 (c.chat_history(sid[:-4] + "nosuch"), 404, "not_found"), (c.chat_send(sid, "boom"), 500, "internal"),
-                (c.chat_send(sid, "fast"), 429, "rate_limited"), (c.file_status("zz"), 404, "not_found")):
+                (c.chat_send(sid, "fast"), 429, "rate_limited"), (c.file_status(OTHER_CID), 404, "not_found"),
+                (c.file_status("of1aaaa"), 400, "bad_cid"), (c.file_remove("zz"), 400, "bad_cid"),
+                (c.file_fetch(C1.upper()), 400, "bad_cid")):
             with pytest.raises(OasisApiError) as exc:
                 await coro
             assert (exc.value.status, exc.value.code) == (status, code)
@@ -249,9 +258,9 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
                                       data=msgspec.json.encode({"path": bad}))
             assert status == 400 and error_code(body) == "bad_path", bad
         assert node.files.published == [str(clip)] * 2  # type: ignore[attr-defined]
-        assert (await c.file_fetch("c1", peers=["p"])).state == "seeding"
-        assert [f.cid for f in await c.files()] == ["c1"]
-        assert await c.file_remove("c1") == t.Deleted("c1")  # docs/api.md: {"deleted": C}
+        assert (await c.file_fetch(C1, peers=["p"])).state == "seeding"
+        assert [f.cid for f in await c.files()] == [C1]
+        assert await c.file_remove(C1) == t.Deleted(C1)  # docs/api.md: {"deleted": C}
         status, body = await call("GET", f"{url}/chat/{sid}?limit=0", token=api.token)
         assert status == 400
 
@@ -344,7 +353,7 @@ async def test_openapi_lists_every_route_and_real_answers_match_it(served: tuple
     for path, template in (("/node", "/v1/node"), ("/streams", "/v1/streams"),
                            (f"/streams/{sid}", "/v1/streams/{stream_id}"), ("/wallet", "/v1/wallet"),
                            (f"/chat/{sid}", "/v1/chat/{stream_id}"), ("/dm", "/v1/dm"),
-                           ("/files", "/v1/files"), ("/files/c1", "/v1/files/{cid}")):
+                           ("/files", "/v1/files"), (f"/files/{C1}", "/v1/files/{cid}")):
         status, body = await call("GET", url + path, token=api.token)
         assert status == 200, (path, body)
         schema = doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
@@ -576,9 +585,41 @@ async def test_the_blocking_client_calls_the_node(served: tuple[Node, napi.Api, 
     def script() -> tuple[t.NodeInfo, t.Deleted]:
         with Client(url, api.token) as c:
             with pytest.raises(OasisApiError) as exc:
-                c.file_status("zz")
+                c.file_status(OTHER_CID)
             assert exc.value.status == 404
-            return c.node(), c.file_remove("c1")
+            return c.node(), c.file_remove(C1)
 
     info, deleted = await asyncio.wait_for(asyncio.to_thread(script), 20)
-    assert info.peer_id == node.peer_id and deleted == t.Deleted("c1")
+    assert info.peer_id == node.peer_id and deleted == t.Deleted(C1)
+
+
+async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, napi.Api, str]) -> None:
+    """docs/api.md: a link that cannot be used gets the link parser's code; a tracker that
+    cannot be reached is ``bad_tracker``; one that answers without the stream, 404."""
+    node, api, url = served
+    sid = str(StreamId(Identity.generate().public, "live"))
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    gone = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there now
+    async with AsyncClient(url, api.token) as c:
+        for kw, code in (({"link": "garbage"}, "not_a_link"), ({"link": "http://x/y"}, "not_a_link"),
+                         ({"link": f"oasis://{sid}?t=ftp://x"}, "bad_tracker"),
+                         ({"link": f"oasis://{sid}"}, "no_peers"),
+                         ({"stream_id": sid, "tracker": "ftp://x"}, "bad_tracker"),
+                         ({"stream_id": sid, "tracker": "nonsense"}, "bad_tracker")):
+            with pytest.raises(OasisApiError) as exc:
+                await c.watch(**kw)
+            assert (exc.value.status, exc.value.code) == (400, code), kw
+
+        async def refusal(**kw: Any) -> tuple[int, str]:
+            with pytest.raises(OasisApiError) as exc:
+                await c.watch(**kw)
+            return exc.value.status, exc.value.code
+
+        # each waits out the descriptor fetch's retries (5 s): run together
+        got = await asyncio.wait_for(asyncio.gather(
+            refusal(stream_id=sid, tracker=gone), refusal(link=f"oasis://{sid}?t={gone}"),
+            refusal(stream_id=sid, tracker=url)), 30)  # the API answers (401): a tracker, without it
+        assert got == [(400, "bad_tracker"), (400, "bad_tracker"), (404, "not_found")]
+    assert node.streams == {} and api.counters["internal_errors"] == 0
