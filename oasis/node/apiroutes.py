@@ -174,11 +174,51 @@ def _streaming(api: Api) -> Streaming:
     return api.streaming
 
 
+async def _check_source(source: str) -> None:
+    """Refuse (400 ``bad_source``) a source the stream could not open, where that is cheap
+    to know before the stream exists: stdin, an unknown scheme, a relative path, a file
+    that is missing or not MPEG-TS (its head is read), a UDP port that cannot be bound
+    (bound and released again: the stream binds it a moment later)."""
+    from oasis.media.ingest import UdpSource, open_source, parse_udp_spec
+
+    if source == "test":
+        return
+    if source == "-":
+        raise ApiError(400, "bad_source", "source '-' (stdin) cannot be given through the API: send "
+                       "MPEG-TS to udp://127.0.0.1:PORT, or pipe it into `oasis broadcast -`")
+    if source.startswith("udp://"):
+        try:
+            host, port = parse_udp_spec(source)
+        except ValueError as exc:
+            raise ApiError(400, "bad_source", str(exc)) from None
+        probe = UdpSource(host, port)
+        try:
+            await probe.start()
+        except OSError as exc:
+            raise ApiError(400, "bad_source", f"source {source[:200]}: cannot bind UDP {host}:{port} "
+                           f"({exc.strerror or exc}): is another program using the port, or is {host} "
+                           "not an address of this machine?") from None
+        finally:
+            probe.close()
+        return
+    if "://" not in source and not os.path.isabs(source):
+        raise ApiError(400, "bad_source", f"source {source[:200]!r}: give an absolute path (the node "
+                       "does not resolve a relative path against its own working directory)")
+    try:
+        open_source(source, 100)  # a file: there, readable, MPEG-TS (nothing starts until iterated)
+    except ValueError as exc:
+        raise ApiError(400, "bad_source", str(exc)) from None
+
+
 @route("POST", "/v1/streams", "Publish a live stream from this node", t.PublishResult,
        request=t.PublishRequest, status=201)
 async def publish_stream(api: Api, request: web.Request, body: t.PublishRequest) -> t.PublishResult:
-    res = await _streaming(api).publish(body.name, body.source, bitrate_kbps=body.bitrate_kbps,
-                                        chunk_ms=body.chunk_ms)
+    streaming = _streaming(api)
+    sid = StreamId(api.node.identity.public, body.name)
+    if streaming.base is not None and sid.key not in api.node.streams:  # else publish says why not
+        await _check_source(body.source)
+    res = await streaming.publish(body.name, body.source, bitrate_kbps=body.bitrate_kbps,
+                                  chunk_ms=body.chunk_ms)
     return msgspec.convert(res, t.PublishResult)
 
 
@@ -307,9 +347,10 @@ def _regular_file(path_text: str) -> str:
     """The absolute path of a regular file we can read; refuses devices, dirs, fifos."""
     if "\x00" in path_text:
         raise ApiError(400, "bad_path", "a path has no NUL character")
-    p = Path(path_text).expanduser()
+    p = Path(path_text)
     if not p.is_absolute():
-        raise ApiError(400, "bad_path", "give an absolute path")
+        raise ApiError(400, "bad_path", f"{path_text[:200]!r}: give an absolute path (the node does "
+                       "not resolve a relative path or ~ against its own working directory or home)")
     try:
         st = os.stat(p)
     except OSError as exc:

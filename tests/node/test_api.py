@@ -209,8 +209,10 @@ async def test_bad_bodies_and_routes_get_json_errors(served: tuple[Node, napi.Ap
 
 
 async def test_services_absent_answer_501_and_present_map_errors(served: tuple[Node, napi.Api, str],
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     node, api, url = served
+    monkeypatch.setenv("HOME", str(tmp_path))  # "~/a.ts" names a file there: still not absolute
     sid = str(StreamId(node.identity.public, "live"))
     node.messaging = None  # type: ignore[assignment]  # a node without these services
     node.files = None  # type: ignore[attr-defined]
@@ -253,10 +255,12 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
             assert (await c.file_publish("a.ts")).size == 3
         finally:
             os.chdir(cwd)
-        for bad in ("/dev/null", str(tmp_path), "relative.ts", str(tmp_path / "missing")):
+        for bad in ("/dev/null", str(tmp_path), "relative.ts", "a.ts", "~/a.ts", str(tmp_path / "missing")):
             status, body = await call("POST", f"{url}/files", token=api.token,
                                       data=msgspec.json.encode({"path": bad}))
             assert status == 400 and error_code(body) == "bad_path", bad
+            if "/" not in bad or bad.startswith("~"):
+                assert "absolute" in body["error"]["message"]
         assert node.files.published == [str(clip)] * 2  # type: ignore[attr-defined]
         assert (await c.file_fetch(C1, peers=["p"])).state == "seeding"
         assert [f.cid for f in await c.files()] == [C1]
@@ -623,3 +627,104 @@ async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, nap
             refusal(stream_id=sid, tracker=url)), 30)  # the API answers (401): a tracker, without it
         assert got == [(400, "bad_tracker"), (400, "bad_tracker"), (404, "not_found")]
     assert node.streams == {} and api.counters["internal_errors"] == 0
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def publishing(tmp_path: Path) -> AsyncIterator[tuple[Node, napi.Api, str, Streaming]]:
+    """A node that can publish (as `oasis node` does): its origin and tracker URL name a
+    port nothing serves, so published streams announce in vain; the API is real."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    base = f"http://127.0.0.1:{_free_port()}"
+    streaming = Streaming(node, Common(data_dir=str(tmp_path)), base=base, tracker_url=f"{base}/tracker")
+    runner, api = await napi.start_api(node, str(tmp_path / "api"), "127.0.0.1:0", streaming=streaming)
+    try:
+        yield node, api, api.url, streaming
+    finally:
+        await streaming.close()
+        await runner.cleanup()
+        await node.close()
+
+
+@pytest.fixture
+def ts_clip(tmp_path: Path) -> Path:
+    from oasis.media.testsource import TestSource
+
+    src = TestSource(200, width=160, height=96, fps=10)
+    path = tmp_path / "clip.ts"
+    path.write_bytes(b"".join(src.next_frame_ts(1_700_000_000.0 + n / 10) for n in range(10)) + src.close())
+    return path
+
+
+async def test_publish_refuses_a_source_it_cannot_open(
+        publishing: tuple[Node, napi.Api, str, Streaming], tmp_path: Path, ts_clip: Path) -> None:
+    """A source the stream could not open is refused up front (400 bad_source), where that
+    is cheap to know: a UDP port that cannot be bound, stdin, a relative path, a file that
+    is missing or not MPEG-TS, an unknown scheme. Nothing is published then."""
+    node, api, url, streaming = publishing
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    text = tmp_path / "notes.txt"
+    text.write_text("not a transport stream\n" * 20)
+    try:
+        for source in (f"udp://127.0.0.1:{taken.getsockname()[1]}", "udp://1.2.3.4:5000", "udp://127.0.0.1",
+                       "-", "clip.ts", "~/clip.ts", str(tmp_path / "missing.ts"), str(text), "rtmp://x/y"):
+            status, body = await call("POST", f"{url}/streams", token=api.token,
+                                      data=msgspec.json.encode({"name": "live", "source": source}))
+            assert (status, error_code(body)) == (400, "bad_source"), (source, body)
+            if source.startswith("udp://") and source.count(":") == 2:
+                assert "cannot bind UDP" in body["error"]["message"]
+        assert node.streams == {} and streaming.managed == {}
+        async with AsyncClient(url, api.token) as c:
+            port = _free_port(socket.SOCK_DGRAM)
+            pub = await c.publish("live", f"udp://127.0.0.1:{port}")
+            assert [s.stream_id for s in await c.streams()] == [pub.stream_id]
+            with pytest.raises(OasisApiError) as exc:  # the name is taken: that is what to say
+                await c.publish("live", f"udp://127.0.0.1:{port}")
+            assert (exc.value.status, exc.value.code) == (409, "conflict")
+            cwd = os.getcwd()
+            os.chdir(ts_clip.parent)  # the SDK resolves a relative file against this program's directory
+            try:
+                clip = await c.publish("clip", ts_clip.name)
+            finally:
+                os.chdir(cwd)
+            assert await c.stop(clip.stream_id) == t.Deleted(clip.stream_id)
+            assert await c.stop(pub.stream_id) == t.Deleted(pub.stream_id)
+    finally:
+        taken.close()
+
+
+async def test_a_stream_whose_source_failed_is_ended_not_stalled(
+        publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
+    """A source that fails once the stream exists (here a UDP port taken between the API's
+    check and the stream's bind): ``stream.ended`` once, and the watchdog does not then
+    report the stream ``stalled``; it stays listed until stopped."""
+    node, api, url, streaming = publishing
+    sub = node.events.subscribe(["stream"])
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        res = await streaming.publish("live", f"udp://127.0.0.1:{taken.getsockname()[1]}")
+        assert (await sub.get(timeout=5)).kind == "stream.started"
+        ev = await sub.get(timeout=5)
+        assert ev.kind == "stream.ended" and ev.data["stream_id"] == res["stream_id"]
+        assert "bind" in ev.data["reason"] or "in use" in ev.data["reason"]
+    finally:
+        taken.close()
+    now = asyncio.get_running_loop().time()
+    for dt in (0.0, 10.0, 100.0):
+        streaming.check_health(now + dt)
+    assert sub.get_nowait() is None  # no stream.stalled after stream.ended
+    async with AsyncClient(url, api.token) as c:
+        [info] = await c.streams()
+        assert info.stream_id == res["stream_id"] and info.latest == -1 and info.managed
+        await c.stop(info.stream_id)
+    assert (await sub.get(timeout=5)).kind == "stream.stopped"
+    assert streaming.ended == set()
