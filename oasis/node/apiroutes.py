@@ -45,11 +45,13 @@ DATA_DIR = web.AppKey("oasis_api_data_dir", str)
 
 
 class ApiError(Exception):
-    """A refusal: status, stable code and a sentence saying what to do."""
+    """A refusal: status, stable code and a sentence saying what to do (``headers``: extra
+    response headers, e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 # ---- routes -------------------------------------------------------------------------------

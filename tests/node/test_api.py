@@ -242,6 +242,12 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
             with pytest.raises(OasisApiError) as exc:
                 await coro
             assert (exc.value.status, exc.value.code) == (status, code)
+        with pytest.raises(OasisApiError) as exc:  # 429 says when to retry (Retry-After, seconds)
+            await c.chat_send(sid, "fast")
+        assert exc.value.retry_after == 1.0
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{url}/chat/{sid}", data=b'{"text": "fast"}', headers={"Authorization": f"Bearer {api.token}"}) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "1"
         node.messaging.dm_inbox = lambda **kw: [{"id": "d2"}]  # type: ignore[attr-defined]
         with pytest.raises(OasisApiError) as exc:  # a service breaking the contract is a 500, not a 400
             await c.dm_inbox()
