@@ -734,3 +734,36 @@ async def test_a_stream_whose_source_failed_is_ended_not_stalled(
         await c.stop(info.stream_id)
     assert (await sub.get(timeout=5)).kind == "stream.stopped"
     assert streaming.ended == set()
+
+
+async def test_chat_history_and_events_with_the_real_messaging_service(served: tuple[Node, napi.Api, str]) -> None:
+    """What docs/api.md says of chat: history's default limit is 100, ``after`` is a unix
+    time compared with ``time`` (not a ``seq``: that is the sender's millisecond clock),
+    and ``chat.message`` events carry ``late``."""
+    node, api, url = served
+    sid = StreamId(node.identity.public, "live")
+    node.add_stream(sid, is_source=True)
+    async with AsyncClient(url, api.token) as c:
+        feed = c.events(["chat.message"], reconnect=False)
+        assert (await asyncio.wait_for(feed.__anext__(), 5)).kind == "subscribed"
+        first = await c.chat_send(str(sid), "one")
+        ev = await asyncio.wait_for(feed.__anext__(), 5)
+        assert ev.data == {**msgspec.to_builtins(first), "late": False}
+        node.clock = lambda: first.time + 1.5  # type: ignore[method-assign]  # the next message a bit later
+        second = await c.chat_send(str(sid), "two")
+        await feed.aclose()
+        assert second.seq > first.seq >= first.time * 1000  # ms of the sender's clock, not a counter
+        assert [m.text for m in await c.chat_history(str(sid))] == ["one", "two"]
+        assert [m.text for m in await c.chat_history(str(sid), after=first.time)] == ["two"]
+        assert await c.chat_history(str(sid), after=first.seq) == []
+        status, body = await call("GET", f"{url}/chat/{sid}?limit=1", token=api.token)
+        assert status == 200 and [m["text"] for m in body] == ["two"]
+
+
+def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
+    from oasis.sdk import Client
+
+    for make in (AsyncClient.from_data_dir, Client.from_data_dir):
+        with pytest.raises(OasisApiError) as exc:
+            make(tmp_path / "missing")
+        assert (exc.value.status, exc.value.code) == (0, "no_node")
