@@ -263,8 +263,7 @@ async def watch_stream(api: Api, request: web.Request, body: t.WatchRequest) -> 
     try:
         res = await streaming.watch(link=body.link, stream_id=body.stream_id, tracker=body.tracker)
     except LookupError:  # no descriptor: the tracker does not know the stream, or is not there
-        why = await _unreachable(tracker) if from_tracker and tracker is not None else None
-        if why is not None:
+        if from_tracker and tracker is not None and (why := await _unreachable(tracker)) is not None:
             raise ApiError(400, "bad_tracker", f"tracker {tracker[:200]} cannot be reached ({why[:200]}): "
                            "check its URL, or retry once it is up") from None
         raise
