@@ -197,8 +197,9 @@ async def _check_source(source: str) -> None:
         try:
             await probe.start()
         except OSError as exc:
+            err = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # uvloop wraps it
             raise ApiError(400, "bad_source", f"source {source[:200]}: cannot bind UDP {host}:{port} "
-                           f"({exc.strerror or exc}): is another program using the port, or is {host} "
+                           f"({err.strerror or err}): is another program using the port, or is {host} "
                            "not an address of this machine?") from None
         finally:
             probe.close()

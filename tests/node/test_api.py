@@ -7,6 +7,7 @@ contract in oasis/node/api.py's routes); everything else is the real code path.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import socket
@@ -687,6 +688,8 @@ async def test_publish_refuses_a_source_it_cannot_open(
             assert (status, error_code(body)) == (400, "bad_source"), (source, body)
             if source.startswith("udp://") and source.count(":") == 2:
                 assert "cannot bind UDP" in body["error"]["message"]
+                assert os.strerror(errno.EADDRINUSE if "127." in source else errno.EADDRNOTAVAIL) \
+                    in body["error"]["message"]
         assert node.streams == {} and streaming.managed == {}
         async with AsyncClient(url, api.token) as c:
             port = _free_port(socket.SOCK_DGRAM)
