@@ -22,8 +22,8 @@ Defences, in the order a request meets them (each counted in ``counters``):
   compared in constant time (401); the WebSocket may take it as ``?token=``;
 * at most ``MAX_INFLIGHT`` requests at once (503) and ``MAX_BODY`` bytes of JSON,
   nested at most 16 deep, decoded strictly into the route's Struct (400/413);
-* every refusal and every error is ``{"error": {"code", "message"}}`` with its status;
-  a handler bug is a counted 500, never a crash.
+* every refusal and every error is ``{"error": {"code", "message"}}`` with its status
+  (a 429 also says ``Retry-After`` in seconds); a handler bug is a counted 500, never a crash.
 
 Service errors map to statuses: ``ValueError`` 400, ``PermissionError`` 403,
 ``LookupError`` 404, ``FileExistsError`` 409; a service the node does not run is
@@ -68,9 +68,13 @@ DEFAULT_PORT = 7480
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
+RATE_LIMITED_RETRY_S = 1  #: Retry-After of a 429: the chat's rate refills a message a second
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
     body = msgspec.json.encode(t.ErrorBody(t.ErrorDetail(code, message[:500])))
-    return web.Response(status=status, body=body, content_type="application/json")
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 def ok(value: Any, status: int = 200) -> web.Response:
@@ -137,7 +141,8 @@ def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         except FileExistsError as exc:
             raise ApiError(409, "conflict", str(exc)) from None
         except RateLimited as exc:
-            raise ApiError(429, "rate_limited", str(exc)) from None
+            raise ApiError(429, "rate_limited", str(exc),
+                           headers={"Retry-After": str(RATE_LIMITED_RETRY_S)}) from None
         except PermissionError as exc:
             raise ApiError(403, "forbidden", str(exc)) from None
         except LookupError as exc:
@@ -218,7 +223,7 @@ async def guard(request: web.Request,
         return await handler(request)
     except ApiError as exc:
         api.count(_COUNTER_OF.get(exc.status, "refused"))
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

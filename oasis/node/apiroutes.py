@@ -20,13 +20,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
 from oasis.core import dm
+from oasis.core.content import ContentError, parse_cid
 from oasis.core.identity import key_of_peer_id
 from oasis.core.stream import StreamId, StreamIdError
+from oasis.core.streamlink import parse as parse_link
 from oasis.sdk import types as t
 
 from . import http
@@ -41,11 +45,13 @@ DATA_DIR = web.AppKey("oasis_api_data_dir", str)
 
 
 class ApiError(Exception):
-    """A refusal: status, stable code and a sentence saying what to do."""
+    """A refusal: status, stable code and a sentence saying what to do (``headers``: extra
+    response headers, e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 # ---- routes -------------------------------------------------------------------------------
@@ -170,18 +176,98 @@ def _streaming(api: Api) -> Streaming:
     return api.streaming
 
 
+async def _check_source(source: str) -> None:
+    """Refuse (400 ``bad_source``) a source the stream could not open, where that is cheap
+    to know before the stream exists: stdin, an unknown scheme, a relative path, a file
+    that is missing or not MPEG-TS (its head is read), a UDP port that cannot be bound
+    (bound and released again: the stream binds it a moment later)."""
+    from oasis.media.ingest import UdpSource, open_source, parse_udp_spec
+
+    if source == "test":
+        return
+    if source == "-":
+        raise ApiError(400, "bad_source", "source '-' (stdin) cannot be given through the API: send "
+                       "MPEG-TS to udp://127.0.0.1:PORT, or pipe it into `oasis broadcast -`")
+    if source.startswith("udp://"):
+        try:
+            host, port = parse_udp_spec(source)
+        except ValueError as exc:
+            raise ApiError(400, "bad_source", str(exc)) from None
+        probe = UdpSource(host, port)
+        try:
+            await probe.start()
+        except OSError as exc:
+            err = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # uvloop wraps it
+            raise ApiError(400, "bad_source", f"source {source[:200]}: cannot bind UDP {host}:{port} "
+                           f"({err.strerror or err}): is another program using the port, or is {host} "
+                           "not an address of this machine?") from None
+        finally:
+            probe.close()
+        return
+    if "://" not in source and not os.path.isabs(source):
+        raise ApiError(400, "bad_source", f"source {source[:200]!r}: give an absolute path (the node "
+                       "does not resolve a relative path against its own working directory)")
+    try:
+        open_source(source, 100)  # a file: there, readable, MPEG-TS (nothing starts until iterated)
+    except ValueError as exc:
+        raise ApiError(400, "bad_source", str(exc)) from None
+
+
 @route("POST", "/v1/streams", "Publish a live stream from this node", t.PublishResult,
        request=t.PublishRequest, status=201)
 async def publish_stream(api: Api, request: web.Request, body: t.PublishRequest) -> t.PublishResult:
-    res = await _streaming(api).publish(body.name, body.source, bitrate_kbps=body.bitrate_kbps,
-                                        chunk_ms=body.chunk_ms)
+    streaming = _streaming(api)
+    sid = StreamId(api.node.identity.public, body.name)
+    if streaming.base is not None and sid.key not in api.node.streams:  # else publish says why not
+        await _check_source(body.source)
+    res = await streaming.publish(body.name, body.source, bitrate_kbps=body.bitrate_kbps,
+                                  chunk_ms=body.chunk_ms)
     return msgspec.convert(res, t.PublishResult)
+
+
+TRACKER_PROBE_TIMEOUT = 3.0  #: s to see whether a tracker answers at all
+
+
+def _tracker_url(text: str) -> str:
+    """A tracker URL given in a request: http(s) with a host (``bad_tracker`` if not, the
+    code the link parser gives a link's tracker)."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ApiError(400, "bad_tracker", f"tracker {text[:80]!r}: not a URL") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ApiError(400, "bad_tracker", f"tracker {text[:80]!r}: give an http(s) URL")
+    return text
+
+
+async def _unreachable(url: str) -> str | None:
+    """Why ``url`` does not answer HTTP at all (refused, no route, timeout), or None when
+    it answers (any status)."""
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+                url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=TRACKER_PROBE_TIMEOUT)):
+            return None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return str(exc) or type(exc).__name__
 
 
 @route("POST", "/v1/watch", "Join a stream (a link, or a stream id and a tracker)", t.WatchResult,
        request=t.WatchRequest, status=201)
 async def watch_stream(api: Api, request: web.Request, body: t.WatchRequest) -> t.WatchResult:
-    res = await _streaming(api).watch(link=body.link, stream_id=body.stream_id, tracker=body.tracker)
+    streaming = _streaming(api)
+    tracker = _tracker_url(body.tracker) if body.tracker is not None else None
+    from_tracker = body.link is None  # the descriptor must come from the tracker
+    if body.link is not None:
+        parsed = parse_link(body.link)  # the link parser's codes (not_a_link, bad_tracker, ...)
+        tracker = tracker or parsed.tracker
+        from_tracker = parsed.descriptor is None
+    try:
+        res = await streaming.watch(link=body.link, stream_id=body.stream_id, tracker=body.tracker)
+    except LookupError:  # no descriptor: the tracker does not know the stream, or is not there
+        if from_tracker and tracker is not None and (why := await _unreachable(tracker)) is not None:
+            raise ApiError(400, "bad_tracker", f"tracker {tracker[:200]} cannot be reached ({why[:200]}): "
+                           "check its URL, or retry once it is up") from None
+        raise
     return msgspec.convert(res, t.WatchResult)
 
 
@@ -263,9 +349,10 @@ def _regular_file(path_text: str) -> str:
     """The absolute path of a regular file we can read; refuses devices, dirs, fifos."""
     if "\x00" in path_text:
         raise ApiError(400, "bad_path", "a path has no NUL character")
-    p = Path(path_text).expanduser()
+    p = Path(path_text)
     if not p.is_absolute():
-        raise ApiError(400, "bad_path", "give an absolute path")
+        raise ApiError(400, "bad_path", f"{path_text[:200]!r}: give an absolute path (the node does "
+                       "not resolve a relative path or ~ against its own working directory or home)")
     try:
         st = os.stat(p)
     except OSError as exc:
@@ -289,21 +376,34 @@ async def file_list(api: Api, request: web.Request, body: None) -> list[t.FileSt
     return msgspec.convert(list(api.service("files").list())[:MAX_LIST], list[t.FileStatus])
 
 
+def _cid(request: web.Request, links: bool = False) -> str:
+    """The route's content id (or, with ``links``, an ``oasis://file/`` link, checked by
+    the service: a LinkError with its code); ``bad_cid`` if it is not one."""
+    text = request.match_info["cid"]
+    if links and text.startswith("oasis:"):
+        return text
+    try:
+        parse_cid(text)
+    except ContentError as exc:
+        raise ApiError(400, exc.code, f"{text[:80]!r}: {exc.detail}") from None
+    return text
+
+
 @route("GET", "/v1/files/{cid}", "One file's status", t.FileStatus, service="files")
 async def file_status(api: Api, request: web.Request, body: None) -> t.FileStatus:
-    return msgspec.convert(api.service("files").status(request.match_info["cid"]), t.FileStatus)
+    return msgspec.convert(api.service("files").status(_cid(request)), t.FileStatus)
 
 
 @route("POST", "/v1/files/{cid}/fetch", "Fetch a file (or join its download)", t.FileStatus,
        request=t.FileFetchRequest, status=202, service="files")
 async def file_fetch(api: Api, request: web.Request, body: t.FileFetchRequest) -> t.FileStatus:
-    res = await api.service("files").fetch(request.match_info["cid"], body.peers)
+    res = await api.service("files").fetch(_cid(request, links=True), body.peers)
     return msgspec.convert(res, t.FileStatus)
 
 
 @route("DELETE", "/v1/files/{cid}", "Remove a file from this node", t.Deleted, service="files")
 async def file_remove(api: Api, request: web.Request, body: None) -> t.Deleted:
-    cid = request.match_info["cid"]
+    cid = _cid(request)
     await api.service("files").remove(cid)
     return t.Deleted(cid)
 

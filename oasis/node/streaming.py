@@ -12,8 +12,10 @@ and discovers peers like ``oasis watch``; ``stop`` ends either. The pieces (anno
 loop, descriptor, link) are :mod:`oasis.node.runtime`'s.
 
 A watchdog publishes ``stream.stalled`` on the node's event bus when a stream has made no
-progress for ``STALL_AFTER`` s, and ``stream.resumed`` when it moves again;
-``stream.started``/``stream.stopped`` come from :class:`~oasis.node.node.Node`.
+progress for ``STALL_AFTER`` s, and ``stream.resumed`` when it moves again; a published
+stream whose source ended or failed says ``stream.ended`` once and is no longer watched
+(it stays carried until stopped); ``stream.started``/``stream.stopped`` come from
+:class:`~oasis.node.node.Node`.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class Streaming:
         self.managed: dict[str, Managed] = {}
         self.links: dict[str, str] = {}  #: stream id -> oasis:// link of streams published here
         self._progress: dict[str, tuple[int, float, bool]] = {}  # id -> (latest, since, stalled)
+        self.ended: set[str] = set()  #: published streams whose source ended (not reported stalled)
         self._watchdog: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -147,6 +150,8 @@ class Streaming:
         if task.cancelled():
             return
         exc = task.exception()
+        self.ended.add(text)
+        self._progress.pop(text, None)
         self.node.events.publish("stream.ended", {"stream_id": text,
                                                   "reason": repr(exc)[:200] if exc else "source ended"})
 
@@ -234,6 +239,7 @@ class Streaming:
         self.descriptors.pop(text, None)
         self.links.pop(text, None)
         self._progress.pop(text, None)
+        self.ended.discard(text)
         self.node.remove_stream(sid)
 
     async def close(self) -> None:
@@ -257,6 +263,8 @@ class Streaming:
         seen = set()
         for ls in list(self.node.streams.values()):
             text = ls.text_id
+            if text in self.ended:  # it said stream.ended: no chunk will come, nothing to report
+                continue
             seen.add(text)
             latest = ls.swarm.log.latest
             last, since, stalled = self._progress.get(text, (latest, now, False))

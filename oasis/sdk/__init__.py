@@ -3,6 +3,7 @@
 from .client import AsyncClient, Client, OasisApiError, discover
 from .types import (
     ChatMessage,
+    Deleted,
     DmMessage,
     DmResult,
     Event,
@@ -14,5 +15,5 @@ from .types import (
     WatchResult,
 )
 
-__all__ = ["AsyncClient", "Client", "OasisApiError", "discover", "ChatMessage", "DmMessage", "DmResult",
+__all__ = ["AsyncClient", "Client", "OasisApiError", "discover", "ChatMessage", "Deleted", "DmMessage", "DmResult",
            "Event", "FileInfo", "FileStatus", "NodeInfo", "PublishResult", "StreamInfo", "WatchResult"]

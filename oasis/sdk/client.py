@@ -24,12 +24,13 @@ plain scripts and from threads, but not from inside a running event loop's threa
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -41,11 +42,48 @@ MAX_REPLY = 8 * 1024 * 1024  #: bytes of one answer read at most
 
 
 class OasisApiError(Exception):
-    """The node refused a request (``status`` 4xx/5xx) or could not be reached (0)."""
+    """The node refused a request (``status`` 4xx/5xx) or could not be reached (0).
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``retry_after`` is the seconds the node asked to wait (its ``Retry-After`` header,
+    sent with 429), else None.
+    """
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after
+
+
+def _refusal(status: int, raw: bytes, headers: Any) -> OasisApiError:
+    """The :class:`OasisApiError` of a refused request: the API's ``{"error": {"code",
+    "message"}}`` body, or (another server, a proxy) ``http_error`` and the body's start."""
+    retry: float | None = None
+    try:
+        retry = float(headers.get("Retry-After", ""))
+    except ValueError:
+        pass
+    try:
+        err = msgspec.json.decode(raw, type=t.ErrorBody).error
+        return OasisApiError(status, err.code, err.message, retry)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return OasisApiError(status, "http_error", raw[:200].decode("utf-8", "replace"), retry)
+
+
+async def _websocket_refusals(req: aiohttp.ClientRequest,
+                              handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    """Session middleware: a WebSocket handshake answered with an error raises it as
+    :class:`OasisApiError` with the node's code and message (aiohttp's own
+    ``WSServerHandshakeError`` carries the status only, not the body saying why)."""
+    resp = await handler(req)
+    if resp.status != 101 and req.headers.get("Upgrade", "").lower() == "websocket":
+        try:
+            raw = await resp.content.read(64 * 1024)
+        except (aiohttp.ClientError, OSError):
+            raw = b""
+        finally:
+            resp.close()
+        raise _refusal(resp.status, raw, resp.headers)
+    return resp
 
 
 def discover(data_dir: str | os.PathLike[str]) -> tuple[str, str]:
@@ -91,6 +129,7 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
+        """Close the HTTP session (``async with`` does it)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -98,7 +137,8 @@ class AsyncClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"})
+            self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"},
+                                                  middlewares=(_websocket_refusals,))
         return self._session
 
     async def request(self, method: str, path: str, typ: type[T], body: Any = None,
@@ -111,15 +151,11 @@ class AsyncClient:
                                             timeout=self.timeout,
                                             headers={"Content-Type": "application/json"}) as r:
                 raw = await r.content.read(MAX_REPLY + 1)
-                status = r.status
+                status, headers = r.status, r.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc or type(exc).__name__}") from None
         if status >= 400:
-            try:
-                err = msgspec.json.decode(raw, type=t.ErrorBody).error
-                raise OasisApiError(status, err.code, err.message)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                raise OasisApiError(status, "http_error", raw[:200].decode("utf-8", "replace")) from None
+            raise _refusal(status, raw, headers)
         try:
             return msgspec.json.decode(raw, type=typ)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -135,12 +171,18 @@ class AsyncClient:
         return await self.request("GET", "/streams", list[t.StreamInfo])
 
     async def stream(self, stream_id: str) -> t.StreamInfo:
+        """One stream's live figures (``stream_id`` is ``<peer id>.<name>``); 404 if not carried."""
         return await self.request("GET", f"/streams/{_quote(stream_id)}", t.StreamInfo)
 
     async def publish(self, name: str, source: str = "test", *, bitrate_kbps: int | None = None,
                       chunk_ms: int | None = None) -> t.PublishResult:
-        """Broadcast a stream from the node: ``source`` is ``test``, a local MPEG-TS file
-        (looped) or ``udp://HOST:PORT``. Returns its id and ``oasis://`` link."""
+        """Broadcast a stream from the node: ``name`` matches ``^[a-z0-9_-]{1,32}$``;
+        ``source`` is ``test``, an MPEG-TS file (looped; a relative path is resolved
+        against this program's working directory before it is sent) or
+        ``udp://HOST:PORT`` (the node binds it at once: 400 ``bad_source`` if it cannot).
+        Returns its id and ``oasis://`` link."""
+        if source not in ("test", "-") and "://" not in source:
+            source = str(Path(source).expanduser().resolve())
         body = t.PublishRequest(name=name, source=source, bitrate_kbps=bitrate_kbps, chunk_ms=chunk_ms)
         return await self.request("POST", "/streams", t.PublishResult, body)
 
@@ -150,11 +192,13 @@ class AsyncClient:
         body = t.WatchRequest(link=link, stream_id=stream_id, tracker=tracker)
         return await self.request("POST", "/watch", t.WatchResult, body)
 
-    async def stop(self, stream_id: str) -> None:
-        """Stop a stream started through the API (published or watched)."""
-        await self.request("DELETE", f"/streams/{_quote(stream_id)}", t.Deleted)
+    async def stop(self, stream_id: str) -> t.Deleted:
+        """Stop a stream started through the API (published or watched); returns
+        ``Deleted(deleted=stream_id)``."""
+        return await self.request("DELETE", f"/streams/{_quote(stream_id)}", t.Deleted)
 
     async def wallet(self) -> dict[str, Any]:
+        """Wallet address, balances (None without ``--rewards``), pending and settled rewards."""
         return await self.request("GET", "/wallet", dict[str, Any])
 
     async def rewards(self) -> dict[str, Any]:
@@ -163,11 +207,15 @@ class AsyncClient:
 
     # ---- messaging ----------------------------------------------------------------------
     async def chat_send(self, stream_id: str, text: str) -> t.ChatMessage:
+        """Send a chat message (1-500 UTF-8 bytes) in a stream this node carries; 429
+        ``rate_limited`` (with ``retry_after``) when sent faster than the chat's rate."""
         return await self.request("POST", f"/chat/{_quote(stream_id)}", t.ChatMessage,
                                   t.ChatSendRequest(text=text))
 
     async def chat_history(self, stream_id: str, limit: int = 100,
                            after: float | None = None) -> list[t.ChatMessage]:
+        """A stream's last ``limit`` chat messages (1-1000; the node keeps 500), oldest
+        first; ``after``: only messages whose ``time`` (unix seconds) is later."""
         return await self.request("GET", f"/chat/{_quote(stream_id)}", list[t.ChatMessage],
                                   params={"limit": limit, "after": after})
 
@@ -179,41 +227,59 @@ class AsyncClient:
                                                       seconds=seconds))
 
     async def dm_send(self, peer_id: str, text: str) -> t.DmResult:
+        """Send a direct message (1-1000 UTF-8 bytes, end-to-end encrypted) to a peer."""
         return await self.request("POST", f"/dm/{_quote(peer_id)}", t.DmResult, t.DmSendRequest(text=text))
 
     async def dm_inbox(self, limit: int = 100, after: float | None = None) -> list[t.DmMessage]:
+        """The last ``limit`` direct messages received, oldest first; ``after``: only those
+        whose ``time`` (unix seconds) is later."""
         return await self.request("GET", "/dm", list[t.DmMessage], params={"limit": limit, "after": after})
 
     # ---- files --------------------------------------------------------------------------
     async def file_publish(self, path: str | os.PathLike[str]) -> t.FileInfo:
-        """Publish a local regular file (absolute path on the node's machine)."""
+        """Publish a regular file on the node's machine. A relative path is resolved
+        against this program's working directory before it is sent (the API itself
+        takes absolute paths only)."""
         return await self.request("POST", "/files", t.FileInfo,
-                                  t.FilePublishRequest(path=str(Path(path).resolve())))
+                                  t.FilePublishRequest(path=str(Path(path).expanduser().resolve())))
 
     async def files(self) -> list[t.FileStatus]:
+        """Files this node holds or fetches."""
         return await self.request("GET", "/files", list[t.FileStatus])
 
     async def file_status(self, cid: str) -> t.FileStatus:
+        """One file's status; 400 ``bad_cid`` if ``cid`` is not a content id, 404 if not here."""
         return await self.request("GET", f"/files/{_quote(cid)}", t.FileStatus)
 
     async def file_fetch(self, cid: str, peers: list[str] | None = None) -> t.FileStatus:
-        """Start (or join) fetching a file; returns its status at once (watch ``file.*`` events)."""
+        """Start (or join) fetching a file (a content id or an ``oasis://file/`` link) from
+        ``peers`` (``PEER_ID@HOST:PORT``) and its origin; returns its status at once
+        (watch ``file.*`` events)."""
         return await self.request("POST", f"/files/{_quote(cid)}/fetch", t.FileStatus,
                                   t.FileFetchRequest(peers=peers))
 
-    async def file_remove(self, cid: str) -> None:
-        await self.request("DELETE", f"/files/{_quote(cid)}", t.Deleted)
+    async def file_remove(self, cid: str) -> t.Deleted:
+        """Remove a file from this node; returns ``Deleted(deleted=cid)``."""
+        return await self.request("DELETE", f"/files/{_quote(cid)}", t.Deleted)
 
     # ---- events -------------------------------------------------------------------------
     async def events(self, kinds: list[str] | None = None, *, reconnect: bool = True,
                      max_retries: int = 10) -> AsyncIterator[t.Event]:
         """The node's live events (WebSocket), as :class:`~oasis.sdk.types.Event`.
 
-        ``kinds`` are prefixes (``["chat", "stream.stalled"]``); none: every kind. With
-        ``reconnect`` a dropped connection is reopened (backing off, at most
-        ``max_retries`` times in a row); events published meanwhile are lost, and the
-        gap shows in ``seq``. A ``lagged`` event (seq 0, ``data["dropped"]``) says this
-        reader fell behind and the node dropped that many.
+        ``kinds`` are prefixes (``["chat", "stream.stalled"]``, at most 16); none: every
+        kind. The first event is ``subscribed`` (seq 0): from then on every event follows.
+
+        A refusal of the subscription raises :class:`OasisApiError` with the node's code
+        (a 4xx at once; 503 ``busy``, over the node's subscriber cap, once ``max_retries``
+        attempts in a row were refused, or at once without ``reconnect``). With
+        ``reconnect`` a lost connection (or one refused while the node restarts) is
+        reopened, backing off, at most ``max_retries`` failures in a row, then
+        :class:`OasisApiError` ``unreachable`` (status 0); events published meanwhile are
+        lost, and the gap shows in ``seq``. Without ``reconnect`` the iterator ends when
+        the node closes the feed and raises ``unreachable`` when it cannot connect. A
+        ``lagged`` event (seq 0, ``data["dropped"]``) says this reader fell behind and
+        the node dropped that many.
         """
         url = self.base_url + "/events"
         params = {"kinds": ",".join(kinds)} if kinds else {}
@@ -228,21 +294,24 @@ class AsyncClient:
                             yield msgspec.json.decode(msg.data, type=t.Event)
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                             break
-            except aiohttp.WSServerHandshakeError as exc:
-                if exc.status in (401, 403, 404):
-                    raise OasisApiError(exc.status, "refused", f"event feed refused: {exc.message}") from None
+            except OasisApiError as exc:  # refused by the node (see _websocket_refusals)
                 failures += 1
-            except (aiohttp.ClientError, OSError) as exc:
+                if exc.status != 503 or not reconnect or failures > max_retries:
+                    raise
+            except (aiohttp.ClientError, OSError) as exc:  # connection refused or lost
                 failures += 1
                 if not reconnect or failures > max_retries:
                     raise OasisApiError(0, "unreachable", f"{url}: {exc}") from None
-            if not reconnect or failures > max_retries:
-                return
+            else:
+                if not reconnect:  # the node closed the feed
+                    return
             await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))  # backoff before reconnecting
 
 
 class Client:
-    """Blocking twin of :class:`AsyncClient` (same methods, same results).
+    """Blocking twin of :class:`AsyncClient`: the same methods, with the same signatures,
+    docstrings and results (they are generated from :class:`AsyncClient`'s when this
+    module is imported, so ``help(Client)`` and ``dir(Client)`` list them).
 
     It owns a private event loop running in a daemon thread; each call is submitted
     to it and waited for. :meth:`events` is a plain iterator. Call :meth:`close`
@@ -257,26 +326,26 @@ class Client:
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> Client:
+        """A client of the node whose data directory is ``data_dir`` (see :func:`discover`)."""
         url, token = discover(data_dir)
         return cls(url, token, **kw)
+
+    @property
+    def base_url(self) -> str:
+        """The API root, e.g. ``http://127.0.0.1:7480/v1``."""
+        return self._async.base_url
 
     def _call(self, coro: Awaitable[T]) -> T:
         async def run() -> T:
             return await coro
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
 
-    def __getattr__(self, name: str) -> Any:
-        fn = getattr(self._async, name)
-        if name.startswith("_") or not callable(fn) or name in ("events", "close"):
-            raise AttributeError(name)
+    if TYPE_CHECKING:  # the generated methods (below the class), for type checkers
+        def __getattr__(self, name: str) -> Any: ...
 
-        def call(*args: Any, **kw: Any) -> Any:
-            return self._call(fn(*args, **kw))
-        call.__doc__ = fn.__doc__
-        return call
-
-    def events(self, kinds: list[str] | None = None, **kw: Any) -> Iterator[t.Event]:
-        agen = self._async.events(kinds, **kw)
+    def events(self, kinds: list[str] | None = None, *, reconnect: bool = True,
+               max_retries: int = 10) -> Iterator[t.Event]:
+        agen = self._async.events(kinds, reconnect=reconnect, max_retries=max_retries)
         assert isinstance(agen, AsyncGenerator)
         try:
             while True:
@@ -287,7 +356,10 @@ class Client:
         finally:
             self._call(agen.aclose())
 
+    events.__doc__ = AsyncClient.events.__doc__
+
     def close(self) -> None:
+        """Close the HTTP session and stop the client's event loop."""
         if self._loop.is_running():
             self._call(self._async.close())
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -300,3 +372,21 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _blocking(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``Client.<name>``: runs ``AsyncClient.<name>`` on the client's loop and waits."""
+    def method(self: Client, *args: Any, **kw: Any) -> Any:
+        return self._call(getattr(self._async, name)(*args, **kw))
+    method.__name__ = name
+    method.__qualname__ = f"Client.{name}"
+    method.__doc__ = fn.__doc__
+    method.__annotations__ = dict(fn.__annotations__)
+    method.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return method
+
+
+for _name, _fn in list(vars(AsyncClient).items()):
+    if not _name.startswith("_") and _name not in ("close", "events") and inspect.iscoroutinefunction(_fn):
+        setattr(Client, _name, _blocking(_name, _fn))
+del _name, _fn

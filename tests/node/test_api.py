@@ -7,7 +7,10 @@ contract in oasis/node/api.py's routes); everything else is the real code path.
 from __future__ import annotations
 
 import asyncio
+import errno
+import hashlib
 import os
+import socket
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +22,7 @@ import pytest
 
 from oasis.core import swarm as sw
 from oasis.core.chat import RateLimited
+from oasis.core.content import cid_text
 from oasis.core.identity import Identity, peer_id_of
 from oasis.core.stream import StreamId
 from oasis.node import api as napi
@@ -63,6 +67,10 @@ class FakeMessaging:
         return {}
 
 
+C1 = cid_text(hashlib.sha256(b"a.ts").digest())  #: the content id FakeFiles holds
+OTHER_CID = cid_text(hashlib.sha256(b"not here").digest())
+
+
 class FakeFiles:
     def __init__(self) -> None:
         self.published: list[str] = []
@@ -72,20 +80,20 @@ class FakeFiles:
 
     async def publish(self, path: str) -> dict[str, Any]:
         self.published.append(path)
-        return {"cid": "c1", "name": Path(path).name, "size": os.path.getsize(path), "block_size": 65536,
+        return {"cid": C1, "name": Path(path).name, "size": os.path.getsize(path), "block_size": 65536,
                 "blocks": 1, "mime": "video/mp2t"}
 
     def status(self, cid: str) -> dict[str, Any]:
-        if cid != "c1":
+        if cid != C1:
             raise LookupError(cid)
-        return {"cid": "c1", "name": "a.ts", "size": 3, "blocks": 1, "have_blocks": 1, "state": "seeding",
-                "from_peers": 0, "from_origin": 0, "url": "/files/c1"}
+        return {"cid": C1, "name": "a.ts", "size": 3, "blocks": 1, "have_blocks": 1, "state": "seeding",
+                "from_peers": 0, "from_origin": 0, "url": f"/files/{C1}"}
 
     async def fetch(self, cid: str, peers: list[str] | None = None) -> dict[str, Any]:
         return self.status(cid)
 
     def list(self) -> list[dict[str, Any]]:
-        return [self.status("c1")]
+        return [self.status(C1)]
 
     async def remove(self, cid: str) -> None:
         self.status(cid)
@@ -202,13 +210,15 @@ async def test_bad_bodies_and_routes_get_json_errors(served: tuple[Node, napi.Ap
 
 
 async def test_services_absent_answer_501_and_present_map_errors(served: tuple[Node, napi.Api, str],
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     node, api, url = served
+    monkeypatch.setenv("HOME", str(tmp_path))  # "~/a.ts" names a file there: still not absolute
     sid = str(StreamId(node.identity.public, "live"))
     node.messaging = None  # type: ignore[assignment]  # a node without these services
     node.files = None  # type: ignore[attr-defined]
     async with AsyncClient(url, api.token) as c:
-        for coro in (c.chat_send(sid, "hi"), c.dm_inbox(), c.files(), c.file_status("c1")):
+        for coro in (c.chat_send(sid, "hi"), c.dm_inbox(), c.files(), c.file_status(C1)):
             with pytest.raises(OasisApiError) as exc:
                 await coro
             assert exc.value.status == 501 and exc.value.code == "not_available"
@@ -227,10 +237,18 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
                 (c.dm_send("bad", "x"), 400, "bad_peer_id"), (c.dm_send(peer.upper()[:-1] + "!", "x"), 400, "bad_peer_id"),
                 (c.dm_send(low_order, "x"), 400, "bad_peer_id"),
                 (c.chat_history(sid[:-4] + "nosuch"), 404, "not_found"), (c.chat_send(sid, "boom"), 500, "internal"),
-                (c.chat_send(sid, "fast"), 429, "rate_limited"), (c.file_status("zz"), 404, "not_found")):
+                (c.chat_send(sid, "fast"), 429, "rate_limited"), (c.file_status(OTHER_CID), 404, "not_found"),
+                (c.file_status("of1aaaa"), 400, "bad_cid"), (c.file_remove("zz"), 400, "bad_cid"),
+                (c.file_fetch(C1.upper()), 400, "bad_cid")):
             with pytest.raises(OasisApiError) as exc:
                 await coro
             assert (exc.value.status, exc.value.code) == (status, code)
+        with pytest.raises(OasisApiError) as exc:  # 429 says when to retry (Retry-After, seconds)
+            await c.chat_send(sid, "fast")
+        assert exc.value.retry_after == 1.0
+        async with aiohttp.ClientSession() as s, s.post(
+                f"{url}/chat/{sid}", data=b'{"text": "fast"}', headers={"Authorization": f"Bearer {api.token}"}) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "1"
         node.messaging.dm_inbox = lambda **kw: [{"id": "d2"}]  # type: ignore[attr-defined]
         with pytest.raises(OasisApiError) as exc:  # a service breaking the contract is a 500, not a 400
             await c.dm_inbox()
@@ -238,14 +256,22 @@ async def test_services_absent_answer_501_and_present_map_errors(served: tuple[N
         clip = tmp_path / "a.ts"
         clip.write_bytes(b"\x47" * 3)
         assert (await c.file_publish(clip)).size == 3
-        for bad in ("/dev/null", str(tmp_path), "relative.ts", str(tmp_path / "missing")):
+        cwd = os.getcwd()
+        os.chdir(tmp_path)  # the SDK resolves a relative path against this program's directory
+        try:
+            assert (await c.file_publish("a.ts")).size == 3
+        finally:
+            os.chdir(cwd)
+        for bad in ("/dev/null", str(tmp_path), "relative.ts", "a.ts", "~/a.ts", str(tmp_path / "missing")):
             status, body = await call("POST", f"{url}/files", token=api.token,
                                       data=msgspec.json.encode({"path": bad}))
             assert status == 400 and error_code(body) == "bad_path", bad
-        assert node.files.published == [str(clip)]  # type: ignore[attr-defined]
-        assert (await c.file_fetch("c1", peers=["p"])).state == "seeding"
-        assert [f.cid for f in await c.files()] == ["c1"]
-        await c.file_remove("c1")
+            if "/" not in bad or bad.startswith("~"):
+                assert "absolute" in body["error"]["message"]
+        assert node.files.published == [str(clip)] * 2  # type: ignore[attr-defined]
+        assert (await c.file_fetch(C1, peers=["p"])).state == "seeding"
+        assert [f.cid for f in await c.files()] == [C1]
+        assert await c.file_remove(C1) == t.Deleted(C1)  # docs/api.md: {"deleted": C}
         status, body = await call("GET", f"{url}/chat/{sid}?limit=0", token=api.token)
         assert status == 400
 
@@ -338,7 +364,7 @@ async def test_openapi_lists_every_route_and_real_answers_match_it(served: tuple
     for path, template in (("/node", "/v1/node"), ("/streams", "/v1/streams"),
                            (f"/streams/{sid}", "/v1/streams/{stream_id}"), ("/wallet", "/v1/wallet"),
                            (f"/chat/{sid}", "/v1/chat/{stream_id}"), ("/dm", "/v1/dm"),
-                           ("/files", "/v1/files"), ("/files/c1", "/v1/files/{cid}")):
+                           ("/files", "/v1/files"), (f"/files/{C1}", "/v1/files/{cid}")):
         status, body = await call("GET", url + path, token=api.token)
         assert status == 200, (path, body)
         schema = doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
@@ -472,3 +498,275 @@ async def test_a_body_that_stalls_is_refused_and_frees_its_slot(served: tuple[No
     finally:
         writer.close()
     assert api.inflight == 0 and api.counters["body_timeout"] == 1
+
+
+async def test_a_refused_event_subscription_raises_the_nodes_code(served: tuple[Node, napi.Api, str]) -> None:
+    """docs/api.md: a refusal raises OasisApiError(status, code, message) -- also for the
+    event feed, whose refusals arrive on the WebSocket handshake: a 4xx at once (with or
+    without reconnect), 503 busy after the retries (or at once without reconnect)."""
+    node, api, url = served
+
+    async def first(c: AsyncClient, kinds: list[str] | None = None, **kw: Any) -> t.Event:
+        async for ev in c.events(kinds, **kw):
+            return ev
+        raise AssertionError("the feed ended without an event or an error")
+
+    async with AsyncClient(url, api.token) as c:
+        for reconnect in (False, True):  # over MAX_KINDS prefixes: a 4xx is final, no retrying
+            with pytest.raises(OasisApiError) as exc:
+                await asyncio.wait_for(first(c, ["x"] * (napi.MAX_KINDS + 1), reconnect=reconnect), 5)
+            assert (exc.value.status, exc.value.code) == (400, "bad_query")
+            assert str(napi.MAX_KINDS) in exc.value.message
+        async with AsyncClient(url, "0" * 64) as wrong:
+            with pytest.raises(OasisApiError) as exc:
+                await asyncio.wait_for(first(wrong), 5)
+            assert (exc.value.status, exc.value.code) == (401, "unauthorized")
+        node.events.max_subscribers = 1  # the subscriber cap, reached by one reader
+        held = c.events(["stream"])
+        assert (await asyncio.wait_for(held.__anext__(), 5)).kind == "subscribed"
+        with pytest.raises(OasisApiError) as exc:
+            await asyncio.wait_for(first(c, reconnect=False), 5)
+        assert (exc.value.status, exc.value.code) == (503, "busy")
+        with pytest.raises(OasisApiError) as exc:  # retried (busy may pass), then raised
+            await asyncio.wait_for(first(c, max_retries=2), 10)
+        assert (exc.value.status, exc.value.code) == (503, "busy")
+        assert api.counters["ws_refused"] == 4
+        await held.aclose()
+        await node.events.wait_subscribers(lambda n: n == 0, 5)
+        assert (await asyncio.wait_for(first(c), 5)).kind == "subscribed"  # a free slot: served
+
+
+async def test_the_event_feed_reconnects_when_the_node_restarts(tmp_path: Path) -> None:
+    """A transient failure (the API going away and coming back on its port) is reconnected
+    through; the reader sees a new ``subscribed`` and the events after it. A node that
+    stays away ends the feed with ``unreachable`` once the retries are spent."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    runner, api = await napi.start_api(node, str(tmp_path), "127.0.0.1:0")
+    port = int(api.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        async with AsyncClient(api.url, api.token) as c:
+            feed = c.events(["chat"], max_retries=3)
+            assert (await asyncio.wait_for(feed.__anext__(), 5)).kind == "subscribed"
+            await runner.cleanup()  # the API stops: the socket closes, reconnecting is refused
+            nxt = asyncio.ensure_future(feed.__anext__())
+            runner, api = await napi.start_api(node, str(tmp_path), f"127.0.0.1:{port}")
+            assert (await asyncio.wait_for(nxt, 10)).kind == "subscribed"
+            node.events.publish("chat.message", {"text": "after"})
+            ev = await asyncio.wait_for(feed.__anext__(), 5)
+            assert (ev.kind, ev.data) == ("chat.message", {"text": "after"})
+            await runner.cleanup()
+            with pytest.raises(OasisApiError) as exc:
+                await asyncio.wait_for(feed.__anext__(), 20)
+            assert (exc.value.status, exc.value.code) == (0, "unreachable")
+    finally:
+        await runner.cleanup()
+        await node.close()
+
+
+def test_the_blocking_client_has_the_async_clients_methods() -> None:
+    """dir()/help() show Client's methods: real functions with AsyncClient's signatures
+    and docstrings (not built on the fly by __getattr__)."""
+    import inspect
+
+    from oasis.sdk import Client
+
+    public = {n for n, f in vars(AsyncClient).items() if not n.startswith("_") and callable(f)}
+    assert public <= set(dir(Client)) and {"node", "publish", "stop", "file_remove", "events"} <= public
+    for name in public - {"from_data_dir"}:
+        mine, theirs = getattr(Client, name), getattr(AsyncClient, name)
+        assert inspect.isfunction(mine) and mine.__qualname__ == f"Client.{name}", name
+        assert inspect.signature(mine).parameters == inspect.signature(theirs).parameters, name
+        if name not in ("events", "close"):  # those two: an Iterator, a plain close
+            assert inspect.signature(mine) == inspect.signature(theirs), name
+            assert mine.__doc__ and mine.__doc__ == theirs.__doc__, name
+        assert mine.__doc__, name
+    with pytest.raises(AttributeError):
+        Client.nosuch  # noqa: B018
+
+
+async def test_the_blocking_client_calls_the_node(served: tuple[Node, napi.Api, str]) -> None:
+    """The generated methods call the node (from another thread: the blocking client runs
+    its own loop, this test's loop serves the API)."""
+    from oasis.sdk import Client
+
+    node, api, url = served
+    node.files = FakeFiles()  # type: ignore[attr-defined]
+
+    def script() -> tuple[t.NodeInfo, t.Deleted]:
+        with Client(url, api.token) as c:
+            with pytest.raises(OasisApiError) as exc:
+                c.file_status(OTHER_CID)
+            assert exc.value.status == 404
+            return c.node(), c.file_remove(C1)
+
+    info, deleted = await asyncio.wait_for(asyncio.to_thread(script), 20)
+    assert info.peer_id == node.peer_id and deleted == t.Deleted(C1)
+
+
+async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, napi.Api, str]) -> None:
+    """docs/api.md: a link that cannot be used gets the link parser's code; a tracker that
+    cannot be reached is ``bad_tracker``; one that answers without the stream, 404."""
+    node, api, url = served
+    sid = str(StreamId(Identity.generate().public, "live"))
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    gone = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()  # nothing listens there now
+    async with AsyncClient(url, api.token) as c:
+        for kw, code in (({"link": "garbage"}, "not_a_link"), ({"link": "http://x/y"}, "not_a_link"),
+                         ({"link": f"oasis://{sid}?t=ftp://x"}, "bad_tracker"),
+                         ({"link": f"oasis://{sid}"}, "no_peers"),
+                         ({"stream_id": sid, "tracker": "ftp://x"}, "bad_tracker"),
+                         ({"stream_id": sid, "tracker": "nonsense"}, "bad_tracker")):
+            with pytest.raises(OasisApiError) as exc:
+                await c.watch(**kw)
+            assert (exc.value.status, exc.value.code) == (400, code), kw
+
+        async def refusal(**kw: Any) -> tuple[int, str]:
+            with pytest.raises(OasisApiError) as exc:
+                await c.watch(**kw)
+            return exc.value.status, exc.value.code
+
+        # each waits out the descriptor fetch's retries (5 s): run together
+        got = await asyncio.wait_for(asyncio.gather(
+            refusal(stream_id=sid, tracker=gone), refusal(link=f"oasis://{sid}?t={gone}"),
+            refusal(stream_id=sid, tracker=url)), 30)  # the API answers (401): a tracker, without it
+        assert got == [(400, "bad_tracker"), (400, "bad_tracker"), (404, "not_found")]
+    assert node.streams == {} and api.counters["internal_errors"] == 0
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def publishing(tmp_path: Path) -> AsyncIterator[tuple[Node, napi.Api, str, Streaming]]:
+    """A node that can publish (as `oasis node` does): its origin and tracker URL name a
+    port nothing serves, so published streams announce in vain; the API is real."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    base = f"http://127.0.0.1:{_free_port()}"
+    streaming = Streaming(node, Common(data_dir=str(tmp_path)), base=base, tracker_url=f"{base}/tracker")
+    runner, api = await napi.start_api(node, str(tmp_path / "api"), "127.0.0.1:0", streaming=streaming)
+    try:
+        yield node, api, api.url, streaming
+    finally:
+        await streaming.close()
+        await runner.cleanup()
+        await node.close()
+
+
+@pytest.fixture
+def ts_clip(tmp_path: Path) -> Path:
+    from oasis.media.testsource import TestSource
+
+    src = TestSource(200, width=160, height=96, fps=10)
+    path = tmp_path / "clip.ts"
+    path.write_bytes(b"".join(src.next_frame_ts(1_700_000_000.0 + n / 10) for n in range(10)) + src.close())
+    return path
+
+
+async def test_publish_refuses_a_source_it_cannot_open(
+        publishing: tuple[Node, napi.Api, str, Streaming], tmp_path: Path, ts_clip: Path) -> None:
+    """A source the stream could not open is refused up front (400 bad_source), where that
+    is cheap to know: a UDP port that cannot be bound, stdin, a relative path, a file that
+    is missing or not MPEG-TS, an unknown scheme. Nothing is published then."""
+    node, api, url, streaming = publishing
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    text = tmp_path / "notes.txt"
+    text.write_text("not a transport stream\n" * 20)
+    try:
+        for source in (f"udp://127.0.0.1:{taken.getsockname()[1]}", "udp://1.2.3.4:5000", "udp://127.0.0.1",
+                       "-", "clip.ts", "~/clip.ts", str(tmp_path / "missing.ts"), str(text), "rtmp://x/y"):
+            status, body = await call("POST", f"{url}/streams", token=api.token,
+                                      data=msgspec.json.encode({"name": "live", "source": source}))
+            assert (status, error_code(body)) == (400, "bad_source"), (source, body)
+            if source.startswith("udp://") and source.count(":") == 2:
+                assert "cannot bind UDP" in body["error"]["message"]
+                assert os.strerror(errno.EADDRINUSE if "127." in source else errno.EADDRNOTAVAIL) \
+                    in body["error"]["message"]
+        assert node.streams == {} and streaming.managed == {}
+        async with AsyncClient(url, api.token) as c:
+            port = _free_port(socket.SOCK_DGRAM)
+            pub = await c.publish("live", f"udp://127.0.0.1:{port}")
+            assert [s.stream_id for s in await c.streams()] == [pub.stream_id]
+            with pytest.raises(OasisApiError) as exc:  # the name is taken: that is what to say
+                await c.publish("live", f"udp://127.0.0.1:{port}")
+            assert (exc.value.status, exc.value.code) == (409, "conflict")
+            cwd = os.getcwd()
+            os.chdir(ts_clip.parent)  # the SDK resolves a relative file against this program's directory
+            try:
+                clip = await c.publish("clip", ts_clip.name)
+            finally:
+                os.chdir(cwd)
+            assert await c.stop(clip.stream_id) == t.Deleted(clip.stream_id)
+            assert await c.stop(pub.stream_id) == t.Deleted(pub.stream_id)
+    finally:
+        taken.close()
+
+
+async def test_a_stream_whose_source_failed_is_ended_not_stalled(
+        publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
+    """A source that fails once the stream exists (here a UDP port taken between the API's
+    check and the stream's bind): ``stream.ended`` once, and the watchdog does not then
+    report the stream ``stalled``; it stays listed until stopped."""
+    node, api, url, streaming = publishing
+    sub = node.events.subscribe(["stream"])
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        res = await streaming.publish("live", f"udp://127.0.0.1:{taken.getsockname()[1]}")
+        assert (await sub.get(timeout=5)).kind == "stream.started"
+        ev = await sub.get(timeout=5)
+        assert ev.kind == "stream.ended" and ev.data["stream_id"] == res["stream_id"]
+        assert "bind" in ev.data["reason"] or "in use" in ev.data["reason"]
+    finally:
+        taken.close()
+    now = asyncio.get_running_loop().time()
+    for dt in (0.0, 10.0, 100.0):
+        streaming.check_health(now + dt)
+    assert sub.get_nowait() is None  # no stream.stalled after stream.ended
+    async with AsyncClient(url, api.token) as c:
+        [info] = await c.streams()
+        assert info.stream_id == res["stream_id"] and info.latest == -1 and info.managed
+        await c.stop(info.stream_id)
+    assert (await sub.get(timeout=5)).kind == "stream.stopped"
+    assert streaming.ended == set()
+
+
+async def test_chat_history_and_events_with_the_real_messaging_service(served: tuple[Node, napi.Api, str]) -> None:
+    """What docs/api.md says of chat: history's default limit is 100, ``after`` is a unix
+    time compared with ``time`` (not a ``seq``: that is the sender's millisecond clock),
+    and ``chat.message`` events carry ``late``."""
+    node, api, url = served
+    sid = StreamId(node.identity.public, "live")
+    node.add_stream(sid, is_source=True)
+    async with AsyncClient(url, api.token) as c:
+        feed = c.events(["chat.message"], reconnect=False)
+        assert (await asyncio.wait_for(feed.__anext__(), 5)).kind == "subscribed"
+        first = await c.chat_send(str(sid), "one")
+        ev = await asyncio.wait_for(feed.__anext__(), 5)
+        assert ev.data == {**msgspec.to_builtins(first), "late": False}
+        node.clock = lambda: first.time + 1.5  # type: ignore[method-assign]  # the next message a bit later
+        second = await c.chat_send(str(sid), "two")
+        await feed.aclose()
+        assert second.seq > first.seq >= first.time * 1000  # ms of the sender's clock, not a counter
+        assert [m.text for m in await c.chat_history(str(sid))] == ["one", "two"]
+        assert [m.text for m in await c.chat_history(str(sid), after=first.time)] == ["two"]
+        assert await c.chat_history(str(sid), after=first.seq) == []
+        status, body = await call("GET", f"{url}/chat/{sid}?limit=1", token=api.token)
+        assert status == 200 and [m["text"] for m in body] == ["two"]
+
+
+def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
+    from oasis.sdk import Client
+
+    for make in (AsyncClient.from_data_dir, Client.from_data_dir):
+        with pytest.raises(OasisApiError) as exc:
+            make(tmp_path / "missing")
+        assert (exc.value.status, exc.value.code) == (0, "no_node")

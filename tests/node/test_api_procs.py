@@ -6,9 +6,11 @@ examples/stream_health.py (healthy, then after the broadcaster stopped the strea
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -73,6 +75,12 @@ async def test_publish_and_watch_through_the_api_with_events_and_health(
         with pytest.raises(OasisApiError) as exc:
             await api_a.stop(cli.stream_id)
         assert exc.value.status == 403 and exc.value.code == "forbidden"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:  # a source it cannot bind
+            taken.bind(("127.0.0.1", 0))
+            with pytest.raises(OasisApiError) as exc:
+                await api_a.publish("udp", f"udp://127.0.0.1:{taken.getsockname()[1]}")
+            assert (exc.value.status, exc.value.code) == (400, "bad_source")
+            assert os.strerror(errno.EADDRINUSE) in exc.value.message  # the reason, also under uvloop
         async with s.ws_connect(f"{b.info['api']}/events?kinds=stream&token={api_b.token}") as ws:
             pub = await api_a.publish("live", "test", bitrate_kbps=300)
             assert pub.link.startswith("oasis://") and pub.stream_id.startswith(info.peer_id)
@@ -99,7 +107,8 @@ async def test_publish_and_watch_through_the_api_with_events_and_health(
             assert healthy.returncode == 0, healthy.stdout + healthy.stderr
             assert lines and all(x["healthy"] for x in lines) and lines[-1]["chunks"] > 0
 
-            await api_a.stop(pub.stream_id)  # the broadcaster stops: the viewer stalls
+            # the broadcaster stops (docs/api.md: the answer is {"deleted": S}): the viewer stalls
+            assert (await api_a.stop(pub.stream_id)).deleted == pub.stream_id
             ev = await next_event(ws, "stream.stalled", 15)
             assert ev["data"]["stream_id"] == pub.stream_id
             sick = run_example("stream_health.py", pub.stream_id, "--data-dir", str(tmp_path / "b"),
