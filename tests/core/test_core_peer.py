@@ -811,13 +811,20 @@ def test_a_file_transfer_fits_the_message_budget_and_other_floods_do_not():
 
 def test_one_host_gets_at_most_four_addresses_from_one_answer():
     """Signed DHT provider records are cheap (keys are free): 20 naming ports of one host
-    made a node dial 72 addresses there in 40 s. An answer now gives at most 4 per IP (an
-    IPv6 /64); other hosts and loopback (a demo on one machine) are not cut."""
+    made a node dial 72 addresses there in 40 s. An answer now gives at most 4 per network
+    (an IPv4 /24, an IPv6 /48); other networks and loopback (a demo on one machine) are
+    not cut."""
     flood = [(key(i), "198.18.0.9", 4000 + i) for i in range(20)]
-    honest = [(key(100), "198.18.0.10", 5000), (key(101), "2001:db8:0:1::5", 5000)]
+    honest = [(key(100), "198.18.1.10", 5000), (key(101), "2001:db8:0:1::5", 5000)]
     kept, dropped = pp.cap_per_ip(flood + honest)
     assert kept == flood[:4] + honest and dropped == 16
     v6 = [(key(i), f"2001:db8:0:2::{i + 1}", 5000) for i in range(6)]
     assert len(pp.cap_per_ip(v6)[0]) == 4
+    # and per network: one record per IP of a victim's /24 (or per /64 of its /48) drew
+    # ~20 x the answer's bytes to that network
+    spray = [(key(i), f"203.0.113.{i + 1}", 9999) for i in range(20)]
+    assert pp.cap_per_ip(spray) == (spray[:4], 16)
+    spray6 = [(key(i), f"2001:db8:7:{i:x}::1", 9999) for i in range(20)]
+    assert pp.cap_per_ip(spray6) == (spray6[:4], 16)
     local = [(key(i), "127.0.0.1", 4000 + i) for i in range(20)]
     assert pp.cap_per_ip(local) == (local, 0)
