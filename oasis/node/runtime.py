@@ -396,6 +396,7 @@ async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]
     node is closed and ``ValueError`` says why."""
     raw = None
     t0 = time.monotonic()
+    before = node.counters if node.dht is not None else {}
     if node.dht is not None:
         raw = await node.dht.find_descriptor(
             sid, [pp.Candidate(b.peer, b.host, b.port) for b in boots], SHORT_LINK_TIMEOUT)
@@ -405,10 +406,20 @@ async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]
             return verified_descriptor_json(raw, sid)
     except DescriptorError as exc:
         log.warning("DHT gave a bad descriptor: %s", exc)
+    after = node.counters if node.dht is not None else {}
     await node.close()
+
+    def delta(k: str) -> int:
+        return int(after.get(k, 0)) - int(before.get(k, 0))
+
+    # what happened, so a user can tell a dead link from a hostile or stale one
+    seen = (f"{delta('dht_answers_in')} answers from {delta('dht_dials') or 'no'} peers dialled "
+            f"({delta('dht_dial_failures')} dials failed, {delta('dht_timeouts')} requests timed out, "
+            f"{delta('dht_records_rejected') + delta('dht_descriptors_rejected')} records or descriptors "
+            "refused as forged or foreign)")
     why = (f"in {SHORT_LINK_TIMEOUT:g} s" if took >= SHORT_LINK_TIMEOUT - 0.5
-           else f"(the DHT lookup ended after {took:.1f} s: no bootstrap peer answered with it)")
-    raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers {why}; "
+           else f"(the DHT lookup ended after {took:.1f} s)")
+    raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers {why}: {seen}; "
                      "give a full link or a tracker")
 
 

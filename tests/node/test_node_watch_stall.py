@@ -70,3 +70,23 @@ def test_a_stopped_broadcaster_is_reported_and_the_player_response_ends(tmp_path
     finally:
         for p in procs:
             p.stop()
+
+
+def test_a_short_link_to_nobody_says_what_was_tried(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId
+
+    b = Identity.generate()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    link = f"oasis://{StreamId(b.public, 'live')}?b={b.peer_id}@127.0.0.1:{port}"
+    r = subprocess.run([sys.executable, "-m", "oasis", "watch", link, "--listen", "127.0.0.1:0",
+                        "--gateway", "127.0.0.1:0", "--data-dir", str(tmp_path / "v")],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no descriptor for" in r.stderr and "peers dialled" in r.stderr and "dials failed" in r.stderr, r.stderr
