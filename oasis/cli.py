@@ -339,6 +339,57 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
     return 0
 
 
+#: the options that set a listening address, per command: (option, attribute, UDP?, default)
+_LISTENS: dict[str, tuple[tuple[str, str, bool, str | None], ...]] = {
+    "broadcast": (("--http", "http", False, None), ("--api-listen", "api_listen", False, None),
+                  ("--listen", "listen", True, None)),
+    "watch": (("--gateway", "gateway", False, "127.0.0.1:8080"), ("--api-listen", "api_listen", False, None),
+              ("--listen", "listen", True, None)),
+    "node": (("--http", "http", False, None), ("--api-listen", "api_listen", False, "127.0.0.1:7480"),
+             ("--listen", "listen", True, None)),
+    "chat": (("--listen", "listen", True, None),),
+    "dm": (("--listen", "listen", True, None),),
+    "publish": (("--http", "http", False, None), ("--listen", "listen", True, None)),
+    "get": (("--http", "http", False, None), ("--listen", "listen", True, None)),
+    "tracker": (("--listen", "listen", False, "127.0.0.1:7000"),),
+}
+
+
+def _address_in_use(args: argparse.Namespace, exc: BaseException) -> str | None:
+    """For a bind refused because the address is taken (``EADDRINUSE``), the message naming
+    the option that set that address; None for any other error. An HTTP face's refusal
+    (``start_http``) names the address; the OFTP socket's (UDP) is the bare ``OSError``."""
+    import errno
+    import re
+
+    from oasis.node.http import address_in_use
+
+    if not any(isinstance(e, OSError) and e.errno == errno.EADDRINUSE
+               for e in (exc, exc.__context__, exc.__cause__)):
+        return None
+    m = re.match(r"(.*):(\d+) is already in use", str(exc))
+    udp = m is None
+    found = []
+    for option, attr, is_udp, default in _LISTENS.get(args.cmd, ()):
+        value = getattr(args, attr, None)
+        if is_udp != udp or not isinstance(value, str):
+            continue
+        host, _, port = value.rpartition(":")
+        if not port.isdigit() or int(port) == 0:
+            continue  # any free port: never the one taken
+        if m is None or (int(port) == int(m.group(2)) and (host or "127.0.0.1") == m.group(1)):
+            found.append((option, value, value == default))
+    if len(found) > 1:
+        return (f"{found[0][1]} is given to both {found[0][0]} and {found[1][0]}: one address, one "
+                "listener; give them different ports (or port 0 for any free one)")
+    if not found:
+        return None
+    option, value, is_default = found[0]
+    extra = "; --api-listen off: no API" if option == "--api-listen" else ""
+    return address_in_use(value if m is None else f"{m.group(1)}:{m.group(2)}", option, udp=udp,
+                          default=is_default, extra=extra)
+
+
 def _check_talk(args: argparse.Namespace) -> None:
     """``oasis chat`` and ``oasis dm``: the peer id and the ``--send`` text, checked before
     anything starts (a bad one was refused only after joining the swarm)."""
@@ -428,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
                           gateway=args.gateway, cdn_url=args.cdn_url))
     except (ValueError, StreamIdError, OSError, RuntimeError) as exc:
-        print(f"oasis {args.cmd}: error: {exc}", file=sys.stderr)
+        print(f"oasis {args.cmd}: error: {_address_in_use(args, exc) or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

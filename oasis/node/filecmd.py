@@ -65,20 +65,24 @@ async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
     _lock_data_dir(o.data_dir)
     ident = load_or_create(o.data_dir)
     host, port = parse_hostport(o.listen, "--listen")
+    ghost, gport = parse_hostport(o.http_listen, "--http")
     # a file node keeps no live neighbours: the policy dials nobody on its own (file swarms dial)
     node = Node(ident, sw.SwarmConfig(), host=host, port=port, rng=random.Random(o.seed), target_neighbours=0)
-    await node.start()
-    cfg = fs.FileSwarmConfig()
-    if o.upload_mbps > 0:
-        rate = o.upload_mbps * 1e6 / 8
-        cfg = fs.FileSwarmConfig(upload_bytes_per_s=rate, upload_burst=max(256 * 1024, rate / 4))
-    files = Files(node, o.data_dir, cap_bytes=o.cap_bytes, origin_url=o.origin, config=cfg)
-    node.files = files
-    app = web.Application(client_max_size=64 * 1024)
-    http.add_gateway_routes(app, node)
-    add_file_routes(app, files)
-    ghost, gport = parse_hostport(o.http_listen, "--http")
-    runner, gport = await start_http(app, ghost, gport)
+    try:  # a taken --listen or --http: the error, and nothing left open (the node's HTTP client)
+        await node.start()
+        cfg = fs.FileSwarmConfig()
+        if o.upload_mbps > 0:
+            rate = o.upload_mbps * 1e6 / 8
+            cfg = fs.FileSwarmConfig(upload_bytes_per_s=rate, upload_burst=max(256 * 1024, rate / 4))
+        files = Files(node, o.data_dir, cap_bytes=o.cap_bytes, origin_url=o.origin, config=cfg)
+        node.files = files
+        app = web.Application(client_max_size=64 * 1024)
+        http.add_gateway_routes(app, node)
+        add_file_routes(app, files)
+        runner, gport = await start_http(app, ghost, gport)
+    except BaseException:
+        await node.close()
+        raise
     gateway = f"http://{ghost}:{gport}"
     files.gateway_url = gateway
     return node, files, runner, gateway
