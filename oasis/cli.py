@@ -219,6 +219,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             f.add_argument("--timeout", type=float, default=60.0,
                            help="give up (exit 1) when no block has come for this many seconds "
                                 "(default 60; 0: never)")
+        f.add_argument("--progress", action="store_true",
+                       help="progress lines on stderr (at most one a second) even when stderr is not a "
+                            "terminal (on a terminal: always); a final line is printed either way")
         f.add_argument("--data-dir", help=f"key and store directory (default: ~/.local/share/oasis/{name})")
         f.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
         f.add_argument("--http", default="127.0.0.1:0", help="gateway/origin HTTP address HOST:PORT")
@@ -322,7 +325,8 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
         raise ValueError("--disk-cap-mb must be at least 1")
     o = filecmd.FileOptions(data_dir=args.data_dir or rt.default_data_dir(args.cmd), listen=args.listen,
                             http_listen=args.http, cap_bytes=args.disk_cap_mb * 1024 * 1024,
-                            origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps)
+                            origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps,
+                            progress=args.progress)
     if args.cmd == "publish":
         _run(filecmd.publish(o, args.file))
     else:
