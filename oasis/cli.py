@@ -23,28 +23,55 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
     return uvloop.run(coro)
 
 
+VERBOSE = "log at debug level on stderr"
+#: options of the other node commands that ``chat`` and ``dm`` do not list (nor use)
+NOT_FOR_TALK: dict[str, type] = {"--bitrate": int, "--chunk-ms": int, "--substreams": int, "--upload-kbps": int,
+                                 "--rewards": bool, "--epoch": int, "--chain-rpc": str, "--chain-dir": str}
+
+
 def _common(p: argparse.ArgumentParser, role: str) -> None:
+    """The options of the node commands. ``chat`` and ``dm`` take the stream's parameters
+    from its descriptor and run no rewards: those options are not theirs (:data:`NOT_FOR_TALK`:
+    still accepted, for scripts that gave them, but not listed, and ignored with a note)."""
+    talk = role in ("chat", "dm")
     p.add_argument("--data-dir", help=f"key and state directory (default: ~/.local/share/oasis/{role})")
     p.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
-    p.add_argument("--upload-kbps", type=int, default=None,
-                   help="upload cap for relaying, kbit/s (default: 4x the bitrate; 0 = none)")
-    later = " (a viewer takes it from the stream's signed descriptor; kept for compatibility)"
-    p.add_argument("--bitrate", type=int, default=None,
-                   help="stream bitrate, kbit/s (default 1500)" + (later if role == "viewer" else ""))
-    p.add_argument("--chunk-ms", type=int, default=None,
-                   help=f"chunk duration, ms (default {sw.DEFAULT_CHUNK_MS})" + (later if role == "viewer" else ""))
-    p.add_argument("--substreams", type=int, default=None,
-                   help="push substreams per stream (default 4)" + (later if role == "viewer" else ""))
+    if talk:
+        for flag, kind in NOT_FOR_TALK.items():
+            if kind is bool:
+                p.add_argument(flag, action="store_true", default=None, help=argparse.SUPPRESS)
+            else:
+                p.add_argument(flag, type=kind, default=None, help=argparse.SUPPRESS)
+    else:
+        p.add_argument("--upload-kbps", type=int, default=None,
+                       help="upload cap for relaying, kbit/s (default: 4x the bitrate; 0 = none)")
+        later = " (a viewer takes it from the stream's signed descriptor; kept for compatibility)"
+        p.add_argument("--bitrate", type=int, default=None,
+                       help="stream bitrate, kbit/s (default 1500)" + (later if role == "viewer" else ""))
+        p.add_argument("--chunk-ms", type=int, default=None,
+                       help=f"chunk duration, ms (default {sw.DEFAULT_CHUNK_MS})" + (later if role == "viewer" else ""))
+        p.add_argument("--substreams", type=int, default=None,
+                       help="push substreams per stream (default 4)" + (later if role == "viewer" else ""))
     p.add_argument("--playout-delay", type=float, default=0.5,
                    help="deadline after a chunk is complete, seconds")
-    p.add_argument("--json", action="store_true",
-                   help="JSON lines for what chat and dm print (every command's start line is JSON)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("-v", "--verbose", action="store_true")
-    _chain(p)
-    p.add_argument("--rewards", action="store_true",
-                   help="take part in proof of relay (tickets, receipts, settlement)")
-    p.add_argument("--epoch", type=int, default=10, help="rewards epoch length, seconds (broadcaster)")
+    if talk:
+        p.add_argument("--json", action="store_true",
+                       help="print JSON lines (one object per message, state change or error, then the "
+                            "counters at exit) instead of text; the start line is JSON either way")
+    else:
+        p.add_argument("--json", action="store_true",
+                       help="no effect, accepted for scripts: this command prints one JSON start line "
+                            "and nothing else on stdout")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the node's pseudo-random choices (which peers it picks and dials, "
+                        "the swarm's scheduling), for repeatable test runs; handshake nonces always "
+                        "come from the OS (default: random)")
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
+    if not talk:
+        _chain(p)
+        p.add_argument("--rewards", action="store_true",
+                       help="take part in proof of relay (tickets, receipts, settlement)")
+        p.add_argument("--epoch", type=int, default=10, help="rewards epoch length, seconds (broadcaster)")
     p.add_argument("--link-delay-ms", type=float, default=0.0,
                    help="emulate this one-way delay on everything this node sends "
                         "(testing; kernel netem is unavailable here)")
@@ -55,11 +82,30 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                         "Python; the node's own congestion control)")
     p.add_argument("--area", default="", help="locality label sent to the tracker (e.g. a country "
                    "code); peers of the same area are preferred as neighbours")
-    if role in ("chat", "dm"):  # a chat session serves no local API (its stdin is the interface)
+    if talk:  # a chat session serves no local API (its stdin is the interface)
         return
     p.add_argument("--api-listen", default="127.0.0.1:7480" if role == "node" else "127.0.0.1:0",
                    help="local API address, loopback only (docs/api.md); port 0: any free port "
                         "(printed as \"api\" and written to <data-dir>/api.json); 'off': no API")
+
+
+class _Version(argparse.Action):
+    """``oasis --version``: the version of the installed package (its metadata), read only
+    when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("oasis")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            text = "unknown (not installed: pip install -e .)"
+        print(f"oasis {text}")
+        parser.exit()
 
 
 def _chain(p: argparse.ArgumentParser) -> None:
@@ -82,18 +128,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for, so a viewer's process does not pay for them at every start."""
     cmd = _command(argv)
     ap = argparse.ArgumentParser(prog="oasis", description="Oasis live video over OFTP/QUIC")
+    ap.add_argument("--version", action=_Version, help="print the installed version and exit")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("demo", help="a live swarm on this machine: tracker, broadcaster, N viewers")
-    d.add_argument("--viewers", type=int, default=10)
+    d.add_argument("--viewers", type=int, default=10,
+                   help="viewer processes to start, each a real node on loopback (default 10)")
     d.add_argument("--duration", type=float, default=30, help="seconds to run after all viewers joined")
-    d.add_argument("--bitrate", type=int, default=1500)
-    d.add_argument("--chunk-ms", type=int, default=sw.DEFAULT_CHUNK_MS)
+    d.add_argument("--bitrate", type=int, default=1500, help="the test stream's bitrate, kbit/s (default 1500)")
+    d.add_argument("--chunk-ms", type=int, default=sw.DEFAULT_CHUNK_MS,
+                   help=f"chunk duration of the test stream, ms (default {sw.DEFAULT_CHUNK_MS})")
     d.add_argument("--upload-kbps", type=int, default=None, help="viewers' upload cap (default 4x bitrate)")
     d.add_argument("--broadcaster-upload-kbps", type=int, default=None,
                    help="broadcaster's upload cap (default 2x bitrate)")
     d.add_argument("--source", default="test", help="test | FILE | - | udp://HOST:PORT")
-    d.add_argument("--json", action="store_true", help="print one JSON summary object")
+    d.add_argument("--json", action="store_true",
+                   help="print one JSON summary object on stdout (progress goes to stderr); an "
+                        "interrupted demo prints what it measured, with \"interrupted\"")
     d.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     d.add_argument("--no-rewards", dest="rewards", action="store_false",
                    help="no proof of relay (by default: a local anvil chain, receipts, settlement)")
@@ -131,7 +182,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ch = sub.add_parser("chat", help="join a stream's chat: print messages, send stdin lines")
     ch.add_argument("stream_id", metavar="STREAM", help="a stream link (oasis://...) or a stream id with --tracker")
     ch.add_argument("--tracker", default=None, help="tracker URL (with a bare stream id)")
-    ch.add_argument("--send", default=None, help="send this one message and exit")
+    ch.add_argument("--send", default=None, metavar="TEXT",
+                    help="send this one line (a message, or a command such as /dm PEER TEXT) and exit: "
+                         "0 once sent, 1 if it could not be (no peer within --wait, muted), 2 if it is "
+                         "not one to send (checked before the node starts)")
     ch.add_argument("--wait", type=float, default=20.0,
                     help="seconds to wait for a peer (and an ACK) (default 20)")
     _common(ch, "chat")
@@ -141,14 +195,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     dmp.add_argument("--via", required=True, metavar="STREAM",
                      help="a stream link (or id with --tracker) whose swarm reaches the peer")
     dmp.add_argument("--tracker", default=None, help="tracker URL (with a bare stream id)")
-    dmp.add_argument("--send", default=None, help="send this one message, wait for its ACK, exit")
+    dmp.add_argument("--send", default=None, metavar="TEXT",
+                     help="send this one message, wait for its ACK, exit: 0 once delivered or held by "
+                          "peers for the recipient, 1 if neither within --wait, 2 if PEER or TEXT is bad "
+                          "(checked before the node starts)")
     dmp.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a peer and the ACK (default 20)")
     _common(dmp, "dm")
     for name, helptext in (("publish", "seed a file (short video) under its content id"),
                            ("get", "fetch a file by content id or link, verified, playable meanwhile")):
         f = sub.add_parser(name, help=helptext)
         if name == "publish":
-            f.add_argument("file", metavar="FILE")
+            f.add_argument("file", metavar="FILE", help="the file to seed (at most 256 MiB)")
         else:
             f.add_argument("target", metavar="CID|LINK", help="a content id (of1...) or oasis://file/ link")
             f.add_argument("-o", "--output", default=None,
@@ -162,20 +219,25 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             f.add_argument("--timeout", type=float, default=60.0,
                            help="give up (exit 1) when no block has come for this many seconds "
                                 "(default 60; 0: never)")
+        f.add_argument("--progress", action="store_true",
+                       help="progress lines on stderr (at most one a second) even when stderr is not a "
+                            "terminal (on a terminal: always); a final line is printed either way")
         f.add_argument("--data-dir", help=f"key and store directory (default: ~/.local/share/oasis/{name})")
         f.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
         f.add_argument("--http", default="127.0.0.1:0", help="gateway/origin HTTP address HOST:PORT")
         f.add_argument("--disk-cap-mb", type=int, default=4096, help="files kept, MiB (LRU beyond)")
         f.add_argument("--upload-mbps", type=float, default=0.0,
                        help="upload budget for serving files to peers (all files together), Mbit/s (default: unbounded)")
-        f.add_argument("-v", "--verbose", action="store_true")
+        f.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
 
     t = sub.add_parser("tracker", help="run a stand-alone tracker")
-    t.add_argument("--listen", default="127.0.0.1:7000")
+    t.add_argument("--listen", default="127.0.0.1:7000",
+                   help="HTTP address HOST:PORT to serve the tracker on (default 127.0.0.1:7000; port 0: "
+                        "any free port); its URL, <address>/tracker, is printed as \"tracker\"")
 
     wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
     wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
-    wl.add_argument("--json", action="store_true")
+    wl.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     wl.add_argument("--offline", action="store_true", help="do not open the chain (no balances)")
     wl.add_argument("--deploy", action="store_true",
                     help="deploy the token and pool contracts to --chain-rpc (paid by the key in "
@@ -263,7 +325,8 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
         raise ValueError("--disk-cap-mb must be at least 1")
     o = filecmd.FileOptions(data_dir=args.data_dir or rt.default_data_dir(args.cmd), listen=args.listen,
                             http_listen=args.http, cap_bytes=args.disk_cap_mb * 1024 * 1024,
-                            origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps)
+                            origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps,
+                            progress=args.progress)
     if args.cmd == "publish":
         _run(filecmd.publish(o, args.file))
     else:
@@ -278,6 +341,72 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
             return 1
         return status
     return 0
+
+
+#: the options that set a listening address, per command: (option, attribute, UDP?, default)
+_LISTENS: dict[str, tuple[tuple[str, str, bool, str | None], ...]] = {
+    "broadcast": (("--http", "http", False, None), ("--api-listen", "api_listen", False, None),
+                  ("--listen", "listen", True, None)),
+    "watch": (("--gateway", "gateway", False, "127.0.0.1:8080"), ("--api-listen", "api_listen", False, None),
+              ("--listen", "listen", True, None)),
+    "node": (("--http", "http", False, None), ("--api-listen", "api_listen", False, "127.0.0.1:7480"),
+             ("--listen", "listen", True, None)),
+    "chat": (("--listen", "listen", True, None),),
+    "dm": (("--listen", "listen", True, None),),
+    "publish": (("--http", "http", False, None), ("--listen", "listen", True, None)),
+    "get": (("--http", "http", False, None), ("--listen", "listen", True, None)),
+    "tracker": (("--listen", "listen", False, "127.0.0.1:7000"),),
+}
+
+
+def _address_in_use(args: argparse.Namespace, exc: BaseException) -> str | None:
+    """For a bind refused because the address is taken (``EADDRINUSE``), the message naming
+    the option that set that address; None for any other error. An HTTP face's refusal
+    (``start_http``) names the address; the OFTP socket's (UDP) is the bare ``OSError``."""
+    import errno
+    import re
+
+    from oasis.node.http import address_in_use
+
+    if not any(isinstance(e, OSError) and e.errno == errno.EADDRINUSE
+               for e in (exc, exc.__context__, exc.__cause__)):
+        return None
+    m = re.match(r"(.*):(\d+) is already in use", str(exc))
+    udp = m is None
+    found = []
+    for option, attr, is_udp, default in _LISTENS.get(args.cmd, ()):
+        value = getattr(args, attr, None)
+        if is_udp != udp or not isinstance(value, str):
+            continue
+        host, _, port = value.rpartition(":")
+        if not port.isdigit() or int(port) == 0:
+            continue  # any free port: never the one taken
+        if m is None or (int(port) == int(m.group(2)) and (host or "127.0.0.1") == m.group(1)):
+            found.append((option, value, value == default))
+    if len(found) > 1:
+        return (f"{found[0][1]} is given to both {found[0][0]} and {found[1][0]}: one address, one "
+                "listener; give them different ports (or port 0 for any free one)")
+    if not found:
+        return None
+    option, value, is_default = found[0]
+    extra = "; --api-listen off: no API" if option == "--api-listen" else ""
+    return address_in_use(value if m is None else f"{m.group(1)}:{m.group(2)}", option, udp=udp,
+                          default=is_default, extra=extra)
+
+
+def _check_talk(args: argparse.Namespace) -> None:
+    """``oasis chat`` and ``oasis dm``: the peer id and the ``--send`` text, checked before
+    anything starts (a bad one was refused only after joining the swarm)."""
+    from oasis.node.msgcli import SendError, check_peer, parse_line
+
+    dm_to = args.peer_id if args.cmd == "dm" else None
+    if dm_to is not None:
+        check_peer(dm_to, dm_to=True)
+    if args.send is not None:
+        try:
+            parse_line(args.send, dm_to)
+        except SendError as exc:
+            raise SendError(exc.code, f"--send: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,11 +432,22 @@ def main(argv: list[str] | None = None) -> int:
             return _wallet(args)
         if args.cmd in ("publish", "get"):
             return _files(args, rt)
-        given = {k: v for k, v in (("bitrate_kbps", args.bitrate), ("chunk_ms", args.chunk_ms),
-                                   ("substreams", args.substreams)) if v is not None}
-        bitrate = 1500 if args.bitrate is None else args.bitrate
-        chunk_ms = sw.DEFAULT_CHUNK_MS if args.chunk_ms is None else args.chunk_ms
-        substreams = 4 if args.substreams is None else args.substreams
+        talk = args.cmd in ("chat", "dm")
+        if talk:
+            _check_talk(args)
+            ignored = [f for f in NOT_FOR_TALK if getattr(args, f[2:].replace("-", "_")) is not None]
+            if ignored:
+                what = "not an option" if len(ignored) == 1 else "not options"
+                print(f"oasis {args.cmd}: {', '.join(ignored)} ignored, {what} of `oasis {args.cmd}` "
+                      "(the stream's signed descriptor sets its parameters; chat earns no rewards)",
+                      file=sys.stderr)
+        # chat and dm have no media options: the stream's descriptor gives them
+        media = {k: None if talk else getattr(args, k) for k in ("bitrate", "chunk_ms", "substreams", "upload_kbps")}
+        given = {k: v for k, v in (("bitrate_kbps", media["bitrate"]), ("chunk_ms", media["chunk_ms"]),
+                                   ("substreams", media["substreams"])) if v is not None}
+        bitrate = 1500 if media["bitrate"] is None else media["bitrate"]
+        chunk_ms = sw.DEFAULT_CHUNK_MS if media["chunk_ms"] is None else media["chunk_ms"]
+        substreams = 4 if media["substreams"] is None else media["substreams"]
         if not 1 <= substreams <= 16:
             raise ValueError("--substreams must be between 1 and 16")
         if not 10 <= chunk_ms <= 10_000 or not 10 <= bitrate <= 1_000_000:
@@ -317,10 +457,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(args.area) > MAX_AREA:
             raise ValueError(f"--area must be at most {MAX_AREA} characters")
         # None: 4x the bitrate (a viewer's bitrate comes from the stream's descriptor)
-        upload = args.upload_kbps if args.upload_kbps is not None or args.cmd == "watch" \
+        upload = media["upload_kbps"] if media["upload_kbps"] is not None or args.cmd == "watch" or talk \
             else 4 * bitrate
         data_dir = args.data_dir or rt.default_data_dir(args.cmd)
-        c = rt.Common(data_dir=data_dir, listen=args.listen, rewards=_rewards_config(args, data_dir),
+        c = rt.Common(data_dir=data_dir, listen=args.listen,
+                      rewards=None if talk else _rewards_config(args, data_dir),
                       upload_kbps=upload, bitrate_kbps=bitrate, chunk_ms=chunk_ms,
                       substreams=substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
@@ -331,22 +472,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "node":
             from oasis.node.daemon import run_node
             _run(run_node(c, http_listen=args.http, tracker_url=args.tracker))
-        elif args.cmd in ("chat", "dm"):
-            from oasis.node.msgcli import talk
-            result: list[int] = []
+        elif talk:
+            from oasis.node.msgcli import talk as run_talk
 
-            async def run_talk() -> None:
-                result.append(await talk(c, stream=args.via if args.cmd == "dm" else args.stream_id,
-                                         tracker_url=args.tracker, send=args.send,
-                                         dm_to=args.peer_id if args.cmd == "dm" else None, wait=args.wait))
-
-            _run(run_talk())
-            return result[0] if result else 1
+            status: int = _run(run_talk(c, stream=args.via if args.cmd == "dm" else args.stream_id,
+                                        tracker_url=args.tracker, send=args.send,
+                                        dm_to=args.peer_id if args.cmd == "dm" else None, wait=args.wait))
+            return status
         elif args.cmd == "watch":
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
                           gateway=args.gateway, cdn_url=args.cdn_url))
     except (ValueError, StreamIdError, OSError, RuntimeError) as exc:
-        print(f"oasis {args.cmd}: error: {exc}", file=sys.stderr)
+        print(f"oasis {args.cmd}: error: {_address_in_use(args, exc) or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

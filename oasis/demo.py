@@ -6,7 +6,10 @@ done the imports, :mod:`oasis.zygote`; a fresh interpreter each if it cannot
 start), shows live progress in the terminal, runs ``--duration`` seconds after
 the last viewer joined, then collects every viewer's per-chunk record and
 prints a summary (a table, or one JSON object with ``--json``). Every process it
-starts is stopped before it returns.
+starts is stopped, and its temporary directory removed (unless ``--keep``), before it
+returns -- also when SIGINT, SIGTERM or SIGHUP stops it early: then the summary is of what
+it measured until then, marked ``"interrupted": "<signal>"``, and the exit status 128 + the
+signal's number. A second signal skips that summary.
 """
 
 from __future__ import annotations
@@ -166,7 +169,46 @@ async def _stats(session: aiohttp.ClientSession, url: str, detail: bool = False)
         return None
 
 
-async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+INTERRUPTED_STATS_TIMEOUT = 5.0  #: s the final /stats of an interrupted demo may take
+
+
+@dataclass
+class _Run:
+    """How far the demo got (what an interrupted one can still summarise)."""
+
+    binfo: dict[str, Any] | None = None
+    viewers: list[Proc] = field(default_factory=list)
+    joined: int = 0
+    running_since: float | None = None  #: monotonic time all viewers had joined
+    signals: list[int] = field(default_factory=list)
+
+
+async def _stoppable_demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    """:func:`demo` as ``oasis demo`` runs it: SIGINT, SIGTERM and SIGHUP stop it the same
+    way (every process stopped, the directory removed, the summary marked interrupted)."""
+    loop = asyncio.get_running_loop()
+    run = _Run()
+    me = asyncio.current_task()
+
+    def stop(signum: int) -> None:  # the first: stop and summarise; the next: stop summarising
+        run.signals.append(signum)
+        if me is not None:
+            me.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await demo(args, progress, run)
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None) -> dict[str, Any]:
+    """Run the demo; its summary. ``run``: where :func:`_stoppable_demo` records the stop
+    signals (without one, a cancellation is raised through, after the clean-up)."""
+    run = run or _Run()
     bitrate = args.bitrate
     up = args.upload_kbps if args.upload_kbps is not None else 4 * bitrate
     bup = args.broadcaster_upload_kbps if args.broadcaster_upload_kbps is not None else 2 * bitrate
@@ -176,6 +218,7 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     result: dict[str, Any] = {}
     process_failures = 0
     chain: DevChain | None = None
+    pool: concurrent.futures.ThreadPoolExecutor | None = None
     try:
         common = ["--bitrate", str(bitrate), "--chunk-ms", str(args.chunk_ms), "--json"]
         ledger: list[str] = []
@@ -204,7 +247,7 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         # Namespace attribute, not a CLI option): each viewer a fresh interpreter.
         if getattr(args, "fork", True):
             zygote = Zygote(preload=("oasis.node.rewards", "oasis.node.rewards_http") if args.rewards else ())
-        binfo = await _first_line(b, START_TIMEOUT)
+        binfo = run.binfo = await _first_line(b, START_TIMEOUT)
         progress.started(binfo)
         if zygote is not None:
             try:
@@ -212,7 +255,7 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
             except (OSError, RuntimeError) as exc:
                 progress.note(f"viewers start as separate interpreters (the launcher failed: {exc})")
                 zygote = None
-        viewers: list[Proc] = []
+        viewers = run.viewers
         vdirs: list[str] = []
         started = time.monotonic()
         for i in range(args.viewers):
@@ -228,13 +271,15 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
                                       *ledger, *delay(i + 1), "--data-dir", vdir], root, zygote=zygote)
             procs.append(v)
             viewers.append(v)
-        joined = 0
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(viewers))) as pool:
-            for fut in asyncio.as_completed([_first_line(v, START_TIMEOUT, pool) for v in viewers]):
-                await fut
-                joined += 1
-                progress.joined(joined, args.viewers)
+        # (shut down in ``finally`` without waiting: a reader stuck on a viewer that never
+        # started ends when that viewer is stopped)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(viewers)))
+        for fut in asyncio.as_completed([_first_line(v, START_TIMEOUT, pool) for v in viewers]):
+            await fut
+            run.joined += 1
+            progress.joined(run.joined, args.viewers)
         joined_in_s = time.monotonic() - started
+        run.running_since = time.monotonic()
         t_end = time.monotonic() + args.duration
         async with aiohttp.ClientSession() as session:
             while (left := t_end - time.monotonic()) > 0:
@@ -257,8 +302,15 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
         result["viewers_joined_in_s"] = round(joined_in_s, 2)  # all processes up, from the first start
         if rewards is not None:
             result["rewards"] = _rewards(rewards, result, args)
+    except asyncio.CancelledError:
+        if not run.signals:  # not our signal handler's: somebody else's cancellation
+            raise
+        _uncancel()
+        result = await _interrupted(args, bitrate, run, progress)
     finally:
         process_failures = _stop_all(procs)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if zygote is not None:
             zygote.close()
         if chain is not None:
@@ -272,6 +324,41 @@ async def demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     result["errors"] += process_failures
     result["error_detail"]["process_failures"] = process_failures
     return result
+
+
+def _uncancel() -> None:
+    """The cancellation a stop signal made is handled: later waits are not cancelled."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+async def _interrupted(args: argparse.Namespace, bitrate: int, run: _Run, progress: Any) -> dict[str, Any]:
+    """The summary of a demo a signal stopped: what the viewers measured until now (their
+    final /stats, within a few seconds) once they all run, else how far it got. A second
+    signal gives up the figures."""
+    name = signal.Signals(run.signals[0]).name
+    ran = round(time.monotonic() - run.running_since, 1) if run.running_since is not None else 0.0
+    when = f"after {ran:g} s of {args.duration:g}" if run.running_since is not None else "while starting"
+    progress.note(f"\ninterrupted ({name}) {when}: stopping every process…")
+    out: dict[str, Any] = {"interrupted": name, "viewers": args.viewers, "viewers_joined": run.joined,
+                           "ran_s": ran, "errors": 0, "error_detail": {}}
+    joined = [v for v in run.viewers if v.info]
+    if run.binfo is None or run.running_since is None or len(run.signals) > 1:
+        return out
+    try:
+        async with aiohttp.ClientSession() as session:
+            final, bstats = await asyncio.wait_for(asyncio.gather(
+                asyncio.gather(*[_stats(session, v.info["gateway"], detail=True) for v in joined]),
+                _stats(session, run.binfo["http"], detail=True)), INTERRUPTED_STATS_TIMEOUT)
+        summary = _summary(args, bitrate, list(final), bstats, time.time())
+    except asyncio.CancelledError:  # a second signal: no figures, stop now
+        _uncancel()
+        return out
+    except (TimeoutError, RuntimeError) as exc:  # the broadcaster did not answer
+        progress.note(f"no summary: {exc or 'the nodes did not answer in time'}")
+        return out
+    return summary | out | {"duration_s": ran, "errors": summary["errors"], "error_detail": summary["error_detail"]}
 
 
 def _violation_lines(root: str, most: int = 20) -> list[str]:
@@ -398,6 +485,11 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
     }
 
 
+def player_url(binfo: dict[str, Any]) -> str:
+    """The broadcaster's own player gateway for its stream (MPEG-TS over HTTP)."""
+    return f"{binfo['http']}/live/{binfo['stream_id']}.ts"
+
+
 class _Progress:
     """Terminal progress with rich (stderr when --json, so stdout stays one JSON object)."""
 
@@ -411,7 +503,9 @@ class _Progress:
 
     def started(self, info: dict[str, Any]) -> None:
         self.console.print(f"[bold]broadcaster[/] {info['stream_id']}\n  tracker {info['tracker']}"
-                           f"\n  origin  {info['origin']}\n  oftp    {info['oftp']}")
+                           f"\n  origin  {info['origin']}\n  oftp    {info['oftp']}"
+                           f"\n  player  {player_url(info)}  (ffplay, mpv or VLC; while the demo runs)",
+                           highlight=False, soft_wrap=True)  # a URL is not cut across lines
 
     def joined(self, n: int, total: int) -> None:
         if self.live:
@@ -442,12 +536,18 @@ class _Progress:
             self.console.print(line)
 
     def note(self, text: str) -> None:
-        self.console.print(text)
+        try:
+            self.console.print(text)
+        except OSError:  # the terminal is gone (SIGHUP): the demo still cleans up
+            pass
 
 
 def _table(result: dict[str, Any], progress: _Progress) -> None:
     from rich.table import Table
-    t = Table(title="Oasis demo summary")
+    title = "Oasis demo summary"
+    if result.get("interrupted"):
+        title += f" (interrupted by {result['interrupted']} after {result['ran_s']:g} s)"
+    t = Table(title=title)
     t.add_column("figure")
     t.add_column("value", justify="right")
     lat = result["latency_ms"]
@@ -488,17 +588,25 @@ def run_demo(args: argparse.Namespace) -> int:
     progress = _Progress(args.json)
     try:
         import uvloop
-        result = uvloop.run(demo(args, progress))
+        result = uvloop.run(_stoppable_demo(args, progress))
     except ImportError:
-        result = asyncio.run(demo(args, progress))
+        result = asyncio.run(_stoppable_demo(args, progress))
     except RuntimeError as exc:
         print(f"oasis demo: error: {exc}", file=sys.stderr)
         return 1
     if "rewards" in result:
         rw = result["rewards"]
         result["errors"] += rw["receipts_rejected"] + rw["settle_errors"] + rw["missing_reports"]
-    if args.json:
-        print(json.dumps({k: v for k, v in result.items() if k != "per_viewer"}))
-    else:
-        _table(result, progress)
+    try:
+        if args.json:
+            print(json.dumps({k: v for k, v in result.items() if k != "per_viewer"}), flush=True)
+        elif "latency_ms" in result:
+            _table(result, progress)
+        else:  # interrupted before the viewers ran: nothing measured
+            progress.note(f"interrupted by {result['interrupted']} before the viewers ran "
+                          f"({result['viewers_joined']} of {result['viewers']} had joined)")
+    except OSError:  # stdout gone with the terminal (SIGHUP)
+        pass
+    if result.get("interrupted"):
+        return 128 + signal.Signals[result["interrupted"]].value
     return 0 if result["errors"] == 0 else 1

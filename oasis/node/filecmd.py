@@ -1,25 +1,30 @@
 """``oasis publish FILE`` and ``oasis get CID|LINK``: a node that seeds or fetches one file.
 
 Both print JSON lines on stdout (the first as soon as the gateway listens, so a player can
-open ``url`` while the file downloads); ``get`` shows a progress bar (rich) on a TTY.
+open ``url`` while the file downloads). On stderr, :class:`Progress`: a line at most every
+second while ``publish`` hashes and ``get`` fetches (rewritten in place on a terminal; when
+stderr is no terminal only with ``--progress``), and always a final line -- for an
+interrupted ``get``, what is kept and that the same command again resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import web
 
 from oasis.core import fileswarm as fs
 from oasis.core import swarm as sw
-from oasis.core.content import parse_cid, safe_name
+from oasis.core.content import BLOCK_SIZE, parse_cid, safe_name
 from oasis.core.filelink import FileLink
 
 from . import http
@@ -39,6 +44,67 @@ class FileOptions:
     origin: str | None = None
     seed: int | None = None
     upload_mbps: float = 0.0  #: serving budget per file, Mbit/s (0: the core's default, 512)
+    progress: bool = False  #: progress lines on stderr even when it is not a terminal
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+class Progress:
+    """Progress on ``stream`` (stderr): :meth:`update` writes a line at most every ``every``
+    seconds, and only if ``stream`` is a terminal (the line rewritten in place) or ``force``
+    (whole lines, for a log); :meth:`final` always writes its line. :meth:`rate` is the
+    bytes per second of the last ``window`` seconds of samples."""
+
+    def __init__(self, force: bool = False, every: float = 1.0, stream: TextIO | None = None,
+                 window: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.live = self.tty or force
+        self.every = every
+        self.window = window
+        self.started = time.monotonic()
+        self._shown_at: float | None = None
+        self._partial = False  #: a line rewritten in place is on the terminal
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def sample(self, done: int) -> None:
+        now = time.monotonic()
+        self._samples.append((now, done))
+        while len(self._samples) > 2 and self._samples[1][0] <= now - self.window:
+            self._samples.popleft()
+
+    def rate(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def update(self, text: str) -> None:
+        now = time.monotonic()
+        if not self.live or (self._shown_at is not None and now - self._shown_at < self.every):
+            return
+        self._shown_at = now
+        self._write("\r" + text + "\x1b[K" if self.tty else text + "\n")
+        self._partial = self.tty
+
+    def final(self, text: str) -> None:
+        self.clear()
+        self._write(text + "\n")
+
+    def clear(self) -> None:
+        """Erase a line being rewritten in place (before another message is printed)."""
+        if self._partial:
+            self._write("\r\x1b[K")
+            self._partial = False
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr gone (a closed terminal): the work goes on
+            pass
 
 
 _LOCKS: list[Any] = []  #: the data directories this process holds (open lock files)
@@ -65,29 +131,67 @@ async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
     _lock_data_dir(o.data_dir)
     ident = load_or_create(o.data_dir)
     host, port = parse_hostport(o.listen, "--listen")
+    ghost, gport = parse_hostport(o.http_listen, "--http")
     # a file node keeps no live neighbours: the policy dials nobody on its own (file swarms dial)
     node = Node(ident, sw.SwarmConfig(), host=host, port=port, rng=random.Random(o.seed), target_neighbours=0)
-    await node.start()
-    cfg = fs.FileSwarmConfig()
-    if o.upload_mbps > 0:
-        rate = o.upload_mbps * 1e6 / 8
-        cfg = fs.FileSwarmConfig(upload_bytes_per_s=rate, upload_burst=max(256 * 1024, rate / 4))
-    files = Files(node, o.data_dir, cap_bytes=o.cap_bytes, origin_url=o.origin, config=cfg)
-    node.files = files
-    app = web.Application(client_max_size=64 * 1024)
-    http.add_gateway_routes(app, node)
-    add_file_routes(app, files)
-    ghost, gport = parse_hostport(o.http_listen, "--http")
-    runner, gport = await start_http(app, ghost, gport)
+    try:  # a taken --listen or --http: the error, and nothing left open (the node's HTTP client)
+        await node.start()
+        cfg = fs.FileSwarmConfig()
+        if o.upload_mbps > 0:
+            rate = o.upload_mbps * 1e6 / 8
+            cfg = fs.FileSwarmConfig(upload_bytes_per_s=rate, upload_burst=max(256 * 1024, rate / 4))
+        files = Files(node, o.data_dir, cap_bytes=o.cap_bytes, origin_url=o.origin, config=cfg)
+        node.files = files
+        app = web.Application(client_max_size=64 * 1024)
+        http.add_gateway_routes(app, node)
+        add_file_routes(app, files)
+        runner, gport = await start_http(app, ghost, gport)
+    except BaseException:
+        await node.close()
+        raise
     gateway = f"http://{ghost}:{gport}"
     files.gateway_url = gateway
     return node, files, runner, gateway
 
 
+async def _publish_hashed(files: Files, path: str, progress: Progress) -> dict[str, Any]:
+    """``files.publish(path)``, with a progress line while it copies and hashes the file.
+    How far it got is the size of the copy it writes (``<store>/.publish-<pid>-*/data``);
+    a store that names its copies otherwise shows no fraction, only the time."""
+    work = asyncio.ensure_future(files.publish(path))
+    name = safe_name(Path(path).name)
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0  # publish says why
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=progress.every)
+        if done:
+            break
+        copied = 0
+        for part in files.root.glob(f".publish-{os.getpid()}-*/data"):
+            try:
+                copied += part.stat().st_size
+            except OSError:
+                pass  # renamed into place meanwhile
+        progress.sample(copied)
+        took = time.monotonic() - progress.started
+        if copied and size:
+            progress.update(f"oasis publish: hashing {name}: {mb(copied)} of {mb(size)} "
+                            f"({100 * copied // size} %), {mb(progress.rate())}/s")
+        else:
+            progress.update(f"oasis publish: hashing {name} ({mb(size)}): {took:.0f} s")
+    info = work.result()
+    took = time.monotonic() - progress.started
+    progress.final(f"oasis publish: {name}: {mb(info['size'])} in {info['blocks']} blocks, hashed in "
+                   f"{took:.1f} s ({mb(info['size'] / max(took, 1e-3))}/s); seeding {info['cid']}")
+    return info
+
+
 async def publish(o: FileOptions, path: str) -> None:
     node, files, runner, gateway = await _start(o)
     try:
-        info = await files.publish(path)
+        info = await _publish_hashed(files, path, Progress(o.progress))
         link = FileLink(parse_cid(info["cid"]), ((node.identity.public, node.host, node.port),),
                         origin=gateway)
         emit(info | {"link": link.to_text(), "url": f"{gateway}/files/{info['cid']}",
@@ -178,17 +282,14 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                 keep = "" if keep_seeding else " (served until the download ends; add --seed to keep it)"
                 print(f"no player found: open {st['url']}{keep}", file=sys.stderr)
 
+        progress = Progress(o.progress)
+        cid = st["cid"]
+        kept = _bytes_held(files, cid)  # an earlier run's verified blocks (resumed)
+
         async def main(stop: asyncio.Event) -> None:
             nonlocal complete
             sub = node.events.subscribe(("file",))
-            bar = None
-            if sys.stderr.isatty():
-                from rich.progress import Progress
-                bar = Progress(transient=True)
-                bar.start()
-                task = bar.add_task("fetching", total=None)
             waiter = asyncio.ensure_future(stop.wait())
-            cid = st["cid"]
             have, progress_at = -1, time.monotonic()
             try:
                 while True:
@@ -201,34 +302,34 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                         break
                     if s["have_blocks"] != have:
                         have, progress_at = s["have_blocks"], time.monotonic()
+                    progress.sample(_bytes_held(files, cid))
+                    progress.update(_progress_line(s, _bytes_held(files, cid), progress.rate()))
                     left = None
                     if stall_timeout > 0:
                         left = progress_at + stall_timeout - time.monotonic()
                         if left <= 0:
                             failed.append(_stalled(files, cid, stall_timeout))
                             return
+                    if progress.live:  # a line a second, even while nothing comes
+                        left = progress.every if left is None else min(left, progress.every)
                     nxt = asyncio.ensure_future(sub.get())
                     done, _ = await asyncio.wait({nxt, waiter}, timeout=left,
                                                  return_when=asyncio.FIRST_COMPLETED)
                     if waiter in done:
                         nxt.cancel()
+                        progress.final(_interrupted_line(files, cid, o.data_dir))
                         return
-                    if nxt not in done:
-                        nxt.cancel()
-                        continue  # the no-progress check above
-                    ev = nxt.result()
-                    if bar is not None and ev.kind == "file.progress":
-                        bar.update(task, total=ev.data["blocks"], completed=ev.data["have_blocks"])
+                    nxt.cancel()  # the loop reads the status itself; the event only woke it
             finally:
                 if failed:
                     waiter.cancel()
-                if bar is not None:
-                    bar.stop()
+                    progress.clear()  # the caller prints why, on a line of its own
                 sub.close()
             complete = True
             s = files.status(st["cid"])
             e = files.entry(st["cid"])
             dest = write_output(e.dir / "data", out, s["name"], st["cid"])
+            progress.final(_done_line(s, kept, time.monotonic() - progress.started, dest))
             emit(s | {"output": str(dest)})
             if keep_seeding:
                 await stop.wait()
@@ -249,6 +350,46 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
     return 0 if complete else 130
 
 
+def _bytes_held(files: Files, cid: str) -> int:
+    """Bytes of ``cid`` held and verified (its blocks; the last one may be short)."""
+    e = files.entry(cid)
+    m = e.manifest
+    if m is None:
+        return 0
+    have = e.swarm.have
+    n = len(have) * BLOCK_SIZE
+    if m.blocks - 1 in have:
+        n -= BLOCK_SIZE - m.block_len(m.blocks - 1)
+    return min(n, m.size)
+
+
+def _peers(n: int) -> str:
+    return f"{n} peer{'' if n == 1 else 's'}"
+
+
+def _progress_line(s: dict[str, Any], held: int, rate: float) -> str:
+    if not s["blocks"]:
+        return f"oasis get: waiting for the manifest ({_peers(s['peers'])})"
+    return (f"oasis get: {s['have_blocks']}/{s['blocks']} blocks, {mb(held)} of {mb(s['size'])} "
+            f"({100 * held // max(s['size'], 1)} %), {mb(rate)}/s, {_peers(s['peers'])}")
+
+
+def _done_line(s: dict[str, Any], kept: int, took: float, dest: Path) -> str:
+    got = s["size"] - kept
+    resumed = f", {mb(kept)} kept from an earlier run" if kept else ""
+    return (f"oasis get: {mb(s['size'])} ({s['blocks']} blocks) in {took:.1f} s, {mb(got / max(took, 1e-3))}/s"
+            f" ({mb(s['from_peers'])} from peers, {mb(s['from_origin'])} from the origin{resumed}); "
+            f"written to {dest}")
+
+
+def _interrupted_line(files: Files, cid: str, data_dir: str) -> str:
+    s = files.status(cid)
+    if not s["blocks"]:
+        return "oasis get: interrupted before the file's manifest came: nothing kept"
+    return (f"oasis get: interrupted: {s['have_blocks']} of {s['blocks']} blocks ({mb(_bytes_held(files, cid))} "
+            f"of {mb(s['size'])}) kept in {data_dir}; run the same command again to resume")
+
+
 def _stalled(files: Files, cid: str, seconds: float) -> str:
     """What a getter says when nothing came for ``seconds``: who was tried and how it went."""
     c = files.entry(cid).swarm.counters
@@ -257,4 +398,5 @@ def _stalled(files: Files, cid: str, seconds: float) -> str:
     return (f"no block of {cid[:16]}... for {seconds:g} s ({got}): {s['peers']} peers holding it "
             f"({c.peers_dropped} dropped as hostile, {c.request_timeouts} requests timed out), the "
             f"origin {c.origin_requests} requests ({c.origin_failures} failed, {c.origin_bad} bad"
-            f"{', given up' if c.origin_dropped else ''}); --timeout 0 waits for ever")
+            f"{', given up' if c.origin_dropped else ''}); --timeout 0 waits for ever"
+            f"{'; the blocks held are kept: the same command again resumes' if s['have_blocks'] else ''}")

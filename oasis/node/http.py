@@ -70,6 +70,17 @@ def json_error(status: int, code: str, message: str) -> web.HTTPException:
     return exc
 
 
+def address_in_use(address: str, option: str, *, udp: bool = False, default: bool = False,
+                   extra: str = "") -> str:
+    """What a command says when ``address``, set by ``option`` (``default``: that option's
+    default value), is held by another socket: the option to change and how."""
+    host = address.rpartition(":")[0] or "127.0.0.1"
+    given = f"{option}'s default" if default else option
+    return (f"{address} ({given}, {'UDP' if udp else 'TCP'}) is already in use (another node, or "
+            f"another program?): give {option} another address, or port 0 for any free one "
+            f"({option} {host}:0){extra}")
+
+
 BODY_TIMEOUT = 10.0  #: a request body must have arrived whole within this (s)
 
 

@@ -12,6 +12,11 @@ what arrives, one line per message (JSON lines with ``--json``), and send what i
   or ``/dev/null``; once it ends the node listens on until stopped.
 * ``oasis dm PEER_ID --via STREAM``: each stdin line is a direct message to PEER_ID;
   ``--send TEXT``: send one, print its state until it is delivered (or ``--wait`` s).
+
+A ``--send`` text (or command) and ``oasis dm``'s peer id are checked before anything
+starts (:func:`parse_line`): a bad one is a one-line error and exit status 2. What goes
+wrong later is an ``error`` line (event) whose ``error`` is a stable snake_case code
+(:data:`ERROR_CODES`, docs/oftp.md §19.5); with ``--send`` it also makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import json
 import random
 import sys
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
+from oasis.core import dm, wire
 from oasis.core import peer as pp
-from oasis.core.chat import RateLimited
+from oasis.core.chat import ACTIONS, ChatConfig, RateLimited
+from oasis.core.identity import key_of_peer_id
 from oasis.pipes import loop_can_watch
 
 from .keystore import load_or_create
@@ -49,19 +57,24 @@ async def _join(c: Common, stream: str, tracker_url: str | None) -> tuple[Node, 
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
-    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed))
-    node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
-    await node.start()
-    if desc is None:  # a short link: the stream record in the DHT carries it
-        desc = await dht_descriptor(node, sid, boots)
-    apply_descriptor(c, desc)
-    node.config = swarm_config(c)
-    ls = node.add_stream(sid, is_source=ident.public == sid.broadcaster,
-                         origin_url=desc.fetch_url)
+    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
+                link_delay=c.link_delay_ms / 1000, quic=c.quic)
+    try:  # a taken --listen, a short link the DHT has no descriptor for: nothing left open
+        node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
+        await node.start()
+        if desc is None:  # a short link: the stream record in the DHT carries it
+            desc = await dht_descriptor(node, sid, boots)
+        apply_descriptor(c, desc)
+        node.config = swarm_config(c)
+        ls = node.add_stream(sid, is_source=ident.public == sid.broadcaster,
+                             origin_url=desc.fetch_url)
+    except BaseException:
+        await node.close()
+        raise
     if boots:
         node.offer_candidates([pp.Candidate(b.peer, b.host, b.port) for b in boots])
     if tracker_url is not None:
-        task = asyncio.create_task(announce_loop(node, ls, tracker_url))
+        task = asyncio.create_task(announce_loop(node, ls, tracker_url, area=c.area))
     else:
         task = asyncio.create_task(bootstrap_loop(node, boots))
     return node, ls, task
@@ -107,6 +120,8 @@ def _print(kind: str, data: dict[str, Any], json_out: bool) -> None:
         line = f"[dm from {shown(data['sender'])}] {shown(data['text'])}"
     elif kind == "dm.acked":
         line = f"[dm {data['id'][:8]} to {data['to'][:8]} delivered]"
+    elif kind == "error":  # ERROR_CODES: the code scripts match, then what to do
+        line = f"[error {data['error']}] {data['message']}"
     else:
         line = f"[{kind}] {json.dumps(data)}"
     sys.stdout.write(line + "\n")
@@ -125,41 +140,139 @@ async def _printer(node: Node, json_out: bool) -> None:
 COMMANDS = ("/dm PEER TEXT, /mute PEER [SECONDS], /ban PEER [SECONDS], /unmute PEER, /stats; "
             "start a message with // to send one that begins with a slash")
 
+#: the ``error`` codes of an ``error`` line (docs/oftp.md §19.5); stable: scripts match them
+ERROR_CODES = {
+    "bad_text": "a chat text not 1..500 UTF-8 bytes, a DM text not 1..1,000, or not UTF-8",
+    "bad_peer_id": "not a peer id (52 base32 characters), one no DM can be sealed to, or your own",
+    "usage": "a command without what it needs (/dm PEER TEXT, /mute PEER [SECONDS])",
+    "unknown_command": "a line starting with / that is no command (not sent: // sends a leading slash)",
+    "not_linked": "--send: no peer of the stream linked within --wait seconds",
+    "rate_limited": "your own chat messages over the chat's rate (5 at once, then 1 a second)",
+    "muted": "the broadcaster muted or banned you in this stream's chat",
+    "forbidden": "moderation by a node that is not the stream's broadcaster",
+    "not_delivered": "dm --send: neither acknowledged nor handed to a peer within --wait seconds",
+    "refused": "the node refused the message (e.g. 256 DMs already wait for an acknowledgement)",
+}
+
+
+class SendError(ValueError):
+    """A line that cannot be sent; ``code`` is one of :data:`ERROR_CODES`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Line:
+    """What one typed line (or ``--send``) asks for, checked."""
+
+    kind: str  #: chat | dm | moderate | stats
+    text: str = ""
+    peer: str = ""
+    action: str = ""  #: mute | ban | unmute
+    seconds: float = 600.0
+
+
+def _check_text(text: str, limit: int, what: str) -> str:
+    try:
+        n = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate (bytes that were not UTF-8 in argv)
+        raise SendError("bad_text", f"{what} text is not valid UTF-8") from None
+    if not 1 <= n <= limit or (what == "chat" and len(text) > wire.MAX_CHAT_TEXT):
+        raise SendError("bad_text", f"{what} text must be 1..{limit} UTF-8 bytes (this one has {n})")
+    return text
+
+
+def check_peer(peer: str, *, dm_to: bool = False) -> str:
+    """A peer id as typed; raises :class:`SendError` ``bad_peer_id``. ``dm_to``: it must also
+    be a key a direct message can be sealed to."""
+    try:
+        key = key_of_peer_id(peer)
+    except ValueError as exc:
+        raise SendError("bad_peer_id", f"bad peer id {shown(peer[:60])!r}: {exc}") from None
+    if dm_to and not dm.can_seal_to(key):
+        raise SendError("bad_peer_id", f"bad peer id {peer}: no message can be sealed to this key")
+    return peer
+
+
+def parse_line(line: str, dm_to: str | None) -> Line:
+    """What ``line`` asks for (``dm_to``: every line is a DM to that peer), checked as far as
+    it can be before the node runs; raises :class:`SendError`."""
+    if dm_to is not None:
+        return Line("dm", _check_text(line, dm.DmConfig.max_text_bytes, "direct message"), peer=dm_to)
+    word = line.split(" ", 1)[0]
+    if word == "/dm":
+        _, peer, text = (line.split(" ", 2) + ["", ""])[:3]
+        if not peer or not text:
+            raise SendError("usage", "usage: /dm PEER TEXT")
+        return Line("dm", _check_text(text, dm.DmConfig.max_text_bytes, "direct message"),
+                    peer=check_peer(peer, dm_to=True))
+    if line.strip() == "/stats":  # the node's counters (chat_*, dm_*, links, ...)
+        return Line("stats")
+    if word in ("/mute", "/ban", "/unmute"):
+        parts = line.split()
+        if len(parts) < 2 or len(parts) > 3:
+            raise SendError("usage", f"usage: {word} PEER" + ("" if word == "/unmute" else " [SECONDS]"))
+        secs = 600.0
+        if len(parts) > 2:
+            try:
+                secs = float(parts[2])
+            except ValueError:
+                secs = -1.0
+            if not 0 < secs <= ChatConfig.max_mod_seconds:
+                raise SendError("usage", f"{word}: SECONDS must be a number in (0, "
+                                         f"{ChatConfig.max_mod_seconds:g}], got {shown(parts[2][:20])!r}")
+        assert word[1:] in ACTIONS
+        return Line("moderate", peer=check_peer(parts[1]), action=word[1:], seconds=secs)
+    if line.startswith("//"):  # a message that starts with a slash
+        return Line("chat", _check_text(line[1:], ChatConfig.max_text_bytes, "chat"))
+    if line.startswith("/"):  # a typo must not go out as public chat ("/dn PEER secret")
+        raise SendError("unknown_command", f"unknown command {shown(word[:20])!r}: {COMMANDS}")
+    return Line("chat", _check_text(line, ChatConfig.max_text_bytes, "chat"))
+
+
+def _report(code: str, message: str, json_out: bool) -> str:
+    _print("error", {"error": code, "message": message}, json_out)
+    return code
+
 
 async def _command(node: Node, ls: LiveStream, line: str, dm_to: str | None, json_out: bool,
-                   paced: bool = False) -> None:
-    """Send one line (a chat message, a DM, a command). ``paced``: a chat message over the
-    sender's rate limit raises :class:`RateLimited` (the caller waits and sends it again)
-    instead of being reported and dropped."""
+                   paced: bool = False) -> str | None:
+    """Send one line (a chat message, a DM, a command); None once done, else the code of
+    the error it reported (an ``error`` line). ``paced``: a chat message over the sender's
+    rate limit raises :class:`RateLimited` (the caller waits and sends it again) instead of
+    being reported and dropped."""
     m = node.messaging
     try:
-        word = line.split(" ", 1)[0]
-        if dm_to is not None:
-            _print("dm.sent", await m.dm_send(dm_to, line), json_out)
-        elif word == "/dm":
-            _, peer, text = (line.split(" ", 2) + ["", ""])[:3]
-            if not peer or not text:
-                raise ValueError("usage: /dm PEER TEXT")
-            _print("dm.sent", await m.dm_send(peer, text), json_out)
-        elif line.strip() == "/stats":  # the node's counters (chat_*, dm_*, links, ...)
+        cmd = parse_line(line, dm_to)
+    except SendError as exc:
+        return _report(exc.code, str(exc), json_out)
+    try:
+        if cmd.kind == "dm":
+            if cmd.peer == node.peer_id:
+                return _report("bad_peer_id", "a direct message goes to another peer's id", json_out)
+            _print("dm.sent", await m.dm_send(cmd.peer, cmd.text), json_out)
+        elif cmd.kind == "stats":
             _print("stats", {"neighbours": node.neighbour_count(), "counters": node.counters}, json_out)
-        elif line.split(" ", 1)[0] in ("/mute", "/ban", "/unmute"):
-            parts = line.split()
-            secs = float(parts[2]) if len(parts) > 2 else 600.0
-            _print("chat.moderated", await m.chat_moderate(ls.text_id, parts[1] if len(parts) > 1 else "",
-                                                          parts[0][1:], secs), json_out)
-        elif line.startswith("//"):  # a message that starts with a slash
-            await m.chat_send(ls.text_id, line[1:])
-        elif line.startswith("/"):  # a typo must not go out as public chat ("/dn PEER secret")
-            raise ValueError(f"unknown command {word[:20]!r}: {COMMANDS}")
+        elif cmd.kind == "moderate":
+            try:
+                _print("chat.moderated", await m.chat_moderate(ls.text_id, cmd.peer, cmd.action, cmd.seconds),
+                       json_out)
+            except PermissionError as exc:  # not the stream's broadcaster
+                return _report("forbidden", str(exc), json_out)
         else:
-            await m.chat_send(ls.text_id, line)
-    except RateLimited:
-        if paced:
-            raise
-        _print("error", {"error": "RateLimited", "message": "chat rate limit: wait a moment"}, json_out)
-    except (ValueError, LookupError, PermissionError) as exc:
-        _print("error", {"error": type(exc).__name__, "message": str(exc)}, json_out)
+            try:
+                await m.chat_send(ls.text_id, cmd.text)
+            except RateLimited:
+                if paced:
+                    raise
+                return _report("rate_limited", "chat rate limit: wait a moment", json_out)
+            except PermissionError as exc:  # muted (or banned) by the broadcaster
+                return _report("muted", str(exc), json_out)
+    except (ValueError, LookupError) as exc:
+        return _report("refused", str(exc), json_out)
+    return None
 
 
 async def _send_paced(node: Node, ls: LiveStream, line: str, dm_to: str | None, json_out: bool,
@@ -225,7 +338,11 @@ async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
 
 async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | None,
                dm_to: str | None, wait: float) -> int:
-    """Run ``oasis chat`` (``dm_to`` None) or ``oasis dm``; returns the exit status."""
+    """Run ``oasis chat`` (``dm_to`` None) or ``oasis dm``; returns the exit status: 0, or 1
+    when ``send`` was not sent (or, for a DM, neither delivered nor stored within ``wait``).
+    The caller has checked ``send`` and ``dm_to`` (:func:`parse_line`, :func:`check_peer`)."""
+    if dm_to is not None and dm_to == load_or_create(c.data_dir).peer_id:
+        raise SendError("bad_peer_id", f"{dm_to} is this node's own peer id (--data-dir {c.data_dir})")
     node, ls, finder = await _join(c, stream, tracker_url)
     status = 0
     printer = asyncio.create_task(_printer(node, c.json_out))
@@ -236,46 +353,40 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
         linked = await _linked(node, ls.sid.key, wait)
         if linked:
             _print("linked", {"neighbours": node.neighbour_count()}, c.json_out)
-        if send is not None:
-            if not linked:
-                _print("error", {"error": "NotLinked", "message": f"no peer of the stream within {wait:g} s"},
-                       c.json_out)
+        if send is None:
+            await _interactive(node, ls, dm_to, c.json_out, stop)
+            return
+        if not linked:
+            _report("not_linked", f"no peer of the stream linked within {wait:g} s (--wait)", c.json_out)
+            status = 1
+            return
+        if dm_to is None:
+            if await _command(node, ls, send, None, c.json_out) is not None:
                 status = 1
                 return
-            if dm_to is None:
-                await _command(node, ls, send, None, c.json_out)
-                await asyncio.sleep(1.0)  # let the QUIC links carry it before closing them
+            await asyncio.sleep(1.0)  # let the QUIC links carry it before closing them
+            return
+        acked = node.events.subscribe(["dm.acked"])
+        try:
+            try:
+                sent = await node.messaging.dm_send(dm_to, send)
+            except (ValueError, LookupError) as exc:
+                _report("refused", str(exc), c.json_out)
+                status = 1
                 return
-            acked = node.events.subscribe(["dm.acked"])
-            sent = await node.messaging.dm_send(dm_to, send)
             _print("dm.sent", sent, c.json_out)
             if not c.json_out:
                 print(f"waiting up to {wait:g} s for the recipient's acknowledgement (--wait)", file=sys.stderr)
             try:
                 await asyncio.wait_for(acked.get(), wait)
             except TimeoutError:
-                status = 0 if node.messaging.dm_state(sent["id"])["state"] == "stored" else 1
-            finally:
-                acked.close()
-            return
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=64)
-        reader = asyncio.create_task(_stdin_lines(queue))
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            while True:
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait([getter, stopper], return_when=asyncio.FIRST_COMPLETED)
-                if stopper in done:
-                    getter.cancel()
-                    return
-                line = getter.result()
-                if line is None:  # stdin closed: keep listening until stopped
-                    await stopper
-                    return
-                await _send_paced(node, ls, line, dm_to, c.json_out, stop)
+                state = node.messaging.dm_state(sent["id"])["state"]
+                if state != "stored":  # stored: peers hold it for the recipient (up to 24 h)
+                    _report("not_delivered", f"direct message {sent['id'][:8]} still {state} after "
+                                             f"{wait:g} s: no peer took it (--wait)", c.json_out)
+                    status = 1
         finally:
-            reader.cancel()
-            stopper.cancel()
+            acked.close()
 
     try:
         await run_until_stopped(main)
@@ -287,3 +398,26 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
         await asyncio.gather(finder, printer, return_exceptions=True)
         await node.close()
     return status
+
+
+async def _interactive(node: Node, ls: LiveStream, dm_to: str | None, json_out: bool,
+                       stop: asyncio.Event) -> None:
+    """Send each stdin line until ``stop``; at the end of stdin, listen on until ``stop``."""
+    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=64)
+    reader = asyncio.create_task(_stdin_lines(queue))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        while True:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait([getter, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                getter.cancel()
+                return
+            line = getter.result()
+            if line is None:  # stdin closed: keep listening until stopped
+                await stopper
+                return
+            await _send_paced(node, ls, line, dm_to, json_out, stop)
+    finally:
+        reader.cancel()
+        stopper.cancel()

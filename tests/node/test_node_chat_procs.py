@@ -137,7 +137,7 @@ def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(t
             t = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / "f")], tmp_path / "f.log", stdin=f)
         procs.append(t)
         err = t.next(lambda e: e.get("event") == "error", 30)
-        assert "unknown command '/dn'" in err["message"]
+        assert err["error"] == "unknown_command" and "unknown command '/dn'" in err["message"]
         got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
         assert got["text"] == "/slash first"
         got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)

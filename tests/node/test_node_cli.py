@@ -58,3 +58,39 @@ def test_watch_with_its_gateway_port_taken_says_what_to_do(tmp_path: Path) -> No
         assert "Traceback" not in out.stderr and "Unclosed" not in out.stderr
     finally:
         b.stop()
+
+
+def test_a_taken_address_is_named_by_the_option_that_set_it(tmp_path: Path) -> None:
+    """Every taken address was blamed on a --gateway (which `oasis node` does not have), and
+    a taken OFTP port said only '[Errno 98] Address already in use'. Now the message names
+    the address, the option that set it and the way out; `publish` and `get` leave nothing
+    open behind it ('Unclosed client session')."""
+    clip = tmp_path / "clip.ts"
+    clip.write_bytes(b"\x47" * 188 * 10)
+    cid = "of1" + "a" * 50
+    with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as free:
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        udp.bind(("127.0.0.1", 0))
+        free.bind(("127.0.0.1", 0))
+        t, u, f = (f"127.0.0.1:{s.getsockname()[1]}" for s in (tcp, udp, free))
+        free.close()  # a port nobody holds: given twice, the second listener finds it taken
+        cases = [
+            (["node", "--api-listen", t], f"{t} (--api-listen, TCP) is already in use", "--api-listen 127.0.0.1:0"),
+            (["node", "--http", t, "--api-listen", "off"], f"{t} (--http, TCP)", "--http 127.0.0.1:0"),
+            (["node", "--http", f, "--api-listen", f], f"{f} is given to both --http and --api-listen", "ports"),
+            (["broadcast", "test", "--listen", u], f"{u} (--listen, UDP) is already in use", "--listen 127.0.0.1:0"),
+            (["tracker", "--listen", t], f"{t} (--listen, TCP)", "--listen 127.0.0.1:0"),
+            (["publish", str(clip), "--http", t], f"{t} (--http, TCP)", "--http 127.0.0.1:0"),
+            (["get", cid, "--origin", "http://127.0.0.1:9", "--listen", u], f"{u} (--listen, UDP)", "port 0"),
+        ]
+        for i, (args, what, way_out) in enumerate(cases):
+            data = [] if args[0] == "tracker" else ["--data-dir", str(tmp_path / f"d{i}")]
+            out = subprocess.run([sys.executable, "-m", "oasis", *args, *data], capture_output=True, text=True,
+                                 timeout=120, stdin=subprocess.DEVNULL)
+            first = out.stderr.splitlines()[0] if out.stderr else ""
+            assert out.returncode == 2, (args, out.stderr)
+            assert first.startswith(f"oasis {args[0]}: error: ") and what in first and way_out in first, (args, first)
+            assert "--gateway" not in first and "Traceback" not in out.stderr
+            if args[0] in ("publish", "get"):
+                assert "Unclosed" not in out.stderr, (args, out.stderr)
