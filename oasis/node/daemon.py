@@ -72,7 +72,7 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
-    await node.start()
+    await rt._start_or_close(node)
     hhost, hport = rt.parse_hostport(http_listen, "--http")
     app = web.Application(client_max_size=64 * 1024)
     tracker = Tracker() if tracker_url is None else None
@@ -83,7 +83,11 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
         http.add_tracker_routes(app, tracker)
     from .files_http import attach_files
     files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
-    runner, hport = await rt.start_http(app, hhost, hport)
+    try:
+        runner, hport = await rt.start_http(app, hhost, hport)
+    except BaseException:  # a taken --http: nothing left open behind the error
+        await node.close()
+        raise
     base = f"http://{hhost}:{hport}"
     files.gateway_url = base
     server: ApiServer | None = None

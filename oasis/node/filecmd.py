@@ -26,6 +26,7 @@ from oasis.core import fileswarm as fs
 from oasis.core import swarm as sw
 from oasis.core.content import BLOCK_SIZE, parse_cid, safe_name
 from oasis.core.filelink import FileLink
+from oasis.datafiles import hold_data_dir
 
 from . import http
 from .files import DEFAULT_CAP, Files
@@ -127,8 +128,9 @@ def _lock_data_dir(data_dir: str) -> None:
     _LOCKS.append(f)
 
 
-async def _start(o: FileOptions) -> tuple[Node, Files, web.AppRunner, str]:
+async def _start(o: FileOptions, command: str) -> tuple[Node, Files, web.AppRunner, str]:
     _lock_data_dir(o.data_dir)
+    hold_data_dir(o.data_dir, command)  # and no live node (watch, broadcast, node) on it either
     ident = load_or_create(o.data_dir)
     host, port = parse_hostport(o.listen, "--listen")
     ghost, gport = parse_hostport(o.http_listen, "--http")
@@ -189,7 +191,7 @@ async def _publish_hashed(files: Files, path: str, progress: Progress) -> dict[s
 
 
 async def publish(o: FileOptions, path: str) -> None:
-    node, files, runner, gateway = await _start(o)
+    node, files, runner, gateway = await _start(o, "publish")
     try:
         info = await _publish_hashed(files, path, Progress(o.progress))
         link = FileLink(parse_cid(info["cid"]), ((node.identity.public, node.host, node.port),),
@@ -260,7 +262,7 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
     """Fetch ``target``; 0 once it is whole (and written to ``out``), 1 if it failed (refused,
     or no block for ``stall_timeout`` s: 0 = wait for ever), 130 if stopped before."""
     check_output(out)  # before anything is fetched: a bad -o is no surprise at the end
-    node, files, runner, gateway = await _start(o)
+    node, files, runner, gateway = await _start(o, "get")
     complete = False
     failed: list[str] = []
     player_proc: asyncio.subprocess.Process | None = None

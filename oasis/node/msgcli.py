@@ -33,6 +33,7 @@ from oasis.core import dm, wire
 from oasis.core import peer as pp
 from oasis.core.chat import ACTIONS, ChatConfig, RateLimited
 from oasis.core.identity import key_of_peer_id
+from oasis.datafiles import hold_data_dir
 from oasis.pipes import loop_can_watch
 
 from .keystore import load_or_create
@@ -52,7 +53,9 @@ from .runtime import (
 )
 
 
-async def _join(c: Common, stream: str, tracker_url: str | None) -> tuple[Node, LiveStream, asyncio.Task[None]]:
+async def _join(c: Common, stream: str, tracker_url: str | None,
+                command: str = "chat") -> tuple[Node, LiveStream, asyncio.Task[None]]:
+    hold_data_dir(c.data_dir, command)
     sid, desc, boots, tracker_url = await resolve_stream(stream, tracker_url)
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
@@ -343,7 +346,7 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
     The caller has checked ``send`` and ``dm_to`` (:func:`parse_line`, :func:`check_peer`)."""
     if dm_to is not None and dm_to == load_or_create(c.data_dir).peer_id:
         raise SendError("bad_peer_id", f"{dm_to} is this node's own peer id (--data-dir {c.data_dir})")
-    node, ls, finder = await _join(c, stream, tracker_url)
+    node, ls, finder = await _join(c, stream, tracker_url, "chat" if dm_to is None else "dm")
     status = 0
     printer = asyncio.create_task(_printer(node, c.json_out))
     emit({"peer_id": node.peer_id, "stream": ls.text_id, "oftp": f"{node.host}:{node.port}"})

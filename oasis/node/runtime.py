@@ -274,6 +274,16 @@ async def _close_started(node: Node) -> None:
     await node.close()
 
 
+async def _start_or_close(node: Node) -> None:
+    """``node.start()``; if it fails (a taken --listen), the node is closed before the error
+    goes on (its HTTP client session was reported unclosed at exit)."""
+    try:
+        await node.start()
+    except BaseException:
+        await _close_started(node)
+        raise
+
+
 async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                     tracker_url: str | None, cdn_url: str | None) -> None:
     from oasis.media.ingest import open_source
@@ -288,7 +298,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
-    await node.start()
+    await _start_or_close(node)
     sid = StreamId(ident.public, name)
     ls = node.add_stream(sid, is_source=True)
     hhost, hport = parse_hostport(http_listen, "--http")
@@ -340,8 +350,14 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         log.warning("tracker %s has not taken our announce yet; going on", tracker_url)
     from .daemon import serve_api
     link_text = stream_link(node, sid, descriptors[str(sid)], tracker_url).format()
-    api = await serve_api(c, node, base=base, tracker=tracker, tracker_url=tracker_url,
-                          descriptors=descriptors, links={str(sid): link_text})
+    try:
+        api = await serve_api(c, node, base=base, tracker=tracker, tracker_url=tracker_url,
+                              descriptors=descriptors, links={str(sid): link_text})
+    except BaseException:  # a taken --api-listen: nothing left open behind the error
+        announcer.cancel()
+        await runner.cleanup()
+        await _close_started(node)
+        raise
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
           "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
           "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
@@ -513,7 +529,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
                 link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
-    await node.start()
+    await _start_or_close(node)
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
         desc = await dht_descriptor(node, sid, boots)
     mismatch = apply_descriptor(c, desc)
@@ -542,7 +558,12 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         await _close_started(node)
         raise
     from .daemon import serve_api
-    api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")
+    try:
+        api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")
+    except BaseException:  # a taken --api-listen: nothing left open behind the error
+        await runner.cleanup()
+        await _close_started(node)
+        raise
     files.gateway_url = f"http://{ghost}:{gport}"
     emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{ghost}:{gport}",
           "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}",

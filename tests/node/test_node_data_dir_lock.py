@@ -35,7 +35,9 @@ def test_a_second_node_on_a_data_directory_is_refused_and_api_json_follows_the_h
         info = first.wait_info(60)
         for args in (["node", "--api-listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
                      ["broadcast", "test", "--http", "127.0.0.1:0"],
-                     ["watch", "oasis://not-even-a-link"]):
+                     ["watch", "oasis://not-even-a-link"],
+                     ["chat", "oasis://not-even-a-link", "--send", "hi"],
+                     ["get", "of1" + "a" * 52, "--origin", "http://127.0.0.1:9", "--http", "127.0.0.1:0"]):
             r = _second(*args, "--data-dir", d, "--listen", "127.0.0.1:0")
             assert r.returncode != 0, (args, r.stdout, r.stderr)
             assert f"is in use by `oasis node` (pid {first.popen.pid})" in r.stderr, (args, r.stderr)
