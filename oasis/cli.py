@@ -272,11 +272,20 @@ def _wallet(args: argparse.Namespace) -> int:
               "--chain-dir DIR or --chain-rpc URL for the chain your nodes settle on", file=sys.stderr)
     chain = None if args.offline else open_chain(data_dir, rpc_url=args.chain_rpc, chain_dir=args.chain_dir)
     report = wallet_report(data_dir, chain)
+    own_chain = chain is not None and not args.chain_rpc and not args.chain_dir
+    if own_chain and report["settled_rewards"] > (report["token_balance"] or 0):
+        # the rewards were settled on the chain the node ran with, not this fresh one
+        print(f"oasis wallet: {report['settled_rewards']} wei of rewards were settled on another chain "
+              f"than this one (chain id {report.get('chain_id')}): give its --chain-dir or --chain-rpc "
+              "to see the balance they paid", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     else:
         for k, v in report.items():
-            print(f"{k:>18}: {v}")
+            amount = k in ("token_balance", "eth_balance", "pending_rewards", "settled_rewards")
+            unit = ("OAS" if k != "eth_balance" else "ETH")
+            shown = f"{v} wei ({v / 10**18:.6f} {unit})" if amount and isinstance(v, int) else v
+            print(f"{k:>18}: {shown}")
     return 0
 
 

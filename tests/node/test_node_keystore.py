@@ -209,3 +209,22 @@ def test_a_data_directory_that_is_not_writable_is_a_clear_error(tmp_path):
         shutil.rmtree(base)
     assert got.startswith("DataFileError: ") and "not writable by this user" in got, got
     assert f"{d}:" in got and "--data-dir" in got
+
+
+def test_wallet_says_when_its_rewards_were_settled_on_another_chain(tmp_path):
+    # `oasis wallet` without --chain-dir opened a fresh embedded chain and printed
+    # token_balance 0 beside settled_rewards 53392000000000, with no word on why
+    from oasis.ledger.receipt_store import ReceiptStore
+    from oasis.ledger.wallet import STORE_FILE, Wallet, ledger_dir
+
+    data = tmp_path / "relay"
+    Wallet.load_or_create(data)
+    store = ReceiptStore(ledger_dir(data) / STORE_FILE)
+    entries = [(b"v" * 32, 0, 1000)]
+    store.begin_settlement(b"t" * 32, b"s" * 32, 1, entries)
+    store.finish_settlement(b"t" * 32, b"s" * 32, 1, entries, {0: 1000}, 5 * 10**16, 21000)
+    store.close()
+    out = _cli("wallet", "--data-dir", str(data))
+    assert out.returncode == 0, out.stderr
+    assert "settled on another chain than this one" in out.stderr and "--chain-dir" in out.stderr
+    assert "settled_rewards: 50000000000000000 wei (0.050000 OAS)" in out.stdout, out.stdout
