@@ -35,9 +35,9 @@ class DhtConfig:
     clock_skew: float = 60.0  #: ... plus this
     max_keys: int = 1024  #: stream keys stored
     max_records: int = 8192  #: records stored
-    max_records_per_key: int = 64
+    max_records_per_key: int = 64  #: besides the stream record (the broadcaster's own)
     max_records_per_publisher: int = 8  #: keys one provider may hold records under here
-    per_key_prefix: int = 2  #: records of one /24 (/48) under one key
+    per_key_prefix: int = 2  #: records of one /24 (/48) under one key (the stream record apart)
     max_store_bytes: int = 4 << 20  #: records + descriptors held
     answer_records: int = 20  #: records in one answer (wire.MAX_DHT_RECORDS)
     request_rate: float = 20.0  #: requests per second per peer (bucket refill)
@@ -78,6 +78,8 @@ class DhtCounters:
     records_refused_full: int = 0  #: a cap (keys, records, per key, per publisher, bytes)
     records_refused_prefix: int = 0  #: too many records of one /24 under one key
     records_evicted_expired: int = 0
+    #: dropped to make room: for the stream record when a storer-wide cap binds
+    records_evicted_crowded: int = 0
     descriptors_rejected: int = 0
     from_banned: int = 0
     peers_banned: int = 0

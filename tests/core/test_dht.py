@@ -3,6 +3,7 @@ bootstrap, publishing, timers. Virtual time, no sockets."""
 
 from __future__ import annotations
 
+import ipaddress
 import random
 
 import pytest
@@ -317,6 +318,76 @@ def test_the_broadcaster_record_carries_the_signed_descriptor() -> None:
     assert ans.message.descriptor == _descriptor(5) and len(ans.message.records) == 1
 
 
+def _add(d: dh.Dht, p: Identity, h: str, *, seq: int = 1, desc: bytes = b"",
+         now: float = T0) -> None:
+    d.on_message(p.public, h, 4433,
+                 wire.DhtAddProvider(record=pid(p, seq=seq, h=h, now=now), descriptor=desc), now)
+
+
+def _held(d: dh.Dht) -> set[bytes]:
+    return {r.provider for r in d.providers_of(SKEY, T0)}
+
+
+def test_two_records_from_the_broadcasters_network_do_not_keep_its_stream_record_out() -> None:
+    # found 2026-12-02: two valid records from the broadcaster's /24, stored first, made a
+    # storer refuse the stream record and with it the descriptor (records_refused_prefix)
+    d = new()
+    a1, a2 = (Identity.from_private_bytes(RNG.randbytes(32)) for _ in range(2))
+    _add(d, a1, "203.0.113.7")
+    _add(d, a2, "203.0.113.8")
+    _add(d, B, "203.0.113.1", desc=_descriptor(5))
+    assert _held(d) == {a1.public, a2.public, B.public}
+    assert d.store.descriptor(SKEY) == _descriptor(5) and d.counters.records_refused_prefix == 0
+    # the network's share for everyone else is unchanged: a third viewer there is refused
+    _add(d, Identity.from_private_bytes(RNG.randbytes(32)), "203.0.113.9")
+    assert d.counters.records_refused_prefix == 1 and len(_held(d)) == 3
+
+
+def test_a_key_filled_in_advance_still_takes_the_stream_record() -> None:
+    # found 2026-12-02: 64 throw-away keys on 32 IPv6 /48s filled the stream key's 64 places
+    # (the key is computable from the public stream id) and the stream record was refused
+    d = new()
+    for n in range(32):
+        for h in (1, 2):
+            _add(d, Identity.from_private_bytes(RNG.randbytes(32)),
+                 str(ipaddress.ip_address(f"2001:db8:{n:x}::{h}")))
+    assert len(_held(d)) == 64
+    _add(d, B, "198.51.100.1", desc=_descriptor(5))
+    assert B.public in _held(d) and len(_held(d)) == 65  # its own place beside the 64
+    assert d.store.descriptor(SKEY) == _descriptor(5)
+    # refreshed and re-published with a newer descriptor: still there
+    _add(d, B, "198.51.100.1", seq=2, desc=_descriptor(6))
+    assert B.public in _held(d) and d.store.descriptor(SKEY) == _descriptor(6)
+    assert d.counters.records_refused_full == 0
+
+
+def test_when_the_store_is_full_the_stream_record_takes_room_from_its_own_key() -> None:
+    d = new(dh.DhtConfig(max_records=6, request_burst=1000))
+    other = StreamId(Identity.from_private_bytes(RNG.randbytes(32)).public, "other")
+    for i in range(3):  # another stream's records: left alone
+        p = Identity.from_private_bytes(RNG.randbytes(32))
+        d.on_message(p.public, host(20 + i), 4433,
+                     wire.DhtAddProvider(record=pid(p, other, h=host(20 + i))), T0)
+    crowd = [Identity.from_private_bytes(RNG.randbytes(32)) for _ in range(3)]
+    _add(d, crowd[0], "192.0.2.1")
+    _add(d, crowd[1], host(1))
+    _add(d, crowd[2], "192.0.2.2")
+    assert d.records == 6
+    _add(d, B, "198.51.100.1", desc=_descriptor(5))
+    # the most crowded network's least recently stored record made room
+    assert _held(d) == {crowd[1].public, crowd[2].public, B.public}
+    assert d.records == 6 and d.counters.records_evicted_crowded == 1
+    assert d.store.descriptor(SKEY) == _descriptor(5)
+    assert len(d.providers_of(stream_key(other), T0)) == 3
+    # a storer full of keys still refuses a new key's stream record
+    d2 = new(dh.DhtConfig(max_keys=1))
+    _add(d2, crowd[0], "192.0.2.1")
+    second = StreamId(B.public, "second")
+    d2.on_message(B.public, "198.51.100.1", 4433,
+                  wire.DhtAddProvider(record=pid(B, second, h="198.51.100.1")), T0)
+    assert d2.counters.records_refused_full == 1
+
+
 def test_a_provider_answers_with_its_own_record_and_descriptor_before_any_storer_has_them() -> None:
     # the broadcaster alone, nobody to publish to yet: a short link's viewer bootstraps at it
     d = dh.Dht(B.public, identity=B, rng=random.Random(3), now=T0)
@@ -334,6 +405,7 @@ def test_a_provider_answers_with_its_own_record_and_descriptor_before_any_storer
     # another stream's key: nothing of ours
     d.on_message(asker.public, host(1), 4433, wire.DhtGetProviders(qid=10, key=b"\x01" * 32), T0 + 1)
     (ans,) = sends(d)
+    assert isinstance(ans.message, wire.DhtProviders)
     assert ans.message.records == [] and ans.message.descriptor == b""
 
 
