@@ -108,19 +108,20 @@ class RecordStore:
                 return 0.0
         if rec.is_stream_record:
             return self._add_stream_record(st, rec, old, desc, issued)
-        if old is None:
-            if (self.records >= cfg.max_records
-                    or (st is not None and _others(st) >= cfg.max_records_per_key)
-                    or self.bytes + grow > cfg.max_store_bytes):
-                c.records_refused_full += 1
+        if old is None and (self.records >= cfg.max_records
+                            or (st is not None and _others(st) >= cfg.max_records_per_key)
+                            or self.bytes + grow > cfg.max_store_bytes):
+            c.records_refused_full += 1
+            return 0.0
+        pfx = prefix_of(host)
+        # a refresh from another network counts there as a newcomer would: else a record
+        # stored from a network with room could be moved into a full one
+        if st is not None and (old is None or prefix_of(old.addrs[0][0]) != pfx):
+            same = sum(1 for r in st.records.values() if not r.is_stream_record
+                       and r.provider != peer and prefix_of(r.addrs[0][0]) == pfx)
+            if same >= cfg.per_key_prefix:
+                c.records_refused_prefix += 1
                 return 0.0
-            if st is not None:
-                pfx = prefix_of(host)
-                same = sum(1 for r in st.records.values()
-                           if not r.is_stream_record and prefix_of(r.addrs[0][0]) == pfx)
-                if same >= cfg.per_key_prefix:
-                    c.records_refused_prefix += 1
-                    return 0.0
         self._put(key, st, rec, old)
         return 0.0
 

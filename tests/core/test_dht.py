@@ -245,6 +245,16 @@ def test_add_provider_must_come_from_its_provider_at_one_of_its_addresses() -> N
     assert d.records == 0 and not len(d.store) and d.counters.records_evicted_expired == 1
 
 
+def _add(d: dh.Dht, p: Identity, h: str, *, seq: int = 1, desc: bytes = b"",
+         now: float = T0) -> None:
+    d.on_message(p.public, h, 4433,
+                 wire.DhtAddProvider(record=pid(p, seq=seq, h=h, now=now), descriptor=desc), now)
+
+
+def _held(d: dh.Dht) -> set[bytes]:
+    return {r.provider for r in d.providers_of(SKEY, T0)}
+
+
 def test_record_floods_hit_every_cap_and_are_counted() -> None:
     cfg = dh.DhtConfig(max_records_per_key=5, max_records_per_publisher=3, max_records=12,
                        request_burst=1000)
@@ -279,6 +289,23 @@ def test_record_floods_hit_every_cap_and_are_counted() -> None:
     bad = pid(p)[:-1] + b"\x00"
     d.on_message(p.public, "203.0.113.9", 4433, wire.DhtAddProvider(record=bad), T0)
     assert d.counters.records_rejected == 1
+
+
+def test_a_refresh_cannot_move_a_record_into_a_network_already_at_its_share() -> None:
+    # found 2026-12-02: the per-network cap was checked for new records only, so records
+    # stored from fresh networks, refreshed (seq + 1) from one network, all landed there
+    d = new(dh.DhtConfig(request_burst=1000))
+    provs = [Identity.from_private_bytes(RNG.randbytes(32)) for _ in range(6)]
+    for i, p in enumerate(provs):
+        _add(d, p, host(i))
+    for p in provs:
+        _add(d, p, "198.51.100.1", seq=2)
+    moved = [r for r in d.providers_of(SKEY, T0) if r.addrs[0][0] == "198.51.100.1"]
+    assert len(moved) == 2 and d.counters.records_refused_prefix == 4
+    assert d.records == 6  # the others keep their earlier statement until it expires
+    # a refresh within its network is no newcomer there
+    _add(d, provs[0], "198.51.100.1", seq=3)
+    assert d.counters.records_refreshed == 3 and d.counters.records_refused_prefix == 4
 
 
 def test_store_bytes_are_capped() -> None:
@@ -316,16 +343,6 @@ def test_the_broadcaster_record_carries_the_signed_descriptor() -> None:
     (ans,) = sends(d)
     assert isinstance(ans.message, wire.DhtProviders)
     assert ans.message.descriptor == _descriptor(5) and len(ans.message.records) == 1
-
-
-def _add(d: dh.Dht, p: Identity, h: str, *, seq: int = 1, desc: bytes = b"",
-         now: float = T0) -> None:
-    d.on_message(p.public, h, 4433,
-                 wire.DhtAddProvider(record=pid(p, seq=seq, h=h, now=now), descriptor=desc), now)
-
-
-def _held(d: dh.Dht) -> set[bytes]:
-    return {r.provider for r in d.providers_of(SKEY, T0)}
 
 
 def test_two_records_from_the_broadcasters_network_do_not_keep_its_stream_record_out() -> None:
