@@ -12,9 +12,17 @@ a place of its own under its key: it is not counted towards, nor refused by, the
 caps (records per key, per network) -- the key is computable from the public stream id, so
 others' records could otherwise fill it in advance and keep the descriptor from every
 newcomer holding a short link. When a storer-wide cap (records, bytes) binds, it takes the
-room from its own key's other records, the most crowded network's least recently stored
+room from its own key's other records, the most crowded block's least recently stored
 first. Only a key new to a storer full of keys (or a broadcaster over its keys per
 publisher) still refuses it.
+
+A key full of other records (``max_records_per_key``) is not first come, first kept: a
+newcomer from a block (IPv4 /16, IPv6 /32) holding at least 2 fewer of its records than
+the most crowded block takes the place of that block's least recently stored record. So
+records pre-filled from few blocks (32 /48s of one /32 fill 64 places) give way to
+viewers from elsewhere, and holding a key's places takes as many blocks as there are
+places. Each such move lowers the sum of the squared block counts, so they cannot chase
+each other round: records move only as networks arrive.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from dataclasses import dataclass, field
 from . import wire
 from .descriptor import DescriptorError, descriptor_from_json, verify_descriptor
 from .dhtdefs import DhtConfig, DhtCounters
-from .dhtrecord import ProviderRecord, RecordError, Verify, check_record, prefix_of
+from .dhtrecord import ProviderRecord, RecordError, Verify, block_of, check_record, prefix_of
 
 
 @dataclass(slots=True)
@@ -109,7 +117,6 @@ class RecordStore:
         if rec.is_stream_record:
             return self._add_stream_record(st, rec, old, desc, issued)
         if old is None and (self.records >= cfg.max_records
-                            or (st is not None and _others(st) >= cfg.max_records_per_key)
                             or self.bytes + grow > cfg.max_store_bytes):
             c.records_refused_full += 1
             return 0.0
@@ -122,6 +129,13 @@ class RecordStore:
             if same >= cfg.per_key_prefix:
                 c.records_refused_prefix += 1
                 return 0.0
+        if old is None and st is not None and _others(st) >= cfg.max_records_per_key:
+            victim = _crowded(st, block_of(host))
+            if victim is None:
+                c.records_refused_full += 1
+                return 0.0
+            self._drop(st, victim)
+            c.records_evicted_crowded += 1
         self._put(key, st, rec, old)
         return 0.0
 
@@ -152,7 +166,7 @@ class RecordStore:
     def _room(self, st: _Stored | None, keep: bytes, records: int,
               nbytes: int) -> list[bytes] | None:
         """Providers of ``st`` (not ``keep``) to drop so that ``records`` more records and
-        ``nbytes`` more bytes fit the storer's caps: the most crowded network's least recently
+        ``nbytes`` more bytes fit the storer's caps: the most crowded block's least recently
         stored first. None if dropping them all would not do."""
         cfg = self.config
         over_r = self.records + records - cfg.max_records
@@ -160,18 +174,15 @@ class RecordStore:
         if over_r <= 0 and over_b <= 0:
             return []
         cands = [r for p, r in st.records.items() if p != keep] if st is not None else []
-        counts: dict[str, int] = {}
-        for r in cands:
-            pfx = prefix_of(r.addrs[0][0])
-            counts[pfx] = counts.get(pfx, 0) + 1
+        counts = _blocks(cands)
         out: list[bytes] = []
         while over_r > 0 or over_b > 0:
             if not cands:
                 return None
             top = max(counts.values())
-            victim = next(r for r in cands if counts[prefix_of(r.addrs[0][0])] == top)
+            victim = next(r for r in cands if counts[block_of(r.addrs[0][0])] == top)
             cands.remove(victim)
-            counts[prefix_of(victim.addrs[0][0])] -= 1
+            counts[block_of(victim.addrs[0][0])] -= 1
             out.append(victim.provider)
             over_r -= 1
             over_b -= len(victim.raw)
@@ -218,3 +229,23 @@ class RecordStore:
 def _others(st: _Stored) -> int:
     """Records under a key that count towards its caps: all but the stream record."""
     return len(st.records) - any(r.is_stream_record for r in st.records.values())
+
+
+def _blocks(records: list[ProviderRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        b = block_of(r.addrs[0][0])  # every address of a stored record is its sender's host
+        counts[b] = counts.get(b, 0) + 1
+    return counts
+
+
+def _crowded(st: _Stored, block: str) -> bytes | None:
+    """The provider whose record a newcomer from ``block`` may displace under a full key:
+    the least recently stored of the most crowded block, if that block holds at least 2 more
+    records than ``block`` (fewer would only swap the two); else None."""
+    others = [r for r in st.records.values() if not r.is_stream_record]
+    counts = _blocks(others)
+    top = max(counts.values(), default=0)
+    if top < counts.get(block, 0) + 2:
+        return None
+    return next(r.provider for r in others if counts[block_of(r.addrs[0][0])] == top)
