@@ -83,8 +83,11 @@ def cpl(a: int, b: int) -> int:
 
 @lru_cache(maxsize=1 << 16)
 def canonical_host(host: str) -> str | None:
-    """``host`` if it is a canonical, dialable unicast IP literal, else None."""
-    if not 0 < len(host) <= MAX_HOST:
+    """``host`` if it is a canonical, dialable unicast IP literal, else None.
+
+    No IPv6 zone id (``fe80::1%eth0``): it names an interface of the host that wrote it, so
+    another host would dial its own link with it."""
+    if not 0 < len(host) <= MAX_HOST or "%" in host:
         return None
     try:
         ip = ipaddress.ip_address(host)

@@ -123,6 +123,24 @@ def test_bad_addresses_duplicates_and_ourselves_in_an_answer() -> None:
     assert sorted(s.peer for s in follow if s.peer) == sorted([near[1]])
 
 
+def test_an_answer_naming_an_ipv6_zone_id_is_not_dialled() -> None:
+    # found 2026-12-02: canonical_host took "fe80::1%eth0", so an answer could make a node
+    # dial a link-local address on its own interface
+    d = new(dh.DhtConfig(paths=1))
+    rng = random.Random(99)
+    a = keys_in_bucket(ME.public, 0, 1, rng)[0]
+    near = keys_in_bucket(ME.public, 5, 2, rng)
+    populate(d, [a])
+    d.find_node(node_id(ME.public).to_bytes(32, "big"), T0)
+    (req,) = sends(d)
+    entries = [wire.DhtNode(key=near[0], host="fe80::1%eth0", port=1),
+               wire.DhtNode(key=near[1], host="2001:db8::2", port=1)]
+    follow, _ = split(answer_all(d, [req], T0 + 0.1,
+                                 lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=entries)))
+    assert d.counters.entries_bad_address == 1
+    assert [(s.peer, s.host) for s in follow if s.peer] == [(near[1], "2001:db8::2")]
+
+
 def test_forged_and_foreign_records_are_rejected_and_valid_ones_returned() -> None:
     d = new(dh.DhtConfig(paths=1))
     a = keys_in_bucket(ME.public, 0, 1)[0]
