@@ -27,7 +27,10 @@ one observed on the link). Nothing is believed that was not signed or observed:
   a link from the host every one of the record's addresses names), so nobody can make
   the DHT hand out a third party's address; a lookup dials at most ``lookup_per_prefix``
   nodes of one /24 (/48) whatever keys answers name there; and every table and queue is
-  capped, with counters (:class:`DhtCounters`).
+  capped, with counters (:class:`DhtCounters`);
+* a storer keeps the broadcaster's stream record (and descriptor) in a place of its own
+  under the stream key, which others' records cannot fill in advance, and under a full key
+  lets a record from a less crowded /16 (/32) take a crowded block's place (``dhtstore``).
 
 Node-facing API (events in, actions out; ``now`` = wall-clock seconds, as the swarm's)
 -----------------------------------------------------------------------------------

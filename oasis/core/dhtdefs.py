@@ -35,9 +35,11 @@ class DhtConfig:
     clock_skew: float = 60.0  #: ... plus this
     max_keys: int = 1024  #: stream keys stored
     max_records: int = 8192  #: records stored
+    #: besides the stream record (the broadcaster's own); when full, a newcomer from a less
+    #: crowded /16 (/32) displaces the most crowded block's least recently stored record
     max_records_per_key: int = 64
     max_records_per_publisher: int = 8  #: keys one provider may hold records under here
-    per_key_prefix: int = 2  #: records of one /24 (/48) under one key
+    per_key_prefix: int = 2  #: records of one /24 (/48) under one key (the stream record apart)
     max_store_bytes: int = 4 << 20  #: records + descriptors held
     answer_records: int = 20  #: records in one answer (wire.MAX_DHT_RECORDS)
     request_rate: float = 20.0  #: requests per second per peer (bucket refill)
@@ -78,6 +80,9 @@ class DhtCounters:
     records_refused_full: int = 0  #: a cap (keys, records, per key, per publisher, bytes)
     records_refused_prefix: int = 0  #: too many records of one /24 under one key
     records_evicted_expired: int = 0
+    #: dropped to make room: for the stream record when a storer-wide cap binds, or under a
+    #: full key for a newcomer from a block (/16, /32) holding 2 fewer than the most crowded
+    records_evicted_crowded: int = 0
     descriptors_rejected: int = 0
     descriptors_stale: int = 0  #: verified descriptors older than one a lookup already has (kept the newer)
     from_banned: int = 0

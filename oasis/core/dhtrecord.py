@@ -19,7 +19,7 @@
 ``parse_record`` is strict (tag, lengths, canonical hosts, no trailing bytes) and never
 raises anything but :class:`RecordError`; ``check_record`` adds the signature and the
 time rules. ``prefix_of`` names the network an address belongs to (IPv4 /24, IPv6 /48),
-the unit of the DHT's diversity limits.
+the unit of the DHT's diversity limits; ``block_of`` the wider block (IPv4 /16, IPv6 /32).
 """
 
 from __future__ import annotations
@@ -83,8 +83,11 @@ def cpl(a: int, b: int) -> int:
 
 @lru_cache(maxsize=1 << 16)
 def canonical_host(host: str) -> str | None:
-    """``host`` if it is a canonical, dialable unicast IP literal, else None."""
-    if not 0 < len(host) <= MAX_HOST:
+    """``host`` if it is a canonical, dialable unicast IP literal, else None.
+
+    No IPv6 zone id (``fe80::1%eth0``): it names an interface of the host that wrote it, so
+    another host would dial its own link with it."""
+    if not 0 < len(host) <= MAX_HOST or "%" in host:
         return None
     try:
         ip = ipaddress.ip_address(host)
@@ -95,9 +98,7 @@ def canonical_host(host: str) -> str | None:
     return host
 
 
-@lru_cache(maxsize=1 << 17)
-def prefix_of(host: str) -> str:
-    """The diversity unit of an address: its IPv4 /24 or IPv6 /48 (IPv4-mapped IPv6 as IPv4)."""
+def _net(host: str, v4: int, v6: int) -> str:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
@@ -105,8 +106,21 @@ def prefix_of(host: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if isinstance(ip, ipaddress.IPv4Address):
-        return "4:" + str(ipaddress.ip_network(f"{ip}/24", strict=False).network_address)
-    return "6:" + str(ipaddress.ip_network(f"{ip}/48", strict=False).network_address)
+        return "4:" + str(ipaddress.ip_network(f"{ip}/{v4}", strict=False).network_address)
+    return "6:" + str(ipaddress.ip_network(f"{ip}/{v6}", strict=False).network_address)
+
+
+@lru_cache(maxsize=1 << 17)
+def prefix_of(host: str) -> str:
+    """The diversity unit of an address: its IPv4 /24 or IPv6 /48 (IPv4-mapped IPv6 as IPv4)."""
+    return _net(host, 24, 48)
+
+
+@lru_cache(maxsize=1 << 16)
+def block_of(host: str) -> str:
+    """The wider unit: an IPv4 /16 or IPv6 /32 (an RIR's smallest IPv6 allocation to an
+    ISP): many /24s (/48s) cost one holder little, many blocks take many providers."""
+    return _net(host, 16, 32)
 
 
 @dataclass(frozen=True, slots=True)

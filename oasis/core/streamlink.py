@@ -12,15 +12,18 @@ A link carries the stream id, the stream's signed descriptor and a few bootstrap
   descriptor from the tracker, or from the DHT (the broadcaster's stream record carries
   it, §17.2), reached through the bootstrap peers.
 * ``b`` (0–8): bootstrap peers, dialled with their key pinned -- an address that is not
-  that peer's node never becomes a link (docs/oftp.md §3). Host is an IP literal
-  (IPv6 in brackets).
+  that peer's node never becomes a link (docs/oftp.md §3). Host is a unicast IP literal
+  by the DHT's rule (``dhtrecord.canonical_host``: not unspecified, multicast or
+  255.255.255.255, no IPv6 zone id), IPv6 in brackets; port 1-65535 in ASCII digits.
 * ``t`` (optional): a tracker URL (http or https). Without one, the node finds peers
   through its bootstrap peers and their NEIGHBOURS (§15.2): the tracker is a bootstrap
   among others, and its loss does not stop a swarm.
 
-Decoding is strict: the whole link at most ``MAX_LINK`` characters, every parameter
-known and within its count, every field checked; any failure is a :class:`LinkError`
-with a stable code. Sans-I/O: no network, no clock.
+Decoding is strict: the whole link at most ``MAX_LINK`` characters, nothing after the
+stream id but ``?parameters`` (a lone ``/`` aside: no path, no ``#fragment``), no control
+characters (``urlsplit`` would drop tabs and line ends unseen; only the ends of the text
+are trimmed), every parameter known and within its count, every field checked; any
+failure is a :class:`LinkError` with a stable code. Sans-I/O: no network, no clock.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from .descriptor import Descriptor, DescriptorError, descriptor_from_json, verify_descriptor
+from .dhtrecord import canonical_host
 from .identity import key_of_peer_id, peer_id_of
 from .stream import StreamId, StreamIdError
 
@@ -77,6 +81,10 @@ class StreamLink:
         return f"{SCHEME}://{self.sid}?{'&'.join(parts)}"
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
 def _bootstrap(text: str) -> Bootstrap:
     pid, at, hostport = text.partition("@")
     if not at:
@@ -86,16 +94,24 @@ def _bootstrap(text: str) -> Bootstrap:
     except ValueError as exc:
         raise LinkError("bad_bootstrap", f"peer id {pid[:60]!r}: {exc}") from None
     host, colon, port_text = hostport.rpartition(":")
-    if not colon or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # isdigit alone takes other scripts' digits ("１９１００"), and int() reads them
+    if (not colon or not port_text.isascii() or not port_text.isdigit()
+            or not 0 < int(port_text) < 65536):
         raise LinkError("bad_bootstrap", f"{hostport[:80]!r}: expected HOST:PORT with a port 1-65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    elif ":" in host:  # "::1:19100": is the port 19100, or part of the address?
+        raise LinkError("bad_bootstrap", f"{host[:60]!r}: an IPv6 address goes in brackets, "
+                        "[HOST]:PORT")
+    if "%" in host:
+        raise LinkError("bad_bootstrap", f"{host[:60]!r}: an IPv6 zone id names an interface of "
+                        "the host that wrote it")
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         raise LinkError("bad_bootstrap", f"{host[:60]!r} is not an IP address (no names: nothing "
                         "to resolve)") from None
-    if ip.is_unspecified or ip.is_multicast:
+    if canonical_host(str(ip)) is None:  # the DHT's rule for the addresses it dials
         raise LinkError("bad_bootstrap", f"{host} is not a unicast address")
     return Bootstrap(key, str(ip), int(port_text))
 
@@ -104,12 +120,22 @@ def parse(text: str) -> StreamLink:
     """A verified :class:`StreamLink` from ``oasis://...`` text; raises :class:`LinkError`."""
     if len(text) > MAX_LINK:
         raise LinkError("too_long", f"a link of {len(text)} characters (at most {MAX_LINK})")
+    text = text.strip()  # a link pasted with its line end
+    if _has_control(text):  # urlsplit would drop tabs and line ends: not the link shown
+        ctl = next(i for i, ch in enumerate(text) if _has_control(ch))
+        raise LinkError("not_a_link", f"a control character ({text[ctl]!r}) at position {ctl}")
     try:
-        parts = urlsplit(text.strip())
+        parts = urlsplit(text)
     except ValueError as exc:  # e.g. an unbalanced [ in the host part
         raise LinkError("not_a_link", str(exc)) from None
     if parts.scheme != SCHEME:
         raise LinkError("not_a_link", "a stream link starts with oasis://")
+    if "#" in text:
+        raise LinkError("not_a_link", "a stream link has no #fragment (a tracker URL in t= is "
+                        "percent-encoded)")
+    if parts.path not in ("", "/"):
+        raise LinkError("not_a_link", f"nothing may follow the stream id but ?parameters, not "
+                        f"{parts.path[:40]!r}")
     try:
         sid = StreamId.parse(parts.netloc)
     except StreamIdError as exc:
@@ -138,6 +164,8 @@ def parse(text: str) -> StreamLink:
                 raise LinkError("bad_tracker", f"{v[:80]!r}: not a URL") from None
             if t.scheme not in ("http", "https") or not t.netloc:
                 raise LinkError("bad_tracker", f"{v[:80]!r}: an http(s) URL")
+            if _has_control(v):  # percent-decoded: urlsplit dropped them, a request would not
+                raise LinkError("bad_tracker", f"{v[:80]!r}: a control character")
             tracker = v
         else:
             raise LinkError("bad_query", f"unknown parameter {k[:20]!r}")

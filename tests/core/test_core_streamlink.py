@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import ipaddress
 import json
 import random
 
@@ -90,6 +91,43 @@ def test_malformed_links_get_a_coded_error() -> None:
     with pytest.raises(LinkError) as info:
         parse(good[: good.index("d=") + 2 + len(d) // 2])
     assert info.value.code == "bad_descriptor" and "cut short" in str(info.value)
+
+
+def test_what_the_link_grammar_does_not_allow_is_refused() -> None:
+    # found 2026-12-02: each of these parsed (and some then dialled something else than shown)
+    short = link(descriptor=None, tracker=None).format()
+    base, pid = f"oasis://{SID}", peer_id_of(PEER.public)
+    b = f"b={pid}@198.18.0.1:4433"
+    refused = {
+        f"{base}?b={pid}@255.255.255.255:4433": "bad_bootstrap",  # the DHT's rule: no broadcast
+        f"{base}?b={pid}@[fe80::1%25lo]:4433": "bad_bootstrap",  # a zone id: the writer's interface
+        f"{base}?b={pid}@[fe80::1%lo]:4433": "bad_bootstrap",
+        f"{base}?b={pid}@::1:4433": "bad_bootstrap",  # IPv6 without brackets
+        f"{base}?b={pid}@2001:db8::7:4433": "bad_bootstrap",
+        f"{base}?b={pid}@198.18.0.1:４４３３": "bad_bootstrap",  # full-width digits
+        f"{base}?b={pid}@198.18.0.1:٤٤٣٣": "bad_bootstrap",  # Arabic-Indic digits
+        f"{base}?b={pid}@198.18.0.1:4433%0A": "bad_bootstrap",
+        f"{base}?{b}\n&t=http://198.18.0.1/": "not_a_link",  # a line end after the port
+        f"{base}?b={pid}@198.18.0.1:44\t33": "not_a_link",  # urlsplit drops it: 4433
+        f"{base}?{b}#fragment": "not_a_link",
+        f"{base}?{b}#": "not_a_link",
+        f"{base}?{b}&t=http://198.18.0.1/#x": "not_a_link",  # the tracker's #x was dropped
+        f"{base}/x/y?{b}": "not_a_link",  # a path after the stream id
+        f"{base}/x?{b}": "not_a_link",
+        f"{base}?{b}&t=http://198.18.0.1/%0D%0AX:1": "bad_tracker",  # decoded into the URL
+    }
+    for text, want in refused.items():
+        assert code(text) == want, text
+    # what is valid still parses: the formats' own links, a line end around the whole link
+    # (pasted), a lone "/" before the parameters, IPv6 in brackets in any spelling
+    assert parse(short + "\n") == parse(" " + short) == parse(short)
+    assert parse(short.replace("?", "/?", 1)) == parse(short)
+    lk = parse(f"{base}?b={pid}@[2001:DB8:0::7]:4433&b={pid}@[::ffff:198.18.0.1]:1")
+    mapped = str(ipaddress.ip_address("::ffff:198.18.0.1"))  # its text varies by Python
+    assert [(x.host, x.port) for x in lk.bootstrap] == [("2001:db8::7", 4433), (mapped, 1)]
+    assert parse(f"{base}?b={pid}@[fe80::1]:4433").bootstrap[0].host == "fe80::1"
+    tracked = link(tracker="http://198.18.0.1:8000/tracker?a=1#frag")  # encoded: kept whole
+    assert parse(tracked.format()) == tracked
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,15 +3,19 @@ bootstrap, publishing, timers. Virtual time, no sockets."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import random
 
 import pytest
 from dhtkit import T0, host, keys_in_bucket, node_of, sends, split
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from oasis.core import dht as dh
 from oasis.core import wire
 from oasis.core.descriptor import Descriptor, sign_descriptor
-from oasis.core.dhtrecord import check_record, node_id, sign_record, stream_key
+from oasis.core.dhtrecord import block_of, check_record, node_id, prefix_of, sign_record, stream_key
 from oasis.core.identity import Identity, verify
 from oasis.core.stream import StreamId
 
@@ -117,6 +121,24 @@ def test_bad_addresses_duplicates_and_ourselves_in_an_answer() -> None:
     c = d.counters
     assert (c.entries_bad_address, c.entries_duplicate) == (1, 2)
     assert sorted(s.peer for s in follow if s.peer) == sorted([near[1]])
+
+
+def test_an_answer_naming_an_ipv6_zone_id_is_not_dialled() -> None:
+    # found 2026-12-02: canonical_host took "fe80::1%eth0", so an answer could make a node
+    # dial a link-local address on its own interface
+    d = new(dh.DhtConfig(paths=1))
+    rng = random.Random(99)
+    a = keys_in_bucket(ME.public, 0, 1, rng)[0]
+    near = keys_in_bucket(ME.public, 5, 2, rng)
+    populate(d, [a])
+    d.find_node(node_id(ME.public).to_bytes(32, "big"), T0)
+    (req,) = sends(d)
+    entries = [wire.DhtNode(key=near[0], host="fe80::1%eth0", port=1),
+               wire.DhtNode(key=near[1], host="2001:db8::2", port=1)]
+    follow, _ = split(answer_all(d, [req], T0 + 0.1,
+                                 lambda s: wire.DhtNodesMsg(qid=qid(s), nodes=entries)))
+    assert d.counters.entries_bad_address == 1
+    assert [(s.peer, s.host) for s in follow if s.peer] == [(near[1], "2001:db8::2")]
 
 
 def test_forged_and_foreign_records_are_rejected_and_valid_ones_returned() -> None:
@@ -244,6 +266,23 @@ def test_add_provider_must_come_from_its_provider_at_one_of_its_addresses() -> N
     assert d.records == 0 and not len(d.store) and d.counters.records_evicted_expired == 1
 
 
+_OWN_RNG = random.Random(12)  # the tests below draw their keys here, not from RNG
+
+
+def _ident() -> Identity:
+    return Identity.from_private_bytes(_OWN_RNG.randbytes(32))
+
+
+def _add(d: dh.Dht, p: Identity, h: str, *, seq: int = 1, desc: bytes = b"",
+         now: float = T0) -> None:
+    d.on_message(p.public, h, 4433,
+                 wire.DhtAddProvider(record=pid(p, seq=seq, h=h, now=now), descriptor=desc), now)
+
+
+def _held(d: dh.Dht) -> set[bytes]:
+    return {r.provider for r in d.providers_of(SKEY, T0)}
+
+
 def test_record_floods_hit_every_cap_and_are_counted() -> None:
     cfg = dh.DhtConfig(max_records_per_key=5, max_records_per_publisher=3, max_records=12,
                        request_burst=1000)
@@ -280,6 +319,23 @@ def test_record_floods_hit_every_cap_and_are_counted() -> None:
     assert d.counters.records_rejected == 1
 
 
+def test_a_refresh_cannot_move_a_record_into_a_network_already_at_its_share() -> None:
+    # found 2026-12-02: the per-network cap was checked for new records only, so records
+    # stored from fresh networks, refreshed (seq + 1) from one network, all landed there
+    d = new(dh.DhtConfig(request_burst=1000))
+    provs = [_ident() for _ in range(6)]
+    for i, p in enumerate(provs):
+        _add(d, p, host(i))
+    for p in provs:
+        _add(d, p, "198.51.100.1", seq=2)
+    moved = [r for r in d.providers_of(SKEY, T0) if r.addrs[0][0] == "198.51.100.1"]
+    assert len(moved) == 2 and d.counters.records_refused_prefix == 4
+    assert d.records == 6  # the others keep their earlier statement until it expires
+    # a refresh within its network is no newcomer there
+    _add(d, provs[0], "198.51.100.1", seq=3)
+    assert d.counters.records_refreshed == 3 and d.counters.records_refused_prefix == 4
+
+
 def test_store_bytes_are_capped() -> None:
     d = new(dh.DhtConfig(max_store_bytes=1000, request_burst=1000))
     for i in range(10):
@@ -290,7 +346,6 @@ def test_store_bytes_are_capped() -> None:
 
 
 def _descriptor(issued: int = 1, key: Identity = B) -> bytes:
-    import json
     d = sign_descriptor(B, Descriptor(SID, 1500, 33, 4, issued, origin="http://o.example/origin"))
     if key is not B:
         d = Descriptor(SID, 1500, 33, 4, issued, origin="http://o.example/origin",
@@ -317,6 +372,180 @@ def test_the_broadcaster_record_carries_the_signed_descriptor() -> None:
     assert ans.message.descriptor == _descriptor(5) and len(ans.message.records) == 1
 
 
+def test_two_records_from_the_broadcasters_network_do_not_keep_its_stream_record_out() -> None:
+    # found 2026-12-02: two valid records from the broadcaster's /24, stored first, made a
+    # storer refuse the stream record and with it the descriptor (records_refused_prefix)
+    d = new()
+    a1, a2 = (_ident() for _ in range(2))
+    _add(d, a1, "203.0.113.7")
+    _add(d, a2, "203.0.113.8")
+    _add(d, B, "203.0.113.1", desc=_descriptor(5))
+    assert _held(d) == {a1.public, a2.public, B.public}
+    assert d.store.descriptor(SKEY) == _descriptor(5) and d.counters.records_refused_prefix == 0
+    # the network's share for everyone else is unchanged: a third viewer there is refused
+    _add(d, _ident(), "203.0.113.9")
+    assert d.counters.records_refused_prefix == 1 and len(_held(d)) == 3
+
+
+def test_a_key_filled_in_advance_still_takes_the_stream_record() -> None:
+    # found 2026-12-02: 64 throw-away keys on 32 IPv6 /48s filled the stream key's 64 places
+    # (the key is computable from the public stream id) and the stream record was refused
+    d = new()
+    for n in range(32):
+        for h in (1, 2):
+            _add(d, _ident(), _v6(n, h))
+    assert len(_held(d)) == 64
+    _add(d, B, "198.51.100.1", desc=_descriptor(5))
+    assert B.public in _held(d) and len(_held(d)) == 65  # its own place beside the 64
+    assert d.store.descriptor(SKEY) == _descriptor(5)
+    # refreshed and re-published with a newer descriptor: still there
+    _add(d, B, "198.51.100.1", seq=2, desc=_descriptor(6))
+    assert B.public in _held(d) and d.store.descriptor(SKEY) == _descriptor(6)
+    assert d.counters.records_refused_full == 0
+
+
+def _v6(n: int, h: int) -> str:
+    return str(ipaddress.ip_address(f"2001:db8:{n:x}::{h}"))  # /48 number n of one /32
+
+
+def test_a_key_filled_from_few_blocks_gives_way_to_viewers_from_elsewhere() -> None:
+    # found 2026-12-02: with the 64 places of the stream key taken in advance (32 /48s),
+    # an honest viewer's record was refused too: first come, first kept
+    d = new(dh.DhtConfig(request_burst=1000))
+    flood = [_ident() for _ in range(64)]
+    for i, p in enumerate(flood):
+        _add(d, p, _v6(i // 2, i % 2 + 1))
+    assert len(_held(d)) == 64
+    viewers = [_ident() for _ in range(10)]
+    for i, v in enumerate(viewers):  # each from another /16
+        _add(d, v, f"{60 + i}.1.2.3")
+    held = _held(d)
+    assert {v.public for v in viewers} <= held and len(held) == 64
+    assert d.counters.records_evicted_crowded == 10 and d.counters.records_refused_full == 0
+    assert not held & {p.public for p in flood[:10]}  # the least recently stored went first
+    # fresh keys on fresh /48s of the flood's block cannot push them out again
+    for n in range(32, 40):
+        _add(d, _ident(), _v6(n, 1))
+    assert {v.public for v in viewers} <= _held(d) and d.counters.records_refused_full == 8
+    # nor can its refreshes: a refresh takes no one's place
+    for p in flood[10:20]:
+        _add(d, p, _v6(0, 9), seq=2)
+    assert {v.public for v in viewers} <= _held(d) and d.counters.records_evicted_crowded == 10
+    # a block as crowded as the newcomer's, or one more, is left alone (no swapping round)
+    d2 = new(dh.DhtConfig(max_records_per_key=4, request_burst=1000))
+    for h in ["60.1.0.1", "60.1.1.1", "61.1.0.1", "62.1.0.1"]:
+        _add(d2, _ident(), h)
+    _add(d2, _ident(), "61.1.1.1")
+    assert d2.counters.records_refused_full == 1
+    _add(d2, _ident(), "63.1.0.1")
+    assert d2.counters.records_evicted_crowded == 1 and len(_held(d2)) == 4
+
+
+def test_holding_a_keys_places_takes_as_many_blocks_as_places() -> None:
+    # the bound of the rule above: one record from each of 64 /32s holds the key
+    d = new(dh.DhtConfig(request_burst=1000))
+    for n in range(64):
+        _add(d, _ident(), f"2001:{n + 1:x}::1")
+    _add(d, _ident(), "198.51.100.1")
+    assert d.counters.records_refused_full == 1
+    _add(d, B, "198.51.100.2")  # the stream record still has its place
+    assert B.public in _held(d)
+
+
+_POOL = [_ident() for _ in range(8)]
+_BCS = [_ident() for _ in range(2)]
+_SIDS = [StreamId(b.public, n) for b in _BCS for n in ("a", "b")]
+_HOSTS = ["60.1.0.1", "60.1.0.2", "60.1.1.1", "60.2.0.1", "61.1.0.1", "2001:db8:1::1",
+          "2001:db8:2::1", "2001:db9::1"]
+_DESCS = {sid: json.dumps(sign_descriptor(_BCS[i // 2], Descriptor(sid, 1500, 33, 4, 1)).to_json()
+                          ).encode() for i, sid in enumerate(_SIDS)}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(_POOL) + 1), st.integers(0, len(_SIDS) - 1),
+                          st.integers(0, len(_HOSTS) - 1), st.integers(1, 4),
+                          st.sampled_from([0, 0, 0, 1, 30, 300, 700])), max_size=80))
+def test_no_sequence_of_adds_breaks_the_stores_caps_or_keeps_a_stream_record_out(
+        script: list[tuple[int, int, int, int, int]]) -> None:
+    cfg = dh.DhtConfig(max_keys=3, max_records=7, max_records_per_key=4, per_key_prefix=2,
+                       max_records_per_publisher=2, max_store_bytes=2500, request_burst=1e9)
+    d = new(cfg)
+    store = d.store
+    now = T0
+    for who, s_i, h_i, seq, dt in script:
+        now += dt
+        sid, h = _SIDS[s_i], _HOSTS[h_i]
+        ident = _BCS[s_i // 2] if who >= len(_POOL) else _POOL[who]
+        key = stream_key(sid)
+        stream = ident.public == sid.broadcaster
+        d.handle_timer(now)  # sweeps
+        was = key in store
+        over = store._by_publisher.get(ident.public, 0) >= cfg.max_records_per_publisher
+        held = {p: r.seq for p, r in store.keys[key].records.items()} if was else {}
+        # a fresh stream record may be refused only under a key new to a store full (of keys
+        # or records), from a publisher over its keys, or when bytes are short (not asserted)
+        must = (stream and held.get(ident.public, 0) < seq
+                and store.bytes + 650 <= cfg.max_store_bytes  # a record and a descriptor fit
+                and (was or (not over and len(store) < cfg.max_keys
+                             and store.records < cfg.max_records)))
+        d.on_message(ident.public, h, 4433, wire.DhtAddProvider(
+            record=pid(ident, sid, seq=seq, h=h, now=now),
+            descriptor=_DESCS[sid] if stream else b""), now)
+        d.actions()
+        if must:
+            assert ident.public in {r.provider for r in store.get(key, now)}
+            assert store.descriptor(key) == _DESCS[sid]
+        # every count matches what is held, every cap holds
+        sts = list(store.keys.values())
+        assert store.records == sum(len(x.records) for x in sts) <= cfg.max_records
+        assert store.bytes == sum(len(r.raw) for x in sts for r in x.records.values()) \
+            + sum(len(x.descriptor) for x in sts) <= cfg.max_store_bytes
+        assert len(store) <= cfg.max_keys and all(x.records for x in sts)
+        pubs: dict[bytes, int] = {}
+        for x in sts:
+            others = [r for r in x.records.values() if not r.is_stream_record]
+            assert len(others) <= cfg.max_records_per_key
+            nets = [prefix_of(r.addrs[0][0]) for r in others]
+            assert all(nets.count(n) <= cfg.per_key_prefix for n in nets)
+            for prov in x.records:
+                pubs[prov] = pubs.get(prov, 0) + 1
+        assert pubs == store._by_publisher
+        assert all(v <= cfg.max_records_per_publisher for v in pubs.values())
+
+
+def test_blocks_are_ipv4_16s_and_ipv6_32s() -> None:
+    assert block_of("198.51.7.1") == block_of("198.51.200.9") != block_of("198.52.7.1")
+    assert block_of("2001:db8:1::1") == block_of("2001:db8:ffff::9") != block_of("2001:db9::1")
+    assert block_of("::ffff:198.51.100.7") == block_of("198.51.0.1")
+
+
+def test_when_the_store_is_full_the_stream_record_takes_room_from_its_own_key() -> None:
+    d = new(dh.DhtConfig(max_records=6, request_burst=1000))
+    other = StreamId(_ident().public, "other")
+    for i in range(3):  # another stream's records: left alone
+        p = _ident()
+        d.on_message(p.public, host(20 + i), 4433,
+                     wire.DhtAddProvider(record=pid(p, other, h=host(20 + i))), T0)
+    crowd = [_ident() for _ in range(3)]
+    _add(d, crowd[0], "192.0.2.1")
+    _add(d, crowd[1], host(1))
+    _add(d, crowd[2], "192.0.2.2")
+    assert d.records == 6
+    _add(d, B, "198.51.100.1", desc=_descriptor(5))
+    # the most crowded network's least recently stored record made room
+    assert _held(d) == {crowd[1].public, crowd[2].public, B.public}
+    assert d.records == 6 and d.counters.records_evicted_crowded == 1
+    assert d.store.descriptor(SKEY) == _descriptor(5)
+    assert len(d.providers_of(stream_key(other), T0)) == 3
+    # a storer full of keys still refuses a new key's stream record
+    d2 = new(dh.DhtConfig(max_keys=1))
+    _add(d2, crowd[0], "192.0.2.1")
+    second = StreamId(B.public, "second")
+    d2.on_message(B.public, "198.51.100.1", 4433,
+                  wire.DhtAddProvider(record=pid(B, second, h="198.51.100.1")), T0)
+    assert d2.counters.records_refused_full == 1
+
+
 def test_a_provider_answers_with_its_own_record_and_descriptor_before_any_storer_has_them() -> None:
     # the broadcaster alone, nobody to publish to yet: a short link's viewer bootstraps at it
     d = dh.Dht(B.public, identity=B, rng=random.Random(3), now=T0)
@@ -334,6 +563,7 @@ def test_a_provider_answers_with_its_own_record_and_descriptor_before_any_storer
     # another stream's key: nothing of ours
     d.on_message(asker.public, host(1), 4433, wire.DhtGetProviders(qid=10, key=b"\x01" * 32), T0 + 1)
     (ans,) = sends(d)
+    assert isinstance(ans.message, wire.DhtProviders)
     assert ans.message.records == [] and ans.message.descriptor == b""
 
 

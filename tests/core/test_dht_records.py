@@ -93,7 +93,8 @@ def test_strict_layout() -> None:
 
 @pytest.mark.parametrize("addrs", [(), (("203.0.113.1", 1),) * 3, (("host.example", 1),),
                                    (("0.0.0.0", 1),), (("224.0.0.1", 1),), (("203.0.113.1", 0),),
-                                   (("2001:DB8::1", 1),), (("::", 1),)])
+                                   (("2001:DB8::1", 1),), (("::", 1),),
+                                   (("255.255.255.255", 1),), (("fe80::1%eth0", 1),)])
 def test_addresses_must_be_one_or_two_canonical_unicast_literals(addrs) -> None:
     with pytest.raises(RecordError):
         rec(addrs=addrs)
