@@ -123,3 +123,12 @@ def test_file_link_round_trip_and_strictness() -> None:
                 base + "?b=" + "a" * 52 + "@example.com:5"):
         with pytest.raises(LinkError):
             parse(bad)
+    # a peer address a node must not dial (was taken: 0.0.0.0, multicast, broadcast, zone
+    # ids, unbracketed IPv6, non-ASCII digits), as for stream links (docs/oftp.md §16)
+    from oasis.core.identity import peer_id_of
+    pid = peer_id_of(key)
+    for host_port in ("0.0.0.0:5", "224.0.0.1:5", "255.255.255.255:5", "[::]:5", "[fe80::1%25lo]:5",
+                      "[fe80::1%lo]:5", "::1:5", "1.2.3.4:\uff15", "[ff02::1]:5"):
+        with pytest.raises(LinkError):
+            parse(base + f"?b={pid}@{host_port}")
+    assert parse(base + f"?b={pid}@[2001:db8::7]:5").peers == ((key, "2001:db8::7", 5),)
