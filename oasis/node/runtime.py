@@ -368,7 +368,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
 
     async def ingest() -> None:
         from .streaming import ingest as run_ingest
-        await run_ingest(ident, ls, src, c.chunk_ms)
+        from .streaming import seq_file
+        await run_ingest(ident, ls, src, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
 
     async def main(stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(ingest()), announcer]

@@ -23,8 +23,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
+import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -51,12 +54,59 @@ class NotAvailable(Exception):
     """This node cannot do that (e.g. publish without an origin server)."""
 
 
-async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes], chunk_ms: int) -> None:
-    """Chunk a live MPEG-TS byte source, sign each chunk and publish it on ``ls``, forever."""
+SEQ_SAVE_EVERY = 1.0  #: s between saves of a source stream's sequence clock
+
+
+class _SeqClock(msgspec.Struct, forbid_unknown_fields=True):
+    seq: int
+    time: float
+    chunk_ms: int
+
+
+def seq_file(data_dir: str | os.PathLike[str], sid: StreamId) -> Path:
+    """Where a broadcaster keeps the sequence clock of its stream ``sid``."""
+    return Path(data_dir) / "streams" / f"{sid.name}.seq"
+
+
+def first_seq(path: Path | None, chunk_ms: int, now: float) -> int:
+    """Where a (re)started source's numbering begins: 0 the first time; after a restart,
+    where the stream's clock has got to -- the last saved seq plus the chunk periods
+    since (at the shorter of the two chunk lengths). A restarted broadcaster numbered
+    from 0 again: its running viewers held seqs above that, their STATUS read as false
+    claims and the broadcaster banned every one of them; they dropped the new chunks as
+    duplicates of the old. On the clock, the downtime is a gap, which viewers skip."""
+    if path is None or not path.exists():
+        return 0
+    try:
+        c = msgspec.json.decode(path.read_bytes()[:4096], type=_SeqClock)
+    except (OSError, msgspec.DecodeError) as exc:
+        log.warning("%s: unreadable (%s); the stream's numbering starts from the clock", path, exc)
+        return 0
+    if not 0 <= c.seq < 2**62 or not 10 <= c.chunk_ms <= 10_000:
+        return 0
+    step = min(c.chunk_ms, chunk_ms) / 1000
+    return c.seq + 1 + max(0, math.ceil((now - c.time) / step))
+
+
+def _save_seq(path: Path, seq: int, at: float, chunk_ms: int) -> None:
+    from oasis.datafiles import private_dir, replace
+
+    try:
+        private_dir(path.parent)
+        replace(path, msgspec.json.encode(_SeqClock(seq, at, chunk_ms)))
+    except OSError as exc:
+        log.warning("could not save the stream's sequence clock to %s: %s", path, exc)
+
+
+async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes], chunk_ms: int,
+                 *, clock_file: Path | None = None) -> None:
+    """Chunk a live MPEG-TS byte source, sign each chunk and publish it on ``ls``, forever.
+    ``clock_file``: where the stream's sequence clock is kept across restarts (:func:`first_seq`)."""
     from oasis.media.chunker import TsChunker
 
     chunker = TsChunker(chunk_ms=chunk_ms)
-    seq = 0
+    seq = first_seq(clock_file, chunk_ms, time.time())
+    saved_at = 0.0
     async for data in source:
         now = time.time()
         for mc in chunker.feed(data, now):
@@ -66,6 +116,9 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
                 ls.produced.pop(next(iter(ls.produced)))
             ls.swarm.publish(chunk, now)
             ls.pump()
+            if clock_file is not None and now - saved_at >= SEQ_SAVE_EVERY:
+                saved_at = now
+                _save_seq(clock_file, seq, mc.complete_at, chunk_ms)
             seq += 1
 
 
@@ -139,7 +192,8 @@ class Streaming:
         announcer = asyncio.create_task(rt.announce_loop(
             self.node, ls, self.tracker_url, local=self.tracker,
             descriptor=lambda: self.descriptors.get(text), area=c.area))
-        feeder = asyncio.create_task(ingest(self.node.identity, ls, media, c.chunk_ms))
+        feeder = asyncio.create_task(ingest(self.node.identity, ls, media, c.chunk_ms,
+                                            clock_file=seq_file(c.data_dir, sid)))
         feeder.add_done_callback(lambda t: self._ended(text, t))
         self.managed[text] = Managed(ls, [announcer, feeder], link)
         self.links[text] = link

@@ -60,3 +60,50 @@ def test_a_viewer_with_an_old_descriptor_rejoins_with_the_newer_one(tmp_path: Pa
     finally:
         for p in procs:
             p.stop()
+
+
+def test_a_restarted_broadcaster_goes_on_with_its_viewers(tmp_path: Path) -> None:
+    # it numbered from 0 again: its running viewers' STATUS (seq 575) read as false claims
+    # (the stream near 57), it banned every one of them, and they dropped its new chunks as
+    # duplicates of the old until the numbering passed 575
+    udp, tcp = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
+    common = ["broadcast", "test", "--data-dir", str(tmp_path / "b"), "--listen", f"127.0.0.1:{udp}",
+              "--http", f"127.0.0.1:{tcp}", "--bitrate", "300"]
+    first = OasisProcess(common, str(tmp_path / "b1.log"))
+    procs = [first]
+    try:
+        link = first.wait_info()["link"]
+        v = OasisProcess(["watch", link, "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
+        procs.append(v)
+        gw = v.wait_info()["gateway"]
+        wait_until(lambda: _stream(gw)["latest"] > 450, SLACK)  # ~15 s: well ahead of a new 0
+        first.stop()
+        before = _stream(gw)["latest"]
+        second = OasisProcess(common, str(tmp_path / "b2.log"))
+        procs.append(second)
+        second.wait_info()
+        # the viewer goes on: newer chunks than any it held, soon
+        wait_until(lambda: _stream(gw)["latest"] > before + 60, SLACK)
+        b2 = (tmp_path / "b2.log").read_text(errors="replace")
+        assert "false claims" not in b2 and "banned" not in b2, b2[-2000:]
+        s = _stream(gw)
+        assert s["neighbours"] >= 1
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_the_sequence_clock_goes_on_across_a_restart(tmp_path: Path) -> None:
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId
+    from oasis.node.streaming import _save_seq, first_seq, seq_file
+
+    path = seq_file(tmp_path, StreamId(Identity.generate().public, "live"))
+    assert first_seq(path, 33, 1000.0) == 0  # the first run
+    _save_seq(path, 500, 1000.0, 33)
+    assert first_seq(path, 33, 1000.0) == 501
+    assert first_seq(path, 33, 1010.0) == 501 + 304  # 10 s of 33 ms periods, rounded up
+    assert first_seq(path, 100, 1010.0) == 501 + 304  # the shorter chunk length counts
+    path.write_bytes(b"{garbage")
+    assert first_seq(path, 33, 1010.0) == 0  # unreadable: said, and from 0
