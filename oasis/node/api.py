@@ -38,6 +38,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -61,6 +62,7 @@ from .streaming import NotAvailable, Streaming
 log = logging.getLogger("oasis.api")
 
 TOKEN_FILE = "api.token"
+_KIND_RE = re.compile(r"^[a-z][a-z_]*(\.[a-z_]*)?$")  #: an event kind prefix: "stream", "chat.message", "dm."
 INFO_FILE = "api.json"  #: where the API's URL is written for the SDK to find
 MAX_BODY = 16 * 1024  #: bytes of a request body
 MAX_INFLIGHT = 64  #: requests handled at once
@@ -256,6 +258,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     kinds = [k for k in request.query.get("kinds", "").split(",") if k]
     if len(kinds) > MAX_KINDS or any(len(k) > 64 for k in kinds):
         raise ApiError(400, "bad_query", f"at most {MAX_KINDS} kinds of at most 64 characters")
+    bad = [k for k in kinds if not _KIND_RE.match(k)]
+    if bad:  # (taken before, they matched nothing or, a single letter, nearly everything)
+        raise ApiError(400, "bad_query", f"kind prefix {bad[0][:64]!r}: lower-case words joined by "
+                       "dots, e.g. stream or chat.message")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "not_websocket", "GET /v1/events is a WebSocket: send the upgrade "

@@ -68,12 +68,12 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = rt.parse_hostport(c.listen, "--listen")
+    hhost, hport = rt.parse_hostport(http_listen, "--http")  # (before the node: nothing to close)
     node = Node(ident, rt.swarm_config(c), host=host, port=port,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await rt._start_or_close(node)
-    hhost, hport = rt.parse_hostport(http_listen, "--http")
     app = web.Application(client_max_size=64 * 1024)
     tracker = Tracker() if tracker_url is None else None
     descriptors: dict[str, Descriptor] = {}

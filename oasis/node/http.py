@@ -239,7 +239,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t", "Cache-Control": "no-store"})
         await resp.prepare(request)
         pl = ls.playout
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LIVE_STALL_END  # nothing yet: ends like a stall
         while pl.start is None:
             if time.monotonic() > deadline:
                 return resp

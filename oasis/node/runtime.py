@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import ipaddress
 import json
 import logging
 import math
@@ -79,8 +80,15 @@ class Common:
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
         raise ValueError(f"{what} must be HOST:PORT, got {text!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if host:
+        try:  # a name was looked up late and failed as "[Errno -2] Name or service not known"
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{what} {text!r}: HOST must be an IP address of this machine "
+                             "(e.g. 127.0.0.1), not a name") from None
     return host or "127.0.0.1", int(port)
 
 
@@ -103,6 +111,9 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
         if exc.errno == errno.EADDRINUSE:
             raise ValueError(f"{host}:{port} is already in use (another node or viewer?): give another "
                              "HTTP address, or port 0 for any free one (e.g. --gateway 127.0.0.1:0)") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ValueError(f"{host}:{port} (TCP) is not an address of this machine: give one of its "
+                             "addresses (e.g. 127.0.0.1)") from None
         raise
     server = site._server
     assert server is not None
@@ -262,7 +273,9 @@ def emit(obj: dict[str, Any]) -> None:
 async def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too (the terminal closed): a clean stop like Ctrl-C -- it killed the process at
+    # once, leaving api.json behind and unsettled work unsaved
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     await main(stop)
 
@@ -298,10 +311,10 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
+    hhost, hport = parse_hostport(http_listen, "--http")  # (before the node: nothing to close)
     await _start_or_close(node)
     sid = StreamId(ident.public, name)
     ls = node.add_stream(sid, is_source=True)
-    hhost, hport = parse_hostport(http_listen, "--http")
     app = web.Application(client_max_size=64 * 1024)
     tracker = Tracker() if tracker_url is None else None
     descriptors: dict[str, Descriptor] = {}
@@ -526,6 +539,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
+    ghost, gport = parse_hostport(gateway, "--gateway")  # (before the node: nothing to close)
     # the swarm's configuration is replaced below, once the descriptor is known
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
                 link_delay=c.link_delay_ms / 1000, quic=c.quic)
@@ -538,7 +552,6 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         log.warning("%s", line)
         print(f"oasis watch: {line}", file=sys.stderr)
     node.config = swarm_config(c)
-    ghost, gport = parse_hostport(gateway, "--gateway")
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)
     files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)

@@ -34,6 +34,7 @@ and its chunk streams are stopped, not buffered.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import random
@@ -172,8 +173,14 @@ class Endpoint(asyncio.DatagramProtocol):
                                  max_data=INITIAL_MAX_DATA, max_stream_data=INITIAL_MAX_STREAM_DATA)
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
-        transport = UdpSocket.bind(host, port, on_datagram=self._on_datagram,
-                                   on_batch_end=self._end_batch, gso=self.gso)
+        try:
+            transport = UdpSocket.bind(host, port, on_datagram=self._on_datagram,
+                                       on_batch_end=self._end_batch, gso=self.gso)
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:  # (the bare error named no address)
+                raise OSError(exc.errno, f"{host}:{port} (UDP) is not an address of this machine: "
+                              "give one of its addresses (e.g. 127.0.0.1)") from None
+            raise
         self.transport = transport
         # A flood shares the kernel's receive queue with our peers' packets; the default
         # (~200 KB, ~90 datagrams) overflows whenever the process is off the CPU for 10 ms

@@ -116,11 +116,34 @@ class AsyncClient:
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        #: set by :meth:`from_data_dir`: a node restarted on another port (the API's default
+        #: port is taken, or 0) is found again there, by the calls and by :meth:`events`
+        self.data_dir: str | os.PathLike[str] | None = None
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> AsyncClient:
         url, token = discover(data_dir)
-        return cls(url, token, **kw)
+        c = cls(url, token, **kw)
+        c.data_dir = data_dir
+        return c
+
+    async def _rediscover(self) -> bool:
+        """The node of :attr:`data_dir` listens elsewhere now (it restarted): follow it.
+        True if the URL or token changed."""
+        if self.data_dir is None:
+            return False
+        try:
+            url, token = discover(self.data_dir)
+        except OasisApiError:
+            return False
+        url = url.rstrip("/")
+        if (url, token) == (self.base_url, self.token):
+            return False
+        self.base_url = url
+        if token != self.token:
+            self.token = token
+            await self.close()  # the session carries the old token
+        return True
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -146,14 +169,20 @@ class AsyncClient:
         """One call: ``path`` under the base URL; the answer decoded into ``typ``."""
         data = msgspec.json.encode(body) if body is not None else None
         q = {k: str(v) for k, v in (params or {}).items() if v is not None}
-        try:
-            async with self.session.request(method, self.base_url + path, data=data, params=q,
-                                            timeout=self.timeout,
-                                            headers={"Content-Type": "application/json"}) as r:
-                raw = await r.content.read(MAX_REPLY + 1)
-                status, headers = r.status, r.headers
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc or type(exc).__name__}") from None
+        for attempt in range(2):
+            try:
+                async with self.session.request(method, self.base_url + path, data=data, params=q,
+                                                timeout=self.timeout,
+                                                headers={"Content-Type": "application/json"}) as r:
+                    raw = await r.content.read(MAX_REPLY + 1)
+                    status, headers = r.status, r.headers
+                break
+            except aiohttp.ClientConnectorError as exc:  # nothing listens there (now)
+                if attempt == 0 and await self._rediscover():
+                    continue  # the node restarted elsewhere: once more, there
+                raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc}") from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc or type(exc).__name__}") from None
         if status >= 400:
             raise _refusal(status, raw, headers)
         try:
@@ -281,10 +310,12 @@ class AsyncClient:
         ``lagged`` event (seq 0, ``data["dropped"]``) says this reader fell behind and
         the node dropped that many.
         """
-        url = self.base_url + "/events"
+        if isinstance(kinds, str):  # "stream" is one prefix, not six letters
+            kinds = [kinds]
         params = {"kinds": ",".join(kinds)} if kinds else {}
         failures = 0
         while True:
+            url = self.base_url + "/events"
             try:
                 async with self.session.ws_connect(url, params=params, heartbeat=20.0,
                                                    max_msg_size=1 << 20) as ws:
@@ -306,6 +337,7 @@ class AsyncClient:
                 if not reconnect:  # the node closed the feed
                     return
             await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))  # backoff before reconnecting
+            await self._rediscover()  # a node restarted on another port (from_data_dir)
 
 
 class Client:
@@ -328,7 +360,9 @@ class Client:
     def from_data_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> Client:
         """A client of the node whose data directory is ``data_dir`` (see :func:`discover`)."""
         url, token = discover(data_dir)
-        return cls(url, token, **kw)
+        c = cls(url, token, **kw)
+        c._async.data_dir = data_dir
+        return c
 
     @property
     def base_url(self) -> str:

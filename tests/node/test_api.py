@@ -564,6 +564,35 @@ async def test_the_event_feed_reconnects_when_the_node_restarts(tmp_path: Path) 
         await node.close()
 
 
+async def test_a_client_from_the_data_dir_follows_a_node_restarted_on_another_port(tmp_path: Path) -> None:
+    """`oasis node --api-listen 127.0.0.1:0` (and broadcast/watch, whose API port is any free
+    one) restarts on another port: calls and the event feed of a client made by
+    from_data_dir read api.json again (they raised unreachable at the old port)."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    runner, api = await napi.start_api(node, str(tmp_path), "127.0.0.1:0")
+    try:
+        async with AsyncClient.from_data_dir(tmp_path) as c:
+            feed = c.events("chat", max_retries=4)  # one prefix as a string: not six letters
+            first = await asyncio.wait_for(feed.__anext__(), 5)
+            assert first.kind == "subscribed" and first.data["kinds"] == ["chat"]
+            old = c.base_url
+            await runner.cleanup()
+            runner, api = await napi.start_api(node, str(tmp_path), "127.0.0.1:0")  # a new port
+            assert api.url.rstrip("/") != old
+            assert (await asyncio.wait_for(feed.__anext__(), 15)).kind == "subscribed"
+            assert c.base_url == api.url.rstrip("/")
+            assert (await c.node()).peer_id == node.peer_id
+            for bad in (["s t"], ["../x?&="], ["Chat"]):
+                with pytest.raises(OasisApiError) as exc:
+                    async for _ in c.events(bad, reconnect=False):
+                        break
+                assert (exc.value.status, exc.value.code) == (400, "bad_query"), bad
+    finally:
+        await runner.cleanup()
+        await node.close()
+
+
 def test_the_blocking_client_has_the_async_clients_methods() -> None:
     """dir()/help() show Client's methods: real functions with AsyncClient's signatures
     and docstrings (not built on the fly by __getattr__)."""
