@@ -62,3 +62,29 @@ def test_a_second_node_on_a_data_directory_is_refused_and_api_json_follows_the_h
             again.stop()
     finally:
         first.stop()
+
+
+def test_sighup_stops_a_node_cleanly(tmp_path: Path) -> None:
+    # closing the terminal (SIGHUP) killed the process at once: exit 129, api.json left
+    import signal
+
+    d = str(tmp_path / "n")
+    p = OasisProcess(["node", "--data-dir", d, "--api-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                      "--http", "127.0.0.1:0"], str(tmp_path / "n.log"))
+    try:
+        p.wait_info(60)
+        assert os.path.exists(os.path.join(d, "api.json"))
+        p.popen.send_signal(signal.SIGHUP)
+        assert p.popen.wait(30) == 0
+        assert not os.path.exists(os.path.join(d, "api.json"))
+    finally:
+        p.stop()
+
+
+def test_an_address_that_is_a_name_or_not_this_machines_is_named(tmp_path: Path) -> None:
+    for args, want in ((["--http", "nosuchhost.invalid:8000"], "--http 'nosuchhost.invalid:8000': HOST must be an IP address"),
+                       (["--http", "192.0.2.77:8000"], "192.0.2.77:8000 (TCP) is not an address of this machine"),
+                       (["--listen", "192.0.2.77:0"], "192.0.2.77:0 (UDP) is not an address of this machine")):
+        r = _second("node", *args, "--api-listen", "off", "--data-dir", str(tmp_path / "x"))
+        assert r.returncode == 2 and want in r.stderr, (args, r.stderr)
+        assert "Unclosed" not in r.stderr and "Traceback" not in r.stderr
