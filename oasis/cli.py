@@ -275,9 +275,10 @@ def _wallet(args: argparse.Namespace) -> int:
     own_chain = chain is not None and not args.chain_rpc and not args.chain_dir
     if own_chain and report["settled_rewards"] > (report["token_balance"] or 0):
         # the rewards were settled on the chain the node ran with, not this fresh one
-        print(f"oasis wallet: {report['settled_rewards']} wei of rewards were settled on another chain "
-              f"than this one (chain id {report.get('chain_id')}): give its --chain-dir or --chain-rpc "
-              "to see the balance they paid", file=sys.stderr)
+        print(f"oasis wallet: {report['settled_rewards']} wei of rewards were settled on the chain this "
+              f"node ran with, not on the embedded one opened here ({data_dir}/ledger/chain, chain id "
+              f"{report.get('chain_id')}): give that chain's --chain-dir or --chain-rpc to see the balance "
+              "they paid", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     else:

@@ -184,6 +184,8 @@ def _check_text(text: str, limit: int, what: str) -> str:
         raise SendError("bad_text", f"{what} text is not valid UTF-8") from None
     if not 1 <= n <= limit or (what == "chat" and len(text) > wire.MAX_CHAT_TEXT):
         raise SendError("bad_text", f"{what} text must be 1..{limit} UTF-8 bytes (this one has {n})")
+    if not text.strip():  # (was sent: a message of spaces)
+        raise SendError("bad_text", f"{what} text is only white space")
     return text
 
 

@@ -226,5 +226,5 @@ def test_wallet_says_when_its_rewards_were_settled_on_another_chain(tmp_path):
     store.close()
     out = _cli("wallet", "--data-dir", str(data))
     assert out.returncode == 0, out.stderr
-    assert "settled on another chain than this one" in out.stderr and "--chain-dir" in out.stderr
+    assert "settled on the chain this node ran with, not on the embedded one" in out.stderr and "--chain-dir" in out.stderr
     assert "settled_rewards: 50000000000000000 wei (0.050000 OAS)" in out.stdout, out.stdout

@@ -111,6 +111,7 @@ def test_lines_are_checked_with_stable_codes() -> None:
     for line, dm_to, code in [
         ("", None, "bad_text"), ("x" * 501, None, "bad_text"), ("//" + "x" * 500, None, "bad_text"),
         ("\udcff", None, "bad_text"),  # a byte that was not UTF-8 in argv
+        ("   ", None, "bad_text"), ("\t \u3000", peer, "bad_text"),  # only white space (was sent)
         ("y" * 1001, peer, "bad_text"), ("/dm", None, "usage"), (f"/dm {peer}", None, "usage"),
         ("/dm nobody hi", None, "bad_peer_id"), ("/ban", None, "usage"),
         (f"/ban {peer} -5", None, "usage"), (f"/ban {peer} 9999999", None, "usage"),
