@@ -108,29 +108,10 @@ class Progress:
             pass
 
 
-_LOCKS: list[Any] = []  #: the data directories this process holds (open lock files)
-
-
-def _lock_data_dir(data_dir: str) -> None:
-    """One ``publish``/``get`` per data directory: two sharing one (the default
-    ``~/.local/share/oasis/get``) raced on its file store, and one never finished."""
-    import fcntl
-
-    from oasis.datafiles import private_dir
-
-    f = open(private_dir(data_dir) / "files.lock", "a+")  # noqa: SIM115 - held while we run
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise ValueError(f"{data_dir} is in use by another `oasis publish` or `oasis get` "
-                         "(one at a time per data directory): wait for it, or give --data-dir") from None
-    _LOCKS.append(f)
-
-
 async def _start(o: FileOptions, command: str) -> tuple[Node, Files, web.AppRunner, str]:
-    _lock_data_dir(o.data_dir)
-    hold_data_dir(o.data_dir, command)  # and no live node (watch, broadcast, node) on it either
+    # one node per data directory: two `get`s sharing one (the default ~/.local/share/oasis/get)
+    # raced on its file store and one never finished; a live node on it has the same identity
+    hold_data_dir(o.data_dir, command)
     ident = load_or_create(o.data_dir)
     host, port = parse_hostport(o.listen, "--listen")
     ghost, gport = parse_hostport(o.http_listen, "--http")

@@ -76,9 +76,11 @@ def test_a_second_get_in_the_same_data_directory_is_refused_not_left_hanging(tmp
     import sys
 
     (tmp_path / "g").mkdir(mode=0o700)
-    with open(tmp_path / "g" / "files.lock", "a+") as held:  # as a running `oasis get` holds it
+    with open(tmp_path / "g" / "node.lock", "a+") as held:  # as a running `oasis get` holds it
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("`oasis get` (pid 4242)\n")
+        held.flush()
         r = subprocess.run([sys.executable, "-m", "oasis", "get", CID, "--origin", "http://127.0.0.1:9",
                             "--data-dir", str(tmp_path / "g"), "--timeout", "5"],
                            capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "is in use by another `oasis publish` or `oasis get`" in r.stderr, r.stderr
+    assert r.returncode == 2 and "is in use by `oasis get` (pid 4242)" in r.stderr, r.stderr
