@@ -137,8 +137,15 @@ async def _first_line(proc: Proc, timeout: float,
     return info
 
 
-def _stop_all(procs: list[Proc]) -> int:
-    """SIGTERM, wait, then SIGKILL. Returns how many exited with an error."""
+def _stop_all(procs: list[Proc], interrupted: bool = False) -> int:
+    """SIGTERM, wait, then SIGKILL. Returns how many exited with an error. ``interrupted``:
+    the demo was stopped by a signal, which a shell sends to the whole process group
+    (closing the terminal, ``kill -TERM -PGID``): a child that ended by such a signal did not
+    fail (5-7 such were counted as errors)."""
+    stopped_by = {0, -signal.SIGTERM}
+    if interrupted:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            stopped_by |= {-sig, 128 + sig}
     failed = 0
     for p in procs:
         if p.popen.poll() is None:
@@ -152,7 +159,7 @@ def _stop_all(procs: list[Proc]) -> int:
             p.popen.wait()
             failed += 1
             continue
-        if p.popen.returncode not in (0, -signal.SIGTERM):
+        if p.popen.returncode not in stopped_by:
             failed += 1
         if p.popen.stdout is not None:
             p.popen.stdout.close()
@@ -308,7 +315,7 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
         _uncancel()
         result = await _interrupted(args, bitrate, run, progress)
     finally:
-        process_failures = _stop_all(procs)
+        process_failures = _stop_all(procs, interrupted=bool(run.signals))
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if zygote is not None:

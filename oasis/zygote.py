@@ -85,7 +85,7 @@ def _child(sock: socket.socket, argv: list[str], env: dict[str, str], out: int, 
         # collapsed (continuity 0.24-0.66 in 4 runs, against 0.92-0.94): measured, kept.
         os.setsid()
         die_with_parent()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
@@ -185,7 +185,11 @@ def serve(fd: int, extra: list[str]) -> int:
     if threading.active_count() != 1:  # a fork copies only the forking thread
         _send(sock, {"error": f"{threading.active_count()} threads after the imports; not forking"})
         return 1
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+    # The parent decides: Ctrl-C, a closed terminal (SIGHUP) or `kill -TERM -PGID` reach it
+    # too, and it stops the children through us. Killed by them, we could not report the
+    # children's exits (each was counted a failure); a parent that dies closes our socket.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     children: set[int] = set()
     _send(sock, {"ready": True, "pid": os.getpid()})
     try:

@@ -60,8 +60,10 @@ def _stderr_until(p: subprocess.Popen[bytes], text: str, timeout: float) -> list
     return seen
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_a_stopped_demo_cleans_up_and_reports_what_it_measured(tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, False),
+                                            (signal.SIGHUP, True)])  # the terminal closed: the whole group
+def test_a_stopped_demo_cleans_up_and_reports_what_it_measured(tmp_path: Path, sig: signal.Signals,
+                                                               group: bool) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     demo = subprocess.Popen([sys.executable, "-m", "oasis", "demo", "--viewers", "2", "--duration", "300",
@@ -79,12 +81,15 @@ def test_a_stopped_demo_cleans_up_and_reports_what_it_measured(tmp_path: Path, s
         assert work.name.startswith("oasis-demo-")
         children = _descendants(demo.pid)
         assert len(children) >= 4, children  # broadcaster, launcher, two viewers
-        demo.send_signal(sig)
+        if group:  # every process of the group gets it (children that end by it did not fail)
+            os.killpg(demo.pid, sig)
+        else:
+            demo.send_signal(sig)
         assert demo.wait(60) == 128 + sig.value
         assert demo.stdout is not None
         summary = json.loads(demo.stdout.read())
         assert summary["interrupted"] == sig.name and summary["viewers_joined"] == 2
-        assert summary["chunks_produced"] > 0 and "continuity" in summary and summary["errors"] == 0, summary
+        assert summary["chunks_produced"] > 0 and "continuity" in summary and summary["errors"] == 0, json.dumps(summary)
         assert list(tmp.iterdir()) == []  # the demo's directory is gone
         for pid, start in children.items():
             st = _stat(pid)
