@@ -346,8 +346,13 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
     """Run ``oasis chat`` (``dm_to`` None) or ``oasis dm``; returns the exit status: 0, or 1
     when ``send`` was not sent (or, for a DM, neither delivered nor stored within ``wait``).
     The caller has checked ``send`` and ``dm_to`` (:func:`parse_line`, :func:`check_peer`)."""
-    if dm_to is not None and dm_to == load_or_create(c.data_dir).peer_id:
-        raise SendError("bad_peer_id", f"{dm_to} is this node's own peer id (--data-dir {c.data_dir})")
+    me = load_or_create(c.data_dir).peer_id
+    to = dm_to
+    if to is None and send is not None:  # `oasis chat --send "/dm PEER TEXT"`
+        line = parse_line(send, None)
+        to = line.peer if line.kind == "dm" else None
+    if to is not None and to == me:  # before anything starts, as for `oasis dm`
+        raise SendError("bad_peer_id", f"{to} is this node's own peer id (--data-dir {c.data_dir})")
     node, ls, finder = await _join(c, stream, tracker_url, "chat" if dm_to is None else "dm")
     status = 0
     printer = asyncio.create_task(_printer(node, c.json_out))

@@ -58,6 +58,8 @@ def test_a_bad_send_text_or_peer_id_is_refused_before_the_node_starts(tmp_path: 
         (["dm", other, "--via", quiet_link, "--send", "z" * 1001], "direct message text must be 1..1000"),
         (["dm", other, "--via", quiet_link, "--send", ""], "direct message text must be 1..1000"),
         (["dm", own, "--via", quiet_link, "--send", "x"], "this node's own peer id"),
+        (["chat", quiet_link, "--send", f"/dm {own} hi"], "this node's own peer id"),  # (was: exit 1, after start)
+        (["chat", quiet_link, "--send", "   "], "only white space"),  # (was sent)
     ]
     for args, why in cases:
         t0 = time.monotonic()
