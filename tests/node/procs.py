@@ -139,3 +139,23 @@ class _Producing:
 
     def cancel(self) -> None:
         self.state["handle"].cancel()
+
+
+def stderr_lines_until(p: subprocess.Popen[bytes], pattern: str, timeout: float) -> list[str]:
+    """stderr lines of ``p`` up to the first that matches the regex ``pattern`` (bounded by
+    ``timeout``); TimeoutError or RuntimeError (the process ended) with the last lines."""
+    import re
+
+    assert p.stderr is not None
+    seen: list[str] = []
+    end = time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([p.stderr], [], [], max(0.0, end - time.monotonic()))
+        if not ready:
+            raise TimeoutError(f"no line matching {pattern!r} within {timeout} s: {seen[-5:]}")
+        raw = p.stderr.readline()
+        if not raw:
+            raise RuntimeError(f"exited with {p.poll()} before {pattern!r}: {seen[-10:]}")
+        seen.append(raw.decode().rstrip("\n"))
+        if re.search(pattern, seen[-1]):
+            return seen

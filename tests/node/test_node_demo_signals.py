@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from oasis.demo import die_with_parent
+from tests.node.procs import stderr_lines_until
 
 
 def _stat(pid: int) -> tuple[int, str, str] | None:
@@ -45,21 +44,6 @@ def _descendants(root: int) -> dict[int, str]:
     return out
 
 
-def _stderr_until(p: subprocess.Popen[bytes], text: str, timeout: float) -> list[str]:
-    assert p.stderr is not None
-    seen: list[str] = []
-    end = time.monotonic() + timeout
-    while not seen or text not in seen[-1]:
-        ready, _, _ = select.select([p.stderr], [], [], max(0.0, end - time.monotonic()))
-        if not ready:
-            raise TimeoutError(f"no {text!r} on stderr within {timeout} s: {seen[-5:]}")
-        raw = p.stderr.readline()
-        if not raw:
-            raise RuntimeError(f"demo exited with {p.poll()}: {seen[-10:]}")
-        seen.append(raw.decode().rstrip())
-    return seen
-
-
 @pytest.mark.parametrize(("sig", "group"), [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, False),
                                             (signal.SIGHUP, True)])  # the terminal closed: the whole group
 def test_a_stopped_demo_cleans_up_and_reports_what_it_measured(tmp_path: Path, sig: signal.Signals,
@@ -72,7 +56,7 @@ def test_a_stopped_demo_cleans_up_and_reports_what_it_measured(tmp_path: Path, s
                             env={**os.environ, "TMPDIR": str(tmp)}, start_new_session=True,
                             preexec_fn=die_with_parent, bufsize=0)
     try:
-        lines = _stderr_until(demo, "2 viewers joined", 90)
+        lines = stderr_lines_until(demo, "2 viewers joined", 90)
         player = next(line.split()[1] for line in lines if line.strip().startswith("player "))
         assert player.startswith("http://127.0.0.1:") and player.endswith(".live.ts"), player
         with urllib.request.urlopen(player, timeout=20) as r:  # the stream, as a player gets it

@@ -7,33 +7,14 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from procs import OasisProcess
+from procs import OasisProcess, stderr_lines_until
 
 from oasis.demo import die_with_parent
-
-
-def _lines_until(p: subprocess.Popen[bytes], pattern: str, timeout: float) -> list[str]:
-    """stderr lines of ``p`` up to the first that matches ``pattern`` (bounded by ``timeout``)."""
-    assert p.stderr is not None
-    seen: list[str] = []
-    end = time.monotonic() + timeout
-    while True:
-        ready, _, _ = select.select([p.stderr], [], [], max(0.0, end - time.monotonic()))
-        if not ready:
-            raise TimeoutError(f"no line matching {pattern!r} within {timeout} s: {seen[-5:]}")
-        raw = p.stderr.readline()
-        if not raw:
-            raise RuntimeError(f"exited with {p.poll()} before {pattern!r}: {seen[-5:]}")
-        seen.append(raw.decode().rstrip("\n"))
-        if re.search(pattern, seen[-1]):
-            return seen
 
 
 def test_get_shows_progress_and_an_interrupted_get_resumes(tmp_path: Path) -> None:
@@ -51,7 +32,7 @@ def test_get_shows_progress_and_an_interrupted_get_resumes(tmp_path: Path) -> No
         getter = subprocess.Popen([*cmd, "--progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent,
                                   bufsize=0)
-        lines = _lines_until(getter, r"oasis get: [1-9][0-9]*/92 blocks", 30)
+        lines = stderr_lines_until(getter, r"oasis get: [1-9][0-9]*/92 blocks", 30)
         line = lines[-1]
         assert re.search(r"/92 blocks, [0-9.]+ MB of 3.0 MB \([0-9]+ %\), [0-9.]+ MB/s, 1 peer$", line), line
         getter.send_signal(signal.SIGINT)
