@@ -65,6 +65,7 @@ async def serve_api(c: rt.Common, node: Node, *, base: str | None, gateway: str 
 
 async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -> None:
     hold_data_dir(c.data_dir, "node")
+    rt.stop_event()  # a stop signal from here on is a clean stop
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = rt.parse_hostport(c.listen, "--listen")

@@ -270,14 +270,25 @@ def emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    stop = asyncio.Event()
+_STOP: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+
+
+def stop_event() -> asyncio.Event:
+    """Set by SIGINT, SIGTERM or SIGHUP (the terminal closed): a clean stop like Ctrl-C.
+    The handlers are installed at the first call -- a role calls it before it prints its
+    start line, so a signal sent as soon as that line is read is not the default's kill
+    (SIGHUP killed a node at once, leaving api.json behind and unsettled work unsaved)."""
     loop = asyncio.get_running_loop()
-    # SIGHUP too (the terminal closed): a clean stop like Ctrl-C -- it killed the process at
-    # once, leaving api.json behind and unsettled work unsaved
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
-    await main(stop)
+    ev = _STOP.get(loop)
+    if ev is None:
+        ev = _STOP[loop] = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, ev.set)
+    return ev
+
+
+async def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    await main(stop_event())
 
 
 async def _close_started(node: Node) -> None:
@@ -304,6 +315,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     # the source is checked first: no start line (with a link) for a stream that cannot run
     src = open_source(source, c.bitrate_kbps)
     hold_data_dir(c.data_dir, "broadcast")
+    stop_event()  # a stop signal from here on is a clean stop
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
@@ -535,6 +547,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                 cdn_url: str | None) -> None:
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
     hold_data_dir(c.data_dir, "watch")  # first: a second node on this directory waits for nothing
+    stop_event()  # a stop signal from here on is a clean stop
     sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url)
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
