@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from .content import ContentError, cid_text, parse_cid
-from .dhtrecord import canonical_host
-from .identity import key_of_peer_id, peer_id_of
-from .streamlink import LinkError
+from .identity import peer_id_of
+from .streamlink import LinkError, parse_bootstrap
 
 MAX_LINK = 4096
 MAX_BOOTSTRAP = 8
@@ -36,24 +35,10 @@ class FileLink:
 
 
 def parse_peer(text: str) -> tuple[bytes, str, int]:
-    """``<peer id>@<host>:<port>`` (IPv6 host in brackets) → (key, host, port)."""
-    pid, at, addr = text.partition("@")
-    host, sep, port = addr.rpartition(":")
-    if not at or not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise LinkError("bad_peer", f"peer must be PEER_ID@HOST:PORT, got {text[:80]!r}")
-    bracketed = host.startswith("[") and host.endswith("]")
-    host = host[1:-1] if bracketed else host
-    if ":" in host and not bracketed:
-        raise LinkError("bad_peer", f"an IPv6 address goes in brackets: [{host[:60]}]:{port}")
-    # the stream links' rule (§16): a unicast address a peer can dial, no zone id, not
-    # 0.0.0.0, multicast or broadcast (a file link is a stranger's text too)
-    if canonical_host(host) is None:
-        raise LinkError("bad_peer", f"{host[:60]!r} is not a unicast IP address a peer can dial")
-    try:
-        key = key_of_peer_id(pid)
-    except ValueError as exc:
-        raise LinkError("bad_peer", str(exc)) from None
-    return key, host, int(port)
+    """``<peer id>@<host>:<port>`` (IPv6 host in brackets) → (key, host, port), by the stream
+    links' rule (§16: a unicast address a node may dial); ``LinkError("bad_peer")`` if not."""
+    b = parse_bootstrap(text, "bad_peer")
+    return b.peer, b.host, b.port
 
 
 def parse(text: str) -> FileLink:

@@ -85,34 +85,36 @@ def _has_control(text: str) -> bool:
     return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
-def _bootstrap(text: str) -> Bootstrap:
+def parse_bootstrap(text: str, code: str = "bad_bootstrap") -> Bootstrap:
+    """``PEER_ID@HOST:PORT`` (IPv6 in brackets) as a :class:`Bootstrap`; a :class:`LinkError`
+    with ``code`` if it is not one a node may dial (file links use it too, as ``bad_peer``)."""
     pid, at, hostport = text.partition("@")
     if not at:
-        raise LinkError("bad_bootstrap", f"{text[:80]!r}: expected PEER_ID@HOST:PORT")
+        raise LinkError(code, f"{text[:80]!r}: expected PEER_ID@HOST:PORT")
     try:
         key = key_of_peer_id(pid)
     except ValueError as exc:
-        raise LinkError("bad_bootstrap", f"peer id {pid[:60]!r}: {exc}") from None
+        raise LinkError(code, f"peer id {pid[:60]!r}: {exc}") from None
     host, colon, port_text = hostport.rpartition(":")
     # isdigit alone takes other scripts' digits ("１９１００"), and int() reads them
     if (not colon or not port_text.isascii() or not port_text.isdigit()
             or not 0 < int(port_text) < 65536):
-        raise LinkError("bad_bootstrap", f"{hostport[:80]!r}: expected HOST:PORT with a port 1-65535")
+        raise LinkError(code, f"{hostport[:80]!r}: expected HOST:PORT with a port 1-65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:  # "::1:19100": is the port 19100, or part of the address?
-        raise LinkError("bad_bootstrap", f"{host[:60]!r}: an IPv6 address goes in brackets, "
+        raise LinkError(code, f"{host[:60]!r}: an IPv6 address goes in brackets, "
                         "[HOST]:PORT")
     if "%" in host:
-        raise LinkError("bad_bootstrap", f"{host[:60]!r}: an IPv6 zone id names an interface of "
+        raise LinkError(code, f"{host[:60]!r}: an IPv6 zone id names an interface of "
                         "the host that wrote it")
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        raise LinkError("bad_bootstrap", f"{host[:60]!r} is not an IP address (no names: nothing "
+        raise LinkError(code, f"{host[:60]!r} is not an IP address (no names: nothing "
                         "to resolve)") from None
     if canonical_host(str(ip)) is None:  # the DHT's rule for the addresses it dials
-        raise LinkError("bad_bootstrap", f"{host} is not a unicast address")
+        raise LinkError(code, f"{host} is not a unicast address")
     return Bootstrap(key, str(ip), int(port_text))
 
 
@@ -154,7 +156,7 @@ def parse(text: str) -> StreamLink:
                 raise LinkError("bad_query", "more than one descriptor")
             desc_text = v
         elif k == "b":
-            boots.append(_bootstrap(v))
+            boots.append(parse_bootstrap(v))
         elif k == "t":
             if tracker is not None:
                 raise LinkError("bad_query", "more than one tracker")
