@@ -92,7 +92,7 @@ def ip_key(host: str) -> str | None:
 #: addresses in one network (an IPv4 /24, an IPv6 /48) taken from one answer that names where
 #: to dial (a DHT providers lookup): signed records are cheap (keys are free), so one host
 #: could otherwise make a node dial dozens of its ports, or of its neighbours' addresses
-MAX_PER_IP_IN_ANSWER = 4
+MAX_PER_NET_IN_ANSWER = 4
 
 
 def net_key(host: str) -> str | None:
@@ -106,8 +106,8 @@ def net_key(host: str) -> str | None:
     return str(ipaddress.IPv4Network(f"{k}/24", strict=False))
 
 
-def cap_per_ip(addrs: Iterable[tuple[bytes, str, int]],
-               cap: int = MAX_PER_IP_IN_ANSWER) -> tuple[list[tuple[bytes, str, int]], int]:
+def cap_per_network(addrs: Iterable[tuple[bytes, str, int]],
+               cap: int = MAX_PER_NET_IN_ANSWER) -> tuple[list[tuple[bytes, str, int]], int]:
     """``(key, host, port)`` entries, at most ``cap`` per network (an IPv4 /24, an IPv6 /48;
     loopback exempt, as in :func:`ip_key`), in order; and how many were left out. Per IP was
     not enough: 20 records under throw-away keys, one per IP of a victim's /24, drew ~20 x

@@ -208,7 +208,7 @@ class DhtDriver:
         if d is None:
             return []
         me = self.node.identity.public
-        kept, dropped = pp.cap_per_ip((r.provider, h, p) for r in d.providers if r.provider != me
+        kept, dropped = pp.cap_per_network((r.provider, h, p) for r in d.providers if r.provider != me
                                       for h, p in r.addrs[:1])
         self.counters["dht_providers_per_ip_dropped"] += dropped
         return kept
@@ -375,7 +375,7 @@ class DhtDriver:
         if d.kind != "providers" or skey is None:
             return
         me = self.node.identity.public
-        kept, dropped = pp.cap_per_ip((r.provider, h, p) for r in d.providers if r.provider != me
+        kept, dropped = pp.cap_per_network((r.provider, h, p) for r in d.providers if r.provider != me
                                       for h, p in r.addrs[:1])
         self.counters["dht_providers_per_ip_dropped"] += dropped
         found = [pp.Candidate(k, h, p) for k, h, p in kept]

@@ -816,15 +816,15 @@ def test_one_host_gets_at_most_four_addresses_from_one_answer():
     not cut."""
     flood = [(key(i), "198.18.0.9", 4000 + i) for i in range(20)]
     honest = [(key(100), "198.18.1.10", 5000), (key(101), "2001:db8:0:1::5", 5000)]
-    kept, dropped = pp.cap_per_ip(flood + honest)
+    kept, dropped = pp.cap_per_network(flood + honest)
     assert kept == flood[:4] + honest and dropped == 16
     v6 = [(key(i), f"2001:db8:0:2::{i + 1}", 5000) for i in range(6)]
-    assert len(pp.cap_per_ip(v6)[0]) == 4
+    assert len(pp.cap_per_network(v6)[0]) == 4
     # and per network: one record per IP of a victim's /24 (or per /64 of its /48) drew
     # ~20 x the answer's bytes to that network
     spray = [(key(i), f"203.0.113.{i + 1}", 9999) for i in range(20)]
-    assert pp.cap_per_ip(spray) == (spray[:4], 16)
+    assert pp.cap_per_network(spray) == (spray[:4], 16)
     spray6 = [(key(i), f"2001:db8:7:{i:x}::1", 9999) for i in range(20)]
-    assert pp.cap_per_ip(spray6) == (spray6[:4], 16)
+    assert pp.cap_per_network(spray6) == (spray6[:4], 16)
     local = [(key(i), "127.0.0.1", 4000 + i) for i in range(20)]
-    assert pp.cap_per_ip(local) == (local, 0)
+    assert pp.cap_per_network(local) == (local, 0)
