@@ -42,14 +42,17 @@ PREKEY_FILE = "dm_prekeys"  #: in the data dir: our prekeys, private halves incl
 INBOX_FILE = "dm_inbox"  #: in the data dir: the direct messages received (JSON lines, 0600)
 MAX_INBOX_FILE = 8 * 1024 * 1024  #: bytes of it read at start (1,000 messages are < 7 MB)
 
+LOCATE_TIMEOUT = 3.0  #: s a DM waits for the DHT lookup of its recipient's nearest nodes
+MAX_NEAR = 64  #: recipients whose nearest nodes are remembered
+
 
 class _InboxRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """One line of the inbox file (decoded strictly: a damaged line is skipped)."""
+
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     sender: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     text: Annotated[str, msgspec.Meta(max_length=4096)]
     time: float
-LOCATE_TIMEOUT = 3.0  #: s a DM waits for the DHT lookup of its recipient's nearest nodes
-MAX_NEAR = 64  #: recipients whose nearest nodes are remembered
 
 
 def _b32(raw: bytes) -> str:
@@ -311,7 +314,7 @@ class Messaging:
         self._inbox_ids = {r["id"] for r in self.inbox}
 
     def _keep_received(self, rec: dict[str, Any]) -> None:
-        from oasis.datafiles import private_file, replace
+        from oasis.datafiles import replace
 
         if self._inbox_path is None:
             return
@@ -327,8 +330,7 @@ class Messaging:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                private_file(self._inbox_path)
-                self._inbox_lines += 1
+                self._inbox_lines += 1  # (created 0600; an older file was tightened at load)
         except OSError as exc:  # a full disk: the message is shown this run; say so
             log.warning("could not keep a received DM in %s: %s", self._inbox_path, exc)
 
