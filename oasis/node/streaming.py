@@ -54,7 +54,9 @@ class NotAvailable(Exception):
     """This node cannot do that (e.g. publish without an origin server)."""
 
 
-SEQ_SAVE_EVERY = 1.0  #: s between saves of a source stream's sequence clock
+#: s between saves of a source stream's sequence clock (an fsync'd write on the ingest path;
+#: a restart extrapolates from the last save by the time since, so it need not be fresher)
+SEQ_SAVE_EVERY = 5.0
 
 
 class _SeqClock(msgspec.Struct, forbid_unknown_fields=True):
