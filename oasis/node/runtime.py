@@ -513,7 +513,7 @@ async def watch_health(node: Node, sid: StreamId, *, check_every: float = 1.0) -
     player's response ends after a long stall, and without this the terminal said nothing
     while a stopped broadcaster's viewer skipped chunk after chunk."""
     loop = asyncio.get_running_loop()
-    started = last_at = said_at = loop.time()
+    last_at = said_at = loop.time()
     last = -1
     stalled = False
     while True:
@@ -524,12 +524,13 @@ async def watch_health(node: Node, sid: StreamId, *, check_every: float = 1.0) -
         now = loop.time()
         latest = ls.swarm.log.latest
         if latest != last:
-            if stalled:
+            if stalled and latest >= 0:  # (a rejoin starts from nothing: -1 is no chunk)
                 say(f"oasis watch: the stream flows again (chunk {latest})")
-            last, last_at, stalled = latest, now, False
+                stalled = False
+            last, last_at = latest, now
             continue
         never = latest < 0
-        quiet = now - (started if never else last_at)
+        quiet = now - last_at
         if quiet < (WATCH_NOTHING_AFTER if never else WATCH_STALL_AFTER):
             continue
         if stalled and now - said_at < WATCH_REMIND_EVERY:
