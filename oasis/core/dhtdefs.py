@@ -83,6 +83,9 @@ class DhtCounters:
     #: dropped to make room: for the stream record when a storer-wide cap binds, or under a
     #: full key for a newcomer from a block (/16, /32) holding 2 fewer than the most crowded
     records_evicted_crowded: int = 0
+    #: whole keys dropped for a key new to a storer full of keys, from a block (/16, /32)
+    #: that started 2 fewer keys than the block that started the most
+    keys_evicted_crowded: int = 0
     descriptors_rejected: int = 0
     descriptors_stale: int = 0  #: verified descriptors older than one a lookup already has (kept the newer)
     from_banned: int = 0

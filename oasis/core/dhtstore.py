@@ -13,8 +13,14 @@ caps (records per key, per network) -- the key is computable from the public str
 others' records could otherwise fill it in advance and keep the descriptor from every
 newcomer holding a short link. When a storer-wide cap (records, bytes) binds, it takes the
 room from its own key's other records, the most crowded block's least recently stored
-first. Only a key new to a storer full of keys (or a broadcaster over its keys per
-publisher) still refuses it.
+first. Only a broadcaster over its keys per publisher, or a key new to a storer full of
+keys that none gives way to (below), still refuses it.
+
+A storer full of keys is not first come, first kept either: each key remembers the block
+its first record came from, and a key new to the storer from a block that started at least
+2 fewer keys than the block that started the most takes the place of that block's oldest
+key (all its records go). So one host's flood of throw-away keys gives way to streams from
+elsewhere, and filling the keys takes as many blocks as there are keys.
 
 A key full of other records (``max_records_per_key``) is not first come, first kept: a
 newcomer from a block (IPv4 /16, IPv6 /32) holding at least 2 fewer of its records than
@@ -41,6 +47,7 @@ class _Stored:
     records: dict[bytes, ProviderRecord] = field(default_factory=dict)
     descriptor: bytes = b""
     issued_ms: int = -1
+    block: str = ""  #: the block (/16, /32) the key's first record came from
 
 
 class RecordStore:
@@ -111,7 +118,8 @@ class RecordStore:
         if st is None and len(self.keys) >= cfg.max_keys:
             self.sweep(now)
             st = self.keys.get(key)
-            if st is None and len(self.keys) >= cfg.max_keys:
+            if st is None and len(self.keys) >= cfg.max_keys and not self._make_key_room(
+                    block_of(host), len(rec.raw)):
                 c.records_refused_full += 1
                 return 0.0
         if rec.is_stream_record:
@@ -192,7 +200,7 @@ class RecordStore:
              old: ProviderRecord | None) -> _Stored:
         """Store ``rec`` (its room already checked) as the newest under ``key``."""
         if st is None:
-            st = self.keys[key] = _Stored()
+            st = self.keys[key] = _Stored(block=block_of(rec.addrs[0][0]))
         st.records.pop(rec.provider, None)  # a refresh moves to the end too
         st.records[rec.provider] = rec
         self.bytes += len(rec.raw) - (len(old.raw) if old is not None else 0)
@@ -213,6 +221,27 @@ class RecordStore:
             self._by_publisher[prov] = left
         else:
             del self._by_publisher[prov]
+
+    def _make_key_room(self, block: str, nbytes: int) -> bool:
+        """Drop a whole key for a key new to a storer full of keys, coming from ``block``:
+        the oldest key of the block that started the most keys, if that block started at
+        least 2 more than ``block`` and dropping it makes room for ``nbytes`` more."""
+        counts: dict[str, int] = {}
+        for st in self.keys.values():
+            counts[st.block] = counts.get(st.block, 0) + 1
+        top = max(counts.values(), default=0)
+        if top < counts.get(block, 0) + 2:
+            return False
+        key, st = next((k, x) for k, x in self.keys.items() if counts[x.block] == top)
+        held = sum(len(r.raw) for r in st.records.values()) + len(st.descriptor)
+        if self.bytes - held + nbytes > self.config.max_store_bytes:
+            return False
+        for prov in list(st.records):
+            self._drop(st, prov)
+        self.bytes -= len(st.descriptor)
+        del self.keys[key]
+        self.counters.keys_evicted_crowded += 1
+        return True
 
     def sweep(self, now: float) -> None:
         ms = now * 1000

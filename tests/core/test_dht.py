@@ -546,6 +546,40 @@ def test_when_the_store_is_full_the_stream_record_takes_room_from_its_own_key() 
     assert d2.counters.records_refused_full == 1
 
 
+def test_a_flood_of_throw_away_keys_from_one_block_gives_way_to_a_stream_from_elsewhere() -> None:
+    # left open 2026-12-02: one host filled a storer's keys with throw-away streams, and every
+    # stream new to the storer -- its broadcaster's record and descriptor included -- was refused
+    d = new(dh.DhtConfig(max_keys=16, request_burst=1e9))
+    flood = [_ident() for _ in range(4)]  # 8 keys per publisher: 4 throw-away keys cover 16+
+    for i in range(20):
+        p = flood[i % 4]
+        _add_key(d, p, StreamId(p.public, f"junk{i}"), f"203.0.{i}.7")
+    assert len(d.store) == 16 and d.counters.records_refused_full == 4
+    first_junk = stream_key(StreamId(flood[0].public, "junk0"))
+    assert first_junk in d.store
+    # the broadcaster's stream record, from another block: the flood's oldest key makes way
+    _add(d, B, "198.51.100.1", desc=_descriptor(5))
+    assert _held(d) == {B.public} and d.store.descriptor(SKEY) == _descriptor(5)
+    assert d.counters.keys_evicted_crowded == 1 and first_junk not in d.store
+    assert len(d.store) == 16 and d.records == 16
+    # the flooding block cannot take it back: a new key from there is refused
+    p = _ident()
+    _add_key(d, p, StreamId(p.public, "more"), "203.0.99.7")
+    assert d.counters.records_refused_full == 5 and SKEY in d.store
+    # keys spread over blocks give way to nobody: first come, first kept
+    even = new(dh.DhtConfig(max_keys=4, request_burst=1e9))
+    for i in range(4):
+        p = _ident()
+        _add_key(even, p, StreamId(p.public, "s"), host(i << 16))
+    _add(even, B, "198.51.100.1", desc=_descriptor(5))
+    assert SKEY not in even.store and even.counters.keys_evicted_crowded == 0
+    assert even.counters.records_refused_full == 1
+
+
+def _add_key(d: dh.Dht, p: Identity, sid: StreamId, h: str) -> None:
+    d.on_message(p.public, h, 4433, wire.DhtAddProvider(record=pid(p, sid, h=h)), T0)
+
+
 def test_a_provider_answers_with_its_own_record_and_descriptor_before_any_storer_has_them() -> None:
     # the broadcaster alone, nobody to publish to yet: a short link's viewer bootstraps at it
     d = dh.Dht(B.public, identity=B, rng=random.Random(3), now=T0)
