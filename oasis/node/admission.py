@@ -148,9 +148,6 @@ class HalfOpenTable(Generic[K]):
     def full(self) -> bool:
         return len(self._links) >= self.cap
 
-    def oldest(self) -> K | None:
-        return next(iter(self._links), None)
-
     def victim(self) -> K | None:
         """The link to make way for a newcomer: the oldest of the source IP that holds the
         most half-open links. Plain oldest-first let an attacker dialling from a few
