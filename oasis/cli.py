@@ -338,7 +338,8 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
                             origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps,
                             progress=args.progress)
     if args.cmd == "publish":
-        _run(filecmd.publish(o, args.file))
+        published: int = _run(filecmd.publish(o, args.file))
+        return published
     else:
         if args.timeout < 0:
             raise ValueError("--timeout must be 0 (never) or more")

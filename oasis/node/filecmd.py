@@ -33,7 +33,7 @@ from .files import DEFAULT_CAP, Files
 from .files_http import add_file_routes
 from .keystore import load_or_create
 from .node import Node
-from .runtime import emit, parse_hostport, run_until_stopped, start_http
+from .runtime import emit, parse_hostport, run_until_stopped, start_http, stop_event
 
 
 @dataclass
@@ -112,6 +112,7 @@ async def _start(o: FileOptions, command: str) -> tuple[Node, Files, web.AppRunn
     # one node per data directory: two `get`s sharing one (the default ~/.local/share/oasis/get)
     # raced on its file store and one never finished; a live node on it has the same identity
     hold_data_dir(o.data_dir, command)
+    stop_event()  # a stop signal from here on is a clean stop (it was lost while publish hashed)
     ident = load_or_create(o.data_dir)
     host, port = parse_hostport(o.listen, "--listen")
     ghost, gport = parse_hostport(o.http_listen, "--http")
@@ -137,20 +138,29 @@ async def _start(o: FileOptions, command: str) -> tuple[Node, Files, web.AppRunn
     return node, files, runner, gateway
 
 
-async def _publish_hashed(files: Files, path: str, progress: Progress) -> dict[str, Any]:
-    """``files.publish(path)``, with a progress line while it copies and hashes the file.
+async def _publish_hashed(files: Files, path: str, progress: Progress) -> dict[str, Any] | None:
+    """``files.publish(path)``, with a progress line while it copies and hashes the file;
+    None if a stop signal came first (the copy is removed, nothing is published).
     How far it got is the size of the copy it writes (``<store>/.publish-<pid>-*/data``);
     a store that names its copies otherwise shows no fraction, only the time."""
     work = asyncio.ensure_future(files.publish(path))
+    stopped = asyncio.ensure_future(stop_event().wait())
     name = safe_name(Path(path).name)
     try:
         size = os.stat(path).st_size
     except OSError:
         size = 0  # publish says why
     while True:
-        done, _ = await asyncio.wait({work}, timeout=progress.every)
-        if done:
+        done, _ = await asyncio.wait({work, stopped}, timeout=progress.every,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            stopped.cancel()
             break
+        if stopped in done:
+            work.cancel()
+            await asyncio.wait({work})
+            progress.final(f"oasis publish: stopped while hashing {name}: nothing published")
+            return None
         copied = 0
         for part in files.root.glob(f".publish-{os.getpid()}-*/data"):
             try:
@@ -171,10 +181,13 @@ async def _publish_hashed(files: Files, path: str, progress: Progress) -> dict[s
     return info
 
 
-async def publish(o: FileOptions, path: str) -> None:
+async def publish(o: FileOptions, path: str) -> int:
+    """Publish ``path`` and seed it until stopped: 0, or 130 if stopped while hashing."""
     node, files, runner, gateway = await _start(o, "publish")
     try:
         info = await _publish_hashed(files, path, Progress(o.progress))
+        if info is None:
+            return 130
         link = FileLink(parse_cid(info["cid"]), ((node.identity.public, node.host, node.port),),
                         origin=gateway)
         emit(info | {"link": link.to_text(), "url": f"{gateway}/files/{info['cid']}",
@@ -184,6 +197,7 @@ async def publish(o: FileOptions, path: str) -> None:
             await stop.wait()
 
         await run_until_stopped(main)
+        return 0
     finally:
         await node.close()
         await runner.cleanup()

@@ -33,6 +33,7 @@ import mimetypes
 import os
 import random
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -199,11 +200,16 @@ class Files:
         mime = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
         mime = content.MIME_BY_EXT.get(src.suffix.lower(), mime)
         tmp = self.root / f".publish-{os.getpid()}-{self.rng.getrandbits(32):08x}"
+        stop = threading.Event()
         try:
-            m, tree = await asyncio.to_thread(_copy_and_hash, src, tmp, size, mime)
+            m, tree = await asyncio.to_thread(_copy_and_hash, src, tmp, size, mime, stop)
         except (OSError, ContentError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ValueError(f"{path}: {exc}") from None
+        except BaseException:  # cancelled (the user stopped): the copy ends at its next block
+            stop.set()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         cid = m.cid()
         old = self.entries.get(cid)
         if old is not None:
@@ -768,12 +774,17 @@ def _verified_blocks(d: Path, m: Manifest) -> dict[int, list[bytes] | None]:
     return out
 
 
-def _copy_and_hash(src: Path, dest_dir: Path, size: int, mime: str) -> tuple[Manifest, content.MerkleTree]:
+def _copy_and_hash(src: Path, dest_dir: Path, size: int, mime: str,
+                   stop: threading.Event | None = None) -> tuple[Manifest, content.MerkleTree]:
     dest_dir.mkdir(parents=True)
     leaves = []
     with open(src, "rb") as f, open(dest_dir / "data", "wb") as out:
         i = 0
         while True:
+            if stop is not None and stop.is_set():
+                out.close()
+                shutil.rmtree(dest_dir, ignore_errors=True)
+                raise ContentError("stopped", "stopped while copying")
             block = f.read(BLOCK_SIZE)
             if not block and i > 0:
                 break

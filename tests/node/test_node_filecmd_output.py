@@ -84,3 +84,45 @@ def test_a_second_get_in_the_same_data_directory_is_refused_not_left_hanging(tmp
                             "--data-dir", str(tmp_path / "g"), "--timeout", "5"],
                            capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "is in use by `oasis get` (pid 4242)" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_publish_stopped_while_hashing_stops_publishes_nothing_and_leaves_no_copy(
+        tmp_path: Path, sig: str) -> None:
+    """Ctrl-C while ``oasis publish`` copied and hashed its file was lost: the copy went on
+    and the file was published and seeded; SIGTERM killed it outright, leaving the half-made
+    copy in the store. Now either stops the copy at its next block, removes it, and exits 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:  # 200 MB: several tenths of a second to copy and hash
+        block = os.urandom(1 << 20)
+        for _ in range(200):
+            f.write(block)
+    store = tmp_path / "p" / "files"
+    for _attempt in range(3):  # an attempt whose copy ended before we saw it begin: again
+        proc = subprocess.Popen([sys.executable, "-m", "oasis", "publish", str(src), "--data-dir",
+                                 str(tmp_path / "p")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not list(store.glob(".publish-*/data")) and proc.poll() is None:
+                assert time.monotonic() < deadline, "the copy never began"
+                time.sleep(0.002)
+            proc.send_signal(getattr(signal, sig))
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if out:  # published before the signal came: not the case under test
+            continue
+        assert proc.returncode == 130, err
+        assert "stopped while hashing big.bin: nothing published" in err, err
+        assert "Traceback" not in err, err
+        assert sorted(p.name for p in store.iterdir()) == [], "a copy or an entry was left"
+        return
+    pytest.fail("three copies of 200 MB ended before their start was seen")
