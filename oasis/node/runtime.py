@@ -110,7 +110,7 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
         await runner.cleanup()
         if exc.errno == errno.EADDRINUSE:
             raise ValueError(f"{host}:{port} is already in use (another node or viewer?): give another "
-                             "HTTP address, or port 0 for any free one (e.g. --gateway 127.0.0.1:0)") from None
+                             "HTTP address, or port 0 for any free one (e.g. 127.0.0.1:0)") from None
         if exc.errno == errno.EADDRNOTAVAIL:
             raise ValueError(f"{host}:{port} (TCP) is not an address of this machine: give one of its "
                              "addresses (e.g. 127.0.0.1)") from None
