@@ -53,6 +53,14 @@ MIME_BY_EXT = {".mp4": "video/mp4", ".m4v": "video/mp4", ".ts": "video/mp2t", ".
 _MIME_OK = frozenset(MIME_BY_EXT.values()) | {"application/octet-stream"}
 
 
+def safe_mime(mime: str) -> str:
+    """``mime`` if it is one of the media types files are served as, else
+    ``application/octet-stream``: a shared ``.html`` or ``.svg`` must never run as a page on
+    a getter's gateway (a manifest's type is the publisher's word, so it is checked on the
+    way out too)."""
+    return mime if mime in _MIME_OK else "application/octet-stream"
+
+
 class ContentError(ValueError):
     """Bad content-addressed input; ``code`` is stable, the message says why."""
 
@@ -151,7 +159,7 @@ def build(chunks: Iterable[bytes], size: int, *, name: str, mime: str) -> tuple[
         leaves = [leaf_hash(0, b"")]
     tree = MerkleTree(leaves)
     m = Manifest(MANIFEST_VERSION, safe_name(name), size, BLOCK_SIZE,
-                 mime if mime in _MIME_OK else "application/octet-stream", tree.root)
+                 safe_mime(mime), tree.root)
     if len(m.encode()) > MAX_MANIFEST:
         raise ContentError("too_large", "manifest over its cap")
     return m, tree

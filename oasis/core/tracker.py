@@ -369,6 +369,12 @@ class Tracker:
         return n
 
     # ---- signed announces ----------------------------------------------------
+    def admit_request(self, source: str, now: float) -> None:
+        """Charge one request from address ``source`` (before its body is read or decoded:
+        a malformed body costs its sender a token too); TrackerRefused (429) if it has none."""
+        if not self.admit(source_key(source), now):
+            raise TrackerRefused("rate_limited", "too many announces from this address", 429)
+
     def admit(self, source: str, now: float) -> bool:
         """Take one token from ``source``'s bucket; False (counted) when it has none."""
         b = self._buckets
@@ -390,12 +396,14 @@ class Tracker:
         return True
 
     def submit(self, a: Announce, source: str, now: float,
-               descriptor: Descriptor | None = None) -> list[TrackedPeer]:
-        """Check a signed announce from address ``source`` and apply it; raises TrackerRefused."""
+               descriptor: Descriptor | None = None, *, admitted: bool = False) -> list[TrackedPeer]:
+        """Check a signed announce from address ``source`` and apply it; raises TrackerRefused.
+        ``admitted``: the caller already took this request's token (:meth:`admit_request`,
+        before reading its body)."""
         c = self.counters
         skey = source_key(source)
-        if not self.admit(skey, now):
-            raise TrackerRefused("rate_limited", "too many announces from this address", 429)
+        if not admitted:
+            self.admit_request(source, now)
         if not is_fresh(a.time_ms, now):
             c["refused_stale"] += 1
             raise TrackerRefused("stale", f"announce time is not within {WINDOW:g} s before "

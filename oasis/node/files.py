@@ -198,7 +198,7 @@ class Files:
             raise ValueError(f"{path}: {size} bytes, files are at most {content.MAX_FILE}")
         self._make_room(size, keep=None)
         mime = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
-        mime = content.MIME_BY_EXT.get(src.suffix.lower(), mime)
+        mime = content.safe_mime(content.MIME_BY_EXT.get(src.suffix.lower(), mime))
         tmp = self.root / f".publish-{os.getpid()}-{self.rng.getrandbits(32):08x}"
         stop = threading.Event()
         try:

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from oasis.core.content import safe_mime
+
 from .files import Files
-from .http import harden, json_error
+from .http import MAX_PLAYERS_PER_IP, PlayerSlots, harden, json_error, write_or_drop
 
 if TYPE_CHECKING:
     from .node import Node
@@ -56,7 +58,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
 
 def add_file_routes(app: web.Application, files: Files) -> None:
     counters = harden(app)
-    readers = 0
+    readers = PlayerSlots(MAX_READERS, MAX_PLAYERS_PER_IP)
 
     def entry(text: str):  # type: ignore[no-untyped-def]
         try:
@@ -67,17 +69,18 @@ def add_file_routes(app: web.Application, files: Files) -> None:
             raise json_error(404, "no_file", str(exc)) from None
 
     async def get_file(request: web.Request) -> web.StreamResponse:
-        nonlocal readers
         e = entry(request.match_info["cid"])
-        if readers >= MAX_READERS:
+        ip = request.remote or ""
+        why = readers.refuse(ip)
+        if why:
             counters["files_readers_refused"] = counters.get("files_readers_refused", 0) + 1
-            raise json_error(429, "too_many_readers", f"at most {MAX_READERS} readers at once")
-        readers += 1
+            raise json_error(429, "too_many_readers", f"at most {why}")
+        readers.take(ip)
         e.readers += 1
         try:
             return await serve(request, e)
         finally:
-            readers -= 1
+            readers.give(ip)
             e.readers -= 1
 
     async def serve(request: web.Request, e) -> web.StreamResponse:  # type: ignore[no-untyped-def]
@@ -86,8 +89,11 @@ def add_file_routes(app: web.Application, files: Files) -> None:
         except TimeoutError:
             raise json_error(504, "no_manifest", "the file's manifest has not arrived yet") from None
         rng = parse_range(request.headers.get("Range"), m.size)
-        headers = {"Content-Type": m.mime, "Accept-Ranges": "bytes", "ETag": f'"{e.text}"',
-                   "Cache-Control": IMMUTABLE}
+        # the manifest's type is the publisher's word: served only if it is a media type we
+        # serve, never sniffed, and sandboxed (a shared .html ran as a page on the gateway)
+        headers = {"Content-Type": safe_mime(m.mime), "Accept-Ranges": "bytes", "ETag": f'"{e.text}"',
+                   "Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff",
+                   "Content-Security-Policy": "sandbox; default-src 'none'; media-src 'self'"}
         if rng == "unsatisfiable":
             counters["files_range_416"] = counters.get("files_range_416", 0) + 1
             return web.Response(status=416, headers={"Content-Range": f"bytes */{m.size}"})
@@ -114,7 +120,7 @@ def add_file_routes(app: web.Application, files: Files) -> None:
                 raise ConnectionResetError("block did not arrive in time") from None
             off = pos - i * bs
             piece = data[off: off + (last - pos + 1)]
-            await resp.write(piece)
+            await write_or_drop(request, resp, piece, counters)
             pos += len(piece)
         await resp.write_eof()
         return resp

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from oasis.core import wire
 from oasis.core.announce import AnnounceBody, AnnounceError, announce_from_json
@@ -53,9 +54,88 @@ MAX_PLAYERS = 64  #: concurrent /live responses per gateway (each holds a task a
 #: a /live response with nothing new to write for this long ends (the player sees the end of
 #: the file and may ask again) instead of hanging open while the broadcaster is gone
 LIVE_STALL_END = 20.0
+#: a response whose client reads nothing for this long is dropped (a player that stopped
+#: reading held its /live slot, and its task and socket, for ever)
+WRITE_TIMEOUT = 20.0
+SUMMARY_LATENCIES = 10_000  #: a stream's latency_p50_ms is over its last this many chunks
+#: /stats?detail=1 gives the per-chunk record of the last this many seqs, and is built at most
+#: once a second (a 38-minute-old broadcaster's answer was 2.8 MB and blocked the loop 0.25 s
+#: per request: a client asking in a loop cut its chunk output by three quarters)
+DETAIL_SEQS = 18_000
+DETAIL_EVERY = 1.0
+MAX_PLAYERS_PER_IP = 4  #: /live responses (and file readers) per source address (not loopback)
+#: an HTTP connection must send a whole request head within this many seconds of opening (or
+#: of its last response), else it is closed: idle and half-sent requests were kept for ever
+IDLE_TIMEOUT = 30.0
+MAX_CONNECTIONS = 4096  #: open connections per HTTP face (bounded by the file-descriptor limit)
+MAX_CONNECTIONS_PER_IP = 256  #: per source address (loopback exempt: local players, the demo)
 _SEQ_RE = re.compile(r"^[0-9]{1,19}$")
 HTTP_COUNTERS = web.AppKey("oasis_http_counters", dict)
 T = TypeVar("T")
+
+
+def is_loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip in ("::1", "localhost") or ip.startswith("::ffff:127.")
+
+
+class ConnectionGuard:
+    """Caps the open connections of one HTTP face, in all and per source address, by hooking
+    the aiohttp server's connection bookkeeping (``Server.connection_made/_lost``, which each
+    connection's handler calls). A connection over a cap is closed as it opens, counted in
+    ``http_connections_refused``. Without it 20,000 idle connections from one client took
+    every file descriptor of a broadcaster, and its origin, tracker and API with them."""
+
+    def __init__(self, server: web.Server, counters: dict[str, int], total: int,
+                 per_ip: int) -> None:
+        self.counters = counters
+        self.total = total
+        self.per_ip = per_ip
+        self._made = server.connection_made
+        self._lost = server.connection_lost
+        self._ips: dict[object, str] = {}
+        self._by_ip: dict[str, int] = {}
+        server.connection_made = self.made  # type: ignore[method-assign]
+        server.connection_lost = self.lost  # type: ignore[method-assign]
+        counters.setdefault("http_connections_refused", 0)
+
+    def __len__(self) -> int:
+        return len(self._ips)
+
+    def made(self, handler: Any, transport: asyncio.Transport) -> None:
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if len(self._ips) >= self.total or (
+                not is_loopback(ip) and self._by_ip.get(ip, 0) >= self.per_ip):
+            self.counters["http_connections_refused"] += 1
+            transport.abort()
+            return
+        self._ips[handler] = ip
+        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+        self._made(handler, transport)
+
+    def lost(self, handler: Any, exc: BaseException | None = None) -> None:
+        ip = self._ips.pop(handler, None)
+        if ip is not None:
+            left = self._by_ip[ip] - 1
+            if left:
+                self._by_ip[ip] = left
+            else:
+                del self._by_ip[ip]
+        self._lost(handler, exc)
+
+
+async def write_or_drop(request: web.Request, resp: web.StreamResponse, data: bytes,
+                        counters: dict[str, int]) -> None:
+    """``resp.write(data)``, but a client that reads nothing for :data:`WRITE_TIMEOUT` s is
+    dropped (ConnectionResetError, counted ``http_slow_readers_dropped``)."""
+    try:
+        await asyncio.wait_for(resp.write(data), WRITE_TIMEOUT)
+    except TimeoutError:
+        counters["http_slow_readers_dropped"] = counters.get("http_slow_readers_dropped", 0) + 1
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("the client read nothing for "
+                                   f"{WRITE_TIMEOUT:.0f} s") from None
 
 
 class BadJson(ValueError):
@@ -67,6 +147,13 @@ def json_error(status: int, code: str, message: str) -> web.HTTPException:
     body = msgspec.json.encode({"error": code, "message": message})
     exc = web.HTTPException(text=body.decode(), content_type="application/json")
     exc.set_status(status)
+    return exc
+
+
+def closing(exc: web.HTTPException) -> web.HTTPException:
+    """``exc`` with ``Connection: close``: for a refusal sent before the request's body was
+    read, so that the client does not send its next request on this connection."""
+    exc.headers["Connection"] = "close"
     return exc
 
 
@@ -89,15 +176,21 @@ async def read_body(request: web.Request, cap: int, timeout: float | None = None
     and (408) if it has not arrived whole within ``timeout`` s: a client that sends a
     few bytes and stalls holds its connection and the handler's slot no longer."""
     if request.content_length is not None and request.content_length > cap:
-        raise json_error(413, "too_large", f"request body over {cap} bytes")
+        raise closing(json_error(413, "too_large", f"request body over {cap} bytes"))
     if timeout is None:
         timeout = BODY_TIMEOUT
     try:
         raw = await asyncio.wait_for(read_capped(request.content, cap), timeout)
     except TimeoutError:
-        raise json_error(408, "body_timeout", f"request body not received within {timeout:g} s") from None
+        raise closing(json_error(408, "body_timeout",
+                                 f"request body not received within {timeout:g} s")) from None
+    except (RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError) as exc:
+        # a body that does not decode (Content-Encoding: gzip over junk): the client's
+        # error, a 400 -- it was a logged 500 with a traceback, 1,000 a second unlimited
+        why = " ".join(str(exc).split())[:160]
+        raise closing(json_error(400, "bad_body", f"request body does not decode: {why}")) from None
     if len(raw) > cap:
-        raise json_error(413, "too_large", f"request body over {cap} bytes")
+        raise closing(json_error(413, "too_large", f"request body over {cap} bytes"))
     return raw
 
 
@@ -220,24 +313,26 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
     http_counters = harden(app)
     registry = make_registry(node, tracker=tracker, http_counters=http_counters)
 
-    players = 0
+    players = PlayerSlots(MAX_PLAYERS, MAX_PLAYERS_PER_IP)
 
     async def live(request: web.Request) -> web.StreamResponse:
-        nonlocal players
         ls = _stream(node, request.match_info["sid"])
-        if players >= MAX_PLAYERS:
+        ip = request.remote or ""
+        why = players.refuse(ip)
+        if why:
             http_counters["live_refused"] = http_counters.get("live_refused", 0) + 1
-            raise json_error(429, "too_many_players", f"this gateway serves at most {MAX_PLAYERS} "
-                             "players at once")
-        players += 1
+            raise json_error(429, "too_many_players", f"this gateway serves at most {why}")
+        players.take(ip)
         try:
             return await play(request, ls)
         finally:
-            players -= 1
+            players.give(ip)
 
     async def play(request: web.Request, ls: LiveStream) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t", "Cache-Control": "no-store"})
         await resp.prepare(request)
+        if request.method == "HEAD":  # the headers only (it ran, writing nothing, for ever)
+            return resp
         pl = ls.playout
         deadline = time.monotonic() + LIVE_STALL_END  # nothing yet: ends like a stall
         while pl.start is None:
@@ -254,7 +349,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
         wrote = time.monotonic()
         while True:
             if seq in pl.chunks:
-                await resp.write(pl.chunks[seq])
+                await write_or_drop(request, resp, pl.chunks[seq], http_counters)
                 wrote = time.monotonic()
                 seq += 1
                 continue
@@ -276,8 +371,15 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
     async def streams(request: web.Request) -> web.Response:
         return web.json_response([stream_summary(ls) for ls in node.streams.values()])
 
+    detail_cache: list[tuple[float, bytes]] = []
+
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(node_stats(node, detail=request.query.get("detail") == "1"))
+        if request.query.get("detail") != "1":
+            return web.json_response(node_stats(node))
+        now = time.monotonic()
+        if not detail_cache or now - detail_cache[0][0] >= DETAIL_EVERY:
+            detail_cache[:] = [(now, msgspec.json.encode(node_stats(node, detail=True)))]
+        return web.Response(body=detail_cache[0][1], content_type="application/json")
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(body=render(registry), content_type="text/plain", charset="utf-8",
@@ -287,6 +389,37 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
     app.router.add_get("/streams", streams)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
+
+
+class PlayerSlots:
+    """Long responses (``/live``, file reads) held at once: at most ``total``, and at most
+    ``per_ip`` from one source address (loopback exempt: the local player is the point)."""
+
+    def __init__(self, total: int, per_ip: int) -> None:
+        self.total = total
+        self.per_ip = per_ip
+        self.held = 0
+        self._by_ip: dict[str, int] = {}
+
+    def refuse(self, ip: str) -> str:
+        """Why ``ip`` may not have one more now ("" if it may)."""
+        if self.held >= self.total:
+            return f"{self.total} at once"
+        if not is_loopback(ip) and self._by_ip.get(ip, 0) >= self.per_ip:
+            return f"{self.per_ip} at once per address"
+        return ""
+
+    def take(self, ip: str) -> None:
+        self.held += 1
+        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+
+    def give(self, ip: str) -> None:
+        self.held -= 1
+        left = self._by_ip[ip] - 1
+        if left:
+            self._by_ip[ip] = left
+        else:
+            del self._by_ip[ip]
 
 
 def node_keyframe(ls: LiveStream, seq: int) -> bool:
@@ -358,6 +491,17 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
     app.cleanup_ctx.append(sweeper)
 
     async def announce(request: web.Request) -> web.Response:
+        # Refused before its body is read, a request's connection cannot carry another
+        # (the body is still on it): the answer says so (Connection: close).
+        try:  # charged before the body is read: junk bodies were never rate-limited
+            tracker.admit_request(request.remote or "", time.time())
+        except TrackerRefused as exc:
+            raise closing(json_error(exc.status, exc.code, str(exc))) from None
+        if request.content_type != "application/json":
+            # a cross-site page can POST text/plain without asking (no CORS preflight): it
+            # made visitors' browsers announce ids at their addresses (any port)
+            tracker.counters["bad_requests"] += 1
+            raise closing(json_error(415, "bad_content_type", "an announce is application/json"))
         raw = await read_body(request, MAX_ANNOUNCE_BODY)
         try:
             body = decode_json(raw, AnnounceBody)
@@ -370,7 +514,7 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
             tracker.counters["bad_requests"] += 1
             raise json_error(400, "bad_announce", str(exc)) from None
         try:
-            peers = tracker.submit(a, request.remote or "", time.time(), d)
+            peers = tracker.submit(a, request.remote or "", time.time(), d, admitted=True)
         except TrackerRefused as exc:
             raise json_error(exc.status, exc.code, str(exc)) from None
         return web.json_response(tracker_reply(tracker, str(a.stream), peers))
@@ -411,7 +555,7 @@ def tracker_reply(tracker: Tracker, stream: str, peers: list[TrackedPeer]) -> di
 def stream_summary(ls: LiveStream) -> dict[str, Any]:
     sw = ls.swarm
     rec = ls.record
-    lat = sorted(rec.lat)
+    lat = sorted(rec.lat[-SUMMARY_LATENCIES:])
     return {
         "stream_id": ls.text_id,
         "role": "broadcaster" if ls.is_source else "viewer",
@@ -421,8 +565,8 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         "depth": [len(p) - 1 if p else None for p in sw.paths],
         "bytes": rec.bytes_by_source,
         "latency_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
-        "chunks": len(rec.lat),
-        "skipped": len(rec.skipped),
+        "chunks": rec.verified,
+        "skipped": rec.given_up,
         "player_url": f"/live/{ls.text_id}.ts",
     }
 
@@ -448,10 +592,11 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
         s["origin_starts"] = ls.swarm.counters.origin_starts
-        if detail:
-            s["record"] = ls.record.to_json()
+        if detail:  # the last DETAIL_SEQS chunks (a run of 10 min at 33 ms is whole)
+            since = ls.swarm.log.latest - DETAIL_SEQS
+            s["record"] = ls.record.to_json(since=since)
             if ls.is_source:
-                s["produced"] = {str(k): v for k, v in ls.produced.items()}
+                s["produced"] = {str(k): v for k, v in ls.produced.items() if k >= since}
         out["streams"].append(s)
     return out
 

@@ -100,9 +100,22 @@ def swarm_config(c: Common, *, use_origin: bool = True) -> sw.SwarmConfig:
 
 
 async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (0: any free port); returns the runner and the port.
+    Every face is guarded alike: a connection must send each request head within
+    ``http.IDLE_TIMEOUT`` s (idle and half-sent ones were kept for ever), and open
+    connections are capped in all and per source address (:class:`http.ConnectionGuard`)."""
+    counters: dict[str, int] = app[http.HTTP_COUNTERS] if http.HTTP_COUNTERS in app else {}
+    if http.HTTP_COUNTERS not in app:
+        app[http.HTTP_COUNTERS] = counters
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
-                           handler_cancellation=True)
+                           handler_cancellation=True, keepalive_timeout=http.IDLE_TIMEOUT)
     await runner.setup()
+    assert runner.server is not None
+    http.ConnectionGuard(runner.server, counters, total=_max_connections(),
+                         per_ip=http.MAX_CONNECTIONS_PER_IP)
+    # a request the parser refuses (a 400 to a stranger) is no error of ours: aiohttp logged
+    # a whole traceback for each (730 bytes a request, unbounded)
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
         await site.start()
@@ -119,6 +132,25 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
     assert server is not None
     bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     return runner, bound
+
+
+def _max_connections() -> int:
+    """Connections per HTTP face: ``http.MAX_CONNECTIONS``, within a quarter of the file
+    descriptors this process may open (its soft limit raised to the hard one first: the
+    common soft limit of 1,024 let 1,008 idle connections take a tracker offline)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: keep what we have
+        return 256
+    if soft == resource.RLIM_INFINITY:
+        return http.MAX_CONNECTIONS
+    return min(http.MAX_CONNECTIONS, max(64, soft // 4))
 
 
 TRACKER_WARN_EVERY = 60.0  #: a tracker that keeps failing is logged at most this often (s)

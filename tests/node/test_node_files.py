@@ -398,3 +398,29 @@ def test_a_big_file_from_one_peer_is_not_cut_by_the_control_message_budget(tmp_p
     finally:
         for p in procs:
             p.stop()
+
+
+def test_a_shared_page_is_never_served_as_a_page(tmp_path: Path) -> None:
+    """Found 2026-12-02: a published ``.html`` (or ``.svg``) was served by every gateway that
+    fetched it as ``text/html``, immutable for a year, unsniffed: its script ran on the
+    gateway's origin and read what the user watches. Files now keep only media types, and
+    every file answer forbids sniffing and sandboxes whatever a browser makes of it."""
+    page = tmp_path / "page.html"
+    page.write_text("<script>fetch('/streams').then(r => r.text()).then(t => document.title = t)</script>")
+    svg = tmp_path / "pic.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    procs = [OasisProcess(["publish", str(p), "--data-dir", str(tmp_path / f"d{i}")], str(tmp_path / f"p{i}.log"))
+             for i, p in enumerate((page, svg))]
+    try:
+        for p in procs:
+            info = _line(p, 60)
+            assert info["mime"] == "application/octet-stream"
+            st, h, _ = _get(info["url"])
+            assert st == 200 and h["Content-Type"] == "application/octet-stream"
+            assert h["X-Content-Type-Options"] == "nosniff" and "sandbox" in h["Content-Security-Policy"]
+        # a manifest's type is the publisher's word: a hostile one is not served as it says
+        assert content.safe_mime("text/html") == content.safe_mime("image/svg+xml") == "application/octet-stream"
+        assert content.safe_mime("video/mp4") == "video/mp4"
+    finally:
+        for p in procs:
+            p.stop()

@@ -1,0 +1,230 @@
+"""Every HTTP face (origin, tracker, tickets, gateway, API) is served by ``start_http``, which
+guards it against clients that hold connections: idle and half-sent requests are closed after
+``IDLE_TIMEOUT``, open connections are capped in all and per address, a player or file reader
+that reads nothing is dropped after ``WRITE_TIMEOUT``. Found 2026-12-02 by an outside attacker:
+20,000 idle connections took every file descriptor of a broadcaster (its origin, tracker and
+API answered nothing), 64 clients that never read held every /live slot for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+
+from oasis.core import swarm as sw
+from oasis.core.announce import sign_announce
+from oasis.core.identity import Identity
+from oasis.core.metrics import ViewerRecord
+from oasis.core.stream import StreamId
+from oasis.core.tracker import Tracker
+from oasis.node import http
+from oasis.node.node import Node
+from oasis.node.runtime import start_http
+
+
+async def _closed_within(reader: asyncio.StreamReader, timeout: float) -> bool:
+    """True if the server closes the connection (EOF or reset) within ``timeout`` s."""
+    try:
+        return await asyncio.wait_for(reader.read(1 << 16), timeout) == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _hello_app() -> web.Application:
+    app = web.Application()
+    http.harden(app)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+    app.router.add_get("/hello", hello)
+    return app
+
+
+async def test_idle_and_half_sent_connections_are_closed_after_the_idle_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "IDLE_TIMEOUT", 1.0)
+    runner, port = await start_http(_hello_app(), "127.0.0.1", 0)
+    try:
+        idle = await asyncio.open_connection("127.0.0.1", port)
+        half = await asyncio.open_connection("127.0.0.1", port)
+        half[1].write(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: ")  # and nothing more
+        await half[1].drain()
+        t0 = time.monotonic()
+        assert await _closed_within(idle[0], 30) and await _closed_within(half[0], 30)
+        assert time.monotonic() - t0 < 25  # the 1 s timeout, not aiohttp's hour
+        # a client that keeps to its requests is served as before
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/hello") as r:
+            assert r.status == 200 and await r.text() == "hello"
+        for _, w in (idle, half):
+            w.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_connections_over_the_cap_are_refused_counted_and_the_face_keeps_serving(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "MAX_CONNECTIONS", 16)
+    app = _hello_app()
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    try:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(16)]
+        extra = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+        for r, _ in extra:  # closed as they open
+            assert await _closed_within(r, 10)
+        assert app[http.HTTP_COUNTERS]["http_connections_refused"] == 4
+        # the held ones still work, and once they go, a newcomer is served
+        held[0][1].write(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert (await asyncio.wait_for(held[0][0].readuntil(b"hello"), 10)).startswith(b"HTTP/1.1 200")
+        for _, w in held + extra:
+            w.close()
+        deadline = time.monotonic() + 10
+        async with aiohttp.ClientSession() as s:
+            while True:
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/hello") as r:
+                        assert r.status == 200
+                        break
+                except aiohttp.ClientError:  # our closes not yet seen by the server
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+
+
+class _Transport(asyncio.Transport):
+    """A stand-in socket for the guard's bookkeeping (one module's unit test)."""
+
+    def __init__(self, ip: str) -> None:
+        super().__init__()
+        self.ip = ip
+        self.aborted = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return (self.ip, 5555) if name == "peername" else default
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_one_address_gets_at_most_its_share_of_connections_loopback_excepted() -> None:
+    made: list[object] = []
+
+    class Server:
+        def connection_made(self, handler: object, transport: object) -> None:
+            made.append(handler)
+
+        def connection_lost(self, handler: object, exc: BaseException | None = None) -> None:
+            made.remove(handler)
+
+    counters: dict[str, int] = {}
+    srv = Server()
+    guard = http.ConnectionGuard(srv, counters, total=10, per_ip=3)  # type: ignore[arg-type]
+    ts = [_Transport("198.51.100.7") for _ in range(4)]
+    for i, t in enumerate(ts):
+        srv.connection_made(f"h{i}", t)
+    assert [t.aborted for t in ts] == [False, False, False, True] and len(guard) == 3
+    other = _Transport("198.51.100.8")
+    srv.connection_made("o", other)
+    assert not other.aborted
+    srv.connection_lost("h0")
+    again = _Transport("198.51.100.7")
+    srv.connection_made("h9", again)
+    assert not again.aborted and counters["http_connections_refused"] == 1
+    local = [_Transport("127.0.0.1") for _ in range(6)]  # the local player, the demo: no share
+    for i, t in enumerate(local):
+        srv.connection_made(f"l{i}", t)
+    assert not any(t.aborted for t in local) and len(guard) == 10
+    last = _Transport("127.0.0.1")
+    srv.connection_made("l9", last)  # but the total holds for everyone
+    assert last.aborted and counters["http_connections_refused"] == 2
+    assert made == ["h1", "h2", "o", "h9"] + [f"l{i}" for i in range(6)]
+
+
+async def test_a_player_that_reads_nothing_is_dropped_and_a_head_ends_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "MAX_PLAYERS", 1)
+    monkeypatch.setattr(http, "WRITE_TIMEOUT", 1.0)
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    ls = node.add_stream(StreamId(Identity.generate().public, "live"), is_source=False)
+    for seq in range(64):  # 64 MB of "stream": far more than the sockets buffer
+        ls.playout.add(seq, bytes(1 << 20), 0)
+    app = web.Application()
+    http.add_gateway_routes(app, node)
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    path = f"/live/{ls.text_id}.ts?from=start"
+    try:
+        # HEAD: the headers, and the slot is free again (it used to loop for ever)
+        async with aiohttp.ClientSession() as s:
+            async with s.head(f"http://127.0.0.1:{port}{path}") as r:
+                assert r.status == 200 and r.headers["Content-Type"] == "video/mp2t"
+        # a GET that never reads: dropped once the socket is full and WRITE_TIMEOUT passes
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        await writer.drain()
+        deadline = time.monotonic() + 60
+        while app[http.HTTP_COUNTERS].get("http_slow_readers_dropped", 0) == 0:
+            assert time.monotonic() < deadline, "the silent reader was never dropped"
+            await asyncio.sleep(0.1)
+        writer.close()
+        # its slot is free: the one player this gateway allows is served
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}{path}") as r:
+            assert r.status == 200
+            assert len(await r.content.readexactly(1 << 20)) == 1 << 20
+    finally:
+        await runner.cleanup()
+        await node.close()
+
+
+async def test_a_body_that_does_not_decode_is_a_charged_400_and_a_cross_site_announce_is_refused() -> None:
+    tracker = Tracker(source_rate=0.001, source_burst=5)
+    app = web.Application()
+    http.add_tracker_routes(app, tracker)
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}/tracker/announce"
+    junk = b"\x1f\x8b" + bytes(18)  # a gzip header over nothing
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url, data=junk, headers={"Content-Encoding": "gzip",
+                                                       "Content-Type": "application/json"}) as r:
+                assert r.status == 400 and (await r.json())["error"] == "bad_body"
+            # a page on another site can POST text/plain without a CORS preflight: refused
+            me = Identity.generate()
+            a = sign_announce(me, StreamId(me.public, "x"), "127.0.0.1", 9, int(time.time() * 1000))
+            body = msgspec.json.encode(a.to_json())
+            async with s.post(url, data=body, headers={"Content-Type": "text/plain"}) as r:
+                assert r.status == 415 and (await r.json())["error"] == "bad_content_type"
+            assert not tracker.streams
+            # each of those took a token: junk is rate-limited like an announce
+            statuses = []
+            for _ in range(4):
+                async with s.post(url, data=gzip.compress(b"{") + b"x",
+                                  headers={"Content-Encoding": "gzip"}) as r:
+                    statuses.append(r.status)
+            assert statuses[-1] == 429 and statuses.count(429) == 1, statuses
+        assert app[http.HTTP_COUNTERS]["http_internal_errors"] == 0
+    finally:
+        await runner.cleanup()
+
+
+def test_a_long_running_viewers_record_stays_bounded_and_its_totals_count_everything(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ViewerRecord, "KEEP", 100)
+    r = ViewerRecord(joined_at=0.0, playout_delay=0.5)
+    for seq in range(1000):
+        r.delivered(seq, seq * 0.033, seq * 0.033 + 0.05, "p2p", 10, seq % 30 == 0)
+        if seq % 10 == 0:
+            r.skip(seq)
+    assert r.verified == 1000 and r.given_up == 100
+    assert len(r.lat_seq) <= 200 and len(r.lat) == len(r.lat_seq) and len(r.on_time) <= 200
+    assert r.lat_seq[-1] == 999 and r.on_time[-1] == 999
+    window = r.to_json(since=950)
+    assert sorted(int(k) for k in window["latencies"]) == list(range(950, 1000))
+    assert window["skipped"] == [950, 960, 970, 980, 990] and window["on_time"][0] == 950
