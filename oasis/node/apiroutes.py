@@ -13,6 +13,7 @@ encodes; it raises :class:`ApiError` (or a service's ``ValueError``/``LookupErro
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import stat
 import time
@@ -134,14 +135,18 @@ def _peer_key(text: str) -> bytes:
 
 def _limit(request: web.Request) -> tuple[int, float | None]:
     q = request.query
-    try:
-        limit = int(q.get("limit", "100"))
-        after = float(q["after"]) if "after" in q else None
-    except ValueError:
-        raise ApiError(400, "bad_query", "limit must be an integer and after a number") from None
-    if not 1 <= limit <= MAX_LIST or (after is not None and not after == after):
-        raise ApiError(400, "bad_query", f"limit must be 1..{MAX_LIST}")
-    return limit, after
+    text = q.get("limit", "100")
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIST:
+        raise ApiError(400, "bad_query", f"limit must be an integer 1..{MAX_LIST}")
+    after = None
+    if "after" in q:
+        try:
+            after = float(q["after"]) if q["after"].isascii() else math.nan
+        except ValueError:
+            after = math.nan
+        if not math.isfinite(after):
+            raise ApiError(400, "bad_query", "after must be a finite number (a time in seconds)")
+    return int(text), after
 
 
 @route("GET", "/v1/node", "This node: peer id, version, addresses, uptime", t.NodeInfo)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import itertools
 import logging
 import re
@@ -72,6 +73,39 @@ MAX_CONNECTIONS_PER_IP = 256  #: per source address (loopback exempt: local play
 _SEQ_RE = re.compile(r"^[0-9]{1,19}$")
 HTTP_COUNTERS = web.AppKey("oasis_http_counters", dict)
 T = TypeVar("T")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+def host_is_loopback(value: str) -> bool:
+    """Whether a Host header (``name[:port]``) names this machine's loopback."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:  # a literal loopback address only: "127.0.0.1.attacker.example" is a name
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def loopback_host(request: web.Request,
+                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> web.StreamResponse:
+    """On a face bound to loopback, only requests addressed to a loopback host: a page whose
+    name an attacker re-points at 127.0.0.1 (DNS rebinding) read the gateway's /stats and
+    /streams (what the user watches, its peer id)."""
+    if not host_is_loopback(request.headers.get("Host", "")):
+        counters = request.app[HTTP_COUNTERS]
+        counters["http_bad_host"] = counters.get("http_bad_host", 0) + 1
+        raise json_error(403, "bad_host", "this face answers only requests addressed to a loopback "
+                         "host (127.0.0.1 or localhost)")
+    return await handler(request)
 
 
 def is_loopback(ip: str) -> bool:
@@ -267,7 +301,8 @@ async def json_errors(request: web.Request,
     counters = request.app[HTTP_COUNTERS]
     try:
         return await handler(request)
-    except web.HTTPException as exc:
+    except web.HTTPException as err_in:
+        exc = err_in
         if exc.status >= 400:
             key = f"http_{exc.status}"
             if key in counters or len(counters) < 64:
@@ -277,10 +312,14 @@ async def json_errors(request: web.Request,
                 if exc.status in (404, 405) and text == f"{exc.status}: {exc.reason}":  # the router's
                     text = f"no such route: {request.method} {request.path[:200]}"
                 err = json_error(exc.status, exc.reason.lower().replace(" ", "_"), text)
-                for h in ("Allow", "Retry-After"):
+                for h in ("Allow", "Retry-After", "Connection"):
                     if h in exc.headers:
                         err.headers[h] = exc.headers[h]
-                raise err from None
+                exc = err
+            # a refusal is never cached (a CDN in front of the origin cached 404s heuristically)
+            exc.headers.setdefault("Cache-Control", "no-store")
+            if exc is not err_in:
+                raise exc from None
         raise
     except (asyncio.CancelledError, ConnectionError):
         raise

@@ -99,14 +99,22 @@ def swarm_config(c: Common, *, use_origin: bool = True) -> sw.SwarmConfig:
                           use_origin=use_origin)
 
 
-async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_http(app: web.Application, host: str, port: int, *,
+                     check_host: bool = True) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on ``host:port`` (0: any free port); returns the runner and the port.
     Every face is guarded alike: a connection must send each request head within
     ``http.IDLE_TIMEOUT`` s (idle and half-sent ones were kept for ever), and open
-    connections are capped in all and per source address (:class:`http.ConnectionGuard`)."""
+    connections are capped in all and per source address (:class:`http.ConnectionGuard`); on
+    loopback, requests must name a loopback host (``check_host=False``: the app checks it)."""
     counters: dict[str, int] = app[http.HTTP_COUNTERS] if http.HTTP_COUNTERS in app else {}
     if http.HTTP_COUNTERS not in app:
         app[http.HTTP_COUNTERS] = counters
+    try:
+        loopback_only = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback_only = host == "localhost"
+    if check_host and loopback_only and http.loopback_host not in app.middlewares:
+        app.middlewares.insert(0, http.loopback_host)  # DNS rebinding: see the middleware
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
                            handler_cancellation=True, keepalive_timeout=http.IDLE_TIMEOUT)
     await runner.setup()

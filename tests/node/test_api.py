@@ -799,3 +799,21 @@ def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
         with pytest.raises(OasisApiError) as exc:
             make(tmp_path / "missing")
         assert (exc.value.status, exc.value.code) == (0, "no_node")
+
+
+async def test_list_queries_take_ascii_integers_and_finite_times(served: tuple[Node, napi.Api, str]) -> None:
+    """Found 2026-12-02: ``limit=１０`` (full-width digits) was taken as 10 and ``after=nan``
+    was refused with a message about ``limit``."""
+    node, api, url = served
+    node.messaging = FakeMessaging()  # type: ignore[attr-defined]
+    auth = {"Authorization": f"Bearer {api.token}"}
+    async with aiohttp.ClientSession() as s:
+        for query, word in (("limit=%EF%BC%91%EF%BC%90", "limit"), ("limit=0", "limit"), ("limit=1e3", "limit"),
+                            ("after=nan", "after"), ("after=inf", "after"), ("after=x", "after"),
+                            ("after=%EF%BC%91", "after")):
+            async with s.get(f"{url}/dm?{query}", headers=auth) as r:
+                body = await r.json()
+                assert r.status == 400 and body["error"]["code"] == "bad_query", query
+                assert body["error"]["message"].startswith(word), (query, body)
+        async with s.get(f"{url}/dm?limit=10&after=1.5", headers=auth) as r:
+            assert r.status == 200

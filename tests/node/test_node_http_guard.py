@@ -228,3 +228,30 @@ def test_a_long_running_viewers_record_stays_bounded_and_its_totals_count_everyt
     window = r.to_json(since=950)
     assert sorted(int(k) for k in window["latencies"]) == list(range(950, 1000))
     assert window["skipped"] == [950, 960, 970, 980, 990] and window["on_time"][0] == 950
+
+
+async def test_a_face_on_loopback_answers_only_loopback_hosts_and_refusals_are_never_cached() -> None:
+    """DNS rebinding: a page whose name now points at 127.0.0.1 read the gateway's /stats
+    and /streams (Host: evil.example got 200). And 404s carried no Cache-Control, so a CDN
+    in front of the origin could cache them."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    app = web.Application()
+    http.add_gateway_routes(app, node)
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/streams", headers={"Host": "evil.example"}) as r:
+                assert r.status == 403 and (await r.json())["error"] == "bad_host"
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}", "[::1]"):
+                async with s.get(f"http://127.0.0.1:{port}/streams", headers={"Host": host}) as r:
+                    assert r.status == 200, host
+            async with s.get(f"http://127.0.0.1:{port}/no/such/route") as r:
+                assert r.status == 404 and r.headers["Cache-Control"] == "no-store"
+            bad = "a" * 52 + ".live"
+            async with s.get(f"http://127.0.0.1:{port}/live/{bad}.ts") as r:
+                assert r.status == 404 and r.headers["Cache-Control"] == "no-store"
+        assert app[http.HTTP_COUNTERS]["http_bad_host"] == 1
+    finally:
+        await runner.cleanup()
+        await node.close()
