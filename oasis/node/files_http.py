@@ -144,7 +144,7 @@ def add_file_routes(app: web.Application, files: Files) -> None:
         except ValueError as exc:
             raise json_error(400, "bad_cid", str(exc)) from None
         except LookupError as exc:
-            return web.Response(status=404, text=f"{exc}\n", headers={"Cache-Control": "no-store"})
+            raise json_error(404, "no_block", str(exc)) from None  # JSON like every refusal
         return web.Response(body=body, content_type="application/x-oftp-block",
                             headers={"Cache-Control": IMMUTABLE})
 
