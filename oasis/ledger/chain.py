@@ -59,7 +59,7 @@ GAS_SETTLE_PER_ENTRY = 60_000
 PRIORITY_FEE = 10**9
 FAUCET_TOPUP = 10 * 10**18
 REASONS = {1: "window", 2: "malleable", 3: "no-ticket", 4: "replay", 5: "allowance", 6: "unfunded",
-           7: "relay-cap"}
+           7: "relay-cap", 8: "closed"}
 #: Rejections that a later resubmission may turn into a payment (the pool was topped up).
 RETRYABLE = frozenset({"unfunded"})
 # Bounds the contract enforces too (contracts/RewardsPool.vy).
