@@ -214,6 +214,10 @@ class Rewards:
         self.ticket: Ticket | None = None
         self.meter: ViewerMeter | None = None
         self.ticket_sent: set[bytes] = set()
+        #: relay: the on-chain ids of the stream this node carries, as far as it has
+        #: verified them (its own as broadcaster, its own ticket's, the broadcaster's
+        #: bound wallet on a link); tickets and receipts for any other stream are refused
+        self.carried: set[bytes] = set()
         self.chain: LedgerChain | None = None
         self.ledger: RelayLedger | None = None
         self.issuer: TicketIssuer | None = None
@@ -265,6 +269,7 @@ class Rewards:
             devnet.fund(self.chain, faucet, self.wallet.address)
         store = ReceiptStore(ledger_dir(self.cfg.data_dir) / STORE_FILE)
         self.ledger = RelayLedger(store, self.wallet.key, self.chain.deployment.domain(), self.chain)
+        self.ledger.carried = self.carried
         self.ledger.recover_pending()
 
     async def start_broadcaster(self, bitrate_kbps: int) -> None:
@@ -275,6 +280,7 @@ class Rewards:
             if faucet is None:
                 raise RuntimeError("the stream's pool must be funded: no dev faucet on this chain")
             check_terms(self.wallet.address, self.cfg.price_per_mb, self.cfg.epoch_length)
+            self.carried.add(self.stream)
             sid = devnet.open_funded_stream(self.chain, faucet, self.wallet.key, self.stream_key,
                                             self.cfg.deposit, self.cfg.price_per_mb, self.cfg.epoch_length)
             assert sid == self.stream
@@ -404,6 +410,7 @@ class Rewards:
             return
         self._ticket_backoff = 1.0
         self.ticket = ticket
+        self.carried.add(ticket.stream)  # checked against the broadcaster's binding above
         self.ticket_sent.clear()  # relays get the new ticket
         self.cfg.epoch_length = epoch_length
         if self.meter is None:
@@ -473,6 +480,8 @@ class Rewards:
         self.counters.bindings_ok += 1
         self.peer_wallets[peer] = b.address
         self.wallet_peers[b.address] = peer
+        if peer == self.sid.broadcaster:  # its wallet, proven by the link: the stream's on-chain id
+            self.carried.add(stream_id(b.address, self.stream_key))
         return True
 
     def on_ticket(self, msg: wire.TicketMsg, peer: bytes | None = None) -> None:
