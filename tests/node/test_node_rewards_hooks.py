@@ -29,7 +29,10 @@ from oasis.core.announce import sign_announce
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.core.tracker import Tracker
+from oasis.ledger import eip712
+from oasis.ledger.devnet import fund
 from oasis.ledger.receipts import sign_receipt
+from oasis.ledger.tickets import Ticket, sign_ticket
 from oasis.node.node import Node
 from oasis.node.rewards import Rewards, RewardsConfig
 from oasis.node.rewards_http import add_rewards_routes
@@ -189,6 +192,43 @@ async def test_a_receipt_flooder_does_not_use_up_an_honest_peers_rate_limit(tmp_
         stop.set()
         await flooder.close()
         await honest.close()
+        await rnode.close()
+        relay.close()
+        await b.close()
+
+
+async def test_a_relay_takes_tickets_only_for_the_stream_it_carries(tmp_path):
+    """An outsider linked to a relay sends a ticket it signed for a stream of its own (the
+    first step of the settle wedge and of the gas drain): refused at intake. The relay
+    learned the real stream's on-chain id from the broadcaster's wallet binding on their
+    link; a ticket for that stream is taken."""
+    b = await Broadcaster().start(tmp_path)
+    rnode, relay = await rewards_node(b, tmp_path, "relay")
+    outsider = Node(Identity.generate(), sw.SwarmConfig())
+    await outsider.start()
+    try:
+        assert await rnode.connect(b.node.peer_id, b.node.host, b.node.port)
+        await until(lambda: b.rewards.stream in relay.carried, 30)
+        assert await outsider.connect(rnode.peer_id, rnode.host, rnode.port)
+        link = outsider.links_by_peer[rnode.identity.public]
+        chain, domain = relay.chain, relay.chain.deployment.domain()
+        kb, key = os.urandom(32), os.urandom(32)
+
+        def own_stream() -> bytes:
+            fund(chain, chain.faucet_key, eip712.address_of_key(kb))
+            return chain.open_stream(kb, key, 1, 1)
+
+        sa = await relay.run(own_stream)
+        now = int(time.time())
+        t = sign_ticket(kb, domain, Ticket(os.urandom(20), sa, 0, 10**6, now - 300, now + 300))
+        link.send(wire.TicketMsg(ticket=t.encode()))
+        await until(lambda: relay.counters.tickets_bad >= 1, 30)
+        assert relay.counters.tickets_ok == 0
+        real = await b.rewards.run(b.rewards.issue_ticket, os.urandom(20))
+        link.send(wire.TicketMsg(ticket=bytes.fromhex(real["ticket"])))
+        await until(lambda: relay.counters.tickets_ok >= 1, 30)
+    finally:
+        await outsider.close()
         await rnode.close()
         relay.close()
         await b.close()
