@@ -63,7 +63,7 @@ from oasis.ledger import devnet
 from oasis.ledger.chain import LedgerChain, open_chain, stream_id
 from oasis.ledger.receipt_store import ReceiptStore
 from oasis.ledger.receipts import MAX_RECEIVED, Receipt, ReceiptError, ViewerMeter
-from oasis.ledger.settlement import RelayLedger, TermsError, check_terms, epoch_of
+from oasis.ledger.settlement import RelayLedger, Terms, TermsError, check_terms, epoch_of
 from oasis.ledger.tickets import Ticket, TicketError, TicketIssuer, allowance_for, verify_ticket
 from oasis.ledger.wallet import BindingError, Wallet, bind_wallet, ledger_dir, verify_binding
 
@@ -281,10 +281,25 @@ class Rewards:
                 raise RuntimeError("the stream's pool must be funded: no dev faucet on this chain")
             check_terms(self.wallet.address, self.cfg.price_per_mb, self.cfg.epoch_length)
             self.carried.add(self.stream)
+            store = self.ledger.store
+            # Ticket indexes pick the viewers' lanes on chain and live in ledger.db. A store
+            # that does not know a stream this wallet already opened would start them at 0
+            # again: two viewers would share a lane and their relays be paid for one.
+            if int(self.chain.stream_info(self.stream)["broadcaster"], 16) != 0 \
+                    and store.stream(self.stream) is None and len(store.viewer_indexes(self.stream)) == 0:
+                raise DataFileError(store.path, f"holds no ticket indexes for stream {self.sid}, which this "
+                                    "wallet already opened on chain (a fresh store would hand out indexes "
+                                    "viewers already hold: two viewers would share one lane and their "
+                                    "relays be paid for one)", "restore ledger.db from a backup, or "
+                                    "broadcast under a new stream name")
+            self.ledger.set_terms(self.stream, Terms(self.wallet.address, self.cfg.price_per_mb,
+                                                     self.cfg.epoch_length))  # the store knows it now
             sid = devnet.open_funded_stream(self.chain, faucet, self.wallet.key, self.stream_key,
                                             self.cfg.deposit, self.cfg.price_per_mb, self.cfg.epoch_length)
             assert sid == self.stream
             info = self.chain.stream_info(self.stream)
+            self.ledger.set_terms(self.stream, Terms(bytes.fromhex(info["broadcaster"][2:]),
+                                                     int(info["price_per_mb"]), int(info["epoch_length"])))
             allowance = allowance_for(bitrate_kbps * 1000, int(info["epoch_length"]))
             self.issuer = TicketIssuer(self.wallet.key, self.chain.deployment.domain(), self.stream,
                                        allowance, TICKET_LIFETIME, self.ledger.store.viewer_indexes(self.stream))

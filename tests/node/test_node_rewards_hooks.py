@@ -19,6 +19,7 @@ import sys
 import time
 
 import aiohttp
+import pytest
 from aiohttp import web
 from procs import serve, until
 
@@ -29,6 +30,7 @@ from oasis.core.announce import sign_announce
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.core.tracker import Tracker
+from oasis.datafiles import DataFileError
 from oasis.ledger import eip712
 from oasis.ledger.devnet import fund
 from oasis.ledger.receipts import sign_receipt
@@ -232,3 +234,41 @@ async def test_a_relay_takes_tickets_only_for_the_stream_it_carries(tmp_path):
         await rnode.close()
         relay.close()
         await b.close()
+
+
+async def test_a_broadcaster_with_its_ledger_db_moved_away_does_not_reuse_ticket_indexes(tmp_path):
+    """Ticket indexes (the viewers' lanes on chain) were numbered len(indexes) from
+    ledger.db: a broadcaster restarted without it (as the docs advised for a damaged
+    store) gave the next viewer index 0 again, so two viewers shared a lane and a relay
+    serving both was paid for one. Now the start is refused while the stream is open on
+    chain and the store does not know it; with the store back, indexes go on."""
+    ident = Identity.generate()
+    sid = StreamId(ident.public, "live")
+
+    def broadcaster() -> Rewards:
+        cfg = RewardsConfig(data_dir=str(tmp_path / "b"), chain_dir=str(tmp_path / "chain"), epoch_length=10)
+        return Rewards(cfg, ident, stream_text_id=str(sid))
+
+    r = broadcaster()
+    await r.start_broadcaster(800)
+    first = await r.run(r.issue_ticket, os.urandom(20))
+    r.close()
+    ledger = tmp_path / "b" / "ledger"
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for f in ledger.glob("ledger.db*"):
+        f.rename(aside / f.name)
+    r = broadcaster()
+    with pytest.raises(DataFileError, match="ticket indexes"):
+        await r.start_broadcaster(800)
+    r.close()
+    for f in ledger.glob("ledger.db*"):
+        f.unlink()
+    for f in aside.iterdir():
+        f.rename(ledger / f.name)
+    r = broadcaster()
+    await r.start_broadcaster(800)
+    second = await r.run(r.issue_ticket, os.urandom(20))
+    r.close()
+    assert Ticket.decode(bytes.fromhex(first["ticket"])).index == 0
+    assert Ticket.decode(bytes.fromhex(second["ticket"])).index == 1
