@@ -337,11 +337,6 @@ class Rewards:
             raise TicketRefused(403, "ticket_requests_stale", "request timestamp too far from ours")
         if not verify(b.identity, sig, ticket_request_message(self.stream_key, ts, nonce, binding)):
             raise TicketRefused(400, "ticket_requests_bad", "request not signed by the binding's identity")
-        # charged only once the identity itself signed: a binding is public, and requests
-        # forged in its name must not use up its owner's renewals (the address limit above
-        # bounds the signature checks)
-        if not self._req_by_identity.allow(b.identity, now):
-            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this identity")
         for n, t in list(self._nonces.items()):  # oldest first; forget those out of the window
             if t >= now - 2 * TICKET_MAX_SKEW and len(self._nonces) < MAX_NONCES:
                 break
@@ -349,6 +344,12 @@ class Rewards:
         if nonce in self._nonces:
             raise TicketRefused(403, "ticket_requests_stale", "request replayed")
         self._nonces[nonce] = now
+        # charged only once the identity itself signed this very request (not a replay of
+        # one): a binding is public and requests can be captured, and neither forged nor
+        # replayed requests may use up the owner's renewals (the address limit above
+        # bounds the signature checks)
+        if not self._req_by_identity.allow(b.identity, now):
+            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this identity")
         if not self.is_member(b.identity):
             raise TicketRefused(403, "ticket_requests_not_member", "identity is not in the swarm")
         return b.address
