@@ -52,6 +52,7 @@ layout and the batching rule.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,7 +167,8 @@ class RelayLedger:
         self.counters = {"settle_entries_retry": 0, "settle_entries_given_up": 0, "streams_bad_terms": 0,
                          "settle_batches_failed": 0, "settle_batches_given_up": 0,
                          "settle_batches_closed": 0, "settle_batches_worthless": 0,
-                         "settle_batches_unfunded": 0}
+                         "settle_batches_unfunded": 0, "receipts_store_failed": 0,
+                         "tickets_store_failed": 0}
         #: the streams this relay carries (intake refuses others); None: any stream
         self.carried: set[bytes] | None = None
         self._closed: dict[bytes, tuple[int, float]] = {}  # stream -> (closed_at, monotonic read time)
@@ -225,7 +227,11 @@ class RelayLedger:
         if self._dead_epoch(t.stream, t.not_before, self.clock()):
             raise TicketError("stream closed")
         verify_ticket(self.domain, t, terms.broadcaster, int(self.clock()))
-        self.store.put_ticket(t.viewer, t.stream, t.encode(), t.expiry)
+        try:
+            self.store.put_ticket(t.viewer, t.stream, t.encode(), t.expiry)
+        except (sqlite3.Error, OSError) as exc:  # a full disk, an I/O error
+            self.counters["tickets_store_failed"] += 1
+            raise TicketError(f"ticket not stored ({self.store.path}: {exc})") from None
         return t
 
     def accept_receipt(self, data: bytes | Receipt, viewer_hint: bytes | None = None) -> Verdict:
@@ -247,7 +253,15 @@ class RelayLedger:
         except ReceiptError as exc:
             return Verdict(False, exc.reason)
         assert ticket is not None
-        stored = self.store.put_receipt(viewer, r.stream, r.epoch, r.index, r.received, r.signature, ticket.encode())
+        try:
+            stored = self.store.put_receipt(viewer, r.stream, r.epoch, r.index, r.received, r.signature,
+                                            ticket.encode())
+        except (sqlite3.Error, OSError) as exc:  # a full disk, an I/O error: not stored, and said so
+            self.counters["receipts_store_failed"] += 1
+            if self.counters["receipts_store_failed"] in (1, 10, 100) or self.counters["receipts_store_failed"] % 1000 == 0:
+                log.warning("receipt not stored (%d so far): %s: %s", self.counters["receipts_store_failed"],
+                            self.store.path, exc)
+            return Verdict(False, "store-failed", viewer)
         return Verdict(stored, "ok" if stored else "stale", viewer)
 
     # -- settlement ----------------------------------------------------------

@@ -188,6 +188,12 @@ class RewardsCounters:
     settle_entries_retry: int = 0  #: refused as unfunded: kept for a later resubmission
     settle_entries_given_up: int = 0
     streams_bad_terms: int = 0  #: relay: streams whose on-chain terms are out of range
+    receipts_store_failed: int = 0  #: relay: verified but not stored (ledger.db: disk full, I/O error)
+    settle_batches_failed: int = 0  #: relay: settle txs that reverted (batch backed off)
+    settle_batches_given_up: int = 0
+    settle_batches_closed: int = 0  #: relay: written off: the stream closed before the epoch
+    settle_batches_worthless: int = 0  #: relay: written off: could pay nothing (no tx sent)
+    settle_batches_unfunded: int = 0  #: relay: held back, the pool was empty (no tx sent)
     cpu_s: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -611,6 +617,8 @@ class Rewards:
             self.counters.receipts_ok += 1
         elif v.reason == "stale":
             self.counters.receipts_stale += 1
+        elif v.reason == "store-failed":  # (logged by the ledger) a later, larger one may still land
+            self.counters.receipts_store_failed += 1
         else:
             self.counters.receipts_bad += 1
             self.counters.reasons[v.reason] = self.counters.reasons.get(v.reason, 0) + 1

@@ -11,6 +11,8 @@ contracts on the embedded EVM, a real ReceiptStore):
 from __future__ import annotations
 
 import os
+import resource
+import signal
 
 from oasis.ledger import eip712
 from oasis.ledger.chain import stream_id
@@ -177,3 +179,38 @@ def test_a_relay_refuses_tickets_and_receipts_of_streams_it_does_not_carry(world
     r = sign_receipt(vk, world.domain, relay=relay.address, stream=sa, epoch=now - 10, index=0, received=1000)
     v = relay.accept_receipt(r.encode())
     assert not v.accepted and v.reason == "not-carried"
+
+
+def test_receipts_a_full_disk_keeps_out_of_the_store_are_counted_not_lost_silently(world, tmp_path):
+    """ledger.db on a full disk: receipts were accepted off the wire and not stored (33
+    accepted, 12 stored), with nothing to say so. Now accept_receipt reports each one it
+    could not store (Verdict "store-failed", counted, logged) instead of raising out of
+    the worker, and the store takes the next ones once there is room. The failing write
+    is the kernel's (RLIMIT_FSIZE on the real SQLite file)."""
+    relay = world.relay()
+    vk, t = world.viewer()
+    relay.accept_ticket(t.encode())
+    assert relay.accept_receipt(world.receipt(vk, t, relay, 1000).encode()).accepted
+    db = tmp_path / "r1.db"
+    limit = max(p.stat().st_size for p in tmp_path.glob("r1.db*"))
+    vks = [world.viewer() for _ in range(30)]
+    for _k, tk in vks:
+        relay.accept_ticket(tk.encode())
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        verdicts = [relay.accept_receipt(world.receipt(k, tk, relay, 5000 + i).encode())
+                    for i, (k, tk) in enumerate(vks)]
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    failed = [v for v in verdicts if v.reason == "store-failed"]
+    assert failed and all(not v.accepted for v in failed)
+    assert relay.counters["receipts_store_failed"] == len(failed)
+    stored = sum(v.accepted for v in verdicts)
+    assert relay.store.count_receipts() == 1 + stored
+    # room again: the viewer's next (cumulative) receipt is stored
+    k, tk = vks[-1]
+    assert relay.accept_receipt(world.receipt(k, tk, relay, 10**6).encode()).accepted
+    assert db.exists()
