@@ -22,7 +22,11 @@ Theory of operation
   (a :class:`~oasis.ledger.receipts.ViewerMeter`) and every
   ``receipt_interval`` seconds sends each relay its TICKET (once per ticket)
   and a signed cumulative RECEIPT for the current epoch.
-* **Relay.** Rate-limits TICKETs and RECEIPTs per peer, drops malformed ones
+* **Relay.** Takes tickets and receipts only for the stream it carries
+  (``carried``: the on-chain ids it verified -- its own as broadcaster, its own
+  ticket's, the one made from the broadcaster's wallet binding on a link), so an
+  outsider's own streams never reach its store or its settle transactions.
+  Rate-limits TICKETs and RECEIPTs per peer, drops malformed ones
   at once, and queues the rest in bounded tables that keep only the newest
   receipt per (peer, stream, index, epoch); the worker verifies them and
   keeps the latest per (viewer, stream, epoch) in SQLite (WAL). When an

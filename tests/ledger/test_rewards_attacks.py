@@ -217,6 +217,10 @@ async def test_receipt_flood_is_bounded_and_shutdown_does_not_wait(tmp_path):
     b = await Broadcaster().start(tmp_path)
     rnode, relay = await viewer_node(b, tmp_path, "relay")
     try:
+        # The relay carries the stream: it learns its on-chain id from the broadcaster's
+        # wallet binding on their link (it takes tickets and receipts for no other stream).
+        assert await rnode.connect(b.node.peer_id, b.node.host, b.node.port)
+        await until(lambda: b.rewards.stream in relay.carried, 30)
         domain = relay.chain.deployment.domain()
         # An honest viewer of the stream, with a real ticket.
         vkey = os.urandom(32)
