@@ -274,8 +274,11 @@ class RelayLedger:
                 self.store.drop_settlement(tx_hash)
             elif rc["status"] == 1:
                 self._apply(tx_hash, stream, epoch, entries, self.chain.settle_result(rc))
-            else:
+            else:  # it reverted before we heard (a crash): counts as a failed attempt
                 self.store.drop_settlement(tx_hash)
+                self.counters["settle_batches_failed"] += 1
+                if self.store.batch_failed(stream, epoch, self.clock()) == "given_up":
+                    self.counters["settle_batches_given_up"] += 1
 
     def settle_due(self, now: float | None = None, include_current: bool = False) -> list[SettleResult]:
         """Settle every ended epoch with unsettled receipts (call at each epoch end).
@@ -350,10 +353,18 @@ class RelayLedger:
         entries = [(r.viewer, r.index, r.received) for r in batch]
         packed = [pack_entry(Ticket.decode(r.ticket), r.index, r.received, r.signature) for r in batch]
 
+        signed: list[bytes] = []
+
         def mark(tx_hash: bytes) -> None:
+            signed.append(tx_hash)
             self.store.begin_settlement(tx_hash, stream, epoch, entries)
 
-        res = self.chain.settle(self.key, stream, epoch, packed, on_signed=mark)
+        try:
+            res = self.chain.settle(self.key, stream, epoch, packed, on_signed=mark)
+        except ChainError:  # it reverted, or (JournalWriteError) never happened: not pending
+            for h in signed:
+                self.store.drop_settlement(h)
+            raise
         self._apply(res.tx_hash, stream, epoch, entries, res)
         return res
 

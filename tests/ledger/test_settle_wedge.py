@@ -214,3 +214,40 @@ def test_receipts_a_full_disk_keeps_out_of_the_store_are_counted_not_lost_silent
     k, tk = vks[-1]
     assert relay.accept_receipt(world.receipt(k, tk, relay, 10**6).encode()).accepted
     assert db.exists()
+
+
+def test_a_revert_a_crash_kept_from_the_relay_counts_as_one_attempt(world):
+    """A settle tx that reverted while the relay was down is found by recover_pending at
+    the next start: it counts as a failed attempt of its batch (it used to be dropped
+    and the batch resent at once, every cadence), and a revert seen live is counted once."""
+    relay = world.relay()
+    kb, sa = _attacker_stream(world, 10)
+    world.chain.mint(world.faucet, eip712.address_of_key(kb), 10**20)
+    world.chain.deposit(kb, sa, 10**20)
+    chain_now = world.chain.timestamp()
+    vk, t = _self_ticket(world, kb, sa, chain_now - 5, chain_now + 10**6)
+    world.now = chain_now + 100
+    ep = (chain_now + 50) // 10  # not begun on the chain's clock: the tx reverts
+    relay.accept_ticket(t.encode())
+    r = sign_receipt(vk, world.domain, relay=relay.address, stream=sa, epoch=ep, index=0, received=10**6)
+    assert relay.accept_receipt(r.encode()).accepted
+    assert relay.settle_due() == []
+    assert relay.counters["settle_batches_failed"] == 1 and relay.store.pending_settlements() == []
+    # a crash between send and receipt: the tx is on chain (reverted), the mark pending
+    [row] = relay.store.unsettled()
+    packed = [world.entry(t, r)]
+    res_hash: list[bytes] = []
+
+    def mark(h: bytes) -> None:
+        res_hash.append(h)
+        relay.store.begin_settlement(h, sa, ep, [(row.viewer, row.index, row.received)])
+
+    try:
+        world.chain.settle(relay.key, sa, ep, packed, on_signed=mark)
+    except Exception:
+        pass
+    assert len(relay.store.pending_settlements()) == 1
+    again = RelayLedger(relay.store, relay.key, world.domain, world.chain, clock=lambda: world.now)
+    again.recover_pending()
+    assert again.counters["settle_batches_failed"] == 1
+    assert again.store.batch_state(sa, ep)[1] == 2 and again.store.pending_settlements() == []
