@@ -47,7 +47,11 @@
         allowance: one relay is paid at most RELAY_SHARE_NUM/RELAY_SHARE_DEN
         of a viewer's allowance per epoch, i.e. the stream's bitrate x epoch
         length when the allowance carries the usual 1.25 margin, so a viewer
-        and one relay of its own can never take the whole allowance).
+        and one relay of its own can never take the whole allowance),
+        8 closed (the stream was closed before the epoch began, or its
+        REFUND_DELAY is over: the entry can never pay). A settle call
+        reverts only for a stream that does not exist or an epoch that has
+        not begun; nothing a viewer signs can make it revert.
         Prices are bounded (MAX_PRICE_PER_MB) so no payment can overflow and
         revert a batch.
 """
@@ -73,6 +77,7 @@ R_REPLAY: constant(uint8) = 4
 R_ALLOWANCE: constant(uint8) = 5
 R_UNFUNDED: constant(uint8) = 6
 R_RELAY_CAP: constant(uint8) = 7
+R_CLOSED: constant(uint8) = 8
 
 MAX_PRICE_PER_MB: constant(uint256) = 10 ** 24
 MAX_EPOCH_LENGTH: constant(uint256) = 86400
@@ -233,9 +238,9 @@ def settle(stream: bytes32, epoch: uint64, entries: DynArray[uint256[5], MAX_BAT
     start: uint256 = e * s.epoch_length
     finish: uint256 = start + s.epoch_length
     assert start <= block.timestamp, "future epoch"
-    if s.closed_at != 0:
-        assert start < s.closed_at, "epoch after close"
-        assert block.timestamp < s.closed_at + REFUND_DELAY, "closed"
+    # A closed stream rejects every entry (reason 8) instead of reverting: a receipt for
+    # an epoch after the close must not sink the relay's batch (or its settle loop).
+    closed: bool = s.closed_at != 0 and (start >= s.closed_at or block.timestamp >= s.closed_at + REFUND_DELAY)
     base_r: bytes32 = keccak256(abi_encode(msg.sender, stream, epoch))
     base_v: bytes32 = keccak256(abi_encode(stream, epoch))
     funds: uint256 = s.balance
@@ -250,6 +255,9 @@ def settle(stream: bytes32, epoch: uint64, entries: DynArray[uint256[5], MAX_BAT
         not_before: uint256 = (w >> 96) & M40
         expiry: uint256 = (w >> 136) & M40
         index: uint256 = (w >> 176) & M32
+        if closed:
+            log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_CLOSED)
+            continue
         if not_before >= finish or expiry <= start:
             log Rejected(relay=msg.sender, stream=stream, epoch=e, position=pos, reason=R_WINDOW)
             continue

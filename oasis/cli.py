@@ -67,7 +67,9 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                         "the swarm's scheduling), for repeatable test runs; handshake nonces always "
                         "come from the OS (default: random)")
     p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE)
-    if not talk:
+    # `oasis node` has no stream of its own, and proof of relay is per stream (a node's
+    # Rewards belongs to the stream it broadcasts or watches): it takes no rewards options.
+    if not talk and role != "node":
         _chain(p)
         p.add_argument("--rewards", action="store_true",
                        help="take part in proof of relay (tickets, receipts, settlement)")
@@ -472,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             else 4 * bitrate
         data_dir = args.data_dir or rt.default_data_dir(args.cmd)
         c = rt.Common(data_dir=data_dir, listen=args.listen,
-                      rewards=None if talk else _rewards_config(args, data_dir),
+                      rewards=None if talk or args.cmd == "node" else _rewards_config(args, data_dir),
                       upload_kbps=upload, bitrate_kbps=bitrate, chunk_ms=chunk_ms,
                       substreams=substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,

@@ -292,7 +292,8 @@ def load_key(path: Path, kind: str, what: str, public_of: Callable[[bytes], byte
 
 # -- SQLite ---------------------------------------------------------------------
 STORE_ADVICE = ("stop the node and restore it from a backup; only if you have none, move it away "
-                "to start an empty store (unsettled receipts in it are then lost)")
+                "to start an empty store (unsettled receipts in it are then lost, and a broadcaster "
+                "must then broadcast under a new stream name: its viewers' ticket indexes were in it)")
 
 
 def open_sqlite(path: str | os.PathLike[str], schema: str, marker_table: str) -> sqlite3.Connection:

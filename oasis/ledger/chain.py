@@ -59,7 +59,7 @@ GAS_SETTLE_PER_ENTRY = 60_000
 PRIORITY_FEE = 10**9
 FAUCET_TOPUP = 10 * 10**18
 REASONS = {1: "window", 2: "malleable", 3: "no-ticket", 4: "replay", 5: "allowance", 6: "unfunded",
-           7: "relay-cap"}
+           7: "relay-cap", 8: "closed"}
 #: Rejections that a later resubmission may turn into a payment (the pool was topped up).
 RETRYABLE = frozenset({"unfunded"})
 # Bounds the contract enforces too (contracts/RewardsPool.vy).
@@ -98,6 +98,11 @@ class SettleResult:
 
 class ChainError(RuntimeError):
     pass
+
+
+class JournalWriteError(ChainError):
+    """The embedded chain could not journal a transaction (disk full, I/O error): the
+    transaction was rolled back in memory too, so nothing happened."""
 
 
 class LedgerChain:
@@ -337,16 +342,27 @@ class EmbeddedChain(LedgerChain):
         return self._chain_id
 
     def _catch_up(self) -> None:
-        records, self._offset = self.journal.read_from(self._offset)
-        for rec in records:
+        records, offset = self.journal.read_from(self._offset)
+        for n, rec in enumerate(records):
             self._replay_clock(rec.timestamp)
-            h = self.w3.eth.send_raw_transaction(rec.raw)
-            status = self.w3.eth.get_transaction_receipt(h)["status"]
+            try:
+                h = self.w3.eth.send_raw_transaction(rec.raw)
+                status = self.w3.eth.get_transaction_receipt(h)["status"]
+            except Exception as exc:  # py-evm's ValidationError (a nonce gap, ...), RLP, ...
+                what = str(exc).splitlines()[0][:160] if str(exc) else ""
+                raise DataFileError(self.journal.path, f"transaction {n + 1} after byte offset {self._offset} "
+                                    f"cannot be replayed ({type(exc).__name__}: {what}); the journal does not "
+                                    "belong to this genesis.json or lost a transaction",
+                                    "stop every node sharing this chain directory and restore journal.bin "
+                                    "from a backup; if you have none, move the chain directory away to start "
+                                    "a fresh chain (its balances are lost)") from None
             if status != rec.status:
-                raise ChainError(f"{self.journal.path}: replay diverged at tx {h.hex()} (it "
-                                 f"{'succeeded' if status else 'reverted'}, the journal says it "
-                                 f"{'succeeded' if rec.status else 'reverted'}): the journal does "
-                                 "not belong to this genesis.json or contract code")
+                raise DataFileError(self.journal.path, f"replay diverged at tx {h.hex()} (it "
+                                    f"{'succeeded' if status else 'reverted'}, the journal says it "
+                                    f"{'succeeded' if rec.status else 'reverted'}): the journal does "
+                                    "not belong to this genesis.json or contract code",
+                                    "restore journal.bin and genesis.json from one backup")
+        self._offset = offset
 
     def _replay_clock(self, ts: int) -> None:
         """The next block runs at ``ts``, the time its transaction first ran. Replay must not
@@ -377,13 +393,24 @@ class EmbeddedChain(LedgerChain):
             return self._send_signed(key, to, data, gas, value, on_signed)
 
     def _send_raw(self, raw: bytes) -> dict[str, Any]:
+        # Memory must never get ahead of the journal: if the append fails (a full disk,
+        # an I/O error) the block is rolled back, and the caller hears JournalWriteError.
+        snapshot = self.tester.take_snapshot()
         latest = self.tester.get_block_by_number("latest")["timestamp"]
         ts = max(int(time.time()), latest + 1)
         self._advance_clock(ts)
         h = self.w3.eth.send_raw_transaction(raw)
         rc = dict(self.w3.eth.get_transaction_receipt(h))
         block_ts = self.tester.get_block_by_number(rc["blockNumber"])["timestamp"]
-        self._offset = self.journal.append(self._offset, Record(block_ts, raw, rc["status"]))
+        try:
+            self._offset = self.journal.append(self._offset, Record(block_ts, raw, rc["status"]))
+        except BaseException as exc:
+            self.tester.revert_to_snapshot(snapshot)
+            if isinstance(exc, OSError):
+                raise JournalWriteError(f"{self.journal.path}: could not journal transaction {h.hex()} "
+                                        f"({exc.strerror or exc}); it was rolled back and did not "
+                                        "happen") from None
+            raise
         return rc
 
     def fund(self, to: bytes | str, wei: int = FAUCET_TOPUP) -> None:

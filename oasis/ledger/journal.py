@@ -311,8 +311,17 @@ class Journal:
                 if scan(rest, 0, self.path, base=offset)[0]:
                     raise ValueError(f"append at offset {offset} would cut valid records: catch up first")
                 self._truncate(f, offset, len(rest))
-            f.seek(offset)
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
+            try:  # unbuffered: nothing is left to be flushed (again) when f closes
+                done = 0
+                while done < len(blob):
+                    done += os.pwrite(f.fileno(), blob[done:], offset + done)
+                os.fsync(f.fileno())
+            except OSError:
+                # a full disk, a file size limit, an I/O error: take back what part of
+                # the record reached the file (else it would be a torn tail, dropped on
+                # the next open), so the file ends where the caller's chain does
+                with contextlib.suppress(OSError):
+                    os.ftruncate(f.fileno(), offset)
+                    os.fsync(f.fileno())
+                raise
         return offset + len(blob)

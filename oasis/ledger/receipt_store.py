@@ -20,6 +20,13 @@ Tables:
   (the pool was empty): they stay unsettled, with an attempt count and a
   time before which they are not resubmitted (exponential backoff), until
   they are paid or ``MAX_ATTEMPTS`` is reached.
+* ``batches`` -- per (stream, epoch), what the relay decided about a batch it
+  did not (or could not) settle: ``backoff`` after a settle tx reverted or the
+  pool was empty (``attempts``, not resubmitted before ``retry_after``), and the
+  final states ``given_up`` (reverted ``MAX_BATCH_ATTEMPTS`` times), ``closed``
+  (the stream was closed before the epoch, or its refund delay is over) and
+  ``worthless`` (it could pay nothing: price 0 or bytes worth 0 tokens). In a
+  final state the rows are written off (marked settled) and never sent.
 * ``viewer_index`` -- broadcaster side: the stable ticket index per viewer.
 * ``streams``  -- cached on-chain terms of streams (broadcaster, price, epoch).
 """
@@ -51,6 +58,9 @@ CREATE TABLE IF NOT EXISTS settlements (
 CREATE TABLE IF NOT EXISTS retries (
     viewer BLOB, stream BLOB, epoch INTEGER, attempts INTEGER NOT NULL, retry_after REAL NOT NULL,
     PRIMARY KEY (viewer, stream, epoch));
+CREATE TABLE IF NOT EXISTS batches (
+    stream BLOB, epoch INTEGER, attempts INTEGER NOT NULL, retry_after REAL NOT NULL,
+    state TEXT NOT NULL, PRIMARY KEY (stream, epoch));
 CREATE TABLE IF NOT EXISTS viewer_index (
     stream BLOB, viewer BLOB, idx INTEGER NOT NULL, PRIMARY KEY (stream, viewer));
 CREATE TABLE IF NOT EXISTS streams (
@@ -62,6 +72,8 @@ CREATE TABLE IF NOT EXISTS streams (
 MAX_ATTEMPTS = 8  #: resubmissions of an entry the chain refused as retryable
 RETRY_BASE_S = 30.0  #: first backoff; doubles per attempt
 RETRY_MAX_S = 3600.0
+MAX_BATCH_ATTEMPTS = 4  #: settle txs of one (stream, epoch) that may revert before it is given up
+FINAL_BATCH_STATES = frozenset({"given_up", "closed", "worthless"})
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,52 @@ class ReceiptStore:
     def retry_count(self) -> int:
         """Entries waiting to be resubmitted (see ``retries``)."""
         return int(self._tx("SELECT COUNT(*) FROM retries").fetchone()[0])
+
+    # -- batches the relay held back or gave up -----------------------------
+    def batch_state(self, stream: bytes, epoch: int) -> tuple[str, int, float] | None:
+        """(state, attempts, retry_after) of a (stream, epoch), or None if it never failed."""
+        row = self._tx("SELECT state, attempts, retry_after FROM batches WHERE stream=? AND epoch=?",
+                       (stream, epoch)).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
+    def batch_failed(self, stream: bytes, epoch: int, now: float,
+                     max_attempts: int = MAX_BATCH_ATTEMPTS) -> str:
+        """One more failed attempt at (stream, epoch): backoff (30 s doubling), or, at
+        ``max_attempts``, ``given_up``: its rows are written off. The new state."""
+        st = self.batch_state(stream, epoch)
+        attempts = (st[1] if st else 0) + 1
+        if attempts >= max_attempts:
+            self.write_off(stream, epoch, "given_up", attempts)
+            return "given_up"
+        wait = min(RETRY_BASE_S * 2 ** (attempts - 1), RETRY_MAX_S)
+        self._tx("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?)", (stream, epoch, attempts, now + wait, "backoff"))
+        return "backoff"
+
+    def write_off(self, stream: bytes, epoch: int, state: str, attempts: int = 0) -> int:
+        """Final ``state`` for (stream, epoch): its unsettled rows are marked settled
+        (never sent again). The number of rows written off."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                n = self.db.execute("UPDATE receipts SET settled=received WHERE stream=? AND epoch=? "
+                                    "AND received > settled", (stream, epoch)).rowcount
+                self.db.execute("DELETE FROM retries WHERE stream=? AND epoch=?", (stream, epoch))
+                self.db.execute("INSERT OR REPLACE INTO batches VALUES (?,?,?,?,?)",
+                                (stream, epoch, attempts, 0.0, state))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return int(n)
+
+    def batch_ok(self, stream: bytes, epoch: int) -> None:
+        """A settle tx of (stream, epoch) was mined: forget its backoff."""
+        self._tx("DELETE FROM batches WHERE stream=? AND epoch=? AND state='backoff'", (stream, epoch))
+
+    def batch_counts(self) -> dict[str, int]:
+        """How many (stream, epoch) are in each state (persisted counters)."""
+        rows = self._tx("SELECT state, COUNT(*) FROM batches GROUP BY state").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def drop_settlement(self, tx_hash: bytes) -> None:
         self._tx("UPDATE settlements SET state='dropped' WHERE tx_hash=?", (tx_hash,))

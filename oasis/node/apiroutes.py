@@ -299,7 +299,8 @@ async def get_wallet(api: Api, request: web.Request, body: None) -> dict[str, An
 async def get_rewards(api: Api, request: web.Request, body: None) -> dict[str, Any]:
     r = api.node.rewards
     if r is None:
-        raise ApiError(501, "not_available", "rewards are off on this node (start it with --rewards)")
+        raise ApiError(501, "not_available", "rewards are off on this node (`oasis broadcast --rewards` and "
+                       "`oasis watch --rewards` take part in proof of relay; `oasis node` does not)")
     return dict(await r.report())
 
 

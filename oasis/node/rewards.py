@@ -22,7 +22,11 @@ Theory of operation
   (a :class:`~oasis.ledger.receipts.ViewerMeter`) and every
   ``receipt_interval`` seconds sends each relay its TICKET (once per ticket)
   and a signed cumulative RECEIPT for the current epoch.
-* **Relay.** Rate-limits TICKETs and RECEIPTs per peer, drops malformed ones
+* **Relay.** Takes tickets and receipts only for the stream it carries
+  (``carried``: the on-chain ids it verified -- its own as broadcaster, its own
+  ticket's, the one made from the broadcaster's wallet binding on a link), so an
+  outsider's own streams never reach its store or its settle transactions.
+  Rate-limits TICKETs and RECEIPTs per peer, drops malformed ones
   at once, and queues the rest in bounded tables that keep only the newest
   receipt per (peer, stream, index, epoch); the worker verifies them and
   keeps the latest per (viewer, stream, epoch) in SQLite (WAL). When an
@@ -63,7 +67,7 @@ from oasis.ledger import devnet
 from oasis.ledger.chain import LedgerChain, open_chain, stream_id
 from oasis.ledger.receipt_store import ReceiptStore
 from oasis.ledger.receipts import MAX_RECEIVED, Receipt, ReceiptError, ViewerMeter
-from oasis.ledger.settlement import RelayLedger, TermsError, check_terms, epoch_of
+from oasis.ledger.settlement import RelayLedger, Terms, TermsError, check_terms, epoch_of
 from oasis.ledger.tickets import Ticket, TicketError, TicketIssuer, allowance_for, verify_ticket
 from oasis.ledger.wallet import BindingError, Wallet, bind_wallet, ledger_dir, verify_binding
 
@@ -188,6 +192,12 @@ class RewardsCounters:
     settle_entries_retry: int = 0  #: refused as unfunded: kept for a later resubmission
     settle_entries_given_up: int = 0
     streams_bad_terms: int = 0  #: relay: streams whose on-chain terms are out of range
+    receipts_store_failed: int = 0  #: relay: verified but not stored (ledger.db: disk full, I/O error)
+    settle_batches_failed: int = 0  #: relay: settle txs that reverted (batch backed off)
+    settle_batches_given_up: int = 0
+    settle_batches_closed: int = 0  #: relay: written off: the stream closed before the epoch
+    settle_batches_worthless: int = 0  #: relay: written off: could pay nothing (no tx sent)
+    settle_batches_unfunded: int = 0  #: relay: held back, the pool was empty (no tx sent)
     cpu_s: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -214,6 +224,10 @@ class Rewards:
         self.ticket: Ticket | None = None
         self.meter: ViewerMeter | None = None
         self.ticket_sent: set[bytes] = set()
+        #: relay: the on-chain ids of the stream this node carries, as far as it has
+        #: verified them (its own as broadcaster, its own ticket's, the broadcaster's
+        #: bound wallet on a link); tickets and receipts for any other stream are refused
+        self.carried: set[bytes] = set()
         self.chain: LedgerChain | None = None
         self.ledger: RelayLedger | None = None
         self.issuer: TicketIssuer | None = None
@@ -265,6 +279,7 @@ class Rewards:
             devnet.fund(self.chain, faucet, self.wallet.address)
         store = ReceiptStore(ledger_dir(self.cfg.data_dir) / STORE_FILE)
         self.ledger = RelayLedger(store, self.wallet.key, self.chain.deployment.domain(), self.chain)
+        self.ledger.carried = self.carried
         self.ledger.recover_pending()
 
     async def start_broadcaster(self, bitrate_kbps: int) -> None:
@@ -275,10 +290,26 @@ class Rewards:
             if faucet is None:
                 raise RuntimeError("the stream's pool must be funded: no dev faucet on this chain")
             check_terms(self.wallet.address, self.cfg.price_per_mb, self.cfg.epoch_length)
+            self.carried.add(self.stream)
+            store = self.ledger.store
+            # Ticket indexes pick the viewers' lanes on chain and live in ledger.db. A store
+            # that does not know a stream this wallet already opened would start them at 0
+            # again: two viewers would share a lane and their relays be paid for one.
+            if int(self.chain.stream_info(self.stream)["broadcaster"], 16) != 0 \
+                    and store.stream(self.stream) is None and len(store.viewer_indexes(self.stream)) == 0:
+                raise DataFileError(store.path, f"holds no ticket indexes for stream {self.sid}, which this "
+                                    "wallet already opened on chain (a fresh store would hand out indexes "
+                                    "viewers already hold: two viewers would share one lane and their "
+                                    "relays be paid for one)", "restore ledger.db from a backup, or "
+                                    "broadcast under a new stream name")
+            self.ledger.set_terms(self.stream, Terms(self.wallet.address, self.cfg.price_per_mb,
+                                                     self.cfg.epoch_length))  # the store knows it now
             sid = devnet.open_funded_stream(self.chain, faucet, self.wallet.key, self.stream_key,
                                             self.cfg.deposit, self.cfg.price_per_mb, self.cfg.epoch_length)
             assert sid == self.stream
             info = self.chain.stream_info(self.stream)
+            self.ledger.set_terms(self.stream, Terms(bytes.fromhex(info["broadcaster"][2:]),
+                                                     int(info["price_per_mb"]), int(info["epoch_length"])))
             allowance = allowance_for(bitrate_kbps * 1000, int(info["epoch_length"]))
             self.issuer = TicketIssuer(self.wallet.key, self.chain.deployment.domain(), self.stream,
                                        allowance, TICKET_LIFETIME, self.ledger.store.viewer_indexes(self.stream))
@@ -316,11 +347,6 @@ class Rewards:
             raise TicketRefused(403, "ticket_requests_stale", "request timestamp too far from ours")
         if not verify(b.identity, sig, ticket_request_message(self.stream_key, ts, nonce, binding)):
             raise TicketRefused(400, "ticket_requests_bad", "request not signed by the binding's identity")
-        # charged only once the identity itself signed: a binding is public, and requests
-        # forged in its name must not use up its owner's renewals (the address limit above
-        # bounds the signature checks)
-        if not self._req_by_identity.allow(b.identity, now):
-            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this identity")
         for n, t in list(self._nonces.items()):  # oldest first; forget those out of the window
             if t >= now - 2 * TICKET_MAX_SKEW and len(self._nonces) < MAX_NONCES:
                 break
@@ -328,6 +354,12 @@ class Rewards:
         if nonce in self._nonces:
             raise TicketRefused(403, "ticket_requests_stale", "request replayed")
         self._nonces[nonce] = now
+        # charged only once the identity itself signed this very request (not a replay of
+        # one): a binding is public and requests can be captured, and neither forged nor
+        # replayed requests may use up the owner's renewals (the address limit above
+        # bounds the signature checks)
+        if not self._req_by_identity.allow(b.identity, now):
+            raise TicketRefused(429, "ticket_requests_rate_limited", "too many ticket requests from this identity")
         if not self.is_member(b.identity):
             raise TicketRefused(403, "ticket_requests_not_member", "identity is not in the swarm")
         return b.address
@@ -404,6 +436,7 @@ class Rewards:
             return
         self._ticket_backoff = 1.0
         self.ticket = ticket
+        self.carried.add(ticket.stream)  # checked against the broadcaster's binding above
         self.ticket_sent.clear()  # relays get the new ticket
         self.cfg.epoch_length = epoch_length
         if self.meter is None:
@@ -473,6 +506,8 @@ class Rewards:
         self.counters.bindings_ok += 1
         self.peer_wallets[peer] = b.address
         self.wallet_peers[b.address] = peer
+        if peer == self.sid.broadcaster:  # its wallet, proven by the link: the stream's on-chain id
+            self.carried.add(stream_id(b.address, self.stream_key))
         return True
 
     def on_ticket(self, msg: wire.TicketMsg, peer: bytes | None = None) -> None:
@@ -586,6 +621,8 @@ class Rewards:
             self.counters.receipts_ok += 1
         elif v.reason == "stale":
             self.counters.receipts_stale += 1
+        elif v.reason == "store-failed":  # (logged by the ledger) a later, larger one may still land
+            self.counters.receipts_store_failed += 1
         else:
             self.counters.receipts_bad += 1
             self.counters.reasons[v.reason] = self.counters.reasons.get(v.reason, 0) + 1

@@ -40,6 +40,21 @@ def test_a_viewer_and_its_own_relay_cannot_take_the_whole_allowance(world):
     assert res.amount == world.pay(ALLOWANCE - RELAY_CAP) and res.rejected == []
 
 
+def test_two_relay_wallets_of_a_viewer_take_the_whole_allowance(world):
+    """The limit of the per-relay cap, as docs/ledger.md states it (not a defence): the cap
+    is per relay address and addresses cost nothing, so a viewer with two relay wallets of
+    its own is paid its whole allowance for the epoch (4/5 + 1/5) and an honest relay that
+    settles later gets nothing. What bounds the loss is the allowance per ticket."""
+    s1, s2, honest = world.relay("s1"), world.relay("s2"), world.relay("honest")
+    vk, t = world.viewer()
+    paid = [world.chain.settle(r.key, world.stream, world.epoch,
+                               [world.entry(t, world.receipt(vk, t, r, ALLOWANCE))]).amount for r in (s1, s2)]
+    assert paid == [world.pay(RELAY_CAP), world.pay(ALLOWANCE - RELAY_CAP)]
+    res = world.chain.settle(honest.key, world.stream, world.epoch,
+                             [world.entry(t, world.receipt(vk, t, honest, 500_000))])
+    assert res.amount == 0 and res.rejected == [(0, "allowance")]
+
+
 def test_inflated_cumulative_receipts_are_capped(world):
     r1, r2 = world.relay("r1"), world.relay("r2")
     vk, t = world.viewer()

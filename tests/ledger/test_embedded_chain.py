@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import resource
+import signal
 import subprocess
 import sys
 
-from oasis.ledger.chain import EmbeddedChain, open_chain
+import pytest
+
+from oasis.datafiles import DataFileError
+from oasis.ledger.chain import EmbeddedChain, JournalWriteError, open_chain
+from oasis.ledger.journal import FILE_HEADER_SIZE, encode_record, file_header, scan
 
 from .world import EPOCH
 
@@ -108,3 +114,55 @@ def test_a_missing_genesis_under_a_journal_is_refused_not_a_new_chain(world, tmp
     assert not genesis.exists()  # nothing made up in its place
     genesis.write_bytes(kept)
     assert EmbeddedChain(tmp_path / "chain").token_balance(relay.address) == world.pay(1_234_567)
+
+
+def test_a_failed_journal_append_rolls_the_chain_back(world, tmp_path):
+    """Attack/fault: a full disk while appending to journal.bin. The transaction had
+    already run in the in-memory EVM and stayed there: the process then signed its next
+    transaction from that phantom state (a nonce gap in the journal) and no process
+    could open the chain again. Now the block is rolled back: memory never gets ahead
+    of the journal. The failing write is the kernel's own (RLIMIT_FSIZE), no root needed."""
+    relay = world.relay()
+    vk, t = world.viewer()
+    relay.accept_ticket(t.encode())
+    assert relay.accept_receipt(world.receipt(vk, t, relay, 1_000_000).encode()).accepted
+    entry = world.entry(t, world.receipt(vk, t, relay, 1_000_000))
+    dest = b"\x11" * 20
+    path = tmp_path / "chain" / "journal.bin"
+    size = path.stat().st_size
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, hard))  # 40 bytes of a record fit
+    try:
+        with pytest.raises(JournalWriteError):
+            world.chain.settle(relay.key, world.stream, world.epoch, [entry])
+        with pytest.raises(JournalWriteError):
+            world.chain.fund(dest, 10**15)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert path.stat().st_size == size  # the partial record was taken back
+    assert world.chain.token_balance(relay.address) == 0 and world.chain.eth_balance(dest) == 0
+    # Room again: the same process goes on from the journal's state ...
+    [res] = relay.settle_due()
+    assert res.amount == world.pay(1_000_000)
+    world.chain.fund(dest, 10**15)
+    # ... and any process opens the chain, with the same balances.
+    again = EmbeddedChain(tmp_path / "chain")
+    assert again.token_balance(relay.address) == world.pay(1_000_000)
+    assert again.eth_balance(dest) == 10**15
+
+
+def test_a_journal_that_lost_a_transaction_is_a_clear_error(world, tmp_path):
+    """A journal whose records all check but cannot be replayed (here one transaction is
+    missing: a nonce gap) was a raw eth_utils ValidationError traceback on open; now a
+    one-line DataFileError naming the file."""
+    _pay_something(world)
+    path = tmp_path / "chain" / "journal.bin"
+    records, _, _ = scan(path.read_bytes()[FILE_HEADER_SIZE:], 0, path)
+    keep = records[:2] + records[3:]  # a faucet transaction lost: its later ones have a gap
+    path.write_bytes(file_header() + b"".join(encode_record(r) for r in keep))
+    with pytest.raises(DataFileError) as err:
+        EmbeddedChain(tmp_path / "chain")
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert "cannot be replayed" in str(err.value)

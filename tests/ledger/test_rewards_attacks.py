@@ -113,6 +113,18 @@ async def test_tickets_only_for_swarm_members_fresh_and_rate_limited(tmp_path):
             forged = [await post({**vr.ticket_request(time.time()), "sig": "00" * 64}) for _ in range(8)]
             assert forged == [400] * 8
             assert await post(vr.ticket_request(time.time())) == 200
+            # 3c. An on-path observer replays a captured request six times: each is refused as
+            # a replay and none is charged to the member's rate (it was, before the nonce
+            # check: the member's own next renewal was then refused, 429).
+            captured = vr.ticket_request(time.time())
+            assert await post(captured) == 200
+            await asyncio.sleep(3)  # (under the per-address limit: 2/s)
+            replays = []
+            for _ in range(6):
+                replays.append(await post(captured))
+                await asyncio.sleep(0.6)
+            assert replays == [403] * 6
+            assert await post(vr.ticket_request(time.time())) == 200
             # 4. One identity hammering: rate-limited (burst of 5, then 1 per 10 s).
             hammer = [await post(vr.ticket_request(time.time())) for _ in range(10)]
             assert hammer.count(429) >= 6 and set(hammer) <= {200, 429}
@@ -128,7 +140,7 @@ async def test_tickets_only_for_swarm_members_fresh_and_rate_limited(tmp_path):
             assert codes.count(429) >= 15 and 200 not in codes
             assert c.ticket_requests_rate_limited >= 21
             # Nobody outside the swarm got a ticket: only the member, within its limit.
-            assert c.ticket_requests_ok == 3 + hammer.count(200) <= 5
+            assert c.ticket_requests_ok == 5 + hammer.count(200) <= 5
             assert list(b.rewards._issued) == [vr.wallet.address]
             # 6. Junk bodies are charged to the address before they are read: a flood of them
             # from one address is rate-limited like well-formed requests (429, not 400s for ever)
@@ -205,6 +217,10 @@ async def test_receipt_flood_is_bounded_and_shutdown_does_not_wait(tmp_path):
     b = await Broadcaster().start(tmp_path)
     rnode, relay = await viewer_node(b, tmp_path, "relay")
     try:
+        # The relay carries the stream: it learns its on-chain id from the broadcaster's
+        # wallet binding on their link (it takes tickets and receipts for no other stream).
+        assert await rnode.connect(b.node.peer_id, b.node.host, b.node.port)
+        await until(lambda: b.rewards.stream in relay.carried, 30)
         domain = relay.chain.deployment.domain()
         # An honest viewer of the stream, with a real ticket.
         vkey = os.urandom(32)

@@ -51,13 +51,31 @@ def test_unfunded_entries_are_resubmitted_after_a_top_up(world):
 
 
 def test_retries_stop_after_the_limit(world):
+    """A pool that stays empty: the relay reads its balance before sending, so it sends
+    no transaction at all (no gas), backs off, and gives up after MAX_ATTEMPTS."""
     relay = world.relay()
     sid, issuer = _small_stream(world, 0)
     _viewer_receipt(world, relay, sid, issuer, 1000)
     sent = 0
+    eth = world.chain.eth_balance(relay.address)
     for _ in range(MAX_ATTEMPTS + 3):
         sent += len(relay.settle_due())
         world.now += int(RETRY_MAX_S) + 1
-    assert sent == MAX_ATTEMPTS
-    assert relay.counters["settle_entries_given_up"] == 1
+    assert sent == 0 and world.chain.eth_balance(relay.address) == eth
+    assert relay.counters["settle_batches_unfunded"] == MAX_ATTEMPTS
+    assert relay.counters["settle_batches_given_up"] == 1
     assert relay.store.unsettled() == [] and relay.store.retry_count() == 0
+
+
+def test_an_empty_pool_topped_up_in_time_is_paid(world):
+    relay = world.relay()
+    sid, issuer = _small_stream(world, 0)
+    _viewer_receipt(world, relay, sid, issuer, 1000)
+    assert relay.settle_due() == []  # empty pool: held back, no tx
+    world.chain.mint(world.faucet, eip712.address_of_key(world.broadcaster), world.pay(5000))
+    world.chain.deposit(world.broadcaster, sid, world.pay(5000))
+    assert relay.settle_due() == []  # still backing off
+    world.now += int(RETRY_MAX_S)
+    [res] = relay.settle_due()
+    assert res.amount == world.pay(1000)
+    assert relay.store.batch_counts() == {}

@@ -64,3 +64,18 @@ def test_oasis_version_is_the_installed_packages() -> None:
     r = subprocess.run([sys.executable, "-m", "oasis", "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"oasis {version('oasis')}"
+
+
+def test_node_offers_no_rewards_options_it_would_ignore() -> None:
+    """`oasis node --rewards` was accepted and did nothing (its help said "take part in
+    proof of relay"; GET /v1/rewards answered 501): proof of relay is per stream and
+    `oasis node` has none of its own. The option (and --epoch, --chain-rpc, --chain-dir)
+    is not offered there, and giving it is a usage error, not a silent no-op."""
+    text = _commands()["node"].format_help()
+    for flag in ("--rewards", "--epoch", "--chain-rpc", "--chain-dir"):
+        assert flag not in text, flag
+    for name in ("broadcast", "watch"):
+        assert "proof of relay" in _help_of(_commands()[name], "--rewards")
+    out = subprocess.run([sys.executable, "-m", "oasis", "node", "--rewards", "--api-listen", "off"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--rewards" in out.stderr

@@ -19,6 +19,7 @@ import sys
 import time
 
 import aiohttp
+import pytest
 from aiohttp import web
 from procs import serve, until
 
@@ -29,7 +30,11 @@ from oasis.core.announce import sign_announce
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.core.tracker import Tracker
+from oasis.datafiles import DataFileError
+from oasis.ledger import eip712
+from oasis.ledger.devnet import fund
 from oasis.ledger.receipts import sign_receipt
+from oasis.ledger.tickets import Ticket, sign_ticket
 from oasis.node.node import Node
 from oasis.node.rewards import Rewards, RewardsConfig
 from oasis.node.rewards_http import add_rewards_routes
@@ -192,3 +197,78 @@ async def test_a_receipt_flooder_does_not_use_up_an_honest_peers_rate_limit(tmp_
         await rnode.close()
         relay.close()
         await b.close()
+
+
+async def test_a_relay_takes_tickets_only_for_the_stream_it_carries(tmp_path):
+    """An outsider linked to a relay sends a ticket it signed for a stream of its own (the
+    first step of the settle wedge and of the gas drain): refused at intake. The relay
+    learned the real stream's on-chain id from the broadcaster's wallet binding on their
+    link; a ticket for that stream is taken."""
+    b = await Broadcaster().start(tmp_path)
+    rnode, relay = await rewards_node(b, tmp_path, "relay")
+    outsider = Node(Identity.generate(), sw.SwarmConfig())
+    await outsider.start()
+    try:
+        assert await rnode.connect(b.node.peer_id, b.node.host, b.node.port)
+        await until(lambda: b.rewards.stream in relay.carried, 30)
+        assert await outsider.connect(rnode.peer_id, rnode.host, rnode.port)
+        link = outsider.links_by_peer[rnode.identity.public]
+        chain, domain = relay.chain, relay.chain.deployment.domain()
+        kb, key = os.urandom(32), os.urandom(32)
+
+        def own_stream() -> bytes:
+            fund(chain, chain.faucet_key, eip712.address_of_key(kb))
+            return chain.open_stream(kb, key, 1, 1)
+
+        sa = await relay.run(own_stream)
+        now = int(time.time())
+        t = sign_ticket(kb, domain, Ticket(os.urandom(20), sa, 0, 10**6, now - 300, now + 300))
+        link.send(wire.TicketMsg(ticket=t.encode()))
+        await until(lambda: relay.counters.tickets_bad >= 1, 30)
+        assert relay.counters.tickets_ok == 0
+        real = await b.rewards.run(b.rewards.issue_ticket, os.urandom(20))
+        link.send(wire.TicketMsg(ticket=bytes.fromhex(real["ticket"])))
+        await until(lambda: relay.counters.tickets_ok >= 1, 30)
+    finally:
+        await outsider.close()
+        await rnode.close()
+        relay.close()
+        await b.close()
+
+
+async def test_a_broadcaster_with_its_ledger_db_moved_away_does_not_reuse_ticket_indexes(tmp_path):
+    """Ticket indexes (the viewers' lanes on chain) were numbered len(indexes) from
+    ledger.db: a broadcaster restarted without it (as the docs advised for a damaged
+    store) gave the next viewer index 0 again, so two viewers shared a lane and a relay
+    serving both was paid for one. Now the start is refused while the stream is open on
+    chain and the store does not know it; with the store back, indexes go on."""
+    ident = Identity.generate()
+    sid = StreamId(ident.public, "live")
+
+    def broadcaster() -> Rewards:
+        cfg = RewardsConfig(data_dir=str(tmp_path / "b"), chain_dir=str(tmp_path / "chain"), epoch_length=10)
+        return Rewards(cfg, ident, stream_text_id=str(sid))
+
+    r = broadcaster()
+    await r.start_broadcaster(800)
+    first = await r.run(r.issue_ticket, os.urandom(20))
+    r.close()
+    ledger = tmp_path / "b" / "ledger"
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for f in ledger.glob("ledger.db*"):
+        f.rename(aside / f.name)
+    r = broadcaster()
+    with pytest.raises(DataFileError, match="ticket indexes"):
+        await r.start_broadcaster(800)
+    r.close()
+    for f in ledger.glob("ledger.db*"):
+        f.unlink()
+    for f in aside.iterdir():
+        f.rename(ledger / f.name)
+    r = broadcaster()
+    await r.start_broadcaster(800)
+    second = await r.run(r.issue_ticket, os.urandom(20))
+    r.close()
+    assert Ticket.decode(bytes.fromhex(first["ticket"])).index == 0
+    assert Ticket.decode(bytes.fromhex(second["ticket"])).index == 1
