@@ -605,6 +605,8 @@ class Node:
         now = self.clock()
         if isinstance(msg, wire.Error):
             log.info("peer %s reports error %s: %s", link.addr, msg.code, msg.reason)
+        if isinstance(msg, wire.Punch) and link.rtt > 0:
+            self.policy.rtt_sample(peer, link.rtt)  # punches time the dials by it
         if isinstance(msg, (wire.Punch, wire.Observed)) and trace.isEnabledFor(logging.INFO):
             kind = self.policy.mapping.kind
             if isinstance(msg, wire.Punch):
@@ -635,6 +637,7 @@ class Node:
                 return
             if isinstance(msg, wire.Status):
                 ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
+                self.policy.rtt_sample(peer, link.rtt)  # (and punches time their dials by it)
             ls.swarm.on_message(peer, msg, now)
             ls.pump()
 
