@@ -37,6 +37,19 @@ module does three things (docs/oftp.md §15):
   to public and EIM peers by dialling them. Every stage is refused and counted
   outside its budget, and a node dials a punched address only with the peer's key
   pinned (an address that is not that peer's node never becomes a link).
+* **A punch that failed is not retried until the NATs forgot it.** Against Linux NATs
+  (the testbed's, many home routers') the two dials must leave within about the
+  one-way delay between the peers: a first packet that reaches the far NAT before that
+  NAT's own node sent leaves a conntrack entry there (unreplied UDP: 30 s, refreshed by
+  each further packet), the late node's flow is then mapped to a new port, and the early
+  side's NAT drops it -- both dials fail. A GO that waits behind a newcomer's start burst
+  is late by about that much. Every retry within the entry's life fails the same way
+  and refreshes it (the nodes re-punched every 1-5 s and never linked), so a node whose
+  punched dial failed holds the peer off ``punch_retry_after`` (no INTRO, no OFFER
+  accepted, no GO dialled, the punched address backed off as long, counted
+  ``punch_failed`` / ``punch_held``) and the retry after it finds clean NATs. The dials
+  are timed by the lowest RTT sample of each link (the policy's ``rtt_sample``), not the
+  handshake's estimate, which a loaded machine inflates.
 
 Trust: an OFFER or GO address is what an authenticated neighbour *observed*, not
 what the peer signed. A lying introducer can make a node dial an address of its

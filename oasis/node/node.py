@@ -569,7 +569,7 @@ class Node:
                        and ev.peer_key not in self.policy.dialling)
             admitted = self.policy.link_up(link, ev.peer_key, dialled=dialled,
                                            now=self.clock(), addr=(str(link.addr[0]), int(link.addr[1])),
-                                           rtt=link.rtt if link.rtt > 0 else None, service=service)
+                                           rtt=link.low_rtt if link.low_rtt > 0 else None, service=service)
             if trace.isEnabledFor(logging.INFO):
                 trace.info("link %s %s %s:%s admitted %s rtt %.0f ms", _k(ev.peer_key),
                            "dialled" if dialled else "inbound", link.addr[0], link.addr[1],
@@ -605,8 +605,8 @@ class Node:
         now = self.clock()
         if isinstance(msg, wire.Error):
             log.info("peer %s reports error %s: %s", link.addr, msg.code, msg.reason)
-        if isinstance(msg, wire.Punch) and link.rtt > 0:
-            self.policy.rtt_sample(peer, link.rtt)  # punches time the dials by it
+        if isinstance(msg, wire.Punch):
+            self.policy.rtt_sample(peer, link.low_rtt)  # punches time the dials by it
         if isinstance(msg, (wire.Punch, wire.Observed)) and trace.isEnabledFor(logging.INFO):
             kind = self.policy.mapping.kind
             if isinstance(msg, wire.Punch):
@@ -637,7 +637,7 @@ class Node:
                 return
             if isinstance(msg, wire.Status):
                 ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
-                self.policy.rtt_sample(peer, link.rtt)  # (and punches time their dials by it)
+                self.policy.rtt_sample(peer, link.low_rtt)  # (and punches time their dials by it)
             ls.swarm.on_message(peer, msg, now)
             ls.pump()
 

@@ -488,7 +488,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cleanup", action="store_true",
                     help="remove namespaces and links left by earlier runs that died, then exit")
     ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    ap.add_argument("--keep", action="store_true", help="keep logs and the topology")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep logs (hole punching and dials traced), /stats and the topology")
     ap.add_argument("--timeout", type=float, default=None, help="hard limit for the run, seconds")
     ap.add_argument("--rebind-at", type=float, default=None,
                     help="this many seconds into the run, give --rebind viewers behind home routers "
@@ -598,7 +599,7 @@ def run_testbed(args: argparse.Namespace) -> int:
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
-                 playout_delay=args.playout_delay)
+                 playout_delay=args.playout_delay, trace=args.keep)
     result: dict[str, Any] = {}
     code = 0
     try:
