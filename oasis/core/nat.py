@@ -112,10 +112,6 @@ class NatConfig:
     #: port), and every packet of a retry refreshes it -- retries within its timeout (30 s
     #: for unreplied UDP in Linux) all fail. Longer than that: the retry finds clean NATs.
     punch_retry_after: float = 35.0
-    #: ask a neighbour for introductions only once our link to it is this old: a new
-    #: link carries our start burst from it (JOIN with start: its latest keyframe and the
-    #: catch-up), and a GO queued behind that came 70-100 ms late, losing the race above
-    punch_settle: float = 1.0
     max_held: int = 1024  #: peers remembered as held off (oldest forgotten first)
 
 

@@ -734,7 +734,7 @@ class PeerPolicy(Generic[L]):
         if (self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours
                 and peer not in self.peers and not self.is_banned(peer, now)):
             r = self.nat.introducer_for(peer, self.peers, now)
-            if r is not None and self._settled(r, now) and self._introduce(peer, r, now):
+            if r is not None and self._introduce(peer, r, now):
                 self.dials.dialling[peer] = now + self.nat.config.punch_timeout
                 self._take_nat_actions(now)
 
@@ -770,14 +770,6 @@ class PeerPolicy(Generic[L]):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
             r = self.nat.introducer_for(d.peer, self.peers, now) if punch_all else None
-            if r is not None and not self._settled(r, now):
-                # punched next round, once our start burst from the introducer is over (a
-                # plain dial to a NATed peer's mapping would leave state in its NAT that
-                # fails the punch: oasis.core.nat)
-                self.dials.dialling.pop(d.peer, None)
-                self.dials.dial_addr.pop(d.peer, None)
-                self.counters.dial_attempts -= 1
-                continue
             if r is not None and self._introduce(d.peer, r, now):
                 self.dials.dial_addr.pop(d.peer, None)  # dialling until GO or the timeout
                 self.dials.dialling[d.peer] = now + self.nat.config.punch_timeout
@@ -793,15 +785,9 @@ class PeerPolicy(Generic[L]):
             self.rng.shuffle(picks)
             for k in picks[:min(need, self.config.max_dials_per_round)]:
                 r = self.nat.introducer_for(k, self.peers, now)
-                if r is not None and self._settled(r, now) and self._introduce(k, r, now):
+                if r is not None and self._introduce(k, r, now):
                     self.dials.dialling[k] = now + self.nat.config.punch_timeout
         self._take_nat_actions(now)
-
-    def _settled(self, introducer: bytes, now: float) -> bool:
-        """Our link to ``introducer`` is older than ``punch_settle`` (its GO would not
-        queue behind our start burst from it)."""
-        p = self.peers.get(introducer)
-        return p is not None and now - p.since >= self.nat.config.punch_settle
 
     def _introduce(self, peer: bytes, introducer: bytes, now: float) -> bool:
         if not self.nat.introduce(peer, introducer, now):

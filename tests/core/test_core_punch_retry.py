@@ -181,13 +181,10 @@ def test_without_the_hold_off_the_retries_keep_the_nats_state_and_never_link() -
     assert len(w.dials) >= 10  # dozens of futile dials, every one failing
 
 
-def test_a_punch_on_time_links_at_once_after_the_start_burst() -> None:
-    """B asks for its introduction only once its link to R is ``punch_settle`` old: a new
-    link carries B's start burst from R, and a GO queued behind it came 70-100 ms late."""
+def test_a_punch_on_time_links_at_once() -> None:
     w = ClashWorld(first_go_late=0.0)
     w.run(until=20.0)
-    assert w.linked_at is not None and 1.0 <= w.linked_at < 3.0
-    assert min(t for t, _, _ in w.dials) >= 1.0
+    assert w.linked_at is not None and w.linked_at < 1.0
     assert w.p[A].nat.counters.punch_failed == w.p[B].nat.counters.punch_failed == 0
     assert w.p[B].nat.counters.punch_linked == 1  # (B asked: its INTRO, A's OFFER)
 
