@@ -42,12 +42,14 @@ module does three things (docs/oftp.md §15):
   one-way delay between the peers: a first packet that reaches the far NAT before that
   NAT's own node sent leaves a conntrack entry there (unreplied UDP: 30 s, refreshed by
   each further packet), the late node's flow is then mapped to a new port, and the early
-  side's NAT drops it -- both dials fail. A GO that waits behind a newcomer's start burst
-  is late by about that much. Every retry within the entry's life fails the same way
-  and refreshes it (the nodes re-punched every 1-5 s and never linked), so a node whose
-  punched dial failed holds the peer off ``punch_retry_after`` (no INTRO, no OFFER
-  accepted, no GO dialled, the punched address backed off as long, counted
-  ``punch_failed`` / ``punch_held``) and the retry after it finds clean NATs. The dials
+  side's NAT drops it -- both dials fail. On a loaded testbed machine a GO, or the dial
+  itself, ran 70-100 ms late (67 ms one-way DE-US); a plain dial or a DHT dial to a
+  NATed peer's mapping is such an early packet too. Every retry within the entry's life
+  fails the same way and refreshes it (the nodes re-punched every 1-6 s and never
+  linked), so a node whose punched dial failed holds the peer off ``punch_retry_after``
+  (no INTRO, no OFFER accepted, no GO dialled, the punched address backed off as long,
+  no DHT dial to it, counted ``punch_failed`` / ``punch_held``) and the retry after it
+  finds clean NATs. The dials
   are timed by the lowest RTT sample of each link (the policy's ``rtt_sample``), not the
   handshake's estimate, which a loaded machine inflates.
 
