@@ -61,11 +61,12 @@ def pct(xs: list[float], q: float) -> float | None:
 
 
 async def trial(a: str, b: str, seed: int, duration: float,
-                keep: str = "none") -> tuple[bool, float | None, str | None]:
-    """One trial: (linked, connect time in ms or None, the kept directory or None)."""
+                keep: str = "none") -> tuple[bool, float | None, str | None, int]:
+    """One trial: (linked, connect time in ms or None, the kept directory or None, A's and
+    B's punched dials that failed: ``nat_punch_failed``; linked with failures = on a retry)."""
     bed = Testbed(topology(a, b, seed), prefix=f"pm{os.getpid()}-", duration=duration,
                   chunk_ms=100, delay_scale=1.0, progress=Quiet(), trace=keep != "none")
-    linked, ms, r = False, None, None
+    linked, ms, r, failed = False, None, None, 0
     try:
         bed.build()
         r = await bed.run()
@@ -75,13 +76,19 @@ async def trial(a: str, b: str, seed: int, duration: float,
         times = [t for who, other in (("A", pb), ("B", pa))
                  for peer, t in d[who].get("punch_connect_ms", []) if peer == other]
         ms = min(times) if times else None
+        for who in ("A", "B"):
+            try:
+                c = json.loads(Path(bed.root, f"{who}.stats.json").read_text())["counters"]
+                failed += int(c.get("nat_punch_failed", 0))
+            except (OSError, ValueError, KeyError):
+                pass
     finally:
         kept = keep == "all" or (keep == "failed" and not linked)
         bed.keep = kept  # kept on purpose (the testbed's --keep), not as a run that failed
         problems = bed.close()
         if problems:
             print(f"  clean-up: {problems}", file=sys.stderr)
-    return linked, ms, (bed.root if kept else None)
+    return linked, ms, (bed.root if kept else None), failed
 
 
 def main() -> int:
@@ -107,21 +114,24 @@ def main() -> int:
         pairs = [(a, b) for a, b in pairs if (a, b) in want or (b, a) in want]
     load = [round(os.getloadavg()[0], 2)]
     for a, b in pairs:
-        ok, times, kept = 0, [], []
+        ok, times, kept, retried = 0, [], [], 0
         for t in range(args.trials):
             print(f"{a} <-> {b}, trial {t + 1}/{args.trials} (load {os.getloadavg()[0]:.2f})",
                   file=sys.stderr)
             load.append(round(os.getloadavg()[0], 2))
-            linked, ms, root = asyncio.run(trial(a, b, 100 + t, args.duration, args.keep))
-            print(f"  linked {linked}, {ms} ms" + (f", kept in {root}" if root else ""), file=sys.stderr)
+            linked, ms, root, failed = asyncio.run(trial(a, b, 100 + t, args.duration, args.keep))
+            print(f"  linked {linked}, {ms} ms, punched dials failed {failed}"
+                  + (f", kept in {root}" if root else ""), file=sys.stderr)
             ok += linked
+            retried += linked and failed > 0
             if linked and ms is not None:
                 times.append(ms)
             if root:
                 kept.append(root)
         out[f"{a}-{b}"] = {"trials": args.trials, "linked": ok, "success": round(ok / args.trials, 3),
                            "connect_ms_p50": pct(times, 0.5), "connect_ms_p95": pct(times, 0.95),
-                           "connect_ms": times, **({"kept": kept} if kept else {})}
+                           "connect_ms": times, "linked_on_a_retry": retried,
+                           **({"kept": kept} if kept else {})}
     load.append(round(os.getloadavg()[0], 2))
     print(json.dumps({"pairs": out, "duration_s": args.duration, "wall_s": round(time.monotonic() - t0, 1),
                       "load_1m_min": min(load), "load_1m_max": max(load)}, sort_keys=True))
