@@ -12,6 +12,10 @@ Prints one JSON object: per pair the trials, successes, success rate and connect
 p50 / p95 (ms). Needs root (network namespaces), like ``bench/testbed.py``.
 
     python bench/punch_matrix.py --trials 3 --duration 15
+
+``--keep failed`` (or ``all``) keeps a trial's directory -- every node's log, with its
+hole punching and dials traced (``OASIS_TRACE_PUNCH``), and its ``/stats?detail=1`` as
+``<node>.stats.json`` -- when A and B did not link (or always); the JSON names them.
 """
 
 from __future__ import annotations
@@ -56,22 +60,35 @@ def pct(xs: list[float], q: float) -> float | None:
     return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1)
 
 
-async def trial(a: str, b: str, seed: int, duration: float) -> tuple[bool, float | None]:
+async def trial(a: str, b: str, seed: int, duration: float,
+                keep: str = "none") -> tuple[bool, float | None, str | None, int]:
+    """One trial: (linked, connect time in ms or None, the kept directory or None, A's and
+    B's punched dials that failed: ``nat_punch_failed``; linked with failures = on a retry)."""
     bed = Testbed(topology(a, b, seed), prefix=f"pm{os.getpid()}-", duration=duration,
-                  chunk_ms=100, delay_scale=1.0, progress=Quiet())
+                  chunk_ms=100, delay_scale=1.0, progress=Quiet(), trace=keep != "none")
+    linked, ms, r, failed = False, None, None, 0
     try:
         bed.build()
         r = await bed.run()
+        d = r["nat_detail"]
+        pa, pb = d["A"]["peer"], d["B"]["peer"]
+        linked = pb in d["A"].get("neighbours", []) or pa in d["B"].get("neighbours", [])
+        times = [t for who, other in (("A", pb), ("B", pa))
+                 for peer, t in d[who].get("punch_connect_ms", []) if peer == other]
+        ms = min(times) if times else None
+        for who in ("A", "B"):
+            try:
+                c = json.loads(Path(bed.root, f"{who}.stats.json").read_text())["counters"]
+                failed += int(c.get("nat_punch_failed", 0))
+            except (OSError, ValueError, KeyError):
+                pass
     finally:
+        kept = keep == "all" or (keep == "failed" and not linked)
+        bed.keep = kept  # kept on purpose (the testbed's --keep), not as a run that failed
         problems = bed.close()
         if problems:
             print(f"  clean-up: {problems}", file=sys.stderr)
-    d = r["nat_detail"]
-    pa, pb = d["A"]["peer"], d["B"]["peer"]
-    linked = pb in d["A"].get("neighbours", []) or pa in d["B"].get("neighbours", [])
-    times = [ms for who, other in (("A", pb), ("B", pa))
-             for peer, ms in d[who].get("punch_connect_ms", []) if peer == other]
-    return linked, (min(times) if times else None)
+    return linked, ms, (bed.root if kept else None), failed
 
 
 def main() -> int:
@@ -79,6 +96,11 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--keep", choices=("none", "failed", "all"), default="none",
+                    help="keep the trials' logs (punches traced) and per-node /stats?detail=1: "
+                    "of trials that did not link, or of all")
+    ap.add_argument("--pairs", default=None,
+                    help="only these pairs, e.g. eim-cgn,cgn-cgn (default: every pair of --kinds)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("punch_matrix: needs root (network namespaces)", file=sys.stderr)
@@ -86,19 +108,33 @@ def main() -> int:
     kinds = args.kinds.split(",")
     out: dict[str, dict[str, object]] = {}
     t0 = time.monotonic()
-    for a, b in itertools.combinations_with_replacement(kinds, 2):
-        ok, times = 0, []
+    pairs = list(itertools.combinations_with_replacement(kinds, 2))
+    if args.pairs:
+        want = {tuple(p.split("-", 1)) for p in args.pairs.split(",")}
+        pairs = [(a, b) for a, b in pairs if (a, b) in want or (b, a) in want]
+    load = [round(os.getloadavg()[0], 2)]
+    for a, b in pairs:
+        ok, times, kept, retried = 0, [], [], 0
         for t in range(args.trials):
-            print(f"{a} <-> {b}, trial {t + 1}/{args.trials}", file=sys.stderr)
-            linked, ms = asyncio.run(trial(a, b, 100 + t, args.duration))
+            print(f"{a} <-> {b}, trial {t + 1}/{args.trials} (load {os.getloadavg()[0]:.2f})",
+                  file=sys.stderr)
+            load.append(round(os.getloadavg()[0], 2))
+            linked, ms, root, failed = asyncio.run(trial(a, b, 100 + t, args.duration, args.keep))
+            print(f"  linked {linked}, {ms} ms, punched dials failed {failed}"
+                  + (f", kept in {root}" if root else ""), file=sys.stderr)
             ok += linked
+            retried += linked and failed > 0
             if linked and ms is not None:
                 times.append(ms)
+            if root:
+                kept.append(root)
         out[f"{a}-{b}"] = {"trials": args.trials, "linked": ok, "success": round(ok / args.trials, 3),
                            "connect_ms_p50": pct(times, 0.5), "connect_ms_p95": pct(times, 0.95),
-                           "connect_ms": times}
-    print(json.dumps({"pairs": out, "duration_s": args.duration, "wall_s": round(time.monotonic() - t0, 1)},
-                     sort_keys=True))
+                           "connect_ms": times, "linked_on_a_retry": retried,
+                           **({"kept": kept} if kept else {})}
+    load.append(round(os.getloadavg()[0], 2))
+    print(json.dumps({"pairs": out, "duration_s": args.duration, "wall_s": round(time.monotonic() - t0, 1),
+                      "load_1m_min": min(load), "load_1m_max": max(load)}, sort_keys=True))
     return 0
 
 

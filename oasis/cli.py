@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -426,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("OASIS_TRACE_PUNCH"):
+        logging.getLogger("oasis.punch").setLevel(logging.INFO)  # oasis.node.node.trace
     if args.cmd == "testbed":
         from oasis.testbed.runner import run_testbed
         return run_testbed(args)

@@ -37,6 +37,21 @@ module does three things (docs/oftp.md §15):
   to public and EIM peers by dialling them. Every stage is refused and counted
   outside its budget, and a node dials a punched address only with the peer's key
   pinned (an address that is not that peer's node never becomes a link).
+* **A punch that failed is not retried until the NATs forgot it.** Against Linux NATs
+  (the testbed's, many home routers') the two dials must leave within about the
+  one-way delay between the peers: a first packet that reaches the far NAT before that
+  NAT's own node sent leaves a conntrack entry there (unreplied UDP: 30 s, refreshed by
+  each further packet), the late node's flow is then mapped to a new port, and the early
+  side's NAT drops it -- both dials fail. On a loaded testbed machine a GO, or the dial
+  itself, ran 70-100 ms late (67 ms one-way DE-US); a plain dial or a DHT dial to a
+  NATed peer's mapping is such an early packet too. Every retry within the entry's life
+  fails the same way and refreshes it (the nodes re-punched every 1-6 s and never
+  linked), so a node whose punched dial failed holds the peer off ``punch_retry_after``
+  (no INTRO, no OFFER accepted, no GO dialled, the punched address backed off as long,
+  no DHT dial to it, counted ``punch_failed`` / ``punch_held``) and the retry after it
+  finds clean NATs. The dials
+  are timed by the lowest RTT sample of each link (the policy's ``rtt_sample``), not the
+  handshake's estimate, which a loaded machine inflates.
 
 Trust: an OFFER or GO address is what an authenticated neighbour *observed*, not
 what the peer signed. A lying introducer can make a node dial an address of its
@@ -92,6 +107,14 @@ class NatConfig:
     #: punch (rather than dial) a candidate a neighbour can introduce also while our own
     #: mapping is not known yet (a node behind a NAT does not know it in its first seconds)
     punch_unknown: bool = False
+    #: after our punched dial to a peer failed, no punch with it (no INTRO, no OFFER
+    #: accepted, no GO dialled) for this long: a punch whose first packet reached the far
+    #: NAT before that NAT's own packet left leaves state there (a Linux NAT keeps a
+    #: conntrack entry for the unsolicited packet and maps the late side's flow to a new
+    #: port), and every packet of a retry refreshes it -- retries within its timeout (30 s
+    #: for unreplied UDP in Linux) all fail. Longer than that: the retry finds clean NATs.
+    punch_retry_after: float = 35.0
+    max_held: int = 1024  #: peers remembered as held off (oldest forgotten first)
 
 
 @dataclass
@@ -112,6 +135,8 @@ class NatCounters:
     punch_go_received: int = 0
     punch_unexpected: int = 0  #: ACCEPT/GO matching nothing we sent
     punch_backed_off: int = 0  #: punch dials not made: the address failed lately (backed off)
+    punch_failed: int = 0  #: punched dials that did not link (the peer is then held off)
+    punch_held: int = 0  #: INTROs not sent, OFFERs refused, GOs not dialled: held off (above)
     punch_linked: int = 0  #: peers we asked to be introduced to (INTRO) and then linked
 
 
@@ -263,6 +288,30 @@ class Introductions:
     accept_bucket: _Bucket | None = None
     out: list[SendToPeer | PunchDial] = field(default_factory=list)
     next_nonce: int = 1
+    #: peer -> until when no punch with it is made (our punched dial to it failed)
+    held: dict[bytes, float] = field(default_factory=dict)
+
+    # ---- after a failed punch ---------------------------------------------------------
+    def hold(self, peer: bytes, now: float) -> None:
+        """Our punched dial to ``peer`` failed: no punch with it for ``punch_retry_after``."""
+        self.counters.punch_failed += 1
+        self.held.pop(peer, None)  # re-insert: newest last
+        self.held[peer] = now + self.config.punch_retry_after
+        if len(self.held) > self.config.max_held:
+            del self.held[next(iter(self.held))]
+
+    def is_held(self, peer: bytes, now: float) -> bool:
+        until = self.held.get(peer)
+        if until is None:
+            return False
+        if until <= now:
+            del self.held[peer]
+            return False
+        return True
+
+    def release(self, peer: bytes) -> None:
+        """Linked after all (the peer dialled us, say): nothing to wait for."""
+        self.held.pop(peer, None)
 
     # ---- introduction paths -------------------------------------------------
     def listed(self, introducer: bytes, keys: Iterable[bytes], now: float) -> None:
@@ -306,7 +355,11 @@ class Introductions:
 
     # ---- role A ---------------------------------------------------------------
     def introduce(self, target: bytes, introducer: bytes, now: float) -> bool:
-        """Ask ``introducer`` to introduce us to ``target``. False: too many under way."""
+        """Ask ``introducer`` to introduce us to ``target``. False: too many under way, or
+        a punch with ``target`` failed lately (held off)."""
+        if self.is_held(target, now):
+            self.counters.punch_held += 1
+            return False
         if len(self.pending) >= self.config.max_pending:
             return False
         nonce = self._nonce()
@@ -352,6 +405,9 @@ class Introductions:
                 delay_ms=min(rtt_ms_of(sender), 0xFFFF))))
         elif phase == Phase.OFFER:  # we are B; sender is R, msg.peer is A
             a = msg.peer
+            if self.is_held(a, now):  # our punch with A failed lately: no packet to it yet
+                c.punch_held += 1
+                return
             if self.accept_bucket is None:
                 self.accept_bucket = _Bucket(cfg.accept_burst, now)
             if (a == self.self_key or not room or (blocked is not None and blocked(a))
@@ -387,6 +443,9 @@ class Introductions:
                 return
             del self.pending[msg.nonce]
             c.punch_go_received += 1
+            if self.is_held(msg.peer, now):  # (our punch with B failed since we asked)
+                c.punch_held += 1
+                return
             # the address is the introducer's word, as an OFFER's is: the same node-wide
             # budget of punch dials (a hostile introducer answered every INTRO with a GO
             # naming a victim: 60 dials in 20 s, beyond the budget OFFERs keep)

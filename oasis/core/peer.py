@@ -336,6 +336,8 @@ class PeerPolicy(Generic[L]):
         self._intro_at: dict[bytes, float] = {}
         #: (peer, seconds from INTRO to the link): the latest 256 punches' connect times
         self.punch_connect_s: deque[tuple[bytes, float]] = deque(maxlen=256)
+        #: peer -> the address of our punched dial to it under way (bounded by the dials)
+        self._punched: dict[bytes, tuple[str, int]] = {}
 
     @property
     def dialling(self) -> dict[bytes, float]:
@@ -476,6 +478,8 @@ class PeerPolicy(Generic[L]):
                 self._set_service(self.peers[peer], True)
         c.links_accepted += 1
         p = self.peers[peer]
+        self._punched.pop(peer, None)
+        self.nat.release(peer)
         t0 = self._intro_at.pop(peer, None)
         if t0 is not None:
             self.nat.counters.punch_linked += 1
@@ -505,6 +509,18 @@ class PeerPolicy(Generic[L]):
                 if n >= cap:
                     return True
         return False
+
+    def rtt_sample(self, peer: bytes, rtt: float) -> None:
+        """A newer RTT estimate of ``peer``'s link (s; the executor's, e.g. on each PUNCH
+        and STATUS). The lowest is kept: hole punching times the two dials by it, and the
+        estimate at link-up includes the handshake's processing (40 ms links measured
+        90-149 ms on a loaded testbed machine; the OFFER's dial then went 55 ms late)."""
+        p = self.peers.get(peer)
+        if p is None or rtt <= 0:
+            return
+        ms = max(1, min(0xFFFF, int(rtt * 1000)))
+        if p.rtt_ms == 0 or ms < p.rtt_ms:
+            p.rtt_ms = ms
 
     def address_changed(self, link: L, peer: bytes, addr: tuple[str, int], now: float) -> None:
         """``peer``'s packets on ``link`` now come from ``addr`` (its NAT rebound, its phone
@@ -712,14 +728,31 @@ class PeerPolicy(Generic[L]):
 
     def dial_failed(self, peer: bytes, now: float) -> None:
         """A ``Dial`` (or ``connect``) did not authenticate the peer. If a neighbour can
-        introduce it (it may sit behind a NAT), it is punched through that neighbour."""
-        self.dials.failed(peer, now)
+        introduce it (it may sit behind a NAT), it is punched through that neighbour. A
+        punched dial that failed holds the peer off (``NatConfig.punch_retry_after``)."""
+        self._failed(peer, now)
         if (self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours
                 and peer not in self.peers and not self.is_banned(peer, now)):
             r = self.nat.introducer_for(peer, self.peers, now)
             if r is not None and self._introduce(peer, r, now):
                 self.dials.dialling[peer] = now + self.nat.config.punch_timeout
                 self._take_nat_actions(now)
+
+    def _failed(self, peer: bytes, now: float) -> None:
+        """``peer``'s dial under way failed: its address backs off. If it was a punch, no
+        punch with the peer and no dial to the punched address for ``punch_retry_after``
+        (:class:`~oasis.core.nat.NatConfig`: a retry before the NATs forgot the failed
+        punch fails too, and its packets keep them from forgetting it)."""
+        addr = self._punched.pop(peer, None)
+        punched = (addr is not None and peer in self.dials.dialling
+                   and self.dials.dial_addr.get(peer) == addr)
+        self.dials.failed(peer, now)
+        if punched and addr is not None:
+            self.nat.hold(peer, now)
+            entry = self.dials.backoff.get(addr)
+            if entry is not None:
+                until = max(entry[1], now + self.nat.config.punch_retry_after)
+                self.dials.backoff[addr] = (entry[0], until)
 
     def may_dial(self, peer: bytes, host: str, port: int, now: float) -> bool:
         """An executor-initiated dial (``connect``): allowed? If so it is now dialling."""
@@ -817,8 +850,15 @@ class PeerPolicy(Generic[L]):
             self.nat.counters.punch_backed_off += 1
             self.dials.dialling.pop(a.peer, None)
             return
+        if self.nat.is_held(a.peer, now):  # an earlier punch with it failed meanwhile
+            self.nat.counters.punch_held += 1
+            self.dials.dialling.pop(a.peer, None)
+            return
         self.dials.dialling[a.peer] = now + self.config.dial_timeout
         self.dials.dial_addr[a.peer] = (a.host, a.port)
+        self._punched[a.peer] = (a.host, a.port)
+        if len(self._punched) > 4 * self.nat.config.max_pending:
+            del self._punched[next(iter(self._punched))]
         self.counters.dial_attempts += 1
         self._actions.append(Dial(a.peer, a.host, a.port))
 
@@ -888,7 +928,7 @@ class PeerPolicy(Generic[L]):
             if self.dials.dial_addr.get(peer) is None:
                 self.dials.dialling.pop(peer, None)  # an introduction that got no GO
             else:
-                self.dials.failed(peer, now)  # the executor never reported: count it failed
+                self._failed(peer, now)  # the executor never reported: count it failed
         for target in self.nat.expired(now):
             if self.dials.dial_addr.get(target) is None:
                 self.dials.dialling.pop(target, None)

@@ -101,6 +101,11 @@ class Link:
         """QUIC's smoothed RTT estimate (s); -1 before the first sample."""
         return self.stack.rtt(self.quic)
 
+    @property
+    def low_rtt(self) -> float:
+        """A low RTT sample (s; the stack's minimum or latest); -1 before the first."""
+        return self.stack.low_rtt(self.quic)
+
     # -- input -----------------------------------------------------------
     def datagram_received(self, data: bytes, now: float, addr: tuple[str, int] | None = None) -> None:
         """One datagram for this connection from ``addr`` (where it came from). A peer

@@ -50,6 +50,13 @@ from .messaging import Messaging
 from .transport import Endpoint, Link
 
 log = logging.getLogger("oasis.node")
+#: hole punching and dials, one line each (INFO; off unless OASIS_TRACE_PUNCH=1 is set, as
+#: the testbed does for runs whose logs it keeps: ``bench/punch_matrix.py --keep``)
+trace = logging.getLogger("oasis.punch")
+
+
+def _k(key: bytes | None) -> str:
+    return "-" if key is None else key.hex()[:8]
 MAX_OFFERED = 50  #: candidates taken from one answer of a source
 #: LinkCounters summed over a node's links into Node.counters (as ``link_<name>``)
 LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped")
@@ -413,6 +420,11 @@ class Node:
         policy = self.policy
         for a in policy.actions():
             if isinstance(a, pp.SendTo):
+                if isinstance(a.message, wire.Punch) and trace.isEnabledFor(logging.INFO):
+                    m = a.message
+                    trace.info("send PUNCH %s to %s: peer %s %s:%s nonce %d delay %d ms",
+                               m.phase, _k(a.link.peer_key), _k(m.peer), m.host, m.port, m.nonce,
+                               m.delay_ms)
                 a.link.send(a.message)
             elif isinstance(a, pp.AddPeer):
                 ls = self.streams.get(a.stream)
@@ -431,6 +443,8 @@ class Node:
                 if not a.link.closed:
                     a.link.close(a.code, a.reason)
             elif isinstance(a, pp.Dial):
+                if trace.isEnabledFor(logging.INFO):
+                    trace.info("dial %s at %s:%s", _k(a.peer), a.host, a.port)
                 self.spawn(self._dial(a.peer, a.host, a.port, 5.0))
             elif isinstance(a, pp.Ban):
                 log.warning("banned %s until %.0f: %s %s", peer_id_of(a.peer)[:16], a.until,
@@ -526,6 +540,8 @@ class Node:
             await asyncio.wait_for(asyncio.shield(link.handshake_done), timeout)
         except (TimeoutError, ConnectionError, OSError) as exc:
             log.debug("dial %s:%s failed: %s", host, port, exc)
+            if trace.isEnabledFor(logging.INFO):
+                trace.info("dial %s at %s:%s failed: %r", _k(key), host, port, exc)
             self.policy.dial_failed(key, self.clock())
             self._run_policy()
             return False
@@ -553,7 +569,11 @@ class Node:
                        and ev.peer_key not in self.policy.dialling)
             admitted = self.policy.link_up(link, ev.peer_key, dialled=dialled,
                                            now=self.clock(), addr=(str(link.addr[0]), int(link.addr[1])),
-                                           rtt=link.rtt if link.rtt > 0 else None, service=service)
+                                           rtt=link.low_rtt if link.low_rtt > 0 else None, service=service)
+            if trace.isEnabledFor(logging.INFO):
+                trace.info("link %s %s %s:%s admitted %s rtt %.0f ms", _k(ev.peer_key),
+                           "dialled" if dialled else "inbound", link.addr[0], link.addr[1],
+                           admitted, link.rtt * 1000)
             if admitted and self.rewards is not None:
                 link.send(self.rewards.hello())
             self._run_policy()
@@ -585,7 +605,18 @@ class Node:
         now = self.clock()
         if isinstance(msg, wire.Error):
             log.info("peer %s reports error %s: %s", link.addr, msg.code, msg.reason)
+        if isinstance(msg, wire.Punch):
+            self.policy.rtt_sample(peer, link.low_rtt)  # punches time the dials by it
+        if isinstance(msg, (wire.Punch, wire.Observed)) and trace.isEnabledFor(logging.INFO):
+            kind = self.policy.mapping.kind
+            if isinstance(msg, wire.Punch):
+                trace.info("got PUNCH %s from %s: peer %s %s:%s nonce %d delay %d ms", msg.phase,
+                           _k(peer), _k(msg.peer), msg.host, msg.port, msg.nonce, msg.delay_ms)
         route = self.policy.on_message(link, peer, msg, now)
+        if isinstance(msg, wire.Observed) and trace.isEnabledFor(logging.INFO):
+            m = self.policy.mapping
+            trace.info("OBSERVED from %s: %s:%s; mapping %s %s (was %s)", _k(peer), msg.host,
+                       msg.port, m.kind.name, m.public, kind.name)
         if route is None:
             self._run_policy()
         elif route == pp.TO_NODE:
@@ -606,6 +637,7 @@ class Node:
                 return
             if isinstance(msg, wire.Status):
                 ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
+                self.policy.rtt_sample(peer, link.low_rtt)  # (and punches time their dials by it)
             ls.swarm.on_message(peer, msg, now)
             ls.pump()
 
@@ -629,6 +661,9 @@ class Node:
             link.send(msg)
 
     def _on_closed(self, link: Link, code: ErrorCode) -> None:
+        if trace.isEnabledFor(logging.INFO):
+            trace.info("link %s %s:%s closed %s", _k(link.peer_key), link.addr[0], link.addr[1],
+                       code.name if isinstance(code, ErrorCode) else code)
         if link not in self._folded:
             self._fold(link)
         self.policy.link_down(link, link.peer_key, self.clock(), code=code)

@@ -66,10 +66,13 @@ def _delayer_preexec() -> None:
         pass
 
 
-def _spawn(name: str, ns: str, args: list[str], log_dir: str) -> Proc:
-    """``python -m <args>`` inside namespace ``ns``, from this source tree."""
+def _spawn(name: str, ns: str, args: list[str], log_dir: str, trace: bool = False) -> Proc:
+    """``python -m <args>`` inside namespace ``ns``, from this source tree. ``trace``: the
+    node logs its hole punching and dials (``OASIS_TRACE_PUNCH``, oasis.node.node.trace)."""
     err = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed below
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if trace:
+        env["OASIS_TRACE_PUNCH"] = "1"
     p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", *args],
                          stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
                          start_new_session=True, env=env, preexec_fn=die_with_parent)
@@ -118,10 +121,11 @@ class Testbed:
     def __init__(self, topo: Topology, *, prefix: str, duration: float, chunk_ms: int,
                  delay_scale: float, progress: Any, keep: bool = False,
                  discovery: str = "tracker", rebind_at: float | None = None,
-                 rebind: int = 0, playout_delay: float = 0.5) -> None:
+                 rebind: int = 0, playout_delay: float = 0.5, trace: bool = False) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
+        self.trace = trace  #: nodes log hole punching and dials (kept logs: read them)
         self.rebind_at, self.rebind = rebind_at, rebind
         self.rebound: dict[str, float] = {}  #: viewer -> wall-clock time its NAT rebound
         self.playout_delay = playout_delay  #: every node's (the node's default: 0.5 s)
@@ -163,7 +167,7 @@ class Testbed:
                                     "--playout-delay", str(self.playout_delay),
                                     "--listen", f"{bp.addr}:{OFTP_PORT}", "--http", f"{bp.addr}:{HTTP_PORT}",
                                     "--upload-kbps", str(2 * bitrate), "--area", b.country,
-                                    "--data-dir", os.path.join(self.root, "b")], self.root)
+                                    "--data-dir", os.path.join(self.root, "b")], self.root, self.trace)
         self.procs.append(bproc)
         binfo = await _first_line(bproc, START_TIMEOUT)
         self.started[b.name] = time.monotonic()
@@ -194,7 +198,7 @@ class Testbed:
                     "--listen", f"{p.addr}:{OFTP_PORT + 1 + topo.viewers.index(v)}",
                     "--upload-kbps", str(4 * bitrate), "--area", v.country, "--json",
                     "--playout-delay", str(self.playout_delay),
-                    "--data-dir", os.path.join(self.root, v.name)], self.root)
+                    "--data-dir", os.path.join(self.root, v.name)], self.root, self.trace)
                 self.procs.append(proc)
                 vprocs[v.name] = proc
                 await _first_line(proc, START_TIMEOUT)
@@ -237,6 +241,10 @@ class Testbed:
                                                "oasis_discovery_events_total")
         bstats = await http_json(bp.ns, bp.addr, HTTP_PORT, "/stats?detail=1")
         metrics = await http_get(bp.ns, bp.addr, HTTP_PORT, "/metrics") or b""
+        # every node's /stats?detail=1 beside its log (kept with them: --keep, or a failure)
+        for name, s in [*((v.name, s) for v, s in zip(viewers, final, strict=True)), (b.name, bstats)]:
+            if s is not None:
+                Path(self.root, f"{name}.stats.json").write_text(json.dumps(s))
         now = time.time()
         args = argparse.Namespace(viewers=len(viewers), duration=self.duration, chunk_ms=self.chunk_ms,
                                   playout_delay=self.playout_delay)
@@ -480,7 +488,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cleanup", action="store_true",
                     help="remove namespaces and links left by earlier runs that died, then exit")
     ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    ap.add_argument("--keep", action="store_true", help="keep logs and the topology")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep logs (hole punching and dials traced), /stats and the topology")
     ap.add_argument("--timeout", type=float, default=None, help="hard limit for the run, seconds")
     ap.add_argument("--rebind-at", type=float, default=None,
                     help="this many seconds into the run, give --rebind viewers behind home routers "
@@ -590,7 +599,7 @@ def run_testbed(args: argparse.Namespace) -> int:
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
-                 playout_delay=args.playout_delay)
+                 playout_delay=args.playout_delay, trace=args.keep)
     result: dict[str, Any] = {}
     code = 0
     try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -140,6 +142,57 @@ def test_nat_drops_unsolicited_inbound(bed: runner.Testbed) -> None:
         assert r.rtt_ms == []
     finally:
         s1.close()
+
+
+def _heard(sock: socket.socket, wait: float) -> set[tuple[str, int]]:
+    """Where the datagrams ``sock`` received within ``wait`` seconds came from."""
+    out = set()
+    end = time.monotonic() + wait
+    while (left := end - time.monotonic()) > 0:
+        r, _, _ = select.select([sock], [], [], left)
+        if r:
+            out.add(sock.recvfrom(2048)[1][:2])
+    return out
+
+
+def test_a_punch_works_only_if_neither_packet_reaches_the_far_nat_first(bed: runner.Testbed) -> None:
+    """Hole punching between two NATed nodes (docs/oftp.md §15.3) against the testbed's
+    Linux NATs: both sides sending at once open both; but a packet that reaches the far
+    NAT before that NAT's own node sent leaves a conntrack entry there (unreplied, 30 s,
+    refreshed by every further packet), the late node's flow is mapped to a new port, and
+    the early side's NAT drops it -- a punch fails both ways, and so does a retry while
+    the entry lives (why a node holds a failed punch off: NatConfig.punch_retry_after)."""
+    pl = bed.net.placement
+    e, c = pl["v1"], pl["v3"]  # the home router (eim) and the carrier-grade NAT
+
+    def pair(pe: int, pc: int) -> tuple[socket.socket, socket.socket]:
+        se, sc = netns.ns_socket(e.ns, socket.SOCK_DGRAM), netns.ns_socket(c.ns, socket.SOCK_DGRAM)
+        se.bind(("0.0.0.0", pe))
+        sc.bind(("0.0.0.0", pc))
+        return se, sc
+
+    se, sc = pair(5201, 5203)  # at once: both punches get through
+    try:
+        for _ in range(3):
+            se.sendto(b"e", (c.public, 5203))
+            sc.sendto(b"c", (e.public, 5201))
+        assert _heard(se, 1.0) == {(c.public, 5203)}
+        assert _heard(sc, 0.2) == {(e.public, 5201)}
+    finally:
+        se.close()
+        sc.close()
+    se, sc = pair(5301, 5303)  # the home side first, the carrier-grade side 0.5 s later
+    try:
+        se.sendto(b"e", (c.public, 5303))
+        assert _heard(sc, 0.5) == set()  # unsolicited: dropped (its conntrack entry stays)
+        for _ in range(3):
+            sc.sendto(b"c", (e.public, 5301))
+            se.sendto(b"e", (c.public, 5303))
+        assert _heard(se, 1.0) == set()  # the late flow left on another port: dropped
+        assert _heard(sc, 0.2) == set()
+    finally:
+        se.close()
+        sc.close()
 
 
 def test_topology_is_plain_data() -> None:

@@ -1,0 +1,52 @@
+"""The DHT does not dial a peer whose punch failed lately (oasis.core.nat: punch_retry_after).
+
+In the testbed a pair of NATed viewers whose first punch had failed retried after the
+hold-off with two dials 4 ms apart and failed again: one node's DHT had dialled the other's
+mapping meanwhile, an unsolicited packet that left the far NAT's state in place (as a punch
+packet that arrives first does). The node's DHT driver now asks the policy first."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import types
+
+from oasis.core import dhtdefs as dd
+from oasis.core import peer as pp
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.node.dhtnode import DhtDriver
+
+
+def key(i: int) -> bytes:
+    return bytes([i]) * 32
+
+
+def test_no_dht_dial_to_a_peer_held_off_after_a_failed_punch() -> None:
+    async def run() -> None:
+        clock = [100.0]
+        dials: list[tuple[tuple[str, int], bytes]] = []
+
+        class Endpoint:
+            def dial(self, addr: tuple[str, int], peer: bytes) -> object:
+                dials.append((addr, peer))
+                raise ConnectionError("no network here")
+
+        ident = Identity.generate()
+        policy: pp.PeerPolicy[object] = pp.PeerPolicy(ident.public, rng=random.Random(1), now=clock[0])
+        node = types.SimpleNamespace(identity=ident, rng=random.Random(2), policy=policy, closing=False,
+                                     loop=asyncio.get_running_loop(), endpoint=Endpoint(),
+                                     clock=lambda: clock[0])
+        driver = DhtDriver(node)  # type: ignore[arg-type]
+        ping = wire.DhtPing(qid=1)
+        policy.nat.hold(key(7), clock[0])  # our punched dial to 7 failed just now
+        driver._send(dd.Send(key(7), "198.18.3.1", 4436, ping))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        assert dials == [] and driver.counters["dht_dials"] == 0
+        assert not driver.open_link(key(7), "198.18.3.1", 4436)
+        clock[0] += policy.nat.config.punch_retry_after  # the NATs forgot the failed punch
+        driver._send(dd.Send(key(7), "198.18.3.1", 4436, ping))  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        assert driver.counters["dht_dials"] == 1 and dials == [(("198.18.3.1", 4436), key(7))]
+
+    asyncio.run(run())
