@@ -57,6 +57,15 @@ class SwarmConfig:
     origin_wait: bool = False
     #: ... and never later than this before the deadline, whatever the fetch takes
     origin_wait_margin: float = 0.0
+    #: on a late substream, a repair may also ask a neighbour whose STATUS does not show the
+    #: chunk (a STATUS is up to ``status_interval`` old) but whose advertised lag says it
+    #: has had it by now (:meth:`oasis.core.repair.RepairPicker.request`)
+    repair_by_lag: bool = True
+    #: a relay whose parent's push of substream ``j`` usually comes too late for its children
+    #: (its lag + a hop after the origin fallback) and that no peer can repair a chunk of
+    #: ``j`` from at its repair round asks the origin then, not at the fallback: its copy
+    #: reaches its children before their own fallback (one fetch instead of one per child)
+    relay_origin_early: bool = False
     #: a viewer that has not started this long after its join asks the origin for the
     #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
     #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed
@@ -192,6 +201,9 @@ class SwarmCounters:
     duplicate_bytes: int = 0
     bad_chunks: int = 0
     requests_sent: int = 0
+    #: repair REQUESTs on a late substream sent to a neighbour whose STATUS did not show
+    #: the chunk but whose advertised lag says it has had it by now (``RepairPicker.request``)
+    requests_predicted: int = 0
     requests_served: int = 0
     missing_sent: int = 0
     origin_fetches: int = 0
@@ -199,6 +211,8 @@ class SwarmCounters:
     #: wants whose origin fetch was put after the fixed fallback to wait for a late
     #: parent's push (``origin_wait``)
     origin_waits: int = 0
+    #: origin fetches a relay made at its repair round for its children (``relay_origin_early``)
+    origin_early: int = 0
     #: origin fetches that failed for a chunk that may not be made yet (nothing at or after
     #: it held or claimed): not retried before its deadline
     origin_not_retried: int = 0
