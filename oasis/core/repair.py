@@ -15,7 +15,13 @@ never saw them. Each such seq it lacks is a *want* with three times:
   (:mod:`.tree`), + U(0, 1). On a *late* substream (our parent's push usually
   comes after a repair round would, :mod:`.delay`) only peers that hold it and
   have upload to spare (free push slots in their STATUS) are asked: a held
-  request would fetch a chunk already on its way. Repeated to
+  request would fetch a chunk already on its way. A STATUS is up to 2 s old,
+  so with ``repair_by_lag`` a peer with free slots whose advertised lag says it
+  will have the chunk and answer before the origin fallback and our parent's
+  push counts as a holder (:meth:`RepairPicker._arrival_via`). If no peer can be
+  asked and we have children on that substream whose copy from us would come
+  after their own fallback (``relay_origin_early``), the origin is asked then,
+  for them (a failure before the fixed fallback is retried, no stall). Repeated to
   another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
   at once; when every peer has been asked, the list is cleared.
 * ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried
