@@ -14,7 +14,9 @@ while the substream has no parent or no sample) and at most
 before the origin fallback; when the smoothed delay itself is past that cap
 (the parent's push usually comes after a repair would) the substream is *late*:
 its repair round comes at the cap and asks only peers that already hold the
-chunk and have upload to spare (free push slots) — a held request to a peer still waiting for it would fetch a chunk already
+chunk, or by their advertised lag will hold it before the origin fallback, and
+have upload to spare (free push slots; :mod:`.repair`) — a held request to a peer
+waiting for it no sooner than we would get it from our parent would fetch a chunk already
 on its way, but a holder's copy beats the origin fallback (a withheld push is
 then covered by a peer, not by the origin). A fixed
 timer requested nearly every chunk from a node several hops deep (the chunk was

@@ -15,7 +15,13 @@ never saw them. Each such seq it lacks is a *want* with three times:
   (:mod:`.tree`), + U(0, 1). On a *late* substream (our parent's push usually
   comes after a repair round would, :mod:`.delay`) only peers that hold it and
   have upload to spare (free push slots in their STATUS) are asked: a held
-  request would fetch a chunk already on its way. Repeated to
+  request would fetch a chunk already on its way. A STATUS is up to 2 s old,
+  so with ``repair_by_lag`` a peer with free slots whose advertised lag says it
+  will have the chunk and answer before the origin fallback and our parent's
+  push counts as a holder (:meth:`RepairPicker._arrival_via`). If no peer can be
+  asked and we have children on that substream whose copy from us would come
+  after their own fallback (``relay_origin_early``), the origin is asked then,
+  for them (a failure before the fixed fallback is retried, no stall). Repeated to
   another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
   at once; when every peer has been asked, the list is cleared.
 * ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried
@@ -59,6 +65,7 @@ from .swarmdefs import (
 from .tree import PushTree
 
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
+RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
@@ -84,6 +91,9 @@ class Want:
     origin_busy: bool = False
     origin_tries: int = 0
     deferred: int = 0  #: times its deadline passed while it may not have been made yet
+    #: fetched early for our children (``relay_origin_early``): a failure before this
+    #: (the fixed fallback's time) is a chunk not at the edge yet, retried, no stall
+    early_until: float = 0.0
 
 
 class RepairPicker:
@@ -172,7 +182,11 @@ class RepairPicker:
         want = self.wants.get(seq)
         if want is not None:
             want.origin_busy = False
-            if not ok:
+            if not ok and now < want.early_until:
+                want.origin_at = now + self.config.origin_retry
+                if want.origin_at < self.wants_t:
+                    self.wants_t = want.origin_at
+            elif not ok:
                 # (a want that may not be made yet is not asked again: the origin is the
                 # broadcaster's, or in front of it, and a late stream would only load it.
                 # That includes a want nothing at or after which is held or claimed: during
@@ -361,6 +375,35 @@ class RepairPicker:
                     self.want(seq, now)
         self.wants_t = now
 
+    def _relay_late(self, j: int) -> bool:
+        """We have children on ``j`` and our parent's push usually reaches us so late that
+        our copy would reach them after their origin fallback (``RELAY_HOP`` a hop)."""
+        d = self.delay
+        if not d.known[j] or d.lag[j] + REPAIR_MARGIN + RELAY_HOP <= d.origin_at:
+            return False
+        bit = 1 << j
+        for st in self.peers.values():
+            if st.children_mask & bit:
+                return True
+        return False
+
+    def _arrival_via(self, st: PeerState, j: int, age: float) -> float:
+        """How long after its time a chunk of ``j`` that is ``age`` (s) old now would reach us
+        if we asked ``st`` now: ``st`` is fed on ``j`` (not through us) and its advertised
+        lag says when the chunk reaches it (a held request is answered then), plus the
+        round trip of the request (INF: it is not fed, or below us)."""
+        msg = st.status
+        if msg is None or j >= len(msg.paths) or j >= len(msg.lags):
+            return INF
+        path = msg.paths[j]
+        lag = msg.lags[j]
+        if not path or self.tree.tag in path or lag == wire.LAG_UNKNOWN:
+            return INF
+        half = st.rtt / 2 if st.rtt >= 0 else 0.05
+        have = lag / 1000 + REPAIR_MARGIN
+        ask = age + half
+        return (have if have > ask else ask) + half
+
     def request(self, seq: int, w: Want, now: float) -> None:
         j = seq % self.config.substreams
         best: PeerState | None = None
@@ -369,28 +412,56 @@ class RepairPicker:
         # at least two hops closer to the broadcaster on this substream than we are.
         mine = len(self.tree.paths[j]) - 2 if self.tree.parents[j] is not None else wire.MAX_PATH
         # Our parent's push usually comes after a repair round would (a late substream):
-        # only a holder with upload to spare (free slots) is asked.
+        # only a holder with upload to spare (free slots) is asked. A STATUS is up to
+        # ``status_interval`` old, so its ``have`` bits never show a chunk this fresh: a
+        # neighbour fed on ``j`` (not below us) whose advertised lag says it will have the
+        # chunk and answer before the origin fallback and our parent's push
+        # (``repair_by_lag``, :meth:`_arrival_via`) counts as a holder too.
         late = self.delay.late[j]
+        by_lag = late and self.config.repair_by_lag
+        age = now - self.log.time_of(seq) if by_lag else 0.0
+        predicted = False
         for st in self.peers.values():
             if st.key in w.asked or st.status is None or st.refused_until > now:
                 continue
             msg = st.status
             holds = status_holds(msg, seq)
+            guess = False
+            arrival = INF
             if late:
-                if not holds or msg.slots == 0:
+                if msg.slots == 0:
                     continue
+                if not holds:
+                    if not by_lag or st.key == self.tree.parents[j]:
+                        continue  # (our parent: its push is the one that comes late)
+                    # it would have it and answer before the origin fallback (and before
+                    # our parent's usual push): a held request there beats both
+                    arrival = self._arrival_via(st, j, age)
+                    if arrival >= self.delay.origin_at or arrival >= self.delay.lag[j]:
+                        continue
+                    guess = True
             elif not holds and (j >= len(msg.paths) or not msg.paths[j] or len(msg.paths[j]) > mine):
                 continue  # it would get the chunk no sooner than our own parent
-            score = float((0 if holds else len(msg.paths[j])) + (2 if self.tree.parents[j] == st.key else 0)
+            score = float((0 if holds else (1 + arrival if guess else len(msg.paths[j])))
+                          + (2 if self.tree.parents[j] == st.key else 0)
                           + 3 * st.withholds)  # struck for withholding (§ 9.2): ask last
             score += self.rng.random()
             if score < best_score:
-                best, best_score = st, score
+                best, best_score, predicted = st, score, guess
         if best is None:
             w.request_at = now + self.config.repair_after
             w.asked.clear()
+            if (late and self.config.relay_origin_early and self.config.use_origin and not w.origin_busy
+                    and now < w.origin_at and self._relay_late(j)):
+                # our children would get our push after their own origin fallback: fetch
+                # it for them now (one fetch instead of one per child)
+                w.early_until = w.origin_at
+                self.counters.origin_early += 1
+                self._fetch_origin(seq, w, now, w.deadline)
             return
         w.asked.add(best.key)
         w.request_at = now + max(0.05, self.config.repair_after)
         self.counters.requests_sent += 1
+        if predicted:
+            self.counters.requests_predicted += 1
         self.actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))

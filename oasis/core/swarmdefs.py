@@ -32,10 +32,12 @@ class SwarmConfig:
     bitrate_kbps: int = 1500
     upload_kbps: int = 0  #: 0 = no cap
     playout_delay: float = 0.5  #: deadline = chunk time + this
-    #: ask the origin this long before the deadline (an HTTP fetch from a CDN edge, and two
-    #: retries, fit in it). 0.15: at 1,000 simulated churning viewers and a 0.5 s playout delay
-    #: peers carried 0.910 of the bytes against 0.840 with 0.2, p95 377 against 339 ms
-    origin_margin: float = 0.15
+    #: ask the origin this long before the deadline (an HTTP fetch from a CDN edge, and a
+    #: retry, fit in it). 0.15: at 1,000 simulated churning viewers and a 0.5 s playout delay
+    #: peers carried 0.910 of the bytes against 0.840 with 0.2, p95 377 against 339 ms. 0.12
+    #: since relays fetch early for their children (``relay_origin_early``), which took p95
+    #: 29 ms lower: the room a later fallback needs (docs/simulation.md, 2026-12-02)
+    origin_margin: float = 0.12
     repair_after: float = 0.15  #: pull a chunk this long after it should exist
     startup_grace: float = 1.5  #: deadline for chunks older than our join
     window_chunks: int = 300
@@ -44,7 +46,9 @@ class SwarmConfig:
     reject_backoff: float = 3.0
     max_depth: int = wire.MAX_PATH - 1
     max_children_uncapped: int = 64  #: substream slots when upload is uncapped
-    slot_headroom: float = 0.8  #: share of the upload cap booked by push subscriptions
+    #: share of the upload cap booked by push subscriptions (0.8 until 2026-12-02: at 33 ms
+    #: chunks more slots make shallower trees; docs/simulation.md)
+    slot_headroom: float = 1.0
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
     #: on a substream whose parent's push usually comes after the origin fallback would
@@ -57,6 +61,15 @@ class SwarmConfig:
     origin_wait: bool = False
     #: ... and never later than this before the deadline, whatever the fetch takes
     origin_wait_margin: float = 0.0
+    #: on a late substream, a repair may also ask a neighbour whose STATUS does not show the
+    #: chunk (a STATUS is up to ``status_interval`` old) but whose advertised lag says it
+    #: has had it by now (:meth:`oasis.core.repair.RepairPicker.request`)
+    repair_by_lag: bool = True
+    #: a relay whose parent's push of substream ``j`` usually comes too late for its children
+    #: (its lag + a hop after the origin fallback) and that no peer can repair a chunk of
+    #: ``j`` from at its repair round asks the origin then, not at the fallback: its copy
+    #: reaches its children before their own fallback (one fetch instead of one per child)
+    relay_origin_early: bool = True
     #: a viewer that has not started this long after its join asks the origin for the
     #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
     #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed
@@ -192,6 +205,9 @@ class SwarmCounters:
     duplicate_bytes: int = 0
     bad_chunks: int = 0
     requests_sent: int = 0
+    #: repair REQUESTs on a late substream sent to a neighbour whose STATUS did not show
+    #: the chunk but whose advertised lag says it has had it by now (``RepairPicker.request``)
+    requests_predicted: int = 0
     requests_served: int = 0
     missing_sent: int = 0
     origin_fetches: int = 0
@@ -199,6 +215,8 @@ class SwarmCounters:
     #: wants whose origin fetch was put after the fixed fallback to wait for a late
     #: parent's push (``origin_wait``)
     origin_waits: int = 0
+    #: origin fetches a relay made at its repair round for its children (``relay_origin_early``)
+    origin_early: int = 0
     #: origin fetches that failed for a chunk that may not be made yet (nothing at or after
     #: it held or claimed): not retried before its deadline
     origin_not_retried: int = 0

@@ -257,3 +257,99 @@ def test_without_origin_wait_the_fixed_fallback_fetches_what_the_parent_would_pu
     node.handle_timer(t + 0.355)
     assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == seq]
     assert node.counters.origin_waits == 0
+
+
+def test_a_late_substream_asks_a_neighbour_whose_lag_says_it_has_the_chunk() -> None:
+    """A STATUS is up to 2 s old, so its ``have`` bits never show a chunk 0.2 s old: on a
+    late substream the repair round also asks a neighbour fed on it (not through us) with
+    free slots whose advertised lag says it will have the chunk and answer before the
+    origin fallback and before our parent's push; not one whose lag says it would not,
+    nor one below us on the substream."""
+    rng = random.Random(6)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    me, par, fast, slow, below = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
+    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5),
+                    rng=random.Random(1), now=0.0)
+    tb, t1, t2 = peer_tag(bid.public), b"\x01" * 8, b"\x02" * 8
+    for k in (par, fast, slow, below):
+        node.add_peer(k, 0.0, rtt=0.02)
+
+    def status(k: bytes, path: list[bytes], lag: int, slots: int, now: float) -> None:
+        node.on_message(k, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=slots,
+                                       paths=[path] * K, lags=[lag] * K), now)
+
+    status(par, [tb, t1, t2, peer_tag(par)], 250, 8, 0.0)
+    node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
+    assert all(p == par for p in node.parents)
+    for seq in range(40):  # pushes 0.3 s after each chunk's time: every substream is late
+        t = 1.0 + seq * 0.1
+        node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.3)
+    assert all(node.delay.late)
+    my_path = node.paths[0]
+    status(fast, [tb, peer_tag(fast)], 60, 3, 4.5)  # 60 ms behind the broadcaster
+    status(slow, [tb, t1, peer_tag(slow)], 290, 3, 4.5)  # no sooner than our parent
+    status(below, [*my_path, peer_tag(below)], 20, 3, 4.5)  # our child: gets it through us
+    node.actions()
+    gap = 40  # the parent's push of 40 does not come
+    t = 1.0 + gap * 0.1
+    node.handle_timer(t + node.delay.cap + 0.001)
+    asked = [a.peer for a in node.actions() if isinstance(a, sw.Send) and isinstance(a.message, wire.Request)
+             and a.message.seq == gap]
+    assert asked == [fast]
+    assert node.counters.requests_predicted == 1
+    # without free slots it is not asked either (its upload carries its own children)
+    status(fast, [tb, peer_tag(fast)], 60, 0, t + 0.25)
+    node.actions()
+    gap2 = 44
+    t2 = 1.0 + gap2 * 0.1
+    node.handle_timer(t2 + node.delay.cap + 0.001)
+    assert not [a for a in node.actions() if isinstance(a, sw.Send) and isinstance(a.message, wire.Request)
+                and a.message.seq == gap2]
+
+
+def test_a_late_relay_fetches_for_its_children_when_no_peer_can_repair() -> None:
+    """With ``relay_origin_early``: a relay whose parent's pushes come 0.33 s after a
+    chunk's time would pass them on after its children's own origin fallback (0.35 s),
+    so every child would fetch the chunk too. When its repair round finds nobody to ask,
+    it asks the origin then, for them; a failure then (not at the edge yet) is retried,
+    not taken for a stall. A late node without children waits for the fallback."""
+    rng = random.Random(7)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    me, par, kid = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
+    tb, t1 = peer_tag(bid.public), b"\x01" * 8
+
+    def relay(children: bool) -> sw.Swarm:
+        node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+                                                relay_origin_early=True), rng=random.Random(1), now=0.0)
+        node.add_peer(par, 0.0, rtt=0.02)
+        node.add_peer(kid, 0.0, rtt=0.02)
+        node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
+                                         paths=[[tb, t1, peer_tag(par)]] * K, lags=[300] * K), 0.0)
+        node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
+        for seq in range(40):
+            t = 1.0 + seq * 0.1
+            node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.33)
+        if children:
+            node.on_message(kid, wire.Subscribe(stream=sid.key, mask=1, substreams=K), 5.0)
+        node.actions()
+        return node
+
+    gap = 40  # substream 0
+    t = 1.0 + gap * 0.1
+    for children in (True, False):
+        node = relay(children)
+        assert node.delay.late[0]
+        node.handle_timer(t + node.delay.cap + 0.001)
+        fetched = [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == gap]
+        assert bool(fetched) == children
+        assert node.counters.origin_early == (1 if children else 0)
+    # (the relay with children) not at the edge yet: retried shortly, no stall begins
+    node = relay(True)
+    node.handle_timer(t + node.delay.cap + 0.001)
+    node.actions()
+    node.on_origin(gap, None, t + 0.22)
+    assert node.repair.stall_latest < 0
+    node.handle_timer(t + 0.28)
+    assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == gap]
