@@ -413,18 +413,22 @@ class Link:
     def _flush(self) -> None:
         ep = self.endpoint
         try:
-            out = self.quic.datagrams_to_send(now=ep.loop.time())
+            out = self.stack.datagrams_to_send(self.quic, ep.loop.time())
         except self.stack.errors as exc:
             self._quic_refused(exc)
             return
         if not out:
             return
         addr = out[0][1]
-        batch: list[bytes] = []
+        batch = [data for data, _ in out]
+        self.datagrams_out += len(batch)
+        self.wire_out += sum(map(len, batch)) + UDP_IP_HEADER * len(batch)
+        if all(to == addr for _, to in out):
+            ep.send_datagrams(batch, addr)
+            return
+        batch = []  # QUIC sends on one path at a time; keep the order if not
         for data, to in out:
-            self.datagrams_out += 1
-            self.wire_out += len(data) + UDP_IP_HEADER
-            if to != addr:  # QUIC sends on one path at a time; keep order if not
+            if to != addr:
                 ep.send_datagrams(batch, addr)
                 batch, addr = [], to
             batch.append(data)

@@ -49,6 +49,7 @@ READ_SIZE = 65536
 _SEG = struct.Struct("=H")
 _GRO_SEG = struct.Struct("=i")  #: the kernel puts the GRO segment size as an int
 _GRO_ANC = socket.CMSG_SPACE(_GRO_SEG.size)
+_MSG_TRUNC = int(socket.MSG_TRUNC)  #: a plain int: the flag enum's ``&`` is a Python call per read
 
 Addr = tuple[str, int]
 
@@ -157,7 +158,7 @@ class UdpSocket:
             data, addr = self.sock.recvfrom(READ_SIZE)
             return data, addr, 0
         data, anc, flags, addr = self.sock.recvmsg(READ_SIZE, _GRO_ANC)
-        if flags & socket.MSG_TRUNC:
+        if flags & _MSG_TRUNC:
             return data, addr, -1
         for level, kind, cdata in anc:
             if level == socket.SOL_UDP and kind == UDP_GRO and len(cdata) >= _GRO_SEG.size:
