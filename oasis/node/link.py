@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 UDP_IP_HEADER = 28
 
 
+#: s a chunk stream's deadline may lie ahead when its timer fires and still count as due
+EXPIRY_SLACK = 0.002
+
 #: rounds of _apply_session's drain (actions, then events) before it stops: each round
 #: takes every event queued, so more than a few means a session that keeps itself busy
 MAX_APPLY_ROUNDS = 16
@@ -70,7 +73,10 @@ class Link:
         self._timer_at: float | None = None
         self._session_timer: asyncio.TimerHandle | None = None
         self._session_timer_at = 0.0
+        #: chunk streams not known finished -> their deadline (wall clock), one timer for all
         self._chunk_deadlines: dict[int, float] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self.datagrams_in = self.datagrams_out = 0
         self.wire_in = self.wire_out = 0
         self.closed = False
@@ -337,7 +343,7 @@ class Link:
                     self._quic_refused(exc)
                     continue
                 self._chunk_deadlines[sid] = a.deadline
-                self.endpoint.watch_deadline(self, sid, a.deadline)
+                self._arm_expiry()
             elif isinstance(a, ss.StopChunkStream):
                 self._stop_receiving(a.stream_id, ErrorCode.TOO_LARGE)
             elif isinstance(a, ss.CloseLink):
@@ -361,6 +367,37 @@ class Link:
         self.session.handle_timer(self.endpoint.clock())
         self._apply_session(self.endpoint.loop.time())
         self.transmit()
+
+    def _arm_expiry(self) -> None:
+        """One timer per link for its chunk streams' deadlines: first forget the streams
+        QUIC is done with (every byte acknowledged: nothing to reset), then wake at the
+        earliest deadline of those left. A child acknowledges a chunk within a round trip,
+        so this timer rarely fires; a timer per chunk fired for every one."""
+        d = self._chunk_deadlines
+        if d:
+            finished, quic = self.stack.finished, self.quic
+            for sid in [sid for sid in d if finished(quic, sid)]:
+                del d[sid]
+        if not d or self.closed:
+            return
+        at = min(d.values())
+        if self._expiry is not None:
+            if self._expiry_at <= at:
+                return  # armed for an earlier deadline: it looks again then
+            self._expiry.cancel()
+        ep = self.endpoint
+        self._expiry_at = at
+        self._expiry = ep.loop.call_later(max(0.0, at - ep.clock()), self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        self._expiry = None
+        if self.closed:
+            return
+        # the event loop's timers may fire up to a millisecond early (uvloop: 1 ms steps)
+        now = self.endpoint.clock() + EXPIRY_SLACK
+        for sid in [sid for sid, t in self._chunk_deadlines.items() if t <= now]:
+            self.expire_chunk(sid)
+        self._arm_expiry()
 
     def expire_chunk(self, sid: int) -> None:
         """Reset a chunk stream that is still not fully sent at its deadline."""
@@ -478,10 +515,10 @@ class Link:
         self._process()
 
     def cancel_timers(self) -> None:
-        for t in (self._timer, self._session_timer):
+        for t in (self._timer, self._session_timer, self._expiry):
             if t is not None:
                 t.cancel()
-        self._timer = self._session_timer = None
+        self._timer = self._session_timer = self._expiry = None
         self._timer_at = None
 
 

@@ -427,10 +427,6 @@ class Endpoint(asyncio.DatagramProtocol):
             link.handshake_done.exception()  # mark retrieved
         self.on_event(link, ev)
 
-    def watch_deadline(self, link: Link, sid: int, deadline: float) -> None:
-        delay = max(0.0, deadline - self.clock())
-        self.loop.call_later(delay, link.expire_chunk, sid)
-
     def forget(self, link: Link) -> None:
         link.cancel_timers()
         link.closed = True
