@@ -461,7 +461,8 @@ class Node:
     # ---- candidates and dialling ---------------------------------------------------
     async def announce_due(self) -> None:
         """Wait until the policy wants fresh candidates (its announce cadence: at once after
-        start, every ``fast_interval`` while short of neighbours, else the source's interval;
+        start, every ``fast_interval`` while short of neighbours (slower while the answers name
+        nobody new), else the source's interval;
         ``retry_interval`` after :meth:`announce_failed`; soon after a neighbour left).
         Answer with :meth:`offer_candidates` or :meth:`announce_failed`. One waiter."""
         await self.announce_wanted.wait()
