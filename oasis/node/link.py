@@ -149,7 +149,9 @@ class Link:
         now = ep.loop.time()
         wall = ep.clock()
         qe = self.stack.events
+        events = 0
         while (ev := self.quic.next_event()) is not None:
+            events += 1
             if isinstance(ev, qe.StreamDataReceived):
                 sid = ev.stream_id
                 self._delivered += len(ev.data)
@@ -189,6 +191,12 @@ class Link:
                                    by_peer=True)
                 self._quic_closing = True
                 self.closed = True
+        if not events and not self.stack.counts_received:
+            # Nothing for the session (most often an ACK from a child): it has no new input,
+            # so it has no new actions, timer or limit to check. (aioquic counts bytes held
+            # out of order, which arrive without an event: there the checks below run.)
+            self.transmit()
+            return
         s = self.session
         if not s.closed:
             received = self._stream_bytes_received()
