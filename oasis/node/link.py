@@ -462,22 +462,10 @@ class Link:
         except self.stack.errors as exc:
             self._quic_refused(exc)
             return
-        if not out:
-            return
-        addr = out[0][1]
-        batch = [data for data, _ in out]
-        self.datagrams_out += len(batch)
-        self.wire_out += sum(map(len, batch)) + UDP_IP_HEADER * len(batch)
-        if all(to == addr for _, to in out):
+        for addr, batch in out:  # a run per address, in order (one unless QUIC changes path)
+            self.datagrams_out += len(batch)
+            self.wire_out += sum(map(len, batch)) + UDP_IP_HEADER * len(batch)
             ep.send_datagrams(batch, addr)
-            return
-        batch = []  # QUIC sends on one path at a time; keep the order if not
-        for data, to in out:
-            if to != addr:
-                ep.send_datagrams(batch, addr)
-                batch, addr = [], to
-            batch.append(data)
-        ep.send_datagrams(batch, addr)
 
     def control_unsent(self) -> int:
         """Bytes on the control stream that QUIC has not yet put on the wire."""

@@ -96,9 +96,10 @@ class Stack:
         for d in datagrams:
             quic.receive_datagram(d, addr, now)
 
-    def datagrams_to_send(self, quic: Any, now: float) -> list[tuple[bytes, Any]]:
-        """What the connection has to send now: (datagram, address) pairs, in order."""
-        return list(quic.datagrams_to_send(now=now))
+    def datagrams_to_send(self, quic: Any, now: float) -> list[tuple[Any, list[bytes]]]:
+        """What the connection has to send now, in order: (address, datagrams) for each
+        run of datagrams to one address (QUIC sends on one path at a time: one run)."""
+        return _runs(quic.datagrams_to_send(now=now))
 
     def supported_versions(self) -> list[int]:
         raise NotImplementedError
@@ -147,6 +148,16 @@ class Stack:
     def path(self, quic: Any) -> tuple[str, int] | None:
         """The peer address QUIC sends to now (it follows a migrating peer)."""
         raise NotImplementedError
+
+
+def _runs(out: Any) -> list[tuple[Any, list[bytes]]]:
+    """(datagram, address) pairs -> (address, datagrams) for each run to one address."""
+    runs: list[tuple[Any, list[bytes]]] = []
+    for data, to in out:
+        if not runs or runs[-1][0] != to:
+            runs.append((to, []))
+        runs[-1][1].append(data)
+    return runs
 
 
 class AioquicStack(Stack):
@@ -347,9 +358,20 @@ class Qh3Stack(Stack):
                           retry_source_connection_id=retry_cid)
 
     def receive_many(self, quic: Any, datagrams: list[bytes], addr: tuple[str, int], now: float) -> None:
-        quic.receive_many_datagrams(datagrams, addr, now)
+        # Past the handshake, qh3's receive_many_datagrams is: check the address text
+        # (ours comes from the socket), a qlog hook per datagram, one call to its core,
+        # then its _drain_core. Without a logger we make the last two calls ourselves
+        # (not public API: guarded; else, and before the handshake, qh3's own method).
+        core = getattr(quic, "_core", None)
+        drain = getattr(quic, "_drain_core", None)
+        if (core is None or drain is None or not getattr(quic, "_handshake_complete", False)
+                or getattr(quic, "_quic_logger", True) is not None):
+            quic.receive_many_datagrams(datagrams, addr, now)
+            return
+        core.receive_many_datagrams(datagrams, addr, now)
+        drain()
 
-    def datagrams_to_send(self, quic: Any, now: float) -> list[tuple[bytes, Any]]:
+    def datagrams_to_send(self, quic: Any, now: float) -> list[tuple[Any, list[bytes]]]:
         # qh3's datagrams_to_send wraps each poll of its native core in Python (an error
         # wrapper and two qlog hooks per datagram, ~1/3 of a relaying viewer's flush). With
         # no qlog logger the loop over the core is the same thing: a RuntimeError of the
@@ -358,12 +380,17 @@ class Qh3Stack(Stack):
         # them, qh3's own method).
         core = getattr(quic, "_core", None)
         if core is None or getattr(quic, "_quic_logger", True) is not None:
-            return list(quic.datagrams_to_send(now=now))
+            return _runs(quic.datagrams_to_send(now=now))
         poll = core.poll_transmit
-        out = []
+        runs: list[tuple[Any, list[bytes]]] = []
+        addr: Any = None
+        run: list[bytes] = []
         while (t := poll(now)) is not None:
-            out.append((t[0], t[1]))
-        return out
+            if t[1] != addr or not runs:
+                addr, run = t[1], []
+                runs.append((addr, run))
+            run.append(t[0])
+        return runs
 
     def rtt(self, quic: Any) -> float:
         core = quic._core  # the native core's estimate (not public API: guarded)

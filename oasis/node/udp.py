@@ -180,18 +180,17 @@ class UdpSocket:
             for d in datagrams:
                 self.sendto(d, addr)
             return
+        sizes = list(map(len, datagrams))
         i, n = 0, len(datagrams)
         while i < n:
-            size = len(datagrams[i])
-            j = i + 1
-            total = size
-            limit = min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size) if size else 1
+            size = sizes[i]
+            end = min(n, i + (min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size) if size else 1))
             # equal sizes; the run's last datagram may be shorter (the kernel allows it)
-            while j < n and j - i < limit and len(datagrams[j]) <= size:
-                total += len(datagrams[j])
+            j = i + 1
+            while j < end and sizes[j] == size:
                 j += 1
-                if len(datagrams[j - 1]) < size:
-                    break
+            if j < end and sizes[j] < size:
+                j += 1
             if j - i == 1:
                 self.sendto(datagrams[i], addr)
             elif self._closing:
