@@ -48,6 +48,8 @@ UDP_IP_HEADER = 28
 
 #: s a chunk stream's deadline may lie ahead when its timer fires and still count as due
 EXPIRY_SLACK = 0.002
+#: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
+TIMER_GRID = 0.001
 
 #: rounds of _apply_session's drain (actions, then events) before it stops: each round
 #: takes every event queued, so more than a few means a session that keeps itself busy
@@ -502,8 +504,18 @@ class Link:
             self._timer = ep.loop.call_at(t, self._on_timer)
 
     def _on_timer(self) -> None:
+        at = self._timer_at
         self._timer = None
         self._timer_at = None
+        loop = self.endpoint.loop
+        if at is not None and loop.time() < at:
+            # Fired early: uvloop runs timers on a millisecond grid, up to a millisecond
+            # before their time. QUIC has nothing due yet, and a timer armed again for the
+            # same instant fired at once again: a spin of flushes until the clock got there
+            # (qh3's pacing deadlines are often under a millisecond away). Wait past it.
+            self._timer_at = at
+            self._timer = loop.call_at(at + TIMER_GRID, self._on_timer)
+            return
         try:
             self.quic.handle_timer(now=self.endpoint.loop.time())
         except self.stack.errors as exc:

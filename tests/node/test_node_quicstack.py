@@ -208,6 +208,35 @@ async def test_acknowledged_chunk_streams_are_forgotten_at_the_next_push(stack: 
         await b.close()
 
 
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_quic_timer_fired_early_waits_for_its_deadline_instead_of_spinning(stack: str) -> None:
+    """uvloop fires timers on a millisecond grid, up to a millisecond early. A QUIC timer
+    that fires before its deadline does not call QUIC (nothing is due) and is armed past
+    the deadline, not for the same instant (that fired at once, again and again)."""
+    a, b = await _node(stack), await _node(stack)
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        la = a.links_by_peer[b.identity.public]
+        calls: list[float] = []
+        real = la.quic.handle_timer
+
+        def counted(now: float) -> None:
+            calls.append(now)
+            real(now)
+
+        la.quic.handle_timer = counted
+        la.cancel_timers()
+        at = a.loop.time() + 0.05
+        la._timer_at = at
+        la._on_timer()  # early
+        assert calls == [] and la._timer is not None and la._timer_at == at
+        await _wait(lambda: bool(calls), SLACK)
+        assert calls[0] >= at  # QUIC is called once the deadline has passed
+    finally:
+        await a.close()
+        await b.close()
+
+
 def _acknowledged(link: Link, sid: int) -> bool:
     """Stream ``sid`` acknowledged: aioquic says so; qh3 does not, but nothing in flight will do."""
     core = getattr(link.quic, "_core", None)
