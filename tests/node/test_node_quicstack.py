@@ -218,15 +218,18 @@ async def test_a_quic_timer_fired_early_waits_for_its_deadline_instead_of_spinni
         assert await a.connect(b.peer_id, *b.endpoint.address)
         la = a.links_by_peer[b.identity.public]
         calls: list[float] = []
-        real = la.quic.handle_timer
+        real, real_timer = la.quic.handle_timer, la.quic.get_timer
+        at = a.loop.time() + 0.05
 
         def counted(now: float) -> None:
             calls.append(now)
             real(now)
 
+        # QUIC's deadline is ``at`` until it is called (a STATUS arriving meanwhile must
+        # not move the timer elsewhere), then its own again
         la.quic.handle_timer = counted
+        la.quic.get_timer = lambda: real_timer() if calls else at
         la.cancel_timers()
-        at = a.loop.time() + 0.05
         la._timer_at = at
         la._on_timer()  # early
         assert calls == [] and la._timer is not None and la._timer_at == at
