@@ -373,7 +373,7 @@ class Qh3Stack(Stack):
 
     def datagrams_to_send(self, quic: Any, now: float) -> list[tuple[Any, list[bytes]]]:
         # qh3's datagrams_to_send wraps each poll of its native core in Python (an error
-        # wrapper and two qlog hooks per datagram, ~1/3 of a relaying viewer's flush). With
+        # wrapper and two qlog hooks per datagram, ~1/4 of a relaying viewer's flush). With
         # no qlog logger the loop over the core is the same thing: a RuntimeError of the
         # core is one of ``errors`` (the link takes it as a refused call, as qh3's
         # QuicConnectionError). The core, the logger: not public API, so guarded (without
