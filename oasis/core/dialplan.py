@@ -18,7 +18,12 @@ clears it. The backoff table is bounded (``max_backoff``, oldest first).
 Cadence: ``announce_at`` is when to ask the sources again -- ``announce_interval``
 (or the source's wish) once linked enough, ``fast_interval`` while short,
 ``retry_interval`` after a source failed, ``relink_delay`` after a neighbour left;
-``announce_timeout`` after asking if no answer came.
+``announce_timeout`` after asking if no answer came. While short, an answer that
+names no peer we did not already know doubles the wait for the next (up to the
+linked cadence): a small swarm has no more peers to give, and asking every second
+cost a viewer an HTTP request and a signature check per named peer each time. An
+answer with a new peer brings back ``fast_interval``; a neighbour leaving starts
+the doubling over.
 """
 
 from __future__ import annotations
@@ -85,12 +90,15 @@ class DialPlan:
         self.dialling: dict[bytes, float] = {}  #: peer -> report deadline
         self.dial_addr: dict[bytes, tuple[str, int]] = {}  #: peer -> address being dialled
         self.announce_at = now  #: when to ask the sources for candidates
+        #: the wait between announces while short of neighbours (see the module doc)
+        self.short_every = config.fast_interval
 
     def offer(self, found: Iterable[Candidate], now: float, *, verified: bool,
               interval: float | None, linked: int) -> None:
         c = self.counters
         cfg = self.config
         c.announces += 1
+        new = False
         for cand in found:
             if not verified:
                 c.candidates_unverified += 1
@@ -101,14 +109,19 @@ class DialPlan:
                 c.candidates_invalid += 1
                 continue
             c.candidates_offered += 1
-            self.candidates.pop(cand.peer, None)  # re-insert: newest last
+            if self.candidates.pop(cand.peer, None) is None:  # re-insert: newest last
+                new = True
             self.candidates[cand.peer] = (cand, now)
             if len(self.candidates) > cfg.max_candidates:
                 del self.candidates[next(iter(self.candidates))]
                 c.candidates_evicted += 1
         every = cfg.announce_interval if interval is None else max(cfg.fast_interval, interval)
         if linked < cfg.target_neighbours:
-            every = min(every, cfg.fast_interval)
+            self.short_every = (cfg.fast_interval if new
+                                else min(2 * self.short_every, max(every, cfg.fast_interval)))
+            every = min(every, self.short_every)
+        else:
+            self.short_every = cfg.fast_interval
         self.announce_at = now + every
 
     def source_failed(self, now: float) -> None:
@@ -121,6 +134,7 @@ class DialPlan:
 
     def neighbour_left(self, now: float) -> None:
         self.announce_at = min(self.announce_at, now + self.config.relink_delay)
+        self.short_every = self.config.fast_interval
 
     def may_dial(self, peer: bytes, host: str, port: int, now: float, *, blocked: bool) -> bool:
         """An executor-initiated dial: allowed? If so it is now dialling."""

@@ -161,7 +161,9 @@ class PolicyConfig:
     #: (~500 Mbit/s of 32 KiB blocks) at the refill rate
     file_cost: float = 0.1
     announce_interval: float = 10.0  #: ask for candidates this often once linked enough
-    fast_interval: float = 1.0  #: ... this often while short of neighbours
+    #: ... this often while short of neighbours (doubling, up to the above, while the
+    #: answers name no peer not already known: oasis.core.dialplan)
+    fast_interval: float = 1.0
     retry_interval: float = 2.0  #: ... this long after the source failed
     relink_delay: float = 0.05  #: ... this soon after a neighbour left
     announce_timeout: float = 10.0  #: ask again if the executor never answered

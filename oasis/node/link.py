@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 UDP_IP_HEADER = 28
 
 
+#: s a chunk stream's deadline may lie ahead when its timer fires and still count as due
+EXPIRY_SLACK = 0.002
+#: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
+TIMER_GRID = 0.001
+
 #: rounds of _apply_session's drain (actions, then events) before it stops: each round
 #: takes every event queued, so more than a few means a session that keeps itself busy
 MAX_APPLY_ROUNDS = 16
@@ -70,7 +75,10 @@ class Link:
         self._timer_at: float | None = None
         self._session_timer: asyncio.TimerHandle | None = None
         self._session_timer_at = 0.0
+        #: chunk streams not known finished -> their deadline (wall clock), one timer for all
         self._chunk_deadlines: dict[int, float] = {}
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self.datagrams_in = self.datagrams_out = 0
         self.wire_in = self.wire_out = 0
         self.closed = False
@@ -148,7 +156,9 @@ class Link:
         now = ep.loop.time()
         wall = ep.clock()
         qe = self.stack.events
+        events = 0
         while (ev := self.quic.next_event()) is not None:
+            events += 1
             if isinstance(ev, qe.StreamDataReceived):
                 sid = ev.stream_id
                 self._delivered += len(ev.data)
@@ -188,6 +198,12 @@ class Link:
                                    by_peer=True)
                 self._quic_closing = True
                 self.closed = True
+        if not events and not self.stack.counts_received:
+            # Nothing for the session (most often an ACK from a child): it has no new input,
+            # so it has no new actions, timer or limit to check. (aioquic counts bytes held
+            # out of order, which arrive without an event: there the checks below run.)
+            self.transmit()
+            return
         s = self.session
         if not s.closed:
             received = self._stream_bytes_received()
@@ -342,7 +358,7 @@ class Link:
                     self._quic_refused(exc)
                     continue
                 self._chunk_deadlines[sid] = a.deadline
-                self.endpoint.watch_deadline(self, sid, a.deadline)
+                self._arm_expiry()
             elif isinstance(a, ss.StopChunkStream):
                 self._stop_receiving(a.stream_id, ErrorCode.TOO_LARGE)
             elif isinstance(a, ss.CloseLink):
@@ -366,6 +382,37 @@ class Link:
         self.session.handle_timer(self.endpoint.clock())
         self._apply_session(self.endpoint.loop.time())
         self.transmit()
+
+    def _arm_expiry(self) -> None:
+        """One timer per link for its chunk streams' deadlines: first forget the streams
+        QUIC is done with (every byte acknowledged: nothing to reset), then wake at the
+        earliest deadline of those left. A child acknowledges a chunk within a round trip,
+        so this timer rarely fires; a timer per chunk fired for every one."""
+        d = self._chunk_deadlines
+        if d:
+            finished, quic = self.stack.finished, self.quic
+            for sid in [sid for sid in d if finished(quic, sid)]:
+                del d[sid]
+        if not d or self.closed:
+            return
+        at = min(d.values())
+        if self._expiry is not None:
+            if self._expiry_at <= at:
+                return  # armed for an earlier deadline: it looks again then
+            self._expiry.cancel()
+        ep = self.endpoint
+        self._expiry_at = at
+        self._expiry = ep.loop.call_later(max(0.0, at - ep.clock()), self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        self._expiry = None
+        if self.closed:
+            return
+        # the event loop's timers may fire up to a millisecond early (uvloop: 1 ms steps)
+        now = self.endpoint.clock() + EXPIRY_SLACK
+        for sid in [sid for sid, t in self._chunk_deadlines.items() if t <= now]:
+            self.expire_chunk(sid)
+        self._arm_expiry()
 
     def expire_chunk(self, sid: int) -> None:
         """Reset a chunk stream that is still not fully sent at its deadline."""
@@ -418,22 +465,14 @@ class Link:
     def _flush(self) -> None:
         ep = self.endpoint
         try:
-            out = self.quic.datagrams_to_send(now=ep.loop.time())
+            out = self.stack.datagrams_to_send(self.quic, ep.loop.time())
         except self.stack.errors as exc:
             self._quic_refused(exc)
             return
-        if not out:
-            return
-        addr = out[0][1]
-        batch: list[bytes] = []
-        for data, to in out:
-            self.datagrams_out += 1
-            self.wire_out += len(data) + UDP_IP_HEADER
-            if to != addr:  # QUIC sends on one path at a time; keep order if not
-                ep.send_datagrams(batch, addr)
-                batch, addr = [], to
-            batch.append(data)
-        ep.send_datagrams(batch, addr)
+        for addr, batch in out:  # a run per address, in order (one unless QUIC changes path)
+            self.datagrams_out += len(batch)
+            self.wire_out += sum(map(len, batch)) + UDP_IP_HEADER * len(batch)
+            ep.send_datagrams(batch, addr)
 
     def control_unsent(self) -> int:
         """Bytes on the control stream that QUIC has not yet put on the wire."""
@@ -470,8 +509,18 @@ class Link:
             self._timer = ep.loop.call_at(t, self._on_timer)
 
     def _on_timer(self) -> None:
+        at = self._timer_at
         self._timer = None
         self._timer_at = None
+        loop = self.endpoint.loop
+        if at is not None and loop.time() < at:
+            # Fired early: uvloop runs timers on a millisecond grid, up to a millisecond
+            # before their time. QUIC has nothing due yet, and a timer armed again for the
+            # same instant fired at once again: a spin of flushes until the clock got there
+            # (qh3's pacing deadlines are often under a millisecond away). Wait past it.
+            self._timer_at = at
+            self._timer = loop.call_at(at + TIMER_GRID, self._on_timer)
+            return
         try:
             self.quic.handle_timer(now=self.endpoint.loop.time())
         except self.stack.errors as exc:
@@ -479,10 +528,10 @@ class Link:
         self._process()
 
     def cancel_timers(self) -> None:
-        for t in (self._timer, self._session_timer):
+        for t in (self._timer, self._session_timer, self._expiry):
             if t is not None:
                 t.cancel()
-        self._timer = self._session_timer = None
+        self._timer = self._session_timer = self._expiry = None
         self._timer_at = None
 
 

@@ -60,6 +60,8 @@ def _k(key: bytes | None) -> str:
 MAX_OFFERED = 50  #: candidates taken from one answer of a source
 #: LinkCounters summed over a node's links into Node.counters (as ``link_<name>``)
 LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped")
+#: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
+TIMER_GRID = 0.001
 PROBE_EVERY = 0.1  #: s between checks of the parents' links
 PROBE_QUIET = 0.3  #: s of silence from a parent after which its link is PINGed
 
@@ -161,7 +163,7 @@ class LiveStream:
         if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
             rewards.on_media(a.peer, len(c.payload), a.at)
 
-    def _arm(self) -> None:
+    def _arm(self, at_least: float = 0.0) -> None:
         t = self.swarm.get_timer()
         if t is None or self.node.closing:
             return
@@ -169,7 +171,7 @@ class LiveStream:
             if self._timer_at is not None and self._timer_at <= t:
                 return
             self._timer.cancel()
-        delay = max(0.0, t - self.node.clock())
+        delay = max(at_least, t - self.node.clock())
         self._timer_at = t
         self._timer = self.node.loop.call_later(delay, self._on_timer)
 
@@ -179,7 +181,10 @@ class LiveStream:
         now = self.node.clock()
         t = self.swarm.get_timer()
         if t is not None and t > now:
-            self._arm()  # the deadline moved later since this timer was set: nothing due
+            # The deadline moved later since this timer was set, or the loop fired it early
+            # (a millisecond grid): nothing is due. Not sooner than a grid step, or an early
+            # timer re-armed for the same instant fires at once, again and again.
+            self._arm(at_least=TIMER_GRID)
             return
         self.swarm.handle_timer(now)
         self.pump()
@@ -457,25 +462,30 @@ class Node:
                     self.dht.want_candidates()
         self._arm()
 
-    def _arm(self) -> None:
+    def _arm(self, at_least: float = 0.0) -> None:
         t = self.policy.get_timer()
         if t is None or self.closing or (self._timer is not None and self._timer_at == t):
             return
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = t
-        self._timer = self.loop.call_later(max(0.0, t - self.clock()), self._on_timer)
+        self._timer = self.loop.call_later(max(at_least, t - self.clock()), self._on_timer)
 
     def _on_timer(self) -> None:
+        at = self._timer_at
         self._timer = None
         self._timer_at = None
+        if at is not None and self.clock() < at:  # fired early (see LiveStream._on_timer)
+            self._arm(at_least=TIMER_GRID)
+            return
         self.policy.handle_timer(self.clock())
         self._run_policy()
 
     # ---- candidates and dialling ---------------------------------------------------
     async def announce_due(self) -> None:
         """Wait until the policy wants fresh candidates (its announce cadence: at once after
-        start, every ``fast_interval`` while short of neighbours, else the source's interval;
+        start, every ``fast_interval`` while short of neighbours (slower while the answers name
+        nobody new), else the source's interval;
         ``retry_interval`` after :meth:`announce_failed`; soon after a neighbour left).
         Answer with :meth:`offer_candidates` or :meth:`announce_failed`. One waiter."""
         await self.announce_wanted.wait()

@@ -48,7 +48,7 @@ from oasis.core.wire import ErrorCode
 
 from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
 from .link import UDP_IP_HEADER, Link, _code  # noqa: F401 - re-exported
-from .quicstack import Header, Stack, make_stack
+from .quicstack import CID_LENGTH, Header, Stack, make_stack
 from .udp import UdpSocket
 
 log = logging.getLogger("oasis.transport")
@@ -308,16 +308,23 @@ class Endpoint(asyncio.DatagramProtocol):
             self._delay_timer = self.loop.call_at(q[0][0], self._release_delayed)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
-        try:
-            header = self.stack.header(data)
-        except Exception:
-            self.counters["undecodable_datagrams"] += 1
-            return
-        link = self.links_by_cid.get(header.destination_cid)
+        # A short-header packet (all but the handshake's) names its connection in the 8
+        # bytes after its first: that is all routing needs. Anything else (a long header,
+        # a connection id we do not know) is parsed in full, as before.
+        link = None
+        if len(data) > CID_LENGTH and data[0] & 0xC0 == 0x40:
+            link = self.links_by_cid.get(data[1:1 + CID_LENGTH])
         if link is None:
-            link = self._accept(data, header, addr)
-            if link is None:
+            try:
+                header = self.stack.header(data)
+            except Exception:
+                self.counters["undecodable_datagrams"] += 1
                 return
+            link = self.links_by_cid.get(header.destination_cid)
+            if link is None:
+                link = self._accept(data, header, addr)
+                if link is None:
+                    return
         if link is not self._batch_link:
             # Coalesce only a run of datagrams for one link: before another link's input,
             # what the earlier ones asked for goes out (the order between links is kept).
@@ -419,10 +426,6 @@ class Endpoint(asyncio.DatagramProtocol):
             link.handshake_done.set_exception(ConnectionError(f"{ev.code.name}: {ev.reason}"))
             link.handshake_done.exception()  # mark retrieved
         self.on_event(link, ev)
-
-    def watch_deadline(self, link: Link, sid: int, deadline: float) -> None:
-        delay = max(0.0, deadline - self.clock())
-        self.loop.call_later(delay, link.expire_chunk, sid)
 
     def forget(self, link: Link) -> None:
         link.cancel_timers()

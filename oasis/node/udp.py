@@ -49,6 +49,7 @@ READ_SIZE = 65536
 _SEG = struct.Struct("=H")
 _GRO_SEG = struct.Struct("=i")  #: the kernel puts the GRO segment size as an int
 _GRO_ANC = socket.CMSG_SPACE(_GRO_SEG.size)
+_MSG_TRUNC = int(socket.MSG_TRUNC)  #: a plain int: the flag enum's ``&`` is a Python call per read
 
 Addr = tuple[str, int]
 
@@ -157,7 +158,7 @@ class UdpSocket:
             data, addr = self.sock.recvfrom(READ_SIZE)
             return data, addr, 0
         data, anc, flags, addr = self.sock.recvmsg(READ_SIZE, _GRO_ANC)
-        if flags & socket.MSG_TRUNC:
+        if flags & _MSG_TRUNC:
             return data, addr, -1
         for level, kind, cdata in anc:
             if level == socket.SOL_UDP and kind == UDP_GRO and len(cdata) >= _GRO_SEG.size:
@@ -179,18 +180,17 @@ class UdpSocket:
             for d in datagrams:
                 self.sendto(d, addr)
             return
+        sizes = list(map(len, datagrams))
         i, n = 0, len(datagrams)
         while i < n:
-            size = len(datagrams[i])
-            j = i + 1
-            total = size
-            limit = min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size) if size else 1
+            size = sizes[i]
+            end = min(n, i + (min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size) if size else 1))
             # equal sizes; the run's last datagram may be shorter (the kernel allows it)
-            while j < n and j - i < limit and len(datagrams[j]) <= size:
-                total += len(datagrams[j])
+            j = i + 1
+            while j < end and sizes[j] == size:
                 j += 1
-                if len(datagrams[j - 1]) < size:
-                    break
+            if j < end and sizes[j] < size:
+                j += 1
             if j - i == 1:
                 self.sendto(datagrams[i], addr)
             elif self._closing:

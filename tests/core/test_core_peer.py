@@ -315,6 +315,31 @@ def test_dials_are_bounded_per_round_and_stop_at_target():
     assert p.dials.announce_at == 1.1 + 10.0  # (the timer also wakes for NEIGHBOURS)
 
 
+def test_short_of_neighbours_the_announces_slow_down_while_the_answers_name_nobody_new():
+    """A small swarm has no more peers to name: each answer with nobody new doubles the
+    wait for the next announce, up to the linked cadence; a new peer brings back the fast
+    cadence, a neighbour leaving an announce at once and the doubling from the start."""
+    p = policy(target_neighbours=12, fast_interval=1.0, announce_interval=10.0)
+    known = cands(3)
+    now = 0.0
+    waits = []
+    for _ in range(6):
+        p.on_candidates(known, now, verified=True)
+        waits.append(round(p.dials.announce_at - now, 6))
+        now = p.dials.announce_at
+    assert waits == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]  # the first answer named them all first
+    p.on_candidates([*known, pp.Candidate(key(200), "10.0.0.2", 4000)], now, verified=True)
+    assert p.dials.announce_at == now + 1.0  # somebody new: ask again soon
+    p.on_candidates(known, now + 1.0, verified=True)
+    assert p.dials.announce_at == now + 1.0 + 2.0
+    d = of(p.actions(), pp.Dial)[0]
+    p.link_up("l0", d.peer, dialled=True, now=now + 1.5)
+    p.link_down("l0", d.peer, now=now + 2.0)
+    assert p.dials.announce_at == now + 2.0 + 0.05  # a neighbour left: soon
+    p.on_candidates(known, now + 2.1, verified=True)
+    assert p.dials.announce_at == now + 2.1 + 2.0  # the doubling starts over
+
+
 def test_failed_addresses_back_off_exponentially_and_banned_peers_are_not_dialled():
     p = policy(target_neighbours=1, dial_extra=0, backoff_base=1.0)
     c = cands(1)

@@ -162,6 +162,84 @@ async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(
         await b.close()
 
 
+@pytest.mark.parametrize("stack", STACKS)
+async def test_the_link_resets_a_chunk_stream_on_its_own_once_the_deadline_passes(stack: str) -> None:
+    """No one calls expire_chunk here: the link's one deadline timer does, for a chunk the
+    peer never acknowledges (it stopped reading its socket)."""
+    a, b = await _node(stack), await _node(stack)
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        la = a.links_by_peer[b.identity.public]
+        assert b.endpoint.transport is not None
+        b.endpoint.loop.remove_reader(b.endpoint.transport.sock.fileno())  # b hears nothing more
+        bc = Identity.generate()
+        sid = StreamId(bc.public, "deaf")
+        la.send_chunk(sign_chunk(bc, sid, 1, 1, True, b"a" * 6000), deadline=a.clock() + 0.2)
+        la.send_chunk(sign_chunk(bc, sid, 2, 1, True, b"b" * 6000), deadline=a.clock() + 0.3)
+        assert len(la._chunk_deadlines) == 2
+        await _wait(lambda: a.endpoint.counters["chunk_streams_reset"] == 2, SLACK)
+        assert not la._chunk_deadlines
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_acknowledged_chunk_streams_are_forgotten_at_the_next_push(stack: str) -> None:
+    """A chunk stream QUIC is done with needs no deadline: the next push forgets it, so the
+    link's deadline timer waits only for streams still open, and none is reset."""
+    a, b = await _node(stack), await _node(stack)
+    seen = _chunks_received(b)
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        la = a.links_by_peer[b.identity.public]
+        bc = Identity.generate()
+        sid = StreamId(bc.public, "acked")
+        la.send_chunk(sign_chunk(bc, sid, 1, 1, True, b"a" * 6000), deadline=a.clock() + 0.3)
+        s1 = max(la._chunk_deadlines)
+        await _wait(lambda: any(c.seq == 1 for c in seen), SLACK)
+        await _wait(lambda: _acknowledged(la, s1) and la.stack.finished(la.quic, s1), SLACK)
+        la.send_chunk(sign_chunk(bc, sid, 2, 1, True, b"b" * 6000), deadline=a.clock() + 60.0)
+        assert s1 not in la._chunk_deadlines and len(la._chunk_deadlines) == 1
+        await _wait(lambda: any(c.seq == 2 for c in seen), SLACK)
+        assert a.endpoint.counters["chunk_streams_reset"] == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_quic_timer_fired_early_waits_for_its_deadline_instead_of_spinning(stack: str) -> None:
+    """uvloop fires timers on a millisecond grid, up to a millisecond early. A QUIC timer
+    that fires before its deadline does not call QUIC (nothing is due) and is armed past
+    the deadline, not for the same instant (that fired at once, again and again)."""
+    a, b = await _node(stack), await _node(stack)
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        la = a.links_by_peer[b.identity.public]
+        calls: list[float] = []
+        real, real_timer = la.quic.handle_timer, la.quic.get_timer
+        at = a.loop.time() + 0.05
+
+        def counted(now: float) -> None:
+            calls.append(now)
+            real(now)
+
+        # QUIC's deadline is ``at`` until it is called (a STATUS arriving meanwhile must
+        # not move the timer elsewhere), then its own again
+        la.quic.handle_timer = counted
+        la.quic.get_timer = lambda: real_timer() if calls else at
+        la.cancel_timers()
+        la._timer_at = at
+        la._on_timer()  # early
+        assert calls == [] and la._timer is not None and la._timer_at == at
+        await _wait(lambda: bool(calls), SLACK)
+        assert calls[0] >= at  # QUIC is called once the deadline has passed
+    finally:
+        await a.close()
+        await b.close()
+
+
 def _acknowledged(link: Link, sid: int) -> bool:
     """Stream ``sid`` acknowledged: aioquic says so; qh3 does not, but nothing in flight will do."""
     core = getattr(link.quic, "_core", None)
