@@ -46,9 +46,11 @@ class SwarmConfig:
     reject_backoff: float = 3.0
     max_depth: int = wire.MAX_PATH - 1
     max_children_uncapped: int = 64  #: substream slots when upload is uncapped
-    #: share of the upload cap booked by push subscriptions (0.8 until 2026-12-02: at 33 ms
-    #: chunks more slots make shallower trees; docs/simulation.md)
-    slot_headroom: float = 1.0
+    #: share of the upload cap booked by push subscriptions. 1.0 raised the simulated
+    #: mobile-churn offload at 0.5 s by 0.002-0.011 but cost the real-process swarm (and its
+    #: simulation) 0.025 of offload and 33-40 ms of p95: a relay's pushes queue behind each
+    #: other at its full cap (docs/simulation.md, 2026-12-02)
+    slot_headroom: float = 0.8
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
     #: on a substream whose parent's push usually comes after the origin fallback would

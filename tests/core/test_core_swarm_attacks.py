@@ -491,13 +491,18 @@ def test_withholding_parent_is_replaced_struck_and_dropped(mode: str) -> None:
     share_after = got["origin"] / sum(got.values())
     share_during = during["origin"] / sum(during.values())
     # At the default 0.5 s playout a viewer whose parent's pushes come later than a repair
-    # round would repairs only from holders with free slots (DelayEstimator.late). In this
-    # small net with a tight source (6 substream slots: 1.5 copies) two of the four trees
-    # stay thin after the recovery and 10.5 % ('never') and 19 % ('defect') of the chunks
-    # still come from the origin (20 % and 19.4 % while the withholder was a parent; 5 %
-    # when every viewer repaired from anyone closer). The 10,000-peer simulation
-    # (docs/benchmarks.md) is the measure; the run is seeded, in virtual time: exact.
-    assert share_after <= 0.2 and share_after < share_during, (got, during)
+    # round would repairs only from holders with free slots, or neighbours whose lag says
+    # they will have the chunk in time (DelayEstimator.late, repair_by_lag). In this small
+    # net with a tight source (6 substream slots: 1.5 copies) trees stay thin after the
+    # recovery: 9.2 % ('never') and 2.2 % ('defect') of the chunks still come from the
+    # origin after the cut-off, 0 % in the same net without a withholder. While the
+    # withholder was a parent: 7.3 % and 9.2 % (20 % and 19.4 % before 2026-12-02, when a
+    # late repair round asked only holders: 'never' now loses less during than after).
+    # The 10,000-peer simulation (docs/benchmarks.md) is the measure; the run is seeded,
+    # in virtual time: exact.
+    assert share_after <= 0.2, (got, during)
+    if mode == "defect":  # a defector held places in settled trees: its cut-off shows
+        assert share_after < share_during, (got, during)
 
 
 def test_slow_overloaded_honest_parents_are_not_cut_off() -> None:
