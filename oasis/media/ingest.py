@@ -280,8 +280,16 @@ async def udp_source(
 SOURCE_SPEC_HELP = "expected 'test', '-' (stdin), 'udp://HOST:PORT' or the path of an MPEG-TS file"
 
 
+#: query parameters a UDP source takes: ffmpeg's ``pkt_size`` (a sender's URL often carries
+#: it), checked and otherwise without effect -- every datagram is read whole, whatever its size
+UDP_PARAMETERS = ("pkt_size",)
+MAX_UDP_PAYLOAD = 65507
+
+
 def parse_udp_spec(spec: str) -> tuple[str, int]:
-    """``udp://host:port`` (ffmpeg-style query ignored; ``udp://@:port`` = all interfaces)."""
+    """``udp://host:port`` (``udp://@:port`` = all interfaces), optionally ``?pkt_size=N``
+    (1-65507; no effect). Any other query parameter, a path or a fragment is refused
+    (ValueError): a parameter the source would silently ignore was taken as honoured."""
     try:
         parts = urlsplit(spec)
         port = parts.port
@@ -289,6 +297,21 @@ def parse_udp_spec(spec: str) -> tuple[str, int]:
         raise ValueError(f"bad UDP source {spec!r}: {exc}; {SOURCE_SPEC_HELP}") from None
     if port is None or port == 0:
         raise ValueError(f"UDP source {spec!r} needs a port, e.g. udp://127.0.0.1:5000")
+    if parts.path not in ("", "/") or parts.fragment or "#" in spec or parts.username or parts.password:
+        raise ValueError(f"UDP source {spec!r}: udp://HOST:PORT takes no user, path or fragment")
+    if parts.query or spec.endswith("?"):
+        seen: set[str] = set()
+        for item in parts.query.split("&"):
+            name, eq, value = item.partition("=")
+            if name not in UDP_PARAMETERS:
+                raise ValueError(f"UDP source {spec!r}: unknown parameter {name!r} (a UDP source takes "
+                                 f"only {', '.join(UDP_PARAMETERS)}: udp://HOST:PORT?pkt_size=1316)")
+            if name in seen:
+                raise ValueError(f"UDP source {spec!r}: {name} given twice")
+            seen.add(name)
+            if not (eq and value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_UDP_PAYLOAD):
+                raise ValueError(f"UDP source {spec!r}: {name} must be a number of bytes, "
+                                 f"1-{MAX_UDP_PAYLOAD}")
     return parts.hostname or "0.0.0.0", port
 
 

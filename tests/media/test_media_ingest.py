@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -120,6 +121,18 @@ def test_open_source_specs(short_ts_file: str, tmp_path: Path) -> None:
     assert parse_udp_spec("udp://@:5000?pkt_size=1316") == ("0.0.0.0", 5000)
     for bad in ["udp://127.0.0.1", "udp://host:notaport", "rtmp://x/y", str(tmp_path / "nope.ts")]:
         with pytest.raises(ValueError):
+            open_source(bad, 1500)
+    # a parameter the source would ignore is refused, not taken silently (found 2026-12-02)
+    for bad, why in [("udp://127.0.0.1:5000?x=1", "unknown parameter 'x'"),
+                     ("udp://127.0.0.1:5000?pkt_size=1316&ttl=4", "unknown parameter 'ttl'"),
+                     ("udp://127.0.0.1:5000?", "unknown parameter ''"),
+                     ("udp://127.0.0.1:5000?pkt_size=0", "pkt_size must be"),
+                     ("udp://127.0.0.1:5000?pkt_size=big", "pkt_size must be"),
+                     ("udp://127.0.0.1:5000?pkt_size=1&pkt_size=2", "given twice"),
+                     ("udp://127.0.0.1:5000/stream", "no user, path or fragment"),
+                     ("udp://127.0.0.1:5000#x", "no user, path or fragment"),
+                     ("udp://me@127.0.0.1:5000", "no user, path or fragment")]:
+        with pytest.raises(ValueError, match=re.escape(why)):
             open_source(bad, 1500)
     text = tmp_path / "text.ts"
     text.write_text("hello" * 200)

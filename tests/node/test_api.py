@@ -739,6 +739,28 @@ async def test_publish_refuses_a_source_it_cannot_open(
         taken.close()
 
 
+async def test_publish_refuses_a_udp_source_with_a_parameter_it_would_ignore(
+        publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
+    """``udp://HOST:PORT?x=1`` was published, its query silently ignored (found 2026-12-02):
+    a parameter the source does not take is a 400 ``bad_source`` that names it; ffmpeg's
+    ``pkt_size`` (checked, no effect) is still taken."""
+    node, api, url, streaming = publishing
+    port = _free_port(socket.SOCK_DGRAM)
+    for source, why in ((f"udp://127.0.0.1:{port}?x=1", "unknown parameter 'x'"),
+                        (f"udp://127.0.0.1:{port}?pkt_size=1316&fifo_size=9", "unknown parameter 'fifo_size'"),
+                        (f"udp://127.0.0.1:{port}?pkt_size=70000", "pkt_size must be")):
+        status, body = await call("POST", f"{url}/streams", token=api.token,
+                                  data=msgspec.json.encode({"name": "live", "source": source}))
+        assert (status, error_code(body)) == (400, "bad_source"), (source, body)
+        assert why in body["error"]["message"], body
+    assert node.streams == {} and streaming.managed == {}
+    status, body = await call("POST", f"{url}/streams", token=api.token, data=msgspec.json.encode(
+        {"name": "live", "source": f"udp://127.0.0.1:{port}?pkt_size=1316"}))
+    assert status == 201, body
+    status, _ = await call("DELETE", f"{url}/streams/{body['stream_id']}", token=api.token)
+    assert status == 200
+
+
 async def test_a_stream_whose_source_failed_is_ended_not_stalled(
         publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
     """A source that fails once the stream exists (here a UDP port taken between the API's
