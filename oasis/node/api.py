@@ -72,10 +72,16 @@ DEFAULT_PORT = 7480
 RATE_LIMITED_RETRY_S = 1  #: Retry-After of a 429: the chat's rate refills a message a second
 
 
+def error_body(status: int, code: str, message: str) -> bytes:
+    """The API's refusal body, ``{"error": {"code", "message"}}`` (also for the HTTP
+    parser's refusals: ``start_http(error_body=...)``)."""
+    return msgspec.json.encode(t.ErrorBody(t.ErrorDetail(code, message[:500])))
+
+
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> web.Response:
-    body = msgspec.json.encode(t.ErrorBody(t.ErrorDetail(code, message[:500])))
-    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    return web.Response(status=status, body=error_body(status, code, message),
+                        content_type="application/json", headers=headers)
 
 
 def ok(value: Any, status: int = 200) -> web.Response:
@@ -390,7 +396,8 @@ async def start_api(node: Node, data_dir: str, listen: str, *, streaming: Stream
 
     host, port = parse_listen(listen)
     api = Api(node, load_or_create_token(data_dir), streaming=streaming, http_base=http_base)
-    runner, bound = await start_http(make_app(api, data_dir), host, port, check_host=False)  # guard()
+    runner, bound = await start_http(make_app(api, data_dir), host, port, check_host=False,  # guard()
+                                     error_body=error_body)
     api.url = f"http://{'[::1]' if host == '::1' else host}:{bound}/v1"
     write_info(data_dir, api.url)
     if streaming is not None:

@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 import aiohttp
 import msgspec
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
 
 from oasis.core import wire
 from oasis.core.announce import AnnounceBody, AnnounceError, announce_from_json
@@ -179,7 +180,8 @@ class BadJson(ValueError):
 def json_error(status: int, code: str, message: str) -> web.HTTPException:
     """An HTTP error whose body is ``{"error": code, "message": message}``."""
     body = msgspec.json.encode({"error": code, "message": message})
-    exc = web.HTTPException(text=body.decode(), content_type="application/json")
+    exc = web.HTTPException(text=body.decode(), content_type="application/json",
+                            headers={"Cache-Control": "no-store"})  # never cached, wherever raised
     exc.set_status(status)
     return exc
 
@@ -189,6 +191,64 @@ def closing(exc: web.HTTPException) -> web.HTTPException:
     read, so that the client does not send its next request on this connection."""
     exc.headers["Connection"] = "close"
     return exc
+
+
+# ---- parser-level refusals as JSON ---------------------------------------------------------
+
+_PARSER_CODES = {400: "bad_request", 413: "too_large", 414: "uri_too_long",
+                 431: "headers_too_large", 500: "internal", 504: "timeout"}
+
+
+def flat_error_body(status: int, code: str, message: str) -> bytes:
+    return msgspec.json.encode({"error": code, "message": message})
+
+
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's connection handler, but its own refusals -- a request the HTTP parser
+    refuses (malformed request line, bad or oversized header) and an error past the app --
+    are JSON like every other refusal (they were aiohttp's plain text). The connection is
+    still closed after it (``force_close``), as aiohttp does."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)  # logs; refuses if sent
+        server = self._manager
+        shape: Callable[[int, str, str], bytes] = getattr(server, "oasis_error_body", flat_error_body)
+        counters: dict[str, int] = getattr(server, "oasis_counters", {})
+        counters["http_parser_refused"] = counters.get("http_parser_refused", 0) + 1
+        if status >= 500:
+            text = "internal error (logged)" if status == 500 else plain.reason
+        else:
+            text = " ".join((message or str(exc or "") or plain.reason).split())[:300]
+            text = f"the HTTP parser refused the request: {text}"
+        resp = web.Response(status=status, body=shape(status, _PARSER_CODES.get(status, "refused"), text),
+                            content_type="application/json",
+                            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        resp.force_close()
+        return resp
+
+
+class _JsonErrorServer(web.Server):
+    """A :class:`web.Server` whose connections are :class:`_JsonErrorHandler`s."""
+
+    oasis_error_body: Callable[[int, str, str], bytes]
+    oasis_counters: dict[str, int]
+
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+def json_parser_errors(server: web.Server, counters: dict[str, int],
+                       shape: Callable[[int, str, str], bytes] | None = None) -> None:
+    """Make ``server`` (a runner's, set up, not yet listening) answer its parser-level
+    refusals as JSON of ``shape`` (default :func:`flat_error_body`), counted in ``counters``
+    (``http_parser_refused``)."""
+    server.__class__ = _JsonErrorServer
+    srv: Any = server
+    srv.oasis_error_body = shape or flat_error_body
+    srv.oasis_counters = counters
 
 
 def address_in_use(address: str, option: str, *, udp: bool = False, default: bool = False,

@@ -99,13 +99,17 @@ def swarm_config(c: Common, *, use_origin: bool = True) -> sw.SwarmConfig:
                           use_origin=use_origin)
 
 
-async def start_http(app: web.Application, host: str, port: int, *,
-                     check_host: bool = True) -> tuple[web.AppRunner, int]:
+async def start_http(app: web.Application, host: str, port: int, *, check_host: bool = True,
+                     error_body: Callable[[int, str, str], bytes] | None = None
+                     ) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on ``host:port`` (0: any free port); returns the runner and the port.
     Every face is guarded alike: a connection must send each request head within
     ``http.IDLE_TIMEOUT`` s (idle and half-sent ones were kept for ever), and open
     connections are capped in all and per source address (:class:`http.ConnectionGuard`); on
-    loopback, requests must name a loopback host (``check_host=False``: the app checks it)."""
+    loopback, requests must name a loopback host (``check_host=False``: the app checks it).
+    A request the HTTP parser refuses is answered in JSON too, ``error_body(status, code,
+    message)`` (default: the flat ``{"error": code, "message": ...}``), and the connection
+    closed (:func:`http.json_parser_errors`)."""
     counters: dict[str, int] = app[http.HTTP_COUNTERS] if http.HTTP_COUNTERS in app else {}
     if http.HTTP_COUNTERS not in app:
         app[http.HTTP_COUNTERS] = counters
@@ -121,6 +125,7 @@ async def start_http(app: web.Application, host: str, port: int, *,
     assert runner.server is not None
     http.ConnectionGuard(runner.server, counters, total=_max_connections(),
                          per_ip=http.MAX_CONNECTIONS_PER_IP)
+    http.json_parser_errors(runner.server, counters, error_body)
     # a request the parser refuses (a 400 to a stranger) is no error of ours: aiohttp logged
     # a whole traceback for each (730 bytes a request, unbounded)
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
+from pathlib import Path
 
 import aiohttp
 import msgspec
@@ -22,6 +23,7 @@ from oasis.core.identity import Identity
 from oasis.core.metrics import ViewerRecord
 from oasis.core.stream import StreamId
 from oasis.core.tracker import Tracker
+from oasis.node import api as napi
 from oasis.node import http
 from oasis.node.node import Node
 from oasis.node.runtime import start_http
@@ -254,4 +256,63 @@ async def test_a_face_on_loopback_answers_only_loopback_hosts_and_refusals_are_n
         assert app[http.HTTP_COUNTERS]["http_bad_host"] == 1
     finally:
         await runner.cleanup()
+        await node.close()
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a fresh connection; everything the server sends until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)  # to EOF: the server must close it
+    finally:
+        writer.close()
+
+
+BAD_REQUESTS = (b"GARBAGE\r\n\r\n",  # not a request line
+                b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n",  # no colon
+                b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * 9000 + b"\r\n\r\n",  # > 8 KiB
+                b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # a long line
+
+
+async def test_requests_the_http_parser_refuses_are_json_and_close_the_connection() -> None:
+    """A malformed request line, a bad header, a head over 8 KiB: aiohttp's parser answers
+    them before any middleware, and they were its plain text while every other refusal is
+    JSON (found 2026-12-02). The connection is still closed after each (``_raw`` returns
+    only at EOF), counted, and the face serves on."""
+    app = _hello_app()
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    try:
+        for req in BAD_REQUESTS:
+            raw = await _raw(port, req)
+            head, _, body = raw.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.") and b" 400 " in head.split(b"\r\n")[0], raw[:200]
+            assert b"Content-Type: application/json" in head and b"Cache-Control: no-store" in head
+            err = msgspec.json.decode(body)
+            assert err["error"] == "bad_request" and err["message"].startswith("the HTTP parser refused")
+        assert app[http.HTTP_COUNTERS]["http_parser_refused"] == len(BAD_REQUESTS)
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/hello") as r:
+            assert r.status == 200 and await r.text() == "hello"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_api_answers_parser_refusals_in_its_own_json_shape(tmp_path: Path) -> None:
+    """The local API's refusals are ``{"error": {"code", "message"}}``: so are its parser's."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    runner = None
+    try:
+        runner, api = await napi.start_api(node, str(tmp_path), "127.0.0.1:0")
+        port = int(api.url.rsplit(":", 1)[1].split("/")[0])
+        for req in BAD_REQUESTS:
+            raw = await _raw(port, req.replace(b"/hello", b"/v1/streams"))
+            head, _, body = raw.partition(b"\r\n\r\n")
+            assert b" 400 " in head.split(b"\r\n")[0] and b"application/json" in head
+            err = msgspec.json.decode(body)["error"]
+            assert err["code"] == "bad_request" and "parser" in err["message"]
+    finally:
+        if runner is not None:
+            await runner.cleanup()
         await node.close()
