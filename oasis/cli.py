@@ -30,6 +30,11 @@ NOT_FOR_TALK: dict[str, type] = {"--bitrate": int, "--chunk-ms": int, "--substre
                                  "--rewards": bool, "--epoch": int, "--chain-rpc": str, "--chain-dir": str}
 
 
+PUBLIC_METRICS = ("serve /metrics, /stats, GET /rewards and every stream in /streams and "
+                  "/tracker/streams to any client (default: only to clients on this machine, "
+                  "over loopback and not through a proxy; others get 403 local_only)")
+
+
 def _common(p: argparse.ArgumentParser, role: str) -> None:
     """The options of the node commands. ``chat`` and ``dm`` take the stream's parameters
     from its descriptor and run no rewards: those options are not theirs (:data:`NOT_FOR_TALK`:
@@ -87,6 +92,7 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                    "code); peers of the same area are preferred as neighbours")
     if talk:  # a chat session serves no local API (its stdin is the interface)
         return
+    p.add_argument("--public-metrics", action="store_true", help=PUBLIC_METRICS)
     p.add_argument("--api-listen", default="127.0.0.1:7480" if role == "node" else "127.0.0.1:0",
                    help="local API address, loopback only (docs/api.md); port 0: any free port "
                         "(printed as \"api\" and written to <data-dir>/api.json); 'off': no API")
@@ -237,6 +243,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t.add_argument("--listen", default="127.0.0.1:7000",
                    help="HTTP address HOST:PORT to serve the tracker on (default 127.0.0.1:7000; port 0: "
                         "any free port); its URL, <address>/tracker, is printed as \"tracker\"")
+    t.add_argument("--public-metrics", action="store_true", help=PUBLIC_METRICS)
 
     wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
     wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
@@ -442,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             from oasis.demo import run_demo
             return run_demo(args)
         if args.cmd == "tracker":
-            _run(rt.tracker_only(args.listen))
+            _run(rt.tracker_only(args.listen, public_metrics=args.public_metrics))
             return 0
         if args.cmd == "wallet":
             return _wallet(args)
@@ -481,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                       upload_kbps=upload, bitrate_kbps=bitrate, chunk_ms=chunk_ms,
                       substreams=substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
-                      area=args.area, given=given, api_listen=getattr(args, "api_listen", None), quic=args.quic)
+                      area=args.area, given=given, api_listen=getattr(args, "api_listen", None), quic=args.quic,
+                      public_metrics=getattr(args, "public_metrics", False))
         if args.cmd == "broadcast":
             _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                               tracker_url=args.tracker, cdn_url=args.cdn_url))

@@ -81,7 +81,8 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
     http.add_origin_routes(app, node, descriptors)
     http.add_gateway_routes(app, node, tracker=tracker)
     if tracker is not None:
-        http.add_tracker_routes(app, tracker)
+        http.add_tracker_routes(app, tracker, own=http.own_streams(node))
+    http.set_public_views(app, c.public_metrics)
     from .files_http import attach_files
     files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     try:

@@ -193,6 +193,41 @@ def closing(exc: web.HTTPException) -> web.HTTPException:
     return exc
 
 
+#: on an app: serve the operator's views (``/metrics``, ``/stats``, ``GET /rewards``, every
+#: stream in ``/streams`` and ``/tracker/streams``) to any client, not only to this machine's
+#: (``--public-metrics``)
+PUBLIC_VIEWS = web.AppKey("oasis_public_views", bool)
+#: headers a proxy adds: a request that carries one was relayed (a reverse proxy or CDN on this
+#: machine reaches the node over loopback), so it does not come from this machine's operator
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "Via", "CF-Connecting-IP",
+                 "True-Client-IP", "Fastly-Client-IP")
+
+
+def from_operator(request: web.Request) -> bool:
+    """Whether ``request`` may see the operator's views: the app serves them to anyone
+    (``--public-metrics``), or it came over loopback and not through a proxy."""
+    if request.app.get(PUBLIC_VIEWS, False):
+        return True
+    return is_loopback(request.remote or "") and not any(h in request.headers for h in PROXY_HEADERS)
+
+
+def require_operator(request: web.Request, what: str) -> None:
+    """Refuse (403 ``local_only``, counted ``http_local_only_refused``) a request for one of
+    the operator's views from anyone but this machine's operator (:func:`from_operator`)."""
+    if from_operator(request):
+        return
+    counters = request.app[HTTP_COUNTERS]
+    counters["http_local_only_refused"] = counters.get("http_local_only_refused", 0) + 1
+    raise json_error(403, "local_only", f"{what} is served only to clients on this node's machine "
+                     "(over loopback, not through a proxy); start the node with --public-metrics "
+                     "to serve it to anyone")
+
+
+def set_public_views(app: web.Application, public: bool) -> None:
+    """``--public-metrics``: the operator's views of ``app`` go to any client."""
+    app[PUBLIC_VIEWS] = public
+
+
 # ---- parser-level refusals as JSON ---------------------------------------------------------
 
 _PARSER_CODES = {400: "bad_request", 413: "too_large", 414: "uri_too_long",
@@ -397,6 +432,20 @@ def harden(app: web.Application) -> dict[str, int]:
     return app[HTTP_COUNTERS]
 
 
+NO_STORE = {"Cache-Control": "no-store"}  #: an answer that changes by the second: never cached
+
+
+def metrics_response(registry: Any) -> web.Response:
+    """``GET /metrics``: the Prometheus text exposition format, never cached."""
+    return web.Response(body=render(registry), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff", **NO_STORE})
+
+
+def own_streams(node: Node) -> Callable[[], list[str]]:
+    """The ids of the streams ``node`` broadcasts (``add_tracker_routes(own=...)``)."""
+    return lambda: [ls.text_id for ls in node.streams.values() if ls.is_source]
+
+
 def _stream(node: Node, text: str) -> LiveStream:
     try:
         sid = StreamId.parse(text)
@@ -468,21 +517,24 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                 seq += 1
 
     async def streams(request: web.Request) -> web.Response:
-        return web.json_response([stream_summary(ls) for ls in node.streams.values()])
+        # a stranger sees the streams this node broadcasts, not those it watches or relays
+        shown = [ls for ls in node.streams.values() if ls.is_source or from_operator(request)]
+        return web.json_response([stream_summary(ls) for ls in shown], headers=NO_STORE)
 
     detail_cache: list[tuple[float, bytes]] = []
 
     async def stats(request: web.Request) -> web.Response:
+        require_operator(request, "/stats")
         if request.query.get("detail") != "1":
-            return web.json_response(node_stats(node))
+            return web.json_response(node_stats(node), headers=NO_STORE)
         now = time.monotonic()
         if not detail_cache or now - detail_cache[0][0] >= DETAIL_EVERY:
             detail_cache[:] = [(now, msgspec.json.encode(node_stats(node, detail=True)))]
-        return web.Response(body=detail_cache[0][1], content_type="application/json")
+        return web.Response(body=detail_cache[0][1], content_type="application/json", headers=NO_STORE)
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=render(registry), content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        require_operator(request, "/metrics")
+        return metrics_response(registry)
 
     app.router.add_get(r"/live/{sid:[a-z2-7]{52}\.[a-z0-9_-]{1,32}}.ts", live)
     app.router.add_get("/streams", streams)
@@ -569,10 +621,13 @@ def add_origin_routes(app: web.Application, node: Node,
     app.router.add_get(r"/origin/{sid}/latest.json", latest)
 
 
-def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool = False) -> None:
+def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool = False,
+                       own: Callable[[], list[str]] | None = None) -> None:
     """Tracker routes, plus a task that sweeps expired entries every ``SWEEP_INTERVAL`` s.
 
     ``metrics``: also serve ``/metrics`` (a stand-alone tracker, with no node's gateway).
+    ``own``: the ids of the streams the node that embeds this tracker broadcasts, the only
+    ones ``GET /tracker/streams`` lists to a stranger (:func:`from_operator`: all of them).
     """
     http_counters = harden(app)
     registry = make_registry(None, tracker=tracker, http_counters=http_counters)
@@ -616,7 +671,7 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
             peers = tracker.submit(a, request.remote or "", time.time(), d, admitted=True)
         except TrackerRefused as exc:
             raise json_error(exc.status, exc.code, str(exc)) from None
-        return web.json_response(tracker_reply(tracker, str(a.stream), peers))
+        return web.json_response(tracker_reply(tracker, str(a.stream), peers), headers=NO_STORE)
 
     async def descriptor(request: web.Request) -> web.Response:
         d = tracker.descriptors.get(request.match_info["sid"])
@@ -626,11 +681,16 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
         return web.json_response(d.to_json(), headers={"Cache-Control": "no-cache"})
 
     async def metrics_route(request: web.Request) -> web.Response:
-        return web.Response(body=render(registry), content_type="text/plain", charset="utf-8",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        require_operator(request, "/metrics")
+        return metrics_response(registry)
 
     async def listing(request: web.Request) -> web.Response:
-        return web.json_response({s: len(p) for s, p in itertools.islice(tracker.streams.items(), 1000)})
+        if from_operator(request):
+            shown = itertools.islice(tracker.streams.items(), 1000)
+        else:  # a stranger enumerated every stream announced here: only this node's own
+            mine = own() if own is not None else []
+            shown = ((s, tracker.streams[s]) for s in itertools.islice(mine, 1000) if s in tracker.streams)
+        return web.json_response({s: len(p) for s, p in shown}, headers=NO_STORE)
 
     app.router.add_post("/tracker/announce", announce)
     app.router.add_get("/tracker/streams", listing)

@@ -8,7 +8,9 @@
   loopback address and with the token in ``<data>/ledger/settle.token``
   (header ``X-Oasis-Settle-Token``); anything else is 403 and counted. The node settles
   on its own cadence anyway; this is for the demo and tests that want a final figure.
-* ``GET /rewards`` -- the node's report (read only).
+* ``GET /rewards`` -- the node's report (read only): wallet, earnings, the ledger's figures;
+  served only to this machine's clients (loopback, no proxy headers) unless the node runs
+  with ``--public-metrics``, else 403 ``local_only``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 import msgspec
 from aiohttp import web
 
-from .http import BadJson, decode_json, json_error, read_body
+from .http import NO_STORE, BadJson, decode_json, json_error, read_body, require_operator
 from .node import Node
 from .rewards import MAX_TICKET_BODY, TicketRefused
 
@@ -62,17 +64,19 @@ def add_rewards_routes(app: web.Application, node: Node, *, broadcaster: bool) -
         except RuntimeError as exc:  # shutting down
             raise json_error(503, "shutting_down", str(exc)) from None
         rewards.counters.ticket_requests_ok += 1
-        return web.json_response(reply)
+        return web.json_response(reply, headers=NO_STORE)
 
     async def settle(request: web.Request) -> web.Response:
         if not rewards.settle_allowed(request.remote, request.headers.get(SETTLE_TOKEN_HEADER)):
             raise json_error(403, "forbidden", "settle: loopback only, with the token in "
                              "<data>/ledger/settle.token (header X-Oasis-Settle-Token)")
         await rewards.settle(include_current=True)
-        return web.json_response(await rewards.report())
+        return web.json_response(await rewards.report(), headers=NO_STORE)
 
     async def report(request: web.Request) -> web.Response:
-        return web.json_response(await rewards.report())
+        # the wallet, its earnings, the ledger's CPU: the operator's, not every visitor's
+        require_operator(request, "GET /rewards")
+        return web.json_response(await rewards.report(), headers=NO_STORE)
 
     if broadcaster:
         app.router.add_post("/tickets", tickets)

@@ -76,6 +76,9 @@ class Common:
     #: stream parameters the user gave explicitly (a viewer reports those its descriptor overrides)
     given: dict[str, int] = field(default_factory=dict)
     api_listen: str | None = None  #: the local API's HOST:PORT (loopback); None/"off": no API
+    #: serve /metrics, /stats, GET /rewards and the full stream listings to any client, not
+    #: only to this machine's (``--public-metrics``; the testbed reads them across namespaces)
+    public_metrics: bool = False
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -379,7 +382,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     http.add_gateway_routes(app, node, tracker=tracker)
     files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     if tracker is not None:
-        http.add_tracker_routes(app, tracker)
+        http.add_tracker_routes(app, tracker, own=http.own_streams(node))
+    http.set_public_views(app, c.public_metrics)
     try:
         if c.rewards is not None:
             from . import rewards_http  # imports the EVM stack: only with --rewards
@@ -613,6 +617,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     node.config = swarm_config(c)
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)
+    http.set_public_views(app, c.public_metrics)
     files = attach_files(node, app, c.data_dir)  # node.files: short videos (docs/oftp.md §18)
     rewards_ready: asyncio.Task[None] | None = None
     try:  # a damaged wallet or chain, a taken gateway port: nothing left open behind the error
@@ -756,10 +761,11 @@ def stream_descriptor(c: Common, node: Node, sid: StreamId, *, origin: str, cdn_
         chain_id=getattr(dep, "chain_id", None), contract=getattr(dep, "pool", None)))
 
 
-async def tracker_only(listen: str) -> None:
+async def tracker_only(listen: str, *, public_metrics: bool = False) -> None:
     host, port = parse_hostport(listen, "--listen")
     app = web.Application(client_max_size=64 * 1024)
     http.add_tracker_routes(app, Tracker(), metrics=True)
+    http.set_public_views(app, public_metrics)
     runner, port = await start_http(app, host, port)
     if host in ("0.0.0.0", "::", ""):  # every address: 0.0.0.0 is no URL anyone can use
         emit({"tracker": f"http://127.0.0.1:{port}/tracker", "listening": f"{host or '0.0.0.0'}:{port}",

@@ -166,6 +166,8 @@ class Testbed:
                                     "--chunk-ms", str(self.chunk_ms), "--json",
                                     "--playout-delay", str(self.playout_delay),
                                     "--listen", f"{bp.addr}:{OFTP_PORT}", "--http", f"{bp.addr}:{HTTP_PORT}",
+                                    # its /stats and /metrics are read at {bp.addr}, not loopback
+                                    "--public-metrics",
                                     "--upload-kbps", str(2 * bitrate), "--area", b.country,
                                     "--data-dir", os.path.join(self.root, "b")], self.root, self.trace)
         self.procs.append(bproc)
