@@ -6,9 +6,13 @@
   416; a multi-range or malformed Range header is ignored (200, the whole file, as RFC 9110
   allows). Blocks not here yet are fetched first (the swarm's read position) and waited for,
   bounded; a reader that waits too long has its response cut (the player retries).
+  ``ETag: "<cid>"``: ``If-None-Match`` naming it is a 304; ``If-Range`` other than that
+  tag (a weak tag, a date: the file has no Last-Modified) sends the whole file (200).
 * ``GET /origin/files/<cid>/manifest`` — the manifest bytes (the CID verifies them).
 * ``GET /origin/files/<cid>/<index>.blk`` — one BLOCK message (data and Merkle path);
-  immutable and cacheable, so an HTTP cache or CDN can sit in front.
+  immutable and cacheable, so an HTTP cache or CDN can sit in front. Strong ETags
+  (``"<cid>.manifest"``, ``"<cid>.<index>"``), ``If-None-Match`` → 304; only the canonical
+  index (``7.blk``, not ``07.blk``) and no query string (else 404 ``not_canonical``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ from aiohttp import web
 from oasis.core.content import safe_mime
 
 from .files import Files
-from .http import MAX_PLAYERS_PER_IP, PlayerSlots, harden, json_error, write_or_drop
+from .http import (
+    MAX_PLAYERS_PER_IP,
+    PlayerSlots,
+    canonical_only,
+    conditional,
+    harden,
+    if_range_holds,
+    json_error,
+    write_or_drop,
+)
 
 if TYPE_CHECKING:
     from .node import Node
@@ -84,19 +97,28 @@ def add_file_routes(app: web.Application, files: Files) -> None:
             e.readers -= 1
 
     async def serve(request: web.Request, e) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+        etag = f'"{e.text}"'  # the content id: the file's bytes can never change under it
+        same = conditional(request, etag, {"ETag": etag, "Cache-Control": IMMUTABLE})
+        if same is not None:  # If-None-Match before Range (RFC 9110 §13.2.2); no wait for it
+            return same
         try:
             m = await files.wait_manifest(e, 10.0)
         except TimeoutError:
             raise json_error(504, "no_manifest", "the file's manifest has not arrived yet") from None
-        rng = parse_range(request.headers.get("Range"), m.size)
+        # If-Range: the range only if the client's copy is this one (its strong tag); a weak
+        # tag or a date (these files have no Last-Modified) never matches: the whole file
+        rng = parse_range(request.headers.get("Range"), m.size) if if_range_holds(request, etag) else None
         # the manifest's type is the publisher's word: served only if it is a media type we
         # serve, never sniffed, and sandboxed (a shared .html ran as a page on the gateway)
-        headers = {"Content-Type": safe_mime(m.mime), "Accept-Ranges": "bytes", "ETag": f'"{e.text}"',
+        headers = {"Content-Type": safe_mime(m.mime), "Accept-Ranges": "bytes", "ETag": etag,
                    "Cache-Control": IMMUTABLE, "X-Content-Type-Options": "nosniff",
                    "Content-Security-Policy": "sandbox; default-src 'none'; media-src 'self'"}
         if rng == "unsatisfiable":
             counters["files_range_416"] = counters.get("files_range_416", 0) + 1
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{m.size}"})
+            exc = json_error(416, "range_not_satisfiable", f"the range starts past the end of the "
+                             f"file ({m.size} bytes)")
+            exc.headers["Content-Range"] = f"bytes */{m.size}"
+            raise exc
         if rng is None:
             first, last, status = 0, m.size - 1, 200
         else:
@@ -126,27 +148,34 @@ def add_file_routes(app: web.Application, files: Files) -> None:
         return resp
 
     async def manifest(request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        canonical_only(request, cid, cid, "a manifest")  # (the route takes one spelling of a CID)
         try:
-            body = files.origin_manifest(request.match_info["cid"])
+            body = files.origin_manifest(cid)
         except ValueError as exc:
             raise json_error(400, "bad_cid", str(exc)) from None
         except LookupError as exc:
             raise json_error(404, "no_file", str(exc)) from None
-        return web.Response(body=body, content_type="application/x-oasis-manifest",
-                            headers={"Cache-Control": IMMUTABLE})
+        headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{cid}.manifest"'}  # the CID hashes it
+        return conditional(request, headers["ETag"], headers) or web.Response(
+            body=body, content_type="application/x-oasis-manifest", headers=headers)
 
     async def block(request: web.Request) -> web.Response:
         text = request.match_info["index"]
         if not _INDEX_RE.match(text):
             raise json_error(400, "bad_index", "block index must be a decimal integer")
+        cid, index = request.match_info["cid"], int(text)
+        canonical_only(request, text, str(index), f"block {index}")
         try:
-            body = files.origin_block(request.match_info["cid"], int(text))
+            body = files.origin_block(cid, index)
         except ValueError as exc:
             raise json_error(400, "bad_cid", str(exc)) from None
         except LookupError as exc:
             raise json_error(404, "no_block", str(exc)) from None  # JSON like every refusal
-        return web.Response(body=body, content_type="application/x-oftp-block",
-                            headers={"Cache-Control": IMMUTABLE})
+        # a block (data and Merkle path) is fixed by the CID and its index
+        headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{cid}.{index}"'}
+        return conditional(request, headers["ETag"], headers) or web.Response(
+            body=body, content_type="application/x-oftp-block", headers=headers)
 
     app.router.add_get(r"/files/{cid:of1[a-z2-7]{52}}", get_file)
     app.router.add_get(r"/origin/files/{cid:of1[a-z2-7]{52}}/manifest", manifest)

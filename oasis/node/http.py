@@ -228,6 +228,69 @@ def set_public_views(app: web.Application, public: bool) -> None:
     app[PUBLIC_VIEWS] = public
 
 
+# ---- conditional requests (RFC 9110 §13) on immutable objects ------------------------------
+
+_ETAG_RE = re.compile(r'\s*(W/)?"([\x21\x23-\x7e]*)"\s*(?:,|$)')
+
+
+def _etags(header: str) -> list[tuple[bool, str]] | None:
+    """The entity tags of an ``If-Match``/``If-None-Match`` list as (weak, opaque); None for
+    ``*``; a malformed list gives the tags read before the error (the rest never matches)."""
+    if header.strip() == "*":
+        return None
+    out: list[tuple[bool, str]] = []
+    pos = 0
+    while pos < len(header) and len(out) < 64:
+        m = _ETAG_RE.match(header, pos)
+        if m is None:
+            break
+        out.append((m.group(1) is not None, m.group(2)))
+        pos = m.end()
+    return out
+
+
+def conditional(request: web.Request, etag: str, headers: dict[str, str]) -> web.Response | None:
+    """The answer to a GET/HEAD's preconditions for an object whose strong ETag is ``etag``
+    (quoted): 412 if ``If-Match`` names other tags, 304 (with ``headers``: the ETag and
+    Cache-Control a 200 would carry) if ``If-None-Match`` names it (weak comparison), else
+    None (serve it). ``If-Modified-Since`` is ignored: these objects have no date."""
+    opaque = etag.strip('"')
+    im = request.headers.get("If-Match")
+    if im is not None:
+        tags = _etags(im)
+        if tags is not None and (False, opaque) not in tags:  # strong comparison
+            raise json_error(412, "precondition_failed", "If-Match names no tag of this object "
+                             f"(its ETag is {etag})")
+    inm = request.headers.get("If-None-Match")
+    if inm is not None:
+        tags = _etags(inm)
+        if tags is None or any(t == opaque for _, t in tags):
+            return web.Response(status=304, headers=headers)
+    return None
+
+
+def if_range_holds(request: web.Request, etag: str) -> bool:
+    """Whether a Range request's ``If-Range`` (if any) lets the range be served: it must be
+    this object's strong ETag; a weak tag or a date never matches (RFC 9110 §13.1.5: these
+    objects have no Last-Modified), and then the whole object is sent (200)."""
+    value = request.headers.get("If-Range")
+    return value is None or value.strip() == etag
+
+
+def canonical_only(request: web.Request, given: str, canonical: str, what: str) -> None:
+    """An immutable object is served under one URL only: ``given`` (a path part as sent)
+    must be ``canonical`` and the URL must carry no query string, else 404 ``not_canonical``
+    (counted ``http_not_canonical``). One object under many names is one object under many
+    CDN cache keys: each new spelling (``014930.chunk``, ``5.chunk?x=1``) missed the cache
+    and reached the origin."""
+    if given == canonical and not request.query_string and not request.raw_path.endswith("?"):
+        return
+    counters = request.app[HTTP_COUNTERS]
+    counters["http_not_canonical"] = counters.get("http_not_canonical", 0) + 1
+    raise json_error(404, "not_canonical", f"{what} is served only as {canonical!r}, with no "
+                     "query string (one URL per object, so that a cache holds it once)")
+
+
 # ---- parser-level refusals as JSON ---------------------------------------------------------
 
 _PARSER_CODES = {400: "bad_request", 413: "too_large", 414: "uri_too_long",
@@ -578,6 +641,19 @@ def node_keyframe(ls: LiveStream, seq: int) -> bool:
     return c is not None and bool(c.flags & 1)
 
 
+CHUNK_CACHE = "public, max-age=86400, immutable"
+
+
+def descriptor_response(request: web.Request, d: Descriptor) -> web.Response:
+    """A signed descriptor: ``no-cache`` (a newer one may replace it), with its signature as
+    a strong ETag, so that a cache revalidates it with ``If-None-Match`` for a 304."""
+    headers = {"Cache-Control": "no-cache", "ETag": f'"{d.signature[:12].hex()}"'}
+    same = conditional(request, headers["ETag"], headers)
+    if same is not None:
+        return same
+    return web.json_response(d.to_json(), headers=headers)
+
+
 def add_origin_routes(app: web.Application, node: Node,
                       descriptors: dict[str, Descriptor] | None = None) -> None:
     """Origin routes; ``descriptors`` maps a stream id to its signed descriptor (kept current)."""
@@ -590,17 +666,20 @@ def add_origin_routes(app: web.Application, node: Node,
         if not _SEQ_RE.match(seq_text):
             raise json_error(400, "bad_seq", "sequence number must be a decimal integer of 1-19 digits")
         seq = int(seq_text)
+        canonical_only(request, request.match_info["sid"], ls.text_id, "a stream id")
+        canonical_only(request, seq_text, str(seq), f"chunk {seq}")
         c = ls.swarm.log.get(seq)
         if c is None:
             log_ = ls.swarm.log
-            return web.json_response(
-                {"error": "no_chunk", "message": f"chunk {seq} is not (or no longer) held: this origin "
-                 f"keeps {log_.low}..{max(log_.latest, 0)}; latest.json says where the stream is"},
-                status=404, headers={"Cache-Control": "no-store"})
-        body = wire.encode(c)
-        return web.Response(body=body, content_type="application/x-oftp-chunk", headers={
-            "Cache-Control": "public, max-age=86400, immutable",
-            "ETag": f'"{c.signature[:12].hex()}"'})
+            raise json_error(404, "no_chunk", f"chunk {seq} is not (or no longer) held: this origin "
+                             f"keeps {log_.low}..{max(log_.latest, 0)}; latest.json says where the "
+                             "stream is")
+        # the signature is over the stream, seq, time, flags and payload hash: a strong tag
+        headers = {"Cache-Control": CHUNK_CACHE, "ETag": f'"{c.signature[:12].hex()}"'}
+        same = conditional(request, headers["ETag"], headers)
+        if same is not None:
+            return same
+        return web.Response(body=wire.encode(c), content_type="application/x-oftp-chunk", headers=headers)
 
     async def latest(request: web.Request) -> web.Response:
         ls = _stream(node, request.match_info["sid"])
@@ -614,7 +693,7 @@ def add_origin_routes(app: web.Application, node: Node,
         d = held.get(ls.text_id)
         if d is None:
             raise json_error(404, "no_descriptor", "this origin has no descriptor for that stream")
-        return web.json_response(d.to_json(), headers={"Cache-Control": "no-cache"})
+        return descriptor_response(request, d)
 
     app.router.add_get(r"/origin/{sid}/descriptor", descriptor)
     app.router.add_get(r"/origin/{sid}/{seq}.chunk", chunk)
@@ -678,7 +757,7 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
         if d is None:
             raise json_error(404, "no_descriptor", "this tracker holds no descriptor for that stream "
                              "(is its broadcaster announcing here?)")
-        return web.json_response(d.to_json(), headers={"Cache-Control": "no-cache"})
+        return descriptor_response(request, d)
 
     async def metrics_route(request: web.Request) -> web.Response:
         require_operator(request, "/metrics")

@@ -2,13 +2,17 @@
 server (``start_http``) and real HTTP requests. Found 2026-12-02 by an outside attacker (LOW):
 
 * ``/metrics``, ``/stats`` and ``GET /rewards`` (wallet, earnings) were public on a node's
-  public face; the embedded tracker listed every stream announced to it to anyone.
+  public face; the embedded tracker listed every stream announced to it to anyone;
+* ``If-None-Match`` and ``If-Range`` were ignored on immutable chunks, blocks and files;
+* ``014930.chunk``, ``00.blk``, ``5.chunk?x=1`` were served as the object of the canonical
+  URL: one object under many CDN cache keys, each new spelling a miss at the origin.
 
 (The parser's refusals, also found then, are in ``test_node_http_guard.py``.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +31,8 @@ from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.tracker import Tracker
 from oasis.node import http, rewards_http
+from oasis.node.files import Files
+from oasis.node.files_http import add_file_routes
 from oasis.node.node import Node
 from oasis.node.runtime import start_http
 
@@ -212,3 +218,133 @@ async def test_the_tracker_command_serves_metrics_to_a_proxy_only_with_public_me
     finally:
         for p in procs:
             p.stop()
+
+
+async def test_immutable_objects_answer_if_none_match_with_304_and_keep_their_cache_headers(
+        faces: dict[str, Any]) -> None:
+    local, _ = faces["local"]
+    chunk = f"{local}/origin/{SID}/3.chunk"
+    async with _session() as s:
+        async with s.get(chunk) as r:
+            assert r.status == 200
+            etag, body = r.headers["ETag"], await r.read()
+            assert etag.startswith('"') and len(body) > 188
+            assert r.headers["Cache-Control"] == http.CHUNK_CACHE
+        for inm in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
+            async with s.get(chunk, headers={"If-None-Match": inm}) as r:
+                assert r.status == 304 and await r.read() == b"", inm
+                # a 304 carries what a cache needs to keep the object as fresh as a 200
+                assert r.headers["ETag"] == etag and r.headers["Cache-Control"] == http.CHUNK_CACHE
+        async with s.get(chunk, headers={"If-None-Match": '"another"'}) as r:
+            assert r.status == 200 and await r.read() == body
+        async with s.head(chunk, headers={"If-None-Match": etag}) as r:
+            assert r.status == 304
+        async with s.get(chunk, headers={"If-Match": '"another"'}) as r:
+            assert r.status == 412 and (await r.json())["error"] == "precondition_failed"
+        async with s.get(chunk, headers={"If-Match": etag}) as r:
+            assert r.status == 200
+        # another chunk has another tag; the signed descriptor revalidates the same way
+        async with s.get(f"{local}/origin/{SID}/4.chunk", headers={"If-None-Match": etag}) as r:
+            assert r.status == 200 and r.headers["ETag"] != etag
+        for url in (f"{local}/origin/{SID}/descriptor",):
+            async with s.get(url) as r:
+                assert r.status == 200 and r.headers["Cache-Control"] == "no-cache"
+                dtag = r.headers["ETag"]
+            async with s.get(url, headers={"If-None-Match": dtag}) as r:
+                assert r.status == 304 and r.headers["ETag"] == dtag
+
+
+async def test_a_chunk_is_served_under_its_canonical_url_only(faces: dict[str, Any]) -> None:
+    """A CDN keys its cache on the URL: each other spelling of a chunk was a miss that
+    reached the origin and was answered with the whole chunk."""
+    local, counters = faces["local"]
+    upper = f"{str(SID).split('.')[0].upper()}.live"
+    async with _session() as s:
+        for path in (f"/origin/{SID}/07.chunk", f"/origin/{SID}/0000000000000000007.chunk",
+                     f"/origin/{SID}/7.chunk?x=1", f"/origin/{upper}/7.chunk",
+                     f"/origin/{SID}/00.chunk"):
+            async with s.get(local + path) as r:
+                body = await r.json()
+                assert r.status == 404 and body["error"] == "not_canonical", (path, body)
+                assert r.headers["Cache-Control"] == "no-store"
+        async with s.get(f"{local}/origin/{SID}/7.chunk") as r:
+            assert r.status == 200
+        async with s.get(f"{local}/origin/{SID}/0.chunk") as r:
+            assert r.status == 200
+    # an empty query ("7.chunk?", which aiohttp's client would drop) is another key too
+    raw = await _raw(int(local.rsplit(":", 1)[1]), f"GET /origin/{SID}/7.chunk? HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    assert b" 404 " in raw.split(b"\r\n")[0] and b'"not_canonical"' in raw
+    assert counters["http_not_canonical"] == 6
+
+
+@pytest.fixture
+async def file_face(tmp_path: Path) -> AsyncIterator[tuple[str, str, bytes, dict[str, int]]]:
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    files = Files(node, tmp_path / "files")
+    node.files = files
+    data = bytes(range(256)) * 1200  # 300 KiB: more than one block
+    (tmp_path / "clip.ts").write_bytes(data)
+    runner = None
+    try:
+        info = await files.publish(str(tmp_path / "clip.ts"))
+        app = web.Application()
+        add_file_routes(app, files)
+        runner, port = await start_http(app, "127.0.0.1", 0)
+        yield f"http://127.0.0.1:{port}", info["cid"], data, app[http.HTTP_COUNTERS]
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        files.close()
+        await node.close()
+
+
+async def test_files_and_blocks_answer_if_none_match_and_if_range(
+        file_face: tuple[str, str, bytes, dict[str, int]]) -> None:
+    url, cid, data, counters = file_face
+    async with _session() as s:
+        async with s.get(f"{url}/files/{cid}") as r:
+            assert r.status == 200 and await r.read() == data
+            etag = r.headers["ETag"]
+        assert etag == f'"{cid}"'
+        async with s.get(f"{url}/files/{cid}", headers={"If-None-Match": etag, "Range": "bytes=0-9"}) as r:
+            assert r.status == 304 and await r.read() == b"" and r.headers["ETag"] == etag
+        # If-Range with this file's tag: the range; with anything else, the whole file
+        async with s.get(f"{url}/files/{cid}", headers={"Range": "bytes=10-19", "If-Range": etag}) as r:
+            assert r.status == 206 and await r.read() == data[10:20]
+        for other in ('"of1-some-other-version"', f"W/{etag}", "Wed, 02 Dec 2026 15:00:00 GMT"):
+            async with s.get(f"{url}/files/{cid}", headers={"Range": "bytes=10-19", "If-Range": other}) as r:
+                assert r.status == 200 and await r.read() == data, other
+                assert "Content-Range" not in r.headers
+        # a range past the end: a JSON 416 like every refusal, never cached
+        async with s.get(f"{url}/files/{cid}", headers={"Range": f"bytes={len(data)}-"}) as r:
+            assert r.status == 416 and (await r.json())["error"] == "range_not_satisfiable"
+            assert r.headers["Content-Range"] == f"bytes */{len(data)}"
+            assert r.headers["Cache-Control"] == "no-store"
+        # origin: manifest and blocks, strong tags, 304
+        for path in ("manifest", "0.blk", "1.blk"):
+            async with s.get(f"{url}/origin/files/{cid}/{path}") as r:
+                assert r.status == 200 and "immutable" in r.headers["Cache-Control"]
+                tag = r.headers["ETag"]
+            async with s.get(f"{url}/origin/files/{cid}/{path}", headers={"If-None-Match": tag}) as r:
+                assert r.status == 304 and r.headers["ETag"] == tag and "immutable" in r.headers["Cache-Control"]
+        async with s.get(f"{url}/origin/files/{cid}/0.blk") as r0, \
+                s.get(f"{url}/origin/files/{cid}/1.blk") as r1:
+            assert r0.headers["ETag"] != r1.headers["ETag"]
+        # and one URL per block
+        for path in ("00.blk", "01.blk", "1.blk?x=1", "manifest?v=2"):
+            async with s.get(f"{url}/origin/files/{cid}/{path}") as r:
+                assert r.status == 404 and (await r.json())["error"] == "not_canonical", path
+    assert counters["http_not_canonical"] == 4
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` on a fresh connection; everything the server sends until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)  # to EOF: the server closes it
+    finally:
+        writer.close()
