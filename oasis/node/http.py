@@ -2,7 +2,8 @@
 
 * ``GET /live/<stream-id>.ts`` — continuous MPEG-TS for a player (ffplay, VLC,
   mpv), starting at a keyframe, chunks in order; a chunk given up on is skipped.
-* ``GET /streams`` — JSON list of streams with their live figures.
+* ``GET /streams`` — JSON list of streams with their live figures (to a stranger: only
+  the streams this node broadcasts).
 * ``GET /metrics`` — Prometheus text format (prometheus-client, one registry per node).
 * ``GET /stats`` — JSON with the per-chunk record the demo aggregates.
 * Origin (broadcaster): ``GET /origin/<stream-id>/<seq>.chunk`` — the signed
@@ -11,12 +12,21 @@
   ``GET /origin/<stream-id>/descriptor`` — the signed stream descriptor.
 * Tracker: ``POST /tracker/announce`` with a *signed* announce (docs/oftp.md,
   :mod:`oasis.core.announce`) → ``{peers: [signed records], descriptor, origin,
-  tickets, interval}``; ``GET /tracker/descriptor/<stream-id>``; ``GET /tracker/streams``.
+  tickets, interval}``; ``GET /tracker/descriptor/<stream-id>``; ``GET /tracker/streams``
+  (to a stranger: only the streams the embedding node broadcasts).
 
 Every JSON body is size-capped before it is read and decoded strictly into a
 typed struct (msgspec: no unknown fields, integers in range, bounded nesting);
-every refusal is a 4xx with ``{"error": code, "message": ...}``. A handler bug
-is still a 500 (counted in ``http_internal_errors``), never a crash.
+every refusal is a 4xx with ``{"error": code, "message": ...}`` and ``Cache-Control:
+no-store``, the HTTP parser's own refusals too (:func:`json_parser_errors`). A handler
+bug is still a 500 (counted in ``http_internal_errors``), never a crash.
+
+The operator's views (``/metrics``, ``/stats``, ``GET /rewards``) answer only clients
+on this machine -- loopback, no proxy header -- unless the app serves them to anyone
+(``--public-metrics``, :data:`PUBLIC_VIEWS`); others get 403 ``local_only``. Immutable
+objects (chunks, blocks, manifests, files) carry strong ETags and answer
+``If-None-Match`` (304) and ``If-Match`` (412) (:func:`conditional`), and are served
+under one URL each (:func:`canonical_only`: 404 ``not_canonical`` otherwise).
 """
 
 from __future__ import annotations
