@@ -114,6 +114,14 @@ class NatConfig:
     #: port), and every packet of a retry refreshes it -- retries within its timeout (30 s
     #: for unreplied UDP in Linux) all fail. Longer than that: the retry finds clean NATs.
     punch_retry_after: float = 35.0
+    #: IP TTL (IPv6 hop limit) of the priming datagram each side sends to the other's
+    #: address just before it dials (B on the OFFER, A on the GO): enough to pass our own
+    #: NAT (which then holds the mapping the peer was told) and to die before the far NAT,
+    #: which so never sees an unsolicited packet from us. 2 passes a home router or a CGN
+    #: one hop away and dies at the next router. 0: no priming (and B dials half a round
+    #: trip after the OFFER, as A does on the GO: the two must leave within the one-way
+    #: delay between them).
+    prime_ttl: int = 2
     max_held: int = 1024  #: peers remembered as held off (oldest forgotten first)
 
 
@@ -138,6 +146,7 @@ class NatCounters:
     punch_failed: int = 0  #: punched dials that did not link (the peer is then held off)
     punch_held: int = 0  #: INTROs not sent, OFFERs refused, GOs not dialled: held off (above)
     punch_linked: int = 0  #: peers we asked to be introduced to (INTRO) and then linked
+    punch_primed: int = 0  #: priming datagrams sent (low TTL: they open our NAT only)
 
 
 def _network(host: str) -> str | None:
@@ -261,6 +270,18 @@ class PunchDial:
 
 
 @dataclass(frozen=True, slots=True)
+class PunchPrime:
+    """Send a small datagram with IP TTL ``ttl`` to ``host:port`` now, from the socket
+    we dial with (the policy turns it into a ``Prime``): it opens our NAT's mapping
+    towards the peer and expires before the peer's NAT."""
+
+    peer: bytes
+    host: str
+    port: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
 class SendToPeer:
     """Send ``message`` on the link of neighbour ``peer`` (the policy maps it)."""
 
@@ -286,7 +307,7 @@ class Introductions:
     relaying: dict[tuple[bytes, int], Relayed] = field(default_factory=dict)
     buckets: dict[bytes, _Bucket] = field(default_factory=dict)  #: per INTRO source
     accept_bucket: _Bucket | None = None
-    out: list[SendToPeer | PunchDial] = field(default_factory=list)
+    out: list[SendToPeer | PunchDial | PunchPrime] = field(default_factory=list)
     next_nonce: int = 1
     #: peer -> until when no punch with it is made (our punched dial to it failed)
     held: dict[bytes, float] = field(default_factory=dict)
@@ -416,11 +437,22 @@ class Introductions:
                 c.punch_refused += 1
                 return
             c.punch_accepted += 1
+            # our NAT opens towards A now (the prime dies before A's NAT), so A's Initial,
+            # whenever the GO lets A send it, finds the mapping A was told
+            prime = cfg.prime_ttl > 0
+            if prime:
+                self.out.append(PunchPrime(a, msg.host, msg.port, cfg.prime_ttl))
             self.out.append(SendToPeer(sender, wire.Punch(phase=Phase.ACCEPT, peer=a, nonce=msg.nonce)))
-            # dial when our ACCEPT has travelled B -> R -> A and A dials: half our RTT to
-            # R plus half R's to A
+            # A dials when our ACCEPT has travelled B -> R -> A: half our RTT to R plus
+            # half R's to A. Unprimed, we dial then too (the two Initials must cross
+            # within the one-way delay). Primed, we wait that long again: our Initial
+            # must not reach A's NAT before A's own packets left (or that NAT keeps an
+            # entry for ours and maps A's flow to another port), and A, behind its start
+            # burst on a loaded machine, took the GO up to ~100 ms late; A's Initial
+            # meanwhile passes our open NAT (a link from it that is up by then cancels
+            # our dial; one still in its handshake meets ours: the simultaneous-dial rule).
             delay = (rtt_ms_of(sender) + msg.delay_ms) / 2000.0
-            self.out.append(PunchDial(now + delay, a, msg.host, msg.port))
+            self.out.append(PunchDial(now + (2 * delay if prime else delay), a, msg.host, msg.port))
         elif phase == Phase.ACCEPT:  # we are R; sender is B, msg.peer is A
             key = (msg.peer, msg.nonce)
             r = self.relaying.get(key)
@@ -454,6 +486,8 @@ class Introductions:
             if not self.accept_bucket.take(now, cfg.accept_rate, cfg.accept_burst):
                 c.punch_refused += 1
                 return
+            if cfg.prime_ttl > 0:  # out before the dial's Initial is built
+                self.out.append(PunchPrime(msg.peer, msg.host, msg.port, cfg.prime_ttl))
             self.out.append(PunchDial(now, msg.peer, msg.host, msg.port))
         else:
             c.punch_unexpected += 1

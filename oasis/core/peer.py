@@ -58,7 +58,15 @@ from typing import Generic, TypeVar
 
 from . import wire
 from .dialplan import Candidate, Dial, DialPlan, ban_active, dialable
-from .nat import Introductions, MappingObserver, NatConfig, NatKind, PunchDial, SendToPeer
+from .nat import (
+    Introductions,
+    MappingObserver,
+    NatConfig,
+    NatKind,
+    PunchDial,
+    PunchPrime,
+    SendToPeer,
+)
 from .wire import ErrorCode
 
 __all__ = ["Candidate", "Dial", "dialable"]  # re-exported: the policy's actions and inputs
@@ -287,7 +295,19 @@ class Announce:
     announce_failed()."""
 
 
-Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Ban | Announce | Report
+@dataclass(frozen=True, slots=True)
+class Prime:
+    """Hole punching: send one small datagram to ``host:port`` from the socket the node
+    dials with, with IP TTL (IPv6 hop limit) ``ttl`` -- it opens our NAT's mapping towards
+    the peer and expires on the way, before the peer's NAT (oasis.core.nat). The address is
+    the one the punch then dials (same checks, same budget)."""
+    peer: bytes
+    host: str
+    port: int
+    ttl: int
+
+
+Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Prime | Ban | Announce | Report
 
 
 @dataclass
@@ -835,6 +855,15 @@ class PeerPolicy(Generic[L]):
                 q = self.peers.get(a.peer)
                 if q is not None and not q.closing:
                     self._actions.append(SendTo(q.link, a.message))
+            elif isinstance(a, PunchPrime):
+                # to the address the punch dials, when it would dial it (not linked, banned,
+                # backed off or held off): no packet to an address a dial would not go to
+                if (a.peer not in self.peers and not self.is_banned(a.peer, now)
+                        and dialable(a.host, a.port)
+                        and not self.dials.backed_off((a.host, a.port), now)
+                        and not self.nat.is_held(a.peer, now)):
+                    self.nat.counters.punch_primed += 1
+                    self._actions.append(Prime(a.peer, a.host, a.port, a.ttl))
             elif a.at <= now:
                 self._punch_dial(a, now)
             else:

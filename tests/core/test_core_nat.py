@@ -104,6 +104,7 @@ class Net:
         for p in self.p.values():
             p.add_stream(TEXT, SKEY)
         self.dials: list[tuple[int, pp.Dial]] = []
+        self.primes: list[tuple[int, pp.Prime]] = []
         self.sent: list[tuple[int, int, wire.Message]] = []
 
     def link(self, a: int, b: int, rtt: float = 0.04) -> None:
@@ -125,6 +126,8 @@ class Net:
                         self.p[j].on_message(a.link, key(i), a.message, self.now)
                     elif isinstance(a, pp.Dial):
                         self.dials.append((i, a))
+                    elif isinstance(a, pp.Prime):
+                        self.primes.append((i, a))
             if not moved:
                 return
         raise AssertionError("messages never settled")
@@ -176,10 +179,15 @@ def test_a_punch_through_a_common_neighbour_makes_both_ends_dial() -> None:
     assert offer.delay_ms == 50  # R's RTT to A
     (_, _, go), = net.punches(Phase.GO)
     assert go.peer == key(2) and (go.host, go.port) == (public(2), 4000)
-    # A dials B at once; B dials A after (RTT B-R + RTT R-A) / 2 = 40 ms
+    # each end primes its NAT towards the other (B on the OFFER, A on the GO) with a
+    # datagram that dies before the far NAT ...
+    assert [(i, p.peer, p.host, p.port, p.ttl) for i, p in net.primes] == [
+        (2, key(1), public(1), 4000, 2), (1, key(2), public(2), 4000, 2)]
+    # ... A dials B at once; B, primed, after twice (RTT B-R + RTT R-A) / 2 = 80 ms: its
+    # Initial must not reach A's NAT before A has sent (A's passes B's primed NAT)
     assert [(i, d.peer, d.host) for i, d in net.dials] == [(1, key(2), public(2))]
-    assert net.p[2].get_timer() == 10.04
-    net.tick(10.04)
+    assert net.p[2].get_timer() == 10.08
+    net.tick(10.08)
     assert (2, key(1), public(1)) in [(i, d.peer, d.host) for i, d in net.dials]
     # both links come up: the simultaneous-dial rule keeps the one the smaller key dialled
     a_dialled, b_dialled = ("P", 1, 2), ("P", 2, 1)
@@ -188,6 +196,46 @@ def test_a_punch_through_a_common_neighbour_makes_both_ends_dial() -> None:
     assert not net.p[1].link_up(b_dialled, key(2), dialled=False, now=10.1)
     assert not net.p[2].link_up(b_dialled, key(1), dialled=True, now=10.1)
     assert net.p[1].link_of(key(2)) == net.p[2].link_of(key(1)) == a_dialled
+
+
+def test_without_priming_both_ends_dial_half_a_round_trip_apart() -> None:
+    """``prime_ttl=0``: no priming datagram, and B dials when A should (the two Initials
+    must cross within the one-way delay)."""
+    net = Net(3, prime_ttl=0)
+    net.link(1, 3, rtt=0.05)
+    net.link(2, 3, rtt=0.03)
+    net.tick(10.0)
+    a = net.p[1]
+    assert a.nat.introduce(key(2), key(3), net.now)
+    a._take_nat_actions(net.now)
+    net.run()
+    assert net.primes == []
+    assert [(i, d.peer) for i, d in net.dials] == [(1, key(2))]
+    assert net.p[2].get_timer() == 10.04
+
+
+def test_no_prime_to_a_peer_held_off_or_backed_off() -> None:
+    """A prime goes only where the punch would dial: not to a peer held off after a failed
+    punch, nor to a backed-off address (a hostile introducer's OFFERs name a victim)."""
+    net = Net(3)
+    net.link(1, 3, rtt=0.05)
+    net.link(2, 3, rtt=0.03)
+    net.tick(10.0)
+    net.p[2].nat.hold(key(1), net.now)  # B's punch with A failed lately
+    a = net.p[1]
+    assert a.nat.introduce(key(2), key(3), net.now)
+    a._take_nat_actions(net.now)
+    net.run()
+    assert net.primes == [] and net.dials == []
+    assert net.p[2].nat.counters.punch_held == 1
+    net.p[2].nat.release(key(1))
+    net.p[2].dials.back_off(key(1), net.now, (public(1), 4000))
+    net.tick(11.0)
+    assert a.nat.introduce(key(2), key(3), net.now)
+    a._take_nat_actions(net.now)
+    net.run()
+    assert [i for i, _ in net.primes] == [1]  # A's, on the GO; none from B
+    assert net.p[2].nat.counters.punch_primed == 0
 
 
 def test_behind_a_nat_a_planned_dial_becomes_a_punch() -> None:
