@@ -26,25 +26,29 @@ module does three things (docs/oftp.md §15):
 * **Hole punching** (as libp2p's DCUtR and ICE, through a common neighbour R):
   A sends PUNCH INTRO (B) to R; R, if both are its authenticated neighbours and A
   is within its introduction budget, sends PUNCH OFFER (A, A's address as R sees
-  it, R's RTT to A) to B; B, if it has room and budget, answers PUNCH ACCEPT to R
-  and dials A after half the round trip B→R→A; R forwards PUNCH GO (B, B's address
-  as R sees it) to A, which dials B at once. Both sides' outgoing QUIC Initials
-  open their own NAT's mapping towards the other, so the later one gets through
-  (QUIC retransmits the earlier); the simultaneous-dial rule of the peer policy
-  keeps one link. It works when both mappings are endpoint-independent, or one
+  it, R's RTT to A) to B; B, if it has room and budget, *primes* towards A (one
+  datagram with IP TTL ``prime_ttl``: it opens B's own NAT towards A and dies before
+  A's), answers PUNCH ACCEPT to R and dials A after the round trip B→R→A (half of it
+  when not priming); R forwards PUNCH GO (B, B's address as R sees it) to A, which
+  primes and dials B at once. A's Initial passes B's primed NAT; B's, later, finds
+  A's NAT open (QUIC retransmits what was dropped); the simultaneous-dial rule of
+  the peer policy keeps one link. It works when both mappings are endpoint-independent, or one
   side is public -- then it is a *connection reversal*: the NATed side's dial
   reaches the public one. Symmetric to symmetric fails; such a peer still links
   to public and EIM peers by dialling them. Every stage is refused and counted
   outside its budget, and a node dials a punched address only with the peer's key
   pinned (an address that is not that peer's node never becomes a link).
-* **A punch that failed is not retried until the NATs forgot it.** Against Linux NATs
-  (the testbed's, many home routers') the two dials must leave within about the
-  one-way delay between the peers: a first packet that reaches the far NAT before that
-  NAT's own node sent leaves a conntrack entry there (unreplied UDP: 30 s, refreshed by
-  each further packet), the late node's flow is then mapped to a new port, and the early
-  side's NAT drops it -- both dials fail. On a loaded testbed machine a GO, or the dial
-  itself, ran 70-100 ms late (67 ms one-way DE-US); a plain dial or a DHT dial to a
-  NATed peer's mapping is such an early packet too. Every retry within the entry's life
+* **Why prime, and a punch that failed is not retried until the NATs forgot it.**
+  Against Linux NATs (the testbed's, many home routers') a first packet that reaches
+  the far NAT before that NAT's own node sent leaves a conntrack entry there (unreplied
+  UDP: 30 s, refreshed by each further packet), the late node's flow is then mapped to a
+  new port, and the early side's NAT drops it -- both dials fail. Unprimed, the two dials
+  had to leave within about the one-way delay between the peers, and on a loaded testbed
+  machine a GO, or the dial itself, ran 70-100 ms late (67 ms one-way DE-US). Primed, B's
+  NAT is open before A's Initial can arrive, and B's Initial reaches A's NAT a B→R→A
+  half round trip later than before (A may be ~150 ms late). A prime that does not reach
+  our NAT (a NAT farther than ``prime_ttl`` hops), a GO later still, or a plain or DHT
+  dial to a NATed peer's mapping is such an early packet too. Every retry within the entry's life
   fails the same way and refreshes it (the nodes re-punched every 1-6 s and never
   linked), so a node whose punched dial failed holds the peer off ``punch_retry_after``
   (no INTRO, no OFFER accepted, no GO dialled, the punched address backed off as long,
