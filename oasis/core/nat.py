@@ -174,7 +174,9 @@ class NatCounters:
     punch_go_relayed: int = 0
     punch_go_received: int = 0
     punch_unexpected: int = 0  #: ACCEPT/GO matching nothing we sent
-    punch_backed_off: int = 0  #: punch dials not made: the address failed lately (backed off)
+    #: punch dials not made: a plain dial to the address failed lately (backed off; a
+    #: punched dial that failed holds the peer off there instead: punch_held)
+    punch_backed_off: int = 0
     punch_failed: int = 0  #: punched dials that did not link (the peer is then held off)
     punch_held: int = 0  #: INTROs not sent, OFFERs refused, GOs not dialled: held off (above)
     punch_linked: int = 0  #: peers we asked to be introduced to (INTRO) and then linked

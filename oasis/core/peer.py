@@ -517,6 +517,7 @@ class PeerPolicy(Generic[L]):
                 return False
             self._actions.append(CloseLink(existing.link, peer, ErrorCode.NO_ERROR, "duplicate link"))
             existing.link, existing.dialled = link, dialled  # joins and score stay with the peer
+            existing.observed = None  # (the old link's report: the peer reports on this one)
             if existing.service and not service and not existing.overflow:
                 self._set_service(existing, False)  # the policy's own dial won: a neighbour
                 existing.since = now
