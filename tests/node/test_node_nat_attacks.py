@@ -20,6 +20,7 @@ from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.nat import Phase
 from oasis.core.stream import StreamId
+from oasis.node.metrics import NodeCollector
 from oasis.node.node import Node
 
 
@@ -64,6 +65,11 @@ async def test_a_strangers_service_link_cannot_make_a_node_dial_or_set_its_addre
         await until(lambda: (delta("nat_punch_not_neighbour"), delta("nat_observed_unused"),
                              delta("nat_pex_not_neighbour")) == (21, 1, 1), 10)
         assert delta("nat_punch_accepted") == 0 and delta("dial_attempts") == 0
+        # on /metrics: oasis_node_events{event="nat_punch_not_neighbour"} and the others
+        events = {s.labels["event"]: s.value for m in NodeCollector(b).collect()
+                  if m.name == "oasis_node_events" for s in m.samples}
+        assert events["nat_punch_not_neighbour"] >= 21 and events["nat_observed_unused"] >= 1
+        assert events["nat_pex_not_neighbour"] >= 1
         assert b.announce_address() == announced and s.identity.public not in b.policy.mapping.reports
 
         # the control: a neighbour's OFFER (the same path) is dialled -- after the stranger's
