@@ -86,6 +86,7 @@ import enum
 import ipaddress
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import wire
 from .dhtrecord import canonical_host
@@ -199,6 +200,7 @@ class NatCounters:
     punch_introducer_refused: int = 0
 
 
+@lru_cache(maxsize=1 << 12)
 def _network(host: str) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) an address is in; None if not an IP literal."""
     try:
