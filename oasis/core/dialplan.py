@@ -148,8 +148,10 @@ class DialPlan:
         self.counters.dial_attempts += 1
         return True
 
-    def plan(self, now: float, linked: int, blocked: Callable[[bytes], bool]) -> list[Dial]:
-        """Dials to start now; ``blocked``: linked or banned."""
+    def plan(self, now: float, linked: int, blocked: Callable[[bytes], bool],
+             held: Callable[[Candidate], bool] | None = None) -> list[Dial]:
+        """Dials to start now; ``blocked``: linked or banned; ``held``: not to be dialled
+        at that address now (a punch with the peer there failed lately)."""
         cfg = self.config
         need = cfg.target_neighbours - linked - len(self.dialling)
         if need <= 0 or not self.candidates:
@@ -159,7 +161,8 @@ class DialPlan:
             if at + cfg.candidate_ttl <= now:
                 del self.candidates[peer]
             elif (peer not in self.dialling and not blocked(peer)
-                  and not self.backed_off((cand.host, cand.port), now)):
+                  and not self.backed_off((cand.host, cand.port), now)
+                  and (held is None or not held(cand))):
                 eligible.append(cand)
         self.rng.shuffle(eligible)
         out = []
@@ -174,13 +177,16 @@ class DialPlan:
         self.dialling.pop(peer, None)
         self.dial_addr.pop(peer, None)
 
-    def failed(self, peer: bytes, now: float) -> None:
+    def failed(self, peer: bytes, now: float, *, back_off: bool = True) -> None:
         """A dial did not authenticate the peer: the address that was dialled backs off
-        (not the peer's candidate address, which may be another one)."""
+        (not the peer's candidate address, which may be another one) -- unless not
+        ``back_off`` (a punched address: the peer policy holds off the peer there)."""
         if self.dialling.pop(peer, None) is None:
             return
         self.counters.dial_failures += 1
-        self.back_off(peer, now, self.dial_addr.pop(peer, None))
+        addr = self.dial_addr.pop(peer, None)
+        if back_off:
+            self.back_off(peer, now, addr)
 
     def stable(self, peer: bytes) -> None:
         """A link we dialled stayed up: its address is good again."""

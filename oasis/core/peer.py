@@ -44,6 +44,11 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
   a candidate that a linked neighbour can introduce is *punched* through it (PUNCH,
   both ends dial at once) when this node is behind a NAT, and keys learnt only from
   NEIGHBOURS (or whose direct dial failed) are punched when no other candidate is left.
+  All of it is between *neighbours* (``_is_neighbour``: a link we dialled, or one that
+  joined a stream; not a service link): only they are listed and sent NEIGHBOURS, their
+  NEIGHBOURS and PUNCH alone are taken, and an inbound link's OBSERVED counts once it
+  joins (links we dialled count at once: a node serving only files learns its address
+  from its own DHT dials).
 """
 
 from __future__ import annotations
@@ -54,11 +59,19 @@ import random
 from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from . import wire
 from .dialplan import Candidate, Dial, DialPlan, ban_active, dialable
-from .nat import Introductions, MappingObserver, NatConfig, NatKind, PunchDial, SendToPeer
+from .nat import (
+    Introductions,
+    MappingObserver,
+    NatConfig,
+    NatKind,
+    PunchDial,
+    PunchPrime,
+    SendToPeer,
+)
 from .wire import ErrorCode
 
 __all__ = ["Candidate", "Dial", "dialable"]  # re-exported: the policy's actions and inputs
@@ -287,7 +300,19 @@ class Announce:
     announce_failed()."""
 
 
-Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Ban | Announce | Report
+@dataclass(frozen=True, slots=True)
+class Prime:
+    """Hole punching: send one small datagram to ``host:port`` from the socket the node
+    dials with, with IP TTL (IPv6 hop limit) ``ttl`` -- it opens our NAT's mapping towards
+    the peer and expires on the way, before the peer's NAT (oasis.core.nat). The address is
+    the one the punch then dials (same checks, same budget)."""
+    peer: bytes
+    host: str
+    port: int
+    ttl: int
+
+
+Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Prime | Ban | Announce | Report
 
 
 @dataclass
@@ -308,6 +333,21 @@ class _Peer(Generic[L]):
     overflow: bool = False  #: admitted beyond max_neighbours: DHT only, JOIN refused
     service_at: float = 0.0  #: last DHT message from it
     asked_start: set[bytes] = field(default_factory=set)  #: streams whose JOIN to it asked a start
+    #: its OBSERVED, waiting for it to become a neighbour (an inbound link counts once it
+    #: joins a stream; one that turns to the DHT never does)
+    observed: tuple[str, int] | None = None
+
+
+class _Neighbours:
+    """``key in view``: is ``key`` a neighbour of the policy (oasis.core.nat asks)."""
+
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: PeerPolicy[Any]) -> None:
+        self.policy = policy
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, bytes) and self.policy.is_neighbour(key)
 
 
 class PeerPolicy(Generic[L]):
@@ -331,15 +371,17 @@ class PeerPolicy(Generic[L]):
         self._actions: list[Action[L]] = []
         self._sweep_at = now + self.config.sweep_interval
         self.nat = Introductions(self_key, nat or NatConfig())
-        self.mapping = MappingObserver(listen, self.nat.config.max_observers)
+        self.mapping = MappingObserver(listen, self.nat.config.max_observers, self.nat.counters)
+        self._neighbours = _Neighbours(self)  #: ``in``: is this key a neighbour?
         self._pex_at = now + self.nat.config.pex_interval
         self._punch_dials: list[PunchDial] = []  #: dials an accepted OFFER scheduled
         #: peer -> when we sent the INTRO for it (bounded as the pending introductions)
         self._intro_at: dict[bytes, float] = {}
         #: (peer, seconds from INTRO to the link): the latest 256 punches' connect times
         self.punch_connect_s: deque[tuple[bytes, float]] = deque(maxlen=256)
-        #: peer -> the address of our punched dial to it under way (bounded by the dials)
-        self._punched: dict[bytes, tuple[str, int]] = {}
+        #: peer -> (the address of our punched dial to it under way, the introducer that
+        #: named it) (bounded by the dials)
+        self._punched: dict[bytes, tuple[tuple[str, int], bytes]] = {}
 
     @property
     def dialling(self) -> dict[bytes, float]:
@@ -413,12 +455,30 @@ class PeerPolicy(Generic[L]):
         p = self.peers.get(peer)
         return p is not None and p.service
 
+    def is_neighbour(self, peer: bytes) -> bool:
+        """Is ``peer`` a neighbour (see :meth:`_is_neighbour`)?"""
+        p = self.peers.get(peer)
+        return p is not None and self._is_neighbour(p)
+
+    @staticmethod
+    def _is_neighbour(p: _Peer[L]) -> bool:
+        """A link that carries streams: we dialled it (and JOINed), or it joined a stream
+        with us -- not a service link (the DHT, a DM, a file), not one that joined
+        nothing yet, not one being closed. Only neighbours take part in reachability:
+        they are listed in NEIGHBOURS and sent them, and their NEIGHBOURS and PUNCH are
+        taken (a stranger's DHT-only link made nodes dial addresses of its choosing and
+        emptied their tables of introductions, found 2026-12-02)."""
+        return not p.service and not p.closing and (p.dialled or bool(p.joined))
+
     def _set_service(self, p: _Peer[L], on: bool) -> None:
         if p.service != on:
             p.service = on
             self._n_service += 1 if on else -1
             if on:
                 self.counters.links_service += 1
+                if p.observed is not None:  # an inbound DHT user does not tell our address
+                    p.observed = None
+                    self.nat.counters.observed_unused += 1
 
     def _forget_peer(self, peer: bytes) -> _Peer[L]:
         p = self.peers.pop(peer)
@@ -457,6 +517,7 @@ class PeerPolicy(Generic[L]):
                 return False
             self._actions.append(CloseLink(existing.link, peer, ErrorCode.NO_ERROR, "duplicate link"))
             existing.link, existing.dialled = link, dialled  # joins and score stay with the peer
+            existing.observed = None  # (the old link's report: the peer reports on this one)
             if existing.service and not service and not existing.overflow:
                 self._set_service(existing, False)  # the policy's own dial won: a neighbour
                 existing.since = now
@@ -480,7 +541,9 @@ class PeerPolicy(Generic[L]):
                 self._set_service(self.peers[peer], True)
         c.links_accepted += 1
         p = self.peers[peer]
-        self._punched.pop(peer, None)
+        punched = self._punched.pop(peer, None)
+        if punched is not None:
+            self.nat.linked_via(punched[1], now)
         self.nat.release(peer)
         t0 = self._intro_at.pop(peer, None)
         if t0 is not None:
@@ -492,10 +555,11 @@ class PeerPolicy(Generic[L]):
             self._actions.append(SendTo(link, wire.Observed(host=addr[0][:45], port=addr[1])))
         if p.service:
             return True  # DHT only: no JOIN, no NEIGHBOURS
-        if dialled:
+        if dialled and self.streams:
             for text_id in self.streams:
                 self._join(p, text_id)
-        self._send_neighbours(peer, p)
+            self._send_neighbours(peer, p)
+        # (an inbound link is sent NEIGHBOURS once it joins a stream: _on_join)
         return True
 
     def _ip_full(self, host: str) -> bool:
@@ -546,6 +610,8 @@ class PeerPolicy(Generic[L]):
         self._forget_peer(peer)
         self.nat.forget_introducer(peer)
         self.mapping.forget(peer)
+        if p.observed is not None:
+            self.nat.counters.observed_unused += 1
         if code == ErrorCode.TIMEOUT:
             p.score = self._decayed(p, now) + self.config.weights[Offence.TIMEOUT]
             p.score_t = now
@@ -735,43 +801,48 @@ class PeerPolicy(Generic[L]):
         self._failed(peer, now)
         if (self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours
                 and peer not in self.peers and not self.is_banned(peer, now)):
-            r = self.nat.introducer_for(peer, self.peers, now)
+            r = self.nat.introducer_for(peer, self._neighbours, now)
             if r is not None and self._introduce(peer, r, now):
                 self.dials.dialling[peer] = now + self.nat.config.punch_timeout
                 self._take_nat_actions(now)
 
     def _failed(self, peer: bytes, now: float) -> None:
         """``peer``'s dial under way failed: its address backs off. If it was a punch, no
-        punch with the peer and no dial to the punched address for ``punch_retry_after``
-        (:class:`~oasis.core.nat.NatConfig`: a retry before the NATs forgot the failed
-        punch fails too, and its packets keep them from forgetting it)."""
-        addr = self._punched.pop(peer, None)
-        punched = (addr is not None and peer in self.dials.dialling
-                   and self.dials.dial_addr.get(peer) == addr)
-        self.dials.failed(peer, now)
-        if punched and addr is not None:
-            self.nat.hold(peer, now)
-            entry = self.dials.backoff.get(addr)
-            if entry is not None:
-                until = max(entry[1], now + self.nat.config.punch_retry_after)
-                self.dials.backoff[addr] = (entry[0], until)
+        punch with the peer at the punched address and no dial to it there for
+        ``punch_retry_after`` (:class:`~oasis.core.nat.NatConfig`: a retry before the NATs
+        forgot the failed punch fails too, and its packets keep them from forgetting it)."""
+        entry = self._punched.pop(peer, None)
+        if (entry is not None and peer in self.dials.dialling
+                and self.dials.dial_addr.get(peer) == entry[0]):
+            # a punched dial: the peer is held off at that address (and through that
+            # introducer), which counts a failure; the address itself is not backed off
+            # for others (a stranger's OFFER naming a made-up key at a real node's address
+            # kept that node from being punched)
+            self.dials.failed(peer, now, back_off=False)
+            self.nat.hold(peer, entry[0], now, entry[1])
+        else:
+            self.dials.failed(peer, now)
 
     def may_dial(self, peer: bytes, host: str, port: int, now: float) -> bool:
         """An executor-initiated dial (``connect``): allowed? If so it is now dialling."""
         return self.dials.may_dial(peer, host, port, now,
-                                   blocked=peer in self.peers or self.is_banned(peer, now))
+                                   blocked=(peer in self.peers or self.is_banned(peer, now)
+                                            or self.nat.is_held(peer, host, port, now)))
 
     def _plan(self, now: float) -> None:
         def blocked(k: bytes) -> bool:
             return k in self.peers or self.is_banned(k, now)
 
+        def held(c: Candidate) -> bool:  # a punch with it there failed lately
+            return self.nat.is_held(c.peer, c.host, c.port, now)
+
         kind = self.mapping.kind
         punch_all = kind in (NatKind.EIM, NatKind.SYMMETRIC) or (
             kind == NatKind.UNKNOWN and self.nat.config.punch_unknown)
-        for d in self.dials.plan(now, self.neighbour_count(), blocked):
+        for d in self.dials.plan(now, self.neighbour_count(), blocked, held):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
-            r = self.nat.introducer_for(d.peer, self.peers, now) if punch_all else None
+            r = self.nat.introducer_for(d.peer, self._neighbours, now) if punch_all else None
             if r is not None and self._introduce(d.peer, r, now):
                 self.dials.dial_addr.pop(d.peer, None)  # dialling until GO or the timeout
                 self.dials.dialling[d.peer] = now + self.nat.config.punch_timeout
@@ -785,10 +856,24 @@ class PeerPolicy(Generic[L]):
             picks = [k for k in self.nat.via if k not in self.dials.dialling and not blocked(k)
                      and (k not in self.dials.candidates or self._backed_off(k, now))]
             self.rng.shuffle(picks)
-            for k in picks[:min(need, self.config.max_dials_per_round)]:
-                r = self.nat.introducer_for(k, self.peers, now)
-                if r is not None and self._introduce(k, r, now):
+            # (keys only a neighbour's word names: at most introducer_dials introductions
+            # through one introducer at once -- a liar listed made-up keys and answered each
+            # INTRO with a GO naming an address of its choosing)
+            asked: dict[bytes, int] = {}  # introducer -> introductions and dials under way
+            for i in self.nat.pending.values():
+                asked[i.introducer] = asked.get(i.introducer, 0) + 1
+            for _, via in self._punched.values():
+                asked[via] = asked.get(via, 0) + 1
+            n = min(need, self.config.max_dials_per_round)
+            for k in picks:  # (until n are asked: picks no introducer may take are skipped)
+                if n <= 0:
+                    break
+                r = self.nat.introducer_for(k, self._neighbours, now)
+                if (r is not None and asked.get(r, 0) < self.nat.config.introducer_dials
+                        and self._introduce(k, r, now)):
+                    asked[r] = asked.get(r, 0) + 1
                     self.dials.dialling[k] = now + self.nat.config.punch_timeout
+                    n -= 1
         self._take_nat_actions(now)
 
     def _introduce(self, peer: bytes, introducer: bytes, now: float) -> bool:
@@ -806,10 +891,27 @@ class PeerPolicy(Generic[L]):
     # ---- reachability (oasis.core.nat) ---------------------------------------------------
     def _on_reachability(self, p: _Peer[L], peer: bytes, msg: wire.Message, now: float) -> None:
         nat = self.nat
+        c = nat.counters
         if isinstance(msg, wire.Observed):
-            nat.counters.observed += 1
-            if p.addr is None or not self.mapping.observe(peer, p.addr[0], msg.host, msg.port):
-                nat.counters.observed_invalid += 1
+            # Our address as a neighbour, or a link we dialled, sees it. An inbound link's
+            # report waits until it joins a stream; an inbound service link's never counts
+            # (16 strangers' DHT links set a node's address, found 2026-12-02).
+            c.observed += 1
+            if p.addr is None or not self.mapping.valid(p.addr[0], msg.host, msg.port):
+                c.observed_invalid += 1
+            elif p.dialled or self._is_neighbour(p):
+                self.mapping.observe(peer, p.addr[0], msg.host, msg.port)
+            elif p.service:
+                c.observed_unused += 1
+            else:
+                p.observed = (msg.host, msg.port)
+            return
+        if not self._is_neighbour(p):
+            # NEIGHBOURS and PUNCH are between neighbours only (§15)
+            if isinstance(msg, wire.Neighbours):
+                c.pex_not_neighbour += 1
+            else:
+                c.punch_not_neighbour += 1
             return
         if isinstance(msg, wire.Neighbours):
             nat.listed(peer, msg.keys, now)
@@ -817,13 +919,22 @@ class PeerPolicy(Generic[L]):
                 self._plan(now)
         elif isinstance(msg, wire.Punch):
             room = self.neighbour_count() + len(self.dials.dialling) < self.config.max_neighbours
+            own = {a for a in (self.mapping.listen, self.mapping.public) if a is not None}
             nat.on_punch(peer, msg, now, addr_of=self._addr_of, rtt_ms_of=self._rtt_ms_of, room=room,
-                         blocked=lambda k: self.is_banned(k, now))
+                         blocked=lambda k: self.is_banned(k, now), own=own,
+                         under_way=self._punches_via)
         self._take_nat_actions(now)
 
+    def _punches_via(self, introducer: bytes) -> int:
+        """Punched dials under way (or scheduled) that ``introducer``'s OFFERs or GOs named."""
+        return (sum(1 for _, v in self._punched.values() if v == introducer)
+                + sum(1 for a in self._punch_dials if a.via == introducer))
+
     def _addr_of(self, peer: bytes) -> tuple[str, int] | None:
+        """Where a neighbour's packets come from (None for any other link: a service link
+        is neither introduced nor introduces)."""
         q = self.peers.get(peer)
-        return None if q is None or q.closing else q.addr
+        return None if q is None or not self._is_neighbour(q) else q.addr
 
     def _rtt_ms_of(self, peer: bytes) -> int:
         q = self.peers.get(peer)
@@ -835,6 +946,15 @@ class PeerPolicy(Generic[L]):
                 q = self.peers.get(a.peer)
                 if q is not None and not q.closing:
                     self._actions.append(SendTo(q.link, a.message))
+            elif isinstance(a, PunchPrime):
+                # to the address the punch dials, when it would dial it (not linked, banned,
+                # backed off or held off): no packet to an address a dial would not go to
+                if (a.peer not in self.peers and not self.is_banned(a.peer, now)
+                        and dialable(a.host, a.port)
+                        and not self.dials.backed_off((a.host, a.port), now)
+                        and not self.nat.is_held(a.peer, a.host, a.port, now)):
+                    self.nat.counters.punch_primed += 1
+                    self._actions.append(Prime(a.peer, a.host, a.port, a.ttl))
             elif a.at <= now:
                 self._punch_dial(a, now)
             else:
@@ -852,20 +972,23 @@ class PeerPolicy(Generic[L]):
             self.nat.counters.punch_backed_off += 1
             self.dials.dialling.pop(a.peer, None)
             return
-        if self.nat.is_held(a.peer, now):  # an earlier punch with it failed meanwhile
+        if self.nat.is_held(a.peer, a.host, a.port, now):  # a punch there failed meanwhile
             self.nat.counters.punch_held += 1
             self.dials.dialling.pop(a.peer, None)
             return
         self.dials.dialling[a.peer] = now + self.config.dial_timeout
         self.dials.dial_addr[a.peer] = (a.host, a.port)
-        self._punched[a.peer] = (a.host, a.port)
+        self._punched[a.peer] = ((a.host, a.port), a.via)
         if len(self._punched) > 4 * self.nat.config.max_pending:
             del self._punched[next(iter(self._punched))]
         self.counters.dial_attempts += 1
         self._actions.append(Dial(a.peer, a.host, a.port))
 
     def _send_neighbours(self, peer: bytes, p: _Peer[L]) -> None:
-        keys = [k for k, q in self.peers.items() if k != peer and not q.closing]
+        """NEIGHBOURS to neighbour ``p``: up to ``max_listed`` keys of our other
+        neighbours (never a service link's: a stranger's DHT link was listed, and then
+        punched to with honest viewers' addresses)."""
+        keys = [k for k, q in self.peers.items() if k != peer and self._is_neighbour(q)]
         if not keys:
             return
         n = min(len(keys), self.nat.config.max_listed, wire.MAX_LISTED)
@@ -906,6 +1029,7 @@ class PeerPolicy(Generic[L]):
             self.offence(peer, Offence.BAD_JOIN, now, "JOIN beyond the per-peer stream limit")
             return
         c.joins += 1
+        first = not p.joined
         p.joined.add(skey)
         if p.service:  # a DHT contact joins: now a neighbour
             self._set_service(p, False)
@@ -913,6 +1037,11 @@ class PeerPolicy(Generic[L]):
             self._join(p, text_id)
         self._actions.append(AddPeer(peer, skey, start=start, asked=skey in p.asked_start))
         p.asked_start.discard(skey)
+        if first and not p.dialled:  # an inbound link became a neighbour
+            if p.observed is not None and p.addr is not None:
+                self.mapping.observe(peer, p.addr[0], *p.observed)
+            p.observed = None
+            self._send_neighbours(peer, p)
 
     # ---- time ----------------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -942,7 +1071,7 @@ class PeerPolicy(Generic[L]):
         if self._pex_at <= now:
             self._pex_at = now + self.nat.config.pex_interval
             for peer, p in self.peers.items():
-                if not p.closing and not p.service:
+                if self._is_neighbour(p):
                     self._send_neighbours(peer, p)
         if self.dials.announce_at <= now:
             self.dials.asked(now)

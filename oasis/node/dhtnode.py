@@ -252,7 +252,7 @@ class DhtDriver:
             else:
                 self._failed(a.peer, a.host, a.port, now)
             return
-        if node.closing or node.policy.is_banned(a.peer, now) or self._held(a.peer):
+        if node.closing or node.policy.is_banned(a.peer, now) or self._held(a.peer, a.host, a.port):
             self._failed(a.peer, a.host, a.port, now)
             return
         if a.peer in node.policy.dialling:  # the policy dials it already: wait for that link
@@ -276,7 +276,7 @@ class DhtDriver:
         if (link is not None and not link.closed) or peer in self._waiting:
             return True
         if (node.closing or node.policy.is_banned(peer, now) or len(self._dialling) >= MAX_DIALS
-                or not pp.dialable(host, port) or self._held(peer)):
+                or not pp.dialable(host, port) or self._held(peer, host, port)):
             return False
         self._waiting[peer] = []
         self.counters["dht_dials"] += 1
@@ -320,11 +320,12 @@ class DhtDriver:
         """Keys in the DHT's routing table."""
         return list(self.dht.table.index)
 
-    def _held(self, peer: bytes) -> bool:
-        """Our punch with ``peer`` failed lately (oasis.core.nat: ``punch_retry_after``): a
-        DHT dial to it now would refresh the NATs' state that failed it and fail the retry
-        too (a testbed pair's retry failed so, its two dials 4 ms apart)."""
-        return self.node.policy.nat.is_held(peer, self.node.clock())
+    def _held(self, peer: bytes, host: str, port: int) -> bool:
+        """Our punch with ``peer`` at ``host:port`` failed lately (oasis.core.nat:
+        ``punch_retry_after``): a DHT dial to it there now would refresh the NATs' state
+        that failed it and fail the retry too (a testbed pair's retry failed so, its two
+        dials 4 ms apart)."""
+        return self.node.policy.nat.is_held(peer, host, port, self.node.clock())
 
     def _give_up(self, peer: bytes, host: str, port: int) -> None:
         """The policy's dial of ``peer`` brought no admitted link in time."""

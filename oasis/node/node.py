@@ -451,6 +451,11 @@ class Node:
                 if trace.isEnabledFor(logging.INFO):
                     trace.info("dial %s at %s:%s", _k(a.peer), a.host, a.port)
                 self.spawn(self._dial(a.peer, a.host, a.port, 5.0))
+            elif isinstance(a, pp.Prime):
+                sent = self.endpoint.prime((a.host, a.port), a.ttl)
+                if trace.isEnabledFor(logging.INFO):
+                    trace.info("prime %s at %s:%s ttl %d%s", _k(a.peer), a.host, a.port, a.ttl,
+                               "" if sent else " (not sent)")
             elif isinstance(a, pp.Ban):
                 log.warning("banned %s until %.0f: %s %s", peer_id_of(a.peer)[:16], a.until,
                             a.code.name, a.reason)

@@ -58,6 +58,7 @@ MIN_INITIAL_SIZE = 1200  #: RFC 9000 §14.1: a client's Initial datagram is at l
 #: stream bytes a link may receive before its session authenticates (HELLO + AUTH are
 #: a few hundred bytes; nothing else is legitimate before then)
 PREAUTH_BUDGET = 128 * 1024
+PRIME_DATAGRAM = b"\0"  #: what a hole punch's low-TTL priming datagram carries (Endpoint.prime)
 #: Out-of-order stream bytes aioquic may hold for one link (it fills a gap with zeros and
 #: doubles flow-control windows as they fill, so without this an authenticated peer could
 #: make it allocate without bound). Loss recovery needs about one RTT of data.
@@ -127,6 +128,7 @@ class Endpoint(asyncio.DatagramProtocol):
             "halfopen_evicted",  # the half-open table was full: the oldest of its busiest IP made way
             "refused_links",  # no room at all (max_links + max_halfopen links held)
             "links_accepted",  # connections created for a validated Initial
+            "primes_sent",  # hole punching's low-TTL priming datagrams (Endpoint.prime)
             "preauth_chunk_data",  # chunk-stream data before authentication (stopped)
             "preauth_over_budget",  # links closed for too many bytes before authentication
             "reorder_over_cap",  # links closed for holding too many out-of-order stream bytes
@@ -223,6 +225,19 @@ class Endpoint(asyncio.DatagramProtocol):
         quic.connect(addr, now=self.loop.time())
         link.transmit_now()  # the Initial goes out now
         return link
+
+    def prime(self, addr: tuple[str, int], ttl: int) -> bool:
+        """Hole punching (oasis.core.nat): one small datagram to ``addr`` from our socket
+        with IP TTL (IPv6 hop limit) ``ttl``, so our NAT maps the flow to ``addr`` as it
+        maps our others, and the datagram dies before ``addr``'s NAT. Its one zero byte is
+        no QUIC packet: were it to arrive, the receiver drops it. False: not sent."""
+        t = self.transport
+        if t is None or not self.reaches(addr[0]):
+            return False
+        ok = t.send_ttl(PRIME_DATAGRAM, addr, ttl)
+        if ok:
+            self.counters["primes_sent"] += 1
+        return ok
 
     def want_flush(self, link: Link) -> None:
         """``link`` has something for QUIC to send (or a timer to re-arm). Inside a socket

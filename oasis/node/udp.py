@@ -47,11 +47,23 @@ MAX_GSO_BYTES = 65000  #: one GSO send carries at most a UDP datagram's worth (6
 MAX_BATCH = 32  #: datagrams read per wake-up before the loop gets a turn (as libuv reads)
 READ_SIZE = 65536
 _SEG = struct.Struct("=H")
+_TTL = struct.Struct("=i")  #: IP_TTL / IPV6_HOPLIMIT as a control message: an int
 _GRO_SEG = struct.Struct("=i")  #: the kernel puts the GRO segment size as an int
 _GRO_ANC = socket.CMSG_SPACE(_GRO_SEG.size)
 _MSG_TRUNC = int(socket.MSG_TRUNC)  #: a plain int: the flag enum's ``&`` is a Python call per read
 
 Addr = tuple[str, int]
+
+
+def send_with_ttl(sock: socket.socket, data: bytes, addr: Addr, ttl: int) -> None:
+    """One datagram with IP TTL (IPv6 hop limit) ``ttl`` as a control message of this send
+    only: the socket's option, and so its other datagrams, keep the default. Raises what
+    ``sendmsg`` raises."""
+    if sock.family == socket.AF_INET6:
+        cmsg = (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT, _TTL.pack(ttl))
+    else:
+        cmsg = (socket.IPPROTO_IP, socket.IP_TTL, _TTL.pack(ttl))
+    sock.sendmsg([data], [cmsg], 0, addr)
 
 
 class UdpSocket:
@@ -173,6 +185,21 @@ class UdpSocket:
             self._queue(data, addr, 0)
             return
         self._send(data, addr, 0)
+
+    def send_ttl(self, data: bytes, addr: Addr, ttl: int) -> bool:
+        """Send one datagram now with IP TTL (IPv6 hop limit) ``ttl``, a control message
+        of this send only (the socket's other datagrams keep the default). Not queued
+        behind a backlog: False when the kernel refuses it (buffer full, no such cmsg)."""
+        if self._closing:
+            return False
+        try:
+            send_with_ttl(self.sock, data, addr, ttl)
+        except OSError:
+            self.counters["send_errors"] += 1
+            return False
+        self.counters["sends"] += 1
+        self.counters["datagrams_out"] += 1
+        return True
 
     def send_many(self, datagrams: list[bytes], addr: Addr) -> None:
         """Send ``datagrams`` to ``addr`` in order, runs of equal size as one GSO send each."""

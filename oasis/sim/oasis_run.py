@@ -217,6 +217,13 @@ class SimNode:
         #: peer key -> QUIC state of the link to it: [cwnd, paced until, ACK due at, bytes
         #: that ACK brings, 1.0 once a loss ended slow start] (OasisSim._paced)
         self.cc: dict[bytes, list[float]] = {}
+        #: peer key -> when this node's hole-punching prime opened its NAT towards it
+        #: (pp.Prime; the newest PRIMED_MAX kept)
+        self.primed: dict[bytes, float] = {}
+
+
+PRIMED_MAX = 64  #: primes a simulated NAT remembers per node (the budget allows ~12 at once)
+NAT_UDP_TIMEOUT_S = 30.0  #: how long a prime keeps a NAT open (Linux: unreplied UDP)
 
 
 class OasisSim:
@@ -479,6 +486,11 @@ class OasisSim:
                     self._close(node, a.link, a.peer, a.code)
                 elif isinstance(a, pp.Dial):
                     self._dial(node, a)
+                elif isinstance(a, pp.Prime):
+                    node.primed.pop(a.peer, None)
+                    node.primed[a.peer] = now
+                    if len(node.primed) > PRIMED_MAX:
+                        del node.primed[next(iter(node.primed))]
                 elif isinstance(a, pp.Ban):
                     self._count_ban(node, a.peer)
                 elif isinstance(a, pp.Announce):
@@ -523,14 +535,17 @@ class OasisSim:
 
     def _nat_drops(self, node: SimNode, other: SimNode) -> bool:
         """Does ``other``'s NAT drop ``node``'s dial? A NATed listener lets it in only
-        while it dials ``node`` too (its own packets opened the mapping), when its
-        mapping is endpoint-independent (the port ``node`` was told is the one open)
-        and ``node``'s is not symmetric (the mapping admits only the port it saw)."""
+        while it dials ``node`` too, or primed its NAT towards it lately (its own packets
+        opened the mapping), when its mapping is endpoint-independent (the port ``node``
+        was told is the one open) and ``node``'s is not symmetric (the mapping admits
+        only the port it saw)."""
         nat = other.net.nat
         if nat == NAT_PUBLIC:
             return False
-        return not (nat == NAT_EIM and node.net.nat != NAT_SYMMETRIC
-                    and node.key in other.policy.dials.dialling)
+        if nat != NAT_EIM or node.net.nat == NAT_SYMMETRIC:
+            return True
+        return not (node.key in other.policy.dials.dialling
+                    or other.primed.get(node.key, -INF) > self.now - NAT_UDP_TIMEOUT_S)
 
     def _dial(self, node: SimNode, a: pp.Dial, tries: int = 0) -> None:
         other = self.by_addr.get(a.host)

@@ -235,6 +235,8 @@ class Testbed:
                 nap = max(0.0, min(nap, t_run + self.rebind_at - time.monotonic()))
             await asyncio.sleep(nap)  # the run's length, not a synchronisation
         final = await asyncio.gather(*[self._stats(v, detail=True) for v in viewers])
+        if self.trace:
+            self._dump_conntrack()
         vmetrics = await asyncio.gather(*[http_get(net.placement[v.name].ns, "127.0.0.1", GATEWAY_PORT,
                                                    "/metrics") for v in viewers])
         for s, m in zip(final, vmetrics, strict=True):
@@ -270,6 +272,20 @@ class Testbed:
                              "nat_share": topo.notes.get("nat_share"),
                              "countries": sorted({n.country for n in topo.nodes})}
         return result
+
+    def _dump_conntrack(self) -> None:
+        """Each NAT namespace's conntrack table (``/proc/net/nf_conntrack``, per namespace)
+        beside the logs as ``<router>.conntrack``: which flows a NAT mapped to which port (a
+        punch's far NAT holding an entry for the peer's early packet shows here)."""
+        for ns in self.net.namespaces:
+            short = ns[len(self.net.prefix):]
+            if not (short.startswith("r") or short.startswith("g")):
+                continue
+            try:
+                text = netns.run(["ip", "netns", "exec", ns, "cat", "/proc/net/nf_conntrack"], check=False)
+            except (OSError, subprocess.SubprocessError, netns.NetError):
+                continue
+            Path(self.root, f"{short}.conntrack").write_text(text)
 
     async def _stats(self, v: NodeSpec, detail: bool = False) -> dict[str, Any] | None:
         if v.name not in self.started:

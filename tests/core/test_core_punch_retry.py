@@ -10,10 +10,16 @@ the entries' timeout fails too -- and refreshes them. ``bench/punch_matrix.py`` 
 the asking newcomer 69-97 ms late, behind its start burst; 67 ms one-way DE-US), and the
 nodes re-punched every 1-5 s for the rest of the run, every punch failing.
 
-:class:`ClashWorld` is that NAT behaviour at the level of dials: messages take a one-way
-delay per link, a pair of dials links when they start within the pair's one-way delay of
-each other and no packet passed between the pair in the last ``NAT_UDP_TIMEOUT`` s; else
-each fails after ``DIAL_TIMEOUT``, and its packets leave state for ``NAT_UDP_TIMEOUT``.
+:class:`ClashWorld` is that NAT behaviour, per direction: messages take a one-way delay
+per link; a node's own packet towards its peer (a dial's Initial, or a low-TTL priming
+datagram, which dies before the far NAT) opens its NAT towards the peer; a dial's first
+packet reaches the far NAT one one-way delay after it left, and passes if that NAT was
+opened towards the dialler by then -- the link is up a handshake later. A first packet
+that finds the far NAT not yet opened leaves state there: every dial between the pair
+fails (after ``DIAL_TIMEOUT``), and the state lasts ``NAT_UDP_TIMEOUT`` after the last
+packet. Priming (``NatConfig.prime_ttl``, 2 by default) opens the OFFER receiver's NAT at
+once and lets it dial later, so a GO that comes late no longer loses the punch
+(``bench/punch_matrix.py``: EIM and CGN pairs 9 of 9 within 15 s, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -58,7 +64,10 @@ class ClashWorld:
         self.events: list[tuple[float, int, str, tuple[Any, ...]]] = []
         self.seq = itertools.count()
         self.dials: list[tuple[float, int, int]] = []  #: (t, from, to), every dial started
+        self.primes: list[tuple[float, int, int]] = []  #: (t, from, to), every prime sent
         self.pending: dict[tuple[int, int], float] = {}  #: (from, to) -> started at
+        #: (from, to) -> since when from's NAT is open towards to (its own packet left)
+        self.opened: dict[tuple[int, int], float] = {}
         self.dirty_until: dict[frozenset[int], float] = {}  #: pair -> its NATs' stale state ends
         self.linked_at: float | None = None
         self.gos = 0
@@ -85,27 +94,48 @@ class ClashWorld:
                 self.at(self.now + delay, "msg", j, a.link, key(i), a.message)
             elif isinstance(a, pp.Dial):
                 self.dial(i, a)
+            elif isinstance(a, pp.Prime):
+                j = a.peer[0]
+                assert (a.host, a.port) == addr(j) and a.ttl > 0
+                self.primes.append((self.now, i, j))
+                self.open(i, j)
             elif isinstance(a, pp.Announce):
                 self.at(self.now + 0.001, "no candidates", i)  # (no tracker here)
+
+    def dirty(self, i: int, j: int) -> bool:
+        return self.dirty_until.get(frozenset((i, j)), -1.0) > self.now
+
+    def open(self, i: int, j: int) -> None:
+        """``i`` sent a packet towards ``j``: its NAT maps the flow to the port ``j`` was told
+        -- unless the NAT holds state for an early packet of ``j``'s (then another port)."""
+        t = self.opened.get((i, j))
+        if not self.dirty(i, j) and (t is None or self.now - t >= NAT_UDP_TIMEOUT):
+            self.opened[(i, j)] = self.now
 
     def dial(self, i: int, d: pp.Dial) -> None:
         j = d.peer[0]
         assert (d.host, d.port) == addr(j)
         self.dials.append((self.now, i, j))
-        pair = frozenset((i, j))
-        other = self.pending.pop((j, i), None)
-        if other is None:
-            self.pending[(i, j)] = self.now
-            self.at(self.now + DIAL_TIMEOUT, "timeout", i, j, self.now)
-            return
-        clean = self.dirty_until.get(pair, -1.0) <= other
-        if clean and self.now - other < OW[pair]:
-            self.at(self.now + 2 * OW[pair], "up", i, j)
-            return
-        # the early side's packets reached the late side's NAT first: both dials fail
+        self.open(i, j)
         self.pending[(i, j)] = self.now
-        self.pending[(j, i)] = other
+        self.at(self.now + OW[frozenset((i, j))], "arrive", i, j, self.now)
         self.at(self.now + DIAL_TIMEOUT, "timeout", i, j, self.now)
+
+    def arrive(self, i: int, j: int, started: float) -> None:
+        """The first packet of ``i``'s dial reaches ``j``'s NAT."""
+        if self.pending.get((i, j)) != started:
+            return
+        pair = frozenset((i, j))
+        t = self.opened.get((j, i))
+        if not self.dirty(i, j) and t is not None and t <= self.now:
+            self.at(self.now + 2 * OW[pair], "up", i, j)  # (the Retry and the handshake)
+            return
+        # too early: j's NAT keeps an entry for it and maps j's own flow to another port;
+        # the pair's dials all fail, and the state outlives them
+        self.dirty_until[pair] = max(self.dirty_until.get(pair, 0.0),
+                                     started + DIAL_TIMEOUT + NAT_UDP_TIMEOUT)
+        self.opened.pop((i, j), None)
+        self.opened.pop((j, i), None)
 
     def step(self) -> None:
         t, _, what, args = heapq.heappop(self.events)
@@ -114,17 +144,19 @@ class ClashWorld:
             j, link, sender, msg = args
             self.p[j].on_message(link, sender, msg, t)
             self.act(j)
+        elif what == "arrive":
+            self.arrive(*args)
         elif what == "timeout":
             i, j, started = args
             if self.pending.get((i, j)) == started:
                 del self.pending[(i, j)]
-                pair = frozenset((i, j))
-                self.dirty_until[pair] = max(self.dirty_until.get(pair, 0.0), t + NAT_UDP_TIMEOUT)
                 self.p[i].dial_failed(key(j), t)
                 self.act(i)
         elif what == "up":
             i, j = args
             self.linked_at = t
+            self.pending.pop((i, j), None)
+            self.pending.pop((j, i), None)
             la = ("P", i, j)
             self.p[i].link_up(la, key(j), dialled=True, now=t, addr=addr(j))
             self.p[j].link_up(la, key(i), dialled=False, now=t, addr=addr(i))
@@ -152,12 +184,42 @@ class ClashWorld:
             self.step()
 
 
-def test_a_punch_whose_go_came_late_fails_and_links_on_the_retry_after_the_nats_forgot_it() -> None:
+def test_a_primed_punch_whose_go_came_late_links_at_once() -> None:
     """B asks R to introduce it to A; the GO reaches B 100 ms late (behind its start
-    burst): A's Initial reached B's NAT 33 ms before B's left, both dials fail. Re-punching at once -- what the nodes did -- keeps
-    the NATs' state alive and fails for as long as it goes on; held off, the retry after
-    the state expired links."""
+    burst). A primed its NAT on the OFFER and dials a half round trip later than it did
+    unprimed: B's NAT, opened by B's prime and dial on the late GO, is open when A's first
+    packet arrives, and A's NAT was open long before B's: linked on the first punch."""
     w = ClashWorld(first_go_late=0.100)
+    w.run(until=20.0)
+    assert w.linked_at is not None and w.linked_at < 1.0, w.linked_at
+    assert [(i, j) for _, i, j in w.primes] == [(A, B), (B, A)]  # A on the OFFER, B on the GO
+    a, b = w.p[A].nat.counters, w.p[B].nat.counters
+    assert a.punch_failed == b.punch_failed == 0
+    assert a.punch_primed == b.punch_primed == 1
+    assert w.p[A].link_of(key(B)) is not None and w.p[B].link_of(key(A)) is not None
+
+
+def test_a_primed_punch_survives_a_go_late_by_more_than_the_one_way_delay() -> None:
+    """Unprimed, a GO late by more than about the one-way delay A-B (67 ms) loses the punch;
+    primed, A's Initial leaves a B->R->A half round trip (87 ms) later, and B may be that
+    much later too (up to ~150 ms here). Later still, the first punch fails primed too
+    (and the retry waits for the NATs to forget it, as unprimed)."""
+    for late, primed_links in ((0.100, True), (0.140, True), (0.200, False)):
+        w = ClashWorld(first_go_late=late)
+        w.run(until=3.0)
+        assert (w.linked_at is not None) == primed_links, late
+        u = ClashWorld(first_go_late=late, prime_ttl=0)
+        u.run(until=3.0)
+        assert u.linked_at is None, late
+
+
+def test_an_unprimed_punch_whose_go_came_late_fails_and_links_on_the_retry_after_the_nats_forgot_it() -> None:
+    """Without priming (``prime_ttl=0``, or a prime that does not reach our own NAT: a CGN
+    farther than its TTL): B asks R to introduce it to A; the GO reaches B 100 ms late
+    (behind its start burst): A's Initial reached B's NAT 33 ms before B's left, both dials
+    fail. Re-punching at once -- what the nodes did -- keeps the NATs' state alive and fails
+    for as long as it goes on; held off, the retry after the state expired links."""
+    w = ClashWorld(first_go_late=0.100, prime_ttl=0)
     w.run(until=90.0)
     a, b = w.p[A].nat.counters, w.p[B].nat.counters
     first = [t for t, i, j in w.dials if t < DIAL_TIMEOUT]
@@ -175,7 +237,7 @@ def test_without_the_hold_off_the_retries_keep_the_nats_state_and_never_link() -
     """The same failing case with the retry hold-off shorter than the NATs' timeout (the
     behaviour before it): the nodes re-punch every few seconds, each punch refreshes the
     conntrack entries, and they do not link in 90 s."""
-    w = ClashWorld(first_go_late=0.100, punch_retry_after=0.0)
+    w = ClashWorld(first_go_late=0.100, punch_retry_after=0.0, prime_ttl=0)
     w.run(until=90.0)
     assert w.linked_at is None
     assert len(w.dials) >= 10  # dozens of futile dials, every one failing
@@ -205,4 +267,5 @@ def test_an_offer_dial_is_timed_by_the_lowest_rtt_sample() -> None:
     assert [a for a in p.actions() if isinstance(a, pp.SendTo) and isinstance(a.message, wire.Punch)
             and a.message.phase == Phase.ACCEPT]
     (d,) = p._punch_dials
-    assert d.at == 1.0 + (40 + 134) / 2000  # not 1.0 + (149 + 134) / 2000
+    # primed (the default), B dials a B->R->A half round trip later than A would: twice
+    assert d.at == 1.0 + 2 * (40 + 134) / 2000  # not 1.0 + 2 * (149 + 134) / 2000

@@ -39,7 +39,10 @@ def test_no_dht_dial_to_a_peer_held_off_after_a_failed_punch() -> None:
                                      clock=lambda: clock[0])
         driver = DhtDriver(node)  # type: ignore[arg-type]
         ping = wire.DhtPing(qid=1)
-        policy.nat.hold(key(7), clock[0])  # our punched dial to 7 failed just now
+        # a punch with 7 elsewhere (a stranger's OFFER named a dead address) holds nothing here
+        policy.nat.hold(key(7), ("198.18.9.9", 4436), clock[0])
+        assert not driver._held(key(7), "198.18.3.1", 4436)
+        policy.nat.hold(key(7), ("198.18.3.1", 4436), clock[0])  # our punched dial failed there
         driver._send(dd.Send(key(7), "198.18.3.1", 4436, ping))  # type: ignore[arg-type]
         await asyncio.sleep(0)
         assert dials == [] and driver.counters["dht_dials"] == 0

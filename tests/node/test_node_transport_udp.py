@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 from typing import Any
@@ -15,6 +16,7 @@ from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.node import link as lk
 from oasis.node.node import Node
+from oasis.node.transport import Endpoint
 from oasis.node.udp import UdpSocket
 
 
@@ -270,3 +272,43 @@ async def test_a_run_of_datagrams_reaches_qh3_in_one_call_and_aioquic_one_by_one
         lk.Link.datagrams_received = many  # type: ignore[method-assign]
         await a.close()
         await b.close()
+
+
+IP_RECVTTL = 12  #: linux/in.h (the socket module does not name it)
+
+
+async def test_a_hole_punching_prime_leaves_with_its_own_ttl_and_the_rest_with_the_default() -> None:
+    """Endpoint.prime (oasis.core.nat ``prime_ttl``): one datagram from the node's socket with
+    IP TTL 2 -- it opens the node's NAT and dies before the peer's -- while the socket's other
+    datagrams keep the default TTL. Were it to arrive, it is no QUIC packet: dropped, counted."""
+    loop = asyncio.get_running_loop()
+    r = udp_receiver()
+    r.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+    ep = Endpoint(Identity.generate(), on_event=lambda *a: None, clock=loop.time)
+    await ep.listen("127.0.0.1", 0)
+    try:
+        assert ep.prime(r.getsockname(), 2)
+        ep.send_datagram(b"q" * 1200, r.getsockname())
+        got: list[tuple[bytes, int]] = []
+
+        def read() -> bool:
+            try:
+                data, anc, _, _ = r.recvmsg(2048, 64)
+            except BlockingIOError:
+                return False
+            got.append((data, next(int.from_bytes(c[:4], "little") for lvl, kind, c in anc
+                                   if lvl == socket.IPPROTO_IP and kind == socket.IP_TTL)))
+            return len(got) == 2
+
+        await until(read, 5.0)
+        assert got[0] == (b"\0", 2)
+        assert got[1][0] == b"q" * 1200 and got[1][1] > 2  # the socket's default (64)
+        assert ep.counters["primes_sent"] == 1
+        assert not ep.prime(("::1", 9), 2)  # not an address this socket reaches: not sent
+        # a prime that arrives (a peer nearer than its TTL) is no QUIC packet: dropped
+        before = ep.counters["undecodable_datagrams"]
+        ep.datagram_received(b"\0", r.getsockname())
+        assert ep.counters["undecodable_datagrams"] == before + 1 and not ep.links
+    finally:
+        ep.close()
+        r.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from oasis.node.udp import send_with_ttl
 from oasis.sim.netmodel import World
 from oasis.testbed import netns, probe, runner
 from oasis.testbed.topology import NodeSpec, Topology, build, one_way_ms
@@ -193,6 +194,57 @@ def test_a_punch_works_only_if_neither_packet_reaches_the_far_nat_first(bed: run
     finally:
         se.close()
         sc.close()
+
+
+def _flows(ns: str) -> list[tuple[str, ...]]:
+    """The UDP flows of namespace ``ns``'s conntrack table: (src, dst, sport, dport) of the
+    original direction, then of the reply direction (as the NAT maps it)."""
+    out = []
+    for line in netns.run(["ip", "netns", "exec", ns, "cat", "/proc/net/nf_conntrack"],
+                          check=False).splitlines():
+        if " udp " in line:
+            kv = [w.split("=", 1)[1] for w in line.split()
+                  if w.split("=", 1)[0] in ("src", "dst", "sport", "dport")]
+            out.append(tuple(kv[:8]))
+    return out
+
+
+def test_a_low_ttl_prime_opens_its_own_nat_and_dies_before_the_far_one(bed: runner.Testbed) -> None:
+    """What hole punching's priming datagram relies on (oasis.core.nat ``prime_ttl``): a node
+    sits one hop behind its NAT, the core is the second hop and the far NAT the third, so a
+    datagram with TTL 2 opens the sender's NAT towards the peer (a conntrack entry mapping it
+    to the port the peer was told) and dies in the core -- the far NAT never sees it. The
+    failing order of the test above then works: the carrier-grade side primes, the home side
+    sends first, the carrier-grade side later, and both get through. TTL 3 reaches the far
+    NAT (delivered to the router itself: no TTL check) and would leave the entry that
+    breaks the punch."""
+    pl = bed.net.placement
+    e, c = pl["v1"], pl["v3"]  # the home router (eim) and the carrier-grade NAT
+    e_router, c_nat = bed.net.ns("rv1"), bed.net.ns("g0")
+    se, sc = netns.ns_socket(e.ns, socket.SOCK_DGRAM), netns.ns_socket(c.ns, socket.SOCK_DGRAM)
+    ttl3 = netns.ns_socket(c.ns, socket.SOCK_DGRAM)
+    try:
+        se.bind(("0.0.0.0", 5401))
+        sc.bind(("0.0.0.0", 5403))
+        ttl3.bind(("0.0.0.0", 5405))
+        send_with_ttl(sc, b"\0", (e.public, 5401), 2)
+        send_with_ttl(ttl3, b"\0", (e.public, 5401), 3)
+        se.sendto(b"e", (c.public, 5403))  # the home side first ...
+        assert _heard(sc, 1.0) == {(e.public, 5401)}  # ... passes the primed CGN
+        # (the core keeps each pair's packets in order: the two primes, sent before the home
+        # side's datagram crossed it, have reached wherever they were going by now)
+        far = [f[:4] for f in _flows(e_router)]
+        assert (c.public, e.public, "5405", "5401") in far  # TTL 3 reached the far NAT
+        assert (c.public, e.public, "5403", "5401") not in far  # TTL 2 did not
+        own = [f for f in _flows(c_nat) if f[:4] == (c.addr, e.public, "5403", "5401")]
+        assert [f[4:] for f in own] == [(e.public, c.public, "5401", "5403")]  # port preserved
+        for _ in range(3):
+            sc.sendto(b"c", (e.public, 5401))
+        assert _heard(se, 1.0) == {(c.public, 5403)}
+    finally:
+        se.close()
+        sc.close()
+        ttl3.close()
 
 
 def test_topology_is_plain_data() -> None:
