@@ -315,6 +315,9 @@ class Introductions:
     next_nonce: int = 1
     #: peer -> until when no punch with it is made (our punched dial to it failed)
     held: dict[bytes, float] = field(default_factory=dict)
+    #: peer -> our punched dials to it that failed since we last linked (bounded as ``held``):
+    #: after a failed primed punch the next dials when A does (see ``on_punch``, OFFER)
+    failures: dict[bytes, int] = field(default_factory=dict)
 
     # ---- after a failed punch ---------------------------------------------------------
     def hold(self, peer: bytes, now: float) -> None:
@@ -324,6 +327,9 @@ class Introductions:
         self.held[peer] = now + self.config.punch_retry_after
         if len(self.held) > self.config.max_held:
             del self.held[next(iter(self.held))]
+        self.failures[peer] = self.failures.pop(peer, 0) + 1
+        if len(self.failures) > self.config.max_held:
+            del self.failures[next(iter(self.failures))]
 
     def is_held(self, peer: bytes, now: float) -> bool:
         until = self.held.get(peer)
@@ -337,6 +343,7 @@ class Introductions:
     def release(self, peer: bytes) -> None:
         """Linked after all (the peer dialled us, say): nothing to wait for."""
         self.held.pop(peer, None)
+        self.failures.pop(peer, None)
 
     # ---- introduction paths -------------------------------------------------
     def listed(self, introducer: bytes, keys: Iterable[bytes], now: float) -> None:
@@ -455,8 +462,13 @@ class Introductions:
             # burst on a loaded machine, took the GO up to ~100 ms late; A's Initial
             # meanwhile passes our open NAT (a link from it that is up by then cancels
             # our dial; one still in its handshake meets ours: the simultaneous-dial rule).
+            # After a primed punch with A failed, the retry dials when A does: a prime that
+            # did not open our NAT (a NAT farther than prime_ttl hops: a home router behind
+            # a carrier's CGN) makes the later dial lose every time, the simultaneous one
+            # only when the GO is late -- so the two timings alternate.
             delay = (rtt_ms_of(sender) + msg.delay_ms) / 2000.0
-            self.out.append(PunchDial(now + (2 * delay if prime else delay), a, msg.host, msg.port))
+            late = prime and self.failures.get(a, 0) % 2 == 0
+            self.out.append(PunchDial(now + (2 * delay if late else delay), a, msg.host, msg.port))
         elif phase == Phase.ACCEPT:  # we are R; sender is B, msg.peer is A
             key = (msg.peer, msg.nonce)
             r = self.relaying.get(key)
