@@ -439,6 +439,9 @@ class Introductions:
     #: introducer -> times its punches failed / linked, within punch_retry_after
     failures: dict[bytes, list[float]] = field(default_factory=dict)
     successes: dict[bytes, list[float]] = field(default_factory=dict)
+    #: peer -> our punched dials to it that failed since we last linked (bounded as ``held``):
+    #: after a failed primed punch the next dials when A does (see ``on_punch``, OFFER)
+    peer_failures: dict[bytes, int] = field(default_factory=dict)
 
     # ---- after a failed punch ---------------------------------------------------------
     def hold(self, peer: bytes, addr: tuple[str, int], now: float, via: bytes = b"") -> None:
@@ -470,6 +473,9 @@ class Introductions:
             if len(self.held_via) > cfg.max_held:
                 del self.held_via[next(iter(self.held_via))]
             self._tally(self.failures, via, now)
+        self.peer_failures[peer] = self.peer_failures.pop(peer, 0) + 1
+        if len(self.peer_failures) > cfg.max_held:
+            del self.peer_failures[next(iter(self.peer_failures))]
 
     def linked_via(self, via: bytes, now: float) -> None:
         """A punch ``via`` introduced linked: it offsets one of its failures."""
@@ -531,6 +537,7 @@ class Introductions:
         """Linked after all (the peer dialled us, say): nothing to wait for."""
         self.held.pop(peer, None)
         self.held_via.pop(peer, None)
+        self.peer_failures.pop(peer, None)
 
     # ---- introduction paths -------------------------------------------------
     def listed(self, introducer: bytes, keys: Iterable[bytes], now: float) -> None:
@@ -721,8 +728,13 @@ class Introductions:
             # burst on a loaded machine, took the GO up to ~100 ms late; A's Initial
             # meanwhile passes our open NAT (a link from it that is up by then cancels
             # our dial; one still in its handshake meets ours: the simultaneous-dial rule).
+            # After a primed punch with A failed, the retry dials when A does: a prime that
+            # did not open our NAT (a NAT farther than prime_ttl hops: a home router behind
+            # a carrier's CGN) makes the later dial lose every time, the simultaneous one
+            # only when the GO is late -- so the two timings alternate.
             delay = (rtt_ms_of(sender) + msg.delay_ms) / 2000.0
-            self.out.append(PunchDial(now + (2 * delay if prime else delay), a, msg.host, msg.port,
+            late = prime and self.peer_failures.get(a, 0) % 2 == 0
+            self.out.append(PunchDial(now + (2 * delay if late else delay), a, msg.host, msg.port,
                                       sender))
         elif phase == Phase.ACCEPT:  # we are R; sender is B, msg.peer is A
             key = (msg.peer, msg.nonce)

@@ -959,6 +959,14 @@ class PeerPolicy(Generic[L]):
                 self._punch_dial(a, now)
             else:
                 self._punch_dials.append(a)
+                # an accepted OFFER: we dial the peer shortly. Until then it counts as being
+                # dialled, so nothing else dials it meanwhile -- the policy's plan, an
+                # executor's connect, the node's DHT (which waits for this link instead):
+                # such a dial's Initial would reach the peer's NAT before the peer's own
+                # packets left and spoil the punch (a testbed pair failed so, its DHT dial
+                # a few ms before the punch)
+                if a.peer not in self.dials.dialling:
+                    self.dials.dialling[a.peer] = a.at + self.config.dial_timeout
         self.nat.out.clear()
 
     def _punch_dial(self, a: PunchDial, now: float) -> None:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from .transport import Link
 
 log = logging.getLogger("oasis.node.dht")
+trace = logging.getLogger("oasis.punch")  #: DHT dials traced with the punches (OASIS_TRACE_PUNCH)
 
 MAX_DIALS = 8  #: DHT dials at once
 MAX_WAITING = 4  #: messages held for one peer while its link comes up
@@ -338,6 +339,8 @@ class DhtDriver:
     async def _dial(self, peer: bytes, host: str, port: int) -> None:
         node = self.node
         ok = False
+        if trace.isEnabledFor(logging.INFO):
+            trace.info("DHT dial %s at %s:%s", peer.hex()[:8], host, port)
         try:
             link = node.endpoint.dial((host, port), peer)
             await asyncio.wait_for(asyncio.shield(link.handshake_done), DIAL_TIMEOUT)

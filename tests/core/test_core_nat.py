@@ -187,6 +187,8 @@ def test_a_punch_through_a_common_neighbour_makes_both_ends_dial() -> None:
     # Initial must not reach A's NAT before A has sent (A's passes B's primed NAT)
     assert [(i, d.peer, d.host) for i, d in net.dials] == [(1, key(2), public(2))]
     assert net.p[2].get_timer() == 10.08
+    assert key(1) in net.p[2].dialling  # meanwhile nothing else dials A (plan, connect, DHT)
+    assert not net.p[2].may_dial(key(1), public(1), 4000, net.now)
     net.tick(10.08)
     assert (2, key(1), public(1)) in [(i, d.peer, d.host) for i, d in net.dials]
     # both links come up: the simultaneous-dial rule keeps the one the smaller key dialled

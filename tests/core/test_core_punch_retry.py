@@ -52,7 +52,8 @@ def addr(i: int) -> tuple[str, int]:
 class ClashWorld:
     """Three real policies, timed messages, and dials judged as two Linux NATs would."""
 
-    def __init__(self, *, first_go_late: float, **nat: Any) -> None:
+    def __init__(self, *, first_go_late: float, dead_primes: frozenset[int] = frozenset(),
+                 **nat: Any) -> None:
         self.now = 0.0
         cfg = pp.PolicyConfig(target_neighbours=2, silence_timeout=1e9)  # (no STATUS here)
         self.p = {i: pp.PeerPolicy(key(i), cfg, rng=random.Random(i), now=0.0,
@@ -61,6 +62,8 @@ class ClashWorld:
         for p in self.p.values():
             p.add_stream(TEXT, SKEY)
         self.first_go_late = first_go_late  #: the asker's first GO waits behind its start burst
+        #: nodes whose primes die before their own NAT (a NAT farther than the prime's TTL)
+        self.dead_primes = dead_primes
         self.events: list[tuple[float, int, str, tuple[Any, ...]]] = []
         self.seq = itertools.count()
         self.dials: list[tuple[float, int, int]] = []  #: (t, from, to), every dial started
@@ -98,7 +101,8 @@ class ClashWorld:
                 j = a.peer[0]
                 assert (a.host, a.port) == addr(j) and a.ttl > 0
                 self.primes.append((self.now, i, j))
-                self.open(i, j)
+                if i not in self.dead_primes:
+                    self.open(i, j)
             elif isinstance(a, pp.Announce):
                 self.at(self.now + 0.001, "no candidates", i)  # (no tracker here)
 
@@ -211,6 +215,18 @@ def test_a_primed_punch_survives_a_go_late_by_more_than_the_one_way_delay() -> N
         u = ClashWorld(first_go_late=late, prime_ttl=0)
         u.run(until=3.0)
         assert u.linked_at is None, late
+
+
+def test_when_a_prime_does_not_open_its_nat_the_retry_dials_at_once_and_links() -> None:
+    """A's prime dies before its own NAT (a home router behind a carrier's CGN, farther than
+    the prime's TTL): A, the OFFER's receiver, dials late as primed, B's Initial reaches A's
+    NAT first and the punch fails. The retry after the hold-off times A's dial as unprimed
+    (when B dials) and links; always dialling late, A would never link."""
+    w = ClashWorld(first_go_late=0.0, dead_primes=frozenset({A}))
+    w.run(until=90.0)
+    assert w.p[A].nat.counters.punch_failed == 1
+    assert w.linked_at is not None and 40.0 <= w.linked_at <= 45.0, w.linked_at
+    assert w.p[A].nat.peer_failures == {}  # linked: forgotten
 
 
 def test_an_unprimed_punch_whose_go_came_late_fails_and_links_on_the_retry_after_the_nats_forgot_it() -> None:

@@ -15,6 +15,7 @@ from oasis.core import dhtdefs as dd
 from oasis.core import peer as pp
 from oasis.core import wire
 from oasis.core.identity import Identity
+from oasis.core.nat import Phase
 from oasis.node.dhtnode import DhtDriver
 
 
@@ -54,5 +55,39 @@ def test_no_dht_dial_to_a_peer_held_off_after_a_failed_punch() -> None:
                 break
             await asyncio.sleep(0)
         assert driver.counters["dht_dials"] == 1 and dials == [(("198.18.3.1", 4436), key(7))]
+
+    asyncio.run(run())
+
+
+def test_the_dht_waits_for_the_punch_an_accepted_offer_scheduled() -> None:
+    """An OFFER we accepted makes us dial the peer a round trip later (oasis.core.nat): a DHT
+    dial to it meanwhile would reach its NAT before its own packets left (a testbed pair's
+    punch failed so, the DHT's dial just before it). The DHT waits for the punch's link."""
+    async def run() -> None:
+        clock = [100.0]
+        dials: list[tuple[tuple[str, int], bytes]] = []
+
+        class Endpoint:
+            def dial(self, addr: tuple[str, int], peer: bytes) -> object:
+                dials.append((addr, peer))
+                raise ConnectionError("no network here")
+
+        ident = Identity.generate()
+        policy: pp.PeerPolicy[object] = pp.PeerPolicy(ident.public, rng=random.Random(1), now=clock[0])
+        node = types.SimpleNamespace(identity=ident, rng=random.Random(2), policy=policy, closing=False,
+                                     loop=asyncio.get_running_loop(), endpoint=Endpoint(),
+                                     clock=lambda: clock[0])
+        r = ("L", 3)
+        assert policy.link_up(r, key(3), dialled=True, now=clock[0], addr=("198.18.1.1", 4434), rtt=0.06)
+        policy.on_message(r, key(3), wire.Punch(phase=Phase.OFFER, peer=key(7), nonce=1,
+                                                host="198.18.3.1", port=4436, delay_ms=134), clock[0])
+        assert [a for a in policy.actions() if isinstance(a, pp.Prime)]  # primed; dials later
+        assert key(7) in policy.dialling
+        driver = DhtDriver(node)  # type: ignore[arg-type]
+        driver._send(dd.Send(key(7), "198.18.3.1", 4436, wire.DhtPing(qid=1)))  # type: ignore[arg-type]
+        for _ in range(100):  # a dial would run as a task: give it loop turns (bounded)
+            await asyncio.sleep(0)
+        assert dials == [] and driver.counters["dht_dials"] == 0
+        assert key(7) in driver._waiting  # the ping goes on the punch's link when it is up
 
     asyncio.run(run())
