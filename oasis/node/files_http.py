@@ -28,6 +28,7 @@ from .files import Files
 from .http import (
     MAX_PLAYERS_PER_IP,
     PlayerSlots,
+    any_host,
     canonical_only,
     conditional,
     harden,
@@ -83,6 +84,8 @@ def add_file_routes(app: web.Application, files: Files) -> None:
 
     async def get_file(request: web.Request) -> web.StreamResponse:
         e = entry(request.match_info["cid"])
+        # the largest cacheable object: each alias behind a CDN cost the whole file
+        canonical_only(request, f"/files/{e.text}", "a file")
         ip = request.remote or ""
         why = readers.refuse(ip)
         if why:
@@ -147,9 +150,10 @@ def add_file_routes(app: web.Application, files: Files) -> None:
         await resp.write_eof()
         return resp
 
+    @any_host
     async def manifest(request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
-        canonical_only(request, cid, cid, "a manifest")  # (the route takes one spelling of a CID)
+        canonical_only(request, f"/origin/files/{cid}/manifest", "a manifest")
         try:
             body = files.origin_manifest(cid)
         except ValueError as exc:
@@ -160,12 +164,13 @@ def add_file_routes(app: web.Application, files: Files) -> None:
         return conditional(request, headers["ETag"], headers) or web.Response(
             body=body, content_type="application/x-oasis-manifest", headers=headers)
 
+    @any_host
     async def block(request: web.Request) -> web.Response:
         text = request.match_info["index"]
         if not _INDEX_RE.match(text):
             raise json_error(400, "bad_index", "block index must be a decimal integer")
         cid, index = request.match_info["cid"], int(text)
-        canonical_only(request, text, str(index), f"block {index}")
+        canonical_only(request, f"/origin/files/{cid}/{index}.blk", f"block {index}")
         try:
             body = files.origin_block(cid, index)
         except ValueError as exc:

@@ -104,13 +104,27 @@ def host_is_loopback(value: str) -> bool:
         return False
 
 
+def any_host(handler: T) -> T:
+    """Mark a GET route's handler as public content that a loopback-bound face serves whatever
+    the request's ``Host`` (:func:`loopback_host`): signed chunks, the descriptor, latest.json,
+    file blocks and manifests."""
+    handler.__dict__["oasis_any_host"] = True
+    return handler
+
+
 @web.middleware
 async def loopback_host(request: web.Request,
                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                         ) -> web.StreamResponse:
     """On a face bound to loopback, only requests addressed to a loopback host: a page whose
     name an attacker re-points at 127.0.0.1 (DNS rebinding) read the gateway's /stats and
-    /streams (what the user watches, its peer id)."""
+    /streams (what the user watches, its peer id). The public objects of the origin
+    (:func:`any_host`: the same bytes to anyone, read-only) are exempt on GET/HEAD: a reverse
+    proxy on this machine that passes the client's Host (Caddy's default, nginx's ``Host
+    $host``) got 403 on every chunk."""
+    route = request.match_info.route
+    if request.method in ("GET", "HEAD") and getattr(route.handler, "oasis_any_host", False):
+        return await handler(request)
     if not host_is_loopback(request.headers.get("Host", "")):
         counters = request.app[HTTP_COUNTERS]
         counters["http_bad_host"] = counters.get("http_bad_host", 0) + 1
@@ -287,18 +301,41 @@ def if_range_holds(request: web.Request, etag: str) -> bool:
     return value is None or value.strip() == etag
 
 
-def canonical_only(request: web.Request, given: str, canonical: str, what: str) -> None:
-    """An immutable object is served under one URL only: ``given`` (a path part as sent)
-    must be ``canonical`` and the URL must carry no query string, else 404 ``not_canonical``
-    (counted ``http_not_canonical``). One object under many names is one object under many
-    CDN cache keys: each new spelling (``014930.chunk``, ``5.chunk?x=1``) missed the cache
-    and reached the origin."""
-    if given == canonical and not request.query_string and not request.raw_path.endswith("?"):
+def request_target(request: web.Request) -> str:
+    """The request's path and query exactly as sent (no percent-decoding); of an
+    absolute-form target (``GET http://host/path``, RFC 9112 §3.2.2), its path and query."""
+    raw = request.raw_path
+    if raw.startswith("/"):
+        return raw
+    scheme_end = raw.find("://")
+    if scheme_end < 0:
+        return raw
+    slash = raw.find("/", scheme_end + 3)
+    rest = raw[slash:] if slash >= 0 else ""
+    if not rest.startswith("/"):  # "http://host?x" or "http://host"
+        query = raw.find("?", scheme_end + 3)
+        rest = "/" + (raw[query:] if query >= 0 else "")
+    return rest
+
+
+def canonical_only(request: web.Request, canonical: str, what: str) -> None:
+    """An object is served under one URL only: the request's path as sent -- before any
+    percent-decoding -- must be ``canonical`` and carry no query string (not even an empty
+    ``?``), else 404 ``not_canonical`` (counted ``http_not_canonical``). One object under
+    many names is one object under many CDN cache keys: each new spelling (``014930.chunk``,
+    ``%3648.chunk``, ``%2elive``, ``5.chunk?x=1``) missed the cache and reached the origin."""
+    target = request_target(request)
+    if target == canonical:
         return
     counters = request.app[HTTP_COUNTERS]
     counters["http_not_canonical"] = counters.get("http_not_canonical", 0) + 1
-    raise json_error(404, "not_canonical", f"{what} is served only as {canonical!r}, with no "
-                     "query string (one URL per object, so that a cache holds it once)")
+    path = target.partition("?")[0]
+    if path != canonical:
+        why = (f"{what} is served only at the path {canonical!r}, spelled exactly so (no "
+               "percent-encoding, leading zero or upper case)")
+    else:
+        why = f"{what} is served with no query string, not even an empty '?'"
+    raise json_error(404, "not_canonical", f"{why}: one URL per object, so that a cache holds it once")
 
 
 # ---- parser-level refusals as JSON ---------------------------------------------------------
@@ -670,14 +707,19 @@ def add_origin_routes(app: web.Application, node: Node,
     harden(app)
     held = descriptors if descriptors is not None else {}
 
+    def origin_stream(request: web.Request) -> LiveStream:
+        # an id in upper case is the stream's, spelled otherwise: 404 not_canonical (the name
+        # part in upper case was a 400 bad_stream), by canonical_only below
+        return _stream(node, request.match_info["sid"].lower())
+
+    @any_host
     async def chunk(request: web.Request) -> web.Response:
-        ls = _stream(node, request.match_info["sid"])
+        ls = origin_stream(request)
         seq_text = request.match_info["seq"]
         if not _SEQ_RE.match(seq_text):
             raise json_error(400, "bad_seq", "sequence number must be a decimal integer of 1-19 digits")
         seq = int(seq_text)
-        canonical_only(request, request.match_info["sid"], ls.text_id, "a stream id")
-        canonical_only(request, seq_text, str(seq), f"chunk {seq}")
+        canonical_only(request, f"/origin/{ls.text_id}/{seq}.chunk", f"chunk {seq}")
         c = ls.swarm.log.get(seq)
         if c is None:
             log_ = ls.swarm.log
@@ -691,15 +733,19 @@ def add_origin_routes(app: web.Application, node: Node,
             return same
         return web.Response(body=wire.encode(c), content_type="application/x-oftp-chunk", headers=headers)
 
+    @any_host
     async def latest(request: web.Request) -> web.Response:
-        ls = _stream(node, request.match_info["sid"])
+        ls = origin_stream(request)
+        canonical_only(request, f"/origin/{ls.text_id}/latest.json", "latest.json")
         log = ls.swarm.log
         return web.json_response({"latest": log.latest, "keyframe": log.latest_keyframe,
                                   "time": log.time_of(log.latest) if log.latest >= 0 else None},
                                  headers={"Cache-Control": "no-cache"})
 
+    @any_host
     async def descriptor(request: web.Request) -> web.Response:
-        ls = _stream(node, request.match_info["sid"])
+        ls = origin_stream(request)
+        canonical_only(request, f"/origin/{ls.text_id}/descriptor", "the descriptor")
         d = held.get(ls.text_id)
         if d is None:
             raise json_error(404, "no_descriptor", "this origin has no descriptor for that stream")
@@ -763,7 +809,9 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
         return web.json_response(tracker_reply(tracker, str(a.stream), peers), headers=NO_STORE)
 
     async def descriptor(request: web.Request) -> web.Response:
-        d = tracker.descriptors.get(request.match_info["sid"])
+        sid = request.match_info["sid"]
+        canonical_only(request, f"/tracker/descriptor/{sid}", "a descriptor")
+        d = tracker.descriptors.get(sid)
         if d is None:
             raise json_error(404, "no_descriptor", "this tracker holds no descriptor for that stream "
                              "(is its broadcaster announcing here?)")

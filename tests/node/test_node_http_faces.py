@@ -13,6 +13,7 @@ server (``start_http``) and real HTTP requests. Found 2026-12-02 by an outside a
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -348,3 +349,121 @@ async def _raw(port: int, request: bytes) -> bytes:
         return await asyncio.wait_for(reader.read(), 10)  # to EOF: the server closes it
     finally:
         writer.close()
+
+
+# ---- found 2026-12-02 by a new user / operator working from the docs -------------------------
+
+async def _request(url: str, target: str, *, host: str = "127.0.0.1",
+                   method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """``method target`` sent byte for byte as given (no client re-encodes it) to the face
+    at ``url``: (status, headers, body)."""
+    port = int(url.rsplit(":", 1)[1])
+    raw = await _raw(port, f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def _error(body: bytes) -> str:
+    """The ``error`` code of a JSON refusal (else the body's head, for the assertion message)."""
+    return str(json.loads(body)["error"]) if body.startswith(b"{") else body[:80].decode("latin-1")
+
+
+def _message(body: bytes) -> str:
+    return str(json.loads(body)["message"])
+
+
+def _pct(c: str) -> str:
+    return f"%{ord(c):02x}"
+
+
+async def test_percent_encoded_and_other_spellings_of_origin_objects_are_not_canonical(
+        faces: dict[str, Any]) -> None:
+    """H1: the check ran on the decoded path, so ``%37.chunk``, an encoded stream id character
+    and ``%2e`` were served 200 and immutable: unbounded aliases of one chunk, each a CDN miss
+    that reached the origin. M4: ``descriptor?y`` and ``latest.json?x`` were served too. L1: an
+    id all in upper case was 400 ``bad_stream``. L2: the message blamed the stream id for a
+    query string."""
+    local, counters = faces["local"]
+    s = str(SID)
+    peer, name = s.split(".")
+    aliases = [f"/origin/{s}/{_pct('7')}.chunk", f"/origin/{s}/1{_pct('1')}.chunk",
+               f"/origin/{_pct(s[0])}{s[1:]}/7.chunk", f"/origin/{peer}{_pct('.')}{name}/7.chunk",
+               f"/origin/{peer}%2E{name}/7.chunk", f"/origin/{s}/7{_pct('.')}chunk",
+               f"/origin/{s}/7.{_pct('c')}hunk", f"/origin/{s.upper()}/7.chunk",
+               f"/origin/{peer}.LIVE/7.chunk", f"/origin/{s}/latest.json?x",
+               f"/origin/{s}/latest.json?", f"/origin/{s}/{_pct('l')}atest.json",
+               f"/origin/{s}/descriptor?y", f"/origin/{s[:10]}{_pct(s[10])}{s[11:]}/descriptor",
+               f"/tracker/descriptor/{s}?z"]
+    for target in aliases:
+        status, headers, body = await _request(local, target)
+        assert (status, _error(body)) == (404, "not_canonical"), (target, body)
+        assert headers["cache-control"] == "no-store"
+    assert counters["http_not_canonical"] == len(aliases)
+    # the message names what is wrong: the query string, or the spelling of the path
+    _, _, body = await _request(local, f"/origin/{s}/7.chunk?x=1")
+    assert "no query string" in _message(body) and "stream id" not in _message(body)
+    _, _, body = await _request(local, f"/origin/{s}/{_pct('7')}.chunk")
+    assert f"/origin/{s}/7.chunk" in _message(body) and "percent-encoding" in _message(body)
+    # the canonical URLs, also in absolute form (RFC 9112 §3.2.2), are served
+    for target in (f"/origin/{s}/7.chunk", f"/origin/{s}/11.chunk", f"/origin/{s}/latest.json",
+                   f"/origin/{s}/descriptor", f"{local}/origin/{s}/7.chunk"):
+        status, _, body = await _request(local, target)
+        assert status == 200, (target, body)
+    # an id in upper case that names no stream is still no stream, a bad one still bad
+    other = StreamId(Identity.generate().public, "live")
+    assert (await _request(local, f"/origin/{str(other).upper()}/7.chunk"))[0] == 404
+    assert (await _request(local, f"/origin/{peer}.bad!name/7.chunk"))[0] == 400
+
+
+async def test_files_blocks_and_manifests_are_served_under_their_canonical_url_only(
+        file_face: tuple[str, str, bytes, dict[str, int]]) -> None:
+    """H1 and M4: ``/files/<cid>`` (up to 256 MiB, cacheable for a year) was served under any
+    query string and percent-encoding, blocks and manifests under percent-encoding."""
+    url, cid, data, counters = file_face
+    enc = f"{_pct(cid[0])}{cid[1:]}"
+    aliases = [f"/files/{cid}?x=1", f"/files/{cid}?", f"/files/{enc}", f"/files/{cid[:9]}{_pct(cid[9])}{cid[10:]}",
+               f"/origin/files/{cid}/{_pct('1')}.blk", f"/origin/files/{cid}/1{_pct('.')}blk",
+               f"/origin/files/{enc}/manifest", f"/origin/files/{cid}/manifes{_pct('t')}",
+               f"/origin/files/{cid}/manifest?"]
+    for target in aliases:
+        status, headers, body = await _request(url, target)
+        assert (status, _error(body)) == (404, "not_canonical"), (target, body)
+        assert headers["cache-control"] == "no-store"
+    assert counters["http_not_canonical"] == len(aliases)
+    status, headers, body = await _request(url, f"/files/{cid}")
+    assert status == 200 and body == data and headers["cache-control"] == "public, max-age=31536000, immutable"
+    for target in (f"/origin/files/{cid}/1.blk", f"/origin/files/{cid}/manifest"):
+        assert (await _request(url, target))[0] == 200, target
+
+
+async def test_a_proxy_passing_the_clients_host_gets_the_public_objects_of_a_loopback_origin(
+        faces: dict[str, Any], file_face: tuple[str, str, bytes, dict[str, int]]) -> None:
+    """M2: a proxy on this machine that passes the client's ``Host`` (Caddy's default, nginx's
+    ``Host $host``) got 403 ``bad_host`` on every chunk of a loopback-bound origin. The public
+    objects (the same bytes to anyone) are served whatever the Host; everything else on the
+    face still needs a loopback Host (DNS rebinding)."""
+    local, counters = faces["local"]
+    s = str(SID)
+    cdn = "cdn.example.com"
+    for target in (f"/origin/{s}/7.chunk", f"/origin/{s}/latest.json", f"/origin/{s}/descriptor"):
+        for method in ("GET", "HEAD"):
+            status, _, body = await _request(local, target, host=cdn, method=method)
+            assert status == 200, (method, target, body)
+    for method, target in (("GET", "/streams"), ("GET", "/stats"), ("GET", "/metrics"),
+                           ("GET", "/rewards"), ("GET", "/tracker/streams"),
+                           ("GET", f"/tracker/descriptor/{s}"), ("GET", f"/live/{s}.ts"),
+                           ("POST", "/tracker/announce"), ("POST", f"/origin/{s}/7.chunk")):
+        status, _, body = await _request(local, target, host=cdn, method=method)
+        assert (status, _error(body)) == (403, "bad_host"), (method, target, body)
+    assert counters["http_bad_host"] == 9
+    # the rebinding guard still holds on a non-canonical spelling's way to its 404, and the
+    # canonical check on a foreign Host
+    assert (await _request(local, f"/origin/{s}/07.chunk", host=cdn))[0] == 404
+    url, cid, _, fcounters = file_face
+    for target in (f"/origin/files/{cid}/manifest", f"/origin/files/{cid}/0.blk"):
+        assert (await _request(url, target, host=cdn))[0] == 200, target
+    # the player's URL of a file is the local gateway's, not an origin object: guarded
+    status, _, body = await _request(url, f"/files/{cid}", host=cdn)
+    assert (status, _error(body)) == (403, "bad_host")
