@@ -491,8 +491,9 @@ def main(argv: list[str] | None = None) -> int:
                       area=args.area, given=given, api_listen=getattr(args, "api_listen", None), quic=args.quic,
                       public_metrics=getattr(args, "public_metrics", False))
         if args.cmd == "broadcast":
-            _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
-                              tracker_url=args.tracker, cdn_url=args.cdn_url))
+            ended: int = _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
+                                           tracker_url=args.tracker, cdn_url=args.cdn_url))
+            return ended
         elif args.cmd == "node":
             from oasis.node.daemon import run_node
             _run(run_node(c, http_listen=args.http, tracker_url=args.tracker))

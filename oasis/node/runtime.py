@@ -357,7 +357,9 @@ async def _start_or_close(node: Node) -> None:
 
 
 async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
-                    tracker_url: str | None, cdn_url: str | None) -> None:
+                    tracker_url: str | None, cdn_url: str | None) -> int:
+    """Run a broadcaster until stopped (0) or until its source ends (a file loops; stdin
+    ends at its end): 0 after it said so on stderr, 1 if the source gave not one chunk."""
     from oasis.media.ingest import open_source
 
     # the source is checked first: no start line (with a link) for a stream that cannot run
@@ -432,7 +434,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         await runner.cleanup()
         await _close_started(node)
         raise
-    emit({"stream_id": str(sid), "tracker": tracker_url, "origin": cdn_url or origin,
+    emit({"stream_id": str(sid), "tracker": tracker_url, "origin": origin, "cdn": cdn_url,
           "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
           "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
           "link": link_text, "api": api.url if api is not None else None,
@@ -440,10 +442,21 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
           "short_link": dataclasses.replace(stream_link(node, sid, descriptors[str(sid)], None),
                                             descriptor=None).format()})
 
+    status = 0
+
     async def ingest() -> None:
         from .streaming import ingest as run_ingest
         from .streaming import seq_file
-        await run_ingest(ident, ls, src, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
+        nonlocal status
+        done = await run_ingest(ident, ls, src, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
+        what = "stdin" if source == "-" else f"the source {source!r}"
+        if done.chunks:
+            say(f"oasis broadcast: {what} ended after {done.chunks} chunks ({done.seconds:.1f} s "
+                "of stream); stopping")
+        else:
+            status = 1
+            say(f"oasis broadcast: {what} ended before a first chunk (no MPEG-TS in it?); "
+                "nothing was broadcast; stopping")
 
     async def main(stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(ingest()), announcer]
@@ -465,6 +478,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         await runner.cleanup()
         if node.rewards is not None:
             node.rewards.close()
+    return status
 
 
 def stream_link(node: Node, sid: StreamId, desc: Descriptor, tracker_url: str | None,

@@ -100,18 +100,31 @@ def _save_seq(path: Path, seq: int, at: float, chunk_ms: int) -> None:
         log.warning("could not save the stream's sequence clock to %s: %s", path, exc)
 
 
+@dataclasses.dataclass
+class Ingested:
+    """What :func:`ingest` made of a source that ended: chunks published, seconds of stream
+    (from the first chunk's cut to the last's: media time, the source being paced)."""
+
+    chunks: int = 0
+    seconds: float = 0.0
+
+
 async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes], chunk_ms: int,
-                 *, clock_file: Path | None = None) -> None:
-    """Chunk a live MPEG-TS byte source, sign each chunk and publish it on ``ls``, forever.
+                 *, clock_file: Path | None = None) -> Ingested:
+    """Chunk a live MPEG-TS byte source, sign each chunk and publish it on ``ls``, until the
+    source ends (what is buffered then is the last chunk); returns what was published.
     ``clock_file``: where the stream's sequence clock is kept across restarts (:func:`first_seq`)."""
     from oasis.media.chunker import TsChunker
 
     chunker = TsChunker(chunk_ms=chunk_ms)
     seq = first_seq(clock_file, chunk_ms, time.time())
     saved_at = 0.0
-    async for data in source:
-        now = time.time()
-        for mc in chunker.feed(data, now):
+    done = Ingested()
+    first_at: float | None = None
+
+    def publish(chunks: list[Any], now: float) -> None:
+        nonlocal seq, saved_at, first_at
+        for mc in chunks:
             chunk = sign_chunk(identity, ls.sid, seq, int(mc.complete_at * 1e6), mc.keyframe, mc.payload)
             ls.produced[seq] = mc.complete_at
             if len(ls.produced) > MAX_PRODUCED:
@@ -122,6 +135,18 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
                 saved_at = now
                 _save_seq(clock_file, seq, mc.complete_at, chunk_ms)
             seq += 1
+            done.chunks += 1
+            first_at = mc.complete_at if first_at is None else first_at
+            done.seconds = mc.complete_at - first_at
+
+    async for data in source:
+        now = time.time()
+        publish(chunker.feed(data, now), now)
+    now = time.time()
+    publish(chunker.flush(now), now)
+    if clock_file is not None and first_at is not None:  # a restart goes on after the last
+        _save_seq(clock_file, seq - 1, first_at + done.seconds, chunk_ms)
+    return done
 
 
 @dataclasses.dataclass
