@@ -7,7 +7,8 @@ interval, continuity (delivered / (delivered + skipped)), latency p50 and offloa
 share of bytes that came from peers rather than the origin). It exits 1 as soon as the
 stream is unhealthy -- continuity below ``--min-continuity``, no new chunk for
 ``--max-stall`` seconds, or the stream gone from the node -- and 0 after ``--duration``
-seconds of good health (0: watch forever). Uses the blocking :class:`oasis.sdk.Client`.
+seconds of good health (0: watch forever); Ctrl-C ends it quietly (130). Uses the blocking
+:class:`oasis.sdk.Client`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from oasis.sdk import Client, OasisApiError
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return watch(argv)
+    except KeyboardInterrupt:  # Ctrl-C: the usual way to stop watching, no traceback
+        return 130
+
+
+def watch(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stream_id", nargs="?", help="stream id (default: the node's only stream)")
     ap.add_argument("--data-dir", required=True, help="the node's data directory (api.json, api.token)")
@@ -36,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             sid = args.stream_id or _only_stream(api)
             first = api.stream(sid)
         except OasisApiError as exc:
-            print(json.dumps({"healthy": False, "reason": str(exc)}))
+            print(json.dumps({"healthy": False, "error": exc.code, "reason": exc.message}))
             return 1
         start = time.monotonic()
         last, last_at = first, start

@@ -10,6 +10,8 @@ import errno
 import importlib.util
 import json
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -118,6 +120,40 @@ async def test_publish_and_watch_through_the_api_with_events_and_health(
             await api_b.stop(pub.stream_id)
             assert await api_b.streams() == []
             ev = await next_event(ws, "stream.stopped", 5)
+
+
+def test_stream_health_names_the_problem_and_ends_quietly_on_ctrl_c(tmp_path: Path) -> None:
+    """Found 2026-12-02 by a new user: with two streams and none named, the reason read
+    "0 which_stream: ..." (the SDK error's status); Ctrl-C printed a KeyboardInterrupt
+    traceback."""
+    b = OasisProcess(["broadcast", "test", "--name", "cli", "--bitrate", "100", "--data-dir", str(tmp_path / "a"),
+                      "--api-listen", "127.0.0.1:0"], str(tmp_path / "a.log"))
+    watcher = None
+    try:
+        b.wait_info(60)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        watcher = subprocess.Popen([sys.executable, str(EXAMPLES / "stream_health.py"), "--data-dir",
+                                    str(tmp_path / "a"), "--every", "0.2", "--min-continuity", "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                   stdin=subprocess.DEVNULL)
+        assert watcher.stdout is not None
+        ready, _, _ = select.select([watcher.stdout], [], [], 30)
+        assert ready and json.loads(watcher.stdout.readline())["stream_id"] == b.info["stream_id"]
+        watcher.send_signal(signal.SIGINT)  # Ctrl-C while it watches
+        _, err = watcher.communicate(timeout=20)
+        assert watcher.returncode == 130 and "Traceback" not in err.decode(), err.decode()
+        from oasis.sdk import Client
+        with Client.from_data_dir(tmp_path / "a") as api:
+            api.publish("two", "test", bitrate_kbps=100)
+        which = run_example("stream_health.py", "--data-dir", str(tmp_path / "a"))
+        assert which.returncode == 1
+        assert json.loads(which.stdout) == {"healthy": False, "error": "which_stream",
+                                            "reason": "the node carries 2 streams; name one"}
+    finally:
+        if watcher is not None and watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+        b.stop()
 
 
 @pytest.fixture
