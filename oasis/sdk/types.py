@@ -114,7 +114,7 @@ class StreamInfo(msgspec.Struct):
     continuity: float | None  #: chunks / (chunks + skipped); None before the first
     offload: float | None  #: share of bytes from peers (not the origin); None before the first
     managed: bool  #: started through this API (so it may be stopped through it)
-    link: str | None = None  #: ``oasis://`` link (published streams)
+    link: str | None = None  #: ``oasis://`` link of a stream this node broadcasts; None if watched
 
 
 class PublishResult(msgspec.Struct):

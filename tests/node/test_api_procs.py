@@ -102,6 +102,7 @@ async def test_publish_and_watch_through_the_api_with_events_and_health(
             streams = await api_b.streams()
             assert [x.stream_id for x in streams] == [pub.stream_id] and streams[0].managed
             assert streams[0].role == "viewer" and streams[0].neighbours >= 1
+            assert streams[0].link is None  # a watched stream: the broadcaster's link is shared (docs/api.md)
 
             healthy = run_example("stream_health.py", "--data-dir", str(tmp_path / "b"), "--every", "0.5",
                                   "--duration", "1.5", "--max-stall", "2", "--min-continuity", "0.5")
