@@ -514,9 +514,10 @@ async def json_errors(request: web.Request,
                 counters[key] = counters.get(key, 0) + 1
             if exc.content_type != "application/json":
                 text = (exc.text or exc.reason).strip()
+                code = exc.reason.lower().replace(" ", "_")
                 if exc.status in (404, 405) and text == f"{exc.status}: {exc.reason}":  # the router's
-                    text = f"no such route: {request.method} {request.path[:200]}"
-                err = json_error(exc.status, exc.reason.lower().replace(" ", "_"), text)
+                    code, text = router_refusal(request, exc)
+                err = json_error(exc.status, code, text)
                 for h in ("Allow", "Retry-After", "Connection"):
                     if h in exc.headers:
                         err.headers[h] = exc.headers[h]
@@ -532,6 +533,25 @@ async def json_errors(request: web.Request,
         counters["http_internal_errors"] = counters.get("http_internal_errors", 0) + 1
         log.exception("HTTP handler failed on %s %s", request.method, request.path_qs[:200])
         raise json_error(500, "internal", "internal error (logged)") from None
+
+
+#: the proof-of-relay routes (rewards_http), there only on a node run with --rewards
+REWARDS_PATHS = frozenset({"/rewards", "/rewards/settle", "/tickets"})
+
+
+def router_refusal(request: web.Request, exc: web.HTTPException) -> tuple[str, str]:
+    """The code and message of the router's own 404 or 405: a rewards route on a node run
+    without rewards is ``rewards_off`` (it read as a wrong URL), a 405 names the methods the
+    path takes (also in ``Allow``)."""
+    path = request.path[:200]
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return "method_not_allowed", (f"{request.method} is not allowed on {path}"
+                                      + (f": it takes {allowed}" if allowed else ""))
+    if path in REWARDS_PATHS:
+        return "rewards_off", (f"{path} is served only by a node run with proof of relay "
+                               "(--rewards); this one runs without it")
+    return "not_found", f"no such route: {request.method} {path}"
 
 
 def harden(app: web.Application) -> dict[str, int]:

@@ -467,3 +467,27 @@ async def test_a_proxy_passing_the_clients_host_gets_the_public_objects_of_a_loo
     # the player's URL of a file is the local gateway's, not an origin object: guarded
     status, _, body = await _request(url, f"/files/{cid}", host=cdn)
     assert (status, _error(body)) == (403, "bad_host")
+
+
+async def test_rewards_routes_without_rewards_and_wrong_methods_say_so() -> None:
+    """L8: ``GET /rewards`` on a node without proof of relay answered 404 "no such route", as
+    if the URL were wrong, and a 405 said "no such route" too."""
+    node = await _node()
+    app = web.Application()
+    http.add_origin_routes(app, node)
+    http.add_gateway_routes(app, node)
+    runner, port = await start_http(app, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for method, path in (("GET", "/rewards"), ("POST", "/tickets"), ("POST", "/rewards/settle")):
+            status, headers, body = await _request(url, path, method=method)
+            assert (status, _error(body)) == (404, "rewards_off"), (path, body)
+            assert "--rewards" in _message(body) and headers["cache-control"] == "no-store"
+        status, headers, body = await _request(url, f"/origin/{SID}/7.chunk", method="POST")
+        assert (status, _error(body)) == (405, "method_not_allowed"), body
+        assert "GET" in headers["allow"] and f"POST is not allowed on /origin/{SID}/7.chunk" in _message(body)
+        status, _, body = await _request(url, "/nosuch")
+        assert (status, _error(body), _message(body)) == (404, "not_found", "no such route: GET /nosuch")
+    finally:
+        await runner.cleanup()
+        await node.close()
