@@ -325,9 +325,11 @@ MAX_UDP_PAYLOAD = 65507
 
 
 def parse_udp_spec(spec: str) -> tuple[str, int]:
-    """``udp://host:port`` (``udp://@:port`` = all interfaces), optionally ``?pkt_size=N``
-    (1-65507; no effect). Any other query parameter, a path or a fragment is refused
-    (ValueError): a parameter the source would silently ignore was taken as honoured."""
+    """``udp://HOST:PORT``, optionally ``?pkt_size=N`` (1-65507; no effect). The host is the
+    address to bind and must be given (``0.0.0.0``: every interface): an empty one
+    (``udp://:5000``, ffmpeg's ``udp://@:5000``) bound every interface without saying so.
+    Any other query parameter, a user (even empty), a path (even ``/``) or a fragment is
+    refused (ValueError): a parameter the source would silently ignore was taken as honoured."""
     try:
         parts = urlsplit(spec)
         port = parts.port
@@ -335,8 +337,11 @@ def parse_udp_spec(spec: str) -> tuple[str, int]:
         raise ValueError(f"bad UDP source {spec!r}: {exc}; {SOURCE_SPEC_HELP}") from None
     if port is None or port == 0:
         raise ValueError(f"UDP source {spec!r} needs a port, e.g. udp://127.0.0.1:5000")
-    if parts.path not in ("", "/") or parts.fragment or "#" in spec or parts.username or parts.password:
+    if parts.path or parts.fragment or "#" in spec or "@" in parts.netloc:
         raise ValueError(f"UDP source {spec!r}: udp://HOST:PORT takes no user, path or fragment")
+    if not parts.hostname:
+        raise ValueError(f"UDP source {spec!r} needs the address to bind: udp://127.0.0.1:{port} "
+                         f"(this machine only) or udp://0.0.0.0:{port} (every interface)")
     if parts.query or spec.endswith("?"):
         seen: set[str] = set()
         for item in parts.query.split("&"):
@@ -350,7 +355,7 @@ def parse_udp_spec(spec: str) -> tuple[str, int]:
             if not (eq and value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_UDP_PAYLOAD):
                 raise ValueError(f"UDP source {spec!r}: {name} must be a number of bytes, "
                                  f"1-{MAX_UDP_PAYLOAD}")
-    return parts.hostname or "0.0.0.0", port
+    return parts.hostname, port
 
 
 def video_kbps_for(stream_kbps: int) -> int:

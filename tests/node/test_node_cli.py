@@ -32,7 +32,11 @@ def test_broadcast_of_a_source_that_cannot_run_prints_no_start_line(tmp_path: Pa
     not MPEG-TS is an error (exit 2) before any start line, not after one."""
     notts = tmp_path / "clip.mp4"
     notts.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
-    for source, why in ((str(tmp_path / "missing.ts"), "no such file"), (str(notts), "MPEG-TS")):
+    for source, why in ((str(tmp_path / "missing.ts"), "no such file"), (str(notts), "MPEG-TS"),
+                        # an empty host bound every interface unsaid; an empty user, a "/"
+                        ("udp://:5000", "udp://0.0.0.0:5000 (every interface)"),
+                        ("udp://@:5000", "no user, path or fragment"),
+                        ("udp://127.0.0.1:5000/", "no user, path or fragment")):
         out = subprocess.run([sys.executable, "-m", "oasis", "broadcast", source, "--data-dir",
                               str(tmp_path / "b"), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
                              capture_output=True, text=True, timeout=120)
