@@ -224,7 +224,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             f.add_argument("--origin", default=None, help="HTTP origin/CDN base URL (fallback)")
             f.add_argument("--seed", dest="keep_seeding", action="store_true",
                            help="keep seeding after the download (until Ctrl-C)")
-            f.add_argument("--play", action="store_true", help="open ffplay/mpv/vlc on the gateway URL")
+            f.add_argument("--play", action="store_true", help="open ffplay/mpv/vlc on the gateway URL (none on PATH: the URL is served until Ctrl-C)")
             f.add_argument("--timeout", type=float, default=60.0,
                            help="give up (exit 1) when no block has come for this many seconds "
                                 "(default 60; 0: never)")

@@ -261,6 +261,7 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
     complete = False
     failed: list[str] = []
     player_proc: asyncio.subprocess.Process | None = None
+    no_player = False
     try:
         link = files.parse_target(target)
         if not (link.peers or peers or link.origin or o.origin) and not files.holds(link.cid):
@@ -275,9 +276,10 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
             if player:
                 player_proc = await asyncio.create_subprocess_exec(
                     player, st["url"], stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            else:
-                keep = "" if keep_seeding else " (served until the download ends; add --seed to keep it)"
-                print(f"no player found: open {st['url']}{keep}", file=sys.stderr)
+            else:  # the URL is served until Ctrl-C, even once the file is whole (it was dead)
+                no_player = True
+                print(f"oasis get: --play found no player (ffplay, mpv or vlc on PATH): open "
+                      f"{st['url']} in one; it is served until Ctrl-C", file=sys.stderr)
 
         progress = Progress(o.progress)
         cid = st["cid"]
@@ -328,7 +330,10 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
             dest = write_output(e.dir / "data", out, s["name"], st["cid"])
             progress.final(_done_line(s, kept, time.monotonic() - progress.started, dest))
             emit(s | {"output": str(dest)})
-            if keep_seeding:
+            if no_player and not keep_seeding:
+                print(f"oasis get: the file is {dest}; {st['url']} is still served for a player "
+                      "until Ctrl-C", file=sys.stderr)
+            if keep_seeding or no_player:
                 await stop.wait()
             elif player_proc is not None and player_proc.returncode is None:
                 # the player reads from our gateway: serve it until it is closed

@@ -126,3 +126,52 @@ def test_a_publish_stopped_while_hashing_stops_publishes_nothing_and_leaves_no_c
         assert sorted(p.name for p in store.iterdir()) == [], "a copy or an entry was left"
         return
     pytest.fail("three copies of 200 MB ended before their start was seen")
+
+
+def test_get_play_without_a_player_says_so_and_serves_the_url_until_ctrl_c(tmp_path: Path) -> None:
+    """Found 2026-12-02 by a new user: ``oasis get --play`` with no player installed printed
+    "open <url>", and the URL was dead by the time it was read (the download had ended)."""
+    import json
+    import select
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from procs import OasisProcess
+
+    clip = tmp_path / "clip.ts"
+    clip.write_bytes(bytes(range(256)) * 400)
+    pub = OasisProcess(["publish", str(clip), "--data-dir", str(tmp_path / "p")], str(tmp_path / "p.log"))
+    bare = tmp_path / "bin"  # a PATH with python and no player on it
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    assert not any(shutil.which(p, path=str(bare)) for p in ("ffplay", "mpv", "vlc"))
+    get = None
+    try:
+        link = pub.wait_info(60)["link"]
+        get = subprocess.Popen([sys.executable, "-m", "oasis", "get", link, "--play", "-o", str(tmp_path / "out.ts"),
+                                "--data-dir", str(tmp_path / "g")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "PATH": str(bare)})
+        assert get.stdout is not None
+        lines = []
+        for _ in range(2):  # the start line, then the file's (written) line
+            ready, _, _ = select.select([get.stdout], [], [], 60)
+            assert ready, "no line within 60 s"
+            lines.append(json.loads(get.stdout.readline()))
+        url = lines[0]["url"]
+        assert lines[1]["output"] == str(tmp_path / "out.ts") and get.poll() is None
+        with urllib.request.urlopen(url, timeout=10) as r:  # still served, after the download
+            assert r.status == 200 and r.read() == clip.read_bytes()
+        get.send_signal(signal.SIGINT)
+        _, err = get.communicate(timeout=30)
+        text = err.decode()
+        assert get.returncode == 0, text
+        assert "--play found no player (ffplay, mpv or vlc on PATH)" in text and url in text
+        assert f"the file is {tmp_path / 'out.ts'}" in text and "Traceback" not in text
+    finally:
+        if get is not None and get.poll() is None:
+            get.kill()
+            get.communicate()
+        pub.stop()
