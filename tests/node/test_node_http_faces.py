@@ -311,6 +311,10 @@ async def test_files_and_blocks_answer_if_none_match_and_if_range(
         assert etag == f'"{cid}"'
         async with s.get(f"{url}/files/{cid}", headers={"If-None-Match": etag, "Range": "bytes=0-9"}) as r:
             assert r.status == 304 and await r.read() == b"" and r.headers["ETag"] == etag
+        # a file this node does not know is 404 no_file, whatever the If-None-Match (§18.4)
+        other = "of1" + "a" * 52
+        async with s.get(f"{url}/files/{other}", headers={"If-None-Match": f'"{other}"'}) as r:
+            assert r.status == 404 and (await r.json())["error"] == "no_file"
         # If-Range with this file's tag: the range; with anything else, the whole file
         async with s.get(f"{url}/files/{cid}", headers={"Range": "bytes=10-19", "If-Range": etag}) as r:
             assert r.status == 206 and await r.read() == data[10:20]
