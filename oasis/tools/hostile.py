@@ -66,6 +66,13 @@ Modes:
     does not hash to the cid, blocks nobody asked for, BLOCK_REQUEST floods
     over the queue cap and BLOCK_CANCEL floods; for random cids FILE_WANT and
     BLOCK_REQUEST floods.
+``nat``
+    NAT traversal and peer exchange from a service link (authenticated, a DHT
+    PING, never a JOIN: no neighbour): PUNCH OFFERs naming the ports of a UDP
+    sink of the tool's (each one dialled was a reflection) and the unspecified
+    address, INTROs for random peers, OBSERVED with a false address, NEIGHBOURS
+    of made-up keys. The report counts what the victim sent to the sink (its
+    dials: none is the defence).
 """
 
 from __future__ import annotations
@@ -97,7 +104,7 @@ from oasis.core.wire import ErrorCode
 from oasis.node.keystore import make_certificate
 
 MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "foreign", "replay", "withhold",
-         "tracker", "tickets", "receipts", "chat", "dm", "files")
+         "tracker", "tickets", "receipts", "chat", "dm", "files", "nat")
 NEEDS_STREAM = {"flood", "liar", "forge", "foreign", "replay", "withhold", "tracker", "receipts", "chat"}
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
 ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF
@@ -928,10 +935,39 @@ async def m_files(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     return {"files": await _cycle(ctx, conn, until, make), "blocks_in_file": blocks, "victim": conn.report()}
 
 
+async def m_nat(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    from oasis.core.nat import Phase
+
+    loop = asyncio.get_running_loop()
+    sink_transport, sink = await loop.create_datagram_endpoint(_Udp, local_addr=("127.0.0.1", 0))
+    host, port = sink_transport.get_extra_info("sockname")[:2]
+    conn = await dial(v, auth=True, deadline=ctx.budget.deadline)
+    rng = ctx.rng
+    if conn.authed.is_set():
+        conn.send_msg(wire.DhtPing(qid=rng.getrandbits(64)))  # a service link: the DHT's
+
+    def make(i: int) -> tuple[str, wire.Message]:
+        kind = ("offer_sink", "offer_any", "intro", "observed", "neighbours")[i % 5]
+        if kind in ("offer_sink", "offer_any"):
+            return kind, wire.Punch(phase=int(Phase.OFFER), peer=rng.randbytes(32), nonce=i,
+                                    host=host if kind == "offer_sink" else "0.0.0.0", port=port)
+        if kind == "intro":
+            return kind, wire.Punch(phase=int(Phase.INTRO), peer=rng.randbytes(32), nonce=i)
+        if kind == "observed":
+            return kind, wire.Observed(host=f"198.51.100.{rng.randrange(1, 255)}", port=rng.randrange(1024, 65536))
+        return kind, wire.Neighbours(keys=[rng.randbytes(32) for _ in range(32)])
+
+    try:
+        sent = await _cycle(ctx, conn, until, make)
+    finally:
+        sink_transport.close()
+    return {"nat": sent, "sink_datagrams": sink.replies, "victim": conn.report()}
+
+
 PER_VICTIM = {"bomb": m_bomb, "junk": m_junk, "silent": m_silent, "prechunk": m_prechunk,
               "flood": m_flood, "liar": m_liar, "forge": m_forge, "foreign": m_foreign, "replay": m_replay,
               "withhold": m_withhold, "receipts": m_receipts, "chat": m_chat, "dm": m_dm,
-              "files": m_files}
+              "files": m_files, "nat": m_nat}
 
 
 # ---- driver --------------------------------------------------------------------------

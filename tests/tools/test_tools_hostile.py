@@ -176,3 +176,32 @@ def test_chat_dm_and_file_modes_against_a_broadcaster_and_a_publisher(tmp_path):
     assert ev_p["files_unknown_cid"] >= 1 and ev_p["files_unsolicited_blocks"] >= 1, ev_p
     assert ev_p["files_peers_dropped"] >= 1, ev_p
     assert fr["victim"]["closed_by"] == "victim" and fr["victim"]["close_code"] == "BAD_CHUNK", fr
+
+
+def test_nat_mode_against_a_real_broadcaster(tmp_path):
+    """The NAT and peer-exchange attacks of docs/oftp.md §14.2 as a mode (found 2026-12-02:
+    the README said every §14 attack had one; these were tests only): from a service link,
+    OFFERs naming the tool's UDP sink draw no dial, OBSERVED and NEIGHBOURS are unused, each
+    counted, and the victim serves on."""
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300",
+                      "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
+    try:
+        info = b.wait_info()
+        out = subprocess.run([sys.executable, "-m", "oasis.tools.hostile", "--victim",
+                              f"{info['oftp']}:{info['peer_id']}", "--mode", "nat", "--duration", "20",
+                              "--rate", "100", "--max-sends", "100", "--seed", "3"],
+                             capture_output=True, timeout=90, check=True)
+        rep = json.loads(out.stdout)["modes"]["nat"]
+        assert rep["victims_alive_after"] == 1 and not rep["victims_dead_after"], rep
+        (res,) = rep["result"].values()
+        assert "tool_error" not in res, res
+        sent = res["nat"]
+        assert set(sent) == {"offer_sink", "offer_any", "intro", "observed", "neighbours"}, res
+        assert res["sink_datagrams"] == 0, res  # not one dial for a stranger's OFFER
+        events = _events(f"{info['http']}/metrics")
+        assert events["nat_punch_not_neighbour"] >= sent["offer_sink"] + sent["offer_any"], events
+        assert events["nat_observed_unused"] >= 1 and events["nat_pex_not_neighbour"] >= 1, events
+        assert b.popen.poll() is None, "the victim died"
+    finally:
+        code = b.stop()
+    assert code in (0, -15)
