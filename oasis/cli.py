@@ -94,8 +94,8 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
         return
     p.add_argument("--public-metrics", action="store_true", help=PUBLIC_METRICS)
     p.add_argument("--api-listen", default="127.0.0.1:7480" if role == "node" else "127.0.0.1:0",
-                   help="local API address, loopback only (docs/api.md); port 0: any free port "
-                        "(printed as \"api\" and written to <data-dir>/api.json); 'off': no API")
+                   help="local API address, loopback only (docs/api.md; default: %(default)s); port 0: "
+                        "any free port (printed as \"api\" and written to <data-dir>/api.json); 'off': no API")
 
 
 class _Version(argparse.Action):

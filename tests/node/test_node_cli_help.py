@@ -79,3 +79,12 @@ def test_node_offers_no_rewards_options_it_would_ignore() -> None:
     out = subprocess.run([sys.executable, "-m", "oasis", "node", "--rewards", "--api-listen", "off"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--rewards" in out.stderr
+
+
+def test_api_listen_says_its_default_per_command() -> None:
+    """Found 2026-12-02 by a new user: --api-listen's help gave no default (7480 for `node`,
+    any free port for broadcast and watch)."""
+    cmds = _commands()
+    assert "default: 127.0.0.1:7480" in " ".join(cmds["node"].format_help().split())
+    for name in ("broadcast", "watch"):
+        assert "default: 127.0.0.1:0" in " ".join(cmds[name].format_help().split()), name
