@@ -26,7 +26,11 @@ on this machine -- loopback, no proxy header -- unless the app serves them to an
 (``--public-metrics``, :data:`PUBLIC_VIEWS`); others get 403 ``local_only``. Immutable
 objects (chunks, blocks, manifests, files) carry strong ETags and answer
 ``If-None-Match`` (304) and ``If-Match`` (412) (:func:`conditional`), and are served
-under one URL each (:func:`canonical_only`: 404 ``not_canonical`` otherwise).
+under one URL each, judged on the path as sent, before percent-decoding
+(:func:`canonical_only`: 404 ``not_canonical`` otherwise; also ``/files/<cid>``,
+``latest.json`` and descriptors). A face bound to loopback answers only a loopback ``Host``
+(:func:`loopback_host`), except on GET/HEAD of the origin's public objects (:func:`any_host`),
+which a same-machine proxy passing its client's Host must reach.
 """
 
 from __future__ import annotations
