@@ -415,6 +415,9 @@ async def test_percent_encoded_and_other_spellings_of_origin_objects_are_not_can
                    f"/origin/{s}/descriptor", f"{local}/origin/{s}/7.chunk"):
         status, _, body = await _request(local, target)
         assert status == 200, (target, body)
+    # the player's /live (no-store: never cached) takes whatever query string a player adds
+    status, headers, _ = await _request(local, f"/live/{s}.ts?from=start&t=1733150000", method="HEAD")
+    assert status == 200 and headers["content-type"] == "video/mp2t" and headers["cache-control"] == "no-store"
     # an id in upper case that names no stream is still no stream, a bad one still bad
     other = StreamId(Identity.generate().public, "live")
     assert (await _request(local, f"/origin/{str(other).upper()}/7.chunk"))[0] == 404
