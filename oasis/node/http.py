@@ -833,7 +833,7 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
         return web.json_response(tracker_reply(tracker, str(a.stream), peers), headers=NO_STORE)
 
     async def descriptor(request: web.Request) -> web.Response:
-        sid = request.match_info["sid"]
+        sid = request.match_info["sid"].lower()  # (in upper case: another spelling, not_canonical)
         canonical_only(request, f"/tracker/descriptor/{sid}", "a descriptor")
         d = tracker.descriptors.get(sid)
         if d is None:

@@ -399,7 +399,8 @@ async def test_percent_encoded_and_other_spellings_of_origin_objects_are_not_can
                f"/origin/{peer}.LIVE/7.chunk", f"/origin/{s}/latest.json?x",
                f"/origin/{s}/latest.json?", f"/origin/{s}/{_pct('l')}atest.json",
                f"/origin/{s}/descriptor?y", f"/origin/{s[:10]}{_pct(s[10])}{s[11:]}/descriptor",
-               f"/tracker/descriptor/{s}?z"]
+               f"/tracker/descriptor/{s}?z", f"/tracker/descriptor/{s.upper()}",
+               f"/tracker/descriptor/{_pct(s[0])}{s[1:]}"]
     for target in aliases:
         status, headers, body = await _request(local, target)
         assert (status, _error(body)) == (404, "not_canonical"), (target, body)
