@@ -53,8 +53,12 @@ def test_a_viewer_with_an_old_descriptor_rejoins_with_the_newer_one(tmp_path: Pa
         assert "33 ms chunks" in log.read_text(errors="replace")
         gw = vinfo["gateway"]
         wait_until(lambda: _stream(gw)["chunks"] > 100, SLACK)  # playing the new chunking
-        s = _stream(gw)
-        assert s["skipped"] <= s["chunks"] // 10, s
+        # judged once started (a loaded machine skips a few at the rejoin's start): the
+        # next 150 chunks play. With the old chunking the chunk clock is wrong for good.
+        s1 = _stream(gw)
+        wait_until(lambda: _stream(gw)["chunks"] >= s1["chunks"] + 150, SLACK)
+        s2 = _stream(gw)
+        assert s2["skipped"] - s1["skipped"] <= 15, (s1, s2)
         with urllib.request.urlopen(gw + "/metrics", timeout=10) as r:
             assert 'event="descriptor_rejoins"} 1.0' in r.read().decode()
     finally:
