@@ -28,6 +28,7 @@ the doubling over.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections.abc import Callable, Iterable
@@ -67,8 +68,13 @@ class Dial:
 def dialable(host: str, port: int) -> bool:
     """An address a candidate may name: an IP literal (no name to resolve), unicast,
     not unspecified; a port in 1..65535."""
-    if not 0 < port < 65536:
-        return False
+    return 0 < port < 65536 and _host_dialable(host)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _host_dialable(host: str) -> bool:
+    """:func:`dialable`'s test of the host (memoized: a pure function of the text, asked for
+    every candidate of every tracker answer)."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -200,7 +200,7 @@ class NatCounters:
     punch_introducer_refused: int = 0
 
 
-@lru_cache(maxsize=1 << 12)
+@lru_cache(maxsize=1 << 18)  # (a simulation holds 10^5 nodes' addresses)
 def _network(host: str) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) an address is in; None if not an IP literal."""
     try:
@@ -419,8 +419,10 @@ class Introductions:
     self_key: bytes
     config: NatConfig = field(default_factory=NatConfig)
     counters: NatCounters = field(default_factory=NatCounters)
-    #: target key -> {introducer key: listed at}
-    via: dict[bytes, dict[bytes, float]] = field(default_factory=dict)
+    #: target key -> its introducers, oldest first: ((introducer key, listed at), ...). Tuples,
+    #: not a dict per target, and one pair shared by every key of a NEIGHBOURS message: a node
+    #: holds hundreds of these (a dict each is 224 bytes; the tuples ~85 bytes a key)
+    via: dict[bytes, tuple[tuple[bytes, float], ...]] = field(default_factory=dict)
     #: introducer -> the keys it listed (oldest first): bounded by max_per_introducer
     taught: dict[bytes, dict[bytes, None]] = field(default_factory=dict)
     pending: dict[int, Intro] = field(default_factory=dict)  #: nonce -> our introduction
@@ -555,19 +557,22 @@ class Introductions:
         if mine is None:
             mine = {}
         self.taught[introducer] = mine
+        entry = (introducer, now)
+        via = self.via
         for k in keys:
             if k == self.self_key or k == introducer:
                 continue
-            paths = self.via.pop(k, None)  # re-insert: newest last
-            if paths is None:
-                paths = {}
-            paths.pop(introducer, None)
-            paths[introducer] = now
-            if len(paths) > cfg.max_introducers:
-                old = next(iter(paths))
-                del paths[old]
-                self._untaught(old, k)
-            self.via[k] = paths
+            old = via.pop(k, None)  # re-insert: newest last
+            if old is None:
+                paths: tuple[tuple[bytes, float], ...] = (entry,)
+            else:  # the introducer moves to the end, listed now
+                paths = (*(e for e in old if e[0] != introducer), entry)
+                if len(paths) > cfg.max_introducers:
+                    cut = len(paths) - cfg.max_introducers
+                    for e in paths[:cut]:
+                        self._untaught(e[0], k)
+                    paths = paths[cut:]
+            via[k] = paths
             mine.pop(k, None)
             mine[k] = None
             if len(mine) > cfg.max_per_introducer:
@@ -575,9 +580,9 @@ class Introductions:
                 del mine[oldest]
                 self._unlink(oldest, introducer)
                 c.pex_keys_capped += 1
-            if len(self.via) > cfg.max_targets:
-                gone = next(iter(self.via))
-                for r in self.via.pop(gone):
+            if len(via) > cfg.max_targets:
+                gone = next(iter(via))
+                for r, _ in via.pop(gone):
                     self._untaught(r, gone)
                 c.introducers_evicted += 1
         if not mine:
@@ -594,12 +599,18 @@ class Introductions:
             if not mine:
                 del self.taught[introducer]
 
+    def introducers(self, target: bytes) -> list[bytes]:
+        """The neighbours that listed ``target``, oldest first (expired ones included)."""
+        return [k for k, _ in self.via.get(target, ())]
+
     def _unlink(self, key: bytes, introducer: bytes) -> None:
         paths = self.via.get(key)
         if paths is not None:
-            paths.pop(introducer, None)
-            if not paths:
+            kept = tuple(e for e in paths if e[0] != introducer)
+            if not kept:
                 del self.via[key]
+            elif len(kept) < len(paths):
+                self.via[key] = kept  # (the key keeps its place)
 
     def introducer_for(self, target: bytes, linked: Container[bytes], now: float) -> bytes | None:
         """A linked neighbour that listed ``target`` within ``via_ttl`` (the newest), not
@@ -609,17 +620,23 @@ class Introductions:
             return None
         best = None
         held = False
-        for k, at in list(paths.items()):
-            if at + self.config.via_ttl <= now:
-                del paths[k]
+        ttl = self.config.via_ttl
+        kept: list[tuple[bytes, float]] = []
+        for e in paths:
+            k, at = e
+            if at + ttl <= now:
                 self._untaught(k, target)
-            elif k in linked:
+                continue
+            kept.append(e)
+            if k in linked:
                 if self._held_via(target, k, now):
                     held = True
                 elif not self.introducer_refused(k, now):
                     best = k
-        if not paths:
+        if not kept:
             del self.via[target]
+        elif len(kept) < len(paths):
+            self.via[target] = tuple(kept)  # expired ones forgotten (the target keeps its place)
         if best is None and held:
             self.counters.punch_held += 1  # (no INTRO: a punch through it failed lately)
         return best

@@ -15,6 +15,7 @@ the signature binds the chunk to exactly one stream. ``verify_chunk`` is pure.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import struct
@@ -65,7 +66,9 @@ class StreamId:
         return stream_key(self.broadcaster, self.name)
 
 
+@functools.lru_cache(maxsize=1024)
 def stream_key(broadcaster: bytes, name: str) -> bytes:
+    """The 8-byte key of a stream (memoized: ``StreamId.key`` is read per message)."""
     return hashlib.sha256(b"oasis/stream/v1\x00" + broadcaster + name.encode()).digest()[:8]
 
 

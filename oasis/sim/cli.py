@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'published': per access kind, as measured (fixed 0.90, cellular 0.92)")
     p.add_argument("--playout", type=float, default=None,
                    help="playout delay, s (the scenario's [protocol] playout_delay; node default 0.5)")
+    p.add_argument("--chunk-ms", type=int, default=None,
+                   help="chunk duration, ms (the scenario's [stream] chunk_ms; node default 33)")
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
     p.add_argument("--no-timing", action="store_true", help="omit wall-clock fields")
     p.add_argument("--progress", action="store_true",
@@ -69,6 +71,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         if not 0.05 <= args.playout <= 60:
             raise SystemExit("oasis sim: --playout must be between 0.05 and 60 s")
         d["protocol"] = {**d.get("protocol", {}), "playout_delay": args.playout}
+    if args.chunk_ms is not None:
+        d["chunk_ms"] = args.chunk_ms
     if args.baselines is not None:
         d["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
     return from_dict(d)

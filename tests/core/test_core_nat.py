@@ -157,10 +157,10 @@ def test_neighbours_name_who_can_introduce_whom() -> None:
     net = Net(3)
     net.link(1, 3)
     net.link(2, 3)  # 3 tells 2 about 1 on link-up
-    assert key(3) in net.p[2].nat.via[key(1)]
+    assert key(3) in net.p[2].nat.introducers(key(1))
     assert key(2) not in net.p[1].nat.via
     net.tick(10.0)  # and everyone again every pex_interval
-    assert key(3) in net.p[1].nat.via[key(2)]
+    assert key(3) in net.p[1].nat.introducers(key(2))
 
 
 def test_a_punch_through_a_common_neighbour_makes_both_ends_dial() -> None:
@@ -380,6 +380,24 @@ def test_neighbours_tables_are_bounded() -> None:
     assert len(p.nat.via) == 10 and p.nat.counters.introducers_evicted == 30
     p.nat.listed(key(2), [key(1), key(2)], 0.0)  # itself and the lister are not targets
     assert key(1) not in p.nat.via and key(2) not in p.nat.via
+
+
+def test_introducers_are_kept_newest_last_bounded_and_expire() -> None:
+    net = Net(2, max_introducers=2)
+    nat = net.p[1].nat
+    target = bytes([99, 1]) * 16
+    for n, at in ((2, 0.0), (3, 1.0), (4, 2.0)):
+        nat.listed(key(n), [target], at)
+    assert nat.introducers(target) == [key(3), key(4)]  # the oldest (2) went
+    assert target not in nat.taught.get(key(2), {})  # ... and no longer counts as its key
+    nat.listed(key(3), [target], 3.0)  # re-listed: moves to the end, listed anew
+    assert nat.introducers(target) == [key(4), key(3)]
+    ttl = nat.config.via_ttl
+    assert nat.introducer_for(target, {key(3), key(4)}, 2.0 + ttl - 0.5) == key(3)
+    assert nat.introducer_for(target, {key(4)}, 2.0 + ttl + 0.5) is None  # 4 expired: 3 is not linked
+    assert nat.introducers(target) == [key(3)]
+    nat.forget_introducer(key(3))  # its link went down: what it listed goes
+    assert target not in nat.via
 
 
 def test_a_mapping_survives_one_remapped_flow_and_follows_a_rebinding() -> None:

@@ -372,8 +372,8 @@ def test_one_neighbour_cannot_flush_the_table_of_introductions() -> None:
     assert c.pex_keys_dropped == 100 * 16 and c.introducers_evicted == 0  # (was 2,208)
     assert len(w.p.nat.taught[key(9)]) == cfg.max_per_introducer
     assert c.pex_keys_capped == 100 * 16 - cfg.max_per_introducer
-    assert all(key(2) in w.p.nat.via[k] for k in honest)
-    assert all(key(3) in w.p.nat.via[k] for k in honest[:8])
+    assert all(key(2) in w.p.nat.introducers(k) for k in honest)
+    assert all(key(3) in w.p.nat.introducers(k) for k in honest[:8])
     assert len(w.p.nat.via) == 16 + cfg.max_per_introducer
     w.p.link_down("L9", key(9), w.now)  # what it listed goes with it
     assert len(w.p.nat.via) == 16 and key(9) not in w.p.nat.taught

@@ -156,6 +156,17 @@ def test_cli_playout_flag_sets_the_swarm_deadline(capsys: pytest.CaptureFixture[
     capsys.readouterr()
 
 
+def test_cli_chunk_ms_flag_sets_the_stream_and_swarm_chunk(capsys: pytest.CaptureFixture[str]) -> None:
+    from oasis.cli import main
+    from oasis.sim.cli import add_arguments, scenario_from
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    s = scenario_from(p.parse_args([str(SMALL), "--chunk-ms", "100"]))
+    assert s.chunk_ms == 100 and s.swarm_config().chunk_ms == 100
+    assert main(["sim", str(SMALL), "--chunk-ms", "5"]) == 2  # refused before the run
+    assert "chunk_ms" in capsys.readouterr().err
+
+
 def test_nat_share_per_access_kind_from_published_figures(capsys: pytest.CaptureFixture[str]) -> None:
     from oasis.cli import main
     from oasis.sim.cli import add_arguments, scenario_from
