@@ -9,7 +9,9 @@ moment it has verified it. So each substream is a tree rooted at the
 broadcaster, and a chunk travels one one-way delay per hop, with no request
 round trip. A node accepts children while its upload cap has room (each
 subscribed substream costs ``bitrate / K``; only ``slot_headroom`` of the cap is
-booked).
+booked). The broadcaster feeds each child one substream (``root_spread``; a second
+only from slots beyond one per neighbour that is no child yet), so each relay one
+hop deep spends its upload on one substream's tree.
 
 **Loop freedom.** STATUS carries, per substream, the path of 8-byte peer tags
 from the broadcaster to the sender. A node never picks a parent whose path
