@@ -51,6 +51,15 @@ class SwarmConfig:
     #: simulation) 0.025 of offload and 33-40 ms of p95: a relay's pushes queue behind each
     #: other at its full cap (docs/simulation.md, 2026-12-02)
     slot_headroom: float = 0.8
+    #: the broadcaster feeds each child one substream (the one it feeds fewest children,
+    #: or the one the child has), and a child does not ask it for a second: its slots make
+    #: as many relays one hop deep as it has slots, each a relay of one substream, instead
+    #: of a quarter as many relays of all four. At 1,000 simulated churning viewers and a
+    #: 0.5 s playout delay its 51 slots had gone to ~13 viewers; spread, offload rose
+    #: 0.907 -> 0.920 and 0.852 -> 0.910 (seeds 1, 2), p95 fell 378 -> 371 and 392 -> 376 ms
+    #: (strictly one per child: 0.934, 0.920, but a viewer alone with the broadcaster
+    #: then pulls three substreams; docs/simulation.md, 2026-12-02)
+    root_spread: bool = True
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
     #: on a substream whose parent's push usually comes after the origin fallback would

@@ -9,7 +9,9 @@ moment it has verified it. So each substream is a tree rooted at the
 broadcaster, and a chunk travels one one-way delay per hop, with no request
 round trip. A node accepts children while its upload cap has room (each
 subscribed substream costs ``bitrate / K``; only ``slot_headroom`` of the cap is
-booked).
+booked). The broadcaster feeds each child one substream (``root_spread``; a second
+only from slots beyond one per neighbour that is no child yet), so each relay one
+hop deep spends its upload on one substream's tree.
 
 **Loop freedom.** STATUS carries, per substream, the path of 8-byte peer tags
 from the broadcaster to the sender. A node never picks a parent whose path
@@ -166,6 +168,8 @@ class PushTree:
                 continue
             if st.rejected_until.get(j, 0.0) > now:
                 continue
+            if st.is_broadcaster and self.config.root_spread and st.parent_mask & ~(1 << j):
+                continue  # it feeds each child one substream (``root_spread``)
             # spread substreams over parents: another feed from the same peer shares its upload
             others = bin(st.parent_mask & ~(1 << j)).count("1")
             score = self.expected_arrival(st, j) + 0.01 * others + self.rng.random() * 0.005
@@ -220,9 +224,14 @@ class PushTree:
             return
         accepted = rejected = 0
         free = self.free_slots()
+        mask = msg.mask & ((1 << k) - 1)
+        if self.is_source and self.config.root_spread:
+            mask = self._one_substream(st, mask)
         for j in _bits(msg.mask & ((1 << k) - 1)):
             fed = self.is_source or self.parents[j] is not None
-            if st.children_mask & (1 << j):
+            if not mask >> j & 1:
+                rejected |= 1 << j  # a second substream for a child of the broadcaster
+            elif st.children_mask & (1 << j):
                 accepted |= 1 << j
             elif fed and free > 0 and st.tag not in self.paths[j]:
                 accepted |= 1 << j
@@ -234,6 +243,38 @@ class PushTree:
                                                             rejected=rejected)))
         if accepted and free == 0:
             self.status_dirty = True  # full: say so before others ask in vain
+
+    def _one_substream(self, st: PeerState, mask: int) -> int:
+        """``root_spread`` at the broadcaster: of the substreams in ``mask``, those
+        ``st`` may have: the one it already has, else (it has none) the one we feed
+        fewest children; none if it already has another."""
+        mine = st.children_mask & mask
+        new = mask & ~st.children_mask
+        if not new:
+            return mine
+        # slots beyond one for each neighbour that is no child yet (a small swarm's viewers,
+        # one that is alone: every substream) go to second substreams, fewest fed first
+        counts = [0] * self.config.substreams
+        waiting = 0
+        for other in self.peers.values():
+            if not other.children_mask and other is not st:
+                waiting += 1
+            for j in _bits(other.children_mask):
+                counts[j] += 1
+        spare = self.free_slots() - waiting
+        if not st.children_mask:
+            spare = spare if spare > 1 else 1  # its first substream
+        out = mine
+        for _ in range(len(_bits(new))):
+            if spare <= 0:
+                break
+            best = -1
+            for j in _bits(new & ~out):
+                if best < 0 or counts[j] < counts[best]:
+                    best = j
+            out |= 1 << best
+            spare -= 1
+        return out
 
     def on_subscribe_ack(self, st: PeerState, msg: wire.SubscribeAck, now: float) -> None:
         mask = msg.accepted & st.pending_mask

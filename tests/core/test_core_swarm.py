@@ -313,21 +313,28 @@ def test_origin_fallback_before_deadline() -> None:
     net.tick(5)
     seq = _withhold(net, in_origin=True)
     net.tick(30)
+    fetched = 0
     for v in net.viewers:
         node = net.nodes[v]
         deadline = node.deadline_of(seq)
         fetches = [(t, a) for t, a in net.actions_of(v, sw.FetchOrigin) if a.seq == seq]
-        assert fetches, "no FetchOrigin for the withheld chunk"
-        t, a = fetches[0]
-        assert t < deadline and a.deadline == pytest.approx(deadline)
         d = net.delivers(v)[seq]
-        assert d.source == "origin" and d.peer is None
+        if d.source == "origin":
+            assert fetches, "no FetchOrigin for the withheld chunk"
+            t, a = fetches[0]
+            assert t < deadline and a.deadline == pytest.approx(deadline)
+            assert d.peer is None and node.counters.origin_fetches >= 1
+            fetched += 1
+        else:
+            # pushed by a relay that fetched it from the origin for its children (a relay
+            # whose substream is late asks early: ``relay_origin_early``)
+            assert d.source == "p2p" and net.nodes[d.peer].counters.origin_early >= 1
         assert d.chunk == net.published[seq]
         assert d.at <= deadline
-        assert node.counters.origin_fetches >= 1
         assert not [a for _, a in net.actions_of(v, sw.Skip) if a.seq == seq]
         # Chunks around the hole still came from the swarm.
         assert net.delivers(v)[seq + 1].source in ("p2p", "broadcaster")
+    assert fetched >= 1
 
 
 @pytest.mark.parametrize("origin", [True, False], ids=["origin-lacks-it", "no-origin"])
