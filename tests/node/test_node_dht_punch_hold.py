@@ -23,21 +23,28 @@ def key(i: int) -> bytes:
     return bytes([i]) * 32
 
 
+def _node() -> tuple[list[float], list[tuple[tuple[str, int], bytes]], pp.PeerPolicy[object], types.SimpleNamespace]:
+    """A node's policy and a DHT's view of the node, whose endpoint records each dial and
+    fails it (no network here), on a clock the test moves."""
+    clock = [100.0]
+    dials: list[tuple[tuple[str, int], bytes]] = []
+
+    class Endpoint:
+        def dial(self, addr: tuple[str, int], peer: bytes) -> object:
+            dials.append((addr, peer))
+            raise ConnectionError("no network here")
+
+    ident = Identity.generate()
+    policy: pp.PeerPolicy[object] = pp.PeerPolicy(ident.public, rng=random.Random(1), now=clock[0])
+    node = types.SimpleNamespace(identity=ident, rng=random.Random(2), policy=policy, closing=False,
+                                 loop=asyncio.get_running_loop(), endpoint=Endpoint(),
+                                 clock=lambda: clock[0])
+    return clock, dials, policy, node
+
+
 def test_no_dht_dial_to_a_peer_held_off_after_a_failed_punch() -> None:
     async def run() -> None:
-        clock = [100.0]
-        dials: list[tuple[tuple[str, int], bytes]] = []
-
-        class Endpoint:
-            def dial(self, addr: tuple[str, int], peer: bytes) -> object:
-                dials.append((addr, peer))
-                raise ConnectionError("no network here")
-
-        ident = Identity.generate()
-        policy: pp.PeerPolicy[object] = pp.PeerPolicy(ident.public, rng=random.Random(1), now=clock[0])
-        node = types.SimpleNamespace(identity=ident, rng=random.Random(2), policy=policy, closing=False,
-                                     loop=asyncio.get_running_loop(), endpoint=Endpoint(),
-                                     clock=lambda: clock[0])
+        clock, dials, policy, node = _node()
         driver = DhtDriver(node)  # type: ignore[arg-type]
         ping = wire.DhtPing(qid=1)
         # a punch with 7 elsewhere (a stranger's OFFER named a dead address) holds nothing here
@@ -64,19 +71,7 @@ def test_the_dht_waits_for_the_punch_an_accepted_offer_scheduled() -> None:
     dial to it meanwhile would reach its NAT before its own packets left (a testbed pair's
     punch failed so, the DHT's dial just before it). The DHT waits for the punch's link."""
     async def run() -> None:
-        clock = [100.0]
-        dials: list[tuple[tuple[str, int], bytes]] = []
-
-        class Endpoint:
-            def dial(self, addr: tuple[str, int], peer: bytes) -> object:
-                dials.append((addr, peer))
-                raise ConnectionError("no network here")
-
-        ident = Identity.generate()
-        policy: pp.PeerPolicy[object] = pp.PeerPolicy(ident.public, rng=random.Random(1), now=clock[0])
-        node = types.SimpleNamespace(identity=ident, rng=random.Random(2), policy=policy, closing=False,
-                                     loop=asyncio.get_running_loop(), endpoint=Endpoint(),
-                                     clock=lambda: clock[0])
+        clock, dials, policy, node = _node()
         r = ("L", 3)
         assert policy.link_up(r, key(3), dialled=True, now=clock[0], addr=("198.18.1.1", 4434), rtt=0.06)
         policy.on_message(r, key(3), wire.Punch(phase=Phase.OFFER, peer=key(7), nonce=1,
