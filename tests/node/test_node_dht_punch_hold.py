@@ -42,6 +42,16 @@ def _node() -> tuple[list[float], list[tuple[tuple[str, int], bytes]], pp.PeerPo
     return clock, dials, policy, node
 
 
+async def _settle() -> None:
+    """Every task the driver started has ended (its dials fail at once here): waited on,
+    bounded by a timeout, not by loop turns."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=10)
+        assert not pending, pending
+
+
 def test_no_dht_dial_to_a_peer_held_off_after_a_failed_punch() -> None:
     async def run() -> None:
         clock, dials, policy, node = _node()
@@ -52,15 +62,12 @@ def test_no_dht_dial_to_a_peer_held_off_after_a_failed_punch() -> None:
         assert not driver._held(key(7), "198.18.3.1", 4436)
         policy.nat.hold(key(7), ("198.18.3.1", 4436), clock[0])  # our punched dial failed there
         driver._send(dd.Send(key(7), "198.18.3.1", 4436, ping))  # type: ignore[arg-type]
-        await asyncio.sleep(0)
+        await _settle()
         assert dials == [] and driver.counters["dht_dials"] == 0
         assert not driver.open_link(key(7), "198.18.3.1", 4436)
         clock[0] += policy.nat.config.punch_retry_after  # the NATs forgot the failed punch
         driver._send(dd.Send(key(7), "198.18.3.1", 4436, ping))  # type: ignore[arg-type]
-        for _ in range(1000):  # the dial runs as a task: a few loop turns (bounded, no timing)
-            if dials:
-                break
-            await asyncio.sleep(0)
+        await _settle()  # the dial runs as a task
         assert driver.counters["dht_dials"] == 1 and dials == [(("198.18.3.1", 4436), key(7))]
 
     asyncio.run(run())
@@ -80,8 +87,7 @@ def test_the_dht_waits_for_the_punch_an_accepted_offer_scheduled() -> None:
         assert key(7) in policy.dialling
         driver = DhtDriver(node)  # type: ignore[arg-type]
         driver._send(dd.Send(key(7), "198.18.3.1", 4436, wire.DhtPing(qid=1)))  # type: ignore[arg-type]
-        for _ in range(100):  # a dial would run as a task: give it loop turns (bounded)
-            await asyncio.sleep(0)
+        await _settle()  # a dial would run as a task
         assert dials == [] and driver.counters["dht_dials"] == 0
         assert key(7) in driver._waiting  # the ping goes on the punch's link when it is up
 
