@@ -73,6 +73,15 @@ async def test_idle_and_half_sent_connections_are_closed_after_the_idle_timeout(
 async def test_connections_over_the_cap_are_refused_counted_and_the_face_keeps_serving(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http, "MAX_CONNECTIONS", 16)
+    room = asyncio.Event()  # set when a connection the guard held is gone and one fits again
+    lost = http.ConnectionGuard.lost
+
+    def lost_and_tell(self: http.ConnectionGuard, handler: object, exc: BaseException | None = None) -> None:
+        lost(self, handler, exc)
+        if len(self) < self.total:
+            room.set()
+
+    monkeypatch.setattr(http.ConnectionGuard, "lost", lost_and_tell)
     app = _hello_app()
     runner, port = await start_http(app, "127.0.0.1", 0)
     try:
@@ -84,18 +93,12 @@ async def test_connections_over_the_cap_are_refused_counted_and_the_face_keeps_s
         # the held ones still work, and once they go, a newcomer is served
         held[0][1].write(b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert (await asyncio.wait_for(held[0][0].readuntil(b"hello"), 10)).startswith(b"HTTP/1.1 200")
+        assert not room.is_set()
         for _, w in held + extra:
             w.close()
-        deadline = time.monotonic() + 10
-        async with aiohttp.ClientSession() as s:
-            while True:
-                try:
-                    async with s.get(f"http://127.0.0.1:{port}/hello") as r:
-                        assert r.status == 200
-                        break
-                except aiohttp.ClientError:  # our closes not yet seen by the server
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.05)
+        await asyncio.wait_for(room.wait(), 10)  # the server saw a close
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/hello") as r:
+            assert r.status == 200
     finally:
         await runner.cleanup()
 
@@ -153,6 +156,17 @@ async def test_a_player_that_reads_nothing_is_dropped_and_a_head_ends_at_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http, "MAX_PLAYERS", 1)
     monkeypatch.setattr(http, "WRITE_TIMEOUT", 1.0)
+    dropped = asyncio.Event()  # set when the gateway drops a reader (the real write_or_drop)
+    write_or_drop = http.write_or_drop
+
+    async def write_or_tell(*args: object) -> None:
+        try:
+            await write_or_drop(*args)  # type: ignore[arg-type]
+        except ConnectionResetError:
+            dropped.set()
+            raise
+
+    monkeypatch.setattr(http, "write_or_drop", write_or_tell)
     node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
     await node.start()
     ls = node.add_stream(StreamId(Identity.generate().public, "live"), is_source=False)
@@ -171,10 +185,8 @@ async def test_a_player_that_reads_nothing_is_dropped_and_a_head_ends_at_once(
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         await writer.drain()
-        deadline = time.monotonic() + 60
-        while app[http.HTTP_COUNTERS].get("http_slow_readers_dropped", 0) == 0:
-            assert time.monotonic() < deadline, "the silent reader was never dropped"
-            await asyncio.sleep(0.1)
+        await asyncio.wait_for(dropped.wait(), 60)  # "the silent reader was never dropped" else
+        assert app[http.HTTP_COUNTERS]["http_slow_readers_dropped"] == 1
         writer.close()
         # its slot is free: the one player this gateway allows is served
         async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}{path}") as r:
