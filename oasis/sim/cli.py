@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, sort_keys=True))
         return 0
     rows = [("oasis", out["oasis"]), *out["baselines"].items()]
-    print(f"scenario {out['scenario']}  seed {out['seed']}  peers {out['peers']}")
+    print(f"scenario {out['scenario']}  seed {out['seed']}  peers {out['peers']}  "
+          f"resource index {out['resource_index']}")
     print(f"{'system':14} {'p50 ms':>9} {'p95 ms':>9} {'continuity':>10} {'offload':>8} "
           f"{'stretch p50':>11} {'startup p50':>11}")
     for name, r in rows:

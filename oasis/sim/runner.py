@@ -13,6 +13,18 @@ from .oasis_run import run_oasis, stderr_progress
 from .scenario import Scenario
 
 
+def resource_index(s: Scenario, viewers: list[population.Viewer]) -> float:
+    """The swarm's resource index (issue 9): the mean over every viewer of the run of what it
+    offers to relay -- its upload cap, ``upload_share`` of its sampled uplink and at most
+    ``upload_max_x`` times the bitrate, as the simulated node is configured -- divided by the
+    bitrate. Below 1 the viewers cannot carry the stream between them, whatever the tree."""
+    if not viewers:
+        return 0.0
+    rate = s.bitrate_kbps
+    offered = (min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * rate) for v in viewers)
+    return sum(offered) / len(viewers) / rate
+
+
 def run(s: Scenario, seed: int | None = None, *, plots: str | None = None,
         timing: bool = True, progress: bool = False) -> dict[str, Any]:
     seed = s.seed if seed is None else seed
@@ -26,6 +38,7 @@ def run(s: Scenario, seed: int | None = None, *, plots: str | None = None,
     for name in s.baselines:
         baselines[name], objs[name] = RUNNERS[name](s, world, bnet, viewers, seed)
     out: dict[str, Any] = {"scenario": s.name, "seed": seed, "peers": s.peers,
+                           "resource_index": round(resource_index(s, viewers), 3),
                            "oasis": res, "baselines": baselines}
     if plots:
         from .plots import write_plots
