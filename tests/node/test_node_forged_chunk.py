@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 import pytest
-from procs import OasisProcess, wait_until
+from procs import OasisProcess, until, wait_until
 
 from oasis.core import swarm as sw
 from oasis.core.identity import Identity
@@ -53,10 +53,8 @@ async def test_forged_chunks_are_caught(tmp_path):
             assert await node.connect(vinfo["peer_id"], host, int(port))
             link = next(iter(node.links_by_peer.values()))
             # Wait until the viewer has accepted our JOIN for the stream.
-            for _ in range(100):
-                if sid.key in next(iter(node.joined.values()), set()):
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: sid.key in next(iter(node.joined.values()), set()), 30,
+                        what="the viewer accepting the JOIN")
             latest = stats(vinfo["gateway"])["streams"][0]["latest"]
             for i in range(5):
                 forged = sign_chunk(forger, sid, latest + 3 + i, int(time.time() * 1e6), False, b"\x47" * 188)
@@ -64,11 +62,7 @@ async def test_forged_chunks_are_caught(tmp_path):
             await asyncio.to_thread(
                 wait_until, lambda: stats(vinfo["gateway"])["counters"]["peers_dropped_bad_chunks"] >= 1, 15)
             # Banned: the forger's link is closed, and when it comes back it is refused.
-            for _ in range(100):
-                if not node.links_by_peer:
-                    break
-                await asyncio.sleep(0.05)
-            assert not node.links_by_peer
+            await until(lambda: not node.links_by_peer, 30, what="the forger's link closed")
             await node.connect(vinfo["peer_id"], host, int(port))
             await asyncio.to_thread(
                 wait_until, lambda: stats(vinfo["gateway"])["counters"]["links_refused_banned"] >= 1, 15)

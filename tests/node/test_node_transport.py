@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from procs import until
 
 from oasis.core import swarm as sw
 from oasis.core.identity import Identity
@@ -21,10 +21,7 @@ async def test_listener_learns_the_dialler_identity() -> None:
         assert await a.connect(b.peer_id, *b.endpoint.address)
         # The dialler pinned b's key; b learned a's key from the signed challenge.
         assert list(a.links_by_peer) == [b.identity.public]
-        for _ in range(200):  # bounded wait for b's side of the handshake
-            if b.links_by_peer:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(b.links_by_peer), 30, what="b's side of the handshake")
         assert list(b.links_by_peer) == [a.identity.public]
     finally:
         await a.close()
