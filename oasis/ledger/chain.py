@@ -34,7 +34,9 @@ from eth_abi import encode as abi_encode
 
 _RECURSION_LIMIT = sys.getrecursionlimit()
 from eth_account import Account  # noqa: E402  (imports py_ecc, which sets the limit to 100,000)
+from eth_typing import ChecksumAddress  # noqa: E402
 from eth_utils import to_checksum_address  # noqa: E402
+from hexbytes import HexBytes  # noqa: E402
 from web3 import Web3  # noqa: E402
 
 from oasis.datafiles import DataFileError, private_file, replace, write_new  # noqa: E402
@@ -117,8 +119,8 @@ class LedgerChain:
 
     def _bind(self, deployment: Deployment) -> None:
         self.deployment = deployment
-        self.token = self.w3.eth.contract(deployment.token, abi=load_artifact("OasisToken")["abi"])
-        self.pool = self.w3.eth.contract(deployment.pool, abi=load_artifact("RewardsPool")["abi"])
+        self.token = self.w3.eth.contract(_addr(deployment.token), abi=load_artifact("OasisToken")["abi"])
+        self.pool = self.w3.eth.contract(_addr(deployment.pool), abi=load_artifact("RewardsPool")["abi"])
 
     # -- transport -------------------------------------------------------
     def _sync(self) -> None:
@@ -232,7 +234,7 @@ class LedgerChain:
     def tx_receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
         self._sync()
         try:
-            return dict(self.w3.eth.get_transaction_receipt(tx_hash))
+            return dict(self.w3.eth.get_transaction_receipt(HexBytes(tx_hash)))
         except Exception:  # TransactionNotFound
             return None
 
@@ -400,7 +402,7 @@ class EmbeddedChain(LedgerChain):
         ts = max(int(time.time()), latest + 1)
         self._advance_clock(ts)
         h = self.w3.eth.send_raw_transaction(raw)
-        rc = dict(self.w3.eth.get_transaction_receipt(h))
+        rc: dict[str, Any] = dict(self.w3.eth.get_transaction_receipt(h))
         block_ts = self.tester.get_block_by_number(rc["blockNumber"])["timestamp"]
         try:
             self._offset = self.journal.append(self._offset, Record(block_ts, raw, rc["status"]))
@@ -436,7 +438,7 @@ def stream_id(owner: bytes, key: bytes) -> bytes:
     return bytes(keccak(abi_encode(["address", "bytes32"], ["0x" + owner.hex(), key])))
 
 
-def _addr(a: bytes | str) -> str:
+def _addr(a: bytes | str) -> ChecksumAddress:
     return to_checksum_address(a if isinstance(a, str) else "0x" + bytes(a).hex())
 
 

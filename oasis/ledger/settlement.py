@@ -143,7 +143,7 @@ def plan_batches(rows: list[StoredReceipt], max_batch: int = MAX_BATCH) -> list[
     for r in rows:
         if r.received > r.settled:
             groups.setdefault((r.stream, r.epoch), []).append(r)
-    out = []
+    out: list[list[StoredReceipt]] = []
     for key in sorted(groups):
         g = sorted(groups[key], key=lambda r: r.index)
         out.extend(g[i : i + max_batch] for i in range(0, len(g), max_batch))
