@@ -396,12 +396,29 @@ class PeerPolicy(Generic[L]):
         return self.dials.candidates
 
     # ---- streams -----------------------------------------------------------
-    def add_stream(self, text_id: str, key: bytes) -> bool:
-        """The node carries a stream; False (counted) beyond ``max_streams``."""
-        if text_id not in self.streams and len(self.streams) >= self.config.max_streams:
+    def add_stream(self, text_id: str, key: bytes, *, starting: bool = False) -> bool:
+        """The node carries a stream (``starting``: it waits for its first keyframe, see
+        ``set_starting``); False (counted) beyond ``max_streams``.
+
+        A link is JOINed when it comes up, for the streams carried then; so a stream added
+        later is JOINed at once on the neighbour links we dialled (the listener joins back).
+        Joins recorded for it before (an earlier carriage of it, which our LEAVE ended) are
+        forgotten, so that the listener's answer adds the peer to the new swarm. Before, a
+        node that watched a second stream of a peer it was already linked to, or the same
+        stream again after stopping it, never got that peer (nor dialled it: it was linked)
+        and played from the origin alone."""
+        if text_id in self.streams:
+            return True
+        if len(self.streams) >= self.config.max_streams:
             self.counters.streams_refused += 1
             return False
         self.streams[text_id] = key
+        self.set_starting(key, starting)
+        for p in self.peers.values():
+            p.joined.discard(key)
+            p.asked_start.discard(key)
+            if p.dialled and not p.service and not p.overflow and not p.closing:
+                self._join(p, text_id)
         return True
 
     def set_starting(self, key: bytes, starting: bool) -> None:

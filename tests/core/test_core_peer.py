@@ -292,6 +292,35 @@ def test_joins_ask_for_a_start_until_the_stream_plays():
     assert not p.starting
 
 
+def test_a_stream_added_while_linked_is_joined_on_the_links_we_dialled():
+    """A link is JOINed when it comes up; a stream added later is JOINed at once on the
+    neighbour links we dialled (asking for a start while it does not play), not on inbound
+    or service links, and the listener's answer adds the peer to the swarm. Watched again
+    after a stop (our LEAVE ended the old joins), the stream gets the peer again. Before, the
+    node neither JOINed the linked peer nor dialled it (linked already): a second stream of
+    the broadcaster it watched, or the same one watched again, played from the origin alone."""
+    p = policy()
+    assert p.link_up("out", key(1), dialled=True, now=0)
+    assert p.link_up("in", key(2), dialled=False, now=0)
+    p.actions()
+    p.on_message("out", key(1), wire.Join(stream=TEXT), 0)
+    p.on_message("in", key(2), wire.Join(stream=TEXT), 0)
+    p.actions()
+    two, skey2 = "stream-b", b"\x08" * 32
+    assert p.add_stream(two, skey2, starting=True)
+    assert of(p.actions(), pp.SendTo) == [pp.SendTo("out", wire.Join(stream=two, start=True))]
+    p.on_message("out", key(1), wire.Join(stream=two), 1)  # the listener joins back
+    assert p.actions() == [pp.AddPeer(key(1), skey2, start=False, asked=True)]
+    # stopped (the node sends LEAVE to its swarm peers), then watched again
+    p.remove_stream(two)
+    assert skey2 in p.joined(key(1))  # kept: its messages in flight are no offence
+    assert p.add_stream(two, skey2, starting=True)
+    assert of(p.actions(), pp.SendTo) == [pp.SendTo("out", wire.Join(stream=two, start=True))]
+    p.on_message("out", key(1), wire.Join(stream=two), 2)
+    assert p.actions() == [pp.AddPeer(key(1), skey2, start=False, asked=True)]
+    assert p.counters.joins_repeated == 0
+
+
 # ---- dialling and cadence -------------------------------------------------------------------
 
 def cands(n: int, port0: int = 4000) -> list[pp.Candidate]:
