@@ -20,7 +20,7 @@ of the records it gets back): a node that dials it (``oasis watch
 keyframe, its SUBSCRIBE is accepted, and every verified chunk of its substreams is pushed
 to it; REQUESTs are answered from what it holds.
 
-It prints one JSON line at the end. A conformance check, not a node: it neither repairs
+It prints one JSON line at the end (``OFTP_VIEWER_TRACE=1``: each control message on stderr). A conformance check, not a node: it neither repairs
 gaps nor defends itself against a hostile peer as a node must (docs/oftp.md §14).
 """
 
@@ -253,6 +253,7 @@ class Stats:
     first_keyframe: bool | None = None
     errors: list[str] = field(default_factory=list)
     control: dict[str, int] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)  #: "out|in <peer>" per HELLO received
 
 
 class Viewer:
@@ -435,6 +436,8 @@ class Link(QuicConnectionProtocol):
             self.uni.pop(event.stream_id, None)
         elif isinstance(event, ConnectionTerminated):
             self.close_reason = self.close_reason or f"closed {event.error_code:#x} {event.reason_phrase}"
+            if os.environ.get("OFTP_VIEWER_TRACE"):
+                print(f"{'out' if self.is_dialler else 'in'} {id(self) % 1000} terminated {self.close_reason}", file=sys.stderr)
             self.closed.set()
             self.viewer.children = [(c, m) for c, m in self.viewer.children if c is not self]
 
@@ -456,6 +459,8 @@ class Link(QuicConnectionProtocol):
         stats = self.viewer.stats
         name = type(msg).__name__ if msg is not None else f"id {body[1] if len(body) > 1 else '?'}"
         stats.control[name] = stats.control.get(name, 0) + 1
+        if os.environ.get("OFTP_VIEWER_TRACE"):
+            print(f"{'out' if self.is_dialler else 'in'} {id(self) % 1000} {name}", file=sys.stderr)
         v = self.viewer
         if isinstance(msg, Hello):
             if self.pinned is not None and msg.key != self.pinned:
@@ -470,6 +475,7 @@ class Link(QuicConnectionProtocol):
                 return
             self.peer_key = msg.key
             self.peer_nonce = msg.nonce
+            stats.links.append(("out " if self.is_dialler else "in ") + peer_id_of(msg.key)[:8])
             self.version = max(common)
             sig = v.priv.sign(auth_transcript(v.pub, msg.key, msg.nonce, self.nonce, self.version))
             self.send(Auth(self.version, sig))
@@ -770,7 +776,7 @@ async def run(link_text: str, seconds: float, relay: str | None = None, probe: b
     result.update(received=stats.received, verified=stats.verified, bad=stats.bad, pushed=stats.pushed,
                   distinct=len(seqs), keyframes=stats.keyframes, first_keyframe=stats.first_keyframe,
                   first=seqs[0] if seqs else None, last=seqs[-1] if seqs else None,
-                  errors=stats.errors[:5], control=stats.control, seconds=seconds)
+                  errors=stats.errors[:5], control=stats.control, links=stats.links, seconds=seconds)
     return result
 
 
