@@ -337,8 +337,8 @@ class _Peer(Generic[L]):
     overflow: bool = False  #: admitted beyond max_neighbours: DHT only, JOIN refused
     service_at: float = 0.0  #: last DHT message from it
     asked_start: set[bytes] = field(default_factory=set)  #: streams whose JOIN to it asked a start
-    #: streams we JOINed on its link (a listener that JOINs first, add_stream, waits for the
-    #: dialler's answering JOIN; a dialler of an older version answers with STATUS alone)
+    #: streams we JOINed on its link: its JOIN of one needs no answer, and until it JOINs,
+    #: its messages of one are its answer (_joined_by_answer)
     join_sent: set[bytes] = field(default_factory=set)
     #: its OBSERVED, waiting for it to become a neighbour (an inbound link counts once it
     #: joins a stream; one that turns to the DHT never does)
