@@ -6,7 +6,9 @@ real bytes: the descriptor's signed layout (§10.1), TLS pinning and the AUTH tr
 peer tag in STATUS paths (§3, §9.2), the error codes of §8 for inputs whose answer is
 specified, the origin's chunk bytes and ETag (§10), and the signed announce (§11.1). Then it
 relays (§9.2, §12) to a real ``oasis watch`` that knows only it: the doc is enough for a node
-to feed a real viewer. If one of these fails, the document (or the code) changed a layout."""
+to feed a real viewer. The broadcaster runs on qh3 and on aioquic, whose listener checks the
+viewer's certificate (built as §3 says). If one of these fails, the document (or the code)
+changed a layout."""
 
 from __future__ import annotations
 
@@ -40,11 +42,14 @@ def test_the_viewer_imports_nothing_from_oasis() -> None:
     assert "import oasis" not in text and "from oasis" not in text
 
 
-@pytest.fixture
-def broadcaster(tmp_path: Path) -> Any:
+@pytest.fixture(params=["qh3", "aioquic"])
+def broadcaster(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A real broadcaster on either QUIC stack: an aioquic listener asks for the dialler's
+    certificate and checks it against AUTH (§3), so the viewer's certificate, built as §3
+    says, is checked too."""
     b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "800", "--listen", "127.0.0.1:0",
-                      "--http", "127.0.0.1:0", "--api-listen", "off", "--data-dir", str(tmp_path / "b")],
-                     str(tmp_path / "b.log"))
+                      "--http", "127.0.0.1:0", "--api-listen", "off", "--quic", request.param,
+                      "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
     try:
         yield b.wait_info()
     finally:
@@ -68,6 +73,7 @@ async def test_a_viewer_built_from_the_document_verifies_the_broadcasters_chunks
     assert out["closed"] is None, out  # nothing we sent closed the link
 
 
+@pytest.mark.parametrize("broadcaster", ["qh3"], indirect=True)
 async def test_a_viewer_built_from_the_document_relays_to_a_real_viewer(
         broadcaster: dict[str, Any], tmp_path: Path) -> None:
     v = _viewer()
