@@ -102,6 +102,10 @@ async def test_a_viewer_built_from_the_document_relays_to_a_real_viewer(
         info = await asyncio.to_thread(watcher.wait_info)
         out = await asyncio.wait_for(task, 30)
         assert out["pushed"] >= 60 and out["bad"] == 0, out
+        # our announce of the relay address (§11.1's layout) was taken, and the records the
+        # tracker answered with verify under the same layout
+        assert out["announce_status"] == 200, out
+        assert out["announce_peers"] >= 1 and out["announce_peers_verified"] == out["announce_peers"], out
         token = (tmp_path / "w" / "api.token").read_text().strip()
         req = urllib.request.Request(f"{info['api']}/streams/{sid}", headers={"Authorization": f"Bearer {token}"})
 
