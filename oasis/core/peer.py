@@ -337,6 +337,9 @@ class _Peer(Generic[L]):
     overflow: bool = False  #: admitted beyond max_neighbours: DHT only, JOIN refused
     service_at: float = 0.0  #: last DHT message from it
     asked_start: set[bytes] = field(default_factory=set)  #: streams whose JOIN to it asked a start
+    #: streams we JOINed on its link: its JOIN of one needs no answer, and until it JOINs,
+    #: its messages of one are its answer (_joined_by_answer)
+    join_sent: set[bytes] = field(default_factory=set)
     #: its OBSERVED, waiting for it to become a neighbour (an inbound link counts once it
     #: joins a stream; one that turns to the DHT never does)
     observed: tuple[str, int] | None = None
@@ -396,12 +399,32 @@ class PeerPolicy(Generic[L]):
         return self.dials.candidates
 
     # ---- streams -----------------------------------------------------------
-    def add_stream(self, text_id: str, key: bytes) -> bool:
-        """The node carries a stream; False (counted) beyond ``max_streams``."""
-        if text_id not in self.streams and len(self.streams) >= self.config.max_streams:
+    def add_stream(self, text_id: str, key: bytes, *, starting: bool = False) -> bool:
+        """The node carries a stream (``starting``: it waits for its first keyframe, see
+        ``set_starting``); False (counted) beyond ``max_streams``.
+
+        A link is JOINed when it comes up, for the streams carried then; so a stream added
+        later is JOINed at once on every neighbour link (the links we dialled, and inbound
+        links that joined a stream), which the peer answers with its JOIN if it carries the
+        stream. Joins recorded for it before (an earlier carriage of it, which our LEAVE
+        ended) are forgotten, so that the answer adds the peer to the new swarm. Before, a
+        node that watched a second stream of a peer it was already linked to, or the same
+        stream again after stopping it, never got that peer (nor dialled it: it was linked)
+        and played from the origin alone."""
+        if text_id in self.streams:
+            return True
+        if len(self.streams) >= self.config.max_streams:
             self.counters.streams_refused += 1
             return False
         self.streams[text_id] = key
+        self.set_starting(key, starting)
+        for p in self.peers.values():
+            neighbour = (p.dialled or bool(p.joined)) and not p.service and not p.overflow and not p.closing
+            p.joined.discard(key)
+            p.asked_start.discard(key)
+            p.join_sent.discard(key)
+            if neighbour:
+                self._join(p, text_id)
         return True
 
     def set_starting(self, key: bytes, starting: bool) -> None:
@@ -422,6 +445,7 @@ class PeerPolicy(Generic[L]):
             start = True
             self.starting[skey] = asks + 1
             p.asked_start.add(skey)
+        p.join_sent.add(skey)
         self._actions.append(SendTo(p.link, wire.Join(stream=text_id, start=start)))
 
     def remove_stream(self, text_id: str) -> None:
@@ -431,6 +455,8 @@ class PeerPolicy(Generic[L]):
         key = self.streams.pop(text_id, None)
         if key is not None:
             self.starting.pop(key, None)
+            for p in self.peers.values():
+                p.join_sent.discard(key)
 
     # ---- queries -------------------------------------------------------------
     def is_banned(self, peer: bytes, now: float) -> bool:
@@ -521,6 +547,7 @@ class PeerPolicy(Generic[L]):
                 return False
             self._actions.append(CloseLink(existing.link, peer, ErrorCode.NO_ERROR, "duplicate link"))
             existing.link, existing.dialled = link, dialled  # joins and score stay with the peer
+            existing.join_sent.clear()  # ours went on the old link: the peer may not have read them
             existing.observed = None  # (the old link's report: the peer reports on this one)
             if existing.service and not service and not existing.overflow:
                 self._set_service(existing, False)  # the policy's own dial won: a neighbour
@@ -677,7 +704,7 @@ class PeerPolicy(Generic[L]):
         skey = getattr(msg, "stream", None)
         if skey is None:
             return TO_NODE
-        if skey not in p.joined:
+        if skey not in p.joined and not self._joined_by_answer(p, peer, skey):
             self.counters.messages_unjoined += 1
             if self.counters.messages_unjoined <= REPORTS:  # what the count hides: the context
                 self._actions.append(Report(peer, (
@@ -690,6 +717,7 @@ class PeerPolicy(Generic[L]):
         if isinstance(msg, wire.Leave):
             self.counters.leaves += 1
             p.joined.discard(skey)
+            p.join_sent.discard(skey)  # it left: a new JOIN of it is answered afresh
             self._actions.append(RemovePeer(peer, skey))
             return None
         return skey
@@ -703,7 +731,7 @@ class PeerPolicy(Generic[L]):
         if p is None or p.link != link or p.closing:
             return False
         p.heard = now
-        if stream not in p.joined:
+        if stream not in p.joined and not self._joined_by_answer(p, peer, stream):
             self.counters.chunks_unjoined += 1
             self.offence(peer, Offence.UNJOINED, now, "CHUNK for a stream not joined")
             return False
@@ -1045,7 +1073,9 @@ class PeerPolicy(Generic[L]):
         p.joined.add(skey)
         if p.service:  # a DHT contact joins: now a neighbour
             self._set_service(p, False)
-        if not p.dialled:
+        if skey not in p.join_sent:
+            # the listener answers the dialler's JOIN; the dialler answers a listener that
+            # JOINed first (it started carrying the stream after the link came up)
             self._join(p, text_id)
         self._actions.append(AddPeer(peer, skey, start=start, asked=skey in p.asked_start))
         p.asked_start.discard(skey)
@@ -1054,6 +1084,24 @@ class PeerPolicy(Generic[L]):
                 self.mapping.observe(peer, p.addr[0], *p.observed)
             p.observed = None
             self._send_neighbours(peer, p)
+
+    def _joined_by_answer(self, p: _Peer[L], peer: bytes, skey: bytes) -> bool:
+        """A message of a stream we JOINed on ``p``'s link that the peer did not JOIN back:
+        it took our JOIN (its swarm took us: it sends STATUS, a start's keyframe), so ours
+        takes it, as its JOIN would have. A JOIN is not always answered by one: a listener
+        that starts carrying a stream JOINs its inbound links first (``add_stream``), which
+        a dialler from before 2026-12-03 never answers, and a peer that JOINed first, was
+        refused (the stream was not carried yet) and takes our later JOIN does not answer
+        it either. False (the message is unjoined) for anything else."""
+        if skey not in p.join_sent or skey not in self.streams.values():
+            return False
+        if len(p.joined) >= self.config.max_streams_per_peer:
+            return False
+        self.counters.joins += 1
+        p.joined.add(skey)
+        self._actions.append(AddPeer(peer, skey, start=False, asked=skey in p.asked_start))
+        p.asked_start.discard(skey)
+        return True
 
     # ---- time ----------------------------------------------------------------------------
     def get_timer(self) -> float | None:

@@ -338,7 +338,11 @@ def parse_udp_spec(spec: str) -> tuple[str, int]:
     if port is None or port == 0:
         raise ValueError(f"UDP source {spec!r} needs a port, e.g. udp://127.0.0.1:5000")
     if parts.path or parts.fragment or "#" in spec or "@" in parts.netloc:
-        raise ValueError(f"UDP source {spec!r}: udp://HOST:PORT takes no user, path or fragment")
+        found = ([f"a user ({parts.netloc.rpartition('@')[0] + '@'!r})"] if "@" in parts.netloc else []) \
+            + ([f"a path ({parts.path!r})"] if parts.path else []) \
+            + ([f"a fragment ({'#' + parts.fragment!r})"] if parts.fragment or "#" in spec else [])
+        raise ValueError(f"UDP source {spec!r}: udp://HOST:PORT takes no user, path or fragment; "
+                         f"this one has {' and '.join(found)}")
     if not parts.hostname:
         raise ValueError(f"UDP source {spec!r} needs the address to bind: udp://127.0.0.1:{port} "
                          f"(this machine only) or udp://0.0.0.0:{port} (every interface)")

@@ -80,8 +80,11 @@ def error_body(status: int, code: str, message: str) -> bytes:
 
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=error_body(status, code, message),
+    resp = web.Response(status=status, body=error_body(status, code, message),
                         content_type="application/json", headers=headers)
+    if headers is not None and headers.get("Connection", "").lower() == "close":
+        resp.force_close()  # a refusal before the body was read: the connection goes with it
+    return resp
 
 
 def ok(value: Any, status: int = 200) -> web.Response:
@@ -165,13 +168,20 @@ def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def read_body(request: web.Request) -> bytes:
+    """The request body (the gateway's reader: capped, timed). Its refusals keep their code
+    and message in the API's shape, and their ``Connection: close``: they come before the
+    body was read whole. (Until 2026-12-03 every refusal but the 408 was told ``too_large``,
+    also a 400 for a body that does not decode, and the connection was kept.)"""
     try:
         return await http.read_body(request, MAX_BODY)
     except web.HTTPException as exc:
-        if exc.status == 408:
-            raise ApiError(408, "body_timeout", f"request body not received within "
-                           f"{http.BODY_TIMEOUT:g} s") from None
-        raise ApiError(exc.status, "too_large", f"request body over {MAX_BODY} bytes") from None
+        try:
+            flat = json.loads(exc.text or "")
+            code, message = str(flat["error"]), str(flat["message"])
+        except (ValueError, TypeError, KeyError):
+            code, message = "bad_request", exc.reason
+        headers = {"Connection": exc.headers["Connection"]} if "Connection" in exc.headers else None
+        raise ApiError(exc.status, code, message, headers=headers) from None
 
 
 def origin_is_loopback(value: str) -> bool:

@@ -387,11 +387,12 @@ class Node:
 
     def add_stream(self, sid: StreamId, *, is_source: bool, origin_url: str | None = None,
                    config: sw.SwarmConfig | None = None) -> LiveStream:
-        if not self.policy.add_stream(str(sid), sid.key):
+        # until it plays, JOINs ask for a start; links already up are JOINed now
+        if not self.policy.add_stream(str(sid), sid.key, starting=not is_source):
             raise ValueError(f"this node carries at most {self.policy.config.max_streams} streams")
         ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url, config=config)
         self.streams[sid.key] = ls
-        self.policy.set_starting(sid.key, not is_source)  # until it plays, JOINs ask for a start
+        self._run_policy()  # sends those JOINs
         ls.pump()  # arms its timer: a viewer no peer reaches still starts from the origin
         self.events.publish("stream.started", {"stream_id": ls.text_id,
                                                "role": "broadcaster" if is_source else "viewer"})

@@ -292,6 +292,106 @@ def test_joins_ask_for_a_start_until_the_stream_plays():
     assert not p.starting
 
 
+def test_a_stream_added_while_linked_is_joined_on_every_neighbour_link():
+    """A link is JOINed when it comes up; a stream added later is JOINed at once on every
+    neighbour link, the ones we dialled and the inbound ones (asking for a start while it
+    does not play), and the peer's answering JOIN adds it to the swarm; we do not answer the
+    answer. Watched again after a stop (our LEAVE ended the old joins), the stream gets the
+    peer again. Before, the node neither JOINed a linked peer nor dialled it (linked
+    already): a second stream of the broadcaster it watched, or the same one watched again,
+    played from the origin alone."""
+    p = policy()
+    assert p.link_up("out", key(1), dialled=True, now=0)
+    assert p.link_up("in", key(2), dialled=False, now=0)
+    assert p.link_up("idle", key(3), dialled=False, now=0)  # inbound, joined nothing: no neighbour
+    p.actions()
+    p.on_message("out", key(1), wire.Join(stream=TEXT), 0)
+    p.on_message("in", key(2), wire.Join(stream=TEXT), 0)
+    p.actions()
+    two, skey2 = "stream-b", b"\x08" * 32
+    assert p.add_stream(two, skey2, starting=True)
+    assert sorted(of(p.actions(), pp.SendTo), key=lambda a: a.link) == [
+        pp.SendTo("in", wire.Join(stream=two, start=True)), pp.SendTo("out", wire.Join(stream=two, start=True))]
+    p.on_message("out", key(1), wire.Join(stream=two), 1)  # the listener joins back
+    assert p.actions() == [pp.AddPeer(key(1), skey2, start=False, asked=True)]
+    p.on_message("in", key(2), wire.Join(stream=two), 1)  # so does the dialler, now
+    assert p.actions() == [pp.AddPeer(key(2), skey2, start=False, asked=True)]  # no JOIN back
+    # stopped (the node sends LEAVE to its swarm peers), then watched again
+    p.remove_stream(two)
+    assert skey2 in p.joined(key(1))  # kept: its messages in flight are no offence
+    assert p.add_stream(two, skey2, starting=True)
+    assert len(of(p.actions(), pp.SendTo)) == 2
+    p.on_message("out", key(1), wire.Join(stream=two), 2)
+    assert p.actions() == [pp.AddPeer(key(1), skey2, start=False, asked=True)]
+    assert p.counters.joins_repeated == 0
+
+
+def test_a_listener_that_joins_first_is_taken_at_the_dialler_and_at_its_status():
+    """A listener that starts carrying a stream after the link came up JOINs first. The
+    dialler JOINed that stream at link-up (refused then: UNKNOWN_STREAM), so it takes the
+    JOIN without answering; its STATUS is the listener's answer, taken as its JOIN (no
+    offence), also for a chunk that comes first (a start's keyframe). So is a dialler from
+    before 2026-12-03, which never answers a listener's JOIN."""
+    two, skey2 = "stream-b", b"\x08" * 32
+    d = policy()  # the dialler, carrying both
+    assert d.add_stream(two, skey2)
+    assert d.link_up("l", key(1), dialled=True, now=0)
+    assert len(of(d.actions(), pp.SendTo)) == 2  # JOIN of each (two is refused: not carried there)
+    d.on_message("l", key(1), wire.Join(stream=two), 1)  # the listener's, later
+    assert d.actions() == [pp.AddPeer(key(1), skey2)]  # no JOIN back: it sent one
+    lst = policy()  # the listener: it JOINs first ...
+    assert lst.link_up("d", key(2), dialled=False, now=0)
+    lst.on_message("d", key(2), wire.Join(stream=TEXT), 0)
+    lst.actions()
+    assert lst.add_stream(two, skey2)
+    assert of(lst.actions(), pp.SendTo) == [pp.SendTo("d", wire.Join(stream=two))]
+    # ... and an older dialler answers with STATUS only: taken as its JOIN, routed
+    assert lst.on_message("d", key(2), status(skey2), 1) == skey2
+    assert lst.actions() == [pp.AddPeer(key(2), skey2, start=False, asked=False)]
+    assert lst.counters.messages_unjoined == 0 and lst.score(key(2), 1) == 0
+    lst2 = policy()
+    assert lst2.link_up("d", key(2), dialled=False, now=0)
+    lst2.on_message("d", key(2), wire.Join(stream=TEXT), 0)
+    assert lst2.add_stream(two, skey2, starting=True)
+    lst2.actions()
+    assert lst2.on_chunk("d", key(2), skey2, 1)  # the start's keyframe before the STATUS
+    assert lst2.counters.chunks_unjoined == 0
+    # a stream we did not JOIN on that link stays an offence
+    assert lst2.on_message("d", key(2), status(b"\x09" * 32), 1) is None
+    assert lst2.counters.messages_unjoined == 1
+
+
+def test_two_nodes_that_add_a_stream_in_either_order_take_each_other():
+    """Both ends of a link start carrying a stream later, the listener first: its JOIN is
+    refused (not carried yet), the dialler's later JOIN is taken without an answer (the
+    listener sent one), and the listener's STATUS is the dialler's answer. Both swarms
+    take the other; no message is unjoined (the refused JOIN costs the listener ½ point
+    at the dialler, as any JOIN of a stream not carried, which decays in 5 s)."""
+    two, skey2 = "stream-b", b"\x08" * 32
+    a, b = policy(LOW), policy(HIGH)  # a listens, b dials
+    assert b.link_up("to-a", LOW, dialled=True, now=0)
+    assert a.link_up("to-b", HIGH, dialled=False, now=0)
+
+    def deliver(src: pp.PeerPolicy[str], dst: pp.PeerPolicy[str], link: str, sender: bytes, now: float) -> None:
+        for act in of(src.actions(), pp.SendTo):
+            dst.on_message(link, sender, act.message, now)
+
+    deliver(b, a, "to-b", HIGH, 0)  # b's JOIN of TEXT
+    deliver(a, b, "to-a", LOW, 0)  # a's answer
+    b.actions()
+    assert a.add_stream(two, skey2)
+    deliver(a, b, "to-a", LOW, 1)  # a JOINs its inbound neighbour first: refused by b
+    assert b.counters.joins_unknown_stream == 1
+    deliver(b, a, "to-b", HIGH, 1)  # (b's ERROR)
+    assert b.add_stream(two, skey2)
+    deliver(b, a, "to-b", HIGH, 2)  # b's JOIN: a takes it, and sends no JOIN (it sent one)
+    assert a.actions() == [pp.AddPeer(HIGH, skey2)]
+    assert b.on_message("to-a", LOW, status(skey2), 2) == skey2  # a's STATUS: b's answer
+    assert b.actions() == [pp.AddPeer(LOW, skey2)]
+    assert b.counters.messages_unjoined == 0 and a.counters.messages_unjoined == 0
+    assert skey2 in a.joined(HIGH) and skey2 in b.joined(LOW)
+
+
 # ---- dialling and cadence -------------------------------------------------------------------
 
 def cands(n: int, port0: int = 4000) -> list[pp.Candidate]:

@@ -130,12 +130,14 @@ def test_open_source_specs(short_ts_file: str, tmp_path: Path) -> None:
                      ("udp://127.0.0.1:5000?pkt_size=0", "pkt_size must be"),
                      ("udp://127.0.0.1:5000?pkt_size=big", "pkt_size must be"),
                      ("udp://127.0.0.1:5000?pkt_size=1&pkt_size=2", "given twice"),
-                     ("udp://127.0.0.1:5000/stream", "no user, path or fragment"),
-                     ("udp://127.0.0.1:5000#x", "no user, path or fragment"),
-                     ("udp://me@127.0.0.1:5000", "no user, path or fragment"),
+                     ("udp://127.0.0.1:5000/stream", "no user, path or fragment; this one has a path ('/stream')"),
+                     ("udp://127.0.0.1:5000#x", "this one has a fragment ('#x')"),
+                     ("udp://me@127.0.0.1:5000", "this one has a user ('me@')"),
                      # an empty user, a bare "/", an empty host (it bound every interface
-                     # unsaid): refused, as the docs say (found 2026-12-02 by a new user)
-                     ("udp://@:5000", "no user, path or fragment"),
+                     # unsaid): refused, as the docs say (found 2026-12-02 by a new user);
+                     # the message names the part (the README says so; 2026-12-03)
+                     ("udp://@:5000", "this one has a user ('@')"),
+                     ("udp://u@127.0.0.1:5000/x#y", "a user ('u@') and a path ('/x') and a fragment ('#y')"),
                      ("udp://@127.0.0.1:5000", "no user, path or fragment"),
                      ("udp://127.0.0.1:5000/", "no user, path or fragment"),
                      ("udp://:5000", "udp://0.0.0.0:5000 (every interface)")]:

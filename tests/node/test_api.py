@@ -492,12 +492,28 @@ async def test_a_body_that_stalls_is_refused_and_frees_its_slot(served: tuple[No
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert head.startswith(b"HTTP/1.1 408"), head
+        assert b"connection: close" in head.lower(), head  # the rest of the body is not read
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         body = msgspec.json.decode(await asyncio.wait_for(reader.readexactly(length), 10))
         assert error_code(body) == "body_timeout"
     finally:
         writer.close()
     assert api.inflight == 0 and api.counters["body_timeout"] == 1
+
+
+async def test_a_body_that_does_not_decode_is_a_400_bad_body(served: tuple[Node, napi.Api, str]) -> None:
+    """A body the reader cannot decode (Content-Encoding: gzip over junk) is 400 ``bad_body``
+    with Connection: close. Until 2026-12-03 the API told every reader refusal but the 408
+    as ``too_large``, "request body over 16384 bytes", for a 12-byte body."""
+    node, api, url = served
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/streams", data=b"junkjunkjunk",
+                          headers={"Authorization": f"Bearer {api.token}", "Content-Encoding": "gzip",
+                                   "Content-Type": "application/json"}) as r:
+            body = await r.json(content_type=None)
+            assert r.status == 400 and r.headers.get("Connection", "").lower() == "close"
+    assert error_code(body) == "bad_body" and "does not decode" in body["error"]["message"], body
+    assert api.counters["bad_request"] == 1 and api.counters["too_large"] == 0
 
 
 async def test_a_refused_event_subscription_raises_the_nodes_code(served: tuple[Node, napi.Api, str]) -> None:

@@ -174,6 +174,32 @@ def _absent(module: str) -> bool:
 
 @pytest.mark.skipif(_absent("oasis.node.messaging"), reason="node.messaging is built in parallel "
                     "(issue 11); this example runs once it is merged")
+def test_a_second_stream_of_a_linked_peer_and_a_stream_watched_again_come_from_that_peer(
+        two_nodes: tuple[OasisProcess, OasisProcess], tmp_path: Path) -> None:
+    """B watches the broadcaster's command-line stream (it dials A and JOINs), then a second
+    stream A publishes, then stops that one and watches it again. Both later watches come
+    over the link already up (docs/oftp.md §6 JOIN). Before, B neither JOINed them on that
+    link nor dialled A (linked already): they played from the origin alone, no neighbour."""
+    from oasis.sdk import Client
+
+    a, _ = two_nodes
+    with Client.from_data_dir(tmp_path / "a") as api_a, Client.from_data_dir(tmp_path / "b") as api_b:
+
+        def fed_by_a(sid: str) -> bool:  # polled: another process's figures, no event for them
+            s = api_b.stream(sid)
+            return s.neighbours >= 1 and s.bytes.get("broadcaster", 0) > 0
+
+        first = api_b.watch(a.info["link"])
+        wait_until(lambda: fed_by_a(first.stream_id), 30)
+        pub = api_a.publish("two", "test", bitrate_kbps=300)
+        api_b.watch(pub.link)
+        wait_until(lambda: fed_by_a(pub.stream_id), 20)
+        assert api_b.stop(pub.stream_id).deleted == pub.stream_id
+        api_b.watch(pub.link)
+        wait_until(lambda: fed_by_a(pub.stream_id), 20)
+        assert fed_by_a(first.stream_id)  # the first stream is not disturbed
+
+
 def test_chat_bot_answers_ping(two_nodes: tuple[OasisProcess, OasisProcess], tmp_path: Path) -> None:
     from oasis.sdk import Client
 
