@@ -1,0 +1,99 @@
+"""A stream link's tracker URL is a request a stranger makes this node send (docs/oftp.md §16,
+§14.2). Found 2026-12-03 by an outside attacker: `t=` took any http(s) URL, so a link
+with `t=http://127.0.0.3:18080/cgi-bin/admin?cmd=reboot&x=` (a query), or a user and
+password, made the node request the attacker's own request line at any host -- the bare
+URL (the reachability probe) and then `...&x=/descriptor/<id>` eleven more times in 5 s
+-- and a link-local host (169.254.169.254, cloud metadata) was no different. Now a
+tracker URL is http(s), a host, a port and a path: no user, query string or fragment, an
+IP-literal host unicast and not link-local; else 400 `bad_tracker`, and nothing is
+requested. Real node, real API, a real HTTP server logging what reaches it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from procs import serve
+
+from oasis.core import swarm as sw
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId
+from oasis.core.streamlink import LinkError, check_tracker
+from oasis.node import api as napi
+from oasis.node.node import Node
+from oasis.node.runtime import Common
+from oasis.node.streaming import Streaming
+from oasis.sdk import AsyncClient, OasisApiError
+
+REFUSED = [
+    "http://198.18.0.1:8000/cgi-bin/admin?cmd=reboot&x=",  # a query: the request line is the link's
+    "http://198.18.0.1:8000/t#frag",
+    "http://user:pass@198.18.0.1:8000/t",  # credentials
+    "http://@198.18.0.1/t",
+    "http://169.254.169.254/latest/meta-data",  # link-local: cloud metadata
+    "http://[fe80::1]/t", "http://[fe80::1%25eth0]/t", "http://[::ffff:169.254.169.254]/t",
+    "http://0.0.0.0:8000/t", "http://224.0.0.1/t", "http://255.255.255.255/t",
+    "http://198.18.0.1:0/t", "http://198.18.0.1:99999/t", "http://198.18.0.1:x/t",
+    "http:///t", "ftp://198.18.0.1/t", "http://198.18.0.1/a b",
+]
+KEPT = ["http://198.18.0.1:8000/tracker", "https://tracker.example/oasis/tracker",
+        "http://127.0.0.1:7000/tracker", "http://[2001:db8::7]:8000/tracker", "http://10.1.2.3/t"]
+
+
+def test_the_tracker_rule() -> None:
+    for url in REFUSED:
+        with pytest.raises(LinkError) as exc:
+            check_tracker(url)
+        assert exc.value.code == "bad_tracker", url
+    for url in KEPT:
+        assert check_tracker(url) == url
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Node, napi.Api, str]]:
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    streaming = Streaming(node, Common(data_dir=str(tmp_path)))
+    runner, api = await napi.start_api(node, str(tmp_path), "127.0.0.1:0", streaming=streaming)
+    try:
+        yield node, api, api.url
+    finally:
+        await streaming.close()
+        await runner.cleanup()
+        await node.close()
+
+
+async def test_a_link_cannot_make_the_node_request_a_url_of_its_choosing(
+        served: tuple[Node, napi.Api, str]) -> None:
+    node, api, url = served
+    seen: list[str] = []
+
+    async def log(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        return web.json_response({}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", log)
+    runner, base = await serve(app)  # the "internal service" the link points at
+    sid = str(StreamId(Identity.generate().public, "live"))
+    quoted = {"?": "%3F", "&": "%26", "=": "%3D", "#": "%23", "@": "%40", ":": "%3A", "/": "%2F"}
+    try:
+        async with AsyncClient(url, api.token) as c:
+            hostile = [f"{base}/cgi-bin/admin?cmd=reboot&x=", f"{base}/t#x",
+                       base.replace("http://", "http://user:pass@") + "/t"]
+            for t in hostile:
+                enc = "".join(quoted.get(ch, ch) for ch in t)
+                for kw in ({"link": f"oasis://{sid}?t={enc}"}, {"stream_id": sid, "tracker": t}):
+                    with pytest.raises(OasisApiError) as exc:
+                        await c.watch(**kw)  # type: ignore[arg-type]
+                    assert (exc.value.status, exc.value.code) == (400, "bad_tracker"), kw
+            # the control: the same server as a plain tracker URL is asked (and has no stream)
+            with pytest.raises(OasisApiError) as exc:
+                await c.watch(stream_id=sid, tracker=f"{base}/tracker")
+            assert (exc.value.status, exc.value.code) == (404, "not_found")
+        assert seen and all(p.startswith("/tracker") for p in seen), seen  # nothing else reached it
+        assert node.streams == {} and api.counters["internal_errors"] == 0
+    finally:
+        await runner.cleanup()
