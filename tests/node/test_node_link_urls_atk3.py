@@ -6,10 +6,14 @@ URL (the reachability probe) and then `...&x=/descriptor/<id>` eleven more times
 -- and a link-local host (169.254.169.254, cloud metadata) was no different. Now a
 tracker URL is http(s), a host, a port and a path: no user, query string or fragment, an
 IP-literal host unicast and not link-local; else 400 `bad_tracker`, and nothing is
-requested. Real node, real API, a real HTTP server logging what reaches it."""
+requested. The same held for a file link's origin (`oasis://file/<cid>?o=...`), whose
+URL the node completes with `/origin/files/<cid>/...`, and a file link's tabs, line ends
+and `#fragment` were dropped unseen. Real node, real API and file service, a real HTTP
+server logging what reaches it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,10 +22,13 @@ from aiohttp import web
 from procs import serve
 
 from oasis.core import swarm as sw
+from oasis.core.content import cid_text
+from oasis.core.filelink import parse as parse_file_link
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.core.streamlink import LinkError, check_tracker
 from oasis.node import api as napi
+from oasis.node.files import Files
 from oasis.node.node import Node
 from oasis.node.runtime import Common
 from oasis.node.streaming import Streaming
@@ -96,4 +103,50 @@ async def test_a_link_cannot_make_the_node_request_a_url_of_its_choosing(
         assert seen and all(p.startswith("/tracker") for p in seen), seen  # nothing else reached it
         assert node.streams == {} and api.counters["internal_errors"] == 0
     finally:
+        await runner.cleanup()
+
+
+async def test_a_file_link_cannot_make_the_node_request_a_url_of_its_choosing(tmp_path: Path) -> None:
+    cid = cid_text(bytes(range(32)))
+    for o, code in (("http://198.18.0.1/x?cmd=reboot%26y%3D", "bad_origin"), ("http://u:p%40198.18.0.1/", "bad_origin"),
+                    ("http://169.254.169.254/latest", "bad_origin"), ("http:", "bad_origin"),
+                    ("ftp://198.18.0.1/", "bad_origin")):
+        with pytest.raises(LinkError) as exc:
+            parse_file_link(f"oasis://file/{cid}?o={o}")
+        assert exc.value.code == code, o
+    for text in (f"oasis://file/{cid}?o=http://198.18.0.1/#x", f"oasis://file/{cid}?o=http://198.18.0.1/\tx",
+                 f"oasis://file/{cid}\n?o=http://198.18.0.1/"):
+        with pytest.raises(LinkError) as exc:
+            parse_file_link(text)
+        assert exc.value.code == "not_a_link", text
+    assert parse_file_link(f" oasis://file/{cid}?o=http://198.18.0.1:8080/base\n").origin == "http://198.18.0.1:8080/base"
+
+    seen: list[str] = []
+    asked = asyncio.Event()
+
+    async def log(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        asked.set()
+        return web.json_response({}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", log)
+    runner, base = await serve(app)
+    node = Node(Identity.generate(), sw.SwarmConfig())
+    await node.start()
+    files = Files(node, tmp_path / "files")
+    node.files = files
+    try:
+        for o in (f"{base}/admin%3Fcmd%3Dreboot%26y%3D", base.replace("http://", "http://u:p%40")):
+            with pytest.raises(LinkError) as exc:
+                await files.fetch(f"oasis://file/{cid}?o={o}")
+            assert exc.value.code == "bad_origin"
+        assert files.list() == [] and seen == []
+        # the control: a plain origin is asked, for the manifest at its canonical path
+        await files.fetch(f"oasis://file/{cid}?o={base}")
+        await asyncio.wait_for(asked.wait(), 15)
+        assert seen and all(p.startswith(f"/origin/files/{cid}/") for p in seen), seen
+    finally:
+        files.close()
+        await node.close()
         await runner.cleanup()
