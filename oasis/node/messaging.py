@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -58,6 +59,20 @@ class _InboxRecord(msgspec.Struct, forbid_unknown_fields=True):
 
 def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def _ms(t: float) -> int:
+    """An inbox record's time in ms, clamped (a damaged line may hold 1e308 or NaN)."""
+    return int(t * 1000) if math.isfinite(t) and 0 <= t < 2**40 else 0
+
+
+def _unb32(text: str) -> bytes | None:
+    """A message id from its inbox text (None: not one, e.g. a hand-edited line)."""
+    try:
+        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except (ValueError, TypeError):
+        return None
+    return raw if len(raw) == 16 else None
 
 
 def read_prekeys(data_dir: str | os.PathLike[str], identity: Identity) -> tuple[Path, bytes | None]:
@@ -303,6 +318,7 @@ class Messaging:
                 raw = raw[-MAX_INBOX_FILE:]
                 raw = raw[raw.find(b"\n") + 1:]  # from the first whole line
             dec = msgspec.json.Decoder(_InboxRecord)
+            floor = 0  #: the newest signed time (ms) among records no longer kept
             for line in raw.splitlines():
                 if not line.strip():
                     continue
@@ -313,10 +329,19 @@ class Messaging:
                     continue
                 self._inbox_lines += 1
                 if r.id not in self._inbox_ids:
+                    if len(self.inbox) == MAX_INBOX:
+                        floor = max(floor, _ms(self.inbox[0]["time"]))
                     self.inbox.append(msgspec.structs.asdict(r))
                     self._inbox_ids.add(r.id)
             if self.inbox_bad_lines:
                 log.warning("%s: %d damaged lines skipped", path, self.inbox_bad_lines)
+            if len(self.inbox) == MAX_INBOX or len(raw) >= MAX_INBOX_FILE:
+                # older records may have been dropped (compaction): nothing older is taken
+                floor = max(floor, min(_ms(r["time"]) for r in self.inbox) - 1)
+            # the messages received before are not taken again as new (a replay by a storer
+            # that kept one), across the restart too (docs/oftp.md §19.3)
+            ids = ((_unb32(r["id"]), _ms(r["time"])) for r in self.inbox)
+            self.dm.remember_opened([(m, t) for m, t in ids if m is not None], floor)
         self._inbox_ids = {r["id"] for r in self.inbox}
 
     def _write_lines(self, lines: list[bytes], snapshot: bytes | None) -> None:
