@@ -16,8 +16,9 @@ import urllib.request
 from typing import Any
 
 from oasis.core import wire
-from oasis.core.dhtrecord import node_id
+from oasis.core.dhtrecord import node_id, sign_record
 from oasis.core.identity import Identity
+from oasis.core.stream import StreamId
 from oasis.tools.hostile import dial, hang_up, parse_victim
 
 
@@ -61,6 +62,11 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--nets", type=int, default=20)
     ap.add_argument("--trigger", default="files", choices=["files", "watch", "none"])
+    ap.add_argument("--mode", default="nodes", choices=["nodes", "records"],
+                    help="nodes: made-up keys in NODES entries; records: self-signed provider "
+                         "records (throw-away keys) naming the sinks")
+    ap.add_argument("--link", default=None, help="watch: this stream link, plus the hostile as bootstrap")
+    ap.add_argument("--fresh-ports", action="store_true", help="records: a random port at each sink host")
     a = ap.parse_args()
     v = parse_victim(a.victim)
     token = open(a.token).read().strip()
@@ -88,6 +94,19 @@ async def main() -> None:
         nonlocal answers
         name = type(msg).__name__
         got[name] = got.get(name, 0) + 1
+        if a.mode == "records" and isinstance(msg, wire.DhtGetProviders) and sid_of is not None:
+            now_ms = int(time.time() * 1000)
+            recs = []
+            for h, p, _ in sinks:
+                ident = Identity.generate()
+                port = int.from_bytes(os.urandom(2), "big") % 50000 + 10000 if a.fresh_ports else p
+                recs.append(sign_record(ident, sid_of, now_ms, now_ms + 600_000, [(h, port)]).raw)
+            answers += 1
+            send(wire.DhtProviders(qid=msg.qid, records=recs, descriptor=b"", nodes=[]))
+            return
+        if a.mode == "records" and isinstance(msg, wire.DhtFindNode):
+            send(wire.DhtNodesMsg(qid=msg.qid, nodes=[]))
+            return
         if isinstance(msg, wire.DhtFindNode | wire.DhtGetProviders):
             target = msg.target if isinstance(msg, wire.DhtFindNode) else msg.key
             keys = nearer_keys(target, my_id, len(sinks))
@@ -100,6 +119,7 @@ async def main() -> None:
         elif isinstance(msg, wire.DhtPing):
             send(wire.DhtPong(qid=msg.qid))
 
+    sid_of = StreamId.parse(a.link.split("://", 1)[1].split("?", 1)[0]) if a.link else None
     conn.on_message = on
     send(wire.DhtPing(qid=1))  # become a contact
     t0 = time.monotonic()
@@ -107,9 +127,11 @@ async def main() -> None:
     if a.trigger == "watch":
         assert conn._transport is not None
         port = conn._transport.get_extra_info("sockname")[1]
-        sid = Identity.generate().peer_id + ".x"
-        watch = asyncio.ensure_future(asyncio.to_thread(api, f"{a.api}/watch", token, "POST",
-                                           {"link": f"oasis://{sid}?b={me.peer_id}@127.0.0.1:{port}"}))
+        if a.link:
+            link = a.link.replace("&b=", f"&b={me.peer_id}@127.0.0.1:{port}&b=", 1)
+        else:
+            link = f"oasis://{Identity.generate().peer_id}.x?b={me.peer_id}@127.0.0.1:{port}"
+        watch = asyncio.ensure_future(asyncio.to_thread(api, f"{a.api}/watch", token, "POST", {"link": link}))
     while time.monotonic() - t0 < a.seconds and not conn.terminated.is_set():
         if a.trigger == "files" and triggers < int((time.monotonic() - t0) / 5) + 1:
             cid = "of1" + "".join("abcdefghijklmnopqrstuvwxyz234567"[b % 32] for b in os.urandom(52))

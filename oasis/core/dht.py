@@ -144,6 +144,12 @@ class Dht:
         self._boot_refs: dict[bytes, bytes] = {}  #: bootstrap seed -> the key that named it
         #: per referrer: (referrals that failed minus those that answered, decayed; when)
         self._referrals: dict[bytes, tuple[float, float]] = {}
+        #: provider -> (the node whose answer gave us its record, charged yet): a third
+        #: party's record charges its answerer for the dial's outcome (:meth:`provider_dialled`)
+        self._record_refs: dict[bytes, tuple[bytes, bool]] = {}
+        #: providers whose records came from an answerer now distrusted: the executor
+        #: withdraws them from its dial candidates (:meth:`take_withdrawn`)
+        self._withdrawn: list[bytes] = []
         #: keys no contact of ours that a lookup asked in vain, until when not asked again
         self._dead: dict[bytes, float] = {}
         self._boot_lid = -1
@@ -407,6 +413,7 @@ class Dht:
     def _take_records(self, peer: bytes, a: _Active, msg: wire.DhtProviders, now: float) -> None:
         cfg, c = self.config, self.counters
         found = False
+        distrusted = self._distrusted(peer, now)
         for raw in msg.records:
             try:
                 rec = check_record(raw, now, self.verify, max_ttl=cfg.max_record_ttl,
@@ -422,6 +429,20 @@ class Dht:
                 c.records_rejected += 1
                 self._offence(peer, 1.0, now)
                 continue
+            # A record is signed by its provider, but any key signs: an answerer's own made-up
+            # providers at a victim's addresses drew the victim's dials (found 2026-12-03: 20
+            # records a lookup, x40 the answers' bytes). A third party's record (not the
+            # answerer's own, not the broadcaster's stream record) charges the answerer for
+            # the dial's outcome, like a referral; a distrusted answerer's are not taken.
+            third = rec.provider != peer and not rec.is_stream_record
+            if third and distrusted:
+                c.records_referrer_failed += 1
+                continue
+            if third:
+                self._record_refs.pop(rec.provider, None)
+                self._record_refs[rec.provider] = (peer, False)
+                if len(self._record_refs) > cfg.max_scores:
+                    del self._record_refs[next(iter(self._record_refs))]
             old = a.lookup.providers.get(rec.provider)
             if old is None or rec.seq > old.seq:
                 a.lookup.providers[rec.provider] = rec
@@ -592,6 +613,26 @@ class Dht:
             self.table.failed(c.key)
 
     # ---- referrals -----------------------------------------------------------------
+    def provider_dialled(self, provider: bytes, ok: bool, now: float) -> None:
+        """The node dialled ``provider`` (a record a lookup gave): its link authenticated
+        (``ok``) or not. Charges or credits the node whose answer carried the record."""
+        entry = self._record_refs.get(provider)
+        if entry is None:
+            return
+        ref, charged = entry
+        if ok:
+            del self._record_refs[provider]
+            self._referral(ref, -1.0, now)
+        elif not charged:  # once per record (the policy retries an address after a backoff)
+            self._record_refs[provider] = (ref, True)
+            self._referral(ref, 1.0, now)
+
+    def take_withdrawn(self) -> list[bytes]:
+        """Providers whose records came from an answerer we now distrust: not to be dialled
+        (again). The executor drains this after each event."""
+        out, self._withdrawn = self._withdrawn, []
+        return out
+
     def _referral_score(self, peer: bytes, now: float) -> float:
         score, t = self._referrals.get(peer, (0.0, now))
         return max(0.0, score - (now - t) * self.config.referral_decay)
@@ -620,6 +661,11 @@ class Dht:
             self.counters.referrers_distrusted += 1
             for a in self._lookups.values():
                 self.counters.entries_referrer_failed += a.lookup.drop_referred(peer)
+            gone = [p for p, (r, _) in self._record_refs.items() if r == peer]
+            for p in gone:
+                del self._record_refs[p]
+            self._withdrawn.extend(gone)
+            del self._withdrawn[:-cfg.max_scores]
 
     # ---- scores, bans, upkeep ----------------------------------------------------
     def _banned(self, peer: bytes, now: float) -> bool:

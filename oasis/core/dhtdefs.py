@@ -79,6 +79,7 @@ class DhtCounters:
     entries_same_network: int = 0  #: beyond a lookup's share of one /24 (/48): not asked
     #: named by a node whose referrals kept failing (made-up keys at chosen addresses): not asked
     entries_referrer_failed: int = 0
+    records_referrer_failed: int = 0  #: third parties' records from a distrusted answerer: not taken
     entries_failed_recently: int = 0  #: named nodes that failed a request of ours within ``dead_hold``: not asked
     referrers_distrusted: int = 0  #: nodes whose referrals failed ``referral_failures`` times more than they answered
     records_rejected: int = 0  #: parse or signature failures, wrong key (scored)

@@ -15,8 +15,9 @@ from dhtkit import T0, host, sends
 
 from oasis.core import dht as dh
 from oasis.core import wire
-from oasis.core.dhtrecord import node_id
+from oasis.core.dhtrecord import node_id, sign_record, stream_key
 from oasis.core.identity import Identity
+from oasis.core.stream import StreamId
 
 RNG = random.Random(2026_12_03)
 ME = Identity.from_private_bytes(RNG.randbytes(32))
@@ -148,3 +149,68 @@ def test_an_honest_referrer_whose_referrals_answer_is_followed() -> None:
         assert len(done.nodes) >= 12
         now = t + 5.0
     assert d.counters.referrers_distrusted == 0 and d.counters.entries_referrer_failed == 0
+
+
+def _records(sid: StreamId, n: int, now: float) -> list[bytes]:
+    """``n`` records of ``sid`` signed by made-up providers, each at a victim's /24."""
+    return [sign_record(Identity.generate(), sid, 1, int((now + 600) * 1000), [(f"198.18.{i}.7", 443)]).raw
+            for i in range(n)]
+
+
+def test_a_liars_made_up_provider_records_stop_being_taken_after_their_dials_fail() -> None:
+    # found 2026-12-03: 20 records signed by throw-away keys, each naming a victim's /24, in
+    # every PROVIDERS answer: the node offered them all to its peer policy, which dialled
+    # them, lookup after lookup (884 datagrams at 20 sinks in 40 s, x40 the answers' bytes)
+    d = new()
+    bc = Identity.generate()
+    sid = StreamId(bc.public, "live")
+    liar = far_key(stream_key(sid))
+    d.on_message(liar, "203.0.113.5", 4433, wire.DhtPing(qid=1), T0)
+    sends(d)
+    stream_rec = sign_record(bc, sid, 1, int((T0 + 600) * 1000), [("203.0.113.9", 4433)])
+    offered: list[int] = []
+    now = T0
+    for _ in range(4):
+        lid = d.find_providers(sid, now)
+        done = None
+        for a in sends(d):
+            assert a.peer == liar
+            d.on_message(liar, "203.0.113.5", 4433, wire.DhtProviders(
+                qid=a.message.qid, records=[stream_rec.raw, *_records(sid, 19, now)],  # type: ignore[attr-defined]
+                descriptor=b"", nodes=[]), now + 0.05)
+        for act in d.actions():
+            if isinstance(act, dh.LookupDone) and act.lookup == lid:
+                done = act
+        assert done is not None and done.ok
+        third = [r for r in done.providers if r.provider != bc.public]
+        offered.append(len(third))
+        # the node dials what it was offered (here: a few, as its policy wants); all fail
+        for r in third[:3]:
+            d.provider_dialled(r.provider, False, now + 1)
+        now += 5.0
+    assert offered[0] == 19 and offered[1] == 19 and offered[2:] == [0, 0], offered
+    assert d.counters.referrers_distrusted == 1 and d.counters.records_referrer_failed == 2 * 19
+    # the broadcaster's stream record still comes through the distrusted answerer
+    assert d.counters.records_rejected == 0
+
+
+def test_records_whose_providers_answer_keep_their_answerer_trusted() -> None:
+    d = new()
+    bc = Identity.generate()
+    sid = StreamId(bc.public, "live")
+    storer = far_key(stream_key(sid))
+    d.on_message(storer, "203.0.113.5", 4433, wire.DhtPing(qid=1), T0)
+    sends(d)
+    now = T0
+    for _ in range(6):
+        lid = d.find_providers(sid, now)
+        for a in sends(d):
+            d.on_message(storer, "203.0.113.5", 4433, wire.DhtProviders(
+                qid=a.message.qid, records=_records(sid, 10, now), descriptor=b"", nodes=[]),  # type: ignore[attr-defined]
+                now + 0.05)
+        done = next(x for x in d.actions() if isinstance(x, dh.LookupDone) and x.lookup == lid)
+        # a viewer that left (2 of the 10 records are stale) fails; the others link
+        for i, r in enumerate(done.providers):
+            d.provider_dialled(r.provider, i >= 2, now + 1)
+        now += 5.0
+    assert d.counters.referrers_distrusted == 0 and d.counters.records_referrer_failed == 0
