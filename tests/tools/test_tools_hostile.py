@@ -205,3 +205,33 @@ def test_nat_mode_against_a_real_broadcaster(tmp_path):
     finally:
         code = b.stop()
     assert code in (0, -15)
+
+
+def test_dht_mode_against_a_real_broadcaster(tmp_path):
+    """The DHT attacks of docs/oftp.md §14.5 as a mode (until 2026-12-03 they were tests
+    only): unsolicited answers, records of another provider or expired, a request flood --
+    each counted, the tool scored and banned, the victim serving on; and whatever the victim
+    asked us was answered with made-up keys and records at the tool's sinks, of which it
+    dials at most a handful."""
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "300",
+                      "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
+    try:
+        info = b.wait_info()
+        out = subprocess.run([sys.executable, "-m", "oasis.tools.hostile", "--victim",
+                              f"{info['oftp']}:{info['peer_id']}", "--mode", "dht", "--duration", "15",
+                              "--rate", "100", "--max-sends", "200", "--seed", "3"],
+                             capture_output=True, timeout=90, check=True)
+        rep = json.loads(out.stdout)["modes"]["dht"]
+        assert rep["victims_alive_after"] == 1 and not rep["victims_dead_after"], rep
+        (res,) = rep["result"].values()
+        assert "tool_error" not in res, res
+        assert set(res["dht"]) == {"unsolicited", "foreign_record", "expired_record", "flood"}, res
+        assert res["sink_datagrams"] <= 10 * 12, res  # a few dials at most (~10 datagrams each)
+        events = _events(f"{info['http']}/metrics")
+        assert events["dht_answers_unsolicited"] >= 1 and events["dht_records_wrong_source"] >= 1, events
+        assert events["dht_records_expired"] >= 1 and events["dht_peers_banned"] >= 1, events
+        assert events["dht_from_banned"] >= 1, events
+        assert b.popen.poll() is None, "the victim died"
+    finally:
+        code = b.stop()
+    assert code in (0, -15)
