@@ -59,8 +59,9 @@ Modes:
     instead of the broadcaster.
 ``dm``
     Direct-message envelopes with junk ciphertext for random recipients (for
-    the victim to store), for the victim itself, already expired, and signed
-    prekeys with bad signatures.
+    the victim to store), for the victim itself, already expired, signed
+    prekeys with bad signatures, and one genuine message to the victim sent
+    again and again (a replay: shown once).
 ``files``
     File-swarm abuse: with ``--cid`` (a file the victim holds) a manifest that
     does not hash to the cid, blocks nobody asked for, BLOCK_REQUEST floods
@@ -886,12 +887,20 @@ async def m_chat(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
 
 
 async def m_dm(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    from oasis.core import dm
+
     conn = await dial(v, auth=True, deadline=ctx.budget.deadline)
     rng = ctx.rng
+    # one genuine message to the victim, sent again and again (and again after the junk
+    # envelopes above have churned the victim's relay memory): shown once, then duplicates
+    sealed, _ = dm.seal(conn.identity, v.key, "hostile: this message is replayed", time.time(),
+                        rng.randbytes)
 
     def make(i: int) -> tuple[str, wire.Message]:
         now_ms = int(time.time() * 1000)
-        kind = ("store_junk", "to_victim", "expired", "bad_prekey")[i % 4]
+        kind = ("store_junk", "to_victim", "expired", "bad_prekey", "replay")[i % 5]
+        if kind == "replay":
+            return kind, sealed
         if kind == "bad_prekey":
             return kind, wire.DmPrekey(key=conn.identity.public, prekey=rng.randbytes(32),
                                        expires_ms=now_ms + 86_400_000, signature=rng.randbytes(64))
