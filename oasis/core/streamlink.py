@@ -38,6 +38,7 @@ from .descriptor import Descriptor, DescriptorError, descriptor_from_json, verif
 from .dhtrecord import canonical_host
 from .identity import key_of_peer_id, peer_id_of
 from .stream import StreamId, StreamIdError
+from .urls import base_url_problem
 
 SCHEME = "oasis"
 MAX_LINK = 8192  #: characters of a whole link
@@ -92,37 +93,12 @@ def check_tracker(v: str) -> str:
 
 
 def check_base_url(v: str, code: str = "bad_tracker", what: str = "tracker URL") -> str:
-    """``v`` if it is a base URL a stranger's link may make this node request: http(s),
-    a host, an optional port and path -- no user or password, query string or fragment
-    (the node appends its own paths: a query made the whole request line the link's, e.g.
-    ``http://10.0.0.1/cgi-bin/x?cmd=reboot&y=``, and the node also asks the bare URL), no
-    control character, and an IP-literal host unicast and not link-local (where cloud
-    metadata services answer, 169.254.169.254). Raises :class:`LinkError` ``code``."""
-    try:
-        t = urlsplit(v)
-        port = t.port  # raises on a port that is not one
-    except ValueError:
-        raise LinkError(code, f"{v[:80]!r}: not a URL") from None
-    if t.scheme not in ("http", "https") or not t.hostname:
-        raise LinkError(code, f"{v[:80]!r}: an http(s) URL")
-    if _has_control(v) or any(ch.isspace() for ch in v):
-        # percent-decoded: urlsplit dropped them, a request would not
-        raise LinkError(code, f"{v[:80]!r}: a control character or a space")
-    if "@" in t.netloc:
-        raise LinkError(code, f"{v[:80]!r}: a user or password in a {what}")
-    if "?" in v or "#" in v:
-        raise LinkError(code, f"{v[:80]!r}: a query string or fragment in a {what}")
-    if port == 0:
-        raise LinkError(code, f"{v[:80]!r}: port 0")
-    try:
-        ip = ipaddress.ip_address(t.hostname)
-    except ValueError:
-        if "%" in t.hostname or ":" in t.hostname:  # a zone id, or not a host name at all
-            raise LinkError(code, f"{v[:80]!r}: not a host") from None
-        return v  # a host name
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    if canonical_host(str(ip)) is None or ip.is_link_local or (mapped is not None and mapped.is_link_local):
-        raise LinkError(code, f"{v[:80]!r}: not a unicast address, or link-local")
+    """``v`` if it is a base URL a stranger's link may make this node request (the rule of
+    :mod:`oasis.core.urls`: http(s), a host, a port and a path -- no user, query string or
+    fragment, no link-local host); raises :class:`LinkError` ``code``."""
+    problem = base_url_problem(v, what)
+    if problem is not None:
+        raise LinkError(code, problem)
     return v
 
 

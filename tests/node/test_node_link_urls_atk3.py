@@ -14,6 +14,9 @@ server logging what reaches it."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,12 +24,15 @@ import pytest
 from aiohttp import web
 from procs import serve
 
+from oasis.core import descriptor as descriptor_mod
 from oasis.core import swarm as sw
 from oasis.core.content import cid_text
+from oasis.core.descriptor import Descriptor, DescriptorError, sign_descriptor, verify_descriptor
 from oasis.core.filelink import parse as parse_file_link
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
-from oasis.core.streamlink import LinkError, check_tracker
+from oasis.core.streamlink import Bootstrap, LinkError, StreamLink, check_tracker
+from oasis.core.streamlink import parse as parse_link
 from oasis.node import api as napi
 from oasis.node.files import Files
 from oasis.node.node import Node
@@ -150,3 +156,63 @@ async def test_a_file_link_cannot_make_the_node_request_a_url_of_its_choosing(tm
         files.close()
         await node.close()
         await runner.cleanup()
+
+
+async def test_a_descriptor_cannot_make_viewers_request_a_url_of_its_choosing(
+        served: tuple[Node, napi.Api, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone signs a descriptor for a stream of their own, and viewers request its origin,
+    CDN and ticket URLs (paths appended: `<origin>/<id>/latest.json`, chunks). Found
+    2026-12-03: a query there made every such request the signer's own request line, at any
+    host, about once a second per viewer. Now a descriptor with such a URL does not verify
+    (anywhere: links, trackers, the DHT, viewers), a broadcaster cannot sign one, and
+    `--cdn-url` is checked before anything starts."""
+    node, api, url = served
+    seen: list[str] = []
+
+    async def log(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        return web.json_response({}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", log)
+    runner, base = await serve(app)
+    me = Identity.generate()
+    sid = StreamId(me.public, "live")
+    try:
+        for kw in ({"origin": f"{base}/admin?cmd=reboot&x="}, {"cdn": (base.replace("http://", "http://u:p@"),)},
+                   {"tickets": "http://169.254.169.254/latest/meta-data"}, {"origin": f"{base}/o#x"}):
+            d = Descriptor(stream=sid, bitrate_kbps=500, chunk_ms=100, substreams=1,
+                           issued_at_ms=int(time.time() * 1000), **kw)  # type: ignore[arg-type]
+            with pytest.raises(DescriptorError) as exc:
+                sign_descriptor(me, d)  # a broadcaster of ours cannot
+            assert exc.value.code == "bad_url", kw
+            # the attacker's own signer (without the rule): the signature is genuine ...
+            with monkeypatch.context() as m:
+                m.setattr(descriptor_mod, "base_url_problem", lambda *a: None)
+                signed = sign_descriptor(me, d)
+                assert verify_descriptor(signed, sid)
+            assert not verify_descriptor(signed, sid)  # ... and still refused
+            link = StreamLink(sid, signed, (Bootstrap(Identity.generate().public, "127.0.0.1", 9),), None)
+            with monkeypatch.context() as m:
+                m.setattr(descriptor_mod, "base_url_problem", lambda *a: None)
+                text = link.format()
+            with pytest.raises(LinkError) as lexc:
+                parse_link(text)
+            assert lexc.value.code == "bad_descriptor", kw
+            async with AsyncClient(url, api.token) as c:
+                with pytest.raises(OasisApiError) as aexc:
+                    await c.watch(link=text)
+                assert (aexc.value.status, aexc.value.code) == (400, "bad_descriptor"), kw
+        assert seen == [] and node.streams == {}
+    finally:
+        await runner.cleanup()
+
+
+def test_a_cdn_url_the_rule_refuses_stops_the_command_before_it_starts(tmp_path: Path) -> None:
+    for cmd in (["broadcast", "test"], ["watch", f"{Identity.generate().peer_id}.live", "--tracker",
+                                        "http://127.0.0.1:9/tracker"]):
+        out = subprocess.run([sys.executable, "-m", "oasis", *cmd, "--cdn-url", "http://127.0.0.1:9/c?x=1",
+                              "--data-dir", str(tmp_path / cmd[0])], capture_output=True, timeout=60)
+        assert out.returncode == 2 and out.stdout == b"", out
+        assert b"--cdn-url" in out.stderr and b"query string" in out.stderr, out.stderr
+        assert b"Traceback" not in out.stderr and b"Unclosed" not in out.stderr, out.stderr
