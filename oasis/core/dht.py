@@ -144,6 +144,7 @@ class Dht:
         self._boot_refs: dict[bytes, bytes] = {}  #: bootstrap seed -> the key that named it
         #: per referrer: (referrals that failed minus those that answered, decayed; when)
         self._referrals: dict[bytes, tuple[float, float]] = {}
+        self._distrusts: dict[bytes, int] = {}  #: referrer -> times it was distrusted
         #: provider -> (the node whose answer gave us its record, charged yet): a third
         #: party's record charges its answerer for the dial's outcome (:meth:`provider_dialled`)
         self._record_refs: dict[bytes, tuple[bytes, bool]] = {}
@@ -659,6 +660,14 @@ class Dht:
                 del self._referrals[next(iter(self._referrals))]
         if before < cfg.referral_failures <= score:
             self.counters.referrers_distrusted += 1
+            # distrusted again: held longer each time (1, 3, 7, then 15 minutes more), so a
+            # liar that waits out its distrust gets its handful of dials ever less often
+            times = self._distrusts.pop(peer, 0)
+            self._distrusts[peer] = times + 1
+            if len(self._distrusts) > cfg.max_scores:
+                del self._distrusts[next(iter(self._distrusts))]
+            score += cfg.referral_failures * (2 ** min(times, 4) - 1)
+            self._referrals[peer] = (score, now)
             for a in self._lookups.values():
                 self.counters.entries_referrer_failed += a.lookup.drop_referred(peer)
             gone = [p for p, (r, _) in self._record_refs.items() if r == peer]

@@ -112,7 +112,14 @@ def test_a_liars_made_up_referrals_stop_being_dialled_after_a_few_failures() -> 
     assert any(isinstance(a, dh.Send) and isinstance(a.message, wire.DhtPong) for a in d.actions())
     # the failures age out (1 per 15 s): a minute or so later its referrals are tried again
     later = now + 120
-    got, _ = run_lookup(d, target, liar, later)
+    got, end = run_lookup(d, target, liar, later)
+    assert 1 <= len(got) <= int(cfg.referral_failures) + cfg.alpha * cfg.paths
+    assert d.counters.referrers_distrusted == 2
+    # distrusted again, it is held longer (the first distrust aged out within 30 s of its
+    # last failure; this one adds a minute, the next three, then seven, then fifteen)
+    got, _ = run_lookup(d, target, liar, end + 60)
+    assert got == []
+    got, _ = run_lookup(d, target, liar, end + 400)  # and then it is tried again
     assert 1 <= len(got) <= int(cfg.referral_failures) + cfg.alpha * cfg.paths
 
 
