@@ -479,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--link-delay-ms must be between 0 and 10000")
         if len(args.area) > MAX_AREA:
             raise ValueError(f"--area must be at most {MAX_AREA} characters")
+        if getattr(args, "cdn_url", None):  # checked before anything starts (docs/oftp.md §10.1)
+            from oasis.core.urls import base_url_problem
+            problem = base_url_problem(args.cdn_url, "CDN URL")
+            if problem is not None:
+                raise ValueError(f"--cdn-url {problem}")
         # None: 4x the bitrate (a viewer's bitrate comes from the stream's descriptor)
         upload = media["upload_kbps"] if media["upload_kbps"] is not None or args.cmd == "watch" or talk \
             else 4 * bitrate

@@ -32,6 +32,7 @@ import msgspec
 
 from .identity import Identity, verify
 from .stream import StreamId, StreamIdError
+from .urls import base_url_problem
 
 DESCRIPTOR_TAG = b"oasis/descriptor/v1\x00"
 MAX_URL = 512  #: bytes of one URL
@@ -90,6 +91,11 @@ def _url(value: str | None, what: str) -> bytes:
     raw = value.encode()
     if len(raw) > MAX_URL or not value.isprintable() or any(c.isspace() for c in value):
         raise DescriptorError("bad_url", f"{what}: at most {MAX_URL} bytes, no spaces")
+    # a viewer requests it (its paths appended): no user, query, fragment or link-local
+    # host, whoever signed it -- anyone signs a descriptor for a stream of their own
+    problem = base_url_problem(value, f"{what} URL")
+    if problem is not None:
+        raise DescriptorError("bad_url", f"{what}: {problem}")
     return len(raw).to_bytes(2, "big") + raw
 
 

@@ -141,6 +141,18 @@ class Dht:
         self._lid = 0
         self._booting = 0
         self._boot_seeds: list[tuple[bytes, int, str, int]] = []
+        self._boot_refs: dict[bytes, bytes] = {}  #: bootstrap seed -> the key that named it
+        #: per referrer: (referrals that failed minus those that answered, decayed; when)
+        self._referrals: dict[bytes, tuple[float, float]] = {}
+        self._distrusts: dict[bytes, int] = {}  #: referrer -> times it was distrusted
+        #: provider -> (the node whose answer gave us its record, charged yet): a third
+        #: party's record charges its answerer for the dial's outcome (:meth:`provider_dialled`)
+        self._record_refs: dict[bytes, tuple[bytes, bool]] = {}
+        #: providers whose records came from an answerer now distrusted: the executor
+        #: withdraws them from its dial candidates (:meth:`take_withdrawn`)
+        self._withdrawn: list[bytes] = []
+        #: keys no contact of ours that a lookup asked in vain, until when not asked again
+        self._dead: dict[bytes, float] = {}
         self._boot_lid = -1
         self._srtt_new = cfg.initial_rtt  #: first-contact estimator (includes a dial)
         self._var_new = cfg.initial_rtt / 4
@@ -342,6 +354,7 @@ class Dht:
             self._var_new += (abs(self._srtt_new - rtt) - self._var_new) / 4
             self._srtt_new += (rtt - self._srtt_new) / 8
         self._seen(peer, host, port, now, rtt)
+        self._dead.pop(peer, None)
         if isinstance(msg, wire.DhtPong):
             return
         nodes: list[wire.DhtNode] = msg.nodes  # type: ignore[attr-defined]
@@ -350,6 +363,8 @@ class Dht:
             if late:
                 return
             self._boot_seeds.extend(entries)
+            for e in entries:
+                self._boot_refs.setdefault(e[0], peer)
             self._booting -= 1
             if self._booting == 0:
                 self._join(now)
@@ -358,7 +373,9 @@ class Dht:
         if isinstance(msg, wire.DhtProviders) and a is not None:
             self._take_records(peer, a, msg, now)
         if a is not None:
-            a.lookup.answered(peer, entries, now)
+            asked, ref = a.lookup.answered(peer, entries, now)
+            if asked and ref is not None:
+                self._referral(ref, -1.0, now)
 
     def _check_entries(self, peer: bytes, target: int, nodes: list[wire.DhtNode],
                        now: float) -> list[tuple[bytes, int, str, int]]:
@@ -380,16 +397,24 @@ class Dht:
             elif canonical_host(n.host) is None:
                 c.entries_bad_address += 1
                 bad += 1
+            elif self._dead.get(n.key, 0.0) > now:
+                c.entries_failed_recently += 1  # asked in vain lately: not again, not charged
             elif not self._banned(n.key, now):
                 out.append((n.key, nid, n.host, n.port))
             seen.add(n.key)
         if bad:
             self._offence(peer, 1.0, now)
+        if out and self._distrusted(peer, now):
+            # its referrals kept failing (made-up keys at addresses of its choosing): an
+            # answer costs us nothing to read, but we no longer dial what it names
+            c.entries_referrer_failed += len(out)
+            return []
         return out
 
     def _take_records(self, peer: bytes, a: _Active, msg: wire.DhtProviders, now: float) -> None:
         cfg, c = self.config, self.counters
         found = False
+        distrusted = self._distrusted(peer, now)
         for raw in msg.records:
             try:
                 rec = check_record(raw, now, self.verify, max_ttl=cfg.max_record_ttl,
@@ -405,6 +430,20 @@ class Dht:
                 c.records_rejected += 1
                 self._offence(peer, 1.0, now)
                 continue
+            # A record is signed by its provider, but any key signs: an answerer's own made-up
+            # providers at a victim's addresses drew the victim's dials (found 2026-12-03: 20
+            # records a lookup, x40 the answers' bytes). A third party's record (not the
+            # answerer's own, not the broadcaster's stream record) charges the answerer for
+            # the dial's outcome, like a referral; a distrusted answerer's are not taken.
+            third = rec.provider != peer and not rec.is_stream_record
+            if third and distrusted:
+                c.records_referrer_failed += 1
+                continue
+            if third:
+                self._record_refs.pop(rec.provider, None)
+                self._record_refs[rec.provider] = (peer, False)
+                if len(self._record_refs) > cfg.max_scores:
+                    del self._record_refs[next(iter(self._record_refs))]
             old = a.lookup.providers.get(rec.provider)
             if old is None or rec.seq > old.seq:
                 a.lookup.providers[rec.provider] = rec
@@ -433,11 +472,14 @@ class Dht:
     # ---- lookups -----------------------------------------------------------------
     def _join(self, now: float) -> None:
         seeds, self._boot_seeds = self._boot_seeds, []
-        self._start("join", self.id.to_bytes(32, "big"), now, lid=self._boot_lid, extra=seeds)
+        refs, self._boot_refs = self._boot_refs, {}
+        self._start("join", self.id.to_bytes(32, "big"), now, lid=self._boot_lid, extra=seeds,
+                    referrers=refs)
 
     def _start(self, purpose: str, target: bytes, now: float, *, lid: int | None = None,
                extra: list[tuple[bytes, int, str, int]] | None = None,
-               record: ProviderRecord | None = None, descriptor: bytes = b"") -> int:
+               record: ProviderRecord | None = None, descriptor: bytes = b"",
+               referrers: dict[bytes, bytes] | None = None) -> int:
         cfg = self.config
         if lid is None:
             self._lid += 1
@@ -461,7 +503,7 @@ class Dht:
             have = {s[0] for s in seeds}
             seeds += [e for e in extra if e[0] not in have]
             seeds.sort(key=lambda s: s[1] ^ t)
-        lk.seed(seeds)
+        lk.seed(seeds, referrers)
         self._lookups[lid] = _Active(lk, purpose, target, record, descriptor)
         self._pump(now)
         return lid
@@ -479,7 +521,7 @@ class Dht:
                     kind = _FIND
                 if not self._request(cand.key, cand.host, cand.port, kind, lk.target, lid,
                                      now, msg):
-                    lk.failed(cand.key)
+                    lk.failed(cand.key)  # our own limit (pending full): nobody's fault
             if lk.done:  # answers still awaited are dropped when they come
                 self._finish(lid, a, now)
 
@@ -550,7 +592,16 @@ class Dht:
             return
         a = self._lookups.get(p.lookup)
         if a is not None and p.peer is not None:
-            a.lookup.failed(p.peer)
+            awaited, ref = a.lookup.failed(p.peer)
+            if awaited and ref is not None:
+                self._referral(ref, 1.0, now)
+            if awaited and self.table.get(p.peer) is None:
+                # a node we never reached, named by someone: not asked again for a while,
+                # whoever names it (an honest table keeps departed nodes for a time)
+                self._dead.pop(p.peer, None)
+                self._dead[p.peer] = now + self.config.dead_hold
+                if len(self._dead) > self.config.max_scores:
+                    del self._dead[next(iter(self._dead))]
 
     def _seen(self, peer: bytes, host: str, port: int, now: float,
               rtt: float | None = None) -> None:
@@ -561,6 +612,69 @@ class Dht:
     def _ping(self, c: Contact, now: float) -> None:
         if not self._request(c.key, c.host, c.port, _PING, 0, -1, now, wire.DhtPing(qid=0)):
             self.table.failed(c.key)
+
+    # ---- referrals -----------------------------------------------------------------
+    def provider_dialled(self, provider: bytes, ok: bool, now: float) -> None:
+        """The node dialled ``provider`` (a record a lookup gave): its link authenticated
+        (``ok``) or not. Charges or credits the node whose answer carried the record."""
+        entry = self._record_refs.get(provider)
+        if entry is None:
+            return
+        ref, charged = entry
+        if ok:
+            del self._record_refs[provider]
+            self._referral(ref, -1.0, now)
+        elif not charged:  # once per record (the policy retries an address after a backoff)
+            self._record_refs[provider] = (ref, True)
+            self._referral(ref, 1.0, now)
+
+    def take_withdrawn(self) -> list[bytes]:
+        """Providers whose records came from an answerer we now distrust: not to be dialled
+        (again). The executor drains this after each event."""
+        out, self._withdrawn = self._withdrawn, []
+        return out
+
+    def _referral_score(self, peer: bytes, now: float) -> float:
+        score, t = self._referrals.get(peer, (0.0, now))
+        return max(0.0, score - (now - t) * self.config.referral_decay)
+
+    def _distrusted(self, peer: bytes, now: float) -> bool:
+        return peer in self._referrals and \
+            self._referral_score(peer, now) >= self.config.referral_failures
+
+    def _referral(self, peer: bytes, delta: float, now: float) -> None:
+        """A node ``peer`` named answered (``delta`` -1) or failed (+1). Kademlia dials
+        what answers name, unverified: a liar's 20 made-up keys at 20 networks of a victim
+        drew 20 dials (~12 kB each, ×100 its answer's bytes) per lookup, every lookup
+        (found 2026-12-03). Once its referrals have failed ``referral_failures`` times more
+        than they answered (decaying), what it names is no longer dialled, in running
+        lookups and later ones, until the failures age out. Not an offence: an honest
+        node's table can hold a few departed contacts."""
+        cfg = self.config
+        before = self._referral_score(peer, now)
+        score = max(0.0, before + delta)
+        self._referrals.pop(peer, None)
+        if score > 0.0:
+            self._referrals[peer] = (score, now)
+            if len(self._referrals) > cfg.max_scores:
+                del self._referrals[next(iter(self._referrals))]
+        if before < cfg.referral_failures <= score:
+            self.counters.referrers_distrusted += 1
+            # distrusted again: held longer each time (1, 3, 7, then 15 minutes more), so a
+            # liar that waits out its distrust gets its handful of dials ever less often
+            times = self._distrusts.pop(peer, 0)
+            self._distrusts[peer] = times + 1
+            if len(self._distrusts) > cfg.max_scores:
+                del self._distrusts[next(iter(self._distrusts))]
+            score += cfg.referral_failures * (2 ** min(times, 4) - 1)
+            self._referrals[peer] = (score, now)
+            for a in self._lookups.values():
+                self.counters.entries_referrer_failed += a.lookup.drop_referred(peer)
+            gone = [p for p, (r, _) in self._record_refs.items() if r == peer]
+            for p in gone:
+                del self._record_refs[p]
+            self._withdrawn.extend(gone)
+            del self._withdrawn[:-cfg.max_scores]
 
     # ---- scores, bans, upkeep ----------------------------------------------------
     def _banned(self, peer: bytes, now: float) -> bool:

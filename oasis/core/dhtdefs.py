@@ -49,7 +49,13 @@ class DhtConfig:
     score_decay: float = 0.05  #: points forgiven per second
     ban_seconds: float = 600.0
     max_bans: int = 1024
-    max_scores: int = 4096
+    max_scores: int = 4096  #: also: referrers whose referrals failed, remembered
+    #: a node whose answers named this many more nodes that failed than answered (decaying
+    #: by ``referral_decay`` a second) has what it names no longer dialled (§14.5)
+    referral_failures: float = 4.0
+    referral_decay: float = 1.0 / 15.0
+    #: a node named in answers that never answered us is not asked again for this long
+    dead_hold: float = 60.0
     #: table upkeep: a lookup of a random id every 0.5-1.5 x this, skipped when we started a
     #: lookup of our own within it (Kademlia refreshes buckets no lookup touched for an hour)
     refresh_interval: float = 600.0
@@ -71,6 +77,11 @@ class DhtCounters:
     entries_bad_address: int = 0
     entries_duplicate: int = 0
     entries_same_network: int = 0  #: beyond a lookup's share of one /24 (/48): not asked
+    #: named by a node whose referrals kept failing (made-up keys at chosen addresses): not asked
+    entries_referrer_failed: int = 0
+    records_referrer_failed: int = 0  #: third parties' records from a distrusted answerer: not taken
+    entries_failed_recently: int = 0  #: named nodes that failed a request of ours within ``dead_hold``: not asked
+    referrers_distrusted: int = 0  #: nodes whose referrals failed ``referral_failures`` times more than they answered
     records_rejected: int = 0  #: parse or signature failures, wrong key (scored)
     records_expired: int = 0  #: expired or too long-lived (counted, not scored)
     records_stored: int = 0

@@ -47,6 +47,7 @@ class Candidate:
     hop: int
     path: int
     state: int = NEW
+    referrer: bytes | None = None  #: the node whose answer named it (None: our own contact)
 
     def __lt__(self, other: Candidate) -> bool:
         return self.dist < other.dist
@@ -87,17 +88,22 @@ class Lookup:
         self.done = False
 
     # ---- inputs ----------------------------------------------------------------
-    def seed(self, contacts: list[tuple[bytes, int, str, int]]) -> None:
-        """Our closest contacts ``(key, id, host, port)``, nearest first, dealt round-robin."""
+    def seed(self, contacts: list[tuple[bytes, int, str, int]],
+             referrers: dict[bytes, bytes] | None = None) -> None:
+        """Our closest contacts ``(key, id, host, port)``, nearest first, dealt round-robin;
+        ``referrers``: for seeds a bootstrap answer named, the key that named them."""
+        refs = referrers or {}
         for n, (key, nid, host, port) in enumerate(contacts):
-            self._add(n % len(self.paths), key, nid ^ self.target, host, port, 1)
+            self._add(n % len(self.paths), key, nid ^ self.target, host, port, 1, refs.get(key))
 
-    def answered(self, key: bytes, entries: list[tuple[bytes, int, str, int]], now: float) -> None:
+    def answered(self, key: bytes, entries: list[tuple[bytes, int, str, int]],
+                 now: float) -> tuple[bool, bytes | None]:
         """``key`` answered with ``entries`` (already checked by the owner: nearer the
-        target than ``key``, not us, dialable)."""
+        target than ``key``, not us, dialable). Returns (whether it was asked here, the
+        key that named it, if any): the owner credits that referrer."""
         c = self.owner.get(key)
         if c is None or c.state not in (ASKED, FAILED):
-            return
+            return False, None
         p = self.paths[c.path]
         if c.state == ASKED:
             p.inflight -= 1
@@ -107,14 +113,28 @@ class Lookup:
         p.stalled = nearest >= p.best and c.dist >= p.best
         p.best = min(p.best, nearest, c.dist)
         for ekey, nid, host, port in entries:
-            self._add(c.path, ekey, nid ^ self.target, host, port, c.hop + 1)
+            self._add(c.path, ekey, nid ^ self.target, host, port, c.hop + 1, key)
+        return True, c.referrer
 
-    def failed(self, key: bytes) -> None:
+    def failed(self, key: bytes) -> tuple[bool, bytes | None]:
+        """``key`` did not answer in time (or could not be reached): (whether it was
+        awaited here, the key that named it, if any) -- the owner charges that referrer."""
         c = self.owner.get(key)
         if c is None or c.state != ASKED:
-            return
+            return False, None
         c.state = FAILED
         self.paths[c.path].inflight -= 1
+        return True, c.referrer
+
+    def drop_referred(self, referrer: bytes) -> int:
+        """Never ask the candidates ``referrer`` named that are not asked yet (its
+        referrals keep failing: made-up keys at a victim's addresses); how many."""
+        n = 0
+        for c in self.owner.values():
+            if c.state == NEW and c.referrer == referrer:
+                c.state = FAILED
+                n += 1
+        return n
 
     def found(self, key: bytes, now: float) -> None:
         """``key`` returned at least one valid record (providers lookups)."""
@@ -176,7 +196,8 @@ class Lookup:
         return best[0].hop if best else 0
 
     # ---- internals -------------------------------------------------------------
-    def _add(self, path: int, key: bytes, dist: int, host: str, port: int, hop: int) -> None:
+    def _add(self, path: int, key: bytes, dist: int, host: str, port: int, hop: int,
+             referrer: bytes | None = None) -> None:
         if key in self.owner:
             return  # held by this or another path: paths stay disjoint
         pfx = prefix_of(host)
@@ -186,7 +207,7 @@ class Lookup:
             self.refused_prefix += 1
             return
         p = self.paths[path]
-        c = Candidate(dist, key, host, port, hop, path)
+        c = Candidate(dist, key, host, port, hop, path, NEW, referrer)
         if len(p.cands) >= self.max_candidates:  # drop the farthest not yet asked
             for j in range(len(p.cands) - 1, -1, -1):
                 x = p.cands[j]

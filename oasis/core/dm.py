@@ -35,6 +35,7 @@ message with an ACK sealed the same way; the sender's state goes
 from __future__ import annotations
 
 import hashlib
+import heapq
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -200,7 +201,10 @@ class DmConfig:
     link_rate: float = 20.0  #: envelopes per second accepted from one neighbour
     link_burst: float = 40.0
     max_skew: float = 30.0
-    max_seen: int = 8192  #: ids (recipient) and ephemeral keys (relay) remembered
+    max_seen: int = 8192  #: ephemeral keys of envelopes relayed or held, remembered
+    #: ids of messages opened for us, remembered (the oldest signed time forgotten first;
+    #: a message no newer than one forgotten is refused as a possible replay)
+    max_opened: int = 16384
     max_outbox: int = 256  #: our messages not yet acknowledged
     max_prekeys: int = 4096  #: neighbours' prekeys remembered
     prekey_rotate: float = DAY
@@ -229,6 +233,8 @@ class DmCounters:
     prekeys_bad: int = 0
     prekeys_learnt: int = 0
     outbox_full: int = 0
+    #: an unknown id no newer than the newest forgotten: possibly a replay (not shown, not acked)
+    replays_refused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +377,12 @@ class DmRouter:
         self.x_priv = x25519_private_of(identity)
         self.mailbox = Mailbox(self.config, self.counters)
         self.outbox: OrderedDict[bytes, Outgoing] = OrderedDict()
-        self.seen: OrderedDict[bytes, None] = OrderedDict()  #: ids opened, ephs relayed
+        self.seen: OrderedDict[bytes, None] = OrderedDict()  #: ephs relayed or held
+        #: ids opened for us -> their signed time (ms); a heap of (time, id) forgets the oldest
+        self.opened: dict[bytes, int] = {}
+        self._opened_heap: list[tuple[int, bytes]] = []
+        #: the newest signed time forgotten: an unknown id no newer may be a replay
+        self.replay_floor_ms = 0
         self.links: dict[bytes, tuple[float, float]] = {}
         #: our prekeys: public -> (private, signed record); newest last
         self.prekeys: OrderedDict[bytes, tuple[X25519PrivateKey, wire.DmPrekey]] = OrderedDict()
@@ -566,9 +577,17 @@ class DmRouter:
         if len(inner.text.encode("utf-8", "surrogatepass")) > self.config.max_text_bytes or not inner.text:
             c.open_failed += 1
             return
-        fresh = inner.id not in self.seen
+        fresh = inner.id not in self.opened
+        if fresh and inner.time_ms <= self.replay_floor_ms:
+            # Until 2026-12-03 opened ids shared one 8,192-entry memory with the ephemeral keys
+            # of envelopes relayed: a storer that kept a message for us flooded us with junk
+            # envelopes for made-up recipients (no crypto, 20/s per link), our id was forgotten,
+            # and the same message, replayed, was shown again as new. An id now leaves memory
+            # only for a newer one, and nothing as old as what left is taken again.
+            c.replays_refused += 1
+            return
         if fresh:
-            self._remember(inner.id)
+            self._remember_opened(inner.id, inner.time_ms)
             c.delivered += 1
             self._actions.append(DmReceived(inner.id, inner.sender, inner.text, inner.time_ms / 1000))
         else:
@@ -581,6 +600,23 @@ class DmRouter:
         else:
             for p in closest_peers(inner.sender, self.config.k):
                 self._actions.append(SendDm(p, ack))
+
+    def _remember_opened(self, mid: bytes, time_ms: int) -> None:
+        self.opened[mid] = time_ms
+        heapq.heappush(self._opened_heap, (time_ms, mid))
+        while len(self.opened) > self.config.max_opened:
+            t, old = heapq.heappop(self._opened_heap)
+            if self.opened.get(old) == t:
+                del self.opened[old]
+                self.replay_floor_ms = max(self.replay_floor_ms, t)
+
+    def remember_opened(self, items: Iterable[tuple[bytes, int]], floor_ms: int = 0) -> None:
+        """After a restart: the ids (and signed times, ms) of messages received before, as
+        kept at rest, and the newest time of those no longer kept (nothing as old is taken)."""
+        for mid, t in items:
+            if mid not in self.opened:
+                self._remember_opened(mid, t)
+        self.replay_floor_ms = max(self.replay_floor_ms, floor_ms)
 
     def _remember(self, key: bytes) -> None:
         self.seen[key] = None

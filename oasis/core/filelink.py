@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from .content import ContentError, cid_text, parse_cid
 from .identity import peer_id_of
-from .streamlink import LinkError, parse_bootstrap
+from .streamlink import LinkError, check_base_url, parse_bootstrap
 
 MAX_LINK = 4096
 MAX_BOOTSTRAP = 8
@@ -44,8 +44,12 @@ def parse_peer(text: str) -> tuple[bytes, str, int]:
 def parse(text: str) -> FileLink:
     if len(text) > MAX_LINK:
         raise LinkError("too_long", f"file link over {MAX_LINK} characters")
+    text = text.strip()  # a link pasted with its line end
     if not text.startswith(PREFIX):
         raise LinkError("bad_scheme", f"a file link starts with {PREFIX}")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text) or "#" in text:
+        # urlsplit drops tabs and line ends, and a #fragment: not the link shown
+        raise LinkError("not_a_link", "a control character or a # in a file link")
     parts = urlsplit(text)
     try:
         cid = parse_cid(parts.path.lstrip("/"))
@@ -59,9 +63,9 @@ def parse(text: str) -> FileLink:
                 raise LinkError("too_many_peers", f"at most {MAX_BOOTSTRAP} peers")
             peers.append(parse_peer(v))
         elif k == "o" and origin is None:
-            if urlsplit(v).scheme not in ("http", "https"):
-                raise LinkError("bad_origin", "origin must be an http(s) URL")
-            origin = v
+            # the node appends /origin/files/<cid>/...: no query, user or fragment that would
+            # make the request line the link's, no link-local host (cloud metadata)
+            origin = check_base_url(v, "bad_origin", "file origin")
         else:
             raise LinkError("unknown_parameter", f"parameter {k!r} not allowed here")
     return FileLink(cid, tuple(peers), origin)

@@ -793,6 +793,16 @@ class PeerPolicy(Generic[L]):
             self._actions.append(CloseLink(p.link, peer, code, reason))
 
     # ---- dialling ----------------------------------------------------------------
+    def withdraw_candidates(self, peers: Iterable[bytes]) -> int:
+        """Forget these candidates (their source turned out to lie: the DHT's distrusted
+        answerer, §14.5), so they are not dialled again; how many were held."""
+        n = 0
+        for peer in peers:
+            if peer in self.dials.candidates:
+                self.dials.forget(peer)
+                n += 1
+        return n
+
     def on_candidates(self, found: Iterable[Candidate], now: float, *, verified: bool,
                       interval: float | None = None) -> None:
         """Answer to ``Announce``: peers a source named. ``verified``: the caller vouches

@@ -38,6 +38,7 @@ from .descriptor import Descriptor, DescriptorError, descriptor_from_json, verif
 from .dhtrecord import canonical_host
 from .identity import key_of_peer_id, peer_id_of
 from .stream import StreamId, StreamIdError
+from .urls import base_url_problem
 
 SCHEME = "oasis"
 MAX_LINK = 8192  #: characters of a whole link
@@ -83,6 +84,22 @@ class StreamLink:
 
 def _has_control(text: str) -> bool:
     return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def check_tracker(v: str) -> str:
+    """``v`` if it is a tracker URL a stranger's link may make this node request (see
+    :func:`check_base_url`); raises :class:`LinkError` ``bad_tracker``."""
+    return check_base_url(v, "bad_tracker", "tracker URL")
+
+
+def check_base_url(v: str, code: str = "bad_tracker", what: str = "tracker URL") -> str:
+    """``v`` if it is a base URL a stranger's link may make this node request (the rule of
+    :mod:`oasis.core.urls`: http(s), a host, a port and a path -- no user, query string or
+    fragment, no link-local host); raises :class:`LinkError` ``code``."""
+    problem = base_url_problem(v, what)
+    if problem is not None:
+        raise LinkError(code, problem)
+    return v
 
 
 def parse_bootstrap(text: str, code: str = "bad_bootstrap") -> Bootstrap:
@@ -160,15 +177,7 @@ def parse(text: str) -> StreamLink:
         elif k == "t":
             if tracker is not None:
                 raise LinkError("bad_query", "more than one tracker")
-            try:
-                t = urlsplit(v)
-            except ValueError:
-                raise LinkError("bad_tracker", f"{v[:80]!r}: not a URL") from None
-            if t.scheme not in ("http", "https") or not t.netloc:
-                raise LinkError("bad_tracker", f"{v[:80]!r}: an http(s) URL")
-            if _has_control(v):  # percent-decoded: urlsplit dropped them, a request would not
-                raise LinkError("bad_tracker", f"{v[:80]!r}: a control character")
-            tracker = v
+            tracker = check_tracker(v)
         else:
             raise LinkError("bad_query", f"unknown parameter {k[:20]!r}")
     if len(boots) > MAX_BOOTSTRAP:

@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -31,6 +30,7 @@ from oasis.core import dm
 from oasis.core.content import ContentError, parse_cid
 from oasis.core.identity import key_of_peer_id
 from oasis.core.stream import StreamId, StreamIdError
+from oasis.core.streamlink import LinkError, check_tracker
 from oasis.core.streamlink import parse as parse_link
 from oasis.sdk import types as t
 
@@ -237,12 +237,9 @@ def _tracker_url(text: str) -> str:
     """A tracker URL given in a request: http(s) with a host (``bad_tracker`` if not, the
     code the link parser gives a link's tracker)."""
     try:
-        parts = urlsplit(text)
-    except ValueError:
-        raise ApiError(400, "bad_tracker", f"tracker {text[:80]!r}: not a URL") from None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ApiError(400, "bad_tracker", f"tracker {text[:80]!r}: give an http(s) URL")
-    return text
+        return check_tracker(text)  # the link parser's rule for t=
+    except LinkError as exc:
+        raise ApiError(400, "bad_tracker", "tracker " + str(exc).removeprefix(f"{exc.code}: ")) from None
 
 
 async def _unreachable(url: str) -> str | None:

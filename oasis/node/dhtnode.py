@@ -73,7 +73,8 @@ class DhtDriver:
         self.dht = dh.Dht(node.identity.public, identity=node.identity, config=config,
                           rng=node.rng, now=self.clock())
         self.counters = {"dht_dials": 0, "dht_dial_failures": 0, "dht_sends_failed": 0,
-                         "dht_providers_offered": 0, "dht_providers_per_ip_dropped": 0, "dht_descriptors": 0, "dht_joins": 0}
+                         "dht_providers_offered": 0, "dht_providers_per_ip_dropped": 0, "dht_descriptors": 0, "dht_joins": 0,
+                         "dht_candidates_withdrawn": 0}
         self._waiting: dict[bytes, list[wire.Message]] = {}
         self._dialling: dict[bytes, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -99,6 +100,13 @@ class DhtDriver:
     def on_message(self, link: Link, peer: bytes, msg: wire.Message) -> None:
         host, port = str(link.addr[0]), int(link.addr[1])
         self.dht.on_message(peer, host, port, msg, self.clock())
+        self.run()
+
+    def provider_dialled(self, peer: bytes, ok: bool) -> None:
+        """The node's dial of ``peer`` authenticated it (``ok``) or failed: if a lookup's
+        record named it, the node whose answer carried that record is credited or charged
+        (§14.5: made-up providers at a victim's addresses)."""
+        self.dht.provider_dialled(peer, ok, self.clock())
         self.run()
 
     def is_dialling(self, peer: bytes) -> bool:
@@ -234,6 +242,9 @@ class DhtDriver:
                 self._send(a)
             else:
                 self._done(a)
+        gone = self.dht.take_withdrawn()
+        if gone:  # a distrusted answerer's providers: not dialled again (§14.5)
+            self.counters["dht_candidates_withdrawn"] += self.node.policy.withdraw_candidates(gone)
         self._arm()
 
     def _send(self, a: dh.Send) -> None:

@@ -13,8 +13,10 @@ allowed; results are JSON-serialisable dicts.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -57,6 +59,20 @@ class _InboxRecord(msgspec.Struct, forbid_unknown_fields=True):
 
 def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def _ms(t: float) -> int:
+    """An inbox record's time in ms, clamped (a damaged line may hold 1e308 or NaN)."""
+    return int(t * 1000) if math.isfinite(t) and 0 <= t < 2**40 else 0
+
+
+def _unb32(text: str) -> bytes | None:
+    """A message id from its inbox text (None: not one, e.g. a hand-edited line)."""
+    try:
+        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+    except (ValueError, TypeError):
+        return None
+    return raw if len(raw) == 16 else None
 
 
 def read_prekeys(data_dir: str | os.PathLike[str], identity: Identity) -> tuple[Path, bytes | None]:
@@ -108,6 +124,11 @@ class Messaging:
         self._inbox_ids: set[str] = set()  #: ids in the inbox (a re-delivery is not shown twice)
         self._inbox_lines = 0  #: records in the inbox file (compacted at 2 x MAX_INBOX)
         self.inbox_bad_lines = 0  #: damaged lines skipped when the inbox file was loaded
+        #: received DMs not yet at rest, and the sends (acks) that wait for them (§19.3)
+        self._unwritten: list[bytes] = []
+        self._after_write: list[dm.SendDm] = []
+        self._writing = False  #: a write of the inbox is under way (off the event loop)
+        self.inbox_writes = 0  #: writes (each one fsync) that kept received DMs
         self._prekeys_saved = -1  #: the DmRouter.prekeys_version last saved
         if node.dht is not None:
             node.dht.on_joined = self.dht_joined
@@ -297,6 +318,7 @@ class Messaging:
                 raw = raw[-MAX_INBOX_FILE:]
                 raw = raw[raw.find(b"\n") + 1:]  # from the first whole line
             dec = msgspec.json.Decoder(_InboxRecord)
+            floor = 0  #: the newest signed time (ms) among records no longer kept
             for line in raw.splitlines():
                 if not line.strip():
                     continue
@@ -307,32 +329,67 @@ class Messaging:
                     continue
                 self._inbox_lines += 1
                 if r.id not in self._inbox_ids:
+                    if len(self.inbox) == MAX_INBOX:
+                        floor = max(floor, _ms(self.inbox[0]["time"]))
                     self.inbox.append(msgspec.structs.asdict(r))
                     self._inbox_ids.add(r.id)
             if self.inbox_bad_lines:
                 log.warning("%s: %d damaged lines skipped", path, self.inbox_bad_lines)
+            if len(self.inbox) == MAX_INBOX or len(raw) >= MAX_INBOX_FILE:
+                # older records may have been dropped (compaction): nothing older is taken
+                floor = max(floor, min(_ms(r["time"]) for r in self.inbox) - 1)
+            # the messages received before are not taken again as new (a replay by a storer
+            # that kept one), across the restart too (docs/oftp.md §19.3)
+            ids = ((_unb32(r["id"]), _ms(r["time"])) for r in self.inbox)
+            self.dm.remember_opened([(m, t) for m, t in ids if m is not None], floor)
         self._inbox_ids = {r["id"] for r in self.inbox}
 
-    def _keep_received(self, rec: dict[str, Any]) -> None:
+    def _write_lines(self, lines: list[bytes], snapshot: bytes | None) -> None:
+        """Keep received DMs at rest: append ``lines`` (one fsync), or, to compact, write
+        ``snapshot`` (what the inbox holds) in their place. Runs in a worker thread."""
         from oasis.datafiles import replace
 
-        if self._inbox_path is None:
-            return
-        line = msgspec.json.encode(rec) + b"\n"
+        assert self._inbox_path is not None
         try:
-            if self._inbox_lines >= 2 * MAX_INBOX:  # compact: what the inbox holds now
-                replace(self._inbox_path, b"".join(msgspec.json.encode(r) + b"\n" for r in self.inbox))
-                self._inbox_lines = len(self.inbox)
+            if snapshot is not None:
+                replace(self._inbox_path, snapshot)
             else:
                 fd = os.open(self._inbox_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
-                    os.write(fd, line)
+                    os.write(fd, b"".join(lines))
                     os.fsync(fd)
                 finally:
-                    os.close(fd)
-                self._inbox_lines += 1  # (created 0600; an older file was tightened at load)
-        except OSError as exc:  # a full disk: the message is shown this run; say so
-            log.warning("could not keep a received DM in %s: %s", self._inbox_path, exc)
+                    os.close(fd)  # (created 0600; an older file was tightened at load)
+        except OSError as exc:  # a full disk: the messages are shown this run; say so
+            log.warning("could not keep %d received DMs in %s: %s", len(lines), self._inbox_path, exc)
+
+    def _compact_snapshot(self, n: int) -> bytes | None:
+        if self._inbox_lines + n <= 2 * MAX_INBOX:
+            return None
+        return b"".join(msgspec.json.encode(r) + b"\n" for r in self.inbox)
+
+    async def _write_inbox(self) -> None:
+        """Group commit: every DM received while a write is under way goes into the next
+        one, and the sends that waited for them (their acks) go out once it is done. Until
+        2026-12-03 each received DM was written and fsync'd on the event loop: an outside
+        attacker's valid DMs over 8 links (the per-link rate, 20/s each) took a
+        broadcaster's API from 0.4 ms to 364 ms (p50) while its CPU stayed at 10 %."""
+        try:
+            while self._unwritten:
+                lines, self._unwritten = self._unwritten, []
+                sends, self._after_write = self._after_write, []
+                snapshot = self._compact_snapshot(len(lines))
+                await asyncio.to_thread(self._write_lines, lines, snapshot)
+                self._inbox_lines = len(self.inbox) if snapshot is not None else self._inbox_lines + len(lines)
+                self.inbox_writes += 1
+                for a in sends:
+                    self._send_dm(a)
+        finally:
+            self._writing = False
+            if not self._unwritten:  # sends deferred behind the last write, none of their own
+                sends, self._after_write = self._after_write, []
+                for a in sends:
+                    self._send_dm(a)
 
     def _save_prekeys(self) -> None:
         if self._prekey_path is None or self._prekeys_saved == self.dm.prekeys_version:
@@ -352,18 +409,10 @@ class Messaging:
         actions = self.dm.actions()
         # what we received is kept at rest before any acknowledgement of it goes out
         actions.sort(key=lambda a: not isinstance(a, dm.DmReceived))
+        sends: list[dm.SendDm] = []
         for a in actions:
             if isinstance(a, dm.SendDm):
-                if self._linked(a.peer):
-                    self.node.send_to(a.peer, a.message)
-                elif a.peer in self.waiting or self._dial_known(a.peer):
-                    box = self.waiting.setdefault(a.peer, [])
-                    if len(box) < MAX_WAITING_PER_PEER:
-                        box.append(a.message)
-                    else:
-                        self.unsendable += 1
-                else:
-                    self.unsendable += 1  # neither linked nor a candidate we can dial now
+                sends.append(a)
             elif isinstance(a, dm.DmReceived):
                 mid = _b32(a.id)
                 if mid in self._inbox_ids:
@@ -373,10 +422,45 @@ class Messaging:
                 self._inbox_ids.add(mid)
                 if len(self._inbox_ids) > 2 * MAX_INBOX:  # bounded: the ids the inbox still holds
                     self._inbox_ids = {r["id"] for r in self.inbox}
-                self._keep_received(rec)
+                if self._inbox_path is not None:
+                    self._unwritten.append(msgspec.json.encode(rec) + b"\n")
                 self.node.events.publish("dm.received", rec)
             elif isinstance(a, dm.DmAcked):
                 self.node.events.publish("dm.acked", {"id": _b32(a.id), "to": peer_id_of(a.to)})
+        if not self._unwritten and not self._writing:
+            for a in sends:
+                self._send_dm(a)
+            return
+        self._after_write.extend(sends)
+        if not self._writing:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a unit test driving the core): write here
+                lines, self._unwritten = self._unwritten, []
+                snapshot = self._compact_snapshot(len(lines))
+                self._write_lines(lines, snapshot)
+                self._inbox_lines = len(self.inbox) if snapshot is not None else self._inbox_lines + len(lines)
+                self.inbox_writes += 1
+                sends, self._after_write = self._after_write, []
+                for a in sends:
+                    self._send_dm(a)
+                return
+            self._writing = True
+            task = loop.create_task(self._write_inbox())
+            self.node._tasks.add(task)  # cancelled and awaited by Node.close
+            task.add_done_callback(self.node._tasks.discard)
+
+    def _send_dm(self, a: dm.SendDm) -> None:
+        if self._linked(a.peer):
+            self.node.send_to(a.peer, a.message)
+        elif a.peer in self.waiting or self._dial_known(a.peer):
+            box = self.waiting.setdefault(a.peer, [])
+            if len(box) < MAX_WAITING_PER_PEER:
+                box.append(a.message)
+            else:
+                self.unsendable += 1
+        else:
+            self.unsendable += 1  # neither linked nor a candidate we can dial now
 
     # ---- public API (the local API's backend) ---------------------------------------
     async def chat_send(self, stream_id: str, text: str) -> dict[str, Any]:
@@ -453,6 +537,7 @@ class Messaging:
     def counters(self) -> dict[str, int]:
         out: dict[str, int] = {f"dm_{k}": v for k, v in asdict(self.dm.counters).items()}
         out["dm_inbox_bad_lines"] = self.inbox_bad_lines
+        out["dm_inbox_writes"] = self.inbox_writes  # each one fsync, for all DMs received meanwhile
         total: dict[str, int] = {}
         for room in self.rooms.values():
             for k, v in asdict(room.counters).items():

@@ -549,6 +549,8 @@ class Node:
             if self.policy.link_of(key) is not None:
                 return True
             self.policy.dial_failed(key, self.clock())
+            if self.dht is not None:
+                self.dht.provider_dialled(key, False)
             self._run_policy()
             return False
         try:
@@ -559,6 +561,8 @@ class Node:
             if trace.isEnabledFor(logging.INFO):
                 trace.info("dial %s at %s:%s failed: %r", _k(key), host, port, exc)
             self.policy.dial_failed(key, self.clock())
+            if self.dht is not None:
+                self.dht.provider_dialled(key, False)
             self._run_policy()
             return False
         return self.policy.link_of(key) is link
@@ -593,6 +597,8 @@ class Node:
             if admitted and self.rewards is not None:
                 link.send(self.rewards.hello())
             self._run_policy()
+            if dialled and self.dht is not None:
+                self.dht.provider_dialled(ev.peer_key, True)  # a record's provider, reached
             if admitted and self.dht is not None:
                 self.dht.link_admitted(ev.peer_key)  # DHT messages that waited (after JOIN)
             if admitted:

@@ -59,8 +59,9 @@ Modes:
     instead of the broadcaster.
 ``dm``
     Direct-message envelopes with junk ciphertext for random recipients (for
-    the victim to store), for the victim itself, already expired, and signed
-    prekeys with bad signatures.
+    the victim to store), for the victim itself, already expired, signed
+    prekeys with bad signatures, and one genuine message to the victim sent
+    again and again (a replay: shown once).
 ``files``
     File-swarm abuse: with ``--cid`` (a file the victim holds) a manifest that
     does not hash to the cid, blocks nobody asked for, BLOCK_REQUEST floods
@@ -73,6 +74,14 @@ Modes:
     address, INTROs for random peers, OBSERVED with a false address, NEIGHBOURS
     of made-up keys. The report counts what the victim sent to the sink (its
     dials: none is the defence).
+``dht``
+    The DHT from a service link (docs/oftp.md §14.5): unsolicited NODES answers,
+    ADD_PROVIDER with records signed by throw-away keys (another provider than the
+    link), expired records and records for another key, FIND_NODE floods over the
+    request budget; and every FIND_NODE/GET_PROVIDERS the victim asks us is answered
+    with 20 made-up keys and 20 records of throw-away providers, all at the ports of
+    a UDP sink of the tool's in other /24s of 127/8 (the victim may dial a few, then
+    stops following us). The report counts what reached the sinks.
 """
 
 from __future__ import annotations
@@ -104,7 +113,7 @@ from oasis.core.wire import ErrorCode
 from oasis.node.keystore import make_certificate
 
 MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "foreign", "replay", "withhold",
-         "tracker", "tickets", "receipts", "chat", "dm", "files", "nat")
+         "tracker", "tickets", "receipts", "chat", "dm", "files", "nat", "dht")
 NEEDS_STREAM = {"flood", "liar", "forge", "foreign", "replay", "withhold", "tracker", "receipts", "chat"}
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
 ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF
@@ -878,12 +887,20 @@ async def m_chat(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
 
 
 async def m_dm(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    from oasis.core import dm
+
     conn = await dial(v, auth=True, deadline=ctx.budget.deadline)
     rng = ctx.rng
+    # one genuine message to the victim, sent again and again (and again after the junk
+    # envelopes above have churned the victim's relay memory): shown once, then duplicates
+    sealed, _ = dm.seal(conn.identity, v.key, "hostile: this message is replayed", time.time(),
+                        rng.randbytes)
 
     def make(i: int) -> tuple[str, wire.Message]:
         now_ms = int(time.time() * 1000)
-        kind = ("store_junk", "to_victim", "expired", "bad_prekey")[i % 4]
+        kind = ("store_junk", "to_victim", "expired", "bad_prekey", "replay")[i % 5]
+        if kind == "replay":
+            return kind, sealed
         if kind == "bad_prekey":
             return kind, wire.DmPrekey(key=conn.identity.public, prekey=rng.randbytes(32),
                                        expires_ms=now_ms + 86_400_000, signature=rng.randbytes(64))
@@ -964,10 +981,75 @@ async def m_nat(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     return {"nat": sent, "sink_datagrams": sink.replies, "victim": conn.report()}
 
 
+async def m_dht(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
+    from oasis.core.dhtrecord import node_id, sign_record
+
+    loop = asyncio.get_running_loop()
+    sinks: list[tuple[Any, _Udp, str, int]] = []
+    for i in range(20):  # one per /24 of 127/8: the "networks" a lie names
+        tr, proto = await loop.create_datagram_endpoint(_Udp, local_addr=(f"127.{i + 1}.0.1", 0))
+        host, port = tr.get_extra_info("sockname")[:2]
+        sinks.append((tr, proto, host, port))
+    conn = await dial(v, auth=True, deadline=ctx.budget.deadline)
+    rng = ctx.rng
+    lies = {"nodes": 0, "providers": 0}
+    mine = node_id(conn.identity.public)
+    sid = ctx.stream or StreamId(conn.identity.public, "dht")
+
+    def made_up(target: bytes) -> list[wire.DhtNode]:
+        t = int.from_bytes(target, "big")
+        out: list[wire.DhtNode] = []
+        while len(out) < len(sinks):
+            k = rng.randbytes(32)
+            if node_id(k) ^ t < mine ^ t:  # nearer than us: the victim takes them
+                _, _, h, p = sinks[len(out)]
+                out.append(wire.DhtNode(key=k, host=h, port=p))
+        return out
+
+    def answer(msg: wire.Message) -> None:
+        if isinstance(msg, wire.DhtPing):
+            conn.send_msg(wire.DhtPong(qid=msg.qid))
+        elif isinstance(msg, wire.DhtFindNode):
+            lies["nodes"] += 1
+            conn.send_msg(wire.DhtNodesMsg(qid=msg.qid, nodes=made_up(msg.target)))
+        elif isinstance(msg, wire.DhtGetProviders):
+            lies["providers"] += 1
+            now_ms = int(time.time() * 1000)
+            recs = [sign_record(Identity.generate(), sid, now_ms, now_ms + 600_000, [(h, p)]).raw
+                    for _, _, h, p in sinks]
+            conn.send_msg(wire.DhtProviders(qid=msg.qid, records=recs, descriptor=b"", nodes=made_up(msg.key)))
+
+    conn.on_message = answer
+    if conn.authed.is_set():
+        conn.send_msg(wire.DhtPing(qid=rng.getrandbits(32)))  # a service link, and a contact
+
+    def make(i: int) -> tuple[str, wire.Message]:
+        now_ms = int(time.time() * 1000)
+        kind = ("unsolicited", "foreign_record", "expired_record", "flood")[i % 4]
+        if kind == "unsolicited":
+            return kind, wire.DhtNodesMsg(qid=rng.getrandbits(32), nodes=made_up(rng.randbytes(32)))
+        if kind == "foreign_record":  # signed by a throw-away key, not the link's
+            _, _, h, p = sinks[i % len(sinks)]
+            rec = sign_record(Identity.generate(), sid, now_ms, now_ms + 600_000, [(h, p)])
+            return kind, wire.DhtAddProvider(record=rec.raw)
+        if kind == "expired_record":
+            rec = sign_record(conn.identity, sid, now_ms, now_ms - 1000, [("127.0.0.1", 9)])
+            return kind, wire.DhtAddProvider(record=rec.raw)
+        return kind, wire.DhtFindNode(qid=rng.getrandbits(32), target=rng.randbytes(32))
+
+    try:
+        sent = await _cycle(ctx, conn, until, make)
+    finally:
+        for tr, _, _, _ in sinks:
+            tr.close()
+    return {"dht": sent, "lies_told": lies, "sink_datagrams": sum(s[1].replies for s in sinks),
+            "sinks_reached": sum(1 for s in sinks if s[1].replies), "victim": conn.report()}
+
+
 PER_VICTIM = {"bomb": m_bomb, "junk": m_junk, "silent": m_silent, "prechunk": m_prechunk,
               "flood": m_flood, "liar": m_liar, "forge": m_forge, "foreign": m_foreign, "replay": m_replay,
               "withhold": m_withhold, "receipts": m_receipts, "chat": m_chat, "dm": m_dm,
-              "files": m_files, "nat": m_nat}
+              "files": m_files, "nat": m_nat, "dht": m_dht}
 
 
 # ---- driver --------------------------------------------------------------------------
