@@ -38,6 +38,8 @@ from oasis.core import session as ss
 from oasis.core import wire
 from oasis.core.wire import ErrorCode
 
+from .quicstack import poll_runs
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -64,6 +66,9 @@ class Link:
         self.endpoint = endpoint
         self.stack = endpoint.stack
         self.quic = quic
+        #: the stack's native core, driven directly once the handshake is done
+        #: (:meth:`Stack.fast_core`; None: through the connection's own methods)
+        self._core: Any = None
         self.addr = addr
         self.migrations = 0  #: times the peer's address changed and QUIC followed it
         self.heard_at = 0.0  #: loop time of the last datagram from the peer
@@ -184,6 +189,7 @@ class Link:
             elif isinstance(ev, qe.StreamReset):
                 self.session.chunk_stream_reset(ev.stream_id)
             elif isinstance(ev, qe.HandshakeCompleted):
+                self._core = self.stack.fast_core(self.quic)
                 if not self._check_certificate():
                     continue
                 if self.session.is_dialler and not self._started:
@@ -464,8 +470,12 @@ class Link:
 
     def _flush(self) -> None:
         ep = self.endpoint
+        core = self._core
         try:
-            out = self.stack.datagrams_to_send(self.quic, ep.loop.time())
+            if core is not None:
+                out = poll_runs(core.poll_transmit, ep.loop.time())
+            else:
+                out = self.stack.datagrams_to_send(self.quic, ep.loop.time())
         except self.stack.errors as exc:
             self._quic_refused(exc)
             return
@@ -498,7 +508,12 @@ class Link:
                 self._timer = None
             ep.forget(self)
             return
-        t = self.quic.get_timer()
+        core = self._core
+        if core is not None:
+            at = core.get_timer()  # (kind, time) or None
+            t = None if at is None else at[1]
+        else:
+            t = self.quic.get_timer()
         if t == self._timer_at and (t is None or self._timer is not None):
             return  # the armed timer is still right: no cancel, no new handle
         if self._timer is not None:
@@ -521,8 +536,13 @@ class Link:
             self._timer_at = at
             self._timer = loop.call_at(at + TIMER_GRID, self._on_timer)
             return
+        core = self._core
         try:
-            self.quic.handle_timer(now=self.endpoint.loop.time())
+            if core is not None:
+                core.handle_timer(loop.time())
+                self.quic._drain_core()  # (see Stack.fast_core)
+            else:
+                self.quic.handle_timer(now=loop.time())
         except self.stack.errors as exc:
             self._quic_refused(exc)
         self._process()

@@ -70,6 +70,10 @@ async def test_a_link_authenticates_and_carries_a_signed_chunk(dialler: str, lis
         # Only aioquic's TLS server asks the dialler for its certificate; it then holds
         # the key AUTH proved. qh3's cannot: the listener has AUTH alone.
         assert lb.tls_key == (a.identity.public if listener == "aioquic" else None)
+        # past the handshake a qh3 link drives qh3's native core directly (its flushes,
+        # timer): the chunk below crosses that path
+        assert (la._core is not None) == (dialler == "qh3")
+        assert (lb._core is not None) == (listener == "qh3")
         await _wait(lambda: la.rtt > 0 and lb.rtt > 0, SLACK)
         assert la.rtt < 1.0 and lb.rtt < 1.0
         broadcaster = Identity.generate()
@@ -229,6 +233,7 @@ async def test_a_quic_timer_fired_early_waits_for_its_deadline_instead_of_spinni
         # not move the timer elsewhere), then its own again
         la.quic.handle_timer = counted
         la.quic.get_timer = lambda: real_timer() if calls else at
+        la._core = None  # through the connection's (patched) methods, not qh3's core directly
         la.cancel_timers()
         la._timer_at = at
         la._on_timer()  # early
