@@ -62,7 +62,7 @@ MAX_OFFERED = 50  #: candidates taken from one answer of a source
 LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped")
 #: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
 TIMER_GRID = 0.001
-PROBE_EVERY = 0.1  #: s between checks of the parents' links
+PROBE_EVERY = 0.1  #: s at least between checks of the parents' links
 PROBE_QUIET = 0.3  #: s of silence from a parent after which its link is PINGed
 
 
@@ -82,10 +82,14 @@ class Playout:
             self.start = start
         if seq < self.start:
             return
-        self.chunks[seq] = payload
-        if len(self.chunks) > self.keep:
-            for old in sorted(self.chunks)[: len(self.chunks) - self.keep]:
-                del self.chunks[old]
+        chunks = self.chunks
+        chunks[seq] = payload
+        if len(chunks) > self.keep:
+            if len(chunks) == self.keep + 1:  # (each add puts in one: the usual case)
+                del chunks[min(chunks)]  # not a sort of ``keep`` seqs per chunk
+            else:
+                for old in sorted(chunks)[: len(chunks) - self.keep]:
+                    del chunks[old]
         self._notify()
 
     def skip(self, seq: int) -> None:
@@ -298,19 +302,29 @@ class Node:
         return self.host, self.port
 
     async def _probe_quiet_parents(self) -> None:
-        """Every ``PROBE_EVERY`` s, PING each parent link (a peer that pushes to us) that
-        has sent nothing for ``PROBE_QUIET`` s: when our address changes, the first
-        packet from the new one lets the parent migrate the connection (docs/oftp.md
-        §15.4). Parents push several times a second, so a live one is rarely probed."""
+        """PING each parent link (a peer that pushes to us) that has sent nothing for
+        ``PROBE_QUIET`` s: when our address changes, the first packet from the new one
+        lets the parent migrate the connection (docs/oftp.md §15.4). Parents push several
+        times a second, so a live one is rarely probed.
+
+        It looks again when the first parent could turn quiet (its last packet or PING
+        plus ``PROBE_QUIET``, a timer step past), no sooner than ``PROBE_EVERY`` and no
+        later than ``PROBE_QUIET`` (a parent gained meanwhile): about 3 wake-ups a second
+        while parents push, where a fixed 0.1 s period took 10."""
+        wait = PROBE_EVERY
         while not self.closing:
-            await asyncio.sleep(PROBE_EVERY)  # a period, not synchronisation
+            await asyncio.sleep(wait)  # a period, not synchronisation
             now = self.loop.time()
+            soonest = now + PROBE_QUIET
             for ls in list(self.streams.values()):
                 for key in {k for k in ls.swarm.tree.parents if k is not None}:
                     link = self.policy.link_of(key)
-                    if (link is not None and not link.closed and now - link.heard_at > PROBE_QUIET
-                            and now - link.probed_at > PROBE_QUIET):
+                    if link is None or link.closed:
+                        continue
+                    if now - link.heard_at > PROBE_QUIET and now - link.probed_at > PROBE_QUIET:
                         link.probe(now)  # at most one PING per quiet spell of PROBE_QUIET
+                    soonest = min(soonest, max(link.heard_at, link.probed_at) + PROBE_QUIET)
+            wait = min(PROBE_QUIET, max(PROBE_EVERY, soonest - now + TIMER_GRID))
 
     def announce_address(self) -> tuple[str, int]:
         """The address to announce: behind a NAT with an endpoint-independent mapping,
