@@ -283,6 +283,7 @@ class Node:
         self.announce_wanted = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._probe_timer: asyncio.TimerHandle | None = None  #: _probe_quiet_parents
         self.closing = False  #: close() has begun: no new timers, tasks or dials
         #: what happened, for local programs (the local API's event feed)
         self.events = EventBus(clock)
@@ -298,10 +299,11 @@ class Node:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
         self.policy.mapping.listen = (self.host, self.port)
         self._run_policy()
-        self.spawn(self._probe_quiet_parents())
+        if not self.closing:
+            self._probe_timer = self.loop.call_later(PROBE_EVERY, self._probe_quiet_parents)
         return self.host, self.port
 
-    async def _probe_quiet_parents(self) -> None:
+    def _probe_quiet_parents(self) -> None:
         """PING each parent link (a peer that pushes to us) that has sent nothing for
         ``PROBE_QUIET`` s: when our address changes, the first packet from the new one
         lets the parent migrate the connection (docs/oftp.md §15.4). Parents push several
@@ -310,12 +312,14 @@ class Node:
         It looks again when the first parent could turn quiet (its last packet or PING
         plus ``PROBE_QUIET``, a timer step past), no sooner than ``PROBE_EVERY`` and no
         later than ``PROBE_QUIET`` (a parent gained meanwhile): about 3 wake-ups a second
-        while parents push, where a fixed 0.1 s period took 10."""
-        wait = PROBE_EVERY
-        while not self.closing:
-            await asyncio.sleep(wait)  # a period, not synchronisation
-            now = self.loop.time()
-            soonest = now + PROBE_QUIET
+        while parents push, where a fixed 0.1 s period took 10. A timer callback (armed
+        by :meth:`start`, cancelled by :meth:`close`), not a task sleeping in a loop."""
+        self._probe_timer = None
+        if self.closing:
+            return
+        now = self.loop.time()
+        soonest = now + PROBE_QUIET
+        try:
             for ls in list(self.streams.values()):
                 for key in {k for k in ls.swarm.tree.parents if k is not None}:
                     link = self.policy.link_of(key)
@@ -324,7 +328,10 @@ class Node:
                     if now - link.heard_at > PROBE_QUIET and now - link.probed_at > PROBE_QUIET:
                         link.probe(now)  # at most one PING per quiet spell of PROBE_QUIET
                     soonest = min(soonest, max(link.heard_at, link.probed_at) + PROBE_QUIET)
-            wait = min(PROBE_QUIET, max(PROBE_EVERY, soonest - now + TIMER_GRID))
+        finally:
+            if not self.closing:
+                wait = min(PROBE_QUIET, max(PROBE_EVERY, soonest - now + TIMER_GRID))
+                self._probe_timer = self.loop.call_later(wait, self._probe_quiet_parents)
 
     def announce_address(self) -> tuple[str, int]:
         """The address to announce: behind a NAT with an endpoint-independent mapping,
@@ -737,6 +744,9 @@ class Node:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
         if self.dht is not None:
             self.dht.close()
         if self.files is not None:
