@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import logging
 import random
 import time
@@ -75,6 +76,8 @@ class Playout:
     skipped: set[int] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     keep: int = 600
+    #: the seqs in ``chunks``, a min-heap (``chunks`` is changed only by :meth:`add`)
+    _seqs: list[int] = field(default_factory=list, repr=False)
 
     def add(self, seq: int, payload: bytes, start: int) -> None:
         """Add a verified chunk; ``start`` is the swarm's first sequence (a keyframe)."""
@@ -83,13 +86,11 @@ class Playout:
         if seq < self.start:
             return
         chunks = self.chunks
+        if seq not in chunks:
+            heapq.heappush(self._seqs, seq)
         chunks[seq] = payload
-        if len(chunks) > self.keep:
-            if len(chunks) == self.keep + 1:  # (each add puts in one: the usual case)
-                del chunks[min(chunks)]  # not a sort of ``keep`` seqs per chunk
-            else:
-                for old in sorted(chunks)[: len(chunks) - self.keep]:
-                    del chunks[old]
+        while len(chunks) > self.keep:  # the lowest seqs go (a heap: no sort per chunk)
+            del chunks[heapq.heappop(self._seqs)]
         self._notify()
 
     def skip(self, seq: int) -> None:
