@@ -333,19 +333,24 @@ class Session:
             self._violation(ErrorCode.TOO_LARGE,
                             f"open chunk streams over {MAX_BUFFERED_CHUNK_BYTES} bytes together")
             return
-        buf += data
-        self.counters.chunk_bytes_buffered += len(data)
-        if not end:
-            return
-        self._drop_buffer(stream_id)
+        if end and not buf:  # the whole stream in one piece: decoded as it is, no copy
+            self._drop_buffer(stream_id)
+            whole = data
+        else:
+            buf += data
+            self.counters.chunk_bytes_buffered += len(data)
+            if not end:
+                return
+            self._drop_buffer(stream_id)
+            whole = bytes(buf)
         try:
-            chunk = wire.decode_chunk(bytes(buf))
+            chunk = wire.decode_chunk(whole)
         except WireError as exc:
             self._violation(exc.code, exc.detail)
             return
         self.counters.media_in += len(chunk.payload)
         self.counters.chunks_in += 1
-        self._events.append(ChunkReceived(chunk, len(buf)))
+        self._events.append(ChunkReceived(chunk, len(whole)))
 
     def chunk_stream_reset(self, stream_id: int) -> None:
         """The sender abandoned a chunk stream (it was too late)."""

@@ -187,11 +187,30 @@ class Link:
         wall = ep.clock()
         qe = self.stack.events
         events = 0
+        # An authenticated peer's chunk stream arrives as one event per QUIC packet (~15
+        # a chunk): consecutive pieces of one stream go to the session in one call.
+        piece_sid = -1
+        pieces: list[bytes] = []
         while (ev := self.quic.next_event()) is not None:
             events += 1
             if isinstance(ev, qe.StreamDataReceived):
                 sid = ev.stream_id
                 self._delivered += len(ev.data)
+                if sid & 0x2 and self.session.authenticated and sid != self.control_sid:
+                    if sid != piece_sid:
+                        if pieces:
+                            self._chunk_pieces(piece_sid, pieces, False, wall)
+                        piece_sid, pieces = sid, []
+                    pieces.append(ev.data)
+                    if ev.end_stream:
+                        self._chunk_pieces(sid, pieces, True, wall)
+                        piece_sid, pieces = -1, []
+                    continue
+            if pieces:  # another event: what came before it goes first
+                self._chunk_pieces(piece_sid, pieces, False, wall)
+                piece_sid, pieces = -1, []
+            if isinstance(ev, qe.StreamDataReceived):
+                sid = ev.stream_id
                 if sid == self.control_sid or (self.control_sid is None and sid == 0):
                     self.control_sid = sid
                     if not self._started:
@@ -229,6 +248,8 @@ class Link:
                                    by_peer=True)
                 self._quic_closing = True
                 self.closed = True
+        if pieces:
+            self._chunk_pieces(piece_sid, pieces, False, wall)
         if not events and not self.stack.counts_received:
             # Nothing for the session (most often an ACK from a child): it has no new input,
             # so it has no new actions, timer or limit to check. (aioquic counts bytes held
@@ -251,6 +272,11 @@ class Link:
                     s.close(ErrorCode.TOO_LARGE, f"over {ep.max_reorder_bytes} stream bytes held out of order")
         self._apply_session(now)
         self.transmit()
+
+    def _chunk_pieces(self, sid: int, pieces: list[bytes], end: bool, wall: float) -> None:
+        """Consecutive pieces of chunk stream ``sid`` to the session, in one call."""
+        self.session.receive_chunk_stream(sid, pieces[0] if len(pieces) == 1 else b"".join(pieces),
+                                          end, wall)
 
     def _stream_bytes_received(self) -> int:
         """Stream bytes the peer has sent us: highest offsets, so gaps count too, where

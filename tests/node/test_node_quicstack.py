@@ -88,6 +88,39 @@ async def test_a_link_authenticates_and_carries_a_signed_chunk(dialler: str, lis
         await b.close()
 
 
+async def test_a_chunk_comes_to_the_session_in_pieces_of_many_packets() -> None:
+    """qh3 hands a chunk stream over one event per QUIC packet; the link gives the session
+    the consecutive pieces of one stream in one call (not ~15 calls a chunk), and every
+    chunk still arrives whole and in order."""
+    a, b = await _node("qh3"), await _node("qh3")
+    got = _chunks_received(b)
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
+        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
+        pieces: list[int] = []
+        real = lb.session.receive_chunk_stream
+
+        def counted(sid: int, data: bytes, end: bool, now: float) -> None:
+            pieces.append(len(data))
+            real(sid, data, end, now)
+
+        lb.session.receive_chunk_stream = counted  # type: ignore[method-assign,assignment]
+        broadcaster = Identity.generate()
+        sid = StreamId(broadcaster.public, "pieces")
+        sent = [sign_chunk(broadcaster, sid, n, 1_000_000 + n, n == 0, bytes([n]) * 20_000)
+                for n in range(3)]
+        for c in sent:
+            la.send_chunk(c, deadline=a.clock() + 5.0)
+        await _wait(lambda: len(got) == 3, SLACK)
+        assert got == sent
+        # ~16 packets a chunk: the session saw far fewer calls, most of many packets each
+        assert len(pieces) < 3 * 16 and max(pieces) > 5 * 1400 and sum(pieces) > 3 * 20_000
+    finally:
+        await a.close()
+        await b.close()
+
+
 @pytest.mark.parametrize(("dialler", "listener"), PAIRS)
 async def test_a_wrong_pinned_key_aborts_on_every_stack(dialler: str, listener: str) -> None:
     a, b = await _node(dialler), await _node(listener)
