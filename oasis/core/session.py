@@ -39,6 +39,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import wire
 from .identity import Identity, auth_transcript, verify
@@ -62,6 +63,10 @@ MAX_STOPPED_STREAMS = 64
 #: not finish by its deadline (a playout delay, 0.5 s by default), so one open this long
 #: is stalled or parked on purpose (each link could otherwise hold ~4 MB for ever).
 CHUNK_STREAM_TIMEOUT = 10.0
+#: the chunk last encoded by :meth:`Session.send_chunk` and its bytes (a frozen message:
+#: the same object encodes to the same bytes), so a relay encodes each chunk once, not
+#: once per child
+_LAST_ENCODED: list[Any] = [None, b""]
 
 
 # ---- actions (what the adapter must do) -----------------------------------
@@ -248,7 +253,12 @@ class Session:
     def send_chunk(self, chunk: wire.ChunkMsg, deadline: float) -> None:
         if not self.authenticated:
             raise RuntimeError("session not authenticated")
-        data = wire.encode(chunk)
+        cached = _LAST_ENCODED
+        if cached[0] is chunk:  # a relay pushes one chunk to each child in turn
+            data: bytes = cached[1]
+        else:
+            data = wire.encode(chunk)
+            cached[0], cached[1] = chunk, data
         self.counters.chunk_stream_out += len(data)
         self.counters.media_out += len(chunk.payload)
         self.counters.chunks_out += 1
@@ -323,19 +333,24 @@ class Session:
             self._violation(ErrorCode.TOO_LARGE,
                             f"open chunk streams over {MAX_BUFFERED_CHUNK_BYTES} bytes together")
             return
-        buf += data
-        self.counters.chunk_bytes_buffered += len(data)
-        if not end:
-            return
-        self._drop_buffer(stream_id)
+        if end and not buf:  # the whole stream in one piece: decoded as it is, no copy
+            self._drop_buffer(stream_id)
+            whole = data
+        else:
+            buf += data
+            self.counters.chunk_bytes_buffered += len(data)
+            if not end:
+                return
+            self._drop_buffer(stream_id)
+            whole = bytes(buf)
         try:
-            chunk = wire.decode_chunk(bytes(buf))
+            chunk = wire.decode_chunk(whole)
         except WireError as exc:
             self._violation(exc.code, exc.detail)
             return
         self.counters.media_in += len(chunk.payload)
         self.counters.chunks_in += 1
-        self._events.append(ChunkReceived(chunk, len(buf)))
+        self._events.append(ChunkReceived(chunk, len(whole)))
 
     def chunk_stream_reset(self, stream_id: int) -> None:
         """The sender abandoned a chunk stream (it was too late)."""

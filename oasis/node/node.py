@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import logging
 import random
 import time
@@ -62,7 +63,7 @@ MAX_OFFERED = 50  #: candidates taken from one answer of a source
 LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped")
 #: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
 TIMER_GRID = 0.001
-PROBE_EVERY = 0.1  #: s between checks of the parents' links
+PROBE_EVERY = 0.1  #: s at least between checks of the parents' links
 PROBE_QUIET = 0.3  #: s of silence from a parent after which its link is PINGed
 
 
@@ -75,6 +76,8 @@ class Playout:
     skipped: set[int] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     keep: int = 600
+    #: the seqs in ``chunks``, a min-heap (``chunks`` is changed only by :meth:`add`)
+    _seqs: list[int] = field(default_factory=list, repr=False)
 
     def add(self, seq: int, payload: bytes, start: int) -> None:
         """Add a verified chunk; ``start`` is the swarm's first sequence (a keyframe)."""
@@ -82,10 +85,12 @@ class Playout:
             self.start = start
         if seq < self.start:
             return
-        self.chunks[seq] = payload
-        if len(self.chunks) > self.keep:
-            for old in sorted(self.chunks)[: len(self.chunks) - self.keep]:
-                del self.chunks[old]
+        chunks = self.chunks
+        if seq not in chunks:
+            heapq.heappush(self._seqs, seq)
+        chunks[seq] = payload
+        while len(chunks) > self.keep:  # the lowest seqs go (a heap: no sort per chunk)
+            del chunks[heapq.heappop(self._seqs)]
         self._notify()
 
     def skip(self, seq: int) -> None:
@@ -279,6 +284,7 @@ class Node:
         self.announce_wanted = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._probe_timer: asyncio.TimerHandle | None = None  #: _probe_quiet_parents
         self.closing = False  #: close() has begun: no new timers, tasks or dials
         #: what happened, for local programs (the local API's event feed)
         self.events = EventBus(clock)
@@ -294,23 +300,39 @@ class Node:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
         self.policy.mapping.listen = (self.host, self.port)
         self._run_policy()
-        self.spawn(self._probe_quiet_parents())
+        if not self.closing:
+            self._probe_timer = self.loop.call_later(PROBE_EVERY, self._probe_quiet_parents)
         return self.host, self.port
 
-    async def _probe_quiet_parents(self) -> None:
-        """Every ``PROBE_EVERY`` s, PING each parent link (a peer that pushes to us) that
-        has sent nothing for ``PROBE_QUIET`` s: when our address changes, the first
-        packet from the new one lets the parent migrate the connection (docs/oftp.md
-        §15.4). Parents push several times a second, so a live one is rarely probed."""
-        while not self.closing:
-            await asyncio.sleep(PROBE_EVERY)  # a period, not synchronisation
-            now = self.loop.time()
+    def _probe_quiet_parents(self) -> None:
+        """PING each parent link (a peer that pushes to us) that has sent nothing for
+        ``PROBE_QUIET`` s: when our address changes, the first packet from the new one
+        lets the parent migrate the connection (docs/oftp.md §15.4). Parents push several
+        times a second, so a live one is rarely probed.
+
+        It looks again when the first parent could turn quiet (its last packet or PING
+        plus ``PROBE_QUIET``, a timer step past), no sooner than ``PROBE_EVERY`` and no
+        later than ``PROBE_QUIET`` (a parent gained meanwhile): about 3 wake-ups a second
+        while parents push, where a fixed 0.1 s period took 10. A timer callback (armed
+        by :meth:`start`, cancelled by :meth:`close`), not a task sleeping in a loop."""
+        self._probe_timer = None
+        if self.closing:
+            return
+        now = self.loop.time()
+        soonest = now + PROBE_QUIET
+        try:
             for ls in list(self.streams.values()):
                 for key in {k for k in ls.swarm.tree.parents if k is not None}:
                     link = self.policy.link_of(key)
-                    if (link is not None and not link.closed and now - link.heard_at > PROBE_QUIET
-                            and now - link.probed_at > PROBE_QUIET):
+                    if link is None or link.closed:
+                        continue
+                    if now - link.heard_at > PROBE_QUIET and now - link.probed_at > PROBE_QUIET:
                         link.probe(now)  # at most one PING per quiet spell of PROBE_QUIET
+                    soonest = min(soonest, max(link.heard_at, link.probed_at) + PROBE_QUIET)
+        finally:
+            if not self.closing:
+                wait = min(PROBE_QUIET, max(PROBE_EVERY, soonest - now + TIMER_GRID))
+                self._probe_timer = self.loop.call_later(wait, self._probe_quiet_parents)
 
     def announce_address(self) -> tuple[str, int]:
         """The address to announce: behind a NAT with an endpoint-independent mapping,
@@ -730,6 +752,9 @@ class Node:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
         if self.dht is not None:
             self.dht.close()
         if self.files is not None:

@@ -31,6 +31,7 @@ carries no knowledge of either stack's internals.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -101,6 +102,13 @@ class Stack:
         run of datagrams to one address (QUIC sends on one path at a time: one run)."""
         return _runs(quic.datagrams_to_send(now=now))
 
+    def fast_core(self, quic: Any) -> Any:
+        """The connection's native core where the link may drive it directly for the rest
+        of the connection's life (poll its datagrams, read and fire its timer): qh3 once
+        the handshake is complete and no qlog logger is set. None: use the connection's
+        own methods (:meth:`datagrams_to_send`, ``get_timer``, ``handle_timer``)."""
+        return None
+
     def supported_versions(self) -> list[int]:
         raise NotImplementedError
 
@@ -155,6 +163,23 @@ class Stack:
     def path(self, quic: Any) -> tuple[str, int] | None:
         """The peer address QUIC sends to now (it follows a migrating peer)."""
         raise NotImplementedError
+
+
+def poll_runs(poll: Any, now: float) -> Sequence[tuple[Any, list[bytes]]]:
+    """A native core's ``poll_transmit`` drained: (address, datagrams) for each run of
+    datagrams to one address, in order; an empty tuple when it has nothing to send."""
+    t = poll(now)
+    if t is None:
+        return ()
+    addr = t[1]
+    run = [t[0]]
+    runs = [(addr, run)]
+    while (t := poll(now)) is not None:
+        if t[1] != addr:
+            addr, run = t[1], []
+            runs.append((addr, run))
+        run.append(t[0])
+    return runs
 
 
 def _runs(out: Any) -> list[tuple[Any, list[bytes]]]:
@@ -393,16 +418,19 @@ class Qh3Stack(Stack):
         core = getattr(quic, "_core", None)
         if core is None or getattr(quic, "_quic_logger", True) is not None:
             return _runs(quic.datagrams_to_send(now=now))
-        poll = core.poll_transmit
-        runs: list[tuple[Any, list[bytes]]] = []
-        addr: Any = None
-        run: list[bytes] = []
-        while (t := poll(now)) is not None:
-            if t[1] != addr or not runs:
-                addr, run = t[1], []
-                runs.append((addr, run))
-            run.append(t[0])
-        return runs
+        return list(poll_runs(core.poll_transmit, now))
+
+    def fast_core(self, quic: Any) -> Any:
+        # qh3 makes its core anew on a Retry or a version negotiation, never after the
+        # handshake; its wrappers around the core's poll_transmit, get_timer and
+        # handle_timer add nothing without a logger but the error mapping (a RuntimeError
+        # of the core is one of ``errors`` too). Not public API: guarded.
+        core = getattr(quic, "_core", None)
+        if (core is None or not getattr(quic, "_handshake_complete", False)
+                or getattr(quic, "_quic_logger", True) is not None
+                or not hasattr(quic, "_drain_core")):
+            return None
+        return core
 
     def rtt(self, quic: Any) -> float:
         core = quic._core  # the native core's estimate (not public API: guarded)

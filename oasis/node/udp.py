@@ -181,10 +181,8 @@ class UdpSocket:
     def sendto(self, data: bytes, addr: Addr) -> None:
         if self._closing:
             return
-        if self._backlog:
-            self._queue(data, addr, 0)
-            return
-        self._send(data, addr, 0)
+        if self._backlog or not self._try_send(data, addr, 0):
+            self._queue(data, addr, 0)  # behind the backlog, or the kernel's buffer is full
 
     def send_ttl(self, data: bytes, addr: Addr, ttl: int) -> bool:
         """Send one datagram now with IP TTL (IPv6 hop limit) ``ttl``, a control message
@@ -203,7 +201,10 @@ class UdpSocket:
 
     def send_many(self, datagrams: list[bytes], addr: Addr) -> None:
         """Send ``datagrams`` to ``addr`` in order, runs of equal size as one GSO send each."""
-        if not self.gso or len(datagrams) < 2:
+        if len(datagrams) == 1:  # most flushes: an ACK
+            self.sendto(datagrams[0], addr)
+            return
+        if not self.gso or not datagrams:
             for d in datagrams:
                 self.sendto(d, addr)
             return

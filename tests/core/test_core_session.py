@@ -327,6 +327,24 @@ def test_chunk_exchange_after_auth() -> None:
     assert [(s.seq, s.deadline) for s in streams] == [(i, 9.0) for i in range(6)]
 
 
+def test_a_chunk_pushed_on_several_links_is_encoded_once_and_each_link_sends_its_chunk() -> None:
+    """A relay pushes one chunk to each child: the bytes are encoded once and shared; a
+    different chunk (even of the same seq) is encoded anew, never served from that cache."""
+    one, two = authed(), authed()
+    chunk = sign_chunk(ALICE, SID, 4, 4, True, b"a" * 3000)
+    other = sign_chunk(ALICE, SID, 4, 4, True, b"b" * 3000)  # same seq, other bytes
+    one.a.send_chunk(chunk, 9.0)
+    two.a.send_chunk(chunk, 9.0)
+    (sa,), (sb,) = ([a for a in lk.a.actions() if isinstance(a, ss.SendChunkStream)]
+                    for lk in (one, two))
+    assert sa.data is sb.data and wire.decode_chunk(sa.data) == chunk
+    two.a.send_chunk(other, 9.0)
+    one.a.send_chunk(chunk, 9.0)
+    (sc,), (sd,) = ([a for a in lk.a.actions() if isinstance(a, ss.SendChunkStream)]
+                    for lk in (two, one))
+    assert wire.decode_chunk(sc.data) == other and wire.decode_chunk(sd.data) == chunk
+
+
 def test_counters_add_up() -> None:
     link = authed()
     payloads = [b"a" * 100, b"b" * 2000, b"c" * 30]
