@@ -66,6 +66,9 @@ from .tree import PushTree
 
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
+#: ``repair_overdue``: a round later than this before the origin fallback could not be answered (s)
+OVERDUE_ANSWER = 0.02
+RELAY_QUEUE = 0.015  #: with a measured hop (``relay_hop`` < 0): the copies ahead of a child's (s)
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
@@ -379,13 +382,27 @@ class RepairPicker:
         """We have children on ``j`` and our parent's push usually reaches us so late that
         our copy would reach them after their origin fallback (``RELAY_HOP`` a hop)."""
         d = self.delay
-        if not d.known[j] or d.lag[j] + REPAIR_MARGIN + RELAY_HOP <= d.origin_at:
+        if not d.known[j]:
             return False
+        hop = self.config.relay_hop
+        if hop >= 0:
+            if d.lag[j] + REPAIR_MARGIN + hop <= d.origin_at:
+                return False
+            bit = 1 << j
+            for st in self.peers.values():
+                if st.children_mask & bit:
+                    return True
+            return False
+        # measured: half the RTT to the farthest child on j (the transport's estimate; a
+        # hop guess when unknown) and RELAY_QUEUE for the copies ahead of its copy
+        far = -1.0
         bit = 1 << j
         for st in self.peers.values():
             if st.children_mask & bit:
-                return True
-        return False
+                half = st.rtt / 2 if st.rtt >= 0 else RELAY_HOP
+                if half > far:
+                    far = half
+        return far >= 0 and d.lag[j] + REPAIR_MARGIN + far + RELAY_QUEUE > d.origin_at
 
     def _arrival_via(self, st: PeerState, j: int, age: float) -> float:
         """How long after its time a chunk of ``j`` that is ``age`` (s) old now would reach us
@@ -420,6 +437,15 @@ class RepairPicker:
         late = self.delay.late[j]
         by_lag = late and self.config.repair_by_lag
         age = now - self.log.time_of(seq) if by_lag else 0.0
+        d = self.delay
+        # ``repair_overdue``: our parent's push of this chunk is overdue (past its usual
+        # time + 2 deviations): a neighbour that has it by now is worth asking even though
+        # our parent usually pushes sooner than it would answer (a loss on the path, a
+        # busy relay: this chunk, not the tree, is late)
+        overdue = by_lag and self.config.repair_overdue and age >= d.lag[j] + 2 * d.dev[j]
+        if overdue and w.origin_busy:
+            w.request_at = now + self.config.repair_after
+            return  # (the origin is asked already: a repair would be a duplicate)
         predicted = False
         for st in self.peers.values():
             if st.key in w.asked or st.status is None or st.refused_until > now:
@@ -437,7 +463,7 @@ class RepairPicker:
                     # it would have it and answer before the origin fallback (and before
                     # our parent's usual push): a held request there beats both
                     arrival = self._arrival_via(st, j, age)
-                    if arrival >= self.delay.origin_at or arrival >= self.delay.lag[j]:
+                    if arrival >= d.origin_at or (arrival >= d.lag[j] and not overdue):
                         continue
                     guess = True
             elif not holds and (j >= len(msg.paths) or not msg.paths[j] or len(msg.paths[j]) > mine):
@@ -451,6 +477,12 @@ class RepairPicker:
         if best is None:
             w.request_at = now + self.config.repair_after
             w.asked.clear()
+            if by_lag and self.config.repair_overdue and not overdue:
+                # one more round once our parent's push of it is overdue, if an answer
+                # could still come before the origin fallback
+                at = self.log.time_of(seq) + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN
+                if now < at < self.log.time_of(seq) + d.origin_at - OVERDUE_ANSWER:
+                    w.request_at = at
             if (late and self.config.relay_origin_early and self.config.use_origin and not w.origin_busy
                     and now < w.origin_at and self._relay_late(j)):
                 # our children would get our push after their own origin fallback: fetch
