@@ -68,7 +68,6 @@ ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
 #: ``repair_overdue``: a round later than this before the origin fallback could not be answered (s)
 OVERDUE_ANSWER = 0.02
-RELAY_QUEUE = 0.015  #: with a measured hop (``relay_hop`` < 0): the copies ahead of a child's (s)
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
@@ -382,27 +381,13 @@ class RepairPicker:
         """We have children on ``j`` and our parent's push usually reaches us so late that
         our copy would reach them after their origin fallback (``RELAY_HOP`` a hop)."""
         d = self.delay
-        if not d.known[j]:
+        if not d.known[j] or d.lag[j] + REPAIR_MARGIN + RELAY_HOP <= d.origin_at:
             return False
-        hop = self.config.relay_hop
-        if hop >= 0:
-            if d.lag[j] + REPAIR_MARGIN + hop <= d.origin_at:
-                return False
-            bit = 1 << j
-            for st in self.peers.values():
-                if st.children_mask & bit:
-                    return True
-            return False
-        # measured: half the RTT to the farthest child on j (the transport's estimate; a
-        # hop guess when unknown) and RELAY_QUEUE for the copies ahead of its copy
-        far = -1.0
         bit = 1 << j
         for st in self.peers.values():
             if st.children_mask & bit:
-                half = st.rtt / 2 if st.rtt >= 0 else RELAY_HOP
-                if half > far:
-                    far = half
-        return far >= 0 and d.lag[j] + REPAIR_MARGIN + far + RELAY_QUEUE > d.origin_at
+                return True
+        return False
 
     def _arrival_via(self, st: PeerState, j: int, age: float) -> float:
         """How long after its time a chunk of ``j`` that is ``age`` (s) old now would reach us

@@ -63,10 +63,11 @@ class SwarmConfig:
     #: ... strictly one at a child's first SUBSCRIBE; a child asks it for another only when
     #: no other neighbour is a candidate for that substream (a lone viewer, a small swarm),
     #: and gets it while the broadcaster has more free slots than neighbours without one
-    root_strict: bool = False
+    root_strict: bool = True
     #: ... and a child fed more than one substream by the broadcaster moves the others to
-    #: another parent once one is a candidate (after the switch dwell; make before break)
-    root_giveback: bool = False
+    #: another parent once one is a candidate and the broadcaster has no free slot (after
+    #: the switch dwell; make before break)
+    root_giveback: bool = True
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
     #: on a substream whose parent's push usually comes after the origin fallback would
@@ -88,13 +89,10 @@ class SwarmConfig:
     #: ``j`` from at its repair round asks the origin then, not at the fallback: its copy
     #: reaches its children before their own fallback (one fetch instead of one per child)
     relay_origin_early: bool = True
-    #: ... taking its push to a child to take this long (s); < 0: half the RTT to its
-    #: farthest child on that substream plus a queue allowance (:meth:`RepairPicker._relay_late`)
-    relay_hop: float = 0.05
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
-    repair_overdue: bool = False
+    repair_overdue: bool = True
     #: a viewer that has not started this long after its join asks the origin for the
     #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
     #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed

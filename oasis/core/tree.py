@@ -254,15 +254,17 @@ class PushTree:
 
     def _root_kept(self) -> int:
         """``root_giveback``: when the broadcaster feeds us more than one substream (it
-        gave us the others when no other neighbour was a candidate, ``root_strict``), the
-        one we keep from it: where we have most children, else the lowest; -1: it feeds us
-        one or none. The others move to another parent once one is a candidate, so its
-        slots go to more relays one hop deep."""
+        gave us the others when no other neighbour was a candidate, ``root_strict``) and its
+        STATUS says it has no free slot, the one we keep from it: where we have most
+        children, else the lowest; -1: none to give back. The others move to another parent
+        once one is a candidate, so its slots go to more relays one hop deep (while it has
+        slots to spare nobody waits for ours: a small swarm keeps its shallow trees)."""
         keep = -1
         most = -1
         for st in self.peers.values():
-            if not st.is_broadcaster or bin(st.parent_mask).count("1") < 2:
-                continue
+            if not st.is_broadcaster or bin(st.parent_mask).count("1") < 2 \
+                    or st.status is None or st.status.slots > 0:
+                continue  # (a broadcaster with free slots: nobody waits for ours)
             for j in _bits(st.parent_mask):
                 if self.parents[j] != st.key:
                     continue

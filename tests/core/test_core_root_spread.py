@@ -39,8 +39,10 @@ def _sent(node: sw.Swarm, kind: type) -> dict[bytes, int]:
 def test_the_broadcaster_feeds_each_child_one_substream_with_root_spread() -> None:
     b, *kids = _keys(10, 23)
     sid = StreamId(b, "t")
-    # 0.8 * 3000 * 4 / 1500: 6 slots for 8 neighbours
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4)  # root_spread: the default
+    # 0.8 * 3000 * 4 / 1500: 6 slots for 8 neighbours. root_spread without root_strict (the
+    # rule before it): a child of the broadcaster never asks it for another substream
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=False,
+                         root_giveback=False)
     src = sw.Swarm(sid, b, cfg, is_source=True, rng=random.Random(1), now=0.0)
     for k in kids[:8]:
         src.add_peer(k, 0.0, rtt=0.02)
@@ -74,11 +76,13 @@ def test_the_broadcaster_feeds_each_child_one_substream_with_root_spread() -> No
 
 
 def test_a_broadcaster_with_slots_to_spare_feeds_a_lone_viewer_every_substream() -> None:
-    """Slots beyond one per neighbour that is no child yet go to second substreams: a
-    viewer alone with the broadcaster is pushed all of them, not left to pull three."""
+    """Without ``root_strict``, slots beyond one per neighbour that is no child yet go to
+    second substreams at a child's first SUBSCRIBE: a viewer alone with the broadcaster is
+    pushed all of them, not left to pull three. (With it, the default, the lone viewer
+    asks again for them: the next test.)"""
     b, lone, other = _keys(3, 29)
     sid = StreamId(b, "t")
-    src = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4),
+    src = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=False),
                    is_source=True, rng=random.Random(1), now=0.0)
     src.add_peer(lone, 0.0, rtt=0.02)
     src.actions()
@@ -138,9 +142,9 @@ def test_root_strict_gives_one_substream_first_and_the_rest_only_to_a_child_with
     child.on_message(b, wire.SubscribeAck(stream=sid.key, accepted=0b0010, rejected=0b1101), 0.12)
     assert _sent(child, wire.Subscribe) == {relay: 0b1101}
 
-    # without root_strict (the committed rule before) the lone viewer's first SUBSCRIBE
-    # already gets all four (the broadcaster's slots exceed its neighbours without one)
-    plain = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4),
+    # without root_strict (the rule before) the lone viewer's first SUBSCRIBE already gets
+    # all four (the broadcaster's slots exceed its neighbours without one)
+    plain = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=False),
                      is_source=True, rng=random.Random(1), now=0.0)
     plain.add_peer(lone, 0.0, rtt=0.02)
     plain.actions()
@@ -180,7 +184,8 @@ def test_home_penalty_asks_a_relay_for_the_substream_where_it_is_shallow() -> No
 def test_root_giveback_moves_the_broadcasters_extra_substreams_once_another_parent_is_a_candidate() -> None:
     """``root_giveback``: a viewer that got every substream from the broadcaster (it had no
     other candidate) keeps one, the one where it has children, and moves the others to a
-    relay once one is a candidate (after the switch dwell), though the relay is slower."""
+    relay once one is a candidate and the broadcaster is full (after the switch dwell),
+    though the relay is slower."""
     b, me, relay, kid = _keys(4, 41)
     sid = StreamId(b, "t")
     for giveback in (True, False):
@@ -191,6 +196,12 @@ def test_root_giveback_moves_the_broadcasters_extra_substreams_once_another_pare
         node.on_message(b, _status(sid.key, [[peer_tag(b)]] * 4, [0] * 4), 0.0)
         assert _sent(node, wire.Subscribe) == {b: 0b1111}
         node.on_message(b, wire.SubscribeAck(stream=sid.key, accepted=0b1111, rejected=0), 0.05)
+        # while the broadcaster has free slots nobody waits for ours: nothing moves
+        node.actions()
+        node.tree.select_parents(6.0, improve=True)
+        assert not _sent(node, wire.Subscribe)
+        node.on_message(b, wire.Status(stream=sid.key, latest=40, have=0, keyframe=40, slots=0,
+                                       paths=[[peer_tag(b)]] * 4, lags=[0] * 4), 0.06)  # full now
         node.add_peer(kid, 0.1, rtt=0.02)
         node.on_message(kid, wire.Subscribe(stream=sid.key, mask=0b0100, substreams=4), 0.1)
         node.add_peer(relay, 0.1, rtt=0.02)

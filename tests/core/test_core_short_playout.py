@@ -355,41 +355,6 @@ def test_a_late_relay_fetches_for_its_children_when_no_peer_can_repair() -> None
     assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == gap]
 
 
-def test_a_relay_with_a_measured_hop_fetches_early_only_for_children_its_push_would_miss() -> None:
-    """With ``relay_hop`` < 0 the relay takes its push to a child to take half the RTT to
-    its farthest child on the substream (+ a queue allowance), not a fixed 50 ms: pushes
-    0.31 s after a chunk's time reach a child 10 ms away before the child's own origin
-    fallback (0.38 s), so the relay does not fetch for it; a child 50 ms away would miss
-    it, so it does. With the fixed 50 ms it fetches for both."""
-    rng = random.Random(8)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    sid = StreamId(bid.public, "t")
-    me, par, kid = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
-    tb, t1 = peer_tag(bid.public), b"\x01" * 8
-
-    def early(hop: float, kid_rtt: float) -> bool:
-        node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
-                                                relay_hop=hop), rng=random.Random(1), now=0.0)
-        node.add_peer(par, 0.0, rtt=0.02)
-        node.add_peer(kid, 0.0, rtt=kid_rtt)
-        node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
-                                         paths=[[tb, t1, peer_tag(par)]] * K, lags=[280] * K), 0.0)
-        node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
-        for seq in range(40):
-            t = 1.0 + seq * 0.1
-            node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.31)
-        node.on_message(kid, wire.Subscribe(stream=sid.key, mask=1, substreams=K), 5.0)
-        node.actions()
-        assert node.delay.late[0]
-        gap = 40  # substream 0, not pushed
-        node.handle_timer(1.0 + gap * 0.1 + node.delay.cap + 0.001)
-        return any(isinstance(a, sw.FetchOrigin) and a.seq == gap for a in node.actions())
-
-    assert early(0.05, 0.02) and early(0.05, 0.1)
-    assert not early(-1.0, 0.02)
-    assert early(-1.0, 0.1)
-
-
 def test_an_overdue_push_is_repaired_from_a_neighbour_before_the_origin_fallback() -> None:
     """With ``repair_overdue``: on a late substream whose parent usually pushes 0.25 s after
     a chunk's time, the repair round at the cap (0.23 s) does not ask a neighbour that
