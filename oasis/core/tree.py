@@ -9,8 +9,10 @@ moment it has verified it. So each substream is a tree rooted at the
 broadcaster, and a chunk travels one one-way delay per hop, with no request
 round trip. A node accepts children while its upload cap has room (each
 subscribed substream costs ``bitrate / K``; only ``slot_headroom`` of the cap is
-booked). The broadcaster feeds each child one substream (``root_spread``; a second
-only from slots beyond one per neighbour that is no child yet), so each relay one
+booked). The broadcaster feeds each child one substream (``root_spread``; with
+``root_strict`` a second only to a child that has no other candidate for it, while its
+slots exceed one per neighbour that is no child yet, and with ``root_giveback`` handed
+back once another parent is a candidate and the broadcaster is full), so each relay one
 hop deep spends its upload on one substream's tree.
 
 **Loop freedom.** STATUS carries, per substream, the path of 8-byte peer tags
