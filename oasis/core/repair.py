@@ -66,6 +66,8 @@ from .tree import PushTree
 
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
+#: ``repair_overdue``: a round later than this before the origin fallback could not be answered (s)
+OVERDUE_ANSWER = 0.02
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
@@ -420,6 +422,15 @@ class RepairPicker:
         late = self.delay.late[j]
         by_lag = late and self.config.repair_by_lag
         age = now - self.log.time_of(seq) if by_lag else 0.0
+        d = self.delay
+        # ``repair_overdue``: our parent's push of this chunk is overdue (past its usual
+        # time + 2 deviations): a neighbour that has it by now is worth asking even though
+        # our parent usually pushes sooner than it would answer (a loss on the path, a
+        # busy relay: this chunk, not the tree, is late)
+        overdue = by_lag and self.config.repair_overdue and age >= d.lag[j] + 2 * d.dev[j]
+        if overdue and w.origin_busy:
+            w.request_at = now + self.config.repair_after
+            return  # (the origin is asked already: a repair would be a duplicate)
         predicted = False
         for st in self.peers.values():
             if st.key in w.asked or st.status is None or st.refused_until > now:
@@ -437,7 +448,7 @@ class RepairPicker:
                     # it would have it and answer before the origin fallback (and before
                     # our parent's usual push): a held request there beats both
                     arrival = self._arrival_via(st, j, age)
-                    if arrival >= self.delay.origin_at or arrival >= self.delay.lag[j]:
+                    if arrival >= d.origin_at or (arrival >= d.lag[j] and not overdue):
                         continue
                     guess = True
             elif not holds and (j >= len(msg.paths) or not msg.paths[j] or len(msg.paths[j]) > mine):
@@ -451,6 +462,12 @@ class RepairPicker:
         if best is None:
             w.request_at = now + self.config.repair_after
             w.asked.clear()
+            if by_lag and self.config.repair_overdue and not overdue:
+                # one more round once our parent's push of it is overdue, if an answer
+                # could still come before the origin fallback
+                at = self.log.time_of(seq) + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN
+                if now < at < self.log.time_of(seq) + d.origin_at - OVERDUE_ANSWER:
+                    w.request_at = at
             if (late and self.config.relay_origin_early and self.config.use_origin and not w.origin_busy
                     and now < w.origin_at and self._relay_late(j)):
                 # our children would get our push after their own origin fallback: fetch

@@ -60,6 +60,18 @@ class SwarmConfig:
     #: (strictly one per child: 0.934, 0.920, but a viewer alone with the broadcaster
     #: then pulls three substreams; docs/simulation.md, 2026-12-02)
     root_spread: bool = True
+    #: ... strictly one at a child's first SUBSCRIBE; a child asks it for another only when
+    #: no other neighbour is a candidate for that substream (a lone viewer, a small swarm),
+    #: and gets it while the broadcaster has more free slots than neighbours without one.
+    #: Without it (2026-12-03, HEAD 55cb810) the first viewers' first SUBSCRIBE got all four
+    #: and kept them: 9 of the broadcaster's 48 neighbours held 36 of its 51 slots; with it
+    #: and ``root_giveback``, 46-48 relays one hop deep, and simulated offload over six runs
+    #: (three scenarios, two seeds, 1,000 x 40 s at 0.5 s) 0.907 -> 0.925 (docs/simulation.md)
+    root_strict: bool = True
+    #: ... and a child fed more than one substream by the broadcaster moves the others to
+    #: another parent once one is a candidate and the broadcaster has no free slot (after
+    #: the switch dwell; make before break)
+    root_giveback: bool = True
     bad_chunk_limit: int = 3
     origin_retry: float = 0.05
     #: on a substream whose parent's push usually comes after the origin fallback would
@@ -81,6 +93,10 @@ class SwarmConfig:
     #: ``j`` from at its repair round asks the origin then, not at the fallback: its copy
     #: reaches its children before their own fallback (one fetch instead of one per child)
     relay_origin_early: bool = True
+    #: on a late substream, a second repair round once our parent's push of the chunk is
+    #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
+    #: lag says it has the chunk and would answer before the origin fallback
+    repair_overdue: bool = True
     #: a viewer that has not started this long after its join asks the origin for the
     #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
     #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed
@@ -90,6 +106,10 @@ class SwarmConfig:
     #: added to a candidate parent's expected arrival per relay on its path: each is a
     #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
     hop_penalty: float = 0.03
+    #: added to a candidate parent's score on ``j``: how much later chunks reach it on ``j``
+    #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
+    #: asked for the substream where it is shallow (:meth:`oasis.core.tree.PushTree.parent_score`)
+    home_penalty: float = 0.0
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...

@@ -9,8 +9,10 @@ moment it has verified it. So each substream is a tree rooted at the
 broadcaster, and a chunk travels one one-way delay per hop, with no request
 round trip. A node accepts children while its upload cap has room (each
 subscribed substream costs ``bitrate / K``; only ``slot_headroom`` of the cap is
-booked). The broadcaster feeds each child one substream (``root_spread``; a second
-only from slots beyond one per neighbour that is no child yet), so each relay one
+booked). The broadcaster feeds each child one substream (``root_spread``; with
+``root_strict`` a second only to a child that has no other candidate for it, while its
+slots exceed one per neighbour that is no child yet, and with ``root_giveback`` handed
+back once another parent is a candidate and the broadcaster is full), so each relay one
 hop deep spends its upload on one substream's tree.
 
 **Loop freedom.** STATUS carries, per substream, the path of 8-byte peer tags
@@ -155,8 +157,35 @@ class PushTree:
         est = lag / 1000 if lag != wire.LAG_UNKNOWN else relays * HOP_GUESS
         return est + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS) + self.config.hop_penalty * relays
 
+    def parent_score(self, st: PeerState, j: int) -> float:
+        """:meth:`expected_arrival` plus, with ``home_penalty``, how much later chunks reach
+        ``st`` on ``j`` than on the substream where it is fastest (its *home*), at most
+        ``home_penalty``: a relay is asked for the substream where it is shallow, so its
+        slots go to one tree, where it is interior, and it is a leaf in the others
+        (SplitStream's shape, chosen by the children, not fixed). Where it is the only
+        candidate it is still asked (a lone viewer, a small swarm)."""
+        est = self.expected_arrival(st, j)
+        hp = self.config.home_penalty
+        msg = st.status
+        if hp <= 0 or msg is None or st.is_broadcaster or est == INF:
+            return est
+        own = best = INF
+        lags = msg.lags
+        for k, path in enumerate(msg.paths):
+            if not path:
+                continue
+            lag = lags[k] if k < len(lags) else wire.LAG_UNKNOWN
+            at = lag / 1000 if lag != wire.LAG_UNKNOWN else (len(path) - 1) * HOP_GUESS
+            if at < best:
+                best = at
+            if k == j:
+                own = at
+        gap = own - best
+        return est + (gap if gap < hp else hp)
+
     def candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
         out = []
+        last_resort: PeerState | None = None
         for st in self.peers.values():
             msg = st.status
             if msg is None or j >= len(msg.paths) or not msg.paths[j]:
@@ -169,11 +198,17 @@ class PushTree:
             if st.rejected_until.get(j, 0.0) > now:
                 continue
             if st.is_broadcaster and self.config.root_spread and st.parent_mask & ~(1 << j):
-                continue  # it feeds each child one substream (``root_spread``)
+                # it feeds each child one substream (``root_spread``); with ``root_strict``
+                # a second one only to a child with no other candidate (a lone viewer)
+                if self.config.root_strict:
+                    last_resort = st
+                continue
             # spread substreams over parents: another feed from the same peer shares its upload
             others = bin(st.parent_mask & ~(1 << j)).count("1")
-            score = self.expected_arrival(st, j) + 0.01 * others + self.rng.random() * 0.005
+            score = self.parent_score(st, j) + 0.01 * others + self.rng.random() * 0.005
             out.append((score, st))
+        if not out and last_resort is not None:
+            out.append((self.parent_score(last_resort, j), last_resort))
         out.sort(key=lambda x: x[0])
         return out
 
@@ -189,6 +224,7 @@ class PushTree:
         for st in self.peers.values():
             pending |= st.pending_mask
         asks: dict[bytes, int] = {}
+        keep = self._root_kept() if improve and self.config.root_giveback else -1
         for j in range(self.config.substreams):
             if pending & (1 << j):
                 continue
@@ -205,8 +241,9 @@ class PushTree:
                 if best.key == current:
                     continue
                 cur = self.peers.get(current)
-                cur_est = self.expected_arrival(cur, j) if cur is not None else INF
-                if best_score > cur_est - SWITCH_GAIN:
+                cur_est = self.parent_score(cur, j) if cur is not None else INF
+                extra = keep >= 0 and j != keep and cur is not None and cur.is_broadcaster
+                if best_score > cur_est - SWITCH_GAIN and not extra:
                     continue
             asks[best.key] = asks.get(best.key, 0) | (1 << j)
         for key, mask in asks.items():
@@ -216,6 +253,30 @@ class PushTree:
             self.peer_timers[key] = None
             self.actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
                                                           substreams=self.config.substreams)))
+
+    def _root_kept(self) -> int:
+        """``root_giveback``: when the broadcaster feeds us more than one substream (it
+        gave us the others when no other neighbour was a candidate, ``root_strict``) and its
+        STATUS says it has no free slot, the one we keep from it: where we have most
+        children, else the lowest; -1: none to give back. The others move to another parent
+        once one is a candidate, so its slots go to more relays one hop deep (while it has
+        slots to spare nobody waits for ours: a small swarm keeps its shallow trees)."""
+        keep = -1
+        most = -1
+        for st in self.peers.values():
+            if not st.is_broadcaster or bin(st.parent_mask).count("1") < 2 \
+                    or st.status is None or st.status.slots > 0:
+                continue  # (a broadcaster with free slots: nobody waits for ours)
+            for j in _bits(st.parent_mask):
+                if self.parents[j] != st.key:
+                    continue
+                kids = 0
+                for other in self.peers.values():
+                    if other.children_mask >> j & 1:
+                        kids += 1
+                if kids > most:
+                    keep, most = j, kids
+        return keep
 
     def on_subscribe(self, st: PeerState, msg: wire.Subscribe, now: float) -> None:
         k = self.config.substreams
@@ -252,6 +313,17 @@ class PushTree:
         new = mask & ~st.children_mask
         if not new:
             return mine
+        if self.config.root_strict and not st.children_mask:
+            # strictly one at a child's first SUBSCRIBE: the one we feed fewest
+            fed = [0] * self.config.substreams
+            for other in self.peers.values():
+                for j in _bits(other.children_mask):
+                    fed[j] += 1
+            best = -1
+            for j in _bits(new):
+                if best < 0 or fed[j] < fed[best]:
+                    best = j
+            return 1 << best
         # slots beyond one for each neighbour that is no child yet (a small swarm's viewers,
         # one that is alone: every substream) go to second substreams, fewest fed first
         counts = [0] * self.config.substreams
@@ -286,8 +358,11 @@ class PushTree:
             self.counters.acks_unwanted += 1
             self.actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=unwanted)))
         st.pending_mask &= ~(msg.accepted | msg.rejected)
+        spread = st.is_broadcaster and self.config.root_strict and msg.accepted
         for j in _bits(msg.rejected):
-            st.rejected_until[j] = now + self.config.reject_backoff
+            if not spread:  # (the broadcaster's one-per-child rule is no refusal: asked again
+                # at once where no other neighbour is a candidate, ``root_strict``)
+                st.rejected_until[j] = now + self.config.reject_backoff
         for j in _bits(mask):
             old = self.parents[j]
             if self.standby[j] == st.key:

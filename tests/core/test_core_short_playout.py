@@ -302,8 +302,8 @@ def test_a_late_substream_asks_a_neighbour_whose_lag_says_it_has_the_chunk() -> 
     status(fast, [tb, peer_tag(fast)], 60, 0, t + 0.25)
     node.actions()
     gap2 = 44
-    t2 = 1.0 + gap2 * 0.1
-    node.handle_timer(t2 + node.delay.cap + 0.001)
+    tg2 = 1.0 + gap2 * 0.1
+    node.handle_timer(tg2 + node.delay.cap + 0.001)
     assert not [a for a in node.actions() if isinstance(a, sw.Send) and isinstance(a.message, wire.Request)
                 and a.message.seq == gap2]
 
@@ -353,3 +353,49 @@ def test_a_late_relay_fetches_for_its_children_when_no_peer_can_repair() -> None
     assert node.repair.stall_latest < 0
     node.handle_timer(t + 0.28)
     assert [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == gap]
+
+
+def test_an_overdue_push_is_repaired_from_a_neighbour_before_the_origin_fallback() -> None:
+    """With ``repair_overdue``: on a late substream whose parent usually pushes 0.25 s after
+    a chunk's time, the repair round at the cap (0.23 s) does not ask a neighbour that
+    would answer later than that push (0.30 s); once this chunk's push is overdue, a second
+    round asks it, since its answer still beats the origin fallback (0.38 s). Without it
+    the next step is the origin."""
+    rng = random.Random(9)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    me, par, mid = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
+    tb, t1, t2 = peer_tag(bid.public), b"\x01" * 8, b"\x02" * 8
+    gap = 40  # the parent's push of 40 does not come
+    t = 1.0 + gap * 0.1
+
+    def asked(overdue: bool) -> list[float]:
+        node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+                                                repair_overdue=overdue), rng=random.Random(1), now=0.0)
+        node.add_peer(par, 0.0, rtt=0.02)
+        node.add_peer(mid, 0.0, rtt=0.02)
+        node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
+                                         paths=[[tb, t1, peer_tag(par)]] * K, lags=[250] * K), 0.0)
+        node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
+        for seq in range(gap):
+            ts = 1.0 + seq * 0.1
+            node.on_chunk(par, sign_chunk(bid, sid, seq, int(ts * 1e6), seq == 0, b"x"), ts + 0.25)
+        node.on_message(mid, wire.Status(stream=sid.key, latest=30, have=0, keyframe=0, slots=3,
+                                         paths=[[tb, t2, peer_tag(mid)]] * K, lags=[260] * K), 4.0)
+        node.actions()
+        assert node.delay.late[0]
+        out = []
+        now = t + node.delay.cap + 0.001
+        while now < t + 0.38:  # until the origin fallback
+            node.handle_timer(now)
+            if any(isinstance(a, sw.Send) and isinstance(a.message, wire.Request) and a.message.seq == gap
+                   and a.peer == mid for a in node.actions()):
+                out.append(round(now - t, 3))
+            nt = node.get_timer()
+            now = max(now + 0.001, nt if nt is not None else INF)
+        return out
+
+    INF = float("inf")
+    got = asked(True)
+    assert len(got) == 1 and 0.27 < got[0] < 0.36  # once, when the push was overdue
+    assert asked(False) == []

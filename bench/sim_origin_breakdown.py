@@ -1,0 +1,130 @@
+"""Where the origin's deliveries go in one simulation: prints JSON.
+
+Runs ``oasis sim SCENARIO --peers N --duration S --playout P --seed K --baselines none`` in
+this process and wraps the simulator's interpreted executor (``oasis.sim.execute``'s table
+for ``OasisSim``: ``Deliver`` and ``FetchOrigin``), so every delivery is seen with the
+node's state at that moment; the run itself is unchanged (the same figures as the CLI).
+For each origin delivery after the viewer's join: whether its substream was late, when the
+fetch was asked (s after the chunk's time: the repair cap is a relay's early fetch, the
+fallback a viewer's own), the viewer's smoothed lag and children on the substream, its age,
+its depth; and the push trees at the end (per depth: viewer-substreams, children on that
+substream and on the others) and the broadcaster's children.
+
+    python bench/sim_origin_breakdown.py scenarios/mobile-churn-10k.toml --seed 2 \\
+        [--set root_strict=false ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import tomllib
+from typing import Any
+
+import numpy as np
+
+from oasis.core import swarm as sw
+from oasis.sim import cli, execute, oasis_run, population
+from oasis.sim.netmodel import World
+
+
+def _shares(values: list[Any]) -> dict[str, float]:
+    c = collections.Counter(values)
+    n = max(len(values), 1)
+    return {str(k): round(v / n, 4) for k, v in sorted(c.items(), key=lambda x: str(x[0]))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario")
+    ap.add_argument("--peers", default="1000")
+    ap.add_argument("--duration", default="40")
+    ap.add_argument("--playout", default="0.5")
+    ap.add_argument("--seed", default="1")
+    ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
+    a = ap.parse_args()
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    s = cli.scenario_from(p.parse_args([a.scenario, "--peers", a.peers, "--duration", a.duration,
+                                        "--playout", a.playout, "--seed", a.seed, "--baselines", "none"]))
+    over = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.set}
+    if over:
+        s = dataclasses.replace(s, protocol={**s.protocol, **over})
+    k = s.swarm_config().substreams
+    rows: list[tuple[Any, ...]] = []
+    p2p_depth: collections.Counter[int] = collections.Counter()
+    asked: dict[tuple[int, int], float] = {}
+    table = execute._table(oasis_run.OasisSim)
+    deliver, fetch = table[sw.Deliver], table[sw.FetchOrigin]
+
+    def on_fetch(net: Any, node: Any, act: sw.FetchOrigin) -> Any:
+        if 0 <= act.seq < len(net.produced_t):
+            asked[(node.idx, act.seq)] = net.now - net.produced_t[act.seq]
+        return fetch(net, node, act)
+
+    def on_deliver(net: Any, node: Any, act: sw.Deliver) -> Any:
+        rec = node.rec
+        c = act.chunk
+        if rec is not None and not node.mode and c.time_us / 1e6 >= rec.joined_at:
+            j = c.seq % k
+            tree = node.swarm.tree
+            depth = len(tree.paths[j]) - 1 if tree.parents[j] is not None else 0
+            if act.source == sw.SOURCE_ORIGIN:
+                d = node.swarm.delay
+                kids = sum(1 for st in node.swarm.peers.values() if st.children_mask >> j & 1)
+                rows.append((depth, tree.parents[j] is not None, bool(d.late[j]),
+                             d.lag[j] if d.known[j] else -1.0, kids, asked.get((node.idx, c.seq), -1.0),
+                             act.at - rec.joined_at, act.at - tree.changed_at[j], node.net.access))
+            else:
+                p2p_depth[depth] += 1
+        return deliver(net, node, act)
+
+    table[sw.Deliver], table[sw.FetchOrigin] = on_deliver, on_fetch
+    world = World()
+    bnet, viewers = population.build(s, world, int(a.seed))
+    res, sim = oasis_run.run_oasis(s, world, bnet, viewers, int(a.seed))
+    n = len(rows)
+    lags = np.array([r[3] for r in rows if r[3] >= 0]) if rows else np.zeros(1)
+    early = [r for r in rows if 0 <= r[5] < sim.cfg.playout_delay - sim.cfg.origin_margin - 0.02]
+    trees: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    for node in sim.nodes.values():
+        if node.is_source or not node.alive or node.mode:
+            continue
+        t = node.swarm.tree
+        for j in range(k):
+            if t.parents[j] is None:
+                continue
+            on = sum(1 for st in node.swarm.peers.values() if st.children_mask >> j & 1)
+            off = sum(bin(st.children_mask & ~(1 << j)).count("1") for st in node.swarm.peers.values())
+            trees[len(t.paths[j]) - 1].append((on, off))
+    src = sim.source.swarm
+    out = {
+        "scenario": s.name, "seed": int(a.seed), "overrides": over,
+        "result": {key: v for key, v in res.items() if not isinstance(v, (dict, list)) or key == "latency_ms"},
+        "origin_deliveries": n, "p2p_deliveries": sum(p2p_depth.values()),
+        "late": round(sum(r[2] for r in rows) / max(n, 1), 4),
+        "no_parent": round(sum(not r[1] for r in rows) / max(n, 1), 4),
+        "fetched_at_s": _shares([round(r[5], 2) for r in rows]),
+        "early_by_relays": round(len(early) / max(n, 1), 4),
+        "early_relay_lag_p50_s": round(float(np.median([r[3] for r in early])) if early else -1.0, 4),
+        "early_relay_children_mean": round(float(np.mean([r[4] for r in early])) if early else 0.0, 3),
+        "lag_p10_p50_p90_s": [round(float(x), 4) for x in np.percentile(lags, [10, 50, 90])],
+        "viewer_age_s": _shares([min(int(r[6] // 2) * 2, 20) for r in rows]),
+        "parent_under_1s": round(sum(r[7] < 1 for r in rows) / max(n, 1), 4),
+        "depth": _shares([r[0] for r in rows]),
+        "access": _shares([r[8] for r in rows]),
+        "p2p_depth": {str(d): v for d, v in sorted(p2p_depth.items())},
+        "trees_at_end": {str(d): {"viewer_substreams": len(v),
+                                  "children_on_j": round(float(np.mean([x[0] for x in v])), 2),
+                                  "children_on_others": round(float(np.mean([x[1] for x in v])), 2)}
+                         for d, v in sorted(trees.items())},
+        "broadcaster_children_by_substreams": dict(collections.Counter(
+            bin(st.children_mask).count("1") for st in src.peers.values())),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
