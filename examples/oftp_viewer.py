@@ -250,7 +250,10 @@ class Stats:
     pushed: int = 0
     seqs: set[int] = field(default_factory=set)
     keyframes: int = 0
+    #: the earliest chunk (lowest seq) received is a keyframe: JOIN(start) starts the viewer at the
+    #: latest keyframe and nothing older is pushed (§9.1); pushes of later chunks may overtake it
     first_keyframe: bool | None = None
+    first_seq: int | None = None
     errors: list[str] = field(default_factory=list)
     control: dict[str, int] = field(default_factory=dict)
     links: list[str] = field(default_factory=list)  #: "out|in <peer>" per HELLO received
@@ -300,8 +303,8 @@ class Viewer:
             self.stats.bad += 1
             return
         self.stats.received += 1
-        if self.stats.first_keyframe is None:
-            self.stats.first_keyframe = bool(c.flags & 1)
+        if self.stats.first_seq is None or c.seq < self.stats.first_seq:
+            self.stats.first_seq, self.stats.first_keyframe = c.seq, bool(c.flags & 1)
         if not verify_chunk(self.broadcaster, self.skey, c):
             self.stats.bad += 1
             return
@@ -744,9 +747,20 @@ async def run(link_text: str, seconds: float, relay: str | None = None, probe: b
         if desc is not None and k != desc["substreams"]:
             stats.errors.append(f"STATUS has {k} paths, the descriptor {desc['substreams']} substreams")
         result["parent_paths_are_its_tag"] = all(p == [peer_tag(key_of(peer))] for p in viewer.parent_paths)
-        link.send(Subscribe(viewer.skey, (1 << k) - 1, k))
-        await asyncio.wait_for(link.acked.wait(), 5)
-        result["k"], result["accepted"] = k, link.accepted
+        # §9.2: the broadcaster grants a child that has none exactly one substream; bits it
+        # rejects while accepting another are no refusal, so a viewer with no other candidate
+        # asks again at once (at most k rounds) until it holds every substream or none is new.
+        full, held = (1 << k) - 1, 0
+        for _ in range(k):
+            link.acked.clear()
+            link.send(Subscribe(viewer.skey, full, k))
+            await asyncio.wait_for(link.acked.wait(), 5)
+            if link.accepted | held == held:
+                break
+            held |= link.accepted
+            if held == full:
+                break
+        result["k"], result["accepted"] = k, held
         end = time.monotonic() + seconds
         stop = asyncio.ensure_future(asyncio.wait([asyncio.ensure_future(link.closed.wait()),
                                                    asyncio.ensure_future(viewer.done.wait())],
