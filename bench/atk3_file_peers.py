@@ -10,8 +10,8 @@ import asyncio
 import json
 import os
 import time
-import urllib.request
-from typing import Any
+
+from atk3_dht_amplify import api  # the same bearer-token API call (run from bench/)
 
 from oasis.core import content, wire
 from oasis.core.identity import Identity
@@ -26,16 +26,6 @@ class Sink(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.n += 1
         self.bytes += len(data)
-
-
-def api(url: str, token: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=40) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 async def main() -> None:
