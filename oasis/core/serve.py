@@ -119,6 +119,17 @@ class PullServer:
             self.counters.held_refused += 1
             self.refuse(st, seq, now, strike=True)
 
+    def on_cancel(self, st: PeerState, seq: int) -> None:
+        """CANCEL: the peer holds ``seq`` now; drop its held request or queued answer.
+        The pull budget it paid is not given back (a REQUEST then CANCEL costs what a
+        REQUEST costs: no way to hold requests for free)."""
+        if self.held.take(st.key, seq) is not None:
+            self.counters.cancels_held += 1
+        elif self.upload.cancel(st.key, seq):
+            self.counters.cancels_queued += 1
+        else:
+            self.counters.cancels_late += 1
+
     def on_start(self, st: PeerState, now: float) -> None:
         """JOIN(start): the joiner has not started, and its first REQUEST would be for our
         latest keyframe. Send it now if it is fresh, paid from the joiner's pull budget

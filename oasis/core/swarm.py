@@ -275,6 +275,8 @@ class Swarm:
             st.children_mask &= ~msg.mask
         elif isinstance(msg, wire.Request):
             self.pulls.on_request(st, msg, now)
+        elif isinstance(msg, wire.Cancel):
+            self.pulls.on_cancel(st, msg.seq)
         elif isinstance(msg, wire.Missing):
             self.claims.on_missing(st, msg.seq, now)
             self.repair.on_missing(st, msg.seq, msg.refused, now)
@@ -452,6 +454,13 @@ class Swarm:
         if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
             repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)
+        if want is not None and want.asked and self.config.cancel_requests:
+            # other peers still have our REQUEST: a held one (or a queued answer) would
+            # send a duplicate (§9.4, CANCEL)
+            for k in sorted(want.asked):  # (a set of keys: sorted, so a simulator run repeats)
+                if k != peer and k in self.peers:
+                    self._actions.append(Send(k, wire.Cancel(stream=self.skey, seq=seq)))
+                    self.counters.cancels_sent += 1
         deadline = repair.deadline_of(seq)
         if now > deadline and want is None and seq <= repair.skipped_upto:
             self.counters.late += 1

@@ -97,6 +97,9 @@ class SwarmConfig:
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
     repair_overdue: bool = True
+    #: a chunk that arrives while REQUESTs for it are out: tell the other peers asked
+    #: (CANCEL) so a held request or a queued answer does not send a duplicate
+    cancel_requests: bool = True
     #: a viewer that has not started this long after its join asks the origin for the
     #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
     #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed
@@ -240,6 +243,13 @@ class SwarmCounters:
     #: the chunk but whose advertised lag says it has had it by now (``RepairPicker.request``)
     requests_predicted: int = 0
     requests_served: int = 0
+    #: CANCELs sent (a chunk came while other peers still had our REQUEST for it), and
+    #: CANCELs heard that dropped a held request / a queued answer / found nothing
+    #: (answered already, or never asked)
+    cancels_sent: int = 0
+    cancels_held: int = 0
+    cancels_queued: int = 0
+    cancels_late: int = 0
     missing_sent: int = 0
     origin_fetches: int = 0
     origin_starts: int = 0  #: FetchOrigin(ORIGIN_LATEST): no start from peers in time

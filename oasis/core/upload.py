@@ -43,6 +43,19 @@ class UploadScheduler:
     def enqueue(self, peer: bytes, chunk: ChunkMsg, deadline: float) -> None:
         heapq.heappush(self._queue, (-chunk.seq, next(self._order), peer, chunk, deadline))
 
+    def cancel(self, peer: bytes, seq: int) -> bool:
+        """Drop a queued send of ``seq`` to ``peer``; whether one was queued. A scan of
+        the queue (tens of entries; CANCELs come at most at a peer's message budget)."""
+        q = self._queue
+        for i in range(len(q)):
+            e = q[i]
+            if e[0] == -seq and e[2] == peer:
+                q[i] = q[-1]
+                q.pop()
+                heapq.heapify(q)
+                return True
+        return False
+
     def _refill(self, now: float) -> None:
         if now > self.updated:
             self.tokens = min(self.depth, self.tokens + (now - self.updated) * self.rate)

@@ -177,6 +177,14 @@ class Missing(Message, tag=10, frozen=True):
     refused: bool = False
 
 
+class Cancel(Message, tag=24, frozen=True):
+    """The sender holds ``seq`` now (it came from another peer or the origin): forget
+    its REQUEST for it, held or with the answer still queued (§9.4)."""
+
+    stream: StreamKey
+    seq: U64
+
+
 class ChunkMsg(Message, tag=11, frozen=True):
     """A signed media chunk. Sent alone on its own unidirectional QUIC stream,
     and as the body of the HTTP origin's chunk URL."""
@@ -449,7 +457,7 @@ FILE_MESSAGES = (FileWant, FileHave, BlockRequest, BlockMsg, BlockMissing, FileP
 
 CONTROL_MESSAGES = (
     Hello, Auth, Join, Leave, Status, Subscribe, SubscribeAck, Unsubscribe,
-    Request, Missing, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg, *DHT_MESSAGES,
+    Request, Missing, Cancel, Goodbye, Error, WalletBind, TicketMsg, ReceiptMsg, *DHT_MESSAGES,
     Observed, Neighbours, Punch, *FILE_MESSAGES, *CHAT_MESSAGES, *DM_MESSAGES,
 )
 ALL_MESSAGES = (*CONTROL_MESSAGES, ChunkMsg)
@@ -458,7 +466,7 @@ MESSAGE_IDS = {cls.__struct_config__.tag: cls for cls in ALL_MESSAGES}
 _encoder = msgspec.msgpack.Encoder()
 _control_decoder = msgspec.msgpack.Decoder(
     Hello | Auth | Join | Leave | Status | Subscribe | SubscribeAck | Unsubscribe
-    | Request | Missing | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
+    | Request | Missing | Cancel | Goodbye | Error | WalletBind | TicketMsg | ReceiptMsg
     | DhtPing | DhtPong | DhtFindNode | DhtNodesMsg | DhtGetProviders | DhtProviders
     | DhtAddProvider | Observed | Neighbours | Punch
     | FileWant | FileHave | BlockRequest | BlockMsg | BlockMissing | FilePeers | BlockCancel

@@ -1262,6 +1262,20 @@ class OasisSim:
             "honest_counters": dict(sorted(totals.items())),
         }
 
+    def _cancel_result(self) -> dict[str, int]:
+        """CANCELs (docs/oftp.md §9.4) the honest nodes sent, and what those they reached did
+        with them: a held request or a queued answer dropped, or nothing left to drop."""
+        out = {"sent": 0, "held": 0, "queued": 0, "late": 0}
+        for n in self.every:
+            if n.mode:
+                continue
+            c = n.swarm.counters
+            out["sent"] += c.cancels_sent
+            out["held"] += c.cancels_held
+            out["queued"] += c.cancels_queued
+            out["late"] += c.cancels_late
+        return out
+
     def _policy_result(self) -> dict[str, int]:
         """The honest viewers' policy counters, summed (oasis.core.peer.PeerCounters)."""
         totals: Counter[str] = Counter()
@@ -1324,6 +1338,10 @@ class OasisSim:
             "wire_overhead_ratio": round((self.wire_bytes - self.media_sent) / self.media_sent, 5)
             if self.media_sent else 0.0,
             "errors": errors,
+            # chunk bytes a viewer received again (it held the chunk already) per chunk byte
+            # sent peer to peer: a push behind a repair or the origin, an answer in flight
+            "duplicate_ratio": round(sum(n.swarm.counters.duplicate_bytes for n in self.nodes.values()
+                                         if not n.mode) / self.media_sent, 5) if self.media_sent else 0.0,
             "latency_stretch": {"p50": round(nearest_rank(st, 50), 3),
                                 "p95": round(nearest_rank(st, 95), 3)},
             "viewers_started": summ["viewers_started"],
@@ -1332,6 +1350,7 @@ class OasisSim:
             "origin_requests": self.origin_requests,
             "events": events,
             "policy": self._policy_result(),
+            "cancels": self._cancel_result(),
             **({"nat": self._nat_result()} if s.has_nats() else {}),
             "wall_s": round(wall_s, 2),
         }

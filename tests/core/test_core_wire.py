@@ -34,6 +34,7 @@ def sample(cls: type) -> wire.Message:
         wire.Unsubscribe: wire.Unsubscribe(stream=SK, mask=1),
         wire.Request: wire.Request(stream=SK, seq=123456789),
         wire.Missing: wire.Missing(stream=SK, seq=0, refused=True),
+        wire.Cancel: wire.Cancel(stream=SK, seq=2**63 - 1),
         wire.ChunkMsg: wire.ChunkMsg(stream=SK, seq=7, time_us=1_700_000_000_000_000, flags=1,
                                      signature=b"\x01" * 64, payload=bytes(range(256)) * 4),
         wire.Goodbye: wire.Goodbye(code=int(ErrorCode.SHUTDOWN), reason="bye"),
@@ -86,9 +87,9 @@ def code_of(fn, *args) -> ErrorCode:
 
 
 def test_message_table_is_complete_and_ids_unique() -> None:
-    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 37
-    # 17-23 DHT, 30-32 reachability, 40-46 files, 50-53 messaging
-    assert set(wire.MESSAGE_IDS) == (set(range(1, 24)) | {30, 31, 32} | set(range(40, 47))
+    assert len(wire.MESSAGE_IDS) == len(wire.ALL_MESSAGES) == 38
+    # 17-23 DHT, 24 CANCEL, 30-32 reachability, 40-46 files, 50-53 messaging
+    assert set(wire.MESSAGE_IDS) == (set(range(1, 25)) | {30, 31, 32} | set(range(40, 47))
                                      | {50, 51, 52, 53})
 
 
@@ -197,7 +198,7 @@ def test_oversize_chunk_message_is_too_large() -> None:
     assert code_of(wire.decode_chunk, b"\x00" * (wire.MAX_CHUNK_MESSAGE + 1)) == ErrorCode.TOO_LARGE
 
 
-@pytest.mark.parametrize("mid", [0, 24, 99, 0xFFFF, 2**40])
+@pytest.mark.parametrize("mid", [0, 25, 99, 0xFFFF, 2**40])
 def test_unknown_message_id(mid: int) -> None:
     body = msgspec.msgpack.encode([mid, SK, 1])
     assert code_of(wire.decode_control, body) == ErrorCode.UNKNOWN_MESSAGE
