@@ -261,7 +261,7 @@ class ChatRoom:
             if msg.seq <= s.top - cfg.dedup_window:
                 c.too_old += 1
                 return False
-        elif msg.time_ms <= self.forgotten_ms:
+        elif peer is not None and msg.time_ms <= self.forgotten_ms:  # (our own post is no replay)
             # its sender may be one whose record a flood of senders evicted: this may be
             # a message already delivered (an honest newcomer's first message is newer)
             c.forgotten_refused += 1

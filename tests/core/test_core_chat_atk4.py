@@ -61,3 +61,13 @@ def test_a_relay_forwards_each_neighbour_no_more_than_its_link_takes() -> None:
     assert r.counters.delivered >= 2500  # the relay itself took them all
     assert sent <= 100 + 50 * 10 + 1  # burst + rate x 10 s (was: all ~2,700)
     assert r.counters.forward_limited > 0
+
+
+def test_our_own_first_post_during_a_flood_is_never_taken_for_a_replay() -> None:
+    r = room(max_senders=4, link_burst=1000.0, link_rate=1000.0)
+    for _ in range(8):  # evictions at T0 + 1
+        r.on_message(N2, msg(Identity.generate(), 1, text="sybil", t=T0 + 1), T0 + 1, [])
+    r.actions()
+    assert r.forgotten_ms == (T0 + 1) * 1000
+    r.post(A.public, A.sign, "mine", T0 + 1, [N1])  # the same millisecond: still ours to send
+    assert [d.message.text for d in delivered(r)] == ["mine"]
