@@ -221,7 +221,7 @@ class DmCounters:
     acks_sent: int = 0
     acked: int = 0  #: our messages acknowledged
     relayed: int = 0  #: forwarded to a linked recipient
-    #: not forwarded: over what the recipient takes from one link (``link_rate``)
+    #: not relayed at once (held): over what the recipient takes from one link (``link_rate``)
     relay_limited: int = 0
     stored: int = 0  #: held for a recipient not linked
     handed_over: int = 0  #: held envelopes given to their recipient
@@ -558,9 +558,10 @@ class DmRouter:
         if env.to != peer and linked(env.to):
             tokens, t = self.out.get(env.to, (cfg.link_burst, now))
             tokens = min(cfg.link_burst, tokens + max(0.0, now - t) * cfg.link_rate)
-            if tokens < 1.0:
+            if tokens < 1.0:  # held instead (the mailbox's fair shares), handed over at its next link
                 self.out[env.to] = (tokens, now)
                 c.relay_limited += 1
+                self.mailbox.hold(env, peer, now)
                 return
             self.out[env.to] = (tokens - 1.0, now)
             if len(self.out) > 4096:

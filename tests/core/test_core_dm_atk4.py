@@ -39,3 +39,19 @@ def test_a_relay_hands_one_recipient_no_more_than_its_link_takes() -> None:
     other = Identity.generate().public
     r.on_envelope(links[0], junk(rng, other, T0 + 16), T0 + 16, lambda k: True, lambda k, n: [])
     assert [s.peer for s in sends(r)] == [other]
+
+
+def test_an_envelope_over_the_recipients_share_is_held_and_handed_over_at_its_next_link() -> None:
+    r = router(R)
+    rng = random.Random(4)
+    flooders = [bytes([0x70 + i]) * 32 for i in range(4)]
+    for ln in flooders:  # 4 x 40: the recipient's share (burst 40) is spent
+        for _ in range(40):
+            r.on_envelope(ln, junk(rng, V.public, T0), T0, lambda k: k == V.public, lambda k, n: [])
+    sends(r)
+    honest = b"H" * 32
+    mine = junk(rng, V.public, T0)
+    r.on_envelope(honest, mine, T0, lambda k: k == V.public, lambda k, n: [])
+    assert sends(r) == [] and r.counters.relay_limited >= 1  # not now ...
+    r.on_link_up(V.public, T0 + 60, lambda k: k == V.public, lambda k, n: [])
+    assert mine in [s.message for s in sends(r) if s.peer == V.public]  # ... but at V's next link
