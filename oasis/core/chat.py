@@ -96,12 +96,17 @@ class ChatCounters:
     oversize: int = 0
     rate_limited: int = 0  #: over the sender's bucket
     link_limited: int = 0  #: over the neighbour link's bucket
+    #: copies not forwarded: over what the neighbour takes from one link (``link_rate``)
+    forward_limited: int = 0
     muted_dropped: int = 0  #: from a muted or banned sender
     mods_received: int = 0
     mods_applied: int = 0
     mods_bad: int = 0  #: bad signature, wrong stream, unknown action, time too far
     mods_stale: int = 0  #: not newer than the record held for the target
     senders_evicted: int = 0
+    #: from a sender not remembered, signed no later than a forgotten sender's last message
+    #: (a replay after a sybil flood evicted its sender's dedup record)
+    forgotten_refused: int = 0
     mods_evicted: int = 0
 
 
@@ -128,13 +133,14 @@ ChatAction = SendChat | Delivered | Moderated
 
 
 class _Sender:
-    __slots__ = ("top", "seen", "tokens", "t")
+    __slots__ = ("top", "seen", "tokens", "t", "tmax")
 
     def __init__(self, burst: float, now: float) -> None:
         self.top = -1  #: highest seq delivered
         self.seen: set[int] = set()  #: seqs delivered within the window below ``top``
         self.tokens = burst
         self.t = now
+        self.tmax = -1  #: highest ``time_ms`` delivered
 
 
 def _bucket_take(tokens: float, t: float, now: float, rate: float, burst: float) -> tuple[bool, float]:
@@ -157,7 +163,14 @@ class ChatRoom:
         self.senders: OrderedDict[bytes, _Sender] = OrderedDict()
         self.mods: dict[bytes, wire.ChatMod] = {}  #: target -> newest record
         self.links: dict[bytes, tuple[float, float]] = {}  #: neighbour -> (tokens, at)
+        #: neighbour -> (tokens, at) of what we forward it: at most what its link bucket
+        #: takes (a relay that forwarded a flood from several links at their sum made every
+        #: neighbour's peer policy ban it for control messages over budget)
+        self.out: dict[bytes, tuple[float, float]] = {}
         self.seq = 0  #: our own last seq
+        #: the latest ``time_ms`` of an evicted sender's messages (capped at the eviction
+        #: time): a message from a sender not remembered is refused unless newer
+        self.forgotten_ms = -1
         self._actions: list[ChatAction] = []
 
     # ---- queries -------------------------------------------------------------
@@ -248,6 +261,11 @@ class ChatRoom:
             if msg.seq <= s.top - cfg.dedup_window:
                 c.too_old += 1
                 return False
+        elif peer is not None and msg.time_ms <= self.forgotten_ms:  # (our own post is no replay)
+            # its sender may be one whose record a flood of senders evicted: this may be
+            # a message already delivered (an honest newcomer's first message is newer)
+            c.forgotten_refused += 1
+            return False
         if self.silenced(msg.sender, now):
             c.muted_dropped += 1
             return False
@@ -264,6 +282,7 @@ class ChatRoom:
             c.rate_limited += 1
             return False
         late = msg.seq < s.top
+        s.tmax = max(s.tmax, msg.time_ms)
         if late:
             s.seen.add(msg.seq)
             c.late += 1
@@ -280,8 +299,11 @@ class ChatRoom:
 
     def _new_sender(self, key: bytes, now: float) -> _Sender:
         if len(self.senders) >= self.config.max_senders:
-            self.senders.popitem(last=False)
+            _, old = self.senders.popitem(last=False)
             self.counters.senders_evicted += 1
+            # (capped at now: a sybil's message signed ahead of our clock must not shut
+            # out every new sender for max_skew)
+            self.forgotten_ms = max(self.forgotten_ms, min(old.tmax, int(now * 1000)))
         s = self.senders[key] = _Sender(self.config.burst, now)
         return s
 
@@ -327,6 +349,16 @@ class ChatRoom:
                 continue  # its own message: it has it
             if self.silenced(n, now) == BAN:
                 continue  # a banned viewer gets no chat from relays
+            if isinstance(msg, wire.ChatMsg):
+                cfg = self.config
+                ok, tokens = _bucket_take(*self.out.get(n, (cfg.link_burst, now)), now,
+                                          cfg.link_rate, cfg.link_burst)
+                self.out[n] = (tokens, now)
+                if len(self.out) > 4 * cfg.max_senders:
+                    del self.out[next(iter(self.out))]
+                if not ok:
+                    self.counters.forward_limited += 1
+                    continue
             self._actions.append(SendChat(n, msg))
             self.counters.forwarded += 1
 

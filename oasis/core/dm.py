@@ -221,6 +221,8 @@ class DmCounters:
     acks_sent: int = 0
     acked: int = 0  #: our messages acknowledged
     relayed: int = 0  #: forwarded to a linked recipient
+    #: not relayed at once (held): over what the recipient takes from one link (``link_rate``)
+    relay_limited: int = 0
     stored: int = 0  #: held for a recipient not linked
     handed_over: int = 0  #: held envelopes given to their recipient
     expired: int = 0
@@ -384,6 +386,10 @@ class DmRouter:
         #: the newest signed time forgotten: an unknown id no newer may be a replay
         self.replay_floor_ms = 0
         self.links: dict[bytes, tuple[float, float]] = {}
+        #: recipient -> (tokens, at) of the envelopes we relay it: at most what its link
+        #: bucket takes (relaying the sum of many links' floods made the recipient's peer
+        #: policy ban us for control messages over budget)
+        self.out: dict[bytes, tuple[float, float]] = {}
         #: our prekeys: public -> (private, signed record); newest last
         self.prekeys: OrderedDict[bytes, tuple[X25519PrivateKey, wire.DmPrekey]] = OrderedDict()
         self.peer_prekeys: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()  #: peer -> (prekey, expires)
@@ -550,6 +556,16 @@ class DmRouter:
             return
         self._remember(env.eph)
         if env.to != peer and linked(env.to):
+            tokens, t = self.out.get(env.to, (cfg.link_burst, now))
+            tokens = min(cfg.link_burst, tokens + max(0.0, now - t) * cfg.link_rate)
+            if tokens < 1.0:  # held instead (the mailbox's fair shares), handed over at its next link
+                self.out[env.to] = (tokens, now)
+                c.relay_limited += 1
+                self.mailbox.hold(env, peer, now)
+                return
+            self.out[env.to] = (tokens - 1.0, now)
+            if len(self.out) > 4096:
+                del self.out[next(iter(self.out))]
             c.relayed += 1
             self._actions.append(SendDm(env.to, env))
         else:

@@ -214,6 +214,8 @@ class PeerCounters:
     links_accepted: int = 0
     links_refused: int = 0  #: inbound links beyond max_neighbours
     links_refused_per_ip: int = 0  #: inbound links beyond max_inbound_per_ip from one address
+    #: inbound links closed for migrating (QUIC) into an address that holds its share
+    links_closed_per_ip_migrated: int = 0
     links_refused_banned: int = 0
     links_duplicate: int = 0  #: links closed by the simultaneous-dial rule
     links_idle_closed: int = 0  #: no stream joined in join_timeout, or silent silence_timeout
@@ -624,6 +626,16 @@ class PeerPolicy(Generic[L]):
         changed network; QUIC migrated the link): it is told, OBSERVED, as on a new link."""
         p = self.peers.get(peer)
         if p is None or p.link != link or p.closing or p.addr == addr or not 0 < addr[1] < 65536:
+            return
+        if (not p.dialled and (p.addr is None or ip_key(p.addr[0]) != ip_key(addr[0]))
+                and self._ip_full(addr[0])):
+            # An inbound link moving into an address that holds its share: closed as a new
+            # link from there would be refused (found 2026-12-03: links that hopped to a
+            # second address and back took all 32 inbound slots from one address, not 6).
+            self.counters.links_closed_per_ip_migrated += 1
+            p.closing = True
+            self._actions.append(CloseLink(link, peer, ErrorCode.OVERLOADED,
+                                           "too many links from this address"))
             return
         p.addr = addr
         self.nat.counters.observed_resent += 1

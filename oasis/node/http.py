@@ -628,27 +628,39 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
         seq = max((s for s in pl.chunks if s >= pl.start and node_keyframe(ls, s)), default=pl.start)
         if request.query.get("from") == "start":
             seq = pl.start
-        wrote = time.monotonic()
-        while True:
-            if seq in pl.chunks:
-                await write_or_drop(request, resp, pl.chunks[seq], http_counters)
-                wrote = time.monotonic()
-                seq += 1
-                continue
-            if time.monotonic() - wrote > LIVE_STALL_END:
-                http_counters["live_stalled_ended"] = http_counters.get("live_stalled_ended", 0) + 1
-                await resp.write_eof()
-                return resp
-            if seq in pl.skipped or (pl.chunks and seq < min(pl.chunks)):
-                seq += 1
-                continue
-            changed = pl.changed
-            try:
-                await asyncio.wait_for(changed.wait(), 5.0)
-            except TimeoutError:
-                if ls.swarm.log.latest < seq:
+        try:
+            wrote = time.monotonic()
+            while True:
+                if seq in pl.chunks:
+                    await write_or_drop(request, resp, pl.chunks[seq], http_counters)
+                    wrote = time.monotonic()
+                    seq += 1
                     continue
-                seq += 1
+                if time.monotonic() - wrote > LIVE_STALL_END:
+                    http_counters["live_stalled_ended"] = http_counters.get("live_stalled_ended", 0) + 1
+                    await resp.write_eof()
+                    return resp
+                low = pl.lowest()
+                if low is not None and seq < low:
+                    # gone from the window: on to the lowest held at once (one seq at a time,
+                    # each with min() over the window, froze the event loop for ~2 s a request
+                    # after 2 h of 33 ms chunks with ?from=start, which any web page can ask for)
+                    seq = low
+                    continue
+                if seq in pl.skipped:
+                    seq += 1
+                    continue
+                changed = pl.changed
+                try:
+                    await asyncio.wait_for(changed.wait(), 5.0)
+                except TimeoutError:
+                    if ls.swarm.log.latest < seq:
+                        continue
+                    seq += 1
+        except ConnectionResetError:  # the player left (or read nothing: dropped, counted)
+            # (a traceback per player that closed, which any web page can do in a loop)
+            http_counters["live_players_gone"] = http_counters.get("live_players_gone", 0) + 1
+            return resp
 
     async def streams(request: web.Request) -> web.Response:
         # a stranger sees the streams this node broadcasts, not those it watches or relays

@@ -93,6 +93,10 @@ class Playout:
             del chunks[heapq.heappop(self._seqs)]
         self._notify()
 
+    def lowest(self) -> int | None:
+        """The lowest seq held (the heap's top), None if none."""
+        return self._seqs[0] if self._seqs else None
+
     def skip(self, seq: int) -> None:
         self.skipped.add(seq)
         if len(self.skipped) > self.keep:

@@ -381,10 +381,10 @@ async def dial(v: Victim, *, auth: bool, identity: Identity | None = None,
     cfg.verify_mode = ssl.CERT_NONE
     loop = asyncio.get_running_loop()
     quic = QuicConnection(configuration=cfg)
-    _, proto = await loop.create_datagram_endpoint(
+    tr, proto = await loop.create_datagram_endpoint(
         lambda: Conn(quic, identity=ident, expected=v.key, auth=auth), remote_addr=(v.host, v.port))
     conn: Conn = proto  # type: ignore[assignment]
-    conn.connect((v.host, v.port))
+    conn.connect(tr.get_extra_info("peername") or (v.host, v.port))  # (IPv6: a 4-tuple)
     def limit() -> float:
         return min(CONNECT_TIMEOUT, max(LATE_DIAL_S, deadline - time.monotonic()))
     try:
@@ -1053,6 +1053,64 @@ PER_VICTIM = {"bomb": m_bomb, "junk": m_junk, "silent": m_silent, "prechunk": m_
 
 
 # ---- driver --------------------------------------------------------------------------
+
+class _Redirect:
+    """A datagram transport that sends everything through ``sock`` to ``dest``: the
+    client's QUIC packets now leave from another address (connection migration)."""
+
+    def __init__(self, transport: Any, dest: tuple[str, int]) -> None:
+        self.transport, self.dest = transport, dest
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self.transport.sendto(data, self.dest)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return bool(self.transport.is_closing())
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+
+class _Feed(asyncio.DatagramProtocol):
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.conn.datagram_received(data, addr)
+
+
+async def migrate(conn: Conn, local_host: str, dest: tuple[str, int]) -> Any:
+    """Move ``conn`` to a new UDP socket bound to ``local_host`` that sends to ``dest``
+    (the victim's port, at any of its addresses), and send a PING from there: the victim's
+    QUIC follows a client's migration (RFC 9000 §9) on a non-probing packet (qh3: one sent
+    after it validated the new path, so keep pinging, :func:`ping`). The old transport is
+    kept open (the caller may move back with :func:`move_back`); returns it."""
+    loop = asyncio.get_running_loop()
+    t, _ = await loop.create_datagram_endpoint(lambda: _Feed(conn), local_addr=(local_host, 0))
+    old = conn._transport
+    conn._transport = _Redirect(t, dest)  # type: ignore[assignment]
+    ping(conn)
+    return old
+
+
+def ping(conn: Conn) -> None:
+    """A QUIC PING (a non-probing packet) on ``conn``'s current path."""
+    conn._quic.send_ping(int(time.monotonic() * 1000) & 0xFFFF)
+    conn.transmit()
+
+
+def move_back(conn: Conn, old: Any) -> None:
+    """Send from ``conn``'s first socket again (a PING, so the victim follows)."""
+    new = conn._transport
+    # (the victim answered from the other address too: QUIC may name it; send to the first)
+    conn._transport = _Redirect(old, old.get_extra_info("peername"))  # type: ignore[assignment]
+    ping(conn)
+    if new is not None:
+        new.close()
+
 
 async def victims_from_tracker(tracker: str, sid: StreamId, limit: int) -> list[Victim]:
     """The peers the tracker lists for ``sid`` that are on loopback and answer a handshake

@@ -145,8 +145,8 @@ def test_ban_stops_relays_forwarding_to_the_banned_viewer_and_unmute_lifts() -> 
 
 def test_tables_stay_bounded() -> None:
     r = room(max_senders=8, max_mods=4, link_burst=1000.0)
-    for _ in range(20):
-        r.on_message(N1, msg(Identity.generate(), 1), T0, [])
+    for i in range(20):  # (each newer than the last: one no newer than an evicted sender's is refused)
+        r.on_message(N1, msg(Identity.generate(), 1, t=T0 + i / 100), T0 + i / 100, [])
     assert len(r.senders) == 8 and r.counters.senders_evicted == 12
     b = room()
     for i in range(10):
