@@ -22,9 +22,9 @@ equal-sized datagrams to one address as one ``sendmsg`` with the
 ``UDP_SEGMENT`` option (Linux UDP GSO: the kernel splits the buffer into
 datagrams of that size, the last may be shorter); where the kernel refuses it,
 GSO is switched off for the socket and datagrams go one ``sendto`` each. A
-flight of 1-RTT QUIC packets goes with its most common size first
-(:func:`gso_runs`): a chunk of 15 packets is two sends, not three, and its
-receiver wakes once for it, not twice. When
+flight of 1-RTT QUIC packets whose first is a byte shorter than the rest sends
+that one as the last segment of the run after it (:func:`gso_runs`): a chunk of
+15 packets is two sends, not three. When
 the kernel's send buffer is full the datagrams wait in a bounded backlog
 (``max_backlog`` entries and ``max_backlog_bytes``, then dropped and counted,
 like a full router queue) drained
@@ -92,36 +92,24 @@ def gso_runs(datagrams: list[bytes]) -> list[list[bytes]]:
     send but its last have one size; the last may be shorter).
 
     In order, a QUIC flight of stream data takes three sends: its first packet is a byte
-    shorter than the rest (no offset field at offset 0) and those past 16 KiB of the
-    stream two bytes longer. The receiver wakes at the first, reads it alone, acknowledges
-    that part, and wakes again for the rest: a relay's child answered each chunk twice
-    (a pure ACK, then the ACK with its stream credit), and a relay woke twice for each
-    chunk from its parent. So when every datagram is a 1-RTT packet (a short header:
-    ``0b01`` in the top bits of its first byte) the most common size goes first, with
-    one shorter datagram as its last segment, then the rest in order, if that takes no
-    more sends: a 20 KB chunk is two sends, the first carrying 13 of its 15 packets.
-    QUIC takes packets in any order (the receiver acknowledges what it got, ranges and
-    all); long-header packets (the handshake) keep their order."""
+    shorter than the rest (no offset field at offset 0: 1,319 bytes, then 1,320) and
+    those past 16 KiB of the stream two bytes longer. So a lone first packet shorter than
+    the equal-sized run after it becomes that run's last segment: a 20 KB chunk is two
+    sends, not three, and the first carries 13 of its 15 packets (a receiver woken by the
+    first send no longer finds one packet alone). Only 1-RTT packets (a short header:
+    ``0b01`` in the top bits of the first byte) are moved, one place: QUIC takes packets
+    in any order (the receiver acknowledges what it got, ranges and all); long-header
+    packets (the handshake) keep their order."""
     sizes = list(map(len, datagrams))
     runs = _in_order_runs(datagrams, sizes)
-    if len(runs) < 2:
-        return runs
-    for d in datagrams:
-        if d[0] & 0xC0 != 0x40:  # not a short-header packet: keep the order
-            return runs
-    common = len(max(runs, key=len)[0])  # the longest run's size
-    bulk = [d for d in datagrams if len(d) == common]
-    if len(bulk) > min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // common):
-        return runs  # (a bulk over one send's cap: in order, as before)
-    rest = [d for d in datagrams if len(d) != common]
-    if len(bulk) < MAX_GSO_SEGMENTS:  # one shorter datagram may end the bulk's send
-        for k, d in enumerate(rest):
-            if len(d) < common:
-                bulk.append(d)
-                del rest[k]
-                break
-    planned = [bulk, *_in_order_runs(rest, list(map(len, rest)))] if rest else [bulk]
-    return planned if len(planned) <= len(runs) else runs
+    if len(runs) >= 2 and len(runs[0]) == 1:
+        first, bulk = runs[0][0], runs[1]
+        size = len(bulk[0])
+        if (len(first) < size and len(bulk[-1]) == size
+                and len(bulk) < min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size)
+                and first[0] & 0xC0 == 0x40 and bulk[0][0] & 0xC0 == 0x40):
+            return [bulk + [first], *runs[2:]]
+    return runs
 
 
 class UdpSocket:
@@ -259,7 +247,7 @@ class UdpSocket:
 
     def send_many(self, datagrams: list[bytes], addr: Addr) -> None:
         """Send ``datagrams`` to ``addr``: runs of equal size as one GSO send each (see
-        :func:`gso_runs`; 1-RTT packets may go out of order, the bulk first)."""
+        :func:`gso_runs`: a flight's first 1-RTT packet may go after the run behind it)."""
         if len(datagrams) == 1:  # most flushes: an ACK
             self.sendto(datagrams[0], addr)
             return

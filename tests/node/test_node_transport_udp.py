@@ -47,7 +47,7 @@ def _flight(sizes: list[int], first: int = 0x40) -> list[bytes]:
 CHUNK_FLIGHT = [1319] + [1320] * 12 + [1322, 1301]
 
 
-def test_a_flight_of_1rtt_packets_goes_bulk_first_in_fewer_sends() -> None:
+def test_a_flights_short_first_packet_ends_the_run_behind_it() -> None:
     flight = _flight(CHUNK_FLIGHT)
     runs = gso_runs(flight)
     assert [[len(d) for d in r] for r in runs] == [[1320] * 12 + [1319], [1322, 1301]]
@@ -60,7 +60,7 @@ def test_gso_runs_are_valid_sends_and_never_more_than_in_order() -> None:
              [1200] * 3 + [1300] * 3 + [1200] * 2]
     for sizes in cases:
         flight = _flight(sizes)
-        in_order = gso_runs(_flight(sizes, first=0xC0))  # long headers: never reordered
+        in_order = gso_runs(_flight(sizes, first=0xC0))  # long headers: never moved
         assert [d for r in in_order for d in r] == _flight(sizes, first=0xC0)
         runs = gso_runs(flight)
         assert len(runs) <= len(in_order), sizes
@@ -78,7 +78,7 @@ async def test_a_chunk_flight_reaches_the_peer_whole_in_two_sends() -> None:
         u.send_many(flight, r.getsockname())
         got = await drain(r, len(flight))
         assert sorted(got) == sorted(flight)
-        if u.gso:  # the bulk (13 of 15) in the first send, the longer tail in a second
+        if u.gso:  # 13 of 15 in the first send, the longer tail in a second
             assert u.counters["sends"] == 2 and u.counters["gso_sends"] == 2
             assert [len(d) for d in got[:13]] == [1320] * 12 + [1319]
     finally:
@@ -172,7 +172,7 @@ async def test_a_kernel_without_gso_gets_one_datagram_per_send() -> None:
     fake = _Refusing(real, gso_errno=errno.EIO)
     u = UdpSocket(fake, on_datagram=lambda d, a: None, on_batch_end=lambda: None)  # type: ignore[arg-type]
     try:
-        # (long-header packets: in order; 1-RTT ones may go bulk first, see gso_runs)
+        # (long-header packets: in order; a 1-RTT flight's first may move, see gso_runs)
         datagrams = [b"\xc1" * 100, b"\xc2" * 100, b"\xc3" * 40, b"\xc4" * 100]
         u.send_many(datagrams, ("127.0.0.1", 9))
         assert not u.gso
