@@ -21,10 +21,7 @@ Writes go straight to the kernel. :meth:`UdpSocket.send_many` sends a run of
 equal-sized datagrams to one address as one ``sendmsg`` with the
 ``UDP_SEGMENT`` option (Linux UDP GSO: the kernel splits the buffer into
 datagrams of that size, the last may be shorter); where the kernel refuses it,
-GSO is switched off for the socket and datagrams go one ``sendto`` each. A
-flight of 1-RTT QUIC packets whose first is a byte shorter than the rest sends
-that one as the last segment of the run after it (:func:`gso_runs`): a chunk of
-15 packets is two sends, not three. When
+GSO is switched off for the socket and datagrams go one ``sendto`` each. When
 the kernel's send buffer is full the datagrams wait in a bounded backlog
 (``max_backlog`` entries and ``max_backlog_bytes``, then dropped and counted,
 like a full router queue) drained
@@ -67,49 +64,6 @@ def send_with_ttl(sock: socket.socket, data: bytes, addr: Addr, ttl: int) -> Non
     else:
         cmsg = (socket.IPPROTO_IP, socket.IP_TTL, _TTL.pack(ttl))
     sock.sendmsg([data], [cmsg], 0, addr)
-
-
-def _in_order_runs(datagrams: list[bytes], sizes: list[int]) -> list[list[bytes]]:
-    """Consecutive datagrams of one size (the last of a run may be shorter), in order,
-    at most MAX_GSO_SEGMENTS and MAX_GSO_BYTES a run."""
-    runs: list[list[bytes]] = []
-    i, n = 0, len(sizes)
-    while i < n:
-        size = sizes[i]
-        end = min(n, i + (min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size) if size else 1))
-        j = i + 1
-        while j < end and sizes[j] == size:
-            j += 1
-        if j < end and sizes[j] < size:
-            j += 1
-        runs.append(datagrams[i:j])
-        i = j
-    return runs
-
-
-def gso_runs(datagrams: list[bytes]) -> list[list[bytes]]:
-    """How :meth:`UdpSocket.send_many` cuts ``datagrams`` into GSO sends (all segments of a
-    send but its last have one size; the last may be shorter).
-
-    In order, a QUIC flight of stream data takes three sends: its first packet is a byte
-    shorter than the rest (no offset field at offset 0: 1,319 bytes, then 1,320) and
-    those past 16 KiB of the stream two bytes longer. So a lone first packet shorter than
-    the equal-sized run after it becomes that run's last segment: a 20 KB chunk is two
-    sends, not three, and the first carries 13 of its 15 packets (a receiver woken by the
-    first send no longer finds one packet alone). Only 1-RTT packets (a short header:
-    ``0b01`` in the top bits of the first byte) are moved, one place: QUIC takes packets
-    in any order (the receiver acknowledges what it got, ranges and all); long-header
-    packets (the handshake) keep their order."""
-    sizes = list(map(len, datagrams))
-    runs = _in_order_runs(datagrams, sizes)
-    if len(runs) >= 2 and len(runs[0]) == 1:
-        first, bulk = runs[0][0], runs[1]
-        size = len(bulk[0])
-        if (len(first) < size and len(bulk[-1]) == size
-                and len(bulk) < min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size)
-                and first[0] & 0xC0 == 0x40 and bulk[0][0] & 0xC0 == 0x40):
-            return [bulk + [first], *runs[2:]]
-    return runs
 
 
 class UdpSocket:
@@ -246,8 +200,7 @@ class UdpSocket:
         return True
 
     def send_many(self, datagrams: list[bytes], addr: Addr) -> None:
-        """Send ``datagrams`` to ``addr``: runs of equal size as one GSO send each (see
-        :func:`gso_runs`: a flight's first 1-RTT packet may go after the run behind it)."""
+        """Send ``datagrams`` to ``addr`` in order, runs of equal size as one GSO send each."""
         if len(datagrams) == 1:  # most flushes: an ACK
             self.sendto(datagrams[0], addr)
             return
@@ -255,18 +208,28 @@ class UdpSocket:
             for d in datagrams:
                 self.sendto(d, addr)
             return
-        for run in gso_runs(datagrams):
-            if self._closing:
+        sizes = list(map(len, datagrams))
+        i, n = 0, len(datagrams)
+        while i < n:
+            size = sizes[i]
+            end = min(n, i + (min(MAX_GSO_SEGMENTS, MAX_GSO_BYTES // size) if size else 1))
+            # equal sizes; the run's last datagram may be shorter (the kernel allows it)
+            j = i + 1
+            while j < end and sizes[j] == size:
+                j += 1
+            if j < end and sizes[j] < size:
+                j += 1
+            if j - i == 1:
+                self.sendto(datagrams[i], addr)
+            elif self._closing:
                 return
-            if len(run) == 1:
-                self.sendto(run[0], addr)
-                continue
-            size = len(run[0])
-            buf = b"".join(run)
-            if self._backlog:
-                self._queue(buf, addr, size)
             else:
-                self._send(buf, addr, size)
+                buf = b"".join(datagrams[i:j])
+                if self._backlog:
+                    self._queue(buf, addr, size)
+                else:
+                    self._send(buf, addr, size)
+            i = j
 
     def _send(self, buf: bytes, addr: Addr, segment: int) -> None:
         if not self._try_send(buf, addr, segment):
