@@ -48,6 +48,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def udp_counters(gateway: str) -> dict[str, float]:
+    """The node's UDP socket counters (``oasis_udp_socket_events`` on its /metrics)."""
+    import re
+    import urllib.request
+    with urllib.request.urlopen(gateway + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {m[1]: float(m[2]) for m in
+            re.finditer(r'^oasis_udp_socket_events_total\{event="(\w+)"\} (\S+)$', text, re.M)}
+
+
 def loadavg() -> float:
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
@@ -291,9 +301,11 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
                                for s in kids), 30)
         time.sleep(3)  # settle (a benchmark, not a test)
         pid = relay.popen.pid
+        u0 = udp_counters(rinfo["gateway"])
         s0, c0, t0, l0 = stats(rinfo["gateway"]), cpu_seconds(pid), time.monotonic(), loadavg()
         time.sleep(args.window)
         s1, c1, t1, l1 = stats(rinfo["gateway"]), cpu_seconds(pid), time.monotonic(), loadavg()
+        u1 = udp_counters(rinfo["gateway"])
         kid_stats = [stats(s.info["gateway"])["streams"][0] for s in kids]
     finally:
         for p in procs:
@@ -310,6 +322,8 @@ def viewer_mode(args: argparse.Namespace) -> dict[str, Any]:
         "children_depths": [s["depth"] for s in kid_stats],
         "children_skipped_chunks": sum(s["skipped"] for s in kid_stats), "chunk_ms": args.chunk_ms,
         "loadavg": [l0, l1],
+        # the viewer's UDP socket, per second: reads with data (wake-ups), datagrams, sends
+        "viewer_udp_per_s": {k: round((u1[k] - u0.get(k, 0)) / wall, 1) for k in u1},
     }
 
 

@@ -165,6 +165,12 @@ class NodeCollector(Collector):
         for k, v in _ints(getattr(node.endpoint, "counters", {})):
             ep.add_metric([k], v)
         yield ep
+        udp = CounterMetricFamily("oasis_udp_socket_events", "The endpoint's UDP socket: reads "
+                                  "(batches: wake-ups with data), datagrams, sends (GSO ones too), "
+                                  "backlog drops, send errors.", labels=["event"])
+        for k, v in _ints(getattr(getattr(node.endpoint, "transport", None), "counters", {})):
+            udp.add_metric([k], v)
+        yield udp
         disc = CounterMetricFamily("oasis_discovery_events", "Tracker client counters: errors, "
                                    "peer records and descriptors refused.", labels=["event"])
         for k, v in _ints(discovery_counters(node)):

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 
@@ -129,6 +130,9 @@ async def test_link_counters_reach_node_counters_and_metrics_once() -> None:
         text = prometheus(b)
         assert 'oasis_node_events_total{event="link_unknown_codes_received"} 3.0' in text
         assert "oasis_endpoint_events_total{" in text  # the transport's Endpoint.counters
+        # and its UDP socket's: b has read what a sent, in wake-ups with data (batches)
+        udp = dict(re.findall(r'^oasis_udp_socket_events_total\{event="(\w+)"\} (\S+)$', text, re.M))
+        assert float(udp["datagrams_in"]) >= float(udp["batches"]) > 0, udp
         # The link closes (a leaves): its counts stay, and are not counted twice while the
         # closed link winds down in the endpoint.
         blink = b.links_by_peer[a.identity.public]
