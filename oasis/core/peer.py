@@ -159,6 +159,11 @@ class PolicyConfig:
     #: its children per substream as neighbours: 12/24 (6/12 before: trees 6-8 hops deep)
     target_neighbours: int = 12
     max_neighbours: int = 24  #: refuse inbound links beyond this many
+    #: ... dial (punch) until this many while the node knows it is behind a NAT (EIM or
+    #: SYMMETRIC, learnt from OBSERVED): nobody can dial it, so it has only the links it
+    #: makes, where a public node gets ~8 inbound links on top of its 12 (docs/oftp.md
+    #: §15.2). 0: ``target_neighbours`` (a node with ``target_neighbours`` 0 dials nobody)
+    nat_target_neighbours: int = 0
     max_streams: int = 16  #: streams this node carries
     max_streams_per_peer: int = 4  #: streams one peer may join with us
     #: JOINs that ask for a start per stream while the node has none (each answer is a
@@ -477,6 +482,15 @@ class PeerPolicy(Generic[L]):
         score, at = self.scores.get(peer, (0.0, now))
         return max(0.0, score - (now - at) * self.config.score_decay)
 
+    def target(self) -> int:
+        """Neighbours to dial until: ``target_neighbours``, or ``nat_target_neighbours``
+        (at most ``max_neighbours``) once the node knows it is behind a NAT."""
+        cfg = self.config
+        t = cfg.target_neighbours
+        if t > 0 and cfg.nat_target_neighbours > t and self.mapping.kind in (NatKind.EIM, NatKind.SYMMETRIC):
+            return min(cfg.nat_target_neighbours, cfg.max_neighbours)
+        return t
+
     def neighbour_count(self) -> int:
         """Admitted links that are neighbours (service links excluded)."""
         return len(self.peers) - self._n_service
@@ -656,7 +670,7 @@ class PeerPolicy(Generic[L]):
             self.dials.back_off(peer, now)
         elif p.dialled and now - p.since >= self.config.stable_link:
             self.dials.stable(peer)
-        if not p.service and self.neighbour_count() < self.config.target_neighbours:
+        if not p.service and self.neighbour_count() < self.target():
             self._plan(now)
             self.dials.neighbour_left(now)
 
@@ -813,14 +827,14 @@ class PeerPolicy(Generic[L]):
         if verified and self._n_service:
             self._promote(found, now)
         self.dials.offer(found, now, verified=verified, interval=interval,
-                         linked=self.neighbour_count())
+                         linked=self.neighbour_count(), target=self.target())
         self._plan(now)
 
     def _promote(self, found: list[Candidate], now: float) -> None:
         """Service links we dialled whose peer a verified source now offers: JOIN on them
         (the listener joins back) while short of neighbours, instead of a second dial."""
         for cand in found:
-            if self.neighbour_count() >= self.config.target_neighbours:
+            if self.neighbour_count() >= self.target():
                 return
             p = self.peers.get(cand.peer)
             if p is None or not p.service or p.overflow or not p.dialled or p.closing:
@@ -841,7 +855,7 @@ class PeerPolicy(Generic[L]):
         introduce it (it may sit behind a NAT), it is punched through that neighbour. A
         punched dial that failed holds the peer off (``NatConfig.punch_retry_after``)."""
         self._failed(peer, now)
-        if (self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours
+        if (self.neighbour_count() + len(self.dials.dialling) < self.target()
                 and peer not in self.peers and not self.is_banned(peer, now)):
             r = self.nat.introducer_for(peer, self._neighbours, now)
             if r is not None and self._introduce(peer, r, now):
@@ -880,8 +894,9 @@ class PeerPolicy(Generic[L]):
 
         kind = self.mapping.kind
         punch_all = kind in (NatKind.EIM, NatKind.SYMMETRIC) or (
-            kind == NatKind.UNKNOWN and self.nat.config.punch_unknown)
-        for d in self.dials.plan(now, self.neighbour_count(), blocked, held):
+            kind == NatKind.UNKNOWN and self.nat.config.punch_unknown) or (
+            kind == NatKind.PUBLIC and self.nat.config.punch_public)
+        for d in self.dials.plan(now, self.neighbour_count(), blocked, held, target=self.target()):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
             r = self.nat.introducer_for(d.peer, self._neighbours, now) if punch_all else None
@@ -891,7 +906,7 @@ class PeerPolicy(Generic[L]):
                 self.counters.dial_attempts -= 1  # counted when it is dialled
             else:
                 self._actions.append(d)
-        need = self.config.target_neighbours - self.neighbour_count() - len(self.dials.dialling)
+        need = self.target() - self.neighbour_count() - len(self.dials.dialling)
         if need > 0 and self.nat.via:
             # Short of neighbours: punch peers known only through a neighbour (only
             # NEIGHBOURS named them, or a direct dial to them failed).
@@ -957,7 +972,7 @@ class PeerPolicy(Generic[L]):
             return
         if isinstance(msg, wire.Neighbours):
             nat.listed(peer, msg.keys, now)
-            if self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours:
+            if self.neighbour_count() + len(self.dials.dialling) < self.target():
                 self._plan(now)
         elif isinstance(msg, wire.Punch):
             room = self.neighbour_count() + len(self.dials.dialling) < self.config.max_neighbours
