@@ -128,11 +128,6 @@ class NatConfig:
     #: punch (rather than dial) a candidate a neighbour can introduce also while our own
     #: mapping is not known yet (a node behind a NAT does not know it in its first seconds)
     punch_unknown: bool = False
-    #: a public node, too, has a candidate that a neighbour can introduce punched rather
-    #: than dialled: if the candidate sits behind a NAT, the plain dial is dropped there and
-    #: fails only at the connect timeout (5 s), while the punch's reversal (the NATed side
-    #: dials us) links within a round trip or two; if it is public, the punch links as well
-    punch_public: bool = False
     #: after our punched dial to a peer failed, no punch with it (no INTRO, no OFFER
     #: accepted, no GO dialled) for this long: a punch whose first packet reached the far
     #: NAT before that NAT's own packet left leaves state there (a Linux NAT keeps a

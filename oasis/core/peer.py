@@ -894,8 +894,7 @@ class PeerPolicy(Generic[L]):
 
         kind = self.mapping.kind
         punch_all = kind in (NatKind.EIM, NatKind.SYMMETRIC) or (
-            kind == NatKind.UNKNOWN and self.nat.config.punch_unknown) or (
-            kind == NatKind.PUBLIC and self.nat.config.punch_public)
+            kind == NatKind.UNKNOWN and self.nat.config.punch_unknown)
         for d in self.dials.plan(now, self.neighbour_count(), blocked, held, target=self.target()):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
