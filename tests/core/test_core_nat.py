@@ -98,7 +98,8 @@ class Net:
 
     def __init__(self, n: int, target: int = 1, **nat: float) -> None:
         self.now = 0.0
-        cfg = pp.PolicyConfig(target_neighbours=target)
+        # (nat_target_neighbours off: behind their NATs they would look for 20 neighbours)
+        cfg = pp.PolicyConfig(target_neighbours=target, nat_target_neighbours=0)
         self.p = {i: pp.PeerPolicy(key(i), cfg, rng=random.Random(i), listen=(f"10.0.0.{i}", 4000),
                                    nat=NatConfig(**nat)) for i in range(1, n + 1)}
         for p in self.p.values():
