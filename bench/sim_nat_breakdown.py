@@ -20,7 +20,8 @@ per NAT kind of the viewer (public / eim / symmetric):
 
 ``--set`` overrides a ``[protocol]`` key; ``--nat-set`` a :class:`oasis.core.nat.NatConfig`
 field and ``--policy-set`` a :class:`oasis.core.peer.PolicyConfig` field for every node (a
-variant to measure before it becomes a default).
+variant to measure before it becomes a default; the simulator sets ``target_neighbours`` and
+``max_neighbours`` itself, from the scenario: ``--scenario-set max_neighbours=28``).
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
     ap.add_argument("--nat-set", action="append", default=[], help="a NatConfig key=value (TOML value)")
     ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
+    ap.add_argument("--scenario-set", action="append", default=[],
+                    help="a Scenario field key=value (TOML value), e.g. max_neighbours=28")
     a = ap.parse_args()
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     s = cli.scenario_from(p.parse_args([a.scenario, "--peers", a.peers, "--duration", a.duration,
                                         "--playout", a.playout, "--seed", a.seed, "--nat", a.nat,
                                         "--baselines", "none"]))
+    scen = dict(_toml(kv) for kv in a.scenario_set)
+    if scen:
+        s = dataclasses.replace(s, **scen)
     over = dict(_toml(kv) for kv in a.set)
     if over:
         s = dataclasses.replace(s, protocol={**s.protocol, **over})
@@ -194,6 +200,7 @@ def main() -> None:
         "scenario": s.name, "seed": int(a.seed), "nat": a.nat, "overrides": over,
         "nat_overrides": dict(_toml(kv) for kv in a.nat_set),
         "policy_overrides": dict(_toml(kv) for kv in a.policy_set),
+        "scenario_overrides": scen,
         "result": {key: v for key, v in res.items() if not isinstance(v, (dict, list)) or key == "latency_ms"},
         "nat_result": res.get("nat"),
         "origin_deliveries": total_origin,

@@ -164,8 +164,8 @@ class PolicyConfig:
     #: SYMMETRIC, learnt from OBSERVED): nobody can dial it, so it has only the links it
     #: makes, where a public node gets ~8 inbound links on top of its 12. 20: at 1,000
     #: simulated churning viewers, 70 % behind NATs, 0.5 s playout, offload 0.827/0.836 ->
-    #: 0.878/0.865 (seeds 1/2; 24 gave 0.867/0.862: its own dials left no room for the
-    #: punches others offered; docs/oftp.md §15.2). 0 or less than ``target_neighbours``:
+    #: 0.878/0.865 (seeds 1/2; 16 gave 0.850/0.855, 24 0.867/0.862: its own dials left no
+    #: room for the punches others offered; docs/oftp.md §15.2). 0 or less than ``target_neighbours``:
     #: ``target_neighbours``; a node with ``target_neighbours`` 0 dials nobody still
     nat_target_neighbours: int = 20
     max_streams: int = 16  #: streams this node carries
