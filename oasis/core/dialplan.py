@@ -100,7 +100,7 @@ class DialPlan:
         self.short_every = config.fast_interval
 
     def offer(self, found: Iterable[Candidate], now: float, *, verified: bool,
-              interval: float | None, linked: int) -> None:
+              interval: float | None, linked: int, target: int | None = None) -> None:
         c = self.counters
         cfg = self.config
         c.announces += 1
@@ -122,7 +122,7 @@ class DialPlan:
                 del self.candidates[next(iter(self.candidates))]
                 c.candidates_evicted += 1
         every = cfg.announce_interval if interval is None else max(cfg.fast_interval, interval)
-        if linked < cfg.target_neighbours:
+        if linked < (cfg.target_neighbours if target is None else target):
             self.short_every = (cfg.fast_interval if new
                                 else min(2 * self.short_every, max(every, cfg.fast_interval)))
             every = min(every, self.short_every)
@@ -155,11 +155,13 @@ class DialPlan:
         return True
 
     def plan(self, now: float, linked: int, blocked: Callable[[bytes], bool],
-             held: Callable[[Candidate], bool] | None = None) -> list[Dial]:
+             held: Callable[[Candidate], bool] | None = None, *,
+             target: int | None = None) -> list[Dial]:
         """Dials to start now; ``blocked``: linked or banned; ``held``: not to be dialled
-        at that address now (a punch with the peer there failed lately)."""
+        at that address now (a punch with the peer there failed lately); ``target``: links
+        to dial until (default ``target_neighbours``)."""
         cfg = self.config
-        need = cfg.target_neighbours - linked - len(self.dialling)
+        need = (cfg.target_neighbours if target is None else target) - linked - len(self.dialling)
         if need <= 0 or not self.candidates:
             return []
         eligible = []

@@ -36,7 +36,8 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
   ``max_scores`` remembered, oldest forgotten first): reconnecting does not wipe it,
   and a link that ends in a timeout adds to it.
 * **Dialling** (:class:`~oasis.core.dialplan.DialPlan`): candidates from verified
-  sources, dialled until ``target_neighbours`` (not linked, banned or backed off),
+  sources, dialled until ``target_neighbours`` (not linked, banned or backed off) --
+  ``nat_target_neighbours`` once the node knows it is behind a NAT (nobody dials it) --,
   and the cadence of ``Announce`` -- when to ask the sources for more.
 * **Reachability** (:mod:`~oasis.core.nat`): OBSERVED tells each neighbour the address
   its packets come from (the node learns its public mapping and NAT kind from the
@@ -159,6 +160,14 @@ class PolicyConfig:
     #: its children per substream as neighbours: 12/24 (6/12 before: trees 6-8 hops deep)
     target_neighbours: int = 12
     max_neighbours: int = 24  #: refuse inbound links beyond this many
+    #: ... dial (punch) until this many while the node knows it is behind a NAT (EIM or
+    #: SYMMETRIC, learnt from OBSERVED): nobody can dial it, so it has only the links it
+    #: makes, where a public node gets ~8 inbound links on top of its 12. 20: at 1,000
+    #: simulated churning viewers, 70 % behind NATs, 0.5 s playout, offload 0.827/0.836 ->
+    #: 0.878/0.865 (seeds 1/2; 16 gave 0.850/0.855, 24 0.867/0.862: its own dials left no
+    #: room for the punches others offered; docs/oftp.md §15.2). 0 or less than ``target_neighbours``:
+    #: ``target_neighbours``; a node with ``target_neighbours`` 0 dials nobody still
+    nat_target_neighbours: int = 20
     max_streams: int = 16  #: streams this node carries
     max_streams_per_peer: int = 4  #: streams one peer may join with us
     #: JOINs that ask for a start per stream while the node has none (each answer is a
@@ -479,6 +488,15 @@ class PeerPolicy(Generic[L]):
         score, at = self.scores.get(peer, (0.0, now))
         return max(0.0, score - (now - at) * self.config.score_decay)
 
+    def target(self) -> int:
+        """Neighbours to dial until: ``target_neighbours``, or ``nat_target_neighbours``
+        (at most ``max_neighbours``) once the node knows it is behind a NAT."""
+        cfg = self.config
+        t = cfg.target_neighbours
+        if t > 0 and cfg.nat_target_neighbours > t and self.mapping.kind in (NatKind.EIM, NatKind.SYMMETRIC):
+            return min(cfg.nat_target_neighbours, cfg.max_neighbours)
+        return t
+
     def neighbour_count(self) -> int:
         """Admitted links that are neighbours (service links excluded)."""
         return len(self.peers) - self._n_service
@@ -668,7 +686,7 @@ class PeerPolicy(Generic[L]):
             self.dials.back_off(peer, now)
         elif p.dialled and now - p.since >= self.config.stable_link:
             self.dials.stable(peer)
-        if not p.service and self.neighbour_count() < self.config.target_neighbours:
+        if not p.service and self.neighbour_count() < self.target():
             self._plan(now)
             self.dials.neighbour_left(now)
 
@@ -825,14 +843,14 @@ class PeerPolicy(Generic[L]):
         if verified and self._n_service:
             self._promote(found, now)
         self.dials.offer(found, now, verified=verified, interval=interval,
-                         linked=self.neighbour_count())
+                         linked=self.neighbour_count(), target=self.target())
         self._plan(now)
 
     def _promote(self, found: list[Candidate], now: float) -> None:
         """Service links we dialled whose peer a verified source now offers: JOIN on them
         (the listener joins back) while short of neighbours, instead of a second dial."""
         for cand in found:
-            if self.neighbour_count() >= self.config.target_neighbours:
+            if self.neighbour_count() >= self.target():
                 return
             p = self.peers.get(cand.peer)
             if p is None or not p.service or p.overflow or not p.dialled or p.closing:
@@ -853,7 +871,7 @@ class PeerPolicy(Generic[L]):
         introduce it (it may sit behind a NAT), it is punched through that neighbour. A
         punched dial that failed holds the peer off (``NatConfig.punch_retry_after``)."""
         self._failed(peer, now)
-        if (self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours
+        if (self.neighbour_count() + len(self.dials.dialling) < self.target()
                 and peer not in self.peers and not self.is_banned(peer, now)):
             r = self.nat.introducer_for(peer, self._neighbours, now)
             if r is not None and self._introduce(peer, r, now):
@@ -893,7 +911,7 @@ class PeerPolicy(Generic[L]):
         kind = self.mapping.kind
         punch_all = kind in (NatKind.EIM, NatKind.SYMMETRIC) or (
             kind == NatKind.UNKNOWN and self.nat.config.punch_unknown)
-        for d in self.dials.plan(now, self.neighbour_count(), blocked, held):
+        for d in self.dials.plan(now, self.neighbour_count(), blocked, held, target=self.target()):
             # Behind a NAT, a peer a neighbour can introduce is punched through it: a
             # plain dial reaches it only if it is public (the punch covers that case too).
             r = self.nat.introducer_for(d.peer, self._neighbours, now) if punch_all else None
@@ -903,7 +921,7 @@ class PeerPolicy(Generic[L]):
                 self.counters.dial_attempts -= 1  # counted when it is dialled
             else:
                 self._actions.append(d)
-        need = self.config.target_neighbours - self.neighbour_count() - len(self.dials.dialling)
+        need = self.target() - self.neighbour_count() - len(self.dials.dialling)
         if need > 0 and self.nat.via:
             # Short of neighbours: punch peers known only through a neighbour (only
             # NEIGHBOURS named them, or a direct dial to them failed).
@@ -969,7 +987,7 @@ class PeerPolicy(Generic[L]):
             return
         if isinstance(msg, wire.Neighbours):
             nat.listed(peer, msg.keys, now)
-            if self.neighbour_count() + len(self.dials.dialling) < self.config.target_neighbours:
+            if self.neighbour_count() + len(self.dials.dialling) < self.target():
                 self._plan(now)
         elif isinstance(msg, wire.Punch):
             room = self.neighbour_count() + len(self.dials.dialling) < self.config.max_neighbours

@@ -98,7 +98,8 @@ class Net:
 
     def __init__(self, n: int, target: int = 1, **nat: float) -> None:
         self.now = 0.0
-        cfg = pp.PolicyConfig(target_neighbours=target)
+        # (nat_target_neighbours off: behind their NATs they would look for 20 neighbours)
+        cfg = pp.PolicyConfig(target_neighbours=target, nat_target_neighbours=0)
         self.p = {i: pp.PeerPolicy(key(i), cfg, rng=random.Random(i), listen=(f"10.0.0.{i}", 4000),
                                    nat=NatConfig(**nat)) for i in range(1, n + 1)}
         for p in self.p.values():
@@ -256,6 +257,33 @@ def test_behind_a_nat_a_planned_dial_becomes_a_punch() -> None:
     assert net.punches(Phase.GO) and net.dials[0] == (1, pp.Dial(key(2), public(2), 4000))
     assert a.link_up(("P", 1, 2), key(2), dialled=True, now=net.now + 0.25, addr=(public(2), 4000))
     assert a.nat.counters.punch_linked == 1 and list(a.punch_connect_s) == [(key(2), 0.25)]
+
+
+def test_behind_a_nat_a_node_dials_until_nat_target_neighbours() -> None:
+    # nobody can dial a NATed node: it makes all its links itself, so it looks for more
+    net = Net(6)
+    net.p[1].config.nat_target_neighbours = 4  # (one config shared by the six policies)
+    net.link(1, 3)
+    net.link(1, 4)
+    a = net.p[1]
+    assert a.mapping.kind == NatKind.EIM and a.neighbour_count() == 2
+    assert a.target() == 4
+    assert net.p[5].mapping.kind == NatKind.UNKNOWN and net.p[5].target() == 1
+    cands = [pp.Candidate(key(i), public(i), 4000) for i in (2, 5, 6)]
+    a.on_candidates(cands, net.now, verified=True)
+    net.run()
+    assert sorted(d.peer for i, d in net.dials if i == 1) == [key(2), key(5), key(6)]
+    # the same node at the plain target (0: off) is linked enough and dials nobody
+    net.dials.clear()
+    a.config.nat_target_neighbours = 0
+    assert a.target() == 1
+    b = net.p[2]
+    net.link(2, 3)
+    net.link(2, 4)
+    assert b.mapping.kind == NatKind.EIM
+    b.on_candidates([pp.Candidate(key(i), public(i), 4000) for i in (5, 6)], net.now, verified=True)
+    net.run()
+    assert not [d for i, d in net.dials if i == 2]
 
 
 def test_intro_flood_is_cut_by_the_relay_budget() -> None:

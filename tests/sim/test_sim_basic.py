@@ -199,3 +199,24 @@ def test_nat_share_per_access_kind_from_published_figures(capsys: pytest.Capture
     with pytest.raises(SystemExit):
         main(["sim", str(SMALL), "--nat", "lots"])
     capsys.readouterr()
+
+
+def test_viewers_behind_a_nat_make_more_neighbours_than_the_plain_target() -> None:
+    # Nobody can dial a NATed viewer: it has only the links it makes (dials to public peers,
+    # punches), where a public viewer also gets inbound ones. Once it knows its mapping it
+    # looks for nat_target_neighbours (20) instead of target_neighbours (12).
+    from oasis.core.nat import NatKind
+    from oasis.core.peer import PolicyConfig
+
+    cfg = PolicyConfig()
+    assert cfg.nat_target_neighbours > cfg.target_neighbours
+    s = _small(peers=80, duration_s=14, nat_share=0.7, nat_by_access={}, baselines=[])
+    world = World()
+    bnet, viewers = population.build(s, world, 1)
+    _, sim = run_oasis(s, world, bnet, viewers, 1)
+    eim = [n for n in sim.every if not n.is_source and n.alive and n.net.nat == 2
+           and n.policy.mapping.kind == NatKind.EIM]
+    assert len(eim) >= 20
+    assert all(n.policy.target() == cfg.nat_target_neighbours for n in eim)
+    # the 80 viewers make it possible: on average more neighbours than the plain target
+    assert statistics.mean(n.policy.neighbour_count() for n in eim) > cfg.target_neighbours + 1

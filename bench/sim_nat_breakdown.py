@@ -1,0 +1,216 @@
+"""What the NATs cost in one simulation: prints JSON.
+
+Runs ``oasis sim SCENARIO --peers N --duration S --playout P --seed K --nat SHARE
+--baselines none`` in this process and wraps the simulator's interpreted executor
+(``oasis.sim.execute``'s table for ``OasisSim``: ``Deliver``), as
+``bench/sim_origin_breakdown.py`` does, so the run is the CLI's (same figures). It reports,
+per NAT kind of the viewer (public / eim / symmetric):
+
+* viewers, deliveries after the join, the origin's share of them, and the share of all
+  origin deliveries;
+* origin deliveries with no parent on the substream, and by the parent's kind;
+* how long after its join a viewer's swarm first sent to a neighbour and its first chunk pushed by
+  a peer (p50 / p90 / p99), and the share that never had one;
+* the trees at the end: depth per kind, and the children each kind of parent carries, by
+  the child's kind (are public peers' slots spent on NATed children an EIM peer could take);
+* neighbours per kind at the end, and the punch counters summed per kind.
+
+    python bench/sim_nat_breakdown.py scenarios/mobile-churn-10k.toml --seed 1 --nat 0.7 \\
+        [--set key=value ...] [--nat-set key=value ...]
+
+``--set`` overrides a ``[protocol]`` key; ``--nat-set`` a :class:`oasis.core.nat.NatConfig`
+field and ``--policy-set`` a :class:`oasis.core.peer.PolicyConfig` field for every node (a
+variant to measure before it becomes a default; the simulator sets ``target_neighbours`` and
+``max_neighbours`` itself, from the scenario: ``--scenario-set max_neighbours=28``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import functools
+import json
+import tomllib
+from typing import Any
+
+import numpy as np
+
+from oasis.core import nat as natmod
+from oasis.core import peer
+from oasis.core import swarm as sw
+from oasis.sim import cli, execute, oasis_run, population
+from oasis.sim.netmodel import World
+
+peer_config = peer.PolicyConfig
+KINDS = {1: "public", 2: "eim", 3: "symmetric"}
+
+
+def _pct(values: list[float]) -> list[float]:
+    if not values:
+        return []
+    return [round(float(x), 3) for x in np.percentile(values, [50, 90, 99])]
+
+
+def _toml(kv: str) -> tuple[str, Any]:
+    k, v = kv.split("=", 1)
+    return k, tomllib.loads(f"x = {v}")["x"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario")
+    ap.add_argument("--peers", default="1000")
+    ap.add_argument("--duration", default="40")
+    ap.add_argument("--playout", default="0.5")
+    ap.add_argument("--seed", default="1")
+    ap.add_argument("--nat", default="0.7")
+    ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
+    ap.add_argument("--nat-set", action="append", default=[], help="a NatConfig key=value (TOML value)")
+    ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
+    ap.add_argument("--scenario-set", action="append", default=[],
+                    help="a Scenario field key=value (TOML value), e.g. max_neighbours=28")
+    a = ap.parse_args()
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    s = cli.scenario_from(p.parse_args([a.scenario, "--peers", a.peers, "--duration", a.duration,
+                                        "--playout", a.playout, "--seed", a.seed, "--nat", a.nat,
+                                        "--baselines", "none"]))
+    scen = dict(_toml(kv) for kv in a.scenario_set)
+    if scen:
+        s = dataclasses.replace(s, **scen)
+    over = dict(_toml(kv) for kv in a.set)
+    if over:
+        s = dataclasses.replace(s, protocol={**s.protocol, **over})
+    nat_over = dict(_toml(kv) for kv in a.nat_set)
+    if nat_over:  # every PeerPolicy builds its NatConfig() from oasis.core.peer's name
+        peer.NatConfig = functools.partial(natmod.NatConfig, **nat_over)  # type: ignore[misc,assignment]
+    pol_over = dict(_toml(kv) for kv in a.policy_set)
+    if pol_over:  # the simulator builds pp.PolicyConfig(...) per node
+        peer.PolicyConfig = functools.partial(peer_config, **pol_over)  # type: ignore[misc,assignment]
+    k = s.swarm_config().substreams
+    table = execute._table(oasis_run.OasisSim)
+    deliver = table[sw.Deliver]
+    by_kind: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    origin_parent: collections.Counter[str] = collections.Counter()
+    first_push: dict[int, float] = {}
+
+    def on_deliver(net: Any, node: Any, act: sw.Deliver) -> Any:
+        rec = node.rec
+        c = act.chunk
+        if rec is not None and not node.mode and c.time_us / 1e6 >= rec.joined_at:
+            kind = KINDS.get(node.net.nat, "public")
+            cnt = by_kind[kind]
+            cnt["deliveries"] += 1
+            if act.source == sw.SOURCE_ORIGIN:
+                cnt["origin"] += 1
+                par = node.swarm.tree.parents[c.seq % k]
+                if par is None:
+                    origin_parent[f"{kind}<-none"] += 1
+                else:
+                    pn = net.by_key.get(par)
+                    pk = "source" if pn is None or pn.is_source else KINDS.get(pn.net.nat, "public")
+                    origin_parent[f"{kind}<-{pk}"] += 1
+            elif node.idx not in first_push:
+                first_push[node.idx] = act.at - rec.joined_at
+        return deliver(net, node, act)
+
+    table[sw.Deliver] = on_deliver
+    # first neighbour: the first control message its swarm sends (to a peer it added)
+    first_nb: dict[int, float] = {}
+    send = table[sw.Send]
+
+    def on_send(net: Any, node: Any, act: sw.Send) -> Any:
+        if node.idx not in first_nb and node.rec is not None:
+            first_nb[node.idx] = net.now - node.rec.joined_at
+        return send(net, node, act)
+
+    table[sw.Send] = on_send
+    # origin fetches asked before the viewer's own fallback: a relay's early fetch
+    fetch = table[sw.FetchOrigin]
+    early: collections.Counter[str] = collections.Counter()
+    fallback_at = s.swarm_config().playout_delay - s.swarm_config().origin_margin - 0.02
+
+    def on_fetch(net: Any, node: Any, act: sw.FetchOrigin) -> Any:
+        if node.rec is not None and 0 <= act.seq < len(net.produced_t):
+            kind = KINDS.get(node.net.nat, "public")
+            early[kind + ("_early" if net.now - net.produced_t[act.seq] < fallback_at else "_late")] += 1
+        return fetch(net, node, act)
+
+    table[sw.FetchOrigin] = on_fetch
+    world = World()
+    bnet, viewers = population.build(s, world, int(a.seed))
+    res, sim = oasis_run.run_oasis(s, world, bnet, viewers, int(a.seed))
+    total_origin = sum(c["origin"] for c in by_kind.values())
+    viewers_by_kind: dict[str, list[Any]] = collections.defaultdict(list)
+    for node in sim.every:
+        if node.mode or node.is_source or node.rec is None:
+            continue
+        viewers_by_kind[KINDS.get(node.net.nat, "public")].append(node)
+    per_kind: dict[str, Any] = {}
+    for kind, nodes in sorted(viewers_by_kind.items()):
+        c = by_kind[kind]
+        fp = [first_push[n.idx] for n in nodes if n.idx in first_push]
+        fn = [first_nb[n.idx] for n in nodes if n.idx in first_nb]
+        alive = [n for n in nodes if n.alive]
+        depth: collections.Counter[int] = collections.Counter()
+        for n in alive:
+            t = n.swarm.tree
+            for j in range(k):
+                depth[len(t.paths[j]) - 1 if t.parents[j] is not None else -1] += 1
+        nd = sum(depth.values()) or 1
+        ctr: collections.Counter[str] = collections.Counter()
+        for n in nodes:
+            for f, v in dataclasses.asdict(n.policy.nat.counters).items():
+                ctr[f] += v
+        up = [(n.swarm.upload.counters.released_bytes,
+               n.swarm.upload.rate * (min(n.died, sim.now) - n.born)) for n in nodes]
+        per_kind[kind] = {
+            "upload_used": round(sum(u[0] for u in up) / max(sum(u[1] for u in up), 1.0), 3),
+            "fetches_early_late": [early[kind + "_early"], early[kind + "_late"]],
+            "viewers": len(nodes),
+            "deliveries": c["deliveries"],
+            "origin_share": round(c["origin"] / max(c["deliveries"], 1), 4),
+            "share_of_all_origin": round(c["origin"] / max(total_origin, 1), 4),
+            "first_neighbour_s_p50_p90_p99": _pct(fn),
+            "first_push_s_p50_p90_p99": _pct(fp),
+            "never_pushed": round(1 - len(fp) / max(len(nodes), 1), 4),
+            "depth_at_end": {str(d): round(v / nd, 3) for d, v in sorted(depth.items())},
+            "neighbours_at_end_mean": round(float(np.mean([n.policy.neighbour_count() for n in alive]))
+                                            if alive else 0.0, 2),
+            "learnt": dict(collections.Counter(n.policy.mapping.kind.name.lower() for n in nodes)),
+            "counters": {f: v for f, v in ctr.items() if v and f.startswith(("punch", "intro"))},
+        }
+    # children by (parent kind, child kind) at the end, per substream slot
+    slots: collections.Counter[str] = collections.Counter()
+    parents_of_kind: collections.Counter[str] = collections.Counter()
+    for node in sim.every:
+        if node.mode or not node.alive:
+            continue
+        pk = "source" if node.is_source else KINDS.get(node.net.nat, "public")
+        parents_of_kind[pk] += 1
+        for key, st in node.swarm.peers.items():
+            m = st.children_mask
+            if not m:
+                continue
+            ch = sim.by_key.get(key)
+            ck = KINDS.get(ch.net.nat, "public") if ch is not None else "?"
+            slots[f"{pk}->{ck}"] += bin(m).count("1")
+    out = {
+        "scenario": s.name, "seed": int(a.seed), "nat": a.nat, "overrides": over,
+        "nat_overrides": dict(_toml(kv) for kv in a.nat_set),
+        "policy_overrides": dict(_toml(kv) for kv in a.policy_set),
+        "scenario_overrides": scen,
+        "result": {key: v for key, v in res.items() if not isinstance(v, (dict, list)) or key == "latency_ms"},
+        "nat_result": res.get("nat"),
+        "origin_deliveries": total_origin,
+        "per_kind": per_kind,
+        "origin_by_parent": {kk: round(v / max(total_origin, 1), 4) for kk, v in sorted(origin_parent.items())},
+        "child_slots_at_end": dict(sorted(slots.items())),
+        "alive_by_kind_at_end": dict(parents_of_kind),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
