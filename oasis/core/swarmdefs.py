@@ -98,8 +98,11 @@ class SwarmConfig:
     #: lag says it has the chunk and would answer before the origin fallback
     repair_overdue: bool = True
     #: a chunk that arrives while REQUESTs for it are out: tell the other peers asked
-    #: (CANCEL) so a held request or a queued answer does not send a duplicate
-    cancel_requests: bool = True
+    #: (CANCEL) so a held request or a queued answer does not send a duplicate. Off: in
+    #: the simulator it cut duplicate bytes by up to 16 % but moved offload -0.017..+0.016
+    #: (mean -0.003 over the three scenario files, two seeds; docs/benchmarks.md). A
+    #: CANCEL received is always honoured.
+    cancel_requests: bool = False
     #: a viewer that has not started this long after its join asks the origin for the
     #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
     #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed

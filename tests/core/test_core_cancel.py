@@ -87,7 +87,7 @@ def test_a_viewer_cancels_only_requests_it_sent_and_only_once_it_holds_the_chunk
     sends goes to a peer it had sent a REQUEST for that chunk, after the chunk came;
     playback stays whole. (What the cancels save is measured in the simulator:
     tests/sim/test_sim_cancel.py.)"""
-    net = build(14, seed=9)
+    net = build(14, seed=9, config=sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, cancel_requests=True))
     _lossy(net, 0.15, 9)
     net.tick(200)  # 20 s
     assert sum(net.nodes[v].counters.cancels_sent for v in net.viewers) > 0, \
