@@ -108,9 +108,9 @@ class SwarmConfig:
     hop_penalty: float = 0.03
     #: a parent is not swapped for a faster one within this long of the substream's last
     #: parent change (s; :data:`oasis.core.tree.SWITCH_DWELL`). 2.0 (a swap at every STATUS
-    #: round) raised simulated offload at 0.5 s by 0.013-0.018 on three runs (1,000 viewers,
-    #: mobile-churn seeds 1-2, flash-5k seed 1) and lowered p95 by 3-9 ms; not the default
-    #: before the other runs and real processes are measured (docs/simulation.md, 2026-12-03)
+    #: round) raised simulated offload at 0.5 s by 0.008-0.018 on five runs (1,000 viewers;
+    #: mean 0.930 -> 0.942) and lowered p95 by 0-9 ms; not the default before the sixth run
+    #: and real processes are measured (docs/simulation.md, 2026-12-03)
     switch_dwell: float = 5.0
     #: added to a candidate parent's score on ``j``: how much later chunks reach it on ``j``
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
