@@ -25,7 +25,7 @@ sender's smoothed delay from a chunk's time to its arrival there
 (:mod:`oasis.core.delay`). A node prefers the parent through which chunks would
 arrive first (that delay plus half the RTT the transport measured to it, plus a
 penalty per relay), and once per status interval swaps a parent for one
-``SWITCH_GAIN`` faster (at most once per ``SWITCH_DWELL``). A swap is make
+``SWITCH_GAIN`` faster (at most once per ``switch_dwell``). A swap is make
 before break: the old parent stays subscribed (``standby``) until the new one
 pushes, and takes over again at once if the new one is dropped first (a peer
 that claims the best path and withholds starves no one).
@@ -78,7 +78,9 @@ from .wire import ErrorCode
 
 HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known (s)
 SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earlier (s)
-SWITCH_DWELL = 5.0  #: and not within this long of the substream's last parent change (s)
+#: the default ``SwarmConfig.switch_dwell``: no swap within this long of the substream's last
+#: parent change (s)
+SWITCH_DWELL = 5.0
 #: a new parent's first pushes may be late (a fresh QUIC link paces them over an RTT or more):
 #: chunks made this long after we subscribed count against it only after the origin time (s)
 FRESH_GRACE = 1.0
@@ -215,7 +217,7 @@ class PushTree:
     def select_parents(self, now: float, improve: bool = False) -> None:
         """Subscribe where a substream has no parent; with ``improve`` also look for a
         parent through which chunks would arrive ``SWITCH_GAIN`` earlier (done once per
-        status interval, not per input, and at most once per ``SWITCH_DWELL`` per substream)."""
+        status interval, not per input, and at most once per ``switch_dwell`` per substream)."""
         if self.is_source or not self.hinted:
             return
         if not improve and all(p is not None for p in self.parents):
@@ -231,7 +233,7 @@ class PushTree:
             if self.parents[j] is not None and not improve:
                 continue
             current = self.parents[j]
-            if current is not None and now < self.changed_at[j] + SWITCH_DWELL:
+            if current is not None and now < self.changed_at[j] + self.config.switch_dwell:
                 continue
             cands = self.candidates(j, now)
             if not cands:

@@ -503,6 +503,38 @@ def test_parent_swapped_only_for_a_clear_gain_and_not_too_often() -> None:
     assert p2 not in _subscribes(node)
 
 
+def test_switch_dwell_is_the_configured_one() -> None:
+    """``switch_dwell`` (default ``SWITCH_DWELL``): after a parent change on a substream, a
+    faster parent is not taken before the dwell has passed, and is taken at the first
+    improvement round after it."""
+    assert sw.SwarmConfig().switch_dwell == sw.SWITCH_DWELL
+    for dwell in (2.0, sw.SWITCH_DWELL):
+        rng = random.Random(9)
+        b, p1, p2, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
+        sid = StreamId(b, "t")
+        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, switch_dwell=dwell)
+        node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
+        tb = peer_tag(b)
+        node.add_peer(p1, 0.0, rtt=0.1)
+        node.on_message(p1, _status(sid.key, [[tb, peer_tag(p1)]], [200]), 0.0)
+        node.on_message(p1, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 0.1)
+        assert node.parents[0] == p1
+        node.add_peer(p2, 0.2, rtt=0.1)
+        node.on_message(p2, _status(sid.key, [[tb, peer_tag(p2)]], [20]), 0.2)  # 180 ms faster
+        node.actions()
+        t_ask = None
+        now = 0.2
+        while now < 12.0:
+            now += 0.25
+            node.handle_timer(now)
+            if p2 in _subscribes(node):
+                t_ask = now
+                break
+        assert t_ask is not None, dwell
+        # not before the dwell after the change at 0.1 s; by one status interval after it
+        assert 0.1 + dwell <= t_ask <= 0.1 + dwell + cfg.status_interval + 0.25, (dwell, t_ask)
+
+
 def _one_parent(seed: int) -> tuple[sw.Swarm, StreamId, bytes, bytes]:
     rng = random.Random(seed)
     b, p, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))

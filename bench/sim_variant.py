@@ -1,0 +1,62 @@
+"""One simulation with ``[protocol]`` overrides: prints one JSON line of its key figures.
+
+The same run as ``oasis sim SCENARIO --seed N --baselines none`` (with ``--short``: ``--peers
+1000 --duration 40 --playout 0.5``, issue 9's comparison runs), with ``--set key=value`` (a
+TOML value) replacing ``SwarmConfig`` fields the way a ``[protocol]`` table in a scenario copy
+would, so a variant needs no scenario file. The load average before and after is printed
+beside the figures (the simulator is deterministic per seed; the load moves only the wall).
+
+    python bench/sim_variant.py scenarios/mobile-churn-10k.toml --short --seed 2 \\
+        --set origin_margin=0.10 [--chunk-ms 20] [--tag name]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tomllib
+
+from oasis.sim import cli, runner
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario")
+    ap.add_argument("--seed", default="1")
+    ap.add_argument("--short", action="store_true", help="--peers 1000 --duration 40 --playout 0.5")
+    ap.add_argument("--chunk-ms", default=None)
+    ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
+    ap.add_argument("--tag", default="")
+    a = ap.parse_args()
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    argv = [a.scenario, "--seed", a.seed, "--baselines", "none"]
+    if a.chunk_ms:
+        argv += ["--chunk-ms", a.chunk_ms]
+    if a.short:
+        argv += ["--peers", "1000", "--duration", "40", "--playout", "0.5"]
+    s = cli.scenario_from(p.parse_args(argv))
+    over = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.set}
+    if over:
+        s = dataclasses.replace(s, protocol={**s.protocol, **over})
+    load0 = _load()
+    out = runner.run(s, int(a.seed), plots=None, timing=True, progress=False)
+    o = out["oasis"]
+    print(json.dumps({"tag": a.tag, "scenario": os.path.basename(a.scenario), "seed": a.seed,
+                      "chunk_ms": a.chunk_ms, "set": a.set, "offload": o["offload_ratio"],
+                      "continuity": o["continuity"], "p50": o["latency_ms"]["p50"],
+                      "p95": o["latency_ms"]["p95"], "stretch50": o["latency_stretch"]["p50"],
+                      "resource_index": out.get("resource_index"),
+                      "origin_requests": o.get("origin_requests"), "wall_s": out.get("wall_s"),
+                      "load": [load0, _load()]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
