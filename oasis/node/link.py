@@ -79,6 +79,10 @@ class Link:
         self._core: Any = None
         self.addr = addr
         self.migrations = 0  #: times the peer's address changed and QUIC followed it
+        #: addresses packets came from that QUIC has not validated (yet): a peer moving, or
+        #: a forged source address (counted once per address in a row, not per datagram)
+        self.unvalidated_paths = 0
+        self._unproven: tuple[str, int] | None = None
         self.heard_at = 0.0  #: loop time of the last datagram from the peer
         self.probes = 0  #: PINGs sent because an expected push went quiet
         self.probed_at = 0.0  #: loop time of the last such PING
@@ -173,12 +177,17 @@ class Link:
 
     def _received_from(self, addr: tuple[str, int] | None) -> None:
         if addr is not None and addr != self.addr:
+            # The link moves (and the policy counts it at the new address) only once QUIC
+            # has validated the new path (Stack.path): a forged source address moves nothing.
             path = self.stack.path(self.quic)
             if path is not None and path != self.addr:
                 self.addr = path
                 self.migrations += 1
                 if self.endpoint.on_migrated is not None:
                     self.endpoint.on_migrated(self)
+            elif addr != self._unproven:
+                self._unproven = addr
+                self.unvalidated_paths += 1
         self._process()
 
     def _process(self) -> None:
