@@ -496,9 +496,10 @@ class Qh3Stack(Stack):
             return None
 
     def path(self, quic: Any) -> tuple[str, int] | None:
-        # qh3's core moves its active path to a peer's new address only once the path is
-        # validated (its "path_validated" event; a forged source address gets a
-        # PATH_CHALLENGE it never answers): measured, tests/node/test_node_spoof_atk5.py.
+        # qh3's core moves its active path to a peer's new address only on its
+        # "path_validated" event, but qh3 2.1.0 validates a forged path when the forger still
+        # receives at its old address (bench/atk5_qh3_path.py): NOT a defence against a
+        # spoofer on this stack (docs/oftp.md §14.4).
         core = quic._core
         if core is None:
             return None
