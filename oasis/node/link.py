@@ -83,6 +83,8 @@ class Link:
         #: a forged source address (counted once per address in a row, not per datagram)
         self.unvalidated_paths = 0
         self._unproven: tuple[str, int] | None = None
+        #: (address, qid): the DHT_PING sent to prove a move to ``address`` (:meth:`_prove`)
+        self._proving: tuple[tuple[str, int], int] | None = None
         self.heard_at = 0.0  #: loop time of the last datagram from the peer
         self.probes = 0  #: PINGs sent because an expected push went quiet
         self.probed_at = 0.0  #: loop time of the last such PING
@@ -180,15 +182,47 @@ class Link:
             # The link moves (and the policy counts it at the new address) only once QUIC
             # has validated the new path (Stack.path): a forged source address moves nothing.
             path = self.stack.path(self.quic)
-            if path is not None and path != self.addr:
-                self.addr = path
-                self.migrations += 1
-                if self.endpoint.on_migrated is not None:
-                    self.endpoint.on_migrated(self)
+            if path is not None and path != self.addr and self.stack.validates_paths:
+                self._moved(path)
+            elif path is not None and path != self.addr:
+                self._prove(path)
             elif addr != self._unproven:
                 self._unproven = addr
                 self.unvalidated_paths += 1
         self._process()
+
+    def _moved(self, path: tuple[str, int]) -> None:
+        self.addr = path
+        self.migrations += 1
+        if self.endpoint.on_migrated is not None:
+            self.endpoint.on_migrated(self)
+
+    def _prove(self, path: tuple[str, int]) -> None:
+        """QUIC sends to ``path`` now but the stack's validation is no proof (qh3 validated
+        a forged address whose forger still received at its own). The peer proves it
+        receives there by answering a DHT_PING whose random ``qid`` only went there
+        (:meth:`path_proof`); until then the link stays counted at its old address. A peer
+        without a DHT never moves in our accounts (its link works on)."""
+        if self._proving is not None and self._proving[0] == path:
+            return  # asked already
+        self.unvalidated_paths += 1
+        self._unproven = path
+        if not self.session.authenticated:
+            return  # a moved handshake: stays at the address its Retry token proved
+        qid = self.endpoint.nonces.getrandbits(32)
+        self._proving = (path, qid)
+        self.send(wire.DhtPing(qid=qid))
+
+    def path_proof(self, qid: int) -> bool:
+        """A DHT_PONG with ``qid`` came on this link: whether it answers :meth:`_prove`'s
+        ping (then the link moves to that address, if QUIC still sends there)."""
+        proving = self._proving
+        if proving is None or proving[1] != qid:
+            return False
+        self._proving = None
+        if self.stack.path(self.quic) == proving[0] and proving[0] != self.addr:
+            self._moved(proving[0])
+        return True
 
     def _process(self) -> None:
         ep = self.endpoint

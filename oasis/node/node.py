@@ -673,6 +673,8 @@ class Node:
         elif route == pp.TO_NODE:
             if isinstance(msg, (wire.WalletBind, wire.TicketMsg, wire.ReceiptMsg)):
                 self._on_ledger_message(link, peer, msg)
+            elif isinstance(msg, wire.DhtPong) and link.path_proof(msg.qid):
+                pass  # the peer proved its new address (Link._prove), not a DHT answer
             elif isinstance(msg, wire.DHT_MESSAGES) and self.dht is not None:
                 self.dht.on_message(link, peer, msg)
             elif isinstance(msg, wire.DM_MESSAGES):

@@ -85,6 +85,9 @@ class Stack:
     counts_received = False
     #: what the connection's calls raise when it cannot do them (stream gone, closed)
     errors: tuple[type[Exception], ...] = (ValueError,)
+    #: :meth:`path` moves only to an address the peer proved it receives at; where not
+    #: (qh3), the link asks the peer to prove it (:meth:`Link._prove`)
+    validates_paths = False
     #: the endpoint hands a socket wake-up's run of datagrams for one link over at once
     #: (:meth:`receive_many`) rather than one by one
     batch_receive = False
@@ -197,6 +200,7 @@ def _runs(out: Any) -> list[tuple[Any, list[bytes]]]:
 class AioquicStack(Stack):
     name = "aioquic"
     client_certificates = True
+    validates_paths = True
     counts_received = True
 
     def __init__(self) -> None:
@@ -498,8 +502,8 @@ class Qh3Stack(Stack):
     def path(self, quic: Any) -> tuple[str, int] | None:
         # qh3's core moves its active path to a peer's new address only on its
         # "path_validated" event, but qh3 2.1.0 validates a forged path when the forger still
-        # receives at its old address (bench/atk5_qh3_path.py): NOT a defence against a
-        # spoofer on this stack (docs/oftp.md §14.4).
+        # receives at its old address (bench/atk5_qh3_path.py): not a proof on this stack
+        # (validates_paths False: the link asks for one, Link._prove).
         core = quic._core
         if core is None:
             return None
