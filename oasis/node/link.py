@@ -79,8 +79,8 @@ class Link:
         self._core: Any = None
         self.addr = addr
         self.migrations = 0  #: times the peer's address changed and QUIC followed it
-        #: addresses packets came from that QUIC has not validated (yet): a peer moving, or
-        #: a forged source address (counted once per address in a row, not per datagram)
+        #: addresses packets came from that the peer has not (yet) proved it receives at: a
+        #: peer moving, or a forged source address (once per address in a row, not per datagram)
         self.unvalidated_paths = 0
         self._unproven: tuple[str, int] | None = None
         #: (address, qid): the DHT_PING sent to prove a move to ``address`` (:meth:`_prove`)
@@ -179,8 +179,9 @@ class Link:
 
     def _received_from(self, addr: tuple[str, int] | None) -> None:
         if addr is not None and addr != self.addr:
-            # The link moves (and the policy counts it at the new address) only once QUIC
-            # has validated the new path (Stack.path): a forged source address moves nothing.
+            # The link moves (and the policy counts it at the new address) only once the peer
+            # proved it receives there (Stack.path; on qh3, _prove): a forged source address
+            # moves nothing.
             path = self.stack.path(self.quic)
             if path is not None and path != self.addr and self.stack.validates_paths:
                 self._moved(path)
@@ -205,8 +206,9 @@ class Link:
         without a DHT never moves in our accounts (its link works on)."""
         if self._proving is not None and self._proving[0] == path:
             return  # asked already
-        self.unvalidated_paths += 1
-        self._unproven = path
+        if path != self._unproven:
+            self._unproven = path
+            self.unvalidated_paths += 1
         if not self.session.authenticated:
             return  # a moved handshake: stays at the address its Retry token proved
         qid = self.endpoint.nonces.getrandbits(32)
