@@ -79,6 +79,12 @@ class Link:
         self._core: Any = None
         self.addr = addr
         self.migrations = 0  #: times the peer's address changed and QUIC followed it
+        #: addresses packets came from that the peer has not (yet) proved it receives at: a
+        #: peer moving, or a forged source address (once per address in a row, not per datagram)
+        self.unvalidated_paths = 0
+        self._unproven: tuple[str, int] | None = None
+        #: (address, qid): the DHT_PING sent to prove a move to ``address`` (:meth:`_prove`)
+        self._proving: tuple[tuple[str, int], int] | None = None
         self.heard_at = 0.0  #: loop time of the last datagram from the peer
         self.probes = 0  #: PINGs sent because an expected push went quiet
         self.probed_at = 0.0  #: loop time of the last such PING
@@ -173,13 +179,52 @@ class Link:
 
     def _received_from(self, addr: tuple[str, int] | None) -> None:
         if addr is not None and addr != self.addr:
+            # The link moves (and the policy counts it at the new address) only once the peer
+            # proved it receives there (Stack.path; on qh3, _prove): a forged source address
+            # moves nothing.
             path = self.stack.path(self.quic)
-            if path is not None and path != self.addr:
-                self.addr = path
-                self.migrations += 1
-                if self.endpoint.on_migrated is not None:
-                    self.endpoint.on_migrated(self)
+            if path is not None and path != self.addr and self.stack.validates_paths:
+                self._moved(path)
+            elif path is not None and path != self.addr:
+                self._prove(path)
+            elif addr != self._unproven:
+                self._unproven = addr
+                self.unvalidated_paths += 1
         self._process()
+
+    def _moved(self, path: tuple[str, int]) -> None:
+        self.addr = path
+        self.migrations += 1
+        if self.endpoint.on_migrated is not None:
+            self.endpoint.on_migrated(self)
+
+    def _prove(self, path: tuple[str, int]) -> None:
+        """QUIC sends to ``path`` now but the stack's validation is no proof (qh3 validated
+        a forged address whose forger still received at its own). The peer proves it
+        receives there by answering a DHT_PING whose random ``qid`` only went there
+        (:meth:`path_proof`); until then the link stays counted at its old address. A peer
+        without a DHT never moves in our accounts (its link works on)."""
+        if self._proving is not None and self._proving[0] == path:
+            return  # asked already
+        if path != self._unproven:
+            self._unproven = path
+            self.unvalidated_paths += 1
+        if not self.session.authenticated:
+            return  # a moved handshake: stays at the address its Retry token proved
+        qid = self.endpoint.nonces.getrandbits(32)
+        self._proving = (path, qid)
+        self.send(wire.DhtPing(qid=qid))
+
+    def path_proof(self, qid: int) -> bool:
+        """A DHT_PONG with ``qid`` came on this link: whether it answers :meth:`_prove`'s
+        ping (then the link moves to that address, if QUIC still sends there)."""
+        proving = self._proving
+        if proving is None or proving[1] != qid:
+            return False
+        self._proving = None
+        if self.stack.path(self.quic) == proving[0] and proving[0] != self.addr:
+            self._moved(proving[0])
+        return True
 
     def _process(self) -> None:
         ep = self.endpoint

@@ -280,6 +280,8 @@ class Node:
         self.closed_link_counters = {f"link_{name}": 0 for name in LINK_COUNTERS}
         self.closed_link_counters["link_migrations"] = 0  #: peers' address changes QUIC followed
         self.closed_link_counters["link_probes"] = 0  #: PINGs to parents gone quiet
+        #: addresses a peer's packets came from that QUIC had not validated (not followed)
+        self.closed_link_counters["link_paths_unvalidated"] = 0
         #: closed links already folded into the two dicts above (still in endpoint.links
         #: until the QUIC close completes): not counted twice
         self._folded: weakref.WeakSet[Link] = weakref.WeakSet()
@@ -383,6 +385,7 @@ class Node:
                 out[f"link_{name}"] += getattr(c, name)
             out["link_migrations"] += link.migrations
             out["link_probes"] += link.probes
+            out["link_paths_unvalidated"] += link.unvalidated_paths
             buffered += c.chunk_bytes_buffered
         out["link_chunk_bytes_buffered"] = buffered
         return out
@@ -670,6 +673,8 @@ class Node:
         elif route == pp.TO_NODE:
             if isinstance(msg, (wire.WalletBind, wire.TicketMsg, wire.ReceiptMsg)):
                 self._on_ledger_message(link, peer, msg)
+            elif isinstance(msg, wire.DhtPong) and link.path_proof(msg.qid):
+                pass  # the peer proved its new address (Link._prove), not a DHT answer
             elif isinstance(msg, wire.DHT_MESSAGES) and self.dht is not None:
                 self.dht.on_message(link, peer, msg)
             elif isinstance(msg, wire.DM_MESSAGES):
@@ -731,6 +736,7 @@ class Node:
             self.closed_link_counters[f"link_{name}"] += getattr(c, name)
         self.closed_link_counters["link_migrations"] += link.migrations
         self.closed_link_counters["link_probes"] += link.probes
+        self.closed_link_counters["link_paths_unvalidated"] += link.unvalidated_paths
 
     # ---- accounting ------------------------------------------------------------
     def traffic(self) -> dict[str, int]:

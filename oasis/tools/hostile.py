@@ -1075,11 +1075,19 @@ class _Redirect:
 
 
 class _Feed(asyncio.DatagramProtocol):
+    """What arrives at the address a client moved to. The victim may answer from another
+    of its addresses than the one the client dialled (a dual-stack socket answers an IPv4
+    peer from its IPv4 address); aioquic's client drops a datagram from an address it
+    does not know, so it would never answer the victim's PATH_CHALLENGE: each one is
+    handed over as coming from the address the client dialled."""
+
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
+        paths = getattr(conn._quic, "_network_paths", None)  # not public API
+        self.peer = paths[0].addr if paths else None
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.conn.datagram_received(data, addr)
+        self.conn.datagram_received(data, self.peer or addr)
 
 
 async def migrate(conn: Conn, local_host: str, dest: tuple[str, int]) -> Any:
@@ -1090,6 +1098,28 @@ async def migrate(conn: Conn, local_host: str, dest: tuple[str, int]) -> Any:
     kept open (the caller may move back with :func:`move_back`); returns it."""
     loop = asyncio.get_running_loop()
     t, _ = await loop.create_datagram_endpoint(lambda: _Feed(conn), local_addr=(local_host, 0))
+    old = conn._transport
+    conn._transport = _Redirect(t, dest)  # type: ignore[assignment]
+    ping(conn)
+    return old
+
+
+class _Deaf(asyncio.DatagramProtocol):
+    """What arrives at a forged source address: a spoofer never sees it."""
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        pass
+
+
+async def spoof(conn: Conn, forged_host: str, dest: tuple[str, int]) -> Any:
+    """From now on send ``conn``'s packets with ``forged_host`` (another host's address)
+    as their source, to ``dest``, and never hear the answers, as an attacker on a network
+    without ingress filtering: they leave from a socket bound to ``forged_host`` (a local
+    address, so no raw socket is needed) whose input is thrown away; a PING goes at once.
+    The victim's QUIC cannot validate that path (its PATH_CHALLENGE goes to the forged
+    host). Returns the old transport (left open)."""
+    loop = asyncio.get_running_loop()
+    t, _ = await loop.create_datagram_endpoint(_Deaf, local_addr=(forged_host, 0))
     old = conn._transport
     conn._transport = _Redirect(t, dest)  # type: ignore[assignment]
     ping(conn)

@@ -1,0 +1,116 @@
+"""Spoofed connection migration against the per-address cap, on real QUIC (docs/oftp.md
+§14.1, §15.4; found 2026-12-03 by an outside attacker, ``bench/atk5_spoof_migrate.py``).
+
+A node takes at most a quarter of its inbound slots from one address. aioquic moved a
+link to a peer's new address on the first packet from there, before validating the path,
+and the node counted the link there: an attacker that forges its source address (no
+ingress filtering) moved its own links onto a victim's address with one packet each, and
+the victim, dialling afterwards, was refused "too many links from this address" (6 of 6,
+aioquic). A link now moves only once QUIC has validated the new path (PATH_CHALLENGE
+answered from there; a Handshake packet from there is not enough). qh3 2.1.0 validated a
+forged path whose forger still received at its own address (``bench/atk5_qh3_path.py``):
+there the peer must answer a DHT_PING sent to the new address first (``Link._prove``).
+
+Here the forged packets leave from a socket bound to the victim's address (this
+machine's own non-loopback ``192.0.2.2``: loopback is exempt from the cap) whose input is
+thrown away, as a spoofer never sees the answers; the attacker dials from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from procs import until
+
+from oasis.core import peer as pp
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId
+from oasis.node.node import Node
+from oasis.tools.hostile import Victim, dial, hang_up, ping, spoof
+
+VICTIM = "192.0.2.2"  # this machine's own address (not loopback)
+
+
+def _bindable(host: str) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _bindable(VICTIM), reason=f"needs the local address {VICTIM}")
+
+
+def _quic_sends_to(link: Any) -> str | None:
+    """The host QUIC sends this link's packets to now, validated or not (stack internals)."""
+    q = link.quic
+    if hasattr(q, "_network_paths"):  # aioquic
+        return str(q._network_paths[0].addr[0]) if q._network_paths else None
+    core = q._core  # qh3
+    return None if core is None else str(core.active_path[2][0])
+
+
+@pytest.mark.parametrize("quic", ["aioquic", "qh3"])
+async def test_forged_source_addresses_do_not_move_links_onto_a_victims_share(quic: str) -> None:
+    b = Node(Identity.generate(), sw.SwarmConfig(), host="0.0.0.0", target_neighbours=0,
+             max_neighbours=16, quic=quic, dht=False)
+    await b.start()
+    sid = StreamId(b.identity.public, "live")
+    b.add_stream(sid, is_source=True)
+    cap = max(4, 16 // 4)
+    conns: list[Any] = []
+    olds: list[Any] = []
+    honest: Node | None = None
+    try:
+        for _ in range(cap + 2):
+            c = await dial(Victim("127.0.0.1", b.port, b.identity.public), auth=True)
+            conns.append(c)
+            assert c.authed.is_set() and not c.terminated.is_set()
+            c.send_msg(wire.Join(stream=str(sid)))
+            await until(lambda k=c.identity.public: sid.key in b.joined.get(k, set()), 10, what="join")
+            # from now on every packet of this link carries the victim's address
+            olds.append(await spoof(c, VICTIM, (VICTIM, b.port)))  # (a PING: non-probing)
+        mine = {c.identity.public for c in conns}
+        n = [0]
+
+        def landed() -> bool:
+            """The attack landed: every link's forged packets reached the node, and QUIC sends
+            some attacker link's packets to the forged address (aioquic at once, qh3 once it
+            took the forged path as validated); the forger keeps pinging meanwhile."""
+            n[0] += 1
+            if n[0] % 5 == 0:
+                for c in conns:
+                    if not c.terminated.is_set():
+                        ping(c)
+            return (b.counters["link_paths_unvalidated"] + b.counters["link_migrations"] >= len(conns)
+                    and any(not lk.closed and _quic_sends_to(lk) == VICTIM
+                            for lk in b.endpoint.links if lk.peer_key in mine))
+        await until(landed, 10, what="forged paths")
+        assert b.counters["link_migrations"] == 0
+        assert b.policy.counters.links_closed_per_ip_migrated == 0
+        assert b.counters["link_paths_unvalidated"] >= len(conns)
+        at_victim = [k for k, p in b.policy.peers.items()
+                     if k in mine and p.addr is not None and pp.ip_key(p.addr[0]) == VICTIM]
+        assert not at_victim  # was: 6 of 6 at the victim's address (aioquic), 6 of 16 (qh3)
+        # the victim, a real node on its own address, links and joins
+        honest = Node(Identity.generate(), sw.SwarmConfig(), host=VICTIM, target_neighbours=0,
+                      quic=quic, dht=False)
+        await honest.start()
+        honest.add_stream(sid, is_source=False)
+        assert await honest.connect(b.peer_id, VICTIM, b.port)
+        await until(lambda: sid.key in b.joined.get(honest.identity.public, set()), 10, what="victim join")
+        assert b.policy.counters.links_refused_per_ip == 0
+    finally:
+        for c in conns:
+            await hang_up(c)
+        for old in olds:
+            old.close()
+        if honest is not None:
+            await honest.close()
+        await b.close()
