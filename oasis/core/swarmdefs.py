@@ -114,10 +114,10 @@ class SwarmConfig:
     hop_penalty: float = 0.03
     #: a parent is not swapped for a faster one within this long of the substream's last
     #: parent change (s; :data:`oasis.core.tree.SWITCH_DWELL`). 2.0 (a swap at every STATUS
-    #: round) raised simulated offload at 0.5 s by 0.008-0.018 on five runs (1,000 viewers;
-    #: mean 0.930 -> 0.942) and lowered p95 by 0-9 ms; not the default before the sixth run
-    #: and real processes are measured (docs/simulation.md, 2026-12-03)
-    switch_dwell: float = 5.0
+    #: round; 5.0 before 2026-12-03) raised simulated offload at 0.5 s by 0.008-0.018 on all
+    #: six runs of the three scenario files (1,000 viewers; mean 0.932 -> 0.944) and lowered
+    #: p95 by 0-9 ms (docs/simulation.md, docs/benchmarks.md, 2026-12-03)
+    switch_dwell: float = 2.0
     #: added to a candidate parent's score on ``j``: how much later chunks reach it on ``j``
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
     #: asked for the substream where it is shallow (:meth:`oasis.core.tree.PushTree.parent_score`)

@@ -80,7 +80,7 @@ HOP_GUESS = 0.1  #: assumed delay per hop when a peer's lag or RTT is not known 
 SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earlier (s)
 #: the default ``SwarmConfig.switch_dwell``: no swap within this long of the substream's last
 #: parent change (s)
-SWITCH_DWELL = 5.0
+SWITCH_DWELL = 2.0
 #: a new parent's first pushes may be late (a fresh QUIC link paces them over an RTT or more):
 #: chunks made this long after we subscribed count against it only after the origin time (s)
 FRESH_GRACE = 1.0
