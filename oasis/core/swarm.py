@@ -109,6 +109,8 @@ __all__ = [
 ]
 
 STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
+#: accounts of departed peers kept for their return (``Swarm.remove_peer``), oldest forgotten
+DEPARTED_MAX = 1024
 
 class Swarm:
     """One node's view of one stream's swarm. See the module docstring."""
@@ -128,6 +130,11 @@ class Swarm:
         self.rng = rng or random.Random()
         self.log = ChunkLog(window=config.window_chunks, chunk_interval=config.chunk_ms / 1000)
         self.peers: dict[bytes, PeerState] = {}
+        #: the accounts of peers that left (LEAVE, a closed link), given back if they join
+        #: again: a fresh PeerState came with a full pull budget and no strikes, lies or
+        #: back-offs, so LEAVE + JOIN every 0.5 s drew 4x the stream rate per link and
+        #: was never cut off (bench/atk6_join_churn.py); insertion-ordered, oldest forgotten
+        self._departed: dict[bytes, PeerState] = {}
         self.counters = SwarmCounters()
         self.joined_at = now
         self.start_seq: int | None = 0 if is_source else None
@@ -171,6 +178,16 @@ class Swarm:
             return
         st = PeerState(key, peer_tag(key), is_broadcaster=is_broadcaster
                        or key == self.sid.broadcaster, rtt=rtt)
+        old = self._departed.pop(key, None)
+        if old is not None:  # back again: its accounts, not fresh ones
+            st.budget = old.budget
+            st.bad_chunks = old.bad_chunks
+            st.lies = old.lies
+            st.withholds = old.withholds
+            st.silences = old.silences
+            st.rejected_until = old.rejected_until
+            st.refusal_opened = old.refusal_opened
+            self.counters.peers_rejoined += 1
         self.peers[key] = st
         self._send_status(key)
         if start:
@@ -188,6 +205,10 @@ class Swarm:
         st = self.peers.pop(key, None)
         if st is None:
             return
+        departed = self._departed
+        if len(departed) >= DEPARTED_MAX:
+            del departed[next(iter(departed))]
+        departed[key] = st
         self.held.forget(key)
         self.claims.forget(key)
         self.tree.remove_peer(key, now)
