@@ -223,6 +223,8 @@ class DmCounters:
     relayed: int = 0  #: forwarded to a linked recipient
     #: not relayed at once (held): over what the recipient takes from one link (``link_rate``)
     relay_limited: int = 0
+    #: of those, relayed later to the recipient still linked, as its bucket refilled
+    relay_drained: int = 0
     stored: int = 0  #: held for a recipient not linked
     handed_over: int = 0  #: held envelopes given to their recipient
     expired: int = 0
@@ -294,6 +296,9 @@ class Mailbox:
         self.by_via: dict[bytes, OrderedDict[tuple[bytes, bytes], None]] = {}  #: neighbour -> (rcpt, eph), oldest first
         self.total = 0
         self._expired_at = float("-inf")
+        #: recipient -> the neighbour whose mail ``take_fair`` relayed last (the next turn
+        #: starts after it); forgotten with the recipient's box
+        self._served: dict[bytes, bytes] = {}
 
     def hold(self, env: wire.DmEnvelope, via: bytes, now: float) -> bool:
         cfg = self.config
@@ -304,10 +309,25 @@ class Mailbox:
             self.counters.duplicates += 1
             return False
         mine = self.by_via.get(via)
-        if ((box is not None and len(box) >= cfg.max_per_recipient)
-                or (box is not None and sum(h.via == via for h in box.values()) >= cfg.max_per_link_recipient)):
-            self.counters.mailbox_full += 1
-            return False
+        if box is not None:
+            held_by: dict[bytes, int] = {}
+            for h in box.values():
+                held_by[h.via] = held_by.get(h.via, 0) + 1
+            own = held_by.get(via, 0)
+            if own >= cfg.max_per_link_recipient:
+                self.counters.mailbox_full += 1
+                return False
+            if len(box) >= cfg.max_per_recipient:
+                # the recipient's box is full: the neighbour that parked the most for it gives
+                # up its oldest, as for the whole mailbox (until 2026-12-03 four flooding links
+                # filled a linked viewer's 64 places and every honest message to it was refused)
+                heavy = max(held_by, key=lambda v: held_by[v])
+                if heavy == via or held_by[heavy] <= own + 1:
+                    self.counters.mailbox_full += 1
+                    return False
+                self._remove(env.to, next(e for e, h in box.items() if h.via == heavy))
+                self.counters.evicted += 1
+                box = self.boxes.get(env.to)
         if self.total >= cfg.max_held:
             heavy = max(self.by_via, key=lambda v: len(self.by_via[v]))
             if heavy == via or len(self.by_via[heavy]) <= (len(mine) if mine else 0) + 1:
@@ -329,11 +349,50 @@ class Mailbox:
         held = box.pop(eph)
         if not box:
             del self.boxes[rcpt]
+            self._served.pop(rcpt, None)
         mine = self.by_via[held.via]
         del mine[(rcpt, eph)]
         if not mine:
             del self.by_via[held.via]
         self.total -= 1
+
+    def take_fair(self, recipient: bytes, n: int, now: float) -> list[wire.DmEnvelope]:
+        """At most ``n`` of ``recipient``'s held envelopes, oldest first of each neighbour
+        that parked them, one neighbour after another (a flooder's backlog does not go
+        before an honest neighbour's message); expired ones are dropped on the way."""
+        box = self.boxes.get(recipient)
+        if not box or n <= 0:
+            return []
+        queues: dict[bytes, list[bytes]] = {}
+        for eph, h in box.items():
+            queues.setdefault(h.via, []).append(eph)
+        vias = list(queues)
+        last = self._served.get(recipient)
+        if last in queues:  # the turn goes on after the neighbour served last
+            k = vias.index(last) + 1
+            vias = vias[k:] + vias[:k]
+        out: list[wire.DmEnvelope] = []
+        i = 0
+        served = last
+        while len(out) < n and vias:
+            i %= len(vias)
+            via = vias[i]
+            q = queues[via]
+            eph = q.pop(0)
+            h = box[eph]
+            self._remove(recipient, eph)
+            served = via
+            if h.until > now:
+                out.append(h.env)
+            else:
+                self.counters.expired += 1
+            if not q:
+                vias.pop(i)
+            else:
+                i += 1
+        if served is not None and recipient in self.boxes:
+            self._served[recipient] = served
+        return out
 
     def take(self, recipient: bytes, now: float) -> list[wire.DmEnvelope]:
         box = self.boxes.get(recipient)
@@ -390,6 +449,10 @@ class DmRouter:
         #: bucket takes (relaying the sum of many links' floods made the recipient's peer
         #: policy ban us for control messages over budget)
         self.out: dict[bytes, tuple[float, float]] = {}
+        #: linked recipient -> when its bucket has room again, while mail over its rate is
+        #: held for it (``on_timer`` relays it then). Until 2026-12-03 such mail waited for the
+        #: recipient's *next* link: one that stayed linked never got it (bench/atk6_dm_held.py)
+        self.backlog: dict[bytes, float] = {}
         #: our prekeys: public -> (private, signed record); newest last
         self.prekeys: OrderedDict[bytes, tuple[X25519PrivateKey, wire.DmPrekey]] = OrderedDict()
         self.peer_prekeys: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()  #: peer -> (prekey, expires)
@@ -558,10 +621,13 @@ class DmRouter:
         if env.to != peer and linked(env.to):
             tokens, t = self.out.get(env.to, (cfg.link_burst, now))
             tokens = min(cfg.link_burst, tokens + max(0.0, now - t) * cfg.link_rate)
-            if tokens < 1.0:  # held instead (the mailbox's fair shares), handed over at its next link
+            if tokens < 1.0 or env.to in self.backlog:
+                # held instead (the mailbox's fair shares), and relayed from there as the
+                # recipient's bucket refills (``on_timer``), behind no neighbour's backlog
                 self.out[env.to] = (tokens, now)
                 c.relay_limited += 1
-                self.mailbox.hold(env, peer, now)
+                if self.mailbox.hold(env, peer, now) and env.to not in self.backlog:
+                    self.backlog[env.to] = now + max(0.0, 1.0 - tokens) / cfg.link_rate
                 return
             self.out[env.to] = (tokens - 1.0, now)
             if len(self.out) > 4096:
@@ -570,6 +636,33 @@ class DmRouter:
             self._actions.append(SendDm(env.to, env))
         else:
             self.mailbox.hold(env, peer, now)
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timer` has mail to relay (None: nothing waits)."""
+        return min(self.backlog.values()) if self.backlog else None
+
+    def on_timer(self, now: float, linked: Callable[[bytes], bool]) -> None:
+        """Relay held mail to recipients still linked, within their rate, fairly between
+        the neighbours that parked it; a recipient no longer linked gets it at its next link."""
+        cfg, c = self.config, self.counters
+        for rcpt, at in list(self.backlog.items()):
+            if at > now:
+                continue
+            if not linked(rcpt) or rcpt not in self.mailbox.boxes:
+                del self.backlog[rcpt]  # handed over at its next link (``on_link_up``)
+                continue
+            tokens, t = self.out.get(rcpt, (cfg.link_burst, now))
+            tokens = min(cfg.link_burst, tokens + max(0.0, now - t) * cfg.link_rate)
+            for env in self.mailbox.take_fair(rcpt, int(tokens + 1e-6), now):
+                tokens -= 1.0
+                c.relayed += 1
+                c.relay_drained += 1
+                self._actions.append(SendDm(rcpt, env))
+            self.out[rcpt] = (tokens, now)
+            if rcpt in self.mailbox.boxes:  # next when one token is back (never "now" again)
+                self.backlog[rcpt] = now + max(0.001, (1.0 - tokens) / cfg.link_rate)
+            else:
+                del self.backlog[rcpt]
 
     def _open(self, env: wire.DmEnvelope, now: float, linked: Callable[[bytes], bool],
               closest_peers: Closest) -> None:
