@@ -73,6 +73,7 @@ from .chunklog import ChunkLog
 from .claims import ClaimCheck, claims_chunks
 from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
+from .pull import PullBudget
 from .repair import RepairPicker
 from .serve import PullServer
 from .stream import StreamId, is_keyframe, verify_chunk
@@ -134,7 +135,8 @@ class Swarm:
         #: again: a fresh PeerState came with a full pull budget and no strikes, lies or
         #: back-offs, so LEAVE + JOIN every 0.5 s drew 4x the stream rate per link and
         #: was never cut off (bench/atk6_join_churn.py); insertion-ordered, oldest forgotten
-        self._departed: dict[bytes, PeerState] = {}
+        #: (a record, not the PeerState: its last STATUS and masks are not kept)
+        self._departed: dict[bytes, tuple[PullBudget, int, int, int, int, dict[int, float], float]] = {}
         self.counters = SwarmCounters()
         self.joined_at = now
         self.start_seq: int | None = 0 if is_source else None
@@ -180,13 +182,8 @@ class Swarm:
                        or key == self.sid.broadcaster, rtt=rtt)
         old = self._departed.pop(key, None)
         if old is not None:  # back again: its accounts, not fresh ones
-            st.budget = old.budget
-            st.bad_chunks = old.bad_chunks
-            st.lies = old.lies
-            st.withholds = old.withholds
-            st.silences = old.silences
-            st.rejected_until = old.rejected_until
-            st.refusal_opened = old.refusal_opened
+            (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.rejected_until,
+             st.refusal_opened) = old
             self.counters.peers_rejoined += 1
         self.peers[key] = st
         self._send_status(key)
@@ -208,7 +205,8 @@ class Swarm:
         departed = self._departed
         if len(departed) >= DEPARTED_MAX:
             del departed[next(iter(departed))]
-        departed[key] = st
+        departed[key] = (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences,
+                         st.rejected_until, st.refusal_opened)
         self.held.forget(key)
         self.claims.forget(key)
         self.tree.remove_peer(key, now)
