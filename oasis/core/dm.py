@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import struct
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -223,6 +223,12 @@ class DmCounters:
     relayed: int = 0  #: forwarded to a linked recipient
     #: not relayed at once (held): over what the recipient takes from one link (``link_rate``)
     relay_limited: int = 0
+    #: of those, relayed later to the recipient still linked, as its bucket refilled
+    relay_drained: int = 0
+    #: our own envelopes (messages, ACKs, mail handed over at a link-up) that waited for the
+    #: peer's rate, and those dropped past the queue's cap
+    send_paced: int = 0
+    send_queue_full: int = 0
     stored: int = 0  #: held for a recipient not linked
     handed_over: int = 0  #: held envelopes given to their recipient
     expired: int = 0
@@ -294,6 +300,9 @@ class Mailbox:
         self.by_via: dict[bytes, OrderedDict[tuple[bytes, bytes], None]] = {}  #: neighbour -> (rcpt, eph), oldest first
         self.total = 0
         self._expired_at = float("-inf")
+        #: recipient -> the neighbour whose mail ``take_fair`` relayed last (the next turn
+        #: starts after it); forgotten with the recipient's box
+        self._served: dict[bytes, bytes] = {}
 
     def hold(self, env: wire.DmEnvelope, via: bytes, now: float) -> bool:
         cfg = self.config
@@ -304,10 +313,25 @@ class Mailbox:
             self.counters.duplicates += 1
             return False
         mine = self.by_via.get(via)
-        if ((box is not None and len(box) >= cfg.max_per_recipient)
-                or (box is not None and sum(h.via == via for h in box.values()) >= cfg.max_per_link_recipient)):
-            self.counters.mailbox_full += 1
-            return False
+        if box is not None:
+            held_by: dict[bytes, int] = {}
+            for h in box.values():
+                held_by[h.via] = held_by.get(h.via, 0) + 1
+            own = held_by.get(via, 0)
+            if own >= cfg.max_per_link_recipient:
+                self.counters.mailbox_full += 1
+                return False
+            if len(box) >= cfg.max_per_recipient:
+                # the recipient's box is full: the neighbour that parked the most for it gives
+                # up its oldest, as for the whole mailbox (until 2026-12-03 four flooding links
+                # filled a linked viewer's 64 places and every honest message to it was refused)
+                heavy = max(held_by, key=lambda v: held_by[v])
+                if heavy == via or held_by[heavy] <= own + 1:
+                    self.counters.mailbox_full += 1
+                    return False
+                self._remove(env.to, next(e for e, h in box.items() if h.via == heavy))
+                self.counters.evicted += 1
+                box = self.boxes.get(env.to)
         if self.total >= cfg.max_held:
             heavy = max(self.by_via, key=lambda v: len(self.by_via[v]))
             if heavy == via or len(self.by_via[heavy]) <= (len(mine) if mine else 0) + 1:
@@ -329,11 +353,50 @@ class Mailbox:
         held = box.pop(eph)
         if not box:
             del self.boxes[rcpt]
+            self._served.pop(rcpt, None)
         mine = self.by_via[held.via]
         del mine[(rcpt, eph)]
         if not mine:
             del self.by_via[held.via]
         self.total -= 1
+
+    def take_fair(self, recipient: bytes, n: int, now: float) -> list[wire.DmEnvelope]:
+        """At most ``n`` of ``recipient``'s held envelopes, oldest first of each neighbour
+        that parked them, one neighbour after another (a flooder's backlog does not go
+        before an honest neighbour's message); expired ones are dropped on the way."""
+        box = self.boxes.get(recipient)
+        if not box or n <= 0:
+            return []
+        queues: dict[bytes, list[bytes]] = {}
+        for eph, h in box.items():
+            queues.setdefault(h.via, []).append(eph)
+        vias = list(queues)
+        last = self._served.get(recipient)
+        if last in queues:  # the turn goes on after the neighbour served last
+            k = vias.index(last) + 1
+            vias = vias[k:] + vias[:k]
+        out: list[wire.DmEnvelope] = []
+        i = 0
+        served = last
+        while len(out) < n and vias:
+            i %= len(vias)
+            via = vias[i]
+            q = queues[via]
+            eph = q.pop(0)
+            h = box[eph]
+            self._remove(recipient, eph)
+            served = via
+            if h.until > now:
+                out.append(h.env)
+            else:
+                self.counters.expired += 1
+            if not q:
+                vias.pop(i)
+            else:
+                i += 1
+        if served is not None and recipient in self.boxes:
+            self._served[recipient] = served
+        return out
 
     def take(self, recipient: bytes, now: float) -> list[wire.DmEnvelope]:
         box = self.boxes.get(recipient)
@@ -362,6 +425,8 @@ def closest(target: bytes, peers: Iterable[bytes], k: int) -> list[bytes]:
     return sorted(peers, key=lambda p: node_id(p) ^ t)[:k]
 
 
+#: we send a peer envelopes at this share of what it takes from one link (rate and burst)
+SEND_MARGIN = 0.8
 Closest = Callable[[bytes, int], list[bytes]]  #: (recipient key, k) -> peers to hand it to
 
 
@@ -390,6 +455,15 @@ class DmRouter:
         #: bucket takes (relaying the sum of many links' floods made the recipient's peer
         #: policy ban us for control messages over budget)
         self.out: dict[bytes, tuple[float, float]] = {}
+        #: linked recipient -> when its bucket has room again, while mail over its rate is
+        #: held for it (``on_timer`` relays it then). Until 2026-12-03 such mail waited for the
+        #: recipient's *next* link: one that stayed linked never got it (bench/atk6_dm_held.py)
+        self.backlog: dict[bytes, float] = {}
+        #: peer -> our envelopes waiting for its rate (sent by ``on_timer``, oldest first):
+        #: a peer takes 20/s from one link (burst 40) and drops the rest, so 60 messages
+        #: posted at once lost 20 at the relay while their state said ``stored``
+        self.queued: dict[bytes, deque[wire.DmEnvelope]] = {}
+        self.queued_total = 0
         #: our prekeys: public -> (private, signed record); newest last
         self.prekeys: OrderedDict[bytes, tuple[X25519PrivateKey, wire.DmPrekey]] = OrderedDict()
         self.peer_prekeys: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()  #: peer -> (prekey, expires)
@@ -505,14 +579,14 @@ class DmRouter:
         if linked(out.to):
             if out.to not in out.handed:
                 out.handed.add(out.to)
-                self._actions.append(SendDm(out.to, out.env))
+                self._emit(out.to, out.env, now)
             return
         if out.state != "pending":
             return
         for p in closest_peers(out.to, self.config.k):
             if p != out.to and p not in out.handed:
                 out.handed.add(p)
-                self._actions.append(SendDm(p, out.env))
+                self._emit(p, out.env, now)
         if out.handed:
             out.state = "stored"
 
@@ -529,7 +603,7 @@ class DmRouter:
         self._actions.append(SendDm(peer, self.prekey(now)))
         for env in self.mailbox.take(peer, now):
             self.counters.handed_over += 1
-            self._actions.append(SendDm(peer, env))
+            self._emit(peer, env, now)
         self.retry(now, linked, closest_peers)
 
     def on_envelope(self, peer: bytes, env: wire.DmEnvelope, now: float,
@@ -556,12 +630,14 @@ class DmRouter:
             return
         self._remember(env.eph)
         if env.to != peer and linked(env.to):
-            tokens, t = self.out.get(env.to, (cfg.link_burst, now))
-            tokens = min(cfg.link_burst, tokens + max(0.0, now - t) * cfg.link_rate)
-            if tokens < 1.0:  # held instead (the mailbox's fair shares), handed over at its next link
+            tokens = self._tokens(env.to, now)
+            if tokens < 1.0 or env.to in self.backlog:
+                # held instead (the mailbox's fair shares), and relayed from there as the
+                # recipient's bucket refills (``on_timer``), behind no neighbour's backlog
                 self.out[env.to] = (tokens, now)
                 c.relay_limited += 1
-                self.mailbox.hold(env, peer, now)
+                if self.mailbox.hold(env, peer, now) and env.to not in self.backlog:
+                    self.backlog[env.to] = now + max(0.001, (1.0 - tokens) / (cfg.link_rate * SEND_MARGIN))
                 return
             self.out[env.to] = (tokens - 1.0, now)
             if len(self.out) > 4096:
@@ -570,6 +646,71 @@ class DmRouter:
             self._actions.append(SendDm(env.to, env))
         else:
             self.mailbox.hold(env, peer, now)
+
+    def _tokens(self, peer: bytes, now: float) -> float:
+        """What ``peer``'s bucket of our envelopes holds now: a little under what it takes
+        from one link (``link_rate``/s, ``link_burst``), as the network bunches what we send."""
+        cfg = self.config
+        burst = cfg.link_burst * SEND_MARGIN
+        tokens, t = self.out.get(peer, (burst, now))
+        return min(burst, tokens + max(0.0, now - t) * cfg.link_rate * SEND_MARGIN)
+
+    def _emit(self, peer: bytes, env: wire.DmEnvelope, now: float) -> None:
+        """Send one of our envelopes to ``peer`` within its rate, else queue it."""
+        cfg = self.config
+        tokens = self._tokens(peer, now)
+        if tokens >= 1.0 and peer not in self.queued:
+            self.out[peer] = (tokens - 1.0, now)
+            if len(self.out) > 4096:
+                del self.out[next(iter(self.out))]
+            self._actions.append(SendDm(peer, env))
+            return
+        if self.queued_total >= cfg.max_outbox * 4 or len(self.queued.get(peer, ())) >= cfg.max_outbox:
+            self.counters.send_queue_full += 1
+            return
+        self.queued.setdefault(peer, deque()).append(env)
+        self.queued_total += 1
+        self.counters.send_paced += 1
+        self.out[peer] = (tokens, now)
+        if peer not in self.backlog:
+            self.backlog[peer] = now + max(0.001, (1.0 - tokens) / (cfg.link_rate * SEND_MARGIN))
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timer` has mail to relay (None: nothing waits)."""
+        return min(self.backlog.values()) if self.backlog else None
+
+    def on_timer(self, now: float, linked: Callable[[bytes], bool]) -> None:
+        """Send our queued envelopes, then relay held mail to recipients still linked, each
+        within the peer's rate, the neighbours that parked mail served in turn; a recipient
+        no longer linked gets its held mail at its next link."""
+        cfg, c = self.config, self.counters
+        for rcpt, at in list(self.backlog.items()):
+            if at > now:
+                continue
+            tokens = self._tokens(rcpt, now)
+            q = self.queued.get(rcpt)
+            while q and tokens + 1e-6 >= 1.0:  # our own first, oldest first
+                tokens -= 1.0
+                self.queued_total -= 1
+                self._actions.append(SendDm(rcpt, q.popleft()))
+            if q is not None and not q:
+                del self.queued[rcpt]
+                q = None
+            if q is None and (not linked(rcpt) or rcpt not in self.mailbox.boxes):
+                self.out[rcpt] = (tokens, now)
+                del self.backlog[rcpt]  # held mail: handed over at its next link (``on_link_up``)
+                continue
+            for env in (self.mailbox.take_fair(rcpt, int(tokens + 1e-6), now) if q is None and linked(rcpt)
+                        else []):
+                tokens -= 1.0
+                c.relayed += 1
+                c.relay_drained += 1
+                self._actions.append(SendDm(rcpt, env))
+            self.out[rcpt] = (tokens, now)
+            if q is not None or (rcpt in self.mailbox.boxes and linked(rcpt)):  # when one token is back
+                self.backlog[rcpt] = now + max(0.001, (1.0 - tokens) / (cfg.link_rate * SEND_MARGIN))
+            else:
+                del self.backlog[rcpt]
 
     def _open(self, env: wire.DmEnvelope, now: float, linked: Callable[[bytes], bool],
               closest_peers: Closest) -> None:
@@ -612,10 +753,10 @@ class DmRouter:
                       prekey=self._prekey_of(inner.sender, now))
         c.acks_sent += 1
         if linked(inner.sender):
-            self._actions.append(SendDm(inner.sender, ack))
+            self._emit(inner.sender, ack, now)
         else:
             for p in closest_peers(inner.sender, self.config.k):
-                self._actions.append(SendDm(p, ack))
+                self._emit(p, ack, now)
 
     def _remember_opened(self, mid: bytes, time_ms: int) -> None:
         self.opened[mid] = time_ms

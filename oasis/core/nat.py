@@ -464,20 +464,25 @@ class Introductions:
         if len(self.held) > cfg.max_held:
             del self.held[next(iter(self.held))]
         if via:
-            pairs = self.held_via.pop(peer, None)
-            if pairs is None:
-                pairs = {}
-            pairs.pop(via, None)
-            pairs[via] = until
-            if len(pairs) > cfg.max_introducers:
-                del pairs[next(iter(pairs))]
-            self.held_via[peer] = pairs
-            if len(self.held_via) > cfg.max_held:
-                del self.held_via[next(iter(self.held_via))]
+            self._hold_via(peer, via, until)
             self._tally(self.failures, via, now)
         self.peer_failures[peer] = self.peer_failures.pop(peer, 0) + 1
         if len(self.peer_failures) > cfg.max_held:
             del self.peer_failures[next(iter(self.peer_failures))]
+
+    def _hold_via(self, peer: bytes, via: bytes, until: float) -> None:
+        """No introduction to ``peer`` through ``via`` before ``until``."""
+        cfg = self.config
+        pairs = self.held_via.pop(peer, None)
+        if pairs is None:
+            pairs = {}
+        pairs.pop(via, None)
+        pairs[via] = until
+        if len(pairs) > cfg.max_introducers:
+            del pairs[next(iter(pairs))]
+        self.held_via[peer] = pairs
+        if len(self.held_via) > cfg.max_held:
+            del self.held_via[next(iter(self.held_via))]
 
     def linked_via(self, via: bytes, now: float) -> None:
         """A punch ``via`` introduced linked: it offsets one of its failures."""
@@ -803,8 +808,15 @@ class Introductions:
         gone = [n for n, i in self.pending.items() if i.deadline <= now]
         out = []
         for n in gone:
-            out.append(self.pending.pop(n).target)
+            i = self.pending.pop(n)
+            out.append(i.target)
             self.counters.punch_intros_failed += 1
+            # no INTRO for that target through that introducer for punch_retry_after: the
+            # next plan dials it, or asks another introducer. Until 2026-12-03 it asked the
+            # same one again at once: a neighbour that listed every key of a NATed node's
+            # candidates and never answered its INTROs kept it from linking to any of them
+            # (bench/atk6_silent_introducer.py)
+            self._hold_via(i.target, i.introducer, now + self.config.punch_retry_after)
         for k in [k for k, r in self.relaying.items() if r.expires <= now]:
             del self.relaying[k]
         return out

@@ -206,6 +206,11 @@ class PolicyConfig:
     max_candidates: int = 256
     candidate_ttl: float = 120.0  #: forget a candidate not offered again for this long
     service_links: int = 8  #: inbound links beyond max_neighbours for DHT traffic only
+    #: inbound service links held at once (below max_neighbours too); one more closes the
+    #: oldest (no blame). Uncapped until 2026-12-03: 87 links that each sent a DHT_PING
+    #: every 10 s filled a viewer's endpoint and honest viewers could not link to it
+    #: (bench/atk6_service_links.py)
+    inbound_service_links: int = 16
     #: inbound links (neighbours and service links together) from one IP address (an IPv6
     #: /64); 0: a quarter of ``max_neighbours``, at least 4. Keys are free, addresses are
     #: not: one machine with many keys cannot take every slot. Loopback is exempt (a demo,
@@ -256,6 +261,8 @@ class PeerCounters:
     backoff_evicted: int = 0
     links_service: int = 0  #: links that carried DHT messages only (service links)
     links_service_closed: int = 0  #: ... closed after service_idle without a DHT message
+    #: inbound service links closed for a newer one past ``inbound_service_links``
+    links_service_evicted: int = 0
     links_service_promoted: int = 0  #: service links we dialled that became neighbours
     joins_refused_service: int = 0  #: JOIN on a link admitted beyond max_neighbours
 
@@ -529,6 +536,19 @@ class PeerPolicy(Generic[L]):
                 if p.observed is not None:  # an inbound DHT user does not tell our address
                     p.observed = None
                     self.nat.counters.observed_unused += 1
+                if not p.dialled:
+                    self._cap_inbound_service()
+
+    def _cap_inbound_service(self) -> None:
+        """At most ``inbound_service_links`` inbound service links: the oldest beyond goes
+        (closed without blame, as an idle one; a DHT user dials again when it needs us)."""
+        held = [(q.since, k) for k, q in self.peers.items()
+                if q.service and not q.dialled and not q.closing and not q.joined]
+        for _since, k in sorted(held)[: max(0, len(held) - self.config.inbound_service_links)]:
+            q = self.peers[k]
+            q.closing = True
+            self.counters.links_service_evicted += 1
+            self._actions.append(CloseLink(q.link, k, ErrorCode.NO_ERROR, "too many DHT links"))
 
     def _forget_peer(self, peer: bytes) -> _Peer[L]:
         p = self.peers.pop(peer)

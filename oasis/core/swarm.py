@@ -73,6 +73,7 @@ from .chunklog import ChunkLog
 from .claims import ClaimCheck, claims_chunks
 from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
+from .pull import PullBudget
 from .repair import RepairPicker
 from .serve import PullServer
 from .stream import StreamId, is_keyframe, verify_chunk
@@ -109,6 +110,8 @@ __all__ = [
 ]
 
 STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
+#: accounts of departed peers kept for their return (``Swarm.remove_peer``), oldest forgotten
+DEPARTED_MAX = 1024
 
 class Swarm:
     """One node's view of one stream's swarm. See the module docstring."""
@@ -128,6 +131,12 @@ class Swarm:
         self.rng = rng or random.Random()
         self.log = ChunkLog(window=config.window_chunks, chunk_interval=config.chunk_ms / 1000)
         self.peers: dict[bytes, PeerState] = {}
+        #: the accounts of peers that left (LEAVE, a closed link), given back if they join
+        #: again: a fresh PeerState came with a full pull budget and no strikes, lies or
+        #: back-offs, so LEAVE + JOIN every 0.5 s drew 4x the stream rate per link and
+        #: was never cut off (bench/atk6_join_churn.py); insertion-ordered, oldest forgotten
+        #: (a record, not the PeerState: its last STATUS and masks are not kept)
+        self._departed: dict[bytes, tuple[PullBudget, int, int, int, int, dict[int, float], float]] = {}
         self.counters = SwarmCounters()
         self.joined_at = now
         self.start_seq: int | None = 0 if is_source else None
@@ -171,6 +180,11 @@ class Swarm:
             return
         st = PeerState(key, peer_tag(key), is_broadcaster=is_broadcaster
                        or key == self.sid.broadcaster, rtt=rtt)
+        old = self._departed.pop(key, None)
+        if old is not None:  # back again: its accounts, not fresh ones
+            (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.rejected_until,
+             st.refusal_opened) = old
+            self.counters.peers_rejoined += 1
         self.peers[key] = st
         self._send_status(key)
         if start:
@@ -188,6 +202,11 @@ class Swarm:
         st = self.peers.pop(key, None)
         if st is None:
             return
+        departed = self._departed
+        if len(departed) >= DEPARTED_MAX:
+            del departed[next(iter(departed))]
+        departed[key] = (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences,
+                         st.rejected_until, st.refusal_opened)
         self.held.forget(key)
         self.claims.forget(key)
         self.tree.remove_peer(key, now)

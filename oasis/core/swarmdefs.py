@@ -291,6 +291,9 @@ class SwarmCounters:
     probes_sent: int = 0  #: start probes (REQUEST of a peer's claimed keyframe)
     starts_served: int = 0  #: JOINs asking for a start answered with our latest keyframe
     starts_refused: int = 0  #: ... not answered: the joiner's pull budget was spent
+    #: peers that joined again after leaving (LEAVE, a closed link) and got back their
+    #: accounts (pull budget, strikes, lies, back-offs) instead of fresh ones
+    peers_rejoined: int = 0
     claims_implausible: int = 0  #: STATUS claiming seqs the signed clock rules out
     claims_broken: int = 0  #: claimed chunks answered MISSING or never sent
     liars_dropped: int = 0

@@ -130,6 +130,9 @@ class Messaging:
         self._writing = False  #: a write of the inbox is under way (off the event loop)
         self.inbox_writes = 0  #: writes (each one fsync) that kept received DMs
         self._prekeys_saved = -1  #: the DmRouter.prekeys_version last saved
+        #: the DM core's timer (mail held over a linked recipient's rate, relayed as it refills)
+        self._dm_timer: asyncio.TimerHandle | None = None
+        self._dm_timer_at = 0.0
         if node.dht is not None:
             node.dht.on_joined = self.dht_joined
 
@@ -404,8 +407,29 @@ class Messaging:
                 log.warning("could not save DM prekeys to %s: %s", self._prekey_path, exc)
             self._prekeys_saved = -2
 
+    def _arm_dm_timer(self) -> None:
+        at = self.dm.next_deadline()
+        if at is None or self.node.closing or (self._dm_timer is not None and self._dm_timer_at <= at):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a unit test driving the core)
+            return
+        if self._dm_timer is not None:
+            self._dm_timer.cancel()
+        self._dm_timer_at = at
+        self._dm_timer = loop.call_later(max(0.0, at - self.node.clock()), self._on_dm_timer)
+
+    def _on_dm_timer(self) -> None:
+        self._dm_timer = None
+        if self.node.closing:
+            return
+        self.dm.on_timer(self.node.clock(), self._linked)
+        self._run_dm()
+
     def _run_dm(self) -> None:
         self._save_prekeys()
+        self._arm_dm_timer()
         actions = self.dm.actions()
         # what we received is kept at rest before any acknowledgement of it goes out
         actions.sort(key=lambda a: not isinstance(a, dm.DmReceived))
