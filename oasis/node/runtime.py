@@ -239,6 +239,7 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
     failing, quiet_until = 0, 0.0  # tries failed in a row; no repeat of the warning before
     while True:
         await node.announce_due()
+        ls.mark("announce")  # (a step of the viewer's start: LiveStream.start_trace)
         host, port = node.announce_address()
         a = sign_announce(node.identity, ls.sid, host, port, clock(), area=area)
         d = descriptor() if descriptor is not None else None
