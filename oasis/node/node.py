@@ -66,10 +66,11 @@ TIMER_GRID = 0.001
 PROBE_EVERY = 0.1  #: s at least between checks of the parents' links
 PROBE_QUIET = 0.3  #: s of silence from a parent after which its link is PINGed
 #: the steps of a viewer's start, in the order they usually come (``LiveStream.start_trace``):
-#: the first announce sent to the tracker, the first candidates from the tracker/DHT, the first dial, the first link up, the first
-#: neighbour in the stream (its JOIN exchanged), its first STATUS, the first chunk, a start
-#: asked of the origin, the first frame
-START_STEPS = ("announce", "candidates", "dial", "link", "peer", "status", "chunk", "origin_latest", "start")
+#: the first announce sent to the tracker, the player gateway up (``oasis watch``), the first
+#: candidates from the tracker/DHT, the first dial, the first link up, the first neighbour in
+#: the stream (its JOIN exchanged), its first STATUS, the first chunk, a start asked of the
+#: origin, the first frame
+START_STEPS = ("announce", "gateway", "candidates", "dial", "link", "peer", "status", "chunk", "origin_latest", "start")
 
 
 @dataclass
