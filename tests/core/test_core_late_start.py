@@ -1,4 +1,5 @@
-"""A viewer's first second (docs/oftp.md §9.1). A late start (``start_grace``): a viewer
+"""A viewer's first second (docs/oftp.md §9.5). A late start (``start_grace``, off by
+default; these tests set it): a viewer
 whose first frame comes long after its join starts at a keyframe made before it; the chunks
 between that keyframe and the first frame whose deadline had already passed are still wanted
 for ``start_grace`` after the first frame instead of given up at once (a hole right after
