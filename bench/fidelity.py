@@ -34,15 +34,20 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30, help="seconds after the last viewer joined")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--runs", type=int, default=1, help="runs with seeds seed, seed+1, ...")
+    ap.add_argument("--real-only", action="store_true",
+                    help="the real processes only, no simulation (e.g. to read their start)")
     args = ap.parse_args()
     for k in range(args.runs):
         t0 = time.monotonic()
+        load0 = round(os.getloadavg()[0], 2)
         cpu0 = os.times()
-        out = asyncio.run(fidelity(args.viewers, args.duration, args.seed + k))
+        out = asyncio.run(fidelity(args.viewers, args.duration, args.seed + k,
+                                   simulate=not args.real_only))
         cpu1 = os.times()
         cpu = (cpu1.children_user + cpu1.children_system) - (cpu0.children_user + cpu0.children_system)
         wall = time.monotonic() - t0
         out["bench"] = {"wall_s": round(wall, 1), "cpu_s_processes": round(cpu, 1),
+                        "load_avg_before": load0,
                         "quic": stack_name(),
                         "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
         print(json.dumps(out), flush=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from oasis.core.metrics import summarize
+from oasis.core.metrics import missed_by_phase, summarize
 from oasis.zygote import ForkedProcess, Zygote, die_with_parent
 
 START_TIMEOUT = 60.0
@@ -453,19 +453,29 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         violations += s["counters"]["violations"]
         for st in s["streams"]:
             bad += st["swarm_counters"]["bad_chunks"]
+    judged = now - 1.0
+    pd = getattr(args, "playout_delay", 0.5)
+    missed: dict[str, int] = {}
     for i, s in enumerate(final):
         if s is None:
             continue
         st = s["streams"][0]
         records.append(st["record"])
+        # where the chunks counted missed from the join fall (before the start, before the
+        # first frame, its first seconds, later), with the node's own trace of its start
+        phases = missed_by_phase(st["record"], produced, judged, pd, st.get("start"))
+        for k, n in phases.items():
+            missed[k] = missed.get(k, 0) + n
         per_viewer.append({"viewer": i, "joined_at": st["record"]["joined_at"],
+                           "start_trace": st.get("start_trace", {}), "start_source": st.get("start_source"),
+                           "missed": phases,
                            "peer_id": s["peer_id"][:12], "depth": st["depth"], "bytes": st["bytes"],
                            "latency_p50_ms": st["latency_p50_ms"], "skipped": st["skipped"],
                            "origin_fetches": st["origin_fetches"],
                            "origin_failures": st["origin_failures"],
                            "late": st["swarm_counters"]["late"]})
     # A chunk is judged once its deadline passed; the last ones are still in flight.
-    summary = summarize(records, produced, now - 1.0, playout_delay=getattr(args, "playout_delay", 0.5))
+    summary = summarize(records, produced, judged, playout_delay=pd)
     errors = violations + bad + missing_stats
     return {
         "viewers": args.viewers,
@@ -481,6 +491,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         "continuity_playing": summary["continuity_playing"],
         "offload_ratio": summary["offload_ratio"],
         "startup_ms": summary["startup_ms"],
+        "missed": missed,
         "bytes": summary["bytes"],
         "overhead_ratio": round(overhead / media, 5) if media else 0.0,
         "wire_overhead_ratio": round((wire - media) / media, 5) if media else 0.0,

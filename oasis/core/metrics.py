@@ -157,6 +157,56 @@ def summarize(viewers: list[dict[str, Any]], produced: dict[int, float], now: fl
     return out
 
 
+#: a viewer's first this many seconds of playback count as its start in :func:`missed_by_phase`
+SETTLE_S = 5.0
+#: the phases of :func:`missed_by_phase`, in time order
+MISSED_PHASES = ("never_started", "before_start", "before_frame", "settling", "playing")
+
+
+def missed_by_phase(v: dict[str, Any], produced: dict[int, float], now: float,
+                    playout_delay: float, start_seq: int | None) -> dict[str, int]:
+    """Where a viewer's missed chunks fall: those ``summarize`` counts against continuity
+    from the join (made after it, deadline passed by ``now``, not arrived by it).
+
+    * ``never_started``: the viewer had no first frame;
+    * ``before_start``: made before the keyframe it started at (``start_seq``): its start
+      is later than its join, these were never played;
+    * ``before_frame``: from that keyframe on, made before the first frame arrived
+      (``started_at``): a late start, they were due before or soon after it;
+    * ``settling``: made in the first ``SETTLE_S`` s after the first frame;
+    * ``playing``: later.
+
+    Each phase but the first is split into ``_late`` (arrived after its deadline) and
+    ``_lost`` (never arrived); ``due`` is what continuity divides by. ``v`` is a
+    ``ViewerRecord.to_json()``."""
+    out = {"due": 0, "never_started": 0}
+    for ph in MISSED_PHASES[1:]:
+        out[f"{ph}_late"] = out[f"{ph}_lost"] = 0
+    joined = v["joined_at"]
+    started = v["started_at"]
+    on_time = set(v["on_time"])
+    arrived = {int(k) for k in v["latencies"]}
+    for seq, t in produced.items():
+        if t < joined or t + playout_delay > now:
+            continue
+        out["due"] += 1
+        if seq in on_time:
+            continue
+        if started is None or start_seq is None:
+            out["never_started"] += 1
+            continue
+        if seq < start_seq:
+            ph = "before_start"
+        elif t < started:
+            ph = "before_frame"
+        elif t < started + SETTLE_S:
+            ph = "settling"
+        else:
+            ph = "playing"
+        out[f"{ph}_{'late' if seq in arrived else 'lost'}"] += 1
+    return out
+
+
 def nearest_rank(sorted_values: SortedValues, q: float) -> float:
     """Nearest-rank percentile of an already sorted sequence (list or numpy array)."""
     n = len(sorted_values)

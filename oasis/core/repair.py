@@ -114,6 +114,9 @@ class RepairPicker:
         self.actions = actions  #: the swarm's action list (shared)
         self.rng = rng
         self.joined_at = joined_at
+        #: our first frame (the start keyframe verified; -INF before): chunks made before it
+        #: that were already due get ``start_grace`` after it (:meth:`want`)
+        self.started_at = -INF
         self.wants: dict[int, Want] = {}
         self.skipped_upto = -1  #: highest seq given up
         self.max_wanted = -1  #: highest sequence number ever wanted
@@ -218,6 +221,12 @@ class RepairPicker:
             return  # cannot exist (and could not be asked for on the wire)
         t = self.log.time_of(seq)
         deadline = self.deadline_of(seq)
+        grace = self.config.start_grace
+        if grace > 0 and t < self.started_at and deadline < self.started_at + grace:
+            # made before our first frame and due already, or nearly: a late start. Given up
+            # now, it would be a hole right after the first frame; it may still come
+            deadline = self.started_at + grace
+            self.counters.start_graced += 1
         w = Want(deadline=deadline)
         if backfill:
             w.request_at = now

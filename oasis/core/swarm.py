@@ -425,6 +425,7 @@ class Swarm:
         (in order), gaps up to the latest held are wanted at once (backfill); claims
         heard before we had a signed clock are checked now."""
         self.start_seq = seq
+        self.repair.started_at = now
         self.repair.skipped_upto = seq - 1
         self.claims.probes.clear()
         early, self.claims.early = self.claims.early, {}

@@ -900,6 +900,10 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         "chunks": rec.verified,
         "skipped": rec.given_up,
         "player_url": f"/live/{ls.text_id}.ts",
+        # a viewer's start: s from its join to each step (node.START_STEPS), the start
+        # keyframe's age and the chunks lost to a late start (LiveStream.start_trace)
+        "start_trace": dict(ls.start_trace),
+        "start_source": ls.start_source,
     }
 
 

@@ -201,6 +201,14 @@ class NodeCollector(Collector):
                                           "event.", labels=["stream", "event"]),
             "latest": GaugeMetricFamily("oasis_latest_seq", "Highest chunk sequence number held.",
                                         labels=["stream"]),
+            "start": GaugeMetricFamily("oasis_start_seconds", "A viewer's start: seconds from its "
+                                       "join to the first of each step (start: the first frame; "
+                                       "start_age: the start keyframe's time - the join).",
+                                       labels=["stream", "step"]),
+            "start_gap": GaugeMetricFamily("oasis_start_gap_chunks", "Chunks made after the join "
+                                           "whose deadline passed before the first frame and that "
+                                           "were not held then (lost to a late start).",
+                                           labels=["stream"]),
         }
         lat = HistogramMetricFamily("oasis_delivery_latency_seconds", "Broadcaster complete to "
                                     "verified here.", labels=["stream"])
@@ -221,6 +229,11 @@ class NodeCollector(Collector):
             for k, v in _ints(getattr(swarm.upload, "counters", None)):
                 fam["upload"].add_metric([s, k], v)
             fam["latest"].add_metric([s], swarm.log.latest)
+            for step, v in list(getattr(ls, "start_trace", {}).items()):
+                if step == "start_gap":
+                    fam["start_gap"].add_metric([s], v)
+                else:
+                    fam["start"].add_metric([s, step], v)
             h = self._latency.setdefault(s, _Latency())
             h.update(rec.lat)
             lat.add_metric([s], h.buckets(), h.total)

@@ -65,6 +65,12 @@ LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chu
 TIMER_GRID = 0.001
 PROBE_EVERY = 0.1  #: s at least between checks of the parents' links
 PROBE_QUIET = 0.3  #: s of silence from a parent after which its link is PINGed
+#: the steps of a viewer's start, in the order they usually come (``LiveStream.start_trace``):
+#: the first announce sent to the tracker, the player gateway up (``oasis watch``), the first
+#: candidates from the tracker/DHT, the first dial, the first link up, the first neighbour in
+#: the stream (its JOIN exchanged), its first STATUS, the first chunk, a start asked of the
+#: origin, the first frame
+START_STEPS = ("announce", "gateway", "candidates", "dial", "link", "peer", "status", "chunk", "origin_latest", "start")
 
 
 @dataclass
@@ -131,6 +137,18 @@ class LiveStream:
         self.origin_error = ""  #: the last failed origin fetch's error (what `oasis watch` reports)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        #: a viewer's start, step by step: seconds from its join to the first of each of
+        #: START_STEPS (``/stats``, ``oasis_start_seconds`` on /metrics), and at its first
+        #: frame ``start_age`` (the start keyframe's signed time - the join: < 0, made
+        #: before it) and ``start_gap`` (chunks made after the join whose deadline had
+        #: passed then and that we did not hold: lost to the late start)
+        self.start_trace: dict[str, float] = {}
+        self.start_source = ""  #: where the start keyframe came from (p2p, broadcaster, origin)
+
+    def mark(self, step: str) -> None:
+        """The first ``step`` of a viewer's start (START_STEPS) happens now."""
+        if self.record.started_at is None and not self.is_source and step not in self.start_trace:
+            self.start_trace[step] = round(self.node.clock() - self.record.joined_at, 4)
 
     def pump(self) -> None:
         node = self.node
@@ -150,6 +168,8 @@ class LiveStream:
                 self.record.skip(a.seq)
                 self.playout.skip(a.seq)
             elif isinstance(a, sw.FetchOrigin):
+                if a.seq == sw.ORIGIN_LATEST:
+                    self.mark("origin_latest")
                 node.spawn(self._fetch_origin(a.seq, a.deadline))
             elif isinstance(a, sw.DropPeer):
                 policy.on_drop_peer(a.peer, a.code, a.reason, node.clock())
@@ -164,6 +184,8 @@ class LiveStream:
         kf = is_keyframe(c)
         if not self.is_source:
             first = self.record.started_at is None
+            if first and kf:
+                self._started(c, a)
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
             if first and self.record.started_at is not None and self.node.dht is not None:
                 self.node.dht.update_provided()  # playing: now we can give it to others
@@ -171,6 +193,22 @@ class LiveStream:
         rewards = self.node.rewards
         if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
             rewards.on_media(a.peer, len(c.payload), a.at)
+
+    def _started(self, c: wire.ChunkMsg, a: sw.Deliver) -> None:
+        """The first frame (keyframe ``c``): close the start trace."""
+        tr = self.start_trace
+        joined = self.record.joined_at
+        tr["start"] = round(a.at - joined, 4)
+        tr["start_age"] = round(c.time_us / 1e6 - joined, 4)
+        log_ = self.swarm.log
+        pd = self.config.playout_delay
+        gap = 0
+        for s in range(c.seq + 1, log_.expected_latest(a.at) + 1):
+            t = log_.time_of(s)
+            if t >= joined and t + pd < a.at and s not in log_:
+                gap += 1
+        tr["start_gap"] = gap
+        self.start_source = a.source
 
     def _arm(self, at_least: float = 0.0) -> None:
         t = self.swarm.get_timer()
@@ -450,6 +488,12 @@ class Node:
     def neighbour_count(self) -> int:
         return self.policy.neighbour_count()
 
+    def _mark(self, step: str) -> None:
+        """A step of the start (``LiveStream.start_trace``) for every stream not playing yet."""
+        for ls in self.streams.values():
+            if ls.record.started_at is None:
+                ls.mark(step)
+
     # ---- the policy's actions ----------------------------------------------------
     def _run_policy(self) -> None:
         policy = self.policy
@@ -465,6 +509,7 @@ class Node:
                 ls = self.streams.get(a.stream)
                 link = policy.link_of(a.peer)
                 if ls is not None:
+                    ls.mark("peer")
                     ls.swarm.add_peer(a.peer, self.clock(), rtt=link.rtt if link is not None else -1.0,
                                       start=a.start, asked=a.asked)
                     ls.pump()
@@ -480,6 +525,7 @@ class Node:
             elif isinstance(a, pp.Dial):
                 if trace.isEnabledFor(logging.INFO):
                     trace.info("dial %s at %s:%s", _k(a.peer), a.host, a.port)
+                self._mark("dial")
                 self.spawn(self._dial(a.peer, a.host, a.port, 5.0))
             elif isinstance(a, pp.Prime):
                 sent = self.endpoint.prime((a.host, a.port), a.ttl)
@@ -530,6 +576,8 @@ class Node:
                          verified: bool = True) -> None:
         """The answer to an announce: candidates a source named (``verified``: the caller
         checked them, e.g. signed records); the policy dials those it wants, now and later."""
+        if found:
+            self._mark("candidates")
         self.policy.on_candidates(found[:MAX_OFFERED], self.clock(), verified=verified,
                                   interval=interval)
         self._run_policy()
@@ -606,6 +654,7 @@ class Node:
             if peer is not None and self.policy.on_chunk(link, peer, ev.chunk.stream, self.clock()):
                 ls = self.streams.get(ev.chunk.stream)
                 if ls is not None:
+                    ls.mark("chunk")
                     ls.swarm.on_chunk(peer, ev.chunk, self.clock())
                     ls.pump()
             elif peer is not None:
@@ -623,6 +672,8 @@ class Node:
                 trace.info("link %s %s %s:%s admitted %s rtt %.0f ms", _k(ev.peer_key),
                            "dialled" if dialled else "inbound", link.addr[0], link.addr[1],
                            admitted, link.rtt * 1000)
+            if admitted:
+                self._mark("link")
             if admitted and self.rewards is not None:
                 link.send(self.rewards.hello())
             self._run_policy()
@@ -689,6 +740,7 @@ class Node:
                 self.messaging.on_chat(peer, msg)
                 return
             if isinstance(msg, wire.Status):
+                ls.mark("status")
                 ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
                 self.policy.rtt_sample(peer, link.low_rtt)  # (and punches time their dials by it)
             ls.swarm.on_message(peer, msg, now)

@@ -84,7 +84,12 @@ def run_sim_median(delays_ms: list[float], joins_s: list[float], duration_s: flo
     small timing changes (one simulated run's p50 moves by +-20 % with the seed), as the
     real run is one draw of it: the median is the simulator's estimate to compare."""
     rs = [run_sim(delays_ms, joins_s, duration_s, seed * 1000 + i, host_wait_s) for i in range(runs)]
-    out: dict[str, Any] = {k: sorted(r[k] for r in rs)[runs // 2] for k in rs[0]}
+    out: dict[str, Any] = {}
+    for k, v in rs[0].items():
+        if isinstance(v, dict):  # (startup_ms: the median of each percentile)
+            out[k] = {q: sorted(r[k][q] for r in rs)[runs // 2] for q in v}
+        else:
+            out[k] = sorted(r[k] for r in rs)[runs // 2]
     for k in ("p50_ms", "p95_ms"):
         out[k.replace("_ms", "_range")] = [min(r[k] for r in rs), max(r[k] for r in rs)]
     return out
@@ -96,6 +101,7 @@ def figures(res: dict[str, Any]) -> dict[str, Any]:
            "continuity": res["continuity"]}
     if "continuity_playing" in res:  # the real run's (the demo's summary)
         out["continuity_playing"] = res["continuity_playing"]
+    if "startup_ms" in res:  # both sides': the simulated join is quicker (docs/simulation.md)
         out["startup_ms"] = res["startup_ms"]
     return out
 
@@ -189,6 +195,25 @@ async def run_real(delays_ms: list[float], duration_s: float) -> dict[str, Any]:
     return res
 
 
+def start_figures(per_viewer: list[dict[str, Any]]) -> dict[str, Any]:
+    """The real viewers' starts: per step of ``LiveStream.start_trace`` the median and
+    the max over the viewers that reached it (s from the join), how many reached it,
+    and where the start keyframes came from."""
+    steps: dict[str, list[float]] = {}
+    sources: dict[str, int] = {}
+    for pv in per_viewer:
+        for k, v in (pv.get("start_trace") or {}).items():
+            steps.setdefault(k, []).append(float(v))
+        src = pv.get("start_source") or "none"
+        sources[src] = sources.get(src, 0) + 1
+    out: dict[str, Any] = {}
+    for k, vs in steps.items():
+        vs.sort()
+        out[k] = {"p50": round(vs[len(vs) // 2], 3), "max": round(vs[-1], 3), "n": len(vs)}
+    out["sources"] = sources
+    return out
+
+
 def compare(real: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
     """Differences real - sim (ms for latencies; absolute for ratios), and relative ones."""
     out: dict[str, Any] = {}
@@ -199,15 +224,23 @@ def compare(real: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def fidelity(viewers: int, duration_s: float, seed: int, *, medians: bool = True) -> dict[str, Any]:
+async def fidelity(viewers: int, duration_s: float, seed: int, *, medians: bool = True,
+                   simulate: bool = True) -> dict[str, Any]:
     """The real run and its simulation; with ``medians`` (the benchmark's) also the median
-    over 5 swarm seeds, with and without the real hosts' contention (10 more simulations)."""
+    over 5 swarm seeds, with and without the real hosts' contention (10 more simulations);
+    without ``simulate`` the real run alone."""
     delays = link_delays_ms(seed, viewers)
     res = await run_real(delays, duration_s)
     real = figures(res)
     real["errors"] = res["errors"]
     real["error_detail"] = res["error_detail"]
     real["viewers_started"] = res["viewers_started"]
+    # where the chunks missed from the join fall, and how the viewers started
+    real["missed"] = res.get("missed", {})
+    real["start"] = start_figures(res["per_viewer"])
+    if not simulate:
+        return {"viewers": viewers, "seed": seed, "duration_s": duration_s,
+                "link_delays_ms": delays, "real": real}
     # the real origin (the broadcaster) is slower than the simulated one: how often the
     # fallback went there and how often it did not answer in time
     real["origin_fetches"] = sum(p["origin_fetches"] for p in res["per_viewer"])

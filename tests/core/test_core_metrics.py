@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oasis.core.metrics import ViewerRecord, percentile, summarize
+from oasis.core.metrics import ViewerRecord, missed_by_phase, percentile, summarize
 
 PRODUCED = {1: 9.9, 2: 10.0, 3: 10.1, 4: 10.2, 5: 10.3, 6: 10.4}
 NOW = 10.85  # deadlines (t + 0.5) have passed for seqs 1-5, not for 6
@@ -97,6 +97,30 @@ def test_continuity_once_playing_leaves_out_the_start_up_but_not_a_viewer_that_n
     never.delivered(2, 10.0, 10.1, "p2p", 1000, keyframe=False)  # no keyframe: never played
     s = summarize([never.to_json()], PRODUCED, NOW, 0.5)
     assert s["continuity_playing"] == s["continuity"] == 0.25  # 2 on time of 2, 3, 4, 5
+
+
+def test_missed_by_phase_splits_what_continuity_from_the_join_counts() -> None:
+    # joined 10.0; started at keyframe 3 (made 10.1), first frame at 10.7: seq 2 came before
+    # the start keyframe, 3 arrived late at the start, 4 was given up, 5 played on time, and
+    # 8 / 9 (made 6 s after the first frame) one late, one never
+    produced = {1: 9.9, 2: 10.0, 3: 10.1, 4: 10.2, 5: 10.3, 6: 10.8, 7: 10.9, 8: 16.8, 9: 16.9}
+    r = ViewerRecord(joined_at=10.0, playout_delay=0.5)
+    r.delivered(3, 10.1, 10.7, "p2p", 1000, keyframe=True)
+    r.skip(4)
+    r.delivered(5, 10.3, 10.75, "p2p", 1000, keyframe=False)
+    r.delivered(6, 10.8, 11.5, "p2p", 1000, keyframe=False)  # settling, late
+    r.delivered(7, 10.9, 11.0, "p2p", 1000, keyframe=False)
+    r.delivered(8, 16.8, 17.9, "p2p", 1000, keyframe=False)  # playing, late
+    m = missed_by_phase(r.to_json(), produced, 20.0, 0.5, start_seq=3)
+    assert m == {"due": 8, "never_started": 0, "before_start_late": 0, "before_start_lost": 1,
+                 "before_frame_late": 1, "before_frame_lost": 1, "settling_late": 1,
+                 "settling_lost": 0, "playing_late": 1, "playing_lost": 1}
+    # the same count of misses as continuity from the join
+    s = summarize([r.to_json()], produced, 20.0, 0.5)
+    assert s["chunks_due"] - s["chunks_on_time"] == sum(v for k, v in m.items() if k != "due")
+    # a viewer that never started: every miss is that
+    never = ViewerRecord(joined_at=10.0, playout_delay=0.5)
+    assert missed_by_phase(never.to_json(), produced, 20.0, 0.5, None)["never_started"] == 8
 
 
 def test_summarize_empty() -> None:
