@@ -53,7 +53,7 @@ $(STAMP): pyproject.toml
 # The hottest protocol cores compiled with mypyc from the same sources (about 1.8x
 # faster in the simulator; oasis/core/__init__.py falls back to the sources if an
 # extension is stale). No C compiler: the pure-Python core runs, with a message.
-CORE_SRC := oasis/core/chunklog.py oasis/core/upload.py oasis/core/pull.py oasis/core/swarmdefs.py oasis/core/delay.py oasis/core/tree.py oasis/core/repair.py oasis/core/claims.py oasis/core/serve.py oasis/core/swarm.py oasis/sim/oasis_run.py
+CORE_SRC := oasis/core/chunklog.py oasis/core/upload.py oasis/core/pull.py oasis/core/swarmdefs.py oasis/core/delay.py oasis/core/tree.py oasis/core/repair.py oasis/core/claims.py oasis/core/serve.py oasis/core/swarm.py oasis/sim/oasis_run.py oasis/node/udp.py oasis/node/link.py oasis/node/transport.py
 CORE_STAMP := $(VENV)/.core-compiled
 
 $(CORE_STAMP): $(STAMP) $(CORE_SRC)
@@ -63,7 +63,7 @@ $(CORE_STAMP): $(STAMP) $(CORE_SRC)
 		echo "compiled the protocol core with mypyc"; \
 	else \
 		echo "mypyc could not compile the core (see build/mypyc.log): running it as Python"; \
-		rm -f oasis/core/*.so oasis/sim/*.so; \
+		rm -f oasis/core/*.so oasis/sim/*.so oasis/node/*.so; \
 	fi
 	touch $(CORE_STAMP)
 

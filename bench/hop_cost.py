@@ -396,7 +396,10 @@ def main() -> int:
     os.makedirs(site)
     Path(site, "sitecustomize.py").write_text(SITECUSTOMIZE.format(path=str(Path(__file__).resolve())))
     old = {k: os.environ.get(k) for k in ("PYTHONPATH", "OASIS_HOPTRACE", "OASIS_HOPCOST_CC",
-                                          "OASIS_QUIC")}
+                                          "OASIS_QUIC", "OASIS_PURE_TRANSPORT")}
+    # The probe patches the link's and the endpoint's methods: compiled ones cannot be
+    # (oasis/node/__init__.py), so the transport runs from source here.
+    os.environ["OASIS_PURE_TRANSPORT"] = "1"
     # The instrumentation reads aioquic's congestion state, and the simulator's CPU_*
     # constants were fitted to aioquic: the processes run on it (not the node's default).
     os.environ["OASIS_QUIC"] = "aioquic"

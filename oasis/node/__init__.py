@@ -1,0 +1,57 @@
+"""The node: asyncio, sockets, QUIC, HTTP around the sans-I/O cores.
+
+``make`` compiles the transport's per-datagram modules (``COMPILED``: the UDP
+socket, the link, the endpoint) with mypyc from these same sources, as it does
+the core (``scripts/build_core.py``), in a group of their own. They are used only
+when every one of them is newer than its source; otherwise (a source edited since
+the last ``make``, with a warning), or with ``OASIS_PURE_PYTHON=1`` or
+``OASIS_PURE_TRANSPORT=1``, all of them are loaded from source. Compiled classes
+cannot be patched: a probe that patches them (``bench/hop_cost.py``) sets
+``OASIS_PURE_TRANSPORT=1``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+from oasis import core
+
+COMPILED = ("udp", "link", "transport")  #: in dependency order
+
+
+def pure_forced() -> bool:
+    """``OASIS_PURE_PYTHON=1`` (everything) or ``OASIS_PURE_TRANSPORT=1`` (these alone)."""
+    return core.pure_forced() or os.environ.get("OASIS_PURE_TRANSPORT", "") not in ("", "0")
+
+
+def _load_sources() -> None:
+    here = os.path.dirname(__file__)
+    exts = {}
+    for name in COMPILED:
+        found = glob.glob(os.path.join(here, name + ".*.so"))
+        if found:
+            exts[name] = found[0]
+    if not exts:
+        return
+    forced = pure_forced()
+    stale = [n for n, so in exts.items() if core.is_stale(so, os.path.join(here, n + ".py"))]
+    if not forced and not stale and len(exts) == len(COMPILED):
+        return
+    if stale and not forced:
+        print(f"oasis: compiled transport is older than its source ({', '.join(stale)}.py): "
+              "running it from source; run `make` to rebuild", file=sys.stderr)
+    for name in COMPILED:
+        globals()[name] = core.load_source(f"{__name__}.{name}", os.path.join(here, name + ".py"))
+
+
+def compiled() -> bool:
+    """True when the mypyc-compiled transport is the one in use."""
+    mod = sys.modules.get(f"{__name__}.link")
+    if mod is None:
+        from . import link as mod  # noqa: F811
+    return str(getattr(mod, "__file__", "")).endswith(".so")
+
+
+_load_sources()

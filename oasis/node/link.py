@@ -32,13 +32,14 @@ wire before QUIC's CONNECTION_CLOSE.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from oasis.core import session as ss
 from oasis.core import wire
 from oasis.core.wire import ErrorCode
 
-from .quicstack import poll_runs
+from .udp import Addr
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,9 +68,12 @@ MAX_APPLY_ROUNDS = 16
 
 
 class Link:
-    """One QUIC connection to a peer, with its OFTP session."""
+    """One QUIC connection to a peer, with its OFTP session.
 
-    def __init__(self, endpoint: Endpoint, quic: Any, addr: tuple[str, int],
+    ``make`` compiles this module with mypyc (oasis/node/__init__.py): a compiled link
+    takes no attributes but these, and its methods cannot be patched."""
+
+    def __init__(self, endpoint: Endpoint, quic: Any, addr: Addr,
                  session: ss.Session) -> None:
         self.endpoint = endpoint
         self.stack = endpoint.stack
@@ -82,9 +86,9 @@ class Link:
         #: addresses packets came from that the peer has not (yet) proved it receives at: a
         #: peer moving, or a forged source address (once per address in a row, not per datagram)
         self.unvalidated_paths = 0
-        self._unproven: tuple[str, int] | None = None
+        self._unproven: Addr | None = None
         #: (address, qid): the DHT_PING sent to prove a move to ``address`` (:meth:`_prove`)
-        self._proving: tuple[tuple[str, int], int] | None = None
+        self._proving: tuple[Addr, int] | None = None
         self.heard_at = 0.0  #: loop time of the last datagram from the peer
         self.probes = 0  #: PINGs sent because an expected push went quiet
         self.probed_at = 0.0  #: loop time of the last such PING
@@ -99,8 +103,14 @@ class Link:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         self.datagrams_in = self.datagrams_out = 0
+        self.transmits = 0  #: flushes: how often :meth:`transmit_now` ran
+        #: runs of datagrams handed to QUIC in one call (:meth:`datagrams_received`), and
+        #: the datagrams in them
+        self.runs_in = self.run_datagrams_in = 0
         self.wire_in = self.wire_out = 0
         self.closed = False
+        #: its counters are in the node's totals (``Node._fold``): not counted twice
+        self.folded = False
         self._started = False
         self._quic_closing = False
         #: inside _apply_session (a send from an event handler only flags another round)
@@ -134,7 +144,7 @@ class Link:
         return self.stack.low_rtt(self.quic)
 
     # -- input -----------------------------------------------------------
-    def datagram_received(self, data: bytes, now: float, addr: tuple[str, int] | None = None) -> None:
+    def datagram_received(self, data: bytes, now: float, addr: Addr | None = None) -> None:
         """One datagram for this connection from ``addr`` (where it came from). A peer
         whose address changed (a phone moving from Wi-Fi to 4G, a NAT rebinding) keeps
         the link: QUIC validates the new path and, once the peer's packets come from it,
@@ -148,10 +158,12 @@ class Link:
             self._quic_refused(exc)
         self._received_from(addr)
 
-    def datagrams_received(self, datagrams: list[bytes], now: float, addr: tuple[str, int]) -> None:
+    def datagrams_received(self, datagrams: list[bytes], now: float, addr: Addr) -> None:
         """A run of datagrams from ``addr``, in order (the endpoint's batch, see
         :attr:`Stack.batch_receive`): QUIC takes them in one call, events are drained once."""
         self.datagrams_in += len(datagrams)
+        self.runs_in += 1
+        self.run_datagrams_in += len(datagrams)
         self.wire_in += sum(map(len, datagrams)) + UDP_IP_HEADER * len(datagrams)
         self.heard_at = now
         core = self._core
@@ -177,7 +189,7 @@ class Link:
             core.handle_timer(at[1])
             self.quic._drain_core()  # (see Stack.fast_core)
 
-    def _received_from(self, addr: tuple[str, int] | None) -> None:
+    def _received_from(self, addr: Addr | None) -> None:
         if addr is not None and addr != self.addr:
             # The link moves (and the policy counts it at the new address) only once the peer
             # proved it receives there (Stack.path; on qh3, _prove): a forged source address
@@ -192,13 +204,13 @@ class Link:
                 self.unvalidated_paths += 1
         self._process()
 
-    def _moved(self, path: tuple[str, int]) -> None:
+    def _moved(self, path: Addr) -> None:
         self.addr = path
         self.migrations += 1
         if self.endpoint.on_migrated is not None:
             self.endpoint.on_migrated(self)
 
-    def _prove(self, path: tuple[str, int]) -> None:
+    def _prove(self, path: Addr) -> None:
         """QUIC sends to ``path`` now but the stack's validation is no proof (qh3 validated
         a forged address whose forger still received at its own). The peer proves it
         receives there by answering a DHT_PING whose random ``qid`` only went there
@@ -594,6 +606,7 @@ class Link:
     def transmit_now(self) -> None:
         """Hand QUIC's datagrams to the socket and re-arm its timer (if it moved)."""
         ep = self.endpoint
+        self.transmits += 1
         self._flush()
         if self.on_drain is not None and (self.closed or self.control_unsent() <= self.drain_below):
             cb, self.on_drain = self.on_drain, None
@@ -649,6 +662,23 @@ class Link:
                 t.cancel()
         self._timer = self._session_timer = self._expiry = None
         self._timer_at = None
+
+
+def poll_runs(poll: Any, now: float) -> Sequence[tuple[Any, list[bytes]]]:
+    """A native core's ``poll_transmit`` drained: (address, datagrams) for each run of
+    datagrams to one address, in order; an empty tuple when it has nothing to send."""
+    t = poll(now)
+    if t is None:
+        return ()
+    addr = t[1]
+    run = [t[0]]
+    runs = [(addr, run)]
+    while (t := poll(now)) is not None:
+        if t[1] != addr:
+            addr, run = t[1], []
+            runs.append((addr, run))
+        run.append(t[0])
+    return runs
 
 
 def _code(value: int) -> ErrorCode:

@@ -27,7 +27,6 @@ import heapq
 import logging
 import random
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -320,9 +319,8 @@ class Node:
         self.closed_link_counters["link_probes"] = 0  #: PINGs to parents gone quiet
         #: addresses a peer's packets came from that QUIC had not validated (not followed)
         self.closed_link_counters["link_paths_unvalidated"] = 0
-        #: closed links already folded into the two dicts above (still in endpoint.links
-        #: until the QUIC close completes): not counted twice
-        self._folded: weakref.WeakSet[Link] = weakref.WeakSet()
+        # closed links already folded into the two dicts above (still in endpoint.links
+        # until the QUIC close completes) are marked ``Link.folded``: not counted twice
         self.rewards: Any = None  #: oasis.node.rewards.Rewards when proof of relay is on
         #: set when the policy wants fresh candidates (see :meth:`announce_due`)
         self.announce_wanted = asyncio.Event()
@@ -416,7 +414,7 @@ class Node:
         out = dict(self.closed_link_counters)
         buffered = 0
         for link in self.endpoint.links:
-            if link in self._folded:
+            if link.folded:
                 continue
             c = link.session.counters
             for name in LINK_COUNTERS:
@@ -769,7 +767,7 @@ class Node:
         if trace.isEnabledFor(logging.INFO):
             trace.info("link %s %s:%s closed %s", _k(link.peer_key), link.addr[0], link.addr[1],
                        code.name if isinstance(code, ErrorCode) else code)
-        if link not in self._folded:
+        if not link.folded:
             self._fold(link)
         self.policy.link_down(link, link.peer_key, self.clock(), code=code)
         self._run_policy()
@@ -778,7 +776,7 @@ class Node:
 
     def _fold(self, link: Link) -> None:
         """Add a closed link's counters to the node's totals, once."""
-        self._folded.add(link)
+        link.folded = True
         c = link.session.counters
         self.closed_links_stats["control"] += c.control_in + c.control_out
         self.closed_links_stats["chunk_stream"] += c.chunk_stream_in + c.chunk_stream_out
@@ -795,7 +793,7 @@ class Node:
         """Bytes sent+received on all links (live and closed): OFTP and UDP level."""
         t = dict(self.closed_links_stats)
         for link in self.endpoint.links:
-            if link in self._folded:
+            if link.folded:
                 continue
             c = link.session.counters
             t["control"] += c.control_in + c.control_out

@@ -31,7 +31,6 @@ carries no knowledge of either stack's internals.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -42,6 +41,7 @@ from oasis.core.identity import Identity
 from oasis.core.wire import ALPN
 
 from .keystore import certificate_key, make_certificate
+from .udp import Addr
 
 STACKS = ("aioquic", "qh3")
 DEFAULT_STACK = "qh3"
@@ -95,7 +95,7 @@ class Stack:
     def header(self, data: bytes) -> Header:
         raise NotImplementedError
 
-    def receive_many(self, quic: Any, datagrams: list[bytes], addr: tuple[str, int], now: float) -> None:
+    def receive_many(self, quic: Any, datagrams: list[bytes], addr: Addr, now: float) -> None:
         """A run of datagrams from one address for one connection, in order."""
         for d in datagrams:
             quic.receive_datagram(d, addr, now)
@@ -163,28 +163,11 @@ class Stack:
         """The raw Ed25519 key of the peer's TLS certificate (None: none, or not Ed25519)."""
         raise NotImplementedError
 
-    def path(self, quic: Any) -> tuple[str, int] | None:
+    def path(self, quic: Any) -> Addr | None:
         """The peer's address as QUIC has *validated* it: where it sends now once a peer
         that moved has answered a PATH_CHALLENGE there (RFC 9000 §8.2, §9); until then the
         last validated one. A packet with a forged source address moves nothing here."""
         raise NotImplementedError
-
-
-def poll_runs(poll: Any, now: float) -> Sequence[tuple[Any, list[bytes]]]:
-    """A native core's ``poll_transmit`` drained: (address, datagrams) for each run of
-    datagrams to one address, in order; an empty tuple when it has nothing to send."""
-    t = poll(now)
-    if t is None:
-        return ()
-    addr = t[1]
-    run = [t[0]]
-    runs = [(addr, run)]
-    while (t := poll(now)) is not None:
-        if t[1] != addr:
-            addr, run = t[1], []
-            runs.append((addr, run))
-        run.append(t[0])
-    return runs
 
 
 def _runs(out: Any) -> list[tuple[Any, list[bytes]]]:
@@ -328,7 +311,7 @@ class AioquicStack(Stack):
         except Exception:  # not an Ed25519 certificate
             return None
 
-    def path(self, quic: Any) -> tuple[str, int] | None:
+    def path(self, quic: Any) -> Addr | None:
         # aioquic promotes a path on the first non-probing packet from it, before it is
         # validated, and takes a Handshake packet from it as validation: a peer that forges
         # its source address (one packet, no answer needed) moved its link to a victim's
@@ -426,7 +409,7 @@ class Qh3Stack(Stack):
         return self._Conn(configuration=cfg, original_destination_connection_id=odcid,
                           retry_source_connection_id=retry_cid)
 
-    def receive_many(self, quic: Any, datagrams: list[bytes], addr: tuple[str, int], now: float) -> None:
+    def receive_many(self, quic: Any, datagrams: list[bytes], addr: Addr, now: float) -> None:
         # Past the handshake, qh3's receive_many_datagrams is: check the address text
         # (ours comes from the socket), a qlog hook per datagram, one call to its core,
         # then its _drain_core. Without a logger we make the last two calls ourselves
@@ -450,6 +433,8 @@ class Qh3Stack(Stack):
         core = getattr(quic, "_core", None)
         if core is None or getattr(quic, "_quic_logger", True) is not None:
             return _runs(quic.datagrams_to_send(now=now))
+        from .link import poll_runs  # (compiled with the link; it imports this module)
+
         return list(poll_runs(core.poll_transmit, now))
 
     def fast_core(self, quic: Any) -> Any:
@@ -499,7 +484,7 @@ class Qh3Stack(Stack):
         except Exception:  # not an Ed25519 certificate
             return None
 
-    def path(self, quic: Any) -> tuple[str, int] | None:
+    def path(self, quic: Any) -> Addr | None:
         # qh3's core moves its active path to a peer's new address only on its
         # "path_validated" event, but qh3 2.1.0 validates a forged path when the forger still
         # receives at its old address (bench/atk5_qh3_path.py): not a proof on this stack

@@ -41,6 +41,7 @@ import random
 import socket
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from oasis.core import session as ss
 from oasis.core.identity import Identity
@@ -49,7 +50,7 @@ from oasis.core.wire import ErrorCode
 from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
 from .link import UDP_IP_HEADER, Link, _code  # noqa: F401 - re-exported
 from .quicstack import CID_LENGTH, Header, Stack, make_stack
-from .udp import UdpSocket
+from .udp import Addr, UdpSocket
 
 log = logging.getLogger("oasis.transport")
 
@@ -71,7 +72,7 @@ INITIAL_MAX_DATA = 2 * 1024 * 1024  #: QUIC connection flow-control window at st
 INITIAL_MAX_STREAM_DATA = 1024 * 1024  #: QUIC per-stream window at start
 
 
-class Endpoint(asyncio.DatagramProtocol):
+class Endpoint:
     """One UDP socket; listens and dials; routes datagrams to links.
 
     ``link_delay`` (seconds, default 0 = off) emulates a one-way delay on
@@ -112,7 +113,8 @@ class Endpoint(asyncio.DatagramProtocol):
         #: handshake nonces always come from the OS, even when --seed makes the rest reproducible
         self.nonces = random.SystemRandom()
         self.loop = asyncio.get_running_loop()
-        self.transport: UdpSocket | None = None
+        #: the UdpSocket once listening (Any: a test may put a stand-in with only sendto)
+        self.transport: Any = None
         self.gso = gso
         self.links_by_cid: dict[bytes, Link] = {}
         self.links: set[Link] = set()
@@ -152,7 +154,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self.link_delay = link_delay
         self.max_delayed = max_delayed
         #: (release time, one flush's datagrams, address), in release order
-        self._delayed: deque[tuple[float, list[bytes], tuple[str, int]]] = deque()
+        self._delayed: deque[tuple[float, list[bytes], Addr]] = deque()
         self._delayed_count = 0  #: datagrams in ``_delayed``
         #: links that asked for a flush during this socket wake-up (insertion-ordered set)
         self._dirty: dict[Link, None] = {}
@@ -161,7 +163,7 @@ class Endpoint(asyncio.DatagramProtocol):
         #: datagrams of the batch's current run (one link, one address) not yet handed to
         #: it (stacks with ``batch_receive``); at most one socket wake-up's reads
         self._run: list[bytes] = []
-        self._run_addr: tuple[str, int] | None = None
+        self._run_addr: Addr | None = None
         self._delay_timer: asyncio.TimerHandle | None = None
         self._mds = max_datagram_size
         self._server_config = self._config(is_client=False)
@@ -247,7 +249,7 @@ class Endpoint(asyncio.DatagramProtocol):
         else:
             link.transmit_now()
 
-    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _on_datagram(self, data: bytes, addr: Addr) -> None:
         self._batching = True
         self.datagram_received(data, addr)
 
@@ -264,7 +266,7 @@ class Endpoint(asyncio.DatagramProtocol):
                 if link in self.links:
                     link.transmit_now()
 
-    def send_datagrams(self, datagrams: list[bytes], addr: tuple[str, int]) -> None:
+    def send_datagrams(self, datagrams: list[bytes], addr: Addr) -> None:
         """Hand a link's datagrams to the socket in order (one GSO send per equal-sized run)."""
         t = self.transport
         if t is None:
@@ -274,7 +276,7 @@ class Endpoint(asyncio.DatagramProtocol):
         else:
             self._put(t, datagrams, addr)
 
-    def send_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def send_datagram(self, data: bytes, addr: Addr) -> None:
         """Hand one datagram to the socket, now or ``link_delay`` later (in order)."""
         if self.transport is None:
             return
@@ -284,7 +286,7 @@ class Endpoint(asyncio.DatagramProtocol):
         self._delay([data], addr)
 
     @staticmethod
-    def _put(t: UdpSocket, datagrams: list[bytes], addr: tuple[str, int]) -> None:
+    def _put(t: Any, datagrams: list[bytes], addr: Addr) -> None:
         """Datagrams to the socket in order (a test's stand-in transport has only sendto)."""
         if isinstance(t, UdpSocket):
             t.send_many(datagrams, addr)  # one GSO send per equal-sized run
@@ -292,7 +294,7 @@ class Endpoint(asyncio.DatagramProtocol):
             for d in datagrams:
                 t.sendto(d, addr)
 
-    def _delay(self, datagrams: list[bytes], addr: tuple[str, int]) -> None:
+    def _delay(self, datagrams: list[bytes], addr: Addr) -> None:
         """Queue one flush's datagrams for ``link_delay`` later, together: they leave as
         they would have undelayed (one GSO send), so the emulated delay costs no extra
         system calls. At most ``max_delayed`` datagrams wait; the rest are dropped."""
@@ -322,7 +324,7 @@ class Endpoint(asyncio.DatagramProtocol):
         if q:
             self._delay_timer = self.loop.call_at(q[0][0], self._release_delayed)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
         # A short-header packet (all but the handshake's) names its connection in the 8
         # bytes after its first: that is all routing needs. Anything else (a long header,
         # a connection id we do not know) is parsed in full, as before.
@@ -363,7 +365,7 @@ class Endpoint(asyncio.DatagramProtocol):
         if link is not None and addr is not None and link in self.links:
             link.datagrams_received(run, self.loop.time(), addr)
 
-    def _accept(self, data: bytes, header: Header, addr: tuple[str, int]) -> Link | None:
+    def _accept(self, data: bytes, header: Header, addr: Addr) -> Link | None:
         """A datagram for no connection of ours: a new link, a Retry, or nothing (counted)."""
         c = self.counters
         if not header.initial:

@@ -52,7 +52,9 @@ _GRO_SEG = struct.Struct("=i")  #: the kernel puts the GRO segment size as an in
 _GRO_ANC = socket.CMSG_SPACE(_GRO_SEG.size)
 _MSG_TRUNC = int(socket.MSG_TRUNC)  #: a plain int: the flag enum's ``&`` is a Python call per read
 
-Addr = tuple[str, int]
+#: a datagram's address: (host, port), or an IPv6 socket's (host, port, flowinfo, scope_id)
+#: (loose on purpose: compiled, this module checks the types it is declared with)
+Addr = tuple[Any, ...]
 
 
 def send_with_ttl(sock: socket.socket, data: bytes, addr: Addr, ttl: int) -> None:

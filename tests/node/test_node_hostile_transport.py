@@ -570,15 +570,16 @@ async def test_a_listener_opening_a_bidirectional_stream_is_a_counted_violation(
 async def test_a_dialler_whose_tls_key_is_not_its_auth_key_is_refused(victim: str) -> None:
     a, b = await _node(quic="aioquic"), await _node()  # a's configuration is aioquic's
     other = Identity.generate()
-    real_config = a.endpoint._config
+    real_config = a.endpoint.stack.config
 
-    def forged(*, is_client: bool) -> Any:
-        cfg = real_config(is_client=is_client)
+    def forged(identity: Identity, *, is_client: bool, **kw: Any) -> Any:
+        cfg = real_config(identity, is_client=is_client, **kw)
         if is_client:  # TLS shows other's key; HELLO/AUTH will prove a's key
             cfg.certificate, cfg.private_key = make_certificate(other), other.private
         return cfg
 
-    a.endpoint._config = forged  # type: ignore[method-assign]
+    # (on the stack object: the endpoint's own methods may be compiled, not patchable)
+    a.endpoint.stack.config = forged  # type: ignore[method-assign]
     try:
         if victim == "qh3":
             # qh3's TLS server never asks for the dialler's certificate: the listener
