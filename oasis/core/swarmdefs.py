@@ -118,6 +118,18 @@ class SwarmConfig:
     #: six runs of the three scenario files (1,000 viewers; mean 0.932 -> 0.944) and lowered
     #: p95 by 0-9 ms (docs/simulation.md, docs/benchmarks.md, 2026-12-03)
     switch_dwell: float = 2.0
+    #: swap a parent only for a candidate whose expected arrival is this much earlier (s;
+    #: :data:`oasis.core.tree.SWITCH_GAIN`)
+    switch_gain: float = 0.03
+    #: judge the current parent by what we measure through it (our smoothed delay on ``j``
+    #: + the hop penalty of its path) when that is worse than what its STATUS predicts
+    #: (its advertised lag + half the RTT): its queue behind its other children and the
+    #: losses on its link to us count against it (:meth:`oasis.core.tree.PushTree.select_parents`)
+    parent_measured: bool = False
+    #: ``repair_overdue``: the push is overdue this many deviations past its usual time
+    overdue_devs: float = 2.0
+    #: ... and its repair round comes this long after that (s; :data:`oasis.core.delay.REPAIR_MARGIN`)
+    overdue_margin: float = 0.03
     #: added to a candidate parent's score on ``j``: how much later chunks reach it on ``j``
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
     #: asked for the substream where it is shallow (:meth:`oasis.core.tree.PushTree.parent_score`)
