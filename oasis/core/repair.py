@@ -427,7 +427,7 @@ class RepairPicker:
         # time + 2 deviations): a neighbour that has it by now is worth asking even though
         # our parent usually pushes sooner than it would answer (a loss on the path, a
         # busy relay: this chunk, not the tree, is late)
-        overdue = by_lag and self.config.repair_overdue and age >= d.lag[j] + self.config.overdue_devs * d.dev[j]
+        overdue = by_lag and self.config.repair_overdue and age >= d.lag[j] + 2 * d.dev[j]
         if overdue and w.origin_busy:
             w.request_at = now + self.config.repair_after
             return  # (the origin is asked already: a repair would be a duplicate)
@@ -465,7 +465,7 @@ class RepairPicker:
             if by_lag and self.config.repair_overdue and not overdue:
                 # one more round once our parent's push of it is overdue, if an answer
                 # could still come before the origin fallback
-                at = self.log.time_of(seq) + d.lag[j] + self.config.overdue_devs * d.dev[j] + self.config.overdue_margin
+                at = self.log.time_of(seq) + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN
                 if now < at < self.log.time_of(seq) + d.origin_at - OVERDUE_ANSWER:
                     w.request_at = at
             if (late and self.config.relay_origin_early and self.config.use_origin and not w.origin_busy

@@ -246,18 +246,23 @@ class PushTree:
                 continue
             best_score, best = cands[0]
             if current is not None:
-                if best.key == current:
-                    continue
                 cur = self.peers.get(current)
                 cur_est = self.parent_score(cur, j) if cur is not None else INF
                 if self.config.parent_measured and self.pushes[j] >= MEASURED_PUSHES and self.delay.known[j]:
                     # what we measure through it (its queue, its losses to us) when worse
-                    # than what it advertises (``parent_measured``)
+                    # than what it advertises (``parent_measured``); the candidates rank it
+                    # by what it advertises, so the best other one is the challenger
                     meas = self.delay.lag[j] + self.config.hop_penalty * (len(self.paths[j]) - 2)
                     if meas > cur_est:
                         cur_est = meas
+                        for score, st in cands:
+                            if st.key != current:
+                                best_score, best = score, st
+                                break
+                if best.key == current:
+                    continue
                 extra = keep >= 0 and j != keep and cur is not None and cur.is_broadcaster
-                if best_score > cur_est - self.config.switch_gain and not extra:
+                if best_score > cur_est - SWITCH_GAIN and not extra:
                     continue
             asks[best.key] = asks.get(best.key, 0) | (1 << j)
         for key, mask in asks.items():

@@ -11,6 +11,7 @@ from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
 from oasis.core.stream import FLAG_KEYFRAME, StreamId, sign_chunk
+from oasis.core.tree import MEASURED_PUSHES
 from oasis.core.wire import ChunkMsg, ErrorCode
 
 GOP = 10
@@ -580,6 +581,45 @@ def test_a_dwell_of_one_status_interval_skips_a_look() -> None:
         # asked at the look `rounds` looks after the one that asked p2
         i = looks.index(asked[p2])
         assert asked[p3] == looks[i + rounds], (dwell, looks, asked)
+
+
+def test_parent_measured_judges_the_parent_by_what_reaches_us() -> None:
+    """``parent_measured`` (off by default): a parent whose pushes reach us far later than its
+    STATUS predicts (its advertised lag + half the RTT: 130 ms + its hop, here 300 ms) is
+    judged by what we measure once it has pushed ``MEASURED_PUSHES`` chunks, so a candidate
+    that is slower on paper (230 ms) but faster than that replaces it; without it, never."""
+    asked_at = {}
+    for measured in (False, True):
+        rng = random.Random(14)
+        bid = Identity.from_private_bytes(rng.randbytes(32))
+        p1, p2, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
+        sid = StreamId(bid.public, "t")
+        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, parent_measured=measured)
+        node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
+        tb = peer_tag(bid.public)
+        for p, lag in ((p1, 100), (p2, 200)):
+            node.add_peer(p, 0.0, rtt=0.02)
+            node.on_message(p, wire.Status(stream=sid.key, latest=1, have=0, keyframe=0, slots=8,
+                                           paths=[[tb, peer_tag(p)]], lags=[lag]), 0.0)
+        assert _subscribes(node) == {p1: 1}
+        node.on_message(p1, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 0.05)
+        now = 0.05
+        for seq in range(80):
+            t_seq = 0.1 * seq
+            arrive = t_seq + 0.3  # 300 ms after its time: p1 is slower than it says
+            while (due := node.get_timer()) is not None and due < arrive:
+                now = max(now, due)
+                node.handle_timer(now)
+                if p2 in _subscribes(node):
+                    asked_at.setdefault(measured, now)
+            now = arrive
+            chunk = sign_chunk(bid, sid, seq, int(round(t_seq * 1e6)), seq % GOP == 0, b"x" * 500)
+            node.on_chunk(p1, chunk, now)
+            node.actions()
+        assert node.tree.pushes[0] >= 24 or p2 in asked_at
+    assert False not in asked_at  # judged by its STATUS: 130 + 30 ms, no candidate is faster
+    # judged by what it delivers once MEASURED_PUSHES are its own, at the next look after
+    assert True in asked_at and asked_at[True] >= 0.3 + 0.1 * (MEASURED_PUSHES - 1)
 
 
 def _one_parent(seed: int) -> tuple[sw.Swarm, StreamId, bytes, bytes]:
