@@ -119,7 +119,8 @@ class SwarmConfig:
     #: docs/benchmarks.md, 2026-12-03). It counts from the SUBSCRIBE_ACK, a round trip after
     #: the periodic look that asked, so at 2.0 (= ``status_interval``) a parent taken at one
     #: look is first reconsidered two looks later; 1.5 (every look) was no better: mean
-    #: offload -0.002 over the six runs, one run -0.015 (docs/benchmarks.md, h-off5)
+    #: offload 0.944 -> 0.945 over the six runs, single runs -0.015 to +0.016 (docs/benchmarks.md,
+    #: h-off5)
     switch_dwell: float = 2.0
     #: judge the current parent by what we measure through it (our smoothed delay on ``j``
     #: + the hop penalty of its path) when that is worse than what its STATUS predicts
