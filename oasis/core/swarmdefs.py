@@ -125,11 +125,20 @@ class SwarmConfig:
     #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
     hop_penalty: float = 0.03
     #: a parent is not swapped for a faster one within this long of the substream's last
-    #: parent change (s; :data:`oasis.core.tree.SWITCH_DWELL`). 2.0 (a swap at every STATUS
-    #: round; 5.0 before 2026-12-03) raised simulated offload at 0.5 s by 0.008-0.018 on all
-    #: six runs of the three scenario files (1,000 viewers; mean 0.932 -> 0.944) and lowered
-    #: p95 by 0-9 ms (docs/simulation.md, docs/benchmarks.md, 2026-12-03)
+    #: parent change (s; :data:`oasis.core.tree.SWITCH_DWELL`). 2.0 (5.0 before 2026-12-03)
+    #: raised simulated offload at 0.5 s by 0.008-0.018 on all six runs of the three scenario
+    #: files (1,000 viewers; mean 0.932 -> 0.944) and lowered p95 by 0-9 ms (docs/simulation.md,
+    #: docs/benchmarks.md, 2026-12-03). It counts from the SUBSCRIBE_ACK, a round trip after
+    #: the periodic look that asked, so at 2.0 (= ``status_interval``) a parent taken at one
+    #: look is first reconsidered two looks later; 1.5 (every look) was no better: mean
+    #: offload 0.944 -> 0.945 over the six runs, single runs -0.015 to +0.016 (docs/benchmarks.md,
+    #: h-off5)
     switch_dwell: float = 2.0
+    #: judge the current parent by what we measure through it (our smoothed delay on ``j``
+    #: + the hop penalty of its path) when that is worse than what its STATUS predicts
+    #: (its advertised lag + half the RTT): its queue behind its other children and the
+    #: losses on its link to us count against it (:meth:`oasis.core.tree.PushTree.select_parents`)
+    parent_measured: bool = False
     #: added to a candidate parent's score on ``j``: how much later chunks reach it on ``j``
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
     #: asked for the substream where it is shallow (:meth:`oasis.core.tree.PushTree.parent_score`)

@@ -87,6 +87,9 @@ FRESH_GRACE = 1.0
 #: a fed parent that pushed us nothing for this long while its STATUS ran ahead has lost
 #: our subscription: asked again (s; the subscribe timeout plus a fresh link's grace)
 SILENT_PARENT = 3.0
+#: ``parent_measured``: pushes from a parent before our smoothed delay is taken as its own
+#: (gain 1/8: 24 samples leave 4 % of the previous parent's)
+MEASURED_PUSHES = 24
 
 
 class PushTree:
@@ -122,6 +125,9 @@ class PushTree:
         self.miss_first = [-1] * k
         #: per substream: the current parent pushed at least one chunk since we subscribed
         self.parent_pushed_any = [False] * k
+        #: per substream: pushes from the current parent since it became parent (how much of
+        #: the smoothed delay is its own, ``parent_measured``)
+        self.pushes = [0] * k
         #: per substream: when the parent last pushed (or we subscribed), and the highest seq
         #: we held then: a parent whose STATUS runs ahead of that while it stays silent has
         #: lost us (:meth:`on_parent_status`)
@@ -240,10 +246,21 @@ class PushTree:
                 continue
             best_score, best = cands[0]
             if current is not None:
-                if best.key == current:
-                    continue
                 cur = self.peers.get(current)
                 cur_est = self.parent_score(cur, j) if cur is not None else INF
+                if self.config.parent_measured and self.pushes[j] >= MEASURED_PUSHES and self.delay.known[j]:
+                    # what we measure through it (its queue, its losses to us) when worse
+                    # than what it advertises (``parent_measured``); the candidates rank it
+                    # by what it advertises, so the best other one is the challenger
+                    meas = self.delay.lag[j] + self.config.hop_penalty * (len(self.paths[j]) - 2)
+                    if meas > cur_est:
+                        cur_est = meas
+                        for score, st in cands:
+                            if st.key != current:
+                                best_score, best = score, st
+                                break
+                if best.key == current:
+                    continue
                 extra = keep >= 0 and j != keep and cur is not None and cur.is_broadcaster
                 if best_score > cur_est - SWITCH_GAIN and not extra:
                     continue
@@ -383,6 +400,7 @@ class PushTree:
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
             self.parent_pushed_any[j] = False
+            self.pushes[j] = 0
             self.changed_at[j] = now
             self.pushed_at[j] = now
             self.pushed_seq[j] = self.log.latest
@@ -428,6 +446,7 @@ class PushTree:
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
             self.parent_pushed_any[j] = True  # it was pushing to us all along
+            self.pushes[j] = 0
             self.pushed_seq[j] = max(self.pushed_seq[j], self.log.latest)
             self.delay.update(j, True)
             self.paths[j] = list(msg.paths[j]) + [self.tag]
@@ -438,6 +457,7 @@ class PushTree:
         self.unfed_since[j] = INF
         self.miss_run[j] = 0
         self.parent_pushed_any[j] = False
+        self.pushes[j] = 0
         self.delay.update(j, self.parents[j] is not None)
         self.paths[j] = []
         self.status_dirty = True
@@ -493,6 +513,7 @@ class PushTree:
         and the standby parent (if any) is released."""
         self.miss_run[j] = 0
         self.parent_pushed_any[j] = True
+        self.pushes[j] += 1
         self.pushed_at[j] = now
         if seq > self.pushed_seq[j]:
             self.pushed_seq[j] = seq

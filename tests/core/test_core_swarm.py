@@ -11,6 +11,7 @@ from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
 from oasis.core.stream import FLAG_KEYFRAME, StreamId, sign_chunk
+from oasis.core.tree import MEASURED_PUSHES
 from oasis.core.wire import ChunkMsg, ErrorCode
 
 GOP = 10
@@ -533,6 +534,92 @@ def test_switch_dwell_is_the_configured_one() -> None:
         assert t_ask is not None, dwell
         # not before the dwell after the change at 0.1 s; by one status interval after it
         assert 0.1 + dwell <= t_ask <= 0.1 + dwell + cfg.status_interval + 0.25, (dwell, t_ask)
+
+
+def test_a_dwell_of_one_status_interval_skips_a_look() -> None:
+    """A parent taken at one periodic look gets its SUBSCRIBE_ACK a round trip later, and the
+    dwell counts from the ACK: with ``switch_dwell`` equal to ``status_interval`` (the default,
+    2 s) the next look falls inside the dwell, so a substream can improve only at every other
+    look (4 s); a dwell shorter than the interval by more than the round trip (1.5 s) lets the
+    very next look replace it (docs/simulation.md, 2026-12-03, h-off5)."""
+    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1)
+    for dwell, rounds in ((1.5, 1), (cfg.status_interval, 2)):
+        rng = random.Random(10)
+        b, p1, p2, p3, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
+        sid = StreamId(b, "t")
+        node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1,
+                                                switch_dwell=dwell), rng=random.Random(1), now=0.0)
+        tb = peer_tag(b)
+        node.add_peer(p1, 0.0, rtt=0.1)
+        node.on_message(p1, _status(sid.key, [[tb, peer_tag(p1)]], [300]), 0.0)
+        node.on_message(p1, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 0.1)
+        node.add_peer(p2, 0.2, rtt=0.1)
+        node.on_message(p2, _status(sid.key, [[tb, peer_tag(p2)]], [150]), 0.2)  # 150 ms faster
+        node.actions()
+        looks: list[float] = []  # the periodic looks (each a STATUS to every neighbour)
+        asked: dict[bytes, float] = {}
+        now = 0.2
+        while now < 20.0 and p3 not in asked:
+            t = node.get_timer()
+            assert t is not None
+            now = max(now, t)
+            node.handle_timer(now)
+            acts = node.actions()
+            if any(isinstance(a, sw.Send) and isinstance(a.message, wire.Status) for a in acts):
+                looks.append(now)
+            for a in acts:
+                if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe):
+                    asked.setdefault(a.peer, now)
+            if p2 in asked and p2 != node.parents[0]:
+                # p2 answers a round trip later; then a faster p3 appears
+                node.on_message(p2, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), now + 0.1)
+                node.add_peer(p3, now + 0.2, rtt=0.1)
+                node.on_message(p3, _status(sid.key, [[tb, peer_tag(p3)]], [0]), now + 0.2)
+                node.actions()
+                now += 0.2
+        assert p3 in asked, dwell
+        # asked at the look `rounds` looks after the one that asked p2
+        i = looks.index(asked[p2])
+        assert asked[p3] == looks[i + rounds], (dwell, looks, asked)
+
+
+def test_parent_measured_judges_the_parent_by_what_reaches_us() -> None:
+    """``parent_measured`` (off by default): a parent whose pushes reach us far later than its
+    STATUS predicts (its advertised lag + half the RTT: 130 ms + its hop, here 300 ms) is
+    judged by what we measure once it has pushed ``MEASURED_PUSHES`` chunks, so a candidate
+    that is slower on paper (230 ms) but faster than that replaces it; without it, never."""
+    asked_at = {}
+    for measured in (False, True):
+        rng = random.Random(14)
+        bid = Identity.from_private_bytes(rng.randbytes(32))
+        p1, p2, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
+        sid = StreamId(bid.public, "t")
+        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, parent_measured=measured)
+        node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
+        tb = peer_tag(bid.public)
+        for p, lag in ((p1, 100), (p2, 200)):
+            node.add_peer(p, 0.0, rtt=0.02)
+            node.on_message(p, wire.Status(stream=sid.key, latest=1, have=0, keyframe=0, slots=8,
+                                           paths=[[tb, peer_tag(p)]], lags=[lag]), 0.0)
+        assert _subscribes(node) == {p1: 1}
+        node.on_message(p1, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 0.05)
+        now = 0.05
+        for seq in range(80):
+            t_seq = 0.1 * seq
+            arrive = t_seq + 0.3  # 300 ms after its time: p1 is slower than it says
+            while (due := node.get_timer()) is not None and due < arrive:
+                now = max(now, due)
+                node.handle_timer(now)
+                if p2 in _subscribes(node):
+                    asked_at.setdefault(measured, now)
+            now = arrive
+            chunk = sign_chunk(bid, sid, seq, int(round(t_seq * 1e6)), seq % GOP == 0, b"x" * 500)
+            node.on_chunk(p1, chunk, now)
+            node.actions()
+        assert node.tree.pushes[0] >= 24 or p2 in asked_at
+    assert False not in asked_at  # judged by its STATUS: 130 + 30 ms, no candidate is faster
+    # judged by what it delivers once MEASURED_PUSHES are its own, at the next look after
+    assert True in asked_at and asked_at[True] >= 0.3 + 0.1 * (MEASURED_PUSHES - 1)
 
 
 def _one_parent(seed: int) -> tuple[sw.Swarm, StreamId, bytes, bytes]:
