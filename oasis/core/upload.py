@@ -34,6 +34,9 @@ class UploadScheduler:
         self.tokens = self.depth
         self.updated = now
         self._queue: list[tuple[int, int, bytes, ChunkMsg, float]] = []
+        #: how many sends of each (peer, seq) are queued: a CANCEL for a send that already
+        #: left (most of them) is answered without a scan of the queue
+        self._queued: dict[tuple[bytes, int], int] = {}
         self._order = itertools.count()
         self.counters = UploadCounters()
 
@@ -42,10 +45,23 @@ class UploadScheduler:
 
     def enqueue(self, peer: bytes, chunk: ChunkMsg, deadline: float) -> None:
         heapq.heappush(self._queue, (-chunk.seq, next(self._order), peer, chunk, deadline))
+        key = (peer, chunk.seq)
+        self._queued[key] = self._queued.get(key, 0) + 1
+
+    def _left(self, peer: bytes, seq: int) -> None:
+        key = (peer, seq)
+        n = self._queued.get(key, 0)
+        if n <= 1:
+            self._queued.pop(key, None)
+        else:
+            self._queued[key] = n - 1
 
     def cancel(self, peer: bytes, seq: int) -> bool:
-        """Drop a queued send of ``seq`` to ``peer``; whether one was queued. A scan of
-        the queue (tens of entries; CANCELs come at most at a peer's message budget)."""
+        """Drop a queued send of ``seq`` to ``peer``; whether one was queued. Nothing
+        queued for it (the answer left already): a dict lookup; queued: a scan of the
+        queue to take it out (tens of entries)."""
+        if (peer, seq) not in self._queued:
+            return False
         q = self._queue
         for i in range(len(q)):
             e = q[i]
@@ -53,6 +69,7 @@ class UploadScheduler:
                 q[i] = q[-1]
                 q.pop()
                 heapq.heapify(q)
+                self._left(peer, seq)
                 return True
         return False
 
@@ -71,6 +88,7 @@ class UploadScheduler:
             _, _, peer, chunk, deadline = self._queue[0]
             if deadline <= now:
                 heapq.heappop(self._queue)
+                self._left(peer, chunk.seq)
                 self.counters.dropped_late += 1
                 self.counters.dropped_bytes += len(chunk.payload)
                 continue
@@ -79,6 +97,7 @@ class UploadScheduler:
                 keep = [e for e in self._queue if e[4] > now]
                 for e in self._queue:
                     if e[4] <= now:
+                        self._left(e[2], e[3].seq)
                         self.counters.dropped_late += 1
                         self.counters.dropped_bytes += len(e[3].payload)
                 if len(keep) != len(self._queue):
@@ -86,6 +105,7 @@ class UploadScheduler:
                     self._queue = keep
                 break
             heapq.heappop(self._queue)
+            self._left(peer, chunk.seq)
             size = len(chunk.payload)
             if self.rate > 0:
                 self.tokens -= size

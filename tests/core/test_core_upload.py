@@ -115,3 +115,39 @@ def test_bucket_refill_is_capped_at_depth() -> None:
         up.enqueue(PEER_A, chunk(s, 20_000), 1e9)
     out = up.release(2000.0)
     assert seqs(out) == [11, 10, 9, 8]  # 65,536 B allow 4 sends (the 4th overdraws)
+
+
+
+def test_cancel_takes_out_only_what_is_still_queued() -> None:
+    """CANCEL drops a queued send to that peer (not another peer's copy of the chunk);
+    one for a send that already left, was dropped late or was cancelled already finds
+    nothing, and two queued copies to one peer need two CANCELs."""
+    up = UploadScheduler(800, now=0.0)  # 100 kB/s, a 64 KiB burst: two 40 kB chunks go at once
+    for s in (1, 2, 3):
+        up.enqueue(PEER_A, chunk(s, 40_000), deadline=10.0)
+    up.enqueue(PEER_B, chunk(3, 40_000), deadline=10.0)
+    up.enqueue(PEER_B, chunk(4, 40_000), deadline=10.0)
+    up.enqueue(PEER_B, chunk(4, 40_000), deadline=10.0)  # asked twice
+    up.enqueue(PEER_B, chunk(5, 40_000), deadline=0.5)
+    up.enqueue(PEER_A, chunk(6, 40_000), deadline=10.0)
+    assert [(p, c.seq) for p, c, _ in up.release(0.0)] == [(PEER_A, 6), (PEER_B, 5)]
+    assert up.cancel(PEER_A, 6) is False and up.cancel(PEER_B, 5) is False  # sent already
+    assert up.cancel(PEER_B, 4) is True and up.cancel(PEER_B, 4) is True  # both copies
+    assert up.cancel(PEER_B, 4) is False
+    assert up.cancel(PEER_A, 3) is True and up.cancel(PEER_A, 3) is False
+    assert up.cancel(PEER_A, 99) is False
+    assert len(up) == 3
+    # the rest goes in time, newest first: B's copy of 3 was not touched by A's CANCEL
+    rest = up.release(1.0) + up.release(2.0)
+    assert [(p, c.seq) for p, c, _ in rest] == [(PEER_B, 3), (PEER_A, 2), (PEER_A, 1)]
+    assert len(up) == 0 and up.cancel(PEER_B, 3) is False
+
+
+def test_cancel_after_a_late_drop_finds_nothing() -> None:
+    up = UploadScheduler(800, now=0.0)
+    up.enqueue(PEER_A, chunk(1, 40_000), deadline=0.1)
+    up.enqueue(PEER_A, chunk(2, 40_000), deadline=0.1)
+    up.enqueue(PEER_A, chunk(3, 40_000), deadline=0.1)
+    assert [c.seq for _, c, _ in up.release(0.0)] == [3, 2]
+    assert up.release(1.0) == [] and up.counters.dropped_late == 1
+    assert up.cancel(PEER_A, 1) is False
