@@ -115,6 +115,11 @@ class StreamInfo(msgspec.Struct):
     offload: float | None  #: share of bytes from peers (not the origin); None before the first
     managed: bool  #: started through this API (so it may be stopped through it)
     link: str | None = None  #: ``oasis://`` link of a stream this node broadcasts; None if watched
+    #: a viewer's start: seconds from its join to each step (announce, gateway, candidates,
+    #: dial, link, peer, status, chunk, origin_latest, start) and, once playing,
+    #: ``start_age`` / ``start_gap``; {} at a broadcaster
+    start_trace: dict[str, float] = msgspec.field(default_factory=dict)
+    start_source: str = ""  #: where a viewer's start keyframe came from (p2p, broadcaster, origin)
 
 
 class PublishResult(msgspec.Struct):
