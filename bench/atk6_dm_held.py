@@ -25,29 +25,13 @@ import os
 import time
 from typing import Any
 
+from atk4_chat_replay import viewer, wait_for  # the same joined viewer (run from bench/)
+
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.node.node import Node
-
-
-async def wait_for(pred: Any, timeout: float) -> bool:
-    t = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > t:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-async def viewer(sid: StreamId, b: Node) -> Node:
-    v = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1", target_neighbours=0)
-    await v.start()
-    v.add_stream(sid, is_source=False)
-    assert await v.connect(b.peer_id, b.host, b.port)
-    assert await wait_for(lambda: sid.key in b.joined.get(v.identity.public, set()), 10)
-    return v
 
 
 def junk(to: bytes) -> wire.DmEnvelope:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from joined import viewer
 from procs import until
 
 from oasis.core import chat as ch
@@ -19,15 +20,6 @@ from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.node.node import Node
-
-
-async def viewer(sid: StreamId, b: Node) -> Node:
-    v = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1", target_neighbours=0)
-    await v.start()
-    v.add_stream(sid, is_source=False)
-    assert await v.connect(b.peer_id, b.host, b.port)
-    await until(lambda: sid.key in b.joined.get(v.identity.public, set()), 10, what="join")
-    return v
 
 
 def sybil(sid: StreamId, t: float, i: int) -> wire.ChatMsg:

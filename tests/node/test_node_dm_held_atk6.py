@@ -11,31 +11,14 @@ once the flood ends (``dm_relay_drained`` on /metrics)."""
 
 from __future__ import annotations
 
-import os
-import time
-
+from joined import junk, viewer
 from procs import until
 
 from oasis.core import swarm as sw
-from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.node.metrics import NodeCollector
 from oasis.node.node import Node
-
-
-async def viewer(sid: StreamId, b: Node) -> Node:
-    v = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1", target_neighbours=0)
-    await v.start()
-    v.add_stream(sid, is_source=False)
-    assert await v.connect(b.peer_id, b.host, b.port)
-    await until(lambda: sid.key in b.joined.get(v.identity.public, set()), 10, what="join")
-    return v
-
-
-def junk(to: bytes) -> wire.DmEnvelope:
-    return wire.DmEnvelope(to=to, eph=os.urandom(32), prekey=bytes(32),
-                           expires_ms=int(time.time() * 1000) + 3_600_000, box=os.urandom(200))
 
 
 async def test_honest_dms_reach_a_viewer_that_stays_linked_through_a_junk_flood() -> None:

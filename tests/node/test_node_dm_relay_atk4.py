@@ -8,31 +8,14 @@ at ~10/s for 8 s."""
 
 from __future__ import annotations
 
-import os
-import time
-
+from joined import junk, viewer
 from procs import until
 
 from oasis.core import peer as pp
 from oasis.core import swarm as sw
-from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.node.node import Node
-
-
-async def viewer(sid: StreamId, b: Node, policy: pp.PolicyConfig | None = None) -> Node:
-    v = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1", target_neighbours=0, policy=policy)
-    await v.start()
-    v.add_stream(sid, is_source=False)
-    assert await v.connect(b.peer_id, b.host, b.port)
-    await until(lambda: sid.key in b.joined.get(v.identity.public, set()), 10, what="join")
-    return v
-
-
-def junk(to: bytes) -> wire.DmEnvelope:
-    return wire.DmEnvelope(to=to, eph=os.urandom(32), prekey=bytes(32),
-                           expires_ms=int(time.time() * 1000) + 3_600_000, box=os.urandom(200))
 
 
 async def test_junk_dms_relayed_from_many_links_do_not_make_a_viewer_ban_its_relay() -> None:
