@@ -20,15 +20,6 @@ COMPILED = ("chunklog", "upload", "pull", "swarmdefs", "delay", "tree", "repair"
             "swarm")  #: in dependency order
 
 
-def _extensions(here: str) -> dict[str, str]:
-    out = {}
-    for name in COMPILED:
-        found = glob.glob(os.path.join(here, name + ".*.so"))
-        if found:
-            out[name] = found[0]
-    return out
-
-
 def pure_forced() -> bool:
     """``OASIS_PURE_PYTHON=1``: load every compiled module from its source."""
     return os.environ.get("OASIS_PURE_PYTHON", "") not in ("", "0")
@@ -49,20 +40,27 @@ def load_source(full_name: str, path: str) -> ModuleType:
     return mod
 
 
-def _load_sources() -> None:
-    here = os.path.dirname(__file__)
-    exts = _extensions(here)
+def use_sources(package: str, here: str, names: tuple[str, ...], forced: bool, what: str) -> None:
+    """Load ``package``'s compiled modules ``names`` (a mypyc group, in dependency order)
+    from their ``.py`` sources instead when ``forced``, when one is missing or when one is
+    older than its source (with a warning naming ``what``); otherwise leave the extensions
+    to the normal import."""
+    exts = {}
+    for name in names:
+        found = glob.glob(os.path.join(here, name + ".*.so"))
+        if found:
+            exts[name] = found[0]
     if not exts:
         return
-    forced = pure_forced()
     stale = [n for n, so in exts.items() if is_stale(so, os.path.join(here, n + ".py"))]
-    if not forced and not stale and len(exts) == len(COMPILED):
+    if not forced and not stale and len(exts) == len(names):
         return
     if stale and not forced:
-        print(f"oasis: compiled core is older than its source ({', '.join(stale)}.py): "
-              "running the pure-Python core; run `make` to rebuild", file=sys.stderr)
-    for name in COMPILED:
-        globals()[name] = load_source(f"{__name__}.{name}", os.path.join(here, name + ".py"))
+        print(f"oasis: compiled {what} is older than its source ({', '.join(stale)}.py): "
+              "running it from source; run `make` to rebuild", file=sys.stderr)
+    pkg = sys.modules[package]
+    for name in names:
+        setattr(pkg, name, load_source(f"{package}.{name}", os.path.join(here, name + ".py")))
 
 
 def compiled() -> bool:
@@ -73,4 +71,4 @@ def compiled() -> bool:
     return str(getattr(mod, "__file__", "")).endswith(".so")
 
 
-_load_sources()
+use_sources(__name__, os.path.dirname(__file__), COMPILED, pure_forced(), "core")

@@ -12,7 +12,6 @@ cannot be patched: a probe that patches them (``bench/hop_cost.py``) sets
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 
@@ -26,26 +25,6 @@ def pure_forced() -> bool:
     return core.pure_forced() or os.environ.get("OASIS_PURE_TRANSPORT", "") not in ("", "0")
 
 
-def _load_sources() -> None:
-    here = os.path.dirname(__file__)
-    exts = {}
-    for name in COMPILED:
-        found = glob.glob(os.path.join(here, name + ".*.so"))
-        if found:
-            exts[name] = found[0]
-    if not exts:
-        return
-    forced = pure_forced()
-    stale = [n for n, so in exts.items() if core.is_stale(so, os.path.join(here, n + ".py"))]
-    if not forced and not stale and len(exts) == len(COMPILED):
-        return
-    if stale and not forced:
-        print(f"oasis: compiled transport is older than its source ({', '.join(stale)}.py): "
-              "running it from source; run `make` to rebuild", file=sys.stderr)
-    for name in COMPILED:
-        globals()[name] = core.load_source(f"{__name__}.{name}", os.path.join(here, name + ".py"))
-
-
 def compiled() -> bool:
     """True when the mypyc-compiled transport is the one in use."""
     mod = sys.modules.get(f"{__name__}.link")
@@ -54,4 +33,4 @@ def compiled() -> bool:
     return str(getattr(mod, "__file__", "")).endswith(".so")
 
 
-_load_sources()
+core.use_sources(__name__, os.path.dirname(__file__), COMPILED, pure_forced(), "transport")
