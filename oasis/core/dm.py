@@ -634,14 +634,12 @@ class DmRouter:
             if tokens < 1.0 or env.to in self.backlog:
                 # held instead (the mailbox's fair shares), and relayed from there as the
                 # recipient's bucket refills (``on_timer``), behind no neighbour's backlog
-                self.out[env.to] = (tokens, now)
+                self._set_tokens(env.to, tokens, now)
                 c.relay_limited += 1
                 if self.mailbox.hold(env, peer, now) and env.to not in self.backlog:
-                    self.backlog[env.to] = now + max(0.001, (1.0 - tokens) / (cfg.link_rate * SEND_MARGIN))
+                    self._wake(env.to, tokens, now)
                 return
-            self.out[env.to] = (tokens - 1.0, now)
-            if len(self.out) > 4096:
-                del self.out[next(iter(self.out))]
+            self._set_tokens(env.to, tokens - 1.0, now)
             c.relayed += 1
             self._actions.append(SendDm(env.to, env))
         else:
@@ -655,14 +653,22 @@ class DmRouter:
         tokens, t = self.out.get(peer, (burst, now))
         return min(burst, tokens + max(0.0, now - t) * cfg.link_rate * SEND_MARGIN)
 
+    def _set_tokens(self, peer: bytes, tokens: float, now: float) -> None:
+        """``peer``'s bucket holds ``tokens`` at ``now`` (the table keeps the 4,096 newest)."""
+        self.out[peer] = (tokens, now)
+        if len(self.out) > 4096:
+            del self.out[next(iter(self.out))]
+
+    def _wake(self, peer: bytes, tokens: float, now: float) -> None:
+        """``on_timer`` looks at ``peer`` again when its bucket holds one envelope."""
+        self.backlog[peer] = now + max(0.001, (1.0 - tokens) / (self.config.link_rate * SEND_MARGIN))
+
     def _emit(self, peer: bytes, env: wire.DmEnvelope, now: float) -> None:
         """Send one of our envelopes to ``peer`` within its rate, else queue it."""
         cfg = self.config
         tokens = self._tokens(peer, now)
         if tokens >= 1.0 and peer not in self.queued:
-            self.out[peer] = (tokens - 1.0, now)
-            if len(self.out) > 4096:
-                del self.out[next(iter(self.out))]
+            self._set_tokens(peer, tokens - 1.0, now)
             self._actions.append(SendDm(peer, env))
             return
         if self.queued_total >= cfg.max_outbox * 4 or len(self.queued.get(peer, ())) >= cfg.max_outbox:
@@ -671,9 +677,9 @@ class DmRouter:
         self.queued.setdefault(peer, deque()).append(env)
         self.queued_total += 1
         self.counters.send_paced += 1
-        self.out[peer] = (tokens, now)
+        self._set_tokens(peer, tokens, now)
         if peer not in self.backlog:
-            self.backlog[peer] = now + max(0.001, (1.0 - tokens) / (cfg.link_rate * SEND_MARGIN))
+            self._wake(peer, tokens, now)
 
     def next_deadline(self) -> float | None:
         """When :meth:`on_timer` has mail to relay (None: nothing waits)."""
@@ -683,7 +689,7 @@ class DmRouter:
         """Send our queued envelopes, then relay held mail to recipients still linked, each
         within the peer's rate, the neighbours that parked mail served in turn; a recipient
         no longer linked gets its held mail at its next link."""
-        cfg, c = self.config, self.counters
+        c = self.counters
         for rcpt, at in list(self.backlog.items()):
             if at > now:
                 continue
@@ -697,7 +703,7 @@ class DmRouter:
                 del self.queued[rcpt]
                 q = None
             if q is None and (not linked(rcpt) or rcpt not in self.mailbox.boxes):
-                self.out[rcpt] = (tokens, now)
+                self._set_tokens(rcpt, tokens, now)
                 del self.backlog[rcpt]  # held mail: handed over at its next link (``on_link_up``)
                 continue
             for env in (self.mailbox.take_fair(rcpt, int(tokens + 1e-6), now) if q is None and linked(rcpt)
@@ -706,9 +712,9 @@ class DmRouter:
                 c.relayed += 1
                 c.relay_drained += 1
                 self._actions.append(SendDm(rcpt, env))
-            self.out[rcpt] = (tokens, now)
+            self._set_tokens(rcpt, tokens, now)
             if q is not None or (rcpt in self.mailbox.boxes and linked(rcpt)):  # when one token is back
-                self.backlog[rcpt] = now + max(0.001, (1.0 - tokens) / (cfg.link_rate * SEND_MARGIN))
+                self._wake(rcpt, tokens, now)
             else:
                 del self.backlog[rcpt]
 
