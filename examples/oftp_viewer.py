@@ -669,8 +669,15 @@ async def probes(link: Link, viewer: Viewer) -> dict[str, Any]:
         out["request_far_future"] = {"missing": True, "refused": far.refused}
     except TimeoutError:
         out["request_far_future"] = None
-    # a seq the parent holds (its window is 300 chunks) and our STATUS does not claim (§9.4)
-    old = max(0, min(viewer.chunks) - 3) if viewer.chunks else 0
+    # a seq the parent holds and our STATUS does not claim (§9.4). A parent serves only
+    # chunks still in its window and younger than its request horizon (§9.4), so take a
+    # recent one, forget it, and say so in a STATUS before asking (the control stream is
+    # ordered: the parent reads the STATUS first).
+    recent = sorted(viewer.chunks)[-8:]
+    old = recent[0] if recent else 0
+    viewer.chunks.pop(old, None)
+    viewer.raw.pop(old, None)
+    link.send(viewer.status())
     link.send(Request(viewer.skey, old))
     try:
         await asyncio.wait_for(viewer.wait_seq(old), 3)
