@@ -394,7 +394,15 @@ def test_a_big_file_from_one_peer_is_not_cut_by_the_control_message_budget(tmp_p
                       (ln.rsplit(" ", 1) for ln in text.splitlines() if ln.startswith("oasis_node_events_total"))}
             assert values['oasis_node_events_total{event="messages_over_budget"}'] == 0.0, url
             assert values['oasis_node_events_total{event="files_request_timeouts"}'] == 0.0, url
-        assert 'event="files_blocks_from_peers"} 768.0' in _get(f"{first['gateway']}/metrics")[2].decode()
+        text = _get(f"{first['gateway']}/metrics")[2].decode()
+        got = {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
+                                        if ln.startswith('oasis_node_events_total{event="files_blocks_from_'))}
+        peers = got['oasis_node_events_total{event="files_blocks_from_peers"}']
+        origin = got['oasis_node_events_total{event="files_blocks_from_origin"}']
+        # each of the 768 blocks came once; the seeder carried them past where the budget cut
+        # the transfer (~14 MB = 437 blocks). A block late 0.25 s near the playhead may come
+        # from the origin instead (origin_after): on a loaded machine a few do.
+        assert peers + origin == 768 and peers >= 576, got
     finally:
         for p in procs:
             p.stop()
