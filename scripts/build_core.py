@@ -19,8 +19,7 @@ from mypyc.build import mypycify
 from setuptools import setup
 
 SOURCES = [*(f"oasis/core/{m}.py" for m in ("chunklog", "upload", "pull", "swarmdefs", "delay",
-                                              "tree", "repair", "claims", "serve", "swarm",
-                                              "session")),
+                                              "tree", "repair", "claims", "serve", "swarm")),
            "oasis/sim/oasis_run.py"]  # the simulator's event engine (oasis/sim/__init__.py)
 #: the node's transport (oasis/node/__init__.py COMPILED); a group of its own: it links
 #: to nothing compiled in the core's group, and a stale core leaves it compiled

@@ -17,7 +17,7 @@ import sys
 from types import ModuleType
 
 COMPILED = ("chunklog", "upload", "pull", "swarmdefs", "delay", "tree", "repair", "claims", "serve",
-            "swarm", "session")  #: in dependency order (the OFTP session: every link's per-chunk path)
+            "swarm")  #: in dependency order
 
 
 def pure_forced() -> bool:

@@ -137,7 +137,6 @@ class LinkCounters:
     control_in: int = 0
     control_out: int = 0
     chunk_stream_in: int = 0
-    chunk_stream_pieces: int = 0  #: pieces of chunk streams handed in (receive_chunk_stream calls)
     chunk_stream_out: int = 0
     media_in: int = 0  #: chunk payload bytes received
     media_out: int = 0  #: chunk payload bytes sent
@@ -167,11 +166,6 @@ class Session:
     counters: LinkCounters = field(default_factory=LinkCounters, init=False)
 
     def __post_init__(self) -> None:
-        # (set here too: compiled by mypyc, an init=False field's class-level default is
-        # not there to read)
-        self.peer_key = None
-        self.version = None
-        self.closed = False
         self._reader = wire.FrameReader()
         self._actions: list[Action] = []
         self._events: deque[Event] = deque()
@@ -316,7 +310,6 @@ class Session:
         if self.closed:
             return
         self.counters.chunk_stream_in += len(data)
-        self.counters.chunk_stream_pieces += 1
         if stream_id in self._stopped:
             return  # late bytes of a stream we already stopped
         if self.version is None:
