@@ -9,8 +9,9 @@ care about piece boundaries.
 * ``test``: :func:`oasis.media.testsource.test_source_stream`, paced per frame.
 * file: :func:`file_source` re-times a recorded TS using its own PCRs.  The
   stream is split into segments that each end with a PCR-carrying packet; a
-  segment is released when the loop clock reaches that PCR (relative to the
-  first PCR, the *anchor*).  A backwards or >1 s forward PCR jump (e.g. when
+  segment's packets are released as the loop clock reaches their place between
+  the previous PCR and its own (a constant rate between PCRs, in ~10 ms pieces;
+  relative to the first PCR, the *anchor*).  A backwards or >1 s forward PCR jump (e.g. when
   the file loops) re-anchors the clock at the previous due time plus one
   typical PCR interval, so pacing continues smoothly.  Files without PCR are
   paced by their average bitrate (PyAV's estimate, else 2 Mbit/s).  The
@@ -52,8 +53,13 @@ from oasis.pipes import loop_can_watch
 
 FILE_READ_BYTES = TS_PACKET_SIZE * 64
 MAX_UNTIMED_SEGMENT = TS_PACKET_SIZE * 64
+#: in a stream with PCRs, a segment waits for its PCR up to this size (then goes by the byte
+#: rate): 64 packets cut a 1.5 Mbit/s stream with a PCR every 100 ms (19 KB) in two, the first
+#: half released by the byte-rate estimate instead of its PCR
+MAX_PCR_SEGMENT = TS_PACKET_SIZE * 8192
 DEFAULT_FILE_BITRATE = 2_000_000  # bit/s, when a file has neither PCR nor a probed bitrate
 MAX_PCR_JUMP = 1.0  # seconds; larger forward jumps count as a discontinuity
+PIECE_S = 0.010  # a PCR segment is released in pieces about this far apart (_spread)
 MAX_LAG = 1.0  # seconds behind schedule before the pacer re-anchors instead of bursting
 
 
@@ -129,15 +135,20 @@ class _Pacer:
         """The file loops: the next PCR starts a new anchor."""
         self.anchor_pcr = None
 
-    async def wait_until(self, due: float) -> None:
+    async def wait_until(self, due: float) -> float:
+        """Sleep until ``due``; the shift applied to the schedule (0 unless the consumer
+        stalled more than MAX_LAG, when the schedule moves instead of bursting)."""
         delay = due - self.loop.time()
+        shift = 0.0
         if delay < -MAX_LAG:  # consumer stalled: shift the schedule instead of bursting
-            self.anchor_time -= delay
-            due -= delay
+            shift = -delay
+            self.anchor_time += shift
+            due += shift
             delay = 0.0
         if delay > 0:
             await asyncio.sleep(delay)
         self.last_due = due
+        return shift
 
 
 class _PcrClock:
@@ -149,8 +160,9 @@ class _PcrClock:
 
 
 async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock) -> AsyncIterator[bytes]:
-    """The whole TS packets of ``blocks``, in segments each released when the pacer's clock
-    reaches its closing PCR (segments without one: by the byte rate)."""
+    """The whole TS packets of ``blocks``, in segments that each end with a PCR, spread
+    between the previous PCR's time and its own (``_spread``); a stream without PCRs in
+    64-packet segments by the byte rate (and one whose PCRs stop, every 1.5 MB)."""
     buffer, segment = bytearray(), bytearray()
     async for block in blocks:
         buffer += block
@@ -166,8 +178,11 @@ async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock) 
             if pcr is not None and clock.pcr_pid is None:
                 clock.pcr_pid = packet_pid
             if pcr is not None and packet_pid == clock.pcr_pid:
-                await pacer.wait_until(pacer.due_for_pcr(pcr, len(segment)))
-            elif len(segment) >= MAX_UNTIMED_SEGMENT:
+                async for piece in _spread(segment, pacer, pacer.due_for_pcr(pcr, len(segment))):
+                    yield piece
+                segment.clear()
+                continue
+            if len(segment) >= (MAX_UNTIMED_SEGMENT if clock.pcr_pid is None else MAX_PCR_SEGMENT):
                 await pacer.wait_until(pacer.due_for_bytes(len(segment)))
             else:
                 continue
@@ -176,6 +191,28 @@ async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock) 
     if segment:
         await pacer.wait_until(pacer.due_for_bytes(len(segment)))
         yield bytes(segment)
+
+
+async def _spread(segment: bytearray, pacer: _Pacer, due: float) -> AsyncIterator[bytes]:
+    """A segment that ends with a PCR due at ``due``, in pieces at least ``PIECE_S`` apart,
+    each released when its last byte is due: bytes between two PCRs arrive at a constant
+    rate (the transport stream's timing model, ISO/IEC 13818-1 §2.4.2.2). Released whole at
+    its PCR, a file muxed with a PCR every 100 ms (PyAV's, our test source's) came in 100 ms
+    bursts, and the chunker, which cuts at a feed, made ~12 chunks a second at ``--chunk-ms 33``."""
+    start = pacer.last_due
+    span = due - start
+    packets = len(segment) // TS_PACKET_SIZE
+    pieces = min(packets, int(span / PIECE_S)) if 0.0 < span <= MAX_PCR_JUMP else 1
+    if pieces <= 1:
+        await pacer.wait_until(due)
+        yield bytes(segment)
+        return
+    shift, begin = 0.0, 0
+    for k in range(1, pieces + 1):
+        end = packets * k // pieces * TS_PACKET_SIZE
+        shift += await pacer.wait_until(start + shift + span * end / len(segment))
+        yield bytes(segment[begin:end])
+        begin = end
 
 
 async def _file_blocks(ts_file: BinaryIO) -> AsyncIterator[bytes]:

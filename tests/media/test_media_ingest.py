@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import socket
@@ -150,3 +151,49 @@ def test_open_source_specs(short_ts_file: str, tmp_path: Path) -> None:
     for good in ["test", "-", "udp://127.0.0.1:5000", short_ts_file]:
         source = open_source(good, 1500)
         assert hasattr(source, "__anext__")
+
+
+async def test_a_file_is_released_at_a_constant_rate_between_its_pcrs(tmp_path: Path) -> None:
+    """PyAV's muxer (and so our test source's files) writes a PCR every 100 ms; released
+    whole at each PCR, such a file fed the chunker in 100 ms bursts and ``--chunk-ms 33``
+    gave ~12 chunks a second. Between two PCRs its packets now come out in ~10 ms pieces,
+    each when its last byte is due (constant rate, as the TS timing model has it); the
+    recording pacer here only notes the due times, so the test does not depend on the clock."""
+    from oasis.media.ingest import PIECE_S, _file_blocks, _paced, _Pacer, _PcrClock
+    from oasis.media.testsource import TestSource
+    from oasis.media.tspackets import PCR_HZ, adaptation_field
+
+    src = TestSource(bitrate_kbps=1200)
+    path = tmp_path / "s.ts"
+    with path.open("wb") as f:
+        for i in range(30):  # 1 s at 30 fps
+            f.write(src.next_frame_ts(1_700_000_000.0 + i / 30))
+        f.write(src.close())
+    data = path.read_bytes()
+    pcrs = [af.pcr for off in range(0, len(data), 188)
+            if (af := adaptation_field(data[off:off + 188])) is not None and af.pcr is not None]
+    assert len(pcrs) >= 5 and min(b - a for a, b in itertools.pairwise(pcrs)) >= 0.09 * PCR_HZ  # sparse PCRs
+
+    class Recording(_Pacer):
+        dues: list[float]
+
+        async def wait_until(self, due: float) -> float:
+            self.dues.append(due)
+            self.last_due = due
+            return 0.0
+
+    pacer = Recording(asyncio.get_running_loop(), path)
+    pacer.dues = []
+    t0 = pacer.last_due
+    with path.open("rb") as f:
+        pieces = [p async for p in _paced(_file_blocks(f), pacer, _PcrClock())]
+    assert b"".join(pieces) == data  # every byte once, in order
+    dues = pacer.dues
+    assert all(b >= a for a, b in itertools.pairwise(dues))
+    # from the first PCR to the last, no gap between releases longer than a piece (plus
+    # rounding); after the last PCR the file's tail goes by the byte rate
+    last_pcr_due = t0 + (pcrs[-1] - pcrs[0]) / PCR_HZ
+    assert min(abs(d - last_pcr_due) for d in dues) < 1e-6
+    timed = [d for d in dues if t0 <= d <= last_pcr_due + 1e-6]
+    assert len(timed) >= 0.9 * (last_pcr_due - t0) / PIECE_S
+    assert max(b - a for a, b in itertools.pairwise(timed)) <= 1.5 * PIECE_S
