@@ -134,6 +134,14 @@ class SwarmConfig:
     #: offload 0.944 -> 0.945 over the six runs, single runs -0.015 to +0.016 (docs/benchmarks.md,
     #: h-off5)
     switch_dwell: float = 2.0
+    #: a substream's first parent (taken when it had none) is looked at again this long
+    #: after its SUBSCRIBE_ACK, with this as its dwell, instead of at the periodic look after
+    #: ``switch_dwell`` (s; 0: off). A newcomer subscribes every substream at the first
+    #: STATUS that claims chunks: all of them from the neighbour whose link came up first,
+    #: whatever its depth; with the 2 s dwell counted from the ACK the look two seconds
+    #: after the join may not swap it, so it kept that parent ~4 s (a third of the
+    #: origin's bytes went to viewers in their first 4 s; :meth:`oasis.core.tree.PushTree.select_parents`)
+    start_look: float = 0.0
     #: judge the current parent by what we measure through it (our smoothed delay on ``j``
     #: + the hop penalty of its path) when that is worse than what its STATUS predicts
     #: (its advertised lag + half the RTT): its queue behind its other children and the
