@@ -142,6 +142,12 @@ class SwarmConfig:
     #: after the join may not swap it, so it kept that parent ~4 s (a third of the
     #: origin's bytes went to viewers in their first 4 s; :meth:`oasis.core.tree.PushTree.select_parents`)
     start_look: float = 0.0
+    #: for this long after our first frame, a repair on a late substream may also ask a
+    #: neighbour whose STATUS shows no free push slot (s; 0: off). A newcomer hangs deep in
+    #: the trees (the shallow relays are full) and its parent's push usually comes after a
+    #: repair round; its shallower neighbours, full, were never asked, so the origin
+    #: carried its chunks (:meth:`oasis.core.repair.RepairPicker.request`)
+    start_repair: float = 0.0
     #: judge the current parent by what we measure through it (our smoothed delay on ``j``
     #: + the hop penalty of its path) when that is worse than what its STATUS predicts
     #: (its advertised lag + half the RTT): its queue behind its other children and the
