@@ -65,8 +65,9 @@ def _newcomer(start_look: float) -> tuple[dict[bytes, list[tuple[float, int]]], 
 
 
 def test_start_look_reconsiders_the_first_parent_soon() -> None:
-    """With ``start_look`` = 0.5 the shallow neighbour is asked at the early look, 0.5 s after
+    """With ``start_look`` = 0.5 (the default) the shallow neighbour is asked at the early look, 0.5 s after
     the deep one's ACK (0.1 s), instead of at the periodic look at 4 s."""
+    assert sw.SwarmConfig().start_look == 0.5
     asked, deep, near = _newcomer(0.5)
     assert near in asked
     t, mask = asked[near][0]
@@ -75,7 +76,7 @@ def test_start_look_reconsiders_the_first_parent_soon() -> None:
 
 
 def test_without_start_look_the_first_parent_stays_four_seconds() -> None:
-    """Off (the default): the 2 s dwell from the ACK at 0.1 s blocks the look at 2 s; the
+    """Off (0; the default before 2026-12-03): the 2 s dwell from the ACK at 0.1 s blocks the look at 2 s; the
     shallow neighbour is first asked at the look at 4 s."""
     asked, deep, near = _newcomer(0.0)
     assert near in asked
