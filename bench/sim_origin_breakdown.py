@@ -7,7 +7,9 @@ node's state at that moment; the run itself is unchanged (the same figures as th
 For each origin delivery after the viewer's join: whether its substream was late, when the
 fetch was asked (s after the chunk's time: the repair cap is a relay's early fetch, the
 fallback a viewer's own), the viewer's smoothed lag and children on the substream, its age,
-its depth; and the push trees at the end (per depth: viewer-substreams, children on that
+its depth; for the fetches a viewer makes in its first 4 s, its state then
+(``newcomers_first_4s``: since its first frame, its parents on the substream and in all, how
+far the parent is behind the best neighbour on paper, requests made, lag, depth); and the push trees at the end (per depth: viewer-substreams, children on that
 substream and on the others) and the broadcaster's children.
 
     python bench/sim_origin_breakdown.py scenarios/mobile-churn-10k.toml --seed 2 \\
