@@ -7,7 +7,9 @@ node's state at that moment; the run itself is unchanged (the same figures as th
 For each origin delivery after the viewer's join: whether its substream was late, when the
 fetch was asked (s after the chunk's time: the repair cap is a relay's early fetch, the
 fallback a viewer's own), the viewer's smoothed lag and children on the substream, its age,
-its depth; and the push trees at the end (per depth: viewer-substreams, children on that
+its depth; for the fetches a viewer makes in its first 4 s, its state then
+(``newcomers_first_4s``: since its first frame, its parents on the substream and in all, how
+far the parent is behind the best neighbour on paper, requests made, lag, depth); and the push trees at the end (per depth: viewer-substreams, children on that
 substream and on the others) and the broadcaster's children.
 
     python bench/sim_origin_breakdown.py scenarios/mobile-churn-10k.toml --seed 2 \\
@@ -36,6 +38,21 @@ def _shares(values: list[Any]) -> dict[str, float]:
     return {str(k): round(v / n, 4) for k, v in sorted(c.items(), key=lambda x: str(x[0]))}
 
 
+def _gap(swarm: Any, j: int) -> float:
+    """How much later (s) chunks of ``j`` reach us through our parent than through the best
+    neighbour on paper (expected arrival; no rng drawn: the run is unchanged); -1: no parent."""
+    tree = swarm.tree
+    cur = swarm.peers.get(tree.parents[j]) if tree.parents[j] is not None else None
+    if cur is None:
+        return -1.0
+    best = min((tree.expected_arrival(st, j) for st in swarm.peers.values()
+                if st.status is not None and j < len(st.status.paths) and st.status.paths[j]
+                and tree.tag not in st.status.paths[j] and (st.status.slots > 0 or st is cur)),
+               default=float("inf"))
+    mine = tree.expected_arrival(cur, j)
+    return mine - best if best < float("inf") and mine < float("inf") else -1.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario")
@@ -56,12 +73,37 @@ def main() -> None:
     rows: list[tuple[Any, ...]] = []
     p2p_depth: collections.Counter[int] = collections.Counter()
     asked: dict[tuple[int, int], float] = {}
+    #: (node, seq) -> the newcomer's state when it asked the origin (``--newcomers``)
+    state: dict[tuple[int, int], tuple[Any, ...]] = {}
     table = execute._table(oasis_run.OasisSim)
     deliver, fetch = table[sw.Deliver], table[sw.FetchOrigin]
 
     def on_fetch(net: Any, node: Any, act: sw.FetchOrigin) -> Any:
         if 0 <= act.seq < len(net.produced_t):
             asked[(node.idx, act.seq)] = net.now - net.produced_t[act.seq]
+            rec = node.rec
+            if rec is not None and net.now - rec.joined_at < 4.0:
+                j = act.seq % k
+                swarm = node.swarm
+                tree = swarm.tree
+                want = swarm.repair.wants.get(act.seq)
+                parent = tree.parents[j]
+                state[(node.idx, act.seq)] = (
+                    net.now - swarm.repair.started_at,  # since our first frame
+                    parent is not None,
+                    bool(tree.parent_pushed_any[j]) if parent is not None else False,
+                    net.now - tree.changed_at[j] if parent is not None else -1.0,
+                    len(want.asked) if want is not None else -1,
+                    sum(1 for st in swarm.peers.values() if st.pending_mask >> j & 1),
+                    len(swarm.peers),
+                    sum(1 for x in tree.parents if x is not None),
+                    swarm.delay.lag[j] if swarm.delay.known[j] else -1.0,
+                    net.produced_t[act.seq] - rec.joined_at,  # chunk made this long after the join
+                    len(tree.paths[j]) - 1 if parent is not None else 0,
+                    node.idx,
+                    len({x for x in tree.parents if x is not None}),
+                    _gap(swarm, j),
+                )
         return fetch(net, node, act)
 
     def on_deliver(net: Any, node: Any, act: sw.Deliver) -> Any:
@@ -76,7 +118,8 @@ def main() -> None:
                 kids = sum(1 for st in node.swarm.peers.values() if st.children_mask >> j & 1)
                 rows.append((depth, tree.parents[j] is not None, bool(d.late[j]),
                              d.lag[j] if d.known[j] else -1.0, kids, asked.get((node.idx, c.seq), -1.0),
-                             act.at - rec.joined_at, act.at - tree.changed_at[j], node.net.access))
+                             act.at - rec.joined_at, act.at - tree.changed_at[j], node.net.access,
+                             state.get((node.idx, c.seq))))
             else:
                 p2p_depth[depth] += 1
         return deliver(net, node, act)
@@ -123,6 +166,27 @@ def main() -> None:
         "broadcaster_children_by_substreams": dict(collections.Counter(
             bin(st.children_mask).count("1") for st in src.peers.values())),
     }
+    new = [r[9] for r in rows if r[9] is not None]
+    if new:
+        out["newcomers_first_4s"] = {
+            "origin_deliveries": len(new),
+            "viewers": len({x[11] for x in new}),
+            "since_first_frame_s": _shares([min(int(x[0] * 2) / 2, 4.0) if x[0] < 1e9 else "before" for x in new]),
+            "has_parent": round(sum(x[1] for x in new) / len(new), 4),
+            "parent_pushed_any": round(sum(x[2] for x in new) / len(new), 4),
+            "parent_age_s": _shares([min(int(x[3] * 2) / 2, 4.0) for x in new if x[1]]),
+            "requests_made": _shares([min(x[4], 3) for x in new]),
+            "pending_subscribe_on_j": round(sum(x[5] > 0 for x in new) / len(new), 4),
+            "neighbours": _shares([min(x[6] // 4 * 4, 20) for x in new]),
+            "parents_held": _shares([x[7] for x in new]),
+            "lag_known": round(sum(x[8] >= 0 for x in new) / len(new), 4),
+            "lag_s_p10_p50_p90": [round(float(v), 3) for v in np.percentile(
+                [x[8] for x in new if x[8] >= 0] or [0.0], [10, 50, 90])],
+            "chunk_made_after_join_s": _shares([min(int(x[9] * 2) / 2, 4.0) for x in new]),
+            "depth": _shares([x[10] for x in new]),
+            "distinct_parents": _shares([x[12] for x in new]),
+            "parent_vs_best_on_paper_s": _shares([min(round(x[13] * 10) / 10, 0.5) for x in new if x[13] >= 0]),
+        }
     print(json.dumps(out))
 
 

@@ -441,6 +441,8 @@ class RepairPicker:
             w.request_at = now + self.config.repair_after
             return  # (the origin is asked already: a repair would be a duplicate)
         predicted = False
+        # ``start_repair``: in our first seconds a full neighbour is asked too
+        full_ok = self.config.start_repair > 0 and now < self.started_at + self.config.start_repair
         for st in self.peers.values():
             if st.key in w.asked or st.status is None or st.refused_until > now:
                 continue
@@ -449,7 +451,7 @@ class RepairPicker:
             guess = False
             arrival = INF
             if late:
-                if msg.slots == 0:
+                if msg.slots == 0 and not full_ok:
                     continue
                 if not holds:
                     if not by_lag or st.key == self.tree.parents[j]:

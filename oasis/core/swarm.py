@@ -310,6 +310,8 @@ class Swarm:
         if (tree.status_dirty or tree.children_dirty) and self._last_status + STATUS_MIN_GAP < t:
             t = self._last_status + STATUS_MIN_GAP
         t = tree.next_timeout(t)
+        if tree.look_at < t:
+            t = tree.look_at
         if self.held.count:
             d = self.held.next_deadline()  # O(1): a heap, whatever the number held
             if d < t:
@@ -339,6 +341,10 @@ class Swarm:
                 self._broadcast_status(now)
             elif self.tree.children_dirty:
                 self._status_to_children(now)
+        if now >= self.tree.look_at:
+            # ``start_look``: a first parent's early look (the periodic look's work, sooner)
+            self.tree.look_at = INF  # (re-armed by the look for first parents not yet due)
+            self.tree.select_parents(now, improve=True)
         self.tree.check_timeouts(now)
         if self.held.count:
             self.pulls.expire(now)

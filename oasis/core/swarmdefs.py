@@ -134,6 +134,25 @@ class SwarmConfig:
     #: offload 0.944 -> 0.945 over the six runs, single runs -0.015 to +0.016 (docs/benchmarks.md,
     #: h-off5)
     switch_dwell: float = 2.0
+    #: a substream's first parent (taken when it had none) is looked at again this long
+    #: after its SUBSCRIBE_ACK, with this as its dwell, instead of at the periodic look after
+    #: ``switch_dwell`` (s; 0: off). A newcomer subscribes every substream at the first
+    #: STATUS that claims chunks: all of them from the neighbour whose link came up first,
+    #: whatever its depth; with the 2 s dwell counted from the ACK the look two seconds
+    #: after the join may not swap it, so it kept that parent ~4 s (a third of the
+    #: origin's bytes went to viewers in their first 4 s; :meth:`oasis.core.tree.PushTree.select_parents`).
+    #: 0.5 (0 before 2026-12-03): simulated offload at 0.5 s rose in 5 of the 6 runs of the
+    #: three scenario files (1,000 x 40 s, seeds 1-2; -0.004 to +0.005), mean 0.944 -> 0.945,
+    #: continuity >= 0.9997, p95 +2..13 ms in 5 of 6 (at most 366 ms); the newcomers' origin
+    #: deliveries in their first 4 s -9 % (docs/benchmarks.md, h-off6). A small gain, of the
+    #: size of one run's noise, but of one sign
+    start_look: float = 0.5
+    #: for this long after our first frame, a repair on a late substream may also ask a
+    #: neighbour whose STATUS shows no free push slot (s; 0: off). A newcomer hangs deep in
+    #: the trees (the shallow relays are full) and its parent's push usually comes after a
+    #: repair round; its shallower neighbours, full, were never asked, so the origin
+    #: carried its chunks (:meth:`oasis.core.repair.RepairPicker.request`)
+    start_repair: float = 0.0
     #: judge the current parent by what we measure through it (our smoothed delay on ``j``
     #: + the hop penalty of its path) when that is worse than what its STATUS predicts
     #: (its advertised lag + half the RTT): its queue behind its other children and the

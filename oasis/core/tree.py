@@ -136,6 +136,11 @@ class PushTree:
         #: per substream: the previous parent, still subscribed, while the new one has
         #: not pushed yet (make before break); ``None``: no such
         self.standby: list[bytes | None] = [None] * k
+        #: per substream: its parent is the first it had (``start_look``: looked at again
+        #: ``start_look`` after its ACK, with that as its dwell)
+        self.first_parent = [False] * k
+        #: ``start_look``: when the next early look is due (INF: none; the swarm's timer)
+        self.look_at = INF
 
     def total_slots(self) -> int:
         cfg = self.config
@@ -233,13 +238,23 @@ class PushTree:
             pending |= st.pending_mask
         asks: dict[bytes, int] = {}
         keep = self._root_kept() if improve and self.config.root_giveback else -1
+        if improve:
+            self.look_at = INF  # (re-armed below for first parents not due yet)
         for j in range(self.config.substreams):
             if pending & (1 << j):
                 continue
             if self.parents[j] is not None and not improve:
                 continue
             current = self.parents[j]
-            if current is not None and now < self.changed_at[j] + self.config.switch_dwell:
+            dwell = self.config.switch_dwell
+            if self.first_parent[j] and improve:
+                # ``start_look``: a substream's first parent is looked at early, once
+                dwell = self.config.start_look
+                if now >= self.changed_at[j] + dwell:
+                    self.first_parent[j] = False
+                elif self.changed_at[j] + dwell < self.look_at:
+                    self.look_at = self.changed_at[j] + dwell
+            if current is not None and now < self.changed_at[j] + dwell:
                 continue
             cands = self.candidates(j, now)
             if not cands:
@@ -397,6 +412,12 @@ class PushTree:
                 else:
                     self._unsubscribe(old, j)
             self.parents[j] = st.key
+            self.first_parent[j] = False
+            if old is None and self.config.start_look > 0 and not self.changed_at[j] > -INF:
+                # the substream's very first parent: looked at again soon (``start_look``)
+                self.first_parent[j] = True
+                if now + self.config.start_look < self.look_at:
+                    self.look_at = now + self.config.start_look
             self.unfed_since[j] = INF
             self.miss_run[j] = 0
             self.parent_pushed_any[j] = False

@@ -513,7 +513,9 @@ def test_switch_dwell_is_the_configured_one() -> None:
         rng = random.Random(9)
         b, p1, p2, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
         sid = StreamId(b, "t")
-        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, switch_dwell=dwell)
+        # (``start_look`` off: p1 is our first parent, which it would look at again after 0.5 s)
+        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, switch_dwell=dwell,
+                             start_look=0.0)
         node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
         tb = peer_tag(b)
         node.add_peer(p1, 0.0, rtt=0.1)
@@ -548,7 +550,8 @@ def test_a_dwell_of_one_status_interval_skips_a_look() -> None:
         b, p1, p2, p3, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
         sid = StreamId(b, "t")
         node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1,
-                                                switch_dwell=dwell), rng=random.Random(1), now=0.0)
+                                                switch_dwell=dwell, start_look=0.0),
+                        rng=random.Random(1), now=0.0)  # (the periodic looks alone)
         tb = peer_tag(b)
         node.add_peer(p1, 0.0, rtt=0.1)
         node.on_message(p1, _status(sid.key, [[tb, peer_tag(p1)]], [300]), 0.0)
