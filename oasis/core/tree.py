@@ -32,7 +32,11 @@ that claims the best path and withholds starves no one).
 
 **A parent that lost its feed** (its STATUS shows path ``j`` empty) is kept for
 up to ``subscribe_timeout`` while it finds another, so a departure high in a
-tree does not make its whole subtree drop and re-select in a cascade.
+tree does not make its whole subtree drop and re-select in a cascade. Dropped so
+before it served us (``FLAP_SERVED`` rounds of chunks), it is not picked again for
+``j`` for :func:`flap_backoff` (``parents_flapping``): a liar that takes us, pushes
+one chunk and says it lost its feed would otherwise hold the substream 2 s at a time
+with nothing counted against it, again at every periodic look.
 
 **A parent that withholds** (accepts SUBSCRIBE, then pushes nothing, or stops)
 is dropped for that substream at once: when ``withhold_run`` consecutive chunks
