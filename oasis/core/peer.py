@@ -55,7 +55,6 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 import random
 from collections import deque
@@ -64,7 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from . import wire
-from .dialplan import Candidate, Dial, DialPlan, ban_active, dialable
+from .dialplan import Candidate, Dial, DialPlan, ban_active, dialable, ip_key
 from .nat import (
     Introductions,
     MappingObserver,
@@ -86,25 +85,6 @@ INF = float("inf")
 #: every node sends it on every link, so it says nothing of what the link is for.
 SERVICE_MESSAGES = (*wire.DHT_MESSAGES, wire.DmEnvelope, *wire.FILE_MESSAGES)
 TO_NODE = b""  #: ``on_message`` result: not stream-scoped, the executor handles it (ledger)
-
-
-@functools.lru_cache(maxsize=1 << 18)
-def ip_key(host: str) -> str | None:
-    """What the per-address limits count by: an IPv4 address, an IPv6 /64 (one subscriber's
-    prefix), an IPv4-mapped IPv6 address as IPv4; None for loopback and non-addresses.
-    Memoized (a pure function of the text; ``ipaddress`` parsing was ~7 % of a simulated
-    node's CPU: every inbound link counts its peers' addresses)."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-    return str(ip)
 
 
 #: addresses in one network (an IPv4 /24, an IPv6 /48) taken from one answer that names where
@@ -195,6 +175,10 @@ class PolicyConfig:
     announce_timeout: float = 10.0  #: ask again if the executor never answered
     dial_extra: int = 2  #: dial this many more than missing (some fail)
     max_dials_per_round: int = 8
+    #: dials under way to one IP (an IPv4 address, an IPv6 /64; loopback exempt) at once, and
+    #: one per address: a tracker's or a DHT's answer naming many keys at one host's ports
+    #: (signed records are free) made a viewer dial it 14 at a time (``bench/atk7_tracker_dials.py``)
+    max_dials_per_ip: int = 2
     dial_timeout: float = 10.0  #: a dial not reported by then counts as failed
     stable_link: float = 30.0  #: a dialled link up this long clears its address's backoff
     join_timeout: float = 10.0  #: a link on which the peer joined no stream by then is closed
@@ -258,6 +242,9 @@ class PeerCounters:
     dial_attempts: int = 0
     dial_failures: int = 0
     dials_refused: int = 0  #: connect() to a banned, backed-off, linked or dialling peer
+    #: candidates not dialled this round: a dial to their address, or ``max_dials_per_ip``
+    #: to their IP, was under way (a source naming many keys or ports of one host)
+    dials_held_per_ip: int = 0
     backoff_evicted: int = 0
     links_service: int = 0  #: links that carried DHT messages only (service links)
     links_service_closed: int = 0  #: ... closed after service_idle without a DHT message

@@ -136,7 +136,8 @@ class Swarm:
         #: back-offs, so LEAVE + JOIN every 0.5 s drew 4x the stream rate per link and
         #: was never cut off (bench/atk6_join_churn.py); insertion-ordered, oldest forgotten
         #: (a record, not the PeerState: its last STATUS and masks are not kept)
-        self._departed: dict[bytes, tuple[PullBudget, int, int, int, int, dict[int, float], float]] = {}
+        self._departed: dict[bytes, tuple[PullBudget, int, int, int, int, int, dict[int, float],
+                                          float]] = {}
         self.counters = SwarmCounters()
         self.joined_at = now
         self.start_seq: int | None = 0 if is_source else None
@@ -182,8 +183,8 @@ class Swarm:
                        or key == self.sid.broadcaster, rtt=rtt)
         old = self._departed.pop(key, None)
         if old is not None:  # back again: its accounts, not fresh ones
-            (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.rejected_until,
-             st.refusal_opened) = old
+            (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.flaps,
+             st.rejected_until, st.refusal_opened) = old
             self.counters.peers_rejoined += 1
         self.peers[key] = st
         self._send_status(key)
@@ -206,7 +207,7 @@ class Swarm:
         if len(departed) >= DEPARTED_MAX:
             del departed[next(iter(departed))]
         departed[key] = (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences,
-                         st.rejected_until, st.refusal_opened)
+                         st.flaps, st.rejected_until, st.refusal_opened)
         self.held.forget(key)
         self.claims.forget(key)
         self.tree.remove_peer(key, now)

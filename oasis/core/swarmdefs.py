@@ -197,6 +197,10 @@ class SwarmConfig:
     #: withholdings confirmed by its own STATUS (it claims the chunks) before the peer is dropped
     #: (5: at 2,000 simulated peers 3 cut off 3 honest relays, 5 none, and offload was higher)
     withhold_limit: int = 5
+    #: a parent dropped for a feed lost past ``subscribe_timeout`` before it served us is
+    #: not picked again for that substream for a while (``tree.flap_backoff``;
+    #: ``parents_flapping`` counts the drops either way)
+    flap_backoff: bool = True
 
 
 # ---- actions ----------------------------------------------------------------
@@ -266,6 +270,9 @@ class PeerState:
     withholds: int = 0
     #: times it was dropped as a silent parent (the first is forgiven: asked again at once)
     silences: int = 0
+    #: times it was dropped as a parent for a feed lost past ``subscribe_timeout`` before it
+    #: served us (each backs it off longer: ``tree.flap_backoff``)
+    flaps: int = 0
     #: first seq of a withheld run not yet judged against its STATUS (-1: none)
     withheld_seq: int = -1
     #: its STATUS path on that substream when it withheld (changed since: it was starved)
@@ -357,6 +364,10 @@ class SwarmCounters:
     #: parents dropped (and asked again) for pushing nothing for ``SILENT_PARENT`` while
     #: their STATUS ran ahead: they had lost our subscription (the mirror of the above)
     parents_silent: int = 0
+    #: parents dropped for a feed lost for longer than ``subscribe_timeout`` before they
+    #: served us: not picked again for that substream for a back-off that grows per such
+    #: drop of the same peer (a liar cannot make us take and drop it over and over)
+    parents_flapping: int = 0
     #: wants past their (extrapolated) deadline not given up because nothing at or after
     #: them was held or claimed: the chunk may not be made yet (a slow broadcaster)
     wants_deferred: int = 0

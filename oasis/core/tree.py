@@ -32,7 +32,11 @@ that claims the best path and withholds starves no one).
 
 **A parent that lost its feed** (its STATUS shows path ``j`` empty) is kept for
 up to ``subscribe_timeout`` while it finds another, so a departure high in a
-tree does not make its whole subtree drop and re-select in a cascade.
+tree does not make its whole subtree drop and re-select in a cascade. Dropped so
+before it served us (``FLAP_SERVED`` rounds of chunks), it is not picked again for
+``j`` for :func:`flap_backoff` (``parents_flapping``): a liar that takes us, pushes
+one chunk and says it lost its feed would otherwise hold the substream 2 s at a time
+with nothing counted against it, again at every periodic look.
 
 **A parent that withholds** (accepts SUBSCRIBE, then pushes nothing, or stops)
 is dropped for that substream at once: when ``withhold_run`` consecutive chunks
@@ -90,6 +94,12 @@ SILENT_PARENT = 3.0
 #: ``parent_measured``: pushes from a parent before our smoothed delay is taken as its own
 #: (gain 1/8: 24 samples leave 4 % of the previous parent's)
 MEASURED_PUSHES = 24
+#: the longest a parent dropped for a feed lost before it served us waits before it may be
+#: picked again for that substream (s; the back-off grows per such drop, ``flap_backoff``)
+FLAP_BACKOFF_MAX = 120.0
+#: rounds of every substream a parent must have pushed us (chunks newer than what we held
+#: when we took it) before a lost feed is no longer held against it
+FLAP_SERVED = 8
 
 
 class PushTree:
@@ -133,6 +143,10 @@ class PushTree:
         #: lost us (:meth:`on_parent_status`)
         self.pushed_at = [-INF] * k
         self.pushed_seq = [-1] * k
+        #: per substream: the highest seq we held when the current parent became parent (a
+        #: parent that pushed nothing newer than ``FLAP_SERVED`` rounds past it has not
+        #: served us yet: :meth:`_flapped`)
+        self.taken_seq = [-1] * k
         #: per substream: the previous parent, still subscribed, while the new one has
         #: not pushed yet (make before break); ``None``: no such
         self.standby: list[bytes | None] = [None] * k
@@ -425,6 +439,7 @@ class PushTree:
             self.changed_at[j] = now
             self.pushed_at[j] = now
             self.pushed_seq[j] = self.log.latest
+            self.taken_seq[j] = self.log.latest
             self.delay.update(j, self.parents[j] is not None)
             st.parent_mask |= 1 << j
             path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
@@ -469,6 +484,7 @@ class PushTree:
             self.parent_pushed_any[j] = True  # it was pushing to us all along
             self.pushes[j] = 0
             self.pushed_seq[j] = max(self.pushed_seq[j], self.log.latest)
+            self.taken_seq[j] = -1  # it was pushing to us all along
             self.delay.update(j, True)
             self.paths[j] = list(msg.paths[j]) + [self.tag]
             self.path_changed(j)
@@ -518,8 +534,15 @@ class PushTree:
             elif now < self.unfed_since[j] + self.config.subscribe_timeout:
                 continue
             if not path or self.tag in path:
+                # (a parent that took us and then lost its feed for subscribe_timeout before
+                # it served us: backed off, :meth:`_flapped`; a loop is dropped at once and
+                # costs us nothing: no back-off)
+                flapped = not path and \
+                    self.pushed_seq[j] < self.taken_seq[j] + FLAP_SERVED * self.config.substreams
                 self.lose_parent(j)
                 self._unsubscribe(st.key, j)
+                if flapped:
+                    self._flapped(st, j, now)
             else:
                 new_path = list(path) + [self.tag]
                 if new_path != self.paths[j]:
@@ -527,6 +550,27 @@ class PushTree:
                     self.path_changed(j)
         if silent:
             self.select_parents(now)
+
+    def _flapped(self, st: PeerState, j: int, now: float) -> None:
+        """``st`` was dropped as our parent on ``j`` for a feed lost past
+        ``subscribe_timeout`` before it had pushed us ``FLAP_SERVED`` rounds of chunks newer
+        than what we held when we took it: no strike (an honest parent can lose its feed),
+        but not picked again for ``j`` for :func:`flap_backoff` of its drops so far. Without
+        it a liar that advertises the best path, pushes one chunk (so we let the previous
+        parent go) and then says it lost its feed (kept ``subscribe_timeout``, nothing
+        counted against it: no pushes for 2 s, our subtree's included) was taken again at
+        our next periodic look, for ever (``bench/atk7_parent_flap.py``). A parent that had
+        served us is not counted (backing off honest relays starved for a while cost more
+        than it saved), nor one whose path came to run through us (dropped at once, it
+        costs nothing; backing it off made the liar's other lies cost more:
+        docs/benchmarks.md, h-atk7)."""
+        st.flaps += 1
+        self.counters.parents_flapping += 1
+        if not self.config.flap_backoff:
+            return
+        until = now + flap_backoff(self.config, st.flaps)
+        if st.rejected_until.get(j, 0.0) < until:
+            st.rejected_until[j] = until
 
     # ---- withholding parents -------------------------------------------------
     def parent_pushed(self, j: int, seq: int, now: float) -> None:
@@ -641,6 +685,16 @@ class PushTree:
         """STATUS ``paths``: ours where we have a feed, ``[]`` elsewhere."""
         return [p if (self.is_source or self.parents[j] is not None) else []
                 for j, p in enumerate(self.paths)]
+
+
+def flap_backoff(config: SwarmConfig, flaps: int) -> float:
+    """How long a parent dropped for the ``flaps``-th time for a feed lost before it served
+    us is not picked again for that substream: ``reject_backoff`` the first time (an honest
+    parent can lose its feed), then ``withhold_backoff`` per earlier drop (20 s, 40 s, ...),
+    at most ``FLAP_BACKOFF_MAX``: what a silent parent gets the second time."""
+    if flaps <= 1:
+        return config.reject_backoff
+    return min(config.withhold_backoff * (flaps - 1), FLAP_BACKOFF_MAX)
 
 
 def _bits(mask: int) -> list[int]:

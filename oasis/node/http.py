@@ -233,22 +233,33 @@ PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP", "Via", "CF-Connect
 
 def from_operator(request: web.Request) -> bool:
     """Whether ``request`` may see the operator's views: the app serves them to anyone
-    (``--public-metrics``), or it came over loopback and not through a proxy."""
+    (``--public-metrics``), or it came over loopback, not through a proxy, and addressed to
+    a loopback host. The last is what a face bound to a wildcard or public address (where
+    :func:`loopback_host` is not installed) has against DNS rebinding: a page the operator
+    opens, whose name the attacker re-points at 127.0.0.1, reaches the face over loopback
+    with its own name as ``Host`` and read /stats, /metrics and GET /rewards (h-atk7,
+    ``bench/atk7_http_rebind.py``)."""
     if request.app.get(PUBLIC_VIEWS, False):
         return True
-    return is_loopback(request.remote or "") and not any(h in request.headers for h in PROXY_HEADERS)
+    return (is_loopback(request.remote or "") and not any(h in request.headers for h in PROXY_HEADERS)
+            and host_is_loopback(request.headers.get("Host", "")))
 
 
 def require_operator(request: web.Request, what: str) -> None:
     """Refuse (403 ``local_only``, counted ``http_local_only_refused``) a request for one of
-    the operator's views from anyone but this machine's operator (:func:`from_operator`)."""
+    the operator's views from anyone but this machine's operator (:func:`from_operator`);
+    those that came over loopback naming another host are also counted
+    ``http_operator_host_refused`` (DNS rebinding, or a name of this machine: use
+    127.0.0.1 or localhost)."""
     if from_operator(request):
         return
     counters = request.app[HTTP_COUNTERS]
     counters["http_local_only_refused"] = counters.get("http_local_only_refused", 0) + 1
+    if is_loopback(request.remote or "") and not host_is_loopback(request.headers.get("Host", "")):
+        counters["http_operator_host_refused"] = counters.get("http_operator_host_refused", 0) + 1
     raise json_error(403, "local_only", f"{what} is served only to clients on this node's machine "
-                     "(over loopback, not through a proxy); start the node with --public-metrics "
-                     "to serve it to anyone")
+                     "(over loopback, addressed to 127.0.0.1 or localhost, not through a proxy); "
+                     "start the node with --public-metrics to serve it to anyone")
 
 
 def set_public_views(app: web.Application, public: bool) -> None:

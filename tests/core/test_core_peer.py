@@ -395,7 +395,9 @@ def test_two_nodes_that_add_a_stream_in_either_order_take_each_other():
 # ---- dialling and cadence -------------------------------------------------------------------
 
 def cands(n: int, port0: int = 4000) -> list[pp.Candidate]:
-    return [pp.Candidate(key(100 + i), "10.0.0.1", port0 + i) for i in range(n)]
+    """``n`` peers, each at its own address (one host's many ports are dialled
+    ``max_dials_per_ip`` at a time: test_core_dialplan_atk7.py)."""
+    return [pp.Candidate(key(100 + i), f"10.0.{i // 250}.{1 + i % 250}", port0 + i) for i in range(n)]
 
 
 def test_dials_are_bounded_per_round_and_stop_at_target():

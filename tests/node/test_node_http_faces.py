@@ -200,6 +200,40 @@ async def test_this_machines_operator_reads_the_views_but_not_through_a_proxy(
     assert counters["http_local_only_refused"] == 4
 
 
+async def test_a_rebound_page_on_a_wildcard_face_does_not_read_the_operators_views() -> None:
+    """DNS rebinding (h-atk7): on a face bound to 0.0.0.0 (a broadcaster's origin, tracker and
+    gateway) the loopback Host check is not installed, and a page of attacker.example that
+    the operator opened, re-pointed at 127.0.0.1, came over loopback with no proxy header:
+    it read /stats (the node's peer id and neighbours), /metrics and GET /rewards (its
+    wallet and earnings), and every stream. Now only a loopback Host is the operator."""
+    node = await _node()
+    app = _app(node, _tracker_with_a_strangers_stream())
+    runner, port = await start_http(app, "0.0.0.0", 0)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with _session() as s:
+            for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.nip.io:{port}"):
+                for path in VIEWS:
+                    async with s.get(url + path, headers={"Host": host}) as r:
+                        body = await r.json()
+                        assert r.status == 403 and body["error"] == "local_only", (host, path)
+                async with s.get(url + "/streams", headers={"Host": host}) as r:
+                    assert [x["stream_id"] for x in await r.json()] == [str(SID)]
+                async with s.get(url + "/tracker/streams", headers={"Host": host}) as r:
+                    assert await r.json() == {str(SID): 1}
+            # the operator, by address or by name
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+                for path in VIEWS:
+                    async with s.get(url + path, headers={"Host": host}) as r:
+                        assert r.status == 200, (host, path)
+        counters = app[http.HTTP_COUNTERS]
+        assert counters["http_operator_host_refused"] == 3 * len(VIEWS)
+        assert counters["http_local_only_refused"] == 3 * len(VIEWS)
+    finally:
+        await runner.cleanup()
+        await node.close()
+
+
 async def test_the_tracker_command_serves_metrics_to_a_proxy_only_with_public_metrics(
         tmp_path: Path) -> None:
     """The flag as a user gives it: ``oasis tracker`` with and without ``--public-metrics``
