@@ -13,7 +13,8 @@ per NAT kind of the viewer (public / eim / symmetric):
   a peer (p50 / p90 / p99), and the share that never had one;
 * the trees at the end: depth per kind, and the children each kind of parent carries, by
   the child's kind (are public peers' slots spent on NATed children an EIM peer could take);
-* neighbours per kind at the end, and the punch counters summed per kind.
+* neighbours per kind at the end, the punch counters and a few swarm counters (parent switches,
+  ``leaf_yield``'s moves, a relay's early fetches) summed per kind.
 
     python bench/sim_nat_breakdown.py scenarios/mobile-churn-10k.toml --seed 1 --nat 0.7 \\
         [--set key=value ...] [--nat-set key=value ...]
@@ -165,7 +166,14 @@ def main() -> None:
                 ctr[f] += v
         up = [(n.swarm.upload.counters.released_bytes,
                n.swarm.upload.rate * (min(n.died, sim.now) - n.born)) for n in nodes]
+        sc: collections.Counter[str] = collections.Counter()
+        for n in nodes:
+            c_ = n.swarm.counters
+            sc["parent_switches"] += c_.parent_switches
+            sc["leaf_yields"] += c_.leaf_yields
+            sc["origin_early"] += c_.origin_early
         per_kind[kind] = {
+            "swarm_counters": dict(sc),
             "upload_used": round(sum(u[0] for u in up) / max(sum(u[1] for u in up), 1.0), 3),
             "fetches_early_late": [early[kind + "_early"], early[kind + "_late"]],
             "viewers": len(nodes),

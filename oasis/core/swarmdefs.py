@@ -162,6 +162,18 @@ class SwarmConfig:
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
     #: asked for the substream where it is shallow (:meth:`oasis.core.tree.PushTree.parent_score`)
     home_penalty: float = 0.0
+    #: a *leaf* on ``j`` (no children of ours on it) whose parent's expected arrival is this
+    #: long or more before our origin fallback is *in time*: it does not swap that parent for
+    #: a faster one, and when the parent is full (its STATUS shows no free slot) it moves to
+    #: the best other candidate with free slots that keeps it in time, so the full parent's
+    #: slot goes to a neighbour that relays: shallow slots for subtrees, not for leaves.
+    #: Behind NATs the full parents are the public hubs and the leaves that can go elsewhere
+    #: are the EIM viewers, which leaves the hubs' slots to those only a public peer can feed
+    #: (:meth:`oasis.core.tree.PushTree.select_parents`; s, 0: off). Off: at 0.08, 1,000
+    #: simulated mobile-churn viewers x 40 s at 0.5 s with 70 % behind NATs gave offload
+    #: 0.882 -> 0.877 and 0.876 -> 0.875 (seeds 1, 2): ~700 moves a run; on seed 2 the
+    #: substreams at depth >= 6 halved, the relays' early fetches did not fall (docs/benchmarks.md, h-nat6)
+    leaf_yield: float = 0.0
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -327,6 +339,9 @@ class SwarmCounters:
     skipped: int = 0
     late: int = 0
     parent_switches: int = 0
+    #: parents left by a leaf in time for another candidate, its full parent's slot freed
+    #: for a relay (``leaf_yield``)
+    leaf_yields: int = 0
     #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0

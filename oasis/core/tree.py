@@ -288,6 +288,17 @@ class PushTree:
                             if st.key != current:
                                 best_score, best = score, st
                                 break
+                if self.config.leaf_yield > 0 and cur is not None and not self._feeds(j):
+                    # ``leaf_yield``: a leaf in time does not climb; it leaves a full parent
+                    # for another that keeps it in time (:meth:`_yield_to`)
+                    if cur_est <= self.delay.origin_at - self.config.leaf_yield:
+                        to = self._yield_to(cur, cands)
+                        if to is None:
+                            continue
+                        self.counters.leaf_yields += 1
+                        best = to
+                        asks[best.key] = asks.get(best.key, 0) | (1 << j)
+                        continue
                 if best.key == current:
                     continue
                 extra = keep >= 0 and j != keep and cur is not None and cur.is_broadcaster
@@ -301,6 +312,30 @@ class PushTree:
             self.peer_timers[key] = None
             self.actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
                                                           substreams=self.config.substreams)))
+
+    def _feeds(self, j: int) -> bool:
+        """We have a child on substream ``j``."""
+        bit = 1 << j
+        for st in self.peers.values():
+            if st.children_mask & bit:
+                return True
+        return False
+
+    def _yield_to(self, cur: PeerState, cands: list[tuple[float, PeerState]]) -> PeerState | None:
+        """``leaf_yield``: the candidate a leaf in time leaves its parent ``cur`` for: only if
+        ``cur`` is full (its STATUS shows no free slot), the best other candidate with free
+        slots whose expected arrival keeps us in time; else none (we stay)."""
+        msg = cur.status
+        if msg is None or msg.slots > 0:
+            return None
+        budget = self.delay.origin_at - self.config.leaf_yield
+        for score, st in cands:
+            if score > budget:
+                return None  # (sorted: none further keeps us in time)
+            other = st.status
+            if st is not cur and other is not None and other.slots > 0:
+                return st
+        return None
 
     def _root_kept(self) -> int:
         """``root_giveback``: when the broadcaster feeds us more than one substream (it
