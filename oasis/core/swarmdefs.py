@@ -143,6 +143,17 @@ class SwarmConfig:
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
     #: asked for the substream where it is shallow (:meth:`oasis.core.tree.PushTree.parent_score`)
     home_penalty: float = 0.0
+    #: judge every candidate parent by how far its pushes fell behind what its STATUS
+    #: predicted while it was our parent (:attr:`PeerState.overclaim`, beyond
+    #: :data:`oasis.core.tree.OVERCLAIM_FREE`, added to its score on every substream): a
+    #: peer that advertises a one-hop path and zero lag and relays late is not picked again
+    #: once it has shown it (:meth:`oasis.core.tree.PushTree.parent_score`)
+    parent_overclaim: bool = False
+    #: rank repair candidates by what they did with our earlier REQUESTs: a peer whose STATUS
+    #: claimed a chunk and that did not answer our REQUEST for it within the repair round
+    #: (:attr:`PeerState.repair_misses`) is asked after the peers that did
+    #: (:meth:`oasis.core.repair.RepairPicker.request`)
+    repair_trust: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -261,6 +272,14 @@ class PeerState:
     #: when our refusal of its REQUESTs opened the current episode (it owes us
     #: ``refusal_backoff`` of silence; requests in flight then are no strikes)
     refusal_opened: float = -INF
+    #: ``parent_overclaim``: how much later its pushes reached us than its STATUS said they
+    #: would (its advertised lag + half the RTT), smoothed (gain 1/8 from 0; s), learnt while
+    #: it was our parent on any substream and kept when it is not
+    overclaim: float = 0.0
+    #: ``repair_trust``: our repair REQUESTs for chunks its STATUS said it held that it left
+    #: unanswered until we asked the next peer (halved by each answer in time; at most
+    #: :data:`oasis.core.repair.REPAIR_MISS_MAX`)
+    repair_misses: int = 0
 
 
 @dataclass
@@ -343,3 +362,6 @@ class SwarmCounters:
     wants_deferred: int = 0
     #: MISSING answers with ``refused``: the peer refused our REQUEST (we back off)
     refusals_heard: int = 0
+    #: ``repair_trust``: repair REQUESTs to a peer that claimed the chunk, unanswered when
+    #: the next peer was asked
+    repairs_unanswered: int = 0
