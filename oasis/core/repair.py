@@ -68,6 +68,10 @@ ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
 #: ``repair_overdue``: a round later than this before the origin fallback could not be answered (s)
 OVERDUE_ANSWER = 0.02
+#: ``repair_trust``: the score a peer loses per unanswered repair REQUEST, and the most
+#: misses remembered (a claimed holder scores 0-1, a closer relay its path length)
+REPAIR_MISS_COST = 1.0
+REPAIR_MISS_MAX = 8
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
@@ -96,6 +100,9 @@ class Want:
     #: fetched early for our children (``relay_origin_early``): a failure before this
     #: (the fixed fallback's time) is a chunk not at the edge yet, retried, no stall
     early_until: float = 0.0
+    #: ``repair_trust``: the peer asked last, if its STATUS claimed the chunk (None: none,
+    #: or it answered)
+    last: bytes | None = None
 
 
 class RepairPicker:
@@ -167,9 +174,29 @@ class RepairPicker:
             self.counters.refusals_heard += 1
         want = self.wants.get(seq)
         if want is not None:
+            if want.last == st.key:
+                want.last = None  # an answer (it does not hold it after all, or refused)
             want.request_at = min(want.request_at, now)
             if now < self.wants_t:
                 self.wants_t = now
+
+    def answered(self, want: Want, peer: bytes) -> None:
+        """``repair_trust``: the chunk of ``want`` came from ``peer``: if it was the peer asked
+        last, an answer in time (its misses halved)."""
+        if want.last == peer:
+            st = self.peers.get(peer)
+            if st is not None:
+                st.repair_misses //= 2
+
+    def _unanswered(self, w: Want) -> None:
+        """``repair_trust``: the round for ``w`` is over and the peer asked last, which
+        claimed the chunk, has not answered: a miss against it."""
+        st = self.peers.get(w.last) if w.last is not None else None
+        w.last = None
+        if st is not None:
+            self.counters.repairs_unanswered += 1
+            if st.repair_misses < REPAIR_MISS_MAX:
+                st.repair_misses += 1
 
     def origin_done(self, seq: int, ok: bool, now: float) -> None:
         """A FetchOrigin finished; on failure retry after ``origin_retry``. A success
@@ -417,6 +444,9 @@ class RepairPicker:
 
     def request(self, seq: int, w: Want, now: float) -> None:
         j = seq % self.config.substreams
+        trust = self.config.repair_trust
+        if trust and w.last is not None:
+            self._unanswered(w)
         best: PeerState | None = None
         best_score = 1e9
         # A peer that does not hold the chunk yet is worth asking only if it is
@@ -440,7 +470,7 @@ class RepairPicker:
         if overdue and w.origin_busy:
             w.request_at = now + self.config.repair_after
             return  # (the origin is asked already: a repair would be a duplicate)
-        predicted = False
+        predicted = claimed = False
         # ``start_repair``: in our first seconds a full neighbour is asked too
         full_ok = self.config.start_repair > 0 and now < self.started_at + self.config.start_repair
         for st in self.peers.values():
@@ -467,9 +497,11 @@ class RepairPicker:
             score = float((0 if holds else (1 + arrival if guess else len(msg.paths[j])))
                           + (2 if self.tree.parents[j] == st.key else 0)
                           + 3 * st.withholds)  # struck for withholding (§ 9.2): ask last
+            if trust:
+                score += REPAIR_MISS_COST * st.repair_misses
             score += self.rng.random()
             if score < best_score:
-                best, best_score, predicted = st, score, guess
+                best, best_score, predicted, claimed = st, score, guess, holds
         if best is None:
             w.request_at = now + self.config.repair_after
             w.asked.clear()
@@ -488,6 +520,8 @@ class RepairPicker:
                 self._fetch_origin(seq, w, now, w.deadline)
             return
         w.asked.add(best.key)
+        if trust and claimed:
+            w.last = best.key
         w.request_at = now + max(0.05, self.config.repair_after)
         self.counters.requests_sent += 1
         if predicted:

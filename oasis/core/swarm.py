@@ -137,7 +137,7 @@ class Swarm:
         #: was never cut off (bench/atk6_join_churn.py); insertion-ordered, oldest forgotten
         #: (a record, not the PeerState: its last STATUS and masks are not kept)
         self._departed: dict[bytes, tuple[PullBudget, int, int, int, int, int, dict[int, float],
-                                          float]] = {}
+                                          float, float, int]] = {}
         self.counters = SwarmCounters()
         self.joined_at = now
         self.start_seq: int | None = 0 if is_source else None
@@ -184,7 +184,7 @@ class Swarm:
         old = self._departed.pop(key, None)
         if old is not None:  # back again: its accounts, not fresh ones
             (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.flaps,
-             st.rejected_until, st.refusal_opened) = old
+             st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses) = old
             self.counters.peers_rejoined += 1
         self.peers[key] = st
         self._send_status(key)
@@ -207,7 +207,7 @@ class Swarm:
         if len(departed) >= DEPARTED_MAX:
             del departed[next(iter(departed))]
         departed[key] = (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences,
-                         st.flaps, st.rejected_until, st.refusal_opened)
+                         st.flaps, st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses)
         self.held.forget(key)
         self.claims.forget(key)
         self.tree.remove_peer(key, now)
@@ -234,8 +234,9 @@ class Swarm:
             j = chunk.seq % self.config.substreams
             if peer == self.parents[j]:
                 # a repair beat the parent's push: still what the tree takes
-                self.delay.sample(j, now - self.log.time_of(chunk.seq), True)
-                self.tree.parent_pushed(j, chunk.seq, now)
+                took = now - self.log.time_of(chunk.seq)
+                self.delay.sample(j, took, True)
+                self.tree.parent_pushed(j, chunk.seq, now, took)
             return
         if not self.verify(self.sid, chunk):
             self._bad_chunk(st)
@@ -481,6 +482,8 @@ class Swarm:
         if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
             repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)
+        if want is not None and want.last is not None and peer is not None:
+            repair.answered(want, peer)  # (``repair_trust``)
         if want is not None and want.asked and self.config.cancel_requests:
             # other peers still have our REQUEST: a held one (or a queued answer) would
             # send a duplicate (§9.4, CANCEL)
@@ -498,8 +501,9 @@ class Swarm:
             self._actions.append(Deliver(chunk, source, peer, now))
         j = seq % self.config.substreams
         if peer is not None and peer == self.parents[j]:
-            self.delay.sample(j, now - self.log.time_of(seq), True)
-            self.tree.parent_pushed(j, seq, now)
+            took = now - self.log.time_of(seq)
+            self.delay.sample(j, took, True)
+            self.tree.parent_pushed(j, seq, now, took)
         else:
             if peer is not None and self.start_seq is not None and (want is None or peer not in want.asked):
                 self._unsolicited(peer, j, now)

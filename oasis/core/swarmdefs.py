@@ -174,6 +174,22 @@ class SwarmConfig:
     #: 0.882 -> 0.877 and 0.876 -> 0.875 (seeds 1, 2): ~700 moves a run; on seed 2 the
     #: substreams at depth >= 6 halved, the relays' early fetches did not fall (docs/benchmarks.md, h-nat6)
     leaf_yield: float = 0.0
+    #: judge every candidate parent by how far its pushes fell behind what its STATUS
+    #: predicted while it was our parent (:attr:`PeerState.overclaim`, beyond
+    #: :data:`oasis.core.tree.OVERCLAIM_FREE`, added to its score on every substream): a
+    #: peer that advertises a one-hop path and zero lag and relays late is not picked again
+    #: once it has shown it (:meth:`oasis.core.tree.PushTree.parent_score`). Off: at 1,000 x 40 s
+    #: of hostile-10k (20 % adversaries, playout 1.0 s) honest p95 555 -> 545 ms on seed 1, within
+    #: the spread between seeds (docs/benchmarks.md, h-p95h); the honest runs were not measured
+    parent_overclaim: bool = False
+    #: rank repair candidates by what they did with our earlier REQUESTs: a peer whose STATUS
+    #: claimed a chunk and that did not answer our REQUEST for it within the repair round
+    #: (:attr:`PeerState.repair_misses`) is asked after the peers that did
+    #: (:meth:`oasis.core.repair.RepairPicker.request`). Off: at 1,000 x 40 s of hostile-10k
+    #: honest p95 555 -> 542 and 676 -> 660 ms (seeds 1, 2), origin requests -8 / -10 %, far from
+    #: the 1.2 x target and within the spread between seeds; not yet measured on all six honest
+    #: comparison runs (docs/benchmarks.md, h-p95h)
+    repair_trust: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -299,6 +315,14 @@ class PeerState:
     #: when our refusal of its REQUESTs opened the current episode (it owes us
     #: ``refusal_backoff`` of silence; requests in flight then are no strikes)
     refusal_opened: float = -INF
+    #: ``parent_overclaim``: how much later its pushes reached us than its STATUS said they
+    #: would (its advertised lag + half the RTT), smoothed (gain 1/8 from 0; s), learnt while
+    #: it was our parent on any substream and kept when it is not
+    overclaim: float = 0.0
+    #: ``repair_trust``: our repair REQUESTs for chunks its STATUS said it held that it left
+    #: unanswered until we asked the next peer (halved by each answer in time; at most
+    #: :data:`oasis.core.repair.REPAIR_MISS_MAX`)
+    repair_misses: int = 0
 
 
 @dataclass
@@ -388,3 +412,6 @@ class SwarmCounters:
     wants_deferred: int = 0
     #: MISSING answers with ``refused``: the peer refused our REQUEST (we back off)
     refusals_heard: int = 0
+    #: ``repair_trust``: repair REQUESTs to a peer that claimed the chunk, unanswered when
+    #: the next peer was asked
+    repairs_unanswered: int = 0

@@ -100,6 +100,10 @@ FLAP_BACKOFF_MAX = 120.0
 #: rounds of every substream a parent must have pushed us (chunks newer than what we held
 #: when we took it) before a lost feed is no longer held against it
 FLAP_SERVED = 8
+#: ``parent_overclaim``: a parent's pushes may come this much later than its STATUS predicts
+#: (a STATUS up to ``status_interval`` old, its queue behind its other children) before the
+#: excess counts against it as a candidate (s)
+OVERCLAIM_FREE = 0.05
 
 
 class PushTree:
@@ -192,6 +196,8 @@ class PushTree:
         (SplitStream's shape, chosen by the children, not fixed). Where it is the only
         candidate it is still asked (a lone viewer, a small swarm)."""
         est = self.expected_arrival(st, j)
+        if self.config.parent_overclaim and st.overclaim > OVERCLAIM_FREE:
+            est += st.overclaim - OVERCLAIM_FREE
         hp = self.config.home_penalty
         msg = st.status
         if hp <= 0 or msg is None or st.is_broadcaster or est == INF:
@@ -608,9 +614,11 @@ class PushTree:
             st.rejected_until[j] = until
 
     # ---- withholding parents -------------------------------------------------
-    def parent_pushed(self, j: int, seq: int, now: float) -> None:
-        """Our parent on ``j`` pushed chunk ``seq`` of it (new or a duplicate): it serves,
-        and the standby parent (if any) is released."""
+    def parent_pushed(self, j: int, seq: int, now: float, delay: float = -1.0) -> None:
+        """Our parent on ``j`` pushed chunk ``seq`` of it (new or a duplicate), ``delay`` s
+        after the chunk's time: it serves, and the standby parent (if any) is released."""
+        if self.config.parent_overclaim and delay >= 0:
+            self._overclaim(j, delay)
         self.miss_run[j] = 0
         self.parent_pushed_any[j] = True
         self.pushes[j] += 1
@@ -619,6 +627,18 @@ class PushTree:
             self.pushed_seq[j] = seq
         if self.standby[j] is not None:
             self._unsubscribe_standby(j)
+
+    def _overclaim(self, j: int, delay: float) -> None:
+        """``parent_overclaim``: one sample of how much later our parent's push on ``j``
+        came than its STATUS predicted (its advertised lag + half our RTT to it)."""
+        parent = self.parents[j]
+        st = self.peers.get(parent) if parent is not None else None
+        msg = st.status if st is not None else None
+        if st is None or msg is None or st.is_broadcaster or st.rtt < 0 or j >= len(msg.lags) \
+                or msg.lags[j] == wire.LAG_UNKNOWN:
+            return
+        excess = delay - msg.lags[j] / 1000 - st.rtt / 2
+        st.overclaim += (excess - st.overclaim) / 8
 
     def got_elsewhere(self, j: int, seq: int, chunk_time: float, now: float) -> None:
         """A new chunk ``seq`` of substream ``j`` came from someone other than our

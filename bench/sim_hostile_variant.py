@@ -1,0 +1,167 @@
+"""One hostile-scenario simulation, with overrides, and where its honest viewers' tail comes from.
+
+The same run as ``oasis sim SCENARIO --peers N --duration S --seed K --baselines none`` (the
+scenario's own playout unless ``--playout``), with ``--hostile`` (a share; 0 = the honest
+twin), ``--mix mode[,mode...]`` (only these adversary modes, equal weights) and ``--set
+key=value`` (``SwarmConfig`` fields, as a ``[protocol]`` table would). It wraps the simulator's
+interpreted ``Deliver`` executor (``oasis.sim.execute``'s table for ``OasisSim``), so the run
+itself is unchanged, and prints one JSON line: the honest viewers' figures, then every
+delivery after a viewer's join classed by how it came (the broadcaster, the origin, a push from
+the substream's parent, any other peer's answer, each split honest / hostile sender), and the
+tail (chunks later than ``--tail-ms``, default the run's own p95) by its *root*: the first step
+up the chain of pushes that was not a push (a repair or origin copy at an ancestor, or a
+hostile relay on the way).
+
+    python bench/sim_hostile_variant.py scenarios/hostile-10k.toml --peers 1000 --duration 60 \\
+        --seed 1 [--hostile 0] [--mix withhold] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import tomllib
+from typing import Any
+
+import numpy as np
+
+from oasis.core import swarm as sw
+from oasis.sim import adversary as adv
+from oasis.sim import cli, execute, oasis_run, population
+from oasis.sim.netmodel import World
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return round(float(np.percentile(np.array(xs), q)) * 1000, 1) if xs else -1.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario")
+    ap.add_argument("--peers", default="1000")
+    ap.add_argument("--duration", default="60")
+    ap.add_argument("--seed", default="1")
+    ap.add_argument("--hostile", default=None)
+    ap.add_argument("--mix", default=None, help="comma list of adversary modes (equal weights)")
+    ap.add_argument("--playout", default=None)
+    ap.add_argument("--tail-ms", type=float, default=None)
+    ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
+    ap.add_argument("--tag", default="")
+    ap.add_argument("--trace", action="store_true",
+                    help="class every delivery and trace the tail to its root (slower, more memory)")
+    a = ap.parse_args()
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    argv = [a.scenario, "--peers", a.peers, "--duration", a.duration, "--seed", a.seed,
+            "--baselines", "none"]
+    if a.hostile is not None:
+        argv += ["--hostile", a.hostile]
+    if a.playout is not None:
+        argv += ["--playout", a.playout]
+    s = cli.scenario_from(p.parse_args(argv))
+    over = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.set}
+    if over:
+        s = dataclasses.replace(s, protocol={**s.protocol, **over})
+    if a.mix:
+        s = dataclasses.replace(s, hostile_mix=dict.fromkeys(a.mix.split(","), 1.0))
+    k = s.swarm_config().substreams
+    # (node idx, seq) -> (class, sender idx or -1, at)
+    got: dict[tuple[int, int], tuple[str, int, float]] = {}
+    honest_lat: list[tuple[int, int, float, str]] = []
+    table = execute._table(oasis_run.OasisSim)
+    deliver = table[sw.Deliver]
+
+    def on_deliver(net: Any, node: Any, act: sw.Deliver) -> Any:
+        c = act.chunk
+        j = c.seq % k
+        if act.source == sw.SOURCE_ORIGIN:
+            cls, who = "origin", -1
+        elif act.source == sw.SOURCE_BROADCASTER:
+            cls, who = "bcast", -1
+        elif act.source == sw.SOURCE_SELF:
+            cls, who = "self", -1
+        else:
+            sender = net.by_key.get(act.peer)
+            who = sender.idx if sender is not None else -2
+            if sender is not None and sender.is_source:
+                cls = "bcast"
+            else:
+                kind = "push" if act.peer == node.swarm.tree.parents[j] else "other"
+                cls = f"{kind}_{adv.NAMES[sender.mode] if sender is not None and sender.mode else 'honest'}"
+        got[(node.idx, c.seq)] = (cls, who, act.at)
+        rec = node.rec
+        if rec is not None and not node.mode and c.time_us / 1e6 >= rec.joined_at:
+            honest_lat.append((node.idx, c.seq, act.at - c.time_us / 1e6, cls))
+        return deliver(net, node, act)
+
+    if a.trace:
+        table[sw.Deliver] = on_deliver
+    world = World()
+    bnet, viewers = population.build(s, world, int(a.seed))
+    load0 = _load()
+    res, sim = oasis_run.run_oasis(s, world, bnet, viewers, int(a.seed))
+    lat_all = [x[2] for x in honest_lat]
+    tail_s = a.tail_ms / 1000 if a.tail_ms else (float(np.percentile(np.array(lat_all), 95)) if lat_all else 0.0)
+    by_cls: dict[str, list[float]] = collections.defaultdict(list)
+    for _, _, lat, cls in honest_lat:
+        by_cls[cls].append(lat)
+    n_all = max(len(honest_lat), 1)
+
+    def root(idx: int, seq: int) -> tuple[str, int]:
+        """The first step up the chain of pushes that was not an honest push; its depth."""
+        depth = 0
+        while True:
+            g = got.get((idx, seq))
+            if g is None:
+                return "unknown", depth
+            cls, who, _ = g
+            if cls != "push_honest" or who < 0:
+                return cls, depth
+            idx = who
+            depth += 1
+            if depth > 30:
+                return "loop", depth
+
+    tail_root: collections.Counter[str] = collections.Counter()
+    tail_depth: collections.Counter[int] = collections.Counter()
+    tail_direct: collections.Counter[str] = collections.Counter()
+    tail = [x for x in honest_lat if x[2] >= tail_s]
+    for idx, seq, _, cls in tail:
+        tail_direct[cls] += 1
+        r, d = root(idx, seq)
+        tail_root[r] += 1
+        tail_depth[min(d, 8)] += 1
+    nt = max(len(tail), 1)
+    o = res
+    out = {
+        "tag": a.tag, "scenario": s.name, "seed": int(a.seed), "peers": int(a.peers),
+        "duration": float(a.duration), "hostile": s.hostile, "mix": a.mix, "set": a.set,
+        "playout": s.swarm_config().playout_delay,
+        "offload": o["offload_ratio"], "continuity": o["continuity"],
+        "p50": o["latency_ms"]["p50"], "p95": o["latency_ms"]["p95"],
+        "startup_p95": o["startup_ms"].get("p95"), "duplicate_ratio": o.get("duplicate_ratio"),
+        "origin_requests": o.get("origin_requests"), "wall_s": o.get("wall_s"),
+        "tail_ms": round(tail_s * 1000, 1),
+        "by_class": {c: {"share": round(len(v) / n_all, 4), "p50": _pct(v, 50), "p95": _pct(v, 95)}
+                     for c, v in sorted(by_cls.items())},
+        "tail_direct": {c: round(v / nt, 4) for c, v in sorted(tail_direct.items())},
+        "tail_root": {c: round(v / nt, 4) for c, v in sorted(tail_root.items())},
+        "tail_root_depth": {str(d): round(v / nt, 4) for d, v in sorted(tail_depth.items())},
+        "hostile_summary": {kk: o["hostile"][kk] for kk in ("modes", "banned_by_honest",
+                                                            "idle_closed_by_honest",
+                                                            "honest_banned_honest")}
+        if "hostile" in o else None,
+        "load": [load0, _load()],
+    }
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
