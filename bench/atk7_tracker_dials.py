@@ -18,6 +18,7 @@ import json
 import time
 
 from aiohttp import web
+from atk3_file_peers import Sink  # the same counting UDP sink (run from bench/)
 
 from oasis.core import swarm as sw
 from oasis.core.announce import sign_announce
@@ -26,16 +27,6 @@ from oasis.core.stream import StreamId
 from oasis.node import runtime
 from oasis.node.node import Node
 from oasis.node.runtime import start_http
-
-
-class Sink(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.n = 0
-        self.bytes = 0
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.n += 1
-        self.bytes += len(data)
 
 
 async def main() -> None:

@@ -10,9 +10,19 @@ import itertools
 import random
 
 from oasis.core import swarm as sw
+from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, is_keyframe, sign_chunk
 from oasis.sim.execute import execute
+
+
+def subscribes(node: sw.Swarm) -> dict[bytes, int]:
+    """The SUBSCRIBE masks among ``node``'s pending actions, by peer (the actions are taken)."""
+    out: dict[bytes, int] = {}
+    for a in node.actions():
+        if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe):
+            out[a.peer] = out.get(a.peer, 0) | a.message.mask
+    return out
 
 
 class SwarmNet:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+from swarmnet import subscribes as _subscribes
+
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
@@ -21,14 +23,6 @@ YIELD = 0.08  #: at playout 0.5 s and origin margin 0.12: in time = expected arr
 def _status(skey: bytes, path: list[bytes], lag: int, slots: int) -> wire.Status:
     return wire.Status(stream=skey, latest=40, have=0, keyframe=40, slots=slots,
                        paths=[path], lags=[lag])
-
-
-def _subscribes(node: sw.Swarm) -> dict[bytes, int]:
-    out: dict[bytes, int] = {}
-    for a in node.actions():
-        if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe):
-            out[a.peer] = out.get(a.peer, 0) | a.message.mask
-    return out
 
 
 def _leaf(leaf_yield: float, *, other_lag: int, child: bool = False,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 
+from swarmnet import subscribes as _subscribes
+
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
@@ -17,14 +19,6 @@ from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.tree import OVERCLAIM_FREE
 
 GOP = 10
-
-
-def _subscribes(node: sw.Swarm) -> dict[bytes, int]:
-    out: dict[bytes, int] = {}
-    for a in node.actions():
-        if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe):
-            out[a.peer] = out.get(a.peer, 0) | a.message.mask
-    return out
 
 
 def _run(overclaim: bool, seed: int = 21) -> tuple[sw.Swarm, bytes, bytes, dict[int, float]]:

@@ -6,6 +6,7 @@ import random
 
 import pytest
 from swarmnet import SwarmNet
+from swarmnet import subscribes as _subscribes
 
 from oasis.core import swarm as sw
 from oasis.core import wire
@@ -425,14 +426,6 @@ def test_stalled_parent_is_repaired_from_the_swarm_before_the_origin() -> None:
 def _status(sid_key: bytes, paths: list[list[bytes]], lags: list[int], latest: int = 40) -> wire.Status:
     return wire.Status(stream=sid_key, latest=latest, have=0, keyframe=40, slots=8,
                        paths=paths, lags=lags)
-
-
-def _subscribes(node: sw.Swarm) -> dict[bytes, int]:
-    out: dict[bytes, int] = {}
-    for a in node.actions():
-        if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe):
-            out[a.peer] = out.get(a.peer, 0) | a.message.mask
-    return out
 
 
 def test_parent_is_the_fastest_path_not_the_fewest_hops() -> None:
