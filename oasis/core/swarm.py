@@ -73,7 +73,6 @@ from .chunklog import ChunkLog
 from .claims import ClaimCheck, claims_chunks
 from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
-from .pull import PullBudget
 from .repair import RepairPicker
 from .serve import PullServer
 from .stream import StreamId, is_keyframe, verify_chunk
@@ -89,6 +88,7 @@ from .swarmdefs import (
     Deliver,
     DropPeer,
     FetchOrigin,
+    PeerAccounts,
     PeerState,
     Push,
     Send,
@@ -136,8 +136,7 @@ class Swarm:
         #: back-offs, so LEAVE + JOIN every 0.5 s drew 4x the stream rate per link and
         #: was never cut off (bench/atk6_join_churn.py); insertion-ordered, oldest forgotten
         #: (a record, not the PeerState: its last STATUS and masks are not kept)
-        self._departed: dict[bytes, tuple[PullBudget, int, int, int, int, int, dict[int, float],
-                                          float, float, int]] = {}
+        self._departed: dict[bytes, PeerAccounts] = {}
         self.counters = SwarmCounters()
         self.joined_at = now
         self.start_seq: int | None = 0 if is_source else None
@@ -183,8 +182,7 @@ class Swarm:
                        or key == self.sid.broadcaster, rtt=rtt)
         old = self._departed.pop(key, None)
         if old is not None:  # back again: its accounts, not fresh ones
-            (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.flaps,
-             st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses) = old
+            old.give_back(st)
             self.counters.peers_rejoined += 1
         self.peers[key] = st
         self._send_status(key)
@@ -206,8 +204,7 @@ class Swarm:
         departed = self._departed
         if len(departed) >= DEPARTED_MAX:
             del departed[next(iter(departed))]
-        departed[key] = (st.budget, st.bad_chunks, st.lies, st.withholds, st.silences,
-                         st.flaps, st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses)
+        departed[key] = PeerAccounts.of(st)
         self.held.forget(key)
         self.claims.forget(key)
         self.tree.remove_peer(key, now)

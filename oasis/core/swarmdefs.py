@@ -325,6 +325,33 @@ class PeerState:
     repair_misses: int = 0
 
 
+@dataclass(slots=True)
+class PeerAccounts:
+    """What a peer's conduct earned it, kept when it leaves and given back if it joins again
+    (``Swarm._departed``): its pull budget, strikes, lies, back-offs and the judgements of
+    the switches. Not its last STATUS or masks (a record, not the PeerState)."""
+    budget: PullBudget
+    bad_chunks: int
+    lies: int
+    withholds: int
+    silences: int
+    flaps: int
+    rejected_until: dict[int, float]
+    refusal_opened: float
+    overclaim: float
+    repair_misses: int
+
+    @staticmethod
+    def of(st: PeerState) -> PeerAccounts:
+        return PeerAccounts(st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.flaps,
+                            st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses)
+
+    def give_back(self, st: PeerState) -> None:
+        st.budget, st.bad_chunks, st.lies, st.withholds = self.budget, self.bad_chunks, self.lies, self.withholds
+        st.silences, st.flaps, st.rejected_until = self.silences, self.flaps, self.rejected_until
+        st.refusal_opened, st.overclaim, st.repair_misses = self.refusal_opened, self.overclaim, self.repair_misses
+
+
 @dataclass
 class SwarmCounters:
     duplicates: int = 0

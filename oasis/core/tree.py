@@ -468,7 +468,7 @@ class PushTree:
                     self._unsubscribe(old, j)
             self.parents[j] = st.key
             self.first_parent[j] = False
-            if old is None and self.config.start_look > 0 and not self.changed_at[j] > -INF:
+            if old is None and self.config.start_look > 0 and self.changed_at[j] == -INF:
                 # the substream's very first parent: looked at again soon (``start_look``)
                 self.first_parent[j] = True
                 if now + self.config.start_look < self.look_at:
