@@ -407,7 +407,11 @@ class Swarm:
 
     def _on_status(self, st: PeerState, msg: wire.Status, now: float) -> None:
         if not self.claims.plausible(msg, now):
-            # A claim the signed chunk clock rules out: believe none of this STATUS.
+            # A claim the signed chunk clock rules out: believe none of this STATUS, nor
+            # the one it replaces (a peer that lies now is not taken at its older word:
+            # a liar heard before we had a clock would otherwise keep its claim until the
+            # start, and one after it the chunks it claimed last).
+            st.status = None
             self.counters.claims_implausible += 1
             self.claims.lie(st, f"STATUS claims seq {max(msg.latest, msg.keyframe)}, "
                           f"the stream is near {self.log.expected_latest(now)}")

@@ -783,6 +783,37 @@ def test_a_viewer_cut_off_after_a_slow_start_does_not_call_honest_peers_liars() 
     # a claim past the nominal pace and the slack is still a lie
     node.on_message(q, _status(sid.key, [[peer_tag(b), peer_tag(q)]], [40], latest=honest + 40), 10.2)
     assert node.counters.claims_implausible == 1
+    assert node.peers[q].status is None, "its earlier claim is not believed after a lie"
+
+
+def test_a_liar_heard_before_the_clock_loses_its_claim_at_its_next_lie() -> None:
+    """A newcomer hears a STATUS claiming seq 2^63-2 before it holds any verified chunk
+    (nothing to judge it by: kept, as a hint). A verified chunk that is not a keyframe
+    then gives it a clock but no start, and the liar says it again: that claim is ruled
+    out, and the stored one goes with it (it used to stay until the start, steering
+    parent choice and repair towards chunks that do not exist)."""
+    rng = random.Random(31)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    p, liar, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
+    sid = StreamId(bid.public, "t")
+    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1),
+                    rng=random.Random(1), now=0.0)
+    node.add_peer(liar, 0.0, rtt=0.05)
+    node.add_peer(p, 0.0, rtt=0.05)
+    huge = (1 << 63) - 2
+    lie = wire.Status(stream=sid.key, latest=huge, have=0, keyframe=huge, slots=8,
+                      paths=[[peer_tag(bid.public), peer_tag(liar)]], lags=[40])
+    node.on_message(liar, lie, 0.1)
+    assert node.peers[liar].status is not None  # no clock yet: a hint, not judged
+    node.on_chunk(p, sign_chunk(bid, sid, 45, int(0.2e6), False, b"not a keyframe"), 0.25)
+    assert node.start_seq is None and node.log.anchor_seq >= 0
+    node.on_message(liar, lie, 0.3)
+    assert node.counters.claims_implausible == 1
+    assert node.peers[liar].status is None
+    honest = wire.Status(stream=sid.key, latest=46, have=0, keyframe=40, slots=8,
+                         paths=[[peer_tag(bid.public), peer_tag(liar)]], lags=[40])
+    node.on_message(liar, honest, 0.4)  # a plausible word is believed again
+    assert node.peers[liar].status is not None and node.peers[liar].status.latest == 46
 
 
 def test_a_parent_that_forgot_its_child_is_asked_again() -> None:
