@@ -382,6 +382,10 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
             "punches_sent": sum(s.get("counters", {}).get("nat_punch_intros_sent", 0) for s in ok),
             "punches_answered": sum(s.get("counters", {}).get("nat_punch_go_received", 0) for s in ok),
             "punches_accepted": sum(s.get("counters", {}).get("nat_punch_accepted", 0) for s in ok),
+            # direct dials, and candidates held back because two dials to their IP were under
+            # way (``max_dials_per_ip``: viewers behind one carrier-grade NAT share an IP)
+            **{k: sum(s.get("counters", {}).get(k, 0) for s in ok)
+               for k in ("dial_attempts", "dial_failures", "dials_held_per_ip")},
         }
     return out
 
