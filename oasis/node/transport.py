@@ -48,7 +48,7 @@ from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
 from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
-from .link import UDP_IP_HEADER, Link, _code  # noqa: F401 - re-exported
+from .link import UDP_IP_HEADER, Link, _code, chunk_run_length  # noqa: F401 - re-exported
 from .quicstack import CID_LENGTH, Header, Stack, make_stack
 from .udp import Addr, UdpSocket
 
@@ -101,7 +101,7 @@ class Endpoint:
                  max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET,
                  retry_rate_per_ip: float = RETRY_RATE_PER_IP,
                  max_reorder_bytes: int = MAX_REORDER_BYTES, gso: bool = True,
-                 quic: str | None = None) -> None:
+                 quic: str | None = None, chunk_run: int | None = None) -> None:
         self.identity = identity
         #: the QUIC implementation (``quic``, else ``$OASIS_QUIC``, else qh3)
         self.stack: Stack = make_stack(quic)
@@ -116,6 +116,8 @@ class Endpoint:
         #: the UdpSocket once listening (Any: a test may put a stand-in with only sendto)
         self.transport: Any = None
         self.gso = gso
+        #: OFTP 2 links: chunks a run stream carries before it ends (1: a stream per chunk)
+        self.chunk_run = chunk_run_length(chunk_run)
         self.links_by_cid: dict[bytes, Link] = {}
         self.links: set[Link] = set()
         self.max_links = max_links
@@ -220,7 +222,8 @@ class Endpoint:
             raise ConnectionError(f"{addr[0]}: not an address of this node's IP version "
                                   f"(its socket is {self.transport.sock.getsockname()[0] if self.transport else '?'})")
         quic = self.stack.dialler(self._config(is_client=True))
-        session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces)
+        session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces,
+                             chunk_runs=self.chunk_run > 1)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         self.links.add(link)
         self.links_by_cid[quic.host_cid] = link
@@ -405,7 +408,8 @@ class Endpoint:
         if not self._admit(addr[0]):
             return None
         quic = self.stack.listener(self._server_config, odcid, retry_cid)
-        session = ss.Session(self.identity, is_dialler=False, rng=self.nonces)
+        session = ss.Session(self.identity, is_dialler=False, rng=self.nonces,
+                             chunk_runs=self.chunk_run > 1)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         c["links_accepted"] += 1
         self.links.add(link)
