@@ -44,6 +44,7 @@ from collections.abc import Callable
 from typing import Any
 
 from oasis.core import session as ss
+from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
@@ -118,6 +119,8 @@ class Endpoint:
         self.gso = gso
         #: OFTP 2 links: chunks a run stream carries before it ends (1: a stream per chunk)
         self.chunk_run = chunk_run_length(chunk_run)
+        #: the OFTP versions this endpoint's links offer (all it speaks unless narrowed)
+        self.oftp_versions: tuple[int, ...] = wire.SUPPORTED_VERSIONS
         self.links_by_cid: dict[bytes, Link] = {}
         self.links: set[Link] = set()
         self.max_links = max_links
@@ -223,7 +226,7 @@ class Endpoint:
                                   f"(its socket is {self.transport.sock.getsockname()[0] if self.transport else '?'})")
         quic = self.stack.dialler(self._config(is_client=True))
         session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces,
-                             chunk_runs=self.chunk_run > 1)
+                             chunk_runs=self.chunk_run > 1, versions=self.oftp_versions)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         self.links.add(link)
         self.links_by_cid[quic.host_cid] = link
@@ -409,7 +412,7 @@ class Endpoint:
             return None
         quic = self.stack.listener(self._server_config, odcid, retry_cid)
         session = ss.Session(self.identity, is_dialler=False, rng=self.nonces,
-                             chunk_runs=self.chunk_run > 1)
+                             chunk_runs=self.chunk_run > 1, versions=self.oftp_versions)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         c["links_accepted"] += 1
         self.links.add(link)
