@@ -195,15 +195,9 @@ class Link:
         self.heard_at = now
         core = self._core
         try:
-            if core is not None:
-                # the native core past the handshake (Stack.fast_core): what the stack's
-                # receive_many does then, without its per-call look-ups
-                core.receive_many_datagrams(datagrams, addr, now)
-                self.quic._drain_core()
-                if max(map(len, datagrams)) < ACK_NOW_BELOW:
-                    self._ack_now(core, now)
-            else:
-                self.stack.receive_many(self.quic, datagrams, addr, now)
+            self.stack.receive_many(self.quic, datagrams, addr, now)
+            if core is not None and max(map(len, datagrams)) < ACK_NOW_BELOW:
+                self._ack_now(core, now)
         except self.stack.errors as exc:
             self._quic_refused(exc)
         self._received_from(addr)
@@ -541,14 +535,8 @@ class Link:
             sid = self._run_sid
             last = (self._run_chunks + 1 >= self.endpoint.chunk_run
                     or self._run_bytes + len(a.data) >= RUN_MAX_BYTES)
-            core = self._core
             try:
-                if core is not None and self._run_chunks:
-                    # a stream the connection already recorded (its first write did): the
-                    # native core's send is all qh3's send_stream_data would do (Stack.fast_core)
-                    core.send_stream(sid, a.data, last)
-                else:
-                    self.quic.send_stream_data(sid, a.data, end_stream=last)
+                self.quic.send_stream_data(sid, a.data, end_stream=last)
             except self.stack.errors as exc:
                 self._end_run(False)
                 if attempt:

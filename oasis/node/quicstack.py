@@ -107,9 +107,7 @@ class Stack:
 
     def fast_core(self, quic: Any) -> Any:
         """The connection's native core where the link may drive it directly for the rest
-        of the connection's life (poll its datagrams, read and fire its timer, hand it a
-        run of datagrams then drain its events, write more on a stream the connection has
-        recorded, i.e. already written through ``send_stream_data``): qh3 once
+        of the connection's life (poll its datagrams, read and fire its timer): qh3 once
         the handshake is complete and no qlog logger is set. None: use the connection's
         own methods (:meth:`datagrams_to_send`, ``get_timer``, ``handle_timer``)."""
         return None
