@@ -35,9 +35,10 @@ new stream (MAX_STREAMS) for each stream that ends: an ack-eliciting packet back
 per stream, which the sender must acknowledge -- per chunk and child with a
 stream per chunk, once per run here; and a run's packets are all of one size, so
 a chunk to a child leaves in one GSO send. Stale chunks: at a run chunk's
-deadline, if any of its bytes are still unsent, the run is reset (the chunks
-behind it on the run go with it) and the next chunk opens a new run; a chunk
-that is on the wire is left to QUIC's loss recovery. An ended run keeps the
+deadline, if any of its bytes are still unsent, the run is reset and the
+chunks behind it that are still in time are written again on a new run (only
+stale chunks are dropped); a chunk that is on the wire is left to QUIC's loss
+recovery. An ended run keeps the
 rule of a stream per chunk: reset at its last chunk's deadline unless all
 acknowledged.
 """
@@ -123,12 +124,14 @@ class Link:
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         #: OFTP 2: the chunk run open on this link (-1: none), chunks and bytes written on
-        #: it, and (end offset, deadline) of its chunks that may still be unsent
+        #: it, and (end offset, deadline, the send) of its chunks that may still be unsent
         self._run_sid = -1
         self._run_chunks = 0
         self._run_bytes = 0
-        self._run_due: list[tuple[int, float]] = []
+        self._run_due: list[tuple[int, float, ss.SendChunkStream]] = []
         self.runs_reset = 0  #: chunk runs reset because a chunk on them was stale and unsent
+        #: chunks written again on a new run because a stale chunk ahead of them reset theirs
+        self.run_chunks_resent = 0
         self.datagrams_in = self.datagrams_out = 0
         self.transmits = 0  #: flushes: how often :meth:`transmit_now` ran
         #: runs of datagrams handed to QUIC in one call (:meth:`datagrams_received`), and
@@ -548,7 +551,7 @@ class Link:
             if last:
                 self._end_run(True, a.deadline)
             else:
-                self._run_due.append((self._run_bytes, a.deadline))
+                self._run_due.append((self._run_bytes, a.deadline, a))
             self._arm_expiry()
             return
 
@@ -568,8 +571,9 @@ class Link:
             return self._run_bytes
 
     def _check_run(self, now: float) -> None:
-        """Forget the open run's chunks that are all on the wire; reset the run if one whose
-        deadline is past is not."""
+        """Forget the open run's chunks that are all on the wire; if one of those left (none
+        of their bytes after it has left either) is past its deadline, reset the run and
+        write the others, still in time, on a new run: only stale chunks are dropped."""
         due = self._run_due
         if not due:
             return
@@ -579,12 +583,17 @@ class Link:
             k += 1
         if k:
             del due[:k]
-        if due and due[0][1] <= now:
-            if self._reset_unsent(self._run_sid):
-                self.runs_reset += 1
-                self.endpoint.counters["chunk_streams_reset"] += 1
-                self.transmit()
-            self._end_run(False)
+        if not any(d[1] <= now for d in due):
+            return
+        keep = [d[2] for d in due if d[1] > now]
+        if self._reset_unsent(self._run_sid):
+            self.runs_reset += 1
+            self.endpoint.counters["chunk_streams_reset"] += 1
+            self.transmit()
+        self._end_run(False)
+        for a in keep:
+            self.run_chunks_resent += 1
+            self._send_in_run(a)
 
     def _on_session_timer(self) -> None:
         self._session_timer = None
@@ -606,8 +615,9 @@ class Link:
         if (not d and not due) or self.closed:
             return
         at = min(d.values()) if d else due[0][1]
-        if due and due[0][1] < at:
-            at = due[0][1]
+        for e in due:  # (a newer chunk may go first: not in deadline order)
+            if e[1] < at:
+                at = e[1]
         if self._expiry is not None:
             if self._expiry_at <= at:
                 return  # armed for an earlier deadline: it looks again then

@@ -80,24 +80,26 @@ async def test_chunks_cross_in_runs_one_stream_per_run(stack: str, monkeypatch: 
 async def test_a_stale_unsent_chunk_resets_its_run_and_the_next_opens_another(
         stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chunk whose deadline passes before its bytes left is reset with its run (nothing
-    stale is sent later); the chunk before it, on the wire, arrived; the next chunk goes on
-    a new run and arrives; the receiver keeps no bytes of the reset run."""
+    stale is sent later); the chunk before it, on the wire, arrived; the chunk queued behind
+    it, still in time, is written again on a new run and arrives, and so does the next; the
+    receiver keeps no bytes of the reset run."""
     a, b, la, lb = await _pair(stack, monkeypatch, 16)
     got = _chunks_received(b)
     try:
-        first, nxt = _chunks("stale", 2)
+        first, behind, nxt = _chunks("stale", 3)
         stale = _chunks("stale2", 1, size=300_000)[0]  # far over QUIC's window: a tail waits
         la.send_chunk(first, deadline=a.clock() + 30.0)
         await _wait(lambda: got == [first], SLACK)
         run = la._run_sid
         la.send_chunk(stale, deadline=a.clock() - 0.01)
+        la.send_chunk(behind, deadline=a.clock() + 30.0)
         assert la._run_sent() < la._run_bytes  # not all on the wire
         la._check_run(a.clock())
-        assert la.runs_reset == 1 and la._run_sid == -1
+        assert la.runs_reset == 1 and la.run_chunks_resent == 1
         assert a.endpoint.counters["chunk_streams_reset"] == 1
+        assert la._run_sid not in (-1, run) and la._run_chunks == 1
         la.send_chunk(nxt, deadline=a.clock() + 30.0)
-        assert la._run_sid not in (-1, run)
-        await _wait(lambda: got == [first, nxt], SLACK)
+        await _wait(lambda: got == [first, behind, nxt], SLACK)
         await _wait(lambda: lb.session.counters.chunk_bytes_buffered == 0, SLACK)
         assert lb.session.counters.violations == 0
     finally:
