@@ -32,6 +32,15 @@ AUTH or GOODBYE closes, so a stranger can make us hold at most two frames
 (~4 KB); a chunk stream is stopped at its first byte, never buffered.
 After authentication the chunk streams a peer has open may buffer at most
 ``MAX_BUFFERED_CHUNK_BYTES`` together (and ``MAX_CHUNK_MESSAGE`` each).
+
+Chunk streams by version: on an OFTP 1 link each chunk stream is one CHUNK
+(its FIN delimits it). On OFTP 2 each is a *run*: one or more CHUNKs, each
+framed (4-byte length + body), the FIN on a frame boundary. A sender may put
+one chunk on a stream (``SendChunkStream.run`` False) or append it to the
+stream it keeps open for chunks (True: the adapter ends that run now and then,
+so the peer's QUIC grants a new stream once per run, not once per chunk). The
+receiver holds only a run's unfinished frame: the caps and the timeout above
+apply to it, an idle run between frames holds nothing.
 """
 
 from __future__ import annotations
@@ -66,7 +75,7 @@ CHUNK_STREAM_TIMEOUT = 10.0
 #: the chunk last encoded by :meth:`Session.send_chunk` and its bytes (a frozen message:
 #: the same object encodes to the same bytes), so a relay encodes each chunk once, not
 #: once per child
-_LAST_ENCODED: list[Any] = [None, b""]
+_LAST_ENCODED: list[Any] = [None, b"", None]  # (chunk, its body, the body framed or None)
 
 
 # ---- actions (what the adapter must do) -----------------------------------
@@ -78,9 +87,12 @@ class SendControl:
 
 @dataclass(frozen=True, slots=True)
 class SendChunkStream:
-    data: bytes  #: whole content of a new unidirectional stream (then FIN)
+    data: bytes  #: one chunk's bytes: a stream's whole content (then FIN), or a run's frame
     seq: int  #: chunk sequence number (for priority and logging)
     deadline: float  #: past this time the adapter drops/resets it
+    #: OFTP 2: ``data`` is a framed chunk that may be appended to the link's open run
+    #: (the adapter decides when a run ends); False: a new stream, ``data`` then FIN
+    run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +158,7 @@ class LinkCounters:
     chunk_bytes_buffered: int = 0  #: now held for chunk streams not yet complete
     chunk_streams_stopped: int = 0  #: chunk streams refused or stopped (cap, pre-auth)
     chunk_streams_timed_out: int = 0  #: of those, stopped unfinished after CHUNK_STREAM_TIMEOUT
+    runs_ended_in_frame: int = 0  #: OFTP 2 chunk runs whose FIN came inside a frame
     errors_received: int = 0  #: ERROR messages the peer sent us
     unknown_codes_received: int = 0  #: ERROR/GOODBYE carrying a code not in ErrorCode
 
@@ -159,6 +172,11 @@ class Session:
     max_errors: int = 20
     handshake_timeout: float = HANDSHAKE_TIMEOUT
     agent: str = "oasis/0.1"
+    #: OFTP 2 links: send chunks as frames the adapter appends to its open run
+    #: (``SendChunkStream.run``); False: each chunk framed on a stream of its own
+    chunk_runs: bool = True
+    #: the OFTP versions this side offers (a subset of ``wire.SUPPORTED_VERSIONS``)
+    versions: tuple[int, ...] = wire.SUPPORTED_VERSIONS
 
     peer_key: bytes | None = field(default=None, init=False)
     version: int | None = field(default=None, init=False)
@@ -196,7 +214,7 @@ class Session:
         if self._sent_hello:
             return
         self._sent_hello = True
-        self._send(wire.Hello(versions=list(wire.SUPPORTED_VERSIONS), key=self.identity.public,
+        self._send(wire.Hello(versions=list(self.versions), key=self.identity.public,
                               nonce=self._nonce, agent=self.agent))
 
     def _arm(self, deadline: float) -> None:
@@ -253,16 +271,22 @@ class Session:
     def send_chunk(self, chunk: wire.ChunkMsg, deadline: float) -> None:
         if not self.authenticated:
             raise RuntimeError("session not authenticated")
+        framed = self.version is not None and self.version >= wire.CHUNK_RUNS_VERSION
         cached = _LAST_ENCODED
         if cached[0] is chunk:  # a relay pushes one chunk to each child in turn
-            data: bytes = cached[1]
+            body: bytes = cached[1]
         else:
-            data = wire.encode(chunk)
-            cached[0], cached[1] = chunk, data
+            body = wire.encode(chunk)
+            cached[0], cached[1], cached[2] = chunk, body, None
+        data = body
+        if framed:
+            data = cached[2]
+            if data is None:
+                data = cached[2] = wire.frame_chunk(body)
         self.counters.chunk_stream_out += len(data)
         self.counters.media_out += len(chunk.payload)
         self.counters.chunks_out += 1
-        self._actions.append(SendChunkStream(data, chunk.seq, deadline))
+        self._actions.append(SendChunkStream(data, chunk.seq, deadline, framed and self.chunk_runs))
 
     def close(self, code: ErrorCode, reason: str, *, by_peer: bool = False) -> None:
         if self.closed:
@@ -316,6 +340,9 @@ class Session:
             self._stop(stream_id)
             self._violation(ErrorCode.UNEXPECTED, "chunk stream before authentication")
             return
+        if self.version >= wire.CHUNK_RUNS_VERSION:
+            self._receive_run(stream_id, data, end, now)
+            return
         buf = self._chunk_bufs.get(stream_id)
         if buf is None:
             if len(self._chunk_bufs) >= MAX_OPEN_CHUNK_STREAMS:
@@ -351,6 +378,72 @@ class Session:
         self.counters.media_in += len(chunk.payload)
         self.counters.chunks_in += 1
         self._events.append(ChunkReceived(chunk, len(whole)))
+
+    def _receive_run(self, stream_id: int, data: bytes, end: bool, now: float) -> None:
+        """OFTP 2: bytes of a run of framed chunks. Complete frames are decoded from the
+        bytes as they came (no copy when a piece holds whole frames); only an unfinished
+        frame is kept, under the same caps as a whole chunk stream of OFTP 1, and its
+        first byte's time starts the stream's timeout."""
+        buf = self._chunk_bufs.get(stream_id)
+        if buf is None:
+            if len(self._chunk_bufs) >= MAX_OPEN_CHUNK_STREAMS:
+                self._stop(stream_id)
+                self._violation(ErrorCode.TOO_LARGE, "too many open chunk streams")
+                return
+            buf = self._chunk_bufs[stream_id] = bytearray()
+        held = len(buf)
+        whole: bytes | bytearray = data
+        if held:
+            buf += data
+            whole = buf
+        view = memoryview(whole)
+        size = len(whole)
+        pos = 0
+        while size - pos >= 4:
+            n = wire.chunk_frame_length(whole, pos)
+            if n > wire.MAX_CHUNK_MESSAGE:
+                view.release()
+                self._stop(stream_id)
+                self._violation(ErrorCode.TOO_LARGE, f"chunk frame of {n} bytes (cap {wire.MAX_CHUNK_MESSAGE})")
+                return
+            if size - pos - 4 < n:
+                break
+            try:
+                chunk = wire.decode_chunk(view[pos + 4:pos + 4 + n])
+            except WireError as exc:
+                self._violation(exc.code, exc.detail)
+                if self.closed:
+                    view.release()
+                    return
+            else:
+                self.counters.media_in += len(chunk.payload)
+                self.counters.chunks_in += 1
+                self._events.append(ChunkReceived(chunk, n + 4))
+            pos += 4 + n
+        view.release()
+        rest = size - pos
+        if rest and pos == 0 and held:
+            pass  # the same unfinished frame, grown (already in buf)
+        elif held:
+            del buf[:pos]
+        elif rest:
+            buf += memoryview(data)[pos:]
+        self.counters.chunk_bytes_buffered += rest - held
+        if not rest:
+            self._chunk_t0.pop(stream_id, None)
+        elif pos or not held:  # a new unfinished frame: its timeout runs from now
+            self._chunk_t0.pop(stream_id, None)
+            self._chunk_t0[stream_id] = now
+        if rest and self.counters.chunk_bytes_buffered > MAX_BUFFERED_CHUNK_BYTES:
+            self._stop(stream_id)
+            self._violation(ErrorCode.TOO_LARGE,
+                            f"open chunk streams over {MAX_BUFFERED_CHUNK_BYTES} bytes together")
+            return
+        if end:
+            if rest:
+                self.counters.runs_ended_in_frame += 1
+                self._violation(ErrorCode.MALFORMED, "chunk run ended inside a frame")
+            self._drop_buffer(stream_id)
 
     def chunk_stream_reset(self, stream_id: int) -> None:
         """The sender abandoned a chunk stream (it was too late)."""
@@ -415,10 +508,10 @@ class Session:
             if msg.key == self.identity.public:
                 self.close(ErrorCode.WRONG_PEER, "connected to self")
                 return
-            common = set(msg.versions) & set(wire.SUPPORTED_VERSIONS)
+            common = set(msg.versions) & set(self.versions)
             if not common:
                 self.close(ErrorCode.VERSION_MISMATCH,
-                           f"peer speaks {msg.versions}, we speak {list(wire.SUPPORTED_VERSIONS)}")
+                           f"peer speaks {msg.versions}, we speak {list(self.versions)}")
                 return
             self._peer_hello = msg
             version = max(common)
@@ -428,7 +521,7 @@ class Session:
             self._sent_auth = True
         elif isinstance(msg, wire.Auth) and self._peer_hello is not None:
             hello = self._peer_hello
-            expected_version = max(set(hello.versions) & set(wire.SUPPORTED_VERSIONS))
+            expected_version = max(set(hello.versions) & set(self.versions))
             if msg.version != expected_version:
                 self.close(ErrorCode.VERSION_MISMATCH, "peer selected another version")
                 return

@@ -28,8 +28,13 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
-OFTP_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+OFTP_VERSION = 2
+#: 1: each chunk stream carries one CHUNK, unframed, ended by FIN. 2: each chunk stream
+#: carries a *run* of one or more CHUNKs, each framed as a control frame is (4-byte length +
+#: body), ended by FIN on a frame boundary (docs/oftp.md §2, "Chunk streams")
+SUPPORTED_VERSIONS = (1, 2)
+#: the first version whose chunk streams are runs of framed chunks
+CHUNK_RUNS_VERSION = 2
 ALPN = "oftp/1"
 
 # Caps (bytes). A control frame carries small messages only; a chunk stream
@@ -186,8 +191,8 @@ class Cancel(Message, tag=24, frozen=True):
 
 
 class ChunkMsg(Message, tag=11, frozen=True):
-    """A signed media chunk. Sent alone on its own unidirectional QUIC stream,
-    and as the body of the HTTP origin's chunk URL."""
+    """A signed media chunk. Sent on a unidirectional QUIC stream (OFTP 1: alone; 2: framed,
+    one of a run), and as the body of the HTTP origin's chunk URL."""
 
     stream: StreamKey
     seq: U64
@@ -489,7 +494,18 @@ def frame(msg: Message) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-def _peek_id(data: bytes) -> int | None:
+def frame_chunk(body: bytes) -> bytes:
+    """An encoded CHUNK (:func:`encode`) as one frame of an OFTP 2 chunk run."""
+    return _LEN.pack(len(body)) + body
+
+
+def chunk_frame_length(data: bytes | bytearray, pos: int) -> int:
+    """The body length a chunk-run frame header at ``data[pos:pos + 4]`` announces."""
+    n: int = _LEN.unpack_from(data, pos)[0]
+    return n
+
+
+def _peek_id(data: bytes | memoryview) -> int | None:
     """The message id a body claims: the first element of its top-level array.
 
     A bounded look at two MessagePack headers, no recursion and no allocation
@@ -532,7 +548,7 @@ def _peek_id(data: bytes) -> int | None:
 _INT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
 
 
-def _classify(data: bytes, exc: Exception) -> WireError:
+def _classify(data: bytes | memoryview, exc: Exception) -> WireError:
     text = str(exc)
     if "trailing" in text.lower():
         return WireError(ErrorCode.TRAILING_BYTES, text)
@@ -554,7 +570,7 @@ def decode_control(body: bytes) -> Message:
         raise WireError(ErrorCode.MALFORMED, str(exc)) from None
 
 
-def decode_chunk(body: bytes) -> ChunkMsg:
+def decode_chunk(body: bytes | memoryview) -> ChunkMsg:
     """Decode the content of one chunk stream (or an origin HTTP body)."""
     if len(body) > MAX_CHUNK_MESSAGE:
         raise WireError(ErrorCode.TOO_LARGE, f"chunk message of {len(body)} bytes")

@@ -27,11 +27,26 @@ stopped at once; at any time the stack may hold at most
 ``Endpoint.max_reorder_bytes`` out of order (aioquic: counted here; qh3: its
 flow-control windows bound it). Closing puts the GOODBYE on the
 wire before QUIC's CONNECTION_CLOSE.
+
+Chunk runs (OFTP 2): a chunk the session marks ``run`` is appended to the one
+unidirectional stream the link keeps open for chunks, which it ends (FIN) after
+``Endpoint.chunk_run`` chunks or ``RUN_MAX_BYTES``. A QUIC receiver grants a
+new stream (MAX_STREAMS) for each stream that ends: an ack-eliciting packet back
+per stream, which the sender must acknowledge -- per chunk and child with a
+stream per chunk, once per run here; and a run's packets are all of one size, so
+a chunk to a child leaves in one GSO send. Stale chunks: at a run chunk's
+deadline, if any of its bytes are still unsent, the run is reset and the
+chunks behind it that are still in time are written again on a new run (only
+stale chunks are dropped); a chunk that is on the wire is left to QUIC's loss
+recovery. An ended run keeps the
+rule of a stream per chunk: reset at its last chunk's deadline unless all
+acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +66,12 @@ UDP_IP_HEADER = 28
 
 #: s a chunk stream's deadline may lie ahead when its timer fires and still count as due
 EXPIRY_SLACK = 0.002
+#: chunks an OFTP 2 run stream carries before the link ends it (1: a stream per chunk);
+#: ``$OASIS_CHUNK_RUN`` or the endpoint's ``chunk_run`` set another
+DEFAULT_CHUNK_RUN = 16
+#: a run also ends once this many bytes were written on it (well inside the peer's
+#: 1 MiB stream window)
+RUN_MAX_BYTES = 512 * 1024
 #: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
 TIMER_GRID = 0.001
 
@@ -102,6 +123,15 @@ class Link:
         self._chunk_deadlines: dict[int, float] = {}
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
+        #: OFTP 2: the chunk run open on this link (-1: none), chunks and bytes written on
+        #: it, and (end offset, deadline, the send) of its chunks that may still be unsent
+        self._run_sid = -1
+        self._run_chunks = 0
+        self._run_bytes = 0
+        self._run_due: list[tuple[int, float, ss.SendChunkStream]] = []
+        self.runs_reset = 0  #: chunk runs reset because a chunk on them was stale and unsent
+        #: chunks written again on a new run because a stale chunk ahead of them reset theirs
+        self.run_chunks_resent = 0
         self.datagrams_in = self.datagrams_out = 0
         self.transmits = 0  #: flushes: how often :meth:`transmit_now` ran
         #: runs of datagrams handed to QUIC in one call (:meth:`datagrams_received`), and
@@ -465,6 +495,9 @@ class Link:
                 except self.stack.errors:  # stream finished/reset by the peer, or link closed
                     self.endpoint.counters["control_send_refused"] += 1
             elif isinstance(a, ss.SendChunkStream):
+                if a.run:
+                    self._send_in_run(a)
+                    continue
                 sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
                 try:
                     self.quic.send_stream_data(sid, a.data, end_stream=True)
@@ -485,11 +518,82 @@ class Link:
                 for sid in list(self._chunk_deadlines):
                     self._reset_unsent(sid)
                 self._chunk_deadlines.clear()
+                if self._run_sid >= 0:
+                    self._reset_unsent(self._run_sid)
+                    self._end_run(False)
                 self._flush()
                 try:
                     self.quic.close(error_code=0x100 + int(a.code), reason_phrase=a.reason)
                 except self.stack.errors as exc:
                     self._quic_refused(exc)
+
+    def _send_in_run(self, a: ss.SendChunkStream) -> None:
+        """Append a framed chunk to the open run (a new run if none), ending the run when
+        it is full. A run the stack refuses (the peer stopped it) is dropped and the chunk
+        goes on a new one; a refusal there is the connection's."""
+        for attempt in (0, 1):
+            if self._run_sid < 0:
+                self._run_sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
+                self._run_chunks = self._run_bytes = 0
+            sid = self._run_sid
+            last = (self._run_chunks + 1 >= self.endpoint.chunk_run
+                    or self._run_bytes + len(a.data) >= RUN_MAX_BYTES)
+            try:
+                self.quic.send_stream_data(sid, a.data, end_stream=last)
+            except self.stack.errors as exc:
+                self._end_run(False)
+                if attempt:
+                    self._quic_refused(exc)
+                    return
+                continue
+            self._run_chunks += 1
+            self._run_bytes += len(a.data)
+            if last:
+                self._end_run(True, a.deadline)
+            else:
+                self._run_due.append((self._run_bytes, a.deadline, a))
+            self._arm_expiry()
+            return
+
+    def _end_run(self, finished: bool, deadline: float = 0.0) -> None:
+        """Forget the open run; one that ended by FIN keeps its last chunk's deadline (reset
+        then unless every byte was acknowledged, as a stream of one chunk)."""
+        if finished and self._run_sid >= 0:
+            self._chunk_deadlines[self._run_sid] = deadline
+        self._run_sid = -1
+        self._run_due.clear()
+
+    def _run_sent(self) -> int:
+        """Bytes of the open run on the wire (written and not waiting in QUIC)."""
+        try:
+            return self._run_bytes - self.stack.unsent(self.quic, self._run_sid)
+        except self.stack.errors:
+            return self._run_bytes
+
+    def _check_run(self, now: float) -> None:
+        """Forget the open run's chunks that are all on the wire; if one of those left (none
+        of their bytes after it has left either) is past its deadline, reset the run and
+        write the others, still in time, on a new run: only stale chunks are dropped."""
+        due = self._run_due
+        if not due:
+            return
+        sent = self._run_sent()
+        k = 0
+        while k < len(due) and due[k][0] <= sent:
+            k += 1
+        if k:
+            del due[:k]
+        if not any(d[1] <= now for d in due):
+            return
+        keep = [d[2] for d in due if d[1] > now]
+        if self._reset_unsent(self._run_sid):
+            self.runs_reset += 1
+            self.endpoint.counters["chunk_streams_reset"] += 1
+            self.transmit()
+        self._end_run(False)
+        for a in keep:
+            self.run_chunks_resent += 1
+            self._send_in_run(a)
 
     def _on_session_timer(self) -> None:
         self._session_timer = None
@@ -507,9 +611,13 @@ class Link:
             finished, quic = self.stack.finished, self.quic
             for sid in [sid for sid in d if finished(quic, sid)]:
                 del d[sid]
-        if not d or self.closed:
+        due = self._run_due
+        if (not d and not due) or self.closed:
             return
-        at = min(d.values())
+        at = min(d.values()) if d else due[0][1]
+        for e in due:  # (a newer chunk may go first: not in deadline order)
+            if e[1] < at:
+                at = e[1]
         if self._expiry is not None:
             if self._expiry_at <= at:
                 return  # armed for an earlier deadline: it looks again then
@@ -526,6 +634,8 @@ class Link:
         now = self.endpoint.clock() + EXPIRY_SLACK
         for sid in [sid for sid, t in self._chunk_deadlines.items() if t <= now]:
             self.expire_chunk(sid)
+        if self._run_due:
+            self._check_run(now)
         self._arm_expiry()
 
     def expire_chunk(self, sid: int) -> None:
@@ -662,6 +772,15 @@ class Link:
                 t.cancel()
         self._timer = self._session_timer = self._expiry = None
         self._timer_at = None
+
+
+def chunk_run_length(value: int | None = None) -> int:
+    """Chunks per OFTP 2 run stream: ``value``, else ``$OASIS_CHUNK_RUN``, else
+    DEFAULT_CHUNK_RUN; ValueError unless 1-1000."""
+    n = value if value is not None else int(os.environ.get("OASIS_CHUNK_RUN") or DEFAULT_CHUNK_RUN)
+    if not 1 <= n <= 1000:
+        raise ValueError(f"chunk run length {n} is not 1-1000")
+    return n
 
 
 def poll_runs(poll: Any, now: float) -> Sequence[tuple[Any, list[bytes]]]:

@@ -44,11 +44,12 @@ from collections.abc import Callable
 from typing import Any
 
 from oasis.core import session as ss
+from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
 from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
-from .link import UDP_IP_HEADER, Link, _code  # noqa: F401 - re-exported
+from .link import UDP_IP_HEADER, Link, _code, chunk_run_length  # noqa: F401 - re-exported
 from .quicstack import CID_LENGTH, Header, Stack, make_stack
 from .udp import Addr, UdpSocket
 
@@ -101,7 +102,7 @@ class Endpoint:
                  max_halfopen_per_ip: int = 8, preauth_budget: int = PREAUTH_BUDGET,
                  retry_rate_per_ip: float = RETRY_RATE_PER_IP,
                  max_reorder_bytes: int = MAX_REORDER_BYTES, gso: bool = True,
-                 quic: str | None = None) -> None:
+                 quic: str | None = None, chunk_run: int | None = None) -> None:
         self.identity = identity
         #: the QUIC implementation (``quic``, else ``$OASIS_QUIC``, else qh3)
         self.stack: Stack = make_stack(quic)
@@ -116,6 +117,10 @@ class Endpoint:
         #: the UdpSocket once listening (Any: a test may put a stand-in with only sendto)
         self.transport: Any = None
         self.gso = gso
+        #: OFTP 2 links: chunks a run stream carries before it ends (1: a stream per chunk)
+        self.chunk_run = chunk_run_length(chunk_run)
+        #: the OFTP versions this endpoint's links offer (all it speaks unless narrowed)
+        self.oftp_versions: tuple[int, ...] = wire.SUPPORTED_VERSIONS
         self.links_by_cid: dict[bytes, Link] = {}
         self.links: set[Link] = set()
         self.max_links = max_links
@@ -220,7 +225,8 @@ class Endpoint:
             raise ConnectionError(f"{addr[0]}: not an address of this node's IP version "
                                   f"(its socket is {self.transport.sock.getsockname()[0] if self.transport else '?'})")
         quic = self.stack.dialler(self._config(is_client=True))
-        session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces)
+        session = ss.Session(self.identity, is_dialler=True, expected_key=expected_key, rng=self.nonces,
+                             chunk_runs=self.chunk_run > 1, versions=self.oftp_versions)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         self.links.add(link)
         self.links_by_cid[quic.host_cid] = link
@@ -405,7 +411,8 @@ class Endpoint:
         if not self._admit(addr[0]):
             return None
         quic = self.stack.listener(self._server_config, odcid, retry_cid)
-        session = ss.Session(self.identity, is_dialler=False, rng=self.nonces)
+        session = ss.Session(self.identity, is_dialler=False, rng=self.nonces,
+                             chunk_runs=self.chunk_run > 1, versions=self.oftp_versions)
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         c["links_accepted"] += 1
         self.links.add(link)

@@ -101,7 +101,7 @@ def test_handshake_both_sides_learn_keys() -> None:
     link.roundtrip()
     (ea,) = link.of(0, ss.Authenticated)
     (eb,) = link.of(1, ss.Authenticated)
-    assert ea == ss.Authenticated(BOB.public, 1) and eb == ss.Authenticated(ALICE.public, 1)
+    assert ea == ss.Authenticated(BOB.public, 2) and eb == ss.Authenticated(ALICE.public, 2)
     assert link.a.peer_key == BOB.public and link.b.peer_key == ALICE.public
     assert link.a.version == link.b.version == wire.OFTP_VERSION
     assert link.a.get_timer() is None and link.b.get_timer() is None
@@ -199,7 +199,7 @@ def test_reflected_auth_fails() -> None:
 def test_no_common_version() -> None:
     s = ss.Session(BOB, False, rng=random.Random(3))
     s.start(0.0)
-    s.receive_control(wire.frame(wire.Hello(versions=[2, 7], key=ALICE.public, nonce=b"n" * 16)), 0.0)
+    s.receive_control(wire.frame(wire.Hello(versions=[3, 7], key=ALICE.public, nonce=b"n" * 16)), 0.0)
     ev = s.next_event()
     assert isinstance(ev, ss.Closed) and ev.code == ErrorCode.VERSION_MISMATCH
     assert s.closed
@@ -210,7 +210,7 @@ def test_no_common_version() -> None:
 def test_auth_with_other_version_is_refused() -> None:
     link = pair()
     _deliver_rewritten(link, 0, lambda m: m)
-    _deliver_rewritten(link, 1, lambda m: wire.Auth(version=2, signature=m.signature)
+    _deliver_rewritten(link, 1, lambda m: wire.Auth(version=1, signature=m.signature)
                        if isinstance(m, wire.Auth) else m)
     link.roundtrip()
     assert link.closed(0).code == ErrorCode.VERSION_MISMATCH
@@ -312,8 +312,10 @@ def test_hello_after_handshake_is_a_violation_not_a_close() -> None:
     assert [e.code for e in errs] == [ErrorCode.UNEXPECTED]
 
 
-def test_chunk_exchange_after_auth() -> None:
-    link = authed()
+@pytest.mark.parametrize("versions", [(1,), (1, 2)])
+def test_chunk_exchange_after_auth(versions: tuple[int, ...]) -> None:
+    link = authed(versions=versions)
+    frame = 4 if max(versions) >= wire.CHUNK_RUNS_VERSION else 0  # OFTP 2: each chunk framed
     payloads = [bytes([i]) * (1000 + i) for i in range(5)] + [b""]
     sent = [sign_chunk(ALICE, SID, i, 1_000_000 * i, i == 0, p) for i, p in enumerate(payloads)]
     for c in sent:
@@ -322,7 +324,7 @@ def test_chunk_exchange_after_auth() -> None:
     got = link.of(1, ss.ChunkReceived)
     assert [e.chunk for e in got] == sent
     assert [e.chunk.payload for e in got] == payloads
-    assert [e.wire_bytes for e in got] == [len(wire.encode(c)) for c in sent]
+    assert [e.wire_bytes for e in got] == [len(wire.encode(c)) + frame for c in sent]
     streams = [a for a in link.actions[0] if isinstance(a, ss.SendChunkStream)]
     assert [(s.seq, s.deadline) for s in streams] == [(i, 9.0) for i in range(6)]
 
@@ -330,7 +332,7 @@ def test_chunk_exchange_after_auth() -> None:
 def test_a_chunk_pushed_on_several_links_is_encoded_once_and_each_link_sends_its_chunk() -> None:
     """A relay pushes one chunk to each child: the bytes are encoded once and shared; a
     different chunk (even of the same seq) is encoded anew, never served from that cache."""
-    one, two = authed(), authed()
+    one, two = authed(versions=(1,)), authed(versions=(1,))
     chunk = sign_chunk(ALICE, SID, 4, 4, True, b"a" * 3000)
     other = sign_chunk(ALICE, SID, 4, 4, True, b"b" * 3000)  # same seq, other bytes
     one.a.send_chunk(chunk, 9.0)
@@ -411,7 +413,7 @@ def test_oversize_frame_closes() -> None:
 
 
 def test_oversize_chunk_stream_is_stopped() -> None:
-    link = authed()
+    link = authed(versions=(1,))  # OFTP 1: a chunk stream is one unframed CHUNK
     piece = b"\x00" * (256 * 1024)
     sent = 0
     while sent <= wire.MAX_CHUNK_MESSAGE:
@@ -433,7 +435,7 @@ def test_a_chunk_stream_parked_unfinished_is_stopped_and_freed_after_its_timeout
     """A peer opens chunk streams and never finishes them (each just under the buffer
     caps): they are stopped and their buffers freed CHUNK_STREAM_TIMEOUT after their first
     byte, oldest first, counted; a stream that began later is left to finish."""
-    link = authed()
+    link = authed(versions=(1,))  # OFTP 1: a chunk stream is one unframed CHUNK
     b = link.b
     t0 = link.now
     data = wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"x" * 100_000))
@@ -458,7 +460,7 @@ def test_a_chunk_stream_parked_unfinished_is_stopped_and_freed_after_its_timeout
 
 
 def test_garbage_chunk_stream_is_a_violation() -> None:
-    link = authed()
+    link = authed(versions=(1,))  # OFTP 1: a chunk stream is one unframed CHUNK
     link.b.receive_chunk_stream(7, b"\x93\x0b\x01\x02", True, 1.0)
     link.roundtrip()
     assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.MALFORMED]
@@ -466,7 +468,7 @@ def test_garbage_chunk_stream_is_a_violation() -> None:
 
 
 def test_reset_chunk_stream_is_forgotten() -> None:
-    link = authed()
+    link = authed(versions=(1,))  # OFTP 1: a chunk stream is one unframed CHUNK
     data = wire.encode(sign_chunk(ALICE, SID, 1, 1, True, b"x" * 100))
     link.b.receive_chunk_stream(7, data[:50], False, 1.0)
     link.b.chunk_stream_reset(7)
@@ -567,7 +569,7 @@ def test_goodbye_then_fin_is_a_clean_close() -> None:
 def test_open_chunk_streams_share_one_byte_cap() -> None:
     """An authenticated peer opens many streams and never finishes them: the total
     buffered stays under MAX_BUFFERED_CHUNK_BYTES, the stream that crossed it is stopped."""
-    link = authed()
+    link = authed(versions=(1,))  # OFTP 1: a chunk stream is one unframed CHUNK
     piece = b"\x00" * (512 * 1024)
     stopped_at = None
     for k in range(40):
@@ -699,7 +701,7 @@ def test_big_status_right_after_auth_in_the_same_read_is_accepted() -> None:
 def test_nesting_bomb_frame_is_a_coded_violation(depth: int, authenticated: bool) -> None:
     """A ~40-60 KB frame of nested arrays (it segfaulted msgspec's untyped decoder)."""
     body = b"\x91" * depth + b"\x01"
-    link = authed(max_errors=5) if authenticated else pair(max_errors=5)
+    link = authed(max_errors=5, versions=(1,)) if authenticated else pair(max_errors=5)
     if authenticated:
         link.b.receive_control(len(body).to_bytes(4, "big") + body, 1.0)
         link.b.receive_chunk_stream(3, body, True, 1.0)
@@ -716,3 +718,146 @@ def test_nesting_bomb_frame_is_a_coded_violation(depth: int, authenticated: bool
         s.receive_control(len(small).to_bytes(4, "big") + small, 1.0)
         ev = s.next_event()
         assert isinstance(ev, ss.Violation) and ev.code == ErrorCode.MALFORMED and s.closed
+
+
+# ---- OFTP 2: chunk runs (several framed chunks on one stream) -------------------------
+
+def _run_bytes(*chunks: wire.ChunkMsg) -> bytes:
+    return b"".join(wire.frame_chunk(wire.encode(c)) for c in chunks)
+
+
+def test_a_chunk_run_in_any_pieces_gives_each_chunk_in_order_and_holds_nothing_between() -> None:
+    """OFTP 2: frames cut anywhere (a byte at a time, across frame boundaries) come out
+    whole and in order; between frames the run holds no bytes and arms no timeout."""
+    sent = [sign_chunk(ALICE, SID, i, i, i == 0, bytes([i]) * (500 + 97 * i)) for i in range(6)]
+    data = _run_bytes(*sent)
+    for cuts in ([1] * len(data), [3, 5, 700, 1, 2000], [len(data)]):
+        link = authed()
+        b = link.b
+        assert b.version == 2
+        pos = 0
+        for n in cuts:
+            b.receive_chunk_stream(3, data[pos:pos + n], False, link.now)
+            pos += n
+            if pos >= len(data):
+                break
+        b.receive_chunk_stream(3, data[pos:], True, link.now)
+        link.roundtrip()
+        got = link.of(1, ss.ChunkReceived)
+        assert [e.chunk for e in got] == sent
+        assert [e.wire_bytes for e in got] == [len(wire.encode(c)) + 4 for c in sent]
+        assert b.counters.chunk_bytes_buffered == 0 and b.get_timer() is None
+        assert not link.of(1, ss.Violation)
+    # an open run between two frames: nothing held, no timeout running
+    link = authed()
+    link.b.receive_chunk_stream(3, _run_bytes(sent[0]), False, link.now)
+    assert link.b.counters.chunk_bytes_buffered == 0 and link.b.get_timer() is None
+    link.step(3 * ss.CHUNK_STREAM_TIMEOUT)
+    link.b.receive_chunk_stream(3, _run_bytes(sent[1]), True, link.now)
+    link.roundtrip()
+    assert [e.chunk for e in link.of(1, ss.ChunkReceived)] == sent[:2]
+
+
+def test_a_run_frame_announcing_too_much_is_stopped_at_its_header() -> None:
+    """A frame header over MAX_CHUNK_MESSAGE: the run is stopped before any of its bytes
+    are kept (TOO_LARGE), the frames before it were delivered."""
+    link = authed()
+    ok = sign_chunk(ALICE, SID, 1, 1, True, b"x" * 100)
+    head = (wire.MAX_CHUNK_MESSAGE + 1).to_bytes(4, "big")
+    link.b.receive_chunk_stream(3, _run_bytes(ok) + head, False, link.now)
+    link.roundtrip()
+    assert [e.chunk for e in link.of(1, ss.ChunkReceived)] == [ok]
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.TOO_LARGE]
+    assert any(isinstance(a, ss.StopChunkStream) and a.stream_id == 3 for a in link.actions[1])
+    assert link.b.counters.chunk_bytes_buffered == 0
+    link.b.receive_chunk_stream(3, b"y" * 1000, False, link.now)  # late bytes: dropped
+    assert link.b.counters.chunk_bytes_buffered == 0
+
+
+def test_a_run_ended_inside_a_frame_is_a_violation_and_frees_its_bytes() -> None:
+    link = authed()
+    data = _run_bytes(sign_chunk(ALICE, SID, 1, 1, True, b"x" * 3000))
+    link.b.receive_chunk_stream(3, data[:1000], False, link.now)
+    assert link.b.counters.chunk_bytes_buffered == 1000
+    link.b.receive_chunk_stream(3, data[1000:2000], True, link.now)
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.MALFORMED]
+    assert link.b.counters.runs_ended_in_frame == 1
+    assert link.b.counters.chunk_bytes_buffered == 0 and link.b.get_timer() is None
+    assert not link.of(1, ss.ChunkReceived)
+
+
+def test_a_run_frame_left_unfinished_is_stopped_after_the_timeout_from_its_first_byte() -> None:
+    """The timeout runs from an unfinished frame's first byte, not from the run's: a run
+    that delivered a frame long ago and then parks half a frame is stopped on time."""
+    link = authed()
+    a, c = (sign_chunk(ALICE, SID, i, i, True, b"x" * 2000) for i in (1, 2))
+    link.b.receive_chunk_stream(3, _run_bytes(a), False, link.now)
+    link.step(5.0)
+    t = link.now
+    link.b.receive_chunk_stream(3, _run_bytes(c)[:100], False, link.now)
+    assert link.b.get_timer() == t + ss.CHUNK_STREAM_TIMEOUT
+    link.step(ss.CHUNK_STREAM_TIMEOUT - 0.1)
+    assert link.b.counters.chunk_streams_timed_out == 0
+    link.step(0.1)
+    link.roundtrip()
+    assert link.b.counters.chunk_streams_timed_out == 1 and link.b.counters.chunk_bytes_buffered == 0
+    assert [e.chunk for e in link.of(1, ss.ChunkReceived)] == [a]
+
+
+def test_a_garbage_frame_in_a_run_is_a_violation_and_the_run_goes_on() -> None:
+    link = authed()
+    good = sign_chunk(ALICE, SID, 2, 2, True, b"g" * 300)
+    bad = b"\x93\x01\x02"  # a frame that is no CHUNK
+    data = len(bad).to_bytes(4, "big") + bad + _run_bytes(good)
+    link.b.receive_chunk_stream(3, data, True, link.now)
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.MALFORMED]
+    assert [e.chunk for e in link.of(1, ss.ChunkReceived)] == [good]
+
+
+def test_open_runs_share_the_one_byte_cap() -> None:
+    """Unfinished frames on many runs count against MAX_BUFFERED_CHUNK_BYTES together."""
+    link = authed()
+    big = _run_bytes(sign_chunk(ALICE, SID, 1, 1, True, b"z" * (wire.MAX_CHUNK_PAYLOAD - 10)))
+    part = big[: len(big) - 10]
+    link.b.receive_chunk_stream(3, part, False, link.now)
+    link.b.receive_chunk_stream(7, part, False, link.now)
+    assert link.b.counters.chunk_bytes_buffered == 2 * len(part) <= ss.MAX_BUFFERED_CHUNK_BYTES
+    link.b.receive_chunk_stream(11, part, False, link.now)
+    link.roundtrip()
+    assert [v.code for v in link.of(1, ss.Violation)] == [ErrorCode.TOO_LARGE]
+    assert link.b.counters.chunk_bytes_buffered == 2 * len(part)
+
+
+@pytest.mark.parametrize(("versions", "runs", "framed", "run"),
+                         [((1,), True, False, False), ((1, 2), True, True, True),
+                          ((1, 2), False, True, False)])
+def test_what_send_chunk_asks_for_by_version_and_setting(versions: tuple[int, ...], runs: bool,
+                                                          framed: bool, run: bool) -> None:
+    """OFTP 1: the chunk's bytes, a stream each. OFTP 2: the chunk framed, for the link's
+    run (``chunk_runs``) or a stream of its own; one encoding shared by every link."""
+    one, two = authed(versions=versions, chunk_runs=runs), authed(versions=versions, chunk_runs=runs)
+    chunk = sign_chunk(ALICE, SID, 4, 4, True, b"a" * 3000)
+    one.a.send_chunk(chunk, 9.0)
+    two.a.send_chunk(chunk, 9.0)
+    (sa,), (sb,) = ([a for a in lk.a.actions() if isinstance(a, ss.SendChunkStream)]
+                    for lk in (one, two))
+    body = wire.encode(chunk)
+    assert sa.data == (wire.frame_chunk(body) if framed else body) and sa.data is sb.data
+    assert sa.run is run and (sa.seq, sa.deadline) == (4, 9.0)
+
+
+def test_a_peer_offering_only_oftp_1_gets_oftp_1() -> None:
+    link = authed(versions=(1,))
+    assert link.a.version == link.b.version == 1
+    link = pair(start=False)  # a new node (1, 2) and an old one (1)
+    link.b.versions = (1,)
+    link.a.start(link.now)
+    link.b.start(link.now)
+    link.roundtrip()
+    assert link.a.version == link.b.version == 1
+    chunk = sign_chunk(ALICE, SID, 1, 1, True, b"x" * 500)
+    link.a.send_chunk(chunk, 9.0)
+    link.roundtrip()
+    assert [e.chunk for e in link.of(1, ss.ChunkReceived)] == [chunk]

@@ -171,10 +171,11 @@ async def test_calls_on_a_closed_qh3_connection_are_counted_not_raised() -> None
 
 
 @pytest.mark.parametrize("stack", STACKS)
-async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(stack: str) -> None:
+async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chunk stream not acknowledged at its deadline is reset, so QUIC stops
     retransmitting a stale chunk; one the peer acknowledged is left alone. qh3 tells only
     what is queued, not what is acknowledged: a stream it sent once must still be reset."""
+    monkeypatch.setenv("OASIS_CHUNK_RUN", "1")  # a stream per chunk (runs: test_node_chunk_runs.py)
     a, b = await _node(stack), await _node(stack)
     seen = _chunks_received(b)
     try:
@@ -200,9 +201,10 @@ async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(
 
 
 @pytest.mark.parametrize("stack", STACKS)
-async def test_the_link_resets_a_chunk_stream_on_its_own_once_the_deadline_passes(stack: str) -> None:
+async def test_the_link_resets_a_chunk_stream_on_its_own_once_the_deadline_passes(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """No one calls expire_chunk here: the link's one deadline timer does, for a chunk the
     peer never acknowledges (it stopped reading its socket)."""
+    monkeypatch.setenv("OASIS_CHUNK_RUN", "1")  # a stream per chunk (runs: test_node_chunk_runs.py)
     a, b = await _node(stack), await _node(stack)
     try:
         assert await a.connect(b.peer_id, *b.endpoint.address)
@@ -222,9 +224,10 @@ async def test_the_link_resets_a_chunk_stream_on_its_own_once_the_deadline_passe
 
 
 @pytest.mark.parametrize("stack", STACKS)
-async def test_acknowledged_chunk_streams_are_forgotten_at_the_next_push(stack: str) -> None:
+async def test_acknowledged_chunk_streams_are_forgotten_at_the_next_push(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chunk stream QUIC is done with needs no deadline: the next push forgets it, so the
     link's deadline timer waits only for streams still open, and none is reset."""
+    monkeypatch.setenv("OASIS_CHUNK_RUN", "1")  # a stream per chunk (runs: test_node_chunk_runs.py)
     a, b = await _node(stack), await _node(stack)
     seen = _chunks_received(b)
     try:

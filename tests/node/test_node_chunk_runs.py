@@ -1,0 +1,192 @@
+"""OFTP 2 chunk runs on real nodes (loopback, both QUIC stacks): several framed chunks on one
+QUIC stream, a new stream per run; a stale chunk still unsent resets its run and the next
+chunk opens another; a peer's oversized or truncated frame is refused on the real path; a
+node that offers only OFTP 1 still gets every chunk (docs/oftp.md §2, "Chunk streams")."""
+
+from __future__ import annotations
+
+import pytest
+from procs import until as _wait
+
+from oasis.core import session as ss
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+from oasis.node.link import Link
+from oasis.node.node import Node
+from oasis.node.quicstack import STACKS
+
+SLACK = 10.0
+
+
+def _chunks_received(node: Node) -> list[wire.ChunkMsg]:
+    got: list[wire.ChunkMsg] = []
+    on_event = node.endpoint.on_event
+
+    def record(link: Link, ev: ss.Event) -> None:
+        if isinstance(ev, ss.ChunkReceived):
+            got.append(ev.chunk)
+        on_event(link, ev)
+
+    node.endpoint.on_event = record
+    return got
+
+
+async def _pair(stack: str, monkeypatch: pytest.MonkeyPatch, run: int) -> tuple[Node, Node, Link, Link]:
+    monkeypatch.setenv("OASIS_CHUNK_RUN", str(run))
+    a = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
+    b = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
+    await a.start()
+    await b.start()
+    assert await a.connect(b.peer_id, *b.endpoint.address)
+    await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
+    return a, b, a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
+
+
+def _chunks(name: str, n: int, size: int = 6000) -> list[wire.ChunkMsg]:
+    bc = Identity.generate()
+    sid = StreamId(bc.public, name)
+    return [sign_chunk(bc, sid, k, 1_000_000 + k, k == 0, bytes([k % 251]) * size) for k in range(n)]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_chunks_cross_in_runs_one_stream_per_run(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, la, lb = await _pair(stack, monkeypatch, 4)
+    got = _chunks_received(b)
+    try:
+        assert la.session.version == lb.session.version == 2
+        sids: list[int] = []
+        sent = _chunks("runs", 10)
+        for c in sent:
+            la.send_chunk(c, deadline=a.clock() + 30.0)
+            if la._run_sid >= 0:
+                sids.append(la._run_sid)
+        await _wait(lambda: len(got) == 10, SLACK)
+        # in order within a run; QUIC does not order one stream against another
+        assert sorted(got, key=lambda c: c.seq) == sent
+        for run in (sent[0:4], sent[4:8], sent[8:]):
+            assert [c for c in got if c in run] == run
+        # 4 + 4 + 2: two runs ended (FIN) and one open
+        assert len(set(sids)) == 3 and la._run_chunks == 2
+        assert lb.session.counters.chunks_in == 10 and lb.session.counters.violations == 0
+        assert lb.session.counters.chunk_bytes_buffered == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_stale_unsent_chunk_resets_its_run_and_the_next_opens_another(
+        stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk whose deadline passes before its bytes left is reset with its run (nothing
+    stale is sent later); the chunk before it, on the wire, arrived; the chunk queued behind
+    it, still in time, is written again on a new run and arrives, and so does the next; the
+    receiver keeps no bytes of the reset run."""
+    a, b, la, lb = await _pair(stack, monkeypatch, 16)
+    got = _chunks_received(b)
+    try:
+        first, behind, nxt = _chunks("stale", 3)
+        stale = _chunks("stale2", 1, size=300_000)[0]  # far over QUIC's window: a tail waits
+        la.send_chunk(first, deadline=a.clock() + 30.0)
+        await _wait(lambda: got == [first], SLACK)
+        run = la._run_sid
+        la.send_chunk(stale, deadline=a.clock() - 0.01)
+        la.send_chunk(behind, deadline=a.clock() + 30.0)
+        assert la._run_sent() < la._run_bytes  # not all on the wire
+        la._check_run(a.clock())
+        assert la.runs_reset == 1 and la.run_chunks_resent == 1
+        assert a.endpoint.counters["chunk_streams_reset"] == 1
+        assert la._run_sid not in (-1, run) and la._run_chunks == 1
+        la.send_chunk(nxt, deadline=a.clock() + 30.0)
+        await _wait(lambda: got == [first, behind, nxt], SLACK)
+        await _wait(lambda: lb.session.counters.chunk_bytes_buffered == 0, SLACK)
+        assert lb.session.counters.violations == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_the_link_resets_a_stuck_run_on_its_own_at_the_deadline(
+        stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No one calls _check_run here: the link's deadline timer does, for a run whose chunk
+    cannot leave (the peer stopped reading, QUIC's window is full)."""
+    a, b, la, lb = await _pair(stack, monkeypatch, 16)
+    try:
+        assert b.endpoint.transport is not None
+        b.endpoint.loop.remove_reader(b.endpoint.transport.sock.fileno())  # b hears nothing more
+        for c in _chunks("deaf", 3, size=300_000):  # far over QUIC's first window
+            la.send_chunk(c, deadline=a.clock() + 0.3)
+        await _wait(lambda: la.runs_reset == 1, SLACK)
+        assert la._run_sid == -1 and not la._run_due
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_peer_s_oversized_or_truncated_run_frame_is_refused(
+        stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hostile sender on the real path: a frame header over MAX_CHUNK_MESSAGE stops that run
+    (TOO_LARGE, nothing buffered); a run whose FIN cuts a frame is MALFORMED and its bytes
+    freed; the link stays up and carries the next chunk."""
+    a, b, la, lb = await _pair(stack, monkeypatch, 16)
+    got = _chunks_received(b)
+    try:
+        huge = la.quic.get_next_available_stream_id(is_unidirectional=True)
+        la.quic.send_stream_data(huge, (wire.MAX_CHUNK_MESSAGE + 1).to_bytes(4, "big") + b"x" * 5000,
+                                 end_stream=False)
+        la.transmit()
+        await _wait(lambda: lb.session.counters.chunk_streams_stopped == 1, SLACK)
+        cut = la.quic.get_next_available_stream_id(is_unidirectional=True)
+        frame = wire.frame_chunk(wire.encode(_chunks("cut", 1)[0]))
+        la.quic.send_stream_data(cut, frame[:3000], end_stream=True)
+        la.transmit()
+        await _wait(lambda: lb.session.counters.runs_ended_in_frame == 1, SLACK)
+        assert lb.session.counters.violations == 2 and lb.session.authenticated
+        assert lb.session.counters.chunk_bytes_buffered == 0 and not got
+        ok = _chunks("after", 1)[0]
+        la.send_chunk(ok, deadline=a.clock() + 30.0)
+        await _wait(lambda: got == [ok], SLACK)
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("old", ["dialler", "listener"])
+async def test_a_node_offering_only_oftp_1_gets_every_chunk_a_stream_each(
+        old: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OASIS_CHUNK_RUN", "16")
+    a = Node(Identity.generate(), sw.SwarmConfig())
+    b = Node(Identity.generate(), sw.SwarmConfig())
+    (a if old == "dialler" else b).endpoint.oftp_versions = (1,)
+    await a.start()
+    await b.start()
+    got = _chunks_received(b)
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
+        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
+        assert la.session.version == lb.session.version == 1
+        sent = _chunks("old", 5)
+        for c in sent:
+            la.send_chunk(c, deadline=a.clock() + 30.0)
+        assert la._run_sid == -1 and len(la._chunk_deadlines) >= 1
+        await _wait(lambda: len(got) == 5, SLACK)
+        assert got == sent and lb.session.counters.violations == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_the_run_length_comes_from_the_argument_then_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from oasis.node.link import DEFAULT_CHUNK_RUN, chunk_run_length
+    monkeypatch.delenv("OASIS_CHUNK_RUN", raising=False)
+    assert chunk_run_length() == DEFAULT_CHUNK_RUN
+    monkeypatch.setenv("OASIS_CHUNK_RUN", "3")
+    assert chunk_run_length() == 3 and chunk_run_length(1) == 1
+    for bad in (0, 1001):
+        with pytest.raises(ValueError, match="chunk run length"):
+            chunk_run_length(bad)
