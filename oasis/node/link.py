@@ -67,8 +67,11 @@ UDP_IP_HEADER = 28
 #: s a chunk stream's deadline may lie ahead when its timer fires and still count as due
 EXPIRY_SLACK = 0.002
 #: chunks an OFTP 2 run stream carries before the link ends it (1: a stream per chunk);
-#: ``$OASIS_CHUNK_RUN`` or the endpoint's ``chunk_run`` set another
-DEFAULT_CHUNK_RUN = 16
+#: ``$OASIS_CHUNK_RUN`` or the endpoint's ``chunk_run`` set another. 1 by default: runs of
+#: 16 cut a relaying viewer's CPU by ~9.5 % on loopback (docs/benchmarks.md, h-cpu7), but
+#: on a lossy link a lost packet holds back the chunks behind it in the run, which was not
+#: measured; a stream per chunk never lets one chunk's loss delay the next
+DEFAULT_CHUNK_RUN = 1
 #: a run also ends once this many bytes were written on it (well inside the peer's
 #: 1 MiB stream window)
 RUN_MAX_BYTES = 512 * 1024
