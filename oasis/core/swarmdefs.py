@@ -195,7 +195,8 @@ class SwarmConfig:
     #: counts as none). A peer with :data:`oasis.core.repair.SINK_MISSES` such misses in a row
     #: is *distrusted*: not asked for repairs for :data:`oasis.core.repair.SINK_BACKOFF` s
     #: (doubled per episode, up to 8x), then asked again on probation (one more miss: distrusted
-    #: again), or, if it never answered one, dropped (``DropPeer``, TOO_MANY_ERRORS). A *repair sink* (a peer that claims every
+    #: again), or, if it never answered one (not even late) and feeds us nothing, dropped
+    #: (``DropPeer``, TOO_MANY_ERRORS). The broadcaster is never judged. A *repair sink* (a peer that claims every
     #: chunk and answers no REQUEST, or answers after the deadline) otherwise cost each of
     #: its neighbours a repair round per chunk asked of it (:meth:`oasis.core.repair.RepairPicker.request`;
     #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``, ``repair_sinks_dropped``)
@@ -340,6 +341,7 @@ class PeerState:
     sink_misses: int = 0  #: of those, left unanswered at their deadline in a row
     sink_missed: int = 0  #: ... in all
     sink_answers: int = 0  #: answered before their deadline, in all
+    sink_late: int = 0  #: answered after their deadline, in all
     #: not asked for repairs before this (distrusted), and the times it was
     distrusted_until: float = -INF
     distrusts: int = 0
@@ -363,6 +365,7 @@ class PeerAccounts:
     sink_misses: int
     sink_missed: int
     sink_answers: int
+    sink_late: int
     distrusted_until: float
     distrusts: int
 
@@ -370,15 +373,15 @@ class PeerAccounts:
     def of(st: PeerState) -> PeerAccounts:
         return PeerAccounts(st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.flaps,
                             st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses,
-                            st.sink_misses, st.sink_missed, st.sink_answers, st.distrusted_until,
-                            st.distrusts)
+                            st.sink_misses, st.sink_missed, st.sink_answers, st.sink_late,
+                            st.distrusted_until, st.distrusts)
 
     def give_back(self, st: PeerState) -> None:
         st.budget, st.bad_chunks, st.lies, st.withholds = self.budget, self.bad_chunks, self.lies, self.withholds
         st.silences, st.flaps, st.rejected_until = self.silences, self.flaps, self.rejected_until
         st.refusal_opened, st.overclaim, st.repair_misses = self.refusal_opened, self.overclaim, self.repair_misses
         st.sink_misses, st.sink_missed, st.sink_answers = self.sink_misses, self.sink_missed, self.sink_answers
-        st.distrusted_until, st.distrusts = self.distrusted_until, self.distrusts
+        st.sink_late, st.distrusted_until, st.distrusts = self.sink_late, self.distrusted_until, self.distrusts
 
 
 @dataclass

@@ -24,7 +24,7 @@ CHUNK_S = 0.1
 
 
 def _run(guard: bool, *, late: float = -1.0, honest_answers: bool = True, seconds: float = 8.0,
-         seed: int = 3, drop_rate: float = 0.0) -> dict:
+         seed: int = 3, drop_rate: float = 0.0, sink_is_broadcaster: bool = False) -> dict:
     """A node (playout 1.0 s) repaired by ``sink`` and ``honest``. ``late`` >= 0: the sink
     answers that long after the chunk's deadline; ``drop_rate``: the share of REQUESTs the
     honest peer loses (its answer dropped at its upload's deadline)."""
@@ -47,7 +47,7 @@ def _run(guard: bool, *, late: float = -1.0, honest_answers: bool = True, second
                                        lags=[100]), now)
 
     for p in (parent, sink, honest):
-        node.add_peer(p, 0.0, rtt=0.02)
+        node.add_peer(p, 0.0, rtt=0.02, is_broadcaster=sink_is_broadcaster and p == sink)
     claim(parent, [tb, peer_tag(parent)], 1, 0.0)
     node.on_message(parent, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 0.01)
     node.on_chunk(parent, chunks[0], 0.05)  # the start (a keyframe); then the parent is silent
@@ -160,3 +160,22 @@ def test_the_record_survives_a_rejoin() -> None:
     node.add_peer(sink, 3.1, rtt=0.02)
     st2 = node.peers[sink]
     assert st2.sink_missed == before and st2.distrusted_until == until
+
+
+def test_a_peer_that_answers_late_is_distrusted_but_never_dropped() -> None:
+    """Late answers are what a busy honest relay sends (its upload queue held them): it is
+    asked less, not cut off, however long it goes on."""
+    r = _run(True, late=0.05, seconds=2 * SINK_BACKOFF + 6)
+    node, sink = r["node"], r["sink"]
+    st = node.peers[sink]
+    assert st.distrusts >= 2 and st.sink_late >= SINK_MISSES
+    assert r["dropped"] == [] and node.counters.repair_sinks_dropped == 0
+
+
+def test_the_broadcaster_is_never_judged() -> None:
+    """The source is no stranger: however it answers, it is not distrusted."""
+    r = _run(True, sink_is_broadcaster=True)
+    st = r["node"].peers[r["sink"]]
+    assert r["asked"][r["sink"]] >= SINK_MISSES
+    assert st.sink_missed == 0 and st.distrusts == 0 and not st.sink_asked
+    assert r["node"].counters.repair_sinks_distrusted == 0
