@@ -159,7 +159,7 @@ async def one_run(a: argparse.Namespace, sinks: int, guard: bool, seed: int) -> 
     total = sum(by_source.values()) or 1
     diff = {k: sum(dataclasses.asdict(ls.swarm.counters)[k] - c[k] for ls, c in zip(streams, c0, strict=True))
             for k in ("requests_sent", "repair_misses_judged", "repair_sinks_distrusted",
-                      "repair_sinks_dropped", "skipped", "origin_fetches")}
+                      "skipped", "origin_fetches")}
     sink_links_closed = sum(1 for s in attackers for c in s.conns if c.terminated.is_set())
     reasons = sorted({why.split(":")[0] for ls in streams for _, _, why in ls.swarm.repair.distrust_log})
     sink_keys = {c.identity.public for s in attackers for c in s.conns}

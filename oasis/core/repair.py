@@ -41,12 +41,12 @@ STATUS claimed (so the chunk was there to send), unanswered by the chunk's deadl
 *repair sink* claims every chunk and answers none (or answers after the deadline): each
 REQUEST to it cost a round. SINK_MISSES such misses in a row (an answer in time resets the
 run) and it is not asked for SINK_BACKOFF; after that it is asked again on probation, and one
-more miss distrusts it again, twice as long, or, if it never answered one (not even late)
-and feeds us nothing, drops it (SINK_DROP_AFTER). The broadcaster is never judged. An honest
-peer misses when its upload queue holds our answer past the deadline (a busy relay, most
-often one of our parents) or on a loss: a run of four does happen (in the simulator ~15 % of
-the REQUESTs to claimed holders missed), so it is only distrusted, and never dropped: it
-answered late at least once.
+more miss distrusts it again, twice as long. The broadcaster is never judged. A sink is
+never cut off for it: an honest relay whose upload is full drops our answers at their
+deadline (newest first: a repair of an older chunk waits behind its pushes) and leaves the
+same record, no answer at all (in the simulator ~15 % of the REQUESTs to claimed holders
+missed; cutting off peers that never answered in two episodes cut off 2-6 honest peers a
+run). Distrusted, it costs nothing but a REQUEST on probation now and then.
 
 ``wants_t`` is a lower bound of every want's next time, so the timer does not
 scan the wants; it may be stale-low after a want is removed (an early wake-up),
@@ -66,7 +66,6 @@ from .delay import REPAIR_MARGIN, DelayEstimator, smooth
 from .swarmdefs import (
     INF,
     U64_MAX,
-    DropPeer,
     FetchOrigin,
     PeerState,
     Send,
@@ -76,7 +75,6 @@ from .swarmdefs import (
     SwarmCounters,
 )
 from .tree import PushTree
-from .wire import ErrorCode
 
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
@@ -88,12 +86,10 @@ REPAIR_MISS_COST = 1.0
 REPAIR_MISS_MAX = 8
 #: ``repair_guard``: misses in a row (REQUESTs for chunks its STATUS claimed, unanswered at the
 #: chunk's deadline) before a peer is distrusted: not asked for repairs for SINK_BACKOFF (s),
-#: doubled per episode up to 8x; the episode at which a peer that never answered one (not
-#: even late) and feeds us nothing is dropped instead; REQUESTs remembered per peer; distrust decisions kept (with their
+#: doubled per episode up to 8x; REQUESTs remembered per peer; distrust decisions kept (with their
 #: reasons) for /stats
 SINK_MISSES = 4
 SINK_BACKOFF = 10.0
-SINK_DROP_AFTER = 2
 SINK_ASKED_MAX = 32
 DISTRUST_LOG = 16
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
@@ -271,18 +267,6 @@ class RepairPicker:
         st.sink_missed += n
         self.counters.repair_misses_judged += n
         if st.sink_misses < SINK_MISSES or st.distrusted_until > now:
-            return
-        if (st.sink_answers == 0 and st.sink_late == 0 and st.parent_mask == 0
-                and st.distrusts + 1 >= SINK_DROP_AFTER and st.key in self.peers):
-            # distrusted before, missed again on probation, never one answer, even late, and
-            # it feeds us nothing: cut off (a busy honest relay answers late: only distrusted)
-            self.counters.repair_sinks_dropped += 1
-            why = (f"{st.sink_missed} repair REQUESTs for chunks its STATUS claimed, none "
-                   f"answered in time; last: {last}")
-            self._distrust_note(st, now, "dropped: " + why)
-            st.distrusted_until = now + 8 * SINK_BACKOFF
-            st.distrusts += 1
-            self.actions.append(DropPeer(st.key, ErrorCode.TOO_MANY_ERRORS, why))
             return
         back = SINK_BACKOFF * (1 << min(st.distrusts, 3))
         st.distrusted_until = now + back

@@ -195,11 +195,11 @@ class SwarmConfig:
     #: counts as none). A peer with :data:`oasis.core.repair.SINK_MISSES` such misses in a row
     #: is *distrusted*: not asked for repairs for :data:`oasis.core.repair.SINK_BACKOFF` s
     #: (doubled per episode, up to 8x), then asked again on probation (one more miss: distrusted
-    #: again), or, if it never answered one (not even late) and feeds us nothing, dropped
-    #: (``DropPeer``, TOO_MANY_ERRORS). The broadcaster is never judged. A *repair sink* (a peer that claims every
+    #: again). The broadcaster is never judged, and nobody is cut off for it (a full honest
+    #: relay leaves the same record). A *repair sink* (a peer that claims every
     #: chunk and answers no REQUEST, or answers after the deadline) otherwise cost each of
     #: its neighbours a repair round per chunk asked of it (:meth:`oasis.core.repair.RepairPicker.request`;
-    #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``, ``repair_sinks_dropped``)
+    #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``)
     repair_guard: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
@@ -476,7 +476,6 @@ class SwarmCounters:
     repairs_unanswered: int = 0
     #: ``repair_guard``: repair REQUESTs for a chunk the peer's STATUS claimed, unanswered at the
     #: chunk's deadline (or answered after it); peers distrusted for it (not asked for repairs
-    #: for a while; the reasons: ``Swarm.repair.distrust_log``), and cut off (never one answered)
+    #: for a while; the reasons: ``Swarm.repair.distrust_log``)
     repair_misses_judged: int = 0
     repair_sinks_distrusted: int = 0
-    repair_sinks_dropped: int = 0

@@ -5,8 +5,8 @@ deadline) — is distrusted after a clear record and not asked, with the real ``
 The node's parent stops pushing after the start, so every chunk is a repair. Two neighbours
 claim every chunk: the sink holds every REQUEST (or answers it late), the honest one answers
 in 20 ms. Without the guard, each chunk asked of the sink first costs a repair round (150 ms);
-with it, after ``SINK_MISSES`` misses the sink is not asked for ``SINK_BACKOFF``, and it is
-dropped when it misses again on probation without ever having answered.
+with it, after ``SINK_MISSES`` misses the sink is not asked for ``SINK_BACKOFF``, and one more
+miss on probation distrusts it again, twice as long. Nobody is cut off for it.
 """
 
 from __future__ import annotations
@@ -96,20 +96,22 @@ def _run(guard: bool, *, late: float = -1.0, honest_answers: bool = True, second
             "mean_wait": sum(wait) / len(wait), "settled": len(settled)}
 
 
-def test_a_sink_that_never_answers_is_distrusted_then_dropped() -> None:
+def test_a_sink_that_never_answers_is_distrusted_and_again_on_probation() -> None:
     r = _run(True, seconds=SINK_BACKOFF + 6)
     node, sink = r["node"], r["sink"]
     c = node.counters
-    assert c.repair_sinks_distrusted == 1
+    st = node.peers[sink]
+    # a clear record first: SINK_MISSES in a row; then, after the back-off, one more miss on
+    # probation distrusts it again, twice as long
+    assert r["asked"][sink] >= SINK_MISSES + 1
+    assert c.repair_sinks_distrusted == 2 and st.distrusts == 2
     assert c.repair_misses_judged >= SINK_MISSES + 1
-    # a clear record before anything: it missed SINK_MISSES in a row first
-    assert r["asked"][r["sink"]] >= SINK_MISSES
-    # cut off, once, with the reason
-    assert [d.peer for d in r["dropped"]] == [sink] and c.repair_sinks_dropped == 1
-    assert r["dropped"][0].code == wire.ErrorCode.TOO_MANY_ERRORS
-    assert "none answered in time" in r["dropped"][0].reason
     reasons = [why for key, _, why in node.repair.distrust_log if key == sink]
-    assert reasons and "not asked for repairs" in reasons[0] and reasons[-1].startswith("dropped")
+    assert reasons[0].startswith(f"not asked for repairs for {SINK_BACKOFF:g} s")
+    assert reasons[1].startswith(f"not asked for repairs for {2 * SINK_BACKOFF:g} s")
+    assert "0 answers in time" in reasons[1]
+    # never cut off (a full honest relay leaves the same record)
+    assert r["dropped"] == []
     # the honest peer was never judged: it answered every REQUEST in time
     hst = node.peers[r["honest"]]
     assert hst.distrusted_until < 0 and hst.sink_answers > 0 and hst.sink_misses == 0
@@ -137,14 +139,14 @@ def test_a_sink_that_answers_after_the_deadline_is_distrusted_too() -> None:
 
 
 def test_an_honest_peer_that_loses_some_answers_is_not_distrusted() -> None:
-    """An honest peer whose upload drops a third of our REQUESTs (past their deadline): its
-    misses never come SINK_MISSES in a row often enough to be cut off, and the sink is."""
+    """An honest peer whose upload drops a third of our REQUESTs (past their deadline) keeps
+    answering most of them: it is asked throughout, and the sink is distrusted."""
     r = _run(True, drop_rate=0.3, seconds=SINK_BACKOFF + 6, seed=4)
     node, honest = r["node"], r["honest"]
     hst = node.peers.get(honest)
-    assert hst is not None, "the honest peer was not dropped"
-    assert hst.sink_answers > 10
-    assert [d.peer for d in r["dropped"]] == [r["sink"]]
+    assert hst is not None and hst.sink_answers > 10
+    assert node.peers[r["sink"]].distrusts >= 1
+    assert hst.distrusts <= 1 and r["asked"][honest] > 3 * r["asked"][r["sink"]]
 
 
 def test_the_record_survives_a_rejoin() -> None:
@@ -162,14 +164,13 @@ def test_the_record_survives_a_rejoin() -> None:
     assert st2.sink_missed == before and st2.distrusted_until == until
 
 
-def test_a_peer_that_answers_late_is_distrusted_but_never_dropped() -> None:
-    """Late answers are what a busy honest relay sends (its upload queue held them): it is
-    asked less, not cut off, however long it goes on."""
+def test_a_peer_that_answers_late_is_distrusted_again_and_again() -> None:
+    """Late answers are as useless as none: each probation ends in a longer distrust."""
     r = _run(True, late=0.05, seconds=2 * SINK_BACKOFF + 6)
     node, sink = r["node"], r["sink"]
     st = node.peers[sink]
     assert st.distrusts >= 2 and st.sink_late >= SINK_MISSES
-    assert r["dropped"] == [] and node.counters.repair_sinks_dropped == 0
+    assert r["dropped"] == []
 
 
 def test_the_broadcaster_is_never_judged() -> None:

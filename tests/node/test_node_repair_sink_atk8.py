@@ -6,8 +6,7 @@ the four substreams (its slots), so V repairs every chunk of the fourth from the
 whose STATUS claims it. The attacker (``oasis.tools.hostile``'s OFTP client) JOINs V and
 claims every chunk up to V's live edge, with no path and one free slot, and takes every
 REQUEST without answering it. With the guard V distrusts it (reported on /stats with the
-reason, counted on /metrics), keeps playing from B, and cuts the link once the sink misses
-again on probation without ever having answered.
+reason, counted on /metrics) and keeps playing from B.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from procs import until
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
-from oasis.core.repair import SINK_BACKOFF
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.node.http import node_stats
 from oasis.node.metrics import NodeCollector
@@ -31,7 +29,7 @@ PERIOD = 0.1
 CHUNK = 5000  #: 400 kbit/s at 100 ms chunks
 
 
-async def test_a_repair_sink_is_distrusted_reported_and_cut_off() -> None:
+async def test_a_repair_sink_is_distrusted_and_reported() -> None:
     loop = asyncio.get_running_loop()
     cfg = dict(chunk_ms=100, bitrate_kbps=400)
     b = Node(Identity.generate(), sw.SwarmConfig(upload_kbps=400, **cfg),  # type: ignore[arg-type]
@@ -91,11 +89,9 @@ async def test_a_repair_sink_is_distrusted_reported_and_cut_off() -> None:
         latest = ls.swarm.log.latest
         await until(lambda: ls.swarm.log.latest >= latest + 20, 20, what="V still playing")
         assert taken[0] <= asked + 4  # (REQUESTs in flight when it was judged)
-        # on probation after the back-off it misses again, never having answered: cut off
-        await asyncio.wait_for(conn.terminated.wait(), SINK_BACKOFF + 40)
-        assert conn.close_code == "TOO_MANY_ERRORS" and "none answered in time" in conn.close_reason
-        assert c.repair_sinks_dropped == 1
-        assert b.identity.public in v.policy.peers  # the honest link stays
+        # never cut off for it (an honest relay with a full upload leaves the same record)
+        assert not conn.terminated.is_set() and conn.identity.public in v.policy.peers
+        assert b.identity.public in v.policy.peers
     finally:
         handle[0].cancel()
         if claims is not None:
