@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--hostile", default=None)
     ap.add_argument("--mix", default=None, help="comma list of adversary modes (equal weights)")
     ap.add_argument("--playout", default=None)
+    ap.add_argument("--sink-late", type=float, default=None,
+                    help="a repair sink answers this long (s) after the asker's deadline (default: never)")
     ap.add_argument("--tail-ms", type=float, default=None)
     ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
     ap.add_argument("--tag", default="")
@@ -71,6 +73,8 @@ def main() -> None:
         s = dataclasses.replace(s, protocol={**s.protocol, **over})
     if a.mix:
         s = dataclasses.replace(s, hostile_mix=dict.fromkeys(a.mix.split(","), 1.0))
+    if a.sink_late is not None:
+        s = dataclasses.replace(s, hostile_sink_late=a.sink_late)
     k = s.swarm_config().substreams
     # (node idx, seq) -> (class, sender idx or -1, at)
     got: dict[tuple[int, int], tuple[str, int, float]] = {}
@@ -140,6 +144,21 @@ def main() -> None:
         tail_depth[min(d, 8)] += 1
     nt = max(len(tail), 1)
     o = res
+    # ``repair_guard``: what the honest nodes judged, and of whom (pairs honest node -> peer)
+    guard_keys = ("requests_sent", "repair_misses_judged", "repair_sinks_distrusted",
+                  "repairs_unanswered", "skipped", "origin_fetches")
+    honest_nodes = [n for n in sim.every if not n.mode and not n.is_source]
+    judged = {kk: sum(getattr(n.swarm.counters, kk) for n in honest_nodes) for kk in guard_keys}
+    pairs: collections.Counter[str] = collections.Counter()
+    for n in honest_nodes:
+        records = [(kk, st.distrusts) for kk, st in n.swarm.peers.items()]
+        records += [(kk, acc.distrusts) for kk, acc in n.swarm._departed.items()]
+        for kk, times in records:
+            if times:
+                other = sim.by_key.get(kk)
+                who = "hostile" if other is not None and other.mode else "honest"
+                pairs[f"{who}_distrusted"] += 1
+                pairs[f"{who}_distrusts"] += times
     out = {
         "tag": a.tag, "scenario": s.name, "seed": int(a.seed), "peers": int(a.peers),
         "duration": float(a.duration), "hostile": s.hostile, "mix": a.mix, "set": a.set,
@@ -158,6 +177,9 @@ def main() -> None:
                                                             "idle_closed_by_honest",
                                                             "honest_banned_honest")}
         if "hostile" in o else None,
+        "guard": judged | dict(pairs)
+        | ({kk: o["hostile"]["sent"].get(kk, 0) for kk in ("requests_sunk", "answers_late")}
+           if "hostile" in o else {}),
         "load": [load0, _load()],
     }
     print(json.dumps(out), flush=True)

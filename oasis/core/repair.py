@@ -36,6 +36,18 @@ never saw them. Each such seq it lacks is a *want* with three times:
 * ``deadline`` = ``time(seq) + playout_delay`` (at least join + ``startup_grace``
   for chunks older than our join): still absent, it is given up (``Skip``).
 
+With ``repair_guard`` a peer is judged by the REQUESTs it could answer: those for chunks its
+STATUS claimed (so the chunk was there to send), unanswered by the chunk's deadline. A
+*repair sink* claims every chunk and answers none (or answers after the deadline): each
+REQUEST to it cost a round. SINK_MISSES such misses in a row (an answer in time resets the
+run) and it is not asked for SINK_BACKOFF; after that it is asked again on probation, and one
+more miss distrusts it again, twice as long. The broadcaster is never judged. A sink is
+never cut off for it: an honest relay whose upload is full drops our answers at their
+deadline (newest first: a repair of an older chunk waits behind its pushes) and leaves the
+same record, no answer at all (in the simulator ~15 % of the REQUESTs to claimed holders
+missed; cutting off peers that never answered in two episodes cut off 2-6 honest peers a
+run). Distrusted, it costs nothing but a REQUEST on probation now and then.
+
 ``wants_t`` is a lower bound of every want's next time, so the timer does not
 scan the wants; it may be stale-low after a want is removed (an early wake-up),
 never stale-high. No want is ever made above 2^63-1 (it could not exist, nor be
@@ -72,6 +84,14 @@ OVERDUE_ANSWER = 0.02
 #: misses remembered (a claimed holder scores 0-1, a closer relay its path length)
 REPAIR_MISS_COST = 1.0
 REPAIR_MISS_MAX = 8
+#: ``repair_guard``: misses in a row (REQUESTs for chunks its STATUS claimed, unanswered at the
+#: chunk's deadline) before a peer is distrusted: not asked for repairs for SINK_BACKOFF (s),
+#: doubled per episode up to 8x; REQUESTs remembered per peer; distrust decisions kept (with their
+#: reasons) for /stats
+SINK_MISSES = 4
+SINK_BACKOFF = 10.0
+SINK_ASKED_MAX = 32
+DISTRUST_LOG = 16
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
@@ -144,6 +164,8 @@ class RepairPicker:
         self.unmade_backoff = UNMADE_BACKOFF
         self.probe_seq = -1  #: the probe in flight (-1: none)
         self.stall_skip_low = -1  #: the lowest seq given up as not made during the stall
+        #: ``repair_guard``: the latest distrust decisions: (peer, when, why), at most DISTRUST_LOG
+        self.distrust_log: list[tuple[bytes, float, str]] = []
 
     def next_timer(self, t: float) -> float:
         """The earliest of ``t``, the wants' bound and the next seq's repair time."""
@@ -172,6 +194,8 @@ class RepairPicker:
             st.refused_until = now + self.config.refusal_backoff * (1 << min(st.refusal_streak, 3))
             st.refusal_streak += 1
             self.counters.refusals_heard += 1
+        if st.sink_asked:
+            st.sink_asked.pop(seq, None)  # (``repair_guard``) an answer, if not the chunk
         want = self.wants.get(seq)
         if want is not None:
             if want.last == st.key:
@@ -197,6 +221,66 @@ class RepairPicker:
             self.counters.repairs_unanswered += 1
             if st.repair_misses < REPAIR_MISS_MAX:
                 st.repair_misses += 1
+
+    # ---- ``repair_guard``: a peer judged by the REQUESTs it could answer ------------------
+    def sink_answer(self, st: PeerState, seq: int, now: float) -> None:
+        """``st`` sent ``seq``: if we asked it for it (a chunk it claimed), an answer; in time,
+        its run of misses ends, after the deadline it is a miss."""
+        d = st.sink_asked.pop(seq, None)
+        if d is None:
+            return
+        if now <= d:
+            st.sink_misses = 0
+            st.sink_answers += 1
+        else:
+            st.sink_late += 1
+            self._sink_missed(st, now, 1, f"answered seq {seq} {now - d:.3f} s after its deadline")
+
+    def distrusted(self, st: PeerState, now: float) -> bool:
+        """Judge ``st``'s REQUESTs whose deadline passed unanswered; is it distrusted now?"""
+        if now >= st.sink_due:
+            asked = st.sink_asked
+            missed = [s for s, d in asked.items() if d < now]
+            for s in missed:
+                del asked[s]
+            lo = INF
+            for d in asked.values():
+                if d < lo:
+                    lo = d
+            st.sink_due = lo
+            if missed:
+                self._sink_missed(st, now, len(missed), f"seq {missed[-1]} unanswered at its deadline")
+        return st.distrusted_until > now
+
+    def sink_left(self, st: PeerState, now: float) -> None:
+        """``st`` left with REQUESTs of ours for chunks it claimed unanswered: misses in the
+        record it gets back if it joins again (no verdict now: it is gone)."""
+        n = len(st.sink_asked)
+        st.sink_asked.clear()
+        st.sink_due = INF
+        st.sink_misses += n
+        st.sink_missed += n
+        self.counters.repair_misses_judged += n
+
+    def _sink_missed(self, st: PeerState, now: float, n: int, last: str) -> None:
+        st.sink_misses += n
+        st.sink_missed += n
+        self.counters.repair_misses_judged += n
+        if st.sink_misses < SINK_MISSES or st.distrusted_until > now:
+            return
+        back = SINK_BACKOFF * (1 << min(st.distrusts, 3))
+        st.distrusted_until = now + back
+        st.distrusts += 1
+        st.sink_misses = SINK_MISSES - 1  # on probation afterwards: one more miss
+        self.counters.repair_sinks_distrusted += 1
+        self._distrust_note(st, now, f"not asked for repairs for {back:g} s: {st.sink_missed} "
+                                     f"misses, {st.sink_answers} answers in time; last: {last}")
+
+    def _distrust_note(self, st: PeerState, now: float, why: str) -> None:
+        log = self.distrust_log
+        if len(log) >= DISTRUST_LOG:
+            del log[0]
+        log.append((st.key, now, why))
 
     def origin_done(self, seq: int, ok: bool, now: float) -> None:
         """A FetchOrigin finished; on failure retry after ``origin_retry``. A success
@@ -383,6 +467,17 @@ class RepairPicker:
         self.origin_sent[seq] = now
         self.actions.append(FetchOrigin(seq, deadline))
 
+    def _sink_asked(self, st: PeerState, seq: int, deadline: float, now: float) -> None:
+        """``repair_guard``: remember a REQUEST to ``st`` for a chunk it claimed, till its deadline."""
+        asked = st.sink_asked
+        if len(asked) >= SINK_ASKED_MAX:
+            self.distrusted(st, now)  # judge what is due first
+            if len(asked) >= SINK_ASKED_MAX:
+                del asked[next(iter(asked))]  # (the oldest: its verdict is lost, not a miss)
+        asked[seq] = deadline
+        if deadline < st.sink_due:
+            st.sink_due = deadline
+
     def _probe(self, now: float) -> None:
         seq = self.log.latest + 1
         self.unmade_at = now + self.unmade_backoff  # at the latest, if the answer is lost
@@ -445,6 +540,7 @@ class RepairPicker:
     def request(self, seq: int, w: Want, now: float) -> None:
         j = seq % self.config.substreams
         trust = self.config.repair_trust
+        guard = self.config.repair_guard
         if trust and w.last is not None:
             self._unanswered(w)
         best: PeerState | None = None
@@ -476,6 +572,8 @@ class RepairPicker:
         for st in self.peers.values():
             if st.key in w.asked or st.status is None or st.refused_until > now:
                 continue
+            if guard and (now >= st.sink_due or st.distrusted_until > now) and self.distrusted(st, now):
+                continue  # (``repair_guard``) a repair sink: not asked for a while
             msg = st.status
             holds = status_holds(msg, seq)
             guess = False
@@ -522,6 +620,8 @@ class RepairPicker:
         w.asked.add(best.key)
         if trust and claimed:
             w.last = best.key
+        if guard and claimed and not best.is_broadcaster:  # (the source is no stranger)
+            self._sink_asked(best, seq, w.deadline, now)
         w.request_at = now + max(0.05, self.config.repair_after)
         self.counters.requests_sent += 1
         if predicted:

@@ -204,6 +204,8 @@ class Swarm:
         departed = self._departed
         if len(departed) >= DEPARTED_MAX:
             del departed[next(iter(departed))]
+        if st.sink_asked:
+            self.repair.sink_left(st, now)  # (``repair_guard``: its record, if it comes back)
         departed[key] = PeerAccounts.of(st)
         self.held.forget(key)
         self.claims.forget(key)
@@ -226,6 +228,8 @@ class Swarm:
                     self._bad_chunk(st)
                     return
                 self.counters.duplicates_mismatched += 1
+            if st.sink_asked:
+                self.repair.sink_answer(st, chunk.seq, now)  # (``repair_guard``: an answer?)
             self.counters.duplicates += 1
             self.counters.duplicate_bytes += len(chunk.payload)
             j = chunk.seq % self.config.substreams
@@ -238,6 +242,8 @@ class Swarm:
         if not self.verify(self.sid, chunk):
             self._bad_chunk(st)
             return
+        if st.sink_asked:
+            self.repair.sink_answer(st, chunk.seq, now)  # (``repair_guard``: an answer?)
         source = SOURCE_BROADCASTER if st.is_broadcaster else SOURCE_P2P
         self._accept(chunk, peer, source, now)
 
@@ -490,6 +496,7 @@ class Swarm:
             # send a duplicate (§9.4, CANCEL)
             for k in sorted(want.asked):  # (a set of keys: sorted, so a simulator run repeats)
                 if k != peer and k in self.peers:
+                    self.peers[k].sink_asked.pop(seq, None)  # (``repair_guard``: not to be judged)
                     self._actions.append(Send(k, wire.Cancel(stream=self.skey, seq=seq)))
                     self.counters.cancels_sent += 1
         deadline = repair.deadline_of(seq)

@@ -190,6 +190,17 @@ class SwarmConfig:
     #: the 1.2 x target and within the spread between seeds; not yet measured on all six honest
     #: comparison runs (docs/benchmarks.md, h-p95h)
     repair_trust: bool = False
+    #: judge a repair candidate only by the REQUESTs it could answer: those for chunks its
+    #: STATUS claimed, left unanswered until the chunk's deadline (an answer that comes later
+    #: counts as none). A peer with :data:`oasis.core.repair.SINK_MISSES` such misses in a row
+    #: is *distrusted*: not asked for repairs for :data:`oasis.core.repair.SINK_BACKOFF` s
+    #: (doubled per episode, up to 8x), then asked again on probation (one more miss: distrusted
+    #: again). The broadcaster is never judged, and nobody is cut off for it (a full honest
+    #: relay leaves the same record). A *repair sink* (a peer that claims every
+    #: chunk and answers no REQUEST, or answers after the deadline) otherwise cost each of
+    #: its neighbours a repair round per chunk asked of it (:meth:`oasis.core.repair.RepairPicker.request`;
+    #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``)
+    repair_guard: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -323,6 +334,17 @@ class PeerState:
     #: unanswered until we asked the next peer (halved by each answer in time; at most
     #: :data:`oasis.core.repair.REPAIR_MISS_MAX`)
     repair_misses: int = 0
+    #: ``repair_guard``: our repair REQUESTs to it for chunks its STATUS claimed, not answered
+    #: yet: seq -> the chunk's deadline here (at most :data:`oasis.core.repair.SINK_ASKED_MAX`)
+    sink_asked: dict[int, float] = field(default_factory=dict)
+    sink_due: float = INF  #: a lower bound of the deadlines in ``sink_asked``
+    sink_misses: int = 0  #: of those, left unanswered at their deadline in a row
+    sink_missed: int = 0  #: ... in all
+    sink_answers: int = 0  #: answered before their deadline, in all
+    sink_late: int = 0  #: answered after their deadline, in all
+    #: not asked for repairs before this (distrusted), and the times it was
+    distrusted_until: float = -INF
+    distrusts: int = 0
 
 
 @dataclass(slots=True)
@@ -340,16 +362,26 @@ class PeerAccounts:
     refusal_opened: float
     overclaim: float
     repair_misses: int
+    sink_misses: int
+    sink_missed: int
+    sink_answers: int
+    sink_late: int
+    distrusted_until: float
+    distrusts: int
 
     @staticmethod
     def of(st: PeerState) -> PeerAccounts:
         return PeerAccounts(st.budget, st.bad_chunks, st.lies, st.withholds, st.silences, st.flaps,
-                            st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses)
+                            st.rejected_until, st.refusal_opened, st.overclaim, st.repair_misses,
+                            st.sink_misses, st.sink_missed, st.sink_answers, st.sink_late,
+                            st.distrusted_until, st.distrusts)
 
     def give_back(self, st: PeerState) -> None:
         st.budget, st.bad_chunks, st.lies, st.withholds = self.budget, self.bad_chunks, self.lies, self.withholds
         st.silences, st.flaps, st.rejected_until = self.silences, self.flaps, self.rejected_until
         st.refusal_opened, st.overclaim, st.repair_misses = self.refusal_opened, self.overclaim, self.repair_misses
+        st.sink_misses, st.sink_missed, st.sink_answers = self.sink_misses, self.sink_missed, self.sink_answers
+        st.sink_late, st.distrusted_until, st.distrusts = self.sink_late, self.distrusted_until, self.distrusts
 
 
 @dataclass
@@ -442,3 +474,8 @@ class SwarmCounters:
     #: ``repair_trust``: repair REQUESTs to a peer that claimed the chunk, unanswered when
     #: the next peer was asked
     repairs_unanswered: int = 0
+    #: ``repair_guard``: repair REQUESTs for a chunk the peer's STATUS claimed, unanswered at the
+    #: chunk's deadline (or answered after it); peers distrusted for it (not asked for repairs
+    #: for a while; the reasons: ``Swarm.repair.distrust_log``)
+    repair_misses_judged: int = 0
+    repair_sinks_distrusted: int = 0

@@ -939,6 +939,9 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
         s["origin_starts"] = ls.swarm.counters.origin_starts
+        if ls.swarm.repair.distrust_log:  # (``repair_guard``) whom it distrusted, and why
+            s["repair_distrusted"] = [{"peer": key.hex()[:16], "at": round(at, 3), "reason": why}
+                                      for key, at, why in ls.swarm.repair.distrust_log]
         if detail:  # the last DETAIL_SEQS chunks (a run of 10 min at 33 ms is whole)
             since = ls.swarm.log.latest - DETAIL_SEQS
             s["record"] = ls.record.to_json(since=since)

@@ -8,7 +8,7 @@ like a peer; the engine (``oasis_run``) filters what that core emits and
 injects crafted messages and chunks over the same modelled links. The honest
 nodes always run the unmodified core and never learn who is hostile.
 
-Modes (``hostile_mix`` weights them; default: all equally):
+Modes (``hostile_mix`` weights them; default: all but ``sink`` equally):
 
 * ``liar``: every STATUS it sends claims the impossible — half of the liars
   ``latest = 2^63-2`` with every bit of ``have`` and the keyframe far ahead,
@@ -28,6 +28,14 @@ Modes (``hostile_mix`` weights them; default: all equally):
   sends anything; dials as many links as a node accepts.
 * ``sybil``: an honest relay until ``hostile_defect_s``, then all sybils stop
   forwarding at once (a coordinated defection of trusted relays).
+* ``sink`` (a repair sink): an honest relay and parent (its own core decides), whose
+  STATUS claims every chunk up to the live edge (refreshed ``hostile_rate`` times a second,
+  ``SINK_AHEAD_S`` ahead so the claim still covers the edge until the next; plausible, within
+  ``claim_slack``) with its real paths and lags and at least one free slot, so neighbours
+  ask it for repairs first; it takes every REQUEST of a neighbour that plays and answers
+  none, not even MISSING (with ``hostile_sink_late`` >= 0, it answers that long after the
+  asker's deadline instead). A newcomer's start probes and JOIN start are answered by its
+  core (a sink that wants to stay unnoticed).
 
 What the engine counts: ``Counters`` (what the adversaries sent) and, at the
 honest nodes, every delivered chunk is checked to be the broadcaster's own
@@ -49,14 +57,19 @@ REPLAY = 4
 FLOOD = 5
 SILENT = 6
 SYBIL = 7
+SINK = 8
 MODES = {"liar": LIAR, "withhold": WITHHOLD, "forge": FORGE, "replay": REPLAY,
-         "flood": FLOOD, "silent": SILENT, "sybil": SYBIL}
+         "flood": FLOOD, "silent": SILENT, "sybil": SYBIL, "sink": SINK}
 NAMES = {v: k for k, v in MODES.items()}
+#: the modes of an empty ``hostile_mix`` (the sink, added later, only when named: the runs
+#: of the scenarios without a mix stay what they were)
+DEFAULT_MODES = (LIAR, WITHHOLD, FORGE, REPLAY, FLOOD, SILENT, SYBIL)
 #: modes that inject traffic on a timer (``hostile_rate`` ticks per second)
-INJECTORS = (FORGE, REPLAY, FLOOD)
+INJECTORS = (FORGE, REPLAY, FLOOD, SINK)
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2: the largest claim a U64 field takes, minus one
 FLOOD_BURST = 16  #: REQUESTs per link per tick
 SUBTLE_AHEAD_S = 2.0  #: a subtle liar's claim: this far beyond the live edge
+SINK_AHEAD_S = 0.5  #: a repair sink's claim: this far beyond the live edge (s)
 
 
 @dataclass
@@ -68,6 +81,8 @@ class Counters:
     replayed_sent: int = 0
     requests_sent: int = 0
     pushes_withheld: int = 0
+    requests_sunk: int = 0  #: REQUESTs a repair sink took and never answered
+    answers_late: int = 0  #: ... or answered after the asker's deadline
     sent_dropped_silent: int = 0
     forged_delivered: int = 0  #: chunks delivered at an honest node that are not the broadcaster's
 
@@ -81,7 +96,7 @@ def assign(n_viewers: int, share: float, mix: dict[str, float], seed: int) -> di
     if share <= 0:
         return {}
     weights = {MODES[k]: float(v) for k, v in mix.items() if v > 0} if mix \
-        else dict.fromkeys(MODES.values(), 1.0)
+        else dict.fromkeys(DEFAULT_MODES, 1.0)
     total = sum(weights.values())
     current = dict.fromkeys(weights, 0.0)
     rng = random.Random(f"hostile/{seed}")
@@ -119,6 +134,14 @@ def attractive(real: wire.Status, src_tag: bytes, my_tag: bytes, substreams: int
     return wire.Status(stream=real.stream, latest=real.latest, have=real.have,
                        keyframe=real.keyframe, slots=max(real.slots, 16),
                        paths=[[src_tag, my_tag]] * substreams, lags=[0] * substreams)
+
+
+def sink_claim(real: wire.Status, top: int) -> wire.Status:
+    """A repair sink's STATUS: every chunk up to ``top`` (a keyframe at most its real one's
+    GOP later), its real paths and lags, at least one free slot."""
+    return wire.Status(stream=real.stream, latest=top, have=0x7FFF_FFFF_FFFF_FFFF,
+                       keyframe=real.keyframe, slots=max(real.slots, 1), paths=real.paths,
+                       lags=real.lags)
 
 
 def forge(genuine: wire.ChunkMsg) -> wire.ChunkMsg:

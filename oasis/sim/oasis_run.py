@@ -1043,6 +1043,8 @@ class OasisSim:
                 return
         route = dst.policy.on_message(h, src.key, msg, self.now)
         if route == self.sid.key:
+            if dst.mode == adv.SINK and isinstance(msg, wire.Request) and self._sink_request(src, dst, h, msg):
+                return
             dst.swarm.on_message(src.key, msg, self.now)
             self._pump(dst)
         elif route is None:
@@ -1147,6 +1149,15 @@ class OasisSim:
                         stream=msg.stream, accepted=msg.accepted | msg.rejected, rejected=0)])
                     return True
             return False
+        if mode == adv.SINK:
+            if isinstance(a, sw.Send):
+                msg = a.message
+                if isinstance(msg, wire.Status):
+                    self._send_crafted(node, a.peer, [adv.sink_claim(msg, self._sink_top())])
+                    return True
+                if isinstance(msg, wire.Missing):
+                    return True  # (its core holds no REQUEST of a player: a start probe's)
+            return False
         if mode == adv.LIAR and isinstance(a, sw.Send) and isinstance(a.message, wire.Status):
             self.adv.lies_sent += 1
             top = len(self.produced_t) - 1 + int(adv.SUBTLE_AHEAD_S / self.chunk_s)
@@ -1156,6 +1167,31 @@ class OasisSim:
                                                       huge=node.idx % 2 == 0)])
             return True
         return False
+
+    def _sink_top(self) -> int:
+        """A repair sink's claimed latest: the live edge, ``SINK_AHEAD_S`` ahead."""
+        return len(self.produced_t) - 1 + int(adv.SINK_AHEAD_S / self.chunk_s)
+
+    def _sink_request(self, src: SimNode, dst: SimNode, h: Any, msg: wire.Request) -> bool:
+        """A repair sink (``dst``) took a REQUEST: True if it keeps it (never answered, or
+        answered after the asker's deadline); a newcomer's (its start probe) goes to its core."""
+        st = dst.swarm.peers.get(src.key)
+        if st is None or src.swarm.start_seq is None:
+            return False
+        late = self.s.hostile_sink_late
+        chunk = self.origin.get(msg.seq)
+        if late < 0 or chunk is None or not src.alive:
+            self.adv.requests_sunk += 1
+            return True
+        c = chunk[0]
+        t = src.swarm.deadline_of(msg.seq) + late
+        if t < self.now:
+            t = self.now
+        self.adv.answers_late += 1
+        size = self.chunk_size.get(c.seq, self.payload_len)
+        self.oftp_bytes += size
+        self.at(max(t, self._transmit(dst, src, size)), EV_CHUNK, (dst, src, h), c)
+        return True
 
     def _send_crafted(self, node: SimNode, peer: bytes, msgs: list[wire.Message]) -> None:
         h = node.policy.link_of(peer)
@@ -1203,6 +1239,9 @@ class OasisSim:
                 continue  # not a neighbour yet: the JOIN exchange is under way
             h = p.link
             dst = self.by_key[peer]
+            if mode == adv.SINK:  # its claim, refreshed: still up to the live edge
+                self._send_crafted(node, dst.key, [adv.sink_claim(node.swarm.status(), self._sink_top())])
+                continue
             if mode == adv.FLOOD:
                 msgs: list[wire.Message] = [wire.Request(stream=skey, seq=max(0, latest - 1 - i))
                                             for i in range(adv.FLOOD_BURST - 2)]

@@ -61,6 +61,8 @@ class Scenario:
     hostile_mix: dict[str, float] = field(default_factory=dict)  #: mode -> weight; {} = all equal
     hostile_rate: float = 2.0  #: injection ticks per second per adversary (forge, replay, flood)
     hostile_defect_s: float = -1.0  #: when sybils stop forwarding (s); < 0 = half the duration
+    #: a repair sink answers a REQUEST this long after the asker's deadline (s); < 0 = never
+    hostile_sink_late: float = -1.0
     # baselines
     baselines: list[str] = field(default_factory=lambda: ["cdn_only", "segment_mesh", "pull_mesh"])
     segment_s: float = 4.0

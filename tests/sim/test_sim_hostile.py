@@ -31,7 +31,7 @@ def hostile_run() -> dict:
 
 def test_every_mode_acts(hostile_run: dict) -> None:
     h = hostile_run["hostile"]
-    assert set(h["modes"]) == set(adv.MODES), h["modes"]
+    assert set(h["modes"]) == {adv.NAMES[m] for m in adv.DEFAULT_MODES}, h["modes"]
     sent = h["sent"]
     for k in ("lies_sent", "forged_sent", "replayed_sent", "requests_sent", "pushes_withheld",
               "sent_dropped_silent"):
@@ -76,3 +76,23 @@ def test_mode_assignment_is_proportional_and_seeded() -> None:
     assert abs(liars - 0.75 * len(a)) <= 1
     with pytest.raises(ValueError, match="unknown hostile modes"):
         from_dict({"hostile": 0.1, "hostile_mix": {"evil": 1.0}})
+
+
+def test_repair_sinks_take_requests_and_the_guard_distrusts_them() -> None:
+    """Repair sinks (``--mix sink``): they claim every chunk up to the live edge and answer no
+    REQUEST of a viewer that plays. Honest viewers ask them; with ``repair_guard`` they
+    distrust them (and ask them less), and nobody is dropped who is honest."""
+    d = load(HOSTILE_SMALL).to_json() | {"peers": 40, "duration_s": 15, "ramp_s": 4,
+                                         "hostile_mix": {"sink": 1.0}}
+    runs = {}
+    for guard in (False, True):
+        proto = d["protocol"] | {"playout_delay": 0.5, "repair_guard": guard}
+        runs[guard] = runner.run(from_dict(d | {"protocol": proto}), 1, timing=False)["oasis"]
+    off, on = runs[False]["hostile"], runs[True]["hostile"]
+    assert set(off["modes"]) == {"sink"}
+    assert off["sent"]["requests_sunk"] > 100  # asked, never answered
+    assert off["honest_counters"]["repair_sinks_distrusted"] == 0
+    assert on["honest_counters"]["repair_sinks_distrusted"] > 0
+    assert on["sent"]["requests_sunk"] < 0.8 * off["sent"]["requests_sunk"]  # (4 misses each first)
+    assert on["honest_dropped_honest"] == 0 and on["honest_banned_honest"] == 0
+    assert runs[True]["viewers_started"] == runs[True]["honest_viewers"]
