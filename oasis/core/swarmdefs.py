@@ -199,8 +199,10 @@ class SwarmConfig:
     #: relay leaves the same record). A *repair sink* (a peer that claims every
     #: chunk and answers no REQUEST, or answers after the deadline) otherwise cost each of
     #: its neighbours a repair round per chunk asked of it (:meth:`oasis.core.repair.RepairPicker.request`;
-    #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``)
-    repair_guard: bool = False
+    #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``). On by default since
+    #: 2026-12-03 (the six honest comparison runs' mean offload 0.9453 -> 0.9477; the victims of
+    #: 10 % sinks 0.942 -> 0.948, p95 396 -> 364 ms; docs/benchmarks.md, h-atk8 and session 25)
+    repair_guard: bool = True
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...

@@ -126,7 +126,7 @@ def _repairs(trust: bool, seed: int = 3) -> tuple[sw.Swarm, bytes, dict[int, byt
     parent, liar, honest, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
     sid = StreamId(bid.public, "t")
     cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=1.0,
-                         repair_trust=trust)
+                         repair_trust=trust, repair_guard=False)  # (repair_trust alone)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(seed), now=0.0)
     tb = peer_tag(bid.public)
     chunks = {seq: sign_chunk(bid, sid, seq, int(round(0.1 * seq * 1e6)), seq % GOP == 0, b"x" * 500)
