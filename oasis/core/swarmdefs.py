@@ -147,6 +147,12 @@ class SwarmConfig:
     #: deliveries in their first 4 s -9 % (docs/benchmarks.md, h-off6). A small gain, of the
     #: size of one run's noise, but of one sign
     start_look: float = 0.5
+    #: a newcomer's first SUBSCRIBE waits this long after the first STATUS that claims chunks
+    #: (or the verified start) for the STATUSes of the neighbours whose links come up a
+    #: moment later, so the first parents are chosen among them, not all from the first one
+    #: heard, and no early swap is paid for (s; 0: off, subscribe at once). Until then the
+    #: chunks are pulled as before any parent (:meth:`oasis.core.tree.PushTree.select_parents`)
+    first_wait: float = 0.0
     #: for this long after our first frame, a repair on a late substream may also ask a
     #: neighbour whose STATUS shows no free push slot (s; 0: off). A newcomer hangs deep in
     #: the trees (the shallow relays are full) and its parent's push usually comes after a
