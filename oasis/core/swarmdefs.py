@@ -151,7 +151,10 @@ class SwarmConfig:
     #: (or the verified start) for the STATUSes of the neighbours whose links come up a
     #: moment later, so the first parents are chosen among them, not all from the first one
     #: heard, and no early swap is paid for (s; 0: off, subscribe at once). Until then the
-    #: chunks are pulled as before any parent (:meth:`oasis.core.tree.PushTree.select_parents`)
+    #: chunks are pulled as before any parent (:meth:`oasis.core.tree.PushTree.select_parents`).
+    #: Off: 0.25 raised simulated offload at 0.5 s on the four of the six comparison runs
+    #: finished (+0.012..+0.016; 1,000 x 40 s), but two runs, the startup time and 70 % NAT were
+    #: not measured (docs/benchmarks.md, h-off7)
     first_wait: float = 0.0
     #: for this long after our first frame, a repair on a late substream may also ask a
     #: neighbour whose STATUS shows no free push slot (s; 0: off). A newcomer hangs deep in
@@ -162,7 +165,9 @@ class SwarmConfig:
     #: judge the current parent by what we measure through it (our smoothed delay on ``j``
     #: + the hop penalty of its path) when that is worse than what its STATUS predicts
     #: (its advertised lag + half the RTT): its queue behind its other children and the
-    #: losses on its link to us count against it (:meth:`oasis.core.tree.PushTree.select_parents`)
+    #: losses on its link to us count against it (:meth:`oasis.core.tree.PushTree.select_parents`).
+    #: Off: with ``start_look`` = 0.5 the six comparison runs at 0.5 s moved -0.003..+0.004, mean
+    #: 0.9453 -> 0.9446 (2 of 6 up), and 70 % NAT seed 1 0.887 -> 0.873 (docs/benchmarks.md, h-off7)
     parent_measured: bool = False
     #: added to a candidate parent's score on ``j``: how much later chunks reach it on ``j``
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then
