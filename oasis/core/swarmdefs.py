@@ -152,9 +152,10 @@ class SwarmConfig:
     #: moment later, so the first parents are chosen among them, not all from the first one
     #: heard, and no early swap is paid for (s; 0: off, subscribe at once). Until then the
     #: chunks are pulled as before any parent (:meth:`oasis.core.tree.PushTree.select_parents`).
-    #: Off: 0.25 raised simulated offload at 0.5 s on the four of the six comparison runs
-    #: finished (+0.012..+0.016; 1,000 x 40 s), but two runs, the startup time and 70 % NAT were
-    #: not measured (docs/benchmarks.md, h-off7)
+    #: Off: 0.25 raised simulated offload at 0.5 s on all six comparison runs (+0.012..+0.020,
+    #: mean 0.9453 -> 0.9603; 1,000 x 40 s), p95 lower; left off for want of time to move the
+    #: tests that assume a subscription at the first STATUS; startup time and 70 % NAT not
+    #: measured (docs/benchmarks.md, h-off7)
     first_wait: float = 0.0
     #: for this long after our first frame, a repair on a late substream may also ask a
     #: neighbour whose STATUS shows no free push slot (s; 0: off). A newcomer hangs deep in
