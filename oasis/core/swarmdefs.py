@@ -147,6 +147,15 @@ class SwarmConfig:
     #: deliveries in their first 4 s -9 % (docs/benchmarks.md, h-off6). A small gain, of the
     #: size of one run's noise, but of one sign
     start_look: float = 0.5
+    #: a newcomer's first SUBSCRIBE waits this long after the first STATUS that claims chunks
+    #: (or the verified start) for the STATUSes of the neighbours whose links come up a
+    #: moment later, so the first parents are chosen among them, not all from the first one
+    #: heard, and no early swap is paid for (s; 0: off, subscribe at once). Until then the
+    #: chunks are pulled as before any parent (:meth:`oasis.core.tree.PushTree.select_parents`).
+    #: 0.25 (0 before 2026-12-03): simulated offload at 0.5 s rose on all six comparison runs
+    #: (+0.012..+0.020, mean 0.9453 -> 0.9603; 1,000 x 40 s), p95 lower (docs/benchmarks.md,
+    #: h-off7; with ``repair_guard`` on as well: the session-25 section)
+    first_wait: float = 0.25
     #: for this long after our first frame, a repair on a late substream may also ask a
     #: neighbour whose STATUS shows no free push slot (s; 0: off). A newcomer hangs deep in
     #: the trees (the shallow relays are full) and its parent's push usually comes after a
@@ -156,7 +165,9 @@ class SwarmConfig:
     #: judge the current parent by what we measure through it (our smoothed delay on ``j``
     #: + the hop penalty of its path) when that is worse than what its STATUS predicts
     #: (its advertised lag + half the RTT): its queue behind its other children and the
-    #: losses on its link to us count against it (:meth:`oasis.core.tree.PushTree.select_parents`)
+    #: losses on its link to us count against it (:meth:`oasis.core.tree.PushTree.select_parents`).
+    #: Off: with ``start_look`` = 0.5 the six comparison runs at 0.5 s moved -0.003..+0.004, mean
+    #: 0.9453 -> 0.9446 (2 of 6 up), and 70 % NAT seed 1 0.887 -> 0.873 (docs/benchmarks.md, h-off7)
     parent_measured: bool = False
     #: added to a candidate parent's score on ``j``: how much later chunks reach it on ``j``
     #: than on the substream where it is fastest, at most this (s; 0: off). A relay is then

@@ -159,6 +159,9 @@ class PushTree:
         self.first_parent = [False] * k
         #: ``start_look``: when the next early look is due (INF: none; the swarm's timer)
         self.look_at = INF
+        #: ``first_wait``: when we first looked for parents with the stream hinted (INF: not
+        #: yet); no SUBSCRIBE before ``first_wait`` after it while no substream ever had a parent
+        self.hinted_at = INF
 
     def total_slots(self) -> int:
         cfg = self.config
@@ -253,6 +256,8 @@ class PushTree:
             return
         if not improve and all(p is not None for p in self.parents):
             return
+        if self.config.first_wait > 0 and self._first_wait(now):
+            return
         pending = 0
         for st in self.peers.values():
             pending |= st.pending_mask
@@ -318,6 +323,22 @@ class PushTree:
             self.peer_timers[key] = None
             self.actions.append(Send(key, wire.Subscribe(stream=self.skey, mask=mask,
                                                           substreams=self.config.substreams)))
+
+    def _first_wait(self, now: float) -> bool:
+        """``first_wait``: a newcomer (no substream ever had a parent) waits ``first_wait``
+        after it first looked for parents before it subscribes, so the neighbours whose STATUS
+        comes a moment after the first one's are candidates too; the swarm's timer
+        (``look_at``) looks again when the wait is over. True: wait."""
+        if self.hinted_at == INF:
+            if any(c != -INF for c in self.changed_at):
+                return False  # (had a parent: no newcomer)
+            self.hinted_at = now
+        end = self.hinted_at + self.config.first_wait
+        if now >= end or any(c != -INF for c in self.changed_at):
+            return False
+        if end < self.look_at:
+            self.look_at = end
+        return True
 
     def _feeds(self, j: int) -> bool:
         """We have a child on substream ``j``."""

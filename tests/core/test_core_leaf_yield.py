@@ -33,7 +33,7 @@ def _leaf(leaf_yield: float, *, other_lag: int, child: bool = False,
     rng = random.Random(21)
     b, p, q, c, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
     sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=0.5,
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=0.5,
                          origin_margin=0.12, leaf_yield=leaf_yield,
                          start_look=0.0)  # the looks at the dwell (start_look: its own tests)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
@@ -106,7 +106,7 @@ def test_a_leaf_in_time_does_not_climb_but_a_late_one_does() -> None:
     sid = StreamId(b, "t")
     tb = peer_tag(b)
     for leaf_yield, p_lag, climbs in ((0.0, 150, True), (YIELD, 150, False), (YIELD, 250, True)):
-        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=0.5,
+        cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=0.5,
                              origin_margin=0.12, leaf_yield=leaf_yield,
                          start_look=0.0)  # the looks at the dwell (start_look: its own tests)
         node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)

@@ -29,7 +29,7 @@ def _run(overclaim: bool, seed: int = 21) -> tuple[sw.Swarm, bytes, bytes, dict[
     bid = Identity.from_private_bytes(rng.randbytes(32))
     liar, honest, mid, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
     sid = StreamId(bid.public, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=1.0,
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=1.0,
                          parent_overclaim=overclaim)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
     tb = peer_tag(bid.public)
@@ -97,7 +97,7 @@ def test_an_honest_parent_that_pushes_as_it_says_earns_no_penalty() -> None:
     bid = Identity.from_private_bytes(rng.randbytes(32))
     p, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(2))
     sid = StreamId(bid.public, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, parent_overclaim=True)
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, parent_overclaim=True)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
     tb = peer_tag(bid.public)
     node.add_peer(p, 0.0, rtt=0.04)
@@ -125,7 +125,7 @@ def _repairs(trust: bool, seed: int = 3) -> tuple[sw.Swarm, bytes, dict[int, byt
     bid = Identity.from_private_bytes(rng.randbytes(32))
     parent, liar, honest, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
     sid = StreamId(bid.public, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=1.0,
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=1.0,
                          repair_trust=trust, repair_guard=False)  # (repair_trust alone)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(seed), now=0.0)
     tb = peer_tag(bid.public)

@@ -41,7 +41,7 @@ def test_the_broadcaster_feeds_each_child_one_substream_with_root_spread() -> No
     sid = StreamId(b, "t")
     # 0.8 * 3000 * 4 / 1500: 6 slots for 8 neighbours. root_spread without root_strict (the
     # rule before it): a child of the broadcaster never asks it for another substream
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=False,
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=False,
                          root_giveback=False)
     src = sw.Swarm(sid, b, cfg, is_source=True, rng=random.Random(1), now=0.0)
     for k in kids[:8]:
@@ -66,7 +66,7 @@ def test_the_broadcaster_feeds_each_child_one_substream_with_root_spread() -> No
     node.tree.select_parents(5.0, improve=True)  # the rejections' back-off is over
     assert not _sent(node, wire.Subscribe)
     # without root_spread every substream comes from the broadcaster
-    plain = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_spread=False),
+    plain = sw.Swarm(sid, b, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=3000, substreams=4, root_spread=False),
                      is_source=True, rng=random.Random(1), now=0.0)
     for k in kids[:8]:
         plain.add_peer(k, 0.0, rtt=0.02)
@@ -112,7 +112,7 @@ def test_root_strict_gives_one_substream_first_and_the_rest_only_to_a_child_with
     does not where another neighbour is."""
     b, lone, kid, relay = _keys(4, 31)
     sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=True)
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=True)
     full = [[peer_tag(b)]] * 4
     src = sw.Swarm(sid, b, cfg, is_source=True, rng=random.Random(1), now=0.0)
     node = sw.Swarm(sid, lone, cfg, rng=random.Random(1), now=0.0)
@@ -144,7 +144,7 @@ def test_root_strict_gives_one_substream_first_and_the_rest_only_to_a_child_with
 
     # without root_strict (the rule before) the lone viewer's first SUBSCRIBE already gets
     # all four (the broadcaster's slots exceed its neighbours without one)
-    plain = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=False),
+    plain = sw.Swarm(sid, b, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=False),
                      is_source=True, rng=random.Random(1), now=0.0)
     plain.add_peer(lone, 0.0, rtt=0.02)
     plain.actions()
@@ -189,7 +189,7 @@ def test_root_giveback_moves_the_broadcasters_extra_substreams_once_another_pare
     b, me, relay, kid = _keys(4, 41)
     sid = StreamId(b, "t")
     for giveback in (True, False):
-        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=True,
+        cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=3000, substreams=4, root_strict=True,
                              root_giveback=giveback)
         node = sw.Swarm(sid, me, cfg, rng=random.Random(4), now=0.0)
         node.add_peer(b, 0.0, rtt=0.02)

@@ -31,7 +31,7 @@ def _fed_node(cfg: sw.SwarmConfig, seed: int) -> tuple[sw.Swarm, StreamId, Ident
 
 
 def test_a_slow_parent_is_not_taken_for_a_withholder_one_that_stops_is() -> None:
-    node, sid, bid = _fed_node(sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5, withhold_run=2), 9)
+    node, sid, bid = _fed_node(sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5, withhold_run=2), 9)
     parent = bid.public
     # the parent pushed chunk 0 of substream 0 0.28 s after its time: its usual delay
     node.on_chunk(parent, sign_chunk(bid, sid, 0, 1_000_000, True, b"a"), 1.28)
@@ -52,7 +52,7 @@ def test_a_parent_that_never_pushed_gets_no_benefit_of_the_doubt() -> None:
     """It pushed nothing since we subscribed: a lag learnt through an earlier parent does
     not excuse it; chunks the origin had to give us count (a repair before the origin
     time does not: a fresh QUIC link paces its first chunks over an RTT or more)."""
-    node, sid, bid = _fed_node(sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5, withhold_run=2), 10)
+    node, sid, bid = _fed_node(sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5, withhold_run=2), 10)
     node.delay.sample(0, 0.28, True)  # a lag learnt from an earlier parent on substream 0
     # the start: a keyframe of substream 1, pushed by the parent
     node.on_chunk(bid.public, sign_chunk(bid, sid, 1, 1_100_000, True, b"k"), 1.15)
@@ -92,7 +92,7 @@ def test_a_late_substream_is_repaired_from_holders_only() -> None:
     sid = StreamId(bid.public, "t")
     me, par, f, h, b = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
     # (100 ms chunks; the origin margin of 0.2 s the docstring's times assume)
-    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
                                             origin_margin=0.2), rng=random.Random(1), now=0.0)
     tb, t1, t2 = peer_tag(bid.public), b"\x01" * 8, b"\x02" * 8
     for k in (par, f, h, b):
@@ -149,7 +149,7 @@ def test_a_better_looking_parent_that_withholds_starves_no_one() -> None:
     bid = Identity.from_private_bytes(rng.randbytes(32))
     sid = StreamId(bid.public, "t")
     me, par, w = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
-    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5),
+    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5),
                     rng=random.Random(1), now=0.0)
     tb, t1 = peer_tag(bid.public), b"\x01" * 8
     node.add_peer(par, 0.0, rtt=0.02)
@@ -196,7 +196,7 @@ def _late_parent_node(wait: bool) -> tuple[sw.Swarm, StreamId, Identity]:
     after a chunk's time. The parent's pushes come 0.38 s after it (a deep tree): the
     substreams are late. Three chunks the parent never pushed came from the origin in
     40 ms each: this node has learnt what a fetch takes."""
-    node, sid, bid = _fed_node(sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+    node, sid, bid = _fed_node(sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
                                               origin_margin=0.15, origin_wait=wait), 12)
     par = bid.public
     for seq in range(40):
@@ -269,7 +269,7 @@ def test_a_late_substream_asks_a_neighbour_whose_lag_says_it_has_the_chunk() -> 
     bid = Identity.from_private_bytes(rng.randbytes(32))
     sid = StreamId(bid.public, "t")
     me, par, fast, slow, below = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
-    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5),
+    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5),
                     rng=random.Random(1), now=0.0)
     tb, t1, t2 = peer_tag(bid.public), b"\x01" * 8, b"\x02" * 8
     for k in (par, fast, slow, below):
@@ -321,7 +321,7 @@ def test_a_late_relay_fetches_for_its_children_when_no_peer_can_repair() -> None
     tb, t1 = peer_tag(bid.public), b"\x01" * 8
 
     def relay(children: bool) -> sw.Swarm:
-        node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+        node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
                                                 relay_origin_early=True), rng=random.Random(1), now=0.0)
         node.add_peer(par, 0.0, rtt=0.02)
         node.add_peer(kid, 0.0, rtt=0.02)
@@ -370,7 +370,7 @@ def test_an_overdue_push_is_repaired_from_a_neighbour_before_the_origin_fallback
     t = 1.0 + gap * 0.1
 
     def asked(overdue: bool) -> list[float]:
-        node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+        node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
                                                 repair_overdue=overdue), rng=random.Random(1), now=0.0)
         node.add_peer(par, 0.0, rtt=0.02)
         node.add_peer(mid, 0.0, rtt=0.02)

@@ -28,7 +28,7 @@ def _newcomer(start_look: float) -> tuple[dict[bytes, list[tuple[float, int]]], 
     rng = random.Random(21)
     b, deep, near, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
     sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=K, start_look=start_look)
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=K, start_look=start_look)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
     tb = peer_tag(b)
     asked: dict[bytes, list[tuple[float, int]]] = {}
@@ -67,7 +67,7 @@ def _newcomer(start_look: float) -> tuple[dict[bytes, list[tuple[float, int]]], 
 def test_start_look_reconsiders_the_first_parent_soon() -> None:
     """With ``start_look`` = 0.5 (the default) the shallow neighbour is asked at the early look, 0.5 s after
     the deep one's ACK (0.1 s), instead of at the periodic look at 4 s."""
-    assert sw.SwarmConfig().start_look == 0.5
+    assert sw.SwarmConfig(first_wait=0.0).start_look == 0.5
     asked, deep, near = _newcomer(0.5)
     assert near in asked
     t, mask = asked[near][0]
@@ -91,7 +91,7 @@ def _requests_to_full_neighbour(start_repair: float) -> list[int]:
     bid = Identity.from_private_bytes(rng.randbytes(32))
     deep, full, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
     sid = StreamId(bid.public, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, start_repair=start_repair)
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, start_repair=start_repair)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
     tb = peer_tag(bid.public)
     node.add_peer(deep, 0.0, rtt=0.02)

@@ -434,7 +434,7 @@ def test_parent_is_the_fastest_path_not_the_fewest_hops() -> None:
     rng = random.Random(7)
     b, far, near, mid, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
     sid = StreamId(b, "t")
-    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000), rng=random.Random(1), now=0.0)
+    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000), rng=random.Random(1), now=0.0)
     node.add_peer(far, 0.0, rtt=0.3)
     node.add_peer(near, 0.0, rtt=0.02)
     node.actions()
@@ -456,7 +456,7 @@ def test_parent_swapped_only_for_a_clear_gain_and_not_too_often() -> None:
     rng = random.Random(8)
     b, p1, p2, p3, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
     sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1)
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1)
     node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
     tb = peer_tag(b)
     node.add_peer(p1, 0.0, rtt=0.1)
@@ -501,13 +501,13 @@ def test_switch_dwell_is_the_configured_one() -> None:
     """``switch_dwell`` (default ``SWITCH_DWELL``): after a parent change on a substream, a
     faster parent is not taken before the dwell has passed, and is taken at the first
     improvement round after it."""
-    assert sw.SwarmConfig().switch_dwell == sw.SWITCH_DWELL
+    assert sw.SwarmConfig(first_wait=0.0, ).switch_dwell == sw.SWITCH_DWELL
     for dwell in (2.0, sw.SWITCH_DWELL):
         rng = random.Random(9)
         b, p1, p2, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
         sid = StreamId(b, "t")
         # (``start_look`` off: p1 is our first parent, which it would look at again after 0.5 s)
-        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, switch_dwell=dwell,
+        cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, switch_dwell=dwell,
                              start_look=0.0)
         node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
         tb = peer_tag(b)
@@ -537,12 +537,12 @@ def test_a_dwell_of_one_status_interval_skips_a_look() -> None:
     2 s) the next look falls inside the dwell, so a substream can improve only at every other
     look (4 s); a dwell shorter than the interval by more than the round trip (1.5 s) lets the
     very next look replace it (docs/simulation.md, 2026-12-03, h-off5)."""
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1)
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1)
     for dwell, rounds in ((1.5, 1), (cfg.status_interval, 2)):
         rng = random.Random(10)
         b, p1, p2, p3, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(5))
         sid = StreamId(b, "t")
-        node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1,
+        node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1,
                                                 switch_dwell=dwell, start_look=0.0),
                         rng=random.Random(1), now=0.0)  # (the periodic looks alone)
         tb = peer_tag(b)
@@ -590,7 +590,7 @@ def test_parent_measured_judges_the_parent_by_what_reaches_us() -> None:
         bid = Identity.from_private_bytes(rng.randbytes(32))
         p1, p2, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
         sid = StreamId(bid.public, "t")
-        cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, parent_measured=measured)
+        cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1, parent_measured=measured)
         node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
         tb = peer_tag(bid.public)
         for p, lag in ((p1, 100), (p2, 200)):
@@ -622,7 +622,7 @@ def _one_parent(seed: int) -> tuple[sw.Swarm, StreamId, bytes, bytes]:
     rng = random.Random(seed)
     b, p, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
     sid = StreamId(b, "t")
-    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1), rng=random.Random(1),
+    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=1), rng=random.Random(1),
                     now=0.0)
     node.add_peer(p, 0.0, rtt=0.05)
     node.on_message(p, _status(sid.key, [[peer_tag(b), peer_tag(p)]], [40]), 0.0)
@@ -689,7 +689,7 @@ def test_an_ack_after_the_subscribe_timed_out_is_answered_with_unsubscribe() -> 
     rng = random.Random(21)
     b, slow, other, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
     sid = StreamId(b, "t")
-    node = sw.Swarm(sid, me, sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=2),
+    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=2),
                     rng=random.Random(1), now=0.0)
     node.add_peer(slow, 0.0, rtt=0.02)
     node.on_message(slow, _status(sid.key, [[peer_tag(b), peer_tag(slow)]] * 2, [20, 20]), 0.0)
