@@ -210,10 +210,12 @@ class SwarmConfig:
     #: relay leaves the same record). A *repair sink* (a peer that claims every
     #: chunk and answers no REQUEST, or answers after the deadline) otherwise cost each of
     #: its neighbours a repair round per chunk asked of it (:meth:`oasis.core.repair.RepairPicker.request`;
-    #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``). On by default since
-    #: 2026-12-03 (the six honest comparison runs' mean offload 0.9453 -> 0.9477; the victims of
-    #: 10 % sinks 0.942 -> 0.948, p95 396 -> 364 ms; docs/benchmarks.md, h-atk8 and session 25)
-    repair_guard: bool = True
+    #: counters ``repair_misses_judged``, ``repair_sinks_distrusted``). Off: against the
+    #: h-atk8 baseline the six honest comparison runs' mean rose 0.9453 -> 0.9477 (one run
+    #: -0.0048) and the victims of 10 % sinks gained (0.942 -> 0.948, p95 396 -> 364 ms), but
+    #: on top of ``first_wait`` (the default since) 4 of the 6 fell, mean 0.9603 -> 0.9567
+    #: (docs/benchmarks.md, h-atk8 and "Session 25, the lead")
+    repair_guard: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
