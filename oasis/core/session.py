@@ -343,13 +343,11 @@ class Session:
         if self.version >= wire.CHUNK_RUNS_VERSION:
             self._receive_run(stream_id, data, end, now)
             return
-        buf = self._chunk_bufs.get(stream_id)
+        new = stream_id not in self._chunk_bufs
+        buf = self._chunk_buf(stream_id)
         if buf is None:
-            if len(self._chunk_bufs) >= MAX_OPEN_CHUNK_STREAMS:
-                self._stop(stream_id)
-                self._violation(ErrorCode.TOO_LARGE, "too many open chunk streams")
-                return
-            buf = self._chunk_bufs[stream_id] = bytearray()
+            return
+        if new:
             self._chunk_t0[stream_id] = now
         if len(buf) + len(data) > wire.MAX_CHUNK_MESSAGE:
             self._stop(stream_id)
@@ -379,18 +377,26 @@ class Session:
         self.counters.chunks_in += 1
         self._events.append(ChunkReceived(chunk, len(whole)))
 
-    def _receive_run(self, stream_id: int, data: bytes, end: bool, now: float) -> None:
-        """OFTP 2: bytes of a run of framed chunks. Complete frames are decoded from the
-        bytes as they came (no copy when a piece holds whole frames); only an unfinished
-        frame is kept, under the same caps as a whole chunk stream of OFTP 1, and its
-        first byte's time starts the stream's timeout."""
+    def _chunk_buf(self, stream_id: int) -> bytearray | None:
+        """The buffer of chunk stream ``stream_id``, opened if new; None (the stream
+        stopped, a counted violation) if ``MAX_OPEN_CHUNK_STREAMS`` are open already."""
         buf = self._chunk_bufs.get(stream_id)
         if buf is None:
             if len(self._chunk_bufs) >= MAX_OPEN_CHUNK_STREAMS:
                 self._stop(stream_id)
                 self._violation(ErrorCode.TOO_LARGE, "too many open chunk streams")
-                return
+                return None
             buf = self._chunk_bufs[stream_id] = bytearray()
+        return buf
+
+    def _receive_run(self, stream_id: int, data: bytes, end: bool, now: float) -> None:
+        """OFTP 2: bytes of a run of framed chunks. Complete frames are decoded from the
+        bytes as they came (no copy when a piece holds whole frames); only an unfinished
+        frame is kept, under the same caps as a whole chunk stream of OFTP 1, and its
+        first byte's time starts the stream's timeout."""
+        buf = self._chunk_buf(stream_id)
+        if buf is None:
+            return
         held = len(buf)
         whole: bytes | bytearray = data
         if held:

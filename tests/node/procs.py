@@ -159,3 +159,20 @@ def stderr_lines_until(p: subprocess.Popen[bytes], pattern: str, timeout: float)
         seen.append(raw.decode().rstrip("\n"))
         if re.search(pattern, seen[-1]):
             return seen
+
+
+def chunks_received(node: Any) -> list[Any]:
+    """The chunks an in-process ``Node``'s links will receive from now on (appended as
+    they come): its endpoint's event handler wrapped."""
+    from oasis.core import session as ss
+
+    got: list[Any] = []
+    on_event = node.endpoint.on_event
+
+    def record(link: Any, ev: Any) -> None:
+        if isinstance(ev, ss.ChunkReceived):
+            got.append(ev.chunk)
+        on_event(link, ev)
+
+    node.endpoint.on_event = record
+    return got

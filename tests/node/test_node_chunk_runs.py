@@ -6,9 +6,9 @@ node that offers only OFTP 1 still gets every chunk (docs/oftp.md §2, "Chunk st
 from __future__ import annotations
 
 import pytest
+from procs import chunks_received
 from procs import until as _wait
 
-from oasis.core import session as ss
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
@@ -18,19 +18,6 @@ from oasis.node.node import Node
 from oasis.node.quicstack import STACKS
 
 SLACK = 10.0
-
-
-def _chunks_received(node: Node) -> list[wire.ChunkMsg]:
-    got: list[wire.ChunkMsg] = []
-    on_event = node.endpoint.on_event
-
-    def record(link: Link, ev: ss.Event) -> None:
-        if isinstance(ev, ss.ChunkReceived):
-            got.append(ev.chunk)
-        on_event(link, ev)
-
-    node.endpoint.on_event = record
-    return got
 
 
 async def _pair(stack: str, monkeypatch: pytest.MonkeyPatch, run: int) -> tuple[Node, Node, Link, Link]:
@@ -53,7 +40,7 @@ def _chunks(name: str, n: int, size: int = 6000) -> list[wire.ChunkMsg]:
 @pytest.mark.parametrize("stack", STACKS)
 async def test_chunks_cross_in_runs_one_stream_per_run(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b, la, lb = await _pair(stack, monkeypatch, 4)
-    got = _chunks_received(b)
+    got = chunks_received(b)
     try:
         assert la.session.version == lb.session.version == 2
         sids: list[int] = []
@@ -84,7 +71,7 @@ async def test_a_stale_unsent_chunk_resets_its_run_and_the_next_opens_another(
     it, still in time, is written again on a new run and arrives, and so does the next; the
     receiver keeps no bytes of the reset run."""
     a, b, la, lb = await _pair(stack, monkeypatch, 16)
-    got = _chunks_received(b)
+    got = chunks_received(b)
     try:
         first, behind, nxt = _chunks("stale", 3)
         stale = _chunks("stale2", 1, size=300_000)[0]  # far over QUIC's window: a tail waits
@@ -132,7 +119,7 @@ async def test_a_peer_s_oversized_or_truncated_run_frame_is_refused(
     (TOO_LARGE, nothing buffered); a run whose FIN cuts a frame is MALFORMED and its bytes
     freed; the link stays up and carries the next chunk."""
     a, b, la, lb = await _pair(stack, monkeypatch, 16)
-    got = _chunks_received(b)
+    got = chunks_received(b)
     try:
         huge = la.quic.get_next_available_stream_id(is_unidirectional=True)
         la.quic.send_stream_data(huge, (wire.MAX_CHUNK_MESSAGE + 1).to_bytes(4, "big") + b"x" * 5000,
@@ -163,7 +150,7 @@ async def test_a_node_offering_only_oftp_1_gets_every_chunk_a_stream_each(
     (a if old == "dialler" else b).endpoint.oftp_versions = (1,)
     await a.start()
     await b.start()
-    got = _chunks_received(b)
+    got = chunks_received(b)
     try:
         assert await a.connect(b.peer_id, *b.endpoint.address)
         await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from procs import chunks_received
 from procs import until as _wait
 
-from oasis.core import session as ss
 from oasis.core import swarm as sw
-from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.wire import ErrorCode
@@ -24,20 +23,6 @@ from oasis.node.quicstack import STACKS, make_stack, stack_name
 
 SLACK = 10.0
 PAIRS = list(itertools.product(STACKS, STACKS))
-
-
-def _chunks_received(node: Node) -> list[wire.ChunkMsg]:
-    """The chunks ``node``'s links will receive from now on (appended as they come)."""
-    got: list[wire.ChunkMsg] = []
-    on_event = node.endpoint.on_event
-
-    def record(link: Link, ev: ss.Event) -> None:
-        if isinstance(ev, ss.ChunkReceived):
-            got.append(ev.chunk)
-        on_event(link, ev)
-
-    node.endpoint.on_event = record
-    return got
 
 
 async def _node(stack: str) -> Node:
@@ -60,7 +45,7 @@ def test_the_stack_comes_from_the_argument_then_the_environment(monkeypatch: pyt
 @pytest.mark.parametrize(("dialler", "listener"), PAIRS)
 async def test_a_link_authenticates_and_carries_a_signed_chunk(dialler: str, listener: str) -> None:
     a, b = await _node(dialler), await _node(listener)
-    got = _chunks_received(b)
+    got = chunks_received(b)
     try:
         assert a.endpoint.stack.name == dialler and b.endpoint.stack.name == listener
         assert await a.connect(b.peer_id, *b.endpoint.address)
@@ -93,7 +78,7 @@ async def test_a_chunk_comes_to_the_session_in_pieces_of_many_packets() -> None:
     the consecutive pieces of one stream in one call (not ~15 calls a chunk), and every
     chunk still arrives whole and in order."""
     a, b = await _node("qh3"), await _node("qh3")
-    got = _chunks_received(b)
+    got = chunks_received(b)
     try:
         assert await a.connect(b.peer_id, *b.endpoint.address)
         await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
@@ -177,7 +162,7 @@ async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(
     what is queued, not what is acknowledged: a stream it sent once must still be reset."""
     monkeypatch.setenv("OASIS_CHUNK_RUN", "1")  # a stream per chunk (runs: test_node_chunk_runs.py)
     a, b = await _node(stack), await _node(stack)
-    seen = _chunks_received(b)
+    seen = chunks_received(b)
     try:
         assert await a.connect(b.peer_id, *b.endpoint.address)
         la = a.links_by_peer[b.identity.public]
@@ -229,7 +214,7 @@ async def test_acknowledged_chunk_streams_are_forgotten_at_the_next_push(stack: 
     link's deadline timer waits only for streams still open, and none is reset."""
     monkeypatch.setenv("OASIS_CHUNK_RUN", "1")  # a stream per chunk (runs: test_node_chunk_runs.py)
     a, b = await _node(stack), await _node(stack)
-    seen = _chunks_received(b)
+    seen = chunks_received(b)
     try:
         assert await a.connect(b.peer_id, *b.endpoint.address)
         la = a.links_by_peer[b.identity.public]
