@@ -53,6 +53,7 @@ def main() -> None:
                       "chunk_ms": a.chunk_ms, "set": a.set, "offload": o["offload_ratio"],
                       "continuity": o["continuity"], "p50": o["latency_ms"]["p50"],
                       "p95": o["latency_ms"]["p95"], "stretch50": o["latency_stretch"]["p50"],
+                      "startup_ms": o.get("startup_ms"),
                       "resource_index": out.get("resource_index"),
                       "origin_requests": o.get("origin_requests"), "wall_s": out.get("wall_s"),
                       "load": [load0, _load()]}), flush=True)
