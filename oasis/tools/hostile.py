@@ -336,9 +336,14 @@ class Conn(QuicConnectionProtocol):
     def send_msg(self, msg: wire.Message) -> None:
         self.send_control(wire.frame(msg))
 
-    def send_chunk_stream(self, data: bytes) -> None:
+    def send_chunk_stream(self, data: bytes, raw: bool = False) -> None:
+        """``data`` (an encoded CHUNK) on a chunk stream of its own, framed as OFTP 2 asks
+        when the link speaks it (a run of one chunk), unless ``raw`` (bytes sent as they are)."""
         if self.terminated.is_set():
             return
+        s = self.session
+        if not raw and s is not None and s.version is not None and s.version >= wire.CHUNK_RUNS_VERSION:
+            data = wire.frame_chunk(data)
         sid = self._quic.get_next_available_stream_id(is_unidirectional=True)
         try:
             self._quic.send_stream_data(sid, data, end_stream=True)
@@ -563,7 +568,7 @@ async def m_prechunk(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     for _ in range(8):
         if conn.terminated.is_set() or not await ctx.budget.take(grace(ctx, until, 1.0)):
             break
-        conn.send_chunk_stream(ctx.rng.randbytes(64 * 1024))
+        conn.send_chunk_stream(ctx.rng.randbytes(64 * 1024), raw=True)
         sent += 1
     await wait_closed(conn, grace(ctx, until, 3.0))
     await hang_up(conn)
