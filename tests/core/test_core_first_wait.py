@@ -9,57 +9,18 @@ from __future__ import annotations
 
 import random
 
+from newcomer import K, newcomer_subscribes
+from newcomer import status as _status
+
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
 from oasis.core.stream import StreamId
 
-K = 4
-
-
-def _status(sid_key: bytes, path: list[bytes], lag: int) -> wire.Status:
-    return wire.Status(stream=sid_key, latest=40, have=0, keyframe=40, slots=8,
-                       paths=[path] * K, lags=[lag] * K)
-
 
 def _newcomer(first_wait: float, near_at: float = 0.15) -> tuple[list[tuple[float, bytes, int]], bytes, bytes]:
-    """A newcomer hears a deep neighbour first (300 ms lag) and a shallow one ``near_at``
-    later (40 ms). Returns every SUBSCRIBE it sent (time, peer, mask) over 3 s of timers
-    (each neighbour accepts a round trip, 0.1 s, later)."""
-    rng = random.Random(21)
-    b, deep, near, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
-    sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=K, first_wait=first_wait)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
-    tb = peer_tag(b)
-    sent: list[tuple[float, bytes, int]] = []
-    acks: list[tuple[float, bytes, int]] = []
-
-    def drain(now: float) -> None:
-        for a in node.actions():
-            if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe):
-                sent.append((now, a.peer, a.message.mask))
-                acks.append((now + 0.1, a.peer, a.message.mask))
-
-    node.add_peer(deep, 0.0, rtt=0.05)
-    node.on_message(deep, _status(sid.key, [tb, b"\x01" * 8, peer_tag(deep)], 300), 0.0)
-    drain(0.0)
-    events = [near_at]
-    now = 0.0
-    while now < 3.0:
-        t = node.get_timer()
-        assert t is not None
-        now = max(now, min([t] + [a[0] for a in acks] + events))
-        for a in [a for a in acks if a[0] <= now]:
-            acks.remove(a)
-            node.on_message(a[1], wire.SubscribeAck(stream=sid.key, accepted=a[2], rejected=0), now)
-        if events and events[0] <= now:
-            events.clear()
-            node.add_peer(near, now, rtt=0.02)
-            node.on_message(near, _status(sid.key, [tb, peer_tag(near)], 40), now)
-        node.handle_timer(now)
-        drain(now)
-    return sent, deep, near
+    """Every SUBSCRIBE the scripted newcomer sends over 3 s of timers."""
+    return newcomer_subscribes(3.0, near_at, first_wait=first_wait)
 
 
 def test_first_wait_subscribes_among_the_neighbours_heard_in_the_wait() -> None:

@@ -9,58 +9,23 @@ from __future__ import annotations
 
 import random
 
+from newcomer import K, newcomer_subscribes
+
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
 from oasis.core.stream import StreamId, sign_chunk
 
-K = 4
-
-
-def _status(sid_key: bytes, path: list[bytes], lag: int) -> wire.Status:
-    return wire.Status(stream=sid_key, latest=40, have=0, keyframe=40, slots=8,
-                       paths=[path] * K, lags=[lag] * K)
-
 
 def _newcomer(start_look: float) -> tuple[dict[bytes, list[tuple[float, int]]], bytes, bytes]:
-    """A newcomer hears a deep neighbour first (300 ms lag) and a shallow one 0.15 s later
-    (40 ms). Returns the SUBSCRIBEs it sent per peer (time, mask) over 5 s of timers."""
-    rng = random.Random(21)
-    b, deep, near, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
-    sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, substreams=K, start_look=start_look)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
-    tb = peer_tag(b)
+    """The SUBSCRIBEs the scripted newcomer (``first_wait`` off) sends per peer (time, mask)
+    over 5 s of timers."""
+    sent, deep, near = newcomer_subscribes(5.0, first_wait=0.0, start_look=start_look)
+    # every substream from the first neighbour heard, at once
+    assert [s for s in sent if s[0] == 0.0] == [(0.0, deep, (1 << K) - 1)]
     asked: dict[bytes, list[tuple[float, int]]] = {}
-
-    def drain(now: float) -> None:
-        for a in node.actions():
-            if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe):
-                asked.setdefault(a.peer, []).append((now, a.message.mask))
-                # each neighbour accepts at once, a round trip (0.1 s) later
-                acks.append((now + 0.1, a.peer, a.message.mask))
-
-    acks: list[tuple[float, bytes, int]] = []
-    node.add_peer(deep, 0.0, rtt=0.05)
-    node.on_message(deep, _status(sid.key, [tb, peer_tag(b)[:4] + b"\x01" * 4, peer_tag(deep)], 300), 0.0)
-    drain(0.0)
-    assert asked == {deep: [(0.0, (1 << K) - 1)]}  # every substream from the first one heard
-    events: list[tuple[float, bytes | None]] = [(0.15, near)]
-    now = 0.0
-    while now < 5.0:
-        t = node.get_timer()
-        assert t is not None
-        nxt = min([t] + [a[0] for a in acks] + [e[0] for e in events])
-        now = max(now, nxt)
-        for a in [a for a in acks if a[0] <= now]:
-            acks.remove(a)
-            node.on_message(a[1], wire.SubscribeAck(stream=sid.key, accepted=a[2], rejected=0), now)
-        for e in [e for e in events if e[0] <= now]:
-            events.remove(e)
-            node.add_peer(near, now, rtt=0.02)
-            node.on_message(near, _status(sid.key, [tb, peer_tag(near)], 40), now)
-        node.handle_timer(now)
-        drain(now)
+    for t, peer, mask in sent:
+        asked.setdefault(peer, []).append((t, mask))
     return asked, deep, near
 
 
