@@ -327,6 +327,27 @@ class AioquicStack(Stack):
         return None
 
 
+_warmed = False
+
+
+def warm_key_exchange() -> None:
+    """Pay qh3's first post-quantum key share now (once per process). qh3's TLS client
+    offers X25519 + ML-KEM-768 and its crypto library sets that up at the first use, ~0.1
+    CPU-s: inside the node's first dial, right after a viewer's join, with the event loop
+    blocked (0.4-0.6 s of wall in the 20-viewer join burst of ``bench/fidelity.py``, while
+    the tracker's answer and the other dials waited; docs/benchmarks.md, h-join6). The
+    handshake is unchanged: the same groups are offered, with fresh keys."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+    try:
+        from qh3._hazmat import X25519ML768KeyExchange
+    except ImportError:  # (a qh3 that moved or dropped it: nothing to warm)
+        return
+    X25519ML768KeyExchange()
+
+
 class Qh3Stack(Stack):
     name = "qh3"
     # qh3's Python wrapper costs more per datagram than its Rust core: a run goes to the
@@ -343,6 +364,7 @@ class Qh3Stack(Stack):
         from qh3.quic.connection import QuicConnection, QuicConnectionError, QuicConnectionState
 
         self.events = events
+        warm_key_exchange()
         # qh3 raises QuicConnectionError (from its core's RuntimeError) for any call on a
         # closed connection, and AssertionError for one not yet started
         self.errors = (ValueError, RuntimeError, AssertionError, QuicConnectionError)

@@ -636,6 +636,9 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                 link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await _start_or_close(node)
+    # The local API's modules are imported before the join, not after it (~0.2 CPU-s: the
+    # event loop was blocked while the first announce waited to go out; h-join6).
+    from .daemon import serve_api
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
         desc = await dht_descriptor(node, sid, boots)
     mismatch = apply_descriptor(c, desc)
@@ -710,7 +713,6 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             discovery.cancel()
         await _close_started(node)
         raise
-    from .daemon import serve_api
     try:
         api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")
     except BaseException:  # a taken --api-listen: nothing left open behind the error
