@@ -239,7 +239,7 @@ def main() -> None:
     o = res
     # ``repair_guard``: what the honest nodes judged, and of whom (pairs honest node -> peer)
     guard_keys = ("requests_sent", "repair_misses_judged", "repair_sinks_distrusted",
-                  "repairs_unanswered", "skipped", "origin_fetches")
+                  "repairs_unanswered", "skipped", "origin_fetches", "requests_paired")
     honest_nodes = [n for n in sim.every if not n.mode and not n.is_source]
     judged = {kk: sum(getattr(n.swarm.counters, kk) for n in honest_nodes) for kk in guard_keys}
     pairs: collections.Counter[str] = collections.Counter()

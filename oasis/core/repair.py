@@ -89,6 +89,9 @@ REPAIR_MISS_MAX = 8
 #: doubled per episode up to 8x; REQUESTs remembered per peer; distrust decisions kept (with their
 #: reasons) for /stats
 SINK_MISSES = 4
+#: ``repair_proven``: the score a claimed holder that never gave us a chunk loses (a claimed
+#: holder scores 0-1, a closer relay its path length)
+UNPROVEN_COST = 1.0
 SINK_BACKOFF = 10.0
 SINK_ASKED_MAX = 32
 DISTRUST_LOG = 16
@@ -545,6 +548,10 @@ class RepairPicker:
             self._unanswered(w)
         best: PeerState | None = None
         best_score = 1e9
+        proven = self.config.repair_proven
+        pair = self.config.repair_pair
+        second: PeerState | None = None  # (``repair_pair``) the runner-up
+        second_score = 1e9
         # A peer that does not hold the chunk yet is worth asking only if it is
         # at least two hops closer to the broadcaster on this substream than we are.
         mine = len(self.tree.paths[j]) - 2 if self.tree.parents[j] is not None else wire.MAX_PATH
@@ -597,9 +604,15 @@ class RepairPicker:
                           + 3 * st.withholds)  # struck for withholding (§ 9.2): ask last
             if trust:
                 score += REPAIR_MISS_COST * st.repair_misses
+            if proven and holds and not st.given and not st.is_broadcaster:
+                score += UNPROVEN_COST  # (``repair_proven``) it never gave us a chunk
             score += self.rng.random()
             if score < best_score:
+                if pair:
+                    second, second_score = best, best_score
                 best, best_score, predicted, claimed = st, score, guess, holds
+            elif pair and score < second_score:
+                second, second_score = st, score
         if best is None:
             w.request_at = now + self.config.repair_after
             w.asked.clear()
@@ -627,3 +640,10 @@ class RepairPicker:
         if predicted:
             self.counters.requests_predicted += 1
         self.actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))
+        if pair and second is not None and claimed and not best.given and not best.is_broadcaster:
+            # (``repair_pair``) the holder picked never gave us a chunk: it may be one that
+            # claims and never answers; the runner-up is asked in the same round
+            w.asked.add(second.key)
+            self.counters.requests_sent += 1
+            self.counters.requests_paired += 1
+            self.actions.append(Send(second.key, wire.Request(stream=self.skey, seq=seq)))
