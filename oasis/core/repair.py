@@ -48,6 +48,13 @@ same record, no answer at all (in the simulator ~15 % of the REQUESTs to claimed
 missed; cutting off peers that never answered in two episodes cut off 2-6 honest peers a
 run). Distrusted, it costs nothing but a REQUEST on probation now and then.
 
+With ``repair_proven`` a claimed holder that has never given us a new verified chunk (no push,
+no answer: ``PeerState.given``) scores UNPROVEN_COST more, so the holders that have are asked
+first; with ``repair_pair`` a REQUEST to such a holder goes to the runner-up in the same round
+too. A withholder claims the chunks it holds and answers no REQUEST: asked first, it cost a
+round. (A peer earns ``given`` with one chunk: these rank, they do not judge.) The broadcaster
+is exempt from both.
+
 ``wants_t`` is a lower bound of every want's next time, so the timer does not
 scan the wants; it may be stale-low after a want is removed (an early wake-up),
 never stale-high. No want is ever made above 2^63-1 (it could not exist, nor be
