@@ -225,6 +225,14 @@ class SwarmConfig:
     #: (not the broadcaster), the same REQUEST goes to the next candidate too: the round is not
     #: lost on a peer that may never answer (a duplicate when both answer; issue 8, h-p95h2)
     repair_pair: bool = False
+    #: a new parent on a substream, until its first push, is held to what its STATUS claimed:
+    #: the repair timer waits its advertised lag + half the RTT (+ a margin) instead of the
+    #: previous parent's learnt delay (:attr:`oasis.core.delay.DelayEstimator.fresh`). A
+    #: withholder advertises a one-hop path and zero lag: taken as parent, its substream was
+    #: repaired only after the old parent's learnt delay (up to the cap, 0.73 s at 1.0 s
+    #: playout) for the FRESH_GRACE second and the ``withhold_run`` chunks it takes to drop it
+    #: (issue 8, docs/benchmarks.md, h-p95h2)
+    fresh_parent_lag: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
