@@ -141,7 +141,8 @@ def main() -> None:
             r = asks.get((node.idx, m.seq))
             if r is None:
                 pc, since, prevc = parent_of(net, node, m.seq % k)
-                asks[(node.idx, m.seq)] = [net.now, pc, prevc, since, who_cls(net, act.peer), 1]
+                asks[(node.idx, m.seq)] = [net.now, pc, prevc, since, who_cls(net, act.peer), 1,
+                                           net.now - node.swarm.repair.started_at]
             else:
                 r[5] += 1
         return send(net, node, act)
@@ -198,6 +199,7 @@ def main() -> None:
     n_req: list[int] = []
     since_ch: list[float] = []
     n_rep = 0
+    at_start = 0  # first REQUEST within 1 s of the node's start (its first frame)
     answered_by: collections.Counter[str] = collections.Counter()
     for idx, seq, _, _c in tail:
         ridx = root_at.get((idx, seq))
@@ -212,7 +214,9 @@ def main() -> None:
         if r is None:
             causes[f"{rcls}: no REQUEST"] += 1
             continue
-        at, pc, prevc, since, fa, nr = r
+        at, pc, prevc, since, fa, nr, after_start = r
+        if after_start < 1.0:
+            at_start += 1
         cause = f"parent {pc}" + (f" (new, {prevc} before)" if since < 2.0 else "")
         causes[cause] += 1
         first_asked[fa] += 1
@@ -231,6 +235,7 @@ def main() -> None:
         "tail_repairs": n_rep, "share_of_tail": round(n_rep / nt, 4),
         "cause": {c: round(v / nr_, 4) for c, v in causes.most_common()},
         "by": {c: round(v / nr_, 4) for c, v in answered_by.most_common()},
+        "asked_within_1s_of_start": round(at_start / nr_, 4),
         "first_asked": {c: round(v / nr_, 4) for c, v in first_asked.most_common()},
         "first_request_after_ms": {"p50": _pct(ask_delay, 50), "p95": _pct(ask_delay, 95)},
         "requests": {"mean": round(float(np.mean(n_req)), 2) if n_req else 0,

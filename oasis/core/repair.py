@@ -562,6 +562,11 @@ class RepairPicker:
         # A peer that does not hold the chunk yet is worth asking only if it is
         # at least two hops closer to the broadcaster on this substream than we are.
         mine = len(self.tree.paths[j]) - 2 if self.tree.parents[j] is not None else wire.MAX_PATH
+        if self.config.fresh_parent_lag and not self.tree.parent_pushed_any[j]:
+            # (``fresh_parent_lag``) a parent that has not pushed yet: its path is a claim (a
+            # withholder's one hop left no neighbour "closer" than us until a STATUS showed
+            # the chunk, up to ``status_interval`` later); any neighbour fed on j is worth asking
+            mine = wire.MAX_PATH
         # Our parent's push usually comes after a repair round would (a late substream):
         # only a holder with upload to spare (free slots) is asked. A STATUS is up to
         # ``status_interval`` old, so its ``have`` bits never show a chunk this fresh: a
