@@ -25,7 +25,8 @@ ANSWER_S = 0.02
 LEAVE_AT = 4.0
 
 
-def _run(fresh: bool, *, w_pushes: bool = False, seconds: float = 7.0, seed: int = 5) -> dict:
+def _run(fresh: bool, *, w_pushes: bool = False, stale: bool = False, seconds: float = 7.0,
+         seed: int = 5) -> dict:
     rng = random.Random(seed)
     bid = Identity.from_private_bytes(rng.randbytes(32))
     a_key, wh, holder, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
@@ -75,7 +76,9 @@ def _run(fresh: bool, *, w_pushes: bool = False, seconds: float = 7.0, seed: int
             # W: the best parent there is (one hop, zero lag); the holder claims every chunk,
             # with a deep path (no parent candidate against W), and answers REQUESTs
             status(wh, [tb, peer_tag(wh)], max(latest - 1, 1), 0, 16, now)
-            status(holder, [tb, b"x" * 8, b"y" * 8, b"z" * 8, peer_tag(holder)], latest, 700, 1, now)
+            # (``stale``: its STATUS is 2 s old, so it never shows the chunks we lack)
+            status(holder, [tb, b"x" * 8, b"y" * 8, b"z" * 8, peer_tag(holder)],
+                   max(latest - 20, 1) if stale else latest, 700, 1, now)
         if now >= LEAVE_AT and a_key in node.peers:
             node.remove_peer(a_key, now)
         for act in node.actions():
@@ -100,7 +103,9 @@ def _run(fresh: bool, *, w_pushes: bool = False, seconds: float = 7.0, seed: int
     for seq, at, _ in asked:
         first_ask.setdefault(seq, at - seq * CHUNK_S)
     after = [first_ask[s] for s in first_ask if s * CHUNK_S >= took]
-    return {"node": node, "wh": wh, "after": after, "took": took, "delivered": delivered}
+    holder_asked = [seq for seq, _, p in asked if p == holder and seq * CHUNK_S >= took]
+    return {"node": node, "wh": wh, "after": after, "took": took, "delivered": delivered,
+            "holder_asked": holder_asked}
 
 
 def test_off_the_new_parent_inherits_the_old_parents_delay() -> None:
@@ -128,3 +133,13 @@ def test_once_the_new_parent_pushes_its_record_rules() -> None:
     d = r["node"].delay
     assert d.fresh[0] < 0
     assert r["node"].counters.parents_withholding == 0
+
+
+def test_a_new_parents_claimed_path_does_not_hide_the_relays() -> None:
+    """W's one-hop path made us two hops deep: no neighbour was "two hops closer", so a chunk
+    was asked only once a STATUS showed it (up to ``status_interval`` later). A parent that
+    has not pushed yet is no evidence of our depth: with the switch the relay fed on the
+    substream (its STATUS 2 s old) is asked at once and answers."""
+    off, on = _run(False, stale=True), _run(True, stale=True)
+    assert len(on["holder_asked"]) > len(off["holder_asked"]) + 5
+    assert on["after"] and max(on["after"][:5]) <= on["node"].config.repair_after + 0.06
