@@ -230,8 +230,10 @@ class SwarmConfig:
     #: previous parent's learnt delay (:attr:`oasis.core.delay.DelayEstimator.fresh`). A
     #: withholder advertises a one-hop path and zero lag: taken as parent, its substream was
     #: repaired only after the old parent's learnt delay (up to the cap, 0.73 s at 1.0 s
-    #: playout) for the FRESH_GRACE second and the ``withhold_run`` chunks it takes to drop it
-    #: (issue 8, docs/benchmarks.md, h-p95h2)
+    #: playout) for the FRESH_GRACE second and the ``withhold_run`` chunks it takes to drop it.
+    #: Nor does its claimed path count as our depth in the repair ranking: its one hop left no
+    #: neighbour "two hops closer" than us, so a chunk was asked only once a STATUS showed it
+    #: (:meth:`oasis.core.repair.RepairPicker.request`; issue 8, docs/benchmarks.md, h-p95h2)
     fresh_parent_lag: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
