@@ -219,11 +219,13 @@ class SwarmConfig:
     #: rank a repair candidate whose STATUS claims the chunk but that has never given us a new
     #: verified chunk (:attr:`PeerState.given`: no push, no answer) after the holders that have
     #: (+:data:`oasis.core.repair.UNPROVEN_COST`): a withholder claims what it holds and answers
-    #: no REQUEST, so a repair asked of it first cost a round (issue 8, docs/benchmarks.md, h-p95h2)
+    #: no REQUEST, so a repair asked of it first cost a round. Off: hostile-10k at 1,000 x 40 s,
+    #: seed 1, p95 584.3 -> 587.7 ms (issue 8, docs/benchmarks.md, h-p95h2)
     repair_proven: bool = False
     #: when the repair candidate picked is a claimed holder that has never given us a chunk
     #: (not the broadcaster), the same REQUEST goes to the next candidate too: the round is not
-    #: lost on a peer that may never answer (a duplicate when both answer; issue 8, h-p95h2)
+    #: lost on a peer that may never answer (a duplicate when both answer). Off: not measured
+    #: in the simulator (issue 8, h-p95h2)
     repair_pair: bool = False
     #: a new parent on a substream, until its first push, is held to what its STATUS claimed:
     #: the repair timer waits its advertised lag + half the RTT (+ a margin) instead of the
@@ -233,7 +235,9 @@ class SwarmConfig:
     #: playout) for the FRESH_GRACE second and the ``withhold_run`` chunks it takes to drop it.
     #: Nor does its claimed path count as our depth in the repair ranking: its one hop left no
     #: neighbour "two hops closer" than us, so a chunk was asked only once a STATUS showed it
-    #: (:meth:`oasis.core.repair.RepairPicker.request`; issue 8, docs/benchmarks.md, h-p95h2)
+    #: (:meth:`oasis.core.repair.RepairPicker.request`). Off: hostile-10k at 1,000 x 40 s, seed 1,
+    #: p95 584.3 -> 538.0 ms (1.49 -> 1.38 x the twin), but the six honest comparison runs fell
+    #: in five, mean offload 0.9603 -> 0.9560 (issue 8, docs/benchmarks.md, h-p95h2)
     fresh_parent_lag: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
