@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from oasis.core import swarm as sw
+from oasis.core import wire
 from oasis.sim import adversary as adv
 from oasis.sim import cli, execute, oasis_run, population
 from oasis.sim.netmodel import World
@@ -79,6 +80,7 @@ def main() -> None:
     # (node idx, seq) -> (class, sender idx or -1, at)
     got: dict[tuple[int, int], tuple[str, int, float]] = {}
     honest_lat: list[tuple[int, int, float, str]] = []
+    tmade: dict[int, float] = {}
     table = execute._table(oasis_run.OasisSim)
     deliver = table[sw.Deliver]
 
@@ -100,13 +102,54 @@ def main() -> None:
                 kind = "push" if act.peer == node.swarm.tree.parents[j] else "other"
                 cls = f"{kind}_{adv.NAMES[sender.mode] if sender is not None and sender.mode else 'honest'}"
         got[(node.idx, c.seq)] = (cls, who, act.at)
+        if not node.mode:
+            parent_of(net, node, j)  # (notes a change of parent when it is first seen)
+        tmade[c.seq] = c.time_us / 1e6
         rec = node.rec
         if rec is not None and not node.mode and c.time_us / 1e6 >= rec.joined_at:
             honest_lat.append((node.idx, c.seq, act.at - c.time_us / 1e6, cls))
         return deliver(net, node, act)
 
+    send = table[sw.Send]
+    # (node idx, seq) -> [first REQUEST at, parent class then, previous parent's class, s since the
+    # parent changed, first asked's class, REQUESTs sent]
+    asks: dict[tuple[int, int], list[Any]] = {}
+    # (node idx, substream) -> (parent key, class, since, previous class)
+    parent_seen: dict[tuple[int, int], tuple[Any, str, float, str]] = {}
+
+    def who_cls(net: Any, key: Any) -> str:
+        if key is None:
+            return "none"
+        o = net.by_key.get(key)
+        if o is None:
+            return "gone"
+        if o.is_source:
+            return "bcast"
+        return adv.NAMES[o.mode] if o.mode else "honest"
+
+    def parent_of(net: Any, node: Any, j: int) -> tuple[str, float, str]:
+        key = node.swarm.tree.parents[j]
+        prev = parent_seen.get((node.idx, j))
+        if prev is None or prev[0] != key:
+            prev = (key, who_cls(net, key), net.now, prev[1] if prev is not None else "start")
+            parent_seen[(node.idx, j)] = prev
+        return prev[1], net.now - prev[2], prev[3]
+
+    def on_send(net: Any, node: Any, act: sw.Send) -> Any:
+        m = act.message
+        if type(m) is wire.Request and not node.mode and not node.is_source:
+            r = asks.get((node.idx, m.seq))
+            if r is None:
+                pc, since, prevc = parent_of(net, node, m.seq % k)
+                asks[(node.idx, m.seq)] = [net.now, pc, prevc, since, who_cls(net, act.peer), 1,
+                                           net.now - node.swarm.repair.started_at]
+            else:
+                r[5] += 1
+        return send(net, node, act)
+
     if a.trace:
         table[sw.Deliver] = on_deliver
+        table[sw.Send] = on_send
     world = World()
     bnet, viewers = population.build(s, world, int(a.seed))
     load0 = _load()
@@ -118,15 +161,19 @@ def main() -> None:
         by_cls[cls].append(lat)
     n_all = max(len(honest_lat), 1)
 
+    root_at: dict[tuple[int, int], int] = {}
+
     def root(idx: int, seq: int) -> tuple[str, int]:
         """The first step up the chain of pushes that was not an honest push; its depth."""
         depth = 0
+        first = idx
         while True:
             g = got.get((idx, seq))
             if g is None:
                 return "unknown", depth
             cls, who, _ = g
             if cls != "push_honest" or who < 0:
+                root_at[(first, seq)] = idx
                 return cls, depth
             idx = who
             depth += 1
@@ -143,10 +190,61 @@ def main() -> None:
         tail_root[r] += 1
         tail_depth[min(d, 8)] += 1
     nt = max(len(tail), 1)
+    # The tail's repairs and origin copies (at the viewer or at the ancestor where its chain of
+    # pushes began): why a repair was needed (the parent on that substream at the first REQUEST),
+    # how long after the chunk's time it was asked, whom first, how many REQUESTs
+    causes: collections.Counter[str] = collections.Counter()
+    first_asked: collections.Counter[str] = collections.Counter()
+    ask_delay: list[float] = []
+    n_req: list[int] = []
+    since_ch: list[float] = []
+    n_rep = 0
+    at_start = 0  # first REQUEST within 1 s of the node's start (its first frame)
+    answered_by: collections.Counter[str] = collections.Counter()
+    for idx, seq, _, _c in tail:
+        ridx = root_at.get((idx, seq))
+        if ridx is None:
+            continue
+        rcls = got[(ridx, seq)][0]
+        if not (rcls.startswith("other_") or rcls == "origin"):
+            continue
+        n_rep += 1
+        answered_by[rcls] += 1
+        r = asks.get((ridx, seq))
+        if r is None:
+            causes[f"{rcls}: no REQUEST"] += 1
+            continue
+        at, pc, prevc, since, fa, nr, after_start = r
+        if after_start < 1.0:
+            at_start += 1
+        cause = f"parent {pc}" + (f" (new, {prevc} before)" if since < 2.0 else "")
+        causes[cause] += 1
+        first_asked[fa] += 1
+        n_req.append(nr)
+        since_ch.append(since)
+    ask_delay = []
+    for idx, seq, _, _c in tail:
+        ridx = root_at.get((idx, seq))
+        if ridx is None or (ridx, seq) not in asks:
+            continue
+        rcls = got[(ridx, seq)][0]
+        if rcls.startswith("other_") or rcls == "origin":
+            ask_delay.append(asks[(ridx, seq)][0] - tmade.get(seq, asks[(ridx, seq)][0]))
+    nr_ = max(n_rep, 1)
+    repair_trace = {
+        "tail_repairs": n_rep, "share_of_tail": round(n_rep / nt, 4),
+        "cause": {c: round(v / nr_, 4) for c, v in causes.most_common()},
+        "by": {c: round(v / nr_, 4) for c, v in answered_by.most_common()},
+        "asked_within_1s_of_start": round(at_start / nr_, 4),
+        "first_asked": {c: round(v / nr_, 4) for c, v in first_asked.most_common()},
+        "first_request_after_ms": {"p50": _pct(ask_delay, 50), "p95": _pct(ask_delay, 95)},
+        "requests": {"mean": round(float(np.mean(n_req)), 2) if n_req else 0,
+                     "p95": float(np.percentile(np.array(n_req), 95)) if n_req else 0},
+    }
     o = res
     # ``repair_guard``: what the honest nodes judged, and of whom (pairs honest node -> peer)
     guard_keys = ("requests_sent", "repair_misses_judged", "repair_sinks_distrusted",
-                  "repairs_unanswered", "skipped", "origin_fetches")
+                  "repairs_unanswered", "skipped", "origin_fetches", "requests_paired")
     honest_nodes = [n for n in sim.every if not n.mode and not n.is_source]
     judged = {kk: sum(getattr(n.swarm.counters, kk) for n in honest_nodes) for kk in guard_keys}
     pairs: collections.Counter[str] = collections.Counter()
@@ -180,6 +278,7 @@ def main() -> None:
         "guard": judged | dict(pairs)
         | ({kk: o["hostile"]["sent"].get(kk, 0) for kk in ("requests_sunk", "answers_late")}
            if "hostile" in o else {}),
+        "repair_trace": repair_trace if a.trace else None,
         "load": [load0, _load()],
     }
     print(json.dumps(out), flush=True)

@@ -59,6 +59,9 @@ class DelayEstimator:
         #: the parent's push usually comes after a repair round would: ask holders only
         self.late = [False] * substreams
         self.min_repair = repair_after  #: the smallest of them (the wants timer's step)
+        #: ``fresh_parent_lag``: a new parent that has not pushed yet is held to what its
+        #: STATUS claimed (its lag + half the RTT, s); -1: the learnt delay rules
+        self.fresh = [-1.0] * substreams
 
     def sample(self, j: int, sample: float, fed: bool) -> None:
         """One delay sample for substream ``j`` (a chunk our parent pushed)."""
@@ -68,6 +71,15 @@ class DelayEstimator:
 
     def update(self, j: int, fed: bool) -> None:
         """Recompute ``repair[j]``; ``fed``: substream ``j`` has a parent."""
+        f = self.fresh[j]
+        if fed and f >= 0:
+            # a new parent, not pushed yet: its claim, not the previous parent's record
+            self.late[j] = False
+            d = f + REPAIR_MARGIN
+            d = d if d < self.cap else self.cap
+            self.repair[j] = d if d > self.repair_after else self.repair_after
+            self.min_repair = min(self.repair)
+            return
         self.late[j] = fed and self.known[j] and self.lag[j] + REPAIR_MARGIN > self.cap
         self.repair[j] = self._repair_delay(j, fed)
         self.min_repair = min(self.repair)

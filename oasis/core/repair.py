@@ -48,6 +48,13 @@ same record, no answer at all (in the simulator ~15 % of the REQUESTs to claimed
 missed; cutting off peers that never answered in two episodes cut off 2-6 honest peers a
 run). Distrusted, it costs nothing but a REQUEST on probation now and then.
 
+With ``repair_proven`` a claimed holder that has never given us a new verified chunk (no push,
+no answer: ``PeerState.given``) scores UNPROVEN_COST more, so the holders that have are asked
+first; with ``repair_pair`` a REQUEST to such a holder goes to the runner-up in the same round
+too. A withholder claims the chunks it holds and answers no REQUEST: asked first, it cost a
+round. (A peer earns ``given`` with one chunk: these rank, they do not judge.) The broadcaster
+is exempt from both.
+
 ``wants_t`` is a lower bound of every want's next time, so the timer does not
 scan the wants; it may be stale-low after a want is removed (an early wake-up),
 never stale-high. No want is ever made above 2^63-1 (it could not exist, nor be
@@ -89,6 +96,9 @@ REPAIR_MISS_MAX = 8
 #: doubled per episode up to 8x; REQUESTs remembered per peer; distrust decisions kept (with their
 #: reasons) for /stats
 SINK_MISSES = 4
+#: ``repair_proven``: the score a claimed holder that never gave us a chunk loses (a claimed
+#: holder scores 0-1, a closer relay its path length)
+UNPROVEN_COST = 1.0
 SINK_BACKOFF = 10.0
 SINK_ASKED_MAX = 32
 DISTRUST_LOG = 16
@@ -545,9 +555,18 @@ class RepairPicker:
             self._unanswered(w)
         best: PeerState | None = None
         best_score = 1e9
+        proven = self.config.repair_proven
+        pair = self.config.repair_pair
+        second: PeerState | None = None  # (``repair_pair``) the runner-up
+        second_score = 1e9
         # A peer that does not hold the chunk yet is worth asking only if it is
         # at least two hops closer to the broadcaster on this substream than we are.
         mine = len(self.tree.paths[j]) - 2 if self.tree.parents[j] is not None else wire.MAX_PATH
+        if self.config.fresh_parent_lag and not self.tree.parent_pushed_any[j]:
+            # (``fresh_parent_lag``) a parent that has not pushed yet: its path is a claim (a
+            # withholder's one hop left no neighbour "closer" than us until a STATUS showed
+            # the chunk, up to ``status_interval`` later); any neighbour fed on j is worth asking
+            mine = wire.MAX_PATH
         # Our parent's push usually comes after a repair round would (a late substream):
         # only a holder with upload to spare (free slots) is asked. A STATUS is up to
         # ``status_interval`` old, so its ``have`` bits never show a chunk this fresh: a
@@ -597,9 +616,15 @@ class RepairPicker:
                           + 3 * st.withholds)  # struck for withholding (§ 9.2): ask last
             if trust:
                 score += REPAIR_MISS_COST * st.repair_misses
+            if proven and holds and not st.given and not st.is_broadcaster:
+                score += UNPROVEN_COST  # (``repair_proven``) it never gave us a chunk
             score += self.rng.random()
             if score < best_score:
+                if pair:
+                    second, second_score = best, best_score
                 best, best_score, predicted, claimed = st, score, guess, holds
+            elif pair and score < second_score:
+                second, second_score = st, score
         if best is None:
             w.request_at = now + self.config.repair_after
             w.asked.clear()
@@ -627,3 +652,10 @@ class RepairPicker:
         if predicted:
             self.counters.requests_predicted += 1
         self.actions.append(Send(best.key, wire.Request(stream=self.skey, seq=seq)))
+        if pair and second is not None and claimed and not best.given and not best.is_broadcaster:
+            # (``repair_pair``) the holder picked never gave us a chunk: it may be one that
+            # claims and never answers; the runner-up is asked in the same round
+            w.asked.add(second.key)
+            self.counters.requests_sent += 1
+            self.counters.requests_paired += 1
+            self.actions.append(Send(second.key, wire.Request(stream=self.skey, seq=seq)))

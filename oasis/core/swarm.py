@@ -244,6 +244,7 @@ class Swarm:
             return
         if st.sink_asked:
             self.repair.sink_answer(st, chunk.seq, now)  # (``repair_guard``: an answer?)
+        st.given += 1
         source = SOURCE_BROADCASTER if st.is_broadcaster else SOURCE_P2P
         self._accept(chunk, peer, source, now)
 

@@ -216,6 +216,29 @@ class SwarmConfig:
     #: on top of ``first_wait`` (the default since) 4 of the 6 fell, mean 0.9603 -> 0.9567
     #: (docs/benchmarks.md, h-atk8 and "Session 25, the lead")
     repair_guard: bool = False
+    #: rank a repair candidate whose STATUS claims the chunk but that has never given us a new
+    #: verified chunk (:attr:`PeerState.given`: no push, no answer) after the holders that have
+    #: (+:data:`oasis.core.repair.UNPROVEN_COST`): a withholder claims what it holds and answers
+    #: no REQUEST, so a repair asked of it first cost a round. Off: hostile-10k at 1,000 x 40 s,
+    #: seed 1, p95 584.3 -> 587.7 ms (issue 8, docs/benchmarks.md, h-p95h2)
+    repair_proven: bool = False
+    #: when the repair candidate picked is a claimed holder that has never given us a chunk
+    #: (not the broadcaster), the same REQUEST goes to the next candidate too: the round is not
+    #: lost on a peer that may never answer (a duplicate when both answer). Off: not measured
+    #: in the simulator (issue 8, h-p95h2)
+    repair_pair: bool = False
+    #: a new parent on a substream, until its first push, is held to what its STATUS claimed:
+    #: the repair timer waits its advertised lag + half the RTT (+ a margin) instead of the
+    #: previous parent's learnt delay (:attr:`oasis.core.delay.DelayEstimator.fresh`). A
+    #: withholder advertises a one-hop path and zero lag: taken as parent, its substream was
+    #: repaired only after the old parent's learnt delay (up to the cap, 0.73 s at 1.0 s
+    #: playout) for the FRESH_GRACE second and the ``withhold_run`` chunks it takes to drop it.
+    #: Nor does its claimed path count as our depth in the repair ranking: its one hop left no
+    #: neighbour "two hops closer" than us, so a chunk was asked only once a STATUS showed it
+    #: (:meth:`oasis.core.repair.RepairPicker.request`). Off: hostile-10k at 1,000 x 40 s, seed 1,
+    #: p95 584.3 -> 538.0 ms (1.49 -> 1.38 x the twin), but the six honest comparison runs fell
+    #: in five, mean offload 0.9603 -> 0.9560 (issue 8, docs/benchmarks.md, h-p95h2)
+    fresh_parent_lag: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -357,6 +380,10 @@ class PeerState:
     sink_missed: int = 0  #: ... in all
     sink_answers: int = 0  #: answered before their deadline, in all
     sink_late: int = 0  #: answered after their deadline, in all
+    #: new verified chunks it sent us (pushes and answers; ``repair_proven``, ``repair_pair``:
+    #: a peer that gave us none is not yet known to answer). Not kept across a rejoin: it only
+    #: counts in the peer's favour
+    given: int = 0
     #: not asked for repairs before this (distrusted), and the times it was
     distrusted_until: float = -INF
     distrusts: int = 0
@@ -408,6 +435,9 @@ class SwarmCounters:
     #: repair REQUESTs on a late substream sent to a neighbour whose STATUS did not show
     #: the chunk but whose advertised lag says it has had it by now (``RepairPicker.request``)
     requests_predicted: int = 0
+    #: ``repair_pair``: repair REQUESTs sent to a second peer in the same round (the first
+    #: picked had never given us a chunk)
+    requests_paired: int = 0
     requests_served: int = 0
     #: CANCELs sent (a chunk came while other peers still had our REQUEST for it), and
     #: CANCELs heard that dropped a held request / a queued answer / found nothing

@@ -502,6 +502,8 @@ class PushTree:
             self.pushed_at[j] = now
             self.pushed_seq[j] = self.log.latest
             self.taken_seq[j] = self.log.latest
+            if self.config.fresh_parent_lag:
+                self.delay.fresh[j] = self._claimed_delay(st, j)
             self.delay.update(j, self.parents[j] is not None)
             st.parent_mask |= 1 << j
             path = st.status.paths[j] if st.status and j < len(st.status.paths) else []
@@ -512,6 +514,15 @@ class PushTree:
                 self.path_changed(j)
         if msg.rejected:
             self.select_parents(now)
+
+    @staticmethod
+    def _claimed_delay(st: PeerState, j: int) -> float:
+        """``fresh_parent_lag``: when ``st``'s STATUS says its pushes of ``j`` reach us (its
+        advertised lag + half the RTT; s), -1 if it does not say."""
+        msg = st.status
+        if msg is None or j >= len(msg.lags) or msg.lags[j] == wire.LAG_UNKNOWN:
+            return -1.0
+        return msg.lags[j] / 1000 + (st.rtt / 2 if st.rtt >= 0 else HOP_GUESS)
 
     def path_changed(self, j: int) -> None:
         """Our path on substream ``j`` changed but we still have a feed: our children
@@ -536,6 +547,7 @@ class PushTree:
         """Our parent on ``j`` is gone (left, lost its feed, withheld): back to the
         standby parent if we still have one with a feed, else none."""
         sb, self.standby[j] = self.standby[j], None
+        self.delay.fresh[j] = -1.0  # (``fresh_parent_lag``: the next parent sets its own)
         st = self.peers.get(sb) if sb is not None else None
         msg = st.status if st is not None else None
         if st is not None and msg is not None and st.parent_mask & (1 << j) and j < len(msg.paths) \
@@ -641,6 +653,9 @@ class PushTree:
         if self.config.parent_overclaim and delay >= 0:
             self._overclaim(j, delay)
         self.miss_run[j] = 0
+        if self.delay.fresh[j] >= 0:
+            self.delay.fresh[j] = -1.0  # (``fresh_parent_lag``) it pushes: its record rules
+            self.delay.update(j, True)
         self.parent_pushed_any[j] = True
         self.pushes[j] += 1
         self.pushed_at[j] = now
