@@ -105,6 +105,11 @@ class SwarmConfig:
     #: ``j`` from at its repair round asks the origin then, not at the fallback: its copy
     #: reaches its children before their own fallback (one fetch instead of one per child)
     relay_origin_early: bool = True
+    #: ``relay_origin_early`` only for a substream on which we feed at least this many
+    #: children: for one child the early fetch costs the origin what that child's own
+    #: fallback would, and that child may still get our push, or a repair, in time (1: every
+    #: relay, as before)
+    relay_early_children: int = 1
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
@@ -185,6 +190,11 @@ class SwarmConfig:
     #: 0.882 -> 0.877 and 0.876 -> 0.875 (seeds 1, 2): ~700 moves a run; on seed 2 the
     #: substreams at depth >= 6 halved, the relays' early fetches did not fall (docs/benchmarks.md, h-nat6)
     leaf_yield: float = 0.0
+    #: a candidate parent (not ours on the substream, not the broadcaster) costs this much
+    #: over its free slots in its STATUS (``slot_weight / max(slots, 1)``, s): a newcomer and
+    #: a switch prefer a parent with room over a nearly full hub, whose pushes queue behind
+    #: its other children's (:meth:`oasis.core.tree.PushTree.candidates`; 0: off)
+    slot_weight: float = 0.0
     #: judge every candidate parent by how far its pushes fell behind what its STATUS
     #: predicted while it was our parent (:attr:`PeerState.overclaim`, beyond
     #: :data:`oasis.core.tree.OVERCLAIM_FREE`, added to its score on every substream): a
