@@ -95,6 +95,11 @@ def main() -> None:
     by_kind: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     origin_parent: collections.Counter[str] = collections.Counter()
     first_push: dict[int, float] = {}
+    #: origin deliveries by (viewer kind, why: a relay's early fetch / the viewer's own late
+    #: fallback / not asked by a fetch we saw, depth of the viewer on that substream)
+    origin_why: collections.Counter[str] = collections.Counter()
+    origin_depth: collections.Counter[str] = collections.Counter()
+    asked_at: dict[tuple[int, int], float] = {}
 
     def on_deliver(net: Any, node: Any, act: sw.Deliver) -> Any:
         rec = node.rec
@@ -105,7 +110,14 @@ def main() -> None:
             cnt["deliveries"] += 1
             if act.source == sw.SOURCE_ORIGIN:
                 cnt["origin"] += 1
-                par = node.swarm.tree.parents[c.seq % k]
+                tr = node.swarm.tree
+                j = c.seq % k
+                par = tr.parents[j]
+                at = asked_at.get((node.idx, c.seq))
+                why = "other" if at is None else ("early" if at < fallback_at else "late")
+                kids = sum(1 for st in node.swarm.peers.values() if st.children_mask >> j & 1)
+                origin_why[f"{kind}:{why}:{'relay' if kids else 'leaf'}"] += 1
+                origin_depth[f"{kind}:{min(len(tr.paths[j]) - 1, 7) if par is not None else 'none'}"] += 1
                 if par is None:
                     origin_parent[f"{kind}<-none"] += 1
                 else:
@@ -135,6 +147,7 @@ def main() -> None:
     def on_fetch(net: Any, node: Any, act: sw.FetchOrigin) -> Any:
         if node.rec is not None and 0 <= act.seq < len(net.produced_t):
             kind = KINDS.get(node.net.nat, "public")
+            asked_at.setdefault((node.idx, act.seq), net.now - net.produced_t[act.seq])
             early[kind + ("_early" if net.now - net.produced_t[act.seq] < fallback_at else "_late")] += 1
         return fetch(net, node, act)
 
@@ -215,6 +228,8 @@ def main() -> None:
         "per_kind": per_kind,
         "origin_by_parent": {kk: round(v / max(total_origin, 1), 4) for kk, v in sorted(origin_parent.items())},
         "child_slots_at_end": dict(sorted(slots.items())),
+        "origin_by_kind_why": dict(sorted(origin_why.items())),
+        "origin_by_kind_depth": dict(sorted(origin_depth.items())),
         "alive_by_kind_at_end": dict(parents_of_kind),
     }
     print(json.dumps(out))

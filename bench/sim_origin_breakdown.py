@@ -13,7 +13,7 @@ far the parent is behind the best neighbour on paper, requests made, lag, depth)
 substream and on the others) and the broadcaster's children.
 
     python bench/sim_origin_breakdown.py scenarios/mobile-churn-10k.toml --seed 2 \\
-        [--set root_strict=false ...]
+        [--nat 0.7] [--set root_strict=false ...]
 """
 
 from __future__ import annotations
@@ -60,12 +60,14 @@ def main() -> None:
     ap.add_argument("--duration", default="40")
     ap.add_argument("--playout", default="0.5")
     ap.add_argument("--seed", default="1")
+    ap.add_argument("--nat", default=None, help="the share of viewers behind NATs (the CLI's --nat)")
     ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
     a = ap.parse_args()
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     s = cli.scenario_from(p.parse_args([a.scenario, "--peers", a.peers, "--duration", a.duration,
-                                        "--playout", a.playout, "--seed", a.seed, "--baselines", "none"]))
+                                        "--playout", a.playout, "--seed", a.seed, "--baselines", "none",
+                                        *(["--nat", a.nat] if a.nat is not None else [])]))
     over = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.set}
     if over:
         s = dataclasses.replace(s, protocol={**s.protocol, **over})

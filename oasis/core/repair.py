@@ -519,15 +519,20 @@ class RepairPicker:
         self.wants_t = now
 
     def _relay_late(self, j: int) -> bool:
-        """We have children on ``j`` and our parent's push usually reaches us so late that
-        our copy would reach them after their origin fallback (``RELAY_HOP`` a hop)."""
+        """We have children on ``j`` (at least ``relay_early_children``) and our parent's push
+        usually reaches us so late that our copy would reach them after their origin fallback
+        (``RELAY_HOP`` a hop)."""
         d = self.delay
         if not d.known[j] or d.lag[j] + REPAIR_MARGIN + RELAY_HOP <= d.origin_at:
             return False
         bit = 1 << j
+        need = self.config.relay_early_children
+        kids = 0
         for st in self.peers.values():
             if st.children_mask & bit:
-                return True
+                kids += 1
+                if kids >= need:
+                    return True
         return False
 
     def _arrival_via(self, st: PeerState, j: int, age: float) -> float:

@@ -105,6 +105,14 @@ class SwarmConfig:
     #: ``j`` from at its repair round asks the origin then, not at the fallback: its copy
     #: reaches its children before their own fallback (one fetch instead of one per child)
     relay_origin_early: bool = True
+    #: ``relay_origin_early`` only for a substream on which we feed at least this many
+    #: children: for one child the early fetch costs the origin what that child's own
+    #: fallback would, and that child may still get our push, or a repair, in time (1: every
+    #: relay, as before). 1 by default: at 2, 1,000 simulated mobile-churn viewers x 40 s at
+    #: 0.5 s with 70 % behind NATs gave offload 0.889 -> 0.906 and 0.876 -> 0.898 (seeds 1, 2;
+    #: the early fetches -55 %), p95 +3 to +4 ms; without NATs the six comparison runs' mean
+    #: 0.9603 -> 0.9602 (one run -0.006), p95 +2 to +12 ms (docs/benchmarks.md, h-nat7)
+    relay_early_children: int = 1
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
@@ -185,6 +193,14 @@ class SwarmConfig:
     #: 0.882 -> 0.877 and 0.876 -> 0.875 (seeds 1, 2): ~700 moves a run; on seed 2 the
     #: substreams at depth >= 6 halved, the relays' early fetches did not fall (docs/benchmarks.md, h-nat6)
     leaf_yield: float = 0.0
+    #: a candidate parent (not ours on the substream, not the broadcaster) costs this much
+    #: over its free slots in its STATUS (``slot_weight / max(slots, 1)``, s): a newcomer and
+    #: a switch prefer a parent with room over a nearly full hub, whose pushes queue behind
+    #: its other children's (:meth:`oasis.core.tree.PushTree.candidates`; 0: off). Off: at
+    #: 0.03, 1,000 mobile-churn viewers x 40 s at 0.5 s, 70 % behind NATs: offload 0.889 ->
+    #: 0.893 and 0.876 -> 0.887 (seeds 1, 2), but without NATs all six comparison runs lost
+    #: (mean 0.9603 -> 0.9557; docs/benchmarks.md, h-nat7)
+    slot_weight: float = 0.0
     #: judge every candidate parent by how far its pushes fell behind what its STATUS
     #: predicted while it was our parent (:attr:`PeerState.overclaim`, beyond
     #: :data:`oasis.core.tree.OVERCLAIM_FREE`, added to its score on every substream): a

@@ -242,6 +242,10 @@ class PushTree:
             # spread substreams over parents: another feed from the same peer shares its upload
             others = bin(st.parent_mask & ~(1 << j)).count("1")
             score = self.parent_score(st, j) + 0.01 * others + self.rng.random() * 0.005
+            if self.config.slot_weight > 0 and not st.parent_mask >> j & 1 and not st.is_broadcaster:
+                # ``slot_weight``: a parent nearly full queues our pushes behind its other
+                # children's; one with room is worth a little depth
+                score += self.config.slot_weight / (msg.slots if msg.slots > 1 else 1)
             out.append((score, st))
         if not out and last_resort is not None:
             out.append((self.parent_score(last_resort, j), last_resort))
