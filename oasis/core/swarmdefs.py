@@ -108,11 +108,12 @@ class SwarmConfig:
     #: ``relay_origin_early`` only for a substream on which we feed at least this many
     #: children: for one child the early fetch costs the origin what that child's own
     #: fallback would, and that child may still get our push, or a repair, in time (1: every
-    #: relay, as before). 1 by default: at 2, 1,000 simulated mobile-churn viewers x 40 s at
-    #: 0.5 s with 70 % behind NATs gave offload 0.889 -> 0.906 and 0.876 -> 0.898 (seeds 1, 2;
-    #: the early fetches -55 %), p95 +3 to +4 ms; without NATs the six comparison runs' mean
-    #: 0.9603 -> 0.9602 (one run -0.006), p95 +2 to +12 ms (docs/benchmarks.md, h-nat7)
-    relay_early_children: int = 1
+    #: relay, the behaviour before 2026-12-03). 2 by default: at 1,000 simulated
+    #: mobile-churn viewers x 40 s at 0.5 s with 70 % behind NATs, offload +0.017, +0.023,
+    #: +0.009, +0.018 (seeds 1-4; the early fetches -55 %), p95 +3 to +4 ms; without NATs
+    #: the nine comparison runs (three files, seeds 1-3) mean +0.0018, 7 of 9 up, p95 +0 to
+    #: +12 ms (docs/benchmarks.md, h-nat7 and "Session 26, the lead")
+    relay_early_children: int = 2
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback

@@ -1,4 +1,4 @@
-"""``relay_early_children`` (1 by default: every relay): a late relay's early origin fetch
+"""``relay_early_children`` (2 by default; 1: every relay): a late relay's early origin fetch
 (``relay_origin_early``) only on a substream where it feeds at least that many children.
 
 For one child the early fetch costs the origin what the child's own fallback would, and the
@@ -65,8 +65,8 @@ def test_one_child_gets_no_early_fetch_two_do() -> None:
     assert two.counters.origin_early == 1
 
 
-def test_at_one_every_relay_fetches_early_as_before() -> None:
+def test_at_one_every_relay_fetches_early_and_the_default_is_two() -> None:
     node = _relay(1, 1)
     assert _fetched_early(node, 40)
     assert node.counters.origin_early == 1
-    assert sw.SwarmConfig().relay_early_children == 1
+    assert sw.SwarmConfig().relay_early_children == 2

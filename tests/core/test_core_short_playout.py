@@ -313,7 +313,8 @@ def test_a_late_relay_fetches_for_its_children_when_no_peer_can_repair() -> None
     chunk's time would pass them on after its children's own origin fallback (0.35 s),
     so every child would fetch the chunk too. When its repair round finds nobody to ask,
     it asks the origin then, for them; a failure then (not at the edge yet) is retried,
-    not taken for a stall. A late node without children waits for the fallback."""
+    not taken for a stall. A late node without children waits for the fallback. (One child
+    here: ``relay_early_children`` 1; the default 2 is tested in its own file.)"""
     rng = random.Random(7)
     bid = Identity.from_private_bytes(rng.randbytes(32))
     sid = StreamId(bid.public, "t")
@@ -322,7 +323,8 @@ def test_a_late_relay_fetches_for_its_children_when_no_peer_can_repair() -> None
 
     def relay(children: bool) -> sw.Swarm:
         node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
-                                                relay_origin_early=True), rng=random.Random(1), now=0.0)
+                                                relay_origin_early=True, relay_early_children=1),
+                        rng=random.Random(1), now=0.0)
         node.add_peer(par, 0.0, rtt=0.02)
         node.add_peer(kid, 0.0, rtt=0.02)
         node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
