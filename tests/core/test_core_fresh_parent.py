@@ -11,15 +11,12 @@ come from the holder ~0.3 s sooner. Once a new parent pushes, its own record rul
 
 from __future__ import annotations
 
-import random
+from repairbench import ALL, CHUNK_S, RepairBench
 
 from oasis.core import swarm as sw
 from oasis.core import wire
-from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.identity import peer_tag
 
-GOP = 10
-CHUNK_S = 0.1
 A_DELAY = 0.5
 ANSWER_S = 0.02
 LEAVE_AT = 4.0
@@ -27,22 +24,12 @@ LEAVE_AT = 4.0
 
 def _run(fresh: bool, *, w_pushes: bool = False, stale: bool = False, seconds: float = 7.0,
          seed: int = 5) -> dict:
-    rng = random.Random(seed)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    a_key, wh, holder, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
-    sid = StreamId(bid.public, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=1.0,
-                         fresh_parent_lag=fresh)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(seed), now=0.0)
-    tb = peer_tag(bid.public)
-    n = int(seconds / CHUNK_S) + 20
-    chunks = {seq: sign_chunk(bid, sid, seq, int(round(CHUNK_S * seq * 1e6)), seq % GOP == 0, b"x" * 500)
-              for seq in range(n)}
+    b = RepairBench(seed, seconds, fresh_parent_lag=fresh)
+    a_key, wh, holder = b.peers
+    node, sid, tb = b.node, b.sid, b.tb
 
     def status(p: bytes, path: list[bytes], latest: int, lag_ms: int, slots: int, now: float) -> None:
-        node.on_message(p, wire.Status(stream=sid.key, latest=latest, have=(1 << 63) - 1 if latest > 0 else 1,
-                                       keyframe=latest - latest % GOP, slots=slots, paths=[path],
-                                       lags=[lag_ms]), now)
+        b.status(p, path, latest, now, have=ALL if latest > 0 else 1, lag_ms=lag_ms, slots=slots)
 
     node.add_peer(a_key, 0.0, rtt=0.02)
     status(a_key, [tb, b"x" * 8, b"y" * 8, peer_tag(a_key)], 0, int(A_DELAY * 1000), 8, 0.0)
@@ -52,16 +39,7 @@ def _run(fresh: bool, *, w_pushes: bool = False, stale: bool = False, seconds: f
     now = 0.0
     w_added = False
     while now < seconds:
-        due = node.get_timer()
-        nxt = min([due if due is not None else 9e9] + [t for t, _, _ in events] + [now + 0.05])
-        now = max(now, nxt)
-        for e in sorted(e for e in events if e[0] <= now):
-            events.remove(e)
-            if e[1] in node.peers:
-                node.on_chunk(e[1], chunks[e[2]], now)
-        if due is not None and due <= now:
-            node.handle_timer(now)
-        latest = int(now / CHUNK_S)
+        now, latest = b.step(now, events)
         if a_key in node.peers:
             # A pushes each chunk A_DELAY after its time
             for s in range(latest + 1):

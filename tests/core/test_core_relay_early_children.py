@@ -7,39 +7,15 @@ child may still get the relay's push, or a repair, in time; for two or more it s
 
 from __future__ import annotations
 
-import random
+from repairbench import late_relay
 
 from oasis.core import swarm as sw
-from oasis.core import wire
-from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId, sign_chunk
-
-K = 4
 
 
 def _relay(children: int, need: int) -> sw.Swarm:
     """A relay whose parent pushes every chunk 0.33 s after its time (its children's copy
     would come after their own fallback at 0.38 s) and ``children`` children on substream 0."""
-    rng = random.Random(7)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    sid = StreamId(bid.public, "t")
-    me, par = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(2))
-    kids = [Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(children)]
-    tb, t1 = peer_tag(bid.public), b"\x01" * 8
-    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
-                                            relay_early_children=need), rng=random.Random(1), now=0.0)
-    node.add_peer(par, 0.0, rtt=0.02)
-    for kid in kids:
-        node.add_peer(kid, 0.0, rtt=0.02)
-    node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
-                                     paths=[[tb, t1, peer_tag(par)]] * K, lags=[300] * K), 0.0)
-    node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
-    for seq in range(40):
-        t = 1.0 + seq * 0.1
-        node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.33)
-    for kid in kids:
-        node.on_message(kid, wire.Subscribe(stream=sid.key, mask=1, substreams=K), 5.0)
-    node.actions()
+    node = late_relay(children, relay_early_children=need)
     assert node.delay.late[0]
     assert sum(1 for st in node.peers.values() if st.children_mask & 1) == children
     return node

@@ -12,42 +12,23 @@ peer picked never gave us a chunk.
 
 from __future__ import annotations
 
-import random
+from repairbench import CHUNK_S, RepairBench
 
 from oasis.core import swarm as sw
 from oasis.core import wire
-from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.identity import peer_tag
 
-GOP = 10
-CHUNK_S = 0.1
 ANSWER_S = 0.02
 
 
 def _run(*, proven: bool = False, pair: bool = False, seconds: float = 8.0, seed: int = 3,
          withholder_is_broadcaster: bool = False) -> dict:
-    rng = random.Random(seed)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    parent, wh, honest, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
-    sid = StreamId(bid.public, "t")
-    cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, substreams=1, playout_delay=1.0,
-                         repair_proven=proven, repair_pair=pair)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(seed), now=0.0)
-    tb = peer_tag(bid.public)
-    n = int(seconds / CHUNK_S) + 20
-    chunks = {seq: sign_chunk(bid, sid, seq, int(round(CHUNK_S * seq * 1e6)), seq % GOP == 0, b"x" * 500)
-              for seq in range(n)}
-
-    def claim(p: bytes, path: list[bytes], latest: int, now: float) -> None:
-        node.on_message(p, wire.Status(stream=sid.key, latest=latest, have=(1 << 63) - 1,
-                                       keyframe=latest - latest % GOP, slots=8, paths=[path],
-                                       lags=[100]), now)
-
+    b = RepairBench(seed, seconds, repair_proven=proven, repair_pair=pair)
+    parent, wh, honest = b.peers
+    node, cfg, tb = b.node, b.cfg, b.tb
     for p in (parent, wh, honest):
         node.add_peer(p, 0.0, rtt=0.02, is_broadcaster=withholder_is_broadcaster and p == wh)
-    claim(parent, [tb, peer_tag(parent)], 1, 0.0)
-    node.on_message(parent, wire.SubscribeAck(stream=sid.key, accepted=1, rejected=0), 0.01)
-    node.on_chunk(parent, chunks[0], 0.05)  # the start (a keyframe); then the parent is silent
+    b.start_then_silent(parent)
     asked: dict[bytes, list[tuple[int, float]]] = {wh: [], honest: []}
     first: dict[int, bytes] = {}
     first_at: dict[int, float] = {}
@@ -55,17 +36,9 @@ def _run(*, proven: bool = False, pair: bool = False, seconds: float = 8.0, seed
     answers: list[tuple[float, bytes, int]] = []
     now = 0.05
     while now < seconds:
-        due = node.get_timer()
-        nxt = min([due if due is not None else 9e9] + [t for t, _, _ in answers] + [now + 0.05])
-        now = max(now, nxt)
-        for a in [a for a in answers if a[0] <= now]:
-            answers.remove(a)
-            node.on_chunk(a[1], chunks[a[2]], now)
-        if due is not None and due <= now:
-            node.handle_timer(now)
-        latest = int(now / CHUNK_S)
+        now, latest = b.step(now, answers)
         for p in (wh, honest):  # both claim every chunk up to the live edge
-            claim(p, [tb, peer_tag(parent), peer_tag(p)], latest, now)
+            b.status(p, [tb, peer_tag(parent), peer_tag(p)], latest, now)
         for a in node.actions():
             if isinstance(a, sw.Send) and isinstance(a.message, wire.Request):
                 seq = a.message.seq

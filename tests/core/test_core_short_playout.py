@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+from repairbench import late_relay
+
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
@@ -313,30 +315,10 @@ def test_a_late_relay_fetches_for_its_children_when_no_peer_can_repair() -> None
     chunk's time would pass them on after its children's own origin fallback (0.35 s),
     so every child would fetch the chunk too. When its repair round finds nobody to ask,
     it asks the origin then, for them; a failure then (not at the edge yet) is retried,
-    not taken for a stall. A late node without children waits for the fallback. (One child
-    here: ``relay_early_children`` 1; the default 2 is tested in its own file.)"""
-    rng = random.Random(7)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    sid = StreamId(bid.public, "t")
-    me, par, kid = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(3))
-    tb, t1 = peer_tag(bid.public), b"\x01" * 8
-
+    not taken for a stall. A late node without children waits for the fallback."""
     def relay(children: bool) -> sw.Swarm:
-        node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
-                                                relay_origin_early=True, relay_early_children=1),
-                        rng=random.Random(1), now=0.0)
-        node.add_peer(par, 0.0, rtt=0.02)
-        node.add_peer(kid, 0.0, rtt=0.02)
-        node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
-                                         paths=[[tb, t1, peer_tag(par)]] * K, lags=[300] * K), 0.0)
-        node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
-        for seq in range(40):
-            t = 1.0 + seq * 0.1
-            node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.33)
-        if children:
-            node.on_message(kid, wire.Subscribe(stream=sid.key, mask=1, substreams=K), 5.0)
-        node.actions()
-        return node
+        # one child here: ``relay_early_children`` 1 (the default 2 is tested in its own file)
+        return late_relay(1 if children else 0, relay_origin_early=True, relay_early_children=1)
 
     gap = 40  # substream 0
     t = 1.0 + gap * 0.1

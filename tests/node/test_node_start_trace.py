@@ -2,7 +2,9 @@
 broadcaster with its tracker and an ``oasis watch`` of it. The viewer looks for peers at its
 join, before its player gateway is up (the gateway, the local API and the first line used to
 come first: 0.15 s of a lone viewer's start, 0.3-0.66 s in a join burst), and reports each
-step of its start on /stats and /metrics, so a slow start can be read step by step."""
+step of its start on /stats and /metrics, so a slow start can be read step by step. Its local API, set up after the join now (h-join6:
+the modules imported before it, the OpenAPI document built at the first request), still serves
+that document whole, the same bytes at every request."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from typing import Any
 
 from procs import OasisProcess, wait_until
 
+from oasis.node.api import load_or_create_token
 from oasis.node.node import START_STEPS
 
 
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback only
+def get(url: str, token: str | None = None) -> bytes:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback only
         return bytes(r.read())
 
 
@@ -29,9 +33,12 @@ def test_a_viewer_announces_at_its_join_and_reports_its_start(tmp_path: Path) ->
         procs.append(b)
         info = b.wait_info()
         v = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], "--json",
-                          "--gateway", "127.0.0.1:0", "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
+                          "--gateway", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
         procs.append(v)
-        gateway = v.wait_info()["gateway"]
+        first = v.wait_info()
+        gateway, api = first["gateway"], first["api"]
+        assert api, first
 
         def stream() -> dict[str, Any]:
             return dict(json.loads(get(gateway + "/stats"))["streams"][0])
@@ -56,6 +63,14 @@ def test_a_viewer_announces_at_its_join_and_reports_its_start(tmp_path: Path) ->
         # the broadcaster has no start to trace
         bs = json.loads(get(info["http"] + "/stats"))["streams"][0]
         assert bs["start_trace"] == {} and bs["start_source"] == ""
+        # the local API's OpenAPI document, built at its first request, whole and the same at the next
+        token = load_or_create_token(tmp_path / "v")
+        base = api.rstrip("/")
+        url = base + ("/openapi.json" if base.endswith("/v1") else "/v1/openapi.json")
+        doc = get(url, token)
+        parsed = json.loads(doc)
+        assert parsed["openapi"].startswith("3.") and "/v1/openapi.json" in parsed["paths"], sorted(parsed)
+        assert get(url, token) == doc
     finally:
         for p in procs:
             p.stop()
