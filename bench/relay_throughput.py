@@ -68,11 +68,13 @@ def main() -> int:
     ap.add_argument("--bitrate", type=int, default=4000)
     ap.add_argument("--sinks", type=int, default=8)
     ap.add_argument("--window", type=float, default=20)
+    ap.add_argument("--chunk-ms", type=int, default=sw.DEFAULT_CHUNK_MS,
+                    help=f"chunk duration (default: the node's, {sw.DEFAULT_CHUNK_MS})")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="oasis-relay-")
     procs: list[OasisProcess] = []
     try:
-        info, common = start_broadcast(tmp, args.bitrate, procs)
+        info, common = start_broadcast(tmp, args.bitrate, procs, args.chunk_ms)
         relay = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], *common,
                               "--gateway", "127.0.0.1:0", "--upload-kbps", "0", "--data-dir", f"{tmp}/r"],
                              f"{tmp}/r.log")
@@ -100,7 +102,7 @@ def main() -> int:
         out_mbps = sent * 8 / wall / 1e6
         sink_stats = [stats(s.info["gateway"])["streams"][0] for s in sinks]
         print(json.dumps({
-            "bitrate_kbps": args.bitrate, "sinks": args.sinks, "window_s": round(wall, 1),
+            "bitrate_kbps": args.bitrate, "chunk_ms": args.chunk_ms, "sinks": args.sinks, "window_s": round(wall, 1),
             "quic": stack_name(),
             "relay_media_out_mbps": round(out_mbps, 1),
             "relay_wire_in_out_mbps": round(wire * 8 / wall / 1e6, 1),
