@@ -215,6 +215,7 @@ def main() -> None:
             causes[f"{rcls}: no REQUEST"] += 1
             continue
         at, pc, prevc, since, fa, nr, after_start = r
+        ask_delay.append(at - tmade.get(seq, at))
         if after_start < 1.0:
             at_start += 1
         cause = f"parent {pc}" + (f" (new, {prevc} before)" if since < 2.0 else "")
@@ -222,14 +223,6 @@ def main() -> None:
         first_asked[fa] += 1
         n_req.append(nr)
         since_ch.append(since)
-    ask_delay = []
-    for idx, seq, _, _c in tail:
-        ridx = root_at.get((idx, seq))
-        if ridx is None or (ridx, seq) not in asks:
-            continue
-        rcls = got[(ridx, seq)][0]
-        if rcls.startswith("other_") or rcls == "origin":
-            ask_delay.append(asks[(ridx, seq)][0] - tmade.get(seq, asks[(ridx, seq)][0]))
     nr_ = max(n_rep, 1)
     repair_trace = {
         "tail_repairs": n_rep, "share_of_tail": round(n_rep / nt, 4),
