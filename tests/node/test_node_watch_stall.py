@@ -54,6 +54,11 @@ def test_a_stopped_broadcaster_is_reported_and_the_player_response_ends(tmp_path
         wait_until(lambda: sum(got) > 20_000, SLACK)  # playing
         b.stop()
         stopped = time.monotonic()
+        # a newcomer with the link of a broadcaster that is gone (started now: its own wait
+        # for "nothing received" runs beside the viewer's stall below)
+        n = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "n")], str(tmp_path / "n.log"))
+        procs.append(n)
         wait_until(lambda: "no new chunk after chunk" in _log(tmp_path / "v.log"), WATCH_STALL_AFTER + SLACK)
         line = next(x for x in _log(tmp_path / "v.log").splitlines() if "no new chunk after chunk" in x)
         assert "the broadcaster may have stopped" in line and "neighbours" in line and "origin" in line
@@ -61,10 +66,6 @@ def test_a_stopped_broadcaster_is_reported_and_the_player_response_ends(tmp_path
         assert time.monotonic() - stopped >= LIVE_STALL_END - 1  # not cut at the first gap
         conn.close()
         assert v.popen.poll() is None  # the viewer runs on (the broadcaster may come back)
-        # a newcomer with the link of a broadcaster that is gone
-        n = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
-                          "--data-dir", str(tmp_path / "n")], str(tmp_path / "n.log"))
-        procs.append(n)
         n.wait_info()
         wait_until(lambda: "nothing received for" in _log(tmp_path / "n.log"), WATCH_NOTHING_AFTER + SLACK)
     finally:
