@@ -473,6 +473,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
                            "latency_p50_ms": st["latency_p50_ms"], "skipped": st["skipped"],
                            "origin_fetches": st["origin_fetches"],
                            "origin_failures": st["origin_failures"],
+                           "origin_error": st.get("origin_error", ""),
                            "late": st["swarm_counters"]["late"]})
     # A chunk is judged once its deadline passed; the last ones are still in flight.
     summary = summarize(records, produced, judged, playout_delay=pd)

@@ -938,6 +938,7 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["upload"] = dataclasses.asdict(ls.swarm.upload.counters)
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
+        s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
         if ls.swarm.repair.distrust_log:  # (``repair_guard``) whom it distrusted, and why
             s["repair_distrusted"] = [{"peer": key.hex()[:16], "at": round(at, 3), "reason": why}

@@ -241,6 +241,7 @@ class LiveStream:
         from .http import read_capped, read_reply  # (http imports this module)
 
         chunk: wire.ChunkMsg | None = None
+        began = self.node.clock()
         if self.origin_url:
             base = f"{self.origin_url.rstrip('/')}/{self.text_id}"
             url = f"{base}/latest.json"
@@ -264,7 +265,10 @@ class LiveStream:
                         chunk = wire.decode_chunk(body)
             except (aiohttp.ClientError, TimeoutError, wire.WireError, ValueError) as exc:
                 self.origin_failures += 1
-                self.origin_error = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
+                what = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
+                # how long it took of the time it had (a timeout's budget is the chunk's deadline)
+                self.origin_error = (f"{what} after {self.node.clock() - began:.3f} s "
+                                     f"(had {deadline - began:.3f} s)")
                 log.debug("origin fetch %s failed: %s", url, exc)
         self.swarm.on_origin(seq, chunk, self.node.clock())
         self.pump()

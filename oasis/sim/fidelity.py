@@ -17,6 +17,7 @@ sides judge the same chunks. Figures: ``oasis.core.metrics.summarize`` on both.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import random
 import threading
@@ -238,13 +239,19 @@ async def fidelity(viewers: int, duration_s: float, seed: int, *, medians: bool 
     # where the chunks missed from the join fall, and how the viewers started
     real["missed"] = res.get("missed", {})
     real["start"] = start_figures(res["per_viewer"])
+    # how often the fallback went to the real origin (the broadcaster) and how often it did
+    # not answer in time (each viewer's last error). Measured 2026-12-04: nearly all the
+    # failures are a viewer's first fetches, asked with 0-120 ms left (some past their
+    # deadline), while the origin answers in ~1 ms p50 / 11 ms p95 to a probe beside
+    # 20 viewers: the viewers' own start on a shared 2-core machine (docs/benchmarks.md)
+    real["origin_fetches"] = sum(p["origin_fetches"] for p in res["per_viewer"])
+    real["origin_failures"] = sum(p["origin_failures"] for p in res["per_viewer"])
+    errs = collections.Counter((p.get("origin_error") or "?").split(" after ")[0]
+                               for p in res["per_viewer"] if p["origin_failures"])
+    real["origin_last_errors"] = dict(errs.most_common(5))  # viewers by their last error's kind
     if not simulate:
         return {"viewers": viewers, "seed": seed, "duration_s": duration_s,
                 "link_delays_ms": delays, "real": real}
-    # the real origin (the broadcaster) is slower than the simulated one: how often the
-    # fallback went there and how often it did not answer in time
-    real["origin_fetches"] = sum(p["origin_fetches"] for p in res["per_viewer"])
-    real["origin_failures"] = sum(p["origin_failures"] for p in res["per_viewer"])
     sim = run_sim(delays, res["joins_s"], res["sim_duration_s"], seed)
     out: dict[str, Any] = {"viewers": viewers, "seed": seed, "duration_s": duration_s,
                            "link_delays_ms": delays, "real": real, "sim": sim,

@@ -6,6 +6,7 @@ Before, the terminal showed only a tracker warning and the player hung for ever.
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 import time
 from pathlib import Path
@@ -62,6 +63,8 @@ def test_a_stopped_broadcaster_is_reported_and_the_player_response_ends(tmp_path
         wait_until(lambda: "no new chunk after chunk" in _log(tmp_path / "v.log"), WATCH_STALL_AFTER + SLACK)
         line = next(x for x in _log(tmp_path / "v.log").splitlines() if "no new chunk after chunk" in x)
         assert "the broadcaster may have stopped" in line and "neighbours" in line and "origin" in line
+        # the origin's last error, with how long the fetch took of the time it had
+        assert re.search(r"fetches failed \(last: \w+.* after [0-9.]+ s \(had -?[0-9.]+ s\)\)", line), line
         assert ended.wait(LIVE_STALL_END + 2 * SLACK), "the /live response never ended"
         assert time.monotonic() - stopped >= LIVE_STALL_END - 1  # not cut at the first gap
         conn.close()
