@@ -81,7 +81,7 @@ from .swarmdefs import (
     SwarmConfig,
     SwarmCounters,
 )
-from .tree import PushTree
+from .tree import HOP_GUESS, PushTree
 
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
@@ -103,6 +103,9 @@ SINK_BACKOFF = 10.0
 SINK_ASKED_MAX = 32
 DISTRUST_LOG = 16
 ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for late pushes
+#: (``silent_parent_open``) past its claim, how long a new parent may take to push its first
+#: chunk (a chunk interval at 33 ms, a fresh QUIC link's pacing, a margin; s)
+SILENT_PARENT_SLACK = 0.15
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
 REFUSAL_FORGET = 2.0
@@ -552,6 +555,21 @@ class RepairPicker:
         ask = age + half
         return (have if have > ask else ask) + half
 
+    def _silent_parent(self, j: int, now: float) -> bool:
+        """(``silent_parent_open``) our parent on ``j`` has not pushed, and by its own claim
+        (advertised lag + half the RTT) its first push is overdue."""
+        tree = self.tree
+        key = tree.parents[j]
+        if key is None or tree.parent_pushed_any[j]:
+            return False
+        st = self.peers.get(key)
+        if st is None or st.is_broadcaster:
+            return False
+        claim = PushTree._claimed_delay(st, j)
+        if claim < 0:
+            claim = HOP_GUESS
+        return now > tree.changed_at[j] + claim + SILENT_PARENT_SLACK
+
     def request(self, seq: int, w: Want, now: float) -> None:
         j = seq % self.config.substreams
         trust = self.config.repair_trust
@@ -572,6 +590,9 @@ class RepairPicker:
             # withholder's one hop left no neighbour "closer" than us until a STATUS showed
             # the chunk, up to ``status_interval`` later); any neighbour fed on j is worth asking
             mine = wire.MAX_PATH
+        elif self.config.silent_parent_open and self._silent_parent(j, now):
+            mine = wire.MAX_PATH  # (``silent_parent_open``) its claimed path is not our depth
+            self.counters.repairs_past_silent_parent += 1
         # Our parent's push usually comes after a repair round would (a late substream):
         # only a holder with upload to spare (free slots) is asked. A STATUS is up to
         # ``status_interval`` old, so its ``have`` bits never show a chunk this fresh: a

@@ -256,6 +256,13 @@ class SwarmConfig:
     #: p95 584.3 -> 538.0 ms (1.49 -> 1.38 x the twin), but the six honest comparison runs fell
     #: in five, mean offload 0.9603 -> 0.9560 (issue 8, docs/benchmarks.md, h-p95h2)
     fresh_parent_lag: bool = False
+    #: the narrow form of ``fresh_parent_lag``'s ranking part: a new parent that has not
+    #: pushed once its own claim says its first push is overdue (taken more than its
+    #: advertised lag + half the RTT + ``SILENT_PARENT_SLACK`` ago) no longer sets our depth in
+    #: the repair ranking, so any neighbour fed on the substream may be asked. An honest new
+    #: parent pushes within its claim and changes nothing; a withholder's one-hop claim left
+    #: no neighbour "two hops closer" than us until a STATUS showed the chunk (issue 8)
+    silent_parent_open: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -455,6 +462,8 @@ class SwarmCounters:
     #: ``repair_pair``: repair REQUESTs sent to a second peer in the same round (the first
     #: picked had never given us a chunk)
     requests_paired: int = 0
+    #: (``silent_parent_open``) repair rounds that asked past a new parent overdue with its first push
+    repairs_past_silent_parent: int = 0
     requests_served: int = 0
     #: CANCELs sent (a chunk came while other peers still had our REQUEST for it), and
     #: CANCELs heard that dropped a held request / a queued answer / found nothing

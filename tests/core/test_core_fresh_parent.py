@@ -1,4 +1,4 @@
-"""``fresh_parent_lag`` (issue 8, h-p95h2): a new parent that has not pushed yet is held to
+"""``fresh_parent_lag`` (issue 8, h-p95h2) and its narrow form ``silent_parent_open``: a new parent that has not pushed yet is held to
 what its STATUS claimed, with the real ``Swarm``.
 
 The node's first parent A pushes every chunk 0.5 s after its time (a deep tree): the learnt
@@ -23,8 +23,8 @@ LEAVE_AT = 4.0
 
 
 def _run(fresh: bool, *, w_pushes: bool = False, stale: bool = False, seconds: float = 7.0,
-         seed: int = 5) -> dict:
-    b = RepairBench(seed, seconds, fresh_parent_lag=fresh)
+         seed: int = 5, **cfg: object) -> dict:
+    b = RepairBench(seed, seconds, fresh_parent_lag=fresh, **cfg)
     a_key, wh, holder = b.peers
     node, sid, tb = b.node, b.sid, b.tb
 
@@ -121,3 +121,25 @@ def test_a_new_parents_claimed_path_does_not_hide_the_relays() -> None:
     off, on = _run(False, stale=True), _run(True, stale=True)
     assert len(on["holder_asked"]) > len(off["holder_asked"]) + 5
     assert on["after"] and max(on["after"][:5]) <= on["node"].config.repair_after + 0.06
+
+
+def test_a_silent_new_parent_past_its_claim_does_not_hide_the_relays() -> None:
+    """``silent_parent_open``, the narrow form: the repair timer is left alone (A's learnt
+    delay), but once W is overdue with its first push by its own claim, its one-hop path no
+    longer sets our depth, so the relay fed on the substream is asked and answers."""
+    off = _run(False, stale=True)
+    on = _run(False, stale=True, silent_parent_open=True)
+    node = on["node"]
+    assert node.counters.repairs_past_silent_parent > 0
+    assert off["node"].counters.repairs_past_silent_parent == 0
+    assert len(on["holder_asked"]) > len(off["holder_asked"]) + 5
+    assert node.delay.fresh[0] < 0  # the timer part (``fresh_parent_lag``) stays off
+    # W is still judged a withholder and dropped as parent
+    assert node.counters.parents_withholding >= 1
+
+
+def test_a_new_parent_that_pushes_within_its_claim_is_not_passed() -> None:
+    r = _run(False, w_pushes=True, silent_parent_open=True)
+    assert r["node"].tree.parent_pushed_any[0]
+    assert r["node"].counters.repairs_past_silent_parent == 0
+    assert r["node"].counters.parents_withholding == 0
