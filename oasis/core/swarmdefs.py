@@ -261,8 +261,11 @@ class SwarmConfig:
     #: advertised lag + half the RTT + ``SILENT_PARENT_SLACK`` ago) no longer sets our depth in
     #: the repair ranking, so any neighbour fed on the substream may be asked. An honest new
     #: parent pushes within its claim and changes nothing; a withholder's one-hop claim left
-    #: no neighbour "two hops closer" than us until a STATUS showed the chunk (issue 8)
-    silent_parent_open: bool = False
+    #: no neighbour "two hops closer" than us until a STATUS showed the chunk. On: hostile-10k
+    #: at 1,000 x 40 s, seed 1, p95 602.2 -> 547.5 ms (1.52 -> 1.38 x the twin); the six honest
+    #: comparison runs: three unchanged to the last digit, three up (+0.0012 to +0.0030)
+    #: (issue 8, docs/benchmarks.md, "Session 27, the lead")
+    silent_parent_open: bool = True
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...

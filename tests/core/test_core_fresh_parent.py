@@ -24,6 +24,7 @@ LEAVE_AT = 4.0
 
 def _run(fresh: bool, *, w_pushes: bool = False, stale: bool = False, seconds: float = 7.0,
          seed: int = 5, **cfg: object) -> dict:
+    cfg.setdefault("silent_parent_open", False)  # (on by default: the tests above are of the timer)
     b = RepairBench(seed, seconds, fresh_parent_lag=fresh, **cfg)
     a_key, wh, holder = b.peers
     node, sid, tb = b.node, b.sid, b.tb
