@@ -256,6 +256,14 @@ class SwarmConfig:
     #: p95 584.3 -> 538.0 ms (1.49 -> 1.38 x the twin), but the six honest comparison runs fell
     #: in five, mean offload 0.9603 -> 0.9560 (issue 8, docs/benchmarks.md, h-p95h2)
     fresh_parent_lag: bool = False
+    #: a chunk of ``j`` goes first to the children that relay ``j`` further (a neighbour's
+    #: STATUS path on ``j`` runs through us and then them), then to the others: a relay's
+    #: pushes leave one after another on its uplink (a 4 Mbit/s chunk of a substream takes
+    #: 16 ms at 8 Mbit/s, so the last of five children waits ~70 ms), and a relay served
+    #: last makes its whole subtree wait (:meth:`oasis.core.swarm.Swarm._accept`; counter
+    #: ``pushes_relay_first``). Only the order of our own pushes: a neighbour that claims a
+    #: path through one of our children moves that child up our queue, no more
+    push_relays_first: bool = False
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -404,6 +412,9 @@ class PeerState:
     #: not asked for repairs before this (distrusted), and the times it was
     distrusted_until: float = -INF
     distrusts: int = 0
+    #: ``push_relays_first``: the chunk being forwarded was queued for it already (ahead of
+    #: the other children); reset by the same forwarding loop
+    pushed_first: bool = False
 
 
 @dataclass(slots=True)
@@ -487,6 +498,9 @@ class SwarmCounters:
     #: parents left by a leaf in time for another candidate, its full parent's slot freed
     #: for a relay (``leaf_yield``)
     leaf_yields: int = 0
+    #: pushes sent ahead of the other children because the child relays the substream
+    #: further (``push_relays_first``)
+    pushes_relay_first: int = 0
     #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0
