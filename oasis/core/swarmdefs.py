@@ -264,6 +264,12 @@ class SwarmConfig:
     #: ``pushes_relay_first``). Only the order of our own pushes: a neighbour that claims a
     #: path through one of our children moves that child up our queue, no more
     push_relays_first: bool = False
+    #: a viewer with fewer substream slots than this (what its upload cap lets it feed) does
+    #: not ask the broadcaster for a substream while another neighbour is a candidate: the
+    #: broadcaster's few slots go to viewers that feed more children, so the trees under
+    #: them are a level shallower (a 4G viewer at 4 Mbit/s has ~5 slots, a fixed line 12;
+    #: :meth:`oasis.core.tree.PushTree.candidates`, counter ``root_left_to_stronger``; 0: off)
+    root_min_slots: int = 0
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -501,6 +507,9 @@ class SwarmCounters:
     #: pushes sent ahead of the other children because the child relays the substream
     #: further (``push_relays_first``)
     pushes_relay_first: int = 0
+    #: parent looks that left the broadcaster out for another candidate: we feed fewer than
+    #: ``root_min_slots`` children
+    root_left_to_stronger: int = 0
     #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0
