@@ -273,8 +273,8 @@ class SwarmConfig:
     #: them are a level shallower (a 4G viewer at 4 Mbit/s has ~5 slots, a fixed line 12;
     #: :meth:`oasis.core.tree.PushTree.candidates`, counter ``root_left_to_stronger``; 0: off).
     #: Off: at 8, 1,000 x 40 s at 0.5 s, the three stress files that miss 95 % rose +0.012,
-    #: +0.002, +0.009 (seed 1; stress-mobile, -4mbit, -far; origin requests -12 %, -1 %, -13 %),
-    #: but the six comparison runs (three files, seeds 1-2) moved -0.0024..+0.0009, mean
+    #: +0.002, +0.009 (seed 1; stress-mobile, -4mbit, -far; origin requests -12 %, -1 %, -13 %;
+    #: stress-mobile seed 2 -0.009), but the six comparison runs (three files, seeds 1-2) moved -0.0024..+0.0009, mean
     #: -0.0003: a tie that loses by the letter of the rule (docs/benchmarks.md, h-stress1)
     root_min_slots: int = 0
     use_origin: bool = True
