@@ -29,7 +29,7 @@ import numpy as np
 
 from oasis.core import swarm as sw
 from oasis.sim import cli, execute, oasis_run, population
-from oasis.sim.netmodel import World
+from oasis.sim.netmodel import World, link_s
 
 
 def _shares(values: list[Any]) -> dict[str, float]:
@@ -145,6 +145,27 @@ def main() -> None:
             off = sum(bin(st.children_mask & ~(1 << j)).count("1") for st in node.swarm.peers.values())
             trees[len(t.paths[j]) - 1].append((on, off))
     src = sim.source.swarm
+    # the broadcaster's first hop: its children and its other neighbours (RTT, access, region),
+    # and the viewers' one-way delay from the broadcaster (how far the viewers are from it)
+    bnode = sim.source
+    first_hop: dict[str, list[Any]] = {"children": [], "others": []}
+    for st in src.peers.values():
+        other = sim.by_key.get(st.key)
+        if other is None:
+            continue
+        first_hop["children" if st.children_mask else "others"].append(
+            (link_s(sim.rtt, bnode.net, other.net)[1] * 1000, other.net.access,
+             world.region[other.net.country]))
+    viewers_rtt = [link_s(sim.rtt, bnode.net, n.net)[1] * 1000 for n in sim.nodes.values()
+                   if not n.is_source and n.alive and not n.mode]
+    depth_access: dict[int, list[str]] = collections.defaultdict(list)
+    for node in sim.nodes.values():
+        if node.is_source or not node.alive or node.mode:
+            continue
+        t = node.swarm.tree
+        for j in range(k):
+            if t.parents[j] is not None:
+                depth_access[len(t.paths[j]) - 1].append(node.net.access)
     out = {
         "scenario": s.name, "seed": int(a.seed), "overrides": over,
         "result": {key: v for key, v in res.items() if not isinstance(v, (dict, list)) or key == "latency_ms"},
@@ -165,6 +186,15 @@ def main() -> None:
                                   "children_on_j": round(float(np.mean([x[0] for x in v])), 2),
                                   "children_on_others": round(float(np.mean([x[1] for x in v])), 2)}
                          for d, v in sorted(trees.items())},
+        "broadcaster_first_hop": {
+            kind: {"n": len(v),
+                   "rtt_ms_p10_p50_p90": [round(float(x), 1) for x in np.percentile([r[0] for r in v] or [0.0],
+                                                                                     [10, 50, 90])],
+                   "access": _shares([r[1] for r in v]), "region": _shares([r[2] for r in v])}
+            for kind, v in first_hop.items()},
+        "viewers_rtt_to_broadcaster_ms_p10_p50_p90": [round(float(x), 1) for x in np.percentile(
+            viewers_rtt or [0.0], [10, 50, 90])],
+        "access_by_depth_at_end": {str(d): _shares(v) for d, v in sorted(depth_access.items())},
         "broadcaster_children_by_substreams": dict(collections.Counter(
             bin(st.children_mask).count("1") for st in src.peers.values())),
     }

@@ -266,6 +266,27 @@ class SwarmConfig:
     #: comparison runs: three unchanged to the last digit, three up (+0.0012 to +0.0030)
     #: (issue 8, docs/benchmarks.md, "Session 27, the lead")
     silent_parent_open: bool = True
+    #: a chunk of ``j`` goes first to the children that relay ``j`` further (a neighbour's
+    #: STATUS path on ``j`` runs through us and then them), then to the others: a relay's
+    #: pushes leave one after another on its uplink (a 4 Mbit/s chunk of a substream takes
+    #: 16 ms at 8 Mbit/s, so the last of five children waits ~70 ms), and a relay served
+    #: last makes its whole subtree wait (:meth:`oasis.core.swarm.Swarm._accept`; counter
+    #: ``pushes_relay_first``). Only the order of our own pushes: a neighbour that claims a
+    #: path through one of our children moves that child up our queue, no more. Off: the
+    #: three stress files that miss 95 % at 0.5 s moved +0.005, -0.004, +0.006 (seed 1;
+    #: stress-mobile, -4mbit, -far), within a run's noise; the comparison runs were not made
+    #: (docs/benchmarks.md, h-stress1)
+    push_relays_first: bool = False
+    #: a viewer with fewer substream slots than this (what its upload cap lets it feed) does
+    #: not ask the broadcaster for a substream while another neighbour is a candidate: the
+    #: broadcaster's few slots go to viewers that feed more children, so the trees under
+    #: them are a level shallower (a 4G viewer at 4 Mbit/s has ~5 slots, a fixed line 12;
+    #: :meth:`oasis.core.tree.PushTree.candidates`, counter ``root_left_to_stronger``; 0: off).
+    #: Off: at 8, 1,000 x 40 s at 0.5 s, the three stress files that miss 95 % rose +0.012,
+    #: +0.002, +0.009 (seed 1; stress-mobile, -4mbit, -far; origin requests -12 %, -1 %, -13 %;
+    #: stress-mobile seed 2 -0.009), but the six comparison runs (three files, seeds 1-2) moved -0.0024..+0.0009, mean
+    #: -0.0003: a tie that loses by the letter of the rule (docs/benchmarks.md, h-stress1)
+    root_min_slots: int = 0
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -414,6 +435,9 @@ class PeerState:
     #: not asked for repairs before this (distrusted), and the times it was
     distrusted_until: float = -INF
     distrusts: int = 0
+    #: ``push_relays_first``: the chunk being forwarded was queued for it already (ahead of
+    #: the other children); reset by the same forwarding loop
+    pushed_first: bool = False
 
 
 @dataclass(slots=True)
@@ -499,6 +523,12 @@ class SwarmCounters:
     #: parents left by a leaf in time for another candidate, its full parent's slot freed
     #: for a relay (``leaf_yield``)
     leaf_yields: int = 0
+    #: pushes sent ahead of the other children because the child relays the substream
+    #: further (``push_relays_first``)
+    pushes_relay_first: int = 0
+    #: parent looks that left the broadcaster out for another candidate: we feed fewer than
+    #: ``root_min_slots`` children
+    root_left_to_stronger: int = 0
     #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0

@@ -222,6 +222,7 @@ class PushTree:
     def candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
         out = []
         last_resort: PeerState | None = None
+        weak_root = False
         for st in self.peers.values():
             msg = st.status
             if msg is None or j >= len(msg.paths) or not msg.paths[j]:
@@ -232,6 +233,14 @@ class PushTree:
             if msg.slots <= 0 and not (st.children_mask or st.parent_mask & (1 << j)):
                 continue
             if st.rejected_until.get(j, 0.0) > now:
+                continue
+            if st.is_broadcaster and self.config.root_min_slots > 0 and not st.parent_mask >> j & 1 \
+                    and self.total_slots() < self.config.root_min_slots:
+                # ``root_min_slots``: we can feed few children; the broadcaster's slot goes to
+                # a viewer that can feed more (its subtree is a level shallower), unless no
+                # other neighbour is a candidate
+                last_resort = st
+                weak_root = True
                 continue
             if st.is_broadcaster and self.config.root_spread and st.parent_mask & ~(1 << j):
                 # it feeds each child one substream (``root_spread``); with ``root_strict``
@@ -249,6 +258,8 @@ class PushTree:
             out.append((score, st))
         if not out and last_resort is not None:
             out.append((self.parent_score(last_resort, j), last_resort))
+        elif weak_root:
+            self.counters.root_left_to_stronger += 1
         out.sort(key=lambda x: x[0])
         return out
 
