@@ -256,6 +256,17 @@ class SwarmConfig:
     #: p95 584.3 -> 538.0 ms (1.49 -> 1.38 x the twin), but the six honest comparison runs fell
     #: in five, mean offload 0.9603 -> 0.9560 (issue 8, docs/benchmarks.md, h-p95h2)
     fresh_parent_lag: bool = False
+    #: a substream at this depth or deeper (relays above us + 1) is looked at again
+    #: ``start_look`` (or :data:`oasis.core.tree.DEEP_DWELL` when that is 0) after its last
+    #: parent change, not ``switch_dwell``, and a STATUS that makes our path that deep arms a
+    #: look that soon: the deep paths of the ramp and of re-parenting after departures are
+    #: transient, and the origin's bytes go to them while they last
+    #: (:meth:`oasis.core.tree.PushTree.select_parents`; 0: off)
+    deep_look: int = 0
+    #: added to a candidate parent's score per level beyond :data:`oasis.core.tree.DEPTH_FREE`
+    #: that taking it would put us at (s; 0: off): a newcomer's and a switch's parent chosen
+    #: by depth as well as by expected arrival (:meth:`oasis.core.tree.PushTree.candidates`)
+    depth_weight: float = 0.0
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -487,6 +498,8 @@ class SwarmCounters:
     #: parents left by a leaf in time for another candidate, its full parent's slot freed
     #: for a relay (``leaf_yield``)
     leaf_yields: int = 0
+    #: STATUSes of a parent that made our path ``deep_look`` deep, each arming an early look
+    deep_looks: int = 0
     #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0
