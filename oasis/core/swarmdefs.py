@@ -261,12 +261,13 @@ class SwarmConfig:
     #: parent change, not ``switch_dwell``, and a STATUS that makes our path that deep arms a
     #: look that soon: the deep paths of the ramp and of re-parenting after departures are
     #: transient, and the origin's bytes go to them while they last
-    #: (:meth:`oasis.core.tree.PushTree.select_parents`; 0: off). Off: at 6, 1,000 simulated
-    #: mobile-churn viewers x 40 s at 0.5 s with 70 % behind NATs gave offload +0.005, +0.009,
-    #: +0.012, +0.003 (seeds 1-4, mean 0.893 -> 0.900), p95 -0.5..-1.3 ms, the origin's
-    #: deliveries at depth >= 6 -25..-34 %; the six comparison runs without NATs: see
-    #: docs/benchmarks.md, h-nat8 (not all finished in time to change a compiled default)
-    deep_look: int = 0
+    #: (:meth:`oasis.core.tree.PushTree.select_parents`; 0: off). 6 by default (0 before
+    #: 2026-12-04): 1,000 simulated mobile-churn viewers x 40 s at 0.5 s with 70 % behind NATs
+    #: gave offload +0.005, +0.009, +0.012, +0.003 (seeds 1-4, mean 0.893 -> 0.900), p95
+    #: -0.5..-1.3 ms, the origin's deliveries at depth >= 6 -25..-34 %; the six comparison
+    #: runs without NATs mean 0.9602 -> 0.9610 (4 up, 1 tie, 1 down by 0.0005; p95 -3.5..+2.7
+    #: ms); the simulator's CPU +40 % at 70 % NAT (docs/benchmarks.md, h-nat8)
+    deep_look: int = 6
     #: added to a candidate parent's score per level beyond :data:`oasis.core.tree.DEPTH_FREE`
     #: that taking it would put us at (s; 0: off): a newcomer's and a switch's parent chosen
     #: by depth as well as by expected arrival (:meth:`oasis.core.tree.PushTree.candidates`).

@@ -1,4 +1,4 @@
-"""``deep_look`` (off by default): a substream at ``deep_look`` or deeper is looked at again
+"""``deep_look`` (6 by default): a substream at ``deep_look`` or deeper is looked at again
 soon (``start_look``, or ``DEEP_DWELL`` when that is 0), not after ``switch_dwell``, and a
 parent's STATUS that makes our path that deep arms such a look: a deep path moves up as soon
 as a shallower, faster neighbour is a candidate."""
@@ -68,7 +68,7 @@ def test_a_deep_first_parent_is_left_for_a_shallower_one_soon() -> None:
 
 
 def test_off_or_not_deep_enough_the_switch_dwell_holds() -> None:
-    assert sw.SwarmConfig().deep_look == 0
+    assert sw.SwarmConfig().deep_look == 6
     for deep in (0, 7):  # off; on, but depth 6 is not deep enough for 7
         when, asked, q, dwell_end = _deep_first_parent(deep)
         assert asked == {q: 1}  # (it still climbs at a periodic look)
