@@ -71,7 +71,11 @@ def main() -> None:
     ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
     ap.add_argument("--scenario-set", action="append", default=[],
                     help="a Scenario field key=value (TOML value), e.g. max_neighbours=28")
+    ap.add_argument("--trace-deep", type=int, default=0,
+                    help="trace the episodes at this depth or deeper (0: off)")
     a = ap.parse_args()
+    TRACE = a.trace_deep > 0
+    DEEP = a.trace_deep
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     s = cli.scenario_from(p.parse_args([a.scenario, "--peers", a.peers, "--duration", a.duration,
@@ -101,9 +105,88 @@ def main() -> None:
     origin_depth: collections.Counter[str] = collections.Counter()
     asked_at: dict[tuple[int, int], float] = {}
 
+    # ``--trace-deep``: the deep episodes (a viewer's substream at depth >= DEEP, seen at each
+    # delivery on it): when they start, after what, how long they last, the ancestors' kinds,
+    # and whether a shallower neighbour with a free slot was at hand (reads only; no RNG)
+    deep_since: dict[tuple[int, int], float] = {}
+    seen: dict[tuple[int, int], bytes | None] = {}
+    episodes: collections.Counter[str] = collections.Counter()
+    ep_dur: dict[str, list[float]] = collections.defaultdict(list)
+    ep_of: dict[tuple[int, int], str] = {}
+    deep_origin: collections.Counter[str] = collections.Counter()
+
+    by_tag: dict[bytes, Any] = {}
+
+    def _kind_of(net: Any, tag: bytes) -> str:
+        if tag not in by_tag:  # (paths hold tags, not keys; newcomers join all along)
+            for n_ in net.every:
+                by_tag[n_.swarm.tree.tag] = n_
+            by_tag.setdefault(tag, None)
+        n = by_tag.get(tag)
+        if n is None or n.is_source:
+            return "B"
+        return {2: "E", 3: "S"}.get(n.net.nat, "P")
+
+    def _run_bucket(t: float) -> str:
+        return "ramp<10s" if t < 10 else ("10-20s" if t < 20 else ("20-30s" if t < 30 else "30-40s"))
+
+    def _trace(net: Any, node: Any, j: int, origin: bool) -> None:
+        tr = node.swarm.tree
+        par = tr.parents[j]
+        d = len(tr.paths[j]) - 1 if par is not None else -1
+        key = (node.idx, j)
+        now = net.now
+        prev = seen.get(key, b"?")
+        seen[key] = par
+        kind = KINDS.get(node.net.nat, "public")
+        if d >= DEEP:
+            if key not in deep_since:
+                deep_since[key] = now
+                if prev == b"?":
+                    cause = "first_parent"
+                elif prev is None:
+                    cause = "after_none"
+                elif prev != par:
+                    old = net.by_key.get(prev) if prev else None
+                    cause = "parent_left" if old is None or not old.alive else "own_switch"
+                else:
+                    cause = "ancestor_moved"
+                anc = tr.paths[j][1:-1]
+                kinds = [_kind_of(net, a) for a in anc]
+                shallow_free = shallow_any = 0
+                for st in node.swarm.peers.values():
+                    msg = st.status
+                    if msg is None or j >= len(msg.paths) or not msg.paths[j] or tr.tag in msg.paths[j]:
+                        continue
+                    if len(msg.paths[j]) - 1 <= d - 2:  # through it we would be at least a level up
+                        shallow_any += 1
+                        if msg.slots > 0:
+                            shallow_free += 1
+                tag = f"{kind}:{cause}"
+                ep_of[key] = tag
+                episodes[f"start:{tag}"] += 1
+                episodes[f"start_at:{kind}:{_run_bucket(now - oasis_run.T0)}"] += 1
+                episodes[f"since_join:{kind}:{'<5s' if now - node.rec.joined_at < 5 else '>=5s'}"] += 1
+                episodes[f"anc_nat:{kind}:{sum(1 for x in kinds if x in 'ES')}of{len(kinds)}"] += 1
+                episodes[f"anc_sym:{kind}:{sum(1 for x in kinds if x == 'S')}"] += 1
+                episodes[f"depth1:{kinds[0] if kinds else '-'}"] += 1
+                episodes[f"shallower_free:{kind}:{min(shallow_free, 3)}"] += 1
+                episodes[f"shallower_any:{kind}:{min(shallow_any, 3)}"] += 1
+                episodes[f"neighbours:{kind}:{min(len(node.swarm.peers) // 5 * 5, 25)}"] += 1
+                episodes[f"relay:{kind}:{'yes' if any(st.children_mask >> j & 1 for st in node.swarm.peers.values()) else 'no'}"] += 1
+            if origin:
+                since = now - deep_since[key]
+                deep_origin[f"run:{_run_bucket(now - oasis_run.T0)}"] += 1
+                deep_origin[f"in_episode:{'<1s' if since < 1 else ('1-2s' if since < 2 else ('2-5s' if since < 5 else '>=5s'))}"] += 1
+                deep_origin[f"cause:{ep_of.get(key, '?')}"] += 1
+        elif key in deep_since:
+            ep_dur[ep_of.pop(key, "?")].append(now - deep_since.pop(key))
+
     def on_deliver(net: Any, node: Any, act: sw.Deliver) -> Any:
         rec = node.rec
         c = act.chunk
+        if TRACE and rec is not None and not node.mode:
+            _trace(net, node, c.seq % k, act.source == sw.SOURCE_ORIGIN and c.time_us / 1e6 >= rec.joined_at)
         if rec is not None and not node.mode and c.time_us / 1e6 >= rec.joined_at:
             kind = KINDS.get(node.net.nat, "public")
             cnt = by_kind[kind]
@@ -184,6 +267,7 @@ def main() -> None:
             c_ = n.swarm.counters
             sc["parent_switches"] += c_.parent_switches
             sc["leaf_yields"] += c_.leaf_yields
+            sc["deep_looks"] += c_.deep_looks
             sc["origin_early"] += c_.origin_early
         per_kind[kind] = {
             "swarm_counters": dict(sc),
@@ -232,6 +316,16 @@ def main() -> None:
         "origin_by_kind_depth": dict(sorted(origin_depth.items())),
         "alive_by_kind_at_end": dict(parents_of_kind),
     }
+    if TRACE:
+        for key, t0 in deep_since.items():  # still deep at the end (cut by the run's end)
+            ep_dur[ep_of.get(key, "?") + ":open"].append(sim.now - t0)
+        out["deep_trace"] = {
+            "depth": DEEP,
+            "episodes": dict(sorted(episodes.items())),
+            "duration_s_n_p50_p90_p99_sum": {kk: [len(v)] + _pct(v) + [round(float(sum(v)), 1)]
+                                             for kk, v in sorted(ep_dur.items())},
+            "origin_deliveries_deep": dict(sorted(deep_origin.items())),
+        }
     print(json.dumps(out))
 
 

@@ -287,6 +287,23 @@ class SwarmConfig:
     #: stress-mobile seed 2 -0.009), but the six comparison runs (three files, seeds 1-2) moved -0.0024..+0.0009, mean
     #: -0.0003: a tie that loses by the letter of the rule (docs/benchmarks.md, h-stress1)
     root_min_slots: int = 0
+    #: a substream at this depth or deeper (relays above us + 1) is looked at again
+    #: ``start_look`` (or :data:`oasis.core.tree.DEEP_DWELL` when that is 0) after its last
+    #: parent change, not ``switch_dwell``, and a STATUS that makes our path that deep arms a
+    #: look that soon: the deep paths of the ramp and of re-parenting after departures are
+    #: transient, and the origin's bytes go to them while they last
+    #: (:meth:`oasis.core.tree.PushTree.select_parents`; 0: off). 6 by default (0 before
+    #: 2026-12-04): 1,000 simulated mobile-churn viewers x 40 s at 0.5 s with 70 % behind NATs
+    #: gave offload +0.005, +0.009, +0.012, +0.003 (seeds 1-4, mean 0.893 -> 0.900), p95
+    #: -0.5..-1.3 ms, the origin's deliveries at depth >= 6 -25..-34 %; the six comparison
+    #: runs without NATs mean 0.9602 -> 0.9610 (4 up, 1 tie, 1 down by 0.0005; p95 -3.5..+2.7
+    #: ms); the simulator's CPU +40 % at 70 % NAT (docs/benchmarks.md, h-nat8)
+    deep_look: int = 6
+    #: added to a candidate parent's score per level beyond :data:`oasis.core.tree.DEPTH_FREE`
+    #: that taking it would put us at (s; 0: off): a newcomer's and a switch's parent chosen
+    #: by depth as well as by expected arrival (:meth:`oasis.core.tree.PushTree.candidates`).
+    #: Off: not measured in the simulator (h-nat8 ran out of time)
+    depth_weight: float = 0.0
     use_origin: bool = True
     # ---- limits on what a peer may make us do (every one has a counter) ----
     #: a peer may pull at most this multiple of the stream rate (bytes, token bucket) ...
@@ -529,6 +546,8 @@ class SwarmCounters:
     #: parent looks that left the broadcaster out for another candidate: we feed fewer than
     #: ``root_min_slots`` children
     root_left_to_stronger: int = 0
+    #: STATUSes of a parent that made our path ``deep_look`` deep, each arming an early look
+    deep_looks: int = 0
     #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0

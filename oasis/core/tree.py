@@ -85,6 +85,11 @@ SWITCH_GAIN = 0.03  #: swap a parent only for an expected arrival this much earl
 #: the default ``SwarmConfig.switch_dwell``: no swap within this long of the substream's last
 #: parent change (s)
 SWITCH_DWELL = 2.0
+#: ``deep_look``: the dwell of a deep substream when ``start_look`` is 0 (s)
+DEEP_DWELL = 0.5
+#: ``depth_weight``: the depth a parent may put us at free of charge (the mode of the trees at
+#: 1,000 viewers, 70 % behind NATs)
+DEPTH_FREE = 4
 #: a new parent's first pushes may be late (a fresh QUIC link paces them over an RTT or more):
 #: chunks made this long after we subscribed count against it only after the origin time (s)
 FRESH_GRACE = 1.0
@@ -255,6 +260,9 @@ class PushTree:
                 # ``slot_weight``: a parent nearly full queues our pushes behind its other
                 # children's; one with room is worth a little depth
                 score += self.config.slot_weight / (msg.slots if msg.slots > 1 else 1)
+            if self.config.depth_weight > 0 and len(path) > DEPTH_FREE:
+                # ``depth_weight``: through it we would sit len(path) deep
+                score += self.config.depth_weight * (len(path) - DEPTH_FREE)
             out.append((score, st))
         if not out and last_resort is not None:
             out.append((self.parent_score(last_resort, j), last_resort))
@@ -294,6 +302,19 @@ class PushTree:
                     self.first_parent[j] = False
                 elif self.changed_at[j] + dwell < self.look_at:
                     self.look_at = self.changed_at[j] + dwell
+            if improve and current is not None and self.config.deep_look > 0 \
+                    and len(self.paths[j]) - 1 >= self.config.deep_look:
+                # ``deep_look``: a deep substream is looked at again soon
+                # (every ``short`` while it stays deep: its new neighbours' STATUSes come in
+                # between the periodic looks)
+                short = self.config.start_look if self.config.start_look > 0 else DEEP_DWELL
+                if short < dwell:
+                    dwell = short
+                at = self.changed_at[j] + dwell
+                if at <= now:
+                    at = now + dwell
+                if at < self.look_at:
+                    self.look_at = at
             if current is not None and now < self.changed_at[j] + dwell:
                 continue
             cands = self.candidates(j, now)
@@ -635,6 +656,13 @@ class PushTree:
             else:
                 new_path = list(path) + [self.tag]
                 if new_path != self.paths[j]:
+                    deep = self.config.deep_look
+                    if deep > 0 and len(new_path) - 1 >= deep > len(self.paths[j]) - 1:
+                        # ``deep_look``: an ancestor moved and we are deep now: look soon
+                        short = self.config.start_look if self.config.start_look > 0 else DEEP_DWELL
+                        if now + short < self.look_at:
+                            self.look_at = now + short
+                        self.counters.deep_looks += 1
                     self.paths[j] = new_path
                     self.path_changed(j)
         if silent:
