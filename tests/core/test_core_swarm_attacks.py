@@ -508,10 +508,14 @@ def test_withholding_parent_is_replaced_struck_and_dropped(mode: str) -> None:
     # withholder was a parent: 7.3 % and 9.2 % (20 % and 19.4 % before 2026-12-02, when a
     # late repair round asked only holders: 'never' now loses less during than after).
     # The 10,000-peer simulation (docs/benchmarks.md) is the measure; the run is seeded,
-    # in virtual time: exact.
+    # in virtual time: exact. 'defect' used to assert after < during too (a defector held
+    # places in settled trees: its cut-off showed). With ``silent_parent_open`` and
+    # ``deep_look`` on (2026-12-04) the share *during* fell to 7.7 % (the relays past a
+    # silent new parent are asked at once) and after is 8.0 %: in this tight net the two
+    # are within its noise (during 7.7-15.9 % over the four on/off combinations), so the
+    # comparison no longer measures the cut-off; the bound below and the cut-off above do.
     assert share_after <= 0.2, (got, during)
-    if mode == "defect":  # a defector held places in settled trees: its cut-off shows
-        assert share_after < share_during, (got, during)
+    assert share_during <= 0.2, (got, during)
 
 
 def test_slow_overloaded_honest_parents_are_not_cut_off() -> None:
