@@ -60,3 +60,20 @@ def newcomer_subscribes(until: float, near_at: float = 0.15,
         node.handle_timer(now)
         drain(now)
     return sent, deep, near
+
+
+def two_candidates(seed: int, **config: Any) -> tuple[sw.Swarm, StreamId, bytes, bytes, bytes, random.Random]:
+    """A newcomer on one substream (``first_wait`` 0.25 s, no ``start_look``) with two
+    neighbours 50 ms away, nothing heard yet: the harness of the parent-score tests
+    (``slot_weight``, ``depth_weight``). Returns (node, sid, the broadcaster's tag, the two
+    neighbours, the rng the keys came from). ``config``: SwarmConfig fields."""
+    rng = random.Random(seed)
+    b, one, two, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
+    sid = StreamId(b, "t")
+    cfg = sw.SwarmConfig(first_wait=0.25, start_look=0.0, chunk_ms=100, upload_kbps=6000, substreams=1,
+                         playout_delay=0.5, **config)
+    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
+    node.add_peer(one, 0.0, rtt=0.1)
+    node.add_peer(two, 0.0, rtt=0.1)
+    node.actions()
+    return node, sid, peer_tag(b), one, two, rng

@@ -4,14 +4,12 @@ parent over a deep one a little faster on paper."""
 
 from __future__ import annotations
 
-import random
-
+from newcomer import two_candidates
 from swarmnet import subscribes as _subscribes
 
 from oasis.core import swarm as sw
 from oasis.core import tree, wire
 from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId
 
 
 def _status(skey: bytes, path: list[bytes], lag: int) -> wire.Status:
@@ -23,17 +21,8 @@ def _newcomer(depth_weight: float, *, deep_relays: int = 4) -> tuple[dict[bytes,
     we would sit at depth ``deep_relays`` + 2) and ``shallow`` (140 ms lag, one relay above
     it: depth 3), both 50 ms away; with the hop penalty the deep one is ~10 ms faster on
     paper at four relays. Returns its SUBSCRIBEs."""
-    rng = random.Random(7)
-    b, deep, shallow, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
+    node, sid, tb, deep, shallow, rng = two_candidates(7, depth_weight=depth_weight)
     relays = [peer_tag(Identity.from_private_bytes(rng.randbytes(32)).public) for _ in range(deep_relays)]
-    sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(first_wait=0.25, start_look=0.0, chunk_ms=100, upload_kbps=6000, substreams=1,
-                         playout_delay=0.5, depth_weight=depth_weight)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
-    tb = peer_tag(b)
-    node.add_peer(deep, 0.0, rtt=0.1)
-    node.add_peer(shallow, 0.0, rtt=0.1)
-    node.actions()
     node.on_message(shallow, _status(sid.key, [tb, relays[0], peer_tag(shallow)], 140 - 30 * (4 - deep_relays)), 0.0)
     node.on_message(deep, _status(sid.key, [tb, *relays, peer_tag(deep)], 40), 0.05)
     assert not _subscribes(node)  # (both heard within the newcomer's first wait)

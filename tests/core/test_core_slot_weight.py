@@ -5,14 +5,12 @@ charged."""
 
 from __future__ import annotations
 
-import random
-
+from newcomer import two_candidates
 from swarmnet import subscribes as _subscribes
 
 from oasis.core import swarm as sw
 from oasis.core import wire
-from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId
+from oasis.core.identity import peer_tag
 
 
 def _status(skey: bytes, path: list[bytes], lag: int, slots: int) -> wire.Status:
@@ -23,16 +21,7 @@ def _status(skey: bytes, path: list[bytes], lag: int, slots: int) -> wire.Status
 def _newcomer(slot_weight: float, *, hub_slots: int = 1) -> tuple[dict[bytes, int], bytes, bytes]:
     """A newcomer on one substream hears ``hub`` (100 ms lag, ``hub_slots`` free) and ``room``
     (110 ms lag, 8 free), both one relay deep and 50 ms away; returns its SUBSCRIBEs."""
-    rng = random.Random(5)
-    b, hub, room, me = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(4))
-    sid = StreamId(b, "t")
-    cfg = sw.SwarmConfig(first_wait=0.25, start_look=0.0, chunk_ms=100, upload_kbps=6000, substreams=1,
-                         playout_delay=0.5, slot_weight=slot_weight)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
-    tb = peer_tag(b)
-    node.add_peer(hub, 0.0, rtt=0.1)
-    node.add_peer(room, 0.0, rtt=0.1)
-    node.actions()
+    node, sid, tb, hub, room, _ = two_candidates(5, slot_weight=slot_weight)
     # (both heard within the newcomer's first wait)
     node.on_message(room, _status(sid.key, [tb, peer_tag(room)], 110, 8), 0.0)
     node.on_message(hub, _status(sid.key, [tb, peer_tag(hub)], 100, hub_slots), 0.05)
