@@ -520,17 +520,15 @@ class Swarm:
                 # from a repair or the origin first: does our parent withhold? (§ 9.2)
                 self.tree.got_elsewhere(j, seq, chunk.time_us / 1e6, now)
         held = self.held
-        if self.config.push_relays_first:
-            self._push_relays_first(chunk, j, peer, deadline)
+        ahead = self._push_relays_first(chunk, j, peer, deadline) if self.config.push_relays_first else None
         for st in self.peers.values():
             if st.key == peer:
                 if held.count:
                     held.take(st.key, seq)
                 continue
             if st.children_mask & (1 << j):
-                if not st.pushed_first:
+                if ahead is None or st.key not in ahead:
                     self.upload.enqueue(st.key, chunk, deadline)
-                st.pushed_first = False
             elif held.count:
                 d = held.take(st.key, seq)
                 if d is not None:
@@ -546,10 +544,10 @@ class Swarm:
         self.pulls.flush(now)
 
     def _push_relays_first(self, chunk: wire.ChunkMsg, j: int, peer: bytes | None,
-                           deadline: float) -> None:
+                           deadline: float) -> set[bytes]:
         """``push_relays_first``: queue ``chunk`` first for our children on ``j`` that relay
-        it further, as neighbours' STATUS paths show (``[..., us, child, neighbour]``), and
-        mark them so the loop over the children in :meth:`_accept` skips them."""
+        it further, as neighbours' STATUS paths show (``[..., us, child, neighbour]``);
+        returns their keys, which the loop over the children in :meth:`_accept` skips."""
         tag = self.tag
         relays: list[bytes] = []
         for st in self.peers.values():
@@ -559,14 +557,16 @@ class Swarm:
             path = msg.paths[j]
             if len(path) >= 3 and path[-3] == tag and path[-2] not in relays:
                 relays.append(path[-2])
+        pushed: set[bytes] = set()
         if not relays:
-            return
+            return pushed
         bit = 1 << j
         for st in self.peers.values():
             if st.children_mask & bit and st.key != peer and st.tag in relays:
                 self.upload.enqueue(st.key, chunk, deadline)
-                st.pushed_first = True
+                pushed.add(st.key)
                 self.counters.pushes_relay_first += 1
+        return pushed
 
     def stream_rate(self) -> float:
         """The stream's rate in bytes/s: measured once known, never below nominal."""

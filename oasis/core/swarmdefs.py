@@ -452,10 +452,6 @@ class PeerState:
     #: not asked for repairs before this (distrusted), and the times it was
     distrusted_until: float = -INF
     distrusts: int = 0
-    #: ``push_relays_first``: the chunk being forwarded was queued for it already (ahead of
-    #: the other children); reset by the same forwarding loop
-    pushed_first: bool = False
-
 
 @dataclass(slots=True)
 class PeerAccounts:
