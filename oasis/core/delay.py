@@ -113,12 +113,19 @@ class DelayEstimator:
         return d if d < self.origin_at else self.origin_at
 
     def status_lags(self, parents: list[bytes | None]) -> list[int]:
-        """STATUS ``lags``: per substream the smoothed delay in ms, or LAG_UNKNOWN."""
+        """STATUS ``lags``: per substream the smoothed delay in ms, at least 1, or LAG_UNKNOWN.
+
+        Never 0: a chunk takes some time to cross a hop, and a delay under a millisecond (a
+        child of the broadcaster on loopback or a LAN) is sent as 1, so a claim of 0 comes
+        only from a peer that did not measure it (``one_hop_doubt`` doubts it)."""
         out = []
         for j, parent in enumerate(parents):
             if parent is None or not self.known[j]:
                 out.append(wire.LAG_UNKNOWN)
             else:
                 ms = int(self.lag[j] * 1000)
-                out.append(ms if 0 <= ms < wire.LAG_UNKNOWN else wire.LAG_UNKNOWN - 1)
+                if ms < 0 or ms >= wire.LAG_UNKNOWN:
+                    out.append(wire.LAG_UNKNOWN - 1)
+                else:
+                    out.append(ms if ms > 0 else 1)
         return out
