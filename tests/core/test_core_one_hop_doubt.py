@@ -6,7 +6,7 @@ Parent choice (four substreams, threshold 3): W claims ``[broadcaster, W]`` at 0
 substream, H a path two relays deep at 60 ms. Off, W wins every substream; on, W is passed over
 for H, taken only where nobody else is a candidate, and replaced at the next look once H is. A
 claim on fewer substreams than the threshold, a lag of 1 ms, the switch at 0, the broadcaster
-itself and a claimer under a millisecond away (loopback: ``tree.DOUBT_RTT``) change nothing.
+itself and a claimer whose RTT to us is under ``tree.DOUBT_RTT`` (loopback, a LAN) change nothing.
 
 Repair (``repairbench``, one substream, threshold 1): a doubted neighbour is asked only for the
 chunks its ``have`` shows, and as our parent its claimed path does not set our depth.
@@ -125,7 +125,7 @@ def test_below_the_threshold_or_at_a_lag_nothing_changes(claim: dict[str, int]) 
     assert on.node.counters.statuses_one_hop_doubted == 0 and on.node.counters.parents_doubt_passed == 0
 
 
-def test_a_claimer_under_a_millisecond_away_is_not_doubted() -> None:
+def test_a_claimer_on_loopback_or_a_lan_is_not_doubted() -> None:
     """On loopback an honest relay one hop deep measures under 1 ms, which STATUS truncates to 0."""
     n = Net(3)
     n.node.add_peer(n.w, 0.0, rtt=tr.DOUBT_RTT / 2)
