@@ -313,9 +313,9 @@ class SwarmConfig:
     #: not doubted (where a hop may take under a millisecond: loopback, a LAN). 3 by default
     #: (0 before h-odoubt): hostile-10k at 1,000 x 40 s (20 % adversaries, 1.0 s playout),
     #: honest p95 527.6 -> 411.2, 637.1 -> 490.7, 585.3 -> 441.0 ms (seeds 1-3; 1.37 -> 1.07 x
-    #: the twin on seed 1; offload 0.9804 -> 0.9842); the twin and the six honest comparison
-    #: runs (three files, seeds 1-2, 0.5 s) unchanged to the last digit: no honest node is
-    #: doubted there (docs/benchmarks.md, "one_hop_doubt (h-odoubt)")
+    #: the twin on seed 1), offload 0.976-0.980 -> 0.983-0.984; the twin and the six honest
+    #: comparison runs (three files, seeds 1-2, 0.5 s) unchanged to the last digit: no honest
+    #: node is doubted there (docs/benchmarks.md, "one_hop_doubt (h-odoubt)")
     one_hop_doubt: int = 3
     #: added to a candidate parent's score per level beyond :data:`oasis.core.tree.DEPTH_FREE`
     #: that taking it would put us at (s; 0: off): a newcomer's and a switch's parent chosen
