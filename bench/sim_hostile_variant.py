@@ -237,13 +237,18 @@ def main() -> None:
     o = res
     # ``repair_guard``: what the honest nodes judged, and of whom (pairs honest node -> peer)
     guard_keys = ("requests_sent", "repair_misses_judged", "repair_sinks_distrusted",
-                  "repairs_unanswered", "skipped", "origin_fetches", "requests_paired")
+                  "repairs_unanswered", "skipped", "origin_fetches", "requests_paired",
+                  "statuses_one_hop_doubted", "parents_doubt_passed")
     honest_nodes = [n for n in sim.every if not n.mode and not n.is_source]
     judged = {kk: sum(getattr(n.swarm.counters, kk) for n in honest_nodes) for kk in guard_keys}
     pairs: collections.Counter[str] = collections.Counter()
     for n in honest_nodes:
         records = [(kk, st.distrusts) for kk, st in n.swarm.peers.items()]
         records += [(kk, acc.distrusts) for kk, acc in n.swarm._departed.items()]
+        for kk, st in n.swarm.peers.items():  # (``one_hop_doubt``) whom it doubts at the end
+            if st.doubted:
+                other = sim.by_key.get(kk)
+                pairs["hostile_doubted_at_end" if other is not None and other.mode else "honest_doubted_at_end"] += 1
         for kk, times in records:
             if times:
                 other = sim.by_key.get(kk)

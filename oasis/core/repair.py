@@ -593,6 +593,12 @@ class RepairPicker:
         elif self.config.silent_parent_open and self._silent_parent(j, now):
             mine = wire.MAX_PATH  # (``silent_parent_open``) its claimed path is not our depth
             self.counters.repairs_past_silent_parent += 1
+        doubt = self.config.one_hop_doubt > 0
+        if doubt and mine != wire.MAX_PATH:
+            key = self.tree.parents[j]
+            parent = self.peers.get(key) if key is not None else None
+            if parent is not None and parent.doubted:
+                mine = wire.MAX_PATH  # (``one_hop_doubt``) its claimed path is not our depth
         # Our parent's push usually comes after a repair round would (a late substream):
         # only a holder with upload to spare (free slots) is asked. A STATUS is up to
         # ``status_interval`` old, so its ``have`` bits never show a chunk this fresh: a
@@ -621,6 +627,8 @@ class RepairPicker:
                 continue  # (``repair_guard``) a repair sink: not asked for a while
             msg = st.status
             holds = status_holds(msg, seq)
+            if doubt and not holds and st.doubted:
+                continue  # (``one_hop_doubt``) asked only for what its ``have`` shows
             guess = False
             arrival = INF
             if late:

@@ -424,6 +424,8 @@ class Swarm:
                           f"the stream is near {self.log.expected_latest(now)}")
             return
         st.status = msg
+        if self.config.one_hop_doubt > 0:
+            self.tree.judge_doubt(st, msg)
         if st.withheld_seq >= 0:
             self.tree.judge_withheld(st, msg)
         probe = False

@@ -299,6 +299,24 @@ class SwarmConfig:
     #: runs without NATs mean 0.9602 -> 0.9610 (4 up, 1 tie, 1 down by 0.0005; p95 -3.5..+2.7
     #: ms); the simulator's CPU +40 % at 70 % NAT (docs/benchmarks.md, h-nat8)
     deep_look: int = 6
+    #: a neighbour (not the broadcaster) whose latest STATUS claims a one-hop path (the
+    #: broadcaster, then it) at zero lag on at least this many substreams is *doubted*
+    #: (:attr:`PeerState.doubted`; 0: off): it is a parent only where no undoubted
+    #: candidate is, and as our parent it is replaced at the next look once one is
+    #: (:meth:`oasis.core.tree.PushTree.candidates`, ``parents_doubt_passed``); a repair asks
+    #: it only for chunks its ``have`` shows, not by its claimed path or lag; and as our
+    #: parent its claimed path does not set our depth in the repair ranking
+    #: (:meth:`oasis.core.repair.RepairPicker.request`). A withholder or a liar claims exactly
+    #: that on every substream, to be taken as the best parent there is; an honest relay one
+    #: hop deep is fed one substream by the broadcaster (``root_spread``) and measures some
+    #: lag, sent as at least 1 ms even where a hop takes less (loopback, a LAN:
+    #: :meth:`oasis.core.delay.DelayEstimator.status_lags`). 3 by default
+    #: (0 before h-odoubt): hostile-10k at 1,000 x 40 s (20 % adversaries, 1.0 s playout),
+    #: honest p95 527.6 -> 411.2, 637.1 -> 490.7, 585.3 -> 441.0 ms (seeds 1-3; 1.37 -> 1.07 x
+    #: the twin on seed 1), offload 0.976-0.980 -> 0.983-0.984; the twin and the six honest
+    #: comparison runs (three files, seeds 1-2, 0.5 s) unchanged to the last digit: no honest
+    #: node is doubted there (docs/benchmarks.md, "one_hop_doubt (h-odoubt)")
+    one_hop_doubt: int = 3
     #: added to a candidate parent's score per level beyond :data:`oasis.core.tree.DEPTH_FREE`
     #: that taking it would put us at (s; 0: off): a newcomer's and a switch's parent chosen
     #: by depth as well as by expected arrival (:meth:`oasis.core.tree.PushTree.candidates`).
@@ -452,6 +470,9 @@ class PeerState:
     #: not asked for repairs before this (distrusted), and the times it was
     distrusted_until: float = -INF
     distrusts: int = 0
+    #: ``one_hop_doubt``: its latest STATUS claims a one-hop path at zero lag on at least
+    #: ``one_hop_doubt`` substreams (judged anew at each STATUS; not kept across a rejoin)
+    doubted: bool = False
 
 @dataclass(slots=True)
 class PeerAccounts:
@@ -544,6 +565,11 @@ class SwarmCounters:
     root_left_to_stronger: int = 0
     #: STATUSes of a parent that made our path ``deep_look`` deep, each arming an early look
     deep_looks: int = 0
+    #: (``one_hop_doubt``) STATUSes judged doubted (a one-hop path at zero lag on at least
+    #: ``one_hop_doubt`` substreams), and the times a doubted neighbour was passed over for
+    #: an undoubted candidate that it outscored, or replaced as our parent by one
+    statuses_one_hop_doubted: int = 0
+    parents_doubt_passed: int = 0
     #: REQUESTs refused: over the peer's pull budget / for a chunk outside the live
     #: window / over the held-request caps (per peer, total)
     requests_refused: int = 0

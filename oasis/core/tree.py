@@ -224,10 +224,35 @@ class PushTree:
         gap = own - best
         return est + (gap if gap < hp else hp)
 
+    def judge_doubt(self, st: PeerState, msg: wire.Status) -> None:
+        """``one_hop_doubt``: ``st``'s STATUS ``msg`` claims a one-hop path (the broadcaster,
+        then ``st``) at zero lag on at least ``one_hop_doubt`` substreams: ``st`` is doubted
+        until a STATUS that does not (a withholder's or a liar's advertisement of the best
+        parent there is; an honest relay one hop deep is fed one substream by the broadcaster,
+        ``root_spread``, and sends a lag of at least 1 ms, even where a hop takes less: loopback, a
+        LAN; :meth:`oasis.core.delay.DelayEstimator.status_lags`). Never the broadcaster."""
+        need = self.config.one_hop_doubt
+        if need <= 0 or st.is_broadcaster:
+            st.doubted = False
+            return
+        tag = st.tag
+        lags = msg.lags
+        n = 0
+        for j, path in enumerate(msg.paths):
+            if len(path) == 2 and path[1] == tag and j < len(lags) and lags[j] == 0:
+                n += 1
+        st.doubted = n >= need
+        if st.doubted:
+            self.counters.statuses_one_hop_doubted += 1
+
     def candidates(self, j: int, now: float) -> list[tuple[float, PeerState]]:
+        """The candidate parents for ``j``, best (lowest score) first. The broadcaster where it
+        keeps its slots for others (``root_min_slots``, ``root_strict``), and then the doubted
+        neighbours (``one_hop_doubt``), are candidates only where no other neighbour is."""
         out = []
         last_resort: PeerState | None = None
         weak_root = False
+        doubted: list[tuple[float, PeerState]] = []
         for st in self.peers.values():
             msg = st.status
             if msg is None or j >= len(msg.paths) or not msg.paths[j]:
@@ -263,11 +288,25 @@ class PushTree:
             if self.config.depth_weight > 0 and len(path) > DEPTH_FREE:
                 # ``depth_weight``: through it we would sit len(path) deep
                 score += self.config.depth_weight * (len(path) - DEPTH_FREE)
+            if st.doubted:
+                doubted.append((score, st))  # (``one_hop_doubt``) a last resort
+                continue
             out.append((score, st))
         if not out and last_resort is not None:
             out.append((self.parent_score(last_resort, j), last_resort))
         elif weak_root:
             self.counters.root_left_to_stronger += 1
+        if doubted:
+            if not out:
+                out = doubted
+            else:
+                # passed over if it would have won (our doubted parent on j: counted when
+                # :meth:`select_parents` replaces it)
+                best = min(score for score, _ in out)
+                for score, st in doubted:
+                    if score < best and not st.parent_mask >> j & 1:
+                        self.counters.parents_doubt_passed += 1
+                        break
         out.sort(key=lambda x: x[0])
         return out
 
@@ -286,6 +325,7 @@ class PushTree:
             pending |= st.pending_mask
         asks: dict[bytes, int] = {}
         keep = self._root_kept() if improve and self.config.root_giveback else -1
+        doubt = improve and self.config.one_hop_doubt > 0
         if improve:
             self.look_at = INF  # (re-armed below for first parents not due yet)
         for j in range(self.config.substreams):
@@ -315,12 +355,22 @@ class PushTree:
                     at = now + dwell
                 if at < self.look_at:
                     self.look_at = at
-            if current is not None and now < self.changed_at[j] + dwell:
+            # (``one_hop_doubt``: a doubted parent is left at the first look that finds an
+            # undoubted candidate, whatever the dwell)
+            cur = self.peers.get(current) if current is not None and doubt else None
+            doubted = cur is not None and cur.doubted
+            if current is not None and now < self.changed_at[j] + dwell and not doubted:
                 continue
             cands = self.candidates(j, now)
             if not cands:
                 continue
             best_score, best = cands[0]
+            if doubted and not best.doubted:
+                self.counters.parents_doubt_passed += 1
+                asks[best.key] = asks.get(best.key, 0) | (1 << j)
+                continue
+            if doubted and now < self.changed_at[j] + dwell:
+                continue  # (no undoubted candidate: the dwell holds)
             if current is not None:
                 cur = self.peers.get(current)
                 cur_est = self.parent_score(cur, j) if cur is not None else INF

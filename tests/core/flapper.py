@@ -16,7 +16,9 @@ from oasis.core.identity import peer_tag
 
 
 def run(mode: str, *, viewers: int, seed: int, attack_at: float, duration: float,
-        status_every: float, **config: object) -> dict:
+        status_every: float, claim_lag_ms: int = 0, **config: object) -> dict:
+    """``claim_lag_ms``: the lag F's STATUS claims on every substream (0, what the simulator's
+    adversaries claim, is doubted with its one-hop paths: ``one_hop_doubt``)."""
     cfg = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, **config)  # type: ignore[arg-type]
     net = RecNet(viewers, seed=seed, delay=0.01, config=cfg,
                  source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000))
@@ -112,7 +114,7 @@ def run(mode: str, *, viewers: int, seed: int, attack_at: float, duration: float
                     paths.append([src, me])
             msg = wire.Status(stream=st_base.stream, latest=st_base.latest, have=st_base.have,
                               keyframe=st_base.keyframe, slots=max(st_base.slots, 16),
-                              paths=paths, lags=[0] * k)
+                              paths=paths, lags=[claim_lag_ms] * k)
             net._at(net.now + net.delay, net._deliver, f, sw.Send(v, msg))
             n_status += 1
     # SUBSCRIBEs the victims sent F after the mark

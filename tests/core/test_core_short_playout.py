@@ -142,11 +142,13 @@ def test_a_late_substream_is_repaired_from_holders_only() -> None:
 
 
 def test_a_better_looking_parent_that_withholds_starves_no_one() -> None:
-    """Make before break: a peer that claims the best path (one hop, zero lag) draws
+    """Make before break: a peer that claims the best path (one hop, 5 ms) draws
     our switch from a working parent, then never pushes. The old parent stays
     subscribed until the new one pushes, so every chunk still comes from it (no repair,
     no origin); after ``withhold_run`` chunks the new one is dropped as parent and the
-    old one is ours again, without a new SUBSCRIBE."""
+    old one is ours again, without a new SUBSCRIBE. (5 ms, not 0: a one-hop claim at zero
+    lag on every substream is doubted, ``one_hop_doubt``, and would never draw the switch
+    this test is of while the old parent is a candidate.)"""
     rng = random.Random(11)
     bid = Identity.from_private_bytes(rng.randbytes(32))
     sid = StreamId(bid.public, "t")
@@ -170,7 +172,7 @@ def test_a_better_looking_parent_that_withholds_starves_no_one() -> None:
             mark = len(acts)
             node.add_peer(w, now, rtt=0.02)
             node.on_message(w, wire.Status(stream=sid.key, latest=seq, have=(1 << 20) - 1, keyframe=0,
-                                           slots=8, paths=[[tb, peer_tag(w)]] * K, lags=[0] * K), now)
+                                           slots=8, paths=[[tb, peer_tag(w)]] * K, lags=[5] * K), now)
         new = node.actions()
         acts += new
         asked = 0

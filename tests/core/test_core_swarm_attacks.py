@@ -405,8 +405,11 @@ WITHHOLD_CFG = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, withhold_backoff=1
 
 def _withholder(net: RecNet, w: bytes, since: float) -> None:
     """From ``since`` on, ``w`` pushes nothing and answers nothing (no chunk, no
-    MISSING), and advertises a one-hop path with zero lag and free slots (as the
-    simulator's withholders do: oasis.sim.adversary)."""
+    MISSING), and advertises a one-hop path with a 5 ms lag and free slots (the
+    simulator's withholders claim zero lag, oasis.sim.adversary; that claim on every
+    substream is doubted, ``one_hop_doubt``, and such a peer is then never a parent while
+    another is a candidate: 5 ms keeps it the best parent there is, so this test is of the
+    withholding rules, not of the doubt)."""
     from oasis.core.identity import peer_tag
     k = net.config.substreams
     src, me = peer_tag(net.bid.public), peer_tag(w)
@@ -423,7 +426,7 @@ def _withholder(net: RecNet, w: bytes, since: float) -> None:
             if isinstance(m, wire.Status):
                 object.__setattr__(a, "message", wire.Status(
                     stream=m.stream, latest=m.latest, have=m.have, keyframe=m.keyframe,
-                    slots=max(m.slots, 16), paths=[[src, me]] * k, lags=[0] * k))
+                    slots=max(m.slots, 16), paths=[[src, me]] * k, lags=[5] * k))
         return True
     net.keep = keep
 
