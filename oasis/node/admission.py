@@ -194,3 +194,34 @@ class RatePerSource:
         if len(self._buckets) > self.max_sources:
             self._buckets.popitem(last=False)
         return ok
+
+
+class RecentlySeen:
+    """Keys seen in the last ``window`` seconds, at most ``max_keys`` of them (the oldest
+    forgotten first: a key forgotten early only costs what seeing it anew costs)."""
+
+    def __init__(self, window: float, max_keys: int = 4096) -> None:
+        self.window = window
+        self.max_keys = max_keys
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    def seen(self, key: bytes, now: float) -> bool:
+        """Was ``key`` added less than ``window`` seconds before ``now``?"""
+        at = self._seen.get(key)
+        return at is not None and now - at < self.window
+
+    def add(self, key: bytes, now: float) -> None:
+        self._seen.pop(key, None)
+        self._seen[key] = now
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
+        # (expired keys at the old end go as new ones come)
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at < self.window:
+                break
+            del self._seen[oldest]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+

@@ -48,7 +48,14 @@ from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
-from .admission import TOKEN_LIFETIME, HalfOpenTable, RatePerSource, RetryTokens, encode_retry
+from .admission import (
+    TOKEN_LIFETIME,
+    HalfOpenTable,
+    RatePerSource,
+    RecentlySeen,
+    RetryTokens,
+    encode_retry,
+)
 from .link import UDP_IP_HEADER, Link, _code, chunk_run_length  # noqa: F401 - re-exported
 from .quicstack import CID_LENGTH, Header, Stack, make_stack
 from .udp import Addr, UdpSocket
@@ -69,6 +76,12 @@ MAX_REORDER_BYTES = 8 * 1024 * 1024
 RECEIVE_BUFFER = 4 * 1024 * 1024
 #: Retries per second one source IP may draw (a dialler needs one per connection)
 RETRY_RATE_PER_IP = 50.0
+#: A token-less Initial for a connection id answered with a Retry less than this long ago,
+#: from the same address, is the rest of that ClientHello: qh3's (X25519 + ML-KEM-768)
+#: fills two Initial datagrams, and each drew a Retry (two HMAC tokens, two of the source's
+#: Retry rate a dial). A client that lost our Retry sends its Initial again only after its
+#: probe timeout (~1 s with no RTT measured yet, RFC 9002 §6.2.2), which this is well under.
+RETRY_REPEAT_WINDOW = 0.25
 INITIAL_MAX_DATA = 2 * 1024 * 1024  #: QUIC connection flow-control window at start
 INITIAL_MAX_STREAM_DATA = 1024 * 1024  #: QUIC per-stream window at start
 
@@ -130,6 +143,7 @@ class Endpoint:
             "short_initials",  # an Initial in a datagram under 1,200 bytes
             "unsupported_version",  # an Initial of a QUIC version we do not speak
             "retry_sent", "retry_token_invalid",  # address validation
+            "retry_repeats",  # the rest of a ClientHello already answered with a Retry (dropped)
             "retry_rate_limited",  # Initials without token over the per-IP Retry rate (dropped)
             "halfopen_refused",  # this source IP already holds its half-open share
             "halfopen_evicted",  # the half-open table was full: the oldest of its busiest IP made way
@@ -150,6 +164,8 @@ class Endpoint:
         self.retry = retry
         self.tokens = RetryTokens(token_lifetime)
         self.retry_rate = RatePerSource(retry_rate_per_ip, burst=retry_rate_per_ip)
+        #: (address, connection id) of the Initials answered with a Retry just now
+        self.retried = RecentlySeen(RETRY_REPEAT_WINDOW)
         self.max_halfopen = max_halfopen
         self.halfopen: HalfOpenTable[Link] = HalfOpenTable(max_halfopen, max_halfopen_per_ip)
         self.preauth_budget = preauth_budget
@@ -391,6 +407,10 @@ class Endpoint:
         if self.retry:
             now = self.loop.time()
             if not header.token:
+                asked = f"{addr[0]}|{addr[1]}|".encode() + header.destination_cid
+                if self.retried.seen(asked, now):
+                    c["retry_repeats"] += 1  # its Retry is on its way
+                    return None
                 if not self.retry_rate.allow(addr[0], now):
                     c["retry_rate_limited"] += 1  # the dialler's QUIC retransmits its Initial
                     return None
@@ -401,6 +421,7 @@ class Endpoint:
                 self.send_datagram(encode_retry(header.version, scid, header.source_cid,
                                                 header.destination_cid, token), addr)
                 c["retry_sent"] += 1
+                self.retried.add(asked, now)
                 return None
             checked = self.tokens.check(addr, header.token, header.destination_cid, now)
             if checked is None:

@@ -6,7 +6,13 @@ import os
 
 from aioquic.quic.packet import QuicProtocolVersion, encode_quic_retry
 
-from oasis.node.admission import HalfOpenTable, RatePerSource, RetryTokens, encode_retry
+from oasis.node.admission import (
+    HalfOpenTable,
+    RatePerSource,
+    RecentlySeen,
+    RetryTokens,
+    encode_retry,
+)
 
 
 def test_retry_packets_are_aioquics_byte_for_byte() -> None:
@@ -41,6 +47,18 @@ def test_rate_per_source_refills_and_forgets_the_least_recent() -> None:
     assert r.allow("a", 0.1) and not r.allow("a", 0.1)  # 0.1 s at 10/s = one more
     r.allow("c", 0.1)  # a third source: "b" (least recent) is forgotten
     assert len(r._buckets) == 2
+
+
+def test_recently_seen_keys_expire_and_are_bounded() -> None:
+    r = RecentlySeen(window=0.25, max_keys=3)
+    r.add(b"a", 0.0)
+    assert r.seen(b"a", 0.1) and not r.seen(b"a", 0.25) and not r.seen(b"b", 0.1)
+    for i, k in enumerate((b"b", b"c", b"d", b"e")):
+        r.add(k, 0.2 + i * 0.001)
+    assert len(r) == 3 and not r.seen(b"a", 0.21) and not r.seen(b"b", 0.21)  # the oldest went
+    assert r.seen(b"e", 0.3)
+    r.add(b"f", 10.0)  # the expired ones go as a new one comes
+    assert len(r) == 1 and r.seen(b"f", 10.1)
 
 
 def test_half_open_table_counts_per_ip_and_keeps_age_order() -> None:
