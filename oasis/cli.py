@@ -83,6 +83,10 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
     p.add_argument("--link-delay-ms", type=float, default=0.0,
                    help="emulate this one-way delay on everything this node sends "
                         "(testing; kernel netem is unavailable here)")
+    if role == "viewer":
+        p.add_argument("--clock-skew-ms", type=float, default=0.0,
+                       help="run this node's clock this far ahead of the system's (negative: "
+                            "behind; testing: a viewer's clock off the broadcaster's)")
     p.add_argument("--quic", choices=("aioquic", "qh3"), default=None,
                    help="QUIC implementation (also $OASIS_QUIC): qh3 (default; Rust packet "
                         "layer, ~3x less CPU per relayed byte; its TLS server cannot ask for "
@@ -477,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--chunk-ms must be 10..10000 and --bitrate 10..1000000")
         if not 0 <= args.link_delay_ms <= 10_000:
             raise ValueError("--link-delay-ms must be between 0 and 10000")
+        if not abs(getattr(args, "clock_skew_ms", 0.0)) <= 86_400_000:
+            raise ValueError("--clock-skew-ms must be within a day")
         if len(args.area) > MAX_AREA:
             raise ValueError(f"--area must be at most {MAX_AREA} characters")
         if getattr(args, "cdn_url", None):  # checked before anything starts (docs/oftp.md §10.1)
@@ -494,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                       substreams=substreams, playout_delay=args.playout_delay,
                       json_out=args.json, seed=args.seed, link_delay_ms=args.link_delay_ms,
                       area=args.area, given=given, api_listen=getattr(args, "api_listen", None), quic=args.quic,
-                      public_metrics=getattr(args, "public_metrics", False))
+                      public_metrics=getattr(args, "public_metrics", False),
+                      clock_skew_ms=getattr(args, "clock_skew_ms", 0.0))
         if args.cmd == "broadcast":
             ended: int = _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
                                            tracker_url=args.tracker, cdn_url=args.cdn_url))

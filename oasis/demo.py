@@ -243,6 +243,12 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
         def delay(i: int) -> list[str]:
             return ["--link-delay-ms", str(delays[i])] if i < len(delays) and delays[i] else []
 
+        # Testing: per-viewer clock skew (a viewer's clock off the broadcaster's), ms.
+        skews = list(getattr(args, "clock_skews_ms", None) or [])
+
+        def skew(i: int) -> list[str]:
+            return ["--clock-skew-ms", str(skews[i])] if i < len(skews) and skews[i] else []
+
         b = _spawn("broadcaster", ["broadcast", args.source, *common, "--upload-kbps", str(bup), *ledger,
                                    *delay(0),
                                    "--epoch", str(args.epoch),
@@ -275,7 +281,8 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
             # Bitrate, chunking and substreams come from the stream's signed descriptor.
             v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
                                       "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), "--json",
-                                      *ledger, *delay(i + 1), "--data-dir", vdir], root, zygote=zygote)
+                                      *ledger, *delay(i + 1), *skew(i), "--data-dir", vdir], root,
+                         zygote=zygote)
             procs.append(v)
             viewers.append(v)
         # (shut down in ``finally`` without waiting: a reader stuck on a viewer that never

@@ -9,7 +9,9 @@
 * Origin (broadcaster): ``GET /origin/<stream-id>/<seq>.chunk`` — the signed
   chunk (the same bytes as an OFTP CHUNK message), immutable and cacheable, so
   any HTTP cache or CDN can sit in front; ``GET /origin/<stream-id>/latest.json``;
-  ``GET /origin/<stream-id>/descriptor`` — the signed stream descriptor.
+  ``GET /origin/<stream-id>/descriptor`` — the signed stream descriptor;
+  ``GET /origin/<stream-id>/time`` — ``{"now_us": ...}``, the broadcaster's clock (never
+  cached), which viewers run their stream on (:mod:`oasis.core.clocksync`).
 * Tracker: ``POST /tracker/announce`` with a *signed* announce (docs/oftp.md,
   :mod:`oasis.core.announce`) → ``{peers: [signed records], descriptor, origin,
   tickets, interval}``; ``GET /tracker/descriptor/<stream-id>``; ``GET /tracker/streams``
@@ -790,6 +792,15 @@ def add_origin_routes(app: web.Application, node: Node,
                                  headers={"Cache-Control": "no-cache"})
 
     @any_host
+    async def clock(request: web.Request) -> web.Response:
+        # The broadcaster's clock, which signs the chunks' times: viewers run their stream on
+        # it (oasis.core.clocksync). Never cached: a CDN passes it through.
+        ls = origin_stream(request)
+        canonical_only(request, f"/origin/{ls.text_id}/time", "time")
+        return web.json_response({"now_us": int(node.clock() * 1e6)},
+                                 headers={"Cache-Control": "no-store"})
+
+    @any_host
     async def descriptor(request: web.Request) -> web.Response:
         ls = origin_stream(request)
         canonical_only(request, f"/origin/{ls.text_id}/descriptor", "the descriptor")
@@ -801,6 +812,7 @@ def add_origin_routes(app: web.Application, node: Node,
     app.router.add_get(r"/origin/{sid}/descriptor", descriptor)
     app.router.add_get(r"/origin/{sid}/{seq}.chunk", chunk)
     app.router.add_get(r"/origin/{sid}/latest.json", latest)
+    app.router.add_get(r"/origin/{sid}/time", clock)
 
 
 def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool = False,
@@ -915,6 +927,8 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         # keyframe's age and the chunks lost to a late start (LiveStream.start_trace)
         "start_trace": dict(ls.start_trace),
         "start_source": ls.start_source,
+        # our clock minus the broadcaster's, s (the stream runs on the latter; clocksync)
+        "clock_offset": round(ls.clock_offset, 4),
     }
 
 

@@ -46,7 +46,8 @@ def discovery_counters(node: Any) -> dict[str, int]:
     if c is None:
         c = _DISCOVERY[node] = {"tracker_errors": 0, "tracker_records_refused": 0,
                                 "descriptors_refused": 0, "descriptors_accepted": 0,
-                                "descriptor_rejoins": 0}  # a newer descriptor changed the chunking
+                                "descriptor_rejoins": 0,  # a newer descriptor changed the chunking
+                                "clock_rejoins": 0}  # the origin's clock came after the join: off
     return c
 
 

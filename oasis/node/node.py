@@ -117,15 +117,19 @@ class LiveStream:
     """One stream inside a node: swarm core + measurements + playout."""
 
     def __init__(self, node: Node, sid: StreamId, *, is_source: bool, origin_url: str | None,
-                 config: sw.SwarmConfig | None = None) -> None:
+                 config: sw.SwarmConfig | None = None, clock_offset: float = 0.0) -> None:
         self.node = node
+        #: our clock minus the broadcaster's (s; oasis.core.clocksync): the swarm core runs on
+        #: broadcaster time, :meth:`now`, since every deadline is a signed chunk time + the
+        #: playout delay; links, timers and the policy stay on our own clock
+        self.clock_offset = 0.0 if is_source else clock_offset
         #: this stream's parameters (the node's unless given: an API-joined stream has its own)
         self.config = config or node.config
         self.sid = sid
         self.text_id = str(sid)
         self.is_source = is_source
         self.origin_url = origin_url
-        now = node.clock()
+        now = self.now()
         self.swarm = sw.Swarm(sid, node.identity.public, self.config, is_source=is_source,
                               rng=random.Random(node.rng.random()), now=now)
         self.record = ViewerRecord(joined_at=now, playout_delay=self.config.playout_delay)
@@ -144,10 +148,14 @@ class LiveStream:
         self.start_trace: dict[str, float] = {}
         self.start_source = ""  #: where the start keyframe came from (p2p, broadcaster, origin)
 
+    def now(self) -> float:
+        """Broadcaster time: our clock minus :attr:`clock_offset` (what the swarm core is given)."""
+        return self.node.clock() - self.clock_offset
+
     def mark(self, step: str) -> None:
         """The first ``step`` of a viewer's start (START_STEPS) happens now."""
         if self.record.started_at is None and not self.is_source and step not in self.start_trace:
-            self.start_trace[step] = round(self.node.clock() - self.record.joined_at, 4)
+            self.start_trace[step] = round(self.now() - self.record.joined_at, 4)
 
     def pump(self) -> None:
         node = self.node
@@ -160,7 +168,7 @@ class LiveStream:
             elif isinstance(a, sw.Push):
                 link = policy.link_of(a.peer)
                 if link is not None:
-                    link.send_chunk(a.chunk, a.deadline)
+                    link.send_chunk(a.chunk, a.deadline + self.clock_offset)  # (on our clock)
             elif isinstance(a, sw.Deliver):
                 self._deliver(a)
             elif isinstance(a, sw.Skip):
@@ -191,7 +199,7 @@ class LiveStream:
         self.playout.add(c.seq, c.payload, self.swarm.start_seq if self.swarm.start_seq is not None else c.seq)
         rewards = self.node.rewards
         if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
-            rewards.on_media(a.peer, len(c.payload), a.at)
+            rewards.on_media(a.peer, len(c.payload), a.at + self.clock_offset)
 
     def _started(self, c: wire.ChunkMsg, a: sw.Deliver) -> None:
         """The first frame (keyframe ``c``): close the start trace."""
@@ -217,14 +225,14 @@ class LiveStream:
             if self._timer_at is not None and self._timer_at <= t:
                 return
             self._timer.cancel()
-        delay = max(at_least, t - self.node.clock())
+        delay = max(at_least, t - self.now())
         self._timer_at = t
         self._timer = self.node.loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        now = self.node.clock()
+        now = self.now()
         t = self.swarm.get_timer()
         if t is not None and t > now:
             # The deadline moved later since this timer was set, or the loop fired it early
@@ -241,13 +249,13 @@ class LiveStream:
         from .http import read_capped, read_reply  # (http imports this module)
 
         chunk: wire.ChunkMsg | None = None
-        began = self.node.clock()
+        began = self.now()
         if self.origin_url:
             base = f"{self.origin_url.rstrip('/')}/{self.text_id}"
             url = f"{base}/latest.json"
             try:
                 if seq == sw.ORIGIN_LATEST:
-                    timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.node.clock()))
+                    timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.now()))
                     async with self.node.http.get(url, timeout=timeout) as r:
                         if r.status != 200:
                             raise ValueError(f"HTTP {r.status}")
@@ -257,7 +265,7 @@ class LiveStream:
                     seq = latest.keyframe
                 self.origin_fetches += 1
                 url = f"{base}/{seq}.chunk"
-                timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.node.clock()))
+                timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.now()))
                 async with self.node.http.get(url, timeout=timeout) as r:
                     if r.status == 200:
                         # to the body's end: a CDN's reply may come in several segments
@@ -267,10 +275,10 @@ class LiveStream:
                 self.origin_failures += 1
                 what = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
                 # how long it took of the time it had (a timeout's budget is the chunk's deadline)
-                self.origin_error = (f"{what} after {self.node.clock() - began:.3f} s "
+                self.origin_error = (f"{what} after {self.now() - began:.3f} s "
                                      f"(had {deadline - began:.3f} s)")
                 log.debug("origin fetch %s failed: %s", url, exc)
-        self.swarm.on_origin(seq, chunk, self.node.clock())
+        self.swarm.on_origin(seq, chunk, self.now())
         self.pump()
 
     def close(self) -> None:
@@ -455,11 +463,14 @@ class Node:
         task.add_done_callback(self._tasks.discard)
 
     def add_stream(self, sid: StreamId, *, is_source: bool, origin_url: str | None = None,
-                   config: sw.SwarmConfig | None = None) -> LiveStream:
+                   config: sw.SwarmConfig | None = None, clock_offset: float = 0.0) -> LiveStream:
+        """Carry a stream; a viewer's ``clock_offset`` is its clock minus the broadcaster's
+        (:func:`oasis.core.clocksync.correction`: the stream's core runs on the latter)."""
         # until it plays, JOINs ask for a start; links already up are JOINed now
         if not self.policy.add_stream(str(sid), sid.key, starting=not is_source):
             raise ValueError(f"this node carries at most {self.policy.config.max_streams} streams")
-        ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url, config=config)
+        ls = LiveStream(self, sid, is_source=is_source, origin_url=origin_url, config=config,
+                        clock_offset=clock_offset)
         self.streams[sid.key] = ls
         self._run_policy()  # sends those JOINs
         ls.pump()  # arms its timer: a viewer no peer reaches still starts from the origin
@@ -473,7 +484,7 @@ class Node:
         if ls is None:
             return False
         for peer in list(ls.swarm.peers):
-            ls.swarm.remove_peer(peer, self.clock())
+            ls.swarm.remove_peer(peer, ls.now())
             self.send_to(peer, wire.Leave(stream=sid.key))  # the peer drops our subscriptions
         ls.close()
         if self.dht is not None:
@@ -512,14 +523,14 @@ class Node:
                 link = policy.link_of(a.peer)
                 if ls is not None:
                     ls.mark("peer")
-                    ls.swarm.add_peer(a.peer, self.clock(), rtt=link.rtt if link is not None else -1.0,
+                    ls.swarm.add_peer(a.peer, ls.now(), rtt=link.rtt if link is not None else -1.0,
                                       start=a.start, asked=a.asked)
                     ls.pump()
                     self.messaging.on_join(a.peer, a.stream)
             elif isinstance(a, pp.RemovePeer):
                 ls = self.streams.get(a.stream)
                 if ls is not None:
-                    ls.swarm.remove_peer(a.peer, self.clock())
+                    ls.swarm.remove_peer(a.peer, ls.now())
                     ls.pump()
             elif isinstance(a, pp.CloseLink):
                 if not a.link.closed:
@@ -657,7 +668,7 @@ class Node:
                 ls = self.streams.get(ev.chunk.stream)
                 if ls is not None:
                     ls.mark("chunk")
-                    ls.swarm.on_chunk(peer, ev.chunk, self.clock())
+                    ls.swarm.on_chunk(peer, ev.chunk, ls.now())
                     ls.pump()
             elif peer is not None:
                 self._run_policy()  # refused: scored, perhaps banned
@@ -745,7 +756,7 @@ class Node:
                 ls.mark("status")
                 ls.swarm.set_rtt(peer, link.rtt)  # parents are chosen on it: keep it current
                 self.policy.rtt_sample(peer, link.low_rtt)  # (and punches time their dials by it)
-            ls.swarm.on_message(peer, msg, now)
+            ls.swarm.on_message(peer, msg, ls.now())
             ls.pump()
 
     def _on_ledger_message(self, link: Link, peer: bytes, msg: wire.Message) -> None:

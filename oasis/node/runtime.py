@@ -28,6 +28,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from oasis.core import clocksync
 from oasis.core import peer as pp
 from oasis.core import swarm as sw
 from oasis.core.announce import Announce, sign_announce, verified_peer_records
@@ -71,6 +72,7 @@ class Common:
     seed: int | None = None
     rewards: Any = None  #: oasis.node.rewards.RewardsConfig, or None: no proof of relay
     link_delay_ms: float = 0.0  #: emulated one-way delay on all QUIC datagrams sent (testing)
+    clock_skew_ms: float = 0.0  #: the node's clock this far ahead of the system's (testing)
     area: str = ""  #: locality label sent to the tracker (e.g. a country code)
     quic: str | None = None  #: QUIC stack: qh3 or aioquic (None: $OASIS_QUIC, else qh3)
     #: stream parameters the user gave explicitly (a viewer reports those its descriptor overrides)
@@ -621,19 +623,85 @@ async def watch_health(node: Node, sid: StreamId, *, check_every: float = 1.0) -
             "the broadcaster may have stopped or be unreachable. Still trying (Ctrl-C to stop).")
 
 
+class OriginClock(msgspec.Struct):
+    """What a node reads of ``GET /origin/<stream>/time`` (other fields ignored)."""
+
+    now_us: int
+
+
+#: bytes of an origin's time answer (about 30 when honest)
+MAX_TIME_JSON = 256
+#: each exchange with the origin's clock may take this long (s)
+CLOCK_TIMEOUT = 1.0
+#: the join waits at most this long for the origin's clock (s): a slower answer rejoins the
+#: stream on it when it comes, if our clock is off
+CLOCK_WAIT = 0.3
+#: a late answer rejoins the stream only for an offset this large (s)
+CLOCK_REJOIN = 0.25
+#: more exchanges this long after the join, and again after as long, while a round trip
+#: stretched by our own start (a busy machine, a slow link) left the first ones unsure (s)
+CLOCK_RECHECK = 2.0
+CLOCK_ROUNDS = 3
+
+
+async def origin_samples(origin: str, text_id: str, clock: Callable[[], float] = time.time
+                         ) -> list[tuple[float, float, float]]:
+    """``clocksync.SAMPLES`` exchanges with the origin's ``/time``: (sent, server, received)
+    each (fewer, or none, when it does not answer)."""
+    url = f"{origin.rstrip('/')}/{text_id}/time"
+    samples: list[tuple[float, float, float]] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(clocksync.SAMPLES):
+                sent = clock()
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=CLOCK_TIMEOUT)) as r:
+                    if r.status != 200:
+                        raise ValueError(f"HTTP {r.status}")
+                    got = await http.read_reply(r, MAX_TIME_JSON, OriginClock)
+                samples.append((sent, got.now_us / 1e6, clock()))
+    except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+        if not samples:
+            log.info("the origin's clock at %s: %s", url, str(exc)[:200] or type(exc).__name__)
+    return samples
+
+
+async def origin_offset(origin: str, text_id: str,
+                        clock: Callable[[], float] = time.time) -> float:
+    """Our clock minus the broadcaster's, asked of the origin's ``/time``
+    (:func:`oasis.core.clocksync.correction`: 0 when in sync, unreachable or unusable)."""
+    return clocksync.correction(await origin_samples(origin, text_id, clock))
+
+
+def say_offset(offset: float) -> None:
+    if abs(offset) >= 0.1:
+        say(f"oasis watch: this machine's clock is {abs(offset):.2f} s "
+            f"{'ahead of' if offset > 0 else 'behind'} the broadcaster's: the stream runs on the "
+            "broadcaster's (set the system clock right, e.g. with NTP)")
+
+
 async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: str,
                 cdn_url: str | None) -> None:
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
     hold_data_dir(c.data_dir, "watch")  # first: a second node on this directory waits for nothing
     stop_event()  # a stop signal from here on is a clean stop
     sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url)
+    # the broadcaster's clock, asked while the node starts (deadlines are its time)
+    wall: Callable[[], float] = time.time  # the node's clock
+    if c.clock_skew_ms:
+        skew = c.clock_skew_ms / 1000
+
+        def wall() -> float:
+            return time.time() + skew
+    timing: asyncio.Task[list[tuple[float, float, float]]] | None = None
+    if desc is not None:
+        timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url, str(sid), wall))
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
     ghost, gport = parse_hostport(gateway, "--gateway")  # (before the node: nothing to close)
     # the swarm's configuration is replaced below, once the descriptor is known
     node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
-                link_delay=c.link_delay_ms / 1000, quic=c.quic)
+                link_delay=c.link_delay_ms / 1000, quic=c.quic, clock=wall)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await _start_or_close(node)
     # The local API's modules are imported before the join, not after it (~0.2 CPU-s: the
@@ -641,6 +709,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     from .daemon import serve_api
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
         desc = await dht_descriptor(node, sid, boots)
+        timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url, str(sid), wall))
     mismatch = apply_descriptor(c, desc)
     for line in mismatch:
         log.warning("%s", line)
@@ -682,9 +751,11 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             say(f"oasis watch: the stream's signed descriptor is newer ({d.bitrate_kbps} kbit/s, "
                 f"{d.chunk_ms} ms chunks, {d.substreams} substreams): rejoining with it")
             discovery_counters(node)["descriptor_rejoins"] += 1
+            offset = ls.clock_offset
             node.remove_stream(sid)
             node.config = swarm_config(c)
-            ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or d.fetch_url)
+            ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or d.fetch_url,
+                                 clock_offset=offset)
         elif cdn_url is None:
             ls.origin_url = d.fetch_url
         if d.tickets:
@@ -700,7 +771,15 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             await node.rewards.open()
             rewards_http.add_rewards_routes(app, node, broadcaster=False)
         # The origin a viewer fetches from comes only from the signed descriptor (or the user).
-        ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url)
+        offset = 0.0
+        if timing is not None:
+            try:
+                offset = clocksync.correction(await asyncio.wait_for(asyncio.shield(timing), CLOCK_WAIT))
+            except TimeoutError:
+                pass  # joined on our clock; the answer rejoins on the broadcaster's (late_clock)
+        say_offset(offset)
+        ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url,
+                             clock_offset=offset)
         # Peers at once: the join is now, and the gateway, the local API and the first line
         # below can come up while the tracker answers and the first links are dialled (they
         # took 0.15 s of a lone viewer's start, 0.3-0.66 s in a join burst of 20 processes).
@@ -735,12 +814,32 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                 log.warning("DHT gave a bad descriptor: %s", exc)
         node.dht.on_descriptor = from_dht
 
+    async def late_clock(timing: asyncio.Task[list[tuple[float, float, float]]]) -> None:
+        """The origin's clock after the join: the first exchanges if they came late, and
+        more while they left it unsure; rejoin on the broadcaster's clock if ours is off."""
+        nonlocal ls
+        samples = await timing
+        for round_ in range(CLOCK_ROUNDS):
+            offset = clocksync.correction(samples)
+            if ls is not None and abs(offset - ls.clock_offset) >= CLOCK_REJOIN:
+                say_offset(offset)
+                discovery_counters(node)["clock_rejoins"] += 1
+                origin = ls.origin_url
+                node.remove_stream(sid)
+                ls = node.add_stream(sid, is_source=False, origin_url=origin, clock_offset=offset)
+            if not clocksync.unsure(samples) or round_ == CLOCK_ROUNDS - 1 or ls is None:
+                return
+            await asyncio.sleep(CLOCK_RECHECK * (round_ + 1))
+            samples += await origin_samples(ls.origin_url or desc.fetch_url, str(sid), wall)
+
     async def main(stop: asyncio.Event) -> None:
         task = discovery
         health = asyncio.create_task(watch_health(node, sid))
+        clocked = asyncio.create_task(late_clock(timing)) if timing is not None else None
         await stop.wait()
         task.cancel()
-        tasks = [task, health] + ([rewards_ready] if rewards_ready is not None else [])
+        tasks = ([task, health] + ([rewards_ready] if rewards_ready is not None else [])
+                 + ([clocked, timing] if clocked is not None and timing is not None else []))
         for t in tasks:
             t.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)

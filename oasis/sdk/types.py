@@ -120,6 +120,8 @@ class StreamInfo(msgspec.Struct):
     #: ``start_age`` / ``start_gap``; {} at a broadcaster
     start_trace: dict[str, float] = msgspec.field(default_factory=dict)
     start_source: str = ""  #: where a viewer's start keyframe came from (p2p, broadcaster, origin)
+    #: a viewer's clock minus its broadcaster's, s (its stream runs on the broadcaster's)
+    clock_offset: float = 0.0
 
 
 class PublishResult(msgspec.Struct):
