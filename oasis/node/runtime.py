@@ -693,8 +693,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         def wall() -> float:
             return time.time() + skew
     timing: asyncio.Task[list[tuple[float, float, float]]] | None = None
-    if desc is not None:
-        timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url, str(sid), wall))
+    if desc is not None and (cdn_url or desc.fetch_url):
+        timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url or "", str(sid), wall))
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
@@ -709,7 +709,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     from .daemon import serve_api
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
         desc = await dht_descriptor(node, sid, boots)
-        timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url, str(sid), wall))
+        if cdn_url or desc.fetch_url:
+            timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url or "", str(sid), wall))
     mismatch = apply_descriptor(c, desc)
     for line in mismatch:
         log.warning("%s", line)
@@ -827,10 +828,11 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
                 origin = ls.origin_url
                 node.remove_stream(sid)
                 ls = node.add_stream(sid, is_source=False, origin_url=origin, clock_offset=offset)
-            if not clocksync.unsure(samples) or round_ == CLOCK_ROUNDS - 1 or ls is None:
+            origin = ls.origin_url if ls is not None else None
+            if not clocksync.unsure(samples) or round_ == CLOCK_ROUNDS - 1 or not origin:
                 return
             await asyncio.sleep(CLOCK_RECHECK * (round_ + 1))
-            samples += await origin_samples(ls.origin_url or desc.fetch_url, str(sid), wall)
+            samples += await origin_samples(origin, str(sid), wall)
 
     async def main(stop: asyncio.Event) -> None:
         task = discovery

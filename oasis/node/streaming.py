@@ -265,8 +265,13 @@ class Streaming:
             raise FileExistsError(f"stream {text} is already carried by this node")
         c = dataclasses.replace(self.common, given={})
         rt.apply_descriptor(c, desc)
+        # the stream runs on the broadcaster's clock (docs/oftp.md §9.5.1): asked of its origin
+        offset = (await rt.origin_offset(desc.fetch_url, text, self.node.clock)
+                  if desc.fetch_url is not None else 0.0)
+        if sid.key in self.node.streams:  # (joined meanwhile)
+            raise FileExistsError(f"stream {text} is already carried by this node")
         ls = self.node.add_stream(sid, is_source=False, origin_url=desc.fetch_url,
-                                  config=rt.swarm_config(c))
+                                  config=rt.swarm_config(c), clock_offset=offset)
         current = desc
 
         def on_descriptor(d: Descriptor) -> None:
