@@ -4,15 +4,17 @@ Two real :class:`~oasis.node.transport.Endpoint` s in one process on loopback, e
 an egress delay of ``--delay-ms`` (``link_delay``: the RTT is twice it). The dialler dials
 the listener ``--dials`` times, one after the other, and we time each dial until the
 dialler's session is authenticated (``Link.handshake_done``: QUIC's handshake, then
-HELLO/AUTH). Printed, one JSON line per listener setting: the p50/max in ms and in RTTs,
-and the Retries the listener sent.
+HELLO/AUTH), and until the listener's is (its ``Authenticated`` event: the dialler's AUTH
+has arrived). Printed, one JSON line per listener setting: the p50/max in ms and in RTTs,
+the listener's p50, and the Retries the listener sent.
 
     python bench/link_setup.py --delay-ms 40 --dials 15
     python bench/link_setup.py --dialler aioquic --listener qh3
 
 The listener's stateless Retry (``Endpoint(retry=True)``, the default) costs the dialler one
-RTT: on 2026-12-04 3.09 RTT with it, 2.06 without (40 ms each way). ``--no-retry`` shows the
-latter; it is not a node default: a qh3 listener that skips the Retry fails an aioquic
+RTT: on 2026-12-04 3.09 RTT with it, 2.06 without (40 ms each way); the listener half an RTT
+after the dialler (3.61 and 2.59 RTT). ``--no-retry`` also runs without the Retry; that is not
+a node default: a qh3 listener that skips the Retry fails an aioquic
 dialler's handshake ("packet builder capacity exhausted", see docs/benchmarks.md).
 """
 
@@ -25,6 +27,7 @@ import statistics
 
 import uvloop
 
+from oasis.core import session as ss
 from oasis.core.identity import Identity
 from oasis.node.transport import Endpoint
 
@@ -33,16 +36,24 @@ async def run(delay_ms: float, dials: int, retry: bool, dialler: str | None,
               listener: str | None, timeout: float) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     a_id, b_id = Identity.generate(), Identity.generate()
+    authed: asyncio.Future[float] = loop.create_future()
+
+    def on_listener(link: object, ev: ss.Event) -> None:
+        if isinstance(ev, ss.Authenticated) and not authed.done():
+            authed.set_result(loop.time())
+
     a = Endpoint(a_id, on_event=lambda link, ev: None, clock=loop.time, link_delay=delay_ms / 1000,
                  quic=dialler)
-    b = Endpoint(b_id, on_event=lambda link, ev: None, clock=loop.time, link_delay=delay_ms / 1000,
+    b = Endpoint(b_id, on_event=on_listener, clock=loop.time, link_delay=delay_ms / 1000,
                  quic=listener, retry=retry)
     times: list[float] = []
+    listener_times: list[float] = []
     failed: list[str] = []
     try:
         await a.listen("127.0.0.1", 0)
         _, port = await b.listen("127.0.0.1", 0)
         for _ in range(dials):
+            authed = loop.create_future()
             t0 = loop.time()
             link = a.dial(("127.0.0.1", port), b_id.public)
             try:
@@ -51,6 +62,10 @@ async def run(delay_ms: float, dials: int, retry: bool, dialler: str | None,
                 failed.append(str(exc)[:120] or type(exc).__name__)
                 continue
             times.append(loop.time() - t0)
+            try:  # the dialler's AUTH reaches the listener after that
+                listener_times.append(await asyncio.wait_for(authed, timeout) - t0)
+            except TimeoutError:
+                failed.append("the listener never authenticated")
     finally:
         a.close()
         b.close()
@@ -63,6 +78,10 @@ async def run(delay_ms: float, dials: int, retry: bool, dialler: str | None,
         out |= {"ms_p50": round(statistics.median(times) * 1000, 1),
                 "ms_max": round(max(times) * 1000, 1),
                 "rtts_p50": round(statistics.median(times) / rtt, 2) if rtt else None}
+    if listener_times:
+        med = statistics.median(listener_times)
+        out |= {"listener_ms_p50": round(med * 1000, 1),
+                "listener_rtts_p50": round(med / rtt, 2) if rtt else None}
     if failed:
         out["first_failure"] = failed[0]
     return out

@@ -13,9 +13,12 @@ Whom a node links to, and what it lets each peer do, is decided by the node's ow
 policy core, :class:`oasis.core.peer.PeerPolicy` (one per simulated node, executed
 the way ``oasis.node.node.Node._run_policy`` executes it): its ``Announce`` asks the
 tracker and offers the answer as verified candidates; its ``Dial`` becomes a link
-``HANDSHAKE_RTTS`` RTTs later (the listener admits first, then the dialler; a
-refusal reaches the dialler as a close half an RTT later, which backs the address
-off) or a failure 5 s later when nobody is there; JOIN goes over the link and its
+when the real node's does: the dialler is authenticated ``HANDSHAKE_RTTS`` = 3 RTTs
+later (the listener's stateless Retry, ``oasis.node.transport.Endpoint._accept``, 1;
+QUIC's handshake, 1; HELLO/AUTH, 1), the listener when the dialler's AUTH reaches it
+one one-way delay after that (its admission: a refusal reaches the dialler as a close,
+which backs the address off); or a failure 5 s later when nobody is there; JOIN goes
+over the link and its
 ``AddPeer``/``RemovePeer`` add and remove the swarm's neighbours; every control
 message and chunk a node receives passes the policy first (budgets, joins, scores);
 a swarm's DropPeer is the policy's ban; ``CloseLink`` closes the link on this side
@@ -23,11 +26,11 @@ now and on the other one one-way delay later. Every node has a fake address in
 198.18.0.0/15 (the benchmarking range).
 
 With ``session = true`` in the scenario's ``[protocol]`` table every link also runs
-the real :class:`oasis.core.session.Session` handshake: after the QUIC handshake
-(1 RTT) the dialler's HELLO, the listener's HELLO + AUTH and the dialler's AUTH
-cross the modelled link as bytes, signed and verified with real Ed25519 keys (the
-viewers' keys are then real identities); the policy's ``link_up`` follows each
-side's ``Authenticated``. Control messages after it keep the direct path.
+the real :class:`oasis.core.session.Session` handshake: after the Retry and the QUIC
+handshake (``QUIC_RTTS`` = 2 RTT) the dialler's HELLO, the listener's HELLO + AUTH and
+the dialler's AUTH cross the modelled link as bytes, signed and verified with real
+Ed25519 keys (the viewers' keys are then real identities); the policy's ``link_up``
+follows each side's ``Authenticated``. Control messages after it keep the direct path.
 
 Events are ``(time, order, kind, a, b)`` tuples on one heap, dispatched on the
 integer ``kind``. ``make`` compiles this module with mypyc together with the
@@ -85,7 +88,6 @@ EV_BURST = 11  #: several control messages in one datagram (a REQUEST flood)
 EV_DIAL_FAILED = 12  #: a dial nobody answered (the node's connect timeout)
 EV_SESSION = 13  #: handshake bytes arrive (scenario protocol.session)
 EV_NAT_RETRY = 14  #: a dial's Initial, dropped by the listener's NAT, is retransmitted
-QUIC_RTTS = 1.0  #: QUIC's handshake before the OFTP session starts
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
 CONTROL_FRAME_PREFIX = 4
@@ -130,9 +132,24 @@ QUIC_LOSS_FLOOR = 86_400
 QUIC_PACKET_THRESHOLD = 3
 QUIC_TIME_THRESHOLD = 9 / 8
 QUIC_PTO_EXTRA_S = 0.035
-#: QUIC handshake + HELLO/AUTH until the policy's link_up; the swarms' add_peer follows
-#: the JOIN exchange (listener +0.5 RTT, dialler +1 RTT)
-HANDSHAKE_RTTS = 1.0
+# ---- what a new link costs, in round trips of the link (docs/simulation.md, "Dial") --------
+# Measured by bench/link_setup.py (two real Endpoints on loopback, 40 ms egress delay each,
+# RTT 80 ms, 15 dials, 2026-12-04): the dialler authenticated 247-248 ms = 3.09-3.10 RTT after
+# its dial (p50), the listener half an RTT after it, 289 ms = 3.61 RTT; with the listener's
+# Retry off 2.07 and 2.59 RTT.
+#: the listener answers a dialler's first Initial with a stateless Retry, always
+#: (``oasis.node.transport.Endpoint._accept``, ``retry`` on by default): the dialler's Initial,
+#: the Retry back, and only then the Initial that echoes its token is accepted
+RETRY_RTTS = 1.0
+#: then QUIC's own 1-RTT handshake: from its dial until the dialler can send on the link (its
+#: HELLO, with session = true)
+QUIC_RTTS = RETRY_RTTS + 1.0
+#: then the OFTP session (oasis.core.session): the dialler's HELLO out, the listener's HELLO +
+#: AUTH back: the dialler is authenticated (its policy's link_up) this long after its dial. Its
+#: AUTH reaches the listener one one-way delay later (the listener's link_up: 3.5 RTT on a
+#: symmetric link). The swarms' add_peer follows the JOIN exchange: the dialler's JOIN
+#: follows its AUTH (listener at 3.5 RTT), the answer comes back one RTT after its link_up
+HANDSHAKE_RTTS = QUIC_RTTS + 1.0
 DIAL_TIMEOUT_S = 5.0  #: the node's connect timeout (Node._dial)
 #: QUIC retransmits an unanswered Initial after its PTO (RFC 9002: 3 x the initial RTT
 #: of 333 ms, about 1 s); a dial dropped by a NAT is tried again this often, this many times
@@ -610,8 +627,13 @@ class OasisSim:
             self.handshakes.pop(lid, None)
             if to_dialler:
                 return
-            # the listener left: the dialler's connect times out
-            self.at(now + DIAL_TIMEOUT_S - 2 * self._rtt(dialler.net, listener.net),
+            if lid in self.open_links:  # its AUTH: the dialler's link is up already
+                self._listener_gone(h, dialler, listener)
+                return
+            # its HELLO (sent QUIC_RTTS after the dial, one one-way delay ago): the listener
+            # left, the dialler's connect times out
+            self.at(now + DIAL_TIMEOUT_S - QUIC_RTTS * self._rtt(dialler.net, listener.net)
+                    - self._owd(dialler.net, listener.net),
                     EV_DIAL_FAILED, dialler, pair[0].expected_key or listener.key)
             return
         if not to_dialler:
@@ -663,26 +685,46 @@ class OasisSim:
         node.policy.dial_failed(peer, self.now)
         self._run_policy(node)
 
-    def _link_up(self, h: Link, _: Any) -> None:
+    def _link_up(self, h: Link, listener_side: Any) -> None:
+        """The dialler is authenticated, ``HANDSHAKE_RTTS`` after its dial (``listener_side``
+        None), or its AUTH reaches the listener one one-way delay later (True): each side's
+        link_up, as the node's on its session's ``Authenticated``."""
         dialler = self.by_key[h[1]]
         listener = self.by_key[h[2]]
+        now = self.now
+        rtt = self._rtt(dialler.net, listener.net)
+        if listener_side is not None:
+            if h[0] not in self.open_links:
+                return  # the dialler closed it or left: the listener hears that close
+            if not listener.alive:
+                self._listener_gone(h, dialler, listener)
+                return
+            listener.policy.link_up(h, dialler.key, dialled=False, now=now,
+                                    addr=self._seen(dialler, listener), rtt=rtt)
+            self._run_policy(listener)  # a refusal reaches the dialler as a close
+            return
         if not dialler.alive:
             return  # the handshake died with it
-        now = self.now
         if not listener.alive:
             # it left during the handshake: the connect times out
-            self.at(now + DIAL_TIMEOUT_S - HANDSHAKE_RTTS * self._rtt(dialler.net, listener.net),
-                    EV_DIAL_FAILED, dialler, listener.key)
+            self.at(now + DIAL_TIMEOUT_S - HANDSHAKE_RTTS * rtt, EV_DIAL_FAILED, dialler, listener.key)
             return
         self.open_links.add(h[0])
-        rtt = self._rtt(dialler.net, listener.net)
-        listener.policy.link_up(h, dialler.key, dialled=False, now=now,
-                                addr=self._seen(dialler, listener), rtt=rtt)
-        self._run_policy(listener)
-        # the dialler authenticates too; a refusal reaches it as a close RTT/2 later
+        # the dialler's AUTH leaves first on the link's control stream: the listener's
+        # link_up comes before anything the dialler sends after its own (its JOIN)
+        self.at(self._ordered(dialler, h[0], now + self._owd(dialler.net, listener.net)),
+                EV_LINK_UP, h, True)
         dialler.policy.link_up(h, listener.key, dialled=True, now=now,
                                addr=self._seen(listener, dialler), rtt=rtt)
         self._run_policy(dialler)
+
+    def _listener_gone(self, h: Link, dialler: SimNode, listener: SimNode) -> None:
+        """The listener left before the dialler's AUTH reached it, after the dialler was
+        authenticated: the dialler hears the close one one-way delay after it left, or now
+        (the AUTH's arrival, when the engine learns of it) if that is later."""
+        self.open_links.discard(h[0])
+        self.at(max(self.now, listener.died + self._owd(listener.net, dialler.net)), EV_DOWN,
+                dialler, (h, listener.key, ErrorCode.NO_ERROR))
 
     def _close(self, node: SimNode, h: Link, peer: bytes, code: ErrorCode) -> None:
         """CloseLink: this side learns it now, the other one one-way delay later."""

@@ -29,4 +29,8 @@ def test_cancels_drop_held_requests_and_queued_answers() -> None:
     assert c["sent"] > 0 and c["held"] + c["queued"] > 0, c
     assert c["held"] + c["queued"] + c["late"] <= c["sent"]
     assert 0 < on["duplicate_ratio"] < 1 and 0 < off["duplicate_ratio"] < 1
-    assert on["continuity"] > 0.99
+    # from the join: the viewers' starts (a link pays the real node's 3 RTT, then the JOIN)
+    # miss about 1 % of a 15 s run's chunks, with cancels or without (0.98885 / 0.9898 with a
+    # 3-RTT set-up; once playing both 0.998); cancels cost no continuity beyond chance
+    assert on["continuity"] > 0.98 and off["continuity"] > 0.98
+    assert on["continuity"] > off["continuity"] - 0.005
