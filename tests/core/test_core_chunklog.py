@@ -36,7 +36,8 @@ class _DictLog:
     """The log as a dict keyed by seq (before the ring, issue 9): what it holds, by rule."""
 
     def __init__(self, window: int) -> None:
-        self.window, self.chunks, self.latest, self.pruned_below = window, {}, -1, 0
+        self.window, self.latest = window, -1
+        self.chunks: dict[int, None] = {}
 
     def add(self, seq: int) -> bool:
         low = max(0, self.latest - self.window + 1)
@@ -49,7 +50,6 @@ class _DictLog:
             if len(self.chunks) > self.window:
                 for old in [s for s in self.chunks if s < low]:
                     del self.chunks[old]
-                self.pruned_below = low
         return True
 
 
