@@ -420,8 +420,8 @@ class Introductions:
     config: NatConfig = field(default_factory=NatConfig)
     counters: NatCounters = field(default_factory=NatCounters)
     #: target key -> its introducers, oldest first: ((introducer key, listed at), ...). Tuples,
-    #: not a dict per target, and one pair shared by every key of a NEIGHBOURS message: a node
-    #: holds hundreds of these (a dict each is 224 bytes; the tuples ~85 bytes a key)
+    #: not a dict per target, and one pair (and one 1-tuple of it) shared by every key of a
+    #: NEIGHBOURS message: a node holds hundreds of these (a dict each is 224 bytes)
     via: dict[bytes, tuple[tuple[bytes, float], ...]] = field(default_factory=dict)
     #: introducer -> the keys it listed (oldest first): bounded by max_per_introducer. A
     #: list, not a dict used as an ordered set: 64 keys cost 0.6 kB, not 2.3 kB (a node
@@ -565,13 +565,14 @@ class Introductions:
             mine = []
         self.taught[introducer] = mine
         entry = (introducer, now)
+        only: tuple[tuple[bytes, float], ...] = (entry,)  #: shared by the keys new here
         via = self.via
         for k in keys:
             if k == self.self_key or k == introducer:
                 continue
             old = via.pop(k, None)  # re-insert: newest last
             if old is None:
-                paths: tuple[tuple[bytes, float], ...] = (entry,)
+                paths = only
             else:  # the introducer moves to the end, listed now
                 paths = (*(e for e in old if e[0] != introducer), entry)
                 if len(paths) > cfg.max_introducers:
