@@ -123,7 +123,9 @@ UNMADE_MAX = 1.0
 class Want:
     """A chunk we lack and expect: what was tried so far."""
 
-    asked: set[bytes] = field(default_factory=set)
+    #: the peers asked (no repeats; a list, not a set: a node holds dozens of wants and an
+    #: empty set is 216 bytes, a list 56)
+    asked: list[bytes] = field(default_factory=list)
     request_at: float = 0.0  #: when the next repair request is due
     origin_at: float = 0.0
     deadline: float = 0.0
@@ -676,7 +678,7 @@ class RepairPicker:
                 self.counters.origin_early += 1
                 self._fetch_origin(seq, w, now, w.deadline)
             return
-        w.asked.add(best.key)
+        w.asked.append(best.key)  # (not in it: the loop skipped those)
         if trust and claimed:
             w.last = best.key
         if guard and claimed and not best.is_broadcaster:  # (the source is no stranger)
@@ -689,7 +691,7 @@ class RepairPicker:
         if pair and second is not None and claimed and not best.given and not best.is_broadcaster:
             # (``repair_pair``) the holder picked never gave us a chunk: it may be one that
             # claims and never answers; the runner-up is asked in the same round
-            w.asked.add(second.key)
+            w.asked.append(second.key)
             self.counters.requests_sent += 1
             self.counters.requests_paired += 1
             self.actions.append(Send(second.key, wire.Request(stream=self.skey, seq=seq)))

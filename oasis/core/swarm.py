@@ -497,7 +497,7 @@ class Swarm:
         if want is not None and want.asked and self.config.cancel_requests:
             # other peers still have our REQUEST: a held one (or a queued answer) would
             # send a duplicate (§9.4, CANCEL)
-            for k in sorted(want.asked):  # (a set of keys: sorted, so a simulator run repeats)
+            for k in sorted(want.asked):  # (sorted: the order of the asks is not the order of old)
                 if k != peer and k in self.peers:
                     self.peers[k].sink_asked.pop(seq, None)  # (``repair_guard``: not to be judged)
                     self._actions.append(Send(k, wire.Cancel(stream=self.skey, seq=seq)))

@@ -1465,21 +1465,24 @@ class OasisSim:
 
 
 def run_oasis(s: Scenario, world: World, bnet: PeerNet, viewers: list[Viewer],
-              seed: int, progress: Any = None) -> tuple[dict[str, Any], OasisSim]:
+              seed: int, progress: Any = None,
+              progress_every_s: float = 10.0) -> tuple[dict[str, Any], OasisSim]:
     sim = OasisSim(s, world, bnet, viewers, seed)
     sim.progress = progress
+    sim.progress_every_s = progress_every_s
     return sim.run(), sim
 
 
 def stderr_progress(label: str = "oasis") -> Any:
-    """A progress callback printing one line per report to stderr (wall, RSS)."""
+    """A progress callback printing one line per report to stderr (wall, CPU, RSS)."""
     import resource
     import sys
     t0 = time.perf_counter()
 
     def report(sim_s: float, duration_s: float, events: int, peers: int) -> None:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"[{label}] sim {sim_s:6.0f}/{duration_s:.0f} s  peers {peers:>7}  "
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"[{label}] sim {sim_s:6.1f}/{duration_s:.0f} s  peers {peers:>7}  "
               f"events {events:>11,}  wall {time.perf_counter() - t0:7.1f} s  "
-              f"max RSS {rss:7.0f} MiB", file=sys.stderr, flush=True)
+              f"CPU {ru.ru_utime + ru.ru_stime:7.1f} s  max RSS {ru.ru_maxrss / 1024:7.0f} MiB",
+              file=sys.stderr, flush=True)
     return report

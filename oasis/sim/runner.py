@@ -26,13 +26,15 @@ def resource_index(s: Scenario, viewers: list[population.Viewer]) -> float:
 
 
 def run(s: Scenario, seed: int | None = None, *, plots: str | None = None,
-        timing: bool = True, progress: bool = False) -> dict[str, Any]:
+        timing: bool = True, progress: bool = False,
+        progress_every_s: float = 10.0) -> dict[str, Any]:
     seed = s.seed if seed is None else seed
     world = World()
     t0 = time.perf_counter()
     bnet, viewers = population.build(s, world, seed)
     res, sim = run_oasis(s, world, bnet, viewers, seed,
-                         progress=stderr_progress(s.name) if progress else None)
+                         progress=stderr_progress(s.name) if progress else None,
+                         progress_every_s=progress_every_s)
     baselines: dict[str, Any] = {}
     objs: dict[str, Any] = {}
     for name in s.baselines:

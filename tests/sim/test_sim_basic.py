@@ -144,6 +144,19 @@ def test_cli_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert math.isfinite(out["oasis"]["wall_s"])
 
 
+def test_cli_progress_every_reports_each_simulated_step_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from oasis.cli import main
+    assert main(["sim", str(SMALL), "--peers", "10", "--duration", "5", "--json", "--seed", "2",
+                 "--baselines", "none", "--progress-every", "1"]) == 0
+    cap = capsys.readouterr()
+    json.loads(cap.out)  # the JSON alone on stdout
+    lines = [x for x in cap.err.splitlines() if x.startswith("[small-50] sim")]
+    assert [float(x.split()[2].split("/")[0]) for x in lines[:5]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert all("events" in x and "CPU" in x and "max RSS" in x for x in lines)
+    assert main(["sim", str(SMALL), "--progress-every", "0"]) == 2  # refused before the run
+    assert "--progress-every" in capsys.readouterr().err
+
+
 def test_cli_playout_flag_sets_the_swarm_deadline(capsys: pytest.CaptureFixture[str]) -> None:
     from oasis.cli import main
     from oasis.sim.cli import add_arguments, scenario_from
