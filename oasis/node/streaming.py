@@ -266,8 +266,13 @@ class Streaming:
         c = dataclasses.replace(self.common, given={})
         rt.apply_descriptor(c, desc)
         # the stream runs on the broadcaster's clock (docs/oftp.md §9.5.1): asked of its origin
-        offset = (await rt.origin_offset(desc.fetch_url, text, self.node.clock)
-                  if desc.fetch_url is not None else 0.0)
+        offset = 0.0
+        if desc.fetch_url is not None:
+            try:  # (no longer than `oasis watch` waits for it: a slow origin does not hold the join)
+                offset = await asyncio.wait_for(rt.origin_offset(desc.fetch_url, text, self.node.clock),
+                                                rt.CLOCK_WAIT)
+            except TimeoutError:
+                pass
         if sid.key in self.node.streams:  # (joined meanwhile)
             raise FileExistsError(f"stream {text} is already carried by this node")
         ls = self.node.add_stream(sid, is_source=False, origin_url=desc.fetch_url,
