@@ -276,8 +276,12 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
             vdirs.append(vdir)
             if chain is not None:
                 chain.prepare(vdir, fund=True)
-        # All viewers start at once (each its own process); one reader thread each.
+        # All viewers start at once (each its own process); one reader thread each. Testing:
+        # ``join_spacing_s`` (a Namespace attribute) starts them that many seconds apart.
+        spacing = float(getattr(args, "join_spacing_s", 0.0) or 0.0)
         for i, vdir in enumerate(vdirs):
+            if i and spacing > 0:
+                await asyncio.sleep(spacing)
             # Bitrate, chunking and substreams come from the stream's signed descriptor.
             v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
                                       "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), "--json",
