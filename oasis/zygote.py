@@ -12,8 +12,9 @@ burst"; the newcomers' start-up in that burst is another matter, told there).
 Protocol, over a ``SOCK_SEQPACKET`` socket pair (one JSON object a message):
 
 * launcher → parent, once: ``{"ready": true, "pid": P}`` when the imports are done;
-* parent → launcher: ``{"argv": [...], "env": {...}}`` with two file descriptors
-  attached (the child's stdout and stderr); answered ``{"pid": N}`` or ``{"error": ...}``;
+* parent → launcher: ``{"argv": [...], "env": {...}}`` (and ``"netns": name`` to run the
+  child in that network namespace: the testbed's) with two file descriptors attached (the
+  child's stdout and stderr); answered ``{"pid": N}`` or ``{"error": ...}``;
 * launcher → parent, any time: ``{"exit": N, "code": C}`` (C as ``Popen.returncode``:
   negative for a signal).
 
@@ -30,6 +31,7 @@ import importlib
 import io
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -48,6 +50,8 @@ PRELOAD = ("oasis.cli", "oasis.node.runtime", "oasis.node.node", "oasis.node.htt
 MAX_MESSAGE = 64 * 1024  #: a spawn request (argv and environment) is at most this
 STOP_GRACE = 10.0
 REAP_EVERY = 0.2  #: how often the launcher looks for exited children when idle (s)
+NETNS_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  #: a spawn's network namespace (the testbed's)
+CLONE_NEWNET = 0x40000000
 
 
 def die_with_parent() -> None:
@@ -70,8 +74,26 @@ def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
         pass
 
 
-def _child(sock: socket.socket, argv: list[str], env: dict[str, str], out: int, err: int) -> None:
-    """In the forked child: become the node ``oasis <argv>``; never returns."""
+def enter_netns(name: str) -> None:
+    """Move this (single-threaded) process into the network namespace ``/run/netns/<name>``
+    (``ip netns add``'s), as ``ip netns exec`` does for its command; needs CAP_SYS_ADMIN."""
+    import ctypes
+    if not NETNS_NAME.fullmatch(name):
+        raise ValueError(f"not a network namespace name: {name!r}")
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into {name}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def _child(sock: socket.socket, argv: list[str], env: dict[str, str], out: int, err: int,
+           netns: str | None = None) -> None:
+    """In the forked child: become the node ``oasis <argv>`` (inside network namespace
+    ``netns`` if given); never returns."""
     code = 1
     try:
         sock.close()
@@ -98,6 +120,8 @@ def _child(sock: socket.socket, argv: list[str], env: dict[str, str], out: int, 
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
         os.environ.update(env)
+        if netns is not None:
+            enter_netns(netns)
         sys.argv = ["oasis", *argv]
         from oasis.cli import main
         code = main(argv)
@@ -119,11 +143,13 @@ def _child(sock: socket.socket, argv: list[str], env: dict[str, str], out: int, 
 def _spawn(sock: socket.socket, data: bytes, fds: list[int], children: set[int]) -> None:
     try:
         req = json.loads(data)
-        argv, env = req["argv"], req.get("env") or {}
+        argv, env, ns = req["argv"], req.get("env") or {}, req.get("netns")
         if len(fds) != 2 or not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) \
                 or not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                         for k, v in env.items()):
             raise ValueError("a spawn needs argv (strings), env (strings) and two descriptors")
+        if ns is not None and not (isinstance(ns, str) and NETNS_NAME.fullmatch(ns)):
+            raise ValueError("netns is a network namespace's name")
     except (ValueError, KeyError, TypeError) as exc:
         for fd in fds:
             os.close(fd)
@@ -131,7 +157,7 @@ def _spawn(sock: socket.socket, data: bytes, fds: list[int], children: set[int])
         return
     pid = os.fork()
     if pid == 0:
-        _child(sock, argv, env, fds[0], fds[1])
+        _child(sock, argv, env, fds[0], fds[1], ns)
     for fd in fds:
         os.close(fd)
     children.add(pid)
@@ -309,13 +335,18 @@ class Zygote:
             timeout = 0.0
 
     def spawn(self, argv: list[str], stderr_path: str, env: dict[str, str] | None = None,
-              timeout: float = 10.0) -> ForkedProcess:
+              timeout: float = 10.0, netns: str | None = None) -> ForkedProcess:
+        """Fork ``oasis <argv>`` with ``env`` added, its stderr to ``stderr_path``; with
+        ``netns``, inside that network namespace (the launcher must be privileged)."""
         if self.lost:
             raise RuntimeError("the node launcher exited")
         r, w = os.pipe()
         err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        req: dict[str, Any] = {"argv": argv, "env": env or {}}
+        if netns is not None:
+            req["netns"] = netns
         try:
-            socket.send_fds(self.sock, [json.dumps({"argv": argv, "env": env or {}}).encode()], [w, err])
+            socket.send_fds(self.sock, [json.dumps(req).encode()], [w, err])
         finally:
             os.close(w)
             os.close(err)

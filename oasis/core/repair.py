@@ -33,6 +33,12 @@ never saw them. Each such seq it lacks is a *want* with three times:
   ``ORIGIN_SAMPLES`` of them). A deep tree's push that comes just after the
   fixed fallback then still carries the chunk, and the origin is asked only
   when it would not.
+  With ``origin_adapt`` the fallback is at ``deadline - max(origin_margin, f)``,
+  ``f`` the smoothed fetch time + 2 deviations + ``ORIGIN_PAD`` (never before
+  ``time(seq)``) once ``ORIGIN_SAMPLES`` fetches were timed, on a
+  substream whose parent's push usually comes before that (smoothed delay + 2
+  deviations + ``REPAIR_MARGIN``): an origin farther than the fixed margin allows is
+  asked early enough to answer, for the chunks that missed their usual push.
 * ``deadline`` = ``time(seq) + playout_delay`` (at least join + ``startup_grace``
   for chunks older than our join): still absent, it is given up (``Skip``).
 
@@ -387,6 +393,17 @@ class RepairPicker:
         at = deadline - self.config.origin_margin
         j = seq % self.config.substreams
         d = self.delay
+        if self.config.origin_adapt and self.origin_samples >= ORIGIN_SAMPLES:
+            # (2 deviations, not 4: the first sample sets one of half its value, and a
+            # fetch time of 0.3 s was taken for 0.66 s after three samples)
+            f = self.origin_srtt + 2 * self.origin_dev + ORIGIN_PAD
+            latest = deadline - f
+            # a fetch takes longer than the fixed margin allows: ask when one still
+            # arrives, if our parent's push usually comes before that (asked then, a chunk
+            # that is on its way as usual would be fetched twice: the fixed fallback stays)
+            if latest < at and (not d.known[j] or t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN <= latest):
+                at = latest if latest > t else t
+                self.counters.origin_adapted += 1
         if (not self.config.origin_wait or not d.late[j]
                 or self.origin_samples < ORIGIN_SAMPLES):
             return at

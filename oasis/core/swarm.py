@@ -80,6 +80,7 @@ from .swarmdefs import (
     DEFAULT_CHUNK_MS,
     INF,
     ORIGIN_LATEST,
+    ORIGIN_OVERTIME,
     SOURCE_BROADCASTER,
     SOURCE_ORIGIN,
     SOURCE_P2P,
@@ -103,7 +104,7 @@ from .wire import ErrorCode
 
 #: the swarm's public names (the parts' definitions are re-exported from here)
 __all__ = [
-    "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "ORIGIN_LATEST", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
+    "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "ORIGIN_LATEST", "ORIGIN_OVERTIME", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
     "SILENT_PARENT", "SOURCE_SELF", "STATUS_MIN_GAP", "SWITCH_DWELL", "SWITCH_GAIN", "U64_MAX", "Deliver",
     "DropPeer", "FetchOrigin", "PeerState", "Push", "Send", "Skip", "Swarm", "SwarmAction",
     "SwarmConfig", "SwarmCounters",

@@ -14,6 +14,9 @@ from .wire import ErrorCode
 
 INF = float("inf")
 U64_MAX = 0x7FFF_FFFF_FFFF_FFFF  #: the wire's integers are int64: never emit above this
+#: with ``origin_adapt`` an origin fetch may run this long past its chunk's deadline (s): it
+#: is timed (the fetch time is learnt from answers only) and its connection kept
+ORIGIN_OVERTIME = 0.5
 #: the default chunk duration (ms): one frame at 30 fps. Each relay hop costs a whole chunk's
 #: serialisation, so a smaller chunk makes every hop shorter (docs/simulation.md: at a 0.5 s
 #: playout delay, 1,000 churning viewers carried 55 % of the bytes with 100 ms chunks, 84 % with 33)
@@ -96,6 +99,14 @@ class SwarmConfig:
     origin_wait: bool = False
     #: ... and never later than this before the deadline, whatever the fetch takes
     origin_wait_margin: float = 0.0
+    #: the fallback asks the origin early enough for the fetch to arrive: at
+    #: ``deadline - max(origin_margin, fetch)`` (``fetch`` the learnt fetch time, as for
+    #: ``origin_wait``, once ``ORIGIN_SAMPLES`` fetches were timed), never before the chunk's
+    #: own time; and the adapter lets a fetch run ``ORIGIN_OVERTIME`` past its deadline, so
+    #: a far origin's answers are timed (and its connection kept) instead of cut off. With a
+    #: fixed 0.12 s an origin 0.2 s away answers nothing in time: in the 30-node testbed
+    #: 97 % of the fetches timed out (docs/benchmarks.md, session 31)
+    origin_adapt: bool = False
     #: on a late substream, a repair may also ask a neighbour whose STATUS does not show the
     #: chunk (a STATUS is up to ``status_interval`` old) but whose advertised lag says it
     #: has had it by now (:meth:`oasis.core.repair.RepairPicker.request`)
@@ -542,6 +553,9 @@ class SwarmCounters:
     #: wants whose origin fetch was put after the fixed fallback to wait for a late
     #: parent's push (``origin_wait``)
     origin_waits: int = 0
+    #: wants asked of the origin before the fixed fallback because a fetch takes longer
+    #: than ``origin_margin`` (``origin_adapt``)
+    origin_adapted: int = 0
     #: origin fetches a relay made at its repair round for its children (``relay_origin_early``)
     origin_early: int = 0
     #: origin fetches that failed for a chunk that may not be made yet (nothing at or after

@@ -250,6 +250,8 @@ class LiveStream:
 
         chunk: wire.ChunkMsg | None = None
         began = self.now()
+        # (``origin_adapt``: a fetch may end after the deadline, timed and its connection kept)
+        over = sw.ORIGIN_OVERTIME if self.config.origin_adapt else 0.0
         if self.origin_url:
             base = f"{self.origin_url.rstrip('/')}/{self.text_id}"
             url = f"{base}/latest.json"
@@ -265,7 +267,7 @@ class LiveStream:
                     seq = latest.keyframe
                 self.origin_fetches += 1
                 url = f"{base}/{seq}.chunk"
-                timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.now()))
+                timeout = aiohttp.ClientTimeout(total=max(0.05, deadline + over - self.now()))
                 async with self.node.http.get(url, timeout=timeout) as r:
                     if r.status == 200:
                         # to the body's end: a CDN's reply may come in several segments

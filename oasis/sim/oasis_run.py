@@ -1131,6 +1131,9 @@ class OasisSim:
             else:
                 self._fetch_origin(node, kf, deadline, back)
             return
+        # (``origin_adapt``: the real node lets a fetch run past its deadline, timed)
+        if node.swarm.config.origin_adapt:
+            deadline += sw.ORIGIN_OVERTIME
         entry = self.origin.get(seq)
         if entry is None or entry[1] + self._edge_delay(net) > req_at:
             self.origin_404 += 1

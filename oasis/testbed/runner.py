@@ -32,6 +32,7 @@ from oasis.core.metrics import summarize
 from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
+from oasis.zygote import Zygote
 
 from . import netns
 from .topology import NodeSpec, Topology, build
@@ -121,7 +122,8 @@ class Testbed:
     def __init__(self, topo: Topology, *, prefix: str, duration: float, chunk_ms: int,
                  delay_scale: float, progress: Any, keep: bool = False,
                  discovery: str = "tracker", rebind_at: float | None = None,
-                 rebind: int = 0, playout_delay: float = 0.5, trace: bool = False) -> None:
+                 rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
+                 fresh: bool = False) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -137,6 +139,11 @@ class Testbed:
         self.delayer: subprocess.Popen[str] | None = None
         self.delayer_stats: dict[str, Any] | None = None
         self.started: dict[str, float] = {}
+        #: viewers as fresh interpreters (``ip netns exec python -m oasis``), not forked from
+        #: the launcher: 29 interpreters importing at once kept both cores busy through the
+        #: joins (each ~0.6 CPU-s), which no viewer on a device of its own pays
+        self.fresh = fresh
+        self.zygote: Zygote | None = None
 
     def build(self) -> None:
         t0 = time.monotonic()
@@ -171,8 +178,17 @@ class Testbed:
                                     "--upload-kbps", str(2 * bitrate), "--area", b.country,
                                     "--data-dir", os.path.join(self.root, "b")], self.root, self.trace)
         self.procs.append(bproc)
+        if not self.fresh:  # the launcher imports while the broadcaster starts
+            env = {"PYTHONPATH": str(REPO)} | ({"OASIS_TRACE_PUNCH": "1"} if self.trace else {})
+            self.zygote = Zygote(env=env)
         binfo = await _first_line(bproc, START_TIMEOUT)
         self.started[b.name] = time.monotonic()
+        if self.zygote is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.zygote.wait_ready, START_TIMEOUT)
+            except (OSError, RuntimeError) as exc:
+                self.progress.status(f"viewers start as fresh interpreters (the launcher failed: {exc})")
+                self.zygote = None
         self.progress.status(f"broadcaster up: tracker {binfo['tracker']}")
         t0 = time.monotonic()
         gate = asyncio.Semaphore(START_CONCURRENCY)
@@ -192,15 +208,20 @@ class Testbed:
                 await asyncio.sleep(wait)  # the topology's join schedule, not a synchronisation
             async with gate:
                 p = net.placement[v.name]
-                proc = _spawn(v.name, p.ns, [
-                    "oasis", "watch", *join,
+                argv = [
+                    "watch", *join,
                     # a port of its own: behind a shared CGN, nodes on one port would make
                     # the NAT remap all but one (real phones pick random ports)
                     "--gateway", f"127.0.0.1:{GATEWAY_PORT}",
                     "--listen", f"{p.addr}:{OFTP_PORT + 1 + topo.viewers.index(v)}",
                     "--upload-kbps", str(4 * bitrate), "--area", v.country, "--json",
                     "--playout-delay", str(self.playout_delay),
-                    "--data-dir", os.path.join(self.root, v.name)], self.root, self.trace)
+                    "--data-dir", os.path.join(self.root, v.name)]
+                if self.zygote is not None:  # forked inside its namespace: imports done
+                    proc = Proc(v.name, self.zygote.spawn(argv, os.path.join(self.root, f"{v.name}.log"),
+                                                          netns=p.ns))
+                else:
+                    proc = _spawn(v.name, p.ns, ["oasis", *argv], self.root, self.trace)
                 self.procs.append(proc)
                 vprocs[v.name] = proc
                 await _first_line(proc, START_TIMEOUT)
@@ -267,6 +288,7 @@ class Testbed:
                                 for v, s in zip(viewers, final, strict=True) if s is not None}
         result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
                              "viewers_started_in_s": round(startup_all_s, 1),
+                             "viewers_forked": self.zygote is not None,
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
                              "delay_scale": self.delay_scale, "seed": topo.seed,
                              "nat_share": topo.notes.get("nat_share"),
@@ -300,6 +322,9 @@ class Testbed:
         ``keep_logs``: the run failed, keep its directory (the logs an error points to)."""
         problems = []
         failed = _stop_all(self.procs)
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
         if failed:
             problems.append(f"{failed} node processes exited with an error or had to be killed")
         if self.delayer is not None:
@@ -375,6 +400,13 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
             "with_neighbours": sum(1 for s in ok if s["streams"][0]["neighbours"] > 0),
             "with_tracker_errors": sum(1 for s in ok if s.get("discovery", {}).get("tracker_errors", 0)),
             "bytes": summ["bytes"],
+            # the origin fallback: fetches, those not answered in time, and the viewers'
+            # last failures by kind
+            "origin_fetches": sum(s["streams"][0].get("origin_fetches", 0) for s in ok),
+            "origin_failures": sum(s["streams"][0].get("origin_failures", 0) for s in ok),
+            "origin_last_errors": dict(collections.Counter(
+                (s["streams"][0].get("origin_error") or "?").split(" after ")[0][:80]
+                for s in ok if s["streams"][0].get("origin_failures", 0)).most_common(3)),
             # what the node learnt of its own address (OBSERVED, docs/oftp.md §15.1) and
             # its hole punches (§15.3): nat_kind 0 unknown, 1 public, 2 EIM, 3 symmetric
             "mapping_learnt": dict(sorted(collections.Counter(
@@ -517,6 +549,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="this many seconds into the run, give --rebind viewers behind home routers "
                     "a new public port (a NAT rebinding; their links must migrate)")
     ap.add_argument("--rebind", type=int, default=1, help="how many viewers --rebind-at moves")
+    ap.add_argument("--fresh", action="store_true",
+                    help="viewers as fresh interpreters importing at once (before 2026-12-04), "
+                    "not forked from a launcher that has done the imports")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
@@ -621,7 +656,7 @@ def run_testbed(args: argparse.Namespace) -> int:
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
-                 playout_delay=args.playout_delay, trace=args.keep)
+                 playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh)
     result: dict[str, Any] = {}
     code = 0
     try:

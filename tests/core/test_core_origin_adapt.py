@@ -1,0 +1,101 @@
+"""``origin_adapt``: an origin farther than the fixed fallback margin is asked early
+enough for its answer to arrive (docs/oftp.md §9.5)."""
+
+from __future__ import annotations
+
+import random
+
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity, peer_tag
+from oasis.core.stream import StreamId, sign_chunk
+
+K = 4
+FETCH_S = 0.3  #: what an origin fetch takes here: more than the 0.12 s margin allows
+
+
+def _node(adapt: bool) -> tuple[sw.Swarm, StreamId, Identity]:
+    """Playout 0.5 s, 100 ms chunks; the broadcaster pushes every substream 50 ms after a
+    chunk's time. Eight chunks it never pushed came from the origin 0.3 s after they were
+    asked (the first at the fixed fallback, 0.12 s before the deadline: after it)."""
+    rng = random.Random(5)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    me = Identity.from_private_bytes(rng.randbytes(32)).public
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
+                         origin_adapt=adapt)
+    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
+    node.add_peer(bid.public, 0.0, rtt=0.02)
+    node.on_message(bid.public, wire.Status(stream=sid.key, latest=10, have=0, keyframe=10, slots=8,
+                                            paths=[[peer_tag(bid.public)]] * K, lags=[0] * K), 0.0)
+    node.on_message(bid.public, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
+    node.actions()
+    for seq in range(40):
+        t = 1.0 + seq * 0.1
+        node.handle_timer(t + 0.05)
+        node.on_chunk(bid.public, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.05)
+    node.actions()
+    for seq in range(40, 48):
+        t = 1.0 + seq * 0.1
+        asked = _asked_at(node, seq, t)
+        assert asked is not None
+        node.on_origin(seq, sign_chunk(bid, sid, seq, int(t * 1e6), False, b"o"), asked + FETCH_S)
+    node.actions()
+    assert node.repair.origin_samples == 8
+    return node, sid, bid
+
+
+def _asked_at(node: sw.Swarm, seq: int, t: float, step: float = 0.005) -> float | None:
+    """When the node asks the origin for ``seq`` (made at ``t``), stepping its timer."""
+    now = t
+    while now < t + 0.6:
+        node.handle_timer(now)
+        if [a for a in node.actions() if isinstance(a, sw.FetchOrigin) and a.seq == seq]:
+            return now
+        now += step
+    return None
+
+
+def test_a_far_origin_is_asked_early_enough_to_answer() -> None:
+    node, sid, bid = _node(adapt=True)
+    r = node.repair
+    fetch = r.origin_srtt + 2 * r.origin_dev + 0.02
+    assert fetch > node.config.origin_margin
+    seq = 50  # never pushed
+    t = 1.0 + seq * 0.1
+    deadline = t + node.config.playout_delay
+    asked = _asked_at(node, seq, t)
+    assert asked is not None
+    assert asked <= deadline - fetch + 0.005 < deadline - node.config.origin_margin
+    assert asked >= t  # never before the chunk exists
+    node.on_origin(seq, sign_chunk(bid, sid, seq, int(t * 1e6), False, b"o"), asked + FETCH_S)
+    assert [a for a in node.actions() if isinstance(a, sw.Deliver) and a.chunk.seq == seq]
+    assert asked + FETCH_S <= deadline
+    assert node.counters.origin_adapted >= 1
+
+
+def test_without_origin_adapt_the_fixed_fallback_asks_too_late() -> None:
+    node, _, _ = _node(adapt=False)
+    seq = 50
+    t = 1.0 + seq * 0.1
+    asked = _asked_at(node, seq, t)
+    assert asked is not None and asked >= t + 0.5 - node.config.origin_margin - 0.005
+    assert asked + FETCH_S > t + 0.5  # its answer comes after the deadline
+    assert node.counters.origin_adapted == 0
+
+
+def test_a_chunk_whose_push_usually_comes_later_is_not_fetched_early() -> None:
+    """A parent whose pushes come 0.3 s after a chunk's time (a deep tree): asked at
+    ``deadline - fetch`` every chunk would come twice; the fixed fallback stays."""
+    node, sid, bid = _node(adapt=True)
+    for seq in range(48, 120):
+        t = 1.0 + seq * 0.1
+        node.handle_timer(t + 0.3)
+        node.on_chunk(bid.public, sign_chunk(bid, sid, seq, int(t * 1e6), False, b"x"), t + 0.3)
+    node.actions()
+    before = node.counters.origin_adapted
+    seq = 125
+    t = 1.0 + seq * 0.1
+    asked = _asked_at(node, seq, t)
+    assert asked is not None and asked >= t + 0.5 - node.config.origin_margin - 0.005
+    assert node.counters.origin_adapted == before
