@@ -216,6 +216,8 @@ class PeerCounters:
     links_closed_per_ip_migrated: int = 0
     links_refused_banned: int = 0
     links_duplicate: int = 0  #: links closed by the simultaneous-dial rule
+    #: DHT dials to a peer whose joined link we were closing, made neighbour links (JOIN)
+    links_rejoined: int = 0
     links_idle_closed: int = 0  #: no stream joined in join_timeout, or silent silence_timeout
     messages_unjoined: int = 0
     chunks_unjoined: int = 0
@@ -565,6 +567,13 @@ class PeerPolicy(Generic[L]):
             self._forget_peer(peer)
             self._remember(peer, existing, now)
             self._actions.extend(RemovePeer(peer, skey) for skey in existing.joined)
+            if dialled and service and existing.joined:
+                # The peer may not have seen that close yet: to it our new link is a
+                # duplicate, and it keeps its joins on it (the simultaneous-dial rule) and
+                # sends STATUS. Dialled for the DHT, we would send no JOIN and take each
+                # of its messages for one on a stream not joined: JOIN, as a neighbour.
+                service = False
+                c.links_rejoined += 1
             existing = None
         if existing is not None and existing.link != link:
             # Simultaneous dial: both sides keep the link dialled by the smaller key.

@@ -893,6 +893,29 @@ def test_a_peer_that_closed_our_link_as_idle_and_dialled_again_gets_our_join() -
     assert r.counters.messages_unjoined == 0 and r.counters.violations == 0
 
 
+def test_a_peer_that_closed_our_link_and_dialled_again_for_the_dht_gets_our_join() -> None:
+    """As above, but R's new dial is for the DHT only (a service link: no JOIN). S keeps
+    its joins on the new link by the simultaneous-dial rule and sends STATUS and REQUESTs
+    on it; R, started afresh with no stream joined, counted each as a violation (the
+    30-node testbed, 2026-12-04: 22 in one run, "dialled, 0 streams joined, 5 duplicate
+    links so far"). R had the stream joined with S on the old link: it JOINs on the new one."""
+    r, s = policy(LOW, sweep_interval=1.0), policy(HIGH, sweep_interval=1.0)
+    assert r.link_up("L1", HIGH, dialled=False, now=0.0)
+    assert s.link_up("L1", LOW, dialled=True, now=0.0)
+    _deliver(s, HIGH, r, 0.1, {"L1"})
+    _deliver(r, LOW, s, 0.2, {"L1"})
+    assert SKEY in r.joined(HIGH) and SKEY in s.joined(LOW)
+    r.handle_timer(31.0)  # S silent at R: closed (the close still on its way)
+    assert any(isinstance(a, pp.CloseLink) and a.link == "L1" for a in r.actions())
+    assert r.link_up("L2", HIGH, dialled=True, now=31.5, service=True)  # a DHT contact
+    assert s.link_up("L2", LOW, dialled=False, now=31.5)  # S: a duplicate, joins kept
+    _deliver(r, LOW, s, 31.6, {"L2"})
+    _deliver(s, HIGH, r, 31.7, {"L2"})
+    assert SKEY in r.joined(HIGH) and SKEY in s.joined(LOW)
+    assert r.on_message("L2", HIGH, status(), 32.0) == SKEY
+    assert r.counters.messages_unjoined == 0 and r.counters.violations == 0
+
+
 def test_chunks_of_a_stream_not_joined_are_scored_until_the_sender_is_banned():
     """A forger that names another stream key (one we do not carry, or one it has not
     joined with us) is never verified, so the bad-chunk rule never saw it: such chunks
