@@ -216,7 +216,8 @@ class PeerCounters:
     links_closed_per_ip_migrated: int = 0
     links_refused_banned: int = 0
     links_duplicate: int = 0  #: links closed by the simultaneous-dial rule
-    #: DHT dials to a peer whose joined link we were closing, made neighbour links (JOIN)
+    #: links we dialled for the DHT to a peer that kept our joins from a link we had
+    #: closed, made neighbour links (JOIN back): ``_joins_kept``
     links_rejoined: int = 0
     links_idle_closed: int = 0  #: no stream joined in join_timeout, or silent silence_timeout
     messages_unjoined: int = 0
@@ -303,6 +304,11 @@ class Report:
 
 #: unjoined messages reported with their context (Report), per node: counted beyond
 REPORTS = 20
+#: a peer whose joined link we closed is taken back as a neighbour when it still sends on a
+#: link we dialled for the DHT within this many seconds (its own link timeouts: 30 s of
+#: silence), and so many such peers are remembered (``PeerPolicy._joins_kept``)
+REJOIN_WINDOW = 60.0
+LEFT_JOINED_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +387,8 @@ class PeerPolicy(Generic[L]):
         self._n_service = 0  #: of self.peers, the service links (not neighbours)
         self.bans: dict[bytes, float] = {}  #: peer -> banned until
         self.scores: dict[bytes, tuple[float, float]] = {}  #: unlinked peer -> (score, at)
+        #: peers whose link with streams joined went from our side -> when (``_joins_kept``)
+        self._left_joined: dict[bytes, float] = {}
         self.dials = DialPlan(self_key, self.config, self.counters, self.rng, now)
         self._actions: list[Action[L]] = []
         self._sweep_at = now + self.config.sweep_interval
@@ -567,13 +575,7 @@ class PeerPolicy(Generic[L]):
             self._forget_peer(peer)
             self._remember(peer, existing, now)
             self._actions.extend(RemovePeer(peer, skey) for skey in existing.joined)
-            if dialled and service and existing.joined:
-                # The peer may not have seen that close yet: to it our new link is a
-                # duplicate, and it keeps its joins on it (the simultaneous-dial rule) and
-                # sends STATUS. Dialled for the DHT, we would send no JOIN and take each
-                # of its messages for one on a stream not joined: JOIN, as a neighbour.
-                service = False
-                c.links_rejoined += 1
+            self._joined_left(peer, existing, now)
             existing = None
         if existing is not None and existing.link != link:
             # Simultaneous dial: both sides keep the link dialled by the smaller key.
@@ -693,6 +695,7 @@ class PeerPolicy(Generic[L]):
             p.score = self._decayed(p, now) + self.config.weights[Offence.TIMEOUT]
             p.score_t = now
         self._remember(peer, p, now)
+        self._joined_left(peer, p, now)
         for skey in p.joined:
             self._actions.append(RemovePeer(peer, skey))
         if p.dialled and code in (ErrorCode.OVERLOADED, ErrorCode.TOO_MANY_ERRORS, ErrorCode.TIMEOUT):
@@ -750,7 +753,8 @@ class PeerPolicy(Generic[L]):
         skey = getattr(msg, "stream", None)
         if skey is None:
             return TO_NODE
-        if skey not in p.joined and not self._joined_by_answer(p, peer, skey):
+        if (skey not in p.joined and not self._joined_by_answer(p, peer, skey)
+                and not self._joins_kept(p, peer, skey, now)):
             self.counters.messages_unjoined += 1
             if self.counters.messages_unjoined <= REPORTS:  # what the count hides: the context
                 self._actions.append(Report(peer, (
@@ -1140,6 +1144,41 @@ class PeerPolicy(Generic[L]):
                 self.mapping.observe(peer, p.addr[0], *p.observed)
             p.observed = None
             self._send_neighbours(peer, p)
+
+    def _joined_left(self, peer: bytes, p: _Peer[L], now: float) -> None:
+        """``peer``'s link, on which it had streams joined with us, is gone from our side."""
+        if not p.joined:
+            return
+        left = self._left_joined
+        left.pop(peer, None)  # re-insert: newest last
+        left[peer] = now
+        if len(left) > LEFT_JOINED_MAX:
+            del left[next(iter(left))]
+
+    def _joins_kept(self, p: _Peer[L], peer: bytes, skey: bytes, now: float) -> bool:
+        """A message of a stream we carry on a link we dialled for the DHT alone, from a
+        peer we had streams joined with on a link we closed less than ``REJOIN_WINDOW`` s
+        ago: it had not seen that close when our dial came, so to it the new link was a
+        duplicate and it kept our joins on it (the simultaneous-dial rule) -- its STATUS,
+        REQUESTs and pushes are for the neighbour it believes us. We JOIN back, as a
+        neighbour (``links_rejoined``): before 2026-12-04 each counted as a message on a
+        stream not joined (22 in one 30-node testbed run)."""
+        if not (p.dialled and p.service) or p.overflow:
+            return False
+        t = self._left_joined.get(peer)
+        if t is None or now - t > REJOIN_WINDOW:
+            return False
+        text_id = next((k for k, v in self.streams.items() if v == skey), None)
+        if text_id is None or len(p.joined) >= self.config.max_streams_per_peer:
+            return False
+        self._set_service(p, False)  # a neighbour again
+        p.since = now
+        self.counters.links_rejoined += 1
+        self.counters.joins += 1
+        p.joined.add(skey)
+        self._join(p, text_id)
+        self._actions.append(AddPeer(peer, skey, start=False, asked=False))
+        return True
 
     def _joined_by_answer(self, p: _Peer[L], peer: bytes, skey: bytes) -> bool:
         """A message of a stream we JOINed on ``p``'s link that the peer did not JOIN back:

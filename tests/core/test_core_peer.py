@@ -909,11 +909,31 @@ def test_a_peer_that_closed_our_link_and_dialled_again_for_the_dht_gets_our_join
     assert any(isinstance(a, pp.CloseLink) and a.link == "L1" for a in r.actions())
     assert r.link_up("L2", HIGH, dialled=True, now=31.5, service=True)  # a DHT contact
     assert s.link_up("L2", LOW, dialled=False, now=31.5)  # S: a duplicate, joins kept
-    _deliver(r, LOW, s, 31.6, {"L2"})
-    _deliver(s, HIGH, r, 31.7, {"L2"})
+    assert not [a for a in of(r.actions(), pp.SendTo) if isinstance(a.message, wire.Join)]
+    s.actions()
+    # S's swarm sends its STATUS on the link it keeps: R takes S back as a neighbour
+    assert r.on_message("L2", HIGH, status(), 31.6) == SKEY
+    acts = r.actions()
+    assert pp.SendTo("L2", wire.Join(stream=TEXT)) in acts and pp.AddPeer(HIGH, SKEY) in acts
+    for a in acts:  # R's JOIN reaches S: a repeat there, answered
+        if isinstance(a, pp.SendTo) and a.link == "L2":
+            s.on_message("L2", LOW, a.message, 31.7)
+    _deliver(s, HIGH, r, 31.8, {"L2"})
     assert SKEY in r.joined(HIGH) and SKEY in s.joined(LOW)
     assert r.on_message("L2", HIGH, status(), 32.0) == SKEY
     assert r.counters.messages_unjoined == 0 and r.counters.violations == 0
+    assert r.counters.links_rejoined == 1
+
+
+def test_a_stranger_on_a_dht_link_gets_no_join_for_its_stream_messages() -> None:
+    """Only a peer we had streams joined with, lately, is taken back that way: a DHT
+    contact that sends STATUS out of the blue is still a message on a stream not joined."""
+    r = policy(LOW)
+    assert r.link_up("D", HIGH, dialled=True, now=0.0, service=True)
+    r.actions()
+    assert r.on_message("D", HIGH, status(), 0.5) is None
+    assert r.counters.messages_unjoined == 1 and r.counters.links_rejoined == 0
+    assert not [a for a in of(r.actions(), pp.SendTo) if isinstance(a.message, wire.Join)]
 
 
 def test_chunks_of_a_stream_not_joined_are_scored_until_the_sender_is_banned():
