@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from oasis.core.identity import key_of_peer_id
-from oasis.core.metrics import summarize
+from oasis.core.metrics import missed_by_phase, summarize
 from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
@@ -389,6 +389,11 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
         ok = [s for s in stats if s is not None]
         records = [s["streams"][0]["record"] for s in ok]
         summ = summarize(records, produced, now - 1.0, playout_delay=playout_delay)
+        missed: dict[str, int] = {}  # where this kind's missed chunks fall (demo's phases)
+        for st in ok:
+            for k, n in missed_by_phase(st["streams"][0]["record"], produced, now - 1.0, playout_delay,
+                                        st["streams"][0].get("start")).items():
+                missed[k] = missed.get(k, 0) + n
         out[kind] = {
             "viewers": len(stats),
             "continuity": summ["continuity"],
@@ -400,6 +405,7 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
             "with_neighbours": sum(1 for s in ok if s["streams"][0]["neighbours"] > 0),
             "with_tracker_errors": sum(1 for s in ok if s.get("discovery", {}).get("tracker_errors", 0)),
             "bytes": summ["bytes"],
+            "missed": missed,
             # the origin fallback: fetches, those not answered in time, and the viewers'
             # last failures by kind
             "origin_fetches": sum(s["streams"][0].get("origin_fetches", 0) for s in ok),
