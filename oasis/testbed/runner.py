@@ -277,6 +277,9 @@ class Testbed:
         if result.get("errors"):  # what the nodes logged of it (the logs go at close)
             result["error_detail"]["violation_lines"] = _violation_lines(self.root)
         result["by_nat"] = by_nat(topo, list(final), bstats, now, self.playout_delay)
+        # the viewers' starts, step by step from each join (LiveStream.start_trace)
+        from oasis.sim.fidelity import start_figures
+        result["start"] = start_figures(result.get("per_viewer", []))
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
         result["dht"] = dht_view(list(final))
         if self.rebound:

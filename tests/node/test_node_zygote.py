@@ -72,3 +72,29 @@ def test_a_bad_request_is_refused_not_fatal(zygote, tmp_path):
     assert msg is not None and "bad spawn request" in msg["error"]
     ok = zygote.spawn(["--help"], str(tmp_path / "ok.log"))
     assert ok.wait(20) == 0
+
+
+def test_a_node_forked_into_a_network_namespace_sees_only_that_namespace(zygote, tmp_path):
+    """The testbed's viewers: forked, then moved into their namespace (``setns``) before
+    the CLI runs. A name that is not a namespace's is refused before any fork."""
+    with pytest.raises(RuntimeError, match="bad spawn request"):
+        zygote.spawn(["--help"], str(tmp_path / "bad.log"), netns="../etc")
+    if os.geteuid() != 0 or subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        pytest.skip("needs root and iproute2 (the testbed's)")
+    ns = f"oasz{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        # a tracker on 127.0.0.1 inside the namespace: reachable there, not from here
+        p = zygote.spawn(["tracker", "--listen", "127.0.0.1:0"], str(tmp_path / "t.log"), netns=ns)
+        try:
+            port = int(json.loads(p.stdout.readline())["tracker"].rsplit(":", 1)[1].split("/")[0])
+            with open(f"/proc/{p.pid}/ns/net") as f_child, open("/proc/self/ns/net") as f_me:
+                assert os.fstat(f_child.fileno()).st_ino != os.fstat(f_me.fileno()).st_ino
+            out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-ltnH"], capture_output=True, text=True)
+            assert f":{port}" in out.stdout  # listening inside the namespace
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(20)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
