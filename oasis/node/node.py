@@ -306,7 +306,11 @@ class Node:
                  max_neighbours: int | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  link_delay: float = 0.0, policy: pp.PolicyConfig | None = None,
-                 dht: bool = True, quic: str | None = None) -> None:
+                 dht: bool = True, quic: str | None = None,
+                 http_connector: aiohttp.BaseConnector | None = None) -> None:
+        """``http_connector``: the connection pool of the node's HTTP client (tracker,
+        origin), taken over (closed with the node): a connection opened before the node,
+        to fetch the stream's descriptor, carries its first announce."""
         self.identity = identity
         self.config = config
         self.host, self.port = host, port
@@ -326,7 +330,7 @@ class Node:
                                  quic=quic)
         self.streams: dict[bytes, LiveStream] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.http: aiohttp.ClientSession = aiohttp.ClientSession()
+        self.http: aiohttp.ClientSession = aiohttp.ClientSession(connector=http_connector)
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
         self.closed_link_counters = {f"link_{name}": 0 for name in LINK_COUNTERS}
         self.closed_link_counters["link_migrations"] = 0  #: peers' address changes QUIC followed

@@ -553,12 +553,14 @@ async def bootstrap_loop(node: Node, boots: tuple[Bootstrap, ...]) -> None:
                               interval=http.ANNOUNCE_INTERVAL)
 
 
-async def resolve_stream(stream: str, tracker_url: str | None
+async def resolve_stream(stream: str, tracker_url: str | None,
+                         connector: aiohttp.BaseConnector | None = None
                          ) -> tuple[StreamId, Descriptor | None, tuple[Bootstrap, ...], str | None]:
     """What a viewer is given -- an ``oasis://`` link, or a stream id and a tracker -- as
     (stream, descriptor, bootstrap peers, tracker). The descriptor comes from the link, else
     from the tracker; None for a short link without a tracker (then :func:`dht_descriptor`
-    once the node runs)."""
+    once the node runs). ``connector``: the pool to fetch it through (left open: the node's,
+    whose first announce then goes on the same connection)."""
     boots: tuple[Bootstrap, ...] = ()
     desc: Descriptor | None = None
     if stream.startswith(f"{LINK_SCHEME}:"):
@@ -570,7 +572,7 @@ async def resolve_stream(stream: str, tracker_url: str | None
         if tracker_url is None:
             raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
     if desc is None and tracker_url is not None:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(connector=connector, connector_owner=connector is None) as session:
             desc = await fetch_descriptor(session, tracker_url, sid)
     return sid, desc, boots, tracker_url
 
@@ -684,7 +686,15 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
     hold_data_dir(c.data_dir, "watch")  # first: a second node on this directory waits for nothing
     stop_event()  # a stop signal from here on is a clean stop
-    sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url)
+    # The node's HTTP pool from the start: the connection that fetched the descriptor from
+    # the tracker carries the first announce (a TCP handshake less: 0.2-0.35 s of the
+    # testbed's far trackers). The origin's clock below has a connection of its own.
+    pool = aiohttp.TCPConnector()
+    try:
+        sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url, pool)
+    except BaseException:
+        await pool.close()
+        raise
     # the broadcaster's clock, asked while the node starts (deadlines are its time)
     wall: Callable[[], float] = time.time  # the node's clock
     if c.clock_skew_ms:
@@ -695,13 +705,17 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     timing: asyncio.Task[list[tuple[float, float, float]]] | None = None
     if desc is not None and (cdn_url or desc.fetch_url):
         timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url or "", str(sid), wall))
-    ident = load_or_create(c.data_dir)
-    prekeys = read_prekeys(c.data_dir, ident)
-    host, port = parse_hostport(c.listen, "--listen")
-    ghost, gport = parse_hostport(gateway, "--gateway")  # (before the node: nothing to close)
-    # the swarm's configuration is replaced below, once the descriptor is known
-    node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
-                link_delay=c.link_delay_ms / 1000, quic=c.quic, clock=wall)
+    try:
+        ident = load_or_create(c.data_dir)
+        prekeys = read_prekeys(c.data_dir, ident)
+        host, port = parse_hostport(c.listen, "--listen")
+        ghost, gport = parse_hostport(gateway, "--gateway")  # (before the node: nothing to close)
+        # the swarm's configuration is replaced below, once the descriptor is known
+        node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
+                    link_delay=c.link_delay_ms / 1000, quic=c.quic, clock=wall, http_connector=pool)
+    except BaseException:  # (the node owns the pool once made)
+        await pool.close()
+        raise
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await _start_or_close(node)
     # The local API's modules are imported before the join, not after it (~0.2 CPU-s: the
