@@ -159,8 +159,13 @@ class PolicyConfig:
     #: (for the DHT only, where any other JOIN is refused, OVERLOADED) is admitted while we
     #: have fewer than ``max_neighbours`` + this many neighbours (0: off). Behind NATs the
     #: public nodes are the only ones a newcomer can dial, and the NATed nodes' own dials
-    #: fill them (``nat_target_neighbours``): a newcomer's first links were refused there
-    start_room: int = 0
+    #: fill them (``nat_target_neighbours``): a newcomer's first links were refused there, and a
+    #: quarter of the newcomers started from the origin (1 s). 8 by default (0 before
+    #: 2026-12-04), with ``dial_patience`` 0.5: 1,000 simulated mobile-churn viewers x 40 s at
+    #: 0.5 s, 70 % behind NATs, offload +0.014, +0.012, +0.022, +0.021 and continuity
+    #: 0.9930-0.9941 -> 0.9949-0.9960 (seeds 1-4), p95 -4..-10 ms; the six comparison runs
+    #: without NATs: see docs/benchmarks.md, "70 % NAT at the 3-RTT links" (h-nat9)
+    start_room: int = 8
     ban_seconds: float = 60.0
     max_bans: int = 1024
     max_scores: int = 4096  #: scores of peers no longer linked, remembered
@@ -194,8 +199,9 @@ class PolicyConfig:
     #: dial to the peer behind it without a word (the dialler waits out its 5 s connect
     #: timeout), where a reachable listener has answered within 3 RTT; a newcomer whose first
     #: round of dials all went to NATed tracker entries had no link until the next announce
-    #: (``oasis.core.dialplan``)
-    dial_patience: float = 0.0
+    #: (``oasis.core.dialplan``). 0.5 by default (0 before 2026-12-04), with ``start_room``:
+    #: see there
+    dial_patience: float = 0.5
     patience_links: int = 1
     stable_link: float = 30.0  #: a dialled link up this long clears its address's backoff
     join_timeout: float = 10.0  #: a link on which the peer joined no stream by then is closed

@@ -44,7 +44,7 @@ def test_slow_dials_make_room_for_more_while_the_node_has_no_link() -> None:
 
 
 def test_off_or_once_linked_the_dials_under_way_count_until_they_end() -> None:
-    off = _plan()
+    off = _plan(dial_patience=0.0)
     assert len(off.plan(0.0, 0, lambda _k: False)) == 8
     assert off.get_timer() == off.announce_at  # no patience timer
     assert len(off.plan(1.0, 0, lambda _k: False)) == 6  # 12 + 2 - 8 under way, as before
@@ -70,7 +70,8 @@ def test_the_policy_plans_again_when_the_first_dials_are_slow() -> None:
     policy.handle_timer(t)
     second = [a for a in policy.actions() if isinstance(a, pp.Dial)]
     assert len(second) == 8
-    off: pp.PeerPolicy[int] = pp.PeerPolicy(b"\x02" * 32, pp.PolicyConfig(), rng=random.Random(2), now=0.0)
+    off: pp.PeerPolicy[int] = pp.PeerPolicy(b"\x02" * 32, dataclasses.replace(cfg, dial_patience=0.0),
+                                            rng=random.Random(2), now=0.0)
     off.handle_timer(0.0)
     off.on_candidates(cands, 0.0, verified=True, interval=10.0)
     assert len([a for a in off.actions() if isinstance(a, pp.Dial)]) == 8

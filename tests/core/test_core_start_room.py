@@ -55,7 +55,7 @@ def test_a_newcomer_asking_for_a_start_is_admitted_beyond_the_limit() -> None:
 
 
 def test_off_a_newcomer_is_refused_like_any_join_beyond_the_limit() -> None:
-    p = full_node()
+    p = full_node(start_room=0)
     assert p.link_up("c", key(3), dialled=False, now=1.0)
     p.on_message("c", key(3), wire.Join(stream=TEXT, start=True), 1.1)
     assert [c.code for c in closes(p)] == [ErrorCode.OVERLOADED]
