@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from oasis.core import dialplan, peer
 from oasis.core import nat as natmod
-from oasis.core import peer
 from oasis.core import swarm as sw
 from oasis.sim import cli, execute, oasis_run, population
 from oasis.sim.netmodel import World
@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
     ap.add_argument("--scenario-set", action="append", default=[],
                     help="a Scenario field key=value (TOML value), e.g. max_neighbours=28")
+    ap.add_argument("--trace-start", action="store_true",
+                    help="trace each viewer's dials until its first link (reads only)")
     ap.add_argument("--trace-deep", type=int, default=0,
                     help="trace the episodes at this depth or deeper (0: off)")
     a = ap.parse_args()
@@ -227,7 +229,31 @@ def main() -> None:
     early: collections.Counter[str] = collections.Counter()
     fallback_at = s.swarm_config().playout_delay - s.swarm_config().origin_margin - 0.02
 
+    origin_start_state: collections.Counter[str] = collections.Counter()
+
     def on_fetch(net: Any, node: Any, act: sw.FetchOrigin) -> Any:
+        if a.trace_start and act.seq == sw.ORIGIN_LATEST and node.rec is not None \
+                and node.swarm.counters.origin_starts == 1:
+            # a viewer's first origin start: what it had then
+            swm = node.swarm
+            kind = KINDS.get(node.net.nat, "public")
+            peers = list(swm.peers.values())
+            claim = sum(1 for st in peers if st.status is not None and st.status.latest > 0)
+            started = 0
+            for st in peers:
+                other = net.by_key.get(st.key)
+                if other is not None and other.swarm.start_seq is not None:
+                    started += 1
+            o = origin_start_state
+            o[f"{kind}:viewers"] += 1
+            o[f"{kind}:swarm_peers:{min(len(peers), 4)}"] += 1
+            o[f"{kind}:peers_claiming:{min(claim, 3)}"] += 1
+            o[f"{kind}:peers_started:{min(started, 3)}"] += 1
+            o[f"{kind}:policy_neighbours:{min(node.policy.neighbour_count(), 4)}"] += 1
+            o[f"{kind}:probes_in_flight:{min(len(swm.claims.probes), 3)}"] += 1
+            o[f"{kind}:dialling:{min(len(node.policy.dials.dialling), 8)}"] += 1
+            o[f"{kind}:hinted:{int(swm.tree.hinted)}"] += 1
+            o[f"{kind}:since_join_0.1s:{int((net.now - node.rec.joined_at) * 10)}"] += 1
         if node.rec is not None and 0 <= act.seq < len(net.produced_t):
             kind = KINDS.get(node.net.nat, "public")
             asked_at.setdefault((node.idx, act.seq), net.now - net.produced_t[act.seq])
@@ -235,6 +261,36 @@ def main() -> None:
         return fetch(net, node, act)
 
     table[sw.FetchOrigin] = on_fetch
+    # ``--trace-start``: per policy (by its key), its dials until its first link, and the first
+    # link's time and direction (wraps the pure-Python policy's class: reads only)
+    dial_log: dict[bytes, dict[str, Any]] = {}
+    if a.trace_start:
+        orig_plan = dialplan.DialPlan.plan
+        orig_link_up = peer.PeerPolicy.link_up
+        orig_failed = peer.PeerPolicy.dial_failed
+
+        def plan_(self: Any, now: float, *args: Any, **kw: Any) -> Any:
+            out = orig_plan(self, now, *args, **kw)
+            e = dial_log.setdefault(self.self_key, {"first_at": now, "dials": [], "failed": 0, "link": None})
+            if e["link"] is None:
+                e["dials"].extend(now - e["first_at"] for _ in out)
+            return out
+
+        def link_up_(self: Any, link: Any, peer_: bytes, *, dialled: bool, now: float, **kw: Any) -> Any:
+            e = dial_log.get(self.self_key)
+            if e is not None and e["link"] is None:
+                e["link"] = (now - e["first_at"], dialled)
+            return orig_link_up(self, link, peer_, dialled=dialled, now=now, **kw)
+
+        def failed_(self: Any, peer_: bytes, now: float) -> Any:
+            e = dial_log.get(self.self_key)
+            if e is not None and e["link"] is None:
+                e["failed"] += 1
+            return orig_failed(self, peer_, now)
+
+        dialplan.DialPlan.plan = plan_  # type: ignore[method-assign]
+        peer.PeerPolicy.link_up = link_up_  # type: ignore[method-assign]
+        peer.PeerPolicy.dial_failed = failed_  # type: ignore[method-assign]
     world = World()
     bnet, viewers = population.build(s, world, int(a.seed))
     res, sim = oasis_run.run_oasis(s, world, bnet, viewers, int(a.seed))
@@ -269,6 +325,8 @@ def main() -> None:
             sc["leaf_yields"] += c_.leaf_yields
             sc["deep_looks"] += c_.deep_looks
             sc["origin_early"] += c_.origin_early
+            sc["origin_starts"] += c_.origin_starts
+            sc["viewers_origin_started"] += int(c_.origin_starts > 0)
         per_kind[kind] = {
             "swarm_counters": dict(sc),
             "upload_used": round(sum(u[0] for u in up) / max(sum(u[1] for u in up), 1.0), 3),
@@ -286,6 +344,39 @@ def main() -> None:
             "learnt": dict(collections.Counter(n.policy.mapping.kind.name.lower() for n in nodes)),
             "counters": {f: v for f, v in ctr.items() if v and f.startswith(("punch", "intro"))},
         }
+    # continuity from the join per kind: the chunks due (made after the join, deadline passed
+    # while the viewer was there, as records.summarize counts them) that were missed, split
+    # at the viewer's first frame (before it: its start; after: playing), and startup p50/p90
+    produced = np.array(sim.produced_t)
+    end_t = sim.now - 1.0
+    pd = s.swarm_config().playout_delay
+    missed: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    starts: dict[str, list[float]] = collections.defaultdict(list)
+    for node in sim.every:
+        if node.mode or node.is_source or node.rec is None:
+            continue
+        r = node.rec
+        kind = KINDS.get(node.net.nat, "public")
+        lo = int(np.searchsorted(produced, r.joined_at, side="left"))
+        hi = int(np.searchsorted(produced, min(end_t, r.left_at) - pd, side="right"))
+        if hi <= lo:
+            continue
+        mid = hi if r.started_at is None else int(np.searchsorted(produced, r.started_at, side="left"))
+        mid = min(max(mid, lo), hi)
+        if r.started_at is not None:
+            starts[kind].append(r.started_at - r.joined_at)
+        got = np.frombuffer(r.on_time, dtype=np.int32) if len(r.on_time) else np.zeros(0, np.int32)
+        ok_pre = int(np.count_nonzero((got >= lo) & (got < mid)))
+        ok_post = int(np.count_nonzero((got >= mid) & (got < hi)))
+        m = missed[kind]
+        m["due"] += hi - lo
+        m["missed_before_frame"] += (mid - lo) - ok_pre
+        m["missed_playing"] += (hi - mid) - ok_post
+        m["viewers_missing_start"] += int((mid - lo) - ok_pre > 0)
+    continuity_by_kind = {
+        kind: {**dict(m), "continuity": round(1 - (m["missed_before_frame"] + m["missed_playing"]) / max(m["due"], 1), 5),
+               "startup_s_p50_p90_p99": _pct(starts[kind])}
+        for kind, m in sorted(missed.items())}
     # children by (parent kind, child kind) at the end, per substream slot
     slots: collections.Counter[str] = collections.Counter()
     parents_of_kind: collections.Counter[str] = collections.Counter()
@@ -306,7 +397,7 @@ def main() -> None:
         "nat_overrides": dict(_toml(kv) for kv in a.nat_set),
         "policy_overrides": dict(_toml(kv) for kv in a.policy_set),
         "scenario_overrides": scen,
-        "result": {key: v for key, v in res.items() if not isinstance(v, (dict, list)) or key == "latency_ms"},
+        "result": {key: v for key, v in res.items() if not isinstance(v, (dict, list)) or key in ("latency_ms", "startup_ms", "policy")},
         "nat_result": res.get("nat"),
         "origin_deliveries": total_origin,
         "per_kind": per_kind,
@@ -315,6 +406,7 @@ def main() -> None:
         "origin_by_kind_why": dict(sorted(origin_why.items())),
         "origin_by_kind_depth": dict(sorted(origin_depth.items())),
         "alive_by_kind_at_end": dict(parents_of_kind),
+        "continuity_by_kind": continuity_by_kind,
     }
     if TRACE:
         for key, t0 in deep_since.items():  # still deep at the end (cut by the run's end)
@@ -326,6 +418,35 @@ def main() -> None:
                                              for kk, v in sorted(ep_dur.items())},
             "origin_deliveries_deep": dict(sorted(deep_origin.items())),
         }
+    if a.trace_start:
+        st_: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        first_link: dict[str, list[float]] = collections.defaultdict(list)
+        for node in sim.every:
+            if node.mode or node.is_source or node.rec is None:
+                continue
+            kind = KINDS.get(node.net.nat, "public")
+            e = dial_log.get(node.key)
+            c = st_[kind]
+            c["viewers"] += 1
+            if e is None:
+                c["never_planned"] += 1
+                continue
+            first_round = sum(1 for t in e["dials"] if t == 0.0)
+            c["first_round_dials"] += first_round
+            later = sum(1 for t in e["dials"] if t > 0.0)
+            c["dials_before_link"] += len(e["dials"])
+            c["failed_before_link"] += e["failed"]
+            if e["link"] is None:
+                c["no_link"] += 1
+                continue
+            at, dialled = e["link"]
+            first_link[kind].append(at)
+            c["first_link_dialled" if dialled else "first_link_inbound"] += 1
+            c["first_link_after_0.6s"] += int(at > 0.6)
+            c["later_dials_if_late"] += later if at > 0.6 else 0
+        out["start_trace"] = {k: {**dict(v), "first_link_s_p50_p90_p99": _pct(first_link[k])}
+                              for k, v in sorted(st_.items())}
+        out["origin_start_state"] = dict(sorted(origin_start_state.items()))
     print(json.dumps(out))
 
 

@@ -7,17 +7,22 @@ would, so a variant needs no scenario file. The load average before and after is
 beside the figures (the simulator is deterministic per seed; the load moves only the wall).
 
     python bench/sim_variant.py scenarios/mobile-churn-10k.toml --short --seed 2 \\
-        --set origin_margin=0.10 [--chunk-ms 20] [--tag name]
+        --set origin_margin=0.10 [--chunk-ms 20] [--tag name] [--policy-set start_room=8]
+
+``--policy-set`` replaces a :class:`oasis.core.peer.PolicyConfig` field for every node (as
+``bench/sim_nat_breakdown.py`` does).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import tomllib
 
+from oasis.core import peer
 from oasis.sim import cli, runner
 
 
@@ -33,6 +38,7 @@ def main() -> None:
     ap.add_argument("--short", action="store_true", help="--peers 1000 --duration 40 --playout 0.5")
     ap.add_argument("--chunk-ms", default=None)
     ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
+    ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
     p = argparse.ArgumentParser()
@@ -46,11 +52,15 @@ def main() -> None:
     over = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.set}
     if over:
         s = dataclasses.replace(s, protocol={**s.protocol, **over})
+    pol = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.policy_set}
+    if pol:  # the simulator builds pp.PolicyConfig(...) per node
+        peer.PolicyConfig = functools.partial(peer.PolicyConfig, **pol)  # type: ignore[misc,assignment]
     load0 = _load()
     out = runner.run(s, int(a.seed), plots=None, timing=True, progress=False)
     o = out["oasis"]
     print(json.dumps({"tag": a.tag, "scenario": os.path.basename(a.scenario), "seed": a.seed,
-                      "chunk_ms": a.chunk_ms, "set": a.set, "offload": o["offload_ratio"],
+                      "chunk_ms": a.chunk_ms, "set": a.set,
+                      "policy_set": a.policy_set, "offload": o["offload_ratio"],
                       "continuity": o["continuity"], "p50": o["latency_ms"]["p50"],
                       "p95": o["latency_ms"]["p95"], "stretch50": o["latency_stretch"]["p50"],
                       "startup_ms": o.get("startup_ms"),

@@ -16,6 +16,13 @@ or banned our link, waits ``backoff_base`` seconds, doubling per failure up to
 ``backoff_max`` (jittered by a quarter); a link that stayed up ``stable_link`` seconds
 clears it. The backoff table is bounded (``max_backoff``, oldest first).
 
+With ``dial_patience``, while the node has fewer than ``patience_links`` neighbours, a plain
+dial still under way ``dial_patience`` after it began no longer counts against the target: the
+next plan (a timer, ``patience_at``) dials more candidates, at most ``target_neighbours +
+max_dials_per_round`` under way at once, and the slow dial may still complete. A NAT drops a
+dial to the peer behind it without a word (the dialler waits out its connect timeout) where a
+reachable listener has answered within 3 RTT.
+
 Cadence: ``announce_at`` is when to ask the sources again -- ``announce_interval``
 (or the source's wish) once linked enough, ``fast_interval`` while short,
 ``retry_interval`` after a source failed, ``relink_delay`` after a neighbour left;
@@ -35,6 +42,8 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+INF = float("inf")
 
 if TYPE_CHECKING:
     from .peer import PeerCounters, PolicyConfig
@@ -115,6 +124,11 @@ class DialPlan:
         self.backoff: dict[tuple[str, int], tuple[int, float]] = {}  #: addr -> (failures, until)
         self.dialling: dict[bytes, float] = {}  #: peer -> report deadline
         self.dial_addr: dict[bytes, tuple[str, int]] = {}  #: peer -> address being dialled
+        #: ``dial_patience``: peer -> when its plain dial began, for the dials :meth:`plan`
+        #: made while the node was short of ``patience_links``
+        self.dial_began: dict[bytes, float] = {}
+        #: ``dial_patience``: when the oldest of those stops counting (INF: none; a timer)
+        self.patience_at = INF
         self.announce_at = now  #: when to ask the sources for candidates
         #: the wait between announces while short of neighbours (see the module doc)
         self.short_every = config.fast_interval
@@ -181,7 +195,12 @@ class DialPlan:
         at that address now (a punch with the peer there failed lately); ``target``: links
         to dial until (default ``target_neighbours``)."""
         cfg = self.config
-        need = (cfg.target_neighbours if target is None else target) - linked - len(self.dialling)
+        patient = cfg.dial_patience > 0 and linked < cfg.patience_links
+        slow = self._slow_dials(now) if patient else 0
+        if not patient and self.dial_began:
+            self.dial_began.clear()
+            self.patience_at = INF
+        need = (cfg.target_neighbours if target is None else target) - linked - len(self.dialling) + slow
         if need <= 0 or not self.candidates:
             return []
         eligible = []
@@ -204,6 +223,10 @@ class DialPlan:
             if k is not None:
                 per_ip[k] = per_ip.get(k, 0) + 1
         room = min(need + cfg.dial_extra, cfg.max_dials_per_round)
+        if patient:
+            # the slow dials' places go to new ones, but no more than a round beyond the target
+            # is under way at once
+            room = min(room, cfg.target_neighbours + cfg.max_dials_per_round - len(self.dialling))
         for cand in eligible:
             if len(out) >= room:
                 break
@@ -219,7 +242,28 @@ class DialPlan:
             self.dial_addr[cand.peer] = addr
             self.counters.dial_attempts += 1
             out.append(Dial(cand.peer, cand.host, cand.port))
+            if patient:
+                self.dial_began[cand.peer] = now
+                if now + cfg.dial_patience < self.patience_at:
+                    self.patience_at = now + cfg.dial_patience
         return out
+
+    def _slow_dials(self, now: float) -> int:
+        """``dial_patience``: how many of the dials :meth:`plan` made while short are still under
+        way ``dial_patience`` after they began (they count against the target no more); arms
+        ``patience_at`` for the next one to become slow."""
+        wait = self.config.dial_patience
+        slow = 0
+        nxt = INF
+        for peer, began in list(self.dial_began.items()):
+            if peer not in self.dialling or peer not in self.dial_addr:
+                del self.dial_began[peer]  # (linked, failed, or turned into a punch)
+            elif began + wait <= now:
+                slow += 1
+            elif began + wait < nxt:
+                nxt = began + wait
+        self.patience_at = nxt
+        return slow
 
     def connected(self, peer: bytes) -> None:
         self.dialling.pop(peer, None)
@@ -267,7 +311,7 @@ class DialPlan:
         return [k for k, t in self.dialling.items() if t <= now]
 
     def get_timer(self) -> float:
-        t = self.announce_at
+        t = self.announce_at if self.announce_at < self.patience_at else self.patience_at
         for deadline in self.dialling.values():
             if deadline < t:
                 t = deadline

@@ -401,7 +401,7 @@ def cands(n: int, port0: int = 4000) -> list[pp.Candidate]:
 
 
 def test_dials_are_bounded_per_round_and_stop_at_target():
-    p = policy(target_neighbours=4, dial_extra=2, max_dials_per_round=5)
+    p = policy(target_neighbours=4, dial_extra=2, max_dials_per_round=5, dial_patience=0.0)
     assert p.get_timer() == 0.0  # announce at once
     p.handle_timer(0.0)
     assert of(p.actions(), pp.Announce)
@@ -509,7 +509,8 @@ def test_a_peer_that_refuses_us_is_backed_off():
 
 
 def test_unreported_dials_time_out_and_announce_watchdog():
-    p = policy(target_neighbours=1, dial_extra=0, dial_timeout=10.0, announce_timeout=10.0)
+    p = policy(target_neighbours=1, dial_extra=0, dial_timeout=10.0, announce_timeout=10.0,
+               dial_patience=0.0)  # (its own timer: tests/core/test_core_dial_patience.py)
     p.on_candidates(cands(1), 0, verified=True, interval=30.0)
     p.actions()
     assert p.get_timer() == 1.0  # fast interval while short
