@@ -60,3 +60,27 @@ def test_off_a_newcomer_is_refused_like_any_join_beyond_the_limit() -> None:
     p.on_message("c", key(3), wire.Join(stream=TEXT, start=True), 1.1)
     assert [c.code for c in closes(p)] == [ErrorCode.OVERLOADED]
     assert p.counters.joins_refused_service == 1 and p.neighbour_count() == 2
+
+
+def test_a_flood_of_start_joins_takes_at_most_the_room() -> None:
+    """An attacker with many keys fills a full node through start JOINs: it gets
+    ``start_room`` neighbours beyond the limit (each start paid from its pull budget, as
+    any), never more; the rest are refused OVERLOADED and their links closed."""
+    p = full_node()  # the default room
+    room = p.config.start_room
+    assert room > 0
+    admitted = refused = 0
+    for i in range(3, 60):
+        link = f"x{i}"
+        if not p.link_up(link, key(i), dialled=False, now=1.0 + i / 100):
+            refused += 1
+            continue
+        p.on_message(link, key(i), wire.Join(stream=TEXT, start=True), 1.0 + i / 100)
+        acts = p.actions()
+        if [a for a in acts if isinstance(a, pp.AddPeer)]:
+            admitted += 1
+        else:
+            refused += 1
+    assert admitted == room and p.neighbour_count() == 2 + room
+    assert refused == 57 - room
+    assert p.counters.joins_start_room == room
