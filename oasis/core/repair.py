@@ -360,6 +360,14 @@ class RepairPicker:
             r = t + self.delay.repair[seq % self.config.substreams]
             w.request_at = r if r > now else now
         w.origin_at = self.origin_time(seq, t, deadline)
+        if self.config.relay_cover and not backfill and t >= self.joined_at:
+            # (``relay_cover``) a relay: the last moment our origin copy reaches our
+            # children before their own fallback
+            cover = t + self.delay.origin_at - RELAY_HOP - self.fetch_time()
+            if now < cover < w.origin_at and self._children_on(seq % self.config.substreams) \
+                    >= self.config.relay_early_children:
+                w.early_until = w.origin_at  # (a 404 before then: not made or not at the edge yet)
+                w.origin_at = cover
         self.wants[seq] = w
         lo = w.request_at if w.request_at < w.origin_at else w.origin_at
         if lo < self.wants_t:
@@ -449,6 +457,8 @@ class RepairPicker:
                 w.origin_at = w.deadline
                 self.counters.origin_held += 1
             if use_origin and not w.origin_busy and now >= w.origin_at:
+                if not w.origin_tries and now < w.early_until:
+                    self.counters.origin_cover += 1  # (``relay_cover``: armed in want())
                 self._fetch_origin(seq, w, now, w.deadline)
             if w.request_at < lo:
                 lo = w.request_at
@@ -522,6 +532,15 @@ class RepairPicker:
                 if seq not in self.log and seq not in self.wants:
                     self.want(seq, now)
         self.wants_t = now
+
+    def _children_on(self, j: int) -> int:
+        """How many children we feed on substream ``j``."""
+        bit = 1 << j
+        kids = 0
+        for st in self.peers.values():
+            if st.children_mask & bit:
+                kids += 1
+        return kids
 
     def _relay_late(self, j: int) -> bool:
         """We have children on ``j`` (at least ``relay_early_children``) and our parent's push

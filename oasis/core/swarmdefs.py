@@ -114,6 +114,14 @@ class SwarmConfig:
     #: the nine comparison runs (three files, seeds 1-3) mean +0.0018, 7 of 9 up, p95 +0 to
     #: +12 ms (docs/benchmarks.md, h-nat7 and "Session 26, the lead")
     relay_early_children: int = 2
+    #: a relay that feeds at least ``relay_early_children`` children on ``j`` asks the origin
+    #: for a chunk of ``j`` still missing at the last moment its copy can reach them before
+    #: their own fallback (the chunk's time + the fallback - ``RELAY_HOP`` - the learnt fetch
+    #: time), whether or not its substream is late and a repair is out: a chunk lost above
+    #: it is missing in its whole subtree, and every child fell back to the origin at the
+    #: same moment as the relay (:meth:`oasis.core.repair.RepairPicker.want`; counter
+    #: ``origin_cover``). A fetch whose answer comes after the push delivers nothing
+    relay_cover: bool = False
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
@@ -544,6 +552,9 @@ class SwarmCounters:
     origin_waits: int = 0
     #: origin fetches a relay made at its repair round for its children (``relay_origin_early``)
     origin_early: int = 0
+    #: origin fetches a relay made for its children at the last moment its copy could reach
+    #: them before their fallback (``relay_cover``; retries after a 404 not counted)
+    origin_cover: int = 0
     #: origin fetches that failed for a chunk that may not be made yet (nothing at or after
     #: it held or claimed): not retried before its deadline
     origin_not_retried: int = 0
