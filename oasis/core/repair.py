@@ -363,9 +363,15 @@ class RepairPicker:
         if self.config.relay_cover and not backfill and t >= self.joined_at:
             # (``relay_cover``) a relay: the last moment our origin copy reaches our
             # children before their own fallback
-            cover = t + self.delay.origin_at - RELAY_HOP - self.fetch_time()
-            if now < cover < w.origin_at and self._children_on(seq % self.config.substreams) \
-                    >= self.config.relay_early_children:
+            d = self.delay
+            j = seq % self.config.substreams
+            cover = t + d.origin_at - RELAY_HOP - self.fetch_time()
+            if self.config.relay_cover_overdue and d.known[j] \
+                    and t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN > cover:
+                # (``relay_cover_overdue``) our parent's push usually comes after that
+                # moment: missing then, the chunk is no sign of a loss above us
+                cover = INF
+            if now < cover < w.origin_at and self._children_on(j) >= self.config.relay_early_children:
                 w.early_until = w.origin_at  # (a 404 before then: not made or not at the edge yet)
                 w.origin_at = cover
         self.wants[seq] = w

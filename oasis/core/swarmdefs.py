@@ -122,6 +122,11 @@ class SwarmConfig:
     #: same moment as the relay (:meth:`oasis.core.repair.RepairPicker.want`; counter
     #: ``origin_cover``). A fetch whose answer comes after the push delivers nothing
     relay_cover: bool = False
+    #: ``relay_cover`` only where our parent's push of ``j`` usually comes before that
+    #: moment (its smoothed delay + 2 deviations + ``REPAIR_MARGIN``), so a chunk missing then
+    #: is overdue: a relay whose pushes come later would fetch chunks that are on their way
+    #: (a fetch whose answer beats the push makes the relay's copy an origin delivery)
+    relay_cover_overdue: bool = False
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
