@@ -116,8 +116,9 @@ class SwarmConfig:
     relay_early_children: int = 2
     #: a relay that feeds at least ``relay_early_children`` children on ``j`` asks the origin
     #: for a chunk of ``j`` still missing at the last moment its copy can reach them before
-    #: their own fallback (the chunk's time + the fallback - ``RELAY_HOP`` - the learnt fetch
-    #: time), whether or not its substream is late and a repair is out: a chunk lost above
+    #: their own fallback (the chunk's time + the fallback - the hop to the farthest child on
+    #: ``j``, at least ``RELAY_HOP``, - the learnt fetch time), whether or not its substream is
+    #: late and a repair is out: a chunk lost above
     #: it is missing in its whole subtree, and every child fell back to the origin at the
     #: same moment as the relay (:meth:`oasis.core.repair.RepairPicker.want`; counter
     #: ``origin_cover``). A fetch whose answer comes after the push delivers nothing

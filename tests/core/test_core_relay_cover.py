@@ -19,7 +19,8 @@ from oasis.core.stream import StreamId, sign_chunk
 LOST = 40  # substream 0 (4 substreams): its push never comes
 
 
-def _first_fetch(children: int, lag: float = 0.1, **config: object) -> tuple[float, sw.Swarm]:
+def _first_fetch(children: int, lag: float = 0.1, kid_rtt: float = 0.02,
+                 **config: object) -> tuple[float, sw.Swarm]:
     """A relay (playout 0.5 s, 100 ms chunks) whose parent pushes every chunk ``lag`` after its
     time (not late) but chunk LOST, with ``children`` children on substream 0: how long after
     LOST's time the relay first asks the origin for it."""
@@ -34,7 +35,7 @@ def _first_fetch(children: int, lag: float = 0.1, **config: object) -> tuple[flo
                                             **config), rng=random.Random(1), now=0.0)  # type: ignore[arg-type]
     node.add_peer(par, 0.0, rtt=0.02)
     for kid in kids:
-        node.add_peer(kid, 0.0, rtt=0.02)
+        node.add_peer(kid, 0.0, rtt=kid_rtt)
     node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
                                      paths=[[tb, t1, peer_tag(par)]] * k, lags=[int(lag * 1000) - 20] * k), 0.0)
     node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << k) - 1, rejected=0), 0.05)
@@ -94,3 +95,11 @@ def test_with_overdue_the_cover_waits_for_a_chunk_our_parent_is_late_with() -> N
     assert at < node.delay.origin_at - rp.RELAY_HOP
     assert node.counters.origin_cover == 1
     assert sw.SwarmConfig().relay_cover_overdue is False
+
+
+def test_the_cover_leaves_room_for_the_farthest_childs_hop() -> None:
+    """A child 200 ms away (RTT) gets our copy 110 ms after we push it (half the RTT + the
+    slack), not RELAY_HOP's 50: the cover comes that much earlier."""
+    at, node = _first_fetch(2, kid_rtt=0.2, relay_cover=True)
+    want = node.delay.origin_at - (0.1 + rp.COVER_HOP_SLACK) - rp.ORIGIN_FLOOR
+    assert want - 0.011 <= at <= want + 0.011
