@@ -85,9 +85,6 @@ from .tree import HOP_GUESS, PushTree
 
 ORIGIN_PAD = 0.02  #: added to the learnt origin fetch time (s)
 RELAY_HOP = 0.05  #: what a relay assumes its push to a child takes (``relay_origin_early``; s)
-#: ``relay_cover``: added to half the RTT to our farthest child on the substream (its copy's
-#: serialisation behind its siblings'; s)
-COVER_HOP_SLACK = 0.01
 #: ``repair_overdue``: a round later than this before the origin fallback could not be answered (s)
 OVERDUE_ANSWER = 0.02
 #: ``repair_trust``: the score a peer loses per unanswered repair REQUEST, and the most
@@ -368,7 +365,7 @@ class RepairPicker:
             # children before their own fallback
             d = self.delay
             j = seq % self.config.substreams
-            cover = t + d.origin_at - self._child_hop(j) - self.fetch_time()
+            cover = t + d.origin_at - self.config.relay_cover_hop - self.fetch_time()
             if self.config.relay_cover_overdue and d.known[j] \
                     and t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN > cover:
                 # (``relay_cover_overdue``) our parent's push usually comes after that
@@ -550,18 +547,6 @@ class RepairPicker:
             if st.children_mask & bit:
                 kids += 1
         return kids
-
-    def _child_hop(self, j: int) -> float:
-        """(``relay_cover``) what our push takes to reach our farthest child on ``j``: half
-        its RTT + COVER_HOP_SLACK, at least RELAY_HOP (a child whose RTT is not known: RELAY_HOP)."""
-        bit = 1 << j
-        hop = RELAY_HOP
-        for st in self.peers.values():
-            if st.children_mask & bit and st.rtt >= 0:
-                h = st.rtt / 2 + COVER_HOP_SLACK
-                if h > hop:
-                    hop = h
-        return hop
 
     def _relay_late(self, j: int) -> bool:
         """We have children on ``j`` (at least ``relay_early_children``) and our parent's push

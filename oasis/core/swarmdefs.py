@@ -116,13 +116,17 @@ class SwarmConfig:
     relay_early_children: int = 2
     #: a relay that feeds at least ``relay_early_children`` children on ``j`` asks the origin
     #: for a chunk of ``j`` still missing at the last moment its copy can reach them before
-    #: their own fallback (the chunk's time + the fallback - the hop to the farthest child on
-    #: ``j``, at least ``RELAY_HOP``, - the learnt fetch time), whether or not its substream is
-    #: late and a repair is out: a chunk lost above
-    #: it is missing in its whole subtree, and every child fell back to the origin at the
-    #: same moment as the relay (:meth:`oasis.core.repair.RepairPicker.want`; counter
-    #: ``origin_cover``). A fetch whose answer comes after the push delivers nothing
+    #: their own fallback (the chunk's time + the fallback - ``relay_cover_hop`` - the learnt
+    #: fetch time), whether or not its substream is late and a repair is out: a chunk lost
+    #: above it is missing in its whole subtree, and every child fell back to the origin at
+    #: the same moment as the relay (:meth:`oasis.core.repair.RepairPicker.want`; counter
+    #: ``origin_cover``). A fetch whose answer comes after the push delivers nothing; one that
+    #: beats a push that was coming makes the relay's own copy an origin delivery
     relay_cover: bool = False
+    #: ``relay_cover``: what the relay leaves for its copy to reach its children (s). 0.05 (a
+    #: hop, as ``relay_origin_early``'s); half the RTT to the farthest child + 10 ms (at least
+    #: 0.05), an earlier cover, lost more (docs/benchmarks.md, h-stress2)
+    relay_cover_hop: float = 0.05
     #: ``relay_cover`` only where our parent's push of ``j`` usually comes before that
     #: moment (its smoothed delay + 2 deviations + ``REPAIR_MARGIN``), so a chunk missing then
     #: is overdue: a relay whose pushes come later would fetch chunks that are on their way

@@ -97,9 +97,10 @@ def test_with_overdue_the_cover_waits_for_a_chunk_our_parent_is_late_with() -> N
     assert sw.SwarmConfig().relay_cover_overdue is False
 
 
-def test_the_cover_leaves_room_for_the_farthest_childs_hop() -> None:
-    """A child 200 ms away (RTT) gets our copy 110 ms after we push it (half the RTT + the
-    slack), not RELAY_HOP's 50: the cover comes that much earlier."""
-    at, node = _first_fetch(2, kid_rtt=0.2, relay_cover=True)
-    want = node.delay.origin_at - (0.1 + rp.COVER_HOP_SLACK) - rp.ORIGIN_FLOOR
-    assert want - 0.011 <= at <= want + 0.011
+def test_the_cover_leaves_relay_cover_hop_for_the_children() -> None:
+    """The cover comes ``relay_cover_hop`` + the fetch time before the children's fallback."""
+    for hop in (0.02, 0.1):
+        at, node = _first_fetch(2, relay_cover=True, relay_cover_hop=hop)
+        want = node.delay.origin_at - hop - rp.ORIGIN_FLOOR
+        assert want - 0.011 <= at <= want + 0.011
+    assert sw.SwarmConfig().relay_cover_hop == rp.RELAY_HOP
