@@ -21,7 +21,11 @@ never saw them. Each such seq it lacks is a *want* with three times:
   push counts as a holder (:meth:`RepairPicker._arrival_via`). If no peer can be
   asked and we have children on that substream whose copy from us would come
   after their own fallback (``relay_origin_early``), the origin is asked then,
-  for them (a failure before the fixed fallback is retried, no stall). Repeated to
+  for them (a failure before the fixed fallback is retried, no stall). With
+  ``relay_cover`` (on) a relay with ``relay_early_children`` children on the substream
+  also asks the origin, at the last moment its copy reaches them before their own
+  fallback (``origin_at`` - ``relay_cover_hop`` - the learnt fetch time), for a chunk
+  still missing then, late substream or not (:meth:`want`). Repeated to
   another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
   at once; when every peer has been asked, the list is cleared.
 * ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried

@@ -121,12 +121,16 @@ class SwarmConfig:
     #: above it is missing in its whole subtree, and every child fell back to the origin at
     #: the same moment as the relay (:meth:`oasis.core.repair.RepairPicker.want`; counter
     #: ``origin_cover``). A fetch whose answer comes after the push delivers nothing; one that
-    #: beats a push that was coming makes the relay's own copy an origin delivery
-    relay_cover: bool = False
-    #: ``relay_cover``: what the relay leaves for its copy to reach its children (s). 0.05 (a
-    #: hop, as ``relay_origin_early``'s); half the RTT to the farthest child + 10 ms (at least
-    #: 0.05), an earlier cover, lost more (docs/benchmarks.md, h-stress2)
-    relay_cover_hop: float = 0.05
+    #: beats a push that was coming makes the relay's own copy an origin delivery. On (off
+    #: before h-stress2): with ``relay_cover_hop`` 0.02, 1,000 x 40 s at 0.5 s, the four stress
+    #: files rose +0.003..+0.008 (seed 1) and the six comparison runs all rose, mean 0.9624 ->
+    #: 0.9658, p95 lower in all ten (docs/benchmarks.md, h-stress2)
+    relay_cover: bool = True
+    #: ``relay_cover``: what the relay leaves for its copy to reach its children (s). 0.02: at
+    #: 0.05 (a hop, as ``relay_origin_early``'s) stress-far lost (its relays' answers beat pushes
+    #: that were coming); half the RTT to the farthest child + 10 ms (at least 0.05), an earlier
+    #: cover still, lost more (docs/benchmarks.md, h-stress2)
+    relay_cover_hop: float = 0.02
     #: ``relay_cover`` only where our parent's push of ``j`` usually comes before that
     #: moment (its smoothed delay + 2 deviations + ``REPAIR_MARGIN``), so a chunk missing then
     #: is overdue: a relay whose pushes come later would fetch chunks that are on their way

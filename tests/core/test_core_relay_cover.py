@@ -1,4 +1,4 @@
-"""``relay_cover`` (off by default): a relay that feeds at least ``relay_early_children``
+"""``relay_cover`` (on by default, ``relay_cover_hop`` 0.02 s): a relay that feeds at least ``relay_early_children``
 children on a substream asks the origin for a chunk of it still missing at the last moment its
 copy can reach them before their own fallback, even where its substream is not late.
 
@@ -59,7 +59,7 @@ def _first_fetch(children: int, lag: float = 0.1, kid_rtt: float = 0.02,
 
 
 def test_a_relay_covers_its_children_before_their_fallback() -> None:
-    at, node = _first_fetch(2, relay_cover=True)
+    at, node = _first_fetch(2, relay_cover=True, relay_cover_hop=rp.RELAY_HOP)
     fallback = node.delay.origin_at  # 0.38: the children's own fallback (and ours without it)
     # our copy must reach the children (a hop, RELAY_HOP) before their fallback, with the
     # fetch's time (no sample yet: the floor)
@@ -70,7 +70,7 @@ def test_a_relay_covers_its_children_before_their_fallback() -> None:
 
 
 def test_without_the_switch_or_with_too_few_children_the_fetch_is_at_the_fallback() -> None:
-    at, node = _first_fetch(2)
+    at, node = _first_fetch(2, relay_cover=False)
     assert at >= node.delay.origin_at - 0.001
     assert node.counters.origin_cover == 0
     at, node = _first_fetch(1, relay_cover=True)  # relay_early_children = 2
@@ -78,17 +78,18 @@ def test_without_the_switch_or_with_too_few_children_the_fetch_is_at_the_fallbac
     assert node.counters.origin_cover == 0
     at, node = _first_fetch(1, relay_cover=True, relay_early_children=1)
     assert at < node.delay.origin_at - rp.RELAY_HOP
-    assert sw.SwarmConfig().relay_cover is False
+    assert sw.SwarmConfig().relay_cover is True
 
 
 def test_with_overdue_the_cover_waits_for_a_chunk_our_parent_is_late_with() -> None:
     """``relay_cover_overdue``: a relay whose parent usually pushes 0.27 s after a chunk's time
     (after the cover's moment) does not fetch then: a chunk missing at 0.28 s is on its way.
     Where the usual push comes well before (0.1 s), the cover fetches as without it."""
-    at, node = _first_fetch(2, lag=0.27, relay_cover=True)
+    at, node = _first_fetch(2, lag=0.27, relay_cover=True, relay_cover_hop=rp.RELAY_HOP)
     assert at < node.delay.origin_at - rp.RELAY_HOP  # (without ``overdue``: the cover)
     assert node.counters.origin_cover == 1
-    at, node = _first_fetch(2, lag=0.27, relay_cover=True, relay_cover_overdue=True)
+    at, node = _first_fetch(2, lag=0.27, relay_cover=True, relay_cover_hop=rp.RELAY_HOP,
+                            relay_cover_overdue=True)
     assert at >= node.delay.origin_at - 0.001
     assert node.counters.origin_cover == 0
     at, node = _first_fetch(2, lag=0.1, relay_cover=True, relay_cover_overdue=True)
@@ -103,4 +104,4 @@ def test_the_cover_leaves_relay_cover_hop_for_the_children() -> None:
         at, node = _first_fetch(2, relay_cover=True, relay_cover_hop=hop)
         want = node.delay.origin_at - hop - rp.ORIGIN_FLOOR
         assert want - 0.011 <= at <= want + 0.011
-    assert sw.SwarmConfig().relay_cover_hop == rp.RELAY_HOP
+    assert sw.SwarmConfig().relay_cover_hop == 0.02
