@@ -21,7 +21,11 @@ never saw them. Each such seq it lacks is a *want* with three times:
   push counts as a holder (:meth:`RepairPicker._arrival_via`). If no peer can be
   asked and we have children on that substream whose copy from us would come
   after their own fallback (``relay_origin_early``), the origin is asked then,
-  for them (a failure before the fixed fallback is retried, no stall). Repeated to
+  for them (a failure before the fixed fallback is retried, no stall). With
+  ``relay_cover`` (on) a relay with ``relay_early_children`` children on the substream
+  also asks the origin, at the last moment its copy reaches them before their own
+  fallback (``origin_at`` - ``relay_cover_hop`` - the learnt fetch time), for a chunk
+  still missing then, late substream or not (:meth:`want`). Repeated to
   another peer every ``max(0.05, repair_after)``; MISSING triggers the next try
   at once; when every peer has been asked, the list is cleared.
 * ``origin_at`` = deadline - ``origin_margin``: ``FetchOrigin`` (HTTP), retried
@@ -366,6 +370,20 @@ class RepairPicker:
             r = t + self.delay.repair[seq % self.config.substreams]
             w.request_at = r if r > now else now
         w.origin_at = self.origin_time(seq, t, deadline)
+        if self.config.relay_cover and not backfill and t >= self.joined_at:
+            # (``relay_cover``) a relay: the last moment our origin copy reaches our
+            # children before their own fallback
+            d = self.delay
+            j = seq % self.config.substreams
+            cover = t + d.origin_at - self.config.relay_cover_hop - self.fetch_time()
+            if self.config.relay_cover_overdue and d.known[j] \
+                    and t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN > cover:
+                # (``relay_cover_overdue``) our parent's push usually comes after that
+                # moment: missing then, the chunk is no sign of a loss above us
+                cover = INF
+            if now < cover < w.origin_at and self._children_on(j) >= self.config.relay_early_children:
+                w.early_until = w.origin_at  # (a 404 before then: not made or not at the edge yet)
+                w.origin_at = cover
         self.wants[seq] = w
         lo = w.request_at if w.request_at < w.origin_at else w.origin_at
         if lo < self.wants_t:
@@ -466,6 +484,8 @@ class RepairPicker:
                 w.origin_at = w.deadline
                 self.counters.origin_held += 1
             if use_origin and not w.origin_busy and now >= w.origin_at:
+                if not w.origin_tries and now < w.early_until:
+                    self.counters.origin_cover += 1  # (``relay_cover``: armed in want())
                 self._fetch_origin(seq, w, now, w.deadline)
             if w.request_at < lo:
                 lo = w.request_at
@@ -539,6 +559,15 @@ class RepairPicker:
                 if seq not in self.log and seq not in self.wants:
                     self.want(seq, now)
         self.wants_t = now
+
+    def _children_on(self, j: int) -> int:
+        """How many children we feed on substream ``j``."""
+        bit = 1 << j
+        kids = 0
+        for st in self.peers.values():
+            if st.children_mask & bit:
+                kids += 1
+        return kids
 
     def _relay_late(self, j: int) -> bool:
         """We have children on ``j`` (at least ``relay_early_children``) and our parent's push

@@ -125,6 +125,28 @@ class SwarmConfig:
     #: the nine comparison runs (three files, seeds 1-3) mean +0.0018, 7 of 9 up, p95 +0 to
     #: +12 ms (docs/benchmarks.md, h-nat7 and "Session 26, the lead")
     relay_early_children: int = 2
+    #: a relay that feeds at least ``relay_early_children`` children on ``j`` asks the origin
+    #: for a chunk of ``j`` still missing at the last moment its copy can reach them before
+    #: their own fallback (the chunk's time + the fallback - ``relay_cover_hop`` - the learnt
+    #: fetch time), whether or not its substream is late and a repair is out: a chunk lost
+    #: above it is missing in its whole subtree, and every child fell back to the origin at
+    #: the same moment as the relay (:meth:`oasis.core.repair.RepairPicker.want`; counter
+    #: ``origin_cover``). A fetch whose answer comes after the push delivers nothing; one that
+    #: beats a push that was coming makes the relay's own copy an origin delivery. On (off
+    #: before h-stress2): with ``relay_cover_hop`` 0.02, 1,000 x 40 s at 0.5 s, the four stress
+    #: files rose +0.003..+0.008 (seed 1) and the six comparison runs all rose, mean 0.9624 ->
+    #: 0.9658, p95 lower in all ten (docs/benchmarks.md, h-stress2)
+    relay_cover: bool = True
+    #: ``relay_cover``: what the relay leaves for its copy to reach its children (s). 0.02: at
+    #: 0.05 (a hop, as ``relay_origin_early``'s) stress-far lost (its relays' answers beat pushes
+    #: that were coming); half the RTT to the farthest child + 10 ms (at least 0.05), an earlier
+    #: cover still, lost more (docs/benchmarks.md, h-stress2)
+    relay_cover_hop: float = 0.02
+    #: ``relay_cover`` only where our parent's push of ``j`` usually comes before that
+    #: moment (its smoothed delay + 2 deviations + ``REPAIR_MARGIN``), so a chunk missing then
+    #: is overdue: a relay whose pushes come later would fetch chunks that are on their way
+    #: (a fetch whose answer beats the push makes the relay's copy an origin delivery)
+    relay_cover_overdue: bool = False
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
@@ -558,6 +580,9 @@ class SwarmCounters:
     origin_adapted: int = 0
     #: origin fetches a relay made at its repair round for its children (``relay_origin_early``)
     origin_early: int = 0
+    #: origin fetches a relay made for its children at the last moment its copy could reach
+    #: them before their fallback (``relay_cover``; retries after a 404 not counted)
+    origin_cover: int = 0
     #: origin fetches that failed for a chunk that may not be made yet (nothing at or after
     #: it held or claimed): not retried before its deadline
     origin_not_retried: int = 0

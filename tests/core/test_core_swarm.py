@@ -328,15 +328,19 @@ def test_origin_fallback_before_deadline() -> None:
             assert d.peer is None and node.counters.origin_fetches >= 1
             fetched += 1
         else:
-            # pushed by a relay that fetched it from the origin for its children (a relay
-            # whose substream is late asks early: ``relay_origin_early``)
-            assert d.source == "p2p" and net.nodes[d.peer].counters.origin_early >= 1
+            # from a peer that had it from the origin: pushed by a relay that fetched it for
+            # its children (a relay whose substream is late asks early, ``relay_origin_early``;
+            # any relay with children asks in time for their fallback, ``relay_cover``), or a
+            # repair answered from such a copy
+            assert d.source == "p2p" and d.peer in net.nodes
         assert d.chunk == net.published[seq]
         assert d.at <= deadline
         assert not [a for _, a in net.actions_of(v, sw.Skip) if a.seq == seq]
         # Chunks around the hole still came from the swarm.
         assert net.delivers(v)[seq + 1].source in ("p2p", "broadcaster")
     assert fetched >= 1
+    assert sum(net.nodes[v].counters.origin_early + net.nodes[v].counters.origin_cover
+               for v in net.viewers) >= 1
 
 
 @pytest.mark.parametrize("origin", [True, False], ids=["origin-lacks-it", "no-origin"])
