@@ -376,12 +376,11 @@ class RepairPicker:
             d = self.delay
             j = seq % self.config.substreams
             cover = t + d.origin_at - self.config.relay_cover_hop - self.fetch_time()
-            if self.config.relay_cover_overdue and d.known[j] \
-                    and t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN > cover:
+            if self.config.relay_cover_overdue and d.known[j] and self._push_due(t, j) > cover:
                 # (``relay_cover_overdue``) our parent's push usually comes after that
                 # moment: missing then, the chunk is no sign of a loss above us
                 cover = INF
-            if now < cover < w.origin_at and self._children_on(j) >= self.config.relay_early_children:
+            if now < cover < w.origin_at and self._feeds(j):
                 w.early_until = w.origin_at  # (a 404 before then: not made or not at the edge yet)
                 w.origin_at = cover
         self.wants[seq] = w
@@ -419,13 +418,13 @@ class RepairPicker:
             # a fetch takes longer than the fixed margin allows: ask when one still
             # arrives, if our parent's push usually comes before that (asked then, a chunk
             # that is on its way as usual would be fetched twice: the fixed fallback stays)
-            if latest < at and (not d.known[j] or t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN <= latest):
+            if latest < at and (not d.known[j] or self._push_due(t, j) <= latest):
                 at = latest if latest > t else t
                 self.counters.origin_adapted += 1
         if (not self.config.origin_wait or not d.late[j]
                 or self.origin_samples < ORIGIN_SAMPLES):
             return at
-        push = t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN
+        push = self._push_due(t, j)
         f = self.fetch_time()
         latest = deadline - (f if f > self.config.origin_wait_margin else self.config.origin_wait_margin)
         if push > latest:
@@ -560,22 +559,8 @@ class RepairPicker:
                     self.want(seq, now)
         self.wants_t = now
 
-    def _children_on(self, j: int) -> int:
-        """How many children we feed on substream ``j``."""
-        bit = 1 << j
-        kids = 0
-        for st in self.peers.values():
-            if st.children_mask & bit:
-                kids += 1
-        return kids
-
-    def _relay_late(self, j: int) -> bool:
-        """We have children on ``j`` (at least ``relay_early_children``) and our parent's push
-        usually reaches us so late that our copy would reach them after their origin fallback
-        (``RELAY_HOP`` a hop)."""
-        d = self.delay
-        if not d.known[j] or d.lag[j] + REPAIR_MARGIN + RELAY_HOP <= d.origin_at:
-            return False
+    def _feeds(self, j: int) -> bool:
+        """We feed at least ``relay_early_children`` children on substream ``j``."""
         bit = 1 << j
         need = self.config.relay_early_children
         kids = 0
@@ -585,6 +570,21 @@ class RepairPicker:
                 if kids >= need:
                     return True
         return False
+
+    def _push_due(self, t: float, j: int) -> float:
+        """When our parent's push of a chunk of ``j`` made at ``t`` usually comes (its
+        smoothed delay + 2 deviations + ``REPAIR_MARGIN``)."""
+        d = self.delay
+        return t + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN
+
+    def _relay_late(self, j: int) -> bool:
+        """We have children on ``j`` (at least ``relay_early_children``) and our parent's push
+        usually reaches us so late that our copy would reach them after their origin fallback
+        (``RELAY_HOP`` a hop)."""
+        d = self.delay
+        if not d.known[j] or d.lag[j] + REPAIR_MARGIN + RELAY_HOP <= d.origin_at:
+            return False
+        return self._feeds(j)
 
     def _arrival_via(self, st: PeerState, j: int, age: float) -> float:
         """How long after its time a chunk of ``j`` that is ``age`` (s) old now would reach us
@@ -713,7 +713,7 @@ class RepairPicker:
             if by_lag and self.config.repair_overdue and not overdue:
                 # one more round once our parent's push of it is overdue, if an answer
                 # could still come before the origin fallback
-                at = self.log.time_of(seq) + d.lag[j] + 2 * d.dev[j] + REPAIR_MARGIN
+                at = self._push_due(self.log.time_of(seq), j)
                 if now < at < self.log.time_of(seq) + d.origin_at - OVERDUE_ANSWER:
                     w.request_at = at
             if (late and self.config.relay_origin_early and self.config.use_origin and not w.origin_busy

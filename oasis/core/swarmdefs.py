@@ -100,9 +100,9 @@ class SwarmConfig:
     #: ... and never later than this before the deadline, whatever the fetch takes
     origin_wait_margin: float = 0.0
     #: the fallback asks the origin early enough for the fetch to arrive: at
-    #: ``deadline - max(origin_margin, fetch)`` (``fetch`` the learnt fetch time, as for
-    #: ``origin_wait``, once ``ORIGIN_SAMPLES`` fetches were timed), never before the chunk's
-    #: own time; and the adapter lets a fetch run ``ORIGIN_OVERTIME`` past its deadline, so
+    #: ``deadline - max(origin_margin, fetch)`` (``fetch`` the learnt fetch time: smoothed +
+    #: 2 deviations + ``ORIGIN_PAD``, once ``ORIGIN_SAMPLES`` fetches were timed), never before
+    #: the chunk's own time, on a substream whose parent's push usually comes before it; and the adapter lets a fetch run ``ORIGIN_OVERTIME`` past its deadline, so
     #: a far origin's answers are timed (and its connection kept) instead of cut off. With a
     #: fixed 0.12 s an origin 0.2 s away answers nothing in time: in the 30-node testbed
     #: 97 % of the fetches timed out (docs/benchmarks.md, session 31)
