@@ -234,3 +234,23 @@ def figures(lat: Sequence[float], startup: Sequence[float], ok: int, due: int,
         "chunks_on_time": ok,
         "viewers_started": len(startup),
     }
+
+
+def start_figures(per_viewer: list[dict[str, Any]]) -> dict[str, Any]:
+    """Real viewers' starts (the demo's ``per_viewer``, the fidelity harness and the testbed):
+    per step of ``LiveStream.start_trace`` the median and
+    the max over the viewers that reached it (s from the join), how many reached it,
+    and where the start keyframes came from."""
+    steps: dict[str, list[float]] = {}
+    sources: dict[str, int] = {}
+    for pv in per_viewer:
+        for k, v in (pv.get("start_trace") or {}).items():
+            steps.setdefault(k, []).append(float(v))
+        src = pv.get("start_source") or "none"
+        sources[src] = sources.get(src, 0) + 1
+    out: dict[str, Any] = {}
+    for k, vs in steps.items():
+        vs.sort()
+        out[k] = {"p50": round(vs[len(vs) // 2], 3), "max": round(vs[-1], 3), "n": len(vs)}
+    out["sources"] = sources
+    return out

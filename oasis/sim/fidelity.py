@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+from oasis.core.metrics import start_figures
 from oasis.core.swarm import DEFAULT_CHUNK_MS
 
 from . import population
@@ -217,23 +218,6 @@ async def run_real(delays_ms: list[float], duration_s: float,
     return res
 
 
-def start_figures(per_viewer: list[dict[str, Any]]) -> dict[str, Any]:
-    """The real viewers' starts: per step of ``LiveStream.start_trace`` the median and
-    the max over the viewers that reached it (s from the join), how many reached it,
-    and where the start keyframes came from."""
-    steps: dict[str, list[float]] = {}
-    sources: dict[str, int] = {}
-    for pv in per_viewer:
-        for k, v in (pv.get("start_trace") or {}).items():
-            steps.setdefault(k, []).append(float(v))
-        src = pv.get("start_source") or "none"
-        sources[src] = sources.get(src, 0) + 1
-    out: dict[str, Any] = {}
-    for k, vs in steps.items():
-        vs.sort()
-        out[k] = {"p50": round(vs[len(vs) // 2], 3), "max": round(vs[-1], 3), "n": len(vs)}
-    out["sources"] = sources
-    return out
 
 
 def compare(real: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from oasis.core.identity import key_of_peer_id
-from oasis.core.metrics import missed_by_phase, summarize
+from oasis.core.metrics import missed_by_phase, start_figures, summarize
 from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
@@ -278,7 +278,6 @@ class Testbed:
             result["error_detail"]["violation_lines"] = _violation_lines(self.root)
         result["by_nat"] = by_nat(topo, list(final), bstats, now, self.playout_delay)
         # the viewers' starts, step by step from each join (LiveStream.start_trace)
-        from oasis.sim.fidelity import start_figures
         result["start"] = start_figures(result.get("per_viewer", []))
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
         result["dht"] = dht_view(list(final))
