@@ -8,6 +8,7 @@ peer keys, the last of them the node's own), so a test's outcome depends on its 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any
 
 from oasis.core import swarm as sw
@@ -63,10 +64,22 @@ class RepairBench:
         self.node.on_chunk(parent, self.chunks[0], 0.05)
 
 
-def late_relay(children: int, substreams: int = 4, **config: Any) -> sw.Swarm:
-    """A relay (playout 0.5 s, 100 ms chunks) whose parent pushes every chunk 0.33 s after its
-    time, so the relay's copy would reach its children after their own origin fallback, with
-    ``children`` children on substream 0; chunks 0-39 delivered, the substream marked late."""
+@dataclass
+class Relay:
+    """A relay two hops below the broadcaster: its swarm, the broadcaster's identity, the
+    stream, its parent and its (not yet subscribed) children."""
+
+    node: sw.Swarm
+    bid: Identity
+    sid: StreamId
+    par: bytes
+    kids: list[bytes]
+
+
+def relay_under(children: int, lag_ms: int, *, substreams: int = 4, kid_rtt: float = 0.02,
+                **config: Any) -> Relay:
+    """A relay (playout 0.5 s, 100 ms chunks) subscribed to every substream of a parent that
+    advertises ``lag_ms``, with ``children`` neighbours ``kid_rtt`` away that may subscribe."""
     rng = random.Random(7)
     bid = Identity.from_private_bytes(rng.randbytes(32))
     sid = StreamId(bid.public, "t")
@@ -78,10 +91,19 @@ def late_relay(children: int, substreams: int = 4, **config: Any) -> sw.Swarm:
                                             **config), rng=random.Random(1), now=0.0)
     node.add_peer(par, 0.0, rtt=0.02)
     for kid in kids:
-        node.add_peer(kid, 0.0, rtt=0.02)
+        node.add_peer(kid, 0.0, rtt=kid_rtt)
     node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
-                                     paths=[[tb, t1, peer_tag(par)]] * k, lags=[300] * k), 0.0)
+                                     paths=[[tb, t1, peer_tag(par)]] * k, lags=[lag_ms] * k), 0.0)
     node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << k) - 1, rejected=0), 0.05)
+    return Relay(node, bid, sid, par, kids)
+
+
+def late_relay(children: int, substreams: int = 4, **config: Any) -> sw.Swarm:
+    """A relay (playout 0.5 s, 100 ms chunks) whose parent pushes every chunk 0.33 s after its
+    time, so the relay's copy would reach its children after their own origin fallback, with
+    ``children`` children on substream 0; chunks 0-39 delivered, the substream marked late."""
+    r = relay_under(children, 300, substreams=substreams, **config)
+    node, bid, sid, par, kids, k = r.node, r.bid, r.sid, r.par, r.kids, substreams
     for seq in range(40):
         t = 1.0 + seq * 0.1
         node.on_chunk(par, sign_chunk(bid, sid, seq, int(t * 1e6), seq == 0, b"x"), t + 0.33)

@@ -8,13 +8,12 @@ and every child fall back to the origin at the same moment (the chunk's time + p
 
 from __future__ import annotations
 
-import random
+from repairbench import relay_under
 
 from oasis.core import repair as rp
 from oasis.core import swarm as sw
 from oasis.core import wire
-from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import sign_chunk
 
 LOST = 40  # substream 0 (4 substreams): its push never comes
 
@@ -24,21 +23,8 @@ def _first_fetch(children: int, lag: float = 0.1, kid_rtt: float = 0.02,
     """A relay (playout 0.5 s, 100 ms chunks) whose parent pushes every chunk ``lag`` after its
     time (not late) but chunk LOST, with ``children`` children on substream 0: how long after
     LOST's time the relay first asks the origin for it."""
-    rng = random.Random(7)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    sid = StreamId(bid.public, "t")
-    me, par = (Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(2))
-    kids = [Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(children)]
-    tb, t1 = peer_tag(bid.public), b"\x01" * 8
-    k = 4
-    node = sw.Swarm(sid, me, sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
-                                            **config), rng=random.Random(1), now=0.0)  # type: ignore[arg-type]
-    node.add_peer(par, 0.0, rtt=0.02)
-    for kid in kids:
-        node.add_peer(kid, 0.0, rtt=kid_rtt)
-    node.on_message(par, wire.Status(stream=sid.key, latest=10, have=0, keyframe=0, slots=8,
-                                     paths=[[tb, t1, peer_tag(par)]] * k, lags=[int(lag * 1000) - 20] * k), 0.0)
-    node.on_message(par, wire.SubscribeAck(stream=sid.key, accepted=(1 << k) - 1, rejected=0), 0.05)
+    r = relay_under(children, int(lag * 1000) - 20, kid_rtt=kid_rtt, **config)
+    node, bid, sid, par, kids, k = r.node, r.bid, r.sid, r.par, r.kids, 4
     for kid in kids:
         node.on_message(kid, wire.Subscribe(stream=sid.key, mask=1, substreams=k), 0.5)
     pushes = {seq: 1.0 + seq * 0.1 + lag for seq in range(60) if seq != LOST}
