@@ -52,6 +52,16 @@ class OasisProcess:
         return self.popen.returncode
 
 
+def start_broadcaster(tmp_path: Any, procs: list[OasisProcess], bitrate: int = 800) -> OasisProcess:
+    """``oasis broadcast test`` in ``tmp_path/b``, added to ``procs`` (the test stops them);
+    its start line read (``.info``)."""
+    b = OasisProcess(["broadcast", "test", "--json", "--bitrate", str(bitrate), "--data-dir", str(tmp_path / "b")],
+                     str(tmp_path / "b.log"))
+    procs.append(b)
+    b.wait_info()
+    return b
+
+
 def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> None:
     """Poll a condition with a bounded deadline (the condition itself does I/O)."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import OasisProcess, wait_until
+from procs import OasisProcess, start_broadcaster, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,8 @@ def get(url: str) -> Any:
 def test_viewers_with_clocks_off_play_on_the_broadcasters(tmp_path: Path) -> None:
     procs: list[OasisProcess] = []
     try:
-        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "800", "--data-dir", str(tmp_path / "b")],
-                         str(tmp_path / "b.log"))
-        procs.append(b)
-        info = b.wait_info()
+        b = start_broadcaster(tmp_path, procs)
+        info = b.info
         # the origin tells its clock, never cached
         with urllib.request.urlopen(f"{info['http']}/origin/{info['stream_id']}/time", timeout=10) as r:  # noqa: S310
             assert r.headers["Cache-Control"] == "no-store"

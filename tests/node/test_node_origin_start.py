@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import av
-from procs import OasisProcess, wait_until
+from procs import OasisProcess, start_broadcaster, wait_until
 
 from oasis.core import streamlink
 from oasis.core.identity import Identity
@@ -51,10 +51,8 @@ async def _origin(sid: Any, latest: Any, chunk: Any) -> tuple[Any, int]:
 def test_a_viewer_no_peer_reaches_plays_from_the_origin(tmp_path: Path) -> None:
     procs: list[OasisProcess] = []
     try:
-        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "800", "--data-dir", str(tmp_path / "b")],
-                         str(tmp_path / "b.log"))
-        procs.append(b)
-        full = streamlink.parse(b.wait_info()["link"])
+        b = start_broadcaster(tmp_path, procs)
+        full = streamlink.parse(b.info["link"])
         assert full.descriptor is not None and full.descriptor.origin
         nobody = Identity.from_private_bytes(bytes([7]) * 32).public
         alone = streamlink.StreamLink(full.sid, full.descriptor,

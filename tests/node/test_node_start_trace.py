@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from procs import OasisProcess, wait_until
+from procs import OasisProcess, start_broadcaster, wait_until
 
 from oasis.node.api import load_or_create_token
 from oasis.node.node import START_STEPS
@@ -28,10 +28,8 @@ def get(url: str, token: str | None = None) -> bytes:
 def test_a_viewer_announces_at_its_join_and_reports_its_start(tmp_path: Path) -> None:
     procs: list[OasisProcess] = []
     try:
-        b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "800", "--data-dir", str(tmp_path / "b")],
-                         str(tmp_path / "b.log"))
-        procs.append(b)
-        info = b.wait_info()
+        b = start_broadcaster(tmp_path, procs)
+        info = b.info
         v = OasisProcess(["watch", info["stream_id"], "--tracker", info["tracker"], "--json",
                           "--gateway", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
                           "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
