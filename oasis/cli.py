@@ -249,6 +249,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "any free port); its URL, <address>/tracker, is printed as \"tracker\"")
     t.add_argument("--public-metrics", action="store_true", help=PUBLIC_METRICS)
 
+    e = sub.add_parser("edge", help="a CDN edge near viewers: follows the origin's streams and "
+                       "answers their fallback (point viewers at it with --cdn-url)")
+    e.add_argument("--origin", required=True,
+                   help="the origin's base URL, as `oasis broadcast` prints it (http://HOST:PORT/origin)")
+    e.add_argument("--listen", default="127.0.0.1:8090",
+                   help="HTTP address HOST:PORT to serve on (default 127.0.0.1:8090; port 0: any free "
+                        "port); viewers use http://<address>/origin as their --cdn-url")
+    e.add_argument("--public-metrics", action="store_true", help="serve /stats to any client")
+
     wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
     wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
     wl.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -454,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(args)
         if args.cmd == "tracker":
             _run(rt.tracker_only(args.listen, public_metrics=args.public_metrics))
+            return 0
+        if args.cmd == "edge":
+            from oasis.node.edge import run_edge
+            _run(run_edge(args.origin, args.listen, public_metrics=args.public_metrics))
             return 0
         if args.cmd == "wallet":
             return _wallet(args)

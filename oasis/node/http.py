@@ -43,6 +43,7 @@ import ipaddress
 import itertools
 import logging
 import re
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -750,11 +751,41 @@ def descriptor_response(request: web.Request, d: Descriptor) -> web.Response:
     return web.json_response(d.to_json(), headers=headers)
 
 
+#: chunk feeds (``GET /origin/<stream>/feed``) an origin serves at once, and per source address:
+#: each costs the stream's bitrate, so they are for the CDN edges in front of it
+#: (:mod:`oasis.node.edge`), a few per region, not for viewers (whose fallback asks per chunk)
+MAX_FEEDS = 32
+MAX_FEEDS_PER_IP = 2
+#: a feed with no new chunk to write for this long ends (the broadcaster stopped); the edge
+#: reconnects if it still serves the stream
+FEED_STALL_END = 10.0
+FEED_WRITE_MAX = 1 << 20  #: bytes of frames a feed writes at once (a backlog goes in pieces)
+FEED_FRAME = struct.Struct(">I")  #: a feed frame: this length, then the chunk's bytes
+
+
+def feed_frame(body: bytes) -> bytes:
+    """One frame of a chunk feed: the 4-byte big-endian length of ``body``, then ``body``
+    (the bytes of ``<seq>.chunk``: an OFTP CHUNK message, signed by the broadcaster)."""
+    return FEED_FRAME.pack(len(body)) + body
+
+
 def add_origin_routes(app: web.Application, node: Node,
                       descriptors: dict[str, Descriptor] | None = None) -> None:
     """Origin routes; ``descriptors`` maps a stream id to its signed descriptor (kept current)."""
-    harden(app)
+    counters = harden(app)
     held = descriptors if descriptors is not None else {}
+    feeds = PlayerSlots(MAX_FEEDS, MAX_FEEDS_PER_IP)
+    #: the newest chunks' wire bytes, encoded once for every feed and GET (seq -> bytes)
+    encoded: dict[tuple[bytes, int], bytes] = {}
+
+    def chunk_bytes(ls: LiveStream, c: wire.ChunkMsg) -> bytes:
+        key = (ls.sid.key, c.seq)
+        body = encoded.get(key)
+        if body is None:
+            body = encoded[key] = wire.encode(c)
+            if len(encoded) > 256:  # oldest first (insertion order)
+                del encoded[next(iter(encoded))]
+        return body
 
     def origin_stream(request: web.Request) -> LiveStream:
         # an id in upper case is the stream's, spelled otherwise: 404 not_canonical (the name
@@ -780,7 +811,64 @@ def add_origin_routes(app: web.Application, node: Node,
         same = conditional(request, headers["ETag"], headers)
         if same is not None:
             return same
-        return web.Response(body=wire.encode(c), content_type="application/x-oftp-chunk", headers=headers)
+        return web.Response(body=chunk_bytes(ls, c), content_type="application/x-oftp-chunk",
+                            headers=headers)
+
+    @any_host
+    async def feed(request: web.Request) -> web.StreamResponse:
+        # Every chunk as it is made, from the newest keyframe on: what a CDN edge follows to
+        # hold a live stream's chunks before any viewer asks (oasis.node.edge; docs/oftp.md).
+        ls = origin_stream(request)
+        canonical_only(request, f"/origin/{ls.text_id}/feed", "the feed")
+        ip = request.remote or ""
+        why = feeds.refuse(ip)
+        if why:
+            counters["feeds_refused"] = counters.get("feeds_refused", 0) + 1
+            raise json_error(429, "too_many_feeds", f"this origin serves at most {why} chunk feeds")
+        feeds.take(ip)
+        try:
+            return await feed_out(request, ls)
+        finally:
+            feeds.give(ip)
+
+    async def feed_out(request: web.Request, ls: LiveStream) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-oftp-chunks",
+                                           "Cache-Control": "no-store"})
+        await resp.prepare(request)
+        if request.method == "HEAD":
+            return resp
+        log_ = ls.swarm.log
+        seq = log_.latest_keyframe if log_.latest_keyframe >= 0 else max(log_.latest, 0)
+        wrote = time.monotonic()
+        try:
+            while True:
+                # Every chunk made since the last write goes in one write: a write per chunk
+                # costs the handler an event-loop turn each, and a broadcaster's loop short of
+                # CPU (30 nodes on 2 cores) turned ~11 times a second: its feeds fell 7-19 s
+                # behind at 30 chunks a second.
+                seq = max(seq, log_.low)  # fell out of the window: on from the lowest held
+                frames, size = [], 0
+                while seq <= log_.latest and size < FEED_WRITE_MAX:
+                    c = log_.get(seq)
+                    seq += 1
+                    if c is not None:  # (not held: never made)
+                        frames.append(feed_frame(chunk_bytes(ls, c)))
+                        size += len(frames[-1])
+                if frames:
+                    await write_or_drop(request, resp, b"".join(frames), counters)
+                    wrote = time.monotonic()
+                    continue
+                if time.monotonic() - wrote > FEED_STALL_END:
+                    await resp.write_eof()
+                    return resp
+                changed = ls.playout.changed
+                try:
+                    await asyncio.wait_for(changed.wait(), 1.0)
+                except TimeoutError:
+                    pass
+        except ConnectionResetError:
+            counters["feeds_gone"] = counters.get("feeds_gone", 0) + 1
+            return resp
 
     @any_host
     async def latest(request: web.Request) -> web.Response:
@@ -813,6 +901,7 @@ def add_origin_routes(app: web.Application, node: Node,
     app.router.add_get(r"/origin/{sid}/{seq}.chunk", chunk)
     app.router.add_get(r"/origin/{sid}/latest.json", latest)
     app.router.add_get(r"/origin/{sid}/time", clock)
+    app.router.add_get(r"/origin/{sid}/feed", feed)
 
 
 def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool = False,

@@ -45,6 +45,8 @@ HOME_GW, HOME_NODE = "192.168.1.1", "192.168.1.2"
 PREFIX_RE = re.compile(r"^oas(\d+)-")
 CLONE_NEWNET = 0x40000000
 QUEUE_NUM = 0
+#: one-way delay inside a CDN edge's data centre (the core's country delay comes on top)
+EDGE_LASTMILE_MS = 1.0
 CMD_TIMEOUT = 30.0
 
 
@@ -114,6 +116,10 @@ class Network:
     #: site index -> (public address, country, last-mile ms) for the delayer
     sites: list[tuple[str, str, float]] = field(default_factory=list)
     on_progress: Callable[[str], None] = lambda _msg: None
+    #: a CDN edge (PoP) in each viewer's country, fed by the origin: country -> its place
+    #: (:meth:`build` makes them when ``edges`` is set)
+    edges: bool = False
+    edge_placement: dict[str, Placement] = field(default_factory=dict)
 
     def ns(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -198,6 +204,14 @@ class Network:
                 hop, hop_if = {"public": (self.core, f"s{self.placement[n.name].site}"),
                                "cgn": (g, f"sub{m}")}.get(n.nat, (self.ns(f"r{n.name}"), "lan"))
                 _iptables(hop, {"filter": [f"-I FORWARD 1 -i {hop_if} {p}"]})
+        if self.edges:
+            for j, country in enumerate(sorted({n.country for n in self.topo.viewers})):
+                # a PoP in a data centre of the country: on the core without an access link
+                # (no cap, no loss), EDGE_LASTMILE_MS of its own
+                self.on_progress(f"network: CDN edge {j + 1} ({country})")
+                e = self._netns(f"e{j}")
+                k, ip = self._site(e, "eth0", country, EDGE_LASTMILE_MS)
+                self.edge_placement[country] = Placement(e, ip, ip, k)
 
     def rebind(self, name: str, port: int, new_port: int) -> None:
         """Give home-routed node ``name`` (listening on UDP ``port``) the new public port

@@ -38,7 +38,7 @@ from . import netns
 from .topology import NodeSpec, Topology, build
 
 REPO = Path(__file__).resolve().parents[2]
-OFTP_PORT, HTTP_PORT, GATEWAY_PORT = 4433, 8000, 8080
+OFTP_PORT, HTTP_PORT, GATEWAY_PORT, EDGE_PORT = 4433, 8000, 8080, 8090
 START_TIMEOUT = 90.0  #: seconds a node may take to print its first line (a loaded machine)
 REBIND_PORT = 40000  #: a rebound node's new public port is this + its port % 1000
 DISCOVERY = ("tracker", "link")  #: how viewers find peers (--discovery)
@@ -123,7 +123,7 @@ class Testbed:
                  delay_scale: float, progress: Any, keep: bool = False,
                  discovery: str = "tracker", rebind_at: float | None = None,
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
-                 fresh: bool = False) -> None:
+                 fresh: bool = False, cdn: bool = True) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -134,7 +134,11 @@ class Testbed:
         self.topo, self.prefix, self.duration = topo, prefix, duration
         self.chunk_ms, self.delay_scale, self.progress, self.keep = chunk_ms, delay_scale, progress, keep
         self.root = tempfile.mkdtemp(prefix=f"{prefix}testbed-")
-        self.net = netns.Network(topo, prefix, on_progress=progress.status)
+        #: a CDN edge in each viewer country, fed by the origin, the viewers' fallback
+        #: (``oasis edge``; without: the fallback asks the broadcaster's origin itself)
+        self.cdn = cdn
+        self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn)
+        self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
         self.procs: list[Proc] = []
         self.delayer: subprocess.Popen[str] | None = None
         self.delayer_stats: dict[str, Any] | None = None
@@ -190,6 +194,7 @@ class Testbed:
                 self.progress.status(f"viewers start as fresh interpreters (the launcher failed: {exc})")
                 self.zygote = None
         self.progress.status(f"broadcaster up: tracker {binfo['tracker']}")
+        await self._start_edges(binfo["origin"])
         t0 = time.monotonic()
         gate = asyncio.Semaphore(START_CONCURRENCY)
         vprocs: dict[str, Proc] = {}
@@ -217,6 +222,9 @@ class Testbed:
                     "--upload-kbps", str(4 * bitrate), "--area", v.country, "--json",
                     "--playout-delay", str(self.playout_delay),
                     "--data-dir", os.path.join(self.root, v.name)]
+                edge = net.edge_placement.get(v.country)
+                if edge is not None:  # its country's CDN edge (as a CDN's DNS would name)
+                    argv += ["--cdn-url", f"http://{edge.addr}:{EDGE_PORT}/origin"]
                 if self.zygote is not None:  # forked inside its namespace: imports done
                     proc = Proc(v.name, self.zygote.spawn(argv, os.path.join(self.root, f"{v.name}.log"),
                                                           netns=p.ns))
@@ -265,6 +273,8 @@ class Testbed:
                 s["discovery"] = metric_events((m or b"").decode(errors="replace"),
                                                "oasis_discovery_events_total")
         bstats = await http_json(bp.ns, bp.addr, HTTP_PORT, "/stats?detail=1")
+        edge_stats = {c: await http_json(net.edge_placement[c].ns, net.edge_placement[c].addr, EDGE_PORT,
+                                         "/stats") for c in self.edge_procs}
         metrics = await http_get(bp.ns, bp.addr, HTTP_PORT, "/metrics") or b""
         # every node's /stats?detail=1 beside its log (kept with them: --keep, or a failure)
         for name, s in [*((v.name, s) for v, s in zip(viewers, final, strict=True)), (b.name, bstats)]:
@@ -281,6 +291,7 @@ class Testbed:
         result["start"] = start_figures(result.get("per_viewer", []))
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
         result["dht"] = dht_view(list(final))
+        result["cdn"] = cdn_view(edge_stats) if self.cdn else None
         if self.rebound:
             result["migration"] = migration_view(topo, list(final), bstats, self.rebound,
                                                  self.chunk_ms)
@@ -291,11 +302,31 @@ class Testbed:
         result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
                              "viewers_started_in_s": round(startup_all_s, 1),
                              "viewers_forked": self.zygote is not None,
+                             "cdn_edges": len(self.edge_procs),
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
                              "delay_scale": self.delay_scale, "seed": topo.seed,
                              "nat_share": topo.notes.get("nat_share"),
                              "countries": sorted({n.country for n in topo.nodes})}
         return result
+
+    async def _start_edges(self, origin: str) -> None:
+        """One ``oasis edge`` in each viewer country's PoP, following ``origin``'s streams
+        (forked by the launcher when there is one, as the viewers)."""
+        for country, p in sorted(self.net.edge_placement.items()):
+            argv = ["edge", "--origin", origin, "--listen", f"{p.addr}:{EDGE_PORT}",
+                    "--public-metrics"]  # its /stats is read at its address, not loopback
+            name = f"edge-{country}"
+            if self.zygote is not None:
+                proc = Proc(name, self.zygote.spawn(argv, os.path.join(self.root, f"{name}.log"), netns=p.ns))
+            else:
+                proc = _spawn(name, p.ns, ["oasis", *argv], self.root, self.trace)
+            self.procs.append(proc)
+            self.edge_procs[country] = proc
+        for proc in self.edge_procs.values():
+            await _first_line(proc, START_TIMEOUT)
+        if self.edge_procs:
+            self.progress.status(f"{len(self.edge_procs)} CDN edges up "
+                                 f"({', '.join(sorted(self.edge_procs))})")
 
     def _dump_conntrack(self) -> None:
         """Each NAT namespace's conntrack table (``/proc/net/nf_conntrack``, per namespace)
@@ -373,6 +404,17 @@ def cleanup_logs(tmp: str | None = None) -> tuple[list[str], list[str]]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed, kept
+
+
+def cdn_view(edge_stats: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """The CDN edges' counters summed, and each edge's (None: its /stats did not answer)."""
+    keys = ("hits", "misses_ahead", "pulls", "pull_failures", "passed", "pass_failures",
+            "feed_connects", "feed_failures", "feed_bad_chunks")
+    ok = [s for s in edge_stats.values() if s is not None]
+    return {"edges": len(edge_stats), "answered": len(ok),
+            **{k: sum(int(s.get(k, 0)) for s in ok) for k in keys},
+            "per_edge": {c: None if s is None else {k: s.get(k) for k in keys} | {
+                         "streams": s.get("streams")} for c, s in sorted(edge_stats.items())}}
 
 
 _KIND_NAMES = {0: "unknown", 1: "public", 2: "eim", 3: "symmetric"}  #: oasis.core.nat.NatKind
@@ -560,6 +602,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fresh", action="store_true",
                     help="viewers as fresh interpreters importing at once (before 2026-12-04), "
                     "not forked from a launcher that has done the imports")
+    ap.add_argument("--no-cdn", dest="cdn", action="store_false",
+                    help="no CDN edges: the viewers' fallback asks the broadcaster's origin, in its "
+                    "country (by default a CDN edge in each viewer country follows the origin and "
+                    "answers it: `oasis edge`)")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
@@ -664,7 +710,8 @@ def run_testbed(args: argparse.Namespace) -> int:
     tb = Testbed(topo, prefix=args.prefix, duration=args.duration, chunk_ms=chunk_ms,
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
-                 playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh)
+                 playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
+                 cdn=args.cdn)
     result: dict[str, Any] = {}
     code = 0
     try:

@@ -1,0 +1,326 @@
+"""A CDN edge for Oasis streams (``oasis edge``): the HTTP fallback near the viewers.
+
+When peers cannot deliver a chunk in time a viewer fetches it over HTTP from the origin or
+a CDN in front of it, 0.12 s before its deadline (``origin_margin``). From an origin on
+another continent (100-350 ms away in the testbed) that answer comes too late; from an edge
+in the viewer's region it comes in that region's round trip -- if the edge already holds
+the chunk. An edge that pulls a live chunk only at its first miss does not (its first
+viewer waits the origin's round trip), so this edge *follows* every stream it serves:
+one long response from the origin, ``GET <origin>/<stream>/feed``, carries each chunk as
+the broadcaster makes it (docs/oftp.md, the HTTP origin), as a live CDN's ingest does, and
+the edge holds the newest :data:`CACHE_CHUNKS` of each stream.
+
+It answers the origin's URLs, so a viewer is pointed at it with ``--cdn-url
+http://<edge>/origin``:
+
+* ``GET /origin/<stream>/<seq>.chunk`` -- from the cache; a chunk newer than the feed has
+  brought is 404 at once (not made yet, as the origin says); an older one not held is
+  pulled through from the origin, once however many ask at the same time, and kept.
+* ``GET /origin/<stream>/latest.json``, ``time``, ``descriptor`` -- passed through to the
+  origin and never kept (they change; ``time`` must be the broadcaster's clock).
+* ``GET /stats`` -- the edge's counters (to this machine only).
+
+Nothing from the origin is trusted further than it is checked: a feed frame's length is
+capped (:data:`oasis.core.wire.MAX_CHUNK_MESSAGE`), every chunk is decoded strictly and its
+signature verified against the stream id, which names the broadcaster's key, before it is
+kept or served; a frame that fails ends the feed (counted; reconnected after a back-off).
+A stream is followed only while viewers ask for it (:data:`IDLE_UNFOLLOW`), at most
+:data:`MAX_STREAMS` at once; a request for a stream id that does not parse is 400 without
+a byte sent upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from oasis.core import wire
+from oasis.core.stream import StreamId, StreamIdError, verify_chunk
+from oasis.core.urls import base_url_problem
+
+from . import http
+
+CACHE_CHUNKS = 1800  #: chunks held per stream: 60 s of 33 ms chunks (~11 MB at 1.5 Mbit/s)
+MAX_STREAMS = 16  #: streams followed at once; a request for one more is pulled through
+IDLE_UNFOLLOW = 60.0  #: s without a request for a stream after which its feed is closed
+FEED_READ_TIMEOUT = 5.0  #: s of silence on a feed after which it is reconnected
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0  #: s between a failed feed and the next try
+PASS_TIMEOUT = 5.0  #: s an origin may take to answer a passed-through or pulled request
+#: bytes of a passed-through answer (``latest.json`` ~80, ``time`` ~30, a descriptor < 8 kB)
+PASS_CAPS = {"latest.json": 512, "time": 512, "descriptor": 64 * 1024}
+MAX_PULLS = 64  #: pull-throughs under way at once (each holds an upstream request)
+LAG_SAMPLES = 2000  #: feed lags and miss distances kept per stream for /stats
+
+
+class FeedError(ValueError):
+    """A feed sent something this edge does not keep (the message says what)."""
+
+
+@dataclass
+class Followed:
+    """One stream the edge serves: its feed and the chunks it holds."""
+
+    sid: StreamId
+    text: str
+    chunks: dict[int, bytes] = field(default_factory=dict)  #: seq -> the chunk's wire bytes
+    etags: dict[int, str] = field(default_factory=dict)
+    order: deque[int] = field(default_factory=deque)  #: held seqs, oldest first
+    latest: int = -1  #: the newest seq the feed brought
+    asked: float = 0.0  #: monotonic time of the last request for this stream
+    connected: bool = False
+    frames: int = 0
+    task: asyncio.Task[None] | None = None
+    #: the last LAG_SAMPLES feed chunks' arrival here after the broadcaster signed them (s,
+    #: on this machine's clock: what the feed costs), and how far ahead of the feed the
+    #: last misses asked (chunks)
+    lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
+    ahead: deque[int] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
+
+
+class Edge:
+    """The edge's state and its upstream client; :meth:`routes` serves it."""
+
+    def __init__(self, origin: str, session: aiohttp.ClientSession, *,
+                 cache_chunks: int = CACHE_CHUNKS, max_streams: int = MAX_STREAMS,
+                 clock: Any = time.monotonic) -> None:
+        problem = base_url_problem(origin, "origin URL")
+        if problem:
+            raise ValueError(problem)
+        self.origin = origin.rstrip("/")
+        self.session = session
+        self.cache_chunks = cache_chunks
+        self.max_streams = max_streams
+        self.clock = clock
+        self.streams: dict[str, Followed] = {}
+        self._pulls: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
+        self.closing = False
+        self._last_time = 0.0  #: the signed time of the chunk :meth:`keep` took last
+        self.counters: dict[str, int] = {
+            "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
+            "passed": 0, "pass_failures": 0, "feed_frames": 0, "feed_connects": 0,
+            "feed_failures": 0, "feed_bad_chunks": 0, "streams_refused": 0, "streams_unfollowed": 0}
+
+    # ---- the feeds -------------------------------------------------------------------
+    def follow(self, text: str) -> Followed | None:
+        """The stream ``text`` (a canonical stream id), followed from now on if it was not
+        and there is room; None if there is none (its chunks are then pulled through)."""
+        f = self.streams.get(text)
+        if f is None:
+            if len(self.streams) >= self.max_streams:
+                self.counters["streams_refused"] += 1
+                return None
+            f = self.streams[text] = Followed(StreamId.parse(text), text)
+        f.asked = self.clock()
+        if f.task is None and not self.closing:
+            f.task = asyncio.create_task(self._follow(f))
+        return f
+
+    async def _follow(self, f: Followed) -> None:
+        backoff = BACKOFF_MIN
+        try:
+            while not self.closing and self.clock() - f.asked < IDLE_UNFOLLOW:
+                try:
+                    await self._read_feed(f)
+                    backoff = BACKOFF_MIN  # the origin ended it (a stall): try again soon
+                except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError, FeedError) as exc:
+                    self.counters["feed_failures"] += 1
+                    if isinstance(exc, FeedError):
+                        self.counters["feed_bad_chunks"] += 1
+                    f.connected = False
+                    await asyncio.sleep(backoff)  # a back-off, not a synchronisation
+                    backoff = min(BACKOFF_MAX, backoff * 2)
+        finally:
+            f.connected = False
+            f.task = None
+            if self.streams.get(f.text) is f and not self.closing:
+                del self.streams[f.text]
+                self.counters["streams_unfollowed"] += 1
+
+    async def _read_feed(self, f: Followed) -> None:
+        timeout = aiohttp.ClientTimeout(total=None, connect=PASS_TIMEOUT, sock_read=FEED_READ_TIMEOUT)
+        async with self.session.get(f"{self.origin}/{f.text}/feed", timeout=timeout) as r:
+            if r.status != 200:
+                raise FeedError(f"the origin answered the feed with HTTP {r.status}")
+            self.counters["feed_connects"] += 1
+            f.connected = True
+            while self.clock() - f.asked < IDLE_UNFOLLOW and not self.closing:
+                head = await r.content.readexactly(http.FEED_FRAME.size)
+                (n,) = http.FEED_FRAME.unpack(head)
+                if n > wire.MAX_CHUNK_MESSAGE:
+                    raise FeedError(f"a feed frame of {n} bytes (at most {wire.MAX_CHUNK_MESSAGE})")
+                body = await r.content.readexactly(n)
+                self.keep(f, body)
+                f.lags.append(time.time() - self._last_time)
+                f.frames += 1
+                self.counters["feed_frames"] += 1
+
+    def keep(self, f: Followed, body: bytes) -> int:
+        """Check ``body`` (a chunk's wire bytes) and hold it; returns its seq. Raises
+        :class:`FeedError` if it is not a chunk of ``f``'s stream signed by its broadcaster."""
+        try:
+            c = wire.decode_chunk(body)
+        except wire.WireError as exc:
+            raise FeedError(f"not a chunk: {exc}") from None
+        if c.stream != f.sid.key or not verify_chunk(f.sid, c):
+            raise FeedError(f"chunk {c.seq} is not signed by the stream's broadcaster")
+        if c.seq not in f.chunks:
+            f.chunks[c.seq] = body
+            f.etags[c.seq] = f'"{c.signature[:12].hex()}"'
+            f.order.append(c.seq)
+            while len(f.order) > self.cache_chunks:
+                old = f.order.popleft()
+                f.chunks.pop(old, None)
+                f.etags.pop(old, None)
+        f.latest = max(f.latest, c.seq)
+        self._last_time = c.time_us / 1e6
+        return c.seq
+
+    async def _pull(self, f: Followed, seq: int) -> bytes | None:
+        """Chunk ``seq`` from the origin (one request however many ask), kept if it checks."""
+        key = (f.text, seq)
+        fut = self._pulls.get(key)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        if len(self._pulls) >= MAX_PULLS:
+            self.counters["pulls_refused"] += 1
+            return None
+        fut = asyncio.get_running_loop().create_future()
+        self._pulls[key] = fut
+        body: bytes | None = None
+        try:
+            self.counters["pulls"] += 1
+            timeout = aiohttp.ClientTimeout(total=PASS_TIMEOUT)
+            async with self.session.get(f"{self.origin}/{f.text}/{seq}.chunk", timeout=timeout) as r:
+                if r.status == 200:
+                    raw = await http.read_capped(r.content, wire.MAX_CHUNK_MESSAGE)
+                    try:
+                        if self.keep(f, raw) == seq:
+                            body = raw
+                    except FeedError:
+                        self.counters["feed_bad_chunks"] += 1
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            self.counters["pull_failures"] += 1
+        finally:
+            del self._pulls[key]
+            fut.set_result(body)
+        return body
+
+    # ---- HTTP ------------------------------------------------------------------------
+    def stream_of(self, request: web.Request) -> Followed:
+        text = request.match_info["sid"]
+        try:
+            sid = StreamId.parse(text)
+        except StreamIdError as exc:
+            raise http.json_error(400, "bad_stream", str(exc)) from None
+        if str(sid) != text:
+            raise http.json_error(404, "not_canonical", "a stream id has one spelling, lower case")
+        f = self.follow(text)
+        return f if f is not None else Followed(sid, text)  # not followed: pulls only
+
+    async def chunk(self, request: web.Request) -> web.Response:
+        f = self.stream_of(request)
+        seq_text = request.match_info["seq"]
+        if not http._SEQ_RE.match(seq_text):
+            raise http.json_error(400, "bad_seq", "sequence number must be a decimal integer of 1-19 digits")
+        seq = int(seq_text)
+        http.canonical_only(request, f"/origin/{f.text}/{seq}.chunk", f"chunk {seq}")
+        body = f.chunks.get(seq)
+        if body is not None:
+            self.counters["hits"] += 1
+        elif f.connected and seq > f.latest:
+            self.counters["misses_ahead"] += 1
+            f.ahead.append(seq - f.latest)
+            raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
+        else:
+            body = await self._pull(f, seq)
+            if body is None:
+                raise http.json_error(404, "no_chunk", f"chunk {seq} is not held here nor at the origin")
+        headers = {"Cache-Control": http.CHUNK_CACHE, "ETag": f.etags.get(seq, "")}
+        if not headers["ETag"]:
+            del headers["ETag"]
+        else:
+            same = http.conditional(request, headers["ETag"], headers)
+            if same is not None:
+                return same
+        return web.Response(body=body, content_type="application/x-oftp-chunk", headers=headers)
+
+    async def passthrough(self, request: web.Request) -> web.Response:
+        f = self.stream_of(request)
+        what = request.match_info["what"]
+        http.canonical_only(request, f"/origin/{f.text}/{what}", what)
+        headers = {k: v for k, v in request.headers.items() if k in ("If-None-Match",)}
+        try:
+            async with self.session.get(f"{self.origin}/{f.text}/{what}", headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=PASS_TIMEOUT)) as r:
+                body = await http.read_capped(r.content, PASS_CAPS[what])
+                out = {k: r.headers[k] for k in ("Cache-Control", "ETag") if k in r.headers}
+                self.counters["passed"] += 1
+                return web.Response(status=r.status, body=body, headers=out,
+                                    content_type=r.content_type or "application/json")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.counters["pass_failures"] += 1
+            raise http.json_error(502, "origin_unreachable",
+                                  f"the origin did not answer: {type(exc).__name__}") from None
+
+    async def stats(self, request: web.Request) -> web.Response:
+        http.require_operator(request, "/stats")
+        return web.json_response({
+            "origin": self.origin, **self.counters,
+            "streams": {t: {"latest": f.latest, "held": len(f.chunks), "connected": f.connected,
+                            "frames": f.frames, "feed_lag_ms": _quantiles(f.lags, 1000.0),
+                            "misses_ahead_by": _quantiles(f.ahead, 1.0)}
+                        for t, f in self.streams.items()}},
+            headers=http.NO_STORE)
+
+    def routes(self, app: web.Application) -> None:
+        http.harden(app)
+        app.router.add_get(r"/origin/{sid}/{seq}.chunk", self.chunk)
+        app.router.add_get(r"/origin/{sid}/{what:latest\.json|time|descriptor}", self.passthrough)
+        app.router.add_get("/stats", self.stats)
+
+    async def close(self) -> None:
+        self.closing = True
+        tasks = [f.task for f in self.streams.values() if f.task is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _quantiles(xs: deque[Any], scale: float) -> dict[str, float] | None:
+    """p50 / p95 / max of ``xs`` times ``scale`` (None if empty)."""
+    if not xs:
+        return None
+    v = sorted(xs)
+    return {"p50": round(v[len(v) // 2] * scale, 1), "p95": round(v[int(0.95 * (len(v) - 1))] * scale, 1),
+            "max": round(v[-1] * scale, 1), "n": len(v)}
+
+
+async def run_edge(origin: str, listen: str, *, public_metrics: bool = False) -> None:
+    """``oasis edge``: serve ``origin``'s streams at ``listen`` until SIGINT/SIGTERM."""
+    from . import runtime as rt
+
+    host, port = rt.parse_hostport(listen, "--listen")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_PULLS + MAX_STREAMS + 8)) as s:
+        edge = Edge(origin, s)
+        app = web.Application(client_max_size=4096)
+        edge.routes(app)
+        http.set_public_views(app, public_metrics)
+        runner, port = await rt.start_http(app, host, port)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        rt.emit({"edge": f"http://{shown}:{port}/origin", "origin": edge.origin,
+                 "listening": f"{host}:{port}"})
+
+        async def main(stop: asyncio.Event) -> None:
+            await stop.wait()
+
+        try:
+            await rt.run_until_stopped(main)
+        finally:
+            await edge.close()
+            await runner.cleanup()

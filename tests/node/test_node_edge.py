@@ -1,0 +1,250 @@
+"""The CDN edge (``oasis edge``, :mod:`oasis.node.edge`) and the origin's chunk feed.
+
+A real broadcaster and a real edge process on loopback: the edge follows the origin's
+feed and answers the origin's URLs with the same bytes. An edge in front of a hostile
+origin (an aiohttp server here, the edge in-process) keeps nothing it cannot verify and
+never crashes; the origin serves a bounded number of feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from procs import OasisProcess, start_broadcaster, until, wait_until
+
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+from oasis.node import edge as edge_mod
+from oasis.node import http as http_mod
+from oasis.node.edge import Edge
+
+
+def _get(url: str, timeout: float = 10.0) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def _stats(base: str) -> dict[str, Any]:
+    status, body, _ = _get(f"{base}/stats")
+    assert status == 200, body
+    out: dict[str, Any] = json.loads(body)
+    return out
+
+
+def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(tmp_path: Path) -> None:
+    procs: list[OasisProcess] = []
+    try:
+        b = start_broadcaster(tmp_path, procs)
+        origin, sid = b.info["origin"], b.info["stream_id"]
+        # a keyframe past the first, so that the feed starts after chunk 0 (an older one exists)
+        wait_until(lambda: json.loads(_get(f"{origin}/{sid}/latest.json")[1]).get("keyframe", 0) > 0, 30)
+        e = OasisProcess(["edge", "--origin", origin, "--listen", "127.0.0.1:0"], str(tmp_path / "e.log"))
+        procs.append(e)
+        edge_url = e.wait_info()["edge"]
+        base = edge_url.rsplit("/origin", 1)[0]
+        # time is the broadcaster's clock, passed through (never kept)
+        status, body, headers = _get(f"{edge_url}/{sid}/time")
+        assert status == 200 and abs(json.loads(body)["now_us"] / 1e6 - time.time()) < 60
+        assert headers.get("Cache-Control") == "no-store"
+        # that request made the edge follow the stream: chunks arrive without being asked
+        wait_until(lambda: _stats(base)["streams"].get(sid, {}).get("frames", 0) >= 10, 30)
+        held = _stats(base)["streams"][sid]
+        assert held["connected"] and held["held"] >= 10
+        latest = held["latest"]
+        status, body, headers = _get(f"{edge_url}/{sid}/{latest}.chunk")
+        assert status == 200
+        assert headers["Cache-Control"] == http_mod.CHUNK_CACHE and headers["ETag"]
+        o_status, o_body, o_headers = _get(f"{origin}/{sid}/{latest}.chunk")
+        assert o_status == 200 and body == o_body and headers["ETag"] == o_headers["ETag"]
+        s = _stats(base)
+        assert s["hits"] >= 1 and s["pulls"] == 0
+        # a chunk not made yet: 404 from the edge itself, no request upstream
+        status, body, headers = _get(f"{edge_url}/{sid}/{latest + 3000}.chunk")
+        assert status == 404 and json.loads(body)["error"] == "no_chunk"
+        assert headers.get("Cache-Control") == "no-store"
+        s = _stats(base)
+        assert s["misses_ahead"] >= 1 and s["pulls"] == 0
+        # an older chunk than the feed brought (it began at the newest keyframe): pulled
+        # through from the origin once, then held
+        older = latest - held["held"]  # the feed's chunks are contiguous up to ``latest``
+        assert older >= 0  # (the broadcaster had made a keyframe past 0 before the edge came)
+        status, body, _ = _get(f"{edge_url}/{sid}/{older}.chunk")
+        o_status, o_body, _ = _get(f"{origin}/{sid}/{older}.chunk")
+        assert status == o_status == 200 and body == o_body
+        assert _stats(base)["pulls"] == 1
+        status, _, _ = _get(f"{edge_url}/{sid}/{older}.chunk")
+        assert status == 200 and _stats(base)["pulls"] == 1  # held now
+        # a stream id in another spelling is refused (one URL per object, as the origin's)
+        status, body, _ = _get(f"{edge_url}/{sid.upper()}/time")
+        assert status in (400, 404) and json.loads(body)["error"] in ("bad_stream", "not_canonical")
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_the_origin_serves_a_bounded_number_of_feeds(tmp_path: Path, monkeypatch: Any) -> None:
+    """Each feed costs the broadcaster the stream's bitrate: past ``MAX_FEEDS`` at once an
+    origin answers 429 ``too_many_feeds`` (a real broadcaster; loopback is exempt from the
+    per-address cap, not from the total)."""
+    procs: list[OasisProcess] = []
+    try:
+        b = start_broadcaster(tmp_path, procs)
+        url = f"{b.info['origin']}/{b.info['stream_id']}/feed"
+
+        async def many() -> list[int]:
+            async with aiohttp.ClientSession() as s:
+                held = []
+                statuses = []
+                try:
+                    for _ in range(http_mod.MAX_FEEDS + 1):
+                        r = await s.get(url, timeout=aiohttp.ClientTimeout(total=20))
+                        statuses.append(r.status)
+                        if r.status == 200:
+                            head = await r.content.readexactly(4)  # a frame: the feed is live
+                            assert struct.unpack(">I", head)[0] <= wire.MAX_CHUNK_MESSAGE
+                            held.append(r)
+                        else:
+                            assert (await r.json())["error"] == "too_many_feeds"
+                            r.release()
+                finally:
+                    for r in held:
+                        r.close()
+                return statuses
+
+        statuses = asyncio.run(many())
+        assert statuses.count(200) == http_mod.MAX_FEEDS and statuses[-1] == 429
+    finally:
+        for p in procs:
+            p.stop()
+
+
+# ---- an edge in front of a hostile origin (the edge in-process, the origin an aiohttp app) ----
+
+async def _hostile_origin(sid: StreamId, frames: list[bytes], chunks: dict[int, bytes]
+                          ) -> tuple[web.AppRunner, str, list[str]]:
+    """An origin whose feed sends ``frames`` (raw bytes, framing included) and then holds the
+    response open, and whose ``<seq>.chunk`` answers from ``chunks``; returns its runner, base
+    URL and the paths it was asked."""
+    asked: list[str] = []
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for f in frames:
+            await resp.write(f)
+        await asyncio.sleep(30)  # holds the feed open (the test ends first)
+        return resp
+
+    async def chunk(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        body = chunks.get(int(request.match_info["seq"]))
+        return web.Response(status=404) if body is None else web.Response(body=body)
+
+    async def other(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.json_response({"now_us": 1})
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
+    app.router.add_get("/origin/{sid}/{what}", other)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/origin", asked
+
+
+async def _serve(edge: Edge) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    edge.routes(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/origin"
+
+
+def _frame(body: bytes) -> bytes:
+    return http_mod.feed_frame(body)
+
+
+@pytest.mark.parametrize("attack", ["forged", "garbage", "oversized"])
+async def test_an_edge_keeps_nothing_a_hostile_origin_sends_that_does_not_verify(attack: str) -> None:
+    bid, other = Identity.generate(), Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    good = [wire.encode(sign_chunk(bid, sid, s, now, s == 10, b"G" * 500)) for s in (10, 11)]
+    bad = {
+        # a well-formed chunk of this stream (its stream key) as seq 12, signed by another key
+        "forged": _frame(wire.encode(sign_chunk(other, sid, 12, now, False, b"G" * 500))),
+        "garbage": _frame(b"\x91" + b"\xff" * 300),
+        # announces more than any chunk may be, then sends it
+        "oversized": struct.pack(">I", wire.MAX_CHUNK_MESSAGE + 1) + b"\0" * 4096,
+    }[attack]
+    forged_12 = wire.encode(sign_chunk(other, sid, 12, now, False, b"G" * 500))
+    runner_o, origin, asked = await _hostile_origin(sid, [_frame(good[0]), _frame(good[1]), bad],
+                                                    {12: forged_12})
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s)
+        runner_e, url = await _serve(edge)
+        try:
+            async with s.get(f"{url}/{sid}/time") as r:  # starts following
+                assert r.status == 200
+            await until(lambda: edge.counters["feed_bad_chunks"] >= 1, 10, what="the bad frame refused")
+            f = edge.streams[str(sid)]
+            assert sorted(f.chunks) == [10, 11]  # the two genuine chunks, nothing else
+            async with s.get(f"{url}/{sid}/11.chunk") as r:
+                assert r.status == 200 and await r.read() == good[1]
+            # seq 12 is not served: the feed's copy was refused, and the origin's own copy
+            # (asked for once the feed is down) is refused too
+            async with s.get(f"{url}/{sid}/12.chunk") as r:
+                assert r.status == 404
+            assert 12 not in f.chunks and edge.counters["feed_failures"] >= 1
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
+
+
+async def test_an_edge_refuses_a_bad_stream_id_without_asking_the_origin_and_follows_a_bounded_number(
+        monkeypatch: Any) -> None:
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    runner_o, origin, asked = await _hostile_origin(sid, [], {})
+    monkeypatch.setattr(edge_mod, "MAX_STREAMS", 3)
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s, max_streams=edge_mod.MAX_STREAMS)
+        runner_e, url = await _serve(edge)
+        try:
+            for bad in ("not-a-stream", f"{sid}x".replace(".live", ""), str(sid).upper(), "a" * 300):
+                async with s.get(f"{url}/{bad}/time") as r:
+                    assert r.status in (400, 404), (bad, r.status)
+                    assert (await r.json())["error"] in ("bad_stream", "not_canonical")
+            assert asked == []  # not one byte upstream for any of them
+            ids = [StreamId(Identity.generate().public, "live") for _ in range(5)]
+            for i in ids:
+                async with s.get(f"{url}/{i}/5.chunk") as r:
+                    assert r.status == 404
+            assert len(edge.streams) == 3 and edge.counters["streams_refused"] == 2
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
