@@ -42,6 +42,9 @@ OFTP_PORT, HTTP_PORT, GATEWAY_PORT, EDGE_PORT = 4433, 8000, 8080, 8090
 START_TIMEOUT = 90.0  #: seconds a node may take to print its first line (a loaded machine)
 REBIND_PORT = 40000  #: a rebound node's new public port is this + its port % 1000
 DISCOVERY = ("tracker", "link")  #: how viewers find peers (--discovery)
+#: a viewer offers at most this share of its access uplink to relay (``--upload-share``; the
+#: simulator's scenario default ``upload_share``)
+UPLOAD_SHARE = 0.8
 START_CONCURRENCY = 4  #: viewers starting at once (imports are CPU-heavy on 2 cores)
 
 
@@ -123,7 +126,7 @@ class Testbed:
                  delay_scale: float, progress: Any, keep: bool = False,
                  discovery: str = "tracker", rebind_at: float | None = None,
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
-                 fresh: bool = False, cdn: bool = True) -> None:
+                 fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -137,6 +140,7 @@ class Testbed:
         #: a CDN edge in each viewer country, fed by the origin, the viewers' fallback
         #: (``oasis edge``; without: the fallback asks the broadcaster's origin itself)
         self.cdn = cdn
+        self.upload_share = upload_share
         self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn)
         self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
         self.procs: list[Proc] = []
@@ -219,7 +223,7 @@ class Testbed:
                     # the NAT remap all but one (real phones pick random ports)
                     "--gateway", f"127.0.0.1:{GATEWAY_PORT}",
                     "--listen", f"{p.addr}:{OFTP_PORT + 1 + topo.viewers.index(v)}",
-                    "--upload-kbps", str(4 * bitrate), "--area", v.country, "--json",
+                    "--upload-kbps", str(self.upload_kbps(v)), "--area", v.country, "--json",
                     "--playout-delay", str(self.playout_delay),
                     "--data-dir", os.path.join(self.root, v.name)]
                 edge = net.edge_placement.get(v.country)
@@ -303,11 +307,22 @@ class Testbed:
                              "viewers_started_in_s": round(startup_all_s, 1),
                              "viewers_forked": self.zygote is not None,
                              "cdn_edges": len(self.edge_procs),
+                             "upload_share": self.upload_share,
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
                              "delay_scale": self.delay_scale, "seed": topo.seed,
                              "nat_share": topo.notes.get("nat_share"),
                              "countries": sorted({n.country for n in topo.nodes})}
         return result
+
+    def upload_kbps(self, v: NodeSpec) -> int:
+        """What viewer ``v`` offers to relay (``--upload-kbps``): 4 x the bitrate (the node's
+        default), but no more than ``upload_share`` of its access link's uplink, as a user who
+        knows their link sets it and as the simulator configures a viewer (``upload_share``
+        of its uplink, at most ``upload_max_x`` x the bitrate); ``upload_share`` 0: 4 x the
+        bitrate whatever the link (before 2026-12-04: a 4G viewer with 1.3 Mbit/s up was
+        asked for 6 and its uplink's queue held every packet it sent ~200 ms)."""
+        full = 4 * self.topo.bitrate_kbps
+        return full if self.upload_share <= 0 else max(1, min(full, int(self.upload_share * v.up_kbps)))
 
     async def _start_edges(self, origin: str) -> None:
         """One ``oasis edge`` in each viewer country's PoP, following ``origin``'s streams
@@ -602,6 +617,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fresh", action="store_true",
                     help="viewers as fresh interpreters importing at once (before 2026-12-04), "
                     "not forked from a launcher that has done the imports")
+    ap.add_argument("--upload-share", type=float, default=UPLOAD_SHARE,
+                    help="a viewer relays at most this share of its access uplink, and at most 4 x the "
+                    f"bitrate (default {UPLOAD_SHARE}; 0: 4 x the bitrate whatever its link)")
     ap.add_argument("--no-cdn", dest="cdn", action="store_false",
                     help="no CDN edges: the viewers' fallback asks the broadcaster's origin, in its "
                     "country (by default a CDN edge in each viewer country follows the origin and "
@@ -623,6 +641,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--timeout {args.timeout:g}: seconds, more than 0")
     if args.rebind_at is not None and not 0 < args.rebind_at < args.duration:
         raise ValueError(f"--rebind-at {args.rebind_at:g}: within the run (0 < t < --duration)")
+    if not 0 <= args.upload_share <= 1:
+        raise ValueError(f"--upload-share {args.upload_share:g}: a share of the uplink, within [0, 1]")
     if args.rebind < 1:
         raise ValueError(f"--rebind {args.rebind}: at least 1")
     if args.rebind != 1 and args.rebind_at is None:
@@ -711,7 +731,7 @@ def run_testbed(args: argparse.Namespace) -> int:
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
-                 cdn=args.cdn)
+                 cdn=args.cdn, upload_share=args.upload_share)
     result: dict[str, Any] = {}
     code = 0
     try:
