@@ -1041,6 +1041,7 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["upload"] = dataclasses.asdict(ls.swarm.upload.counters)
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
+        s["origin_late"] = ls.origin_late  # of the failures: arrived within the late grace
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
         if ls.swarm.repair.distrust_log:  # (``repair_guard``) whom it distrusted, and why

@@ -1,0 +1,85 @@
+"""A fallback fetch that misses its chunk's deadline keeps its connection.
+
+The swarm is told at the deadline that the fetch failed, but the request is left to finish
+(``ORIGIN_LATE_GRACE``), so its keep-alive connection goes back to the pool. Cut off, the
+connection was closed and the next fetch paid a TCP handshake first, which from a CDN edge a
+round trip or two away timed it out too: fetches failed one after the other. A real Node's
+fetch path against an aiohttp origin on loopback that answers each chunk a little late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+from procs import until
+
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import StreamId, sign_chunk
+from oasis.node import node as node_mod
+from oasis.node.node import Node
+
+SLOW = 0.25  #: s the origin takes to answer a chunk (longer than the fetches' budget)
+
+
+async def _slow_origin(sid: StreamId, bid: Identity) -> tuple[web.AppRunner, int, list[Any]]:
+    peers: list[Any] = []  #: the client's (address, port) of each request: its connection
+
+    async def chunk(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        seq = int(request.match_info["seq"])
+        await asyncio.sleep(SLOW)  # the late answer under test, not a synchronisation
+        return web.Response(body=wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), True,
+                                                        b"G" * 1000)))
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1], peers  # type: ignore[union-attr]
+
+
+async def test_a_late_fallback_fetch_is_failed_in_time_and_its_connection_kept() -> None:
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    runner, port, peers = await _slow_origin(sid, bid)
+    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        for k in range(1, 4):
+            t0 = time.monotonic()
+            await ls._fetch_origin(100 + k, ls.now() + 0.1)  # 0.1 s to go: the answer takes 0.25
+            assert time.monotonic() - t0 < SLOW  # the swarm heard of the failure at the deadline
+            assert ls.origin_failures == k
+            await until(lambda k=k: ls.origin_late == k, 5, what=f"late fetch {k} finished")
+        assert len(peers) == 3
+        assert len(set(peers)) == 1, peers  # one connection for all three
+    finally:
+        await node.close()
+        await runner.cleanup()
+
+
+async def test_late_fetches_left_to_finish_are_bounded(monkeypatch: Any) -> None:
+    """At most ``MAX_LATE_FETCHES`` late fetches run on per stream; beyond, one is cut off at
+    its deadline as before (an origin that never answers holds no more sockets than that)."""
+    monkeypatch.setattr(node_mod, "MAX_LATE_FETCHES", 2)
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    runner, port, peers = await _slow_origin(sid, bid)
+    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        await asyncio.gather(*(ls._fetch_origin(200 + k, ls.now() + 0.05) for k in range(4)))
+        assert ls.origin_failures == 4 and len(ls._late) == 2
+        await until(lambda: ls.origin_late == 2 and not ls._late, 5, what="the two kept fetches finished")
+    finally:
+        await node.close()
+        await runner.cleanup()
