@@ -16,8 +16,9 @@ http://<edge>/origin``:
 * ``GET /origin/<stream>/<seq>.chunk`` -- from the cache; a chunk newer than the feed has
   brought is 404 at once (not made yet, as the origin says); an older one not held is
   pulled through from the origin, once however many ask at the same time, and kept.
-* ``GET /origin/<stream>/latest.json``, ``time``, ``descriptor`` -- passed through to the
-  origin and never kept (they change; ``time`` must be the broadcaster's clock).
+* ``GET /origin/<stream>/latest.json`` -- from the feed while it is up (else passed through).
+* ``GET /origin/<stream>/time``, ``descriptor`` -- passed through to the origin and never
+  kept (they change; ``time`` must be the broadcaster's clock).
 * ``GET /stats`` -- the edge's counters (to this machine only).
 
 Nothing from the origin is trusted further than it is checked: a feed frame's length is
@@ -72,6 +73,8 @@ class Followed:
     etags: dict[int, str] = field(default_factory=dict)
     order: deque[int] = field(default_factory=deque)  #: held seqs, oldest first
     latest: int = -1  #: the newest seq the feed brought
+    keyframe: int = -1  #: the newest keyframe's seq held
+    latest_time: float = 0.0  #: the newest chunk's signed time (s)
     asked: float = 0.0  #: monotonic time of the last request for this stream
     connected: bool = False
     frames: int = 0
@@ -103,7 +106,7 @@ class Edge:
         self._last_time = 0.0  #: the signed time of the chunk :meth:`keep` took last
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
-            "passed": 0, "pass_failures": 0, "feed_frames": 0, "feed_connects": 0,
+            "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
             "feed_failures": 0, "feed_bad_chunks": 0, "streams_refused": 0, "streams_unfollowed": 0}
 
     # ---- the feeds -------------------------------------------------------------------
@@ -177,7 +180,10 @@ class Edge:
                 old = f.order.popleft()
                 f.chunks.pop(old, None)
                 f.etags.pop(old, None)
-        f.latest = max(f.latest, c.seq)
+        if c.seq > f.latest:
+            f.latest, f.latest_time = c.seq, c.time_us / 1e6
+        if c.flags & 1 and c.seq > f.keyframe:
+            f.keyframe = c.seq
         self._last_time = c.time_us / 1e6
         return c.seq
 
@@ -254,6 +260,11 @@ class Edge:
         f = self.stream_of(request)
         what = request.match_info["what"]
         http.canonical_only(request, f"/origin/{f.text}/{what}", what)
+        if what == "latest.json" and f.connected and f.keyframe >= 0:
+            # the feed says where the stream is, newer than a round trip to a far origin could
+            self.counters["latest_answered"] += 1
+            return web.json_response({"latest": f.latest, "keyframe": f.keyframe, "time": f.latest_time},
+                                     headers={"Cache-Control": "no-cache"})
         headers = {k: v for k, v in request.headers.items() if k in ("If-None-Match",)}
         try:
             async with self.session.get(f"{self.origin}/{f.text}/{what}", headers=headers,

@@ -72,6 +72,13 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(tmp_p
         assert o_status == 200 and body == o_body and headers["ETag"] == o_headers["ETag"]
         s = _stats(base)
         assert s["hits"] >= 1 and s["pulls"] == 0
+        # latest.json from the feed (no round trip to the origin): where the stream is
+        status, body, headers = _get(f"{edge_url}/{sid}/latest.json")
+        lj = json.loads(body)
+        assert status == 200 and headers.get("Cache-Control") == "no-cache"
+        assert lj["latest"] >= latest and 0 <= lj["keyframe"] <= lj["latest"]
+        assert _get(f"{edge_url}/{sid}/{lj['keyframe']}.chunk")[0] == 200
+        assert _stats(base)["latest_answered"] == 1
         # a chunk not made yet: 404 from the edge itself, no request upstream
         status, body, headers = _get(f"{edge_url}/{sid}/{latest + 3000}.chunk")
         assert status == 404 and json.loads(body)["error"] == "no_chunk"
