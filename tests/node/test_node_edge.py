@@ -98,6 +98,7 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(tmp_p
         # a stream id in another spelling is refused (one URL per object, as the origin's)
         status, body, _ = _get(f"{edge_url}/{sid.upper()}/time")
         assert status in (400, 404) and json.loads(body)["error"] in ("bad_stream", "not_canonical")
+        assert e.stop() == 0  # SIGTERM: a clean stop, as the other long-running commands
     finally:
         for p in procs:
             p.stop()
