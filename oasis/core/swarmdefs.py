@@ -160,8 +160,13 @@ class SwarmConfig:
     #: a viewer that has not started this long after its join asks the origin for the
     #: latest keyframe (``FetchOrigin(ORIGIN_LATEST)``), again every ``origin_start_retry``
     #: until it plays: a viewer no peer can reach (behind a symmetric NAT among NATed
-    #: peers, or alone in the swarm) still plays, from the origin/CDN
-    origin_start_after: float = 1.0
+    #: peers, or alone in the swarm) still plays, from the origin/CDN. 0.5 (1.0 before
+    #: 2026-12-04): the six comparison runs' mean offload 0.97090 -> 0.97106 (three up, three
+    #: down by <= 0.0018), continuity 0.99874-0.99955 -> >= 0.99963, start-up p95 520-867 ->
+    #: 491-545 ms; a viewer whose far peers are slow to link starts from a near CDN edge
+    #: (docs/benchmarks.md, session 32). 0.3 was better still on continuity (>= 0.99993) and
+    #: start-up (p95 ~370 ms) but cost 0.05-0.3 points of offload on each run.
+    origin_start_after: float = 0.5
     origin_start_retry: float = 1.0
     #: added to a candidate parent's expected arrival per relay on its path: each is a
     #: point of failure (churn, congestion), so of two equally fast paths the shorter wins

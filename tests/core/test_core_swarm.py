@@ -282,9 +282,9 @@ def test_a_viewer_no_peer_reaches_starts_from_the_origin() -> None:
     net.viewers.append(lone)
     joined = net.now
     net.join(lone, [])
-    net.tick(5)
     node = net.nodes[lone]
-    assert node.start_seq is None and lone not in net.origin_starts  # not before 1 s
+    net.tick(int((node.config.origin_start_after - 0.1) / INTERVAL))
+    assert node.start_seq is None and lone not in net.origin_starts  # not before its time
     net.tick(int(2 / INTERVAL))
     assert net.origin_starts.count(lone) == 1 and node.counters.origin_starts == 1
     assert node.start_seq is not None
