@@ -15,6 +15,10 @@ per NAT kind of the viewer (public / eim / symmetric):
   the child's kind (are public peers' slots spent on NATed children an EIM peer could take);
 * neighbours per kind at the end, the punch counters and a few swarm counters (parent switches,
   ``leaf_yield``'s moves, a relay's early fetches) summed per kind.
+* where the missed chunks are (``missed_by``: viewers, due, missed before the first frame and
+  while playing, per NAT kind, access, start path, startup, first neighbour, join in the ramp or
+  later, and the viewer's state at its first origin start), the worst 25 viewers, and the chunks
+  started viewers gave up after their join (``skips_after_join``).
 
     python bench/sim_nat_breakdown.py scenarios/mobile-churn-10k.toml --seed 1 --nat 0.7 \\
         [--set key=value ...] [--nat-set key=value ...]
