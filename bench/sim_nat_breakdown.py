@@ -15,6 +15,10 @@ per NAT kind of the viewer (public / eim / symmetric):
   the child's kind (are public peers' slots spent on NATed children an EIM peer could take);
 * neighbours per kind at the end, the punch counters and a few swarm counters (parent switches,
   ``leaf_yield``'s moves, a relay's early fetches) summed per kind.
+* where the missed chunks are (``missed_by``: viewers, due, missed before the first frame and
+  while playing, per NAT kind, access, start path, startup, first neighbour, join in the ramp or
+  later, and the viewer's state at its first origin start), the worst 25 viewers, and the chunks
+  started viewers gave up after their join (``skips_after_join``).
 
     python bench/sim_nat_breakdown.py scenarios/mobile-churn-10k.toml --seed 1 --nat 0.7 \\
         [--set key=value ...] [--nat-set key=value ...]
@@ -211,8 +215,13 @@ def main() -> None:
                     origin_parent[f"{kind}<-{pk}"] += 1
             elif node.idx not in first_push:
                 first_push[node.idx] = act.at - rec.joined_at
-        return deliver(net, node, act)
+        unstarted = rec is not None and rec.started_at is None
+        out_ = deliver(net, node, act)
+        if unstarted and rec.started_at is not None:
+            start_src[node.idx] = act.source
+        return out_
 
+    start_src: dict[int, str] = {}
     table[sw.Deliver] = on_deliver
     # first neighbour: the first control message its swarm sends (to a peer it added)
     first_nb: dict[int, float] = {}
@@ -231,7 +240,20 @@ def main() -> None:
 
     origin_start_state: collections.Counter[str] = collections.Counter()
 
+    #: node idx -> its state at its first origin start: (s since join, swarm peers, peers
+    #: started, policy neighbours, dials under way, peers whose STATUS claims a chunk)
+    first_start: dict[int, tuple[float, int, int, int, int, int]] = {}
+
     def on_fetch(net: Any, node: Any, act: sw.FetchOrigin) -> Any:
+        if act.seq == sw.ORIGIN_LATEST and node.rec is not None and node.idx not in first_start:
+            swm_ = node.swarm
+            peers_ = list(swm_.peers.values())
+            first_start[node.idx] = (
+                net.now - node.rec.joined_at, len(peers_),
+                sum(1 for st in peers_ if (o := net.by_key.get(st.key)) is not None
+                    and o.swarm.start_seq is not None),
+                node.policy.neighbour_count(), len(node.policy.dials.dialling),
+                sum(1 for st in peers_ if st.status is not None and st.status.latest > 0))
         if a.trace_start and act.seq == sw.ORIGIN_LATEST and node.rec is not None \
                 and node.swarm.counters.origin_starts == 1:
             # a viewer's first origin start: what it had then
@@ -261,6 +283,32 @@ def main() -> None:
         return fetch(net, node, act)
 
     table[sw.FetchOrigin] = on_fetch
+    #: chunks given up after the join by a started viewer, by (kind, access, origin asked
+    #: for it: no / early / late, parent on the substream: none / some, s since the first frame)
+    skips: collections.Counter[str] = collections.Counter()
+    skip_ = table[sw.Skip]
+
+    def on_skip(net: Any, node: Any, act: sw.Skip) -> Any:
+        rec = node.rec
+        if rec is not None and not node.mode and 0 <= act.seq < len(net.produced_t) \
+                and net.produced_t[act.seq] >= rec.joined_at:
+            kind = KINDS.get(node.net.nat, "public")
+            at = asked_at.get((node.idx, act.seq))
+            asked = "no" if at is None else ("early" if at < fallback_at else "late")
+            par = node.swarm.tree.parents[act.seq % k] is not None
+            since = net.now - rec.started_at if rec.started_at is not None else -1.0
+            sb = "unstarted" if since < 0 else ("<2s" if since < 2 else ">=2s")
+            skips[f"{kind}:{node.net.access}"] += 1
+            skips[f"asked:{asked}"] += 1
+            skips[f"parent:{'yes' if par else 'none'}"] += 1
+            skips[f"since_frame:{sb}"] += 1
+            skips[f"since_join:{_since(net.now - rec.joined_at)}"] += 1
+        return skip_(net, node, act)
+
+    def _since(x: float) -> str:
+        return "<2s" if x < 2 else ("2-5s" if x < 5 else ">=5s")
+
+    table[sw.Skip] = on_skip
     # ``--trace-start``: per policy (by its key), its dials until its first link, and the first
     # link's time and direction (wraps the pure-Python policy's class: reads only)
     dial_log: dict[bytes, dict[str, Any]] = {}
@@ -351,6 +399,13 @@ def main() -> None:
     end_t = sim.now - 1.0
     pd = s.swarm_config().playout_delay
     missed: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    #: group -> value -> [viewers, due, missed before the first frame, missed playing]
+    attrib: dict[str, dict[str, list[int]]] = collections.defaultdict(
+        lambda: collections.defaultdict(lambda: [0, 0, 0, 0]))
+    worst: list[tuple[Any, ...]] = []
+
+    def r_access(node: Any) -> str:
+        return str(node.net.access)
     starts: dict[str, list[float]] = collections.defaultdict(list)
     for node in sim.every:
         if node.mode or node.is_source or node.rec is None:
@@ -373,6 +428,43 @@ def main() -> None:
         m["missed_before_frame"] += (mid - lo) - ok_pre
         m["missed_playing"] += (hi - mid) - ok_post
         m["viewers_missing_start"] += int((mid - lo) - ok_pre > 0)
+        miss_pre, miss_post = (mid - lo) - ok_pre, (hi - mid) - ok_post
+        fs = first_start.get(node.idx)
+        su = None if r.started_at is None else r.started_at - r.joined_at
+        src = start_src.get(node.idx, "?")
+        path = "never_started" if su is None else (
+            f"{src}" if fs is None else f"{src}_after_origin_ask" + ("_retried" if node.swarm.counters.origin_starts > 1 else ""))
+        sub = "never" if su is None else ("<0.5" if su < 0.5 else "0.5-0.8" if su < 0.8 else
+                                          "0.8-1.0" if su < 1.0 else "1.0-1.2" if su < 1.2 else
+                                          "1.2-2" if su < 2 else ">=2")
+        fnb = first_nb.get(node.idx)
+        fnbb = "never" if fnb is None else ("<0.3" if fnb < 0.3 else "0.3-0.6" if fnb < 0.6 else
+                                             "0.6-1.0" if fnb < 1.0 else ">=1.0")
+        groups = {
+            "kind": kind, "access": r_access(node), "kind_access": f"{kind}:{r_access(node)}",
+            "start_path": path, "startup_s": sub, "first_neighbour_s": fnbb,
+            "joined": "ramp<10s" if r.joined_at - oasis_run.T0 < 10 else "later",
+            "at_origin_start_swarm_peers": "-" if fs is None else str(min(fs[1], 3)),
+            "at_origin_start_peers_started": "-" if fs is None else str(min(fs[2], 3)),
+            "at_origin_start_neighbours": "-" if fs is None else str(min(fs[3], 3)),
+            "at_origin_start_claiming": "-" if fs is None else str(min(fs[5], 3)),
+            "at_origin_start_dialling": "-" if fs is None else str(min(fs[4] // 4 * 4, 12)),
+            "first_neighbour_s x start_path": f"{fnbb} x {path}",
+            "first_neighbour_s x startup_s": f"{fnbb} x {sub}",
+            "kind x start_path": f"{kind} x {path}",
+            "missed_n": "0" if miss_pre + miss_post == 0 else ("1-10" if miss_pre + miss_post <= 10 else
+                        "11-20" if miss_pre + miss_post <= 20 else "21-40" if miss_pre + miss_post <= 40 else ">40"),
+        }
+        for g, v in groups.items():
+            row = attrib[g][v]
+            row[0] += 1
+            row[1] += hi - lo
+            row[2] += miss_pre
+            row[3] += miss_post
+        worst.append((miss_pre + miss_post, node.idx, kind, r_access(node), round(r.joined_at - oasis_run.T0, 2),
+                      None if su is None else round(su, 3), miss_pre, miss_post, path,
+                      None if fnb is None else round(fnb, 3), fs and [round(fs[0], 3), *fs[1:]],
+                      node.swarm.counters.origin_starts))
     continuity_by_kind = {
         kind: {**dict(m), "continuity": round(1 - (m["missed_before_frame"] + m["missed_playing"]) / max(m["due"], 1), 5),
                "startup_s_p50_p90_p99": _pct(starts[kind])}
@@ -407,6 +499,10 @@ def main() -> None:
         "origin_by_kind_depth": dict(sorted(origin_depth.items())),
         "alive_by_kind_at_end": dict(parents_of_kind),
         "continuity_by_kind": continuity_by_kind,
+        # where the misses are: per group, [viewers, due, missed before frame, missed playing]
+        "missed_by": {g: dict(sorted((v, list(row)) for v, row in d.items())) for g, d in sorted(attrib.items())},
+        "worst_viewers": [list(w) for w in sorted(worst, reverse=True)[:25]],
+        "skips_after_join": dict(sorted(skips.items())),
     }
     if TRACE:
         for key, t0 in deep_since.items():  # still deep at the end (cut by the run's end)

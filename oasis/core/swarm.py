@@ -169,6 +169,9 @@ class Swarm:
         self.held = self.pulls.held
         #: not started by then: ask the origin for the latest keyframe (INF: never)
         self.origin_start_at = now + config.origin_start_after if (config.use_origin and not is_source) else INF
+        #: ``origin_start_lonely``: with no neighbour by then, the origin start comes forward
+        lonely = config.origin_start_lonely
+        self.lonely_start_at = now + lonely if (0 < lonely and now + lonely < self.origin_start_at) else INF
 
     # ---- inputs ----------------------------------------------------------
     def add_peer(self, key: bytes, now: float, *, is_broadcaster: bool = False,
@@ -332,8 +335,11 @@ class Swarm:
         up = self.upload.next_release()
         if up is not None and up < t:
             t = up
-        if self.start_seq is None and self.origin_start_at < t:
-            t = self.origin_start_at
+        if self.start_seq is None:
+            if self.origin_start_at < t:
+                t = self.origin_start_at
+            if self.lonely_start_at < t:
+                t = self.lonely_start_at
         return t
 
     def handle_timer(self, now: float) -> None:
@@ -359,6 +365,12 @@ class Swarm:
             self.claims.check(now)
         if not self.is_source:
             self.repair.track(now, self.start_seq is not None)
+            if self.start_seq is None and now >= self.lonely_start_at:
+                self.lonely_start_at = INF
+                if not self.peers and now < self.origin_start_at:
+                    # no neighbour yet: no start can be on its way from a peer
+                    self.origin_start_at = now
+                    self.counters.origin_lonely_starts += 1
             if self.start_seq is None and now >= self.origin_start_at:
                 # no peer gave us a start in time: the latest keyframe from the origin
                 self.origin_start_at = now + cfg.origin_start_retry

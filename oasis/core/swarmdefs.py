@@ -168,6 +168,12 @@ class SwarmConfig:
     #: start-up (p95 ~370 ms) but cost 0.05-0.3 points of offload on each run.
     origin_start_after: float = 0.5
     origin_start_retry: float = 1.0
+    #: a viewer with no neighbour in the stream this long after its join (no JOIN answered,
+    #: so no start can be on its way from a peer) asks the origin for its start then
+    #: instead of at ``origin_start_after`` (0: off; counter ``origin_lonely_starts``).
+    #: Behind NATs a newcomer's first dials may all go to peers that cannot answer
+    #: (issue 10, h-nat10)
+    origin_start_lonely: float = 0.0
     #: added to a candidate parent's expected arrival per relay on its path: each is a
     #: point of failure (churn, congestion), so of two equally fast paths the shorter wins
     hop_penalty: float = 0.03
@@ -574,6 +580,8 @@ class SwarmCounters:
     missing_sent: int = 0
     origin_fetches: int = 0
     origin_starts: int = 0  #: FetchOrigin(ORIGIN_LATEST): no start from peers in time
+    #: of those, asked at ``origin_start_lonely`` (no neighbour then) instead of later
+    origin_lonely_starts: int = 0
     #: wants made before our first frame and due already at it (a late start), given
     #: ``start_grace`` after it instead of skipped at once
     start_graced: int = 0
