@@ -380,7 +380,7 @@ class RepairPicker:
                 # (``relay_cover_overdue``) our parent's push usually comes after that
                 # moment: missing then, the chunk is no sign of a loss above us
                 cover = INF
-            if now < cover < w.origin_at and self._feeds(j):
+            if now < cover < w.origin_at and self._feeds(j, self.config.relay_cover_children):
                 w.early_until = w.origin_at  # (a 404 before then: not made or not at the edge yet)
                 w.origin_at = cover
         self.wants[seq] = w
@@ -559,10 +559,11 @@ class RepairPicker:
                     self.want(seq, now)
         self.wants_t = now
 
-    def _feeds(self, j: int) -> bool:
-        """We feed at least ``relay_early_children`` children on substream ``j``."""
+    def _feeds(self, j: int, need: int = 0) -> bool:
+        """We feed at least ``need`` (0: ``relay_early_children``) children on substream ``j``."""
         bit = 1 << j
-        need = self.config.relay_early_children
+        if need <= 0:
+            need = self.config.relay_early_children
         kids = 0
         for st in self.peers.values():
             if st.children_mask & bit:

@@ -147,6 +147,10 @@ class SwarmConfig:
     #: is overdue: a relay whose pushes come later would fetch chunks that are on their way
     #: (a fetch whose answer beats the push makes the relay's copy an origin delivery)
     relay_cover_overdue: bool = False
+    #: ``relay_cover`` for a relay that feeds at least this many children on ``j`` (0: as
+    #: ``relay_early_children``). 1: a relay with one child covers too: a chunk lost above
+    #: it otherwise costs two origin fetches at the fallback (the relay's and its child's)
+    relay_cover_children: int = 0
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback

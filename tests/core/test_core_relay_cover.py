@@ -91,3 +91,21 @@ def test_the_cover_leaves_relay_cover_hop_for_the_children() -> None:
         want = node.delay.origin_at - hop - rp.ORIGIN_FLOOR
         assert want - 0.011 <= at <= want + 0.011
     assert sw.SwarmConfig().relay_cover_hop == 0.02
+
+
+def test_relay_cover_children_sets_the_cover_threshold_apart_from_the_early_fetch() -> None:
+    """``relay_cover_children`` 1: a relay with one child on the substream covers too (a chunk
+    lost above it otherwise costs two fetches at the fallback, its own and its child's), while
+    ``relay_early_children`` (2) still rules the late relay's early fetch; 0 (the default)
+    follows ``relay_early_children``."""
+    at, node = _first_fetch(1, relay_cover=True, relay_cover_children=1)
+    want = node.delay.origin_at - node.config.relay_cover_hop - rp.ORIGIN_FLOOR
+    assert want - 0.011 <= at <= want + 0.011
+    assert node.counters.origin_cover == 1
+    assert node.config.relay_early_children == 2
+    at, node = _first_fetch(1, relay_cover=True, relay_cover_children=0)
+    assert at >= node.delay.origin_at - 0.001
+    assert node.counters.origin_cover == 0
+    at, node = _first_fetch(2, relay_cover=True, relay_cover_children=3)
+    assert at >= node.delay.origin_at - 0.001
+    assert sw.SwarmConfig().relay_cover_children == 0
