@@ -86,18 +86,12 @@ def add_file_routes(app: web.Application, files: Files) -> None:
         e = entry(request.match_info["cid"])
         # the largest cacheable object: each alias behind a CDN cost the whole file
         canonical_only(request, f"/files/{e.text}", "a file")
-        ip = request.remote or ""
-        why = readers.refuse(ip)
-        if why:
-            counters["files_readers_refused"] = counters.get("files_readers_refused", 0) + 1
-            raise json_error(429, "too_many_readers", f"at most {why}")
-        readers.take(ip)
-        e.readers += 1
-        try:
-            return await serve(request, e)
-        finally:
-            readers.give(ip)
-            e.readers -= 1
+        with readers.slot(request, counters, "files_readers_refused", "too_many_readers", ""):
+            e.readers += 1
+            try:
+                return await serve(request, e)
+            finally:
+                e.readers -= 1
 
     async def serve(request: web.Request, e) -> web.StreamResponse:  # type: ignore[no-untyped-def]
         etag = f'"{e.text}"'  # the content id: the file's bytes can never change under it

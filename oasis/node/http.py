@@ -38,6 +38,7 @@ which a same-machine proxy passing its client's Host must reach.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import itertools
@@ -45,7 +46,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -613,16 +614,8 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
 
     async def live(request: web.Request) -> web.StreamResponse:
         ls = _stream(node, request.match_info["sid"])
-        ip = request.remote or ""
-        why = players.refuse(ip)
-        if why:
-            http_counters["live_refused"] = http_counters.get("live_refused", 0) + 1
-            raise json_error(429, "too_many_players", f"this gateway serves at most {why}")
-        players.take(ip)
-        try:
+        with players.slot(request, http_counters, "live_refused", "too_many_players", "this gateway serves"):
             return await play(request, ls)
-        finally:
-            players.give(ip)
 
     async def play(request: web.Request, ls: LiveStream) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "video/mp2t", "Cache-Control": "no-store"})
@@ -732,6 +725,22 @@ class PlayerSlots:
         else:
             del self._by_ip[ip]
 
+    @contextlib.contextmanager
+    def slot(self, request: web.Request, counters: dict[str, int], counter: str, code: str,
+             what: str) -> Iterator[None]:
+        """One of these for ``request``'s address while the ``with`` body runs; if there is
+        none, a 429 ``code`` saying ``what`` "at most ..." (counted as ``counter``)."""
+        ip = request.remote or ""
+        why = self.refuse(ip)
+        if why:
+            counters[counter] = counters.get(counter, 0) + 1
+            raise json_error(429, code, f"{what} at most {why}".strip())
+        self.take(ip)
+        try:
+            yield
+        finally:
+            self.give(ip)
+
 
 def node_keyframe(ls: LiveStream, seq: int) -> bool:
     c = ls.swarm.log.get(seq)
@@ -820,16 +829,8 @@ def add_origin_routes(app: web.Application, node: Node,
         # hold a live stream's chunks before any viewer asks (oasis.node.edge; docs/oftp.md).
         ls = origin_stream(request)
         canonical_only(request, f"/origin/{ls.text_id}/feed", "the feed")
-        ip = request.remote or ""
-        why = feeds.refuse(ip)
-        if why:
-            counters["feeds_refused"] = counters.get("feeds_refused", 0) + 1
-            raise json_error(429, "too_many_feeds", f"this origin serves at most {why} chunk feeds")
-        feeds.take(ip)
-        try:
+        with feeds.slot(request, counters, "feeds_refused", "too_many_feeds", "this origin serves chunk feeds"):
             return await feed_out(request, ls)
-        finally:
-            feeds.give(ip)
 
     async def feed_out(request: web.Request, ls: LiveStream) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-oftp-chunks",

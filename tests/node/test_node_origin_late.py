@@ -10,7 +10,9 @@ fetch path against an aiohttp origin on loopback that answers each chunk a littl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -45,14 +47,24 @@ async def _slow_origin(sid: StreamId, bid: Identity) -> tuple[web.AppRunner, int
     return runner, site._server.sockets[0].getsockname()[1], peers  # type: ignore[union-attr]
 
 
-async def test_a_late_fallback_fetch_is_failed_in_time_and_its_connection_kept() -> None:
+@contextlib.asynccontextmanager
+async def _viewer_of_slow_origin() -> AsyncIterator[tuple[Any, list[Any]]]:
+    """A real Node's stream (no origin start of its own) whose origin is :func:`_slow_origin`:
+    the stream and the list of connections the origin saw."""
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
     runner, port, peers = await _slow_origin(sid, bid)
     node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
     await node.start()
     try:
-        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        yield node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin"), peers
+    finally:
+        await node.close()
+        await runner.cleanup()
+
+
+async def test_a_late_fallback_fetch_is_failed_in_time_and_its_connection_kept() -> None:
+    async with _viewer_of_slow_origin() as (ls, peers):
         for k in range(1, 4):
             t0 = time.monotonic()
             await ls._fetch_origin(100 + k, ls.now() + 0.1)  # 0.1 s to go: the answer takes 0.25
@@ -61,25 +73,13 @@ async def test_a_late_fallback_fetch_is_failed_in_time_and_its_connection_kept()
             await until(lambda k=k: ls.origin_late == k, 5, what=f"late fetch {k} finished")
         assert len(peers) == 3
         assert len(set(peers)) == 1, peers  # one connection for all three
-    finally:
-        await node.close()
-        await runner.cleanup()
 
 
 async def test_late_fetches_left_to_finish_are_bounded(monkeypatch: Any) -> None:
     """At most ``MAX_LATE_FETCHES`` late fetches run on per stream; beyond, one is cut off at
     its deadline as before (an origin that never answers holds no more sockets than that)."""
     monkeypatch.setattr(node_mod, "MAX_LATE_FETCHES", 2)
-    bid = Identity.generate()
-    sid = StreamId(bid.public, "live")
-    runner, port, peers = await _slow_origin(sid, bid)
-    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
-    await node.start()
-    try:
-        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+    async with _viewer_of_slow_origin() as (ls, _peers):
         await asyncio.gather(*(ls._fetch_origin(200 + k, ls.now() + 0.05) for k in range(4)))
         assert ls.origin_failures == 4 and len(ls._late) == 2
         await until(lambda: ls.origin_late == 2 and not ls._late, 5, what="the two kept fetches finished")
-    finally:
-        await node.close()
-        await runner.cleanup()
