@@ -155,7 +155,7 @@ async def _hostile_origin(sid: StreamId, frames: list[bytes], chunks: dict[int, 
         await resp.prepare(request)
         for f in frames:
             await resp.write(f)
-        await asyncio.sleep(30)  # holds the feed open (the test ends first)
+        await asyncio.Event().wait()  # holds the feed open until the server is shut down
         return resp
 
     async def chunk(request: web.Request) -> web.Response:
