@@ -14,6 +14,7 @@ import struct
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,52 @@ def _stats(base: str) -> dict[str, Any]:
     return out
 
 
-def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def broadcaster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OasisProcess]:
+    """One real broadcaster for the module's real-process tests (stopped at the end)."""
     procs: list[OasisProcess] = []
     try:
-        b = start_broadcaster(tmp_path, procs)
+        yield start_broadcaster(tmp_path_factory.mktemp("edge"), procs)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_the_origin_serves_a_bounded_number_of_feeds(broadcaster: OasisProcess) -> None:
+    """Each feed costs the broadcaster the stream's bitrate: past ``MAX_FEEDS`` at once an
+    origin answers 429 ``too_many_feeds`` (a real broadcaster; loopback is exempt from the
+    per-address cap, not from the total)."""
+    url = f"{broadcaster.info['origin']}/{broadcaster.info['stream_id']}/feed"
+
+    async def many() -> list[int]:
+        async with aiohttp.ClientSession() as s:
+            held = []
+            statuses = []
+            try:
+                for _ in range(http_mod.MAX_FEEDS + 1):
+                    r = await s.get(url, timeout=aiohttp.ClientTimeout(total=20))
+                    statuses.append(r.status)
+                    if r.status == 200:
+                        head = await r.content.readexactly(4)  # a frame: the feed is live
+                        assert struct.unpack(">I", head)[0] <= wire.MAX_CHUNK_MESSAGE
+                        held.append(r)
+                    else:
+                        assert (await r.json())["error"] == "too_many_feeds"
+                        r.release()
+            finally:
+                for r in held:
+                    r.close()
+            return statuses
+
+    statuses = asyncio.run(many())
+    assert statuses.count(200) == http_mod.MAX_FEEDS and statuses[-1] == 429
+
+
+def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
+        broadcaster: OasisProcess, tmp_path: Path) -> None:
+    procs: list[OasisProcess] = []
+    try:
+        b = broadcaster
         origin, sid = b.info["origin"], b.info["stream_id"]
         # a keyframe past the first, so that the feed starts after chunk 0 (an older one exists)
         wait_until(lambda: json.loads(_get(f"{origin}/{sid}/latest.json")[1]).get("keyframe", 0) > 0, 30)
@@ -99,42 +142,6 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(tmp_p
         status, body, _ = _get(f"{edge_url}/{sid.upper()}/time")
         assert status in (400, 404) and json.loads(body)["error"] in ("bad_stream", "not_canonical")
         assert e.stop() == 0  # SIGTERM: a clean stop, as the other long-running commands
-    finally:
-        for p in procs:
-            p.stop()
-
-
-def test_the_origin_serves_a_bounded_number_of_feeds(tmp_path: Path, monkeypatch: Any) -> None:
-    """Each feed costs the broadcaster the stream's bitrate: past ``MAX_FEEDS`` at once an
-    origin answers 429 ``too_many_feeds`` (a real broadcaster; loopback is exempt from the
-    per-address cap, not from the total)."""
-    procs: list[OasisProcess] = []
-    try:
-        b = start_broadcaster(tmp_path, procs)
-        url = f"{b.info['origin']}/{b.info['stream_id']}/feed"
-
-        async def many() -> list[int]:
-            async with aiohttp.ClientSession() as s:
-                held = []
-                statuses = []
-                try:
-                    for _ in range(http_mod.MAX_FEEDS + 1):
-                        r = await s.get(url, timeout=aiohttp.ClientTimeout(total=20))
-                        statuses.append(r.status)
-                        if r.status == 200:
-                            head = await r.content.readexactly(4)  # a frame: the feed is live
-                            assert struct.unpack(">I", head)[0] <= wire.MAX_CHUNK_MESSAGE
-                            held.append(r)
-                        else:
-                            assert (await r.json())["error"] == "too_many_feeds"
-                            r.release()
-                finally:
-                    for r in held:
-                        r.close()
-                return statuses
-
-        statuses = asyncio.run(many())
-        assert statuses.count(200) == http_mod.MAX_FEEDS and statuses[-1] == 429
     finally:
         for p in procs:
             p.stop()

@@ -324,6 +324,10 @@ def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
     assert r["testbed"]["viewers_forked"] is True
     assert r["dht"]["found_providers"] >= 4, r["dht"]  # of 5 viewers, in 8 s
     assert r["dht"]["dht_records_rejected"] == 0
+    # a CDN edge in each viewer country followed the origin's feed and answered fallbacks
+    cdn = r["cdn"]
+    assert 1 <= cdn["edges"] <= 2 and cdn["answered"] == cdn["edges"] == r["testbed"]["cdn_edges"]
+    assert cdn["feed_connects"] >= cdn["edges"] and cdn["feed_bad_chunks"] == 0
 
 
 def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_path: Path) -> None:
