@@ -103,7 +103,6 @@ class Edge:
         self.streams: dict[str, Followed] = {}
         self._pulls: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
         self.closing = False
-        self._last_time = 0.0  #: the signed time of the chunk :meth:`keep` took last
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
@@ -157,14 +156,13 @@ class Edge:
                 (n,) = http.FEED_FRAME.unpack(head)
                 if n > wire.MAX_CHUNK_MESSAGE:
                     raise FeedError(f"a feed frame of {n} bytes (at most {wire.MAX_CHUNK_MESSAGE})")
-                body = await r.content.readexactly(n)
-                self.keep(f, body)
-                f.lags.append(time.time() - self._last_time)
+                c = self.keep(f, await r.content.readexactly(n))
+                f.lags.append(time.time() - c.time_us / 1e6)
                 f.frames += 1
                 self.counters["feed_frames"] += 1
 
-    def keep(self, f: Followed, body: bytes) -> int:
-        """Check ``body`` (a chunk's wire bytes) and hold it; returns its seq. Raises
+    def keep(self, f: Followed, body: bytes) -> wire.ChunkMsg:
+        """Check ``body`` (a chunk's wire bytes) and hold it; returns the chunk. Raises
         :class:`FeedError` if it is not a chunk of ``f``'s stream signed by its broadcaster."""
         try:
             c = wire.decode_chunk(body)
@@ -184,8 +182,7 @@ class Edge:
             f.latest, f.latest_time = c.seq, c.time_us / 1e6
         if c.flags & 1 and c.seq > f.keyframe:
             f.keyframe = c.seq
-        self._last_time = c.time_us / 1e6
-        return c.seq
+        return c
 
     async def _pull(self, f: Followed, seq: int) -> bytes | None:
         """Chunk ``seq`` from the origin (one request however many ask), kept if it checks."""
@@ -206,7 +203,7 @@ class Edge:
                 if r.status == 200:
                     raw = await http.read_capped(r.content, wire.MAX_CHUNK_MESSAGE)
                     try:
-                        if self.keep(f, raw) == seq:
+                        if self.keep(f, raw).seq == seq:
                             body = raw
                     except FeedError:
                         self.counters["feed_bad_chunks"] += 1
