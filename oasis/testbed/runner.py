@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from oasis.core.identity import key_of_peer_id
-from oasis.core.metrics import missed_by_phase, start_figures, summarize
+from oasis.core.metrics import SETTLE_S, missed_by_phase, start_figures, summarize
 from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
@@ -291,6 +291,7 @@ class Testbed:
         if result.get("errors"):  # what the nodes logged of it (the logs go at close)
             result["error_detail"]["violation_lines"] = _violation_lines(self.root)
         result["by_nat"] = by_nat(topo, list(final), bstats, now, self.playout_delay)
+        result["by_viewer"] = viewer_table(topo, list(final), bstats, now, self.playout_delay)
         # the viewers' starts, step by step from each join (LiveStream.start_trace)
         result["start"] = start_figures(result.get("per_viewer", []))
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
@@ -484,6 +485,49 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
             **{k: sum(s.get("counters", {}).get(k, 0) for s in ok)
                for k in ("dial_attempts", "dial_failures", "dials_held_per_ip")},
         }
+    return out
+
+
+def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str, Any] | None,
+                 now: float, playout_delay: float = 0.5) -> dict[str, Any]:
+    """One row per viewer, to find where a run's missed chunks are: its link (country,
+    access, NAT), continuity once playing, its misses while playing (after ``SETTLE_S``) as
+    runs of consecutive chunks (``miss_runs``: how many, ``longest``: chunks; many short
+    runs are losses, one long run a stall), p95 latency, the origin fallback's fetches
+    and failures, and the bytes by source."""
+    if bstats is None or not bstats.get("streams"):
+        return {}
+    produced = {int(k): v for k, v in bstats["streams"][0]["produced"].items()}
+    out: dict[str, Any] = {}
+    for v, s in zip(topo.viewers, final, strict=True):
+        if s is None or not s.get("streams"):
+            out[v.name] = None
+            continue
+        st = s["streams"][0]
+        rec = st["record"]
+        summ = summarize([rec], produced, now - 1.0, playout_delay=playout_delay)
+        on_time = set(rec["on_time"])
+        runs: list[int] = []
+        run = 0
+        if rec["started_at"] is not None:
+            t0 = rec["started_at"] + SETTLE_S
+            for seq in sorted(k for k, t in produced.items() if t0 <= t and t + playout_delay <= now - 1.0):
+                if seq in on_time:
+                    if run:
+                        runs.append(run)
+                    run = 0
+                else:
+                    run += 1
+            if run:
+                runs.append(run)
+        out[v.name] = {"country": v.country, "access": v.access, "nat": v.nat,
+                       "continuity_playing": summ["continuity_playing"],
+                       "miss_runs": len(runs), "missed_playing": sum(runs),
+                       "longest": max(runs, default=0),
+                       "latency_ms_p95": summ["latency_ms"]["p95"],
+                       "origin_fetches": st.get("origin_fetches", 0),
+                       "origin_failures": st.get("origin_failures", 0),
+                       "bytes": summ["bytes"]}
     return out
 
 

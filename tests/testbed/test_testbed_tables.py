@@ -1,0 +1,34 @@
+"""The testbed's per-viewer table (``runner.viewer_table``): pure data, no root."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oasis.testbed import runner
+from oasis.testbed.topology import build
+
+
+def _stats(on_time: list[int], started: float | None, fetches: int = 0, failures: int = 0) -> dict[str, Any]:
+    rec = {"joined_at": 100.0, "started_at": started, "on_time": on_time,
+           "latencies": {str(s): 0.2 for s in on_time}, "bytes": {"p2p": 1000 * len(on_time)}}
+    return {"streams": [{"record": rec, "origin_fetches": fetches, "origin_failures": failures}]}
+
+
+def test_viewer_table_splits_misses_while_playing_into_runs() -> None:
+    topo = build(1, 2)
+    produced = {i: 100.0 + i * 0.1 for i in range(200)}  # 20 s of chunks from the join
+    # v0 starts at 100.0: chunks made from 105.0 (seq 50) are "playing"; misses 10
+    # (settling: not counted), 60-62, 80, 120-129
+    v0 = sorted(set(range(200)) - {10, 60, 61, 62, 80, *range(120, 130)})
+    bstats = {"streams": [{"produced": {str(k): t for k, t in produced.items()}}]}
+    now = 100.0 + 200 * 0.1 + 2.0  # every chunk's deadline passed
+    table = runner.viewer_table(topo, [_stats(v0, 100.0, 7, 2), None], bstats, now)
+    row = table["v0"]
+    assert row["miss_runs"] == 3 and row["missed_playing"] == 14 and row["longest"] == 10
+    assert row["origin_fetches"] == 7 and row["origin_failures"] == 2
+    assert row["nat"] == topo.viewers[0].nat and row["country"] == topo.viewers[0].country
+    assert 0.9 < row["continuity_playing"] < 1.0
+    assert table["v1"] is None  # no stats: a row that says so
+    # a viewer that never started has no playing phase to split
+    never = runner.viewer_table(topo, [_stats([], None), None], bstats, now)["v0"]
+    assert never["miss_runs"] == 0 and never["continuity_playing"] == 0.0
