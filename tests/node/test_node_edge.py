@@ -263,3 +263,89 @@ async def test_an_edge_refuses_a_bad_stream_id_without_asking_the_origin_and_fol
             await edge.close()
             await runner_e.cleanup()
             await runner_o.cleanup()
+
+
+# ---- held requests: a chunk just ahead of the feed is answered when the feed brings it ----
+
+async def _paced_origin(sid: StreamId) -> tuple[web.AppRunner, str, asyncio.Queue[bytes | None]]:
+    """An origin whose feed writes each frame put on the returned queue (None ends it)."""
+    q: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while (frame := await q.get()) is not None:
+            await resp.write(frame)
+        return resp
+
+    async def other(request: web.Request) -> web.Response:
+        if request.match_info["what"].endswith(".chunk"):
+            return web.Response(status=404)
+        return web.json_response({"now_us": 1})
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get("/origin/{sid}/{what}", other)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/origin", q
+
+
+async def test_an_edge_holds_a_request_just_ahead_of_its_feed_until_the_chunk_comes(monkeypatch: Any) -> None:
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    body = {s: wire.encode(sign_chunk(bid, sid, s, now, s == 0, bytes([s]) * 300)) for s in range(40)}
+    runner_o, origin, q = await _paced_origin(sid)
+    monkeypatch.setattr(edge_mod, "MAX_HELD_PER_IP", 4)
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s)
+        runner_e, url = await _serve(edge)
+
+        async def get(seq: int) -> tuple[int, bytes]:
+            async with s.get(f"{url}/{sid}/{seq}.chunk") as r:
+                return r.status, await r.read()
+        try:
+            async with s.get(f"{url}/{sid}/time") as r:  # starts following
+                assert r.status == 200
+            for seq in range(5):
+                q.put_nowait(_frame(body[seq]))
+            await until(lambda: edge.streams[str(sid)].latest == 4, 10, what="the feed's first chunks")
+            f = edge.streams[str(sid)]
+            # chunk 6 is not here yet: held, not answered, until the feed brings it
+            six = asyncio.ensure_future(get(6))
+            await until(lambda: edge.held == 1, 10, what="the request held")
+            q.put_nowait(_frame(body[5]))
+            await until(lambda: f.latest == 5, 10, what="chunk 5")
+            assert not six.done() and edge.held == 1
+            q.put_nowait(_frame(body[6]))
+            assert await asyncio.wait_for(six, 10) == (200, body[6])
+            assert edge.counters["held_served"] == 1 and edge.held == 0
+            # too far ahead of the feed: 404 at once, nothing held
+            status, _ = await asyncio.wait_for(get(6 + edge_mod.HOLD_AHEAD + 1), edge_mod.HOLD_S / 2)
+            assert status == 404 and edge.counters["held_refused"] == 1
+            # the feed goes past a held seq (8 is never made): its 404 comes with chunk 9
+            eight = asyncio.ensure_future(get(8))
+            await until(lambda: edge.held == 1, 10, what="8 held")
+            q.put_nowait(_frame(body[7]))
+            q.put_nowait(_frame(body[9]))
+            assert (await asyncio.wait_for(eight, edge_mod.HOLD_S / 2))[0] == 404
+            assert edge.counters["held_timeouts"] == 1
+            # one address holds at most MAX_HELD_PER_IP: the next is refused at once; a flood
+            # of requests for chunks that never come holds no more than that
+            flood = [asyncio.ensure_future(get(seq)) for seq in range(10, 14)]
+            await until(lambda: edge.held == 4, 10, what="four held")
+            status, _ = await asyncio.wait_for(get(14), edge_mod.HOLD_S / 2)
+            assert status == 404 and edge.held == 4 and edge.counters["held_refused"] == 2
+            # the feed ends: every held request is answered (404) now, not after HOLD_S
+            q.put_nowait(None)
+            results = await asyncio.wait_for(asyncio.gather(*flood), edge_mod.HOLD_S / 2)
+            assert [st for st, _ in results] == [404] * 4 and edge.held == 0
+            assert not f.waiters
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
