@@ -13,16 +13,9 @@ the edge holds the newest :data:`CACHE_CHUNKS` of each stream.
 It answers the origin's URLs, so a viewer is pointed at it with ``--cdn-url
 http://<edge>/origin``:
 
-* ``GET /origin/<stream>/<seq>.chunk`` -- from the cache; a chunk the feed has not brought
-  yet but is due soon (at most :data:`HOLD_AHEAD` chunks past the newest) is *held*: the
-  answer goes out the moment the feed brings it, or 404 after :data:`HOLD_S` (as a live
-  CDN collapses requests for an object still arriving, and LL-HLS blocks a request for
-  the next part). A viewer asks for a chunk 0.12 s before its deadline; from an edge whose
-  feed crosses an ocean (p95 lag 0.2-0.6 s in the testbed) the chunk was often not there
-  yet, the 404 sent the viewer back a round trip later, and the retry failed too. Further
-  ahead, or with :data:`MAX_HELD` (or :data:`MAX_HELD_PER_IP`) already held: 404 at once.
-  An older one not held is pulled through from the origin, once however many ask at the
-  same time, and kept.
+* ``GET /origin/<stream>/<seq>.chunk`` -- from the cache; a chunk newer than the feed has
+  brought is 404 at once (not made yet, as the origin says); an older one not held is
+  pulled through from the origin, once however many ask at the same time, and kept.
 * ``GET /origin/<stream>/latest.json`` -- from the feed while it is up (else passed through).
 * ``GET /origin/<stream>/time``, ``descriptor`` -- passed through to the origin and never
   kept (they change; ``time`` must be the broadcaster's clock).
@@ -64,10 +57,6 @@ PASS_TIMEOUT = 5.0  #: s an origin may take to answer a passed-through or pulled
 PASS_CAPS = {"latest.json": 512, "time": 512, "descriptor": 64 * 1024}
 MAX_PULLS = 64  #: pull-throughs under way at once (each holds an upstream request)
 LAG_SAMPLES = 2000  #: feed lags and miss distances kept per stream for /stats
-HOLD_AHEAD = 60  #: a request at most this many chunks past the feed's newest is held (2 s at 33 ms)
-HOLD_S = 2.0  #: s a held request waits for its chunk before a 404
-MAX_HELD = 1024  #: requests held at once, all streams (more: 404 at once)
-MAX_HELD_PER_IP = 64  #: of those, from one address (viewers behind one CGN share it)
 
 
 class FeedError(ValueError):
@@ -95,18 +84,6 @@ class Followed:
     #: last misses asked (chunks)
     lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
     ahead: deque[int] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
-    #: held requests: seq -> the future the feed resolves when it brings that chunk (or
-    #: goes past it, or ends)
-    waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
-    #: how long held requests waited for their chunk (s)
-    held_waits: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
-
-    def wake(self, upto: int) -> None:
-        """Resolve the held requests for every seq <= ``upto`` (all: -1 means every one)."""
-        for seq in [q for q in self.waiters if upto < 0 or q <= upto]:
-            fut = self.waiters.pop(seq)
-            if not fut.done():
-                fut.set_result(None)
 
 
 class Edge:
@@ -125,14 +102,11 @@ class Edge:
         self.clock = clock
         self.streams: dict[str, Followed] = {}
         self._pulls: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
-        self.held = 0  #: requests held now (``MAX_HELD``)
-        self._held_by_ip: dict[str, int] = {}
         self.closing = False
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
-            "feed_failures": 0, "feed_bad_chunks": 0, "streams_refused": 0, "streams_unfollowed": 0,
-            "held": 0, "held_served": 0, "held_timeouts": 0, "held_refused": 0}
+            "feed_failures": 0, "feed_bad_chunks": 0, "streams_refused": 0, "streams_unfollowed": 0}
 
     # ---- the feeds -------------------------------------------------------------------
     def follow(self, text: str) -> Followed | None:
@@ -161,12 +135,10 @@ class Edge:
                     if isinstance(exc, FeedError):
                         self.counters["feed_bad_chunks"] += 1
                     f.connected = False
-                    f.wake(-1)  # held requests get their 404 now, not at HOLD_S
                     await asyncio.sleep(backoff)  # a back-off, not a synchronisation
                     backoff = min(BACKOFF_MAX, backoff * 2)
         finally:
             f.connected = False
-            f.wake(-1)
             f.task = None
             if self.streams.get(f.text) is f and not self.closing:
                 del self.streams[f.text]
@@ -208,9 +180,6 @@ class Edge:
                 f.etags.pop(old, None)
         if c.seq > f.latest:
             f.latest, f.latest_time = c.seq, c.time_us / 1e6
-        if f.waiters:
-            # this chunk's held requests, and any for seqs the feed went past (not made)
-            f.wake(f.latest)
         if c.flags & 1 and c.seq > f.keyframe:
             f.keyframe = c.seq
         return c
@@ -270,9 +239,7 @@ class Edge:
         elif f.connected and seq > f.latest:
             self.counters["misses_ahead"] += 1
             f.ahead.append(seq - f.latest)
-            body = await self._hold(f, seq, request.remote or "")
-            if body is None:
-                raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
+            raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
         else:
             body = await self._pull(f, seq)
             if body is None:
@@ -285,42 +252,6 @@ class Edge:
             if same is not None:
                 return same
         return web.Response(body=body, content_type="application/x-oftp-chunk", headers=headers)
-
-    async def _hold(self, f: Followed, seq: int, ip: str) -> bytes | None:
-        """Wait up to :data:`HOLD_S` for the feed to bring chunk ``seq`` (past the newest it
-        brought): its bytes, or None (too far ahead, too many held, not brought in time, or
-        the feed went past it or ended)."""
-        if (f.latest < 0 or seq - f.latest > HOLD_AHEAD or self.held >= MAX_HELD
-                or self._held_by_ip.get(ip, 0) >= MAX_HELD_PER_IP):
-            self.counters["held_refused"] += 1
-            return None
-        fut = f.waiters.get(seq)
-        if fut is None:
-            fut = f.waiters[seq] = asyncio.get_running_loop().create_future()
-        self.held += 1
-        self._held_by_ip[ip] = self._held_by_ip.get(ip, 0) + 1
-        self.counters["held"] += 1
-        began = self.clock()
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), HOLD_S)
-        except TimeoutError:
-            pass
-        finally:
-            self.held -= 1
-            n = self._held_by_ip[ip] - 1
-            if n:
-                self._held_by_ip[ip] = n
-            else:
-                del self._held_by_ip[ip]
-            # (a future no one waits on stays in ``f.waiters`` until the feed brings or
-            # passes its seq, or ends: at most HOLD_AHEAD of them per stream)
-        body = f.chunks.get(seq)
-        if body is None:
-            self.counters["held_timeouts"] += 1
-        else:
-            self.counters["held_served"] += 1
-            f.held_waits.append(self.clock() - began)
-        return body
 
     async def passthrough(self, request: web.Request) -> web.Response:
         f = self.stream_of(request)
@@ -351,8 +282,7 @@ class Edge:
             "origin": self.origin, **self.counters,
             "streams": {t: {"latest": f.latest, "held": len(f.chunks), "connected": f.connected,
                             "frames": f.frames, "feed_lag_ms": _quantiles(f.lags, 1000.0),
-                            "misses_ahead_by": _quantiles(f.ahead, 1.0),
-                            "held_wait_ms": _quantiles(f.held_waits, 1000.0)}
+                            "misses_ahead_by": _quantiles(f.ahead, 1.0)}
                         for t, f in self.streams.items()}},
             headers=http.NO_STORE)
 

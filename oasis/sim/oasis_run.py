@@ -118,9 +118,6 @@ CPU_TX_BYTE_S = 0.028e-6  #: per byte sent
 #: an origin response: the viewer's HTTP client (kernel TCP; assumed a message's fixed
 #: cost, not measured) and the chunk's signature check
 ORIGIN_RX_CPU_S = CPU_RX_MSG_S + CPU_VERIFY_S
-#: a fetch for a chunk made but not yet at the CDN edge is held there until it is, up to
-#: this long (oasis.node.edge.HOLD_S; before 2026-12-04 a 404 at once, as a chunk not made)
-EDGE_HOLD_S = 2.0
 QUIC_DATAGRAM = 1350  #: oasis.node.transport.DEFAULT_DATAGRAM_SIZE
 #: oasis.node.congestion (every link of the node): INITIAL_WINDOW = 64 datagrams; app-
 #: limited traffic does not grow it (RFC 9002 section 7.8), the handshake included
@@ -309,7 +306,6 @@ class OasisSim:
         self.control_bytes = 0
         self.origin_requests = 0
         self.origin_404 = 0
-        self.origin_held = 0  #: fetches the CDN edge held until its copy came (EDGE_HOLD_S)
         self.origin_timeouts = 0
         self.hops: Counter[int] = Counter()
         self.dropped_peers = 0
@@ -1139,15 +1135,11 @@ class OasisSim:
         if node.swarm.config.origin_adapt:
             deadline += sw.ORIGIN_OVERTIME
         entry = self.origin.get(seq)
-        if entry is None or entry[1] + self._edge_delay(net) > req_at + EDGE_HOLD_S:
+        if entry is None or entry[1] + self._edge_delay(net) > req_at:
             self.origin_404 += 1
             back = req_at + edge_half + net.lastmile_s
             self.at(min(back, deadline), EV_ORIGIN, node, (seq, None))
             return
-        if entry[1] + self._edge_delay(net) > req_at:
-            # made, not at the edge yet: the edge holds the request until it is (oasis edge)
-            self.origin_held += 1
-            req_at = entry[1] + self._edge_delay(net)
         chunk = entry[0]
         size = self.chunk_size[seq] + 300  # HTTP response headers
         pkts = -(-size // MTU_PAYLOAD)
