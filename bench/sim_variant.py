@@ -65,7 +65,9 @@ def main() -> None:
                       "p95": o["latency_ms"]["p95"], "stretch50": o["latency_stretch"]["p50"],
                       "startup_ms": o.get("startup_ms"),
                       "resource_index": out.get("resource_index"),
-                      "origin_requests": o.get("origin_requests"), "wall_s": out.get("wall_s"),
+                      "origin_requests": o.get("origin_requests"),
+                      "near_swaps": o.get("policy", {}).get("links_replaced_nearer"),
+                      "wall_s": out.get("wall_s"),
                       "load": [load0, _load()]}), flush=True)
 
 

@@ -21,7 +21,9 @@ passes its ``Link`` objects); peers are Ed25519 public keys.
   Beyond ``max_neighbours``, ``service_links`` more inbound links are admitted for the
   DHT only (a JOIN on one is refused OVERLOADED; with ``start_room``, a JOIN that asks for
   a start -- a newcomer's -- is admitted there while the node has fewer than
-  ``max_neighbours + start_room`` neighbours). A service link idle for
+  ``max_neighbours + start_room`` neighbours; with ``near_swap``, a JOIN there from a peer
+  much nearer (link RTT) than our farthest inbound neighbour outside our trees replaces
+  that neighbour, see :meth:`PeerPolicy._near_swap`). A service link idle for
   ``service_idle`` is closed without blame; one we dialled is promoted to a neighbour
   (it JOINs) when a verified source offers its peer as a candidate we want.
 * **Routing** (``on_message``): every control message first spends tokens from the
@@ -60,7 +62,7 @@ import enum
 import ipaddress
 import random
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -225,6 +227,19 @@ class PolicyConfig:
     #: get this many here and link to other nodes for the rest.
     max_inbound_per_ip: int = 0
     service_idle: float = 15.0  #: a service link with no DHT message for this long is closed
+    #: (a prototype, off by default) a JOIN on a link admitted beyond ``max_neighbours`` (DHT
+    #: only) from a peer whose link RTT is at most ``near_swap_ratio`` of, and
+    #: ``near_swap_gain`` s below, that of our farthest inbound neighbour -- one that is not
+    #: our parent or child on any stream (``PeerPolicy.tree_peer``) -- closes that neighbour
+    #: (OVERLOADED, ``links_replaced_nearer``) and is admitted in its place; at most once per
+    #: ``near_swap_interval`` s. A public node that the tracker names to every viewer fills
+    #: with far peers' dials and refused the one near viewer behind a carrier-grade NAT that
+    #: could dial it only as a DHT link (the 30-node testbed: v28, Brazil, 45 % of the misses,
+    #: with 5-7 neighbours none in Brazil; the Brazilian public v12 full)
+    near_swap: bool = False
+    near_swap_ratio: float = 0.5
+    near_swap_gain: float = 0.02
+    near_swap_interval: float = 10.0
 
 
 @dataclass
@@ -280,6 +295,8 @@ class PeerCounters:
     joins_refused_service: int = 0  #: JOIN on a link admitted beyond max_neighbours
     #: (``start_room``) JOINs asking for a start admitted on a link beyond max_neighbours
     joins_start_room: int = 0
+    #: (``near_swap``) inbound neighbours closed for a much nearer peer's JOIN beyond the limit
+    links_replaced_nearer: int = 0
 
 
 # ---- actions ------------------------------------------------------------------
@@ -429,6 +446,11 @@ class PeerPolicy(Generic[L]):
         #: peer -> (the address of our punched dial to it under way, the introducer that
         #: named it) (bounded by the dials)
         self._punched: dict[bytes, tuple[tuple[str, int], bytes]] = {}
+        #: the executor's word: does this peer carry one of our streams' trees with us (our
+        #: parent, a subscription to it under way, our child)? ``near_swap`` never replaces
+        #: such a neighbour (None: the policy cannot tell; any may be replaced)
+        self.tree_peer: Callable[[bytes], bool] | None = None
+        self._near_swap_at = -INF  #: (``near_swap``) no swap before this
 
     @property
     def dialling(self) -> dict[bytes, float]:
@@ -1147,6 +1169,9 @@ class PeerPolicy(Generic[L]):
             p.overflow = False
             self._set_service(p, False)
             c.joins_start_room += 1
+        if p.overflow and self._near_swap(p, now):
+            p.overflow = False  # (``near_swap``) a neighbour, in a far one's place
+            self._set_service(p, False)
         if p.overflow:  # admitted beyond max_neighbours for the DHT only
             c.joins_refused_service += 1
             p.closing = True
@@ -1175,6 +1200,42 @@ class PeerPolicy(Generic[L]):
                 self.mapping.observe(peer, p.addr[0], *p.observed)
             p.observed = None
             self._send_neighbours(peer, p)
+
+    def _near_swap(self, p: _Peer[L], now: float) -> bool:
+        """(``near_swap``) ``p``, a link admitted beyond ``max_neighbours``, JOINs: close our
+        farthest inbound neighbour if ``p``'s link RTT is at most ``near_swap_ratio`` of its
+        and ``near_swap_gain`` below it, and say so (the caller admits ``p``). Candidates are
+        neighbours that dialled us (our own dials are our choice, kept), that joined a stream,
+        are not being closed, have an RTT estimate, and carry none of our trees
+        (``tree_peer``: a parent or child whose link went would cost its subtree a
+        re-selection). At most one swap per ``near_swap_interval``: a node cannot churn.
+
+        Taken at the JOIN, not at ``link_up``: an inbound link may come for the DHT alone
+        (a lookup, a DM), and a swap for it would cost a neighbour for nothing. The closed
+        peer (OVERLOADED) backs our address off and dials others; when it comes back it is
+        admitted beyond the limit, as before."""
+        cfg = self.config
+        if not cfg.near_swap or p.rtt_ms <= 0 or now < self._near_swap_at:
+            return False
+        in_tree = self.tree_peer
+        far: tuple[bytes, _Peer[L]] | None = None
+        for k, q in self.peers.items():
+            if (q.dialled or q.closing or q.service or q.overflow or not q.joined or q.rtt_ms <= 0
+                    or (far is not None and q.rtt_ms <= far[1].rtt_ms)):
+                continue
+            if in_tree is not None and in_tree(k):
+                continue
+            far = (k, q)
+        if far is None:
+            return False
+        k, q = far
+        if p.rtt_ms > cfg.near_swap_ratio * q.rtt_ms or q.rtt_ms - p.rtt_ms < cfg.near_swap_gain * 1000:
+            return False
+        q.closing = True
+        self._near_swap_at = now + cfg.near_swap_interval
+        self.counters.links_replaced_nearer += 1
+        self._actions.append(CloseLink(q.link, k, ErrorCode.OVERLOADED, "replaced by a nearer peer"))
+        return True
 
     def _joined_left(self, peer: bytes, p: _Peer[L], now: float) -> None:
         """``peer``'s link, on which it had streams joined with us, is gone from our side."""

@@ -201,6 +201,15 @@ class Swarm:
         if st is not None and rtt >= 0:
             st.rtt = rtt
 
+    def in_tree(self, key: bytes) -> bool:
+        """Does ``key`` carry this stream's trees with us: our parent on a substream (or the
+        standby parent of a swap), a subscription to it under way, or our child? (The peer
+        policy keeps such a neighbour: ``PolicyConfig.near_swap``.)"""
+        st = self.peers.get(key)
+        if st is None:
+            return False
+        return bool(st.parent_mask | st.children_mask | st.pending_mask) or key in self.tree.standby
+
     def remove_peer(self, key: bytes, now: float) -> None:
         st = self.peers.pop(key, None)
         if st is None:

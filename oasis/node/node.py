@@ -366,6 +366,7 @@ class Node:
         self.policy: pp.PeerPolicy[Link] = pp.PeerPolicy(identity.public, pcfg,
                                                          rng=random.Random(self.rng.random()),
                                                          now=clock())
+        self.policy.tree_peer = self._in_tree  # (``near_swap`` keeps parents and children)
         self.endpoint = Endpoint(identity, on_event=self._on_event, clock=clock, rng=self.rng,
                                  max_links=pcfg.max_neighbours * 2 + 8, link_delay=link_delay,
                                  quic=quic)
@@ -404,6 +405,10 @@ class Node:
         if not self.closing:
             self._probe_timer = self.loop.call_later(PROBE_EVERY, self._probe_quiet_parents)
         return self.host, self.port
+
+    def _in_tree(self, peer: bytes) -> bool:
+        """Is ``peer`` our parent or child on one of our streams (the policy's ``tree_peer``)?"""
+        return any(ls.swarm.in_tree(peer) for ls in self.streams.values())
 
     def _probe_quiet_parents(self) -> None:
         """PING each parent link (a peer that pushes to us) that has sent nothing for

@@ -436,6 +436,7 @@ class OasisSim:
         listen = (host, PORT) if net.nat == NAT_PUBLIC else ("10.0.0.2", PORT)
         policy: pp.PeerPolicy[Link] = pp.PeerPolicy(
             key, cfg, rng=random.Random(f"policy/{self.seed}/{idx}"), now=now, listen=listen)
+        policy.tree_peer = swarm.in_tree  # (``near_swap`` keeps parents and children)
         policy.add_stream(SIM_STREAM, self.sid.key)
         policy.set_starting(self.sid.key, not is_source)  # its JOINs ask for a start
         node = SimNode(idx, key, net, swarm, now, max_links, policy, host, is_source)
@@ -1371,7 +1372,7 @@ class OasisSim:
         keep = ("links_accepted", "links_refused", "links_refused_banned", "links_duplicate",
                 "links_idle_closed", "messages_over_budget", "messages_unjoined", "peers_banned",
                 "peers_dropped_bad_chunks", "peers_dropped_swarm", "peers_dropped_score",
-                "announces", "dial_attempts", "dial_failures", "joins")
+                "announces", "dial_attempts", "dial_failures", "joins", "links_replaced_nearer")
         return {k: totals[k] for k in keep}
 
     def _nat_result(self) -> dict[str, Any]:
