@@ -112,12 +112,8 @@ from oasis.core.stream import StreamId
 from oasis.core.wire import ErrorCode
 from oasis.node.keystore import make_certificate
 
-#: in the order 'all' runs them: those that judge the victim's answer to fresh handshakes
-#: first, junk last (its token-less Initials use up the victim's Retries for this address,
-#: 50/s, and a mode dialling after it waited out QUIC's probe timeouts: silent took 20 s
-#: of a 60 s run after junk, 5 s before it)
-MODES = ("silent", "bomb", "prechunk", "flood", "liar", "forge", "foreign", "replay", "withhold",
-         "tracker", "tickets", "receipts", "chat", "dm", "files", "nat", "dht", "junk")
+MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "foreign", "replay", "withhold",
+         "tracker", "tickets", "receipts", "chat", "dm", "files", "nat", "dht")
 NEEDS_STREAM = {"flood", "liar", "forge", "foreign", "replay", "withhold", "tracker", "receipts", "chat"}
 HUGE = 0x7FFF_FFFF_FFFF_FFFF - 1  #: 2^63 - 2
 ALL_BITS = 0x7FFF_FFFF_FFFF_FFFF

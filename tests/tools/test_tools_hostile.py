@@ -62,29 +62,23 @@ def test_every_mode_against_a_real_broadcaster(tmp_path):
     try:
         info = b.wait_info()
         victim = f"{info['oftp']}:{info['peer_id']}"
-        # no proof of relay here (tickets); in the tool's order, junk last (hostile.MODES)
-        modes = [m for m in hostile.MODES if m != "tickets"]
+        modes = [m for m in hostile.MODES if m != "tickets"]  # no proof of relay here
         argv = [sys.executable, "-m", "oasis.tools.hostile", "--victim", victim,
                 "--stream", info["stream_id"], "--tracker", info["tracker"],
-                "--duration", "40", "--rate", "300", "--max-sends", "3000", "--seed", "1"]
+                "--duration", "60", "--rate", "300", "--max-sends", "3000", "--seed", "1"]
         for m in modes:
             argv += ["--mode", m]
         out = subprocess.run(argv, capture_output=True, timeout=150, check=True)
         rep = json.loads(out.stdout)
         print({m: r["seconds"] for m, r in rep["modes"].items()})  # where the time went, for -s
         assert b.popen.poll() is None, "the victim died"
-        # 'foreign' and 'junk' again with a budget of their own (above, on a loaded machine,
-        # the modes before them may use up the shared time, and junk comes last): chunks of
-        # a stream the victim does not carry, validly signed by the tool's own key; then
-        # datagrams of noise and forged Initials
-        out = subprocess.run([*argv[:argv.index("--duration")], "--duration", "10", "--rate", "100",
-                              "--max-sends", "1000", "--seed", "2", "--mode", "foreign", "--mode", "junk"],
+        # 'foreign' again with a budget of its own (above, on a loaded machine, the modes
+        # before it may use up the shared time): chunks of a stream the victim does not
+        # carry, validly signed by the tool's own key
+        out = subprocess.run([*argv[:argv.index("--duration")], "--duration", "30", "--rate", "100",
+                              "--max-sends", "300", "--seed", "2", "--mode", "foreign"],
                              capture_output=True, timeout=90, check=True)
-        again = json.loads(out.stdout)["modes"]
-        (foreign,) = again["foreign"]["result"].values()
-        (junk,) = again["junk"]["result"].values()
-        assert again["junk"]["victims_alive_after"] == 1, again["junk"]
-        assert sum(junk["sent"].values()) >= 100, junk  # (>= 5 s at 100/s)
+        (foreign,) = json.loads(out.stdout)["modes"]["foreign"]["result"].values()
         assert b.popen.poll() is None, "the victim died"
     finally:
         code = b.stop()
