@@ -14,7 +14,6 @@ SERIAL_MODULES = frozenset({
     "tests/node/test_node_live_swarm.py",
     "tests/node/test_node_rewards.py",
     "tests/node/test_node_files_browser.py",
-    "tests/ledger/test_rewards_attacks.py",
     "tests/tools/test_tools_hostile.py",
     "tests/testbed/test_testbed.py",
 })
