@@ -126,6 +126,22 @@ def test_chat_dm_and_file_modes_against_a_broadcaster_and_a_publisher(tmp_path):
     assert fr["victim"]["closed_by"] == "victim" and fr["victim"]["close_code"] == "BAD_CHUNK", fr
 
 
+def _one_mode(info: dict, mode: str, *, duration: int, max_sends: int) -> dict:
+    """Run the tool's ``mode`` alone against the broadcaster ``info`` names (100 sends/s, seed
+    3); checks the victim answered after it and the tool hit no error of its own, and returns
+    the mode's result for the victim."""
+    out = subprocess.run([sys.executable, "-m", "oasis.tools.hostile", "--victim",
+                          f"{info['oftp']}:{info['peer_id']}", "--mode", mode, "--duration", str(duration),
+                          "--rate", "100", "--max-sends", str(max_sends), "--seed", "3"],
+                         capture_output=True, timeout=90, check=True)
+    rep = json.loads(out.stdout)["modes"][mode]
+    assert rep["victims_alive_after"] == 1 and not rep["victims_dead_after"], rep
+    (res,) = rep["result"].values()
+    assert "tool_error" not in res, res
+    out_res: dict = res
+    return out_res
+
+
 def test_nat_mode_against_a_real_broadcaster(tmp_path):
     """The NAT and peer-exchange attacks of docs/oftp.md §14.2 as a mode (found 2026-12-02:
     the README said every §14 attack had one; these were tests only): from a service link,
@@ -135,14 +151,7 @@ def test_nat_mode_against_a_real_broadcaster(tmp_path):
                       "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
     try:
         info = b.wait_info()
-        out = subprocess.run([sys.executable, "-m", "oasis.tools.hostile", "--victim",
-                              f"{info['oftp']}:{info['peer_id']}", "--mode", "nat", "--duration", "20",
-                              "--rate", "100", "--max-sends", "100", "--seed", "3"],
-                             capture_output=True, timeout=90, check=True)
-        rep = json.loads(out.stdout)["modes"]["nat"]
-        assert rep["victims_alive_after"] == 1 and not rep["victims_dead_after"], rep
-        (res,) = rep["result"].values()
-        assert "tool_error" not in res, res
+        res = _one_mode(info, "nat", duration=20, max_sends=100)
         sent = res["nat"]
         assert set(sent) == {"offer_sink", "offer_any", "intro", "observed", "neighbours"}, res
         assert res["sink_datagrams"] == 0, res  # not one dial for a stranger's OFFER
@@ -165,14 +174,7 @@ def test_dht_mode_against_a_real_broadcaster(tmp_path):
                       "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
     try:
         info = b.wait_info()
-        out = subprocess.run([sys.executable, "-m", "oasis.tools.hostile", "--victim",
-                              f"{info['oftp']}:{info['peer_id']}", "--mode", "dht", "--duration", "15",
-                              "--rate", "100", "--max-sends", "200", "--seed", "3"],
-                             capture_output=True, timeout=90, check=True)
-        rep = json.loads(out.stdout)["modes"]["dht"]
-        assert rep["victims_alive_after"] == 1 and not rep["victims_dead_after"], rep
-        (res,) = rep["result"].values()
-        assert "tool_error" not in res, res
+        res = _one_mode(info, "dht", duration=15, max_sends=200)
         assert set(res["dht"]) == {"unsolicited", "foreign_record", "expired_record", "flood"}, res
         assert res["sink_datagrams"] <= 10 * 12, res  # a few dials at most (~10 datagrams each)
         events = _events(f"{info['http']}/metrics")
