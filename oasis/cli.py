@@ -257,6 +257,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="HTTP address HOST:PORT to serve on (default 127.0.0.1:8090; port 0: any free "
                         "port); viewers use http://<address>/origin as their --cdn-url")
     e.add_argument("--public-metrics", action="store_true", help="serve /stats to any client")
+    e.add_argument("--feeds", type=int, default=2, choices=(1, 2),
+                   help="feed connections per stream to the origin, each carrying every chunk (default "
+                        "2: a lost packet stalls one TCP connection a round trip, seldom both at once)")
 
     wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
     wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
@@ -466,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "edge":
             from oasis.node.edge import run_edge
-            _run(run_edge(args.origin, args.listen, public_metrics=args.public_metrics))
+            _run(run_edge(args.origin, args.listen, public_metrics=args.public_metrics, feeds=args.feeds))
             return 0
         if args.cmd == "wallet":
             return _wallet(args)

@@ -107,6 +107,9 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         wait_until(lambda: _stats(base)["streams"].get(sid, {}).get("frames", 0) >= 10, 30)
         held = _stats(base)["streams"][sid]
         assert held["connected"] and held["held"] >= 10
+        # two feed connections, each carrying every chunk: the second copy is not kept again
+        wait_until(lambda: _stats(base)["feed_copies"] >= 10, 30)
+        assert _stats(base)["streams"][sid]["links"] == edge_mod.FEEDS == 2
         latest = held["latest"]
         status, body, headers = _get(f"{edge_url}/{sid}/{latest}.chunk")
         assert status == 200
@@ -141,6 +144,21 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         # a stream id in another spelling is refused (one URL per object, as the origin's)
         status, body, _ = _get(f"{edge_url}/{sid.upper()}/time")
         assert status in (400, 404) and json.loads(body)["error"] in ("bad_stream", "not_canonical")
+        # an edge behind this one (a shield tier): it follows this edge's own feed and
+        # serves the origin's bytes
+        e2 = OasisProcess(["edge", "--origin", edge_url, "--listen", "127.0.0.1:0", "--feeds", "1"],
+                          str(tmp_path / "e2.log"))
+        procs.append(e2)
+        edge2_url = e2.wait_info()["edge"]
+        base2 = edge2_url.rsplit("/origin", 1)[0]
+        assert _get(f"{edge2_url}/{sid}/latest.json")[0] == 200
+        wait_until(lambda: _stats(base2)["streams"].get(sid, {}).get("frames", 0) >= 10, 30)
+        s2 = _stats(base2)["streams"][sid]
+        assert s2["links"] == 1 and _stats(base)["feeds_out"] >= 1
+        status, body, _ = _get(f"{edge2_url}/{sid}/{s2['latest']}.chunk")
+        assert status == 200 and body == _get(f"{origin}/{sid}/{s2['latest']}.chunk")[1]
+        assert _stats(base2)["pulls"] == 0  # from the first edge's feed, not pulled
+        assert e2.stop() == 0
         assert e.stop() == 0  # SIGTERM: a clean stop, as the other long-running commands
     finally:
         for p in procs:
@@ -259,6 +277,56 @@ async def test_an_edge_refuses_a_bad_stream_id_without_asking_the_origin_and_fol
                 async with s.get(f"{url}/{i}/5.chunk") as r:
                     assert r.status == 404
             assert len(edge.streams) == 3 and edge.counters["streams_refused"] == 2
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
+
+
+async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_its_own(
+        monkeypatch: Any) -> None:
+    """Two feed connections bring every chunk twice: each is verified and held once. The
+    edge's own feed (for an edge behind it) starts at its newest keyframe, carries every chunk
+    it holds from there, is bounded in number like the origin's, and is 503 for a stream it
+    does not follow."""
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    chunks = {s: wire.encode(sign_chunk(bid, sid, s, now + s, s in (10, 14), b"G" * 300)) for s in range(10, 20)}
+    runner_o, origin, asked = await _hostile_origin(sid, [_frame(chunks[s]) for s in sorted(chunks)], {})
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s, feeds=2, max_streams=1)
+        edge.feed_slots = http_mod.PlayerSlots(2, 2)
+        runner_e, url = await _serve(edge)
+        try:
+            async with s.get(f"{url}/{sid}/time") as r:  # starts following
+                assert r.status == 200
+            await until(lambda: edge.counters["feed_copies"] >= 10, 10, what="both feeds' copies")
+            f = edge.streams[str(sid)]
+            assert asked.count(f"/origin/{sid}/feed") == 2 and f.links == 2
+            assert sorted(f.chunks) == list(range(10, 20)) and f.frames == 10
+            assert edge.counters["feed_frames"] == 20 and len(f.order) == 10
+            # its own feed: from the newest keyframe (14) on, the bytes it holds
+            timeout = aiohttp.ClientTimeout(total=10)
+            r1 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
+            assert r1.status == 200
+            got = []
+            for _ in range(6):
+                (n,) = http_mod.FEED_FRAME.unpack(await r1.content.readexactly(4))
+                got.append(await r1.content.readexactly(n))
+            assert got == [chunks[q] for q in range(14, 20)]
+            # bounded: two at once here, the third is refused
+            r2 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
+            assert r2.status == 200
+            async with s.get(f"{url}/{sid}/feed", timeout=timeout) as r3:
+                assert r3.status == 429 and (await r3.json())["error"] == "too_many_feeds"
+            r1.close()
+            r2.close()
+            # a stream it has no room to follow: no feed to give (and nothing asked upstream)
+            other = StreamId(Identity.generate().public, "live")
+            async with s.get(f"{url}/{other}/feed", timeout=timeout) as r4:
+                assert r4.status == 503 and (await r4.json())["error"] == "not_followed"
+            assert not any(str(other) in a for a in asked)
         finally:
             await edge.close()
             await runner_e.cleanup()
