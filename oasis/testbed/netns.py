@@ -205,7 +205,9 @@ class Network:
                                "cgn": (g, f"sub{m}")}.get(n.nat, (self.ns(f"r{n.name}"), "lan"))
                 _iptables(hop, {"filter": [f"-I FORWARD 1 -i {hop_if} {p}"]})
         if self.edges:
-            for j, country in enumerate(sorted({n.country for n in self.topo.viewers})):
+            # the broadcaster's country has one too: the shield the others follow (runner)
+            countries = {n.country for n in self.topo.viewers} | {self.topo.broadcaster.country}
+            for j, country in enumerate(sorted(countries)):
                 # a PoP in a data centre of the country: on the core without an access link
                 # (no cap, no loss), EDGE_LASTMILE_MS of its own
                 self.on_progress(f"network: CDN edge {j + 1} ({country})")

@@ -126,7 +126,8 @@ class Testbed:
                  delay_scale: float, progress: Any, keep: bool = False,
                  discovery: str = "tracker", rebind_at: float | None = None,
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
-                 fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE) -> None:
+                 fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
+                 shield: bool = True) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -140,6 +141,10 @@ class Testbed:
         #: a CDN edge in each viewer country, fed by the origin, the viewers' fallback
         #: (``oasis edge``; without: the fallback asks the broadcaster's origin itself)
         self.cdn = cdn
+        #: the edge in the broadcaster's country follows the origin and the others follow it
+        #: (a CDN's shield tier: one far feed over the origin's lossy access link, not one per
+        #: PoP); without, every edge follows the origin itself
+        self.shield = shield
         self.upload_share = upload_share
         self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn)
         self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
@@ -308,6 +313,8 @@ class Testbed:
                              "viewers_started_in_s": round(startup_all_s, 1),
                              "viewers_forked": self.zygote is not None,
                              "cdn_edges": len(self.edge_procs),
+                             "cdn_shield": self.topo.broadcaster.country if self.shield and self.edge_procs
+                             else None,
                              "upload_share": self.upload_share,
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
                              "delay_scale": self.delay_scale, "seed": topo.seed,
@@ -326,10 +333,17 @@ class Testbed:
         return full if self.upload_share <= 0 else max(1, min(full, int(self.upload_share * v.up_kbps)))
 
     async def _start_edges(self, origin: str) -> None:
-        """One ``oasis edge`` in each viewer country's PoP, following ``origin``'s streams
-        (forked by the launcher when there is one, as the viewers)."""
-        for country, p in sorted(self.net.edge_placement.items()):
-            argv = ["edge", "--origin", origin, "--listen", f"{p.addr}:{EDGE_PORT}",
+        """One ``oasis edge`` in each viewer country's PoP and in the broadcaster's (forked by
+        the launcher when there is one, as the viewers). With :attr:`shield`, the
+        broadcaster's country's edge follows ``origin`` and the others follow it, over the
+        core; else each follows ``origin``."""
+        home = self.topo.broadcaster.country
+        order = sorted(self.net.edge_placement.items(), key=lambda cp: (cp[0] != home, cp[0]))
+        for country, p in order:
+            upstream = origin
+            if self.shield and country != home:
+                upstream = f"http://{self.net.edge_placement[home].addr}:{EDGE_PORT}/origin"
+            argv = ["edge", "--origin", upstream, "--listen", f"{p.addr}:{EDGE_PORT}",
                     "--public-metrics"]  # its /stats is read at its address, not loopback
             name = f"edge-{country}"
             if self.zygote is not None:
@@ -338,11 +352,15 @@ class Testbed:
                 proc = _spawn(name, p.ns, ["oasis", *argv], self.root, self.trace)
             self.procs.append(proc)
             self.edge_procs[country] = proc
-        for proc in self.edge_procs.values():
-            await _first_line(proc, START_TIMEOUT)
+            if country == home:  # the shield answers before an edge asks it for a feed
+                await _first_line(proc, START_TIMEOUT)
+        for country, proc in self.edge_procs.items():
+            if country != home:
+                await _first_line(proc, START_TIMEOUT)
         if self.edge_procs:
             self.progress.status(f"{len(self.edge_procs)} CDN edges up "
-                                 f"({', '.join(sorted(self.edge_procs))})")
+                                 f"({', '.join(sorted(self.edge_procs))}"
+                                 f"{f'; {home} the shield' if self.shield else ''})")
 
     def _dump_conntrack(self) -> None:
         """Each NAT namespace's conntrack table (``/proc/net/nf_conntrack``, per namespace)
@@ -425,7 +443,7 @@ def cleanup_logs(tmp: str | None = None) -> tuple[list[str], list[str]]:
 def cdn_view(edge_stats: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
     """The CDN edges' counters summed, and each edge's (None: its /stats did not answer)."""
     keys = ("hits", "misses_ahead", "pulls", "pull_failures", "passed", "pass_failures",
-            "feed_connects", "feed_failures", "feed_bad_chunks")
+            "feed_connects", "feed_failures", "feed_bad_chunks", "feed_copies", "feeds_out")
     ok = [s for s in edge_stats.values() if s is not None]
     return {"edges": len(edge_stats), "answered": len(ok),
             **{k: sum(int(s.get(k, 0)) for s in ok) for k in keys},
@@ -668,6 +686,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="no CDN edges: the viewers' fallback asks the broadcaster's origin, in its "
                     "country (by default a CDN edge in each viewer country follows the origin and "
                     "answers it: `oasis edge`)")
+    ap.add_argument("--no-shield", dest="shield", action="store_false",
+                    help="every CDN edge follows the origin itself (by default the edge in the "
+                    "broadcaster's country follows it and the others follow that edge, a CDN's "
+                    "shield tier)")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
@@ -775,7 +797,7 @@ def run_testbed(args: argparse.Namespace) -> int:
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
-                 cdn=args.cdn, upload_share=args.upload_share)
+                 cdn=args.cdn, upload_share=args.upload_share, shield=args.shield)
     result: dict[str, Any] = {}
     code = 0
     try:
