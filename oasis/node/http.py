@@ -1043,6 +1043,7 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
         s["origin_late"] = ls.origin_late  # of the failures: arrived within the late grace
+        s["origin_refused"] = ls.origin_refused  # answered, but not with the chunk (404)
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
         if ls.swarm.repair.distrust_log:  # (``repair_guard``) whom it distrusted, and why

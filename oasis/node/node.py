@@ -142,6 +142,9 @@ class LiveStream:
         #: and those of them that did
         self._late: set[asyncio.Future[wire.ChunkMsg | None]] = set()
         self.origin_late = 0
+        #: fetches the origin/CDN answered with a refusal (404: not made yet there, or no
+        #: longer held): not failures of the fetch, but no chunk
+        self.origin_refused = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         #: a viewer's start, step by step: seconds from its join to the first of each of
@@ -297,6 +300,7 @@ class LiveStream:
 
         async with self.node.http.get(url, timeout=aiohttp.ClientTimeout(total=limit)) as r:
             if r.status != 200:
+                self.origin_refused += 1
                 return None
             # to the body's end: a CDN's reply may come in several segments
             return wire.decode_chunk(await read_capped(r.content, wire.MAX_CHUNK_MESSAGE))

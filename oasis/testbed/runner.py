@@ -545,6 +545,8 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        "latency_ms_p95": summ["latency_ms"]["p95"],
                        "origin_fetches": st.get("origin_fetches", 0),
                        "origin_failures": st.get("origin_failures", 0),
+                       "origin_late": st.get("origin_late", 0),
+                       "origin_refused": st.get("origin_refused", 0),
                        "bytes": summ["bytes"]}
     return out
 
