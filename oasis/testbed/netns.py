@@ -119,6 +119,7 @@ class Network:
     #: a CDN edge (PoP) in each viewer's country, fed by the origin: country -> its place
     #: (:meth:`build` makes them when ``edges`` is set)
     edges: bool = False
+    shield: bool = False  #: (with ``edges``) also a PoP in the broadcaster's country
     edge_placement: dict[str, Placement] = field(default_factory=dict)
 
     def ns(self, name: str) -> str:
@@ -205,8 +206,9 @@ class Network:
                                "cgn": (g, f"sub{m}")}.get(n.nat, (self.ns(f"r{n.name}"), "lan"))
                 _iptables(hop, {"filter": [f"-I FORWARD 1 -i {hop_if} {p}"]})
         if self.edges:
-            # the broadcaster's country has one too: the shield the others follow (runner)
-            countries = {n.country for n in self.topo.viewers} | {self.topo.broadcaster.country}
+            # with a shield tier, the broadcaster's country has one too: the others follow it
+            countries = {n.country for n in self.topo.viewers} | (
+                {self.topo.broadcaster.country} if self.shield else set())
             for j, country in enumerate(sorted(countries)):
                 # a PoP in a data centre of the country: on the core without an access link
                 # (no cap, no loss), EDGE_LASTMILE_MS of its own

@@ -127,7 +127,7 @@ class Testbed:
                  discovery: str = "tracker", rebind_at: float | None = None,
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
                  fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
-                 shield: bool = True) -> None:
+                 shield: bool = False) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -146,7 +146,8 @@ class Testbed:
         #: PoP); without, every edge follows the origin itself
         self.shield = shield
         self.upload_share = upload_share
-        self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn)
+        self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn,
+                                 shield=cdn and shield)
         self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
         self.procs: list[Proc] = []
         self.delayer: subprocess.Popen[str] | None = None
@@ -688,10 +689,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="no CDN edges: the viewers' fallback asks the broadcaster's origin, in its "
                     "country (by default a CDN edge in each viewer country follows the origin and "
                     "answers it: `oasis edge`)")
-    ap.add_argument("--no-shield", dest="shield", action="store_false",
-                    help="every CDN edge follows the origin itself (by default the edge in the "
-                    "broadcaster's country follows it and the others follow that edge, a CDN's "
-                    "shield tier)")
+    ap.add_argument("--shield", action="store_true",
+                    help="a CDN shield tier: the edge in the broadcaster's country follows the origin "
+                    "and the others follow that edge (by default every edge follows the origin; "
+                    "measured no better over six runs: docs/benchmarks.md, session 34)")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
