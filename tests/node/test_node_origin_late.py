@@ -48,13 +48,15 @@ async def _slow_origin(sid: StreamId, bid: Identity) -> tuple[web.AppRunner, int
 
 
 @contextlib.asynccontextmanager
-async def _viewer_of_slow_origin() -> AsyncIterator[tuple[Any, list[Any]]]:
+async def _viewer_of_slow_origin(adapt: bool = False) -> AsyncIterator[tuple[Any, list[Any]]]:
     """A real Node's stream (no origin start of its own) whose origin is :func:`_slow_origin`:
-    the stream and the list of connections the origin saw."""
+    the stream and the list of connections the origin saw. ``adapt``: ``origin_adapt`` (on by
+    default; off, a fetch's budget ends at its chunk's deadline, the case under test here)."""
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
     runner, port, peers = await _slow_origin(sid, bid)
-    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
+    config = sw.SwarmConfig(origin_start_after=1000.0, origin_adapt=adapt)
+    node = Node(Identity.generate(), config, target_neighbours=0)
     await node.start()
     try:
         yield node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin"), peers
@@ -83,3 +85,15 @@ async def test_late_fetches_left_to_finish_are_bounded(monkeypatch: Any) -> None
         await asyncio.gather(*(ls._fetch_origin(200 + k, ls.now() + 0.05) for k in range(4)))
         assert ls.origin_failures == 4 and len(ls._late) == 2
         await until(lambda: ls.origin_late == 2 and not ls._late, 5, what="the two kept fetches finished")
+
+
+async def test_with_origin_adapt_a_late_answer_is_taken_within_the_overtime() -> None:
+    """``origin_adapt`` (the default): a fetch may run ``ORIGIN_OVERTIME`` past its deadline, so
+    the slow origin's answer is taken and timed (a sample of the fetch time), not failed."""
+    assert sw.SwarmConfig().origin_adapt
+    async with _viewer_of_slow_origin(adapt=True) as (ls, peers):
+        t0 = time.monotonic()
+        await ls._fetch_origin(300, ls.now() + 0.1)  # 0.1 s to go: the answer takes 0.25
+        assert SLOW <= time.monotonic() - t0 < 0.1 + sw.ORIGIN_OVERTIME
+        assert ls.origin_failures == 0 and ls.origin_late == 0 and len(peers) == 1
+        assert ls.swarm.log.get(300) is not None  # the chunk reached the swarm
