@@ -512,8 +512,9 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
     """One row per viewer, to find where a run's missed chunks are: its link (country,
     access, NAT), continuity once playing, its misses while playing (after ``SETTLE_S``) as
     runs of consecutive chunks (``miss_runs``: how many, ``longest``: chunks; many short
-    runs are losses, one long run a stall), p95 latency, the origin fallback's fetches
-    and failures, and the bytes by source."""
+    runs are losses, one long run a stall), its misses in the first ``SETTLE_S`` s of
+    playback (``missed_settling``) and where its start keyframe came from, p95 latency, the
+    origin fallback's fetches and failures, and the bytes by source."""
     if bstats is None or not bstats.get("streams"):
         return {}
     produced = {int(k): v for k, v in bstats["streams"][0]["produced"].items()}
@@ -528,8 +529,11 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
         on_time = set(rec["on_time"])
         runs: list[int] = []
         run = 0
+        settling = 0  # missed in the first SETTLE_S s of playback
         if rec["started_at"] is not None:
             t0 = rec["started_at"] + SETTLE_S
+            settling = sum(1 for k, t in produced.items() if rec["started_at"] <= t < t0
+                           and t + playout_delay <= now - 1.0 and k not in on_time)
             for seq in sorted(k for k, t in produced.items() if t0 <= t and t + playout_delay <= now - 1.0):
                 if seq in on_time:
                     if run:
@@ -543,6 +547,8 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        "continuity_playing": summ["continuity_playing"],
                        "miss_runs": len(runs), "missed_playing": sum(runs),
                        "longest": max(runs, default=0),
+                       "missed_settling": settling,
+                       "start_source": st.get("start_source", ""),
                        "latency_ms_p95": summ["latency_ms"]["p95"],
                        "origin_fetches": st.get("origin_fetches", 0),
                        "origin_failures": st.get("origin_failures", 0),

@@ -25,6 +25,7 @@ def test_viewer_table_splits_misses_while_playing_into_runs() -> None:
     table = runner.viewer_table(topo, [_stats(v0, 100.0, 7, 2), None], bstats, now)
     row = table["v0"]
     assert row["miss_runs"] == 3 and row["missed_playing"] == 14 and row["longest"] == 10
+    assert row["missed_settling"] == 1  # seq 10, in the first 5 s of playback
     assert row["origin_fetches"] == 7 and row["origin_failures"] == 2
     assert row["nat"] == topo.viewers[0].nat and row["country"] == topo.viewers[0].country
     assert 0.9 < row["continuity_playing"] < 1.0
@@ -32,3 +33,4 @@ def test_viewer_table_splits_misses_while_playing_into_runs() -> None:
     # a viewer that never started has no playing phase to split
     never = runner.viewer_table(topo, [_stats([], None), None], bstats, now)["v0"]
     assert never["miss_runs"] == 0 and never["continuity_playing"] == 0.0
+    assert never["missed_settling"] == 0
