@@ -9,12 +9,13 @@ never crashes; the origin serves a bounded number of feeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,23 @@ def _frame(body: bytes) -> bytes:
     return http_mod.feed_frame(body)
 
 
+@contextlib.asynccontextmanager
+async def _edge_following(s: aiohttp.ClientSession, origin: str, runner_o: web.AppRunner, sid: StreamId,
+                          **kw: Any) -> AsyncIterator[tuple[Edge, str]]:
+    """An in-process edge in front of ``origin``, served on loopback and following ``sid``
+    (one request for its time starts that); the edge and the origin are shut down after."""
+    edge = Edge(origin, s, **kw)
+    runner_e, url = await _serve(edge)
+    try:
+        async with s.get(f"{url}/{sid}/time") as r:  # starts following
+            assert r.status == 200
+        yield edge, url
+    finally:
+        await edge.close()
+        await runner_e.cleanup()
+        await runner_o.cleanup()
+
+
 @pytest.mark.parametrize("attack", ["forged", "garbage", "oversized"])
 async def test_an_edge_keeps_nothing_a_hostile_origin_sends_that_does_not_verify(attack: str) -> None:
     bid, other = Identity.generate(), Identity.generate()
@@ -235,26 +253,17 @@ async def test_an_edge_keeps_nothing_a_hostile_origin_sends_that_does_not_verify
     forged_12 = wire.encode(sign_chunk(other, sid, 12, now, False, b"G" * 500))
     runner_o, origin, asked = await _hostile_origin(sid, [_frame(good[0]), _frame(good[1]), bad],
                                                     {12: forged_12})
-    async with aiohttp.ClientSession() as s:
-        edge = Edge(origin, s)
-        runner_e, url = await _serve(edge)
-        try:
-            async with s.get(f"{url}/{sid}/time") as r:  # starts following
-                assert r.status == 200
-            await until(lambda: edge.counters["feed_bad_chunks"] >= 1, 10, what="the bad frame refused")
-            f = edge.streams[str(sid)]
-            assert sorted(f.chunks) == [10, 11]  # the two genuine chunks, nothing else
-            async with s.get(f"{url}/{sid}/11.chunk") as r:
-                assert r.status == 200 and await r.read() == good[1]
-            # seq 12 is not served: the feed's copy was refused, and the origin's own copy
-            # (asked for once the feed is down) is refused too
-            async with s.get(f"{url}/{sid}/12.chunk") as r:
-                assert r.status == 404
-            assert 12 not in f.chunks and edge.counters["feed_failures"] >= 1
-        finally:
-            await edge.close()
-            await runner_e.cleanup()
-            await runner_o.cleanup()
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid) as (edge, url):
+        await until(lambda: edge.counters["feed_bad_chunks"] >= 1, 10, what="the bad frame refused")
+        f = edge.streams[str(sid)]
+        assert sorted(f.chunks) == [10, 11]  # the two genuine chunks, nothing else
+        async with s.get(f"{url}/{sid}/11.chunk") as r:
+            assert r.status == 200 and await r.read() == good[1]
+        # seq 12 is not served: the feed's copy was refused, and the origin's own copy
+        # (asked for once the feed is down) is refused too
+        async with s.get(f"{url}/{sid}/12.chunk") as r:
+            assert r.status == 404
+        assert 12 not in f.chunks and edge.counters["feed_failures"] >= 1
 
 
 async def test_an_edge_refuses_a_bad_stream_id_without_asking_the_origin_and_follows_a_bounded_number(
@@ -294,40 +303,32 @@ async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_
     now = int(time.time() * 1e6)
     chunks = {s: wire.encode(sign_chunk(bid, sid, s, now + s, s in (10, 14), b"G" * 300)) for s in range(10, 20)}
     runner_o, origin, asked = await _hostile_origin(sid, [_frame(chunks[s]) for s in sorted(chunks)], {})
-    async with aiohttp.ClientSession() as s:
-        edge = Edge(origin, s, feeds=2, max_streams=1)
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid, feeds=2,
+                                                               max_streams=1) as (edge, url):
         edge.feed_slots = http_mod.PlayerSlots(2, 2)
-        runner_e, url = await _serve(edge)
-        try:
-            async with s.get(f"{url}/{sid}/time") as r:  # starts following
-                assert r.status == 200
-            await until(lambda: edge.counters["feed_copies"] >= 10, 10, what="both feeds' copies")
-            f = edge.streams[str(sid)]
-            assert asked.count(f"/origin/{sid}/feed") == 2 and f.links == 2
-            assert sorted(f.chunks) == list(range(10, 20)) and f.frames == 10
-            assert edge.counters["feed_frames"] == 20 and len(f.order) == 10
-            # its own feed: from the newest keyframe (14) on, the bytes it holds
-            timeout = aiohttp.ClientTimeout(total=10)
-            r1 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
-            assert r1.status == 200
-            got = []
-            for _ in range(6):
-                (n,) = http_mod.FEED_FRAME.unpack(await r1.content.readexactly(4))
-                got.append(await r1.content.readexactly(n))
-            assert got == [chunks[q] for q in range(14, 20)]
-            # bounded: two at once here, the third is refused
-            r2 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
-            assert r2.status == 200
-            async with s.get(f"{url}/{sid}/feed", timeout=timeout) as r3:
-                assert r3.status == 429 and (await r3.json())["error"] == "too_many_feeds"
-            r1.close()
-            r2.close()
-            # a stream it has no room to follow: no feed to give (and nothing asked upstream)
-            other = StreamId(Identity.generate().public, "live")
-            async with s.get(f"{url}/{other}/feed", timeout=timeout) as r4:
-                assert r4.status == 503 and (await r4.json())["error"] == "not_followed"
-            assert not any(str(other) in a for a in asked)
-        finally:
-            await edge.close()
-            await runner_e.cleanup()
-            await runner_o.cleanup()
+        await until(lambda: edge.counters["feed_copies"] >= 10, 10, what="both feeds' copies")
+        f = edge.streams[str(sid)]
+        assert asked.count(f"/origin/{sid}/feed") == 2 and f.links == 2
+        assert sorted(f.chunks) == list(range(10, 20)) and f.frames == 10
+        assert edge.counters["feed_frames"] == 20 and len(f.order) == 10
+        # its own feed: from the newest keyframe (14) on, the bytes it holds
+        timeout = aiohttp.ClientTimeout(total=10)
+        r1 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
+        assert r1.status == 200
+        got = []
+        for _ in range(6):
+            (n,) = http_mod.FEED_FRAME.unpack(await r1.content.readexactly(4))
+            got.append(await r1.content.readexactly(n))
+        assert got == [chunks[q] for q in range(14, 20)]
+        # bounded: two at once here, the third is refused
+        r2 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
+        assert r2.status == 200
+        async with s.get(f"{url}/{sid}/feed", timeout=timeout) as r3:
+            assert r3.status == 429 and (await r3.json())["error"] == "too_many_feeds"
+        r1.close()
+        r2.close()
+        # a stream it has no room to follow: no feed to give (and nothing asked upstream)
+        other = StreamId(Identity.generate().public, "live")
+        async with s.get(f"{url}/{other}/feed", timeout=timeout) as r4:
+            assert r4.status == 503 and (await r4.json())["error"] == "not_followed"
+        assert not any(str(other) in a for a in asked)
