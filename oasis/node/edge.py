@@ -325,15 +325,20 @@ class Edge:
                     seq = f.keyframe
                 frames: list[bytes] = []
                 size = 0
-                if seq >= 0:
-                    if f.order:
-                        seq = max(seq, min(f.order[0], f.latest))  # fell out of the cache
-                    while seq <= f.latest and size < http.FEED_WRITE_MAX:
-                        body = f.chunks.get(seq)
-                        seq += 1
-                        if body is not None:  # (not held: neither feed brought it)
-                            frames.append(http.feed_frame(body))
-                            size += len(frames[-1])
+                while 0 <= seq <= f.latest and size < http.FEED_WRITE_MAX:
+                    body = f.chunks.get(seq)
+                    if body is None:
+                        # not held (fell out of the cache, or neither feed brought it): on
+                        # from the next seq held. Not seq by seq: a broadcaster's chunks may
+                        # jump by billions (signed, so kept), and a walk would hang the edge
+                        later = [q for q in f.chunks if q > seq]
+                        if not later:
+                            break
+                        seq = min(later)
+                        continue
+                    seq += 1
+                    frames.append(http.feed_frame(body))
+                    size += len(frames[-1])
                 if frames:
                     await http.write_or_drop(request, resp, b"".join(frames), self.counters)
                     self.counters["feed_frames_out"] += len(frames)

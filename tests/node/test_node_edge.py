@@ -301,25 +301,28 @@ async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
     now = int(time.time() * 1e6)
-    chunks = {s: wire.encode(sign_chunk(bid, sid, s, now + s, s in (10, 14), b"G" * 300)) for s in range(10, 20)}
+    # ten chunks, then one a broadcaster signed a trillion seqs later (genuine, so kept): the
+    # edge's own feed must step over the gap, not walk it (a walk would hang the edge)
+    seqs = [*range(10, 20), 10**12]
+    chunks = {s: wire.encode(sign_chunk(bid, sid, s, now + s % 1000, s in (10, 14), b"G" * 300)) for s in seqs}
     runner_o, origin, asked = await _hostile_origin(sid, [_frame(chunks[s]) for s in sorted(chunks)], {})
     async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid, feeds=2,
                                                                max_streams=1) as (edge, url):
         edge.feed_slots = http_mod.PlayerSlots(2, 2)
-        await until(lambda: edge.counters["feed_copies"] >= 10, 10, what="both feeds' copies")
+        await until(lambda: edge.counters["feed_copies"] >= 11, 10, what="both feeds' copies")
         f = edge.streams[str(sid)]
         assert asked.count(f"/origin/{sid}/feed") == 2 and f.links == 2
-        assert sorted(f.chunks) == list(range(10, 20)) and f.frames == 10
-        assert edge.counters["feed_frames"] == 20 and len(f.order) == 10
+        assert sorted(f.chunks) == seqs and f.frames == 11
+        assert edge.counters["feed_frames"] == 22 and len(f.order) == 11
         # its own feed: from the newest keyframe (14) on, the bytes it holds
         timeout = aiohttp.ClientTimeout(total=10)
         r1 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
         assert r1.status == 200
         got = []
-        for _ in range(6):
+        for _ in range(7):
             (n,) = http_mod.FEED_FRAME.unpack(await r1.content.readexactly(4))
             got.append(await r1.content.readexactly(n))
-        assert got == [chunks[q] for q in range(14, 20)]
+        assert got == [chunks[q] for q in [*range(14, 20), 10**12]]
         # bounded: two at once here, the third is refused
         r2 = await s.get(f"{url}/{sid}/feed", timeout=timeout)
         assert r2.status == 200
