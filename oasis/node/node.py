@@ -142,8 +142,8 @@ class LiveStream:
         #: and those of them that did
         self._late: set[asyncio.Future[wire.ChunkMsg | None]] = set()
         self.origin_late = 0
-        #: fetches the origin/CDN answered with a refusal (404: not made yet there, or no
-        #: longer held): not failures of the fetch, but no chunk
+        #: fetches the origin/CDN answered with any status but 200 (mostly 404: not made yet
+        #: there, or no longer held): not failures of the fetch, but no chunk
         self.origin_refused = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None

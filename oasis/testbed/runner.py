@@ -334,10 +334,10 @@ class Testbed:
         return full if self.upload_share <= 0 else max(1, min(full, int(self.upload_share * v.up_kbps)))
 
     async def _start_edges(self, origin: str) -> None:
-        """One ``oasis edge`` in each viewer country's PoP and in the broadcaster's (forked by
-        the launcher when there is one, as the viewers). With :attr:`shield`, the
-        broadcaster's country's edge follows ``origin`` and the others follow it, over the
-        core; else each follows ``origin``."""
+        """One ``oasis edge`` in each viewer country's PoP (forked by the launcher when there
+        is one, as the viewers), each following ``origin``. With :attr:`shield` there is one
+        in the broadcaster's country too, started first: it follows ``origin`` and the
+        others follow it, over the core."""
         home = self.topo.broadcaster.country
         order = sorted(self.net.edge_placement.items(), key=lambda cp: (cp[0] != home, cp[0]))
         for country, p in order:
