@@ -35,6 +35,7 @@ from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines,
 from oasis.zygote import Zygote
 
 from . import netns
+from .delayer import TICK_S
 from .topology import NodeSpec, Topology, build
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,7 +128,7 @@ class Testbed:
                  discovery: str = "tracker", rebind_at: float | None = None,
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
                  fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
-                 shield: bool = False) -> None:
+                 shield: bool = False, delayer_tick_ms: float = TICK_S * 1000) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -146,6 +147,7 @@ class Testbed:
         #: PoP); without, every edge follows the origin itself
         self.shield = shield
         self.upload_share = upload_share
+        self.delayer_tick_ms = delayer_tick_ms  #: the delayer wakes at most this often (0: each packet)
         self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn,
                                  shield=cdn and shield)
         self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
@@ -168,7 +170,7 @@ class Testbed:
         Path(self.root, "topology.json").write_text(self.topo.dumps())
         self.delayer = subprocess.Popen(
             ["ip", "netns", "exec", self.net.core, sys.executable, "-m", "oasis.testbed.delayer",
-             table, "--scale", str(self.delay_scale)],
+             table, "--scale", str(self.delay_scale), "--tick-ms", str(self.delayer_tick_ms)],
             stdout=subprocess.PIPE, stderr=open(os.path.join(self.root, "delayer.log"), "wb"),  # noqa: SIM115
             stdin=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
             start_new_session=True, preexec_fn=_delayer_preexec)
@@ -699,6 +701,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="a CDN shield tier: the edge in the broadcaster's country follows the origin "
                     "and the others follow that edge (by default every edge follows the origin; "
                     "measured no better over six runs: docs/benchmarks.md, session 34)")
+    ap.add_argument("--delayer-tick-ms", type=float, default=TICK_S * 1000,
+                    help="the delayer wakes at most once this often, releasing what fell due "
+                    f"meanwhile (default {TICK_S * 1000:g}; 0: once for each packet, as before "
+                    "2026-12-05, which cost ~3.5 times its CPU)")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
@@ -716,6 +722,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--timeout {args.timeout:g}: seconds, more than 0")
     if args.rebind_at is not None and not 0 < args.rebind_at < args.duration:
         raise ValueError(f"--rebind-at {args.rebind_at:g}: within the run (0 < t < --duration)")
+    if not 0 <= args.delayer_tick_ms <= 10:
+        raise ValueError(f"--delayer-tick-ms {args.delayer_tick_ms:g}: within [0, 10]")
     if not 0 <= args.upload_share <= 1:
         raise ValueError(f"--upload-share {args.upload_share:g}: a share of the uplink, within [0, 1]")
     if args.rebind < 1:
@@ -806,7 +814,8 @@ def run_testbed(args: argparse.Namespace) -> int:
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
-                 cdn=args.cdn, upload_share=args.upload_share, shield=args.shield)
+                 cdn=args.cdn, upload_share=args.upload_share, shield=args.shield,
+                 delayer_tick_ms=args.delayer_tick_ms)
     result: dict[str, Any] = {}
     code = 0
     try:

@@ -12,6 +12,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -94,6 +95,45 @@ def test_rtt_follows_the_country_table(bed: runner.Testbed) -> None:
         assert want > 50  # US <-> DE: the table's transatlantic delay, not loopback's
     finally:
         srv.close()
+
+
+def test_delayer_wakes_once_a_tick_and_never_releases_early() -> None:
+    # A burst of datagrams, many to a tick: the delayer reads and releases them a tick at a
+    # time (woken for each packet, it spent most of its CPU switching in and out), and
+    # every one still crosses in no less than its pair's delay.
+    topo = Topology(seed=0, bitrate_kbps=1500, nodes=(
+        NodeSpec("b", "broadcaster", "DE", "fibre", 200_000, 200_000, 0.0, 2.5),
+        NodeSpec("v0", "viewer", "US", "fibre", 200_000, 200_000, 0.0, 2.5)))
+    prefix = f"oas{os.getpid()}t-"
+    tb = runner.Testbed(topo, prefix=prefix, duration=0, chunk_ms=33, delay_scale=1.0,
+                        progress=_Quiet())
+    n, got = 3000, []
+    try:
+        tb.build()
+        b, v = tb.net.placement["b"], tb.net.placement["v0"]
+        rx = netns.ns_socket(b.ns, socket.SOCK_DGRAM)
+        rx.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE (root): past rmem_max
+        rx.bind((b.addr, 9300))
+        tx = netns.ns_socket(v.ns, socket.SOCK_DGRAM)
+        for _ in range(n):
+            tx.sendto(struct.pack("!d", time.monotonic()) + bytes(300), (b.addr, 9300))
+        deadline = time.monotonic() + 20
+        while len(got) < n and (left := deadline - time.monotonic()) > 0:
+            if select.select([rx], [], [], left)[0]:
+                got.append(time.monotonic() - struct.unpack("!d", rx.recv(2048)[:8])[0])
+        rx.close()
+        tx.close()
+    finally:
+        problems = tb.close()
+    assert problems == [] and netns.leftovers(prefix) == []
+    assert len(got) == n  # none lost (the links are lossless and uncapped here)
+    want = one_way_ms(World(), topo.nodes[1], topo.nodes[0]) / 1000
+    assert min(got) >= want, (min(got), want)  # held at least the pair's delay
+    st = tb.delayer_stats
+    assert st is not None and st["packets"] >= n and st["tick_ms"] == 0.5
+    # woken for each packet this burst would take ~n wake-ups; a tick at a time, a few
+    # hundred (the burst spans tens of ms each way, plus the idle loop's 5 a second)
+    assert st["wakeups"] < n / 3, st
 
 
 def test_upload_cap_holds(bed: runner.Testbed) -> None:
