@@ -13,14 +13,15 @@ constant per pair, so a heap ordered by (due, arrival) keeps each flow in order.
 It wakes at most once a tick (``TICK_S``, 0.5 ms): it reads every packet queued since
 its last look and releases every packet due, then sleeps the tick out. Woken for each
 packet instead (the first design), it spent most of its CPU on context switches: at
-11,400 packets a second 34 us a packet, 0.39 of a core; with the tick 9 us, 0.11
-(``bench/testbed_delayer.py``, docs/testbed.md). The price: a packet waits up to a
-tick before it is read (its delay starts then) and up to a tick past its due time, so
-each crossing of the core is 0-1 ms longer than its pair's delay, never shorter.
+10,000 packets a second offered 44 us a packet, 0.35 of a core; with the tick 11 us,
+0.09 (``bench/testbed_delayer.py``, docs/testbed.md); in the 30-node testbed 0.40 of
+a core became 0.23. The price: a packet waits up to a tick before it is read (its
+delay starts then) and up to a tick past its due time, so each crossing of the core
+is 0-1 ms longer than its pair's delay, never shorter.
 
 Run inside the core namespace: ``python -m oasis.testbed.delayer TABLE.json``. It
 prints ``{"ready": true}`` once bound, and on SIGTERM/SIGINT one JSON line of
-figures: packets, per-second rate, CPU seconds, queue peak, release lateness.
+figures: packets, per-second rate, wake-ups, CPU seconds, queue peak, release lateness.
 """
 
 from __future__ import annotations
