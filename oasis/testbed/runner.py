@@ -47,6 +47,14 @@ DISCOVERY = ("tracker", "link")  #: how viewers find peers (--discovery)
 #: simulator's scenario default ``upload_share``)
 UPLOAD_SHARE = 0.8
 START_CONCURRENCY = 4  #: viewers starting at once (imports are CPU-heavy on 2 cores)
+#: The broadcaster's scheduling group runs at this nice (``--broadcaster-nice``). In the world
+#: it has a machine of its own; here it shares two cores with 29 viewers and 11 edges, and
+#: every wait for a core delays each chunk for the whole swarm (the edges' feed lag p95 was
+#: ~100 ms in its own country, ~16 ms of it the network's). Its demand is bounded (~0.13 of
+#: a core: the test source, signing, its pushes and feeds), so a larger weight shortens its
+#: waits without taking the viewers' share; the CDN edges' demand grows with the fallback,
+#: and weighting them too starved the viewers (docs/benchmarks.md, session 35).
+BROADCASTER_NICE = -5
 
 
 class Interrupted(Exception):
@@ -69,6 +77,28 @@ def _delayer_preexec() -> None:
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
     except (OSError, AttributeError):
         pass
+
+
+def prioritise(pid: int, nice: int) -> int | None:
+    """Give process ``pid`` the scheduling weight of ``nice``; returns the nice its
+    scheduling group has afterwards (None if it could not be read). Every node is a
+    session of its own, so with the kernel's autogroups (on here) the group's nice, in
+    ``/proc/<pid>/autogroup``, is what weighs against the other nodes; the process's own
+    is set too, for a kernel without autogroups."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except OSError:
+        pass
+    path = Path(f"/proc/{pid}/autogroup")
+    try:
+        path.write_text(str(nice))
+        got = path.read_text().split()
+        return int(got[-1]) if len(got) >= 3 and got[-2] == "nice" else None
+    except (OSError, ValueError):
+        try:
+            return os.getpriority(os.PRIO_PROCESS, pid)
+        except OSError:
+            return None
 
 
 def _spawn(name: str, ns: str, args: list[str], log_dir: str, trace: bool = False) -> Proc:
@@ -128,7 +158,8 @@ class Testbed:
                  discovery: str = "tracker", rebind_at: float | None = None,
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
                  fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
-                 shield: bool = False, delayer_tick_ms: float = TICK_S * 1000) -> None:
+                 shield: bool = False, delayer_tick_ms: float = TICK_S * 1000,
+                 broadcaster_nice: int = BROADCASTER_NICE) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -148,6 +179,8 @@ class Testbed:
         self.shield = shield
         self.upload_share = upload_share
         self.delayer_tick_ms = delayer_tick_ms  #: the delayer wakes at most this often (0: each packet)
+        self.broadcaster_nice = broadcaster_nice  #: its scheduling group's nice (BROADCASTER_NICE)
+        self.broadcaster_nice_got: int | None = None  #: what the kernel holds after setting it
         self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn,
                                  shield=cdn and shield)
         self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
@@ -194,6 +227,8 @@ class Testbed:
                                     "--upload-kbps", str(2 * bitrate), "--area", b.country,
                                     "--data-dir", os.path.join(self.root, "b")], self.root, self.trace)
         self.procs.append(bproc)
+        if self.broadcaster_nice:
+            self.broadcaster_nice_got = prioritise(bproc.popen.pid, self.broadcaster_nice)
         if not self.fresh:  # the launcher imports while the broadcaster starts
             env = {"PYTHONPATH": str(REPO)} | ({"OASIS_TRACE_PUNCH": "1"} if self.trace else {})
             self.zygote = Zygote(env=env)
@@ -319,6 +354,8 @@ class Testbed:
                              "cdn_shield": self.topo.broadcaster.country if self.shield and self.edge_procs
                              else None,
                              "upload_share": self.upload_share,
+                             "broadcaster_nice": self.broadcaster_nice_got if self.broadcaster_nice else 0,
+                             "delayer_tick_ms": self.delayer_tick_ms,
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
                              "delay_scale": self.delay_scale, "seed": topo.seed,
                              "nat_share": topo.notes.get("nat_share"),
@@ -705,6 +742,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="the delayer wakes at most once this often, releasing what fell due "
                     f"meanwhile (default {TICK_S * 1000:g}; 0: once for each packet, as before "
                     "2026-12-05, which cost ~3.5 times its CPU)")
+    ap.add_argument("--broadcaster-nice", type=int, default=BROADCASTER_NICE,
+                    help="the broadcaster's scheduling weight against the other nodes sharing this "
+                    f"machine's cores (default {BROADCASTER_NICE}; 0: the same as every node)")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
@@ -722,6 +762,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--timeout {args.timeout:g}: seconds, more than 0")
     if args.rebind_at is not None and not 0 < args.rebind_at < args.duration:
         raise ValueError(f"--rebind-at {args.rebind_at:g}: within the run (0 < t < --duration)")
+    if not -20 <= args.broadcaster_nice <= 0:
+        raise ValueError(f"--broadcaster-nice {args.broadcaster_nice}: within [-20, 0]")
     if not 0 <= args.delayer_tick_ms <= 10:
         raise ValueError(f"--delayer-tick-ms {args.delayer_tick_ms:g}: within [0, 10]")
     if not 0 <= args.upload_share <= 1:
@@ -815,7 +857,7 @@ def run_testbed(args: argparse.Namespace) -> int:
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
                  cdn=args.cdn, upload_share=args.upload_share, shield=args.shield,
-                 delayer_tick_ms=args.delayer_tick_ms)
+                 delayer_tick_ms=args.delayer_tick_ms, broadcaster_nice=args.broadcaster_nice)
     result: dict[str, Any] = {}
     code = 0
     try:

@@ -360,6 +360,8 @@ def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
     assert r["chunks_produced"] > 0 and r["delayer"]["packets"] > 0
     assert r["errors"] == 0
     assert r["testbed"]["discovery"] == "link"
+    # the broadcaster's scheduling group got its weight (read back from the kernel)
+    assert r["testbed"]["broadcaster_nice"] == runner.BROADCASTER_NICE
     # the viewers were forked inside their namespaces by the launcher (oasis.zygote)
     assert r["testbed"]["viewers_forked"] is True
     assert r["dht"]["found_providers"] >= 4, r["dht"]  # of 5 viewers, in 8 s

@@ -31,6 +31,10 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     (["--rebind-at", "100", "--duration", "40"], "--rebind-at 100"),
     (["--topology", "/nonexistent/topo.json"], "No such file"),
     (["--rebind", "3"], "give --rebind-at too"),
+    (["--broadcaster-nice", "5"], "--broadcaster-nice 5"),
+    (["--broadcaster-nice", "-21"], "--broadcaster-nice -21"),
+    (["--delayer-tick-ms", "-1"], "--delayer-tick-ms -1"),
+    (["--delayer-tick-ms", "50"], "--delayer-tick-ms 50"),
 ])
 def test_bad_options_are_refused_before_anything_is_built(argv: list[str], says: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
