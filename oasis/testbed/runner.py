@@ -47,14 +47,13 @@ DISCOVERY = ("tracker", "link")  #: how viewers find peers (--discovery)
 #: simulator's scenario default ``upload_share``)
 UPLOAD_SHARE = 0.8
 START_CONCURRENCY = 4  #: viewers starting at once (imports are CPU-heavy on 2 cores)
-#: The broadcaster's scheduling group runs at this nice (``--broadcaster-nice``). In the world
-#: it has a machine of its own; here it shares two cores with 29 viewers and 11 edges, and
-#: every wait for a core delays each chunk for the whole swarm (the edges' feed lag p95 was
-#: ~100 ms in its own country, ~16 ms of it the network's). Its demand is bounded (~0.13 of
-#: a core: the test source, signing, its pushes and feeds), so a larger weight shortens its
-#: waits without taking the viewers' share; the CDN edges' demand grows with the fallback,
-#: and weighting them too starved the viewers (docs/benchmarks.md, session 35).
-BROADCASTER_NICE = -5
+#: The broadcaster's scheduling group runs at this nice (``--broadcaster-nice``; 0: as every
+#: node). In the world it has a machine of its own; here it shares two cores with 29
+#: viewers and 11 edges, and each wait for a core delays a chunk for the whole swarm. At -5
+#: the edges' feed lag fell to near the network's (China p95 ~100 -> ~30 ms) and four pairs
+#: went 3 up, 1 down, but four more on a busier machine went the other way: the mean of
+#: eight fell 0.9881 -> 0.9806 once playing (docs/benchmarks.md, session 35). Off.
+BROADCASTER_NICE = 0
 
 
 class Interrupted(Exception):
@@ -743,8 +742,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     f"meanwhile (default {TICK_S * 1000:g}; 0: once for each packet, as before "
                     "2026-12-05, which cost ~3.5 times its CPU)")
     ap.add_argument("--broadcaster-nice", type=int, default=BROADCASTER_NICE,
-                    help="the broadcaster's scheduling weight against the other nodes sharing this "
-                    f"machine's cores (default {BROADCASTER_NICE}; 0: the same as every node)")
+                    help="the broadcaster's scheduling group's nice against the other nodes sharing "
+                    "this machine's cores (default 0: the same as every node; -5 measured no "
+                    "better over eight pairs: docs/benchmarks.md, session 35)")
     ap.add_argument("--discovery", choices=DISCOVERY, default="tracker",
                     help="how viewers find peers: the broadcaster's tracker, or its oasis:// link "
                     "without a tracker (the DHT and NEIGHBOURS only)")
