@@ -33,6 +33,7 @@ a byte sent upstream.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -325,16 +326,20 @@ class Edge:
                     seq = f.keyframe
                 frames: list[bytes] = []
                 size = 0
+                held: list[int] | None = None  # the seqs held, sorted: at the first gap
                 while 0 <= seq <= f.latest and size < http.FEED_WRITE_MAX:
                     body = f.chunks.get(seq)
                     if body is None:
                         # not held (fell out of the cache, or neither feed brought it): on
                         # from the next seq held. Not seq by seq: a broadcaster's chunks may
-                        # jump by billions (signed, so kept), and a walk would hang the edge
-                        later = [q for q in f.chunks if q > seq]
-                        if not later:
+                        # jump by billions (signed, so kept), and a walk would hang the edge;
+                        # nor a scan per gap (every other seq missing: the cache squared)
+                        if held is None:
+                            held = sorted(f.chunks)
+                        i = bisect.bisect_right(held, seq)
+                        if i == len(held):
                             break
-                        seq = min(later)
+                        seq = held[i]
                         continue
                     seq += 1
                     frames.append(http.feed_frame(body))
