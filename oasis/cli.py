@@ -260,6 +260,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     e.add_argument("--feeds", type=int, default=2, choices=(1, 2),
                    help="feed connections per stream to the origin, each carrying every chunk (default "
                         "2: a lost packet stalls one TCP connection a round trip, seldom both at once)")
+    e.add_argument("--hold", type=float, default=1.0, metavar="S",
+                   help="seconds a request for a chunk just ahead of the feed waits for it, answered "
+                        "the moment it arrives (default 1.0; 0: answer 404 at once, and the viewer asks "
+                        "again after its retry interval)")
 
     wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
     wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
@@ -469,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "edge":
             from oasis.node.edge import run_edge
-            _run(run_edge(args.origin, args.listen, public_metrics=args.public_metrics, feeds=args.feeds))
+            _run(run_edge(args.origin, args.listen, public_metrics=args.public_metrics, feeds=args.feeds,
+                             hold=args.hold))
             return 0
         if args.cmd == "wallet":
             return _wallet(args)

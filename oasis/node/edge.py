@@ -13,9 +13,15 @@ the edge holds the newest :data:`CACHE_CHUNKS` of each stream.
 It answers the origin's URLs, so a viewer is pointed at it with ``--cdn-url
 http://<edge>/origin``:
 
-* ``GET /origin/<stream>/<seq>.chunk`` -- from the cache; a chunk newer than the feed has
-  brought is 404 at once (not made yet, as the origin says); an older one not held is
-  pulled through from the origin, once however many ask at the same time, and kept.
+* ``GET /origin/<stream>/<seq>.chunk`` -- from the cache. A chunk a little newer than the
+  feed has brought (at most :data:`HOLD_AHEAD` seqs) is *held*: the request waits up to
+  ``hold`` s (:data:`HOLD_S`) and is answered the moment the feed brings the chunk, as a
+  low-latency HLS server holds a blocking request. Answered 404 at once instead, a viewer
+  asked again after its retry interval and a round trip, and a chunk that reached the edge
+  in that gap missed its deadline. Past the hold, further ahead, or with :data:`MAX_HELD`
+  requests held already (:data:`MAX_HELD_PER_IP` from one address), it is 404 (not made
+  yet, as the origin says). An older one not held is pulled through from the origin, once
+  however many ask at the same time, and kept.
 * ``GET /origin/<stream>/latest.json`` -- from the feed while it is up (else passed through).
 * ``GET /origin/<stream>/time``, ``descriptor`` -- passed through to the origin and never
   kept (they change; ``time`` must be the broadcaster's clock).
@@ -63,6 +69,12 @@ PASS_TIMEOUT = 5.0  #: s an origin may take to answer a passed-through or pulled
 PASS_CAPS = {"latest.json": 512, "time": 512, "descriptor": 64 * 1024}
 MAX_PULLS = 64  #: pull-throughs under way at once (each holds an upstream request)
 LAG_SAMPLES = 2000  #: feed lags and miss distances kept per stream for /stats
+#: s a request for a chunk just ahead of the feed waits for it (0: 404 at once). Longer than
+#: a viewer's whole playout delay: its own timeout (the chunk's deadline) ends it sooner
+HOLD_S = 1.0
+HOLD_AHEAD = 64  #: seqs ahead of the feed's newest a request may be held for (~2 s of 33 ms chunks)
+MAX_HELD = 1024  #: requests held at once (each an open connection; past it: 404 at once)
+MAX_HELD_PER_IP = 64  #: ... from one address (a CGN's subscribers share one)
 
 
 class FeedError(ValueError):
@@ -92,6 +104,9 @@ class Followed:
     #: last misses asked (chunks)
     lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
     ahead: deque[int] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
+    #: held requests by the seq they wait for: its future (the chunk's bytes) and how many wait
+    waiting: dict[int, tuple[asyncio.Future[bytes], list[int]]] = field(default_factory=dict)
+    held_waits: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))  #: s a hit waited
 
     @property
     def connected(self) -> bool:
@@ -104,14 +119,19 @@ class Edge:
 
     def __init__(self, origin: str, session: aiohttp.ClientSession, *,
                  cache_chunks: int = CACHE_CHUNKS, max_streams: int = MAX_STREAMS,
-                 feeds: int = FEEDS, clock: Any = time.monotonic) -> None:
+                 feeds: int = FEEDS, hold: float = HOLD_S, clock: Any = time.monotonic) -> None:
         problem = base_url_problem(origin, "origin URL")
         if problem:
             raise ValueError(problem)
         if not 1 <= feeds <= http.MAX_FEEDS_PER_IP:
             raise ValueError(f"feeds {feeds}: 1 to {http.MAX_FEEDS_PER_IP} (an origin serves at most "
                              f"{http.MAX_FEEDS_PER_IP} per address)")
+        if not 0.0 <= hold <= 10.0:
+            raise ValueError(f"hold {hold}: 0 (answer 404 at once) to 10 s")
         self.feeds = feeds
+        self.hold = hold
+        self.holding = 0  #: requests held now
+        self.held_by_ip: dict[str, int] = {}
         #: this edge's own feeds (``GET /origin/<stream>/feed``), for edges behind it: an
         #: edge may be the origin of others (a CDN's shield tier), as bounded as the origin's
         self.feed_slots = http.PlayerSlots(http.MAX_FEEDS, http.MAX_FEEDS_PER_IP)
@@ -127,7 +147,8 @@ class Edge:
             "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
             "feed_failures": 0, "feed_bad_chunks": 0, "feed_copies": 0, "streams_refused": 0,
-            "streams_unfollowed": 0, "feeds_out": 0, "feed_frames_out": 0}
+            "streams_unfollowed": 0, "feeds_out": 0, "feed_frames_out": 0,
+            "holds": 0, "hold_hits": 0, "hold_timeouts": 0, "holds_refused": 0}
 
     # ---- the feeds -------------------------------------------------------------------
     def follow(self, text: str) -> Followed | None:
@@ -224,6 +245,9 @@ class Edge:
             f.latest, f.latest_time = c.seq, c.time_us / 1e6
         if c.flags & 1 and c.seq > f.keyframe:
             f.keyframe = c.seq
+        w = f.waiting.pop(c.seq, None)
+        if w is not None and not w[0].done():
+            w[0].set_result(body)
         changed, f.changed = f.changed, asyncio.Event()
         changed.set()
         return c, True
@@ -258,6 +282,41 @@ class Edge:
             fut.set_result(body)
         return body
 
+    async def _hold(self, f: Followed, seq: int, ip: str) -> bytes | None:
+        """Wait up to ``hold`` s for the feed to bring ``seq``: its bytes, or None (not
+        brought in time, or no room to hold one more request)."""
+        by_ip = self.held_by_ip.get(ip, 0)
+        if self.holding >= MAX_HELD or by_ip >= MAX_HELD_PER_IP:
+            self.counters["holds_refused"] += 1
+            return None
+        w = f.waiting.get(seq)
+        if w is None:
+            w = f.waiting[seq] = (asyncio.get_running_loop().create_future(), [0])
+        fut, n = w
+        n[0] += 1
+        self.holding += 1
+        self.held_by_ip[ip] = by_ip + 1
+        self.counters["holds"] += 1
+        began = self.clock()
+        try:
+            body = await asyncio.wait_for(asyncio.shield(fut), self.hold)
+        except TimeoutError:
+            self.counters["hold_timeouts"] += 1
+            return None
+        finally:
+            self.holding -= 1
+            left = self.held_by_ip[ip] - 1
+            if left:
+                self.held_by_ip[ip] = left
+            else:
+                del self.held_by_ip[ip]
+            n[0] -= 1
+            if n[0] == 0 and f.waiting.get(seq) is w:  # nobody waits for it any more
+                del f.waiting[seq]
+        self.counters["hold_hits"] += 1
+        f.held_waits.append(self.clock() - began)
+        return body
+
     # ---- HTTP ------------------------------------------------------------------------
     def stream_of(self, request: web.Request) -> Followed:
         text = request.match_info["sid"]
@@ -281,9 +340,12 @@ class Edge:
         if body is not None:
             self.counters["hits"] += 1
         elif f.connected and seq > f.latest:
-            self.counters["misses_ahead"] += 1
-            f.ahead.append(seq - f.latest)
-            raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
+            if self.hold > 0 and seq - f.latest <= HOLD_AHEAD:
+                body = await self._hold(f, seq, request.remote or "")
+            if body is None:
+                self.counters["misses_ahead"] += 1
+                f.ahead.append(seq - f.latest)
+                raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
         else:
             body = await self._pull(f, seq)
             if body is None:
@@ -386,11 +448,12 @@ class Edge:
     async def stats(self, request: web.Request) -> web.Response:
         http.require_operator(request, "/stats")
         return web.json_response({
-            "origin": self.origin, **self.counters,
+            "origin": self.origin, **self.counters, "holding": self.holding,
             "streams": {t: {"latest": f.latest, "held": len(f.chunks), "connected": f.connected,
                             "links": f.links,
                             "frames": f.frames, "feed_lag_ms": _quantiles(f.lags, 1000.0),
-                            "misses_ahead_by": _quantiles(f.ahead, 1.0)}
+                            "misses_ahead_by": _quantiles(f.ahead, 1.0),
+                            "hold_wait_ms": _quantiles(f.held_waits, 1000.0)}
                         for t, f in self.streams.items()}},
             headers=http.NO_STORE)
 
@@ -418,14 +481,17 @@ def _quantiles(xs: deque[Any], scale: float) -> dict[str, float] | None:
             "max": round(v[-1] * scale, 1), "n": len(v)}
 
 
-async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, feeds: int = FEEDS) -> None:
+async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, feeds: int = FEEDS,
+                   hold: float = HOLD_S) -> None:
     """``oasis edge``: serve ``origin``'s streams at ``listen`` until SIGINT/SIGTERM."""
     from . import runtime as rt
 
     host, port = rt.parse_hostport(listen, "--listen")
+    if not 0.0 <= hold <= 10.0:
+        raise ValueError(f"--hold {hold}: 0 (answer a chunk ahead of the feed 404 at once) to 10 s")
     limit = MAX_PULLS + MAX_STREAMS * feeds + 8
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as s:
-        edge = Edge(origin, s, feeds=feeds)
+        edge = Edge(origin, s, feeds=feeds, hold=hold)
         app = web.Application(client_max_size=4096)
         edge.routes(app)
         http.set_public_views(app, public_metrics)

@@ -32,6 +32,7 @@ from oasis.core.metrics import SETTLE_S, missed_by_phase, start_figures, summari
 from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
+from oasis.node.edge import HOLD_S as EDGE_HOLD_S
 from oasis.zygote import Zygote
 
 from . import netns
@@ -158,7 +159,7 @@ class Testbed:
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
                  fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
                  shield: bool = False, delayer_tick_ms: float = TICK_S * 1000,
-                 broadcaster_nice: int = BROADCASTER_NICE) -> None:
+                 broadcaster_nice: int = BROADCASTER_NICE, edge_hold: float | None = None) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -177,6 +178,8 @@ class Testbed:
         #: PoP); without, every edge follows the origin itself
         self.shield = shield
         self.upload_share = upload_share
+        #: s an edge holds a request for a chunk just ahead of its feed (None: the edge's default)
+        self.edge_hold = edge_hold
         self.delayer_tick_ms = delayer_tick_ms  #: the delayer wakes at most this often (0: each packet)
         self.broadcaster_nice = broadcaster_nice  #: its scheduling group's nice (BROADCASTER_NICE)
         self.broadcaster_nice_got: int | None = None  #: what the kernel holds after setting it
@@ -353,6 +356,7 @@ class Testbed:
                              "cdn_shield": self.topo.broadcaster.country if self.shield and self.edge_procs
                              else None,
                              "upload_share": self.upload_share,
+                             "edge_hold_s": self.edge_hold if self.edge_hold is not None else EDGE_HOLD_S,
                              "broadcaster_nice": self.broadcaster_nice_got if self.broadcaster_nice else 0,
                              "delayer_tick_ms": self.delayer_tick_ms,
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
@@ -384,6 +388,8 @@ class Testbed:
                 upstream = f"http://{self.net.edge_placement[home].addr}:{EDGE_PORT}/origin"
             argv = ["edge", "--origin", upstream, "--listen", f"{p.addr}:{EDGE_PORT}",
                     "--public-metrics"]  # its /stats is read at its address, not loopback
+            if self.edge_hold is not None:
+                argv += ["--hold", f"{self.edge_hold:g}"]
             name = f"edge-{country}"
             if self.zygote is not None:
                 proc = Proc(name, self.zygote.spawn(argv, os.path.join(self.root, f"{name}.log"), netns=p.ns))
@@ -481,7 +487,7 @@ def cleanup_logs(tmp: str | None = None) -> tuple[list[str], list[str]]:
 
 def cdn_view(edge_stats: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
     """The CDN edges' counters summed, and each edge's (None: its /stats did not answer)."""
-    keys = ("hits", "misses_ahead", "pulls", "pull_failures", "passed", "pass_failures",
+    keys = ("hits", "misses_ahead", "holds", "hold_hits", "hold_timeouts", "holds_refused", "pulls", "pull_failures", "passed", "pass_failures",
             "feed_connects", "feed_failures", "feed_bad_chunks", "feed_copies", "feeds_out")
     ok = [s for s in edge_stats.values() if s is not None]
     return {"edges": len(edge_stats), "answered": len(ok),
@@ -737,6 +743,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="a CDN shield tier: the edge in the broadcaster's country follows the origin "
                     "and the others follow that edge (by default every edge follows the origin; "
                     "measured no better over six runs: docs/benchmarks.md, session 34)")
+    ap.add_argument("--edge-hold", type=float, default=None, metavar="S",
+                    help="seconds a CDN edge holds a request for a chunk just ahead of its feed "
+                    f"(`oasis edge --hold`; default the edge's, {EDGE_HOLD_S:g}; 0: 404 at once)")
     ap.add_argument("--delayer-tick-ms", type=float, default=TICK_S * 1000,
                     help="the delayer wakes at most once this often, releasing what fell due "
                     f"meanwhile (default {TICK_S * 1000:g}; 0: once for each packet, as before "
@@ -764,6 +773,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--rebind-at {args.rebind_at:g}: within the run (0 < t < --duration)")
     if not -20 <= args.broadcaster_nice <= 0:
         raise ValueError(f"--broadcaster-nice {args.broadcaster_nice}: within [-20, 0]")
+    if args.edge_hold is not None and not 0 <= args.edge_hold <= 10:
+        raise ValueError(f"--edge-hold {args.edge_hold:g}: within [0, 10] s")
     if not 0 <= args.delayer_tick_ms <= 10:
         raise ValueError(f"--delayer-tick-ms {args.delayer_tick_ms:g}: within [0, 10]")
     if not 0 <= args.upload_share <= 1:
@@ -857,7 +868,8 @@ def run_testbed(args: argparse.Namespace) -> int:
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
                  cdn=args.cdn, upload_share=args.upload_share, shield=args.shield,
-                 delayer_tick_ms=args.delayer_tick_ms, broadcaster_nice=args.broadcaster_nice)
+                 delayer_tick_ms=args.delayer_tick_ms, broadcaster_nice=args.broadcaster_nice,
+                 edge_hold=args.edge_hold)
     result: dict[str, Any] = {}
     code = 0
     try:

@@ -335,3 +335,122 @@ async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_
         async with s.get(f"{url}/{other}/feed", timeout=timeout) as r4:
             assert r4.status == 503 and (await r4.json())["error"] == "not_followed"
         assert not any(str(other) in a for a in asked)
+
+
+# ---- a request for a chunk just ahead of the feed is held until the feed brings it ----
+
+async def _driven_origin(sid: StreamId) -> tuple[web.AppRunner, str, asyncio.Queue[bytes]]:
+    """An origin whose feed sends each frame put on the returned queue, when it is put."""
+    q: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while True:
+            await resp.write(await q.get())
+
+    async def other(request: web.Request) -> web.Response:
+        return web.json_response({"now_us": 1})
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get("/origin/{sid}/{what}", other)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/origin", q
+
+
+async def test_an_edge_holds_a_request_for_the_next_chunks_and_answers_it_when_the_feed_brings_it(
+        monkeypatch: Any) -> None:
+    """A viewer's fallback asks for a chunk the feed has not brought yet: the edge answers it
+    the moment the chunk comes, not with a 404 the viewer must follow with another request.
+    Bounded: too far ahead, past the hold, or past the table (per address and in all), the
+    answer is 404 at once, as before holds."""
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    chunks = {s: wire.encode(sign_chunk(bid, sid, s, now + s, s == 10, b"H" * 400)) for s in range(10, 20)}
+    monkeypatch.setattr(edge_mod, "MAX_HELD_PER_IP", 3)
+    runner_o, origin, q = await _driven_origin(sid)
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid, feeds=1,
+                                                               hold=0.4) as (edge, url):
+        q.put_nowait(_frame(chunks[10]))
+        f = edge.streams[str(sid)]
+        await until(lambda: f.latest == 10, 10, what="chunk 10 from the feed")
+
+        async def get(seq: int) -> tuple[int, bytes]:
+            async with s.get(f"{url}/{sid}/{seq}.chunk", timeout=aiohttp.ClientTimeout(total=10)) as r:
+                return r.status, await r.read()
+
+        # held: two requests for 12 and one for 11 wait; nothing is answered before the feed
+        waiting = [asyncio.create_task(get(q_)) for q_ in (12, 12, 11)]
+        await until(lambda: edge.holding == 3, 10, what="three requests held")
+        assert not any(t.done() for t in waiting) and sorted(f.waiting) == [11, 12]
+        # a fourth from the same address: the table's per-address share is full, 404 at once
+        status, body = await get(13)
+        assert status == 404 and json.loads(body)["error"] == "no_chunk"
+        assert edge.counters["holds_refused"] == 1
+        q.put_nowait(_frame(chunks[11]))
+        assert await waiting[2] == (200, chunks[11])
+        assert not waiting[0].done()  # 12 still waits for its chunk
+        q.put_nowait(_frame(chunks[12]))
+        assert [await t for t in waiting[:2]] == [(200, chunks[12])] * 2
+        assert edge.counters["hold_hits"] == 3 and edge.holding == 0 and f.waiting == {}
+        # a chunk the feed does not bring within the hold: 404 when the hold ends
+        t0 = time.monotonic()
+        status, _ = await get(14)
+        assert status == 404 and time.monotonic() - t0 >= 0.4
+        assert edge.counters["hold_timeouts"] == 1 and f.waiting == {}
+        # too far ahead of the feed to be held: 404 at once
+        before = edge.counters["holds"]
+        status, _ = await get(12 + edge_mod.HOLD_AHEAD + 1)
+        assert status == 404 and edge.counters["holds"] == before
+        # a held chunk is then an ordinary hit
+        assert await get(12) == (200, chunks[12])
+        # without a hold (``--hold 0``) the edge answers 404 at once, as before
+        edge.hold = 0.0
+        status, _ = await get(13)
+        assert status == 404 and edge.counters["holds"] == before
+
+
+def test_the_hold_is_a_bounded_number_of_seconds() -> None:
+    with pytest.raises(ValueError, match="hold"):
+        Edge("http://127.0.0.1:1/origin", None, hold=11.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hold"):
+        Edge("http://127.0.0.1:1/origin", None, hold=-1.0)  # type: ignore[arg-type]
+
+
+async def test_requests_held_from_many_addresses_fill_a_bounded_table(monkeypatch: Any) -> None:
+    """Holds from many addresses (loopback's 127.0.0.x here) stop at ``MAX_HELD``: the next
+    is 404 at once, and the held ones are answered when the chunk comes."""
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    chunks = {s: wire.encode(sign_chunk(bid, sid, s, now + s, s == 10, b"H" * 400)) for s in (10, 11)}
+    monkeypatch.setattr(edge_mod, "MAX_HELD", 4)
+    monkeypatch.setattr(edge_mod, "MAX_HELD_PER_IP", 2)
+    runner_o, origin, q = await _driven_origin(sid)
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid, feeds=1) as (edge, url):
+        q.put_nowait(_frame(chunks[10]))
+        f = edge.streams[str(sid)]
+        await until(lambda: f.latest == 10, 10, what="chunk 10 from the feed")
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(f"127.0.0.{i}", 0)))
+                    for i in (2, 3, 4)]
+        try:
+            async def get(c: aiohttp.ClientSession) -> int:
+                async with c.get(f"{url}/{sid}/11.chunk", timeout=aiohttp.ClientTimeout(total=10)) as r:
+                    await r.read()
+                    return r.status
+
+            held = [asyncio.create_task(get(c)) for c in (sessions[0], sessions[0], sessions[1], sessions[1])]
+            await until(lambda: edge.holding == 4, 10, what="four requests held")
+            assert await get(sessions[2]) == 404 and edge.counters["holds_refused"] == 1
+            q.put_nowait(_frame(chunks[11]))
+            assert [await t for t in held] == [200] * 4
+            assert edge.holding == 0 and edge.held_by_ip == {}
+        finally:
+            for c in sessions:
+                await c.close()
