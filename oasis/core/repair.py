@@ -307,9 +307,11 @@ class RepairPicker:
             del log[0]
         log.append((st.key, now, why))
 
-    def origin_done(self, seq: int, ok: bool, now: float) -> None:
+    def origin_done(self, seq: int, ok: bool, now: float, held: float = 0.0) -> None:
         """A FetchOrigin finished; on failure retry after ``origin_retry``. A success
-        is a sample of the fetch time."""
+        is a sample of the fetch time, less ``held``: the time a CDN edge held the request
+        until its feed brought the chunk (an early request waits there; counted, the learnt
+        time grew, the fallback asked earlier still and waited longer)."""
         sent = self.origin_sent.pop(seq, None)
         if seq == self.probe_seq:
             self.probe_seq = -1
@@ -317,7 +319,10 @@ class RepairPicker:
                 self.unmade_backoff = min(2 * self.unmade_backoff, UNMADE_MAX)
                 self.unmade_at = now + self.unmade_backoff
         if ok and sent is not None and now >= sent:
-            self.origin_srtt, self.origin_dev = smooth(self.origin_srtt, self.origin_dev, now - sent,
+            took = now - sent
+            if held > 0.0:
+                took = took - held if held < took else 0.0
+            self.origin_srtt, self.origin_dev = smooth(self.origin_srtt, self.origin_dev, took,
                                                        self.origin_samples == 0)
             self.origin_samples += 1
         want = self.wants.get(seq)

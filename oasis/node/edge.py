@@ -75,6 +75,7 @@ HOLD_S = 1.0
 HOLD_AHEAD = 64  #: seqs ahead of the feed's newest a request may be held for (~2 s of 33 ms chunks)
 MAX_HELD = 1024  #: requests held at once (each an open connection; past it: 404 at once)
 MAX_HELD_PER_IP = 64  #: ... from one address (a CGN's subscribers share one)
+HELD_MS_MAX = 10_000  #: the most ``Oasis-Held-Ms`` says (the hold is at most 10 s)
 
 
 class FeedError(ValueError):
@@ -299,7 +300,7 @@ class Edge:
         self.counters["holds"] += 1
         began = self.clock()
         try:
-            body = await asyncio.wait_for(asyncio.shield(fut), self.hold)
+            body: bytes = await asyncio.wait_for(asyncio.shield(fut), self.hold)
         except TimeoutError:
             self.counters["hold_timeouts"] += 1
             return None
@@ -337,11 +338,14 @@ class Edge:
         seq = int(seq_text)
         http.canonical_only(request, f"/origin/{f.text}/{seq}.chunk", f"chunk {seq}")
         body = f.chunks.get(seq)
+        held = -1.0
         if body is not None:
             self.counters["hits"] += 1
         elif f.connected and seq > f.latest:
             if self.hold > 0 and seq - f.latest <= HOLD_AHEAD:
+                began = self.clock()
                 body = await self._hold(f, seq, request.remote or "")
+                held = self.clock() - began
             if body is None:
                 self.counters["misses_ahead"] += 1
                 f.ahead.append(seq - f.latest)
@@ -353,6 +357,8 @@ class Edge:
         headers = {"Cache-Control": http.CHUNK_CACHE, "ETag": f.etags.get(seq, "")}
         if not headers["ETag"]:
             del headers["ETag"]
+        if held >= 0:  # the viewer learns its fetch time without our wait (docs/oftp.md §10)
+            headers[http.HELD_HEADER] = str(min(int(held * 1000), HELD_MS_MAX))
         else:
             same = http.conditional(request, headers["ETag"], headers)
             if same is not None:

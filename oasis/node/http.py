@@ -770,6 +770,18 @@ MAX_FEEDS_PER_IP = 2
 FEED_STALL_END = 10.0
 FEED_WRITE_MAX = 1 << 20  #: bytes of frames a feed writes at once (a backlog goes in pieces)
 FEED_FRAME = struct.Struct(">I")  #: a feed frame: this length, then the chunk's bytes
+#: on a chunk a CDN edge held until its feed brought it: how long, in whole ms (0-10000)
+HELD_HEADER = "Oasis-Held-Ms"
+_HELD_RE = re.compile(r"[0-9]{1,5}")
+
+
+def held_seconds(value: str | None) -> float:
+    """``Oasis-Held-Ms`` as seconds; 0 if absent or not 1-5 ASCII digits within 10,000
+    (an edge's word, used only to time this node's own fetches, never beyond their duration)."""
+    if value is None or not _HELD_RE.fullmatch(value):
+        return 0.0
+    ms = int(value)
+    return ms / 1000 if ms <= 10_000 else 0.0
 
 
 def feed_frame(body: bytes) -> bytes:
@@ -1044,6 +1056,7 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["origin_failures"] = ls.origin_failures
         s["origin_late"] = ls.origin_late  # of the failures: arrived within the late grace
         s["origin_refused"] = ls.origin_refused  # answered, but not with the chunk (404)
+        s["origin_held"] = ls.origin_held  # answered by a CDN edge that held the request for it
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
         if ls.swarm.repair.distrust_log:  # (``repair_guard``) whom it distrusted, and why

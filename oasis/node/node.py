@@ -140,11 +140,12 @@ class LiveStream:
         self.origin_error = ""  #: the last failed origin fetch's error (what `oasis watch` reports)
         #: origin fetches that missed their deadline and were left to finish (``_keep_late``),
         #: and those of them that did
-        self._late: set[asyncio.Future[wire.ChunkMsg | None]] = set()
+        self._late: set[asyncio.Future[tuple[wire.ChunkMsg | None, float]]] = set()
         self.origin_late = 0
         #: fetches the origin/CDN answered with any status but 200 (mostly 404: not made yet
         #: there, or no longer held): not failures of the fetch, but no chunk
         self.origin_refused = 0
+        self.origin_held = 0  #: fetches a CDN edge held for the chunk to come (Oasis-Held-Ms)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         #: a viewer's start, step by step: seconds from its join to the first of each of
@@ -256,6 +257,7 @@ class LiveStream:
         from .http import read_reply  # (http imports this module)
 
         chunk: wire.ChunkMsg | None = None
+        held = 0.0  #: s the CDN edge said it waited for the chunk (Oasis-Held-Ms)
         began = self.now()
         # (``origin_adapt``: a fetch may end after the deadline, timed and its connection kept)
         over = sw.ORIGIN_OVERTIME if self.config.origin_adapt else 0.0
@@ -277,7 +279,7 @@ class LiveStream:
                 budget = max(0.05, deadline + over - self.now())
                 fetch = asyncio.ensure_future(self._get_chunk(url, budget + ORIGIN_LATE_GRACE))
                 try:
-                    chunk = await asyncio.wait_for(asyncio.shield(fetch), budget)
+                    chunk, held = await asyncio.wait_for(asyncio.shield(fetch), budget)
                 except TimeoutError:
                     self._keep_late(fetch)
                     raise
@@ -291,21 +293,25 @@ class LiveStream:
                 self.origin_error = (f"{what} after {self.now() - began:.3f} s "
                                      f"(had {deadline - began:.3f} s)")
                 log.debug("origin fetch %s failed: %s", url, exc)
-        self.swarm.on_origin(seq, chunk, self.now())
+        self.swarm.on_origin(seq, chunk, self.now(), held)
         self.pump()
 
-    async def _get_chunk(self, url: str, limit: float) -> wire.ChunkMsg | None:
-        """GET one ``<seq>.chunk`` within ``limit`` s: the chunk, None for a refusal (404)."""
-        from .http import read_capped
+    async def _get_chunk(self, url: str, limit: float) -> tuple[wire.ChunkMsg | None, float]:
+        """GET one ``<seq>.chunk`` within ``limit`` s: the chunk (None for a refusal, 404)
+        and how long a CDN edge says it held the request for it (``Oasis-Held-Ms``, s)."""
+        from .http import HELD_HEADER, held_seconds, read_capped
 
         async with self.node.http.get(url, timeout=aiohttp.ClientTimeout(total=limit)) as r:
             if r.status != 200:
                 self.origin_refused += 1
-                return None
+                return None, 0.0
+            held = held_seconds(r.headers.get(HELD_HEADER))
+            if held:
+                self.origin_held += 1
             # to the body's end: a CDN's reply may come in several segments
-            return wire.decode_chunk(await read_capped(r.content, wire.MAX_CHUNK_MESSAGE))
+            return wire.decode_chunk(await read_capped(r.content, wire.MAX_CHUNK_MESSAGE)), held
 
-    def _keep_late(self, fetch: asyncio.Future[wire.ChunkMsg | None]) -> None:
+    def _keep_late(self, fetch: asyncio.Future[tuple[wire.ChunkMsg | None, float]]) -> None:
         """A fetch its chunk's deadline has passed: too late for the player (the swarm is told
         it failed), but left to finish for up to ``ORIGIN_LATE_GRACE`` s more (at most
         ``MAX_LATE_FETCHES`` at once), so that its keep-alive connection goes back to the pool.
@@ -317,7 +323,7 @@ class LiveStream:
             return
         self._late.add(fetch)
 
-        def done(f: asyncio.Future[wire.ChunkMsg | None]) -> None:
+        def done(f: asyncio.Future[tuple[wire.ChunkMsg | None, float]]) -> None:
             self._late.discard(f)
             if not f.cancelled() and f.exception() is None:
                 self.origin_late += 1  # arrived, late: the connection is kept

@@ -194,6 +194,9 @@ def rtt_s(rtt_ms: list[list[float]], a: PeerNet, b: PeerNet) -> float:
 
 #: a CDN edge in the viewer's metro: this RTT on top of the viewer's last mile
 CDN_EDGE_RTT_MS = 10.0
+#: a request for a chunk the edge will hold within this long waits for it there and is
+#: answered when it comes (``oasis edge --hold``, :data:`oasis.node.edge.HOLD_S`); later, 404
+CDN_EDGE_HOLD_S = 1.0
 
 
 def session_length_s(rng: random.Random, mean_s: float) -> float:

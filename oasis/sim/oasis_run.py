@@ -66,7 +66,7 @@ from oasis.core.wire import ErrorCode
 from . import adversary as adv
 from .execute import execute
 from .fasttracker import FastTracker
-from .netmodel import CDN_EDGE_RTT_MS, PeerNet, World, link_s, one_way_s, rtt_s
+from .netmodel import CDN_EDGE_HOLD_S, CDN_EDGE_RTT_MS, PeerNet, World, link_s, one_way_s, rtt_s
 from .population import INF, Viewer
 from .records import Timeline, continuity_over_time, summarize
 from .scenario import Scenario
@@ -248,6 +248,8 @@ class OasisSim:
                  seed: int) -> None:
         #: viewer's last mile -> CDN edge RTT (fidelity check: 0)
         self.edge_rtt_ms: float = CDN_EDGE_RTT_MS
+        #: s the edge holds a request for a chunk it does not have yet (0: 404 at once)
+        self.edge_hold_s: float = CDN_EDGE_HOLD_S
         self.s = s
         self.world = world
         self.rtt = world.rtt_ms
@@ -306,6 +308,7 @@ class OasisSim:
         self.control_bytes = 0
         self.origin_requests = 0
         self.origin_404 = 0
+        self.edge_holds = 0  #: fetches the edge held until the chunk reached it
         self.origin_timeouts = 0
         self.hops: Counter[int] = Counter()
         self.dropped_peers = 0
@@ -1128,7 +1131,7 @@ class OasisSim:
             back = req_at + edge_half + net.lastmile_s
             kf = self._latest_keyframe(req_at - self._edge_delay(net))
             if kf < 0 or back >= deadline:
-                self.at(min(back, deadline), EV_ORIGIN, node, (seq, None))
+                self.at(min(back, deadline), EV_ORIGIN, node, (seq, None, 0.0))
             else:
                 self._fetch_origin(node, kf, deadline, back)
             return
@@ -1136,11 +1139,19 @@ class OasisSim:
         if node.swarm.config.origin_adapt:
             deadline += sw.ORIGIN_OVERTIME
         entry = self.origin.get(seq)
-        if entry is None or entry[1] + self._edge_delay(net) > req_at:
+        at_edge = INF if entry is None else entry[1] + self._edge_delay(net)
+        if entry is None or at_edge - req_at > self.edge_hold_s:
+            # not at the edge within its hold: 404, at once for a chunk not made yet, else
+            # when the hold ends
             self.origin_404 += 1
-            back = req_at + edge_half + net.lastmile_s
-            self.at(min(back, deadline), EV_ORIGIN, node, (seq, None))
+            back = req_at + edge_half + net.lastmile_s + (0.0 if entry is None else self.edge_hold_s)
+            self.at(min(back, deadline), EV_ORIGIN, node, (seq, None, 0.0))
             return
+        held = 0.0
+        if at_edge > req_at:
+            self.edge_holds += 1
+            held = at_edge - req_at  # held there until the feed brings it (oasis.node.edge),
+            req_at = at_edge  # which says so (``Oasis-Held-Ms``)
         chunk = entry[0]
         size = self.chunk_size[seq] + 300  # HTTP response headers
         pkts = -(-size // MTU_PAYLOAD)
@@ -1151,14 +1162,14 @@ class OasisSim:
         t += w / net.down_bps + ORIGIN_RX_CPU_S
         if t > deadline:  # aiohttp timeout = deadline - now
             self.origin_timeouts += 1
-            self.at(deadline, EV_ORIGIN, node, (seq, None))
+            self.at(deadline, EV_ORIGIN, node, (seq, None, 0.0))
         else:
-            self.at(t, EV_ORIGIN, node, (seq, chunk))
+            self.at(t, EV_ORIGIN, node, (seq, chunk, held))
 
-    def _origin_done(self, node: SimNode, res: tuple[int, wire.ChunkMsg | None]) -> None:
+    def _origin_done(self, node: SimNode, res: tuple[int, wire.ChunkMsg | None, float]) -> None:
         if not node.alive:
             return
-        node.swarm.on_origin(res[0], res[1], self.now)
+        node.swarm.on_origin(res[0], res[1], self.now, res[2])
         self._pump(node)
 
     # ---- adversaries (oasis/sim/adversary.py) -----------------------------------

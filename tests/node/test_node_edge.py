@@ -454,3 +454,50 @@ async def test_requests_held_from_many_addresses_fill_a_bounded_table(monkeypatc
         finally:
             for c in sessions:
                 await c.close()
+
+
+def test_held_ms_is_read_strictly() -> None:
+    """``Oasis-Held-Ms`` is an edge's word: whole ms, 1-5 ASCII digits, at most 10,000; any
+    other value counts as no hold."""
+    assert http_mod.held_seconds("250") == 0.25 and http_mod.held_seconds("0") == 0.0
+    assert http_mod.held_seconds("10000") == 10.0
+    for bad in (None, "", "-1", "1e3", " 5", "5 ", "0x10", "10001", "99999", "123456", "٣", "2.5"):
+        assert http_mod.held_seconds(bad) == 0.0, bad
+
+
+async def test_a_viewer_learns_its_fetch_time_without_the_edges_hold() -> None:
+    """A real Node's fallback through a real (in-process) edge that holds its request until
+    the feed brings the chunk: the edge says how long it held it (``Oasis-Held-Ms``) and the
+    swarm learns the fetch time without that wait. Counted, an early request's wait made the
+    learnt time grow and the fallback ask earlier still (docs/oftp.md §10)."""
+    from oasis.core import swarm as sw
+    from oasis.node.node import Node
+
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    chunks = {s: wire.encode(sign_chunk(bid, sid, s, now + s, s == 10, b"H" * 400)) for s in (10, 11)}
+    runner_o, origin, q = await _driven_origin(sid)
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid, feeds=1) as (edge, url):
+        q.put_nowait(_frame(chunks[10]))
+        f = edge.streams[str(sid)]
+        await until(lambda: f.latest == 10, 10, what="chunk 10 from the feed")
+        node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
+        await node.start()
+        try:
+            ls = node.add_stream(sid, is_source=False, origin_url=url)
+            t0 = ls.now()
+            ls.swarm.repair.origin_sent[11] = t0  # as the core's FetchOrigin records it
+            fetch = asyncio.create_task(ls._fetch_origin(11, t0 + 5.0))
+            await until(lambda: edge.holding == 1, 10, what="the fetch held at the edge")
+            with pytest.raises(TimeoutError):  # still held 0.3 s on: the edge answers nothing
+                await asyncio.wait_for(asyncio.shield(fetch), 0.3)
+            q.put_nowait(_frame(chunks[11]))
+            await fetch
+            took = ls.now() - t0
+            assert ls.swarm.log.get(11) is not None and ls.origin_held == 1 and ls.origin_failures == 0
+            r = ls.swarm.repair
+            assert r.origin_samples == 1 and took >= 0.3
+            assert r.origin_srtt < took / 2, (r.origin_srtt, took)  # the hold is not the fetch's
+        finally:
+            await node.close()
