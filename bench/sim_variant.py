@@ -40,7 +40,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
     ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--edge-hold", type=float, default=None,
+                    help="s the CDN edge holds a fetch for a chunk it will have (default the "
+                    "simulator's, as `oasis edge --hold`; 0: 404 at once)")
     a = ap.parse_args()
+    if a.edge_hold is not None:
+        from oasis.sim import oasis_run
+        oasis_run.CDN_EDGE_HOLD_S = a.edge_hold  # read by each OasisSim it builds
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     argv = [a.scenario, "--seed", a.seed, "--baselines", "none"]
@@ -66,6 +72,8 @@ def main() -> None:
                       "startup_ms": o.get("startup_ms"),
                       "resource_index": out.get("resource_index"),
                       "origin_requests": o.get("origin_requests"),
+                      "origin_404": o.get("origin_404"), "edge_holds": o.get("edge_holds"),
+                      "edge_hold": a.edge_hold,
                       "near_swaps": o.get("policy", {}).get("links_replaced_nearer"),
                       "wall_s": out.get("wall_s"),
                       "load": [load0, _load()]}), flush=True)

@@ -197,6 +197,7 @@ CDN_EDGE_RTT_MS = 10.0
 #: a request for a chunk the edge will hold within this long waits for it there and is
 #: answered when it comes (``oasis edge --hold``, :data:`oasis.node.edge.HOLD_S`); later, 404
 CDN_EDGE_HOLD_S = 1.0
+CDN_EDGE_HOLD_AHEAD = 64  #: ... for a chunk at most this many seqs past its newest (HOLD_AHEAD)
 
 
 def session_length_s(rng: random.Random, mean_s: float) -> float:

@@ -66,7 +66,16 @@ from oasis.core.wire import ErrorCode
 from . import adversary as adv
 from .execute import execute
 from .fasttracker import FastTracker
-from .netmodel import CDN_EDGE_HOLD_S, CDN_EDGE_RTT_MS, PeerNet, World, link_s, one_way_s, rtt_s
+from .netmodel import (
+    CDN_EDGE_HOLD_AHEAD,
+    CDN_EDGE_HOLD_S,
+    CDN_EDGE_RTT_MS,
+    PeerNet,
+    World,
+    link_s,
+    one_way_s,
+    rtt_s,
+)
 from .population import INF, Viewer
 from .records import Timeline, continuity_over_time, summarize
 from .scenario import Scenario
@@ -299,6 +308,7 @@ class OasisSim:
         self.produced_t: list[float] = []
         self.origin: dict[int, tuple[wire.ChunkMsg, float]] = {}
         self.chunk_size: dict[int, int] = {}
+        self.n_chunks = 0  #: chunks the broadcaster makes in the run (seq i at T0 + i chunk_s)
         self.records: list[ViewerRecord] = []
         self.every: list[SimNode] = []
         # accounting
@@ -348,7 +358,7 @@ class OasisSim:
             self.at(T0 + v.join, EV_JOIN, v)
             if v.leave < INF:
                 self.at(T0 + v.leave, EV_LEAVE, v)
-        n_chunks = int(round(s.duration_s / self.chunk_s))
+        n_chunks = self.n_chunks = int(round(s.duration_s / self.chunk_s))
         for i in range(n_chunks):
             self.at(T0 + i * self.chunk_s, EV_PRODUCE, i)
         stop = end + self.cfg.playout_delay + 1.0
@@ -1139,12 +1149,25 @@ class OasisSim:
         if node.swarm.config.origin_adapt:
             deadline += sw.ORIGIN_OVERTIME
         entry = self.origin.get(seq)
-        at_edge = INF if entry is None else entry[1] + self._edge_delay(net)
-        if entry is None or at_edge - req_at > self.edge_hold_s:
-            # not at the edge within its hold: 404, at once for a chunk not made yet, else
-            # when the hold ends
+        produced = len(self.produced_t)
+        if entry is not None:
+            at_edge = entry[1] + self._edge_delay(net)
+            size = self.chunk_size[seq]
+        elif (self.edge_hold_s > 0 and produced and produced <= seq < self.n_chunks
+              and seq - (produced - 1) <= CDN_EDGE_HOLD_AHEAD):
+            # not made yet, but soon (a probe, a relay's cover): the edge holds it too. When
+            # it reaches the origin, as the broadcaster makes a chunk every chunk_s
+            bn = self.source.net
+            size = self.chunk_size[produced - 1]
+            at_edge = (T0 + seq * self.chunk_s + size / bn.up_bps + bn.lastmile_s
+                       + self._edge_delay(net))
+        else:
+            at_edge, size = INF, 0
+        if at_edge - req_at > self.edge_hold_s:
+            # not at the edge within its hold: 404, at once for a chunk not made yet (or too
+            # far ahead), else when the hold ends
             self.origin_404 += 1
-            back = req_at + edge_half + net.lastmile_s + (0.0 if entry is None else self.edge_hold_s)
+            back = req_at + edge_half + net.lastmile_s + (0.0 if at_edge == INF else self.edge_hold_s)
             self.at(min(back, deadline), EV_ORIGIN, node, (seq, None, 0.0))
             return
         held = 0.0
@@ -1152,8 +1175,9 @@ class OasisSim:
             self.edge_holds += 1
             held = at_edge - req_at  # held there until the feed brings it (oasis.node.edge),
             req_at = at_edge  # which says so (``Oasis-Held-Ms``)
-        chunk = entry[0]
-        size = self.chunk_size[seq] + 300  # HTTP response headers
+        # (a chunk not made yet is looked up when the answer arrives: ``_origin_done``)
+        chunk = entry[0] if entry is not None else None
+        size += 300  # HTTP response headers
         pkts = -(-size // MTU_PAYLOAD)
         w = size + pkts * PACKET_OVERHEAD
         t = req_at + edge_half + net.lastmile_s
@@ -1169,7 +1193,11 @@ class OasisSim:
     def _origin_done(self, node: SimNode, res: tuple[int, wire.ChunkMsg | None, float]) -> None:
         if not node.alive:
             return
-        node.swarm.on_origin(res[0], res[1], self.now, res[2])
+        chunk = res[1]
+        if chunk is None and res[2] > 0.0:  # held for a chunk made since: the edge has it
+            entry = self.origin.get(res[0])
+            chunk = entry[0] if entry is not None else None
+        node.swarm.on_origin(res[0], chunk, self.now, res[2])
         self._pump(node)
 
     # ---- adversaries (oasis/sim/adversary.py) -----------------------------------
@@ -1444,6 +1472,8 @@ class OasisSim:
             "joins": self.joins,
             "leaves": self.leaves,
             "origin_requests": self.origin_requests,
+            #: fetches the CDN edge answered 404 (not there within its hold) and held
+            "origin_404": self.origin_404, "edge_holds": self.edge_holds,
             "events": events,
             "policy": self._policy_result(),
             "cancels": self._cancel_result(),

@@ -99,3 +99,24 @@ def test_a_chunk_whose_push_usually_comes_later_is_not_fetched_early() -> None:
     asked = _asked_at(node, seq, t)
     assert asked is not None and asked >= t + 0.5 - node.config.origin_margin - 0.005
     assert node.counters.origin_adapted == before
+
+
+def test_the_time_an_edge_held_a_fetch_is_not_learnt_as_fetch_time() -> None:
+    """A CDN edge that held a request until its feed brought the chunk says how long
+    (``held``): the fetch time learnt is the rest. Learnt whole, an early request's wait made
+    the fallback ask earlier still, and wait longer (docs/oftp.md §10)."""
+    node, sid, bid = _node(adapt=True)
+    before = node.repair.origin_srtt
+    assert abs(before - FETCH_S) < 0.05  # eight fetches of 0.3 s each, nothing held
+    for seq in range(48, 64):
+        t = 1.0 + seq * 0.1
+        node.repair.origin_sent[seq] = t  # asked at the chunk's time (as FetchOrigin records it)
+        # each took 0.35 s, 0.3 s of it held at the edge: 0.05 s of fetching
+        node.on_origin(seq, sign_chunk(bid, sid, seq, int(t * 1e6), False, b"o"), t + 0.35, 0.3)
+    node.actions()
+    assert node.repair.origin_samples == 24
+    assert node.repair.origin_srtt < 0.1, node.repair.origin_srtt
+    # an edge that claims more than the whole fetch took: a sample of 0, not below
+    node.repair.origin_sent[64] = 7.4
+    node.on_origin(64, sign_chunk(bid, sid, 64, int(7.4e6), False, b"o"), 7.5, 99.0)
+    assert node.repair.origin_samples == 25 and node.repair.origin_srtt >= 0.0

@@ -12,7 +12,7 @@ from oasis.core import swarm as sw
 from oasis.node import edge as edge_mod
 from oasis.sim import fidelity as fid
 from oasis.sim import oasis_run as orun
-from oasis.sim.netmodel import CDN_EDGE_HOLD_S
+from oasis.sim.netmodel import CDN_EDGE_HOLD_AHEAD, CDN_EDGE_HOLD_S
 from oasis.sim.oasis_run import EV_ORIGIN, OasisSim, SimNode
 from oasis.sim.scenario import Scenario
 
@@ -34,8 +34,35 @@ def answers(sim: OasisSim, node: SimNode) -> list[tuple[float, bool]]:
     return sorted((t, b[1] is not None) for t, _, kind, a, b in sim.q if kind == EV_ORIGIN and a is node)
 
 
-def test_the_simulated_edge_holds_as_long_as_the_real_one():
+def test_the_simulated_edge_holds_as_long_and_as_far_ahead_as_the_real_one():
     assert CDN_EDGE_HOLD_S == edge_mod.HOLD_S
+    assert CDN_EDGE_HOLD_AHEAD == edge_mod.HOLD_AHEAD
+
+
+def test_a_fetch_for_a_chunk_not_made_yet_is_held_until_it_is_made_and_reaches_the_edge():
+    """A probe or a relay's cover asks before the broadcaster made the chunk: the real
+    edge holds that request too (it is a few seqs past its newest), and so does this one."""
+    sim, node = make()
+    sim.n_chunks = 50
+    deadline = sim.now + 0.9
+    sim._fetch_origin(node, 1, deadline)  # chunk 1 is made 0.1 s from now (100 ms chunks)
+    [(t, got)] = answers(sim, node)
+    back = sim.edge_rtt_ms / 2000 + node.net.lastmile_s
+    made = orun.T0 + 1 * sim.chunk_s
+    assert t >= made + sim._edge_delay(node.net) + back and sim.edge_holds == 1
+    # the answer carries the chunk once it exists: made before the answer fires
+    sim.q.clear()
+    sim.now = made
+    sim._produce(1)
+    sim.now = t
+    assert 1 not in node.swarm.log
+    sim._origin_done(node, (1, None, t - made))
+    assert 1 in node.swarm.log
+    # too far ahead of what was made (or past the stream's end): 404 at once
+    sim.q.clear()
+    sim._fetch_origin(node, 2 + CDN_EDGE_HOLD_AHEAD, deadline)
+    sim._fetch_origin(node, 60, deadline)
+    assert [g for _, g in answers(sim, node)] == [False, False]
 
 
 @pytest.mark.parametrize("hold", [CDN_EDGE_HOLD_S, 0.0])
