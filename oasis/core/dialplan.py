@@ -317,6 +317,12 @@ class DialPlan:
                 t = deadline
         return t
 
+    def backed_off_until(self, peer: bytes) -> float:
+        """When the back-off of ``peer``'s candidate address ends (0.0: none)."""
+        addr = self._address_of(peer)
+        entry = None if addr is None else self.backoff.get(addr)
+        return 0.0 if entry is None else entry[1]
+
     def _address_of(self, peer: bytes) -> tuple[str, int] | None:
         entry = self.candidates.get(peer)
         return None if entry is None else (entry[0].host, entry[0].port)

@@ -350,6 +350,7 @@ REPORTS = 20
 #: link we dialled for the DHT within this many seconds (its own link timeouts: 30 s of
 #: silence), and so many such peers are remembered (``PeerPolicy._joins_kept``)
 REJOIN_WINDOW = 60.0
+FULL_HELD = 256  #: peers remembered as full (``_full_until``), oldest dropped first
 LEFT_JOINED_MAX = 1024
 
 
@@ -446,6 +447,10 @@ class PeerPolicy(Generic[L]):
         #: peer -> (the address of our punched dial to it under way, the introducer that
         #: named it) (bounded by the dials)
         self._punched: dict[bytes, tuple[tuple[str, int], bytes]] = {}
+        #: peer -> until when it is not punched: it closed a link we dialled as full
+        #: (OVERLOADED), so it is reachable and has no room; an OFFER to it would be refused
+        #: for the same reason (bounded: FULL_HELD, oldest first)
+        self._full_until: dict[bytes, float] = {}
         #: the executor's word: does this peer carry one of our streams' trees with us (our
         #: parent, a subscription to it under way, our child)? ``near_swap`` never replaces
         #: such a neighbour (None: the policy cannot tell; any may be replaced)
@@ -662,7 +667,10 @@ class PeerPolicy(Generic[L]):
             self.nat.linked_via(punched[1], now)
         self.nat.release(peer)
         t0 = self._intro_at.pop(peer, None)
-        if t0 is not None:
+        if t0 is not None and (punched is not None or not dialled):
+            # made by the punch (our punched dial, or the peer's reaching us), not by a plain
+            # dial while an INTRO for the peer was out (counted, a public peer's redial after
+            # its back-off read as a 7 s punch)
             self.nat.counters.punch_linked += 1
             self.punch_connect_s.append((peer, now - t0))
         p.addr = addr
@@ -750,6 +758,17 @@ class PeerPolicy(Generic[L]):
             # or the connection timed out): not dialled again at once (a silent fake relay was
             # re-dialled 0.1 s after each 30 s silence close, however long its link had lived)
             self.dials.back_off(peer, now)
+            if code == ErrorCode.OVERLOADED:
+                # ... nor punched meanwhile: a backed-off candidate is otherwise taken for one
+                # a direct dial could not reach (behind a NAT) and introduced, and the full
+                # peer refuses the OFFER. In the 30-node testbed half of a CGN viewer's INTROs
+                # went to peers that had just refused it as full, each holding one of its
+                # dial slots for punch_timeout (found 2026-12-05)
+                until = self.dials.backed_off_until(peer)
+                self._full_until.pop(peer, None)
+                self._full_until[peer] = until if until > now else now + self.nat.config.punch_timeout
+                if len(self._full_until) > FULL_HELD:
+                    del self._full_until[next(iter(self._full_until))]
         elif p.dialled and now - p.since >= self.config.stable_link:
             self.dials.stable(peer)
         if not p.service and self.neighbour_count() < self.target():
@@ -993,7 +1012,8 @@ class PeerPolicy(Generic[L]):
             # Short of neighbours: punch peers known only through a neighbour (only
             # NEIGHBOURS named them, or a direct dial to them failed).
             picks = [k for k in self.nat.via if k not in self.dials.dialling and not blocked(k)
-                     and (k not in self.dials.candidates or self._backed_off(k, now))]
+                     and (k not in self.dials.candidates or self._backed_off(k, now))
+                     and self._full_until.get(k, 0.0) <= now]
             self.rng.shuffle(picks)
             # (keys only a neighbour's word names: at most introducer_dials introductions
             # through one introducer at once -- a liar listed made-up keys and answered each

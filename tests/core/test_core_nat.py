@@ -9,6 +9,7 @@ import random
 from oasis.core import peer as pp
 from oasis.core import wire
 from oasis.core.nat import MappingObserver, NatConfig, NatKind, Phase
+from oasis.core.wire import ErrorCode
 
 TEXT = "s" * 52 + ".live"
 SKEY = b"streamk8"
@@ -465,3 +466,62 @@ def test_liars_who_left_no_longer_set_the_mapping() -> None:
     # and a mapping stays while one linked observer still sees it
     me.link_down(("L", 1, 4), key(4), net.now + 2)
     assert me.mapping.public == (public(1), 4000) and me.mapping.kind == NatKind.EIM
+
+
+def test_a_peer_that_refused_us_as_full_is_not_punched_while_backed_off() -> None:
+    """A NATed node's plain dial reached a peer that closed it OVERLOADED (full): the peer's
+    address backs off, and it is not introduced meanwhile either -- its OFFER would be
+    refused for want of room, and the introduction held a dial slot for ``punch_timeout``
+    (found in the 30-node testbed: half of a CGN viewer's INTROs). A peer whose dial merely
+    failed (it may sit behind a NAT) is still punched."""
+    net = Net(5)
+    net.link(1, 3)
+    net.link(2, 3)
+    net.link(5, 3)
+    net.link(1, 4)
+    net.tick(10.0)
+    a = net.p[1]
+    assert a.mapping.kind == NatKind.EIM
+    assert a.nat.introducer_for(key(2), a._neighbours, net.now) == key(3)
+    a.on_candidates([pp.Candidate(key(i), public(i), 4000) for i in (2, 5)], net.now, verified=True)
+    net.run()
+    # the executor's plain dial to 2 linked, and 2 closed it: full
+    assert a.link_up(("D", 1, 2), key(2), dialled=True, now=net.now, addr=(public(2), 4000))
+    a.link_down(("D", 1, 2), key(2), net.now, code=ErrorCode.OVERLOADED)
+    # the dial to 5 failed outright (no answer: NATed, perhaps)
+    a.dials.dialling[key(5)] = net.now + 5.0
+    a.dials.dial_addr[key(5)] = (public(5), 4000)
+    a.dial_failed(key(5), net.now)
+    until = a.dials.backed_off_until(key(2))
+    assert until > net.now
+    net.sent.clear()
+    a.config.target_neighbours = 4  # short of neighbours: the plan punches what it can
+    a._plan(net.now)
+    net.run()
+    intros = {m.peer for i, _, m in net.punches(Phase.INTRO) if i == 1}
+    assert key(5) in intros  # may sit behind a NAT: punched
+    assert key(2) not in intros  # full: not punched while its back-off lasts
+    # once the back-off is over it may be tried again (here: punched through 3)
+    net.sent.clear()
+    a.nat.pending.clear()
+    a.dials.dialling.clear()
+    net.tick(until + 0.1)
+    a._plan(net.now)
+    net.run()
+    assert key(2) in {m.peer for i, _, m in net.punches(Phase.INTRO) if i == 1} or \
+        key(2) in {d.peer for i, d in net.dials if i == 1}
+
+
+def test_a_plain_dials_link_is_not_counted_as_a_punch() -> None:
+    """An INTRO for a peer was out when a plain dial to it linked: no punch made that link,
+    so no punch connect time is counted (a public peer's redial read as a 7 s punch)."""
+    net = Net(4)
+    net.link(1, 3)
+    net.link(2, 3)
+    net.link(1, 4)
+    net.tick(10.0)
+    a = net.p[1]
+    assert a.nat.introduce(key(2), key(3), net.now)
+    a._intro_at[key(2)] = net.now  # as _introduce records it
+    assert a.link_up(("D", 1, 2), key(2), dialled=True, now=net.now + 7.0, addr=(public(2), 4000))
+    assert a.nat.counters.punch_linked == 0 and not a.punch_connect_s
