@@ -355,10 +355,10 @@ class Edge:
             if body is None:
                 raise http.json_error(404, "no_chunk", f"chunk {seq} is not held here nor at the origin")
         headers = {"Cache-Control": http.CHUNK_CACHE, "ETag": f.etags.get(seq, "")}
-        if not headers["ETag"]:
-            del headers["ETag"]
         if held >= 0:  # the viewer learns its fetch time without our wait (docs/oftp.md §10)
             headers[http.HELD_HEADER] = str(min(int(held * 1000), HELD_MS_MAX))
+        if not headers["ETag"]:
+            del headers["ETag"]
         else:
             same = http.conditional(request, headers["ETag"], headers)
             if same is not None:

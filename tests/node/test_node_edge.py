@@ -408,11 +408,33 @@ async def test_an_edge_holds_a_request_for_the_next_chunks_and_answers_it_when_t
         before = edge.counters["holds"]
         status, _ = await get(12 + edge_mod.HOLD_AHEAD + 1)
         assert status == 404 and edge.counters["holds"] == before
-        # a held chunk is then an ordinary hit
-        assert await get(12) == (200, chunks[12])
+        # a held chunk is then an ordinary hit: its ETag, and no word of a hold
+        async with s.get(f"{url}/{sid}/12.chunk") as r:
+            assert r.status == 200 and r.headers["ETag"] and http_mod.HELD_HEADER not in r.headers
+        # a held answer says how long it waited, and keeps the chunk's ETag (conditional
+        # requests answered as for any hit)
+        held_req = asyncio.create_task(s.get(f"{url}/{sid}/15.chunk"))
+        await until(lambda: edge.holding == 1, 10, what="the request for 15 held")
+        q.put_nowait(_frame(chunks[13]))
+        q.put_nowait(_frame(chunks[14]))
+        q.put_nowait(_frame(chunks[15]))
+        async with await held_req as r:
+            assert r.status == 200 and await r.read() == chunks[15]
+            assert r.headers["ETag"] == f.etags[15]
+            assert 0 <= int(r.headers[http_mod.HELD_HEADER]) <= 10_000
+        async with s.get(f"{url}/{sid}/15.chunk", headers={"If-None-Match": f.etags[15]}) as r:
+            assert r.status == 304
+        # ... a held one too (a cache revalidating what it holds)
+        tag16 = f'"{wire.decode_chunk(chunks[16]).signature[:12].hex()}"'
+        held_req = asyncio.create_task(s.get(f"{url}/{sid}/16.chunk", headers={"If-None-Match": tag16}))
+        await until(lambda: edge.holding == 1, 10, what="the request for 16 held")
+        q.put_nowait(_frame(chunks[16]))
+        async with await held_req as r:
+            assert r.status == 304 and r.headers["ETag"] == tag16
         # without a hold (``--hold 0``) the edge answers 404 at once, as before
         edge.hold = 0.0
-        status, _ = await get(13)
+        before = edge.counters["holds"]
+        status, _ = await get(17)
         assert status == 404 and edge.counters["holds"] == before
 
 
