@@ -295,6 +295,7 @@ class PeerCounters:
     joins_refused_service: int = 0  #: JOIN on a link admitted beyond max_neighbours
     #: (``start_room``) JOINs asking for a start admitted on a link beyond max_neighbours
     joins_start_room: int = 0
+    joins_short_room: int = 0  #: JOINs of nodes short of neighbours admitted in ``start_room``
     #: (``near_swap``) inbound neighbours closed for a much nearer peer's JOIN beyond the limit
     links_replaced_nearer: int = 0
 
@@ -513,7 +514,7 @@ class PeerPolicy(Generic[L]):
             self.starting[skey] = asks + 1
             p.asked_start.add(skey)
         p.join_sent.add(skey)
-        self._actions.append(SendTo(p.link, wire.Join(stream=text_id, start=start)))
+        self._actions.append(SendTo(p.link, wire.Join(stream=text_id, start=start, short=self.short())))
 
     def remove_stream(self, text_id: str) -> None:
         """The node stops carrying a stream; new JOINs of it are refused as unknown. Peers'
@@ -552,6 +553,16 @@ class PeerPolicy(Generic[L]):
         if t > 0 and cfg.nat_target_neighbours > t and self.mapping.kind in (NatKind.EIM, NatKind.SYMMETRIC):
             return min(cfg.nat_target_neighbours, cfg.max_neighbours)
         return t
+
+    def short(self) -> bool:
+        """We have fewer than half the neighbours we dial for (``target``): our JOINs say so,
+        and a node over its limit admits us in its ``start_room``. Full public nodes refused
+        a viewer that joined late (the NATed viewers' own dials fill them): its links came up
+        after it had started from the origin, so its JOINs asked for no start, and in the
+        30-node testbed the Brazilian viewer behind a CGN kept 2-6 neighbours and took its
+        whole stream from the CDN edge."""
+        t = self.target()
+        return t > 0 and self.neighbour_count() < t // 2
 
     def neighbour_count(self) -> int:
         """Admitted links that are neighbours (service links excluded)."""
@@ -803,7 +814,7 @@ class PeerPolicy(Generic[L]):
         p.tokens = tokens - cost
         p.heard = now
         if isinstance(msg, wire.Join):
-            self._on_join(p, peer, msg.stream, now, msg.start)
+            self._on_join(p, peer, msg.stream, now, msg.start, msg.short)
             return None
         if isinstance(msg, wire.Error):
             self.counters.errors_received += 1
@@ -1164,7 +1175,7 @@ class PeerPolicy(Generic[L]):
 
     # ---- JOIN --------------------------------------------------------------------------
     def _on_join(self, p: _Peer[L], peer: bytes, text_id: str, now: float,
-                 start: bool = False) -> None:
+                 start: bool = False, short: bool = False) -> None:
         c = self.counters
         skey = self.streams.get(text_id)
         if skey is None:
@@ -1183,12 +1194,16 @@ class PeerPolicy(Generic[L]):
                 # JOIN, paid from its message budget: no amplification.
                 self._join(p, text_id)
             return
-        if p.overflow and start and self.config.start_room > 0 \
+        if p.overflow and (start or short) and self.config.start_room > 0 \
                 and self.neighbour_count() < self.config.max_neighbours + self.config.start_room:
-            # (``start_room``) a newcomer asks us for a start: a neighbour, over the limit
+            # (``start_room``) a newcomer asks us for a start, or a node short of neighbours
+            # (``short``) joins: a neighbour, over the limit
             p.overflow = False
             self._set_service(p, False)
-            c.joins_start_room += 1
+            if start:
+                c.joins_start_room += 1
+            else:
+                c.joins_short_room += 1
         if p.overflow and self._near_swap(p, now):
             p.overflow = False  # (``near_swap``) a neighbour, in a far one's place
             self._set_service(p, False)

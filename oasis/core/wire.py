@@ -118,6 +118,9 @@ class Join(Message, tag=3, frozen=True):
 
     stream: StreamIdText
     start: bool = False
+    #: the sender has fewer than half the neighbours it dials for (``PeerPolicy.short``): a
+    #: receiver over its limit admits it in ``start_room`` as it admits a start. Optional
+    short: bool = False
 
 
 class Leave(Message, tag=4, frozen=True):

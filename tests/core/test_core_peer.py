@@ -90,7 +90,7 @@ def test_inbound_links_beyond_the_limit_are_refused_dialled_ones_are_not():
     assert p.link_up("d", key(4), dialled=True, now=0)
     assert p.neighbour_count() == 3
     # the dialler joins every stream the node carries
-    assert pp.SendTo("d", wire.Join(stream=TEXT)) in p.actions()
+    assert pp.SendTo("d", wire.Join(stream=TEXT, short=True)) in p.actions()
 
 
 def _simultaneous(first_dialled_by_low: bool) -> tuple[str | None, str | None]:
@@ -247,10 +247,10 @@ def test_join_unknown_stream_and_per_peer_limit_and_leave():
                                                                     reason="nope"))]
     p.on_message("a", peer, wire.Join(stream=TEXT), 0)
     acts = p.actions()  # the listener joins back, and the swarm gets the peer
-    assert pp.SendTo("a", wire.Join(stream=TEXT)) in acts and pp.AddPeer(peer, SKEY) in acts
+    assert pp.SendTo("a", wire.Join(stream=TEXT, short=True)) in acts and pp.AddPeer(peer, SKEY) in acts
     p.on_message("a", peer, wire.Join(stream=TEXT), 0)
     # a repeat: answered with our JOIN again (the dialler may have started afresh), no AddPeer
-    assert p.actions() == [pp.SendTo("a", wire.Join(stream=TEXT))] and p.counters.joins_repeated == 1
+    assert p.actions() == [pp.SendTo("a", wire.Join(stream=TEXT, short=True))] and p.counters.joins_repeated == 1
     p.on_message("a", peer, wire.Join(stream="s0"), 0)
     p.on_message("a", peer, wire.Join(stream="s1"), 0)  # third stream: over the limit
     err = of(p.actions(), pp.SendTo)[-1].message
@@ -277,7 +277,7 @@ def test_joins_ask_for_a_start_until_the_stream_plays():
     p = policy()
     p.set_starting(SKEY, True)
     assert p.link_up("a", key(1), dialled=True, now=0)
-    assert wire.Join(stream=TEXT, start=True) in [a.message for a in of(p.actions(), pp.SendTo)]
+    assert wire.Join(stream=TEXT, start=True, short=True) in [a.message for a in of(p.actions(), pp.SendTo)]
     p.on_message("a", key(1), wire.Join(stream=TEXT, start=False), 0)
     assert p.actions() == [pp.AddPeer(key(1), SKEY, start=False, asked=True)]
     # a listener answers a JOIN that asks for a start with its own (it plays: no start)
@@ -286,7 +286,7 @@ def test_joins_ask_for_a_start_until_the_stream_plays():
     p.actions()
     p.on_message("b", key(2), wire.Join(stream=TEXT, start=True), 0)
     acts = p.actions()
-    assert wire.Join(stream=TEXT, start=False) in [a.message for a in of(acts, pp.SendTo)]
+    assert wire.Join(stream=TEXT, start=False, short=True) in [a.message for a in of(acts, pp.SendTo)]
     assert pp.AddPeer(key(2), SKEY, start=True, asked=False) in acts
     p.remove_stream(TEXT)
     assert not p.starting
@@ -311,7 +311,7 @@ def test_a_stream_added_while_linked_is_joined_on_every_neighbour_link():
     two, skey2 = "stream-b", b"\x08" * 32
     assert p.add_stream(two, skey2, starting=True)
     assert sorted(of(p.actions(), pp.SendTo), key=lambda a: a.link) == [
-        pp.SendTo("in", wire.Join(stream=two, start=True)), pp.SendTo("out", wire.Join(stream=two, start=True))]
+        pp.SendTo("in", wire.Join(stream=two, start=True, short=True)), pp.SendTo("out", wire.Join(stream=two, start=True, short=True))]
     p.on_message("out", key(1), wire.Join(stream=two), 1)  # the listener joins back
     assert p.actions() == [pp.AddPeer(key(1), skey2, start=False, asked=True)]
     p.on_message("in", key(2), wire.Join(stream=two), 1)  # so does the dialler, now
@@ -344,7 +344,7 @@ def test_a_listener_that_joins_first_is_taken_at_the_dialler_and_at_its_status()
     lst.on_message("d", key(2), wire.Join(stream=TEXT), 0)
     lst.actions()
     assert lst.add_stream(two, skey2)
-    assert of(lst.actions(), pp.SendTo) == [pp.SendTo("d", wire.Join(stream=two))]
+    assert of(lst.actions(), pp.SendTo) == [pp.SendTo("d", wire.Join(stream=two, short=True))]
     # ... and an older dialler answers with STATUS only: taken as its JOIN, routed
     assert lst.on_message("d", key(2), status(skey2), 1) == skey2
     assert lst.actions() == [pp.AddPeer(key(2), skey2, start=False, asked=False)]
@@ -915,7 +915,7 @@ def test_a_peer_that_closed_our_link_and_dialled_again_for_the_dht_gets_our_join
     # S's swarm sends its STATUS on the link it keeps: R takes S back as a neighbour
     assert r.on_message("L2", HIGH, status(), 31.6) == SKEY
     acts = r.actions()
-    assert pp.SendTo("L2", wire.Join(stream=TEXT)) in acts and pp.AddPeer(HIGH, SKEY) in acts
+    assert pp.SendTo("L2", wire.Join(stream=TEXT, short=True)) in acts and pp.AddPeer(HIGH, SKEY) in acts
     for a in acts:  # R's JOIN reaches S: a repeat there, answered
         if isinstance(a, pp.SendTo) and a.link == "L2":
             s.on_message("L2", LOW, a.message, 31.7)

@@ -99,7 +99,7 @@ def test_a_dht_dial_sends_no_join_until_a_verified_source_offers_the_peer() -> N
     assert p.is_service(key(5))
     p.on_candidates([pp.Candidate(key(5), "192.0.2.5", 4000)], 1.0, verified=True)
     acts = p.actions()
-    assert pp.SendTo("s", wire.Join(stream=TEXT)) in acts
+    assert pp.SendTo("s", wire.Join(stream=TEXT, short=True)) in acts
     assert not of(acts, pp.Dial)  # no second link to it
     assert p.neighbour_count() == 1 and p.counters.links_service_promoted == 1
     # the listener joins back: now an ordinary neighbour
