@@ -559,7 +559,7 @@ class PeerPolicy(Generic[L]):
         and a node over its limit admits us in its ``start_room``. Full public nodes refused
         a viewer that joined late (the NATed viewers' own dials fill them): its links came up
         after it had started from the origin, so its JOINs asked for no start, and in the
-        30-node testbed the Brazilian viewer behind a CGN kept 2-6 neighbours and took its
+        30-node testbed the Brazilian viewer behind a CGN kept 1-8 neighbours and took its
         whole stream from the CDN edge."""
         t = self.target()
         return t > 0 and self.neighbour_count() < t // 2
