@@ -173,7 +173,10 @@ class SwarmConfig:
     #: down by <= 0.0018), continuity 0.99874-0.99955 -> >= 0.99963, start-up p95 520-867 ->
     #: 491-545 ms; a viewer whose far peers are slow to link starts from a near CDN edge
     #: (docs/benchmarks.md, session 32). 0.3 was better still on continuity (>= 0.99993) and
-    #: start-up (p95 ~370 ms) but cost 0.05-0.3 points of offload on each run.
+    #: start-up (p95 ~370 ms) but cost 0.05-0.3 points of offload on each run. 0.25
+    #: (2026-12-05, session 38): first frame p50 ~676 -> ~444 ms in the 30-node testbed and
+    #: the six comparison runs' offload +0.0005, but offload -0.0024 at 70 % NAT and -0.0027
+    #: on the stress files (stress-mobile 0.951 -> 0.947, below issue 9's 95 %): not taken.
     origin_start_after: float = 0.5
     origin_start_retry: float = 1.0
     #: a viewer with no neighbour in the stream this long after its join (no JOIN answered,
