@@ -369,10 +369,18 @@ class Client:
         """The API root, e.g. ``http://127.0.0.1:7480/v1``."""
         return self._async.base_url
 
-    def _call(self, coro: Awaitable[T]) -> T:
+    def _call(self, coro: Awaitable[T], timeout: float | None = None) -> T:
         async def run() -> T:
             return await coro
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+        fut = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        try:
+            return fut.result(timeout)
+        except BaseException:
+            # interrupted while waiting (Ctrl-C) or timed out: the call is cancelled on the
+            # loop, not left running to fail once the client closes under it ("Task exception
+            # was never retrieved" and a traceback after a clean Ctrl-C, 1 in ~160 runs)
+            fut.cancel()
+            raise
 
     if TYPE_CHECKING:  # the generated methods (below the class), for type checkers
         def __getattr__(self, name: str) -> Any: ...
@@ -393,11 +401,17 @@ class Client:
     events.__doc__ = AsyncClient.events.__doc__
 
     def close(self) -> None:
-        """Close the HTTP session and stop the client's event loop."""
+        """Close the HTTP session and stop the client's event loop (within
+        ``CLOSE_TIMEOUT`` s: a call still running, one a Ctrl-C interrupted, is cancelled and
+        awaited first)."""
         if self._loop.is_running():
-            self._call(self._async.close())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
+            try:
+                self._call(_shutdown(self._async), CLOSE_TIMEOUT)
+            except TimeoutError:
+                pass  # (stopped below all the same)
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(CLOSE_TIMEOUT)
         if not self._loop.is_running():
             self._loop.close()
 
@@ -406,6 +420,20 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+CLOSE_TIMEOUT = 5.0  #: s :meth:`Client.close` waits for the loop's calls to end and for it to stop
+
+
+async def _shutdown(api: AsyncClient) -> None:
+    """:meth:`Client.close` on the client's loop: the calls still running there are cancelled
+    and awaited (their errors retrieved), then the session is closed."""
+    me = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not me]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+    await api.close()
 
 
 def _blocking(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:

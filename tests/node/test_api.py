@@ -855,3 +855,50 @@ async def test_list_queries_take_ascii_integers_and_finite_times(served: tuple[N
                 assert body["error"]["message"].startswith(word), (query, body)
         async with s.get(f"{url}/dm?limit=10&after=1.5", headers=auth) as r:
             assert r.status == 200
+
+
+class _Interrupt(BaseException):
+    """What Ctrl-C raises in the main thread, for the test below (not KeyboardInterrupt,
+    which pytest would take for the user's own)."""
+
+
+def test_a_blocking_call_interrupted_is_cancelled_and_close_ends_cleanly() -> None:
+    """Found 2026-12-05 in examples/stream_health.py: a Ctrl-C during a call closed the client
+    under the call still running on its loop, which then failed ("Connector is closed") and
+    was logged as "Task exception was never retrieved", a traceback after a clean Ctrl-C.
+    Now the interrupted call is cancelled, close() awaits it and ends within its timeout."""
+    import gc
+    import signal
+    import threading
+    import time
+
+    from oasis.sdk import Client
+    from oasis.sdk import client as sdk_client
+
+    assert threading.current_thread() is threading.main_thread()  # (signals land here)
+    with socket.socket() as srv:  # accepts (the kernel's backlog) and never answers
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+        c = Client(f"http://127.0.0.1:{port}/v1", "0" * 64)
+        errors: list[dict[str, Any]] = []
+        c._loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+
+        def interrupt(_sig: int, _frame: Any) -> None:
+            raise _Interrupt
+
+        old = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(_Interrupt):
+                c.node()  # no answer: interrupted while it waits
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        t0 = time.monotonic()
+        c.close()
+        assert time.monotonic() - t0 < sdk_client.CLOSE_TIMEOUT
+        assert not c._thread.is_alive() and c._loop.is_closed()
+        del c
+        gc.collect()
+    assert errors == [], [e.get("message") for e in errors]

@@ -132,7 +132,8 @@ def test_stream_health_names_the_problem_and_ends_quietly_on_ctrl_c(tmp_path: Pa
     watcher = None
     try:
         b.wait_info(60)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # (faulthandler: a watcher that does not end is made to print its threads' stacks)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
         watcher = subprocess.Popen([sys.executable, str(EXAMPLES / "stream_health.py"), "--data-dir",
                                     str(tmp_path / "a"), "--every", "0.2", "--min-continuity", "0"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -141,7 +142,12 @@ def test_stream_health_names_the_problem_and_ends_quietly_on_ctrl_c(tmp_path: Pa
         ready, _, _ = select.select([watcher.stdout], [], [], 30)
         assert ready and json.loads(watcher.stdout.readline())["stream_id"] == b.info["stream_id"]
         watcher.send_signal(signal.SIGINT)  # Ctrl-C while it watches
-        _, err = watcher.communicate(timeout=20)
+        try:
+            _, err = watcher.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            watcher.send_signal(signal.SIGABRT)
+            _, err = watcher.communicate(timeout=10)
+            raise AssertionError(f"Ctrl-C did not end the watcher in 20 s: {err.decode()[-4000:]}") from None
         assert watcher.returncode == 130 and "Traceback" not in err.decode(), err.decode()
         from oasis.sdk import Client
         with Client.from_data_dir(tmp_path / "a") as api:
