@@ -8,7 +8,10 @@ the chunk. An edge that pulls a live chunk only at its first miss does not (its 
 viewer waits the origin's round trip), so this edge *follows* every stream it serves:
 one long response from the origin, ``GET <origin>/<stream>/feed``, carries each chunk as
 the broadcaster makes it (docs/oftp.md, the HTTP origin), as a live CDN's ingest does, and
-the edge holds the newest :data:`CACHE_CHUNKS` of each stream.
+the edge holds the newest :data:`CACHE_CHUNKS` of each stream. Of its :data:`FEEDS`
+connections the first starts at the newest keyframe (what a viewer's start asks for) and the
+second at the newest chunk (``feed/newest``), so that a far edge's fresh connection does not
+carry a GOP of backlog through TCP's slow start before the live chunks.
 
 It answers the origin's URLs, so a viewer is pointed at it with ``--cdn-url
 http://<edge>/origin``:
@@ -25,6 +28,7 @@ http://<edge>/origin``:
 * ``GET /origin/<stream>/latest.json`` -- from the feed while it is up (else passed through).
 * ``GET /origin/<stream>/time``, ``descriptor`` -- passed through to the origin and never
   kept (they change; ``time`` must be the broadcaster's clock).
+* ``GET /origin/<stream>/feed`` and ``feed/newest`` -- its own feeds, for an edge behind it.
 * ``GET /stats`` -- the edge's counters (to this machine only).
 
 Nothing from the origin is trusted further than it is checked: a feed frame's length is
@@ -82,6 +86,10 @@ class FeedError(ValueError):
     """A feed sent something this edge does not keep (the message says what)."""
 
 
+class NoNewestFeed(Exception):
+    """The origin has no ``feed/newest`` (404): one from before it."""
+
+
 @dataclass
 class Followed:
     """One stream the edge serves: its feed and the chunks it holds."""
@@ -130,6 +138,8 @@ class Edge:
         if not 0.0 <= hold <= 10.0:
             raise ValueError(f"hold {hold}: 0 (answer 404 at once) to 10 s")
         self.feeds = feeds
+        #: ask for ``feed/newest`` on the second feed link (False once the origin said 404)
+        self.newest_feed = True
         self.hold = hold
         self.holding = 0  #: requests held now
         self.held_by_ip: dict[str, int] = {}
@@ -147,7 +157,7 @@ class Edge:
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
-            "feed_failures": 0, "feed_bad_chunks": 0, "feed_copies": 0, "streams_refused": 0,
+            "feed_failures": 0, "feed_newest_unknown": 0, "feed_bad_chunks": 0, "feed_copies": 0, "streams_refused": 0,
             "streams_unfollowed": 0, "feeds_out": 0, "feed_frames_out": 0,
             "holds": 0, "hold_hits": 0, "hold_timeouts": 0, "holds_refused": 0}
 
@@ -168,21 +178,26 @@ class Edge:
 
     async def _follow(self, f: Followed) -> None:
         try:
-            await asyncio.gather(*(self._feed_link(f) for _ in range(self.feeds)))
+            # (the second from the newest chunk: no GOP of backlog ahead of the live chunks)
+            await asyncio.gather(*(self._feed_link(f, newest=i == 1) for i in range(self.feeds)))
         finally:
             f.task = None
             if self.streams.get(f.text) is f and not self.closing:
                 del self.streams[f.text]
                 self.counters["streams_unfollowed"] += 1
 
-    async def _feed_link(self, f: Followed) -> None:
-        """One of the stream's feed connections, reconnected after a back-off while the
-        stream is asked for."""
+    async def _feed_link(self, f: Followed, newest: bool = False) -> None:
+        """One of the stream's feed connections (``newest``: from the newest chunk on),
+        reconnected after a back-off while the stream is asked for."""
         backoff = BACKOFF_MIN
         while not self.closing and self.clock() - f.asked < IDLE_UNFOLLOW:
             try:
-                await self._read_feed(f)
+                await self._read_feed(f, newest and self.newest_feed)
                 backoff = BACKOFF_MIN  # the origin ended it (a stall): try again soon
+            except NoNewestFeed:
+                # an origin from before ``feed/newest``: the plain feed instead, at once
+                self.newest_feed = False
+                self.counters["feed_newest_unknown"] += 1
             except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError, FeedError) as exc:
                 self.counters["feed_failures"] += 1
                 if isinstance(exc, FeedError):
@@ -190,9 +205,12 @@ class Edge:
                 await asyncio.sleep(backoff)  # a back-off, not a synchronisation
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
-    async def _read_feed(self, f: Followed) -> None:
+    async def _read_feed(self, f: Followed, newest: bool = False) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=PASS_TIMEOUT, sock_read=FEED_READ_TIMEOUT)
-        async with self.session.get(f"{self.origin}/{f.text}/feed", timeout=timeout) as r:
+        url = f"{self.origin}/{f.text}/feed{'/newest' if newest else ''}"
+        async with self.session.get(url, timeout=timeout) as r:
+            if newest and r.status == 404:
+                raise NoNewestFeed(url)
             if r.status != 200:
                 raise FeedError(f"the origin answered the feed with HTTP {r.status}")
             self.counters["feed_connects"] += 1
@@ -369,29 +387,36 @@ class Edge:
         """The origin's ``feed``, from this edge: every chunk its feeds bring, from the
         newest keyframe held on, so that another edge may follow this one (a shield tier:
         one edge near the origin takes the origin's feeds, the far edges take its)."""
+        return await self._feed(request, False)
+
+    async def feed_newest(self, request: web.Request) -> web.StreamResponse:
+        """The origin's ``feed/newest``, from this edge: the same from the newest chunk on."""
+        return await self._feed(request, True)
+
+    async def _feed(self, request: web.Request, newest: bool) -> web.StreamResponse:
         f = self.stream_of(request)
-        http.canonical_only(request, f"/origin/{f.text}/feed", "the feed")
+        http.canonical_only(request, f"/origin/{f.text}/feed{'/newest' if newest else ''}", "the feed")
         if self.streams.get(f.text) is not f:
             raise http.json_error(503, "not_followed", f"this edge follows at most {self.max_streams} "
                                   "streams at once and has no feed of this one")
         with self.feed_slots.slot(request, self.counters, "feeds_refused", "too_many_feeds",
                                   "this edge serves chunk feeds"):
-            return await self._feed_out(request, f)
+            return await self._feed_out(request, f, newest)
 
-    async def _feed_out(self, request: web.Request, f: Followed) -> web.StreamResponse:
+    async def _feed_out(self, request: web.Request, f: Followed, newest: bool = False) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-oftp-chunks",
                                            "Cache-Control": "no-store"})
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
         self.counters["feeds_out"] += 1
-        seq = -1  # the next seq to send; -1 until the feeds have brought a keyframe
+        seq = -1  # the next seq to send; -1 until the feeds have brought a keyframe (a chunk)
         wrote = self.clock()
         try:
             while not self.closing:
                 f.asked = self.clock()  # an edge behind this one keeps the stream followed
-                if seq < 0 and f.keyframe >= 0:
-                    seq = f.keyframe
+                if seq < 0:
+                    seq = f.latest if newest else f.keyframe
                 frames: list[bytes] = []
                 size = 0
                 held: list[int] | None = None  # the seqs held, sorted: at the first gap
@@ -467,6 +492,7 @@ class Edge:
         http.harden(app)
         app.router.add_get(r"/origin/{sid}/{seq}.chunk", self.chunk)
         app.router.add_get(r"/origin/{sid}/feed", self.feed)
+        app.router.add_get(r"/origin/{sid}/feed/newest", self.feed_newest)
         app.router.add_get(r"/origin/{sid}/{what:latest\.json|time|descriptor}", self.passthrough)
         app.router.add_get("/stats", self.stats)
 

@@ -844,14 +844,29 @@ def add_origin_routes(app: web.Application, node: Node,
         with feeds.slot(request, counters, "feeds_refused", "too_many_feeds", "this origin serves chunk feeds"):
             return await feed_out(request, ls)
 
-    async def feed_out(request: web.Request, ls: LiveStream) -> web.StreamResponse:
+    @any_host
+    async def feed_newest(request: web.Request) -> web.StreamResponse:
+        # The same feed from the newest chunk on: an edge that starts following takes one of
+        # each. From the keyframe, a fresh TCP connection to a far edge carried up to a GOP
+        # of backlog first (~190 kB at 1.5 Mbit/s, several round trips of slow start) and the
+        # live chunks queued behind it: a far edge's first viewers got them ~0.5 s late for
+        # a second (the testbed's Brazil, 330 ms from the origin). Counted in the same slots.
+        ls = origin_stream(request)
+        canonical_only(request, f"/origin/{ls.text_id}/feed/newest", "the feed from the newest chunk")
+        with feeds.slot(request, counters, "feeds_refused", "too_many_feeds", "this origin serves chunk feeds"):
+            return await feed_out(request, ls, newest=True)
+
+    async def feed_out(request: web.Request, ls: LiveStream, newest: bool = False) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-oftp-chunks",
                                            "Cache-Control": "no-store"})
         await resp.prepare(request)
         if request.method == "HEAD":
             return resp
         log_ = ls.swarm.log
-        seq = log_.latest_keyframe if log_.latest_keyframe >= 0 else max(log_.latest, 0)
+        if newest:
+            seq = max(log_.latest, 0)
+        else:
+            seq = log_.latest_keyframe if log_.latest_keyframe >= 0 else max(log_.latest, 0)
         wrote = time.monotonic()
         try:
             while True:
@@ -915,6 +930,7 @@ def add_origin_routes(app: web.Application, node: Node,
     app.router.add_get(r"/origin/{sid}/latest.json", latest)
     app.router.add_get(r"/origin/{sid}/time", clock)
     app.router.add_get(r"/origin/{sid}/feed", feed)
+    app.router.add_get(r"/origin/{sid}/feed/newest", feed_newest)
 
 
 def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool = False,

@@ -88,6 +88,40 @@ def test_the_origin_serves_a_bounded_number_of_feeds(broadcaster: OasisProcess) 
     assert statuses.count(200) == http_mod.MAX_FEEDS and statuses[-1] == 429
 
 
+def test_the_origins_feed_from_the_newest_chunk_carries_no_keyframe_backlog(broadcaster: OasisProcess) -> None:
+    """``feed`` starts at the newest keyframe (a start for the edge's viewers), ``feed/newest``
+    at the newest chunk: a far edge's fresh connection no longer carries up to a GOP of
+    backlog through slow start ahead of the live chunks. Both go on with every chunk."""
+    origin, sid = broadcaster.info["origin"], broadcaster.info["stream_id"]
+    lj: dict[str, Any] = {}
+
+    def ahead() -> bool:
+        lj.update(json.loads(_get(f"{origin}/{sid}/latest.json")[1]))
+        return bool(lj.get("keyframe", -1) >= 0 and lj["latest"] >= lj["keyframe"] + 5)
+
+    wait_until(ahead, 30)
+
+    async def first_two(path: str) -> list[wire.ChunkMsg]:
+        async with aiohttp.ClientSession() as s, \
+                s.get(f"{origin}/{sid}/{path}", timeout=aiohttp.ClientTimeout(total=20)) as r:
+            assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+            out = []
+            for _ in range(2):
+                (n,) = http_mod.FEED_FRAME.unpack(await r.content.readexactly(4))
+                out.append(wire.decode_chunk(await r.content.readexactly(n)))
+            return out
+
+    async def both() -> tuple[list[wire.ChunkMsg], list[wire.ChunkMsg]]:
+        return await asyncio.gather(first_two("feed"), first_two("feed/newest"))
+
+    plain, newest = asyncio.run(both())
+    assert plain[0].flags & 1 and plain[0].seq >= lj["keyframe"]  # a keyframe: a start
+    assert newest[0].seq >= lj["latest"] and newest[1].seq == newest[0].seq + 1
+    assert plain[1].seq == plain[0].seq + 1
+    # one URL per object: the feed from the newest chunk too
+    assert _get(f"{origin}/{sid}/feed/newest?x=1")[0] == 404
+
+
 def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         broadcaster: OasisProcess, tmp_path: Path) -> None:
     procs: list[OasisProcess] = []
@@ -111,6 +145,7 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         # two feed connections, each carrying every chunk: the second copy is not kept again
         wait_until(lambda: _stats(base)["feed_copies"] >= 10, 30)
         assert _stats(base)["streams"][sid]["links"] == edge_mod.FEEDS == 2
+        assert _stats(base)["feed_newest_unknown"] == 0  # (the second link: feed/newest)
         latest = held["latest"]
         status, body, headers = _get(f"{edge_url}/{sid}/{latest}.chunk")
         assert status == 200
@@ -311,7 +346,9 @@ async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_
         edge.feed_slots = http_mod.PlayerSlots(2, 2)
         await until(lambda: edge.counters["feed_copies"] >= 11, 10, what="both feeds' copies")
         f = edge.streams[str(sid)]
+        # (this origin has no feed/newest: the second link took the plain feed instead)
         assert asked.count(f"/origin/{sid}/feed") == 2 and f.links == 2
+        assert edge.counters["feed_newest_unknown"] == 1 and not edge.newest_feed
         assert sorted(f.chunks) == seqs and f.frames == 11
         assert edge.counters["feed_frames"] == 22 and len(f.order) == 11
         # its own feed: from the newest keyframe (14) on, the bytes it holds
@@ -330,6 +367,12 @@ async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_
             assert r3.status == 429 and (await r3.json())["error"] == "too_many_feeds"
         r1.close()
         r2.close()
+        # its feed from the newest chunk: that chunk first, not the keyframe's backlog
+        await until(lambda: not edge.feed_slots.held, 10, what="the two feeds' slots freed")
+        async with s.get(f"{url}/{sid}/feed/newest", timeout=timeout) as r5:
+            assert r5.status == 200
+            (n,) = http_mod.FEED_FRAME.unpack(await r5.content.readexactly(4))
+            assert await r5.content.readexactly(n) == chunks[10**12]
         # a stream it has no room to follow: no feed to give (and nothing asked upstream)
         other = StreamId(Identity.generate().public, "live")
         async with s.get(f"{url}/{other}/feed", timeout=timeout) as r4:
