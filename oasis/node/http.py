@@ -847,10 +847,10 @@ def add_origin_routes(app: web.Application, node: Node,
     @any_host
     async def feed_newest(request: web.Request) -> web.StreamResponse:
         # The same feed from the newest chunk on: an edge that starts following takes one of
-        # each. From the keyframe, a fresh TCP connection to a far edge carried up to a GOP
+        # each. From the keyframe, a fresh TCP connection to a far edge carries up to a GOP
         # of backlog first (~190 kB at 1.5 Mbit/s, several round trips of slow start) and the
-        # live chunks queued behind it: a far edge's first viewers got them ~0.5 s late for
-        # a second (the testbed's Brazil, 330 ms from the origin). Counted in the same slots.
+        # live chunks queue behind it (the testbed, eight pairs: misses before a newcomer's
+        # first frame 348 -> 314 a run; docs/benchmarks.md, session 39). Same slots.
         ls = origin_stream(request)
         canonical_only(request, f"/origin/{ls.text_id}/feed/newest", "the feed from the newest chunk")
         with feeds.slot(request, counters, "feeds_refused", "too_many_feeds", "this origin serves chunk feeds"):
