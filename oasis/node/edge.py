@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import msgspec
 from aiohttp import web
 
 from oasis.core import wire
@@ -88,6 +89,19 @@ class FeedError(ValueError):
 
 class NoNewestFeed(Exception):
     """The origin has no ``feed/newest`` (404): one from before it."""
+
+
+class _ErrorBody(msgspec.Struct):
+    error: str = ""
+
+
+async def _no_stream(r: aiohttp.ClientResponse) -> bool:
+    """A 404 that is the origin's ``no_stream`` (its JSON error, read capped and strictly)."""
+    try:
+        raw = await http.read_capped(r.content, PASS_CAPS["latest.json"])
+        return len(raw) <= PASS_CAPS["latest.json"] and http.decode_json(raw, _ErrorBody).error == "no_stream"
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
 
 
 @dataclass
@@ -209,7 +223,10 @@ class Edge:
         timeout = aiohttp.ClientTimeout(total=None, connect=PASS_TIMEOUT, sock_read=FEED_READ_TIMEOUT)
         url = f"{self.origin}/{f.text}/feed{'/newest' if newest else ''}"
         async with self.session.get(url, timeout=timeout) as r:
-            if newest and r.status == 404:
+            if newest and r.status == 404 and not await _no_stream(r):
+                # (no such route: an origin from before it. ``no_stream`` -- the origin does
+                # not carry the stream yet, an edge started first -- is a failure like any:
+                # taken for an old origin, it turned the newest feed off for good)
                 raise NoNewestFeed(url)
             if r.status != 200:
                 raise FeedError(f"the origin answered the feed with HTTP {r.status}")

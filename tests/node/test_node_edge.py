@@ -564,3 +564,42 @@ async def test_a_viewer_learns_its_fetch_time_without_the_edges_hold() -> None:
             assert r.origin_srtt < took / 2, (r.origin_srtt, took)  # the hold is not the fetch's
         finally:
             await node.close()
+
+
+async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_newest_feed_off() -> None:
+    """An edge started before the broadcaster's stream: the origin's ``feed/newest`` is 404
+    ``no_stream`` for a while. That is a failure retried like any, not an origin without the
+    route (taken for one, it turned the newest feed off for good)."""
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    body = wire.encode(sign_chunk(bid, sid, 30, int(time.time() * 1e6), True, b"G" * 300))
+    newest_asked: list[int] = []
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/newest"):
+            newest_asked.append(1)
+            if len(newest_asked) <= 2:  # not carried yet, as the origin says it
+                return web.json_response({"error": "no_stream", "message": "not carried"}, status=404)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(_frame(body))
+        await asyncio.Event().wait()  # held open until the server is shut down
+        return resp
+
+    async def other(request: web.Request) -> web.Response:
+        return web.json_response({"now_us": 1})
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get(f"/origin/{sid}/feed/newest", feed)
+    app.router.add_get("/origin/{sid}/{what}", other)
+    runner_o = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner_o.setup()
+    site = web.TCPSite(runner_o, "127.0.0.1", 0)
+    await site.start()
+    origin = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/origin"  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid) as (edge, _url):
+        await until(lambda: len(newest_asked) >= 3 and edge.streams[str(sid)].links == 2, 15,
+                    what="the newest feed taken once the origin carries the stream")
+        assert edge.newest_feed and edge.counters["feed_newest_unknown"] == 0
+        assert edge.counters["feed_failures"] == 2
