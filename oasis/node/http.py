@@ -1080,7 +1080,7 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
                                       for key, at, why in ls.swarm.repair.distrust_log]
         if detail:  # the last DETAIL_SEQS chunks (a run of 10 min at 33 ms is whole)
             since = ls.swarm.log.latest - DETAIL_SEQS
-            s["record"] = ls.record.to_json(since=since)
+            s["record"] = ls.record.to_json(since=since, at=ls.now())
             if ls.is_source:
                 s["produced"] = {str(k): v for k, v in ls.produced.items() if k >= since}
         out["streams"].append(s)

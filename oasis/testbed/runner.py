@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from oasis.core.identity import key_of_peer_id
-from oasis.core.metrics import SETTLE_S, missed_by_phase, start_figures, summarize
+from oasis.core.metrics import SETTLE_S, judged_until, missed_by_phase, start_figures, summarize
 from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
@@ -339,6 +339,12 @@ class Testbed:
         result["by_viewer"] = viewer_table(topo, list(final), bstats, now, self.playout_delay)
         # the viewers' starts, step by step from each join (LiveStream.start_trace)
         result["start"] = start_figures(result.get("per_viewer", []))
+        # how long before the judgement each viewer's /stats was taken: the chunks due in
+        # between are judged in a later record or not at all (metrics.judged_until)
+        taken = sorted(now - 1.0 - s["streams"][0]["record"]["at"] for s in final
+                       if s is not None and s.get("streams") and "at" in s["streams"][0]["record"])
+        result["stats_before_judged_s"] = ({"p50": round(taken[len(taken) // 2], 3), "max": round(taken[-1], 3)}
+                                           if taken else None)
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
         result["dht"] = dht_view(list(final))
         result["cdn"] = cdn_view(edge_stats) if self.cdn else None
@@ -574,11 +580,12 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
         runs: list[int] = []
         run = 0
         settling = 0  # missed in the first SETTLE_S s of playback
+        until = judged_until(rec, now - 1.0)  # (due after its /stats: undecided in it)
         if rec["started_at"] is not None:
             t0 = rec["started_at"] + SETTLE_S
             settling = sum(1 for k, t in produced.items() if rec["started_at"] <= t < t0
-                           and t + playout_delay <= now - 1.0 and k not in on_time)
-            for seq in sorted(k for k, t in produced.items() if t0 <= t and t + playout_delay <= now - 1.0):
+                           and t + playout_delay <= until and k not in on_time)
+            for seq in sorted(k for k, t in produced.items() if t0 <= t and t + playout_delay <= until):
                 if seq in on_time:
                     if run:
                         runs.append(run)

@@ -145,3 +145,23 @@ def test_percentile_nearest_rank_at_integer_ranks() -> None:
     assert percentile(ten, 50) == 5.0  # nearest rank: ceil(0.5 * 10) = 5
     assert percentile(ten, 10) == 1.0
     assert percentile([float(x) for x in range(1, 21)], 95) == 19.0
+
+
+def test_a_record_is_judged_only_on_what_was_due_when_it_was_taken() -> None:
+    """A record taken at ``at`` cannot hold a chunk due after it: judged later (a ``now``
+    taken seconds after the viewers' /stats), such chunks counted as misses."""
+    produced = {1: 10.0, 2: 10.1, 3: 10.2, 4: 10.3, 5: 10.4}
+    r = ViewerRecord(joined_at=10.0, playout_delay=0.5)
+    r.delivered(1, 10.0, 10.05, "p2p", 1000, keyframe=True)
+    r.delivered(2, 10.1, 10.2, "p2p", 1000, keyframe=False)
+    r.delivered(3, 10.2, 10.75, "p2p", 1000, keyframe=False)  # late
+    taken = r.to_json(at=10.72)  # 1-2 decided then, 3 undecided (due 10.7), 4-5 not due
+    assert taken["at"] == 10.72
+    late = summarize([taken], produced, 20.0, 0.5)
+    assert late["chunks_due"] == 3 and late["chunks_on_time"] == 2
+    assert missed_by_phase(taken, produced, 20.0, 0.5, start_seq=1)["due"] == 3
+    # without ``at`` (an older node) the whole produced run is judged, as before
+    old = summarize([r.to_json()], produced, 20.0, 0.5)
+    assert old["chunks_due"] == 5 and old["chunks_on_time"] == 2
+    # ``at`` never widens the judgement past ``now``
+    assert summarize([r.to_json(at=30.0)], produced, 10.65, 0.5)["chunks_due"] == 2

@@ -34,3 +34,19 @@ def test_viewer_table_splits_misses_while_playing_into_runs() -> None:
     never = runner.viewer_table(topo, [_stats([], None), None], bstats, now)["v0"]
     assert never["miss_runs"] == 0 and never["continuity_playing"] == 0.0
     assert never["missed_settling"] == 0
+
+
+def test_viewer_table_judges_a_viewer_up_to_its_own_stats() -> None:
+    """Chunks due after a viewer's /stats was taken (``at``) are not in it: not misses."""
+    topo = build(1, 2)
+    produced = {i: 100.0 + i * 0.1 for i in range(200)}
+    bstats = {"streams": [{"produced": {str(k): t for k, t in produced.items()}}]}
+    now = 100.0 + 200 * 0.1 + 2.0
+    st = _stats(list(range(150)), 100.0)  # the viewer had everything up to its /stats
+    st["streams"][0]["record"]["at"] = 100.0 + 149.5 * 0.1 + 0.5  # seqs 0-149 due by then
+    row = runner.viewer_table(topo, [st, None], bstats, now)["v0"]
+    assert row["missed_playing"] == 0 and row["miss_runs"] == 0
+    assert row["continuity_playing"] == 1.0
+    # the same record without ``at``: seqs 150-199 counted missed, as before
+    del st["streams"][0]["record"]["at"]
+    assert runner.viewer_table(topo, [st, None], bstats, now)["v0"]["missed_playing"] == 50
