@@ -45,6 +45,10 @@ never saw them. Each such seq it lacks is a *want* with three times:
   asked early enough to answer, for the chunks that missed their usual push.
 * ``deadline`` = ``time(seq) + playout_delay`` (at least join + ``startup_grace``
   for chunks older than our join): still absent, it is given up (``Skip``).
+  ``time(seq)`` of a chunk not held is extrapolated at the nominal pace; with
+  ``want_bound`` (on) a newer verified chunk bounds it: made at ``t``, every chunk
+  before it was made by ``t`` too, so a want due later than ``t + playout_delay``
+  is due then, its repair and origin times moved up by as much (:meth:`bound_by`).
 
 With ``repair_guard`` a peer is judged by the REQUESTs it could answer: those for chunks its
 STATUS claimed (so the chunk was there to send), unanswered by the chunk's deadline. A
@@ -117,6 +121,9 @@ ORIGIN_SAMPLES = 3  #: successful origin fetches before the fallback waits for l
 #: chunk (a chunk interval at 33 ms, a fresh QUIC link's pacing, a margin; s)
 SILENT_PARENT_SLACK = 0.15
 ORIGIN_FLOOR = 0.05  #: the learnt fetch time is never taken below this (s)
+#: ``want_bound``: a want is moved up only if due more than this after a newer chunk's
+#: signed time + the playout delay (s; the clock's estimate carries rounding)
+BOUND_SLACK = 0.001
 #: a peer that has not refused us for this long (s) after its back-off is forgiven
 REFUSAL_FORGET = 2.0
 #: a want past its deadline that may not exist yet is looked at again after this (s)
@@ -349,6 +356,43 @@ class RepairPicker:
                 want.origin_at = want.deadline if unknown else now + self.config.origin_retry
                 if want.origin_at < self.wants_t:
                     self.wants_t = want.origin_at
+
+    def bound_by(self, seq: int, t: float, now: float) -> None:
+        """(``want_bound``) chunk ``seq``, verified, was made at ``t``: so was every chunk
+        before it. A want below it due more than BOUND_SLACK after ``t + playout_delay``
+        (its time extrapolated at the nominal pace) is due then instead; its repair and
+        origin times move up by as much (not before ``now``)."""
+        bound = t + self.config.playout_delay
+        grace = self.config.start_grace
+        lo = self.wants_t
+        for s, w in self.wants.items():
+            if s >= seq or w.deferred or w.deadline - bound <= BOUND_SLACK:
+                continue
+            cap = bound
+            ts = self.log.time_of(s)  # (as want() set its deadline: the floors it applied)
+            if ts < self.joined_at - 0.001 and cap < self.joined_at + self.config.startup_grace:
+                cap = self.joined_at + self.config.startup_grace
+            if grace > 0 and ts < self.started_at and cap < self.started_at + grace:
+                cap = self.started_at + grace
+            d = w.deadline - cap
+            if d <= BOUND_SLACK:
+                continue
+            w.deadline = cap
+            self.counters.wants_moved_up += 1
+            r = w.request_at - d
+            w.request_at = r if r > now else now
+            if w.early_until > 0:
+                w.early_until -= d
+            if not w.origin_busy:
+                o = w.origin_at - d
+                w.origin_at = o if o > now else now
+                if w.origin_at < lo:
+                    lo = w.origin_at
+            if w.request_at < lo:
+                lo = w.request_at
+            if cap < lo:
+                lo = cap
+        self.wants_t = lo
 
     def deadline_of(self, seq: int) -> float:
         t = self.log.time_of(seq)

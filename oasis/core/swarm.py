@@ -516,6 +516,8 @@ class Swarm:
         if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
             repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)
+        if self.config.want_bound and repair.wants:
+            repair.bound_by(seq, chunk.time_us / 1e6, now)  # the chunks before it are due by its time
         if want is not None and want.last is not None and peer is not None:
             repair.answered(want, peer)  # (``repair_trust``)
         if want is not None and want.asked and self.config.cancel_requests:

@@ -155,6 +155,11 @@ class SwarmConfig:
     #: ``relay_early_children``). 1: a relay with one child covers too: a chunk lost above
     #: it otherwise costs two origin fetches at the fallback (the relay's and its child's)
     relay_cover_children: int = 0
+    #: a verified chunk bounds the chunks before it: made by its signed time, each is due
+    #: by that time + ``playout_delay``. A want whose time the clock extrapolated later (a
+    #: broadcaster that sends a burst after a stall; the clock assumes the nominal pace)
+    #: is moved up, its repair and origin times with it (counter ``wants_moved_up``)
+    want_bound: bool = True
     #: on a late substream, a second repair round once our parent's push of the chunk is
     #: overdue (its usual time + 2 deviations + a margin), to a neighbour whose advertised
     #: lag says it has the chunk and would answer before the origin fallback
@@ -677,6 +682,8 @@ class SwarmCounters:
     #: wants past their (extrapolated) deadline not given up because nothing at or after
     #: them was held or claimed: the chunk may not be made yet (a slow broadcaster)
     wants_deferred: int = 0
+    #: wants made due earlier by a newer chunk's signed time (``want_bound``)
+    wants_moved_up: int = 0
     #: MISSING answers with ``refused``: the peer refused our REQUEST (we back off)
     refusals_heard: int = 0
     #: ``repair_trust``: repair REQUESTs to a peer that claimed the chunk, unanswered when
