@@ -11,7 +11,7 @@ import random
 
 from oasis.core import swarm as sw
 from oasis.core import wire
-from oasis.core.identity import Identity
+from oasis.core.identity import Identity, peer_tag
 from oasis.core.stream import StreamId, is_keyframe, sign_chunk
 from oasis.sim.execute import execute
 
@@ -178,3 +178,21 @@ class SwarmNet:
             t, _, fn, args = heapq.heappop(self.q)
             self.now = max(self.now, t)
             fn(*args)
+
+
+def fed_by_broadcaster(cfg: sw.SwarmConfig, seed: int = 5) -> tuple[sw.Swarm, StreamId, Identity]:
+    """One viewer core whose only neighbour is the broadcaster, subscribed to every
+    substream from it at 0.05 s (its STATUS at 0: chunk 10 the latest, no lag). Returns the
+    viewer, the stream and the broadcaster's identity (to sign chunks with)."""
+    rng = random.Random(seed)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    me = Identity.from_private_bytes(rng.randbytes(32)).public
+    k = cfg.substreams
+    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
+    node.add_peer(bid.public, 0.0, rtt=0.02)
+    node.on_message(bid.public, wire.Status(stream=sid.key, latest=10, have=0, keyframe=10, slots=8,
+                                            paths=[[peer_tag(bid.public)]] * k, lags=[0] * k), 0.0)
+    node.on_message(bid.public, wire.SubscribeAck(stream=sid.key, accepted=(1 << k) - 1, rejected=0), 0.05)
+    node.actions()
+    return node, sid, bid

@@ -3,14 +3,12 @@ enough for its answer to arrive (docs/oftp.md §9.5)."""
 
 from __future__ import annotations
 
-import random
+from swarmnet import fed_by_broadcaster
 
 from oasis.core import swarm as sw
-from oasis.core import wire
-from oasis.core.identity import Identity, peer_tag
+from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 
-K = 4
 FETCH_S = 0.3  #: what an origin fetch takes here: more than the 0.12 s margin allows
 
 
@@ -18,18 +16,9 @@ def _node(adapt: bool) -> tuple[sw.Swarm, StreamId, Identity]:
     """Playout 0.5 s, 100 ms chunks; the broadcaster pushes every substream 50 ms after a
     chunk's time. Eight chunks it never pushed came from the origin 0.3 s after they were
     asked (the first at the fixed fallback, 0.12 s before the deadline: after it)."""
-    rng = random.Random(5)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    sid = StreamId(bid.public, "t")
-    me = Identity.from_private_bytes(rng.randbytes(32)).public
     cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
                          origin_adapt=adapt)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
-    node.add_peer(bid.public, 0.0, rtt=0.02)
-    node.on_message(bid.public, wire.Status(stream=sid.key, latest=10, have=0, keyframe=10, slots=8,
-                                            paths=[[peer_tag(bid.public)]] * K, lags=[0] * K), 0.0)
-    node.on_message(bid.public, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
-    node.actions()
+    node, sid, bid = fed_by_broadcaster(cfg)
     for seq in range(40):
         t = 1.0 + seq * 0.1
         node.handle_timer(t + 0.05)

@@ -4,16 +4,13 @@ extrapolates at the nominal pace) is asked of the origin in time for its real de
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from swarmnet import fed_by_broadcaster
 
 from oasis.core import swarm as sw
 from oasis.core import wire
-from oasis.core.identity import Identity, peer_tag
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import sign_chunk
 
-K = 4
 BURST_T = 5.3  #: chunks 40-46 were all made then (the broadcaster stalled 0.4 s, then caught up)
 LOST = 45
 
@@ -25,18 +22,9 @@ def _run(bound: bool) -> tuple[sw.Swarm, float | None]:
     interval (0.4 s from 39 to 40; a burst's steps of 0 teach it nothing), so it expects
     45 at ~5.46, due ~5.96; it was made at 5.3, due 5.8, as 46's signed time shows at
     5.5. Returns the node and when it asked the origin for 45 (None: not by 6.0)."""
-    rng = random.Random(5)
-    bid = Identity.from_private_bytes(rng.randbytes(32))
-    sid = StreamId(bid.public, "t")
-    me = Identity.from_private_bytes(rng.randbytes(32)).public
     cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, upload_kbps=6000, playout_delay=0.5,
                          want_bound=bound)
-    node = sw.Swarm(sid, me, cfg, rng=random.Random(1), now=0.0)
-    node.add_peer(bid.public, 0.0, rtt=0.02)
-    node.on_message(bid.public, wire.Status(stream=sid.key, latest=10, have=0, keyframe=10, slots=8,
-                                            paths=[[peer_tag(bid.public)]] * K, lags=[0] * K), 0.0)
-    node.on_message(bid.public, wire.SubscribeAck(stream=sid.key, accepted=(1 << K) - 1, rejected=0), 0.05)
-    node.actions()
+    node, sid, bid = fed_by_broadcaster(cfg)
 
     def chunk(seq: int, t: float) -> wire.ChunkMsg:
         return sign_chunk(bid, sid, seq, int(t * 1e6), seq % 10 == 0, b"x")
