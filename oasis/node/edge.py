@@ -466,6 +466,8 @@ class Edge:
                     await asyncio.wait_for(f.changed.wait(), 1.0)
                 except TimeoutError:
                     pass
+                if http.feed_gone(request):
+                    raise ConnectionResetError("the feed's client closed its connection")
         except ConnectionResetError:
             self.counters["feeds_gone"] = self.counters.get("feeds_gone", 0) + 1
         return resp

@@ -768,6 +768,14 @@ MAX_FEEDS_PER_IP = 2
 #: a feed with no new chunk to write for this long ends (the broadcaster stopped); the edge
 #: reconnects if it still serves the stream
 FEED_STALL_END = 10.0
+
+
+def feed_gone(request: web.Request) -> bool:
+    """The client of a long response has closed its connection. A feed learns it at its next
+    write; on a stalled stream that comes only at ``FEED_STALL_END``, and a closed feed held
+    its slot (of ``MAX_FEEDS``) that long. Looked at after each wait for a chunk (1 s)."""
+    t = request.transport
+    return t is None or t.is_closing()
 FEED_WRITE_MAX = 1 << 20  #: bytes of frames a feed writes at once (a backlog goes in pieces)
 FEED_FRAME = struct.Struct(">I")  #: a feed frame: this length, then the chunk's bytes
 #: on a chunk a CDN edge held until its feed brought it: how long, in whole ms (0-10000)
@@ -894,6 +902,8 @@ def add_origin_routes(app: web.Application, node: Node,
                     await asyncio.wait_for(changed.wait(), 1.0)
                 except TimeoutError:
                     pass
+                if feed_gone(request):
+                    raise ConnectionResetError("the feed's client closed its connection")
         except ConnectionResetError:
             counters["feeds_gone"] = counters.get("feeds_gone", 0) + 1
             return resp

@@ -371,6 +371,12 @@ async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_
                 assert r3.status == 429 and (await r3.json())["error"] == "too_many_feeds"
         r1.close()
         r2.close()
+        # the stream has stalled (this origin sends nothing more): the closed feeds' slots
+        # are freed within a wait for a chunk (1 s), not at the feed's next write (10 s on)
+        await until(lambda: edge.feed_slots.held == 0, 5, what="the closed feeds' slots freed")
+        assert edge.counters["feeds_gone"] == 2
+        async with s.get(f"{url}/{sid}/feed", timeout=timeout) as r5:
+            assert r5.status == 200
         # a stream it has no room to follow: no feed to give (and nothing asked upstream)
         other = StreamId(Identity.generate().public, "live")
         async with s.get(f"{url}/{other}/feed", timeout=timeout) as r4:
