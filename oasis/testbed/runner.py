@@ -79,6 +79,32 @@ def _delayer_preexec() -> None:
         pass
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far (None: it is gone). Read
+    from ``/proc/<pid>/stat`` (fields 14 and 15, in clock ticks; the name in field 2 may hold
+    spaces and parentheses, so the fields are counted after its closing one)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_by_role(cpu: dict[str, float | None]) -> dict[str, Any]:
+    """The nodes' CPU seconds (``process_cpu_s`` by process name: ``b``, ``v<i>``,
+    ``edge-<country>``) by role: the broadcaster's, the viewers' sum, median and most, the
+    edges' sum; the names whose figure could not be read are counted, not guessed."""
+    viewers = sorted(x for n, x in cpu.items() if n.startswith("v") and x is not None)
+    edges = [x for n, x in cpu.items() if n.startswith("edge-") and x is not None]
+    return {"broadcaster": None if cpu.get("b") is None else round(cpu["b"] or 0.0, 1),
+            "viewers_sum": round(sum(viewers), 1),
+            "viewer_p50": round(viewers[len(viewers) // 2], 2) if viewers else None,
+            "viewer_max": round(viewers[-1], 2) if viewers else None,
+            "edges_sum": round(sum(edges), 1),
+            "unread": sum(1 for x in cpu.values() if x is None)}
+
+
 def prioritise(pid: int, nice: int) -> int | None:
     """Give process ``pid`` the scheduling weight of ``nice``; returns the nice its
     scheduling group has afterwards (None if it could not be read). Every node is a
@@ -183,6 +209,7 @@ class Testbed:
         self.delayer_tick_ms = delayer_tick_ms  #: the delayer wakes at most this often (0: each packet)
         self.broadcaster_nice = broadcaster_nice  #: its scheduling group's nice (BROADCASTER_NICE)
         self.broadcaster_nice_got: int | None = None  #: what the kernel holds after setting it
+        self.cpu_s: dict[str, float | None] = {}  #: each node's CPU seconds at the end of the run
         self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn,
                                  shield=cdn and shield)
         self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
@@ -313,6 +340,9 @@ class Testbed:
                 nap = max(0.0, min(nap, t_run + self.rebind_at - time.monotonic()))
             await asyncio.sleep(nap)  # the run's length, not a synchronisation
         final = await asyncio.gather(*[self._stats(v, detail=True) for v in viewers])
+        # each node's CPU so far (from its start: imports, joins and the run): where the
+        # machine's two cores went, by role
+        self.cpu_s = {p.name: process_cpu_s(p.popen.pid) for p in self.procs}
         if self.trace:
             self._dump_conntrack()
         vmetrics = await asyncio.gather(*[http_get(net.placement[v.name].ns, "127.0.0.1", GATEWAY_PORT,
@@ -356,6 +386,7 @@ class Testbed:
                                          **s.get("nat", {})}
                                 for v, s in zip(viewers, final, strict=True) if s is not None}
         result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
+                             "cpu_s_by_role": cpu_by_role(self.cpu_s),
                              "viewers_started_in_s": round(startup_all_s, 1),
                              "viewers_forked": self.zygote is not None,
                              "cdn_edges": len(self.edge_procs),

@@ -50,3 +50,28 @@ def test_viewer_table_judges_a_viewer_up_to_its_own_stats() -> None:
     # the same record without ``at``: seqs 150-199 counted missed, as before
     del st["streams"][0]["record"]["at"]
     assert runner.viewer_table(topo, [st, None], bstats, now)["v0"]["missed_playing"] == 50
+
+
+def test_a_process_cpu_is_read_from_proc_and_summed_by_role() -> None:
+    """``process_cpu_s`` reads a live process's CPU (this one, after some work: as its own
+    clock says); a process that is gone reads None, counted apart by ``cpu_by_role``."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    before = runner.process_cpu_s(os.getpid())
+    t0 = time.process_time()
+    while time.process_time() - t0 < 0.3:
+        pass
+    after = runner.process_cpu_s(os.getpid())
+    assert before is not None and after is not None
+    assert 0.2 <= after - before <= 1.0
+    assert abs(after - time.process_time()) < 0.5  # (this thread did nearly all of it)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert runner.process_cpu_s(gone.pid) is None  # reaped: no /proc entry
+    roles = runner.cpu_by_role({"b": 12.0, "v0": 2.0, "v1": 4.0, "v2": None, "edge-IN": 1.5,
+                                "edge-BR": 0.5})
+    assert roles == {"broadcaster": 12.0, "viewers_sum": 6.0, "viewer_p50": 4.0, "viewer_max": 4.0,
+                     "edges_sum": 2.0, "unread": 1}
