@@ -232,23 +232,24 @@ async def _hostile_origin(sid: StreamId, frames: list[bytes], chunks: dict[int, 
     app.router.add_get(f"/origin/{sid}/feed", feed)
     app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
     app.router.add_get("/origin/{sid}/{what}", other)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/origin", asked
+    runner, origin = await _listen(app)
+    return runner, origin, asked
 
 
-async def _serve(edge: Edge) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    edge.routes(app)
+async def _listen(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on a free loopback port: its runner and its ``/origin`` URL."""
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://127.0.0.1:{port}/origin"
+
+
+async def _serve(edge: Edge) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    edge.routes(app)
+    return await _listen(app)
 
 
 def _frame(body: bytes) -> bytes:
@@ -402,12 +403,8 @@ async def _driven_origin(sid: StreamId) -> tuple[web.AppRunner, str, asyncio.Que
     app = web.Application()
     app.router.add_get(f"/origin/{sid}/feed", feed)
     app.router.add_get("/origin/{sid}/{what}", other)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/origin", q
+    runner, origin = await _listen(app)
+    return runner, origin, q
 
 
 async def test_an_edge_holds_a_request_for_the_next_chunks_and_answers_it_when_the_feed_brings_it(
@@ -599,11 +596,7 @@ async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_ne
     app.router.add_get(f"/origin/{sid}/feed", feed)
     app.router.add_get(f"/origin/{sid}/feed/newest", feed)
     app.router.add_get("/origin/{sid}/{what}", other)
-    runner_o = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner_o.setup()
-    site = web.TCPSite(runner_o, "127.0.0.1", 0)
-    await site.start()
-    origin = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/origin"  # type: ignore[union-attr]
+    runner_o, origin = await _listen(app)
     async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid) as (edge, _url):
         await until(lambda: len(newest_asked) >= 3 and edge.streams[str(sid)].links == 2, 15,
                     what="the newest feed taken once the origin carries the stream")
