@@ -768,6 +768,11 @@ MAX_FEEDS_PER_IP = 2
 #: a feed with no new chunk to write for this long ends (the broadcaster stopped); the edge
 #: reconnects if it still serves the stream
 FEED_STALL_END = 10.0
+FEED_WRITE_MAX = 1 << 20  #: bytes of frames a feed writes at once (a backlog goes in pieces)
+FEED_FRAME = struct.Struct(">I")  #: a feed frame: this length, then the chunk's bytes
+#: on a chunk a CDN edge held until its feed brought it: how long, in whole ms (0-10000)
+HELD_HEADER = "Oasis-Held-Ms"
+_HELD_RE = re.compile(r"[0-9]{1,5}")
 
 
 def feed_gone(request: web.Request) -> bool:
@@ -776,11 +781,6 @@ def feed_gone(request: web.Request) -> bool:
     its slot (of ``MAX_FEEDS``) that long. Looked at after each wait for a chunk (1 s)."""
     t = request.transport
     return t is None or t.is_closing()
-FEED_WRITE_MAX = 1 << 20  #: bytes of frames a feed writes at once (a backlog goes in pieces)
-FEED_FRAME = struct.Struct(">I")  #: a feed frame: this length, then the chunk's bytes
-#: on a chunk a CDN edge held until its feed brought it: how long, in whole ms (0-10000)
-HELD_HEADER = "Oasis-Held-Ms"
-_HELD_RE = re.compile(r"[0-9]{1,5}")
 
 
 def held_seconds(value: str | None) -> float:

@@ -97,7 +97,8 @@ def cpu_by_role(cpu: dict[str, float | None]) -> dict[str, Any]:
     edges' sum; the names whose figure could not be read are counted, not guessed."""
     viewers = sorted(x for n, x in cpu.items() if n.startswith("v") and x is not None)
     edges = [x for n, x in cpu.items() if n.startswith("edge-") and x is not None]
-    return {"broadcaster": None if cpu.get("b") is None else round(cpu["b"] or 0.0, 1),
+    b = cpu.get("b")
+    return {"broadcaster": None if b is None else round(b, 1),
             "viewers_sum": round(sum(viewers), 1),
             "viewer_p50": round(viewers[len(viewers) // 2], 2) if viewers else None,
             "viewer_max": round(viewers[-1], 2) if viewers else None,
