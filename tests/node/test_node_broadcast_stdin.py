@@ -72,3 +72,74 @@ def test_stdin_that_gives_no_chunk_exits_1_and_says_so(tmp_path: Path) -> None:
                 p.communicate()
     assert p.returncode == 1, err.decode()
     assert "oasis broadcast: stdin ended before a first chunk" in err.decode()
+
+
+def test_a_closed_feed_on_a_stalled_stream_frees_its_origin_slot_within_seconds(tmp_path: Path) -> None:
+    """The origin serves at most ``MAX_FEEDS`` chunk feeds (to CDN edges). A feed whose
+    client has gone must give its slot back although the stream has stalled, when the feed
+    has nothing to write: a feed that learnt of the close only at its next write would hold
+    its slot until ``FEED_STALL_END`` (10 s). A broadcaster fed 2 s of media through a pipe
+    that then stays open (a stalled encoder) fills its slots with feeds, they are closed,
+    and a new feed is taken within seconds. (The node's server cancels a handler whose
+    client closed, which frees the slot at once; ``http.feed_gone``, looked at after each
+    1-s wait, frees it where a handler is not cancelled: tested at the edge in
+    test_node_edge.py.)"""
+    import asyncio
+    import time
+
+    import aiohttp
+
+    from oasis.node import http as http_mod
+
+    p = _broadcast(tmp_path, subprocess.PIPE)
+    try:
+        info = _start_line(p)
+        assert p.stdin is not None
+        p.stdin.write(_ts(MEDIA_S))  # then nothing more, the pipe left open
+        p.stdin.flush()
+        feed = f"{info['origin']}/{info['stream_id']}/feed"
+
+        async def run() -> float:
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with aiohttp.ClientSession() as s:
+                # wait for the media to be paced out (2 s) and the stream to stall: a feed
+                # then gets its backlog from the keyframe and nothing more
+                deadline = time.monotonic() + 60
+                last, since = None, time.monotonic()
+                while True:
+                    async with s.get(f"{info['origin']}/{info['stream_id']}/latest.json",
+                                     timeout=timeout) as r:
+                        now = r.status == 200 and await r.json()
+                    if now != last:
+                        last, since = now, time.monotonic()
+                    elif last and last["keyframe"] >= 0 and time.monotonic() - since > 1.5:
+                        break  # no new chunk for 1.5 s (20 chunks a second before)
+                    assert time.monotonic() < deadline, "the piped media never stalled"
+                    await asyncio.sleep(0.1)
+                held = []
+                for _ in range(http_mod.MAX_FEEDS):
+                    r = await s.get(feed, timeout=timeout)
+                    assert r.status == 200, r.status
+                    await r.content.readexactly(4)  # a frame: the feed is live
+                    held.append(r)
+                async with s.get(feed, timeout=timeout) as r:
+                    assert r.status == 429  # every slot taken
+                for r in held:
+                    r.close()
+                closed = time.monotonic()
+                while time.monotonic() - closed < http_mod.FEED_STALL_END + 5:
+                    async with s.get(feed, timeout=timeout) as r:
+                        if r.status == 200:
+                            return time.monotonic() - closed
+                        assert r.status == 429, r.status
+                    await asyncio.sleep(0.1)
+                raise AssertionError("no slot freed")
+
+        took = asyncio.run(run())
+        # freed after a wait for a chunk (1 s) on a loaded machine, not at FEED_STALL_END
+        assert took < http_mod.FEED_STALL_END / 2, took
+        assert p.poll() is None  # the broadcaster waits on for its pipe
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
