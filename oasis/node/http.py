@@ -776,9 +776,12 @@ _HELD_RE = re.compile(r"[0-9]{1,5}")
 
 
 def feed_gone(request: web.Request) -> bool:
-    """The client of a long response has closed its connection. A feed learns it at its next
-    write; on a stalled stream that comes only at ``FEED_STALL_END``, and a closed feed held
-    its slot (of ``MAX_FEEDS``) that long. Looked at after each wait for a chunk (1 s)."""
+    """The client of a long response has closed its connection. Looked at after each wait
+    for a chunk (1 s). The node's own server cancels a handler whose client closed
+    (``handler_cancellation`` in ``runtime.start_http``); a server that does not (an edge's
+    routes in another application) would let a feed learn it only at its next write, which
+    on a stalled stream comes at ``FEED_STALL_END``, holding its slot (of ``MAX_FEEDS``)
+    that long."""
     t = request.transport
     return t is None or t.is_closing()
 
