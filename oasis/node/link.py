@@ -67,11 +67,16 @@ UDP_IP_HEADER = 28
 #: s a chunk stream's deadline may lie ahead when its timer fires and still count as due
 EXPIRY_SLACK = 0.002
 #: chunks an OFTP 2 run stream carries before the link ends it (1: a stream per chunk);
-#: ``$OASIS_CHUNK_RUN`` or the endpoint's ``chunk_run`` set another. 1 by default: runs of
-#: 16 cut a relaying viewer's CPU by ~9.5 % on loopback (docs/benchmarks.md, h-cpu7), but
-#: on a lossy link a lost packet holds back the chunks behind it in the run, which was not
-#: measured; a stream per chunk never lets one chunk's loss delay the next
-DEFAULT_CHUNK_RUN = 1
+#: ``$OASIS_CHUNK_RUN`` or the endpoint's ``chunk_run`` set another. 16 since 2026-12-05
+#: (1 before): within a run a lost packet holds back the chunks behind it until QUIC
+#: repairs it, but a stream per chunk costs each link two more packets a chunk (the
+#: receiver's MAX_STREAMS and its ACK) and the CPU to make them. In the 30-node testbed
+#: (access links losing 0.1-1 % of packets each way) six alternating pairs, 1 against 16:
+#: offload 0.869 -> 0.894 and p95 405 -> 389 ms in 6 of 6, the viewers' CPU -11 %,
+#: continuity once playing 0.99589 -> 0.99649; with 2 % loss on every link continuity
+#: equal within the spread (a swarm that loss breaks either way); a relay to 8 sinks
+#: 572-653 -> 700-715 Mbit/s per core (docs/benchmarks.md, session 42)
+DEFAULT_CHUNK_RUN = 16
 #: a run also ends once this many bytes were written on it (well inside the peer's
 #: 1 MiB stream window)
 RUN_MAX_BYTES = 512 * 1024

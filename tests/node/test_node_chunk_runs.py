@@ -141,6 +141,41 @@ async def test_a_peer_s_oversized_or_truncated_run_frame_is_refused(
         await b.close()
 
 
+async def test_a_node_left_at_its_defaults_sends_runs_of_the_default_length(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``$OASIS_CHUNK_RUN``, no ``chunk_run``: the node's default, runs of
+    ``DEFAULT_CHUNK_RUN`` (16) chunks, one stream each, every chunk delivered in order."""
+    from oasis.node.link import DEFAULT_CHUNK_RUN
+    monkeypatch.delenv("OASIS_CHUNK_RUN", raising=False)
+    assert DEFAULT_CHUNK_RUN == 16
+    a = Node(Identity.generate(), sw.SwarmConfig())
+    b = Node(Identity.generate(), sw.SwarmConfig())
+    await a.start()
+    await b.start()
+    got = chunks_received(b)
+    try:
+        assert a.endpoint.chunk_run == b.endpoint.chunk_run == DEFAULT_CHUNK_RUN
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
+        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
+        assert la.session.version == lb.session.version == 2
+        n = DEFAULT_CHUNK_RUN + 3
+        sent = _chunks("default", n)
+        sids: list[int] = []
+        for c in sent:
+            la.send_chunk(c, deadline=a.clock() + 30.0)
+            sids.append(la._run_sid)
+        await _wait(lambda: len(got) == n, SLACK)
+        assert sorted(got, key=lambda c: c.seq) == sent
+        # one run ended (FIN) at its 16th chunk, the second open with the last three
+        assert sids[DEFAULT_CHUNK_RUN - 1] == -1 and len(set(sids[:DEFAULT_CHUNK_RUN - 1])) == 1
+        assert len(set(sids[DEFAULT_CHUNK_RUN:])) == 1 and la._run_chunks == 3
+        assert lb.session.counters.violations == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
 @pytest.mark.parametrize("old", ["dialler", "listener"])
 async def test_a_node_offering_only_oftp_1_gets_every_chunk_a_stream_each(
         old: str, monkeypatch: pytest.MonkeyPatch) -> None:
