@@ -75,7 +75,7 @@ EXPIRY_SLACK = 0.002
 #: offload 0.869 -> 0.894 and p95 405 -> 389 ms in 6 of 6, the viewers' CPU -11 %,
 #: continuity once playing 0.99589 -> 0.99649; with 2 % loss on every link continuity
 #: equal within the spread (a swarm that loss breaks either way); a relay to 8 sinks
-#: 572-653 -> 700-715 Mbit/s per core (docs/benchmarks.md, session 42)
+#: 576 -> 672 Mbit/s of media per core on the means (docs/benchmarks.md, session 42)
 DEFAULT_CHUNK_RUN = 16
 #: a run also ends once this many bytes were written on it (well inside the peer's
 #: 1 MiB stream window)

@@ -20,10 +20,10 @@ carries no knowledge of either stack's internals.
   keys and both nonces, so a relay cannot reuse a dialler's AUTH; the TLS check
   was defence in depth); its congestion control is its own (no warm initial
   window, no loss floor, no setting from Python): on links losing 2 % of packets
-  its window stays small and a 12-viewer testbed swarm drops to
-  ~0.935 continuity where aioquic with the node's controller holds 0.984-0.988 (docs/benchmarks.md,
-  session 42, part 3); the stream bytes it holds are bounded by QUIC flow control (the
-  windows we advertise), not counted by us.
+  its window stays small and a 12-viewer testbed swarm drops to ~0.935
+  continuity where aioquic with the node's controller holds 0.984-0.988
+  (docs/benchmarks.md, session 42, part 3); the stream bytes it holds are bounded
+  by QUIC flow control (the windows we advertise), not counted by us.
 * ``aioquic`` (pinned, ``--quic aioquic`` or ``OASIS_QUIC=aioquic``): pure
   Python. The node's own congestion control (:mod:`oasis.node.congestion`, warm
   links) plugs into it, and the listener asks the dialler for its TLS
