@@ -20,8 +20,14 @@ from oasis.node.quicstack import STACKS
 SLACK = 10.0
 
 
-async def _pair(stack: str, monkeypatch: pytest.MonkeyPatch, run: int) -> tuple[Node, Node, Link, Link]:
-    monkeypatch.setenv("OASIS_CHUNK_RUN", str(run))
+async def _pair(stack: str | None, monkeypatch: pytest.MonkeyPatch,
+                run: int | None) -> tuple[Node, Node, Link, Link]:
+    """Two started nodes on ``stack`` (None: the default) linked; ``run`` chunks a run
+    (None: no ``$OASIS_CHUNK_RUN``, the node's default)."""
+    if run is None:
+        monkeypatch.delenv("OASIS_CHUNK_RUN", raising=False)
+    else:
+        monkeypatch.setenv("OASIS_CHUNK_RUN", str(run))
     a = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
     b = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
     await a.start()
@@ -146,18 +152,11 @@ async def test_a_node_left_at_its_defaults_sends_runs_of_the_default_length(
     """No ``$OASIS_CHUNK_RUN``, no ``chunk_run``: the node's default, runs of
     ``DEFAULT_CHUNK_RUN`` (16) chunks, one stream each, every chunk delivered in order."""
     from oasis.node.link import DEFAULT_CHUNK_RUN
-    monkeypatch.delenv("OASIS_CHUNK_RUN", raising=False)
     assert DEFAULT_CHUNK_RUN == 16
-    a = Node(Identity.generate(), sw.SwarmConfig())
-    b = Node(Identity.generate(), sw.SwarmConfig())
-    await a.start()
-    await b.start()
+    a, b, la, lb = await _pair(None, monkeypatch, None)
     got = chunks_received(b)
     try:
         assert a.endpoint.chunk_run == b.endpoint.chunk_run == DEFAULT_CHUNK_RUN
-        assert await a.connect(b.peer_id, *b.endpoint.address)
-        await _wait(lambda: a.identity.public in b.links_by_peer, SLACK)
-        la, lb = a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
         assert la.session.version == lb.session.version == 2
         n = DEFAULT_CHUNK_RUN + 3
         sent = _chunks("default", n)
