@@ -1012,6 +1012,7 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
         return metrics_response(registry)
 
     async def listing(request: web.Request) -> web.Response:
+        shown: Iterator[tuple[str, Any]]
         if from_operator(request):
             shown = itertools.islice(tracker.streams.items(), 1000)
         else:  # a stranger enumerated every stream announced here: only this node's own

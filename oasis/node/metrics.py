@@ -87,7 +87,8 @@ class _Latency:
         self.seen = n
 
     def buckets(self) -> list[tuple[str, float]]:
-        out, acc = [], 0
+        out: list[tuple[str, float]] = []
+        acc = 0
         for bound, c in zip((*(str(b) for b in LATENCY_BUCKETS), "+Inf"), self.counts, strict=True):
             acc += c
             out.append((bound, acc))
@@ -185,7 +186,7 @@ class NodeCollector(Collector):
 
     def _streams(self) -> Iterator[Metric]:
         streams = list(self.node.streams.values())
-        fam = {
+        fam: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "verified": CounterMetricFamily("oasis_chunks_verified", "Verified chunks completed "
                                             "after this node joined.", labels=["stream"]),
             "skipped": CounterMetricFamily("oasis_chunks_skipped", "Chunks given up at their "

@@ -183,8 +183,8 @@ def honest_run(n: int, *, messages: int = 50, rate: float = 5.0, seed: int = 1) 
     total_bytes = sum(p.sent_bytes for p in sim.peers)
     counters: dict[str, int] = {}
     for p in sim.peers:
-        for k, v in vars(p.room.counters).items():
-            counters[k] = counters.get(k, 0) + v
+        for name, v in vars(p.room.counters).items():
+            counters[name] = counters.get(name, 0) + v
     return {
         "peers": n, "messages": len(sim.sent_at), "degree_mean": sum(len(p.neighbours) for p in sim.peers) / n,
         "all_viewers_p50_ms": round(1000 * _pct(per_msg_all, 0.5), 1),
