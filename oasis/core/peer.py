@@ -827,7 +827,7 @@ class PeerPolicy(Generic[L]):
             if not p.joined and not p.service:
                 self._set_service(p, True)  # it came for the DHT (or a DM): not a neighbour (yet)
             return TO_NODE
-        skey = getattr(msg, "stream", None)
+        skey: bytes | None = getattr(msg, "stream", None)
         if skey is None:
             return TO_NODE
         if (skey not in p.joined and not self._joined_by_answer(p, peer, skey)

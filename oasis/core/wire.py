@@ -578,7 +578,7 @@ def decode_chunk(body: bytes | memoryview) -> ChunkMsg:
     if len(body) > MAX_CHUNK_MESSAGE:
         raise WireError(ErrorCode.TOO_LARGE, f"chunk message of {len(body)} bytes")
     try:
-        return _chunk_decoder.decode(body)  # type: ignore[no-any-return]
+        return _chunk_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _classify(body, exc) from None
     except ValueError as exc:

@@ -51,7 +51,8 @@ def artifact_path(name: str) -> Path:
 
 def load_artifact(name: str) -> dict[str, Any]:
     """The committed artifact (ABI + bytecode) of a contract."""
-    return json.loads(artifact_path(name).read_text())
+    art: dict[str, Any] = json.loads(artifact_path(name).read_text())
+    return art
 
 
 def stale_artifacts() -> list[str]:

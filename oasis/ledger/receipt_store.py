@@ -39,6 +39,7 @@ import threading
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from oasis.datafiles import open_sqlite
 
@@ -100,7 +101,7 @@ class ReceiptStore:
     def close(self) -> None:
         self.db.close()
 
-    def _tx(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+    def _tx(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self.lock:
             return self.db.execute(sql, args)
 
@@ -142,7 +143,7 @@ class ReceiptStore:
         sql = ("SELECT r.viewer, r.stream, r.epoch, r.idx, r.received, r.sig, r.ticket, r.settled "
                "FROM receipts r LEFT JOIN retries t ON t.viewer=r.viewer AND t.stream=r.stream "
                "AND t.epoch=r.epoch WHERE r.received > r.settled")
-        args: list = []
+        args: list[Any] = []
         if now is not None:
             sql += " AND (t.retry_after IS NULL OR t.retry_after <= ?)"
             args.append(now)

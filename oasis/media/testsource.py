@@ -100,7 +100,7 @@ class SevenSegmentFont:
         self.glyphs = {c: _glyph(c, height) for c in "0123456789:."}
 
     def text_width(self, text: str) -> int:
-        return sum(self.glyphs[c].shape[1] + self.gap for c in text) - self.gap
+        return int(sum(self.glyphs[c].shape[1] + self.gap for c in text) - self.gap)
 
     def draw(self, plane: np.ndarray, text: str, top: int, left: int, value: int) -> None:
         """Set the pixels of ``text`` to ``value`` in a luma plane."""

@@ -296,7 +296,8 @@ class AioquicStack(Stack):
         if stream is None:
             return 0
         sender = stream.sender
-        return max(0, sender._buffer_stop - sender.next_offset)
+        unsent: int = sender._buffer_stop - sender.next_offset
+        return max(0, unsent)
 
     def finished(self, quic: Any, sid: int) -> bool:
         stream = quic._streams.get(sid)  # aioquic has no public "is sent" query
@@ -326,7 +327,8 @@ class AioquicStack(Stack):
         proven = getattr(quic, "oasis_proven", None)
         for p in paths:
             if p.is_validated and (proven is None or p.addr in proven):
-                return p.addr
+                addr: tuple[Any, ...] = p.addr
+                return addr
         return None
 
 

@@ -258,7 +258,7 @@ class Endpoint:
         t = self.transport
         if t is None or not self.reaches(addr[0]):
             return False
-        ok = t.send_ttl(PRIME_DATAGRAM, addr, ttl)
+        ok: bool = t.send_ttl(PRIME_DATAGRAM, addr, ttl)
         if ok:
             self.counters["primes_sent"] += 1
         return ok

@@ -213,7 +213,7 @@ def session_length_s(rng: random.Random, mean_s: float) -> float:
         mu = math.log(0.5 * mean_s) - 1.125
         return math.exp(rng.gauss(mu, 1.5))
     xm = mean_s
-    return xm / (rng.random() ** (1 / 1.5))
+    return xm / float(rng.random() ** (1 / 1.5))
 
 
 def residual_session_s(rng: random.Random, mean_s: float) -> float:

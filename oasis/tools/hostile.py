@@ -388,7 +388,7 @@ async def dial(v: Victim, *, auth: bool, identity: Identity | None = None,
     quic = QuicConnection(configuration=cfg)
     tr, proto = await loop.create_datagram_endpoint(
         lambda: Conn(quic, identity=ident, expected=v.key, auth=auth), remote_addr=(v.host, v.port))
-    conn: Conn = proto  # type: ignore[assignment]
+    conn: Conn = proto
     conn.connect(tr.get_extra_info("peername") or (v.host, v.port))  # (IPv6: a 4-tuple)
     def limit() -> float:
         return min(CONNECT_TIMEOUT, max(LATE_DIAL_S, deadline - time.monotonic()))
