@@ -382,12 +382,22 @@ class _JsonErrorHandler(RequestHandler):
         shape: Callable[[int, str, str], bytes] = getattr(server, "oasis_error_body", flat_error_body)
         counters: dict[str, int] = getattr(server, "oasis_counters", {})
         counters["http_parser_refused"] = counters.get("http_parser_refused", 0) + 1
+        code = _PARSER_CODES.get(status, "refused")
         if status >= 500:
             text = "internal error (logged)" if status == 500 else plain.reason
+        elif isinstance(exc, aiohttp.http_exceptions.ContentEncodingError):
+            # a body that does not decode (deflate over junk) or in an encoding not installed
+            # here (br, zstd): the code the body reader gives gzip over junk, ``bad_body``
+            # (docs/api.md), and no "Please install `Brotli`" (found 2026-12-05 from outside)
+            code = "bad_body"
+            said = " ".join(str(exc.message).split())
+            text = ("request body does not decode: its Content-Encoding is not one this node "
+                    "reads (gzip, deflate)" if "install" in said
+                    else f"request body does not decode: {said[:160]}")
         else:
             text = " ".join((message or str(exc or "") or plain.reason).split())[:300]
             text = f"the HTTP parser refused the request: {text}"
-        resp = web.Response(status=status, body=shape(status, _PARSER_CODES.get(status, "refused"), text),
+        resp = web.Response(status=status, body=shape(status, code, text),
                             content_type="application/json",
                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
         resp.force_close()

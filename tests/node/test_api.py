@@ -514,6 +514,27 @@ async def test_a_body_that_does_not_decode_is_a_400_bad_body(served: tuple[Node,
             assert r.status == 400 and r.headers.get("Connection", "").lower() == "close"
     assert error_code(body) == "bad_body" and "does not decode" in body["error"]["message"], body
     assert api.counters["bad_request"] == 1 and api.counters["too_large"] == 0
+    # the same for the encodings the HTTP parser decodes itself, or does not have here: it
+    # refused deflate over junk as 400 bad_request "the HTTP parser refused the request:
+    # deflate", and br with "... Please install `Brotli`" (found 2026-12-05 from outside)
+    for enc in ("deflate", "br", "zstd", "x-nonsense"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
+        try:
+            writer.write(b"POST /v1/streams HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         + f"Authorization: Bearer {api.token}\r\nContent-Encoding: {enc}\r\n".encode()
+                         + b"Content-Type: application/json\r\nContent-Length: 12\r\n\r\njunkjunkjunk")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            body = msgspec.json.decode(await asyncio.wait_for(reader.readexactly(length), 10))
+        finally:
+            writer.close()
+        assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request"), (enc, head)  # (1.0: the parser's)
+        if enc == "x-nonsense":  # not an encoding at all: the body is read as it is (junk JSON)
+            assert error_code(body) == "bad_request" and "request body" in body["error"]["message"], body
+            continue
+        assert error_code(body) == "bad_body", (enc, body)
+        msg = body["error"]["message"]
+        assert "does not decode" in msg and "install" not in msg.lower(), (enc, body)
 
 
 async def test_a_refused_event_subscription_raises_the_nodes_code(served: tuple[Node, napi.Api, str]) -> None:
