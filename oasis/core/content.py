@@ -220,5 +220,5 @@ def parse_cid(text: str) -> bytes:
         raise ContentError("bad_cid", "a content id is lower-case base32")
     raw = base64.b32decode(body.upper() + "====")
     if cid_text(raw) != text:  # non-canonical trailing bits
-        raise ContentError("bad_cid", "content id is not canonical")
+        raise ContentError("bad_cid", "content id is not canonical (the last character's 4 unused low bits must be 0)")
     return raw

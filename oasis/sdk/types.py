@@ -57,7 +57,7 @@ class ChatSendRequest(_Req):
 class ModerationRequest(_Req):
     peer_id: PeerIdText
     action: Literal["mute", "ban", "unmute"]
-    seconds: Annotated[float, Meta(gt=0, le=30 * 86400)] = 600.0
+    seconds: Annotated[float, Meta(gt=0, le=7 * 86400)] = 600.0  # (the chat core's max_mod_seconds)
 
 
 class DmSendRequest(_Req):

@@ -160,6 +160,14 @@ async def test_every_endpoint_answers_as_docs_api_md_says(nodes: tuple[Api, Api]
         st, hist, _ = await a.req("GET", f"/chat/{sid}?limit=20")
         assert st == 200 and [set(m) for m in hist] == [CHAT] and hist[0]["id"] == msg["id"]
         error_of("limit", *(await a.req("GET", f"/chat/{sid}?limit=0"))[:2], 400, "bad_query")
+        # the documented longest (7 days; the docs and the SDK said 30 until 2026-12-05), one
+        # second more refused; the 30 s mute after it wins (the newest record per target)
+        st, mod, _ = await a.req("POST", f"/chat/{sid}/moderation",
+                                 {"peer_id": node_b["peer_id"], "action": "mute", "seconds": 7 * 86400})
+        assert st == 200 and abs(mod["until"] - mod["issued"] - 7 * 86400) < 1, mod
+        error_of("8 days", *(await a.req("POST", f"/chat/{sid}/moderation",
+                                         {"peer_id": node_b["peer_id"], "action": "mute",
+                                          "seconds": 7 * 86400 + 1}))[:2], 400, "bad_request")
         st, mod, _ = await a.req("POST", f"/chat/{sid}/moderation",
                                  {"peer_id": node_b["peer_id"], "action": "mute", "seconds": 30})
         assert st == 200 and set(mod) == MODERATION, mod
