@@ -419,7 +419,9 @@ def open_source(spec: str, bitrate_kbps: int) -> AsyncIterator[bytes]:
         raise ValueError(f"unsupported source {spec!r}; {SOURCE_SPEC_HELP}")
     path = Path(spec)
     if not path.is_file():
-        raise ValueError(f"source {spec!r}: no such file; {SOURCE_SPEC_HELP}")
+        # (a directory, a device or a pipe was "no such file" too: found 2026-12-05 from outside)
+        what = "no such file" if not path.exists() else "not a regular file (a directory, device or pipe)"
+        raise ValueError(f"source {spec!r}: {what}; {SOURCE_SPEC_HELP}")
     try:
         with path.open("rb") as ts_file:
             head = ts_file.read(TS_PACKET_SIZE * 8)

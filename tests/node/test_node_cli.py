@@ -33,6 +33,7 @@ def test_broadcast_of_a_source_that_cannot_run_prints_no_start_line(tmp_path: Pa
     notts = tmp_path / "clip.mp4"
     notts.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(2000))
     for source, why in ((str(tmp_path / "missing.ts"), "no such file"), (str(notts), "MPEG-TS"),
+                        (str(tmp_path), "not a regular file"),  # (was "no such file")
                         # an empty host bound every interface unsaid; an empty user, a "/"
                         ("udp://:5000", "udp://0.0.0.0:5000 (every interface)"),
                         ("udp://@:5000", "no user, path or fragment"),
