@@ -25,6 +25,8 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 VERBOSE = "log at debug level on stderr"
+#: the range of --playout-delay (s)
+MIN_PLAYOUT_DELAY, MAX_PLAYOUT_DELAY = 0.05, 60.0
 #: options of the other node commands that ``chat`` and ``dm`` do not list (nor use)
 NOT_FOR_TALK: dict[str, type] = {"--bitrate": int, "--chunk-ms": int, "--substreams": int, "--upload-kbps": int,
                                  "--rewards": bool, "--epoch": int, "--chain-rpc": str, "--chain-dir": str}
@@ -59,7 +61,7 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
         p.add_argument("--substreams", type=int, default=None,
                        help="push substreams per stream (default 4)" + (later if role == "viewer" else ""))
     p.add_argument("--playout-delay", type=float, default=0.5,
-                   help="deadline after a chunk is complete, seconds")
+                   help=f"deadline after a chunk is complete, seconds ({MIN_PLAYOUT_DELAY:g}..{MAX_PLAYOUT_DELAY:g})")
     if talk:
         p.add_argument("--json", action="store_true",
                        help="print JSON lines (one object per message, state change or error, then the "
@@ -502,10 +504,21 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--chunk-ms must be 10..10000 and --bitrate 10..1000000")
         if not 0 <= args.link_delay_ms <= 10_000:
             raise ValueError("--link-delay-ms must be between 0 and 10000")
+        # (the comparisons are False for nan; inf made the origin fallback's timers raise)
+        if not MIN_PLAYOUT_DELAY <= args.playout_delay <= MAX_PLAYOUT_DELAY:
+            raise ValueError(f"--playout-delay must be between {MIN_PLAYOUT_DELAY:g} and "
+                             f"{MAX_PLAYOUT_DELAY:g} s")
+        if media["upload_kbps"] is not None and not 0 <= media["upload_kbps"] <= 10_000_000:
+            raise ValueError("--upload-kbps must be between 0 (no cap) and 10000000")
         if not abs(getattr(args, "clock_skew_ms", 0.0)) <= 86_400_000:
             raise ValueError("--clock-skew-ms must be within a day")
         if len(args.area) > MAX_AREA:
             raise ValueError(f"--area must be at most {MAX_AREA} characters")
+        if getattr(args, "tracker", None):  # the rule of a link's t= and the API's tracker
+            from oasis.core.urls import base_url_problem
+            problem = base_url_problem(args.tracker, "tracker URL")
+            if problem is not None:
+                raise ValueError(f"--tracker {problem}")
         if getattr(args, "cdn_url", None):  # checked before anything starts (docs/oftp.md §10.1)
             from oasis.core.urls import base_url_problem
             problem = base_url_problem(args.cdn_url, "CDN URL")
@@ -540,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "watch":
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
                           gateway=args.gateway, cdn_url=args.cdn_url))
+    except rt.Stopped:  # a stop signal while it was still starting: a clean stop
+        return 0
     except (ValueError, StreamIdError, OSError, RuntimeError) as exc:
         print(f"oasis {args.cmd}: error: {_address_in_use(args, exc) or exc}", file=sys.stderr)
         return 2

@@ -135,6 +135,13 @@ def parse_bootstrap(text: str, code: str = "bad_bootstrap") -> Bootstrap:
     return Bootstrap(key, str(ip), int(port_text))
 
 
+def is_link(text: str) -> bool:
+    """Does ``text`` name a link (``oasis:``, in any case: a URI's scheme is case-insensitive,
+    RFC 3986 §3.1) rather than a bare stream id? ``OASIS://...`` was read as a stream id,
+    "peer id must have 52 characters" (found 2026-12-05 from outside)."""
+    return text.strip()[: len(SCHEME) + 1].lower() == f"{SCHEME}:"
+
+
 def parse(text: str) -> StreamLink:
     """A verified :class:`StreamLink` from ``oasis://...`` text; raises :class:`LinkError`."""
     if len(text) > MAX_LINK:

@@ -49,14 +49,17 @@ from .runtime import (
     parse_hostport,
     resolve_stream,
     run_until_stopped,
+    stop_event,
     swarm_config,
+    unless_stopped,
 )
 
 
 async def _join(c: Common, stream: str, tracker_url: str | None,
                 command: str = "chat") -> tuple[Node, LiveStream, asyncio.Task[None]]:
     hold_data_dir(c.data_dir, command)
-    sid, desc, boots, tracker_url = await resolve_stream(stream, tracker_url)
+    stop_event()  # a stop signal from here on is a clean stop (the waits below are cut by it)
+    sid, desc, boots, tracker_url = await unless_stopped(resolve_stream(stream, tracker_url))
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
@@ -66,7 +69,7 @@ async def _join(c: Common, stream: str, tracker_url: str | None,
         node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
         await node.start()
         if desc is None:  # a short link: the stream record in the DHT carries it
-            desc = await dht_descriptor(node, sid, boots)
+            desc = await unless_stopped(dht_descriptor(node, sid, boots))
         apply_descriptor(c, desc)
         node.config = swarm_config(c)
         ls = node.add_stream(sid, is_source=ident.public == sid.broadcaster,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
@@ -43,8 +43,7 @@ from oasis.core.descriptor import (
 from oasis.core.dialplan import dialable
 from oasis.core.identity import peer_id_of
 from oasis.core.stream import StreamId
-from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, StreamLink
-from oasis.core.streamlink import SCHEME as LINK_SCHEME
+from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, StreamLink, is_link
 from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
 from oasis.datafiles import hold_data_dir
@@ -342,6 +341,33 @@ async def run_until_stopped(main: Callable[[asyncio.Event], Awaitable[None]]) ->
     await main(stop_event())
 
 
+class Stopped(Exception):
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP) came while a command was still starting: a
+    clean stop, exit status 0 (the CLI's)."""
+
+
+_T = TypeVar("_T")
+
+
+async def unless_stopped(aw: Awaitable[_T]) -> _T:
+    """``aw``'s result, or :class:`Stopped` (``aw`` cancelled) if a stop signal comes first.
+    A start that waits (a tracker that does not answer: 30 s of retries; a short link's DHT
+    lookup) is cut by the signal: `oasis watch` ignored Ctrl-C and SIGTERM for ~28 s there,
+    its handlers installed (found 2026-12-05 from outside)."""
+    task = asyncio.ensure_future(aw)
+    stop = asyncio.ensure_future(stop_event().wait())
+    try:
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))  # (its own clean-up runs; its outcome is dropped)
+    if task.cancelled() and stop_event().is_set():
+        raise Stopped
+    return task.result()
+
+
 async def _close_started(node: Node) -> None:
     """Undo a start that failed half-way (the error is the caller's to raise)."""
     if node.rewards is not None:
@@ -371,14 +397,15 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     stop_event()  # a stop signal from here on is a clean stop
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
+    # the name and the addresses before the node: a refusal leaves nothing to close
+    sid = StreamId(ident.public, name)
     host, port = parse_hostport(c.listen, "--listen")
+    hhost, hport = parse_hostport(http_listen, "--http")
     node = Node(ident, swarm_config(c), host=host, port=port,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
-    hhost, hport = parse_hostport(http_listen, "--http")  # (before the node: nothing to close)
     await _start_or_close(node)
-    sid = StreamId(ident.public, name)
     ls = node.add_stream(sid, is_source=True)
     app = web.Application(client_max_size=64 * 1024)
     tracker = Tracker() if tracker_url is None else None
@@ -563,7 +590,7 @@ async def resolve_stream(stream: str, tracker_url: str | None,
     whose first announce then goes on the same connection)."""
     boots: tuple[Bootstrap, ...] = ()
     desc: Descriptor | None = None
-    if stream.startswith(f"{LINK_SCHEME}:"):
+    if is_link(stream):
         link = parse_link(stream)
         sid, desc, boots = link.sid, link.descriptor, link.bootstrap
         tracker_url = tracker_url or link.tracker
@@ -691,7 +718,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     # testbed's far trackers). The origin's clock below has a connection of its own.
     pool = aiohttp.TCPConnector()
     try:
-        sid, desc, boots, tracker_url = await resolve_stream(stream_id, tracker_url, pool)
+        sid, desc, boots, tracker_url = await unless_stopped(resolve_stream(stream_id, tracker_url, pool))
     except BaseException:
         await pool.close()
         raise
@@ -722,7 +749,11 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     # event loop was blocked while the first announce waited to go out; h-join6).
     from .daemon import serve_api
     if desc is None:  # a short link, no tracker: the stream record in the DHT carries it
-        desc = await dht_descriptor(node, sid, boots)
+        try:
+            desc = await unless_stopped(dht_descriptor(node, sid, boots))
+        except Stopped:
+            await node.close()
+            raise
         if cdn_url or desc.fetch_url:
             timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url or "", str(sid), wall))
     mismatch = apply_descriptor(c, desc)

@@ -38,6 +38,7 @@ from oasis.core.descriptor import Descriptor, DescriptorError, verified_descript
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.core.streamlink import SCHEME as LINK_SCHEME
+from oasis.core.streamlink import is_link
 from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
 
@@ -241,7 +242,7 @@ class Streaming:
                     tracker: str | None = None) -> dict[str, Any]:
         desc: Descriptor | None
         if link is not None:
-            if not link.startswith(f"{LINK_SCHEME}:"):
+            if not is_link(link):
                 raise ValueError(f"a link starts with {LINK_SCHEME}://")
             parsed = parse_link(link)  # verifies the descriptor's signature (ValueError if bad)
             sid, desc, boots = parsed.sid, parsed.descriptor, parsed.bootstrap

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from oasis.core.descriptor import Descriptor, descriptor_signing_bytes, sign_descriptor
 from oasis.core.identity import Identity, peer_id_of
 from oasis.core.stream import StreamId
-from oasis.core.streamlink import MAX_BOOTSTRAP, MAX_LINK, Bootstrap, LinkError, StreamLink, parse
+from oasis.core.streamlink import (
+    MAX_BOOTSTRAP,
+    MAX_LINK,
+    Bootstrap,
+    LinkError,
+    StreamLink,
+    is_link,
+    parse,
+)
 
 RNG = random.Random(7)
 BC = Identity.from_private_bytes(RNG.randbytes(32))
@@ -50,6 +58,16 @@ def test_round_trip() -> None:
     short = link(descriptor=None, tracker=None)
     assert "d=" not in short.format() and len(short.format()) < 300
     assert parse(short.format()) == short
+
+
+def test_the_scheme_is_read_in_any_case() -> None:
+    """RFC 3986 §3.1: a link typed or pasted as OASIS:// is the same link (it was taken for a
+    stream id: "peer id must have 52 characters")."""
+    text = link().format()
+    for scheme in ("OASIS", "Oasis", "oAsIs"):
+        other = scheme + text[len("oasis"):]
+        assert is_link(other) and is_link("  " + other + "\n") and parse(other) == link()
+    assert not is_link(str(SID)) and not is_link("oasis") and not is_link("http://x/oasis:")
 
 
 def test_a_descriptor_not_signed_by_the_streams_key_is_refused() -> None:

@@ -1,0 +1,90 @@
+"""A node command while it is still starting, and the options it checks before it starts.
+
+Found 2026-12-05 by an outside audit (a new user and programs written from the docs):
+`oasis watch STREAM_ID --tracker URL` whose tracker did not answer ignored Ctrl-C and SIGTERM
+for ~28 s (its signal handlers were installed, but the 30 s descriptor wait never looked at
+them) and then exited 2; `--tracker file:///etc/passwd` was retried for 30 s where the API and
+a link's `t=` refuse it at once; `--playout-delay inf` filled stderr with tracebacks from the
+fallback's timers, `nan` and `-1` were taken, `--upload-kbps -1` too. Real processes; the
+tracker is a closed loopback port (nothing is sent off the machine).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from procs import stderr_lines_until
+
+from oasis.core.identity import Identity
+
+pytestmark = pytest.mark.integration
+
+DEAD_TRACKER = "http://127.0.0.1:9/tracker"  # the discard port: nothing listens on loopback
+
+
+@pytest.mark.parametrize("cmd,sig", [("watch", signal.SIGTERM), ("watch", signal.SIGINT),
+                                     ("chat", signal.SIGTERM)])
+def test_a_stop_signal_while_the_descriptor_is_awaited_is_a_clean_stop(
+        tmp_path: Path, cmd: str, sig: signal.Signals) -> None:
+    sid = f"{Identity.generate().peer_id}.live"
+    extra = ["--gateway", "127.0.0.1:0"] if cmd == "watch" else []
+    p = subprocess.Popen([sys.executable, "-m", "oasis", cmd, sid, "--tracker", DEAD_TRACKER,
+                          "--data-dir", str(tmp_path / cmd), "--listen", "127.0.0.1:0", *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # waiting: the tracker refuses, the node says it retries (for up to 30 s)
+        seen = stderr_lines_until(p, r"no descriptor for .* retrying", 60)
+        sent = time.monotonic()
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=20)
+        took = time.monotonic() - sent
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, (p.returncode, seen, err)
+    assert took < 10, took  # (before: ~28 s, the rest of the descriptor's 30 s, then exit 2)
+    assert b"Traceback" not in err and b"Unclosed" not in err and f"oasis {cmd}: error".encode() not in err, err
+    assert out == b"", out  # no start line: it never started
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--tracker", "file:///etc/passwd"], b"--tracker 'file:///etc/passwd': an http(s) URL"),
+    (["--tracker", "http://127.0.0.1:9/t?x=1"], b"query string"),
+    (["--tracker", "http://169.254.169.254/t"], b"link-local"),
+    (["--playout-delay", "inf"], b"--playout-delay must be between"),
+    (["--playout-delay", "nan"], b"--playout-delay must be between"),
+    (["--playout-delay", "-1"], b"--playout-delay must be between"),
+    (["--playout-delay", "0"], b"--playout-delay must be between"),
+    (["--upload-kbps", "-1"], b"--upload-kbps must be between"),
+])
+def test_what_a_node_command_refuses_before_it_starts(tmp_path: Path, flags: list[str], says: bytes) -> None:
+    sid = f"{Identity.generate().peer_id}.live"
+    tracker = [] if "--tracker" in flags else ["--tracker", DEAD_TRACKER]
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "oasis", "watch", sid, *tracker, *flags,
+                          "--data-dir", str(tmp_path / "w"), "--gateway", "127.0.0.1:0"],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == b"", out
+    assert says in out.stderr, out.stderr
+    assert b"Traceback" not in out.stderr and b"retrying" not in out.stderr, out.stderr
+    assert time.monotonic() - t0 < 20  # refused, not retried for the descriptor's 30 s
+
+
+@pytest.mark.parametrize("flags,says", [
+    (["--name", "A B/.."], b"stream name 'A B/..'"),
+    (["--http", "127.0.0.1:70000"], b"--http must be HOST:PORT"),
+])
+def test_a_broadcast_refused_at_its_start_leaves_nothing_open(tmp_path: Path, flags: list[str], says: bytes) -> None:
+    """(Both printed asyncio's "Unclosed client session" after the error: the node was made
+    before its name and --http were checked.)"""
+    out = subprocess.run([sys.executable, "-m", "oasis", "broadcast", "test", *flags, "--data-dir",
+                          str(tmp_path / "b"), "--listen", "127.0.0.1:0"], capture_output=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == b"", out
+    assert says in out.stderr, out.stderr
+    assert b"Unclosed" not in out.stderr and b"Traceback" not in out.stderr, out.stderr
