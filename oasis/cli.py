@@ -514,16 +514,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--clock-skew-ms must be within a day")
         if len(args.area) > MAX_AREA:
             raise ValueError(f"--area must be at most {MAX_AREA} characters")
-        if getattr(args, "tracker", None):  # the rule of a link's t= and the API's tracker
-            from oasis.core.urls import base_url_problem
-            problem = base_url_problem(args.tracker, "tracker URL")
+        from oasis.core.urls import base_url_problem
+        # URLs the node will request, checked before anything starts: --tracker by the rule of
+        # a link's t= and the API's tracker, --cdn-url by a descriptor's (docs/oftp.md §10.1)
+        for flag, what in (("tracker", "tracker URL"), ("cdn_url", "CDN URL")):
+            url = getattr(args, flag, None)
+            problem = base_url_problem(url, what) if url else None
             if problem is not None:
-                raise ValueError(f"--tracker {problem}")
-        if getattr(args, "cdn_url", None):  # checked before anything starts (docs/oftp.md §10.1)
-            from oasis.core.urls import base_url_problem
-            problem = base_url_problem(args.cdn_url, "CDN URL")
-            if problem is not None:
-                raise ValueError(f"--cdn-url {problem}")
+                raise ValueError(f"--{flag.replace('_', '-')} {problem}")
         # None: 4x the bitrate (a viewer's bitrate comes from the stream's descriptor)
         upload = media["upload_kbps"] if media["upload_kbps"] is not None or args.cmd == "watch" or talk \
             else 4 * bitrate
