@@ -437,6 +437,11 @@ def address_in_use(address: str, option: str, *, udp: bool = False, default: boo
 
 
 BODY_TIMEOUT = 10.0  #: a request body must have arrived whole within this (s)
+#: after a refusal sent before the body was read (``Connection: close``), the server reads
+#: and drops what more of the body comes for this long, then closes (s; aiohttp's lingering
+#: close, so that the client reads the refusal before any reset). aiohttp's default, 10 s,
+#: kept a stalled client's socket 10 s past its 408 (found 2026-12-05 from outside)
+LINGER_TIME = 2.0
 
 
 async def read_body(request: web.Request, cap: int, timeout: float | None = None) -> bytes:

@@ -124,7 +124,8 @@ async def start_http(app: web.Application, host: str, port: int, *, check_host: 
     if check_host and loopback_only and http.loopback_host not in app.middlewares:
         app.middlewares.insert(0, http.loopback_host)  # DNS rebinding: see the middleware
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0,
-                           handler_cancellation=True, keepalive_timeout=http.IDLE_TIMEOUT)
+                           handler_cancellation=True, keepalive_timeout=http.IDLE_TIMEOUT,
+                           lingering_time=http.LINGER_TIME)
     await runner.setup()
     assert runner.server is not None
     http.ConnectionGuard(runner.server, counters, total=_max_connections(),

@@ -12,6 +12,7 @@ import hashlib
 import os
 import socket
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -496,6 +497,10 @@ async def test_a_body_that_stalls_is_refused_and_frees_its_slot(served: tuple[No
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         body = msgspec.json.decode(await asyncio.wait_for(reader.readexactly(length), 10))
         assert error_code(body) == "body_timeout"
+        # and the connection goes: closed after the short linger, not aiohttp's 10 s
+        t0 = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), napi.http.LINGER_TIME + 5) == b""
+        assert time.monotonic() - t0 < napi.http.LINGER_TIME + 3
     finally:
         writer.close()
     assert api.inflight == 0 and api.counters["body_timeout"] == 1
