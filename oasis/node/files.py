@@ -177,7 +177,7 @@ class Files:
             "files_unknown_cid", "files_dht_providers", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
             "files_evicted", "files_origin_fetches", "files_origin_failures", "files_bad_stored",
             "files_read_timeouts", "files_resumed", "files_resumed_blocks", "files_resume_bad_blocks",
-            "files_stored_damaged")}
+            "files_stored_damaged", "files_write_failed")}
         #: totals of files no longer tracked (removed, evicted)
         self._closed = fs.FileCounters()
         #: downloads left unfinished by an earlier run: cid -> bytes on disk (counted against
@@ -449,23 +449,39 @@ class Files:
             log.warning("not fetching %s: %s", e.text, exc)
             self.fail(e, f"not fetched: {exc}")
             return
-        (e.dir / "manifest").write_bytes(m.encode())
-        for name, size in (("data", m.size), ("proofs", m.blocks * PROOF_SLOT)):
-            fd = os.open(e.dir / name, os.O_WRONLY | os.O_CREAT, 0o600)  # a resumed file keeps its bytes
-            try:
-                os.ftruncate(fd, size)
-            finally:
-                os.close(fd)
+        try:
+            (e.dir / "manifest").write_bytes(m.encode())
+            for name, size in (("data", m.size), ("proofs", m.blocks * PROOF_SLOT)):
+                fd = os.open(e.dir / name, os.O_WRONLY | os.O_CREAT, 0o600)  # a resumed file keeps its bytes
+                try:
+                    os.ftruncate(fd, size)
+                finally:
+                    os.close(fd)
+        except OSError as exc:  # a full or read-only disk, a file size limit: said, not raised
+            self.c["files_write_failed"] += 1
+            self.fail(e, f"cannot write to {e.dir}: {exc.strerror or exc}")
+            return
         e.notify()
 
     def _store(self, e: FileEntry, a: fs.StoreBlock) -> None:
         if e.stopped:
             return
-        os.pwrite(e.fd(), a.data, a.index * BLOCK_SIZE)
-        if e.swarm.tree is None:  # (a whole file's block found damaged and fetched again: no proofs file)
-            # then its proof: a slot is written only after its block, so a resume trusts nothing unwritten
-            slot = bytes([len(a.proof)]) + b"".join(a.proof)
-            os.pwrite(e.proofs_fd(), slot.ljust(PROOF_SLOT, b"\0"), a.index * PROOF_SLOT)
+        try:
+            os.pwrite(e.fd(), a.data, a.index * BLOCK_SIZE)
+            if e.swarm.tree is None:  # (a whole file's block found damaged and fetched again: no proofs file)
+                # then its proof: a slot is written only after its block, so a resume trusts nothing unwritten
+                slot = bytes([len(a.proof)]) + b"".join(a.proof)
+                os.pwrite(e.proofs_fd(), slot.ljust(PROOF_SLOT, b"\0"), a.index * PROOF_SLOT)
+        except OSError as exc:
+            # a full disk (or a store gone read-only): the fetch ends saying so, and what was
+            # written stays for a resume -- it was a traceback per block from the socket's
+            # callback, and blocks never written counted as kept (found 2026-12-05 from outside)
+            self.c["files_write_failed"] += 1
+            why = f"cannot write to {e.dir}: {exc.strerror or exc}"
+            log.warning("%s: %s", e.text, why)
+            self.fail(e, f"{why}; what was written is kept, the same command resumes once there is room",
+                      keep=True)
+            return
         m = e.manifest
         assert m is not None
         now = self.node.clock()
@@ -694,14 +710,15 @@ class Files:
             if len(self.entries) < MAX_FILES:
                 self._add(cid, m, tree, pinned=(d / "pin").exists(), origin=None)
 
-    def fail(self, e: FileEntry, reason: str) -> None:
-        """End ``e``'s fetch without the file: remember why, tell the event feed, drop it."""
+    def fail(self, e: FileEntry, reason: str, *, keep: bool = False) -> None:
+        """End ``e``'s fetch without the file: remember why, tell the event feed, drop it
+        (``keep``: its directory stays, a partial download a fetch resumes)."""
         self.failures.pop(e.cid, None)
         self.failures[e.cid] = reason
         while len(self.failures) > MAX_FAILURES:
             del self.failures[next(iter(self.failures))]
         self.node.events.publish("file.failed", {"cid": e.text, "error": reason})
-        self._drop(e)
+        self._drop(e, keep=keep)
 
     def failure(self, cid: str) -> str | None:
         """Why the fetch of ``cid`` ended without the file, if it did."""
@@ -711,7 +728,7 @@ class Files:
             return None
         return self.failures.get(raw)
 
-    def _drop(self, e: FileEntry) -> None:
+    def _drop(self, e: FileEntry, *, keep: bool = False) -> None:
         e.stopped = True
         if self.node.dht is not None:
             self.node.dht.stop_key(file_sid(e.cid))
@@ -719,6 +736,12 @@ class Files:
         for k, v in vars(e.swarm.counters).items():
             setattr(self._closed, k, getattr(self._closed, k) + v)
         self.entries.pop(e.cid, None)
+        if keep and (e.dir / "manifest").exists():
+            try:
+                self.partials[e.cid] = sum(f.stat().st_size for f in e.dir.iterdir() if f.is_file())
+                return
+            except OSError:
+                pass
         shutil.rmtree(e.dir, ignore_errors=True)
 
     def _entry(self, cid: str) -> FileEntry:

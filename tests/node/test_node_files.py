@@ -286,6 +286,59 @@ def test_an_interrupted_download_resumes_and_re_verifies_what_it_kept(tmp_path: 
     asyncio.run(run())
 
 
+def test_a_disk_that_fills_up_ends_the_fetch_saying_so_and_keeps_what_was_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's disk fills up mid-download (ENOSPC from the block's write; a 1 MB tmpfs in
+    the outside audit of 2026-12-05, which saw a traceback per block from the socket's
+    callback and blocks never written counted as kept). The fetch ends saying why; what was
+    written stays, and a fetch once there is room resumes from it."""
+    import errno
+    import os
+
+    from oasis.core import fileswarm as fs
+    from oasis.core.content import BLOCK_SIZE
+
+    data = os.urandom(64 * BLOCK_SIZE - 100)  # 64 blocks
+    real_pwrite = os.pwrite
+    full = False
+
+    def pwrite(fd: int, b: bytes, offset: int) -> int:  # (only the getter writes while this runs)
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_pwrite(fd, b, offset)
+
+    async def run() -> None:
+        nonlocal full
+        slow = fs.FileSwarmConfig(upload_bytes_per_s=8 * BLOCK_SIZE, upload_burst=2 * BLOCK_SIZE)
+        (seed,) = await _nodes(1, tmp_path / "s", config=slow)
+        (getter,) = await _nodes(1, tmp_path / "g")
+        try:
+            (tmp_path / "f.bin").write_bytes(data)
+            info = await seed.files.publish(str(tmp_path / "f.bin"))
+            cid = info["cid"]
+            peer = [f"{seed.peer_id}@{seed.host}:{seed.port}"]
+            monkeypatch.setattr(os, "pwrite", pwrite)
+            await getter.files.fetch(cid, peer)
+            await until(lambda: getter.files.status(cid)["have_blocks"] >= 8, 30, what="8 blocks")
+            full = True
+            await until(lambda: getter.files.failure(cid) is not None, 30, what="the fetch to end")
+            why = getter.files.failure(cid)
+            assert why is not None and "No space left on device" in why and "kept" in why, why
+            assert getter.counters["files_write_failed"] == 1
+            d = tmp_path / "g" / "n0" / "files" / cid
+            assert (d / "manifest").exists() and (d / "data").exists()  # kept for a resume
+            full = False  # room again: the same fetch resumes from what was written
+            await getter.files.fetch(cid, peer)
+            assert getter.counters["files_resumed"] == 1 and getter.counters["files_resumed_blocks"] >= 8
+            st = await _complete(getter.files, cid, timeout=30)
+            assert st["state"] == "complete" and (d / "data").read_bytes() == data
+        finally:
+            await seed.close()
+            await getter.close()
+
+    asyncio.run(run())
+
+
 def test_a_stored_block_damaged_while_running_is_never_served_and_is_fetched_again(tmp_path: Path) -> None:
     from oasis.core.content import BLOCK_SIZE
 
