@@ -224,28 +224,64 @@ def default_output(name: str, cid: str, folder: Path = Path(".")) -> Path:
     stem, dot, ext = base.rpartition(".")
     if not stem:
         stem, dot, ext = base, "", ""
+    if len(ext.encode()) > 16:  # no extension, only a dot in the name
+        stem, dot, ext = base, "", ""
     for i in range(1000):
-        cand = folder / (base if i == 0 else f"{stem} ({i}){dot}{ext}")
+        tail = f"{'' if i == 0 else f' ({i})'}{dot}{ext}"
+        cand = folder / (_fit(stem, NAME_MAX - len(tail.encode())) + tail)
         if not cand.exists() and not cand.is_symlink():
             return cand
     raise ValueError(f"{base}: 1,000 files of that name here already; give -o")
 
 
+#: a file name's longest, in bytes (Linux's and macOS's NAME_MAX): a publisher's name of 255
+#: characters, or 200 non-ASCII ones, failed the get after the whole download (ENAMETOOLONG)
+NAME_MAX = 255
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, at a character's boundary."""
+    raw = text.encode()
+    return text if len(raw) <= limit else raw[:max(0, limit)].decode(errors="ignore")
+
+
 def write_output(src: Path, out: str | None, name: str, cid: str) -> Path:
     """Copy the verified file to ``-o`` (replaced, as asked) or to :func:`default_output`
-    (created, never replacing anything, even a file that appeared meanwhile)."""
+    (created, never replacing anything, even a file that appeared meanwhile). The copy is
+    made beside the destination and renamed into place once whole: a disk that filled up
+    mid-copy destroyed an existing ``-o`` file and left a truncated one under the publisher's
+    name (found 2026-12-05 from outside). A failed copy leaves nothing and says where the
+    file still is."""
     if out is not None:
-        shutil.copyfile(src, out)
+        dest = Path(os.path.realpath(out))  # (through a symlink, as a plain copy went)
+        _copy_into_place(src, dest, cid)
         return Path(out)
     for _ in range(5):
         dest = default_output(name, cid)
         try:
-            with open(src, "rb") as fin, open(dest, "xb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
-            return dest
+            open(dest, "xb").close()  # the name is ours (a file that appears meanwhile is not replaced)
         except FileExistsError:
             continue  # somebody made it first: the next free name
+        try:
+            _copy_into_place(src, dest, cid)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        return dest
     raise ValueError(f"could not find a free name for {name or cid}; give -o")
+
+
+def _copy_into_place(src: Path, dest: Path, cid: str) -> None:
+    tmp = dest.with_name(_fit(f".{dest.name}", NAME_MAX - 20) + f".{os.getpid()}.part")
+    try:
+        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        why = exc.strerror or type(exc).__name__
+        raise ValueError(f"cannot write {dest}: {why}; the file is whole in this node's store: "
+                         f"`oasis get {cid} -o PATH` (same --data-dir) writes it elsewhere") from None
 
 
 class FetchFailed(RuntimeError):

@@ -36,6 +36,55 @@ def test_a_publishers_name_cannot_hide_overwrite_or_escape(tmp_path: Path, monke
     assert Path("clip.mp4").read_bytes() == b"the publisher's bytes"
 
 
+def test_a_copy_that_fails_midway_leaves_the_old_file_and_no_part(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up while the fetched file is copied out (found 2026-12-05 from
+    outside: `-o keep.ts` was left a 1 MB prefix of the video, the old content gone; without
+    -o a truncated file stayed under the publisher's name). The copy goes beside the
+    destination and is renamed into place whole: a failure leaves what was there."""
+    import errno
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "fetched"
+    src.write_bytes(os.urandom(3 << 20))
+    Path("keep.ts").write_text("precious old content")
+    real = shutil.copyfileobj
+
+    def fill_up(fin: object, fout: object, length: int = 0) -> None:
+        fout.write(b"x" * 1000)  # type: ignore[attr-defined]
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(shutil, "copyfileobj", fill_up)
+    for out in ("keep.ts", None):
+        with pytest.raises(ValueError, match=f"No space left on device.*oasis get {CID} -o PATH"):
+            write_output(src, out, "clip.mp4", CID)
+    assert Path("keep.ts").read_text() == "precious old content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fetched", "keep.ts"]  # no part, no clip.mp4
+    monkeypatch.setattr(shutil, "copyfileobj", real)
+    assert write_output(src, "keep.ts", "clip.mp4", CID) == Path("keep.ts")
+    assert Path("keep.ts").read_bytes() == src.read_bytes()
+    os.symlink("keep.ts", "link.ts")  # -o through a link writes where it points, as before
+    src.write_bytes(b"new")
+    write_output(src, "link.ts", "clip.mp4", CID)
+    assert Path("link.ts").is_symlink() and Path("keep.ts").read_bytes() == b"new"
+
+
+def test_a_long_or_non_ascii_name_fits_a_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manifest name may have 255 characters; a file name 255 bytes. 200 × 'é' + '.mp4'
+    (404 bytes), or a 251-character name whose file exists ('... (1).mp4', 259), failed the
+    get after the whole download with ENAMETOOLONG (found 2026-12-05 from outside)."""
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "fetched"
+    src.write_bytes(b"bytes")
+    got = write_output(src, None, "é" * 200 + ".mp4", CID)
+    assert got.suffix == ".mp4" and len(got.name.encode()) <= 255 and got.name.startswith("é" * 100)
+    long = "a" * 247 + ".mp4"
+    first, second = write_output(src, None, long, CID), write_output(src, None, long, CID)
+    assert first.name == long and second.name.endswith(" (1).mp4") and len(second.name.encode()) <= 255
+    assert first.read_bytes() == second.read_bytes() == b"bytes"
+
+
 def test_a_bad_output_path_is_refused_before_the_fetch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is a directory"):
         check_output(str(tmp_path))
