@@ -227,7 +227,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                            help="where to write the file (replaced if it exists; default: the name its "
                                 "publisher gave it, without leading dots, never over an existing file)")
             f.add_argument("--peer", action="append", default=[], help="PEER_ID@HOST:PORT holding it")
-            f.add_argument("--origin", default=None, help="HTTP origin/CDN base URL (fallback)")
+            f.add_argument("--origin", default=None, help="fallback: the HTTP base URL that /origin/files/<cid>/... is appended to (a "
+                                "publisher's gateway root, http://HOST:PORT, or a CDN in front of it; not .../origin)")
             f.add_argument("--seed", dest="keep_seeding", action="store_true",
                            help="keep seeding after the download (until Ctrl-C)")
             f.add_argument("--play", action="store_true", help="open ffplay/mpv/vlc on the gateway URL (none on PATH: the URL is served until Ctrl-C)")
@@ -373,8 +374,13 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
         published: int = _run(filecmd.publish(o, args.file))
         return published
     else:
-        if args.timeout < 0:
-            raise ValueError("--timeout must be 0 (never) or more")
+        if not 0 <= args.timeout <= 86_400:  # (nan and inf waited for ever, unsaid)
+            raise ValueError("--timeout must be 0 (never) to 86400 s")
+        if args.origin:  # the rule of a file link's o= (found 2026-12-05: taken, then waited out)
+            from oasis.core.urls import base_url_problem
+            problem = base_url_problem(args.origin, "origin URL")
+            if problem is not None:
+                raise ValueError(f"--origin {problem}")
         try:
             status: int = _run(filecmd.get(o, args.target, out=args.output, peers=args.peer,
                                            keep_seeding=args.keep_seeding, play=args.play,
@@ -442,6 +448,8 @@ def _check_talk(args: argparse.Namespace) -> None:
     anything starts (a bad one was refused only after joining the swarm)."""
     from oasis.node.msgcli import SendError, check_peer, parse_line
 
+    if not 0 < args.wait <= 3600:  # (nan sent the DM, then failed converting it; -1 was taken)
+        raise ValueError("--wait must be more than 0 and at most 3600 s")
     dm_to = args.peer_id if args.cmd == "dm" else None
     if dm_to is not None:
         check_peer(dm_to, dm_to=True)

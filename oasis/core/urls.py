@@ -29,10 +29,11 @@ def base_url_problem(v: str, what: str = "URL") -> str | None:
         return f"{v[:80]!r}: an http(s) URL"
     if any(ord(ch) < 32 or ord(ch) == 127 or ch.isspace() for ch in v):
         return f"{v[:80]!r}: a control character or a space"
+    article = "an" if what[:1].lower() in "aeiou" else "a"
     if "@" in t.netloc:
-        return f"{v[:80]!r}: a user or password in a {what}"
+        return f"{v[:80]!r}: a user or password in {article} {what}"
     if "?" in v or "#" in v:
-        return f"{v[:80]!r}: a query string or fragment in a {what}"
+        return f"{v[:80]!r}: a query string or fragment in {article} {what}"
     if port == 0:
         return f"{v[:80]!r}: port 0"
     try:

@@ -88,3 +88,25 @@ def test_a_broadcast_refused_at_its_start_leaves_nothing_open(tmp_path: Path, fl
     assert out.returncode == 2 and out.stdout == b"", out
     assert says in out.stderr, out.stderr
     assert b"Unclosed" not in out.stderr and b"Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["chat", "STREAM", "--wait", "nan"], b"--wait must be"),
+    (["dm", "PEER", "--via", "STREAM", "--send", "hi", "--wait", "-1"], b"--wait must be"),
+    (["get", "CID", "--timeout", "inf"], b"--timeout must be"),
+    (["get", "CID", "--timeout", "nan"], b"--timeout must be"),
+    (["get", "CID", "--origin", "http://127.0.0.1:9/?x=1"], b"query string or fragment in an origin URL"),
+    (["get", "CID", "--origin", "127.0.0.1:9"], b"an http(s) URL"),
+])
+def test_what_the_other_commands_refuse_before_they_start(tmp_path: Path, argv: list[str], says: bytes) -> None:
+    """(`dm --wait nan` sent the DM and then failed converting the wait; `get --timeout nan`
+    or `inf` waited for ever; `get --origin` took a query string or no scheme and waited out
+    its timeout: found 2026-12-05 from outside.)"""
+    sid = f"{Identity.generate().peer_id}.live"
+    subst = {"STREAM": f"oasis://{sid}?b={Identity.generate().peer_id}@127.0.0.1:9",
+             "PEER": Identity.generate().peer_id, "CID": "of1" + "a" * 52}
+    out = subprocess.run([sys.executable, "-m", "oasis", *[subst.get(a, a) for a in argv],
+                          "--data-dir", str(tmp_path / "d")], capture_output=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == b"", out
+    assert says in out.stderr, out.stderr
+    assert b"Traceback" not in out.stderr and b"never awaited" not in out.stderr, out.stderr
