@@ -90,7 +90,7 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
     except BaseException:  # a taken --http: nothing left open behind the error
         await node.close()
         raise
-    base = f"http://{hhost}:{hport}"
+    base = f"http://{rt.url_host(hhost)}:{hport}"
     files.gateway_url = base
     server: ApiServer | None = None
     try:

@@ -548,7 +548,7 @@ async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, fe
         http.set_public_views(app, public_metrics)
         runner, port = await rt.start_http(app, host, port)
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        rt.emit({"edge": f"http://{shown}:{port}/origin", "origin": edge.origin,
+        rt.emit({"edge": f"http://{rt.url_host(shown)}:{port}/origin", "origin": edge.origin,
                  "listening": f"{host}:{port}"})
 
         async def main(stop: asyncio.Event) -> None:

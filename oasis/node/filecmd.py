@@ -33,7 +33,7 @@ from .files import DEFAULT_CAP, Files
 from .files_http import add_file_routes
 from .keystore import load_or_create
 from .node import Node
-from .runtime import emit, parse_hostport, run_until_stopped, start_http, stop_event
+from .runtime import emit, parse_hostport, run_until_stopped, start_http, stop_event, url_host
 
 
 @dataclass
@@ -133,7 +133,7 @@ async def _start(o: FileOptions, command: str) -> tuple[Node, Files, web.AppRunn
     except BaseException:
         await node.close()
         raise
-    gateway = f"http://{ghost}:{gport}"
+    gateway = f"http://{url_host(ghost)}:{gport}"
     files.gateway_url = gateway
     return node, files, runner, gateway
 

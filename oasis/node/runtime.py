@@ -96,6 +96,12 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def url_host(host: str) -> str:
+    """``host`` as a URL's authority has it: an IPv6 address in brackets (``http://::1:8080``
+    was printed for ``--listen [::1]:8080``; found 2026-12-05 from outside)."""
+    return f"[{host}]" if ":" in host else host
+
+
 def swarm_config(c: Common, *, use_origin: bool = True) -> sw.SwarmConfig:
     upload = c.upload_kbps if c.upload_kbps is not None else 4 * c.bitrate_kbps
     return sw.SwarmConfig(chunk_ms=c.chunk_ms, substreams=c.substreams, bitrate_kbps=c.bitrate_kbps,
@@ -430,7 +436,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     except BaseException:  # a damaged wallet, a chain error, a taken port: nothing left open
         await _close_started(node)
         raise
-    base = f"http://{hhost}:{hport}"
+    base = f"http://{url_host(hhost)}:{hport}"
     files.gateway_url = base
     origin = f"{base}/origin"
     tickets = f"{base}/tickets" if c.rewards is not None else None
@@ -840,15 +846,15 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         await _close_started(node)
         raise
     try:
-        api = await serve_api(c, node, base=None, gateway=f"http://{ghost}:{gport}")
+        api = await serve_api(c, node, base=None, gateway=f"http://{url_host(ghost)}:{gport}")
     except BaseException:  # a taken --api-listen: nothing left open behind the error
         discovery.cancel()
         await runner.cleanup()
         await _close_started(node)
         raise
-    files.gateway_url = f"http://{ghost}:{gport}"
-    emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{ghost}:{gport}",
-          "player_url": f"http://{ghost}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}",
+    files.gateway_url = f"http://{url_host(ghost)}:{gport}"
+    emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{url_host(ghost)}:{gport}",
+          "player_url": f"http://{url_host(ghost)}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}",
           "descriptor": desc.to_json(), "mismatch": mismatch})
 
     if desc.tickets:
@@ -955,7 +961,7 @@ async def tracker_only(listen: str, *, public_metrics: bool = False) -> None:
               "note": "listening on every address: other machines use http://<this machine's address>"
                       f":{port}/tracker"})
     else:
-        emit({"tracker": f"http://{host}:{port}/tracker"})
+        emit({"tracker": f"http://{url_host(host)}:{port}/tracker"})
 
     async def main(stop: asyncio.Event) -> None:
         await stop.wait()

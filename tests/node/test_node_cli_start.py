@@ -110,3 +110,32 @@ def test_what_the_other_commands_refuse_before_they_start(tmp_path: Path, argv: 
     assert out.returncode == 2 and out.stdout == b"", out
     assert says in out.stderr, out.stderr
     assert b"Traceback" not in out.stderr and b"never awaited" not in out.stderr, out.stderr
+
+
+def test_an_ipv6_listen_address_is_printed_as_a_url_that_works(tmp_path: Path) -> None:
+    """`oasis tracker --listen [::1]:0` printed http://::1:PORT/tracker (and `oasis edge`,
+    the broadcaster's and the gateway's URLs the same): no URL a client can use."""
+    import json
+    import socket
+    import urllib.request
+
+    from oasis.node.runtime import url_host
+
+    assert url_host("::1") == "[::1]" and url_host("127.0.0.1") == "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    p = subprocess.Popen([sys.executable, "-m", "oasis", "tracker", "--listen", "[::1]:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        url = json.loads(p.stdout.readline())["tracker"]
+        assert url.startswith("http://[::1]:"), url
+        with urllib.request.urlopen(f"{url}/streams", timeout=10) as r:
+            assert r.status == 200 and json.loads(r.read()) == {}
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=20)
+    assert p.returncode == 0
