@@ -87,6 +87,11 @@ class FeedError(ValueError):
     """A feed sent something this edge does not keep (the message says what)."""
 
 
+class FeedRefused(ValueError):
+    """The origin answered a feed request with another status than 200 (404 ``no_stream``,
+    a wrong ``--origin``): counted ``feed_refused``, apart from ``feed_bad_chunks``."""
+
+
 class NoNewestFeed(Exception):
     """The origin has no ``feed/newest`` (404): one from before it."""
 
@@ -171,7 +176,7 @@ class Edge:
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
-            "feed_failures": 0, "feed_newest_unknown": 0, "feed_bad_chunks": 0, "feed_copies": 0, "streams_refused": 0,
+            "feed_failures": 0, "feed_newest_unknown": 0, "feed_bad_chunks": 0, "feed_refused": 0, "feed_copies": 0, "streams_refused": 0,
             "streams_unfollowed": 0, "feeds_out": 0, "feed_frames_out": 0,
             "holds": 0, "hold_hits": 0, "hold_timeouts": 0, "holds_refused": 0}
 
@@ -212,10 +217,13 @@ class Edge:
                 # an origin from before ``feed/newest``: the plain feed instead, at once
                 self.newest_feed = False
                 self.counters["feed_newest_unknown"] += 1
-            except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError, FeedError) as exc:
+            except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError, FeedError,
+                    FeedRefused) as exc:
                 self.counters["feed_failures"] += 1
                 if isinstance(exc, FeedError):
                     self.counters["feed_bad_chunks"] += 1
+                elif isinstance(exc, FeedRefused):
+                    self.counters["feed_refused"] += 1
                 await asyncio.sleep(backoff)  # a back-off, not a synchronisation
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
@@ -228,8 +236,8 @@ class Edge:
                 # not carry the stream yet, an edge started first -- is a failure like any:
                 # taken for an old origin, it turned the newest feed off for good)
                 raise NoNewestFeed(url)
-            if r.status != 200:
-                raise FeedError(f"the origin answered the feed with HTTP {r.status}")
+            if r.status != 200:  # (not a bad chunk: it was counted as one, 96 with none received)
+                raise FeedRefused(f"the origin answered the feed with HTTP {r.status}")
             self.counters["feed_connects"] += 1
             f.links += 1
             try:

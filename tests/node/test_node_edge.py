@@ -602,3 +602,5 @@ async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_ne
                     what="the newest feed taken once the origin carries the stream")
         assert edge.newest_feed and edge.counters["feed_newest_unknown"] == 0
         assert edge.counters["feed_failures"] == 2
+        # refusals, not bad chunks (they were counted as such: 96 with not one chunk received)
+        assert edge.counters["feed_refused"] == 2 and edge.counters["feed_bad_chunks"] == 0
