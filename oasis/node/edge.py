@@ -61,6 +61,16 @@ from . import http
 
 CACHE_CHUNKS = 1800  #: chunks held per stream: 60 s of 33 ms chunks (~11 MB at 1.5 Mbit/s)
 MAX_STREAMS = 16  #: streams followed at once; a request for one more is pulled through
+#: A stream is followed at the first request that names it, but takes one of the
+#: ``MAX_STREAMS`` only once its feed brought a genuine chunk (signed by its key): until then
+#: it is pending, at most ``MAX_STREAMS`` pending and ``MAX_PENDING_PER_IP`` for one address,
+#: and it is dropped at once when the origin says it does not carry it (404 ``no_stream``),
+#: then not followed again for ``UNKNOWN_RETRY`` s (its requests are pulled through). Sixteen
+#: requests for made-up stream ids took every slot for a minute, and the real stream's
+#: requests were pulled through unheld (found 2026-12-05 by an outside audit).
+MAX_PENDING_PER_IP = 4
+UNKNOWN_RETRY = 2.0
+MAX_UNKNOWN = 1024  #: stream ids remembered as not carried by the origin
 #: feed connections per stream, each carrying every chunk; the first copy to arrive is kept.
 #: One TCP connection stalls for a round trip or more at each lost packet, and every chunk
 #: behind it waits (head-of-line): across a 300 ms path with 0.1 % loss the testbed's far
@@ -90,6 +100,10 @@ class FeedError(ValueError):
 class FeedRefused(ValueError):
     """The origin answered a feed request with another status than 200 (404 ``no_stream``,
     a wrong ``--origin``): counted ``feed_refused``, apart from ``feed_bad_chunks``."""
+
+
+class StreamUnknown(Exception):
+    """The origin does not carry a stream that was never confirmed here (404 ``no_stream``)."""
 
 
 class NoNewestFeed(Exception):
@@ -135,6 +149,10 @@ class Followed:
     #: held requests by the seq they wait for: its future (the chunk's bytes) and how many wait
     waiting: dict[int, tuple[asyncio.Future[bytes], list[int]]] = field(default_factory=dict)
     held_waits: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))  #: s a hit waited
+    #: a genuine chunk of it came (from its feed or a pull): it holds one of the edge's
+    #: ``max_streams``; until then it is pending, for the address ``ip`` that first asked
+    confirmed: bool = False
+    ip: str = ""
 
     @property
     def connected(self) -> bool:
@@ -171,39 +189,78 @@ class Edge:
         self.max_streams = max_streams
         self.clock = clock
         self.streams: dict[str, Followed] = {}
+        self.pending_by_ip: dict[str, int] = {}  #: streams followed, not confirmed yet, by asker
+        #: stream ids the origin said it does not carry -> until when they are not followed
+        self.unknown: dict[str, float] = {}
         self._pulls: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
         self.closing = False
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
-            "feed_failures": 0, "feed_newest_unknown": 0, "feed_bad_chunks": 0, "feed_refused": 0, "feed_copies": 0, "streams_refused": 0,
+            "feed_failures": 0, "feed_newest_unknown": 0, "feed_bad_chunks": 0, "feed_refused": 0, "feed_copies": 0, "streams_refused": 0, "streams_unknown": 0,
             "streams_unfollowed": 0, "feeds_out": 0, "feed_frames_out": 0,
             "holds": 0, "hold_hits": 0, "hold_timeouts": 0, "holds_refused": 0}
 
     # ---- the feeds -------------------------------------------------------------------
-    def follow(self, text: str) -> Followed | None:
+    def follow(self, text: str, ip: str = "") -> Followed | None:
         """The stream ``text`` (a canonical stream id), followed from now on if it was not
-        and there is room; None if there is none (its chunks are then pulled through)."""
+        and there is room (pending until confirmed: :data:`MAX_PENDING_PER_IP`); None if there
+        is none, or the origin said just now that it does not carry it (its chunks are then
+        pulled through)."""
         f = self.streams.get(text)
         if f is None:
-            if len(self.streams) >= self.max_streams:
+            now = self.clock()
+            if self.unknown.get(text, 0.0) > now:
+                return None
+            confirmed = sum(1 for g in self.streams.values() if g.confirmed)
+            if (confirmed >= self.max_streams or len(self.streams) - confirmed >= self.max_streams
+                    or self.pending_by_ip.get(ip, 0) >= MAX_PENDING_PER_IP):
                 self.counters["streams_refused"] += 1
                 return None
-            f = self.streams[text] = Followed(StreamId.parse(text), text)
+            f = self.streams[text] = Followed(StreamId.parse(text), text, ip=ip)
+            self.pending_by_ip[ip] = self.pending_by_ip.get(ip, 0) + 1
         f.asked = self.clock()
         if f.task is None and not self.closing:
             f.task = asyncio.create_task(self._follow(f))
         return f
 
+    def _unpend(self, f: Followed) -> None:
+        left = self.pending_by_ip.get(f.ip, 0) - 1
+        if left > 0:
+            self.pending_by_ip[f.ip] = left
+        else:
+            self.pending_by_ip.pop(f.ip, None)
+
+    def _confirm(self, f: Followed) -> None:
+        """A genuine chunk of ``f`` came: it is a stream the origin carries."""
+        if not f.confirmed and self.streams.get(f.text) is f:
+            f.confirmed = True
+            self._unpend(f)
+
     async def _follow(self, f: Followed) -> None:
+        # (the second from the newest chunk: no GOP of backlog ahead of the live chunks)
+        links = [asyncio.create_task(self._feed_link(f, newest=i == 1)) for i in range(self.feeds)]
+        unknown = False
         try:
-            # (the second from the newest chunk: no GOP of backlog ahead of the live chunks)
-            await asyncio.gather(*(self._feed_link(f, newest=i == 1) for i in range(self.feeds)))
+            done, _ = await asyncio.wait(links, return_when=asyncio.FIRST_EXCEPTION)
+            unknown = any(not t.cancelled() and isinstance(t.exception(), StreamUnknown) for t in done)
         finally:
+            for t in links:
+                t.cancel()
+            await asyncio.gather(*links, return_exceptions=True)
             f.task = None
             if self.streams.get(f.text) is f and not self.closing:
                 del self.streams[f.text]
-                self.counters["streams_unfollowed"] += 1
+                if not f.confirmed:
+                    self._unpend(f)
+                if unknown:  # not followed again for a while: its requests are pulled through
+                    self.counters["streams_unknown"] += 1
+                    self.unknown.pop(f.text, None)
+                    self.unknown[f.text] = self.clock() + UNKNOWN_RETRY
+                    while len(self.unknown) > MAX_UNKNOWN:
+                        del self.unknown[next(iter(self.unknown))]
+                else:
+                    self.counters["streams_unfollowed"] += 1
 
     async def _feed_link(self, f: Followed, newest: bool = False) -> None:
         """One of the stream's feed connections (``newest``: from the newest chunk on),
@@ -231,11 +288,14 @@ class Edge:
         timeout = aiohttp.ClientTimeout(total=None, connect=PASS_TIMEOUT, sock_read=FEED_READ_TIMEOUT)
         url = f"{self.origin}/{f.text}/feed{'/newest' if newest else ''}"
         async with self.session.get(url, timeout=timeout) as r:
-            if newest and r.status == 404 and not await _no_stream(r):
+            no_stream = r.status == 404 and await _no_stream(r)
+            if newest and r.status == 404 and not no_stream:
                 # (no such route: an origin from before it. ``no_stream`` -- the origin does
                 # not carry the stream yet, an edge started first -- is a failure like any:
                 # taken for an old origin, it turned the newest feed off for good)
                 raise NoNewestFeed(url)
+            if no_stream and not newest and not f.confirmed:
+                raise StreamUnknown(f.text)  # (the plain feed's word: the newest may lag it)
             if r.status != 200:  # (not a bad chunk: it was counted as one, 96 with none received)
                 raise FeedRefused(f"the origin answered the feed with HTTP {r.status}")
             self.counters["feed_connects"] += 1
@@ -278,6 +338,8 @@ class Edge:
             raise FeedError(f"chunk {c.seq} is not signed by the stream's broadcaster")
         if held is not None:  # another genuine chunk of that seq: the first one stays
             return c, False
+        if not f.confirmed:
+            self._confirm(f)
         f.chunks[c.seq] = body
         f.etags[c.seq] = f'"{c.signature[:12].hex()}"'
         f.order.append(c.seq)
@@ -370,7 +432,7 @@ class Edge:
             raise http.json_error(400, "bad_stream", str(exc)) from None
         if str(sid) != text:
             raise http.json_error(404, "not_canonical", "a stream id has one spelling, lower case")
-        f = self.follow(text)
+        f = self.follow(text, request.remote or "")
         return f if f is not None else Followed(sid, text)  # not followed: pulls only
 
     async def chunk(self, request: web.Request) -> web.Response:

@@ -604,3 +604,67 @@ async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_ne
         assert edge.counters["feed_failures"] == 2
         # refusals, not bad chunks (they were counted as such: 96 with not one chunk received)
         assert edge.counters["feed_refused"] == 2 and edge.counters["feed_bad_chunks"] == 0
+
+
+async def test_made_up_stream_ids_cannot_take_the_edges_slots_from_a_real_stream() -> None:
+    """Sixteen requests for made-up stream ids took every one of the edge's 16 follow slots
+    for a minute (each kept two feed loops retrying the origin), and the real stream's
+    requests were pulled through, unheld (found 2026-12-05 by an outside audit). A stream
+    now holds a slot only once a genuine chunk of it came; until then it is pending (a few
+    per address), and the origin's 404 no_stream drops it at once."""
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    asked_fake: list[str] = []
+
+    async def feed(request: web.Request) -> web.StreamResponse:  # the real stream: a chunk every 50 ms
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for seq in range(1, 400):
+            body = wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), seq % 30 == 1, b"G" * 300))
+            await resp.write(_frame(body))
+            await asyncio.sleep(0.05)  # (the origin's cadence, not a synchronisation)
+        return resp
+
+    async def real_other(request: web.Request) -> web.Response:
+        return web.json_response({"now_us": int(time.time() * 1e6)})
+
+    async def no_stream(request: web.Request) -> web.Response:  # what an origin says of the others
+        asked_fake.append(request.path)
+        return web.json_response({"error": "no_stream", "message": "not carried here"}, status=404)
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get(f"/origin/{sid}/feed/newest", feed)
+    app.router.add_get(f"/origin/{sid}/{{what}}", real_other)
+    app.router.add_get("/origin/{other}/{tail:.*}", no_stream)
+    runner_o, origin = await _listen(app)
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s)
+        runner_e, url = await _serve(edge)
+        try:
+            fakes = [StreamId(Identity.generate().public, "live") for _ in range(edge_mod.MAX_STREAMS)]
+            for fake in fakes:
+                async with s.get(f"{url}/{fake}/5.chunk") as r:
+                    assert r.status == 404
+            assert len(edge.streams) <= edge_mod.MAX_PENDING_PER_IP  # pending, a few per address
+            await until(lambda: not edge.streams, 10, what="the made-up streams dropped")
+            assert edge.counters["streams_unknown"] >= 1 and edge.unknown
+            # the real stream: followed, and confirmed by its first genuine chunk
+            async with s.get(f"{url}/{sid}/time") as r:
+                assert r.status == 200
+            await until(lambda: str(sid) in edge.streams and edge.streams[str(sid)].confirmed, 10,
+                        what="the real stream confirmed")
+            # another flood cannot take its slot, nor more than a few pending ones
+            for fake in [StreamId(Identity.generate().public, "live") for _ in range(edge_mod.MAX_STREAMS)]:
+                async with s.get(f"{url}/{fake}/5.chunk") as r:
+                    assert r.status == 404
+            assert edge.streams[str(sid)].confirmed
+            assert sum(1 for g in edge.streams.values() if not g.confirmed) <= edge_mod.MAX_PENDING_PER_IP
+            # and its requests just ahead of the feed are held and answered by it
+            f = edge.streams[str(sid)]
+            async with s.get(f"{url}/{sid}/{f.latest + 1}.chunk") as r:
+                assert r.status == 200 and http_mod.HELD_HEADER in r.headers
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
