@@ -5,8 +5,9 @@ Found 2026-12-05 by an outside audit (a new user and programs written from the d
 for ~28 s (its signal handlers were installed, but the 30 s descriptor wait never looked at
 them) and then exited 2; `--tracker file:///etc/passwd` was retried for 30 s where the API and
 a link's `t=` refuse it at once; `--playout-delay inf` filled stderr with tracebacks from the
-fallback's timers, `nan` and `-1` were taken, `--upload-kbps -1` too. Real processes; the
-tracker is a closed loopback port (nothing is sent off the machine).
+fallback's timers, `nan` and `-1` were taken, `--upload-kbps -1` too. Real processes where a
+node starts (the refusals before any start run the command line's `main` in this process);
+the tracker is a closed loopback port (nothing is sent off the machine).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 from procs import stderr_lines_until
 
+from oasis import cli
 from oasis.core.identity import Identity
 
 pytestmark = pytest.mark.integration
@@ -63,16 +65,18 @@ def test_a_stop_signal_while_the_descriptor_is_awaited_is_a_clean_stop(
     (["--playout-delay", "0"], b"--playout-delay must be between"),
     (["--upload-kbps", "-1"], b"--upload-kbps must be between"),
 ])
-def test_what_a_node_command_refuses_before_it_starts(tmp_path: Path, flags: list[str], says: bytes) -> None:
+def test_what_a_node_command_refuses_before_it_starts(tmp_path: Path, flags: list[str], says: bytes,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    # (the command line's own main, in this process: it refuses before any node or loop)
     sid = f"{Identity.generate().peer_id}.live"
     tracker = [] if "--tracker" in flags else ["--tracker", DEAD_TRACKER]
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "oasis", "watch", sid, *tracker, *flags,
-                          "--data-dir", str(tmp_path / "w"), "--gateway", "127.0.0.1:0"],
-                         capture_output=True, timeout=60)
-    assert out.returncode == 2 and out.stdout == b"", out
-    assert says in out.stderr, out.stderr
-    assert b"Traceback" not in out.stderr and b"retrying" not in out.stderr, out.stderr
+    code = cli.main(["watch", sid, *tracker, *flags, "--data-dir", str(tmp_path / "w"),
+                     "--gateway", "127.0.0.1:0"])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == "", (code, out, err)
+    assert says.decode() in err, err
+    assert "Traceback" not in err and "retrying" not in err, err
     assert time.monotonic() - t0 < 20  # refused, not retried for the descriptor's 30 s
 
 
@@ -98,18 +102,19 @@ def test_a_broadcast_refused_at_its_start_leaves_nothing_open(tmp_path: Path, fl
     (["get", "CID", "--origin", "http://127.0.0.1:9/?x=1"], b"query string or fragment in an origin URL"),
     (["get", "CID", "--origin", "127.0.0.1:9"], b"an http(s) URL"),
 ])
-def test_what_the_other_commands_refuse_before_they_start(tmp_path: Path, argv: list[str], says: bytes) -> None:
+def test_what_the_other_commands_refuse_before_they_start(tmp_path: Path, argv: list[str], says: bytes,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
     """(`dm --wait nan` sent the DM and then failed converting the wait; `get --timeout nan`
     or `inf` waited for ever; `get --origin` took a query string or no scheme and waited out
     its timeout: found 2026-12-05 from outside.)"""
     sid = f"{Identity.generate().peer_id}.live"
     subst = {"STREAM": f"oasis://{sid}?b={Identity.generate().peer_id}@127.0.0.1:9",
              "PEER": Identity.generate().peer_id, "CID": "of1" + "a" * 52}
-    out = subprocess.run([sys.executable, "-m", "oasis", *[subst.get(a, a) for a in argv],
-                          "--data-dir", str(tmp_path / "d")], capture_output=True, timeout=60)
-    assert out.returncode == 2 and out.stdout == b"", out
-    assert says in out.stderr, out.stderr
-    assert b"Traceback" not in out.stderr and b"never awaited" not in out.stderr, out.stderr
+    code = cli.main([*[subst.get(a, a) for a in argv], "--data-dir", str(tmp_path / "d")])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == "", (code, out, err)
+    assert says.decode() in err, err
+    assert "Traceback" not in err and "never awaited" not in err, err
 
 
 def test_an_ipv6_listen_address_is_printed_as_a_url_that_works(tmp_path: Path) -> None:

@@ -298,7 +298,7 @@ def test_a_disk_that_fills_up_ends_the_fetch_saying_so_and_keeps_what_was_writte
     from oasis.core import fileswarm as fs
     from oasis.core.content import BLOCK_SIZE
 
-    data = os.urandom(64 * BLOCK_SIZE - 100)  # 64 blocks
+    data = os.urandom(32 * BLOCK_SIZE - 100)  # 32 blocks
     real_pwrite = os.pwrite
     full = False
 
