@@ -305,6 +305,17 @@ async def _send_paced(node: Node, ls: LiveStream, line: str, dm_to: str | None, 
 PACE_RETRY = 0.25  #: s between tries of a line held by the chat rate limit
 
 
+def _line(raw: bytes) -> str:
+    """A line read from stdin, decoded strictly: "" (skipped, said) if it is not UTF-8 -- it
+    was sent with U+FFFD for its bad bytes, where `--send` refuses such text as `bad_text`
+    (docs/oftp.md §19.5; found 2026-12-05 from outside)."""
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        print("oasis: a line that is not valid UTF-8 was skipped (bad_text)", file=sys.stderr)
+        return ""
+
+
 def _skipped_long_line() -> None:
     print("oasis: a line over 4096 bytes was skipped (a chat message is at most 500 bytes, "
           "a DM 1,000)", file=sys.stderr)
@@ -324,7 +335,7 @@ async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
                     _skipped_long_line()
                 skipping = not complete
                 continue
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            line = _line(raw)
             if line:
                 await queue.put(line)
         await queue.put(None)
@@ -339,7 +350,7 @@ async def _stdin_lines(queue: asyncio.Queue[str | None]) -> None:
         if not raw:
             await queue.put(None)
             return
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        line = _line(raw)
         if line:
             await queue.put(line)
 

@@ -130,9 +130,10 @@ def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(t
         procs.append(n)
         n.next(lambda e: e.get("event") == "linked", 20)
         lines = tmp_path / "lines.txt"
-        # "/dn" is a typo of "/dm": a private text that must not reach the chat
-        lines.write_text("/dn somebody my secret\n//slash first\nhello from a file\n"
-                         + "".join(f"paced {i}\n" for i in range(8)))  # 10 messages: over the burst of 5
+        # "/dn" is a typo of "/dm": a private text that must not reach the chat; a line that is
+        # not UTF-8 is skipped (it was sent with U+FFFD for its bytes; --send refuses it)
+        lines.write_bytes(b"/dn somebody my secret\n//slash first\nbad utf8 \xff\xfe end\nhello from a file\n"
+                          + "".join(f"paced {i}\n" for i in range(8)).encode())  # 10 messages: over the burst of 5
         with open(lines, "rb") as f:
             t = Talker(["chat", link, "--json", "--data-dir", str(tmp_path / "f")], tmp_path / "f.log", stdin=f)
         procs.append(t)
@@ -141,7 +142,7 @@ def test_chat_reads_lines_from_a_file_or_dev_null_and_refuses_unknown_commands(t
         got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
         assert got["text"] == "/slash first"
         got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
-        assert got["text"] == "hello from a file"
+        assert got["text"] == "hello from a file"  # (not the line that is not UTF-8)
         # the lines over the rate limit's burst wait their turn (1 a second), none is dropped
         for i in range(8):
             got = a.next(lambda e: e.get("event") == "chat.message" and e["sender"] == t.info["peer_id"], 30)
