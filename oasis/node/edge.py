@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ from oasis.core.stream import StreamId, StreamIdError, verify_chunk
 from oasis.core.urls import base_url_problem
 
 from . import http
+
+log = logging.getLogger(__name__)
 
 CACHE_CHUNKS = 1800  #: chunks held per stream: 60 s of 33 ms chunks (~11 MB at 1.5 Mbit/s)
 MAX_STREAMS = 16  #: streams followed at once; a request for one more is pulled through
@@ -243,7 +246,11 @@ class Edge:
         unknown = False
         try:
             done, _ = await asyncio.wait(links, return_when=asyncio.FIRST_EXCEPTION)
-            unknown = any(not t.cancelled() and isinstance(t.exception(), StreamUnknown) for t in done)
+            errors = [e for t in done if not t.cancelled() and (e := t.exception()) is not None]
+            unknown = any(isinstance(e, StreamUnknown) for e in errors)
+            for e in errors:
+                if not isinstance(e, StreamUnknown):  # a bug: the follow ends, said
+                    log.error("the feed of %s ended on %r", f.text, e)
         finally:
             for t in links:
                 t.cancel()
