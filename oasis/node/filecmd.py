@@ -254,7 +254,11 @@ def write_output(src: Path, out: str | None, name: str, cid: str) -> Path:
     file still is."""
     if out is not None:
         dest = Path(os.path.realpath(out))  # (through a symlink, as a plain copy went)
-        _copy_into_place(src, dest, cid)
+        if dest.exists() and not dest.is_file():  # /dev/stdout, a pipe: written into
+            with open(src, "rb") as fin, open(out, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        else:
+            _copy_into_place(src, dest, cid)
         return Path(out)
     for _ in range(5):
         dest = default_output(name, cid)

@@ -64,6 +64,14 @@ def test_a_copy_that_fails_midway_leaves_the_old_file_and_no_part(tmp_path: Path
     monkeypatch.setattr(shutil, "copyfileobj", real)
     assert write_output(src, "keep.ts", "clip.mp4", CID) == Path("keep.ts")
     assert Path("keep.ts").read_bytes() == src.read_bytes()
+    os.mkfifo("pipe")  # -o a pipe (or /dev/stdout): written into, no file beside it
+    import threading
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(Path("pipe").read_bytes()))
+    reader.start()
+    write_output(src, "pipe", "clip.mp4", CID)
+    reader.join(10)
+    assert got == [src.read_bytes()] and Path("pipe").is_fifo()
     os.symlink("keep.ts", "link.ts")  # -o through a link writes where it points, as before
     src.write_bytes(b"new")
     write_output(src, "link.ts", "clip.mp4", CID)
