@@ -615,15 +615,22 @@ async def test_made_up_stream_ids_cannot_take_the_edges_slots_from_a_real_stream
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
     asked_fake: list[str] = []
+    made = [1]  # the real stream's newest chunk; the test makes the next one (``produce``)
+    produce = asyncio.Event()
 
-    async def feed(request: web.Request) -> web.StreamResponse:  # the real stream: a chunk every 50 ms
+    def chunk(seq: int) -> bytes:
+        return wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), seq == 1, b"G" * 300))
+
+    async def feed(request: web.Request) -> web.StreamResponse:  # the real stream's feed
         resp = web.StreamResponse()
         await resp.prepare(request)
-        for seq in range(1, 400):
-            body = wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), seq % 30 == 1, b"G" * 300))
-            await resp.write(_frame(body))
-            await asyncio.sleep(0.05)  # (the origin's cadence, not a synchronisation)
-        return resp
+        sent = 0
+        while True:
+            while sent < made[0]:
+                sent += 1
+                await resp.write(_frame(chunk(sent)))
+            await produce.wait()
+            produce.clear()
 
     async def real_other(request: web.Request) -> web.Response:
         return web.json_response({"now_us": int(time.time() * 1e6)})
@@ -662,7 +669,11 @@ async def test_made_up_stream_ids_cannot_take_the_edges_slots_from_a_real_stream
             assert sum(1 for g in edge.streams.values() if not g.confirmed) <= edge_mod.MAX_PENDING_PER_IP
             # and its requests just ahead of the feed are held and answered by it
             f = edge.streams[str(sid)]
-            async with s.get(f"{url}/{sid}/{f.latest + 1}.chunk") as r:
+            held = asyncio.ensure_future(s.get(f"{url}/{sid}/{f.latest + 1}.chunk"))
+            await until(lambda: edge.holding == 1, 10, what="the request held")
+            made[0] += 1  # the broadcaster makes the next chunk
+            produce.set()
+            async with await asyncio.wait_for(held, 10) as r:
                 assert r.status == 200 and http_mod.HELD_HEADER in r.headers
         finally:
             await edge.close()
