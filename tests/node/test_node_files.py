@@ -139,6 +139,19 @@ async def _nodes(n: int, tmp: Path, **kw: object) -> list[Node]:
     return out
 
 
+async def _slow_seed(tmp: Path, data: bytes) -> tuple[Node, str, list[str]]:
+    """A node (under ``tmp/s``) that published ``data`` and uploads 8 blocks a second, so a
+    fetch from it can be caught half-way; its cid and ``[PEER_ID@HOST:PORT]``."""
+    from oasis.core import fileswarm as fs
+    from oasis.core.content import BLOCK_SIZE
+
+    slow = fs.FileSwarmConfig(upload_bytes_per_s=8 * BLOCK_SIZE, upload_burst=2 * BLOCK_SIZE)
+    (seed,) = await _nodes(1, tmp / "s", config=slow)
+    (tmp / "f.bin").write_bytes(data)
+    info = await seed.files.publish(str(tmp / "f.bin"))
+    return seed, info["cid"], [f"{seed.peer_id}@{seed.host}:{seed.port}"]
+
+
 async def _complete(f: Files, cid: str, timeout: float = 20.0) -> dict:
     sub = f.node.events.subscribe(("file",))
     try:
@@ -244,24 +257,19 @@ def test_a_getter_finds_a_seeder_through_the_dht(tmp_path: Path) -> None:
 
 
 def test_an_interrupted_download_resumes_and_re_verifies_what_it_kept(tmp_path: Path) -> None:
-    from oasis.core import fileswarm as fs
     from oasis.core.content import BLOCK_SIZE
 
     data = __import__("os").urandom(64 * BLOCK_SIZE - 100)  # 64 blocks
 
     async def run() -> None:
-        slow = fs.FileSwarmConfig(upload_bytes_per_s=8 * BLOCK_SIZE, upload_burst=2 * BLOCK_SIZE)
-        (seed,) = await _nodes(1, tmp_path / "s", config=slow)
+        seed, cid, peer = await _slow_seed(tmp_path, data)
         (getter,) = await _nodes(1, tmp_path / "g")
         try:
-            (tmp_path / "f.bin").write_bytes(data)
-            info = await seed.files.publish(str(tmp_path / "f.bin"))
-            peer = [f"{seed.peer_id}@{seed.host}:{seed.port}"]
-            await getter.files.fetch(info["cid"], peer)
-            await until(lambda: getter.files.status(info["cid"])["have_blocks"] >= 16, 30, what="16 blocks")
-            kept = getter.files.status(info["cid"])["have_blocks"]
+            await getter.files.fetch(cid, peer)
+            await until(lambda: getter.files.status(cid)["have_blocks"] >= 16, 30, what="16 blocks")
+            kept = getter.files.status(cid)["have_blocks"]
             await getter.close()  # interrupted (Ctrl-C): the partial download stays on disk
-            d = tmp_path / "g" / "n0" / "files" / info["cid"]
+            d = tmp_path / "g" / "n0" / "files" / cid
             assert (d / "data").exists() and (d / "proofs").exists() and not (d / "done").exists()
             with open(d / "data", "r+b") as f:  # one kept block rots on disk
                 f.seek(0)
@@ -270,11 +278,11 @@ def test_an_interrupted_download_resumes_and_re_verifies_what_it_kept(tmp_path: 
                 f.write(bytes([b[0] ^ 0xFF]))
             (getter,) = await _nodes(1, tmp_path / "g")  # the next run, same data directory
             assert getter.files.used() > 0  # the partial counts against the disk cap
-            await getter.files.fetch(info["cid"], peer)
+            await getter.files.fetch(cid, peer)
             c = getter.counters
             assert c["files_resumed"] == 1 and c["files_resume_bad_blocks"] == 1
             assert c["files_resumed_blocks"] >= kept - 1
-            st = await _complete(getter.files, info["cid"], timeout=30)
+            st = await _complete(getter.files, cid, timeout=30)
             assert st["state"] == "complete"
             assert (d / "data").read_bytes() == data and not (d / "proofs").exists()
             # only what was missing (and the rotten block) came again
@@ -295,7 +303,6 @@ def test_a_disk_that_fills_up_ends_the_fetch_saying_so_and_keeps_what_was_writte
     import errno
     import os
 
-    from oasis.core import fileswarm as fs
     from oasis.core.content import BLOCK_SIZE
 
     data = os.urandom(32 * BLOCK_SIZE - 100)  # 32 blocks
@@ -309,14 +316,9 @@ def test_a_disk_that_fills_up_ends_the_fetch_saying_so_and_keeps_what_was_writte
 
     async def run() -> None:
         nonlocal full
-        slow = fs.FileSwarmConfig(upload_bytes_per_s=8 * BLOCK_SIZE, upload_burst=2 * BLOCK_SIZE)
-        (seed,) = await _nodes(1, tmp_path / "s", config=slow)
+        seed, cid, peer = await _slow_seed(tmp_path, data)
         (getter,) = await _nodes(1, tmp_path / "g")
         try:
-            (tmp_path / "f.bin").write_bytes(data)
-            info = await seed.files.publish(str(tmp_path / "f.bin"))
-            cid = info["cid"]
-            peer = [f"{seed.peer_id}@{seed.host}:{seed.port}"]
             monkeypatch.setattr(os, "pwrite", pwrite)
             await getter.files.fetch(cid, peer)
             await until(lambda: getter.files.status(cid)["have_blocks"] >= 8, 30, what="8 blocks")
