@@ -91,6 +91,10 @@ LAG_SAMPLES = 2000  #: feed lags and miss distances kept per stream for /stats
 #: a viewer's whole playout delay: its own timeout (the chunk's deadline) ends it sooner
 HOLD_S = 1.0
 HOLD_AHEAD = 64  #: seqs ahead of the feed's newest a request may be held for (~2 s of 33 ms chunks)
+#: a 404 further ahead of the feed than this (~34 s of 33 ms chunks) is counted
+#: ``misses_far_ahead`` and kept out of ``misses_ahead_by``: no viewer's clock is that far
+#: off, and one request for seq 2**63 put 9.2e18 into the statistics
+FAR_AHEAD = 1024
 MAX_HELD = 1024  #: requests held at once (each an open connection; past it: 404 at once)
 MAX_HELD_PER_IP = 64  #: ... from one address (a CGN's subscribers share one)
 HELD_MS_MAX = 10_000  #: the most ``Oasis-Held-Ms`` says (the hold is at most 10 s)
@@ -102,7 +106,12 @@ class FeedError(ValueError):
 
 class FeedRefused(ValueError):
     """The origin answered a feed request with another status than 200 (404 ``no_stream``,
-    a wrong ``--origin``): counted ``feed_refused``, apart from ``feed_bad_chunks``."""
+    a wrong ``--origin``): counted ``feed_refused``, apart from ``feed_bad_chunks``.
+    ``no_route``: a 404 that is not an origin's ``no_stream`` (no such path there)."""
+
+    def __init__(self, message: str, *, no_route: bool = False) -> None:
+        super().__init__(message)
+        self.no_route = no_route
 
 
 class StreamUnknown(Exception):
@@ -180,6 +189,7 @@ class Edge:
         self.feeds = feeds
         #: ask for ``feed/newest`` on the second feed link (False once the origin said 404)
         self.newest_feed = True
+        self.warned_no_route = False  #: the warning of a feed path the origin does not have, given
         self.hold = hold
         self.holding = 0  #: requests held now
         self.held_by_ip: dict[str, int] = {}
@@ -198,7 +208,7 @@ class Edge:
         self._pulls: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
         self.closing = False
         self.counters: dict[str, int] = {
-            "hits": 0, "misses_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
+            "hits": 0, "misses_ahead": 0, "misses_far_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
             "feed_failures": 0, "feed_newest_unknown": 0, "feed_bad_chunks": 0, "feed_refused": 0, "feed_copies": 0, "streams_refused": 0, "streams_unknown": 0,
             "streams_unfollowed": 0, "feeds_out": 0, "feed_frames_out": 0,
@@ -288,6 +298,13 @@ class Edge:
                     self.counters["feed_bad_chunks"] += 1
                 elif isinstance(exc, FeedRefused):
                     self.counters["feed_refused"] += 1
+                    if exc.no_route and not self.warned_no_route:
+                        # (a wrong --origin: every feed fails so, and only the counter said it)
+                        self.warned_no_route = True
+                        log.warning("the origin has no feed at %s (HTTP 404, not an Oasis origin's "
+                                    "no_stream): is %s the origin's base URL as `oasis broadcast` "
+                                    "prints it, ending in /origin?", f"{self.origin}/{f.text}/feed",
+                                    self.origin)
                 await asyncio.sleep(backoff)  # a back-off, not a synchronisation
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
@@ -304,7 +321,8 @@ class Edge:
             if no_stream and not newest and not f.confirmed:
                 raise StreamUnknown(f.text)  # (the plain feed's word: the newest may lag it)
             if r.status != 200:  # (not a bad chunk: it was counted as one, 96 with none received)
-                raise FeedRefused(f"the origin answered the feed with HTTP {r.status}")
+                raise FeedRefused(f"the origin answered the feed with HTTP {r.status}",
+                                  no_route=r.status == 404 and not no_stream)
             self.counters["feed_connects"] += 1
             f.links += 1
             try:
@@ -460,7 +478,10 @@ class Edge:
                 held = self.clock() - began
             if body is None:
                 self.counters["misses_ahead"] += 1
-                f.ahead.append(seq - f.latest)
+                if seq - f.latest <= FAR_AHEAD:
+                    f.ahead.append(seq - f.latest)
+                else:
+                    self.counters["misses_far_ahead"] += 1
                 raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
         else:
             body = await self._pull(f, seq)

@@ -167,6 +167,15 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         assert headers.get("Cache-Control") == "no-store"
         s = _stats(base)
         assert s["misses_ahead"] >= 1 and s["pulls"] == 0
+        # that far ahead, and seq 2**63 - 1, are counted apart: no clock is that far off, and
+        # the statistics of how far ahead viewers ask (to tune --hold) keep their meaning
+        assert _get(f"{edge_url}/{sid}/9223372036854775807.chunk")[0] == 404
+        now_latest = _stats(base)["streams"][sid]["latest"]
+        assert _get(f"{edge_url}/{sid}/{now_latest + 500}.chunk")[0] == 404  # ~16 s ahead
+        s = _stats(base)
+        assert s["misses_far_ahead"] == 2 and s["misses_ahead"] >= 3
+        by = s["streams"][sid]["misses_ahead_by"]
+        assert by is not None and 0 < by["max"] <= edge_mod.FAR_AHEAD, by
         # an older chunk than the feed brought (it began at the newest keyframe): pulled
         # through from the origin once, then held
         older = latest - held["held"]  # the feed's chunks are contiguous up to ``latest``
@@ -604,6 +613,53 @@ async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_ne
         assert edge.counters["feed_failures"] == 2
         # refusals, not bad chunks (they were counted as such: 96 with not one chunk received)
         assert edge.counters["feed_refused"] == 2 and edge.counters["feed_bad_chunks"] == 0
+
+
+async def test_an_edge_pointed_past_the_origins_path_warns_once_what_is_wrong(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``oasis edge --origin http://HOST:PORT`` (without ``/origin``) was accepted, and every
+    feed failed with only a counter to say so (found 2026-12-05 by an outside audit). The
+    edge now warns once, naming the URL it tried and what --origin should be; a 404 that is
+    the origin's own ``no_stream`` is not such a path and is not warned of."""
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+
+    async def refused(request: web.Request) -> web.Response:
+        return web.json_response({"error": "no_stream", "message": "not carried"}, status=404)
+
+    app = web.Application()  # an origin's routes, under /origin only
+    app.router.add_get("/origin/{sid}/{what:.*}", refused)
+    runner_o, base = await _listen(app)
+    wrong = base.removesuffix("/origin")
+    assert wrong != base
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(wrong, s)
+        runner_e, url = await _serve(edge)
+        try:
+            with caplog.at_level("WARNING", logger="oasis.node.edge"):
+                async with s.get(f"{url}/{sid}/11.chunk") as r:  # asks the edge to follow it
+                    await r.read()
+                await until(lambda: edge.counters["feed_refused"] >= 3, 20, what="feeds refused")
+            warned = [m.getMessage() for m in caplog.records if "no feed at" in m.getMessage()]
+            assert len(warned) == 1, warned
+            assert f"{wrong}/{sid}/feed" in warned[0] and "ending in /origin" in warned[0]
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+        caplog.clear()
+        edge = Edge(base, s)  # the right base: the origin's no_stream is no wrong path
+        runner_e, url = await _serve(edge)
+        try:
+            with caplog.at_level("WARNING", logger="oasis.node.edge"):
+                async with s.get(f"{url}/{sid}/11.chunk") as r:
+                    await r.read()
+                await until(lambda: edge.counters["streams_unknown"] >= 1, 20, what="the stream dropped")
+            assert not edge.warned_no_route
+            assert not [m for m in caplog.records if "no feed at" in m.getMessage()]
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
 
 
 async def test_made_up_stream_ids_cannot_take_the_edges_slots_from_a_real_stream() -> None:
