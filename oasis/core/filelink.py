@@ -45,8 +45,9 @@ def parse(text: str) -> FileLink:
     if len(text) > MAX_LINK:
         raise LinkError("too_long", f"file link over {MAX_LINK} characters")
     text = text.strip()  # a link pasted with its line end
-    if not text.startswith(PREFIX):
+    if text[: len(PREFIX)].lower() != PREFIX:
         raise LinkError("bad_scheme", f"a file link starts with {PREFIX}")
+    text = PREFIX + text[len(PREFIX):]  # the scheme and the "file" host in any case
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in text) or "#" in text:
         # urlsplit drops tabs and line ends, and a #fragment: not the link shown
         raise LinkError("not_a_link", "a control character or a # in a file link")
@@ -62,7 +63,9 @@ def parse(text: str) -> FileLink:
             if len(peers) >= MAX_BOOTSTRAP:
                 raise LinkError("too_many_peers", f"at most {MAX_BOOTSTRAP} peers")
             peers.append(parse_peer(v))
-        elif k == "o" and origin is None:
+        elif k == "o":
+            if origin is not None:  # (was "parameter 'o' not allowed here")
+                raise LinkError("bad_origin", "more than one origin (o=)")
             # the node appends /origin/files/<cid>/...: no query, user or fragment that would
             # make the request line the link's, no link-local host (cloud metadata)
             origin = check_base_url(v, "bad_origin", "file origin")

@@ -30,7 +30,7 @@ from oasis.core import dm
 from oasis.core.content import ContentError, parse_cid
 from oasis.core.identity import key_of_peer_id
 from oasis.core.stream import StreamId, StreamIdError
-from oasis.core.streamlink import LinkError, check_tracker
+from oasis.core.streamlink import LinkError, check_tracker, is_link
 from oasis.core.streamlink import parse as parse_link
 from oasis.sdk import types as t
 
@@ -383,7 +383,7 @@ def _cid(request: web.Request, links: bool = False) -> str:
     """The route's content id (or, with ``links``, an ``oasis://file/`` link, checked by
     the service: a LinkError with its code); ``bad_cid`` if it is not one."""
     text = request.match_info["cid"]
-    if links and text.startswith("oasis:"):
+    if links and is_link(text):
         return text
     try:
         parse_cid(text)

@@ -48,7 +48,7 @@ from oasis.core.filelink import FileLink, parse_peer
 from oasis.core.filelink import parse as parse_file_link
 from oasis.core.identity import peer_id_of
 from oasis.core.stream import StreamId
-from oasis.core.streamlink import LinkError
+from oasis.core.streamlink import LinkError, is_link
 from oasis.core.wire import ErrorCode
 from oasis.datafiles import private_dir
 
@@ -230,7 +230,7 @@ class Files:
     async def fetch(self, cid: str, peers: list[str] | None = None) -> dict[str, Any]:
         """Start (or join) the download of ``cid`` (a CID or an ``oasis://file/`` link) from
         ``peers`` (``PEER_ID@HOST:PORT``) and the origin; returns its status at once."""
-        link = self._parse(cid)
+        link = parse_target(cid)
         extra = [parse_peer(p) for p in (peers or [])]  # LinkError (a ValueError) with its code
         e = self.entries.get(link.cid)
         if e is None:
@@ -759,26 +759,29 @@ class Files:
 
     def parse_target(self, text: str) -> FileLink:
         """A CID or an ``oasis://file/`` link (ValueError, a LinkError with its code, if not)."""
-        return self._parse(text)
+        return parse_target(text)
 
     def holds(self, cid: bytes) -> bool:
         """Whether this node has the whole file ``cid`` already."""
         e = self.entries.get(cid)
         return e is not None and e.done
 
-    def _parse(self, text: str) -> FileLink:
-        try:
-            if text.startswith("oasis:"):
-                return parse_file_link(text)
-            return FileLink(parse_cid(text))
-        except LinkError:
-            raise  # a ValueError with its code
-        except ContentError as exc:
-            raise ValueError(str(exc)) from None
-
     def close(self) -> None:
         for e in self.entries.values():
             e.close()
+
+
+def parse_target(text: str) -> FileLink:
+    """A CID or an ``oasis://file/`` link (ValueError, a LinkError with its code, if not): a
+    link in any case, either around spaces (a pasted line end)."""
+    try:
+        if is_link(text):
+            return parse_file_link(text)
+        return FileLink(parse_cid(text.strip()))
+    except LinkError:
+        raise  # a ValueError with its code
+    except ContentError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _verified_blocks(d: Path, m: Manifest) -> dict[int, list[bytes] | None]:

@@ -132,3 +132,27 @@ def test_file_link_round_trip_and_strictness() -> None:
         with pytest.raises(LinkError):
             parse(base + f"?b={pid}@{host_port}")
     assert parse(base + f"?b={pid}@[2001:db8::7]:5").peers == ((key, "2001:db8::7", 5),)
+
+
+def test_a_file_link_is_read_in_any_case_and_around_spaces_as_stream_links_are() -> None:
+    """``OASIS://FILE/of1...`` and a link pasted with spaces or its line end were read as a
+    content id ("not a content id"), where a stream link in any case works (a URI's scheme
+    and host are case-insensitive, RFC 3986 §3.1, §3.2.2). The content id itself is not."""
+    from oasis.core.streamlink import is_link
+    from oasis.node.files import parse_target
+
+    m, _ = content.build_bytes(DATA)
+    cid = content.cid_text(m.cid())
+    for text in (f"OASIS://FILE/{cid}", f"Oasis://File/{cid}", f"  oasis://file/{cid}\n",
+                 f"oasis://file/{cid}?o=http://127.0.0.1:8080 "):
+        assert is_link(text)
+        assert parse(text).cid == m.cid()
+        assert parse_target(text).cid == m.cid()
+    assert parse_target(f" {cid}\n").cid == m.cid()
+    with pytest.raises(LinkError):
+        parse(f"OASIS://FILE/{cid.upper()}")
+    with pytest.raises(LinkError, match="more than one origin") as e:
+        parse(f"oasis://file/{cid}?o=http://127.0.0.1:1&o=http://127.0.0.1:2")
+    assert e.value.code == "bad_origin"
+    with pytest.raises(ValueError):
+        parse_target(cid.upper())
