@@ -95,6 +95,12 @@ class Scenario:
 _TABLES = {"stream", "network", "join", "churn", "baseline", "run", "adversary", "nat"}
 
 
+#: the largest swarm and the longest stream a scenario may ask for: 100,000 peers x 60 s takes
+#: 7-16 CPU-hours here (docs/benchmarks.md); a trillion was taken and hung building its joins
+MAX_PEERS = 1_000_000
+MAX_DURATION_S = 86_400
+
+
 def load(path: str | Path) -> Scenario:
     with open(path, "rb") as f:
         data = tomllib.load(f)
@@ -115,6 +121,11 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     if unknown:
         raise ValueError(f"unknown scenario keys: {', '.join(unknown)}")
     s = Scenario(**d)
+    if not isinstance(s.access_mix, dict) or not s.access_mix:
+        raise ValueError("access_mix: a table of access kind = weight")
+    for kind, share in s.access_mix.items():
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1e9:
+            raise ValueError(f"access_mix[{kind!r}] = {share!r}: a weight, 0 or more")
     total = sum(s.access_mix.values())
     if total <= 0:
         raise ValueError("access_mix must have a positive total")
@@ -133,10 +144,10 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     check_mix(s.hostile_mix)
     if s.join_pattern not in ("steady", "flash"):
         raise ValueError(f"join_pattern {s.join_pattern!r}: use steady or flash")
-    if not (isinstance(s.peers, int) and s.peers >= 1):
-        raise ValueError(f"peers = {s.peers!r}: a whole number, at least 1")
-    if not (isinstance(s.duration_s, (int, float)) and s.duration_s > 0):
-        raise ValueError(f"duration_s = {s.duration_s!r}: seconds, more than 0")
+    if not (isinstance(s.peers, int) and not isinstance(s.peers, bool) and 1 <= s.peers <= MAX_PEERS):
+        raise ValueError(f"peers = {s.peers!r}: a whole number, 1 to {MAX_PEERS:,}")
+    if not (isinstance(s.duration_s, (int, float)) and 0 < s.duration_s <= MAX_DURATION_S):
+        raise ValueError(f"duration_s = {s.duration_s!r}: seconds, more than 0 and at most {MAX_DURATION_S:,}")
     if not (isinstance(s.bitrate_kbps, int) and s.bitrate_kbps > 0 and isinstance(s.chunk_ms, int)
             and 10 <= s.chunk_ms <= 10_000):
         raise ValueError("bitrate_kbps is a positive integer and chunk_ms an integer in 10..10000")
@@ -166,7 +177,79 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     pd = s.protocol.get("playout_delay", SwarmConfig().playout_delay)
     if not (isinstance(pd, (int, float)) and 0.05 <= pd <= 60):
         raise ValueError(f"playout_delay = {pd!r}: seconds between 0.05 and 60")
+    _check_protocol(s.protocol)
+    _check_numbers(s)
     return s
+
+
+#: (least, most) of the scenario's other numbers, each of its default's type: 0 for
+#: gop_chunks or segment_s divided by zero, a NaN ramp or share failed deep in the run,
+#: 10**7 neighbours hung, -1 max_neighbours failed sampling (found 2026-12-06 by setting
+#: each to 0, -1, NaN and a huge value)
+SCENARIO_RANGES: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**63 - 1), "gop_chunks": (1, 100_000), "broadcaster_upload_kbps": (0, 100_000_000),
+    "ramp_s": (0, MAX_DURATION_S), "flash_start_s": (0, MAX_DURATION_S),
+    "flash_window_s": (0.001, MAX_DURATION_S), "churn_per_min": (0, 60),
+    "neighbours": (1, 1000), "max_neighbours": (1, 1000), "upload_share": (0, 1),
+    "upload_max_x": (0, 1000), "tracker_locality": (0, 1), "hostile_rate": (0, 1000),
+    "hostile_defect_s": (-1, MAX_DURATION_S), "hostile_sink_late": (-1, MAX_DURATION_S),
+    "segment_s": (0.1, 60), "live_delay_segments": (1, 100), "http_threshold_s": (0, 3600),
+    "pull_period_s": (0.01, 60), "pull_playout_s": (0.05, 3600), "pull_origin_margin_s": (0, 3600),
+}
+TRACKERS = ("core", "fast", "auto")
+
+
+def _check_numbers(s: Scenario) -> None:
+    """The numbers :func:`from_dict` does not check one by one: type and range (ValueError)."""
+    defaults = Scenario()
+    for k, (lo, hi) in SCENARIO_RANGES.items():
+        v = getattr(s, k)
+        whole = isinstance(getattr(defaults, k), int)
+        ok_type = not isinstance(v, bool) and isinstance(v, int if whole else (int, float))
+        if not (ok_type and lo <= v <= hi):  # (a NaN fails the comparison)
+            what = "a whole number" if whole else "a number"
+            raise ValueError(f"{k} = {v!r}: {what}, {lo:g} to {hi:,}")
+    if s.tracker not in TRACKERS:
+        raise ValueError(f"tracker = {s.tracker!r}: one of {', '.join(TRACKERS)}")
+    if not isinstance(s.name, str) or not 1 <= len(s.name) <= 100:
+        raise ValueError(f"name = {s.name!r}: a text of 1 to 100 characters")
+
+
+#: [protocol] values a run cannot take: 0 substreams divided by zero, a 0 s repair or
+#: STATUS interval re-armed its timer at the same instant for ever, 10**7 substreams or a
+#: window of 10**7 chunks hung building their tables (found 2026-12-06 by setting each
+#: field to 0 and to 10**7 / 1e9). (least, most) per field; any other number is 0 to
+#: PROTOCOL_MAX, finite, of its default's type
+PROTOCOL_RANGES: dict[str, tuple[float, float]] = {
+    "substreams": (1, 16), "window_chunks": (1, 100_000),
+    "repair_after": (0.001, 3600), "status_interval": (0.01, 3600),
+}
+PROTOCOL_MAX = 1_000_000
+#: set in [stream], which the [protocol] table would contradict
+PROTOCOL_FROM_STREAM = ("chunk_ms", "bitrate_kbps")
+
+
+def _check_protocol(protocol: dict[str, Any]) -> None:
+    """Every [protocol] value of its SwarmConfig field's type and in range (ValueError)."""
+    defaults = SwarmConfig()
+    for k, v in protocol.items():
+        if k in PROTOCOL_FROM_STREAM:
+            raise ValueError(f"[protocol] {k}: set it in [stream] (the stream's, which the node uses too)")
+        if k in PROTOCOL_EXTRA:
+            if not isinstance(v, bool):
+                raise ValueError(f"[protocol] {k} = {v!r}: true or false")
+            continue
+        d = getattr(defaults, k)
+        lo, hi = PROTOCOL_RANGES.get(k, (0, PROTOCOL_MAX))
+        if isinstance(d, bool):
+            if not isinstance(v, bool):
+                raise ValueError(f"[protocol] {k} = {v!r}: true or false")
+        elif isinstance(d, int):
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"[protocol] {k} = {v!r}: a whole number, {lo:g} to {hi:,}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            # (a NaN fails the comparison too)
+            raise ValueError(f"[protocol] {k} = {v!r}: a number, {lo:g} to {hi:,}")
 
 
 #: [protocol] keys the simulator reads besides SwarmConfig's fields

@@ -12,6 +12,8 @@ from oasis.sim.cli import main
 
 @pytest.mark.parametrize(("argv", "says"), [
     (["--peers", "0"], "peers = 0"),
+    (["--peers", "1000000000000"], "peers = 1000000000000: a whole number, 1 to 1,000,000"),  # (hung)
+    (["--duration", "1e9"], "at most 86,400"),
     (["--duration", "-1"], "duration_s = -1.0"),
     (["--hostile", "1.5"], "hostile = 1.5"),
     (["--nat", "1.5"], "shares in [0, 1]"),
@@ -33,6 +35,24 @@ def test_bad_options_are_one_line_errors(argv: list[str], says: str, capsys: pyt
     ("[stream]\nchunk_ms = 0\n", "chunk_ms"),
     ("bogus_key = 3\n", "unknown scenario keys: bogus_key"),
     ("peers = [", "Invalid value"),  # not TOML
+    # found 2026-12-06 by setting each number to 0, -1, NaN and a huge value: each of these
+    # ran into a traceback (division by zero, NaN to int), hung, or took a trillion peers
+    ("[stream]\ngop_chunks = 0\n", "gop_chunks = 0"),
+    ("[join]\nramp_s = nan\n", "ramp_s = nan"),
+    ("[churn]\nchurn_per_min = inf\n", "churn_per_min = inf"),
+    ("[network]\naccess_mix = { broadband = -1, wifi = 2 }\n", "access_mix['broadband'] = -1"),
+    ("neighbours = 10000000\n", "neighbours = 10000000"),
+    ("max_neighbours = -1\n", "max_neighbours = -1"),
+    ("upload_share = nan\n", "upload_share = nan"),
+    ("tracker = \"x\"\n", "tracker = 'x'"),
+    ("[baseline]\nsegment_s = 0\n", "segment_s = 0"),
+    ("[protocol]\nsubstreams = 0\n", "[protocol] substreams = 0: a whole number, 1 to 16"),
+    ("[protocol]\nwindow_chunks = 10000000\n", "[protocol] window_chunks"),
+    ("[protocol]\nstatus_interval = 0\n", "[protocol] status_interval = 0"),
+    ("[protocol]\nrepair_after = nan\n", "[protocol] repair_after = nan"),
+    ("[protocol]\nchunk_ms = 20\n", "set it in [stream]"),
+    ("[protocol]\nrepair_guard = 1\n", "true or false"),
+    ("[protocol]\none_hop_doubt = 1.5\n", "[protocol] one_hop_doubt = 1.5: a whole number"),
 ])
 def test_bad_scenario_files_are_one_line_errors(toml: str, says: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
