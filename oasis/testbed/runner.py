@@ -17,6 +17,7 @@ import asyncio
 import collections
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -757,7 +758,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--delay-scale", type=float, default=1.0, help="multiply every delay (0: none)")
     ap.add_argument("--topology", default=None, help="a topology JSON file (instead of drawing one)")
     ap.add_argument("--dump-topology", action="store_true", help="print the topology's JSON and exit")
-    ap.add_argument("--prefix", default=f"oas{os.getpid()}-", help="name prefix of this run")
+    ap.add_argument("--prefix", default=f"oas{os.getpid()}-",
+                    help="name prefix of this run, oas<digits>- (default oas<pid>-)")
     ap.add_argument("--cleanup", action="store_true",
                     help="remove namespaces and links left by earlier runs that died, then exit")
     ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -798,15 +800,36 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     "without a tracker (the DHT and NEIGHBOURS only)")
 
 
+#: the most viewers a run takes: the core's address plan holds 512 sites (a node, a NAT
+#: router or a CDN edge each; netns._site_pair), and 100,000 was taken and would have
+#: built namespaces until the plan ran out (found 2026-12-06)
+MAX_VIEWERS = 400
+#: a topology file's most bytes (400 viewers' nodes take ~100 KB)
+MAX_TOPOLOGY_BYTES = 1_000_000
+#: a run's prefix names its namespaces and log directory, and ``--cleanup`` finds what a
+#: dead run left by it (``oas<pid>-``): ``../x`` was taken as a namespace name
+PREFIX_ARG_RE = re.compile(r"oas\d{1,10}-")
+
+
 def check_args(args: argparse.Namespace) -> None:
-    """Options no run can use: a clear error before anything is built (ValueError)."""
-    if args.duration <= 0:
-        raise ValueError(f"--duration {args.duration:g}: seconds of stream, more than 0")
+    """Options no run can use: a clear error before anything is built (ValueError). (NaN
+    fails every comparison here, so each range is written as what it must be within.)"""
+    if not 0 < args.duration <= 86_400:
+        raise ValueError(f"--duration {args.duration:g}: seconds of stream, more than 0 (at most 86,400)")
+    if not 1 <= args.viewers <= MAX_VIEWERS:
+        raise ValueError(f"--viewers {args.viewers}: 1 to {MAX_VIEWERS} (the testbed's address plan)")
     if args.bitrate <= 0 or (args.chunk_ms is not None and args.chunk_ms <= 0):
         raise ValueError("--bitrate and --chunk-ms are positive")
-    if args.playout_delay <= 0 or args.delay_scale < 0:
-        raise ValueError("--playout-delay is positive, --delay-scale not negative")
-    if args.timeout is not None and args.timeout <= 0:
+    if not 0.05 <= args.playout_delay <= 60:
+        raise ValueError(f"--playout-delay {args.playout_delay:g}: 0.05 to 60 s (the node's range)")
+    if not 0 <= args.delay_scale <= 100:
+        raise ValueError(f"--delay-scale {args.delay_scale:g}: 0 (no delays) to 100")
+    if not 0 <= args.join_spread <= 3600:
+        raise ValueError(f"--join-spread {args.join_spread:g}: 0 to 3,600 s")
+    if not PREFIX_ARG_RE.fullmatch(args.prefix):
+        raise ValueError(f"--prefix {args.prefix[:40]!r}: oas<digits>- (the default oas<pid>-; "
+                         "--cleanup finds a dead run's namespaces by it)")
+    if args.timeout is not None and not 0 < args.timeout <= 7 * 86_400:
         raise ValueError(f"--timeout {args.timeout:g}: seconds, more than 0")
     if args.rebind_at is not None and not 0 < args.rebind_at < args.duration:
         raise ValueError(f"--rebind-at {args.rebind_at:g}: within the run (0 < t < --duration)")
@@ -827,11 +850,15 @@ def check_args(args: argparse.Namespace) -> None:
 def make_topology(args: argparse.Namespace) -> Topology:
     if args.topology:
         try:
-            data = json.loads(Path(args.topology).read_text())
+            with open(args.topology, "rb") as f:
+                raw = f.read(MAX_TOPOLOGY_BYTES + 1)
+            if len(raw) > MAX_TOPOLOGY_BYTES:
+                raise ValueError(f"--topology {args.topology}: over {MAX_TOPOLOGY_BYTES:,} bytes")
+            data = json.loads(raw)
         except OSError as exc:
             raise ValueError(f"--topology {args.topology}: {exc.strerror or exc}") from None
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--topology {args.topology}: not JSON ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"--topology {args.topology}: not JSON ({str(exc)[:120]})") from None
         if not isinstance(data, dict):
             raise ValueError(f"--topology {args.topology}: not a topology (see --dump-topology)")
         try:

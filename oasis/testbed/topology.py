@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +36,12 @@ MOBILE = ("4g", "5g")
 DEFAULT_MIX = {"fibre": 0.15, "broadband": 0.35, "wifi": 0.2, "4g": 0.15, "5g": 0.15}
 MIN_CAP_KBPS = 1_000  #: no access link below this (a 1.5 Mbit/s stream must fit downstream)
 MAX_CAP_KBPS = 200_000  #: above this a tbf on this machine costs more CPU than it shows
+
+
+#: a topology file's most nodes (the broadcaster and its viewers; runner.MAX_VIEWERS)
+MAX_NODES = 401
+#: a node's name: its namespace's (and its router's) name after the run's prefix
+NAME_RE = re.compile(r"[a-z0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,18 @@ class Topology:
             nodes = tuple(NodeSpec(**n) for n in data["nodes"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a topology ({exc}): see --dump-topology for the format") from None
+        if not 2 <= len(nodes) <= MAX_NODES:
+            raise ValueError(f"{len(nodes)} nodes: a broadcaster and 1 to {MAX_NODES - 1} viewers")
+        if not (isinstance(data.get("seed"), int) and isinstance(data.get("bitrate_kbps"), int)
+                and not isinstance(data["bitrate_kbps"], bool) and 1 <= data["bitrate_kbps"] <= 100_000):
+            raise ValueError("seed and bitrate_kbps are whole numbers (bitrate_kbps 1 to 100,000)")
         countries = country_codes()
         for n in nodes:
+            if not (isinstance(n.name, str) and NAME_RE.fullmatch(n.name)):
+                # (a node's name names its namespace and its NAT router's: "../x" was taken)
+                raise ValueError(f"node name {str(n.name)[:40]!r}: 1 to 12 lower-case letters and digits")
+            if n.role not in ("broadcaster", "viewer"):
+                raise ValueError(f"node {n.name}: role {n.role!r} (broadcaster or viewer)")
             if n.nat not in NAT_KINDS:
                 raise ValueError(f"node {n.name}: unknown nat {n.nat!r} (one of {', '.join(NAT_KINDS)})")
             if n.access not in ACCESS:
@@ -94,10 +111,13 @@ class Topology:
                 raise ValueError(f"node {n.name}: unknown country {n.country!r} (ISO codes of "
                                  "oasis/sim/data/countries.csv)")
             if not (isinstance(n.up_kbps, int) and isinstance(n.down_kbps, int)
-                    and n.up_kbps > 0 and n.down_kbps > 0):
-                raise ValueError(f"node {n.name}: up_kbps and down_kbps are positive integers")
-            if not 0.0 <= n.loss < 1.0 or n.lastmile_ms < 0 or n.join_s < 0:
-                raise ValueError(f"node {n.name}: loss in [0, 1), lastmile_ms and join_s not negative")
+                    and 0 < n.up_kbps <= 10_000_000 and 0 < n.down_kbps <= 10_000_000):
+                raise ValueError(f"node {n.name}: up_kbps and down_kbps are whole numbers, 1 to 10,000,000")
+            if not (all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                        for x in (n.loss, n.lastmile_ms, n.join_s))
+                    and 0.0 <= n.loss < 1.0 and 0 <= n.lastmile_ms <= 1000 and 0 <= n.join_s <= 3600):
+                # (NaN fails these too: a NaN last mile or join time was taken)
+                raise ValueError(f"node {n.name}: loss in [0, 1), lastmile_ms 0 to 1,000, join_s 0 to 3,600")
         if sum(1 for n in nodes if n.role == "broadcaster") != 1:
             raise ValueError("a topology has exactly one broadcaster")
         if len({n.name for n in nodes}) != len(nodes):

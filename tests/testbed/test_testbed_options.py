@@ -35,6 +35,13 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     (["--broadcaster-nice", "-21"], "--broadcaster-nice -21"),
     (["--delayer-tick-ms", "-1"], "--delayer-tick-ms -1"),
     (["--delayer-tick-ms", "50"], "--delayer-tick-ms 50"),
+    # found 2026-12-06: taken, and the run would have failed deep in its build (or never ended)
+    (["--viewers", "100000"], "--viewers 100000: 1 to 400"),
+    (["--duration", "nan"], "--duration nan"),
+    (["--playout-delay", "nan"], "--playout-delay nan"),
+    (["--join-spread", "inf"], "--join-spread inf"),
+    (["--delay-scale", "nan"], "--delay-scale nan"),
+    (["--prefix", "../x"], "--prefix '../x'"),
 ])
 def test_bad_options_are_refused_before_anything_is_built(argv: list[str], says: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,7 +51,11 @@ def test_bad_options_are_refused_before_anything_is_built(argv: list[str], says:
 
 def test_bad_topology_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = json.loads(runner.make_topology(runner.parse_args(["--viewers", "2"])).dumps())
-    cases = {"broken.json": "{", "list.json": "[]", "nonat.json": None, "cap.json": None, "cc.json": None}
+    cases = {"broken.json": "{", "list.json": "[]", "nonat.json": None, "cap.json": None, "cc.json": None,
+             # a node's name names its namespace; NaN passed the range checks; no bound on
+             # the nodes; a deep array hit the recursion limit (found 2026-12-06)
+             "name.json": None, "nan.json": None, "role.json": None, "many.json": None,
+             "deep.json": "[" * 100_000 + "]" * 100_000, "huge.json": " " * (runner.MAX_TOPOLOGY_BYTES + 1)}
     for name, text in cases.items():
         data = json.loads(json.dumps(good))
         if name == "nonat.json":
@@ -53,6 +64,14 @@ def test_bad_topology_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
             data["nodes"][1]["up_kbps"] = -5  # tc took it as no cap at all
         elif name == "cc.json":
             data["nodes"][1]["country"] = "ZZ"
+        elif name == "name.json":
+            data["nodes"][1]["name"] = "../x"
+        elif name == "nan.json":
+            data["nodes"][1]["lastmile_ms"] = float("nan")  # (json.dumps writes NaN)
+        elif name == "role.json":
+            data["nodes"][1]["role"] = "king"
+        elif name == "many.json":
+            data["nodes"] += [dict(data["nodes"][1], name=f"x{i}") for i in range(400)]
         (tmp_path / name).write_text(text if text is not None else json.dumps(data))
         code, err = _run(["--topology", str(tmp_path / name), "--dump-topology"], capsys)
         assert code == 2 and "Traceback" not in err, (name, err)
