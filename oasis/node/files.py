@@ -807,6 +807,7 @@ def _copy_and_hash(src: Path, dest_dir: Path, size: int, mime: str,
                    stop: threading.Event | None = None) -> tuple[Manifest, content.MerkleTree]:
     dest_dir.mkdir(parents=True)
     leaves = []
+    got = 0  # bytes read: a /proc file's size is 0 whatever it holds
     with open(src, "rb") as f, open(dest_dir / "data", "wb") as out:
         i = 0
         while True:
@@ -819,11 +820,15 @@ def _copy_and_hash(src: Path, dest_dir: Path, size: int, mime: str,
                 break
             leaves.append(content.leaf_hash(i, block))
             out.write(block)
+            got += len(block)
             i += 1
-            if len(block) < BLOCK_SIZE:
+            if len(block) < BLOCK_SIZE or got > size:
                 break
-    if sum(1 for _ in leaves) != content.blocks_of(size):
-        raise ContentError("changed", "file changed while it was read")
+    if got != size or len(leaves) != content.blocks_of(size):
+        # (/proc/self/environ was published as a 0-byte file holding its bytes: its store
+        # entry then failed its check at the next start)
+        raise ContentError("changed", f"{got:,} bytes read, not its size {size:,}: a file that "
+                           "changed while it was read, or one whose size is not known (/proc, /sys)")
     tree = content.MerkleTree(leaves)
     m = Manifest(content.MANIFEST_VERSION, content.safe_name(src.name), size, BLOCK_SIZE, mime, tree.root)
     (dest_dir / "manifest").write_bytes(m.encode())

@@ -487,3 +487,26 @@ def test_a_shared_page_is_never_served_as_a_page(tmp_path: Path) -> None:
     finally:
         for p in procs:
             p.stop()
+
+
+async def test_a_file_whose_size_is_not_what_it_holds_is_not_published(tmp_path: Path) -> None:
+    """``/proc/self/environ`` (size 0, holding bytes) was published as a 0-byte file whose
+    store entry held its bytes, and failed its check at the node's next start (found
+    2026-12-05 by an outside audit). A read that does not match the size is refused, and
+    nothing is left in the store; a real empty file still publishes."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    files = Files(node, tmp_path / "files")
+    try:
+        proc = Path("/proc/self/environ")
+        assert proc.is_file() and proc.stat().st_size == 0 and proc.read_bytes()
+        with pytest.raises(ValueError, match="not its size 0"):
+            await files.publish(str(proc))
+        assert not files.entries
+        assert [p.name for p in files.root.iterdir()] == []  # no half-copy left behind
+        (tmp_path / "empty.bin").write_bytes(b"")
+        info = await files.publish(str(tmp_path / "empty.bin"))
+        assert info["size"] == 0 and len(files.entries) == 1
+    finally:
+        files.close()
+        await node.close()
