@@ -151,6 +151,9 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     if not (isinstance(s.bitrate_kbps, int) and s.bitrate_kbps > 0 and isinstance(s.chunk_ms, int)
             and 10 <= s.chunk_ms <= 10_000):
         raise ValueError("bitrate_kbps is a positive integer and chunk_ms an integer in 10..10000")
+    if s.duration_s * 1000 < s.chunk_ms:
+        raise ValueError(f"duration_s = {s.duration_s:g}: shorter than one chunk ({s.chunk_ms} ms): "
+                         "the broadcaster would make none")
     if s.churn_per_min < 0 or s.flash_window_s <= 0 or s.ramp_s < 0:
         raise ValueError("churn_per_min and ramp_s are not negative, flash_window_s is positive")
     if s.flash_start_s < 0 or (s.join_pattern == "flash"

@@ -38,6 +38,7 @@ def test_bad_options_are_one_line_errors(argv: list[str], says: str, capsys: pyt
     # found 2026-12-06 by setting each number to 0, -1, NaN and a huge value: each of these
     # ran into a traceback (division by zero, NaN to int), hung, or took a trillion peers
     ("[stream]\ngop_chunks = 0\n", "gop_chunks = 0"),
+    ("[stream]\nchunk_ms = 5000\n", "shorter than one chunk (5000 ms)"),
     ("[join]\nramp_s = nan\n", "ramp_s = nan"),
     ("[churn]\nchurn_per_min = inf\n", "churn_per_min = inf"),
     ("[network]\naccess_mix = { broadband = -1, wifi = 2 }\n", "access_mix['broadband'] = -1"),
