@@ -190,7 +190,7 @@ def from_dict(d: dict[str, Any]) -> Scenario:
 #: 10**7 neighbours hung, -1 max_neighbours failed sampling (found 2026-12-06 by setting
 #: each to 0, -1, NaN and a huge value)
 SCENARIO_RANGES: dict[str, tuple[float, float]] = {
-    "seed": (0, 2**63 - 1), "gop_chunks": (1, 100_000), "broadcaster_upload_kbps": (0, 100_000_000),
+    "seed": (-(2**63), 2**63 - 1), "gop_chunks": (1, 100_000), "broadcaster_upload_kbps": (0, 100_000_000),
     "ramp_s": (0, MAX_DURATION_S), "flash_start_s": (0, MAX_DURATION_S),
     "flash_window_s": (0.001, MAX_DURATION_S), "churn_per_min": (0, 60),
     "neighbours": (1, 1000), "max_neighbours": (1, 1000), "upload_share": (0, 1),
