@@ -42,7 +42,10 @@ from .topology import NodeSpec, Topology
 CORE_NET = ipaddress.IPv4Address("198.18.0.0")
 CGN_NET = ipaddress.IPv4Address("100.64.0.0")
 HOME_GW, HOME_NODE = "192.168.1.1", "192.168.1.2"
-PREFIX_RE = re.compile(r"^oas(\d+)-")
+#: a run's prefix, with its process's pid: ``oas<pid>-`` (``oasis testbed``), ``tf<pid>-`` and
+#: ``pm<pid>-`` (bench/testbed_fidelity.py, bench/punch_matrix.py: ``--cleanup`` did not find
+#: what they left when killed outright)
+PREFIX_RE = re.compile(r"^(?:oas|tf|pm)(\d+)-")
 CLONE_NEWNET = 0x40000000
 QUEUE_NUM = 0
 #: one-way delay inside a CDN edge's data centre (the core's country delay comes on top)

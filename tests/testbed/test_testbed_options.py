@@ -92,11 +92,12 @@ def test_cleanup_removes_the_directories_of_killed_runs_and_keeps_kept_ones(tmp_
     kept = tmp_path / f"oas{gone.pid}-testbed-bbbb"
     running = tmp_path / f"oas{os.getpid()}-testbed-cccc"  # a run still going
     other = tmp_path / "oas1-somethingelse"
-    for d in (killed, kept, running, other):
+    bench = tmp_path / f"tf{gone.pid}-testbed-dddd"  # bench/testbed_fidelity.py's runs
+    for d in (killed, kept, running, other, bench):
         d.mkdir()
         (d / "v1.log").write_text("log")
     (kept / runner.KEPT_MARK).write_text("kept on purpose: --keep\n")
     removed, left = runner.cleanup_logs(str(tmp_path))
-    assert removed == [str(killed)] and left == [str(kept)]
+    assert sorted(removed) == sorted([str(killed), str(bench)]) and left == [str(kept)]
     assert not killed.exists() and (kept / "v1.log").exists()
     assert (running / "v1.log").exists() and (other / "v1.log").exists()
