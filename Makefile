@@ -82,8 +82,8 @@ demo: $(STAMP) $(CORE_STAMP) bytecode
 test: $(STAMP) $(CORE_STAMP) bytecode
 	$(BIN)/ruff check oasis tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
-	$(BIN)/python -m pytest -q -p no:xdist -m serial
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15
+	$(BIN)/python -m pytest -q -p no:xdist -m serial --durations=10
 
 bench: $(STAMP) $(CORE_STAMP)
 	$(BIN)/python bench/live_swarm.py --viewers 20 --duration 60
