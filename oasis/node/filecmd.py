@@ -29,7 +29,7 @@ from oasis.core.filelink import FileLink
 from oasis.datafiles import hold_data_dir
 
 from . import http
-from .files import DEFAULT_CAP, Files
+from .files import DEFAULT_CAP, Files, parse_target
 from .files_http import add_file_routes
 from .keystore import load_or_create
 from .node import Node
@@ -303,7 +303,7 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
     player_proc: asyncio.subprocess.Process | None = None
     no_player = False
     try:
-        link = files.parse_target(target)
+        link = parse_target(target)
         if not (link.peers or peers or link.origin or o.origin) and not files.holds(link.cid):
             # a getter's DHT is reached through its file peers: with none, nothing can come
             raise ValueError(f"nothing to fetch {target[:80]} from: give --peer PEER_ID@HOST:PORT, or a "

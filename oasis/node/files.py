@@ -757,10 +757,6 @@ class Files:
             raise LookupError(f"file {cid} is not here")
         return e
 
-    def parse_target(self, text: str) -> FileLink:
-        """A CID or an ``oasis://file/`` link (ValueError, a LinkError with its code, if not)."""
-        return parse_target(text)
-
     def holds(self, cid: bytes) -> bool:
         """Whether this node has the whole file ``cid`` already."""
         e = self.entries.get(cid)
