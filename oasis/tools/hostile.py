@@ -215,6 +215,9 @@ class Conn(QuicConnectionProtocol):
                                   rng=random.SystemRandom()) if auth else None
         self.reader = wire.FrameReader()
         self.control_open = False
+        #: the QUIC handshake is done (aioquic's wait_connected can miss a HandshakeCompleted
+        #: that comes before its waiter is made and then waits out the whole timeout)
+        self.connected = asyncio.Event()
         self.authed = asyncio.Event()
         self.terminated = asyncio.Event()
         self.t0 = time.monotonic()
@@ -239,6 +242,8 @@ class Conn(QuicConnectionProtocol):
     # -- input
     def quic_event_received(self, event: qe.QuicEvent) -> None:
         now = time.time()
+        if isinstance(event, qe.HandshakeCompleted):
+            self.connected.set()
         if isinstance(event, qe.HandshakeCompleted) and self.session is not None:
             self.session.begin(now)
             self.session.start(now)
@@ -393,7 +398,7 @@ async def dial(v: Victim, *, auth: bool, identity: Identity | None = None,
     def limit() -> float:
         return min(CONNECT_TIMEOUT, max(LATE_DIAL_S, deadline - time.monotonic()))
     try:
-        await asyncio.wait_for(conn.wait_connected(), limit())
+        await asyncio.wait_for(_first(conn.connected, conn.terminated), limit())
         if auth:
             await asyncio.wait_for(_first(conn.authed, conn.terminated), limit())
     except (TimeoutError, ConnectionError):
@@ -1169,8 +1174,8 @@ async def victims_from_tracker(tracker: str, sid: StreamId, limit: int) -> list[
 
 
 def _quiet_closed_waiters(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """aioquic fails a connection's wait_connected future when the victim closes it;
-    nobody waits on it then: not worth a traceback."""
+    """aioquic fails a connection's waiters (its pings') with ConnectionError when the
+    victim closes it; nobody waits on them then: not worth a traceback."""
     if isinstance(context.get("exception"), ConnectionError):
         return
     loop.default_exception_handler(context)
@@ -1227,9 +1232,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             per = await asyncio.gather(*(fn(ctx, v, until) for v in victims), return_exceptions=True)
             res = {v.name(): (r if not isinstance(r, BaseException) else {"tool_error": repr(r)})
                    for v, r in zip(victims, per, strict=True)}
+        a0 = time.monotonic()
         after = await asyncio.gather(*(alive(v) for v in victims))
         report["modes"][mode] = {
-            "seconds": round(time.monotonic() - m0, 2), "result": res,
+            "seconds": round(time.monotonic() - m0, 2), "probe_seconds": round(time.monotonic() - a0, 2),
+            "result": res,
             # a victim that answers (even to refuse us) is alive
             "victims_alive_after": sum(1 for a in after if a != "no_answer"),
             "victims_refusing_after": {v.name(): a for v, a in zip(victims, after, strict=True)
