@@ -556,9 +556,11 @@ class _Progress:
         lat = sorted(s["streams"][0]["latency_p50_ms"] for s in stats
                      if s and s["streams"][0]["latency_p50_ms"] is not None)
         med = lat[len(lat) // 2] if lat else 0
-        off = 100 * p2p / allb if allb else 0
+        # (bytes of chunks still arriving count before the first chunk is verified: no
+        # share is shown until one is)
+        off = f"{100 * p2p / allb:.1f}%" if allb and chunks else "-"
         line = (f"[{elapsed:5.1f}/{total:.0f}s] viewers {sum(1 for s in stats if s)} "
-                f"chunks {chunks} latency p50 {med:.0f} ms offload {off:.1f}%")
+                f"chunks {chunks} latency p50 {med:.0f} ms offload {off}")
         if self.live:
             self.console.print(line + "   ", end="\r")
         elif elapsed - self._last_tick >= 10.0:

@@ -1,0 +1,31 @@
+"""The demo's progress line (oasis.demo._Progress.tick): its offload share counts only once
+a chunk is verified (the bytes of chunks still arriving came first and showed a share of
+peers' bytes beside 'chunks 0')."""
+import io
+
+from rich.console import Console
+
+from oasis.demo import _Progress
+
+
+def _stats(chunks: int, p2p: int, http: int) -> dict:
+    return {"streams": [{"chunks": chunks, "bytes": {"p2p": p2p, "http": http}, "latency_p50_ms": 300.0}]}
+
+
+def _line(stats: list) -> str:
+    p = _Progress(quiet_json=False)
+    out = io.StringIO()
+    p.console = Console(file=out, width=200)
+    p.live = False
+    p.tick(0.0, 30, stats)
+    return out.getvalue()
+
+
+def test_no_share_before_a_chunk_is_verified():
+    line = _line([_stats(0, 5000, 0), None])
+    assert "chunks 0" in line and "offload -" in line, line
+
+
+def test_the_share_of_peers_bytes_once_chunks_play():
+    line = _line([_stats(10, 750, 250), _stats(5, 0, 0)])
+    assert "viewers 2 chunks 15" in line and "offload 75.0%" in line, line
