@@ -522,6 +522,10 @@ def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return True
 
 
+#: a ``\uD800``-``\uDBFF`` escape (a UTF-16 high surrogate) not followed by a low one
+_LONE_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
 def decode_json(raw: bytes, typ: type[T]) -> T:
     """Decode ``raw`` strictly into ``typ``; raises BadJson with a short reason."""
     if not json_depth_ok(raw):
@@ -529,7 +533,11 @@ def decode_json(raw: bytes, typ: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=typ)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        raise BadJson(str(exc)[:200]) from None
+        reason = str(exc)
+        if reason == "Input data was truncated" and _LONE_HIGH_SURROGATE.search(raw):
+            # msgspec's word for a lone high surrogate (a string cut in a pair's middle)
+            reason = "JSON is malformed: a \\uD800-\\uDBFF escape without its low surrogate"
+        raise BadJson(reason[:200]) from None
 
 
 @web.middleware

@@ -448,6 +448,19 @@ async def test_invalid_utf8_in_a_body_is_a_400_not_a_500(served: tuple[Node, nap
     assert api.counters["internal_errors"] == 0
 
 
+async def test_a_lone_utf16_surrogate_is_named_not_called_truncated(served: tuple[Node, napi.Api, str]) -> None:
+    """A JSON string escape of half a surrogate pair: 400 that says so (msgspec's own word
+    for a lone high surrogate is "Input data was truncated", which sent users looking for a
+    cut body); a body that is cut is still called truncated."""
+    node, api, url = served
+    for data, want in ((b'{"name": "a\\ud83d"}', "surrogate"), (b'{"name": "\\ud83dx"}', "surrogate"),
+                       (b'{"name": "\\udc00"}', "surrogate"), (b'{"name": "ab', "truncated")):
+        status, body = await call("POST", f"{url}/streams", token=api.token, data=data)
+        assert status == 400 and error_code(body) == "bad_request", (data, body)
+        assert want in body["error"]["message"], (data, body)
+    assert api.counters["internal_errors"] == 0
+
+
 async def test_the_event_feed_without_a_websocket_upgrade_is_a_400(served: tuple[Node, napi.Api, str]) -> None:
     node, api, url = served
     status, body = await call("GET", f"{url}/events", token=api.token)
