@@ -254,9 +254,15 @@ def write_output(src: Path, out: str | None, name: str, cid: str) -> Path:
     file still is."""
     if out is not None:
         dest = Path(os.path.realpath(out))  # (through a symlink, as a plain copy went)
+        kept = f"the file is whole in this node's store: `oasis get {cid} -o PATH` (same --data-dir) writes it"
+        if dest.is_dir():  # (checked before the fetch too: a directory made there since)
+            raise ValueError(f"cannot write {out}: is a directory; {kept}")
         if dest.exists() and not dest.is_file():  # /dev/stdout, a pipe: written into
-            with open(src, "rb") as fin, open(out, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1 << 20)
+            try:
+                with open(src, "rb") as fin, open(out, "wb") as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+            except OSError as exc:
+                raise ValueError(f"cannot write {out}: {exc.strerror or type(exc).__name__}; {kept}") from None
         else:
             _copy_into_place(src, dest, cid)
         return Path(out)

@@ -232,3 +232,21 @@ def test_get_play_without_a_player_says_so_and_serves_the_url_until_ctrl_c(tmp_p
             get.kill()
             get.communicate()
         pub.stop()
+
+
+def test_an_output_that_became_a_directory_or_cannot_take_the_bytes_is_refused_with_the_way_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-o` is checked before the fetch (test above), but the path can change while the file
+    comes: a directory made there since, or a device that cannot take the bytes, gave an
+    IsADirectoryError / OSError from deep in the copy. Now one line that says where
+    the file still is; nothing is written into or beside the directory."""
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "fetched"
+    src.write_bytes(b"the video")
+    Path("out").mkdir()
+    with pytest.raises(ValueError, match=f"cannot write out: is a directory.*oasis get {CID} -o PATH"):
+        write_output(src, "out", "clip.mp4", CID)
+    assert list(Path("out").iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["fetched", "out"]
+    if Path("/dev/full").exists():  # a device (written into, as /dev/stdout is) that cannot take it
+        with pytest.raises(ValueError, match=f"cannot write /dev/full: No space left on device.*oasis get {CID}"):
+            write_output(src, "/dev/full", "clip.mp4", CID)
