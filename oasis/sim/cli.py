@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
     p.add_argument("--no-timing", action="store_true", help="omit wall-clock fields")
     p.add_argument("--progress", action="store_true",
-                   help="print progress to stderr every 10 simulated seconds "
-                        "(default when stderr is a terminal)")
+                   help="print progress to stderr every 10 simulated seconds: peers, the offload "
+                        "since the last line, events, wall, CPU, memory (default when stderr is a terminal)")
     p.add_argument("--progress-every", type=float, default=None, metavar="S",
                    help="progress every S simulated seconds instead of 10 (implies --progress; "
                         "a 100,000-peer run takes minutes of wall per simulated second)")

@@ -329,7 +329,9 @@ class OasisSim:
         self.timeline = Timeline(int(s.duration_s) + 10)
         self.direct: dict[int, float] = {}  #: viewer idx -> direct-path latency (s)
         self.stretch = array("f")
-        #: called as progress(sim_s, duration_s, events, peers) every progress_every_s
+        #: called as progress(sim_s, duration_s, events, peers, offload) every progress_every_s;
+        #: offload: the peers' share of the chunk bytes delivered since the last call (None
+        #: when none were)
         #: simulated seconds (long runs show where they are); None = silent
         self.progress: Any = None
         self.progress_every_s = 10.0
@@ -388,12 +390,18 @@ class OasisSim:
         pop = heapq.heappop
         progress = self.progress
         events = 0
+        tl = self.timeline
+        last_bin = 0
         while q and q[0][0] <= stop:
             t, _, kind, a, b = pop(q)
             if t > self.now:
                 self.now = t
                 if t >= next_report:
-                    progress(t - T0, s.duration_s, events, len(self.nodes) - 1)
+                    cur = min(int(t - T0), len(tl.total))  # whole seconds since the last report
+                    total = float(tl.total[last_bin:cur].sum())
+                    off = float(tl.p2p[last_bin:cur].sum()) / total if total > 0 else None
+                    last_bin = max(last_bin, cur)
+                    progress(t - T0, s.duration_s, events, len(self.nodes) - 1, off)
                     next_report += step
             events += 1
             if kind == EV_TIMER:
@@ -1524,9 +1532,10 @@ def stderr_progress(label: str = "oasis") -> Any:
     import sys
     t0 = time.perf_counter()
 
-    def report(sim_s: float, duration_s: float, events: int, peers: int) -> None:
+    def report(sim_s: float, duration_s: float, events: int, peers: int, offload: float | None = None) -> None:
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        print(f"[{label}] sim {sim_s:6.1f}/{duration_s:.0f} s  peers {peers:>7}  "
+        off = f"{offload:5.3f}" if offload is not None else "    -"
+        print(f"[{label}] sim {sim_s:6.1f}/{duration_s:.0f} s  peers {peers:>7}  offload {off}  "
               f"events {events:>11,}  wall {time.perf_counter() - t0:7.1f} s  "
               f"CPU {ru.ru_utime + ru.ru_stime:7.1f} s  max RSS {ru.ru_maxrss / 1024:7.0f} MiB",
               file=sys.stderr, flush=True)
