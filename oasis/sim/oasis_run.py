@@ -329,10 +329,9 @@ class OasisSim:
         self.timeline = Timeline(int(s.duration_s) + 10)
         self.direct: dict[int, float] = {}  #: viewer idx -> direct-path latency (s)
         self.stretch = array("f")
-        #: called as progress(sim_s, duration_s, events, peers, offload) every progress_every_s;
-        #: offload: the peers' share of the chunk bytes delivered since the last call (None
-        #: when none were)
-        #: simulated seconds (long runs show where they are); None = silent
+        #: called as progress(sim_s, duration_s, events, peers, offload) every progress_every_s
+        #: simulated seconds (long runs show where they are); None = silent. offload: the
+        #: peers' share of the chunk bytes delivered since the last call (None when none were)
         self.progress: Any = None
         self.progress_every_s = 10.0
         # adversaries

@@ -215,8 +215,10 @@ class Conn(QuicConnectionProtocol):
                                   rng=random.SystemRandom()) if auth else None
         self.reader = wire.FrameReader()
         self.control_open = False
-        #: the QUIC handshake is done (aioquic's wait_connected can miss a HandshakeCompleted
-        #: that comes before its waiter is made and then waits out the whole timeout)
+        #: the QUIC handshake is done. aioquic's wait_connected marks the connection connected
+        #: only if its waiter exists when HandshakeCompleted is processed; under uvloop a
+        #: datagram's callback can run before the waiting task's first step, and the wait
+        #: then ran to its timeout (5 s a dial on a loaded machine)
         self.connected = asyncio.Event()
         self.authed = asyncio.Event()
         self.terminated = asyncio.Event()
