@@ -11,7 +11,8 @@ session and on aioquic. Everything is bounded: ``--duration`` seconds in all
 ``--max-sends`` in all, at most ``--max-victims`` victims. It prints one JSON
 object: per mode, what it sent and how each victim reacted (QUIC close code and
 reason, ERROR and GOODBYE codes, STOP_SENDING, what the victim sent back), and
-whether the victim still completes an honest handshake afterwards.
+whether the victim still completes an honest handshake afterwards (and how long that
+probe took: ``probe_seconds``; a whole ``CONNECT_TIMEOUT`` means no answer).
 
 Modes:
 
