@@ -24,11 +24,12 @@ plain scripts and from threads, but not from inside a running event loop's threa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import json
 import os
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -355,6 +356,7 @@ class Client:
         self._thread = threading.Thread(target=self._loop.run_forever, name="oasis-sdk", daemon=True)
         self._thread.start()
         self._async = AsyncClient(base_url, token, **kw)
+        self._closing = False  #: close() has begun: no new call reaches the loop
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> Client:
@@ -370,6 +372,11 @@ class Client:
         return self._async.base_url
 
     def _call(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+        if self._closing:
+            if isinstance(coro, Coroutine):
+                coro.close()  # (never to run: no "was never awaited" warning)
+            raise OasisApiError(0, "closed", "this Client was closed")
+
         async def run() -> T:
             return await coro
         fut = asyncio.run_coroutine_threadsafe(run(), self._loop)
@@ -395,8 +402,17 @@ class Client:
                     yield self._call(agen.__anext__())
                 except StopAsyncIteration:
                     return
+                except (concurrent.futures.CancelledError, OasisApiError) as exc:
+                    # close() (from another thread) cancelled the wait for the next event:
+                    # the iterator ends (before: the wait for aclose() below never did, on a
+                    # loop already stopped, and the reading thread hung)
+                    if self._closing and (isinstance(exc, concurrent.futures.CancelledError)
+                                          or exc.code == "closed"):
+                        return
+                    raise
         finally:
-            self._call(agen.aclose())
+            if not self._closing:
+                self._call(agen.aclose(), CLOSE_TIMEOUT)
 
     events.__doc__ = AsyncClient.events.__doc__
 
@@ -404,11 +420,15 @@ class Client:
         """Close the HTTP session and stop the client's event loop (within
         ``CLOSE_TIMEOUT`` s: a call still running, one a Ctrl-C interrupted, is cancelled and
         awaited first)."""
+        if self._closing:
+            return
+        self._closing = True
         if self._loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(_shutdown(self._async), self._loop)
             try:
-                self._call(_shutdown(self._async), CLOSE_TIMEOUT)
-            except TimeoutError:
-                pass  # (stopped below all the same)
+                fut.result(CLOSE_TIMEOUT)
+            except (TimeoutError, concurrent.futures.CancelledError):
+                fut.cancel()  # (stopped below all the same)
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(CLOSE_TIMEOUT)

@@ -688,6 +688,47 @@ async def test_the_blocking_client_calls_the_node(served: tuple[Node, napi.Api, 
     assert info.peer_id == node.peer_id and deleted == t.Deleted(C1)
 
 
+async def test_close_from_another_thread_ends_an_event_iterator_and_later_calls_say_closed(
+        served: tuple[Node, napi.Api, str]) -> None:
+    """Found 2026-12-06 by a docs-only audit: a thread reading Client.events() while another
+    closed the client never finished (its iterator waited for aclose() on a loop close() had
+    stopped) and the program did not exit; once in six it got a bare CancelledError. Now the
+    iterator ends, and a call after close() raises OasisApiError status 0 code ``closed``."""
+    import threading
+
+    from oasis.sdk import Client
+
+    node, api, url = served
+    c = Client(url, api.token)
+    got: list[str] = []
+    ended = threading.Event()
+    failed: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for ev in c.events(["stream"]):
+                got.append(ev.kind)
+        except BaseException as exc:  # (the test asserts there is none)
+            failed.append(exc)
+        finally:
+            ended.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    for _ in range(200):  # the subscription's first event, within 10 s
+        if got:
+            break
+        await asyncio.sleep(0.05)
+    assert got == ["subscribed"]
+    await asyncio.wait_for(asyncio.to_thread(c.close), 10)
+    assert await asyncio.to_thread(ended.wait, 10), "the reading thread still waits"
+    assert not failed, failed
+    with pytest.raises(OasisApiError) as exc:
+        c.node()
+    assert (exc.value.status, exc.value.code) == (0, "closed")
+    c.close()  # a second close is nothing
+
+
 async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, napi.Api, str]) -> None:
     """docs/api.md: a link that cannot be used gets the link parser's code; a tracker that
     cannot be reached is ``bad_tracker``; one that answers without the stream, 404."""
