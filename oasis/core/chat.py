@@ -177,7 +177,7 @@ class ChatRoom:
     def silenced(self, sender: bytes, now: float) -> int:
         """MUTE or BAN if a record in force silences ``sender``, else UNMUTE (0)."""
         m = self.mods.get(sender)
-        if m is None or m.action == UNMUTE or m.until_ms <= now * 1000:
+        if m is None or m.action == UNMUTE or m.until_ms <= now * 1000 or sender == self.broadcaster:
             return UNMUTE
         return m.action
 
@@ -189,8 +189,8 @@ class ChatRoom:
         raw = text.encode("utf-8", "surrogatepass")
         if not text or len(raw) > self.config.max_text_bytes or len(text) > wire.MAX_CHAT_TEXT:
             raise ValueError(f"chat text must be 1..{self.config.max_text_bytes} UTF-8 bytes")
-        if self.silenced(sender, now):
-            raise PermissionError("you are muted in this stream's chat")
+        if (how := self.silenced(sender, now)):
+            raise PermissionError(f"you are {'banned' if how == BAN else 'muted'} in this stream's chat")
         time_ms = int(now * 1000)
         seq = max(self.seq + 1, time_ms)  # survives restarts: never reuses a seq
         sig = sign(chat_signing_bytes(self.stream, sender, seq, time_ms, text))
@@ -207,6 +207,8 @@ class ChatRoom:
         """Sign (as the broadcaster) and spread a moderation record."""
         if action not in (UNMUTE, MUTE, BAN) or len(target) != 32:
             raise ValueError("action must be mute, ban or unmute and the target a peer key")
+        if target == self.broadcaster:  # (it muted itself, and then could not post)
+            raise ValueError("the broadcaster cannot moderate itself")
         if not 0 < seconds <= self.config.max_mod_seconds:
             raise ValueError(f"seconds must be in (0, {self.config.max_mod_seconds:g}]")
         issued = max(int(now * 1000), (self.mods[target].issued_ms + 1) if target in self.mods else 0)
@@ -312,7 +314,7 @@ class ChatRoom:
         c, cfg = self.counters, self.config
         if peer is not None:
             c.mods_received += 1
-        if (rec.stream != self.stream or rec.action not in (UNMUTE, MUTE, BAN)
+        if (rec.stream != self.stream or rec.action not in (UNMUTE, MUTE, BAN) or rec.target == self.broadcaster
                 or rec.issued_ms > (now + cfg.max_skew) * 1000
                 or rec.until_ms > (now + cfg.max_mod_seconds + cfg.max_skew) * 1000):
             c.mods_bad += 1

@@ -143,6 +143,31 @@ def test_ban_stops_relays_forwarding_to_the_banned_viewer_and_unmute_lifts() -> 
     assert relay.counters.mods_stale == 1
 
 
+def test_the_broadcaster_cannot_silence_itself_and_a_record_that_would_is_dropped() -> None:
+    """Found 2026-12-06 by a docs-only audit: the API took a ban of the broadcaster's own peer
+    id (200), after which its own posts were refused ("muted", for a ban). Now moderate()
+    refuses it, a record naming the broadcaster (validly signed: an older node's) is dropped
+    as bad and not spread, and the broadcaster is never silenced; a banned viewer is told
+    "banned", not "muted"."""
+    b = room()
+    with pytest.raises(ValueError, match="cannot moderate itself"):
+        b.moderate(B.sign, B.public, chat.BAN, 60, T0, [N1])
+    assert b.actions() == [] and b.mods == {}
+    rec = room().moderate(B.sign, A.public, chat.BAN, 60, T0, [])  # a real ban, re-aimed below
+    until, issued = rec.until_ms, rec.issued_ms
+    self_ban = wire.ChatMod(stream=SK, target=B.public, action=chat.BAN, until_ms=until, issued_ms=issued,
+                            signature=B.sign(chat.mod_signing_bytes(SK, B.public, chat.BAN, until, issued)))
+    relay = room()
+    relay.on_message(N1, self_ban, T0, [N2, N3])
+    assert relay.actions() == [] and relay.counters.mods_bad == 1 and relay.mods == {}
+    relay.on_message(N1, msg(B, 1), T0, [N2])
+    assert len(delivered(relay)) == 1 and relay.silenced(B.public, T0) == chat.UNMUTE
+    relay.on_message(N1, rec, T0, [])
+    relay.actions()
+    with pytest.raises(PermissionError, match="you are banned"):
+        relay.post(A.public, A.sign, "let me talk", T0 + 1, [])
+
+
 def test_tables_stay_bounded() -> None:
     r = room(max_senders=8, max_mods=4, link_burst=1000.0)
     for i in range(20):  # (each newer than the last: one no newer than an evicted sender's is refused)

@@ -908,6 +908,12 @@ async def test_chat_history_and_events_with_the_real_messaging_service(served: t
         assert await c.chat_history(str(sid), after=first.seq) == []
         status, body = await call("GET", f"{url}/chat/{sid}?limit=1", token=api.token)
         assert status == 200 and [m["text"] for m in body] == ["two"]
+        # the broadcaster cannot ban itself (it was taken, 200, and then its own posts were
+        # refused): 400, and it still posts
+        with pytest.raises(OasisApiError) as exc:
+            await c.chat_moderate(str(sid), node.peer_id, "ban")
+        assert (exc.value.status, exc.value.code) == (400, "bad_request") and "itself" in str(exc.value)
+        assert (await c.chat_send(str(sid), "three")).text == "three"
 
 
 def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
