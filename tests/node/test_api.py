@@ -701,13 +701,14 @@ async def test_close_from_another_thread_ends_an_event_iterator_and_later_calls_
     node, api, url = served
     c = Client(url, api.token)
     got: list[str] = []
-    ended = threading.Event()
+    first, ended = threading.Event(), threading.Event()
     failed: list[BaseException] = []
 
     def read() -> None:
         try:
             for ev in c.events(["stream"]):
                 got.append(ev.kind)
+                first.set()
         except BaseException as exc:  # (the test asserts there is none)
             failed.append(exc)
         finally:
@@ -715,10 +716,7 @@ async def test_close_from_another_thread_ends_an_event_iterator_and_later_calls_
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    for _ in range(200):  # the subscription's first event, within 10 s
-        if got:
-            break
-        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(first.wait, 10), "no subscription event"
     assert got == ["subscribed"]
     await asyncio.wait_for(asyncio.to_thread(c.close), 10)
     assert await asyncio.to_thread(ended.wait, 10), "the reading thread still waits"
