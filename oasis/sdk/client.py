@@ -313,6 +313,11 @@ class AsyncClient:
         """
         if isinstance(kinds, str):  # "stream" is one prefix, not six letters
             kinds = [kinds]
+        for k in kinds or ():
+            # the query joins the prefixes with commas: an empty one (which the node would
+            # drop, leaving every kind) or one with a comma (two prefixes) is not what was asked
+            if not isinstance(k, str) or not k or "," in k:
+                raise OasisApiError(400, "bad_query", f"kind prefix {k!r}: lower-case words joined by a dot")
         params = {"kinds": ",".join(kinds)} if kinds else {}
         failures = 0
         while True:

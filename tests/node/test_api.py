@@ -727,6 +727,21 @@ async def test_close_from_another_thread_ends_an_event_iterator_and_later_calls_
     c.close()  # a second close is nothing
 
 
+async def test_the_sdk_refuses_an_empty_kind_or_one_with_a_comma(served: tuple[Node, napi.Api, str]) -> None:
+    """docs/api.md: a kind prefix that is not lower-case words joined by a dot is 400
+    ``bad_query``. The SDK joins the list with commas, so ``[""]`` subscribed to every kind
+    (the node drops empty prefixes) and ``["chat,dm"]`` to two (found by a docs-only audit)."""
+    node, api, url = served
+    async with AsyncClient(url, api.token) as c:
+        for kinds in ([""], ["chat,dm"], ["stream", ""]):
+            with pytest.raises(OasisApiError) as exc:
+                await c.events(kinds, reconnect=False).__anext__()
+            assert (exc.value.status, exc.value.code) == (400, "bad_query"), kinds
+        feed = c.events(["stream."], reconnect=False)  # a prefix that ends in a dot is one
+        assert (await asyncio.wait_for(feed.__anext__(), 5)).data["kinds"] == ["stream."]
+        await feed.aclose()
+
+
 async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, napi.Api, str]) -> None:
     """docs/api.md: a link that cannot be used gets the link parser's code; a tracker that
     cannot be reached is ``bad_tracker``; one that answers without the stream, 404."""
