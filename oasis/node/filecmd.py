@@ -254,7 +254,7 @@ def write_output(src: Path, out: str | None, name: str, cid: str) -> Path:
     file still is."""
     if out is not None:
         dest = Path(os.path.realpath(out))  # (through a symlink, as a plain copy went)
-        kept = f"the file is whole in this node's store: `oasis get {cid} -o PATH` (same --data-dir) writes it"
+        kept = _still_stored(cid)
         if dest.is_dir():  # (checked before the fetch too: a directory made there since)
             raise ValueError(f"cannot write {out}: is a directory; {kept}")
         if dest.exists() and not dest.is_file():  # /dev/stdout, a pipe: written into
@@ -290,8 +290,12 @@ def _copy_into_place(src: Path, dest: Path, cid: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         why = exc.strerror or type(exc).__name__
-        raise ValueError(f"cannot write {dest}: {why}; the file is whole in this node's store: "
-                         f"`oasis get {cid} -o PATH` (same --data-dir) writes it elsewhere") from None
+        raise ValueError(f"cannot write {dest}: {why}; {_still_stored(cid)}") from None
+
+
+def _still_stored(cid: str) -> str:
+    """Where a fetched file is when it could not be written out, and how to get it."""
+    return f"the file is whole in this node's store: `oasis get {cid} -o PATH` (same --data-dir) writes it elsewhere"
 
 
 class FetchFailed(RuntimeError):
