@@ -178,6 +178,9 @@ class RepairPicker:
         self.started_at = -INF
         self.wants: dict[int, Want] = {}
         self.skipped_upto = -1  #: highest seq given up
+        #: the seq of the broadcaster's end marker we hold, no chunk above it (-1: none):
+        #: nothing above it is wanted, so nothing above it is skipped (:meth:`end_at`)
+        self.end_seq = -1
         self.max_wanted = -1  #: highest sequence number ever wanted
         #: lower bound of every want's next timer (request, origin, deadline)
         self.wants_t = INF
@@ -207,10 +210,28 @@ class RepairPicker:
             t = self.unmade_at
         if self.log.anchor_seq >= 0:
             nxt = max(self.log.latest, self.skipped_upto, self.max_wanted) + 1
-            nt = self.log.time_of(nxt) + self.delay.min_repair
-            if nt < t:
-                t = nt
+            if self.end_seq < 0 or nxt <= self.end_seq:  # (after the end: none is coming)
+                nt = self.log.time_of(nxt) + self.delay.min_repair
+                if nt < t:
+                    t = nt
         return t
+
+    def end_at(self, seq: int) -> None:
+        """The broadcaster's end marker ``seq`` is held and nothing above it: the wants
+        above it are dropped, not skipped (those chunks will not be made), and no stall
+        probe asks the origin for the next seq. A verified chunk above it undoes this (a
+        restarted broadcaster numbers on from its clock: :meth:`resumed`)."""
+        self.end_seq = seq
+        for s in [s for s in self.wants if s > seq]:
+            del self.wants[s]
+            self.counters.wants_ended += 1
+        self.stall_latest, self.probe_seq, self.stall_skip_low = -1, -1, -1
+        self.unmade_backoff = UNMADE_BACKOFF
+
+    def resumed(self) -> None:
+        """A verified chunk above the end marker: the stream runs again (its gaps are
+        wanted as any new chunk's are; :meth:`next_timer` looks past the end again)."""
+        self.end_seq = -1
 
     def on_missing(self, st: PeerState, seq: int, refused: bool, now: float) -> None:
         """``st`` answered MISSING: ask the next peer at once. A *refused* request
@@ -402,8 +423,8 @@ class RepairPicker:
         return d
 
     def want(self, seq: int, now: float, backfill: bool = False) -> None:
-        if seq > U64_MAX:
-            return  # cannot exist (and could not be asked for on the wire)
+        if seq > U64_MAX or 0 <= self.end_seq < seq:
+            return  # cannot exist (and could not be asked for on the wire), or after the end
         t = self.log.time_of(seq)
         deadline = self.deadline_of(seq)
         grace = self.config.start_grace
@@ -487,6 +508,8 @@ class RepairPicker:
         if not started or self.log.anchor_seq < 0:
             return
         expected = self.log.expected_latest(now)
+        if self.end_seq >= 0 and expected > self.end_seq:
+            expected = self.end_seq  # (held: nothing after it is made)
         if self.stall_latest >= 0:
             if self.log.latest > self.stall_latest:
                 self.stall_over(now)

@@ -11,6 +11,11 @@ broadcaster over a fixed, domain-separated layout::
 
 The 8-byte stream key is itself a hash of the broadcaster key and the name, so
 the signature binds the chunk to exactly one stream. ``verify_chunk`` is pure.
+
+The broadcaster ends a stream with an *end marker* (:func:`sign_end`): a chunk with
+``FLAG_END``, an empty payload, at the seq after the last one, signed like any chunk and
+carried like one (pushed, pulled, served by the origin). A viewer that holds it wants no
+later seq (so counts none as skipped) and tells its user that the stream ended.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from .wire import ChunkMsg
 
 CHUNK_TAG = b"oasis/chunk/v1\x00"
 FLAG_KEYFRAME = 0x01
+#: the end marker: no chunk follows (empty payload; never with FLAG_KEYFRAME)
+FLAG_END = 0x02
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HDR = struct.Struct(">QQB")
 
@@ -85,9 +92,19 @@ def sign_chunk(identity: Identity, sid: StreamId, seq: int, time_us: int,
     return ChunkMsg(stream=skey, seq=seq, time_us=time_us, flags=flags, signature=sig, payload=payload)
 
 
+def sign_end(identity: Identity, sid: StreamId, seq: int, time_us: int) -> ChunkMsg:
+    """Make the signed end marker of ``sid`` at ``seq`` (the seq after the last chunk)."""
+    skey = sid.key
+    sig = identity.sign(chunk_signing_bytes(skey, seq, time_us, FLAG_END, hashlib.sha256(b"").digest()))
+    return ChunkMsg(stream=skey, seq=seq, time_us=time_us, flags=FLAG_END, signature=sig, payload=b"")
+
+
 def verify_chunk(sid: StreamId, chunk: ChunkMsg) -> bool:
-    """True when ``chunk`` belongs to ``sid`` and carries its broadcaster's valid signature."""
-    if chunk.stream != sid.key or chunk.flags & ~FLAG_KEYFRAME:
+    """True when ``chunk`` belongs to ``sid`` and carries its broadcaster's valid signature
+    (flags: a keyframe bit, or the end bit with an empty payload; nothing else)."""
+    flags = chunk.flags
+    if chunk.stream != sid.key or (flags != 0 and flags != FLAG_KEYFRAME
+                                   and (flags != FLAG_END or chunk.payload)):
         return False
     data = chunk_signing_bytes(chunk.stream, chunk.seq, chunk.time_us, chunk.flags,
                                hashlib.sha256(chunk.payload).digest())
@@ -96,3 +113,8 @@ def verify_chunk(sid: StreamId, chunk: ChunkMsg) -> bool:
 
 def is_keyframe(chunk: ChunkMsg) -> bool:
     return bool(chunk.flags & FLAG_KEYFRAME)
+
+
+def is_end(chunk: ChunkMsg) -> bool:
+    """The stream's end marker (verified chunks only: :func:`verify_chunk` checks its form)."""
+    return bool(chunk.flags & FLAG_END)

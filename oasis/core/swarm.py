@@ -75,7 +75,7 @@ from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
 from .repair import RepairPicker
 from .serve import PullServer
-from .stream import StreamId, is_keyframe, verify_chunk
+from .stream import StreamId, is_end, is_keyframe, verify_chunk
 from .swarmdefs import (
     DEFAULT_CHUNK_MS,
     INF,
@@ -111,6 +111,9 @@ __all__ = [
 ]
 
 STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
+#: an end marker older than this (its signed time, s) ends nothing: an earlier run's, replayed
+#: to a newcomer of the restarted stream before its first chunk (it is relayed all the same)
+END_MAX_AGE = 30.0
 #: accounts of departed peers kept for their return (``Swarm.remove_peer``), oldest forgotten
 DEPARTED_MAX = 1024
 
@@ -513,6 +516,15 @@ class Swarm:
                 else:
                     self.counters.early_unrecorded += 1  # in the log, not told at the start
         repair = self.repair
+        if is_end(chunk):
+            # (not the newest seq held, or long past: an earlier run's, replayed after a restart)
+            if seq == self.log.latest and now - chunk.time_us / 1e6 <= END_MAX_AGE:
+                repair.end_at(seq)
+                self.counters.ends += 1
+            else:
+                self.counters.ends_ignored += 1
+        elif 0 <= repair.end_seq < seq:
+            repair.resumed()  # a restarted broadcaster numbers on past its end marker
         if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
             repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)
@@ -595,6 +607,12 @@ class Swarm:
                 pushed.add(st.key)
                 self.counters.pushes_relay_first += 1
         return pushed
+
+    @property
+    def end_seq(self) -> int:
+        """The seq of the broadcaster's end marker when the stream has ended (we hold it
+        and no chunk after it), else -1."""
+        return self.repair.end_seq
 
     def stream_rate(self) -> float:
         """The stream's rate in bytes/s: measured once known, never below nominal."""

@@ -682,6 +682,13 @@ class SwarmCounters:
     #: wants past their (extrapolated) deadline not given up because nothing at or after
     #: them was held or claimed: the chunk may not be made yet (a slow broadcaster)
     wants_deferred: int = 0
+    #: wants above the broadcaster's end marker, dropped when it came (never made)
+    wants_ended: int = 0
+    #: end markers taken (a stream ended; again after each restart that ended)
+    ends: int = 0
+    #: end markers held but taken as no end: not the newest seq held, or older than
+    #: END_MAX_AGE (an earlier run's, replayed)
+    ends_ignored: int = 0
     #: wants made due earlier by a newer chunk's signed time (``want_bound``)
     wants_moved_up: int = 0
     #: MISSING answers with ``refused``: the peer refused our REQUEST (we back off)

@@ -1,0 +1,211 @@
+"""The broadcaster's end marker (docs/oftp.md §7, §9.5): a signed chunk with FLAG_END and
+no payload, after the last chunk. Viewers that hold it want nothing after it, so they
+skip nothing after it (before, a stopped broadcaster's viewers gave up chunk after chunk
+that was never made: continuity 1.0 -> 0.42 in 8 s); a chunk after it (a restarted
+broadcaster) undoes it; an old one replayed by a relay does not end a running stream, and
+one not signed by the broadcaster is a bad chunk."""
+
+from __future__ import annotations
+
+import hashlib
+
+from swarmnet import SwarmNet
+
+from oasis.core import swarm as sw
+from oasis.core import wire
+from oasis.core.identity import Identity
+from oasis.core.stream import (
+    FLAG_END,
+    FLAG_KEYFRAME,
+    StreamId,
+    chunk_signing_bytes,
+    is_end,
+    sign_chunk,
+    sign_end,
+    verify_chunk,
+)
+from oasis.core.wire import ChunkMsg
+
+INTERVAL = 0.1
+
+
+def _signed(ident: Identity, sid: StreamId, seq: int, flags: int, payload: bytes) -> ChunkMsg:
+    sig = ident.sign(chunk_signing_bytes(sid.key, seq, 5_000_000, flags, hashlib.sha256(payload).digest()))
+    return ChunkMsg(stream=sid.key, seq=seq, time_us=5_000_000, flags=flags, signature=sig, payload=payload)
+
+
+def test_only_a_bare_signed_end_marker_verifies() -> None:
+    b = Identity.generate()
+    sid = StreamId(b.public, "live")
+    end = sign_end(b, sid, 7, 5_000_000)
+    assert verify_chunk(sid, end) and is_end(end) and end.payload == b""
+    # the broadcaster's own signature, but not the marker's form: refused
+    assert not verify_chunk(sid, _signed(b, sid, 7, FLAG_END, b"\x47" * 188))  # with media
+    assert not verify_chunk(sid, _signed(b, sid, 7, FLAG_END | FLAG_KEYFRAME, b""))
+    assert not verify_chunk(sid, _signed(b, sid, 7, 0x04, b""))  # an unknown bit
+    assert verify_chunk(sid, _signed(b, sid, 7, FLAG_KEYFRAME, b"x"))
+    # anyone else's end marker, or the broadcaster's moved to another seq: refused
+    assert not verify_chunk(sid, sign_end(Identity.generate(), sid, 7, 5_000_000))
+    moved = ChunkMsg(stream=end.stream, seq=3, time_us=end.time_us, flags=end.flags,
+                     signature=end.signature, payload=b"")
+    assert not verify_chunk(sid, moved)
+
+
+class EndNet(SwarmNet):
+    def tick(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.run_until(self.now + INTERVAL)
+            self.produce(self.next_seq % 10 == 0)
+
+    def end(self) -> int:
+        """The broadcaster ends the stream: its end marker at the next seq."""
+        seq = self.next_seq
+        self.next_seq += 1
+        chunk = sign_end(self.bid, self.sid, seq, int(self.now * 1e6))
+        if self.use_origin:
+            self.origin_log[seq] = chunk
+        self.source.publish(chunk, self.now)
+        self._pump(self.bid.public)
+        return seq
+
+
+def _net(n: int = 8, seed: int = 41) -> EndNet:
+    net = EndNet(n, seed=seed, config=sw.SwarmConfig(chunk_ms=100, upload_kbps=6000),
+                 source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000))
+    net.produce(True)
+    net.tick(10)
+    keys = [net.bid.public]
+    for i, v in enumerate(net.viewers):
+        net.join(v, keys[-3:] if i % 2 else keys[:3])
+        keys.append(v)
+        net.tick(2)
+    net.tick(20)
+    return net
+
+
+def _run_quiet(net: EndNet, seconds: float) -> None:
+    """Run ``seconds`` with nothing produced."""
+    for _ in range(round(seconds / INTERVAL)):
+        net.run_until(net.now + INTERVAL)
+
+
+def _asks(net: EndNet, above: int) -> dict[str, int]:
+    """From now on: REQUESTs and origin fetches of seqs above ``above``, by kind (a hook on
+    the harness's action drain)."""
+    asks = {"request": 0, "origin": 0}
+    drain = net.actions_from
+
+    def record(key: bytes, node: sw.Swarm) -> list:
+        acts = drain(key, node)
+        for a in acts:
+            if isinstance(a, sw.Send) and isinstance(a.message, wire.Request) and a.message.seq > above:
+                asks["request"] += 1
+            elif isinstance(a, sw.FetchOrigin) and a.seq > above:
+                asks["origin"] += 1
+        return acts
+
+    net.actions_from = record  # type: ignore[method-assign]
+    return asks
+
+
+def test_viewers_skip_nothing_after_the_end_and_ask_for_nothing() -> None:
+    net = _net()
+    end = net.end()
+    asks = _asks(net, end)
+    _run_quiet(net, 8.0)
+    for v in net.viewers:
+        node = net.nodes[v]
+        assert node.end_seq == end, v.hex()[:6]
+        assert not [s for s in net.skipped[v] if s >= end], (v.hex()[:6], net.skipped[v][-5:])
+        got = net.delivered[v]
+        assert all(s in got for s in range(node.start_seq or 0, end)), "the chunks before it all came"
+        assert not node.repair.wants and node.repair.stall_latest < 0
+        assert node.counters.ends == 1
+        # no repair timer is left (one in the past would wake the node over and over)
+        assert node.repair.next_timer(float("inf")) == float("inf")
+        timer = node.get_timer()
+        assert timer is not None and timer > net.now
+    assert asks == {"request": 0, "origin": 0}  # neither the peers nor the origin asked
+
+
+def test_without_the_marker_the_same_stop_is_skipped_chunk_after_chunk() -> None:
+    """The old behaviour, kept for a broadcaster that dies without a word (a crash, a lost
+    network): the viewers' clocks expect chunks that never come; they ask their peers and
+    the origin for them and give them up. This is what the marker is for: the test above
+    differs only by the net.end() call."""
+    net = _net()
+    last = net.next_seq - 1
+    asks = _asks(net, last)
+    _run_quiet(net, 8.0)
+    assert all(net.nodes[v].end_seq == -1 for v in net.viewers)
+    assert sum(len([s for s in net.skipped[v] if s > last]) for v in net.viewers) > 0
+    assert asks["request"] > 0 and asks["origin"] > 0
+
+
+def test_a_chunk_after_the_end_runs_the_stream_again() -> None:
+    net = _net(6, seed=43)
+    end = net.end()
+    _run_quiet(net, 2.0)
+    net.next_seq = end + 25  # a restart numbers on from the stream's clock (a gap)
+    net.tick(40)
+    for v in net.viewers:
+        node = net.nodes[v]
+        assert node.end_seq == -1
+        got = net.delivered[v]
+        assert all(s in got for s in range(end + 30, net.next_seq - 5)), v.hex()[:6]
+
+
+def test_an_old_end_marker_replayed_does_not_end_a_running_stream() -> None:
+    """A relay that kept the marker of an earlier run sends it to a viewer that joined the
+    restarted stream (it lacks that seq): verified, held, but not the newest: no end."""
+    net = _net(4, seed=47)
+    end = net.end()
+    old = net.source.log.get(end)
+    assert old is not None and is_end(old)
+    _run_quiet(net, 1.0)
+    net.next_seq = end + 10
+    net.tick(20)
+    late = Identity.generate().public
+    net.viewers.append(late)
+    net.join(late, [net.viewers[0]])
+    net.tick(20)
+    node = net.nodes[late]
+    assert node.start_seq is not None and node.start_seq > end
+    node.on_chunk(net.viewers[0], old, net.now)  # (a neighbour's replay)
+    assert node.end_seq == -1 and node.counters.ends == 0 and node.counters.ends_ignored == 1
+    net.tick(10)
+    assert not [s for s in net.skipped[late] if s > node.start_seq]
+
+
+def test_a_stale_end_marker_does_not_end_a_newcomers_stream() -> None:
+    """The same replay to a newcomer before its first chunk (its log empty, so the marker
+    would be the newest seq it holds): older than END_MAX_AGE, it ends nothing."""
+    net = _net(2, seed=59)
+    end = net.end()
+    old = net.source.log.get(end)
+    assert old is not None
+    _run_quiet(net, sw.END_MAX_AGE + 1)
+    fresh = sw.Swarm(net.sid, Identity.generate().public, net.config, now=net.now)
+    fresh.add_peer(net.viewers[0], net.now)
+    fresh.on_chunk(net.viewers[0], old, net.now)
+    assert fresh.log.latest == end and fresh.end_seq == -1 and fresh.counters.ends_ignored == 1
+    young = sw.Swarm(net.sid, Identity.generate().public, net.config, now=old.time_us / 1e6 + 1)
+    young.add_peer(net.viewers[0], old.time_us / 1e6 + 1)
+    young.on_chunk(net.viewers[0], old, old.time_us / 1e6 + 1)  # (while it was fresh: taken)
+    assert young.end_seq == end
+
+
+def test_an_end_marker_not_signed_by_the_broadcaster_is_a_bad_chunk() -> None:
+    net = _net(3, seed=53)
+    v, forger = net.viewers[0], net.viewers[1]
+    node = net.nodes[v]
+    before = node.counters.bad_chunks
+    forged = sign_end(Identity.generate(), net.sid, net.next_seq, int(net.now * 1e6))
+    node.on_chunk(forger, forged, net.now)
+    assert node.counters.bad_chunks == before + 1 and node.end_seq == -1
+    # nor can a relay turn a real chunk into an end marker
+    real = sign_chunk(net.bid, net.sid, net.next_seq, int(net.now * 1e6), False, b"x" * 100)
+    stripped = ChunkMsg(stream=real.stream, seq=real.seq, time_us=real.time_us, flags=FLAG_END,
+                        signature=real.signature, payload=b"")
+    node.on_chunk(forger, stripped, net.now)
+    assert node.counters.bad_chunks == before + 2 and node.end_seq == -1
