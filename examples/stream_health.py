@@ -7,8 +7,9 @@ interval, continuity (delivered / (delivered + skipped)), latency p50 and offloa
 share of bytes that came from peers rather than the origin). It exits 1 as soon as the
 stream is unhealthy -- continuity below ``--min-continuity``, no new chunk for
 ``--max-stall`` seconds, or the stream gone from the node -- and 0 after ``--duration``
-seconds of good health (0: watch forever); Ctrl-C ends it quietly (130). Uses the blocking
-:class:`oasis.sdk.Client`.
+seconds of good health (0: watch forever) or when the broadcaster ended the stream (its
+signed end marker came: the last line says ``"ended": true``); Ctrl-C ends it quietly
+(130). Uses the blocking :class:`oasis.sdk.Client`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def watch(argv: list[str] | None = None) -> int:
             report = {"stream_id": sid, "chunks": got, "skipped": lost, "continuity": continuity,
                       "latency_p50_ms": s.latency_p50_ms, "offload": s.offload,
                       "neighbours": s.neighbours, "latest": s.latest}
+            if s.end is not None and s.latest == s.end:  # its end marker: not a fault
+                report |= {"healthy": True, "ended": True,
+                           "reason": f"the broadcaster ended the stream after chunk {s.end - 1}"}
+                print(json.dumps(report), flush=True)
+                return 0
             reason = None
             if continuity is not None and continuity < args.min_continuity:
                 reason = f"continuity {continuity:.3f} below {args.min_continuity}"

@@ -666,6 +666,10 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                     wrote = time.monotonic()
                     seq += 1
                     continue
+                if pl.end is not None and seq >= pl.end:  # the broadcaster ended the stream
+                    http_counters["live_ended"] = http_counters.get("live_ended", 0) + 1
+                    await resp.write_eof()
+                    return resp
                 if time.monotonic() - wrote > LIVE_STALL_END:
                     http_counters["live_stalled_ended"] = http_counters.get("live_stalled_ended", 0) + 1
                     await resp.write_eof()
@@ -1084,6 +1088,8 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         "start_source": ls.start_source,
         # our clock minus the broadcaster's, s (the stream runs on the latter; clocksync)
         "clock_offset": round(ls.clock_offset, 4),
+        # the broadcaster's end marker's seq once it ended the stream (None: it runs)
+        "end": sw.end_seq if sw.end_seq >= 0 else None,
     }
 
 

@@ -41,7 +41,7 @@ from oasis.core import wire
 from oasis.core.identity import Identity, key_of_peer_id, peer_id_of
 from oasis.core.metrics import ViewerRecord
 from oasis.core.nat import NatKind
-from oasis.core.stream import StreamId, is_keyframe
+from oasis.core.stream import StreamId, is_end, is_keyframe
 from oasis.core.wire import ErrorCode
 
 from .dhtnode import DhtDriver
@@ -80,6 +80,8 @@ class Playout:
     chunks: dict[int, bytes] = field(default_factory=dict)
     skipped: set[int] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the seq of the broadcaster's end marker: no chunk at or after it (None: running)
+    end: int | None = None
     keep: int = 600
     #: the seqs in ``chunks``, a min-heap (``chunks`` is changed only by :meth:`add`)
     _seqs: list[int] = field(default_factory=list, repr=False)
@@ -106,6 +108,11 @@ class Playout:
         self.skipped.add(seq)
         if len(self.skipped) > self.keep:
             self.skipped = set(sorted(self.skipped)[-self.keep:])
+        self._notify()
+
+    def set_end(self, seq: int | None) -> None:
+        """The stream ended at ``seq`` (its end marker), or runs again (None)."""
+        self.end = seq
         self._notify()
 
     def _notify(self) -> None:
@@ -155,6 +162,8 @@ class LiveStream:
         #: passed then and that we did not hold: lost to the late start)
         self.start_trace: dict[str, float] = {}
         self.start_source = ""  #: where the start keyframe came from (p2p, broadcaster, origin)
+        #: the end marker's seq last told (stream.ended; -1: none, or the stream resumed)
+        self.end_told = -1
 
     def now(self) -> float:
         """Broadcaster time: our clock minus :attr:`clock_offset` (what the swarm core is given)."""
@@ -189,10 +198,29 @@ class LiveStream:
             elif isinstance(a, sw.DropPeer):
                 policy.on_drop_peer(a.peer, a.code, a.reason, node.clock())
                 node._run_policy()
+        if self.swarm.end_seq != self.end_told:
+            self._end_changed(self.swarm.end_seq)
         self._arm()
+
+    def _end_changed(self, seq: int) -> None:
+        """The broadcaster's end marker ``seq`` came (-1: a chunk after it: it runs again):
+        the player's response ends there; a viewer's API says ``stream.ended`` (a source's
+        says it from :mod:`oasis.node.streaming`, which ended it)."""
+        self.end_told = seq
+        self.playout.set_end(seq if seq >= 0 else None)
+        if self.is_source:
+            return
+        if seq >= 0:
+            self.node.events.publish("stream.ended", {
+                "stream_id": self.text_id, "reason": "the broadcaster ended the stream", "seq": seq})
+        else:
+            self.node.events.publish("stream.resumed", {"stream_id": self.text_id,
+                                                        "latest": self.swarm.log.latest})
 
     def _deliver(self, a: sw.Deliver) -> None:
         c = a.chunk
+        if is_end(c):
+            return  # the end marker: no media (the swarm core holds it: pump tells of it)
         policy = self.node.policy
         if self.sid.key in policy.starting:
             policy.set_starting(self.sid.key, False)  # playing: our JOINs ask no more

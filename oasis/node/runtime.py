@@ -496,12 +496,19 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                 "nothing was broadcast; stopping")
 
     async def main(stop: asyncio.Event) -> None:
+        from .streaming import end_stream, linger, seq_file
+
         tasks = [asyncio.create_task(ingest()), announcer]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for t in [*tasks, stopper]:
             t.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        # The end marker (the source's end already made it): its viewers learn that the
+        # stream ended, rather than skipping chunk after chunk that never comes
+        end_stream(ident, ls, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
+        if ls.swarm.end_seq >= 0:
+            await linger([ls])
         for t in done:
             if t is not stopper and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
@@ -638,6 +645,13 @@ async def watch_health(node: Node, sid: StreamId, *, check_every: float = 1.0) -
             continue
         now = loop.time()
         latest = ls.swarm.log.latest
+        end = ls.swarm.end_seq
+        if end >= 0:
+            if not stalled or last != latest:
+                say(f"oasis watch: the broadcaster ended the stream (its last chunk: {end - 1}). "
+                    "Waiting in case it starts again (Ctrl-C to stop).")
+            stalled, last, last_at = True, latest, now
+            continue
         if latest != last:
             if stalled and latest >= 0:  # (a rejoin starts from nothing: -1 is no chunk)
                 say(f"oasis watch: the stream flows again (chunk {latest})")

@@ -36,7 +36,7 @@ import msgspec
 from oasis.core import peer as pp
 from oasis.core.descriptor import Descriptor, DescriptorError, verified_descriptor_json
 from oasis.core.identity import Identity
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import StreamId, sign_chunk, sign_end
 from oasis.core.streamlink import SCHEME as LINK_SCHEME
 from oasis.core.streamlink import is_link
 from oasis.core.streamlink import parse as parse_link
@@ -145,9 +145,43 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
         publish(chunker.feed(data, now), now)
     now = time.time()
     publish(chunker.flush(now), now)
-    if clock_file is not None and first_at is not None:  # a restart goes on after the last
+    if end_stream(identity, ls, chunk_ms, clock_file=clock_file) is None \
+            and clock_file is not None and first_at is not None:  # a restart goes on after the last
         _save_seq(clock_file, seq - 1, first_at + done.seconds, chunk_ms)
     return done
+
+
+#: s a broadcaster that ended a stream waits at most for its end marker to leave (``linger``)
+END_LINGER = 1.0
+
+
+def end_stream(identity: Identity, ls: LiveStream, chunk_ms: int, *,
+               clock_file: Path | None = None) -> int | None:
+    """Publish the end marker of the source stream ``ls`` (docs/oftp.md §7): the seq after
+    its latest chunk, at that seq's time on the stream's clock. Returns its seq; None when
+    the stream has no chunk yet or already ended. ``clock_file``: the sequence clock is saved
+    at it, so a restart numbers on past it."""
+    log_ = ls.swarm.log
+    if log_.latest < 0 or ls.swarm.end_seq >= 0 or log_.get(log_.latest) is None:
+        return None
+    seq = log_.latest + 1
+    at = log_.time_of(log_.latest) + chunk_ms / 1000
+    ls.swarm.publish(sign_end(identity, ls.sid, seq, int(at * 1e6)), ls.now())
+    ls.pump()
+    if clock_file is not None:
+        _save_seq(clock_file, seq, at, chunk_ms)
+    return seq
+
+
+async def linger(streams: list[LiveStream], timeout: float = END_LINGER) -> None:
+    """Give ended streams' end markers up to ``timeout`` s to leave: until their upload
+    queues are empty, then a quarter of a second for the links to send them (a node that
+    closes at once drops what its links have not sent)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    while any(len(ls.swarm.upload) for ls in streams) and loop.time() < until:
+        await asyncio.sleep(0.02)  # (a bounded poll of a queue the swarm core drains)
+    await asyncio.sleep(max(0.0, min(0.25, until - loop.time())))
 
 
 @dataclasses.dataclass
@@ -328,6 +362,8 @@ class Streaming:
         for t in m.tasks:
             t.cancel()
         await asyncio.gather(*m.tasks, return_exceptions=True)
+        if m.ls.is_source and end_stream(self.node.identity, m.ls, m.ls.config.chunk_ms) is not None:
+            await linger([m.ls])  # its viewers learn that it ended, not that it stalled
         self.descriptors.pop(text, None)
         self.links.pop(text, None)
         self._progress.pop(text, None)
@@ -342,6 +378,10 @@ class Streaming:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        ended = [m.ls for m in self.managed.values() if m.ls.is_source
+                 and end_stream(self.node.identity, m.ls, m.ls.config.chunk_ms) is not None]
+        if ended:
+            await linger(ended)
         self.managed.clear()
 
     # ---- health -------------------------------------------------------------------
@@ -355,8 +395,8 @@ class Streaming:
         seen = set()
         for ls in list(self.node.streams.values()):
             text = ls.text_id
-            if text in self.ended:  # it said stream.ended: no chunk will come, nothing to report
-                continue
+            if text in self.ended or ls.swarm.end_seq >= 0:
+                continue  # it said stream.ended: no chunk will come, nothing to report
             seen.add(text)
             latest = ls.swarm.log.latest
             last, since, stalled = self._progress.get(text, (latest, now, False))

@@ -122,6 +122,9 @@ class StreamInfo(msgspec.Struct):
     start_source: str = ""  #: where a viewer's start keyframe came from (p2p, broadcaster, origin)
     #: a viewer's clock minus its broadcaster's, s (its stream runs on the broadcaster's)
     clock_offset: float = 0.0
+    #: the seq of the broadcaster's end marker once the stream ended (no chunk at or after
+    #: it will come); None while it runs
+    end: int | None = None
 
 
 class PublishResult(msgspec.Struct):

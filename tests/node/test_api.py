@@ -848,6 +848,32 @@ async def test_publish_refuses_a_source_it_cannot_open(
         taken.close()
 
 
+async def test_a_stream_stopped_through_the_api_ends_with_its_end_marker(
+        publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
+    """A published stream stopped through the API publishes the signed end marker after its
+    last chunk (what its viewers take as the end, not as a stall: docs/oftp.md §7) before it
+    goes, and its sequence clock is saved past it (a restart numbers on)."""
+    from procs import until
+
+    from oasis.core.stream import is_end, verify_chunk
+    from oasis.node.streaming import first_seq, seq_file
+
+    node, api, url, streaming = publishing
+    async with AsyncClient(url, api.token) as c:
+        live = await c.publish("live", "test")
+        ls = node.streams[StreamId.parse(live.stream_id).key]
+        await until(lambda: ls.swarm.log.latest >= 2, 30, what="the test source's chunks")
+        [info] = await c.streams()
+        assert info.end is None
+        await c.stop(live.stream_id)
+    end = ls.swarm.end_seq
+    marker = ls.swarm.log.get(end)
+    assert end == ls.swarm.log.latest > 2 and marker is not None
+    assert is_end(marker) and verify_chunk(ls.sid, marker) and marker.payload == b""
+    assert ls.playout.end == end and ls.sid.key not in node.streams
+    assert first_seq(seq_file(str(streaming.common.data_dir), ls.sid), 100, time.time()) > end
+
+
 async def test_publish_refuses_a_udp_source_with_a_parameter_it_would_ignore(
         publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
     """``udp://HOST:PORT?x=1`` was published, its query silently ignored (found 2026-12-02):

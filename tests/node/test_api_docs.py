@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.node.procs import OasisProcess
+from tests.node.procs import OasisProcess, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.integration
 NODE_INFO = {"peer_id", "version", "oftp", "http", "api", "uptime_s", "streams", "neighbours", "services", "counters"}
 STREAM_INFO = {"stream_id", "role", "latest", "start", "neighbours", "depth", "chunks", "skipped", "continuity",
                "latency_p50_ms", "bytes", "offload", "player_url", "managed", "link",
-               "start_trace", "start_source", "clock_offset"}
+               "start_trace", "start_source", "clock_offset", "end"}
 PUBLISHED = {"stream_id", "link", "player_url", "tracker"}
 WATCHED = {"stream_id", "player_url"}
 CHAT = {"id", "stream", "sender", "seq", "text", "time"}
@@ -40,7 +41,8 @@ FILE_STATUS = {"cid", "name", "size", "blocks", "have_blocks", "state", "from_pe
 EVENT = {"seq", "time", "kind", "data"}
 EVENT_DATA = {"stream.started": {"stream_id", "role"}, "stream.stopped": {"stream_id"},
               "chat.message": CHAT | {"late"}, "dm.received": DM, "dm.acked": {"id", "to"},
-              "subscribed": {"kinds", "next_seq"}}
+              "subscribed": {"kinds", "next_seq"},
+              "stream.ended (viewer)": {"stream_id", "reason", "seq"}}
 ROUTES = {"/v1/node", "/v1/streams", "/v1/streams/{stream_id}", "/v1/watch", "/v1/wallet", "/v1/rewards",
           "/v1/chat/{stream_id}", "/v1/chat/{stream_id}/moderation", "/v1/dm/{peer_id}", "/v1/dm", "/v1/files",
           "/v1/files/{cid}", "/v1/files/{cid}/fetch", "/v1/events", "/v1/openapi.json"}
@@ -51,6 +53,12 @@ class Api:
         self.base = proc.info["api"]
         self.token = (data_dir / "api.token").read_text().strip()
         self.s = session
+
+    def get_sync(self, path: str) -> Any:
+        """GET (blocking: for a bounded poll in a thread, procs.wait_until)."""
+        rq = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(rq, timeout=10) as r:
+            return json.loads(r.read())
 
     async def req(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
                   headers: dict[str, str] | None = None, token: bool = True) -> tuple[int, Any, Any]:
@@ -220,11 +228,18 @@ async def test_every_endpoint_answers_as_docs_api_md_says(nodes: tuple[Api, Api]
         error_of("peer", *(await b.req("POST", f"/files/{cid}/fetch", {"peers": ["nonsense"]}))[:2], 400, "bad_peer")
         assert (await b.req("DELETE", f"/files/{cid}"))[:2] == (200, {"deleted": cid})
 
-        # stop: {"deleted": S} and stream.stopped on both
-        assert (await b.req("DELETE", f"/streams/{sid}"))[:2] == (200, {"deleted": sid})
-        assert set((await fb.next("stream.stopped", stream_id=sid))["data"]) == EVENT_DATA["stream.stopped"]
+        # stop: {"deleted": S} and stream.stopped on both; the broadcaster first: its
+        # viewer is told stream.ended, and its StreamInfo says where (end)
+        await asyncio.to_thread(wait_until, lambda: b.get_sync(f"/streams/{sid}")["latest"] >= 0, 30)  # playing
         assert (await a.req("DELETE", f"/streams/{sid}"))[:2] == (200, {"deleted": sid})
         await fa.next("stream.stopped", stream_id=sid)
+        ended = (await fb.next("stream.ended", stream_id=sid))["data"]
+        assert set(ended) == EVENT_DATA["stream.ended (viewer)"], ended
+        assert ended["reason"] == "the broadcaster ended the stream"
+        st, theirs, _ = await b.req("GET", f"/streams/{sid}")
+        assert st == 200 and theirs["end"] == ended["seq"] == theirs["latest"], theirs
+        assert (await b.req("DELETE", f"/streams/{sid}"))[:2] == (200, {"deleted": sid})
+        assert set((await fb.next("stream.stopped", stream_id=sid))["data"]) == EVENT_DATA["stream.stopped"]
 
         # the OpenAPI document names exactly the documented routes
         st, doc, _ = await a.req("GET", "/openapi.json")

@@ -110,17 +110,35 @@ async def test_publish_and_watch_through_the_api_with_events_and_health(
             assert healthy.returncode == 0, healthy.stdout + healthy.stderr
             assert lines and all(x["healthy"] for x in lines) and lines[-1]["chunks"] > 0
 
-            # the broadcaster stops (docs/api.md: the answer is {"deleted": S}): the viewer stalls
+            # the broadcaster stops (docs/api.md: the answer is {"deleted": S}): its end marker
+            # tells the viewer the stream ended (docs/oftp.md §7.1)
             assert (await api_a.stop(pub.stream_id)).deleted == pub.stream_id
-            ev = await next_event(ws, "stream.stalled", 15)
+            ev = await next_event(ws, "stream.ended", 15)
             assert ev["data"]["stream_id"] == pub.stream_id
-            sick = run_example("stream_health.py", pub.stream_id, "--data-dir", str(tmp_path / "b"),
+            assert ev["data"]["reason"] == "the broadcaster ended the stream"
+            assert (await api_b.stream(pub.stream_id)).end == ev["data"]["seq"]
+            over = run_example("stream_health.py", pub.stream_id, "--data-dir", str(tmp_path / "b"),
                                "--every", "0.5", "--max-stall", "0.5")
-            assert sick.returncode == 1, sick.stdout + sick.stderr
-            assert json.loads(sick.stdout.splitlines()[-1])["healthy"] is False
+            assert over.returncode == 0, over.stdout + over.stderr
+            assert json.loads(over.stdout.splitlines()[-1])["ended"] is True
             await api_b.stop(pub.stream_id)
             assert await api_b.streams() == []
             ev = await next_event(ws, "stream.stopped", 5)
+
+            # a broadcaster that dies without a word sends no end: the viewer stalls
+            cli_watched = await api_b.watch(a.info["link"])
+            deadline = time.monotonic() + 20  # polling another process, bounded
+            while (await api_b.stream(cli_watched.stream_id)).chunks < 5:
+                assert time.monotonic() < deadline, "no chunks of the command line's stream"
+                await asyncio.sleep(0.2)
+            os.killpg(a.popen.pid, signal.SIGKILL)
+            a.popen.wait(10)
+            ev = await next_event(ws, "stream.stalled", 15)
+            assert ev["data"]["stream_id"] == cli_watched.stream_id
+            sick = run_example("stream_health.py", cli_watched.stream_id, "--data-dir", str(tmp_path / "b"),
+                               "--every", "0.5", "--max-stall", "0.5")
+            assert sick.returncode == 1, sick.stdout + sick.stderr
+            assert json.loads(sick.stdout.splitlines()[-1])["healthy"] is False
 
 
 def test_stream_health_names_the_problem_and_ends_quietly_on_ctrl_c(tmp_path: Path) -> None:

@@ -1,12 +1,16 @@
-"""A viewer whose broadcaster stops, with real processes: `oasis watch` says on stderr that
-nothing new arrives (and what it tried), and the player's /live response ends instead of
-hanging open; a viewer given the link of a broadcaster that is gone says nothing arrived.
-Before, the terminal showed only a tracker warning and the player hung for ever."""
+"""A viewer whose broadcaster dies without a word (killed: no end marker, docs/oftp.md §7.1;
+a broadcaster that stops cleanly ends its stream: tests/node/test_node_stream_end.py), with
+real processes: `oasis watch` says on stderr that nothing new arrives (and what it tried),
+and the player's /live response ends instead of hanging open; a viewer given the link of a
+broadcaster that is gone says nothing arrived. Before, the terminal showed only a tracker
+warning and the player hung for ever."""
 
 from __future__ import annotations
 
 import http.client
+import os
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -26,7 +30,7 @@ def _log(p: Path) -> str:
     return p.read_text(errors="replace")
 
 
-def test_a_stopped_broadcaster_is_reported_and_the_player_response_ends(tmp_path: Path) -> None:
+def test_a_dead_broadcaster_is_reported_and_the_player_response_ends(tmp_path: Path) -> None:
     b = OasisProcess(["broadcast", "test", "--bitrate", "300", "--data-dir", str(tmp_path / "b"),
                       "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], str(tmp_path / "b.log"))
     procs = [b]
@@ -53,7 +57,8 @@ def test_a_stopped_broadcaster_is_reported_and_the_player_response_ends(tmp_path
 
         threading.Thread(target=read, daemon=True).start()
         wait_until(lambda: sum(got) > 20_000, SLACK)  # playing
-        b.stop()
+        os.killpg(b.popen.pid, signal.SIGKILL)  # (no chance to say the end)
+        b.popen.wait(10)
         stopped = time.monotonic()
         # a newcomer with the link of a broadcaster that is gone (started now: its own wait
         # for "nothing received" runs beside the viewer's stall below)
