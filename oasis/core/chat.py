@@ -69,6 +69,10 @@ class RateLimited(PermissionError):
     """Our own message over the chat's rate: try again in a moment (the API's 429)."""
 
 
+class Silenced(PermissionError):
+    """The broadcaster muted or banned us in this chat (the API's 403 ``muted``)."""
+
+
 @dataclass
 class ChatConfig:
     max_text_bytes: int = 500  #: UTF-8 bytes of one message's text
@@ -190,7 +194,7 @@ class ChatRoom:
         if not text or len(raw) > self.config.max_text_bytes or len(text) > wire.MAX_CHAT_TEXT:
             raise ValueError(f"chat text must be 1..{self.config.max_text_bytes} UTF-8 bytes")
         if (how := self.silenced(sender, now)):
-            raise PermissionError(f"you are {'banned' if how == BAN else 'muted'} in this stream's chat")
+            raise Silenced(f"you are {'banned' if how == BAN else 'muted'} in this stream's chat")
         time_ms = int(now * 1000)
         seq = max(self.seq + 1, time_ms)  # survives restarts: never reuses a seq
         sig = sign(chat_signing_bytes(self.stream, sender, seq, time_ms, text))

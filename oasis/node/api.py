@@ -25,7 +25,8 @@ Defences, in the order a request meets them (each counted in ``counters``):
 * every refusal and every error is ``{"error": {"code", "message"}}`` with its status
   (a 429 also says ``Retry-After`` in seconds); a handler bug is a counted 500, never a crash.
 
-Service errors map to statuses: ``ValueError`` 400, ``PermissionError`` 403,
+Service errors map to statuses: ``ValueError`` 400, ``PermissionError`` 403 (``muted``
+for a chat message of a sender the broadcaster silenced, else ``forbidden``),
 ``LookupError`` 404, ``FileExistsError`` 409; a service the node does not run is
 501 ``not_available``.
 """
@@ -46,7 +47,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
-from oasis.core.chat import RateLimited
+from oasis.core.chat import RateLimited, Silenced
 from oasis.core.stream import StreamIdError
 from oasis.core.streamlink import LinkError
 from oasis.datafiles import private_dir, read_small, refuse_exposed, replace, write_new
@@ -153,6 +154,8 @@ def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         except RateLimited as exc:
             raise ApiError(429, "rate_limited", str(exc),
                            headers={"Retry-After": str(RATE_LIMITED_RETRY_S)}) from None
+        except Silenced as exc:  # (the CLI's `muted`: what to tell the person, not a fault)
+            raise ApiError(403, "muted", str(exc)) from None
         except PermissionError as exc:
             raise ApiError(403, "forbidden", str(exc)) from None
         except LookupError as exc:

@@ -955,6 +955,37 @@ async def test_chat_history_and_events_with_the_real_messaging_service(served: t
         assert (await c.chat_send(str(sid), "three")).text == "three"
 
 
+async def test_a_silenced_sender_is_told_muted_not_forbidden(served: tuple[Node, napi.Api, str]) -> None:
+    """A viewer the broadcaster muted (or banned) posts through the API: 403 with the code
+    ``muted`` (what the CLI says), not the generic ``forbidden`` of a call this node may
+    never make; the message says which (found 2026-12-06 by a docs-only audit)."""
+    from oasis.core import chat as ch
+    from oasis.core import wire
+
+    node, api, url = served
+    broadcaster = Identity.generate()
+    sid = StreamId(broadcaster.public, "live")
+    node.add_stream(sid, is_source=False)
+    room = node.messaging._room(sid.key)
+    assert room is not None
+    async with AsyncClient(url, api.token) as c:
+        assert (await c.chat_send(str(sid), "before")).text == "before"
+        for action, word in ((ch.MUTE, "muted"), (ch.BAN, "banned")):
+            until = int((node.clock() + 600) * 1000)
+            issued = int(node.clock() * 1000) + action  # (each newer than the last)
+            mod = wire.ChatMod(stream=sid.key, target=node.identity.public, action=action,
+                                   until_ms=until, issued_ms=issued, signature=broadcaster.sign(
+                                       ch.mod_signing_bytes(sid.key, node.identity.public, action, until, issued)))
+            node.messaging.on_chat(broadcaster.public, mod)  # the broadcaster's signed record
+            with pytest.raises(OasisApiError) as exc:
+                await c.chat_send(str(sid), "let me talk")
+            assert (exc.value.status, exc.value.code) == (403, "muted"), exc.value
+            assert f"you are {word}" in str(exc.value)
+        with pytest.raises(OasisApiError) as exc:  # a call this node may never make: forbidden
+            await c.chat_moderate(str(sid), peer_id_of(Identity.generate().public), "ban")
+        assert (exc.value.status, exc.value.code) == (403, "forbidden")
+
+
 def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
     from oasis.sdk import Client
 
