@@ -54,7 +54,7 @@ from oasis.datafiles import private_dir, read_small, refuse_exposed, replace, wr
 from oasis.sdk import types as t
 
 from . import http
-from .apiroutes import DATA_DIR, ROUTES, VERSION, Api, ApiError, Route
+from .apiroutes import DATA_DIR, ROUTES, VERSION, Api, ApiError, Route, check_query
 from .events import TooManySubscribers
 from .http import host_is_loopback
 from .node import Node
@@ -132,6 +132,7 @@ API = web.AppKey("oasis_api", Api)
 def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         api = request.app[API]
+        check_query(request, r.query)
         if r.service is not None:
             api.service(r.service)  # 501 before reading a body for a service not run here
         body: Any = None
@@ -258,6 +259,7 @@ WS_BATCH = 256  #: events sent per wake-up of a feed at most
 async def events(request: web.Request) -> web.StreamResponse:
     """``GET /v1/events?kinds=chat,stream``: a WebSocket of JSON events (see :class:`t.Event`)."""
     api = request.app[API]
+    check_query(request, ("kinds", "token"))
     kinds = [k for k in request.query.get("kinds", "").split(",") if k]
     if len(kinds) > MAX_KINDS or any(len(k) > 64 for k in kinds):
         raise ApiError(400, "bad_query", f"at most {MAX_KINDS} kinds of at most 64 characters")
@@ -333,6 +335,8 @@ def openapi() -> dict[str, Any]:
     for r in ROUTES:
         params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                   for p in _path_params(r.path)]
+        params += [{"name": p, "in": "query", "required": False, "schema": {"type": "string"}}
+                   for p in r.query]
         op: dict[str, Any] = {
             "summary": r.summary, "operationId": r.handler.__name__, "parameters": params,
             "security": [{"bearer": []}],
@@ -348,7 +352,8 @@ def openapi() -> dict[str, Any]:
         "summary": "The event feed: a WebSocket of JSON text messages, one Event each "
                    "(?kinds=chat,stream: prefixes; ?token= instead of the header)",
         "operationId": "events", "security": [{"bearer": []}],
-        "parameters": [{"name": "kinds", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "parameters": [{"name": "kinds", "in": "query", "required": False, "schema": {"type": "string"}},
+                       {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}],
         "responses": {"101": {"description": "WebSocket; each message is an Event", "content": {
             "application/json": {"schema": of[_key(t.Event)]}}}, "default": err}}}
     paths["/v1/openapi.json"] = {"get": {"summary": "This document", "operationId": "openapi",
@@ -383,6 +388,7 @@ def make_app(api: Api, data_dir: str | None = None) -> web.Application:
     # every route's types), which blocked a viewer's event loop right after its join
 
     async def openapi_route(request: web.Request) -> web.Response:
+        check_query(request, ())
         if not doc:
             doc.append(msgspec.json.encode(openapi()))
         return web.Response(body=doc[0], content_type="application/json")

@@ -70,17 +70,32 @@ class Route:
     request: type | None = None
     status: int = 200
     service: str | None = None  #: node attribute it needs ("messaging", "files")
+    query: tuple[str, ...] = ()  #: the query parameters it takes (any other is 400 bad_query)
 
 
 ROUTES: list[Route] = []
 
 
 def route(method: str, path: str, summary: str, response: Any, *, request: type | None = None,
-          status: int = 200, service: str | None = None) -> Callable[[Handler], Handler]:
+          status: int = 200, service: str | None = None,
+          query: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
     def deco(fn: Handler) -> Handler:
-        ROUTES.append(Route(method, path, fn, summary, response, request, status, service))
+        ROUTES.append(Route(method, path, fn, summary, response, request, status, service, query))
         return fn
     return deco
+
+
+def check_query(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """400 ``bad_query`` for a query parameter the route does not take, or one given twice:
+    ``?limt=5`` (a typo) and ``?limit=5&limit=500`` were ignored or half-read, silently."""
+    q = request.query
+    for name in q:
+        if name not in allowed:
+            takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+            raise ApiError(400, "bad_query", f"unknown query parameter {name[:64]!r} "
+                           f"({request.method} {request.path[:120]}: {takes})")
+        if len(q.getall(name)) > 1:
+            raise ApiError(400, "bad_query", f"query parameter {name[:64]!r} given more than once")
 
 
 class Api:
@@ -312,7 +327,7 @@ async def chat_send(api: Api, request: web.Request, body: t.ChatSendRequest) -> 
 
 
 @route("GET", "/v1/chat/{stream_id}", "A stream's chat history (?limit=&after=)", list[t.ChatMessage],
-       service="messaging")
+       service="messaging", query=("limit", "after"))
 async def chat_history(api: Api, request: web.Request, body: None) -> list[t.ChatMessage]:
     sid = _stream_id(request.match_info["stream_id"])
     limit, after = _limit(request)
@@ -339,7 +354,8 @@ async def dm_send(api: Api, request: web.Request, body: t.DmSendRequest) -> t.Dm
     return msgspec.convert(await api.service("messaging").dm_send(peer, body.text), t.DmResult)
 
 
-@route("GET", "/v1/dm", "Direct messages received (?limit=&after=)", list[t.DmMessage], service="messaging")
+@route("GET", "/v1/dm", "Direct messages received (?limit=&after=)", list[t.DmMessage], service="messaging",
+       query=("limit", "after"))
 async def dm_inbox(api: Api, request: web.Request, body: None) -> list[t.DmMessage]:
     limit, after = _limit(request)
     recs = api.service("messaging").dm_inbox(limit=limit, after_time=after)

@@ -1013,6 +1013,33 @@ async def test_list_queries_take_ascii_integers_and_finite_times(served: tuple[N
             assert r.status == 200
 
 
+async def test_a_query_parameter_a_route_does_not_take_is_refused(served: tuple[Node, napi.Api, str]) -> None:
+    """Found 2026-12-06 by a docs-only audit: unknown and repeated query parameters were
+    ignored, so ``?limt=5`` (a typo) answered 100 messages and ``?limit=5&limit=500`` read
+    the first. Each is a 400 ``bad_query`` naming the parameter; the documented ones work."""
+    node, api, url = served
+    node.messaging = FakeMessaging()  # type: ignore[attr-defined]
+    auth = {"Authorization": f"Bearer {api.token}"}
+    sid = str(StreamId(node.identity.public, "live"))
+    async with aiohttp.ClientSession() as s:
+        for path, word in (("/dm?limt=5", "'limt'"), ("/dm?limit=5&limit=500", "more than once"),
+                           (f"/chat/{sid}?after=1&x=", "'x'"), ("/node?verbose=1", "takes none"),
+                           ("/streams?token=abc", "'token'"), ("/openapi.json?v=2", "'v'"),
+                           ("/events?kinds=chat&since=3", "'since'")):
+            async with s.get(f"{url}{path}", headers=auth) as r:
+                body = await r.json()
+                assert r.status == 400 and body["error"]["code"] == "bad_query", (path, body)
+                assert word in body["error"]["message"], (path, body)
+        for path in ("/dm?limit=5&after=1", f"/chat/{sid}?limit=2", "/node", "/openapi.json"):
+            async with s.get(f"{url}{path}", headers=auth) as r:
+                assert r.status == 200, path
+    async with AsyncClient(url, api.token) as c:  # the SDK sends only what routes take
+        assert len(await c.dm_inbox(limit=1, after=0.5)) == 1
+        feed = c.events(["chat"], reconnect=False)
+        assert (await asyncio.wait_for(feed.__anext__(), 5)).kind == "subscribed"
+        await feed.aclose()
+
+
 class _Interrupt(BaseException):
     """What Ctrl-C raises in the main thread, for the test below (not KeyboardInterrupt,
     which pytest would take for the user's own)."""
