@@ -176,7 +176,9 @@ def end_stream(identity: Identity, ls: LiveStream, chunk_ms: int, *,
 async def linger(streams: list[LiveStream], timeout: float = END_LINGER) -> None:
     """Give ended streams' end markers up to ``timeout`` s to leave: until their upload
     queues are empty, then a quarter of a second for the links to send them (a node that
-    closes at once drops what its links have not sent)."""
+    closes at once drops what its links have not sent). None if the streams have no peer."""
+    if not any(ls.swarm.peers for ls in streams):
+        return  # nobody to tell
     loop = asyncio.get_running_loop()
     until = loop.time() + timeout
     while any(len(ls.swarm.upload) for ls in streams) and loop.time() < until:
