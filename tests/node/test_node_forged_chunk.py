@@ -17,11 +17,18 @@ import pytest
 from procs import OasisProcess, until, wait_until
 
 from oasis.core import swarm as sw
+from oasis.core import wire
 from oasis.core.identity import Identity
-from oasis.core.stream import StreamId, sign_chunk
+from oasis.core.stream import FLAG_END, StreamId, sign_chunk, sign_end
 from oasis.node.node import Node
 
 pytestmark = pytest.mark.integration
+
+
+def origin_chunk(origin: str, sid: StreamId, seq: int) -> wire.ChunkMsg:
+    """Chunk ``seq`` as the origin serves it (anyone can fetch it)."""
+    with urllib.request.urlopen(f"{origin}/{sid}/{seq}.chunk", timeout=10) as r:
+        return wire.decode_chunk(r.read())
 
 
 def stats(url: str) -> dict:
@@ -56,6 +63,13 @@ async def test_forged_chunks_are_caught(tmp_path):
             await until(lambda: sid.key in next(iter(node.joined.values()), set()), 30,
                         what="the viewer accepting the JOIN")
             latest = stats(vinfo["gateway"])["streams"][0]["latest"]
+            # an end marker signed by the forger, and one made of a real chunk's signature
+            # with its flags set to the end and its payload dropped: neither ends the stream
+            link.send_chunk(sign_end(forger, sid, latest + 2, int(time.time() * 1e6)), time.time() + 2)
+            real = await asyncio.to_thread(origin_chunk, info["origin"], sid, latest)
+            link.send_chunk(wire.ChunkMsg(stream=real.stream, seq=latest + 1, time_us=real.time_us,
+                                          flags=FLAG_END, signature=real.signature, payload=b""),
+                            time.time() + 2)
             for i in range(5):
                 forged = sign_chunk(forger, sid, latest + 3 + i, int(time.time() * 1e6), False, b"\x47" * 188)
                 link.send_chunk(forged, time.time() + 2)
@@ -68,12 +82,15 @@ async def test_forged_chunks_are_caught(tmp_path):
                 wait_until, lambda: stats(vinfo["gateway"])["counters"]["links_refused_banned"] >= 1, 15)
         finally:
             await node.close()
+        await asyncio.to_thread(  # the stream goes on past the forged end markers
+            wait_until, lambda: stats(vinfo["gateway"])["streams"][0]["latest"] > latest + 30, 15)
         s = stats(vinfo["gateway"])
         assert s["streams"][0]["swarm_counters"]["bad_chunks"] >= 3
         assert s["counters"]["peers_dropped_bad_chunks"] == 1
         assert s["counters"]["peers_banned"] == 1
-        # The viewer kept receiving the real stream without gaps.
+        # The viewer kept receiving the real stream without gaps, and it did not end.
         assert s["streams"][0]["skipped"] == 0
+        assert s["streams"][0]["end"] is None and s["streams"][0]["swarm_counters"]["ends"] == 0
     finally:
         codes = [p.stop() for p in procs]
     assert all(c in (0, -15) for c in codes), codes
