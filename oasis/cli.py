@@ -224,7 +224,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         else:
             f.add_argument("target", metavar="CID|LINK", help="a content id (of1...) or oasis://file/ link")
             f.add_argument("-o", "--output", default=None,
-                           help="where to write the file (replaced if it exists; default: the name its "
+                           help="where to write the file (replaced if it exists; '-': stdout, the JSON lines "
+                                "then on stderr; a pipe or device: written into; default: the name its "
                                 "publisher gave it, without leading dots, never over an existing file)")
             f.add_argument("--peer", action="append", default=[], help="PEER_ID@HOST:PORT holding it")
             f.add_argument("--origin", default=None, help="fallback: the HTTP base URL that /origin/files/<cid>/... is appended to (a "

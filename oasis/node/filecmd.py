@@ -1,7 +1,7 @@
 """``oasis publish FILE`` and ``oasis get CID|LINK``: a node that seeds or fetches one file.
 
 Both print JSON lines on stdout (the first as soon as the gateway listens, so a player can
-open ``url`` while the file downloads). On stderr, :class:`Progress`: a line at most every
+open ``url`` while the file downloads; on stderr when ``get -o -`` writes the file to stdout). On stderr, :class:`Progress`: a line at most every
 second while ``publish`` hashes and ``get`` fetches (rewritten in place on a terminal; when
 stderr is no terminal only with ``--progress``), and always a final line -- for an
 interrupted ``get``, what is kept and that the same command again resumes.
@@ -10,9 +10,11 @@ interrupted ``get``, what is kept and that the same command again resumes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
 import shutil
+import stat
 import sys
 import time
 from collections import deque
@@ -29,6 +31,7 @@ from oasis.core.filelink import FileLink
 from oasis.datafiles import hold_data_dir
 
 from . import http
+from . import runtime as rt
 from .files import DEFAULT_CAP, Files, parse_target
 from .files_http import add_file_routes
 from .keystore import load_or_create
@@ -203,13 +206,43 @@ async def publish(o: FileOptions, path: str) -> int:
         await runner.cleanup()
 
 
-def check_output(out: str | None) -> None:
-    """``-o``: a file in a directory that exists (not a directory itself)."""
+def output_kind(out: str | None) -> str:
+    """What ``-o`` names: ``"file"`` (a regular file, or none yet: written beside and renamed
+    into place), ``"stdout"`` (``-``, or a pipe or terminal that is this process's stdout),
+    ``"stream"`` (another pipe, a terminal or a character device: written into as it reads)."""
     if out is None:
+        return "file"
+    if out == "-":
+        return "stdout"
+    try:
+        st = os.stat(out)
+    except OSError:
+        return "file"
+    if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        return "file"
+    try:
+        mine = os.fstat(1)
+    except OSError:
+        return "stream"
+    return "stdout" if (mine.st_dev, mine.st_ino) == (st.st_dev, st.st_ino) else "stream"
+
+
+def check_output(out: str | None) -> None:
+    """``-o``: a file in a directory that exists (not a directory itself), ``-`` (stdout), a
+    pipe or a character device; never a block device (a disk) or a socket."""
+    if out is None or out == "-":
         return
     p = Path(out)
     if p.is_dir():
         raise ValueError(f"-o {out}: is a directory (give the file's path)")
+    try:
+        mode = os.stat(out).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISBLK(mode):
+        raise ValueError(f"-o {out}: is a block device (a disk: not written by oasis get)")
+    if stat.S_ISSOCK(mode):
+        raise ValueError(f"-o {out}: is a socket")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise ValueError(f"-o {out}: no directory {parent}")
@@ -257,14 +290,9 @@ def write_output(src: Path, out: str | None, name: str, cid: str) -> Path:
         kept = _still_stored(cid)
         if dest.is_dir():  # (checked before the fetch too: a directory made there since)
             raise ValueError(f"cannot write {out}: is a directory; {kept}")
-        if dest.exists() and not dest.is_file():  # /dev/stdout, a pipe: written into
-            try:
-                with open(src, "rb") as fin, open(out, "wb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-            except OSError as exc:
-                raise ValueError(f"cannot write {out}: {exc.strerror or type(exc).__name__}; {kept}") from None
-        else:
-            _copy_into_place(src, dest, cid)
+        if dest.exists() and not dest.is_file():  # (a pipe or device: write_stream's, from the start)
+            raise ValueError(f"cannot write {out}: it became a pipe or device during the fetch; {kept}")
+        _copy_into_place(src, dest, cid)
         return Path(out)
     for _ in range(5):
         dest = default_output(name, cid)
@@ -293,6 +321,70 @@ def _copy_into_place(src: Path, dest: Path, cid: str) -> None:
         raise ValueError(f"cannot write {dest}: {why}; {_still_stored(cid)}") from None
 
 
+#: s between tries to open a pipe that nobody reads yet (``-o FIFO``)
+READER_POLL = 0.2
+
+
+async def write_stream(src: Path, out: str, cid: str, stop: asyncio.Event) -> bool:
+    """Write the verified file into ``out`` as its reader takes it: ``-`` (our stdout), a
+    pipe or a device (``-o /dev/stdout`` resolved to ``/proc/.../pipe:[...]`` and failed after
+    the download; a pipe nobody read blocked the event loop in open(), Ctrl-C and SIGTERM
+    unheard, for ever: found 2026-12-06 from outside). Non-blocking, so a stop signal is heard
+    while it waits for a reader or for room in the pipe. True when all is written, False if
+    stopped first; ValueError (saying where the file still is) on a write error."""
+    loop = asyncio.get_running_loop()
+    kept = _still_stored(cid)
+    waiting = False
+    while True:
+        try:
+            fd = os.dup(1) if out == "-" else os.open(out, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            break
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # (ENXIO: a pipe with no reader yet)
+                raise ValueError(f"cannot write {out}: {exc.strerror or type(exc).__name__}; {kept}") from None
+        if not waiting:
+            waiting = True
+            print(f"oasis get: waiting for a reader of {out} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        try:
+            await asyncio.wait_for(stop.wait(), READER_POLL)
+            return False
+        except TimeoutError:
+            pass
+    was_blocking = os.get_blocking(fd)
+    os.set_blocking(fd, False)  # (a dup shares its file's mode: restored below)
+    try:
+        with open(src, "rb") as fin:
+            while block := fin.read(1 << 16):
+                view = memoryview(block)
+                while view:
+                    try:
+                        view = view[os.write(fd, view):]
+                        continue
+                    except BlockingIOError:
+                        pass
+                    room: asyncio.Future[None] = loop.create_future()
+                    loop.add_writer(fd, _set_once, room)
+                    stopped: asyncio.Future[bool] = asyncio.ensure_future(stop.wait())
+                    try:
+                        await asyncio.wait((room, stopped), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        loop.remove_writer(fd)
+                        stopped.cancel()
+                    if stop.is_set():
+                        return False
+    except OSError as exc:  # (a reader that closed: EPIPE)
+        raise ValueError(f"cannot write {out}: {exc.strerror or type(exc).__name__}; {kept}") from None
+    finally:
+        os.set_blocking(fd, was_blocking)
+        os.close(fd)
+    return True
+
+
+def _set_once(f: asyncio.Future[None]) -> None:
+    if not f.done():
+        f.set_result(None)
+
+
 def _still_stored(cid: str) -> str:
     """Where a fetched file is when it could not be written out, and how to get it."""
     return f"the file is whole in this node's store: `oasis get {cid} -o PATH` (same --data-dir) writes it elsewhere"
@@ -307,6 +399,9 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
     """Fetch ``target``; 0 once it is whole (and written to ``out``), 1 if it failed (refused,
     or no block for ``stall_timeout`` s: 0 = wait for ever), 130 if stopped before."""
     check_output(out)  # before anything is fetched: a bad -o is no surprise at the end
+    kind = output_kind(out)
+    if kind == "stdout":
+        rt.EMIT_TO[:] = [sys.stderr]  # stdout carries the file
     node, files, runner, gateway = await _start(o, "get")
     complete = False
     failed: list[str] = []
@@ -377,7 +472,14 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
             complete = True
             s = files.status(st["cid"])
             e = files.entry(st["cid"])
-            dest = write_output(e.dir / "data", out, s["name"], st["cid"])
+            if out is not None and kind != "file":
+                if not await write_stream(e.dir / "data", out, st["cid"], stop):
+                    complete = False
+                    progress.final(f"interrupted while writing {out}; {_still_stored(st['cid'])}")
+                    return
+                dest = Path(out)
+            else:
+                dest = write_output(e.dir / "data", out, s["name"], st["cid"])
             progress.final(_done_line(s, kept, time.monotonic() - progress.started, dest))
             emit(s | {"output": str(dest)})
             if no_player and not keep_seeding:

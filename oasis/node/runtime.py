@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import aiohttp
 import msgspec
@@ -322,9 +322,15 @@ def apply_descriptor(c: Common, d: Descriptor) -> list[str]:
     return mismatch
 
 
+#: where :func:`emit` writes its JSON lines: stdout, unless stdout carries something else
+#: (``oasis get -o -`` writes the file there, and its lines go to stderr)
+EMIT_TO: list[TextIO] = []
+
+
 def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    out = EMIT_TO[0] if EMIT_TO else sys.stdout
+    out.write(json.dumps(obj) + "\n")
+    out.flush()
 
 
 _STOP: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}

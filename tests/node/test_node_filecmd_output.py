@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oasis.node.filecmd import check_output, default_output, write_output
+from oasis.node.filecmd import check_output, default_output, output_kind, write_output, write_stream
 
 CID = "of1" + "a" * 50
 
@@ -69,9 +69,12 @@ def test_a_copy_that_fails_midway_leaves_the_old_file_and_no_part(tmp_path: Path
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(Path("pipe").read_bytes()))
     reader.start()
-    write_output(src, "pipe", "clip.mp4", CID)
+    import asyncio
+
+    assert asyncio.run(write_stream(src, "pipe", CID, asyncio.Event())) is True
     reader.join(10)
     assert got == [src.read_bytes()] and Path("pipe").is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fetched", "keep.ts", "pipe"]
     os.symlink("keep.ts", "link.ts")  # -o through a link writes where it points, as before
     src.write_bytes(b"new")
     write_output(src, "link.ts", "clip.mp4", CID)
@@ -101,6 +104,18 @@ def test_a_bad_output_path_is_refused_before_the_fetch(tmp_path: Path) -> None:
     check_output(str(tmp_path / "x.mp4"))
     check_output("x.mp4")
     check_output(None)
+    check_output("-")  # stdout
+    for disk in ("/dev/loop0", "/dev/sda", "/dev/vda"):  # a block device: never written
+        if Path(disk).is_block_device():
+            with pytest.raises(ValueError, match="is a block device"):
+                check_output(disk)
+    import socket
+
+    sock_path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock_path))
+        with pytest.raises(ValueError, match="is a socket"):
+            check_output(str(sock_path))
 
 
 def test_a_get_with_nothing_to_fetch_from_gives_up_and_says_why(tmp_path: Path) -> None:
@@ -248,5 +263,101 @@ def test_an_output_that_became_a_directory_or_cannot_take_the_bytes_is_refused_w
         write_output(src, "out", "clip.mp4", CID)
     assert list(Path("out").iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["fetched", "out"]
     if Path("/dev/full").exists():  # a device (written into, as /dev/stdout is) that cannot take it
+        import asyncio
+
+        assert output_kind("/dev/full") == "stream"
         with pytest.raises(ValueError, match=f"cannot write /dev/full: No space left on device.*oasis get {CID}"):
-            write_output(src, "/dev/full", "clip.mp4", CID)
+            asyncio.run(write_stream(src, "/dev/full", CID, asyncio.Event()))
+        with pytest.raises(ValueError, match=f"cannot write /dev/full: it became a pipe or device.*oasis get {CID}"):
+            write_output(src, "/dev/full", "clip.mp4", CID)  # (a regular file when the get began)
+
+
+async def test_a_pipe_is_written_as_its_reader_takes_it_and_a_stop_is_heard_while_none_reads(
+        tmp_path: Path) -> None:
+    """Found 2026-12-06 from outside: ``-o FIFO`` that nobody read blocked the event loop in
+    open() for ever, Ctrl-C and SIGTERM unheard (only SIGKILL ended it). Now it waits for a
+    reader without blocking, hears the stop, and writes as the reader reads."""
+    import asyncio
+    import threading
+
+    src = tmp_path / "fetched"
+    src.write_bytes(os.urandom(1 << 20))  # more than a pipe holds: the writer must wait for room
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert output_kind(str(fifo)) == "stream"
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(write_stream(src, str(fifo), CID, stop))
+    done, _ = await asyncio.wait({task}, timeout=0.5)  # no reader: still waiting, loop alive
+    assert not done
+    stop.set()
+    assert await asyncio.wait_for(task, 5) is False  # the stop is heard
+    got = bytearray()
+
+    def read() -> None:
+        with open(fifo, "rb") as f:
+            while block := f.read(65536):
+                got.extend(block)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert await asyncio.wait_for(write_stream(src, str(fifo), CID, asyncio.Event()), 30) is True
+    await asyncio.to_thread(reader.join, 10)
+    assert bytes(got) == src.read_bytes()
+
+
+def test_get_to_stdout_writes_the_file_there_and_its_json_lines_to_stderr(tmp_path: Path) -> None:
+    """``oasis get LINK -o -`` (and ``-o /dev/stdout``) into a pipe: the file's bytes on
+    stdout, nothing else; the JSON lines on stderr (before, ``-o /dev/stdout`` failed after
+    the download with "cannot write /proc/.../pipe:[...]" and ``-o -`` wrote a file named -)."""
+    import json
+    import subprocess
+    import sys
+
+    from procs import OasisProcess
+
+    clip = tmp_path / "clip.ts"
+    clip.write_bytes(os.urandom(300_000))
+    pub = OasisProcess(["publish", str(clip), "--data-dir", str(tmp_path / "p")], str(tmp_path / "p.log"))
+    try:
+        link = pub.wait_info(60)["link"]
+        for i, out in enumerate(("-", "/dev/stdout")):
+            got = subprocess.run([sys.executable, "-m", "oasis", "get", link, "-o", out,
+                                  "--data-dir", str(tmp_path / f"g{i}")], capture_output=True, timeout=60,
+                                 cwd=tmp_path, stdin=subprocess.DEVNULL)
+            assert got.returncode == 0, got.stderr.decode()
+            assert got.stdout == clip.read_bytes(), (out, len(got.stdout))
+            lines = [json.loads(x) for x in got.stderr.decode().splitlines() if x.startswith("{")]
+            assert lines and lines[-1]["output"] == out, got.stderr.decode()
+        assert not (tmp_path / "-").exists()
+    finally:
+        pub.stop()
+
+
+def test_get_into_a_pipe_nobody_reads_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from procs import OasisProcess, stderr_lines_until
+
+    clip = tmp_path / "clip.ts"
+    clip.write_bytes(os.urandom(100_000))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    pub = OasisProcess(["publish", str(clip), "--data-dir", str(tmp_path / "p")], str(tmp_path / "p.log"))
+    get = None
+    try:
+        link = pub.wait_info(60)["link"]
+        get = subprocess.Popen([sys.executable, "-m", "oasis", "get", link, "-o", str(fifo),
+                                "--data-dir", str(tmp_path / "g")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        stderr_lines_until(get, "waiting for a reader of", 60)
+        get.send_signal(signal.SIGTERM)
+        _, err = get.communicate(timeout=15)
+        assert get.returncode == 130, err.decode()
+        assert f"interrupted while writing {fifo}" in err.decode() and "oasis get of1" in err.decode()
+    finally:
+        if get is not None and get.poll() is None:
+            get.kill()
+            get.communicate()
+        pub.stop()
