@@ -521,8 +521,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--upload-kbps must be between 0 (no cap) and 10000000")
         if not abs(getattr(args, "clock_skew_ms", 0.0)) <= 86_400_000:
             raise ValueError("--clock-skew-ms must be within a day")
-        if len(args.area) > MAX_AREA:
-            raise ValueError(f"--area must be at most {MAX_AREA} characters")
+        if len(args.area) > MAX_AREA or not args.area.isprintable():
+            # (a control character was taken by `watch` and refused by the tracker at every
+            # announce, unsaid until a stop exited 2 with it: found 2026-12-06 from outside)
+            raise ValueError(f"--area must be printable (no control characters), at most {MAX_AREA} characters")
         from oasis.core.urls import base_url_problem
         # URLs the node will request, checked before anything starts: --tracker by the rule of
         # a link's t= and the API's tracker, --cdn-url by a descriptor's (docs/oftp.md §10.1)

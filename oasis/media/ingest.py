@@ -352,6 +352,23 @@ async def udp_source(
             yield await source.read()
 
 
+async def check_udp_source(spec: str) -> None:
+    """Bind a ``udp://`` source's address once and let it go, before anything says the stream
+    runs: ValueError saying why it cannot be bound (a port in use, an address not of this
+    machine). ``oasis broadcast`` printed its start line and link first, then failed."""
+    host, port = parse_udp_spec(spec)
+    probe = UdpSource(host, port)
+    try:
+        await probe.start()
+    except OSError as exc:
+        err = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # uvloop wraps it
+        raise ValueError(f"source {spec[:200]}: cannot bind UDP {host}:{port} ({err.strerror or err}): is "
+                         f"another program using the port, or is {host} not an address of this "
+                         "machine?") from None
+    finally:
+        probe.close()
+
+
 SOURCE_SPEC_HELP = "expected 'test', '-' (stdin), 'udp://HOST:PORT' or the path of an MPEG-TS file"
 
 

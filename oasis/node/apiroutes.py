@@ -201,7 +201,7 @@ async def _check_source(source: str) -> None:
     to know before the stream exists: stdin, an unknown scheme, a relative path, a file
     that is missing or not MPEG-TS (its head is read), a UDP port that cannot be bound
     (bound and released again: the stream binds it a moment later)."""
-    from oasis.media.ingest import UdpSource, open_source, parse_udp_spec
+    from oasis.media.ingest import check_udp_source, open_source
 
     if source == "test":
         return
@@ -210,19 +210,9 @@ async def _check_source(source: str) -> None:
                        "MPEG-TS to udp://127.0.0.1:PORT, or pipe it into `oasis broadcast -`")
     if source.startswith("udp://"):
         try:
-            host, port = parse_udp_spec(source)
+            await check_udp_source(source)
         except ValueError as exc:
             raise ApiError(400, "bad_source", str(exc)) from None
-        probe = UdpSource(host, port)
-        try:
-            await probe.start()
-        except OSError as exc:
-            err = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc  # uvloop wraps it
-            raise ApiError(400, "bad_source", f"source {source[:200]}: cannot bind UDP {host}:{port} "
-                           f"({err.strerror or err}): is another program using the port, or is {host} "
-                           "not an address of this machine?") from None
-        finally:
-            probe.close()
         return
     if "://" not in source and not os.path.isabs(source):
         raise ApiError(400, "bad_source", f"source {source[:200]!r}: give an absolute path (the node "

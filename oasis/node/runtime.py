@@ -402,10 +402,12 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                     tracker_url: str | None, cdn_url: str | None) -> int:
     """Run a broadcaster until stopped (0) or until its source ends (a file loops; stdin
     ends at its end): 0 after it said so on stderr, 1 if the source gave not one chunk."""
-    from oasis.media.ingest import open_source
+    from oasis.media.ingest import check_udp_source, open_source
 
     # the source is checked first: no start line (with a link) for a stream that cannot run
     src = open_source(source, c.bitrate_kbps)
+    if source.startswith("udp://"):
+        await check_udp_source(source)  # (its port taken, an address not ours)
     hold_data_dir(c.data_dir, "broadcast")
     stop_event()  # a stop signal from here on is a clean stop
     ident = load_or_create(c.data_dir)

@@ -45,6 +45,25 @@ def test_broadcast_of_a_source_that_cannot_run_prints_no_start_line(tmp_path: Pa
         assert out.stdout == "" and "Traceback" not in out.stderr
 
 
+def test_a_udp_source_that_cannot_be_bound_and_a_bad_area_print_no_start_line(tmp_path: Path) -> None:
+    """Found 2026-12-06 from outside: `oasis broadcast udp://...` on a port in use (or an
+    address not of this machine) printed its start line and link, then failed; `oasis
+    watch --area` with a control character ran, every announce refused by the tracker,
+    and a SIGTERM then exited 2 with the tracker's complaint."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        for args, why in ((["broadcast", f"udp://127.0.0.1:{port}"], "cannot bind UDP 127.0.0.1"),
+                          (["broadcast", "udp://192.0.2.1:5000"], "not an address of this machine"),
+                          (["broadcast", "test", "--area", "x\ty"], "--area must be printable"),
+                          (["watch", "x.live", "--tracker", "http://127.0.0.1:9/tracker", "--area", "a\x1b[2J"],
+                           "--area must be printable")):
+            out = subprocess.run([sys.executable, "-m", "oasis", *args, "--data-dir", str(tmp_path / "n"),
+                                  "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=120)
+            assert out.returncode == 2 and why in out.stderr, (args, out.stderr)
+            assert out.stdout == "" and "Traceback" not in out.stderr
+
+
 def test_watch_with_its_gateway_port_taken_says_what_to_do(tmp_path: Path) -> None:
     """A second viewer on the default gateway port: a clear error (exit 2) naming the way
     out, and nothing left open behind it (no 'Unclosed client session')."""
