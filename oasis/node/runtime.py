@@ -495,7 +495,12 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         nonlocal status
         done = await run_ingest(ident, ls, src, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
         what = "stdin" if source == "-" else f"the source {source!r}"
-        if done.chunks:
+        if done.chunks and not done.keyframes:
+            # (random bytes gave a chunk or two: two 0x47 bytes 188 apart, by chance)
+            status = 1
+            say(f"oasis broadcast: {what} ended after {done.chunks} chunks, none with a video "
+                "keyframe (not MPEG-TS video?): nothing a viewer could play; stopping")
+        elif done.chunks:
             say(f"oasis broadcast: {what} ended after {done.chunks} chunks ({done.seconds:.1f} s "
                 "of stream); stopping")
         else:

@@ -108,6 +108,7 @@ class Ingested:
 
     chunks: int = 0
     seconds: float = 0.0
+    keyframes: int = 0  #: chunks that start at a video keyframe (a viewer starts only there)
 
 
 async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes], chunk_ms: int,
@@ -137,6 +138,7 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
                 _save_seq(clock_file, seq, mc.complete_at, chunk_ms)
             seq += 1
             done.chunks += 1
+            done.keyframes += mc.keyframe
             first_at = mc.complete_at if first_at is None else first_at
             done.seconds = mc.complete_at - first_at
 

@@ -74,6 +74,27 @@ def test_stdin_that_gives_no_chunk_exits_1_and_says_so(tmp_path: Path) -> None:
     assert "oasis broadcast: stdin ended before a first chunk" in err.decode()
 
 
+def test_stdin_of_random_bytes_exits_1_and_says_nothing_was_playable(tmp_path: Path) -> None:
+    """Found 2026-12-06 from outside: 100 kB of random bytes on stdin gave "stdin ended after
+    1 chunks", exit 0 (two 0x47 bytes 188 apart, by chance, make a packet the chunker takes).
+    A stdin with no video keyframe is nothing a viewer can play: exit 1, said."""
+    import random
+
+    noise = random.Random(7).randbytes(300_000)
+    assert noise.count(b"\x47") > 1000  # (sync bytes aplenty, as in any random data)
+    p = _broadcast(tmp_path, subprocess.PIPE)
+    try:
+        _start_line(p)
+        _, err = p.communicate(noise, timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    text = err.decode()
+    assert p.returncode == 1, text
+    assert "ended after 1 chunks, none with a video keyframe" in text and "Traceback" not in text
+
+
 def test_a_closed_feed_on_a_stalled_stream_frees_its_origin_slot_within_seconds(tmp_path: Path) -> None:
     """The origin serves at most ``MAX_FEEDS`` chunk feeds (to CDN edges). A feed whose
     client has gone must give its slot back although the stream has stalled, when the feed
