@@ -209,7 +209,9 @@ def descriptor_from_json(raw: bytes) -> Descriptor:
         raise DescriptorError("too_large", f"descriptor: more than {MAX_JSON} bytes")
     try:
         return descriptor_from_body(msgspec.json.decode(raw, type=DescriptorBody))
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except UnicodeDecodeError:  # (msgspec raises it for a string or key that is not UTF-8)
+        raise DescriptorError("bad_descriptor", "descriptor: JSON is malformed: not UTF-8") from None
+    except ValueError as exc:  # msgspec's DecodeError and ValidationError
         raise DescriptorError("bad_descriptor", f"descriptor: {exc}") from None
 
 

@@ -505,7 +505,7 @@ class DmRouter:
         else raises ``ValueError`` (a damaged or foreign file). Returns how many were added."""
         try:
             items = msgspec.msgpack.decode(blob, type=list[tuple[bytes, bytes]])
-        except msgspec.DecodeError as exc:
+        except ValueError as exc:  # (msgspec's errors, and UnicodeDecodeError)
             raise ValueError(f"not a prekey file: {exc}") from None
         if len(items) > 64:
             raise ValueError(f"{len(items)} prekeys: more than any node keeps")

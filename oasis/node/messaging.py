@@ -327,7 +327,7 @@ class Messaging:
                     continue
                 try:
                     r = dec.decode(line)
-                except msgspec.DecodeError:
+                except ValueError:  # (msgspec's errors, and UnicodeDecodeError: a damaged line)
                     self.inbox_bad_lines += 1
                     continue
                 self._inbox_lines += 1

@@ -82,7 +82,7 @@ def first_seq(path: Path | None, chunk_ms: int, now: float) -> int:
         return 0
     try:
         c = msgspec.json.decode(path.read_bytes()[:4096], type=_SeqClock)
-    except (OSError, msgspec.DecodeError) as exc:
+    except (OSError, ValueError) as exc:  # (ValueError: msgspec's, and not UTF-8 in a key)
         log.warning("%s: unreadable (%s); the stream's numbering starts from the clock", path, exc)
         return 0
     if not 0 <= c.seq < 2**62 or not 10 <= c.chunk_ms <= 10_000:

@@ -66,7 +66,7 @@ def _refusal(status: int, raw: bytes, headers: Any) -> OasisApiError:
     try:
         err = msgspec.json.decode(raw, type=t.ErrorBody).error
         return OasisApiError(status, err.code, err.message, retry)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except ValueError:  # (msgspec's errors, and UnicodeDecodeError: not UTF-8 in a string)
         return OasisApiError(status, "http_error", raw[:200].decode("utf-8", "replace"), retry)
 
 
@@ -188,7 +188,7 @@ class AsyncClient:
             raise _refusal(status, raw, headers)
         try:
             return msgspec.json.decode(raw, type=typ)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except ValueError as exc:  # (msgspec's errors, and UnicodeDecodeError)
             raise OasisApiError(status, "bad_reply", f"the node's answer does not decode: {exc}") from None
 
     # ---- node and streams -------------------------------------------------------------

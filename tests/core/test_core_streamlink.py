@@ -102,6 +102,12 @@ def test_malformed_links_get_a_coded_error() -> None:
     assert code(f"oasis://{SID}?d={d}&x=1&b={pid}@198.18.0.1:1") == "bad_query"
     assert code(f"oasis://{SID}?d={d}&d={d}&b={pid}@198.18.0.1:1") == "bad_query"
     assert code(f"oasis://{SID}?d=!!!&b={pid}@198.18.0.1:1") == "bad_descriptor"
+    # its first characters changed (eyJ -> eyK): a key that is not UTF-8, which msgspec
+    # reports as a UnicodeDecodeError (it escaped as "'utf-8' codec can't decode byte 0xb6")
+    assert d.startswith("eyJ")
+    with pytest.raises(LinkError) as bad:
+        parse(good.replace(f"d={d}", f"d=eyK{d[3:]}"))
+    assert bad.value.code == "bad_descriptor" and "not UTF-8" in str(bad.value) and "codec" not in str(bad.value)
     many = "&".join(f"b={pid}@198.18.0.{i}:1" for i in range(MAX_BOOTSTRAP + 1))
     assert code(f"oasis://{SID}?d={d}&{many}") == "bad_query"
     assert code(good + "&t=" + "x" * MAX_LINK) == "too_long"

@@ -111,3 +111,5 @@ def test_the_sequence_clock_goes_on_across_a_restart(tmp_path: Path) -> None:
     assert first_seq(path, 100, 1010.0) == 501 + 304  # the shorter chunk length counts
     path.write_bytes(b"{garbage")
     assert first_seq(path, 33, 1010.0) == 0  # unreadable: said, and from 0
+    path.write_bytes(b'{"\xb6": 1, "seq": 5, "time": 1.0, "chunk_ms": 33}')  # a key not UTF-8
+    assert first_seq(path, 33, 1010.0) == 0  # (msgspec's UnicodeDecodeError escaped the start)

@@ -85,9 +85,10 @@ def test_received_messages_survive_a_restart(tmp_path: Path) -> None:
         await b2.close()
         with open(path, "ab") as f:  # a damaged tail (a crash mid-write, a bad disk)
             f.write(b'{"id": "x", "sender": \n\xff\xfe garbage\n')
+            f.write(b'{"id": "\xb6", "sender": "s", "text": "t", "time": 1.0}\n')  # a string not UTF-8
         b3 = await _node(tmp_path)
         assert [m["id"] for m in b3.messaging.dm_inbox()] == [sent["id"]]
-        assert b3.messaging.counters()["dm_inbox_bad_lines"] == 2
+        assert b3.messaging.counters()["dm_inbox_bad_lines"] == 3
         await b3.close()
         await a.close()
 
