@@ -37,12 +37,25 @@ PUBLIC_METRICS = ("serve /metrics, /stats, GET /rewards and every stream in /str
                   "over loopback and not through a proxy; others get 403 local_only)")
 
 
+#: a role's default data directory is named after its command (``broadcast``, ``watch``): the
+#: help said ``broadcaster`` / ``viewer``, where nothing was kept (found 2026-12-06 from outside)
+DIR_OF = {"broadcaster": "broadcast", "viewer": "watch"}
+
+
+def _data_dir(text: str) -> str:
+    """``--data-dir``: not empty (an empty one fell back to the default directory, unsaid)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory (omit it for the default)")
+    return text
+
+
 def _common(p: argparse.ArgumentParser, role: str) -> None:
     """The options of the node commands. ``chat`` and ``dm`` take the stream's parameters
     from its descriptor and run no rewards: those options are not theirs (:data:`NOT_FOR_TALK`:
     still accepted, for scripts that gave them, but not listed, and ignored with a note)."""
     talk = role in ("chat", "dm")
-    p.add_argument("--data-dir", help=f"key and state directory (default: ~/.local/share/oasis/{role})")
+    p.add_argument("--data-dir", type=_data_dir,
+                   help=f"key and state directory (default: ~/.local/share/oasis/{DIR_OF.get(role, role)})")
     p.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
     if talk:
         for flag, kind in NOT_FOR_TALK.items():
@@ -239,7 +252,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         f.add_argument("--progress", action="store_true",
                        help="progress lines on stderr (at most one a second) even when stderr is not a "
                             "terminal (on a terminal: always); a final line is printed either way")
-        f.add_argument("--data-dir", help=f"key and store directory (default: ~/.local/share/oasis/{name})")
+        f.add_argument("--data-dir", type=_data_dir, help=f"key and store directory (default: ~/.local/share/oasis/{name})")
         f.add_argument("--listen", default="127.0.0.1:0", help="OFTP (UDP) address, HOST:PORT")
         f.add_argument("--http", default="127.0.0.1:0", help="gateway/origin HTTP address HOST:PORT")
         f.add_argument("--disk-cap-mb", type=int, default=4096, help="files kept, MiB (LRU beyond)")
@@ -270,7 +283,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "again after its retry interval)")
 
     wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
-    wl.add_argument("--data-dir", help="node directory (default: ~/.local/share/oasis/viewer)")
+    wl.add_argument("--data-dir", type=_data_dir,
+                    help="node directory (default: ~/.local/share/oasis/watch, `oasis watch`'s)")
     wl.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     wl.add_argument("--offline", action="store_true", help="do not open the chain (no balances)")
     wl.add_argument("--deploy", action="store_true",
@@ -298,7 +312,7 @@ def _wallet(args: argparse.Namespace) -> int:
     from oasis.ledger.wallet import wallet_report
     from oasis.node.runtime import default_data_dir
 
-    data_dir = args.data_dir or default_data_dir("viewer")
+    data_dir = args.data_dir or default_data_dir("watch")  # (`oasis watch`'s default: its wallet)
     if args.deploy:
         return _deploy(args, data_dir)
     if not args.offline and not args.chain_rpc and not args.chain_dir:

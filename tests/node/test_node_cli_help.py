@@ -88,3 +88,34 @@ def test_api_listen_says_its_default_per_command() -> None:
     assert "default: 127.0.0.1:7480" in " ".join(cmds["node"].format_help().split())
     for name in ("broadcast", "watch"):
         assert "default: 127.0.0.1:0" in " ".join(cmds[name].format_help().split()), name
+
+
+def test_the_default_data_directory_said_is_the_one_used(tmp_path: object, monkeypatch: object) -> None:
+    """Found 2026-12-06 from outside: ``--help`` named ``~/.local/share/oasis/broadcaster`` and
+    ``.../viewer`` while the commands kept their keys in ``.../broadcast`` and ``.../watch``,
+    and ``oasis wallet`` read ``.../viewer``: a viewer's wallet was never where it looked.
+    ``--data-dir ""`` silently meant the default."""
+    import pytest
+
+    from oasis.node.runtime import default_data_dir
+
+    cmds = _commands()
+    for name in ("broadcast", "watch", "node", "chat", "dm", "publish", "get"):
+        said = _help_of(cmds[name], "--data-dir")
+        assert said.endswith(f"~/.local/share/oasis/{name})"), (name, said)
+        assert default_data_dir(name).endswith(f"/oasis/{name}")
+    assert "~/.local/share/oasis/watch" in _help_of(cmds["wallet"], "--data-dir")
+    for name in ("broadcast", "watch", "get", "wallet"):
+        args = [name, "x"] if name in ("watch", "get") else [name]
+        with pytest.raises(SystemExit) as exc:
+            build_parser([name]).parse_args([*args, "--data-dir", ""])
+        assert exc.value.code == 2
+    # and `oasis wallet` opens `oasis watch`'s directory (the viewer's wallet)
+    import os
+    from pathlib import Path
+
+    home = Path(str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "oasis", "wallet", "--offline", "--json"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "XDG_DATA_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert (home / "oasis" / "watch").is_dir() and not (home / "oasis" / "viewer").exists()
