@@ -381,6 +381,8 @@ def _files(args: argparse.Namespace, rt: Any) -> int:
 
     if args.disk_cap_mb < 1:
         raise ValueError("--disk-cap-mb must be at least 1")
+    if not 0 <= args.upload_mbps <= 100_000:  # (-1 was taken as "no limit", unsaid; nan too)
+        raise ValueError("--upload-mbps must be 0 (unbounded) to 100000")
     o = filecmd.FileOptions(data_dir=args.data_dir or rt.default_data_dir(args.cmd), listen=args.listen,
                             http_listen=args.http, cap_bytes=args.disk_cap_mb * 1024 * 1024,
                             origin=getattr(args, "origin", None), upload_mbps=args.upload_mbps,
@@ -535,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--upload-kbps must be between 0 (no cap) and 10000000")
         if not abs(getattr(args, "clock_skew_ms", 0.0)) <= 86_400_000:
             raise ValueError("--clock-skew-ms must be within a day")
+        epoch = getattr(args, "epoch", None)  # (None: chat and dm, which take none)
+        if epoch is not None and not 1 <= epoch <= 86_400:  # (-1 was taken unsaid without --rewards)
+            raise ValueError("--epoch must be 1 to 86400 s")
         if len(args.area) > MAX_AREA or not args.area.isprintable():
             # (a control character was taken by `watch` and refused by the tracker at every
             # announce, unsaid until a stop exited 2 with it: found 2026-12-06 from outside)

@@ -41,6 +41,12 @@ class StreamIdError(ValueError):
     """A stream id that does not parse; the message says the expected form."""
 
 
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a message, cut at ``limit`` characters (a 5,000-character name
+    was echoed whole)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class StreamId:
     broadcaster: bytes  #: 32-byte Ed25519 public key
@@ -51,17 +57,17 @@ class StreamId:
             raise StreamIdError("broadcaster key must be 32 bytes")
         if not _NAME_RE.match(self.name):
             raise StreamIdError(
-                f"stream name {self.name!r}: use 1-32 of a-z 0-9 _ - (starting with a letter or digit)")
+                f"stream name {_cut(self.name)}: use 1-32 of a-z 0-9 _ - (starting with a letter or digit)")
 
     @classmethod
     def parse(cls, text: str) -> StreamId:
         peer, dot, name = text.partition(".")
         if not dot:
-            raise StreamIdError(f"stream id {text!r} is not of the form <peer-id>.<name>")
+            raise StreamIdError(f"stream id {_cut(text)} is not of the form <peer-id>.<name>")
         try:
             key = key_of_peer_id(peer)
         except ValueError as exc:
-            raise StreamIdError(f"stream id {text!r}: {exc}") from None
+            raise StreamIdError(f"stream id {_cut(text)}: {exc}") from None
         return cls(key, name)
 
     def __str__(self) -> str:

@@ -33,6 +33,7 @@ from oasis.core import dm, wire
 from oasis.core import peer as pp
 from oasis.core.chat import ACTIONS, ChatConfig, RateLimited
 from oasis.core.identity import key_of_peer_id
+from oasis.core.stream import StreamIdError
 from oasis.datafiles import hold_data_dir
 from oasis.pipes import loop_can_watch
 
@@ -59,7 +60,10 @@ async def _join(c: Common, stream: str, tracker_url: str | None,
                 command: str = "chat") -> tuple[Node, LiveStream, asyncio.Task[None]]:
     hold_data_dir(c.data_dir, command)
     stop_event()  # a stop signal from here on is a clean stop (the waits below are cut by it)
-    sid, desc, boots, tracker_url = await unless_stopped(resolve_stream(stream, tracker_url))
+    try:
+        sid, desc, boots, tracker_url = await unless_stopped(resolve_stream(stream, tracker_url))
+    except StreamIdError as exc:  # (dm's stream is --via: name it; chat's is its argument)
+        raise StreamIdError(f"--via: {exc}" if command == "dm" else str(exc)) from None
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")

@@ -84,8 +84,10 @@ class Common:
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) < 65536:
-        raise ValueError(f"{what} must be HOST:PORT, got {text!r}")
+    if not sep or not (port.isascii() and port.isdigit()):
+        raise ValueError(f"{what} must be HOST:PORT, got {text[:200]!r}")
+    if not 0 <= int(port) < 65536:
+        raise ValueError(f"{what} {text[:200]!r}: the port must be 0-65535 (0: any free port)")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if host:
         try:  # a name was looked up late and failed as "[Errno -2] Name or service not known"

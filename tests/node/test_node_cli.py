@@ -123,3 +123,23 @@ def test_a_taken_address_is_named_by_the_option_that_set_it(tmp_path: Path) -> N
             assert first.startswith(f"oasis {args[0]}: error: ") and what in first and way_out in first, (args, first)
             assert "--gateway" not in first and "Traceback" not in out.stderr
             assert "Unclosed" not in out.stderr, (args, out.stderr)  # nothing left open behind it
+
+
+def test_values_a_command_would_take_unsaid_are_refused_naming_the_option(tmp_path: Path) -> None:
+    """Found 2026-12-06 from outside: ``--upload-mbps -1`` and ``--epoch -1`` were taken
+    (as no limit, and unused or named ``epoch_length`` later); a port out of range was
+    "must be HOST:PORT"; ``dm --via garbage`` did not name --via; a 300-character name was
+    echoed whole."""
+    from oasis.core.identity import Identity, peer_id_of
+
+    peer = peer_id_of(Identity.generate().public)
+    for args, said in ((["get", "of1x", "--upload-mbps", "-1"], "--upload-mbps must be 0 (unbounded)"),
+                       (["publish", "x", "--upload-mbps", "nan"], "--upload-mbps must be 0 (unbounded)"),
+                       (["broadcast", "test", "--epoch", "-1"], "--epoch must be 1 to 86400 s"),
+                       (["broadcast", "test", "--http", "127.0.0.1:99999"], "the port must be 0-65535"),
+                       (["dm", peer, "--via", "garbage", "--send", "hi"], "--via: stream id 'garbage'"),
+                       (["broadcast", "test", "--name", "A" * 300], "... (300 characters)")):
+        out = subprocess.run([sys.executable, "-m", "oasis", *args, "--data-dir", str(tmp_path / "n")],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and said in out.stderr, (args, out.stderr)
+        assert len(out.stderr) < 400 and out.stdout == "" and "Traceback" not in out.stderr, (args, out.stderr)

@@ -82,7 +82,7 @@ def test_what_a_node_command_refuses_before_it_starts(tmp_path: Path, flags: lis
 
 @pytest.mark.parametrize("flags,says", [
     (["--name", "A B/.."], b"stream name 'A B/..'"),
-    (["--http", "127.0.0.1:70000"], b"--http must be HOST:PORT"),
+    (["--http", "127.0.0.1:70000"], b"--http '127.0.0.1:70000': the port must be 0-65535"),
 ])
 def test_a_broadcast_refused_at_its_start_leaves_nothing_open(tmp_path: Path, flags: list[str], says: bytes) -> None:
     """(Both printed asyncio's "Unclosed client session" after the error: the node was made
