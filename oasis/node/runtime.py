@@ -521,9 +521,13 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
         # The end marker (the source's end already made it): its viewers learn that the
         # stream ended, rather than skipping chunk after chunk that never comes
-        end_stream(ident, ls, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
+        told = end_stream(ident, ls, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
         if ls.swarm.end_seq >= 0:
             await linger([ls])
+        if told is not None:  # stopped by a signal (a source that ended said so already)
+            n = len(ls.swarm.peers)
+            say(f"oasis broadcast: stopped after chunk {told - 1}; the end of the stream was sent to "
+                f"{n} neighbour{'' if n == 1 else 's'}")
         for t in done:
             if t is not stopper and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]

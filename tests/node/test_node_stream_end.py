@@ -105,6 +105,9 @@ async def test_a_stopped_broadcaster_ends_its_stream_for_its_viewers(tmp_path: P
         # the person at the terminal is told too (the health check looks each second)
         log_path = tmp_path / "v.log"
         await asyncio.to_thread(wait_until, lambda: b"broadcaster ended the stream" in log_path.read_bytes(), 5)
+        said = (tmp_path / "b.log").read_text()  # and the broadcaster's, at its stop
+        assert f"oasis broadcast: stopped after chunk {end - 1}; the end of the stream was sent to 1 neighbour" \
+            in said, said
     finally:
         codes = [p.stop() for p in procs]
     assert all(c in (0, -15) for c in codes), codes
