@@ -189,6 +189,14 @@ class _Run:
     joined: int = 0
     running_since: float | None = None  #: monotonic time all viewers had joined
     signals: list[int] = field(default_factory=list)
+    first_signal_at: float = 0.0  #: loop time of the first stop signal
+
+
+#: a stop signal this soon after the first is the same stop said twice (a terminal's Ctrl-C
+#: reaches the whole process group, and a wrapper in it such as `timeout` passes it on to
+#: the demo again): without it the demo took the copy for a second Ctrl-C and gave up its
+#: figures (found 2026-12-06 from outside)
+SAME_STOP = 1.0
 
 
 async def _stoppable_demo(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
@@ -199,6 +207,11 @@ async def _stoppable_demo(args: argparse.Namespace, progress: Any) -> dict[str, 
     me = asyncio.current_task()
 
     def stop(signum: int) -> None:  # the first: stop and summarise; the next: stop summarising
+        now = loop.time()
+        if run.signals and now - run.first_signal_at < SAME_STOP:
+            return
+        if not run.signals:
+            run.first_signal_at = now
         run.signals.append(signum)
         if me is not None:
             me.cancel()
@@ -366,9 +379,14 @@ async def _interrupted(args: argparse.Namespace, bitrate: int, run: _Run, progre
         return out
     try:
         async with aiohttp.ClientSession() as session:
-            final, bstats = await asyncio.wait_for(asyncio.gather(
-                asyncio.gather(*[_stats(session, v.info["gateway"], detail=True) for v in joined]),
-                _stats(session, run.binfo["http"], detail=True)), INTERRUPTED_STATS_TIMEOUT)
+            asks = [asyncio.ensure_future(_stats(session, v.info["gateway"], detail=True)) for v in joined]
+            asks.append(asyncio.ensure_future(_stats(session, run.binfo["http"], detail=True)))
+            try:
+                *final, bstats = await asyncio.wait_for(asyncio.gather(*asks), INTERRUPTED_STATS_TIMEOUT)
+            finally:  # (cancelled ones awaited: no "exception was never retrieved" traceback)
+                for a in asks:
+                    a.cancel()
+                await asyncio.shield(asyncio.gather(*asks, return_exceptions=True))
         summary = _summary(args, bitrate, list(final), bstats, time.time())
     except asyncio.CancelledError:  # a second signal: no figures, stop now
         _uncancel()
