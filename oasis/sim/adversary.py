@@ -112,9 +112,16 @@ def assign(n_viewers: int, share: float, mix: dict[str, float], seed: int) -> di
 
 
 def check_mix(mix: dict[str, float]) -> None:
+    if not isinstance(mix, dict):
+        raise ValueError("hostile_mix: a table of hostile mode = weight")
     unknown = sorted(set(mix) - set(MODES))
     if unknown:
         raise ValueError(f"unknown hostile modes: {', '.join(unknown)} (use {', '.join(MODES)})")
+    for mode, w in mix.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 1e9:
+            raise ValueError(f"hostile_mix[{mode!r}] = {w!r}: a weight, 0 or more")
+    if mix and not any(w > 0 for w in mix.values()):  # (max() of nothing: a traceback)
+        raise ValueError("hostile_mix: at least one mode needs a weight above 0 (or leave it out: all equal)")
 
 
 def lie(real: wire.Status, skey: bytes, src_tag: bytes, my_tag: bytes, subtle_top: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import runner
@@ -69,10 +70,10 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
             try:
                 d["nat_share"], d["nat_by_access"] = float(args.nat), {}
             except ValueError:
-                raise SystemExit(f"oasis sim: --nat {args.nat!r}: a share in [0, 1] or 'published'") from None
+                raise ValueError(f"--nat {args.nat!r}: a share in [0, 1] or 'published'") from None
     if args.playout is not None:
         if not 0.05 <= args.playout <= 60:
-            raise SystemExit("oasis sim: --playout must be between 0.05 and 60 s")
+            raise ValueError("--playout must be between 0.05 and 60 s")
         d["protocol"] = {**d.get("protocol", {}), "playout_delay": args.playout}
     if args.chunk_ms is not None:
         d["chunk_ms"] = args.chunk_ms
@@ -82,25 +83,30 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tomllib
     from pathlib import Path
 
     try:
         s = scenario_from(args)
-        if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
-            raise ValueError(f"--plots {args.plots}: exists and is not a directory")
+        if args.plots:  # made now: a directory that cannot be made threw the whole run away
+            if Path(args.plots).exists() and not Path(args.plots).is_dir():
+                raise ValueError(f"--plots {args.plots}: exists and is not a directory")
+            try:
+                os.makedirs(args.plots, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"--plots {args.plots}: cannot make the directory ({exc.strerror or exc})") from None
         if args.progress_every is not None and not args.progress_every > 0:
             raise ValueError("--progress-every must be > 0 simulated seconds")
-    except tomllib.TOMLDecodeError as exc:  # (a ValueError)
-        print(f"oasis sim: error: {args.scenario}: not a TOML file ({exc})", file=sys.stderr)
-        return 2
     except (ValueError, TypeError, OSError) as exc:
         # before the run, not after it: a wrong key or baseline must not cost a long run
         print(f"oasis sim: error: {exc}", file=sys.stderr)
         return 2
-    out = runner.run(s, args.seed, plots=args.plots, timing=not args.no_timing,
-                     progress=args.progress or args.progress_every is not None or sys.stderr.isatty(),
-                     progress_every_s=args.progress_every or 10.0)
+    try:
+        out = runner.run(s, args.seed, plots=args.plots, timing=not args.no_timing,
+                         progress=args.progress or args.progress_every is not None or sys.stderr.isatty(),
+                         progress_every_s=args.progress_every or 10.0)
+    except KeyboardInterrupt:  # Ctrl-C: a run has no partial result to print; no traceback
+        print("\noasis sim: interrupted; nothing to report (a run's figures come at its end)", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return 0

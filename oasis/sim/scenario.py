@@ -102,8 +102,19 @@ MAX_DURATION_S = 86_400
 
 
 def load(path: str | Path) -> Scenario:
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
+    """A scenario file, checked whole; ValueError (naming the file) for one that cannot be read
+    or parsed (a directory, not UTF-8, TOML nested past the parser's recursion)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (a TOML file is)") from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deep") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
     flat: dict[str, Any] = {}
     for k, v in data.items():
         if k in _TABLES and isinstance(v, dict):
@@ -148,9 +159,11 @@ def from_dict(d: dict[str, Any]) -> Scenario:
         raise ValueError(f"peers = {s.peers!r}: a whole number, 1 to {MAX_PEERS:,}")
     if not (isinstance(s.duration_s, (int, float)) and 0 < s.duration_s <= MAX_DURATION_S):
         raise ValueError(f"duration_s = {s.duration_s!r}: seconds, more than 0 and at most {MAX_DURATION_S:,}")
-    if not (isinstance(s.bitrate_kbps, int) and s.bitrate_kbps > 0 and isinstance(s.chunk_ms, int)
+    if not (isinstance(s.bitrate_kbps, int) and not isinstance(s.bitrate_kbps, bool)
+            and 10 <= s.bitrate_kbps <= 1_000_000 and isinstance(s.chunk_ms, int)
             and 10 <= s.chunk_ms <= 10_000):
-        raise ValueError("bitrate_kbps is a positive integer and chunk_ms an integer in 10..10000")
+        # (the node's and a descriptor's range: 10^9 ran out of memory, unsaid)
+        raise ValueError("bitrate_kbps is an integer in 10..1000000 and chunk_ms an integer in 10..10000")
     if s.duration_s * 1000 < s.chunk_ms:
         raise ValueError(f"duration_s = {s.duration_s:g}: shorter than one chunk ({s.chunk_ms} ms): "
                          "the broadcaster would make none")

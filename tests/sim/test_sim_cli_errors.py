@@ -20,6 +20,12 @@ from oasis.sim.cli import main
     (["--churn", "-1"], "churn_per_min"),
     (["--baselines", "cdn_only,bogus"], "unknown baseline 'bogus'"),
     (["/nonexistent/scenario.toml"], "No such file"),
+    # found 2026-12-06 from outside: exit 1 (a SystemExit's), a raw errno, a throw-away run
+    (["--nat", "bogus"], "--nat 'bogus': a share in [0, 1] or 'published'"),
+    (["--playout", "0"], "--playout must be between 0.05 and 60 s"),
+    (["--playout", "nan"], "--playout must be between 0.05 and 60 s"),
+    (["/"], "/: Is a directory"),
+    (["--peers", "5", "--duration", "2", "--plots", "/proc/nope"], "--plots /proc/nope: cannot make the directory"),
 ])
 def test_bad_options_are_one_line_errors(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
@@ -54,6 +60,11 @@ def test_bad_options_are_one_line_errors(argv: list[str], says: str, capsys: pyt
     ("[protocol]\nchunk_ms = 20\n", "set it in [stream]"),
     ("[protocol]\nrepair_guard = 1\n", "true or false"),
     ("[protocol]\none_hop_doubt = 1.5\n", "[protocol] one_hop_doubt = 1.5: a whole number"),
+    # found 2026-12-06 from outside: a traceback, or a run that ate 4 GB and hung
+    ("[stream]\nbitrate_kbps = 1000000000\n", "bitrate_kbps is an integer in 10..1000000"),
+    ("[adversary]\nhostile = 0.2\nhostile_mix = { liar = 0 }\n", "at least one mode needs a weight"),
+    ("[adversary]\nhostile_mix = { liar = -1 }\n", "hostile_mix['liar'] = -1"),
+    ("x = " + "[" * 2000 + "]" * 2000 + "\n", "nested too deep"),
 ])
 def test_bad_scenario_files_are_one_line_errors(toml: str, says: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,3 +119,36 @@ def test_steady_joins_stay_within_a_run_shorter_than_the_ramp() -> None:
     s = from_dict({"peers": 200, "duration_s": 3.0, "ramp_s": 10.0, "baselines": []})
     _, viewers = build(s, World(), 1)
     assert max(v.join for v in viewers) < 3.0
+
+
+def test_a_scenario_file_that_is_not_utf8_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.toml"
+    f.write_bytes(b"name = \"\xff\"\n")
+    assert main([str(f)]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}: not UTF-8 text" in err and err.count("\n") == 1, err
+
+
+def test_ctrl_c_ends_a_run_in_one_line_exit_130(tmp_path: Path) -> None:
+    """Found 2026-12-06 from outside: Ctrl-C printed a KeyboardInterrupt traceback through
+    the engine (every other command stops cleanly)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.node.procs import stderr_lines_until
+
+    p = subprocess.Popen([sys.executable, "-m", "oasis", "sim", "--peers", "300", "--duration", "600",
+                          "--baselines", "none", "--progress-every", "0.5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        stderr_lines_until(p, r"\] sim +[0-9.]+/600 s", 120)  # running: a progress line
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    text = err.decode()
+    assert p.returncode == 130, text
+    assert "Traceback" not in text and "interrupted; nothing to report" in text, text[-500:]
