@@ -477,6 +477,24 @@ def _check_talk(args: argparse.Namespace) -> None:
             raise SendError(exc.code, f"--send: {exc}") from None
 
 
+def _check_demo(args: argparse.Namespace) -> None:
+    """The demo's numbers, before anything starts (``--duration nan`` printed a summary with
+    NaN in it, which is not JSON; -5 and ``--viewers -1`` or 0 ran and reported nothing; a
+    bitrate the broadcaster refuses failed as "exited before it started (exit None)")."""
+    if not 1 <= args.viewers <= 200:
+        raise ValueError("--viewers must be 1 to 200")
+    if not 0 < args.duration <= 86_400:  # (False for nan)
+        raise ValueError("--duration must be more than 0 and at most 86400 s")
+    if not (10 <= args.bitrate <= 1_000_000 and 10 <= args.chunk_ms <= 10_000):
+        raise ValueError("--bitrate must be 10..1000000 kbit/s and --chunk-ms 10..10000")
+    for flag in ("upload_kbps", "broadcaster_upload_kbps"):
+        v = getattr(args, flag)
+        if v is not None and not 0 <= v <= 10_000_000:
+            raise ValueError(f"--{flag.replace('_', '-')} must be 0 (no cap) to 10000000")
+    if args.rewards and not 1 <= args.epoch <= 86_400:
+        raise ValueError("--epoch must be 1 to 86400 s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
@@ -494,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "demo":
             from oasis.demo import run_demo
+            _check_demo(args)
             return run_demo(args)
         if args.cmd == "tracker":
             _run(rt.tracker_only(args.listen, public_metrics=args.public_metrics))

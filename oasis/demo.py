@@ -109,18 +109,39 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes] | ForkedProcess
     info: dict[str, Any] = field(default_factory=dict)
+    log: str = ""  #: its stderr's file
+
+
+def _why_not_started(proc: Proc) -> str:
+    """What a process that ended before its start line said: its exit status and its log's
+    last error line (the demo said "exit None", and never why)."""
+    try:
+        code = proc.popen.wait(5)  # (its stdout ended a moment before it exited)
+    except subprocess.TimeoutExpired:
+        code = None
+    said = ""
+    try:
+        with open(proc.log, errors="replace") as f:
+            lines = [x.strip() for x in f.read()[-4000:].splitlines() if x.strip()]
+        said = next((x for x in reversed(lines) if "error" in x.lower() or x.startswith("oasis ")),
+                    lines[-1] if lines else "")
+    except OSError:
+        pass
+    status = "still running" if code is None else f"exit {code}"
+    return f"{proc.name} exited before it started ({status}){': ' + said[:300] if said else ''}"
 
 
 def _spawn(name: str, args: list[str], log_dir: str, env: dict[str, str] | None = None,
            zygote: Zygote | None = None) -> Proc:
+    log = os.path.join(log_dir, f"{name}.log")
     if zygote is not None:  # forked from the launcher: the imports are done already
-        return Proc(name, zygote.spawn(args, os.path.join(log_dir, f"{name}.log"), env))
+        return Proc(name, zygote.spawn(args, log, env), log=log)
     err = open(os.path.join(log_dir, f"{name}.log"), "wb")  # noqa: SIM115 - closed with the process
     p = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE, stderr=err,
                          stdin=subprocess.DEVNULL, start_new_session=True,
                          env={**os.environ, **(env or {})}, preexec_fn=die_with_parent)
     err.close()
-    return Proc(name, p)
+    return Proc(name, p, log=log)
 
 
 async def _first_line(proc: Proc, timeout: float,
@@ -131,7 +152,7 @@ async def _first_line(proc: Proc, timeout: float,
     loop = asyncio.get_running_loop()
     line = await asyncio.wait_for(loop.run_in_executor(executor, proc.popen.stdout.readline), timeout)
     if not line:
-        raise RuntimeError(f"{proc.name} exited before it started (exit {proc.popen.poll()})")
+        raise RuntimeError(_why_not_started(proc))
     info: dict[str, Any] = json.loads(line)
     proc.info = info
     return info
@@ -264,7 +285,7 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
 
         b = _spawn("broadcaster", ["broadcast", args.source, *common, "--upload-kbps", str(bup), *ledger,
                                    *delay(0),
-                                   "--epoch", str(args.epoch),
+                                   *(["--epoch", str(args.epoch)] if args.rewards else []),
                                    "--data-dir", os.path.join(root, "broadcaster")], root, benv)
         procs.append(b)
         # The viewers are forked from one launcher that has done the imports (0.8 CPU-s a
