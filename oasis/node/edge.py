@@ -451,8 +451,8 @@ class Edge:
     # ---- HTTP ------------------------------------------------------------------------
     def stream_of(self, request: web.Request) -> Followed:
         text = request.match_info["sid"]
-        try:
-            sid = StreamId.parse(text)
+        try:  # (its lower case: an id spelled in upper case anywhere is the origin's 404)
+            sid = StreamId.parse(text.lower())
         except StreamIdError as exc:
             raise http.json_error(400, "bad_stream", str(exc)) from None
         if str(sid) != text:

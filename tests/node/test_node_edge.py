@@ -325,6 +325,12 @@ async def test_an_edge_refuses_a_bad_stream_id_without_asking_the_origin_and_fol
                 async with s.get(f"{url}/{bad}/time") as r:
                     assert r.status in (400, 404), (bad, r.status)
                     assert (await r.json())["error"] in ("bad_stream", "not_canonical")
+            # an id spelled in upper case, in either part, is the origin's answer: 404
+            # not_canonical (the name part was 400 bad_stream at the edge: found 2026-12-06)
+            for upper in (str(sid).upper(), str(sid).replace(".live", ".LIVE"),
+                          str(sid).split(".")[0].upper() + ".live"):
+                async with s.get(f"{url}/{upper}/time") as r:
+                    assert (r.status, (await r.json())["error"]) == (404, "not_canonical"), upper
             assert asked == []  # not one byte upstream for any of them
             ids = [StreamId(Identity.generate().public, "live") for _ in range(5)]
             for i in ids:
