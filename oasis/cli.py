@@ -264,7 +264,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     t.add_argument("--listen", default="127.0.0.1:7000",
                    help="HTTP address HOST:PORT to serve the tracker on (default 127.0.0.1:7000; port 0: "
                         "any free port); its URL, <address>/tracker, is printed as \"tracker\"")
-    t.add_argument("--public-metrics", action="store_true", help=PUBLIC_METRICS)
+    t.add_argument("--public-metrics", action="store_true",
+                   help="serve /metrics, /stats and every stream in /tracker/streams to any client (default: "
+                        "only to clients on this machine, over loopback and not through a proxy; others "
+                        "get 403 local_only)")
 
     e = sub.add_parser("edge", help="a CDN edge near viewers: follows the origin's streams and "
                        "answers their fallback (point viewers at it with --cdn-url)")

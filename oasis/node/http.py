@@ -591,8 +591,9 @@ def router_refusal(request: web.Request, exc: web.HTTPException) -> tuple[str, s
         return "method_not_allowed", (f"{request.method} is not allowed on {path}"
                                       + (f": it takes {allowed}" if allowed else ""))
     if path in REWARDS_PATHS:
-        return "rewards_off", (f"{path} is served only by a node run with proof of relay "
-                               "(--rewards); this one runs without it")
+        return "rewards_off", (f"{path} is served only by a broadcaster or viewer run with proof "
+                               "of relay (`oasis broadcast|watch --rewards`); this server runs "
+                               "without it")
     return "not_found", f"no such route: {request.method} {path}"
 
 
