@@ -144,6 +144,12 @@ def _spawn(name: str, args: list[str], log_dir: str, env: dict[str, str] | None 
     return Proc(name, p, log=log)
 
 
+async def _exited(proc: Proc, every: float = 0.2) -> None:
+    """Returns when ``proc`` has ended (a bounded poll: its exit has no event here)."""
+    while proc.popen.poll() is None:
+        await asyncio.sleep(every)
+
+
 async def _first_line(proc: Proc, timeout: float,
                       executor: concurrent.futures.Executor | None = None) -> dict[str, Any]:
     """The process's first stdout line (its JSON start-up record), read in ``executor``
@@ -326,10 +332,34 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
         # (shut down in ``finally`` without waiting: a reader stuck on a viewer that never
         # started ends when that viewer is stopped)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(viewers)))
-        for fut in asyncio.as_completed([_first_line(v, START_TIMEOUT, pool) for v in viewers]):
-            await fut
-            run.joined += 1
-            progress.joined(run.joined, args.viewers)
+
+        async def join_all() -> None:
+            firsts = [asyncio.ensure_future(_first_line(v, START_TIMEOUT, pool)) for v in viewers]
+            try:
+                for fut in asyncio.as_completed(firsts):
+                    await fut
+                    run.joined += 1
+                    progress.joined(run.joined, args.viewers)
+            finally:  # (given up: each one's outcome retrieved, no "never retrieved" traceback)
+                for f in firsts:
+                    f.cancel()
+                await asyncio.gather(*firsts, return_exceptions=True)
+
+        # A broadcaster that ends meanwhile (a stdin source with nothing in it) is the cause:
+        # the demo waited START_TIMEOUT and blamed the first viewer (found 2026-12-06)
+        joining = asyncio.ensure_future(join_all())
+        gone = asyncio.ensure_future(_exited(b))
+        try:
+            await asyncio.wait((joining, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not joining.done():
+                joining.cancel()
+                await asyncio.gather(joining, return_exceptions=True)
+        if not joining.done() or joining.cancelled():
+            raise RuntimeError(_why_not_started(b).replace("exited before it started", "ended while the "
+                                                            "viewers started"))
+        joining.result()  # (a viewer that failed to start: its error)
         joined_in_s = time.monotonic() - started
         run.running_since = time.monotonic()
         t_end = time.monotonic() + args.duration

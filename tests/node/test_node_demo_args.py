@@ -40,3 +40,17 @@ def test_a_broadcaster_that_cannot_start_is_named_with_its_reason(tmp_path: Path
     # --epoch is the rewards' (off here): not handed to a broadcaster that would refuse 0
     out = _demo("--viewers", "1", "--duration", "1", "--epoch", "0", "--bitrate", "300", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_broadcaster_that_ends_while_the_viewers_start_is_the_cause_said_at_once(tmp_path: Path) -> None:
+    """``--source -`` with nothing on stdin: the broadcaster prints its start line, then ends.
+    The demo waited 30 s for the viewers and blamed the first (found 2026-12-06)."""
+    import time
+
+    began = time.monotonic()
+    out = _demo("--viewers", "2", "--duration", "3", "--source", "-", cwd=tmp_path)  # (stdin: empty)
+    assert out.returncode == 1, out.stderr
+    assert "broadcaster ended while the viewers started (exit 1): oasis broadcast: stdin ended before a " \
+           "first chunk" in out.stderr, out.stderr
+    assert "viewer0" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert time.monotonic() - began < 25  # (not the viewers' 30-s start timeout)
