@@ -114,6 +114,8 @@ STATUS_MIN_GAP = 0.05  #: at most one STATUS per 50 ms on tree changes
 #: an end marker older than this (its signed time, s) ends nothing: an earlier run's, replayed
 #: to a newcomer of the restarted stream before its first chunk (it is relayed all the same)
 END_MAX_AGE = 30.0
+#: an end marker is sent to each neighbour with at least this long to go (s)
+END_SEND = 5.0
 #: accounts of departed peers kept for their return (``Swarm.remove_peer``), oldest forgotten
 DEPARTED_MAX = 1024
 
@@ -516,7 +518,8 @@ class Swarm:
                 else:
                     self.counters.early_unrecorded += 1  # in the log, not told at the start
         repair = self.repair
-        if is_end(chunk):
+        end = is_end(chunk)
+        if end:
             # (not the newest seq held, or long past: an earlier run's, replayed after a restart)
             if seq == self.log.latest and now - chunk.time_us / 1e6 <= END_MAX_AGE:
                 repair.end_at(seq)
@@ -541,6 +544,8 @@ class Swarm:
                     self._actions.append(Send(k, wire.Cancel(stream=self.skey, seq=seq)))
                     self.counters.cancels_sent += 1
         deadline = repair.deadline_of(seq)
+        if end and deadline < now + END_SEND:
+            deadline = now + END_SEND  # (no media to be late: every neighbour is to have it)
         if now > deadline and want is None and seq <= repair.skipped_upto:
             self.counters.late += 1
         if starting:
@@ -553,7 +558,7 @@ class Swarm:
             took = now - self.log.time_of(seq)
             self.delay.sample(j, took, True)
             self.tree.parent_pushed(j, seq, now, took)
-        else:
+        elif not end:  # (an end marker comes from every neighbour: no push out of turn, no withholding)
             if peer is not None and self.start_seq is not None and (want is None or peer not in want.asked):
                 self._unsolicited(peer, j, now)
             if self.start_seq is not None and self.parents[j] is not None:
@@ -566,7 +571,12 @@ class Swarm:
                 if held.count:
                     held.take(st.key, seq)
                 continue
-            if st.children_mask & (1 << j):
+            if st.children_mask & (1 << j) or end:
+                # (the end marker, to every neighbour: a few bytes each, once a node, and a
+                # viewer its substream's tree did not reach -- one started from the origin,
+                # whose broadcaster is gone a moment later -- is told too)
+                if end and held.count:
+                    held.take(st.key, seq)  # (asked for it: this is the answer)
                 if ahead is None or st.key not in ahead:
                     self.upload.enqueue(st.key, chunk, deadline)
             elif held.count:

@@ -209,3 +209,28 @@ def test_an_end_marker_not_signed_by_the_broadcaster_is_a_bad_chunk() -> None:
                         signature=real.signature, payload=b"")
     node.on_chunk(forger, stripped, net.now)
     assert node.counters.bad_chunks == before + 2 and node.end_seq == -1
+
+
+def test_the_end_reaches_a_neighbour_no_tree_feeds_and_nobody_is_asked_for_it() -> None:
+    """A viewer that joined the broadcaster a moment before the end (not yet a child on the
+    marker's substream: a viewer started from the origin looks the same) is told too: the
+    marker goes to every neighbour, once per node. Found 2026-12-06 under load: such a viewer
+    never learnt the end, its broadcaster gone a moment later."""
+    net = _net(4, seed=61)
+    late = Identity.generate().public
+    net.viewers.append(late)
+    net.join(late, [net.bid.public])  # its SUBSCRIBE not even answered yet
+    node = net.nodes[late]
+    assert not any(st.children_mask for st in net.source.peers.values() if st.key == late)
+    asks = _asks(net, -1)
+    others = net.viewers[:-1]  # (the late one's own join may see a push before its answer)
+    before = {v: net.nodes[v].counters.pushes_unsolicited for v in others}
+    end = net.end()
+    net.run_until(net.now + 0.2)  # a few one-way delays: no repair timer yet
+    assert node.end_seq == end
+    assert all(net.nodes[v].end_seq == end for v in net.viewers)
+    assert asks["origin"] == 0
+    # nobody took the marker's copies from its other neighbours for pushes out of turn
+    assert {v: net.nodes[v].counters.pushes_unsolicited for v in others} == before
+    # once a node: each viewer sent it on to each neighbour at most once
+    assert all(net.nodes[v].counters.ends == 1 for v in net.viewers)
