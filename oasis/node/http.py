@@ -43,6 +43,7 @@ import dataclasses
 import ipaddress
 import itertools
 import logging
+import math
 import re
 import struct
 import time
@@ -997,13 +998,21 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
 
     app.cleanup_ctx.append(sweeper)
 
+    def refused(exc: TrackerRefused) -> web.HTTPException:
+        """The tracker's refusal; ``rate_limited`` says when a token is back (``Retry-After``,
+        whole seconds: it had no header, found 2026-12-06 from outside)."""
+        err = json_error(exc.status, exc.code, str(exc))
+        if exc.code == "rate_limited":  # (a full table's 429 has no time to say)
+            err.headers["Retry-After"] = str(max(1, math.ceil(1 / max(tracker.source_rate, 1e-3))))
+        return err
+
     async def announce(request: web.Request) -> web.Response:
         # Refused before its body is read, a request's connection cannot carry another
         # (the body is still on it): the answer says so (Connection: close).
         try:  # charged before the body is read: junk bodies were never rate-limited
             tracker.admit_request(request.remote or "", time.time())
         except TrackerRefused as exc:
-            raise closing(json_error(exc.status, exc.code, str(exc))) from None
+            raise closing(refused(exc)) from None
         if request.content_type != "application/json":
             # a cross-site page can POST text/plain without asking (no CORS preflight): it
             # made visitors' browsers announce ids at their addresses (any port)
@@ -1023,7 +1032,7 @@ def add_tracker_routes(app: web.Application, tracker: Tracker, *, metrics: bool 
         try:
             peers = tracker.submit(a, request.remote or "", time.time(), d, admitted=True)
         except TrackerRefused as exc:
-            raise json_error(exc.status, exc.code, str(exc)) from None
+            raise refused(exc) from None
         return web.json_response(tracker_reply(tracker, str(a.stream), peers), headers=NO_STORE)
 
     async def descriptor(request: web.Request) -> web.Response:

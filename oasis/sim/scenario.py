@@ -117,7 +117,10 @@ def load(path: str | Path) -> Scenario:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
     flat: dict[str, Any] = {}
     for k, v in data.items():
-        if k in _TABLES and isinstance(v, dict):
+        if k in _TABLES:
+            if not isinstance(v, dict):  # ([[stream]] or stream = 5 read as an unknown key)
+                raise ValueError(f"[{k}] is a table of settings, not {type(v).__name__} "
+                                 f"({'[[' + k + ']]' if isinstance(v, list) else k + ' = ...'})")
             flat.update(v)
         else:
             flat[k] = v
@@ -183,6 +186,9 @@ def from_dict(d: dict[str, Any]) -> Scenario:
         raise ValueError(f"unknown access kind {(bad or [s.broadcaster_access])[0]!r} "
                          f"(one of {', '.join(ACCESS)})")
     from .baselines import RUNNERS
+    if not isinstance(s.baselines, list) or not all(isinstance(b, str) for b in s.baselines):
+        # (a string was read letter by letter; a nested list was "unhashable type: 'list'")
+        raise ValueError(f"baselines: a list of names, e.g. [\"cdn_only\"] (one of {', '.join(RUNNERS)})")
     bad = [b for b in s.baselines if b not in RUNNERS]
     if bad:
         raise ValueError(f"unknown baseline {bad[0]!r} (one of {', '.join(RUNNERS)}, or none)")

@@ -171,6 +171,10 @@ async def test_per_source_rate_limit_answers_429(tracker_client) -> None:
     statuses = [(await post(s, body(signed(ident(100 + i)))))[0] for i in range(8)]
     assert statuses[:5] == [200] * 5 and statuses[5:] == [429] * 3
     assert tracker.counters["refused_rate"] == 3
+    # the refusal says when to try again: a token comes back every 1 / source_rate s
+    tracker.source_rate = 0.4
+    async with s.post("/tracker/announce", json=body(signed(ident(120)))) as r:
+        assert r.status == 429 and r.headers["Retry-After"] == "3", dict(r.headers)
 
 
 async def test_caps_answer_429_with_a_code_and_count(tracker_client) -> None:
@@ -178,7 +182,9 @@ async def test_caps_answer_429_with_a_code_and_count(tracker_client) -> None:
     tracker.max_streams, tracker.max_peers_per_stream = 1, 2
     assert (await post(s, body(signed(BC))))[0] == 200
     other = StreamId(MALLORY.public, "live")
-    status, err = await post(s, body(signed(MALLORY, sid=other)))
+    async with s.post("/tracker/announce", json=body(signed(MALLORY, sid=other))) as r:
+        status, err = r.status, await r.json(content_type=None)
+        assert "Retry-After" not in r.headers  # (full: no time to say)
     assert (status, err["error"]) == (429, "streams_full")
     assert (await post(s, body(signed(ident(5)))))[0] == 200
     status, err = await post(s, body(signed(ident(6))))

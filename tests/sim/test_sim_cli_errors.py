@@ -65,6 +65,10 @@ def test_bad_options_are_one_line_errors(argv: list[str], says: str, capsys: pyt
     ("[adversary]\nhostile = 0.2\nhostile_mix = { liar = 0 }\n", "at least one mode needs a weight"),
     ("[adversary]\nhostile_mix = { liar = -1 }\n", "hostile_mix['liar'] = -1"),
     ("x = " + "[" * 2000 + "]" * 2000 + "\n", "nested too deep"),
+    ('baselines = [["cdn_only"]]\n', "baselines: a list of names"),  # ("unhashable type: 'list'")
+    ('baselines = "cdn_only"\n', "baselines: a list of names"),  # (read letter by letter)
+    ("[[stream]]\nbitrate_kbps = 300\n", "[stream] is a table of settings, not list ([[stream]])"),
+    ("stream = 5\n", "[stream] is a table of settings, not int"),
 ])
 def test_bad_scenario_files_are_one_line_errors(toml: str, says: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
