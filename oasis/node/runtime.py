@@ -521,7 +521,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
         # The end marker (the source's end already made it): its viewers learn that the
         # stream ended, rather than skipping chunk after chunk that never comes
-        told = end_stream(ident, ls, c.chunk_ms, clock_file=seq_file(c.data_dir, sid))
+        told = end_stream(ident, ls, clock_file=seq_file(c.data_dir, sid))
         if ls.swarm.end_seq >= 0:
             await linger([ls])
         if told is not None:  # stopped by a signal (a source that ended said so already)

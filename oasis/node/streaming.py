@@ -147,7 +147,7 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
         publish(chunker.feed(data, now), now)
     now = time.time()
     publish(chunker.flush(now), now)
-    if end_stream(identity, ls, chunk_ms, clock_file=clock_file) is None \
+    if end_stream(identity, ls, clock_file=clock_file) is None \
             and clock_file is not None and first_at is not None:  # a restart goes on after the last
         _save_seq(clock_file, seq - 1, first_at + done.seconds, chunk_ms)
     return done
@@ -157,16 +157,16 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
 END_LINGER = 1.0
 
 
-def end_stream(identity: Identity, ls: LiveStream, chunk_ms: int, *,
-               clock_file: Path | None = None) -> int | None:
+def end_stream(identity: Identity, ls: LiveStream, *, clock_file: Path | None = None) -> int | None:
     """Publish the end marker of the source stream ``ls`` (docs/oftp.md §7): the seq after
-    its latest chunk, at that seq's time on the stream's clock. Returns its seq; None when
-    the stream has no chunk yet or already ended. ``clock_file``: the sequence clock is saved
-    at it, so a restart numbers on past it."""
+    its latest chunk, at that seq's time on the stream's clock (one ``chunk_ms`` after the
+    latest's). Returns its seq; None when the stream has no chunk yet or already ended.
+    ``clock_file``: the sequence clock is saved at it, so a restart numbers on past it."""
     log_ = ls.swarm.log
     if log_.latest < 0 or ls.swarm.end_seq >= 0 or log_.get(log_.latest) is None:
         return None
     seq = log_.latest + 1
+    chunk_ms = ls.config.chunk_ms
     at = log_.time_of(log_.latest) + chunk_ms / 1000
     ls.swarm.publish(sign_end(identity, ls.sid, seq, int(at * 1e6)), ls.now())
     ls.pump()
@@ -366,7 +366,7 @@ class Streaming:
         for t in m.tasks:
             t.cancel()
         await asyncio.gather(*m.tasks, return_exceptions=True)
-        if m.ls.is_source and end_stream(self.node.identity, m.ls, m.ls.config.chunk_ms) is not None:
+        if m.ls.is_source and end_stream(self.node.identity, m.ls) is not None:
             await linger([m.ls])  # its viewers learn that it ended, not that it stalled
         self.descriptors.pop(text, None)
         self.links.pop(text, None)
@@ -383,7 +383,7 @@ class Streaming:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         ended = [m.ls for m in self.managed.values() if m.ls.is_source
-                 and end_stream(self.node.identity, m.ls, m.ls.config.chunk_ms) is not None]
+                 and end_stream(self.node.identity, m.ls) is not None]
         if ended:
             await linger(ended)
         self.managed.clear()
