@@ -45,7 +45,7 @@ class ViewerRecord:
     """
 
     __slots__ = ("joined_at", "left_at", "playout_delay", "started_at", "lat_seq", "lat",
-                 "on_time", "bytes_by_source", "skipped", "verified", "given_up")
+                 "on_time", "bytes_by_source", "skipped", "verified", "given_up", "unmade")
 
     #: a long-running node keeps the last this many entries of each array (trimmed when twice
     #: as many: ~2.4 h at 33 ms chunks, ~3 MB); the simulator's runs never reach it. The
@@ -65,6 +65,9 @@ class ViewerRecord:
         self.skipped = array("i")  #: seqs given up on
         self.verified = 0  #: chunks completed after the join and verified here, in all
         self.given_up = 0  #: seqs given up on, in all
+        #: seqs given up as not made (a stalled or dead broadcaster: ``Skip.unmade``), in
+        #: all: not in ``skipped`` or ``given_up`` (not a loss)
+        self.unmade = 0
 
     def delivered(self, seq: int, chunk_time: float, at: float, source: str, nbytes: int,
                   keyframe: bool) -> None:
@@ -82,7 +85,10 @@ class ViewerRecord:
                 for a in (self.lat_seq, self.lat, self.on_time):
                     del a[:-self.KEEP]
 
-    def skip(self, seq: int) -> None:
+    def skip(self, seq: int, unmade: bool = False) -> None:
+        if unmade:
+            self.unmade += 1
+            return
         self.given_up += 1
         self.skipped.append(seq)
         if len(self.skipped) > 2 * self.KEEP:

@@ -465,10 +465,14 @@ class RepairPicker:
         a bounded number of times: a stream that ended is given up)."""
         if seq <= self.log.latest or w.deferred >= UNKNOWN_DEFERRALS:
             return False
+        return not self._claimed(seq)
+
+    def _claimed(self, seq: int) -> bool:
+        """A neighbour's STATUS claims ``seq`` or a later seq."""
         for st in self.peers.values():
             if st.status is not None and st.status.latest >= seq:
-                return False
-        return True
+                return True
+        return False
 
     def fetch_time(self) -> float:
         """How long before a deadline an origin fetch must start to arrive: learnt."""
@@ -544,8 +548,12 @@ class RepairPicker:
                 del self.wants[seq]
                 if seq > self.skipped_upto:
                     self.skipped_upto = seq
-                self.counters.skipped += 1
-                self.actions.append(Skip(seq))
+                unmade = w.deferred > 0 and seq > self.log.latest and not self._claimed(seq)
+                if unmade:
+                    self.counters.skipped_unmade += 1
+                else:
+                    self.counters.skipped += 1
+                self.actions.append(Skip(seq, unmade))
                 continue
             if now >= w.request_at:
                 self.request(seq, w, now)

@@ -461,6 +461,10 @@ class Deliver:
 @dataclass(frozen=True, slots=True)
 class Skip:
     seq: int  #: given up: not received before its deadline
+    #: given up as *not made*: nothing at or after it was held or claimed by any neighbour
+    #: UNKNOWN_DEFERRALS rechecks past its deadline (a stalled or dead broadcaster; the
+    #: clock expected it). Not a loss: a node's continuity does not count it
+    unmade: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -620,6 +624,8 @@ class SwarmCounters:
     origin_held: int = 0
     origin_probes: int = 0
     skipped: int = 0
+    #: wants given up as not made (``Skip.unmade``: a stalled or dead broadcaster)
+    skipped_unmade: int = 0
     late: int = 0
     parent_switches: int = 0
     #: parents left by a leaf in time for another candidate, its full parent's slot freed

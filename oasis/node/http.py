@@ -1091,6 +1091,7 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         "latency_p50_ms": round(lat[len(lat) // 2] * 1000, 1) if lat else None,
         "chunks": rec.verified,
         "skipped": rec.given_up,
+        "unmade": rec.unmade,
         "player_url": f"/live/{ls.text_id}.ts",
         # a viewer's start: s from its join to each step (node.START_STEPS), the start
         # keyframe's age and the chunks lost to a late start (LiveStream.start_trace)

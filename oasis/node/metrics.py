@@ -219,8 +219,8 @@ class NodeCollector(Collector):
             s = ls.text_id
             live.add(s)
             rec, swarm = ls.record, ls.swarm
-            fam["verified"].add_metric([s], len(rec.lat))
-            fam["skipped"].add_metric([s], len(rec.skipped))
+            fam["verified"].add_metric([s], rec.verified)
+            fam["skipped"].add_metric([s], rec.given_up)
             fam["bad"].add_metric([s], getattr(swarm.counters, "bad_chunks", 0))
             for src, n in list(rec.bytes_by_source.items()):
                 fam["media"].add_metric([s, str(src)], n)

@@ -189,7 +189,7 @@ class LiveStream:
             elif isinstance(a, sw.Deliver):
                 self._deliver(a)
             elif isinstance(a, sw.Skip):
-                self.record.skip(a.seq)
+                self.record.skip(a.seq, a.unmade)
                 self.playout.skip(a.seq)
             elif isinstance(a, sw.FetchOrigin):
                 if a.seq == sw.ORIGIN_LATEST:

@@ -109,7 +109,7 @@ class StreamInfo(msgspec.Struct):
     bytes: dict[str, int]  #: bytes delivered, by source (p2p, origin, ...)
     latency_p50_ms: float | None
     chunks: int
-    skipped: int
+    skipped: int  #: chunks given up on: not received by their deadline (a loss)
     player_url: str  #: absolute URL of the MPEG-TS a player opens
     continuity: float | None  #: chunks / (chunks + skipped); None before the first
     offload: float | None  #: share of bytes from peers (not the origin); None before the first
@@ -125,6 +125,10 @@ class StreamInfo(msgspec.Struct):
     #: the seq of the broadcaster's end marker once the stream ended (no chunk at or after
     #: it will come); None while it runs
     end: int | None = None
+    #: seqs the stream's clock expected that no neighbour held or claimed 2 s past their
+    #: deadline, nothing newer arriving (a stalled or dead broadcaster did not make them):
+    #: given up, but not a loss, so not in ``skipped`` or ``continuity``
+    unmade: int = 0
 
 
 class PublishResult(msgspec.Struct):

@@ -999,7 +999,7 @@ class OasisSim:
 
     def skip(self, node: SimNode, a: sw.Skip) -> None:
         if node.rec is not None:
-            node.rec.skip(a.seq)
+            node.rec.skip(a.seq, a.unmade)
 
     def fetch_origin(self, node: SimNode, a: sw.FetchOrigin) -> None:
         if node.mode and self._hostile_filter(node, a):

@@ -42,6 +42,7 @@ class SwarmNet:
         self.nodes: dict[bytes, sw.Swarm] = {self.bid.public: self.source}
         self.delivered: dict[bytes, dict[int, tuple[float, str]]] = {}
         self.skipped: dict[bytes, list[int]] = {}
+        self.unmade: dict[bytes, list[int]] = {}  #: the skips given up as not made
         self.origin_log: dict[int, object] = {}
         self.origin_starts: list[bytes] = []  #: who asked the origin for a start
         self.use_origin = origin
@@ -59,6 +60,7 @@ class SwarmNet:
         self.nodes[key] = node
         self.delivered[key] = {}
         self.skipped[key] = []
+        self.unmade[key] = []
         for other in neighbours:
             if other in self.nodes:
                 node.add_peer(other, self.now, rtt=2 * self.delay, asked=start)
@@ -101,6 +103,8 @@ class SwarmNet:
 
     def skip(self, key: bytes, a: sw.Skip) -> None:
         self.skipped[key].append(a.seq)
+        if a.unmade:
+            self.unmade[key].append(a.seq)
 
     def fetch_origin(self, key: bytes, a: sw.FetchOrigin) -> None:
         seq = a.seq

@@ -142,6 +142,51 @@ def test_without_the_marker_the_same_stop_is_skipped_chunk_after_chunk() -> None
     assert asks["request"] > 0 and asks["origin"] > 0
 
 
+def test_a_dead_broadcaster_s_expected_chunks_are_not_counted_lost() -> None:
+    """The same stop without a marker: the seqs the viewers' clocks expected after the last
+    chunk are given up (the player moves on) as *not made*: no neighbour ever held or
+    claimed them, so they are not counted as lost. Before, each viewer's continuity fell
+    from 1.0 towards 0 for as long as it watched a dead stream. The chunks before the stop
+    that did not arrive still count."""
+    net = _net()
+    last = net.next_seq - 1
+    before = {v: net.nodes[v].counters.skipped for v in net.viewers}
+    _run_quiet(net, 8.0)
+    for v in net.viewers:
+        node = net.nodes[v]
+        after = [s for s in net.skipped[v] if s > last]
+        assert len(after) >= 40, (v.hex()[:6], len(after))  # ~5.5 s of the clock's seqs
+        assert sorted(net.unmade[v]) == after, v.hex()[:6]
+        assert node.counters.skipped_unmade == len(after)
+        assert node.counters.skipped == before[v], v.hex()[:6]
+
+
+def test_chunks_a_neighbour_claims_are_lost_not_unmade() -> None:
+    """A seq a neighbour claims (its STATUS names it or a later one) was made: given up, it
+    is a loss even with nothing newer held here. A viewer whose neighbours' chunks stop
+    reaching it (their STATUSes still do) and whose origin fetches fail counts them skipped."""
+    net = _net(6, seed=45)
+    v = net.viewers[-1]
+    drain = net.actions_from
+
+    def no_chunks_to_v(key: bytes, node: sw.Swarm) -> list:
+        out = []
+        for a in drain(key, node):
+            if isinstance(a, sw.FetchOrigin) and key == v:  # fails
+                net._at(net.now + 2 * net.delay, net._origin_done, key, a.seq, None)
+            elif not (isinstance(a, (sw.Push, sw.Send)) and a.peer == v
+                      and (isinstance(a, sw.Push) or isinstance(a.message, ChunkMsg))):
+                out.append(a)
+        return out
+
+    net.actions_from = no_chunks_to_v  # type: ignore[method-assign]
+    node = net.nodes[v]
+    before = node.counters.skipped
+    net.tick(40)
+    assert node.counters.skipped - before >= 20, node.counters.skipped - before
+    assert net.unmade[v] == [] and node.counters.skipped_unmade == 0
+
+
 def test_a_chunk_after_the_end_runs_the_stream_again() -> None:
     net = _net(6, seed=43)
     end = net.end()

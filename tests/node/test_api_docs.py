@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 NODE_INFO = {"peer_id", "version", "oftp", "http", "api", "uptime_s", "streams", "neighbours", "services", "counters"}
 STREAM_INFO = {"stream_id", "role", "latest", "start", "neighbours", "depth", "chunks", "skipped", "continuity",
                "latency_p50_ms", "bytes", "offload", "player_url", "managed", "link",
-               "start_trace", "start_source", "clock_offset", "end"}
+               "start_trace", "start_source", "clock_offset", "end", "unmade"}
 PUBLISHED = {"stream_id", "link", "player_url", "tracker"}
 WATCHED = {"stream_id", "player_url"}
 CHAT = {"id", "stream", "sender", "seq", "text", "time"}
