@@ -128,7 +128,11 @@ def hold_data_dir(path: str | os.PathLike[str], command: str) -> None:
     key = str(d.resolve())
     if key in _HELD:
         return
-    f = open(d / LOCK_FILE, "a+")  # noqa: SIM115 - held while we run
+    try:
+        f = open(d / LOCK_FILE, "a+")  # noqa: SIM115 - held while we run
+    except OSError as exc:  # (/proc/1, a read-only mount: the raw error named node.lock only)
+        raise DataFileError(path, f"a file cannot be created in this data directory ({exc.strerror})",
+                            "give a --data-dir you can write to") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -403,10 +403,14 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
                 status = 1
                 return
             _print("dm.sent", sent, c.json_out)
-            if not c.json_out:
-                print(f"waiting up to {wait:g} s for the recipient's acknowledgement (--wait)", file=sys.stderr)
             try:
-                await asyncio.wait_for(acked.get(), wait)
+                try:  # (acknowledged already: no "waiting" line)
+                    await asyncio.wait_for(acked.get(), 0.3)
+                except TimeoutError:
+                    if not c.json_out:
+                        print(f"waiting up to {wait:g} s for the recipient's acknowledgement (--wait)",
+                              file=sys.stderr)
+                    await asyncio.wait_for(acked.get(), max(wait - 0.3, 0.01))
             except TimeoutError:
                 state = node.messaging.dm_state(sent["id"])["state"]
                 if state != "stored":  # stored: peers hold it for the recipient (up to 24 h)

@@ -88,3 +88,13 @@ def test_an_address_that_is_a_name_or_not_this_machines_is_named(tmp_path: Path)
         r = _second("node", *args, "--api-listen", "off", "--data-dir", str(tmp_path / "x"))
         assert r.returncode == 2 and want in r.stderr, (args, r.stderr)
         assert "Unclosed" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_data_directory_no_file_can_be_made_in_is_named_not_a_raw_error() -> None:
+    """Found 2026-12-06: ``--data-dir /proc/1`` (a directory that exists but takes no new
+    file: /proc, a read-only mount) ended in "[Errno 2] No such file or directory:
+    '/proc/1/node.lock'"."""
+    r = _second("watch", "x", "--data-dir", "/proc/self")
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "/proc/self: a file cannot be created in this data directory" in r.stderr, r.stderr
+    assert "--data-dir you can write to" in r.stderr and "node.lock" not in r.stderr, r.stderr
