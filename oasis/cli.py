@@ -297,7 +297,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _chain(wl)
 
     tb = sub.add_parser("testbed", help="real nodes in network namespaces with world "
-                        "delays, access links and NATs (root; docs/testbed.md)")
+                        "delays, access links and NATs (root; docs/testbed.md)",
+                        description="Real Oasis nodes in network namespaces this command makes and "
+                        "removes: world delays between countries, capped and lossy access links, "
+                        "NATs (root; docs/testbed.md).")
     if cmd == "testbed":
         from oasis.testbed.runner import add_arguments as testbed_arguments
         testbed_arguments(tb)

@@ -21,12 +21,16 @@ through a socket it opens inside the node's namespace (:func:`ns_socket`).
 
 Every name starts with the run's prefix (``oas<pid>-``); :func:`cleanup` removes
 namespaces (and any stray root-namespace links) of a prefix, or of every run whose
-process is gone.
+process is gone. A run holds a lock on its prefix (:func:`claim`, an flock on
+``/run/oasis-testbed/<prefix>lock``) while it runs: a second run given the same
+``--prefix`` is refused, and ``--cleanup`` leaves a run whose lock is held (the pid in
+a prefix given by hand is no process: a live run's namespaces were removed by it).
 """
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import ipaddress
 import os
 import re
@@ -124,6 +128,8 @@ class Network:
     edges: bool = False
     shield: bool = False  #: (with ``edges``) also a PoP in the broadcaster's country
     edge_placement: dict[str, Placement] = field(default_factory=dict)
+    #: the prefix's lock (:func:`claim`), held from :meth:`build` to :meth:`teardown`
+    lock: PrefixLock | None = None
 
     def ns(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -152,6 +158,13 @@ class Network:
         return k, site_ip
 
     def build(self) -> None:
+        self.lock = claim(self.prefix)
+        left = leftovers(self.prefix)
+        if left:  # a dead run's, with the same prefix (the lock says none runs)
+            self.on_progress(f"removing {len(left)} namespaces and links a dead run of {self.prefix} left")
+            errors = cleanup(self.prefix)
+            if errors:
+                raise NetError(f"what a dead run of {self.prefix} left cannot be removed: {errors[0]}")
         self.core = self._netns("core")
         _sysctl(self.core, "net.ipv4.ip_forward", "1")
         _iptables(self.core, {"filter": [f"-A FORWARD -j NFQUEUE --queue-num {QUEUE_NUM}"]})
@@ -244,9 +257,15 @@ class Network:
         return {"sites": [{"addr": a, "country": c, "lastmile_ms": lm} for a, c, lm in self.sites]}
 
     def teardown(self) -> list[str]:
-        """Remove every namespace built (killing what still runs in it); returns errors."""
+        """Remove every namespace built (killing what still runs in it); returns errors.
+        Nothing if :meth:`build` did not take the prefix's lock (another run holds it:
+        what has the prefix is that run's)."""
+        if self.lock is None:
+            return []
         errors = cleanup(self.prefix)
         self.namespaces.clear()
+        self.lock.release()
+        self.lock = None
         return errors
 
 
@@ -284,6 +303,85 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+LOCK_DIR = "/run/oasis-testbed"
+
+
+class PrefixInUse(NetError):
+    """Another live run holds this prefix (:func:`claim`)."""
+
+
+class PrefixLock:
+    """An flock on ``LOCK_DIR/<prefix>lock``, holding the pid of the run (see :func:`claim`)."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.unlink(self.path)  # (while held: a run that opened it re-checks the inode)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _lock_path(prefix: str) -> str:
+    return os.path.join(LOCK_DIR, f"{prefix}lock")
+
+
+def claim(prefix: str) -> PrefixLock:
+    """Take ``prefix`` for this run, or raise :class:`PrefixInUse` naming the run that holds it."""
+    os.makedirs(LOCK_DIR, mode=0o755, exist_ok=True)
+    path = _lock_path(prefix)
+    for _ in range(5):  # (a holder that unlinked the file between our open and our lock)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise PrefixInUse(f"prefix {prefix} is in use by a running testbed (pid {holder}): give "
+                              "another --prefix, or leave the default (oas<pid>-)") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return PrefixLock(path, fd)
+        os.close(fd)
+    raise PrefixInUse(f"prefix {prefix}: its lock {path} keeps changing hands")
+
+
+def prefix_locked(prefix: str) -> bool | None:
+    """A run holds ``prefix``'s lock (True), its lock file is there but not held (False:
+    the run died), or there is none (None)."""
+    try:
+        fd = os.open(_lock_path(prefix), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def prefix_live(prefix: str) -> bool:
+    """A run of ``prefix`` is running: it holds the prefix's lock, or (a run that has none:
+    older code, or killed before it took it) the pid in the prefix is a process."""
+    locked = prefix_locked(prefix)
+    if locked is not None:
+        return locked
+    m = PREFIX_RE.match(prefix)
+    return m is not None and pid_alive(int(m.group(1)))
+
+
 def run_prefixes() -> set[str]:
     """Prefixes of every testbed run that left a namespace or a root-namespace link."""
     out = set()
@@ -314,10 +412,9 @@ def leftovers(prefix: str) -> list[str]:
 
 
 def cleanup(prefix: str | None = None) -> list[str]:
-    """Remove the namespaces and root links of ``prefix``; with None, of every run whose
-    process (the pid in its prefix) is gone. Processes still inside are killed first."""
-    prefixes = [prefix] if prefix else [p for p in run_prefixes()
-                                        if not pid_alive(int(PREFIX_RE.match(p).group(1)))]  # type: ignore[union-attr]
+    """Remove the namespaces and root links of ``prefix``; with None, of every run that is
+    not running (:func:`prefix_live`). Processes still inside are killed first."""
+    prefixes = [prefix] if prefix else [p for p in run_prefixes() if not prefix_live(p)]
     errors = []
     for p in prefixes:
         names = [ln.split()[0] for ln in run(["ip", "netns", "list"], check=False).splitlines()
@@ -336,6 +433,11 @@ def cleanup(prefix: str | None = None) -> list[str]:
         for link in _root_links():
             if link.startswith(p):
                 run(["ip", "link", "del", link], check=False)
+        if prefix is None:  # a dead run's lock file
+            try:
+                os.unlink(_lock_path(p))
+            except OSError:
+                pass
     return errors
 
 

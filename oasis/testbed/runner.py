@@ -487,13 +487,18 @@ class Testbed:
             except (subprocess.TimeoutExpired, ValueError):
                 self.delayer.kill()
                 self.delayer.communicate()
+        claimed = self.net.lock is not None  # (else what has the prefix is another run's)
         problems += self.net.teardown()
-        left = netns.leftovers(self.prefix)
+        left = netns.leftovers(self.prefix) if claimed else []
         if left:
             problems.append(f"left behind: {left}")
         if self.keep or keep_logs:
-            with open(os.path.join(self.root, KEPT_MARK), "w") as f:  # --cleanup leaves it
-                f.write("kept on purpose: " + ("--keep" if self.keep else "the run failed") + "\n")
+            try:
+                os.makedirs(self.root, exist_ok=True)  # (removed under a live run by older code)
+                with open(os.path.join(self.root, KEPT_MARK), "w") as f:  # --cleanup leaves it
+                    f.write("kept on purpose: " + ("--keep" if self.keep else "the run failed") + "\n")
+            except OSError as exc:
+                problems.append(f"its log directory {self.root} cannot be kept: {exc.strerror}")
             self.progress.status(f"logs and topology kept in {self.root}"
                                  + ("" if self.keep else " (the run failed; remove it when done)"))
         else:
@@ -514,7 +519,7 @@ def cleanup_logs(tmp: str | None = None) -> tuple[list[str], list[str]]:
         path = os.path.join(tmp, name)
         if not (m and name[m.end():].startswith("testbed-") and os.path.isdir(path)):
             continue
-        if netns.pid_alive(int(m.group(1))):
+        if netns.prefix_live(m.group(0)):
             continue
         if os.path.exists(os.path.join(path, KEPT_MARK)):
             kept.append(path)
@@ -742,20 +747,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--viewers", type=int, default=29)
-    ap.add_argument("--duration", type=float, default=60, help="seconds after the last viewer started")
-    ap.add_argument("--bitrate", type=int, default=1500, help="kbit/s")
-    ap.add_argument("--chunk-ms", type=int, default=None, help="chunk duration (default: the node's)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--viewers", type=int, default=29, help=f"1 to {MAX_VIEWERS} (default 29)")
+    ap.add_argument("--duration", type=float, default=60,
+                    help="seconds after the last viewer started, at most 86,400 (default 60)")
+    ap.add_argument("--bitrate", type=int, default=1500, help="kbit/s, 10 to 1,000,000 (default 1500)")
+    ap.add_argument("--chunk-ms", type=int, default=None,
+                    help="chunk duration, 10 to 10,000 ms (default: the node's, 33)")
+    ap.add_argument("--seed", type=int, default=1, help="draws the topology (default 1)")
     ap.add_argument("--playout-delay", type=float, default=0.5,
                     help="every node's playout delay, s (default 0.5, the node's)")
-    ap.add_argument("--nat-share", type=float, default=0.7, help="share of viewers behind a NAT")
-    ap.add_argument("--symmetric-share", type=float, default=0.2, help="share of the NATed that are symmetric")
+    ap.add_argument("--nat-share", type=float, default=0.7, help="share of viewers behind a NAT (default 0.7)")
+    ap.add_argument("--symmetric-share", type=float, default=0.2,
+                    help="share of the NATed that are symmetric (default 0.2)")
     ap.add_argument("--countries", default=None, help="comma-separated ISO codes to draw from "
                     "(default: all, weighted by internet users)")
     ap.add_argument("--loss", type=float, default=None, help="per-packet loss each way (default: the access kind's)")
-    ap.add_argument("--join-spread", type=float, default=0.0, help="viewers join over this many seconds")
-    ap.add_argument("--delay-scale", type=float, default=1.0, help="multiply every delay (0: none)")
+    ap.add_argument("--join-spread", type=float, default=0.0,
+                    help="viewers join over this many seconds, at most 3,600 (default 0: one after the other)")
+    ap.add_argument("--delay-scale", type=float, default=1.0,
+                    help="multiply every delay, 0 (none) to 100 (default 1)")
     ap.add_argument("--topology", default=None, help="a topology JSON file (instead of drawing one)")
     ap.add_argument("--dump-topology", action="store_true", help="print the topology's JSON and exit")
     ap.add_argument("--prefix", default=f"oas{os.getpid()}-",
@@ -765,11 +775,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     ap.add_argument("--keep", action="store_true",
                     help="keep logs (hole punching and dials traced), /stats and the topology")
-    ap.add_argument("--timeout", type=float, default=None, help="hard limit for the run, seconds")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="hard limit for the run, seconds (default: the duration + the viewers' starts + 60)")
     ap.add_argument("--rebind-at", type=float, default=None,
                     help="this many seconds into the run, give --rebind viewers behind home routers "
                     "a new public port (a NAT rebinding; their links must migrate)")
-    ap.add_argument("--rebind", type=int, default=1, help="how many viewers --rebind-at moves")
+    ap.add_argument("--rebind", type=int, default=1, help="how many viewers --rebind-at moves (default 1)")
     ap.add_argument("--fresh", action="store_true",
                     help="viewers as fresh interpreters importing at once (before 2026-12-04), "
                     "not forked from a launcher that has done the imports")
@@ -818,8 +829,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--duration {args.duration:g}: seconds of stream, more than 0 (at most 86,400)")
     if not 1 <= args.viewers <= MAX_VIEWERS:
         raise ValueError(f"--viewers {args.viewers}: 1 to {MAX_VIEWERS} (the testbed's address plan)")
-    if args.bitrate <= 0 or (args.chunk_ms is not None and args.chunk_ms <= 0):
-        raise ValueError("--bitrate and --chunk-ms are positive")
+    if not 10 <= args.bitrate <= 1_000_000:  # (the node's ranges: checked by its process
+        # only, after the whole network was built, and named in its log alone)
+        raise ValueError(f"--bitrate {args.bitrate}: 10 to 1,000,000 kbit/s")
+    if args.chunk_ms is not None and not 10 <= args.chunk_ms <= 10_000:
+        raise ValueError(f"--chunk-ms {args.chunk_ms}: 10 to 10,000")
     if not 0.05 <= args.playout_delay <= 60:
         raise ValueError(f"--playout-delay {args.playout_delay:g}: 0.05 to 60 s (the node's range)")
     if not 0 <= args.delay_scale <= 100:
@@ -913,6 +927,10 @@ def run_testbed(args: argparse.Namespace) -> int:
     try:
         check_args(args)
         topo = make_topology(args)
+        if args.rebind_at is not None and not any(v.nat == "eim" for v in topo.viewers):
+            raise ValueError("--rebind-at: no viewer of this topology sits behind a home router (eim), "
+                             "the only kind a new public port applies to (raise --nat-share, or lower "
+                             "--symmetric-share)")
     except ValueError as exc:
         print(f"oasis testbed: error: {exc}", file=sys.stderr)
         return 2
@@ -922,6 +940,10 @@ def run_testbed(args: argparse.Namespace) -> int:
     why = netns.available()
     if why:
         print(f"oasis testbed: cannot run: {why}", file=sys.stderr)
+        return 2
+    if netns.prefix_locked(args.prefix):
+        print(f"oasis testbed: error: --prefix {args.prefix} is in use by a running testbed: give "
+              "another, or leave the default (oas<pid>-)", file=sys.stderr)
         return 2
     from oasis.core import swarm as sw
     progress = Progress(args.json)

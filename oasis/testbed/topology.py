@@ -94,8 +94,9 @@ class Topology:
         if not 2 <= len(nodes) <= MAX_NODES:
             raise ValueError(f"{len(nodes)} nodes: a broadcaster and 1 to {MAX_NODES - 1} viewers")
         if not (isinstance(data.get("seed"), int) and isinstance(data.get("bitrate_kbps"), int)
-                and not isinstance(data["bitrate_kbps"], bool) and 1 <= data["bitrate_kbps"] <= 100_000):
-            raise ValueError("seed and bitrate_kbps are whole numbers (bitrate_kbps 1 to 100,000)")
+                and not isinstance(data["bitrate_kbps"], bool) and 10 <= data["bitrate_kbps"] <= 1_000_000):
+            # (the node's range: --bitrate's, so that --dump-topology's file is taken back)
+            raise ValueError("seed and bitrate_kbps are whole numbers (bitrate_kbps 10 to 1,000,000)")
         countries = country_codes()
         for n in nodes:
             if not (isinstance(n.name, str) and NAME_RE.fullmatch(n.name)):
@@ -111,6 +112,7 @@ class Topology:
                 raise ValueError(f"node {n.name}: unknown country {n.country!r} (ISO codes of "
                                  "oasis/sim/data/countries.csv)")
             if not (isinstance(n.up_kbps, int) and isinstance(n.down_kbps, int)
+                    and not isinstance(n.up_kbps, bool) and not isinstance(n.down_kbps, bool)
                     and 0 < n.up_kbps <= 10_000_000 and 0 < n.down_kbps <= 10_000_000):
                 raise ValueError(f"node {n.name}: up_kbps and down_kbps are whole numbers, 1 to 10,000,000")
             if not (all(isinstance(x, (int, float)) and not isinstance(x, bool)
@@ -120,6 +122,11 @@ class Topology:
                 raise ValueError(f"node {n.name}: loss in [0, 1), lastmile_ms 0 to 1,000, join_s 0 to 3,600")
         if sum(1 for n in nodes if n.role == "broadcaster") != 1:
             raise ValueError("a topology has exactly one broadcaster")
+        b = next(n for n in nodes if n.role == "broadcaster")
+        if b.nat != "public":  # (its origin and tracker: every viewer dials them; a run
+            # behind a NAT was built, then failed ~30 s later with "cannot connect")
+            raise ValueError(f"node {b.name}: the broadcaster is public (nat \"public\"): its origin "
+                             "and tracker are what every viewer reaches first")
         if len({n.name for n in nodes}) != len(nodes):
             raise ValueError("node names must be unique")
         return cls(seed=data["seed"], bitrate_kbps=data["bitrate_kbps"], nodes=nodes,
@@ -166,6 +173,8 @@ def build(seed: int, viewers: int, *, bitrate_kbps: int = 1500, nat_share: float
         raise ValueError(f"--join-spread {join_spread_s}: not negative")
     if countries is not None:
         countries = [c.strip().upper() for c in countries]
+        if "" in countries:
+            raise ValueError("--countries: an empty name (comma-separated ISO codes, e.g. DE,US,BR)")
         unknown = [c for c in countries if c not in world.cc]
         if unknown:
             raise ValueError(f"--countries: unknown {', '.join(unknown)} (ISO codes of "

@@ -82,6 +82,37 @@ def _echo(tb: runner.Testbed, name: str, port: int) -> tuple[probe.EchoServer, t
     return probe.EchoServer(p.ns, p.addr, port), (p.addr, port)
 
 
+def test_a_running_testbed_s_prefix_is_neither_taken_nor_cleaned_up(
+        bed: runner.Testbed, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found 2026-12-06 from outside: a second run given a running one's ``--prefix`` failed
+    on "File exists" and its clean-up removed the first run's namespaces; ``--cleanup``
+    took the digits of a prefix given by hand for a dead pid and removed a live run."""
+    prefix = bed.prefix
+    built = netns.leftovers(prefix)
+    assert built and netns.prefix_live(prefix)
+    with pytest.raises(netns.PrefixInUse, match=f"prefix {prefix} is in use by a running testbed"):
+        netns.claim(prefix)
+    code = runner.run_testbed(runner.parse_args(["--prefix", prefix, "--viewers", "2", "--duration", "5"]))
+    assert code == 2 and "is in use by a running testbed" in capsys.readouterr().err
+    # a second Testbed object on the prefix (a race past that check): refused at its build,
+    # and its close removes nothing of the first
+    other = runner.Testbed(_topology(), prefix=prefix, duration=0, chunk_ms=33, delay_scale=1.0,
+                           progress=_Quiet())
+    with pytest.raises(netns.PrefixInUse):
+        other.build()
+    assert other.close() == []
+    assert netns.cleanup(None) == []  # (every run not running: not this one)
+    assert sorted(netns.leftovers(prefix)) == sorted(built)
+    # a prefix whose lock is free (its run killed outright) is a dead run's, whatever its digits
+    # (pid 1 is always alive; a lock file nobody holds says its run is gone)
+    path = Path(netns.LOCK_DIR) / "oas1-lock"
+    path.write_text("12345\n")
+    try:
+        assert netns.prefix_locked("oas1-") is False and not netns.prefix_live("oas1-")
+    finally:
+        path.unlink()
+
+
 def test_rtt_follows_the_country_table(bed: runner.Testbed) -> None:
     world = World()
     nodes = {n.name: n for n in bed.topo.nodes}

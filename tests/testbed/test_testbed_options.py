@@ -42,6 +42,16 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
     (["--join-spread", "inf"], "--join-spread inf"),
     (["--delay-scale", "nan"], "--delay-scale nan"),
     (["--prefix", "../x"], "--prefix '../x'"),
+    # found 2026-12-06 from outside: taken, the network built, then "b exited before it
+    # started (exit 2)" with the reason in b.log alone; an empty country; a rebinding of
+    # nobody run to the end
+    (["--bitrate", "5"], "--bitrate 5: 10 to 1,000,000"),
+    (["--bitrate", "2000000"], "--bitrate 2000000"),
+    (["--chunk-ms", "1"], "--chunk-ms 1: 10 to 10,000"),
+    (["--chunk-ms", "100000000"], "--chunk-ms 100000000"),
+    (["--countries", "DE,"], "--countries: an empty name"),
+    (["--countries", "DE,,US"], "--countries: an empty name"),
+    (["--rebind-at", "4", "--nat-share", "0"], "no viewer of this topology sits behind a home router"),
 ])
 def test_bad_options_are_refused_before_anything_is_built(argv: list[str], says: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,7 +65,10 @@ def test_bad_topology_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
              # a node's name names its namespace; NaN passed the range checks; no bound on
              # the nodes; a deep array hit the recursion limit (found 2026-12-06)
              "name.json": None, "nan.json": None, "role.json": None, "many.json": None,
-             "deep.json": "[" * 100_000 + "]" * 100_000, "huge.json": " " * (runner.MAX_TOPOLOGY_BYTES + 1)}
+             "deep.json": "[" * 100_000 + "]" * 100_000, "huge.json": " " * (runner.MAX_TOPOLOGY_BYTES + 1),
+             # a broadcaster behind a NAT was built and failed ~30 s later; `true` was a 1 kbit/s
+             # cap; a bitrate --bitrate took was refused here (found 2026-12-06)
+             "bnat.json": None, "boolcap.json": None, "rate.json": None}
     for name, text in cases.items():
         data = json.loads(json.dumps(good))
         if name == "nonat.json":
@@ -70,6 +83,12 @@ def test_bad_topology_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
             data["nodes"][1]["lastmile_ms"] = float("nan")  # (json.dumps writes NaN)
         elif name == "role.json":
             data["nodes"][1]["role"] = "king"
+        elif name == "bnat.json":
+            data["nodes"][0]["nat"] = "cgn"
+        elif name == "boolcap.json":
+            data["nodes"][1]["up_kbps"] = True
+        elif name == "rate.json":
+            data["bitrate_kbps"] = 5
         elif name == "many.json":
             data["nodes"] += [dict(data["nodes"][1], name=f"x{i}") for i in range(400)]
         (tmp_path / name).write_text(text if text is not None else json.dumps(data))
@@ -79,6 +98,13 @@ def test_bad_topology_files_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
     # lower-case country codes are the same countries
     code, _ = _run(["--countries", "de,us", "--viewers", "2", "--dump-topology"], capsys)
     assert code == 0
+    # what --dump-topology writes at the edges of --bitrate's range is taken back
+    for rate in ("10", "1000000"):
+        assert runner.run_testbed(runner.parse_args(["--viewers", "2", "--bitrate", rate, "--dump-topology"])) == 0
+        dumped = tmp_path / f"r{rate}.json"
+        dumped.write_text(capsys.readouterr().out)
+        code, err = _run(["--topology", str(dumped), "--dump-topology"], capsys)
+        assert code == 0, err
 
 
 def test_cleanup_removes_the_directories_of_killed_runs_and_keeps_kept_ones(tmp_path: Path) -> None:
