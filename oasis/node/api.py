@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import HttpVersion11, WSMsgType, web
 
 from oasis.core.chat import RateLimited, Silenced
 from oasis.core.stream import StreamIdError
@@ -260,7 +260,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     """``GET /v1/events?kinds=chat,stream``: a WebSocket of JSON events (see :class:`t.Event`)."""
     api = request.app[API]
     check_query(request, ("kinds", "token"))
-    kinds = [k for k in request.query.get("kinds", "").split(",") if k]
+    given = request.query.get("kinds", "")
+    kinds = list(dict.fromkeys(given.split(","))) if given else []  # (repeats once)
+    if "" in kinds:  # ("stream,,chat": the SDK refuses it too)
+        raise ApiError(400, "bad_query", "kinds: an empty prefix (comma-separated, e.g. stream,chat)")
     if len(kinds) > MAX_KINDS or any(len(k) > 64 for k in kinds):
         raise ApiError(400, "bad_query", f"at most {MAX_KINDS} kinds of at most 64 characters")
     bad = [k for k in kinds if not _KIND_RE.match(k)]
@@ -383,7 +386,7 @@ def make_app(api: Api, data_dir: str | None = None) -> web.Application:
     if data_dir is not None:
         app[DATA_DIR] = data_dir
     for r in ROUTES:
-        app.router.add_route(r.method, r.path, _handler(r))
+        app.router.add_route(r.method, r.path, _handler(r), expect_handler=_expect)
     doc: list[bytes] = []  # built at the first request: ~0.1 CPU-s (msgspec's schemas of
     # every route's types), which blocked a viewer's event loop right after its join
 
@@ -393,9 +396,25 @@ def make_app(api: Api, data_dir: str | None = None) -> web.Application:
             doc.append(msgspec.json.encode(openapi()))
         return web.Response(body=doc[0], content_type="application/json")
 
-    app.router.add_get("/v1/openapi.json", openapi_route)
-    app.router.add_get("/v1/events", events)
+    app.router.add_get("/v1/openapi.json", openapi_route, expect_handler=_expect)
+    app.router.add_get("/v1/events", events, expect_handler=_expect)
     return app
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """An ``Expect`` header: ``100-continue`` as aiohttp answers it; any other is refused
+    with the API's JSON error (aiohttp's was a plain-text 417, found 2026-12-06)."""
+    expect = request.headers.get("Expect", "")
+    if request.version != HttpVersion11:
+        return None
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # (the body has not started)
+        return None
+    return web.Response(status=417, body=error_body(417, "bad_expect", f"Expect {expect[:64]!r}: only "
+                                                    "100-continue is taken"),
+                        content_type="application/json", headers={"Connection": "close",
+                                                                  "Cache-Control": "no-store"})
 
 
 def parse_listen(text: str) -> tuple[str, int]:

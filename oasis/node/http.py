@@ -451,6 +451,12 @@ async def read_body(request: web.Request, cap: int, timeout: float | None = None
     few bytes and stalls holds its connection and the handler's slot no longer."""
     if request.content_length is not None and request.content_length > cap:
         raise closing(json_error(413, "too_large", f"request body over {cap} bytes"))
+    encodings = request.headers.getall("Content-Encoding", [])
+    if encodings and (len(encodings) > 1 or encodings[0].strip().lower() not in ("gzip", "deflate", "identity")):
+        # (aiohttp decodes gzip and deflate and passes any other as it came: "xyz" or
+        # "gzip, gzip" were read as plain JSON and refused as malformed, found 2026-12-06)
+        raise closing(json_error(400, "bad_body", "request body does not decode: its Content-Encoding "
+                                 f"{', '.join(encodings)[:60]!r} is not one this node reads (gzip, deflate)"))
     if timeout is None:
         timeout = BODY_TIMEOUT
     try:

@@ -117,12 +117,14 @@ class AsyncClient:
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False  #: :meth:`close` was called: no call is made after it
         #: set by :meth:`from_data_dir`: a node restarted on another port (the API's default
         #: port is taken, or 0) is found again there, by the calls and by :meth:`events`
         self.data_dir: str | os.PathLike[str] | None = None
 
     @classmethod
     def from_data_dir(cls, data_dir: str | os.PathLike[str], **kw: Any) -> AsyncClient:
+        """A client of the node whose data directory is ``data_dir`` (see :func:`discover`)."""
         url, token = discover(data_dir)
         c = cls(url, token, **kw)
         c.data_dir = data_dir
@@ -143,7 +145,9 @@ class AsyncClient:
         self.base_url = url
         if token != self.token:
             self.token = token
-            await self.close()  # the session carries the old token
+            if self._session is not None:  # it carries the old token: a new one at the next call
+                await self._session.close()
+                self._session = None
         return True
 
     async def __aenter__(self) -> AsyncClient:
@@ -153,13 +157,17 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session (``async with`` does it)."""
+        """Close the HTTP session (``async with`` does it); a call after it raises
+        :class:`OasisApiError` ``closed``, as :class:`Client`'s does."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        if self._closed:  # (it made a new session, left unclosed at exit: found 2026-12-06)
+            raise OasisApiError(0, "closed", "this AsyncClient was closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"},
                                                   middlewares=(_websocket_refusals,))
@@ -206,7 +214,7 @@ class AsyncClient:
 
     async def publish(self, name: str, source: str = "test", *, bitrate_kbps: int | None = None,
                       chunk_ms: int | None = None) -> t.PublishResult:
-        """Broadcast a stream from the node: ``name`` matches ``^[a-z0-9_-]{1,32}$``;
+        """Broadcast a stream from the node: ``name`` matches ``^[a-z0-9][a-z0-9_-]{0,31}$``;
         ``source`` is ``test``, an MPEG-TS file (looped; a relative path is resolved
         against this program's working directory before it is sent) or
         ``udp://HOST:PORT`` (the node binds it at once: 400 ``bad_source`` if it cannot).

@@ -18,7 +18,7 @@ MAX_PATH = 4096  #: characters of a local file path
 MAX_URL = 2048
 MAX_LINK = 16384  #: characters of an ``oasis://`` link (it carries a signed descriptor)
 
-StreamName = Annotated[str, Meta(pattern=r"^[a-z0-9_-]{1,32}$", description="stream name")]
+StreamName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="stream name")]
 StreamIdText = Annotated[str, Meta(max_length=100, description="stream id: <peer id>.<name>")]
 PeerIdText = Annotated[str, Meta(min_length=1, max_length=64, description="base32 peer id")]
 PeerAddrText = Annotated[str, Meta(min_length=1, max_length=128)]  #: PEER_ID@HOST:PORT

@@ -535,7 +535,7 @@ async def test_a_body_that_does_not_decode_is_a_400_bad_body(served: tuple[Node,
     # the same for the encodings the HTTP parser decodes itself, or does not have here: it
     # refused deflate over junk as 400 bad_request "the HTTP parser refused the request:
     # deflate", and br with "... Please install `Brotli`" (found 2026-12-05 from outside)
-    for enc in ("deflate", "br", "zstd", "x-nonsense"):
+    for enc in ("deflate", "br", "zstd", "x-nonsense", "gzip, gzip", "identity"):
         reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
         try:
             writer.write(b"POST /v1/streams HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -547,12 +547,43 @@ async def test_a_body_that_does_not_decode_is_a_400_bad_body(served: tuple[Node,
         finally:
             writer.close()
         assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request"), (enc, head)  # (1.0: the parser's)
-        if enc == "x-nonsense":  # not an encoding at all: the body is read as it is (junk JSON)
+        if enc == "identity":  # no encoding: the body is read as it is (junk JSON)
             assert error_code(body) == "bad_request" and "request body" in body["error"]["message"], body
             continue
+        # (not an encoding this node reads, or stacked: they were read as plain JSON and
+        # refused as malformed, found 2026-12-06 from outside)
         assert error_code(body) == "bad_body", (enc, body)
         msg = body["error"]["message"]
         assert "does not decode" in msg and "install" not in msg.lower(), (enc, body)
+
+
+async def test_an_expect_header_is_refused_in_the_api_s_shape_and_100_continue_works(
+        served: tuple[Node, napi.Api, str]) -> None:
+    """Found 2026-12-06 from outside: ``Expect: foo`` got aiohttp's plain-text 417."""
+    _, api, url = served
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    for expect, status in (("foo", 417), ("100-continue", 201)):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            body = b'{"name":"exp%d"}' % status
+            writer.write(b"POST /v1/streams HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         + f"Authorization: Bearer {api.token}\r\nExpect: {expect}\r\n".encode()
+                         + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+            if status == 201:  # the client waits for the go-ahead before its body
+                line = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                assert line.startswith(b"HTTP/1.1 100 Continue"), line
+            writer.write(body)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            got = msgspec.json.decode(await asyncio.wait_for(reader.readexactly(length), 10))
+        finally:
+            writer.close()
+        if status == 417:
+            assert head.split(b" ")[1] == b"417", (expect, head)
+            assert error_code(got) == "bad_expect" and "100-continue" in got["error"]["message"], got
+            assert b"application/json" in head
+        else:  # the body went through to the route (this node runs no streaming: 501)
+            assert head.split(b" ")[1] == b"501" and error_code(got) == "not_available", (head, got)
 
 
 async def test_a_refused_event_subscription_raises_the_nodes_code(served: tuple[Node, napi.Api, str]) -> None:
@@ -569,7 +600,7 @@ async def test_a_refused_event_subscription_raises_the_nodes_code(served: tuple[
     async with AsyncClient(url, api.token) as c:
         for reconnect in (False, True):  # over MAX_KINDS prefixes: a 4xx is final, no retrying
             with pytest.raises(OasisApiError) as exc:
-                await asyncio.wait_for(first(c, ["x"] * (napi.MAX_KINDS + 1), reconnect=reconnect), 5)
+                await asyncio.wait_for(first(c, [chr(97 + i) for i in range(napi.MAX_KINDS + 1)], reconnect=reconnect), 5)
             assert (exc.value.status, exc.value.code) == (400, "bad_query")
             assert str(napi.MAX_KINDS) in exc.value.message
         async with AsyncClient(url, "0" * 64) as wrong:
@@ -740,6 +771,23 @@ async def test_the_sdk_refuses_an_empty_kind_or_one_with_a_comma(served: tuple[N
         feed = c.events(["stream."], reconnect=False)  # a prefix that ends in a dot is one
         assert (await asyncio.wait_for(feed.__anext__(), 5)).data["kinds"] == ["stream."]
         await feed.aclose()
+        # the node, asked without the SDK: the same 400 for an empty prefix (it dropped it,
+        # found 2026-12-06 from outside); a repeated prefix counts once
+        ws_url = url.replace("http://", "ws://") + "/events"
+        async with aiohttp.ClientSession() as s:
+            async with s.get(ws_url, params={"kinds": "stream,,chat", "token": api.token}) as r:
+                body = await r.json(content_type=None)
+                assert r.status == 400 and error_code(body) == "bad_query", body
+                assert "empty prefix" in body["error"]["message"], body
+            async with s.ws_connect(ws_url, params={"kinds": "chat,chat", "token": api.token}) as ws:
+                first = msgspec.json.decode((await ws.receive(timeout=5)).data)
+                assert first["kind"] == "subscribed" and first["data"]["kinds"] == ["chat"], first
+    # AsyncClient after close: refused as Client's calls are (it opened a new session, left
+    # unclosed at exit: found 2026-12-06 from outside)
+    with pytest.raises(OasisApiError) as exc:
+        await c.node()
+    assert (exc.value.status, exc.value.code) == (0, "closed")
+    assert c._session is None
 
 
 async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, napi.Api, str]) -> None:
