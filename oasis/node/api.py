@@ -193,6 +193,16 @@ def origin_is_loopback(value: str) -> bool:
     return bool(sep) and scheme in ("http", "https") and "/" not in rest and host_is_loopback(rest)
 
 
+def _target_is_loopback(target: str) -> bool:
+    """The request target is a path, or (absolute-form: ``GET http://host/...``) names a
+    loopback host: HTTP/1.1 has that host win over ``Host``'s (such a request with
+    ``Host: 127.0.0.1`` was served, found 2026-12-06)."""
+    if target.startswith("/"):
+        return True
+    scheme, sep, rest = target.partition("://")
+    return bool(sep) and origin_is_loopback(f"{scheme}://{rest.split('/', 1)[0]}")
+
+
 _COUNTER_OF = {400: "bad_request", 408: "body_timeout", 413: "too_large", 404: "not_found",
                429: "rate_limited", 503: "busy"}
 
@@ -202,7 +212,7 @@ async def guard(request: web.Request,
                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Host/Origin check, token, in-flight cap, JSON errors; see the module docstring."""
     api = request.app[API]
-    if not host_is_loopback(request.headers.get("Host", "")):
+    if not host_is_loopback(request.headers.get("Host", "")) or not _target_is_loopback(request.raw_path):
         api.count("bad_host")
         return error_response(403, "bad_host", "the API answers only requests addressed to a "
                               "loopback host (127.0.0.1 or localhost)")

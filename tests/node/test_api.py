@@ -170,6 +170,22 @@ async def test_dns_rebinding_and_foreign_origins_are_refused(served: tuple[Node,
             await s.ws_connect(f"{url}/events?token={api.token}", headers={"Origin": "http://attacker.example"})
         assert exc.value.status == 403
     assert api.counters["bad_host"] >= 3 and api.counters["bad_origin"] >= 3
+    # an absolute-form target names its own host, which wins over Host's (HTTP/1.1): it was
+    # served with Host 127.0.0.1 (found 2026-12-06 from outside)
+    for target, status in ((f"http://attacker.example:{port}/v1/node", 403),
+                           ("http://127.0.0.1.attacker.example/v1/node", 403),
+                           (f"http://localhost:{port}/v1/node", 200)):
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(port))
+        try:
+            writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                         f"Authorization: Bearer {api.token}\r\nConnection: close\r\n\r\n".encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            rest = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+        assert head.split(b" ")[1] == str(status).encode(), (target, head)
+        if status == 403:
+            assert error_code(msgspec.json.decode(rest)) == "bad_host", rest
 
 
 def test_the_api_listens_on_loopback_only() -> None:
