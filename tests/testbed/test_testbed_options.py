@@ -127,3 +127,23 @@ def test_cleanup_removes_the_directories_of_killed_runs_and_keeps_kept_ones(tmp_
     assert sorted(removed) == sorted([str(killed), str(bench)]) and left == [str(kept)]
     assert not killed.exists() and (kept / "v1.log").exists()
     assert (running / "v1.log").exists() and (other / "v1.log").exists()
+
+
+def test_ctrl_c_while_a_command_imports_is_exit_130_without_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found 2026-12-06 from outside: SIGINT in the first ~0.2 s of `oasis testbed` (its
+    runner still importing) printed a bare KeyboardInterrupt traceback."""
+    import builtins
+
+    from oasis import cli
+
+    real = builtins.__import__
+
+    def interrupted(name: str, *args: object, **kw: object) -> object:
+        if name == "oasis.testbed.runner":
+            raise KeyboardInterrupt
+        return real(name, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert cli.main(["testbed", "--viewers", "2", "--dump-topology"]) == 130
+    assert capsys.readouterr().err == "oasis: interrupted\n"
