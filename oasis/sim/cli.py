@@ -82,6 +82,34 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     return from_dict(d)
 
 
+#: a run's memory, fitted on measured peak RSS (docs/simulation.md): ~120 KiB a peer once
+#: joined (100,000 peers at simulated 6 s: 6.5 GiB), then ~2.5 KB a peer each simulated
+#: second at 33 ms chunks (records, per-chunk state: 10,000 x 120 s peaked at 3.5-4.25 GiB)
+MEMORY_BASE = 150 * 2**20
+MEMORY_PEER = 120 * 2**10
+MEMORY_PEER_S_AT_33MS = 2_500
+#: refuse a run estimated past this many times the memory available (a warning past 1x):
+#: 1,000,000 peers were taken and swapped the machine to a halt (found 2026-12-06)
+MEMORY_REFUSE = 2.0
+
+
+def memory_estimate(s: Scenario) -> float:
+    """Bytes a run of scenario ``s`` is expected to peak at (the fit above; baselines run one
+    after the other and take less)."""
+    peers = s.peers * (1 + s.churn_per_min * s.duration_s / 60)
+    return MEMORY_BASE + peers * MEMORY_PEER + s.peers * s.duration_s * MEMORY_PEER_S_AT_33MS * 33 / s.chunk_ms
+
+
+def memory_available() -> float | None:
+    """``MemAvailable`` + ``SwapFree`` from /proc/meminfo, bytes (None where unreadable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = {k: int(v.split()[0]) * 1024 for k, v in (ln.split(":", 1) for ln in f if ":" in ln)}
+        return float(fields["MemAvailable"] + fields.get("SwapFree", 0))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -96,6 +124,14 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--plots {args.plots}: cannot make the directory ({exc.strerror or exc})") from None
         if args.progress_every is not None and not args.progress_every > 0:
             raise ValueError("--progress-every must be > 0 simulated seconds")
+        need, have = memory_estimate(s), memory_available()
+        if have is not None and need > MEMORY_REFUSE * have:
+            raise ValueError(f"this run would need about {need / 2**30:.1f} GiB and this machine has "
+                             f"{have / 2**30:.1f} GiB available: fewer --peers or a shorter --duration "
+                             "(docs/simulation.md, Speed and memory)")
+        if have is not None and need > have:
+            print(f"oasis sim: warning: this run may need about {need / 2**30:.1f} GiB; "
+                  f"{have / 2**30:.1f} GiB are available", file=sys.stderr)
     except (ValueError, TypeError, OSError) as exc:
         # before the run, not after it: a wrong key or baseline must not cost a long run
         print(f"oasis sim: error: {exc}", file=sys.stderr)

@@ -156,3 +156,21 @@ def test_ctrl_c_ends_a_run_in_one_line_exit_130(tmp_path: Path) -> None:
     text = err.decode()
     assert p.returncode == 130, text
     assert "Traceback" not in text and "interrupted; nothing to report" in text, text[-500:]
+
+
+def test_a_run_far_past_the_machine_s_memory_is_refused_and_one_past_it_is_warned(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found 2026-12-06: 1,000,000 peers were taken and swapped the machine to a halt.
+    The estimate (docs/simulation.md, Speed) against what this machine has available."""
+    from oasis.sim import cli
+
+    monkeypatch.setattr(cli, "memory_available", lambda: 8.0 * 2**30)
+    assert main(["--peers", "1000000", "--duration", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "would need about" in err and "8.0 GiB available" in err and err.count("\n") == 1, err
+    # past what is available but not twice it: a warning, and the run goes on (here a
+    # tiny one, the memory made to look scarce)
+    monkeypatch.setattr(cli, "memory_available", lambda: 0.1 * 2**30)
+    assert main(["--peers", "5", "--duration", "1", "--baselines", "none", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: this run may need about" in err, err
