@@ -89,7 +89,7 @@ MEMORY_BASE = 150 * 2**20
 MEMORY_PEER = 120 * 2**10
 MEMORY_PEER_S_AT_33MS = 2_500
 #: refuse a run estimated past this many times the memory available (a warning past 1x):
-#: 1,000,000 peers were taken: past 4 GiB within 0.05 s of stream, ~115 GiB estimated (found 2026-12-05)
+#: 1,000,000 peers were taken: past 4 GiB within 0.05 s of stream, ~115 GiB estimated (found 2026-12-06)
 MEMORY_REFUSE = 2.0
 
 
