@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oasis.datafiles import open_sqlite
+from oasis.datafiles import DataFileError, open_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS batches (
     state TEXT NOT NULL, PRIMARY KEY (stream, epoch));
 CREATE TABLE IF NOT EXISTS viewer_index (
     stream BLOB, viewer BLOB, idx INTEGER NOT NULL, PRIMARY KEY (stream, viewer));
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS streams (
     stream BLOB PRIMARY KEY, broadcaster BLOB NOT NULL, price_per_mb INTEGER NOT NULL,
     epoch_length INTEGER NOT NULL);
@@ -100,6 +101,25 @@ class ReceiptStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def bind_wallet(self, address: bytes, key_path: str | Path) -> None:
+        """The store's receipts are made out to one wallet: the first opened with it (a store
+        from before this binding: the first opened after it). Another wallet's key raises
+        :class:`DataFileError` naming ``key_path``: it would submit them from an address they
+        do not pay, paid 0 and marked settled -- written off for good (found 2026-12-06 from
+        outside, restoring a wrong backup of wallet.key)."""
+        with self.lock:
+            row = self.db.execute("SELECT v FROM meta WHERE k='wallet'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('wallet', ?)", (address,))
+                self.db.commit()
+                return
+        held = bytes(row[0])
+        if held != address:
+            raise DataFileError(key_path, f"is the key of 0x{address.hex()}, but the receipts and rewards in "
+                                f"{self.path.name} beside it are made out to 0x{held.hex()}",
+                                "restore the wallet.key that goes with this ledger.db; to start a new "
+                                "wallet on purpose, move ledger.db away as well")
 
     def _tx(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self.lock:

@@ -176,6 +176,7 @@ def wallet_report(data_dir: str | Path, chain: Any) -> dict[str, Any]:
     wallet = Wallet.load_or_create(data_dir)
     store = ReceiptStore(ledger_dir(data_dir) / STORE_FILE)
     try:
+        store.bind_wallet(wallet.address, ledger_dir(data_dir) / WALLET_FILE)
         pending = 0
         for r in store.unsettled():
             terms = store.stream(r.stream)

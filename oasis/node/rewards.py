@@ -69,7 +69,14 @@ from oasis.ledger.receipt_store import ReceiptStore
 from oasis.ledger.receipts import MAX_RECEIVED, Receipt, ReceiptError, ViewerMeter
 from oasis.ledger.settlement import RelayLedger, Terms, TermsError, check_terms, epoch_of
 from oasis.ledger.tickets import Ticket, TicketError, TicketIssuer, allowance_for, verify_ticket
-from oasis.ledger.wallet import BindingError, Wallet, bind_wallet, ledger_dir, verify_binding
+from oasis.ledger.wallet import (
+    WALLET_FILE,
+    BindingError,
+    Wallet,
+    bind_wallet,
+    ledger_dir,
+    verify_binding,
+)
 
 from .http import read_reply
 
@@ -278,6 +285,11 @@ class Rewards:
         if faucet is not None:
             devnet.fund(self.chain, faucet, self.wallet.address)
         store = ReceiptStore(ledger_dir(self.cfg.data_dir) / STORE_FILE)
+        try:
+            store.bind_wallet(self.wallet.address, ledger_dir(self.cfg.data_dir) / WALLET_FILE)
+        except DataFileError:
+            store.close()
+            raise
         self.ledger = RelayLedger(store, self.wallet.key, self.chain.deployment.domain(), self.chain)
         self.ledger.carried = self.carried
         self.ledger.recover_pending()

@@ -272,3 +272,34 @@ async def test_a_broadcaster_with_its_ledger_db_moved_away_does_not_reuse_ticket
     r.close()
     assert Ticket.decode(bytes.fromhex(first["ticket"])).index == 0
     assert Ticket.decode(bytes.fromhex(second["ticket"])).index == 1
+
+
+async def test_a_wallet_key_that_is_not_the_ledger_s_is_refused_not_settled_from(tmp_path):
+    """Found 2026-12-06 from outside: another node's (valid) wallet.key put beside a
+    ledger.db with unsettled receipts -- a wrong backup restored -- was taken without a word;
+    the receipts were submitted from an address they do not pay, paid 0 and marked settled:
+    written off for good. Now the node and ``oasis wallet`` refuse it, naming both addresses,
+    and nothing in the store moves; the right key works again."""
+    from oasis.ledger.wallet import STORE_FILE, WALLET_FILE, Wallet, ledger_dir, wallet_report
+
+    b = await Broadcaster().start(tmp_path)
+    try:
+        node, r = await rewards_node(b, tmp_path, "v")
+        own = r.wallet.address
+        r.close()
+        await node.close()
+        other = Wallet.load_or_create(tmp_path / "other")
+        key = ledger_dir(tmp_path / "v") / WALLET_FILE
+        kept = key.read_bytes()
+        key.write_bytes((ledger_dir(tmp_path / "other") / WALLET_FILE).read_bytes())
+        store = ledger_dir(tmp_path / "v") / STORE_FILE
+        before = store.read_bytes()
+        with pytest.raises(DataFileError, match=f"0x{other.address.hex()}.*made out to 0x{own.hex()}"):
+            await rewards_node(b, tmp_path, "v")
+        with pytest.raises(DataFileError, match="Restore the wallet.key that goes with this ledger.db"):
+            wallet_report(tmp_path / "v", None)
+        assert store.read_bytes() == before
+        key.write_bytes(kept)
+        assert wallet_report(tmp_path / "v", None)["address"].lower() == "0x" + own.hex()
+    finally:
+        await b.close()
