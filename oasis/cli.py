@@ -312,6 +312,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _wallet(args: argparse.Namespace) -> int:
+    """``oasis wallet``: the chain's own errors as one line (they were web3 tracebacks: an
+    unfunded --deploy, a deployment of accounts or swapped addresses; found 2026-12-06)."""
+    from web3.exceptions import Web3Exception
+
+    try:
+        return _wallet_report(args)
+    except OSError as exc:
+        if not type(exc).__module__.startswith(("requests", "urllib3")):
+            raise  # (a local file's error says what it is)
+        raise RuntimeError(f"--chain-rpc {args.chain_rpc}: the chain does not answer "
+                           f"({type(exc).__name__})") from None
+    except Web3Exception as exc:
+        raise RuntimeError(f"the chain refused: {' '.join(str(exc).split())[:200]}") from None
+
+
+def _wallet_report(args: argparse.Namespace) -> int:
     import json
 
     from oasis.ledger.chain import open_chain
@@ -350,7 +366,10 @@ def _deploy(args: argparse.Namespace, data_dir: str) -> int:
     import json
     import os
 
+    from eth_utils import to_checksum_address
+
     from oasis.datafiles import write_new
+    from oasis.ledger import eip712
     from oasis.ledger.chain import RpcChain
     from oasis.ledger.wallet import Wallet, ledger_dir
 
@@ -361,8 +380,20 @@ def _deploy(args: argparse.Namespace, data_dir: str) -> int:
         raise ValueError(f"{path} exists: this node is bound to a deployment already (remove the "
                          "file to deploy anew)")
     faucet = os.environ.get("OASIS_DEV_FAUCET_KEY")
-    key = bytes.fromhex(faucet.removeprefix("0x")) if faucet else Wallet.load_or_create(data_dir).key
-    deployment = RpcChain(args.chain_rpc).deploy(key)
+    try:
+        key = bytes.fromhex(faucet.removeprefix("0x")) if faucet else Wallet.load_or_create(data_dir).key
+        if len(key) != 32:
+            raise ValueError
+    except ValueError:
+        raise ValueError("OASIS_DEV_FAUCET_KEY is not a secp256k1 secret (64 hex digits)") from None
+    chain = RpcChain(args.chain_rpc)
+    payer = eip712.address_of_key(key)
+    if chain.w3.eth.get_balance(to_checksum_address(payer)) == 0:
+        raise ValueError(f"the deployment's gas is paid by 0x{payer.hex()} ("
+                         + ("OASIS_DEV_FAUCET_KEY" if faucet else "this wallet")
+                         + "), which holds no ETH on this chain: fund it, or give OASIS_DEV_FAUCET_KEY "
+                         "the key of a funded account")
+    deployment = chain.deploy(key)
     write_new(path, deployment.to_json().encode())
     out = json.loads(deployment.to_json()) | {"deployment": str(path)}
     print(json.dumps(out) if args.json else "\n".join(f"{k:>18}: {v}" for k, v in out.items()))

@@ -21,6 +21,7 @@ Use :func:`open_chain` from a node.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -85,8 +86,37 @@ class Deployment:
 
     @classmethod
     def from_json(cls, text: str) -> Deployment:
-        d = json.loads(text)
-        return cls(int(d["chain_id"]), to_checksum_address(d["token"]), to_checksum_address(d["pool"]))
+        """Strict: a JSON object with an integer ``chain_id`` and two addresses, else ValueError."""
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"is not JSON ({str(exc)[:80]})") from None
+        if not (isinstance(d, dict) and isinstance(d.get("chain_id"), int) and not isinstance(d["chain_id"], bool)
+                and 0 < d["chain_id"] < 2**64 and isinstance(d.get("token"), str) and isinstance(d.get("pool"), str)):
+            raise ValueError('is not a deployment: {"chain_id": <integer>, "token": "0x...", "pool": "0x..."}')
+        try:
+            return cls(d["chain_id"], to_checksum_address(d["token"]), to_checksum_address(d["pool"]))
+        except ValueError:
+            raise ValueError("has a token or pool that is not an address (0x and 40 hex digits)") from None
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        """``deployment.json``: a damaged or foreign file is a :class:`DataFileError` naming it
+        (a missing key was a KeyError traceback, garbage a bare UnicodeDecodeError)."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(DEPLOYMENT_MAX + 1)
+        except OSError as exc:
+            raise DataFileError(path, f"cannot be read ({exc.strerror or exc})", "check its owner and the disk") from None
+        if len(raw) > DEPLOYMENT_MAX:
+            raise DataFileError(path, f"is larger than {DEPLOYMENT_MAX} bytes: not a deployment",
+                                "restore it, or deploy anew (oasis wallet --deploy)")
+        try:
+            return cls.from_json(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            why = "is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise DataFileError(path, why, "restore it from the node that deployed the contracts, or "
+                                "deploy anew (oasis wallet --deploy)") from None
 
 
 @dataclass
@@ -100,6 +130,9 @@ class SettleResult:
 
 class ChainError(RuntimeError):
     pass
+
+
+DEPLOYMENT_MAX = 4096  #: bytes of a deployment.json (~130 are used)
 
 
 class JournalWriteError(ChainError):
@@ -277,12 +310,73 @@ class RpcChain(LedgerChain):
             if deployment.chain_id != self.w3.eth.chain_id:
                 raise ChainError("deployment is for another chain id")
             self._bind(deployment)
+            self._check_contracts()
+
+    def _check_contracts(self) -> None:
+        """The deployment's addresses hold our contracts, each in its place: no code there
+        (an account, another chain's deployment) or the two swapped were a
+        BadFunctionCallOutput / "execution reverted" traceback from `oasis wallet`, and a
+        node that logged "settlement failed" every epoch (found 2026-12-06 from outside)."""
+        d = self.deployment
+        for name, addr in (("token", d.token), ("pool", d.pool)):
+            if not bytes(self.w3.eth.get_code(_addr(addr))):
+                raise ChainError(f"deployment.json names {addr} as the {name}, but there is no contract "
+                                 f"at that address on chain id {d.chain_id}: the deployment is another "
+                                 "chain's, or damaged")
+        try:
+            token_of_pool = self.pool.functions.token().call()
+        except Exception:  # noqa: BLE001 - web3 raises a dozen kinds for "not this contract"
+            token_of_pool = None
+        if token_of_pool is None or to_checksum_address(token_of_pool) != d.token:
+            raise ChainError(f"deployment.json's pool {d.pool} is not a rewards pool of its token {d.token} "
+                             "(swapped, or another deployment's): restore it, or deploy anew")
 
     def deploy(self, deployer_key: bytes) -> Deployment:
         """Dev chains: deploy fresh contracts with a funded key and bind to them."""
         d = self.deploy_contracts(deployer_key)
         self._bind(d)
         return d
+
+
+def _genesis_check(timestamp: int, chain_id: int | None) -> str:
+    return hashlib.sha256(f"oasis-genesis/v1:{timestamp}:{chain_id}".encode()).hexdigest()[:16]
+
+
+def _genesis_json(timestamp: int, chain_id: int) -> bytes:
+    return json.dumps({"timestamp": timestamp, "chain_id": chain_id,
+                       "check": _genesis_check(timestamp, chain_id)}).encode()
+
+
+GENESIS_MAX = 4096  #: bytes of a genesis.json (~90 are used)
+
+
+def _read_genesis(path: Path) -> dict[str, Any]:
+    """``genesis.json``, checked: its chain id is part of every signature on the chain, and
+    one flipped digit made a new chain under the old journal -- every balance 0, silently
+    (found 2026-12-06 from outside). A file from before the check gets one (it is trusted
+    once, as the key files' first formats are)."""
+    advice = "restore journal.bin and genesis.json from one backup"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(GENESIS_MAX + 1)
+        g = json.loads(raw.decode("utf-8")) if len(raw) <= GENESIS_MAX else None
+    except OSError as exc:
+        raise DataFileError(path, f"cannot be read ({exc.strerror or exc})", "check its owner and the disk") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        g = None
+    ints = isinstance(g, dict) and all(isinstance(g.get(k), int) and not isinstance(g.get(k), bool)
+                                       for k in ("timestamp", *(("chain_id",) if "chain_id" in g else ())))
+    if not ints:
+        raise DataFileError(path, "is damaged: not a genesis (a JSON object with an integer timestamp "
+                            "and chain_id)", advice)
+    assert isinstance(g, dict)
+    check = _genesis_check(g["timestamp"], g.get("chain_id"))
+    if "check" not in g:
+        g["check"] = check
+        replace(path, json.dumps(g).encode())
+    elif g["check"] != check:
+        raise DataFileError(path, "is damaged: its check value does not match its timestamp and chain id", advice)
+    return g
 
 
 class EmbeddedChain(LedgerChain):
@@ -312,9 +406,9 @@ class EmbeddedChain(LedgerChain):
                 # of every embedded chain differs, so a ticket or receipt signed for one
                 # node's chain is worth nothing on another's.
                 cid = EMBEDDED_CHAIN_ID_BASE + int.from_bytes(os.urandom(4), "big")
-                write_new(genesis, json.dumps({"timestamp": int(time.time()) - 86_400, "chain_id": cid}).encode())
+                write_new(genesis, _genesis_json(int(time.time()) - 86_400, cid))
             private_file(genesis)  # older chains wrote it 0644
-            g = json.loads(genesis.read_text())
+            g = _read_genesis(genesis)
             self.genesis_ts = int(g["timestamp"])
             backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params({"timestamp": self.genesis_ts}))
             # Older chain directories have no chain_id: they keep eth-tester's default.
@@ -452,6 +546,6 @@ def open_chain(data_dir: str | Path, rpc_url: str | None = None, deployment: Dep
             path = data / "ledger" / "deployment.json"
             if not path.exists():
                 raise ChainError(f"--chain-rpc needs a deployment ({path} missing)")
-            deployment = Deployment.from_json(path.read_text())
+            deployment = Deployment.load(path)
         return RpcChain(rpc_url, deployment)
     return EmbeddedChain(chain_dir or data / "ledger" / "chain")

@@ -168,7 +168,7 @@ class RelayLedger:
                          "settle_batches_failed": 0, "settle_batches_given_up": 0,
                          "settle_batches_closed": 0, "settle_batches_worthless": 0,
                          "settle_batches_unfunded": 0, "receipts_store_failed": 0,
-                         "tickets_store_failed": 0}
+                         "tickets_store_failed": 0, "receipts_rows_damaged": 0}
         #: the streams this relay carries (intake refuses others); None: any stream
         self.carried: set[bytes] | None = None
         self._closed: dict[bytes, tuple[int, float]] = {}  # stream -> (closed_at, monotonic read time)
@@ -289,7 +289,9 @@ class RelayLedger:
         self.recover_pending()
         done = []
         info: dict[bytes, dict[str, Any]] = {}
-        for batch in plan_batches(self.store.unsettled(now=self.clock()), self.max_batch):
+        due = self.store.unsettled(now=self.clock())
+        self.counters["receipts_rows_damaged"] = len(self.store.bad_rows)
+        for batch in plan_batches(due, self.max_batch):
             stream, epoch = batch[0].stream, batch[0].epoch
             terms = self.terms(stream)
             if terms is None:

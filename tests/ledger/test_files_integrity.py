@@ -10,6 +10,7 @@ counted; nothing is ever silently recreated or rolled back.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -261,6 +262,38 @@ def test_old_format_journal_is_migrated_or_refused(world, tmp_path):
     with pytest.raises(JournalCorruptError):
         EmbeddedChain(bad)
     assert (bad / "journal.bin").read_bytes() == bytes(b)
+
+
+def test_a_flipped_digit_in_genesis_json_is_refused_not_a_new_chain(world, tmp_path):
+    """Found 2026-12-06 from outside: one bit of genesis.json's chain id flipped (still valid
+    JSON) opened as another chain under the old journal: every balance read 0, silently.
+    genesis.json carries a check value now; a damaged one is refused, untouched; one from
+    before the check is given one and opens as before."""
+    relay = _paid_world(world)
+    src = tmp_path / "chain"
+    for name, how in (("flip", "digit"), ("garbage", "bytes"), ("old", "no check")):
+        d = tmp_path / name
+        shutil.copytree(src, d)
+        g = json.loads((d / "genesis.json").read_text())
+        if how == "digit":
+            text = (d / "genesis.json").read_text()
+            digits = str(g["chain_id"])
+            flipped = digits[:-1] + str((int(digits[-1]) + 1) % 10)
+            (d / "genesis.json").write_text(text.replace(digits, flipped))
+        elif how == "bytes":
+            (d / "genesis.json").write_bytes(b"\x9a\xff junk")
+        else:
+            del g["check"]
+            (d / "genesis.json").write_text(json.dumps(g))
+        before = (d / "genesis.json").read_bytes()
+        if how == "no check":
+            c = EmbeddedChain(d)
+            assert c.chain_id == g["chain_id"] and c.token_balance(relay.address) == world.pay(1_234_567)
+            assert "check" in json.loads((d / "genesis.json").read_text())
+            continue
+        with pytest.raises(DataFileError, match="genesis.json: is damaged"):
+            EmbeddedChain(d)
+        assert (d / "genesis.json").read_bytes() == before
 
 
 def test_chain_files_are_private(world, tmp_path):

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 
 from oasis.ledger.chain import Deployment, RpcChain, open_chain
 
@@ -121,3 +122,54 @@ def test_wallet_deploy_writes_the_deployment_a_node_then_uses(anvil, tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
     assert Deployment.from_json(path.read_text()) == deployment
+
+
+def test_wallet_against_a_bad_deployment_or_an_unfunded_deploy_is_one_line(anvil, tmp_path):
+    """Found 2026-12-06 from outside: `oasis wallet --chain-rpc` with a deployment.json that
+    names accounts, has token and pool swapped, lacks a key or is garbage, and `--deploy`
+    from an unfunded wallet, a bad OASIS_DEV_FAUCET_KEY or a port nothing answers on, ended in
+    web3 tracebacks or bare decoder messages. Each is now one line naming the problem (exit 2)."""
+    import os
+    import sys
+
+    url, keys = anvil
+    deployment = RpcChain(url).deploy(keys[0])
+    accounts = [Account.from_key(k).address for k in keys[1:3]]
+    cases = {
+        "accounts": json.dumps({"chain_id": deployment.chain_id, "token": accounts[0], "pool": accounts[1]}),
+        "swapped": json.dumps({"chain_id": deployment.chain_id, "token": deployment.pool, "pool": deployment.token}),
+        "no token": json.dumps({"chain_id": deployment.chain_id, "pool": deployment.pool}),
+        "garbage": b"\x9a\xff\x00junk",
+        "nested": "[" * 2000 + "]" * 2000,
+        "huge": " " * 100_000_000,
+        "empty": "",
+    }
+    says = {"accounts": "no contract at that address", "swapped": "is not a rewards pool of its token",
+            "no token": "is not a deployment", "garbage": "is not UTF-8 text", "nested": "is not a deployment", "huge": "is larger than 4096 bytes",
+            "empty": "is not JSON"}
+    env = {k: v for k, v in os.environ.items() if k != "OASIS_DEV_FAUCET_KEY"}
+    for name, content in cases.items():
+        data = tmp_path / name.replace(" ", "_")
+        (data / "ledger").mkdir(parents=True)
+        path = data / "ledger" / "deployment.json"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        out = subprocess.run([sys.executable, "-m", "oasis", "wallet", "--chain-rpc", url, "--data-dir", str(data)],
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (name, out.stderr[-600:])
+        assert says[name] in out.stderr and out.stderr.count("\n") <= 2, (name, out.stderr)
+    deploy = [sys.executable, "-m", "oasis", "wallet", "--deploy", "--chain-rpc", url]
+    out = subprocess.run([*deploy, "--data-dir", str(tmp_path / "poor")], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 2 and "holds no ETH on this chain" in out.stderr and "Traceback" not in out.stderr, \
+        out.stderr[-600:]
+    out = subprocess.run([*deploy, "--data-dir", str(tmp_path / "badkey")], capture_output=True, text=True,
+                         timeout=120, env={**env, "OASIS_DEV_FAUCET_KEY": "0xnothex"})
+    assert out.returncode == 2 and "OASIS_DEV_FAUCET_KEY is not a secp256k1 secret" in out.stderr, out.stderr
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    out = subprocess.run([sys.executable, "-m", "oasis", "wallet", "--deploy", "--chain-rpc", dead, "--data-dir",
+                          str(tmp_path / "dead")], capture_output=True, text=True, timeout=120,
+                         env={**env, "OASIS_DEV_FAUCET_KEY": "0x" + keys[0].hex()})
+    assert out.returncode == 2 and "the chain does not answer" in out.stderr and "Traceback" not in out.stderr, \
+        out.stderr[-600:]

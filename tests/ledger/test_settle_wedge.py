@@ -251,3 +251,27 @@ def test_a_revert_a_crash_kept_from_the_relay_counts_as_one_attempt(world):
     again.recover_pending()
     assert again.counters["settle_batches_failed"] == 1
     assert again.store.batch_state(sa, ep)[1] == 2 and again.store.pending_settlements() == []
+
+
+def test_a_damaged_receipts_row_is_left_out_and_the_others_settle(world, tmp_path):
+    """Found 2026-12-06 from outside: one receipts row whose ``received`` was changed to
+    'abc' by hand (SQLite keeps a text in an INTEGER column) stopped every settle pass with a
+    TypeError, logged every 10 s, and `oasis wallet` with a traceback; a valid receipt beside
+    it was never paid. The row is now left out (counted, logged once) and the rest settle."""
+    relay = world.relay()
+    (vk1, t1), (vk2, t2) = world.viewer(), world.viewer()
+    for vk, t, n in ((vk1, t1, 1_000_000), (vk2, t2, 2_000_000)):
+        relay.accept_ticket(t.encode())
+        assert relay.accept_receipt(world.receipt(vk, t, relay, n).encode()).accepted
+    relay.store.db.execute("UPDATE receipts SET received='abc' WHERE idx=?", (t1.index,))
+    relay.store.db.commit()
+    balance = world.chain.token_balance(relay.address)
+    relay.settle_due()
+    assert world.chain.token_balance(relay.address) - balance == world.pay(2_000_000)
+    assert relay.counters["receipts_rows_damaged"] == 1
+    relay.settle_due()  # the next pass: the same, nothing paid twice, the count not grown
+    assert world.chain.token_balance(relay.address) - balance == world.pay(2_000_000)
+    assert relay.counters["receipts_rows_damaged"] == 1
+    assert world.pay(2_000_000) > 0
+    # `oasis wallet` reads the same rows (ReceiptStore.unsettled): the valid one is pending no more
+    assert [r.index for r in relay.store.unsettled()] == []
