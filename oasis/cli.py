@@ -337,6 +337,11 @@ def _wallet_report(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or default_data_dir("watch")  # (`oasis watch`'s default: its wallet)
     if args.deploy:
         return _deploy(args, data_dir)
+    if args.data_dir and not os.path.isdir(args.data_dir):
+        # (a mistyped one was made, with a new wallet, ledger.db and chain, and printed zeros:
+        # found 2026-12-06 from outside)
+        raise ValueError(f"--data-dir {args.data_dir}: no such directory (the data directory of a "
+                         "node that ran `oasis broadcast/watch --rewards`)")
     if not args.offline and not args.chain_rpc and not args.chain_dir:
         print(f"oasis wallet: balances on this node's own embedded chain ({data_dir}/ledger/chain); give "
               "--chain-dir DIR or --chain-rpc URL for the chain your nodes settle on", file=sys.stderr)

@@ -119,3 +119,9 @@ def test_the_default_data_directory_said_is_the_one_used(tmp_path: object, monke
                          text=True, timeout=120, env={**os.environ, "XDG_DATA_HOME": str(home)})
     assert out.returncode == 0, out.stderr
     assert (home / "oasis" / "watch").is_dir() and not (home / "oasis" / "viewer").exists()
+    # a --data-dir that does not exist is a typo, not a new wallet (it was made, with a new
+    # wallet, ledger.db and chain, and zeros printed: found 2026-12-06 from outside)
+    typo = home / "oasis" / "wacth"
+    out = subprocess.run([sys.executable, "-m", "oasis", "wallet", "--offline", "--data-dir", str(typo)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no such directory" in out.stderr and not typo.exists(), out.stderr
