@@ -80,6 +80,12 @@ DEFAULT_CHUNK_RUN = 16
 #: a run also ends once this many bytes were written on it (well inside the peer's
 #: 1 MiB stream window)
 RUN_MAX_BYTES = 512 * 1024
+#: control-stream bytes queued and not yet on the wire past which the link is closed
+#: (OVERLOADED): a peer that never grants flow-control credit while its requests, each
+#: within its budget, keep answers coming grew the node's memory ~2.5 MB/s over 46 links
+#: without a limit (found 2026-12-06 from outside). An honest link's control messages are
+#: a few kB a second; this is a minute of them stuck
+CONTROL_UNSENT_MAX = 256 * 1024
 #: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
 TIMER_GRID = 0.001
 
@@ -151,6 +157,7 @@ class Link:
         self.folded = False
         self._started = False
         self._quic_closing = False
+        self._control_stuck = False  #: closing for a control backlog (CONTROL_UNSENT_MAX)
         #: inside _apply_session (a send from an event handler only flags another round)
         self._applying = False
         self._apply_again = False
@@ -498,6 +505,15 @@ class Link:
                     if not self.session.is_dialler:
                         continue  # the dialler has not opened the control stream: nothing to answer on
                     self.control_sid = 0
+                if self.stack.unsent(self.quic, self.control_sid) > self.endpoint.control_unsent_max:
+                    if not self._control_stuck:  # (then dropped: the link is going)
+                        self._control_stuck = True
+                        self.endpoint.counters["control_backlog_closed"] += 1
+                        self.endpoint.loop.call_soon(
+                            self.close, ErrorCode.OVERLOADED,
+                            f"over {self.endpoint.control_unsent_max} bytes of our messages wait for your "
+                            "flow-control credit")
+                    continue
                 try:
                     self.quic.send_stream_data(self.control_sid, a.data, end_stream=False)
                 except self.stack.errors:  # stream finished/reset by the peer, or link closed

@@ -59,7 +59,8 @@ def _k(key: bytes | None) -> str:
     return "-" if key is None else key.hex()[:8]
 MAX_OFFERED = 50  #: candidates taken from one answer of a source
 #: LinkCounters summed over a node's links into Node.counters (as ``link_<name>``)
-LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped")
+LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chunk_streams_stopped",
+                 "chunk_streams_timed_out", "runs_ended_in_frame")  # (docs/oftp.md §2.1, §8 name the last two)
 #: the event loop's timer resolution (uvloop, libuv: 1 ms; a timer may fire that early)
 TIMER_GRID = 0.001
 PROBE_EVERY = 0.1  #: s at least between checks of the parents' links

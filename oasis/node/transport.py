@@ -56,7 +56,7 @@ from .admission import (
     RetryTokens,
     encode_retry,
 )
-from .link import UDP_IP_HEADER, Link, _code, chunk_run_length  # noqa: F401 - re-exported
+from .link import CONTROL_UNSENT_MAX, UDP_IP_HEADER, Link, _code, chunk_run_length  # noqa: F401 - re-exported
 from .quicstack import CID_LENGTH, Header, Stack, make_stack
 from .udp import Addr, UdpSocket
 
@@ -160,6 +160,7 @@ class Endpoint:
             "unreachable_family",  # dials to an address of the other IP version (not sent)
             "unexpected_streams", "tls_no_client_key", "tls_key_mismatch",
             "chunk_streams_reset", "delay_queue_drops", "control_send_refused",
+            "control_backlog_closed",  # links closed for not reading our control stream (link.py)
             "quic_refused"), 0)  # a call the QUIC stack refused (its connection closed or failed)
         self.retry = retry
         self.tokens = RetryTokens(token_lifetime)
@@ -170,6 +171,9 @@ class Endpoint:
         self.halfopen: HalfOpenTable[Link] = HalfOpenTable(max_halfopen, max_halfopen_per_ip)
         self.preauth_budget = preauth_budget
         self.max_reorder_bytes = max_reorder_bytes
+        #: control-stream bytes waiting for the peer's flow-control credit past which a
+        #: link is closed (link.CONTROL_UNSENT_MAX; settable for tests)
+        self.control_unsent_max = CONTROL_UNSENT_MAX
         if not 0.0 <= link_delay <= 10.0:
             raise ValueError("link delay must be between 0 and 10 seconds")
         self.link_delay = link_delay

@@ -487,6 +487,50 @@ async def test_an_authenticated_peer_cannot_make_quic_hold_gaps_without_bound(vi
         await b.close()
 
 
+async def test_a_peer_that_grants_no_flow_control_credit_is_closed_not_buffered_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found 2026-12-06 from outside: a neighbour that never sends MAX_DATA/MAX_STREAM_DATA
+    while its requests, each within its budget, keep answers coming made the node queue
+    them without a limit (46 such links: +2.5 MB/s of RSS, no counter moved). Past
+    ``control_unsent_max`` bytes waiting on the control stream the link is closed
+    OVERLOADED and counted. The attacker is a node on aioquic with a small window that
+    stops granting credit once linked; the victim's cap is lowered so that the test takes
+    seconds (the default, 256 KiB, is a minute of an honest link's control messages)."""
+    from oasis.node import transport
+
+    b = await _node()
+    b.endpoint.control_unsent_max = 8 * 1024
+    monkeypatch.setattr(transport, "INITIAL_MAX_STREAM_DATA", 16 * 1024)  # the attacker's window
+    a = await _node(quic="aioquic")
+    sid = StreamId(Identity.generate().public, "stuck")
+    a.add_stream(sid, is_source=False)
+    b.add_stream(sid, is_source=False)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await a.connect(b.peer_id, *b.endpoint.address)
+        await _wait(lambda: sid.key in b.joined.get(a.identity.public, set()), SLACK)
+        link = a.links_by_peer[b.identity.public]
+        b_link = b.links_by_peer[a.identity.public]
+        link.quic._write_connection_limits = lambda *args, **kw: None  # never any more credit
+        link.quic._write_stream_limits = lambda *args, **kw: None
+        deadline = loop.time() + 4 * SLACK
+        while not b_link.session.closed and loop.time() < deadline:
+            for seq in range(200):  # each refused with a MISSING: within the message budget
+                link.session.send(wire.Request(stream=sid.key, seq=seq))
+            link._apply_session(loop.time())
+            link.transmit()
+            try:  # a second a round: the control budget's rate (200 messages/s)
+                await _wait(lambda: b_link.session.closed or link.session.closed, 1.0)
+            except TimeoutError:
+                pass
+        assert b_link.session.closed, "the link that reads nothing is still open"
+        assert b.endpoint.counters["control_backlog_closed"] == 1
+        assert b.endpoint.stack.unsent(b_link.quic, 0) <= 8 * 1024 + 64 * 1024  # (one answer batch over)
+    finally:
+        await a.close()
+        await b.close()
+
+
 # ---- 4. GOODBYE reaches the peer ------------------------------------------------------
 
 async def test_the_peer_learns_the_goodbye_code_and_reason() -> None:
