@@ -257,6 +257,13 @@ class Swarm:
                 self.delay.sample(j, took, True)
                 self.tree.parent_pushed(j, chunk.seq, now, took)
             return
+        log = self.log
+        if log.latest >= 0 and chunk.seq < log.low:
+            # below the window: dropped before its signature costs a check (an earlier
+            # run's chunks replayed, a relay far behind), counted (they went unseen: found
+            # 2026-12-06 from outside)
+            self.counters.chunks_too_old += 1
+            return
         if not self.verify(self.sid, chunk):
             self._bad_chunk(st)
             return

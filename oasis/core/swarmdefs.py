@@ -624,6 +624,9 @@ class SwarmCounters:
     origin_held: int = 0
     origin_probes: int = 0
     skipped: int = 0
+    #: chunks from peers below the log's window (an earlier run's replayed, a relay far
+    #: behind): dropped before their signature is checked
+    chunks_too_old: int = 0
     #: wants given up as not made (``Skip.unmade``: a stalled or dead broadcaster)
     skipped_unmade: int = 0
     late: int = 0

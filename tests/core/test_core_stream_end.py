@@ -222,6 +222,35 @@ def test_an_old_end_marker_replayed_does_not_end_a_running_stream() -> None:
     assert not [s for s in net.skipped[late] if s > node.start_seq]
 
 
+def test_a_chunk_below_the_window_is_counted_and_dropped_before_its_signature_is_checked() -> None:
+    """Found 2026-12-06 from outside: chunks of an earlier run replayed by a neighbour were
+    dropped without a trace, each after an Ed25519 check. Below the log's window a chunk is
+    now counted (``chunks_too_old``) and dropped before the check: a forged one there costs
+    nothing and is not a bad chunk either."""
+    net = EndNet(3, seed=49, config=sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, window_chunks=40),
+                 source_config=sw.SwarmConfig(chunk_ms=100, upload_kbps=3000, window_chunks=40))
+    net.produce(True)
+    net.tick(5)
+    first = net.source.log.get(1)
+    assert first is not None
+    keys = [net.bid.public]
+    for v in net.viewers:
+        net.join(v, keys[:2])
+        keys.append(v)
+    net.tick(80)  # seq 1 is far below every node's window of 40 now
+    v = net.viewers[-1]
+    node = net.nodes[v]
+    assert node.log.latest - node.log.window > 1
+    before = (node.counters.chunks_too_old, node.counters.bad_chunks, node.counters.duplicates)
+    node.on_chunk(net.viewers[0], first, net.now)  # a neighbour's replay of a genuine old chunk
+    forged = ChunkMsg(stream=first.stream, seq=1, time_us=first.time_us, flags=0, signature=b"\0" * 64,
+                      payload=b"junk")
+    node.on_chunk(net.viewers[0], forged, net.now)
+    assert (node.counters.chunks_too_old, node.counters.bad_chunks, node.counters.duplicates) \
+        == (before[0] + 2, before[1], before[2])
+    assert node.log.get(1) is None
+
+
 def test_a_stale_end_marker_does_not_end_a_newcomers_stream() -> None:
     """The same replay to a newcomer before its first chunk (its log empty, so the marker
     would be the newest seq it holds): older than END_MAX_AGE, it ends nothing."""
