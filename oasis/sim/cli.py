@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if have is not None and need > MEMORY_REFUSE * have:
             raise ValueError(f"this run would need about {need / 2**30:.1f} GiB and this machine has "
                              f"{have / 2**30:.1f} GiB available: fewer --peers or a shorter --duration "
-                             "(docs/simulation.md, Speed and memory)")
+                             "(docs/simulation.md, Speed)")
         if have is not None and need > have:
             print(f"oasis sim: warning: this run may need about {need / 2**30:.1f} GiB; "
                   f"{have / 2**30:.1f} GiB are available", file=sys.stderr)

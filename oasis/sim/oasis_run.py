@@ -324,6 +324,10 @@ class OasisSim:
         self.dropped_peers = 0
         self.joins = 0
         self.leaves = 0
+        #: honest viewers that left: their bad chunks and duplicate bytes (the results sum
+        #: those still present and these; the departed were left out, found 2026-12-06)
+        self.gone_bad_chunks = 0
+        self.gone_duplicate_bytes = 0
         self._last_msg: Any = None
         self._last_size = 0
         self.timeline = Timeline(int(s.duration_s) + 10)
@@ -785,6 +789,9 @@ class OasisSim:
         node.died = self.now
         if node.rec is not None:
             node.rec.left_at = self.now
+        if not node.mode:
+            self.gone_bad_chunks += node.swarm.counters.bad_chunks
+            self.gone_duplicate_bytes += node.swarm.counters.duplicate_bytes
         self.leaves += 1
         self._announce(node, leaving=True)
         for peer, p in list(node.policy.peers.items()):
@@ -1452,7 +1459,8 @@ class OasisSim:
         summ = summarize(self.records, produced, now, self.cfg.playout_delay)
         st: Any = np.sort(np.frombuffer(self.stretch, dtype=np.float32).astype(np.float64))
         from oasis.core.metrics import nearest_rank
-        errors = sum(n.swarm.counters.bad_chunks for n in self.nodes.values() if not n.mode)
+        errors = self.gone_bad_chunks + sum(n.swarm.counters.bad_chunks for n in self.nodes.values()
+                                            if not n.mode)
         out = {
             "viewers": len(self.viewers),
             "duration_s": s.duration_s,
@@ -1471,8 +1479,9 @@ class OasisSim:
             "errors": errors,
             # chunk bytes a viewer received again (it held the chunk already) per chunk byte
             # sent peer to peer: a push behind a repair or the origin, an answer in flight
-            "duplicate_ratio": round(sum(n.swarm.counters.duplicate_bytes for n in self.nodes.values()
-                                         if not n.mode) / self.media_sent, 5) if self.media_sent else 0.0,
+            "duplicate_ratio": round((self.gone_duplicate_bytes
+                                      + sum(n.swarm.counters.duplicate_bytes for n in self.nodes.values()
+                                            if not n.mode)) / self.media_sent, 5) if self.media_sent else 0.0,
             "latency_stretch": {"p50": round(nearest_rank(st, 50), 3),
                                 "p95": round(nearest_rank(st, 95), 3)},
             "viewers_started": summ["viewers_started"],

@@ -135,6 +135,11 @@ def from_dict(d: dict[str, Any]) -> Scenario:
     if unknown:
         raise ValueError(f"unknown scenario keys: {', '.join(unknown)}")
     s = Scenario(**d)
+    for name in ("protocol", "nat_by_access", "hostile_mix"):  # (a list or a number here was an
+        # AttributeError traceback, exit 1: found 2026-12-06 from outside)
+        if not isinstance(getattr(s, name), dict):
+            raise ValueError(f"{name} = {getattr(s, name)!r}: a table of settings ({name} = {{ ... }} "
+                             f"or [{name}])"[:200])
     if not isinstance(s.access_mix, dict) or not s.access_mix:
         raise ValueError("access_mix: a table of access kind = weight")
     for kind, share in s.access_mix.items():

@@ -114,6 +114,11 @@ def test_churn_removes_and_adds_peers() -> None:
     assert res["leaves"] > 0 and res["joins"] > 40
     assert len(sim.nodes) - 1 == res["joins"] - res["leaves"]  # minus the broadcaster
     assert res["continuity"] > 0.8
+    # the duplicate bytes of the viewers that left count too (they were left out: found
+    # 2026-12-06 from outside)
+    present = sum(n.swarm.counters.duplicate_bytes for n in sim.nodes.values() if not n.mode)
+    assert sim.gone_duplicate_bytes > 0
+    assert res["duplicate_ratio"] == round((present + sim.gone_duplicate_bytes) / sim.media_sent, 5)
 
 
 def test_flash_crowd_joins_within_window() -> None:

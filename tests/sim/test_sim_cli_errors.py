@@ -34,6 +34,11 @@ def test_bad_options_are_one_line_errors(argv: list[str], says: str, capsys: pyt
 
 
 @pytest.mark.parametrize(("toml", "says"), [
+    # found 2026-12-06 from outside: AttributeError tracebacks, exit 1
+    ("protocol = []\n", "protocol = []: a table of settings"),
+    ("nat_by_access = []\n", "nat_by_access = []: a table of settings"),
+    ("nat_by_access = 5\n", "nat_by_access = 5: a table of settings"),
+    ("hostile_mix = 1\n", "hostile_mix = 1: a table of settings"),
     ("[protocol]\nplayout_dealy = 0.5\n", "unknown [protocol] keys: playout_dealy"),
     ("[protocol]\nplayout_delay = 0\n", "playout_delay = 0"),
     ("[network]\naccess_mix = { \"3g\" = 1 }\n", "unknown access kind '3g'"),
