@@ -527,6 +527,7 @@ class Edge:
         self.counters["feeds_out"] += 1
         seq = -1  # the next seq to send; -1 until the feeds have brought a keyframe (a chunk)
         wrote = self.clock()
+        behind = http.Behind()
         try:
             while not self.closing:
                 f.asked = self.clock()  # an edge behind this one keeps the stream followed
@@ -556,6 +557,7 @@ class Edge:
                     await http.write_or_drop(request, resp, b"".join(frames), self.counters)
                     self.counters["feed_frames_out"] += len(frames)
                     wrote = self.clock()
+                    behind.check(f.latest - seq + 1, wrote, request, self.counters)
                     continue
                 if self.clock() - wrote > http.FEED_STALL_END:
                     await resp.write_eof()

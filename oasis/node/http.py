@@ -75,6 +75,9 @@ MAX_PLAYERS = 64  #: concurrent /live responses per gateway (each holds a task a
 #: a /live response with nothing new to write for this long ends (the player sees the end of
 #: the file and may ask again) instead of hanging open while the broadcaster is gone
 LIVE_STALL_END = 20.0
+#: a ``/live`` player whose next chunk left the gateway's window this many times is dropped
+#: (``http_behind_readers_dropped``): it reads slower than the stream (see BEHIND_CHUNKS)
+LIVE_FALLS_OUT = 2
 #: a response whose client reads nothing for this long is dropped (a player that stopped
 #: reading held its /live slot, and its task and socket, for ever)
 WRITE_TIMEOUT = 20.0
@@ -204,6 +207,42 @@ async def write_or_drop(request: web.Request, resp: web.StreamResponse, data: by
             request.transport.abort()
         raise ConnectionResetError("the client read nothing for "
                                    f"{WRITE_TIMEOUT:.0f} s") from None
+
+
+#: a chunk feed's reader (an edge) more than this many chunks behind the newest (5 s of 33 ms
+#: chunks) for BEHIND_FOR_S is dropped: one that takes a little every few seconds never met
+#: the write timeout and held its slot for ever -- 32 such readers held every origin feed, and
+#: a real edge could not follow the stream (found 2026-12-06 from outside). An edge reads as
+#: fast as it can; one that cannot keep up reconnects from the newest chunk. (A player on
+#: ``/live`` reads at its playback pace, as far behind as it started: it is dropped instead
+#: when it falls out of the window a second time, LIVE_FALLS_OUT.)
+BEHIND_CHUNKS = 150
+BEHIND_FOR_S = 10.0
+
+
+class Behind:
+    """Tracks how long a live reader has been more than BEHIND_CHUNKS behind (see there)."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since = -1.0
+
+    def check(self, lag_chunks: int, now: float, request: web.Request, counters: dict[str, int]) -> None:
+        """After a write: raise ConnectionResetError (the connection aborted, counted
+        ``http_behind_readers_dropped``) once the reader stayed behind too long."""
+        if lag_chunks <= BEHIND_CHUNKS:
+            self.since = -1.0
+            return
+        if self.since < 0:
+            self.since = now
+            return
+        if now - self.since > BEHIND_FOR_S:
+            counters["http_behind_readers_dropped"] = counters.get("http_behind_readers_dropped", 0) + 1
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError(f"the client stayed over {BEHIND_CHUNKS} chunks behind the newest "
+                                       f"for {BEHIND_FOR_S:.0f} s")
 
 
 class BadJson(ValueError):
@@ -666,6 +705,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
         seq = max((s for s in pl.chunks if s >= pl.start and node_keyframe(ls, s)), default=pl.start)
         if request.query.get("from") == "start":
             seq = pl.start
+        fell_out = 0
         try:
             wrote = time.monotonic()
             while True:
@@ -684,6 +724,13 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                     return resp
                 low = pl.lowest()
                 if low is not None and seq < low:
+                    fell_out += 1
+                    if fell_out >= LIVE_FALLS_OUT:
+                        http_counters["http_behind_readers_dropped"] = \
+                            http_counters.get("http_behind_readers_dropped", 0) + 1
+                        if request.transport is not None:
+                            request.transport.abort()
+                        raise ConnectionResetError("the player fell out of the window twice")
                     # gone from the window: on to the lowest held at once (one seq at a time,
                     # each with min() over the window, froze the event loop for ~2 s a request
                     # after 2 h of 33 ms chunks with ?from=start, which any web page can ask for)
@@ -914,6 +961,7 @@ def add_origin_routes(app: web.Application, node: Node,
         else:
             seq = log_.latest_keyframe if log_.latest_keyframe >= 0 else max(log_.latest, 0)
         wrote = time.monotonic()
+        behind = Behind()
         try:
             while True:
                 # Every chunk made since the last write goes in one write: a write per chunk
@@ -931,6 +979,7 @@ def add_origin_routes(app: web.Application, node: Node,
                 if frames:
                     await write_or_drop(request, resp, b"".join(frames), counters)
                     wrote = time.monotonic()
+                    behind.check(log_.latest - seq + 1, wrote, request, counters)
                     continue
                 if time.monotonic() - wrote > FEED_STALL_END:
                     await resp.write_eof()
