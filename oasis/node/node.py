@@ -84,7 +84,6 @@ class Playout:
     #: the seq of the broadcaster's end marker: no chunk at or after it (None: running)
     end: int | None = None
     keep: int = 600
-    newest: int = -1  #: the highest seq added
     #: the seqs in ``chunks``, a min-heap (``chunks`` is changed only by :meth:`add`)
     _seqs: list[int] = field(default_factory=list, repr=False)
 
@@ -98,8 +97,6 @@ class Playout:
         if seq not in chunks:
             heapq.heappush(self._seqs, seq)
         chunks[seq] = payload
-        if seq > self.newest:
-            self.newest = seq
         while len(chunks) > self.keep:  # the lowest seqs go (a heap: no sort per chunk)
             del chunks[heapq.heappop(self._seqs)]
         self._notify()
