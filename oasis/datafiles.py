@@ -225,7 +225,7 @@ def read_small(path: Path, what: str, limit: int = KEY_FILE_MAX) -> bytes:
         raise DataFileError(path, f"{what} cannot be read ({exc.strerror or exc})",
                             "check the file's owner and the disk; restore it from a backup") from None
     if len(data) > limit:
-        raise DataFileError(path, f"{what} is larger than {limit} bytes: not a key file",
+        raise DataFileError(path, f"{what} is larger than {limit} bytes (not such a file)",
                             "restore it from a backup")
     return data
 

@@ -40,7 +40,7 @@ from eth_utils import to_checksum_address  # noqa: E402
 from hexbytes import HexBytes  # noqa: E402
 from web3 import Web3  # noqa: E402
 
-from oasis.datafiles import DataFileError, private_file, replace, write_new  # noqa: E402
+from oasis.datafiles import DataFileError, private_file, read_small, replace, write_new  # noqa: E402
 
 from . import eip712  # noqa: E402
 from .build import load_artifact  # noqa: E402
@@ -103,14 +103,7 @@ class Deployment:
     def load(cls, path: Path) -> Deployment:
         """``deployment.json``: a damaged or foreign file is a :class:`DataFileError` naming it
         (a missing key was a KeyError traceback, garbage a bare UnicodeDecodeError)."""
-        try:
-            with open(path, "rb") as f:
-                raw = f.read(DEPLOYMENT_MAX + 1)
-        except OSError as exc:
-            raise DataFileError(path, f"cannot be read ({exc.strerror or exc})", "check its owner and the disk") from None
-        if len(raw) > DEPLOYMENT_MAX:
-            raise DataFileError(path, f"is larger than {DEPLOYMENT_MAX} bytes: not a deployment",
-                                "restore it, or deploy anew (oasis wallet --deploy)")
+        raw = read_small(path, "the deployment", DEPLOYMENT_MAX)
         try:
             return cls.from_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -356,12 +349,9 @@ def _read_genesis(path: Path) -> dict[str, Any]:
     (found 2026-12-06 from outside). A file from before the check gets one (it is trusted
     once, as the key files' first formats are)."""
     advice = "restore journal.bin and genesis.json from one backup"
+    raw = read_small(path, "the genesis", GENESIS_MAX)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(GENESIS_MAX + 1)
-        g = json.loads(raw.decode("utf-8")) if len(raw) <= GENESIS_MAX else None
-    except OSError as exc:
-        raise DataFileError(path, f"cannot be read ({exc.strerror or exc})", "check its owner and the disk") from None
+        g = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         g = None
     ints = isinstance(g, dict) and all(isinstance(g.get(k), int) and not isinstance(g.get(k), bool)

@@ -145,7 +145,7 @@ def test_wallet_against_a_bad_deployment_or_an_unfunded_deploy_is_one_line(anvil
         "empty": "",
     }
     says = {"accounts": "no contract at that address", "swapped": "is not a rewards pool of its token",
-            "no token": "is not a deployment", "garbage": "is not UTF-8 text", "nested": "is not a deployment", "huge": "is larger than 4096 bytes",
+            "no token": "is not a deployment", "garbage": "is not UTF-8 text", "nested": "is not a deployment", "huge": "the deployment is larger than 4096 bytes",
             "empty": "is not JSON"}
     env = {k: v for k, v in os.environ.items() if k != "OASIS_DEV_FAUCET_KEY"}
     for name, content in cases.items():
