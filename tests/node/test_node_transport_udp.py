@@ -288,3 +288,40 @@ async def test_a_hole_punching_prime_leaves_with_its_own_ttl_and_the_rest_with_t
     finally:
         ep.close()
         r.close()
+
+
+@pytest.mark.parametrize("stack", ["qh3", "aioquic"])
+@pytest.mark.parametrize("dialler", ["qh3", "aioquic"])
+async def test_nodes_link_over_ipv6_whichever_stack_dials(stack: str, dialler: str) -> None:
+    # The socket gives an IPv6 sender as (host, port, flowinfo, scope_id); aioquic's client
+    # drops every datagram from an address that is not its peer's ``==``, and the peer was
+    # dialled as (host, port): no aioquic dial over IPv6 got past our Retry (found
+    # 2026-12-06). A plain IPv6 sender now comes as (host, port).
+    b = Node(Identity.generate(), sw.SwarmConfig(), host="::1", quic=stack)
+    a = Node(Identity.generate(), sw.SwarmConfig(), host="::1", quic=dialler)
+    await b.start()
+    await a.start()
+    try:
+        assert await a.connect(b.peer_id, "::1", b.port, timeout=20)
+        await until(lambda: a.identity.public in b.links_by_peer, 20)
+        (link,) = [lk_ for lk_ in b.endpoint.links if lk_.peer_key == a.identity.public]
+        assert link.addr == ("::1", a.port)  # as a dial would name it
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("gro", [True, False])
+async def test_an_ipv6_sender_is_read_as_host_and_port(gro: bool) -> None:
+    got: list[tuple[bytes, Any]] = []
+    u = UdpSocket.bind("::1", 0, on_datagram=lambda data, addr: got.append((data, addr)),
+                       on_batch_end=lambda: None, gro=gro)
+    tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    tx.bind(("::1", 0))
+    try:
+        tx.sendto(b"x", u.get_extra_info("sockname"))
+        await until(lambda: got, 10)
+        assert got == [(b"x", ("::1", tx.getsockname()[1]))]  # not ("::1", port, 0, 0)
+    finally:
+        u.close()
+        tx.close()
