@@ -457,7 +457,7 @@ class Edge:
             raise http.json_error(400, "bad_stream", str(exc)) from None
         if str(sid) != text:
             raise http.json_error(404, "not_canonical", "a stream id has one spelling, lower case")
-        f = self.follow(text, request.remote or "")
+        f = self.follow(text, http.source_key(request.remote or ""))  # an IPv6 /64 is one asker
         return f if f is not None else Followed(sid, text)  # not followed: pulls only
 
     async def chunk(self, request: web.Request) -> web.Response:
@@ -474,7 +474,7 @@ class Edge:
         elif f.connected and seq > f.latest:
             if self.hold > 0 and seq - f.latest <= HOLD_AHEAD:
                 began = self.clock()
-                body = await self._hold(f, seq, request.remote or "")
+                body = await self._hold(f, seq, http.source_key(request.remote or ""))
                 held = self.clock() - began
             if body is None:
                 self.counters["misses_ahead"] += 1

@@ -60,7 +60,7 @@ from oasis.core import wire
 from oasis.core.announce import AnnounceBody, AnnounceError, announce_from_json
 from oasis.core.descriptor import Descriptor, DescriptorError, descriptor_from_body
 from oasis.core.stream import StreamId, StreamIdError
-from oasis.core.tracker import TrackedPeer, Tracker, TrackerRefused
+from oasis.core.tracker import TrackedPeer, Tracker, TrackerRefused, source_key
 
 from .metrics import make_registry, render
 from .node import LiveStream, Node
@@ -174,9 +174,10 @@ class ConnectionGuard:
 
     def made(self, handler: Any, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
-        ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        raw = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        ip = source_key(raw)  # an IPv6 /64 counts as one address (one subscriber's prefix)
         if len(self._ips) >= self.total or (
-                not is_loopback(ip) and self._by_ip.get(ip, 0) >= self.per_ip):
+                not is_loopback(raw) and self._by_ip.get(ip, 0) >= self.per_ip):
             self.counters["http_connections_refused"] += 1
             transport.abort()
             return
@@ -791,16 +792,18 @@ class PlayerSlots:
         """Why ``ip`` may not have one more now ("" if it may)."""
         if self.held >= self.total:
             return f"{self.total} at once"
-        if not is_loopback(ip) and self._by_ip.get(ip, 0) >= self.per_ip:
+        if not is_loopback(ip) and self._by_ip.get(source_key(ip), 0) >= self.per_ip:
             return f"{self.per_ip} at once per address"
         return ""
 
     def take(self, ip: str) -> None:
         self.held += 1
-        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+        key = source_key(ip)  # an IPv6 /64 counts as one address
+        self._by_ip[key] = self._by_ip.get(key, 0) + 1
 
     def give(self, ip: str) -> None:
         self.held -= 1
+        ip = source_key(ip)
         left = self._by_ip[ip] - 1
         if left:
             self._by_ip[ip] = left

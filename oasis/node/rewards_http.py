@@ -20,7 +20,15 @@ import time
 import msgspec
 from aiohttp import web
 
-from .http import NO_STORE, BadJson, decode_json, json_error, read_body, require_operator
+from .http import (
+    NO_STORE,
+    BadJson,
+    decode_json,
+    json_error,
+    read_body,
+    require_operator,
+    source_key,
+)
 from .node import Node
 from .rewards import MAX_TICKET_BODY, TicketRefused
 
@@ -43,7 +51,7 @@ def add_rewards_routes(app: web.Application, node: Node, *, broadcaster: bool) -
 
     async def tickets(request: web.Request) -> web.Response:
         try:
-            rewards.check_address(request.remote or "", time.time())  # before reading anything
+            rewards.check_address(source_key(request.remote or ""), time.time())  # before reading anything
             try:
                 raw = await read_body(request, MAX_TICKET_BODY)
             except web.HTTPException as exc:  # 413

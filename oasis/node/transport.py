@@ -45,6 +45,7 @@ from typing import Any
 
 from oasis.core import session as ss
 from oasis.core import wire
+from oasis.core.dialplan import ip_key
 from oasis.core.identity import Identity
 from oasis.core.wire import ErrorCode
 
@@ -415,7 +416,7 @@ class Endpoint:
                 if self.retried.seen(asked, now):
                     c["retry_repeats"] += 1  # its Retry is on its way
                     return None
-                if not self.retry_rate.allow(addr[0], now):
+                if not self.retry_rate.allow(ip_key(addr[0]) or addr[0], now):  # a /64 is one source
                     c["retry_rate_limited"] += 1  # the dialler's QUIC retransmits its Initial
                     return None
                 # Stateless: the token carries all we need to accept the echo.
@@ -433,7 +434,8 @@ class Endpoint:
                 return None
             odcid = checked
             retry_cid = header.destination_cid
-        if not self._admit(addr[0]):
+        source = ip_key(addr[0]) or addr[0]  # per-source caps count an IPv6 /64 as one address
+        if not self._admit(source):
             return None
         quic = self.stack.listener(self._server_config, odcid, retry_cid)
         session = ss.Session(self.identity, is_dialler=False, rng=self.nonces,
@@ -441,7 +443,7 @@ class Endpoint:
         link = Link(self, quic, addr, session)  # arms the handshake deadline
         c["links_accepted"] += 1
         self.links.add(link)
-        self.halfopen.add(link, addr[0])
+        self.halfopen.add(link, source)
         self.links_by_cid[header.destination_cid] = link
         self.links_by_cid[quic.host_cid] = link
         return link
