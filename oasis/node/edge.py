@@ -58,7 +58,7 @@ from oasis.core import wire
 from oasis.core.stream import StreamId, StreamIdError, verify_chunk
 from oasis.core.urls import base_url_problem
 
-from . import http
+from . import http, outbound
 
 log = logging.getLogger(__name__)
 
@@ -641,7 +641,7 @@ async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, fe
     if not 0.0 <= hold <= 10.0:
         raise ValueError(f"--hold {hold}: 0 (answer a chunk ahead of the feed 404 at once) to 10 s")
     limit = MAX_PULLS + MAX_STREAMS * feeds + 8
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as s:
+    async with outbound.session(connector=aiohttp.TCPConnector(limit=limit)) as s:
         edge = Edge(origin, s, feeds=feeds, hold=hold)
         app = web.Application(client_max_size=4096)
         edge.routes(app)

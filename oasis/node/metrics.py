@@ -29,6 +29,8 @@ from prometheus_client.registry import Collector
 
 from oasis import datafiles
 
+from . import outbound
+
 #: Node.counters entries that are levels, not counts (exported as gauges)
 NODE_GAUGES = frozenset({"link_chunk_bytes_buffered", "nat_kind", "dht_contacts", "dht_records",
                          "dht_pending", "dm_held", "files_tracked", "files_bytes"})
@@ -123,6 +125,12 @@ class NodeCollector(Collector):
             for k, v in _ints(self.http_counters):
                 h.add_metric([k], v)
             yield h
+        o = CounterMetricFamily("oasis_http_client_events", "The HTTP client's requests to outside "
+                                "URLs refused on our side (redirects_refused: a redirect answer, "
+                                "not followed).", labels=["event"])
+        for k, v in _ints(outbound.COUNTERS):
+            o.add_metric([k], v)
+        yield o
         rewards = getattr(self.node, "rewards", None)
         if rewards is not None and getattr(rewards, "counters", None) is not None:
             r = CounterMetricFamily("oasis_rewards_events", "Proof-of-relay counters by event.",

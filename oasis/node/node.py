@@ -44,6 +44,7 @@ from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_end, is_keyframe
 from oasis.core.wire import ErrorCode
 
+from . import outbound
 from .dhtnode import DhtDriver
 from .events import EventBus
 from .messaging import Messaging
@@ -411,7 +412,7 @@ class Node:
                                  quic=quic)
         self.streams: dict[bytes, LiveStream] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.http: aiohttp.ClientSession = aiohttp.ClientSession(connector=http_connector)
+        self.http: aiohttp.ClientSession = outbound.session(connector=http_connector)
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
         self.closed_link_counters = {f"link_{name}": 0 for name in LINK_COUNTERS}
         self.closed_link_counters["link_migrations"] = 0  #: peers' address changes QUIC followed

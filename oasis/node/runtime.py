@@ -48,7 +48,7 @@ from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
 from oasis.datafiles import hold_data_dir
 
-from . import http
+from . import http, outbound
 from .files_http import attach_files
 from .keystore import load_or_create
 from .messaging import read_prekeys
@@ -632,7 +632,7 @@ async def resolve_stream(stream: str, tracker_url: str | None,
         if tracker_url is None:
             raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
     if desc is None and tracker_url is not None:
-        async with aiohttp.ClientSession(connector=connector, connector_owner=connector is None) as session:
+        async with outbound.session(connector=connector, connector_owner=connector is None) as session:
             desc = await fetch_descriptor(session, tracker_url, sid)
     return sid, desc, boots, tracker_url
 
@@ -720,7 +720,7 @@ async def origin_samples(origin: str, text_id: str, clock: Callable[[], float] =
     url = f"{origin.rstrip('/')}/{text_id}/time"
     samples: list[tuple[float, float, float]] = []
     try:
-        async with aiohttp.ClientSession() as session:
+        async with outbound.session() as session:
             for _ in range(clocksync.SAMPLES):
                 sent = clock()
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=CLOCK_TIMEOUT)) as r:

@@ -30,7 +30,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from oasis.core import peer as pp
@@ -42,6 +41,7 @@ from oasis.core.streamlink import is_link
 from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
 
+from . import outbound
 from . import runtime as rt
 from .node import LiveStream, Node
 
@@ -291,7 +291,7 @@ class Streaming:
             if not tracker.startswith(("http://", "https://")):
                 raise ValueError("tracker must be an http(s) URL")
             sid = StreamId.parse(stream_id)
-            async with aiohttp.ClientSession() as session:
+            async with outbound.session() as session:
                 try:
                     desc = await rt.fetch_descriptor(session, tracker, sid, timeout=5.0)
                 except RuntimeError as exc:
@@ -337,7 +337,7 @@ class Streaming:
     async def _short_link_descriptor(self, sid: StreamId, boots: tuple[Any, ...],
                                      tracker: str | None) -> Descriptor:
         if tracker is not None:
-            async with aiohttp.ClientSession() as session:
+            async with outbound.session() as session:
                 try:
                     return await rt.fetch_descriptor(session, tracker, sid, timeout=5.0)
                 except RuntimeError as exc:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from procs import serve
+from procs import serve, until
 
 from oasis.core import descriptor as descriptor_mod
 from oasis.core import swarm as sw
@@ -34,6 +34,7 @@ from oasis.core.stream import StreamId
 from oasis.core.streamlink import Bootstrap, LinkError, StreamLink, check_tracker
 from oasis.core.streamlink import parse as parse_link
 from oasis.node import api as napi
+from oasis.node import outbound
 from oasis.node.files import Files
 from oasis.node.node import Node
 from oasis.node.runtime import Common
@@ -216,3 +217,60 @@ def test_a_cdn_url_the_rule_refuses_stops_the_command_before_it_starts(tmp_path:
         assert out.returncode == 2 and out.stdout == b"", out
         assert b"--cdn-url" in out.stderr and b"query string" in out.stderr, out.stderr
         assert b"Traceback" not in out.stderr and b"Unclosed" not in out.stderr, out.stderr
+
+
+async def test_a_redirect_cannot_take_the_node_where_the_url_rule_would_not(
+        served: tuple[Node, napi.Api, str], tmp_path: Path) -> None:
+    """The URL rule above checks the URL a stranger gives; an answer of 302 or 307 named
+    another, and aiohttp followed it: a file link's origin, a tracker, a descriptor's
+    origin each sent the node's requests (a tracker's POSTs with their bodies) to a
+    request line with a query at any host (found 2026-12-06 by an outside audit). Now the
+    node's HTTP client follows no redirect (oasis.node.outbound), counted."""
+    node, api, url = served
+    seen: list[str] = []
+
+    async def log(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        return web.json_response({})
+
+    sink = web.Application()
+    sink.router.add_route("*", "/{tail:.*}", log)
+    sink_runner, sink_base = await serve(sink)
+    asked: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        asked.append(request.path_qs)
+        to = f"{sink_base}/cgi-bin/x?cmd=reboot&y="
+        if request.method == "POST" or len(asked) % 2:
+            raise web.HTTPTemporaryRedirect(to)  # 307: the POST again, body and all
+        raise web.HTTPFound(to)
+
+    redir = web.Application()
+    redir.router.add_route("*", "/{tail:.*}", redirect)
+    redir_runner, redir_base = await serve(redir)
+    files = Files(node, tmp_path / "files")
+    node.files = files
+    refused = outbound.COUNTERS["redirects_refused"]
+    try:
+        # the node's own client (origins' chunks, latest.json, tracker announces)
+        for method in ("GET", "POST"):
+            with pytest.raises(outbound.RedirectRefused, match="not followed"):
+                async with node.http.request(method, f"{redir_base}/{method}", json={}):
+                    pass
+        # a file link's origin
+        cid = cid_text(bytes(range(32)))
+        before = outbound.COUNTERS["redirects_refused"]
+        await files.fetch(f"oasis://file/{cid}?o={redir_base}")
+        await until(lambda: outbound.COUNTERS["redirects_refused"] > before, 15)
+        # a tracker, from a link and from the API
+        sid = str(StreamId(Identity.generate().public, "live"))
+        async with AsyncClient(url, api.token) as c:
+            with pytest.raises(OasisApiError):
+                await c.watch(stream_id=sid, tracker=f"{redir_base}/tracker")
+        assert len(asked) >= 4 and outbound.COUNTERS["redirects_refused"] - refused >= 4
+        assert seen == [], seen  # nothing reached the address the redirects named
+        assert node.streams == {} and api.counters["internal_errors"] == 0
+    finally:
+        files.close()
+        await redir_runner.cleanup()
+        await sink_runner.cleanup()
