@@ -105,12 +105,15 @@ def shown(text: str) -> str:
     """``text`` from a peer, safe for a terminal: control characters (ESC and every C0/C1
     code: screen clearing, window titles, OSC 52 clipboard writes, BEL, BS, CR, newlines
     that would start a line under another sender's name), format characters (bidi
-    overrides, zero-width) and line separators are shown as escapes (``\\x1b``, ``\\u202e``)."""
+    overrides, zero-width) and line separators are shown as escapes (``\\x1b``, ``\\u202e``,
+    ``\\U000e0041``)."""
     out = []
     for ch in text:
         if unicodedata.category(ch) in _UNSAFE and ch not in _JOINERS:
             o = ord(ch)
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+            # Python's forms: \U and eight digits past U+FFFF (\u and five read as two
+            # characters: U+E0041 looked like U+E004 then "1")
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}")
         else:
             out.append(ch)
     return "".join(out)

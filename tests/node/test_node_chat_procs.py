@@ -174,3 +174,13 @@ def test_text_from_peers_cannot_drive_the_terminal(capsys: Any) -> None:
     assert "\x9b" not in out and out.count("\n") == 2  # one line per message, whatever the text
     assert "\\x1b[2J" in out and "\\x0a<a1b2c3d4> fake line" in out and "\\u202eevil" in out
     assert "👨\u200d👩\u200d👧 日本" in out
+
+
+def test_escapes_of_characters_past_u_ffff_cannot_be_mistaken_for_others() -> None:
+    # \u and five digits: U+E0041 (a tag character) read like U+E004 then "1" (found
+    # 2026-12-06 by an outside audit); past U+FFFF the escape is \U and eight digits
+    from oasis.node.msgcli import shown
+
+    assert shown("\U000e0041") == "\\U000e0041" and shown("\ue0041") == "\\ue0041"
+    assert shown("\U000f0000") != shown("\uf0000")
+    assert shown("\U0001f600 ok") == "\U0001f600 ok"  # an emoji is no escape
