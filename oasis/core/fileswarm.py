@@ -416,6 +416,9 @@ class FileSwarm:
     def _origin_failed(self, now: float) -> None:
         """A fetch failed (no answer, an error, a 404): back off, once per round of fetches."""
         self.counters.origin_failures += 1
+        self._origin_back_off(now)
+
+    def _origin_back_off(self, now: float) -> None:
         if now >= self.origin_retry_at:
             self.origin_retry_at = now + self.origin_backoff
             self.origin_backoff = min(2 * self.origin_backoff, ORIGIN_BACKOFF_MAX)
@@ -430,7 +433,7 @@ class FileSwarm:
             self.origin_inflight.clear()
             self.counters.origin_dropped += 1
         else:
-            self._origin_failed(now)
+            self._origin_back_off(now)  # (counted as bad, not also as failed)
 
     def _got(self, index: int, data: bytes, proof: list[bytes], peer: bytes | None) -> None:
         self.have.add(index)

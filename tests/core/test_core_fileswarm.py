@@ -222,6 +222,9 @@ def test_a_lying_origin_is_given_up_after_three_bad_answers() -> None:
     for k, i in enumerate(fetches[:3]):
         sw.on_origin_block(i, wire.BlockMsg(cid=CID, index=i, data=block(i + 1), proof=TREE.proof(i)), 1.1 + k)
     assert sw.counters.origin_bad == 3 and sw.counters.origin_dropped == 1 and not sw.origin
+    # bad answers are answers: not also counted as failed ("3 requests (2 failed, 3 bad)"
+    # was printed for three answered requests; found 2026-12-06 by an outside audit)
+    assert sw.counters.origin_failures == 0
     sw.actions()
     for t in (5.0, 20.0, 60.0):
         sw.handle_timer(t)
