@@ -23,7 +23,11 @@ rarest blocks among the peers (ties: nearest the read position). Requests for th
 window say so (``urgent``): a holder serves them before any other. A request not answered
 by ``request_timeout`` is asked again elsewhere (the peer's request limit halves, and it
 gets a BLOCK_CANCEL); a block that arrives while another peer still has it requested is
-cancelled there.
+cancelled there. The urgent window is the first ``window`` blocks *missing* from the read
+position on, so a getter with no player (read position 0) has the download's front, and at
+the end its tail, in it; an urgent block one peer has not answered for ``reask_after`` is
+asked of a second (a peer that claims everything and answers nothing held a tail for the
+12-s ``bulk_timeout``).
 
 Origin fallback (same idea as live chunks): an urgent block that no peer holds, or that
 has been requested for ``origin_after`` seconds without arriving, is fetched from the
@@ -77,6 +81,11 @@ class FileSwarmConfig:
     #: player's first frame one round trip sooner. 0: wait for the manifest
     first_request: int = 8
     origin_after: float = 0.25  #: an urgent block late this long (or held by none) → origin
+    #: an urgent block asked of one peer this long ago is asked of a second one too (the
+    #: first answer wins, the other is cancelled): a peer that claims blocks and then stalls,
+    #: or answers each just inside ``request_timeout``, held a download's tail for
+    #: ``bulk_timeout`` (12 s) or for ever (found 2026-12-06 by an outside audit)
+    reask_after: float = 1.0
     origin_parallel: int = 8
     max_peers: int = 64
     max_strikes: int = 3
@@ -176,6 +185,7 @@ class FileCounters:
     serve_cancelled: int = 0  #: queued requests the requester cancelled (BLOCK_CANCEL)
     cancels_sent: int = 0  #: requests we cancelled: timed out, or the block came from elsewhere
     duplicate_blocks: int = 0
+    reasked: int = 0  #: urgent blocks asked of a second peer (``reask_after``)
     origin_requests: int = 0
     origin_failures: int = 0
     origin_bad: int = 0  #: blocks or manifests from the origin that failed verification
@@ -215,6 +225,8 @@ class FileSwarm:
         self.proofs: dict[int, list[bytes]] = {}  #: proofs of blocks held (until the tree is known)
         self.tree = tree
         self.cursor = 0  #: the player's read position (block index)
+        #: no block from the cursor up to this one is missing (where the urgent window starts)
+        self._low = 0
         self.origin_inflight: dict[int, float] = {}  #: index (-1: manifest) -> asked at
         self.origin_retry_at = 0.0  #: no origin fetch before this (back-off after failures)
         self.origin_backoff = ORIGIN_BACKOFF
@@ -294,7 +306,7 @@ class FileSwarm:
 
     def want_from(self, index: int, now: float) -> None:
         """A player reads from block ``index``: fetch from there first."""
-        self.cursor = max(0, index)
+        self.cursor = self._low = max(0, index)
         self._pick(now)
 
     # ---- input -------------------------------------------------------------------
@@ -487,6 +499,8 @@ class FileSwarm:
             return
         self.have.discard(index)
         self.proofs.pop(index, None)
+        if index >= self.cursor:
+            self._low = min(self._low, index)
         self.counters.blocks_lost += 1
         self._have_dirty = True
         if peer is not None and peer in self.peers:
@@ -550,21 +564,41 @@ class FileSwarm:
             return
         n = m.blocks
         inflight: dict[int, float] = {}  # index -> earliest ask time
+        asks: dict[int, int] = {}  # index -> peers it is asked of
         for p in self.peers.values():
             for i, (_, at) in p.inflight.items():
                 inflight[i] = min(inflight.get(i, INF), at)
+                asks[i] = asks.get(i, 0) + 1
         start = min(self.cursor, n - 1)
-        urgent = [i for i in range(start, min(n, start + cfg.window)) if i not in self.have]
+        # the urgent window: the first ``window`` blocks missing from the cursor on (a getter
+        # with no player has its cursor at 0, so it is the download's front, then its tail)
+        low = max(self._low, start)
+        while low < n and low in self.have:
+            low += 1
+        self._low = low
+        urgent: list[int] = []
+        i = low
+        while i < n and len(urgent) < cfg.window:
+            if i not in self.have:
+                urgent.append(i)
+            i += 1
         # origin: urgent blocks nobody holds, or late
         if self.origin and waited:
+            # peers sitting on a request reask_after old: what they hold counts as held by none
+            stuck = {k for k, p in self.peers.items()
+                     if any(now - at >= cfg.reask_after for _, at in p.inflight.values())}
             for i in urgent if self.peers else [i for i in range(start, n) if i not in self.have]:
                 if len(self.origin_inflight) >= cfg.origin_parallel:
                     break
                 if i in self.origin_inflight:
                     continue
                 asked = inflight.get(i)
-                late = asked is not None and now - asked >= cfg.origin_after
-                if late or (asked is None and not any(i in p.have for p in self.peers.values())):
+                # a player's window waits origin_after for a peer; a getter's front (no
+                # player reads there) reask_after, as long as a second peer would be given
+                patience = cfg.origin_after if i < start + cfg.window else cfg.reask_after
+                late = asked is not None and now - asked >= patience
+                if late or (asked is None and not any(i in p.have for k, p in self.peers.items()
+                                                      if k not in stuck)):
                     self.origin_inflight[i] = now
                     self.counters.origin_requests += 1
                     self._actions.append(FetchOrigin(i))
@@ -595,6 +629,15 @@ class FileSwarm:
                     continue
                 batch.append(i)
                 taken.add(i)
+            if len(batch) < room:  # the rest of its room: urgent blocks another peer sits on
+                for i in urgent:
+                    if len(batch) >= room:
+                        break
+                    if (asks.get(i) == 1 and i not in p.inflight and i in p.have and i not in batch
+                            and i not in self.origin_inflight and now - inflight[i] >= cfg.reask_after):
+                        batch.append(i)
+                        asks[i] = 2
+                        self.counters.reasked += 1
             if batch:
                 total += len(batch)
                 for i in batch:
@@ -625,6 +668,11 @@ class FileSwarm:
             for at in checks:
                 if at > self._checked:
                     t = min(t, at)
+        if not self.complete and (len(self.peers) > 1 or self.origin):  # re-asks due (see _pick)
+            for p in self.peers.values():
+                for _, at in p.inflight.values():
+                    if at + self.config.reask_after > self._checked:
+                        t = min(t, at + self.config.reask_after)
         return None if t == INF else t
 
     def handle_timer(self, now: float) -> None:

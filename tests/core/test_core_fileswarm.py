@@ -66,6 +66,10 @@ class Net:
         p = self.peers[dst]
         if src in p.dropped:
             return
+        if p.evil == "stall":  # HAVE all, then answers nothing at all
+            if isinstance(msg, wire.FileWant):
+                self.send(dst, src, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * 6))
+            return
         if p.evil == "liar":
             if isinstance(msg, wire.FileWant):
                 self.send(dst, src, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * 6))
@@ -402,3 +406,50 @@ def test_one_upload_budget_paces_every_file_of_a_node() -> None:
                 served += sum(isinstance(x, fs.ServeBlock) for x in sw.actions())
     # 2 blocks of burst + 10 a second over 1 s, for both files together (each alone: 12)
     assert 11 <= served <= 14
+
+
+def test_a_peer_that_claims_everything_and_stalls_holds_no_download_for_long() -> None:
+    """Found 2026-12-06 by an outside audit: a peer whose HAVE claims every block and that
+    answers none held ``oasis get``'s last blocks for the 12 s bulk timeout with an honest
+    seeder idle beside it (16.6 s against 0.56 s), and with only the origin beside it the
+    download stood at 16 of 245 blocks for 12 s. Urgent blocks -- a getter's are the first
+    16 it lacks -- are asked of a second peer after ``reask_after``; the origin takes those
+    of a getter's front that wait that long."""
+    cfg = fs.FileSwarmConfig()
+    for first in (True, False):  # the staller linked before the seeder, and after
+        net = Net()
+        g = net.add(b"G" * 32)
+        net.add(b"S" * 32, seed=True)
+        net.add(b"X" * 32, evil="stall")
+        for k in ((b"X", b"S") if first else (b"S", b"X")):
+            net.link(b"G" * 32, k * 32)
+        t = net.run_until(lambda g=g: g.swarm.complete)
+        assert b"".join(g.store[i] for i in range(M.blocks)) == DATA
+        assert t < cfg.request_timeout, t  # was >= bulk_timeout (12 s)
+        assert g.swarm.counters.blocks_from_origin == 0
+    net = Net()
+    g = net.add(b"G" * 32, origin=True)
+    net.add(b"X" * 32, evil="stall")
+    net.link(b"G" * 32, b"X" * 32)
+    t = net.run_until(lambda: g.swarm.complete)
+    assert b"".join(g.store[i] for i in range(M.blocks)) == DATA
+    assert t < 2 * cfg.request_timeout, t  # was >= bulk_timeout
+    assert g.swarm.counters.blocks_from_origin == M.blocks
+
+
+def test_a_peer_answering_just_inside_the_timeout_does_not_set_the_pace() -> None:
+    # each answer 3.8 s after its request: never timed out, and it used to be asked again and
+    # again while the honest seeder (or the origin) waited
+    for origin in (False, True):
+        net = Net()
+        g = net.add(b"G" * 32, origin=origin)
+        net.add(b"W" * 32, seed=True, latency=1.9)
+        if not origin:
+            net.add(b"S" * 32, seed=True)
+        net.link(b"G" * 32, b"W" * 32)
+        if not origin:
+            net.link(b"G" * 32, b"S" * 32)
+        t = net.run_until(lambda g=g: g.swarm.complete)
+        assert b"".join(g.store[i] for i in range(M.blocks)) == DATA
+        assert t < 3.0, (origin, t)  # was 4.3 s with the seeder, 19.5 s with the origin
+        assert g.swarm.counters.reasked >= 1 or g.swarm.counters.blocks_from_origin >= 1
