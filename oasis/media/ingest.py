@@ -14,9 +14,10 @@ care about piece boundaries.
   relative to the first PCR, the *anchor*).  A backwards or >1 s forward PCR jump (e.g. when
   the file loops) re-anchors the clock at the previous due time plus one
   typical PCR interval, so pacing continues smoothly.  Files without PCR are
-  paced by their average bitrate (PyAV's estimate, else 2 Mbit/s).  The
-  stream's own timestamps still jump at the loop point; players see a
-  discontinuity there, as with any looped broadcast.
+  paced by their average bitrate (PyAV's estimate, else 2 Mbit/s).  Each pass
+  after the first moves the file's PCRs, PTSs and DTSs on by the length of one
+  pass (:class:`_Retimer`), so the broadcast's clock runs on: a player saw time
+  jump back at each loop point (found 2026-12-06 by an outside first run).
 * ``-``: :func:`paced_stdin_source`: :func:`stdin_source` reads ``sys.stdin.buffer``
   through ``loop.connect_read_pipe`` (non-blocking), e.g. ``ffmpeg ... -f mpegts - |``, and
   its packets are released by their PCRs like a file's: ``cat a.ts a.ts | oasis broadcast -``
@@ -42,12 +43,15 @@ from urllib.parse import urlsplit
 from oasis.media.testsource import test_source_stream
 from oasis.media.tspackets import (
     PCR_HZ,
+    PCR_WRAP,
     SYNC_BYTE,
     TS_PACKET_SIZE,
     TsError,
     adaptation_field,
     find_sync,
+    pes_timestamps,
     pid,
+    shift_timestamps,
 )
 from oasis.pipes import loop_can_watch
 
@@ -159,7 +163,65 @@ class _PcrClock:
         self.packets = 0
 
 
-async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock) -> AsyncIterator[bytes]:
+class _Retimer:
+    """A looped file's timestamps, continued: the first pass measures, per PID, the span
+    of its PCRs and of its PTSs plus one step of each (a frame, a PCR interval); every later
+    pass is moved on by the largest, in whole 90 kHz ticks, once more per pass. So every
+    stream's timestamps keep rising across the loop point (one may gap by up to a frame,
+    none goes back)."""
+
+    def __init__(self) -> None:
+        self.offset = 0  #: 27 MHz ticks added to this pass
+        self.span = 0  #: one pass, 27 MHz ticks (0: unknown, nothing moved)
+        self._first: dict[tuple[int, str], int] = {}  # (pid, "pcr"|"pts") -> first value
+        self._last: dict[tuple[int, str], int] = {}
+        self._step: dict[tuple[int, str], int] = {}
+        self._measuring = True
+
+    def packet(self, packet: bytes) -> bytes:
+        if self._measuring:
+            try:
+                self._observe(packet)
+            except TsError:
+                pass
+            return packet
+        if self.offset == 0:
+            return packet
+        try:
+            return shift_timestamps(packet, self.offset)
+        except TsError:
+            return packet
+
+    def _observe(self, packet: bytes) -> None:
+        af = adaptation_field(packet)
+        p = pid(packet)
+        if af is not None and af.pcr is not None:
+            self._see((p, "pcr"), af.pcr)
+        ts = pes_timestamps(packet)
+        if ts:
+            self._see((p, "pts"), ts[0] * 300)
+
+    def _see(self, key: tuple[int, str], value: int) -> None:
+        last = self._last.get(key)
+        if last is None:
+            self._first[key] = value
+        elif value > last:
+            self._step[key] = value - last
+        self._last[key] = max(value, last) if last is not None else value
+
+    def next_pass(self) -> None:
+        """The file starts again."""
+        if self._measuring:
+            self._measuring = False
+            spans = [self._last[k] - self._first[k] + self._step.get(k, 0) for k in self._first]
+            span = max(spans, default=0)
+            # PTSs that wrapped within the file, or a "file" of hours: leave it as it is
+            self.span = span // 300 * 300 if 0 < span < 24 * 3600 * PCR_HZ else 0
+        self.offset = (self.offset + self.span) % PCR_WRAP
+
+
+async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock,
+                 retime: _Retimer | None = None) -> AsyncIterator[bytes]:
     """The whole TS packets of ``blocks``, in segments that each end with a PCR, spread
     between the previous PCR's time and its own (``_spread``); a stream without PCRs in
     64-packet segments by the byte rate (and one whose PCRs stop, every 1.5 MB)."""
@@ -168,6 +230,8 @@ async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock) 
         buffer += block
         for packet in _split_packets(buffer):
             clock.packets += 1
+            if retime is not None:
+                packet = retime.packet(packet)
             segment += packet
             try:
                 af = adaptation_field(packet)
@@ -225,16 +289,18 @@ async def file_source(path: str | Path, loop: bool = True) -> AsyncIterator[byte
     path = Path(path)
     pacer = _Pacer(asyncio.get_running_loop(), path)
     clock = _PcrClock()
+    retime = _Retimer()
     while True:
         clock.packets = 0
         pacer.restart()
         with path.open("rb") as ts_file:
-            async for segment in _paced(_file_blocks(ts_file), pacer, clock):
+            async for segment in _paced(_file_blocks(ts_file), pacer, clock, retime):
                 yield segment
         if clock.packets == 0:
             raise ValueError(f"{path}: no MPEG-TS packets found")
         if not loop:
             return
+        retime.next_pass()
 
 
 async def paced_stdin_source(stream: BinaryIO | None = None) -> AsyncIterator[bytes]:

@@ -69,7 +69,7 @@ class AdaptationField:
     pcr: int | None  # in 27 MHz ticks
 
 
-def check_packet(packet: bytes | memoryview) -> None:
+def check_packet(packet: bytes | bytearray | memoryview) -> None:
     """Raise :class:`TsError` unless ``packet`` is one 188-byte packet with a sync byte."""
     if len(packet) != TS_PACKET_SIZE:
         raise TsError(f"TS packet must be {TS_PACKET_SIZE} bytes, got {len(packet)}")
@@ -87,7 +87,7 @@ def payload_unit_start(packet: bytes | memoryview) -> bool:
     return bool(packet[1] & 0x40)
 
 
-def _adaptation_field_control(packet: bytes | memoryview) -> int:
+def _adaptation_field_control(packet: bytes | bytearray | memoryview) -> int:
     return (packet[3] >> 4) & 0x3
 
 
@@ -271,3 +271,72 @@ class ProgramTracker:
             return True
         assert self.video_stream_type is not None
         return starts_decodable_picture(packet, self.video_stream_type)
+
+
+PTS_WRAP = 1 << 33  #: PTS/DTS are 33-bit counts of a 90 kHz clock
+PCR_WRAP = PTS_WRAP * 300  #: the PCR: a 33-bit 90 kHz base and a 9-bit 27 MHz extension
+#: stream_ids whose PES packets have no optional header (no PTS): program stream map,
+#: padding, private stream 2, ECM, EMM, directory, DSMCC, H.222.1 type E
+_NO_PES_HEADER = frozenset({0xBC, 0xBE, 0xBF, 0xF0, 0xF1, 0xFF, 0xF2, 0xF8})
+
+
+def _payload_start(packet: bytes | bytearray | memoryview) -> int:
+    """Where the payload starts (TS_PACKET_SIZE: none)."""
+    control = _adaptation_field_control(packet)
+    if not control & 0x1:
+        return TS_PACKET_SIZE
+    return 5 + packet[4] if control & 0x2 else 4
+
+
+def _pes_ts_offsets(packet: bytes | bytearray | memoryview) -> list[int]:
+    """Offsets in ``packet`` of the 5-byte PTS (and DTS) fields of the PES header it starts."""
+    if not packet[1] & 0x40:
+        return []
+    p = _payload_start(packet)
+    if p + 19 > TS_PACKET_SIZE or packet[p:p + 3] != b"\x00\x00\x01" or packet[p + 3] in _NO_PES_HEADER:
+        return []
+    if packet[p + 6] & 0xC0 != 0x80:  # not an MPEG-2 PES header
+        return []
+    flags = packet[p + 7] >> 6
+    return [p + 9] if flags == 2 else [p + 9, p + 14] if flags == 3 else []
+
+
+def _read_ts33(b: bytes | bytearray | memoryview, at: int) -> int:
+    return (((b[at] >> 1) & 0x07) << 30) | (b[at + 1] << 22) | ((b[at + 2] >> 1) << 15) \
+        | (b[at + 3] << 7) | (b[at + 4] >> 1)
+
+
+def _write_ts33(b: bytearray, at: int, value: int) -> None:
+    """A 33-bit timestamp in place, keeping the 4-bit prefix and the marker bits."""
+    b[at] = (b[at] & 0xF1) | ((value >> 29) & 0x0E)
+    b[at + 1] = (value >> 22) & 0xFF
+    b[at + 2] = (b[at + 2] & 0x01) | ((value >> 14) & 0xFE)
+    b[at + 3] = (value >> 7) & 0xFF
+    b[at + 4] = (b[at + 4] & 0x01) | ((value << 1) & 0xFE)
+
+
+def pes_timestamps(packet: bytes | bytearray | memoryview) -> list[int]:
+    """The PTS (and DTS) of the PES packet that ``packet`` starts, 90 kHz ([]: none)."""
+    check_packet(packet)
+    return [_read_ts33(packet, at) for at in _pes_ts_offsets(packet)]
+
+
+def shift_timestamps(packet: bytes | bytearray | memoryview, pcr_ticks: int) -> bytes:
+    """``packet`` with its PCR, and the PTS and DTS of a PES packet it starts, moved
+    ``pcr_ticks`` (27 MHz; a multiple of 300 keeps PTS exact) later, wrapping as the fields
+    do. Everything else is left as it is."""
+    check_packet(packet)
+    out = bytearray(packet)
+    if _adaptation_field_control(out) & 0x2 and out[4] >= 7 and out[5] & 0x10:
+        b = out[6:12]
+        pcr = ((b[0] << 25) | (b[1] << 17) | (b[2] << 9) | (b[3] << 1) | (b[4] >> 7)) * 300 \
+            + (((b[4] & 0x01) << 8) | b[5])
+        pcr = (pcr + pcr_ticks) % PCR_WRAP
+        base, ext = divmod(pcr, 300)
+        out[6:12] = bytes([(base >> 25) & 0xFF, (base >> 17) & 0xFF, (base >> 9) & 0xFF,
+                           (base >> 1) & 0xFF, ((base & 1) << 7) | (out[10] & 0x7E) | (ext >> 8),
+                           ext & 0xFF])
+    shift = pcr_ticks // 300
+    for at in _pes_ts_offsets(out):
+        _write_ts33(out, at, (_read_ts33(out, at) + shift) % PTS_WRAP)
+    return bytes(out)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from oasis.media.ingest import UdpSource, file_source, open_source, parse_udp_spec, stdin_source
+from oasis.media.tspackets import TS_PACKET_SIZE, adaptation_field, pes_timestamps, pid, shift_timestamps
 
 
 async def test_udp_source_receives_datagrams() -> None:
@@ -65,9 +66,48 @@ async def test_file_source_loops_with_pacing(short_ts_file: str) -> None:
     finally:
         await source.aclose()
     elapsed = loop.time() - started
-    assert received[: 2 * len(data)] == data + data
+    assert received[: len(data)] == data
+    # the second pass: the same bytes but for its timestamps, moved on by one pass
+    again = received[len(data): 2 * len(data)]
+    packets = [data[i:i + TS_PACKET_SIZE] for i in range(0, len(data), TS_PACKET_SIZE)]
+    moved = [again[i:i + TS_PACKET_SIZE] for i in range(0, len(again), TS_PACKET_SIZE)]
+    shifts = {(t2 - t1) for p, q in zip(packets, moved, strict=True)
+              for t1, t2 in zip(pes_timestamps(p), pes_timestamps(q), strict=True)}
+    assert len(shifts) == 1 and 0.45 * 90_000 <= shifts.pop() <= 0.6 * 90_000  # one pass: ~0.5 s
+    assert [shift_timestamps(p, 0) for p in packets] == packets
     # 0.5 s of media twice, paced by PCR (first PCR is released immediately).
     assert 0.6 <= elapsed <= 2.0
+
+
+async def test_a_looped_file_s_clock_runs_on_across_the_loop_point(short_ts_file: str) -> None:
+    # found 2026-12-06 by an outside first run: PTS and PCR jumped back 5.6 s at each loop
+    # point, with no discontinuity flagged
+    data = Path(short_ts_file).read_bytes()
+    received = b""
+    source = file_source(short_ts_file, loop=True)
+    try:
+        async with asyncio.timeout(10.0):
+            async for piece in source:
+                received += piece
+                if len(received) >= 3 * len(data):
+                    break
+    finally:
+        await source.aclose()
+    last: dict[tuple[int, str], int] = {}
+    for i in range(0, 3 * len(data), TS_PACKET_SIZE):
+        p = received[i:i + TS_PACKET_SIZE]
+        af = adaptation_field(p)
+        for key, value in ([((pid(p), "pcr"), af.pcr)] if af is not None and af.pcr is not None else []) + \
+                [((pid(p), "pts"), ts[0] * 300) for ts in [pes_timestamps(p)] if ts]:
+            if key[1] == "pcr":  # a PCR never goes back
+                assert value > last.get(key, -1), (i, key)
+            last[key] = value
+    # PTS (in presentation order, B-frames aside) went on rising past each loop point: the
+    # third pass's first PTS is later than the first pass's last
+    firsts = [pes_timestamps(received[i:i + TS_PACKET_SIZE]) for i in range(0, len(data), TS_PACKET_SIZE)]
+    thirds = [pes_timestamps(received[2 * len(data) + i: 2 * len(data) + i + TS_PACKET_SIZE])
+              for i in range(0, len(data), TS_PACKET_SIZE)]
+    assert min(t[0] for t in thirds if t) > max(t[0] for t in firsts if t)
 
 
 async def test_file_source_without_loop_ends(short_ts_file: str) -> None:
