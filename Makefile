@@ -9,6 +9,8 @@ VIEWERS ?= 10
 DURATION ?= 30
 
 .PHONY: demo test lint bench setup bytecode
+# a bare `make` sets up (and rebuilds a compiled module whose source changed), runs nothing
+.DEFAULT_GOAL := setup
 
 # The network-namespace testbed (bench/testbed.py, tests/testbed) needs iptables and
 # libnetfilter_queue (the NFQUEUE delayer's binding builds against it). Installed from

@@ -162,7 +162,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="a live swarm on this machine: tracker, broadcaster, N viewers")
     d.add_argument("--viewers", type=int, default=10,
                    help="viewer processes to start, each a real node on loopback (default 10)")
-    d.add_argument("--duration", type=float, default=30, help="seconds to run after all viewers joined")
+    d.add_argument("--duration", type=float, default=30, help="seconds to run after all viewers joined (default 30)")
     d.add_argument("--bitrate", type=int, default=1500, help="the test stream's bitrate, kbit/s (default 1500)")
     d.add_argument("--chunk-ms", type=int, default=sw.DEFAULT_CHUNK_MS,
                    help=f"chunk duration of the test stream, ms (default {sw.DEFAULT_CHUNK_MS})")
@@ -265,7 +265,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="HTTP address HOST:PORT to serve the tracker on (default 127.0.0.1:7000; port 0: "
                         "any free port); its URL, <address>/tracker, is printed as \"tracker\"")
     t.add_argument("--public-metrics", action="store_true",
-                   help="serve /metrics, /stats and every stream in /tracker/streams to any client (default: "
+                   help="serve /metrics and every stream in /tracker/streams to any client (default: "
                         "only to clients on this machine, over loopback and not through a proxy; others "
                         "get 403 local_only)")
 
@@ -360,7 +360,9 @@ def _wallet_report(args: argparse.Namespace) -> int:
         for k, v in report.items():
             amount = k in ("token_balance", "eth_balance", "pending_rewards", "settled_rewards")
             unit = ("OAS" if k != "eth_balance" else "ETH")
-            shown = f"{v} wei ({v / 10**18:.6f} {unit})" if amount and isinstance(v, int) else v
+            shown = (f"{v} wei ({v / 10**18:.6f} {unit})" if amount and isinstance(v, int)
+                     else "not read (--offline)" if v is None and args.offline
+                     else "-" if v is None else v)
             print(f"{k:>18}: {shown}")
     return 0
 

@@ -624,12 +624,12 @@ class _Progress:
             allb += sum(b.values())
         lat = sorted(s["streams"][0]["latency_p50_ms"] for s in stats
                      if s and s["streams"][0]["latency_p50_ms"] is not None)
-        med = lat[len(lat) // 2] if lat else 0
+        med = f"{lat[len(lat) // 2]:.0f} ms" if lat else "-"
         # (bytes of chunks still arriving count before the first chunk is verified: no
         # share is shown until one is)
         off = f"{100 * p2p / allb:.1f}%" if allb and chunks else "-"
         line = (f"[{elapsed:5.1f}/{total:.0f}s] viewers {sum(1 for s in stats if s)} "
-                f"chunks {chunks} latency p50 {med:.0f} ms offload {off}")
+                f"chunks received {chunks} (all viewers) latency p50 {med} offload {off}")
         if self.live:
             self.console.print(line + "   ", end="\r")
         elif elapsed - self._last_tick >= 10.0:
@@ -648,7 +648,9 @@ def _table(result: dict[str, Any], progress: _Progress) -> None:
     title = "Oasis demo summary"
     if result.get("interrupted"):
         title += f" (interrupted by {result['interrupted']} after {result['ran_s']:g} s)"
-    t = Table(title=title)
+    t = Table(title=title, caption="continuity: the share of chunks played on time; offload: the share "
+              "of the viewers' media bytes that came from other viewers (not from the broadcaster or "
+              "the origin); latency: from the broadcaster's chunk to the viewer's verified copy")
     t.add_column("figure")
     t.add_column("value", justify="right")
     lat = result["latency_ms"]
@@ -677,7 +679,7 @@ def _table(result: dict[str, Any], progress: _Progress) -> None:
     progress.console.print(t)
     if rw:
         e = Table(title="What each relay earned")
-        for col in ("viewer", "depth", "receipts", "tokens (OAS)"):
+        for col in ("viewer", "depth (hops from the broadcaster, per substream)", "receipts", "tokens (OAS)"):
             e.add_column(col)
         for pv in sorted(result["per_viewer"], key=lambda p: -int(p.get("tokens_earned", 0))):
             e.add_row(pv["peer_id"], str(pv["depth"]), str(pv.get("receipts", 0)),

@@ -57,7 +57,7 @@ def use_sources(package: str, here: str, names: tuple[str, ...], forced: bool, w
         return
     if stale and not forced:
         print(f"oasis: compiled {what} is older than its source ({', '.join(stale)}.py): "
-              "running it from source; run `make` to rebuild", file=sys.stderr)
+              "running it from source; run `make setup` to rebuild", file=sys.stderr)
     pkg = sys.modules[package]
     for name in names:
         setattr(pkg, name, load_source(f"{package}.{name}", os.path.join(here, name + ".py")))

@@ -195,7 +195,8 @@ class Files:
             raise ValueError(f"{path}: not a readable file")
         size = src.stat().st_size
         if size > content.MAX_FILE:
-            raise ValueError(f"{path}: {size} bytes, files are at most {content.MAX_FILE}")
+            raise ValueError(f"{path}: {size:,} bytes ({size / 2**20:.1f} MiB); files are at most "
+                             f"{content.MAX_FILE // 2**20} MiB ({content.MAX_FILE:,} bytes)")
         self._make_room(size, keep=None)
         mime = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
         mime = content.safe_mime(content.MIME_BY_EXT.get(src.suffix.lower(), mime))

@@ -641,6 +641,9 @@ def router_refusal(request: web.Request, exc: web.HTTPException) -> tuple[str, s
         return "rewards_off", (f"{path} is served only by a broadcaster or viewer run with proof "
                                "of relay (`oasis broadcast|watch --rewards`); this server runs "
                                "without it")
+    if path == "/":  # someone opened the gateway's address in a browser
+        return "not_found", ("no page here: the streams this node carries are listed at /streams, "
+                             "each played at /live/<stream-id>.ts (a file at /files/<cid>)")
     return "not_found", f"no such route: {request.method} {path}"
 
 

@@ -25,7 +25,7 @@ def _load_engine_source_if_needed() -> None:
         return
     if stale and not core.pure_forced():
         print("oasis: compiled simulator engine is older than its source (oasis_run.py): "
-              "running it as Python; run `make` to rebuild", file=sys.stderr)
+              "running it as Python; run `make setup` to rebuild", file=sys.stderr)
     core.load_source(f"{__name__}.oasis_run", src)
 
 

@@ -1191,11 +1191,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sid = StreamId.parse(args.stream) if args.stream else None
     tracker = loopback_url(args.tracker) if args.tracker else None
     if every:  # 'all': every mode the given options allow (a named mode missing its option is an error)
-        skipped = [m for m in modes if (m in NEEDS_STREAM and sid is None) or (m == "tracker" and tracker is None)
-                   or (m == "tickets" and not args.tickets)]
-        modes = [m for m in modes if m not in skipped]
-        if skipped:
-            print(f"hostile: 'all' skips {', '.join(skipped)} (they need --stream, --tracker or --tickets)",
+        need = {m: "--stream" for m in modes if m in NEEDS_STREAM and sid is None}
+        need |= {"tracker": "--tracker"} if "tracker" in modes and tracker is None else {}
+        need |= {"tickets": "--tickets"} if "tickets" in modes and not args.tickets else {}
+        modes = [m for m in modes if m not in need]
+        if need:
+            print("hostile: 'all' skips " + ", ".join(f"{m} (needs {o})" for m, o in need.items()),
                   file=sys.stderr)
     victims = [parse_victim(t) for t in args.victim][: args.max_victims]
     if tracker and sid is not None and len(victims) < args.max_victims:

@@ -23,9 +23,15 @@ def _line(stats: list) -> str:
 
 def test_no_share_before_a_chunk_is_verified():
     line = _line([_stats(0, 5000, 0), None])
-    assert "chunks 0" in line and "offload -" in line, line
+    assert "chunks received 0 (all viewers)" in line and "offload -" in line, line
 
 
 def test_the_share_of_peers_bytes_once_chunks_play():
     line = _line([_stats(10, 750, 250), _stats(5, 0, 0)])
-    assert "viewers 2 chunks 15" in line and "offload 75.0%" in line, line
+    assert "viewers 2 chunks received 15 (all viewers)" in line and "offload 75.0%" in line, line
+    assert "latency p50 300 ms" in line, line
+
+
+def test_no_latency_before_any_is_measured():
+    line = _line([{"streams": [{"chunks": 0, "bytes": {}, "latency_p50_ms": None}]}])
+    assert "latency p50 - " in line and "0 ms" not in line, line
