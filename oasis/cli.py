@@ -549,8 +549,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
-                        stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    verbose = bool(getattr(args, "verbose", False))
+    # a user's stderr: "oasis watch: warning: ..." like the commands' own lines; --verbose
+    # keeps the time and the logger's name
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s" if verbose
+                        else f"oasis {args.cmd}: %(levelname)s: %(message)s")
+    if not verbose:
+        for level in (logging.WARNING, logging.ERROR, logging.CRITICAL):
+            logging.addLevelName(level, logging.getLevelName(level).lower())
     if os.environ.get("OASIS_TRACE_PUNCH"):
         logging.getLogger("oasis.punch").setLevel(logging.INFO)  # oasis.node.node.trace
     if args.cmd == "testbed":

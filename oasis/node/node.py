@@ -318,7 +318,7 @@ class LiveStream:
                     raise
             except (aiohttp.ClientError, TimeoutError, wire.WireError, ValueError) as exc:
                 self.origin_failures += 1
-                what = f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
+                what = outbound.reason(exc)[:200]
                 # how long it took of the time it had (a timeout's budget is the chunk's deadline)
                 self.origin_error = (f"{what} after {self.now() - began:.3f} s "
                                      f"(had {deadline - began:.3f} s)")

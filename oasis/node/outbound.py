@@ -16,6 +16,7 @@ caller already handles as one), counted in :data:`COUNTERS`.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import aiohttp
@@ -45,3 +46,21 @@ async def _no_redirects(req: aiohttp.ClientRequest, handler: aiohttp.ClientHandl
 def session(**kw: Any) -> aiohttp.ClientSession:
     """An ``aiohttp.ClientSession`` (``kw`` as its) that refuses redirects."""
     return aiohttp.ClientSession(middlewares=(_no_redirects,), **kw)
+
+
+def reason(exc: BaseException) -> str:
+    """A failed request's cause in a line for a user: "cannot connect to 127.0.0.1:7000
+    (Connection refused)" instead of aiohttp's "Cannot connect to host 127.0.0.1:7000
+    ssl:default [Connect call failed ('127.0.0.1', 7000)]" (which names TLS on a plain
+    http URL)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        err = exc.os_error
+        why = ("connection refused" if isinstance(err, ConnectionRefusedError)
+               else err.strerror or (os.strerror(err.errno) if err.errno else "") or str(err)
+               or type(err).__name__)
+        return f"cannot connect to {exc.host}:{exc.port} ({why})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}: {exc.message}"[:300]
+    return str(exc)[:300] or type(exc).__name__

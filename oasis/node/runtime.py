@@ -265,7 +265,7 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
             failing += 1
             if failing == 1 or time.monotonic() >= quiet_until:  # not a line every 2 s
                 more = f" (failing since {failing} tries; the swarm goes on without it)" if failing > 1 else ""
-                log.warning("tracker %s: %s%s", tracker_url, str(exc)[:300] or type(exc).__name__, more)
+                log.warning("tracker %s: %s%s", tracker_url, outbound.reason(exc), more)
                 quiet_until = time.monotonic() + TRACKER_WARN_EVERY
             node.announce_failed()
             continue
