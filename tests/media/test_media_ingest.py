@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from oasis.media.ingest import UdpSource, file_source, open_source, parse_udp_spec, stdin_source
-from oasis.media.tspackets import TS_PACKET_SIZE, adaptation_field, pes_timestamps, pid, shift_timestamps
+from oasis.media.tspackets import (
+    TS_PACKET_SIZE,
+    adaptation_field,
+    pes_timestamps,
+    pid,
+    shift_timestamps,
+)
 
 
 async def test_udp_source_receives_datagrams() -> None:
