@@ -205,6 +205,9 @@ class _Peer:
     queue: deque[tuple[int, float]] = field(default_factory=deque)  #: its requests we owe, (index, asked at)
     urgent: deque[tuple[int, float]] = field(default_factory=deque)  #: the same, marked urgent: served first
     sending: int = 0  #: blocks served to it that its transport has not yet sent (serve_in_flight)
+    #: asked since then and no block back yet (None: it answered, or was never asked); one
+    #: waited on ``reask_after`` is *stuck*: see FileSwarm._pick
+    waiting: float | None = None
 
 
 class FileSwarm:
@@ -297,6 +300,7 @@ class FileSwarm:
             for i in first:
                 p.inflight[i] = (now + self.config.request_timeout, now)
                 p.asked.add(i)
+            p.waiting = now
             self._send(peer, wire.BlockRequest(cid=self.cid, indices=first, urgent=True))
         return True
 
@@ -393,6 +397,7 @@ class FileSwarm:
         self.counters.blocks_from_peers += 1
         self.counters.bytes_from_peers += len(msg.data)
         p.limit = min(float(self.config.max_inflight), p.limit + 1.0)
+        p.waiting = now if p.inflight else None
         p.have.add(msg.index)
         self._got(msg.index, msg.data, list(msg.proof), peer)
 
@@ -454,6 +459,8 @@ class FileSwarm:
         for k, q in self.peers.items():
             if q.inflight.pop(index, None) is not None and k != peer:
                 self._cancel(k, [index])  # asked twice (timeout, origin): the other need not send it
+                # (q.waiting stays: a peer whose every request went elsewhere did not answer;
+                # one that does answers its next request, a probe, and is a peer again)
         self._have_dirty = True
         self._actions.append(StoreBlock(index, data, peer, tuple(proof)))
 
@@ -563,9 +570,18 @@ class FileSwarm:
         if self.complete:
             return
         n = m.blocks
+        # stuck: asked, and no block back for reask_after. What a stuck peer holds or was
+        # asked for counts as held and asked by none (others and the origin take it), and it
+        # gets one request at a time (a probe: an answer makes it a peer like the others).
+        # A peer that claimed every block and answered none held oasis get's tail for the
+        # 12-s prefetch timeout (found 2026-12-06 by an outside audit)
+        stuck = {k for k, p in self.peers.items()
+                 if p.waiting is not None and now - p.waiting >= cfg.reask_after}
         inflight: dict[int, float] = {}  # index -> earliest ask time
         asks: dict[int, int] = {}  # index -> peers it is asked of
-        for p in self.peers.values():
+        for k, p in self.peers.items():
+            if k in stuck:
+                continue
             for i, (_, at) in p.inflight.items():
                 inflight[i] = min(inflight.get(i, INF), at)
                 asks[i] = asks.get(i, 0) + 1
@@ -584,9 +600,6 @@ class FileSwarm:
             i += 1
         # origin: urgent blocks nobody holds, or late
         if self.origin and waited:
-            # peers sitting on a request reask_after old: what they hold counts as held by none
-            stuck = {k for k, p in self.peers.items()
-                     if any(now - at >= cfg.reask_after for _, at in p.inflight.values())}
             for i in urgent if self.peers else [i for i in range(start, n) if i not in self.have]:
                 if len(self.origin_inflight) >= cfg.origin_parallel:
                     break
@@ -602,7 +615,10 @@ class FileSwarm:
                     self.origin_inflight[i] = now
                     self.counters.origin_requests += 1
                     self._actions.append(FetchOrigin(i))
-        peers = [(k, p) for k, p in self.peers.items() if len(p.inflight) < int(p.limit) and p.have]
+        def limit(k: bytes, p: _Peer) -> int:
+            return 1 if k in stuck else int(p.limit)
+
+        peers = [(k, p) for k, p in self.peers.items() if len(p.inflight) < limit(k, p) and p.have]
         if not peers:
             return
         self.rng.shuffle(peers)
@@ -619,13 +635,13 @@ class FileSwarm:
         total = sum(len(p.inflight) for p in self.peers.values())
         for k, p in peers:
             batch: list[int] = []
-            room = min(int(p.limit) - len(p.inflight), cfg.max_total_inflight - total)
+            room = min(limit(k, p) - len(p.inflight), cfg.max_total_inflight - total)
             if room <= 0:
                 break
             for i in order:
                 if len(batch) >= room:
                     break
-                if i in taken or i not in p.have:
+                if i in taken or i not in p.have or i in p.inflight:
                     continue
                 batch.append(i)
                 taken.add(i)
@@ -640,6 +656,8 @@ class FileSwarm:
                         self.counters.reasked += 1
             if batch:
                 total += len(batch)
+                if p.waiting is None:
+                    p.waiting = now
                 for i in batch:
                     wait = cfg.request_timeout if i in urgent_set else cfg.bulk_timeout
                     p.inflight[i] = (now + wait, now)
@@ -670,6 +688,8 @@ class FileSwarm:
                     t = min(t, at)
         if not self.complete and (len(self.peers) > 1 or self.origin):  # re-asks due (see _pick)
             for p in self.peers.values():
+                if p.waiting is not None and p.waiting + self.config.reask_after > self._checked:
+                    t = min(t, p.waiting + self.config.reask_after)
                 for _, at in p.inflight.values():
                     if at + self.config.reask_after > self._checked:
                         t = min(t, at + self.config.reask_after)

@@ -357,12 +357,18 @@ class Files:
 
     def link_down(self, peer: bytes) -> None:
         if self.node.policy.link_of(peer) is not None:
-            # another link to it is up (duplicate dial): what the closed one held is gone,
-            # so serve on (the new link reports its own drains)
+            # another link to it is up (duplicate dial): what went over the closed one is
+            # gone both ways -- our FILE_WANT and requests, its HAVE and blocks, what we
+            # were serving it -- so the peer starts afresh on the link left (FILE_WANT,
+            # requests asked again). Found 2026-12-06: a getter whose two dials to the
+            # publisher crossed sent everything on the link that closed, and waited the
+            # 4-s request timeout with the publisher idle (1 run in 5: 4.5 s, not 1.5)
             now = self.node.clock()
             for e in list(self.entries.values()):
-                if e.swarm.serving(peer):
-                    e.swarm.on_drained(peer, 0, now)
+                if peer in e.swarm.peers:
+                    e.swarm.remove_peer(peer, now)
+                    if not e.done and not e.stopped:  # fetching: ask again (a seeder waits for its FILE_WANT)
+                        e.swarm.add_peer(peer, now)
                     self._pump(e)
             return
         for e in self.entries.values():

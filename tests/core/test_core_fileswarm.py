@@ -68,11 +68,11 @@ class Net:
             return
         if p.evil == "stall":  # HAVE all, then answers nothing at all
             if isinstance(msg, wire.FileWant):
-                self.send(dst, src, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * 6))
+                self.send(dst, src, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * ((M.blocks + 7) // 8)))
             return
         if p.evil == "liar":
             if isinstance(msg, wire.FileWant):
-                self.send(dst, src, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * 6))
+                self.send(dst, src, wire.FileHave(cid=CID, manifest=M.encode(), have=b"\xff" * ((M.blocks + 7) // 8)))
             elif isinstance(msg, wire.BlockRequest):
                 for i in msg.indices:
                     self.send(dst, src, wire.BlockMissing(cid=CID, index=i))
@@ -452,4 +452,5 @@ def test_a_peer_answering_just_inside_the_timeout_does_not_set_the_pace() -> Non
         t = net.run_until(lambda g=g: g.swarm.complete)
         assert b"".join(g.store[i] for i in range(M.blocks)) == DATA
         assert t < 3.0, (origin, t)  # was 4.3 s with the seeder, 19.5 s with the origin
-        assert g.swarm.counters.reasked >= 1 or g.swarm.counters.blocks_from_origin >= 1
+        fast = g.swarm.counters.blocks_from_origin if origin else net.peers[b"S" * 32].swarm.counters.blocks_served
+        assert fast >= M.blocks // 2, fast  # the quick source carried most of it

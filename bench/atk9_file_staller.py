@@ -1,0 +1,131 @@
+"""Attack (loopback only): a file peer whose FILE_HAVE claims every block of a file and
+that then answers no BLOCK_REQUEST, beside an honest source; how long `oasis get` takes.
+
+Found 2026-12-06 by an outside audit (docs/oftp.md §18.2): with such a peer first and the
+publisher beside it an 8 MB get took 16.6 s (0.56 s without it), and with only the origin
+beside it the download stood at 16 of 245 blocks for 12 s. Real processes: one
+`oasis publish`, then for each case a fresh `oasis get` (wall time to exit 0); the staller
+is a real node in this process whose file service is replaced by the lie.
+
+python bench/atk9_file_staller.py [--mb 8] [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from oasis.core import content, wire  # noqa: E402
+from oasis.core import swarm as sw  # noqa: E402
+from oasis.core.filelink import parse as parse_file_link  # noqa: E402
+from oasis.core.identity import Identity, peer_id_of  # noqa: E402
+from oasis.node.node import Node  # noqa: E402
+
+
+class Staller:
+    """A node's file service that claims every block of ``cid`` and serves none."""
+
+    def __init__(self, cid: bytes, manifest: bytes, blocks: int) -> None:
+        self.cid, self.manifest = cid, manifest
+        self.have = bytes([0xFF] * (blocks // 8)) + (bytes([(0xFF << (8 - blocks % 8)) & 0xFF]) if blocks % 8 else b"")
+        self.requests = 0
+
+    def on_message(self, link: Any, peer: bytes, msg: wire.Message) -> None:
+        if isinstance(msg, wire.FileWant) and msg.cid == self.cid:
+            link.send(wire.FileHave(cid=self.cid, manifest=self.manifest, have=self.have))
+        elif isinstance(msg, wire.BlockRequest):
+            self.requests += len(msg.indices)  # and never an answer
+
+    def __getattr__(self, name: str) -> Any:  # link_up, link_down, ...: nothing to do
+        return lambda *a, **k: None
+
+
+async def get(link: str, peers: list[str], out: Path, data_dir: Path) -> dict[str, Any]:
+    args = [sys.executable, "-m", "oasis", "get", link, "-o", str(out), "--timeout", "60", "--progress",
+            "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]
+    for p in peers:
+        args += ["--peer", p]
+    began = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    took = time.monotonic() - began
+    return {"exit": proc.returncode, "wall_s": round(took, 2),
+            "stderr_tail": stderr.decode(errors="replace").strip().splitlines()[-12:]}
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mb", type=float, default=8.0)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="atk9-"))
+    src = tmp / "clip.bin"
+    src.write_bytes(random.Random(9).randbytes(int(args.mb * 2**20)))
+    pub = subprocess.Popen([sys.executable, "-m", "oasis", "publish", str(src), "--data-dir", str(tmp / "pub"),
+                            "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    node: Node | None = None
+    try:
+        assert pub.stdout is not None
+        info = json.loads(pub.stdout.readline())
+        link = parse_file_link(info["link"])
+        cid = link.cid
+        manifest_raw = urllib.request.urlopen(f"{link.origin}/origin/files/{content.cid_text(cid)}/manifest",
+                                              timeout=10).read()
+        m = content.decode_manifest(manifest_raw, cid)
+        node = Node(Identity.generate(), sw.SwarmConfig())
+        await node.start()
+        staller = Staller(cid, manifest_raw, m.blocks)
+        node.files = staller  # type: ignore[assignment]
+        bad = f"{node.peer_id}@127.0.0.1:{node.port}"
+        k, h, p = link.peers[0]
+        good = f"{peer_id_of(k)}@{h}:{p}"
+        text = f"oasis://file/{content.cid_text(cid)}"
+        cases = {
+            "publisher alone": (text, [good]),
+            "staller first, then the publisher": (text, [bad, good]),
+            "publisher first, then the staller": (text, [good, bad]),
+            "origin alone": (f"{text}?o={link.origin}", []),
+            "staller and the origin": (f"{text}?o={link.origin}", [bad]),
+        }
+        out: dict[str, Any] = {"mb": args.mb, "blocks": m.blocks, "cases": {}}
+        for name, (target, peers) in cases.items():
+            if args.only not in name:
+                continue
+            runs = []
+            for r in range(args.runs):
+                res = await get(target, [p for p in peers if p], tmp / f"out-{len(runs)}-{r}",
+                                tmp / f"get-{abs(hash(name))}-{r}")
+                runs.append(res)
+            out["cases"][name] = runs
+            print(f"{name}: {[r['wall_s'] for r in runs]} s (exit {[r['exit'] for r in runs]})", file=sys.stderr)
+        out["staller_requests"] = staller.requests
+        print(json.dumps(out))
+    finally:
+        if node is not None:
+            await node.close()
+        pub.terminate()
+        pub.wait(10)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
