@@ -508,12 +508,39 @@ class RepairPicker:
             return push
         return at
 
+    def give_up_below(self, floor: int, first: int) -> int:
+        """Seqs from ``first`` below ``floor`` (the wanting window's bottom) neither held
+        nor wanted are given up now (skipped: they were made, and they are gone for us),
+        and nothing below ``floor`` is wanted afresh; returns how many. Wants are made only
+        within ``window_chunks`` of the newest, so a node that fell further behind -- its
+        process stopped (a laptop asleep, SIGSTOP) or its loop blocked -- passed over the
+        seqs below that and never counted them: 215-280 seqs of a 25-s stop were neither
+        played nor skipped (continuity overstated), and the gateway's player waited on the
+        first of them until it left the 20-s window (found 2026-12-06 from outside)."""
+        n, last = 0, -1
+        log, wants = self.log, self.wants
+        for s in range(max(first, self.skipped_upto + 1), floor):
+            if s not in log and s not in wants:
+                n += 1
+                last = s
+                self.counters.skipped += 1
+                self.actions.append(Skip(s, False))
+        if last > self.skipped_upto:
+            self.skipped_upto = last
+        return n
+
     def track(self, now: float, started: bool) -> None:
         if not started or self.log.anchor_seq < 0:
             return
         expected = self.log.expected_latest(now)
         if self.end_seq >= 0 and expected > self.end_seq:
             expected = self.end_seq  # (held: nothing after it is made)
+        top = expected if expected > self.log.latest else self.log.latest
+        seen = max(self.max_wanted, self.skipped_upto, self.log.latest)  # held, wanted or given up
+        if top - self.config.window_chunks > seen + 1 and self.stall_latest < 0:
+            # we fell behind by more than the window (a broadcaster's stall is not ours: its
+            # seqs are deferred, not passed over)
+            self.give_up_below(top - self.config.window_chunks, seen + 1)
         if self.stall_latest >= 0:
             if self.log.latest > self.stall_latest:
                 self.stall_over(now)

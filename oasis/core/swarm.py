@@ -594,7 +594,10 @@ class Swarm:
         if not self.is_source and self.start_seq is not None and not starting:
             # Chunks between our previous latest and this one exist now: want them. (Gaps
             # below the previous latest were wanted when it arrived: no per-chunk rescan.)
-            first = max(before + 1, repair.skipped_upto + 1, seq - self.config.window_chunks)
+            floor = seq - self.config.window_chunks
+            if floor > before + 1 and floor > repair.skipped_upto + 1:
+                repair.give_up_below(floor, before + 1)  # fell behind by more than the window
+            first = max(before + 1, repair.skipped_upto + 1, floor)
             for s in range(first, seq):
                 if s not in self.log and s not in repair.wants:
                     repair.want(s, now)

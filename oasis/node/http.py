@@ -740,7 +740,11 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                     # after 2 h of 33 ms chunks with ?from=start, which any web page can ask for)
                     seq = low
                     continue
-                if seq in pl.skipped:
+                repair = ls.swarm.repair
+                if seq in pl.skipped or (seq <= repair.skipped_upto and seq not in repair.wants):
+                    # given up (the playout's own list keeps the newest 600: a node that fell
+                    # far behind gives up more at once, and its player waited on the first of
+                    # them until it left the window, ~19 s)
                     seq += 1
                     continue
                 changed = pl.changed
