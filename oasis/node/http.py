@@ -78,6 +78,8 @@ LIVE_STALL_END = 20.0
 #: a ``/live`` player whose next chunk left the gateway's window this many times is dropped
 #: (``http_behind_readers_dropped``): it reads slower than the stream (see BEHIND_CHUNKS)
 LIVE_FALLS_OUT = 2
+#: a /live response waiting for its next chunk looks again at least this often (s)
+LIVE_WAIT = 5.0
 #: a response whose client reads nothing for this long is dropped (a player that stopped
 #: reading held its /live slot, and its task and socket, for ever)
 WRITE_TIMEOUT = 20.0
@@ -711,7 +713,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
             seq = pl.start
         fell_out = 0
         try:
-            wrote = time.monotonic()
+            wrote = looked = time.monotonic()
             while True:
                 if seq in pl.chunks:
                     await write_or_drop(request, resp, pl.chunks[seq], http_counters)
@@ -722,7 +724,16 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                     http_counters["live_ended"] = http_counters.get("live_ended", 0) + 1
                     await resp.write_eof()
                     return resp
-                if time.monotonic() - wrote > LIVE_STALL_END:
+                t = time.monotonic()
+                if t - looked > 2 * LIVE_WAIT:
+                    # this loop looks at least every LIVE_WAIT s: a longer gap was our own
+                    # process stopped (a laptop asleep, SIGSTOP), not the stream stalling.
+                    # The stream gets its LIVE_STALL_END from now (the response ended at
+                    # the wake; found 2026-12-06 from outside)
+                    wrote = t
+                looked = t
+                if t - wrote > LIVE_STALL_END and ls.swarm.log.latest < seq:
+                    # (nothing newer held: the stream stalled)
                     http_counters["live_stalled_ended"] = http_counters.get("live_stalled_ended", 0) + 1
                     await resp.write_eof()
                     return resp
@@ -749,7 +760,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                     continue
                 changed = pl.changed
                 try:
-                    await asyncio.wait_for(changed.wait(), 5.0)
+                    await asyncio.wait_for(changed.wait(), LIVE_WAIT)
                 except TimeoutError:
                     if ls.swarm.log.latest < seq:
                         continue
