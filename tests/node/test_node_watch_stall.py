@@ -99,3 +99,55 @@ def test_a_short_link_to_nobody_says_what_was_tried(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "no descriptor for" in r.stderr and "peers dialled" in r.stderr and "dials failed" in r.stderr, r.stderr
+
+
+def test_a_player_goes_on_after_the_viewer_process_was_stopped(tmp_path: Path) -> None:
+    """A viewer stopped for longer than its wanting window (10 s of 33-ms chunks) and the
+    gateway's wait (2 x LIVE_WAIT): a laptop asleep, SIGSTOP. Found 2026-12-06 from
+    outside: after 20-25 s stops its open /live response sent nothing for ~19 s more (it
+    waited on a seq the node had passed over), or ended at once (it took its own stop for
+    the stream's stall). Now the bytes flow again as soon as the node has chunks."""
+    from oasis.node.http import LIVE_WAIT
+
+    b = OasisProcess(["broadcast", "test", "--bitrate", "300", "--data-dir", str(tmp_path / "b"),
+                      "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], str(tmp_path / "b.log"))
+    procs = [b]
+    try:
+        info = b.wait_info()
+        v = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
+        procs.append(v)
+        url = urlparse(v.wait_info()["player_url"])
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60 + 2 * SLACK)
+        conn.request("GET", url.path)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        reads: list[float] = []
+        ended = threading.Event()
+
+        def read() -> None:
+            try:
+                while resp.read1(65536):
+                    reads.append(time.monotonic())
+            except (OSError, http.client.HTTPException):  # (the connection closed under it)
+                pass
+            ended.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        wait_until(lambda: len(reads) >= 10, SLACK)
+        os.kill(v.popen.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        # (a wait on the clock is the point here: the process is stopped, nothing to wait on)
+        stop_s = LIVE_STALL_END + 5.0  # past the stall limit too, as the audit's 25 s
+        assert stop_s > 2 * LIVE_WAIT
+        wait_until(lambda: time.monotonic() - stopped > stop_s, stop_s + SLACK)
+        os.kill(v.popen.pid, signal.SIGCONT)
+        woke = time.monotonic()
+        wait_until(lambda: any(t > woke for t in reads) or ended.is_set(), SLACK)
+        assert not ended.is_set(), "the response ended at the wake"
+        first = min(t for t in reads if t > woke) - woke
+        assert first < SLACK / 2, first  # was ~19 s after a 25-s stop
+        conn.close()
+    finally:
+        for p in procs:
+            p.stop()
