@@ -46,9 +46,11 @@ from oasis.media.tspackets import (
     PCR_WRAP,
     SYNC_BYTE,
     TS_PACKET_SIZE,
+    ProgramTracker,
     TsError,
     adaptation_field,
     find_sync,
+    parse_pmt,
     pes_timestamps,
     pid,
     shift_timestamps,
@@ -515,4 +517,37 @@ def open_source(spec: str, bitrate_kbps: int) -> AsyncIterator[bytes]:
         raise ValueError(
             f"source {spec!r} does not look like MPEG-TS (no 0x47 sync every 188 bytes)"
         )
+    _check_video(path, spec, start)
     return file_source(path, loop=True)
+
+
+#: how much of a file source is read for its tables before it is started
+VIDEO_PROBE_BYTES = 8 * 1024 * 1024
+
+
+def _check_video(path: Path, spec: str, start: int) -> None:
+    """A file with no video stream in its PMT (an audio-only TS) was broadcast for ever and
+    no viewer could start (a start is a video keyframe) nor say why (found 2026-12-06 from
+    outside; stdin's source says so at its end, a file loops for ever): refused now, from
+    the tables in its first ``VIDEO_PROBE_BYTES``."""
+    tracker = ProgramTracker()
+    saw_pmt = False
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read(VIDEO_PROBE_BYTES)
+    for at in range(0, len(data) - TS_PACKET_SIZE + 1, TS_PACKET_SIZE):
+        packet = data[at:at + TS_PACKET_SIZE]
+        if packet[0] != SYNC_BYTE:
+            continue
+        try:
+            tracker.observe(packet)
+        except TsError:
+            continue
+        if not saw_pmt and pid(packet) in tracker.pmt_pids and parse_pmt(packet):
+            saw_pmt = True  # a program table that lists its streams
+        if tracker.video_pid is not None:
+            return
+    if saw_pmt:
+        raise ValueError(f"source {spec!r} has no video stream (its program table lists none): "
+                         "viewers start at a video keyframe, so an audio-only stream cannot be "
+                         "played; mux a video track in (even a still picture)")

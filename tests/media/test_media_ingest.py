@@ -243,3 +243,25 @@ async def test_a_file_is_released_at_a_constant_rate_between_its_pcrs(tmp_path: 
     timed = [d for d in dues if t0 <= d <= last_pcr_due + 1e-6]
     assert len(timed) >= 0.9 * (last_pcr_due - t0) / PIECE_S
     assert max(b - a for a, b in itertools.pairwise(timed)) <= 1.5 * PIECE_S
+
+
+def test_a_file_with_no_video_stream_is_refused_before_it_starts(tmp_path: Path, short_ts_file: str) -> None:
+    # found 2026-12-06 from outside: an audio-only TS was broadcast for ever; no viewer could
+    # start (a start is a video keyframe) and nothing said why
+    import av
+    import numpy as np
+
+    audio_only = tmp_path / "audio.ts"
+    with av.open(str(audio_only), "w", format="mpegts") as c:
+        a = c.add_stream("aac", rate=48000)
+        for i in range(50):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 48000, i * 1024
+            for p in a.encode(frame):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    with pytest.raises(ValueError, match="no video stream"):
+        open_source(str(audio_only), 200)
+    source = open_source(short_ts_file, 200)  # one with video is taken
+    assert source is not None
