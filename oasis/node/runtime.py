@@ -894,6 +894,10 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         set_tickets(desc.tickets)
     if node.dht is not None:
         def from_dht(skey: bytes, raw: bytes) -> None:
+            if skey != sid.key:
+                # another stream's record (one the API added to this node): its own path
+                # keeps it; it is no bad descriptor of ours (it was logged as one)
+                return
             try:  # the DHT checked it already; checked again here against our stream
                 set_descriptor(verified_descriptor_json(raw, sid))
             except DescriptorError as exc:
