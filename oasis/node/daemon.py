@@ -96,7 +96,7 @@ async def run_node(c: rt.Common, *, http_listen: str, tracker_url: str | None) -
     try:
         server = await serve_api(c, node, base=base, tracker=tracker,
                                  tracker_url=tracker_url or f"{base}/tracker", descriptors=descriptors)
-        rt.emit({"peer_id": node.peer_id, "oftp": f"{node.host}:{node.port}", "http": base,
+        rt.emit({"peer_id": node.peer_id, "oftp": f"{rt.url_host(node.host)}:{node.port}", "http": base,
                  "tracker": tracker_url or f"{base}/tracker",
                  "api": server.url if server is not None else None, "data_dir": c.data_dir})
 

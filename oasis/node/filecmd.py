@@ -194,7 +194,7 @@ async def publish(o: FileOptions, path: str) -> int:
         link = FileLink(parse_cid(info["cid"]), ((node.identity.public, node.host, node.port),),
                         origin=gateway)
         emit(info | {"link": link.to_text(), "url": f"{gateway}/files/{info['cid']}",
-                     "gateway": gateway, "peer_id": node.peer_id, "oftp": f"{node.host}:{node.port}"})
+                     "gateway": gateway, "peer_id": node.peer_id, "oftp": f"{url_host(node.host)}:{node.port}"})
 
         async def main(stop: asyncio.Event) -> None:
             await stop.wait()
@@ -415,7 +415,7 @@ async def get(o: FileOptions, target: str, *, out: str | None, peers: list[str],
                              "link that names its peers (b=) or an origin (o=), as `oasis publish` prints")
         st = await files.fetch(target, peers)
         emit({"cid": st["cid"], "url": st["url"], "gateway": gateway, "peer_id": node.peer_id,
-              "oftp": f"{node.host}:{node.port}"})
+              "oftp": f"{url_host(node.host)}:{node.port}"})
         if play:
             player = shutil.which("ffplay") or shutil.which("mpv") or shutil.which("vlc")
             if player:

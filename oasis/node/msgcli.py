@@ -53,6 +53,7 @@ from .runtime import (
     stop_event,
     swarm_config,
     unless_stopped,
+    url_host,
 )
 
 
@@ -377,7 +378,7 @@ async def talk(c: Common, *, stream: str, tracker_url: str | None, send: str | N
     node, ls, finder = await _join(c, stream, tracker_url, "chat" if dm_to is None else "dm")
     status = 0
     printer = asyncio.create_task(_printer(node, c.json_out))
-    emit({"peer_id": node.peer_id, "stream": ls.text_id, "oftp": f"{node.host}:{node.port}"})
+    emit({"peer_id": node.peer_id, "stream": ls.text_id, "oftp": f"{url_host(node.host)}:{node.port}"})
 
     async def main(stop: asyncio.Event) -> None:
         nonlocal status

@@ -482,7 +482,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         await _close_started(node)
         raise
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": origin, "cdn": cdn_url,
-          "oftp": f"{node.host}:{node.port}", "peer_id": node.peer_id, "http": base,
+          "oftp": f"{url_host(node.host)}:{node.port}", "peer_id": node.peer_id, "http": base,
           "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
           "link": link_text, "api": api.url if api is not None else None,
           # stream id + this node as bootstrap: the descriptor comes from the DHT
@@ -887,7 +887,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         raise
     files.gateway_url = f"http://{url_host(ghost)}:{gport}"
     emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{url_host(ghost)}:{gport}",
-          "player_url": f"http://{url_host(ghost)}:{gport}/live/{ls.text_id}.ts", "oftp": f"{node.host}:{node.port}",
+          "player_url": f"http://{url_host(ghost)}:{gport}/live/{ls.text_id}.ts", "oftp": f"{url_host(node.host)}:{node.port}",
           "descriptor": desc.to_json(), "mismatch": mismatch})
 
     if desc.tickets:
