@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from oasis.media.testsource import TestSource
 
 MEDIA_S = 2.0
@@ -166,3 +168,21 @@ def test_a_closed_feed_on_a_stalled_stream_frees_its_origin_slot_within_seconds(
         if p.poll() is None:
             p.kill()
         p.communicate()
+
+
+def test_a_source_much_faster_than_its_bitrate_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    # found 2026-12-06 from outside: a 7.4 Mbit/s file under the default --bitrate 1500 took
+    # 24 % of its bytes from the origin, and nothing said why
+    from oasis.node.streaming import BITRATE_WARN_AFTER, _RateWatch
+
+    for declared, kbps, told in ((1500, 7400, True), (1500, 1600, False), (10, 280, True), (1500, 300, False)):
+        w = _RateWatch(declared)
+        with caplog.at_level("WARNING", logger="oasis.streaming"):
+            caplog.clear()
+            per_chunk = int(kbps * 1000 / 8 * 0.033)
+            for i in range(int(3 * BITRATE_WARN_AFTER / 0.033)):
+                w.add(per_chunk, 100.0 + i * 0.033)
+        said = [r.getMessage() for r in caplog.records]
+        assert len(said) == (1 if told else 0), (declared, kbps, said)
+        if told:
+            assert f"--bitrate says {declared}" in said[0] and "origin" in said[0]
