@@ -254,6 +254,7 @@ class PeerCounters:
     links_closed_per_ip_migrated: int = 0
     links_refused_banned: int = 0
     links_duplicate: int = 0  #: links closed by the simultaneous-dial rule
+    links_redialled: int = 0  #: a linked peer dialled us again (restarted): its new link kept
     #: links we dialled for the DHT to a peer that kept our joins from a link we had
     #: closed, made neighbour links (JOIN back): ``_joins_kept``
     links_rejoined: int = 0
@@ -351,6 +352,10 @@ REPORTS = 20
 #: link we dialled for the DHT within this many seconds (its own link timeouts: 30 s of
 #: silence), and so many such peers are remembered (``PeerPolicy._joins_kept``)
 REJOIN_WINDOW = 60.0
+#: two links to one peer authenticated within this many seconds crossed (both dialled at
+#: once: the smaller key's dial wins on both sides); a peer that dials us later than that
+#: has lost its link (a restart): its new one wins
+DUPLICATE_WINDOW = 5.0
 FULL_HELD = 256  #: peers remembered as full (``_full_until``), oldest dropped first
 LEFT_JOINED_MAX = 1024
 
@@ -380,7 +385,8 @@ Action = CloseLink[L] | SendTo[L] | AddPeer | RemovePeer | Dial | Prime | Ban | 
 class _Peer(Generic[L]):
     link: L
     dialled: bool
-    since: float = 0.0  #: admitted at
+    since: float = 0.0  #: admitted at (a join restarts it)
+    linked_at: float = 0.0  #: its link authenticated at
     joined: set[bytes] = field(default_factory=set)
     score: float = 0.0
     score_t: float = 0.0
@@ -641,13 +647,22 @@ class PeerPolicy(Generic[L]):
             self._joined_left(peer, existing, now)
             existing = None
         if existing is not None and existing.link != link:
-            # Simultaneous dial: both sides keep the link dialled by the smaller key.
+            # Simultaneous dial: both sides keep the link dialled by the smaller key. A peer
+            # that dials us again well after its link came up has lost that link (its
+            # process restarted: same key, new connection; or the link died on its side):
+            # its new link wins, whatever the keys. The old one, dead, was kept until it
+            # idled out and the restarted viewer had no neighbour for 14-18 s (found
+            # 2026-12-06 from outside).
             c.links_duplicate += 1
-            if (self.self_key < peer) != dialled:
+            redial = not dialled and now - existing.linked_at >= DUPLICATE_WINDOW
+            if redial:
+                c.links_redialled += 1
+            elif (self.self_key < peer) != dialled:
                 self._actions.append(CloseLink(link, peer, ErrorCode.NO_ERROR, "duplicate link"))
                 return False
             self._actions.append(CloseLink(existing.link, peer, ErrorCode.NO_ERROR, "duplicate link"))
             existing.link, existing.dialled = link, dialled  # joins and score stay with the peer
+            existing.linked_at = now
             existing.join_sent.clear()  # ours went on the old link: the peer may not have read them
             existing.observed = None  # (the old link's report: the peer reports on this one)
             if existing.service and not service and not existing.overflow:
@@ -666,7 +681,7 @@ class PeerPolicy(Generic[L]):
                                                "neighbour limit reached"))
                 return False
             score, at = self.scores.pop(peer, (0.0, now))
-            self.peers[peer] = _Peer(link, dialled, since=now, score=score, score_t=at,
+            self.peers[peer] = _Peer(link, dialled, since=now, linked_at=now, score=score, score_t=at,
                                      tokens=cfg.msg_burst, tokens_t=now, heard=now,
                                      overflow=overflow)
             if overflow or (dialled and service):

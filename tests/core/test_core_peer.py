@@ -124,6 +124,29 @@ def test_duplicate_swap_keeps_joins_and_the_old_links_close_is_ignored():
     assert not of(p.actions(), pp.RemovePeer)
 
 
+def test_a_linked_peer_that_dials_again_later_gets_its_new_link_whatever_the_keys():
+    """A viewer restarted (same key, a new process): it dials us again while our side still
+    holds its dead link. Its new link wins, whatever the keys (the smaller-key rule kept the
+    dead link and the restarted viewer had no neighbour for 14-18 s; found 2026-12-06 from
+    outside). Both orders of the keys; within DUPLICATE_WINDOW the crossing rule holds."""
+    for me, them in ((LOW, HIGH), (HIGH, LOW)):
+        p = policy(me)
+        joined_peer(p, them, "old")
+        p.actions()
+        t = pp.DUPLICATE_WINDOW + 1.0
+        assert p.link_up("new", them, dialled=False, now=t)
+        assert p.link_of(them) == "new"
+        closes = of(p.actions(), pp.CloseLink)
+        assert [c.link for c in closes] == ["old"] and p.counters.links_redialled == 1
+        p.link_down("old", them, now=t)  # the old link's close unlinks nothing
+        assert p.link_of(them) == "new" and not of(p.actions(), pp.RemovePeer)
+    # within the window, a crossing: the smaller key's dial wins (as above)
+    p = policy(LOW)
+    assert p.link_up("L", HIGH, dialled=True, now=0.0)
+    assert not p.link_up("H", HIGH, dialled=False, now=1.0)
+    assert p.link_of(HIGH) == "L" and p.counters.links_redialled == 0
+
+
 # ---- bans and scores ----------------------------------------------------------------
 
 def test_violations_past_the_score_ban_close_and_refuse_until_expiry():
