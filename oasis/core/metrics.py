@@ -45,7 +45,8 @@ class ViewerRecord:
     """
 
     __slots__ = ("joined_at", "left_at", "playout_delay", "started_at", "lat_seq", "lat",
-                 "on_time", "bytes_by_source", "skipped", "verified", "given_up", "unmade")
+                 "on_time", "bytes_by_source", "skipped", "verified", "given_up", "unmade",
+                 "unmade_seqs")
 
     #: a long-running node keeps the last this many entries of each array (trimmed when twice
     #: as many: ~2.4 h at 33 ms chunks, ~3 MB); the simulator's runs never reach it. The
@@ -68,11 +69,23 @@ class ViewerRecord:
         #: seqs given up as not made (a stalled or dead broadcaster: ``Skip.unmade``), in
         #: all: not in ``skipped`` or ``given_up`` (not a loss)
         self.unmade = 0
+        #: the last UNMADE_KEPT of those seqs (None until one): one that arrives after all was
+        #: made -- a broadcaster stopped for a while and then sent what it had -- and is
+        #: counted as given up instead (it was counted as not made, and as received)
+        self.unmade_seqs: set[int] | None = None
+
+    #: unmade seqs remembered, at most (the oldest half forgotten when full)
+    UNMADE_KEPT = 4096
 
     def delivered(self, seq: int, chunk_time: float, at: float, source: str, nbytes: int,
                   keyframe: bool) -> None:
         if self.started_at is None and keyframe:
             self.started_at = at
+        if self.unmade_seqs is not None and seq in self.unmade_seqs:
+            self.unmade_seqs.discard(seq)
+            self.unmade -= 1
+            self.given_up += 1
+            self.skipped.append(seq)
         b = self.bytes_by_source
         b[source] = b.get(source, 0) + nbytes
         if chunk_time >= self.joined_at:
@@ -88,6 +101,11 @@ class ViewerRecord:
     def skip(self, seq: int, unmade: bool = False) -> None:
         if unmade:
             self.unmade += 1
+            if self.unmade_seqs is None:
+                self.unmade_seqs = set()
+            self.unmade_seqs.add(seq)
+            if len(self.unmade_seqs) > self.UNMADE_KEPT:
+                self.unmade_seqs = set(sorted(self.unmade_seqs)[self.UNMADE_KEPT // 2:])
             return
         self.given_up += 1
         self.skipped.append(seq)

@@ -165,3 +165,16 @@ def test_a_record_is_judged_only_on_what_was_due_when_it_was_taken() -> None:
     assert old["chunks_due"] == 5 and old["chunks_on_time"] == 2
     # ``at`` never widens the judgement past ``now``
     assert summarize([r.to_json(at=30.0)], produced, 10.65, 0.5)["chunks_due"] == 2
+
+
+def test_a_seq_given_up_as_not_made_that_arrives_after_all_counts_as_given_up() -> None:
+    # a broadcaster stopped for 5 s (SIGSTOP) kept its seqs: the viewer gave ~74 up as not
+    # made, then received every one (found 2026-12-06 from outside: counted twice)
+    r = ViewerRecord(joined_at=0.0, playout_delay=0.5)
+    r.skip(10, unmade=True)
+    r.skip(11, unmade=True)
+    assert (r.unmade, r.given_up) == (2, 0)
+    r.delivered(10, chunk_time=1.0, at=6.0, source="p2p", nbytes=100, keyframe=False)
+    assert (r.unmade, r.given_up, list(r.skipped)) == (1, 1, [10])
+    r.delivered(10, chunk_time=1.0, at=6.1, source="p2p", nbytes=100, keyframe=False)  # (again: once)
+    assert (r.unmade, r.given_up) == (1, 1)
