@@ -590,7 +590,8 @@ def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str,
             # direct dials, and candidates held back because two dials to their IP were under
             # way (``max_dials_per_ip``: viewers behind one carrier-grade NAT share an IP)
             **{k: sum(s.get("counters", {}).get(k, 0) for s in ok)
-               for k in ("dial_attempts", "dial_failures", "dials_held_per_ip")},
+               for k in ("dial_attempts", "dial_failures", "dials_held_per_ip", "links_duplicate",
+                         "links_redialled")},
         }
     return out
 
