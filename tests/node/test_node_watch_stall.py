@@ -30,19 +30,27 @@ def _log(p: Path) -> str:
     return p.read_text(errors="replace")
 
 
-def test_a_dead_broadcaster_is_reported_and_the_player_response_ends(tmp_path: Path) -> None:
+def _player(tmp_path: Path, procs: list[OasisProcess], timeout: float) -> tuple[
+        OasisProcess, dict, OasisProcess, http.client.HTTPConnection, http.client.HTTPResponse]:
+    """A 300 kbit/s broadcaster, one viewer, and a player's GET of the viewer's /live (the
+    processes are added to ``procs`` as they start, for the caller to stop)."""
     b = OasisProcess(["broadcast", "test", "--bitrate", "300", "--data-dir", str(tmp_path / "b"),
                       "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], str(tmp_path / "b.log"))
-    procs = [b]
+    procs.append(b)
+    info = b.wait_info()
+    v = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                      "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
+    procs.append(v)
+    url = urlparse(v.wait_info()["player_url"])
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    conn.request("GET", url.path)
+    return b, info, v, conn, conn.getresponse()
+
+
+def test_a_dead_broadcaster_is_reported_and_the_player_response_ends(tmp_path: Path) -> None:
+    procs: list[OasisProcess] = []
     try:
-        info = b.wait_info()
-        v = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
-                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
-        procs.append(v)
-        url = urlparse(v.wait_info()["player_url"])
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=LIVE_STALL_END + 2 * SLACK)
-        conn.request("GET", url.path)
-        resp = conn.getresponse()
+        b, info, v, conn, resp = _player(tmp_path, procs, LIVE_STALL_END + 2 * SLACK)
         assert resp.status == 200
         got: list[int] = []
         ended = threading.Event()
@@ -109,18 +117,9 @@ def test_a_player_goes_on_after_the_viewer_process_was_stopped(tmp_path: Path) -
     the stream's stall). Now the bytes flow again as soon as the node has chunks."""
     from oasis.node.http import LIVE_WAIT
 
-    b = OasisProcess(["broadcast", "test", "--bitrate", "300", "--data-dir", str(tmp_path / "b"),
-                      "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"], str(tmp_path / "b.log"))
-    procs = [b]
+    procs: list[OasisProcess] = []
     try:
-        info = b.wait_info()
-        v = OasisProcess(["watch", info["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
-                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
-        procs.append(v)
-        url = urlparse(v.wait_info()["player_url"])
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60 + 2 * SLACK)
-        conn.request("GET", url.path)
-        resp = conn.getresponse()
+        _b, _info, v, conn, resp = _player(tmp_path, procs, 60 + 2 * SLACK)
         assert resp.status == 200
         reads: list[float] = []
         ended = threading.Event()
