@@ -88,6 +88,9 @@ class DhtDriver:
         self.keys: dict[bytes, StreamId] = {}
         #: called with (stream key, descriptor JSON) when a lookup brings the stream record's
         self.on_descriptor: Callable[[bytes, bytes], None] | None = None
+        #: per stream key, who takes that stream's descriptor records (a stream the API
+        #: added); the rest go to ``on_descriptor`` (the command line's stream)
+        self.descriptor_hooks: dict[bytes, Callable[[bytes], None]] = {}
         self.lookups: list[dh.LookupDone] = []  #: the latest finished lookups (bounded)
         self.joined = asyncio.Event()  #: the bootstrap's join lookup ended
         #: the nodes nearest our own id that answered our join (where our DM mail waits)
@@ -403,7 +406,11 @@ class DhtDriver:
         if found:
             self.counters["dht_providers_offered"] += len(found)
             self.node.offer_candidates(found, verified=True)
-        if d.descriptor and self.on_descriptor is not None:
+        hook = self.descriptor_hooks.get(skey)
+        if d.descriptor and hook is not None:
+            self.counters["dht_descriptors"] += 1
+            hook(d.descriptor)
+        elif d.descriptor and self.on_descriptor is not None:
             self.counters["dht_descriptors"] += 1
             self.on_descriptor(skey, d.descriptor)
 

@@ -363,6 +363,14 @@ class Streaming:
                 current = d
                 ls.origin_url = d.fetch_url
 
+        if self.node.dht is not None:
+            def from_dht(raw: bytes) -> None:
+                try:  # (the DHT checked it; checked again against this stream)
+                    on_descriptor(verified_descriptor_json(raw, sid))
+                except DescriptorError as exc:
+                    log.warning("DHT gave a bad descriptor for %s: %s", text, exc)
+            # its records: were taken for the command line's stream's, and dropped as bad
+            self.node.dht.descriptor_hooks[sid.key] = from_dht
         if boots:
             self.node.offer_candidates([pp.Candidate(b.peer, b.host, b.port) for b in boots])
         if tracker is not None:
@@ -405,6 +413,8 @@ class Streaming:
         for t in m.tasks:
             t.cancel()
         await asyncio.gather(*m.tasks, return_exceptions=True)
+        if self.node.dht is not None:
+            self.node.dht.descriptor_hooks.pop(sid.key, None)
         if m.ls.is_source and end_stream(self.node.identity, m.ls) is not None:
             await linger([m.ls])  # its viewers learn that it ended, not that it stalled
         self.descriptors.pop(text, None)
