@@ -29,6 +29,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -44,7 +45,7 @@ from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_end, is_keyframe
 from oasis.core.wire import ErrorCode
 
-from . import outbound
+from . import neighbourfile, outbound
 from .dhtnode import DhtDriver
 from .events import EventBus
 from .messaging import Messaging
@@ -437,6 +438,13 @@ class Node:
         self.messaging = Messaging(self)
         #: files (docs/oftp.md §18): oasis.node.files.Files, set by the runtime (it knows the data dir)
         self.files: Any = None
+        #: where the neighbours are kept for a restart (:meth:`keep_neighbours`), the last set
+        #: written and its timer
+        self._nb_dir: Path | None = None
+        self._nb_saved: bytes = b""
+        self._nb_timer: asyncio.TimerHandle | None = None
+        #: the node's own counters (exported with the others by :attr:`counters`)
+        self.node_counters = {"neighbours_recalled": 0}  # saved neighbours offered at start
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)
@@ -445,6 +453,42 @@ class Node:
         if not self.closing:
             self._probe_timer = self.loop.call_later(PROBE_EVERY, self._probe_quiet_parents)
         return self.host, self.port
+
+    def keep_neighbours(self, data_dir: Path) -> int:
+        """Dial the neighbours saved in ``data_dir`` by the node's last run (if fresh), and from
+        now on keep the current ones there (:mod:`oasis.node.neighbourfile`): a node
+        restarted after a crash links again with those who still hold a dead link to it.
+        Call once its streams are added. Returns how many were offered."""
+        found = neighbourfile.load(data_dir, self.identity.public)
+        self._nb_dir = data_dir
+        if found:
+            self.offer_candidates(found)
+            self.node_counters["neighbours_recalled"] += len(found)
+        if not self.closing and self._nb_timer is None:
+            self._nb_timer = self.loop.call_later(neighbourfile.SAVE_EVERY, self._save_neighbours)
+        return len(found)
+
+    def _neighbour_entries(self) -> list[tuple[bytes, str, int]]:
+        out = []
+        for k, p in self.policy.peers.items():
+            if p.joined and not p.link.closed:
+                out.append((k, str(p.link.addr[0]), int(p.link.addr[1])))
+        return out
+
+    def _save_neighbours(self) -> None:
+        self._nb_timer = None
+        if self.closing or self._nb_dir is None:
+            return
+        self._nb_timer = self.loop.call_later(neighbourfile.SAVE_EVERY, self._save_neighbours)
+        entries = sorted(self._neighbour_entries())
+        if not entries:
+            return  # (a node that lost every link keeps the last set for its next run)
+        body = neighbourfile.encode(entries, 0.0)  # compared without the time
+        if body == self._nb_saved:
+            return
+        self._nb_saved = body
+        self.spawn(asyncio.to_thread(neighbourfile.save, self._nb_dir,
+                                     neighbourfile.encode(entries, time.time())))
 
     def _in_tree(self, peer: bytes) -> bool:
         """Is ``peer`` our parent or child on one of our streams (the policy's ``tree_peer``)?"""
@@ -511,7 +555,7 @@ class Node:
         dht = self.dht.counters_all() if self.dht is not None else {}
         files = self.files.counters() if self.files is not None else {}
         return (dataclasses.asdict(self.policy.counters) | nat | dht | files | self.link_counters()
-                | self.messaging.counters())
+                | self.messaging.counters() | self.node_counters)
 
     def link_counters(self) -> dict[str, int]:
         """The sessions' hostile-input counters summed over every link of this node."""
@@ -922,6 +966,13 @@ class Node:
         if self._probe_timer is not None:
             self._probe_timer.cancel()
             self._probe_timer = None
+        if self._nb_timer is not None:
+            self._nb_timer.cancel()
+            self._nb_timer = None
+        if self._nb_dir is not None and (entries := sorted(self._neighbour_entries())):
+            # the set at a clean stop (a restart dials them; they were told we stopped)
+            await asyncio.to_thread(neighbourfile.save, self._nb_dir,
+                                    neighbourfile.encode(entries, time.time()))
         if self.dht is not None:
             self.dht.close()
         if self.files is not None:

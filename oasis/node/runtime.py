@@ -455,6 +455,10 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                                               tickets=tickets)
     if node.dht is not None:  # our stream record carries it: a link needs no tracker
         node.dht.set_descriptor(sid, msgspec.json.encode(descriptors[str(sid)].to_json()))
+    # a restart after a crash: dial the viewers that still hold their dead links to us (they
+    # would find us only at their next announce, up to 10 s on, and only with a tracker;
+    # oasis.node.neighbourfile)
+    node.keep_neighbours(Path(c.data_dir))
     announced = asyncio.Event()
     announcer = asyncio.create_task(announce_loop(
         node, ls, tracker_url, local=tracker, descriptor=lambda: descriptors.get(str(sid)),
@@ -871,6 +875,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         # took 0.15 s of a lone viewer's start, 0.3-0.66 s in a join burst of 20 processes).
         discovery = start_discovery(node, ls, boots, tracker_url, on_descriptor=set_descriptor,
                                     clock=clock, area=c.area)
+        node.keep_neighbours(Path(c.data_dir))  # (dials the last run's, if fresh: no tracker needed)
         runner, gport = await start_http(app, ghost, gport)
         ls.mark("gateway")
     except BaseException:
