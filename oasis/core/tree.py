@@ -176,7 +176,14 @@ class PushTree:
         # Only ``slot_headroom`` of the cap is booked: a fully booked relay queues every
         # chunk behind its other copies (seen in the simulator), and repairs need room.
         kbps = max(cfg.bitrate_kbps, self.log.rate_bps * 8 / 1000)
-        return int(cfg.slot_headroom * cfg.upload_kbps * cfg.substreams / max(kbps, 1))
+        slots = int(cfg.slot_headroom * cfg.upload_kbps * cfg.substreams / max(kbps, 1))
+        if self.is_source and slots < cfg.substreams:
+            # The broadcaster seeds each substream once, headroom or not, as far as its cap
+            # goes: at 1.2x the bitrate the headroom left it 3 slots of 4, one substream
+            # had no tree and every viewer fetched it from the origin (offload 0.83, 6
+            # viewers; found 2026-12-06). Its copies are the stream's only source.
+            slots = max(slots, min(cfg.substreams, int(cfg.upload_kbps * cfg.substreams / max(kbps, 1))))
+        return slots
 
     def free_slots(self) -> int:
         used = sum(bin(st.children_mask).count("1") for st in self.peers.values())

@@ -209,3 +209,31 @@ def test_root_giveback_moves_the_broadcasters_extra_substreams_once_another_pare
         node.actions()
         node.tree.select_parents(6.0, improve=True)  # past the switch dwell
         assert _sent(node, wire.Subscribe) == ({relay: 0b1011} if giveback else {})
+
+
+def test_a_broadcaster_with_a_tight_cap_still_seeds_every_substream() -> None:
+    """At 1.2x the bitrate the slot headroom (0.8) left the broadcaster 3 slots for 4
+    substreams: one substream had no tree and every viewer took it from the origin (real
+    processes, 6 viewers: offload 0.83; now 0.998). Its first copy of each substream is not
+    held back; a relay's headroom is unchanged, and a cap under the bitrate seeds what it can."""
+    b, lone, other = _keys(3, 37)
+    sid = StreamId(b, "t")
+    cfg = sw.SwarmConfig(first_wait=0.0, chunk_ms=100, bitrate_kbps=1500, upload_kbps=1800, substreams=4)
+    src = sw.Swarm(sid, b, cfg, is_source=True, rng=random.Random(1), now=0.0)
+    assert src.tree.total_slots() == 4
+    src.add_peer(lone, 0.0, rtt=0.02)
+    src.actions()
+    got = 0
+    for t in (0.1, 0.2, 0.3, 0.4):  # (root_strict: one at a time, asked again at once)
+        src.on_message(lone, wire.Subscribe(stream=sid.key, mask=0b1111 & ~got, substreams=4), t)
+        got |= _sent(src, wire.SubscribeAck).get(lone, 0)
+    assert got == 0b1111  # every substream leaves the broadcaster
+    src.add_peer(other, 0.5, rtt=0.02)
+    src.actions()
+    src.on_message(other, wire.Subscribe(stream=sid.key, mask=0b1111, substreams=4), 0.6)
+    assert _sent(src, wire.SubscribeAck)[other] == 0  # and no more than that
+    relay = sw.Swarm(sid, lone, cfg, rng=random.Random(1), now=0.0)
+    assert relay.tree.total_slots() == 3  # int(0.8 * 1800 * 4 / 1500)
+    under = sw.Swarm(sid, b, sw.SwarmConfig(bitrate_kbps=1500, upload_kbps=1200, substreams=4),
+                     is_source=True, rng=random.Random(1), now=0.0)
+    assert under.tree.total_slots() == 3  # int(1200 * 4 / 1500)
