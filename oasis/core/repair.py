@@ -348,8 +348,11 @@ class RepairPicker:
                 self.unmade_at = now + self.unmade_backoff
         if ok and sent is not None and now >= sent:
             took = now - sent
-            if held > 0.0:
-                took = took - held if held < took else 0.0
+            if 0.0 < held < took:
+                took -= held
+            # (a hold longer than our whole fetch was not ours: a shared cache in front of the
+            # edge replayed an earlier answer's Oasis-Held-Ms, and a hit 100 ms away was
+            # learnt as a fetch of 0 s; found 2026-12-06 from outside)
             self.origin_srtt, self.origin_dev = smooth(self.origin_srtt, self.origin_dev, took,
                                                        self.origin_samples == 0)
             self.origin_samples += 1

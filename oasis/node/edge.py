@@ -205,7 +205,7 @@ class Edge:
         self.pending_by_ip: dict[str, int] = {}  #: streams followed, not confirmed yet, by asker
         #: stream ids the origin said it does not carry -> until when they are not followed
         self.unknown: dict[str, float] = {}
-        self._pulls: dict[tuple[str, int], asyncio.Future[bytes | None]] = {}
+        self._pulls: dict[tuple[str, int], asyncio.Future[bytes | str]] = {}
         self.closing = False
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "misses_far_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
@@ -383,18 +383,20 @@ class Edge:
         changed.set()
         return c, True
 
-    async def _pull(self, f: Followed, seq: int) -> bytes | None:
-        """Chunk ``seq`` from the origin (one request however many ask), kept if it checks."""
+    async def _pull(self, f: Followed, seq: int) -> bytes | str:
+        """Chunk ``seq`` from the origin (one request however many ask), kept if it checks;
+        else why not: ``busy`` (``MAX_PULLS`` under way), ``unreachable: <reason>``, ``HTTP
+        <status>`` (the origin's answer) or ``bad`` (it did not verify)."""
         key = (f.text, seq)
         fut = self._pulls.get(key)
         if fut is not None:
             return await asyncio.shield(fut)
         if len(self._pulls) >= MAX_PULLS:
             self.counters["pulls_refused"] += 1
-            return None
+            return "busy"
         fut = asyncio.get_running_loop().create_future()
         self._pulls[key] = fut
-        body: bytes | None = None
+        out: bytes | str = "bad"
         try:
             self.counters["pulls"] += 1
             timeout = aiohttp.ClientTimeout(total=PASS_TIMEOUT)
@@ -403,15 +405,18 @@ class Edge:
                     raw = await http.read_capped(r.content, wire.MAX_CHUNK_MESSAGE)
                     try:
                         if self.keep(f, raw).seq == seq:
-                            body = raw
+                            out = raw
                     except FeedError:
                         self.counters["feed_bad_chunks"] += 1
-        except (aiohttp.ClientError, TimeoutError, ValueError):
+                else:
+                    out = f"HTTP {r.status}"
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self.counters["pull_failures"] += 1
+            out = f"unreachable: {outbound.reason(exc)[:200]}"
         finally:
             del self._pulls[key]
-            fut.set_result(body)
-        return body
+            fut.set_result(out)
+        return out
 
     async def _hold(self, f: Followed, seq: int, ip: str) -> bytes | None:
         """Wait up to ``hold`` s for the feed to bring ``seq``: its bytes, or None (not
@@ -460,6 +465,7 @@ class Edge:
         f = self.follow(text, http.source_key(request.remote or ""))  # an IPv6 /64 is one asker
         return f if f is not None else Followed(sid, text)  # not followed: pulls only
 
+    @http.any_host  # (the origin's public objects: a proxy may pass the client's Host)
     async def chunk(self, request: web.Request) -> web.Response:
         f = self.stream_of(request)
         seq_text = request.match_info["seq"]
@@ -484,9 +490,19 @@ class Edge:
                     self.counters["misses_far_ahead"] += 1
                 raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
         else:
-            body = await self._pull(f, seq)
-            if body is None:
-                raise http.json_error(404, "no_chunk", f"chunk {seq} is not held here nor at the origin")
+            got = await self._pull(f, seq)
+            if got == "busy":
+                raise http.json_error(503, "busy", f"chunk {seq} is not held here and this edge has "
+                                      f"{MAX_PULLS} requests to the origin under way; ask again")
+            if isinstance(got, str) and got.startswith("unreachable"):
+                # (not a 404: a viewer's health line named an edge restarted 40 s before as its
+                # last failure while the origin was down; found 2026-12-06 from outside)
+                raise http.json_error(502, "origin_unreachable", f"chunk {seq} is not held here and the "
+                                      f"origin {self.origin} did not answer ({got[13:]})")
+            if isinstance(got, str):
+                raise http.json_error(404, "no_chunk", f"chunk {seq} is not held here nor at the origin "
+                                      f"({'it did not verify' if got == 'bad' else 'the origin answered ' + got})")
+            body = got
         headers = {"Cache-Control": http.CHUNK_CACHE, "ETag": f.etags.get(seq, "")}
         if held >= 0:  # the viewer learns its fetch time without our wait (docs/oftp.md §10)
             headers[http.HELD_HEADER] = str(min(int(held * 1000), HELD_MS_MAX))
@@ -498,12 +514,14 @@ class Edge:
                 return same
         return web.Response(body=body, content_type="application/x-oftp-chunk", headers=headers)
 
+    @http.any_host  # (the origin's public objects: a proxy may pass the client's Host)
     async def feed(self, request: web.Request) -> web.StreamResponse:
         """The origin's ``feed``, from this edge: every chunk its feeds bring, from the
         newest keyframe held on, so that another edge may follow this one (a shield tier:
         one edge near the origin takes the origin's feeds, the far edges take its)."""
         return await self._feed(request, False)
 
+    @http.any_host  # (the origin's public objects: a proxy may pass the client's Host)
     async def feed_newest(self, request: web.Request) -> web.StreamResponse:
         """The origin's ``feed/newest``, from this edge: the same from the newest chunk on."""
         return await self._feed(request, True)
@@ -572,6 +590,7 @@ class Edge:
             self.counters["feeds_gone"] = self.counters.get("feeds_gone", 0) + 1
         return resp
 
+    @http.any_host  # (the origin's public objects: a proxy may pass the client's Host)
     async def passthrough(self, request: web.Request) -> web.Response:
         f = self.stream_of(request)
         what = request.match_info["what"]

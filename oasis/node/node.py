@@ -333,6 +333,11 @@ class LiveStream:
         from .http import HELD_HEADER, held_seconds, read_capped
 
         async with self.node.http.get(url, timeout=aiohttp.ClientTimeout(total=limit)) as r:
+            if r.status >= 500:
+                # the origin or the CDN failed (an edge whose origin is down: 502): a failure
+                # with its reason, not a refusal, so the health line's last error is this one
+                raise ValueError(f"HTTP {r.status} from {url.split('/origin/', 1)[0]}"
+                                 f"{_error_code(await r.content.read(512))}")
             if r.status != 200:
                 self.origin_refused += 1
                 return None, 0.0
@@ -365,6 +370,17 @@ class LiveStream:
             self._timer.cancel()
         for f in list(self._late):
             f.cancel()
+
+
+def _error_code(body: bytes) -> str:
+    """`` (<code>)`` of an error body ``{"error": code, ...}`` (printable, short); "" if none."""
+    try:
+        code = msgspec.json.decode(body).get("error")
+    except (msgspec.DecodeError, AttributeError):
+        return ""
+    if not isinstance(code, str) or not code.isascii() or not code.isprintable():
+        return ""
+    return f" ({code[:40]})"
 
 
 #: an origin fetch that missed its chunk's deadline may go on this long (s) to keep its connection

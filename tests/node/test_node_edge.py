@@ -161,6 +161,17 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         assert lj["latest"] >= latest and 0 <= lj["keyframe"] <= lj["latest"]
         assert _get(f"{edge_url}/{sid}/{lj['keyframe']}.chunk")[0] == 200
         assert _stats(base)["latest_answered"] == 1
+        # a proxy in front that passes the client's Host (Caddy's default): the public objects
+        # are served as the origin's are (they were 403 bad_host on this loopback-bound
+        # edge), the operator's /stats is not
+        for path in (f"{latest}.chunk", "latest.json", "time", "descriptor"):
+            req = urllib.request.Request(f"{edge_url}/{sid}/{path}", headers={"Host": "cdn.example.com"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 200, path
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/stats", headers={"Host": "cdn.example.com"}),
+                                   timeout=10)
+        assert refused.value.code == 403 and json.loads(refused.value.read())["error"] == "bad_host"
         # a chunk not made yet: 404 from the edge itself, no request upstream
         status, body, headers = _get(f"{edge_url}/{sid}/{latest + 3000}.chunk")
         assert status == 404 and json.loads(body)["error"] == "no_chunk"
@@ -580,6 +591,40 @@ async def test_a_viewer_learns_its_fetch_time_without_the_edges_hold() -> None:
             r = ls.swarm.repair
             assert r.origin_samples == 1 and took >= 0.3
             assert r.origin_srtt < took / 2, (r.origin_srtt, took)  # the hold is not the fetch's
+        finally:
+            await node.close()
+
+
+async def test_an_edge_whose_origin_is_down_says_so_and_the_viewer_reports_it() -> None:
+    """A chunk the edge does not hold and cannot pull, the origin down: 502
+    ``origin_unreachable`` naming the origin (it was 404 ``no_chunk``, as if the chunk did not
+    exist; a viewer counted that as a refusal, and its health line's last failure named an
+    edge restart 40 s before). The viewer counts it as a failed fetch with that reason."""
+    from oasis.core import swarm as sw
+    from oasis.node.node import Node
+
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    runner_o, origin, q = await _driven_origin(sid)
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid, feeds=1) as (edge, url):
+        q.put_nowait(_frame(wire.encode(sign_chunk(bid, sid, 10, now, True, b"H" * 400))))
+        f = edge.streams[str(sid)]
+        await until(lambda: f.latest == 10, 10, what="chunk 10 from the feed")
+        await runner_o.cleanup()  # the origin goes away
+        async with s.get(f"{url}/{sid}/5.chunk") as r:  # older than the feed brought: a pull
+            body = await r.json()
+            assert (r.status, body["error"]) == (502, "origin_unreachable"), body
+            assert origin in body["message"] and r.headers["Cache-Control"] == "no-store"
+        assert edge.counters["pull_failures"] == 1
+        node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
+        await node.start()
+        try:
+            ls = node.add_stream(sid, is_source=False, origin_url=url)
+            t0 = ls.now()
+            await ls._fetch_origin(5, t0 + 5.0)
+            assert ls.origin_failures == 1 and ls.origin_refused == 0
+            assert "HTTP 502" in ls.origin_error and "(origin_unreachable)" in ls.origin_error, ls.origin_error
         finally:
             await node.close()
 

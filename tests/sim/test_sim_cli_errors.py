@@ -179,3 +179,26 @@ def test_a_run_far_past_the_machine_s_memory_is_refused_and_one_past_it_is_warne
     assert main(["--peers", "5", "--duration", "1", "--baselines", "none", "--json"]) == 0
     err = capsys.readouterr().err
     assert "warning: this run may need about" in err, err
+
+
+def test_every_scenario_key_is_in_the_docs_key_table_with_its_default() -> None:
+    """A scenario written from docs/simulation.md alone: every key the loader takes is in the
+    table of *Scenario keys*, and the table names none it refuses (they were in code only)."""
+    import dataclasses
+    import re
+
+    from oasis.sim.scenario import Scenario, from_dict
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulation.md").read_text()
+    part = doc.split("### Scenario keys", 1)[1].split("\n## ", 1)[0]
+    named = set()
+    for line in part.splitlines():
+        if line.startswith("| `"):
+            named |= set(re.findall(r"`([a-z_0-9]+)`", line.split("|")[1]))
+    fields = {f.name for f in dataclasses.fields(Scenario)}
+    assert fields <= named, sorted(fields - named)
+    assert named <= fields, sorted(named - fields)
+    defaults = Scenario()
+    assert (defaults.peers, defaults.duration_s, defaults.chunk_ms, defaults.upload_max_x) == (100, 60.0, 33, 4.0)
+    with pytest.raises(ValueError, match="unknown scenario keys"):
+        from_dict({"peers": 5, "not_a_key": 1})
