@@ -76,12 +76,34 @@ $(CORE_STAMP): $(STAMP) $(CORE_SRC)
 bytecode: $(STAMP)
 	$(BIN)/python -m compileall -q oasis > /dev/null
 
-setup: $(STAMP) $(CORE_STAMP) bytecode
+# The web player's browser package (mpegts.js, pinned in web/package-lock.json) from the npm
+# registry, at set-up only (nothing is fetched at run time): copied into the package, where
+# the gateway serves it (/web/vendor/). npm from Debian when missing and we are root; otherwise
+# a message, and /watch/<stream> says the player was not built.
+WEB_VENDOR := oasis/node/web/vendor/mpegts.js
 
-demo: $(STAMP) $(CORE_STAMP) bytecode
+$(WEB_VENDOR): web/package.json web/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing npm for the web player's package (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			npm >/dev/null; \
+	fi
+	@if command -v npm >/dev/null 2>&1; then \
+		echo "building the web player (npm ci in web/: mpegts.js)"; \
+		npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error && \
+		mkdir -p oasis/node/web/vendor && \
+		cp web/node_modules/mpegts.js/dist/mpegts.js web/node_modules/mpegts.js/dist/mpegts.js.LICENSE.txt \
+			oasis/node/web/vendor/; \
+	else \
+		echo "note: no npm: the web player (/watch/<stream>) is not built; desktop players still work"; \
+	fi
+
+setup: $(STAMP) $(CORE_STAMP) bytecode $(WEB_VENDOR)
+
+demo: $(STAMP) $(CORE_STAMP) bytecode $(WEB_VENDOR)
 	$(BIN)/oasis demo --viewers $(VIEWERS) --duration $(DURATION)
 
-test: $(STAMP) $(CORE_STAMP) bytecode
+test: $(STAMP) $(CORE_STAMP) bytecode $(WEB_VENDOR)
 	$(BIN)/ruff check oasis tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15

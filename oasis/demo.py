@@ -589,6 +589,11 @@ def player_url(binfo: dict[str, Any]) -> str:
     return f"{binfo['http']}/live/{binfo['stream_id']}.ts"
 
 
+def web_url(binfo: dict[str, Any]) -> str:
+    """The broadcaster's own web player page for its stream (a browser)."""
+    return f"{binfo['http']}/watch/{binfo['stream_id']}"
+
+
 class _Progress:
     """Terminal progress with rich (stderr when --json, so stdout stays one JSON object)."""
 
@@ -603,7 +608,8 @@ class _Progress:
     def started(self, info: dict[str, Any]) -> None:
         self.console.print(f"[bold]broadcaster[/] {info['stream_id']}\n  tracker {info['tracker']}"
                            f"\n  origin  {info['origin']}\n  oftp    {info['oftp']}"
-                           f"\n  player  {player_url(info)}  (ffplay, mpv or VLC; while the demo runs)",
+                           f"\n  player  {player_url(info)}  (ffplay, mpv or VLC; while the demo runs)"
+                           f"\n  web     {web_url(info)}  (a browser)",
                            highlight=False, soft_wrap=True)  # a URL is not cut across lines
 
     def joined(self, n: int, total: int) -> None:

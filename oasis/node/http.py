@@ -48,6 +48,7 @@ import re
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -682,6 +683,55 @@ def _stream(node: Node, text: str) -> LiveStream:
     return ls
 
 
+#: the web player's files (oasis/node/web; ``vendor/`` is built by the set-up from web/package.json)
+WEB_DIR = Path(__file__).with_name("web")
+#: what /web/ serves: the player's files only, by name (no path from the request reaches the disk)
+WEB_FILES = {"watch.js": "text/javascript", "watch.css": "text/css",
+             "vendor/mpegts.js": "text/javascript"}
+#: the player page may load its own scripts and the media its script makes (blob:), nothing else
+WEB_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'self'; media-src 'self' blob:; img-src 'self' data:; "
+                                          "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; "
+                                          "form-action 'none'",
+               "Referrer-Policy": "no-referrer"}
+
+
+def add_web_player(app: web.Application, node: Node) -> None:
+    """``/watch/<stream>``: a page that plays the stream in the browser (Media Source
+    Extensions; its script transmuxes this gateway's ``/live/<stream>.ts``), and ``/web/``,
+    its files. Read from the package once, at the first request of each."""
+    cache: dict[str, bytes] = {}
+
+    def read(name: str) -> bytes | None:
+        if name not in cache:
+            try:
+                cache[name] = (WEB_DIR / name).read_bytes()
+            except OSError:
+                return None
+        return cache[name]
+
+    async def watch(request: web.Request) -> web.Response:
+        _stream(node, request.match_info["sid"])  # 400 / 404 as /live's
+        page = read("watch.html")
+        if page is None:
+            raise json_error(404, "no_player", "this installation has no web player (oasis/node/web)")
+        return web.Response(body=page, content_type="text/html", charset="utf-8", headers=WEB_HEADERS)
+
+    async def asset(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        kind = WEB_FILES.get(name)
+        if kind is None:
+            raise json_error(404, "no_file", "no such file of the web player")
+        body = read(name)
+        if body is None:
+            raise json_error(404, "not_built", f"{name} was not built on this machine: run `make setup` "
+                             "(it needs npm)")
+        return web.Response(body=body, content_type=kind, charset="utf-8", headers=WEB_HEADERS)
+
+    app.router.add_get(r"/watch/{sid:[a-z2-7]{52}\.[a-z0-9_-]{1,32}}", watch)
+    app.router.add_get(r"/web/{name:[a-z0-9./-]{1,40}}", asset)
+
+
 def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | None = None) -> None:
     http_counters = harden(app)
     registry = make_registry(node, tracker=tracker, http_counters=http_counters)
@@ -791,6 +841,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
         return metrics_response(registry)
 
     app.router.add_get(r"/live/{sid:[a-z2-7]{52}\.[a-z0-9_-]{1,32}}.ts", live)
+    add_web_player(app, node)
     app.router.add_get("/streams", streams)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)

@@ -893,6 +893,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     files.gateway_url = f"http://{url_host(ghost)}:{gport}"
     emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{url_host(ghost)}:{gport}",
           "player_url": f"http://{url_host(ghost)}:{gport}/live/{ls.text_id}.ts", "oftp": f"{url_host(node.host)}:{node.port}",
+          "web_url": f"http://{url_host(ghost)}:{gport}/watch/{ls.text_id}",
           "descriptor": desc.to_json(), "mismatch": mismatch})
 
     if desc.tickets:
