@@ -156,6 +156,14 @@ class LiveStream:
         #: there, or no longer held): not failures of the fetch, but no chunk
         self.origin_refused = 0
         self.origin_held = 0  #: fetches a CDN edge held for the chunk to come (Oasis-Held-Ms)
+        #: where else the stream's chunks are (the descriptor's other CDNs, then its origin;
+        #: set by the runtime): after ``FAILOVER_AFTER`` failed fetches in a row the next one
+        #: is asked, and the first again ``FAILOVER_BACK`` s later (:meth:`_fetch_failed`)
+        self.origin_others: list[str] = []
+        self._fail_streak = 0
+        self._failed_over_at: float | None = None
+        self._preferred: str | None = origin_url
+        self.origin_failovers = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         #: a viewer's start, step by step: seconds from its join to the first of each of
@@ -290,6 +298,7 @@ class LiveStream:
         chunk: wire.ChunkMsg | None = None
         held = 0.0  #: s the CDN edge said it waited for the chunk (Oasis-Held-Ms)
         began = self.now()
+        self._back_to_preferred()
         # (``origin_adapt``: a fetch may end after the deadline, timed and its connection kept)
         over = sw.ORIGIN_OVERTIME if self.config.origin_adapt else 0.0
         if self.origin_url:
@@ -324,8 +333,50 @@ class LiveStream:
                 self.origin_error = (f"{what} after {self.now() - began:.3f} s "
                                      f"(had {deadline - began:.3f} s)")
                 log.debug("origin fetch %s failed: %s", url, exc)
+                if not isinstance(exc, TimeoutError):  # (late is not down: a slow path, a late ask)
+                    self._fetch_failed(what)
+            else:
+                self._fail_streak = 0
         self.swarm.on_origin(seq, chunk, self.now(), held)
         self.pump()
+
+    def _fetch_failed(self, what: str) -> None:
+        """A fetch failed (no connection, a 5xx, a bad reply; not a timeout): after ``FAILOVER_AFTER``
+        in a row, on to the next of the stream's URLs. A viewer whose CDN edge was down asked
+        it alone and skipped what its peers did not bring (66 chunks in a 5-s edge restart,
+        the origin up; found 2026-12-06 from outside)."""
+        self._fail_streak += 1
+        urls = self._urls()
+        if self._fail_streak < FAILOVER_AFTER or len(urls) < 2 or self.origin_url is None:
+            return
+        i = urls.index(self.origin_url) if self.origin_url in urls else -1
+        nxt = urls[(i + 1) % len(urls)]
+        log.warning("origin %s: %d fetches failed in a row (last: %s); fetching from %s",
+                    self.origin_url, self._fail_streak, what, nxt)
+        self.origin_url = nxt
+        self.origin_failovers += 1
+        self._fail_streak = 0
+        self._failed_over_at = time.monotonic()
+
+    def _urls(self) -> list[str]:
+        out = [u for u in (self._preferred, *self.origin_others) if u]
+        return list(dict.fromkeys(out))
+
+    def _back_to_preferred(self) -> None:
+        """``FAILOVER_BACK`` s after a failover, the first URL is asked again (a CDN restarted)."""
+        if self._failed_over_at is not None and time.monotonic() - self._failed_over_at >= FAILOVER_BACK:
+            self._failed_over_at = None
+            if self._preferred and self.origin_url != self._preferred:
+                log.info("origin: asking %s again", self._preferred)
+                self.origin_url = self._preferred
+
+    def set_origin(self, url: str | None, others: list[str] | None = None) -> None:
+        """The stream's fetch URL (preferred) and where else to ask (see ``origin_others``)."""
+        self.origin_url = self._preferred = url
+        if others is not None:
+            self.origin_others = [u for u in others if u and u != url]
+        self._fail_streak = 0
+        self._failed_over_at = None
 
     async def _get_chunk(self, url: str, limit: float) -> tuple[wire.ChunkMsg | None, float]:
         """GET one ``<seq>.chunk`` within ``limit`` s: the chunk (None for a refusal, 404)
@@ -383,6 +434,10 @@ def _error_code(body: bytes) -> str:
     return f" ({code[:40]})"
 
 
+#: failed fetches in a row (no connection, 5xx; timeouts neither count nor reset) after which a
+#: viewer asks the stream's next URL
+FAILOVER_AFTER = 5
+FAILOVER_BACK = 30.0  #: s after a failover, the preferred URL (the first CDN) is asked again
 #: an origin fetch that missed its chunk's deadline may go on this long (s) to keep its connection
 ORIGIN_LATE_GRACE = 0.5
 MAX_LATE_FETCHES = 8  #: such fetches at once per stream (beyond: cut off, as before)

@@ -717,6 +717,12 @@ CLOCK_RECHECK = 2.0
 CLOCK_ROUNDS = 3
 
 
+def fetch_urls(d: Descriptor) -> list[str]:
+    """Every URL a viewer may fetch the stream's chunks from: the descriptor's CDNs in order,
+    then its origin (signed by the broadcaster; a failover goes down this list)."""
+    return [u for u in (*d.cdn, d.origin) if u]
+
+
 async def origin_samples(origin: str, text_id: str, clock: Callable[[], float] = time.time
                          ) -> list[tuple[float, float, float]]:
     """``clocksync.SAMPLES`` exchanges with the origin's ``/time``: (sent, server, received)
@@ -734,7 +740,11 @@ async def origin_samples(origin: str, text_id: str, clock: Callable[[], float] =
                 samples.append((sent, got.now_us / 1e6, clock()))
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
         if not samples:
-            log.info("the origin's clock at %s: %s", url, str(exc)[:200] or type(exc).__name__)
+            # (said: a --cdn-url to a dead port ran on in silence, every fallback fetch failing;
+            # found 2026-12-06 from outside)
+            log.warning("the stream's origin %s does not answer (%s): chunks the peers do not "
+                        "bring in time cannot be fetched from it; the clock is taken as in sync",
+                        url.rsplit("/", 2)[0], outbound.reason(exc)[:200])
     return samples
 
 
@@ -846,8 +856,11 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             node.config = swarm_config(c)
             ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or d.fetch_url,
                                  clock_offset=offset)
+            ls.set_origin(cdn_url or d.fetch_url, fetch_urls(d))
         elif cdn_url is None:
-            ls.origin_url = d.fetch_url
+            ls.set_origin(d.fetch_url, fetch_urls(d))
+        else:
+            ls.set_origin(cdn_url, fetch_urls(d))
         if d.tickets:
             set_tickets(d.tickets)
 
@@ -870,6 +883,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         say_offset(offset)
         ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or desc.fetch_url,
                              clock_offset=offset)
+        ls.set_origin(cdn_url or desc.fetch_url, fetch_urls(desc))
         # Peers at once: the join is now, and the gateway, the local API and the first line
         # below can come up while the tracker answers and the first links are dialled (they
         # took 0.15 s of a lone viewer's start, 0.3-0.66 s in a join burst of 20 processes).
@@ -920,9 +934,10 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             if ls is not None and abs(offset - ls.clock_offset) >= CLOCK_REJOIN:
                 say_offset(offset)
                 discovery_counters(node)["clock_rejoins"] += 1
-                origin = ls.origin_url
+                origin, others = ls._preferred, ls.origin_others
                 node.remove_stream(sid)
                 ls = node.add_stream(sid, is_source=False, origin_url=origin, clock_offset=offset)
+                ls.set_origin(origin, others)
             origin = ls.origin_url if ls is not None else None
             if not clocksync.unsure(samples) or round_ == CLOCK_ROUNDS - 1 or not origin:
                 return

@@ -355,13 +355,14 @@ class Streaming:
             raise FileExistsError(f"stream {text} is already carried by this node")
         ls = self.node.add_stream(sid, is_source=False, origin_url=desc.fetch_url,
                                   config=rt.swarm_config(c), clock_offset=offset)
+        ls.set_origin(desc.fetch_url, rt.fetch_urls(desc))
         current = desc
 
         def on_descriptor(d: Descriptor) -> None:
             nonlocal current
             if d.issued_at_ms > current.issued_at_ms:
                 current = d
-                ls.origin_url = d.fetch_url
+                ls.set_origin(d.fetch_url, rt.fetch_urls(d))
 
         if self.node.dht is not None:
             def from_dht(raw: bytes) -> None:

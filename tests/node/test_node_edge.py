@@ -629,6 +629,49 @@ async def test_an_edge_whose_origin_is_down_says_so_and_the_viewer_reports_it() 
             await node.close()
 
 
+async def test_a_viewer_whose_cdn_is_down_fetches_from_the_streams_next_url(monkeypatch: Any) -> None:
+    """The descriptor's URLs in order (its CDNs, then its origin): after ``FAILOVER_AFTER``
+    failed fetches in a row the viewer asks the next one, and the first again
+    ``FAILOVER_BACK`` s later. It asked a dead CDN edge alone and skipped what its peers did
+    not bring (66 chunks in a 5-s edge restart, the origin up; found 2026-12-06)."""
+    import socket
+
+    from oasis.core import swarm as sw
+    from oasis.node import node as node_mod
+    from oasis.node.node import Node
+
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    chunks = {q: wire.encode(sign_chunk(bid, sid, q, now + q, q == 0, b"F" * 300)) for q in range(20)}
+    runner_o, origin, asked = await _hostile_origin(sid, [], chunks)
+    with socket.socket() as probe:  # a port nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/origin"
+    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=1000.0), target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=dead)
+        ls.set_origin(dead, [dead, origin])
+        t0 = ls.now()
+        for q in range(node_mod.FAILOVER_AFTER):
+            await ls._fetch_origin(q, t0 + 5.0)
+        assert ls.origin_failures == node_mod.FAILOVER_AFTER and asked == []
+        assert ls.origin_url == origin and ls.origin_failovers == 1
+        await ls._fetch_origin(10, t0 + 5.0)
+        assert ls.swarm.log.get(10) is not None and asked == [f"/origin/{sid}/10.chunk"]
+        # a 404 is an answer: the URL works (no failover for chunks it does not hold)
+        for q in range(30, 30 + node_mod.FAILOVER_AFTER):
+            await ls._fetch_origin(q, t0 + 5.0)
+        assert ls.origin_url == origin and ls.origin_refused == node_mod.FAILOVER_AFTER
+        monkeypatch.setattr(node_mod, "FAILOVER_BACK", 0.0)
+        await ls._fetch_origin(11, t0 + 5.0)  # the preferred one asked again: still dead
+        assert ls.origin_url == dead and ls.origin_failures == node_mod.FAILOVER_AFTER + 1
+    finally:
+        await node.close()
+        await runner_o.cleanup()
+
+
 async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_newest_feed_off() -> None:
     """An edge started before the broadcaster's stream: the origin's ``feed/newest`` is 404
     ``no_stream`` for a while. That is a failure retried like any, not an origin without the
