@@ -644,10 +644,16 @@ def router_refusal(request: web.Request, exc: web.HTTPException) -> tuple[str, s
         return "rewards_off", (f"{path} is served only by a broadcaster or viewer run with proof "
                                "of relay (`oasis broadcast|watch --rewards`); this server runs "
                                "without it")
-    if path == "/":  # someone opened the gateway's address in a browser
-        return "not_found", ("no page here: the streams this node carries are listed at /streams, "
-                             "each played at /live/<stream-id>.ts (a file at /files/<cid>)")
+    if path == "/":  # someone opened the server's address in a browser
+        hint = request.app.get(ROOT_HINT)
+        return "not_found", hint or ("no page here: the streams this node carries are listed at "
+                                     "/streams, each played at /live/<stream-id>.ts (a desktop player) "
+                                     "or /watch/<stream-id> (a browser); a file at /files/<cid>")
     return "not_found", f"no such route: {request.method} {path}"
+
+
+#: what a server that is no gateway says at ``/`` (an edge: not the gateway's pages)
+ROOT_HINT: web.AppKey[str] = web.AppKey("oasis_root_hint", str)
 
 
 def harden(app: web.Application) -> dict[str, int]:
@@ -990,7 +996,7 @@ def add_origin_routes(app: web.Application, node: Node,
         if c is None:
             log_ = ls.swarm.log
             raise json_error(404, "no_chunk", f"chunk {seq} is not (or no longer) held: this origin "
-                             f"keeps {log_.low}..{max(log_.latest, 0)}; latest.json says where the "
+                             f"keeps at most {log_.low}..{max(log_.latest, 0)} (since its start, if later); latest.json says where the "
                              "stream is")
         # the signature is over the stream, seq, time, flags and payload hash: a strong tag
         headers = {"Cache-Control": CHUNK_CACHE, "ETag": f'"{c.signature[:12].hex()}"'}
