@@ -654,7 +654,11 @@ class PeerPolicy(Generic[L]):
             # idled out and the restarted viewer had no neighbour for 14-18 s (found
             # 2026-12-06 from outside).
             c.links_duplicate += 1
-            redial = not dialled and now - existing.linked_at >= DUPLICATE_WINDOW
+            # (both ends apply it, the dialler too: a dial of ours that completes well after
+            # the peer's link to us came up is the new link at both ends. Only the listener
+            # applied it, and a dial that came up 5.5 s late closed both links for one key
+            # order: the listener kept the new one, the dialler the old; found 2026-12-06)
+            redial = now - existing.linked_at >= DUPLICATE_WINDOW
             if redial:
                 c.links_redialled += 1
             elif (self.self_key < peer) != dialled:

@@ -147,6 +147,26 @@ def test_a_linked_peer_that_dials_again_later_gets_its_new_link_whatever_the_key
     assert p.link_of(HIGH) == "L" and p.counters.links_redialled == 0
 
 
+def test_a_dial_that_completes_late_is_the_new_link_at_both_ends():
+    """Found 2026-12-06 by an outside audit: A's dial of B came up at t=0; B's own dial of A
+    completed at t=5.5 (a slow handshake). The listener (A) applied the redial rule and kept
+    B's new link; the dialler (B), for one key order, applied the smaller-key rule and
+    closed it: both links closed. Both ends keep the new link now, whatever the keys."""
+    for a_key, b_key in ((LOW, HIGH), (HIGH, LOW)):
+        a, b = policy(a_key), policy(b_key)
+        assert a.link_up("L1", b_key, dialled=True, now=0.0)
+        assert b.link_up("L1", a_key, dialled=False, now=0.0)
+        a.actions(), b.actions()
+        t = pp.DUPLICATE_WINDOW + 0.5
+        kept_a = a.link_up("L2", b_key, dialled=False, now=t)
+        kept_b = b.link_up("L2", a_key, dialled=True, now=t)
+        closed_a = [c.link for c in of(a.actions(), pp.CloseLink)]
+        closed_b = [c.link for c in of(b.actions(), pp.CloseLink)]
+        assert kept_a and kept_b, (a_key == LOW, closed_a, closed_b)
+        assert a.link_of(b_key) == b.link_of(a_key) == "L2"
+        assert closed_a == closed_b == ["L1"]
+
+
 # ---- bans and scores ----------------------------------------------------------------
 
 def test_violations_past_the_score_ban_close_and_refuse_until_expiry():
