@@ -65,6 +65,12 @@ ORIGIN_TIMEOUT = 10.0  #: an origin fetch not reported by then is forgotten (ask
 #: second for as long as the getter ran); a success resets it
 ORIGIN_BACKOFF = 0.25
 ORIGIN_BACKOFF_MAX = 8.0
+#: s: a peer's FILE_HAVE sooner than this after its last one read is not read (half the
+#: ``have_every`` default; an answer to FILE_WANT and the periodic updates stay far apart)
+HAVE_MIN_GAP = 0.25
+#: s between re-rankings of the rarest-first order (counts over every peer's bitmap): a plan
+#: per message re-ranked all of them (peers x missing blocks) each time
+ORDER_EVERY = 0.1
 
 
 @dataclass
@@ -191,6 +197,10 @@ class FileCounters:
     origin_bad: int = 0  #: blocks or manifests from the origin that failed verification
     origin_dropped: int = 0  #: the origin given up after max_strikes of those (a lying origin)
     blocks_lost: int = 0  #: held blocks found damaged in the store: no longer held (fetched again)
+    #: FILE_HAVEs not read: the same bitmap again, or sooner than ``HAVE_MIN_GAP`` after the
+    #: peer's last (an honest peer sends one per ``have_every``; a flood of them was a full
+    #: bitmap decode and a re-plan each, 15 ms with 23 peers, and stopped downloads)
+    haves_ignored: int = 0
 
 
 @dataclass
@@ -208,6 +218,9 @@ class _Peer:
     #: asked since then and no block back yet (None: it answered, or was never asked); one
     #: waited on ``reask_after`` is *stuck*: see FileSwarm._pick
     waiting: float | None = None
+    have_raw: bytes = b""  #: its last FILE_HAVE bitmap as read
+    got: int = 0  #: verified blocks it sent us (0: unproven, see FileSwarm._pick)
+    have_at: float = -INF  #: when that was read
 
 
 class FileSwarm:
@@ -240,6 +253,12 @@ class FileSwarm:
         self._have_at = now
         self._serve_at = INF
         self._checked = now  #: handle_timer ran up to here
+        #: the rarest-first order of the blocks peers hold that we miss, as ranked at
+        #: ``_order_at`` from cursor ``_order_start`` (:meth:`_ranked`)
+        self._order: list[int] = []
+        self._order_at = -INF
+        self._order_start = -1
+        self._order_stale = True
         if manifest is not None:
             self._set_manifest(manifest)
         if tree is not None and self.manifest is not None:
@@ -307,6 +326,7 @@ class FileSwarm:
 
     def remove_peer(self, peer: bytes, now: float) -> None:
         if self.peers.pop(peer, None) is not None:
+            self._order_stale = True
             self._pick(now)
 
     def want_from(self, index: int, now: float) -> None:
@@ -323,12 +343,17 @@ class FileSwarm:
             p = self.peers[peer]
         if isinstance(msg, wire.FileWant):
             self._send(peer, self.have_message())
+            return  # (nothing to plan: what we fetch did not change)
         elif isinstance(msg, wire.FileHave):
-            self._on_have(peer, p, msg, now)
+            if not self._on_have(peer, p, msg, now):
+                return
+            self._order_stale = True  # (what peers hold changed: ranked again, ORDER_EVERY)
         elif isinstance(msg, wire.BlockRequest):
             self._on_request(peer, p, msg, now)
+            return
         elif isinstance(msg, wire.BlockCancel):
             self._on_cancel(p, msg)
+            return
         elif isinstance(msg, wire.BlockMsg):
             self._on_block(peer, p, msg, now)
         elif isinstance(msg, wire.BlockMissing):
@@ -338,20 +363,25 @@ class FileSwarm:
                 self._strike(peer, p, 1, "BLOCK_MISSING for a block its HAVE claimed")
         self._pick(now)
 
-    def _on_have(self, peer: bytes, p: _Peer, msg: wire.FileHave, now: float) -> None:
+    def _on_have(self, peer: bytes, p: _Peer, msg: wire.FileHave, now: float) -> bool:
+        """Read a peer's FILE_HAVE; False if it was not read (nothing changed)."""
+        if self.manifest is not None and (msg.have == p.have_raw or now - p.have_at < HAVE_MIN_GAP):
+            self.counters.haves_ignored += 1
+            return False
         if self.manifest is None and msg.manifest:
             try:
                 self._set_manifest(content.decode_manifest(msg.manifest, self.cid))
             except ContentError:
                 self.counters.bad_manifests += 1
                 self._strike(peer, p, self.config.max_strikes, "manifest does not match the cid")
-                return
+                return False
             for q in self.peers:
                 if q != peer:
                     self._send(q, self.have_message())
         m = self.manifest
         if m is None:
-            return
+            return False
+        p.have_raw, p.have_at = msg.have, now
         n = m.blocks
         have = set()
         for byte_i, b in enumerate(msg.have[: (n + 7) // 8]):
@@ -362,6 +392,7 @@ class FileSwarm:
                         if i < n:
                             have.add(i)
         p.have = have
+        return True
 
     def _on_request(self, peer: bytes, p: _Peer, msg: wire.BlockRequest, now: float) -> None:
         q = p.urgent if msg.urgent else p.queue
@@ -400,6 +431,7 @@ class FileSwarm:
         self._peer_block_at = now
         p.limit = min(float(self.config.max_inflight), p.limit + 1.0)
         p.waiting = now if p.inflight else None
+        p.got += 1
         p.have.add(msg.index)
         self._got(msg.index, msg.data, list(msg.proof), peer)
 
@@ -632,32 +664,43 @@ class FileSwarm:
             return
         self.rng.shuffle(peers)
         peers.sort(key=lambda kp: len(kp[1].inflight))
-        rest_counts: dict[int, int] = {}
-        for _, p in self.peers.items():
-            for i in p.have:
-                if i not in self.have:
-                    rest_counts[i] = rest_counts.get(i, 0) + 1
-        order = urgent + sorted((i for i in rest_counts if i not in urgent),
-                                key=lambda i: (rest_counts[i], (i - start) % n))
+        in_urgent = set(urgent)
+        order = urgent + [i for i in self._ranked(now, start, n) if i not in in_urgent and i not in self.have]
+        # A peer that never sent us a block (unproven) is not counted against
+        # ``max_total_inflight`` (below), and what it was asked is not kept from a peer that
+        # has sent blocks: 40 silent peers that claimed every block took every request for
+        # their first second each, a few at a time, and the honest seeder waited its turn
+        # (8 s for 41 blocks; found 2026-12-06). Unproven peers are not asked each other's
+        # blocks (no duplicates at a start, when every peer is unproven).
         taken = set(inflight) | set(self.origin_inflight)
+        # (an unproven peer's request younger than ``origin_after`` is left to it: the first
+        # seeder to answer took the others' first requests and every start had duplicates)
+        taken_proven = {i for k, p in self.peers.items() if k not in stuck
+                        for i, (_, at) in p.inflight.items() if p.got or now - at < cfg.origin_after}
+        taken_proven |= set(self.origin_inflight)
         # what a player waits for is asked as urgent (a holder serves it first); a getter's
         # front past the player's window is asked first but not as urgent: asked so, every
         # getter's every request was, and a newcomer's first frame waited behind them (TTFF
         # p50 0.15 -> 0.27 s for 50 getters)
         urgent_set = {i for i in urgent if i < start + cfg.window}
-        total = sum(len(p.inflight) for p in self.peers.values())
+        # (a stuck peer's requests are no one's: counted, a few silent peers that claim every
+        # block filled max_total_inflight with their probes and nothing was asked of the
+        # honest one; 23 of them: 16.5 s for 8 MB, 0.6 s alone; found 2026-12-06)
+        total = sum(len(p.inflight) for k, p in self.peers.items() if k not in stuck and p.got)
         for k, p in peers:
             batch: list[int] = []
             room = min(limit(k, p) - len(p.inflight), cfg.max_total_inflight - total)
             if room <= 0:
                 break
+            busy = taken_proven if p.got else taken
             for i in order:
                 if len(batch) >= room:
                     break
-                if i in taken or i not in p.have or i in p.inflight:
+                if i in busy or i not in p.have or i in p.inflight:
                     continue
                 batch.append(i)
                 taken.add(i)
+                taken_proven.add(i)
             if len(batch) < room:  # the rest of its room: urgent blocks another peer sits on
                 for i in urgent:
                     if len(batch) >= room:
@@ -682,6 +725,23 @@ class FileSwarm:
                 if cold:
                     self._send(k, wire.BlockRequest(cid=self.cid, indices=cold))
 
+    def _ranked(self, now: float, start: int, n: int) -> list[int]:
+        """The blocks peers hold that we miss, rarest first (then from the cursor on): ranked
+        again when what peers hold changed, at most every ``ORDER_EVERY`` s (at once when
+        there was none; the timer comes back for it), or the cursor moved. A block we got
+        since is skipped by the caller."""
+        if (self._order_stale and (now - self._order_at >= ORDER_EVERY or not self._order)) \
+                or start != self._order_start:
+            self._order_stale = False
+            counts: dict[int, int] = {}
+            for p in self.peers.values():
+                for i in p.have:
+                    if i not in self.have:
+                        counts[i] = counts.get(i, 0) + 1
+            self._order = sorted(counts, key=lambda i: (counts[i], (i - start) % n))
+            self._order_at, self._order_start = now, start
+        return self._order
+
     # ---- timer -----------------------------------------------------------------------
     def get_timer(self) -> float | None:
         t = self._serve_at
@@ -690,6 +750,8 @@ class FileSwarm:
                 t = min(t, dl)
         if self._have_dirty:
             t = min(t, self._have_at + self.config.have_every)
+        if self._order_stale and not self.complete and self._order_at + ORDER_EVERY > self._checked:
+            t = min(t, self._order_at + ORDER_EVERY)  # (the new HAVEs ranked: see _ranked; once)
         if not self.complete and self.origin:
             # origin decisions that become due later (each checked once, after _checked)
             checks = [self.started + self.config.origin_after, self.origin_retry_at]
