@@ -98,7 +98,9 @@ class ViewerRecord:
                 for a in (self.lat_seq, self.lat, self.on_time):
                     del a[:-self.KEEP]
 
-    def skip(self, seq: int, unmade: bool = False) -> None:
+    def skip(self, seq: int, unmade: bool = False, count: int = 1) -> None:
+        """``seq`` given up (``unmade``: not made); ``count`` > 1: it stands for that many
+        (``Skip.count``), counted in ``given_up`` and listed once."""
         if unmade:
             self.unmade += 1
             if self.unmade_seqs is None:
@@ -107,7 +109,7 @@ class ViewerRecord:
             if len(self.unmade_seqs) > self.UNMADE_KEPT:
                 self.unmade_seqs = set(sorted(self.unmade_seqs)[self.UNMADE_KEPT // 2:])
             return
-        self.given_up += 1
+        self.given_up += count
         self.skipped.append(seq)
         if len(self.skipped) > 2 * self.KEEP:
             del self.skipped[:-self.KEEP]

@@ -27,6 +27,7 @@ import heapq
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,8 @@ class Playout:
     keep: int = 600
     #: the seqs in ``chunks``, a min-heap (``chunks`` is changed only by :meth:`add`)
     _seqs: list[int] = field(default_factory=list, repr=False)
+    #: ``skipped`` in the order given up (the oldest forgotten first past ``keep``)
+    _skipped_order: deque[int] = field(default_factory=deque, repr=False)
 
     def add(self, seq: int, payload: bytes, start: int) -> None:
         """Add a verified chunk; ``start`` is the swarm's first sequence (a keyframe)."""
@@ -108,9 +111,11 @@ class Playout:
         return self._seqs[0] if self._seqs else None
 
     def skip(self, seq: int) -> None:
-        self.skipped.add(seq)
-        if len(self.skipped) > self.keep:
-            self.skipped = set(sorted(self.skipped)[-self.keep:])
+        if seq not in self.skipped:
+            self.skipped.add(seq)
+            self._skipped_order.append(seq)
+            if len(self._skipped_order) > self.keep:  # the oldest given up go (O(1), not a sort
+                self.skipped.discard(self._skipped_order.popleft())  # of 600 per skip)
         self._notify()
 
     def set_end(self, seq: int | None) -> None:
@@ -200,8 +205,9 @@ class LiveStream:
             elif isinstance(a, sw.Deliver):
                 self._deliver(a)
             elif isinstance(a, sw.Skip):
-                self.record.skip(a.seq, a.unmade)
-                self.playout.skip(a.seq)
+                self.record.skip(a.seq, a.unmade, a.count)
+                if a.count == 1:  # (a counted range lies below the window: nothing waits on it)
+                    self.playout.skip(a.seq)
             elif isinstance(a, sw.FetchOrigin):
                 if a.seq == sw.ORIGIN_LATEST:
                     self.mark("origin_latest")

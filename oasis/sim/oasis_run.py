@@ -1006,7 +1006,7 @@ class OasisSim:
 
     def skip(self, node: SimNode, a: sw.Skip) -> None:
         if node.rec is not None:
-            node.rec.skip(a.seq, a.unmade)
+            node.rec.skip(a.seq, a.unmade, a.count)
 
     def fetch_origin(self, node: SimNode, a: sw.FetchOrigin) -> None:
         if node.mode and self._hostile_filter(node, a):

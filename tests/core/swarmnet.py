@@ -42,6 +42,7 @@ class SwarmNet:
         self.nodes: dict[bytes, sw.Swarm] = {self.bid.public: self.source}
         self.delivered: dict[bytes, dict[int, tuple[float, str]]] = {}
         self.skipped: dict[bytes, list[int]] = {}
+        self.skip_actions: dict[bytes, int] = {}  #: Skip actions (a run of seqs is one)
         self.unmade: dict[bytes, list[int]] = {}  #: the skips given up as not made
         self.origin_log: dict[int, object] = {}
         self.origin_starts: list[bytes] = []  #: who asked the origin for a start
@@ -60,6 +61,7 @@ class SwarmNet:
         self.nodes[key] = node
         self.delivered[key] = {}
         self.skipped[key] = []
+        self.skip_actions[key] = 0
         self.unmade[key] = []
         for other in neighbours:
             if other in self.nodes:
@@ -102,7 +104,8 @@ class SwarmNet:
             self.delivered[key][a.chunk.seq] = (a.at, a.source)
 
     def skip(self, key: bytes, a: sw.Skip) -> None:
-        self.skipped[key].append(a.seq)
+        self.skipped[key].extend(range(a.seq - a.count + 1, a.seq + 1))  # (a run: Skip.count)
+        self.skip_actions[key] = self.skip_actions.get(key, 0) + 1
         if a.unmade:
             self.unmade[key].append(a.seq)
 
