@@ -127,6 +127,7 @@ class Api:
         delivered, skipped = s["chunks"], s["skipped"]
         base = self.streaming.gateway if self.streaming is not None else self.http_base
         s["player_url"] = f"{base or ''}{s['player_url']}"
+        s["web_url"] = f"{base or ''}{s['web_url']}"
         managed = self.streaming is not None and ls.text_id in self.streaming.managed
         link = self.streaming.links.get(ls.text_id) if self.streaming is not None else None
         return t.StreamInfo(

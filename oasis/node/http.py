@@ -1226,6 +1226,7 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         "skipped": rec.given_up,
         "unmade": rec.unmade,
         "player_url": f"/live/{ls.text_id}.ts",
+        "web_url": f"/watch/{ls.text_id}",  # (the browser's page: add_web_player)
         # a viewer's start: s from its join to each step (node.START_STEPS), the start
         # keyframe's age and the chunks lost to a late start (LiveStream.start_trace)
         "start_trace": dict(ls.start_trace),

@@ -486,6 +486,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         await _close_started(node)
         raise
     emit({"stream_id": str(sid), "tracker": tracker_url, "origin": origin, "cdn": cdn_url,
+          "web_url": f"{base}/watch/{sid}",
           "oftp": f"{url_host(node.host)}:{node.port}", "peer_id": node.peer_id, "http": base,
           "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
           "link": link_text, "api": api.url if api is not None else None,

@@ -270,6 +270,9 @@ class Streaming:
     def player_url(self, ls: LiveStream) -> str:
         return f"{self.gateway or ''}/live/{ls.text_id}.ts"
 
+    def web_url(self, ls: LiveStream) -> str:
+        return f"{self.gateway or ''}/watch/{ls.text_id}"
+
     # ---- publish ------------------------------------------------------------------
     async def publish(self, name: str, source: str, *, bitrate_kbps: int | None = None,
                       chunk_ms: int | None = None) -> dict[str, Any]:
@@ -302,7 +305,7 @@ class Streaming:
         feeder.add_done_callback(lambda t: self._ended(text, t))
         self.managed[text] = Managed(ls, [announcer, feeder], link)
         self.links[text] = link
-        return {"stream_id": text, "link": link, "player_url": self.player_url(ls),
+        return {"stream_id": text, "link": link, "player_url": self.player_url(ls), "web_url": self.web_url(ls),
                 "tracker": self.tracker_url}
 
     def _ended(self, text: str, task: asyncio.Task[Any]) -> None:
@@ -380,7 +383,7 @@ class Streaming:
         else:
             task = asyncio.create_task(rt.bootstrap_loop(self.node, boots))
         self.managed[text] = Managed(ls, [task])
-        return {"stream_id": text, "player_url": self.player_url(ls)}
+        return {"stream_id": text, "player_url": self.player_url(ls), "web_url": self.web_url(ls)}
 
     async def _short_link_descriptor(self, sid: StreamId, boots: tuple[Any, ...],
                                      tracker: str | None) -> Descriptor:

@@ -129,6 +129,7 @@ class StreamInfo(msgspec.Struct):
     #: deadline, nothing newer arriving (a stalled or dead broadcaster did not make them):
     #: given up, but not a loss, so not in ``skipped`` or ``continuity``
     unmade: int = 0
+    web_url: str = ""  #: absolute URL of the page that plays it in a browser (``/watch/<id>``)
 
 
 class PublishResult(msgspec.Struct):
@@ -136,11 +137,13 @@ class PublishResult(msgspec.Struct):
     link: str
     player_url: str
     tracker: str
+    web_url: str = ""  #: the browser's page for it
 
 
 class WatchResult(msgspec.Struct):
     stream_id: str
     player_url: str
+    web_url: str = ""  #: the browser's page for it
 
 
 class ChatMessage(msgspec.Struct):

@@ -112,3 +112,51 @@ def test_chromium_plays_the_live_stream_near_its_edge(viewer: Any) -> None:
             assert errors == [], errors
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make setup installs it as root)")
+@pytest.mark.skipif(not BUILT, reason="the web player's script was not built (make setup needs npm)")
+def test_the_page_plays_again_when_a_stopped_broadcaster_starts_again(tmp_path: Path) -> None:
+    """The gateway ends a player's response at the broadcaster's end marker: the page asked
+    again only on an error, so it stood still for good, the broadcaster back (found
+    2026-12-06 from outside). It asks again now, and plays the stream that runs again."""
+    import socket
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+
+    def free(kind: int) -> int:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    bargs = ["broadcast", "test", "--data-dir", str(tmp_path / "b"), "--bitrate", "800",
+             "--listen", f"127.0.0.1:{free(socket.SOCK_DGRAM)}", "--http", f"127.0.0.1:{free(socket.SOCK_STREAM)}"]
+    procs: list[OasisProcess] = []
+    try:
+        b = OasisProcess(bargs, str(tmp_path / "b1.log"))
+        procs.append(b)
+        v = OasisProcess(["watch", b.wait_info()["link"], "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                          "--data-dir", str(tmp_path / "v")], str(tmp_path / "v.log"))
+        procs.append(v)
+        info = v.wait_info()
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            try:
+                page = browser.new_page()
+                page.goto(info["web_url"])
+                wait_until(lambda: page.evaluate("video.currentTime > 1"), SLACK)
+                b.stop()  # a clean stop: the end marker ends the player's response
+                wait_until(lambda: "asking the gateway again" in page.evaluate(
+                    "document.getElementById('state').textContent"), SLACK)
+                b2 = OasisProcess(bargs, str(tmp_path / "b2.log"))
+                procs.append(b2)
+                b2.wait_info()
+                wait_until(lambda: page.evaluate("document.getElementById('state').textContent").startswith("live"),
+                           SLACK)
+                t = page.evaluate("video.currentTime")
+                wait_until(lambda: page.evaluate(f"video.currentTime > {t + 2}"), SLACK)  # it plays on
+            finally:
+                browser.close()
+    finally:
+        for p in procs:
+            p.stop()

@@ -28,9 +28,19 @@
         location.origin + src + " in a desktop player (ffplay, mpv, VLC)", true);
     return;
   }
-  var player = null, started = 0, restarts = 0;
+  var player = null, started = 0, retry = 0, timer = null, lastTime = -1, sameSince = 0;
+  // The gateway ends a response when the broadcaster ended the stream or it stalled 20 s (or
+  // on an error): the page asks again, 1 s later, then up to every 10 s while nothing comes,
+  // as `oasis watch` itself waits for the broadcaster to start again.
+  function again(why) {
+    if (timer !== null) { return; }
+    var wait = Math.min(10, 1 + 2 * retry);
+    retry += 1;
+    say(why + ": asking the gateway again in " + wait + " s…");
+    timer = setTimeout(function () { timer = null; start(); }, wait * 1000);
+  }
   function start() {
-    if (player) { player.destroy(); }
+    if (player) { player.destroy(); player = null; }
     player = mpegts.createPlayer({ type: "mpegts", isLive: true, url: src }, {
       enableWorker: false, enableStashBuffer: false, lazyLoad: false,
       liveSync: true, liveSyncTargetLatency: LIVE_TARGET, liveSyncMaxLatency: LIVE_MAX,
@@ -38,20 +48,22 @@
       autoCleanupMaxBackwardDuration: 30, autoCleanupMinBackwardDuration: 10
     });
     player.on(mpegts.Events.ERROR, function (type, detail, info) {
-      // the gateway ended the response (the stream ended or stalled 20 s) or a network error:
-      // try again, a bounded number of times in a row
-      if (restarts >= 5) { say("stopped: " + type + " " + detail + (info && info.msg ? " (" + info.msg + ")" : ""), true); return; }
-      restarts += 1;
-      say("reconnecting (" + detail + ")…");
-      setTimeout(start, 1000 * restarts);
+      again("stopped (" + type + " " + detail + (info && info.msg ? ": " + info.msg : "") + ")");
+    });
+    player.on(mpegts.Events.LOADING_COMPLETE, function () {
+      // the response ended: what is buffered plays out, then the video ends (below)
+      var b = video.buffered;
+      if (!b.length || b.end(b.length - 1) - video.currentTime < 0.1) { again("the stream ended or stalled"); }
     });
     player.attachMediaElement(video);
     player.load();
     var p = player.play();
     if (p && p.catch) { p.catch(function () { /* autoplay refused: the controls start it */ }); }
     started = performance.now();
+    lastTime = -1;
   }
-  video.addEventListener("playing", function () { restarts = 0; });
+  video.addEventListener("playing", function () { retry = 0; });
+  video.addEventListener("ended", function () { again("the stream ended or stalled"); });
   document.getElementById("live").addEventListener("click", function () {
     var b = video.buffered;
     if (b.length) { video.currentTime = Math.max(b.start(b.length - 1), b.end(b.length - 1) - LIVE_TARGET); }
@@ -59,8 +71,14 @@
   });
   // what the viewer sees: how far behind the newest frame it plays, and the picture's size
   setInterval(function () {
-    var b = video.buffered;
-    if (!player || !b.length) { if (performance.now() - started > 5000) { say("waiting for the stream…"); } return; }
+    if (timer !== null) { return; }  // (waiting to ask again: that message stays)
+    var b = video.buffered, now = performance.now();
+    if (video.currentTime !== lastTime) { lastTime = video.currentTime; sameSince = now; }
+    if (!player || !b.length) { if (now - started > 5000) { say("waiting for the stream…"); } return; }
+    if (!video.paused && now - sameSince > 1500) {
+      say("waiting for the stream: no new video for " + ((now - sameSince) / 1000).toFixed(0) + " s");
+      return;
+    }
     var behind = b.end(b.length - 1) - video.currentTime;
     say((video.paused ? "paused" : "live") + " · " + video.videoWidth + "×" + video.videoHeight +
         " · " + behind.toFixed(2) + " s behind the newest frame received");
