@@ -268,6 +268,8 @@ class PeerCounters:
     joins_repeated: int = 0
     leaves: int = 0
     errors_received: int = 0  #: ERROR messages peers sent us
+    #: ERROR unknown_stream for a stream the peer had joined with us: it left that stream here
+    errors_unknown_stream: int = 0
     streams_refused: int = 0  #: add_stream beyond max_streams
     peers_banned: int = 0
     bans_evicted: int = 0
@@ -837,6 +839,15 @@ class PeerPolicy(Generic[L]):
             return None
         if isinstance(msg, wire.Error):
             self.counters.errors_received += 1
+            skey0 = self.streams.get(msg.reason) if msg.code == int(ErrorCode.UNKNOWN_STREAM) else None
+            if skey0 is not None and skey0 in p.joined:
+                # the peer does not carry that stream (any more: a broadcaster restarted
+                # without a stream its API had published): it leaves it here. Ignored, our
+                # STATUS for it went on, each an offence there, and it banned us after 40 s
+                # (found 2026-12-06 from outside)
+                self.counters.errors_unknown_stream += 1
+                p.joined.discard(skey0)
+                self._actions.append(RemovePeer(peer, skey0))
             return None
         if isinstance(msg, (wire.Observed, wire.Neighbours, wire.Punch)):
             self._on_reachability(p, peer, msg, now)

@@ -167,6 +167,28 @@ def test_a_dial_that_completes_late_is_the_new_link_at_both_ends():
         assert closed_a == closed_b == ["L1"]
 
 
+
+def test_a_peer_that_says_it_does_not_carry_a_stream_leaves_it_here():
+    """Found 2026-12-06 from outside: a broadcaster restarted without a stream its API had
+    published answered its viewer's JOIN with ERROR unknown_stream; the viewer ignored it
+    and kept sending STATUS for the stream, each an offence there, and was banned after
+    40 s (cut off its other stream too). It takes the peer out of that stream now."""
+    p = policy(LOW)
+    joined_peer(p, HIGH, "L")
+    p.actions()
+    other = wire.Error(code=int(ErrorCode.UNKNOWN_STREAM), reason="stream-b")  # not ours: nothing
+    assert p.on_message("L", HIGH, other, 1.0) is None and SKEY in p.joined(HIGH)
+    gone = wire.Error(code=int(ErrorCode.UNKNOWN_STREAM), reason=TEXT)
+    assert p.on_message("L", HIGH, gone, 1.1) is None
+    assert SKEY not in p.joined(HIGH) and pp.RemovePeer(HIGH, SKEY) in p.actions()
+    assert p.counters.errors_unknown_stream == 1 and p.link_of(HIGH) == "L"  # still linked
+    # another kind of error about it changes nothing
+    p2 = policy(LOW)
+    joined_peer(p2, HIGH, "L")
+    p2.actions()
+    p2.on_message("L", HIGH, wire.Error(code=int(ErrorCode.OVERLOADED), reason=TEXT), 1.0)
+    assert SKEY in p2.joined(HIGH) and not of(p2.actions(), pp.RemovePeer)
+
 # ---- bans and scores ----------------------------------------------------------------
 
 def test_violations_past_the_score_ban_close_and_refuse_until_expiry():
