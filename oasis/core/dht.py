@@ -185,9 +185,15 @@ class Dht:
     def find_node(self, target: bytes, now: float) -> int:
         return self._start("nodes", target, now)
 
-    def find_providers(self, sid: StreamId, now: float) -> int:
-        """Look for ``sid``'s providers: a ``LookupDone(kind="providers")`` follows."""
-        return self._start("providers", stream_key(sid), now)
+    def find_providers(self, sid: StreamId, now: float,
+                       via: Sequence[tuple[str, int, bytes]] = ()) -> int:
+        """Look for ``sid``'s providers: a ``LookupDone(kind="providers")`` follows. ``via``:
+        (host, port, key) of peers to ask too, whatever the table holds (a short link's
+        bootstrap peers: a node that had joined the DHT before never asked them, and its
+        watch of a short link found no descriptor; found 2026-12-06 from outside)."""
+        extra = [(k, node_id(k), h, p) for h, p, k in via
+                 if canonical_host(h) is not None and 0 < p < 65536 and k != self.key]
+        return self._start("providers", stream_key(sid), now, extra=extra or None)
 
     def provide(self, sid: StreamId, addrs: Sequence[Address], now: float, *,
                 descriptor: bytes = b"") -> None:

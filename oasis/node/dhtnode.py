@@ -158,10 +158,11 @@ class DhtDriver:
         loop = self.node.loop
         deadline = loop.time() + timeout
         self.seed(boots)
+        via = [(c.host, c.port, c.peer) for c in boots[:SEED_MAX]]  # (asked whatever the table)
         best: tuple[int, bytes] | None = None  # (issued_at_ms, descriptor JSON): the newest seen
         pause = 0.1
         while (left := deadline - loop.time()) > 0:
-            d = await self._lookup(lambda: self.dht.find_providers(sid, self.clock()), left)
+            d = await self._lookup(lambda: self.dht.find_providers(sid, self.clock(), via), left)
             if d is None:
                 break
             if d.descriptor:

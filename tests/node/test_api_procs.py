@@ -266,3 +266,26 @@ def test_clip_is_published_fetched_and_played(two_nodes: tuple[OasisProcess, Oas
     assert done.returncode == 0, done.stdout + done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["ok"] and out["size"] == clip_file.stat().st_size and out["frames"] > 0
+
+
+def test_a_node_already_in_the_dht_watches_a_short_link_through_its_peer(
+        two_nodes: tuple[OasisProcess, OasisProcess], tmp_path: Path) -> None:
+    """Found 2026-12-06 from outside: a node that had joined the DHT (it watched a stream)
+    never asked a short link's bootstrap peer -- it is asked only at a node's first
+    bootstrap -- and ``POST /v1/watch`` of a new broadcaster's short link was 404 after
+    15 s. The link's peers are asked in every descriptor lookup now."""
+    from oasis.sdk import Client
+
+    a, _ = two_nodes
+    c = OasisProcess(["broadcast", "test", "--name", "other", "--bitrate", "100", "--data-dir",
+                      str(tmp_path / "c")], str(tmp_path / "c.log"))
+    try:
+        short = c.wait_info(60)["short_link"]
+        with Client.from_data_dir(tmp_path / "b") as api_b:
+            first = api_b.watch(a.info["link"])  # B joins the DHT through A
+            wait_until(lambda: api_b.stream(first.stream_id).chunks > 0, 30)
+            w = api_b.watch(short)  # C's stream id and C alone: the descriptor from C's record
+            assert w.stream_id == c.info["stream_id"]
+            wait_until(lambda: api_b.stream(w.stream_id).chunks > 0, 30)
+    finally:
+        c.stop()
