@@ -353,8 +353,9 @@ class ChatRoom:
                 continue
             if isinstance(msg, wire.ChatMsg) and n == msg.sender:
                 continue  # its own message: it has it
-            if self.silenced(n, now) == BAN:
-                continue  # a banned viewer gets no chat from relays
+            if isinstance(msg, wire.ChatMsg) and self.silenced(n, now) == BAN:
+                continue  # a banned viewer gets no chat from relays (but the records: its ban
+                # too, else it posted on, 201 each time, and nobody read it; found 2026-12-06)
             if isinstance(msg, wire.ChatMsg):
                 cfg = self.config
                 ok, tokens = _bucket_take(*self.out.get(n, (cfg.link_burst, now)), now,

@@ -128,10 +128,17 @@ def test_broadcaster_mute_is_enforced_by_relays_and_forgery_by_others_is_not() -
 
 def test_ban_stops_relays_forwarding_to_the_banned_viewer_and_unmute_lifts() -> None:
     b = room()
-    ban = b.moderate(B.sign, N3, chat.BAN, 60, T0, [])
+    ban = b.moderate(B.sign, N3, chat.BAN, 60, T0, [N3])
+    # the banned viewer is told (its own posts are then refused: the API's 403 muted); it got
+    # no record of its ban, posted on and was answered 201 (found 2026-12-06 from outside)
+    assert [a.peer for a in b.actions() if isinstance(a, SendChat)] == [N3]
     relay = room()
-    relay.on_message(N1, ban, T0, [])
-    relay.actions()
+    relay.on_message(N1, ban, T0, [N3])
+    assert [a.peer for a in relay.actions() if isinstance(a, SendChat)] == [N3]
+    banned = room()
+    banned.on_message(N1, ban, T0, [])
+    with pytest.raises(chat.Silenced):
+        banned.post(N3, lambda b: b"x" * 64, "hello", T0 + 1, [N1])
     relay.on_message(N1, msg(A, 1), T0, [N2, N3])
     assert [a.peer for a in relay.actions() if isinstance(a, SendChat)] == [N2]
     lift = b.moderate(B.sign, N3, chat.UNMUTE, 60, T0 + 1, [])
