@@ -62,6 +62,14 @@ def start_broadcaster(tmp_path: Any, procs: list[OasisProcess], bitrate: int = 8
     return b
 
 
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port free now (``kind``: SOCK_DGRAM for a node's --listen, SOCK_STREAM for
+    --http): for a process that must come back on the same ports after a restart."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> None:
     """Poll a condition with a bounded deadline (the condition itself does I/O)."""
     deadline = time.monotonic() + timeout

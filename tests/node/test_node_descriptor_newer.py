@@ -13,16 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.node.procs import OasisProcess, wait_until
+from tests.node.procs import OasisProcess, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 SLACK = 30.0
 
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stream(gateway: str) -> dict:
@@ -31,7 +26,7 @@ def _stream(gateway: str) -> dict:
 
 
 def test_a_viewer_with_an_old_descriptor_rejoins_with_the_newer_one(tmp_path: Path) -> None:
-    udp, tcp = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
+    udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     common = ["--data-dir", str(tmp_path / "b"), "--listen", f"127.0.0.1:{udp}", "--http", f"127.0.0.1:{tcp}",
               "--bitrate", "300"]
     first = OasisProcess(["broadcast", "test", *common, "--chunk-ms", "100"], str(tmp_path / "b1.log"))
@@ -70,7 +65,7 @@ def test_a_restarted_broadcaster_goes_on_with_its_viewers(tmp_path: Path) -> Non
     # it numbered from 0 again: its running viewers' STATUS (seq 575) read as false claims
     # (the stream near 57), it banned every one of them, and they dropped its new chunks as
     # duplicates of the old until the numbering passed 575
-    udp, tcp = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
+    udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     common = ["broadcast", "test", "--data-dir", str(tmp_path / "b"), "--listen", f"127.0.0.1:{udp}",
               "--http", f"127.0.0.1:{tcp}", "--bitrate", "300"]
     first = OasisProcess(common, str(tmp_path / "b1.log"))

@@ -24,18 +24,13 @@ import pytest
 
 from oasis.core.identity import Identity, peer_id_of
 from oasis.node import neighbourfile as nf
-from tests.node.procs import OasisProcess, wait_until
+from tests.node.procs import OasisProcess, free_port, wait_until
 
 SLACK = 60.0
 #: the viewers give up a dead link at QUIC's idle timeout (oasis.node.quicstack, 20 s) and
 #: would then dial on their own: the broadcaster must have them back before that
 BEFORE_IDLE = 15.0
 
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stats(base: str) -> dict:
@@ -70,7 +65,7 @@ def test_a_crashed_broadcaster_dials_its_viewers_again_with_no_tracker(tmp_path:
         t = OasisProcess(["tracker", "--listen", "127.0.0.1:0"], str(tmp_path / "t.log"))
         procs.append(t)
         turl = t.wait_info()["tracker"]
-        udp, tcp = _free_port(socket.SOCK_DGRAM), _free_port(socket.SOCK_STREAM)
+        udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         base = f"http://127.0.0.1:{tcp}"
         bargs = ["broadcast", "test", "--data-dir", str(tmp_path / "b"), "--listen", f"127.0.0.1:{udp}",
                  "--http", f"127.0.0.1:{tcp}", "--bitrate", "300", "--tracker", turl]

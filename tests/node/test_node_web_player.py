@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procs import OasisProcess, start_broadcaster, wait_until
+from procs import OasisProcess, free_port, start_broadcaster, wait_until
 
 from oasis.node import http as http_mod
 
@@ -123,14 +123,8 @@ def test_the_page_plays_again_when_a_stopped_broadcaster_starts_again(tmp_path: 
     import socket
 
     sync_api = pytest.importorskip("playwright.sync_api")
-
-    def free(kind: int) -> int:
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
     bargs = ["broadcast", "test", "--data-dir", str(tmp_path / "b"), "--bitrate", "800",
-             "--listen", f"127.0.0.1:{free(socket.SOCK_DGRAM)}", "--http", f"127.0.0.1:{free(socket.SOCK_STREAM)}"]
+             "--listen", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}", "--http", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"]
     procs: list[OasisProcess] = []
     try:
         b = OasisProcess(bargs, str(tmp_path / "b1.log"))
