@@ -266,6 +266,11 @@ class FileSwarm:
 
     # ---- state ---------------------------------------------------------------
     @property
+    def last_peer_block(self) -> float:
+        """When a peer last sent us a block (the swarm's start, if none yet)."""
+        return self._peer_block_at
+
+    @property
     def complete(self) -> bool:
         return self.manifest is not None and len(self.have) == self.manifest.blocks
 

@@ -671,8 +671,10 @@ class PeerPolicy(Generic[L]):
             existing.linked_at = now
             existing.join_sent.clear()  # ours went on the old link: the peer may not have read them
             existing.observed = None  # (the old link's report: the peer reports on this one)
-            if existing.service and not service and not existing.overflow:
-                self._set_service(existing, False)  # the policy's own dial won: a neighbour
+            if existing.service and not service and not existing.overflow and dialled:
+                # the policy's own dial won: a neighbour. (Not a peer's inbound redial: it
+                # turned DHT-only links into neighbours past max_neighbours; found 2026-12-06)
+                self._set_service(existing, False)
                 existing.since = now
         elif existing is None:
             if not dialled and addr is not None and self._ip_full(addr[0]):
@@ -824,7 +826,9 @@ class PeerPolicy(Generic[L]):
             # file took 13 s on loopback, and 200 MB about 125 s)
             cost = cfg.file_cost
         else:
-            cost = cfg.join_cost if isinstance(msg, (wire.Join, wire.Leave)) else 1.0
+            # (an ERROR unknown_stream leaves a stream as a LEAVE does: it costs as much; at 1
+            # token it was a cheap LEAVE, 1.8x the join churn a link could make; found 2026-12-06)
+            cost = cfg.join_cost if isinstance(msg, (wire.Join, wire.Leave, wire.Error)) else 1.0
         tokens = min(cfg.msg_burst, p.tokens + (now - p.tokens_t) * cfg.msg_rate)
         p.tokens_t = now
         if tokens < cost:
@@ -847,6 +851,7 @@ class PeerPolicy(Generic[L]):
                 # (found 2026-12-06 from outside)
                 self.counters.errors_unknown_stream += 1
                 p.joined.discard(skey0)
+                p.join_sent.discard(skey0)
                 self._actions.append(RemovePeer(peer, skey0))
             return None
         if isinstance(msg, (wire.Observed, wire.Neighbours, wire.Punch)):
@@ -1224,6 +1229,11 @@ class PeerPolicy(Generic[L]):
                 # JOIN, paid from its message budget: no amplification.
                 self._join(p, text_id)
             return
+        if p.service and not p.dialled and self.neighbour_count() >= self.config.max_neighbours:
+            # an inbound DHT-only link made while a neighbour slot was free, joining now that
+            # none is: as one admitted beyond the limit (it took a 65th place of 48; found
+            # 2026-12-06 by an outside audit)
+            p.overflow = True
         if p.overflow and (start or short) and self.config.start_room > 0 \
                 and self.neighbour_count() < self.config.max_neighbours + self.config.start_room:
             # (``start_room``) a newcomer asks us for a start, or a node short of neighbours

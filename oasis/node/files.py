@@ -62,6 +62,12 @@ DEFAULT_CAP = 4 * 1024 ** 3  #: bytes of files kept (seeded after watching)
 MAX_FILES = 256  #: files a node tracks at once
 PEX_DIALS = 6  #: peers dialled from one FILE_PEERS
 MAX_DISCOVERED = 24  #: peers dialled from one discovery
+#: peers a discovery named beyond those, kept to dial while the download stands still: 24
+#: silent sybils listed before the publisher stopped ``oasis get`` for good, the publisher
+#: never dialled (found 2026-12-06 by an outside audit)
+MAX_RESERVE = 64
+RESERVE_AFTER = 2.0  #: s without a block from a peer before the reserve is dialled (a batch)
+RESERVE_BATCH = 8
 TARGET_PEERS = 8  #: a fetching file dials peers from FILE_PEERS only while it has fewer than this
 PROGRESS_EVERY = 0.25  #: s between file.progress events of one file (at most 4/s)
 READ_WAIT = 15.0  #: s a gateway reader waits for one block before giving up
@@ -101,6 +107,10 @@ class FileEntry:
         self.last_used = files.node.clock()
         self.readers = 0
         self.wanted: dict[bytes, None] = {}  #: peers to add to the swarm once linked (dial under way)
+        #: peers named beyond ``MAX_DISCOVERED``: dialled ``RESERVE_BATCH`` at a time while no
+        #: peer sends a block (``RESERVE_AFTER``), and when they were last
+        self.reserve: dict[bytes, tuple[str, int]] = {}
+        self._reserve_at = files.node.clock()
         self.changed = asyncio.Event()
         self.done = False
         self.stopped = False
@@ -177,7 +187,7 @@ class Files:
             "files_unknown_cid", "files_dht_providers", "files_peers_dialled", "files_pex_received", "files_disk_cap_refused",
             "files_evicted", "files_origin_fetches", "files_origin_failures", "files_bad_stored",
             "files_read_timeouts", "files_resumed", "files_resumed_blocks", "files_resume_bad_blocks",
-            "files_stored_damaged", "files_write_failed")}
+            "files_stored_damaged", "files_write_failed", "files_reserve_dialled")}
         #: totals of files no longer tracked (removed, evicted)
         self._closed = fs.FileCounters()
         #: downloads left unfinished by an earlier run: cid -> bytes on disk (counted against
@@ -293,7 +303,34 @@ class Files:
         for key, host, port in peers[:MAX_DISCOVERED]:
             if key == self.node.identity.public or key in e.swarm.peers:
                 continue
+            e.reserve.pop(key, None)
             self.node.spawn(self._link(e, key, host, port))
+        for key, host, port in peers[MAX_DISCOVERED:MAX_DISCOVERED + MAX_RESERVE]:
+            if key != self.node.identity.public and key not in e.swarm.peers and key not in e.wanted:
+                e.reserve[key] = (host, port)
+                while len(e.reserve) > MAX_RESERVE:
+                    del e.reserve[next(iter(e.reserve))]
+        if e.reserve:
+            self._arm(e)
+
+    def _dial_reserve(self, e: FileEntry) -> None:
+        """The download stands still (no block from a peer for ``RESERVE_AFTER``): dial the
+        next ``RESERVE_BATCH`` peers a discovery named beyond the first ``MAX_DISCOVERED``."""
+        now = self.node.clock()
+        if e.done or e.stopped or not e.reserve or now < self._reserve_due(e):
+            return
+        e._reserve_at = now
+        for _ in range(min(RESERVE_BATCH, len(e.reserve))):
+            key, (host, port) = next(iter(e.reserve.items()))
+            del e.reserve[key]
+            if key in e.swarm.peers:
+                continue
+            self.c["files_reserve_dialled"] += 1
+            self.node.spawn(self._link(e, key, host, port))
+
+    @staticmethod
+    def _reserve_due(e: FileEntry) -> float:
+        return max(e.swarm.last_peer_block, e._reserve_at) + RESERVE_AFTER
 
     async def _link(self, e: FileEntry, key: bytes, host: str, port: int) -> None:
         node = self.node
@@ -556,6 +593,9 @@ class Files:
 
     def _arm(self, e: FileEntry) -> None:
         t = e.swarm.get_timer()
+        if e.reserve and not e.done:  # (the reserve's turn, if the download stands still)
+            due = self._reserve_due(e)
+            t = due if t is None else min(t, due)
         if t is None or self.node.closing or e.stopped or (e._timer is not None and e._timer_at == t):
             return
         if e._timer is not None:
@@ -567,6 +607,7 @@ class Files:
         e._timer = None
         e._timer_at = None
         e.swarm.handle_timer(self.node.clock())
+        self._dial_reserve(e)
         self._pump(e)
 
     # ---- reading (the gateway) -------------------------------------------------------------

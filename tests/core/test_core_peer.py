@@ -1064,3 +1064,21 @@ def test_one_host_gets_at_most_four_addresses_from_one_answer():
     assert pp.cap_per_network(spray6) == (spray6[:4], 16)
     local = [(key(i), "127.0.0.1", 4000 + i) for i in range(20)]
     assert pp.cap_per_network(local) == (local, 0)
+
+
+def test_an_unknown_stream_error_costs_what_a_leave_does():
+    """Found 2026-12-06 by an outside audit: ERROR unknown_stream leaves a stream as LEAVE
+    does, at 1 token instead of ``join_cost``: ERROR + JOIN cycles were 1.8x the join churn a
+    link could make before its budget cut it. An ERROR costs ``join_cost`` now."""
+    p = policy(LOW)
+    joined_peer(p, HIGH, "L")
+    p.actions()
+    gone = wire.Error(code=int(ErrorCode.UNKNOWN_STREAM), reason=TEXT)
+    cfg = p.config
+    cycles = 0
+    while p.counters.messages_over_budget == 0 and cycles < 100:
+        p.on_message("L", HIGH, gone, 1.0)
+        p.on_message("L", HIGH, wire.Join(stream=TEXT), 1.0)
+        cycles += 1
+    # the burst pays for at most msg_burst / (2 join_cost) such cycles at one instant
+    assert cycles <= cfg.msg_burst / (2 * cfg.join_cost) + 1, cycles

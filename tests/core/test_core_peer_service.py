@@ -114,3 +114,31 @@ def test_an_inbound_dht_user_that_joins_becomes_a_neighbour() -> None:
     assert p.neighbour_count() == 0
     p.on_message("a", key(1), wire.Join(stream=TEXT), 0.2)
     assert p.neighbour_count() == 1 and not p.is_service(key(1))
+
+
+def test_dht_only_links_made_early_cannot_join_past_the_limit_later() -> None:
+    """Found 2026-12-06 by an outside audit: 16 keys linked while neighbour slots were free and
+    sent one DHT message each (service links, not neighbours); once 60 others had filled the
+    48 slots, those 16 dialled again (the redial rule) and JOINed: 64 neighbours. A service
+    link's JOIN with the slots full is refused as one admitted beyond the limit, and a peer's
+    inbound redial does not make its service link a neighbour."""
+    p = policy(max_neighbours=2, service_links=4)
+    assert p.link_up("s", key(9), dialled=False, now=0)
+    assert p.on_message("s", key(9), PING, 0.1) == pp.TO_NODE  # DHT only: no neighbour
+    assert p.link_up("a", key(1), dialled=False, now=0.2)
+    assert p.link_up("b", key(2), dialled=False, now=0.2)
+    assert p.neighbour_count() == 2 and p.is_service(key(9))
+    p.actions()
+    assert p.link_up("s2", key(9), dialled=False, now=6.0)  # its redial: still DHT only
+    assert p.is_service(key(9)) and p.counters.links_redialled == 1 and p.neighbour_count() == 2
+    p.actions()
+    assert p.on_message("s2", key(9), wire.Join(stream=TEXT), 6.1) is None
+    assert of(p.actions(), pp.CloseLink) == [pp.CloseLink("s2", key(9), ErrorCode.OVERLOADED,
+                                                          "neighbour limit reached")]
+    assert p.neighbour_count() == 2 and SKEY not in p.joined(key(9))
+    # with a slot free, a DHT contact that joins is a neighbour, as before
+    q = policy(max_neighbours=2, service_links=4)
+    assert q.link_up("s", key(9), dialled=False, now=0)
+    assert q.on_message("s", key(9), PING, 0.1) == pp.TO_NODE
+    assert q.on_message("s", key(9), wire.Join(stream=TEXT), 0.2) is None
+    assert q.neighbour_count() == 1 and SKEY in q.joined(key(9))

@@ -510,3 +510,55 @@ async def test_a_file_whose_size_is_not_what_it_holds_is_not_published(tmp_path:
     finally:
         files.close()
         await node.close()
+
+
+class _Staller:
+    """A node's file service that claims every block of one file and serves none."""
+
+    def __init__(self, cid: bytes, manifest: bytes, blocks: int) -> None:
+        from oasis.core import wire
+        self.wire, self.cid, self.manifest = wire, cid, manifest
+        self.have = b"\xff" * ((blocks + 7) // 8)
+
+    def on_message(self, link: object, peer: bytes, msg: object) -> None:
+        if isinstance(msg, self.wire.FileWant) and msg.cid == self.cid:
+            link.send(self.wire.FileHave(cid=self.cid, manifest=self.manifest, have=self.have))  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:  # link_up, link_down, close, ...: nothing
+        return lambda *a, **k: None
+
+
+def test_silent_peers_named_first_do_not_keep_the_named_seeder_out(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found 2026-12-06 by an outside audit: a discovery dials its first 24 peers; with 24
+    silent sybils named before the publisher (a link's ``b=`` list, ``--peer``s, a DHT answer)
+    the publisher was never dialled and ``oasis get`` gave up after 60 s with 0 blocks. The
+    peers named beyond are kept and dialled, a batch at a time, while no peer sends a block
+    (here with 2 dialled at first and the reserve's turn after 0.5 s)."""
+    from oasis.node import files as files_mod
+
+    monkeypatch.setattr(files_mod, "MAX_DISCOVERED", 2)
+    monkeypatch.setattr(files_mod, "RESERVE_AFTER", 0.5)
+    data = bytes(range(256)) * 1000  # 8 blocks
+
+    async def run() -> None:
+        honest, s1, s2, s3, getter = await _nodes(5, tmp_path)
+        try:
+            (tmp_path / "f.bin").write_bytes(data)
+            info = await honest.files.publish(str(tmp_path / "f.bin"))
+            cid = content.parse_cid(info["cid"])
+            manifest = honest.files.entries[cid].manifest
+            assert manifest is not None
+            for s in (s1, s2, s3):
+                s.files.close()
+                s.files = _Staller(cid, manifest.encode(), manifest.blocks)  # type: ignore[assignment]
+            named = [f"{n.peer_id}@{n.host}:{n.port}" for n in (s1, s2, s3, honest)]
+            await getter.files.fetch(info["cid"], named)
+            st = await _complete(getter.files, info["cid"])
+            assert st["state"] == "complete" and st["from_peers"] == len(data)
+            assert getter.counters["files_reserve_dialled"] >= 1
+        finally:
+            for n in (honest, s1, s2, s3, getter):
+                await n.close()
+
+    asyncio.run(run())
