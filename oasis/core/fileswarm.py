@@ -221,6 +221,7 @@ class _Peer:
     have_raw: bytes = b""  #: its last FILE_HAVE bitmap as read
     got: int = 0  #: verified blocks it sent us (0: unproven, see FileSwarm._pick)
     have_at: float = -INF  #: when that was read
+    have_pending: bytes | None = None  #: a newer bitmap that came too soon, read at have_at + gap
 
 
 class FileSwarm:
@@ -369,10 +370,14 @@ class FileSwarm:
         self._pick(now)
 
     def _on_have(self, peer: bytes, p: _Peer, msg: wire.FileHave, now: float) -> bool:
-        """Read a peer's FILE_HAVE; False if it was not read (nothing changed)."""
+        """Read a peer's FILE_HAVE; False if it was not read (nothing changed, or too soon:
+        then the newest is kept and read ``HAVE_MIN_GAP`` after the last, by the timer)."""
         if self.manifest is not None and (msg.have == p.have_raw or now - p.have_at < HAVE_MIN_GAP):
             self.counters.haves_ignored += 1
+            if msg.have != p.have_raw:
+                p.have_pending = msg.have  # (its last word is not lost: a peer that completed)
             return False
+        p.have_pending = None
         if self.manifest is None and msg.manifest:
             try:
                 self._set_manifest(content.decode_manifest(msg.manifest, self.cid))
@@ -755,6 +760,9 @@ class FileSwarm:
                 t = min(t, dl)
         if self._have_dirty:
             t = min(t, self._have_at + self.config.have_every)
+        for p in self.peers.values():
+            if p.have_pending is not None and p.have_at + HAVE_MIN_GAP > self._checked:
+                t = min(t, p.have_at + HAVE_MIN_GAP)
         if self._order_stale and not self.complete and self._order_at + ORDER_EVERY > self._checked:
             t = min(t, self._order_at + ORDER_EVERY)  # (the new HAVEs ranked: see _ranked; once)
         if not self.complete and self.origin:
@@ -780,6 +788,11 @@ class FileSwarm:
 
     def handle_timer(self, now: float) -> None:
         self._checked = max(self._checked, now)
+        for k, p in list(self.peers.items()):
+            if p.have_pending is not None and now - p.have_at >= HAVE_MIN_GAP:
+                raw, p.have_pending = p.have_pending, None
+                if self._on_have(k, p, wire.FileHave(cid=self.cid, manifest=b"", have=raw), now):
+                    self._order_stale = True
         for k, p in list(self.peers.items()):
             late = [i for i, (dl, _) in p.inflight.items() if dl <= now]
             for i in late:
