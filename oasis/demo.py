@@ -339,6 +339,11 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
                 for fut in asyncio.as_completed(firsts):
                     await fut
                     run.joined += 1
+                    if run.joined == len(viewers):
+                        # running from here: a signal right after the "joined" line is a stop of
+                        # a running demo, with figures (it was set a few statements later, and
+                        # a loaded machine's signal in between gave none; found 2026-12-06)
+                        run.running_since = time.monotonic()
                     progress.joined(run.joined, args.viewers)
             finally:  # (given up: each one's outcome retrieved, no "never retrieved" traceback)
                 for f in firsts:
@@ -361,7 +366,8 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
                                                             "viewers started"))
         joining.result()  # (a viewer that failed to start: its error)
         joined_in_s = time.monotonic() - started
-        run.running_since = time.monotonic()
+        if run.running_since is None:
+            run.running_since = time.monotonic()
         t_end = time.monotonic() + args.duration
         async with aiohttp.ClientSession() as session:
             while (left := t_end - time.monotonic()) > 0:

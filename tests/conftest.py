@@ -14,6 +14,7 @@ SERIAL_MODULES = frozenset({
     "tests/node/test_node_live_swarm.py",
     "tests/node/test_node_rewards.py",
     "tests/node/test_node_files_browser.py",
+    "tests/node/test_node_web_player.py",
     "tests/tools/test_tools_hostile.py",
     "tests/testbed/test_testbed.py",
 })
