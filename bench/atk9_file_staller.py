@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,7 @@ async def main() -> None:
             await node.close()
         pub.terminate()
         pub.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)  # (the publisher's copy, the gets' outputs: MBs a run)
 
 
 if __name__ == "__main__":
