@@ -376,6 +376,11 @@ class LiveStream:
                 log.info("origin: asking %s again", self._preferred)
                 self.origin_url = self._preferred
 
+    @property
+    def preferred_origin(self) -> str | None:
+        """The fetch URL asked first (``origin_url`` is another after a failover)."""
+        return self._preferred
+
     def set_origin(self, url: str | None, others: list[str] | None = None) -> None:
         """The stream's fetch URL (preferred) and where else to ask (see ``origin_others``)."""
         self.origin_url = self._preferred = url

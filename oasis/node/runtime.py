@@ -857,11 +857,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             node.config = swarm_config(c)
             ls = node.add_stream(sid, is_source=False, origin_url=cdn_url or d.fetch_url,
                                  clock_offset=offset)
-            ls.set_origin(cdn_url or d.fetch_url, fetch_urls(d))
-        elif cdn_url is None:
-            ls.set_origin(d.fetch_url, fetch_urls(d))
-        else:
-            ls.set_origin(cdn_url, fetch_urls(d))
+        ls.set_origin(cdn_url or d.fetch_url, fetch_urls(d))  # (the user's --cdn-url first)
         if d.tickets:
             set_tickets(d.tickets)
 
@@ -935,7 +931,7 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             if ls is not None and abs(offset - ls.clock_offset) >= CLOCK_REJOIN:
                 say_offset(offset)
                 discovery_counters(node)["clock_rejoins"] += 1
-                origin, others = ls._preferred, ls.origin_others
+                origin, others = ls.preferred_origin, ls.origin_others
                 node.remove_stream(sid)
                 ls = node.add_stream(sid, is_source=False, origin_url=origin, clock_offset=offset)
                 ls.set_origin(origin, others)
