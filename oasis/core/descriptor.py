@@ -12,10 +12,12 @@ checks the signature against the id, and builds its swarm from it; a newer
         | bitrate_kbps (u32) | chunk_ms (u32) | substreams (u8) | issued_at_ms (u64)
         | origin (str) | CDN count (u8) | CDN URL (str) ... | tickets (str)
         | price_per_mb (opt u256) | epoch_length (opt u32) | chain_id (opt u64)
-        | contract (opt 20 bytes)
+        | contract (opt 20 bytes) [| 0x01 if encrypted]
 
 where *str* is a u16 length and UTF-8 bytes (length 0: absent) and *opt* is a
-presence byte (0 or 1) followed by the value when present. Every field has a
+presence byte (0 or 1) followed by the value when present. The last byte, 0x01, is there
+only for an encrypted stream (``encrypted``: its media sealed, oasis.core.streamcrypt), so
+a plain descriptor's bytes are what they were before the flag existed. Every field has a
 cap (:data:`MAX_URL`, :data:`MAX_CDN` …) checked before signing and on decode;
 ``verify_descriptor`` is pure.
 """
@@ -64,6 +66,9 @@ class Descriptor:
     epoch_length: int | None = None  #: ticket terms, seconds
     chain_id: int | None = None
     contract: str | None = None  #: 0x-prefixed 20-byte address
+    #: the chunks' media is sealed with a content key that only the stream link carries
+    #: (oasis.core.streamcrypt; docs/oftp.md §7.2): relays carry it, only key holders play it
+    encrypted: bool = False
     signature: bytes = field(default=b"", compare=False)
 
     def signing_bytes(self) -> bytes:
@@ -75,6 +80,14 @@ class Descriptor:
         return self.cdn[0] if self.cdn else self.origin
 
     def to_json(self) -> dict[str, Any]:
+        out = self._json()
+        if self.encrypted:  # (only then: a plain stream's JSON is as it always was)
+            sig = out.pop("sig")
+            out["encrypted"] = True
+            out["sig"] = sig
+        return out
+
+    def _json(self) -> dict[str, Any]:
         return {"v": 1, "stream": str(self.stream), "bitrate_kbps": self.bitrate_kbps,
                 "chunk_ms": self.chunk_ms, "substreams": self.substreams,
                 "issued_at_ms": self.issued_at_ms, "origin": self.origin, "cdn": list(self.cdn),
@@ -132,6 +145,10 @@ def descriptor_signing_bytes(d: Descriptor) -> bytes:
     out += [_url(d.tickets, "tickets") or b"\x00\x00", _opt(d.price_per_mb, 32, "price_per_mb"),
             _opt(d.epoch_length, 4, "epoch_length"), _opt(d.chain_id, 8, "chain_id"),
             b"\x00" if d.contract is None else b"\x01" + bytes.fromhex(d.contract[2:])]
+    if d.encrypted is not False:  # appended only when set: a plain descriptor's bytes (and
+        if d.encrypted is not True:  # every signature made before) are unchanged
+            raise DescriptorError("bad_field", "encrypted: true or false")
+        out.append(b"\x01")
     return b"".join(out)
 
 
@@ -171,6 +188,7 @@ class DescriptorBody(msgspec.Struct, forbid_unknown_fields=True):
     epoch_length: int | None = None
     chain_id: int | None = None
     contract: str | None = None
+    encrypted: bool = False
 
 
 def descriptor_from_body(b: DescriptorBody) -> Descriptor:
@@ -190,7 +208,7 @@ def descriptor_from_body(b: DescriptorBody) -> Descriptor:
         raise DescriptorError("bad_signature", "sig: 64 bytes in hex") from None
     d = Descriptor(sid, b.bitrate_kbps, b.chunk_ms, b.substreams, b.issued_at_ms, b.origin,
                    tuple(b.cdn), b.tickets, b.price_per_mb, b.epoch_length, b.chain_id, b.contract,
-                   sig)
+                   b.encrypted, sig)
     descriptor_signing_bytes(d)  # raises DescriptorError on any field out of range
     return d
 

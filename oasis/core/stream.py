@@ -27,6 +27,7 @@ import struct
 from dataclasses import dataclass
 
 from .identity import Identity, key_of_peer_id, peer_id_of, verify
+from .streamcrypt import seal
 from .wire import ChunkMsg
 
 CHUNK_TAG = b"oasis/chunk/v1\x00"
@@ -90,10 +91,14 @@ def chunk_signing_bytes(skey: bytes, seq: int, time_us: int, flags: int, payload
 
 
 def sign_chunk(identity: Identity, sid: StreamId, seq: int, time_us: int,
-               keyframe: bool, payload: bytes) -> ChunkMsg:
-    """Make the signed chunk message for ``payload`` (broadcaster side)."""
+               keyframe: bool, payload: bytes, content_key: bytes | None = None) -> ChunkMsg:
+    """Make the signed chunk message for ``payload`` (broadcaster side); with
+    ``content_key`` (an encrypted stream) the media is sealed first and the signature is
+    over the sealed payload (oasis.core.streamcrypt)."""
     flags = FLAG_KEYFRAME if keyframe else 0
     skey = sid.key
+    if content_key is not None:
+        payload = seal(content_key, skey, seq, time_us, flags, payload)
     sig = identity.sign(chunk_signing_bytes(skey, seq, time_us, flags, hashlib.sha256(payload).digest()))
     return ChunkMsg(stream=skey, seq=seq, time_us=time_us, flags=flags, signature=sig, payload=payload)
 

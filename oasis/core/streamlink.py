@@ -3,7 +3,7 @@
 A link carries the stream id, the stream's signed descriptor and a few bootstrap peers
 (with their keys), and optionally a tracker::
 
-    oasis://<stream id>?d=<descriptor>&b=<peer id>@<host>:<port>&b=...&t=<tracker URL>
+    oasis://<stream id>?d=<descriptor>&b=<peer id>@<host>:<port>&b=...&t=<tracker URL>&k=<key>
 
 * ``d`` (optional): the descriptor's JSON (docs/oftp.md §10.1), base64url without
   padding. It is verified against the stream id's key, so a link cannot lie about
@@ -18,6 +18,10 @@ A link carries the stream id, the stream's signed descriptor and a few bootstrap
 * ``t`` (optional): a tracker URL (http or https). Without one, the node finds peers
   through its bootstrap peers and their NEIGHBOURS (§15.2): the tracker is a bootstrap
   among others, and its loss does not stop a swarm.
+* ``k`` (optional): an encrypted stream's content key, 32 bytes in base64url without
+  padding (oasis.core.streamcrypt; docs/oftp.md §7.2). It is the capability to play the
+  stream: whoever holds the link can; the descriptor, the DHT and the tracker never carry
+  it. A link whose descriptor is not ``encrypted`` may not carry one.
 
 Decoding is strict: the whole link at most ``MAX_LINK`` characters, nothing after the
 stream id but ``?parameters`` (a lone ``/`` aside: no path, no ``#fragment``), no control
@@ -38,6 +42,7 @@ from .descriptor import Descriptor, DescriptorError, descriptor_from_json, verif
 from .dhtrecord import canonical_host
 from .identity import key_of_peer_id, peer_id_of
 from .stream import StreamId, StreamIdError
+from .streamcrypt import ContentKeyError, key_from_text, key_text
 from .urls import base_url_problem
 
 SCHEME = "oasis"
@@ -67,6 +72,7 @@ class StreamLink:
     descriptor: Descriptor | None  #: None: a short link (the DHT or the tracker has it)
     bootstrap: tuple[Bootstrap, ...] = ()
     tracker: str | None = None
+    key: bytes | None = None  #: an encrypted stream's content key (``k``)
 
     def format(self) -> str:
         """The ``oasis://`` text of this link."""
@@ -79,6 +85,8 @@ class StreamLink:
             parts.append(f"b={peer_id_of(b.peer)}@{host}:{b.port}")
         if self.tracker:
             parts.append(f"t={quote(self.tracker, safe='')}")
+        if self.key is not None:
+            parts.append(f"k={key_text(self.key)}")
         return f"{SCHEME}://{self.sid}?{'&'.join(parts)}"
 
 
@@ -169,9 +177,10 @@ def parse(text: str) -> StreamLink:
     desc_text: str | None = None
     boots: list[Bootstrap] = []
     tracker: str | None = None
+    key: bytes | None = None
     try:
         params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query),
-                           max_num_fields=MAX_BOOTSTRAP + 2)
+                           max_num_fields=MAX_BOOTSTRAP + 3)
     except ValueError as exc:
         raise LinkError("bad_query", str(exc)) from None
     for k, v in params:
@@ -185,6 +194,13 @@ def parse(text: str) -> StreamLink:
             if tracker is not None:
                 raise LinkError("bad_query", "more than one tracker")
             tracker = check_tracker(v)
+        elif k == "k":
+            if key is not None:
+                raise LinkError("bad_query", "more than one content key")
+            try:
+                key = key_from_text(v)
+            except ContentKeyError as exc:
+                raise LinkError("bad_key", str(exc)) from None
         else:
             raise LinkError("bad_query", f"unknown parameter {k[:20]!r}")
     if len(boots) > MAX_BOOTSTRAP:
@@ -208,4 +224,7 @@ def parse(text: str) -> StreamLink:
             raise LinkError("bad_descriptor", "the descriptor is not signed by this stream's key")
     if not boots and tracker is None:
         raise LinkError("no_peers", "the link names no bootstrap peer and no tracker")
-    return StreamLink(sid, desc, tuple(boots), tracker)  # desc None: a short link
+    if key is not None and desc is not None and not desc.encrypted:
+        raise LinkError("bad_key", "the link carries a content key, but its signed descriptor "
+                        "says the stream is not encrypted")
+    return StreamLink(sid, desc, tuple(boots), tracker, key)  # desc None: a short link
