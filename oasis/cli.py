@@ -187,6 +187,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     b.add_argument("--http", default="127.0.0.1:0", help="HTTP origin/tracker address HOST:PORT")
     b.add_argument("--tracker", default=None, help="external tracker URL (default: embedded)")
     b.add_argument("--cdn-url", default=None, help="CDN base URL in front of this origin")
+    b.add_argument("--encrypt", action="store_true",
+                   help="end-to-end encrypt the stream: its media is sealed with a content key kept in "
+                        "the data directory and carried only by the link (k=); relays, the origin and "
+                        "CDNs see ciphertext (docs/oftp.md §7.2)")
     _common(b, "broadcaster")
 
     w = sub.add_parser("watch", help="join a stream and serve it to a local player")
@@ -200,6 +204,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="player gateway HOST:PORT (default 127.0.0.1:8080; port 0: any free port)")
     w.add_argument("--cdn-url", default=None,
                    help="fetch late chunks from this CDN/origin base URL (default: the descriptor's)")
+    w.add_argument("--relay-only", action="store_true",
+                   help="an encrypted stream whose link carries no content key (k=): join and relay "
+                        "its ciphertext without playing it (without this flag, such a link is refused)")
     _common(w, "viewer")
 
     n = sub.add_parser("node", help="a node with no stream of its own, driven by programs through "
@@ -644,7 +651,8 @@ def _main(argv: list[str] | None = None) -> int:
                       clock_skew_ms=getattr(args, "clock_skew_ms", 0.0))
         if args.cmd == "broadcast":
             ended: int = _run(rt.broadcast(c, source=args.source, name=args.name, http_listen=args.http,
-                                           tracker_url=args.tracker, cdn_url=args.cdn_url))
+                                           tracker_url=args.tracker, cdn_url=args.cdn_url,
+                                           encrypt=args.encrypt))
             return ended
         elif args.cmd == "node":
             from oasis.node.daemon import run_node
@@ -658,7 +666,7 @@ def _main(argv: list[str] | None = None) -> int:
             return status
         elif args.cmd == "watch":
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
-                          gateway=args.gateway, cdn_url=args.cdn_url))
+                          gateway=args.gateway, cdn_url=args.cdn_url, relay_only=args.relay_only))
     except rt.Stopped:  # a stop signal while it was still starting: a clean stop
         return 0
     except (ValueError, StreamIdError, OSError, RuntimeError) as exc:

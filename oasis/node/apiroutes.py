@@ -232,7 +232,7 @@ async def publish_stream(api: Api, request: web.Request, body: t.PublishRequest)
     if streaming.base is not None and sid.key not in api.node.streams:  # else publish says why not
         await _check_source(body.source)
     res = await streaming.publish(body.name, body.source, bitrate_kbps=body.bitrate_kbps,
-                                  chunk_ms=body.chunk_ms)
+                                  chunk_ms=body.chunk_ms, encrypt=body.encrypt)
     return msgspec.convert(res, t.PublishResult)
 
 
@@ -270,7 +270,8 @@ async def watch_stream(api: Api, request: web.Request, body: t.WatchRequest) -> 
         tracker = tracker or parsed.tracker
         from_tracker = parsed.descriptor is None
     try:
-        res = await streaming.watch(link=body.link, stream_id=body.stream_id, tracker=body.tracker)
+        res = await streaming.watch(link=body.link, stream_id=body.stream_id, tracker=body.tracker,
+                                    relay_only=body.relay_only)
     except LookupError:  # no descriptor: the tracker does not know the stream, or is not there
         if from_tracker and tracker is not None and (why := await _unreachable(tracker)) is not None:
             raise ApiError(400, "bad_tracker", f"tracker {tracker[:200]} cannot be reached ({why[:200]}): "

@@ -689,6 +689,19 @@ def _stream(node: Node, text: str) -> LiveStream:
     return ls
 
 
+def _playable(ls: LiveStream) -> LiveStream:
+    """``ls`` if this node can play it: 403 ``no_key`` for an encrypted stream it relays
+    without the content key, 502 ``unopened`` when its chunks do not open with the key it
+    was given and none did yet (docs/oftp.md §7.2)."""
+    if not ls.playable:
+        raise json_error(403, "no_key", f"stream {ls.text_id} is end-to-end encrypted and this node "
+                         "relays it without its content key (the k= of its link): it cannot be played here")
+    if ls.unopened and ls.playout.start is None:
+        raise json_error(502, "unopened", f"stream {ls.text_id}: its chunks do not open with the content "
+                         f"key this node was given ({ls.unopened} tried): the link's k= is not this stream's")
+    return ls
+
+
 #: the web player's files (oasis/node/web; ``vendor/`` is built by the set-up from web/package.json)
 WEB_DIR = Path(__file__).with_name("web")
 #: what /web/ serves: the player's files only, by name (no path from the request reaches the disk)
@@ -717,7 +730,7 @@ def add_web_player(app: web.Application, node: Node) -> None:
         return cache[name]
 
     async def watch(request: web.Request) -> web.Response:
-        _stream(node, request.match_info["sid"])  # 400 / 404 as /live's
+        _playable(_stream(node, request.match_info["sid"]))  # 400 / 403 / 404 as /live's
         page = read("watch.html")
         if page is None:
             raise json_error(404, "no_player", "this installation has no web player (oasis/node/web)")
@@ -745,7 +758,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
     players = PlayerSlots(MAX_PLAYERS, MAX_PLAYERS_PER_IP)
 
     async def live(request: web.Request) -> web.StreamResponse:
-        ls = _stream(node, request.match_info["sid"])
+        ls = _playable(_stream(node, request.match_info["sid"]))
         with players.slot(request, http_counters, "live_refused", "too_many_players", "this gateway serves"):
             return await play(request, ls)
 
@@ -1225,6 +1238,11 @@ def stream_summary(ls: LiveStream) -> dict[str, Any]:
         "chunks": rec.verified,
         "skipped": rec.given_up,
         "unmade": rec.unmade,
+        # end-to-end encrypted (docs/oftp.md §7.2), and the chunks whose media did not open
+        # with our content key; ``playable`` false: relayed here without the key
+        "encrypted": ls.encrypted,
+        "playable": ls.playable,
+        "unopened": ls.unopened,
         "player_url": f"/live/{ls.text_id}.ts",
         "web_url": f"/watch/{ls.text_id}",  # (the browser's page: add_web_player)
         # a viewer's start: s from its join to each step (node.START_STEPS), the start

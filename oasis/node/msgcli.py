@@ -50,6 +50,7 @@ from .runtime import (
     parse_hostport,
     resolve_stream,
     run_until_stopped,
+    set_stream_key,
     stop_event,
     swarm_config,
     unless_stopped,
@@ -62,7 +63,7 @@ async def _join(c: Common, stream: str, tracker_url: str | None,
     hold_data_dir(c.data_dir, command)
     stop_event()  # a stop signal from here on is a clean stop (the waits below are cut by it)
     try:
-        sid, desc, boots, tracker_url = await unless_stopped(resolve_stream(stream, tracker_url))
+        sid, desc, boots, tracker_url, key = await unless_stopped(resolve_stream(stream, tracker_url))
     except StreamIdError as exc:  # (dm's stream is --via: name it; chat's is its argument)
         raise StreamIdError(f"--via: {exc}" if command == "dm" else str(exc)) from None
     ident = load_or_create(c.data_dir)
@@ -77,6 +78,7 @@ async def _join(c: Common, stream: str, tracker_url: str | None,
             desc = await unless_stopped(dht_descriptor(node, sid, boots))
         apply_descriptor(c, desc)
         node.config = swarm_config(c)
+        set_stream_key(node, desc, key)  # (an encrypted stream's media: relayed, opened only with k=)
         ls = node.add_stream(sid, is_source=ident.public == sid.broadcaster,
                              origin_url=desc.fetch_url)
     except BaseException:

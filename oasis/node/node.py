@@ -44,6 +44,7 @@ from oasis.core.identity import Identity, key_of_peer_id, peer_id_of
 from oasis.core.metrics import ViewerRecord
 from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_end, is_keyframe
+from oasis.core.streamcrypt import open_sealed
 from oasis.core.wire import ErrorCode
 
 from . import neighbourfile, outbound
@@ -180,6 +181,24 @@ class LiveStream:
         self.start_source = ""  #: where the start keyframe came from (p2p, broadcaster, origin)
         #: the end marker's seq last told (stream.ended; -1: none, or the stream resumed)
         self.end_told = -1
+        #: an encrypted stream's verified chunks whose media did not open with our content
+        #: key (a wrong key in the link): passed over by the player, never played
+        self.unopened = 0
+
+    @property
+    def encrypted(self) -> bool:
+        """The stream's media is sealed (its signed descriptor says so; docs/oftp.md §7.2)."""
+        return self.sid.key in self.node.stream_keys
+
+    @property
+    def content_key(self) -> bytes | None:
+        """An encrypted stream's content key, if this node has it (None: it relays only)."""
+        return self.node.stream_keys.get(self.sid.key)
+
+    @property
+    def playable(self) -> bool:
+        """Can this node play the stream (not an encrypted one it relays without the key)?"""
+        return not self.encrypted or self.content_key is not None
 
     def now(self) -> float:
         """Broadcaster time: our clock minus :attr:`clock_offset` (what the swarm core is given)."""
@@ -249,7 +268,20 @@ class LiveStream:
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
             if first and self.record.started_at is not None and self.node.dht is not None:
                 self.node.dht.update_provided()  # playing: now we can give it to others
-        self.playout.add(c.seq, c.payload, self.swarm.start_seq if self.swarm.start_seq is not None else c.seq)
+        media: bytes | None = c.payload
+        keys = self.node.stream_keys
+        if keys and self.sid.key in keys:  # sealed (§7.2): opened for our own player only
+            key = keys[self.sid.key]
+            media = None if key is None else open_sealed(key, c.stream, c.seq, c.time_us, c.flags, c.payload)
+            if media is None and key is not None:
+                self.unopened += 1
+                if self.unopened == 1:
+                    log.warning("stream %s: a chunk's media does not open with this link's content "
+                                "key (k=): is it the stream's? Nothing can be played", self.text_id)
+        if media is not None:
+            self.playout.add(c.seq, media, self.swarm.start_seq if self.swarm.start_seq is not None else c.seq)
+        elif self.playout.start is not None:
+            self.playout.skip(c.seq)  # (the player passes over it)
         rewards = self.node.rewards
         if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
             rewards.on_media(a.peer, len(c.payload), a.at + self.clock_offset)
@@ -494,6 +526,9 @@ class Node:
                                  max_links=pcfg.max_neighbours * 2 + 8, link_delay=link_delay,
                                  quic=quic)
         self.streams: dict[bytes, LiveStream] = {}
+        #: encrypted streams (docs/oftp.md §7.2), by stream key: the content key, or None
+        #: where this node relays the stream without the key (it never plays it)
+        self.stream_keys: dict[bytes, bytes | None] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.http: aiohttp.ClientSession = outbound.session(connector=http_connector)
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}

@@ -43,7 +43,7 @@ from oasis.core.descriptor import (
 from oasis.core.dialplan import dialable
 from oasis.core.identity import peer_id_of
 from oasis.core.stream import StreamId
-from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, StreamLink, is_link
+from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, LinkError, StreamLink, is_link
 from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
 from oasis.datafiles import hold_data_dir
@@ -401,7 +401,7 @@ async def _start_or_close(node: Node) -> None:
 
 
 async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
-                    tracker_url: str | None, cdn_url: str | None) -> int:
+                    tracker_url: str | None, cdn_url: str | None, encrypt: bool = False) -> int:
     """Run a broadcaster until stopped (0) or until its source ends (a file loops; stdin
     ends at its end): 0 after it said so on stderr, 1 if the source gave not one chunk."""
     from oasis.media.ingest import check_udp_source, open_source
@@ -416,6 +416,11 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     prekeys = read_prekeys(c.data_dir, ident)
     # the name and the addresses before the node: a refusal leaves nothing to close
     sid = StreamId(ident.public, name)
+    if encrypt:
+        from .streaming import content_key
+        key: bytes | None = content_key(c.data_dir, sid)  # (a damaged key file: refused here)
+    else:
+        key = None
     host, port = parse_hostport(c.listen, "--listen")
     hhost, hport = parse_hostport(http_listen, "--http")
     node = Node(ident, swarm_config(c), host=host, port=port,
@@ -423,6 +428,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
     node.messaging.keep_prekeys(*prekeys)  # DMs held for us open after a restart
     await _start_or_close(node)
+    if key is not None:
+        node.stream_keys[sid.key] = key
     ls = node.add_stream(sid, is_source=True)
     app = web.Application(client_max_size=64 * 1024)
     tracker = Tracker() if tracker_url is None else None
@@ -452,7 +459,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     tickets = f"{base}/tickets" if c.rewards is not None else None
     tracker_url = tracker_url or f"{base}/tracker"
     descriptors[str(sid)] = stream_descriptor(c, node, sid, origin=origin, cdn_url=cdn_url,
-                                              tickets=tickets)
+                                              tickets=tickets, encrypted=key is not None)
     if node.dht is not None:  # our stream record carries it: a link needs no tracker
         node.dht.set_descriptor(sid, msgspec.json.encode(descriptors[str(sid)].to_json()))
     # a restart after a crash: dial the viewers that still hold their dead links to us (they
@@ -476,7 +483,7 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     if not announced.is_set():
         log.warning("tracker %s has not taken our announce yet; going on", tracker_url)
     from .daemon import serve_api
-    link_text = stream_link(node, sid, descriptors[str(sid)], tracker_url).format()
+    link_text = stream_link(node, sid, descriptors[str(sid)], tracker_url, key=key).format()
     try:
         api = await serve_api(c, node, base=base, tracker=tracker, tracker_url=tracker_url,
                               descriptors=descriptors, links={str(sid): link_text})
@@ -491,8 +498,9 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
           "tickets": tickets, "descriptor": f"{origin}/{sid}/descriptor",
           "link": link_text, "api": api.url if api is not None else None,
           # stream id + this node as bootstrap: the descriptor comes from the DHT
-          "short_link": dataclasses.replace(stream_link(node, sid, descriptors[str(sid)], None),
-                                            descriptor=None).format()})
+          "short_link": dataclasses.replace(stream_link(node, sid, descriptors[str(sid)], None, key=key),
+                                            descriptor=None).format(),
+          "encrypted": key is not None})
 
     status = 0
 
@@ -550,9 +558,10 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
 
 
 def stream_link(node: Node, sid: StreamId, desc: Descriptor, tracker_url: str | None,
-                extra: list[Bootstrap] | None = None) -> StreamLink:
+                extra: list[Bootstrap] | None = None, key: bytes | None = None) -> StreamLink:
     """The ``oasis://`` link of a stream this node carries: its descriptor, this node as a
-    bootstrap peer (if its address is one peers can dial), ``extra`` peers, the tracker."""
+    bootstrap peer (if its address is one peers can dial), ``extra`` peers, the tracker,
+    and an encrypted stream's content ``key``."""
     boots: list[Bootstrap] = []
     host, port = node.announce_address()
     if dialable(host, port):
@@ -560,7 +569,29 @@ def stream_link(node: Node, sid: StreamId, desc: Descriptor, tracker_url: str | 
     for b in extra or []:
         if len(boots) < MAX_BOOTSTRAP and b.peer != node.identity.public:
             boots.append(b)
-    return StreamLink(sid, desc, tuple(boots), tracker_url)
+    return StreamLink(sid, desc, tuple(boots), tracker_url, key)
+
+
+def check_key(desc: Descriptor, key: bytes | None, *, relay_only: bool = False) -> None:
+    """Refuse (LinkError ``no_key``, a ValueError) to watch an encrypted stream without its
+    content key, unless only to relay it (docs/oftp.md §7.2)."""
+    if desc.encrypted and key is None and not relay_only:
+        raise LinkError("no_key", f"stream {desc.stream} is end-to-end encrypted: its link carries the content key "
+                         "as k=..., and this one has none (is the link complete? a short link or a bare "
+                         "stream id has no key either). Ask the broadcaster for the link it printed, or "
+                         "give --relay-only to relay the stream's ciphertext without playing it")
+
+
+def set_stream_key(node: Node, desc: Descriptor, key: bytes | None) -> None:
+    """What ``node`` knows of the stream's sealing from its newest signed descriptor: an
+    encrypted stream's content key (None: relayed without it), or plain."""
+    skey = desc.stream.key
+    if desc.encrypted:
+        node.stream_keys[skey] = key
+    else:
+        if key is not None and skey not in node.stream_keys:
+            log.warning("stream %s is not encrypted: the link's content key (k=) is not used", desc.stream)
+        node.stream_keys.pop(skey, None)
 
 
 async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]) -> Descriptor:
@@ -620,17 +651,19 @@ async def bootstrap_loop(node: Node, boots: tuple[Bootstrap, ...]) -> None:
 
 async def resolve_stream(stream: str, tracker_url: str | None,
                          connector: aiohttp.BaseConnector | None = None
-                         ) -> tuple[StreamId, Descriptor | None, tuple[Bootstrap, ...], str | None]:
+                         ) -> tuple[StreamId, Descriptor | None, tuple[Bootstrap, ...], str | None, bytes | None]:
     """What a viewer is given -- an ``oasis://`` link, or a stream id and a tracker -- as
     (stream, descriptor, bootstrap peers, tracker). The descriptor comes from the link, else
     from the tracker; None for a short link without a tracker (then :func:`dht_descriptor`
-    once the node runs). ``connector``: the pool to fetch it through (left open: the node's,
-    whose first announce then goes on the same connection)."""
+    once the node runs), and the link's content key, if any. ``connector``: the pool to
+    fetch it through (left open: the node's, whose first announce then goes on the same
+    connection)."""
     boots: tuple[Bootstrap, ...] = ()
     desc: Descriptor | None = None
+    key: bytes | None = None
     if is_link(stream):
         link = parse_link(stream)
-        sid, desc, boots = link.sid, link.descriptor, link.bootstrap
+        sid, desc, boots, key = link.sid, link.descriptor, link.bootstrap, link.key
         tracker_url = tracker_url or link.tracker
     else:
         sid = StreamId.parse(stream)
@@ -639,7 +672,7 @@ async def resolve_stream(stream: str, tracker_url: str | None,
     if desc is None and tracker_url is not None:
         async with outbound.session(connector=connector, connector_owner=connector is None) as session:
             desc = await fetch_descriptor(session, tracker_url, sid)
-    return sid, desc, boots, tracker_url
+    return sid, desc, boots, tracker_url, key
 
 
 #: `oasis watch` says so on stderr when nothing arrived this long after start, or no new chunk
@@ -764,7 +797,7 @@ def say_offset(offset: float) -> None:
 
 
 async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: str,
-                cdn_url: str | None) -> None:
+                cdn_url: str | None, relay_only: bool = False) -> None:
     """Join a stream given by its id (and a tracker) or by an ``oasis://`` link."""
     hold_data_dir(c.data_dir, "watch")  # first: a second node on this directory waits for nothing
     stop_event()  # a stop signal from here on is a clean stop
@@ -773,7 +806,9 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     # testbed's far trackers). The origin's clock below has a connection of its own.
     pool = aiohttp.TCPConnector()
     try:
-        sid, desc, boots, tracker_url = await unless_stopped(resolve_stream(stream_id, tracker_url, pool))
+        sid, desc, boots, tracker_url, key = await unless_stopped(resolve_stream(stream_id, tracker_url, pool))
+        if desc is not None:
+            check_key(desc, key, relay_only=relay_only)  # (before anything starts)
     except BaseException:
         await pool.close()
         raise
@@ -811,6 +846,14 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             raise
         if cdn_url or desc.fetch_url:
             timing = asyncio.create_task(origin_samples(cdn_url or desc.fetch_url or "", str(sid), wall))
+        try:
+            check_key(desc, key, relay_only=relay_only)
+        except ValueError:
+            if timing is not None:
+                timing.cancel()
+            await node.close()
+            raise
+    set_stream_key(node, desc, key)
     mismatch = apply_descriptor(c, desc)
     for line in mismatch:
         log.warning("%s", line)
@@ -843,6 +886,11 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         old, current = current, d
         if node.rewards is not None:
             node.rewards.descriptor = d
+        if d.encrypted != old.encrypted:
+            say(f"oasis watch: the stream's signed descriptor is newer and says it is "
+                f"{'now end-to-end encrypted' if d.encrypted else 'no longer encrypted'}"
+                f"{'; this link has no content key: relaying without playing' if d.encrypted and key is None else ''}")
+        set_stream_key(node, d, key)
         if (d.bitrate_kbps, d.chunk_ms, d.substreams) != (old.bitrate_kbps, old.chunk_ms, old.substreams):
             # The newest signed descriptor wins in full, not only its origin: a newcomer handed
             # an old one (a liar's answer, an old link) played with the old chunking for its
@@ -905,7 +953,9 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
     emit({"peer_id": node.peer_id, "api": api.url if api is not None else None, "gateway": f"http://{url_host(ghost)}:{gport}",
           "player_url": f"http://{url_host(ghost)}:{gport}/live/{ls.text_id}.ts", "oftp": f"{url_host(node.host)}:{node.port}",
           "web_url": f"http://{url_host(ghost)}:{gport}/watch/{ls.text_id}",
-          "descriptor": desc.to_json(), "mismatch": mismatch})
+          "descriptor": desc.to_json(), "mismatch": mismatch,
+          # end-to-end encrypted (§7.2); playable false: relayed without the content key
+          "encrypted": desc.encrypted, "playable": ls.playable})
 
     if desc.tickets:
         set_tickets(desc.tickets)
@@ -993,7 +1043,7 @@ def tracker_member(tracker: Tracker, sid: StreamId) -> Callable[[bytes], bool]:
 
 
 def stream_descriptor(c: Common, node: Node, sid: StreamId, *, origin: str, cdn_url: str | None,
-                      tickets: str | None) -> Descriptor:
+                      tickets: str | None, encrypted: bool = False) -> Descriptor:
     """The broadcaster's signed descriptor: parameters, origin/CDN, ticket URL and terms."""
     r = node.rewards
     dep = getattr(getattr(r, "chain", None), "deployment", None)
@@ -1002,7 +1052,8 @@ def stream_descriptor(c: Common, node: Node, sid: StreamId, *, origin: str, cdn_
         cdn=(cdn_url,) if cdn_url else (), tickets=tickets,
         price_per_mb=getattr(r.cfg, "price_per_mb", None) if r is not None else None,
         epoch_length=getattr(r.cfg, "epoch_length", None) if r is not None else None,
-        chain_id=getattr(dep, "chain_id", None), contract=getattr(dep, "pool", None)))
+        chain_id=getattr(dep, "chain_id", None), contract=getattr(dep, "pool", None),
+        encrypted=encrypted))
 
 
 async def tracker_only(listen: str, *, public_metrics: bool = False) -> None:

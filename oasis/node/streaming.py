@@ -71,6 +71,34 @@ def seq_file(data_dir: str | os.PathLike[str], sid: StreamId) -> Path:
     return Path(data_dir) / "streams" / f"{sid.name}.seq"
 
 
+def key_file(data_dir: str | os.PathLike[str], sid: StreamId) -> Path:
+    """Where a broadcaster keeps the content key of its encrypted stream ``sid`` (§7.2)."""
+    return Path(data_dir) / "streams" / f"{sid.name}.key"
+
+
+def content_key(data_dir: str | os.PathLike[str], sid: StreamId) -> bytes:
+    """The content key of the broadcaster's encrypted stream ``sid``: the one kept in its
+    data directory (so a restart keeps its links valid), else a new one, kept there
+    (mode 0600). A key file that is not a key is an error, never silently replaced: the
+    links given out would no longer open the stream."""
+    from oasis.core.streamcrypt import ContentKeyError, key_from_text, key_text, new_key
+    from oasis.datafiles import private_dir, replace
+
+    path = key_file(data_dir, sid)
+    try:
+        raw = path.read_bytes()[:256]
+    except FileNotFoundError:
+        key = new_key()
+        private_dir(path.parent)
+        replace(path, key_text(key).encode() + b"\n")
+        return key
+    try:
+        return key_from_text(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ContentKeyError) as exc:
+        raise ValueError(f"{path}: not a content key ({exc}); move it away to draw a new one "
+                         "(the links given out with the old key will no longer play)") from None
+
+
 def first_seq(path: Path | None, chunk_ms: int, now: float) -> int:
     """Where a (re)started source's numbering begins: 0 the first time; after a restart,
     where the stream's clock has got to -- the last saved seq plus the chunk periods
@@ -153,9 +181,12 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
     """Chunk a live MPEG-TS byte source, sign each chunk and publish it on ``ls``, until the
     source ends (what is buffered then is the last chunk); returns what was published.
     ``clock_file``: where the stream's sequence clock is kept across restarts (:func:`first_seq`)."""
+    from oasis.core.streamcrypt import OVERHEAD
+    from oasis.core.wire import MAX_CHUNK_PAYLOAD
     from oasis.media.chunker import TsChunker
 
-    chunker = TsChunker(chunk_ms=chunk_ms)
+    key = ls.content_key  # an encrypted stream's chunks are sealed (docs/oftp.md §7.2)
+    chunker = TsChunker(chunk_ms=chunk_ms, max_chunk_bytes=MAX_CHUNK_PAYLOAD - (OVERHEAD if key else 0))
     seq = first_seq(clock_file, chunk_ms, time.time())
     saved_at = 0.0
     done = Ingested()
@@ -166,7 +197,8 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
         nonlocal seq, saved_at, first_at
         for mc in chunks:
             rate.add(len(mc.payload), mc.complete_at)
-            chunk = sign_chunk(identity, ls.sid, seq, int(mc.complete_at * 1e6), mc.keyframe, mc.payload)
+            chunk = sign_chunk(identity, ls.sid, seq, int(mc.complete_at * 1e6), mc.keyframe, mc.payload,
+                               content_key=key)
             ls.produced[seq] = mc.complete_at
             if len(ls.produced) > MAX_PRODUCED:
                 ls.produced.pop(next(iter(ls.produced)))
@@ -275,7 +307,7 @@ class Streaming:
 
     # ---- publish ------------------------------------------------------------------
     async def publish(self, name: str, source: str, *, bitrate_kbps: int | None = None,
-                      chunk_ms: int | None = None) -> dict[str, Any]:
+                      chunk_ms: int | None = None, encrypt: bool = False) -> dict[str, Any]:
         from oasis.media.ingest import open_source
 
         if self.base is None or self.tracker_url is None:
@@ -289,14 +321,19 @@ class Streaming:
         if sid.key in self.node.streams:
             raise FileExistsError(f"stream {sid} is already carried by this node")
         media = open_source(source, c.bitrate_kbps)  # raises ValueError on a bad source
+        key = content_key(c.data_dir, sid) if encrypt else None
+        if key is not None:
+            self.node.stream_keys[sid.key] = key
+        else:
+            self.node.stream_keys.pop(sid.key, None)
         ls = self.node.add_stream(sid, is_source=True, config=rt.swarm_config(c))
         text = str(sid)
         desc = rt.stream_descriptor(c, self.node, sid, origin=f"{self.base}/origin", cdn_url=None,
-                                    tickets=None)
+                                    tickets=None, encrypted=key is not None)
         self.descriptors[text] = desc
         if self.node.dht is not None:  # the stream record carries it: short links work
             self.node.dht.set_descriptor(sid, msgspec.json.encode(desc.to_json()))
-        link = rt.stream_link(self.node, sid, desc, self.tracker_url).format()
+        link = rt.stream_link(self.node, sid, desc, self.tracker_url, key=key).format()
         announcer = asyncio.create_task(rt.announce_loop(
             self.node, ls, self.tracker_url, local=self.tracker,
             descriptor=lambda: self.descriptors.get(text), area=c.area))
@@ -306,7 +343,7 @@ class Streaming:
         self.managed[text] = Managed(ls, [announcer, feeder], link)
         self.links[text] = link
         return {"stream_id": text, "link": link, "player_url": self.player_url(ls), "web_url": self.web_url(ls),
-                "tracker": self.tracker_url}
+                "tracker": self.tracker_url, "encrypted": key is not None}
 
     def _ended(self, text: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -319,13 +356,14 @@ class Streaming:
 
     # ---- watch --------------------------------------------------------------------
     async def watch(self, *, link: str | None = None, stream_id: str | None = None,
-                    tracker: str | None = None) -> dict[str, Any]:
+                    tracker: str | None = None, relay_only: bool = False) -> dict[str, Any]:
         desc: Descriptor | None
+        key: bytes | None = None
         if link is not None:
             if not is_link(link):
                 raise ValueError(f"a link starts with {LINK_SCHEME}://")
             parsed = parse_link(link)  # verifies the descriptor's signature (ValueError if bad)
-            sid, desc, boots = parsed.sid, parsed.descriptor, parsed.bootstrap
+            sid, desc, boots, key = parsed.sid, parsed.descriptor, parsed.bootstrap, parsed.key
             tracker = tracker or parsed.tracker
             if desc is None:  # a short link: from the tracker, else the DHT's stream record
                 desc = await self._short_link_descriptor(sid, boots, tracker)
@@ -344,6 +382,7 @@ class Streaming:
         text = str(sid)
         if sid.key in self.node.streams:
             raise FileExistsError(f"stream {text} is already carried by this node")
+        rt.check_key(desc, key, relay_only=relay_only)
         c = dataclasses.replace(self.common, given={})
         rt.apply_descriptor(c, desc)
         # the stream runs on the broadcaster's clock (docs/oftp.md §9.5.1): asked of its origin
@@ -356,6 +395,7 @@ class Streaming:
                 pass
         if sid.key in self.node.streams:  # (joined meanwhile)
             raise FileExistsError(f"stream {text} is already carried by this node")
+        rt.set_stream_key(self.node, desc, key)
         ls = self.node.add_stream(sid, is_source=False, origin_url=desc.fetch_url,
                                   config=rt.swarm_config(c), clock_offset=offset)
         ls.set_origin(desc.fetch_url, rt.fetch_urls(desc))
@@ -366,6 +406,7 @@ class Streaming:
             if d.issued_at_ms > current.issued_at_ms:
                 current = d
                 ls.set_origin(d.fetch_url, rt.fetch_urls(d))
+                rt.set_stream_key(self.node, d, key)  # (a restart may have turned sealing on or off)
 
         if self.node.dht is not None:
             def from_dht(raw: bytes) -> None:
@@ -383,7 +424,8 @@ class Streaming:
         else:
             task = asyncio.create_task(rt.bootstrap_loop(self.node, boots))
         self.managed[text] = Managed(ls, [task])
-        return {"stream_id": text, "player_url": self.player_url(ls), "web_url": self.web_url(ls)}
+        return {"stream_id": text, "player_url": self.player_url(ls), "web_url": self.web_url(ls),
+                "encrypted": desc.encrypted, "playable": ls.playable}
 
     async def _short_link_descriptor(self, sid: StreamId, boots: tuple[Any, ...],
                                      tracker: str | None) -> Descriptor:
@@ -426,6 +468,7 @@ class Streaming:
         self._progress.pop(text, None)
         self.ended.discard(text)
         self.node.remove_stream(sid)
+        self.node.stream_keys.pop(sid.key, None)
 
     async def close(self) -> None:
         if self._watchdog is not None:

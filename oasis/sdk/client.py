@@ -213,21 +213,26 @@ class AsyncClient:
         return await self.request("GET", f"/streams/{_quote(stream_id)}", t.StreamInfo)
 
     async def publish(self, name: str, source: str = "test", *, bitrate_kbps: int | None = None,
-                      chunk_ms: int | None = None) -> t.PublishResult:
+                      chunk_ms: int | None = None, encrypt: bool = False) -> t.PublishResult:
         """Broadcast a stream from the node: ``name`` matches ``^[a-z0-9][a-z0-9_-]{0,31}$``;
         ``source`` is ``test``, an MPEG-TS file (looped; a relative path is resolved
         against this program's working directory before it is sent) or
         ``udp://HOST:PORT`` (the node binds it at once: 400 ``bad_source`` if it cannot).
+        With ``encrypt`` the stream is end-to-end encrypted: the returned link carries its
+        content key (``k=``), and only holders of the link can play it.
         Returns its id and ``oasis://`` link."""
         if source not in ("test", "-") and "://" not in source:
             source = str(Path(source).expanduser().resolve())
-        body = t.PublishRequest(name=name, source=source, bitrate_kbps=bitrate_kbps, chunk_ms=chunk_ms)
+        body = t.PublishRequest(name=name, source=source, bitrate_kbps=bitrate_kbps, chunk_ms=chunk_ms,
+                                encrypt=encrypt)
         return await self.request("POST", "/streams", t.PublishResult, body)
 
     async def watch(self, link: str | None = None, *, stream_id: str | None = None,
-                    tracker: str | None = None) -> t.WatchResult:
-        """Join a stream by its ``oasis://`` link (or id + tracker URL); returns the player URL."""
-        body = t.WatchRequest(link=link, stream_id=stream_id, tracker=tracker)
+                    tracker: str | None = None, relay_only: bool = False) -> t.WatchResult:
+        """Join a stream by its ``oasis://`` link (or id + tracker URL); returns the player URL.
+        An encrypted stream needs the link with its content key (``k=``), or ``relay_only``
+        to relay it without playing (else ``OasisApiError`` 400 ``no_key``)."""
+        body = t.WatchRequest(link=link, stream_id=stream_id, tracker=tracker, relay_only=relay_only)
         return await self.request("POST", "/watch", t.WatchResult, body)
 
     async def stop(self, stream_id: str) -> t.Deleted:

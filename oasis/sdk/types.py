@@ -40,6 +40,9 @@ class PublishRequest(_Req):
     source: Annotated[str, Meta(min_length=1, max_length=MAX_PATH)] = "test"
     bitrate_kbps: Annotated[int, Meta(ge=10, le=1_000_000)] | None = None
     chunk_ms: Annotated[int, Meta(ge=10, le=10_000)] | None = None
+    #: end-to-end encrypt the stream: its media sealed with a content key that only the
+    #: returned link carries (``k=``); relays, the origin and CDNs see ciphertext
+    encrypt: bool = False
 
 
 class WatchRequest(_Req):
@@ -48,6 +51,9 @@ class WatchRequest(_Req):
     link: Annotated[str, Meta(max_length=MAX_LINK)] | None = None
     stream_id: StreamIdText | None = None
     tracker: Annotated[str, Meta(max_length=MAX_URL)] | None = None
+    #: an encrypted stream with no content key (no ``k=`` in the link, or a stream id):
+    #: join and relay its ciphertext without playing it (otherwise 400 ``no_key``)
+    relay_only: bool = False
 
 
 class ChatSendRequest(_Req):
@@ -130,20 +136,30 @@ class StreamInfo(msgspec.Struct):
     #: given up, but not a loss, so not in ``skipped`` or ``continuity``
     unmade: int = 0
     web_url: str = ""  #: absolute URL of the page that plays it in a browser (``/watch/<id>``)
+    encrypted: bool = False  #: end-to-end encrypted: its media sealed (docs/oftp.md §7.2)
+    #: false for an encrypted stream relayed here without its content key: its player URLs
+    #: answer 403 ``no_key``
+    playable: bool = True
+    #: an encrypted stream's chunks whose media did not open with the content key given (a
+    #: wrong ``k=``): never played
+    unopened: int = 0
 
 
 class PublishResult(msgspec.Struct):
     stream_id: str
-    link: str
+    link: str  #: for an encrypted stream it carries the content key: whoever holds it can play
     player_url: str
     tracker: str
     web_url: str = ""  #: the browser's page for it
+    encrypted: bool = False
 
 
 class WatchResult(msgspec.Struct):
     stream_id: str
     player_url: str
     web_url: str = ""  #: the browser's page for it
+    encrypted: bool = False
+    playable: bool = True  #: false: an encrypted stream relayed without its content key
 
 
 class ChatMessage(msgspec.Struct):

@@ -26,9 +26,10 @@ pytestmark = pytest.mark.integration
 NODE_INFO = {"peer_id", "version", "oftp", "http", "api", "uptime_s", "streams", "neighbours", "services", "counters"}
 STREAM_INFO = {"stream_id", "role", "latest", "start", "neighbours", "depth", "chunks", "skipped", "continuity",
                "latency_p50_ms", "bytes", "offload", "player_url", "managed", "link",
-               "start_trace", "start_source", "clock_offset", "end", "unmade", "web_url"}
-PUBLISHED = {"stream_id", "link", "player_url", "tracker", "web_url"}
-WATCHED = {"stream_id", "player_url", "web_url"}
+               "start_trace", "start_source", "clock_offset", "end", "unmade", "web_url",
+               "encrypted", "playable", "unopened"}
+PUBLISHED = {"stream_id", "link", "player_url", "tracker", "web_url", "encrypted"}
+WATCHED = {"stream_id", "player_url", "web_url", "encrypted", "playable"}
 CHAT = {"id", "stream", "sender", "seq", "text", "time"}
 MODERATION = {"stream", "target", "action", "until", "issued"}
 DM_SENT = {"id", "to", "state"}

@@ -1,0 +1,175 @@
+"""End-to-end encrypted live streams with real processes (docs/oftp.md §7.2): `oasis
+broadcast --encrypt` seals every chunk's media with a content key that only its link
+carries. A viewer with the link plays it; the origin (and so any CDN) serves ciphertext;
+a link without the key is refused, or relays without playing (`--relay-only`); a wrong
+key plays nothing and says so. The same through the local API and SDK."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+
+from oasis.core import streamcrypt as sc
+from oasis.core import wire
+from oasis.core.streamlink import StreamLink
+from oasis.core.streamlink import parse as parse_link
+from oasis.sdk import AsyncClient, OasisApiError
+from tests.node.procs import OasisProcess, wait_until
+
+pytestmark = pytest.mark.integration
+SLACK = 60.0
+
+
+def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _stream(gateway: str) -> dict[str, Any]:
+    status, body = _get(gateway + "/stats")
+    streams = json.loads(body)["streams"] if status == 200 else []
+    return streams[0] if streams else {}
+
+
+def _watch(tmp_path: Path, procs: list[OasisProcess], name: str, link: str, *extra: str) -> OasisProcess:
+    v = OasisProcess(["watch", link, "--json", "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                      "--data-dir", str(tmp_path / name), *extra], str(tmp_path / f"{name}.log"))
+    procs.append(v)
+    return v
+
+
+def _is_ts(data: bytes) -> bool:
+    return len(data) >= 376 and all(data[i] == 0x47 for i in range(0, len(data) - 187, 188))
+
+
+def test_an_encrypted_stream_plays_only_with_its_key(tmp_path: Path) -> None:
+    procs: list[OasisProcess] = []
+    try:
+        b = OasisProcess(["broadcast", "test", "--encrypt", "--json", "--bitrate", "300", "--data-dir",
+                          str(tmp_path / "b")], str(tmp_path / "b.log"))
+        procs.append(b)
+        info = b.wait_info()
+        assert info["encrypted"] is True
+        link = parse_link(info["link"])
+        assert link.key is not None and link.descriptor is not None and link.descriptor.encrypted
+        assert parse_link(info["short_link"]).key == link.key
+        kept = tmp_path / "b" / "streams" / "live.key"  # kept for a restart, owner-only
+        assert sc.key_from_text(kept.read_text().strip()) == link.key
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+
+        keyless = StreamLink(link.sid, link.descriptor, link.bootstrap, link.tracker).format()
+        wrong = StreamLink(link.sid, link.descriptor, link.bootstrap, link.tracker, bytes(32)).format()
+        viewer = _watch(tmp_path, procs, "v", info["link"])
+        relay = _watch(tmp_path, procs, "r", keyless, "--relay-only")
+        liar = _watch(tmp_path, procs, "w", wrong)
+        refused = _watch(tmp_path, procs, "n", keyless)
+        assert refused.popen.wait(SLACK) == 2  # no start line, a clear error, nothing left running
+        said = (tmp_path / "n.log").read_text()
+        assert "no_key" in said and "end-to-end encrypted" in said and "--relay-only" in said
+
+        v, r, w = (p.wait_info()["gateway"] for p in (viewer, relay, liar))
+        assert viewer.info["encrypted"] and viewer.info["playable"] and not relay.info["playable"]
+        wait_until(lambda: all(_stream(g).get("chunks", 0) >= 30 for g in (v, r, w)), SLACK)
+
+        # the key holder plays: its gateway gives MPEG-TS a decoder reads
+        with av.open(v + viewer.info["player_url"].split(v, 1)[1], timeout=20) as c:
+            frame = next(c.decode(video=0))
+        assert frame.width > 0
+        assert _stream(v)["unopened"] == 0
+
+        # the relay carries the stream (verified chunks from its neighbours) but cannot play it
+        rs = _stream(r)
+        assert rs["encrypted"] and not rs["playable"] and rs["chunks"] >= 30
+        status, body = _get(r + f"/live/{info['stream_id']}.ts")
+        assert status == 403 and json.loads(body)["error"] == "no_key"
+        assert _get(r + f"/watch/{info['stream_id']}")[0] == 403
+
+        # a wrong key: every chunk refused by the AEAD, nothing played, and said so
+        ws = _stream(w)
+        assert ws["unopened"] >= 30 and ws["playable"]
+        status, body = _get(w + f"/live/{info['stream_id']}.ts")
+        assert status == 502 and json.loads(body)["error"] == "unopened"
+        assert "does not open with this link's content key" in (tmp_path / "w.log").read_text()
+
+        # the origin serves ciphertext (so does any CDN in front of it): signed, sealed
+        status, body = _get(f"{info['origin']}/{info['stream_id']}/latest.json")
+        seq = json.loads(body)["keyframe"]
+        status, body = _get(f"{info['origin']}/{info['stream_id']}/{seq}.chunk")
+        assert status == 200
+        chunk = wire.decode_chunk(body)
+        assert not _is_ts(chunk.payload)
+        media = sc.open_sealed(link.key, chunk.stream, chunk.seq, chunk.time_us, chunk.flags, chunk.payload)
+        assert media is not None and _is_ts(media)
+        with av.open(io.BytesIO(media), format="mpegts") as c:  # the keyframe's own frame
+            assert next(c.decode(video=0)).width > 0
+    finally:
+        for p in procs:
+            p.stop()
+
+
+async def test_an_encrypted_stream_through_the_api(tmp_path: Path) -> None:
+    common = ["--api-listen", "127.0.0.1:0", "--bitrate", "300"]
+    procs = [OasisProcess(["node", "--data-dir", str(tmp_path / n), *common], str(tmp_path / f"{n}.log"))
+             for n in ("a", "b")]
+    try:
+        for p in procs:
+            p.wait_info(SLACK)
+        async with AsyncClient.from_data_dir(tmp_path / "a") as api_a, \
+                AsyncClient.from_data_dir(tmp_path / "b") as api_b:
+            pub = await api_a.publish("secret", "test", bitrate_kbps=300, encrypt=True)
+            link = parse_link(pub.link)
+            assert pub.encrypted and link.key is not None
+            plain = await api_a.publish("open", "test", bitrate_kbps=300)
+            assert not plain.encrypted and parse_link(plain.link).key is None
+            keyless = StreamLink(link.sid, link.descriptor, link.bootstrap, link.tracker).format()
+            with pytest.raises(OasisApiError) as exc:
+                await api_b.watch(keyless)
+            assert (exc.value.status, exc.value.code) == (400, "no_key")
+            assert await api_b.streams() == []  # nothing joined
+            relayed = await api_b.watch(keyless, relay_only=True)
+            assert relayed.encrypted and not relayed.playable
+            info = await api_b.stream(pub.stream_id)
+            assert info.encrypted and not info.playable
+            await api_b.stop(pub.stream_id)
+            watched = await api_b.watch(pub.link)
+            assert watched.encrypted and watched.playable
+            mine = await api_a.stream(pub.stream_id)
+            assert mine.encrypted and mine.link == pub.link  # the link to share carries the key
+    finally:
+        for p in procs:
+            p.stop()
+    # the node's key for the stream stays in its data directory (a restart keeps links valid)
+    assert (tmp_path / "a" / "streams" / "secret.key").exists()
+    assert not (tmp_path / "a" / "streams" / "open.key").exists()
+    assert os.stat(tmp_path / "a" / "streams" / "secret.key").st_mode & 0o077 == 0
+
+
+def test_a_damaged_key_file_is_refused_not_replaced(tmp_path: Path) -> None:
+    """The broadcaster's key file (``streams/<name>.key``) is read strictly: one that is not
+    a key stops the start with the reason, and is left for the user to look at (a new key
+    would silently make every link given out unplayable)."""
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId
+    from oasis.node.streaming import content_key, key_file
+
+    sid = StreamId(Identity.generate().public, "live")
+    first = content_key(tmp_path, sid)
+    assert content_key(tmp_path, sid) == first  # kept
+    path = key_file(tmp_path, sid)
+    for junk in (b"", b"\xff" * 43, sc.key_text(first)[:-1].encode(), b"x" * 10_000):
+        path.write_bytes(junk)
+        with pytest.raises(ValueError, match="not a content key"):
+            content_key(tmp_path, sid)
+        assert path.read_bytes() == junk
