@@ -170,6 +170,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d.add_argument("--broadcaster-upload-kbps", type=int, default=None,
                    help="broadcaster's upload cap (default 2x bitrate)")
     d.add_argument("--source", default="test", help="test | FILE | - | udp://HOST:PORT")
+    d.add_argument("--encrypt", action="store_true",
+                   help="end-to-end encrypt the stream (docs/oftp.md §7.2): the viewers join with the "
+                        "broadcaster's link, which carries the content key")
     d.add_argument("--json", action="store_true",
                    help="print one JSON summary object on stdout (progress goes to stderr); an "
                         "interrupted demo prints what it measured, with \"interrupted\"")

@@ -289,8 +289,9 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
         def skew(i: int) -> list[str]:
             return ["--clock-skew-ms", str(skews[i])] if i < len(skews) and skews[i] else []
 
+        encrypt = bool(getattr(args, "encrypt", False))
         b = _spawn("broadcaster", ["broadcast", args.source, *common, "--upload-kbps", str(bup), *ledger,
-                                   *delay(0),
+                                   *delay(0), *(["--encrypt"] if encrypt else []),
                                    *(["--epoch", str(args.epoch)] if args.rewards else []),
                                    "--data-dir", os.path.join(root, "broadcaster")], root, benv)
         procs.append(b)
@@ -323,7 +324,9 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
             if i and spacing > 0:
                 await asyncio.sleep(spacing)
             # Bitrate, chunking and substreams come from the stream's signed descriptor.
-            v = _spawn(f"viewer{i}", ["watch", binfo["stream_id"], "--tracker", binfo["tracker"],
+            # (an encrypted stream: its link, which carries the content key; else id + tracker)
+            joins = [binfo["link"]] if encrypt else [binfo["stream_id"], "--tracker", binfo["tracker"]]
+            v = _spawn(f"viewer{i}", ["watch", *joins,
                                       "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), "--json",
                                       *ledger, *delay(i + 1), *skew(i), "--data-dir", vdir], root,
                          zygote=zygote)
@@ -527,7 +530,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
     produced = {int(k): v for k, v in bstream["produced"].items()}
     records, per_viewer = [], []
     media = overhead = wire = 0
-    violations = bad = missing_stats = 0
+    violations = bad = missing_stats = unopened = 0
     for s in [*final, bstats]:
         if s is None:
             missing_stats += 1
@@ -539,6 +542,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         violations += s["counters"]["violations"]
         for st in s["streams"]:
             bad += st["swarm_counters"]["bad_chunks"]
+            unopened += st.get("unopened", 0)  # (an encrypted stream's media that did not open)
     judged = now - 1.0
     pd = getattr(args, "playout_delay", 0.5)
     missed: dict[str, int] = {}
@@ -563,12 +567,13 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
                            "late": st["swarm_counters"]["late"]})
     # A chunk is judged once its deadline passed; the last ones are still in flight.
     summary = summarize(records, produced, judged, playout_delay=pd)
-    errors = violations + bad + missing_stats
+    errors = violations + bad + missing_stats + unopened
     return {
         "viewers": args.viewers,
         "duration_s": args.duration,
         "bitrate_kbps": bitrate,
         "chunk_ms": args.chunk_ms,
+        "encrypted": bool(bstream.get("encrypted", False)),  # (--encrypt: docs/oftp.md §7.2)
         "chunks_produced": len(produced),
         "first_chunk_at": min(produced.values()) if produced else None,
         "judged_at": now - 1.0,
@@ -584,7 +589,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
         "wire_overhead_ratio": round((wire - media) / media, 5) if media else 0.0,
         "errors": errors,
         "error_detail": {"protocol_violations": violations, "bad_chunks": bad,
-                         "viewers_without_stats": missing_stats},
+                         "viewers_without_stats": missing_stats, "unopened": unopened},
         "viewers_started": summary["viewers_started"],
         "per_viewer": per_viewer,
     }
