@@ -42,6 +42,19 @@ PUBLIC_METRICS = ("serve /metrics, /stats, GET /rewards and every stream in /str
 DIR_OF = {"broadcaster": "broadcast", "viewer": "watch"}
 
 
+def _link_from_stdin() -> str:
+    """The first line of stdin, as ``oasis watch -`` takes its link (bounded: a link is at
+    most 8,192 characters)."""
+    from oasis.core.streamlink import MAX_LINK
+
+    line = sys.stdin.readline(MAX_LINK + 2)
+    if not line.strip():
+        raise ValueError("STREAM is -, but stdin gave no link on its first line")
+    if len(line) > MAX_LINK + 1 and not line.endswith("\n"):
+        raise ValueError(f"the link on stdin is longer than {MAX_LINK} characters")
+    return line.strip()
+
+
 def _data_dir(text: str) -> str:
     """``--data-dir``: not empty (an empty one fell back to the default directory, unsaid)."""
     if not text.strip():
@@ -199,7 +212,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     w = sub.add_parser("watch", help="join a stream and serve it to a local player")
     w.add_argument("stream_id", metavar="STREAM",
                    help="a stream link (oasis://..., what `oasis broadcast` prints as \"link\"), "
-                        "or a stream id with --tracker")
+                        "or a stream id with --tracker, or - to read the link from stdin's first line "
+                        "(an encrypted stream's link carries its key: on a shared machine, other users "
+                        "see command lines)")
     w.add_argument("--tracker", default=None,
                    help="tracker URL; with a bare stream id the stream's signed descriptor (bitrate, "
                         "chunking, origin) is fetched from it and checked against the stream id")
@@ -668,6 +683,8 @@ def _main(argv: list[str] | None = None) -> int:
                                         dm_to=args.peer_id if args.cmd == "dm" else None, wait=args.wait))
             return status
         elif args.cmd == "watch":
+            if args.stream_id == "-":  # the link on stdin: kept out of argv (ps shows argv to all)
+                args.stream_id = _link_from_stdin()
             _run(rt.watch(c, stream_id=args.stream_id, tracker_url=args.tracker,
                           gateway=args.gateway, cdn_url=args.cdn_url, relay_only=args.relay_only))
     except rt.Stopped:  # a stop signal while it was still starting: a clean stop

@@ -17,14 +17,20 @@ from oasis.demo import die_with_parent
 
 
 class OasisProcess:
-    def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None,
+                 stdin: bytes | None = None) -> None:
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE,
-                                      stderr=self.log, stdin=subprocess.DEVNULL,
+                                      stderr=self.log,
+                                      stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                                       start_new_session=True, env={**os.environ, **(env or {})},
                                       preexec_fn=die_with_parent,
                                       bufsize=0)  # unbuffered: select() sees every line
         self.info: dict[str, Any] = {}
+        if stdin is not None:  # given whole, then closed (``oasis watch -`` reads its link there)
+            assert self.popen.stdin is not None
+            self.popen.stdin.write(stdin)
+            self.popen.stdin.close()
 
     def wait_info(self, timeout: float = 60.0) -> dict[str, Any]:
         """Wait (bounded) for the JSON line the process prints when it is up."""

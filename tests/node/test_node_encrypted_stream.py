@@ -43,9 +43,10 @@ def _stream(gateway: str) -> dict[str, Any]:
     return streams[0] if streams else {}
 
 
-def _watch(tmp_path: Path, procs: list[OasisProcess], name: str, link: str, *extra: str) -> OasisProcess:
+def _watch(tmp_path: Path, procs: list[OasisProcess], name: str, link: str, *extra: str,
+           stdin: bytes | None = None) -> OasisProcess:
     v = OasisProcess(["watch", link, "--json", "--gateway", "127.0.0.1:0", "--listen", "127.0.0.1:0",
-                      "--data-dir", str(tmp_path / name), *extra], str(tmp_path / f"{name}.log"))
+                      "--data-dir", str(tmp_path / name), *extra], str(tmp_path / f"{name}.log"), stdin=stdin)
     procs.append(v)
     return v
 
@@ -71,7 +72,8 @@ def test_an_encrypted_stream_plays_only_with_its_key(tmp_path: Path) -> None:
 
         keyless = StreamLink(link.sid, link.descriptor, link.bootstrap, link.tracker).format()
         wrong = StreamLink(link.sid, link.descriptor, link.bootstrap, link.tracker, bytes(32)).format()
-        viewer = _watch(tmp_path, procs, "v", info["link"])
+        # the keyed link on stdin (`oasis watch -`): not in the process's command line
+        viewer = _watch(tmp_path, procs, "v", "-", stdin=info["link"].encode() + b"\n")
         relay = _watch(tmp_path, procs, "r", keyless, "--relay-only")
         liar = _watch(tmp_path, procs, "w", wrong)
         refused = _watch(tmp_path, procs, "n", keyless)
@@ -80,6 +82,8 @@ def test_an_encrypted_stream_plays_only_with_its_key(tmp_path: Path) -> None:
         assert "no_key" in said and "end-to-end encrypted" in said and "--relay-only" in said
 
         v, r, w = (p.wait_info()["gateway"] for p in (viewer, relay, liar))
+        cmdline = Path(f"/proc/{viewer.popen.pid}/cmdline").read_bytes()
+        assert sc.key_text(link.key).encode() not in cmdline
         assert viewer.info["encrypted"] and viewer.info["playable"] and not relay.info["playable"]
         wait_until(lambda: all(_stream(g).get("chunks", 0) >= 30 for g in (v, r, w)), SLACK)
 
