@@ -102,7 +102,7 @@ class ViewerRecord:
         """``seq`` given up (``unmade``: not made); ``count`` > 1: it stands for that many
         (``Skip.count``), counted in ``given_up`` and listed once."""
         if unmade:
-            self.unmade += 1
+            self.unmade += count  # (a run: its last seq kept, below)
             if self.unmade_seqs is None:
                 self.unmade_seqs = set()
             self.unmade_seqs.add(seq)

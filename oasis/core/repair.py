@@ -181,6 +181,12 @@ class RepairPicker:
         #: the seq of the broadcaster's end marker we hold, no chunk above it (-1: none):
         #: nothing above it is wanted, so nothing above it is skipped (:meth:`end_at`)
         self.end_seq = -1
+        #: the seqs between an end marker we held and the first chunk above it (exclusive
+        #: bounds; -1: none): a restarted broadcaster's downtime. None of them was made by
+        #: the run that ended, and we, in the swarm meanwhile, were given none of a run in
+        #: between: one no neighbour shows it holds is given up as not made (:meth:`resumed`)
+        self.end_gap_lo = -1
+        self.end_gap_hi = -1
         self.max_wanted = -1  #: highest sequence number ever wanted
         #: lower bound of every want's next timer (request, origin, deadline)
         self.wants_t = INF
@@ -228,10 +234,31 @@ class RepairPicker:
         self.stall_latest, self.probe_seq, self.stall_skip_low = -1, -1, -1
         self.unmade_backoff = UNMADE_BACKOFF
 
-    def resumed(self) -> None:
-        """A verified chunk above the end marker: the stream runs again (its gaps are
-        wanted as any new chunk's are; :meth:`next_timer` looks past the end again)."""
+    def resumed(self, seq: int) -> None:
+        """A verified chunk ``seq`` above the end marker: the stream runs again (its gaps
+        are wanted as any new chunk's are; :meth:`next_timer` looks past the end again).
+        The seqs between the marker and ``seq`` are the broadcaster's downtime: still
+        wanted (a chunk of them that comes is played), but given up as not made unless a
+        neighbour's STATUS shows it holds one (:meth:`_made_in_gap`)."""
+        self.end_gap_lo, self.end_gap_hi = self.end_seq, seq
         self.end_seq = -1
+
+    def _in_end_gap(self, seq: int) -> bool:
+        return self.end_gap_lo < seq < self.end_gap_hi
+
+    def _made_in_gap(self, seq: int) -> bool:
+        """A neighbour's STATUS shows it holds ``seq`` (its latest, or a ``have`` bit):
+        made after all (a run between the end we saw and the chunk that resumed it)."""
+        for st in self.peers.values():
+            status = st.status
+            if status is None:
+                continue
+            if status.latest == seq:
+                return True
+            i = status.latest - 1 - seq
+            if 0 <= i < 63 and status.have >> i & 1:
+                return True
+        return False
 
     def on_missing(self, st: PeerState, seq: int, refused: bool, now: float) -> None:
         """``st`` answered MISSING: ask the next peer at once. A *refused* request
@@ -536,12 +563,25 @@ class RepairPicker:
                 keep.append(q)
         keep.sort()
         keep.append(floor)
+        lo, hi = self.end_gap_lo, self.end_gap_hi
         for stop in keep:
             if stop > s:
                 n += stop - s
                 last = stop - 1
-                self.counters.skipped += stop - s
-                self.actions.append(Skip(stop - 1, False, stop - s))
+                # a run across a restarted broadcaster's downtime (:meth:`resumed`): the
+                # part inside it was not made (one counted action, as the rest)
+                a, b = max(s, lo + 1), min(stop, hi)
+                if a < b:
+                    for q0, q1, unmade in ((s, a, False), (a, b, True), (b, stop, False)):
+                        if q1 > q0:
+                            if unmade:
+                                self.counters.skipped_unmade += q1 - q0
+                            else:
+                                self.counters.skipped += q1 - q0
+                            self.actions.append(Skip(q1 - 1, unmade, q1 - q0))
+                else:
+                    self.counters.skipped += stop - s
+                    self.actions.append(Skip(stop - 1, False, stop - s))
             if stop + 1 > s:
                 s = stop + 1
         if last > self.skipped_upto:
@@ -594,7 +634,8 @@ class RepairPicker:
                 del self.wants[seq]
                 if seq > self.skipped_upto:
                     self.skipped_upto = seq
-                unmade = w.deferred > 0 and seq > self.log.latest and not self._claimed(seq)
+                unmade = ((w.deferred > 0 and seq > self.log.latest and not self._claimed(seq))
+                          or (self.end_gap_lo < seq < self.end_gap_hi and not self._made_in_gap(seq)))
                 if unmade:
                     self.counters.skipped_unmade += 1
                 else:

@@ -534,7 +534,7 @@ class Swarm:
             else:
                 self.counters.ends_ignored += 1
         elif 0 <= repair.end_seq < seq:
-            repair.resumed()  # a restarted broadcaster numbers on past its end marker
+            repair.resumed(seq)  # a restarted broadcaster numbers on past its end marker
         if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
             repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)

@@ -107,7 +107,7 @@ class SwarmNet:
         self.skipped[key].extend(range(a.seq - a.count + 1, a.seq + 1))  # (a run: Skip.count)
         self.skip_actions[key] = self.skip_actions.get(key, 0) + 1
         if a.unmade:
-            self.unmade[key].append(a.seq)
+            self.unmade[key].extend(range(a.seq - a.count + 1, a.seq + 1))
 
     def fetch_origin(self, key: bytes, a: sw.FetchOrigin) -> None:
         seq = a.seq

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 from swarmnet import SwarmNet
 
 from oasis.core import swarm as sw
@@ -198,6 +199,30 @@ def test_a_chunk_after_the_end_runs_the_stream_again() -> None:
         assert node.end_seq == -1
         got = net.delivered[v]
         assert all(s in got for s in range(end + 30, net.next_seq - 5)), v.hex()[:6]
+
+
+@pytest.mark.parametrize("down_s", [2.5, 40.0])
+def test_a_restarted_broadcasters_downtime_is_not_made_not_lost(down_s: float) -> None:
+    """The seqs between the end marker and a restarted broadcaster's first chunk (its clock
+    numbers on over the downtime) were never made: each viewer gives them up as not made,
+    not skipped, whether they lie within its wanting window (2.5 s down: wanted, then given
+    up one by one) or fall below it (40 s: one counted run). Before (session 49), they
+    counted as lost: ~30 a second of downtime off every viewer's continuity."""
+    net = _net(6, seed=43)
+    end = net.end()
+    _run_quiet(net, down_s)
+    before = {v: net.nodes[v].counters.skipped for v in net.viewers}
+    net.next_seq = end + 1 + round(down_s / INTERVAL)  # the stream's clock over the downtime
+    first = net.next_seq
+    net.tick(40)
+    for v in net.viewers:
+        node = net.nodes[v]
+        got = net.delivered[v]
+        assert all(s in got for s in range(first + 5, net.next_seq - 5)), v.hex()[:6]
+        lost = [s for s in net.skipped[v] if s not in net.unmade[v]]
+        assert not [s for s in lost if end < s < first], (v.hex()[:6], lost[:5])
+        assert node.counters.skipped_unmade >= first - end - 1 - len([s for s in got if end < s < first])
+        assert node.counters.skipped - before[v] <= 3, v.hex()[:6]  # (a new chunk lost, at most)
 
 
 def test_an_old_end_marker_replayed_does_not_end_a_running_stream() -> None:
