@@ -125,7 +125,13 @@ class _Pacer:
     def due_for_pcr(self, pcr: int, segment_bytes: int) -> float:
         last = self.last_pcr
         jumped = last is not None and not 0 <= pcr - last <= MAX_PCR_JUMP * PCR_HZ
-        if self.anchor_pcr is None or jumped:
+        if jumped:
+            # a discontinuity (or PCRs that are noise): this segment is due by the byte rate,
+            # and the next PCRs count from there. Anchored one PCR interval on, PCRs that
+            # jump every time (random values, found 2026-12-06 from outside) were never
+            # waited for: a 1 Mbit/s file went out at 74 Mbit/s
+            self.anchor_pcr, self.anchor_time = pcr, self.due_for_bytes(segment_bytes)
+        elif self.anchor_pcr is None:
             self.anchor_pcr, self.anchor_time = pcr, self.last_due + self.pcr_interval
         elif last is not None:
             self.pcr_interval = (pcr - last) / PCR_HZ
@@ -166,17 +172,25 @@ class _PcrClock:
 
 
 class _Retimer:
-    """A looped file's timestamps, continued: the first pass measures, per PID, the span
-    of its PCRs and of its PTSs plus one step of each (a frame, a PCR interval); every later
-    pass is moved on by the largest, in whole 90 kHz ticks, once more per pass. So every
-    stream's timestamps keep rising across the loop point (one may gap by up to a frame,
-    none goes back)."""
+    """A looped file's timestamps, continued: the first pass measures, per PID, how far its
+    PTSs (its PCRs, in a file with no PTS) run from the first to the highest of the pass's
+    last stretch, plus one step (a frame, a PCR interval); every later pass is moved on by
+    the largest, in whole 90 kHz ticks, once more per pass. So every stream's timestamps
+    keep rising across the loop point (one may gap by up to a frame, none goes back).
+
+    Timestamps are read *unwrapped* (a PTS that passes 2^33 goes on counting), and a step
+    back of more than ``MAX_PCR_JUMP`` starts the last stretch again: a file that wrapped
+    moved on by ~5 s instead of its 12, and jumped back 7 s at every loop point; one bad
+    PCR 5 h ahead moved every pass on by 5 h (both found 2026-12-06 from outside). PTSs
+    are preferred to PCRs: PCRs that are noise do not set the span."""
 
     def __init__(self) -> None:
         self.offset = 0  #: 27 MHz ticks added to this pass
         self.span = 0  #: one pass, 27 MHz ticks (0: unknown, nothing moved)
         self._first: dict[tuple[int, str], int] = {}  # (pid, "pcr"|"pts") -> first value
-        self._last: dict[tuple[int, str], int] = {}
+        self._last: dict[tuple[int, str], int] = {}  #: the last value seen, unwrapped
+        self._high: dict[tuple[int, str], int] = {}  #: the highest of the last stretch
+        self._wraps: dict[tuple[int, str], int] = {}  #: wraps added, 27 MHz ticks
         self._step: dict[tuple[int, str], int] = {}
         self._measuring = True
 
@@ -206,18 +220,29 @@ class _Retimer:
     def _see(self, key: tuple[int, str], value: int) -> None:
         last = self._last.get(key)
         if last is None:
-            self._first[key] = value
-        elif value > last:
-            self._step[key] = value - last
-        self._last[key] = max(value, last) if last is not None else value
+            self._first[key] = self._last[key] = self._high[key] = value
+            return
+        value += self._wraps.get(key, 0)
+        if last - value > PCR_WRAP // 2:  # it passed 2^33 (x 300): count on
+            self._wraps[key] = self._wraps.get(key, 0) + PCR_WRAP
+            value += PCR_WRAP
+        if value > last:
+            if value - last <= MAX_PCR_JUMP * PCR_HZ:
+                self._step[key] = value - last
+            if value > self._high[key]:
+                self._high[key] = value
+        elif last - value > MAX_PCR_JUMP * PCR_HZ:  # back by more than a reordering: a new stretch
+            self._high[key] = value
+        self._last[key] = value
 
     def next_pass(self) -> None:
         """The file starts again."""
         if self._measuring:
             self._measuring = False
-            spans = [self._last[k] - self._first[k] + self._step.get(k, 0) for k in self._first]
+            keys = [k for k in self._first if k[1] == "pts"] or list(self._first)
+            spans = [self._high[k] - self._first[k] + self._step.get(k, 0) for k in keys]
             span = max(spans, default=0)
-            # PTSs that wrapped within the file, or a "file" of hours: leave it as it is
+            # a "file" of hours (or a span that is no span): leave it as it is
             self.span = span // 300 * 300 if 0 < span < 24 * 3600 * PCR_HZ else 0
         self.offset = (self.offset + self.span) % PCR_WRAP
 
@@ -346,24 +371,36 @@ class _DatagramQueue(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | bytes, int]) -> None:
         owner = self.owner
         owner.datagrams += 1
+        if owner.queued_bytes + len(data) > owner.max_queued_bytes:
+            owner.drops += 1  # (bytes, not only datagrams: 4,096 of 64 KiB were 256 MiB)
+            return
         try:
             owner.queue.put_nowait(data)
         except asyncio.QueueFull:
             owner.drops += 1
+            return
+        owner.queued_bytes += len(data)
 
     def error_received(self, exc: Exception) -> None:
         self.owner.socket_errors += 1
 
 
 class UdpSource:
-    """UDP receiver of TS datagrams with a bounded queue; use ``async with``."""
+    """UDP receiver of TS datagrams with a queue bounded in datagrams and in bytes (a
+    flood of 64-KiB datagrams at 1.7 Gbit/s took a broadcaster to 1.35 GB, found 2026-12-06
+    from outside; ``drops`` counts what did not fit); use ``async with``."""
 
     RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
     MAX_READ_BYTES = 1024 * 1024
+    #: bytes queued at most: ~11 s of a 6 Mbit/s feed in ffmpeg's 1,316-byte datagrams
+    MAX_QUEUED_BYTES = 8 * 1024 * 1024
 
-    def __init__(self, host: str, port: int, *, max_queued_datagrams: int = 4096) -> None:
+    def __init__(self, host: str, port: int, *, max_queued_datagrams: int = 4096,
+                 max_queued_bytes: int = MAX_QUEUED_BYTES) -> None:
         self.host, self.port = host, port
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queued_datagrams)
+        self.max_queued_bytes = max_queued_bytes
+        self.queued_bytes = 0
         self.datagrams = 0
         self.drops = 0
         self.socket_errors = 0
@@ -408,6 +445,7 @@ class UdpSource:
         while size < self.MAX_READ_BYTES and not self.queue.empty():
             parts.append(self.queue.get_nowait())
             size += len(parts[-1])
+        self.queued_bytes -= size
         return b"".join(parts)
 
 
@@ -514,15 +552,47 @@ def open_source(spec: str, bitrate_kbps: int) -> AsyncIterator[bytes]:
         raise ValueError(f"source {spec!r}: cannot read file: {exc}") from None
     start = find_sync(head)
     if not 0 <= start < TS_PACKET_SIZE:
+        m2ts = any(all(head[o + 4 + 192 * k] == SYNC_BYTE for k in range(4)) for o in range(192)
+                   if o + 4 + 192 * 3 < len(head))
         raise ValueError(
             f"source {spec!r} does not look like MPEG-TS (no 0x47 sync every 188 bytes)"
+            + ("; it looks like M2TS (192-byte packets, a Blu-ray/AVCHD .m2ts): remux it, e.g. "
+               "ffmpeg -i IN -c copy -f mpegts OUT.ts" if m2ts else "")
         )
     _check_video(path, spec, start)
+    _check_keyframe(path, spec, start)
     return file_source(path, loop=True)
 
 
 #: how much of a file source is read for its tables before it is started
 VIDEO_PROBE_BYTES = 8 * 1024 * 1024
+#: how much of a file source is read for a video keyframe before it is started (~85 s of a
+#: 6 Mbit/s stream; the chunker reads ~200 MB/s)
+KEYFRAME_PROBE_BYTES = 64 * 1024 * 1024
+
+
+def _check_keyframe(path: Path, spec: str, start: int) -> None:
+    """A file in which the chunker finds no video keyframe -- a program table naming a
+    table or streams that are not there, a slice cut from the middle of a long GOP, a video
+    stream it does not know -- was broadcast for ever and no viewer could start, with not
+    a word (found 2026-12-06 from outside; stdin's source says so at its end): refused now,
+    unless a keyframe comes in its first ``KEYFRAME_PROBE_BYTES``."""
+    from oasis.media.chunker import TsChunker
+
+    chunker = TsChunker(chunk_ms=33)
+    read = 0
+    with path.open("rb") as f:
+        f.seek(start)
+        while read < KEYFRAME_PROBE_BYTES and (block := f.read(1024 * 1024)):
+            read += len(block)
+            if any(c.keyframe for c in chunker.feed(block, read / 1e6)):
+                return
+    if any(c.keyframe for c in chunker.flush(read / 1e6)):
+        return
+    where = "in it" if read < KEYFRAME_PROBE_BYTES else f"in its first {KEYFRAME_PROBE_BYTES >> 20} MiB"
+    raise ValueError(f"source {spec!r}: no video keyframe {where} (viewers start at a keyframe, so "
+                     "nothing could be played): is its video stream there, and of a type Oasis reads "
+                     "(H.264, HEVC, MPEG-1/2, MPEG-4 Part 2)?")
 
 
 def _check_video(path: Path, spec: str, start: int) -> None:
@@ -548,6 +618,8 @@ def _check_video(path: Path, spec: str, start: int) -> None:
         if tracker.video_pid is not None:
             return
     if saw_pmt:
-        raise ValueError(f"source {spec!r} has no video stream (its program table lists none): "
-                         "viewers start at a video keyframe, so an audio-only stream cannot be "
-                         "played; mux a video track in (even a still picture)")
+        raise ValueError(f"source {spec!r} has no video stream of a type Oasis reads (its program "
+                         "table lists none: H.264, HEVC, MPEG-1/2, MPEG-4 Part 2): viewers start at a "
+                         "video keyframe, so an audio-only stream, or video in a private stream (AV1 "
+                         "as ffmpeg muxes it), cannot be played; mux such a video track in (even a "
+                         "still picture)")
