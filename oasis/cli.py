@@ -564,7 +564,31 @@ def _check_demo(args: argparse.Namespace) -> None:
         raise ValueError("--epoch must be 1 to 86400 s")
 
 
+def _standard_fds() -> None:
+    """Open /dev/null on whichever of fds 0-2 is closed (``oasis broadcast - <&-``, a
+    service manager's closed stdout): else the event loop's own descriptors land there,
+    and libuv aborts the process when it closes them (exit 134; found 2026-12-06 from
+    outside). A closed stdin then reads as empty, a closed stdout takes what is written."""
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if fd == 0 and sys.stdin is None:
+                sys.stdin = open(0, closefd=False)  # noqa: SIM115 - fd 0 for the process's life
+            elif fd == 1 and sys.stdout is None:
+                sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
+            elif fd == 2 and sys.stderr is None:
+                sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
 def main(argv: list[str] | None = None) -> int:
+    _standard_fds()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # (before a command's own handling: during its imports, ~0.2 s)
