@@ -178,6 +178,9 @@ def parse(text: str) -> StreamLink:
     boots: list[Bootstrap] = []
     tracker: str | None = None
     key: bytes | None = None
+    if ";" in parts.query:  # (parse_qsl would keep "...;k=KEY" inside a value: the tracker's URL)
+        raise LinkError("bad_query", "a link's parameters are separated by &, and a ';' may not "
+                        "appear in them (a tracker URL in t= is percent-encoded)")
     try:
         params = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query),
                            max_num_fields=MAX_BOOTSTRAP + 3)

@@ -371,6 +371,10 @@ class _DatagramQueue(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | bytes, int]) -> None:
         owner = self.owner
         owner.datagrams += 1
+        if owner.max_rate is not None and not owner.take(len(data)):
+            owner.drops += 1  # faster than any stream it could be: a flood
+            owner.rate_drops += 1
+            return
         if owner.queued_bytes + len(data) > owner.max_queued_bytes:
             owner.drops += 1  # (bytes, not only datagrams: 4,096 of 64 KiB were 256 MiB)
             return
@@ -396,15 +400,32 @@ class UdpSource:
     MAX_QUEUED_BYTES = 8 * 1024 * 1024
 
     def __init__(self, host: str, port: int, *, max_queued_datagrams: int = 4096,
-                 max_queued_bytes: int = MAX_QUEUED_BYTES) -> None:
+                 max_queued_bytes: int = MAX_QUEUED_BYTES, max_rate: float | None = None) -> None:
         self.host, self.port = host, port
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=max_queued_datagrams)
         self.max_queued_bytes = max_queued_bytes
         self.queued_bytes = 0
+        #: bytes a second taken at most (a token bucket of one second's worth; None: no cap)
+        self.max_rate = max_rate
+        self.rate_drops = 0
+        self._tokens = max_rate or 0.0
+        self._filled_at: float | None = None
         self.datagrams = 0
         self.drops = 0
         self.socket_errors = 0
         self._transport: asyncio.DatagramTransport | None = None
+
+    def take(self, n: int) -> bool:
+        """Spend ``n`` bytes of the rate's bucket, if it holds them."""
+        assert self.max_rate is not None
+        now = asyncio.get_running_loop().time()
+        if self._filled_at is not None:
+            self._tokens = min(self.max_rate, self._tokens + (now - self._filled_at) * self.max_rate)
+        self._filled_at = now
+        if self._tokens < n:
+            return False
+        self._tokens -= n
+        return True
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -449,11 +470,23 @@ class UdpSource:
         return b"".join(parts)
 
 
+#: a UDP source takes at most this many times its stream's --bitrate, and at least this
+#: many Mbit/s (a flood of 1.9 Gbit/s held ~1.3 GB in chunks: the chunk window and the
+#: broadcaster's own player buffer; found 2026-12-06 from outside)
+UDP_RATE_FACTOR = 8
+UDP_RATE_FLOOR_MBIT = 50
+
+
+def udp_rate_cap(bitrate_kbps: int) -> float:
+    """Bytes a second a UDP source of a ``bitrate_kbps`` stream takes at most."""
+    return max(UDP_RATE_FACTOR * bitrate_kbps * 1000, UDP_RATE_FLOOR_MBIT * 1_000_000) / 8
+
+
 async def udp_source(
-    host: str, port: int, *, max_queued_datagrams: int = 4096
+    host: str, port: int, *, max_queued_datagrams: int = 4096, max_rate: float | None = None
 ) -> AsyncIterator[bytes]:
     """Yield TS bytes received on UDP ``host:port`` (e.g. ffmpeg ``-f mpegts udp://...``)."""
-    async with UdpSource(host, port, max_queued_datagrams=max_queued_datagrams) as source:
+    async with UdpSource(host, port, max_queued_datagrams=max_queued_datagrams, max_rate=max_rate) as source:
         while True:
             yield await source.read()
 
@@ -537,7 +570,7 @@ def open_source(spec: str, bitrate_kbps: int) -> AsyncIterator[bytes]:
         return paced_stdin_source()
     if spec.startswith("udp://"):
         host, port = parse_udp_spec(spec)
-        return udp_source(host, port)
+        return udp_source(host, port, max_rate=udp_rate_cap(bitrate_kbps))
     if "://" in spec:
         raise ValueError(f"unsupported source {spec!r}; {SOURCE_SPEC_HELP}")
     path = Path(spec)

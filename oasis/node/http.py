@@ -689,10 +689,23 @@ def _stream(node: Node, text: str) -> LiveStream:
     return ls
 
 
-def _playable(ls: LiveStream) -> LiveStream:
-    """``ls`` if this node can play it: 403 ``no_key`` for an encrypted stream it relays
-    without the content key, 502 ``unopened`` when its chunks do not open with the key it
-    was given and none did yet (docs/oftp.md §7.2)."""
+def _playable(ls: LiveStream, request: web.Request) -> LiveStream:
+    """``ls`` if this node can play it to ``request``: 403 ``no_key`` for an encrypted stream
+    it relays without the content key, 403 ``local_only`` for an encrypted stream asked by
+    anyone but a player on this machine (loopback, a loopback ``Host``, no proxy header;
+    ``--public-metrics`` does not widen it), 502 ``unopened`` when its chunks do not open
+    with the key it was given and none did yet (docs/oftp.md §7.2). Until the outside
+    audit of 2026-12-06, a broadcaster's public face (its origin's) served its encrypted
+    stream's media in clear to anyone who named it."""
+    if ls.encrypted and not (is_loopback(request.remote or "")
+                             and not any(h in request.headers for h in PROXY_HEADERS)
+                             and host_is_loopback(request.headers.get("Host", ""))):
+        counters = request.app.get(HTTP_COUNTERS)
+        if counters is not None:
+            counters["http_encrypted_refused"] = counters.get("http_encrypted_refused", 0) + 1
+        raise json_error(403, "local_only", f"stream {ls.text_id} is end-to-end encrypted: its media is "
+                         "played only to players on this node's machine (over loopback, addressed to "
+                         "127.0.0.1 or localhost, not through a proxy)")
     if not ls.playable:
         raise json_error(403, "no_key", f"stream {ls.text_id} is end-to-end encrypted and this node "
                          "relays it without its content key (the k= of its link): it cannot be played here")
@@ -730,7 +743,7 @@ def add_web_player(app: web.Application, node: Node) -> None:
         return cache[name]
 
     async def watch(request: web.Request) -> web.Response:
-        _playable(_stream(node, request.match_info["sid"]))  # 400 / 403 / 404 as /live's
+        _playable(_stream(node, request.match_info["sid"]), request)  # 400 / 403 / 404 as /live's
         page = read("watch.html")
         if page is None:
             raise json_error(404, "no_player", "this installation has no web player (oasis/node/web)")
@@ -758,7 +771,7 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
     players = PlayerSlots(MAX_PLAYERS, MAX_PLAYERS_PER_IP)
 
     async def live(request: web.Request) -> web.StreamResponse:
-        ls = _playable(_stream(node, request.match_info["sid"]))
+        ls = _playable(_stream(node, request.match_info["sid"]), request)
         with players.slot(request, http_counters, "live_refused", "too_many_players", "this gateway serves"):
             return await play(request, ls)
 

@@ -201,6 +201,9 @@ class NodeCollector(Collector):
                                            "deadline.", labels=["stream"]),
             "bad": CounterMetricFamily("oasis_bad_chunks", "Chunks that failed verification.",
                                        labels=["stream"]),
+            "unopened": CounterMetricFamily("oasis_chunks_unopened", "An encrypted stream's verified "
+                                            "chunks whose media did not open with this node's "
+                                            "content key (never played).", labels=["stream"]),
             "media": CounterMetricFamily("oasis_media_bytes", "Media bytes received by source.",
                                          labels=["stream", "source"]),
             "origin": CounterMetricFamily("oasis_origin_fetches", "Chunks fetched from the origin "
@@ -230,6 +233,7 @@ class NodeCollector(Collector):
             fam["verified"].add_metric([s], rec.verified)
             fam["skipped"].add_metric([s], rec.given_up)
             fam["bad"].add_metric([s], getattr(swarm.counters, "bad_chunks", 0))
+            fam["unopened"].add_metric([s], getattr(ls, "unopened", 0))
             for src, n in list(rec.bytes_by_source.items()):
                 fam["media"].add_metric([s, str(src)], n)
             fam["origin"].add_metric([s, "ok"], getattr(ls, "origin_fetches", 0))

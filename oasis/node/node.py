@@ -192,8 +192,10 @@ class LiveStream:
 
     @property
     def content_key(self) -> bytes | None:
-        """An encrypted stream's content key, if this node has it (None: it relays only)."""
-        return self.node.stream_keys.get(self.sid.key)
+        """The stream's content key, if this node has it (None: it relays only, or the
+        stream is plain)."""
+        key = self.sid.key
+        return self.node.link_keys.get(key) or self.node.stream_keys.get(key)
 
     @property
     def playable(self) -> bool:
@@ -261,23 +263,15 @@ class LiveStream:
         if self.sid.key in policy.starting:
             policy.set_starting(self.sid.key, False)  # playing: our JOINs ask no more
         kf = is_keyframe(c)
-        if not self.is_source:
+        media = self._media(c)  # (None: relayed, not played here)
+        unopened = media is None and self.content_key is not None
+        if not self.is_source and not unopened:  # (a chunk we cannot open is no chunk to our player)
             first = self.record.started_at is None
             if first and kf:
                 self._started(c, a)
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
             if first and self.record.started_at is not None and self.node.dht is not None:
                 self.node.dht.update_provided()  # playing: now we can give it to others
-        media: bytes | None = c.payload
-        keys = self.node.stream_keys
-        if keys and self.sid.key in keys:  # sealed (§7.2): opened for our own player only
-            key = keys[self.sid.key]
-            media = None if key is None else open_sealed(key, c.stream, c.seq, c.time_us, c.flags, c.payload)
-            if media is None and key is not None:
-                self.unopened += 1
-                if self.unopened == 1:
-                    log.warning("stream %s: a chunk's media does not open with this link's content "
-                                "key (k=): is it the stream's? Nothing can be played", self.text_id)
         if media is not None:
             self.playout.add(c.seq, media, self.swarm.start_seq if self.swarm.start_seq is not None else c.seq)
         elif self.playout.start is not None:
@@ -285,6 +279,27 @@ class LiveStream:
         rewards = self.node.rewards
         if rewards is not None and a.source == sw.SOURCE_P2P and a.peer is not None:
             rewards.on_media(a.peer, len(c.payload), a.at + self.clock_offset)
+
+    def _media(self, c: wire.ChunkMsg) -> bytes | None:
+        """The media of a verified chunk for our own player (docs/oftp.md §7.2): opened with
+        the content key we hold, if any; a plain stream's payload; None for an encrypted
+        stream relayed without the key, or a chunk that does not open (counted ``unopened``).
+        A chunk that does not open is played as it is only when the newest signed descriptor
+        says the stream is plain (a broadcaster that turned sealing off)."""
+        node = self.node
+        if not node.link_keys and not node.stream_keys:
+            return c.payload  # (no encrypted stream on this node: the common case)
+        key = self.content_key
+        if key is None:
+            return None if self.encrypted else c.payload
+        media = open_sealed(key, c.stream, c.seq, c.time_us, c.flags, c.payload)
+        if media is not None or not self.encrypted:
+            return media if media is not None else c.payload
+        self.unopened += 1
+        if self.unopened == 1:
+            log.warning("stream %s: a chunk's media does not open with this link's content key (k=): "
+                        "is it the stream's? Nothing can be played", self.text_id)
+        return None
 
     def _started(self, c: wire.ChunkMsg, a: sw.Deliver) -> None:
         """The first frame (keyframe ``c``): close the start trace."""
@@ -526,9 +541,14 @@ class Node:
                                  max_links=pcfg.max_neighbours * 2 + 8, link_delay=link_delay,
                                  quic=quic)
         self.streams: dict[bytes, LiveStream] = {}
-        #: encrypted streams (docs/oftp.md §7.2), by stream key: the content key, or None
-        #: where this node relays the stream without the key (it never plays it)
+        #: encrypted streams (docs/oftp.md §7.2) as their newest signed descriptors say, by
+        #: stream key: the content key, or None where this node relays the stream without
+        #: the key (it never plays it)
         self.stream_keys: dict[bytes, bytes | None] = {}
+        #: content keys this node was given (a link's ``k=``, its own), by stream key, kept
+        #: whatever a descriptor says: a chunk is opened with it first, so an old "plain"
+        #: descriptor handed out by a liar does not make ciphertext play as media
+        self.link_keys: dict[bytes, bytes] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.http: aiohttp.ClientSession = outbound.session(connector=http_connector)
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}

@@ -416,10 +416,11 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     prekeys = read_prekeys(c.data_dir, ident)
     # the name and the addresses before the node: a refusal leaves nothing to close
     sid = StreamId(ident.public, name)
+    from .streaming import content_key, refuse_plain_after_key
     if encrypt:
-        from .streaming import content_key
         key: bytes | None = content_key(c.data_dir, sid)  # (a damaged key file: refused here)
     else:
+        refuse_plain_after_key(c.data_dir, sid)  # (it was encrypted: not in clear by oversight)
         key = None
     host, port = parse_hostport(c.listen, "--listen")
     hhost, hport = parse_hostport(http_listen, "--http")
@@ -584,13 +585,15 @@ def check_key(desc: Descriptor, key: bytes | None, *, relay_only: bool = False) 
 
 def set_stream_key(node: Node, desc: Descriptor, key: bytes | None) -> None:
     """What ``node`` knows of the stream's sealing from its newest signed descriptor: an
-    encrypted stream's content key (None: relayed without it), or plain."""
+    encrypted stream's content key (None: relayed without it), or plain. A key given is
+    kept either way (``Node.link_keys``): an older descriptor that says "plain" (any
+    holder of one can hand it out) does not make the node play ciphertext as media."""
     skey = desc.stream.key
+    if key is not None:
+        node.link_keys[skey] = key  # (tried first on every chunk, whatever a descriptor says)
     if desc.encrypted:
-        node.stream_keys[skey] = key
+        node.stream_keys[skey] = key or node.link_keys.get(skey)
     else:
-        if key is not None and skey not in node.stream_keys:
-            log.warning("stream %s is not encrypted: the link's content key (k=) is not used", desc.stream)
         node.stream_keys.pop(skey, None)
 
 

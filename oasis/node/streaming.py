@@ -81,22 +81,46 @@ def content_key(data_dir: str | os.PathLike[str], sid: StreamId) -> bytes:
     data directory (so a restart keeps its links valid), else a new one, kept there
     (mode 0600). A key file that is not a key is an error, never silently replaced: the
     links given out would no longer open the stream."""
+    import stat
+
     from oasis.core.streamcrypt import ContentKeyError, key_from_text, key_text, new_key
-    from oasis.datafiles import private_dir, replace
+    from oasis.datafiles import DataFileError, private_dir, read_small, refuse_exposed, replace
 
     path = key_file(data_dir, sid)
     try:
-        raw = path.read_bytes()[:256]
+        st = path.lstat()
     except FileNotFoundError:
         key = new_key()
         private_dir(path.parent)
         replace(path, key_text(key).encode() + b"\n")
         return key
+    except OSError as exc:
+        raise ValueError(f"{path}: the stream's content key cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):  # (a link to /dev/zero was read without end)
+        raise ValueError(f"{path}: the stream's content key is not a regular file (a link, a device?); "
+                         "put the key file itself there")
+    try:
+        refuse_exposed(path, "the stream's content key")
+        raw = read_small(path, "the stream's content key", 256)
+    except DataFileError as exc:
+        raise ValueError(str(exc)) from None
     try:
         return key_from_text(raw.decode("ascii").strip())
     except (UnicodeDecodeError, ContentKeyError) as exc:
         raise ValueError(f"{path}: not a content key ({exc}); move it away to draw a new one "
                          "(the links given out with the old key will no longer play)") from None
+
+
+def refuse_plain_after_key(data_dir: str | os.PathLike[str], sid: StreamId) -> None:
+    """A stream that was published encrypted (its content key kept in the data directory)
+    is not published in clear by a restart that forgot ``--encrypt``: its relays, origin and
+    CDNs would see the media, and the holders of its links would follow it in clear without
+    a word (found 2026-12-06 from outside). ValueError saying what to do."""
+    path = key_file(data_dir, sid)
+    if os.path.lexists(path):
+        raise ValueError(f"stream {sid.name!r} was published end-to-end encrypted (its content key is "
+                         f"{path}): give --encrypt (the API: \"encrypt\": true) to go on so, or move "
+                         "the key file away to publish it in clear from now on")
 
 
 def first_seq(path: Path | None, chunk_ms: int, now: float) -> int:
@@ -321,11 +345,14 @@ class Streaming:
         if sid.key in self.node.streams:
             raise FileExistsError(f"stream {sid} is already carried by this node")
         media = open_source(source, c.bitrate_kbps)  # raises ValueError on a bad source
+        if not encrypt:
+            refuse_plain_after_key(c.data_dir, sid)
         key = content_key(c.data_dir, sid) if encrypt else None
         if key is not None:
-            self.node.stream_keys[sid.key] = key
+            self.node.stream_keys[sid.key] = self.node.link_keys[sid.key] = key
         else:
             self.node.stream_keys.pop(sid.key, None)
+            self.node.link_keys.pop(sid.key, None)
         ls = self.node.add_stream(sid, is_source=True, config=rt.swarm_config(c))
         text = str(sid)
         desc = rt.stream_descriptor(c, self.node, sid, origin=f"{self.base}/origin", cdn_url=None,
@@ -469,6 +496,7 @@ class Streaming:
         self.ended.discard(text)
         self.node.remove_stream(sid)
         self.node.stream_keys.pop(sid.key, None)
+        self.node.link_keys.pop(sid.key, None)
 
     async def close(self) -> None:
         if self._watchdog is not None:

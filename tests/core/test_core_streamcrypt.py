@@ -160,6 +160,11 @@ def test_bad_keys_in_links_are_refused() -> None:
         with pytest.raises(LinkError) as e:
             parse_link(text.rsplit("&k=", 1)[0] + "&k=" + bad)
         assert e.value.code == "bad_key", bad
+    # a ';' is no separator to the parser: "t=...;k=KEY" sent the key to the tracker
+    short = StreamLink(SID, None, (BOOT,), "http://127.0.0.1:7000/tracker").format()
+    with pytest.raises(LinkError) as e:
+        parse_link(short + ";k=" + sc.key_text(KEY))
+    assert e.value.code == "bad_query"
     plain = StreamLink(SID, _desc(), (BOOT,), None, KEY).format()
     with pytest.raises(LinkError) as e:  # a key beside a descriptor that says "plain"
         parse_link(plain)

@@ -85,7 +85,8 @@ def test_an_encrypted_stream_plays_only_with_its_key(tmp_path: Path) -> None:
         cmdline = Path(f"/proc/{viewer.popen.pid}/cmdline").read_bytes()
         assert sc.key_text(link.key).encode() not in cmdline
         assert viewer.info["encrypted"] and viewer.info["playable"] and not relay.info["playable"]
-        wait_until(lambda: all(_stream(g).get("chunks", 0) >= 30 for g in (v, r, w)), SLACK)
+        wait_until(lambda: all(_stream(g).get("chunks", 0) >= 30 for g in (v, r))
+                   and _stream(w).get("unopened", 0) >= 30, SLACK)
 
         # the key holder plays: its gateway gives MPEG-TS a decoder reads
         with av.open(v + viewer.info["player_url"].split(v, 1)[1], timeout=20) as c:
@@ -100,12 +101,28 @@ def test_an_encrypted_stream_plays_only_with_its_key(tmp_path: Path) -> None:
         assert status == 403 and json.loads(body)["error"] == "no_key"
         assert _get(r + f"/watch/{info['stream_id']}")[0] == 403
 
-        # a wrong key: every chunk refused by the AEAD, nothing played, and said so
+        # a wrong key: every chunk refused by the AEAD, nothing played (nor counted as
+        # delivered: no continuity for what no player can show), and said so
         ws = _stream(w)
-        assert ws["unopened"] >= 30 and ws["playable"]
+        assert ws["unopened"] >= 30 and ws["playable"] and ws["chunks"] == 0
+        status, body = _get(w + "/metrics")
+        assert f'oasis_chunks_unopened_total{{stream="{info["stream_id"]}"}}' in body.decode()
         status, body = _get(w + f"/live/{info['stream_id']}.ts")
         assert status == 502 and json.loads(body)["error"] == "unopened"
         assert "does not open with this link's content key" in (tmp_path / "w.log").read_text()
+
+        # the broadcaster's public face (origin, tracker) plays it to no one but this
+        # machine's players; neither does a viewer's gateway (a proxy in front: refused)
+        sid = info["stream_id"]
+        assert _get(info["http"] + f"/watch/{sid}")[0] == 200  # (the operator's own browser)
+        for base in (info["http"], v):
+            for path in (f"/live/{sid}.ts", f"/watch/{sid}"):
+                req = urllib.request.Request(base + path, headers={"X-Forwarded-For": "203.0.113.9"})
+                try:
+                    urllib.request.urlopen(req, timeout=10).close()
+                    raise AssertionError(f"{base}{path} served a proxied request")
+                except urllib.error.HTTPError as e:
+                    assert e.code == 403 and json.loads(e.read())["error"] == "local_only", (base, path)
 
         # the origin serves ciphertext (so does any CDN in front of it): signed, sealed
         status, body = _get(f"{info['origin']}/{info['stream_id']}/latest.json")
@@ -151,6 +168,13 @@ async def test_an_encrypted_stream_through_the_api(tmp_path: Path) -> None:
             assert watched.encrypted and watched.playable
             mine = await api_a.stream(pub.stream_id)
             assert mine.encrypted and mine.link == pub.link  # the link to share carries the key
+            # stopped and published again without "encrypt": refused, not in clear by oversight
+            await api_a.stop(pub.stream_id)
+            with pytest.raises(OasisApiError) as exc:
+                await api_a.publish("secret", "test", bitrate_kbps=300)
+            assert exc.value.status == 400 and "published end-to-end encrypted" in exc.value.message
+            again = await api_a.publish("secret", "test", bitrate_kbps=300, encrypt=True)
+            assert parse_link(again.link).key == link.key  # the same key: old links still play
     finally:
         for p in procs:
             p.stop()
@@ -174,6 +198,70 @@ def test_a_damaged_key_file_is_refused_not_replaced(tmp_path: Path) -> None:
     path = key_file(tmp_path, sid)
     for junk in (b"", b"\xff" * 43, sc.key_text(first)[:-1].encode(), b"x" * 10_000):
         path.write_bytes(junk)
-        with pytest.raises(ValueError, match="not a content key"):
+        with pytest.raises(ValueError, match="not a content key|larger than"):
             content_key(tmp_path, sid)
         assert path.read_bytes() == junk
+    path.write_text(sc.key_text(first))
+    path.chmod(0o644)  # others may read it: refused, not used
+    with pytest.raises(ValueError, match="readable by others"):
+        content_key(tmp_path, sid)
+    path.unlink()
+    path.symlink_to("/dev/zero")  # read without end before
+    with pytest.raises(ValueError, match="not a regular file"):
+        content_key(tmp_path, sid)
+
+
+def test_a_stream_once_encrypted_is_not_broadcast_in_clear_by_oversight(tmp_path: Path) -> None:
+    """Started again without --encrypt while its key is kept: refused (exit 2, saying what to
+    do), before anything starts. Before, it went out in clear and its links' holders followed."""
+    import subprocess
+    import sys
+
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId
+    from oasis.node.keystore import load_or_create
+    from oasis.node.streaming import content_key
+
+    ident = load_or_create(str(tmp_path / "b"))
+    assert isinstance(ident, Identity)
+    content_key(tmp_path / "b", StreamId(ident.public, "live"))
+    run = subprocess.run([sys.executable, "-m", "oasis", "broadcast", "test", "--data-dir", str(tmp_path / "b")],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert run.returncode == 2 and "published end-to-end encrypted" in run.stderr and "--encrypt" in run.stderr
+    assert run.stdout == ""  # no start line, no link
+
+
+def test_an_old_plain_descriptor_does_not_make_ciphertext_play() -> None:
+    """A viewer given the key (``k=``) whose newest descriptor says "plain" -- an older one,
+    genuinely signed, handed out by a tracker or a storer -- opens each chunk with its key
+    first: the media plays, ciphertext never goes to the player as media. A chunk that does
+    not open is played as it is only on a stream the newest descriptor says is plain (a
+    broadcaster that turned sealing off); on an encrypted one it is counted, not played."""
+    import types
+
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId, sign_chunk
+    from oasis.node.node import LiveStream
+
+    bc = Identity.generate()
+    sid = StreamId(bc.public, "live")
+    key = bytes(range(32))
+    media = b"\x47" + bytes(187)
+    sealed = sign_chunk(bc, sid, 5, 1_000, True, media, content_key=key)
+    plain = sign_chunk(bc, sid, 6, 2_000, False, media)
+
+    def stream(stream_keys: dict, link_keys: dict) -> LiveStream:
+        ls = LiveStream.__new__(LiveStream)  # (only what _media reads)
+        ls.node = types.SimpleNamespace(stream_keys=stream_keys, link_keys=link_keys)  # type: ignore[assignment]
+        ls.sid, ls.text_id, ls.unopened = sid, str(sid), 0
+        return ls
+
+    told_plain = stream({}, {sid.key: key})  # the link's key, an old "plain" descriptor
+    assert told_plain._media(sealed) == media
+    assert told_plain._media(plain) == media  # (truly plain now: played as it is)
+    encrypted = stream({sid.key: key}, {sid.key: key})
+    assert encrypted._media(sealed) == media
+    assert encrypted._media(plain) is None and encrypted.unopened == 1
+    relay = stream({sid.key: None}, {})
+    assert relay._media(sealed) is None and relay.unopened == 0
+    assert stream({}, {})._media(plain) == media
