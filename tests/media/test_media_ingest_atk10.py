@@ -184,3 +184,27 @@ def test_closed_standard_descriptors_do_not_abort_the_process(tmp_path: Path) ->
                          preexec_fn=lambda: os.close(0), capture_output=True, text=True, timeout=60)
     assert run.returncode == 1, run.stderr[-1500:]
     assert "stdin ended before a first chunk" in run.stderr
+
+
+async def test_a_udp_source_takes_no_more_than_its_rate_cap() -> None:
+    """A flood of 64-KiB datagrams at 1.9 Gbit/s held ~1.3 GB in chunks (the chunk window
+    and the broadcaster's own player buffer): a UDP source now takes at most 8x its stream's
+    bitrate (at least 50 Mbit/s), a one-second bucket; the rest is dropped and counted."""
+    from oasis.media.ingest import udp_rate_cap
+
+    assert udp_rate_cap(1500) == 50e6 / 8 and udp_rate_cap(20_000) == 8 * 20e6 / 8
+    async with UdpSource("127.0.0.1", 0, max_rate=100_000) as source:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for _ in range(10):
+                sender.sendto(b"\x47" * 30_000, source.local_address)
+
+            async def all_arrived() -> None:
+                while source.datagrams < 10:
+                    await asyncio.sleep(0.005)
+
+            await asyncio.wait_for(all_arrived(), timeout=20.0)
+        finally:
+            sender.close()
+        # a second's bucket (100 kB) takes 3 at once, and what refilled while they came
+        assert 3 <= 10 - source.rate_drops <= 5 and source.drops == source.rate_drops
