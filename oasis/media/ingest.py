@@ -33,6 +33,7 @@ All loops end on cancellation, and transports are closed in ``finally``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -56,6 +57,8 @@ from oasis.media.tspackets import (
     shift_timestamps,
 )
 from oasis.pipes import loop_can_watch
+
+log = logging.getLogger("oasis.ingest")
 
 FILE_READ_BYTES = TS_PACKET_SIZE * 64
 MAX_UNTIMED_SEGMENT = TS_PACKET_SIZE * 64
@@ -474,6 +477,7 @@ class UdpSource:
 #: many Mbit/s (a flood of 1.9 Gbit/s held ~1.3 GB in chunks: the chunk window and the
 #: broadcaster's own player buffer; found 2026-12-06 from outside)
 UDP_RATE_FACTOR = 8
+UDP_DROPS_EVERY = 60.0  #: s at least between two warnings of a UDP source's drops
 UDP_RATE_FLOOR_MBIT = 50
 
 
@@ -485,10 +489,21 @@ def udp_rate_cap(bitrate_kbps: int) -> float:
 async def udp_source(
     host: str, port: int, *, max_queued_datagrams: int = 4096, max_rate: float | None = None
 ) -> AsyncIterator[bytes]:
-    """Yield TS bytes received on UDP ``host:port`` (e.g. ffmpeg ``-f mpegts udp://...``)."""
+    """Yield TS bytes received on UDP ``host:port`` (e.g. ffmpeg ``-f mpegts udp://...``).
+    Datagrams dropped (past the rate cap, or the queue full) are said on stderr, at most
+    once a minute, with their count so far."""
+    said_at, said = -UDP_DROPS_EVERY, 0
+    loop = asyncio.get_running_loop()
     async with UdpSource(host, port, max_queued_datagrams=max_queued_datagrams, max_rate=max_rate) as source:
         while True:
-            yield await source.read()
+            data = await source.read()
+            if source.drops > said and loop.time() - said_at >= UDP_DROPS_EVERY:
+                said_at, said = loop.time(), source.drops
+                cap = f"{max_rate * 8 / 1e6:.0f} Mbit/s" if max_rate else "none"
+                log.warning("UDP source %s:%d dropped %d of %d datagrams so far (%d past its rate cap "
+                            "of %s, the rest with its queue full): the stream will show gaps",
+                            host, port, source.drops, source.datagrams, source.rate_drops, cap)
+            yield data
 
 
 async def check_udp_source(spec: str) -> None:
