@@ -181,10 +181,12 @@ class RepairPicker:
         #: the seq of the broadcaster's end marker we hold, no chunk above it (-1: none):
         #: nothing above it is wanted, so nothing above it is skipped (:meth:`end_at`)
         self.end_seq = -1
-        #: the seqs between an end marker we held and the first chunk above it (exclusive
-        #: bounds; -1: none): a restarted broadcaster's downtime. None of them was made by
-        #: the run that ended, and we, in the swarm meanwhile, were given none of a run in
-        #: between: one no neighbour shows it holds is given up as not made (:meth:`resumed`)
+        #: the last end marker we held as our newest seq (-1: none), kept after a chunk above
+        #: it resumed the stream: the start of a restarted broadcaster's downtime
+        self.last_end = -1
+        #: the seqs between that end marker and the first chunk of the broadcaster's next run
+        #: (``FLAG_RUN_START``, signed; exclusive bounds, -1: none): its downtime, never made.
+        #: One no neighbour shows it holds is given up as not made (:meth:`run_started`)
         self.end_gap_lo = -1
         self.end_gap_hi = -1
         self.max_wanted = -1  #: highest sequence number ever wanted
@@ -227,21 +229,30 @@ class RepairPicker:
         above it are dropped, not skipped (those chunks will not be made), and no stall
         probe asks the origin for the next seq. A verified chunk above it undoes this (a
         restarted broadcaster numbers on from its clock: :meth:`resumed`)."""
-        self.end_seq = seq
+        self.end_seq = self.last_end = seq
         for s in [s for s in self.wants if s > seq]:
             del self.wants[s]
             self.counters.wants_ended += 1
         self.stall_latest, self.probe_seq, self.stall_skip_low = -1, -1, -1
         self.unmade_backoff = UNMADE_BACKOFF
 
-    def resumed(self, seq: int) -> None:
-        """A verified chunk ``seq`` above the end marker: the stream runs again (its gaps
-        are wanted as any new chunk's are; :meth:`next_timer` looks past the end again).
-        The seqs between the marker and ``seq`` are the broadcaster's downtime: still
-        wanted (a chunk of them that comes is played), but given up as not made unless a
-        neighbour's STATUS shows it holds one (:meth:`_made_in_gap`)."""
-        self.end_gap_lo, self.end_gap_hi = self.end_seq, seq
+    def resumed(self) -> None:
+        """A verified chunk above the end marker: the stream runs again (its gaps are
+        wanted as any new chunk's are; :meth:`next_timer` looks past the end again)."""
         self.end_seq = -1
+
+    def run_started(self, seq: int) -> None:
+        """A verified chunk ``seq`` signed as the first of a broadcaster's run
+        (``FLAG_RUN_START``): the seqs between the last end marker we held and it are the
+        broadcaster's downtime, never made. Still wanted (one that comes is played), they
+        are given up as not made unless a neighbour's STATUS shows it holds one
+        (:meth:`_made_in_gap`). Only the signed first seq bounds it: the first chunk we got
+        above the marker may be later (we were asleep, or lost the first ones), and the
+        seqs between were made, and lost (a re-audit of session 50: 199 such counted as not
+        made). Without it (a crash: no marker; the run's first chunk not received) the gap
+        counts as lost."""
+        if 0 <= self.last_end < seq:
+            self.end_gap_lo, self.end_gap_hi = self.last_end, seq
 
     def _in_end_gap(self, seq: int) -> bool:
         return self.end_gap_lo < seq < self.end_gap_hi

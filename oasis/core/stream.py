@@ -34,6 +34,10 @@ CHUNK_TAG = b"oasis/chunk/v1\x00"
 FLAG_KEYFRAME = 0x01
 #: the end marker: no chunk follows (empty payload; never with FLAG_KEYFRAME)
 FLAG_END = 0x02
+#: the first chunk a broadcaster run made (with media; a keyframe or not): the seqs between
+#: the end marker of its previous run and this one were never made (docs/oftp.md §7.1)
+FLAG_RUN_START = 0x04
+_MEDIA_FLAGS = FLAG_KEYFRAME | FLAG_RUN_START
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _HDR = struct.Struct(">QQB")
 
@@ -91,11 +95,13 @@ def chunk_signing_bytes(skey: bytes, seq: int, time_us: int, flags: int, payload
 
 
 def sign_chunk(identity: Identity, sid: StreamId, seq: int, time_us: int,
-               keyframe: bool, payload: bytes, content_key: bytes | None = None) -> ChunkMsg:
+               keyframe: bool, payload: bytes, content_key: bytes | None = None,
+               run_start: bool = False) -> ChunkMsg:
     """Make the signed chunk message for ``payload`` (broadcaster side); with
     ``content_key`` (an encrypted stream) the media is sealed first and the signature is
-    over the sealed payload (oasis.core.streamcrypt)."""
-    flags = FLAG_KEYFRAME if keyframe else 0
+    over the sealed payload (oasis.core.streamcrypt); ``run_start``: the first chunk of
+    this run of the broadcaster (``FLAG_RUN_START``)."""
+    flags = (FLAG_KEYFRAME if keyframe else 0) | (FLAG_RUN_START if run_start else 0)
     skey = sid.key
     if content_key is not None:
         payload = seal(content_key, skey, seq, time_us, flags, payload)
@@ -112,10 +118,15 @@ def sign_end(identity: Identity, sid: StreamId, seq: int, time_us: int) -> Chunk
 
 def verify_chunk(sid: StreamId, chunk: ChunkMsg) -> bool:
     """True when ``chunk`` belongs to ``sid`` and carries its broadcaster's valid signature
-    (flags: a keyframe bit, or the end bit with an empty payload; nothing else)."""
+    (flags: the keyframe and run-start bits on a chunk with media, or the end bit alone with
+    an empty payload; nothing else)."""
     flags = chunk.flags
-    if chunk.stream != sid.key or (flags != 0 and flags != FLAG_KEYFRAME
-                                   and (flags != FLAG_END or chunk.payload)):
+    if chunk.stream != sid.key:
+        return False
+    if flags & ~_MEDIA_FLAGS == 0:
+        if flags & FLAG_RUN_START and not chunk.payload:
+            return False  # (a run starts with media)
+    elif flags != FLAG_END or chunk.payload:
         return False
     data = chunk_signing_bytes(chunk.stream, chunk.seq, chunk.time_us, chunk.flags,
                                hashlib.sha256(chunk.payload).digest())

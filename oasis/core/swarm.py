@@ -75,7 +75,7 @@ from .delay import REPAIR_MARGIN, DelayEstimator
 from .identity import peer_tag
 from .repair import RepairPicker
 from .serve import PullServer
-from .stream import StreamId, is_end, is_keyframe, verify_chunk
+from .stream import FLAG_RUN_START, StreamId, is_end, is_keyframe, verify_chunk
 from .swarmdefs import (
     DEFAULT_CHUNK_MS,
     INF,
@@ -534,7 +534,9 @@ class Swarm:
             else:
                 self.counters.ends_ignored += 1
         elif 0 <= repair.end_seq < seq:
-            repair.resumed(seq)  # a restarted broadcaster numbers on past its end marker
+            repair.resumed()  # a restarted broadcaster numbers on past its end marker
+        if chunk.flags & FLAG_RUN_START:
+            repair.run_started(seq)  # (its downtime, since our last end marker: not made)
         if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
             repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)

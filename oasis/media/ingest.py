@@ -229,6 +229,8 @@ class _Retimer:
         if last - value > PCR_WRAP // 2:  # it passed 2^33 (x 300): count on
             self._wraps[key] = self._wraps.get(key, 0) + PCR_WRAP
             value += PCR_WRAP
+        elif value - last > PCR_WRAP // 2:  # a frame stamped before the wrap, in decode order
+            value -= PCR_WRAP  # after one stamped past it (B-frames): not a day ahead
         if value > last:
             if value - last <= MAX_PCR_JUMP * PCR_HZ:
                 self._step[key] = value - last

@@ -130,8 +130,10 @@ class Api:
         s["web_url"] = f"{base or ''}{s['web_url']}"
         managed = self.streaming is not None and ls.text_id in self.streaming.managed
         link = self.streaming.links.get(ls.text_id) if self.streaming is not None else None
+        # (an encrypted stream's chunks that did not open with our key reached no player)
+        lost = skipped + s["unopened"]
         return t.StreamInfo(
-            **s, continuity=delivered / (delivered + skipped) if delivered + skipped else None,
+            **s, continuity=delivered / (delivered + lost) if delivered + lost else None,
             offload=(s["bytes"].get("p2p", 0) / total) if total else None, managed=managed, link=link)
 
 
@@ -219,7 +221,9 @@ async def _check_source(source: str) -> None:
         raise ApiError(400, "bad_source", f"source {source[:200]!r}: give an absolute path (the node "
                        "does not resolve a relative path against its own working directory)")
     try:
-        open_source(source, 100)  # a file: there, readable, MPEG-TS (nothing starts until iterated)
+        # a file: there, readable, MPEG-TS, a keyframe in it (nothing starts until iterated);
+        # in a thread: the keyframe probe reads up to 64 MiB (~0.3 s), the node relays meanwhile
+        await asyncio.to_thread(open_source, source, 100)
     except ValueError as exc:
         raise ApiError(400, "bad_source", str(exc)) from None
 

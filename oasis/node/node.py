@@ -69,6 +69,8 @@ LINK_COUNTERS = ("violations", "errors_received", "unknown_codes_received", "chu
 TIMER_GRID = 0.001
 PROBE_EVERY = 0.1  #: s at least between checks of the parents' links
 PROBE_QUIET = 0.3  #: s of silence from a parent after which its link is PINGed
+UNOPENED_SAY_EVERY = 30.0  #: s between two warnings of chunks that do not open (§7.2)
+INF_S = float("inf")
 #: the steps of a viewer's start, in the order they usually come (``LiveStream.start_trace``):
 #: the first announce sent to the tracker, the player gateway up (``oasis watch``), the first
 #: candidates from the tracker/DHT, the first dial, the first link up, the first neighbour in
@@ -184,6 +186,7 @@ class LiveStream:
         #: an encrypted stream's verified chunks whose media did not open with our content
         #: key (a wrong key in the link): passed over by the player, never played
         self.unopened = 0
+        self._unopened_said = -INF_S
 
     @property
     def encrypted(self) -> bool:
@@ -296,9 +299,12 @@ class LiveStream:
         if media is not None or not self.encrypted:
             return media if media is not None else c.payload
         self.unopened += 1
-        if self.unopened == 1:
-            log.warning("stream %s: a chunk's media does not open with this link's content key (k=): "
-                        "is it the stream's? Nothing can be played", self.text_id)
+        now = self.node.clock()
+        if now - self._unopened_said >= UNOPENED_SAY_EVERY:  # (the first, then every 30 s of them:
+            self._unopened_said = now  # a broadcaster that drew a new key plays nothing more)
+            log.warning("stream %s: %d chunks' media did not open with this link's content key (k=): "
+                        "is it the stream's (did the broadcaster draw a new one)? They are not played",
+                        self.text_id, self.unopened)
         return None
 
     def _started(self, c: wire.ChunkMsg, a: sw.Deliver) -> None:

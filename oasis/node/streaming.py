@@ -222,7 +222,7 @@ async def ingest(identity: Identity, ls: LiveStream, source: AsyncIterator[bytes
         for mc in chunks:
             rate.add(len(mc.payload), mc.complete_at)
             chunk = sign_chunk(identity, ls.sid, seq, int(mc.complete_at * 1e6), mc.keyframe, mc.payload,
-                               content_key=key)
+                               content_key=key, run_start=done.chunks == 0)
             ls.produced[seq] = mc.complete_at
             if len(ls.produced) > MAX_PRODUCED:
                 ls.produced.pop(next(iter(ls.produced)))
@@ -344,7 +344,9 @@ class Streaming:
         sid = StreamId(self.node.identity.public, name)
         if sid.key in self.node.streams:
             raise FileExistsError(f"stream {sid} is already carried by this node")
-        media = open_source(source, c.bitrate_kbps)  # raises ValueError on a bad source
+        # raises ValueError on a bad source (in a thread: a file's keyframe probe reads up to
+        # 64 MiB, and the node's loop relays meanwhile)
+        media = await asyncio.to_thread(open_source, source, c.bitrate_kbps)
         if not encrypt:
             refuse_plain_after_key(c.data_dir, sid)
         key = content_key(c.data_dir, sid) if encrypt else None

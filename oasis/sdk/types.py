@@ -117,7 +117,7 @@ class StreamInfo(msgspec.Struct):
     chunks: int
     skipped: int  #: chunks given up on: not received by their deadline (a loss)
     player_url: str  #: absolute URL of the MPEG-TS a player opens
-    continuity: float | None  #: chunks / (chunks + skipped); None before the first
+    continuity: float | None  #: chunks / (chunks + skipped + unopened); None before the first
     offload: float | None  #: share of bytes from peers (not the origin); None before the first
     managed: bool  #: started through this API (so it may be stopped through it)
     link: str | None = None  #: ``oasis://`` link of a stream this node broadcasts; None if watched

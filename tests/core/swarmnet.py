@@ -49,6 +49,7 @@ class SwarmNet:
         self.use_origin = origin
         self.produced: dict[int, float] = {}
         self.next_seq = 0
+        self.run_start_next = False  #: the next chunk produced is signed as a run's first
         self.dropped: list = []
         self.viewers = []
         for _i in range(n_viewers):
@@ -160,7 +161,9 @@ class SwarmNet:
     def produce(self, keyframe: bool, payload: bytes = b"x" * 1000) -> None:
         seq = self.next_seq
         self.next_seq += 1
-        chunk = sign_chunk(self.bid, self.sid, seq, int(self.now * 1e6), keyframe, payload)
+        chunk = sign_chunk(self.bid, self.sid, seq, int(self.now * 1e6), keyframe, payload,
+                           run_start=self.run_start_next)
+        self.run_start_next = False
         self.produced[seq] = self.now
         if self.use_origin:
             self.origin_log[seq] = chunk

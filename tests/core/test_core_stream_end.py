@@ -18,6 +18,7 @@ from oasis.core.identity import Identity
 from oasis.core.stream import (
     FLAG_END,
     FLAG_KEYFRAME,
+    FLAG_RUN_START,
     StreamId,
     chunk_signing_bytes,
     is_end,
@@ -45,6 +46,11 @@ def test_only_a_bare_signed_end_marker_verifies() -> None:
     assert not verify_chunk(sid, _signed(b, sid, 7, FLAG_END | FLAG_KEYFRAME, b""))
     assert not verify_chunk(sid, _signed(b, sid, 7, 0x04, b""))  # an unknown bit
     assert verify_chunk(sid, _signed(b, sid, 7, FLAG_KEYFRAME, b"x"))
+    # a run's first chunk (FLAG_RUN_START, with or without a keyframe): with media only
+    assert verify_chunk(sid, _signed(b, sid, 7, FLAG_RUN_START, b"x"))
+    assert verify_chunk(sid, _signed(b, sid, 7, FLAG_RUN_START | FLAG_KEYFRAME, b"x"))
+    assert not verify_chunk(sid, _signed(b, sid, 7, FLAG_RUN_START | FLAG_END, b""))
+    assert not verify_chunk(sid, _signed(b, sid, 7, 0x08, b"x"))  # an unknown bit
     # anyone else's end marker, or the broadcaster's moved to another seq: refused
     assert not verify_chunk(sid, sign_end(Identity.generate(), sid, 7, 5_000_000))
     moved = ChunkMsg(stream=end.stream, seq=3, time_us=end.time_us, flags=end.flags,
@@ -201,6 +207,21 @@ def test_a_chunk_after_the_end_runs_the_stream_again() -> None:
         assert all(s in got for s in range(end + 30, net.next_seq - 5)), v.hex()[:6]
 
 
+def test_without_the_signed_run_start_the_downtime_counts_lost() -> None:
+    """Only the run's first chunk, signed as such (``FLAG_RUN_START``), bounds the downtime:
+    a chunk above the marker that is not it (the first ones lost, the viewer asleep; a
+    re-audit of session 50 counted 199 chunks made while a viewer slept as not made) leaves
+    the gap counted as lost, as before session 50."""
+    net = _net(6, seed=43)
+    end = net.end()
+    _run_quiet(net, 2.5)
+    net.next_seq = first = end + 26  # no run-start flag on it
+    net.tick(40)
+    for v in net.viewers:
+        lost = [s for s in net.skipped[v] if s not in net.unmade[v]]
+        assert [s for s in lost if end < s < first] == list(range(end + 1, first)), v.hex()[:6]
+
+
 @pytest.mark.parametrize("down_s", [2.5, 40.0])
 def test_a_restarted_broadcasters_downtime_is_not_made_not_lost(down_s: float) -> None:
     """The seqs between the end marker and a restarted broadcaster's first chunk (its clock
@@ -214,6 +235,7 @@ def test_a_restarted_broadcasters_downtime_is_not_made_not_lost(down_s: float) -
     before = {v: net.nodes[v].counters.skipped for v in net.viewers}
     net.next_seq = end + 1 + round(down_s / INTERVAL)  # the stream's clock over the downtime
     first = net.next_seq
+    net.run_start_next = True  # (its first chunk is signed as the run's first)
     net.tick(40)
     for v in net.viewers:
         node = net.nodes[v]

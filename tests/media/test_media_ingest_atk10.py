@@ -123,6 +123,21 @@ def test_a_looped_clip_whose_pts_wraps_runs_on(clip: bytes) -> None:
     assert _seam(wrapped) < 0.2 * 90_000
 
 
+@pytest.mark.parametrize("before_wrap", [1, 2, 3, 100, 299, None])
+def test_a_wrap_among_b_frames_is_read_as_one(before_wrap: int | None) -> None:
+    """In decode order a B-frame stamped before the wrap comes after a P-frame stamped past
+    it: that one was read as a wrap too (~26.5 h ahead), the span went over a day and was
+    dropped, and every pass went back by the whole file (a re-audit of session 50). 300
+    frames at 30 fps, decode order P B B (stamped +2, +0, +1), the wrap at several places."""
+    order = [n for g in range(0, 300, 3) for n in ([0, 2, 1] if g == 0 else [g + 2, g, g + 1])]
+    start = 1000 if before_wrap is None else PTS_WRAP - before_wrap * 3000 - 1500
+    retime = _Retimer()
+    for n in order:
+        retime._see((256, "pts"), (start + n * 3000) % PTS_WRAP * 300)
+    retime.next_pass()
+    assert retime.span == 300 * 3000 * 300  # 10 s: the 300 frames and one more
+
+
 def test_one_bad_pcr_does_not_move_every_pass_on(clip: bytes) -> None:
     """One PCR 5 h ahead (its PTSs untouched): every pass was moved on by 5 h."""
     packets = _packets(clip)

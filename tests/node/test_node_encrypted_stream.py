@@ -6,10 +6,12 @@ key plays nothing and says so. The same through the local API and SDK."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import stat
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -109,7 +111,7 @@ def test_an_encrypted_stream_plays_only_with_its_key(tmp_path: Path) -> None:
         assert f'oasis_chunks_unopened_total{{stream="{info["stream_id"]}"}}' in body.decode()
         status, body = _get(w + f"/live/{info['stream_id']}.ts")
         assert status == 502 and json.loads(body)["error"] == "unopened"
-        assert "does not open with this link's content key" in (tmp_path / "w.log").read_text()
+        assert "did not open with this link's content key" in (tmp_path / "w.log").read_text()
 
         # the broadcaster's public face (origin, tracker) plays it to no one but this
         # machine's players; neither does a viewer's gateway (a proxy in front: refused)
@@ -163,6 +165,15 @@ async def test_an_encrypted_stream_through_the_api(tmp_path: Path) -> None:
             assert relayed.encrypted and not relayed.playable
             info = await api_b.stream(pub.stream_id)
             assert info.encrypted and not info.playable
+            await api_b.stop(pub.stream_id)
+            # a wrong key: what did not open reached no player, and continuity says so
+            wrong = StreamLink(link.sid, link.descriptor, link.bootstrap, link.tracker, bytes(32)).format()
+            await api_b.watch(wrong)
+            deadline = time.monotonic() + SLACK  # (polling another process, bounded)
+            while (info := await api_b.stream(pub.stream_id)).unopened < 20:
+                assert time.monotonic() < deadline, info
+                await asyncio.sleep(0.2)
+            assert info.chunks == 0 and info.continuity is not None and info.continuity == 0.0
             await api_b.stop(pub.stream_id)
             watched = await api_b.watch(pub.link)
             assert watched.encrypted and watched.playable
@@ -252,8 +263,9 @@ def test_an_old_plain_descriptor_does_not_make_ciphertext_play() -> None:
 
     def stream(stream_keys: dict, link_keys: dict) -> LiveStream:
         ls = LiveStream.__new__(LiveStream)  # (only what _media reads)
-        ls.node = types.SimpleNamespace(stream_keys=stream_keys, link_keys=link_keys)  # type: ignore[assignment]
-        ls.sid, ls.text_id, ls.unopened = sid, str(sid), 0
+        ls.node = types.SimpleNamespace(stream_keys=stream_keys, link_keys=link_keys,  # type: ignore[assignment]
+                                        clock=lambda: 0.0)
+        ls.sid, ls.text_id, ls.unopened, ls._unopened_said = sid, str(sid), 0, float("-inf")
         return ls
 
     told_plain = stream({}, {sid.key: key})  # the link's key, an old "plain" descriptor
