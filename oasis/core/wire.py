@@ -200,7 +200,7 @@ class ChunkMsg(Message, tag=11, frozen=True):
     stream: StreamKey
     seq: U64
     time_us: U64  #: broadcaster wall-clock (µs since epoch) when complete
-    flags: U8  #: bit 0 = random-access point (starts with a keyframe)
+    flags: U8  #: bit 0 = random-access point (starts with a keyframe); 1 = end marker; 2 = run start
     signature: Sig64
     payload: Annotated[bytes, Meta(max_length=MAX_CHUNK_PAYLOAD)]
 
