@@ -252,8 +252,57 @@ class _Retimer:
         self.offset = (self.offset + self.span) % PCR_WRAP
 
 
+class _Splicer:
+    """A pipe's timestamps made continuous where it was spliced (``cat a.ts b.ts |``, an
+    encoder restarted): when a PID's PCR jumps back or more than ``MAX_PCR_JUMP`` ahead, or
+    its PTS goes back by more than that, every later timestamp (PCR, PTS, DTS of every PID)
+    is moved by one offset that puts the jumping value one step after its last. The media
+    of both sides keep their own timing; a player sees one clock. Before (found 2026-12-06
+    from outside), each join went back by the first file's length, with no discontinuity
+    flagged, and players may stall there."""
+
+    def __init__(self) -> None:
+        self.offset = 0  #: 27 MHz ticks added (a multiple of 300: PTSs stay exact)
+        self.splices = 0
+        self._last: dict[tuple[int, str], int] = {}  #: the last value out, per (pid, kind)
+        self._step: dict[tuple[int, str], int] = {}
+
+    def packet(self, packet: bytes) -> bytes:
+        try:
+            af = adaptation_field(packet)
+            p = pid(packet)
+            ts = pes_timestamps(packet)
+        except TsError:
+            return packet
+        found: list[tuple[tuple[int, str], int]] = []
+        if af is not None and af.pcr is not None:
+            found.append(((p, "pcr"), af.pcr))
+        if ts:
+            found.append(((p, "pts"), ts[0] * 300))
+        limit = int(MAX_PCR_JUMP * PCR_HZ)
+        for key, raw in found:
+            v = (raw + self.offset) % PCR_WRAP
+            last = self._last.get(key)
+            if last is not None:
+                d = (v - last + PCR_WRAP // 2) % PCR_WRAP - PCR_WRAP // 2  # signed, across a wrap
+                if d < -limit or (key[1] == "pcr" and d > limit):
+                    move = last + self._step.get(key, 0) - v
+                    self.offset = (self.offset + round(move / 300) * 300) % PCR_WRAP
+                    self.splices += 1
+                    v = (raw + self.offset) % PCR_WRAP
+                elif 0 < d <= limit:
+                    self._step[key] = d
+            self._last[key] = v
+        if self.offset == 0:
+            return packet
+        try:
+            return shift_timestamps(packet, self.offset)
+        except TsError:
+            return packet
+
+
 async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock,
-                 retime: _Retimer | None = None) -> AsyncIterator[bytes]:
+                 retime: _Retimer | _Splicer | None = None) -> AsyncIterator[bytes]:
     """The whole TS packets of ``blocks``, in segments that each end with a PCR, spread
     between the previous PCR's time and its own (``_spread``); a stream without PCRs in
     64-packet segments by the byte rate (and one whose PCRs stop, every 1.5 MB)."""
@@ -337,12 +386,12 @@ async def file_source(path: str | Path, loop: bool = True) -> AsyncIterator[byte
 
 async def paced_stdin_source(stream: BinaryIO | None = None) -> AsyncIterator[bytes]:
     """Stdin's (or another pipe's) TS packets, released at real time by their PCRs as a
-    file's are (:func:`file_source`), until its end. A concatenation (``cat a.ts b.ts``)
-    re-anchors at each PCR jump; without PCRs, by the default byte rate."""
+    file's are (:func:`file_source`), until its end. A concatenation (``cat a.ts b.ts``) is
+    spliced onto one clock (:class:`_Splicer`); without PCRs, paced by the default byte rate."""
     pacer = _Pacer(asyncio.get_running_loop(), None)
     raw = stdin_source(stream)
     try:
-        async for segment in _paced(raw, pacer, _PcrClock()):
+        async for segment in _paced(raw, pacer, _PcrClock(), _Splicer()):
             yield segment
     finally:
         await raw.aclose()

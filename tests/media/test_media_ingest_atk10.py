@@ -223,3 +223,36 @@ async def test_a_udp_source_takes_no_more_than_its_rate_cap() -> None:
             sender.close()
         # a second's bucket (100 kB) takes 3 at once, and what refilled while they came
         assert 3 <= 10 - source.rate_drops <= 5 and source.drops == source.rate_drops
+
+
+@pytest.mark.parametrize("b_shift_s", [0.0, 100.0, -30.0])
+def test_a_spliced_pipe_runs_on_one_clock(clip: bytes, b_shift_s: float) -> None:
+    """`cat a.ts b.ts | oasis broadcast -`: b's timestamps start where a's did (or 100 s
+    later, or 30 s before): at the join every PID's PCR and PTS went back (or leapt ahead)
+    by that much, with no discontinuity flagged. Spliced, each runs on from a's: one step
+    after its last, nothing back, and b's own timing kept."""
+    from oasis.media.ingest import _Splicer
+
+    b = clip if not b_shift_s else b"".join(
+        shift_timestamps(p, round(b_shift_s * 90_000) * 300 % PCR_WRAP) for p in _packets(clip))
+    splicer = _Splicer()
+    out = [splicer.packet(p) for p in _packets(clip + b)]
+    assert splicer.splices >= 1
+    half = len(out) // 2
+    assert out[:half] == _packets(clip)  # a: untouched
+    for key_pid in {pid(p) for p in out if pes_timestamps(p)}:
+        pts = [(i, pes_timestamps(p)[0]) for i, p in enumerate(out) if pid(p) == key_pid and pes_timestamps(p)]
+        first_a = [v for i, v in pts if i < half]
+        first_b = [v for i, v in pts if i >= half]
+        gap = (min(first_b) - max(first_a)) % PTS_WRAP
+        assert 0 < gap < 0.2 * 90_000, (key_pid, gap)  # on from a's last, a frame or so after
+        assert max(first_b) - min(first_b) == max(first_a) - min(first_a)  # b's own timing kept
+    pcrs = [af.pcr for p in out if (af := adaptation_field(p)) is not None and af.pcr is not None]
+    assert all(0 < (y - x) % PCR_WRAP < PCR_HZ for x, y in zip(pcrs, pcrs[1:], strict=False))
+
+
+def test_an_unspliced_pipe_is_left_as_it_is(clip: bytes) -> None:
+    from oasis.media.ingest import _Splicer
+
+    splicer = _Splicer()
+    assert [splicer.packet(p) for p in _packets(clip)] == _packets(clip) and splicer.splices == 0
