@@ -330,9 +330,19 @@ EMIT_TO: list[TextIO] = []
 
 
 def emit(obj: dict[str, Any]) -> None:
+    """A JSON line on stdout. A reader that went away (``oasis broadcast test | head -1``,
+    which takes the start line and leaves) does not stop the node: stdout goes to /dev/null
+    from then on (before, BrokenPipeError ended it with exit 2 and unclosed sessions)."""
     out = EMIT_TO[0] if EMIT_TO else sys.stdout
-    out.write(json.dumps(obj) + "\n")
-    out.flush()
+    try:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        if out is sys.stdout:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        log.info("stdout's reader went away: its lines are dropped from now on")
 
 
 _STOP: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
