@@ -215,7 +215,14 @@ def chunk_signed_bytes(c: Chunk) -> bytes:
 
 
 def verify_chunk(broadcaster: Ed25519PublicKey, skey: bytes, c: Chunk) -> bool:
-    if c.stream != skey or c.flags & ~1:
+    """§7: flags 0, 1, 4 or 5 (keyframe, the first chunk of a broadcaster's run) with media, or
+    2 (the end marker) with none; the signature under the broadcaster's key."""
+    if c.stream != skey:
+        return False
+    if (c.flags & ~0x05) == 0:
+        if c.flags & 0x04 and not c.payload:
+            return False
+    elif c.flags != 0x02 or c.payload:
         return False
     try:
         broadcaster.verify(c.signature, chunk_signed_bytes(c))

@@ -620,7 +620,9 @@ class _Progress:
         self.console.print(f"[bold]broadcaster[/] {info['stream_id']}\n  tracker {info['tracker']}"
                            f"\n  origin  {info['origin']}\n  oftp    {info['oftp']}"
                            f"\n  player  {player_url(info)}  (ffplay, mpv or VLC; while the demo runs)"
-                           f"\n  web     {web_url(info)}  (a browser)",
+                           f"\n  web     {web_url(info)}  (a browser)"
+                           + ("\n  encrypted end to end: the viewers join with the link, which carries "
+                              f"the content key (k=)\n  link    {info['link']}" if info.get("encrypted") else ""),
                            highlight=False, soft_wrap=True)  # a URL is not cut across lines
 
     def joined(self, n: int, total: int) -> None:
