@@ -602,6 +602,8 @@ def descriptor_signed_bytes(d: dict[str, Any]) -> bytes:
     out += _s(d["origin"]) + bytes([len(d["cdn"])]) + b"".join(_s(u) for u in d["cdn"]) + _s(d["tickets"])
     out += _opt(d["price_per_mb"], None, 32) + _opt(d["epoch_length"], ">I") + _opt(d["chain_id"], ">Q")
     out += b"\0" if d["contract"] is None else b"\1" + bytes.fromhex(d["contract"][2:])
+    if d.get("encrypted"):  # (the stream's media sealed, §7.2: one byte, only when set)
+        out += b"\1"
     return out
 
 

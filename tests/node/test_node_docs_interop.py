@@ -124,3 +124,18 @@ async def test_a_viewer_built_from_the_document_relays_to_a_real_viewer(
             task.cancel()
         if watcher is not None:
             assert watcher.stop() == 0
+
+
+@pytest.mark.parametrize("broadcaster", ["qh3"], indirect=True)
+def test_a_viewer_built_from_the_document_takes_a_runs_first_chunk(broadcaster: dict[str, Any]) -> None:
+    """A broadcaster signs the first chunk of its run with flag bit 2 (§7, §7.1): the
+    document's rule takes it as any chunk with media. The example viewer refused every flag
+    but bit 0, so ``make test`` failed whenever it got that chunk (found 2026-12-06 by a new
+    user's first run). Fetched from the origin (§10), while it is still in the window."""
+    v = _viewer()
+    sid = broadcaster["stream_id"]
+    with urllib.request.urlopen(f"{broadcaster['origin']}/{sid}/0.chunk", timeout=10) as r:
+        c = v._chunk_decoder.decode(r.read())
+    assert c.seq == 0 and c.flags & 0x04  # the run's first
+    peer = sid.split(".", 1)[0]
+    assert v.verify_chunk(v.Ed25519PublicKey.from_public_bytes(v.key_of(peer)), v.stream_key(sid), c)
