@@ -16,6 +16,7 @@ import asyncio
 import importlib.util
 import json
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -23,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from procs import OasisProcess
+from procs import OasisProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,8 +135,18 @@ def test_a_viewer_built_from_the_document_takes_a_runs_first_chunk(broadcaster: 
     user's first run). Fetched from the origin (§10), while it is still in the window."""
     v = _viewer()
     sid = broadcaster["stream_id"]
-    with urllib.request.urlopen(f"{broadcaster['origin']}/{sid}/0.chunk", timeout=10) as r:
-        c = v._chunk_decoder.decode(r.read())
+    got: list[bytes] = []
+
+    def first() -> bool:  # (the start line comes before the source's first chunk)
+        try:
+            with urllib.request.urlopen(f"{broadcaster['origin']}/{sid}/0.chunk", timeout=10) as r:
+                got.append(r.read())
+            return True
+        except urllib.error.HTTPError:
+            return False
+
+    wait_until(first, 30)
+    c = v._chunk_decoder.decode(got[0])
     assert c.seq == 0 and c.flags & 0x04  # the run's first
     peer = sid.split(".", 1)[0]
     assert v.verify_chunk(v.Ed25519PublicKey.from_public_bytes(v.key_of(peer)), v.stream_key(sid), c)
