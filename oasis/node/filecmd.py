@@ -52,7 +52,11 @@ class FileOptions:
 
 
 def mb(n: float) -> str:
-    return f"{n / 1e6:.1f} MB"
+    """A size for a person: MB with a decimal, kB below 0.1 MB ("0.0 MB" said nothing of a
+    7-kB file), bytes below 1 kB."""
+    if n >= 100_000:
+        return f"{n / 1e6:.1f} MB"
+    return f"{n / 1e3:.1f} kB" if n >= 1000 else f"{n:.0f} B"
 
 
 class Progress:
