@@ -166,6 +166,17 @@ class _Pacer:
         return shift
 
 
+def _shifted(packet: bytes, offset: int) -> bytes:
+    """``packet`` with its timestamps moved ``offset`` 27-MHz ticks (as it is when 0, or
+    when it does not parse)."""
+    if offset == 0:
+        return packet
+    try:
+        return shift_timestamps(packet, offset)
+    except TsError:
+        return packet
+
+
 class _PcrClock:
     """What pacing keeps across a file's passes: the PCR's PID, the packets seen."""
 
@@ -204,12 +215,7 @@ class _Retimer:
             except TsError:
                 pass
             return packet
-        if self.offset == 0:
-            return packet
-        try:
-            return shift_timestamps(packet, self.offset)
-        except TsError:
-            return packet
+        return _shifted(packet, self.offset)
 
     def _observe(self, packet: bytes) -> None:
         af = adaptation_field(packet)
@@ -293,12 +299,7 @@ class _Splicer:
                 elif 0 < d <= limit:
                     self._step[key] = d
             self._last[key] = v
-        if self.offset == 0:
-            return packet
-        try:
-            return shift_timestamps(packet, self.offset)
-        except TsError:
-            return packet
+        return _shifted(packet, self.offset)
 
 
 async def _paced(blocks: AsyncIterator[bytes], pacer: _Pacer, clock: _PcrClock,

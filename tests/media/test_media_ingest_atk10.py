@@ -149,20 +149,26 @@ def test_one_bad_pcr_does_not_move_every_pass_on(clip: bytes) -> None:
     assert _seam(b"".join(packets)) < 0.2 * 90_000
 
 
+async def _blast(source: UdpSource, n: int, size: int) -> None:
+    """Send ``n`` datagrams of ``size`` bytes to ``source`` at once; wait (bounded) until it
+    has counted them all."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for _ in range(n):
+            sender.sendto(b"\x47" * size, source.local_address)
+
+        async def all_arrived() -> None:
+            while source.datagrams < n:
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(all_arrived(), timeout=20.0)
+    finally:
+        sender.close()
+
+
 async def test_a_udp_source_queues_bounded_bytes() -> None:
     async with UdpSource("127.0.0.1", 0, max_queued_bytes=200_000) as source:
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            for _ in range(10):
-                sender.sendto(b"\x47" * 60_000, source.local_address)
-
-            async def all_arrived() -> None:
-                while source.datagrams < 10:
-                    await asyncio.sleep(0.005)
-
-            await asyncio.wait_for(all_arrived(), timeout=20.0)
-        finally:
-            sender.close()
+        await _blast(source, 10, 60_000)
         assert source.drops == 7 and source.queued_bytes == 180_000
         assert len(await asyncio.wait_for(source.read(), 1.0)) == 180_000
         assert source.queued_bytes == 0
@@ -209,18 +215,7 @@ async def test_a_udp_source_takes_no_more_than_its_rate_cap() -> None:
 
     assert udp_rate_cap(1500) == 50e6 / 8 and udp_rate_cap(20_000) == 8 * 20e6 / 8
     async with UdpSource("127.0.0.1", 0, max_rate=100_000) as source:
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            for _ in range(10):
-                sender.sendto(b"\x47" * 30_000, source.local_address)
-
-            async def all_arrived() -> None:
-                while source.datagrams < 10:
-                    await asyncio.sleep(0.005)
-
-            await asyncio.wait_for(all_arrived(), timeout=20.0)
-        finally:
-            sender.close()
+        await _blast(source, 10, 30_000)
         # a second's bucket (100 kB) takes 3 at once, and what refilled while they came
         assert 3 <= 10 - source.rate_drops <= 5 and source.drops == source.rate_drops
 
