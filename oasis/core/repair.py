@@ -184,6 +184,9 @@ class RepairPicker:
         #: the last end marker we held as our newest seq (-1: none), kept after a chunk above
         #: it resumed the stream: the start of a restarted broadcaster's downtime
         self.last_end = -1
+        #: the lowest seq held above ``last_end`` but the next run's first: a chunk the
+        #: broadcaster made there (a run we did not see start), so the gap is no downtime
+        self.above_end = U64_MAX
         #: the seqs between that end marker and the first chunk of the broadcaster's next run
         #: (``FLAG_RUN_START``, signed; exclusive bounds, -1: none): its downtime, never made.
         #: One no neighbour shows it holds is given up as not made (:meth:`run_started`)
@@ -230,6 +233,7 @@ class RepairPicker:
         probe asks the origin for the next seq. A verified chunk above it undoes this (a
         restarted broadcaster numbers on from its clock: :meth:`resumed`)."""
         self.end_seq = self.last_end = seq
+        self.above_end = U64_MAX
         for s in [s for s in self.wants if s > seq]:
             del self.wants[s]
             self.counters.wants_ended += 1
@@ -241,6 +245,15 @@ class RepairPicker:
         wanted as any new chunk's are; :meth:`next_timer` looks past the end again)."""
         self.end_seq = -1
 
+    def held_above_end(self, seq: int, run_start: bool) -> None:
+        """A verified chunk ``seq`` above the last end marker we held: the first of the
+        broadcaster's next run (``run_start``) bounds its downtime (:meth:`run_started`);
+        any other, below that one, shows a chunk made in between."""
+        if run_start:
+            self.run_started(seq)
+        elif seq < self.above_end:
+            self.above_end = seq
+
     def run_started(self, seq: int) -> None:
         """A verified chunk ``seq`` signed as the first of a broadcaster's run
         (``FLAG_RUN_START``): the seqs between the last end marker we held and it are the
@@ -249,13 +262,14 @@ class RepairPicker:
         (:meth:`_made_in_gap`). Only the signed first seq bounds it: the first chunk we got
         above the marker may be later (we were asleep, or lost the first ones), and the
         seqs between were made, and lost (a re-audit of session 50: 199 such counted as not
-        made). Without it (a crash: no marker; the run's first chunk not received) the gap
-        counts as lost."""
-        if 0 <= self.last_end < seq:
+        made). Not when we hold a chunk between the marker and it (a run in between whose
+        start we did not see, which crashed: its chunks were made), and once only: the
+        marker is used up (the next run's start after a crash bounds nothing). Without it
+        (a crash: no marker; the run's first chunk not received) the gap counts as lost."""
+        if 0 <= self.last_end < seq and self.above_end > seq:
             self.end_gap_lo, self.end_gap_hi = self.last_end, seq
-
-    def _in_end_gap(self, seq: int) -> bool:
-        return self.end_gap_lo < seq < self.end_gap_hi
+        if 0 <= self.last_end < seq:
+            self.last_end = -1
 
     def _made_in_gap(self, seq: int) -> bool:
         """A neighbour's STATUS shows it holds ``seq`` (its latest, or a ``have`` bit):
@@ -579,7 +593,7 @@ class RepairPicker:
             if stop > s:
                 n += stop - s
                 last = stop - 1
-                # a run across a restarted broadcaster's downtime (:meth:`resumed`): the
+                # a run across a restarted broadcaster's downtime (:meth:`run_started`): the
                 # part inside it was not made (one counted action, as the rest)
                 a, b = max(s, lo + 1), min(stop, hi)
                 if a < b:

@@ -535,8 +535,8 @@ class Swarm:
                 self.counters.ends_ignored += 1
         elif 0 <= repair.end_seq < seq:
             repair.resumed()  # a restarted broadcaster numbers on past its end marker
-        if chunk.flags & FLAG_RUN_START:
-            repair.run_started(seq)  # (its downtime, since our last end marker: not made)
+        if 0 <= repair.last_end < seq and not end:  # (a restarted broadcaster's downtime: not made)
+            repair.held_above_end(seq, bool(chunk.flags & FLAG_RUN_START))
         if repair.stall_latest >= 0 and seq > repair.stall_latest and self.start_seq is not None:
             repair.stall_over(now)  # the stream moves again (repair: a stall at the origin)
         want = repair.wants.pop(seq, None)

@@ -222,6 +222,40 @@ def test_without_the_signed_run_start_the_downtime_counts_lost() -> None:
         assert [s for s in lost if end < s < first] == list(range(end + 1, first)), v.hex()[:6]
 
 
+def test_a_run_whose_start_was_not_seen_leaves_no_downtime() -> None:
+    """A marker, then chunks of a run whose first chunk this node never got (here: signed
+    without the flag), which dies; then a run that starts with the flag. The seqs between the
+    marker and that start are not all downtime -- the middle run made some -- so none is
+    taken for unmade; and the marker is used up by the start it bounded (a later start
+    after a crash bounds nothing)."""
+    net = _net(6, seed=43)
+    end = net.end()
+    _run_quiet(net, 1.0)
+    net.next_seq = end + 11
+    net.tick(10)  # a run we did not see start, which then dies without a marker
+    _run_quiet(net, 1.0)
+    net.next_seq += 10
+    net.run_start_next = True
+    net.tick(20)
+    for v in net.viewers:
+        repair = net.nodes[v].repair
+        assert (repair.end_gap_lo, repair.end_gap_hi) == (-1, -1), v.hex()[:6]
+        assert repair.last_end == -1  # used up
+    # and one that did bound a downtime is used up too
+    net2 = _net(6, seed=44)
+    end2 = net2.end()
+    _run_quiet(net2, 1.0)
+    net2.next_seq, net2.run_start_next = end2 + 11, True
+    net2.tick(10)
+    v = net2.viewers[0]
+    assert (net2.nodes[v].repair.end_gap_lo, net2.nodes[v].repair.end_gap_hi) == (end2, end2 + 11)
+    _run_quiet(net2, 1.0)  # a crash: no marker
+    net2.next_seq += 10
+    net2.run_start_next = True
+    net2.tick(10)
+    assert (net2.nodes[v].repair.end_gap_lo, net2.nodes[v].repair.end_gap_hi) == (end2, end2 + 11)
+
+
 @pytest.mark.parametrize("down_s", [2.5, 40.0])
 def test_a_restarted_broadcasters_downtime_is_not_made_not_lost(down_s: float) -> None:
     """The seqs between the end marker and a restarted broadcaster's first chunk (its clock
