@@ -347,6 +347,8 @@ class Streaming:
         # raises ValueError on a bad source (in a thread: a file's keyframe probe reads up to
         # 64 MiB, and the node's loop relays meanwhile)
         media = await asyncio.to_thread(open_source, source, c.bitrate_kbps)
+        if sid.key in self.node.streams:  # (published meanwhile, by a request that came along)
+            raise FileExistsError(f"stream {sid} is already carried by this node")
         if not encrypt:
             refuse_plain_after_key(c.data_dir, sid)
         key = content_key(c.data_dir, sid) if encrypt else None
