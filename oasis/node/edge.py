@@ -213,6 +213,7 @@ class Edge:
         self.unknown: dict[str, float] = {}
         self._pulls: dict[tuple[str, int], asyncio.Future[bytes | str]] = {}
         self.closing = False
+        self._registry: Any = None  #: the /metrics registry, made at the first scrape
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "misses_far_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
@@ -646,16 +647,30 @@ class Edge:
                         for t, f in self.streams.items()}},
             headers=http.NO_STORE)
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """``/metrics`` (the operator's, as ``/stats``): the edge's counters and, per stream
+        it follows, the newest seq, the chunks held and the feed links up, in Prometheus's
+        text format (an operator scraping every node found none at an edge: 404)."""
+        http.require_operator(request, "/metrics")
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            from .metrics import EdgeCollector
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(EdgeCollector(self))
+        return http.metrics_response(self._registry)
+
     def routes(self, app: web.Application) -> None:
         http.harden(app)
         app[http.ROOT_HINT] = ("no page here: this is a CDN edge of an Oasis origin; it serves the "
                                "origin's URLs, /origin/<stream-id>/<seq>.chunk, latest.json, time, "
-                               "descriptor and feed, and its operator's /stats")
+                               "descriptor and feed, and its operator's /stats and /metrics")
         app.router.add_get(r"/origin/{sid}/{seq}.chunk", self.chunk)
         app.router.add_get(r"/origin/{sid}/feed", self.feed)
         app.router.add_get(r"/origin/{sid}/feed/newest", self.feed_newest)
         app.router.add_get(r"/origin/{sid}/{what:latest\.json|time|descriptor}", self.passthrough)
         app.router.add_get("/stats", self.stats)
+        app.router.add_get("/metrics", self.metrics)
 
     async def close(self) -> None:
         self.closing = True

@@ -266,3 +266,35 @@ def make_registry(node: Any, *, tracker: Any = None,
 
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+class EdgeCollector(Collector):
+    """A CDN edge's (``oasis edge``, node/edge.py) counters and, per stream it follows, the
+    newest seq, the chunks held and the feed links up; read at scrape time, as the node's."""
+
+    def __init__(self, edge: Any) -> None:
+        self.edge = edge
+
+    def collect(self) -> Iterator[Metric]:
+        edge = self.edge
+        ev = CounterMetricFamily("oasis_edge_events", "Edge counters by event (/stats has them too).",
+                                 labels=["event"])
+        for k, v in list(edge.counters.items()):
+            if isinstance(v, int) and not isinstance(v, bool):
+                ev.add_metric([k], v)
+        yield ev
+        yield GaugeMetricFamily("oasis_edge_holding", "Requests held for a chunk just ahead of the feed.",
+                                value=edge.holding)
+        latest = GaugeMetricFamily("oasis_edge_latest_seq", "Newest chunk seq the feed brought.",
+                                   labels=["stream"])
+        held = GaugeMetricFamily("oasis_edge_chunks_held", "Chunks held for the origin's URLs.",
+                                 labels=["stream"])
+        links = GaugeMetricFamily("oasis_edge_feed_links", "Feed connections to the origin up.",
+                                  labels=["stream"])
+        for text, f in list(edge.streams.items()):
+            latest.add_metric([text], f.latest)
+            held.add_metric([text], len(f.chunks))
+            links.add_metric([text], f.links)
+        yield latest
+        yield held
+        yield links

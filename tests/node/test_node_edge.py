@@ -161,6 +161,12 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         assert lj["latest"] >= latest and 0 <= lj["keyframe"] <= lj["latest"]
         assert _get(f"{edge_url}/{sid}/{lj['keyframe']}.chunk")[0] == 200
         assert _stats(base)["latest_answered"] == 1
+        # the operator's /metrics: the same counters, and the stream's newest seq and links
+        status, body, _ = _get(f"{base}/metrics")
+        text = body.decode()
+        assert status == 200 and 'oasis_edge_events_total{event="latest_answered"} 1.0' in text
+        assert f'oasis_edge_feed_links{{stream="{sid}"}} 2.0' in text
+        assert f'oasis_edge_latest_seq{{stream="{sid}"}}' in text
         # a proxy in front that passes the client's Host (Caddy's default): the public objects
         # are served as the origin's are (they were 403 bad_host on this loopback-bound
         # edge), the operator's /stats is not
@@ -168,10 +174,11 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
             req = urllib.request.Request(f"{edge_url}/{sid}/{path}", headers={"Host": "cdn.example.com"})
             with urllib.request.urlopen(req, timeout=10) as r:
                 assert r.status == 200, path
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(urllib.request.Request(f"{base}/stats", headers={"Host": "cdn.example.com"}),
-                                   timeout=10)
-        assert refused.value.code == 403 and json.loads(refused.value.read())["error"] == "bad_host"
+        for operator_only in ("stats", "metrics"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(f"{base}/{operator_only}",
+                                                              headers={"Host": "cdn.example.com"}), timeout=10)
+            assert refused.value.code == 403 and json.loads(refused.value.read())["error"] == "bad_host"
         # a chunk not made yet: 404 from the edge itself, no request upstream
         status, body, headers = _get(f"{edge_url}/{sid}/{latest + 3000}.chunk")
         assert status == 404 and json.loads(body)["error"] == "no_chunk"
