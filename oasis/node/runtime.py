@@ -786,13 +786,21 @@ async def origin_samples(origin: str, text_id: str, clock: Callable[[], float] =
                     got = await http.read_reply(r, MAX_TIME_JSON, OriginClock)
                 samples.append((sent, got.now_us / 1e6, clock()))
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
-        if not samples:
+        where = url.rsplit("/", 2)[0]
+        if not samples and where not in _SILENT_ORIGINS_SAID:
             # (said: a --cdn-url to a dead port ran on in silence, every fallback fetch failing;
-            # found 2026-12-06 from outside)
+            # found 2026-12-06 from outside. Once an origin: the clock's re-asks said it 3
+            # times in 6 s, found the same day)
+            if len(_SILENT_ORIGINS_SAID) < 64:
+                _SILENT_ORIGINS_SAID.add(where)
             log.warning("the stream's origin %s does not answer (%s): chunks the peers do not "
                         "bring in time cannot be fetched from it; the clock is taken as in sync",
-                        url.rsplit("/", 2)[0], outbound.reason(exc)[:200])
+                        where, outbound.reason(exc)[:200])
     return samples
+
+
+#: origins whose silence at /time was said (once each; bounded)
+_SILENT_ORIGINS_SAID: set[str] = set()
 
 
 async def origin_offset(origin: str, text_id: str,
