@@ -34,6 +34,7 @@ from oasis.media.tspackets import (
     shift_timestamps,
 )
 from tests.media.conftest import encode_test_stream
+from tests.node.procs import until
 
 PTS_WRAP = 1 << 33
 
@@ -156,12 +157,7 @@ async def _blast(source: UdpSource, n: int, size: int) -> None:
     try:
         for _ in range(n):
             sender.sendto(b"\x47" * size, source.local_address)
-
-        async def all_arrived() -> None:
-            while source.datagrams < n:
-                await asyncio.sleep(0.005)
-
-        await asyncio.wait_for(all_arrived(), timeout=20.0)
+        await until(lambda: source.datagrams >= n, 20.0, what=f"{n} datagrams counted")
     finally:
         sender.close()
 
