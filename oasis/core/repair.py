@@ -387,12 +387,25 @@ class RepairPicker:
             del log[0]
         log.append((st.key, now, why))
 
-    def origin_done(self, seq: int, ok: bool, now: float, held: float = 0.0) -> None:
+    def origin_done(self, seq: int, ok: bool, now: float, held: float = 0.0,
+                    took: float = -1.0) -> None:
         """A FetchOrigin finished; on failure retry after ``origin_retry``. A success
         is a sample of the fetch time, less ``held``: the time a CDN edge held the request
         until its feed brought the chunk (an early request waits there; counted, the learnt
-        time grew, the fallback asked earlier still and waited longer)."""
+        time grew, the fallback asked earlier still and waited longer).
+
+        ``took`` (>= 0): the adapter timed this fetch itself -- the start's keyframe, asked
+        after ``latest.json`` for ``FetchOrigin(ORIGIN_LATEST)`` -- and, as the first sample,
+        it stands for ``ORIGIN_SAMPLES``: a viewer that starts from the origin takes its
+        first seconds from it, and a fallback asked at the fixed margin from a far origin
+        arrives after the deadline (most of a 30-node testbed's misses in a viewer's first
+        seconds; docs/benchmarks.md, session 51)."""
         sent = self.origin_sent.pop(seq, None)
+        if sent is None and ok and took >= 0.0 and self.origin_samples == 0:
+            sample = took - held if 0.0 < held < took else took
+            self.origin_srtt, self.origin_dev = smooth(0.0, 0.0, sample, True)
+            self.origin_samples = ORIGIN_SAMPLES
+            self.counters.origin_start_primed += 1
         if seq == self.probe_seq:
             self.probe_seq = -1
             if not ok and self.stall_latest >= 0:

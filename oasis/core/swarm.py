@@ -295,16 +295,19 @@ class Swarm:
             self._actions.append(DropPeer(st.key, ErrorCode.BAD_CHUNK,
                                           f"{st.bad_chunks} chunks failed verification"))
 
-    def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float, held: float = 0.0) -> None:
+    def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float, held: float = 0.0,
+                  took: float = -1.0) -> None:
         """Result of a ``FetchOrigin``: the chunk, or None (not there / failed). For
         ``ORIGIN_LATEST`` the adapter passes the keyframe's seq (any chunk is verified and
         only a fresh keyframe starts playback; a failure is retried on the start timer).
         ``held``: how long a CDN edge said it held the request for the chunk to come (s), not
-        part of the fetch time learnt."""
+        part of the fetch time learnt. ``took``: for ``ORIGIN_LATEST``, how long the
+        keyframe's own request took (the adapter's timing; it primes the learnt fetch time,
+        :meth:`oasis.core.repair.RepairPicker.origin_done`)."""
         if chunk is None or chunk.seq != seq:
             self.repair.origin_done(seq, False, now)
             return
-        self.repair.origin_done(seq, True, now, held)
+        self.repair.origin_done(seq, True, now, held, took)
         if seq in self.log:
             return
         if not self.verify(self.sid, chunk):

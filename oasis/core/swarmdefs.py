@@ -182,7 +182,16 @@ class SwarmConfig:
     #: (2026-12-05, session 38): first frame p50 ~676 -> ~444 ms in the 30-node testbed and
     #: the six comparison runs' offload +0.0005, but offload -0.0024 at 70 % NAT and -0.0027
     #: on the stress files (stress-mobile 0.951 -> 0.947, below issue 9's 95 %): not taken.
-    origin_start_after: float = 0.5
+    #: 0.25 since 2026-12-06 (session 51), with the start's fetch time priming the fallback
+    #: (``Swarm.on_origin(..., took=)``): in the 30-node testbed, three alternating pairs
+    #: against 0.5 without it, continuity from the join 0.99188 -> 0.99469 (3 of 3 up), once
+    #: playing 0.99707 -> 0.99785, first frame p50 660 -> 448 ms, offload 0.895 -> 0.899 (0.25
+    #: alone, four pairs: from the join +0.0024; the priming on top of it, four pairs: +0.0006,
+    #: the misses before the first frame fewer in 4 of 4); in the simulator's twelve runs (1,000 x 40 s at 0.5 s: the six
+    #: comparison runs, 70 % NAT seeds 1-2, the four stress files seed 1) continuity up in all
+    #: twelve, start-up p95 ~545 -> ~355 ms, offload -0.0012 on the mean (-0.0068 on
+    #: stress-4mbit, +0.0023 at most; docs/benchmarks.md, session 51)
+    origin_start_after: float = 0.25
     origin_start_retry: float = 1.0
     #: a viewer with no neighbour in the stream this long after its join (no JOIN answered,
     #: so no start can be on its way from a peer) asks the origin for its start then
@@ -605,6 +614,9 @@ class SwarmCounters:
     missing_sent: int = 0
     origin_fetches: int = 0
     origin_starts: int = 0  #: FetchOrigin(ORIGIN_LATEST): no start from peers in time
+    #: of those, the keyframe's fetch time primed the learnt origin fetch time
+    #: (:meth:`oasis.core.repair.RepairPicker.origin_done`)
+    origin_start_primed: int = 0
     #: of those, asked at ``origin_start_lonely`` (no neighbour then) instead of later
     origin_lonely_starts: int = 0
     #: wants made before our first frame and due already at it (a late start), given

@@ -357,6 +357,8 @@ class LiveStream:
         chunk: wire.ChunkMsg | None = None
         held = 0.0  #: s the CDN edge said it waited for the chunk (Oasis-Held-Ms)
         began = self.now()
+        start = seq == sw.ORIGIN_LATEST
+        took = -1.0  #: the start keyframe's own request, s (the core learns the fetch time from it)
         self._back_to_preferred()
         # (``origin_adapt``: a fetch may end after the deadline, timed and its connection kept)
         over = sw.ORIGIN_OVERTIME if self.config.origin_adapt else 0.0
@@ -375,7 +377,8 @@ class LiveStream:
                     seq = latest.keyframe
                 self.origin_fetches += 1
                 url = f"{base}/{seq}.chunk"
-                budget = max(0.05, deadline + over - self.now())
+                asked = self.now()
+                budget = max(0.05, deadline + over - asked)
                 fetch = asyncio.ensure_future(self._get_chunk(url, budget + ORIGIN_LATE_GRACE))
                 try:
                     chunk, held = await asyncio.wait_for(asyncio.shield(fetch), budget)
@@ -396,7 +399,9 @@ class LiveStream:
                     self._fetch_failed(what)
             else:
                 self._fail_streak = 0
-        self.swarm.on_origin(seq, chunk, self.now(), held)
+                if start:
+                    took = self.now() - asked
+        self.swarm.on_origin(seq, chunk, self.now(), held, took)
         self.pump()
 
     def _fetch_failed(self, what: str) -> None:

@@ -1155,7 +1155,7 @@ class OasisSim:
             back = req_at + edge_half + net.lastmile_s
             kf = self._latest_keyframe(req_at - self._edge_delay(net))
             if kf < 0 or back >= deadline:
-                self.at(min(back, deadline), EV_ORIGIN, node, (seq, None, 0.0))
+                self.at(min(back, deadline), EV_ORIGIN, node, (seq, None, 0.0, -1.0))
             else:
                 self._fetch_origin(node, kf, deadline, back)
             return
@@ -1182,7 +1182,7 @@ class OasisSim:
             # far ahead), else when the hold ends
             self.origin_404 += 1
             back = req_at + edge_half + net.lastmile_s + (0.0 if at_edge == INF else self.edge_hold_s)
-            self.at(min(back, deadline), EV_ORIGIN, node, (seq, None, 0.0))
+            self.at(min(back, deadline), EV_ORIGIN, node, (seq, None, 0.0, -1.0))
             return
         held = 0.0
         if at_edge > req_at:
@@ -1200,18 +1200,19 @@ class OasisSim:
         t += w / net.down_bps + ORIGIN_RX_CPU_S
         if t > deadline:  # aiohttp timeout = deadline - now
             self.origin_timeouts += 1
-            self.at(deadline, EV_ORIGIN, node, (seq, None, 0.0))
+            self.at(deadline, EV_ORIGIN, node, (seq, None, 0.0, -1.0))
         else:
-            self.at(t, EV_ORIGIN, node, (seq, chunk, held))
+            # (a start's keyframe, asked after latest.json: timed, as the node times it)
+            self.at(t, EV_ORIGIN, node, (seq, chunk, held, t - now if start >= 0 else -1.0))
 
-    def _origin_done(self, node: SimNode, res: tuple[int, wire.ChunkMsg | None, float]) -> None:
+    def _origin_done(self, node: SimNode, res: tuple[int, wire.ChunkMsg | None, float, float]) -> None:
         if not node.alive:
             return
         chunk = res[1]
         if chunk is None and res[2] > 0.0:  # held for a chunk made since: the edge has it
             entry = self.origin.get(res[0])
             chunk = entry[0] if entry is not None else None
-        node.swarm.on_origin(res[0], chunk, self.now, res[2])
+        node.swarm.on_origin(res[0], chunk, self.now, res[2], res[3])
         self._pump(node)
 
     # ---- adversaries (oasis/sim/adversary.py) -----------------------------------

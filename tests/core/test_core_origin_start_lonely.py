@@ -15,7 +15,7 @@ from swarmnet import SwarmNet
 from oasis.core import swarm as sw
 from oasis.core.identity import Identity
 
-CFG = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000)
+CFG = sw.SwarmConfig(chunk_ms=100, upload_kbps=6000, origin_start_after=0.5)  # (lonely: 0.4 < 0.5)
 
 
 class _Net(SwarmNet):

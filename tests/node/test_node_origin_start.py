@@ -209,3 +209,49 @@ async def test_a_chunk_body_in_several_segments_is_read_to_its_end(monkeypatch: 
     finally:
         await node.close()
         await runner.cleanup()
+
+
+async def test_the_start_keyframe_request_is_timed_and_primes_the_fallback() -> None:
+    """The node times the start keyframe's own request -- not ``latest.json`` before it --
+    and the core takes it as its first origin fetch time (``origin_start_primed``), so the
+    first fallbacks of a viewer started from a far origin are asked early enough
+    (docs/oftp.md §9.5). An origin whose latest.json takes 0.6 s and whose chunks 0.2 s."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from oasis.core import swarm as sw
+    from oasis.core import wire
+    from oasis.core.repair import ORIGIN_SAMPLES
+    from oasis.core.stream import StreamId, sign_chunk
+    from oasis.node.node import Node
+
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+
+    async def latest(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.6)  # the origin's delay under test, not a synchronisation
+        return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
+
+    async def chunk(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)  # (the same)
+        seq = int(request.match_info["seq"])
+        return web.Response(body=wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)))
+
+    runner, port = await _origin(sid, latest, chunk)
+    cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=5.0)
+    node = Node(Identity.generate(), cfg, target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+        assert ls.swarm.start_seq == 9
+        c, r = ls.swarm.counters, ls.swarm.repair
+        assert c.origin_starts == 1 and c.origin_start_primed == 1
+        assert r.origin_samples >= ORIGIN_SAMPLES
+        # the keyframe's 0.2 s (and the loop's slack), not latest.json's 0.6 s before it
+        assert 0.2 <= r.origin_srtt < 0.55, r.origin_srtt
+    finally:
+        await node.close()
+        await runner.cleanup()

@@ -56,7 +56,7 @@ def test_a_fetch_for_a_chunk_not_made_yet_is_held_until_it_is_made_and_reaches_t
     sim._produce(1)
     sim.now = t
     assert 1 not in node.swarm.log
-    sim._origin_done(node, (1, None, t - made))
+    sim._origin_done(node, (1, None, t - made, -1.0))
     assert 1 in node.swarm.log
     # too far ahead of what was made (or past the stream's end): 404 at once
     sim.q.clear()
