@@ -187,7 +187,9 @@ class SwarmConfig:
     #: against 0.5 without it, continuity from the join 0.99188 -> 0.99469 (3 of 3 up), once
     #: playing 0.99707 -> 0.99785, first frame p50 660 -> 448 ms, offload 0.895 -> 0.899 (0.25
     #: alone, four pairs: from the join +0.0024; the priming on top of it, four pairs: +0.0006,
-    #: the misses before the first frame fewer in 4 of 4); in the simulator's twelve runs (1,000 x 40 s at 0.5 s: the six
+    #: the misses before the first frame fewer in 4 of 4; seed 2 the same, +0.0035; seed 3,
+    #: its broadcaster in India, even from the join and offload 0.821 -> 0.812, four pairs);
+    #: in the simulator's twelve runs (1,000 x 40 s at 0.5 s: the six
     #: comparison runs, 70 % NAT seeds 1-2, the four stress files seed 1) continuity up in all
     #: twelve, start-up p95 ~545 -> ~355 ms, offload -0.0012 on the mean (-0.0068 on
     #: stress-4mbit, +0.0023 at most; docs/benchmarks.md, session 51)
