@@ -79,6 +79,7 @@ from .stream import FLAG_RUN_START, StreamId, is_end, is_keyframe, verify_chunk
 from .swarmdefs import (
     DEFAULT_CHUNK_MS,
     INF,
+    LATEST_FRESH,
     ORIGIN_LATEST,
     ORIGIN_OVERTIME,
     SOURCE_BROADCASTER,
@@ -104,7 +105,7 @@ from .wire import ErrorCode
 
 #: the swarm's public names (the parts' definitions are re-exported from here)
 __all__ = [
-    "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "ORIGIN_LATEST", "ORIGIN_OVERTIME", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
+    "DEFAULT_CHUNK_MS", "HOP_GUESS", "INF", "LATEST_FRESH", "ORIGIN_LATEST", "ORIGIN_OVERTIME", "REPAIR_MARGIN", "SOURCE_BROADCASTER", "SOURCE_ORIGIN", "SOURCE_P2P",
     "SILENT_PARENT", "SOURCE_SELF", "STATUS_MIN_GAP", "SWITCH_DWELL", "SWITCH_GAIN", "U64_MAX", "Deliver",
     "DropPeer", "FetchOrigin", "PeerState", "Push", "Send", "Skip", "Swarm", "SwarmAction",
     "SwarmConfig", "SwarmCounters",
@@ -307,12 +308,15 @@ class Swarm:
         if chunk is None or chunk.seq != seq:
             self.repair.origin_done(seq, False, now)
             return
-        self.repair.origin_done(seq, True, now, held, took)
         if seq in self.log:
+            self.repair.origin_done(seq, True, now, held)
             return
         if not self.verify(self.sid, chunk):
+            # (timed as an answer, as before; but unsigned bytes prime nothing: ``took``)
+            self.repair.origin_done(seq, True, now, held)
             self.counters.bad_chunks += 1
             return
+        self.repair.origin_done(seq, True, now, held, took)
         self._accept(chunk, None, SOURCE_ORIGIN, now)
 
     def on_message(self, peer: bytes, msg: wire.Message, now: float) -> None:

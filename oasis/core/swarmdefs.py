@@ -17,6 +17,11 @@ U64_MAX = 0x7FFF_FFFF_FFFF_FFFF  #: the wire's integers are int64: never emit ab
 #: with ``origin_adapt`` an origin fetch may run this long past its chunk's deadline (s): it
 #: is timed (the fetch time is learnt from answers only) and its connection kept
 ORIGIN_OVERTIME = 0.5
+#: a viewer reads the origin's ``latest.json`` at its join; for this long (s) after that answer
+#: its origin start (``FetchOrigin(ORIGIN_LATEST)``) asks for the keyframe it named at once, a
+#: request instead of two (the adapters: ``oasis.node.node.LiveStream.prefetch_latest`` and
+#: ``oasis.sim.oasis_run``)
+LATEST_FRESH = 1.0
 #: the default chunk duration (ms): one frame at 30 fps. Each relay hop costs a whole chunk's
 #: serialisation, so a smaller chunk makes every hop shorter (docs/simulation.md: at a 0.5 s
 #: playout delay, 1,000 churning viewers carried 55 % of the bytes with 100 ms chunks, 84 % with 33)

@@ -1294,6 +1294,8 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["origin_held"] = ls.origin_held  # answered by a CDN edge that held the request for it
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
+        s["origin_prefetched"] = ls.origin_prefetched  # of those, with the join's latest.json
+        s["origin_prefetch_failed"] = ls.origin_prefetch_failed  # that read failed (read again)
         if ls.swarm.repair.distrust_log:  # (``repair_guard``) whom it distrusted, and why
             s["repair_distrusted"] = [{"peer": key.hex()[:16], "at": round(at, 3), "reason": why}
                                       for key, at, why in ls.swarm.repair.distrust_log]

@@ -164,6 +164,9 @@ class LiveStream:
         #: there, or no longer held): not failures of the fetch, but no chunk
         self.origin_refused = 0
         self.origin_held = 0  #: fetches a CDN edge held for the chunk to come (Oasis-Held-Ms)
+        #: origin starts that used the ``latest.json`` read at the join (:meth:`prefetch_latest`)
+        self.origin_prefetched = 0
+        self.origin_prefetch_failed = 0  #: ... and the reads at the join that failed
         #: where else the stream's chunks are (the descriptor's other CDNs, then its origin;
         #: set by the runtime): after ``FAILOVER_AFTER`` failed fetches in a row the next one
         #: is asked, and the first again ``FAILOVER_BACK`` s later (:meth:`_fetch_failed`)
@@ -172,6 +175,11 @@ class LiveStream:
         self._failed_over_at: float | None = None
         self._preferred: str | None = origin_url
         self.origin_failovers = 0
+        #: a viewer's ``latest.json``, read once at its join (:meth:`prefetch_latest`): the
+        #: keyframe it named and when it came (our clock); an origin start within
+        #: LATEST_FRESH s of it asks for that keyframe at once instead of reading the file again
+        self._pre_latest: tuple[int, float] | None = None
+        self._pre_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         #: a viewer's start, step by step: seconds from its join to the first of each of
@@ -352,8 +360,6 @@ class LiveStream:
     async def _fetch_origin(self, seq: int, deadline: float) -> None:
         """A chunk from the origin/CDN; for ``ORIGIN_LATEST`` first the origin's
         ``latest.json`` (capped, strictly decoded: it is not signed, the chunk it names is)."""
-        from .http import read_reply  # (http imports this module)
-
         chunk: wire.ChunkMsg | None = None
         held = 0.0  #: s the CDN edge said it waited for the chunk (Oasis-Held-Ms)
         began = self.now()
@@ -367,19 +373,18 @@ class LiveStream:
             url = f"{base}/latest.json"
             try:
                 if seq == sw.ORIGIN_LATEST:
-                    timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.now()))
-                    async with self.node.http.get(url, timeout=timeout) as r:
-                        if r.status != 200:
-                            raise ValueError(f"HTTP {r.status}")
-                        latest = await read_reply(r, MAX_LATEST_JSON, OriginLatest)
-                    if not 0 <= latest.keyframe <= sw.U64_MAX:
-                        raise ValueError(f"keyframe {latest.keyframe} out of range")
-                    seq = latest.keyframe
+                    kf = await self._prefetched(deadline)
+                    if kf is None:
+                        timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.now()))
+                        async with self.node.http.get(url, timeout=timeout) as r:
+                            kf = await _read_latest(r)
+                    seq = kf
                 self.origin_fetches += 1
                 url = f"{base}/{seq}.chunk"
                 asked = self.now()
                 budget = max(0.05, deadline + over - asked)
                 fetch = asyncio.ensure_future(self._get_chunk(url, budget + ORIGIN_LATE_GRACE))
+                fetch.add_done_callback(_retrieved)  # (whatever becomes of it, its error is read)
                 try:
                     chunk, held = await asyncio.wait_for(asyncio.shield(fetch), budget)
                 except TimeoutError:
@@ -388,14 +393,21 @@ class LiveStream:
                 except BaseException:  # its own error (done), or we are cancelled (the node closes)
                     fetch.cancel()
                     raise
+                if held and held < self.now() - asked:
+                    self.origin_held += 1  # (a hold longer than the fetch is not believed: §10)
+                if chunk is not None:
+                    self._check_answer(chunk, seq, start)
             except (aiohttp.ClientError, TimeoutError, wire.WireError, ValueError) as exc:
+                chunk = None
                 self.origin_failures += 1
                 what = outbound.reason(exc)[:200]
                 # how long it took of the time it had (a timeout's budget is the chunk's deadline)
                 self.origin_error = (f"{what} after {self.now() - began:.3f} s "
                                      f"(had {deadline - began:.3f} s)")
                 log.debug("origin fetch %s failed: %s", url, exc)
-                if not isinstance(exc, TimeoutError):  # (late is not down: a slow path, a late ask)
+                # (late is not down: a slow path, a late ask; but a start that times out is no
+                # start at all: a CDN that stalls every start is failed over as a broken one)
+                if start or not isinstance(exc, TimeoutError):
                     self._fetch_failed(what)
             else:
                 self._fail_streak = 0
@@ -403,6 +415,67 @@ class LiveStream:
                     took = self.now() - asked
         self.swarm.on_origin(seq, chunk, self.now(), held, took)
         self.pump()
+
+    def _check_answer(self, chunk: wire.ChunkMsg, seq: int, start: bool) -> None:
+        """An origin's or CDN's answer that is not what was asked is a failure (counted, and
+        towards the failover), not a chunk dropped in silence: another seq than asked, or, for
+        a start, not a keyframe or one older than ``start_max_age``: a CDN answering so never
+        started a viewer that no peer reached, nothing counted (found 2026-12-06 from outside).
+        (Not verified here: the swarm core verifies what it is given.)"""
+        if chunk.seq != seq:
+            raise ValueError(f"answered chunk {chunk.seq} when asked for {seq}")
+        if start:
+            if not is_keyframe(chunk):
+                raise ValueError(f"latest.json named chunk {seq}, not a keyframe")
+            age = self.now() - chunk.time_us / 1e6
+            if age > self.config.start_max_age:
+                raise ValueError(f"latest.json named a keyframe {age:.1f} s old")
+
+    def prefetch_latest(self) -> None:
+        """A viewer reads the origin's ``latest.json`` at its join, beside its first dials:
+        if no peer starts it by ``origin_start_after``, its origin start then asks for the
+        keyframe named at once (one request instead of two: ~0.1 s sooner from a far CDN
+        edge; docs/oftp.md §9.5). The file is small and read strictly; the chunk it names is
+        verified as any other. Once per join; a failure only means the start reads it again.
+        Not when the start would come after the answer is stale (``origin_start_after`` >=
+        LATEST_FRESH)."""
+        cfg = self.config
+        if (self.is_source or not self.origin_url or not cfg.use_origin or self._pre_task is not None
+                or cfg.origin_start_after >= LATEST_FRESH):
+            return
+        node = self.node
+        if node.closing:
+            return
+        self._pre_task = task = node.loop.create_task(self._prefetch())
+        node._tasks.add(task)  # (cancelled with the node's other tasks when it closes)
+        task.add_done_callback(node._tasks.discard)
+
+    async def _prefetch(self) -> None:
+        url = f"{self.origin_url.rstrip('/')}/{self.text_id}/latest.json" if self.origin_url else ""
+        try:
+            timeout = aiohttp.ClientTimeout(total=LATEST_FRESH)
+            async with self.node.http.get(url, timeout=timeout) as r:
+                kf = await _read_latest(r)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            # (counted apart: the origin start reads the file again, and its failure is a
+            # fetch failure, ``origin_failures``, as before)
+            self.origin_prefetch_failed += 1
+            log.debug("prefetch of %s failed: %s", url, exc)
+            return
+        self._pre_latest = (kf, self.node.clock())
+
+    async def _prefetched(self, deadline: float) -> int | None:
+        """The keyframe the join's ``latest.json`` named, if it came within LATEST_FRESH s
+        (waiting for it while it is on its way, at most until ``deadline``); used once."""
+        task = self._pre_task
+        if task is not None and not task.done():
+            # (``asyncio.wait`` neither cancels the read nor raises what it raised)
+            await asyncio.wait({task}, timeout=max(0.0, deadline - self.now()))
+        pre, self._pre_latest = self._pre_latest, None
+        if pre is None or self.node.clock() - pre[1] > LATEST_FRESH:
+            return None
+        self.origin_prefetched += 1
+        return pre[0]
 
     def _fetch_failed(self, what: str) -> None:
         """A fetch failed (no connection, a 5xx, a bad reply; not a timeout): after ``FAILOVER_AFTER``
@@ -462,8 +535,6 @@ class LiveStream:
                 self.origin_refused += 1
                 return None, 0.0
             held = held_seconds(r.headers.get(HELD_HEADER))
-            if held:
-                self.origin_held += 1
             # to the body's end: a CDN's reply may come in several segments
             return wire.decode_chunk(await read_capped(r.content, wire.MAX_CHUNK_MESSAGE)), held
 
@@ -490,6 +561,8 @@ class LiveStream:
             self._timer.cancel()
         for f in list(self._late):
             f.cancel()
+        if self._pre_task is not None:
+            self._pre_task.cancel()
 
 
 def _error_code(body: bytes) -> str:
@@ -513,10 +586,32 @@ MAX_LATE_FETCHES = 8  #: such fetches at once per stream (beyond: cut off, as be
 MAX_LATEST_JSON = 512  #: bytes of an origin's latest.json (about 80 when honest)
 
 
+LATEST_FRESH = sw.LATEST_FRESH  #: (s) see :meth:`LiveStream.prefetch_latest`
+
+
 class OriginLatest(msgspec.Struct):
     """What a node reads of ``GET /origin/<stream>/latest.json`` (other fields ignored)."""
 
     keyframe: int
+
+
+def _retrieved(f: asyncio.Future[Any]) -> None:
+    """Read a finished fetch's error: one cut off or left late is awaited by nobody, and its
+    error was printed as "Task exception was never retrieved" (found 2026-12-06 from outside)."""
+    if not f.cancelled():
+        f.exception()
+
+
+async def _read_latest(r: aiohttp.ClientResponse) -> int:
+    """The keyframe an origin's ``latest.json`` names (not signed: capped, strict, in range)."""
+    from .http import read_reply  # (http imports this module)
+
+    if r.status != 200:
+        raise ValueError(f"HTTP {r.status}")
+    latest = await read_reply(r, MAX_LATEST_JSON, OriginLatest)
+    if not 0 <= latest.keyframe <= sw.U64_MAX:
+        raise ValueError(f"keyframe {latest.keyframe} out of range")
+    return latest.keyframe
 
 
 class Node:
@@ -758,6 +853,7 @@ class Node:
         self.streams[sid.key] = ls
         self._run_policy()  # sends those JOINs
         ls.pump()  # arms its timer: a viewer no peer reaches still starts from the origin
+        ls.prefetch_latest()  # (its latest.json, read now: such a start then takes one request)
         self.events.publish("stream.started", {"stream_id": ls.text_id,
                                                "role": "broadcaster" if is_source else "viewer"})
         return ls

@@ -233,6 +233,7 @@ class SimNode:
         self.max_links = max_links
         self.up_bytes = 0
         self.born = born
+        self.pre_used = False  #: its origin start used the latest.json read at its join
         self.died = INF
         self.is_source = is_source
         self.spins = 0
@@ -1151,7 +1152,18 @@ class OasisSim:
         now = self.now if start < 0 else start
         req_at = now + net.lastmile_s + edge_half  # GET reaches the edge
         if seq == sw.ORIGIN_LATEST:
-            # latest.json (no-cache: from the origin through the edge), then the keyframe
+            # latest.json (no-cache: from the origin through the edge), then the keyframe. The
+            # node read it at its join (``LiveStream.prefetch_latest``): while that answer is
+            # fresh the keyframe it named is asked for at once (or when the answer comes)
+            pre_at = node.born + net.lastmile_s + edge_half  # the join's read reached the edge
+            pre_back = pre_at + edge_half + net.lastmile_s
+            if (start < 0 and not node.pre_used and now - pre_back <= sw.LATEST_FRESH
+                    and node.swarm.config.origin_start_after < sw.LATEST_FRESH):
+                node.pre_used = True
+                kf = self._latest_keyframe(pre_at - self._edge_delay(net))
+                if kf >= 0 and max(now, pre_back) < deadline:
+                    self._fetch_origin(node, kf, deadline, max(now, pre_back))
+                    return
             back = req_at + edge_half + net.lastmile_s
             kf = self._latest_keyframe(req_at - self._edge_delay(net))
             if kf < 0 or back >= deadline:

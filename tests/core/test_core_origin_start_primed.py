@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 
+import msgspec
+
 from oasis.core import swarm as sw
 from oasis.core.identity import Identity
 from oasis.core.repair import ORIGIN_SAMPLES
@@ -96,3 +98,20 @@ def test_a_failed_start_fetch_or_a_later_sample_does_not_prime() -> None:
     fresh = sw.Swarm(StreamId(bytes(32), "t"), bytes([1]) * 32, sw.SwarmConfig(), rng=random.Random(1), now=0.0)
     fresh.repair.origin_done(7, False, 1.0, 0.0, took=0.2)  # failed: nothing learnt
     assert fresh.repair.origin_samples == 0 and fresh.counters.origin_start_primed == 0
+
+
+def test_a_start_answer_that_does_not_verify_does_not_prime() -> None:
+    """Unsigned bytes from a CDN teach the viewer nothing: a start keyframe whose signature
+    fails is counted a bad chunk and the fetch time stays unlearnt (found 2026-12-06 from
+    outside: a forged answer, held 1.3 s, primed it)."""
+    rng = random.Random(4)
+    bid = Identity.from_private_bytes(rng.randbytes(32))
+    sid = StreamId(bid.public, "t")
+    node = sw.Swarm(sid, bytes([2]) * 32, sw.SwarmConfig(chunk_ms=100), rng=random.Random(1), now=0.0)
+    good = sign_chunk(bid, sid, 10, int(1.0 * 1e6), True, b"m" * 100)
+    forged = msgspec.structs.replace(good, signature=bytes(64))
+    node.on_origin(10, forged, 1.3, 0.0, 1.3)
+    assert node.counters.bad_chunks == 1 and node.counters.origin_start_primed == 0
+    assert node.repair.origin_samples == 0 and node.start_seq is None
+    node.on_origin(10, good, 1.5, 0.0, 0.2)  # the genuine answer primes it
+    assert node.counters.origin_start_primed == 1 and node.repair.origin_samples >= ORIGIN_SAMPLES

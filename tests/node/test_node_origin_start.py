@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import pytest
 from procs import OasisProcess, start_broadcaster, wait_until
 
 from oasis.core import streamlink
@@ -138,8 +139,12 @@ async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
         # the first chunk the player gets is the start keyframe (bounded wait on the event)
         await asyncio.wait_for(ls.playout.changed.wait(), 20)
         assert len(served) == len(answers) + 1, served  # every lie answered, then the truth
-        assert ls.swarm.start_seq == 9 and ls.swarm.counters.origin_starts == len(answers) + 1
-        assert ls.origin_failures == 6  # the six bad replies; 7 and 8 fetched, then refused
+        # (the first lie went to the read at the join, LiveStream.prefetch_latest; each of the
+        # others to an origin start)
+        assert ls.swarm.start_seq == 9 and ls.swarm.counters.origin_starts == len(answers)
+        # the six bad replies (the first to the read at the join), and the stale keyframe 8
+        # (fetched, then refused: too old to start from); 7 fetched and failed verification
+        assert ls.origin_prefetch_failed == 1 and ls.origin_failures == 5 + 1
         assert ls.swarm.counters.bad_chunks == 1  # the other key's chunk failed verification
         assert 8 not in ls.record.lat  # the stale keyframe was kept as a clock, not a start
     finally:
@@ -255,3 +260,120 @@ async def test_the_start_keyframe_request_is_timed_and_primes_the_fallback() -> 
     finally:
         await node.close()
         await runner.cleanup()
+
+
+
+@pytest.mark.parametrize("fail_first", [False, True])
+async def test_latest_json_read_at_the_join_makes_the_origin_start_one_request(fail_first: bool) -> None:
+    """A viewer reads ``latest.json`` once at its join; its origin start then asks for the
+    keyframe named at once, without reading the file again (docs/oftp.md §9.5). If that read
+    failed, the start reads it as before (the failure counted). A real Node and an aiohttp
+    origin on loopback."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from oasis.core import swarm as sw
+    from oasis.core import wire
+    from oasis.core.stream import StreamId, sign_chunk
+    from oasis.node.node import Node
+
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    reads: list[float] = []
+    chunks: list[int] = []
+
+    async def latest(request: web.Request) -> web.Response:
+        reads.append(time.monotonic())
+        if fail_first and len(reads) == 1:
+            return web.Response(status=503)
+        return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
+
+    async def chunk(request: web.Request) -> web.Response:
+        seq = int(request.match_info["seq"])
+        chunks.append(seq)
+        return web.Response(body=wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)))
+
+    runner, port = await _origin(sid, latest, chunk)
+    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=0.3, origin_start_retry=5.0),
+                target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+        assert ls.swarm.start_seq == 9 and chunks[0] == 9
+        from oasis.node.http import node_stats
+        assert node_stats(node)["streams"][0]["origin_prefetched"] == ls.origin_prefetched  # (on /stats)
+        assert ls.origin_failures == 0
+        if fail_first:  # the join's read failed (counted): the start read the file again
+            assert len(reads) == 2 and ls.origin_prefetched == 0 and ls.origin_prefetch_failed == 1
+        else:  # read once, at the join, and used by the start
+            assert len(reads) == 1 and ls.origin_prefetched == 1 and ls.origin_prefetch_failed == 0
+    finally:
+        await node.close()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("mode", ["wrong_seq", "not_keyframe", "stale", "stall"])
+async def test_a_cdn_whose_start_answers_are_wrong_or_stall_is_counted_and_failed_over(mode: str) -> None:
+    """A CDN in front of the origin answers a start with another chunk than asked, names a
+    chunk that is not a keyframe or a keyframe too old to start from, or stalls: each is a
+    counted failure, and after ``FAILOVER_AFTER`` of them the viewer asks the stream's next
+    URL and starts there (before: nothing counted, or timeouts that never failed over, and a
+    viewer no peer reached never played; found 2026-12-06 from outside)."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from oasis.core import swarm as sw
+    from oasis.core import wire
+    from oasis.core.stream import StreamId, sign_chunk
+    from oasis.node import node as node_mod
+    from oasis.node.node import Node
+
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    never = asyncio.Event()  # (set when the test ends: a stalled answer then ends too)
+
+    def body(seq: int, kf: bool = True, age: float = 0.0) -> bytes:
+        return wire.encode(sign_chunk(bid, sid, seq, int((time.time() - age) * 1e6), kf, b"G" * 188))
+
+    async def bad_latest(request: web.Request) -> web.Response:
+        if mode == "stall":
+            await never.wait()
+        return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
+
+    async def bad_chunk(request: web.Request) -> web.Response:
+        seq = int(request.match_info["seq"])
+        if mode == "wrong_seq":
+            return web.Response(body=body(seq - 1))
+        if mode == "not_keyframe":
+            return web.Response(body=body(seq, kf=False))
+        return web.Response(body=body(seq, age=60.0))  # stale
+
+    async def good_latest(request: web.Request) -> web.Response:
+        return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
+
+    async def good_chunk(request: web.Request) -> web.Response:
+        return web.Response(body=body(int(request.match_info["seq"])))
+
+    bad, bad_port = await _origin(sid, bad_latest, bad_chunk)
+    good, good_port = await _origin(sid, good_latest, good_chunk)
+    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=0.05, origin_start_retry=0.2),
+                target_neighbours=0)
+    await node.start()
+    try:
+        bad_url, good_url = f"http://127.0.0.1:{bad_port}/origin", f"http://127.0.0.1:{good_port}/origin"
+        ls = node.add_stream(sid, is_source=False, origin_url=bad_url)
+        ls.set_origin(bad_url, [good_url])
+        await asyncio.wait_for(ls.playout.changed.wait(), 30)
+        assert ls.swarm.start_seq == 9 and ls.origin_url == good_url and ls.origin_failovers == 1
+        assert ls.origin_failures >= node_mod.FAILOVER_AFTER
+        assert ls.swarm.counters.origin_start_primed == 1  # from the good answer only
+    finally:
+        never.set()
+        await node.close()
+        await bad.cleanup()
+        await good.cleanup()
