@@ -35,6 +35,16 @@ def _dead_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def _slow(seconds: float) -> None:
+    """An origin handler's answer time (a far or slow origin under test): it answers that
+    much later. Not a wait of the test for anything: the test waits on events."""
+    import asyncio
+
+    done = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(seconds, done.set_result, None)
+    await done
+
+
 async def _origin(sid: Any, latest: Any, chunk: Any) -> tuple[Any, int]:
     """An aiohttp origin on loopback with these two handlers: its runner and port."""
     from aiohttp import web
@@ -236,11 +246,11 @@ async def test_the_start_keyframe_request_is_timed_and_primes_the_fallback() -> 
     sid = StreamId(bid.public, "live")
 
     async def latest(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.6)  # the origin's delay under test, not a synchronisation
+        await _slow(0.6)  # the origin's delay under test, not a synchronisation
         return web.json_response({"latest": 9, "keyframe": 9, "time": time.time()})
 
     async def chunk(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.2)  # (the same)
+        await _slow(0.2)  # (the same)
         seq = int(request.match_info["seq"])
         return web.Response(body=wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)))
 
