@@ -9,9 +9,11 @@ every chunk from the origin, and its gateway serves a stream a player decodes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,30 @@ async def _origin(sid: Any, latest: Any, chunk: Any) -> tuple[Any, int]:
     return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
+@contextlib.asynccontextmanager
+async def _started_viewer(sid: Any, latest: Any, chunk: Any, start_after: float,
+                          retry: float) -> AsyncIterator[Any]:
+    """A real Node with no neighbour watching ``sid`` from an aiohttp origin on loopback
+    (:func:`_origin` with these handlers): yields its stream once the player has its first
+    chunk (the start keyframe; a bounded wait on the event), then stops node and origin."""
+    import asyncio
+
+    from oasis.core import swarm as sw
+    from oasis.node.node import Node
+
+    runner, port = await _origin(sid, latest, chunk)
+    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=start_after, origin_start_retry=retry),
+                target_neighbours=0)
+    await node.start()
+    try:
+        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
+        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+        yield ls
+    finally:
+        await node.close()
+        await runner.cleanup()
+
+
 def test_a_viewer_no_peer_reaches_plays_from_the_origin(tmp_path: Path) -> None:
     procs: list[OasisProcess] = []
     try:
@@ -98,15 +124,12 @@ async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
     else or a stale keyframe gets failures counted and retries, never a start; the first
     honest answer starts the viewer. A real Node, its real fetch path, a hostile aiohttp
     origin on loopback."""
-    import asyncio
     import time
 
     from aiohttp import web
 
-    from oasis.core import swarm as sw
     from oasis.core import wire
     from oasis.core.stream import StreamId, sign_chunk
-    from oasis.node.node import Node
 
     bid, other = Identity.generate(), Identity.generate()
     sid = StreamId(bid.public, "live")
@@ -140,14 +163,7 @@ async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
             c = sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)
         return web.Response(body=wire.encode(c))
 
-    runner, port = await _origin(sid, latest, chunk)
-    cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=0.1)
-    node = Node(Identity.generate(), cfg, target_neighbours=0)
-    await node.start()
-    try:
-        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
-        # the first chunk the player gets is the start keyframe (bounded wait on the event)
-        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+    async with _started_viewer(sid, latest, chunk, 0.1, 0.1) as ls:
         assert len(served) == len(answers) + 1, served  # every lie answered, then the truth
         # (the first lie went to the read at the join, LiveStream.prefetch_latest; each of the
         # others to an origin start)
@@ -157,9 +173,6 @@ async def test_a_lying_origin_cannot_start_or_crash_a_viewer() -> None:
         assert ls.origin_prefetch_failed == 1 and ls.origin_failures == 5 + 1
         assert ls.swarm.counters.bad_chunks == 1  # the other key's chunk failed verification
         assert 8 not in ls.record.lat  # the stale keyframe was kept as a clock, not a start
-    finally:
-        await node.close()
-        await runner.cleanup()
 
 
 async def test_a_chunk_body_in_several_segments_is_read_to_its_end(monkeypatch: Any) -> None:
@@ -174,10 +187,8 @@ async def test_a_chunk_body_in_several_segments_is_read_to_its_end(monkeypatch: 
     import aiohttp
     from aiohttp import web
 
-    from oasis.core import swarm as sw
     from oasis.core import wire
     from oasis.core.stream import StreamId, sign_chunk
-    from oasis.node.node import Node
 
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
@@ -211,19 +222,10 @@ async def test_a_chunk_body_in_several_segments_is_read_to_its_end(monkeypatch: 
         await resp.write_eof()
         return resp
 
-    runner, port = await _origin(sid, latest, chunk)
-    cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=1.0)  # 1 s per try
-    node = Node(Identity.generate(), cfg, target_neighbours=0)
-    await node.start()
-    try:
-        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
-        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+    async with _started_viewer(sid, latest, chunk, 0.1, 1.0) as ls:  # (1 s per try)
         assert ls.swarm.start_seq == 9
         assert ls.origin_failures == 0  # the first answer, read whole, started it
         assert len(segments_sent) >= 3
-    finally:
-        await node.close()
-        await runner.cleanup()
 
 
 async def test_the_start_keyframe_request_is_timed_and_primes_the_fallback() -> None:
@@ -231,16 +233,13 @@ async def test_the_start_keyframe_request_is_timed_and_primes_the_fallback() -> 
     and the core takes it as its first origin fetch time (``origin_start_primed``), so the
     first fallbacks of a viewer started from a far origin are asked early enough
     (docs/oftp.md §9.5). An origin whose latest.json takes 0.6 s and whose chunks 0.2 s."""
-    import asyncio
     import time
 
     from aiohttp import web
 
-    from oasis.core import swarm as sw
     from oasis.core import wire
     from oasis.core.repair import ORIGIN_SAMPLES
     from oasis.core.stream import StreamId, sign_chunk
-    from oasis.node.node import Node
 
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
@@ -254,22 +253,13 @@ async def test_the_start_keyframe_request_is_timed_and_primes_the_fallback() -> 
         seq = int(request.match_info["seq"])
         return web.Response(body=wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)))
 
-    runner, port = await _origin(sid, latest, chunk)
-    cfg = sw.SwarmConfig(origin_start_after=0.1, origin_start_retry=5.0)
-    node = Node(Identity.generate(), cfg, target_neighbours=0)
-    await node.start()
-    try:
-        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
-        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+    async with _started_viewer(sid, latest, chunk, 0.1, 5.0) as ls:
         assert ls.swarm.start_seq == 9
         c, r = ls.swarm.counters, ls.swarm.repair
         assert c.origin_starts == 1 and c.origin_start_primed == 1
         assert r.origin_samples >= ORIGIN_SAMPLES
         # the keyframe's 0.2 s (and the loop's slack), not latest.json's 0.6 s before it
         assert 0.2 <= r.origin_srtt < 0.55, r.origin_srtt
-    finally:
-        await node.close()
-        await runner.cleanup()
 
 
 
@@ -279,15 +269,12 @@ async def test_latest_json_read_at_the_join_makes_the_origin_start_one_request(f
     keyframe named at once, without reading the file again (docs/oftp.md §9.5). If that read
     failed, the start reads it as before (the failure counted). A real Node and an aiohttp
     origin on loopback."""
-    import asyncio
     import time
 
     from aiohttp import web
 
-    from oasis.core import swarm as sw
     from oasis.core import wire
     from oasis.core.stream import StreamId, sign_chunk
-    from oasis.node.node import Node
 
     bid = Identity.generate()
     sid = StreamId(bid.public, "live")
@@ -305,24 +292,15 @@ async def test_latest_json_read_at_the_join_makes_the_origin_start_one_request(f
         chunks.append(seq)
         return web.Response(body=wire.encode(sign_chunk(bid, sid, seq, int(time.time() * 1e6), True, b"G" * 188)))
 
-    runner, port = await _origin(sid, latest, chunk)
-    node = Node(Identity.generate(), sw.SwarmConfig(origin_start_after=0.3, origin_start_retry=5.0),
-                target_neighbours=0)
-    await node.start()
-    try:
-        ls = node.add_stream(sid, is_source=False, origin_url=f"http://127.0.0.1:{port}/origin")
-        await asyncio.wait_for(ls.playout.changed.wait(), 20)
+    async with _started_viewer(sid, latest, chunk, 0.3, 5.0) as ls:
         assert ls.swarm.start_seq == 9 and chunks[0] == 9
         from oasis.node.http import node_stats
-        assert node_stats(node)["streams"][0]["origin_prefetched"] == ls.origin_prefetched  # (on /stats)
+        assert node_stats(ls.node)["streams"][0]["origin_prefetched"] == ls.origin_prefetched  # (on /stats)
         assert ls.origin_failures == 0
         if fail_first:  # the join's read failed (counted): the start read the file again
             assert len(reads) == 2 and ls.origin_prefetched == 0 and ls.origin_prefetch_failed == 1
         else:  # read once, at the join, and used by the start
             assert len(reads) == 1 and ls.origin_prefetched == 1 and ls.origin_prefetch_failed == 0
-    finally:
-        await node.close()
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("mode", ["wrong_seq", "not_keyframe", "stale", "stall"])
