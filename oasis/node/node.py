@@ -372,7 +372,7 @@ class LiveStream:
             base = f"{self.origin_url.rstrip('/')}/{self.text_id}"
             url = f"{base}/latest.json"
             try:
-                if seq == sw.ORIGIN_LATEST:
+                if start:
                     kf = await self._prefetched(deadline)
                     if kf is None:
                         timeout = aiohttp.ClientTimeout(total=max(0.05, deadline - self.now()))
