@@ -309,6 +309,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    help="seconds a request for a chunk just ahead of the feed waits for it, answered "
                         "the moment it arrives (default 1.0; 0: answer 404 at once, and the viewer asks "
                         "again after its retry interval)")
+    e.add_argument("--follow", action="append", default=[], metavar="STREAM_ID",
+                   help="follow this stream from the start, whether or not viewers ask for it yet (a "
+                        "CDN warmed for a broadcast: its first viewer here does not wait for the edge's "
+                        "round trips to the origin); repeatable, at most 16")
 
     wl = sub.add_parser("wallet", help="wallet address, token balance, pending and settled rewards")
     wl.add_argument("--data-dir", type=_data_dir,
@@ -628,7 +632,7 @@ def _main(argv: list[str] | None = None) -> int:
         if args.cmd == "edge":
             from oasis.node.edge import run_edge
             _run(run_edge(args.origin, args.listen, public_metrics=args.public_metrics, feeds=args.feeds,
-                             hold=args.hold))
+                             hold=args.hold, follow=args.follow))
             return 0
         if args.cmd == "wallet":
             return _wallet(args)

@@ -38,6 +38,15 @@ kept or served; a frame that fails ends the feed (counted; reconnected after a b
 A stream is followed only while viewers ask for it (:data:`IDLE_UNFOLLOW`), at most
 :data:`MAX_STREAMS` at once; a request for a stream id that does not parse is 400 without
 a byte sent upstream.
+
+A stream the operator names (``oasis edge --follow <stream-id>``, :meth:`Edge.pin`) is
+followed from the edge's start whether or not anyone asks, as a CDN is warmed for a
+scheduled broadcast: a cold edge's first viewer waits for the edge's first round trips to a
+far origin (its ``latest.json`` passed through, then the feed's connection and first
+keyframe). In the 30-node testbed the first viewer in each country whose edge was cold
+started 0.6-1.2 s after its join instead of ~0.3 s, and those seven viewers missed 208 of a
+run's 338 chunks (docs/benchmarks.md, session 52). Until the origin carries it, it is asked
+for again every :data:`UNKNOWN_RETRY` s.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +181,9 @@ class Followed:
     #: that outage was said on stderr (``FEED_DOWN_SAY`` s in)
     down_since: float | None = None
     down_said: bool = False
+    #: followed from the start whether or not anyone asks (``--follow``): never unfollowed
+    #: for want of requests, never dropped while the origin does not carry it yet
+    pinned: bool = False
 
     @property
     def connected(self) -> bool:
@@ -255,7 +268,35 @@ class Edge:
         """A genuine chunk of ``f`` came: it is a stream the origin carries."""
         if not f.confirmed and self.streams.get(f.text) is f:
             f.confirmed = True
-            self._unpend(f)
+            if not f.pinned:  # (a pinned stream is pending for no asker)
+                self._unpend(f)
+
+    def pin(self, text: str) -> Followed:
+        """Follow stream ``text`` from now on, whether or not viewers ask for it (``oasis edge
+        --follow``); raises ValueError for a stream id that does not parse (it may be given in
+        upper case) or one pin more than ``max_streams``."""
+        try:
+            sid = StreamId.parse(text.strip().lower())
+        except StreamIdError as exc:
+            raise ValueError(f"--follow {text!r}: not a stream id ({exc})") from None
+        canon = str(sid)
+        f = self.streams.get(canon)
+        if (f is None or not f.pinned) and sum(g.pinned for g in self.streams.values()) >= self.max_streams:
+            raise ValueError(f"--follow: at most {self.max_streams} streams (the streams this edge follows at once)")
+        if f is None:
+            f = self.streams[canon] = Followed(sid, canon)
+        elif not f.pinned and not f.confirmed:
+            self._unpend(f)  # (pending for the address that asked first: no longer)
+        f.pinned = True
+        f.asked = self.clock()
+        self.unknown.pop(canon, None)
+        if f.task is None and not self.closing:
+            f.task = asyncio.create_task(self._follow(f))
+        return f
+
+    def _wanted(self, f: Followed) -> bool:
+        """Whether ``f`` is still followed: pinned, or asked for within ``IDLE_UNFOLLOW`` s."""
+        return not self.closing and (f.pinned or self.clock() - f.asked < IDLE_UNFOLLOW)
 
     async def _follow(self, f: Followed) -> None:
         # (the second from the newest chunk: no GOP of backlog ahead of the live chunks)
@@ -275,7 +316,7 @@ class Edge:
             f.task = None
             if self.streams.get(f.text) is f and not self.closing:
                 del self.streams[f.text]
-                if not f.confirmed:
+                if not f.confirmed and not f.pinned:
                     self._unpend(f)
                 if unknown:  # not followed again for a while: its requests are pulled through
                     self.counters["streams_unknown"] += 1
@@ -290,7 +331,7 @@ class Edge:
         """One of the stream's feed connections (``newest``: from the newest chunk on),
         reconnected after a back-off while the stream is asked for."""
         backoff = BACKOFF_MIN
-        while not self.closing and self.clock() - f.asked < IDLE_UNFOLLOW:
+        while self._wanted(f):
             try:
                 await self._read_feed(f, newest and self.newest_feed)
                 backoff = BACKOFF_MIN  # the origin ended it (a stall): try again soon
@@ -323,7 +364,9 @@ class Edge:
                                     "prints it, ending in /origin?", f"{self.origin}/{f.text}/feed",
                                     self.origin)
                 await asyncio.sleep(backoff)  # a back-off, not a synchronisation
-                backoff = min(BACKOFF_MAX, backoff * 2)
+                # (a pinned stream not carried yet: asked for again soon, its broadcast awaited)
+                most = UNKNOWN_RETRY if f.pinned and not f.confirmed else BACKOFF_MAX
+                backoff = min(most, backoff * 2)
 
     async def _read_feed(self, f: Followed, newest: bool = False) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=PASS_TIMEOUT, sock_read=FEED_READ_TIMEOUT)
@@ -335,10 +378,11 @@ class Edge:
                 # not carry the stream yet, an edge started first -- is a failure like any:
                 # taken for an old origin, it turned the newest feed off for good)
                 raise NoNewestFeed(url)
-            if no_stream and not newest and not f.confirmed:
+            if no_stream and not newest and not f.confirmed and not f.pinned:
                 raise StreamUnknown(f.text)  # (the plain feed's word: the newest may lag it)
             if r.status != 200:  # (not a bad chunk: it was counted as one, 96 with none received)
-                raise FeedRefused(f"the origin answered the feed with HTTP {r.status}",
+                raise FeedRefused("the origin does not carry the stream (yet): 404 no_stream" if no_stream
+                                  else f"the origin answered the feed with HTTP {r.status}",
                                   no_route=r.status == 404 and not no_stream)
             self.counters["feed_connects"] += 1
             if f.down_said and f.down_since is not None:
@@ -347,7 +391,7 @@ class Edge:
             f.down_since, f.down_said = None, False
             f.links += 1
             try:
-                while self.clock() - f.asked < IDLE_UNFOLLOW and not self.closing:
+                while self._wanted(f):
                     head = await r.content.readexactly(http.FEED_FRAME.size)
                     (n,) = http.FEED_FRAME.unpack(head)
                     if n > wire.MAX_CHUNK_MESSAGE:
@@ -640,7 +684,7 @@ class Edge:
         return web.json_response({
             "origin": self.origin, **self.counters, "holding": self.holding,
             "streams": {t: {"latest": f.latest, "held": len(f.chunks), "connected": f.connected,
-                            "links": f.links,
+                            "links": f.links, "pinned": f.pinned,
                             "frames": f.frames, "feed_lag_ms": _quantiles(f.lags, 1000.0),
                             "misses_ahead_by": _quantiles(f.ahead, 1.0),
                             "hold_wait_ms": _quantiles(f.held_waits, 1000.0)}
@@ -694,8 +738,9 @@ def _quantiles(xs: deque[Any], scale: float) -> dict[str, float] | None:
 
 
 async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, feeds: int = FEEDS,
-                   hold: float = HOLD_S) -> None:
-    """``oasis edge``: serve ``origin``'s streams at ``listen`` until SIGINT/SIGTERM."""
+                   hold: float = HOLD_S, follow: Sequence[str] = ()) -> None:
+    """``oasis edge``: serve ``origin``'s streams at ``listen`` until SIGINT/SIGTERM, following
+    the streams ``follow`` names from the start (:meth:`Edge.pin`)."""
     from . import runtime as rt
 
     host, port = rt.parse_hostport(listen, "--listen")
@@ -704,13 +749,14 @@ async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, fe
     limit = MAX_PULLS + MAX_STREAMS * feeds + 8
     async with outbound.session(connector=aiohttp.TCPConnector(limit=limit)) as s:
         edge = Edge(origin, s, feeds=feeds, hold=hold)
+        pinned = [edge.pin(t).text for t in follow]  # (before the port opens: a bad id is a usage error)
         app = web.Application(client_max_size=4096)
         edge.routes(app)
         http.set_public_views(app, public_metrics)
         runner, port = await rt.start_http(app, host, port)
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         rt.emit({"edge": f"http://{rt.url_host(shown)}:{port}/origin", "origin": edge.origin,
-                 "listening": f"{host}:{port}"})
+                 "listening": f"{host}:{port}", "following": pinned})
 
         async def main(stop: asyncio.Event) -> None:
             await stop.wait()

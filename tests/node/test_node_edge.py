@@ -870,3 +870,100 @@ async def test_an_edge_says_when_its_origins_feed_is_down_and_when_it_is_back(
         assert origin in caplog.text and caplog.text.count("has failed for") == 1  # once an outage
         async with s.get(url.rsplit("/origin", 1)[0] + "/") as r:
             assert r.status == 404 and "CDN edge" in (await r.json())["message"]
+
+
+# ---- an edge told which streams to follow (``oasis edge --follow``, a CDN warmed) ----
+
+def test_an_edge_told_to_follow_a_stream_holds_it_before_any_viewer_asks(
+        broadcaster: OasisProcess, tmp_path: Path) -> None:
+    """``--follow``: the edge follows the stream from its start, with no request for it, so
+    that its first viewer is answered from the feed (a cold edge's first viewer waited for
+    its round trips to the origin: 0.6-1.2 s to a far one in the testbed)."""
+    procs: list[OasisProcess] = []
+    try:
+        origin, sid = broadcaster.info["origin"], broadcaster.info["stream_id"]
+        e = OasisProcess(["edge", "--origin", origin, "--listen", "127.0.0.1:0", "--follow", sid.upper()],
+                         str(tmp_path / "e.log"))
+        procs.append(e)
+        info = e.wait_info()
+        assert info["following"] == [sid]  # (given in upper case: the one spelling)
+        base = info["edge"].rsplit("/origin", 1)[0]
+        wait_until(lambda: _stats(base)["streams"].get(sid, {}).get("frames", 0) >= 5, 30)
+        s = _stats(base)
+        f = s["streams"][sid]
+        assert f["pinned"] and f["connected"] and f["links"] == edge_mod.FEEDS
+        # nobody asked: not a pass-through, a hit or a pull (the stats above are the operator's)
+        assert s["passed"] == s["hits"] == s["pulls"] == s["holds"] == 0
+        status, body, _ = _get(f"{info['edge']}/{sid}/latest.json")  # from the feed at once
+        assert status == 200 and _stats(base)["latest_answered"] == 1 and _stats(base)["passed"] == 0
+        kf = json.loads(body)["keyframe"]
+        assert _get(f"{info['edge']}/{sid}/{kf}.chunk")[0] == 200 and _stats(base)["hits"] == 1
+        assert e.stop() == 0
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_a_stream_to_follow_that_is_not_a_stream_id_is_a_usage_error(tmp_path: Path) -> None:
+    e = OasisProcess(["edge", "--origin", "http://127.0.0.1:9/origin", "--listen", "127.0.0.1:0",
+                      "--follow", "not-a-stream"], str(tmp_path / "e.log"))
+    try:
+        assert e.popen.wait(30) == 2  # a usage error, before the port opens
+    finally:
+        e.stop()
+    assert "--follow 'not-a-stream': not a stream id" in Path(tmp_path / "e.log").read_text()
+
+
+async def test_a_followed_stream_waits_for_its_broadcast_and_is_never_unfollowed_for_want_of_viewers() -> None:
+    """A stream pinned before its broadcast starts: the origin's 404 ``no_stream`` is retried
+    (every UNKNOWN_RETRY s at most), not the end of it as for a stream a viewer named; once
+    carried it is followed, and it stays followed with no request for IDLE_UNFOLLOW s and
+    more. More pins than the edge follows streams, or an id that does not parse, are refused."""
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    carried = asyncio.Event()
+    refused: list[str] = []
+    q: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        if not carried.is_set():
+            refused.append(request.path)
+            return web.json_response({"error": "no_stream", "message": "not carried"}, status=404)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while True:
+            await resp.write(await q.get())
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get(f"/origin/{sid}/feed/newest", feed)
+    runner_o, origin = await _listen(app)
+    now = [1000.0]
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s, feeds=1, clock=lambda: now[0])
+        try:
+            with pytest.raises(ValueError, match="not a stream id"):
+                edge.pin("garbage")
+            f = edge.pin(str(sid))
+            await until(lambda: len(refused) >= 3, 15, what="the origin asked again while it does not carry it")
+            assert edge.streams.get(str(sid)) is f and f.task is not None  # still followed
+            assert edge.counters["streams_unknown"] == 0 and edge.counters["feed_refused"] >= 3
+            carried.set()  # the broadcast starts
+            await until(lambda: f.connected, 15, what="the feed up once the origin carries the stream")
+            q.put_nowait(_frame(wire.encode(sign_chunk(bid, sid, 1, int(time.time() * 1e6), True, b"K" * 300))))
+            await until(lambda: f.latest == 1 and f.confirmed, 10, what="chunk 1 from the feed")
+            assert edge.pending_by_ip == {}  # pending for no asker
+            now[0] += edge_mod.IDLE_UNFOLLOW * 3  # nobody asked for three idle periods
+            q.put_nowait(_frame(wire.encode(sign_chunk(bid, sid, 2, int(time.time() * 1e6), False, b"P" * 300))))
+            await until(lambda: f.latest == 2, 10, what="chunk 2 kept, the stream still followed")
+            assert edge.streams.get(str(sid)) is f and f.connected
+            others = [StreamId(Identity.generate().public, "live") for _ in range(edge.max_streams - 1)]
+            for o in others:
+                edge.pin(str(o))
+            assert sum(g.pinned for g in edge.streams.values()) == edge.max_streams
+            edge.pin(str(sid))  # (pinned already: no one more)
+            with pytest.raises(ValueError, match="at most"):
+                edge.pin(str(StreamId(Identity.generate().public, "live")))
+        finally:
+            await edge.close()
+            await runner_o.cleanup()
