@@ -43,6 +43,9 @@ from .topology import NodeSpec, Topology, build
 REPO = Path(__file__).resolve().parents[2]
 OFTP_PORT, HTTP_PORT, GATEWAY_PORT, EDGE_PORT = 4433, 8000, 8080, 8090
 START_TIMEOUT = 90.0  #: seconds a node may take to print its first line (a loaded machine)
+#: s the viewers' joins wait at most for the CDN edges to hold a keyframe of the stream
+#: (``--cold-edges`` off); their /stats is read every EDGE_WARM_POLL s meanwhile
+EDGE_WARM_TIMEOUT, EDGE_WARM_POLL = 15.0, 0.1
 REBIND_PORT = 40000  #: a rebound node's new public port is this + its port % 1000
 DISCOVERY = ("tracker", "link")  #: how viewers find peers (--discovery)
 #: a viewer offers at most this share of its access uplink to relay (``--upload-share``; the
@@ -187,7 +190,8 @@ class Testbed:
                  rebind: int = 0, playout_delay: float = 0.5, trace: bool = False,
                  fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
                  shield: bool = False, delayer_tick_ms: float = TICK_S * 1000,
-                 broadcaster_nice: int = BROADCASTER_NICE, edge_hold: float | None = None) -> None:
+                 broadcaster_nice: int = BROADCASTER_NICE, edge_hold: float | None = None,
+                 warm_edges: bool = True) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -208,6 +212,12 @@ class Testbed:
         self.upload_share = upload_share
         #: s an edge holds a request for a chunk just ahead of its feed (None: the edge's default)
         self.edge_hold = edge_hold
+        #: the edges follow the stream from their start (``oasis edge --follow``, a CDN warmed
+        #: for a broadcast) and the viewers join once each has its first keyframe; without,
+        #: each edge follows it from its first viewer's request (that viewer waits for it)
+        self.warm_edges = warm_edges
+        self.edges_warm_s: float | None = None  #: s from the edges' start until all were warm
+        self.edges_cold: list[str] = []  #: edges not warm by EDGE_WARM_TIMEOUT (the run goes on)
         self.delayer_tick_ms = delayer_tick_ms  #: the delayer wakes at most this often (0: each packet)
         self.broadcaster_nice = broadcaster_nice  #: its scheduling group's nice (BROADCASTER_NICE)
         self.broadcaster_nice_got: int | None = None  #: what the kernel holds after setting it
@@ -272,7 +282,7 @@ class Testbed:
                 self.progress.status(f"viewers start as fresh interpreters (the launcher failed: {exc})")
                 self.zygote = None
         self.progress.status(f"broadcaster up: tracker {binfo['tracker']}")
-        await self._start_edges(binfo["origin"])
+        await self._start_edges(binfo["origin"], binfo["stream_id"])
         t0 = time.monotonic()
         gate = asyncio.Semaphore(START_CONCURRENCY)
         vprocs: dict[str, Proc] = {}
@@ -396,6 +406,8 @@ class Testbed:
                              else None,
                              "upload_share": self.upload_share,
                              "edge_hold_s": self.edge_hold if self.edge_hold is not None else EDGE_HOLD_S,
+                             "edges_warm": self.warm_edges and self.cdn, "edges_warm_s": self.edges_warm_s,
+                             "edges_cold": self.edges_cold,
                              "broadcaster_nice": self.broadcaster_nice_got if self.broadcaster_nice else 0,
                              "delayer_tick_ms": self.delayer_tick_ms,
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
@@ -414,11 +426,13 @@ class Testbed:
         full = 4 * self.topo.bitrate_kbps
         return full if self.upload_share <= 0 else max(1, min(full, int(self.upload_share * v.up_kbps)))
 
-    async def _start_edges(self, origin: str) -> None:
+    async def _start_edges(self, origin: str, stream_id: str) -> None:
         """One ``oasis edge`` in each viewer country's PoP (forked by the launcher when there
         is one, as the viewers), each following ``origin``. With :attr:`shield` there is one
         in the broadcaster's country too, started first: it follows ``origin`` and the
-        others follow it, over the core."""
+        others follow it, over the core. With :attr:`warm_edges` each follows ``stream_id``
+        from its start, and this returns once each holds a keyframe of it (at most
+        ``EDGE_WARM_TIMEOUT`` s: a cold one is named in the result, not waited for)."""
         home = self.topo.broadcaster.country
         order = sorted(self.net.edge_placement.items(), key=lambda cp: (cp[0] != home, cp[0]))
         for country, p in order:
@@ -429,6 +443,8 @@ class Testbed:
                     "--public-metrics"]  # its /stats is read at its address, not loopback
             if self.edge_hold is not None:
                 argv += ["--hold", f"{self.edge_hold:g}"]
+            if self.warm_edges:
+                argv += ["--follow", stream_id]
             name = f"edge-{country}"
             if self.zygote is not None:
                 proc = Proc(name, self.zygote.spawn(argv, os.path.join(self.root, f"{name}.log"), netns=p.ns))
@@ -445,6 +461,29 @@ class Testbed:
             self.progress.status(f"{len(self.edge_procs)} CDN edges up "
                                  f"({', '.join(sorted(self.edge_procs))}"
                                  f"{f'; {home} the shield' if self.shield else ''})")
+        if self.warm_edges and self.edge_procs:
+            await self._edges_warm(stream_id)
+
+    async def _edges_warm(self, stream_id: str) -> None:
+        """Wait until every edge's feed of ``stream_id`` is up and has brought a keyframe (its
+        ``/stats``), at most ``EDGE_WARM_TIMEOUT`` s; the edges still cold then are kept in
+        :attr:`edges_cold` (and the result), and the run goes on."""
+        t0 = time.monotonic()
+        left = set(self.edge_procs)
+        for _ in range(int(EDGE_WARM_TIMEOUT / EDGE_WARM_POLL) + 1):  # (bounded in count and time)
+            for country in sorted(left):
+                p = self.net.edge_placement[country]
+                st = await http_json(p.ns, p.addr, EDGE_PORT, "/stats", timeout=2.0)
+                f = (st or {}).get("streams", {}).get(stream_id) if isinstance(st, dict) else None
+                if isinstance(f, dict) and f.get("connected") and f.get("latest", -1) >= 0:
+                    left.discard(country)
+            if not left or time.monotonic() - t0 > EDGE_WARM_TIMEOUT:
+                break
+            await asyncio.sleep(EDGE_WARM_POLL)  # a poll of the edges' /stats, not a synchronisation
+        self.edges_warm_s = round(time.monotonic() - t0, 2)
+        self.edges_cold = sorted(left)
+        self.progress.status(f"CDN edges warm in {self.edges_warm_s:.1f} s"
+                             + (f" (still cold: {', '.join(self.edges_cold)})" if left else ""))
 
     def _dump_conntrack(self) -> None:
         """Each NAT namespace's conntrack table (``/proc/net/nf_conntrack``, per namespace)
@@ -796,6 +835,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="a CDN shield tier: the edge in the broadcaster's country follows the origin "
                     "and the others follow that edge (by default every edge follows the origin; "
                     "measured no better over six runs: docs/benchmarks.md, session 34)")
+    ap.add_argument("--cold-edges", dest="warm_edges", action="store_false",
+                    help="each CDN edge follows the stream from its first viewer's request, and that "
+                    "viewer waits for the edge's round trips to the origin (by default the edges are "
+                    "warmed for the broadcast, `oasis edge --follow`, before the viewers join)")
     ap.add_argument("--edge-hold", type=float, default=None, metavar="S",
                     help="seconds a CDN edge holds a request for a chunk just ahead of its feed "
                     f"(`oasis edge --hold`; default the edge's, {EDGE_HOLD_S:g}; 0: 404 at once)")
@@ -958,7 +1001,7 @@ def run_testbed(args: argparse.Namespace) -> int:
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
                  cdn=args.cdn, upload_share=args.upload_share, shield=args.shield,
                  delayer_tick_ms=args.delayer_tick_ms, broadcaster_nice=args.broadcaster_nice,
-                 edge_hold=args.edge_hold)
+                 edge_hold=args.edge_hold, warm_edges=args.warm_edges)
     result: dict[str, Any] = {}
     code = 0
     try:

@@ -401,6 +401,10 @@ def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
     cdn = r["cdn"]
     assert 1 <= cdn["edges"] <= 2 and cdn["answered"] == cdn["edges"] == r["testbed"]["cdn_edges"]
     assert cdn["feed_connects"] >= cdn["edges"] and cdn["feed_bad_chunks"] == 0
+    # ... warmed for the broadcast: each followed the stream from its start (``--follow``),
+    # and the viewers joined once every edge held a keyframe of it
+    assert r["testbed"]["edges_warm"] is True and r["testbed"]["edges_cold"] == []
+    assert all(st["pinned"] for e in cdn["per_edge"].values() for st in e["streams"].values())
 
 
 def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_path: Path) -> None:
