@@ -42,7 +42,7 @@ from oasis.core.descriptor import (
 )
 from oasis.core.dialplan import dialable
 from oasis.core.identity import peer_id_of
-from oasis.core.stream import StreamId
+from oasis.core.stream import StreamId, StreamIdError
 from oasis.core.streamlink import MAX_BOOTSTRAP, Bootstrap, LinkError, StreamLink, is_link
 from oasis.core.streamlink import parse as parse_link
 from oasis.core.tracker import Tracker
@@ -679,7 +679,12 @@ async def resolve_stream(stream: str, tracker_url: str | None,
         sid, desc, boots, key = link.sid, link.descriptor, link.bootstrap, link.key
         tracker_url = tracker_url or link.tracker
     else:
-        sid = StreamId.parse(stream)
+        try:
+            sid = StreamId.parse(stream)
+        except StreamIdError as exc:  # (the code a link's bad id gets: one answer to one mistake)
+            hint = ("; a web address is not a stream: give the stream's link (oasis://...) or its id"
+                    if "://" in stream else "")
+            raise LinkError("bad_stream_id", f"{exc}{hint}") from None
         if tracker_url is None:
             raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
     if desc is None and tracker_url is not None:

@@ -143,3 +143,15 @@ def test_values_a_command_would_take_unsaid_are_refused_naming_the_option(tmp_pa
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and said in out.stderr, (args, out.stderr)
         assert len(out.stderr) < 400 and out.stdout == "" and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def test_watch_of_a_bad_stream_id_says_the_code_a_bad_link_gets(tmp_path: Path) -> None:
+    """`oasis watch http://example` said "not of the form ..." without the ``bad_stream_id``
+    code that `oasis watch oasis://garbage` gets, and nothing of what to give instead."""
+    for target, says in (("http://example", "a web address is not a stream"), ("oasis://garbage", ""),
+                         ("garbage", "")):
+        out = subprocess.run([sys.executable, "-m", "oasis", "watch", target, "--tracker",
+                              "http://127.0.0.1:9/", "--data-dir", str(tmp_path / "d")],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, out.stderr
+        assert "error: bad_stream_id: stream id" in out.stderr and says in out.stderr, out.stderr
