@@ -225,6 +225,7 @@ class Edge:
         #: stream ids the origin said it does not carry -> until when they are not followed
         self.unknown: dict[str, float] = {}
         self._pulls: dict[tuple[str, int], asyncio.Future[bytes | str]] = {}
+        self._bg: set[asyncio.Future[bytes | str]] = set()  #: pulls a cold stream's feed outran
         self.closing = False
         self._registry: Any = None  #: the /metrics registry, made at the first scrape
         self.counters: dict[str, int] = {
@@ -232,7 +233,7 @@ class Edge:
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
             "feed_failures": 0, "feed_newest_unknown": 0, "feed_bad_chunks": 0, "feed_refused": 0, "feed_copies": 0, "streams_refused": 0, "streams_unknown": 0,
             "streams_unfollowed": 0, "feeds_out": 0, "feed_frames_out": 0,
-            "holds": 0, "hold_hits": 0, "hold_timeouts": 0, "holds_refused": 0}
+            "holds": 0, "hold_hits": 0, "hold_timeouts": 0, "holds_refused": 0, "cold_feed_hits": 0}
 
     # ---- the feeds -------------------------------------------------------------------
     def follow(self, text: str, ip: str = "") -> Followed | None:
@@ -483,6 +484,45 @@ class Edge:
             fut.set_result(out)
         return out
 
+    async def _pull_or_feed(self, f: Followed, seq: int) -> bytes | str:
+        """Chunk ``seq`` while ``f``'s feed is coming up (followed, nothing brought yet: a
+        cold edge's first viewer): pulled from the origin or brought by the feed, whichever
+        comes first; a failed pull still waits for the feed up to ``hold`` s. The feed starts
+        at the newest keyframe, the one a starting viewer asks for: pulled alone it cost that
+        viewer one more round trip to a far origin, and a request that came when the feed
+        had connected but brought nothing was 404 "not made yet" (it is ahead of nothing).
+        The chunk's bytes, or :meth:`_pull`'s reason."""
+        w = f.waiting.get(seq)
+        if w is None:
+            w = f.waiting[seq] = (asyncio.get_running_loop().create_future(), [0])
+        fut, n = w
+        n[0] += 1
+        pull = asyncio.ensure_future(self._pull(f, seq))  # (shared by every asker; ends within PASS_TIMEOUT)
+        self._bg.add(pull)
+        pull.add_done_callback(self._bg.discard)
+        try:
+            either: set[asyncio.Future[Any]] = {pull, fut}
+            done, _ = await asyncio.wait(either, timeout=PASS_TIMEOUT,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            got = pull.result() if pull in done else "unreachable: no answer in time"
+            if isinstance(got, bytes):  # (its copy resolves the feed's waiter too: asked first)
+                return got
+            if fut in done:
+                self.counters["cold_feed_hits"] += 1
+                return fut.result()
+            if self.hold <= 0:
+                return got
+            try:  # (the pull failed: the feed may still bring it)
+                body: bytes = await asyncio.wait_for(asyncio.shield(fut), self.hold)
+            except TimeoutError:
+                return got
+            self.counters["cold_feed_hits"] += 1
+            return body
+        finally:
+            n[0] -= 1
+            if n[0] == 0 and f.waiting.get(seq) is w:
+                del f.waiting[seq]
+
     async def _hold(self, f: Followed, seq: int, ip: str) -> bytes | None:
         """Wait up to ``hold`` s for the feed to bring ``seq``: its bytes, or None (not
         brought in time, or no room to hold one more request)."""
@@ -542,6 +582,14 @@ class Edge:
         held = -1.0
         if body is not None:
             self.counters["hits"] += 1
+        elif f.latest < 0 and f.task is not None:
+            # the feed is coming up and has brought nothing yet (a cold edge's first viewer)
+            got = await self._pull_or_feed(f, seq)
+            if isinstance(got, str):
+                raise http.json_error(502 if got.startswith("unreachable") else 404, "no_chunk",
+                                      f"chunk {seq} is not held here yet, and the origin {self.origin} "
+                                      f"did not give it ({got[:200]})")
+            body = got
         elif f.connected and seq > f.latest:
             if self.hold > 0 and seq - f.latest <= HOLD_AHEAD:
                 began = self.clock()
@@ -718,7 +766,8 @@ class Edge:
 
     async def close(self) -> None:
         self.closing = True
-        tasks = [f.task for f in self.streams.values() if f.task is not None]
+        tasks: list[asyncio.Future[Any]] = [f.task for f in self.streams.values() if f.task is not None]
+        tasks += list(self._bg)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -570,7 +570,7 @@ def cleanup_logs(tmp: str | None = None) -> tuple[list[str], list[str]]:
 
 def cdn_view(edge_stats: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
     """The CDN edges' counters summed, and each edge's (None: its /stats did not answer)."""
-    keys = ("hits", "misses_ahead", "holds", "hold_hits", "hold_timeouts", "holds_refused", "pulls", "pull_failures", "passed", "pass_failures",
+    keys = ("hits", "misses_ahead", "holds", "hold_hits", "hold_timeouts", "holds_refused", "cold_feed_hits", "pulls", "pull_failures", "passed", "pass_failures",
             "feed_connects", "feed_failures", "feed_bad_chunks", "feed_refused", "feed_copies", "feeds_out")
     ok = [s for s in edge_stats.values() if s is not None]
     return {"edges": len(edge_stats), "answered": len(ok),

@@ -967,3 +967,66 @@ async def test_a_followed_stream_waits_for_its_broadcast_and_is_never_unfollowed
         finally:
             await edge.close()
             await runner_o.cleanup()
+
+
+async def test_a_cold_edges_first_viewer_gets_its_start_from_the_feed_or_a_pull_whichever_comes_first() -> None:
+    """A stream nobody asked this edge for before: its first viewer's start keyframe is pulled
+    from the origin *and* awaited from the feed coming up (which starts at that keyframe),
+    and whichever brings it first answers. Before, it was pulled alone (one more round trip
+    to a far origin), and asked when the feed had connected but brought nothing it was 404
+    "not made yet"."""
+    bid = Identity.generate()
+    a, b = StreamId(bid.public, "a"), StreamId(bid.public, "b")
+    now = int(time.time() * 1e6)
+    kf = {str(sid): wire.encode(sign_chunk(bid, sid, 30, now, True, b"K" * 500)) for sid in (a, b)}
+    feed_q: asyncio.Queue[bytes] = asyncio.Queue()
+    pull_go = {str(a): asyncio.Event(), str(b): asyncio.Event()}
+    pulls_asked: list[str] = []
+    pull_go[str(b)].set()  # b's origin answers a pull at once; a's only when the test says
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)  # connected: the edge's feed is up, with nothing brought
+        if request.match_info["sid"] == str(a):
+            while True:
+                await resp.write(await feed_q.get())
+        await asyncio.Event().wait()  # b's feed brings nothing (held open until shut down)
+        return resp
+
+    async def chunk(request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        pulls_asked.append(sid)
+        await pull_go[sid].wait()
+        return web.Response(body=kf[sid])
+
+    app = web.Application()
+    app.router.add_get("/origin/{sid}/feed", feed)
+    app.router.add_get("/origin/{sid}/{seq}.chunk", chunk)
+    runner_o, origin = await _listen(app)
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s, feeds=1)
+        runner_e, url = await _serve(edge)
+        try:
+            for sid in (a, b):
+                edge.follow(str(sid))  # (what a viewer's first request does)
+            fa, fb = edge.streams[str(a)], edge.streams[str(b)]
+            await until(lambda: fa.connected and fb.connected, 10, what="both feeds connected")
+            asked = asyncio.ensure_future(s.get(f"{url}/{a}/30.chunk"))
+            await until(lambda: pulls_asked == [str(a)] and 30 in fa.waiting, 10,
+                        what="the start pulled and awaited from the feed")
+            feed_q.put_nowait(_frame(kf[str(a)]))  # the feed brings it first
+            async with await asyncio.wait_for(asyncio.shield(asked), 10) as r:
+                assert r.status == 200 and await r.read() == kf[str(a)]
+            assert edge.counters["cold_feed_hits"] == 1 and edge.counters["misses_ahead"] == 0
+            pull_go[str(a)].set()  # the pull ends too, its copy the same bytes
+            await until(lambda: not edge._bg, 10, what="the outrun pull finished")
+            assert fa.chunks[30] == kf[str(a)] and edge.counters["feed_bad_chunks"] == 0
+            # b: the feed brings nothing, the pull answers
+            async with s.get(f"{url}/{b}/30.chunk") as r:
+                assert r.status == 200 and await r.read() == kf[str(b)]
+            assert edge.counters["cold_feed_hits"] == 1 and edge.counters["pulls"] == 2
+            assert not fa.waiting and not fb.waiting
+        finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
