@@ -487,7 +487,8 @@ class Edge:
     async def _pull_or_feed(self, f: Followed, seq: int) -> bytes | str:
         """Chunk ``seq`` while ``f``'s feed is coming up (followed, nothing brought yet: a
         cold edge's first viewer): pulled from the origin or brought by the feed, whichever
-        comes first; a failed pull still waits for the feed up to ``hold`` s. The feed starts
+        comes first (bounded as pulls are: at most ``MAX_PULLS`` seqs at once, "busy" beyond,
+        and no wait past a failed pull). The feed starts
         at the newest keyframe, the one a starting viewer asks for: pulled alone it cost that
         viewer one more round trip to a far origin, and a request that came when the feed
         had connected but brought nothing was 404 "not made yet" (it is ahead of nothing).
@@ -510,14 +511,9 @@ class Edge:
             if fut in done:
                 self.counters["cold_feed_hits"] += 1
                 return fut.result()
-            if self.hold <= 0:
-                return got
-            try:  # (the pull failed: the feed may still bring it)
-                body: bytes = await asyncio.wait_for(asyncio.shield(fut), self.hold)
-            except TimeoutError:
-                return got
-            self.counters["cold_feed_hits"] += 1
-            return body
+            # (a failed pull is the answer: waiting on for the feed, each request for a seq the
+            # origin refused would hold a connection and a waiter, unbounded)
+            return got
         finally:
             n[0] -= 1
             if n[0] == 0 and f.waiting.get(seq) is w:
@@ -582,15 +578,7 @@ class Edge:
         held = -1.0
         if body is not None:
             self.counters["hits"] += 1
-        elif f.latest < 0 and f.task is not None:
-            # the feed is coming up and has brought nothing yet (a cold edge's first viewer)
-            got = await self._pull_or_feed(f, seq)
-            if isinstance(got, str):
-                raise http.json_error(502 if got.startswith("unreachable") else 404, "no_chunk",
-                                      f"chunk {seq} is not held here yet, and the origin {self.origin} "
-                                      f"did not give it ({got[:200]})")
-            body = got
-        elif f.connected and seq > f.latest:
+        elif f.connected and f.latest >= 0 and seq > f.latest:
             if self.hold > 0 and seq - f.latest <= HOLD_AHEAD:
                 began = self.clock()
                 body = await self._hold(f, seq, http.source_key(request.remote or ""))
@@ -603,7 +591,10 @@ class Edge:
                     self.counters["misses_far_ahead"] += 1
                 raise http.json_error(404, "no_chunk", f"chunk {seq} is not made yet: the newest is {f.latest}")
         else:
-            got = await self._pull(f, seq)
+            # (the feed coming up with nothing brought yet, a cold edge's first viewer: the
+            # pull raced with it)
+            cold = f.latest < 0 and f.task is not None
+            got = await (self._pull_or_feed(f, seq) if cold else self._pull(f, seq))
             if got == "busy":
                 raise http.json_error(503, "busy", f"chunk {seq} is not held here and this edge has "
                                       f"{MAX_PULLS} requests to the origin under way; ask again")
