@@ -649,11 +649,14 @@ class _Progress:
         off = f"{100 * p2p / allb:.1f}%" if allb and chunks else "-"
         line = (f"[{elapsed:5.1f}/{total:.0f}s] viewers {sum(1 for s in stats if s)} "
                 f"chunks received {chunks} (all viewers) latency p50 {med} offload {off}")
+        # (rich wraps at the console's width, 80 columns off a terminal: a log got each tick
+        # as two lines, and a narrow terminal's overwritten line left its wrapped tail behind)
         if self.live:
-            self.console.print(line + "   ", end="\r")
+            width = max(20, self.console.width - 1)
+            self.console.print(line[:width].ljust(width), end="\r", soft_wrap=True, highlight=False)
         elif elapsed - self._last_tick >= 10.0:
             self._last_tick = elapsed
-            self.console.print(line)
+            self.console.print(line, soft_wrap=True, highlight=False)
 
     def note(self, text: str) -> None:
         try:

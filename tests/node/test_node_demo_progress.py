@@ -35,3 +35,21 @@ def test_the_share_of_peers_bytes_once_chunks_play():
 def test_no_latency_before_any_is_measured():
     line = _line([{"streams": [{"chunks": 0, "bytes": {}, "latency_p50_ms": None}]}])
     assert "latency p50 - " in line and "0 ms" not in line, line
+
+
+def test_a_tick_is_one_line_whatever_the_width():
+    """Off a terminal rich wrapped at 80 columns: a log got each tick as two lines. On a
+    narrow terminal the overwritten line is cut to its width (its wrapped tail stayed)."""
+    stats = [_stats(123456, 750, 250) for _ in range(20)]
+    p = _Progress(quiet_json=False)
+    out = io.StringIO()
+    p.console = Console(file=out, width=80)
+    p.live = False
+    p.tick(12.5, 60, stats)
+    text = out.getvalue()
+    assert text.count("\n") == 1 and len(text) > 81 and "offload 75.0%" in text, text
+    p.console = Console(file=(out := io.StringIO()), width=40)
+    p.live = True
+    p.tick(13.0, 60, stats)
+    text = out.getvalue()
+    assert "\n" not in text and text.endswith("\r") and len(text) == 40, repr(text)
