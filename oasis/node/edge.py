@@ -97,6 +97,7 @@ PASS_TIMEOUT = 5.0  #: s an origin may take to answer a passed-through or pulled
 #: bytes of a passed-through answer (``latest.json`` ~80, ``time`` ~30, a descriptor < 8 kB)
 PASS_CAPS = {"latest.json": 512, "time": 512, "descriptor": 64 * 1024}
 MAX_PULLS = 64  #: pull-throughs under way at once (each holds an upstream request)
+MAX_PULLS_PER_IP = 16  #: ... started for one address (one address took all 64: found from outside)
 LAG_SAMPLES = 2000  #: feed lags and miss distances kept per stream for /stats
 #: s a request for a chunk just ahead of the feed waits for it (0: 404 at once). Longer than
 #: a viewer's whole playout delay: its own timeout (the chunk's deadline) ends it sooner
@@ -225,6 +226,7 @@ class Edge:
         #: stream ids the origin said it does not carry -> until when they are not followed
         self.unknown: dict[str, float] = {}
         self._pulls: dict[tuple[str, int], asyncio.Future[bytes | str]] = {}
+        self._pulls_by_ip: dict[str, int] = {}  #: pulls under way by the address that started each
         self._bg: set[asyncio.Future[bytes | str]] = set()  #: pulls a cold stream's feed outran
         self.closing = False
         self._registry: Any = None  #: the /metrics registry, made at the first scrape
@@ -386,20 +388,26 @@ class Edge:
                                   else f"the origin answered the feed with HTTP {r.status}",
                                   no_route=r.status == 404 and not no_stream)
             self.counters["feed_connects"] += 1
-            if f.down_said and f.down_since is not None:
-                log.warning("the origin's feed of %s is back (after %.0f s)", f.text,
-                            time.monotonic() - f.down_since)
-            f.down_since, f.down_said = None, False
             f.links += 1
             try:
                 while self._wanted(f):
-                    head = await r.content.readexactly(http.FEED_FRAME.size)
-                    (n,) = http.FEED_FRAME.unpack(head)
-                    if n > wire.MAX_CHUNK_MESSAGE:
-                        raise FeedError(f"a feed frame of {n} bytes (at most {wire.MAX_CHUNK_MESSAGE})")
-                    body = await r.content.readexactly(n)
+                    # (each frame within FEED_READ_TIMEOUT, whatever the client's parser does: a
+                    # chunked response with a bad chunk-size line left aiohttp's C parser's read
+                    # waiting for good, past its socket timeout and the origin's close, and the
+                    # stream showed a feed up that brought nothing; found 2026-12-06 from outside)
+                    async with asyncio.timeout(FEED_READ_TIMEOUT):
+                        head = await r.content.readexactly(http.FEED_FRAME.size)
+                        (n,) = http.FEED_FRAME.unpack(head)
+                        if n > wire.MAX_CHUNK_MESSAGE:
+                            raise FeedError(f"a feed frame of {n} bytes (at most {wire.MAX_CHUNK_MESSAGE})")
+                        body = await r.content.readexactly(n)
                     self.counters["feed_frames"] += 1
-                    c, new = self._keep(f, body)
+                    c, new = self._keep(f, body, fed=True)
+                    if f.down_since is not None:  # (back: a genuine chunk came, not just a 200)
+                        if f.down_said:
+                            log.warning("the origin's feed of %s is back (after %.0f s)", f.text,
+                                        time.monotonic() - f.down_since)
+                        f.down_since, f.down_said = None, False
                     if new:
                         f.lags.append(time.time() - c.time_us / 1e6)
                         f.frames += 1
@@ -413,9 +421,12 @@ class Edge:
         :class:`FeedError` if it is not a chunk of ``f``'s stream signed by its broadcaster."""
         return self._keep(f, body)[0]
 
-    def _keep(self, f: Followed, body: bytes) -> tuple[wire.ChunkMsg, bool]:
+    def _keep(self, f: Followed, body: bytes, fed: bool = False) -> tuple[wire.ChunkMsg, bool]:
         """:meth:`keep`, and whether the chunk is new here (False: the same bytes were held
-        already -- another feed's copy, not verified again)."""
+        already -- another feed's copy, not verified again). Only a chunk the feed brought
+        (``fed``) moves the stream's newest seq and keyframe: a pulled one is older than the
+        feed's, or, on a cold stream, any chunk an asker named (an old keyframe pulled made
+        ``latest.json`` name it and the live chunks 404 "not made yet"; found from outside)."""
         try:
             c = wire.decode_chunk(body)
         except wire.WireError as exc:
@@ -438,9 +449,9 @@ class Edge:
             old = f.order.popleft()
             f.chunks.pop(old, None)
             f.etags.pop(old, None)
-        if c.seq > f.latest:
+        if fed and c.seq > f.latest:
             f.latest, f.latest_time = c.seq, c.time_us / 1e6
-        if c.flags & 1 and c.seq > f.keyframe:
+        if fed and c.flags & 1 and c.seq > f.keyframe:
             f.keyframe = c.seq
         w = f.waiting.pop(c.seq, None)
         if w is not None and not w[0].done():
@@ -449,19 +460,21 @@ class Edge:
         changed.set()
         return c, True
 
-    async def _pull(self, f: Followed, seq: int) -> bytes | str:
+    async def _pull(self, f: Followed, seq: int, ip: str = "") -> bytes | str:
         """Chunk ``seq`` from the origin (one request however many ask), kept if it checks;
-        else why not: ``busy`` (``MAX_PULLS`` under way), ``unreachable: <reason>``, ``HTTP
-        <status>`` (the origin's answer) or ``bad`` (it did not verify)."""
+        else why not: ``busy`` (``MAX_PULLS`` under way, or ``MAX_PULLS_PER_IP`` started for
+        ``ip``), ``unreachable: <reason>``, ``HTTP <status>`` (the origin's answer) or ``bad``
+        (it did not verify)."""
         key = (f.text, seq)
         fut = self._pulls.get(key)
         if fut is not None:
             return await asyncio.shield(fut)
-        if len(self._pulls) >= MAX_PULLS:
+        if len(self._pulls) >= MAX_PULLS or self._pulls_by_ip.get(ip, 0) >= MAX_PULLS_PER_IP:
             self.counters["pulls_refused"] += 1
             return "busy"
         fut = asyncio.get_running_loop().create_future()
         self._pulls[key] = fut
+        self._pulls_by_ip[ip] = self._pulls_by_ip.get(ip, 0) + 1
         out: bytes | str = "bad"
         try:
             self.counters["pulls"] += 1
@@ -481,14 +494,20 @@ class Edge:
             out = f"unreachable: {outbound.reason(exc)[:200]}"
         finally:
             del self._pulls[key]
+            left = self._pulls_by_ip[ip] - 1
+            if left:
+                self._pulls_by_ip[ip] = left
+            else:
+                del self._pulls_by_ip[ip]
             fut.set_result(out)
         return out
 
-    async def _pull_or_feed(self, f: Followed, seq: int) -> bytes | str:
+    async def _pull_or_feed(self, f: Followed, seq: int, ip: str = "") -> bytes | str:
         """Chunk ``seq`` while ``f``'s feed is coming up (followed, nothing brought yet: a
         cold edge's first viewer): pulled from the origin or brought by the feed, whichever
-        comes first (bounded as pulls are: at most ``MAX_PULLS`` seqs at once, "busy" beyond,
-        and no wait past a failed pull). The feed starts
+        comes first (bounded as pulls are: at most ``MAX_PULLS`` seqs at once; no pull to be
+        had, "busy", it is held for the feed as a request ahead of it is, within the hold's
+        caps; no wait past a failed pull). The feed starts
         at the newest keyframe, the one a starting viewer asks for: pulled alone it cost that
         viewer one more round trip to a far origin, and a request that came when the feed
         had connected but brought nothing was 404 "not made yet" (it is ahead of nothing).
@@ -498,7 +517,7 @@ class Edge:
             w = f.waiting[seq] = (asyncio.get_running_loop().create_future(), [0])
         fut, n = w
         n[0] += 1
-        pull = asyncio.ensure_future(self._pull(f, seq))  # (shared by every asker; ends within PASS_TIMEOUT)
+        pull = asyncio.ensure_future(self._pull(f, seq, ip))  # (shared by every asker; ends within PASS_TIMEOUT)
         self._bg.add(pull)
         pull.add_done_callback(self._bg.discard)
         try:
@@ -511,6 +530,14 @@ class Edge:
             if fut in done:
                 self.counters["cold_feed_hits"] += 1
                 return fut.result()
+            if got == "busy" and self.hold > 0:
+                # (every pull slot taken, by one address perhaps: the feed may yet bring it.
+                # Answered busy at once, a cold viewer's start was refused while an address
+                # held the 64 pulls; found 2026-12-06 from outside)
+                body = await self._hold(f, seq, ip)
+                if body is not None:
+                    self.counters["cold_feed_hits"] += 1
+                    return body
             # (a failed pull is the answer: waiting on for the feed, each request for a seq the
             # origin refused would hold a connection and a waiter, unbounded)
             return got
@@ -594,7 +621,8 @@ class Edge:
             # (the feed coming up with nothing brought yet, a cold edge's first viewer: the
             # pull raced with it)
             cold = f.latest < 0 and f.task is not None
-            got = await (self._pull_or_feed(f, seq) if cold else self._pull(f, seq))
+            ip = http.source_key(request.remote or "")
+            got = await (self._pull_or_feed(f, seq, ip) if cold else self._pull(f, seq, ip))
             if got == "busy":
                 raise http.json_error(503, "busy", f"chunk {seq} is not held here and this edge has "
                                       f"{MAX_PULLS} requests to the origin under way; ask again")
@@ -789,7 +817,8 @@ async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, fe
     limit = MAX_PULLS + MAX_STREAMS * feeds + 8
     async with outbound.session(connector=aiohttp.TCPConnector(limit=limit)) as s:
         edge = Edge(origin, s, feeds=feeds, hold=hold)
-        pinned = [edge.pin(t).text for t in follow]  # (before the port opens: a bad id is a usage error)
+        # (before the port opens: a bad id is a usage error; an id given twice is followed once)
+        pinned = list(dict.fromkeys(edge.pin(t).text for t in follow))
         app = web.Application(client_max_size=4096)
         edge.routes(app)
         http.set_public_views(app, public_metrics)

@@ -1026,7 +1026,104 @@ async def test_a_cold_edges_first_viewer_gets_its_start_from_the_feed_or_a_pull_
                 assert r.status == 200 and await r.read() == kf[str(b)]
             assert edge.counters["cold_feed_hits"] == 1 and edge.counters["pulls"] == 2
             assert not fa.waiting and not fb.waiting
+            # a pulled chunk is kept but is not where the stream is (only the feed says that):
+            # an old keyframe pulled had made latest.json name it, and live chunks 404
+            assert fb.chunks[30] == kf[str(b)] and fb.latest == -1 and fb.keyframe == -1
         finally:
+            await edge.close()
+            await runner_e.cleanup()
+            await runner_o.cleanup()
+
+
+async def test_a_feed_whose_framing_breaks_fails_and_is_reconnected_not_left_hanging(monkeypatch: Any) -> None:
+    """An origin answering the feed 200, chunked, then a chunk-size line that is not hex: the
+    read waited for good in aiohttp's C parser (past its socket timeout and the origin's close)
+    and a followed stream showed a feed up that brought nothing (found 2026-12-06 from
+    outside). Each frame is now read within FEED_READ_TIMEOUT: a failure, reconnected."""
+    monkeypatch.setattr(edge_mod, "FEED_READ_TIMEOUT", 0.5)
+    sid = StreamId(Identity.generate().public, "live")
+    served: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(1)
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            await writer.drain()
+            later = asyncio.get_running_loop().create_future()  # (the bad line in a segment of its own)
+            asyncio.get_running_loop().call_later(0.2, later.set_result, None)
+            await later
+            writer.write(b"zz\r\nbad\r\n")  # not a chunk size
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(f"http://127.0.0.1:{port}/origin", s, feeds=1)
+        try:
+            f = edge.pin(str(sid))
+            await until(lambda: edge.counters["feed_failures"] >= 2 and len(served) >= 2, 15,
+                        what="the broken feed failed and was asked again")
+            assert f.latest == -1 and f.frames == 0
+        finally:
+            await edge.close()
+            server.close()
+            await server.wait_closed()
+
+
+async def test_one_address_cannot_take_every_pull_and_a_cold_start_waits_for_the_feed(monkeypatch: Any) -> None:
+    """A cold stream whose origin is slow to answer pulls: one address asking many seqs
+    starts at most MAX_PULLS_PER_IP pulls, and a request with no pull to be had ("busy") is
+    held for the feed (within the hold's caps) instead of refused at once: answered 503, a
+    cold viewer's start was refused while one address held all 64 (found 2026-12-06)."""
+    monkeypatch.setattr(edge_mod, "MAX_PULLS", 6)
+    monkeypatch.setattr(edge_mod, "MAX_PULLS_PER_IP", 3)
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    now = int(time.time() * 1e6)
+    kf = {q: wire.encode(sign_chunk(bid, sid, q, now, q == 50, b"C" * 200)) for q in range(40, 60)}
+    feed_q: asyncio.Queue[bytes] = asyncio.Queue()
+    stall = asyncio.Event()  # pulls stall until the end
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        while True:
+            await resp.write(await feed_q.get())
+
+    async def chunk(request: web.Request) -> web.Response:
+        await stall.wait()
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/origin/{sid}/feed", feed)
+    app.router.add_get("/origin/{sid}/{seq}.chunk", chunk)
+    runner_o, origin = await _listen(app)
+    async with aiohttp.ClientSession() as a, aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as b:
+        edge = Edge(origin, a, feeds=1)
+        runner_e, url = await _serve(edge)
+        try:
+            f = edge.pin(str(sid))
+            await until(lambda: f.connected, 10, what="the feed connected, bringing nothing")
+            flood = [asyncio.ensure_future(a.get(f"{url}/{sid}/{q}.chunk")) for q in range(40, 45)]
+            await until(lambda: len(edge._pulls) == 3 and edge.holding == 2, 10,
+                        what="three pulls for the address, two more requests held for the feed")
+            other = asyncio.ensure_future(b.get(f"{url}/{sid}/50.chunk"))  # another address: a pull slot
+            await until(lambda: len(edge._pulls) == 4, 10, what="the other address's pull")
+            feed_q.put_nowait(_frame(kf[50]))
+            feed_q.put_nowait(_frame(kf[43]))  # one of the held ones
+            async with await asyncio.wait_for(asyncio.shield(other), 10) as r:
+                assert r.status == 200 and await r.read() == kf[50]
+            async with await asyncio.wait_for(asyncio.shield(flood[3]), 10) as r:
+                assert r.status == 200 and await r.read() == kf[43]
+            assert edge.counters["cold_feed_hits"] == 2 and edge.counters["pulls_refused"] == 2
+            stall.set()
+            for t in flood:
+                (await t).close()
+        finally:
+            stall.set()
             await edge.close()
             await runner_e.cleanup()
             await runner_o.cleanup()
