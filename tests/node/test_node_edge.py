@@ -420,8 +420,9 @@ async def test_an_edge_keeps_one_copy_of_two_feeds_and_serves_a_bounded_feed_of_
 
 # ---- a request for a chunk just ahead of the feed is held until the feed brings it ----
 
-async def _driven_origin(sid: StreamId) -> tuple[web.AppRunner, str, asyncio.Queue[bytes]]:
-    """An origin whose feed sends each frame put on the returned queue, when it is put."""
+async def _driven_origin(sid: StreamId, chunk: Any = None) -> tuple[web.AppRunner, str, asyncio.Queue[bytes]]:
+    """An origin whose feed sends each frame put on the returned queue, when it is put (and
+    whose ``<seq>.chunk`` is answered by the handler ``chunk``, if given)."""
     q: asyncio.Queue[bytes] = asyncio.Queue()
 
     async def feed(request: web.Request) -> web.StreamResponse:
@@ -435,6 +436,8 @@ async def _driven_origin(sid: StreamId) -> tuple[web.AppRunner, str, asyncio.Que
 
     app = web.Application()
     app.router.add_get(f"/origin/{sid}/feed", feed)
+    if chunk is not None:
+        app.router.add_get(f"/origin/{sid}/{{seq}}.chunk", chunk)
     app.router.add_get("/origin/{sid}/{what}", other)
     runner, origin = await _listen(app)
     return runner, origin, q
@@ -1083,23 +1086,13 @@ async def test_one_address_cannot_take_every_pull_and_a_cold_start_waits_for_the
     sid = StreamId(bid.public, "live")
     now = int(time.time() * 1e6)
     kf = {q: wire.encode(sign_chunk(bid, sid, q, now, q == 50, b"C" * 200)) for q in range(40, 60)}
-    feed_q: asyncio.Queue[bytes] = asyncio.Queue()
     stall = asyncio.Event()  # pulls stall until the end
-
-    async def feed(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse()
-        await resp.prepare(request)
-        while True:
-            await resp.write(await feed_q.get())
 
     async def chunk(request: web.Request) -> web.Response:
         await stall.wait()
         return web.Response(status=404)
 
-    app = web.Application()
-    app.router.add_get("/origin/{sid}/feed", feed)
-    app.router.add_get("/origin/{sid}/{seq}.chunk", chunk)
-    runner_o, origin = await _listen(app)
+    runner_o, origin, feed_q = await _driven_origin(sid, chunk)
     async with aiohttp.ClientSession() as a, aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as b:
         edge = Edge(origin, a, feeds=1)
