@@ -625,7 +625,8 @@ class Edge:
             got = await (self._pull_or_feed(f, seq, ip) if cold else self._pull(f, seq, ip))
             if got == "busy":
                 raise http.json_error(503, "busy", f"chunk {seq} is not held here and this edge has "
-                                      f"{MAX_PULLS} requests to the origin under way; ask again")
+                                      f"{MAX_PULLS} requests to the origin under way, or {MAX_PULLS_PER_IP} "
+                                      "for this address; ask again")
             if isinstance(got, str) and got.startswith("unreachable"):
                 # (not a 404: a viewer's health line named an edge restarted 40 s before as its
                 # last failure while the origin was down; found 2026-12-06 from outside)
