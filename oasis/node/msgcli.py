@@ -34,6 +34,7 @@ from oasis.core import peer as pp
 from oasis.core.chat import ACTIONS, ChatConfig, RateLimited
 from oasis.core.identity import key_of_peer_id
 from oasis.core.stream import StreamIdError
+from oasis.core.streamlink import LinkError
 from oasis.datafiles import hold_data_dir
 from oasis.pipes import loop_can_watch
 
@@ -64,8 +65,12 @@ async def _join(c: Common, stream: str, tracker_url: str | None,
     stop_event()  # a stop signal from here on is a clean stop (the waits below are cut by it)
     try:
         sid, desc, boots, tracker_url, key = await unless_stopped(resolve_stream(stream, tracker_url))
-    except StreamIdError as exc:  # (dm's stream is --via: name it; chat's is its argument)
-        raise StreamIdError(f"--via: {exc}" if command == "dm" else str(exc)) from None
+    except (StreamIdError, LinkError) as exc:  # (dm's stream is --via: name it; chat's is its argument)
+        if command != "dm":
+            raise
+        code = exc.code if isinstance(exc, LinkError) else ""
+        said = str(exc).removeprefix(f"{code}: ") if code else str(exc)
+        raise (LinkError(code, f"--via: {said}") if code else StreamIdError(f"--via: {said}")) from None
     ident = load_or_create(c.data_dir)
     prekeys = read_prekeys(c.data_dir, ident)
     host, port = parse_hostport(c.listen, "--listen")
