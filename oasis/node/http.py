@@ -1273,6 +1273,8 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "peer_id": node.peer_id,
         "traffic": node.traffic(),
+        # how late its event loop ran what was due, the last minute (node.looplag)
+        "loop_lag_ms": node.loop_lag.figures(),
         "counters": dict(node.counters) | {f"endpoint_{k}": v for k, v in node.endpoint.counters.items()},
         "streams": [],
     }

@@ -50,6 +50,7 @@ from oasis.core.wire import ErrorCode
 from . import neighbourfile, outbound
 from .dhtnode import DhtDriver
 from .events import EventBus
+from .looplag import LoopLag
 from .messaging import Messaging
 from .transport import Endpoint, Link
 
@@ -671,6 +672,8 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._probe_timer: asyncio.TimerHandle | None = None  #: _probe_quiet_parents
+        #: how late the loop runs what is due (``/stats`` ``loop_lag_ms``), from :meth:`start`
+        self.loop_lag = LoopLag(self.loop)
         self.closing = False  #: close() has begun: no new timers, tasks or dials
         #: what happened, for local programs (the local API's event feed)
         self.events = EventBus(clock)
@@ -695,6 +698,7 @@ class Node:
         self._run_policy()
         if not self.closing:
             self._probe_timer = self.loop.call_later(PROBE_EVERY, self._probe_quiet_parents)
+            self.loop_lag.start()
         return self.host, self.port
 
     def keep_neighbours(self, data_dir: Path) -> int:
@@ -1210,6 +1214,7 @@ class Node:
         if self._probe_timer is not None:
             self._probe_timer.cancel()
             self._probe_timer = None
+        self.loop_lag.stop()
         if self._nb_timer is not None:
             self._nb_timer.cancel()
             self._nb_timer = None

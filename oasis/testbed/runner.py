@@ -399,6 +399,7 @@ class Testbed:
                                 for v, s in zip(viewers, final, strict=True) if s is not None}
         result["testbed"] = {"nodes": len(topo.nodes), "setup_s": round(self.setup_s, 1),
                              "cpu_s_by_role": cpu_by_role(self.cpu_s),
+                             "loop_lag_ms": loop_lag_view(bstats, list(final)),
                              "viewers_started_in_s": round(startup_all_s, 1),
                              "viewers_forked": self.zygote is not None,
                              "cdn_edges": len(self.edge_procs),
@@ -580,6 +581,15 @@ def cdn_view(edge_stats: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
 
 
 _KIND_NAMES = {0: "unknown", 1: "public", 2: "eim", 3: "symmetric"}  #: oasis.core.nat.NatKind
+
+
+def loop_lag_view(bstats: dict[str, Any] | None, final: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """How late the nodes' event loops ran what was due, their last minute (``/stats``
+    ``loop_lag_ms``, ms): the broadcaster's figures, and the viewers' p95 median and most."""
+    p95 = sorted(lag["p95"] for s in final if s and isinstance(lag := s.get("loop_lag_ms"), dict))
+    return {"broadcaster": (bstats or {}).get("loop_lag_ms"),
+            "viewers_p95_median": p95[len(p95) // 2] if p95 else None,
+            "viewers_p95_max": p95[-1] if p95 else None}
 
 
 def by_nat(topo: Topology, final: list[dict[str, Any] | None], bstats: dict[str, Any] | None,

@@ -405,6 +405,9 @@ def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
     # and the viewers joined once every edge held a keyframe of it
     assert r["testbed"]["edges_warm"] is True and r["testbed"]["edges_cold"] == []
     assert all(st["pinned"] for e in cdn["per_edge"].values() for st in e["streams"].values())
+    # every node's event-loop lag, from its /stats
+    lag = r["testbed"]["loop_lag_ms"]
+    assert lag["broadcaster"]["n"] >= 1 and lag["viewers_p95_max"] is not None
 
 
 def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_path: Path) -> None:
