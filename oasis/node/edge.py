@@ -70,6 +70,7 @@ from oasis.core.stream import StreamId, StreamIdError, verify_chunk
 from oasis.core.urls import base_url_problem
 
 from . import http, outbound
+from .looplag import LoopLag
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,8 @@ class Edge:
         self._bg: set[asyncio.Future[bytes | str]] = set()  #: pulls a cold stream's feed outran
         self.closing = False
         self._registry: Any = None  #: the /metrics registry, made at the first scrape
+        #: how late the loop runs what is due (``/stats`` ``loop_lag_ms``), from :meth:`start`
+        self.loop_lag: LoopLag | None = None
         self.counters: dict[str, int] = {
             "hits": 0, "misses_ahead": 0, "misses_far_ahead": 0, "pulls": 0, "pull_failures": 0, "pulls_refused": 0,
             "passed": 0, "pass_failures": 0, "latest_answered": 0, "feed_frames": 0, "feed_connects": 0,
@@ -751,6 +754,7 @@ class Edge:
         http.require_operator(request, "/stats")
         return web.json_response({
             "origin": self.origin, **self.counters, "holding": self.holding,
+            "loop_lag_ms": self.loop_lag.figures() if self.loop_lag is not None else None,
             "streams": {t: {"latest": f.latest, "held": len(f.chunks), "connected": f.connected,
                             "links": f.links, "pinned": f.pinned,
                             "frames": f.frames, "feed_lag_ms": _quantiles(f.lags, 1000.0),
@@ -784,8 +788,16 @@ class Edge:
         app.router.add_get("/stats", self.stats)
         app.router.add_get("/metrics", self.metrics)
 
+    def start(self) -> None:
+        """Sample the loop's lag (call on the running loop; :meth:`close` stops it)."""
+        if self.loop_lag is None:
+            self.loop_lag = LoopLag(asyncio.get_running_loop())
+            self.loop_lag.start()
+
     async def close(self) -> None:
         self.closing = True
+        if self.loop_lag is not None:
+            self.loop_lag.stop()
         tasks: list[asyncio.Future[Any]] = [f.task for f in self.streams.values() if f.task is not None]
         tasks += list(self._bg)
         for t in tasks:
@@ -818,6 +830,7 @@ async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, fe
     limit = MAX_PULLS + MAX_STREAMS * feeds + 8
     async with outbound.session(connector=aiohttp.TCPConnector(limit=limit)) as s:
         edge = Edge(origin, s, feeds=feeds, hold=hold)
+        edge.start()
         # (before the port opens: a bad id is a usage error; an id given twice is followed once)
         pinned = list(dict.fromkeys(edge.pin(t).text for t in follow))
         app = web.Application(client_max_size=4096)

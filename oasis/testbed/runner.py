@@ -577,7 +577,8 @@ def cdn_view(edge_stats: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
     return {"edges": len(edge_stats), "answered": len(ok),
             **{k: sum(int(s.get(k, 0)) for s in ok) for k in keys},
             "per_edge": {c: None if s is None else {k: s.get(k) for k in keys} | {
-                         "streams": s.get("streams")} for c, s in sorted(edge_stats.items())}}
+                         "streams": s.get("streams"), "loop_lag_ms": s.get("loop_lag_ms")}
+                         for c, s in sorted(edge_stats.items())}}
 
 
 _KIND_NAMES = {0: "unknown", 1: "public", 2: "eim", 3: "symmetric"}  #: oasis.core.nat.NatKind

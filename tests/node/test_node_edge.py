@@ -895,6 +895,7 @@ def test_an_edge_told_to_follow_a_stream_holds_it_before_any_viewer_asks(
         s = _stats(base)
         f = s["streams"][sid]
         assert f["pinned"] and f["connected"] and f["links"] == edge_mod.FEEDS
+        assert s["loop_lag_ms"]["n"] >= 1  # (its event loop's lag, as a node's /stats gives it)
         # nobody asked: not a pass-through, a hit or a pull (the stats above are the operator's)
         assert s["passed"] == s["hits"] == s["pulls"] == s["holds"] == 0
         status, body, _ = _get(f"{info['edge']}/{sid}/latest.json")  # from the feed at once

@@ -408,6 +408,7 @@ def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
     # every node's event-loop lag, from its /stats
     lag = r["testbed"]["loop_lag_ms"]
     assert lag["broadcaster"]["n"] >= 1 and lag["viewers_p95_max"] is not None
+    assert all(e["loop_lag_ms"]["n"] >= 1 for e in cdn["per_edge"].values())
 
 
 def test_viewers_behind_nats_learn_their_mapping_and_punch_to_each_other(tmp_path: Path) -> None:
