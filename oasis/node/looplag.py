@@ -10,8 +10,9 @@ asked for every ``EVERY`` s records how late it ran; the last ``KEEP`` lateness 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
+
+from oasis.core.metrics import nearest_rank
 
 EVERY = 0.05  #: s between samples
 KEEP = 1200  #: samples kept (a minute at EVERY)
@@ -48,8 +49,5 @@ class LoopLag:
         if not self.samples:
             return None
         v = sorted(self.samples)
-
-        def rank(q: float) -> float:  # (nearest rank)
-            return v[max(0, math.ceil(q * len(v)) - 1)]
-        return {"p50": round(rank(0.5) * 1000, 1), "p95": round(rank(0.95) * 1000, 1),
+        return {"p50": round(nearest_rank(v, 50) * 1000, 1), "p95": round(nearest_rank(v, 95) * 1000, 1),
                 "max": round(v[-1] * 1000, 1), "n": len(v)}
