@@ -1306,6 +1306,9 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
             s["record"] = ls.record.to_json(since=since, at=ls.now())
             if ls.is_source:
                 s["produced"] = {str(k): v for k, v in ls.produced.items() if k >= since}
+            # per substream, the tree path that feeds us: the peer tags (identity.peer_tag) from
+            # the broadcaster down to us ([]: no feed); where in the trees this node sits
+            s["paths"] = [[t.hex() for t in p] for p in ls.swarm.paths]
         out["streams"].append(s)
     return out
 

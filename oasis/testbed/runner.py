@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from oasis.core.identity import key_of_peer_id
+from oasis.core.identity import key_of_peer_id, peer_tag
 from oasis.core.metrics import SETTLE_S, judged_until, missed_by_phase, start_figures, summarize
 from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
@@ -657,6 +657,7 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
     if bstats is None or not bstats.get("streams"):
         return {}
     produced = {int(k): v for k, v in bstats["streams"][0]["produced"].items()}
+    names = tag_names(topo, final, bstats)
     out: dict[str, Any] = {}
     for v, s in zip(topo.viewers, final, strict=True):
         if s is None or not s.get("streams"):
@@ -694,7 +695,25 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        "origin_failures": st.get("origin_failures", 0),
                        "origin_late": st.get("origin_late", 0),
                        "origin_refused": st.get("origin_refused", 0),
+                       # per substream, the relays between the broadcaster and it at the end
+                       # (topology names; "?" a tag of no node here)
+                       "paths": [[names.get(t, "?") for t in p[1:-1]] if p else None
+                                 for p in st.get("paths", [])],
                        "bytes": summ["bytes"]}
+    return out
+
+
+def tag_names(topo: Topology, final: list[dict[str, Any] | None],
+              bstats: dict[str, Any] | None) -> dict[str, str]:
+    """Each node's tree-path tag (hex, ``identity.peer_tag``) -> its topology name."""
+    out: dict[str, str] = {}
+    for spec, s in zip([topo.broadcaster, *topo.viewers], [bstats, *final], strict=True):
+        if s is None:
+            continue
+        try:
+            out[peer_tag(key_of_peer_id(s["peer_id"])).hex()] = spec.name
+        except (KeyError, TypeError, ValueError):
+            continue
     return out
 
 

@@ -24,6 +24,7 @@ import pytest
 from procs import OasisProcess, wait_until
 
 from oasis.core import wire
+from oasis.core.identity import key_of_peer_id, peer_tag
 
 pytestmark = pytest.mark.integration
 
@@ -162,6 +163,15 @@ def test_every_viewer_gets_every_chunk_byte_identical(swarm):
         joined_seqs = {int(k) for k in rec["latencies"]}
         first_live = min(joined_seqs)
         assert set(range(first_live, last + 1)) - skipped <= joined_seqs
+    # Each viewer says where in the push trees it sits: per substream the peer tags from the
+    # broadcaster down to it (every viewer is fed at least one substream by now).
+    btag = peer_tag(key_of_peer_id(info["peer_id"])).hex()
+    for v, s in zip(viewers, stats, strict=True):
+        paths = stream_stats(v)["paths"]
+        assert len(paths) == len(s["depth"]) and any(paths)
+        own = peer_tag(key_of_peer_id(v.info["peer_id"])).hex()
+        for p in paths:
+            assert not p or (p[0] == btag and p[-1] == own and len(set(p)) == len(p))
     # The player output decodes without errors and starts with a keyframe.
     container = av.open(io.BytesIO(ts_sample), format="mpegts")
     frames = list(container.decode(video=0))

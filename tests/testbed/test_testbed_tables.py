@@ -52,6 +52,29 @@ def test_viewer_table_judges_a_viewer_up_to_its_own_stats() -> None:
     assert runner.viewer_table(topo, [st, None], bstats, now)["v0"]["missed_playing"] == 50
 
 
+def test_viewer_table_names_the_relays_on_each_substream_path() -> None:
+    """``/stats?detail=1`` gives each substream's path as peer tags; the table names them
+    by topology node (the broadcaster and the viewer itself left out; "?" a tag of no node
+    here; None a substream with no feed)."""
+    from oasis.core.identity import Identity
+
+    topo = build(1, 3)
+    ids = [Identity.generate() for _ in range(4)]  # b, v0, v1, v2
+    tag = [i.tag.hex() for i in ids]
+    produced = {i: 100.0 + i * 0.1 for i in range(10)}
+    bstats = {"peer_id": ids[0].peer_id, "streams": [{"produced": {str(k): t for k, t in produced.items()}}]}
+    stats: list[dict[str, Any] | None] = []
+    for k in range(1, 4):
+        st = _stats(list(range(10)), 100.0)
+        st["peer_id"] = ids[k].peer_id
+        stats.append(st)
+    stats[0]["streams"][0]["paths"] = [[tag[0], tag[0 + 1]], [tag[0], tag[2], tag[1]],
+                                       [tag[0], "ab" * 8, tag[3], tag[1]], []]
+    table = runner.viewer_table(topo, stats, bstats, 102.0)
+    assert table["v0"]["paths"] == [[], ["v1"], ["?", "v2"], None]
+    assert table["v1"]["paths"] == []  # a viewer whose /stats has no paths
+
+
 def test_a_process_cpu_is_read_from_proc_and_summed_by_role() -> None:
     """``process_cpu_s`` reads a live process's CPU (this one, after some work: as its own
     clock says); a process that is gone reads None, counted apart by ``cpu_by_role``."""
