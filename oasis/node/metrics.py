@@ -147,6 +147,7 @@ class NodeCollector(Collector):
         yield traffic
         yield GaugeMetricFamily("oasis_neighbours", "Authenticated peer links.",
                                 value=node.neighbour_count())
+        yield from loop_lag_family("oasis_loop_lag_seconds", getattr(node, "loop_lag", None))
         ev = CounterMetricFamily("oasis_node_events", "Node counters (Node.counters) by event.",
                                  labels=["event"])
         for k, v in _ints(node.counters):
@@ -257,6 +258,20 @@ class NodeCollector(Collector):
         yield lat
 
 
+def loop_lag_family(name: str, lag: Any) -> Iterator[Metric]:
+    """How late the event loop ran a timer due every 50 ms, its last minute (``LoopLag``,
+    ``/stats`` ``loop_lag_ms``): a gauge per ``stat`` (``p50``, ``p95``, ``max``), seconds;
+    nothing before the first sample."""
+    figs = lag.figures() if lag is not None else None
+    if figs is None:
+        return
+    fam = GaugeMetricFamily(name, "How late the event loop ran a timer due every 50 ms, the last "
+                            "minute (/stats loop_lag_ms), s.", labels=["stat"])
+    for stat in ("p50", "p95", "max"):
+        fam.add_metric([stat], figs[stat] / 1000)
+    yield fam
+
+
 def make_registry(node: Any, *, tracker: Any = None,
                   http_counters: dict[str, int] | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
@@ -291,10 +306,15 @@ class EdgeCollector(Collector):
                                  labels=["stream"])
         links = GaugeMetricFamily("oasis_edge_feed_links", "Feed connections to the origin up.",
                                   labels=["stream"])
+        pinned = GaugeMetricFamily("oasis_edge_pinned", "1: followed from its start by --follow, "
+                                   "never dropped for want of requests.", labels=["stream"])
         for text, f in list(edge.streams.items()):
             latest.add_metric([text], f.latest)
             held.add_metric([text], len(f.chunks))
             links.add_metric([text], f.links)
+            pinned.add_metric([text], 1 if f.pinned else 0)
         yield latest
         yield held
         yield links
+        yield pinned
+        yield from loop_lag_family("oasis_edge_loop_lag_seconds", edge.loop_lag)

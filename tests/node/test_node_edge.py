@@ -167,6 +167,8 @@ def test_an_edge_answers_the_origins_urls_with_the_chunks_the_feed_brought(
         assert status == 200 and 'oasis_edge_events_total{event="latest_answered"} 1.0' in text
         assert f'oasis_edge_feed_links{{stream="{sid}"}} 2.0' in text
         assert f'oasis_edge_latest_seq{{stream="{sid}"}}' in text
+        assert f'oasis_edge_pinned{{stream="{sid}"}} 0.0' in text  # (followed on a request)
+        assert 'oasis_edge_loop_lag_seconds{stat="p95"}' in text
         # a proxy in front that passes the client's Host (Caddy's default): the public objects
         # are served as the origin's are (they were 403 bad_host on this loopback-bound
         # edge), the operator's /stats is not
@@ -896,6 +898,7 @@ def test_an_edge_told_to_follow_a_stream_holds_it_before_any_viewer_asks(
         f = s["streams"][sid]
         assert f["pinned"] and f["connected"] and f["links"] == edge_mod.FEEDS
         assert s["loop_lag_ms"]["n"] >= 1  # (its event loop's lag, as a node's /stats gives it)
+        assert f'oasis_edge_pinned{{stream="{sid}"}} 1.0' in _get(f"{base}/metrics")[1].decode()
         # nobody asked: not a pass-through, a hit or a pull (the stats above are the operator's)
         assert s["passed"] == s["hits"] == s["pulls"] == s["holds"] == 0
         status, body, _ = _get(f"{info['edge']}/{sid}/latest.json")  # from the feed at once
