@@ -91,6 +91,9 @@ MAX_UNKNOWN = 1024  #: stream ids remembered as not carried by the origin
 #: behind it waits (head-of-line): across a 300 ms path with 0.1 % loss the testbed's far
 #: edges saw feed lags p95 ~0.6 s against p50 ~0.19 s. Two seldom stall at once.
 FEEDS = 2
+#: s after an origin answered ``feed/newest`` 404 (not ``no_stream``) before a new feed link asks
+#: it again (meanwhile it takes the plain ``feed``)
+NEWEST_RETRY = 60.0
 IDLE_UNFOLLOW = 60.0  #: s without a request for a stream after which its feed is closed
 FEED_READ_TIMEOUT = 5.0  #: s of silence on a feed after which it is reconnected
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 8.0  #: s between a failed feed and the next try
@@ -208,8 +211,12 @@ class Edge:
         if not 0.0 <= hold <= 10.0:
             raise ValueError(f"hold {hold}: 0 (answer 404 at once) to 10 s")
         self.feeds = feeds
-        #: ask for ``feed/newest`` on the second feed link (False once the origin said 404)
-        self.newest_feed = True
+        #: (monotonic s) until when the second feed link asks for ``feed`` instead of
+        #: ``feed/newest``: the origin answered that 404 (not ``no_stream``), as one from before
+        #: the route does. Asked again NEWEST_RETRY later: one 404 (a proxy in front that had
+        #: not learnt the route yet, an upstream edge restarting) turned it off for the edge's
+        #: life (found in session 52's audit)
+        self.newest_off_until = 0.0
         self.warned_no_route = False  #: the warning of a feed path the origin does not have, given
         self.hold = hold
         self.holding = 0  #: requests held now
@@ -333,6 +340,11 @@ class Edge:
                 else:
                     self.counters["streams_unfollowed"] += 1
 
+    @property
+    def newest_feed(self) -> bool:
+        """The second feed link asks for ``feed/newest`` now (see ``newest_off_until``)."""
+        return time.monotonic() >= self.newest_off_until
+
     async def _feed_link(self, f: Followed, newest: bool = False) -> None:
         """One of the stream's feed connections (``newest``: from the newest chunk on),
         reconnected after a back-off while the stream is asked for."""
@@ -342,8 +354,9 @@ class Edge:
                 await self._read_feed(f, newest and self.newest_feed)
                 backoff = BACKOFF_MIN  # the origin ended it (a stall): try again soon
             except NoNewestFeed:
-                # an origin from before ``feed/newest``: the plain feed instead, at once
-                self.newest_feed = False
+                # an origin from before ``feed/newest``: the plain feed instead, at once, and
+                # for NEWEST_RETRY
+                self.newest_off_until = time.monotonic() + NEWEST_RETRY
                 self.counters["feed_newest_unknown"] += 1
             except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError, FeedError,
                     FeedRefused) as exc:

@@ -721,6 +721,45 @@ async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_ne
         assert edge.counters["feed_refused"] == 2 and edge.counters["feed_bad_chunks"] == 0
 
 
+async def test_one_404_on_the_newest_feed_turns_it_off_for_a_while_not_for_good(monkeypatch: Any) -> None:
+    """An origin answers ``feed/newest`` 404 without ``no_stream`` once (a proxy in front
+    that had not learnt the route yet), then serves it. The second link takes the plain
+    feed meanwhile, and asks the newest feed again NEWEST_RETRY later, not never again."""
+    monkeypatch.setattr(edge_mod, "NEWEST_RETRY", 0.3)
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    body = wire.encode(sign_chunk(bid, sid, 30, int(time.time() * 1e6), True, b"G" * 300))
+    newest_asked: list[int] = []
+    plain: list[web.StreamResponse] = []
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/newest"):
+            newest_asked.append(1)
+            if len(newest_asked) == 1:
+                return web.Response(status=404, text="404: Not Found")  # (no Oasis error body)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(_frame(body))
+        if request.path.endswith("/newest") or len(plain) >= 2:
+            await asyncio.Event().wait()  # held open until the server is shut down
+        plain.append(resp)  # the plain feed the second link took: ended, as by a restart
+        return resp
+
+    async def other(request: web.Request) -> web.Response:
+        return web.json_response({"now_us": 1})
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get(f"/origin/{sid}/feed/newest", feed)
+    app.router.add_get("/origin/{sid}/{what}", other)
+    runner_o, origin = await _listen(app)
+    async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid) as (edge, _url):
+        await until(lambda: edge.counters["feed_newest_unknown"] == 1, 15, what="the 404 taken")
+        await until(lambda: len(newest_asked) >= 2 and edge.streams[str(sid)].links == 2, 15,
+                    what="the newest feed asked again and taken")
+        assert edge.newest_feed and edge.counters["feed_newest_unknown"] == 1
+
+
 async def test_an_edge_pointed_past_the_origins_path_warns_once_what_is_wrong(
         caplog: pytest.LogCaptureFixture) -> None:
     """``oasis edge --origin http://HOST:PORT`` (without ``/origin``) was accepted, and every
