@@ -46,7 +46,7 @@ class ViewerRecord:
 
     __slots__ = ("joined_at", "left_at", "playout_delay", "started_at", "lat_seq", "lat",
                  "on_time", "bytes_by_source", "skipped", "verified", "given_up", "unmade",
-                 "unmade_seqs")
+                 "unmade_seqs", "late_by_source")
 
     #: a long-running node keeps the last this many entries of each array (trimmed when twice
     #: as many: ~2.4 h at 33 ms chunks, ~3 MB); the simulator's runs never reach it. The
@@ -63,6 +63,10 @@ class ViewerRecord:
         self.lat = array("f")  #: their latencies, seconds
         self.on_time = array("i")  #: seqs of those that arrived by their deadline
         self.bytes_by_source: dict[str, int] = {}
+        #: chunks made after the join that arrived after their deadline, by the source that
+        #: brought them first (``p2p``, ``origin``, ``broadcaster``): where the late ones came
+        #: from (an origin fetch may deliver past its deadline: ``ORIGIN_OVERTIME``)
+        self.late_by_source: dict[str, int] = {}
         self.skipped = array("i")  #: seqs given up on
         self.verified = 0  #: chunks completed after the join and verified here, in all
         self.given_up = 0  #: seqs given up on, in all
@@ -94,6 +98,9 @@ class ViewerRecord:
             self.lat.append(at - chunk_time)
             if at <= chunk_time + self.playout_delay:
                 self.on_time.append(seq)
+            else:
+                late = self.late_by_source
+                late[source] = late.get(source, 0) + 1
             if len(self.lat_seq) > 2 * self.KEEP:
                 for a in (self.lat_seq, self.lat, self.on_time):
                     del a[:-self.KEEP]
@@ -143,6 +150,7 @@ class ViewerRecord:
             "latencies": {str(k): v for k, v in zip(self.lat_seq, self.lat, strict=True) if k >= lo},
             "on_time": sorted({s for s in self.on_time if s >= lo}),
             "bytes": dict(self.bytes_by_source),
+            "late_by_source": dict(self.late_by_source),  # (all of them, not from ``since``)
             "skipped": sorted({s for s in self.skipped if s >= lo}),
         }
 

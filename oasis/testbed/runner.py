@@ -695,6 +695,9 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        "origin_failures": st.get("origin_failures", 0),
                        "origin_late": st.get("origin_late", 0),
                        "origin_refused": st.get("origin_refused", 0),
+                       # chunks that arrived after their deadline, by the source that brought
+                       # them (a late one is a miss; an origin fetch may deliver late)
+                       "late_by_source": rec.get("late_by_source", {}),
                        # per substream, the relays between the broadcaster and it at the end
                        # (topology names; "?" a tag of no node here)
                        "paths": [[names.get(t, "?") for t in p[1:-1]] if p else None

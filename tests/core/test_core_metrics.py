@@ -33,6 +33,8 @@ def test_viewer_record_fields() -> None:
     assert set(r.latencies) == {2, 3, 4}  # seq 1 was completed before the join
     assert r.latencies[2] == pytest.approx(0.1) and r.latencies[3] == pytest.approx(0.6)
     assert list(r.on_time) == [2, 4]  # 3 was late
+    assert r.late_by_source == {"p2p": 1}  # (the late one, by who brought it)
+    assert r.to_json()["late_by_source"] == {"p2p": 1}
     assert r.bytes_by_source == {"broadcaster": 1000, "p2p": 2000, "origin": 1000}
     assert list(r.skipped) == [5]
 

@@ -9,7 +9,7 @@ from oasis.testbed.topology import build
 
 
 def _stats(on_time: list[int], started: float | None, fetches: int = 0, failures: int = 0) -> dict[str, Any]:
-    rec = {"joined_at": 100.0, "started_at": started, "on_time": on_time,
+    rec = {"joined_at": 100.0, "started_at": started, "on_time": on_time, "late_by_source": {"origin": 3},
            "latencies": {str(s): 0.2 for s in on_time}, "bytes": {"p2p": 1000 * len(on_time)}}
     return {"streams": [{"record": rec, "origin_fetches": fetches, "origin_failures": failures}]}
 
@@ -27,6 +27,7 @@ def test_viewer_table_splits_misses_while_playing_into_runs() -> None:
     assert row["miss_runs"] == 3 and row["missed_playing"] == 14 and row["longest"] == 10
     assert row["missed_settling"] == 1  # seq 10, in the first 5 s of playback
     assert row["origin_fetches"] == 7 and row["origin_failures"] == 2
+    assert row["late_by_source"] == {"origin": 3}
     assert row["nat"] == topo.viewers[0].nat and row["country"] == topo.viewers[0].country
     assert 0.9 < row["continuity_playing"] < 1.0
     assert table["v1"] is None  # no stats: a row that says so
