@@ -950,6 +950,46 @@ def test_an_edge_told_to_follow_a_stream_holds_it_before_any_viewer_asks(
             p.stop()
 
 
+async def test_a_pinned_streams_feed_is_retried_soon_after_its_origin_fails(monkeypatch: Any) -> None:
+    """A pinned stream (``--follow``) its origin carried, then failed (a restart): its feed is
+    asked again every UNKNOWN_RETRY s at most, not after a back-off doubling to BACKOFF_MAX
+    (its viewers' chunks are pulled through while it is down). A stream a viewer named keeps
+    the longer back-off (an origin down for many edges is not asked by all of them at once)."""
+    monkeypatch.setattr(edge_mod, "BACKOFF_MIN", 0.02)
+    monkeypatch.setattr(edge_mod, "UNKNOWN_RETRY", 0.1)  # (BACKOFF_MAX stays 8 s)
+    bid = Identity.generate()
+    sid = StreamId(bid.public, "live")
+    body = wire.encode(sign_chunk(bid, sid, 30, int(time.time() * 1e6), True, b"G" * 300))
+    asked: list[float] = []
+
+    async def feed(request: web.Request) -> web.StreamResponse:
+        asked.append(time.monotonic())
+        if len(asked) > 1:
+            return web.Response(status=503)  # the origin restarting
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(_frame(body))
+        return resp  # (the feed ends: the origin went down)
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    runner_o, origin = await _listen(app)
+    async with aiohttp.ClientSession() as s:
+        edge = Edge(origin, s, feeds=1)
+        try:
+            edge.pin(str(sid))
+            await until(lambda: str(sid) in edge.streams and edge.streams[str(sid)].confirmed, 10,
+                        what="the stream carried")
+            # past the doubling (0.02 .. 5.12 s: nine tries in ~10 s at BACKOFF_MAX), tries
+            # every 0.1 s
+            await until(lambda: len(asked) >= 25, 8, what="the feed asked again and again")
+            gaps = [b - a for a, b in zip(asked[-10:], asked[-9:], strict=False)]
+            assert max(gaps) < 1.0 and edge.counters["feed_failures"] >= 20
+        finally:
+            await edge.close()
+            await runner_o.cleanup()
+
+
 def test_a_stream_to_follow_that_is_not_a_stream_id_is_a_usage_error(tmp_path: Path) -> None:
     e = OasisProcess(["edge", "--origin", "http://127.0.0.1:9/origin", "--listen", "127.0.0.1:0",
                       "--follow", "not-a-stream"], str(tmp_path / "e.log"))
