@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 
@@ -158,6 +158,16 @@ class ViewerRecord:
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100); 0.0 for an empty list."""
     return nearest_rank(sorted(values), q)
+
+
+def ms_figures(seconds: Iterable[float]) -> dict[str, float] | None:
+    """p50 / p95 / max of ``seconds`` in ms (nearest rank, 0.1 ms) and their count; None if
+    there are none (an operator's figures: ``/stats`` ``loop_lag_ms``, ``origin_fetch_ms``)."""
+    v = sorted(seconds)
+    if not v:
+        return None
+    return {"p50": round(nearest_rank(v, 50) * 1000, 1), "p95": round(nearest_rank(v, 95) * 1000, 1),
+            "max": round(v[-1] * 1000, 1), "n": len(v)}
 
 
 def judged_until(v: dict[str, Any], now: float) -> float:

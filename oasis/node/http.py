@@ -60,6 +60,7 @@ from aiohttp.web_request import BaseRequest
 from oasis.core import wire
 from oasis.core.announce import AnnounceBody, AnnounceError, announce_from_json
 from oasis.core.descriptor import Descriptor, DescriptorError, descriptor_from_body
+from oasis.core.metrics import ms_figures
 from oasis.core.stream import StreamId, StreamIdError
 from oasis.core.tracker import TrackedPeer, Tracker, TrackerRefused, source_key
 
@@ -1294,6 +1295,10 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["origin_late"] = ls.origin_late  # of the failures: arrived within the late grace
         s["origin_refused"] = ls.origin_refused  # answered, but not with the chunk (404)
         s["origin_held"] = ls.origin_held  # answered by a CDN edge that held the request for it
+        # how long the last fetches that brought a chunk took (ms, less an edge's hold), and those
+        # of them that brought it after its deadline (asked late, or slow)
+        s["origin_fetch_ms"] = ms_figures(ls.fetch_times)
+        s["origin_fetch_late_ms"] = ms_figures(ls.fetch_times_late)
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
         s["origin_prefetched"] = ls.origin_prefetched  # of those, with the join's latest.json

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from oasis.core.metrics import nearest_rank
+from oasis.core.metrics import ms_figures
 
 EVERY = 0.05  #: s between samples
 KEEP = 1200  #: samples kept (a minute at EVERY)
@@ -46,8 +46,4 @@ class LoopLag:
 
     def figures(self) -> dict[str, float] | None:
         """p50 / p95 / max lateness (ms) over the samples kept and their count; None before one."""
-        if not self.samples:
-            return None
-        v = sorted(self.samples)
-        return {"p50": round(nearest_rank(v, 50) * 1000, 1), "p95": round(nearest_rank(v, 95) * 1000, 1),
-                "max": round(v[-1] * 1000, 1), "n": len(v)}
+        return ms_figures(self.samples)

@@ -22,6 +22,7 @@ or remove a swarm peer, announce), re-arming one timer at its deadline.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import heapq
 import logging
@@ -165,6 +166,11 @@ class LiveStream:
         #: there, or no longer held): not failures of the fetch, but no chunk
         self.origin_refused = 0
         self.origin_held = 0  #: fetches a CDN edge held for the chunk to come (Oasis-Held-Ms)
+        #: how long the last FETCH_TIMES fetches that brought a chunk took (s, less a CDN edge's
+        #: hold), and of them those that brought it after its deadline: whether a late fallback
+        #: was asked late or took long (``/stats`` ``origin_fetch_ms``, ``origin_fetch_late_ms``)
+        self.fetch_times: collections.deque[float] = collections.deque(maxlen=FETCH_TIMES)
+        self.fetch_times_late: collections.deque[float] = collections.deque(maxlen=FETCH_TIMES)
         #: origin starts that used the ``latest.json`` read at the join (:meth:`prefetch_latest`)
         self.origin_prefetched = 0
         self.origin_prefetch_failed = 0  #: ... and the reads at the join that failed
@@ -394,10 +400,15 @@ class LiveStream:
                 except BaseException:  # its own error (done), or we are cancelled (the node closes)
                     fetch.cancel()
                     raise
-                if held and held < self.now() - asked:
+                took_all = self.now() - asked
+                if held and held < took_all:
                     self.origin_held += 1  # (a hold longer than the fetch is not believed: §10)
                 if chunk is not None:
                     self._check_answer(chunk, seq, start)
+                    net = took_all - held if 0.0 < held < took_all else took_all
+                    self.fetch_times.append(net)
+                    if not start and self.now() > deadline:
+                        self.fetch_times_late.append(net)
             except (aiohttp.ClientError, TimeoutError, wire.WireError, ValueError) as exc:
                 chunk = None
                 self.origin_failures += 1
@@ -583,6 +594,7 @@ FAILOVER_AFTER = 5
 FAILOVER_BACK = 30.0  #: s after a failover, the preferred URL (the first CDN) is asked again
 #: an origin fetch that missed its chunk's deadline may go on this long (s) to keep its connection
 ORIGIN_LATE_GRACE = 0.5
+FETCH_TIMES = 256  #: origin fetches whose times ``/stats`` sums up (``LiveStream.fetch_times``)
 MAX_LATE_FETCHES = 8  #: such fetches at once per stream (beyond: cut off, as before)
 MAX_LATEST_JSON = 512  #: bytes of an origin's latest.json (about 80 when honest)
 

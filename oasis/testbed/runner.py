@@ -698,6 +698,9 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        # chunks that arrived after their deadline, by the source that brought
                        # them (a late one is a miss; an origin fetch may deliver late)
                        "late_by_source": rec.get("late_by_source", {}),
+                       # how long its fetches took (ms, less an edge's hold), and the late ones
+                       "origin_fetch_ms": st.get("origin_fetch_ms"),
+                       "origin_fetch_late_ms": st.get("origin_fetch_late_ms"),
                        # per substream, the relays between the broadcaster and it at the end
                        # (topology names; "?" a tag of no node here)
                        "paths": [[names.get(t, "?") for t in p[1:-1]] if p else None

@@ -28,6 +28,7 @@ from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
 from oasis.node import node as node_mod
+from oasis.node.http import node_stats
 from oasis.node.node import Node
 
 SLOW = 1.0  #: s the origin takes to answer a chunk (longer than the fetches' budget)
@@ -106,3 +107,7 @@ async def test_with_origin_adapt_a_late_answer_is_taken_within_the_overtime(monk
         assert SLOW <= time.monotonic() - t0 < 0.1 + LONG
         assert ls.origin_failures == 0 and ls.origin_late == 0 and len(peers) == 1
         assert ls.swarm.log.get(300) is not None  # the chunk reached the swarm
+        # /stats says how long it took, and that it brought its chunk after the deadline
+        st = node_stats(ls.node)["streams"][0]
+        assert st["origin_fetch_ms"]["n"] == st["origin_fetch_late_ms"]["n"] == 1
+        assert SLOW * 1000 <= st["origin_fetch_late_ms"]["p50"] < (0.1 + LONG) * 1000
