@@ -669,7 +669,12 @@ class Node:
         #: descriptor handed out by a liar does not make ciphertext play as media
         self.link_keys: dict[bytes, bytes] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.http: aiohttp.ClientSession = outbound.session(connector=http_connector)
+        # (its TCP connections opened are counted: ``http_connects``; a fetch on a fresh one
+        # pays a handshake, a round trip, before its request)
+        traces = aiohttp.TraceConfig()
+        traces.on_connection_create_end.append(self._http_connected)
+        self.http: aiohttp.ClientSession = outbound.session(connector=http_connector,
+                                                            trace_configs=[traces])
         self.closed_links_stats = {"control": 0, "chunk_stream": 0, "media": 0, "wire": 0}
         self.closed_link_counters = {f"link_{name}": 0 for name in LINK_COUNTERS}
         self.closed_link_counters["link_migrations"] = 0  #: peers' address changes QUIC followed
@@ -702,7 +707,12 @@ class Node:
         self._nb_saved: bytes = b""
         self._nb_timer: asyncio.TimerHandle | None = None
         #: the node's own counters (exported with the others by :attr:`counters`)
-        self.node_counters = {"neighbours_recalled": 0}  # saved neighbours offered at start
+        self.node_counters = {"neighbours_recalled": 0,  # saved neighbours offered at start
+                              "http_connects": 0}  # TCP connections its HTTP client opened
+
+    async def _http_connected(self, _session: aiohttp.ClientSession, _ctx: Any,
+                              _params: aiohttp.TraceConnectionCreateEndParams) -> None:
+        self.node_counters["http_connects"] += 1
 
     async def start(self) -> tuple[str, int]:
         self.host, self.port = await self.endpoint.listen(self.host, self.port)

@@ -701,6 +701,9 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        # how long its fetches took (ms, less an edge's hold), and the late ones
                        "origin_fetch_ms": st.get("origin_fetch_ms"),
                        "origin_fetch_late_ms": st.get("origin_fetch_late_ms"),
+                       # TCP connections its HTTP client opened (a fetch on a fresh one pays a
+                       # handshake first)
+                       "http_connects": s.get("counters", {}).get("http_connects"),
                        # per substream, the relays between the broadcaster and it at the end
                        # (topology names; "?" a tag of no node here)
                        "paths": [[names.get(t, "?") for t in p[1:-1]] if p else None

@@ -83,6 +83,7 @@ async def test_a_late_fallback_fetch_is_failed_in_time_and_its_connection_kept(m
             await until(lambda k=k: ls.origin_late == k, 5, what=f"late fetch {k} finished")
         assert len(peers) == 3
         assert len(set(peers)) == 1, peers  # one connection for all three
+        assert ls.node.counters["http_connects"] == 1  # (as the node counts them)
 
 
 async def test_late_fetches_left_to_finish_are_bounded(monkeypatch: Any) -> None:
