@@ -15,7 +15,7 @@ import struct
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +263,20 @@ async def _hostile_origin(sid: StreamId, frames: list[bytes], chunks: dict[int, 
     app.router.add_get("/origin/{sid}/{what}", other)
     runner, origin = await _listen(app)
     return runner, origin, asked
+
+
+async def _feed_origin(sid: StreamId, feed: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                       ) -> tuple[web.AppRunner, str]:
+    """An origin whose ``feed`` and ``feed/newest`` are ``feed`` and whose other URLs answer
+    ``{"now_us": 1}``, on loopback: its runner and its ``/origin`` URL."""
+    async def other(request: web.Request) -> web.Response:
+        return web.json_response({"now_us": 1})
+
+    app = web.Application()
+    app.router.add_get(f"/origin/{sid}/feed", feed)
+    app.router.add_get(f"/origin/{sid}/feed/newest", feed)
+    app.router.add_get("/origin/{sid}/{what}", other)
+    return await _listen(app)
 
 
 async def _listen(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -704,14 +718,7 @@ async def test_an_origin_that_does_not_carry_the_stream_yet_does_not_turn_the_ne
         await asyncio.Event().wait()  # held open until the server is shut down
         return resp
 
-    async def other(request: web.Request) -> web.Response:
-        return web.json_response({"now_us": 1})
-
-    app = web.Application()
-    app.router.add_get(f"/origin/{sid}/feed", feed)
-    app.router.add_get(f"/origin/{sid}/feed/newest", feed)
-    app.router.add_get("/origin/{sid}/{what}", other)
-    runner_o, origin = await _listen(app)
+    runner_o, origin = await _feed_origin(sid, feed)
     async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid) as (edge, _url):
         await until(lambda: len(newest_asked) >= 3 and edge.streams[str(sid)].links == 2, 15,
                     what="the newest feed taken once the origin carries the stream")
@@ -745,14 +752,7 @@ async def test_one_404_on_the_newest_feed_turns_it_off_for_a_while_not_for_good(
         plain.append(resp)  # the plain feed the second link took: ended, as by a restart
         return resp
 
-    async def other(request: web.Request) -> web.Response:
-        return web.json_response({"now_us": 1})
-
-    app = web.Application()
-    app.router.add_get(f"/origin/{sid}/feed", feed)
-    app.router.add_get(f"/origin/{sid}/feed/newest", feed)
-    app.router.add_get("/origin/{sid}/{what}", other)
-    runner_o, origin = await _listen(app)
+    runner_o, origin = await _feed_origin(sid, feed)
     async with aiohttp.ClientSession() as s, _edge_following(s, origin, runner_o, sid) as (edge, _url):
         await until(lambda: edge.counters["feed_newest_unknown"] == 1, 15, what="the 404 taken")
         await until(lambda: len(newest_asked) >= 2 and edge.streams[str(sid)].links == 2, 15,
