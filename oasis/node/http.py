@@ -1295,8 +1295,8 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         s["origin_late"] = ls.origin_late  # of the failures: arrived within the late grace
         s["origin_refused"] = ls.origin_refused  # answered, but not with the chunk (404)
         s["origin_held"] = ls.origin_held  # answered by a CDN edge that held the request for it
-        # how long the last fetches that brought a chunk took (ms, less an edge's hold), and those
-        # of them that brought it after its deadline (asked late, or slow)
+        # how long the last fetches that returned a chunk took (ms, less an edge's hold), and those
+        # of them that returned after its deadline (asked late, or slow; a peer may have been first)
         s["origin_fetch_ms"] = ms_figures(ls.fetch_times)
         s["origin_fetch_late_ms"] = ms_figures(ls.fetch_times_late)
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)

@@ -166,9 +166,10 @@ class LiveStream:
         #: there, or no longer held): not failures of the fetch, but no chunk
         self.origin_refused = 0
         self.origin_held = 0  #: fetches a CDN edge held for the chunk to come (Oasis-Held-Ms)
-        #: how long the last FETCH_TIMES fetches that brought a chunk took (s, less a CDN edge's
-        #: hold), and of them those that brought it after its deadline: whether a late fallback
-        #: was asked late or took long (``/stats`` ``origin_fetch_ms``, ``origin_fetch_late_ms``)
+        #: how long the last FETCH_TIMES fetches that returned a chunk took (s, less a CDN edge's
+        #: hold), and of them those that returned after its deadline (a peer may have brought it
+        #: first): whether a late fallback was asked late or took long (``/stats``
+        #: ``origin_fetch_ms``, ``origin_fetch_late_ms``)
         self.fetch_times: collections.deque[float] = collections.deque(maxlen=FETCH_TIMES)
         self.fetch_times_late: collections.deque[float] = collections.deque(maxlen=FETCH_TIMES)
         #: origin starts that used the ``latest.json`` read at the join (:meth:`prefetch_latest`)
