@@ -1299,6 +1299,9 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         # of them that returned after its deadline (asked late, or slow; a peer may have been first)
         s["origin_fetch_ms"] = ms_figures(ls.fetch_times)
         s["origin_fetch_late_ms"] = ms_figures(ls.fetch_times_late)
+        # a viewer: s from its join until a parent had pushed it a chunk on every substream
+        # (null until then, and at a broadcaster): how long it leaned on the origin at its start
+        s["fed_s"] = ls.fed_s
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
         s["origin_prefetched"] = ls.origin_prefetched  # of those, with the join's latest.json

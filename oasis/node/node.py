@@ -197,6 +197,11 @@ class LiveStream:
         #: passed then and that we did not hold: lost to the late start)
         self.start_trace: dict[str, float] = {}
         self.start_source = ""  #: where the start keyframe came from (p2p, broadcaster, origin)
+        #: a viewer: s from its join until a parent had pushed it a chunk on every substream
+        #: (``/stats`` ``fed_s``; None until then): how long it leaned on the origin at its
+        #: start; and the substreams fed so far (a bit each)
+        self.fed_s: float | None = None
+        self._fed_mask = 0
         #: the end marker's seq last told (stream.ended; -1: none, or the stream resumed)
         self.end_told = -1
         #: an encrypted stream's verified chunks whose media did not open with our content
@@ -259,6 +264,17 @@ class LiveStream:
             self._end_changed(self.swarm.end_seq)
         self._arm()
 
+    def _fed(self, seq: int, peer: bytes, at: float) -> None:
+        """A chunk came from ``peer``: if it is our parent on the chunk's substream, that
+        substream is fed; once all are, :attr:`fed_s` is set."""
+        parents = self.swarm.parents
+        j = seq % len(parents)
+        if parents[j] != peer:
+            return
+        self._fed_mask |= 1 << j
+        if self._fed_mask == (1 << len(parents)) - 1:
+            self.fed_s = round(at - self.record.joined_at, 3)
+
     def _end_changed(self, seq: int) -> None:
         """The broadcaster's end marker ``seq`` came (-1: a chunk after it: it runs again):
         the player's response ends there; a viewer's API says ``stream.ended`` (a source's
@@ -289,6 +305,8 @@ class LiveStream:
             if first and kf:
                 self._started(c, a)
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
+            if self.fed_s is None and a.peer is not None:
+                self._fed(c.seq, a.peer, a.at)
             if first and self.record.started_at is not None and self.node.dht is not None:
                 self.node.dht.update_provided()  # playing: now we can give it to others
         if media is not None:

@@ -704,6 +704,8 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        # TCP connections its HTTP client opened (a fetch on a fresh one pays a
                        # handshake first)
                        "http_connects": s.get("counters", {}).get("http_connects"),
+                       # s from its join until a parent had pushed it a chunk on every substream
+                       "fed_s": st.get("fed_s"),
                        # per substream, the relays between the broadcaster and it at the end
                        # (topology names; "?" a tag of no node here)
                        "paths": [[names.get(t, "?") for t in p[1:-1]] if p else None

@@ -172,6 +172,11 @@ def test_every_viewer_gets_every_chunk_byte_identical(swarm):
         own = peer_tag(key_of_peer_id(v.info["peer_id"])).hex()
         for p in paths:
             assert not p or (p[0] == btag and p[-1] == own and len(set(p)) == len(p))
+        # ... and how long after its join a parent fed it on every substream (it is, by now:
+        # every viewer has 40 chunks; on a loaded machine the trees may take a while)
+        fed = stream_stats(v)["fed_s"]
+        assert fed is None or 0 < fed < 120
+    assert sum(stream_stats(v)["fed_s"] is not None for v in viewers) >= len(viewers) // 2
     # The player output decodes without errors and starts with a keyframe.
     container = av.open(io.BytesIO(ts_sample), format="mpegts")
     frames = list(container.decode(video=0))
