@@ -558,6 +558,7 @@ def _summary(args: argparse.Namespace, bitrate: int, final: list[dict[str, Any] 
             missed[k] = missed.get(k, 0) + n
         per_viewer.append({"viewer": i, "joined_at": st["record"]["joined_at"],
                            "start_trace": st.get("start_trace", {}), "start_source": st.get("start_source"),
+                           "fed_s": st.get("fed_s"),
                            "missed": phases,
                            "peer_id": s["peer_id"][:12], "depth": st["depth"], "bytes": st["bytes"],
                            "latency_p50_ms": st["latency_p50_ms"], "skipped": st["skipped"],

@@ -304,12 +304,15 @@ def start_figures(per_viewer: list[dict[str, Any]]) -> dict[str, Any]:
     """Real viewers' starts (the demo's ``per_viewer``, the fidelity harness and the testbed):
     per step of ``LiveStream.start_trace`` the median and
     the max over the viewers that reached it (s from the join), how many reached it,
-    and where the start keyframes came from."""
+    and where the start keyframes came from; ``fed``: when a parent had fed a viewer on every
+    substream (``fed_s``), the same way."""
     steps: dict[str, list[float]] = {}
     sources: dict[str, int] = {}
     for pv in per_viewer:
         for k, v in (pv.get("start_trace") or {}).items():
             steps.setdefault(k, []).append(float(v))
+        if pv.get("fed_s") is not None:
+            steps.setdefault("fed", []).append(float(pv["fed_s"]))
         src = pv.get("start_source") or "none"
         sources[src] = sources.get(src, 0) + 1
     out: dict[str, Any] = {}

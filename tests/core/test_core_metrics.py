@@ -180,3 +180,18 @@ def test_a_seq_given_up_as_not_made_that_arrives_after_all_counts_as_given_up() 
     assert (r.unmade, r.given_up, list(r.skipped)) == (1, 1, [10])
     r.delivered(10, chunk_time=1.0, at=6.1, source="p2p", nbytes=100, keyframe=False)  # (again: once)
     assert (r.unmade, r.given_up) == (1, 1)
+
+
+def test_start_figures_give_each_step_and_when_viewers_were_fed() -> None:
+    """The demo's and the testbed's ``start``: per step of the viewers' start traces, and per
+    ``fed_s`` (a parent fed it on every substream), the median, the most and how many."""
+    from oasis.core.metrics import start_figures
+
+    pv = [{"start_trace": {"start": 0.3}, "start_source": "origin", "fed_s": 2.0},
+          {"start_trace": {"start": 0.5, "peer": 0.2}, "start_source": "p2p", "fed_s": 1.0},
+          {"start_trace": {"start": 0.4}, "start_source": "origin", "fed_s": None}]
+    out = start_figures(pv)
+    assert out["start"] == {"p50": 0.4, "max": 0.5, "n": 3}
+    assert out["peer"]["n"] == 1
+    assert out["fed"] == {"p50": 2.0, "max": 2.0, "n": 2}  # (the viewer not fed yet: not counted)
+    assert out["sources"] == {"origin": 2, "p2p": 1}
