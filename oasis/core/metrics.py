@@ -160,14 +160,19 @@ def percentile(values: list[float], q: float) -> float:
     return nearest_rank(sorted(values), q)
 
 
-def ms_figures(seconds: Iterable[float]) -> dict[str, float] | None:
-    """p50 / p95 / max of ``seconds`` in ms (nearest rank, 0.1 ms) and their count; None if
-    there are none (an operator's figures: ``/stats`` ``loop_lag_ms``, ``origin_fetch_ms``)."""
-    v = sorted(seconds)
+def rank_figures(values: Iterable[float], scale: float = 1.0) -> dict[str, float] | None:
+    """p50 / p95 / max of ``values`` times ``scale`` (nearest rank, to 0.1) and their count;
+    None if there are none (an operator's figures: a CDN edge's feed lag, ...)."""
+    v = sorted(values)
     if not v:
         return None
-    return {"p50": round(nearest_rank(v, 50) * 1000, 1), "p95": round(nearest_rank(v, 95) * 1000, 1),
-            "max": round(v[-1] * 1000, 1), "n": len(v)}
+    return {"p50": round(nearest_rank(v, 50) * scale, 1), "p95": round(nearest_rank(v, 95) * scale, 1),
+            "max": round(v[-1] * scale, 1), "n": len(v)}
+
+
+def ms_figures(seconds: Iterable[float]) -> dict[str, float] | None:
+    """:func:`rank_figures` of ``seconds`` in ms (``/stats`` ``loop_lag_ms``, ``origin_fetch_ms``)."""
+    return rank_figures(seconds, 1000.0)
 
 
 def judged_until(v: dict[str, Any], now: float) -> float:

@@ -54,7 +54,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -66,6 +65,7 @@ import msgspec
 from aiohttp import web
 
 from oasis.core import wire
+from oasis.core.metrics import rank_figures
 from oasis.core.stream import StreamId, StreamIdError, verify_chunk
 from oasis.core.urls import base_url_problem
 
@@ -773,9 +773,9 @@ class Edge:
             "loop_lag_ms": self.loop_lag.figures() if self.loop_lag is not None else None,
             "streams": {t: {"latest": f.latest, "held": len(f.chunks), "connected": f.connected,
                             "links": f.links, "pinned": f.pinned,
-                            "frames": f.frames, "feed_lag_ms": _quantiles(f.lags, 1000.0),
-                            "misses_ahead_by": _quantiles(f.ahead, 1.0),
-                            "hold_wait_ms": _quantiles(f.held_waits, 1000.0)}
+                            "frames": f.frames, "feed_lag_ms": rank_figures(f.lags, 1000.0),
+                            "misses_ahead_by": rank_figures(f.ahead),
+                            "hold_wait_ms": rank_figures(f.held_waits, 1000.0)}
                         for t, f in self.streams.items()}},
             headers=http.NO_STORE)
 
@@ -819,19 +819,6 @@ class Edge:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _quantiles(xs: deque[Any], scale: float) -> dict[str, float] | None:
-    """p50 / p95 / max of ``xs`` times ``scale`` (None if empty)."""
-    if not xs:
-        return None
-    v = sorted(xs)
-    # (one rule for both, nearest rank: p50 took the upper and p95 the lower element, and two
-    # samples read p50 954.8 ms, p95 178.8 ms; found 2026-12-06 from outside)
-    def rank(q: float) -> float:
-        return float(v[max(0, math.ceil(q * len(v)) - 1)])
-    return {"p50": round(rank(0.5) * scale, 1), "p95": round(rank(0.95) * scale, 1),
-            "max": round(v[-1] * scale, 1), "n": len(v)}
 
 
 async def run_edge(origin: str, listen: str, *, public_metrics: bool = False, feeds: int = FEEDS,

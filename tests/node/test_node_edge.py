@@ -888,10 +888,10 @@ def test_the_edges_quantiles_take_one_rule_for_every_rank() -> None:
     import random
     from collections import deque
 
-    assert edge_mod._quantiles(deque([0.9548, 0.1788]), 1000.0) == {"p50": 178.8, "p95": 954.8, "max": 954.8, "n": 2}
+    assert edge_mod.rank_figures(deque([0.9548, 0.1788]), 1000.0) == {"p50": 178.8, "p95": 954.8, "max": 954.8, "n": 2}
     rng = random.Random(5)
     for n in range(1, 40):
-        q = edge_mod._quantiles(deque(rng.random() for _ in range(n)), 1.0)
+        q = edge_mod.rank_figures(deque(rng.random() for _ in range(n)), 1.0)
         assert q is not None and q["p50"] <= q["p95"] <= q["max"], q
 
 
