@@ -4,7 +4,10 @@ Kernel netem is not available on this machine, so the core namespace's FORWARD c
 queues every packet to NFQUEUE 0 and this process holds each one for the one-way
 delay between its source and destination sites, then accepts it. A site is known by
 its public address (``Network.delay_table``); the delay of a pair is the simulator's
-``link_s`` (half the country-pair RTT of ``World.rtt_ms`` plus both last miles).
+``link_s`` (half the country-pair RTT of ``World.rtt_ms`` plus both last miles), except
+between a CDN PoP and a site of its own country: the PoP sits in its viewers' metro,
+``pop_rtt_ms`` round trip with its own last mile (the simulator's ``CDN_EDGE_RTT_MS``),
+not the country's median round trip between any two of its sites.
 
 Only the IPv4 header is copied to user space (``range=20``); the verdict is given
 later on the kept packet id, so the kernel keeps the packet meanwhile. Delays are
@@ -52,8 +55,16 @@ def delay_matrix(table: dict[str, Any], world: World | None = None
     index = {socket.inet_aton(s["addr"]): i for i, s in enumerate(sites)}
     c = [world.index(s["country"]) for s in sites]
     lm = [float(s["lastmile_ms"]) for s in sites]
-    delay = [[(world.rtt_ms[c[a]][c[b]] / 2 + lm[a] + lm[b]) / 1000 for b in range(len(sites))]
-             for a in range(len(sites))]
+    pop = [bool(s.get("pop", False)) for s in sites]
+    pop_rtt = table.get("pop_rtt_ms")
+
+    def one_way_ms(a: int, b: int) -> float:
+        if pop_rtt is not None and c[a] == c[b] and pop[a] != pop[b]:
+            # a PoP and a site of its metro: the PoP's half of the round trip (its own last
+            # mile included) and the site's last mile
+            return float(pop_rtt) / 2 + (lm[b] if pop[a] else lm[a])
+        return world.rtt_ms[c[a]][c[b]] / 2 + lm[a] + lm[b]
+    delay = [[one_way_ms(a, b) / 1000 for b in range(len(sites))] for a in range(len(sites))]
     return index, delay
 
 

@@ -41,6 +41,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from oasis.sim.netmodel import CDN_EDGE_RTT_MS
+
 from .topology import NodeSpec, Topology
 
 CORE_NET = ipaddress.IPv4Address("198.18.0.0")
@@ -120,13 +122,17 @@ class Network:
     core: str = ""
     namespaces: list[str] = field(default_factory=list)
     placement: dict[str, Placement] = field(default_factory=dict)
-    #: site index -> (public address, country, last-mile ms) for the delayer
-    sites: list[tuple[str, str, float]] = field(default_factory=list)
+    #: site index -> (public address, country, last-mile ms, a CDN PoP?) for the delayer
+    sites: list[tuple[str, str, float, bool]] = field(default_factory=list)
     on_progress: Callable[[str], None] = lambda _msg: None
     #: a CDN edge (PoP) in each viewer's country, fed by the origin: country -> its place
     #: (:meth:`build` makes them when ``edges`` is set)
     edges: bool = False
     shield: bool = False  #: (with ``edges``) also a PoP in the broadcaster's country
+    #: a PoP's round trip to a site of its own country (ms, the PoP's 1 ms included): in the
+    #: viewers' metro, as the simulator's ``CDN_EDGE_RTT_MS``; None: the country's RIPE Atlas
+    #: same-country RTT, as between any two of its sites (``--far-edges``, before 2026-12-07)
+    pop_rtt_ms: float | None = CDN_EDGE_RTT_MS
     edge_placement: dict[str, Placement] = field(default_factory=dict)
     #: the prefix's lock (:func:`claim`), held from :meth:`build` to :meth:`teardown`
     lock: PrefixLock | None = None
@@ -147,14 +153,15 @@ class Network:
         run(["ip", "-n", a, "link", "set", a_if, "up"])
         run(["ip", "-n", b, "link", "set", b_if, "up"])
 
-    def _site(self, ns: str, iface: str, country: str, lastmile_ms: float) -> tuple[int, str]:
+    def _site(self, ns: str, iface: str, country: str, lastmile_ms: float,
+              pop: bool = False) -> tuple[int, str]:
         k = len(self.sites)
         core_ip, site_ip = _site_pair(k)
         self._veth(self.core, f"s{k}", ns, iface)
         run(["ip", "-n", self.core, "addr", "add", f"{core_ip}/31", "dev", f"s{k}"])
         run(["ip", "-n", ns, "addr", "add", f"{site_ip}/31", "dev", iface])
         run(["ip", "-n", ns, "route", "add", "default", "via", core_ip])
-        self.sites.append((site_ip, country, lastmile_ms))
+        self.sites.append((site_ip, country, lastmile_ms, pop))
         return k, site_ip
 
     def build(self) -> None:
@@ -227,10 +234,11 @@ class Network:
                 {self.topo.broadcaster.country} if self.shield else set())
             for j, country in enumerate(sorted(countries)):
                 # a PoP in a data centre of the country: on the core without an access link
-                # (no cap, no loss), EDGE_LASTMILE_MS of its own
+                # (no cap, no loss), EDGE_LASTMILE_MS of its own, in its viewers' metro
+                # (``pop_rtt_ms``; the delayer's table says which sites are PoPs)
                 self.on_progress(f"network: CDN edge {j + 1} ({country})")
                 e = self._netns(f"e{j}")
-                k, ip = self._site(e, "eth0", country, EDGE_LASTMILE_MS)
+                k, ip = self._site(e, "eth0", country, EDGE_LASTMILE_MS, pop=True)
                 self.edge_placement[country] = Placement(e, ip, ip, k)
 
     def rebind(self, name: str, port: int, new_port: int) -> None:
@@ -253,8 +261,11 @@ class Network:
         run(["ip", "-n", r, "route", "replace", "default", "via", core_ip])
 
     def delay_table(self) -> dict[str, object]:
-        """What the delayer needs: each site's public address, country and last mile."""
-        return {"sites": [{"addr": a, "country": c, "lastmile_ms": lm} for a, c, lm in self.sites]}
+        """What the delayer needs: each site's public address, country, last mile and
+        whether it is a CDN PoP, and the PoPs' round trip within their country."""
+        return {"sites": [{"addr": a, "country": c, "lastmile_ms": lm, "pop": pop}
+                          for a, c, lm, pop in self.sites],
+                "pop_rtt_ms": self.pop_rtt_ms}
 
     def teardown(self) -> list[str]:
         """Remove every namespace built (killing what still runs in it); returns errors.

@@ -34,6 +34,7 @@ from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
 from oasis.node.edge import HOLD_S as EDGE_HOLD_S
+from oasis.sim.netmodel import CDN_EDGE_RTT_MS
 from oasis.zygote import Zygote
 
 from . import netns
@@ -191,7 +192,7 @@ class Testbed:
                  fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
                  shield: bool = False, delayer_tick_ms: float = TICK_S * 1000,
                  broadcaster_nice: int = BROADCASTER_NICE, edge_hold: float | None = None,
-                 warm_edges: bool = True) -> None:
+                 warm_edges: bool = True, far_edges: bool = False) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -223,7 +224,8 @@ class Testbed:
         self.broadcaster_nice_got: int | None = None  #: what the kernel holds after setting it
         self.cpu_s: dict[str, float | None] = {}  #: each node's CPU seconds at the end of the run
         self.net = netns.Network(topo, prefix, on_progress=progress.status, edges=cdn,
-                                 shield=cdn and shield)
+                                 shield=cdn and shield,
+                                 pop_rtt_ms=None if far_edges else CDN_EDGE_RTT_MS)
         self.edge_procs: dict[str, Proc] = {}  #: country -> its edge
         self.procs: list[Proc] = []
         self.delayer: subprocess.Popen[str] | None = None
@@ -409,6 +411,8 @@ class Testbed:
                              "edge_hold_s": self.edge_hold if self.edge_hold is not None else EDGE_HOLD_S,
                              "edges_warm": self.warm_edges and self.cdn, "edges_warm_s": self.edges_warm_s,
                              "edges_cold": self.edges_cold,
+                             # a PoP's round trip to its viewers' metro (ms; None: --far-edges)
+                             "edge_rtt_ms": self.net.pop_rtt_ms if self.cdn else None,
                              "broadcaster_nice": self.broadcaster_nice_got if self.broadcaster_nice else 0,
                              "delayer_tick_ms": self.delayer_tick_ms,
                              "discovery": self.discovery, "playout_delay": self.playout_delay,
@@ -880,6 +884,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="each CDN edge follows the stream from its first viewer's request, and that "
                     "viewer waits for the edge's round trips to the origin (by default the edges are "
                     "warmed for the broadcast, `oasis edge --follow`, before the viewers join)")
+    ap.add_argument("--far-edges", action="store_true",
+                    help="each CDN PoP at its country's RIPE Atlas same-country round trip from its "
+                    "viewers, as before 2026-12-07 (by default in their metro, "
+                    f"{CDN_EDGE_RTT_MS:g} ms round trip: the simulator's CDN_EDGE_RTT_MS)")
     ap.add_argument("--edge-hold", type=float, default=None, metavar="S",
                     help="seconds a CDN edge holds a request for a chunk just ahead of its feed "
                     f"(`oasis edge --hold`; default the edge's, {EDGE_HOLD_S:g}; 0: 404 at once)")
@@ -1042,7 +1050,7 @@ def run_testbed(args: argparse.Namespace) -> int:
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
                  cdn=args.cdn, upload_share=args.upload_share, shield=args.shield,
                  delayer_tick_ms=args.delayer_tick_ms, broadcaster_nice=args.broadcaster_nice,
-                 edge_hold=args.edge_hold, warm_edges=args.warm_edges)
+                 edge_hold=args.edge_hold, warm_edges=args.warm_edges, far_edges=args.far_edges)
     result: dict[str, Any] = {}
     code = 0
     try:

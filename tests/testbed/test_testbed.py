@@ -128,6 +128,25 @@ def test_rtt_follows_the_country_table(bed: runner.Testbed) -> None:
         srv.close()
 
 
+def test_a_viewer_s_cdn_pop_is_in_its_metro(bed: runner.Testbed) -> None:
+    """The PoP of a viewer's country answers within the simulator's CDN_EDGE_RTT_MS plus the
+    viewer's last mile, not the country's median round trip (US: 31 ms on top)."""
+    from oasis.sim.netmodel import CDN_EDGE_RTT_MS
+
+    world = World()
+    v0 = next(n for n in bed.topo.nodes if n.name == "v0")
+    us = world.index("US")
+    pop = bed.net.edge_placement["US"]
+    srv = probe.EchoServer(pop.ns, pop.addr, 7002)
+    try:
+        want = CDN_EDGE_RTT_MS + 2 * v0.lastmile_ms
+        far = world.rtt_ms[us][us] + 2 * v0.lastmile_ms + 2.0
+        got = probe.ping(bed.net.placement["v0"].ns, (pop.addr, 7002), count=10).median_ms
+        assert want - 1.0 <= got <= want * 1.2 + 15 and got < far - 5, (want, far, got)
+    finally:
+        srv.close()
+
+
 def test_delayer_wakes_once_a_tick_and_never_releases_early() -> None:
     # A burst of datagrams, many to a tick: the delayer reads and releases them a tick at a
     # time (woken for each packet, it spent most of its CPU switching in and out), and

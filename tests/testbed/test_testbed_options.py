@@ -147,3 +147,34 @@ def test_ctrl_c_while_a_command_imports_is_exit_130_without_a_traceback(
     monkeypatch.setattr(builtins, "__import__", interrupted)
     assert cli.main(["testbed", "--viewers", "2", "--dump-topology"]) == 130
     assert capsys.readouterr().err == "oasis: interrupted\n"
+
+
+def test_a_cdn_pop_sits_in_its_viewers_metro_unless_far_edges() -> None:
+    """The delayer's table: a PoP and a site of its own country are the simulator's
+    ``CDN_EDGE_RTT_MS`` apart (plus the site's last mile), not the country's median round
+    trip between any two of its sites; a PoP and a site of another country, and two
+    viewers, keep the country table. ``--far-edges`` (no ``pop_rtt_ms``) is the old way."""
+    from oasis.sim.netmodel import CDN_EDGE_RTT_MS, World
+    from oasis.testbed.delayer import delay_matrix
+
+    world = World()
+    br, us = world.index("BR"), world.index("US")
+    assert world.rtt_ms[br][br] > 3 * CDN_EDGE_RTT_MS  # (a country the change matters for)
+    sites = [{"addr": "198.18.0.1", "country": "BR", "lastmile_ms": 17.5, "pop": False},
+             {"addr": "198.18.1.1", "country": "BR", "lastmile_ms": 1.0, "pop": True},
+             {"addr": "198.18.2.1", "country": "BR", "lastmile_ms": 2.5, "pop": False},
+             {"addr": "198.18.3.1", "country": "US", "lastmile_ms": 1.0, "pop": True}]
+    _, d = delay_matrix({"sites": sites, "pop_rtt_ms": CDN_EDGE_RTT_MS}, world)
+    ms = [[x * 1000 for x in row] for row in d]
+    assert ms[0][1] == pytest.approx(CDN_EDGE_RTT_MS / 2 + 17.5) == pytest.approx(ms[1][0])
+    assert ms[2][1] == pytest.approx(CDN_EDGE_RTT_MS / 2 + 2.5)
+    assert ms[0][2] == pytest.approx(world.rtt_ms[br][br] / 2 + 17.5 + 2.5)  # two viewers
+    assert ms[0][3] == pytest.approx(world.rtt_ms[br][us] / 2 + 17.5 + 1.0)  # another country's PoP
+    assert ms[1][3] == pytest.approx(world.rtt_ms[br][us] / 2 + 2.0)  # PoP to PoP: the table
+    _, far = delay_matrix({"sites": sites, "pop_rtt_ms": None}, world)
+    assert far[0][1] * 1000 == pytest.approx(world.rtt_ms[br][br] / 2 + 17.5 + 1.0)
+    # a table written before PoPs were marked: every pair by the country table
+    old = [{k: v for k, v in s.items() if k != "pop"} for s in sites]
+    _, d_old = delay_matrix({"sites": old}, world)
+    assert d_old == far
+    assert not runner.parse_args([]).far_edges and runner.parse_args(["--far-edges"]).far_edges
