@@ -41,8 +41,10 @@ whatever is past its deadline.
 
 **Withholding parents.** A parent that pushes none of ``withhold_run``
 consecutive chunks of its substream (they came from repairs or the origin
-first) is dropped for it at once and not picked again for a while; strikes
-when its STATUS claimed them, dropped past ``withhold_limit`` (:mod:`.tree`).
+first) and then nothing of it for ``withhold_confirm`` + the RTT (a loss holds
+back a run's chunks that long) is dropped for it and not picked again for a
+while; strikes when its STATUS claimed them, dropped past ``withhold_limit``
+(:mod:`.tree`).
 
 **Strangers.** Every peer is hostile until its bytes verify. STATUS claims are
 hints: the start is a verified, fresh keyframe and the chunk clock learns only

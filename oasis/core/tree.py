@@ -128,6 +128,9 @@ class PushTree:
         self.actions = actions  #: the swarm's action list (shared, never rebound)
         self.rng = rng
         k = config.substreams
+        #: per substream: when a parent that missed ``withhold_run`` chunks in a row is judged
+        #: withholding, unless it pushes one of the substream first (INF: not suspected)
+        self.suspect_at = [INF] * k
         self.parents: list[bytes | None] = [None] * k
         self.paths: list[list[bytes]] = [[tag] if is_source else [] for _ in range(k)]
         self.status_dirty = True  #: a feed gained/lost or we became full: STATUS to all
@@ -581,6 +584,7 @@ class PushTree:
                 else:
                     self._unsubscribe(old, j)
             self.parents[j] = st.key
+            self.suspect_at[j] = INF
             self.first_parent[j] = False
             if old is None and self.config.start_look > 0 and self.changed_at[j] == -INF:
                 # the substream's very first parent: looked at again soon (``start_look``)
@@ -640,6 +644,7 @@ class PushTree:
         """Our parent on ``j`` is gone (left, lost its feed, withheld): back to the
         standby parent if we still have one with a feed, else none."""
         sb, self.standby[j] = self.standby[j], None
+        self.suspect_at[j] = INF
         self.delay.fresh[j] = -1.0  # (``fresh_parent_lag``: the next parent sets its own)
         st = self.peers.get(sb) if sb is not None else None
         msg = st.status if st is not None else None
@@ -753,6 +758,9 @@ class PushTree:
         if self.config.parent_overclaim and delay >= 0:
             self._overclaim(j, delay)
         self.miss_run[j] = 0
+        if self.suspect_at[j] != INF:
+            self.suspect_at[j] = INF  # (``withhold_confirm``) its pushes were on their way
+            self.counters.withhold_cleared += 1
         if self.delay.fresh[j] >= 0:
             self.delay.fresh[j] = -1.0  # (``fresh_parent_lag``) it pushes: its record rules
             self.delay.update(j, True)
@@ -802,6 +810,24 @@ class PushTree:
         if self.miss_run[j] < self.config.withhold_run:
             return
         st = self.peers.get(parent)
+        confirm = self.config.withhold_confirm
+        if confirm > 0:
+            # (``withhold_confirm``) judged once it has had an RTT and ``confirm`` more to
+            # push anything of ``j``: a loss on the link holds back the chunks behind it
+            if self.suspect_at[j] == INF:
+                rtt = st.rtt if st is not None and st.rtt > 0 else 0.0
+                self.suspect_at[j] = now + confirm + rtt
+            return
+        self._withheld(j, now)
+
+    def _withheld(self, j: int, now: float) -> None:
+        """Our parent on ``j`` pushed none of ``withhold_run`` chunks in a row: dropped
+        for ``j``, backed off, and judged by its next STATUS (a strike if it claims them)."""
+        parent = self.parents[j]
+        self.suspect_at[j] = INF
+        if parent is None:
+            return
+        st = self.peers.get(parent)
         first = self.miss_first[j]
         self.counters.parents_withholding += 1
         self.lose_parent(j)
@@ -847,7 +873,10 @@ class PushTree:
         self.select_parents(now)
 
     def next_timeout(self, t: float) -> float:
-        """The earliest SUBSCRIBE timeout, if before ``t``."""
+        """The earliest SUBSCRIBE timeout or withholding verdict, if before ``t``."""
+        for d in self.suspect_at:
+            if d < t:
+                t = d
         if self.peer_timers:
             timeout = self.config.subscribe_timeout
             for key in list(self.peer_timers):
@@ -860,8 +889,12 @@ class PushTree:
         return t
 
     def check_timeouts(self, now: float) -> None:
-        """An unanswered SUBSCRIBE counts as rejected after ``subscribe_timeout``."""
+        """An unanswered SUBSCRIBE counts as rejected after ``subscribe_timeout``; a
+        suspected parent that pushed nothing of its substream since is withholding."""
         cfg = self.config
+        for j, d in enumerate(self.suspect_at):
+            if d <= now:
+                self._withheld(j, now)
         for key in list(self.peer_timers):
             st = self.peers.get(key)
             if st is None:
