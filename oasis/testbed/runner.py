@@ -710,12 +710,22 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        "http_connects": s.get("counters", {}).get("http_connects"),
                        # s from its join until a parent had pushed it a chunk on every substream
                        "fed_s": st.get("fed_s"),
+                       # parents it dropped for a substream as withholding, the suspicions their
+                       # pushes cleared (``withhold_confirm``), strikes, and peers it cut off for it
+                       "withholding": _withholding(st.get("swarm_counters", {})),
                        # per substream, the relays between the broadcaster and it at the end
                        # (topology names; "?" a tag of no node here)
                        "paths": [[names.get(t, "?") for t in p[1:-1]] if p else None
                                  for p in st.get("paths", [])],
                        "bytes": summ["bytes"]}
     return out
+
+
+def _withholding(counters: dict[str, Any]) -> dict[str, int]:
+    """A viewer's withholding verdicts, from its swarm counters (zeros if it has none)."""
+    return {name: int(counters.get(key, 0)) for name, key in (
+        ("dropped", "parents_withholding"), ("cleared", "withhold_cleared"),
+        ("strikes", "withhold_strikes"), ("cut_off", "withholders_dropped"))}
 
 
 def tag_names(topo: Topology, final: list[dict[str, Any] | None],

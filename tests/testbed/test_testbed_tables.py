@@ -28,6 +28,7 @@ def test_viewer_table_splits_misses_while_playing_into_runs() -> None:
     assert row["missed_settling"] == 1  # seq 10, in the first 5 s of playback
     assert row["origin_fetches"] == 7 and row["origin_failures"] == 2
     assert row["late_by_source"] == {"origin": 3}
+    assert row["withholding"] == {"dropped": 0, "cleared": 0, "strikes": 0, "cut_off": 0}
     assert row["nat"] == topo.viewers[0].nat and row["country"] == topo.viewers[0].country
     assert 0.9 < row["continuity_playing"] < 1.0
     assert table["v1"] is None  # no stats: a row that says so
@@ -69,10 +70,13 @@ def test_viewer_table_names_the_relays_on_each_substream_path() -> None:
         st = _stats(list(range(10)), 100.0)
         st["peer_id"] = ids[k].peer_id
         stats.append(st)
+    stats[0]["streams"][0]["swarm_counters"] = {"parents_withholding": 2, "withhold_cleared": 5,
+                                                "withhold_strikes": 1, "withholders_dropped": 0}
     stats[0]["streams"][0]["paths"] = [[tag[0], tag[0 + 1]], [tag[0], tag[2], tag[1]],
                                        [tag[0], "ab" * 8, tag[3], tag[1]], []]
     table = runner.viewer_table(topo, stats, bstats, 102.0)
     assert table["v0"]["paths"] == [[], ["v1"], ["?", "v2"], None]
+    assert table["v0"]["withholding"] == {"dropped": 2, "cleared": 5, "strikes": 1, "cut_off": 0}
     assert table["v1"]["paths"] == []  # a viewer whose /stats has no paths
 
 
