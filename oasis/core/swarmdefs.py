@@ -426,7 +426,7 @@ class SwarmConfig:
     #: a neighbour our JOIN asked for a start is not probed for this long (at least 2 RTTs)
     start_wait: float = 0.3
     #: a parent that pushed none of this many consecutive chunks of its substream (we got
-    #: them from repairs or the origin first) is withholding: dropped as parent at once
+    #: them from repairs or the origin first) is suspected of withholding ...
     withhold_run: int = 3
     #: ... judged ``withhold_confirm`` s + the RTT to it after the last of them, if it pushed
     #: nothing of that substream meanwhile (a late duplicate clears it; counter
