@@ -28,9 +28,10 @@ stopped at once; at any time the stack may hold at most
 flow-control windows bound it). Closing puts the GOODBYE on the
 wire before QUIC's CONNECTION_CLOSE.
 
-Chunk runs (OFTP 2): a chunk the session marks ``run`` is appended to the one
-unidirectional stream the link keeps open for chunks, which it ends (FIN) after
-``Endpoint.chunk_run`` chunks or ``RUN_MAX_BYTES``. A QUIC receiver grants a
+Chunk runs (OFTP 2): a chunk the session marks ``run`` is appended to the
+unidirectional stream the link keeps open for its lane (its seq modulo ``RUN_LANES``:
+a substream each by default), which it ends (FIN) after ``Endpoint.chunk_run`` chunks
+or ``RUN_MAX_BYTES``. A QUIC receiver grants a
 new stream (MAX_STREAMS) for each stream that ends: an ack-eliciting packet back
 per stream, which the sender must acknowledge -- per chunk and child with a
 stream per chunk, once per run here; and a run's packets are all of one size, so
@@ -77,6 +78,18 @@ EXPIRY_SLACK = 0.002
 #: equal within the spread (a swarm that loss breaks either way); a relay to 8 sinks
 #: 576 -> 672 Mbit/s of media per core on the means (docs/benchmarks.md, session 42)
 DEFAULT_CHUNK_RUN = 16
+#: a link keeps one open run per lane, a chunk's lane its seq modulo this: with the
+#: default 4 substreams a run carries one substream's chunks, and a packet lost on it holds
+#: back only that substream (133 ms between its chunks at 33 ms), not every chunk the
+#: link carries behind it (one run per link before 2026-12-07)
+RUN_LANES = 4
+#: a chunk that comes less than this many smoothed round trips after its lane's last ends
+#: its run: the next will come as soon after it, likely, and a packet of it lost is repaired
+#: only ~9/8 RTT later (a tail loss: the probe timeout, ~1.5-2 RTT), holding back whatever
+#: rides behind it. So a far link (RTT over half the lane's chunk gap: 133 ms at 33 ms
+#: chunks) sends a stream per chunk, a near one runs of ``chunk_run``
+RUN_HOL_RTTS = 2.0
+INF = float("inf")
 #: a run also ends once this many bytes were written on it (well inside the peer's
 #: 1 MiB stream window)
 RUN_MAX_BYTES = 512 * 1024
@@ -137,13 +150,14 @@ class Link:
         self._chunk_deadlines: dict[int, float] = {}
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
-        #: OFTP 2: the chunk run open on this link (-1: none), chunks and bytes written on
-        #: it, and (end offset, deadline, the send) of its chunks that may still be unsent
-        self._run_sid = -1
-        self._run_chunks = 0
-        self._run_bytes = 0
-        self._run_due: list[tuple[int, float, ss.SendChunkStream]] = []
+        #: OFTP 2: the chunk runs open on this link, one per lane (a chunk's seq modulo
+        #: RUN_LANES: with 4 substreams, a lane each), so a lost packet holds back only the
+        #: chunks of its own lane
+        self._runs = [_Run() for _ in range(RUN_LANES)]
         self.runs_reset = 0  #: chunk runs reset because a chunk on them was stale and unsent
+        #: chunk runs ended early: the chunk came within ``run_hol_rtts`` round trips of its
+        #: lane's last (so would the next, and a loss on this one would hold it back)
+        self.runs_cut = 0
         #: chunks written again on a new run because a stale chunk ahead of them reset theirs
         self.run_chunks_resent = 0
         self.datagrams_in = self.datagrams_out = 0
@@ -542,66 +556,88 @@ class Link:
                 for sid in list(self._chunk_deadlines):
                     self._reset_unsent(sid)
                 self._chunk_deadlines.clear()
-                if self._run_sid >= 0:
-                    self._reset_unsent(self._run_sid)
-                    self._end_run(False)
+                for run in self._runs:
+                    if run.sid >= 0:
+                        self._reset_unsent(run.sid)
+                        self._end_run(run, False)
                 self._flush()
                 try:
                     self.quic.close(error_code=0x100 + int(a.code), reason_phrase=a.reason)
                 except self.stack.errors as exc:
                     self._quic_refused(exc)
 
+    def run_of(self, seq: int) -> _Run:
+        """The lane of chunk ``seq``: its open run, if any."""
+        return self._runs[seq % RUN_LANES]
+
     def _send_in_run(self, a: ss.SendChunkStream) -> None:
-        """Append a framed chunk to the open run (a new run if none), ending the run when
-        it is full. A run the stack refuses (the peer stopped it) is dropped and the chunk
-        goes on a new one; a refusal there is the connection's."""
+        """Append a framed chunk to its lane's open run (a new run if none), ending the run
+        when it is full, or with this chunk if it came less than ``run_hol_rtts`` smoothed
+        RTTs after the lane's last (``runs_cut``). A run the stack refuses (the peer
+        stopped it) is dropped and the chunk goes on a new one; a refusal there is the
+        connection's."""
+        run = self._runs[a.seq % RUN_LANES]
+        now = self.endpoint.loop.time()
+        # this chunk came within run_hol_rtts round trips of its lane's last: so will the
+        # next, likely, and a packet of this one lost would be repaired after the next
+        # arrived, holding it back. This chunk ends its run (on a far link: a stream each)
+        close = now - run.last_at < self.endpoint.run_hol_rtts * self.stack.rtt(self.quic)
         for attempt in (0, 1):
-            if self._run_sid < 0:
-                self._run_sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
-                self._run_chunks = self._run_bytes = 0
-            sid = self._run_sid
-            last = (self._run_chunks + 1 >= self.endpoint.chunk_run
-                    or self._run_bytes + len(a.data) >= RUN_MAX_BYTES)
+            if run.sid < 0:
+                run.sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
+                run.chunks = run.bytes = 0
+            sid = run.sid
+            last = (close or run.chunks + 1 >= self.endpoint.chunk_run
+                    or run.bytes + len(a.data) >= RUN_MAX_BYTES)
             try:
                 self.quic.send_stream_data(sid, a.data, end_stream=last)
             except self.stack.errors as exc:
-                self._end_run(False)
+                self._end_run(run, False)
                 if attempt:
                     self._quic_refused(exc)
                     return
                 continue
-            self._run_chunks += 1
-            self._run_bytes += len(a.data)
+            run.chunks += 1
+            run.bytes += len(a.data)
+            run.last_at = now
+            if close:
+                self.runs_cut += 1
+                self.endpoint.counters["chunk_runs_cut"] += 1
             if last:
-                self._end_run(True, a.deadline)
+                self._end_run(run, True, a.deadline)
             else:
-                self._run_due.append((self._run_bytes, a.deadline, a))
+                run.due.append((run.bytes, a.deadline, a))
             self._arm_expiry()
             return
 
-    def _end_run(self, finished: bool, deadline: float = 0.0) -> None:
-        """Forget the open run; one that ended by FIN keeps its last chunk's deadline (reset
-        then unless every byte was acknowledged, as a stream of one chunk)."""
-        if finished and self._run_sid >= 0:
-            self._chunk_deadlines[self._run_sid] = deadline
-        self._run_sid = -1
-        self._run_due.clear()
+    def _end_run(self, run: _Run, finished: bool, deadline: float = 0.0) -> None:
+        """Forget a lane's open run; one that ended by FIN keeps its last chunk's deadline
+        (reset then unless every byte was acknowledged, as a stream of one chunk)."""
+        if finished and run.sid >= 0:
+            self._chunk_deadlines[run.sid] = deadline
+        run.sid = -1
+        run.due.clear()
 
-    def _run_sent(self) -> int:
-        """Bytes of the open run on the wire (written and not waiting in QUIC)."""
+    def _run_sent(self, run: _Run) -> int:
+        """Bytes of a lane's open run on the wire (written and not waiting in QUIC)."""
         try:
-            return self._run_bytes - self.stack.unsent(self.quic, self._run_sid)
+            return run.bytes - self.stack.unsent(self.quic, run.sid)
         except self.stack.errors:
-            return self._run_bytes
+            return run.bytes
 
-    def _check_run(self, now: float) -> None:
-        """Forget the open run's chunks that are all on the wire; if one of those left (none
-        of their bytes after it has left either) is past its deadline, reset the run and
-        write the others, still in time, on a new run: only stale chunks are dropped."""
-        due = self._run_due
+    def _check_runs(self, now: float) -> None:
+        for run in self._runs:
+            if run.due:
+                self._check_run(run, now)
+
+    def _check_run(self, run: _Run, now: float) -> None:
+        """Forget a lane's open run's chunks that are all on the wire; if one of those left
+        (none of their bytes after it has left either) is past its deadline, reset the run
+        and write the others, still in time, on a new run: only stale chunks are dropped."""
+        due = run.due
         if not due:
             return
-        sent = self._run_sent()
+        sent = self._run_sent(run)
         k = 0
         while k < len(due) and due[k][0] <= sent:
             k += 1
@@ -610,11 +646,11 @@ class Link:
         if not any(d[1] <= now for d in due):
             return
         keep = [d[2] for d in due if d[1] > now]
-        if self._reset_unsent(self._run_sid):
+        if self._reset_unsent(run.sid):
             self.runs_reset += 1
             self.endpoint.counters["chunk_streams_reset"] += 1
             self.transmit()
-        self._end_run(False)
+        self._end_run(run, False)
         for a in keep:
             self.run_chunks_resent += 1
             self._send_in_run(a)
@@ -635,13 +671,15 @@ class Link:
             finished, quic = self.stack.finished, self.quic
             for sid in [sid for sid in d if finished(quic, sid)]:
                 del d[sid]
-        due = self._run_due
-        if (not d and not due) or self.closed:
+        if self.closed:
             return
-        at = min(d.values()) if d else due[0][1]
-        for e in due:  # (a newer chunk may go first: not in deadline order)
-            if e[1] < at:
-                at = e[1]
+        at = min(d.values()) if d else INF
+        for run in self._runs:
+            for e in run.due:  # (a newer chunk may go first: not in deadline order)
+                if e[1] < at:
+                    at = e[1]
+        if at == INF:
+            return
         if self._expiry is not None:
             if self._expiry_at <= at:
                 return  # armed for an earlier deadline: it looks again then
@@ -658,8 +696,7 @@ class Link:
         now = self.endpoint.clock() + EXPIRY_SLACK
         for sid in [sid for sid, t in self._chunk_deadlines.items() if t <= now]:
             self.expire_chunk(sid)
-        if self._run_due:
-            self._check_run(now)
+        self._check_runs(now)
         self._arm_expiry()
 
     def expire_chunk(self, sid: int) -> None:
@@ -796,6 +833,20 @@ class Link:
                 t.cancel()
         self._timer = self._session_timer = self._expiry = None
         self._timer_at = None
+
+
+class _Run:
+    """One lane's open chunk run: its stream (-1: none), the chunks and bytes written on
+    it, and (end offset, deadline, the send) of its chunks that may still be unsent."""
+
+    __slots__ = ("sid", "chunks", "bytes", "due", "last_at")
+
+    def __init__(self) -> None:
+        self.sid = -1
+        self.chunks = 0
+        self.bytes = 0
+        self.last_at = -INF  #: loop time the lane's last chunk was written
+        self.due: list[tuple[int, float, ss.SendChunkStream]] = []
 
 
 def chunk_run_length(value: int | None = None) -> int:

@@ -57,7 +57,7 @@ from .admission import (
     RetryTokens,
     encode_retry,
 )
-from .link import CONTROL_UNSENT_MAX, UDP_IP_HEADER, Link, _code, chunk_run_length  # noqa: F401 - re-exported
+from .link import CONTROL_UNSENT_MAX, RUN_HOL_RTTS, UDP_IP_HEADER, Link, _code, chunk_run_length  # noqa: F401
 from .quicstack import CID_LENGTH, Header, Stack, make_stack
 from .udp import Addr, UdpSocket
 
@@ -133,6 +133,9 @@ class Endpoint:
         self.gso = gso
         #: OFTP 2 links: chunks a run stream carries before it ends (1: a stream per chunk)
         self.chunk_run = chunk_run_length(chunk_run)
+        #: a chunk continues its lane's run only this many smoothed RTTs after the run's
+        #: last chunk (link.RUN_HOL_RTTS; 0: always, as before 2026-12-07)
+        self.run_hol_rtts = RUN_HOL_RTTS
         #: the OFTP versions this endpoint's links offer (all it speaks unless narrowed)
         self.oftp_versions: tuple[int, ...] = wire.SUPPORTED_VERSIONS
         self.links_by_cid: dict[bytes, Link] = {}
@@ -161,6 +164,8 @@ class Endpoint:
             "unreachable_family",  # dials to an address of the other IP version (not sent)
             "unexpected_streams", "tls_no_client_key", "tls_key_mismatch",
             "chunk_streams_reset", "delay_queue_drops", "control_send_refused",
+            # chunk runs ended early, the next chunk of their lane too close behind (link.py)
+            "chunk_runs_cut",
             "control_backlog_closed",  # links closed for not reading our control stream (link.py)
             "quic_refused"), 0)  # a call the QUIC stack refused (its connection closed or failed)
         self.retry = retry

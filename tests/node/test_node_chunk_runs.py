@@ -13,7 +13,7 @@ from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId, sign_chunk
-from oasis.node.link import Link
+from oasis.node.link import RUN_HOL_RTTS, RUN_LANES, Link
 from oasis.node.node import Node
 from oasis.node.quicstack import STACKS
 
@@ -21,15 +21,19 @@ SLACK = 10.0
 
 
 async def _pair(stack: str | None, monkeypatch: pytest.MonkeyPatch,
-                run: int | None) -> tuple[Node, Node, Link, Link]:
+                run: int | None, hol: float | None = 0.0) -> tuple[Node, Node, Link, Link]:
     """Two started nodes on ``stack`` (None: the default) linked; ``run`` chunks a run
-    (None: no ``$OASIS_CHUNK_RUN``, the node's default)."""
+    (None: no ``$OASIS_CHUNK_RUN``, the node's default); ``hol``: the endpoints'
+    ``run_hol_rtts`` (0: a chunk always continues its lane's run, however close behind the
+    last; None: the default)."""
     if run is None:
         monkeypatch.delenv("OASIS_CHUNK_RUN", raising=False)
     else:
         monkeypatch.setenv("OASIS_CHUNK_RUN", str(run))
     a = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
     b = Node(Identity.generate(), sw.SwarmConfig(), quic=stack)
+    if hol is not None:
+        a.endpoint.run_hol_rtts = b.endpoint.run_hol_rtts = hol
     await a.start()
     await b.start()
     assert await a.connect(b.peer_id, *b.endpoint.address)
@@ -37,10 +41,12 @@ async def _pair(stack: str | None, monkeypatch: pytest.MonkeyPatch,
     return a, b, a.links_by_peer[b.identity.public], b.links_by_peer[a.identity.public]
 
 
-def _chunks(name: str, n: int, size: int = 6000) -> list[wire.ChunkMsg]:
+def _chunks(name: str, n: int, size: int = 6000, step: int = RUN_LANES) -> list[wire.ChunkMsg]:
+    """``n`` signed chunks, seqs ``step`` apart (by default all of one lane: one run)."""
     bc = Identity.generate()
     sid = StreamId(bc.public, name)
-    return [sign_chunk(bc, sid, k, 1_000_000 + k, k == 0, bytes([k % 251]) * size) for k in range(n)]
+    return [sign_chunk(bc, sid, step * k, 1_000_000 + k, k == 0, bytes([k % 251]) * size)
+            for k in range(n)]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -53,17 +59,77 @@ async def test_chunks_cross_in_runs_one_stream_per_run(stack: str, monkeypatch: 
         sent = _chunks("runs", 10)
         for c in sent:
             la.send_chunk(c, deadline=a.clock() + 30.0)
-            if la._run_sid >= 0:
-                sids.append(la._run_sid)
+            if la.run_of(c.seq).sid >= 0:
+                sids.append(la.run_of(c.seq).sid)
         await _wait(lambda: len(got) == 10, SLACK)
         # in order within a run; QUIC does not order one stream against another
         assert sorted(got, key=lambda c: c.seq) == sent
         for run in (sent[0:4], sent[4:8], sent[8:]):
             assert [c for c in got if c in run] == run
         # 4 + 4 + 2: two runs ended (FIN) and one open
-        assert len(set(sids)) == 3 and la._run_chunks == 2
+        assert len(set(sids)) == 3 and la.run_of(0).chunks == 2 and la.runs_cut == 0
         assert lb.session.counters.chunks_in == 10 and lb.session.counters.violations == 0
         assert lb.session.counters.chunk_bytes_buffered == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_each_lane_has_its_own_run(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of different lanes (seq modulo RUN_LANES: a substream each) go on different
+    runs, so a packet lost on one holds back none of the others; each lane's run goes on."""
+    a, b, la, lb = await _pair(stack, monkeypatch, 16)
+    got = chunks_received(b)
+    try:
+        sent = _chunks("lanes", 2 * RUN_LANES, step=1)
+        for c in sent:
+            la.send_chunk(c, deadline=a.clock() + 30.0)
+        await _wait(lambda: len(got) == len(sent), SLACK)
+        assert sorted(got, key=lambda c: c.seq) == sent
+        sids = [la.run_of(k).sid for k in range(RUN_LANES)]
+        assert -1 not in sids and len(set(sids)) == RUN_LANES
+        assert all(la.run_of(k).chunks == 2 for k in range(RUN_LANES)) and la.runs_cut == 0
+        assert lb.session.counters.violations == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_chunk_close_behind_its_lane_s_last_ends_its_run(
+        stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk written within ``run_hol_rtts`` smoothed RTTs of its lane's last one (here
+    any: a huge multiple) ends its run (FIN with it): the next, as close behind, goes on a
+    stream of its own, which a loss on this one cannot hold back. Every chunk arrives, none
+    is refused, the ended runs leave nothing buffered at the receiver, and a chunk far enough
+    behind (the default, on loopback) continues a run again."""
+    a, b, la, lb = await _pair(stack, monkeypatch, 16, hol=1e6)
+    got = chunks_received(b)
+    try:
+        sent = _chunks("cut", 5)
+        sids = []
+        for c in sent:
+            sids.append(la.run_of(c.seq).sid)  # the run open before it (-1: none)
+            la.send_chunk(c, deadline=a.clock() + 30.0)
+        await _wait(lambda: len(got) == 5, SLACK)
+        assert sorted(got, key=lambda c: c.seq) == sent
+        # the first opened a run, the second ended it, each later one went alone
+        assert sids[1] >= 0 and sids[2:] == [-1, -1, -1] and la.run_of(0).sid == -1
+        assert la.runs_cut == 4 and a.endpoint.counters["chunk_runs_cut"] == 4
+        await _wait(lambda: lb.session.counters.chunk_bytes_buffered == 0, SLACK)
+        assert lb.session.counters.violations == 0 and lb.session.counters.runs_ended_in_frame == 0
+        a.endpoint.run_hol_rtts = RUN_HOL_RTTS
+        written = a.endpoint.loop.time()
+        await _wait(lambda: a.endpoint.loop.time() - written > RUN_HOL_RTTS * la.rtt + 0.002, SLACK)
+        more = _chunks("again", 2)
+        written = a.endpoint.loop.time()
+        la.send_chunk(more[0], deadline=a.clock() + 30.0)
+        await _wait(lambda: more[0] in got and a.endpoint.loop.time() - written > RUN_HOL_RTTS * la.rtt + 0.002,
+                    SLACK)
+        la.send_chunk(more[1], deadline=a.clock() + 30.0)
+        assert la.run_of(0).sid >= 0 and la.run_of(0).chunks == 2 and la.runs_cut == 4
+        await _wait(lambda: more[1] in got, SLACK)
     finally:
         await a.close()
         await b.close()
@@ -83,14 +149,15 @@ async def test_a_stale_unsent_chunk_resets_its_run_and_the_next_opens_another(
         stale = _chunks("stale2", 1, size=300_000)[0]  # far over QUIC's window: a tail waits
         la.send_chunk(first, deadline=a.clock() + 30.0)
         await _wait(lambda: got == [first], SLACK)
-        run = la._run_sid
+        lane = la.run_of(0)
+        run = lane.sid
         la.send_chunk(stale, deadline=a.clock() - 0.01)
         la.send_chunk(behind, deadline=a.clock() + 30.0)
-        assert la._run_sent() < la._run_bytes  # not all on the wire
-        la._check_run(a.clock())
+        assert la._run_sent(lane) < lane.bytes  # not all on the wire
+        la._check_runs(a.clock())
         assert la.runs_reset == 1 and la.run_chunks_resent == 1
         assert a.endpoint.counters["chunk_streams_reset"] == 1
-        assert la._run_sid not in (-1, run) and la._run_chunks == 1
+        assert lane.sid not in (-1, run) and lane.chunks == 1
         la.send_chunk(nxt, deadline=a.clock() + 30.0)
         await _wait(lambda: got == [first, behind, nxt], SLACK)
         await _wait(lambda: lb.session.counters.chunk_bytes_buffered == 0, SLACK)
@@ -112,7 +179,7 @@ async def test_the_link_resets_a_stuck_run_on_its_own_at_the_deadline(
         for c in _chunks("deaf", 3, size=300_000):  # far over QUIC's first window
             la.send_chunk(c, deadline=a.clock() + 0.3)
         await _wait(lambda: la.runs_reset == 1, SLACK)
-        assert la._run_sid == -1 and not la._run_due
+        assert la.run_of(0).sid == -1 and not la.run_of(0).due
     finally:
         await a.close()
         await b.close()
@@ -152,23 +219,29 @@ async def test_a_node_left_at_its_defaults_sends_runs_of_the_default_length(
     """No ``$OASIS_CHUNK_RUN``, no ``chunk_run``: the node's default, runs of
     ``DEFAULT_CHUNK_RUN`` (16) chunks, one stream each, every chunk delivered in order."""
     from oasis.node.link import DEFAULT_CHUNK_RUN
-    assert DEFAULT_CHUNK_RUN == 16
-    a, b, la, lb = await _pair(None, monkeypatch, None)
+    assert DEFAULT_CHUNK_RUN == 16 and RUN_HOL_RTTS == 2.0
+    a, b, la, lb = await _pair(None, monkeypatch, None, hol=None)
     got = chunks_received(b)
     try:
         assert a.endpoint.chunk_run == b.endpoint.chunk_run == DEFAULT_CHUNK_RUN
+        assert a.endpoint.run_hol_rtts == RUN_HOL_RTTS
         assert la.session.version == lb.session.version == 2
         n = DEFAULT_CHUNK_RUN + 3
         sent = _chunks("default", n)
         sids: list[int] = []
+        loop = a.endpoint.loop
         for c in sent:
+            # each chunk more than RUN_HOL_RTTS round trips after the last: it continues the run
+            written = loop.time()
             la.send_chunk(c, deadline=a.clock() + 30.0)
-            sids.append(la._run_sid)
-        await _wait(lambda: len(got) == n, SLACK)
+            sids.append(la.run_of(c.seq).sid)
+            await _wait(lambda c=c, written=written: c in got and loop.time() - written > RUN_HOL_RTTS * la.rtt + 0.002,
+                        SLACK)
+        assert la.runs_cut == 0
         assert sorted(got, key=lambda c: c.seq) == sent
         # one run ended (FIN) at its 16th chunk, the second open with the last three
         assert sids[DEFAULT_CHUNK_RUN - 1] == -1 and len(set(sids[:DEFAULT_CHUNK_RUN - 1])) == 1
-        assert len(set(sids[DEFAULT_CHUNK_RUN:])) == 1 and la._run_chunks == 3
+        assert len(set(sids[DEFAULT_CHUNK_RUN:])) == 1 and la.run_of(0).chunks == 3
         assert lb.session.counters.violations == 0
     finally:
         await a.close()
@@ -193,7 +266,7 @@ async def test_a_node_offering_only_oftp_1_gets_every_chunk_a_stream_each(
         sent = _chunks("old", 5)
         for c in sent:
             la.send_chunk(c, deadline=a.clock() + 30.0)
-        assert la._run_sid == -1 and len(la._chunk_deadlines) >= 1
+        assert all(r.sid == -1 for r in la._runs) and len(la._chunk_deadlines) >= 1
         await _wait(lambda: len(got) == 5, SLACK)
         assert got == sent and lb.session.counters.violations == 0
     finally:
