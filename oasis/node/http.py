@@ -60,10 +60,12 @@ from aiohttp.web_request import BaseRequest
 from oasis.core import wire
 from oasis.core.announce import AnnounceBody, AnnounceError, announce_from_json
 from oasis.core.descriptor import Descriptor, DescriptorError, descriptor_from_body
+from oasis.core.identity import peer_tag
 from oasis.core.metrics import ms_figures
 from oasis.core.stream import StreamId, StreamIdError
 from oasis.core.tracker import TrackedPeer, Tracker, TrackerRefused, source_key
 
+from .link import Link
 from .metrics import make_registry, render
 from .node import LiveStream, Node
 
@@ -1286,6 +1288,9 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
                       "punch_connect_ms": [[k.hex()[:16], round(x * 1000, 1)]
                                            for k, x in node.policy.punch_connect_s],
                       "neighbours": [k.hex()[:16] for k in node.policy.peers]}
+        # each QUIC link's transport state (as ``ss -ti`` for TCP): whether a link is held back
+        # by its congestion window (in flight near the window) and how much it lost
+        out["links"] = [_link_detail(link) for link in node.endpoint.links]
     for ls in node.streams.values():
         s = stream_summary(ls)
         s["swarm_counters"] = dataclasses.asdict(ls.swarm.counters)
@@ -1302,6 +1307,8 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         # a viewer: s from its join until a parent had pushed it a chunk on every substream
         # (null until then, and at a broadcaster): how long it leaned on the origin at its start
         s["fed_s"] = ls.fed_s
+        # chunks the player got from the origin before ``fed_s`` (at its start) and after it
+        s["origin_chunks"] = {"unfed": ls.origin_unfed, "fed": ls.origin_fed}
         s["origin_error"] = ls.origin_error  # the last failed fetch's error ("" = none yet)
         s["origin_starts"] = ls.swarm.counters.origin_starts
         s["origin_prefetched"] = ls.origin_prefetched  # of those, with the join's latest.json
@@ -1319,6 +1326,14 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
             s["paths"] = [[t.hex() for t in p] for p in ls.swarm.paths]
         out["streams"].append(s)
     return out
+
+
+def _link_detail(link: Link) -> dict[str, Any]:
+    key = link.peer_key
+    cwnd, flight, lost, ptos = link.stack.window(link.quic)
+    rtt = link.rtt
+    return {"peer": None if key is None else peer_tag(key).hex(), "rtt_ms": round(rtt * 1000, 1) if rtt >= 0 else None,
+            "cwnd": cwnd, "in_flight": flight, "lost": lost, "ptos": ptos}
 
 
 def prometheus(node: Node, tracker: Tracker | None = None) -> str:

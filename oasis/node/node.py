@@ -202,6 +202,9 @@ class LiveStream:
         #: start; and the substreams fed so far (a bit each)
         self.fed_s: float | None = None
         self._fed_mask = 0
+        #: chunks the origin gave us before then, and after (``/stats`` ``origin_chunks``)
+        self.origin_unfed = 0
+        self.origin_fed = 0
         #: the end marker's seq last told (stream.ended; -1: none, or the stream resumed)
         self.end_told = -1
         #: an encrypted stream's verified chunks whose media did not open with our content
@@ -305,6 +308,11 @@ class LiveStream:
             if first and kf:
                 self._started(c, a)
             self.record.delivered(c.seq, c.time_us / 1e6, a.at, a.source, len(c.payload), kf)
+            if a.source == sw.SOURCE_ORIGIN:
+                if self.fed_s is None:
+                    self.origin_unfed += 1
+                else:
+                    self.origin_fed += 1
             if self.fed_s is None and a.peer is not None:
                 self._fed(c.seq, a.peer, a.at)
             if first and self.record.started_at is not None and self.node.dht is not None:

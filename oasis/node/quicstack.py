@@ -139,6 +139,12 @@ class Stack:
         the path's."""
         return self.rtt(quic)
 
+    def window(self, quic: Any) -> tuple[int, int, int, int]:
+        """Congestion window and bytes in flight (bytes), packets declared lost and probe
+        timeouts so far (-1 where the stack does not say): what ``ss -ti`` tells of a TCP
+        socket, for the node's detailed stats."""
+        return (-1, -1, -1, -1)
+
     def received(self, quic: Any) -> int:
         """Stream bytes the peer has sent (highest offsets); 0 where not counted."""
         return 0
@@ -277,6 +283,12 @@ class AioquicStack(Stack):
         loss = getattr(quic, "_loss", None)  # not public API: guarded
         low = float(getattr(loss, "_rtt_min", float("inf")))
         return low if 0 < low < float("inf") else self.rtt(quic)
+
+    def window(self, quic: Any) -> tuple[int, int, int, int]:
+        loss = getattr(quic, "_loss", None)  # not public API: guarded (no loss count kept)
+        cc = getattr(loss, "_cc", None)
+        return (int(getattr(cc, "congestion_window", -1)), int(getattr(cc, "bytes_in_flight", -1)), -1,
+                int(getattr(loss, "_pto_count", -1)))
 
     def received(self, quic: Any) -> int:
         # aioquic keeps this for connection flow control (not public API: guarded)
@@ -485,6 +497,11 @@ class Qh3Stack(Stack):
         core = quic._core  # (no minimum in the native core: its latest sample)
         latest = None if core is None else getattr(core, "latest_rtt", None)
         return self.rtt(quic) if latest is None else float(latest)
+
+    def window(self, quic: Any) -> tuple[int, int, int, int]:
+        core = getattr(quic, "_core", None)  # the native core's (not public API: guarded)
+        return tuple(int(getattr(core, k, -1)) for k in  # type: ignore[return-value]
+                     ("congestion_window", "bytes_in_flight", "loss_total", "pto_total"))
 
     def unsent(self, quic: Any, sid: int) -> int:
         return int(quic.get_send_buffer_size(sid))

@@ -710,6 +710,8 @@ def viewer_table(topo: Topology, final: list[dict[str, Any] | None], bstats: dic
                        "http_connects": s.get("counters", {}).get("http_connects"),
                        # s from its join until a parent had pushed it a chunk on every substream
                        "fed_s": st.get("fed_s"),
+                       # chunks it took from the origin before fed_s and after
+                       "origin_chunks": st.get("origin_chunks"),
                        # parents it dropped for a substream as withholding, the suspicions their
                        # pushes cleared (``withhold_confirm``), strikes, and peers it cut off for it
                        "withholding": _withholding(st.get("swarm_counters", {})),

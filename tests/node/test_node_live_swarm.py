@@ -176,6 +176,19 @@ def test_every_viewer_gets_every_chunk_byte_identical(swarm):
         # every viewer has 40 chunks; on a loaded machine the trees may take a while)
         fed = stream_stats(v)["fed_s"]
         assert fed is None or 0 < fed < 120
+        # ... the chunks its player took from the origin, before it was fed and after
+        oc = stream_stats(v)["origin_chunks"]
+        assert oc["unfed"] >= 0 and oc["fed"] >= 0 and (oc["fed"] == 0 or fed is not None)
+        assert (oc["unfed"] + oc["fed"] > 0) == (s["bytes"].get("origin", 0) > 0)
+        # ... and each QUIC link's state: its parents are among them, with an RTT and a
+        # congestion window (qh3 also counts its losses; aioquic keeps no count: -1)
+        links = {ln["peer"]: ln for ln in get_json(v.info["gateway"] + "/stats?detail=1")["links"]}
+        for p in paths:
+            if len(p) >= 2 and p[-2] in links:
+                ln = links[p[-2]]
+                assert ln["rtt_ms"] > 0 and ln["cwnd"] >= 2 * 1200 and ln["in_flight"] >= 0, ln
+                assert ln["lost"] >= 0 if STACKS[viewers.index(v) % 2] == "qh3" else ln["lost"] == -1, ln
+        assert any(len(p) >= 2 and p[-2] in links for p in paths), (paths, sorted(links))
     assert sum(stream_stats(v)["fed_s"] is not None for v in viewers) >= len(viewers) // 2
     # The player output decodes without errors and starts with a keyframe.
     container = av.open(io.BytesIO(ts_sample), format="mpegts")
