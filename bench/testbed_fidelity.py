@@ -11,7 +11,11 @@ The testbed's figures carry the machine: with many nodes on 2 cores the nodes wa
 the CPU, which the simulator does not model here; keep ``--viewers`` where the run's
 ``mean_cores_busy`` stays well below the cores.
 
-    python bench/testbed_fidelity.py --viewers 11 --duration 40 --seed 3
+    python bench/testbed_fidelity.py --viewers 11 --duration 40 --seed 3 [--quic qh3]
+
+``--quic`` picks the simulated links' congestion control for the main figures (``by_quic``
+gives each model's against the same real run): the node's own (``oasis``, aioquic's) or
+qh3's CUBIC, the testbed's default stack.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from oasis.core.swarm import DEFAULT_CHUNK_MS  # noqa: E402
 from oasis.sim.fidelity import SchedWatch, run_topology  # noqa: E402
+from oasis.sim.scenario import QUIC_MODELS  # noqa: E402
 from oasis.testbed.runner import Testbed  # noqa: E402
 from oasis.testbed.topology import build  # noqa: E402
 
@@ -58,6 +63,10 @@ def main() -> int:
                     help="packet loss on every access link (default: each access kind's own)")
     ap.add_argument("--countries", default=None, help="comma-separated ISO codes (default: all)")
     ap.add_argument("--sim-runs", type=int, default=5, help="simulator swarm seeds (the median is used)")
+    ap.add_argument("--quic", default="oasis", choices=QUIC_MODELS,
+                    help="the simulated links' congestion control (the main figures; the other "
+                         "model is run too, under by_quic): oasis = the node's own (aioquic), "
+                         "qh3 = the default stack's CUBIC")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("testbed_fidelity: needs root (network namespaces)", file=sys.stderr)
@@ -79,8 +88,9 @@ def main() -> int:
     since = wall0 + (max(bed.started.values()) - mono0) + 1.0 if bed.started else wall0
     host_wait = watch.wait_per_slice(since) or 0.0
 
-    def sim_median(host: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        runs = [figures(run_topology(topo, args.duration, args.seed * 100 + i, DEFAULT_CHUNK_MS, host))
+    def sim_median(host: float, quic: str = args.quic) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        runs = [figures(run_topology(topo, args.duration, args.seed * 100 + i, DEFAULT_CHUNK_MS, host,
+                                     quic=quic))
                 for i in range(args.sim_runs)]
         return {k: statistics.median(r[k] for r in runs) for k in runs[0]}, runs
 
@@ -94,10 +104,18 @@ def main() -> int:
     sim_host, _ = sim_median(host_wait)
     ratio_host = ratios(sim_host)
     within_host = {k: v is not None and 0.8 <= v <= 1.2 for k, v in ratio_host.items()}
+    # each link model, against the same real run
+    by_quic: dict[str, Any] = {}
+    for q in QUIC_MODELS:
+        m = sim if q == args.quic else sim_median(0.0, q)[0]
+        r = ratios(m)
+        by_quic[q] = {"sim_median": m, "ratio_real_over_sim": r,
+                      "within_20_percent": {k: v is not None and 0.8 <= v <= 1.2 for k, v in r.items()}}
     print(json.dumps({"topology": {"seed": args.seed, "viewers": args.viewers, "nat_share": args.nat_share,
                                    "countries": sorted({n.country for n in topo.nodes})},
                       "real": real, "sim_median": sim, "sim_runs": sims, "ratio_real_over_sim": ratio,
-                      "within_20_percent": within, "host_wait_ms": round(1000 * host_wait, 3),
+                      "within_20_percent": within, "quic": args.quic, "by_quic": by_quic,
+                      "host_wait_ms": round(1000 * host_wait, 3),
                       "sim_host": sim_host, "ratio_real_over_sim_host": ratio_host,
                       "within_20_percent_host": within_host, "testbed": real_run.get("testbed"),
                       "by_nat": real_run.get("by_nat"), "cleanup_problems": problems,

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="playout delay, s (the scenario's [protocol] playout_delay; node default 0.5)")
     p.add_argument("--chunk-ms", type=int, default=None,
                    help="chunk duration, ms (the scenario's [stream] chunk_ms; node default 33)")
+    p.add_argument("--quic", default=None, choices=("oasis", "qh3"),
+                   help="each link's congestion control (the scenario's [network] quic): the node's "
+                        "own, as aioquic runs it (default), or qh3's CUBIC, the default stack's")
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")
     p.add_argument("--no-timing", action="store_true", help="omit wall-clock fields")
     p.add_argument("--progress", action="store_true",
@@ -77,6 +80,8 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         d["protocol"] = {**d.get("protocol", {}), "playout_delay": args.playout}
     if args.chunk_ms is not None:
         d["chunk_ms"] = args.chunk_ms
+    if args.quic is not None:
+        d["quic"] = args.quic
     if args.baselines is not None:
         d["baselines"] = [] if args.baselines == "none" else args.baselines.split(",")
     return from_dict(d)

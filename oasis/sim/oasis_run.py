@@ -138,6 +138,17 @@ QUIC_LOSS_FLOOR = 86_400
 #: loss recovery (RFC 9002, aioquic's constants): a datagram is declared lost when 3 later
 #: ones are acknowledged or 9/8 RTT after it was sent; with none after it, at the probe
 #: timeout, srtt + 4 rttvar + max_ack_delay (25 ms; rttvar taken as 2.5 ms, a steady path)
+#: qh3's congestion control (``Scenario.quic = "qh3"``; qh3 2.1.0, Rust, ``recovery.rs``): CUBIC
+#: from an initial window of 10 datagrams; a loss (one per recovery period: a datagram sent
+#: after the last one began) takes it to 0.7 x, not below 2 datagrams; it grows on every ACK,
+#: used or not (no app-limited rule), in slow start by the bytes ACKed, then by CUBIC with a
+#: Reno-friendly floor (+1 datagram per window ACKed); 2 s without an ACK and the next send
+#: starts again from the initial window. Its pacer: a token bucket of one window, at cwnd / srtt.
+QH3_IW = 10 * QUIC_DATAGRAM
+QH3_MIN = 2 * QUIC_DATAGRAM
+QH3_BETA = 0.7
+QH3_C = 0.4
+QH3_IDLE_S = 2.0
 QUIC_PACKET_THRESHOLD = 3
 QUIC_TIME_THRESHOLD = 9 / 8
 QUIC_PTO_EXTRA_S = 0.035
@@ -258,6 +269,8 @@ class OasisSim:
                  seed: int) -> None:
         #: viewer's last mile -> CDN edge RTT (fidelity check: 0)
         self.edge_rtt_ms: float = CDN_EDGE_RTT_MS
+        #: the links run qh3's CUBIC and pacer (Scenario.quic), else the node's controller
+        self.qh3: bool = s.quic == "qh3"
         #: s the edge holds a request for a chunk it does not have yet (0: 404 at once)
         self.edge_hold_s: float = CDN_EDGE_HOLD_S
         self.s = s
@@ -867,10 +880,22 @@ class OasisSim:
                     t += rtt + QUIC_PTO_EXTRA_S
                 else:
                     t += rtt * QUIC_TIME_THRESHOLD
-            st = src.cc.get(dst.key)
-            if st is not None:  # the window halves, not below the floor; congestion avoidance
-                st[0] = max(st[0] / 2, min(st[0], float(QUIC_LOSS_FLOOR)))
-                st[4] = 1.0
+                # the window halves, not below the floor; congestion avoidance. (Only on a
+                # loss: it was on every message of a link with any loss, which the floor at
+                # the initial window hid; found 2026-12-07 trying a model of qh3's window)
+                st = src.cc.get(dst.key)
+                if st is not None and self.qh3:
+                    if self.now >= st[8]:  # a new recovery period: 0.7 x, at least 2 datagrams
+                        cw = st[0]
+                        st[5] = cw * (1.0 + QH3_BETA) / 2.0 if cw < st[5] else cw  # w_max
+                        cw *= QH3_BETA
+                        st[0] = cw if cw > QH3_MIN else float(QH3_MIN)
+                        st[4] = st[0]  # ssthresh: slow start is over
+                        st[6] = -1.0  # a new CUBIC epoch at the next ACK
+                        st[8] = self.now + rtt  # (what was sent before its repair is not new)
+                elif st is not None:
+                    st[0] = max(st[0] / 2, min(st[0], float(QUIC_LOSS_FLOOR)))
+                    st[4] = 1.0
         # download: serialization at the receiver's capacity; no cross-flow FIFO
         # (capacities are tens of times the stream rate; see docs/simulation.md)
         t += wire_n / dn.down_bps
@@ -912,8 +937,16 @@ class OasisSim:
                 peers = src.policy.peers
                 for k in [k for k in cc if k not in peers]:
                     del cc[k]
-            st = [float(QUIC_CWND0), 0.0, 0.0, 0.0, 0.0]
+            if self.qh3:
+                # cwnd, paced until, ACK due, bytes it brings, ssthresh (-1: slow start), w_max,
+                # epoch start (-1: none), K, recovery until, last ACK, w_est, tokens, tokens at
+                st = [float(QH3_IW), 0.0, 0.0, 0.0, -1.0, float(QH3_IW), -1.0, 0.0, 0.0, ready,
+                      0.0, float(QH3_IW), ready]
+            else:
+                st = [float(QUIC_CWND0), 0.0, 0.0, 0.0, 0.0]
             cc[dst.key] = st
+        if self.qh3:
+            return self._paced_qh3(st, nbytes, ready, t, rtt)
         if st[3] and st[2] <= ready:
             # slow start: + the bytes ACKed; after a loss, + one datagram per window ACKed;
             # only if the window was used (more than half of it in flight)
@@ -937,6 +970,65 @@ class OasisSim:
             st[2] = t + rtt
         st[3] += nbytes
         return t
+
+    def _paced_qh3(self, st: list[float], nbytes: int, ready: float, t: float, rtt: float) -> float:
+        """``_paced`` under qh3's CUBIC and pacer (``Scenario.quic = "qh3"``): the window
+        grows when the ACK of what was in flight is in, used or not; the pacer's bucket holds
+        one window and refills at cwnd / RTT, so a message beyond what it holds leaves at that
+        rate; no ACK for QH3_IDLE_S and the window is the initial one again."""
+        if st[3] and st[2] <= ready:
+            self._qh3_acked(st, st[3], st[2], rtt)
+            st[3] = 0.0
+        if not st[3] and ready - st[9] >= QH3_IDLE_S:
+            st[0], st[4], st[5], st[6] = float(QH3_IW), -1.0, float(QH3_IW), -1.0
+        cwnd = st[0]
+        if rtt > 0.0:
+            rate = cwnd / rtt
+            tokens = st[11]
+            if ready > st[12]:
+                tokens += (ready - st[12]) * rate
+            if tokens > cwnd:
+                tokens = cwnd
+            if st[1] <= ready and tokens >= nbytes:
+                end = ready  # the bucket holds it: one burst
+                tokens -= nbytes
+            else:
+                start = st[1] if st[1] > ready else ready
+                end = start + (nbytes - (tokens if tokens > 0.0 else 0.0)) / rate
+                tokens = 0.0
+            st[11], st[12] = tokens, end
+            st[1] = end
+            if end > t:
+                t = end
+        if not st[3]:  # one ACK pending at a time: later bytes ride the earlier ACK
+            st[2] = t + rtt
+        st[3] += nbytes
+        return t
+
+    def _qh3_acked(self, st: list[float], acked: float, at: float, rtt: float) -> None:
+        """qh3's ``CongestionController.packet_acked`` for ``acked`` bytes ACKed at ``at``."""
+        st[9] = at
+        cw = st[0]
+        if st[4] < 0.0 or cw < st[4]:  # slow start: + the bytes ACKed
+            st[0] = cw + acked
+            return
+        if st[6] < 0.0:  # the first ACK after a loss starts an epoch
+            st[6] = at
+            st[10] = cw
+            d = (st[5] - cw) / QUIC_DATAGRAM
+            st[7] = math.copysign((abs(d) / QH3_C) ** (1.0 / 3.0), d)
+        st[10] += QUIC_DATAGRAM * acked / cw  # the Reno-friendly estimate
+        el = at - st[6]
+        if (QH3_C * (el - st[7]) ** 3 * QUIC_DATAGRAM + st[5]) < st[10]:
+            if st[10] > cw:
+                st[0] = st[10]
+            return
+        target = QH3_C * (el + rtt - st[7]) ** 3 * QUIC_DATAGRAM + st[5]
+        if target < cw:
+            target = cw
+        elif target > 1.5 * cw:
+            target = 1.5 * cw
+        st[0] = cw + (target - cw) * acked / cw  # (target - cwnd) x datagram / cwnd per datagram
 
     def _send_msg(self, node: SimNode, dst: SimNode, h: Link, msg: wire.Message) -> None:
         """A control message over link ``h`` (EV_MSG at its arrival)."""

@@ -30,6 +30,10 @@ class Scenario:
     #: 0 = 16x the bitrate: a broadcaster on fibre (median 150 Mbit/s up) seeding 16
     #: first-level relays spends 16 % of its uplink; the root's fanout sets every tree's depth
     broadcaster_upload_kbps: int = 0
+    #: each link's congestion control and pacer (``oasis.sim.oasis_run``): "oasis", the node's
+    #: own controller, which only the aioquic stack runs (warm: 64 datagrams, never below), or
+    #: "qh3", the default stack's CUBIC (10 datagrams, down to 2; docs/simulation.md)
+    quic: str = "oasis"
     # joins and churn
     join_pattern: str = "steady"  #: steady | flash
     ramp_s: float = 10.0  #: steady: initial viewers join uniformly over this
@@ -97,6 +101,7 @@ _TABLES = {"stream", "network", "join", "churn", "baseline", "run", "adversary",
 
 #: the largest swarm and the longest stream a scenario may ask for: 100,000 peers x 60 s takes
 #: 7-16 CPU-hours here (docs/benchmarks.md); a trillion was taken and hung building its joins
+QUIC_MODELS = ("oasis", "qh3")  #: Scenario.quic
 MAX_PEERS = 1_000_000
 MAX_DURATION_S = 86_400
 
@@ -161,6 +166,8 @@ def from_dict(d: dict[str, Any]) -> Scenario:
         raise ValueError(f"hostile = {s.hostile}: a share in [0, 1)")
     from .adversary import check_mix
     check_mix(s.hostile_mix)
+    if s.quic not in QUIC_MODELS:
+        raise ValueError(f"quic {s.quic!r}: the link model, one of {', '.join(QUIC_MODELS)}")
     if s.join_pattern not in ("steady", "flash"):
         raise ValueError(f"join_pattern {s.join_pattern!r}: use steady or flash")
     if not (isinstance(s.peers, int) and not isinstance(s.peers, bool) and 1 <= s.peers <= MAX_PEERS):

@@ -25,13 +25,13 @@ def rx_cost(n: int, verify: bool = True) -> float:
     return orun.CPU_RX_MSG_S + orun.CPU_RX_BYTE_S * n + (orun.CPU_VERIFY_S if verify else 0.0)
 
 
-def make(children: int = 4) -> tuple[OasisSim, SimNode, list[SimNode]]:
+def make(children: int = 4, quic: str = "oasis") -> tuple[OasisSim, SimNode, list[SimNode]]:
     """A simulator with one relay and ``children`` viewers, every node on the same
     fast link with a 30 ms egress delay (nothing else delays a byte)."""
     n = children + 1
     s = Scenario(name="hop", peers=n, duration_s=5.0, baselines=[], bitrate_kbps=1500, chunk_ms=100,
                  gop_chunks=10, broadcaster_upload_kbps=3000, protocol={"playout_delay": 0.5},
-                 upload_max_x=4, upload_share=1.0)
+                 upload_max_x=4, upload_share=1.0, quic=quic)
     w, bnet, viewers = fid.sim_population([EGRESS * 1000] * (n + 1), [0.0] * n, 1)
     sim = OasisSim(s, w, bnet, viewers, 1)
     for v in viewers:
@@ -188,3 +188,93 @@ def test_a_loss_halves_the_window_and_ends_slow_start():
     sim._transmit(relay, kid, CHUNK)  # the ACK is in: + a datagram's share
     grown = 2 * orun.QUIC_CWND0 + big * orun.QUIC_DATAGRAM / (2 * orun.QUIC_CWND0)
     assert st[0] == pytest.approx(grown)
+
+
+def test_a_message_that_loses_nothing_leaves_the_window_alone_on_a_lossy_link():
+    """Only a loss shrinks the window: a link with some loss whose messages all arrive keeps
+    its window and its slow start (every message on such a link halved it, hidden while the
+    floor was the initial window)."""
+    sim, relay, kids = make(1)
+    kid = kids[0]
+    sim._transmit(relay, kid, CHUNK)
+    st = relay.cc[kid.key]
+    st[0] = 4 * orun.QUIC_CWND0  # grown by a backlog
+    relay.net.loss = 1e-12  # a lossy access link; these draws lose nothing
+    for _ in range(5):
+        sim._transmit(relay, kid, CHUNK)
+    assert st[0] == 4 * orun.QUIC_CWND0 and st[4] == 0.0
+
+
+# ---- qh3's CUBIC (Scenario.quic = "qh3") ---------------------------------------------------------
+
+def test_qh3_links_start_at_ten_datagrams_and_pace_the_rest_at_the_window_per_rtt():
+    sim, relay, kids = make(1, "qh3")
+    kid = kids[0]
+    rtt = 2 * EGRESS
+    big = 3 * CHUNK
+    first = sim._transmit(relay, kid, big) - sim.now
+    st = relay.cc[kid.key]
+    assert st[0] == orun.QH3_IW == 10 * orun.QUIC_DATAGRAM
+    # the bucket holds one window: the rest leaves at cwnd / RTT (not the oasis model's
+    # 64-datagram window: that one sends this in ~7 ms, this one in ~100)
+    paced = (big - orun.QH3_IW) * rtt / orun.QH3_IW
+    assert first >= one_way(relay, kid) + tx_cost(big) + paced - 1e-9
+    sim_o, relay_o, kids_o = make(1)
+    assert sim_o._transmit(relay_o, kids_o[0], big) - sim_o.now < first - 0.05
+
+
+def test_qh3_a_loss_takes_the_window_to_0_7_once_per_rtt_and_never_below_two_datagrams():
+    sim, relay, kids = make(1, "qh3")
+    kid = kids[0]
+    sim._transmit(relay, kid, CHUNK)
+    st = relay.cc[kid.key]
+    st[0] = 100_000.0
+    relay.net.loss = 1.0  # every message loses a datagram
+    sim._transmit(relay, kid, CHUNK)
+    assert st[0] == pytest.approx(70_000.0) and st[4] == pytest.approx(70_000.0)
+    sim._transmit(relay, kid, CHUNK)  # within the same RTT: the same loss event
+    assert st[0] == pytest.approx(70_000.0)
+    sim.now += 1.0  # a later loss, from a small window: not below 2 datagrams
+    st[0] = 3_000.0
+    st[2] = st[3] = 0.0  # (nothing in flight: no ACK grows it first)
+    sim._transmit(relay, kid, CHUNK)
+    assert st[0] == orun.QH3_MIN == 2 * orun.QUIC_DATAGRAM
+
+
+def test_qh3_grows_with_every_ack_used_or_not_and_starts_over_after_two_idle_seconds():
+    sim, relay, kids = make(1, "qh3")
+    kid = kids[0]
+    sim._transmit(relay, kid, CHUNK)  # far less than the window (app-limited)
+    st = relay.cc[kid.key]
+    sim.now += 0.1  # its ACK is in (RTT 60 ms): slow start adds the bytes ACKed
+    sim._transmit(relay, kid, CHUNK)
+    assert st[0] == pytest.approx(orun.QH3_IW + CHUNK)
+    # (the node's own controller grows only a window more than half used)
+    sim_o, relay_o, kids_o = make(1)
+    sim_o._transmit(relay_o, kids_o[0], CHUNK)
+    sim_o.now += 0.1
+    sim_o._transmit(relay_o, kids_o[0], CHUNK)
+    assert relay_o.cc[kids_o[0].key][0] == orun.QUIC_CWND0
+    # after a loss, congestion avoidance: it still grows, by CUBIC or a datagram a window
+    relay.net.loss = 1.0
+    sim.now += 0.1
+    sim._transmit(relay, kid, CHUNK)
+    relay.net.loss = 0.0
+    after_loss = st[0]
+    for _ in range(20):
+        sim.now += 0.1
+        sim._transmit(relay, kid, CHUNK)
+    assert st[0] > after_loss
+    # 2 s without an ACK: the next send starts from the initial window again
+    sim.now += 0.1
+    sim._transmit(relay, kid, CHUNK)
+    sim.now += orun.QH3_IDLE_S + 0.5
+    sim._transmit(relay, kid, CHUNK)
+    assert st[0] == orun.QH3_IW
+
+
+def test_a_scenario_names_a_known_link_model():
+    from oasis.sim.scenario import from_dict
+    assert from_dict({"quic": "qh3"}).quic == "qh3"
+    with pytest.raises(ValueError, match="quic 'bbr'"):
+        from_dict({"quic": "bbr"})
