@@ -7,7 +7,7 @@ would, so a variant needs no scenario file. The load average before and after is
 beside the figures (the simulator is deterministic per seed; the load moves only the wall).
 
     python bench/sim_variant.py scenarios/mobile-churn-10k.toml --short --seed 2 \\
-        --set origin_margin=0.10 [--chunk-ms 20] [--nat 0.7] [--tag name] [--policy-set start_room=8]
+        --set origin_margin=0.10 [--chunk-ms 20] [--nat 0.7] [--quic qh3] [--tag name] [--policy-set start_room=8]
 
 ``--policy-set`` replaces a :class:`oasis.core.peer.PolicyConfig` field for every node (as
 ``bench/sim_nat_breakdown.py`` does).
@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--nat", default=None, help="share of peers behind NATs (as `oasis sim --nat`)")
+    ap.add_argument("--quic", default=None, choices=("oasis", "qh3"),
+                    help="the links' congestion control (as `oasis sim --quic`)")
     ap.add_argument("--edge-hold", type=float, default=None,
                     help="s the CDN edge holds a fetch for a chunk it will have (default the "
                     "simulator's, as `oasis edge --hold`; 0: 404 at once)")
@@ -57,6 +59,8 @@ def main() -> None:
         argv += ["--peers", "1000", "--duration", "40", "--playout", "0.5"]
     if a.nat is not None:
         argv += ["--nat", a.nat]
+    if a.quic is not None:
+        argv += ["--quic", a.quic]
     s = cli.scenario_from(p.parse_args(argv))
     over = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.set}
     if over:
@@ -68,7 +72,7 @@ def main() -> None:
     out = runner.run(s, int(a.seed), plots=None, timing=True, progress=False)
     o = out["oasis"]
     print(json.dumps({"tag": a.tag, "scenario": os.path.basename(a.scenario), "seed": a.seed,
-                      "chunk_ms": a.chunk_ms, "set": a.set,
+                      "chunk_ms": a.chunk_ms, "quic": s.quic, "set": a.set,
                       "policy_set": a.policy_set, "offload": o["offload_ratio"],
                       "continuity": o["continuity"], "p50": o["latency_ms"]["p50"],
                       "p95": o["latency_ms"]["p95"], "stretch50": o["latency_stretch"]["p50"],
