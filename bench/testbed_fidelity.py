@@ -11,11 +11,11 @@ The testbed's figures carry the machine: with many nodes on 2 cores the nodes wa
 the CPU, which the simulator does not model here; keep ``--viewers`` where the run's
 ``mean_cores_busy`` stays well below the cores.
 
-    python bench/testbed_fidelity.py --viewers 11 --duration 40 --seed 3 [--quic qh3]
+    python bench/testbed_fidelity.py --viewers 11 --duration 40 --seed 3 [--quic oasis]
 
 ``--quic`` picks the simulated links' congestion control for the main figures (``by_quic``
-gives each model's against the same real run): the node's own (``oasis``, aioquic's) or
-qh3's CUBIC, the testbed's default stack.
+gives each model's against the same real run): qh3's CUBIC (the default: the testbed's nodes
+run qh3) or the node's own (``oasis``, which only aioquic runs; the default before 2026-12-07).
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def main() -> int:
                     help="packet loss on every access link (default: each access kind's own)")
     ap.add_argument("--countries", default=None, help="comma-separated ISO codes (default: all)")
     ap.add_argument("--sim-runs", type=int, default=5, help="simulator swarm seeds (the median is used)")
-    ap.add_argument("--quic", default="oasis", choices=QUIC_MODELS,
+    ap.add_argument("--quic", default="qh3", choices=QUIC_MODELS,
                     help="the simulated links' congestion control (the main figures; the other "
-                         "model is run too, under by_quic): oasis = the node's own (aioquic), "
-                         "qh3 = the default stack's CUBIC")
+                         "model is run too, under by_quic): qh3 = the default stack's CUBIC, which "
+                         "the testbed's nodes run (default), oasis = the node's own (aioquic)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("testbed_fidelity: needs root (network namespaces)", file=sys.stderr)
