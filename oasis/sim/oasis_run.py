@@ -260,6 +260,22 @@ class SimNode:
         self.primed: dict[bytes, float] = {}
 
 
+def _paced_until(st: list[float], end: float, t: float) -> float:
+    """A link's pacer sends a message's last byte at ``end``: it leaves then, or at ``t`` (the
+    upload queue) if later."""
+    st[1] = end
+    return end if end > t else t
+
+
+def _ack_due(st: list[float], nbytes: int, t: float, rtt: float) -> float:
+    """``nbytes`` left at ``t``: their ACK is due an RTT later (one ACK pending at a time:
+    later bytes ride the earlier ACK)."""
+    if not st[3]:
+        st[2] = t + rtt
+    st[3] += nbytes
+    return t
+
+
 PRIMED_MAX = 64  #: primes a simulated NAT remembers per node (the budget allows ~12 at once)
 NAT_UDP_TIMEOUT_S = 30.0  #: how long a prime keeps a NAT open (Linux: unreplied UDP)
 
@@ -963,13 +979,8 @@ class OasisSim:
                 if burst < 2.0 * QUIC_DATAGRAM:
                     burst = 2.0 * QUIC_DATAGRAM
                 end = ready + (nbytes - burst) * per_byte if nbytes > burst else ready
-            st[1] = end
-            if end > t:
-                t = end
-        if not st[3]:  # one ACK pending at a time: later bytes ride the earlier ACK
-            st[2] = t + rtt
-        st[3] += nbytes
-        return t
+            t = _paced_until(st, end, t)
+        return _ack_due(st, nbytes, t, rtt)
 
     def _paced_qh3(self, st: list[float], nbytes: int, ready: float, t: float, rtt: float) -> float:
         """``_paced`` under qh3's CUBIC and pacer (``Scenario.quic = "qh3"``): the window
@@ -997,13 +1008,8 @@ class OasisSim:
                 end = start + (nbytes - (tokens if tokens > 0.0 else 0.0)) / rate
                 tokens = 0.0
             st[11], st[12] = tokens, end
-            st[1] = end
-            if end > t:
-                t = end
-        if not st[3]:  # one ACK pending at a time: later bytes ride the earlier ACK
-            st[2] = t + rtt
-        st[3] += nbytes
-        return t
+            t = _paced_until(st, end, t)
+        return _ack_due(st, nbytes, t, rtt)
 
     def _qh3_acked(self, st: list[float], acked: float, at: float, rtt: float) -> None:
         """qh3's ``CongestionController.packet_acked`` for ``acked`` bytes ACKed at ``at``."""
