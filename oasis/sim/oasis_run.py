@@ -135,9 +135,6 @@ QUIC_CWND0 = 86_400
 #: (1,000 peers x 40 s, mobile-churn mix, playout 0.5 s, seed 1: offload 0.29 with a floor
 #: of 16 datagrams, 0.45 with 32, 0.53 with 64; aioquic's Reno model: 0.31)
 QUIC_LOSS_FLOOR = 86_400
-#: loss recovery (RFC 9002, aioquic's constants): a datagram is declared lost when 3 later
-#: ones are acknowledged or 9/8 RTT after it was sent; with none after it, at the probe
-#: timeout, srtt + 4 rttvar + max_ack_delay (25 ms; rttvar taken as 2.5 ms, a steady path)
 #: qh3's congestion control (``Scenario.quic = "qh3"``; qh3 2.1.0, Rust, ``recovery.rs``): CUBIC
 #: from an initial window of 10 datagrams; a loss (one per recovery period: a datagram sent
 #: after the last one began) takes it to 0.7 x, not below 2 datagrams; it grows on every ACK,
@@ -149,6 +146,9 @@ QH3_MIN = 2 * QUIC_DATAGRAM
 QH3_BETA = 0.7
 QH3_C = 0.4
 QH3_IDLE_S = 2.0
+#: loss recovery (RFC 9002, aioquic's constants): a datagram is declared lost when 3 later
+#: ones are acknowledged or 9/8 RTT after it was sent; with none after it, at the probe
+#: timeout, srtt + 4 rttvar + max_ack_delay (25 ms; rttvar taken as 2.5 ms, a steady path)
 QUIC_PACKET_THRESHOLD = 3
 QUIC_TIME_THRESHOLD = 9 / 8
 QUIC_PTO_EXTRA_S = 0.035
