@@ -107,7 +107,7 @@ demo: $(STAMP) $(CORE_STAMP) bytecode $(WEB_VENDOR)
 test: $(STAMP) $(CORE_STAMP) bytecode $(WEB_VENDOR)
 	$(BIN)/ruff check oasis tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" --durations=15
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not serial" --durations=15
 	$(BIN)/python -m pytest -q -p no:xdist -m serial --durations=10
 
 bench: $(STAMP) $(CORE_STAMP)
