@@ -593,11 +593,38 @@ def _standard_fds() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _standard_fds()
+    prof_dir = os.environ.get("OASIS_CPROFILE")
+    if prof_dir:  # a developer's tool: where each process's CPU goes (docs/testbed.md)
+        return _profiled(prof_dir, argv)
     try:
         return _main(argv)
     except KeyboardInterrupt:  # (before a command's own handling: during its imports, ~0.2 s)
         print("oasis: interrupted", file=sys.stderr)
         return 130
+
+
+def _profiled(prof_dir: str, argv: list[str] | None) -> int:
+    """``main`` under cProfile on a CPU-time clock (time waiting for the network or the
+    scheduler is not counted), the statistics written to ``prof_dir``/``<cmd>-<pid>.prof``
+    when the command returns (a node stopped by SIGTERM or SIGINT returns)."""
+    import cProfile
+    import time
+
+    prof = cProfile.Profile(time.process_time)
+    cmd = (argv if argv is not None else sys.argv[1:])[:1] or ["oasis"]
+    prof.enable()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("oasis: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        prof.disable()
+        try:
+            os.makedirs(prof_dir, exist_ok=True)
+            prof.dump_stats(os.path.join(prof_dir, f"{cmd[0]}-{os.getpid()}.prof"))
+        except OSError as exc:
+            print(f"oasis: OASIS_CPROFILE: {exc}", file=sys.stderr)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,6 @@ The core's clock is the wall clock (records carry absolute expiry times), as the
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from oasis.core import peer as pp
 from oasis.core import wire
 from oasis.core.descriptor import descriptor_from_json
 from oasis.core.dhtrecord import node_id
+from oasis.core.metrics import counter_dict
 from oasis.core.stream import StreamId
 
 if TYPE_CHECKING:
@@ -433,7 +433,7 @@ class DhtDriver:
     # ---- reporting ------------------------------------------------------------------
     def counters_all(self) -> dict[str, int]:
         """The driver's and the core's counters (``dht_*``) and gauges, plain ints."""
-        c = dataclasses.asdict(self.dht.counters)
+        c = counter_dict(self.dht.counters)
         return {"dht_contacts": len(self.dht.table), "dht_records": self.dht.records,
                 "dht_pending": self.dht.pending(), **self.counters,
                 **{f"dht_{k}": v for k, v in c.items()}}

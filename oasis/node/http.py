@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import itertools
 import logging
@@ -61,7 +60,7 @@ from oasis.core import wire
 from oasis.core.announce import AnnounceBody, AnnounceError, announce_from_json
 from oasis.core.descriptor import Descriptor, DescriptorError, descriptor_from_body
 from oasis.core.identity import peer_tag
-from oasis.core.metrics import ms_figures
+from oasis.core.metrics import counter_dict, ms_figures
 from oasis.core.stream import StreamId, StreamIdError
 from oasis.core.tracker import TrackedPeer, Tracker, TrackerRefused, source_key
 
@@ -1293,8 +1292,8 @@ def node_stats(node: Node, detail: bool = False) -> dict[str, Any]:
         out["links"] = [_link_detail(link) for link in node.endpoint.links]
     for ls in node.streams.values():
         s = stream_summary(ls)
-        s["swarm_counters"] = dataclasses.asdict(ls.swarm.counters)
-        s["upload"] = dataclasses.asdict(ls.swarm.upload.counters)
+        s["swarm_counters"] = counter_dict(ls.swarm.counters)
+        s["upload"] = counter_dict(ls.swarm.upload.counters)
         s["origin_fetches"] = ls.origin_fetches
         s["origin_failures"] = ls.origin_failures
         s["origin_late"] = ls.origin_late  # of the failures: arrived within the late grace

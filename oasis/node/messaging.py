@@ -21,7 +21,6 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,6 +29,7 @@ import msgspec
 from oasis.core import chat as ch
 from oasis.core import dm, wire
 from oasis.core.identity import Identity, key_of_peer_id, peer_id_of, verify
+from oasis.core.metrics import counter_dict
 
 if TYPE_CHECKING:
     from .node import Node
@@ -559,14 +559,14 @@ class Messaging:
         return [dict(r) for r in items[-limit:]]
 
     def counters(self) -> dict[str, int]:
-        out: dict[str, int] = {f"dm_{k}": v for k, v in asdict(self.dm.counters).items()}
+        out: dict[str, int] = {f"dm_{k}": v for k, v in counter_dict(self.dm.counters).items()}
         out["dm_inbox_bad_lines"] = self.inbox_bad_lines
         out["dm_inbox_writes"] = self.inbox_writes  # each one fsync, for all DMs received meanwhile
         total: dict[str, int] = {}
         for room in self.rooms.values():
-            for k, v in asdict(room.counters).items():
+            for k, v in counter_dict(room.counters).items():
                 total[k] = total.get(k, 0) + v
-        for k in asdict(ch.ChatCounters()):
+        for k in counter_dict(ch.ChatCounters()):
             out[f"chat_{k}"] = total.get(k, 0)
         out["dm_held"] = self.dm.mailbox.total
         out["messaging_unrouted"] = self.unrouted

@@ -42,7 +42,7 @@ from oasis.core import session as ss
 from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, key_of_peer_id, peer_id_of
-from oasis.core.metrics import ViewerRecord
+from oasis.core.metrics import ViewerRecord, counter_dict
 from oasis.core.nat import NatKind
 from oasis.core.stream import StreamId, is_end, is_keyframe
 from oasis.core.streamcrypt import open_sealed
@@ -846,11 +846,11 @@ class Node:
         """The policy's counters and the links' (``link_*``, summed over live and closed
         links; ``link_chunk_bytes_buffered`` is held now): a copy of plain ints, what
         /stats and /metrics export."""
-        nat = {f"nat_{k}": v for k, v in dataclasses.asdict(self.policy.nat.counters).items()}
+        nat = {f"nat_{k}": v for k, v in counter_dict(self.policy.nat.counters).items()}
         nat["nat_kind"] = int(self.policy.mapping.kind)  # oasis.core.nat.NatKind
         dht = self.dht.counters_all() if self.dht is not None else {}
         files = self.files.counters() if self.files is not None else {}
-        return (dataclasses.asdict(self.policy.counters) | nat | dht | files | self.link_counters()
+        return (counter_dict(self.policy.counters) | nat | dht | files | self.link_counters()
                 | self.messaging.counters() | self.node_counters)
 
     def link_counters(self) -> dict[str, int]:

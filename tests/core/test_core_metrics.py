@@ -195,3 +195,34 @@ def test_start_figures_give_each_step_and_when_viewers_were_fed() -> None:
     assert out["peer"]["n"] == 1
     assert out["fed"] == {"p50": 2.0, "max": 2.0, "n": 2}  # (the viewer not fed yet: not counted)
     assert out["sources"] == {"origin": 2, "p2p": 1}
+
+
+def test_counter_dict_is_asdict_for_flat_counters_and_falls_back_for_nested_ones() -> None:
+    import dataclasses
+
+    from oasis.core.metrics import counter_dict
+    from oasis.core.swarmdefs import SwarmCounters
+
+    c = SwarmCounters()
+    for i, f in enumerate(dataclasses.fields(c)):
+        setattr(c, f.name, i + 7)
+    got = counter_dict(c)
+    assert got == dataclasses.asdict(c) and list(got) == list(dataclasses.asdict(c))
+    c.origin_adapted += 1  # a copy, not a view
+    assert got["origin_adapted"] == c.origin_adapted - 1
+
+    @dataclasses.dataclass
+    class Inner:
+        n: int = 1
+
+    @dataclasses.dataclass
+    class Nested:
+        a: int = 2
+        inner: Inner = dataclasses.field(default_factory=Inner)
+        seen: list[int] = dataclasses.field(default_factory=lambda: [3])
+
+    x = Nested()
+    out = counter_dict(x)
+    assert out == {"a": 2, "inner": {"n": 1}, "seen": [3]}
+    out["seen"].append(4)
+    assert x.seen == [3]  # deep-copied, as asdict does
