@@ -611,7 +611,8 @@ def _profiled(prof_dir: str, argv: list[str] | None) -> int:
     import time
 
     prof = cProfile.Profile(time.process_time)
-    cmd = (argv if argv is not None else sys.argv[1:])[:1] or ["oasis"]
+    args = argv if argv is not None else sys.argv[1:]
+    cmd = args[0] if args and args[0].isalpha() else "oasis"  # (not "--help" as a file name)
     prof.enable()
     try:
         return _main(argv)
@@ -622,7 +623,7 @@ def _profiled(prof_dir: str, argv: list[str] | None) -> int:
         prof.disable()
         try:
             os.makedirs(prof_dir, exist_ok=True)
-            prof.dump_stats(os.path.join(prof_dir, f"{cmd[0]}-{os.getpid()}.prof"))
+            prof.dump_stats(os.path.join(prof_dir, f"{cmd}-{os.getpid()}.prof"))
         except OSError as exc:
             print(f"oasis: OASIS_CPROFILE: {exc}", file=sys.stderr)
 
