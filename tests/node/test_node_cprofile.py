@@ -24,8 +24,8 @@ def test_a_profile_per_process_named_by_command_and_pid(tmp_path: Path) -> None:
     (f,) = (tmp_path / "p").iterdir()
     assert f.name.startswith("sim-") and f.name.endswith(".prof") and f.name[4:-5].isdigit()
     st = pstats.Stats(str(f))
-    assert any(fn == "_main" for (_file, _line, fn) in st.stats), "the command's own calls"  # type: ignore[attr-defined]
-    assert st.total_tt > 0  # type: ignore[attr-defined]
+    assert any(fn == "_main" for (_file, _line, fn) in st.stats), "the command's own calls"
+    assert st.total_tt > 0
     # an option error: argparse's exit still leaves a profile, under a neutral name
     r = _oasis(["--no-such-option"], tmp_path / "q")
     assert r.returncode == 2 and "Traceback" not in r.stderr
