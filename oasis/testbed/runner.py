@@ -392,6 +392,13 @@ class Testbed:
         result["tracker"] = _tracker_view(topo, metrics.decode(errors="replace"), net)
         result["dht"] = dht_view(list(final))
         result["cdn"] = cdn_view(edge_stats) if self.cdn else None
+        if result["cdn"] is not None:
+            # what the CDN answered with a chunk against what the viewers took from the origin
+            # first: the rest came after a peer's copy (offload counts first copies only)
+            cdn = result["cdn"]
+            cdn["chunks_served"] = cdn["hits"] + cdn["hold_hits"] + cdn["pulls"]
+            cdn["chunks_taken_first"] = sum(sum((v.get("origin_chunks") or {}).values())
+                                            for v in result["by_viewer"].values())
         if self.rebound:
             result["migration"] = migration_view(topo, list(final), bstats, self.rebound,
                                                  self.chunk_ms)

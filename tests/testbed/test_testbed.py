@@ -420,6 +420,10 @@ def test_small_run_reports_per_nat_kind_and_viewers_need_no_tracker() -> None:
     cdn = r["cdn"]
     assert 1 <= cdn["edges"] <= 2 and cdn["answered"] == cdn["edges"] == r["testbed"]["cdn_edges"]
     assert cdn["feed_connects"] >= cdn["edges"] and cdn["feed_bad_chunks"] == 0
+    # the chunks it answered, and of them those a viewer took from the origin before any peer
+    assert cdn["chunks_served"] == cdn["hits"] + cdn["hold_hits"] + cdn["pulls"]
+    assert cdn["chunks_taken_first"] == sum(sum(v["origin_chunks"].values()) for v in r["by_viewer"].values())
+    assert cdn["chunks_served"] >= cdn["chunks_taken_first"]  # (every viewer's origin is its PoP)
     # ... warmed for the broadcast: each followed the stream from its start (``--follow``),
     # and the viewers joined once every edge held a keyframe of it
     assert r["testbed"]["edges_warm"] is True and r["testbed"]["edges_cold"] == []
