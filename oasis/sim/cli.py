@@ -8,7 +8,7 @@ import os
 import sys
 
 from . import runner
-from .scenario import Scenario, from_dict, load
+from .scenario import QUIC_MODELS, Scenario, from_dict, load
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="playout delay, s (the scenario's [protocol] playout_delay; node default 0.5)")
     p.add_argument("--chunk-ms", type=int, default=None,
                    help="chunk duration, ms (the scenario's [stream] chunk_ms; node default 33)")
-    p.add_argument("--quic", default=None, choices=("oasis", "qh3"),
+    p.add_argument("--quic", default=None, choices=QUIC_MODELS,
                    help="each link's congestion control (the scenario's [network] quic): the node's "
                         "own, as aioquic runs it (default), or qh3's CUBIC, the default stack's")
     p.add_argument("--baselines", default=None, help="comma list (default all; 'none')")

@@ -99,9 +99,9 @@ class Scenario:
 _TABLES = {"stream", "network", "join", "churn", "baseline", "run", "adversary", "nat"}
 
 
+QUIC_MODELS = ("oasis", "qh3")  #: Scenario.quic
 #: the largest swarm and the longest stream a scenario may ask for: 100,000 peers x 60 s takes
 #: 7-16 CPU-hours here (docs/benchmarks.md); a trillion was taken and hung building its joins
-QUIC_MODELS = ("oasis", "qh3")  #: Scenario.quic
 MAX_PEERS = 1_000_000
 MAX_DURATION_S = 86_400
 
