@@ -11,7 +11,7 @@ The testbed's figures carry the machine: with many nodes on 2 cores the nodes wa
 the CPU, which the simulator does not model here; keep ``--viewers`` where the run's
 ``mean_cores_busy`` stays well below the cores.
 
-    python bench/testbed_fidelity.py --viewers 11 --duration 40 --seed 3 [--quic oasis]
+    python bench/testbed_fidelity.py --viewers 11 --duration 40 --seed 3 [--quic oasis] [--playout-delay 1.0]
 
 ``--quic`` picks the simulated links' congestion control for the main figures (``by_quic``
 gives each model's against the same real run): qh3's CUBIC (the default: the testbed's nodes
@@ -67,14 +67,19 @@ def main() -> int:
                     help="the simulated links' congestion control (the main figures; the other "
                          "model is run too, under by_quic): qh3 = the default stack's CUBIC, which "
                          "the testbed's nodes run (default), oasis = the node's own (aioquic)")
+    ap.add_argument("--playout-delay", type=float, default=0.5,
+                    help="every node's playout delay, real and simulated, 0.05 to 60 s (default 0.5, "
+                         "the node's)")
     args = ap.parse_args()
+    if not 0.05 <= args.playout_delay <= 60.0:  # (NaN fails too)
+        ap.error("--playout-delay must be 0.05 to 60 s")
     if os.geteuid() != 0:
         print("testbed_fidelity: needs root (network namespaces)", file=sys.stderr)
         return 2
     topo = build(args.seed, args.viewers, bitrate_kbps=args.bitrate, nat_share=args.nat_share,
                  countries=args.countries.split(",") if args.countries else None, loss=args.loss)
     bed = Testbed(topo, prefix=f"tf{os.getpid()}-", duration=args.duration, chunk_ms=DEFAULT_CHUNK_MS,
-                  delay_scale=1.0, progress=Progress())
+                  delay_scale=1.0, progress=Progress(), playout_delay=args.playout_delay)
     t0 = time.monotonic()
     wall0, mono0 = time.time(), time.monotonic()
     try:
@@ -90,7 +95,7 @@ def main() -> int:
 
     def sim_median(host: float, quic: str = args.quic) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         runs = [figures(run_topology(topo, args.duration, args.seed * 100 + i, DEFAULT_CHUNK_MS, host,
-                                     quic=quic))
+                                     quic=quic, playout_delay=args.playout_delay))
                 for i in range(args.sim_runs)]
         return {k: statistics.median(r[k] for r in runs) for k in runs[0]}, runs
 
@@ -112,6 +117,7 @@ def main() -> int:
         by_quic[q] = {"sim_median": m, "ratio_real_over_sim": r,
                       "within_20_percent": {k: v is not None and 0.8 <= v <= 1.2 for k, v in r.items()}}
     print(json.dumps({"topology": {"seed": args.seed, "viewers": args.viewers, "nat_share": args.nat_share,
+                                   "playout_delay": args.playout_delay,
                                    "countries": sorted({n.country for n in topo.nodes})},
                       "real": real, "sim_median": sim, "sim_runs": sims, "ratio_real_over_sim": ratio,
                       "within_20_percent": within, "quic": args.quic, "by_quic": by_quic,

@@ -305,17 +305,19 @@ def topology_population(topo: Any, seed: int, host_wait_s: float = 0.0
 
 
 def run_topology(topo: Any, duration_s: float, seed: int, chunk_ms: int,
-                 host_wait_s: float = 0.0, upload_share: float = 0.8, quic: str = "oasis") -> dict[str, Any]:
+                 host_wait_s: float = 0.0, upload_share: float = 0.8, quic: str = "oasis",
+                 playout_delay: float = PLAYOUT_DELAY) -> dict[str, Any]:
     """Simulate the testbed's run of ``topo``: the node's defaults as the testbed starts
     them (a viewer's upload ``upload_share`` of its uplink, at most 4x the bitrate, the
-    broadcaster's 2x the bitrate, 0.5 s playout; the runner's ``--upload-share``);
+    broadcaster's 2x the bitrate, 0.5 s playout unless ``playout_delay`` says otherwise, as
+    the runner's ``--playout-delay``; the runner's ``--upload-share``);
     ``host_wait_s``: the testbed nodes' measured mean wait for a core (:class:`SchedWatch`);
     ``quic``: the links' model (``Scenario.quic``: "qh3" is the testbed's default stack)."""
     viewers = topo.viewers
     s = Scenario(name="testbed-topology", peers=len(viewers), duration_s=duration_s, baselines=[],
                  bitrate_kbps=topo.bitrate_kbps, chunk_ms=chunk_ms,
                  broadcaster_upload_kbps=2 * topo.bitrate_kbps,
-                 protocol={"playout_delay": PLAYOUT_DELAY}, upload_max_x=4.0, upload_share=upload_share,
+                 protocol={"playout_delay": playout_delay}, upload_max_x=4.0, upload_share=upload_share,
                  nat_share=1.0 if any(v.nat != "public" for v in viewers) else 0.0, quic=quic)
     w, bnet, pop = topology_population(topo, seed, host_wait_s)
     sim = OasisSim(s, w, bnet, pop, seed)
