@@ -33,6 +33,7 @@ from oasis.core import wire
 from oasis.core.identity import Identity
 from oasis.core.stream import StreamId
 from oasis.node.node import Node
+from oasis.node.quicstack import AioquicStack
 from oasis.tools.hostile import Victim, dial, hang_up, ping, spoof
 
 VICTIM = "192.0.2.2"  # this machine's own address (not loopback)
@@ -140,6 +141,74 @@ async def test_forged_source_addresses_do_not_move_links_onto_a_victims_share(qu
         # the victim, a real node on its own address, links and joins
         honest = Node(Identity.generate(), sw.SwarmConfig(), host=VICTIM, target_neighbours=0,
                       quic=quic, dht=False)
+        await honest.start()
+        honest.add_stream(sid, is_source=False)
+        assert await honest.connect(b.peer_id, VICTIM, b.port)
+        await until(lambda: sid.key in b.joined.get(honest.identity.public, set()), 10, what="victim join")
+        assert b.policy.counters.links_refused_per_ip == 0
+    finally:
+        for c in conns:
+            await hang_up(c)
+        for old in olds:
+            old.close()
+        if honest is not None:
+            await honest.close()
+        await b.close()
+
+
+class _Credulous(AioquicStack):
+    """aioquic, but its path is the one it sends to, validated or not, and it says so
+    (``validates_paths`` False): a stack that takes a forged path as validated, as qh3 2.1.0
+    did (``bench/atk5_qh3_path.py``), deterministically: aioquic follows a forged address on
+    its first packet. The node must then ask the peer for a proof (``Link._prove``)."""
+
+    validates_paths = False
+
+    def path(self, quic: Any) -> Any:
+        paths = quic._network_paths
+        return tuple(paths[0].addr) if paths else None
+
+
+async def test_a_stack_that_believes_a_forged_path_moves_nothing_without_the_peers_proof() -> None:
+    b = Node(Identity.generate(), sw.SwarmConfig(), host="0.0.0.0", target_neighbours=0,
+             max_neighbours=16, quic="aioquic", dht=False)
+    await b.start()
+    b.endpoint.stack = _Credulous()  # (before any link: each link takes the endpoint's)
+    sid = StreamId(b.identity.public, "live")
+    b.add_stream(sid, is_source=True)
+    conns: list[Any] = []
+    olds: list[Any] = []
+    honest: Node | None = None
+    try:
+        for _ in range(6):  # the per-address share of 16 slots is 4: six would take it
+            c = await dial(Victim("127.0.0.1", b.port, b.identity.public), auth=True)
+            conns.append(c)
+            c.send_msg(wire.Join(stream=str(sid)))
+            await until(lambda k=c.identity.public: sid.key in b.joined.get(k, set()), 10, what="join")
+            olds.append(await spoof(c, VICTIM, (VICTIM, b.port)))
+        mine = {c.identity.public for c in conns}
+        links = [lk for lk in b.endpoint.links if lk.peer_key in mine]
+        assert len(links) == len(conns)
+
+        def handled() -> bool:
+            """Every link's stack took the forged path and the node acted on it: asked for a
+            proof there (or moved the link, or ended it: what the checks below refuse)."""
+            for c in conns:
+                ping(c)  # (the forger's packets keep coming, as from a real one)
+            return all(lk.closed or lk.addr[0] == VICTIM
+                       or (lk._proving is not None and lk._proving[0][0] == VICTIM) for lk in links)
+        try:
+            await until(handled, 20, what="proofs asked at the forged address")
+        except TimeoutError as e:
+            raise AssertionError(f"{e}: links {[_state(lk) for lk in links]}") from e
+        # nothing moved: the proof (a DHT_PING with a random qid) went where the forger cannot
+        # read; was (the link moved on the stack's word): every link counted at the victim's
+        assert [_state(lk) for lk in links if lk.closed or lk.addr[0] != "127.0.0.1"] == []
+        assert b.counters["link_migrations"] == 0
+        assert not [k for k, p in b.policy.peers.items()
+                    if k in mine and p.addr is not None and pp.ip_key(p.addr[0]) == VICTIM]
+        honest = Node(Identity.generate(), sw.SwarmConfig(), host=VICTIM, target_neighbours=0,
+                      quic="aioquic", dht=False)
         await honest.start()
         honest.add_stream(sid, is_source=False)
         assert await honest.connect(b.peer_id, VICTIM, b.port)
