@@ -84,6 +84,25 @@ def _state(link: Any) -> str:
             f"session closed {link.session.closed}, link closed {link.closed})")
 
 
+async def _victim_links_and_joins(b: Node, honest: Node, sid: StreamId) -> None:
+    """The victim, a real node on its own address, links to ``b`` and joins: not refused."""
+    await honest.start()
+    honest.add_stream(sid, is_source=False)
+    assert await honest.connect(b.peer_id, VICTIM, b.port)
+    await until(lambda: sid.key in b.joined.get(honest.identity.public, set()), 10, what="victim join")
+    assert b.policy.counters.links_refused_per_ip == 0
+
+
+async def _close_all(b: Node, conns: list[Any], olds: list[Any], honest: Node | None) -> None:
+    for c in conns:
+        await hang_up(c)
+    for old in olds:
+        old.close()
+    if honest is not None:
+        await honest.close()
+    await b.close()
+
+
 @pytest.mark.parametrize("quic", ["aioquic", "qh3"])
 async def test_forged_source_addresses_do_not_move_links_onto_a_victims_share(quic: str) -> None:
     b = Node(Identity.generate(), sw.SwarmConfig(), host="0.0.0.0", target_neighbours=0,
@@ -141,19 +160,9 @@ async def test_forged_source_addresses_do_not_move_links_onto_a_victims_share(qu
         # the victim, a real node on its own address, links and joins
         honest = Node(Identity.generate(), sw.SwarmConfig(), host=VICTIM, target_neighbours=0,
                       quic=quic, dht=False)
-        await honest.start()
-        honest.add_stream(sid, is_source=False)
-        assert await honest.connect(b.peer_id, VICTIM, b.port)
-        await until(lambda: sid.key in b.joined.get(honest.identity.public, set()), 10, what="victim join")
-        assert b.policy.counters.links_refused_per_ip == 0
+        await _victim_links_and_joins(b, honest, sid)
     finally:
-        for c in conns:
-            await hang_up(c)
-        for old in olds:
-            old.close()
-        if honest is not None:
-            await honest.close()
-        await b.close()
+        await _close_all(b, conns, olds, honest)
 
 
 class _Credulous(AioquicStack):
@@ -209,16 +218,6 @@ async def test_a_stack_that_believes_a_forged_path_moves_nothing_without_the_pee
                     if k in mine and p.addr is not None and pp.ip_key(p.addr[0]) == VICTIM]
         honest = Node(Identity.generate(), sw.SwarmConfig(), host=VICTIM, target_neighbours=0,
                       quic="aioquic", dht=False)
-        await honest.start()
-        honest.add_stream(sid, is_source=False)
-        assert await honest.connect(b.peer_id, VICTIM, b.port)
-        await until(lambda: sid.key in b.joined.get(honest.identity.public, set()), 10, what="victim join")
-        assert b.policy.counters.links_refused_per_ip == 0
+        await _victim_links_and_joins(b, honest, sid)
     finally:
-        for c in conns:
-            await hang_up(c)
-        for old in olds:
-            old.close()
-        if honest is not None:
-            await honest.close()
-        await b.close()
+        await _close_all(b, conns, olds, honest)
