@@ -8,7 +8,9 @@ tracker lists for ``--stream``), only on loopback, and mounts one attack per
 mode (``--mode all`` cycles them), built on the project's own wire codec and
 session and on aioquic. Everything is bounded: ``--duration`` seconds in all
 (shared by the modes), at most ``--rate`` crafted sends per second and
-``--max-sends`` in all, at most ``--max-victims`` victims. It prints one JSON
+``--max-sends`` in all, at most ``--max-victims`` victims; ``--source`` dials from another
+loopback address (several tools at once, each from its own, are several attackers to a
+victim that counts its limits per address). It prints one JSON
 object: per mode, what it sent and how each victim reacted (QUIC close code and
 reason, ERROR and GOODBYE codes, STOP_SENDING, what the victim sent back), and
 whether the victim still completes an honest handshake afterwards (and how long that
@@ -98,8 +100,9 @@ import struct
 import sys
 import time
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic import events as qe
@@ -112,6 +115,9 @@ from oasis.core.identity import Identity, key_of_peer_id, peer_id_of, peer_tag
 from oasis.core.stream import StreamId
 from oasis.core.wire import ErrorCode
 from oasis.node.keystore import make_certificate
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MODES = ("bomb", "junk", "silent", "prechunk", "flood", "liar", "forge", "foreign", "replay", "withhold",
          "tracker", "tickets", "receipts", "chat", "dm", "files", "nat", "dht")
@@ -181,6 +187,24 @@ def loopback_only(host: str) -> str:
     if not ip.is_loopback:
         raise SystemExit(f"hostile: {host} is not a loopback address; this tool dials loopback only")
     return str(ip)
+
+
+#: the loopback address this run dials from (``--source``; None: the kernel's choice): a
+#: victim counts its per-address limits by it, so several tools at once, each from an
+#: address of its own, are several attackers
+SOURCE: ContextVar[str | None] = ContextVar("SOURCE", default=None)
+
+
+def _local() -> tuple[str, int] | None:
+    src = SOURCE.get()
+    return None if src is None else (src, 0)
+
+
+def _http() -> aiohttp.ClientSession:
+    """An HTTP client session (5 s a request) that connects from ``SOURCE``."""
+    import aiohttp
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5),
+                                 connector=aiohttp.TCPConnector(local_addr=_local()))
 
 
 def parse_victim(text: str) -> Victim:
@@ -395,7 +419,8 @@ async def dial(v: Victim, *, auth: bool, identity: Identity | None = None,
     loop = asyncio.get_running_loop()
     quic = QuicConnection(configuration=cfg)
     tr, proto = await loop.create_datagram_endpoint(
-        lambda: Conn(quic, identity=ident, expected=v.key, auth=auth), remote_addr=(v.host, v.port))
+        lambda: Conn(quic, identity=ident, expected=v.key, auth=auth), remote_addr=(v.host, v.port),
+        local_addr=_local())
     conn: Conn = proto
     conn.connect(tr.get_extra_info("peername") or (v.host, v.port))  # (IPv6: a 4-tuple)
     def limit() -> float:
@@ -530,7 +555,8 @@ def fake_initial(rng: random.Random, token: bytes) -> bytes:
 
 async def m_junk(ctx: Ctx, v: Victim, until: float) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_Udp, remote_addr=(v.host, v.port))
+    transport, proto = await loop.create_datagram_endpoint(_Udp, remote_addr=(v.host, v.port),
+                                                           local_addr=_local())
     sent: Counter[str] = Counter()
     rng = ctx.rng
     try:
@@ -791,13 +817,11 @@ def _announce_body(ident: Identity, sid: StreamId, host: str, port: int, *, leav
 
 
 async def m_tracker(ctx: Ctx, victims: list[Victim], until: float) -> dict[str, Any]:
-    import aiohttp
     assert ctx.tracker is not None and ctx.stream is not None
     url = ctx.tracker + "/announce"
     sid = ctx.stream
     codes: dict[str, Counter[int]] = {}
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    async with _http() as http:
         async def send(kind: str, body: bytes) -> None:
             codes.setdefault(kind, Counter())[await _post(http, url, body)] += 1
 
@@ -837,11 +861,10 @@ async def m_tracker(ctx: Ctx, victims: list[Victim], until: float) -> dict[str, 
 
 
 async def m_tickets(ctx: Ctx, until: float) -> dict[str, Any]:
-    import aiohttp
     assert ctx.tickets is not None
     codes: dict[str, Counter[int]] = {}
     rng = ctx.rng
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+    async with _http() as http:
         i = 0
         while await ctx.budget.take(until):
             kind = ("junk", "oversized", "bad_hex", "unsigned")[i % 4]
@@ -1158,9 +1181,8 @@ def move_back(conn: Conn, old: Any) -> None:
 async def victims_from_tracker(tracker: str, sid: StreamId, limit: int) -> list[Victim]:
     """The peers the tracker lists for ``sid`` that are on loopback and answer a handshake
     (the tracker may also list sybils that other hostile runs announced)."""
-    import aiohttp
     me = Identity.generate()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+    async with _http() as http:
         async with http.post(tracker + "/announce", data=_announce_body(me, sid, "127.0.0.1", 9),
                              headers={"Content-Type": "application/json"}) as r:
             reply = await r.json(content_type=None)
@@ -1186,6 +1208,7 @@ def _quiet_closed_waiters(loop: asyncio.AbstractEventLoop, context: dict[str, An
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.get_running_loop().set_exception_handler(_quiet_closed_waiters)
+    SOURCE.set(getattr(args, "source", None))
     every = args.mode == ["all"]
     modes = list(MODES) if every else args.mode
     sid = StreamId.parse(args.stream) if args.stream else None
@@ -1268,7 +1291,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-sends", type=int, default=100_000, help="crafted sends in all, at most")
     p.add_argument("--max-victims", type=int, default=8)
     p.add_argument("--seed", type=int, default=None, help="seed for the junk (default: random)")
+    p.add_argument("--source", help="loopback address to dial from (e.g. 127.0.0.2; several tools at "
+                                    "once, each from its own, are several attackers)")
     args = p.parse_args(argv)
+    if args.source is not None:
+        args.source = loopback_only(args.source)
     args.mode = args.mode or ["all"]
     if "all" in args.mode:
         args.mode = ["all"]

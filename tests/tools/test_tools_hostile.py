@@ -1,6 +1,7 @@
 """The hostile peer (python -m oasis.tools.hostile) against a real broadcaster process:
-every mode in one timed run (``--duration`` shared by the modes, so it needs the machine to
-itself: tests/conftest.py runs this module in the serial phase). The other modes' tests are
+every mode, in three tools at once from three loopback addresses (each tool's ``--duration``
+is shared by its modes, so it needs the machine to itself: tests/conftest.py runs this module
+in the serial phase). The other modes' tests are
 in test_tools_hostile_modes.py.
 
 The tool is how the defences are proven; this checks the tool itself: it dials
@@ -26,6 +27,24 @@ from procs import OasisProcess  # noqa: E402
 pytestmark = pytest.mark.integration
 
 
+GROUPS = 3  #: tool processes at once, each from a loopback address of its own
+
+
+def _tools(argvs: list[list[str]], timeout: float) -> list[dict]:
+    """Runs the tools at once; each one's JSON report (a tool that fails fails the test)."""
+    procs = [subprocess.Popen(a, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for a in argvs]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode(errors="replace")[-2000:]
+    return [json.loads(out) for out, _ in outs]
+
+
 def test_every_mode_against_a_real_broadcaster(tmp_path):
     b = OasisProcess(["broadcast", "test", "--json", "--bitrate", "500",
                       "--data-dir", str(tmp_path / "b")], str(tmp_path / "b.log"))
@@ -33,34 +52,36 @@ def test_every_mode_against_a_real_broadcaster(tmp_path):
         info = b.wait_info()
         victim = f"{info['oftp']}:{info['peer_id']}"
         modes = [m for m in hostile.MODES if m != "tickets"]  # no proof of relay here
-        argv = [sys.executable, "-m", "oasis.tools.hostile", "--victim", victim,
-                "--stream", info["stream_id"], "--tracker", info["tracker"],
-                "--duration", "30", "--rate", "300", "--max-sends", "3000", "--seed", "1"]
-        for m in modes:
-            argv += ["--mode", m]
-        out = subprocess.run(argv, capture_output=True, timeout=150, check=True)
-        rep = json.loads(out.stdout)
-        print({m: r["seconds"] for m, r in rep["modes"].items()})  # where the time went, for -s
-        assert b.popen.poll() is None, "the victim died"
-        # 'foreign' again with a budget of its own (above, on a loaded machine, the modes
-        # before it may use up the shared time): chunks of a stream the victim does not
-        # carry, validly signed by the tool's own key
-        out = subprocess.run([*argv[:argv.index("--duration")], "--duration", "30", "--rate", "100",
-                              "--max-sends", "300", "--seed", "2", "--mode", "foreign"],
-                             capture_output=True, timeout=90, check=True)
-        (foreign,) = json.loads(out.stdout)["modes"]["foreign"]["result"].values()
+        base = [sys.executable, "-m", "oasis.tools.hostile", "--victim", victim,
+                "--stream", info["stream_id"], "--tracker", info["tracker"]]
+        # the modes in three tools at once, each from an address of its own (the victim's
+        # limits are per source address: three attackers), each mode with the slot it had
+        # in one tool's 30 s (~1.8 s); and 'foreign' again with a budget of its own (in a
+        # tool's shared time, on a loaded machine, the modes before it may use it up):
+        # chunks of a stream the victim does not carry, validly signed by the tool's own key
+        groups = [modes[i::GROUPS] for i in range(GROUPS)]
+        argvs = [[*base, "--duration", "10", "--rate", "300", "--max-sends", "3000", "--seed", str(i + 1),
+                  "--source", f"127.0.0.{i + 2}", *(a for m in g for a in ("--mode", m))]
+                 for i, g in enumerate(groups)]
+        argvs.append([*base, "--duration", "30", "--rate", "100", "--max-sends", "300", "--seed", "9",
+                      "--source", f"127.0.0.{GROUPS + 2}", "--mode", "foreign"])
+        *reps, last = _tools(argvs, timeout=150)
+        print([{m: r["seconds"] for m, r in rep["modes"].items()} for rep in reps])  # for -s
+        (foreign,) = last["modes"]["foreign"]["result"].values()
         assert b.popen.poll() is None, "the victim died"
     finally:
         code = b.stop()
     assert code in (0, -15)
-    assert rep["sends"] <= 3000
-    assert set(rep["modes"]) == set(modes)
+    rep = {"modes": {m: r for one in reps for m, r in one["modes"].items()}}
+    for one, g in zip(reps, groups, strict=True):
+        assert one["sends"] <= 3000
+        assert set(one["modes"]) == set(g), (one["modes"].keys(), g)
+        assert one["victims_alive_at_end"] == 1
     for mode, m in rep["modes"].items():
         assert m["victims_alive_after"] == 1 and not m["victims_dead_after"], (mode, m)
         if mode not in ("tracker",):
             (res,) = m["result"].values()
             assert "tool_error" not in res, (mode, res)
-    assert rep["victims_alive_at_end"] == 1
     # the pre-authentication attacks end with the victim closing the link
     (bomb,) = rep["modes"]["bomb"]["result"].values()
     assert bomb["preauth_2k"]["victim"]["closed_by"] == "victim"

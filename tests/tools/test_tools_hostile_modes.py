@@ -5,12 +5,16 @@ parallel phase (tests/conftest.py); the every-mode timed run is test_tools_hosti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from oasis.core.chat import ChatConfig
@@ -32,6 +36,49 @@ def test_refuses_anything_but_loopback():
     with pytest.raises(SystemExit, match="loopback"):
         hostile.loopback_url("http://192.168.1.1:8080/tracker")
     assert hostile.parse_victim(f"127.0.0.1:4433:{pid}").port == 4433
+    with pytest.raises(SystemExit, match="loopback"):
+        hostile.main(["--victim", f"127.0.0.1:4433:{pid}", "--source", "10.0.0.2", "--mode", "junk"])
+
+
+async def test_source_is_the_address_its_datagrams_and_http_come_from():
+    # --source: several tools at once, each from a loopback address of its own, are several
+    # attackers to a victim that counts its limits per source address
+    loop = asyncio.get_running_loop()
+    udp_from: list[str] = []
+    five = asyncio.Event()
+
+    class Sink(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            udp_from.append(addr[0])
+            if len(udp_from) == 5:
+                five.set()
+
+    tcp_from: list[str] = []
+
+    def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tcp_from.append(writer.get_extra_info("peername")[0])
+        writer.close()
+
+    sink, _ = await loop.create_datagram_endpoint(Sink, local_addr=("127.0.0.1", 0))
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    token = hostile.SOURCE.set("127.0.0.7")
+    try:
+        ctx = hostile.Ctx(hostile.Budget(10.0, 100.0, 5), None, None, None, random.Random(1))
+        victim = hostile.Victim("127.0.0.1", sink.get_extra_info("sockname")[1], bytes(32))
+        out = await hostile.m_junk(ctx, victim, time.monotonic() + 10.0)
+        await asyncio.wait_for(five.wait(), 10.0)
+        port = server.sockets[0].getsockname()[1]
+        async with hostile._http() as http:
+            with contextlib.suppress(aiohttp.ClientError):
+                await http.get(f"http://127.0.0.1:{port}/")
+    finally:
+        hostile.SOURCE.reset(token)
+        sink.close()
+        server.close()
+        await server.wait_closed()
+    assert sum(out["sent"].values()) == 5
+    assert udp_from == ["127.0.0.7"] * 5
+    assert tcp_from and set(tcp_from) == {"127.0.0.7"}
 
 
 def test_the_default_mode_runs_what_the_options_allow(tmp_path):
