@@ -90,6 +90,14 @@ RUN_LANES = 4
 #: chunks) sends a stream per chunk, a near one runs of ``chunk_run``
 RUN_HOL_RTTS = 2.0
 INF = float("inf")
+#: uni-stream credit (the peer's MAX_STREAMS less the streams we opened) at or below which a
+#: chunk does not end its run early (``RUN_HOL_RTTS``): chunks written in one loop tick (a
+#: burst after a stall, a lone child fed every substream) come 0 s after their lane's last
+#: and each took a stream of its own, and on qh3, which refuses a stream past the credit,
+#: 100+ of them at once closed the link (found 2026-12-07 by an attack audit). With no
+#: credit left a chunk that needs a new stream is dropped, counted ``chunk_no_stream``: the
+#: child repairs it, the link stays
+RUN_CREDIT_RESERVE = 16
 #: a run also ends once this many bytes were written on it (well inside the peer's
 #: 1 MiB stream window)
 RUN_MAX_BYTES = 512 * 1024
@@ -536,6 +544,9 @@ class Link:
                 if a.run:
                     self._send_in_run(a)
                     continue
+                if self.stack.uni_streams_left(self.quic) <= 0:
+                    self.endpoint.counters["chunk_no_stream"] += 1
+                    continue
                 sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
                 try:
                     self.quic.send_stream_data(sid, a.data, end_stream=True)
@@ -580,10 +591,15 @@ class Link:
         now = self.endpoint.loop.time()
         # this chunk came within run_hol_rtts round trips of its lane's last: so will the
         # next, likely, and a packet of this one lost would be repaired after the next
-        # arrived, holding it back. This chunk ends its run (on a far link: a stream each)
-        close = now - run.last_at < self.endpoint.run_hol_rtts * self.stack.rtt(self.quic)
+        # arrived, holding it back. This chunk ends its run (on a far link: a stream each),
+        # unless the peer's stream credit runs short
+        close = (now - run.last_at < self.endpoint.run_hol_rtts * self.stack.rtt(self.quic)
+                 and self.stack.uni_streams_left(self.quic) > RUN_CREDIT_RESERVE)
         for attempt in (0, 1):
             if run.sid < 0:
+                if self.stack.uni_streams_left(self.quic) <= 0:
+                    self.endpoint.counters["chunk_no_stream"] += 1
+                    return
                 run.sid = self.quic.get_next_available_stream_id(is_unidirectional=True)
                 run.chunks = run.bytes = 0
             sid = run.sid

@@ -284,3 +284,43 @@ def test_the_run_length_comes_from_the_argument_then_the_environment(
     for bad in (0, 1001):
         with pytest.raises(ValueError, match="chunk run length"):
             chunk_run_length(bad)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+async def test_a_burst_past_the_peer_s_stream_credit_keeps_the_link(
+        stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 chunks written to one peer in one loop tick (a burst after a stall), each close
+    behind its lane's last: each would end its run, a stream per chunk, past the peer's
+    stream credit (100 at the start). qh3 refuses such a stream, and the link took the refusal
+    for the connection's end (found by an attack audit, 2026-12-07). Now the runs go on while
+    the credit is short: every chunk arrives and the link stays up."""
+    from oasis.core import session as ss
+
+    a, b, la, lb = await _pair(stack, monkeypatch, 16, hol=1e6)
+    got: list[wire.ChunkMsg] = []
+    closed: list[ss.Closed] = []
+    on_event = b.endpoint.on_event
+
+    def record(link: Link, ev: object) -> None:
+        if isinstance(ev, ss.ChunkReceived):
+            got.append(ev.chunk)  # swallowed: b has not joined this stream (its policy would score it)
+            return
+        if isinstance(ev, ss.Closed):
+            closed.append(ev)
+        on_event(link, ev)
+
+    b.endpoint.on_event = record
+    try:
+        sent = _chunks("burst", 300, size=1000)
+        for c in sent:
+            la.send_chunk(c, deadline=a.clock() + 30.0)
+        await _wait(lambda: len(got) == len(sent) or bool(closed) or la.closed, SLACK)
+        assert not closed and not la.closed and not lb.closed, closed
+        assert sorted(got, key=lambda c: c.seq) == sent
+        assert a.endpoint.counters["quic_refused"] == 0 and a.endpoint.counters["chunk_no_stream"] == 0
+        if la.stack.name == "qh3":  # cut while the credit lasted, then runs again (aioquic
+            assert 0 < la.runs_cut < len(sent) // 2  # holds a stream past it: every one cut)
+        assert lb.session.counters.violations == 0
+    finally:
+        await a.close()
+        await b.close()
