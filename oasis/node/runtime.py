@@ -284,15 +284,16 @@ async def announce_loop(node: Node, ls: LiveStream, tracker_url: str, *,
 
 
 async def fetch_descriptor(session: aiohttp.ClientSession, tracker_url: str, sid: StreamId, *,
-                           timeout: float = 30.0) -> Descriptor:
-    """The stream's signed descriptor from the tracker, verified; retried until ``timeout``."""
+                           timeout: float = 30.0, per_try: float = 5.0) -> Descriptor:
+    """The stream's signed descriptor from the tracker, verified; retried until ``timeout``
+    (0: one try), each try cut after ``per_try`` s."""
     url = f"{tracker_url.rstrip('/')}/descriptor/{sid}"
     deadline = time.monotonic() + timeout
     why = "no answer"
-    told = False
+    told = timeout <= 0  # (one try: the caller says what it does next)
     while True:
         try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as r:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=per_try)) as r:
                 if r.status == 200:
                     return verified_descriptor(await http.read_reply(r, MAX_JSON, Any), sid)
                 why = f"HTTP {r.status}"
@@ -662,6 +663,12 @@ async def bootstrap_loop(node: Node, boots: tuple[Bootstrap, ...]) -> None:
                               interval=http.ANNOUNCE_INTERVAL)
 
 
+#: s a short link's tracker has to give the descriptor before the link's peers are asked
+#: (the DHT): before 2026-12-07 a link naming a dead tracker failed after 30 s with its
+#: bootstrap peers alive (found by an audit from the docs)
+LINK_TRACKER_TRY = 2.0
+
+
 async def resolve_stream(stream: str, tracker_url: str | None,
                          connector: aiohttp.BaseConnector | None = None
                          ) -> tuple[StreamId, Descriptor | None, tuple[Bootstrap, ...], str | None, bytes | None]:
@@ -689,7 +696,15 @@ async def resolve_stream(stream: str, tracker_url: str | None,
             raise ValueError("give a stream link (oasis://...) or --tracker URL with a stream id")
     if desc is None and tracker_url is not None:
         async with outbound.session(connector=connector, connector_owner=connector is None) as session:
-            desc = await fetch_descriptor(session, tracker_url, sid)
+            if not boots:
+                desc = await fetch_descriptor(session, tracker_url, sid)
+            else:  # a link's tracker is a bootstrap among others: one try, then the DHT
+                try:
+                    desc = await fetch_descriptor(session, tracker_url, sid, timeout=0,
+                                                  per_try=LINK_TRACKER_TRY)
+                except RuntimeError:
+                    log.warning("the link's tracker %s gave no descriptor: asking the link's "
+                                "peers (DHT)", tracker_url)
     return sid, desc, boots, tracker_url, key
 
 

@@ -462,10 +462,12 @@ class Streaming:
                                      tracker: str | None) -> Descriptor:
         if tracker is not None:
             async with outbound.session() as session:
-                try:
-                    return await rt.fetch_descriptor(session, tracker, sid, timeout=5.0)
+                try:  # (with bootstrap peers, one short try: they are asked next)
+                    return await rt.fetch_descriptor(session, tracker, sid, timeout=0 if boots else 5.0,
+                                                     per_try=rt.LINK_TRACKER_TRY if boots else 5.0)
                 except RuntimeError as exc:
-                    raise LookupError(str(exc)) from None
+                    if not boots:
+                        raise LookupError(str(exc)) from None
         raw = None
         if self.node.dht is not None:
             raw = await self.node.dht.find_descriptor(

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,7 +285,12 @@ def test_a_node_already_in_the_dht_watches_a_short_link_through_its_peer(
         with Client.from_data_dir(tmp_path / "b") as api_b:
             first = api_b.watch(a.info["link"])  # B joins the DHT through A
             wait_until(lambda: api_b.stream(first.stream_id).chunks > 0, 30)
-            w = api_b.watch(short)  # C's stream id and C alone: the descriptor from C's record
+            # C's stream id and C alone: the descriptor from C's record (and the link names a
+            # tracker that is gone: a bootstrap among others, tried once, then the DHT)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                dead = f"http://127.0.0.1:{s.getsockname()[1]}/tracker"
+            w = api_b.watch(short + "&t=" + urllib.parse.quote(dead, safe=""))
             assert w.stream_id == c.info["stream_id"]
             wait_until(lambda: api_b.stream(w.stream_id).chunks > 0, 30)
     finally:

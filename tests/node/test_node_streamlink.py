@@ -1,12 +1,14 @@
 """No central tracker: a stream link is all a newcomer needs, and the tracker's loss does
 not stop the swarm. Real processes on loopback: a stand-alone tracker, a broadcaster
 announcing to it, two viewers that joined by the broadcaster's link; the tracker is
-killed; the viewers go on, and a newcomer holding only the link joins and plays."""
+killed; the viewers go on, and a newcomer holding only the link joins and plays, as does
+one holding a short link that names the dead tracker."""
 
 from __future__ import annotations
 
 import json
 import signal
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,15 @@ def test_a_newcomer_with_only_a_link_joins_after_the_tracker_died(tmp_path: Path
         wait_until(lambda: all(_stream(v)["chunks"] >= c + 30 for v, c in zip(viewers, before, strict=True))
                    and _stream(n)["chunks"] >= 30, 60)
         assert all(_stream(v)["neighbours"] >= 1 for v in [*viewers, n])
+        # a short link (no descriptor in it) that names the dead tracker: the tracker is a
+        # bootstrap among others, the descriptor comes from the link's peers (the DHT); before,
+        # the newcomer retried the tracker for 30 s and gave up (found by an audit from the docs)
+        short = b.info["short_link"] + "&t=" + urllib.parse.quote(tracker, safe="")
+        s = _watch(short, tmp_path, "short")
+        procs.append(s)
+        s.wait_info()
+        wait_until(lambda: _stream(s)["chunks"] >= 30, 30)
+        assert "asking the link's peers (DHT)" in (tmp_path / "short.log").read_text()
     finally:
         for p in procs:
             p.stop()
