@@ -301,7 +301,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     e.add_argument("--listen", default="127.0.0.1:8090",
                    help="HTTP address HOST:PORT to serve on (default 127.0.0.1:8090; port 0: any free "
                         "port); viewers use http://<address>/origin as their --cdn-url")
-    e.add_argument("--public-metrics", action="store_true", help="serve /stats to any client")
+    e.add_argument("--public-metrics", action="store_true",
+                   help="serve /stats and /metrics to any client (default: only to clients on this "
+                        "machine, over loopback and not through a proxy; others get 403 local_only)")
     e.add_argument("--feeds", type=int, default=2, choices=(1, 2),
                    help="feed connections per stream to the origin, each carrying every chunk (default "
                         "2: a lost packet stalls one TCP connection a round trip, seldom both at once)")

@@ -589,8 +589,8 @@ def check_key(desc: Descriptor, key: bytes | None, *, relay_only: bool = False) 
     content key, unless only to relay it (docs/oftp.md §7.2)."""
     if desc.encrypted and key is None and not relay_only:
         raise LinkError("no_key", f"stream {desc.stream} is end-to-end encrypted: its link carries the content key "
-                         "as k=..., and this one has none (is the link complete? a short link or a bare "
-                         "stream id has no key either). Ask the broadcaster for the link it printed, or "
+                         "as k=..., and this one has none (is the link complete? the broadcaster's link and "
+                         "short link end in &k=...; a bare stream id has no key). Ask the broadcaster for the link it printed, or "
                          "give --relay-only to relay the stream's ciphertext without playing it")
 
 
@@ -896,9 +896,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
             raise
     set_stream_key(node, desc, key)
     mismatch = apply_descriptor(c, desc)
-    for line in mismatch:
+    for line in mismatch:  # ("oasis watch: warning: ..." on stderr; it was said twice)
         log.warning("%s", line)
-        print(f"oasis watch: {line}", file=sys.stderr)
     node.config = swarm_config(c)
     app = web.Application(client_max_size=64 * 1024)
     http.add_gateway_routes(app, node)
