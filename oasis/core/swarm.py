@@ -255,7 +255,17 @@ class Swarm:
             self.counters.duplicate_bytes += len(chunk.payload)
             j = chunk.seq % self.config.substreams
             if peer == self.parents[j]:
-                # a repair beat the parent's push: still what the tree takes
+                # a repair beat the parent's push: still what the tree takes, if it came in
+                # time to play, or it is one of the pushes whose absence made us suspect the
+                # parent (a loss held them back: ``withhold_confirm``). Any other copy past its
+                # deadline serves nobody: a parent that pushed only stale copies of what we
+                # held reset every count of missed pushes and taught the delay model its
+                # pushes come late (attack audit, 2026-12-07)
+                tree = self.tree
+                if now > self.repair.deadline_of(chunk.seq) and (
+                        tree.miss_run[j] == 0 or chunk.seq < tree.miss_first[j]):
+                    self.counters.parent_stale_copies += 1
+                    return
                 took = now - self.log.time_of(chunk.seq)
                 self.delay.sample(j, took, True)
                 self.tree.parent_pushed(j, chunk.seq, now, took)

@@ -690,6 +690,10 @@ class SwarmCounters:
     flooders_dropped: int = 0  #: peers cut off for asking past their budget
     #: chunks for a held seq that differ from the held copy (verified, not trusted)
     duplicates_mismatched: int = 0
+    #: our parent's copies of chunks we held that came past their deadline, not of the pushes
+    #: it was suspected of withholding: no service (a parent pushing only stale copies kept
+    #: every substream it held: attack audit, 2026-12-07)
+    parent_stale_copies: int = 0
     probes_sent: int = 0  #: start probes (REQUEST of a peer's claimed keyframe)
     starts_served: int = 0  #: JOINs asking for a start answered with our latest keyframe
     starts_refused: int = 0  #: ... not answered: the joiner's pull budget was spent

@@ -431,6 +431,50 @@ def _withholder(net: RecNet, w: bytes, since: float) -> None:
     net.keep = keep
 
 
+def test_a_parent_pushing_only_stale_copies_is_judged_withholding() -> None:
+    """A parent that pushes nothing new, only copies of chunks its children already hold, past
+    their deadline and older than the pushes it is suspected of withholding (found by an
+    attack audit, 2026-12-07: real processes, a copy every 0.2 s per substream): such a copy
+    serves nobody. Before, each one cleared the
+    suspicion of withholding and taught the delay model that the parent's pushes come late
+    (so no miss was counted), and the attacker kept its substreams while its children took
+    the stream from the origin. Now its children drop it as they drop a silent one."""
+    net = build(10, seed=41, config=WITHHOLD_CFG)
+    counts: dict[bytes, int] = {}
+    for _, p in _children(net):
+        counts[p] = counts.get(p, 0) + 1
+    w = max(counts, key=lambda p: counts[p])
+    _withholder(net, w, net.now)
+    k = net.config.substreams
+    victims = [v for v in net.viewers if v != w and w in net.nodes[v].parents]
+    assert victims
+    copies = 0
+    for _ in range(250):  # 25 s of 100-ms chunks: a stale copy a substream each chunk
+        net.tick(1)
+        for v in victims:
+            node = net.nodes[v]
+            if w not in node.peers:
+                continue
+            for j, p in enumerate(node.parents):
+                # 3 s old: past its 0.5 s deadline, and older than the pushes it is suspected
+                # of withholding (a loss may hold those back: their late copies still count;
+                # the audit's copies were ~1 s old at 33-ms chunks, 7 a substream's misses)
+                seq = net.next_seq - 30
+                seq -= (seq - j) % k
+                chunk = node.log.get(seq)
+                if p == w and chunk is not None:
+                    net._deliver(w, sw.Push(v, chunk, net.now + 1.0))
+                    copies += 1
+    assert copies > 0
+    assert sum(net.nodes[v].counters.parent_stale_copies for v in victims) > 0
+    # judged and struck as a silent parent is, and cut off (before: kept, never struck)
+    assert sum(net.nodes[v].counters.withhold_strikes for v in victims) >= 3
+    cut = [v for v in victims if (v, w, ErrorCode.TOO_MANY_ERRORS) in net.dropped]
+    assert cut, [(net.nodes[v].counters.parents_withholding, net.nodes[v].counters.withhold_strikes)
+                 for v in victims]
+    assert all(w not in net.nodes[v].parents for v in cut)
+
+
 def _sources(net: RecNet, key: bytes, since: float) -> dict[str, int]:
     out: dict[str, int] = {}
     for t, a in net.actions_of(key, sw.Deliver):
