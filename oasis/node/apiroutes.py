@@ -34,7 +34,7 @@ from oasis.core.streamlink import LinkError, check_tracker, is_link
 from oasis.core.streamlink import parse as parse_link
 from oasis.sdk import types as t
 
-from . import http
+from . import http, outbound
 from .node import Node
 from .streaming import Streaming
 
@@ -260,7 +260,7 @@ async def _unreachable(url: str) -> str | None:
                 url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=TRACKER_PROBE_TIMEOUT)):
             return None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return str(exc) or type(exc).__name__
+        return outbound.reason(exc)
 
 
 @route("POST", "/v1/watch", "Join a stream (a link, or a stream id and a tracker)", t.WatchResult,

@@ -300,8 +300,8 @@ async def fetch_descriptor(session: aiohttp.ClientSession, tracker_url: str, sid
         except DescriptorError as exc:
             why = f"refused: {exc}"
             log.warning("descriptor from %s %s", url, why)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            why = str(exc) or type(exc).__name__
+        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
+            why = outbound.reason(exc)  # (not aiohttp's "ssl:default [Connect call failed ...]")
         if time.monotonic() > deadline:
             raise RuntimeError(f"no valid descriptor for {sid} at {url} ({why}); is the "
                                "broadcaster up and announcing to this tracker?")
@@ -611,7 +611,7 @@ def set_stream_key(node: Node, desc: Descriptor, key: bytes | None) -> None:
 async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]) -> Descriptor:
     """A short link's descriptor: from the broadcaster's stream record in the DHT, reached
     through the link's bootstrap peers, verified against the stream key. On failure the
-    node is closed and ``ValueError`` says why."""
+    node is closed and ``LinkError`` ``no_descriptor`` (a ValueError) says why."""
     raw = None
     t0 = time.monotonic()
     before = node.counters if node.dht is not None else {}
@@ -631,14 +631,14 @@ async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]
         return int(after.get(k, 0)) - int(before.get(k, 0))
 
     # what happened, so a user can tell a dead link from a hostile or stale one
-    seen = (f"{delta('dht_answers_in')} answers from {delta('dht_dials') or 'no'} peers dialled "
-            f"({delta('dht_dial_failures')} dials failed, {delta('dht_timeouts')} requests timed out, "
+    seen = (f"{delta('dht_answers_in')} answers, {delta('dht_dials')} dials "
+            f"({delta('dht_dial_failures')} failed), {delta('dht_timeouts')} requests timed out, "
             f"{delta('dht_records_rejected') + delta('dht_descriptors_rejected')} records or descriptors "
-            "refused as forged or foreign)")
+            "refused as forged or foreign")
     why = (f"in {SHORT_LINK_TIMEOUT:g} s" if took >= SHORT_LINK_TIMEOUT - 0.5
            else f"(the DHT lookup ended after {took:.1f} s)")
-    raise ValueError(f"no descriptor for {sid} from the link's bootstrap peers {why}: {seen}; "
-                     "give a full link or a tracker")
+    raise LinkError("no_descriptor", f"no descriptor for {sid} from the link's bootstrap peers {why}: "
+                    f"{seen}; give a full link or a tracker")
 
 
 def start_discovery(node: Node, ls: LiveStream, boots: tuple[Bootstrap, ...], tracker_url: str | None,

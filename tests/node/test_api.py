@@ -825,9 +825,12 @@ async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, nap
                 await c.watch(**kw)
             assert (exc.value.status, exc.value.code) == (400, code), kw
 
+        said: list[str] = []
+
         async def refusal(**kw: Any) -> tuple[int, str]:
             with pytest.raises(OasisApiError) as exc:
                 await c.watch(**kw)
+            said.append(str(exc.value))
             return exc.value.status, exc.value.code
 
         # each waits out the descriptor fetch's retries (5 s): run together
@@ -835,6 +838,10 @@ async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, nap
             refusal(stream_id=sid, tracker=gone), refusal(link=f"oasis://{sid}?t={gone}"),
             refusal(stream_id=sid, tracker=url)), 30)  # the API answers (401): a tracker, without it
         assert got == [(400, "bad_tracker"), (400, "bad_tracker"), (404, "not_found")]
+        # why, in the user's words (not aiohttp's "ssl:default [Connect call failed ...]")
+        refused = [m for m in said if "cannot be reached" in m]
+        assert len(refused) == 2 and all(f"cannot connect to {gone[7:]} (connection refused)" in m
+                                         and "ssl:default" not in m for m in refused), said
     assert node.streams == {} and api.counters["internal_errors"] == 0
 
 

@@ -22,3 +22,19 @@ async def test_a_refused_connection_reads_as_one_plain_line() -> None:
     assert outbound.reason(exc.value) == f"cannot connect to 127.0.0.1:{port} (connection refused)"
     assert outbound.reason(TimeoutError()) == "timed out"
     assert outbound.reason(ValueError("bad")) == "bad" and outbound.reason(ValueError()) == "ValueError"
+
+
+async def test_a_dead_tracker_s_descriptor_failure_reads_plainly() -> None:
+    from oasis.core.identity import Identity
+    from oasis.core.stream import StreamId
+    from oasis.node.runtime import fetch_descriptor
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        async with outbound.session() as session:
+            with pytest.raises(RuntimeError) as exc:
+                await fetch_descriptor(session, f"http://127.0.0.1:{port}", StreamId(Identity.generate().public,
+                                                                                      "live"), timeout=0)
+    assert f"(cannot connect to 127.0.0.1:{port} (connection refused))" in str(exc.value), exc.value
+    assert "ssl:default" not in str(exc.value)
