@@ -1,7 +1,11 @@
 """A tiny deterministic network of Swarm cores for tests: fixed one-way delay,
 virtual clock. Every action is executed by the simulator's executor
 (``oasis.sim.execute.execute``, the one the simulator's engine uses); this file
-is only its network: what each action does here."""
+is only its network: what each action does here. A node has at most one pending
+timer event, at ``get_timer()`` (a stale one is skipped), as in the engine
+(``OasisSim.arm``) and the node's loop (``LiveStream._arm``): arming one per batch
+of actions made every message start another chain of wake-ups that never ended,
+which cost most of the CPU of the swarm tests that run tens of seconds."""
 
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ class SwarmNet:
         self.next_seq = 0
         self.run_start_next = False  #: the next chunk produced is signed as a run's first
         self.dropped: list = []
+        self.armed: dict[bytes, float] = {}  #: key -> its one pending timer event's time
         self.viewers = []
         for _i in range(n_viewers):
             ident = Identity.from_private_bytes(self.rng.randbytes(32))
@@ -131,12 +136,26 @@ class SwarmNet:
 
     def arm(self, key: bytes) -> None:
         t = self.nodes[key].get_timer()
-        if t is not None:
-            self._at(max(t, self.now), self._timer, key, t)
+        if t is None:
+            return
+        armed = self.armed.get(key)
+        if armed is not None and armed <= t:
+            return
+        t = max(t, self.now)
+        self.armed[key] = t
+        self._at(t, self._timer, key, t)
 
     def _timer(self, key: bytes, t: float) -> None:
+        if self.armed.get(key) != t:
+            return
+        del self.armed[key]
         node = self.nodes.get(key)
         if node is None:
+            return
+        nt = node.get_timer()
+        if nt is not None and nt > t:  # the deadline moved later since: nothing is due
+            self.armed[key] = nt
+            self._at(nt, self._timer, key, nt)
             return
         node.handle_timer(self.now)
         self._pump(key)
