@@ -373,8 +373,13 @@ class SwarmConfig:
     #: gave offload +0.005, +0.009, +0.012, +0.003 (seeds 1-4, mean 0.893 -> 0.900), p95
     #: -0.5..-1.3 ms, the origin's deliveries at depth >= 6 -25..-34 %; the six comparison
     #: runs without NATs mean 0.9602 -> 0.9610 (4 up, 1 tie, 1 down by 0.0005; p95 -3.5..+2.7
-    #: ms); the simulator's CPU +40 % at 70 % NAT (docs/benchmarks.md, h-nat8)
-    deep_look: int = 6
+    #: ms); the simulator's CPU +40 % at 70 % NAT (docs/benchmarks.md, h-nat8). 4 since
+    #: 2026-12-07 (session 60): 1,000 x 30 s at 70 % NAT with the qh3 window model, offload
+    #: +0.006, +0.004, +0.012 (seeds 1-3), p50 -3..-7 ms; the six comparison runs +0.0004 on
+    #: the mean (p95 lower in 5 of 6), hostile-10k and the testbed's topologies a tie; the
+    #: 10,000-peer NAT run a tie too (0.88633 -> 0.88568): there every tree is deep and the
+    #: looks find no shallower parent with room (docs/benchmarks.md, "Session 60")
+    deep_look: int = 4
     #: a neighbour (not the broadcaster) whose latest STATUS claims a one-hop path (the
     #: broadcaster, then it) at zero lag on at least this many substreams is *doubted*
     #: (:attr:`PeerState.doubted`; 0: off): it is a parent only where no undoubted

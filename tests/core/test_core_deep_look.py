@@ -1,4 +1,4 @@
-"""``deep_look`` (6 by default): a substream at ``deep_look`` or deeper is looked at again
+"""``deep_look`` (4 by default since 2026-12-07, 6 before): a substream at ``deep_look`` or deeper is looked at again
 soon (``start_look``, or ``DEEP_DWELL`` when that is 0), not after ``switch_dwell``, and a
 parent's STATUS that makes our path that deep arms such a look: a deep path moves up as soon
 as a shallower, faster neighbour is a candidate."""
@@ -62,13 +62,14 @@ def _deep_first_parent(deep_look: int) -> tuple[float, dict[bytes, int], bytes, 
 
 
 def test_a_deep_first_parent_is_left_for_a_shallower_one_soon() -> None:
-    when, asked, q, dwell_end = _deep_first_parent(6)
-    assert asked == {q: 1}
-    assert when <= 0.1 + 0.5 + 0.1 < dwell_end  # DEEP_DWELL after the ACK, not the dwell
+    for deep in (6, sw.SwarmConfig().deep_look):  # at depth 6 exactly, and the default (4)
+        when, asked, q, dwell_end = _deep_first_parent(deep)
+        assert asked == {q: 1}
+        assert when <= 0.1 + 0.5 + 0.1 < dwell_end  # DEEP_DWELL after the ACK, not the dwell
 
 
 def test_off_or_not_deep_enough_the_switch_dwell_holds() -> None:
-    assert sw.SwarmConfig().deep_look == 6
+    assert sw.SwarmConfig().deep_look == 4
     for deep in (0, 7):  # off; on, but depth 6 is not deep enough for 7
         when, asked, q, dwell_end = _deep_first_parent(deep)
         assert asked == {q: 1}  # (it still climbs at a periodic look)
