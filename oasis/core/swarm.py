@@ -80,6 +80,7 @@ from .serve import PullServer
 from .stream import FLAG_RUN_START, StreamId, is_end, is_keyframe, verify_chunk
 from .swarmdefs import (
     DEFAULT_CHUNK_MS,
+    ECHO_KEPT,
     INF,
     LATEST_FRESH,
     ORIGIN_LATEST,
@@ -255,13 +256,20 @@ class Swarm:
             self.counters.duplicate_bytes += len(chunk.payload)
             j = chunk.seq % self.config.substreams
             if peer == self.parents[j]:
+                tree = self.tree
+                if tree.miss_run[j] > 0 and chunk.seq >= tree.miss_first[j] and st.asked_back \
+                        and chunk.seq in st.asked_back:
+                    # one of the pushes it is suspected of withholding, which it had from us:
+                    # no push (a withholder that pulled those very chunks from its child and
+                    # echoed them back cleared the suspicion each time)
+                    self.counters.parent_echoes += 1
+                    return
                 # a repair beat the parent's push: still what the tree takes, if it came in
                 # time to play, or it is one of the pushes whose absence made us suspect the
                 # parent (a loss held them back: ``withhold_confirm``). Any other copy past its
                 # deadline serves nobody: a parent that pushed only stale copies of what we
                 # held reset every count of missed pushes and taught the delay model its
                 # pushes come late (attack audit, 2026-12-07)
-                tree = self.tree
                 if now > self.repair.deadline_of(chunk.seq) and (
                         tree.miss_run[j] == 0 or chunk.seq < tree.miss_first[j]):
                     self.counters.parent_stale_copies += 1
@@ -345,6 +353,13 @@ class Swarm:
             # freed slots: told with the next periodic STATUS (not urgent)
             st.children_mask &= ~msg.mask
         elif isinstance(msg, wire.Request):
+            if st.parent_mask >> (msg.seq % self.config.substreams) & 1:
+                # our parent on that substream pulls its chunk from us: a copy of it from
+                # the parent later is our own, echoed (``parent_echoes``)
+                back = st.asked_back
+                back.append(msg.seq)
+                if len(back) > ECHO_KEPT:
+                    del back[0]
             self.pulls.on_request(st, msg, now)
         elif isinstance(msg, wire.Cancel):
             self.pulls.on_cancel(st, msg.seq)

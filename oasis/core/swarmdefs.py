@@ -14,6 +14,10 @@ from .wire import ErrorCode
 
 INF = float("inf")
 U64_MAX = 0x7FFF_FFFF_FFFF_FFFF  #: the wire's integers are int64: never emit above this
+#: a parent's REQUESTs to us remembered per peer (``PeerState.asked_back``): the suspicion
+#: of withholding is settled within ``withhold_confirm`` + an RTT of its third miss, and a
+#: peer's REQUESTs are bounded by its pull budget, so an echo must follow its REQUEST soon
+ECHO_KEPT = 64
 #: with ``origin_adapt`` an origin fetch may run this long past its chunk's deadline (s): it
 #: is timed (the fetch time is learnt from answers only) and its connection kept
 ORIGIN_OVERTIME = 0.5
@@ -571,6 +575,10 @@ class PeerState:
     #: ``one_hop_doubt``: its latest STATUS claims a one-hop path at zero lag on at least
     #: ``one_hop_doubt`` substreams (judged anew at each STATUS; not kept across a rejoin)
     doubted: bool = False
+    #: seqs it REQUESTed of us on substreams it was our parent on (the newest
+    #: :data:`ECHO_KEPT`): its copy of one of them, of the pushes we suspect it of withholding,
+    #: is our own chunk echoed back, not a push (``parent_echoes``)
+    asked_back: list[int] = field(default_factory=list)
 
 @dataclass(slots=True)
 class PeerAccounts:
@@ -699,6 +707,10 @@ class SwarmCounters:
     #: it was suspected of withholding: no service (a parent pushing only stale copies kept
     #: every substream it held: attack audit, 2026-12-07)
     parent_stale_copies: int = 0
+    #: copies from a parent we suspect of withholding, of the pushes we suspect, that it had
+    #: REQUESTed of us (``PeerState.asked_back``): our own chunk echoed back clears no
+    #: suspicion and teaches no delay
+    parent_echoes: int = 0
     probes_sent: int = 0  #: start probes (REQUEST of a peer's claimed keyframe)
     starts_served: int = 0  #: JOINs asking for a start answered with our latest keyframe
     starts_refused: int = 0  #: ... not answered: the joiner's pull budget was spent

@@ -475,6 +475,50 @@ def test_a_parent_pushing_only_stale_copies_is_judged_withholding() -> None:
     assert all(w not in net.nodes[v].parents for v in cut)
 
 
+def test_a_parent_echoing_the_chunks_it_withheld_is_still_judged_withholding() -> None:
+    """A withholding parent that, once suspected, REQUESTs of its child the very chunks it
+    withheld and pushes them back (late copies of the pushes it is suspected of: left open by
+    the stale-copy rule above, docs/oftp.md §9.2): the child's own chunk, echoed. Before, each
+    echo cleared the suspicion (a late copy of a suspected push is what a loss leaves), and the
+    attacker kept its substreams for the price of a pull; now such a copy is no push
+    (``parent_echoes``) and the child drops it as any withholder."""
+    net = build(10, seed=41, config=WITHHOLD_CFG)
+    counts: dict[bytes, int] = {}
+    for _, p in _children(net):
+        counts[p] = counts.get(p, 0) + 1
+    w = max(counts, key=lambda p: counts[p])
+    _withholder(net, w, net.now)
+    victims = [v for v in net.viewers if v != w and w in net.nodes[v].parents]
+    assert victims
+    echoed = 0
+    skey = net.sid.key
+    for _ in range(250):  # 25 s of 100-ms chunks
+        net.tick(1)
+        for v in victims:
+            node = net.nodes[v]
+            if w not in node.peers:
+                continue
+            tree = node.tree
+            for j, p in enumerate(node.parents):
+                first = tree.miss_first[j]
+                if p != w or tree.miss_run[j] == 0 or first < 0:
+                    continue
+                chunk = node.log.get(first)
+                if chunk is None:
+                    continue
+                # the pull, then the "push": our chunk back, a suspected one, past nothing
+                net._deliver(w, sw.Send(v, wire.Request(stream=skey, seq=first)))
+                net._deliver(w, sw.Push(v, chunk, net.now + 1.0))
+                echoed += 1
+    assert echoed > 0
+    assert sum(net.nodes[v].counters.parent_echoes for v in victims) > 0
+    assert sum(net.nodes[v].counters.withhold_strikes for v in victims) >= 3
+    cut = [v for v in victims if (v, w, ErrorCode.TOO_MANY_ERRORS) in net.dropped]
+    assert cut, [(net.nodes[v].counters.parents_withholding, net.nodes[v].counters.withhold_strikes,
+                  net.nodes[v].counters.withhold_cleared) for v in victims]
+    assert all(w not in net.nodes[v].parents for v in cut)
+
+
 def _sources(net: RecNet, key: bytes, since: float) -> dict[str, int]:
     out: dict[str, int] = {}
     for t, a in net.actions_of(key, sw.Deliver):
