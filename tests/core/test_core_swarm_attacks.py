@@ -7,6 +7,7 @@ attacker gets at most its due, is counted and cut off, and honest viewers keep p
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 from test_core_swarm import RecNet, assert_complete, build
@@ -431,6 +432,44 @@ def _withholder(net: RecNet, w: bytes, since: float) -> None:
     net.keep = keep
 
 
+def _busiest_withholds() -> tuple[RecNet, bytes, list[bytes]]:
+    """A built swarm whose relay with the most children turns withholder now: the net, it,
+    and the viewers it is a parent of."""
+    net = build(10, seed=41, config=WITHHOLD_CFG)
+    counts: dict[bytes, int] = {}
+    for _, p in _children(net):
+        counts[p] = counts.get(p, 0) + 1
+    w = max(counts, key=lambda p: counts[p])
+    _withholder(net, w, net.now)
+    victims = [v for v in net.viewers if v != w and w in net.nodes[v].parents]
+    assert victims
+    return net, w, victims
+
+
+def _fed_by(net: RecNet, w: bytes, victims: list[bytes], ticks: int = 250
+            ) -> Iterator[tuple[bytes, sw.Swarm, int]]:
+    """Each chunk tick (250: 25 s of 100-ms chunks), every (victim, its core, substream) that
+    ``w`` is still the parent of."""
+    for _ in range(ticks):
+        net.tick(1)
+        for v in victims:
+            node = net.nodes[v]
+            if w not in node.peers:
+                continue
+            for j, p in enumerate(node.parents):
+                if p == w:
+                    yield v, node, j
+
+
+def _assert_struck_and_cut(net: RecNet, w: bytes, victims: list[bytes]) -> None:
+    """Its victims struck ``w`` (at least ``withhold_limit``) and cut it off."""
+    assert sum(net.nodes[v].counters.withhold_strikes for v in victims) >= 3
+    cut = [v for v in victims if (v, w, ErrorCode.TOO_MANY_ERRORS) in net.dropped]
+    assert cut, [(net.nodes[v].counters.parents_withholding, net.nodes[v].counters.withhold_strikes,
+                  net.nodes[v].counters.withhold_cleared) for v in victims]
+    assert all(w not in net.nodes[v].parents for v in cut)
+
+
 def test_a_parent_pushing_only_stale_copies_is_judged_withholding() -> None:
     """A parent that pushes nothing new, only copies of chunks its children already hold, past
     their deadline and older than the pushes it is suspected of withholding (found by an
@@ -439,40 +478,23 @@ def test_a_parent_pushing_only_stale_copies_is_judged_withholding() -> None:
     suspicion of withholding and taught the delay model that the parent's pushes come late
     (so no miss was counted), and the attacker kept its substreams while its children took
     the stream from the origin. Now its children drop it as they drop a silent one."""
-    net = build(10, seed=41, config=WITHHOLD_CFG)
-    counts: dict[bytes, int] = {}
-    for _, p in _children(net):
-        counts[p] = counts.get(p, 0) + 1
-    w = max(counts, key=lambda p: counts[p])
-    _withholder(net, w, net.now)
+    net, w, victims = _busiest_withholds()
     k = net.config.substreams
-    victims = [v for v in net.viewers if v != w and w in net.nodes[v].parents]
-    assert victims
     copies = 0
-    for _ in range(250):  # 25 s of 100-ms chunks: a stale copy a substream each chunk
-        net.tick(1)
-        for v in victims:
-            node = net.nodes[v]
-            if w not in node.peers:
-                continue
-            for j, p in enumerate(node.parents):
-                # 3 s old: past its 0.5 s deadline, and older than the pushes it is suspected
-                # of withholding (a loss may hold those back: their late copies still count;
-                # the audit's copies were ~1 s old at 33-ms chunks, 7 a substream's misses)
-                seq = net.next_seq - 30
-                seq -= (seq - j) % k
-                chunk = node.log.get(seq)
-                if p == w and chunk is not None:
-                    net._deliver(w, sw.Push(v, chunk, net.now + 1.0))
-                    copies += 1
+    for v, node, j in _fed_by(net, w, victims):  # a stale copy a substream each chunk
+        # 3 s old: past its 0.5 s deadline, and older than the pushes it is suspected
+        # of withholding (a loss may hold those back: their late copies still count;
+        # the audit's copies were ~1 s old at 33-ms chunks, 7 a substream's misses)
+        seq = net.next_seq - 30
+        seq -= (seq - j) % k
+        chunk = node.log.get(seq)
+        if chunk is not None:
+            net._deliver(w, sw.Push(v, chunk, net.now + 1.0))
+            copies += 1
     assert copies > 0
     assert sum(net.nodes[v].counters.parent_stale_copies for v in victims) > 0
     # judged and struck as a silent parent is, and cut off (before: kept, never struck)
-    assert sum(net.nodes[v].counters.withhold_strikes for v in victims) >= 3
-    cut = [v for v in victims if (v, w, ErrorCode.TOO_MANY_ERRORS) in net.dropped]
-    assert cut, [(net.nodes[v].counters.parents_withholding, net.nodes[v].counters.withhold_strikes)
-                 for v in victims]
-    assert all(w not in net.nodes[v].parents for v in cut)
+    _assert_struck_and_cut(net, w, victims)
 
 
 def test_a_parent_echoing_the_chunks_it_withheld_is_still_judged_withholding() -> None:
@@ -482,41 +504,23 @@ def test_a_parent_echoing_the_chunks_it_withheld_is_still_judged_withholding() -
     echo cleared the suspicion (a late copy of a suspected push is what a loss leaves), and the
     attacker kept its substreams for the price of a pull; now such a copy is no push
     (``parent_echoes``) and the child drops it as any withholder."""
-    net = build(10, seed=41, config=WITHHOLD_CFG)
-    counts: dict[bytes, int] = {}
-    for _, p in _children(net):
-        counts[p] = counts.get(p, 0) + 1
-    w = max(counts, key=lambda p: counts[p])
-    _withholder(net, w, net.now)
-    victims = [v for v in net.viewers if v != w and w in net.nodes[v].parents]
-    assert victims
+    net, w, victims = _busiest_withholds()
     echoed = 0
     skey = net.sid.key
-    for _ in range(250):  # 25 s of 100-ms chunks
-        net.tick(1)
-        for v in victims:
-            node = net.nodes[v]
-            if w not in node.peers:
-                continue
-            tree = node.tree
-            for j, p in enumerate(node.parents):
-                first = tree.miss_first[j]
-                if p != w or tree.miss_run[j] == 0 or first < 0:
-                    continue
-                chunk = node.log.get(first)
-                if chunk is None:
-                    continue
-                # the pull, then the "push": our chunk back, a suspected one, past nothing
-                net._deliver(w, sw.Send(v, wire.Request(stream=skey, seq=first)))
-                net._deliver(w, sw.Push(v, chunk, net.now + 1.0))
-                echoed += 1
+    for v, node, j in _fed_by(net, w, victims):
+        first = node.tree.miss_first[j]
+        if node.tree.miss_run[j] == 0 or first < 0:
+            continue
+        chunk = node.log.get(first)
+        if chunk is None:
+            continue
+        # the pull, then the "push": our chunk back, a suspected one, past nothing
+        net._deliver(w, sw.Send(v, wire.Request(stream=skey, seq=first)))
+        net._deliver(w, sw.Push(v, chunk, net.now + 1.0))
+        echoed += 1
     assert echoed > 0
     assert sum(net.nodes[v].counters.parent_echoes for v in victims) > 0
-    assert sum(net.nodes[v].counters.withhold_strikes for v in victims) >= 3
-    cut = [v for v in victims if (v, w, ErrorCode.TOO_MANY_ERRORS) in net.dropped]
-    assert cut, [(net.nodes[v].counters.parents_withholding, net.nodes[v].counters.withhold_strikes,
-                  net.nodes[v].counters.withhold_cleared) for v in victims]
-    assert all(w not in net.nodes[v].parents for v in cut)
+    _assert_struck_and_cut(net, w, victims)
 
 
 def _sources(net: RecNet, key: bytes, since: float) -> dict[str, int]:
