@@ -93,9 +93,37 @@ def test_a_spammer_is_cut_at_the_first_relay_and_honest_messages_still_pass() ->
     fwd = [a for a in r.actions() if isinstance(a, SendChat)]
     spam = [a for a in fwd if a.message.sender == S.public]
     honest = [a for a in fwd if a.message.sender == A.public]
-    assert len(spam) <= 5 + 2  # burst + 2 s of refill
+    assert len(spam) <= 5 + r.config.jitter_burst + 2  # burst (+ the jitter's) + 2 s of refill
     assert len(honest) == 4
     assert r.counters.rate_limited >= 190
+
+
+def test_a_sender_keeping_to_its_own_rate_loses_nothing_to_jitter_at_a_relay() -> None:
+    """A sender that posts as fast as its own bucket lets it (5 at once, then 1 a second:
+    ``oasis chat < file`` does) reaches a relay with the network's jitter: its first burst
+    0.6 s late (a busy relay, a link coming up), the paced ones on time, so the relay sees
+    them closer together than the sender sent them. Every message passes (with the relay's
+    bucket no deeper than the sender's, one in the suite's paced test was dropped on a loaded
+    machine); a sender faster than its rate is still cut."""
+    own = room()
+    relay = room()
+    sent = []
+    t = T0
+    for _ in range(40):  # what post() lets out, polled every 0.25 s as the chat command does
+        try:
+            sent.append((own.post(A.public, A.sign, f"line {len(sent)}", t, []), t))
+        except chat.RateLimited:
+            pass
+        t += 0.25
+    assert len(sent) == 5 + 10 - 1 and own.counters.rate_limited > 0  # 5, then 1 a second
+    for m, at in sent:
+        relay.on_message(N1, m, at + 0.1 + (0.6 if at < T0 + 1.5 else 0.0), [N2])
+    assert relay.counters.rate_limited == 0
+    assert [d.message.text for d in delivered(relay)] == [f"line {i}" for i in range(len(sent))]
+    flood = room()
+    for i in range(1, 21):  # 20 at once: past burst + jitter_burst
+        flood.on_message(N1, msg(S, i), T0, [N2])
+    assert flood.counters.rate_limited == 20 - 5 - int(flood.config.jitter_burst)
 
 
 def test_identities_minted_behind_one_link_are_bounded_by_the_link_bucket() -> None:
