@@ -382,8 +382,13 @@ class Streaming:
         exc = task.exception()
         self.ended.add(text)
         self._progress.pop(text, None)
-        self.node.events.publish("stream.ended", {"stream_id": text,
-                                                  "reason": repr(exc)[:200] if exc else "source ended"})
+        m = self.managed.get(text)
+        if exc is not None and m is not None:
+            # A source that failed (ingest's own end marks a source that ended): its viewers
+            # are told the stream ended, as `oasis broadcast` tells them, not left to stall
+            end_stream(self.node.identity, m.ls, clock_file=seq_file(self.common.data_dir, m.ls.sid))
+        reason = f"the source failed: {str(exc) or type(exc).__name__}" if exc else "source ended"
+        self.node.events.publish("stream.ended", {"stream_id": text, "reason": reason[:200]})
 
     # ---- watch --------------------------------------------------------------------
     async def watch(self, *, link: str | None = None, stream_id: str | None = None,

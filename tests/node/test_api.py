@@ -945,6 +945,39 @@ async def test_a_stream_stopped_through_the_api_ends_with_its_end_marker(
     assert first_seq(seq_file(str(streaming.common.data_dir), ls.sid), 100, time.time()) > end
 
 
+async def test_a_stream_whose_file_source_fails_ends_for_its_viewers_with_a_plain_reason(
+        publishing: tuple[Node, napi.Api, str, Streaming], ts_clip: Path) -> None:
+    """A published file source that fails once the stream runs (the file removed: its next
+    pass cannot open it) publishes the signed end marker, as ``oasis broadcast`` does at its
+    source's failure (found 2026-12-07 from outside: the API's stream said ``stream.ended``
+    to its own node only; its viewers were sent no end and said ``stream.stalled``, their
+    ``unmade`` growing by the stream's rate for as long as they watched). The reason is a
+    sentence, not a Python repr (it said ``FileNotFoundError(2, 'No such file or directory')``)."""
+    from procs import until
+
+    from oasis.core.stream import is_end
+
+    node, api, url, streaming = publishing
+    sub = node.events.subscribe(["stream"])
+    async with AsyncClient(url, api.token) as c:
+        pub = await c.publish("clip", str(ts_clip))
+        assert (await sub.get(timeout=5)).kind == "stream.started"
+        ls = node.streams[StreamId.parse(pub.stream_id).key]
+        await until(lambda: ls.swarm.log.latest >= 1, 30, what="the clip's first chunks")
+        ts_clip.unlink()  # the clip is 1 s long: its next pass finds no file
+        ev = await sub.get(timeout=15)
+        assert ev is not None and ev.kind == "stream.ended", ev
+        reason = ev.data["reason"]
+        assert "No such file" in reason and str(ts_clip) in reason and "Error(" not in reason, reason
+        end = ls.swarm.end_seq
+        assert end >= 1 and end == ls.swarm.log.latest, (end, ls.swarm.log.latest)
+        marker = ls.swarm.log.get(end)
+        assert marker is not None and is_end(marker)
+        [info] = await c.streams()
+        assert info.end == end and info.latest == end and info.managed
+        await c.stop(pub.stream_id)
+
+
 async def test_publish_refuses_a_udp_source_with_a_parameter_it_would_ignore(
         publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
     """``udp://HOST:PORT?x=1`` was published, its query silently ignored (found 2026-12-02):
