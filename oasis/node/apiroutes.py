@@ -28,7 +28,7 @@ from aiohttp import web
 
 from oasis.core import dm
 from oasis.core.content import ContentError, parse_cid
-from oasis.core.identity import key_of_peer_id
+from oasis.core.identity import key_of_peer_id, peer_id_of
 from oasis.core.stream import StreamId, StreamIdError
 from oasis.core.streamlink import LinkError, check_tracker, is_link
 from oasis.core.streamlink import parse as parse_link
@@ -344,10 +344,16 @@ async def chat_moderate(api: Api, request: web.Request, body: t.ModerationReques
        request=t.DmSendRequest, status=201, service="messaging")
 async def dm_send(api: Api, request: web.Request, body: t.DmSendRequest) -> t.DmResult:
     peer = request.match_info["peer_id"]
-    if not dm.can_seal_to(_peer_key(peer)):
+    key = _peer_key(peer)
+    if not dm.can_seal_to(key):
         raise ApiError(400, "bad_peer_id", f"peer id {peer!r}: no message can be sealed to this key "
                        "(a low-order point)")
-    return msgspec.convert(await api.service("messaging").dm_send(peer, body.text), t.DmResult)
+    if key == api.node.identity.public:
+        raise ApiError(400, "bad_peer_id", f"peer id {peer!r} is this node's own: a direct message "
+                       "goes to another peer")
+    # the canonical spelling (a peer id is read in any case): the answer's `to` is the one
+    # dm.acked and the recipient's inbox carry
+    return msgspec.convert(await api.service("messaging").dm_send(peer_id_of(key), body.text), t.DmResult)
 
 
 @route("GET", "/v1/dm", "Direct messages received (?limit=&after=)", list[t.DmMessage], service="messaging",

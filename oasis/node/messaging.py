@@ -544,7 +544,7 @@ class Messaging:
         out = self.dm.send(to, text, self.node.clock(), self._linked, self.closest)
         self._run_dm()
         mid = next(k for k, v in reversed(self.dm.outbox.items()) if v is out)
-        return {"id": _b32(mid), "to": peer_id, "state": out.state}
+        return {"id": _b32(mid), "to": peer_id_of(to), "state": out.state}
 
     def dm_state(self, msg_id: str) -> dict[str, Any]:
         for k, v in self.dm.outbox.items():

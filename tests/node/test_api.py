@@ -1099,6 +1099,24 @@ def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
         assert (exc.value.status, exc.value.code) == (0, "no_node")
 
 
+async def test_a_dm_names_its_recipient_as_the_events_do_and_not_this_node(
+        served: tuple[Node, napi.Api, str]) -> None:
+    """A peer id is read in any case (base32), but the answer's ``to`` is the canonical
+    id that ``dm.acked`` and the inbox carry (found 2026-12-07 from outside: it echoed the
+    upper-case id it was given, and a program matching the send to its ``dm.acked`` by ``to``
+    never matched); the node's own id is 400 ``bad_peer_id``, as ``oasis dm`` says it
+    (docs/oftp.md §19.5), not ``bad_request``."""
+    node, api, url = served
+    peer = peer_id_of(Identity.generate().public)
+    async with AsyncClient(url, api.token) as c:
+        res = await c.dm_send(peer.upper(), "hi")
+        assert res.to == peer and res.state in ("pending", "stored"), res
+        for own in (node.peer_id, node.peer_id.upper()):
+            with pytest.raises(OasisApiError) as exc:
+                await c.dm_send(own, "to myself")
+            assert (exc.value.status, exc.value.code) == (400, "bad_peer_id"), exc.value
+
+
 async def test_list_queries_take_ascii_integers_and_finite_times(served: tuple[Node, napi.Api, str]) -> None:
     """Found 2026-12-02: ``limit=１０`` (full-width digits) was taken as 10 and ``after=nan``
     was refused with a message about ``limit``."""
