@@ -190,8 +190,11 @@ class AsyncClient:
                 if attempt == 0 and await self._rediscover():
                     continue  # the node restarted elsewhere: once more, there
                 raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc}") from None
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise OasisApiError(0, "unreachable", f"{self.base_url}: {exc or type(exc).__name__}") from None
+            except TimeoutError:  # connected, and no answer came: a stopped or stuck node
+                raise OasisApiError(0, "unreachable", f"{self.base_url}: no answer within "
+                                    f"{self.timeout.total:g} s (is the node stopped or stuck?)") from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise OasisApiError(0, "unreachable", f"{self.base_url}: {str(exc) or type(exc).__name__}") from None
         if status >= 400:
             raise _refusal(status, raw, headers)
         try:

@@ -1099,6 +1099,22 @@ def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
         assert (exc.value.status, exc.value.code) == (0, "no_node")
 
 
+async def test_a_node_that_does_not_answer_is_unreachable_saying_so() -> None:
+    """A node that takes the connection and never answers (stopped with SIGSTOP, or its
+    loop stuck): the call gives up after the client's ``timeout`` with ``unreachable``, and
+    the message says what happened (found 2026-12-07 from outside: it ended in an empty
+    reason, ``http://127.0.0.1:PORT/v1: ``, a TimeoutError's empty text)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(4)  # the kernel completes the handshakes; nothing ever reads or answers
+        url = f"http://127.0.0.1:{mute.getsockname()[1]}/v1"
+        async with AsyncClient(url, "0" * 64, timeout=0.5) as c:
+            with pytest.raises(OasisApiError) as exc:
+                await c.node()
+    assert (exc.value.status, exc.value.code) == (0, "unreachable")
+    assert "no answer within 0.5 s" in exc.value.message, exc.value.message
+
+
 async def test_a_dm_names_its_recipient_as_the_events_do_and_not_this_node(
         served: tuple[Node, napi.Api, str]) -> None:
     """A peer id is read in any case (base32), but the answer's ``to`` is the canonical
