@@ -278,8 +278,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "bad_query", f"at most {MAX_KINDS} kinds of at most 64 characters")
     bad = [k for k in kinds if not _KIND_RE.match(k)]
     if bad:  # (taken before, they matched nothing or, a single letter, nearly everything)
-        raise ApiError(400, "bad_query", f"kind prefix {bad[0][:64]!r}: lower-case words joined by "
-                       "dots, e.g. stream or chat.message")
+        raise ApiError(400, "bad_query", f"kind prefix {bad[0][:64]!r}: one lower-case word (a-z, _), "
+                       "or two joined by a dot, e.g. stream, chat.message or dm.")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "not_websocket", "GET /v1/events is a WebSocket: send the upgrade "

@@ -333,7 +333,8 @@ class AsyncClient:
             # the query joins the prefixes with commas: an empty one (which the node would
             # drop, leaving every kind) or one with a comma (two prefixes) is not what was asked
             if not isinstance(k, str) or not k or "," in k:
-                raise OasisApiError(400, "bad_query", f"kind prefix {k!r}: lower-case words joined by a dot")
+                raise OasisApiError(400, "bad_query", f"kind prefix {k!r}: one lower-case word, or two joined "
+                                    "by a dot (stream, chat.message, dm.), and no comma")
         params = {"kinds": ",".join(kinds)} if kinds else {}
         failures = 0
         while True:

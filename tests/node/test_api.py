@@ -798,6 +798,12 @@ async def test_the_sdk_refuses_an_empty_kind_or_one_with_a_comma(served: tuple[N
             async with s.ws_connect(ws_url, params={"kinds": "chat,chat", "token": api.token}) as ws:
                 first = msgspec.json.decode((await ws.receive(timeout=5)).data)
                 assert first["kind"] == "subscribed" and first["data"]["kinds"] == ["chat"], first
+            # a third word is refused, and the message says the rule it breaks (it said "words
+            # joined by dots", which chat.message.x is: found 2026-12-07 from outside)
+            async with s.get(ws_url, params={"kinds": "chat.message.x", "token": api.token}) as r:
+                body = await r.json(content_type=None)
+                assert r.status == 400 and error_code(body) == "bad_query", body
+                assert "or two joined by a dot" in body["error"]["message"], body
     # AsyncClient after close: refused as Client's calls are (it opened a new session, left
     # unclosed at exit: found 2026-12-06 from outside)
     with pytest.raises(OasisApiError) as exc:
