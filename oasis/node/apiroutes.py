@@ -389,7 +389,21 @@ def _regular_file(path_text: str) -> str:
        status=201, service="files")
 async def file_publish(api: Api, request: web.Request, body: t.FilePublishRequest) -> t.FileInfo:
     files = api.service("files")
-    return msgspec.convert(await files.publish(_regular_file(body.path)), t.FileInfo)
+    info = await files.publish(_regular_file(body.path))
+    return msgspec.convert({**info, "link": _file_link(api, info["cid"])}, t.FileInfo)
+
+
+def _file_link(api: Api, cid: str) -> str | None:
+    """The link a published file is shared by, as ``oasis publish`` prints it: this node as
+    a peer when its address is one others can dial, and its gateway as the origin."""
+    from oasis.core.dialplan import dialable
+    from oasis.core.filelink import FileLink
+
+    host, port = api.node.announce_address()
+    peers = ((api.node.identity.public, host, port),) if dialable(host, port) else ()
+    if not peers and api.http_base is None:
+        return None
+    return FileLink(parse_cid(cid), peers, origin=api.http_base).to_text()
 
 
 @route("GET", "/v1/files", "Files this node holds or fetches", list[t.FileStatus], service="files")

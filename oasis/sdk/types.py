@@ -194,6 +194,9 @@ class FileInfo(msgspec.Struct):
     block_size: int
     blocks: int
     mime: str
+    #: the ``oasis://file/`` link to share, as ``oasis publish`` prints: this node as a peer
+    #: (``b=``) and its gateway as the origin (``o=``); None from a node without either
+    link: str | None = None
 
 
 class FileStatus(msgspec.Struct):

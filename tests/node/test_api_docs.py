@@ -14,10 +14,14 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
 
+from oasis.core.content import cid_text
+from oasis.core.filelink import parse as parse_file_link
+from oasis.core.identity import peer_id_of
 from tests.node.procs import OasisProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,7 +40,7 @@ DM_SENT = {"id", "to", "state"}
 DM = {"id", "sender", "text", "time"}
 WALLET = {"address", "token_balance", "eth_balance", "pending_rewards", "settled_rewards", "receipts_stored",
           "settle_txs"}
-FILE_INFO = {"cid", "name", "size", "block_size", "blocks", "mime"}
+FILE_INFO = {"cid", "name", "size", "block_size", "blocks", "mime", "link"}
 FILE_STATUS = {"cid", "name", "size", "blocks", "have_blocks", "state", "from_peers", "from_origin", "url",
                "bad_blocks", "peers_dropped"}
 EVENT = {"seq", "time", "kind", "data"}
@@ -221,7 +225,13 @@ async def test_every_endpoint_answers_as_docs_api_md_says(nodes: tuple[Api, Api]
         st, status, _ = await a.req("GET", f"/files/{cid}")
         assert st == 200 and set(status) == FILE_STATUS and status["state"] == "seeding"
         error_of("cid", *(await a.req("GET", "/files/of1xyz"))[:2], 400, "bad_cid")
-        st, fetching, _ = await b.req("POST", f"/files/{cid}/fetch", {"peers": [f"{node_a['peer_id']}@{node_a['oftp']}"]})
+        # the answer carries the link to share, as `oasis publish` prints it (it had none: a
+        # program had to build one from docs/oftp.md §18.1, found 2026-12-07 from outside);
+        # the other node fetches by that link alone
+        link = parse_file_link(info["link"])
+        assert [(peer_id_of(k), f"{h}:{p}") for k, h, p in link.peers] == [(node_a["peer_id"], node_a["oftp"])]
+        assert link.origin == node_a["http"] and cid_text(link.cid) == cid, info["link"]
+        st, fetching, _ = await b.req("POST", f"/files/{quote(info['link'], safe='')}/fetch", {})
         assert st == 202 and set(fetching) == FILE_STATUS, fetching
         await fb.next("file.complete", cid=cid)
         st, got, _ = await b.req("GET", f"/files/{cid}")
