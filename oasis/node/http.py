@@ -512,7 +512,10 @@ async def read_body(request: web.Request, cap: int, timeout: float | None = None
     except (RequestPayloadError, aiohttp.http_exceptions.HttpProcessingError) as exc:
         # a body that does not decode (Content-Encoding: gzip over junk): the client's
         # error, a 400 -- it was a logged 500 with a traceback, 1,000 a second unlimited
-        why = " ".join(str(exc).split())[:160]
+        # (an HttpProcessingError's str, which RequestPayloadError's copies, is "400, message:
+        # ...": its message alone)
+        cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.http_exceptions.HttpProcessingError) else exc
+        why = " ".join(str(getattr(cause, "message", "") or exc).split())[:160]
         raise closing(json_error(400, "bad_body", f"request body does not decode: {why}")) from None
     if len(raw) > cap:
         raise closing(json_error(413, "too_large", f"request body over {cap} bytes"))

@@ -547,6 +547,9 @@ async def test_a_body_that_does_not_decode_is_a_400_bad_body(served: tuple[Node,
             body = await r.json(content_type=None)
             assert r.status == 400 and r.headers.get("Connection", "").lower() == "close"
     assert error_code(body) == "bad_body" and "does not decode" in body["error"]["message"], body
+    # the reason in words, not aiohttp's exception text ("400, message: Can not decode
+    # content-encoding: gzip", found 2026-12-07 from outside)
+    assert "400, message" not in body["error"]["message"] and "gzip" in body["error"]["message"], body
     assert api.counters["bad_request"] == 1 and api.counters["too_large"] == 0
     # the same for the encodings the HTTP parser decodes itself, or does not have here: it
     # refused deflate over junk as 400 bad_request "the HTTP parser refused the request:
