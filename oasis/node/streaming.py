@@ -364,7 +364,10 @@ class Streaming:
         self.descriptors[text] = desc
         if self.node.dht is not None:  # the stream record carries it: short links work
             self.node.dht.set_descriptor(sid, msgspec.json.encode(desc.to_json()))
-        link = rt.stream_link(self.node, sid, desc, self.tracker_url, key=key).format()
+        full = rt.stream_link(self.node, sid, desc, self.tracker_url, key=key)
+        link = full.format()
+        # (as `oasis broadcast` prints it: the stream id, this node and the key; no tracker)
+        short_link = dataclasses.replace(full, descriptor=None, tracker=None).format()
         announcer = asyncio.create_task(rt.announce_loop(
             self.node, ls, self.tracker_url, local=self.tracker,
             descriptor=lambda: self.descriptors.get(text), area=c.area))
@@ -374,7 +377,7 @@ class Streaming:
         self.managed[text] = Managed(ls, [announcer, feeder], link)
         self.links[text] = link
         return {"stream_id": text, "link": link, "player_url": self.player_url(ls), "web_url": self.web_url(ls),
-                "tracker": self.tracker_url, "encrypted": key is not None}
+                "tracker": self.tracker_url, "encrypted": key is not None, "short_link": short_link}
 
     def _ended(self, text: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled():

@@ -152,6 +152,9 @@ class PublishResult(msgspec.Struct):
     tracker: str
     web_url: str = ""  #: the browser's page for it
     encrypted: bool = False
+    #: the short link (the stream id and this node as bootstrap peer, as ``oasis broadcast``
+    #: prints it): a viewer takes the descriptor from the DHT; None from an older node
+    short_link: str | None = None
 
 
 class WatchResult(msgspec.Struct):
