@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -401,9 +402,13 @@ def _file_link(api: Api, cid: str) -> str | None:
 
     host, port = api.node.announce_address()
     peers = ((api.node.identity.public, host, port),) if dialable(host, port) else ()
-    if not peers and api.http_base is None:
+    origin = api.http_base
+    if origin is not None:  # (a gateway on 0.0.0.0 is no address another node can ask)
+        u = urlsplit(origin)
+        origin = origin if u.hostname and dialable(u.hostname, u.port or 80) else None
+    if not peers and origin is None:
         return None
-    return FileLink(parse_cid(cid), peers, origin=api.http_base).to_text()
+    return FileLink(parse_cid(cid), peers, origin=origin).to_text()
 
 
 @route("GET", "/v1/files", "Files this node holds or fetches", list[t.FileStatus], service="files")

@@ -1108,6 +1108,33 @@ def test_from_data_dir_without_a_node_raises_no_node(tmp_path: Path) -> None:
         assert (exc.value.status, exc.value.code) == (0, "no_node")
 
 
+async def test_a_published_files_link_names_only_addresses_another_node_can_dial(tmp_path: Path) -> None:
+    """``FileInfo.link`` names this node (``b=``) and its gateway (``o=``) only where another
+    node can reach them: a gateway bound to 0.0.0.0 is no origin (the link said
+    ``o=http://0.0.0.0:PORT``, which every link parser refuses as ``bad_origin``)."""
+    from oasis.core.filelink import parse as parse_file_link
+
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    clip = tmp_path / "a.ts"
+    clip.write_bytes(b"abc")
+    try:
+        for base, origin in (("http://0.0.0.0:8080", None), ("http://127.0.0.1:8080", "http://127.0.0.1:8080")):
+            runner, api = await napi.start_api(node, str(tmp_path / "api"), "127.0.0.1:0", http_base=base)
+            node.files = FakeFiles()  # type: ignore[attr-defined]
+            try:
+                async with AsyncClient(api.url, api.token) as c:
+                    info = await c.file_publish(str(clip))
+            finally:
+                await runner.cleanup()
+            assert info.link is not None
+            link = parse_file_link(info.link)  # (it raised bad_origin)
+            assert [(k, h, p) for k, h, p in link.peers] == [(node.identity.public, "127.0.0.1", node.port)]
+            assert link.origin == origin, info.link
+    finally:
+        await node.close()
+
+
 async def test_a_node_that_does_not_answer_is_unreachable_saying_so() -> None:
     """A node that takes the connection and never answers (stopped with SIGSTOP, or its
     loop stuck): the call gives up after the client's ``timeout`` with ``unreachable``, and
