@@ -82,6 +82,19 @@ class Common:
     public_metrics: bool = False
 
 
+def unspecified(host: str) -> bool:
+    """``--http 0.0.0.0:P`` (or ``::``): bound on every interface, but no address anyone
+    can dial, so no origin a signed descriptor may name (viewers fetch chunks there)."""
+    return host.strip("[]") in ("0.0.0.0", "::", "")
+
+
+def origin_on_every_interface(http_listen: str, port: int) -> str:
+    """What to say of an origin bound on every interface (see :func:`unspecified`)."""
+    return (f"--http {http_listen}: a broadcaster's origin goes into its stream's signed "
+            "descriptor, where viewers fetch chunks, and 0.0.0.0 is no address they can "
+            f"reach: give --http this machine's address they reach (e.g. 192.168.1.10:{port or 8080})")
+
+
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()):
@@ -435,6 +448,8 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
         key = None
     host, port = parse_hostport(c.listen, "--listen")
     hhost, hport = parse_hostport(http_listen, "--http")
+    if unspecified(hhost):  # (refused later, it left the node and its HTTP server open)
+        raise ValueError(origin_on_every_interface(http_listen, hport))
     node = Node(ident, swarm_config(c), host=host, port=port,
                 max_neighbours=2 * pp.PolicyConfig.max_neighbours,
                 rng=random.Random(c.seed), link_delay=c.link_delay_ms / 1000, quic=c.quic)
@@ -470,8 +485,13 @@ async def broadcast(c: Common, *, source: str, name: str, http_listen: str,
     origin = f"{base}/origin"
     tickets = f"{base}/tickets" if c.rewards is not None else None
     tracker_url = tracker_url or f"{base}/tracker"
-    descriptors[str(sid)] = stream_descriptor(c, node, sid, origin=origin, cdn_url=cdn_url,
-                                              tickets=tickets, encrypted=key is not None)
+    try:
+        descriptors[str(sid)] = stream_descriptor(c, node, sid, origin=origin, cdn_url=cdn_url,
+                                                  tickets=tickets, encrypted=key is not None)
+    except BaseException:  # (a refused origin or CDN URL): nothing left open behind the error
+        await runner.cleanup()
+        await _close_started(node)
+        raise
     if node.dht is not None:  # our stream record carries it: a link needs no tracker
         node.dht.set_descriptor(sid, msgspec.json.encode(descriptors[str(sid)].to_json()))
     # a restart after a crash: dial the viewers that still hold their dead links to us (they

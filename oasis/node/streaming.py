@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -339,6 +340,11 @@ class Streaming:
                                "`oasis node` (or `oasis broadcast`)")
         if source == "-":
             raise ValueError("source '-' (stdin) cannot be given through the API")
+        u = urlsplit(self.base)
+        if rt.unspecified(u.hostname or ""):  # (the descriptor refused it, in other words)
+            raise ValueError(f"this node's origin {self.base} is on every interface (--http {u.netloc}): "
+                             "no address a viewer can fetch chunks from; restart the node with --http on "
+                             f"this machine's address viewers reach (e.g. 192.168.1.10:{u.port})")
         c = dataclasses.replace(self.common, bitrate_kbps=bitrate_kbps or self.common.bitrate_kbps,
                                 chunk_ms=chunk_ms or self.common.chunk_ms)
         sid = StreamId(self.node.identity.public, name)

@@ -1009,6 +1009,28 @@ async def test_publish_refuses_a_udp_source_with_a_parameter_it_would_ignore(
     assert status == 200
 
 
+async def test_publish_on_a_node_whose_origin_is_on_every_interface_says_what_to_do(tmp_path: Path) -> None:
+    """A node started with ``--http 0.0.0.0:P`` has no origin a viewer can reach: publish is
+    refused saying so and what to give (it said ``origin: 'http://0.0.0.0:P/origin': not a
+    unicast address, or link-local``, found 2026-12-07 from outside), and nothing is left."""
+    node = Node(Identity.generate(), sw.SwarmConfig(), host="127.0.0.1")
+    await node.start()
+    base = f"http://0.0.0.0:{_free_port()}"  # (nothing is bound there: the refusal comes first)
+    streaming = Streaming(node, Common(data_dir=str(tmp_path)), base=base, tracker_url=f"{base}/tracker")
+    runner, api = await napi.start_api(node, str(tmp_path / "api"), "127.0.0.1:0", streaming=streaming)
+    try:
+        async with AsyncClient(api.url, api.token) as c:
+            with pytest.raises(OasisApiError) as exc:
+                await c.publish("live", "test")
+        assert (exc.value.status, exc.value.code) == (400, "bad_request")
+        assert "every interface" in exc.value.message and "--http" in exc.value.message, exc.value.message
+        assert node.streams == {} and streaming.managed == {}
+    finally:
+        await streaming.close()
+        await runner.cleanup()
+        await node.close()
+
+
 async def test_a_stream_whose_source_failed_is_ended_not_stalled(
         publishing: tuple[Node, napi.Api, str, Streaming]) -> None:
     """A source that fails once the stream exists (here a UDP port taken between the API's

@@ -144,3 +144,19 @@ def test_an_ipv6_listen_address_is_printed_as_a_url_that_works(tmp_path: Path) -
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=20)
     assert p.returncode == 0
+
+
+def test_a_broadcaster_on_every_interface_is_refused_saying_which_address_to_give(tmp_path: Path) -> None:
+    """``--http 0.0.0.0:P`` names no origin a viewer can reach (the signed descriptor carries
+    it): refused before anything starts, in one line that says what to give. Found
+    2026-12-07 from outside: it was refused only once the node and its HTTP server ran, by
+    the descriptor's check (``origin: 'http://0.0.0.0:P/origin': not a unicast address, or
+    link-local``), and left them open: a second error line, ``Unclosed client session``."""
+    out = subprocess.run([sys.executable, "-m", "oasis", "broadcast", "test", "--http", "0.0.0.0:0",
+                          "--listen", "127.0.0.1:0", "--api-listen", "off", "--data-dir", str(tmp_path / "b")],
+                         capture_output=True, timeout=60)
+    err = out.stderr.decode()
+    assert out.returncode == 2 and out.stdout == b"", (out.returncode, out.stdout, err)
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "--http 0.0.0.0:0" in errors[0] and "address they reach" in errors[0], err
+    assert "Unclosed" not in err and "Traceback" not in err, err
