@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -395,20 +394,11 @@ async def file_publish(api: Api, request: web.Request, body: t.FilePublishReques
 
 
 def _file_link(api: Api, cid: str) -> str | None:
-    """The link a published file is shared by, as ``oasis publish`` prints it: this node as
-    a peer when its address is one others can dial, and its gateway as the origin."""
-    from oasis.core.dialplan import dialable
-    from oasis.core.filelink import FileLink
+    """The link a published file is shared by, as ``oasis publish`` prints it."""
+    from .files_http import share_link
 
     host, port = api.node.announce_address()
-    peers = ((api.node.identity.public, host, port),) if dialable(host, port) else ()
-    origin = api.http_base
-    if origin is not None:  # (a gateway on 0.0.0.0 is no address another node can ask)
-        u = urlsplit(origin)
-        origin = origin if u.hostname and dialable(u.hostname, u.port or 80) else None
-    if not peers and origin is None:
-        return None
-    return FileLink(parse_cid(cid), peers, origin=origin).to_text()
+    return share_link(cid, (api.node.identity.public, host, port), api.http_base)
 
 
 @route("GET", "/v1/files", "Files this node holds or fetches", list[t.FileStatus], service="files")

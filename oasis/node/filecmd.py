@@ -26,14 +26,13 @@ from aiohttp import web
 
 from oasis.core import fileswarm as fs
 from oasis.core import swarm as sw
-from oasis.core.content import BLOCK_SIZE, parse_cid, safe_name
-from oasis.core.filelink import FileLink
+from oasis.core.content import BLOCK_SIZE, safe_name
 from oasis.datafiles import hold_data_dir
 
 from . import http
 from . import runtime as rt
 from .files import DEFAULT_CAP, Files, parse_target
-from .files_http import add_file_routes
+from .files_http import add_file_routes, share_link
 from .keystore import load_or_create
 from .node import Node
 from .runtime import emit, parse_hostport, run_until_stopped, start_http, stop_event, url_host
@@ -195,9 +194,8 @@ async def publish(o: FileOptions, path: str) -> int:
         info = await _publish_hashed(files, path, Progress(o.progress))
         if info is None:
             return 130
-        link = FileLink(parse_cid(info["cid"]), ((node.identity.public, node.host, node.port),),
-                        origin=gateway)
-        emit(info | {"link": link.to_text(), "url": f"{gateway}/files/{info['cid']}",
+        link = share_link(info["cid"], (node.identity.public, node.host, node.port), gateway)
+        emit(info | {"link": link, "url": f"{gateway}/files/{info['cid']}",
                      "gateway": gateway, "peer_id": node.peer_id, "oftp": f"{url_host(node.host)}:{node.port}"})
 
         async def main(stop: asyncio.Event) -> None:

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from oasis.core.content import safe_mime
+from oasis.core.content import parse_cid, safe_mime
+from oasis.core.dialplan import dialable
+from oasis.core.filelink import FileLink
 
 from .files import Files
 from .http import (
@@ -188,3 +191,18 @@ def attach_files(node: Node, app: web.Application, data_dir: str, **kw: Any) -> 
     node.files = files
     add_file_routes(app, files)
     return files
+
+
+def share_link(cid: str, peer: tuple[bytes, str, int] | None, gateway: str | None) -> str | None:
+    """The ``oasis://file/`` link a published file is shared by (``oasis publish`` prints it,
+    the API's ``FileInfo.link``): ``peer`` (key, host, port) as ``b=`` and ``gateway`` as the
+    origin (``o=``), each only if another node can dial it -- a node bound to 0.0.0.0 is
+    neither (such a link was refused by every parser, ``bad_origin``); None if neither is."""
+    peers = (peer,) if peer is not None and dialable(peer[1], peer[2]) else ()
+    if gateway is not None:
+        u = urlsplit(gateway)
+        if not (u.hostname and dialable(u.hostname, u.port or (443 if u.scheme == "https" else 80))):
+            gateway = None
+    if not peers and gateway is None:
+        return None
+    return FileLink(parse_cid(cid), peers, origin=gateway).to_text()

@@ -114,6 +114,30 @@ def test_publish_get_range_play_and_origin(tmp_path: Path) -> None:
             p.stop()
 
 
+def test_a_publisher_on_every_interface_prints_a_link_a_getter_takes(tmp_path: Path) -> None:
+    """``oasis publish --http 0.0.0.0:P``: the link names no ``o=http://0.0.0.0:P`` (no one
+    can ask that address; every parser refused the link, ``bad_origin``: found 2026-12-07
+    from outside), only the peer, which ``oasis get`` fetches from."""
+    from oasis.core.filelink import parse as parse_file_link
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(bytes(range(256)) * 300)
+    procs = [OasisProcess(["publish", str(path), "--data-dir", str(tmp_path / "pub"), "--http", "0.0.0.0:0",
+                           "--listen", "127.0.0.1:0"], str(tmp_path / "pub.log"))]
+    try:
+        info = _line(procs[0], 60)
+        link = parse_file_link(info["link"])  # (it raised bad_origin)
+        port = int(info["oftp"].rsplit(":", 1)[1])
+        assert link.origin is None and [(h, p) for _, h, p in link.peers] == [("127.0.0.1", port)], info
+        procs.append(OasisProcess(["get", info["link"], "--data-dir", str(tmp_path / "g"),
+                                   "-o", str(tmp_path / "o.bin")], str(tmp_path / "g.log")))
+        assert procs[1].popen.wait(60) == 0, (tmp_path / "g.log").read_text()
+        assert (tmp_path / "o.bin").read_bytes() == path.read_bytes()
+    finally:
+        for p in procs:
+            p.stop()
+
+
 def test_range_parser() -> None:
     assert parse_range(None, 100) is None
     assert parse_range("bytes=0-9", 100) == (0, 9)
