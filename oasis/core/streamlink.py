@@ -57,6 +57,7 @@ class LinkError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.reason = message  #: the message alone (an API answer carries the code apart)
 
 
 @dataclass(frozen=True)

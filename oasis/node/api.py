@@ -162,7 +162,7 @@ def _handler(r: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc).strip("'\"")) from None
         except LinkError as exc:  # a stream or file link, or a PEER_ID@HOST:PORT: its own code
-            raise ApiError(400, exc.code, str(exc)) from None
+            raise ApiError(400, exc.code, exc.reason) from None
         except StreamIdError as exc:
             raise ApiError(400, "bad_stream_id", str(exc)) from None
         except ValueError as exc:

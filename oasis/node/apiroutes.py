@@ -249,7 +249,7 @@ def _tracker_url(text: str) -> str:
     try:
         return check_tracker(text)  # the link parser's rule for t=
     except LinkError as exc:
-        raise ApiError(400, "bad_tracker", "tracker " + str(exc).removeprefix(f"{exc.code}: ")) from None
+        raise ApiError(400, "bad_tracker", "tracker " + exc.reason) from None
 
 
 async def _unreachable(url: str) -> str | None:

@@ -833,6 +833,8 @@ async def test_watch_refusals_carry_the_documented_codes(served: tuple[Node, nap
             with pytest.raises(OasisApiError) as exc:
                 await c.watch(**kw)
             assert (exc.value.status, exc.value.code) == (400, code), kw
+            # the code once, in its field: not again at the head of the message
+            assert exc.value.message and not exc.value.message.startswith(f"{code}:"), exc.value.message
 
         said: list[str] = []
 
