@@ -839,10 +839,14 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                     seq = low
                     continue
                 repair = ls.swarm.repair
-                if seq in pl.skipped or (seq <= repair.skipped_upto and seq not in repair.wants):
+                if ((seq in pl.skipped or seq <= repair.skipped_upto) and seq not in repair.wants
+                        and ls.swarm.log.latest > seq):
                     # given up (the playout's own list keeps the newest 600: a node that fell
                     # far behind gives up more at once, and its player waited on the first of
-                    # them until it left the window, ~19 s)
+                    # them until it left the window, ~19 s) -- and passed over only once a
+                    # newer chunk is held: a source that paused has its seqs given up as not
+                    # made, then makes them; a player that ran ahead meanwhile lost what came
+                    # after the pause (found 2026-12-07 from outside). One wanted again waits.
                     seq += 1
                     continue
                 changed = pl.changed
