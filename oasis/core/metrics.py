@@ -95,7 +95,8 @@ class ViewerRecord:
         self.unmade = 0
         #: the last UNMADE_KEPT of those seqs (None until one): one that arrives after all was
         #: made -- a broadcaster stopped for a while and then sent what it had -- and is
-        #: counted as given up instead (it was counted as not made, and as received)
+        #: counted as given up instead when it came late (it was counted as not made, and as
+        #: received); one on time (made after the pause) is only received
         self.unmade_seqs: set[int] | None = None
 
     #: unmade seqs remembered, at most (the oldest half forgotten when full)
@@ -106,10 +107,15 @@ class ViewerRecord:
         if self.started_at is None and keyframe:
             self.started_at = at
         if self.unmade_seqs is not None and seq in self.unmade_seqs:
+            # made after all: a late one (made before it was given up) is a skip; one on
+            # time was made late -- a source that paused, then went on -- and plays (the
+            # gateway's player waits at a seq given up as not made until a newer one is
+            # held): it was counted skipped as well as played (found 2026-12-07 from outside)
             self.unmade_seqs.discard(seq)
             self.unmade -= 1
-            self.given_up += 1
-            self.skipped.append(seq)
+            if at > chunk_time + self.playout_delay:
+                self.given_up += 1
+                self.skipped.append(seq)
         b = self.bytes_by_source
         b[source] = b.get(source, 0) + nbytes
         if chunk_time >= self.joined_at:

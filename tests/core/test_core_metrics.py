@@ -182,6 +182,19 @@ def test_a_seq_given_up_as_not_made_that_arrives_after_all_counts_as_given_up() 
     assert (r.unmade, r.given_up) == (1, 1)
 
 
+def test_a_seq_given_up_as_not_made_that_is_made_later_and_comes_on_time_is_no_skip() -> None:
+    # a source that paused (a pipe, an encoder) and went on: the seqs its viewers gave up as
+    # not made during the pause are made after it, arrive on time and play (the gateway's
+    # player waits for them); found 2026-12-07 from outside: counted skipped and played
+    r = ViewerRecord(joined_at=0.0, playout_delay=0.5)
+    r.skip(10, unmade=True)
+    r.skip(11, unmade=True)
+    r.delivered(10, chunk_time=9.0, at=9.1, source="p2p", nbytes=100, keyframe=False)
+    assert (r.unmade, r.given_up, list(r.skipped), r.verified) == (1, 0, [], 1)
+    r.delivered(11, chunk_time=9.0, at=9.6, source="p2p", nbytes=100, keyframe=False)  # late: a skip
+    assert (r.unmade, r.given_up, list(r.skipped)) == (0, 1, [11])
+
+
 def test_start_figures_give_each_step_and_when_viewers_were_fed() -> None:
     """The demo's and the testbed's ``start``: per step of the viewers' start traces, and per
     ``fed_s`` (a parent fed it on every substream), the median, the most and how many."""

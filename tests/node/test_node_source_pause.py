@@ -94,6 +94,10 @@ def test_a_source_that_pauses_goes_on_at_the_viewers_player_where_it_paused(tmp_
         # every frame of the second stretch reached the player (all 30 of them, bar the
         # last chunk's, which the end of stdin may cut); before, its first seconds never did
         assert len(after) >= 3 * FPS - 2, (len(first), len(after), after[:3])
+        # and the viewer's figures say so: what was given up as not made during the pause
+        # and played after it is no skip (before: every seq of the second stretch was)
+        st = _viewer_stream(vinfo["gateway"])
+        assert st["skipped"] <= 5 and st["chunks"] >= 60, st
     finally:
         if b.poll() is None:
             b.terminate()
