@@ -22,6 +22,7 @@ Counters are process-wide plain ints in :data:`COUNTERS` (for /metrics).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -143,8 +144,13 @@ def hold_data_dir(path: str | os.PathLike[str], command: str) -> None:
                            "share one identity); stop it, or give another --data-dir") from None
     f.seek(0)
     f.truncate()
-    f.write(f"`oasis {command}` (pid {os.getpid()})\n")
-    f.flush()
+    try:
+        f.write(f"`oasis {command}` (pid {os.getpid()})\n")
+        f.flush()
+    except OSError as exc:  # a full disk (the raw error named no file)
+        with contextlib.suppress(OSError):  # (closing flushes again, and fails again)
+            f.close()
+        raise _unwritable(d / f".{LOCK_FILE}.tmp-", exc) from None
     _HELD[key] = f
 
 
@@ -210,10 +216,24 @@ def _write_temp(tmp: Path, data: bytes) -> None:
     except PermissionError:  # (the raw error named our temporary file, not the directory)
         raise DataFileError(tmp.parent, "this data directory is not writable by this user",
                             "give a --data-dir you can write to, or fix its owner and mode") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    except OSError as exc:  # a read-only file system, a full disk (where inodes run out)
+        raise _unwritable(tmp, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        # a full disk: every command said only "error: [Errno 28] No space left on device",
+        # naming no file, and left the temporary file behind (found 2026-12-07 from outside)
+        tmp.unlink(missing_ok=True)
+        raise _unwritable(tmp, exc) from None
+
+
+def _unwritable(tmp: Path, exc: OSError) -> DataFileError:
+    return DataFileError(tmp.parent, f"cannot write {tmp.name.split('.tmp-')[0][1:]} in this data "
+                                     f"directory ({exc.strerror or exc})",
+                         "free space on its disk (or make it writable), or give another --data-dir")
 
 
 def read_small(path: Path, what: str, limit: int = KEY_FILE_MAX) -> bytes:

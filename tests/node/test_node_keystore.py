@@ -228,3 +228,46 @@ def test_wallet_says_when_its_rewards_were_settled_on_another_chain(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "settled on the chain this node ran with, not on the embedded one" in out.stderr and "--chain-dir" in out.stderr
     assert "settled_rewards: 50000000000000000 wei (0.050000 OAS)" in out.stdout, out.stdout
+
+
+def test_a_full_disk_is_an_error_naming_the_data_directory(tmp_path, monkeypatch):
+    """Found 2026-12-07 from outside (a data directory on a full disk): broadcast, watch,
+    node and publish said only "error: [Errno 28] No space left on device", naming no file,
+    and left a temporary key file behind."""
+    import errno
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    d = tmp_path / "data"
+    with monkeypatch.context() as m:
+        m.setattr(datafiles.os, "fsync", full)
+        with pytest.raises(DataFileError) as err:
+            load_or_create(d)
+    text = str(err.value)
+    assert text.startswith(f"{d}: cannot write {KEY_FILE} in this data directory (No space left")
+    assert "--data-dir" in text
+    assert [p.name for p in d.iterdir()] == [], "a temporary file was left behind"
+
+    class FullFile:  # the lock file: its write reaches the disk at flush (and close)
+        def __init__(self, path: object, mode: str) -> None:
+            self.f = open(path, mode)  # noqa: SIM115 - closed in close()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.f, name)
+
+        def flush(self) -> None:
+            full()
+
+        def close(self) -> None:
+            self.f.close()
+            full()
+
+    lock_dir = tmp_path / "locked"
+    with monkeypatch.context() as m:
+        m.setattr(datafiles, "open", FullFile, raising=False)
+        with pytest.raises(DataFileError) as err:
+            datafiles.hold_data_dir(lock_dir, "watch")
+    assert str(err.value).startswith(f"{lock_dir}: cannot write node.lock in this data directory (No space")
+    datafiles.hold_data_dir(lock_dir, "watch")  # (not held: a later try, with room, takes it)
+    datafiles._HELD.pop(str(lock_dir.resolve())).close()  # type: ignore[attr-defined]
