@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -265,3 +266,48 @@ def test_a_file_with_no_video_stream_is_refused_before_it_starts(tmp_path: Path,
         open_source(str(audio_only), 200)
     source = open_source(short_ts_file, 200)  # one with video is taken
     assert source is not None
+
+
+async def test_a_udp_source_whose_encoder_restarts_runs_on_one_clock() -> None:
+    """Found 2026-12-07 from outside: ``oasis broadcast udp://...`` listens on while its
+    encoder is stopped and started again (OBS's Stop and Start Streaming, ffmpeg run again),
+    and the encoder starts its timestamps afresh: players saw PTS and PCR go back ~6 s with
+    no discontinuity flagged (a pipe's are spliced onto one clock; a UDP source's were not).
+    Now they run on from the first run's, each run's own timing kept."""
+    from oasis.media.ingest import spliced
+    from tests.media.conftest import encode_test_stream
+
+    # (2.5 s: a jump back of less than 1 s is no splice, as in a pipe)
+    clip = encode_test_stream(2.5, fps=10, bitrate_kbps=200, width=160, height=96).data
+    received = b""
+    async with UdpSource("127.0.0.1", 0) as udp:  # (udp_source's: bound, then spliced)
+
+        async def blocks() -> AsyncIterator[bytes]:
+            while True:
+                yield await udp.read()
+
+        out = spliced(blocks())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            async with asyncio.timeout(20.0):
+                for _run in range(2):  # the encoder's first run, then the restarted one
+                    for i in range(0, len(clip), 7 * TS_PACKET_SIZE):
+                        sender.sendto(clip[i:i + 7 * TS_PACKET_SIZE], udp.local_address)
+                    target = len(received) + len(clip)
+                    while len(received) < target:
+                        received += await anext(out)
+        await out.aclose()
+    assert len(received) == 2 * len(clip)
+    last: dict[tuple[int, str], int] = {}
+    firsts: dict[int, list[int]] = {}
+    seconds: dict[int, list[int]] = {}
+    for i in range(0, len(received), TS_PACKET_SIZE):
+        p = received[i:i + TS_PACKET_SIZE]
+        af = adaptation_field(p)
+        if af is not None and af.pcr is not None:  # a PCR never goes back
+            assert af.pcr > last.get((pid(p), "pcr"), -1), i
+            last[(pid(p), "pcr")] = af.pcr
+        if ts := pes_timestamps(p):
+            (firsts if i < len(clip) else seconds).setdefault(pid(p), []).append(ts[0])
+    for key_pid, pts in seconds.items():  # the second run's after the first's, a frame on
+        assert 0 < min(pts) - max(firsts[key_pid]) < 0.2 * 90_000, key_pid
+        assert max(pts) - min(pts) == max(firsts[key_pid]) - min(firsts[key_pid])
