@@ -740,6 +740,35 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def reaches(listen_host: str, peer_host: str) -> bool:
+    """A node whose UDP socket is bound to ``listen_host`` can send to ``peer_host``: one
+    address family (the wildcard ``::`` takes both), and from a loopback address only to
+    loopback."""
+    try:
+        me = ipaddress.ip_address(listen_host.strip("[]"))
+        peer = ipaddress.ip_address(peer_host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return True  # (not ours to judge)
+    if me.version != peer.version and not (me.version == 6 and me.is_unspecified):
+        return False
+    return not (me.is_loopback and not peer.is_loopback)
+
+
+def unreachable_boots_warning(listen: str, boots: tuple[Bootstrap, ...]) -> str | None:
+    """What to tell a viewer whose ``--listen`` cannot reach any of its link's peers (a
+    default ``127.0.0.1`` given a link that names other machines, an IPv4 address given an
+    IPv6 broadcaster): it played from the origin alone, linked to no peer, and said nothing
+    (found 2026-12-07 from outside). None when one is reachable, or the link names none."""
+    host, _ = parse_hostport(listen, "--listen")
+    if not boots or any(reaches(host, b.host) for b in boots):
+        return None
+    peers = ", ".join(f"{url_host(b.host)}:{b.port}" for b in boots[:3])
+    return (f"oasis watch: warning: this node's --listen {listen} cannot reach the link's peers "
+            f"({peers}): unless the tracker names others it can, it will play from the origin "
+            "alone and relay nothing; give --listen an address of this machine that they can "
+            "reach (port 0: any free one)")
+
+
 async def watch_health(node: Node, sid: StreamId, *, check_every: float = 1.0) -> None:
     """Tell the viewer's user when the stream does not flow, and when it flows again: the
     player's response ends after a long stall, and without this the terminal said nothing
@@ -888,6 +917,8 @@ async def watch(c: Common, *, stream_id: str, tracker_url: str | None, gateway: 
         prekeys = read_prekeys(c.data_dir, ident)
         host, port = parse_hostport(c.listen, "--listen")
         ghost, gport = parse_hostport(gateway, "--gateway")  # (before the node: nothing to close)
+        if (warning := unreachable_boots_warning(c.listen, boots)) is not None:
+            say(warning)
         # the swarm's configuration is replaced below, once the descriptor is known
         node = Node(ident, swarm_config(c), host=host, port=port, rng=random.Random(c.seed),
                     link_delay=c.link_delay_ms / 1000, quic=c.quic, clock=wall, http_connector=pool)

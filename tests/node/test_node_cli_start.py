@@ -160,3 +160,51 @@ def test_a_broadcaster_on_every_interface_is_refused_saying_which_address_to_giv
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and "--http 0.0.0.0:0" in errors[0] and "address they reach" in errors[0], err
     assert "Unclosed" not in err and "Traceback" not in err, err
+
+
+def test_a_viewer_whose_listen_address_reaches_none_of_the_link_s_peers_says_so(tmp_path: Path) -> None:
+    """Found 2026-12-07 from outside: a broadcaster on IPv6 ([::1]) and a viewer on the
+    default --listen 127.0.0.1 (as a viewer on the default loopback --listen given a link
+    to another machine): the viewer linked to no peer and played from the origin alone,
+    relaying nothing, and said not a word. It says so now, naming --listen; a viewer that
+    can reach them says nothing of the kind."""
+    import socket
+
+    from oasis.core.streamlink import Bootstrap
+    from oasis.node.runtime import unreachable_boots_warning
+
+    peer = bytes(32)
+    assert unreachable_boots_warning("127.0.0.1:0", (Bootstrap(peer, "192.0.2.7", 4433),)) is not None
+    assert unreachable_boots_warning("127.0.0.1:0", (Bootstrap(peer, "192.0.2.7", 4433),
+                                                     Bootstrap(peer, "127.0.0.1", 4433))) is None
+    assert unreachable_boots_warning("0.0.0.0:0", (Bootstrap(peer, "192.0.2.7", 4433),)) is None
+    assert unreachable_boots_warning("[::]:0", (Bootstrap(peer, "192.0.2.7", 4433),)) is None
+    assert unreachable_boots_warning("192.0.2.9:0", (Bootstrap(peer, "2001:db8::1", 4433),)) is not None
+    assert unreachable_boots_warning("127.0.0.1:0", ()) is None
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    from procs import OasisProcess
+
+    procs: list[OasisProcess] = []
+    try:
+        b = OasisProcess(["broadcast", "test", "--bitrate", "300", "--data-dir", str(tmp_path / "b"),
+                          "--listen", "[::1]:0", "--http", "[::1]:0", "--api-listen", "off"],
+                         str(tmp_path / "b.log"))
+        procs.append(b)
+        link = b.wait_info()["link"]
+        for name, listen in (("v4", "127.0.0.1:0"), ("v6", "[::1]:0")):
+            v = OasisProcess(["watch", link, "--gateway", "127.0.0.1:0", "--listen", listen,
+                              "--data-dir", str(tmp_path / name), "--api-listen", "off"],
+                             str(tmp_path / f"{name}.log"))
+            procs.append(v)
+            v.wait_info()  # (said before the node starts: before its start line)
+        said = (tmp_path / "v4.log").read_text()
+        assert "oasis watch: warning: this node's --listen 127.0.0.1:0 cannot reach the link's peers ([::1]:" \
+            in said and "play from the origin alone" in said, said
+        assert "cannot reach" not in (tmp_path / "v6.log").read_text()
+    finally:
+        for p in procs:
+            p.stop()
