@@ -48,6 +48,9 @@ def _link_from_stdin() -> str:
     from oasis.core.streamlink import MAX_LINK
 
     line = sys.stdin.readline(MAX_LINK + 2)
+    # a file saved with a byte-order mark (Windows Notepad's "UTF-8 with BOM"): its link was
+    # refused as a bad stream id (found 2026-12-07 from outside)
+    line = line.removeprefix("\ufeff")
     if not line.strip():
         raise ValueError("STREAM is -, but stdin gave no link on its first line")
     if len(line) > MAX_LINK + 1 and not line.endswith("\n"):

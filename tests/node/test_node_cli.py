@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from procs import OasisProcess
 
 
@@ -155,3 +156,18 @@ def test_watch_of_a_bad_stream_id_says_the_code_a_bad_link_gets(tmp_path: Path) 
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2, out.stderr
         assert "error: bad_stream_id: stream id" in out.stderr and says in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("raw", [b"\xef\xbb\xbfLINK\r\n", b"LINK\r\n", b"  LINK \n\n"])
+def test_watch_takes_its_link_from_a_file_saved_on_windows(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`oasis watch - < link.txt` with link.txt saved by Notepad as "UTF-8 with BOM": the
+    byte-order mark was taken as part of the link, refused as a bad stream id (found
+    2026-12-07 from outside). A CRLF line end and spaces were already taken."""
+    import io
+
+    from oasis.cli import _link_from_stdin
+
+    link = "oasis://" + "a" * 52 + ".live?b=x"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw.replace(b"LINK", link.encode())),
+                                                      encoding="utf-8"))
+    assert _link_from_stdin() == link
