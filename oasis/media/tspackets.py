@@ -340,3 +340,26 @@ def shift_timestamps(packet: bytes | bytearray | memoryview, pcr_ticks: int) -> 
     for at in _pes_ts_offsets(out):
         _write_ts33(out, at, (_read_ts33(out, at) + shift) % PTS_WRAP)
     return bytes(out)
+
+
+def first_pcr(data: bytes | bytearray | memoryview) -> int | None:
+    """The first PCR (27 MHz ticks) carried in ``data``, whole TS packets (a chunk's payload),
+    or None if none carries one. Packets that do not start with the sync byte, and adaptation
+    fields too short for their PCR, are passed over (the chunk was verified, but its media is
+    the broadcaster's to get right)."""
+    mv = memoryview(data)
+    for at in range(0, len(mv) - TS_PACKET_SIZE + 1, TS_PACKET_SIZE):
+        if mv[at] != SYNC_BYTE or not (mv[at + 3] >> 4) & 0x2:
+            continue
+        if mv[at + 4] >= 7 and mv[at + 5] & 0x10:
+            b = mv[at + 6:at + 12]
+            base = (b[0] << 25) | (b[1] << 17) | (b[2] << 9) | (b[3] << 1) | (b[4] >> 7)
+            return base * 300 + (((b[4] & 0x01) << 8) | b[5])
+    return None
+
+
+def pcr_went_back(before: int, after: int, by: int) -> bool:
+    """``after`` is more than ``by`` ticks behind ``before`` on the PCR's wrapping clock (a
+    difference of more than half the clock's span read as a step back across the wrap)."""
+    back = (before - after) % PCR_WRAP
+    return by < back < PCR_WRAP // 2

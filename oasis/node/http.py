@@ -63,6 +63,7 @@ from oasis.core.identity import peer_tag
 from oasis.core.metrics import counter_dict, ms_figures
 from oasis.core.stream import StreamId, StreamIdError
 from oasis.core.tracker import TrackedPeer, Tracker, TrackerRefused, source_key
+from oasis.media.tspackets import first_pcr, pcr_went_back
 
 from .link import Link
 from .metrics import make_registry, render
@@ -83,6 +84,8 @@ LIVE_STALL_END = 20.0
 LIVE_FALLS_OUT = 2
 #: a /live response waiting for its next chunk looks again at least this often (s)
 LIVE_WAIT = 5.0
+#: a player's response ends when the media's clock (its PCR) goes back more than this (27 MHz)
+CLOCK_BACK = 27_000_000  #: 1 s
 #: a response whose client reads nothing for this long is dropped (a player that stopped
 #: reading held its /live slot, and its task and socket, for ever)
 WRITE_TIMEOUT = 20.0
@@ -801,9 +804,28 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
         fell_out = 0
         try:
             wrote = looked = time.monotonic()
+            pcr: int | None = None  #: the last PCR written
             while True:
                 if seq in pl.chunks:
-                    await write_or_drop(request, resp, pl.chunks[seq], http_counters)
+                    data = pl.chunks[seq]
+                    p = first_pcr(data)
+                    if p is not None:
+                        if pcr is not None and pcr_went_back(pcr, p, CLOCK_BACK):
+                            # The media's clock went back: a broadcaster restarted after a
+                            # crash (no end marker came to end the response, as a clean stop's
+                            # does) starts its test pattern's, a file's or a pipe's timestamps
+                            # afresh, and a player carried on over it saw them go back ~9 s
+                            # with no discontinuity flagged (found 2026-12-07 from outside).
+                            # Ended here as at an end marker; the web player asks again and
+                            # starts on the new clock. (Not at the new run's first chunk,
+                            # FLAG_RUN_START: a viewer linked after its deadline never holds
+                            # it, and a clock that runs on needs no end.)
+                            http_counters["live_clock_back_ended"] = \
+                                http_counters.get("live_clock_back_ended", 0) + 1
+                            await resp.write_eof()
+                            return resp
+                        pcr = p
+                    await write_or_drop(request, resp, data, http_counters)
                     wrote = time.monotonic()
                     seq += 1
                     continue
