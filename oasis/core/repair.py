@@ -86,6 +86,7 @@ from .chunklog import ChunkLog, status_holds
 from .delay import REPAIR_MARGIN, DelayEstimator, smooth
 from .swarmdefs import (
     INF,
+    ORIGIN_LATEST,
     U64_MAX,
     FetchOrigin,
     PeerState,
@@ -134,6 +135,12 @@ UNKNOWN_DEFERRALS = 10
 #: this, then at doubling intervals up to UNMADE_MAX (s)
 UNMADE_BACKOFF = 0.05
 UNMADE_MAX = 1.0
+#: after this many probes of the next seq failed in a row, the next probe reads the origin's
+#: ``latest.json`` instead (``FetchOrigin(ORIGIN_LATEST)``): a broadcaster restarted after a
+#: crash numbers its chunks on by its clock, so the seqs of its downtime, the probed one
+#: among them, are never made, and a viewer no peer fed asked for it until a link came back
+#: (~14 s with no neighbour file; found 2026-12-07 from outside)
+PROBE_LATEST_AFTER = 3
 
 
 @dataclass
@@ -209,6 +216,7 @@ class RepairPicker:
         self.unmade_at = 0.0
         self.unmade_backoff = UNMADE_BACKOFF
         self.probe_seq = -1  #: the probe in flight (-1: none)
+        self.probe_misses = 0  #: probes of the next seq failed in a row (PROBE_LATEST_AFTER)
         self.stall_skip_low = -1  #: the lowest seq given up as not made during the stall
         #: ``repair_guard``: the latest distrust decisions: (peer, when, why), at most DISTRUST_LOG
         self.distrust_log: list[tuple[bytes, float, str]] = []
@@ -407,6 +415,8 @@ class RepairPicker:
             self.origin_samples = ORIGIN_SAMPLES
             self.counters.origin_start_primed += 1
         if seq == self.probe_seq:
+            if seq >= 0:  # (ORIGIN_LATEST, -1, is no seq probed)
+                self.probe_misses = 0 if ok else self.probe_misses + 1
             self.probe_seq = -1
             if not ok and self.stall_latest >= 0:
                 self.unmade_backoff = min(2 * self.unmade_backoff, UNMADE_MAX)
@@ -738,6 +748,13 @@ class RepairPicker:
         seq = self.log.latest + 1
         self.unmade_at = now + self.unmade_backoff  # at the latest, if the answer is lost
         self.counters.origin_probes += 1
+        if self.probe_misses >= PROBE_LATEST_AFTER:
+            # the next seq may never be made: the origin's newest keyframe, which a newer
+            # chunk's arrival ends the stall with (a failure backs off as a probe's does);
+            # from now on every other probe reads it, until a probe or a peer's chunk succeeds
+            self.probe_misses = PROBE_LATEST_AFTER - 1
+            self.actions.append(FetchOrigin(ORIGIN_LATEST, now + self.config.playout_delay))
+            return
         w = self.wants.get(seq)
         if w is not None and w.origin_busy:
             return  # already asked: its answer is the probe
@@ -746,6 +763,7 @@ class RepairPicker:
 
     def stall_over(self, now: float) -> None:
         low = self.stall_skip_low
+        self.probe_misses = 0
         self.stall_latest, self.unmade_backoff, self.stall_skip_low = -1, UNMADE_BACKOFF, -1
         latest = self.log.latest
         for seq in [s for s, w in self.wants.items() if s > latest and not w.origin_busy]:

@@ -398,6 +398,8 @@ class LiveStream:
         held = 0.0  #: s the CDN edge said it waited for the chunk (Oasis-Held-Ms)
         began = self.now()
         start = seq == sw.ORIGIN_LATEST
+        # (a stalled player's probe of ``latest.json`` is no start: its keyframe may be old)
+        probe = start and self.swarm.log.latest >= 0
         took = -1.0  #: the start keyframe's own request, s (the core learns the fetch time from it)
         self._back_to_preferred()
         # (``origin_adapt``: a fetch may end after the deadline, timed and its connection kept)
@@ -431,7 +433,7 @@ class LiveStream:
                 if held and held < took_all:
                     self.origin_held += 1  # (a hold longer than the fetch is not believed: §10)
                 if chunk is not None:
-                    self._check_answer(chunk, seq, start)
+                    self._check_answer(chunk, seq, start and not probe)
                     net = took_all - held if 0.0 < held < took_all else took_all
                     self.fetch_times.append(net)
                     if not start and self.now() > deadline:
@@ -446,7 +448,7 @@ class LiveStream:
                 log.debug("origin fetch %s failed: %s", url, exc)
                 # (late is not down: a slow path, a late ask; but a start that times out is no
                 # start at all: a CDN that stalls every start is failed over as a broken one)
-                if start or not isinstance(exc, TimeoutError):
+                if (start and not probe) or not isinstance(exc, TimeoutError):
                     self._fetch_failed(what)
             else:
                 self._fail_streak = 0

@@ -951,6 +951,35 @@ def test_an_origin_only_viewer_goes_on_after_a_stall() -> None:
     assert net.nodes[lone].counters.origin_held > 0
 
 
+def test_an_origin_only_viewer_finds_a_restarted_broadcasters_run_at_the_origin() -> None:
+    """A broadcaster restarted after a crash numbers its chunks on by its clock: the seqs of
+    its downtime are never made. A viewer no peer feeds probed the origin for the seq after
+    the latest it held, one of those, for as long as no link came back (found 2026-12-07
+    from outside: ~14 s, every chunk of the new run missed). After PROBE_LATEST_AFTER
+    failed probes it reads ``latest.json`` (``FetchOrigin(ORIGIN_LATEST)``), and the new
+    run's keyframe ends the stall."""
+    net = build(2, seed=34, origin=True)
+    lone = Identity.from_private_bytes(bytes([7]) * 32).public
+    net.join(lone, [])
+    net.tick(30)
+    assert net.delivers(lone), "the lone viewer never started from the origin"
+    down = net.now
+    net.run_until(net.now + 3.0)  # the broadcaster is down...
+    net.next_seq += round(3.0 / INTERVAL)  # ...and its new run numbers on by its clock
+    net.run_start_next = True
+    resume = net.now
+    net.tick(40)
+    got = net.delivers(lone)
+    # within ~2 back-offs of the restart it plays the new run again (before: never, no peer)
+    made = [s for s, t in net.produced.items() if resume + 2.5 <= t <= net.now - 1.5]
+    assert made and all(s in got for s in made), [s for s in made if s not in got]
+    latest = [t for t, a in net.actions_of(lone, sw.FetchOrigin) if a.seq == sw.ORIGIN_LATEST and t > down]
+    assert latest, "it never read latest.json"
+    # it asked no more of the origin than a stall's probes (not one fetch per expected chunk)
+    during = [a for t, a in net.actions_of(lone, sw.FetchOrigin) if down <= t < resume]
+    assert len(during) <= 12, len(during)
+
+
 def test_a_slow_broadcaster_does_not_make_honest_viewers_flooders() -> None:
     """The broadcaster makes a chunk every 3 nominal intervals for 4 s (a starved
     machine: seen in the 20-viewer demo's join burst). Its own clock learns the slow
