@@ -931,15 +931,21 @@ def test_a_long_stall_costs_the_origin_a_probe_per_back_off_not_a_fetch_per_chun
         assert all(s in got for s in range(stall_seq, net.next_seq - 5))
 
 
-def test_an_origin_only_viewer_goes_on_after_a_stall() -> None:
-    """A viewer no peer feeds plays from the origin alone. A stall makes the origin fail
-    the chunks it expects; the back-off must not keep it from the chunks made once the
-    stream moves again (a probe finds one within the back-off's 1 s cap)."""
+def _origin_only_viewer() -> tuple[RecNet, bytes]:
+    """A small swarm and a viewer no peer feeds, playing from the origin alone."""
     net = build(2, seed=34, origin=True)
     lone = Identity.from_private_bytes(bytes([7]) * 32).public
     net.join(lone, [])
     net.tick(30)
     assert net.delivers(lone), "the lone viewer never started from the origin"
+    return net, lone
+
+
+def test_an_origin_only_viewer_goes_on_after_a_stall() -> None:
+    """A viewer no peer feeds plays from the origin alone. A stall makes the origin fail
+    the chunks it expects; the back-off must not keep it from the chunks made once the
+    stream moves again (a probe finds one within the back-off's 1 s cap)."""
+    net, lone = _origin_only_viewer()
     stall_seq = net.next_seq
     net.run_until(net.now + 3.0)  # nothing produced
     resume = net.now
@@ -958,11 +964,7 @@ def test_an_origin_only_viewer_finds_a_restarted_broadcasters_run_at_the_origin(
     from outside: ~14 s, every chunk of the new run missed). After PROBE_LATEST_AFTER
     failed probes it reads ``latest.json`` (``FetchOrigin(ORIGIN_LATEST)``), and the new
     run's keyframe ends the stall."""
-    net = build(2, seed=34, origin=True)
-    lone = Identity.from_private_bytes(bytes([7]) * 32).public
-    net.join(lone, [])
-    net.tick(30)
-    assert net.delivers(lone), "the lone viewer never started from the origin"
+    net, lone = _origin_only_viewer()
     down = net.now
     net.run_until(net.now + 3.0)  # the broadcaster is down...
     net.next_seq += round(3.0 / INTERVAL)  # ...and its new run numbers on by its clock
