@@ -204,7 +204,13 @@ async def _check_source(source: str) -> None:
     to know before the stream exists: stdin, an unknown scheme, a relative path, a file
     that is missing or not MPEG-TS (its head is read), a UDP port that cannot be bound
     (bound and released again: the stream binds it a moment later)."""
-    from oasis.media.ingest import check_udp_source, open_source
+    from oasis.media.ingest import SOURCE_SPEC_HELP, check_udp_source, open_source
+
+    def refused(exc: ValueError) -> ApiError:
+        # (the parser's help names stdin, which the API refuses: the API's choices instead)
+        why = str(exc).replace(SOURCE_SPEC_HELP, "expected 'test', 'udp://HOST:PORT' or the "
+                               "absolute path of an MPEG-TS file (stdin cannot be given through the API)")
+        return ApiError(400, "bad_source", why)
 
     if source == "test":
         return
@@ -215,7 +221,7 @@ async def _check_source(source: str) -> None:
         try:
             await check_udp_source(source)
         except ValueError as exc:
-            raise ApiError(400, "bad_source", str(exc)) from None
+            raise refused(exc) from None
         return
     if "://" not in source and not os.path.isabs(source):
         raise ApiError(400, "bad_source", f"source {source[:200]!r}: give an absolute path (the node "
@@ -225,7 +231,7 @@ async def _check_source(source: str) -> None:
         # in a thread: the keyframe probe reads up to 64 MiB (~0.3 s), the node relays meanwhile
         await asyncio.to_thread(open_source, source, 100)
     except ValueError as exc:
-        raise ApiError(400, "bad_source", str(exc)) from None
+        raise refused(exc) from None
 
 
 @route("POST", "/v1/streams", "Publish a live stream from this node", t.PublishResult,

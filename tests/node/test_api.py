@@ -906,6 +906,8 @@ async def test_publish_refuses_a_source_it_cannot_open(
             status, body = await call("POST", f"{url}/streams", token=api.token,
                                       data=msgspec.json.encode({"name": "live", "source": source}))
             assert (status, error_code(body)) == (400, "bad_source"), (source, body)
+            # the choices said are the API's: stdin is not one (the command line's help named it)
+            assert "'-' (stdin)," not in body["error"]["message"], body
             if source.startswith("udp://") and source.count(":") == 2:
                 assert "cannot bind UDP" in body["error"]["message"]
                 assert os.strerror(errno.EADDRINUSE if "127." in source else errno.EADDRNOTAVAIL) \
