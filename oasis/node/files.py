@@ -243,6 +243,8 @@ class Files:
         ``peers`` (``PEER_ID@HOST:PORT``) and the origin; returns its status at once."""
         link = parse_target(cid)
         extra = [parse_peer(p) for p in (peers or [])]  # LinkError (a ValueError) with its code
+        if any(key == self.node.identity.public for key, _, _ in extra):
+            raise LinkError("bad_peer", "a peer given is this node itself: give the peers that hold the file")
         e = self.entries.get(link.cid)
         if e is None:
             if len(self.entries) >= MAX_FILES:

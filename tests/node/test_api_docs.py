@@ -241,6 +241,8 @@ async def test_every_endpoint_answers_as_docs_api_md_says(nodes: tuple[Api, Api]
         st, got, _ = await b.req("GET", f"/files/{cid}")
         assert set(got) == FILE_STATUS and got["state"] == "complete" and got["have_blocks"] == got["blocks"]
         error_of("peer", *(await b.req("POST", f"/files/{cid}/fetch", {"peers": ["nonsense"]}))[:2], 400, "bad_peer")
+        own = f"{node_b['peer_id']}@{node_b['oftp']}"  # (taken in silence before, found 2026-12-07)
+        error_of("own", *(await b.req("POST", f"/files/{cid}/fetch", {"peers": [own]}))[:2], 400, "bad_peer")
         assert (await b.req("DELETE", f"/files/{cid}"))[:2] == (200, {"deleted": cid})
 
         # stop: {"deleted": S} and stream.stopped on both; the broadcaster first: its
