@@ -813,8 +813,8 @@ def add_gateway_routes(app: web.Application, node: Node, *, tracker: Tracker | N
                         if pcr is not None and pcr_went_back(pcr, p, CLOCK_BACK):
                             # The media's clock went back: a broadcaster restarted after a
                             # crash (no end marker came to end the response, as a clean stop's
-                            # does) starts its test pattern's, a file's or a pipe's timestamps
-                            # afresh, and a player carried on over it saw them go back ~9 s
+                            # does) starts a file's or a pipe's timestamps afresh (the test
+                            # pattern's run on), and a player carried on over them saw them go back ~9 s
                             # with no discontinuity flagged (found 2026-12-07 from outside).
                             # Ended here as at an end marker; the web player asks again and
                             # starts on the new clock. (Not at the new run's first chunk,
