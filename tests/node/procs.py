@@ -200,3 +200,12 @@ def chunks_received(node: Any) -> list[Any]:
 
     node.endpoint.on_event = record
     return got
+
+
+def ts_clip(seconds: float, fps: int = 10) -> bytes:
+    """``seconds`` of real MPEG-TS (H.264 + AAC, with PCRs, 160x96), encoded as fast as it goes."""
+    from oasis.media.testsource import TestSource
+
+    src = TestSource(200, width=160, height=96, fps=fps)
+    frames = [src.next_frame_ts(1_700_000_000.0 + n / fps) for n in range(round(seconds * fps))]
+    return b"".join(frames) + src.close()

@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from oasis.media.testsource import TestSource
+from tests.node.procs import ts_clip
 
 MEDIA_S = 2.0
 
-
-def _ts(seconds: float, fps: int = 10) -> bytes:
-    """``seconds`` of real MPEG-TS (H.264 + AAC, with PCRs), encoded as fast as it goes."""
-    src = TestSource(200, width=160, height=96, fps=fps)
-    frames = [src.next_frame_ts(1_700_000_000.0 + n / fps) for n in range(round(seconds * fps))]
-    return b"".join(frames) + src.close()
 
 
 def _broadcast(tmp_path: Path, stdin: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -41,7 +35,7 @@ def _start_line(p: subprocess.Popen[bytes]) -> dict[str, object]:
 
 
 def test_stdin_is_paced_at_media_time_and_its_end_is_said(tmp_path: Path) -> None:
-    media = _ts(MEDIA_S)
+    media = ts_clip(MEDIA_S)
     cdn = "http://127.0.0.1:9/origin"
     p = _broadcast(tmp_path, subprocess.PIPE, "--cdn-url", cdn)
     try:
@@ -120,7 +114,7 @@ def test_a_closed_feed_on_a_stalled_stream_frees_its_origin_slot_within_seconds(
     try:
         info = _start_line(p)
         assert p.stdin is not None
-        p.stdin.write(_ts(MEDIA_S))  # then nothing more, the pipe left open
+        p.stdin.write(ts_clip(MEDIA_S))  # then nothing more, the pipe left open
         p.stdin.flush()
         feed = f"{info['origin']}/{info['stream_id']}/feed"
 

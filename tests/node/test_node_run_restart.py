@@ -27,8 +27,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.node.procs import OasisProcess, free_port, wait_until
-from tests.node.test_node_source_pause import _ts
+from tests.node.procs import OasisProcess, free_port, ts_clip, wait_until
 
 pytestmark = pytest.mark.integration
 SLACK = 30.0  # a loaded 2-core machine
@@ -52,7 +51,7 @@ def _counter(gateway: str, event: str) -> int:
 
 def test_a_crashed_broadcasters_new_run_reaches_its_viewer_and_ends_its_player_response(tmp_path: Path) -> None:
     media = tmp_path / "clip.ts"  # looped; a new process plays it from its first timestamps
-    media.write_bytes(_ts(4.0))
+    media.write_bytes(ts_clip(4.0))
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     bargs = ["broadcast", str(media), "--data-dir", str(tmp_path / "b"), "--listen", f"127.0.0.1:{udp}",
              "--http", f"127.0.0.1:{tcp}", "--bitrate", "300", "--api-listen", "off"]

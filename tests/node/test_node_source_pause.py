@@ -22,20 +22,11 @@ from urllib.parse import urlparse
 import av
 import pytest
 
-from tests.node.procs import OasisProcess, wait_until
+from tests.node.procs import OasisProcess, ts_clip, wait_until
 
 pytestmark = pytest.mark.integration
 SLACK = 30.0  # a loaded 2-core machine
 FPS = 10
-
-
-def _ts(seconds: float) -> bytes:
-    """``seconds`` of real MPEG-TS (H.264 + AAC, with PCRs), encoded as fast as it goes."""
-    from oasis.media.testsource import TestSource
-
-    src = TestSource(200, width=160, height=96, fps=FPS)
-    frames = [src.next_frame_ts(1_700_000_000.0 + n / FPS) for n in range(round(seconds * FPS))]
-    return b"".join(frames) + src.close()
 
 
 def _video_pts(data: bytes) -> list[float]:
@@ -50,7 +41,7 @@ def _viewer_stream(gateway: str) -> dict:
 
 
 def test_a_source_that_pauses_goes_on_at_the_viewers_player_where_it_paused(tmp_path: Path) -> None:
-    media = _ts(3.0)
+    media = ts_clip(3.0, FPS)
     log = open(tmp_path / "b.log", "wb")  # noqa: SIM115 - closed below
     b = subprocess.Popen([sys.executable, "-m", "oasis", "broadcast", "-", "--data-dir", str(tmp_path / "b"),
                           "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--api-listen", "off"],
