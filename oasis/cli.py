@@ -81,7 +81,8 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
                 p.add_argument(flag, type=kind, default=None, help=argparse.SUPPRESS)
     else:
         p.add_argument("--upload-kbps", type=int, default=None,
-                       help="upload cap for relaying, kbit/s (default: 4x the bitrate; 0 = none)")
+                       help="upload cap for relaying, kbit/s, fixed (default: 4x the bitrate, raised up to 8x while "
+                            "the children's chunks keep their pace; 0 = none)")
         later = " (a viewer takes it from the stream's signed descriptor; kept for compatibility)"
         p.add_argument("--bitrate", type=int, default=None,
                        help="stream bitrate, kbit/s (default 1500)" + (later if role == "viewer" else ""))
@@ -182,7 +183,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d.add_argument("--bitrate", type=int, default=1500, help="the test stream's bitrate, kbit/s (default 1500)")
     d.add_argument("--chunk-ms", type=int, default=sw.DEFAULT_CHUNK_MS,
                    help=f"chunk duration of the test stream, ms (default {sw.DEFAULT_CHUNK_MS})")
-    d.add_argument("--upload-kbps", type=int, default=None, help="viewers' upload cap (default 4x bitrate)")
+    d.add_argument("--upload-kbps", type=int, default=None, help="viewers' upload cap, fixed (default: the node's, 4x the "
+                   "bitrate probed up to 8x)")
     d.add_argument("--broadcaster-upload-kbps", type=int, default=None,
                    help="broadcaster's upload cap (default 2x bitrate)")
     d.add_argument("--source", default="test", help="test | FILE | - | udp://HOST:PORT")
@@ -716,9 +718,10 @@ def _main(argv: list[str] | None = None) -> int:
             problem = base_url_problem(url, what) if url else None
             if problem is not None:
                 raise ValueError(f"--{flag.replace('_', '-')} {problem}")
-        # None: 4x the bitrate (a viewer's bitrate comes from the stream's descriptor)
-        upload = media["upload_kbps"] if media["upload_kbps"] is not None or args.cmd == "watch" or talk \
-            else 4 * bitrate
+        # None: the node's own guess, probed (rt.swarm_config; a viewer's bitrate comes from the
+        # stream's descriptor); `oasis broadcast`'s is fixed at 4x (what it gives is its choice)
+        upload = media["upload_kbps"] if media["upload_kbps"] is not None or args.cmd in ("watch", "node") or talk \
+            else rt.UPLOAD_X * bitrate
         data_dir = args.data_dir or rt.default_data_dir(args.cmd)
         c = rt.Common(data_dir=data_dir, listen=args.listen,
                       rewards=None if talk or args.cmd == "node" else _rewards_config(args, data_dir),

@@ -257,7 +257,8 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
     signals (without one, a cancellation is raised through, after the clean-up)."""
     run = run or _Run()
     bitrate = args.bitrate
-    up = args.upload_kbps if args.upload_kbps is not None else 4 * bitrate
+    # the viewers' cap: the user's, fixed, or none given: the node's own (4x, probed to 8x)
+    up = [] if args.upload_kbps is None else ["--upload-kbps", str(args.upload_kbps)]
     bup = args.broadcaster_upload_kbps if args.broadcaster_upload_kbps is not None else 2 * bitrate
     root = tempfile.mkdtemp(prefix="oasis-demo-")
     procs: list[Proc] = []
@@ -327,7 +328,7 @@ async def demo(args: argparse.Namespace, progress: Any, run: _Run | None = None)
             # (an encrypted stream: its link, which carries the content key; else id + tracker)
             joins = [binfo["link"]] if encrypt else [binfo["stream_id"], "--tracker", binfo["tracker"]]
             v = _spawn(f"viewer{i}", ["watch", *joins,
-                                      "--gateway", "127.0.0.1:0", "--upload-kbps", str(up), "--json",
+                                      "--gateway", "127.0.0.1:0", *up, "--json",
                                       *ledger, *delay(i + 1), *skew(i), "--data-dir", vdir], root,
                          zygote=zygote)
             procs.append(v)

@@ -103,6 +103,7 @@ from .swarmdefs import (
     SwarmCounters,
 )
 from .tree import HOP_GUESS, SILENT_PARENT, SWITCH_DWELL, SWITCH_GAIN, PushTree
+from .uplink import UplinkProbe
 from .upload import UploadScheduler
 from .wire import ErrorCode
 
@@ -152,6 +153,13 @@ class Swarm:
         self.start_seq: int | None = 0 if is_source else None
         k = config.substreams
         self.upload = UploadScheduler(config.upload_kbps, now)
+        #: ``upload_max_kbps``: the upload cap probed against the children's hop delay
+        #: (None: ``upload_kbps``, fixed)
+        self.uplink: UplinkProbe | None = None
+        if 0 < config.upload_kbps < config.upload_max_kbps:
+            self.uplink = UplinkProbe(config.upload_kbps, config.upload_max_kbps, config.bitrate_kbps,
+                                      interval=config.probe_interval, quiet=config.probe_quiet,
+                                      busy=config.probe_busy, now=now)
         self._actions: list[SwarmAction] = []
         #: per substream: the push delay learnt from our parent, and the repair timer
         self.delay = DelayEstimator(k, config.repair_after, config.playout_delay,
@@ -402,6 +410,8 @@ class Swarm:
     def handle_timer(self, now: float) -> None:
         cfg = self.config
         if now >= self._next_status:
+            if self.uplink is not None and now >= self.uplink.next_at:
+                self._probe_uplink(now)  # (new slots go out with this STATUS)
             self._broadcast_status(now)
             self._next_status = now + cfg.status_interval
             # Periodic look for better parents; missing parents are sought at once elsewhere.
@@ -434,6 +444,58 @@ class Swarm:
                 self.counters.origin_starts += 1
                 self._actions.append(FetchOrigin(ORIGIN_LATEST, self.origin_start_at))
         self.pulls.flush(now)
+
+    def _probe_uplink(self, now: float) -> None:
+        """``upload_max_kbps``: the uplink probe's decision; a new cap re-counts the slots
+        and re-rates the upload queue."""
+        up = self.uplink
+        assert up is not None
+        before = up.kbps
+        kbps = up.decide(now, self.tree.free_slots() < self.config.substreams)
+        if kbps == before:
+            return
+        if kbps > before:
+            self.counters.upload_raised += 1
+        else:
+            self.counters.upload_cut += 1
+        self.tree.cap_kbps = kbps
+        self.upload.set_rate(kbps, now)
+
+    @property
+    def upload_kbps(self) -> int:
+        """The upload cap now (kbit/s; 0: none): ``upload_kbps``, or the uplink probe's."""
+        return self.tree.cap_kbps
+
+    def _hop_sample(self, st: PeerState, msg: wire.Status) -> None:
+        """``upload_max_kbps``: a child's STATUS: its hop delay from us (its lag less ours,
+        lowest over the substreams we feed it) over the lowest seen, to the uplink probe."""
+        up = self.uplink
+        assert up is not None
+        low = INF
+        mask = st.children_mask
+        lags = msg.lags
+        paths = msg.paths
+        delay = self.delay
+        for j in range(min(self.config.substreams, len(lags), len(paths))):
+            if not mask >> j & 1 or lags[j] == wire.LAG_UNKNOWN:
+                continue
+            path = paths[j]
+            if len(path) < 2 or path[-2] != self.tag:
+                continue  # not fed by us (yet): its lag is another parent's
+            if self.is_source:
+                own = 0.0
+            elif self.parents[j] is None or not delay.known[j]:
+                continue
+            else:
+                own = delay.lag[j]
+            d = lags[j] / 1000 - own
+            if d < low:
+                low = d
+        if low == INF:
+            return
+        if low < st.hop_low:
+            st.hop_low = low
+        up.sample(low - st.hop_low)
 
     def actions(self) -> list[SwarmAction]:
         out = self._actions[:]  # the list is shared with the tree: emptied, not rebound
@@ -494,6 +556,8 @@ class Swarm:
                           f"the stream is near {self.log.expected_latest(now)}")
             return
         st.status = msg
+        if self.uplink is not None and st.children_mask:
+            self._hop_sample(st, msg)
         if self.config.one_hop_doubt > 0:
             self.tree.judge_doubt(st, msg)
         if st.withheld_seq >= 0:

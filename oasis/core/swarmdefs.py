@@ -43,6 +43,17 @@ class SwarmConfig:
     substreams: int = 4
     bitrate_kbps: int = 1500
     upload_kbps: int = 0  #: 0 = no cap
+    #: ``upload_probe``: the most a relay offers (kbit/s) when ``upload_kbps`` is its own
+    #: guess, not the user's (0: the cap is ``upload_kbps``, fixed). Above that floor the cap
+    #: rises by one bitrate every ``probe_interval`` while the relay's slots are full and
+    #: its children's chunks reach them no later than they did (each child's hop delay over
+    #: its lowest, median within ``probe_quiet``), and falls half-way back to the floor when
+    #: that median passes ``probe_busy``: the uplink's queue, or the relay's CPU, says the
+    #: relay is past what it can carry (:mod:`oasis.core.uplink`; docs/oftp.md §9.7)
+    upload_max_kbps: int = 0
+    probe_interval: float = 2.0  #: s between two decisions of the uplink probe
+    probe_quiet: float = 0.04  #: s: a median child's hop delay over its lowest that lets the cap rise
+    probe_busy: float = 0.08  #: s: ... past which the cap falls
     playout_delay: float = 0.5  #: deadline = chunk time + this
     #: ask the origin this long before the deadline (an HTTP fetch from a CDN edge, and a
     #: retry, fit in it). 0.15: at 1,000 simulated churning viewers and a 0.5 s playout delay
@@ -579,6 +590,10 @@ class PeerState:
     #: :data:`ECHO_KEPT`): its copy of one of them, of the pushes we suspect it of withholding,
     #: is our own chunk echoed back, not a push (``parent_echoes``)
     asked_back: list[int] = field(default_factory=list)
+    #: ``upload_max_kbps``: the lowest hop delay seen to it as our child (its STATUS lag on a
+    #: substream we feed it, less ours; s; INF: none yet): the hop's own cost (its path, the
+    #: clocks' offset), over which a sample is our queue (:mod:`oasis.core.uplink`)
+    hop_low: float = INF
 
 @dataclass(slots=True)
 class PeerAccounts:
@@ -719,6 +734,9 @@ class SwarmCounters:
     peers_rejoined: int = 0
     claims_implausible: int = 0  #: STATUS claiming seqs the signed clock rules out
     claims_broken: int = 0  #: claimed chunks answered MISSING or never sent
+    #: ``upload_max_kbps``: the uplink probe raised the upload cap / cut it back
+    upload_raised: int = 0
+    upload_cut: int = 0
     liars_dropped: int = 0
     #: verified chunks before the start beyond the window's worth (not delivered at the start)
     early_unrecorded: int = 0

@@ -170,22 +170,26 @@ class PushTree:
         #: ``first_wait``: when we first looked for parents with the stream hinted (INF: not
         #: yet); no SUBSCRIBE before ``first_wait`` after it while no substream ever had a parent
         self.hinted_at = INF
+        #: the upload cap the slots are counted on (kbit/s; 0: none): ``upload_kbps``, or
+        #: where the uplink probe runs, what it has reached (:class:`oasis.core.uplink.UplinkProbe`)
+        self.cap_kbps = config.upload_kbps
 
     def total_slots(self) -> int:
         cfg = self.config
-        if cfg.upload_kbps <= 0:
+        cap = self.cap_kbps
+        if cap <= 0:
             return cfg.max_children_uncapped
         # Cost of a substream: the measured rate once known, never less than nominal.
         # Only ``slot_headroom`` of the cap is booked: a fully booked relay queues every
         # chunk behind its other copies (seen in the simulator), and repairs need room.
         kbps = max(cfg.bitrate_kbps, self.log.rate_bps * 8 / 1000)
-        slots = int(cfg.slot_headroom * cfg.upload_kbps * cfg.substreams / max(kbps, 1))
+        slots = int(cfg.slot_headroom * cap * cfg.substreams / max(kbps, 1))
         if self.is_source and slots < cfg.substreams:
             # The broadcaster seeds each substream once, headroom or not, as far as its cap
             # goes: at 1.2x the bitrate the headroom left it 3 slots of 4, one substream
             # had no tree and every viewer fetched it from the origin (offload 0.83, 6
             # viewers; found 2026-12-06). Its copies are the stream's only source.
-            slots = max(slots, min(cfg.substreams, int(cfg.upload_kbps * cfg.substreams / max(kbps, 1))))
+            slots = max(slots, min(cfg.substreams, int(cap * cfg.substreams / max(kbps, 1))))
         return slots
 
     def free_slots(self) -> int:

@@ -81,6 +81,15 @@ class UploadScheduler:
                 return True
         return False
 
+    def set_rate(self, upload_kbps: int, now: float) -> None:
+        """A new cap (the uplink probe moved it; > 0): the bucket fills at the old rate
+        until ``now``, at the new one after; its depth follows, the tokens no further."""
+        self._refill(now)
+        self.rate = upload_kbps * 1000 / 8
+        self.depth = max(self.rate * BURST_SECONDS, MIN_BURST_BYTES)
+        if self.tokens > self.depth:
+            self.tokens = self.depth
+
     def _refill(self, now: float) -> None:
         if now > self.updated:
             self.tokens = min(self.depth, self.tokens + (now - self.updated) * self.rate)

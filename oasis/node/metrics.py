@@ -215,6 +215,9 @@ class NodeCollector(Collector):
                                           "event.", labels=["stream", "event"]),
             "latest": GaugeMetricFamily("oasis_latest_seq", "Highest chunk sequence number held.",
                                         labels=["stream"]),
+            "cap": GaugeMetricFamily("oasis_upload_cap_kbps", "The stream's upload cap now, kbit/s "
+                                     "(0: none): --upload-kbps, or where the node guessed it, what its "
+                                     "uplink probe reached (docs/oftp.md section 9.7).", labels=["stream"]),
             "start": GaugeMetricFamily("oasis_start_seconds", "A viewer's start: seconds from its "
                                        "join to the first of each step (start: the first frame; "
                                        "start_age: the start keyframe's time - the join).",
@@ -244,6 +247,7 @@ class NodeCollector(Collector):
             for k, v in _ints(getattr(swarm.upload, "counters", None)):
                 fam["upload"].add_metric([s, k], v)
             fam["latest"].add_metric([s], swarm.log.latest)
+            fam["cap"].add_metric([s], swarm.upload_kbps)
             for step, v in list(getattr(ls, "start_trace", {}).items()):
                 if step == "start_gap":
                     fam["start_gap"].add_metric([s], v)

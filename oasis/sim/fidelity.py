@@ -72,7 +72,7 @@ def run_sim(delays_ms: list[float], joins_s: list[float], duration_s: float,
                  bitrate_kbps=BITRATE_KBPS, chunk_ms=CHUNK_MS, gop_chunks=GOP_CHUNKS,
                  broadcaster_upload_kbps=BROADCASTER_UPLOAD_X * BITRATE_KBPS,
                  protocol={"playout_delay": PLAYOUT_DELAY}, upload_max_x=VIEWER_UPLOAD_X,
-                 upload_share=1.0)
+                 upload_share=1.0, upload_probe_x=0.0)  # (the demo's viewers are given their cap: fixed)
     w, bnet, viewers = sim_population(delays_ms, joins_s, seed, host_wait_s)
     sim = OasisSim(s, w, bnet, viewers, seed)
     sim.edge_rtt_ms = 0.0  # the origin is the broadcaster's, on loopback
@@ -308,7 +308,8 @@ def run_topology(topo: Any, duration_s: float, seed: int, chunk_ms: int,
                  host_wait_s: float = 0.0, upload_share: float = 0.8, quic: str = "oasis",
                  playout_delay: float = PLAYOUT_DELAY) -> dict[str, Any]:
     """Simulate the testbed's run of ``topo``: the node's defaults as the testbed starts
-    them (a viewer's upload ``upload_share`` of its uplink, at most 4x the bitrate, the
+    them (a viewer's upload ``upload_share`` of its uplink, at most 4x the bitrate and probed
+    up to 8x where its link allows the 4x, the
     broadcaster's 2x the bitrate, 0.5 s playout unless ``playout_delay`` says otherwise, as
     the runner's ``--playout-delay``; the runner's ``--upload-share``);
     ``host_wait_s``: the testbed nodes' measured mean wait for a core (:class:`SchedWatch`);

@@ -502,7 +502,10 @@ class OasisSim:
         now = self.now
         s = self.s
         up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * s.bitrate_kbps))
-        cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps))
+        # the node's default cap (the uplink allows it): probed upward, as the node does
+        probe = int(s.upload_probe_x * s.bitrate_kbps) \
+            if up_kbps >= int(s.upload_max_x * s.bitrate_kbps) and s.upload_probe_x > s.upload_max_x else 0
+        cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps), upload_max_kbps=probe)
         ident: Identity | None = None
         key = v.key
         if self.with_session:  # the viewer's random bytes are its private key

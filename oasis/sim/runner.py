@@ -15,13 +15,16 @@ from .scenario import Scenario
 
 def resource_index(s: Scenario, viewers: list[population.Viewer]) -> float:
     """The swarm's resource index (issue 9): the mean over every viewer of the run of what it
-    offers to relay -- its upload cap, ``upload_share`` of its sampled uplink and at most
-    ``upload_max_x`` times the bitrate, as the simulated node is configured -- divided by the
-    bitrate. Below 1 the viewers cannot carry the stream between them, whatever the tree."""
+    offers to relay -- ``upload_share`` of its sampled uplink, at most ``upload_max_x`` times
+    the bitrate (its cap, as the simulated node is configured) or, where that is the node's
+    default and ``upload_probe_x`` is larger, at most that many (what its uplink probe may
+    reach) -- divided by the bitrate. Below 1 the viewers cannot carry the stream between
+    them, whatever the tree."""
     if not viewers:
         return 0.0
     rate = s.bitrate_kbps
-    offered = (min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * rate) for v in viewers)
+    most = max(s.upload_max_x, s.upload_probe_x) * rate
+    offered = (min(v.net.up_bps * 8 / 1000 * s.upload_share, most) for v in viewers)
     return sum(offered) / len(viewers) / rate
 
 

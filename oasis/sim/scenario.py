@@ -48,6 +48,10 @@ class Scenario:
     max_neighbours: int = PolicyConfig.max_neighbours
     upload_share: float = 0.8  #: share of a viewer's measured upload the node may use
     upload_max_x: float = 4.0  #: ... capped at this multiple of the bitrate (demo default)
+    #: a viewer whose cap is that default (its uplink allows it) probes up to this multiple of
+    #: the bitrate, as the node does (``SwarmConfig.upload_max_kbps``, the node's
+    #: ``UPLOAD_PROBE_X``); at most ``upload_max_x``: no probe
+    upload_probe_x: float = 8.0
     tracker: str = "auto"  #: core | fast | auto (core Tracker up to 2000 peers)
     #: share of a tracker answer drawn from the joiner's own area (here: its country, as if
     #: every node ran with ``--area COUNTRY``); the node's tracker default; 0 = uniform
@@ -225,7 +229,7 @@ SCENARIO_RANGES: dict[str, tuple[float, float]] = {
     "ramp_s": (0, MAX_DURATION_S), "flash_start_s": (0, MAX_DURATION_S),
     "flash_window_s": (0.001, MAX_DURATION_S), "churn_per_min": (0, 60),
     "neighbours": (1, 1000), "max_neighbours": (1, 1000), "upload_share": (0, 1),
-    "upload_max_x": (0, 1000), "tracker_locality": (0, 1), "hostile_rate": (0, 1000),
+    "upload_max_x": (0, 1000), "upload_probe_x": (0, 1000), "tracker_locality": (0, 1), "hostile_rate": (0, 1000),
     "hostile_defect_s": (-1, MAX_DURATION_S), "hostile_sink_late": (-1, MAX_DURATION_S),
     "segment_s": (0.1, 60), "live_delay_segments": (1, 100), "http_threshold_s": (0, 3600),
     "pull_period_s": (0.01, 60), "pull_playout_s": (0.05, 3600), "pull_origin_margin_s": (0, 3600),

@@ -34,6 +34,7 @@ from oasis.core.streamlink import StreamLink
 from oasis.core.streamlink import parse as parse_link
 from oasis.demo import Proc, _first_line, _stop_all, _summary, _violation_lines, die_with_parent
 from oasis.node.edge import HOLD_S as EDGE_HOLD_S
+from oasis.node.runtime import UPLOAD_X
 from oasis.sim.netmodel import CDN_EDGE_RTT_MS
 from oasis.zygote import Zygote
 
@@ -309,7 +310,7 @@ class Testbed:
                     # the NAT remap all but one (real phones pick random ports)
                     "--gateway", f"127.0.0.1:{GATEWAY_PORT}",
                     "--listen", f"{p.addr}:{OFTP_PORT + 1 + topo.viewers.index(v)}",
-                    "--upload-kbps", str(self.upload_kbps(v)), "--area", v.country, "--json",
+                    *self.upload_args(v), "--area", v.country, "--json",
                     "--playout-delay", str(self.playout_delay),
                     "--data-dir", os.path.join(self.root, v.name)]
                 edge = net.edge_placement.get(v.country)
@@ -428,15 +429,24 @@ class Testbed:
                              "countries": sorted({n.country for n in topo.nodes})}
         return result
 
-    def upload_kbps(self, v: NodeSpec) -> int:
-        """What viewer ``v`` offers to relay (``--upload-kbps``): 4 x the bitrate (the node's
-        default), but no more than ``upload_share`` of its access link's uplink, as a user who
-        knows their link sets it and as the simulator configures a viewer (``upload_share``
-        of its uplink, at most ``upload_max_x`` x the bitrate); ``upload_share`` 0: 4 x the
-        bitrate whatever the link (before 2026-12-04: a 4G viewer with 1.3 Mbit/s up was
-        asked for 6 and its uplink's queue held every packet it sent ~200 ms)."""
-        full = 4 * self.topo.bitrate_kbps
-        return full if self.upload_share <= 0 else max(1, min(full, int(self.upload_share * v.up_kbps)))
+    def upload_kbps(self, v: NodeSpec) -> int | None:
+        """What viewer ``v`` offers to relay (``--upload-kbps``): None (no flag) where
+        ``upload_share`` of its access link's uplink allows the node's default (4 x the
+        bitrate, probed upward: :mod:`oasis.core.uplink`), else that share, fixed, as a user
+        who knows their link sets it and as the simulator configures a viewer (``upload_share``
+        of its uplink, at most ``upload_max_x`` x the bitrate, probed up to ``upload_probe_x``
+        where that is the default); ``upload_share`` 0: the default whatever the link (before
+        2026-12-04: a 4G viewer with 1.3 Mbit/s up was asked for 6 and its uplink's queue held
+        every packet it sent ~200 ms)."""
+        full = UPLOAD_X * self.topo.bitrate_kbps
+        if self.upload_share <= 0 or self.upload_share * v.up_kbps >= full:
+            return None
+        return max(1, int(self.upload_share * v.up_kbps))
+
+    def upload_args(self, v: NodeSpec) -> list[str]:
+        """``--upload-kbps`` for viewer ``v``, or nothing (:meth:`upload_kbps`)."""
+        kbps = self.upload_kbps(v)
+        return [] if kbps is None else ["--upload-kbps", str(kbps)]
 
     async def _start_edges(self, origin: str, stream_id: str) -> None:
         """One ``oasis edge`` in each viewer country's PoP (forked by the launcher when there

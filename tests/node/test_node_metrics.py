@@ -49,7 +49,7 @@ async def test_metrics_parse_and_each_family_appears_once_with_several_streams()
             assert helps and max(helps.values()) == 1
             ids = {ls.text_id for ls in streams}
             for name in ("oasis_chunks_verified", "oasis_latest_seq", "oasis_swarm_events",
-                         "oasis_delivery_latency_seconds"):
+                         "oasis_delivery_latency_seconds", "oasis_upload_cap_kbps"):
                 assert {smp.labels["stream"] for smp in fams[name].samples} == ids, name
             verified = {smp.labels["stream"]: smp.value for smp in fams["oasis_chunks_verified"].samples}
             assert verified == {ls.text_id: 5.0 * (i + 1) for i, ls in enumerate(streams)}

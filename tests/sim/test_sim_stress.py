@@ -39,14 +39,15 @@ def test_the_resource_index_is_what_viewers_offer_over_the_bitrate() -> None:
         s = from_dict({"name": "ri", "peers": 300, "duration_s": 10, **kw})
         return resource_index(s, population.build(s, world, 1)[1])
 
-    # a 10 kbit/s stream (the least a scenario takes): every uplink exceeds 4 x the bitrate,
-    # so each offers exactly the cap
-    assert index(bitrate_kbps=10) == pytest.approx(4.0)
-    assert index(bitrate_kbps=10, upload_max_x=2.0) == pytest.approx(2.0)
+    # a 10 kbit/s stream (the least a scenario takes): every uplink exceeds 8 x the bitrate,
+    # so each offers exactly what its uplink probe may reach, or its cap where it probes not
+    assert index(bitrate_kbps=10) == pytest.approx(8.0)
+    assert index(bitrate_kbps=10, upload_probe_x=0.0) == pytest.approx(4.0)
+    assert index(bitrate_kbps=10, upload_max_x=2.0, upload_probe_x=0.0) == pytest.approx(2.0)
     # a 1 Gbit/s stream: no access link here can carry it, the swarm cannot relay it
     assert index(bitrate_kbps=1_000_000) < 0.2
     # more of the viewers on 4G (slower uplinks) offer less at a bitrate some cannot carry 4 times
     fibre = index(bitrate_kbps=4000, access_mix={"fibre": 1.0})
     mobile = index(bitrate_kbps=4000, access_mix={"4g": 1.0})
     assert fibre > mobile
-    assert index(peers=1, duration_s=1, bitrate_kbps=10) == pytest.approx(4.0)
+    assert index(peers=1, duration_s=1, bitrate_kbps=10) == pytest.approx(8.0)
