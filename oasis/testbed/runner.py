@@ -212,6 +212,7 @@ class Testbed:
         #: PoP); without, every edge follows the origin itself
         self.shield = shield
         self.upload_share = upload_share
+        self.upload_caps_x: list[float] = []  #: (filled at the end of the run)
         #: s an edge holds a request for a chunk just ahead of its feed (None: the edge's default)
         self.edge_hold = edge_hold
         #: the edges follow the stream from their start (``oasis edge --follow``, a CDN warmed
@@ -362,10 +363,15 @@ class Testbed:
             self._dump_conntrack()
         vmetrics = await asyncio.gather(*[http_get(net.placement[v.name].ns, "127.0.0.1", GATEWAY_PORT,
                                                    "/metrics") for v in viewers])
+        caps: list[float] = []  # each viewer's upload cap at the end, x the bitrate (§9.7)
         for s, m in zip(final, vmetrics, strict=True):
+            text = (m or b"").decode(errors="replace")
             if s is not None:
-                s["discovery"] = metric_events((m or b"").decode(errors="replace"),
-                                               "oasis_discovery_events_total")
+                s["discovery"] = metric_events(text, "oasis_discovery_events_total")
+            cap = metric_gauge(text, "oasis_upload_cap_kbps")
+            if cap is not None:
+                caps.append(round(cap / topo.bitrate_kbps, 2))
+        self.upload_caps_x = sorted(caps)
         bstats = await http_json(bp.ns, bp.addr, HTTP_PORT, "/stats?detail=1")
         edge_stats = {c: await http_json(net.edge_placement[c].ns, net.edge_placement[c].addr, EDGE_PORT,
                                          "/stats") for c in self.edge_procs}
@@ -416,6 +422,8 @@ class Testbed:
                              "cdn_shield": self.topo.broadcaster.country if self.shield and self.edge_procs
                              else None,
                              "upload_share": self.upload_share,
+                             # each viewer's cap at the end, x the bitrate (its probe's, or fixed)
+                             "upload_caps_x": self.upload_caps_x,
                              "edge_hold_s": self.edge_hold if self.edge_hold is not None else EDGE_HOLD_S,
                              "edges_warm": self.warm_edges and self.cdn, "edges_warm_s": self.edges_warm_s,
                              "edges_cold": self.edges_cold,
@@ -824,6 +832,17 @@ def _tracker_view(topo: Topology, metrics: str, net: netns.Network) -> dict[str,
     natted = [v for v in topo.viewers if v.nat != "public"]
     return {"events": events, "viewers_behind_nat": len(natted),
             "natted_listen_addresses": sorted({net.placement[v.name].addr for v in natted})}
+
+
+def metric_gauge(text: str, family: str) -> float | None:
+    """The first sample of a Prometheus gauge family (None: not there)."""
+    for line in text.splitlines():
+        if line.startswith(family + "{") or line.startswith(family + " "):
+            try:
+                return float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                return None
+    return None
 
 
 def metric_events(text: str, family: str) -> dict[str, int]:

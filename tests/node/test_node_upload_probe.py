@@ -53,7 +53,9 @@ async def test_a_viewer_without_a_cap_shows_its_probed_cap_on_metrics() -> None:
             async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{server.port}/metrics") as r:
                 text = await r.text()
             fam = next(f for f in text_string_to_metric_families(text) if f.name == "oasis_upload_cap_kbps")
-            return next(smp.value for smp in fam.samples if smp.labels["stream"] == ls.text_id)
+            value = next(smp.value for smp in fam.samples if smp.labels["stream"] == ls.text_id)
+            assert testbed.metric_gauge(text, "oasis_upload_cap_kbps") == value  # (as the testbed reads it)
+            return value
         assert ls.swarm.uplink is not None and await cap() == 6000
         ls.swarm.tree.cap_kbps = 7500  # (as the probe moves it)
         assert await cap() == 7500
