@@ -495,7 +495,7 @@ class Swarm:
             return
         if low < st.hop_low:
             st.hop_low = low
-        up.sample(low - st.hop_low)
+        up.sample(st.key, low - st.hop_low)
 
     def actions(self) -> list[SwarmAction]:
         out = self._actions[:]  # the list is shared with the tree: emptied, not rebound

@@ -43,11 +43,11 @@ class SwarmConfig:
     substreams: int = 4
     bitrate_kbps: int = 1500
     upload_kbps: int = 0  #: 0 = no cap
-    #: ``upload_probe``: the most a relay offers (kbit/s) when ``upload_kbps`` is its own
-    #: guess, not the user's (0: the cap is ``upload_kbps``, fixed). Above that floor the cap
-    #: rises by one bitrate every ``probe_interval`` while the relay's slots are full and
-    #: its children's chunks reach them no later than they did (each child's hop delay over
-    #: its lowest, median within ``probe_quiet``), and falls half-way back to the floor when
+    #: the most a relay offers (kbit/s) when ``upload_kbps`` is its own guess, not the
+    #: user's (0: the cap is ``upload_kbps``, fixed). Above that floor the cap rises by one
+    #: bitrate every ``probe_interval`` while fewer than ``substreams`` of the relay's slots
+    #: are free and its children's chunks reach them no later than they did (each child's
+    #: hop delay over its lowest, median within ``probe_quiet``), and falls half-way back to the floor when
     #: that median passes ``probe_busy``: the uplink's queue, or the relay's CPU, says the
     #: relay is past what it can carry (:mod:`oasis.core.uplink`; docs/oftp.md §9.7)
     upload_max_kbps: int = 0

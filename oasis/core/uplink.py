@@ -15,13 +15,15 @@ left is our hop: the path's one-way delay, the two clocks' offset, our processin
 uplink's queue (the copies to our other children ahead of its own). The first two are a
 constant per child, so each child's lowest hop delay is its *base* (LEDBAT's base delay) and
 a sample is the hop delay over it: what our relaying adds now over what it added at best.
-A median over our children, every ``probe_interval``:
+A median over our children (each child's latest sample: one vote each, however many STATUS it
+sends), every ``probe_interval``:
 
 * past ``probe_busy``: the cap falls half-way back to the floor (``upload_kbps``): the
   uplink's queue or the relay's CPU is past what it can carry; children whose pushes are
   late move to other parents by themselves (:mod:`.tree`), none is shed;
-* within ``probe_quiet`` while every slot is taken: the cap rises by one bitrate;
-* else, or with fewer than :data:`MIN_SAMPLES` samples: it stays.
+* within ``probe_quiet`` while fewer than ``substreams`` slots are free (a stream's worth):
+  the cap rises by one bitrate;
+* else, or with fewer than :data:`MIN_SAMPLES` children heard: it stays.
 
 The cap never falls below the floor (the node's default offer; a user who knows their link
 sets ``--upload-kbps``, which fixes it) nor rises past ``upload_max_kbps``.
@@ -29,7 +31,8 @@ sets ``--upload-kbps``, which fixes it) nor rises past ``upload_max_kbps``.
 
 from __future__ import annotations
 
-#: samples kept per decision (a child sends a STATUS every ~2 s; more are dropped)
+#: children heard per decision (a relay has at most ``max_children_uncapped`` substream
+#: slots; more are not heard)
 MAX_SAMPLES = 256
 #: fewer samples in an interval than this: no decision (one child's word moves nothing)
 MIN_SAMPLES = 3
@@ -51,21 +54,23 @@ class UplinkProbe:
         self.busy = busy
         self.kbps = floor_kbps  #: the cap now
         self.next_at = now + interval  #: the next decision
-        self.samples: list[float] = []
+        #: this interval's samples: each child's latest (one vote a child, however many
+        #: STATUS it sends)
+        self.samples: dict[bytes, float] = {}
         self.last_median = -1.0  #: the median of the last decision with samples (s; -1: none)
 
-    def sample(self, queue_s: float) -> None:
-        """One child's hop delay over its base (s)."""
-        if len(self.samples) < MAX_SAMPLES:
-            self.samples.append(queue_s)
+    def sample(self, child: bytes, queue_s: float) -> None:
+        """Child ``child``'s hop delay over its base (s); its latest this interval counts."""
+        if child in self.samples or len(self.samples) < MAX_SAMPLES:
+            self.samples[child] = queue_s
 
     def decide(self, now: float, full: bool) -> int:
         """The interval is over: the cap for the next one. ``full``: no slot is free."""
         self.next_at = now + self.interval
-        s, self.samples = self.samples, []
+        s = sorted(self.samples.values())
+        self.samples = {}
         if len(s) < MIN_SAMPLES:
             return self.kbps
-        s.sort()
         med = s[len(s) // 2]
         self.last_median = med
         if med > self.busy and self.kbps > self.floor:

@@ -28,8 +28,8 @@ def test_the_cap_rises_one_bitrate_while_full_and_quiet_up_to_the_most() -> None
     p = _probe()
     caps = []
     for i in range(6):
-        for q in (0.0, 0.01, 0.03):
-            p.sample(q)
+        for c, q in enumerate((0.0, 0.01, 0.03)):
+            p.sample(bytes([c]), q)
         caps.append(p.decide(2.0 * (i + 1), full=True))
     assert caps == [3500, 4500, 5500, 6000, 6000, 6000]
     assert p.next_at == 12.0 + 2.0
@@ -37,37 +37,40 @@ def test_the_cap_rises_one_bitrate_while_full_and_quiet_up_to_the_most() -> None
 
 def test_the_cap_stays_with_free_slots_a_middling_delay_or_too_few_samples() -> None:
     p = _probe()
-    for q in (0.0, 0.0, 0.0):
-        p.sample(q)
+    for c, q in enumerate((0.0, 0.0, 0.0)):
+        p.sample(bytes([c]), q)
     assert p.decide(2.0, full=False) == FLOOR  # nobody waits for more slots
-    for q in (0.05, 0.06, 0.07):
-        p.sample(q)
+    for c, q in enumerate((0.05, 0.06, 0.07)):
+        p.sample(bytes([c]), q)
     assert p.decide(4.0, full=True) == FLOOR  # between quiet and busy
-    for _ in range(MIN_SAMPLES - 1):
-        p.sample(0.0)
+    for c in range(MIN_SAMPLES - 1):
+        p.sample(bytes([c]), 0.0)
     assert p.decide(6.0, full=True) == FLOOR  # too few to judge
-    assert p.samples == []  # each interval judged on its own samples
+    for _ in range(50):
+        p.sample(b"x", 0.0)  # one child's fifty STATUS are one voice
+    assert p.decide(8.0, full=True) == FLOOR
+    assert p.samples == {}  # each interval judged on its own samples
 
 
 def test_a_busy_median_cuts_half_way_to_the_floor_never_below() -> None:
     p = _probe()
     p.kbps = 5500
-    for q in (0.1, 0.2, 0.09, 0.0):
-        p.sample(q)
+    for c, q in enumerate((0.1, 0.2, 0.09, 0.0)):
+        p.sample(bytes([c]), q)
     assert p.decide(2.0, full=True) == 4000
-    for q in (0.1, 0.2, 0.3):
-        p.sample(q)
+    for c, q in enumerate((0.1, 0.2, 0.3)):
+        p.sample(bytes([c]), q)
     assert p.decide(4.0, full=True) == 3250
     p.kbps = FLOOR
-    for q in (0.5, 0.5, 0.5):
-        p.sample(q)
+    for c, q in enumerate((0.5, 0.5, 0.5)):
+        p.sample(bytes([c]), q)
     assert p.decide(6.0, full=True) == FLOOR
 
 
 def test_samples_are_bounded_and_bad_settings_refused() -> None:
     p = _probe()
-    for _ in range(10_000):
-        p.sample(0.0)
+    for i in range(10_000):
+        p.sample(i.to_bytes(2, "big"), 0.0)
     assert len(p.samples) <= 256
     with pytest.raises(ValueError):
         UplinkProbe(FLOOR, FLOOR - 1, BITRATE, interval=2.0, quiet=0.04, busy=0.08, now=0.0)
@@ -185,6 +188,18 @@ def test_a_lying_child_moves_the_cap_neither_way() -> None:
     _lags(node2, sid2, kids2[:8], lambda i: 1 if i == 0 else 200, 1.0)
     _lags(node2, sid2, kids2[:8], lambda i: 1 if i == 0 else 200, 1.5)
     _tick(node2, 2.0)
+    assert node2.upload_kbps == FLOOR and node2.counters.upload_raised == 0
+    # ... and saying so in a flood of STATUS (one vote, however many it sends)
+    liar = kids2[0]
+    tb = peer_tag(sid2.broadcaster)
+    for n in range(200):
+        node2.on_message(liar, wire.Status(stream=sid2.key, latest=10, have=0, keyframe=0, slots=0,
+                                           paths=[[tb, peer_tag(liar)], [], [], []],
+                                           lags=[1, wire.LAG_UNKNOWN, wire.LAG_UNKNOWN, wire.LAG_UNKNOWN]),
+                         2.1 + n * 0.005)
+    _lags(node2, sid2, kids2[:8], lambda i: 1 if i == 0 else 200, 3.5)
+    assert len(node2.uplink.samples) == 8
+    _tick(node2, 4.0)
     assert node2.upload_kbps == FLOOR and node2.counters.upload_raised == 0
 
 
