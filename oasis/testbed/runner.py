@@ -193,7 +193,7 @@ class Testbed:
                  fresh: bool = False, cdn: bool = True, upload_share: float = UPLOAD_SHARE,
                  shield: bool = False, delayer_tick_ms: float = TICK_S * 1000,
                  broadcaster_nice: int = BROADCASTER_NICE, edge_hold: float | None = None,
-                 warm_edges: bool = True, far_edges: bool = False) -> None:
+                 warm_edges: bool = True, far_edges: bool = False, probe: bool = True) -> None:
         if discovery not in DISCOVERY:
             raise ValueError(f"discovery must be one of {', '.join(DISCOVERY)}")
         self.discovery = discovery
@@ -213,6 +213,8 @@ class Testbed:
         self.shield = shield
         self.upload_share = upload_share
         self.upload_caps_x: list[float] = []  #: (filled at the end of the run)
+        #: False (``--fixed-upload``): every viewer is given its cap, 4 x at most (no probe)
+        self.probe = probe
         #: s an edge holds a request for a chunk just ahead of its feed (None: the edge's default)
         self.edge_hold = edge_hold
         #: the edges follow the stream from their start (``oasis edge --follow``, a CDN warmed
@@ -423,7 +425,7 @@ class Testbed:
                              else None,
                              "upload_share": self.upload_share,
                              # each viewer's cap at the end, x the bitrate (its probe's, or fixed)
-                             "upload_caps_x": self.upload_caps_x,
+                             "upload_caps_x": self.upload_caps_x, "upload_probe": self.probe,
                              "edge_hold_s": self.edge_hold if self.edge_hold is not None else EDGE_HOLD_S,
                              "edges_warm": self.warm_edges and self.cdn, "edges_warm_s": self.edges_warm_s,
                              "edges_cold": self.edges_cold,
@@ -448,7 +450,7 @@ class Testbed:
         every packet it sent ~200 ms)."""
         full = UPLOAD_X * self.topo.bitrate_kbps
         if self.upload_share <= 0 or self.upload_share * v.up_kbps >= full:
-            return None
+            return None if self.probe else full
         return max(1, int(self.upload_share * v.up_kbps))
 
     def upload_args(self, v: NodeSpec) -> list[str]:
@@ -920,6 +922,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--upload-share", type=float, default=UPLOAD_SHARE,
                     help="a viewer relays at most this share of its access uplink, and at most 4 x the "
                     f"bitrate (default {UPLOAD_SHARE}; 0: 4 x the bitrate whatever its link)")
+    ap.add_argument("--fixed-upload", dest="probe", action="store_false",
+                    help="give every viewer its cap (4 x the bitrate at most), as before the uplink "
+                    "probe (default: viewers whose link carries 4 x run the node's default, probed)")
     ap.add_argument("--no-cdn", dest="cdn", action="store_false",
                     help="no CDN edges: the viewers' fallback asks the broadcaster's origin, in its "
                     "country (by default a CDN edge in each viewer country follows the origin and "
@@ -1096,7 +1101,7 @@ def run_testbed(args: argparse.Namespace) -> int:
                  delay_scale=args.delay_scale, progress=progress, keep=args.keep,
                  discovery=args.discovery, rebind_at=args.rebind_at, rebind=args.rebind,
                  playout_delay=args.playout_delay, trace=args.keep, fresh=args.fresh,
-                 cdn=args.cdn, upload_share=args.upload_share, shield=args.shield,
+                 cdn=args.cdn, upload_share=args.upload_share, shield=args.shield, probe=args.probe,
                  delayer_tick_ms=args.delayer_tick_ms, broadcaster_nice=args.broadcaster_nice,
                  edge_hold=args.edge_hold, warm_edges=args.warm_edges, far_edges=args.far_edges)
     result: dict[str, Any] = {}

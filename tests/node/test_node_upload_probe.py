@@ -31,11 +31,13 @@ def test_no_upload_given_is_probed_from_4x_to_8x_and_a_given_one_is_fixed() -> N
 
 
 def test_the_testbed_leaves_the_default_to_links_that_carry_it() -> None:
-    bed = SimpleNamespace(topo=SimpleNamespace(bitrate_kbps=1500), upload_share=0.8)
+    bed = SimpleNamespace(topo=SimpleNamespace(bitrate_kbps=1500), upload_share=0.8, probe=True)
     fibre, phone = SimpleNamespace(up_kbps=50_000), SimpleNamespace(up_kbps=5_000)
     assert testbed.Testbed.upload_kbps(bed, fibre) is None  # type: ignore[arg-type]
     assert testbed.Testbed.upload_kbps(bed, phone) == 4000  # type: ignore[arg-type]
-    bed.upload_share = 0.0
+    bed.probe = False  # --fixed-upload: the cap before the probe
+    assert testbed.Testbed.upload_kbps(bed, fibre) == 6000  # type: ignore[arg-type]
+    bed.probe, bed.upload_share = True, 0.0
     assert testbed.Testbed.upload_kbps(bed, phone) is None  # type: ignore[arg-type]
 
 
