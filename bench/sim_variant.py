@@ -7,10 +7,12 @@ would, so a variant needs no scenario file. The load average before and after is
 beside the figures (the simulator is deterministic per seed; the load moves only the wall).
 
     python bench/sim_variant.py scenarios/mobile-churn-10k.toml --short --seed 2 \\
-        --set origin_margin=0.10 [--chunk-ms 20] [--nat 0.7] [--quic qh3] [--tag name] [--policy-set start_room=8]
+        --set origin_margin=0.10 [--chunk-ms 20] [--nat 0.7] [--quic qh3] [--tag name] [--policy-set start_room=8] \\
+        [--scenario-set upload_probe_x=0]
 
 ``--policy-set`` replaces a :class:`oasis.core.peer.PolicyConfig` field for every node (as
-``bench/sim_nat_breakdown.py`` does).
+``bench/sim_nat_breakdown.py`` does); ``--scenario-set`` a scenario key (``upload_probe_x=0``:
+the viewers keep their caps, no uplink probe).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import tomllib
 
 from oasis.core import peer
-from oasis.sim import cli, runner
+from oasis.sim import cli, runner, scenario
 
 
 def _load() -> str:
@@ -39,6 +41,8 @@ def main() -> None:
     ap.add_argument("--chunk-ms", default=None)
     ap.add_argument("--set", action="append", default=[], help="a [protocol] key=value (TOML value)")
     ap.add_argument("--policy-set", action="append", default=[], help="a PolicyConfig key=value (TOML value)")
+    ap.add_argument("--scenario-set", action="append", default=[],
+                    help="a scenario key=value (TOML value), e.g. upload_probe_x=0 (no uplink probe)")
     ap.add_argument("--tag", default="")
     ap.add_argument("--nat", default=None, help="share of peers behind NATs (as `oasis sim --nat`)")
     ap.add_argument("--quic", default=None, choices=("oasis", "qh3"),
@@ -65,6 +69,9 @@ def main() -> None:
     over = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.set}
     if over:
         s = dataclasses.replace(s, protocol={**s.protocol, **over})
+    scen = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.scenario_set}
+    if scen:  # checked as a scenario file's keys are
+        s = scenario.from_dict({**dataclasses.asdict(s), **scen})
     pol = {kv.split("=", 1)[0]: tomllib.loads(f"x = {kv.split('=', 1)[1]}")["x"] for kv in a.policy_set}
     if pol:  # the simulator builds pp.PolicyConfig(...) per node
         peer.PolicyConfig = functools.partial(peer.PolicyConfig, **pol)  # type: ignore[misc,assignment]
@@ -73,7 +80,8 @@ def main() -> None:
     o = out["oasis"]
     print(json.dumps({"tag": a.tag, "scenario": os.path.basename(a.scenario), "seed": a.seed,
                       "chunk_ms": a.chunk_ms, "quic": s.quic, "set": a.set,
-                      "policy_set": a.policy_set, "offload": o["offload_ratio"],
+                      "policy_set": a.policy_set, "scenario_set": a.scenario_set,
+                      "offload": o["offload_ratio"],
                       "continuity": o["continuity"], "p50": o["latency_ms"]["p50"],
                       "p95": o["latency_ms"]["p95"], "stretch50": o["latency_stretch"]["p50"],
                       "startup_ms": o.get("startup_ms"),
