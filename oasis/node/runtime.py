@@ -122,8 +122,8 @@ def url_host(host: str) -> str:
 #: a relay's upload cap when the user gave none: this many times the bitrate ...
 UPLOAD_X = 4
 #: ... raised while its children's chunks keep their pace, up to this many (1,000 simulated
-#: mobile-churn viewers x 40 s at 0.5 s, 70 % behind NATs: offload 0.910 -> 0.928 against
-#: 0.932 with a fixed 8 x; docs/simulation.md, *The uplink probe*)
+#: mobile-churn viewers x 40 s at 0.5 s, 70 % behind NATs: offload 0.910, 0.911, 0.908 ->
+#: 0.919, 0.924, 0.921 on seeds 1-3; docs/simulation.md, *The uplink probe*)
 UPLOAD_PROBE_X = 8
 
 
