@@ -65,7 +65,8 @@ class UplinkProbe:
             self.samples[child] = queue_s
 
     def decide(self, now: float, full: bool) -> int:
-        """The interval is over: the cap for the next one. ``full``: no slot is free."""
+        """The interval is over: the cap for the next one. ``full``: the relay has no room to
+        speak of (the swarm passes: fewer than ``substreams`` slots free)."""
         self.next_at = now + self.interval
         s = sorted(self.samples.values())
         self.samples = {}

@@ -260,7 +260,7 @@ def _check_numbers(s: Scenario) -> None:
 #: PROTOCOL_MAX, finite, of its default's type
 PROTOCOL_RANGES: dict[str, tuple[float, float]] = {
     "substreams": (1, 16), "window_chunks": (1, 100_000),
-    "repair_after": (0.001, 3600), "status_interval": (0.01, 3600),
+    "repair_after": (0.001, 3600), "status_interval": (0.01, 3600), "probe_interval": (0.01, 3600),
 }
 PROTOCOL_MAX = 1_000_000
 #: set in [stream], which the [protocol] table would contradict
@@ -288,6 +288,10 @@ def _check_protocol(protocol: dict[str, Any]) -> None:
         elif isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             # (a NaN fails the comparison too)
             raise ValueError(f"[protocol] {k} = {v!r}: a number, {lo:g} to {hi:,}")
+    quiet = protocol.get("probe_quiet", defaults.probe_quiet)
+    busy = protocol.get("probe_busy", defaults.probe_busy)
+    if quiet > busy:  # (the uplink probe refused it at the first viewer's join, mid-run)
+        raise ValueError(f"[protocol] probe_quiet = {quiet!r} is above probe_busy = {busy!r}")
 
 
 #: [protocol] keys the simulator reads besides SwarmConfig's fields

@@ -62,6 +62,9 @@ def test_bad_options_are_one_line_errors(argv: list[str], says: str, capsys: pyt
     ("[protocol]\nwindow_chunks = 10000000\n", "[protocol] window_chunks"),
     ("[protocol]\nstatus_interval = 0\n", "[protocol] status_interval = 0"),
     ("[protocol]\nrepair_after = nan\n", "[protocol] repair_after = nan"),
+    # found 2026-12-07 in review: the uplink probe's ValueError at the first join, a traceback
+    ("[protocol]\nprobe_interval = 0\n", "[protocol] probe_interval = 0"),
+    ("[protocol]\nprobe_quiet = 0.5\n", "probe_quiet = 0.5 is above probe_busy = 0.08"),
     ("[protocol]\nchunk_ms = 20\n", "set it in [stream]"),
     ("[protocol]\nrepair_guard = 1\n", "true or false"),
     ("[protocol]\none_hop_doubt = 1.5\n", "[protocol] one_hop_doubt = 1.5: a whole number"),
