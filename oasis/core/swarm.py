@@ -159,7 +159,8 @@ class Swarm:
         if 0 < config.upload_kbps < config.upload_max_kbps:
             self.uplink = UplinkProbe(config.upload_kbps, config.upload_max_kbps, config.bitrate_kbps,
                                       interval=config.probe_interval, quiet=config.probe_quiet,
-                                      busy=config.probe_busy, now=now)
+                                      busy=config.probe_busy, now=now,
+                                      floor_kbps=min(max(0, config.upload_min_kbps), config.upload_kbps))
         self._actions: list[SwarmAction] = []
         #: per substream: the push delay learnt from our parent, and the repair timer
         self.delay = DelayEstimator(k, config.repair_after, config.playout_delay,
@@ -323,6 +324,15 @@ class Swarm:
         if st.bad_chunks >= self.config.bad_chunk_limit:
             self._actions.append(DropPeer(st.key, ErrorCode.BAD_CHUNK,
                                           f"{st.bad_chunks} chunks failed verification"))
+
+    def on_push_dropped(self, peer: bytes, now: float) -> None:
+        """The transport dropped copies we sent ``peer`` unsent at their deadline (our
+        uplink's queue, or its link's window, held them too long): where ``peer`` is our
+        child, the uplink probe hears it as that child's vote for busy. No action follows."""
+        self.counters.pushes_dropped += 1
+        st = self.peers.get(peer)
+        if self.uplink is not None and st is not None and st.children_mask:
+            self.uplink.dropped(peer)
 
     def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float, held: float = 0.0,
                   took: float = -1.0) -> None:

@@ -47,10 +47,14 @@ class SwarmConfig:
     #: user's (0: the cap is ``upload_kbps``, fixed). Above that floor the cap rises by one
     #: bitrate every ``probe_interval`` while fewer than ``substreams`` of the relay's slots
     #: are free and its children's chunks reach them no later than they did (each child's
-    #: hop delay over its lowest, median within ``probe_quiet``), and falls half-way back to the floor when
-    #: that median passes ``probe_busy``: the uplink's queue, or the relay's CPU, says the
-    #: relay is past what it can carry (:mod:`oasis.core.uplink`; docs/oftp.md §9.7)
+    #: hop delay over its lowest, median within ``probe_quiet``), and falls half-way back to
+    #: ``upload_kbps`` (from there or below, half-way to ``upload_min_kbps``) when that median
+    #: passes ``probe_busy``: the uplink's queue, or the relay's CPU, says the relay is past
+    #: what it can carry (:mod:`oasis.core.uplink`; docs/oftp.md §9.7)
     upload_max_kbps: int = 0
+    #: the lowest the uplink probe cuts the cap to (kbit/s; 0, or above ``upload_kbps``:
+    #: ``upload_kbps``, never below its start)
+    upload_min_kbps: int = 0
     probe_interval: float = 2.0  #: s between two decisions of the uplink probe
     probe_quiet: float = 0.04  #: s: a median child's hop delay over its lowest that lets the cap rise
     probe_busy: float = 0.08  #: s: ... past which the cap falls
@@ -737,6 +741,8 @@ class SwarmCounters:
     #: ``upload_max_kbps``: the uplink probe raised the upload cap / cut it back
     upload_raised: int = 0
     upload_cut: int = 0
+    #: copies to a child the transport dropped unsent at their deadline (``on_push_dropped``)
+    pushes_dropped: int = 0
     liars_dropped: int = 0
     #: verified chunks before the start beyond the window's worth (not delivered at the start)
     early_unrecorded: int = 0

@@ -665,6 +665,7 @@ class Link:
         if self._reset_unsent(run.sid):
             self.runs_reset += 1
             self.endpoint.counters["chunk_streams_reset"] += 1
+            self._dropped()
             self.transmit()
         self._end_run(run, False)
         for a in keep:
@@ -721,7 +722,14 @@ class Link:
             return
         if self._reset_unsent(sid):
             self.endpoint.counters["chunk_streams_reset"] += 1
+            self._dropped()
             self.transmit()
+
+    def _dropped(self) -> None:
+        """Chunk bytes to our peer were dropped unsent at their deadline: say so."""
+        cb = self.endpoint.on_chunks_dropped
+        if cb is not None:
+            cb(self)
 
     def _reset_unsent(self, sid: int) -> bool:
         if self.stack.finished(self.quic, sid):

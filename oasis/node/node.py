@@ -724,6 +724,7 @@ class Node:
         #: what happened, for local programs (the local API's event feed)
         self.events = EventBus(clock)
         self.endpoint.on_migrated = self._on_migrated
+        self.endpoint.on_chunks_dropped = self._on_chunks_dropped
         #: the DHT (docs/oftp.md §17): finds the streams' peers without a tracker
         self.dht: DhtDriver | None = DhtDriver(self) if dht else None
         #: stream chat and direct messages (oasis.core.chat, oasis.core.dm)
@@ -1147,6 +1148,18 @@ class Node:
             self.policy.address_changed(link, link.peer_key, (str(link.addr[0]), int(link.addr[1])),
                                         self.clock())
             self._run_policy()
+
+    def _on_chunks_dropped(self, link: Link) -> None:
+        """``link`` dropped copies to its peer unsent at their deadline: each stream that has
+        the peer hears it (its uplink probe, where the peer is its child: a link's chunk
+        streams carry no stream id, and a peer in two streams is rare)."""
+        peer = link.peer_key
+        if peer is None:
+            return
+        now = self.clock()
+        for ls in self.streams.values():
+            if peer in ls.swarm.peers:
+                ls.swarm.on_push_dropped(peer, now)
 
     def _on_message(self, link: Link, msg: wire.Message) -> None:
         peer = link.peer_key

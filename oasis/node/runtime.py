@@ -62,8 +62,9 @@ log = logging.getLogger("oasis.runtime")
 class Common:
     data_dir: str
     listen: str = "127.0.0.1:0"  # OFTP (UDP)
-    #: None: the node's own guess, :data:`UPLOAD_X` x the bitrate, probed up to
-    #: :data:`UPLOAD_PROBE_X` x (:mod:`oasis.core.uplink`); a number (the user's): fixed
+    #: None: the node's own guess, :data:`UPLOAD_X` x the bitrate, probed between
+    #: :data:`UPLOAD_MIN_X` x and :data:`UPLOAD_PROBE_X` x (:mod:`oasis.core.uplink`); a
+    #: number (the user's): fixed
     upload_kbps: int | None = 0
     bitrate_kbps: int = 1500
     chunk_ms: int = sw.DEFAULT_CHUNK_MS
@@ -125,16 +126,21 @@ UPLOAD_X = 4
 #: mobile-churn viewers x 40 s at 0.5 s, 70 % behind NATs: offload 0.910, 0.911, 0.908 ->
 #: 0.919, 0.924, 0.921 on seeds 1-3; docs/simulation.md, *The uplink probe*)
 UPLOAD_PROBE_X = 8
+#: ... and cut, while they lag, down to this many (a stream's worth of substream slots at the
+#: default headroom: a 4G uplink carries less than 4 x a 4 Mbit/s stream)
+UPLOAD_MIN_X = 1.5
 
 
 def swarm_config(c: Common, *, use_origin: bool = True) -> sw.SwarmConfig:
+    least = 0
     if c.upload_kbps is None:  # the node's own guess: probed (SwarmConfig.upload_max_kbps)
         upload, most = UPLOAD_X * c.bitrate_kbps, UPLOAD_PROBE_X * c.bitrate_kbps
+        least = max(1, int(UPLOAD_MIN_X * c.bitrate_kbps))
     else:  # the user's: fixed
         upload, most = c.upload_kbps, 0
     return sw.SwarmConfig(chunk_ms=c.chunk_ms, substreams=c.substreams, bitrate_kbps=c.bitrate_kbps,
-                          upload_kbps=upload, upload_max_kbps=most, playout_delay=c.playout_delay,
-                          use_origin=use_origin)
+                          upload_kbps=upload, upload_max_kbps=most, upload_min_kbps=least,
+                          playout_delay=c.playout_delay, use_origin=use_origin)
 
 
 async def start_http(app: web.Application, host: str, port: int, *, check_host: bool = True,

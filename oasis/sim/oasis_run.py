@@ -344,6 +344,8 @@ class OasisSim:
         # accounting
         self.oftp_bytes = 0  #: OFTP message bytes sent (control + chunk messages)
         self.media_sent = 0  #: chunk payload bytes sent peer to peer
+        #: pushes not sent: the sender's uplink queue held them past their deadline (:meth:`push`)
+        self.pushes_reset = 0
         self.wire_bytes = 0  #: plus packet headers
         self.control_bytes = 0
         self.origin_requests = 0
@@ -501,11 +503,20 @@ class OasisSim:
     def _join(self, v: Viewer) -> None:
         now = self.now
         s = self.s
-        up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, s.upload_max_x * s.bitrate_kbps))
-        # the node's default cap (the uplink allows it): probed upward, as the node does
-        probe = int(s.upload_probe_x * s.bitrate_kbps) \
-            if up_kbps >= int(s.upload_max_x * s.bitrate_kbps) and s.upload_probe_x > s.upload_max_x else 0
-        cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps), upload_max_kbps=probe)
+        start = int(s.upload_max_x * s.bitrate_kbps)
+        least = 0
+        if s.upload_probe_x > s.upload_max_x and 0 < s.upload_floor_x < s.upload_max_x:
+            # the node's default, its uplink unknown to it: the probe finds what it carries
+            up_kbps = start
+            probe = int(s.upload_probe_x * s.bitrate_kbps)
+            least = max(1, int(s.upload_floor_x * s.bitrate_kbps))
+        else:
+            # a cap the user set from their uplink; at the default, probed upward only
+            up_kbps = int(min(v.net.up_bps * 8 / 1000 * s.upload_share, start))
+            probe = int(s.upload_probe_x * s.bitrate_kbps) \
+                if up_kbps >= start and s.upload_probe_x > s.upload_max_x else 0
+        cfg = dataclasses.replace(self.cfg, upload_kbps=max(1, up_kbps), upload_max_kbps=probe,
+                                  upload_min_kbps=least)
         ident: Identity | None = None
         key = v.key
         if self.with_session:  # the viewer's random bytes are its private key
@@ -1072,6 +1083,13 @@ class OasisSim:
         h = node.policy.link_of(a.peer)
         if h is None:
             return
+        if node.up_busy > a.deadline:
+            # the transport resets a chunk stream still unsent at its deadline
+            # (oasis/node/link.py): an uplink whose queue would hold this copy past it
+            # sends none of it (a relay offering more than its link carries)
+            self.pushes_reset += 1
+            node.swarm.on_push_dropped(a.peer, self.now)
+            return
         dst = self.by_key[a.peer]
         size = self.chunk_size[a.chunk.seq]
         self.oftp_bytes += size
@@ -1604,6 +1622,7 @@ class OasisSim:
             "origin_requests": self.origin_requests,
             #: fetches the CDN edge answered 404 (not there within its hold) and held
             "origin_404": self.origin_404, "edge_holds": self.edge_holds,
+            "pushes_reset": self.pushes_reset,
             "events": events,
             "policy": self._policy_result(),
             "cancels": self._cancel_result(),

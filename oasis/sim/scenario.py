@@ -48,10 +48,16 @@ class Scenario:
     max_neighbours: int = PolicyConfig.max_neighbours
     upload_share: float = 0.8  #: share of a viewer's measured upload the node may use
     upload_max_x: float = 4.0  #: ... capped at this multiple of the bitrate (demo default)
-    #: a viewer whose cap is that default (its uplink allows it) probes up to this multiple of
-    #: the bitrate, as the node does (``SwarmConfig.upload_max_kbps``, the node's
-    #: ``UPLOAD_PROBE_X``); at most ``upload_max_x``: no probe
+    #: above ``upload_max_x``: every viewer runs the node's default, the uplink probe, whatever
+    #: its uplink (the node does not know it): the cap starts at ``upload_max_x`` and moves
+    #: between ``upload_floor_x`` and this multiple of the bitrate (``SwarmConfig.upload_max_kbps``
+    #: and ``upload_min_kbps``, the node's ``UPLOAD_PROBE_X`` and ``UPLOAD_MIN_X``); at most
+    #: ``upload_max_x``: no probe (each viewer's cap fixed at ``upload_share`` of its uplink,
+    #: at most ``upload_max_x``: as a user who knows their link sets ``--upload-kbps``)
     upload_probe_x: float = 8.0
+    #: the probe's floor (x the bitrate); 0: the probe only raises, and a viewer whose uplink
+    #: is short of ``upload_max_x`` is given its cap, fixed (session 62's model)
+    upload_floor_x: float = 1.5
     tracker: str = "auto"  #: core | fast | auto (core Tracker up to 2000 peers)
     #: share of a tracker answer drawn from the joiner's own area (here: its country, as if
     #: every node ran with ``--area COUNTRY``); the node's tracker default; 0 = uniform
@@ -229,7 +235,7 @@ SCENARIO_RANGES: dict[str, tuple[float, float]] = {
     "ramp_s": (0, MAX_DURATION_S), "flash_start_s": (0, MAX_DURATION_S),
     "flash_window_s": (0.001, MAX_DURATION_S), "churn_per_min": (0, 60),
     "neighbours": (1, 1000), "max_neighbours": (1, 1000), "upload_share": (0, 1),
-    "upload_max_x": (0, 1000), "upload_probe_x": (0, 1000), "tracker_locality": (0, 1), "hostile_rate": (0, 1000),
+    "upload_max_x": (0, 1000), "upload_probe_x": (0, 1000), "upload_floor_x": (0, 1000), "tracker_locality": (0, 1), "hostile_rate": (0, 1000),
     "hostile_defect_s": (-1, MAX_DURATION_S), "hostile_sink_late": (-1, MAX_DURATION_S),
     "segment_s": (0.1, 60), "live_delay_segments": (1, 100), "http_threshold_s": (0, 3600),
     "pull_period_s": (0.01, 60), "pull_playout_s": (0.05, 3600), "pull_origin_margin_s": (0, 3600),

@@ -440,17 +440,20 @@ class Testbed:
         return result
 
     def upload_kbps(self, v: NodeSpec) -> int | None:
-        """What viewer ``v`` offers to relay (``--upload-kbps``): None (no flag) where
-        ``upload_share`` of its access link's uplink allows the node's default (4 x the
-        bitrate, probed upward: :mod:`oasis.core.uplink`), else that share, fixed, as a user
-        who knows their link sets it and as the simulator configures a viewer (``upload_share``
-        of its uplink, at most ``upload_max_x`` x the bitrate, probed up to ``upload_probe_x``
-        where that is the default); ``upload_share`` 0: the default whatever the link (before
-        2026-12-04: a 4G viewer with 1.3 Mbit/s up was asked for 6 and its uplink's queue held
-        every packet it sent ~200 ms)."""
+        """What viewer ``v`` offers to relay (``--upload-kbps``): None (no flag, the node's
+        default: 4 x the bitrate, probed between 1.5 x and 8 x against its children's hop delay,
+        :mod:`oasis.core.uplink`) unless :attr:`probe` is off (``--fixed-upload``); then
+        ``upload_share`` of its access link's uplink, at most 4 x the bitrate, fixed, as a user
+        who knows their link sets it (``upload_share`` 0: 4 x whatever the link; before
+        2026-12-04 a 4G viewer with 1.3 Mbit/s up was asked for 6 and its uplink's queue held
+        every packet it sent ~200 ms: the probe now cuts such a cap, as the simulator models
+        every viewer: ``Scenario.upload_floor_x``). Session 62's testbed gave the flag to the
+        viewers whose link was short of 4 x and probed only the others."""
+        if self.probe:
+            return None
         full = UPLOAD_X * self.topo.bitrate_kbps
         if self.upload_share <= 0 or self.upload_share * v.up_kbps >= full:
-            return None if self.probe else full
+            return full
         return max(1, int(self.upload_share * v.up_kbps))
 
     def upload_args(self, v: NodeSpec) -> list[str]:
@@ -920,11 +923,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="viewers as fresh interpreters importing at once (before 2026-12-04), "
                     "not forked from a launcher that has done the imports")
     ap.add_argument("--upload-share", type=float, default=UPLOAD_SHARE,
-                    help="a viewer relays at most this share of its access uplink, and at most 4 x the "
-                    f"bitrate (default {UPLOAD_SHARE}; 0: 4 x the bitrate whatever its link)")
+                    help="with --fixed-upload: a viewer relays at most this share of its access uplink, "
+                    f"and at most 4 x the bitrate (default {UPLOAD_SHARE}; 0: 4 x the bitrate whatever "
+                    "its link)")
     ap.add_argument("--fixed-upload", dest="probe", action="store_false",
-                    help="give every viewer its cap (4 x the bitrate at most), as before the uplink "
-                    "probe (default: viewers whose link carries 4 x run the node's default, probed)")
+                    help="give every viewer its cap (--upload-share of its uplink, 4 x the bitrate at "
+                    "most), as a user who knows their link (default: no cap given; every viewer runs "
+                    "the node's default, the uplink probe)")
     ap.add_argument("--no-cdn", dest="cdn", action="store_false",
                     help="no CDN edges: the viewers' fallback asks the broadcaster's origin, in its "
                     "country (by default a CDN edge in each viewer country follows the origin and "

@@ -67,6 +67,48 @@ def test_a_busy_median_cuts_half_way_to_the_floor_never_below() -> None:
     assert p.decide(6.0, full=True) == FLOOR
 
 
+def test_below_its_start_the_cap_falls_half_way_to_the_floor_and_rises_back() -> None:
+    p = UplinkProbe(FLOOR, MOST, BITRATE, interval=2.0, quiet=0.04, busy=0.08, now=0.0, floor_kbps=1000)
+    busy = (0.1, 0.2, 0.3)
+    caps = []
+    for i in range(6):
+        for c, q in enumerate(busy):
+            p.sample(bytes([c]), q)
+        caps.append(p.decide(2.0 * (i + 1), full=True))
+    assert caps == [1750, 1375, 1187, 1093, 1046, 1023]  # never below the floor
+    for c, q in enumerate((0.0, 0.0, 0.0)):
+        p.sample(bytes([c]), q)
+    assert p.decide(14.0, full=True) == 2023  # quiet and full: one bitrate up, past the start too
+    p.kbps = 5500
+    for c, q in enumerate(busy):
+        p.sample(bytes([c]), q)
+    assert p.decide(16.0, full=True) == 4000  # from above the start: half-way back to it
+    with pytest.raises(ValueError):  # a floor above the start
+        UplinkProbe(FLOOR, MOST, BITRATE, interval=2.0, quiet=0.04, busy=0.08, now=0.0, floor_kbps=FLOOR + 1)
+
+
+def test_a_dropped_copy_is_its_childs_vote_for_busy_whatever_its_status_says() -> None:
+    p = UplinkProbe(FLOOR, MOST, BITRATE, interval=2.0, quiet=0.04, busy=0.08, now=0.0, floor_kbps=1000)
+    p.dropped(b"a")
+    p.dropped(b"b")
+    for c in (b"a", b"b", b"c"):  # the copies a child got in time say nothing of the others
+        p.sample(c, 0.0)
+    assert p.decide(2.0, full=True) == 1750  # two of three: the median is busy
+    p.dropped(b"a")
+    for c in (b"a", b"b", b"c"):
+        p.sample(c, 0.0)
+    assert p.decide(4.0, full=True) == 2750  # one of three: the others are quiet (and full)
+    p.dropped(b"a")
+    assert p.decide(6.0, full=True) == FLOOR  # a lone child, every copy dropped: fewer than MIN_SAMPLES will do
+    p.dropped(b"a")
+    p.sample(b"b", 0.0)
+    assert p.decide(8.0, full=True) == FLOOR  # one of two: no majority, too few to judge
+    for i in range(10_000):
+        p.dropped(i.to_bytes(2, "big"))
+    assert len(p.samples) <= 256 and len(p.drops) <= 256
+    assert p.decide(10.0, full=True) == 1750
+
+
 def test_samples_are_bounded_and_bad_settings_refused() -> None:
     p = _probe()
     for i in range(10_000):
@@ -150,8 +192,48 @@ def test_a_full_relay_whose_children_keep_their_pace_offers_more_and_says_so() -
     _lags(node, sid, kids[:11], lambda i: 150, 3.0)
     _lags(node, sid, kids[:11], lambda i: 160, 3.5)
     _tick(node, 4.0)
-    assert node.upload_kbps == FLOOR + BITRATE // 2 and node.counters.upload_cut == 1
+    assert node.upload_kbps == FLOOR and node.counters.upload_cut == 1  # (half-way is within a step)
     assert node.free_slots() == 0  # no child is shed: the late ones move by themselves
+
+
+def test_copies_the_transport_dropped_cut_the_cap_below_its_start() -> None:
+    """An uplink that carries less than the default: the children's STATUS say nothing (the
+    copies that came in time came at the usual pace), the copies dropped unsent at their
+    deadline do (``on_push_dropped``): the cap falls towards ``upload_min_kbps``; a peer not
+    our child is counted and moves nothing."""
+    rng = random.Random(5)
+    b = Identity.from_private_bytes(rng.randbytes(32)).public
+    kids = [Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(9)]
+    sid = StreamId(b, "t")
+    cfg = sw.SwarmConfig(chunk_ms=100, substreams=K, bitrate_kbps=BITRATE, upload_kbps=FLOOR,
+                         upload_max_kbps=MOST, upload_min_kbps=1000)
+    node = sw.Swarm(sid, b, cfg, is_source=True, rng=random.Random(1), now=0.0)
+    node.handle_timer(0.0)
+    node.actions()
+    _adopt(node, sid, kids[:8], 0.1)
+    stranger = kids[8]
+    node.add_peer(stranger, 0.1, rtt=0.02)
+    for _ in range(5):
+        node.on_push_dropped(stranger, 0.6)
+    _lags(node, sid, kids[:8], lambda i: 30, 0.5)
+    _tick(node, 2.0)
+    assert node.counters.pushes_dropped == 5 and node.upload_kbps == FLOOR + BITRATE  # quiet, full
+    for t in (2.5, 4.5, 6.5):
+        for c in kids[:5]:
+            node.on_push_dropped(c, t)
+        _lags(node, sid, kids[:8], lambda i: 30, t + 0.2)
+        _tick(node, t + 1.5)
+    # 3500 -> the start (half-way is within a step of it) -> half-way to the floor, twice
+    assert node.counters.upload_cut == 3 and node.upload_kbps == 1000 + (FLOOR - 1000) // 4
+    assert node.upload.rate == node.upload_kbps * 1000 / 8
+    fixed = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, substreams=K, bitrate_kbps=BITRATE,
+                                            upload_kbps=FLOOR, upload_min_kbps=1000),
+                     is_source=True, rng=random.Random(1), now=0.0)
+    _adopt(fixed, sid, kids[:8], 0.1)
+    for c in kids[:8]:
+        fixed.on_push_dropped(c, 0.5)
+    _tick(fixed, 2.0)
+    assert fixed.uplink is None and fixed.upload_kbps == FLOOR  # the user's cap: fixed
 
 
 def test_lags_through_another_parent_or_a_fixed_cap_move_nothing() -> None:

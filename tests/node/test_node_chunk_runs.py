@@ -324,3 +324,29 @@ async def test_a_burst_past_the_peer_s_stream_credit_keeps_the_link(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_copies_reset_unsent_reach_the_uplink_probe_of_the_stream_whose_child_it_is(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real path of the probe's drop signal (docs/oftp.md §9.7): a child that stops
+    reading, a run reset at its deadline, and the stream's core hears that its copies to
+    that child were dropped (its vote for busy at the next decision)."""
+    a, b, la, lb = await _pair(None, monkeypatch, 16)
+    try:
+        cfg = sw.SwarmConfig(bitrate_kbps=1500, upload_kbps=6000, upload_max_kbps=12000,
+                             upload_min_kbps=2250)
+        ls = a.add_stream(StreamId(a.identity.public, "probe"), is_source=True, config=cfg)
+        kid = b.identity.public
+        if kid not in ls.swarm.peers:
+            ls.swarm.add_peer(kid, a.clock(), rtt=0.01)
+        ls.swarm.on_message(kid, wire.Subscribe(stream=ls.sid.key, mask=0b1111, substreams=4), a.clock())
+        assert ls.swarm.uplink is not None and ls.swarm.peers[kid].children_mask
+        assert b.endpoint.transport is not None
+        b.endpoint.loop.remove_reader(b.endpoint.transport.sock.fileno())  # b hears nothing more
+        for c in _chunks("deaf", 3, size=300_000):  # far over QUIC's first window
+            la.send_chunk(c, deadline=a.clock() + 0.3)
+        await _wait(lambda: la.runs_reset == 1, SLACK)
+        assert ls.swarm.counters.pushes_dropped >= 1 and kid in ls.swarm.uplink.drops
+    finally:
+        await a.close()
+        await b.close()

@@ -1,8 +1,8 @@
 """Where the node probes its upload cap (docs/oftp.md §9.7): only where it is its own guess.
 
 The command line, the demo and the testbed give ``--upload-kbps`` only when the user (or the
-link's known uplink) says it; without it ``oasis watch`` runs the uplink probe from 4x to 8x
-the bitrate, and its cap is on ``/metrics``."""
+link's known uplink, with the testbed's ``--fixed-upload``) says it; without it ``oasis watch``
+runs the uplink probe from 4x, between 1.5x and 8x the bitrate, and its cap is on ``/metrics``."""
 
 from __future__ import annotations
 
@@ -21,24 +21,25 @@ from oasis.node.node import Node
 from oasis.testbed import runner as testbed
 
 
-def test_no_upload_given_is_probed_from_4x_to_8x_and_a_given_one_is_fixed() -> None:
+def test_no_upload_given_is_probed_from_4x_between_1_5x_and_8x_and_a_given_one_is_fixed() -> None:
     own = rt.swarm_config(rt.Common(data_dir="/nonexistent", upload_kbps=None, bitrate_kbps=2000))
-    assert (own.upload_kbps, own.upload_max_kbps) == (8000, 16000)
+    assert (own.upload_kbps, own.upload_max_kbps, own.upload_min_kbps) == (8000, 16000, 3000)
     given = rt.swarm_config(rt.Common(data_dir="/nonexistent", upload_kbps=9000, bitrate_kbps=2000))
-    assert (given.upload_kbps, given.upload_max_kbps) == (9000, 0)
+    assert (given.upload_kbps, given.upload_max_kbps, given.upload_min_kbps) == (9000, 0, 0)
     none = rt.swarm_config(rt.Common(data_dir="/nonexistent", upload_kbps=0, bitrate_kbps=2000))
     assert (none.upload_kbps, none.upload_max_kbps) == (0, 0)
 
 
-def test_the_testbed_leaves_the_default_to_links_that_carry_it() -> None:
+def test_the_testbed_leaves_every_viewer_the_default_unless_told_to_fix_caps() -> None:
     bed = SimpleNamespace(topo=SimpleNamespace(bitrate_kbps=1500), upload_share=0.8, probe=True)
     fibre, phone = SimpleNamespace(up_kbps=50_000), SimpleNamespace(up_kbps=5_000)
     assert testbed.Testbed.upload_kbps(bed, fibre) is None  # type: ignore[arg-type]
-    assert testbed.Testbed.upload_kbps(bed, phone) == 4000  # type: ignore[arg-type]
-    bed.probe = False  # --fixed-upload: the cap before the probe
+    assert testbed.Testbed.upload_kbps(bed, phone) is None  # type: ignore[arg-type]  # the probe finds it
+    bed.probe = False  # --fixed-upload: a cap from the link, as a user who knows it
     assert testbed.Testbed.upload_kbps(bed, fibre) == 6000  # type: ignore[arg-type]
-    bed.probe, bed.upload_share = True, 0.0
-    assert testbed.Testbed.upload_kbps(bed, phone) is None  # type: ignore[arg-type]
+    assert testbed.Testbed.upload_kbps(bed, phone) == 4000  # type: ignore[arg-type]
+    bed.upload_share = 0.0
+    assert testbed.Testbed.upload_kbps(bed, phone) == 6000  # type: ignore[arg-type]
 
 
 async def test_a_viewer_without_a_cap_shows_its_probed_cap_on_metrics() -> None:

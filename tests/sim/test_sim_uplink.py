@@ -1,8 +1,11 @@
-"""The simulated viewers run the node's uplink probe (docs/oftp.md §9.7) where their cap is
-the node's default: relays that fill their slots raise it, within 4x-8x the bitrate; a viewer
-whose uplink is below the default keeps its fixed cap, and without ``upload_probe_x`` none moves.
+"""The simulated viewers run the node's uplink probe (docs/oftp.md §9.7) as the node does when
+the user gives no cap: each starts at 4x the bitrate whatever its uplink; relays that fill
+their slots raise it (at most 8x), relays whose uplink cannot carry it have copies dropped
+unsent at their deadline and cut it (at least 1.5x). ``upload_floor_x = 0`` is session 62's
+model (a viewer whose uplink is short of 4x is given its cap, fixed); without
+``upload_probe_x`` no cap moves.
 
-Behaviour, not speed: a small run on virtual time."""
+Behaviour, not speed: small runs on virtual time."""
 
 from __future__ import annotations
 
@@ -10,13 +13,11 @@ from oasis.sim import oasis_run, population
 from oasis.sim.netmodel import World
 from oasis.sim.scenario import Scenario
 
-BITRATE = 1500
 
-
-def _run(probe_x: float) -> oasis_run.OasisSim:
-    s = Scenario(name="probe", peers=150, duration_s=25.0, baselines=[], bitrate_kbps=BITRATE,
-                 protocol={"playout_delay": 0.5}, upload_probe_x=probe_x, seed=3,
-                 access_mix={"fibre": 0.5, "4g": 0.5})
+def _run(probe_x: float, bitrate: int = 1500, floor_x: float = 1.5) -> oasis_run.OasisSim:
+    s = Scenario(name="probe", peers=150, duration_s=25.0, baselines=[], bitrate_kbps=bitrate,
+                 protocol={"playout_delay": 0.5}, upload_probe_x=probe_x, upload_floor_x=floor_x,
+                 seed=3, access_mix={"fibre": 0.5, "4g": 0.5})
     world = World()
     bnet, viewers = population.build(s, world, 3)
     _, sim = oasis_run.run_oasis(s, world, bnet, viewers, 3)
@@ -27,21 +28,36 @@ def _viewers(sim: oasis_run.OasisSim) -> list:
     return [n for n in sim.nodes.values() if not n.is_source]
 
 
-def test_relays_with_room_raise_their_cap_and_the_others_keep_theirs() -> None:
-    sim = _run(8.0)
+def test_every_viewer_probes_and_weak_uplinks_cut_their_cap_below_the_start() -> None:
+    rate = 4000  # a 4 Mbit/s stream: a median 4G uplink (8 Mbit/s) carries 2x, not 4x
+    sim = _run(8.0, rate)
+    viewers = _viewers(sim)
+    assert all(n.swarm.uplink is not None and n.swarm.config.upload_kbps == 4 * rate for n in viewers)
+    caps = [n.swarm.upload_kbps for n in viewers]
+    assert all(int(1.5 * rate) <= c <= 8 * rate for c in caps)
+    assert sim.pushes_reset > 0
+    cut = [n for n in viewers if n.swarm.upload_kbps < 4 * rate]
+    assert cut and all(n.swarm.counters.upload_cut and n.swarm.counters.pushes_dropped for n in cut)
+    # those that went below the start have weaker uplinks than those raised above it
+    raised = [n for n in viewers if n.swarm.upload_kbps > 4 * rate]
+    assert raised
+    up = sorted(n.net.up_bps for n in raised)
+    assert max(n.net.up_bps for n in cut) < up[len(up) // 2]
+    for n in cut + raised:  # the slots follow the cap
+        assert n.swarm.upload.rate == n.swarm.upload_kbps * 1000 / 8
+        assert n.swarm.total_slots() == int(0.8 * n.swarm.upload_kbps * 4 / max(
+            rate, n.swarm.log.rate_bps * 8 / 1000))
+
+
+def test_without_a_floor_a_weak_uplink_is_given_its_cap_fixed() -> None:
+    sim = _run(8.0, floor_x=0.0)
     probing = [n for n in _viewers(sim) if n.swarm.uplink is not None]
     fixed = [n for n in _viewers(sim) if n.swarm.uplink is None]
     assert probing and fixed  # fibre lines carry 4x; many 4G uplinks do not
     for n in fixed:  # a cap below the default is the user's: never moved
-        assert n.swarm.upload_kbps == n.swarm.config.upload_kbps < 4 * BITRATE
-    caps = [n.swarm.upload_kbps for n in probing]
-    assert all(4 * BITRATE <= c <= 8 * BITRATE for c in caps)
-    raised = [n for n in probing if n.swarm.counters.upload_raised]
-    assert raised and max(caps) > 4 * BITRATE
-    for n in raised:  # the slots follow the cap
-        assert n.swarm.upload.rate == n.swarm.upload_kbps * 1000 / 8
-        assert n.swarm.total_slots() == int(0.8 * n.swarm.upload_kbps * 4 / max(
-            BITRATE, n.swarm.log.rate_bps * 8 / 1000))
+        assert n.swarm.upload_kbps == n.swarm.config.upload_kbps < 4 * 1500
+    assert all(4 * 1500 <= n.swarm.upload_kbps <= 8 * 1500 for n in probing)
+    assert any(n.swarm.counters.upload_raised for n in probing)
 
 
 def test_without_the_probe_no_cap_moves() -> None:
