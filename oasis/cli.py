@@ -82,7 +82,7 @@ def _common(p: argparse.ArgumentParser, role: str) -> None:
     else:
         p.add_argument("--upload-kbps", type=int, default=None,
                        help="upload cap for relaying, kbit/s, fixed (default: 4x the bitrate, raised up to 8x while "
-                            "the children's chunks keep their pace, cut down to 1.5x while they lag; 0 = none)")
+                            "the children's chunks keep their pace, cut down to 1x while they lag; 0 = none)")
         later = " (a viewer takes it from the stream's signed descriptor; kept for compatibility)"
         p.add_argument("--bitrate", type=int, default=None,
                        help="stream bitrate, kbit/s (default 1500)" + (later if role == "viewer" else ""))
@@ -184,7 +184,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     d.add_argument("--chunk-ms", type=int, default=sw.DEFAULT_CHUNK_MS,
                    help=f"chunk duration of the test stream, ms (default {sw.DEFAULT_CHUNK_MS})")
     d.add_argument("--upload-kbps", type=int, default=None, help="viewers' upload cap, fixed (default: the node's, 4x the "
-                   "bitrate probed between 1.5x and 8x)")
+                   "bitrate probed between 1x and 8x)")
     d.add_argument("--broadcaster-upload-kbps", type=int, default=None,
                    help="broadcaster's upload cap (default 2x bitrate)")
     d.add_argument("--source", default="test", help="test | FILE | - | udp://HOST:PORT")

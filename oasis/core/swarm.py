@@ -325,13 +325,15 @@ class Swarm:
             self._actions.append(DropPeer(st.key, ErrorCode.BAD_CHUNK,
                                           f"{st.bad_chunks} chunks failed verification"))
 
-    def on_push_dropped(self, peer: bytes, now: float) -> None:
-        """The transport dropped copies we sent ``peer`` unsent at their deadline (our
-        uplink's queue, or its link's window, held them too long): where ``peer`` is our
-        child, the uplink probe hears it as that child's vote for busy. No action follows."""
+    def on_push_dropped(self, peer: bytes, now: float, slack: float) -> None:
+        """The transport dropped copies we sent ``peer`` unsent at their deadline, which was
+        ``slack`` s away when we sent them: our uplink's queue, or its link's window, held
+        them that long. Where ``peer`` is our child and that is past ``probe_busy``, the
+        uplink probe hears it as the child's vote for busy (a copy sent just before its
+        deadline, because it reached us late, says nothing of our uplink). No action follows."""
         self.counters.pushes_dropped += 1
         st = self.peers.get(peer)
-        if self.uplink is not None and st is not None and st.children_mask:
+        if self.uplink is not None and st is not None and st.children_mask and slack > self.config.probe_busy:
             self.uplink.dropped(peer)
 
     def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float, held: float = 0.0,

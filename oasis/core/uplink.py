@@ -20,8 +20,9 @@ A median over our children (each child's latest sample: one vote each, however m
 sends), every ``probe_interval``:
 
 * past ``probe_busy``: the cap falls half-way back to the start (``upload_kbps``; to it from
-  within a step), or from the start or below it half-way to the floor (``upload_min_kbps``):
-  the uplink's queue or
+  within a step), or from the start or below it half-way to the floor (``upload_min_kbps``),
+  or straight to the floor where most of the children had copies dropped (the uplink does
+  not carry the default at all): the uplink's queue or
   the relay's CPU is past what it can carry; children whose pushes are late move to other
   parents by themselves (:mod:`.tree`), none is shed;
 * a copy to a child dropped unsent at its deadline (the transport resets it: the relay's own
@@ -33,8 +34,8 @@ sends), every ``probe_interval``:
   the cap rises by one bitrate;
 * else, or with fewer than :data:`MIN_SAMPLES` children heard: it stays.
 
-The cap never falls below the floor (a stream's worth: a relay's four substream slots, so a
-weak relay still feeds a child or two and hears how they fare) nor rises past
+The cap never falls below the floor (a stream's worth: three substream slots at the default
+headroom, so a weak relay still feeds a few children and hears how they fare) nor rises past
 ``upload_max_kbps``; a user who knows their link sets ``--upload-kbps``, which fixes it.
 """
 
@@ -109,6 +110,10 @@ class UplinkProbe:
                 # may then go below it)
                 kbps = self.start + (self.kbps - self.start) // 2
                 self.kbps = kbps if kbps - self.start > self.step // 2 else self.start
+            elif 2 * drops > len(s):
+                # from the start or below it, most children had copies dropped: this uplink
+                # does not carry the default at all; to the floor, and up again from there
+                self.kbps = self.floor
             else:  # from the start or below it: half-way to the floor
                 self.kbps = self.floor + (self.kbps - self.floor) // 2
         elif med <= self.quiet and full and self.kbps < self.max:

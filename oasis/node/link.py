@@ -156,6 +156,8 @@ class Link:
         self._session_timer_at = 0.0
         #: chunk streams not known finished -> their deadline (wall clock), one timer for all
         self._chunk_deadlines: dict[int, float] = {}
+        #: ... and their last chunk's slack when written (deadline - then, s: the drop signal's)
+        self._chunk_slack: dict[int, float] = {}
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         #: OFTP 2: the chunk runs open on this link, one per lane (a chunk's seq modulo
@@ -554,6 +556,7 @@ class Link:
                     self._quic_refused(exc)
                     continue
                 self._chunk_deadlines[sid] = a.deadline
+                self._chunk_slack[sid] = a.deadline - self.endpoint.clock()
                 self._arm_expiry()
             elif isinstance(a, ss.StopChunkStream):
                 self._stop_receiving(a.stream_id, ErrorCode.TOO_LARGE)
@@ -567,6 +570,7 @@ class Link:
                 for sid in list(self._chunk_deadlines):
                     self._reset_unsent(sid)
                 self._chunk_deadlines.clear()
+                self._chunk_slack.clear()
                 for run in self._runs:
                     if run.sid >= 0:
                         self._reset_unsent(run.sid)
@@ -620,17 +624,18 @@ class Link:
                 self.runs_cut += 1
                 self.endpoint.counters["chunk_runs_cut"] += 1
             if last:
-                self._end_run(run, True, a.deadline)
+                self._end_run(run, True, a.deadline, a.deadline - self.endpoint.clock())
             else:
-                run.due.append((run.bytes, a.deadline, a))
+                run.due.append((run.bytes, a.deadline, a, self.endpoint.clock()))
             self._arm_expiry()
             return
 
-    def _end_run(self, run: _Run, finished: bool, deadline: float = 0.0) -> None:
+    def _end_run(self, run: _Run, finished: bool, deadline: float = 0.0, slack: float = 0.0) -> None:
         """Forget a lane's open run; one that ended by FIN keeps its last chunk's deadline
-        (reset then unless every byte was acknowledged, as a stream of one chunk)."""
+        (reset then unless every byte was acknowledged, as a stream of one chunk) and slack."""
         if finished and run.sid >= 0:
             self._chunk_deadlines[run.sid] = deadline
+            self._chunk_slack[run.sid] = slack
         run.sid = -1
         run.due.clear()
 
@@ -665,7 +670,7 @@ class Link:
         if self._reset_unsent(run.sid):
             self.runs_reset += 1
             self.endpoint.counters["chunk_streams_reset"] += 1
-            self._dropped()
+            self._dropped(max(d[1] - d[3] for d in due if d[1] <= now))
             self.transmit()
         self._end_run(run, False)
         for a in keep:
@@ -688,6 +693,7 @@ class Link:
             finished, quic = self.stack.finished, self.quic
             for sid in [sid for sid in d if finished(quic, sid)]:
                 del d[sid]
+                self._chunk_slack.pop(sid, None)
         if self.closed:
             return
         at = min(d.values()) if d else INF
@@ -718,18 +724,20 @@ class Link:
 
     def expire_chunk(self, sid: int) -> None:
         """Reset a chunk stream that is still not fully sent at its deadline."""
+        slack = self._chunk_slack.pop(sid, 0.0)
         if self._chunk_deadlines.pop(sid, None) is None or self.closed:
             return
         if self._reset_unsent(sid):
             self.endpoint.counters["chunk_streams_reset"] += 1
-            self._dropped()
+            self._dropped(slack)
             self.transmit()
 
-    def _dropped(self) -> None:
-        """Chunk bytes to our peer were dropped unsent at their deadline: say so."""
+    def _dropped(self, slack: float) -> None:
+        """Chunk bytes to our peer were dropped unsent at their deadline, the longest
+        ``slack`` s after they were written: say so."""
         cb = self.endpoint.on_chunks_dropped
         if cb is not None:
-            cb(self)
+            cb(self, slack)
 
     def _reset_unsent(self, sid: int) -> bool:
         if self.stack.finished(self.quic, sid):
@@ -861,7 +869,8 @@ class Link:
 
 class _Run:
     """One lane's open chunk run: its stream (-1: none), the chunks and bytes written on
-    it, and (end offset, deadline, the send) of its chunks that may still be unsent."""
+    it, and (end offset, deadline, the send, when written) of its chunks that may still be
+    unsent."""
 
     __slots__ = ("sid", "chunks", "bytes", "due", "last_at")
 
@@ -870,7 +879,7 @@ class _Run:
         self.chunks = 0
         self.bytes = 0
         self.last_at = -INF  #: loop time the lane's last chunk was written
-        self.due: list[tuple[int, float, ss.SendChunkStream]] = []
+        self.due: list[tuple[int, float, ss.SendChunkStream, float]] = []
 
 
 def chunk_run_length(value: int | None = None) -> int:

@@ -1149,17 +1149,18 @@ class Node:
                                         self.clock())
             self._run_policy()
 
-    def _on_chunks_dropped(self, link: Link) -> None:
-        """``link`` dropped copies to its peer unsent at their deadline: each stream that has
-        the peer hears it (its uplink probe, where the peer is its child: a link's chunk
-        streams carry no stream id, and a peer in two streams is rare)."""
+    def _on_chunks_dropped(self, link: Link, slack: float) -> None:
+        """``link`` dropped copies to its peer unsent at their deadline, ``slack`` s after
+        they were written: each stream that has the peer hears it (its uplink probe, where
+        the peer is its child: a link's chunk streams carry no stream id, and a peer in two
+        streams is rare)."""
         peer = link.peer_key
         if peer is None:
             return
         now = self.clock()
         for ls in self.streams.values():
             if peer in ls.swarm.peers:
-                ls.swarm.on_push_dropped(peer, now)
+                ls.swarm.on_push_dropped(peer, now, slack)
 
     def _on_message(self, link: Link, msg: wire.Message) -> None:
         peer = link.peer_key

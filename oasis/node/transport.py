@@ -124,8 +124,9 @@ class Endpoint:
         #: called with a link whose peer's address changed (QUIC migrated the connection)
         self.on_migrated: Callable[[Link], None] | None = None
         #: called with a link that reset a chunk stream (or a run's tail) still unsent at its
-        #: deadline: copies to its peer were dropped (the uplink probe hears it)
-        self.on_chunks_dropped: Callable[[Link], None] | None = None
+        #: deadline, and the longest time those chunks had left when written (s): copies to
+        #: its peer were dropped (the uplink probe hears it)
+        self.on_chunks_dropped: Callable[[Link, float], None] | None = None
         self.clock = clock
         self.rng = rng or random.Random()
         #: handshake nonces always come from the OS, even when --seed makes the rest reproducible

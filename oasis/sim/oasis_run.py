@@ -1088,7 +1088,7 @@ class OasisSim:
             # (oasis/node/link.py): an uplink whose queue would hold this copy past it
             # sends none of it (a relay offering more than its link carries)
             self.pushes_reset += 1
-            node.swarm.on_push_dropped(a.peer, self.now)
+            node.swarm.on_push_dropped(a.peer, self.now, a.deadline - self.now)
             return
         dst = self.by_key[a.peer]
         size = self.chunk_size[a.chunk.seq]

@@ -57,7 +57,7 @@ class Scenario:
     upload_probe_x: float = 8.0
     #: the probe's floor (x the bitrate); 0: the probe only raises, and a viewer whose uplink
     #: is short of ``upload_max_x`` is given its cap, fixed (session 62's model)
-    upload_floor_x: float = 1.5
+    upload_floor_x: float = 1.0
     tracker: str = "auto"  #: core | fast | auto (core Tracker up to 2000 peers)
     #: share of a tracker answer drawn from the joiner's own area (here: its country, as if
     #: every node ran with ``--area COUNTRY``); the node's tracker default; 0 = uniform

@@ -441,7 +441,7 @@ class Testbed:
 
     def upload_kbps(self, v: NodeSpec) -> int | None:
         """What viewer ``v`` offers to relay (``--upload-kbps``): None (no flag, the node's
-        default: 4 x the bitrate, probed between 1.5 x and 8 x against its children's hop delay,
+        default: 4 x the bitrate, probed between 1 x and 8 x against its children's hop delay,
         :mod:`oasis.core.uplink`) unless :attr:`probe` is off (``--fixed-upload``); then
         ``upload_share`` of its access link's uplink, at most 4 x the bitrate, fixed, as a user
         who knows their link sets it (``upload_share`` 0: 4 x whatever the link; before

@@ -93,20 +93,31 @@ def test_a_dropped_copy_is_its_childs_vote_for_busy_whatever_its_status_says() -
     p.dropped(b"b")
     for c in (b"a", b"b", b"c"):  # the copies a child got in time say nothing of the others
         p.sample(c, 0.0)
-    assert p.decide(2.0, full=True) == 1750  # two of three: the median is busy
+    # two of three: the uplink does not carry the start at all: straight to the floor
+    assert p.decide(2.0, full=True) == 1000
     p.dropped(b"a")
     for c in (b"a", b"b", b"c"):
         p.sample(c, 0.0)
-    assert p.decide(4.0, full=True) == 2750  # one of three: the others are quiet (and full)
+    assert p.decide(4.0, full=True) == 2000  # one of three: the others are quiet (and full)
+    for c, q in enumerate((0.1, 0.2, 0.3)):
+        p.sample(bytes([c]), q)
+    assert p.decide(6.0, full=True) == 1500  # late but nothing dropped: half-way to the floor
+    p.kbps = FLOOR + 3 * BITRATE
     p.dropped(b"a")
-    assert p.decide(6.0, full=True) == FLOOR  # a lone child, every copy dropped: fewer than MIN_SAMPLES will do
+    p.dropped(b"b")
+    p.sample(b"c", 0.0)
+    assert p.decide(8.0, full=True) == FLOOR + 3 * BITRATE // 2  # above the start: half-way back to it
     p.dropped(b"a")
     p.sample(b"b", 0.0)
-    assert p.decide(8.0, full=True) == FLOOR  # one of two: no majority, too few to judge
+    assert p.decide(10.0, full=True) == FLOOR + 3 * BITRATE // 2  # one of two: no majority, too few to judge
+    p.kbps = FLOOR
+    p.dropped(b"a")
+    assert p.decide(12.0, full=True) == 1000  # a lone child, every copy dropped: fewer than MIN_SAMPLES will do
+    p.kbps = FLOOR
     for i in range(10_000):
         p.dropped(i.to_bytes(2, "big"))
     assert len(p.samples) <= 256 and len(p.drops) <= 256
-    assert p.decide(10.0, full=True) == 1750
+    assert p.decide(14.0, full=True) == 1000
 
 
 def test_samples_are_bounded_and_bad_settings_refused() -> None:
@@ -199,8 +210,9 @@ def test_a_full_relay_whose_children_keep_their_pace_offers_more_and_says_so() -
 def test_copies_the_transport_dropped_cut_the_cap_below_its_start() -> None:
     """An uplink that carries less than the default: the children's STATUS say nothing (the
     copies that came in time came at the usual pace), the copies dropped unsent at their
-    deadline do (``on_push_dropped``): the cap falls towards ``upload_min_kbps``; a peer not
-    our child is counted and moves nothing."""
+    deadline do (``on_push_dropped``, where they had more than ``probe_busy`` to go when
+    sent): the cap falls towards ``upload_min_kbps``; a peer not our child, or copies that
+    reached us too late to make their deadline, are counted and move nothing."""
     rng = random.Random(5)
     b = Identity.from_private_bytes(rng.randbytes(32)).public
     kids = [Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(9)]
@@ -214,24 +226,30 @@ def test_copies_the_transport_dropped_cut_the_cap_below_its_start() -> None:
     stranger = kids[8]
     node.add_peer(stranger, 0.1, rtt=0.02)
     for _ in range(5):
-        node.on_push_dropped(stranger, 0.6)
+        node.on_push_dropped(stranger, 0.6, 0.3)
     _lags(node, sid, kids[:8], lambda i: 30, 0.5)
     _tick(node, 2.0)
     assert node.counters.pushes_dropped == 5 and node.upload_kbps == FLOOR + BITRATE  # quiet, full
-    for t in (2.5, 4.5, 6.5):
+    for c in kids[:8]:  # copies sent with less than probe_busy to go: late to us, not our queue
+        node.on_push_dropped(c, 2.1, 0.05)
+    _lags(node, sid, kids[:8], lambda i: 30, 2.2)
+    _tick(node, 4.0)
+    assert node.counters.pushes_dropped == 13 and node.counters.upload_raised == 2
+    for t in (4.5, 6.5, 8.5):
         for c in kids[:5]:
-            node.on_push_dropped(c, t)
+            node.on_push_dropped(c, t, 0.3)
         _lags(node, sid, kids[:8], lambda i: 30, t + 0.2)
         _tick(node, t + 1.5)
-    # 3500 -> the start (half-way is within a step of it) -> half-way to the floor, twice
-    assert node.counters.upload_cut == 3 and node.upload_kbps == 1000 + (FLOOR - 1000) // 4
+    # 4500 -> 3500 -> the start (half-way is within a step of it) -> most children had
+    # copies dropped there: the floor
+    assert node.counters.upload_cut == 3 and node.upload_kbps == 1000
     assert node.upload.rate == node.upload_kbps * 1000 / 8
     fixed = sw.Swarm(sid, b, sw.SwarmConfig(chunk_ms=100, substreams=K, bitrate_kbps=BITRATE,
                                             upload_kbps=FLOOR, upload_min_kbps=1000),
                      is_source=True, rng=random.Random(1), now=0.0)
     _adopt(fixed, sid, kids[:8], 0.1)
     for c in kids[:8]:
-        fixed.on_push_dropped(c, 0.5)
+        fixed.on_push_dropped(c, 0.5, 0.3)
     _tick(fixed, 2.0)
     assert fixed.uplink is None and fixed.upload_kbps == FLOOR  # the user's cap: fixed
 

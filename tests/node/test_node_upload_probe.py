@@ -2,7 +2,7 @@
 
 The command line, the demo and the testbed give ``--upload-kbps`` only when the user (or the
 link's known uplink, with the testbed's ``--fixed-upload``) says it; without it ``oasis watch``
-runs the uplink probe from 4x, between 1.5x and 8x the bitrate, and its cap is on ``/metrics``."""
+runs the uplink probe from 4x, between 1x and 8x the bitrate, and its cap is on ``/metrics``."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from oasis.node.node import Node
 from oasis.testbed import runner as testbed
 
 
-def test_no_upload_given_is_probed_from_4x_between_1_5x_and_8x_and_a_given_one_is_fixed() -> None:
+def test_no_upload_given_is_probed_from_4x_between_1x_and_8x_and_a_given_one_is_fixed() -> None:
     own = rt.swarm_config(rt.Common(data_dir="/nonexistent", upload_kbps=None, bitrate_kbps=2000))
-    assert (own.upload_kbps, own.upload_max_kbps, own.upload_min_kbps) == (8000, 16000, 3000)
+    assert (own.upload_kbps, own.upload_max_kbps, own.upload_min_kbps) == (8000, 16000, 2000)
     given = rt.swarm_config(rt.Common(data_dir="/nonexistent", upload_kbps=9000, bitrate_kbps=2000))
     assert (given.upload_kbps, given.upload_max_kbps, given.upload_min_kbps) == (9000, 0, 0)
     none = rt.swarm_config(rt.Common(data_dir="/nonexistent", upload_kbps=0, bitrate_kbps=2000))

