@@ -727,9 +727,15 @@ class Link:
         slack = self._chunk_slack.pop(sid, 0.0)
         if self._chunk_deadlines.pop(sid, None) is None or self.closed:
             return
+        try:  # bytes never put on the wire (a stream sent whole and not yet acknowledged
+            # is reset too, but its peer may well have it: no drop to speak of)
+            unsent = self.stack.unsent(self.quic, sid)
+        except self.stack.errors:
+            unsent = 0
         if self._reset_unsent(sid):
             self.endpoint.counters["chunk_streams_reset"] += 1
-            self._dropped(slack)
+            if unsent > 0:
+                self._dropped(slack)
             self.transmit()
 
     def _dropped(self, slack: float) -> None:
