@@ -19,12 +19,12 @@ a sample is the hop delay over it: what our relaying adds now over what it added
 A median over our children (each child's latest sample: one vote each, however many STATUS it
 sends), every ``probe_interval``:
 
-* past ``probe_busy``: the cap falls half-way back to the start (``upload_kbps``; to it from
-  within a step), or from the start or below it half-way to the floor (``upload_min_kbps``),
-  or straight to the floor where most of the children had copies dropped (the uplink does
-  not carry the default at all): the uplink's queue or
-  the relay's CPU is past what it can carry; children whose pushes are late move to other
-  parents by themselves (:mod:`.tree`), none is shed;
+* past ``probe_busy``: the uplink's queue or the relay's CPU is past what it can carry. The
+  cap falls half-way back to the start (``upload_kbps``; to it from within a step); from
+  the start or below it, half-way to the floor (``upload_min_kbps``), or straight to the
+  floor where most of the children had copies dropped (the uplink does not carry the
+  default at all). Children whose pushes are late move to other parents by themselves
+  (:mod:`.tree`), none is shed;
 * a copy to a child dropped unsent at its deadline (the transport resets it: the relay's own
   observation, as a loss is TCP's) is that child's vote for busy, whatever its STATUS says:
   the children of an uplink that cannot carry them get none of those copies, and the copies

@@ -1157,10 +1157,9 @@ class Node:
         peer = link.peer_key
         if peer is None:
             return
-        now = self.clock()
         for ls in self.streams.values():
             if peer in ls.swarm.peers:
-                ls.swarm.on_push_dropped(peer, now, slack)
+                ls.swarm.on_push_dropped(peer, ls.now(), slack)
 
     def _on_message(self, link: Link, msg: wire.Message) -> None:
         peer = link.peer_key

@@ -128,7 +128,7 @@ UPLOAD_X = 4
 UPLOAD_PROBE_X = 8
 #: ... and cut, while they lag or its copies to them are dropped, down to this many (a
 #: stream's worth: a 4G uplink carries less than 4 x a 4 Mbit/s stream; 1,000 simulated
-#: stress-4mbit viewers x 40 s: offload 0.93552 with 1.5 x, 0.94337 with 1 x;
+#: stress-4mbit viewers x 40 s: offload 0.93434 with 1.5 x, 0.94337 with 1 x;
 #: docs/simulation.md, *The uplink probe, downward*)
 UPLOAD_MIN_X = 1.0
 
