@@ -154,10 +154,9 @@ class Link:
         self._timer_at: float | None = None
         self._session_timer: asyncio.TimerHandle | None = None
         self._session_timer_at = 0.0
-        #: chunk streams not known finished -> their deadline (wall clock), one timer for all
-        self._chunk_deadlines: dict[int, float] = {}
-        #: ... and their last chunk's slack when written (deadline - then, s: the drop signal's)
-        self._chunk_slack: dict[int, float] = {}
+        #: chunk streams not known finished -> (their deadline, when their last chunk was
+        #: written) (wall clock), one timer for all
+        self._chunk_deadlines: dict[int, tuple[float, float]] = {}
         self._expiry: asyncio.TimerHandle | None = None
         self._expiry_at = 0.0
         #: OFTP 2: the chunk runs open on this link, one per lane (a chunk's seq modulo
@@ -555,8 +554,7 @@ class Link:
                 except self.stack.errors as exc:  # qh3: the connection is closed
                     self._quic_refused(exc)
                     continue
-                self._chunk_deadlines[sid] = a.deadline
-                self._chunk_slack[sid] = a.deadline - self.endpoint.clock()
+                self._chunk_deadlines[sid] = (a.deadline, self.endpoint.clock())
                 self._arm_expiry()
             elif isinstance(a, ss.StopChunkStream):
                 self._stop_receiving(a.stream_id, ErrorCode.TOO_LARGE)
@@ -570,7 +568,6 @@ class Link:
                 for sid in list(self._chunk_deadlines):
                     self._reset_unsent(sid)
                 self._chunk_deadlines.clear()
-                self._chunk_slack.clear()
                 for run in self._runs:
                     if run.sid >= 0:
                         self._reset_unsent(run.sid)
@@ -624,18 +621,18 @@ class Link:
                 self.runs_cut += 1
                 self.endpoint.counters["chunk_runs_cut"] += 1
             if last:
-                self._end_run(run, True, a.deadline, a.deadline - self.endpoint.clock())
+                self._end_run(run, True, a.deadline, self.endpoint.clock())
             else:
                 run.due.append((run.bytes, a.deadline, a, self.endpoint.clock()))
             self._arm_expiry()
             return
 
-    def _end_run(self, run: _Run, finished: bool, deadline: float = 0.0, slack: float = 0.0) -> None:
+    def _end_run(self, run: _Run, finished: bool, deadline: float = 0.0, written: float = 0.0) -> None:
         """Forget a lane's open run; one that ended by FIN keeps its last chunk's deadline
-        (reset then unless every byte was acknowledged, as a stream of one chunk) and slack."""
+        (reset then unless every byte was acknowledged, as a stream of one chunk) and when
+        that chunk was written."""
         if finished and run.sid >= 0:
-            self._chunk_deadlines[run.sid] = deadline
-            self._chunk_slack[run.sid] = slack
+            self._chunk_deadlines[run.sid] = (deadline, written)
         run.sid = -1
         run.due.clear()
 
@@ -693,10 +690,9 @@ class Link:
             finished, quic = self.stack.finished, self.quic
             for sid in [sid for sid in d if finished(quic, sid)]:
                 del d[sid]
-                self._chunk_slack.pop(sid, None)
         if self.closed:
             return
-        at = min(d.values()) if d else INF
+        at = min(t for t, _ in d.values()) if d else INF
         for run in self._runs:
             for e in run.due:  # (a newer chunk may go first: not in deadline order)
                 if e[1] < at:
@@ -717,15 +713,15 @@ class Link:
             return
         # the event loop's timers may fire up to a millisecond early (uvloop: 1 ms steps)
         now = self.endpoint.clock() + EXPIRY_SLACK
-        for sid in [sid for sid, t in self._chunk_deadlines.items() if t <= now]:
+        for sid in [sid for sid, (t, _) in self._chunk_deadlines.items() if t <= now]:
             self.expire_chunk(sid)
         self._check_runs(now)
         self._arm_expiry()
 
     def expire_chunk(self, sid: int) -> None:
         """Reset a chunk stream that is still not fully sent at its deadline."""
-        slack = self._chunk_slack.pop(sid, 0.0)
-        if self._chunk_deadlines.pop(sid, None) is None or self.closed:
+        entry = self._chunk_deadlines.pop(sid, None)
+        if entry is None or self.closed:
             return
         try:  # bytes never put on the wire (a stream sent whole and not yet acknowledged
             # is reset too, but its peer may well have it: no drop to speak of)
@@ -735,7 +731,7 @@ class Link:
         if self._reset_unsent(sid):
             self.endpoint.counters["chunk_streams_reset"] += 1
             if unsent > 0:
-                self._dropped(slack)
+                self._dropped(entry[0] - entry[1])
             self.transmit()
 
     def _dropped(self, slack: float) -> None:
