@@ -933,6 +933,9 @@ def test_an_edge_told_to_follow_a_stream_holds_it_before_any_viewer_asks(
         assert info["following"] == [sid]  # (given in upper case: the one spelling)
         base = info["edge"].rsplit("/origin", 1)[0]
         wait_until(lambda: _stats(base)["streams"].get(sid, {}).get("frames", 0) >= 5, 30)
+        # both feed links are opened at once, but on a loaded machine the second can come up
+        # after the first has brought five chunks: wait for it, as a viewer would not notice
+        wait_until(lambda: _stats(base)["streams"][sid]["links"] == edge_mod.FEEDS, 30)
         s = _stats(base)
         f = s["streams"][sid]
         assert f["pinned"] and f["connected"] and f["links"] == edge_mod.FEEDS
