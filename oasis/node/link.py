@@ -664,10 +664,11 @@ class Link:
         if not any(d[1] <= now for d in due):
             return
         keep = [d[2] for d in due if d[1] > now]
+        unsent = run.bytes - sent
         if self._reset_unsent(run.sid):
             self.runs_reset += 1
             self.endpoint.counters["chunk_streams_reset"] += 1
-            self._dropped(max(d[1] - d[3] for d in due if d[1] <= now))
+            self._dropped(max(d[1] - d[3] for d in due if d[1] <= now), unsent)
             self.transmit()
         self._end_run(run, False)
         for a in keep:
@@ -731,15 +732,15 @@ class Link:
         if self._reset_unsent(sid):
             self.endpoint.counters["chunk_streams_reset"] += 1
             if unsent > 0:
-                self._dropped(entry[0] - entry[1])
+                self._dropped(entry[0] - entry[1], unsent)
             self.transmit()
 
-    def _dropped(self, slack: float) -> None:
-        """Chunk bytes to our peer were dropped unsent at their deadline, the longest
-        ``slack`` s after they were written: say so."""
+    def _dropped(self, slack: float, nbytes: int) -> None:
+        """``nbytes`` chunk bytes to our peer were dropped unsent at their deadline, the
+        longest ``slack`` s after they were written: say so."""
         cb = self.endpoint.on_chunks_dropped
         if cb is not None:
-            cb(self, slack)
+            cb(self, slack, nbytes)
 
     def _reset_unsent(self, sid: int) -> bool:
         if self.stack.finished(self.quic, sid):

@@ -1149,17 +1149,19 @@ class Node:
                                         self.clock())
             self._run_policy()
 
-    def _on_chunks_dropped(self, link: Link, slack: float) -> None:
-        """``link`` dropped copies to its peer unsent at their deadline, ``slack`` s after
-        they were written: each stream that has the peer hears it (its uplink probe, where
-        the peer is its child: a link's chunk streams carry no stream id, and a peer in two
-        streams is rare)."""
+    def _on_chunks_dropped(self, link: Link, slack: float, nbytes: int) -> None:
+        """``link`` dropped ``nbytes`` of copies to its peer unsent at their deadline,
+        ``slack`` s after they were written: each stream that has the peer hears it (its
+        uplink probe, where the peer is its child: a link's chunk streams carry no stream
+        id, and a peer in two streams is rare)."""
         peer = link.peer_key
         if peer is None:
             return
         for ls in self.streams.values():
             if peer in ls.swarm.peers:
-                ls.swarm.on_push_dropped(peer, ls.now(), slack)
+                # (a cut it makes at once may shed children: their UNSUBSCRIBE goes out
+                # with the stream's next pump, not from inside the link's reset)
+                ls.swarm.on_push_dropped(peer, ls.now(), slack, nbytes)
 
     def _on_message(self, link: Link, msg: wire.Message) -> None:
         peer = link.peer_key

@@ -126,7 +126,7 @@ class Endpoint:
         #: called with a link that reset a chunk stream (or a run's tail) still unsent at its
         #: deadline, and the longest time those chunks had left when written (s): copies to
         #: its peer were dropped (the uplink probe hears it)
-        self.on_chunks_dropped: Callable[[Link, float], None] | None = None
+        self.on_chunks_dropped: Callable[[Link, float, int], None] | None = None
         self.clock = clock
         self.rng = rng or random.Random()
         #: handshake nonces always come from the OS, even when --seed makes the rest reproducible

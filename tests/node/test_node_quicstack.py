@@ -173,7 +173,7 @@ async def test_a_chunk_stream_is_reset_at_its_deadline_until_it_is_acknowledged(
         la.transmit_now()  # on the wire; its ACK cannot have come back yet
         assert la.control_unsent() == 0
         drops: list[float] = []
-        a.endpoint.on_chunks_dropped = lambda link, slack: drops.append(slack)
+        a.endpoint.on_chunks_dropped = lambda link, slack, nbytes: drops.append(slack)
         la.expire_chunk(s1)
         assert a.endpoint.counters["chunk_streams_reset"] == 1
         assert drops == []  # all of it went out: reset, but no drop for the uplink probe
@@ -202,7 +202,8 @@ async def test_the_link_resets_a_chunk_stream_on_its_own_once_the_deadline_passe
         bc = Identity.generate()
         sid = StreamId(bc.public, "deaf")
         drops: list[float] = []
-        a.endpoint.on_chunks_dropped = lambda link, slack: drops.append(slack)
+        sizes: list[int] = []
+        a.endpoint.on_chunks_dropped = lambda link, slack, nbytes: (drops.append(slack), sizes.append(nbytes))
         la.send_chunk(sign_chunk(bc, sid, 1, 1, True, b"a" * 6000), deadline=a.clock() + 0.2)
         la.transmit_now()  # on the wire whole (QUIC's first window), before the next shares it
         assert la.stack.unsent(la.quic, max(la._chunk_deadlines)) == 0
@@ -216,6 +217,9 @@ async def test_the_link_resets_a_chunk_stream_on_its_own_once_the_deadline_passe
         # acknowledges) as unsent, so its first is a drop too
         assert any(0.25 < d <= 0.3 for d in drops)
         assert len(drops) == (1 if stack == "qh3" else 2)
+        # with the bytes it dropped: the part of the 300-kB chunk QUIC's window kept back
+        big = sizes[drops.index(next(d for d in drops if 0.25 < d <= 0.3))]
+        assert 100_000 < big < 300_200
     finally:
         await a.close()
         await b.close()
