@@ -325,7 +325,7 @@ class Swarm:
             self._actions.append(DropPeer(st.key, ErrorCode.BAD_CHUNK,
                                           f"{st.bad_chunks} chunks failed verification"))
 
-    def on_push_dropped(self, peer: bytes, now: float, slack: float) -> None:
+    def on_push_dropped(self, peer: bytes, now: float, slack: float, nbytes: int = 0) -> None:
         """The transport dropped copies we sent ``peer`` unsent at their deadline, which was
         ``slack`` s away when we sent them: our uplink's queue, or its link's window, held
         them that long. Where ``peer`` is our child and that is past ``probe_busy``, the
@@ -334,7 +334,8 @@ class Swarm:
         self.counters.pushes_dropped += 1
         st = self.peers.get(peer)
         if self.uplink is not None and st is not None and st.children_mask and slack > self.config.probe_busy:
-            self.uplink.dropped(peer)
+            if self.uplink.dropped(peer, nbytes, now):
+                self._probe_uplink(now)
 
     def on_origin(self, seq: int, chunk: wire.ChunkMsg | None, now: float, held: float = 0.0,
                   took: float = -1.0) -> None:
@@ -372,6 +373,9 @@ class Swarm:
         elif isinstance(msg, wire.Unsubscribe):
             # freed slots: told with the next periodic STATUS (not urgent)
             st.children_mask &= ~msg.mask
+            if msg.mask & st.parent_mask:
+                # from our parent: it sheds us (its uplink carries fewer children)
+                self.tree.shed_by(st, msg.mask, now)
         elif isinstance(msg, wire.Request):
             if st.parent_mask >> (msg.seq % self.config.substreams) & 1:
                 # our parent on that substream pulls its chunk from us: a copy of it from
@@ -463,7 +467,9 @@ class Swarm:
         up = self.uplink
         assert up is not None
         before = up.kbps
-        kbps = up.decide(now, self.tree.free_slots() < self.config.substreams)
+        dropped = set(up.drops)
+        kbps = up.decide(now, self.tree.free_slots() < self.config.substreams,
+                         self.upload.counters.released_bytes)
         if kbps == before:
             return
         if kbps > before:
@@ -472,6 +478,36 @@ class Swarm:
             self.counters.upload_cut += 1
         self.tree.cap_kbps = kbps
         self.upload.set_rate(kbps, now)
+        if kbps < before:
+            self._shed(dropped)
+
+    def _shed(self, dropped: set[bytes]) -> None:
+        """The cap fell below what our children take: end the substreams past the slots
+        left (UNSUBSCRIBE to the child), those of children that had copies dropped first,
+        then the peers that came last; each finds another parent at once."""
+        excess = -self.tree.free_slots_signed()
+        if excess <= 0:
+            return
+        # (in the order the peers came, not the drop set's: its order is the hash seed's,
+        # and the simulator is deterministic per seed)
+        last_first = list(reversed(self.peers.values()))
+        order = [st for st in last_first if st.key in dropped] \
+            + [st for st in last_first if st.key not in dropped]
+        for st in order:
+            if excess <= 0:
+                break
+            mask = 0
+            m = st.children_mask
+            j = self.config.substreams - 1
+            while j >= 0 and excess > 0:
+                if m >> j & 1:
+                    mask |= 1 << j
+                    excess -= 1
+                j -= 1
+            if mask:
+                st.children_mask &= ~mask
+                self.counters.children_shed += bin(mask).count("1")
+                self._actions.append(Send(st.key, wire.Unsubscribe(stream=self.skey, mask=mask)))
 
     @property
     def upload_kbps(self) -> int:

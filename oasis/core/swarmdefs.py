@@ -743,6 +743,10 @@ class SwarmCounters:
     upload_cut: int = 0
     #: copies to a child the transport dropped unsent at their deadline (``on_push_dropped``)
     pushes_dropped: int = 0
+    #: children's substreams we ended (UNSUBSCRIBE to the child) because the probe's cut
+    #: left fewer slots than they took / parents that ended ours so
+    children_shed: int = 0
+    parents_shed: int = 0
     liars_dropped: int = 0
     #: verified chunks before the start beyond the window's worth (not delivered at the start)
     early_unrecorded: int = 0

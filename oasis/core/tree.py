@@ -193,8 +193,28 @@ class PushTree:
         return slots
 
     def free_slots(self) -> int:
+        return max(0, min(0xFFFF, self.free_slots_signed()))
+
+    def free_slots_signed(self) -> int:
+        """Slots left (negative: children past the cap, after the uplink probe cut it)."""
         used = sum(bin(st.children_mask).count("1") for st in self.peers.values())
-        return max(0, min(0xFFFF, self.total_slots() - used))
+        return self.total_slots() - used
+
+    def shed_by(self, st: PeerState, mask: int, now: float) -> None:
+        """Our parent (or standby) ``st`` ended our substreams in ``mask`` (UNSUBSCRIBE from
+        a parent: its uplink carries fewer children now). Not a fault: that parent is not
+        asked again for ``reject_backoff`` and another is picked at once."""
+        mask &= st.parent_mask & ((1 << self.config.substreams) - 1)
+        for j in _bits(mask):
+            st.parent_mask &= ~(1 << j)
+            st.rejected_until[j] = now + self.config.reject_backoff
+            self.counters.parents_shed += 1
+            if self.standby[j] == st.key:
+                self.standby[j] = None
+            elif self.parents[j] == st.key:
+                self.lose_parent(j)
+        if mask:
+            self.select_parents(now)
 
     def expected_arrival(self, st: PeerState, j: int) -> float:
         """How long after a chunk's time it would reach us through ``st`` on

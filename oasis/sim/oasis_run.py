@@ -1088,7 +1088,7 @@ class OasisSim:
             # (oasis/node/link.py): an uplink whose queue would hold this copy past it
             # sends none of it (a relay offering more than its link carries)
             self.pushes_reset += 1
-            node.swarm.on_push_dropped(a.peer, self.now, a.deadline - self.now)
+            node.swarm.on_push_dropped(a.peer, self.now, a.deadline - self.now, len(a.chunk.payload))
             return
         dst = self.by_key[a.peer]
         size = self.chunk_size[a.chunk.seq]
@@ -1584,6 +1584,27 @@ class OasisSim:
                 "mapping_learnt": dict(learnt), "counters": dict(totals)}
 
     # ---- results -------------------------------------------------------------
+    def _uplink_result(self) -> dict[str, Any]:
+        """The honest viewers still watching at the end, by whether their uplink's
+        ``upload_share`` carries the probe's start (4 x the bitrate): how many, and their
+        mean line, cap at the end and upload sent over their lives, in multiples of the
+        bitrate (what the probe found against what it could have)."""
+        s = self.s
+        rate = s.bitrate_kbps * 1000 / 8
+        start = s.upload_max_x
+        groups: dict[str, list[tuple[float, float, float]]] = {"weak": [], "strong": []}
+        for n in self.nodes.values():
+            if n.is_source or n.mode or not n.alive or self.now - n.born < 1.0:
+                continue
+            line = n.net.up_bps * s.upload_share / rate
+            cap = n.swarm.upload_kbps * 1000 / 8 / rate if n.swarm.upload_kbps else 0.0
+            sent = n.up_bytes / (self.now - n.born) / rate
+            groups["weak" if line < start else "strong"].append((line, cap, sent))
+        return {k: {"n": len(v), "line_x": round(sum(e[0] for e in v) / len(v), 3),
+                    "cap_x": round(sum(e[1] for e in v) / len(v), 3),
+                    "sent_x": round(sum(e[2] for e in v) / len(v), 3)} if v else {"n": 0}
+                for k, v in groups.items()}
+
     def _result(self, events: int, wall_s: float, end: float) -> dict[str, Any]:
         s = self.s
         produced = np.array(self.produced_t)
@@ -1623,6 +1644,7 @@ class OasisSim:
             #: fetches the CDN edge answered 404 (not there within its hold) and held
             "origin_404": self.origin_404, "edge_holds": self.edge_holds,
             "pushes_reset": self.pushes_reset,
+            "uplink": self._uplink_result(),
             "events": events,
             "policy": self._policy_result(),
             "cancels": self._cancel_result(),

@@ -1041,3 +1041,30 @@ def test_a_refused_requester_backs_off_instead_of_flooding(status_interval: floa
     # every refusal was heard as one: the requester backed off each time
     refusals = c.requests_refused + c.requests_out_of_window + c.requests_claimed + c.held_refused
     assert sum(net.nodes[v].counters.refusals_heard for v in net.viewers) == refusals
+
+
+def test_a_parent_that_sheds_its_child_is_left_and_another_asked_at_once() -> None:
+    """UNSUBSCRIBE from our parent (its uplink probe cut its cap below what its children
+    take, docs/oftp.md §9.7): it no longer feeds us on those substreams. We lose it there
+    at once -- no strike, no UNSUBSCRIBE back -- ask another neighbour, and do not ask
+    it again for ``reject_backoff``. The same message from a peer that is not our parent
+    there moves nothing."""
+    node, sid, b, p = _one_parent(21)
+    q = Identity.from_private_bytes(random.Random(99).randbytes(32)).public
+    node.add_peer(q, 0.1, rtt=0.08)  # slower than p: not a switch while p feeds us
+    node.on_message(q, _status(sid.key, [[peer_tag(b), peer_tag(q)]], [45]), 0.1)
+    node.actions()
+    node.on_message(q, wire.Unsubscribe(stream=sid.key, mask=1), 0.5)  # not our parent
+    assert node.parents[0] == p and not node.actions() and node.counters.parents_shed == 0
+    node.on_message(p, wire.Unsubscribe(stream=sid.key, mask=1), 1.0)
+    acts = node.actions()
+    assert node.parents[0] is None and node.counters.parents_shed == 1
+    assert not _unsubscribes(acts) and node.counters.withhold_strikes == 0
+    subs = [(a.peer, a.message.mask) for a in acts
+            if isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe)]
+    assert subs == [(q, 1)], "another parent asked at once, not the one that shed us"
+    node.on_message(q, wire.SubscribeAck(stream=sid.key, accepted=0, rejected=1), 1.1)
+    acts = node.actions()  # q refuses too: p is not asked again before reject_backoff
+    assert not any(isinstance(a, sw.Send) and isinstance(a.message, wire.Subscribe) and a.peer == p
+                   for a in acts)
+    assert node.peers[p].rejected_until[0] == pytest.approx(1.0 + node.config.reject_backoff)

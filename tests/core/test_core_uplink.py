@@ -11,7 +11,7 @@ from oasis.core import swarm as sw
 from oasis.core import wire
 from oasis.core.identity import Identity, peer_tag
 from oasis.core.stream import StreamId
-from oasis.core.uplink import MIN_SAMPLES, UplinkProbe
+from oasis.core.uplink import DELIVERED_SHARE, EARLY_DROPS, EARLY_MIN_S, MIN_SAMPLES, UplinkProbe
 from oasis.core.upload import UploadScheduler
 
 K = 4
@@ -351,3 +351,79 @@ def test_a_relay_judges_its_own_hop_not_the_delay_above_it() -> None:
     round_(300, 1.5)
     _tick(node, 2.0)
     assert node.upload_kbps == FLOOR + BITRATE and node.counters.upload_cut == 0
+
+
+def _unsubs(acts: list) -> dict[bytes, int]:
+    return {a.peer: a.message.mask for a in acts
+            if isinstance(a, sw.Send) and isinstance(a.message, wire.Unsubscribe)}
+
+
+def test_a_cut_sheds_the_children_past_the_slots_left_those_with_drops_first() -> None:
+    """A cut that leaves fewer slots than the children take ends the substreams past them
+    (UNSUBSCRIBE to the child): the relay's uplink would drop their copies, and a shed
+    child asks another parent at once, where one it kept starves until it gives up on
+    us. The children that had copies dropped go first."""
+    rng = random.Random(5)
+    b = Identity.from_private_bytes(rng.randbytes(32)).public
+    kids = [Identity.from_private_bytes(rng.randbytes(32)).public for _ in range(8)]
+    sid = StreamId(b, "t")
+    cfg = sw.SwarmConfig(chunk_ms=100, substreams=K, bitrate_kbps=BITRATE, upload_kbps=FLOOR,
+                         upload_max_kbps=MOST, upload_min_kbps=1000)
+    node = sw.Swarm(sid, b, cfg, is_source=True, rng=random.Random(1), now=0.0)
+    node.handle_timer(0.0)
+    node.actions()
+    _adopt(node, sid, kids, 0.1)
+    assert node.free_slots() == 0
+    for c in kids[4:7]:  # three of the eight had copies dropped: not a majority, but too few
+        node.on_push_dropped(c, 0.3, 0.3)  # heard to judge otherwise -- the rest say late:
+    _lags(node, sid, kids[:4], lambda i: 30, 0.5)
+    _lags(node, sid, kids[:4], lambda i: 200, 1.0)
+    node.handle_timer(2.0)
+    acts = node.actions()
+    # busy median at the start: half-way to the floor (1750: 2 slots of the 8 taken)
+    assert node.upload_kbps == 1750 and node.total_slots() == 5
+    shed = _unsubs(acts)
+    assert node.counters.children_shed == 3 and sum(bin(m).count("1") for m in shed.values()) == 3
+    assert set(shed) == set(kids[4:7]), "the children whose copies were dropped go first"
+    assert all(not node.peers[c].children_mask for c in shed) and node.free_slots() == 0
+    # a cut that leaves room for every child sheds none; nor does a rise
+    node.tree.cap_kbps = node.uplink.kbps = 6000
+    _lags(node, sid, [k for k in kids if k not in shed], lambda i: 200, 2.5)
+    node.handle_timer(4.0)
+    assert node.upload_kbps < 6000 and not _unsubs(node.actions()) and node.counters.children_shed == 3
+
+
+def test_drops_from_most_children_cut_at_once_to_a_share_of_what_the_uplink_delivered() -> None:
+    """Where most children had copies dropped at or below the start, the uplink does not
+    carry it: the cap goes to ``DELIVERED_SHARE`` of the rate it delivered since the last
+    decision (bytes released less bytes dropped), and at once once ``EARLY_DROPS`` children
+    did, not at the interval's end; never below the floor; the floor where the rate is
+    not known (the first decision)."""
+    start = 16_000
+
+    def probe() -> UplinkProbe:
+        return UplinkProbe(start, 32_000, 4000, interval=2.0, quiet=0.04, busy=0.08, now=0.0,
+                           floor_kbps=4000)
+
+    p = probe()
+    for c in (b"a", b"b", b"c"):
+        p.sample(c, 0.0)
+    assert p.decide(2.0, full=False, released=1_000_000) == start  # quiet, room left: stays
+    kids = [bytes([i]) for i in range(EARLY_DROPS)]
+    p.sample(b"quiet", 0.0)  # one more child heard, with no drop
+    # 2.5 MB released over the next second, 1 MB of it dropped: 12,000 kbit/s delivered
+    assert not any(p.dropped(c, 1_000_000 // EARLY_DROPS, now=2.0 + EARLY_MIN_S / 2) for c in kids), \
+        "not sooner than EARLY_MIN_S after the last decision"
+    assert p.dropped(kids[0], 1_000_000 % EARLY_DROPS, now=3.0)  # time now: a decision is due
+    assert p.decide(3.0, full=True, released=3_500_000) == int(12_000 * DELIVERED_SHARE)
+    assert p.next_at == 5.0
+    # what it delivered since is under the floor: the floor
+    for c in kids:
+        p.dropped(c, 3_000_000 // EARLY_DROPS, now=4.0)
+    assert p.decide(4.0, full=True, released=3_600_000) == 4000
+    # fewer children with drops than EARLY_DROPS: the interval's end decides, not the drops
+    q = probe()
+    q.kbps = 8000
+    assert not any(q.dropped(c, 10, now=1.5) for c in kids[:-1])
+    # and the first decision knows no rate: the floor
+    assert q.decide(2.0, full=True, released=10**9) == 4000
