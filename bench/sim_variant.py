@@ -90,6 +90,7 @@ def main() -> None:
                       "origin_404": o.get("origin_404"), "edge_holds": o.get("edge_holds"),
                       "edge_hold": a.edge_hold,
                       "near_swaps": o.get("policy", {}).get("links_replaced_nearer"),
+                      "pushes_reset": o.get("pushes_reset"), "uplink": o.get("uplink"),
                       "wall_s": out.get("wall_s"),
                       "load": [load0, _load()]}), flush=True)
 
