@@ -94,10 +94,10 @@ class UplinkProbe:
         self.drops: set[bytes] = set()
         self.last_median = -1.0  #: the median of the last decision with samples (s; -1: none)
         self.since = now  #: the last decision
-        #: the bytes released by the last decision (-1: not known). Not 0 from the start: in
-        #: its first interval the upload scheduler's full bucket overstates the line, and a
-        #: weak relay overloaded from its join is better cut to the floor (stress-4mbit: 0.0095
-        #: less offload with the rate known from the first decision; docs/simulation.md)
+        #: the bytes released by the last decision (-1: not known). Not 0 from the start: a
+        #: relay overloaded from its join did better cut to the floor (stress-4mbit: 0.0095
+        #: less offload with the rate known from the first decision, docs/simulation.md; the
+        #: upload scheduler's full bucket at the start may overstate the line)
         self.released0 = -1
         self.dropped_bytes = 0  #: this interval's bytes dropped (:meth:`dropped`)
 
