@@ -57,7 +57,8 @@ BUSY_VOTE = 3600.0
 #: of the rate the relay delivered since the last decision (released less dropped: what its
 #: uplink carried while it was overloaded), not straight to the floor (stress-4mbit, 1,000
 #: x 40 s, seeds 1 / 2: 0.6, 0.7, 0.8 gave mean offload 0.9442, 0.9458, 0.9437, a spread
-#: within those runs' noise of +-0.003; all three beat the floor: docs/simulation.md)
+#: within those runs' noise of +-0.003, as is their gain over the floor, 0.9427:
+#: docs/simulation.md)
 DELIVERED_SHARE = 0.7
 #: a decision is taken at once, not at the interval's end, once this many children had
 #: copies dropped and they are most of those heard (an overloaded uplink drops every
