@@ -213,6 +213,8 @@ class Testbed:
         self.shield = shield
         self.upload_share = upload_share
         self.upload_caps_x: list[float] = []  #: (filled at the end of the run)
+        #: the viewers' links' chunk copies not sent, summed (:data:`CHUNK_DROP_EVENTS`)
+        self.chunk_drops: dict[str, int] = {}
         #: False (``--fixed-upload``): every viewer is given its cap, 4 x at most (no probe)
         self.probe = probe
         #: s an edge holds a request for a chunk just ahead of its feed (None: the edge's default)
@@ -366,10 +368,14 @@ class Testbed:
         vmetrics = await asyncio.gather(*[http_get(net.placement[v.name].ns, "127.0.0.1", GATEWAY_PORT,
                                                    "/metrics") for v in viewers])
         caps: list[float] = []  # each viewer's upload cap at the end, x the bitrate (§9.7)
+        self.chunk_drops = dict.fromkeys(CHUNK_DROP_EVENTS, 0)
         for s, m in zip(final, vmetrics, strict=True):
             text = (m or b"").decode(errors="replace")
             if s is not None:
                 s["discovery"] = metric_events(text, "oasis_discovery_events_total")
+            ep = metric_events(text, "oasis_endpoint_events_total")
+            for k in CHUNK_DROP_EVENTS:
+                self.chunk_drops[k] += ep.get(k, 0)
             cap = metric_gauge(text, "oasis_upload_cap_kbps")
             if cap is not None:
                 caps.append(round(cap / topo.bitrate_kbps, 2))
@@ -426,6 +432,9 @@ class Testbed:
                              "upload_share": self.upload_share,
                              # each viewer's cap at the end, x the bitrate (its probe's, or fixed)
                              "upload_caps_x": self.upload_caps_x, "upload_probe": self.probe,
+                             # copies the viewers' links did not write (their backlog would have
+                             # held them past the deadline) or reset at it, summed
+                             "chunk_drops": self.chunk_drops,
                              "edge_hold_s": self.edge_hold if self.edge_hold is not None else EDGE_HOLD_S,
                              "edges_warm": self.warm_edges and self.cdn, "edges_warm_s": self.edges_warm_s,
                              "edges_cold": self.edges_cold,
@@ -848,6 +857,10 @@ def metric_gauge(text: str, family: str) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+#: the viewers' endpoint counters of chunk copies not sent in time (docs/oftp.md §9.6)
+CHUNK_DROP_EVENTS = ("chunk_doomed", "chunk_streams_reset")
 
 
 def metric_events(text: str, family: str) -> dict[str, int]:
