@@ -586,8 +586,10 @@ class Link:
 
     def backlog(self) -> int:
         """Chunk bytes written to this link and not yet on the wire: in its open runs, and
-        in its ended chunk streams unless the newest of those left whole (QUIC sends a
-        connection's streams oldest first, so then the others did too)."""
+        in its ended chunk streams where the newest of those has bytes unsent (one unsent
+        call per chunk written on an idle link; where the newest left whole the older are
+        taken to have left too, as they mostly have: an undercount at worst, so a chunk is
+        written, never wrongly dropped)."""
         total = 0
         for run in self._runs:
             if run.sid >= 0 and run.due:
