@@ -41,9 +41,7 @@ chunks behind it that are still in time are written again on a new run (only
 stale chunks are dropped); a chunk that is on the wire is left to QUIC's loss
 recovery. An ended run keeps the
 rule of a stream per chunk: reset at its last chunk's deadline unless all
-acknowledged. A chunk is not written at all where the link's backlog (bytes written
-before it, not yet on the wire) with it would take longer at the link's pacing rate than
-its deadline leaves (``_doomed``, counted ``chunk_doomed``): its drop is told at once.
+acknowledged.
 """
 
 from __future__ import annotations
@@ -171,8 +169,6 @@ class Link:
         self.runs_cut = 0
         #: chunks written again on a new run because a stale chunk ahead of them reset theirs
         self.run_chunks_resent = 0
-        #: chunks not written: the link's backlog would have held them past their deadline
-        self.chunks_doomed = 0
         self.datagrams_in = self.datagrams_out = 0
         self.transmits = 0  #: flushes: how often :meth:`transmit_now` ran
         #: runs of datagrams handed to QUIC in one call (:meth:`datagrams_received`), and
@@ -546,8 +542,6 @@ class Link:
                 except self.stack.errors:  # stream finished/reset by the peer, or link closed
                     self.endpoint.counters["control_send_refused"] += 1
             elif isinstance(a, ss.SendChunkStream):
-                if self._doomed(a):
-                    continue
                 if a.run:
                     self._send_in_run(a)
                     continue
@@ -583,51 +577,6 @@ class Link:
                     self.quic.close(error_code=0x100 + int(a.code), reason_phrase=a.reason)
                 except self.stack.errors as exc:
                     self._quic_refused(exc)
-
-    def backlog(self) -> int:
-        """Chunk bytes written to this link and not yet on the wire: in its open runs, and
-        in its ended chunk streams where the newest of those has bytes unsent (one unsent
-        call per chunk written on an idle link; where the newest left whole the older are
-        taken to have left too, as they mostly have: an undercount at worst, so a chunk is
-        written, never wrongly dropped)."""
-        total = 0
-        for run in self._runs:
-            if run.sid >= 0 and run.due:
-                total += run.bytes - self._run_sent(run)
-        d = self._chunk_deadlines
-        if d:
-            unsent = self.stack.unsent
-            quic = self.quic
-            try:
-                if unsent(quic, next(reversed(d))) > 0:
-                    total += sum(unsent(quic, sid) for sid in d)
-            except self.stack.errors:
-                pass
-        return total
-
-    def _doomed(self, a: ss.SendChunkStream) -> bool:
-        """Whether chunk send ``a`` cannot leave before its deadline: the bytes written to
-        this link before it and not yet sent, and its own, take longer at the link's rate
-        (its congestion window per smoothed round trip, what its pacer sends at) than the
-        deadline leaves. Then it is not written at all (it would be reset unsent at its
-        deadline, its bytes a waste of the uplink) and the uplink probe hears of the drop
-        now, not at the deadline (docs/oftp.md §9.7). A link with nothing waiting, or
-        whose window is not known, writes it."""
-        backlog = self.backlog()
-        if backlog <= 0:
-            return False
-        cwnd = self.stack.window(self.quic)[0]
-        srtt = self.stack.rtt(self.quic)
-        if cwnd <= 0 or srtt <= 0:
-            return False
-        now = self.endpoint.clock()
-        slack = a.deadline - now
-        if (backlog + len(a.data)) * srtt / cwnd <= slack:
-            return False
-        self.chunks_doomed += 1
-        self.endpoint.counters["chunk_doomed"] += 1
-        self._dropped(slack, len(a.data))
-        return True
 
     def run_of(self, seq: int) -> _Run:
         """The lane of chunk ``seq``: its open run, if any."""

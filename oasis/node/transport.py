@@ -171,8 +171,6 @@ class Endpoint:
             # chunk runs ended early, the next chunk of their lane too close behind (link.py)
             "chunk_runs_cut",
             "chunk_no_stream",  # a chunk dropped: the peer's stream credit was used up (Link)
-            # a chunk not written: the link's backlog would hold it past its deadline (Link)
-            "chunk_doomed",
             "control_backlog_closed",  # links closed for not reading our control stream (link.py)
             "quic_refused"), 0)  # a call the QUIC stack refused (its connection closed or failed)
         self.retry = retry

@@ -226,55 +226,6 @@ async def test_the_link_resets_a_chunk_stream_on_its_own_once_the_deadline_passe
 
 
 @pytest.mark.parametrize("stack", STACKS)
-@pytest.mark.parametrize("run", ["1", "16"])
-async def test_a_chunk_the_backlog_would_hold_past_its_deadline_is_not_written_and_the_drop_told_at_once(
-        stack: str, run: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A relay whose link has more queued than it sends before a chunk's deadline does not
-    write that chunk (it would be reset unsent at the deadline, its bytes a waste of the
-    uplink) and tells the uplink probe now, not at the deadline; a chunk with time enough
-    behind the same backlog is written, and so is any chunk on a link with nothing queued,
-    however short its deadline. A stream per chunk (``run`` 1) and runs of 16 alike."""
-    monkeypatch.setenv("OASIS_CHUNK_RUN", run)
-    a, b = await _node(stack), await _node(stack)
-    try:
-        assert await a.connect(b.peer_id, *b.endpoint.address)
-        la = a.links_by_peer[b.identity.public]
-        drops: list[tuple[float, int]] = []
-        a.endpoint.on_chunks_dropped = lambda link, slack, nbytes: drops.append((slack, nbytes))
-        bc = Identity.generate()
-        sid = StreamId(bc.public, "doomed")
-        assert la.backlog() == 0
-        la.send_chunk(sign_chunk(bc, sid, 4, 1, True, b"q" * 6000), deadline=a.clock() + 0.0005)
-        assert a.endpoint.counters["chunk_doomed"] == 0  # nothing queued: written, however late
-        la.transmit_now()
-        await _wait(lambda: la.backlog() == 0, SLACK)
-        assert b.endpoint.transport is not None
-        b.endpoint.loop.remove_reader(b.endpoint.transport.sock.fileno())  # b acknowledges nothing more
-        la.send_chunk(sign_chunk(bc, sid, 5, 1, True, b"a" * 300_000), deadline=a.clock() + 60.0)
-        la.transmit_now()  # QUIC's window on the wire, the rest held back: the backlog
-        held = la.backlog()
-        assert 100_000 < held < 300_200
-        cwnd, srtt = la.stack.window(la.quic)[0], la.stack.rtt(la.quic)
-        assert cwnd > 0 and srtt > 0
-        wait = (held + 6100) * srtt / cwnd  # what the link's pacer needs for it and a 6-kB chunk
-
-        def written() -> int:  # chunk streams ended, and chunks on the lanes' open runs
-            return len(la._chunk_deadlines) + sum(la.run_of(q).chunks for q in range(4))
-
-        n = written()
-        la.send_chunk(sign_chunk(bc, sid, 6, 1, True, b"b" * 6000), deadline=a.clock() + wait / 3)
-        assert a.endpoint.counters["chunk_doomed"] == 1 and la.chunks_doomed == 1
-        assert len(drops) == 1 and drops[0][0] < wait / 3 and 6000 < drops[0][1] < 6400  # at once
-        assert written() == n and la.backlog() <= held  # not written (the pacer may send meanwhile)
-        la.send_chunk(sign_chunk(bc, sid, 7, 1, True, b"c" * 6000), deadline=a.clock() + 3 * wait + 1.0)
-        assert a.endpoint.counters["chunk_doomed"] == 1 and len(drops) == 1
-        assert written() == n + 1  # written, behind the rest
-    finally:
-        await a.close()
-        await b.close()
-
-
-@pytest.mark.parametrize("stack", STACKS)
 async def test_acknowledged_chunk_streams_are_forgotten_at_the_next_push(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chunk stream QUIC is done with needs no deadline: the next push forgets it, so the
     link's deadline timer waits only for streams still open, and none is reset."""
