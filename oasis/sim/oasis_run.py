@@ -97,6 +97,7 @@ EV_BURST = 11  #: several control messages in one datagram (a REQUEST flood)
 EV_DIAL_FAILED = 12  #: a dial nobody answered (the node's connect timeout)
 EV_SESSION = 13  #: handshake bytes arrive (scenario protocol.session)
 EV_NAT_RETRY = 14  #: a dial's Initial, dropped by the listener's NAT, is retransmitted
+EV_DROPPED = 15  #: a copy never sent reaches its deadline: its sender's transport says so
 MTU_PAYLOAD = 1200
 PACKET_OVERHEAD = 60  #: IPv4 20 + UDP 8 + QUIC short header, AEAD tag, frame headers ~32
 CONTROL_FRAME_PREFIX = 4
@@ -467,6 +468,8 @@ class OasisSim:
                 self._session(a, b)
             elif kind == EV_NAT_RETRY:
                 self._dial(a, b[0], b[1])
+            elif kind == EV_DROPPED:
+                self._dropped(a, b)
             else:
                 self._dial_failed(a, b)
         self.events = events
@@ -1088,7 +1091,9 @@ class OasisSim:
             # (oasis/node/link.py): an uplink whose queue would hold this copy past it
             # sends none of it (a relay offering more than its link carries)
             self.pushes_reset += 1
-            node.swarm.on_push_dropped(a.peer, self.now, a.deadline - self.now, len(a.chunk.payload))
+            # ... and its core hears of it then, not now: the node's link resets the copy
+            # when its deadline comes (oasis/node/link.py)
+            self.at(a.deadline, EV_DROPPED, node, (a.peer, a.deadline - self.now, len(a.chunk.payload)))
             return
         dst = self.by_key[a.peer]
         size = self.chunk_size[a.chunk.seq]
@@ -1172,6 +1177,15 @@ class OasisSim:
             t = max(t, now)
             node.armed = t
         self.at(t, EV_TIMER, node, t)
+
+    def _dropped(self, node: SimNode, what: tuple[bytes, float, int]) -> None:
+        """A copy ``node`` never sent is past its deadline: its core hears of it (the peer,
+        the deadline's slack when the copy was queued, its bytes), as the node's link tells
+        it when it resets the copy."""
+        if not node.alive:
+            return
+        node.swarm.on_push_dropped(what[0], self.now, what[1], what[2])
+        self._pump(node)
 
     def _timer(self, node: SimNode, t: float) -> None:
         if node.armed != t or not node.alive:
