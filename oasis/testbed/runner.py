@@ -213,7 +213,7 @@ class Testbed:
         self.shield = shield
         self.upload_share = upload_share
         self.upload_caps_x: list[float] = []  #: (filled at the end of the run)
-        #: the viewers' links' chunk copies not sent, summed (:data:`CHUNK_DROP_EVENTS`)
+        #: the viewers' links' chunk copies reset at their deadline, summed (:data:`CHUNK_DROP_EVENTS`)
         self.chunk_drops: dict[str, int] = {}
         #: False (``--fixed-upload``): every viewer is given its cap, 4 x at most (no probe)
         self.probe = probe
@@ -432,8 +432,7 @@ class Testbed:
                              "upload_share": self.upload_share,
                              # each viewer's cap at the end, x the bitrate (its probe's, or fixed)
                              "upload_caps_x": self.upload_caps_x, "upload_probe": self.probe,
-                             # copies the viewers' links did not write (their backlog would have
-                             # held them past the deadline) or reset at it, summed
+                             # copies the viewers' links reset at their deadline, summed
                              "chunk_drops": self.chunk_drops,
                              "edge_hold_s": self.edge_hold if self.edge_hold is not None else EDGE_HOLD_S,
                              "edges_warm": self.warm_edges and self.cdn, "edges_warm_s": self.edges_warm_s,
@@ -859,8 +858,8 @@ def metric_gauge(text: str, family: str) -> float | None:
     return None
 
 
-#: the viewers' endpoint counters of chunk copies not sent in time (docs/oftp.md §9.6)
-CHUNK_DROP_EVENTS = ("chunk_doomed", "chunk_streams_reset")
+#: the viewers' endpoint counters of chunk copies not sent in time (docs/oftp.md §2)
+CHUNK_DROP_EVENTS = ("chunk_streams_reset",)
 
 
 def metric_events(text: str, family: str) -> dict[str, int]:
