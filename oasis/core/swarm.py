@@ -467,7 +467,7 @@ class Swarm:
         up = self.uplink
         assert up is not None
         before = up.kbps
-        dropped = set(up.drops)
+        dropped = up.drops  # (decide() starts a new set: this one stays the interval's)
         kbps = up.decide(now, self.tree.free_slots() < self.config.substreams,
                          self.upload.counters.released_bytes)
         if kbps == before:
