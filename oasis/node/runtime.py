@@ -675,7 +675,8 @@ async def dht_descriptor(node: Node, sid: StreamId, boots: tuple[Bootstrap, ...]
     seen = (f"{delta('dht_answers_in')} answers, {delta('dht_dials')} dials "
             f"({delta('dht_dial_failures')} failed), {delta('dht_timeouts')} requests timed out, "
             f"{delta('dht_records_rejected') + delta('dht_descriptors_rejected')} records or descriptors "
-            "refused as forged or foreign")
+            f"refused as forged or foreign, {delta('dht_records_expired')} records expired, "
+            f"{delta('dht_lookups_started')} lookups")
     why = (f"in {SHORT_LINK_TIMEOUT:g} s" if took >= SHORT_LINK_TIMEOUT - 0.5
            else f"(the DHT lookup ended after {took:.1f} s)")
     raise LinkError("no_descriptor", f"no descriptor for {sid} from the link's bootstrap peers {why}: "

@@ -20,6 +20,7 @@ class OasisProcess:
     def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None,
                  stdin: bytes | None = None) -> None:
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.log_path = log_path
         self.popen = subprocess.Popen([sys.executable, "-m", "oasis", *args], stdout=subprocess.PIPE,
                                       stderr=self.log,
                                       stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
@@ -40,7 +41,10 @@ class OasisProcess:
             raise TimeoutError(f"no start line within {timeout}s")
         line = self.popen.stdout.readline()
         if not line:
-            raise RuntimeError(f"process exited early with {self.popen.poll()}")
+            # what it said on its way out, so a failure says why (a flake included)
+            with open(self.log_path, "rb") as f:
+                tail = f.read()[-1500:].decode("utf-8", "replace")
+            raise RuntimeError(f"process exited early with {self.popen.poll()}; its log ends: {tail}")
         self.info = json.loads(line)
         return self.info
 

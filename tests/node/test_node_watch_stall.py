@@ -109,6 +109,7 @@ def test_a_short_link_to_nobody_says_what_was_tried(tmp_path: Path) -> None:
     assert "no_descriptor: no descriptor for" in r.stderr, r.stderr
     # nobody listens there: the one bootstrap peer was dialled, and that dial failed
     assert re.search(r"0 answers, [1-9]\d* dials \([1-9]\d* failed\)", r.stderr), r.stderr
+    assert re.search(r"0 records expired, [1-9]\d* lookups", r.stderr), r.stderr  # (the rest said)
 
 
 def test_a_player_goes_on_after_the_viewer_process_was_stopped(tmp_path: Path) -> None:
